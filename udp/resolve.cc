@@ -1,0 +1,93 @@
+#include "udp/resolve.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "udp/errno_status.h"
+
+namespace udpmsg::udp {
+
+absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
+                                                   absl::string_view service,
+                                                   AddressFamily family, SocketType type) {
+  addrinfo hints{};
+  hints.ai_family = ToNative(family);
+  hints.ai_socktype = type == SocketType::kDatagram ? SOCK_DGRAM : SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  if (host.empty()) hints.ai_flags |= AI_PASSIVE;
+  const std::string host_text(host);
+  const std::string service_text = service.empty() ? std::string("0") : std::string(service);
+  const std::string what = absl::StrCat("resolve \"", host, "\"",
+                                        service.empty() ? "" : absl::StrCat(" port ", service));
+
+  addrinfo* list = nullptr;
+  int rc = ::getaddrinfo(host.empty() ? nullptr : host_text.c_str(), service_text.c_str(), &hints,
+                         &list);
+  if (rc == EAI_NONAME && (hints.ai_flags & AI_ADDRCONFIG)) {
+    // AI_ADDRCONFIG hides loopback-only families on hosts without a
+    // configured address of that family; try once without it.
+    hints.ai_flags &= ~AI_ADDRCONFIG;
+    rc = ::getaddrinfo(host.empty() ? nullptr : host_text.c_str(), service_text.c_str(), &hints,
+                       &list);
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(list, &::freeaddrinfo);
+  switch (rc) {
+    case 0:
+      break;
+    case EAI_SYSTEM:
+      return ErrnoStatus(errno, what);
+    case EAI_NONAME:
+    case EAI_NODATA:
+    case EAI_ADDRFAMILY:
+    case EAI_AGAIN:
+    case EAI_FAIL:
+      return absl::NotFoundError(absl::StrCat(what, ": ", ::gai_strerror(rc)));
+    case EAI_SERVICE:
+    case EAI_FAMILY:
+    case EAI_SOCKTYPE:
+    case EAI_BADFLAGS:
+      return absl::InvalidArgumentError(absl::StrCat(what, ": ", ::gai_strerror(rc)));
+    default:
+      return absl::UnknownError(absl::StrCat(what, ": ", ::gai_strerror(rc)));
+  }
+
+  std::vector<SocketAddress> result;
+  for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    absl::StatusOr<SocketAddress> address = SocketAddress::FromSockaddr(ai->ai_addr, ai->ai_addrlen);
+    if (!address.ok()) continue;  // Not IPv4/IPv6; nothing we can use.
+    if (std::find(result.begin(), result.end(), *address) == result.end()) {
+      result.push_back(*std::move(address));
+    }
+  }
+  if (result.empty()) {
+    return absl::NotFoundError(absl::StrCat(what, ": no ", FamilyName(family), " address"));
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<SocketAddress>> ResolveHostPort(absl::string_view host_port,
+                                                           AddressFamily family, SocketType type) {
+  absl::StatusOr<std::pair<std::string, std::string>> parts = SplitHostPort(host_port);
+  if (!parts.ok()) return parts.status();
+  if (parts->second.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("missing port in \"", host_port, "\" (expected HOST:PORT or [IPv6]:PORT)"));
+  }
+  return Resolve(parts->first, parts->second, family, type);
+}
+
+absl::StatusOr<std::string> HostName() {
+  char buffer[HOST_NAME_MAX + 1] = {};
+  if (::gethostname(buffer, sizeof(buffer) - 1) != 0) {
+    return ErrnoStatus(errno, "gethostname");
+  }
+  return std::string(buffer);
+}
+
+}  // namespace udpmsg::udp
