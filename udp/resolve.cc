@@ -19,8 +19,9 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
   addrinfo hints{};
   hints.ai_family = ToNative(family);
   hints.ai_socktype = type == SocketType::kDatagram ? SOCK_DGRAM : SOCK_STREAM;
-  hints.ai_flags = AI_ADDRCONFIG;
-  if (host.empty()) hints.ai_flags |= AI_PASSIVE;
+  // No AI_ADDRCONFIG: it hides ::1 on hosts whose only IPv6 address is
+  // loopback, and callers try every address in order anyway.
+  hints.ai_flags = host.empty() ? AI_PASSIVE : 0;
   const std::string host_text(host);
   const std::string service_text = service.empty() ? std::string("0") : std::string(service);
   const std::string what = absl::StrCat("resolve \"", host, "\"",
@@ -29,13 +30,6 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
   addrinfo* list = nullptr;
   int rc = ::getaddrinfo(host.empty() ? nullptr : host_text.c_str(), service_text.c_str(), &hints,
                          &list);
-  if (rc == EAI_NONAME && (hints.ai_flags & AI_ADDRCONFIG)) {
-    // AI_ADDRCONFIG hides loopback-only families on hosts without a
-    // configured address of that family; try once without it.
-    hints.ai_flags &= ~AI_ADDRCONFIG;
-    rc = ::getaddrinfo(host.empty() ? nullptr : host_text.c_str(), service_text.c_str(), &hints,
-                       &list);
-  }
   std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(list, &::freeaddrinfo);
   switch (rc) {
     case 0:

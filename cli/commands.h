@@ -1,0 +1,22 @@
+// Entry points of the udpmsg subcommands. Each takes the positional
+// arguments after the subcommand name (flags are already parsed) and returns
+// the process exit code (see common.h).
+#ifndef UDPMSG_CLI_COMMANDS_H_
+#define UDPMSG_CLI_COMMANDS_H_
+
+#include <string>
+#include <vector>
+
+namespace udpmsg::cli {
+
+using Args = std::vector<std::string>;
+
+int RunShowIp(const Args& args);
+int RunSend(const Args& args);
+int RunListen(const Args& args);
+int RunTcp(const Args& args);
+int RunDemo(const Args& args);
+
+}  // namespace udpmsg::cli
+
+#endif  // UDPMSG_CLI_COMMANDS_H_

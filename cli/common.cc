@@ -1,0 +1,119 @@
+#include "cli/common.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace udpmsg::cli {
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "udpmsg: %s\n", std::string(status.message()).c_str());
+  std::fflush(stderr);
+  return absl::IsInvalidArgument(status) || absl::IsNotFound(status) ? kExitUsage : kExitFailure;
+}
+
+int UsageError(absl::string_view command, absl::string_view message) {
+  std::fprintf(stderr, "udpmsg %s: %s (see udpmsg --help)\n", std::string(command).c_str(),
+               std::string(message).c_str());
+  return kExitUsage;
+}
+
+void PrintListening(const udp::SocketAddress& address) {
+  std::fprintf(stderr, "listening on %s\n", address.ToString().c_str());
+  std::fflush(stderr);
+}
+
+namespace {
+
+// Length of the valid UTF-8 sequence starting at `s[i]` (of at least two
+// bytes), or 0 when it is not one.
+size_t Utf8Length(absl::string_view s, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
+  const unsigned char lead = byte(i);
+  size_t length;
+  if (lead >= 0xc2 && lead <= 0xdf) {
+    length = 2;
+  } else if (lead >= 0xe0 && lead <= 0xef) {
+    length = 3;
+  } else if (lead >= 0xf0 && lead <= 0xf4) {
+    length = 4;
+  } else {
+    return 0;
+  }
+  if (i + length > s.size()) return 0;
+  for (size_t k = 1; k < length; ++k) {
+    if ((byte(i + k) & 0xc0) != 0x80) return 0;
+  }
+  return length;
+}
+
+}  // namespace
+
+std::string Printable(absl::string_view payload) {
+  std::string out;
+  out.reserve(payload.size());
+  for (size_t i = 0; i < payload.size();) {
+    const unsigned char c = static_cast<unsigned char>(payload[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out.push_back(static_cast<char>(c));
+      ++i;
+      continue;
+    }
+    if (c >= 0x80) {
+      if (size_t n = Utf8Length(payload, i); n > 0) {
+        out.append(payload.data() + i, n);
+        i += n;
+        continue;
+      }
+    }
+    switch (c) {
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        absl::StrAppendFormat(&out, "\\x%02x", c);
+    }
+    ++i;
+  }
+  return out;
+}
+
+absl::Status CheckPort(int port) {
+  if (port < 0 || port > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--port ", port, " is out of range (0 to 65535)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<udp::SocketAddress>> BindAddresses(absl::string_view bind, int port,
+                                                              udp::SocketType type) {
+  if (absl::Status s = CheckPort(port); !s.ok()) return s;
+  if (!bind.empty()) {
+    return udp::Resolve(bind, absl::StrCat(port), udp::AddressFamily::kUnspecified, type);
+  }
+  // Dual-stack "::" when this host can make IPv6 sockets, else 0.0.0.0.
+  int probe = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (probe >= 0) {
+    ::close(probe);
+    return std::vector<udp::SocketAddress>{
+        udp::SocketAddress::Any(udp::AddressFamily::kIpv6, static_cast<uint16_t>(port))};
+  }
+  return std::vector<udp::SocketAddress>{
+      udp::SocketAddress::Any(udp::AddressFamily::kIpv4, static_cast<uint16_t>(port))};
+}
+
+}  // namespace udpmsg::cli

@@ -1,0 +1,101 @@
+// udpmsg send HOST:PORT MESSAGE... and udpmsg listen --port P: plain
+// datagrams, one per message, no reliability.
+#include <array>
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/flags.h"
+#include "udp/datagram_socket.h"
+#include "udp/resolve.h"
+
+namespace udpmsg::cli {
+namespace {
+
+udp::AddressFamily FamilyFromFlags() {
+  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
+  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
+  return udp::AddressFamily::kUnspecified;
+}
+
+// A socket for the first resolved address whose family this host supports.
+absl::StatusOr<std::pair<udp::DatagramSocket, udp::SocketAddress>> OpenFor(
+    const std::vector<udp::SocketAddress>& candidates) {
+  absl::Status last;
+  for (const udp::SocketAddress& peer : candidates) {
+    absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Open(peer.family(), {});
+    if (socket.ok()) return std::make_pair(*std::move(socket), peer);
+    last = socket.status();
+  }
+  return last;
+}
+
+}  // namespace
+
+int RunSend(const Args& args) {
+  if (args.empty()) return UsageError("send", "expects HOST:PORT and then messages (or stdin)");
+  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
+      udp::ResolveHostPort(args[0], FamilyFromFlags(), udp::SocketType::kDatagram);
+  if (!peers.ok()) return Fail(peers.status());
+  auto opened = OpenFor(*peers);
+  if (!opened.ok()) return Fail(opened.status());
+  auto& [socket, peer] = *opened;
+
+  const auto send_one = [&](absl::string_view message) -> absl::Status {
+    const size_t limit = peer.family() == udp::AddressFamily::kIpv4 ? udp::kMaxUdpPayloadIpv4
+                                                                     : udp::kMaxUdpPayloadIpv6;
+    if (message.size() > limit) {
+      return absl::InvalidArgumentError(absl::StrCat("message of ", message.size(),
+                                                     " bytes exceeds the UDP maximum of ", limit,
+                                                     " bytes (use --reliable for large data)"));
+    }
+    absl::StatusOr<size_t> sent = socket.SendTo(peer, udp::AsBytes(message));
+    if (!sent.ok()) return sent.status();
+    std::fprintf(stderr, "sent %zu bytes to %s\n", *sent, peer.ToString().c_str());
+    return absl::OkStatus();
+  };
+
+  if (args.size() > 1) {
+    for (size_t i = 1; i < args.size(); ++i) {
+      if (absl::Status s = send_one(args[i]); !s.ok()) return Fail(s);
+    }
+    return kExitOk;
+  }
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    if (absl::Status s = send_one(line); !s.ok()) return Fail(s);
+  }
+  return kExitOk;
+}
+
+int RunListen(const Args& args) {
+  if (!args.empty()) return UsageError("listen", "takes no positional arguments");
+  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("listen", "--port is required");
+  const int64_t count = absl::GetFlag(FLAGS_count);
+  if (count < 0) return UsageError("listen", "--count must be >= 0");
+
+  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kDatagram);
+  if (!locals.ok()) return Fail(locals.status());
+  absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Bind(locals->front(), {});
+  if (!socket.ok()) return Fail(socket.status());
+  absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
+  if (!local.ok()) return Fail(local.status());
+  PrintListening(*local);
+
+  std::array<uint8_t, udp::kMaxUdpPayloadIpv6> buffer;
+  for (int64_t received = 0; count == 0 || received < count; ++received) {
+    absl::StatusOr<udp::Datagram> got = socket->RecvFrom(absl::MakeSpan(buffer));
+    if (!got.ok()) return Fail(got.status());
+    const absl::string_view payload(reinterpret_cast<const char*>(buffer.data()), got->size);
+    std::printf("%s: %s\n", got->from.ToString().c_str(), Printable(payload).c_str());
+    std::fflush(stdout);
+  }
+  return kExitOk;
+}
+
+}  // namespace udpmsg::cli

@@ -1,0 +1,53 @@
+// udpmsg: UDP datagram messaging, one binary. main() only parses flags and
+// dispatches to the subcommand; each lives in its own file.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const udpmsg::cli::Args&);
+  const char* usage;
+};
+
+constexpr Command kCommands[] = {
+    {"showip", udpmsg::cli::RunShowIp, "showip HOST              list HOST's IPv4/IPv6 addresses"},
+    {"send", udpmsg::cli::RunSend, "send HOST:PORT [MSG...]  one datagram per MSG (or stdin line)"},
+    {"listen", udpmsg::cli::RunListen, "listen --port P          print each datagram received"},
+    {"tcp", udpmsg::cli::RunTcp,
+     "tcp serve --port P | tcp connect HOST:PORT   stream sockets, for comparison"},
+    {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
+};
+
+std::string Usage() {
+  std::string text =
+      "UDP datagram messaging.\n\nusage: udpmsg COMMAND [flags] [args]\n\ncommands:\n";
+  for (const Command& c : kCommands) text += std::string("  udpmsg ") + c.usage + "\n";
+  text += "\nflags: --port --bind --count --message --ipv4 --ipv6 (see --helpfull)";
+  return text;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(Usage());
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  if (positional.size() < 2) {
+    std::fprintf(stderr, "%s\n", Usage().c_str());
+    return udpmsg::cli::kExitUsage;
+  }
+  const std::string name = positional[1];
+  const udpmsg::cli::Args args(positional.begin() + 2, positional.end());
+  for (const Command& c : kCommands) {
+    if (name == c.name) return c.run(args);
+  }
+  std::fprintf(stderr, "udpmsg: unknown command \"%s\"\n\n%s\n", name.c_str(), Usage().c_str());
+  return udpmsg::cli::kExitUsage;
+}

@@ -1,0 +1,28 @@
+// udpmsg showip HOST: every address the resolver gives for HOST.
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/flags.h"
+#include "udp/resolve.h"
+
+namespace udpmsg::cli {
+
+int RunShowIp(const Args& args) {
+  if (args.size() != 1) return UsageError("showip", "expects exactly one HOST");
+  const udp::AddressFamily family = absl::GetFlag(FLAGS_ipv4)   ? udp::AddressFamily::kIpv4
+                                    : absl::GetFlag(FLAGS_ipv6) ? udp::AddressFamily::kIpv6
+                                                                : udp::AddressFamily::kUnspecified;
+  absl::StatusOr<std::vector<udp::SocketAddress>> addresses =
+      udp::Resolve(args[0], "", family, udp::SocketType::kStream);
+  if (!addresses.ok()) return Fail(addresses.status());
+  std::printf("IP addresses for %s:\n", args[0].c_str());
+  for (const udp::SocketAddress& address : *addresses) {
+    std::printf("  %s: %s\n", std::string(udp::FamilyName(address.family())).c_str(),
+                address.IpString().c_str());
+  }
+  return kExitOk;
+}
+
+}  // namespace udpmsg::cli

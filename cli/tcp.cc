@@ -1,0 +1,158 @@
+// udpmsg tcp serve / tcp connect: the stream-socket programs, for comparison
+// with the datagram ones.
+//
+// `serve` greets every client with --message and closes the connection. One
+// thread, non-blocking sockets and epoll: a client that does not read never
+// holds up another, and no child processes are forked (so none can become
+// zombies).
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/flags.h"
+#include "udp/datagram_socket.h"
+#include "udp/errno_status.h"
+#include "udp/poller.h"
+#include "udp/resolve.h"
+#include "udp/stream_socket.h"
+
+namespace udpmsg::cli {
+namespace {
+
+constexpr uint64_t kListenerToken = 0;
+// Clients being greeted at once; further connections wait in the backlog.
+constexpr size_t kMaxClients = 1024;
+
+struct Client {
+  udp::StreamSocket socket;
+  udp::SocketAddress peer;
+  size_t sent = 0;
+};
+
+int Serve(const Args& args) {
+  if (!args.empty()) return UsageError("tcp serve", "takes no positional arguments");
+  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("tcp serve", "--port is required");
+  const int64_t count = absl::GetFlag(FLAGS_count);
+  if (count < 0) return UsageError("tcp serve", "--count must be >= 0");
+  const std::string message = absl::GetFlag(FLAGS_message);
+
+  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kStream);
+  if (!locals.ok()) return Fail(locals.status());
+  absl::StatusOr<udp::StreamListener> listener =
+      udp::StreamListener::Listen(locals->front(), /*backlog=*/64, {.non_blocking = true});
+  if (!listener.ok()) return Fail(listener.status());
+  absl::StatusOr<udp::SocketAddress> local = listener->LocalAddress();
+  if (!local.ok()) return Fail(local.status());
+  absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
+  if (!poller.ok()) return Fail(poller.status());
+  if (absl::Status s = poller->Add(listener->fd(), udp::Poller::kReadable, kListenerToken);
+      !s.ok()) {
+    return Fail(s);
+  }
+  PrintListening(*local);
+
+  absl::flat_hash_map<uint64_t, Client> clients;
+  uint64_t next_token = 1;
+  int64_t served = 0;
+
+  // Sends what is left of the greeting; true when the client is finished
+  // (greeted or failed) and can be dropped.
+  const auto progress = [&](Client& client) {
+    const absl::Span<const uint8_t> rest = udp::AsBytes(message).subspan(client.sent);
+    absl::StatusOr<size_t> n = rest.empty() ? absl::StatusOr<size_t>(0) : client.socket.Send(rest);
+    if (!n.ok()) {
+      if (udp::IsWouldBlock(n.status())) return false;
+      std::fprintf(stderr, "udpmsg: %s\n", std::string(n.status().message()).c_str());
+      return true;
+    }
+    client.sent += *n;
+    if (client.sent < message.size()) return false;
+    client.socket.Shutdown(udp::ShutdownHow::kWrite).IgnoreError();  // peer may be gone
+    ++served;
+    return true;
+  };
+
+  while (count == 0 || served < count) {
+    absl::StatusOr<absl::Span<const udp::Poller::Event>> ready =
+        poller->Wait(absl::InfiniteDuration());
+    if (!ready.ok()) return Fail(ready.status());
+    for (const udp::Poller::Event& event : *ready) {
+      if (event.token == kListenerToken) {
+        while (clients.size() < kMaxClients) {
+          absl::StatusOr<udp::AcceptedStream> accepted =
+              listener->Accept(/*non_blocking_client=*/true);
+          if (!accepted.ok()) {
+            if (!udp::IsWouldBlock(accepted.status())) {
+              // EMFILE and friends: report and keep serving the others.
+              std::fprintf(stderr, "udpmsg: %s\n",
+                           std::string(accepted.status().message()).c_str());
+            }
+            break;
+          }
+          std::fprintf(stderr, "connection from %s\n", accepted->peer.ToString().c_str());
+          Client client{std::move(accepted->socket), accepted->peer};
+          if (progress(client)) continue;
+          const uint64_t token = next_token++;
+          if (absl::Status s = poller->Add(client.socket.fd(), udp::Poller::kWritable, token);
+              !s.ok()) {
+            return Fail(s);
+          }
+          clients.emplace(token, std::move(client));
+        }
+        continue;
+      }
+      auto it = clients.find(event.token);
+      if (it == clients.end()) continue;
+      if (progress(it->second) || event.error) {
+        poller->Remove(it->second.socket.fd()).IgnoreError();
+        clients.erase(it);
+      }
+    }
+  }
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+int Connect(const Args& args) {
+  if (args.size() != 1) return UsageError("tcp connect", "expects exactly one HOST:PORT");
+  const udp::AddressFamily family = absl::GetFlag(FLAGS_ipv4)   ? udp::AddressFamily::kIpv4
+                                    : absl::GetFlag(FLAGS_ipv6) ? udp::AddressFamily::kIpv6
+                                                                : udp::AddressFamily::kUnspecified;
+  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
+      udp::ResolveHostPort(args[0], family, udp::SocketType::kStream);
+  if (!peers.ok()) return Fail(peers.status());
+  absl::StatusOr<udp::StreamSocket> socket = udp::StreamSocket::Connect(*peers);
+  if (!socket.ok()) return Fail(socket.status());
+  absl::StatusOr<udp::SocketAddress> peer = socket->PeerAddress();
+  std::fprintf(stderr, "connected to %s\n", peer.ok() ? peer->ToString().c_str() : args[0].c_str());
+
+  std::array<uint8_t, 16384> buffer;
+  for (;;) {
+    absl::StatusOr<size_t> n = socket->Recv(absl::MakeSpan(buffer));
+    if (!n.ok()) return Fail(n.status());
+    if (*n == 0) break;
+    if (std::fwrite(buffer.data(), 1, *n, stdout) != *n) {
+      return Fail(udp::ErrnoStatus(errno, "write to stdout"));
+    }
+  }
+  std::fflush(stdout);
+  return kExitOk;
+}
+
+}  // namespace
+
+int RunTcp(const Args& args) {
+  if (args.empty()) return UsageError("tcp", "expects `serve` or `connect HOST:PORT`");
+  const Args rest(args.begin() + 1, args.end());
+  if (args[0] == "serve") return Serve(rest);
+  if (args[0] == "connect") return Connect(rest);
+  return UsageError("tcp", absl::StrCat("unknown mode \"", args[0], "\""));
+}
+
+}  // namespace udpmsg::cli

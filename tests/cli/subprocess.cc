@@ -1,0 +1,175 @@
+#include "tests/cli/subprocess.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+extern char** environ;
+
+namespace udpmsg::testing {
+
+absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(
+    const std::vector<std::string>& argv) {
+  int in[2], out[2], err[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0 ||
+      ::pipe2(err, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe2: ", std::strerror(errno)));
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  std::unique_ptr<Subprocess> p(new Subprocess());
+  int rc = ::posix_spawn(&p->pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  p->stdin_fd_ = in[1];
+  p->out_.fd = out[0];
+  p->err_.fd = err[0];
+  if (rc != 0) {
+    p->reaped_ = true;
+    return absl::InternalError(absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(rc)));
+  }
+  return p;
+}
+
+Subprocess::~Subprocess() {
+  if (!reaped_ && pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  for (int fd : {stdin_fd_, out_.fd, err_.fd}) {
+    if (fd >= 0) ::close(fd);
+  }
+}
+
+absl::Status Subprocess::WriteStdin(const std::string& data) {
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = ::write(stdin_fd_, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return absl::InternalError(absl::StrCat("write stdin: ", std::strerror(errno)));
+    done += static_cast<size_t>(n);
+  }
+  return absl::OkStatus();
+}
+
+void Subprocess::CloseStdin() {
+  if (stdin_fd_ >= 0) ::close(stdin_fd_);
+  stdin_fd_ = -1;
+}
+
+bool Subprocess::Pump(absl::Time deadline) {
+  pollfd fds[2];
+  Stream* streams[2];
+  int n = 0;
+  for (Stream* s : {&out_, &err_}) {
+    if (!s->eof) {
+      fds[n] = {s->fd, POLLIN, 0};
+      streams[n++] = s;
+    }
+  }
+  if (n == 0) return false;
+  const absl::Duration left = deadline - absl::Now();
+  const int ms = left <= absl::ZeroDuration() ? 0 : static_cast<int>(absl::ToInt64Milliseconds(left)) + 1;
+  int ready = ::poll(fds, n, ms);
+  if (ready <= 0) return false;
+  for (int i = 0; i < n; ++i) {
+    if (fds[i].revents == 0) continue;
+    char buffer[65536];
+    ssize_t got = ::read(fds[i].fd, buffer, sizeof(buffer));
+    if (got <= 0) {
+      streams[i]->eof = true;
+    } else {
+      streams[i]->all.append(buffer, static_cast<size_t>(got));
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> Subprocess::ReadLine(Stream& stream, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    size_t newline = stream.all.find('\n', stream.consumed);
+    if (newline != std::string::npos) {
+      std::string line = stream.all.substr(stream.consumed, newline - stream.consumed);
+      stream.consumed = newline + 1;
+      return line;
+    }
+    if (stream.eof) return absl::OutOfRangeError("end of stream");
+    if (!Pump(deadline) && absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no line within ", absl::FormatDuration(timeout), "; stdout so far: \"",
+                       out_.all, "\"; stderr so far: \"", err_.all, "\""));
+    }
+  }
+}
+
+absl::StatusOr<std::string> Subprocess::ReadStdoutLine(absl::Duration timeout) {
+  return ReadLine(out_, timeout);
+}
+
+absl::StatusOr<std::string> Subprocess::ReadStderrLine(absl::Duration timeout) {
+  return ReadLine(err_, timeout);
+}
+
+absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!(out_.eof && err_.eof)) {
+    if (!Pump(deadline) && absl::Now() >= deadline) {
+      Kill(SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+      reaped_ = true;
+      return absl::DeadlineExceededError(
+          absl::StrCat("process did not exit within ", absl::FormatDuration(timeout),
+                       "; stderr: \"", err_.all, "\""));
+    }
+  }
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + WTERMSIG(status);
+}
+
+void Subprocess::Kill(int signal) {
+  if (!reaped_) ::kill(pid_, signal);
+}
+
+std::string UdpmsgPath() {
+  // Bazel runs tests in the runfiles tree of the workspace.
+  return "cli/udpmsg";
+}
+
+absl::StatusOr<int> ParseListeningPort(const std::string& line) {
+  if (!absl::StartsWith(line, "listening on ")) {
+    return absl::InvalidArgumentError(absl::StrCat("not a listening line: \"", line, "\""));
+  }
+  size_t colon = line.rfind(':');
+  int port = 0;
+  if (colon == std::string::npos || !absl::SimpleAtoi(line.substr(colon + 1), &port)) {
+    return absl::InvalidArgumentError(absl::StrCat("no port in \"", line, "\""));
+  }
+  return port;
+}
+
+}  // namespace udpmsg::testing

@@ -1,0 +1,77 @@
+// Subprocess: runs a program with pipes on stdin, stdout and stderr, for
+// tests that drive the udpmsg binary. Every read and wait takes a deadline;
+// nothing sleeps. The destructor kills (SIGKILL) and reaps a child that is
+// still running, so a failing test leaves no process behind.
+//
+// Threading: one thread per Subprocess.
+#ifndef UDPMSG_TESTS_CLI_SUBPROCESS_H_
+#define UDPMSG_TESTS_CLI_SUBPROCESS_H_
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace udpmsg::testing {
+
+class Subprocess final {
+ public:
+  // Starts argv[0] (a path) with the arguments that follow.
+  static absl::StatusOr<std::unique_ptr<Subprocess>> Start(const std::vector<std::string>& argv);
+  ~Subprocess();
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  absl::Status WriteStdin(const std::string& data);
+  void CloseStdin();
+
+  // The next line (without '\n') of stdout / stderr. DEADLINE_EXCEEDED when
+  // none arrives in time, OUT_OF_RANGE at end of stream.
+  absl::StatusOr<std::string> ReadStdoutLine(absl::Duration timeout);
+  absl::StatusOr<std::string> ReadStderrLine(absl::Duration timeout);
+
+  // Reads the rest of both streams and reaps the child; returns its exit code
+  // (128 + signal for a signal). DEADLINE_EXCEEDED (and the child killed)
+  // when it does not exit in time.
+  absl::StatusOr<int> Wait(absl::Duration timeout);
+
+  void Kill(int signal);
+
+  // Everything read so far, including lines already returned.
+  const std::string& stdout_text() const { return out_.all; }
+  const std::string& stderr_text() const { return err_.all; }
+
+ private:
+  struct Stream {
+    int fd = -1;
+    std::string all;
+    size_t consumed = 0;  // of `all`, returned as lines
+    bool eof = false;
+  };
+  Subprocess() = default;
+  absl::StatusOr<std::string> ReadLine(Stream& stream, absl::Duration timeout);
+  // Reads what is available from the streams whose fd is ready, up to
+  // `deadline`. False when nothing became ready.
+  bool Pump(absl::Time deadline);
+
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  Stream out_;
+  Stream err_;
+  bool reaped_ = false;
+};
+
+// The udpmsg binary in the test's runfiles.
+std::string UdpmsgPath();
+
+// From "listening on 127.0.0.1:4321" or "listening on [::]:4321", the port.
+absl::StatusOr<int> ParseListeningPort(const std::string& line);
+
+}  // namespace udpmsg::testing
+
+#endif  // UDPMSG_TESTS_CLI_SUBPROCESS_H_
