@@ -1,0 +1,93 @@
+// Delivery modes and the receive side of one (channel, mode) sequence space.
+//
+// Each message carries a 64-bit sequence number, counted per channel and per
+// mode by the sender. ReceiveChannel decides, for a completed message, whether
+// and when the application gets it:
+//
+//   kUnreliable           delivered when complete, in arrival order
+//   kUnreliableSequenced  delivered only if newer than every message already
+//                         delivered; older ones are stale and dropped
+//   kReliableUnordered    delivered exactly once, as soon as complete
+//   kReliableOrdered      delivered exactly once, in sequence order; later
+//                         messages wait for earlier ones
+//
+// For the reliable modes the receiver accepts sequence numbers only inside a
+// window [next, next + window): the sender never runs further ahead (flow
+// control), so buffered out-of-order messages and delivered-number sets are
+// bounded by the window.
+//
+// Usage:
+//   ReceiveChannel channel(DeliveryMode::kReliableOrdered, /*window=*/4096);
+//   if (!channel.Wanted(seq)) return;   // duplicate or stale: drop early
+//   std::vector<std::string> ready;
+//   channel.OnComplete(seq, std::move(message), &ready);   // 0..n messages
+//
+// Not thread-safe.
+#ifndef UDPMSG_RELIABLE_DELIVERY_H_
+#define UDPMSG_RELIABLE_DELIVERY_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/strings/string_view.h"
+
+namespace udpmsg::reliable {
+
+enum class DeliveryMode : uint8_t {
+  kUnreliable = 0,
+  kUnreliableSequenced = 1,
+  kReliableUnordered = 2,
+  kReliableOrdered = 3,
+};
+
+inline constexpr bool IsReliable(DeliveryMode mode) {
+  return mode == DeliveryMode::kReliableUnordered || mode == DeliveryMode::kReliableOrdered;
+}
+absl::string_view ModeName(DeliveryMode mode);
+
+class ReceiveChannel final {
+ public:
+  struct Stats {
+    uint64_t delivered = 0;
+    uint64_t duplicates = 0;   // reliable messages seen again after delivery
+    uint64_t stale = 0;        // sequenced messages older than the newest
+    uint64_t out_of_window = 0;
+  };
+
+  ReceiveChannel(DeliveryMode mode, uint64_t window) : mode_(mode), window_(window) {}
+
+  // Whether a fragment of message `sequence` is worth keeping: false for a
+  // reliable message already delivered (or buffered complete), a stale
+  // sequenced one, or one beyond the window.
+  bool Wanted(uint64_t sequence) const;
+
+  // A message completed reassembly. Appends what may now be delivered, in
+  // delivery order, to `out`. Ignores (and counts) unwanted messages.
+  void OnComplete(uint64_t sequence, std::string message, std::vector<std::string>* out);
+
+  // Lowest sequence number not yet delivered in order (reliable modes), or
+  // one past the newest delivered (sequenced).
+  uint64_t next() const { return next_; }
+  // Complete messages waiting for earlier ones (ordered mode).
+  size_t buffered_messages() const { return waiting_.size(); }
+  const Stats& stats() const { return stats_; }
+  DeliveryMode mode() const { return mode_; }
+
+ private:
+  void Advance();
+
+  DeliveryMode mode_;
+  uint64_t window_;
+  uint64_t next_ = 0;
+  absl::btree_set<uint64_t> delivered_ahead_;        // unordered: delivered >= next_
+  absl::btree_map<uint64_t, std::string> waiting_;   // ordered: complete, > next_
+  Stats stats_;
+};
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_DELIVERY_H_

@@ -1,0 +1,129 @@
+#include "reliable/reassembler.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace udpmsg::reliable {
+
+uint32_t FragmentCountFor(uint64_t total_size, uint64_t max_fragment_payload) {
+  if (total_size == 0) return 1;
+  return static_cast<uint32_t>((total_size + max_fragment_payload - 1) / max_fragment_payload);
+}
+
+absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t total_size) {
+  if (count == 0) return absl::InvalidArgumentError("fragment count 0");
+  if (index >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fragment index ", index, " not below count ", count));
+  }
+  if (total_size == 0) {
+    if (count != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("empty message in ", count, " fragments"));
+    }
+    return FragmentLayout{0, 0};
+  }
+  if (count > total_size) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(count, " fragments for ", total_size, " bytes"));
+  }
+  const uint64_t chunk = (total_size + count - 1) / count;
+  const uint64_t last_offset = chunk * (count - 1);
+  if (last_offset >= total_size) {
+    return absl::InvalidArgumentError(absl::StrCat("no layout puts ", total_size, " bytes in ",
+                                                   count, " fragments of ", chunk));
+  }
+  const uint64_t offset = chunk * index;
+  const uint64_t length = index + 1 == count ? total_size - last_offset : chunk;
+  return FragmentLayout{offset, length};
+}
+
+absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
+                                                             const MessageKey& key,
+                                                             const FragmentHeader& header,
+                                                             absl::string_view payload) {
+  if (header.total_size > limits_.max_message_bytes) {
+    ++stats_.rejected_fragments;
+    return absl::InvalidArgumentError(absl::StrCat("message of ", header.total_size,
+                                                   " bytes exceeds the limit of ",
+                                                   limits_.max_message_bytes));
+  }
+  absl::StatusOr<FragmentLayout> layout = LayoutOf(header.index, header.count, header.total_size);
+  if (!layout.ok()) {
+    ++stats_.rejected_fragments;
+    return layout.status();
+  }
+  if (payload.size() != layout->length) {
+    ++stats_.rejected_fragments;
+    return absl::InvalidArgumentError(absl::StrCat("fragment ", header.index, "/", header.count,
+                                                   " carries ", payload.size(),
+                                                   " bytes; its layout needs ", layout->length));
+  }
+  if (header.count == 1) {
+    ++stats_.completed;
+    return std::optional<std::string>(std::string(payload));
+  }
+
+  auto it = partial_.find(key);
+  if (it == partial_.end()) {
+    if (partial_.size() >= limits_.max_partial_messages) {
+      ++stats_.refused_for_space;
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "reassembly: ", partial_.size(), " messages already in progress (limit)"));
+    }
+  } else if (it->second.header.count != header.count ||
+             it->second.header.total_size != header.total_size) {
+    ++stats_.rejected_fragments;
+    return absl::InvalidArgumentError(
+        absl::StrCat("fragment ", header.index, " says ", header.count, " fragments / ",
+                     header.total_size, " bytes; earlier ones said ", it->second.header.count,
+                     " / ", it->second.header.total_size));
+  } else if (it->second.fragments.contains(header.index)) {
+    ++stats_.duplicate_fragments;
+    return std::optional<std::string>();
+  }
+  if (buffered_bytes_ + payload.size() > limits_.max_buffered_bytes) {
+    ++stats_.refused_for_space;
+    return absl::ResourceExhaustedError(absl::StrCat("reassembly buffer full (",
+                                                     buffered_bytes_, " bytes buffered)"));
+  }
+  if (it == partial_.end()) {
+    it = partial_.emplace(key, Partial{header, now, 0, {}}).first;
+  }
+  Partial& partial = it->second;
+  partial.fragments.emplace(header.index, std::string(payload));
+  partial.received_bytes += payload.size();
+  buffered_bytes_ += payload.size();
+  if (partial.fragments.size() < header.count) return std::optional<std::string>();
+
+  std::string message;
+  message.reserve(header.total_size);  // all bytes are here: the size is real
+  for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
+  buffered_bytes_ -= partial.received_bytes;
+  partial_.erase(it);
+  ++stats_.completed;
+  return std::optional<std::string>(std::move(message));
+}
+
+size_t Reassembler::Expire(absl::Time now) {
+  size_t dropped = 0;
+  for (auto it = partial_.begin(); it != partial_.end();) {
+    if (now - it->second.started >= limits_.timeout) {
+      buffered_bytes_ -= it->second.received_bytes;
+      partial_.erase(it++);
+      ++dropped;
+    } else {
+      ++it;
+    }
+  }
+  stats_.expired_messages += dropped;
+  return dropped;
+}
+
+void Reassembler::Discard(const MessageKey& key) {
+  auto it = partial_.find(key);
+  if (it == partial_.end()) return;
+  buffered_bytes_ -= it->second.received_bytes;
+  partial_.erase(it);
+}
+
+}  // namespace udpmsg::reliable
