@@ -1,0 +1,135 @@
+#include "reliable/send_queue.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace udpmsg::reliable {
+
+absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
+                                            std::string message) {
+  if (message.size() > limits_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("message of ", message.size(),
+                                                   " bytes exceeds the limit of ",
+                                                   limits_.max_message_bytes));
+  }
+  if (queued_bytes_ + message.size() > limits_.max_queued_bytes && !messages_.empty()) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send queue full: ", queued_bytes_, " bytes queued (limit ", limits_.max_queued_bytes,
+        "); wait for acknowledgements"));
+  }
+  Space& space = spaces_[SpaceKey{channel, mode}];
+  const uint64_t sequence = space.next_sequence++;
+  const uint32_t count = FragmentCountFor(message.size(), limits_.max_fragment_payload);
+  const uint64_t number = next_number_++;
+  queued_bytes_ += message.size();
+  Message m{channel, mode, sequence, std::move(message), count, 0, 0, {}};
+  if (IsReliable(mode)) {
+    m.acked.assign(count, false);
+    space.unacked.emplace(sequence, number);
+  }
+  messages_.emplace(number, std::move(m));
+  return sequence;
+}
+
+bool SendQueue::WindowAllows(const Message& m) const {
+  if (!IsReliable(m.mode)) return true;
+  auto it = spaces_.find(SpaceKey{m.channel, m.mode});
+  // The message itself is in `unacked`, so the map is not empty.
+  const uint64_t oldest = it->second.unacked.begin()->first;
+  return m.sequence - oldest < limits_.window;
+}
+
+OutgoingFragment SendQueue::Make(uint64_t number, Message& m, uint32_t index,
+                                 bool retransmission) {
+  // The layout is valid by construction (FragmentCountFor).
+  const FragmentLayout layout = *LayoutOf(index, m.count, m.bytes.size());
+  OutgoingFragment f;
+  f.id = FragmentId{number, index};
+  f.channel = m.channel;
+  f.mode = m.mode;
+  f.sequence = m.sequence;
+  f.header = FragmentHeader{index, m.count, m.bytes.size()};
+  f.payload = absl::string_view(m.bytes).substr(layout.offset, layout.length);
+  f.retransmission = retransmission;
+  return f;
+}
+
+SendQueue::Message* SendQueue::FirstUnsent() {
+  for (auto it = messages_.lower_bound(cursor_); it != messages_.end(); ++it) {
+    cursor_ = it->first;
+    if (it->second.next_unsent < it->second.count) return &it->second;
+  }
+  cursor_ = next_number_;
+  return nullptr;
+}
+
+bool SendQueue::HasSendable() {
+  if (!lost_.empty()) return true;
+  const Message* m = FirstUnsent();
+  return m != nullptr && WindowAllows(*m);
+}
+
+std::optional<OutgoingFragment> SendQueue::Next() {
+  while (!lost_.empty()) {
+    FragmentId id = lost_.front();
+    lost_.pop_front();
+    auto it = messages_.find(id.message);
+    if (it == messages_.end() || it->second.acked[id.index]) continue;  // settled meanwhile
+    ++retransmitted_;
+    return Make(id.message, it->second, id.index, /*retransmission=*/true);
+  }
+  // New data in queue order. A message blocked by its window blocks those
+  // behind it too: that keeps channels from overtaking in the queue, which
+  // is what an application that interleaves them expects.
+  Message* m = FirstUnsent();
+  if (m == nullptr || !WindowAllows(*m)) return std::nullopt;
+  const uint32_t index = m->next_unsent++;
+  // Unreliable fragments settle when sent; the bytes stay until the packet
+  // that carries the last one is acknowledged or lost.
+  if (!IsReliable(m->mode)) ++m->settled;
+  return Make(cursor_, *m, index, /*retransmission=*/false);
+}
+
+void SendQueue::OnAcked(const FragmentId& id, std::vector<MessageReceipt>* receipts) {
+  auto it = messages_.find(id.message);
+  if (it == messages_.end()) return;
+  Message& m = it->second;
+  if (!IsReliable(m.mode)) {
+    if (m.settled == m.count) Release(id.message);
+    return;
+  }
+  if (id.index >= m.count || m.acked[id.index]) return;
+  m.acked[id.index] = true;
+  if (++m.settled < m.count) return;
+  receipts->push_back(MessageReceipt{m.channel, m.mode, m.sequence, m.bytes.size()});
+  Release(id.message);
+}
+
+void SendQueue::OnLost(const FragmentId& id) {
+  auto it = messages_.find(id.message);
+  if (it == messages_.end()) return;
+  Message& m = it->second;
+  if (!IsReliable(m.mode)) {
+    if (m.settled == m.count) Release(id.message);
+    return;
+  }
+  if (id.index >= m.count || m.acked[id.index]) return;
+  lost_.push_back(id);
+}
+
+void SendQueue::Release(uint64_t number) {
+  auto it = messages_.find(number);
+  if (it == messages_.end()) return;
+  Message& m = it->second;
+  if (IsReliable(m.mode)) spaces_[SpaceKey{m.channel, m.mode}].unacked.erase(m.sequence);
+  queued_bytes_ -= m.bytes.size();
+  messages_.erase(it);
+}
+
+void SendQueue::Clear() {
+  messages_.clear();
+  lost_.clear();
+  for (auto& [key, space] : spaces_) space.unacked.clear();
+  queued_bytes_ = 0;
+}
+
+}  // namespace udpmsg::reliable
