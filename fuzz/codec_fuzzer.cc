@@ -1,0 +1,81 @@
+// libFuzzer entry for the codec: decodes the input; whatever decodes must
+// re-encode (Encode accepts everything Decode accepts), with EncodedSize
+// predicting the size, and decode again to the same packet. Aborts otherwise.
+//
+// Built with libFuzzer by fuzz/run.sh, and with the normal toolchain into
+// //fuzz:codec_fuzz_smoke, which calls the entry directly.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/codec.h"
+#include "proto/frames.h"
+#include "proto/frames_util.h"
+
+namespace {
+
+using udpmsg::proto::Codec;
+using udpmsg::proto::Packet;
+
+[[noreturn]] void Die(const char* what, const absl::Status& status,
+                      const Packet* packet) {
+  std::fprintf(stderr, "codec_fuzzer: %s: %s\n%s\n", what,
+               status.ToString().c_str(),
+               packet ? udpmsg::proto::PacketDebugString(*packet).c_str() : "");
+  std::abort();
+}
+
+const Codec& DefaultCodec() {
+  static const Codec* codec = new Codec(Codec::Limits{});
+  return *codec;
+}
+
+// Same limits but the largest budget: a re-encoding may be a few bytes longer
+// than the datagram it came from (canonical packed fields, say).
+const Codec& RoomyCodec() {
+  static const Codec* codec = [] {
+    Codec::Limits limits;
+    limits.max_datagram = udpmsg::proto::kMaxDatagram;
+    return new Codec(limits);
+  }();
+  return *codec;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const Codec& codec = DefaultCodec();
+  const absl::string_view input(reinterpret_cast<const char*>(data), size);
+  absl::StatusOr<Packet> decoded = codec.Decode(input);
+  if (!decoded.ok()) {
+    if (decoded.status().code() != absl::StatusCode::kInvalidArgument) {
+      Die("Decode failed with an unexpected code", decoded.status(), nullptr);
+    }
+    return 0;
+  }
+  const Codec* encoder = &codec;
+  absl::StatusOr<std::string> again = encoder->Encode(*decoded);
+  if (again.status().code() == absl::StatusCode::kResourceExhausted) {
+    encoder = &RoomyCodec();
+    again = encoder->Encode(*decoded);
+  }
+  if (!again.ok()) {
+    Die("a decoded packet does not encode", again.status(), &*decoded);
+  }
+  if (again->size() != encoder->EncodedSize(*decoded)) {
+    Die("EncodedSize differs from Encode's size", absl::OkStatus(), &*decoded);
+  }
+  absl::StatusOr<Packet> twice = RoomyCodec().Decode(*again);
+  if (!twice.ok()) {
+    Die("a re-encoded packet does not decode", twice.status(), &*decoded);
+  }
+  if (!udpmsg::proto::PacketsEqual(*decoded, *twice)) {
+    Die("decode(encode(p)) != p", absl::OkStatus(), &*decoded);
+  }
+  return 0;
+}

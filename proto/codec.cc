@@ -1,0 +1,674 @@
+#include "proto/codec.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "google/protobuf/arena.h"
+#include "proto/crc32c.h"
+#include "proto/frame.pb.h"
+#include "proto/frames.h"
+
+namespace udpmsg::proto {
+namespace {
+
+using google::protobuf::Arena;
+
+// Largest ack delay on the wire and in an Ack.
+constexpr uint64_t kMaxAckDelayUs = uint64_t{3600} * 1000 * 1000;
+constexpr absl::Duration kMaxAckDelay = absl::Hours(1);
+
+// The largest value any number below kMaxSequenceNumber can take.
+constexpr uint64_t kMaxNumber = kMaxSequenceNumber - 1;
+
+// Packet.padding: field 15, wire type 2 (length-delimited).
+constexpr uint8_t kPaddingTag = (15 << 3) | 2;
+
+// Bytes of the Arena's first block, on the stack: enough for the messages of a
+// typical packet without touching the heap.
+constexpr size_t kArenaInitialBlock = 1024;
+
+// ---------------------------------------------------------------------------
+// Serialized sizes, mirroring protobuf's proto3 encoding. Every field number
+// in frame.proto is at most 15, so every tag is one byte.
+
+constexpr size_t VarintSize(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// A varint scalar with implicit presence: absent when zero.
+constexpr size_t VarintField(uint64_t v) {
+  return v == 0 ? 0 : 1 + VarintSize(v);
+}
+constexpr size_t Fixed64Field(uint64_t v) { return v == 0 ? 0 : 1 + 8; }
+constexpr size_t BytesField(size_t length) {
+  return length == 0 ? 0 : 1 + VarintSize(length) + length;
+}
+// A present submessage (always written, even when empty).
+constexpr size_t MessageField(size_t body) {
+  return 1 + VarintSize(body) + body;
+}
+// A packed repeated varint field whose elements take `payload` bytes.
+constexpr size_t PackedField(size_t elements, size_t payload) {
+  return elements == 0 ? 0 : 1 + VarintSize(payload) + payload;
+}
+
+uint64_t AckDelayMicros(absl::Duration delay) {
+  // Truncated toward zero; negative values are rejected by Validate and only
+  // need a well-defined size here.
+  return static_cast<uint64_t>(absl::ToInt64Microseconds(delay));
+}
+
+size_t HelloBodySize(const Hello& h) {
+  return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
+         VarintField(h.max_datagram);
+}
+
+size_t ChallengeBodySize(const Challenge& c) {
+  return Fixed64Field(c.client_connection_id) + BytesField(c.cookie.size());
+}
+
+size_t AcceptBodySize(const Accept& a) {
+  return Fixed64Field(a.client_connection_id) +
+         Fixed64Field(a.server_connection_id) + VarintField(a.max_datagram) +
+         VarintField(a.max_message_bytes) + VarintField(a.window);
+}
+
+// Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
+size_t AckBodySize(const Ack& ack) {
+  size_t size = VarintField(AckDelayMicros(ack.ack_delay));
+  if (ack.ranges.empty()) return size;
+  const AckRange& first = ack.ranges[0];
+  size += VarintField(first.largest) +
+          VarintField(first.largest - first.smallest);
+  size_t gaps = 0;
+  size_t lengths = 0;
+  for (size_t i = 1; i < ack.ranges.size(); ++i) {
+    const AckRange& prev = ack.ranges[i - 1];
+    const AckRange& cur = ack.ranges[i];
+    gaps += VarintSize(prev.smallest - cur.largest - 2);
+    lengths += VarintSize(cur.largest - cur.smallest);
+  }
+  const size_t pairs = ack.ranges.size() - 1;
+  return size + PackedField(pairs, gaps) + PackedField(pairs, lengths);
+}
+
+// A data frame's body without its payload field.
+size_t DataHeaderSize(const DataFragment& d) {
+  return VarintField(d.channel) + VarintField(d.mode) +
+         VarintField(d.sequence) + VarintField(d.index) +
+         VarintField(d.count) + VarintField(d.total_size);
+}
+
+size_t CloseBodySize(const Close& c) {
+  return VarintField(c.code) + BytesField(c.reason.size());
+}
+
+// Size of the wire.Packet without padding.
+size_t PacketBodySize(const Packet& p) {
+  size_t size = Fixed64Field(p.connection_id) + VarintField(p.packet_number);
+  if (p.hello) size += MessageField(HelloBodySize(*p.hello));
+  if (p.challenge) size += MessageField(ChallengeBodySize(*p.challenge));
+  if (p.accept) size += MessageField(AcceptBodySize(*p.accept));
+  if (p.ack) size += MessageField(AckBodySize(*p.ack));
+  for (const DataFragment& d : p.data) {
+    size += MessageField(DataHeaderSize(d) + BytesField(d.payload.size()));
+  }
+  if (p.ping) size += MessageField(0);
+  if (p.close) size += MessageField(CloseBodySize(*p.close));
+  return size;
+}
+
+// How to fill `room` bytes with padding fields: optionally an empty field
+// (2 bytes) first, then one field of `length` zero bytes. A single field
+// cannot take every size (1 + VarintSize(L) + L skips 130 and 16387), the
+// empty one shifts those cases onto sizes it can take.
+struct PaddingPlan {
+  bool fits = false;
+  bool empty_first = false;
+  size_t length = 0;
+};
+
+std::optional<size_t> SingleFieldPadding(size_t room) {
+  for (size_t v = 1; v <= 10 && 1 + v <= room; ++v) {
+    const size_t length = room - 1 - v;
+    if (VarintSize(length) == v) return length;
+  }
+  return std::nullopt;
+}
+
+PaddingPlan PlanPadding(size_t room) {
+  PaddingPlan plan;
+  if (room == 0) {
+    plan.fits = true;
+    return plan;
+  }
+  if (std::optional<size_t> length = SingleFieldPadding(room)) {
+    plan.fits = true;
+    plan.length = *length;
+    return plan;
+  }
+  if (room > 2) {
+    if (std::optional<size_t> length = SingleFieldPadding(room - 2)) {
+      plan.fits = true;
+      plan.empty_first = true;
+      plan.length = *length;
+    }
+  }
+  return plan;
+}
+
+// ---------------------------------------------------------------------------
+// Rules shared by Encode and Decode.
+
+std::string Range(uint64_t lo, uint64_t hi) {
+  return absl::StrCat("[", lo, ", ", hi, "]");
+}
+
+absl::Status CheckNumber(absl::string_view what, uint64_t n) {
+  if (n >= kMaxSequenceNumber) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " ", n, " >= 2^62 (kMaxSequenceNumber)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckBudget(absl::string_view what, uint32_t max_datagram) {
+  if (max_datagram < kMinDatagram || max_datagram > kMaxDatagram) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " max_datagram ", max_datagram, " outside ",
+                     Range(kMinDatagram, kMaxDatagram)));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCookie(absl::string_view what, const std::string& cookie) {
+  if (cookie.size() > kMaxCookieBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " cookie of ", cookie.size(),
+                     " bytes over kMaxCookieBytes (", kMaxCookieBytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckConnectionId(absl::string_view what, uint64_t id) {
+  if (id == 0) return absl::InvalidArgumentError(absl::StrCat(what, " 0"));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateHandshake(const Packet& p) {
+  const int handshakes = p.hello.has_value() + p.challenge.has_value() +
+                         p.accept.has_value();
+  if (handshakes == 0) return absl::OkStatus();
+  if (handshakes > 1) {
+    return absl::InvalidArgumentError(
+        "handshake packet with more than one of hello, challenge, accept");
+  }
+  if (p.ack) {
+    return absl::InvalidArgumentError("handshake packet with an ack frame");
+  }
+  if (!p.data.empty()) {
+    return absl::InvalidArgumentError("handshake packet with data frames");
+  }
+  if (p.ping) {
+    return absl::InvalidArgumentError("handshake packet with a ping frame");
+  }
+  absl::Status s;
+  if (p.hello) {
+    s.Update(CheckConnectionId("hello with client_connection_id",
+                               p.hello->client_connection_id));
+    s.Update(CheckCookie("hello", p.hello->cookie));
+    s.Update(CheckBudget("hello", p.hello->max_datagram));
+  }
+  if (p.challenge) {
+    s.Update(CheckConnectionId("challenge with client_connection_id",
+                               p.challenge->client_connection_id));
+    s.Update(CheckCookie("challenge", p.challenge->cookie));
+  }
+  if (p.accept) {
+    s.Update(CheckConnectionId("accept with client_connection_id",
+                               p.accept->client_connection_id));
+    s.Update(CheckConnectionId("accept with server_connection_id",
+                               p.accept->server_connection_id));
+    s.Update(CheckBudget("accept", p.accept->max_datagram));
+  }
+  return s;
+}
+
+absl::Status ValidateAck(const Ack& ack) {
+  if (ack.ranges.empty()) {
+    return absl::InvalidArgumentError("ack without ranges");
+  }
+  if (ack.ranges.size() > kMaxAckRanges) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ack.ranges.size(), " ack ranges, over kMaxAckRanges (",
+                     kMaxAckRanges, ")"));
+  }
+  if (ack.ack_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "negative ack delay ", absl::FormatDuration(ack.ack_delay)));
+  }
+  if (ack.ack_delay > kMaxAckDelay) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ack delay ", absl::FormatDuration(ack.ack_delay), " over 1 hour"));
+  }
+  if (absl::Status s = CheckNumber("ack largest", ack.ranges[0].largest);
+      !s.ok()) {
+    return s;
+  }
+  for (size_t i = 0; i < ack.ranges.size(); ++i) {
+    const AckRange& cur = ack.ranges[i];
+    if (cur.smallest > cur.largest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ack range ", i, " has smallest ", cur.smallest,
+                       " > largest ", cur.largest));
+    }
+    if (i == 0) continue;
+    const AckRange& prev = ack.ranges[i - 1];
+    if (cur.largest >= prev.largest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ack ranges not descending at range ", i));
+    }
+    if (cur.largest >= prev.smallest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ack ranges ", i - 1, " and ", i, " overlapping"));
+    }
+    if (cur.largest + 1 == prev.smallest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ack ranges ", i - 1, " and ", i, " adjacent"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateFragment(size_t i, const DataFragment& d,
+                              const Codec::Limits& limits) {
+  auto bad = [i](auto&&... parts) {
+    return absl::InvalidArgumentError(absl::StrCat("data frame ", i, ": ",
+                                                   parts...));
+  };
+  if (d.mode > kMaxDeliveryMode) {
+    return bad("mode ", d.mode, " > kMaxDeliveryMode (", kMaxDeliveryMode,
+               ")");
+  }
+  if (d.sequence >= kMaxSequenceNumber) {
+    return bad("sequence ", d.sequence, " >= 2^62 (kMaxSequenceNumber)");
+  }
+  if (d.count == 0) return bad("fragment count 0");
+  if (d.count > limits.max_fragments) {
+    return bad("fragment count ", d.count, " over max_fragments (",
+               limits.max_fragments, ")");
+  }
+  if (d.index >= d.count) {
+    return bad("fragment index ", d.index, " >= count ", d.count);
+  }
+  if (d.total_size > limits.max_message_bytes) {
+    return bad("total_size ", d.total_size, " over max_message_bytes (",
+               limits.max_message_bytes, ")");
+  }
+  if (d.payload.size() > d.total_size) {
+    return bad("payload of ", d.payload.size(), " bytes longer than total_size ",
+               d.total_size);
+  }
+  if (d.total_size == 0 && d.count != 1) {
+    return bad("empty message in ", d.count, " fragments (count must be 1)");
+  }
+  if (d.total_size != 0 && d.count > d.total_size) {
+    return bad("fragment count ", d.count, " > total_size ", d.total_size);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Validate(const Packet& p, const Codec::Limits& limits) {
+  if (absl::Status s = CheckNumber("packet number", p.packet_number);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = ValidateHandshake(p); !s.ok()) return s;
+  if (p.ack) {
+    if (absl::Status s = ValidateAck(*p.ack); !s.ok()) return s;
+  }
+  if (p.data.size() > limits.max_data_frames) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(p.data.size(), " data frames, over max_data_frames (",
+                     limits.max_data_frames, ")"));
+  }
+  for (size_t i = 0; i < p.data.size(); ++i) {
+    if (absl::Status s = ValidateFragment(i, p.data[i], limits); !s.ok()) {
+      return s;
+    }
+  }
+  if (p.close && p.close->reason.size() > kMaxReasonBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("close reason of ", p.close->reason.size(),
+                     " bytes over kMaxReasonBytes (", kMaxReasonBytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Typed frames to wire messages and back.
+
+void ToWire(const Packet& p, wire::Packet* w) {
+  w->set_connection_id(p.connection_id);
+  w->set_packet_number(p.packet_number);
+  if (p.hello) {
+    wire::Hello* h = w->mutable_hello();
+    h->set_client_connection_id(p.hello->client_connection_id);
+    h->set_cookie(p.hello->cookie);
+    h->set_max_datagram(p.hello->max_datagram);
+  }
+  if (p.challenge) {
+    wire::Challenge* c = w->mutable_challenge();
+    c->set_client_connection_id(p.challenge->client_connection_id);
+    c->set_cookie(p.challenge->cookie);
+  }
+  if (p.accept) {
+    wire::Accept* a = w->mutable_accept();
+    a->set_client_connection_id(p.accept->client_connection_id);
+    a->set_server_connection_id(p.accept->server_connection_id);
+    a->set_max_datagram(p.accept->max_datagram);
+    a->set_max_message_bytes(p.accept->max_message_bytes);
+    a->set_window(p.accept->window);
+  }
+  if (p.ack) {
+    // Validate ran: ranges are non-empty, descending and non-adjacent.
+    wire::AckFrame* a = w->mutable_ack();
+    const std::vector<AckRange>& ranges = p.ack->ranges;
+    a->set_largest(ranges[0].largest);
+    a->set_ack_delay_us(AckDelayMicros(p.ack->ack_delay));
+    a->set_first_range(ranges[0].largest - ranges[0].smallest);
+    a->mutable_gaps()->Reserve(static_cast<int>(ranges.size() - 1));
+    a->mutable_lengths()->Reserve(static_cast<int>(ranges.size() - 1));
+    for (size_t i = 1; i < ranges.size(); ++i) {
+      a->add_gaps(ranges[i - 1].smallest - ranges[i].largest - 2);
+      a->add_lengths(ranges[i].largest - ranges[i].smallest);
+    }
+  }
+  w->mutable_data()->Reserve(static_cast<int>(p.data.size()));
+  for (const DataFragment& d : p.data) {
+    wire::DataFrame* f = w->add_data();
+    f->set_channel(d.channel);
+    f->set_mode(d.mode);
+    f->set_sequence(d.sequence);
+    f->set_index(d.index);
+    f->set_count(d.count);
+    f->set_total_size(d.total_size);
+    f->set_payload(d.payload);
+  }
+  if (p.ping) w->mutable_ping();
+  if (p.close) {
+    wire::CloseFrame* c = w->mutable_close();
+    c->set_code(p.close->code);
+    c->set_reason(p.close->reason);
+  }
+}
+
+// Wire ack to typed ranges. Rejects what the typed form cannot hold (more
+// ranges than allowed, counts that disagree, ranges below packet number 0,
+// absurd delays); Validate checks the rest.
+absl::Status AckFromWire(wire::AckFrame& a, Ack* ack) {
+  if (a.gaps_size() != a.lengths_size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ack with ", a.gaps_size(), " gaps but ",
+                     a.lengths_size(), " lengths"));
+  }
+  const size_t ranges = 1 + static_cast<size_t>(a.gaps_size());
+  if (ranges > kMaxAckRanges) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        ranges, " ack ranges, over kMaxAckRanges (", kMaxAckRanges, ")"));
+  }
+  if (a.ack_delay_us() > kMaxAckDelayUs) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ack delay ", a.ack_delay_us(), "us over 1 hour"));
+  }
+  if (absl::Status s = CheckNumber("ack largest", a.largest()); !s.ok()) {
+    return s;
+  }
+  if (a.first_range() > a.largest()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("ack range 0 extends below packet number 0 (largest ",
+                     a.largest(), ", length ", a.first_range(), ")"));
+  }
+  ack->ack_delay =
+      absl::Microseconds(static_cast<int64_t>(a.ack_delay_us()));
+  ack->ranges.reserve(ranges);
+  AckRange range{a.largest() - a.first_range(), a.largest()};
+  ack->ranges.push_back(range);
+  for (int i = 0; i < a.gaps_size(); ++i) {
+    const uint64_t gap = a.gaps(i);
+    const uint64_t length = a.lengths(i);
+    // next.largest = previous.smallest - gap - 2, without wrapping.
+    if (range.smallest < 2 || gap > range.smallest - 2) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ack range ", i + 1, " extends below packet number 0 (gap ", gap,
+          ")"));
+    }
+    range.largest = range.smallest - 2 - gap;
+    if (length > range.largest) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ack range ", i + 1, " extends below packet number 0 (length ",
+          length, ")"));
+    }
+    range.smallest = range.largest - length;
+    ack->ranges.push_back(range);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
+  Packet p;
+  p.connection_id = w.connection_id();
+  p.packet_number = w.packet_number();
+  if (w.has_hello()) {
+    wire::Hello& h = *w.mutable_hello();
+    p.hello.emplace();
+    p.hello->client_connection_id = h.client_connection_id();
+    p.hello->cookie = std::move(*h.mutable_cookie());
+    p.hello->max_datagram = h.max_datagram();
+  }
+  if (w.has_challenge()) {
+    wire::Challenge& c = *w.mutable_challenge();
+    p.challenge.emplace();
+    p.challenge->client_connection_id = c.client_connection_id();
+    p.challenge->cookie = std::move(*c.mutable_cookie());
+  }
+  if (w.has_accept()) {
+    const wire::Accept& a = w.accept();
+    p.accept.emplace();
+    p.accept->client_connection_id = a.client_connection_id();
+    p.accept->server_connection_id = a.server_connection_id();
+    p.accept->max_datagram = a.max_datagram();
+    p.accept->max_message_bytes = a.max_message_bytes();
+    p.accept->window = a.window();
+  }
+  if (w.has_ack()) {
+    p.ack.emplace();
+    if (absl::Status s = AckFromWire(*w.mutable_ack(), &*p.ack); !s.ok()) {
+      return s;
+    }
+  }
+  // Checked before anything is allocated for the frames.
+  const size_t frames = static_cast<size_t>(w.data_size());
+  if (frames > limits.max_data_frames) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(frames, " data frames, over max_data_frames (",
+                     limits.max_data_frames, ")"));
+  }
+  p.data.resize(frames);
+  for (size_t i = 0; i < frames; ++i) {
+    wire::DataFrame& f = *w.mutable_data(static_cast<int>(i));
+    DataFragment& d = p.data[i];
+    d.channel = f.channel();
+    d.mode = f.mode();
+    d.sequence = f.sequence();
+    d.index = f.index();
+    d.count = f.count();
+    d.total_size = f.total_size();
+    d.payload = std::move(*f.mutable_payload());
+  }
+  if (w.has_ping()) p.ping.emplace();
+  if (w.has_close()) {
+    wire::CloseFrame& c = *w.mutable_close();
+    p.close.emplace();
+    p.close->code = c.code();
+    p.close->reason = std::move(*c.mutable_reason());
+  }
+  if (absl::Status s = Validate(p, limits); !s.ok()) return s;
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+
+Codec::Limits Clamp(Codec::Limits limits) {
+  limits.max_datagram =
+      std::clamp(limits.max_datagram, kMinDatagram, kMaxDatagram);
+  limits.max_fragments = std::max<uint32_t>(limits.max_fragments, 1);
+  limits.max_data_frames = std::max<size_t>(limits.max_data_frames, 1);
+  return limits;
+}
+
+size_t ComputeMaxFragmentPayload(const Codec::Limits& limits) {
+  // Header: version, CRC, a connection id and the largest packet number.
+  const size_t header = kFramingBytes + Fixed64Field(~uint64_t{0}) +
+                        VarintField(kMaxNumber);
+  // An ack of kMaxAckRangesWithData ranges, every number at its longest
+  // encoding: numbers stay below 2^62, and 15 values of 2^56 (9-byte varints)
+  // still sum to less than that, so all of them can be that long at once.
+  const size_t pairs = kMaxAckRangesWithData - 1;
+  const size_t packed = pairs * VarintSize(kMaxNumber);
+  const size_t ack =
+      MessageField(VarintField(kMaxNumber) + VarintField(kMaxAckDelayUs) +
+                   VarintField(kMaxNumber) + 2 * PackedField(pairs, packed));
+  const size_t ping = MessageField(0);
+  const size_t fixed = header + ack + ping;
+  // One data frame with the longest numbers the rules allow.
+  const size_t data_header =
+      VarintField(std::numeric_limits<uint32_t>::max()) +
+      VarintField(kMaxDeliveryMode) + VarintField(kMaxNumber) +
+      VarintField(limits.max_fragments - 1) +
+      VarintField(limits.max_fragments) +
+      VarintField(limits.max_message_bytes);
+  auto total = [&](size_t payload) {
+    return fixed + MessageField(data_header + BytesField(payload));
+  };
+  if (total(0) > limits.max_datagram) return 0;
+  size_t payload = limits.max_datagram - total(0);
+  while (payload > 0 && total(payload) > limits.max_datagram) --payload;
+  return static_cast<size_t>(
+      std::min<uint64_t>(payload, limits.max_message_bytes));
+}
+
+}  // namespace
+
+Codec::Codec(const Limits& limits)
+    : limits_(Clamp(limits)),
+      max_fragment_payload_(ComputeMaxFragmentPayload(limits_)) {}
+
+size_t Codec::MaxFragmentPayload() const { return max_fragment_payload_; }
+
+size_t Codec::EncodedSize(const Packet& packet) const {
+  const size_t unpadded = kFramingBytes + PacketBodySize(packet);
+  if (!packet.hello || unpadded >= limits_.max_datagram) return unpadded;
+  // Padding fills the rest exactly, unless a single byte is left (no field
+  // is that short): then the hello does not fit.
+  if (!PlanPadding(limits_.max_datagram - unpadded).fits) {
+    return limits_.max_datagram + 1;
+  }
+  return limits_.max_datagram;
+}
+
+absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
+  if (absl::Status s = Validate(packet, limits_); !s.ok()) return s;
+  const size_t size = EncodedSize(packet);
+  if (size > limits_.max_datagram) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("packet of ", size, " bytes over the datagram budget of ",
+                     limits_.max_datagram));
+  }
+
+  alignas(std::max_align_t) char block[kArenaInitialBlock];
+  Arena arena(block, sizeof(block));
+  wire::Packet* w = Arena::CreateMessage<wire::Packet>(&arena);
+  ToWire(packet, w);
+  const size_t body = w->ByteSizeLong();
+  // Only a hello is padded; `room` is what its padding fields must fill.
+  const size_t room = size - std::min(size, kFramingBytes + body);
+  const PaddingPlan plan = PlanPadding(room);
+  if (kFramingBytes + body + room != size || (room > 0 && !packet.hello) ||
+      !plan.fits) {
+    return absl::InternalError(
+        absl::StrCat("codec size mismatch: computed ", size,
+                     " bytes, protobuf body ", body, " bytes"));
+  }
+
+  std::string out(size, '\0');  // zeros: the padding's contents
+  auto* bytes = reinterpret_cast<uint8_t*>(out.data());
+  bytes[0] = kProtocolVersion;
+  uint8_t* pos = w->SerializeWithCachedSizesToArray(bytes + 1);
+  if (room > 0) {
+    if (plan.empty_first) {
+      *pos++ = kPaddingTag;
+      *pos++ = 0;
+    }
+    *pos++ = kPaddingTag;
+    uint64_t v = plan.length;
+    while (v >= 0x80) {
+      *pos++ = static_cast<uint8_t>(v | 0x80);
+      v >>= 7;
+    }
+    *pos++ = static_cast<uint8_t>(v);
+    pos += plan.length;
+  }
+  const size_t covered = static_cast<size_t>(pos - bytes);
+  const uint32_t crc = Crc32c(absl::string_view(out.data(), covered));
+  for (int i = 0; i < 4; ++i) *pos++ = static_cast<uint8_t>(crc >> (8 * i));
+  return out;
+}
+
+absl::StatusOr<Packet> Codec::Decode(absl::string_view datagram) const {
+  const size_t size = datagram.size();
+  if (size < kMinEncodedBytes || size > limits_.max_datagram) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("datagram of ", size, " bytes outside ",
+                     Range(kMinEncodedBytes, limits_.max_datagram)));
+  }
+  const auto* bytes = reinterpret_cast<const uint8_t*>(datagram.data());
+  if (bytes[0] != kProtocolVersion) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported version ", bytes[0]));
+  }
+  const size_t covered = size - 4;
+  const uint32_t stored = uint32_t{bytes[covered]} |
+                          uint32_t{bytes[covered + 1]} << 8 |
+                          uint32_t{bytes[covered + 2]} << 16 |
+                          uint32_t{bytes[covered + 3]} << 24;
+  if (Crc32c(datagram.substr(0, covered)) != stored) {
+    return absl::InvalidArgumentError("checksum mismatch");
+  }
+
+  alignas(std::max_align_t) char block[kArenaInitialBlock];
+  Arena arena(block, sizeof(block));
+  wire::Packet* w = Arena::CreateMessage<wire::Packet>(&arena);
+  if (!w->ParseFromArray(bytes + 1, static_cast<int>(covered - 1))) {
+    return absl::InvalidArgumentError("malformed protobuf");
+  }
+  return FromWire(*w, limits_);
+}
+
+}  // namespace udpmsg::proto

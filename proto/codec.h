@@ -1,0 +1,121 @@
+// Codec: typed Packets (frames.h) to datagram bytes and back, defensively.
+//
+// Wire format of one datagram:
+//
+//   +---------+-------------------------------+------------------+
+//   | version |  protobuf udpmsg.wire.Packet  |  CRC32C, 4 bytes |
+//   | 1 byte  |  (proto/frame.proto)          |  little-endian   |
+//   +---------+-------------------------------+------------------+
+//
+// The CRC32C (Castagnoli) covers the version byte and the protobuf bytes; it
+// catches the corruption the 16-bit UDP checksum misses (it is not a MAC:
+// encryption is a separate layer). Decode checks, in order: size within
+// [kMinEncodedBytes, limits.max_datagram], version byte, CRC, protobuf parse,
+// then every field range (see Decode). Unknown protobuf fields are ignored,
+// so a later version can add fields that older peers skip.
+//
+// Usage:
+//   Codec codec(Codec::Limits{});
+//   absl::StatusOr<std::string> bytes = codec.Encode(packet);
+//   absl::StatusOr<Packet> packet = codec.Decode(bytes);
+//
+// Thread-compatible (const methods only after construction).
+#ifndef UDPMSG_PROTO_CODEC_H_
+#define UDPMSG_PROTO_CODEC_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/frames.h"
+
+namespace udpmsg::proto {
+
+// CRC32C (Castagnoli, reflected polynomial 0x82F63B78, init and xor-out
+// 0xFFFFFFFF), as in RFC 3720 / iSCSI. Crc32c("123456789") == 0xE3069283.
+uint32_t Crc32c(absl::string_view data);
+// Continues a CRC: Crc32c(a + b) == Crc32cExtend(Crc32c(a), b).
+uint32_t Crc32cExtend(uint32_t crc, absl::string_view data);
+
+// Version byte + CRC.
+inline constexpr size_t kFramingBytes = 5;
+// Nothing shorter than this can be a valid datagram.
+inline constexpr size_t kMinEncodedBytes = kFramingBytes;
+
+class Codec final {
+ public:
+  struct Limits {
+    // Largest datagram encoded or accepted, in [kMinDatagram, kMaxDatagram].
+    size_t max_datagram = kDefaultMaxDatagram;
+    // Largest message a data fragment may announce (total_size).
+    uint64_t max_message_bytes = 16 << 20;
+    // Largest fragment count a data fragment may announce.
+    uint32_t max_fragments = 1 << 20;
+    // Most data frames in one packet.
+    size_t max_data_frames = 64;
+  };
+
+  // Limits outside their ranges are clamped into them.
+  explicit Codec(const Limits& limits);
+
+  const Limits& limits() const { return limits_; }
+
+  // Encodes `packet`. A packet carrying a hello is padded so the datagram is
+  // exactly limits().max_datagram bytes.
+  // INVALID_ARGUMENT: the packet breaks a rule Decode would reject (so we
+  //   never send what a peer must drop), naming the field.
+  // RESOURCE_EXHAUSTED: the datagram would exceed limits().max_datagram.
+  absl::StatusOr<std::string> Encode(const Packet& packet) const;
+
+  // The exact size Encode would produce (hello padding included), without
+  // checking rules or the budget. Cheap enough to call while filling a packet.
+  size_t EncodedSize(const Packet& packet) const;
+
+  // The largest fragment payload that always fits in one datagram together
+  // with a header, an ack of up to kMaxAckRangesWithData ranges with any
+  // values, a ping, and one data frame whose numbers take their largest
+  // encodings.
+  // The sender cuts messages into fragments of at most this many bytes.
+  // Every number in such an ack can take a 9-byte varint at once, so the
+  // reservation is large (593 bytes): 544 at the default budget of 1200, 844
+  // at 1500, and 0 below 655 bytes, where no payload is guaranteed to
+  // fit next to a worst-case ack (a sender there must bound its ack instead).
+  size_t MaxFragmentPayload() const;
+
+  // Decodes one datagram. INVALID_ARGUMENT with a one-line reason for:
+  //   - size outside [kMinEncodedBytes, limits().max_datagram]
+  //   - version byte != kProtocolVersion ("unsupported version 7")
+  //   - CRC mismatch ("checksum mismatch")
+  //   - protobuf that does not parse
+  //   - a handshake packet mixing frames against frames.h's rules, or a hello
+  //     with client_connection_id 0, a cookie over kMaxCookieBytes, a
+  //     max_datagram outside [kMinDatagram, kMaxDatagram]
+  //   - more than kMaxAckRanges ack ranges, ranges not descending, overlapping,
+  //     adjacent, or with smallest > largest; negative or absurd ack delay
+  //     (over 1 hour)
+  //   - more than max_data_frames data frames; a fragment with mode >
+  //     kMaxDeliveryMode, count 0 or over max_fragments, index >= count,
+  //     total_size over max_message_bytes, payload longer than total_size,
+  //     count > total_size for a non-empty message, count != 1 for an empty one
+  //   - a sequence or packet number >= kMaxSequenceNumber
+  //   - a close reason over kMaxReasonBytes
+  // Also rejected, by the same rules: a challenge with client_connection_id 0
+  // or a cookie over kMaxCookieBytes, an accept with a connection id 0 or a
+  // max_datagram outside [kMinDatagram, kMaxDatagram], an ack without ranges,
+  // an ack whose wire gaps/lengths lead below packet number 0, a handshake
+  // packet with a ping.
+  // The ack delay travels in whole microseconds: Encode truncates the rest.
+  // Never crashes, and allocates O(datagram size) at most.
+  absl::StatusOr<Packet> Decode(absl::string_view datagram) const;
+
+ private:
+  Limits limits_;
+  size_t max_fragment_payload_;  // computed from limits_ at construction
+};
+
+}  // namespace udpmsg::proto
+
+#endif  // UDPMSG_PROTO_CODEC_H_

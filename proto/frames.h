@@ -1,0 +1,155 @@
+// Typed frames: what one udpmsg datagram carries, as plain C++ values.
+//
+// The reliability core builds and reads these; only the codec (codec.h) knows
+// protobuf. A datagram carries exactly one Packet: a header and any number of
+// frames. Which frames may be combined:
+//
+//   handshake packets (connection_id == 0 for a hello):  exactly one of
+//       hello, challenge or accept, optionally with close; no data, no ack
+//   established packets: optional ack, any number of data fragments,
+//       optional ping, optional close (close ends the connection)
+//
+// The codec enforces the structural rules (ranges, counts, sizes); the
+// connection enforces the state rules (a data frame before the handshake is
+// ignored, etc.).
+//
+// Numbers are 64-bit on the wire (protobuf varints: small numbers stay small)
+// and never wrap: a connection closes before a number space reaches
+// kMaxSequenceNumber (as QUIC does at 2^62).
+#ifndef UDPMSG_PROTO_FRAMES_H_
+#define UDPMSG_PROTO_FRAMES_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace udpmsg::proto {
+
+// The first byte of every datagram. A peer that sees another value drops the
+// datagram before parsing.
+inline constexpr uint8_t kProtocolVersion = 1;
+
+// Default largest UDP payload we send (fits every IPv6 path: 1280 - 40 - 8,
+// with room to spare, as QUIC's 1200).
+inline constexpr size_t kDefaultMaxDatagram = 1200;
+// Smallest budget the codec accepts: a padded hello must fit.
+inline constexpr size_t kMinDatagram = 512;
+// UDP payload maximum over IPv6 (65535 - 8); IPv4's is 65507.
+inline constexpr size_t kMaxDatagram = 65527;
+
+// Sequence numbers (packet numbers, message sequences) stay below this.
+inline constexpr uint64_t kMaxSequenceNumber = uint64_t{1} << 62;
+
+// Delivery modes on the wire (values of reliable::DeliveryMode).
+inline constexpr uint32_t kMaxDeliveryMode = 3;
+
+// Client's first packet. Sent padded to the full datagram budget so a server
+// answering with at most 3x the bytes received can always reply.
+struct Hello {
+  uint64_t client_connection_id = 0;  // non-zero, chosen by the client
+  std::string cookie;                 // empty on the first try
+  uint32_t max_datagram = kDefaultMaxDatagram;  // client's budget
+};
+
+// Server's stateless answer to a hello without a valid cookie.
+struct Challenge {
+  uint64_t client_connection_id = 0;
+  std::string cookie;  // at most kMaxCookieBytes
+};
+
+// Server accepted: from now on the client sends to server_connection_id and
+// the server to client_connection_id.
+struct Accept {
+  uint64_t client_connection_id = 0;
+  uint64_t server_connection_id = 0;
+  uint32_t max_datagram = kDefaultMaxDatagram;  // server's budget
+  uint64_t max_message_bytes = 16 << 20;        // largest message it accepts
+  uint32_t window = 4096;                       // messages per reliable space
+};
+
+// One fragment of one message.
+struct DataFragment {
+  uint32_t channel = 0;
+  uint32_t mode = 3;         // a reliable::DeliveryMode value, <= kMaxDeliveryMode
+  uint64_t sequence = 0;     // message number within (channel, mode)
+  uint32_t index = 0;        // fragment index, < count
+  uint32_t count = 1;        // fragments in the message, >= 1
+  uint64_t total_size = 0;   // message size in bytes
+  std::string payload;
+};
+
+// A range of packet numbers [smallest, largest], both inclusive.
+struct AckRange {
+  uint64_t smallest = 0;
+  uint64_t largest = 0;
+  friend bool operator==(const AckRange& a, const AckRange& b) {
+    return a.smallest == b.smallest && a.largest == b.largest;
+  }
+};
+
+// Acknowledges received packets. `ranges` are sorted descending, disjoint and
+// not adjacent (a gap of at least one packet between them); ranges[0].largest
+// is the largest packet number received. `ack_delay` is how long the receiver
+// held the ack after receiving that largest packet.
+struct Ack {
+  std::vector<AckRange> ranges;
+  absl::Duration ack_delay = absl::ZeroDuration();
+};
+
+// Asks the peer to acknowledge (keepalive, probe). Carries nothing.
+struct Ping {};
+
+// Ends the connection. The receiver answers nothing and closes too.
+struct Close {
+  uint32_t code = 0;   // CloseCode
+  std::string reason;  // human-readable, at most kMaxReasonBytes
+};
+
+enum CloseCode : uint32_t {
+  kCloseNormal = 0,
+  kCloseIdleTimeout = 1,
+  kCloseProtocolError = 2,
+  kCloseTooManyRetransmissions = 3,
+  kCloseApplication = 4,
+  kCloseServerFull = 5,
+  kCloseNumberSpaceExhausted = 6,
+};
+
+inline constexpr size_t kMaxCookieBytes = 64;
+inline constexpr size_t kMaxReasonBytes = 256;
+// At most this many ack ranges in one packet.
+inline constexpr size_t kMaxAckRanges = 32;
+// At most this many ack ranges in a packet that also carries data: the
+// encoder's payload budget (Codec::MaxFragmentPayload) reserves room for an
+// ack this large with every number at its longest encoding. Ack-only packets
+// may carry up to kMaxAckRanges.
+inline constexpr size_t kMaxAckRangesWithData = 8;
+
+// One datagram.
+struct Packet {
+  // 0 only on a hello (the client has no server id yet) and on a challenge.
+  uint64_t connection_id = 0;
+  // Never reused within a connection, retransmissions included. Handshake
+  // packets carry 0.
+  uint64_t packet_number = 0;
+
+  std::optional<Hello> hello;
+  std::optional<Challenge> challenge;
+  std::optional<Accept> accept;
+  std::optional<Ack> ack;
+  std::vector<DataFragment> data;
+  std::optional<Ping> ping;
+  std::optional<Close> close;
+
+  // True when the packet asks to be acknowledged (RFC 9002 "ack-eliciting"):
+  // anything but a packet with only an ack and/or close.
+  bool AckEliciting() const { return !data.empty() || ping.has_value(); }
+};
+
+}  // namespace udpmsg::proto
+
+#endif  // UDPMSG_PROTO_FRAMES_H_

@@ -1,0 +1,67 @@
+#include "proto/crc32c.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "gtest/gtest.h"
+#include "proto/codec.h"
+
+namespace udpmsg::proto {
+namespace {
+
+// Bit-at-a-time reference.
+uint32_t Reference(absl::string_view data) {
+  uint32_t crc = 0xFFFFFFFF;
+  for (unsigned char c : data) {
+    crc ^= c;
+    for (int i = 0; i < 8; ++i) crc = (crc & 1) ? (crc >> 1) ^ 0x82F63B78 : crc >> 1;
+  }
+  return ~crc;
+}
+
+TEST(Crc32cTest, CheckValue) { EXPECT_EQ(Crc32c("123456789"), 0xE3069283u); }
+
+TEST(Crc32cTest, Empty) { EXPECT_EQ(Crc32c(""), 0u); }
+
+// RFC 3720 appendix B.4.
+TEST(Crc32cTest, Rfc3720Vectors) {
+  EXPECT_EQ(Crc32c(std::string(32, '\0')), 0x8A9136AAu);
+  EXPECT_EQ(Crc32c(std::string(32, '\xFF')), 0x62A8AB43u);
+  std::string up(32, '\0');
+  std::string down(32, '\0');
+  for (int i = 0; i < 32; ++i) {
+    up[i] = static_cast<char>(i);
+    down[i] = static_cast<char>(31 - i);
+  }
+  EXPECT_EQ(Crc32c(up), 0x46DD794Eu);
+  EXPECT_EQ(Crc32c(down), 0x113FDB5Cu);
+}
+
+TEST(Crc32cTest, MatchesReferenceAtEveryLengthAndAlignment) {
+  std::mt19937_64 rng(7);
+  std::string buffer(300, '\0');
+  for (char& c : buffer) c = static_cast<char>(rng());
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t n = 0; n + offset <= buffer.size(); ++n) {
+      const absl::string_view s = absl::string_view(buffer).substr(offset, n);
+      ASSERT_EQ(Crc32c(s), Reference(s)) << "offset " << offset << " n " << n;
+    }
+  }
+}
+
+TEST(Crc32cTest, ExtendEqualsWhole) {
+  std::mt19937_64 rng(8);
+  std::string buffer(200, '\0');
+  for (char& c : buffer) c = static_cast<char>(rng());
+  const absl::string_view all(buffer);
+  for (size_t split = 0; split <= all.size(); ++split) {
+    ASSERT_EQ(Crc32cExtend(Crc32c(all.substr(0, split)), all.substr(split)),
+              Crc32c(all));
+  }
+}
+
+}  // namespace
+}  // namespace udpmsg::proto
