@@ -68,6 +68,21 @@ bool SendQueue::HasSendable() {
   return m != nullptr && WindowAllows(*m);
 }
 
+std::optional<size_t> SendQueue::PeekPayloadSize() {
+  while (!lost_.empty()) {
+    const FragmentId id = lost_.front();
+    auto it = messages_.find(id.message);
+    if (it == messages_.end() || it->second.acked[id.index]) {
+      lost_.pop_front();  // settled meanwhile
+      continue;
+    }
+    return LayoutOf(id.index, it->second.count, it->second.bytes.size())->length;
+  }
+  const Message* m = FirstUnsent();
+  if (m == nullptr || !WindowAllows(*m)) return std::nullopt;
+  return LayoutOf(m->next_unsent, m->count, m->bytes.size())->length;
+}
+
 std::optional<OutgoingFragment> SendQueue::Next() {
   while (!lost_.empty()) {
     FragmentId id = lost_.front();

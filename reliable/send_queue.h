@@ -83,6 +83,10 @@ class SendQueue final {
   std::optional<OutgoingFragment> Next();
   // Whether Next() would return something.
   bool HasSendable();
+  // The payload size of the fragment Next() would return; nullopt when it
+  // would return nothing. Lets the caller check that the fragment fits in
+  // the packet being filled before taking it.
+  std::optional<size_t> PeekPayloadSize();
 
   // The packet carrying `id` was acknowledged / declared lost. Unknown or
   // already-settled ids are ignored (acks may repeat).

@@ -1,0 +1,641 @@
+#include "reliable/connection.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace udpmsg::reliable {
+namespace {
+
+proto::Codec CodecFor(const proto::Codec* codec, size_t max_datagram) {
+  proto::Codec::Limits limits = codec->limits();
+  limits.max_datagram = std::min(limits.max_datagram, max_datagram);
+  return proto::Codec(limits);
+}
+
+// Most packets one Poll() emits; the pacer and the window normally stop it
+// much earlier. Keeps one connection from monopolising an endpoint's turn.
+constexpr int kMaxPacketsPerPoll = 256;
+// Worst-case bytes of a data frame besides its payload (tags, lengths and
+// 64-bit varints); used to decide whether another fragment fits.
+constexpr size_t kDataFrameOverhead = 56;
+
+std::string Ms(absl::Duration d) {
+  if (d == absl::InfiniteDuration()) return "-";
+  return absl::StrFormat("%.1fms", absl::ToDoubleMilliseconds(d));
+}
+
+}  // namespace
+
+absl::string_view EventTypeName(Event::Type type) {
+  switch (type) {
+    case Event::Type::kConnected:
+      return "connected";
+    case Event::Type::kMessage:
+      return "message";
+    case Event::Type::kAcked:
+      return "acked";
+    case Event::Type::kClosed:
+      return "closed";
+  }
+  return "?";
+}
+
+std::string ConnectionStats::ToString() const {
+  return absl::StrCat("rtt=", Ms(srtt), " rttvar=", Ms(rttvar), " min_rtt=", Ms(min_rtt),
+                      " cwnd=", cwnd, " sent=", packets_sent, "pkts/", bytes_sent,
+                      "B recv=", packets_received, "pkts/", bytes_received,
+                      "B lost=", packets_lost, " retransmitted=", fragments_retransmitted,
+                      " dup_pkts=", duplicate_packets, " dup_msgs=", duplicate_messages,
+                      " msgs_sent=", messages_sent, " msgs_delivered=", messages_delivered,
+                      " msgs_acked=", messages_acked, " probes=", probes,
+                      " cwnd_cuts=", congestion_reductions);
+}
+
+Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
+                       const udp::SocketAddress& peer, const ConnectionOptions& options,
+                       const proto::Codec* codec)
+    : codec_(CodecFor(codec, options.max_datagram)),
+      options_(options),
+      client_(client),
+      state_(client ? State::kConnecting : State::kAccepted),
+      local_id_(local_id),
+      peer_(peer),
+      max_datagram_(codec_.limits().max_datagram),
+      max_fragment_payload_(codec_.MaxFragmentPayload()),
+      started_(now),
+      next_packet_number_(std::max<uint64_t>(options.initial_packet_number, 1)),
+      queue_(SendQueue::Limits{max_fragment_payload_, options.max_queued_bytes,
+                               options.max_message_bytes, options.window}),
+      rtt_(RttEstimator::Options{options.initial_rtt, options.max_ack_delay,
+                                 absl::Milliseconds(1)}),
+      cc_(MakeCongestionController(options.congestion, max_datagram_)),
+      pacer_(max_datagram_),
+      last_sent_(now),
+      last_progress_(now),
+      acks_(AckTracker::Options{2, options.max_ack_delay, 1024}),
+      reassembler_(Reassembler::Limits{options.max_message_bytes, options.max_reassembly_bytes,
+                                       1024, absl::InfiniteDuration()}),
+      unreliable_reassembler_(Reassembler::Limits{options.max_message_bytes,
+                                                  options.max_reassembly_bytes, 1024,
+                                                  options.reassembly_timeout}),
+      last_received_(now),
+      next_expire_(now + options.reassembly_timeout) {
+  if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
+}
+
+std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId local_id,
+                                               const udp::SocketAddress& peer,
+                                               const ConnectionOptions& options,
+                                               const proto::Codec* codec) {
+  return std::unique_ptr<Connection>(new Connection(now, true, local_id, peer, options, codec));
+}
+
+std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId local_id,
+                                               ConnectionId peer_id,
+                                               const udp::SocketAddress& peer,
+                                               const proto::Hello& hello,
+                                               const ConnectionOptions& options,
+                                               const proto::Codec* codec) {
+  ConnectionOptions o = options;
+  o.max_datagram = std::min<size_t>(o.max_datagram, hello.max_datagram);
+  auto c = std::unique_ptr<Connection>(new Connection(now, false, local_id, peer, o, codec));
+  c->peer_id_ = peer_id;
+  c->accept_.client_connection_id = peer_id;
+  c->accept_.server_connection_id = local_id;
+  c->accept_.max_datagram = static_cast<uint32_t>(c->max_datagram_);
+  c->accept_.max_message_bytes = o.max_message_bytes;
+  c->accept_.window = o.window;
+  c->accept_due_ = true;
+  return c;
+}
+
+void Connection::Emit(Event event) {
+  event.connection = local_id_;
+  event.peer = peer_;
+  if (event.type == Event::Type::kMessage) undelivered_bytes_ += event.message.size();
+  events_.push_back(std::move(event));
+}
+
+void Connection::TakeEvents(std::vector<Event>* out) {
+  for (Event& e : events_) out->push_back(std::move(e));
+  events_.clear();
+  undelivered_bytes_ = 0;
+}
+
+void Connection::Established(absl::Time now) {
+  state_ = State::kEstablished;
+  last_progress_ = now;
+  Event e;
+  e.type = Event::Type::kConnected;
+  Emit(std::move(e));
+}
+
+void Connection::CloseNow(absl::Time now, uint32_t code, std::string reason, bool by_peer,
+                          bool send_close) {
+  if (state_ == State::kClosed) return;
+  // A client still connecting has no server id to address a Close to.
+  if (send_close && peer_id_ != 0) {
+    close_due_ = true;
+    close_.code = code;
+    close_.reason = reason.substr(0, proto::kMaxReasonBytes);
+  }
+  state_ = State::kClosed;
+  // Linger to answer the peer's packets with our Close, in case it was lost:
+  // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive.
+  drain_until_ = now + std::max(3 * rtt_.Pto(true), options_.keepalive + 2 * rtt_.Pto(true));
+  reassembler_ = Reassembler(reassembler_.limits());
+  unreliable_reassembler_ = Reassembler(unreliable_reassembler_.limits());
+  channels_.clear();
+  queue_.Clear();
+  sent_.Clear();
+  Event e;
+  e.type = Event::Type::kClosed;
+  e.code = code;
+  e.reason = std::move(reason);
+  e.by_peer = by_peer;
+  Emit(std::move(e));
+}
+
+void Connection::OnRepeatedHello(absl::Time now) {
+  (void)now;
+  if (state_ == State::kAccepted) accept_due_ = true;
+}
+
+void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t size) {
+  if (state_ == State::kClosed) {
+    // Draining: answer a live peer's packets with our Close once more each.
+    if (now < drain_until_ && peer_id_ != 0 && !packet.close) close_due_ = true;
+    return;
+  }
+  ++stats_.packets_received;
+  stats_.bytes_received += size;
+  last_received_ = now;
+
+  if (client_ && state_ == State::kConnecting) {
+    // An answer to the only hello sent so far is an unambiguous RTT sample
+    // (RFC 9002 takes samples from handshake packets too); it sizes the
+    // probe timeout long before data flows.
+    const bool unambiguous = hello_count_ == 1;
+    const absl::Duration sample = now - last_hello_sent_;
+    if (packet.challenge && packet.challenge->client_connection_id == local_id_) {
+      if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
+      cookie_ = packet.challenge->cookie;
+      next_hello_ = now;  // answer at once
+      hello_count_ = 0;
+      return;
+    }
+    if (packet.accept && packet.accept->client_connection_id == local_id_) {
+      if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
+      peer_id_ = packet.accept->server_connection_id;
+      if (packet.accept->max_datagram < max_datagram_) {
+        // The server's budget is smaller: cut fragments to fit it. Nothing
+        // is queued yet (Send needs an established connection).
+        codec_ = CodecFor(&codec_, packet.accept->max_datagram);
+        max_datagram_ = codec_.limits().max_datagram;
+        max_fragment_payload_ = codec_.MaxFragmentPayload();
+        queue_ = SendQueue(SendQueue::Limits{max_fragment_payload_, options_.max_queued_bytes,
+                                             options_.max_message_bytes, options_.window});
+        cc_ = MakeCongestionController(options_.congestion, max_datagram_);
+        if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
+        pacer_ = Pacer(max_datagram_);
+      }
+      // The first packet (an ack-eliciting ping) confirms the handshake on
+      // the server.
+      probes_due_ = std::max(probes_due_, 1);
+      Established(now);
+      return;
+    }
+    if (packet.close) {
+      CloseNow(now, packet.close->code, packet.close->reason, /*by_peer=*/true, false);
+    }
+    return;  // nothing else is meaningful before the handshake
+  }
+  if (packet.hello || packet.challenge || packet.accept) return;  // stray handshake
+
+  if (packet.close) {
+    CloseNow(now, packet.close->code, packet.close->reason, /*by_peer=*/true, false);
+    return;
+  }
+  if (state_ == State::kAccepted) {
+    accept_due_ = false;
+    if (accepts_sent_ == 1) rtt_.OnSample(now - accept_sent_at_, absl::ZeroDuration(), false);
+    Established(now);
+  }
+  if (acks_.Contains(packet.packet_number)) {
+    ++stats_.duplicate_packets;
+    acks_.OnPacket(now, packet.packet_number, packet.AckEliciting());  // arranges a re-ack
+    return;
+  }
+  if (packet.ack) OnAck(now, *packet.ack);
+  if (state_ == State::kClosed) return;  // the ack was a protocol violation
+
+  bool accept = true;
+  if (!packet.data.empty() && undelivered_bytes_ > options_.max_undelivered_bytes) {
+    accept = false;  // the application is not keeping up: do not acknowledge
+  } else {
+    for (const proto::DataFragment& f : packet.data) {
+      if (!OnData(now, f)) accept = false;
+      if (state_ == State::kClosed) return;
+    }
+  }
+  if (accept) {
+    acks_.OnPacket(now, packet.packet_number, packet.AckEliciting());
+  } else {
+    ++stats_.refused_packets;
+  }
+}
+
+void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
+  if (ack.ranges.empty()) return;
+  absl::StatusOr<SentPackets::AckResult> result =
+      sent_.OnAck(now, ack, rtt_, state_ == State::kEstablished);
+  if (!result.ok()) {
+    CloseNow(now, proto::kCloseProtocolError, std::string(result.status().message()),
+             /*by_peer=*/false, /*send_close=*/true);
+    return;
+  }
+  if (!result->acked.empty()) {
+    last_progress_ = now;
+    probes_due_ = 0;
+  }
+  std::vector<MessageReceipt> receipts;
+  for (const SentPacket& p : result->acked) {
+    for (const FragmentId& id : p.fragments) queue_.OnAcked(id, &receipts);
+    if (p.largest_acked_in_ack) acks_.OnAckAcknowledged(*p.largest_acked_in_ack);
+    if (p.ack_eliciting) cc_->OnPacketAcked(now, PacketInfo{p.number, p.sent_time, p.bytes});
+  }
+  if (!result->lost.empty()) {
+    uint64_t bytes = 0;
+    for (const SentPacket& p : result->lost) {
+      for (const FragmentId& id : p.fragments) queue_.OnLost(id);
+      if (p.ack_eliciting) bytes += p.bytes;
+    }
+    stats_.packets_lost += result->lost.size();
+    const SentPacket& largest = result->lost.back();
+    if (bytes > 0) {
+      cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
+                         result->persistent_congestion);
+    }
+  }
+  for (const MessageReceipt& r : receipts) {
+    ++stats_.messages_acked;
+    Event e;
+    e.type = Event::Type::kAcked;
+    e.channel = r.channel;
+    e.mode = r.mode;
+    e.sequence = r.sequence;
+    e.bytes = r.bytes;
+    Emit(std::move(e));
+  }
+  if (flush_then_close_ && queue_.empty() && sent_.bytes_in_flight() == 0) {
+    CloseNow(now, close_.code, close_.reason, false, true);
+  }
+}
+
+bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
+  if (f.channel >= options_.max_channels) {
+    CloseNow(now, proto::kCloseProtocolError, absl::StrCat("channel ", f.channel, " out of range"),
+             false, true);
+    return false;
+  }
+  const DeliveryMode mode = static_cast<DeliveryMode>(f.mode);
+  std::unique_ptr<ReceiveChannel>& channel = channels_[SpaceKey{f.channel, f.mode}];
+  if (channel == nullptr) channel = std::make_unique<ReceiveChannel>(mode, options_.window);
+  if (!channel->Wanted(f.sequence)) {
+    if (IsReliable(mode)) ++stats_.duplicate_messages;
+    return true;  // already delivered (or stale): acknowledge and drop
+  }
+  Reassembler& reassembler = IsReliable(mode) ? reassembler_ : unreliable_reassembler_;
+  absl::StatusOr<std::optional<std::string>> done = reassembler.Add(
+      now, MessageKey{f.channel, f.mode, f.sequence}, FragmentHeader{f.index, f.count, f.total_size},
+      f.payload);
+  if (!done.ok()) {
+    // RESOURCE_EXHAUSTED: out of reassembly space; the sender will retry.
+    // INVALID_ARGUMENT: inconsistent with earlier fragments; dropped, and
+    // for reliable data not acknowledged so a correct copy can come.
+    return !IsReliable(mode);
+  }
+  if (!done->has_value()) return true;
+  std::vector<std::string> ready;
+  const uint64_t before = channel->next();
+  (void)before;
+  // Ordered delivery hands out messages in sequence; we need each one's
+  // number for the event, so deliver through a small recount.
+  const ReceiveChannel::Stats prev = channel->stats();
+  channel->OnComplete(f.sequence, std::move(**done), &ready);
+  if (channel->stats().duplicates > prev.duplicates) ++stats_.duplicate_messages;
+  // Sequence numbers of what was delivered: unordered/unreliable modes
+  // deliver just this one; ordered mode delivers a contiguous run ending
+  // below next().
+  uint64_t first = f.sequence;
+  if (mode == DeliveryMode::kReliableOrdered && !ready.empty()) first = channel->next() - ready.size();
+  for (size_t i = 0; i < ready.size(); ++i) {
+    ++stats_.messages_delivered;
+    Event e;
+    e.type = Event::Type::kMessage;
+    e.channel = f.channel;
+    e.mode = mode;
+    e.sequence = first + i;
+    e.message = std::move(ready[i]);
+    Emit(std::move(e));
+  }
+  return true;
+}
+
+absl::StatusOr<uint64_t> Connection::Send(absl::Time now, uint32_t channel, DeliveryMode mode,
+                                          std::string message) {
+  (void)now;
+  if (state_ != State::kEstablished || flush_then_close_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection to ", peer_.ToString(), " is not established"));
+  }
+  if (channel >= options_.max_channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel ", channel, " out of range [0, ", options_.max_channels, ")"));
+  }
+  absl::StatusOr<uint64_t> seq = queue_.Enqueue(channel, mode, std::move(message));
+  if (seq.ok()) ++stats_.messages_sent;
+  return seq;
+}
+
+void Connection::Close(absl::Time now, uint32_t code, std::string reason, bool flush) {
+  if (state_ == State::kClosed || flush_then_close_) return;
+  if (state_ != State::kEstablished || !flush ||
+      (queue_.empty() && sent_.bytes_in_flight() == 0)) {
+    CloseNow(now, code, std::move(reason), false, true);
+    return;
+  }
+  flush_then_close_ = true;
+  close_.code = code;
+  close_.reason = reason.substr(0, proto::kMaxReasonBytes);
+  state_ = State::kClosing;
+}
+
+void Connection::Encode(absl::Time now, const proto::Packet& packet,
+                        std::vector<std::string>* out) {
+  absl::StatusOr<std::string> bytes = codec_.Encode(packet);
+  if (!bytes.ok()) {
+    // Our own packet breaks a codec rule: a bug, but never a crash.
+    CloseNow(now, proto::kCloseProtocolError,
+             absl::StrCat("internal: cannot encode packet: ", bytes.status().message()), false,
+             false);
+    return;
+  }
+  ++stats_.packets_sent;
+  stats_.bytes_sent += bytes->size();
+  last_sent_ = now;
+  out->push_back(*std::move(bytes));
+}
+
+void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
+  if (now < next_hello_) return;
+  proto::Packet p;
+  proto::Hello hello;
+  hello.client_connection_id = local_id_;
+  hello.cookie = cookie_;
+  hello.max_datagram = static_cast<uint32_t>(max_datagram_);
+  p.hello = std::move(hello);
+  Encode(now, p, out);
+  last_hello_sent_ = now;
+  // Retry with exponential backoff from the initial RTT, capped at 1 s so a
+  // lossy path gets many tries within the handshake timeout.
+  const int shift = std::min(hello_count_, 6);
+  next_hello_ = now + std::min(options_.initial_rtt * (1 << shift), absl::Seconds(1));
+  ++hello_count_;
+}
+
+bool Connection::DataSendable() {
+  return queue_.HasSendable();
+}
+
+absl::Time Connection::PacingTime(absl::Time now) const {
+  if (!options_.pacing) return now;
+  return pacer_.NextSendTime(now, max_datagram_, cc_->window(), rtt_.smoothed());
+}
+
+bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
+                         std::vector<std::string>* out) {
+  if (next_packet_number_ >= proto::kMaxSequenceNumber) {
+    CloseNow(now, proto::kCloseNumberSpaceExhausted, "packet number space exhausted", false,
+             false);
+    return false;
+  }
+  proto::Packet p;
+  p.connection_id = peer_id_;
+  p.packet_number = next_packet_number_;
+  SentPacket record;
+  const bool window_open = probe || cc_->CanSend(sent_.bytes_in_flight());
+  const bool with_data = window_open && queue_.PeekPayloadSize().has_value();
+  if (acks_.HasNewPackets() || acks_.AckNow() || now >= acks_.AckDeadline()) {
+    // With data, the ack is held to the size the fragment budget reserves.
+    proto::Ack ack = acks_.BuildAck(
+        now, with_data ? proto::kMaxAckRangesWithData : proto::kMaxAckRanges);
+    if (!ack.ranges.empty()) {
+      record.largest_acked_in_ack = ack.ranges.front().largest;
+      p.ack = std::move(ack);
+    }
+  }
+  if (with_data) {
+    size_t used = codec_.EncodedSize(p);
+    while (p.data.size() < codec_.limits().max_data_frames) {
+      std::optional<size_t> next = queue_.PeekPayloadSize();
+      if (!next) break;
+      // The first fragment always fits (MaxFragmentPayload's guarantee).
+      if (!p.data.empty() && used + *next + kDataFrameOverhead > max_datagram_) break;
+      std::optional<OutgoingFragment> f = queue_.Next();
+      if (!f) break;
+      proto::DataFragment d;
+      d.channel = f->channel;
+      d.mode = static_cast<uint32_t>(f->mode);
+      d.sequence = f->sequence;
+      d.index = f->header.index;
+      d.count = f->header.count;
+      d.total_size = f->header.total_size;
+      d.payload = std::string(f->payload);
+      if (f->retransmission) ++stats_.fragments_retransmitted;
+      record.fragments.push_back(f->id);
+      p.data.push_back(std::move(d));
+      used = codec_.EncodedSize(p);
+    }
+  }
+  if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};
+  if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say
+  const bool eliciting = p.AckEliciting();
+  const size_t before = out->size();
+  Encode(now, p, out);
+  if (out->size() == before) return false;
+  ++next_packet_number_;
+  record.number = p.packet_number;
+  record.sent_time = now;
+  record.bytes = out->back().size();
+  record.ack_eliciting = eliciting;
+  if (eliciting) {
+    // The peer timeout counts from the oldest unacknowledged packet.
+    if (sent_.bytes_in_flight() == 0) last_progress_ = now;
+    last_eliciting_sent_ = now;
+    cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
+                      sent_.bytes_in_flight() + record.bytes);
+    if (options_.pacing) pacer_.OnSent(now, record.bytes, cc_->window(), rtt_.smoothed());
+  }
+  if (!sent_.OnSent(std::move(record))) {
+    CloseNow(now, proto::kCloseTooManyRetransmissions,
+             "too many unacknowledged packets: peer not acknowledging", false, true);
+    return false;
+  }
+  return true;
+}
+
+void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
+  if (close_due_) {
+    close_due_ = false;
+    proto::Packet p;
+    p.connection_id = peer_id_;
+    p.packet_number = next_packet_number_++;
+    p.close = close_;
+    absl::StatusOr<std::string> bytes = codec_.Encode(p);
+    if (bytes.ok()) {
+      ++stats_.packets_sent;
+      stats_.bytes_sent += bytes->size();
+      out->push_back(*std::move(bytes));
+    }
+    return;
+  }
+  if (state_ == State::kClosed) return;
+  if (client_ && state_ == State::kConnecting) {
+    SendHandshake(now, out);
+    return;
+  }
+  if (state_ == State::kAccepted) {
+    if (accept_due_) {
+      accept_due_ = false;
+      proto::Packet p;
+      p.connection_id = peer_id_;
+      p.accept = accept_;
+      Encode(now, p, out);
+      ++accepts_sent_;
+      accept_sent_at_ = now;
+    }
+    return;
+  }
+  pacing_wakeup_ = absl::InfiniteFuture();
+  for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
+    const bool probe = probes_due_ > 0;
+    const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
+    const bool keepalive = now - std::max(last_sent_, last_eliciting_sent_) >= options_.keepalive;
+    bool data = false;
+    if (queue_.HasSendable()) {
+      if (probe) {
+        data = true;
+      } else if (cc_->CanSend(sent_.bytes_in_flight())) {
+        const absl::Time at = PacingTime(now);
+        data = at <= now;
+        if (!data) pacing_wakeup_ = at;
+      }
+    }
+    if (!probe && !ack_due && !data && !keepalive) break;
+    if (!SendOne(now, probe, keepalive, out)) break;
+    if (probe) --probes_due_;
+  }
+}
+
+void Connection::OnTimeout(absl::Time now) {
+  if (state_ == State::kClosed) return;
+  if (client_ && state_ == State::kConnecting) {
+    if (now - started_ >= options_.handshake_timeout) {
+      CloseNow(now, proto::kCloseIdleTimeout,
+               absl::StrCat("handshake with ", peer_.ToString(), " timed out after ",
+                            absl::FormatDuration(options_.handshake_timeout)),
+               false, false);
+    }
+    return;
+  }
+  // The server waits for the client's first packet as long as for any packet.
+  if (state_ == State::kAccepted &&
+      now - started_ >= std::max(options_.handshake_timeout, options_.idle_timeout)) {
+    CloseNow(now, proto::kCloseIdleTimeout, "handshake not confirmed", false, false);
+    return;
+  }
+  if (now - last_received_ >= options_.idle_timeout) {
+    CloseNow(now, proto::kCloseIdleTimeout,
+             absl::StrCat("no packets from ", peer_.ToString(), " for ",
+                          absl::FormatDuration(options_.idle_timeout)),
+             false, false);
+    return;
+  }
+  if (sent_.bytes_in_flight() > 0 && now - last_progress_ >= options_.peer_timeout) {
+    CloseNow(now, proto::kCloseTooManyRetransmissions,
+             absl::StrCat("peer ", peer_.ToString(), " acknowledged nothing for ",
+                          absl::FormatDuration(options_.peer_timeout)),
+             false, true);
+    return;
+  }
+  if (now >= sent_.Deadline(rtt_)) {
+    SentPackets::TimeoutResult r = sent_.OnTimeout(now, rtt_);
+    if (!r.lost.empty()) {
+      uint64_t bytes = 0;
+      for (const SentPacket& p : r.lost) {
+        for (const FragmentId& id : p.fragments) queue_.OnLost(id);
+        if (p.ack_eliciting) bytes += p.bytes;
+      }
+      stats_.packets_lost += r.lost.size();
+      const SentPacket& largest = r.lost.back();
+      if (bytes > 0) {
+        cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
+                           false);
+      }
+    }
+    if (r.probe) {
+      ++stats_.probes;
+      if (sent_.pto_count() > options_.max_probes) {
+        CloseNow(now, proto::kCloseTooManyRetransmissions,
+                 absl::StrCat("peer ", peer_.ToString(), " did not answer ", options_.max_probes,
+                              " probes"),
+                 false, true);
+        return;
+      }
+      probes_due_ = 2;  // RFC 9002 6.2.4: up to two probes
+    }
+  }
+  if (now >= next_expire_) {
+    unreliable_reassembler_.Expire(now);
+    next_expire_ = now + std::max(absl::Seconds(1), options_.reassembly_timeout / 4);
+  }
+}
+
+absl::Time Connection::NextTimeout() const {
+  if (close_due_) return absl::InfinitePast();
+  if (state_ == State::kClosed) return absl::InfiniteFuture();
+  if (client_ && state_ == State::kConnecting) {
+    return std::min(next_hello_, started_ + options_.handshake_timeout);
+  }
+  if (state_ == State::kAccepted) {
+    return accept_due_ ? absl::InfinitePast()
+                       : started_ + std::max(options_.handshake_timeout, options_.idle_timeout);
+  }
+  absl::Time t = last_received_ + options_.idle_timeout;
+  t = std::min(t, sent_.Deadline(rtt_));
+  if (sent_.bytes_in_flight() > 0) t = std::min(t, last_progress_ + options_.peer_timeout);
+  t = std::min(t, acks_.AckDeadline());
+  if (acks_.AckNow() || probes_due_ > 0) t = absl::InfinitePast();
+  t = std::min(t, std::max(last_sent_, last_eliciting_sent_) + options_.keepalive);
+  if (unreliable_reassembler_.partial_messages() > 0) t = std::min(t, next_expire_);
+  // Data waiting for the pacer (a closed window is opened by acks, not time).
+  return std::min(t, pacing_wakeup_);
+}
+
+ConnectionStats Connection::stats() const {
+  ConnectionStats s = stats_;
+  s.srtt = rtt_.smoothed();
+  s.rttvar = rtt_.rttvar();
+  s.min_rtt = rtt_.min_rtt();
+  s.latest_rtt = rtt_.latest();
+  s.cwnd = cc_->window();
+  s.bytes_in_flight = sent_.bytes_in_flight();
+  s.fragments_retransmitted = queue_.retransmitted_fragments();
+  return s;
+}
+
+}  // namespace udpmsg::reliable

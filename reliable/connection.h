@@ -1,0 +1,293 @@
+// Connection: one reliable session with one peer, sans-I/O.
+//
+// Owns the sender (SendQueue, SentPackets, RttEstimator, congestion
+// controller, pacer) and the receiver (AckTracker, Reassembler, one
+// ReceiveChannel per (channel, mode)) of a session, and the session's state
+// machine. It is driven by its Endpoint, which owns the socket-facing side
+// (codec, demultiplexing, the stateless part of the handshake):
+//
+//   endpoint -> OnPacket(now, packet, size)   a decoded packet for us
+//   endpoint -> Poll(now, &out)              datagrams to send now
+//   endpoint -> OnTimeout(now)               when now >= NextTimeout()
+//   app      -> Send / Close (through the endpoint)
+//   endpoint <- TakeEvents()                 connected, message, acked, closed
+//
+// Handshake (client side; the server side starts established-pending):
+//   client: Hello (padded to the datagram budget), repeated with backoff
+//   server: Challenge{cookie}        (stateless, see Endpoint)
+//   client: Hello{cookie}            (padded), repeated with backoff
+//   server: Accept{server cid}       (creates this Connection)
+//   client: established; its first packets carry the server's cid, which
+//           confirms the handshake on the server.
+//
+// Loss recovery follows RFC 9002 (see sent_packets.h, congestion.h); every
+// packet gets a new number, retransmitted fragments included. Liveness:
+// keepalive pings after `keepalive` of silence; a peer that acknowledges
+// nothing for `peer_timeout` while data or a probe is outstanding, or after
+// `max_probes` consecutive probe timeouts, closes the connection with
+// kCloseTooManyRetransmissions; `idle_timeout` without receiving anything
+// closes it with kCloseIdleTimeout.
+//
+// Flow control: the sender keeps at most `window` reliable messages per
+// sequence space in flight (the receiver's ReceiveChannel window) and at most
+// `max_queued_bytes` queued; the receiver stops acknowledging packets with
+// data while more than `max_undelivered_bytes` of delivered messages wait in
+// the event queue for the application, so a slow application stalls its
+// sender instead of growing memory.
+//
+// Not thread-safe. Copies the endpoint's codec limits.
+#ifndef UDPMSG_RELIABLE_CONNECTION_H_
+#define UDPMSG_RELIABLE_CONNECTION_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proto/codec.h"
+#include "proto/frames.h"
+#include "reliable/ack_tracker.h"
+#include "reliable/congestion.h"
+#include "reliable/delivery.h"
+#include "reliable/reassembler.h"
+#include "reliable/rtt_estimator.h"
+#include "reliable/send_queue.h"
+#include "reliable/sent_packets.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg::reliable {
+
+using ConnectionId = uint64_t;
+
+struct ConnectionOptions {
+  // Largest datagram we send (the peer's announced budget can only lower it).
+  size_t max_datagram = proto::kDefaultMaxDatagram;
+  uint64_t max_message_bytes = 16 << 20;
+  uint32_t window = 4096;                 // reliable messages in flight per space
+  uint64_t max_queued_bytes = 64 << 20;   // sender back-pressure
+  uint64_t max_reassembly_bytes = 64 << 20;
+  uint64_t max_undelivered_bytes = 64 << 20;
+  uint32_t max_channels = 256;            // channel ids accepted: [0, max_channels)
+  absl::Duration idle_timeout = absl::Seconds(30);
+  absl::Duration keepalive = absl::Seconds(5);
+  absl::Duration handshake_timeout = absl::Seconds(20);
+  absl::Duration peer_timeout = absl::Seconds(10);
+  int max_probes = 10;
+  absl::Duration max_ack_delay = absl::Milliseconds(25);
+  absl::Duration initial_rtt = absl::Milliseconds(333);
+  absl::Duration reassembly_timeout = absl::Seconds(30);
+  std::string congestion = "newreno";
+  bool pacing = true;
+  // Test hook: the first packet number and message sequence this side uses
+  // (to test behaviour near kMaxSequenceNumber).
+  uint64_t initial_packet_number = 0;
+};
+
+// What happened, for the application.
+struct Event {
+  enum class Type {
+    kConnected,  // handshake done; Send may be used
+    kMessage,    // a message arrived (message, channel, mode, sequence)
+    kAcked,      // a reliable message we sent is fully acknowledged
+    kClosed,     // the connection is gone (code, reason, by_peer)
+  };
+  Type type = Type::kMessage;
+  ConnectionId connection = 0;
+  udp::SocketAddress peer;
+  uint32_t channel = 0;
+  DeliveryMode mode = DeliveryMode::kReliableOrdered;
+  uint64_t sequence = 0;
+  std::string message;  // kMessage only
+  uint64_t bytes = 0;   // kAcked: message size
+  uint32_t code = 0;    // kClosed: proto::CloseCode
+  std::string reason;   // kClosed
+  bool by_peer = false; // kClosed: the peer closed (or refused) the connection
+};
+
+absl::string_view EventTypeName(Event::Type type);
+
+struct ConnectionStats {
+  absl::Duration srtt;
+  absl::Duration rttvar;
+  absl::Duration min_rtt;
+  absl::Duration latest_rtt;
+  uint64_t cwnd = 0;
+  uint64_t bytes_in_flight = 0;
+  uint64_t packets_sent = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t packets_received = 0;
+  uint64_t bytes_received = 0;
+  uint64_t packets_lost = 0;           // declared lost by loss detection
+  uint64_t fragments_retransmitted = 0;
+  uint64_t duplicate_packets = 0;      // received again (dropped)
+  uint64_t duplicate_messages = 0;     // reliable messages received again
+  uint64_t messages_sent = 0;          // queued by the application
+  uint64_t messages_delivered = 0;     // handed to the application
+  uint64_t messages_acked = 0;
+  uint64_t probes = 0;                 // PTO expirations
+  uint64_t congestion_reductions = 0;
+  uint64_t refused_packets = 0;        // not acked: receiver out of buffer
+  std::string ToString() const;        // one line, for logs and the CLI
+};
+
+class Connection final {
+ public:
+  enum class State { kConnecting, kAccepted, kEstablished, kClosing, kClosed };
+
+  // A client connection: sends hellos to `peer` until accepted.
+  static std::unique_ptr<Connection> Client(absl::Time now, ConnectionId local_id,
+                                            const udp::SocketAddress& peer,
+                                            const ConnectionOptions& options,
+                                            const proto::Codec* codec);
+  // A server connection created for a validated hello; sends an Accept.
+  static std::unique_ptr<Connection> Server(absl::Time now, ConnectionId local_id,
+                                            ConnectionId peer_id,
+                                            const udp::SocketAddress& peer,
+                                            const proto::Hello& hello,
+                                            const ConnectionOptions& options,
+                                            const proto::Codec* codec);
+
+  // A decoded packet whose connection id is ours, from our peer's address.
+  // `size` is the datagram size.
+  void OnPacket(absl::Time now, const proto::Packet& packet, size_t size);
+  // The server saw the client's hello again (its Accept was lost): answer it.
+  void OnRepeatedHello(absl::Time now);
+
+  // Queues a message. FAILED_PRECONDITION when not established or closing;
+  // INVALID_ARGUMENT for a bad channel or a message over the limit;
+  // RESOURCE_EXHAUSTED when the queue is full. Returns its sequence number.
+  absl::StatusOr<uint64_t> Send(absl::Time now, uint32_t channel, DeliveryMode mode,
+                                std::string message);
+  // Starts closing. With `flush`, sends what is queued first (reliable data
+  // acknowledged) and then a Close frame; otherwise the Close goes now and
+  // queued data is dropped. Idempotent.
+  void Close(absl::Time now, uint32_t code, std::string reason, bool flush);
+
+  // Appends datagrams to send now.
+  void Poll(absl::Time now, std::vector<std::string>* out);
+  void OnTimeout(absl::Time now);
+  absl::Time NextTimeout() const;
+
+  // Moves pending events to `out`.
+  void TakeEvents(std::vector<Event>* out);
+
+  ConnectionId local_id() const { return local_id_; }
+  ConnectionId peer_id() const { return peer_id_; }
+  const udp::SocketAddress& peer() const { return peer_; }
+  State state() const { return state_; }
+  bool closed() const { return state_ == State::kClosed; }
+  bool is_client() const { return client_; }
+  ConnectionStats stats() const;
+  // Payload bytes a fragment carries at most (from the codec's budget).
+  size_t max_fragment_payload() const { return max_fragment_payload_; }
+  uint64_t queued_bytes() const { return queue_.queued_bytes(); }
+  bool has_events() const { return !events_.empty(); }
+  // Messages queued, data unacknowledged, or a Close not yet sent.
+  bool HasUnfinishedWork() const {
+    if (close_due_) return true;
+    if (state_ == State::kClosed) return false;
+    if (client_ && state_ == State::kConnecting) return false;
+    return !queue_.empty() || sent_.bytes_in_flight() > 0;
+  }
+  // Closed and done answering stray packets: the endpoint may forget it.
+  bool Finished(absl::Time now) const {
+    return state_ == State::kClosed && !close_due_ && events_.empty() && now >= drain_until_;
+  }
+  absl::Time drain_until() const { return drain_until_; }
+
+ private:
+  Connection(absl::Time now, bool client, ConnectionId local_id, const udp::SocketAddress& peer,
+             const ConnectionOptions& options, const proto::Codec* codec);
+
+  void OnAck(absl::Time now, const proto::Ack& ack);
+  // Returns false if the packet must not be acknowledged (out of buffer).
+  bool OnData(absl::Time now, const proto::DataFragment& fragment);
+  void Established(absl::Time now);
+  void CloseNow(absl::Time now, uint32_t code, std::string reason, bool by_peer,
+                bool send_close);
+  void Emit(Event event);
+  void SendHandshake(absl::Time now, std::vector<std::string>* out);
+  bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
+  void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
+  absl::Time PacingTime(absl::Time now) const;
+  bool DataSendable();
+
+  // Our own codec: the endpoint's limits with the negotiated datagram budget.
+  proto::Codec codec_;
+  ConnectionOptions options_;
+  bool client_;
+  State state_;
+  ConnectionId local_id_;
+  ConnectionId peer_id_ = 0;
+  udp::SocketAddress peer_;
+  size_t max_datagram_;
+  size_t max_fragment_payload_;
+
+  // Handshake.
+  absl::Time started_;
+  std::string cookie_;
+  int hello_count_ = 0;
+  absl::Time next_hello_ = absl::InfinitePast();
+  absl::Time last_hello_sent_ = absl::InfinitePast();
+  bool accept_due_ = false;
+  int accepts_sent_ = 0;
+  absl::Time accept_sent_at_ = absl::InfinitePast();
+  proto::Accept accept_;
+
+  // Sender.
+  uint64_t next_packet_number_;
+  SendQueue queue_;
+  SentPackets sent_;
+  RttEstimator rtt_;
+  std::unique_ptr<CongestionController> cc_;
+  Pacer pacer_;
+  int probes_due_ = 0;
+  absl::Time last_sent_;
+  absl::Time last_eliciting_sent_ = absl::InfinitePast();
+  absl::Time last_progress_;  // last time the peer acknowledged something new
+  absl::Time pacing_wakeup_ = absl::InfiniteFuture();  // data waits for the pacer
+
+  // Receiver.
+  AckTracker acks_;
+  // Reliable messages are never expired: their fragments were acknowledged,
+  // so the sender will not send them again. Their memory is bounded by the
+  // flow-control window and max_reassembly_bytes instead. Unreliable partial
+  // messages expire after reassembly_timeout.
+  Reassembler reassembler_;
+  Reassembler unreliable_reassembler_;
+  struct SpaceKey {
+    uint32_t channel;
+    uint32_t mode;
+    friend bool operator==(const SpaceKey& a, const SpaceKey& b) {
+      return a.channel == b.channel && a.mode == b.mode;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const SpaceKey& k) {
+      return H::combine(std::move(h), k.channel, k.mode);
+    }
+  };
+  absl::flat_hash_map<SpaceKey, std::unique_ptr<ReceiveChannel>> channels_;
+  absl::Time last_received_;
+  absl::Time next_expire_;
+
+  // Closing.
+  bool flush_then_close_ = false;
+  bool close_due_ = false;
+  proto::Close close_;
+  absl::Time drain_until_ = absl::InfinitePast();
+
+  std::deque<Event> events_;
+  uint64_t undelivered_bytes_ = 0;
+  ConnectionStats stats_;
+};
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_CONNECTION_H_

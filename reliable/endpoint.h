@@ -1,0 +1,172 @@
+// Endpoint: every reliable connection of one UDP socket, sans-I/O.
+//
+// The endpoint decodes datagrams (proto::Codec), routes them to connections
+// by connection id, runs the server half of the handshake statelessly, and
+// collects what connections want to send. It never touches a socket or a
+// clock: the caller passes time in and carries datagrams out, like KCP's
+// input/output/update/check. reliable::Runtime (real sockets, epoll) and
+// tests/sim (virtual time) are its two drivers.
+//
+//   endpoint.OnDatagram(now, from, bytes);        // for each datagram received
+//   endpoint.OnTimeout(now);                      // when now >= NextTimeout()
+//   for (auto& d : endpoint.TakeOutgoing()) sendto(d.peer, d.bytes);
+//   for (auto& e : endpoint.TakeEvents()) ...;    // connected/message/acked/closed
+//
+// Server handshake and address validation (the QUIC Retry idea): a hello
+// without a valid cookie gets a Challenge carrying a cookie (HMAC over the
+// source address, the client's connection id and the time) and creates no
+// state. Only a hello that returns a valid cookie creates a Connection, so a
+// spoofed source address gets nothing but small challenges it cannot answer.
+// Hellos must be padded to at least proto::kMinDatagram bytes, and before an
+// address is validated the endpoint never sends more than 3x the bytes it
+// received from it (RFC 9000 8.1), which a test checks.
+//
+// Bounds: at most `max_connections` connections (a valid hello beyond that
+// gets a Close "server full"); each connection bounds its own buffers (see
+// connection.h). Closed connections linger for 3 PTOs to answer stray
+// packets with a Close, then are removed once their events have been taken.
+//
+// Not thread-safe: one thread drives an endpoint. Owns its connections.
+#ifndef UDPMSG_RELIABLE_ENDPOINT_H_
+#define UDPMSG_RELIABLE_ENDPOINT_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "proto/codec.h"
+#include "reliable/connection.h"
+#include "reliable/cookie.h"
+#include "udp/impairment.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg::reliable {
+
+struct EndpointOptions {
+  ConnectionOptions connection;
+  // Accept incoming connections (a server). Clients may still Connect().
+  bool accept_incoming = false;
+  size_t max_connections = 1024;
+  absl::Duration cookie_lifetime = absl::Seconds(10);
+  // Fixed cookie secret and id seed for deterministic tests; random (from
+  // libsodium) when unset / zero.
+  std::optional<CookieJar::Secret> cookie_secret;
+  uint64_t seed = 0;
+};
+
+// One datagram to send.
+struct Outgoing {
+  udp::SocketAddress peer;
+  std::string bytes;
+};
+
+struct EndpointStats {
+  uint64_t datagrams_received = 0;
+  uint64_t bytes_received = 0;
+  uint64_t datagrams_sent = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t malformed = 0;           // failed to decode (corrupt, truncated, ...)
+  uint64_t unknown_connection = 0;  // no such connection id
+  uint64_t wrong_address = 0;       // known id from another address
+  uint64_t hellos = 0;
+  uint64_t challenges_sent = 0;
+  uint64_t bad_cookies = 0;
+  uint64_t short_hellos = 0;        // hello datagram under kMinDatagram: dropped
+  uint64_t accepted = 0;
+  uint64_t refused_full = 0;
+  uint64_t ignored_hellos = 0;      // hello to an endpoint that does not accept
+  std::string ToString() const;
+};
+
+class Endpoint final {
+ public:
+  Endpoint(absl::Time now, const EndpointOptions& options);
+  Endpoint(const Endpoint&) = delete;
+  Endpoint& operator=(const Endpoint&) = delete;
+
+  // A datagram arrived. Malformed or unexpected input is counted and dropped;
+  // it never fails, crashes or creates state (see the class comment).
+  void OnDatagram(absl::Time now, const udp::SocketAddress& from, absl::string_view bytes);
+
+  // Starts a connection to `peer`. The kConnected (or kClosed) event tells
+  // how it went. RESOURCE_EXHAUSTED when the table is full.
+  absl::StatusOr<ConnectionId> Connect(absl::Time now, const udp::SocketAddress& peer);
+
+  // Queues a message (see Connection::Send). NOT_FOUND for an unknown or
+  // removed connection.
+  absl::StatusOr<uint64_t> Send(absl::Time now, ConnectionId id, uint32_t channel,
+                                DeliveryMode mode, std::string message);
+
+  // Closes a connection (see Connection::Close). NOT_FOUND if unknown.
+  absl::Status Close(absl::Time now, ConnectionId id, std::string reason, bool flush = true);
+  // Closes every connection.
+  void CloseAll(absl::Time now, std::string reason, bool flush);
+
+  void OnTimeout(absl::Time now);
+  // The earliest time OnTimeout must run; InfiniteFuture when idle.
+  absl::Time NextTimeout() const;
+
+  std::vector<Outgoing> TakeOutgoing();
+  std::vector<Event> TakeEvents();
+  bool HasOutgoing() const { return !outgoing_.empty(); }
+
+  absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const;
+  absl::StatusOr<udp::SocketAddress> PeerOf(ConnectionId id) const;
+  // Whether `id` is established (kConnected seen, not closed).
+  bool IsEstablished(ConnectionId id) const;
+  // Bytes queued but not yet acknowledged / sent, for flushing.
+  uint64_t QueuedBytes(ConnectionId id) const;
+  // Whether any connection has messages queued or packets unacknowledged,
+  // or a Close still to send; `*queued` gets the bytes still queued.
+  bool HasUnfinishedWork(uint64_t* queued) const;
+  // Connections in the table, closing and draining ones included.
+  size_t connection_count() const { return connections_.size(); }
+  // Connections not closed.
+  size_t open_connections() const;
+  const EndpointStats& stats() const { return stats_; }
+  const proto::Codec& codec() const { return codec_; }
+
+ private:
+  struct ClientKey {
+    std::string address;
+    uint64_t id;
+    friend bool operator==(const ClientKey& a, const ClientKey& b) {
+      return a.id == b.id && a.address == b.address;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const ClientKey& k) {
+      return H::combine(std::move(h), k.address, k.id);
+    }
+  };
+
+  void OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
+               size_t size);
+  void SendStateless(const udp::SocketAddress& to, const proto::Packet& packet,
+                     size_t received_size);
+  ConnectionId NewId();
+  void Flush(absl::Time now, Connection& c);
+  void Reap(absl::Time now);
+
+  EndpointOptions options_;
+  proto::Codec codec_;
+  CookieJar cookies_;
+  udp::DeterministicRng rng_;
+  absl::btree_map<ConnectionId, std::unique_ptr<Connection>> connections_;
+  absl::flat_hash_map<ClientKey, ConnectionId> by_client_;
+  std::vector<Outgoing> outgoing_;
+  std::vector<std::string> scratch_;
+  EndpointStats stats_;
+};
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_ENDPOINT_H_

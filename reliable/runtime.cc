@@ -1,0 +1,211 @@
+#include "reliable/runtime.h"
+
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace udpmsg::reliable {
+namespace {
+
+constexpr uint64_t kSocketToken = ~uint64_t{0};
+// Receive buffers: one full-size datagram per batch slot, so an oversized
+// datagram is seen whole (and rejected by the codec), never half-read.
+constexpr size_t kSlotBytes = udp::kMaxUdpPayloadIpv6 + 1;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options) {
+  udp::DatagramSocket::Options socket_options;
+  socket_options.non_blocking = true;
+  socket_options.receive_buffer_bytes = options.socket_buffer_bytes;
+  socket_options.send_buffer_bytes = options.socket_buffer_bytes;
+  absl::StatusOr<udp::DatagramSocket> socket =
+      udp::DatagramSocket::Bind(options.bind, socket_options);
+  if (!socket.ok()) return socket.status();
+  absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
+  if (!local.ok()) return local.status();
+  absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
+  if (!poller.ok()) return poller.status();
+  if (absl::Status s = poller->Add(socket->fd(), udp::Poller::kReadable, kSocketToken); !s.ok()) {
+    return s;
+  }
+  return std::unique_ptr<Runtime>(
+      new Runtime(options, *std::move(socket), *std::move(poller), *local));
+}
+
+Runtime::Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller poller,
+                 const udp::SocketAddress& local)
+    : options_(options),
+      clock_(options.clock != nullptr ? options.clock : &real_clock_),
+      socket_(std::move(socket)),
+      poller_(std::move(poller)),
+      local_(local),
+      endpoint_(std::make_unique<Endpoint>(clock_->Now(), options.endpoint)),
+      buffers_(kSlotBytes * 8) {}
+
+Runtime::~Runtime() = default;
+
+absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer) {
+  absl::StatusOr<ConnectionId> id = endpoint_->Connect(clock_->Now(), peer);
+  if (id.ok()) {
+    if (absl::Status s = SendPending(); !s.ok()) return s;
+  }
+  return id;
+}
+
+absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                       std::string message) {
+  absl::StatusOr<uint64_t> seq = endpoint_->Send(clock_->Now(), id, channel, mode,
+                                                 std::move(message));
+  if (seq.ok()) {
+    if (absl::Status s = SendPending(); !s.ok()) return s;
+  }
+  return seq;
+}
+
+absl::Status Runtime::Close(ConnectionId id, std::string reason, bool flush) {
+  absl::Status s = endpoint_->Close(clock_->Now(), id, std::move(reason), flush);
+  if (!s.ok()) return s;
+  return SendPending();
+}
+
+absl::Status Runtime::Watch(int fd, uint64_t token) {
+  if (token == kSocketToken) return absl::InvalidArgumentError("token reserved");
+  return poller_.Add(fd, udp::Poller::kReadable, token);
+}
+
+absl::Status Runtime::Unwatch(int fd) { return poller_.Remove(fd); }
+
+void Runtime::Wake() { poller_.Wake(); }
+
+absl::Status Runtime::SendPending() {
+  for (Outgoing& o : endpoint_->TakeOutgoing()) pending_.push_back(std::move(o));
+  while (!pending_.empty()) {
+    std::array<udp::OutgoingDatagram, udp::DatagramSocket::kMaxBatch> batch;
+    const size_t n = std::min(pending_.size(), batch.size());
+    for (size_t i = 0; i < n; ++i) {
+      batch[i].to = pending_[i].peer;
+      batch[i].payload = udp::AsBytes(pending_[i].bytes);
+    }
+    ++io_.send_calls;
+    absl::StatusOr<size_t> sent = socket_.SendBatch(absl::MakeConstSpan(batch.data(), n));
+    if (sent.ok()) {
+      pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(*sent));
+      continue;
+    }
+    if (absl::IsUnavailable(sent.status())) {
+      // Socket buffer full: wait until writable.
+      ++io_.send_would_block;
+      if (!want_writable_) {
+        want_writable_ = true;
+        absl::Status s = poller_.Modify(socket_.fd(), udp::Poller::kReadable | udp::Poller::kWritable,
+                                        kSocketToken);
+        if (!s.ok()) return s;
+      }
+      return absl::OkStatus();
+    }
+    // Any other error concerns the first datagram (an unreachable address,
+    // say): UDP gives no delivery promise, loss recovery copes. Drop it.
+    ++io_.send_errors;
+    pending_.pop_front();
+  }
+  if (want_writable_) {
+    want_writable_ = false;
+    return poller_.Modify(socket_.fd(), udp::Poller::kReadable, kSocketToken);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::Receive() {
+  std::array<udp::ReceiveSlot, 8> slots;
+  for (int round = 0; round < 64; ++round) {  // bounded: let timers run too
+    for (size_t i = 0; i < slots.size(); ++i) {
+      slots[i] = udp::ReceiveSlot{};
+      slots[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
+    }
+    ++io_.recv_calls;
+    absl::StatusOr<size_t> n = socket_.RecvBatch(absl::MakeSpan(slots));
+    if (!n.ok()) {
+      if (absl::IsUnavailable(n.status())) return absl::OkStatus();
+      // ICMP errors surface here on some systems (ECONNREFUSED): not fatal
+      // for a multi-peer socket. Anything else is.
+      if (absl::StrContains(n.status().message(), "refused")) continue;
+      return n.status();
+    }
+    const absl::Time now = clock_->Now();
+    for (size_t i = 0; i < *n; ++i) {
+      if (slots[i].truncated) {
+        ++io_.truncated;
+        continue;
+      }
+      endpoint_->OnDatagram(
+          now, slots[i].from,
+          absl::string_view(reinterpret_cast<const char*>(slots[i].buffer.data()), slots[i].size));
+    }
+    if (absl::Status s = SendPending(); !s.ok()) return s;
+    if (*n < slots.size()) return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::Turn(absl::Time deadline, PollResult* result) {
+  absl::Time now = clock_->Now();
+  if (endpoint_->NextTimeout() <= now) endpoint_->OnTimeout(now);
+  if (absl::Status s = SendPending(); !s.ok()) return s;
+  for (Event& e : endpoint_->TakeEvents()) result->events.push_back(std::move(e));
+  if (!result->events.empty() || !result->ready.empty()) return absl::OkStatus();
+  now = clock_->Now();
+  if (now >= deadline) return absl::OkStatus();
+  const absl::Time wake = std::min(deadline, endpoint_->NextTimeout());
+  absl::StatusOr<absl::Span<const udp::Poller::Event>> ready =
+      poller_.Wait(std::max(wake - now, absl::ZeroDuration()));
+  if (!ready.ok()) return ready.status();
+  for (const udp::Poller::Event& e : *ready) {
+    if (e.token == kSocketToken) {
+      if (e.writable) {
+        if (absl::Status s = SendPending(); !s.ok()) return s;
+      }
+      if (e.readable || e.error) {
+        if (absl::Status s = Receive(); !s.ok()) return s;
+      }
+    } else {
+      result->ready.push_back(e.token);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Runtime::PollResult> Runtime::Poll(absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  PollResult result;
+  result.events = std::move(held_events_);
+  held_events_.clear();
+  for (;;) {
+    if (absl::Status s = Turn(deadline, &result); !s.ok()) return s;
+    if (!result.events.empty() || !result.ready.empty()) return result;
+    if (clock_->Now() >= deadline) return result;
+  }
+}
+
+absl::Status Runtime::Flush(absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  for (;;) {
+    // Open connections with anything queued or unacknowledged keep us here.
+    uint64_t queued = 0;
+    const bool busy = endpoint_->HasUnfinishedWork(&queued);
+    if (!busy && pending_.empty()) return absl::OkStatus();
+    if (clock_->Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("flush timed out after ", absl::FormatDuration(timeout), " with ", queued,
+                       " bytes not yet acknowledged"));
+    }
+    PollResult r;
+    if (absl::Status s = Turn(deadline, &r); !s.ok()) return s;
+    for (Event& e : r.events) held_events_.push_back(std::move(e));
+  }
+}
+
+}  // namespace udpmsg::reliable

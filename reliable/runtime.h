@@ -1,0 +1,136 @@
+// Runtime: a reliable::Endpoint on a real UDP socket, driven by epoll and a
+// real clock. This is the API applications use.
+//
+// The runtime owns one DatagramSocket, a Poller and an Endpoint. Poll() runs
+// the loop: it receives datagrams in batches (recvmmsg), feeds them and the
+// clock to the endpoint, sends what the endpoint produces (sendmmsg), and
+// returns as soon as there are events for the application or the timeout
+// passes. The application may also watch its own descriptors (stdin, say)
+// through the same Poll.
+//
+// Usage (a client):
+//   Runtime::Options options;                    // binds [::]:0
+//   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
+//   absl::StatusOr<ConnectionId> id = (*rt)->Connect(server);
+//   for (;;) {
+//     absl::StatusOr<Runtime::PollResult> r = (*rt)->Poll(absl::Seconds(1));
+//     for (const Event& e : r->events) {
+//       if (e.type == Event::Type::kConnected) (*rt)->Send(*id, 0, kReliableOrdered, "hi");
+//     }
+//   }
+//   (*rt)->Flush(absl::Seconds(5));   // before exiting: deliver what is queued
+//
+// A server sets options.endpoint.accept_incoming and binds a known port; one
+// runtime serves any number of clients (up to max_connections).
+//
+// Threading: every method from one thread, except Wake(), which any thread
+// may call to make a blocked Poll() return. Owns the socket and the endpoint.
+#ifndef UDPMSG_RELIABLE_RUNTIME_H_
+#define UDPMSG_RELIABLE_RUNTIME_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "reliable/clock.h"
+#include "reliable/endpoint.h"
+#include "udp/datagram_socket.h"
+#include "udp/poller.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg::reliable {
+
+class Runtime final {
+ public:
+  struct Options {
+    EndpointOptions endpoint;
+    // Local address; [::]:0 (any port, IPv4 and IPv6) by default.
+    udp::SocketAddress bind = udp::SocketAddress::Any(udp::AddressFamily::kIpv6, 0);
+    int socket_buffer_bytes = 4 << 20;  // SO_RCVBUF / SO_SNDBUF requested
+    // Borrowed; a RealClock when null.
+    const Clock* clock = nullptr;
+  };
+
+  struct PollResult {
+    std::vector<Event> events;
+    // Tokens of watched descriptors that became readable (see Watch()).
+    std::vector<uint64_t> ready;
+  };
+
+  struct IoStats {
+    uint64_t recv_calls = 0;
+    uint64_t send_calls = 0;
+    uint64_t send_errors = 0;       // datagrams dropped by a send error
+    uint64_t truncated = 0;         // datagrams larger than our buffers
+    uint64_t send_would_block = 0;  // socket buffer full: waited to send
+  };
+
+  // Binds the socket. Errors carry the errno text and the address (e.g.
+  // "bind [::]:9000: Address already in use").
+  static absl::StatusOr<std::unique_ptr<Runtime>> Create(const Options& options);
+  ~Runtime();
+  Runtime(const Runtime&) = delete;
+  Runtime& operator=(const Runtime&) = delete;
+
+  // The bound address (with the port the kernel chose for port 0).
+  const udp::SocketAddress& local_address() const { return local_; }
+
+  absl::StatusOr<ConnectionId> Connect(const udp::SocketAddress& peer);
+  absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                std::string message);
+  absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
+
+  // Runs the loop until there are events or watched descriptors are ready,
+  // or `timeout` passes (then returns an empty result). Socket errors other
+  // than "would block" are returned.
+  absl::StatusOr<PollResult> Poll(absl::Duration timeout);
+
+  // Also reports `fd` readable in Poll(); `token` names it. Borrowed: call
+  // Unwatch before closing it.
+  absl::Status Watch(int fd, uint64_t token);
+  absl::Status Unwatch(int fd);
+
+  // Runs the loop (events are kept for the next Poll) until every open
+  // connection has nothing queued or in flight, or `timeout` passes:
+  // DEADLINE_EXCEEDED then, naming how many bytes were still queued.
+  absl::Status Flush(absl::Duration timeout);
+
+  // Makes a Poll() blocked in another thread return. Thread-safe.
+  void Wake();
+
+  const Endpoint& endpoint() const { return *endpoint_; }
+  absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const { return endpoint_->Stats(id); }
+  const IoStats& io_stats() const { return io_; }
+  absl::Time Now() const { return clock_->Now(); }
+
+ private:
+  Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller poller,
+          const udp::SocketAddress& local);
+
+  absl::Status Receive();
+  absl::Status SendPending();
+  absl::Status Turn(absl::Time deadline, PollResult* result);
+
+  Options options_;
+  RealClock real_clock_;
+  const Clock* clock_;
+  udp::DatagramSocket socket_;
+  udp::Poller poller_;
+  udp::SocketAddress local_;
+  std::unique_ptr<Endpoint> endpoint_;
+  std::deque<Outgoing> pending_;
+  bool want_writable_ = false;
+  std::vector<Event> held_events_;
+  std::vector<uint8_t> buffers_;
+  IoStats io_;
+};
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_RUNTIME_H_

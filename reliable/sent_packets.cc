@@ -1,0 +1,183 @@
+#include "reliable/sent_packets.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace udpmsg::reliable {
+
+SentPackets::SentPackets(const Options& options) : options_(options) {}
+
+bool SentPackets::OnSent(SentPacket packet) {
+  if (packets_.size() >= options_.max_packets) return false;
+  if (largest_sent_.has_value() && packet.number <= *largest_sent_) return false;
+  largest_sent_ = packet.number;
+  if (packet.ack_eliciting) {
+    bytes_in_flight_ += packet.bytes;
+    ++eliciting_in_flight_;
+    last_eliciting_sent_ = std::max(last_eliciting_sent_, packet.sent_time);
+  }
+  const uint64_t number = packet.number;
+  packets_.emplace(number, std::move(packet));
+  return true;
+}
+
+void SentPackets::Remove(const SentPacket& packet) {
+  if (!packet.ack_eliciting) return;
+  bytes_in_flight_ -= std::min<uint64_t>(bytes_in_flight_, packet.bytes);
+  if (eliciting_in_flight_ > 0) --eliciting_in_flight_;
+}
+
+absl::Duration SentPackets::LossDelay(const RttEstimator& rtt) const {
+  // RFC 9002 6.1.2: time_threshold * max(smoothed_rtt, latest_rtt), at least
+  // kGranularity. The default threshold uses RttEstimator's exact 9/8.
+  if (options_.time_threshold == 9.0 / 8.0) return rtt.LossDelay();
+  return std::max(std::max(rtt.smoothed(), rtt.latest()) * options_.time_threshold,
+                  rtt.options().granularity);
+}
+
+absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const proto::Ack& ack,
+                                                          RttEstimator& rtt,
+                                                          bool handshake_confirmed) {
+  AckResult result;
+  if (ack.ranges.empty()) return result;
+  // Validate before touching any state.
+  uint64_t largest = 0;
+  for (const proto::AckRange& range : ack.ranges) {
+    if (range.smallest > range.largest) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ack range [", range.smallest, ", ", range.largest, "] is inverted"));
+    }
+    if (!largest_sent_.has_value() || range.largest > *largest_sent_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ack of packet ", range.largest, " which was never sent (largest sent: ",
+          largest_sent_.has_value() ? absl::StrCat(*largest_sent_) : std::string("none"), ")"));
+    }
+    largest = std::max(largest, range.largest);
+  }
+  if (!largest_acked_.has_value() || largest > *largest_acked_) largest_acked_ = largest;
+
+  // Newly acknowledged packets: the tracked ones inside any range.
+  for (const proto::AckRange& range : ack.ranges) {
+    auto it = packets_.lower_bound(range.smallest);
+    while (it != packets_.end() && it->first <= range.largest) {
+      Remove(it->second);
+      result.acked.push_back(std::move(it->second));
+      it = packets_.erase(it);
+    }
+  }
+  if (result.acked.empty()) return result;  // nothing new: no sample, no loss
+  std::sort(result.acked.begin(), result.acked.end(),
+            [](const SentPacket& a, const SentPacket& b) { return a.number < b.number; });
+
+  // RTT sample (RFC 9002 5.1) before loss detection (A.7): the largest
+  // acknowledged is newly acknowledged and at least one newly acknowledged
+  // packet is ack-eliciting. ack_delay is measured from the largest's receipt,
+  // so the sample stays meaningful when the largest itself only carried an
+  // ACK (which the peer does not acknowledge on its own).
+  const SentPacket& newest = result.acked.back();
+  const bool any_eliciting =
+      std::any_of(result.acked.begin(), result.acked.end(),
+                  [](const SentPacket& p) { return p.ack_eliciting; });
+  if (newest.number == largest && any_eliciting) {
+    const absl::Duration sample = now - newest.sent_time;
+    if (sample > absl::ZeroDuration()) {
+      rtt.OnSample(sample, ack.ack_delay, handshake_confirmed);
+      result.rtt_sample = sample;
+      if (first_rtt_sample_ == absl::InfinitePast()) first_rtt_sample_ = now;
+    }
+  }
+  pto_count_ = 0;
+
+  bool persistent = false;
+  result.lost = DetectLost(now, rtt, &persistent);
+  result.persistent_congestion = persistent;
+  return result;
+}
+
+std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimator& rtt,
+                                                bool* persistent_congestion) {
+  std::vector<SentPacket> lost;
+  loss_time_ = absl::InfiniteFuture();
+  if (!largest_acked_.has_value()) return lost;
+  const uint64_t largest_acked = *largest_acked_;
+  const absl::Duration loss_delay = LossDelay(rtt);
+  const absl::Time lost_send_time = now - loss_delay;
+  const uint64_t threshold = static_cast<uint64_t>(std::max(options_.packet_threshold, 1));
+  const absl::Duration pc_duration = rtt.PersistentCongestionDuration();
+
+  // Persistent congestion (RFC 9002 7.6.2): a run of consecutive packet
+  // numbers, all lost now, whose first and last ack-eliciting packets sent
+  // after the first RTT sample are more than pc_duration apart. A number
+  // missing from packets_ was acknowledged (or lost earlier) and breaks the
+  // run.
+  absl::Time run_start = absl::InfiniteFuture();  // first eligible send time
+  bool run_open = false;
+  uint64_t previous = 0;
+
+  auto it = packets_.begin();
+  while (it != packets_.end() && it->first < largest_acked) {
+    SentPacket& packet = it->second;
+    if (run_open && packet.number != previous + 1) {
+      run_open = false;
+      run_start = absl::InfiniteFuture();
+    }
+    previous = packet.number;
+    if (packet.sent_time <= lost_send_time || largest_acked - packet.number >= threshold) {
+      if (packet.ack_eliciting && first_rtt_sample_ != absl::InfinitePast() &&
+          packet.sent_time > first_rtt_sample_) {
+        if (run_start == absl::InfiniteFuture()) {
+          run_start = packet.sent_time;
+        } else if (packet.sent_time - run_start > pc_duration) {
+          *persistent_congestion = true;
+        }
+      }
+      run_open = true;
+      Remove(packet);
+      lost.push_back(std::move(packet));
+      it = packets_.erase(it);
+    } else {
+      loss_time_ = std::min(loss_time_, packet.sent_time + loss_delay);
+      run_open = false;
+      run_start = absl::InfiniteFuture();
+      ++it;
+    }
+  }
+  return lost;
+}
+
+absl::Time SentPackets::Deadline(const RttEstimator& rtt) const {
+  if (loss_time_ != absl::InfiniteFuture()) return loss_time_;
+  if (eliciting_in_flight_ == 0) return absl::InfiniteFuture();
+  // Exponential backoff; Duration multiplication saturates to infinity.
+  const int shift = std::min(pto_count_, 62);
+  return last_eliciting_sent_ + rtt.Pto(true) * (int64_t{1} << shift);
+}
+
+SentPackets::TimeoutResult SentPackets::OnTimeout(absl::Time now, const RttEstimator& rtt) {
+  TimeoutResult result;
+  if (now < Deadline(rtt)) return result;  // early call: nothing is due
+  if (loss_time_ != absl::InfiniteFuture()) {
+    bool persistent = false;  // only ACKs establish persistent congestion
+    result.lost = DetectLost(now, rtt, &persistent);
+    return result;
+  }
+  if (eliciting_in_flight_ == 0) return result;
+  result.probe = true;
+  ++pto_count_;
+  return result;
+}
+
+void SentPackets::Clear() {
+  packets_.clear();
+  bytes_in_flight_ = 0;
+  eliciting_in_flight_ = 0;
+  loss_time_ = absl::InfiniteFuture();
+  pto_count_ = 0;
+}
+
+}  // namespace udpmsg::reliable

@@ -1,0 +1,136 @@
+// SentPackets: the sender's packets in flight, loss detection and the probe
+// timeout, per RFC 9002 sections 6 and A.
+//
+// Every sent packet is recorded with its number, time, size and the fragments
+// it carried. An ACK frame marks packets acknowledged (yielding an RTT sample
+// when the largest acknowledged is newly acked and at least one newly acked
+// packet is ack-eliciting, RFC 9002 5.1) and then
+// declares lost every unacknowledged packet sent before the largest
+// acknowledged one that is either `packet_threshold` (3) numbers older, or
+// was sent more than RttEstimator::LossDelay() (9/8 RTT) ago. Packets that
+// are older than the largest acked but within both thresholds get a loss
+// timer. With nothing to time, a probe timeout (PTO) fires after
+// Pto() * 2^pto_count: the caller then sends one or two ack-eliciting probes
+// (new data, else a retransmission, else a ping) and the count doubles the
+// next timeout. The count resets when an ACK newly acknowledges something.
+//
+// Persistent congestion (RFC 9002 7.6): reported when an ACK declares lost two
+// ack-eliciting packets sent more than PersistentCongestionDuration() apart,
+// both after the first RTT sample, with every packet sent between them lost
+// in the same event (none acknowledged, none still outstanding; a packet
+// declared lost by an earlier event also ends the span, conservatively).
+//
+// Bounded: at most `max_packets` tracked; OnSent returns false past that and
+// the caller must stop sending (it means the peer stopped acking).
+//
+// Not thread-safe. Owns its records.
+#ifndef UDPMSG_RELIABLE_SENT_PACKETS_H_
+#define UDPMSG_RELIABLE_SENT_PACKETS_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "proto/frames.h"
+#include "reliable/rtt_estimator.h"
+#include "reliable/send_queue.h"
+
+namespace udpmsg::reliable {
+
+struct SentPacket {
+  uint64_t number = 0;
+  absl::Time sent_time;
+  size_t bytes = 0;            // datagram size
+  bool ack_eliciting = false;  // counts toward bytes in flight when true
+  std::vector<FragmentId> fragments;
+  // The largest number in the ACK frame this packet carried, if any (for
+  // AckTracker::OnAckAcknowledged).
+  std::optional<uint64_t> largest_acked_in_ack;
+};
+
+class SentPackets final {
+ public:
+  struct Options {
+    int packet_threshold = 3;              // kPacketThreshold
+    // kTimeThreshold; the default uses RttEstimator::LossDelay() exactly.
+    double time_threshold = 9.0 / 8.0;
+    size_t max_packets = 1 << 16;
+  };
+
+  struct AckResult {
+    std::vector<SentPacket> acked;  // newly acknowledged, ascending
+    std::vector<SentPacket> lost;   // newly declared lost, ascending
+    // Set when the largest acknowledged was newly acked and at least one newly
+    // acked packet is ack-eliciting (RFC 9002 5.1): now - the largest's send
+    // time.
+    std::optional<absl::Duration> rtt_sample;
+    bool persistent_congestion = false;
+  };
+
+  struct TimeoutResult {
+    std::vector<SentPacket> lost;  // time-threshold losses
+    bool probe = false;            // a PTO fired: send 1-2 probes
+  };
+
+  SentPackets() : SentPackets(Options{}) {}
+  explicit SentPackets(const Options& options);
+
+  // Records a packet. Numbers must increase. False (the packet is not
+  // recorded) when max_packets are already tracked or the number does not
+  // increase.
+  bool OnSent(SentPacket packet);
+
+  // Processes an ACK received at `now`; updates `rtt` with the sample (using
+  // ack.ack_delay) before detecting losses, as RFC 9002 A.7 does.
+  // INVALID_ARGUMENT when the ACK names a number never sent (>= next number):
+  // a protocol violation, the caller closes the connection.
+  absl::StatusOr<AckResult> OnAck(absl::Time now, const proto::Ack& ack, RttEstimator& rtt,
+                                  bool handshake_confirmed);
+
+  // When OnTimeout must be called: the earliest loss time if any, else the
+  // PTO deadline (last ack-eliciting send + Pto(true) * 2^pto_count) if
+  // ack-eliciting packets are in flight, else InfiniteFuture.
+  absl::Time Deadline(const RttEstimator& rtt) const;
+
+  // Call when now >= Deadline(): declares time-threshold losses, or else
+  // reports a PTO and increments pto_count. An early call does nothing.
+  TimeoutResult OnTimeout(absl::Time now, const RttEstimator& rtt);
+
+  // Stops tracking everything (connection closed); returns nothing.
+  void Clear();
+
+  uint64_t bytes_in_flight() const { return bytes_in_flight_; }
+  size_t size() const { return packets_.size(); }
+  int pto_count() const { return pto_count_; }
+  // Largest number acknowledged so far; nullopt before any ACK.
+  std::optional<uint64_t> largest_acked() const { return largest_acked_; }
+
+ private:
+  // Bytes-in-flight bookkeeping for a packet leaving packets_.
+  void Remove(const SentPacket& packet);
+  absl::Duration LossDelay(const RttEstimator& rtt) const;
+  // RFC 9002 A.10: removes and returns the lost packets; re-arms loss_time_.
+  std::vector<SentPacket> DetectLost(absl::Time now, const RttEstimator& rtt,
+                                     bool* persistent_congestion);
+
+  Options options_;
+  absl::btree_map<uint64_t, SentPacket> packets_;  // unacked, not yet lost
+  std::optional<uint64_t> largest_acked_;
+  std::optional<uint64_t> largest_sent_;
+  uint64_t bytes_in_flight_ = 0;
+  size_t eliciting_in_flight_ = 0;  // ack-eliciting packets in packets_
+  // When the first RTT sample was taken (persistent congestion only counts
+  // packets sent after it); InfinitePast before.
+  absl::Time first_rtt_sample_ = absl::InfinitePast();
+  absl::Time last_eliciting_sent_ = absl::InfinitePast();
+  absl::Time loss_time_ = absl::InfiniteFuture();
+  int pto_count_ = 0;
+};
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_SENT_PACKETS_H_

@@ -1,0 +1,393 @@
+// Scenario tests of reliable::Endpoint in the deterministic simulator: every
+// run is a pure function of its seed, printed on failure.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/frames.h"
+#include "reliable/endpoint.h"
+#include "tests/reliable/endpoint_node.h"
+#include "tests/sim/simulator.h"
+#include "udp/impairment.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using reliable::ConnectionId;
+using reliable::DeliveryMode;
+using reliable::EndpointOptions;
+using reliable::Event;
+
+const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
+
+udp::SocketAddress Addr(absl::string_view text) { return *udp::SocketAddress::Parse(text); }
+
+// The payload of message `i` of a run: its size and bytes depend on the seed.
+std::string Payload(uint64_t seed, uint64_t i, size_t size) {
+  udp::DeterministicRng rng(seed, 1000 + i);
+  std::string s(size, '\0');
+  for (char& c : s) c = static_cast<char>(rng.Next());
+  return s;
+}
+
+EndpointOptions ServerOptions(uint64_t seed) {
+  EndpointOptions o;
+  o.accept_incoming = true;
+  o.seed = seed * 2 + 1;
+  o.cookie_secret = reliable::CookieJar::Secret{};
+  return o;
+}
+
+EndpointOptions ClientOptions(uint64_t seed) {
+  EndpointOptions o;
+  o.seed = seed * 2 + 2;
+  return o;
+}
+
+udp::ImpairmentConfig Lossy(double loss, double reorder, double dup) {
+  udp::ImpairmentConfig c;
+  c.delay = absl::Milliseconds(10);
+  c.jitter = absl::Milliseconds(2);
+  c.loss = loss;
+  c.reorder = reorder;
+  c.reorder_delay = absl::Milliseconds(15);
+  c.duplicate = dup;
+  return c;
+}
+
+// A server and a client joined by one path each way.
+class Pair {
+ public:
+  Pair(uint64_t seed, const udp::ImpairmentConfig& link,
+       const EndpointOptions& server_options, const EndpointOptions& client_options)
+      : sim_(seed, kStart),
+        server_(kStart, Addr("10.0.0.1:4000"), server_options),
+        client_(kStart, Addr("10.0.0.2:5000"), client_options) {
+    EXPECT_TRUE(sim_.AddNode(server_.address(), &server_).ok());
+    EXPECT_TRUE(sim_.AddNode(client_.address(), &client_).ok());
+    SetLinks(link);
+  }
+  Pair(uint64_t seed, const udp::ImpairmentConfig& link)
+      : Pair(seed, link, ServerOptions(seed), ClientOptions(seed)) {}
+
+  void SetLinks(const udp::ImpairmentConfig& link) {
+    EXPECT_TRUE(sim_.SetLink(server_.address(), client_.address(), link).ok());
+    EXPECT_TRUE(sim_.SetLink(client_.address(), server_.address(), link).ok());
+  }
+
+  // Connects and runs until both sides are connected; returns the client's
+  // connection id.
+  ConnectionId Connect(absl::Duration limit = absl::Seconds(30)) {
+    absl::StatusOr<ConnectionId> id = client_.endpoint().Connect(sim_.now(), server_.address());
+    EXPECT_TRUE(id.ok()) << id.status();
+    sim_.PollAll();
+    const bool ok = sim_.RunUntil(
+        [&] {
+          return client_.Count(Event::Type::kConnected) == 1 &&
+                 server_.Count(Event::Type::kConnected) == 1;
+        },
+        sim_.now() + limit);
+    EXPECT_TRUE(ok) << "handshake did not complete";
+    return *id;
+  }
+
+  ConnectionId ServerConnection() const {
+    const Event* e = server_.Find(Event::Type::kConnected);
+    return e == nullptr ? 0 : e->connection;
+  }
+
+  sim::Simulator& sim() { return sim_; }
+  EndpointNode& server() { return server_; }
+  EndpointNode& client() { return client_; }
+
+ private:
+  sim::Simulator sim_;
+  EndpointNode server_;
+  EndpointNode client_;
+};
+
+std::vector<const Event*> Messages(const EndpointNode& node, uint32_t channel) {
+  std::vector<const Event*> out;
+  for (const Event& e : const_cast<EndpointNode&>(node).events()) {
+    if (e.type == Event::Type::kMessage && e.channel == channel) out.push_back(&e);
+  }
+  return out;
+}
+
+TEST(EndpointSimTest, HandshakeThenMessageAndReceiptOnPerfectLink) {
+  Pair net(1, Lossy(0, 0, 0));
+  const ConnectionId id = net.Connect();
+  ASSERT_TRUE(net.client().endpoint()
+                  .Send(net.sim().now(), id, 3, DeliveryMode::kReliableOrdered, "hello")
+                  .ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  std::vector<const Event*> got = Messages(net.server(), 3);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0]->message, "hello");
+  EXPECT_EQ(got[0]->mode, DeliveryMode::kReliableOrdered);
+  EXPECT_EQ(got[0]->peer, net.client().address());
+  EXPECT_EQ(net.server().endpoint().stats().accepted, 1u);
+  EXPECT_EQ(net.server().endpoint().stats().challenges_sent, 1u);
+  // The RTT estimate sees the 2 x 10 ms path (plus at most 2 x 2 ms jitter).
+  absl::StatusOr<reliable::ConnectionStats> stats = net.client().endpoint().Stats(id);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_GE(stats->min_rtt, absl::Milliseconds(20)) << stats->ToString();
+  EXPECT_LE(stats->min_rtt, absl::Milliseconds(24))
+      << stats->ToString();
+}
+
+// Sends `big` bytes as one message followed by `small` small messages, all
+// reliable-ordered on channel 1, and checks exact, in-order, once-only
+// delivery and one receipt per message.
+void RunOrderedTransfer(uint64_t seed, const udp::ImpairmentConfig& link, size_t big, int small,
+                        absl::Duration limit) {
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  Pair net(seed, link);
+  const ConnectionId id = net.Connect();
+  ASSERT_NE(id, 0u);
+  std::vector<std::string> sent;
+  sent.push_back(Payload(seed, 0, big));
+  udp::DeterministicRng sizes(seed, 99);
+  for (int i = 1; i <= small; ++i) sent.push_back(Payload(seed, i, 1 + sizes.Uniform(200)));
+  for (const std::string& m : sent) {
+    absl::StatusOr<uint64_t> seq =
+        net.client().endpoint().Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, m);
+    ASSERT_TRUE(seq.ok()) << seq.status();
+  }
+  net.sim().PollAll();
+  const bool done = net.sim().RunUntil(
+      [&] { return net.client().Count(Event::Type::kAcked) == sent.size(); },
+      net.sim().now() + limit);
+  std::vector<const Event*> got = Messages(net.server(), 1);
+  ASSERT_TRUE(done) << "delivered " << got.size() << " of " << sent.size() << "; client "
+                    << net.client().endpoint().Stats(id)->ToString();
+  ASSERT_EQ(got.size(), sent.size())
+      << "server " << net.server().endpoint().Stats(net.ServerConnection())->ToString()
+      << " events " << net.server().events().size() << " endpoint "
+      << net.server().endpoint().stats().ToString();
+  for (size_t i = 0; i < sent.size(); ++i) {
+    ASSERT_EQ(got[i]->sequence, i);
+    ASSERT_TRUE(got[i]->message == sent[i]) << "message " << i << " corrupted";
+  }
+  EXPECT_EQ(net.client().Count(Event::Type::kClosed), 0u);
+  EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);
+}
+
+// One seed per test instance, so Bazel shards the 200 runs across cores.
+class OrderedSeedTest : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(OrderedSeedTest, OneMebibytePlusTenThousandSmallUnderLossReorderDup) {
+  RunOrderedTransfer(GetParam(), Lossy(0.20, 0.05, 0.02), 1 << 20, 10'000, absl::Minutes(10));
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, OrderedSeedTest, ::testing::Range<uint64_t>(1, 201));
+
+TEST(EndpointSimTest, OrderedSixteenMebibytesUnderLossReorderDup) {
+  for (uint64_t seed = 1; seed <= 3; ++seed) {
+    RunOrderedTransfer(seed * 7919, Lossy(0.20, 0.05, 0.02), 16 << 20, 100, absl::Minutes(30));
+    if (::testing::Test::HasFatalFailure()) return;
+  }
+}
+
+TEST(EndpointSimTest, FiftyHandshakesAtThirtyPercentLossBothWaysAllComplete) {
+  const uint64_t seed = 50;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  sim::Simulator sim(seed, kStart);
+  EndpointNode server(kStart, Addr("10.0.0.1:4000"), ServerOptions(seed));
+  ASSERT_TRUE(sim.AddNode(server.address(), &server).ok());
+  std::vector<std::unique_ptr<EndpointNode>> clients;
+  for (int i = 0; i < 50; ++i) {
+    clients.push_back(std::make_unique<EndpointNode>(
+        kStart, Addr(absl::StrCat("10.0.1.", i + 1, ":5000")), ClientOptions(seed + i)));
+    EndpointNode& c = *clients.back();
+    ASSERT_TRUE(sim.AddNode(c.address(), &c).ok());
+    ASSERT_TRUE(sim.SetLink(c.address(), server.address(), Lossy(0.3, 0, 0)).ok());
+    ASSERT_TRUE(sim.SetLink(server.address(), c.address(), Lossy(0.3, 0, 0)).ok());
+    ASSERT_TRUE(c.endpoint().Connect(sim.now(), server.address()).ok());
+  }
+  sim.PollAll();
+  auto all_connected = [&] {
+    for (auto& c : clients) {
+      if (c->Count(Event::Type::kConnected) != 1) return false;
+    }
+    return server.Count(Event::Type::kConnected) == clients.size();
+  };
+  EXPECT_TRUE(sim.RunUntil(all_connected, kStart + absl::Seconds(60)));
+  for (auto& c : clients) {
+    EXPECT_EQ(c->Count(Event::Type::kConnected), 1u) << c->address();
+    EXPECT_EQ(c->Count(Event::Type::kClosed), 0u)
+        << c->address() << ": "
+        << (c->Find(Event::Type::kClosed) ? c->Find(Event::Type::kClosed)->reason : "")
+        << " peer=" << (c->Find(Event::Type::kClosed) ? c->Find(Event::Type::kClosed)->peer.ToString() : "")
+        << " hellos=" << c->endpoint().stats().hellos << " accepted=" << c->endpoint().stats().accepted;
+  }
+  EXPECT_EQ(server.endpoint().open_connections(), clients.size());
+}
+
+TEST(EndpointSimTest, TenMegabytesAcrossTwoSecondBlackoutsCompletes) {
+  udp::ImpairmentConfig link = Lossy(0.01, 0, 0);
+  link.rate_bps = 50'000'000;
+  link.queue_limit_bytes = 256 * 1024;
+  link.blackouts = {{absl::Seconds(1), absl::Seconds(3)}, {absl::Seconds(5), absl::Seconds(7)}};
+  RunOrderedTransfer(4242, link, 10'000'000, 10, absl::Minutes(2));
+}
+
+TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed=", seed));
+    Pair net(seed, Lossy(0, 0, 0));
+    const ConnectionId id = net.Connect();
+    udp::ImpairmentConfig dead;
+    dead.loss = 1.0;
+    net.SetLinks(dead);
+    const absl::Time cut = net.sim().now();
+    const uint64_t bytes_before = net.client().endpoint().stats().bytes_sent;
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          std::string(4 << 20, 'x'))
+                    .ok());
+    net.sim().PollAll();
+    ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                   cut + absl::Seconds(60)));
+    const Event* closed = net.client().Find(Event::Type::kClosed);
+    EXPECT_FALSE(closed->by_peer);
+    EXPECT_EQ(closed->code, proto::kCloseTooManyRetransmissions);
+    EXPECT_THAT(closed->reason, ::testing::HasSubstr("10.0.0.1:4000"));
+    // Bounded time: the peer timeout (10 s) plus one probe interval.
+    EXPECT_LE(net.sim().now() - cut, absl::Seconds(12));
+    // Bounded bytes: one initial window plus probes, far below the 4 MiB.
+    const uint64_t spent = net.client().endpoint().stats().bytes_sent - bytes_before;
+    EXPECT_LE(spent, 64u * 1024);
+    // The server, hearing nothing, gives up too: its unanswered keepalive
+    // trips the peer timeout, or else the idle timeout.
+    ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
+                                   cut + absl::Seconds(60)));
+    EXPECT_THAT(net.server().Find(Event::Type::kClosed)->code,
+                ::testing::AnyOf(proto::kCloseTooManyRetransmissions, proto::kCloseIdleTimeout));
+    EXPECT_LE(net.sim().now() - cut, absl::Seconds(31));
+  }
+}
+
+TEST(EndpointSimTest, KeepaliveHoldsAnIdleConnectionOpen) {
+  Pair net(5, Lossy(0.05, 0, 0));
+  net.Connect();
+  net.sim().RunFor(absl::Minutes(3));
+  EXPECT_EQ(net.client().Count(Event::Type::kClosed), 0u);
+  EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);
+}
+
+TEST(EndpointSimTest, GracefulCloseDeliversEverythingThenClosesBothSides) {
+  Pair net(6, Lossy(0.1, 0.05, 0.02));
+  const ConnectionId id = net.Connect();
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          Payload(6, i, 3000))
+                    .ok());
+  }
+  ASSERT_TRUE(net.client().endpoint().Close(net.sim().now(), id, "bye", /*flush=*/true).ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil(
+      [&] {
+        return net.server().Count(Event::Type::kClosed) == 1 &&
+               net.client().Count(Event::Type::kClosed) == 1;
+      },
+      net.sim().now() + absl::Seconds(60)));
+  EXPECT_EQ(Messages(net.server(), 0).size(), 300u);
+  const Event* closed = net.server().Find(Event::Type::kClosed);
+  EXPECT_TRUE(closed->by_peer);
+  EXPECT_EQ(closed->reason, "bye");
+  EXPECT_EQ(net.client().Count(Event::Type::kAcked), 300u);
+}
+
+TEST(EndpointSimTest, UnreliableSequencedNeverDeliversStaleAndReliableUnorderedDeliversAllOnce) {
+  const uint64_t seed = 7;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  Pair net(seed, Lossy(0.2, 0.2, 0.05));
+  const ConnectionId id = net.Connect();
+  for (int i = 0; i < 2000; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 2, DeliveryMode::kUnreliableSequenced,
+                          absl::StrCat(i))
+                    .ok());
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 4, DeliveryMode::kReliableUnordered,
+                          absl::StrCat(i))
+                    .ok());
+    net.sim().PollAll();
+    net.sim().RunFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 2000; },
+                                 net.sim().now() + absl::Seconds(60)));
+  std::vector<const Event*> sequenced = Messages(net.server(), 2);
+  ASSERT_FALSE(sequenced.empty());
+  EXPECT_LT(sequenced.size(), 2000u);  // 20% loss: some are gone for good
+  for (size_t i = 1; i < sequenced.size(); ++i) {
+    ASSERT_GT(sequenced[i]->sequence, sequenced[i - 1]->sequence);
+    ASSERT_EQ(sequenced[i]->message, absl::StrCat(sequenced[i]->sequence));
+  }
+  std::vector<const Event*> unordered = Messages(net.server(), 4);
+  ASSERT_EQ(unordered.size(), 2000u);
+  std::vector<bool> seen(2000, false);
+  for (const Event* e : unordered) {
+    ASSERT_LT(e->sequence, 2000u);
+    ASSERT_FALSE(seen[e->sequence]) << "delivered twice: " << e->sequence;
+    seen[e->sequence] = true;
+    ASSERT_EQ(e->message, absl::StrCat(e->sequence));
+  }
+}
+
+TEST(EndpointSimTest, PacketNumbersNearTheLimitCloseInsteadOfWrapping) {
+  EndpointOptions client = ClientOptions(8);
+  client.connection.initial_packet_number = proto::kMaxSequenceNumber - 200;
+  Pair net(8, Lossy(0, 0, 0), ServerOptions(8), client);
+  const ConnectionId id = net.Connect();
+  // Crossing 2^32 on the way would break a 32-bit implementation; here it
+  // must not matter, and running out closes the connection with a reason.
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          std::string(1000, 'p'))
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(30)));
+  EXPECT_EQ(net.client().Find(Event::Type::kClosed)->code, proto::kCloseNumberSpaceExhausted);
+  // Everything acknowledged before the end arrived once and in order.
+  std::vector<const Event*> got = Messages(net.server(), 0);
+  EXPECT_GT(got.size(), 100u);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i]->sequence, i);
+}
+
+TEST(EndpointSimTest, PacketNumbersCrossTheThirtyTwoBitBoundary) {
+  EndpointOptions client = ClientOptions(9);
+  client.connection.initial_packet_number = (uint64_t{1} << 32) - 50;
+  EndpointOptions server = ServerOptions(9);
+  server.connection.initial_packet_number = (uint64_t{1} << 32) - 50;
+  Pair net(9, Lossy(0.1, 0.05, 0.02), server, client);
+  const ConnectionId id = net.Connect();
+  for (int i = 0; i < 500; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          Payload(9, i, 900))
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 500; },
+                                 net.sim().now() + absl::Seconds(60)));
+  std::vector<const Event*> got = Messages(net.server(), 0);
+  ASSERT_EQ(got.size(), 500u);
+  for (size_t i = 0; i < got.size(); ++i) ASSERT_EQ(got[i]->message, Payload(9, i, 900));
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
