@@ -16,6 +16,8 @@ int RunSend(const Args& args);
 int RunListen(const Args& args);
 int RunTcp(const Args& args);
 int RunDemo(const Args& args);
+int RunRecv(const Args& args);
+int RunImpair(const Args& args);
 
 }  // namespace udpmsg::cli
 

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/transfer.h"
 #include "cli/flags.h"
 #include "udp/datagram_socket.h"
 #include "udp/resolve.h"
@@ -37,6 +38,7 @@ absl::StatusOr<std::pair<udp::DatagramSocket, udp::SocketAddress>> OpenFor(
 }  // namespace
 
 int RunSend(const Args& args) {
+  if (absl::GetFlag(FLAGS_reliable)) return RunReliableSend(args);
   if (args.empty()) return UsageError("send", "expects HOST:PORT and then messages (or stdin)");
   absl::StatusOr<std::vector<udp::SocketAddress>> peers =
       udp::ResolveHostPort(args[0], FamilyFromFlags(), udp::SocketType::kDatagram);

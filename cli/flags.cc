@@ -9,3 +9,28 @@ ABSL_FLAG(int64_t, count, 0, "exit after this many datagrams or clients (0: run 
 ABSL_FLAG(std::string, message, "Hello, world!", "greeting that `tcp serve` sends each client");
 ABSL_FLAG(bool, ipv4, false, "use IPv4 only");
 ABSL_FLAG(bool, ipv6, false, "use IPv6 only");
+
+// Reliable transfer (send --reliable / recv --reliable).
+ABSL_FLAG(bool, reliable, false, "use the reliable layer (ACKs, retransmission, ordering)");
+ABSL_FLAG(std::string, file, "", "file to send (default: stdin)");
+ABSL_FLAG(std::string, out, "", "where recv writes the transfer (\"-\" for stdout)");
+ABSL_FLAG(std::string, timeout, "10s",
+          "give up when the peer cannot be reached or stops answering for this long");
+ABSL_FLAG(std::string, progress, "auto", "progress bar: auto (when stderr is a TTY), on, off");
+
+// impair: the impairment proxy.
+ABSL_FLAG(int, listen, -1, "impair: local port clients send to (0 picks a free one)");
+ABSL_FLAG(std::string, to, "", "impair: HOST:PORT to forward to");
+ABSL_FLAG(std::string, loss, "0", "impair: loss probability per direction (\"10%\" or 0.1)");
+ABSL_FLAG(std::string, burst, "0",
+          "impair: probability a loss continues into the next packet (bursty loss)");
+ABSL_FLAG(std::string, delay, "0", "impair: one-way delay per direction (\"20ms\")");
+ABSL_FLAG(std::string, jitter, "0", "impair: extra random delay, uniform in [0, jitter]");
+ABSL_FLAG(std::string, reorder, "0", "impair: probability a packet is held back");
+ABSL_FLAG(std::string, reorder_delay, "10ms", "impair: how long a reordered packet is held");
+ABSL_FLAG(std::string, dup, "0", "impair: probability a packet is duplicated");
+ABSL_FLAG(std::string, corrupt, "0", "impair: probability 1-3 bits of a packet are flipped");
+ABSL_FLAG(std::string, rate, "0", "impair: bottleneck rate per direction (\"20mbit\"; 0 = none)");
+ABSL_FLAG(std::string, queue_limit, "65536", "impair: bottleneck queue limit in bytes");
+ABSL_FLAG(uint64_t, seed, 1, "seed for every random choice (a run is reproducible)");
+ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters and exit (0: until killed)");

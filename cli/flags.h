@@ -15,4 +15,26 @@ ABSL_DECLARE_FLAG(std::string, message);
 ABSL_DECLARE_FLAG(bool, ipv4);
 ABSL_DECLARE_FLAG(bool, ipv6);
 
+
+ABSL_DECLARE_FLAG(bool, reliable);
+ABSL_DECLARE_FLAG(std::string, file);
+ABSL_DECLARE_FLAG(std::string, out);
+ABSL_DECLARE_FLAG(std::string, timeout);
+ABSL_DECLARE_FLAG(std::string, progress);
+
+ABSL_DECLARE_FLAG(int, listen);
+ABSL_DECLARE_FLAG(std::string, to);
+ABSL_DECLARE_FLAG(std::string, loss);
+ABSL_DECLARE_FLAG(std::string, burst);
+ABSL_DECLARE_FLAG(std::string, delay);
+ABSL_DECLARE_FLAG(std::string, jitter);
+ABSL_DECLARE_FLAG(std::string, reorder);
+ABSL_DECLARE_FLAG(std::string, reorder_delay);
+ABSL_DECLARE_FLAG(std::string, dup);
+ABSL_DECLARE_FLAG(std::string, corrupt);
+ABSL_DECLARE_FLAG(std::string, rate);
+ABSL_DECLARE_FLAG(std::string, queue_limit);
+ABSL_DECLARE_FLAG(uint64_t, seed);
+ABSL_DECLARE_FLAG(std::string, duration);
+
 #endif  // UDPMSG_CLI_FLAGS_H_

@@ -19,10 +19,16 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"showip", udpmsg::cli::RunShowIp, "showip HOST              list HOST's IPv4/IPv6 addresses"},
-    {"send", udpmsg::cli::RunSend, "send HOST:PORT [MSG...]  one datagram per MSG (or stdin line)"},
+    {"send", udpmsg::cli::RunSend,
+     "send HOST:PORT [MSG...]  one datagram per MSG (or stdin line);\n"
+     "         udpmsg send --reliable HOST:PORT [--file F | MSG...]   reliable transfer"},
     {"listen", udpmsg::cli::RunListen, "listen --port P          print each datagram received"},
     {"tcp", udpmsg::cli::RunTcp,
      "tcp serve --port P | tcp connect HOST:PORT   stream sockets, for comparison"},
+    {"recv", udpmsg::cli::RunRecv,
+     "recv --reliable --port P --out FILE   receive one reliable transfer"},
+    {"impair", udpmsg::cli::RunImpair,
+     "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
 };
 
@@ -30,7 +36,7 @@ std::string Usage() {
   std::string text =
       "UDP datagram messaging.\n\nusage: udpmsg COMMAND [flags] [args]\n\ncommands:\n";
   for (const Command& c : kCommands) text += std::string("  udpmsg ") + c.usage + "\n";
-  text += "\nflags: --port --bind --count --message --ipv4 --ipv6 (see --helpfull)";
+  text += "\nflags: see udpmsg --helpfull";
   return text;
 }
 

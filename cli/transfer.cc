@@ -1,0 +1,565 @@
+// send --reliable / recv --reliable: one file (or stdin, or messages) over a
+// reliable-ordered channel, verified end to end with SHA-256.
+#include "cli/transfer.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/flags.h"
+#include "proto/transfer.pb.h"
+#include "reliable/runtime.h"
+#include "udp/resolve.h"
+
+namespace udpmsg::cli {
+namespace {
+
+using reliable::ConnectionId;
+using reliable::DeliveryMode;
+using reliable::Event;
+using reliable::Runtime;
+
+constexpr size_t kChunkBytes = 64 * 1024;
+// Bytes the sender keeps queued in the reliable layer at most; more is read
+// from the source only as acknowledgements drain the queue.
+constexpr uint64_t kQueueTarget = 8 << 20;
+constexpr absl::Duration kProgressEvery = absl::Milliseconds(250);
+
+absl::Status ErrnoError(absl::string_view what, const std::string& path) {
+  return absl::Status(errno == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kInternal,
+                      absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+absl::StatusOr<absl::Duration> TimeoutFlag() {
+  absl::Duration d;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &d) || d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
+                     "\" is not a positive duration (e.g. 10s, 500ms)"));
+  }
+  return d;
+}
+
+absl::StatusOr<bool> ProgressWanted() {
+  const std::string p = absl::GetFlag(FLAGS_progress);
+  if (p == "on") return true;
+  if (p == "off") return false;
+  if (p == "auto") return isatty(STDERR_FILENO) == 1;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--progress \"", p, "\" must be auto, on or off"));
+}
+
+reliable::EndpointOptions TransferOptions(absl::Duration timeout) {
+  reliable::EndpointOptions o;
+  o.connection.handshake_timeout = timeout;
+  o.connection.peer_timeout = timeout;
+  o.connection.idle_timeout = std::max(timeout, absl::Seconds(5));
+  return o;
+}
+
+class Sha256 {
+ public:
+  Sha256() { crypto_hash_sha256_init(&state_); }
+  void Update(absl::string_view data) {
+    crypto_hash_sha256_update(&state_, reinterpret_cast<const unsigned char*>(data.data()),
+                              data.size());
+  }
+  std::string Final() {
+    unsigned char out[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_final(&state_, out);
+    return std::string(reinterpret_cast<char*>(out), sizeof(out));
+  }
+
+ private:
+  crypto_hash_sha256_state state_;
+};
+
+std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
+
+std::string Serialize(const transfer::TransferMessage& m) {
+  std::string s;
+  m.SerializeToString(&s);
+  return s;
+}
+
+// Where the sender reads from: a file, stdin, or the message arguments.
+class Source {
+ public:
+  static absl::StatusOr<Source> Open(const std::vector<std::string>& messages) {
+    Source s;
+    const std::string path = absl::GetFlag(FLAGS_file);
+    if (!messages.empty()) {
+      if (!path.empty()) return absl::InvalidArgumentError("give --file or messages, not both");
+      for (const std::string& m : messages) absl::StrAppend(&s.text_, m, "\n");
+      s.name_ = "(messages)";
+      s.size_ = static_cast<int64_t>(s.text_.size());
+      return s;
+    }
+    if (path.empty() || path == "-") {
+      s.fd_ = STDIN_FILENO;
+      s.name_ = "(stdin)";
+      return s;
+    }
+    s.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (s.fd_ < 0) return ErrnoError("cannot open", path);
+    s.owned_ = true;
+    struct stat st;
+    if (::fstat(s.fd_, &st) == 0 && S_ISREG(st.st_mode)) s.size_ = st.st_size;
+    s.name_ = path;
+    return s;
+  }
+  Source(Source&& o) noexcept { *this = std::move(o); }
+  Source& operator=(Source&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    std::swap(owned_, o.owned_);
+    text_ = std::move(o.text_);
+    name_ = std::move(o.name_);
+    size_ = o.size_;
+    return *this;
+  }
+  ~Source() {
+    if (owned_ && fd_ >= 0) ::close(fd_);
+  }
+
+  // Up to `max` bytes; an empty string at the end.
+  absl::StatusOr<std::string> Read(size_t max) {
+    if (fd_ < 0) {
+      std::string out = text_.substr(0, max);
+      text_.erase(0, out.size());
+      return out;
+    }
+    std::string out(max, '\0');
+    size_t got = 0;
+    while (got < max) {
+      const ssize_t n = ::read(fd_, out.data() + got, max - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("cannot read", name_);
+      if (n == 0) break;
+      got += static_cast<size_t>(n);
+    }
+    out.resize(got);
+    return out;
+  }
+
+  const std::string& name() const { return name_; }
+  int64_t size() const { return size_; }
+
+ private:
+  Source() = default;
+  int fd_ = -1;
+  bool owned_ = false;
+  std::string text_;
+  std::string name_;
+  int64_t size_ = -1;
+};
+
+double LossPercent(const reliable::ConnectionStats& s) {
+  return s.packets_sent == 0 ? 0.0 : 100.0 * s.packets_lost / s.packets_sent;
+}
+
+std::string StatsLine(const reliable::ConnectionStats& s) {
+  return absl::StrFormat(
+      "stats: rtt %.2fms (min %.2fms), cwnd %s, sent %d packets, lost %d (%.1f%%), "
+      "retransmitted %d fragments, received %d packets (%d duplicates)",
+      absl::ToDoubleMilliseconds(s.srtt), absl::ToDoubleMilliseconds(s.min_rtt),
+      HumanBytes(static_cast<double>(s.cwnd)), s.packets_sent, s.packets_lost, LossPercent(s),
+      s.fragments_retransmitted, s.packets_received, s.duplicate_packets);
+}
+
+absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port) {
+  udp::AddressFamily family = udp::AddressFamily::kUnspecified;
+  if (absl::GetFlag(FLAGS_ipv4)) family = udp::AddressFamily::kIpv4;
+  if (absl::GetFlag(FLAGS_ipv6)) family = udp::AddressFamily::kIpv6;
+  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
+      udp::ResolveHostPort(host_port, family, udp::SocketType::kDatagram);
+  if (!peers.ok()) return peers.status();
+  return peers->front();
+}
+
+// Sends the whole transfer and waits for the receiver's verdict.
+class Sender {
+ public:
+  Sender(Runtime* rt, ConnectionId id, Source* source, bool progress)
+      : rt_(rt), id_(id), source_(source), progress_(progress) {}
+
+  absl::Status Run(const udp::SocketAddress& peer) {
+    start_ = absl::Now();
+    transfer::TransferMessage begin;
+    begin.mutable_begin()->set_name(source_->name());
+    begin.mutable_begin()->set_size(source_->size());
+    if (absl::Status s = Send(begin); !s.ok()) return s;
+    absl::Time next_progress = start_;
+    for (;;) {
+      if (!ended_) {
+        if (absl::Status s = Fill(); !s.ok()) return s;
+      }
+      absl::StatusOr<Runtime::PollResult> r = rt_->Poll(absl::Milliseconds(50));
+      if (!r.ok()) return r.status();
+      for (const Event& e : r->events) {
+        if (e.connection != id_) continue;
+        if (e.type == Event::Type::kAcked) acked_ += e.bytes;
+        if (e.type == Event::Type::kClosed) {
+          ClearProgress();
+          return absl::UnavailableError(absl::StrCat(
+              "transfer to ", peer.ToString(), " failed after ", sent_, " bytes: ",
+              e.by_peer ? "receiver closed the connection: " : "", e.reason));
+        }
+        if (e.type == Event::Type::kMessage) {
+          transfer::TransferMessage m;
+          if (!m.ParseFromString(e.message) || !m.has_result()) {
+            return absl::DataLossError("receiver sent an unexpected message");
+          }
+          ClearProgress();
+          if (!m.result().ok()) {
+            return absl::DataLossError(
+                absl::StrCat("receiver ", peer.ToString(), " rejected the transfer: ",
+                             m.result().error()));
+          }
+          verified_ = true;
+          return absl::OkStatus();
+        }
+      }
+      if (progress_ && absl::Now() >= next_progress) {
+        Progress();
+        next_progress = absl::Now() + kProgressEvery;
+      }
+    }
+  }
+
+  uint64_t sent() const { return sent_; }
+  const std::string& digest() const { return digest_; }
+  absl::Time start() const { return start_; }
+
+ private:
+  absl::Status Send(const transfer::TransferMessage& m) {
+    absl::StatusOr<uint64_t> seq = rt_->Send(id_, 0, DeliveryMode::kReliableOrdered, Serialize(m));
+    return seq.status();
+  }
+
+  absl::Status Fill() {
+    while (!ended_ && rt_->endpoint().QueuedBytes(id_) < kQueueTarget) {
+      absl::StatusOr<std::string> chunk = source_->Read(kChunkBytes);
+      if (!chunk.ok()) return chunk.status();
+      if (chunk->empty()) {
+        transfer::TransferMessage end;
+        digest_ = sha_.Final();
+        end.mutable_end()->set_size(sent_);
+        end.mutable_end()->set_sha256(digest_);
+        ended_ = true;
+        return Send(end);
+      }
+      sha_.Update(*chunk);
+      sent_ += chunk->size();
+      transfer::TransferMessage m;
+      m.set_chunk(*std::move(chunk));
+      if (absl::Status s = Send(m); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  }
+
+  void Progress() {
+    absl::StatusOr<reliable::ConnectionStats> s = rt_->Stats(id_);
+    if (!s.ok()) return;
+    const double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start_));
+    const std::string line =
+        ProgressLine(acked_, source_->size(), acked_ / secs,
+                     absl::ToDoubleMilliseconds(s->srtt), LossPercent(*s));
+    std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
+    std::fflush(stderr);
+    shown_ = true;
+  }
+
+  void ClearProgress() {
+    if (shown_) std::fprintf(stderr, "\r\x1b[K");
+    shown_ = false;
+  }
+
+  Runtime* rt_;
+  ConnectionId id_;
+  Source* source_;
+  bool progress_;
+  Sha256 sha_;
+  std::string digest_;
+  uint64_t sent_ = 0;
+  uint64_t acked_ = 0;
+  bool ended_ = false;
+  bool verified_ = false;
+  bool shown_ = false;
+  absl::Time start_;
+};
+
+// Waits for a connection to `id` (client side) or any kClosed for it.
+absl::Status AwaitConnected(Runtime& rt, ConnectionId id, const udp::SocketAddress& peer,
+                            absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout + absl::Seconds(1);
+  while (absl::Now() < deadline) {
+    absl::StatusOr<Runtime::PollResult> r = rt.Poll(absl::Milliseconds(100));
+    if (!r.ok()) return r.status();
+    for (const Event& e : r->events) {
+      if (e.connection != id) continue;
+      if (e.type == Event::Type::kConnected) return absl::OkStatus();
+      if (e.type == Event::Type::kClosed) {
+        return absl::UnavailableError(absl::StrCat("cannot connect to ", peer.ToString(), ": ",
+                                                   e.by_peer ? "refused: " : "", e.reason));
+      }
+    }
+  }
+  return absl::DeadlineExceededError(
+      absl::StrCat("cannot connect to ", peer.ToString(), ": no answer within ",
+                   absl::FormatDuration(timeout)));
+}
+
+// The receiver's output: a temporary file renamed into place when verified,
+// or stdout.
+class Sink {
+ public:
+  static absl::StatusOr<std::unique_ptr<Sink>> Open(const std::string& path) {
+    auto s = std::unique_ptr<Sink>(new Sink);
+    s->path_ = path;
+    if (path == "-") {
+      s->fd_ = STDOUT_FILENO;
+      return s;
+    }
+    s->temp_ = path + ".part.XXXXXX";
+    s->fd_ = ::mkstemp(s->temp_.data());
+    if (s->fd_ < 0) return ErrnoError("cannot create", s->temp_);
+    return s;
+  }
+  ~Sink() {
+    if (path_ != "-" && fd_ >= 0) {
+      ::close(fd_);
+      ::unlink(temp_.c_str());  // not committed: leave nothing half-written
+    }
+  }
+
+  absl::Status Write(absl::string_view data) {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("cannot write", path_ == "-" ? "stdout" : temp_);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  // Makes the data durable and moves it to its name.
+  absl::Status Commit() {
+    if (path_ == "-") return absl::OkStatus();
+    if (::fsync(fd_) != 0) return ErrnoError("cannot sync", temp_);
+    if (::fchmod(fd_, 0644) != 0) return ErrnoError("cannot chmod", temp_);
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      return ErrnoError("cannot close", temp_);
+    }
+    fd_ = -1;
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) return ErrnoError("cannot rename to", path_);
+    return absl::OkStatus();
+  }
+
+ private:
+  Sink() = default;
+  std::string path_;
+  std::string temp_;
+  int fd_ = -1;
+};
+
+}  // namespace
+
+std::string HumanBytes(double bytes) {
+  const char* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (bytes >= 1000 && u < 4) {
+    bytes /= 1000;
+    ++u;
+  }
+  return u == 0 ? absl::StrFormat("%.0f %s", bytes, units[u])
+                : absl::StrFormat("%.1f %s", bytes, units[u]);
+}
+
+std::string ProgressLine(uint64_t done, int64_t total, double bytes_per_second, double rtt_ms,
+                         double loss_percent) {
+  std::string line;
+  if (total > 0) {
+    constexpr int kWidth = 24;
+    const double fraction = std::min(1.0, static_cast<double>(done) / total);
+    const int filled = static_cast<int>(fraction * kWidth);
+    line = absl::StrCat("[", std::string(filled, '#'), std::string(kWidth - filled, '-'), "] ",
+                        absl::StrFormat("%3.0f%%  ", fraction * 100));
+  }
+  absl::StrAppend(&line, HumanBytes(static_cast<double>(done)), "  ",
+                  HumanBytes(bytes_per_second), "/s  ",
+                  absl::StrFormat("rtt %.1fms  lost %.1f%%", rtt_ms, loss_percent));
+  return line;
+}
+
+int RunReliableSend(const std::vector<std::string>& args) {
+  if (args.empty()) {
+    return UsageError("send", "--reliable expects HOST:PORT, then --file FILE, messages or stdin");
+  }
+  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  if (!timeout.ok()) return UsageError("send", timeout.status().message());
+  absl::StatusOr<bool> progress = ProgressWanted();
+  if (!progress.ok()) return UsageError("send", progress.status().message());
+  absl::StatusOr<udp::SocketAddress> peer = ResolvePeer(args[0]);
+  if (!peer.ok()) return Fail(peer.status());
+  absl::StatusOr<Source> source =
+      Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
+  if (!source.ok()) return Fail(source.status());
+  if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
+
+  Runtime::Options options;
+  options.endpoint = TransferOptions(*timeout);
+  options.bind = udp::SocketAddress::Any(peer->family(), 0);
+  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
+  if (!rt.ok()) return Fail(rt.status());
+  absl::StatusOr<ConnectionId> id = (*rt)->Connect(*peer);
+  if (!id.ok()) return Fail(id.status());
+  if (absl::Status s = AwaitConnected(**rt, *id, *peer, *timeout); !s.ok()) return Fail(s);
+
+  Sender sender(rt->get(), *id, &*source, *progress);
+  absl::Status s = sender.Run(*peer);
+  absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*id);
+  if (!s.ok()) {
+    if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
+    return Fail(s);
+  }
+  const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - sender.start()));
+  std::fprintf(stderr, "sent %llu bytes to %s in %.2f s (%s/s), sha256 %s verified by receiver\n",
+               static_cast<unsigned long long>(sender.sent()), peer->ToString().c_str(), secs,
+               HumanBytes(sender.sent() / secs).c_str(), Hex(sender.digest()).c_str());
+  if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
+  (void)(*rt)->Close(*id, "transfer complete", /*flush=*/true);
+  (void)(*rt)->Flush(absl::Seconds(1));
+  return kExitOk;
+}
+
+int RunRecv(const Args& args) {
+  if (!args.empty()) return UsageError("recv", "takes no positional arguments");
+  if (!absl::GetFlag(FLAGS_reliable)) {
+    return UsageError("recv", "needs --reliable (use `udpmsg listen` for raw datagrams)");
+  }
+  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("recv", "--port is required");
+  if (absl::Status s = CheckPort(absl::GetFlag(FLAGS_port)); !s.ok()) {
+    return UsageError("recv", s.message());
+  }
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (out.empty()) return UsageError("recv", "--out FILE is required (\"-\" for stdout)");
+  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  if (!timeout.ok()) return UsageError("recv", timeout.status().message());
+  if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
+
+  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kDatagram);
+  if (!locals.ok()) return Fail(locals.status());
+  Runtime::Options options;
+  options.endpoint = TransferOptions(*timeout);
+  options.endpoint.accept_incoming = true;
+  options.bind = locals->front();
+  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
+  if (!rt.ok()) return Fail(rt.status());
+  PrintListening((*rt)->local_address());
+
+  std::optional<ConnectionId> sender;
+  udp::SocketAddress from;
+  std::unique_ptr<Sink> sink;
+  Sha256 sha;
+  uint64_t received = 0;
+  absl::Time start;
+  for (;;) {
+    absl::StatusOr<Runtime::PollResult> r = (*rt)->Poll(absl::Seconds(1));
+    if (!r.ok()) return Fail(r.status());
+    for (Event& e : r->events) {
+      if (e.type == Event::Type::kConnected) {
+        if (sender.has_value()) {
+          (void)(*rt)->Close(e.connection, "busy with another transfer", false);
+          continue;
+        }
+        sender = e.connection;
+        from = e.peer;
+        start = absl::Now();
+        std::fprintf(stderr, "receiving from %s\n", from.ToString().c_str());
+        continue;
+      }
+      if (!sender.has_value() || e.connection != *sender) continue;
+      if (e.type == Event::Type::kClosed) {
+        return Fail(absl::UnavailableError(
+            absl::StrCat("sender ", from.ToString(), " went away after ", received,
+                         " bytes: ", e.reason, "; nothing written to ", out)));
+      }
+      if (e.type != Event::Type::kMessage) continue;
+      transfer::TransferMessage m;
+      auto reject = [&](const absl::Status& why) {
+        transfer::TransferMessage res;
+        res.mutable_result()->set_ok(false);
+        res.mutable_result()->set_error(std::string(why.message()));
+        (void)(*rt)->Send(*sender, 0, DeliveryMode::kReliableOrdered, Serialize(res));
+        (void)(*rt)->Flush(absl::Seconds(2));
+        sink.reset();  // removes the temporary file
+        return Fail(why);
+      };
+      if (!m.ParseFromString(e.message)) {
+        return reject(absl::DataLossError("malformed transfer message"));
+      }
+      if (m.has_begin()) {
+        absl::StatusOr<std::unique_ptr<Sink>> opened = Sink::Open(out);
+        if (!opened.ok()) return reject(opened.status());
+        sink = *std::move(opened);
+      } else if (m.has_chunk()) {
+        if (sink == nullptr) return reject(absl::DataLossError("data before the transfer header"));
+        if (absl::Status s = sink->Write(m.chunk()); !s.ok()) return reject(s);
+        sha.Update(m.chunk());
+        received += m.chunk().size();
+      } else if (m.has_end()) {
+        if (sink == nullptr) return reject(absl::DataLossError("end before the transfer header"));
+        const std::string digest = sha.Final();
+        if (m.end().size() != received) {
+          return reject(absl::DataLossError(absl::StrCat(
+              "size mismatch: sender sent ", m.end().size(), " bytes, received ", received)));
+        }
+        if (m.end().sha256() != digest) {
+          return reject(absl::DataLossError(
+              absl::StrCat("sha256 mismatch: sender ", Hex(m.end().sha256()), ", received ",
+                           Hex(digest))));
+        }
+        if (absl::Status s = sink->Commit(); !s.ok()) return reject(s);
+        transfer::TransferMessage res;
+        res.mutable_result()->set_ok(true);
+        res.mutable_result()->set_size(received);
+        (void)(*rt)->Send(*sender, 0, DeliveryMode::kReliableOrdered, Serialize(res));
+        const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - start));
+        std::fprintf(stderr, "received %llu bytes from %s in %.2f s (%s/s), sha256 %s OK, wrote %s\n",
+                     static_cast<unsigned long long>(received), from.ToString().c_str(), secs,
+                     HumanBytes(received / secs).c_str(), Hex(digest).c_str(),
+                     out == "-" ? "stdout" : out.c_str());
+        absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*sender);
+        if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
+        // Deliver the result; the sender closes when it has it.
+        (void)(*rt)->Flush(absl::Seconds(5));
+        return kExitOk;
+      }
+    }
+  }
+}
+
+}  // namespace udpmsg::cli
