@@ -49,6 +49,12 @@ class AckTracker final {
   // ack-eliciting duplicates: they set AckNow()).
   bool OnPacket(absl::Time now, uint64_t number, bool ack_eliciting);
 
+  // The peer asked for an immediate ACK (a packet with a Ping: it is about
+  // to be blocked by its congestion window, or has nothing more to send):
+  // sets AckNow() if anything is waiting to be acknowledged.
+  void RequestImmediateAck() {
+    if (new_packets_) ack_now_ = true;
+  }
   // True when an ACK should go out in the next packet without waiting.
   bool AckNow() const { return ack_now_; }
   // When a delayed ACK is due; InfiniteFuture when nothing needs acking.

@@ -243,6 +243,7 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
   }
   if (accept) {
     acks_.OnPacket(now, packet.packet_number, packet.AckEliciting());
+    if (packet.ping) acks_.RequestImmediateAck();
   } else {
     ++stats_.refused_packets;
   }
@@ -462,6 +463,14 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};
+  // The last packet of a flight (the window is now full, or nothing more is
+  // queued) asks for an immediate ACK, so a small window never waits out the
+  // peer's max_ack_delay (the idea of QUIC's IMMEDIATE_ACK frame).
+  if (!p.data.empty() &&
+      (!queue_.PeekPayloadSize().has_value() ||
+       sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window())) {
+    p.ping = proto::Ping{};
+  }
   if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say
   const bool eliciting = p.AckEliciting();
   const size_t before = out->size();

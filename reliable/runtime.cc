@@ -10,7 +10,7 @@
 namespace udpmsg::reliable {
 namespace {
 
-constexpr uint64_t kSocketToken = ~uint64_t{0};
+constexpr uint64_t kSocketToken = udp::Poller::kReservedToken - 1;
 // Receive buffers: one full-size datagram per batch slot, so an oversized
 // datagram is seen whole (and rejected by the codec), never half-read.
 constexpr size_t kSlotBytes = udp::kMaxUdpPayloadIpv6 + 1;
@@ -73,7 +73,9 @@ absl::Status Runtime::Close(ConnectionId id, std::string reason, bool flush) {
 }
 
 absl::Status Runtime::Watch(int fd, uint64_t token) {
-  if (token == kSocketToken) return absl::InvalidArgumentError("token reserved");
+  if (token >= kSocketToken) {
+    return absl::InvalidArgumentError(absl::StrCat("watch token ", token, " is reserved"));
+  }
   return poller_.Add(fd, udp::Poller::kReadable, token);
 }
 

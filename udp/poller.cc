@@ -4,6 +4,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <array>
 #include <cmath>
 #include <limits>
 
@@ -12,7 +15,7 @@
 
 namespace udpmsg::udp {
 namespace {
-constexpr uint64_t kWakeToken = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t kWakeToken = Poller::kReservedToken;
 }  // namespace
 
 absl::StatusOr<Poller> Poller::Create() {
@@ -27,6 +30,9 @@ absl::StatusOr<Poller> Poller::Create() {
 }
 
 absl::Status Poller::Add(int fd, uint32_t interest, uint64_t token) {
+  if (token == kWakeToken && fd != wake_.get()) {
+    return absl::InvalidArgumentError("poller token ~0 is reserved for Wake()");
+  }
   epoll_event event{};
   event.events = interest;
   event.data.u64 = token;
@@ -54,18 +60,35 @@ absl::Status Poller::Remove(int fd) {
 }
 
 absl::StatusOr<absl::Span<const Poller::Event>> Poller::Wait(absl::Duration timeout) {
-  int timeout_ms = -1;
-  if (timeout != absl::InfiniteDuration()) {
-    if (timeout < absl::ZeroDuration()) timeout = absl::ZeroDuration();
-    double ms = std::ceil(absl::ToDoubleMilliseconds(timeout));
-    timeout_ms = ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max()
-                                                      : static_cast<int>(ms);
-  }
   std::array<epoll_event, kMaxEvents> raw;
-  int n;
-  do {
-    n = ::epoll_wait(epoll_.get(), raw.data(), static_cast<int>(raw.size()), timeout_ms);
-  } while (n < 0 && errno == EINTR);
+  int n = -1;
+  if (timeout < absl::ZeroDuration()) timeout = absl::ZeroDuration();
+  // epoll_pwait2 (Linux 5.11) takes a timespec: timers and pacing keep their
+  // sub-millisecond precision. Older kernels fall back to epoll_wait.
+  static std::atomic<bool> have_pwait2{true};
+  if (have_pwait2.load(std::memory_order_relaxed)) {
+    timespec ts{};
+    timespec* tsp = nullptr;
+    if (timeout != absl::InfiniteDuration()) {
+      ts = absl::ToTimespec(std::min(timeout, absl::Hours(24)));
+      tsp = &ts;
+    }
+    do {
+      n = ::epoll_pwait2(epoll_.get(), raw.data(), static_cast<int>(raw.size()), tsp, nullptr);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && errno == ENOSYS) have_pwait2.store(false, std::memory_order_relaxed);
+  }
+  if (!have_pwait2.load(std::memory_order_relaxed)) {
+    int timeout_ms = -1;
+    if (timeout != absl::InfiniteDuration()) {
+      double ms = std::ceil(absl::ToDoubleMilliseconds(timeout));
+      timeout_ms = ms > std::numeric_limits<int>::max() ? std::numeric_limits<int>::max()
+                                                        : static_cast<int>(ms);
+    }
+    do {
+      n = ::epoll_wait(epoll_.get(), raw.data(), static_cast<int>(raw.size()), timeout_ms);
+    } while (n < 0 && errno == EINTR);
+  }
   if (n < 0) return ErrnoStatus(errno, "epoll_wait");
   size_t count = 0;
   for (int i = 0; i < n; ++i) {

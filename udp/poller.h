@@ -33,6 +33,8 @@ class Poller final {
   static constexpr uint32_t kReadable = EPOLLIN;
   static constexpr uint32_t kWritable = EPOLLOUT;
   static constexpr size_t kMaxEvents = 64;
+  // Used internally for Wake(); Add() refuses it.
+  static constexpr uint64_t kReservedToken = ~uint64_t{0};
 
   struct Event {
     uint64_t token = 0;
@@ -45,11 +47,13 @@ class Poller final {
   Poller(Poller&&) = default;
   Poller& operator=(Poller&&) = default;
 
+  // INVALID_ARGUMENT for kReservedToken; the errno status of epoll_ctl.
   absl::Status Add(int fd, uint32_t interest, uint64_t token);
   absl::Status Modify(int fd, uint32_t interest, uint64_t token);
   absl::Status Remove(int fd);
 
-  // Waits up to `timeout` (rounded up to whole milliseconds; zero polls,
+  // Waits up to `timeout` (with nanosecond precision via epoll_pwait2, or
+  // rounded up to whole milliseconds on kernels before 5.11; zero polls,
   // InfiniteDuration blocks) and returns the ready descriptors. The span is
   // valid until the next Wait. Wake-ups are consumed here and not reported.
   absl::StatusOr<absl::Span<const Event>> Wait(absl::Duration timeout);
