@@ -18,6 +18,7 @@ int RunTcp(const Args& args);
 int RunDemo(const Args& args);
 int RunRecv(const Args& args);
 int RunImpair(const Args& args);
+int RunChat(const Args& args);
 
 }  // namespace udpmsg::cli
 

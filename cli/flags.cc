@@ -13,7 +13,7 @@ ABSL_FLAG(bool, ipv6, false, "use IPv6 only");
 // Reliable transfer (send --reliable / recv --reliable).
 ABSL_FLAG(bool, reliable, false, "use the reliable layer (ACKs, retransmission, ordering)");
 ABSL_FLAG(std::string, file, "", "file to send (default: stdin)");
-ABSL_FLAG(std::string, out, "", "where recv writes the transfer (\"-\" for stdout)");
+ABSL_FLAG(std::string, out, "", "where recv writes the transfer (--out=- for stdout)");
 ABSL_FLAG(std::string, timeout, "10s",
           "give up when the peer cannot be reached or stops answering for this long");
 ABSL_FLAG(std::string, progress, "auto", "progress bar: auto (when stderr is a TTY), on, off");
@@ -34,3 +34,7 @@ ABSL_FLAG(std::string, rate, "0", "impair: bottleneck rate per direction (\"20mb
 ABSL_FLAG(std::string, queue_limit, "65536", "impair: bottleneck queue limit in bytes");
 ABSL_FLAG(uint64_t, seed, 1, "seed for every random choice (a run is reproducible)");
 ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters and exit (0: until killed)");
+
+// chat
+ABSL_FLAG(std::string, nick, "", "chat join: your nickname (unique in the room)");
+ABSL_FLAG(bool, color, true, "chat: colour nicknames on a TTY");

@@ -27,6 +27,8 @@ constexpr Command kCommands[] = {
      "tcp serve --port P | tcp connect HOST:PORT   stream sockets, for comparison"},
     {"recv", udpmsg::cli::RunRecv,
      "recv --reliable --port P --out FILE   receive one reliable transfer"},
+    {"chat", udpmsg::cli::RunChat,
+     "chat serve --port P | chat join HOST:PORT --nick NAME   multi-party chat"},
     {"impair", udpmsg::cli::RunImpair,
      "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},

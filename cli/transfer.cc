@@ -74,7 +74,8 @@ reliable::EndpointOptions TransferOptions(absl::Duration timeout) {
   reliable::EndpointOptions o;
   o.connection.handshake_timeout = timeout;
   o.connection.peer_timeout = timeout;
-  o.connection.idle_timeout = std::max(timeout, absl::Seconds(5));
+  o.connection.idle_timeout = timeout;
+  o.connection.keepalive = std::min(absl::Seconds(5), timeout / 3);
   return o;
 }
 
@@ -464,7 +465,7 @@ int RunRecv(const Args& args) {
     return UsageError("recv", s.message());
   }
   const std::string out = absl::GetFlag(FLAGS_out);
-  if (out.empty()) return UsageError("recv", "--out FILE is required (\"-\" for stdout)");
+  if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
