@@ -38,3 +38,4 @@ ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters an
 // chat
 ABSL_FLAG(std::string, nick, "", "chat join: your nickname (unique in the room)");
 ABSL_FLAG(bool, color, true, "chat: colour nicknames on a TTY");
+ABSL_FLAG(int, max_members, 256, "chat serve: members in the room at most (1 to 1024)");

@@ -39,5 +39,6 @@ ABSL_DECLARE_FLAG(std::string, duration);
 
 ABSL_DECLARE_FLAG(std::string, nick);
 ABSL_DECLARE_FLAG(bool, color);
+ABSL_DECLARE_FLAG(int, max_members);
 
 #endif  // UDPMSG_CLI_FLAGS_H_

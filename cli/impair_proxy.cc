@@ -1,0 +1,435 @@
+// The engine of `udpmsg impair` (see impair_proxy.h).
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <iterator>
+#include <list>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "udp/datagram_socket.h"
+#include "udp/errno_status.h"
+#include "udp/impairment.h"
+#include "udp/owned_fd.h"
+#include "udp/poller.h"
+
+#include <atomic>
+
+#include "cli/impair_proxy.h"
+
+namespace udpmsg::cli {
+namespace {
+
+
+constexpr uint64_t kListenToken = 0;
+constexpr uint64_t kSignalToken = 1;
+constexpr uint64_t kFirstMappingToken = 2;
+
+constexpr size_t kMaxMappings = 1024;
+constexpr absl::Duration kMappingIdle = absl::Minutes(2);
+constexpr size_t kMaxScheduledBytes = size_t{64} << 20;
+constexpr uint64_t kDownSeedMix = 0x9E3779B97F4A7C15;
+// Receive batches per socket per wake-up, so deliveries stay on time under load.
+constexpr int kBatchesPerWakeup = 16;
+constexpr size_t kSlotBytes = 65536;
+constexpr int kSocketBufferBytes = 4 << 20;  // > the largest UDP payload: never truncates
+
+
+// The real clock, made monotonic.
+class Clock {
+ public:
+  Clock() : wall_(absl::Now()), steady_(std::chrono::steady_clock::now()) {}
+  absl::Time Now() const {
+    return wall_ + absl::FromChrono(std::chrono::steady_clock::now() - steady_);
+  }
+
+ private:
+  absl::Time wall_;
+  std::chrono::steady_clock::time_point steady_;
+};
+
+enum Direction { kUp = 0, kDown = 1 };
+
+struct Mapping {
+  udp::SocketAddress client;
+  udp::DatagramSocket upstream;  // connected to the target
+  uint64_t token;
+  absl::Time last_used;
+};
+
+// A copy waiting for its delivery time.
+struct Scheduled {
+  absl::Time at;
+  uint64_t order;
+  Direction direction;
+  uint64_t token;             // kUp: the mapping to send from
+  udp::SocketAddress client;  // kDown: where to send (from the listen socket)
+  std::string bytes;
+};
+
+// Heap order: the earliest (at, order) on top.
+struct Later {
+  bool operator()(const Scheduled& a, const Scheduled& b) const {
+    return a.at != b.at ? a.at > b.at : a.order > b.order;
+  }
+};
+
+// What happened to the model's copies after the model.
+struct ProxyCounters {
+  uint64_t sent = 0;
+  uint64_t overflow = 0;
+  uint64_t send_failed = 0;
+};
+
+std::string FormatRate(double p) { return p == 0 ? "0" : absl::StrCat(p * 100, "%"); }
+
+std::string FormatBandwidth(uint64_t bps) {
+  if (bps == 0) return "unlimited";
+  const std::pair<uint64_t, const char*> units[] = {
+      {1000000000, "gbit"}, {1000000, "mbit"}, {1000, "kbit"}};
+  for (const auto& [scale, unit] : units) {
+    if (bps % scale == 0) return absl::StrCat(bps / scale, unit);
+  }
+  return absl::StrCat(bps, "bit");
+}
+
+std::string DescribeImpl(const udp::ImpairmentConfig& c, const udp::SocketAddress& target) {
+  std::string text =
+      absl::StrCat("impairing both directions: loss=", FormatRate(c.loss),
+                   " burst=", FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
+                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", FormatRate(c.reorder));
+  if (c.reorder > 0)
+    absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
+  absl::StrAppend(&text, " dup=", FormatRate(c.duplicate), " corrupt=", FormatRate(c.corrupt),
+                  " rate=", FormatBandwidth(c.rate_bps));
+  if (c.rate_bps > 0) absl::StrAppend(&text, " queue_limit=", c.queue_limit_bytes, "B");
+  absl::StrAppend(&text, " seed=", c.seed, ", forwarding to ", target.ToString());
+  return text;
+}
+
+}  // namespace
+
+class ImpairProxy::Impl {
+ public:
+  Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd signals,
+        const udp::SocketAddress& target, udp::ImpairmentModel up, udp::ImpairmentModel down,
+        const Clock& clock)
+      : listen_(std::move(listen)),
+        poller_(std::move(poller)),
+        signals_(std::move(signals)),
+        target_(target),
+        clock_(clock),
+        models_{std::move(up), std::move(down)},
+        buffers_(udp::DatagramSocket::kMaxBatch * kSlotBytes),
+        slots_(udp::DatagramSocket::kMaxBatch) {
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
+    }
+  }
+
+  // Runs until a signal or `end`. Errors are fatal socket errors.
+  absl::Status Run(absl::Time end) {
+    while (!stop_) {
+      absl::Time now = clock_.Now();
+      FlushDue(now);
+      ExpireIdle(now);
+      if (now >= end) break;
+      absl::Time next = end;
+      if (!blocked_ && !heap_.empty()) next = std::min(next, heap_.front().at);
+      if (!lru_.empty()) next = std::min(next, lru_.back().last_used + kMappingIdle);
+      const absl::Duration timeout = next == absl::InfiniteFuture()
+                                         ? absl::InfiniteDuration()
+                                         : std::max(absl::ZeroDuration(), next - now);
+      absl::StatusOr<absl::Span<const udp::Poller::Event>> ready = poller_.Wait(timeout);
+      if (!ready.ok()) return ready.status();
+      for (const udp::Poller::Event& event : *ready) {
+        if (event.token == kSignalToken) {
+          signalfd_siginfo info;
+          while (::read(signals_.get(), &info, sizeof(info)) == sizeof(info)) stop_ = true;
+          continue;
+        }
+        if (blocked_ && event.token == blocked_token_ && (event.writable || event.error)) {
+          Unblock();
+        }
+        if (event.token == kListenToken) {
+          if (absl::Status s = DrainListen(); !s.ok()) return s;
+        } else {
+          DrainUpstream(event.token);
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  // Thread-safe: makes Run() return soon.
+  void Stop() {
+    stop_ = true;
+    poller_.Wake();
+  }
+
+  udp::ImpairmentCounters counters(bool up) const { return models_[up ? kUp : kDown].counters(); }
+
+  void PrintCounters() const {
+    uint64_t pending[2] = {0, 0};
+    for (const Scheduled& s : heap_) ++pending[s.direction];
+    const char* names[2] = {"up:  ", "down:"};
+    for (int d : {kUp, kDown}) {
+      const ProxyCounters& p = proxy_counters_[d];
+      std::fprintf(stderr, "%s %s sent=%llu overflow=%llu send_failed=%llu pending=%llu\n",
+                   names[d], models_[d].counters().ToString().c_str(),
+                   static_cast<unsigned long long>(p.sent),
+                   static_cast<unsigned long long>(p.overflow),
+                   static_cast<unsigned long long>(p.send_failed),
+                   static_cast<unsigned long long>(pending[d]));
+    }
+    std::fflush(stderr);
+  }
+
+ private:
+  using MappingList = std::list<Mapping>;
+
+  // Client -> server: receives from the listen socket.
+  absl::Status DrainListen() {
+    for (int round = 0; round < kBatchesPerWakeup; ++round) {
+      absl::StatusOr<size_t> n = listen_.RecvBatch(absl::MakeSpan(slots_));
+      if (!n.ok()) return udp::IsWouldBlock(n.status()) ? absl::OkStatus() : n.status();
+      const absl::Time now = clock_.Now();
+      for (size_t i = 0; i < *n; ++i) {
+        const uint64_t token = MappingFor(slots_[i].from, now);  // 0: none
+        Impair(kUp, now, slots_[i], token, udp::SocketAddress());
+      }
+      if (*n < slots_.size()) break;
+    }
+    return absl::OkStatus();
+  }
+
+  // Server -> client: receives on one mapping's upstream socket. Errors (an
+  // ICMP "port unreachable" from a server that is not up yet) are ignored.
+  void DrainUpstream(uint64_t token) {
+    for (int round = 0; round < kBatchesPerWakeup; ++round) {
+      auto it = by_token_.find(token);
+      if (it == by_token_.end()) return;
+      Mapping& mapping = *it->second;
+      absl::StatusOr<size_t> n = mapping.upstream.RecvBatch(absl::MakeSpan(slots_));
+      if (!n.ok()) return;
+      const absl::Time now = clock_.Now();
+      if (*n > 0) Touch(it->second, now);
+      const udp::SocketAddress client = mapping.client;
+      for (size_t i = 0; i < *n; ++i) Impair(kDown, now, slots_[i], 0, client);
+      if (*n < slots_.size()) return;
+    }
+  }
+
+  // Feeds one datagram to its direction's model and schedules the copies.
+  void Impair(Direction d, absl::Time now, const udp::ReceiveSlot& slot, uint64_t token,
+              const udp::SocketAddress& client) {
+    deliveries_.clear();
+    const absl::string_view bytes(reinterpret_cast<const char*>(slot.buffer.data()), slot.size);
+    models_[d].OnPacket(now, bytes, &deliveries_);
+    for (udp::Delivery& delivery : deliveries_) {
+      if (d == kUp && token == 0) {
+        ++proxy_counters_[d].send_failed;  // no upstream socket could be opened
+        continue;
+      }
+      if (scheduled_bytes_ + delivery.bytes.size() > kMaxScheduledBytes) {
+        ++proxy_counters_[d].overflow;
+        continue;
+      }
+      scheduled_bytes_ += delivery.bytes.size();
+      heap_.push_back(Scheduled{delivery.deliver_at, next_order_++, d, token, client,
+                                std::move(delivery.bytes)});
+      std::push_heap(heap_.begin(), heap_.end(), Later());
+    }
+  }
+
+  // Sends every copy that is due, in (time, arrival) order. Stops at a socket
+  // whose buffer is full until it becomes writable.
+  void FlushDue(absl::Time now) {
+    while (!blocked_ && !heap_.empty() && heap_.front().at <= now) {
+      Scheduled& next = heap_.front();
+      absl::StatusOr<size_t> sent;
+      uint64_t token = kListenToken;
+      int fd = listen_.fd();
+      if (next.direction == kDown) {
+        sent = listen_.SendTo(next.client, udp::AsBytes(next.bytes));
+      } else {
+        auto it = by_token_.find(next.token);
+        if (it == by_token_.end()) {
+          sent = absl::NotFoundError("mapping expired");
+        } else {
+          token = next.token;
+          fd = it->second->upstream.fd();
+          sent = it->second->upstream.Send(udp::AsBytes(next.bytes));
+          if (sent.ok()) Touch(it->second, now);
+        }
+      }
+      if (!sent.ok() && udp::IsWouldBlock(sent.status())) {
+        Block(fd, token);
+        return;
+      }
+      ++(sent.ok() ? proxy_counters_[next.direction].sent
+                   : proxy_counters_[next.direction].send_failed);
+      scheduled_bytes_ -= next.bytes.size();
+      std::pop_heap(heap_.begin(), heap_.end(), Later());
+      heap_.pop_back();
+    }
+  }
+
+  void Block(int fd, uint64_t token) {
+    if (poller_.Modify(fd, udp::Poller::kReadable | udp::Poller::kWritable, token).ok()) {
+      blocked_ = true;
+      blocked_fd_ = fd;
+      blocked_token_ = token;
+    }
+  }
+
+  void Unblock() {
+    poller_.Modify(blocked_fd_, udp::Poller::kReadable, blocked_token_).IgnoreError();
+    blocked_ = false;
+  }
+
+  void Touch(MappingList::iterator it, absl::Time now) {
+    it->last_used = now;
+    lru_.splice(lru_.begin(), lru_, it);
+  }
+
+  // The mapping for `client`, opened on first use; 0 when no socket could be
+  // opened (reported once).
+  uint64_t MappingFor(const udp::SocketAddress& client, absl::Time now) {
+    if (auto it = by_client_.find(client); it != by_client_.end()) {
+      Touch(it->second, now);
+      return it->second->token;
+    }
+    if (lru_.size() >= kMaxMappings) Evict(std::prev(lru_.end()));
+    absl::StatusOr<udp::DatagramSocket> socket =
+        udp::DatagramSocket::Open(target_.family(), {.non_blocking = true,
+                                                     .receive_buffer_bytes = kSocketBufferBytes,
+                                                     .send_buffer_bytes = kSocketBufferBytes});
+    absl::Status status = socket.ok() ? socket->Connect(target_) : socket.status();
+    const uint64_t token = next_token_;
+    if (status.ok()) status = poller_.Add(socket->fd(), udp::Poller::kReadable, token);
+    if (!status.ok()) {
+      if (!reported_mapping_error_) {
+        std::fprintf(stderr, "udpmsg: cannot open a mapping for %s: %s\n",
+                     client.ToString().c_str(), std::string(status.message()).c_str());
+        reported_mapping_error_ = true;
+      }
+      return 0;
+    }
+    ++next_token_;
+    lru_.push_front(Mapping{client, *std::move(socket), token, now});
+    by_client_[client] = lru_.begin();
+    by_token_[token] = lru_.begin();
+    return token;
+  }
+
+  void Evict(MappingList::iterator it) {
+    poller_.Remove(it->upstream.fd()).IgnoreError();
+    if (blocked_ && blocked_token_ == it->token) blocked_ = false;
+    by_client_.erase(it->client);
+    by_token_.erase(it->token);
+    lru_.erase(it);  // closes the socket
+  }
+
+  void ExpireIdle(absl::Time now) {
+    while (!lru_.empty() && lru_.back().last_used + kMappingIdle <= now) {
+      Evict(std::prev(lru_.end()));
+    }
+  }
+
+  udp::DatagramSocket listen_;
+  udp::Poller poller_;
+  udp::OwnedFd signals_;
+  const udp::SocketAddress target_;
+  const Clock clock_;  // a copy: same origin as the proxy's start time
+  udp::ImpairmentModel models_[2];
+  ProxyCounters proxy_counters_[2];
+
+  MappingList lru_;  // most recently used first
+  absl::flat_hash_map<udp::SocketAddress, MappingList::iterator> by_client_;
+  absl::flat_hash_map<uint64_t, MappingList::iterator> by_token_;
+  uint64_t next_token_ = kFirstMappingToken;
+  bool reported_mapping_error_ = false;
+
+  std::vector<Scheduled> heap_;  // a heap ordered by Later
+  size_t scheduled_bytes_ = 0;
+  uint64_t next_order_ = 0;
+  bool blocked_ = false;
+  int blocked_fd_ = -1;
+  uint64_t blocked_token_ = 0;
+
+  std::vector<uint8_t> buffers_;
+  std::vector<udp::ReceiveSlot> slots_;
+  std::vector<udp::Delivery> deliveries_;
+  std::atomic<bool> stop_{false};
+};
+
+std::string DescribeImpairment(const udp::ImpairmentConfig& config,
+                               const udp::SocketAddress& target) {
+  return DescribeImpl(config, target);
+}
+
+absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& options) {
+  absl::StatusOr<udp::DatagramSocket> listen =
+      udp::DatagramSocket::Bind(options.listen, {.non_blocking = true,
+                                                 .v6_only = options.v6_only,
+                                                 .receive_buffer_bytes = kSocketBufferBytes,
+                                                 .send_buffer_bytes = kSocketBufferBytes});
+  if (!listen.ok()) return listen.status();
+  absl::StatusOr<udp::SocketAddress> local = listen->LocalAddress();
+  if (!local.ok()) return local.status();
+  absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
+  if (!poller.ok()) return poller.status();
+  if (absl::Status s = poller->Add(listen->fd(), udp::Poller::kReadable, kListenToken); !s.ok()) {
+    return s;
+  }
+  udp::OwnedFd signals(options.stop_fd);
+  if (signals) {
+    if (absl::Status s = poller->Add(signals.get(), udp::Poller::kReadable, kSignalToken);
+        !s.ok()) {
+      return s;
+    }
+  }
+  auto proxy = std::unique_ptr<ImpairProxy>(new ImpairProxy);
+  const Clock clock;
+  proxy->start_ = clock.Now();
+  proxy->local_ = *local;
+  udp::ImpairmentConfig down_config = options.config;
+  down_config.seed = options.config.seed ^ kDownSeedMix;
+  absl::StatusOr<udp::ImpairmentModel> up = udp::ImpairmentModel::Create(options.config, proxy->start_);
+  if (!up.ok()) return up.status();
+  absl::StatusOr<udp::ImpairmentModel> down = udp::ImpairmentModel::Create(down_config, proxy->start_);
+  if (!down.ok()) return down.status();
+  proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(signals),
+                                        options.target, *std::move(up), *std::move(down),
+                                        clock);
+  return proxy;
+}
+
+ImpairProxy::ImpairProxy() = default;
+ImpairProxy::~ImpairProxy() = default;
+
+absl::Status ImpairProxy::Run(absl::Duration duration) {
+  return impl_->Run(duration > absl::ZeroDuration() ? start_ + duration : absl::InfiniteFuture());
+}
+
+void ImpairProxy::Stop() { impl_->Stop(); }
+
+void ImpairProxy::PrintCounters() const { impl_->PrintCounters(); }
+
+udp::ImpairmentCounters ImpairProxy::counters(bool up) const { return impl_->counters(up); }
+
+}  // namespace udpmsg::cli
