@@ -198,9 +198,18 @@ TEST(TcpTest, ConnectToClosedPortFailsWithReason) {
 
 TEST(DemoTest, RunsOnLoopbackAndPasses) {
   auto demo = Udpmsg({"demo"});
-  EXPECT_EQ(RunToEnd(*demo), 0) << demo->stderr_text();
+  absl::StatusOr<int> code = demo->Wait(absl::Seconds(90));
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 0) << demo->stderr_text();
   EXPECT_THAT(demo->stdout_text(), HasSubstr("64/64 intact and in order"));
   EXPECT_THAT(demo->stdout_text(), HasSubstr("all checks passed"));
+  // Through the impaired link, the reliable modes deliver all 200, once each.
+  EXPECT_THAT(demo->stdout_text(),
+              MatchesRegex("(.|\n)*udpmsg reliable-ordered +200 +200 +0 +0 +0\n(.|\n)*"));
+  EXPECT_THAT(demo->stdout_text(),
+              MatchesRegex("(.|\n)*udpmsg reliable-unord\. +200 +200 +0 +0 +[0-9]+\n(.|\n)*"));
+  EXPECT_THAT(demo->stdout_text(), HasSubstr("delivered intact in "));
+  EXPECT_THAT(demo->stdout_text(), HasSubstr("<bob> and yet this arrives in order"));
 }
 
 }  // namespace
