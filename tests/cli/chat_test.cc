@@ -1,0 +1,613 @@
+// Runs `udpmsg chat serve` and scripted `udpmsg chat join` members (pipes on
+// stdin/stdout), some behind `udpmsg impair` proxies, and checks what every
+// member prints. Every wait is for an expected line, with a deadline; nothing
+// sleeps. The last test drives an interactive member in tmux.
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/cli/subprocess.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using ::testing::Contains;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::StartsWith;
+
+constexpr absl::Duration kTimeout = absl::Seconds(20);
+// Everything of a lossy exchange: generous, the usual run takes seconds.
+constexpr absl::Duration kLongTimeout = absl::Seconds(90);
+
+std::unique_ptr<Subprocess> Udpmsg(std::vector<std::string> args) {
+  args.insert(args.begin(), UdpmsgPath());
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+int ExitCode(Subprocess& p, absl::Duration timeout = kTimeout) {
+  absl::StatusOr<int> code = p.Wait(timeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  return code.ok() ? *code : -1;
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// Starts a process and returns it with the port of its "listening on" line.
+std::pair<std::unique_ptr<Subprocess>, int> StartListening(std::vector<std::string> args) {
+  std::unique_ptr<Subprocess> p = Udpmsg(std::move(args));
+  if (p == nullptr) return {nullptr, 0};
+  absl::StatusOr<std::string> line = p->ReadStderrLine(kTimeout);
+  EXPECT_TRUE(line.ok()) << line.status();
+  absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
+  EXPECT_TRUE(port.ok()) << port.status();
+  return {std::move(p), port.ok() ? *port : 0};
+}
+
+struct ChatServer {
+  std::unique_ptr<Subprocess> process;
+  int port = 0;
+};
+
+ChatServer StartServer(std::vector<std::string> flags = {}, int port = 0) {
+  std::vector<std::string> args = {"chat", "serve", "--port", absl::StrCat(port)};
+  args.insert(args.end(), flags.begin(), flags.end());
+  auto [p, bound] = StartListening(args);
+  return {std::move(p), bound};
+}
+
+// `udpmsg impair` in front of 127.0.0.1:to_port; returns it and its port.
+std::pair<std::unique_ptr<Subprocess>, int> StartProxy(int to_port, const std::string& loss,
+                                                       int seed) {
+  auto [p, port] = StartListening({"impair", "--listen", "0", "--to",
+                                   absl::StrCat("127.0.0.1:", to_port), "--loss", loss, "--seed",
+                                   absl::StrCat(seed)});
+  if (p != nullptr) {
+    absl::StatusOr<std::string> config = p->ReadStderrLine(kTimeout);  // "impairing ..."
+    EXPECT_TRUE(config.ok()) << config.status();
+  }
+  return {std::move(p), port};
+}
+
+// The counters of one direction ("up"/"down") from impair's exit lines.
+std::map<std::string, uint64_t> ProxyCounters(const std::string& stderr_text,
+                                              const std::string& direction) {
+  std::map<std::string, uint64_t> counters;
+  for (const std::string& line : Lines(stderr_text)) {
+    if (!absl::StartsWith(line, direction + ":")) continue;
+    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+      std::vector<std::string> kv = absl::StrSplit(field, '=');
+      uint64_t value = 0;
+      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &value)) counters[kv[0]] = value;
+    }
+  }
+  return counters;
+}
+
+// A scripted member: its process and every stdout line read so far.
+class Member {
+ public:
+  Member(int port, const std::string& nick, std::vector<std::string> flags = {}) : nick_(nick) {
+    std::vector<std::string> args = {"chat", "join", absl::StrCat("127.0.0.1:", port), "--nick",
+                                     nick};
+    args.insert(args.end(), flags.begin(), flags.end());
+    process_ = Udpmsg(args);
+  }
+
+  Subprocess& process() { return *process_; }
+  const std::vector<std::string>& lines() const { return lines_; }
+  const std::string& nick() const { return nick_; }
+
+  void Send(const std::string& line) {
+    absl::Status s = process_->WriteStdin(line + "\n");
+    EXPECT_TRUE(s.ok()) << nick_ << ": " << s;
+  }
+
+  // Reads stdout until a line satisfies `done`; false (with a test failure)
+  // when none does in time.
+  bool WaitUntil(const std::function<bool(const std::string&)>& done, const std::string& what,
+                 absl::Duration timeout = kTimeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      absl::StatusOr<std::string> line =
+          process_->ReadStdoutLine(std::max(absl::ZeroDuration(), deadline - absl::Now()));
+      if (!line.ok()) {
+        ADD_FAILURE() << nick_ << " waited for " << what << ": " << line.status()
+                      << "\nlines so far:\n"
+                      << absl::StrJoin(lines_, "\n");
+        return false;
+      }
+      lines_.push_back(*line);
+      if (done(*line)) return true;
+    }
+  }
+
+  bool WaitFor(const std::string& want, absl::Duration timeout = kTimeout) {
+    return WaitUntil([&](const std::string& l) { return l == want; }, "\"" + want + "\"",
+                     timeout);
+  }
+
+  // The "<nick> text" lines seen so far.
+  std::vector<std::string> SayLines() const {
+    std::vector<std::string> says;
+    for (const std::string& l : lines_) {
+      if (absl::StartsWith(l, "<")) says.push_back(l);
+    }
+    return says;
+  }
+
+ private:
+  std::string nick_;
+  std::unique_ptr<Subprocess> process_;
+  std::vector<std::string> lines_;
+};
+
+// (1) Three members, each behind its own lossy proxy, 50 lines each sent
+// interleaved: all three transcripts hold all 150 lines in the same order.
+TEST(ChatTest, ThreeLossyMembersSeeOneIdenticalTranscript) {
+  ChatServer server = StartServer();
+  ASSERT_NE(server.port, 0);
+  const std::vector<std::string> nicks = {"alice", "bob", "carol"};
+  const std::vector<std::string> losses = {"10%", "15%", "20%"};
+  std::vector<std::unique_ptr<Subprocess>> proxies;
+  std::vector<std::unique_ptr<Member>> members;
+  for (size_t i = 0; i < nicks.size(); ++i) {
+    auto [proxy, proxy_port] = StartProxy(server.port, losses[i], static_cast<int>(11 + i));
+    ASSERT_NE(proxy_port, 0);
+    proxies.push_back(std::move(proxy));
+    members.push_back(std::make_unique<Member>(proxy_port, nicks[i]));
+    // Everyone present sees the newcomer before the next one comes.
+    for (auto& m : members) {
+      ASSERT_TRUE(m->WaitFor(absl::StrCat("*** ", nicks[i], " joined"))) << m->nick();
+    }
+  }
+
+  constexpr int kPerMember = 50;
+  constexpr int kBatch = 10;
+  for (int start = 0; start < kPerMember; start += kBatch) {
+    for (auto& m : members) {
+      std::string batch;
+      for (int k = start; k < start + kBatch; ++k) {
+        absl::StrAppend(&batch, "line ", k, " from ", m->nick(), "\n");
+      }
+      ASSERT_TRUE(m->process().WriteStdin(batch).ok());
+    }
+  }
+  const size_t total = kPerMember * nicks.size();
+  for (auto& m : members) {
+    size_t says = 0;
+    ASSERT_TRUE(m->WaitUntil(
+        [&](const std::string& l) { return absl::StartsWith(l, "<") && ++says == total; },
+        absl::StrCat(total, " lines"), kLongTimeout));
+  }
+  // Leave both ways: /quit and EOF.
+  members[0]->Send("/quit");
+  members[1]->process().CloseStdin();
+  members[2]->Send("/quit");
+  for (auto& m : members) EXPECT_EQ(ExitCode(m->process()), 0) << m->nick();
+
+  const std::vector<std::string> reference = members[0]->SayLines();
+  ASSERT_EQ(reference.size(), total);
+  for (auto& m : members) EXPECT_EQ(m->SayLines(), reference) << m->nick();
+  // Complete: every line once; and each sender's lines in the order sent.
+  std::set<std::string> distinct(reference.begin(), reference.end());
+  EXPECT_EQ(distinct.size(), total);
+  for (const std::string& nick : nicks) {
+    int next = 0;
+    for (const std::string& l : reference) {
+      if (!absl::StartsWith(l, absl::StrCat("<", nick, "> "))) continue;
+      EXPECT_EQ(l, absl::StrCat("<", nick, "> line ", next, " from ", nick));
+      ++next;
+    }
+    EXPECT_EQ(next, kPerMember) << nick;
+  }
+  // The proxies really dropped packets, both ways.
+  for (size_t i = 0; i < proxies.size(); ++i) {
+    proxies[i]->Kill(SIGTERM);
+    EXPECT_EQ(ExitCode(*proxies[i]), 0);
+    for (const char* direction : {"up", "down"}) {
+      EXPECT_GT(ProxyCounters(proxies[i]->stderr_text(), direction)["dropped_loss"], 0u)
+          << nicks[i] << " " << direction << ": " << proxies[i]->stderr_text();
+    }
+  }
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*server.process), 0);
+  const std::string log = server.process->stderr_text();
+  for (const std::string& nick : nicks) {
+    EXPECT_THAT(log, HasSubstr(absl::StrCat(nick, " joined from 127.0.0.1:")));
+    EXPECT_THAT(log, HasSubstr(absl::StrCat("\n", nick, " left (")));
+  }
+}
+
+// (2) A taken nick is refused with a clear message and exit 1; the check
+// ignores case; invalid nicks are usage errors; /nick cannot take one either.
+TEST(ChatTest, TakenNickIsRefused) {
+  ChatServer server = StartServer();
+  Member alice(server.port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  for (const std::string nick : {"alice", "ALICE"}) {
+    Member again(server.port, nick);
+    EXPECT_EQ(ExitCode(again.process()), 1);
+    EXPECT_EQ(again.process().stderr_text(), absl::StrCat("udpmsg: nick \"", nick, "\" is taken\n"));
+  }
+  for (const std::string& nick : std::vector<std::string>{"two words", std::string(33, 'x'), "tab\tbed"}) {
+    Member bad(server.port, nick);
+    EXPECT_EQ(ExitCode(bad.process()), 2) << nick;
+    EXPECT_THAT(bad.process().stderr_text(), StartsWith("udpmsg chat: nick \"")) << nick;
+  }
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  bob.Send("/nick Alice");
+  EXPECT_TRUE(bob.WaitFor("*** error: nick \"Alice\" is taken"));
+  bob.Send("/nick robert");
+  EXPECT_TRUE(bob.WaitFor("*** bob is now known as robert"));
+  EXPECT_TRUE(alice.WaitFor("*** bob is now known as robert"));
+  alice.Send("/who");
+  EXPECT_TRUE(alice.WaitFor("*** 2 members: alice, robert"));
+  // The old nick is free again.
+  Member bob2(server.port, "bob");
+  EXPECT_TRUE(bob2.WaitFor("*** bob joined"));
+  bob2.process().CloseStdin();
+  EXPECT_EQ(ExitCode(bob2.process()), 0);
+}
+
+// (3) /msg reaches its target and the sender only.
+TEST(ChatTest, PrivateMessageReachesOnlyItsTarget) {
+  ChatServer server = StartServer();
+  Member alice(server.port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  Member carol(server.port, "carol");
+  ASSERT_TRUE(carol.WaitFor("*** carol joined"));
+  ASSERT_TRUE(alice.WaitFor("*** carol joined"));
+
+  alice.Send("/msg bob psst, a secret");
+  alice.Send("/msg zed hello?");
+  alice.Send("/me is done whispering");
+  alice.Send("public after");
+  EXPECT_TRUE(alice.WaitFor("-> bob: psst, a secret"));
+  EXPECT_TRUE(alice.WaitFor("*** error: no member named \"zed\""));
+  EXPECT_TRUE(alice.WaitFor("<alice> public after"));
+  EXPECT_TRUE(bob.WaitFor("<- alice: psst, a secret"));
+  EXPECT_TRUE(bob.WaitFor("<alice> public after"));
+  // Carol gets the later public lines, so she would have had the private one.
+  EXPECT_TRUE(carol.WaitFor("<alice> public after"));
+  for (const std::string& l : carol.lines()) EXPECT_THAT(l, Not(HasSubstr("secret")));
+  EXPECT_THAT(carol.lines(), Contains("* alice is done whispering"));
+  for (Member* m : {&alice, &bob, &carol}) {
+    m->process().CloseStdin();
+    EXPECT_EQ(ExitCode(m->process()), 0);
+  }
+}
+
+// (4) A member who quits is announced as having left; one killed with
+// SIGKILL is dropped after the server's --timeout and announced as timed out.
+TEST(ChatTest, LeaveAndTimeoutNotices) {
+  ChatServer server = StartServer({"--timeout", "2s"});
+  Member alice(server.port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  Member carol(server.port, "carol");
+  ASSERT_TRUE(carol.WaitFor("*** carol joined"));
+  ASSERT_TRUE(alice.WaitFor("*** carol joined"));
+
+  bob.Send("/quit");
+  EXPECT_EQ(ExitCode(bob.process()), 0);
+  EXPECT_TRUE(alice.WaitFor("*** bob left"));
+  EXPECT_TRUE(carol.WaitFor("*** bob left"));
+
+  const absl::Time killed = absl::Now();
+  carol.process().Kill(SIGKILL);
+  EXPECT_TRUE(alice.WaitFor("*** carol left (timed out)"));
+  EXPECT_GE(absl::Now() - killed, absl::Seconds(1));
+  alice.Send("/who");
+  EXPECT_TRUE(alice.WaitFor("*** 1 member: alice"));
+  alice.process().CloseStdin();
+  EXPECT_EQ(ExitCode(alice.process()), 0);
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*server.process), 0);
+  EXPECT_THAT(server.process->stderr_text(), HasSubstr("\nbob left (2 members)\n"));
+  EXPECT_THAT(server.process->stderr_text(), HasSubstr("\ncarol left (timed out: "));
+}
+
+// (5) A member notices a killed server and exits 1; a restarted server on the
+// same port takes members again; a stopped server says goodbye.
+TEST(ChatTest, ClientNoticesDeadServerAndRestartedServerWorks) {
+  ChatServer server = StartServer({"--timeout", "2s"});
+  const int port = server.port;
+  Member alice(port, "alice", {"--timeout", "2s"});
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  server.process->Kill(SIGKILL);
+  EXPECT_EQ(ExitCode(*server.process), 128 + SIGKILL);
+  EXPECT_EQ(ExitCode(alice.process()), 1);
+  EXPECT_THAT(alice.process().stderr_text(),
+              StartsWith(absl::StrCat("udpmsg: lost connection to server 127.0.0.1:", port, ": ")));
+
+  ChatServer again = StartServer({"--timeout", "2s"}, port);
+  ASSERT_EQ(again.port, port);
+  Member alice2(port, "alice");
+  ASSERT_TRUE(alice2.WaitFor("*** alice joined"));
+  alice2.Send("back again");
+  EXPECT_TRUE(alice2.WaitFor("<alice> back again"));
+  again.process->Kill(SIGTERM);
+  EXPECT_TRUE(alice2.WaitFor("*** server shutting down"));
+  EXPECT_EQ(ExitCode(alice2.process()), 1);
+  EXPECT_THAT(alice2.process().stderr_text(),
+              HasSubstr("server closed the connection: server shutting down"));
+  EXPECT_EQ(ExitCode(*again.process), 0);
+}
+
+TEST(ChatTest, LimitsAndCommandErrors) {
+  ChatServer server = StartServer({"--max_members", "2"});
+  Member alice(server.port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  Member carol(server.port, "carol");
+  EXPECT_EQ(ExitCode(carol.process()), 1);
+  EXPECT_EQ(carol.process().stderr_text(), "udpmsg: the chat is full (2 members)\n");
+
+  alice.Send(std::string(5000, 'x'));
+  EXPECT_TRUE(alice.WaitFor("*** error: message too long (5000 bytes, at most 4096)"));
+  alice.Send(std::string(4096, 'y'));
+  EXPECT_TRUE(bob.WaitFor(absl::StrCat("<alice> ", std::string(4096, 'y'))));
+  alice.Send("/frob");
+  EXPECT_TRUE(alice.WaitFor("*** error: unknown command /frob (try /help)"));
+  alice.Send("/msg bob");
+  EXPECT_TRUE(alice.WaitFor("*** error: usage: /msg NICK TEXT"));
+  alice.Send("//slash first");
+  EXPECT_TRUE(bob.WaitFor("<alice> /slash first"));
+  alice.Send("tab\there \x01 ok");
+  EXPECT_TRUE(bob.WaitFor("<alice> tab here \\x01 ok"));
+  alice.Send("/stats");
+  EXPECT_TRUE(alice.WaitUntil(
+      [](const std::string& l) { return absl::StartsWith(l, "*** stats: rtt "); }, "stats"));
+  for (Member* m : {&alice, &bob}) {
+    m->process().CloseStdin();
+    EXPECT_EQ(ExitCode(m->process()), 0);
+  }
+}
+
+TEST(ChatTest, UsageErrors) {
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"chat"}, "expects serve or join"},
+      {{"chat", "dance"}, "unknown mode \"dance\""},
+      {{"chat", "serve"}, "--port is required"},
+      {{"chat", "serve", "--port", "0", "--max_members", "0"}, "--max_members 0"},
+      {{"chat", "serve", "--port", "0", "--timeout", "soon"}, "--timeout"},
+      {{"chat", "join", "127.0.0.1:9"}, "--nick NAME is required"},
+      {{"chat", "join", "--nick", "x"}, "join expects HOST:PORT"},
+  };
+  for (const auto& [args, message] : cases) {
+    auto p = Udpmsg(args);
+    EXPECT_EQ(ExitCode(*p), 2) << absl::StrJoin(args, " ");
+    EXPECT_THAT(p->stderr_text(), HasSubstr(message)) << absl::StrJoin(args, " ");
+  }
+  // Nobody listening: the handshake times out.
+  auto p = Udpmsg({"chat", "join", "127.0.0.1:9", "--nick", "x", "--timeout", "300ms"});
+  EXPECT_EQ(ExitCode(*p), 1);
+  EXPECT_THAT(p->stderr_text(), StartsWith("udpmsg: cannot connect to 127.0.0.1:9"));
+}
+
+// ---- (6) interactive, in tmux ------------------------------------------------
+
+std::string FindTmux() {
+  for (const char* path : {"/usr/bin/tmux", "/usr/local/bin/tmux", "/bin/tmux"}) {
+    if (::access(path, X_OK) == 0) return path;
+  }
+  return "";
+}
+
+// A private tmux server (its own socket), killed when destroyed.
+class Tmux {
+ public:
+  static absl::StatusOr<std::unique_ptr<Tmux>> Start(const std::string& binary) {
+    std::unique_ptr<Tmux> t(new Tmux);
+    t->binary_ = binary;
+    // Unix socket paths are short (108 bytes): prefer /tmp.
+    const char* test_tmpdir = std::getenv("TEST_TMPDIR");
+    for (const std::string& base : {std::string("/tmp"), std::string(test_tmpdir ? test_tmpdir : "")}) {
+      if (base.empty()) continue;
+      std::string dir = base + "/chat_tmux.XXXXXX";
+      if (::mkdtemp(dir.data()) != nullptr && dir.size() < 80) {
+        t->dir_ = dir;
+        break;
+      }
+    }
+    if (t->dir_.empty()) return absl::UnavailableError("no short writable directory for a socket");
+    return t;
+  }
+  ~Tmux() {
+    if (started_) (void)Run({"kill-server"});
+  }
+
+  const std::string& dir() const { return dir_; }
+
+  absl::StatusOr<std::string> Run(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {binary_, "-S", dir_ + "/socket"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
+    if (!p.ok()) return p.status();
+    absl::StatusOr<int> code = (*p)->Wait(kTimeout);
+    if (!code.ok()) return code.status();
+    if (*code != 0) {
+      return absl::InternalError(absl::StrCat("tmux ", absl::StrJoin(args, " "), ": exit ", *code,
+                                              ": ", (*p)->stderr_text()));
+    }
+    if (!args.empty() && args[0] == "new-session") started_ = true;
+    return (*p)->stdout_text();
+  }
+
+  // The visible pane, trailing blank lines dropped.
+  std::vector<std::string> Capture() {
+    absl::StatusOr<std::string> text = Run({"capture-pane", "-p", "-t", "chat"});
+    if (!text.ok()) return {};
+    std::vector<std::string> lines = absl::StrSplit(*text, '\n');
+    for (std::string& l : lines) l = std::string(absl::StripTrailingAsciiWhitespace(l));
+    while (!lines.empty() && lines.back().empty()) lines.pop_back();
+    return lines;
+  }
+
+  // Polls the pane until `ok` holds; the last capture otherwise.
+  bool WaitForPane(const std::function<bool(const std::vector<std::string>&)>& ok,
+                   std::vector<std::string>* last) {
+    const absl::Time deadline = absl::Now() + kTimeout;
+    for (;;) {
+      *last = Capture();
+      if (ok(*last)) return true;
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(50));  // polling the pane, not waiting on luck
+    }
+  }
+
+ private:
+  Tmux() = default;
+  std::string binary_;
+  std::string dir_;
+  bool started_ = false;
+};
+
+// "[HH:MM] rest" -> whether rest == want.
+bool Stamped(const std::string& line, const std::string& want) {
+  return line.size() == want.size() + 8 && line[0] == '[' && line[3] == ':' && line[6] == ']' &&
+         line[7] == ' ' && line.substr(8) == want;
+}
+
+bool HasStamped(const std::vector<std::string>& pane, const std::string& want) {
+  return std::any_of(pane.begin(), pane.end(),
+                     [&](const std::string& l) { return Stamped(l, want); });
+}
+
+std::string Last(const std::vector<std::string>& pane) { return pane.empty() ? "" : pane.back(); }
+
+TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
+  const std::string tmux_binary = FindTmux();
+  if (tmux_binary.empty()) {
+    GTEST_SKIP() << "tmux is not installed (apt-get install tmux); see docs/chat-tmux-check.md "
+                    "for the manual check";
+  }
+  absl::StatusOr<std::unique_ptr<Tmux>> tmux_or = Tmux::Start(tmux_binary);
+  if (!tmux_or.ok()) GTEST_SKIP() << "cannot use tmux here: " << tmux_or.status();
+  Tmux& tmux = **tmux_or;
+
+  ChatServer server = StartServer();
+  ASSERT_NE(server.port, 0);
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof(cwd)), nullptr);
+  const std::string binary = absl::StrCat(cwd, "/", UdpmsgPath());
+  // The script records the exit code and whether the terminal settings came
+  // back, then stays so the pane can be captured.
+  const std::string script = tmux.dir() + "/alice.sh";
+  {
+    std::ofstream out(script);
+    out << "saved=$(stty -g)\n"
+        << "'" << binary << "' chat join 127.0.0.1:" << server.port
+        << " --nick alice --color=false\n"
+        << "code=$?\n"
+        << "if [ \"$saved\" = \"$(stty -g)\" ]; then same=yes; else same=no; fi\n"
+        << "echo \"exit=$code restored=$same\"\n"
+        << "sleep 600\n";
+  }
+  ::setenv("TERM", "xterm-256color", 0);
+  absl::StatusOr<std::string> started = tmux.Run(
+      {"new-session", "-d", "-s", "chat", "-x", "100", "-y", "30", "sh " + script});
+  if (!started.ok()) GTEST_SKIP() << "cannot start tmux here: " << started.status();
+
+  std::vector<std::string> pane;
+  ASSERT_TRUE(tmux.WaitForPane(
+      [](const auto& p) { return HasStamped(p, "*** alice joined") && Last(p) == ">"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(bob.WaitFor("*** alice joined"));
+
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "hello there"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  EXPECT_TRUE(tmux.WaitForPane(
+      [](const auto& p) { return HasStamped(p, "<alice> hello there") && Last(p) == ">"; },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+  EXPECT_TRUE(bob.WaitFor("<alice> hello there"));
+
+  // A half-typed line survives an incoming one: it is redrawn under it.
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "half typed"}).ok());
+  ASSERT_TRUE(
+      tmux.WaitForPane([](const auto& p) { return Last(p) == "> half typed"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  bob.Send("interrupting you");
+  EXPECT_TRUE(tmux.WaitForPane(
+      [](const auto& p) {
+        return HasStamped(p, "<bob> interrupting you") && Last(p) == "> half typed";
+      },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", " done"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  EXPECT_TRUE(bob.WaitFor("<alice> half typed done"));
+  EXPECT_TRUE(tmux.WaitForPane(
+      [](const auto& p) { return HasStamped(p, "<alice> half typed done") && Last(p) == ">"; },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+
+  // Editing keys: Backspace, Ctrl-W (word), Ctrl-U (line), escape sequences.
+  for (const std::vector<std::string>& keys : std::vector<std::vector<std::string>>{
+           {"-l", "abcd"}, {"BSpace"}, {"-l", "X one two"}, {"C-w"}, {"Left"}, {"-l", "three"}}) {
+    std::vector<std::string> args = {"send-keys", "-t", "chat"};
+    args.insert(args.end(), keys.begin(), keys.end());
+    ASSERT_TRUE(tmux.Run(args).ok());
+  }
+  ASSERT_TRUE(
+      tmux.WaitForPane([](const auto& p) { return Last(p) == "> abcX one three"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  EXPECT_TRUE(bob.WaitFor("<alice> abcX one three"));
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "never sent"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "C-u"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "/me waves"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  EXPECT_TRUE(bob.WaitFor("* alice waves"));
+
+  // Ctrl-C leaves cleanly and gives the terminal back as it was.
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "C-c"}).ok());
+  EXPECT_TRUE(bob.WaitFor("*** alice left"));
+  EXPECT_TRUE(tmux.WaitForPane(
+      [](const auto& p) { return Last(p) == "exit=0 restored=yes"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  for (const std::string& l : pane) EXPECT_THAT(l, Not(HasSubstr("never sent")));
+  bob.process().CloseStdin();
+  EXPECT_EQ(ExitCode(bob.process()), 0);
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
