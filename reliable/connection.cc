@@ -149,6 +149,7 @@ void Connection::CloseNow(absl::Time now, uint32_t code, std::string reason, boo
   reassembler_ = Reassembler(reassembler_.limits());
   unreliable_reassembler_ = Reassembler(unreliable_reassembler_.limits());
   channels_.clear();
+  parked_bytes_ = 0;
   queue_.Clear();
   sent_.Clear();
   Event e;
@@ -309,6 +310,24 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
     if (IsReliable(mode)) ++stats_.duplicate_messages;
     return true;  // already delivered (or stale): acknowledge and drop
   }
+  if (IsReliable(mode) && f.sequence != channel->next()) {
+    // Reliable data may never be dropped once acknowledged (the sender does
+    // not send it again), so it is bounded at admission: a fragment of any
+    // message but the channel's next undelivered one (its head) is refused
+    // (not acknowledged; the sender retries) unless it fits in
+    // max_reassembly_bytes together with partial messages, complete messages
+    // parked for in-order delivery, and headroom for a head message of up to
+    // min(max_message_bytes, max_reassembly_bytes / 2); a partial-message
+    // slot stays free too. Before, parked messages were charged nowhere (up
+    // to window x max_message_bytes per channel), and partial later messages
+    // could fill the buffer so the head never completed: a deadlock.
+    const uint64_t budget = options_.max_reassembly_bytes;
+    const uint64_t headroom = std::min<uint64_t>(options_.max_message_bytes, budget / 2);
+    if (reassembler_.buffered_bytes() + parked_bytes_ + f.payload.size() + headroom > budget ||
+        reassembler_.partial_messages() + 1 >= reassembler_.limits().max_partial_messages) {
+      return false;
+    }
+  }
   Reassembler& reassembler = IsReliable(mode) ? reassembler_ : unreliable_reassembler_;
   absl::StatusOr<std::optional<std::string>> done = reassembler.Add(
       now, MessageKey{f.channel, f.mode, f.sequence}, FragmentHeader{f.index, f.count, f.total_size},
@@ -326,7 +345,15 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   // Ordered delivery hands out messages in sequence; we need each one's
   // number for the event, so deliver through a small recount.
   const ReceiveChannel::Stats prev = channel->stats();
+  const size_t parked_before = channel->buffered_messages();
+  const uint64_t size = (*done)->size();
   channel->OnComplete(f.sequence, std::move(**done), &ready);
+  if (mode == DeliveryMode::kReliableOrdered) {
+    // Parked (complete, waiting for an earlier message), or the head: then
+    // ready[0] is it and ready[1..] were parked.
+    if (channel->buffered_messages() > parked_before) parked_bytes_ += size;
+    for (size_t i = 1; i < ready.size(); ++i) parked_bytes_ -= ready[i].size();
+  }
   if (channel->stats().duplicates > prev.duplicates) ++stats_.duplicate_messages;
   // Sequence numbers of what was delivered: unordered/unreliable modes
   // deliver just this one; ordered mode delivers a contiguous run ending
@@ -429,7 +456,15 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   p.packet_number = next_packet_number_;
   SentPacket record;
   const bool window_open = probe || cc_->CanSend(sent_.bytes_in_flight());
-  const bool with_data = window_open && queue_.PeekPayloadSize().has_value();
+  // The second probe of a PTO carries a ping and no data (RFC 9002 allows
+  // any ack-eliciting probe). A receiver whose application is not reading
+  // refuses (does not acknowledge) packets with data, but acknowledges a
+  // ping: without a data-free probe a flow-controlled sender saw nothing
+  // acknowledged and closed a live connection with "acknowledged nothing"
+  // after peer_timeout (or max_probes). A dead peer acknowledges nothing
+  // either way.
+  const bool ping_probe = probe && probes_due_ == 1 && sent_.pto_count() > 0;
+  const bool with_data = window_open && !ping_probe && queue_.PeekPayloadSize().has_value();
   if (acks_.HasNewPackets() || acks_.AckNow() || now >= acks_.AckDeadline()) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(

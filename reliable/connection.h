@@ -274,6 +274,9 @@ class Connection final {
     }
   };
   absl::flat_hash_map<SpaceKey, std::unique_ptr<ReceiveChannel>> channels_;
+  // Bytes of complete reliable-ordered messages parked in channels_ until
+  // earlier ones arrive; charged to max_reassembly_bytes (see OnData).
+  uint64_t parked_bytes_ = 0;
   absl::Time last_received_;
   absl::Time next_expire_;
 
