@@ -19,6 +19,7 @@ int RunDemo(const Args& args);
 int RunRecv(const Args& args);
 int RunImpair(const Args& args);
 int RunChat(const Args& args);
+int RunBench(const Args& args);
 
 }  // namespace udpmsg::cli
 

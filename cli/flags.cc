@@ -39,3 +39,12 @@ ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters an
 ABSL_FLAG(std::string, nick, "", "chat join: your nickname (unique in the room)");
 ABSL_FLAG(bool, color, true, "chat: colour nicknames on a TTY");
 ABSL_FLAG(int, max_members, 256, "chat serve: members in the room at most (1 to 1024)");
+
+// bench
+ABSL_FLAG(int64_t, bench_messages, 200000, "bench rate: messages per run");
+ABSL_FLAG(std::string, bench_size, "16MiB", "bench bulk: bytes per transfer (e.g. 16MiB)");
+ABSL_FLAG(std::string, bench_loss, "0,1%,5%,10%", "bench bulk/latency: loss rates to test");
+ABSL_FLAG(int, bench_rate, 1000, "bench latency: pings per second (fixed schedule)");
+ABSL_FLAG(std::string, bench_duration, "5s", "bench latency: how long each run lasts");
+ABSL_FLAG(std::string, cc, "newreno", "congestion controller for udpmsg reliable (newreno, bbr)");
+ABSL_FLAG(std::string, format, "text", "bench: output as text, csv or markdown");

@@ -41,4 +41,12 @@ ABSL_DECLARE_FLAG(std::string, nick);
 ABSL_DECLARE_FLAG(bool, color);
 ABSL_DECLARE_FLAG(int, max_members);
 
+ABSL_DECLARE_FLAG(int64_t, bench_messages);
+ABSL_DECLARE_FLAG(std::string, bench_size);
+ABSL_DECLARE_FLAG(std::string, bench_loss);
+ABSL_DECLARE_FLAG(int, bench_rate);
+ABSL_DECLARE_FLAG(std::string, bench_duration);
+ABSL_DECLARE_FLAG(std::string, cc);
+ABSL_DECLARE_FLAG(std::string, format);
+
 #endif  // UDPMSG_CLI_FLAGS_H_

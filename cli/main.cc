@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
      "chat serve --port P | chat join HOST:PORT --nick NAME   multi-party chat"},
     {"impair", udpmsg::cli::RunImpair,
      "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy"},
+    {"bench", udpmsg::cli::RunBench,
+     "bench rate|latency|bulk   measure udpmsg against raw UDP, TCP and ENet"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
 };
 

@@ -1,0 +1,73 @@
+// udpmsg bench rate|latency|bulk: dispatch and the shared table printer.
+#include "cli/bench.h"
+
+#include <algorithm>
+#include <cstdio>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/flags.h"
+
+namespace udpmsg::cli {
+
+void PrintTable(const BenchTable& table) {
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format == "csv") {
+    std::printf("%s\n", absl::StrJoin(table.columns, ",").c_str());
+    for (const auto& row : table.rows) std::printf("%s\n", absl::StrJoin(row, ",").c_str());
+  } else if (format == "markdown") {
+    std::printf("### %s\n\n| %s |\n|", table.title.c_str(),
+                absl::StrJoin(table.columns, " | ").c_str());
+    for (size_t i = 0; i < table.columns.size(); ++i) std::printf("---|");
+    std::printf("\n");
+    for (const auto& row : table.rows) std::printf("| %s |\n", absl::StrJoin(row, " | ").c_str());
+    for (const std::string& note : table.notes) std::printf("\n%s\n", note.c_str());
+    std::printf("\n");
+  } else {
+    std::vector<size_t> width(table.columns.size(), 0);
+    for (size_t i = 0; i < table.columns.size(); ++i) width[i] = table.columns[i].size();
+    for (const auto& row : table.rows) {
+      for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+        width[i] = std::max(width[i], row[i].size());
+      }
+    }
+    auto line = [&](const std::vector<std::string>& cells) {
+      std::string out = " ";
+      for (size_t i = 0; i < cells.size() && i < width.size(); ++i) {
+        absl::StrAppend(&out, " ", cells[i], std::string(width[i] - cells[i].size() + 1, ' '));
+      }
+      std::printf("%s\n", out.c_str());
+    };
+    std::printf("%s\n", table.title.c_str());
+    line(table.columns);
+    for (const auto& row : table.rows) line(row);
+    for (const std::string& note : table.notes) std::printf("  %s\n", note.c_str());
+  }
+  std::fflush(stdout);
+}
+
+int RunBench(const Args& args) {
+  const std::string format = absl::GetFlag(FLAGS_format);
+  if (format != "text" && format != "csv" && format != "markdown") {
+    return UsageError("bench", absl::StrCat("--format \"", format, "\" must be text, csv or markdown"));
+  }
+  if (args.empty()) return UsageError("bench", "expects rate, latency or bulk");
+  const Args rest(args.begin() + 1, args.end());
+  absl::Status s;
+  if (args[0] == "rate") {
+    s = RunBenchRate(rest);
+  } else if (args[0] == "latency") {
+    s = RunBenchLatency(rest);
+  } else if (args[0] == "bulk") {
+    s = RunBenchBulk(rest);
+  } else {
+    return UsageError("bench", absl::StrCat("unknown kind \"", args[0], "\": rate, latency or bulk"));
+  }
+  if (!s.ok()) return Fail(s);
+  return kExitOk;
+}
+
+}  // namespace udpmsg::cli

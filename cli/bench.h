@@ -1,0 +1,35 @@
+// `udpmsg bench`: measurements of udpmsg next to raw UDP, TCP and ENet.
+// Each kind lives in its own file; they share the result table below.
+#ifndef UDPMSG_CLI_BENCH_H_
+#define UDPMSG_CLI_BENCH_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+
+namespace udpmsg::cli {
+
+// One table of results: a header row and data rows, printed by
+// PrintTable in the --format the user asked for (text, csv, markdown).
+struct BenchTable {
+  std::string title;
+  std::vector<std::string> columns;
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> notes;  // printed under the table
+};
+
+void PrintTable(const BenchTable& table);
+
+// bench rate: 64-byte message rate (raw sendto/recvfrom, sendmmsg/recvmmsg,
+// udpmsg unreliable, udpmsg reliable), packets/s and CPU per message.
+absl::Status RunBenchRate(const std::vector<std::string>& args);
+// bench latency: ping-pong at a fixed rate, p50/p99/p99.9 from the
+// scheduled send time (coordinated omission corrected).
+absl::Status RunBenchLatency(const std::vector<std::string>& args);
+// bench bulk: goodput of a bulk transfer, udpmsg reliable vs TCP vs ENet.
+absl::Status RunBenchBulk(const std::vector<std::string>& args);
+
+}  // namespace udpmsg::cli
+
+#endif  // UDPMSG_CLI_BENCH_H_
