@@ -72,9 +72,14 @@ namespace {
 // Bytes per nanosecond times srtt_ns: 1.25 * window (RFC 9002 7.7, N = 1.25).
 double PacingBytesPerRtt(uint64_t window) { return 1.25 * static_cast<double>(window); }
 
+constexpr double kNanosPerSecond = 1e9;
+
 }  // namespace
 
-void Pacer::Refill(absl::Time now, uint64_t window, absl::Duration smoothed_rtt) const {
+// The rate is `bytes_per_period` per `period_ns` (kept as a pair so NewReno's
+// 1.25 * window / srtt is computed exactly as before); no pacing information
+// (either <= 0) fills the bucket.
+void Pacer::Refill(absl::Time now, double bytes_per_period, double period_ns) const {
   if (last_ == absl::InfinitePast()) {
     last_ = now;
     return;
@@ -82,34 +87,379 @@ void Pacer::Refill(absl::Time now, uint64_t window, absl::Duration smoothed_rtt)
   if (now <= last_) return;
   const double elapsed_ns = absl::ToDoubleNanoseconds(now - last_);
   last_ = now;
-  const double rtt_ns = absl::ToDoubleNanoseconds(smoothed_rtt);
-  if (rtt_ns <= 0 || window == 0) {
+  if (!(period_ns > 0) || !(bytes_per_period > 0)) {
     tokens_ = capacity_;  // no pacing information: no pacing
     return;
   }
-  tokens_ = std::min(capacity_, tokens_ + elapsed_ns * PacingBytesPerRtt(window) / rtt_ns);
+  tokens_ = std::min(capacity_, tokens_ + elapsed_ns * bytes_per_period / period_ns);
+}
+
+absl::Time Pacer::NextSendTimeAt(absl::Time now, size_t bytes, double bytes_per_period,
+                                 double period_ns, absl::Duration max_wait) const {
+  Refill(now, bytes_per_period, period_ns);
+  const double needed = std::min(static_cast<double>(bytes), capacity_);
+  if (tokens_ >= needed) return now;
+  if (!(period_ns > 0) || !(bytes_per_period > 0)) return now;
+  const double wait_ns = std::ceil((needed - tokens_) * period_ns / bytes_per_period);
+  return now + std::min(absl::Nanoseconds(wait_ns), max_wait);
+}
+
+void Pacer::OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns) {
+  Refill(now, bytes_per_period, period_ns);
+  // Sending ahead of schedule (probes) goes into debt, at most one bucket.
+  tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_);
 }
 
 absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, uint64_t window,
                                absl::Duration smoothed_rtt) const {
-  Refill(now, window, smoothed_rtt);
-  const double needed = std::min(static_cast<double>(bytes), capacity_);
-  if (tokens_ >= needed) return now;
-  const double rtt_ns = absl::ToDoubleNanoseconds(smoothed_rtt);
-  if (rtt_ns <= 0 || window == 0) return now;
-  const double wait_ns = std::ceil((needed - tokens_) * rtt_ns / PacingBytesPerRtt(window));
-  return now + std::min(absl::Nanoseconds(wait_ns), smoothed_rtt);
+  return NextSendTimeAt(now, bytes, window == 0 ? 0 : PacingBytesPerRtt(window),
+                        absl::ToDoubleNanoseconds(smoothed_rtt), smoothed_rtt);
 }
 
 void Pacer::OnSent(absl::Time now, size_t bytes, uint64_t window, absl::Duration smoothed_rtt) {
-  Refill(now, window, smoothed_rtt);
-  // Sending ahead of schedule (probes) goes into debt, at most one bucket.
-  tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_);
+  OnSentAt(now, bytes, window == 0 ? 0 : PacingBytesPerRtt(window),
+           absl::ToDoubleNanoseconds(smoothed_rtt));
+}
+
+absl::Time Pacer::NextSendTimeAtRate(absl::Time now, size_t bytes, double bytes_per_second,
+                                     absl::Duration max_wait) const {
+  return NextSendTimeAt(now, bytes, bytes_per_second, kNanosPerSecond, max_wait);
+}
+
+void Pacer::OnSentAtRate(absl::Time now, size_t bytes, double bytes_per_second) {
+  OnSentAt(now, bytes, bytes_per_second, kNanosPerSecond);
+}
+
+// ---------------------------------------------------------------------------
+// Delivery-rate sampler (draft-cheng-iccrg-delivery-rate-estimation).
+
+void DeliveryRateSampler::OnPacketSent(absl::Time now, uint64_t number, uint64_t bytes) {
+  // A new flight: nothing in flight, so intervals start now.
+  if (inflight_ == 0) first_sent_time_ = delivered_time_ = now;
+  Sent s;
+  s.sent_time = now;
+  s.bytes = bytes;
+  s.delivered = delivered_;
+  s.delivered_time = delivered_time_;
+  s.first_sent_time = first_sent_time_;
+  s.is_app_limited = app_limited_until_ != 0;
+  if (packets_.emplace(number, s).second) inflight_ += bytes;
+}
+
+std::optional<RateSample> DeliveryRateSampler::OnPacketAcked(absl::Time now, uint64_t number) {
+  auto it = packets_.find(number);
+  if (it == packets_.end()) return std::nullopt;
+  const Sent p = it->second;
+  packets_.erase(it);
+  RateSample rs;
+  rs.prior_inflight = inflight_;
+  inflight_ -= std::min(inflight_, p.bytes);
+  delivered_ += p.bytes;
+  delivered_time_ = now;
+  // Later packets of this flight measure their send interval from this one.
+  first_sent_time_ = std::max(first_sent_time_, p.sent_time);
+  if (app_limited_until_ != 0 && delivered_ > app_limited_until_) app_limited_until_ = 0;
+  rs.packet_bytes = p.bytes;
+  rs.prior_delivered = p.delivered;
+  rs.prior_time = p.delivered_time;
+  rs.is_app_limited = p.is_app_limited;
+  rs.delivered = delivered_ - p.delivered;
+  rs.send_elapsed = p.sent_time - p.first_sent_time;
+  rs.ack_elapsed = now - p.delivered_time;
+  rs.interval = std::max(rs.send_elapsed, rs.ack_elapsed);
+  rs.rtt = now - p.sent_time;
+  if (rs.interval > absl::ZeroDuration()) {
+    rs.delivery_rate = static_cast<double>(rs.delivered) / absl::ToDoubleSeconds(rs.interval);
+  }
+  return rs;
+}
+
+uint64_t DeliveryRateSampler::OnPacketsLost(uint64_t largest) {
+  uint64_t bytes = 0;
+  auto it = packets_.begin();
+  while (it != packets_.end() && it->first <= largest) {
+    bytes += it->second.bytes;
+    it = packets_.erase(it);
+  }
+  inflight_ -= std::min(inflight_, bytes);
+  lost_ += bytes;
+  return bytes;
+}
+
+void DeliveryRateSampler::OnAppLimited() {
+  app_limited_until_ = std::max<uint64_t>(delivered_ + inflight_, 1);
+}
+
+// ---------------------------------------------------------------------------
+// BBR.
+
+namespace {
+
+// ProbeBW pacing gains, one phase per min_rtt.
+constexpr double kPacingGainCycle[Bbr::kGainCycleLength] = {1.25, 0.75, 1, 1, 1, 1, 1, 1};
+
+}  // namespace
+
+Bbr::Bbr(size_t max_datagram) : max_datagram_(max_datagram) {
+  cwnd_ = initial_window();
+  EnterStartup();
+}
+
+absl::string_view Bbr::ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kStartup:
+      return "startup";
+    case Mode::kDrain:
+      return "drain";
+    case Mode::kProbeBw:
+      return "probe_bw";
+    case Mode::kProbeRtt:
+      return "probe_rtt";
+  }
+  return "?";
+}
+
+uint64_t Bbr::initial_window() const {
+  // As NewReno (RFC 9002 7.2), but never under BBR's 4-packet floor.
+  return std::max<uint64_t>(
+      std::min<uint64_t>(10 * max_datagram_, std::max<uint64_t>(2 * max_datagram_, 14720)),
+      minimum_window());
+}
+
+uint64_t Bbr::Bdp(double gain) const {
+  if (!bandwidth_.has_value() || min_rtt_ == absl::InfiniteDuration()) return initial_window();
+  return static_cast<uint64_t>(gain * max_bandwidth() * absl::ToDoubleSeconds(min_rtt_));
+}
+
+uint64_t Bbr::TargetWindow() const {
+  uint64_t target = Bdp(cwnd_gain_) + kAckAggregationPackets * max_datagram_;
+  if (mode_ == Mode::kProbeBw && cycle_index_ == 0) target += 2 * max_datagram_;
+  return std::max(target, minimum_window());
+}
+
+std::optional<double> Bbr::PacingRate() const {
+  if (pacing_rate_ > 0) return pacing_rate_;
+  return std::nullopt;
+}
+
+void Bbr::OnPacketSent(absl::Time now, const PacketInfo& packet, uint64_t bytes_in_flight) {
+  if (sampler_.inflight() == 0 && sampler_.app_limited()) {
+    // Restarting from idle: no queue to drain, so cruise at the estimate
+    // (RFC draft "BBRHandleRestartFromIdle").
+    idle_restart_ = true;
+    if (mode_ == Mode::kProbeBw && bandwidth_.has_value()) pacing_rate_ = max_bandwidth();
+  }
+  sampler_.OnPacketSent(now, packet.number, packet.bytes);
+  max_inflight_in_round_ = std::max(max_inflight_in_round_, sampler_.inflight());
+}
+
+void Bbr::OnAppLimited() { sampler_.OnAppLimited(); }
+
+void Bbr::OnPacketAcked(absl::Time now, const PacketInfo& packet) {
+  std::optional<RateSample> rs = sampler_.OnPacketAcked(now, packet.number);
+  if (!rs) return;
+  idle_restart_ = false;
+
+  // Rounds: one ends when a packet sent after the last one ended is acked.
+  round_start_ = false;
+  if (rs->prior_delivered >= next_round_delivered_) {
+    next_round_delivered_ = sampler_.delivered();
+    ++round_count_;
+    round_start_ = true;
+    OnRoundEnd();
+  }
+
+  UpdateMinRtt(now, rs->rtt);
+
+  // A sample shorter than min_rtt cannot describe the bottleneck (the
+  // draft's rule); an app-limited one only counts if it raises the max.
+  if (rs->delivery_rate > 0 && rs->interval >= min_rtt_ &&
+      (!rs->is_app_limited || rs->delivery_rate >= max_bandwidth())) {
+    bandwidth_.Update(rs->delivery_rate, round_count_);
+  }
+
+  if (mode_ == Mode::kProbeBw) UpdateCyclePhase(now, *rs);
+  CheckFullBandwidth(*rs);
+  CheckDrain(now);
+  UpdateProbeRtt(now);
+  SetPacingRate();
+  SetCwnd(rs->packet_bytes);
+}
+
+void Bbr::OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
+                        bool persistent_congestion) {
+  const uint64_t lost = sampler_.OnPacketsLost(largest_lost.number);
+  if (lost == 0 && !persistent_congestion) return;
+  lost_in_round_ += lost;
+  lost_packets_in_round_ += (lost + max_datagram_ - 1) / max_datagram_;
+  loss_in_cycle_phase_ = true;
+  if (persistent_congestion) {
+    // Everything sent over several PTOs was lost: start again from the
+    // minimum window; acks regrow it toward the target.
+    cwnd_ = minimum_window();
+  }
+}
+
+void Bbr::OnRoundEnd() {
+  const uint64_t delivered = sampler_.delivered() - round_start_delivered_;
+  const bool excessive =
+      lost_packets_in_round_ >= kLossMinPackets &&
+      static_cast<double>(lost_in_round_) >
+          kLossThreshold * static_cast<double>(lost_in_round_ + delivered);
+  if (excessive) {
+    ++excessive_loss_rounds_;
+    uint64_t basis = max_inflight_in_round_;
+    if (inflight_cap_ != 0) basis = std::min(basis, inflight_cap_);
+    inflight_cap_ =
+        std::max(minimum_window(), static_cast<uint64_t>(kLossBeta * static_cast<double>(basis)));
+    cap_growth_rounds_ = 0;
+    if (mode_ == Mode::kStartup) full_bandwidth_reached_ = true;  // CheckDrain leaves Startup
+  } else if (inflight_cap_ != 0) {
+    inflight_cap_ += max_datagram_ << std::min(cap_growth_rounds_, 16);
+    ++cap_growth_rounds_;
+    if (inflight_cap_ >= TargetWindow()) inflight_cap_ = 0;
+  }
+  round_start_delivered_ = sampler_.delivered();
+  lost_in_round_ = 0;
+  lost_packets_in_round_ = 0;
+  max_inflight_in_round_ = sampler_.inflight();
+}
+
+void Bbr::UpdateMinRtt(absl::Time now, absl::Duration rtt) {
+  const bool expired =
+      min_rtt_stamp_ != absl::InfinitePast() && now - min_rtt_stamp_ > kMinRttWindow;
+  if (rtt > absl::ZeroDuration() && (rtt < min_rtt_ || expired)) {
+    min_rtt_ = rtt;
+    min_rtt_stamp_ = now;
+  }
+  if (expired && !idle_restart_ && mode_ != Mode::kProbeRtt) EnterProbeRtt();
+}
+
+void Bbr::CheckFullBandwidth(const RateSample& rs) {
+  if (full_bandwidth_reached_ || !round_start_ || rs.is_app_limited) return;
+  if (max_bandwidth() >= full_bandwidth_ * kFullBandwidthGrowth) {
+    full_bandwidth_ = max_bandwidth();
+    full_bandwidth_count_ = 0;
+    return;
+  }
+  if (++full_bandwidth_count_ >= kFullBandwidthRounds) full_bandwidth_reached_ = true;
+}
+
+void Bbr::EnterStartup() {
+  mode_ = Mode::kStartup;
+  pacing_gain_ = kHighGain;
+  cwnd_gain_ = kCwndGain;
+}
+
+void Bbr::EnterDrain() {
+  mode_ = Mode::kDrain;
+  pacing_gain_ = kDrainGain;
+  cwnd_gain_ = kCwndGain;
+}
+
+void Bbr::EnterProbeBw(absl::Time now) {
+  mode_ = Mode::kProbeBw;
+  cwnd_gain_ = kCwndGain;
+  // Start at a pseudo-random phase other than 0.75 (the draft picks one at
+  // random so flows do not probe in lockstep); derived from the bytes
+  // delivered so runs stay deterministic. AdvanceCyclePhase moves one on.
+  const uint64_t r = (sampler_.delivered() / std::max<uint64_t>(max_datagram_, 1)) %
+                     static_cast<uint64_t>(kGainCycleLength - 1);
+  cycle_index_ = kGainCycleLength - 1 - static_cast<int>(r);
+  AdvanceCyclePhase(now);
+}
+
+void Bbr::AdvanceCyclePhase(absl::Time now) {
+  cycle_index_ = (cycle_index_ + 1) % kGainCycleLength;
+  cycle_stamp_ = now;
+  loss_in_cycle_phase_ = false;
+  pacing_gain_ = kPacingGainCycle[cycle_index_];
+}
+
+void Bbr::UpdateCyclePhase(absl::Time now, const RateSample& rs) {
+  const bool full_length = now - cycle_stamp_ > min_rtt_;
+  bool advance = full_length;
+  if (pacing_gain_ > 1) {
+    // Probe until the extra inflight has been put out (or caused a loss).
+    advance = full_length && (loss_in_cycle_phase_ || rs.prior_inflight >= Bdp(pacing_gain_));
+  } else if (pacing_gain_ < 1) {
+    // Drain the probe's queue; done early once inflight is down to BDP.
+    advance = full_length || rs.prior_inflight <= Bdp(1.0);
+  }
+  if (advance) AdvanceCyclePhase(now);
+}
+
+void Bbr::CheckDrain(absl::Time now) {
+  if (mode_ == Mode::kStartup && full_bandwidth_reached_) EnterDrain();
+  if (mode_ == Mode::kDrain && sampler_.inflight() <= Bdp(1.0)) EnterProbeBw(now);
+}
+
+void Bbr::EnterProbeRtt() {
+  prior_cwnd_ = std::max(prior_cwnd_, cwnd_);
+  mode_ = Mode::kProbeRtt;
+  pacing_gain_ = 1.0;
+  cwnd_gain_ = 1.0;
+  probe_rtt_done_ = absl::InfiniteFuture();
+  probe_rtt_round_done_ = false;
+}
+
+void Bbr::UpdateProbeRtt(absl::Time now) {
+  if (mode_ != Mode::kProbeRtt) return;
+  // Samples taken at 4 packets say nothing about the bottleneck.
+  sampler_.OnAppLimited();
+  if (probe_rtt_done_ == absl::InfiniteFuture()) {
+    if (sampler_.inflight() <= minimum_window()) {
+      probe_rtt_done_ = now + kProbeRttDuration;
+      probe_rtt_round_done_ = false;
+      next_round_delivered_ = sampler_.delivered();  // time one full round from here
+    }
+    return;
+  }
+  if (round_start_) probe_rtt_round_done_ = true;
+  if (probe_rtt_round_done_ && now >= probe_rtt_done_) {
+    min_rtt_stamp_ = now;
+    cwnd_ = std::max(cwnd_, prior_cwnd_);
+    prior_cwnd_ = 0;
+    if (full_bandwidth_reached_) {
+      EnterProbeBw(now);
+    } else {
+      EnterStartup();
+    }
+  }
+}
+
+void Bbr::SetPacingRate() {
+  double rate = 0;
+  if (bandwidth_.has_value()) {
+    rate = pacing_gain_ * max_bandwidth();
+  } else if (min_rtt_ != absl::InfiniteDuration() && min_rtt_ > absl::ZeroDuration()) {
+    rate = kHighGain * static_cast<double>(cwnd_) / absl::ToDoubleSeconds(min_rtt_);
+  }
+  if (rate <= 0) return;
+  // In Startup the rate only rises (a low sample must not stall the ramp).
+  if (full_bandwidth_reached_ || rate > pacing_rate_) pacing_rate_ = rate;
+}
+
+void Bbr::SetCwnd(uint64_t acked) {
+  const uint64_t target = TargetWindow();
+  if (full_bandwidth_reached_) {
+    cwnd_ = std::min(cwnd_ + acked, target);
+  } else if (cwnd_ < target || sampler_.delivered() < initial_window()) {
+    cwnd_ += acked;
+  }
+  cwnd_ = std::max(cwnd_, minimum_window());
+  if (mode_ == Mode::kProbeRtt) cwnd_ = std::min(cwnd_, minimum_window());
+  ApplyCap();
+}
+
+void Bbr::ApplyCap() {
+  if (inflight_cap_ != 0) cwnd_ = std::min(cwnd_, std::max(inflight_cap_, minimum_window()));
 }
 
 std::unique_ptr<CongestionController> MakeCongestionController(absl::string_view name,
                                                                 size_t max_datagram) {
   if (absl::EqualsIgnoreCase(name, "newreno")) return std::make_unique<NewReno>(max_datagram);
+  if (absl::EqualsIgnoreCase(name, "bbr")) return std::make_unique<Bbr>(max_datagram);
   return nullptr;
 }
 

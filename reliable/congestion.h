@@ -13,15 +13,25 @@
 //
 // The caller tracks bytes in flight (SentPackets) and asks CanSend().
 //
+// Bbr (MakeCongestionController("bbr", ...)): a model-based controller after
+// draft-cardwell-iccrg-bbr-congestion-control (BBR v1) with the delivery-rate
+// sampler of draft-cheng-iccrg-delivery-rate-estimation. It paces at
+// pacing_gain * max_bw and bounds inflight by cwnd_gain * max_bw * min_rtt,
+// so random (non-congestive) loss does not lower its rate; see the comment
+// on class Bbr for the details and for its one loss response.
+//
 // Not thread-safe.
 #ifndef UDPMSG_RELIABLE_CONGESTION_H_
 #define UDPMSG_RELIABLE_CONGESTION_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/container/btree_map.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -46,9 +56,18 @@ class CongestionController {
   virtual void OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
                              bool persistent_congestion) = 0;
 
+  // The sender had nothing to send while the window was open (its queue is
+  // empty or flow-control blocked): rate samples taken until what is in
+  // flight now is acknowledged measure the application, not the path.
+  virtual void OnAppLimited() {}
+
   virtual uint64_t window() const = 0;
   virtual bool InRecovery() const = 0;
   virtual bool InSlowStart() const = 0;
+  // The rate the sender should pace at, in bytes per second, for a
+  // controller that sets it (BBR); nullopt lets the caller derive it from
+  // window() and the smoothed RTT (RFC 9002 7.7).
+  virtual std::optional<double> PacingRate() const { return std::nullopt; }
   bool CanSend(uint64_t bytes_in_flight) const { return bytes_in_flight < window(); }
 };
 
@@ -95,13 +114,304 @@ class Pacer final {
   // Spends tokens for a packet sent at `now`.
   void OnSent(absl::Time now, size_t bytes, uint64_t window, absl::Duration smoothed_rtt);
 
+  // The same at an explicit rate (CongestionController::PacingRate(), bytes
+  // per second); a non-positive rate means no pacing. Never later than
+  // now + max_wait.
+  absl::Time NextSendTimeAtRate(absl::Time now, size_t bytes, double bytes_per_second,
+                                absl::Duration max_wait) const;
+  void OnSentAtRate(absl::Time now, size_t bytes, double bytes_per_second);
+
  private:
-  void Refill(absl::Time now, uint64_t window, absl::Duration smoothed_rtt) const;
+  // Adds the tokens earned since the last call at `bytes_per_period` per
+  // `period_ns` (either <= 0: no pacing information, the bucket fills).
+  void Refill(absl::Time now, double bytes_per_period, double period_ns) const;
+  absl::Time NextSendTimeAt(absl::Time now, size_t bytes, double bytes_per_period,
+                            double period_ns, absl::Duration max_wait) const;
+  void OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns);
 
   size_t max_datagram_;
   double capacity_;                 // bytes
   mutable double tokens_;           // bytes
   mutable absl::Time last_ = absl::InfinitePast();
+};
+
+// Kathleen Nichols' windowed min/max filter (as used by BBR): the best value
+// seen within the last `window` units of time (rounds, for BBR's bandwidth),
+// kept as the best, second-best and third-best samples of successive
+// sub-windows so it needs O(1) memory and time. `Better(a, b)` is true when
+// `a` should replace `b` (std::greater_equal for a max filter).
+template <typename T, typename Better>
+class WindowedFilter final {
+ public:
+  explicit WindowedFilter(uint64_t window) : window_(window) {}
+
+  void Update(T value, uint64_t time) {
+    if (!has_value_ || Better()(value, best_[0].value) || time - best_[2].time > window_) {
+      Reset(value, time);
+      return;
+    }
+    if (Better()(value, best_[1].value)) {
+      best_[1] = best_[2] = Sample{value, time};
+    } else if (Better()(value, best_[2].value)) {
+      best_[2] = Sample{value, time};
+    }
+    // Age out: the best is older than the window, or promote fresher samples
+    // into the sub-window slots.
+    const uint64_t age = time - best_[0].time;
+    if (age > window_) {
+      best_[0] = best_[1];
+      best_[1] = best_[2];
+      best_[2] = Sample{value, time};
+      if (time - best_[0].time > window_) {
+        best_[0] = best_[1];
+        best_[1] = best_[2];
+        best_[2] = Sample{value, time};
+      }
+    } else if (best_[1].time == best_[0].time && age > window_ / 4) {
+      best_[1] = best_[2] = Sample{value, time};
+    } else if (best_[2].time == best_[1].time && age > window_ / 2) {
+      best_[2] = Sample{value, time};
+    }
+  }
+  void Reset(T value, uint64_t time) {
+    has_value_ = true;
+    best_[0] = best_[1] = best_[2] = Sample{value, time};
+  }
+  void Clear() { has_value_ = false; }
+  bool has_value() const { return has_value_; }
+  // Default-constructed T before any sample.
+  T Best() const { return has_value_ ? best_[0].value : T{}; }
+  T SecondBest() const { return has_value_ ? best_[1].value : T{}; }
+  T ThirdBest() const { return has_value_ ? best_[2].value : T{}; }
+  uint64_t window() const { return window_; }
+
+ private:
+  struct Sample {
+    T value{};
+    uint64_t time = 0;
+  };
+  uint64_t window_;
+  bool has_value_ = false;
+  Sample best_[3];
+};
+
+// One delivery-rate sample (draft-cheng-iccrg-delivery-rate-estimation),
+// taken when a packet is acknowledged.
+struct RateSample {
+  uint64_t delivered = 0;        // bytes delivered during the interval
+  uint64_t prior_delivered = 0;  // C.delivered when the packet was sent
+  absl::Time prior_time;         // C.delivered_time when the packet was sent
+  absl::Duration send_elapsed;   // packet's send time - its flight's first send time
+  absl::Duration ack_elapsed;    // now - prior_time
+  absl::Duration interval;       // max(send_elapsed, ack_elapsed)
+  absl::Duration rtt;            // now - packet's send time
+  double delivery_rate = 0;      // bytes per second; 0 when interval is 0
+  bool is_app_limited = false;   // the packet was sent while app-limited
+  uint64_t packet_bytes = 0;
+  uint64_t prior_inflight = 0;   // bytes in flight before this ack
+};
+
+// The delivery-rate sampler: per sent packet it records the connection's
+// delivered bytes, the time they were last updated and the first send time
+// of the current flight; an ack of that packet then yields
+//   rate = (delivered now - delivered at send) /
+//          max(send time - first send time, now - delivered time at send).
+// The send interval guards against ack compression, the ack interval against
+// send bursts. Tracks bytes in flight itself (packets it saw sent and not yet
+// acked or lost) and the app-limited mark.
+class DeliveryRateSampler final {
+ public:
+  // Packet numbers must increase (they are never reused).
+  void OnPacketSent(absl::Time now, uint64_t number, uint64_t bytes);
+  // nullopt if `number` is not in flight (unknown, already acked or lost).
+  std::optional<RateSample> OnPacketAcked(absl::Time now, uint64_t number);
+  // Every tracked packet numbered <= `largest` is lost (RFC 9002 loss
+  // detection declares packets lost in order); returns their bytes.
+  uint64_t OnPacketsLost(uint64_t largest);
+  // Nothing to send: marks samples app-limited until what is in flight now
+  // has been delivered.
+  void OnAppLimited();
+
+  uint64_t delivered() const { return delivered_; }
+  absl::Time delivered_time() const { return delivered_time_; }
+  uint64_t inflight() const { return inflight_; }
+  uint64_t lost() const { return lost_; }
+  bool app_limited() const { return app_limited_until_ != 0; }
+  size_t tracked_packets() const { return packets_.size(); }
+
+ private:
+  struct Sent {
+    absl::Time sent_time;
+    uint64_t bytes = 0;
+    uint64_t delivered = 0;
+    absl::Time delivered_time;
+    absl::Time first_sent_time;
+    bool is_app_limited = false;
+  };
+  absl::btree_map<uint64_t, Sent> packets_;
+  uint64_t delivered_ = 0;
+  absl::Time delivered_time_ = absl::InfinitePast();
+  absl::Time first_sent_time_ = absl::InfinitePast();
+  uint64_t app_limited_until_ = 0;  // C.app_limited: 0 = not app-limited
+  uint64_t inflight_ = 0;
+  uint64_t lost_ = 0;
+};
+
+// BBR (v1) after draft-cardwell-iccrg-bbr-congestion-control.
+//
+// Model: max_bw = windowed max of delivery-rate samples over 10 rounds (a
+// round ends when a packet sent after the previous round's end is acked;
+// app-limited samples only count when they raise the max); min_rtt = min of
+// per-packet RTT samples, replaced by the current sample once 10 s old.
+// BDP = max_bw * min_rtt.
+//
+// Output: pacing rate = pacing_gain * max_bw (in Startup it only rises; before
+// any bandwidth sample it is 2.885 * cwnd / min_rtt, or nullopt before any
+// RTT sample too); cwnd = cwnd_gain * BDP + 3 datagrams (ack aggregation and
+// the receiver's every-second-packet acks; +2 more in the 1.25 phase), at
+// least 4 datagrams. cwnd grows toward that target by the bytes each ack
+// delivers (so it starts like slow start, from the RFC 9002 initial window).
+//
+// States:
+//   Startup  pacing gain 2/ln2 = 2.885, cwnd gain 2 (as in BBRv2/v3; v1's
+//            2.885 overflows a 1-BDP queue more); left once max_bw grew by
+//            less than 25% in 3 consecutive rounds (not app-limited): the
+//            pipe is full.
+//   Drain    pacing gain 1/2.885 until inflight <= BDP.
+//   ProbeBW  cwnd gain 2; pacing gain cycles 1.25, 0.75, 1, 1, 1, 1, 1, 1, one
+//            phase per min_rtt (the 1.25 phase also lasts until inflight
+//            reaches 1.25 BDP or a loss; the 0.75 phase ends early once
+//            inflight <= BDP). The starting phase is derived from the bytes
+//            delivered (deterministic, never the 0.75 phase).
+//   ProbeRTT entered when min_rtt was not refreshed for 10 s: cwnd 4
+//            datagrams, held for max(200 ms, 1 round) once inflight is that
+//            low; then back to ProbeBW (or Startup) with the old cwnd.
+//
+// Loss. Random loss does not reduce cwnd or the rate (no multiplicative
+// decrease, no packet-conservation phase). The one loss response (the BBRv2
+// idea, simplified): when a round loses more than 20% of its bytes (and at
+// least 8 packets), inflight is capped at 0.7 x the most in flight during
+// that round (never under 4 datagrams), and Startup ends. Each later round
+// under the threshold raises the cap by 1, 2, 4, ... datagrams; once it
+// exceeds the uncapped target it is dropped. InRecovery() reports the cap.
+// Persistent congestion (RFC 9002 7.6) drops cwnd to 4 datagrams, from which
+// it regrows by the bytes acked toward the target. Like BBRv1, it keeps
+// ~2 BDP in flight, so a bottleneck queue much smaller than a BDP sees a few
+// percent of drops (the ProbeBW 1.25 phases) that stay under the threshold.
+//
+// Idle restart: sending from idle while app-limited paces at 1 x max_bw in
+// ProbeBW until the next ack.
+class Bbr final : public CongestionController {
+ public:
+  enum class Mode { kStartup, kDrain, kProbeBw, kProbeRtt };
+
+  static constexpr double kHighGain = 2.885;  // 2 / ln(2)
+  static constexpr double kDrainGain = 1.0 / 2.885;
+  static constexpr double kCwndGain = 2.0;  // ProbeBW and Startup
+  static constexpr int kGainCycleLength = 8;
+  static constexpr uint64_t kBandwidthWindowRounds = 10;
+  static constexpr absl::Duration kMinRttWindow = absl::Seconds(10);
+  static constexpr absl::Duration kProbeRttDuration = absl::Milliseconds(200);
+  static constexpr int kFullBandwidthRounds = 3;
+  static constexpr double kFullBandwidthGrowth = 1.25;
+  static constexpr uint64_t kMinPipeCwndPackets = 4;
+  static constexpr uint64_t kAckAggregationPackets = 3;
+  static constexpr double kLossThreshold = 0.2;
+  static constexpr uint64_t kLossMinPackets = 8;
+  static constexpr double kLossBeta = 0.7;
+
+  explicit Bbr(size_t max_datagram);
+
+  absl::string_view name() const override { return "bbr"; }
+  void OnPacketSent(absl::Time now, const PacketInfo& packet, uint64_t bytes_in_flight) override;
+  void OnPacketAcked(absl::Time now, const PacketInfo& packet) override;
+  void OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
+                     bool persistent_congestion) override;
+  void OnAppLimited() override;
+  uint64_t window() const override { return cwnd_; }
+  bool InRecovery() const override { return inflight_cap_ != 0; }
+  bool InSlowStart() const override { return mode_ == Mode::kStartup; }
+  std::optional<double> PacingRate() const override;
+
+  Mode mode() const { return mode_; }
+  static absl::string_view ModeName(Mode mode);
+  double max_bandwidth() const { return bandwidth_.Best(); }  // bytes per second
+  absl::Duration min_rtt() const { return min_rtt_; }        // Infinite before a sample
+  uint64_t round_count() const { return round_count_; }
+  double pacing_gain() const { return pacing_gain_; }
+  double cwnd_gain() const { return cwnd_gain_; }
+  bool full_bandwidth_reached() const { return full_bandwidth_reached_; }
+  int cycle_index() const { return cycle_index_; }
+  // The loss cap on inflight (bytes); 0 when none.
+  uint64_t inflight_cap() const { return inflight_cap_; }
+  uint64_t initial_window() const;
+  uint64_t minimum_window() const { return kMinPipeCwndPackets * max_datagram_; }
+  // gain * BDP; the initial window before a bandwidth or RTT sample.
+  uint64_t Bdp(double gain) const;
+  // The cwnd the model asks for (before the loss cap).
+  uint64_t TargetWindow() const;
+  const DeliveryRateSampler& sampler() const { return sampler_; }
+  uint64_t excessive_loss_rounds() const { return excessive_loss_rounds_; }
+
+ private:
+  void OnRoundEnd();
+  void UpdateMinRtt(absl::Time now, absl::Duration rtt);
+  void CheckFullBandwidth(const RateSample& rs);
+  void EnterStartup();
+  void EnterDrain();
+  void EnterProbeBw(absl::Time now);
+  void AdvanceCyclePhase(absl::Time now);
+  void UpdateCyclePhase(absl::Time now, const RateSample& rs);
+  void CheckDrain(absl::Time now);
+  void EnterProbeRtt();
+  void UpdateProbeRtt(absl::Time now);
+  void SetPacingRate();
+  void SetCwnd(uint64_t acked);
+  void ApplyCap();
+
+  uint64_t max_datagram_;
+  DeliveryRateSampler sampler_;
+  WindowedFilter<double, std::greater_equal<double>> bandwidth_{kBandwidthWindowRounds};
+
+  Mode mode_ = Mode::kStartup;
+  double pacing_gain_ = kHighGain;
+  double cwnd_gain_ = kCwndGain;
+  uint64_t cwnd_;
+  double pacing_rate_ = 0;  // bytes per second; 0 = not set yet
+  bool idle_restart_ = false;
+
+  // Rounds.
+  uint64_t round_count_ = 0;
+  uint64_t next_round_delivered_ = 0;
+  bool round_start_ = false;
+
+  // min_rtt.
+  absl::Duration min_rtt_ = absl::InfiniteDuration();
+  absl::Time min_rtt_stamp_ = absl::InfinitePast();
+
+  // Startup exit.
+  bool full_bandwidth_reached_ = false;
+  double full_bandwidth_ = 0;
+  int full_bandwidth_count_ = 0;
+
+  // ProbeBW.
+  int cycle_index_ = 0;
+  absl::Time cycle_stamp_ = absl::InfinitePast();
+  bool loss_in_cycle_phase_ = false;
+
+  // ProbeRTT.
+  uint64_t prior_cwnd_ = 0;
+  absl::Time probe_rtt_done_ = absl::InfiniteFuture();  // InfiniteFuture: not timing yet
+  bool probe_rtt_round_done_ = false;
+
+  // Loss accounting per round, and the cap it may set.
+  uint64_t round_start_delivered_ = 0;
+  uint64_t lost_in_round_ = 0;
+  uint64_t lost_packets_in_round_ = 0;
+  uint64_t max_inflight_in_round_ = 0;
+  uint64_t inflight_cap_ = 0;
+  int cap_growth_rounds_ = 0;
+  uint64_t excessive_loss_rounds_ = 0;
 };
 
 std::unique_ptr<CongestionController> MakeCongestionController(absl::string_view name,

@@ -1,6 +1,7 @@
 #include "reliable/connection.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -68,7 +69,8 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
       started_(now),
       next_packet_number_(std::max<uint64_t>(options.initial_packet_number, 1)),
       queue_(SendQueue::Limits{max_fragment_payload_, options.max_queued_bytes,
-                               options.max_message_bytes, options.window}),
+                               options.max_message_bytes, options.window,
+                               options.initial_message_sequence}),
       rtt_(RttEstimator::Options{options.initial_rtt, options.max_ack_delay,
                                  absl::Milliseconds(1)}),
       cc_(MakeCongestionController(options.congestion, max_datagram_)),
@@ -198,7 +200,8 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
         max_datagram_ = codec_.limits().max_datagram;
         max_fragment_payload_ = codec_.MaxFragmentPayload();
         queue_ = SendQueue(SendQueue::Limits{max_fragment_payload_, options_.max_queued_bytes,
-                                             options_.max_message_bytes, options_.window});
+                                             options_.max_message_bytes, options_.window,
+                                             options_.initial_message_sequence});
         cc_ = MakeCongestionController(options_.congestion, max_datagram_);
         if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
         pacer_ = Pacer(max_datagram_);
@@ -305,7 +308,10 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   }
   const DeliveryMode mode = static_cast<DeliveryMode>(f.mode);
   std::unique_ptr<ReceiveChannel>& channel = channels_[SpaceKey{f.channel, f.mode}];
-  if (channel == nullptr) channel = std::make_unique<ReceiveChannel>(mode, options_.window);
+  if (channel == nullptr) {
+    channel = std::make_unique<ReceiveChannel>(mode, options_.window,
+                                               options_.initial_message_sequence);
+  }
   if (!channel->Wanted(f.sequence)) {
     if (IsReliable(mode)) ++stats_.duplicate_messages;
     return true;  // already delivered (or stale): acknowledge and drop
@@ -441,6 +447,11 @@ bool Connection::DataSendable() {
 
 absl::Time Connection::PacingTime(absl::Time now) const {
   if (!options_.pacing) return now;
+  // A controller with its own pacing rate (BBR) sets it; otherwise (NewReno)
+  // the pacer derives 1.25 * cwnd / srtt.
+  if (const std::optional<double> rate = cc_->PacingRate()) {
+    return pacer_.NextSendTimeAtRate(now, max_datagram_, *rate, rtt_.smoothed());
+  }
   return pacer_.NextSendTime(now, max_datagram_, cc_->window(), rtt_.smoothed());
 }
 
@@ -522,7 +533,13 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     last_eliciting_sent_ = now;
     cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
                       sent_.bytes_in_flight() + record.bytes);
-    if (options_.pacing) pacer_.OnSent(now, record.bytes, cc_->window(), rtt_.smoothed());
+    if (options_.pacing) {
+      if (const std::optional<double> rate = cc_->PacingRate()) {
+        pacer_.OnSentAtRate(now, record.bytes, *rate);
+      } else {
+        pacer_.OnSent(now, record.bytes, cc_->window(), rtt_.smoothed());
+      }
+    }
   }
   if (!sent_.OnSent(std::move(record))) {
     CloseNow(now, proto::kCloseTooManyRetransmissions,
@@ -582,6 +599,11 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     if (!probe && !ack_due && !data && !keepalive) break;
     if (!SendOne(now, probe, keepalive, out)) break;
     if (probe) --probes_due_;
+  }
+  // Nothing to send with the window open: the controller's rate samples
+  // measure the application until what is in flight now is acknowledged.
+  if (state_ != State::kClosed && !queue_.HasSendable() && cc_->CanSend(sent_.bytes_in_flight())) {
+    cc_->OnAppLimited();
   }
 }
 

@@ -83,11 +83,16 @@ struct ConnectionOptions {
   absl::Duration max_ack_delay = absl::Milliseconds(25);
   absl::Duration initial_rtt = absl::Milliseconds(333);
   absl::Duration reassembly_timeout = absl::Seconds(30);
+  // "newreno" (RFC 9002, the default) or "bbr" (rate-based, tolerant of
+  // random loss; see congestion.h).
   std::string congestion = "newreno";
   bool pacing = true;
   // Test hook: the first packet number and message sequence this side uses
   // (to test behaviour near kMaxSequenceNumber).
   uint64_t initial_packet_number = 0;
+  // Test hook: the first message sequence number of every (channel, mode)
+  // space, on both sides (the peers must agree).
+  uint64_t initial_message_sequence = 0;
 };
 
 // What happened, for the application.

@@ -58,7 +58,9 @@ class ReceiveChannel final {
     uint64_t out_of_window = 0;
   };
 
-  ReceiveChannel(DeliveryMode mode, uint64_t window) : mode_(mode), window_(window) {}
+  // `initial`: the sender's first sequence number (0 unless a test moves it).
+  ReceiveChannel(DeliveryMode mode, uint64_t window, uint64_t initial = 0)
+      : mode_(mode), window_(window), next_(initial) {}
 
   // Whether a fragment of message `sequence` is worth keeping: false for a
   // reliable message already delivered (or buffered complete), a stale

@@ -16,7 +16,14 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
         "send queue full: ", queued_bytes_, " bytes queued (limit ", limits_.max_queued_bytes,
         "); wait for acknowledgements"));
   }
-  Space& space = spaces_[SpaceKey{channel, mode}];
+  auto [it, created] = spaces_.try_emplace(SpaceKey{channel, mode});
+  Space& space = it->second;
+  if (created) space.next_sequence = limits_.initial_sequence;
+  if (space.next_sequence >= limits_.sequence_limit) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("message sequence space of channel ", channel, " (", ModeName(mode),
+                     ") is exhausted at ", space.next_sequence, "; open a new connection"));
+  }
   const uint64_t sequence = space.next_sequence++;
   const uint32_t count = FragmentCountFor(message.size(), limits_.max_fragment_payload);
   const uint64_t number = next_number_++;

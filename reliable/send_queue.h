@@ -68,13 +68,19 @@ class SendQueue final {
     uint64_t max_queued_bytes = 64 << 20;
     uint64_t max_message_bytes = 16 << 20;
     uint64_t window = 4096;  // messages per reliable sequence space
+    // The first sequence number of every space, and the bound no sequence
+    // reaches (numbers never wrap: Enqueue fails first). The first is a test
+    // hook for behaviour near the bound.
+    uint64_t initial_sequence = 0;
+    uint64_t sequence_limit = uint64_t{1} << 62;
   };
 
   explicit SendQueue(const Limits& limits) : limits_(limits) {}
 
   // Queues a message. Returns its sequence number in (channel, mode).
   // INVALID_ARGUMENT: larger than max_message_bytes.
-  // RESOURCE_EXHAUSTED: the queue holds max_queued_bytes already.
+  // RESOURCE_EXHAUSTED: the queue holds max_queued_bytes already, or the
+  //   (channel, mode) space has used every number below sequence_limit.
   absl::StatusOr<uint64_t> Enqueue(uint32_t channel, DeliveryMode mode, std::string message);
 
   // The next fragment to send: a lost one first, then new data (subject to the

@@ -391,3 +391,83 @@ TEST(EndpointSimTest, PacketNumbersCrossTheThirtyTwoBitBoundary) {
 
 }  // namespace
 }  // namespace udpmsg::testing
+
+namespace udpmsg::testing {
+namespace {
+
+TEST(EndpointSimTest, MessageSequencesCrossTheThirtyTwoBitBoundary) {
+  const uint64_t first = (uint64_t{1} << 32) - 100;
+  EndpointOptions client = ClientOptions(11);
+  EndpointOptions server = ServerOptions(11);
+  client.connection.initial_message_sequence = first;
+  server.connection.initial_message_sequence = first;
+  Pair net(11, Lossy(0.15, 0.05, 0.02), server, client);
+  const ConnectionId id = net.Connect();
+  const DeliveryMode modes[] = {DeliveryMode::kReliableOrdered, DeliveryMode::kReliableUnordered,
+                                DeliveryMode::kUnreliableSequenced};
+  for (int i = 0; i < 300; ++i) {
+    for (int m = 0; m < 3; ++m) {
+      absl::StatusOr<uint64_t> seq = net.client().endpoint().Send(
+          net.sim().now(), id, m, modes[m], absl::StrCat(first + i));
+      ASSERT_TRUE(seq.ok()) << seq.status();
+      ASSERT_EQ(*seq, first + i);
+    }
+    net.sim().PollAll();
+    net.sim().RunFor(absl::Milliseconds(1));
+  }
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 600; },
+                                 net.sim().now() + absl::Seconds(60)));
+  std::vector<const Event*> ordered = Messages(net.server(), 0);
+  ASSERT_EQ(ordered.size(), 300u);
+  for (size_t i = 0; i < ordered.size(); ++i) {
+    ASSERT_EQ(ordered[i]->sequence, first + i);
+    ASSERT_EQ(ordered[i]->message, absl::StrCat(first + i));
+  }
+  std::vector<const Event*> unordered = Messages(net.server(), 1);
+  ASSERT_EQ(unordered.size(), 300u);
+  std::vector<bool> seen(300, false);
+  for (const Event* e : unordered) {
+    ASSERT_GE(e->sequence, first);
+    ASSERT_LT(e->sequence, first + 300);
+    ASSERT_FALSE(seen[e->sequence - first]);
+    seen[e->sequence - first] = true;
+  }
+  std::vector<const Event*> sequenced = Messages(net.server(), 2);
+  ASSERT_FALSE(sequenced.empty());
+  for (size_t i = 1; i < sequenced.size(); ++i) {
+    ASSERT_GT(sequenced[i]->sequence, sequenced[i - 1]->sequence);  // across 2^32 too
+  }
+  EXPECT_GT(sequenced.back()->sequence, uint64_t{1} << 32);
+}
+
+TEST(EndpointSimTest, MessageSequenceSpaceRunsOutWithAnErrorInsteadOfWrapping) {
+  const uint64_t first = proto::kMaxSequenceNumber - 5;
+  EndpointOptions client = ClientOptions(12);
+  EndpointOptions server = ServerOptions(12);
+  client.connection.initial_message_sequence = first;
+  server.connection.initial_message_sequence = first;
+  Pair net(12, Lossy(0.1, 0, 0), server, client);
+  const ConnectionId id = net.Connect();
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered, "x")
+                    .ok());
+  }
+  absl::StatusOr<uint64_t> sixth =
+      net.client().endpoint().Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered, "x");
+  EXPECT_EQ(sixth.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(sixth.status().message()), ::testing::HasSubstr("exhausted"));
+  // Another channel has its own numbers and still works.
+  EXPECT_TRUE(net.client().endpoint()
+                  .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, "y")
+                  .ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 6; },
+                                 net.sim().now() + absl::Seconds(30)));
+  std::vector<const Event*> got = Messages(net.server(), 0);
+  ASSERT_EQ(got.size(), 5u);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]->sequence, first + i);
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
