@@ -29,6 +29,7 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "proto/transfer.pb.h"
+#include "reliable/congestion.h"
 #include "reliable/runtime.h"
 #include "udp/resolve.h"
 
@@ -76,6 +77,7 @@ reliable::EndpointOptions TransferOptions(absl::Duration timeout) {
   o.connection.peer_timeout = timeout;
   o.connection.idle_timeout = timeout;
   o.connection.keepalive = std::min(absl::Seconds(5), timeout / 3);
+  o.connection.congestion = absl::GetFlag(FLAGS_cc);
   return o;
 }
 
@@ -414,10 +416,19 @@ std::string ProgressLine(uint64_t done, int64_t total, double bytes_per_second, 
   return line;
 }
 
+static absl::Status CheckCongestionFlag() {
+  if (reliable::MakeCongestionController(absl::GetFlag(FLAGS_cc), 1200) == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
+  }
+  return absl::OkStatus();
+}
+
 int RunReliableSend(const std::vector<std::string>& args) {
   if (args.empty()) {
     return UsageError("send", "--reliable expects HOST:PORT, then --file FILE, messages or stdin");
   }
+  if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("send", s.message());
   absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
   if (!timeout.ok()) return UsageError("send", timeout.status().message());
   absl::StatusOr<bool> progress = ProgressWanted();
@@ -468,6 +479,7 @@ int RunRecv(const Args& args) {
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
+  if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("recv", s.message());
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
 
   absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
