@@ -480,6 +480,16 @@ int RunRecv(const Args& args) {
   absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
   if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("recv", s.message());
+  if (out != "-") {
+    // Check where the file will go now, not after a sender has connected.
+    const size_t slash = out.rfind('/');
+    const std::string dir = slash == std::string::npos ? "." : out.substr(0, std::max<size_t>(slash, 1));
+    if (::access(dir.c_str(), W_OK | X_OK) != 0) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("cannot write to directory ", dir, " for --out ", out, ": ",
+                       std::strerror(errno))));
+    }
+  }
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
 
   absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(

@@ -261,6 +261,14 @@ TEST(TransferTest, BadFlagsAreUsageErrors) {
   }
 }
 
+TEST(TransferTest, UnwritableOutputDirectoryIsReportedBeforeWaiting) {
+  auto p = Udpmsg({"recv", "--reliable", "--port", "0", "--out", "/nonexistent/dir/file"});
+  EXPECT_EQ(Finish(*p, absl::Seconds(10)), 2);
+  std::vector<std::string> lines = Lines(p->stderr_text());
+  ASSERT_EQ(lines.size(), 1u) << p->stderr_text();
+  EXPECT_THAT(lines[0], HasSubstr("cannot write to directory /nonexistent/dir"));
+}
+
 TEST(TransferTest, MissingInputFileIsAClearError) {
   auto p = Udpmsg({"send", "--reliable", "127.0.0.1:9", "--file", "/nonexistent/file"});
   EXPECT_EQ(Finish(*p, absl::Seconds(10)), 2);
