@@ -207,7 +207,7 @@ TEST(DemoTest, RunsOnLoopbackAndPasses) {
   EXPECT_THAT(demo->stdout_text(),
               MatchesRegex("(.|\n)*udpmsg reliable-ordered +200 +200 +0 +0 +0\n(.|\n)*"));
   EXPECT_THAT(demo->stdout_text(),
-              MatchesRegex("(.|\n)*udpmsg reliable-unord\. +200 +200 +0 +0 +[0-9]+\n(.|\n)*"));
+              MatchesRegex("(.|\n)*udpmsg reliable-unord[.] +200 +200 +0 +0 +[0-9]+\n(.|\n)*"));
   EXPECT_THAT(demo->stdout_text(), HasSubstr("delivered intact in "));
   EXPECT_THAT(demo->stdout_text(), HasSubstr("<bob> and yet this arrives in order"));
 }
