@@ -509,12 +509,11 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};
-  // The last packet of a flight (the window is now full, or nothing more is
-  // queued) asks for an immediate ACK, so a small window never waits out the
-  // peer's max_ack_delay (the idea of QUIC's IMMEDIATE_ACK frame).
-  if (!p.data.empty() &&
-      (!queue_.PeekPayloadSize().has_value() ||
-       sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window())) {
+  // The packet that fills the window asks for an immediate ACK, so a small
+  // window never waits out the peer's max_ack_delay (the idea of QUIC's
+  // IMMEDIATE_ACK frame). Not when the queue merely ran dry: a stream of
+  // small messages would then draw one ACK per packet.
+  if (!p.data.empty() && sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window()) {
     p.ping = proto::Ping{};
   }
   if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say

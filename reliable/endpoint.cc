@@ -180,7 +180,12 @@ absl::StatusOr<uint64_t> Endpoint::Send(absl::Time now, ConnectionId id, uint32_
     return absl::NotFoundError(absl::StrCat("no connection ", id));
   }
   absl::StatusOr<uint64_t> seq = it->second->Send(now, channel, mode, std::move(message));
-  if (seq.ok()) Flush(now, *it->second);
+  // Corked: the packets are built in TakeOutgoing(), so messages sent back
+  // to back share packets instead of taking one datagram each.
+  if (seq.ok()) {
+    dirty_.insert(id);
+    cork_time_ = now;
+  }
   return seq;
 }
 
@@ -234,6 +239,11 @@ absl::Time Endpoint::NextTimeout() const {
 }
 
 std::vector<Outgoing> Endpoint::TakeOutgoing() {
+  for (ConnectionId id : dirty_) {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) Flush(cork_time_, *it->second);
+  }
+  dirty_.clear();
   std::vector<Outgoing> out;
   out.swap(outgoing_);
   return out;

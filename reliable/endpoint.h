@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -101,8 +102,9 @@ class Endpoint final {
   // how it went. RESOURCE_EXHAUSTED when the table is full.
   absl::StatusOr<ConnectionId> Connect(absl::Time now, const udp::SocketAddress& peer);
 
-  // Queues a message (see Connection::Send). NOT_FOUND for an unknown or
-  // removed connection.
+  // Queues a message (see Connection::Send). The datagrams carrying it are
+  // built by the next TakeOutgoing(), so several Sends in a row share
+  // packets. NOT_FOUND for an unknown or removed connection.
   absl::StatusOr<uint64_t> Send(absl::Time now, ConnectionId id, uint32_t channel,
                                 DeliveryMode mode, std::string message);
 
@@ -117,7 +119,7 @@ class Endpoint final {
 
   std::vector<Outgoing> TakeOutgoing();
   std::vector<Event> TakeEvents();
-  bool HasOutgoing() const { return !outgoing_.empty(); }
+  bool HasOutgoing() const { return !outgoing_.empty() || !dirty_.empty(); }
 
   absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const;
   absl::StatusOr<udp::SocketAddress> PeerOf(ConnectionId id) const;
@@ -163,6 +165,8 @@ class Endpoint final {
   absl::btree_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<ClientKey, ConnectionId> by_client_;
   std::vector<Outgoing> outgoing_;
+  absl::btree_set<ConnectionId> dirty_;  // sent to since the last TakeOutgoing
+  absl::Time cork_time_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
   EndpointStats stats_;
 };

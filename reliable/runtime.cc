@@ -44,7 +44,13 @@ Runtime::Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller
       poller_(std::move(poller)),
       local_(local),
       endpoint_(std::make_unique<Endpoint>(clock_->Now(), options.endpoint)),
-      buffers_(kSlotBytes * 8) {}
+      buffers_(kSlotBytes * 8),
+      batch_(udp::DatagramSocket::kMaxBatch),
+      slots_(8) {
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    slots_[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
+  }
+}
 
 Runtime::~Runtime() = default;
 
@@ -58,12 +64,9 @@ absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer) {
 
 absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                        std::string message) {
-  absl::StatusOr<uint64_t> seq = endpoint_->Send(clock_->Now(), id, channel, mode,
-                                                 std::move(message));
-  if (seq.ok()) {
-    if (absl::Status s = SendPending(); !s.ok()) return s;
-  }
-  return seq;
+  // Corked: the datagrams leave in the next Poll() or Flush(), so messages
+  // sent back to back share packets.
+  return endpoint_->Send(clock_->Now(), id, channel, mode, std::move(message));
 }
 
 absl::Status Runtime::Close(ConnectionId id, std::string reason, bool flush) {
@@ -86,7 +89,7 @@ void Runtime::Wake() { poller_.Wake(); }
 absl::Status Runtime::SendPending() {
   for (Outgoing& o : endpoint_->TakeOutgoing()) pending_.push_back(std::move(o));
   while (!pending_.empty()) {
-    std::array<udp::OutgoingDatagram, udp::DatagramSocket::kMaxBatch> batch;
+    std::vector<udp::OutgoingDatagram>& batch = batch_;
     const size_t n = std::min(pending_.size(), batch.size());
     for (size_t i = 0; i < n; ++i) {
       batch[i].to = pending_[i].peer;
@@ -122,12 +125,8 @@ absl::Status Runtime::SendPending() {
 }
 
 absl::Status Runtime::Receive() {
-  std::array<udp::ReceiveSlot, 8> slots;
+  std::vector<udp::ReceiveSlot>& slots = slots_;
   for (int round = 0; round < 64; ++round) {  // bounded: let timers run too
-    for (size_t i = 0; i < slots.size(); ++i) {
-      slots[i] = udp::ReceiveSlot{};
-      slots[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
-    }
     ++io_.recv_calls;
     absl::StatusOr<size_t> n = socket_.RecvBatch(absl::MakeSpan(slots));
     if (!n.ok()) {
@@ -160,7 +159,8 @@ absl::Status Runtime::Turn(absl::Time deadline, PollResult* result) {
   for (Event& e : endpoint_->TakeEvents()) result->events.push_back(std::move(e));
   if (!result->events.empty() || !result->ready.empty()) return absl::OkStatus();
   now = clock_->Now();
-  if (now >= deadline) return absl::OkStatus();
+  // Past the deadline this still polls once without blocking, so
+  // Poll(ZeroDuration()) reads what has arrived.
   const absl::Time wake = std::min(deadline, endpoint_->NextTimeout());
   absl::StatusOr<absl::Span<const udp::Poller::Event>> ready =
       poller_.Wait(std::max(wake - now, absl::ZeroDuration()));
@@ -187,8 +187,12 @@ absl::StatusOr<Runtime::PollResult> Runtime::Poll(absl::Duration timeout) {
   held_events_.clear();
   for (;;) {
     if (absl::Status s = Turn(deadline, &result); !s.ok()) return s;
-    if (!result.events.empty() || !result.ready.empty()) return result;
-    if (clock_->Now() >= deadline) return result;
+    if (!result.events.empty() || !result.ready.empty() || clock_->Now() >= deadline) {
+      // Hand over what the turn's input produced (acks, events) at once.
+      for (Event& e : endpoint_->TakeEvents()) result.events.push_back(std::move(e));
+      if (absl::Status s = SendPending(); !s.ok()) return s;
+      return result;
+    }
   }
 }
 

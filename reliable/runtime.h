@@ -82,6 +82,8 @@ class Runtime final {
   const udp::SocketAddress& local_address() const { return local_; }
 
   absl::StatusOr<ConnectionId> Connect(const udp::SocketAddress& peer);
+  // Queues a message; it leaves in the next Poll() or Flush() (messages
+  // sent back to back share packets).
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                 std::string message);
   absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
@@ -128,6 +130,9 @@ class Runtime final {
   bool want_writable_ = false;
   std::vector<Event> held_events_;
   std::vector<uint8_t> buffers_;
+  // Reused for every sendmmsg / recvmmsg (no per-call zeroing of addresses).
+  std::vector<udp::OutgoingDatagram> batch_;
+  std::vector<udp::ReceiveSlot> slots_;
   IoStats io_;
 };
 

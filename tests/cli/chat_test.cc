@@ -229,15 +229,19 @@ TEST(ChatTest, ThreeLossyMembersSeeOneIdenticalTranscript) {
     }
     EXPECT_EQ(next, kPerMember) << nick;
   }
-  // The proxies really dropped packets, both ways.
+  // The proxies really dropped packets, both ways (summed over the members:
+  // messages share packets, so one member's path may carry only a few dozen).
+  uint64_t dropped[2] = {0, 0};
   for (size_t i = 0; i < proxies.size(); ++i) {
     proxies[i]->Kill(SIGTERM);
     EXPECT_EQ(ExitCode(*proxies[i]), 0);
+    int d = 0;
     for (const char* direction : {"up", "down"}) {
-      EXPECT_GT(ProxyCounters(proxies[i]->stderr_text(), direction)["dropped_loss"], 0u)
-          << nicks[i] << " " << direction << ": " << proxies[i]->stderr_text();
+      dropped[d++] += ProxyCounters(proxies[i]->stderr_text(), direction)["dropped_loss"];
     }
   }
+  EXPECT_GT(dropped[0], 0u) << "no packet was lost on the way to the server";
+  EXPECT_GT(dropped[1], 0u) << "no packet was lost on the way back";
   server.process->Kill(SIGTERM);
   EXPECT_EQ(ExitCode(*server.process), 0);
   const std::string log = server.process->stderr_text();
