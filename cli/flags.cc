@@ -48,3 +48,9 @@ ABSL_FLAG(int, bench_rate, 1000, "bench latency: pings per second (fixed schedul
 ABSL_FLAG(std::string, bench_duration, "5s", "bench latency: how long each run lasts");
 ABSL_FLAG(std::string, cc, "newreno", "congestion controller for udpmsg reliable (newreno, bbr)");
 ABSL_FLAG(std::string, format, "text", "bench: output as text, csv or markdown");
+ABSL_FLAG(std::string, bench_transports, "udpmsg,tcp,enet",
+          "bench bulk: transports to run (comma-separated: udpmsg, tcp, enet)");
+ABSL_FLAG(std::string, bench_role, "local",
+          "bench bulk: local (all in one process), server (receivers on --port, ENet on "
+          "--port+1) or client (senders to --bench_peer)");
+ABSL_FLAG(std::string, bench_peer, "", "bench bulk --bench_role client: the server's HOST:PORT");

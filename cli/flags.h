@@ -48,5 +48,8 @@ ABSL_DECLARE_FLAG(int, bench_rate);
 ABSL_DECLARE_FLAG(std::string, bench_duration);
 ABSL_DECLARE_FLAG(std::string, cc);
 ABSL_DECLARE_FLAG(std::string, format);
+ABSL_DECLARE_FLAG(std::string, bench_transports);
+ABSL_DECLARE_FLAG(std::string, bench_role);
+ABSL_DECLARE_FLAG(std::string, bench_peer);
 
 #endif  // UDPMSG_CLI_FLAGS_H_

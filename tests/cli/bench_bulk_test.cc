@@ -1,0 +1,258 @@
+// `udpmsg bench bulk`: the table it prints (CSV), in the default one-process
+// mode and in the split server/client mode over loopback, and its usage
+// errors. No speed is asserted: only that every transfer delivered and
+// verified every byte at a positive rate.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/cli/subprocess.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr char kHeader[] = "transport,loss,bytes,seconds,MB/s,Mbit/s,vs_tcp,retransmits,verified";
+
+std::unique_ptr<Subprocess> Udpmsg(std::vector<std::string> args) {
+  args.insert(args.begin(), UdpmsgPath());
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+int Finish(Subprocess& p, absl::Duration timeout) {
+  absl::StatusOr<int> code = p.Wait(timeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  return code.ok() ? *code : -1;
+}
+
+struct Row {
+  std::string transport;
+  std::string loss;
+  std::vector<std::string> cells;
+};
+
+// The CSV table: checks the header and returns the rows.
+std::vector<Row> ParseCsv(const std::string& out) {
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  EXPECT_FALSE(lines.empty());
+  if (lines.empty()) return {};
+  EXPECT_EQ(lines[0], kHeader);
+  std::vector<Row> rows;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> cells = absl::StrSplit(lines[i], ',');
+    EXPECT_EQ(cells.size(), 9u) << lines[i];
+    if (cells.size() != 9) continue;
+    rows.push_back(Row{cells[0], cells[1], cells});
+  }
+  return rows;
+}
+
+// Every byte delivered and verified, at a positive rate.
+void ExpectDelivered(const Row& row, uint64_t size) {
+  SCOPED_TRACE(absl::StrJoin(row.cells, ","));
+  uint64_t bytes = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(row.cells[2], &bytes));
+  EXPECT_EQ(bytes, size);
+  EXPECT_EQ(row.cells[8], "yes");
+  double seconds = 0, mbytes = 0, mbits = 0;
+  ASSERT_TRUE(absl::SimpleAtod(row.cells[3], &seconds));
+  ASSERT_TRUE(absl::SimpleAtod(row.cells[4], &mbytes));
+  ASSERT_TRUE(absl::SimpleAtod(row.cells[5], &mbits));
+  EXPECT_GT(seconds, 0);
+  EXPECT_GT(mbytes, 0);
+  EXPECT_GT(mbits, 0);
+  EXPECT_NEAR(mbits, mbytes * 8, mbytes * 8 * 0.01 + 0.02);
+  if (row.cells[7] != "-") {
+    int64_t retransmits = -1;
+    EXPECT_TRUE(absl::SimpleAtoi(row.cells[7], &retransmits));
+    EXPECT_GE(retransmits, 0);
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> Keys(const std::vector<Row>& rows) {
+  std::vector<std::pair<std::string, std::string>> keys;
+  for (const Row& r : rows) keys.emplace_back(r.transport, r.loss);
+  return keys;
+}
+
+TEST(BenchBulkTest, LocalModeVerifiesEveryTransportAtEachLoss) {
+  auto p = Udpmsg({"bench", "bulk", "--bench_size", "1MiB", "--bench_loss", "0,5%", "--format",
+                   "csv"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(Finish(*p, absl::Minutes(4)), 0) << p->stderr_text();
+  const std::vector<Row> rows = ParseCsv(p->stdout_text());
+  // TCP only at 0%: the in-process proxy cannot drop TCP segments.
+  EXPECT_THAT(Keys(rows), ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("tcp", "0%"),
+                                      std::make_pair("enet", "0%"),
+                                      std::make_pair("udpmsg", "5%"),
+                                      std::make_pair("enet", "5%")));
+  for (const Row& row : rows) ExpectDelivered(row, 1 << 20);
+  // Ratios against TCP exist where TCP ran.
+  for (const Row& row : rows) {
+    if (row.loss == "0%") { EXPECT_TRUE(absl::EndsWith(row.cells[6], "x")) << row.cells[6]; }
+    if (row.loss == "5%") { EXPECT_EQ(row.cells[6], "-"); }
+    if (row.transport == "tcp") { EXPECT_EQ(row.cells[6], "1.00x"); }
+  }
+  // Retransmissions happened at 5% (both directions lose packets).
+  for (const Row& row : rows) {
+    if (row.loss == "5%") { EXPECT_NE(row.cells[7], "0") << row.transport; }
+  }
+}
+
+TEST(BenchBulkTest, TextFormatNotesTheTargets) {
+  auto p = Udpmsg({"bench", "bulk", "--bench_size", "256KiB", "--bench_loss", "5%",
+                   "--bench_transports", "udpmsg,enet"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(Finish(*p, absl::Minutes(2)), 0) << p->stderr_text();
+  EXPECT_THAT(p->stdout_text(), HasSubstr("target: udpmsg >= 2x ENet at 5% loss: "));
+  EXPECT_THAT(p->stdout_text(), HasSubstr("target: udpmsg >= 3x TCP at 5% loss: not measured"));
+  EXPECT_FALSE(absl::StrContains(p->stdout_text(), "\n  tcp ")) << p->stdout_text();
+}
+
+// A port P with P (UDP and TCP) and P+1 (UDP) free right now.
+int FreePortPair() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ::close(probe);
+      continue;
+    }
+    const int port = ntohs(a.sin_port);
+    ::close(probe);
+    if (port >= 65535) continue;
+    bool free = true;
+    for (auto [type, p] : {std::pair{SOCK_DGRAM, port}, std::pair{SOCK_STREAM, port},
+                           std::pair{SOCK_DGRAM, port + 1}}) {
+      int fd = ::socket(AF_INET, type, 0);
+      sockaddr_in b{};
+      b.sin_family = AF_INET;
+      b.sin_addr.s_addr = htonl(INADDR_ANY);
+      b.sin_port = htons(static_cast<uint16_t>(p));
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof(b)) != 0) free = false;
+      ::close(fd);
+    }
+    if (free) return port;
+  }
+  return 0;
+}
+
+TEST(BenchBulkTest, SplitModeOverLoopback) {
+  std::unique_ptr<Subprocess> server;
+  int port = 0;
+  for (int attempt = 0; attempt < 5 && server == nullptr; ++attempt) {
+    port = FreePortPair();
+    ASSERT_NE(port, 0);
+    server = Udpmsg({"bench", "bulk", "--bench_role", "server", "--port", absl::StrCat(port),
+                     "--duration", "3m"});
+    ASSERT_NE(server, nullptr);
+    // "listening on ...", "tcp listening on ...", "enet listening on port P+1".
+    bool ready = false;
+    for (int i = 0; i < 3; ++i) {
+      absl::StatusOr<std::string> line = server->ReadStderrLine(absl::Seconds(10));
+      if (!line.ok()) break;
+      if (absl::StrContains(*line, absl::StrCat("enet listening on port ", port + 1))) ready = true;
+    }
+    if (!ready) server.reset();  // a port was taken meanwhile: try another
+  }
+  ASSERT_NE(server, nullptr);
+
+  auto client = Udpmsg({"bench", "bulk", "--bench_role", "client", "--bench_peer",
+                        absl::StrCat("127.0.0.1:", port), "--bench_size", "512KiB",
+                        "--bench_loss", "0", "--format", "csv"});
+  ASSERT_NE(client, nullptr);
+  ASSERT_EQ(Finish(*client, absl::Minutes(2)), 0) << client->stderr_text();
+  const std::vector<Row> rows = ParseCsv(client->stdout_text());
+  EXPECT_THAT(Keys(rows), ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("tcp", "0%"),
+                                      std::make_pair("enet", "0%")));
+  for (const Row& row : rows) ExpectDelivered(row, 512 << 10);
+
+  // The server serves more than one transfer.
+  auto again = Udpmsg({"bench", "bulk", "--bench_role", "client", "--bench_peer",
+                       absl::StrCat("127.0.0.1:", port), "--bench_size", "64KiB",
+                       "--bench_transports", "enet,udpmsg", "--bench_loss", "0", "--format",
+                       "csv"});
+  ASSERT_NE(again, nullptr);
+  ASSERT_EQ(Finish(*again, absl::Minutes(1)), 0) << again->stderr_text();
+  const std::vector<Row> again_rows = ParseCsv(again->stdout_text());
+  EXPECT_THAT(Keys(again_rows),
+              ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("enet", "0%")));
+  for (const Row& row : again_rows) ExpectDelivered(row, 64 << 10);
+
+  server->Kill(SIGTERM);
+  Finish(*server, absl::Seconds(10));
+  EXPECT_THAT(server->stderr_text(), HasSubstr("udpmsg: received 524288 bytes"));
+  EXPECT_THAT(server->stderr_text(), HasSubstr("tcp: received 524288 bytes"));
+  EXPECT_THAT(server->stderr_text(), HasSubstr("enet: received 65536 bytes"));
+}
+
+TEST(BenchBulkTest, ClientWithoutServerFailsWithExitOne) {
+  const int port = FreePortPair();
+  ASSERT_NE(port, 0);
+  auto p = Udpmsg({"bench", "bulk", "--bench_role", "client", "--bench_peer",
+                   absl::StrCat("127.0.0.1:", port), "--bench_transports", "tcp",
+                   "--bench_loss", "0", "--format", "csv", "--timeout", "2s"});
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(Finish(*p, absl::Seconds(30)), 1) << p->stderr_text();
+  EXPECT_THAT(p->stdout_text(), HasSubstr("tcp,0%,0,-,-,-,-,-,no"));
+  EXPECT_THAT(p->stderr_text(), HasSubstr("transfers failed"));
+}
+
+TEST(BenchBulkTest, BadFlagsExitTwo) {
+  const std::map<std::string, std::vector<std::string>> cases = {
+      {"--bench_size", {"--bench_size", "lots"}},
+      {"--bench_size", {"--bench_size", "0"}},
+      {"--bench_size", {"--bench_size", "2GiB"}},
+      {"--bench_loss", {"--bench_loss", "0,150%"}},
+      {"--bench_loss", {"--bench_loss", "100%"}},
+      {"--bench_loss", {"--bench_loss", "five"}},
+      {"--bench_transports", {"--bench_transports", "udpmsg,quic"}},
+      {"--bench_role", {"--bench_role", "both"}},
+      {"--cc", {"--cc", "vegas"}},
+      {"--timeout", {"--timeout", "never"}},
+      {"--port", {"--bench_role", "server"}},
+      {"--bench_peer", {"--bench_role", "client"}},
+      {"--bench_peer needs", {"--bench_peer", "127.0.0.1:9"}},
+      {"--bench_loss labels", {"--bench_role", "client", "--bench_peer", "127.0.0.1:9",
+                               "--bench_loss", "0,5%"}},
+      {"positional", {"extra"}},
+      {"--format", {"--format", "xml"}},
+  };
+  for (const auto& [what, flags] : cases) {
+    std::vector<std::string> args = {"bench", "bulk"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    auto p = Udpmsg(args);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(Finish(*p, absl::Seconds(30)), 2) << p->stderr_text();
+    EXPECT_TRUE(p->stdout_text().empty()) << p->stdout_text();
+    const std::string needle = what == "positional" ? "positional" : what;
+    EXPECT_THAT(p->stderr_text(), HasSubstr(needle));
+  }
+}
+
+}  // namespace
+}  // namespace udpmsg::testing

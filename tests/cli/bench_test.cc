@@ -1,0 +1,157 @@
+// `udpmsg bench rate` and `udpmsg bench latency`: the CSV tables they print
+// and their usage errors. No speed or latency is asserted (the machine may be
+// busy): only the shape of the tables and that the counts are consistent.
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/cli/subprocess.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+constexpr absl::Duration kTimeout = absl::Seconds(240);
+
+struct Result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+Result RunCli(std::vector<std::string> args) {
+  args.insert(args.begin(), UdpmsgPath());
+  Result r;
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return r;
+  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  r.code = code.ok() ? *code : -1;
+  r.out = (*p)->stdout_text();
+  r.err = (*p)->stderr_text();
+  return r;
+}
+
+// The CSV lines split into cells; the first is the header.
+std::vector<std::vector<std::string>> Csv(const std::string& out) {
+  std::vector<std::vector<std::string>> table;
+  for (absl::string_view line : absl::StrSplit(out, '\n', absl::SkipEmpty())) {
+    table.push_back(absl::StrSplit(line, ','));
+  }
+  return table;
+}
+
+int64_t Int(const std::string& cell) {
+  int64_t v = -1;
+  EXPECT_TRUE(absl::SimpleAtoi(cell, &v)) << "not an integer: \"" << cell << "\"";
+  return v;
+}
+
+double Positive(const std::string& cell) {
+  double v = -1;
+  EXPECT_TRUE(absl::SimpleAtod(cell, &v)) << "not a number: \"" << cell << "\"";
+  EXPECT_GT(v, 0) << cell;
+  return v;
+}
+
+TEST(BenchRateTest, PrintsOneRowPerTransport) {
+  const Result r = RunCli({"bench", "rate", "--bench_messages", "20000", "--format", "csv"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::vector<std::string>> table = Csv(r.out);
+  ASSERT_EQ(table.size(), 5u) << r.out;
+  EXPECT_THAT(table[0], ElementsAre("transport", "messages", "msgs/s", "ns CPU/msg", "lost",
+                                    "ratio vs sendto"));
+  std::vector<std::string> transports;
+  for (size_t i = 1; i < table.size(); ++i) {
+    const std::vector<std::string>& row = table[i];
+    ASSERT_EQ(row.size(), 6u) << absl::StrJoin(row, ",");
+    transports.push_back(row[0]);
+    const int64_t messages = Int(row[1]);
+    EXPECT_EQ(messages, 20000) << row[0];
+    Positive(row[2]);  // msgs/s
+    Positive(row[3]);  // ns CPU/msg
+    const int64_t lost = Int(row[4]);
+    EXPECT_GE(lost, 0) << row[0];
+    EXPECT_LT(lost, messages) << row[0];  // received > 0: the rates are positive
+    Positive(row[5]);
+    if (row[0] == "udpmsg reliable") {
+      EXPECT_EQ(lost, 0) << "reliable delivers every message";
+    }
+    if (row[0] == "raw sendto/recvfrom") {
+      EXPECT_EQ(row[5], "1.00");
+    }
+  }
+  EXPECT_THAT(transports, ElementsAre("raw sendto/recvfrom", "raw sendmmsg/recvmmsg",
+                                      "udpmsg unreliable", "udpmsg reliable"));
+}
+
+TEST(BenchRateTest, TextOutputNamesTheTarget) {
+  const Result r = RunCli({"bench", "rate", "--bench_messages", "2000"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("udpmsg unreliable >= 80% of raw sendto/recvfrom"));
+}
+
+TEST(BenchLatencyTest, PrintsOneRowPerTransportAndLoss) {
+  const Result r = RunCli({"bench", "latency", "--bench_rate", "500", "--bench_duration", "1s",
+                        "--bench_loss", "0,5%", "--format", "csv"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::vector<std::vector<std::string>> table = Csv(r.out);
+  ASSERT_EQ(table.size(), 8u) << r.out;
+  EXPECT_THAT(table[0], ElementsAre("transport", "loss", "sent", "answered", "p50 us", "p99 us",
+                                    "p99.9 us", "max us"));
+  std::vector<std::string> keys;
+  for (size_t i = 1; i < table.size(); ++i) {
+    const std::vector<std::string>& row = table[i];
+    ASSERT_EQ(row.size(), 8u) << absl::StrJoin(row, ",");
+    keys.push_back(row[0] + " " + row[1]);
+    const int64_t sent = Int(row[2]);
+    const int64_t answered = Int(row[3]);
+    EXPECT_EQ(sent, 500) << keys.back();
+    EXPECT_GT(answered, 0) << keys.back();
+    EXPECT_LE(answered, sent) << keys.back();
+    if (row[0] == "udpmsg reliable-ordered" || row[0] == "TCP_NODELAY") {
+      EXPECT_EQ(answered, sent) << keys.back() << ": a reliable transport answers every ping";
+    }
+    const double p50 = Positive(row[4]);
+    const double p99 = Positive(row[5]);
+    const double p999 = Positive(row[6]);
+    const double max = Positive(row[7]);
+    EXPECT_LE(p50, p99) << keys.back();
+    EXPECT_LE(p99, p999) << keys.back();
+    EXPECT_LE(p999, max) << keys.back();
+  }
+  EXPECT_THAT(keys, ElementsAre("raw UDP 0%", "udpmsg unreliable 0%",
+                                "udpmsg reliable-ordered 0%", "TCP_NODELAY 0%", "raw UDP 5%",
+                                "udpmsg unreliable 5%", "udpmsg reliable-ordered 5%"));
+}
+
+TEST(BenchUsageTest, BadUsageExitsTwo) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"bench", "nope"},
+           {"bench"},
+           {"bench", "rate", "extra"},
+           {"bench", "rate", "--bench_messages", "0"},
+           {"bench", "rate", "--cc", "cubic"},
+           {"bench", "latency", "--bench_loss", "0,150%"},
+           {"bench", "latency", "--bench_rate", "0"},
+           {"bench", "latency", "--bench_duration", "soon"},
+       }) {
+    const Result r = RunCli(args);
+    EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << ": " << r.err;
+    EXPECT_THAT(r.err, HasSubstr("udpmsg")) << absl::StrJoin(args, " ");
+  }
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
