@@ -78,33 +78,6 @@ constexpr uint64_t kSignalToken = 2;
 
 // ---- text ------------------------------------------------------------------
 
-// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is
-// not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).
-size_t Utf8Length(absl::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t length;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-  } else {
-    return 0;
-  }
-  if (i + length > s.size()) return 0;
-  for (size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-  }
-  const unsigned char second = byte(i + 1);
-  if (lead == 0xe0 && second < 0xa0) return 0;   // overlong
-  if (lead == 0xed && second >= 0xa0) return 0;  // surrogate
-  if (lead == 0xf0 && second < 0x90) return 0;   // overlong
-  if (lead == 0xf4 && second >= 0x90) return 0;  // above U+10FFFF
-  return length;
-}
 
 // `s` with every invalid UTF-8 byte replaced by U+FFFD (protobuf strings must
 // be valid UTF-8).
@@ -191,15 +164,6 @@ std::string Plural(size_t n, absl::string_view word) {
 
 // ---- shared setup ----------------------------------------------------------
 
-absl::StatusOr<absl::Duration> TimeoutFlag() {
-  absl::Duration d;
-  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &d) || d <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
-                     "\" is not a positive duration (e.g. 10s, 500ms)"));
-  }
-  return d;
-}
 
 // A silent peer is dropped after `timeout`; keepalives every quarter of it
 // keep a live but quiet connection well clear of that, even under loss.
@@ -1150,7 +1114,7 @@ int RunServe(const Args& args) {
   const int port = absl::GetFlag(FLAGS_port);
   if (port < 0) return UsageError(kCommand, "serve: --port is required");
   if (absl::Status s = CheckPort(port); !s.ok()) return UsageError(kCommand, s.message());
-  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
   const int max_members = absl::GetFlag(FLAGS_max_members);
   if (max_members < 1 || max_members > kMaxMembersLimit) {
@@ -1183,7 +1147,7 @@ int RunJoin(const Args& args) {
   const std::string nick = absl::GetFlag(FLAGS_nick);
   if (nick.empty()) return UsageError(kCommand, "join: --nick NAME is required");
   if (absl::Status s = CheckNick(nick); !s.ok()) return UsageError(kCommand, s.message());
-  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
   udp::AddressFamily family = udp::AddressFamily::kUnspecified;
   if (absl::GetFlag(FLAGS_ipv4)) family = udp::AddressFamily::kIpv4;

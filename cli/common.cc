@@ -5,8 +5,10 @@
 
 #include <cstdio>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/flags.h"
 
 namespace udpmsg::cli {
 
@@ -27,13 +29,10 @@ void PrintListening(const udp::SocketAddress& address) {
   std::fflush(stderr);
 }
 
-namespace {
-
-// Length of the valid UTF-8 sequence starting at `s[i]` (of at least two
-// bytes), or 0 when it is not one.
 size_t Utf8Length(absl::string_view s, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
   const unsigned char lead = byte(i);
+  if (lead < 0x80) return 1;
   size_t length;
   if (lead >= 0xc2 && lead <= 0xdf) {
     length = 2;
@@ -48,10 +47,23 @@ size_t Utf8Length(absl::string_view s, size_t i) {
   for (size_t k = 1; k < length; ++k) {
     if ((byte(i + k) & 0xc0) != 0x80) return 0;
   }
+  const unsigned char second = byte(i + 1);
+  if (lead == 0xe0 && second < 0xa0) return 0;   // overlong
+  if (lead == 0xed && second >= 0xa0) return 0;  // surrogate
+  if (lead == 0xf0 && second < 0x90) return 0;   // overlong
+  if (lead == 0xf4 && second >= 0x90) return 0;  // above U+10FFFF
   return length;
 }
 
-}  // namespace
+absl::StatusOr<absl::Duration> TimeoutFromFlag() {
+  absl::Duration d;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &d) || d <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
+                     "\" is not a positive duration (e.g. 10s, 500ms)"));
+  }
+  return d;
+}
 
 std::string Printable(absl::string_view payload) {
   std::string out;

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "udp/resolve.h"
 #include "udp/socket_address.h"
 
@@ -38,6 +39,13 @@ std::string Printable(absl::string_view payload);
 // with `port`.
 absl::StatusOr<std::vector<udp::SocketAddress>> BindAddresses(absl::string_view bind, int port,
                                                               udp::SocketType type);
+
+// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is
+// not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).
+size_t Utf8Length(absl::string_view s, size_t i);
+
+// The --timeout flag as a positive duration; INVALID_ARGUMENT quoting it.
+absl::StatusOr<absl::Duration> TimeoutFromFlag();
 
 // Checks a --port value (0..65535).
 absl::Status CheckPort(int port);

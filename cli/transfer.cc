@@ -52,15 +52,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
                       absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
-absl::StatusOr<absl::Duration> TimeoutFlag() {
-  absl::Duration d;
-  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &d) || d <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
-                     "\" is not a positive duration (e.g. 10s, 500ms)"));
-  }
-  return d;
-}
 
 absl::StatusOr<bool> ProgressWanted() {
   const std::string p = absl::GetFlag(FLAGS_progress);
@@ -429,7 +420,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
     return UsageError("send", "--reliable expects HOST:PORT, then --file FILE, messages or stdin");
   }
   if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("send", s.message());
-  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("send", timeout.status().message());
   absl::StatusOr<bool> progress = ProgressWanted();
   if (!progress.ok()) return UsageError("send", progress.status().message());
@@ -477,7 +468,7 @@ int RunRecv(const Args& args) {
   }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
-  absl::StatusOr<absl::Duration> timeout = TimeoutFlag();
+  absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
   if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("recv", s.message());
   if (out != "-") {
