@@ -25,6 +25,7 @@
 #include "proto/frames.h"
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
+#include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
 #include "udp/impairment.h"
 #include "udp/socket_address.h"
@@ -39,24 +40,6 @@ using reliable::EndpointOptions;
 using reliable::Event;
 using reliable::Outgoing;
 using ::testing::HasSubstr;
-
-const absl::Time kStart = absl::FromUnixSeconds(1'700'000'000);
-
-udp::SocketAddress Addr(absl::string_view text) { return *udp::SocketAddress::Parse(text); }
-
-EndpointOptions ServerOptions(uint64_t seed) {
-  EndpointOptions o;
-  o.accept_incoming = true;
-  o.seed = seed * 2 + 1;
-  o.cookie_secret = reliable::CookieJar::Secret{};
-  return o;
-}
-
-EndpointOptions ClientOptions(uint64_t seed) {
-  EndpointOptions o;
-  o.seed = seed * 2 + 2;
-  return o;
-}
 
 proto::Codec MakeCodec(size_t max_datagram = proto::kDefaultMaxDatagram,
                        uint64_t max_message_bytes = 16 << 20) {
@@ -379,61 +362,6 @@ TEST(EndpointTest, HelloWithBadCookieGetsFreshChallengeNotConnection) {
 // ---------------------------------------------------------------------------
 // Simulator helpers.
 
-udp::ImpairmentConfig Link(double loss = 0, double reorder = 0, double dup = 0) {
-  udp::ImpairmentConfig c;
-  c.delay = absl::Milliseconds(10);
-  c.jitter = absl::Milliseconds(2);
-  c.loss = loss;
-  c.reorder = reorder;
-  c.reorder_delay = absl::Milliseconds(15);
-  c.duplicate = dup;
-  return c;
-}
-
-// A server and a client joined by one path each way.
-class Pair {
- public:
-  Pair(uint64_t seed, const udp::ImpairmentConfig& link, const EndpointOptions& server_options,
-       const EndpointOptions& client_options)
-      : sim_(seed, kStart),
-        server_(kStart, Addr("10.0.0.1:4000"), server_options),
-        client_(kStart, Addr("10.0.0.2:5000"), client_options) {
-    EXPECT_TRUE(sim_.AddNode(server_.address(), &server_).ok());
-    EXPECT_TRUE(sim_.AddNode(client_.address(), &client_).ok());
-    EXPECT_TRUE(sim_.SetLink(server_.address(), client_.address(), link).ok());
-    EXPECT_TRUE(sim_.SetLink(client_.address(), server_.address(), link).ok());
-  }
-  Pair(uint64_t seed, const udp::ImpairmentConfig& link)
-      : Pair(seed, link, ServerOptions(seed), ClientOptions(seed)) {}
-
-  ConnectionId Connect() {
-    absl::StatusOr<ConnectionId> id = client_.endpoint().Connect(sim_.now(), server_.address());
-    EXPECT_TRUE(id.ok()) << id.status();
-    sim_.PollAll();
-    EXPECT_TRUE(sim_.RunUntil(
-        [&] {
-          return client_.Count(Event::Type::kConnected) == 1 &&
-                 server_.Count(Event::Type::kConnected) == 1;
-        },
-        sim_.now() + absl::Seconds(30)))
-        << "handshake did not complete";
-    return id.ok() ? *id : 0;
-  }
-  ConnectionId ServerConnection() const {
-    const Event* e = server_.Find(Event::Type::kConnected);
-    return e == nullptr ? 0 : e->connection;
-  }
-
-  sim::Simulator& sim() { return sim_; }
-  EndpointNode& server() { return server_; }
-  EndpointNode& client() { return client_; }
-
- private:
-  sim::Simulator sim_;
-  EndpointNode server_;
-  EndpointNode client_;
-};
-
 std::vector<std::string> Received(EndpointNode& node, ConnectionId id, uint32_t channel) {
   std::vector<std::string> out;
   for (const Event& e : node.events()) {
@@ -484,7 +412,7 @@ void ExchangeMessages(sim::Simulator& sim, EndpointNode& a, ConnectionId a_id, E
 TEST(EndpointTest, MalformedAndMisdirectedDatagramsChangeNothing) {
   const uint64_t seed = 31337;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
-  Pair net(seed, Link());
+  Pair net(seed, Lossy());
   const ConnectionId client_id = net.Connect();
   const ConnectionId server_id = net.ServerConnection();
   ASSERT_NE(server_id, 0u);
@@ -629,8 +557,8 @@ TEST(EndpointTest, ThirdClientOfAFullServerIsRefusedAndTheOthersKeepWorking) {
         kStart, Addr(absl::StrCat("10.0.1.", i + 1, ":5000")), ClientOptions(seed + i)));
     EndpointNode& c = *clients.back();
     ASSERT_TRUE(sim.AddNode(c.address(), &c).ok());
-    ASSERT_TRUE(sim.SetLink(c.address(), server.address(), Link()).ok());
-    ASSERT_TRUE(sim.SetLink(server.address(), c.address(), Link()).ok());
+    ASSERT_TRUE(sim.SetLink(c.address(), server.address(), Lossy()).ok());
+    ASSERT_TRUE(sim.SetLink(server.address(), c.address(), Lossy()).ok());
     absl::StatusOr<ConnectionId> id = c.endpoint().Connect(sim.now(), server.address());
     ASSERT_TRUE(id.ok()) << id.status();
     ids.push_back(*id);
@@ -745,7 +673,7 @@ void RunSlowReceiver(uint64_t seed, absl::Duration stall) {
   EndpointNode sender(kStart, Addr("10.0.0.2:5000"), sender_options);
   ASSERT_TRUE(sim.AddNode(receiver.address(), &receiver).ok());
   ASSERT_TRUE(sim.AddNode(sender.address(), &sender).ok());
-  udp::ImpairmentConfig link = Link();
+  udp::ImpairmentConfig link = Lossy();
   link.rate_bps = 100'000'000;
   link.queue_limit_bytes = 1 << 20;
   ASSERT_TRUE(sim.SetLink(receiver.address(), sender.address(), link).ok());
@@ -1023,7 +951,7 @@ void RunSmallBudgetTransfer(uint64_t seed, DeliveryMode mode) {
   constexpr int kMessages = 60;
   EndpointOptions server_options = ServerOptions(seed);
   server_options.connection.max_reassembly_bytes = 128 << 10;
-  udp::ImpairmentConfig link = Link(0.05, 0.05, 0.01);
+  udp::ImpairmentConfig link = Lossy(0.05, 0.05, 0.01);
   link.rate_bps = 100'000'000;
   link.queue_limit_bytes = 1 << 20;
   Pair net(seed, link, server_options, ClientOptions(seed));
@@ -1067,7 +995,7 @@ TEST(EndpointTest, TransfersCompleteWithAReassemblyBudgetBelowTheDataInFlight) {
 TEST(EndpointTest, CloseWithoutFlushDropsQueuedDataAndPeerSeesTheReason) {
   const uint64_t seed = 7;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
-  Pair net(seed, Link());
+  Pair net(seed, Lossy());
   const ConnectionId id = net.Connect();
   Endpoint& client = net.client().endpoint();
   for (int i = 0; i < 200; ++i) {
@@ -1187,8 +1115,8 @@ std::vector<std::string> RunSmallLossyScenario(uint64_t seed) {
   RecordingNode client_rec(&client, &log);
   EXPECT_TRUE(sim.AddNode(server.address(), &server_rec).ok());
   EXPECT_TRUE(sim.AddNode(client.address(), &client_rec).ok());
-  EXPECT_TRUE(sim.SetLink(server.address(), client.address(), Link(0.2, 0.1, 0.05)).ok());
-  EXPECT_TRUE(sim.SetLink(client.address(), server.address(), Link(0.2, 0.1, 0.05)).ok());
+  EXPECT_TRUE(sim.SetLink(server.address(), client.address(), Lossy(0.2, 0.1, 0.05)).ok());
+  EXPECT_TRUE(sim.SetLink(client.address(), server.address(), Lossy(0.2, 0.1, 0.05)).ok());
   absl::StatusOr<ConnectionId> id = client.endpoint().Connect(sim.now(), server.address());
   EXPECT_TRUE(id.ok());
   sim.PollAll();
