@@ -1,0 +1,342 @@
+#include "reliable/packet_protection.h"
+
+#include <fcntl.h>
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+
+namespace udpmsg::reliable {
+namespace {
+
+static_assert(crypto_kx_PUBLICKEYBYTES == kPublicKeyBytes);
+static_assert(crypto_kx_SECRETKEYBYTES == kPublicKeyBytes);
+static_assert(crypto_kx_SEEDBYTES == kKeySeedBytes);
+static_assert(crypto_kx_SESSIONKEYBYTES == kSessionKeyBytes);
+static_assert(crypto_aead_chacha20poly1305_ietf_ABYTES == kAeadTagBytes);
+static_assert(crypto_aead_chacha20poly1305_ietf_NPUBBYTES == kAeadNonceBytes);
+static_assert(crypto_aead_chacha20poly1305_ietf_KEYBYTES == 32);
+static_assert(crypto_kdf_KEYBYTES == kSessionKeyBytes);
+static_assert(kPskConfirmationBytes >= crypto_generichash_BYTES_MIN);
+static_assert(kReplayWindow % 64 == 0);
+
+constexpr char kKeyLabel[] = "udpmsg key v1";
+constexpr char kConfirmLabel[] = "udpmsg psk confirm v1";
+constexpr char kTranscriptLabel[] = "udpmsg hs v1";
+constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES + 1] = "udpmsgpp";
+constexpr size_t kMaxKeyFileBytes = 64 << 10;
+
+void EnsureSodium() {
+  if (sodium_init() < 0) std::abort();  // no usable randomness: nothing is safe
+}
+
+const uint8_t* Bytes(absl::string_view s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+
+void PutBigEndian64(uint64_t v, uint8_t* out) {
+  for (int i = 7; i >= 0; --i) {
+    out[i] = static_cast<uint8_t>(v);
+    v >>= 8;
+  }
+}
+
+// BLAKE2b-256(key = psk or none, kKeyLabel || key || transcript), in place.
+void BindKey(std::array<uint8_t, kSessionKeyBytes>* key, absl::string_view transcript,
+             const std::optional<Psk>& psk) {
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, psk.has_value() ? psk->bytes.data() : nullptr,
+                          psk.has_value() ? psk->bytes.size() : 0, key->size());
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kKeyLabel),
+                            sizeof(kKeyLabel) - 1);
+  crypto_generichash_update(&state, key->data(), key->size());
+  crypto_generichash_update(&state, Bytes(transcript), transcript.size());
+  crypto_generichash_final(&state, key->data(), key->size());
+  sodium_memzero(&state, sizeof(state));
+}
+
+std::string ErrnoText(int err) { return std::strerror(err); }
+
+}  // namespace
+
+// ---------------------------------------------------------------- KeyPair
+
+KeyPair KeyPair::Generate() {
+  EnsureSodium();
+  KeyPair pair;
+  crypto_kx_keypair(pair.public_.data(), pair.secret_.data());
+  return pair;
+}
+
+KeyPair KeyPair::FromSeed(const Seed& seed) {
+  EnsureSodium();
+  KeyPair pair;
+  crypto_kx_seed_keypair(pair.public_.data(), pair.secret_.data(), seed.data());
+  return pair;
+}
+
+KeyPair::~KeyPair() { sodium_memzero(secret_.data(), secret_.size()); }
+
+absl::string_view KeyPair::public_key() const {
+  return absl::string_view(reinterpret_cast<const char*>(public_.data()), public_.size());
+}
+
+Psk::~Psk() { sodium_memzero(bytes.data(), bytes.size()); }
+
+SessionKeys::~SessionKeys() {
+  sodium_memzero(rx.data(), rx.size());
+  sodium_memzero(tx.data(), tx.size());
+}
+
+// ---------------------------------------------------------- key schedule
+
+std::string HandshakeTranscript(absl::string_view client_public,
+                                absl::string_view server_public, uint64_t client_connection_id,
+                                uint64_t server_connection_id, absl::string_view extra) {
+  uint8_t ids[16];
+  PutBigEndian64(client_connection_id, ids);
+  PutBigEndian64(server_connection_id, ids + 8);
+  return absl::StrCat(kTranscriptLabel, client_public, server_public,
+                      absl::string_view(reinterpret_cast<const char*>(ids), sizeof(ids)), extra);
+}
+
+absl::StatusOr<SessionKeys> DeriveSessionKeys(Role role, const KeyPair& mine,
+                                              absl::string_view peer_public,
+                                              absl::string_view transcript,
+                                              const std::optional<Psk>& psk) {
+  EnsureSodium();
+  if (peer_public.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("peer public key of ", peer_public.size(),
+                                                   " bytes (expected ", kPublicKeyBytes, ")"));
+  }
+  SessionKeys keys;
+  const auto* my_public = Bytes(mine.public_key());
+  const int rc =
+      role == Role::kClient
+          ? crypto_kx_client_session_keys(keys.rx.data(), keys.tx.data(), my_public,
+                                          mine.secret_key_data(), Bytes(peer_public))
+          : crypto_kx_server_session_keys(keys.rx.data(), keys.tx.data(), my_public,
+                                          mine.secret_key_data(), Bytes(peer_public));
+  if (rc != 0) {
+    return absl::InvalidArgumentError("key exchange failed: invalid peer public key");
+  }
+  BindKey(&keys.rx, transcript, psk);
+  BindKey(&keys.tx, transcript, psk);
+  return keys;
+}
+
+std::string PskConfirmation(const Psk& psk, absl::string_view transcript, Role role) {
+  EnsureSodium();
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, psk.bytes.data(), psk.bytes.size(), kPskConfirmationBytes);
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kConfirmLabel),
+                            sizeof(kConfirmLabel) - 1);
+  const uint8_t role_byte = role == Role::kClient ? 0 : 1;
+  crypto_generichash_update(&state, &role_byte, 1);
+  crypto_generichash_update(&state, Bytes(transcript), transcript.size());
+  std::string mac(kPskConfirmationBytes, '\0');
+  crypto_generichash_final(&state, reinterpret_cast<uint8_t*>(mac.data()), mac.size());
+  sodium_memzero(&state, sizeof(state));
+  return mac;
+}
+
+bool VerifyPskConfirmation(const Psk& psk, absl::string_view transcript, Role role,
+                           absl::string_view confirmation) {
+  if (confirmation.size() != kPskConfirmationBytes) return false;
+  const std::string expected = PskConfirmation(psk, transcript, role);
+  return sodium_memcmp(expected.data(), confirmation.data(), kPskConfirmationBytes) == 0;
+}
+
+// -------------------------------------------------------- PacketProtector
+
+PacketProtector::PacketProtector(const SessionKeys& keys) {
+  EnsureSodium();
+  Expand(keys.tx, &tx_);
+  Expand(keys.rx, &rx_);
+}
+
+PacketProtector::~PacketProtector() {
+  sodium_memzero(&tx_, sizeof(tx_));
+  sodium_memzero(&rx_, sizeof(rx_));
+}
+
+void PacketProtector::Expand(const std::array<uint8_t, kSessionKeyBytes>& session_key,
+                             Direction* out) {
+  crypto_kdf_derive_from_key(out->key.data(), out->key.size(), 1, kKdfContext,
+                             session_key.data());
+  uint8_t iv[16];
+  crypto_kdf_derive_from_key(iv, sizeof(iv), 2, kKdfContext, session_key.data());
+  std::memcpy(out->iv.data(), iv, out->iv.size());
+  sodium_memzero(iv, sizeof(iv));
+}
+
+std::array<uint8_t, kAeadNonceBytes> PacketProtector::Nonce(const Direction& d,
+                                                            uint64_t packet_number) const {
+  std::array<uint8_t, kAeadNonceBytes> nonce = d.iv;
+  uint8_t pn[8];
+  PutBigEndian64(packet_number, pn);
+  for (size_t i = 0; i < 8; ++i) nonce[kAeadNonceBytes - 8 + i] ^= pn[i];
+  return nonce;
+}
+
+absl::StatusOr<std::string> PacketProtector::Seal(uint64_t packet_number,
+                                                  absl::string_view header,
+                                                  absl::string_view plaintext) {
+  if (packet_number >= kMaxProtectedPacketNumber) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("packet ", packet_number, " beyond the packet number limit"));
+  }
+  if (largest_sealed_.has_value() && packet_number <= *largest_sealed_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "packet ", packet_number, " not above the largest sealed ", *largest_sealed_,
+        " (a nonce is never reused)"));
+  }
+  const std::array<uint8_t, kAeadNonceBytes> nonce = Nonce(tx_, packet_number);
+  std::string out(plaintext.size() + kAeadTagBytes, '\0');
+  unsigned long long out_len = 0;  // NOLINT(runtime/int): libsodium's type
+  crypto_aead_chacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(out.data()), &out_len,
+                                            Bytes(plaintext), plaintext.size(), Bytes(header),
+                                            header.size(), nullptr, nonce.data(),
+                                            tx_.key.data());
+  out.resize(static_cast<size_t>(out_len));
+  largest_sealed_ = packet_number;
+  return out;
+}
+
+bool PacketProtector::Seen(uint64_t packet_number) const {
+  if (!largest_opened_.has_value() || packet_number > *largest_opened_) return false;
+  if (*largest_opened_ - packet_number >= kReplayWindow) return true;  // forgotten
+  const uint64_t bit = packet_number % kReplayWindow;
+  return (window_[bit / 64] >> (bit % 64)) & 1;
+}
+
+void PacketProtector::MarkSeen(uint64_t packet_number) {
+  if (!largest_opened_.has_value() || packet_number > *largest_opened_) {
+    if (!largest_opened_.has_value() || packet_number - *largest_opened_ >= kReplayWindow) {
+      window_.fill(0);
+    } else {
+      // Forget the numbers the window slides over (they alias the new ones).
+      for (uint64_t n = *largest_opened_ + 1; n < packet_number; ++n) {
+        const uint64_t bit = n % kReplayWindow;
+        window_[bit / 64] &= ~(uint64_t{1} << (bit % 64));
+      }
+    }
+    largest_opened_ = packet_number;
+  }
+  const uint64_t bit = packet_number % kReplayWindow;
+  window_[bit / 64] |= uint64_t{1} << (bit % 64);
+}
+
+absl::StatusOr<std::string> PacketProtector::Open(uint64_t packet_number,
+                                                  absl::string_view header,
+                                                  absl::string_view ciphertext) {
+  if (packet_number >= kMaxProtectedPacketNumber) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("packet ", packet_number, " beyond the packet number limit"));
+  }
+  if (largest_opened_.has_value() && packet_number <= *largest_opened_) {
+    if (*largest_opened_ - packet_number >= kReplayWindow) {
+      return absl::InvalidArgumentError(absl::StrCat("packet ", packet_number, " too old"));
+    }
+    if (Seen(packet_number)) {
+      return absl::InvalidArgumentError(absl::StrCat("replayed packet ", packet_number));
+    }
+  }
+  if (ciphertext.size() < kAeadTagBytes) {
+    return absl::InvalidArgumentError("authentication failed (shorter than a tag)");
+  }
+  const std::array<uint8_t, kAeadNonceBytes> nonce = Nonce(rx_, packet_number);
+  std::string plain(ciphertext.size() - kAeadTagBytes, '\0');
+  unsigned long long plain_len = 0;  // NOLINT(runtime/int): libsodium's type
+  if (crypto_aead_chacha20poly1305_ietf_decrypt(
+          reinterpret_cast<uint8_t*>(plain.data()), &plain_len, nullptr, Bytes(ciphertext),
+          ciphertext.size(), Bytes(header), header.size(), nonce.data(), rx_.key.data()) != 0) {
+    return absl::InvalidArgumentError("authentication failed");
+  }
+  plain.resize(static_cast<size_t>(plain_len));
+  MarkSeen(packet_number);  // only now: the packet is genuine
+  return plain;
+}
+
+// -------------------------------------------------------------- key files
+
+absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
+  EnsureSodium();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    const int err = errno;
+    const std::string message = absl::StrCat("key file ", path, ": ", ErrnoText(err));
+    if (err == ENOENT) return absl::NotFoundError(message);
+    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
+    return absl::InvalidArgumentError(message);
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("key file ", path, ": ", ErrnoText(err)));
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat("key file ", path, " is a directory"));
+  }
+  std::string contents;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ::close(fd);
+      sodium_memzero(buffer, sizeof(buffer));
+      return absl::InvalidArgumentError(
+          absl::StrCat("key file ", path, ": read failed: ", ErrnoText(err)));
+    }
+    if (n == 0) break;
+    contents.append(buffer, static_cast<size_t>(n));
+    if (contents.size() > kMaxKeyFileBytes) {
+      ::close(fd);
+      sodium_memzero(buffer, sizeof(buffer));
+      sodium_memzero(contents.data(), contents.size());
+      return absl::InvalidArgumentError(
+          absl::StrCat("key file ", path, " is over ", kMaxKeyFileBytes, " bytes"));
+    }
+  }
+  ::close(fd);
+  sodium_memzero(buffer, sizeof(buffer));
+
+  const absl::string_view text = absl::StripAsciiWhitespace(contents);
+  if (text.empty()) {
+    sodium_memzero(contents.data(), contents.size());
+    return absl::InvalidArgumentError(absl::StrCat("key file ", path, " is empty"));
+  }
+  Psk psk;
+  size_t decoded = 0;
+  const bool is_hex = text.size() == 2 * kPskBytes &&
+                      sodium_hex2bin(psk.bytes.data(), psk.bytes.size(), text.data(), text.size(),
+                                     nullptr, &decoded, nullptr) == 0 &&
+                      decoded == kPskBytes;
+  if (!is_hex) {
+    crypto_generichash(psk.bytes.data(), psk.bytes.size(), Bytes(text), text.size(), nullptr, 0);
+  }
+  sodium_memzero(contents.data(), contents.size());
+  return psk;
+}
+
+std::string GenerateKeyFileContents() {
+  EnsureSodium();
+  uint8_t key[kPskBytes];
+  randombytes_buf(key, sizeof(key));
+  char hex[2 * kPskBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), key, sizeof(key));
+  std::string out = absl::StrCat(absl::string_view(hex, 2 * kPskBytes), "\n");
+  sodium_memzero(key, sizeof(key));
+  sodium_memzero(hex, sizeof(hex));
+  return out;
+}
+
+}  // namespace udpmsg::reliable

@@ -1,0 +1,248 @@
+// Packet protection: optional authenticated encryption of udpmsg datagrams
+// (libsodium), the building block a codec/endpoint change wires in.
+//
+// Pieces, in the order a connection uses them:
+//
+//   1. KeyPair: an ephemeral X25519 key pair per connection attempt
+//      (crypto_kx). Hello carries the client's public key, Accept the
+//      server's.
+//   2. HandshakeTranscript + DeriveSessionKeys: crypto_kx session keys (one
+//      per direction), each then bound to the handshake transcript (both
+//      public keys, both connection ids) and, for a chat room, to the room's
+//      pre-shared key:
+//          key' = BLAKE2b-256(key = psk (or no key), "udpmsg key v1" || key
+//                             || transcript)
+//      Without a PSK this is opportunistic encryption: it stops passive
+//      eavesdroppers, not an active man in the middle. With a PSK, someone
+//      without the key can neither read nor inject, nor complete a handshake.
+//   3. PskConfirmation / VerifyPskConfirmation: the server puts
+//      PskConfirmation(psk, transcript, Role::kServer) in its Accept; the
+//      client checks it with VerifyPskConfirmation(psk, transcript,
+//      Role::kServer, received) before sending anything sealed, and on false
+//      reports "wrong room key" and closes (instead of timing out in
+//      silence). The server learns that the client holds the key when the
+//      client's first sealed packet opens; a packet that does not open is
+//      dropped (counted), never answered.
+//   4. PacketProtector: ChaCha20-Poly1305 (IETF) on every datagram after the
+//      handshake, with the clear header as associated data, nonces made from
+//      packet numbers, and a 1024-packet replay window.
+//   5. ReadKeyFile / GenerateKeyFileContents: the `--key-file` format.
+//
+// Usage:
+//   KeyPair mine = KeyPair::Generate();
+//   ... Hello/Accept exchange public keys and connection ids ...
+//   std::string transcript = HandshakeTranscript(client_pk, server_pk,
+//                                                client_cid, server_cid);
+//   absl::StatusOr<SessionKeys> keys =
+//       DeriveSessionKeys(Role::kClient, mine, server_pk, transcript, psk);
+//   PacketProtector protector(*keys);
+//   absl::StatusOr<std::string> sealed = protector.Seal(pn, header, payload);
+//   datagram = header + *sealed;
+//   ...
+//   absl::StatusOr<std::string> plain = protector.Open(pn, header, sealed);
+//
+// Wire overhead of a sealed packet: kAeadTagBytes (16) bytes. The nonce is
+// not sent: both sides compute it from the packet number, which the caller
+// already carries in the clear header.
+//
+// Threading/ownership: free functions are thread-safe. KeyPair, Psk and
+// SessionKeys are values that wipe their secrets on destruction. A
+// PacketProtector is not thread-safe (one thread drives a connection), owns
+// copies of its keys, and can be neither copied nor moved (a copy could seal
+// the same packet number twice); hold it in a std::optional or unique_ptr.
+#ifndef UDPMSG_RELIABLE_PACKET_PROTECTION_H_
+#define UDPMSG_RELIABLE_PACKET_PROTECTION_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace udpmsg::reliable {
+
+inline constexpr size_t kPublicKeyBytes = 32;    // X25519 public key
+inline constexpr size_t kKeySeedBytes = 32;      // crypto_kx_SEEDBYTES
+inline constexpr size_t kSessionKeyBytes = 32;   // one direction's key
+inline constexpr size_t kPskBytes = 32;          // a room key
+inline constexpr size_t kPskConfirmationBytes = 16;
+inline constexpr size_t kAeadTagBytes = 16;      // Poly1305 tag
+inline constexpr size_t kAeadNonceBytes = 12;    // IETF ChaCha20-Poly1305
+// Per-packet bytes Seal adds to the plaintext.
+inline constexpr size_t kSealOverheadBytes = kAeadTagBytes;
+// Packet numbers the replay window remembers below the largest opened one.
+inline constexpr uint64_t kReplayWindow = 1024;
+// Seal and Open refuse packet numbers at or above this (QUIC's 2^62, the
+// same bound as proto::kMaxSequenceNumber).
+inline constexpr uint64_t kMaxProtectedPacketNumber = uint64_t{1} << 62;
+
+// Which side of the handshake we are.
+enum class Role { kClient, kServer };
+
+// An ephemeral X25519 key pair (crypto_kx). Copyable value; the secret half
+// is wiped on destruction.
+class KeyPair final {
+ public:
+  using Seed = std::array<uint8_t, kKeySeedBytes>;
+
+  // Fresh random key pair (libsodium's CSPRNG).
+  static KeyPair Generate();
+  // The key pair crypto_kx_seed_keypair derives from `seed`: for
+  // deterministic tests only.
+  static KeyPair FromSeed(const Seed& seed);
+
+  KeyPair(const KeyPair&) = default;
+  KeyPair& operator=(const KeyPair&) = default;
+  ~KeyPair();
+
+  // kPublicKeyBytes bytes, to send to the peer.
+  absl::string_view public_key() const;
+  const uint8_t* secret_key_data() const { return secret_.data(); }
+
+ private:
+  KeyPair() = default;
+
+  std::array<uint8_t, kPublicKeyBytes> public_{};
+  std::array<uint8_t, kPublicKeyBytes> secret_{};
+};
+
+// A room's pre-shared key. Wiped on destruction.
+struct Psk {
+  std::array<uint8_t, kPskBytes> bytes{};
+
+  Psk() = default;
+  Psk(const Psk&) = default;
+  Psk& operator=(const Psk&) = default;
+  ~Psk();
+};
+
+// The two directional keys of one connection, after transcript/PSK binding:
+// `tx` seals what we send, `rx` opens what we receive. The client's tx equals
+// the server's rx and vice versa. Wiped on destruction.
+struct SessionKeys {
+  std::array<uint8_t, kSessionKeyBytes> rx{};
+  std::array<uint8_t, kSessionKeyBytes> tx{};
+
+  SessionKeys() = default;
+  SessionKeys(const SessionKeys&) = default;
+  SessionKeys& operator=(const SessionKeys&) = default;
+  ~SessionKeys();
+};
+
+// The canonical handshake transcript both sides pass to DeriveSessionKeys and
+// PskConfirmation: "udpmsg hs v1" || client_public (32) || server_public (32)
+// || client_connection_id (8, big-endian) || server_connection_id (8,
+// big-endian) || extra. `extra` is for handshake parameters that travel in
+// clear and must not be tampered with (e.g. the Accept's encoded limits);
+// both sides must pass the same bytes.
+std::string HandshakeTranscript(absl::string_view client_public,
+                                absl::string_view server_public, uint64_t client_connection_id,
+                                uint64_t server_connection_id, absl::string_view extra = "");
+
+// Derives this side's SessionKeys from our key pair, the peer's public key,
+// the transcript and, for a room, the PSK (see the file comment).
+// INVALID_ARGUMENT: `peer_public` is not kPublicKeyBytes long, or the key
+//   exchange fails (a low-order point such as all zeros: no shared secret).
+absl::StatusOr<SessionKeys> DeriveSessionKeys(Role role, const KeyPair& mine,
+                                              absl::string_view peer_public,
+                                              absl::string_view transcript,
+                                              const std::optional<Psk>& psk);
+
+// A kPskConfirmationBytes MAC proving that `role`'s side holds `psk` for this
+// transcript: BLAKE2b-128(key = psk, "udpmsg psk confirm v1" || role byte
+// (0 client, 1 server) || transcript). It reveals nothing about the key
+// beyond what the sealed packets already do (see ReadKeyFile about
+// passphrases). Use: the server sends PskConfirmation(psk, transcript,
+// Role::kServer) in Accept; the client verifies it as below and, on false,
+// fails the connect with "wrong room key".
+std::string PskConfirmation(const Psk& psk, absl::string_view transcript, Role role);
+
+// True when `confirmation` equals PskConfirmation(psk, transcript, role).
+// Constant time in the contents (sodium_memcmp); false for a wrong length.
+bool VerifyPskConfirmation(const Psk& psk, absl::string_view transcript, Role role,
+                           absl::string_view confirmation);
+
+// Seals and opens the packets of one connection, both directions.
+//
+// AEAD: crypto_aead_chacha20poly1305_ietf. Each direction's session key is
+// expanded with crypto_kdf (context "udpmsgpp") into a 32-byte AEAD key
+// (subkey 1) and a 12-byte IV (first 12 bytes of subkey 2). The nonce of
+// packet number N is the IV with its last 8 bytes XORed with N big-endian
+// (QUIC's construction): the first 4 IV bytes are fixed, the rest never
+// repeat because a packet number is sealed at most once. The associated data
+// is `header`: the clear bytes the caller puts before the ciphertext
+// (version, connection id, packet number), so tampering with them fails
+// authentication too.
+class PacketProtector final {
+ public:
+  explicit PacketProtector(const SessionKeys& keys);
+  ~PacketProtector();
+  PacketProtector(const PacketProtector&) = delete;
+  PacketProtector& operator=(const PacketProtector&) = delete;
+
+  // Returns ciphertext || 16-byte tag (plaintext.size() + kSealOverheadBytes
+  // bytes); the caller sends header || result.
+  // FAILED_PRECONDITION: packet_number >= kMaxProtectedPacketNumber, or not
+  //   greater than every number sealed before (packet numbers only grow, so
+  //   this refuses reusing a nonce). Nothing is sealed then.
+  absl::StatusOr<std::string> Seal(uint64_t packet_number, absl::string_view header,
+                                   absl::string_view plaintext);
+
+  // Authenticates and decrypts what Seal produced. INVALID_ARGUMENT:
+  //   "packet N beyond the packet number limit" (N >= 2^62),
+  //   "packet N too old" (more than kReplayWindow - 1 below the largest
+  //     opened number), "replayed packet N" (already opened),
+  //   "authentication failed" (wrong key, wrong header or packet number, any
+  //     flipped bit, or shorter than a tag).
+  // The replay window advances only after the tag verifies: a rejected
+  // packet changes nothing. Never crashes on any input.
+  absl::StatusOr<std::string> Open(uint64_t packet_number, absl::string_view header,
+                                   absl::string_view ciphertext);
+
+  // Largest packet number opened so far, if any.
+  std::optional<uint64_t> largest_opened() const { return largest_opened_; }
+  // Largest packet number sealed so far, if any.
+  std::optional<uint64_t> largest_sealed() const { return largest_sealed_; }
+
+ private:
+  struct Direction {
+    std::array<uint8_t, 32> key{};
+    std::array<uint8_t, kAeadNonceBytes> iv{};
+  };
+  static void Expand(const std::array<uint8_t, kSessionKeyBytes>& session_key, Direction* out);
+  std::array<uint8_t, kAeadNonceBytes> Nonce(const Direction& d, uint64_t packet_number) const;
+  bool Seen(uint64_t packet_number) const;
+  void MarkSeen(uint64_t packet_number);
+
+  Direction tx_;
+  Direction rx_;
+  std::optional<uint64_t> largest_sealed_;
+  std::optional<uint64_t> largest_opened_;
+  // Bit (n % kReplayWindow) is set when n was opened, for n in
+  // (largest_opened_ - kReplayWindow, largest_opened_].
+  std::array<uint64_t, kReplayWindow / 64> window_{};
+};
+
+// Reads a `--key-file`. After removing leading and trailing ASCII whitespace,
+// the contents are either
+//   - exactly 64 hex digits (either case): the 32 key bytes themselves, as
+//     GenerateKeyFileContents writes; or
+//   - any other text (a passphrase): the key is BLAKE2b-256 of that text
+//     (crypto_generichash, no key, 32-byte output).
+// A passphrase can be guessed offline by anyone who records a handshake;
+// prefer generated keys.
+// NOT_FOUND: no such file. PERMISSION_DENIED: not readable.
+// INVALID_ARGUMENT: a directory, empty (or only whitespace), over 64 KiB.
+// Every message names the path.
+absl::StatusOr<Psk> ReadKeyFile(const std::string& path);
+
+// 32 random bytes as 64 lowercase hex digits and a newline.
+std::string GenerateKeyFileContents();
+
+}  // namespace udpmsg::reliable
+
+#endif  // UDPMSG_RELIABLE_PACKET_PROTECTION_H_

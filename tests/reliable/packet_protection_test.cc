@@ -1,0 +1,474 @@
+#include "reliable/packet_protection.h"
+
+#include <sodium.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace udpmsg::reliable {
+namespace {
+
+using ::testing::HasSubstr;
+
+KeyPair::Seed SeedOf(uint8_t tag) {
+  KeyPair::Seed seed{};
+  for (size_t i = 0; i < seed.size(); ++i) seed[i] = static_cast<uint8_t>(tag + 7 * i);
+  return seed;
+}
+
+Psk PskOf(uint8_t tag) {
+  Psk psk;
+  for (size_t i = 0; i < psk.bytes.size(); ++i) psk.bytes[i] = static_cast<uint8_t>(tag ^ i);
+  return psk;
+}
+
+// A header as the codec would prepend it: version, connection id, packet
+// number (the exact layout does not matter to the protector).
+std::string Header(uint64_t pn) { return absl::StrCat("\x02", "CID12345", pn, "|"); }
+
+struct Sides {
+  SessionKeys client;
+  SessionKeys server;
+};
+
+constexpr uint64_t kClientCid = 0x1111222233334444;
+constexpr uint64_t kServerCid = 0x5555666677778888;
+
+Sides Derive(const std::optional<Psk>& client_psk, const std::optional<Psk>& server_psk) {
+  const KeyPair client = KeyPair::FromSeed(SeedOf(1));
+  const KeyPair server = KeyPair::FromSeed(SeedOf(2));
+  const std::string transcript = HandshakeTranscript(client.public_key(), server.public_key(),
+                                                     kClientCid, kServerCid);
+  absl::StatusOr<SessionKeys> c =
+      DeriveSessionKeys(Role::kClient, client, server.public_key(), transcript, client_psk);
+  absl::StatusOr<SessionKeys> s =
+      DeriveSessionKeys(Role::kServer, server, client.public_key(), transcript, server_psk);
+  EXPECT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(s.ok()) << s.status();
+  return Sides{*c, *s};
+}
+
+TEST(KeyPairTest, SeededPairsAreDeterministicAndDistinct) {
+  EXPECT_EQ(KeyPair::FromSeed(SeedOf(1)).public_key(), KeyPair::FromSeed(SeedOf(1)).public_key());
+  EXPECT_NE(KeyPair::FromSeed(SeedOf(1)).public_key(), KeyPair::FromSeed(SeedOf(2)).public_key());
+  EXPECT_EQ(KeyPair::FromSeed(SeedOf(1)).public_key().size(), kPublicKeyBytes);
+  EXPECT_NE(KeyPair::Generate().public_key(), KeyPair::Generate().public_key());
+}
+
+TEST(DeriveSessionKeysTest, BothSidesAgreeWithoutPsk) {
+  const Sides sides = Derive(std::nullopt, std::nullopt);
+  EXPECT_EQ(sides.client.tx, sides.server.rx);
+  EXPECT_EQ(sides.client.rx, sides.server.tx);
+  EXPECT_NE(sides.client.tx, sides.client.rx);
+}
+
+TEST(DeriveSessionKeysTest, BothSidesAgreeWithPskAndPskChangesTheKeys) {
+  const Sides with = Derive(PskOf(9), PskOf(9));
+  EXPECT_EQ(with.client.tx, with.server.rx);
+  EXPECT_EQ(with.client.rx, with.server.tx);
+  const Sides without = Derive(std::nullopt, std::nullopt);
+  EXPECT_NE(with.client.tx, without.client.tx);
+  EXPECT_NE(with.client.rx, without.client.rx);
+}
+
+TEST(DeriveSessionKeysTest, DifferentPsksCannotTalk) {
+  const Sides sides = Derive(PskOf(9), PskOf(10));
+  EXPECT_NE(sides.client.tx, sides.server.rx);
+  EXPECT_NE(sides.client.rx, sides.server.tx);
+  PacketProtector client(sides.client);
+  PacketProtector server(sides.server);
+  absl::StatusOr<std::string> sealed = client.Seal(0, Header(0), "hello room");
+  ASSERT_TRUE(sealed.ok());
+  absl::StatusOr<std::string> opened = server.Open(0, Header(0), *sealed);
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(opened.status().message(), HasSubstr("authentication failed"));
+  EXPECT_FALSE(server.largest_opened().has_value());
+}
+
+TEST(DeriveSessionKeysTest, PskOnOneSideOnlyCannotTalk) {
+  const Sides sides = Derive(PskOf(9), std::nullopt);
+  EXPECT_NE(sides.client.tx, sides.server.rx);
+}
+
+TEST(DeriveSessionKeysTest, TranscriptMismatchGivesDifferentKeys) {
+  const KeyPair client = KeyPair::FromSeed(SeedOf(1));
+  const KeyPair server = KeyPair::FromSeed(SeedOf(2));
+  const std::string t1 =
+      HandshakeTranscript(client.public_key(), server.public_key(), kClientCid, kServerCid);
+  const std::string t2 =
+      HandshakeTranscript(client.public_key(), server.public_key(), kClientCid, kServerCid + 1);
+  const std::string t3 = HandshakeTranscript(client.public_key(), server.public_key(),
+                                             kClientCid, kServerCid, "max_datagram=1200");
+  EXPECT_NE(t1, t2);
+  EXPECT_NE(t1, t3);
+  absl::StatusOr<SessionKeys> c =
+      DeriveSessionKeys(Role::kClient, client, server.public_key(), t1, std::nullopt);
+  for (const std::string& other : {t2, t3}) {
+    absl::StatusOr<SessionKeys> s =
+        DeriveSessionKeys(Role::kServer, server, client.public_key(), other, std::nullopt);
+    ASSERT_TRUE(c.ok() && s.ok());
+    EXPECT_NE(c->tx, s->rx);
+    EXPECT_NE(c->rx, s->tx);
+  }
+}
+
+TEST(DeriveSessionKeysTest, BadPeerPublicKeysAreRejected) {
+  const KeyPair mine = KeyPair::FromSeed(SeedOf(1));
+  for (size_t length : {0, 1, 31, 33, 64}) {
+    absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(
+        Role::kClient, mine, std::string(length, '\x09'), "t", std::nullopt);
+    EXPECT_EQ(keys.status().code(), absl::StatusCode::kInvalidArgument) << length;
+    EXPECT_THAT(keys.status().message(), HasSubstr("public key")) << length;
+  }
+  // Low-order points: no shared secret (crypto_scalarmult gives all zeros).
+  std::string zero(kPublicKeyBytes, '\0');
+  std::string one = zero;
+  one[0] = 1;
+  for (const std::string& bad : {zero, one}) {
+    for (Role role : {Role::kClient, Role::kServer}) {
+      absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(role, mine, bad, "t", PskOf(1));
+      EXPECT_EQ(keys.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(keys.status().message(), HasSubstr("key exchange failed"));
+    }
+  }
+}
+
+TEST(PskConfirmationTest, VerifiesOnlyWithTheSameKeyTranscriptAndRole) {
+  const std::string transcript = "transcript bytes";
+  const std::string mac = PskConfirmation(PskOf(3), transcript, Role::kServer);
+  EXPECT_EQ(mac.size(), kPskConfirmationBytes);
+  EXPECT_EQ(mac, PskConfirmation(PskOf(3), transcript, Role::kServer));
+  EXPECT_TRUE(VerifyPskConfirmation(PskOf(3), transcript, Role::kServer, mac));
+  EXPECT_FALSE(VerifyPskConfirmation(PskOf(4), transcript, Role::kServer, mac));
+  EXPECT_FALSE(VerifyPskConfirmation(PskOf(3), "transcript bytez", Role::kServer, mac));
+  EXPECT_FALSE(VerifyPskConfirmation(PskOf(3), transcript, Role::kClient, mac));
+  EXPECT_FALSE(VerifyPskConfirmation(PskOf(3), transcript, Role::kServer, mac.substr(1)));
+  EXPECT_FALSE(VerifyPskConfirmation(PskOf(3), transcript, Role::kServer, ""));
+  for (size_t bit = 0; bit < mac.size() * 8; ++bit) {
+    std::string bad = mac;
+    bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    EXPECT_FALSE(VerifyPskConfirmation(PskOf(3), transcript, Role::kServer, bad)) << bit;
+  }
+}
+
+class PacketProtectorTest : public ::testing::Test {
+ protected:
+  PacketProtectorTest() : sides_(Derive(PskOf(5), PskOf(5))) {
+    client_.emplace(sides_.client);
+    server_.emplace(sides_.server);
+  }
+
+  std::string Seal(uint64_t pn, absl::string_view plain) {
+    absl::StatusOr<std::string> sealed = client_->Seal(pn, Header(pn), plain);
+    EXPECT_TRUE(sealed.ok()) << sealed.status();
+    return sealed.ok() ? *sealed : "";
+  }
+
+  Sides sides_;
+  std::optional<PacketProtector> client_;
+  std::optional<PacketProtector> server_;
+};
+
+TEST_F(PacketProtectorTest, RoundTripAddsExactlyTheTag) {
+  for (const std::string& plain : {std::string(), std::string("x"), std::string(1150, 'p')}) {
+    const uint64_t pn = client_->largest_sealed().has_value() ? *client_->largest_sealed() + 1 : 0;
+    const std::string sealed = Seal(pn, plain);
+    EXPECT_EQ(sealed.size(), plain.size() + kSealOverheadBytes);
+    if (!plain.empty()) {
+      EXPECT_EQ(sealed.find(plain), std::string::npos);
+    }
+    absl::StatusOr<std::string> opened = server_->Open(pn, Header(pn), sealed);
+    ASSERT_TRUE(opened.ok()) << opened.status();
+    EXPECT_EQ(*opened, plain);
+  }
+}
+
+TEST_F(PacketProtectorTest, BothDirectionsWork) {
+  absl::StatusOr<std::string> sealed = server_->Seal(7, Header(7), "from server");
+  ASSERT_TRUE(sealed.ok());
+  absl::StatusOr<std::string> opened = client_->Open(7, Header(7), *sealed);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, "from server");
+  // A packet reflected back to its sender does not open (directional keys).
+  EXPECT_THAT(server_->Open(7, Header(7), *sealed).status().message(),
+              HasSubstr("authentication failed"));
+}
+
+TEST_F(PacketProtectorTest, ManyPacketsOutOfOrderWithinTheWindow) {
+  constexpr uint64_t kPackets = 20000;
+  std::vector<std::string> sealed;
+  for (uint64_t pn = 0; pn < kPackets; ++pn) sealed.push_back(Seal(pn, absl::StrCat("m", pn)));
+  // Shuffle within blocks of 512: every packet arrives less than the window
+  // behind the largest one seen.
+  std::vector<uint64_t> order(kPackets);
+  for (uint64_t i = 0; i < kPackets; ++i) order[i] = i;
+  std::mt19937_64 rng(42);
+  for (uint64_t start = 0; start < kPackets; start += 512) {
+    std::shuffle(order.begin() + start, order.begin() + std::min(start + 512, kPackets), rng);
+  }
+  for (uint64_t pn : order) {
+    absl::StatusOr<std::string> opened = server_->Open(pn, Header(pn), sealed[pn]);
+    ASSERT_TRUE(opened.ok()) << pn << ": " << opened.status();
+    EXPECT_EQ(*opened, absl::StrCat("m", pn));
+  }
+  EXPECT_EQ(server_->largest_opened(), kPackets - 1);
+  // And every one of the last kReplayWindow is now a replay.
+  for (uint64_t pn = kPackets - kReplayWindow; pn < kPackets; ++pn) {
+    EXPECT_THAT(server_->Open(pn, Header(pn), sealed[pn]).status().message(),
+                HasSubstr(absl::StrCat("replayed packet ", pn)));
+  }
+}
+
+TEST_F(PacketProtectorTest, ReplayIsRejected) {
+  const std::string a = Seal(5, "a");
+  ASSERT_TRUE(server_->Open(5, Header(5), a).ok());
+  absl::StatusOr<std::string> again = server_->Open(5, Header(5), a);
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(again.status().message(), HasSubstr("replayed packet 5"));
+  // Also below the largest: open 9, then 5 again, then 7 fresh.
+  const std::string b = Seal(7, "b");
+  const std::string c = Seal(9, "c");
+  ASSERT_TRUE(server_->Open(9, Header(9), c).ok());
+  EXPECT_THAT(server_->Open(5, Header(5), a).status().message(), HasSubstr("replayed packet 5"));
+  ASSERT_TRUE(server_->Open(7, Header(7), b).ok());
+  EXPECT_THAT(server_->Open(7, Header(7), b).status().message(), HasSubstr("replayed packet 7"));
+}
+
+TEST_F(PacketProtectorTest, TooOldIsRejectedAtTheExactEdge) {
+  const std::string p0 = Seal(0, "0");
+  const std::string p976 = Seal(976, "976");
+  const std::string p977 = Seal(977, "977");
+  const std::string p2000 = Seal(2000, "2000");
+  ASSERT_TRUE(server_->Open(0, Header(0), p0).ok());
+  ASSERT_TRUE(server_->Open(2000, Header(2000), p2000).ok());
+  absl::StatusOr<std::string> old = server_->Open(976, Header(976), p976);  // 2000 - 1024
+  EXPECT_EQ(old.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(old.status().message(), HasSubstr("packet 976 too old"));
+  EXPECT_THAT(server_->Open(0, Header(0), p0).status().message(), HasSubstr("too old"));
+  EXPECT_TRUE(server_->Open(977, Header(977), p977).ok());  // 2000 - 1023
+}
+
+TEST_F(PacketProtectorTest, SlidingWindowForgetsAliasedBits) {
+  // 10 and 10 + 1024 share a bitmap slot; 1034 must still open after 10.
+  const std::string p10 = Seal(10, "a");
+  const std::string p500 = Seal(500, "b");
+  const std::string p1034 = Seal(1034, "c");
+  const std::string p1100 = Seal(1100, "d");
+  ASSERT_TRUE(server_->Open(10, Header(10), p10).ok());
+  ASSERT_TRUE(server_->Open(500, Header(500), p500).ok());
+  ASSERT_TRUE(server_->Open(1100, Header(1100), p1100).ok());
+  ASSERT_TRUE(server_->Open(1034, Header(1034), p1034).ok());
+  EXPECT_THAT(server_->Open(500, Header(500), p500).status().message(),
+              HasSubstr("replayed packet 500"));
+  EXPECT_THAT(server_->Open(10, Header(10), p10).status().message(), HasSubstr("too old"));
+}
+
+TEST_F(PacketProtectorTest, SealRefusesReuseAndTheNumberLimit) {
+  ASSERT_TRUE(client_->Seal(3, Header(3), "x").ok());
+  absl::StatusOr<std::string> again = client_->Seal(3, Header(3), "y");
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client_->Seal(2, Header(2), "y").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  const uint64_t limit = kMaxProtectedPacketNumber;
+  EXPECT_EQ(client_->Seal(limit, Header(limit), "y").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client_->Seal(UINT64_MAX, Header(1), "y").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(client_->largest_sealed(), 3u);
+  absl::StatusOr<std::string> last = client_->Seal(limit - 1, Header(limit - 1), "last");
+  ASSERT_TRUE(last.ok());
+  EXPECT_TRUE(server_->Open(limit - 1, Header(limit - 1), *last).ok());
+  EXPECT_THAT(server_->Open(limit, Header(limit), *last).status().message(),
+              HasSubstr("limit"));
+}
+
+TEST_F(PacketProtectorTest, EveryFlippedBitIsRejectedAndTheWindowDoesNotMove) {
+  const std::string plain = "a message worth protecting";
+  const std::string sealed = Seal(8, plain);
+  const std::string header = Header(8);
+  const std::string datagram = header + sealed;
+  for (size_t bit = 0; bit < datagram.size() * 8; ++bit) {
+    std::string bad = datagram;
+    bad[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    absl::StatusOr<std::string> opened =
+        server_->Open(8, absl::string_view(bad).substr(0, header.size()),
+                      absl::string_view(bad).substr(header.size()));
+    EXPECT_THAT(opened.status().message(), HasSubstr("authentication failed")) << bit;
+  }
+  // Wrong packet number, truncated, extended, forged tag.
+  EXPECT_FALSE(server_->Open(9, header, sealed).ok());
+  EXPECT_FALSE(server_->Open(8, header, sealed.substr(0, sealed.size() - 1)).ok());
+  EXPECT_FALSE(server_->Open(8, header, sealed + "x").ok());
+  EXPECT_FALSE(server_->Open(8, header, sealed.substr(0, kAeadTagBytes - 1)).ok());
+  std::string forged = sealed;
+  forged.replace(forged.size() - kAeadTagBytes, kAeadTagBytes, std::string(kAeadTagBytes, 'T'));
+  EXPECT_THAT(server_->Open(8, header, forged).status().message(),
+              HasSubstr("authentication failed"));
+  EXPECT_FALSE(server_->largest_opened().has_value());
+  // The genuine packet with that number still opens, once.
+  absl::StatusOr<std::string> opened = server_->Open(8, header, sealed);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(*opened, plain);
+  EXPECT_THAT(server_->Open(8, header, sealed).status().message(), HasSubstr("replayed"));
+}
+
+TEST_F(PacketProtectorTest, ForgeryAheadOfTheWindowDoesNotSlideIt) {
+  const std::string p1 = Seal(1, "one");
+  const std::string p2 = Seal(2, "two");
+  ASSERT_TRUE(server_->Open(2, Header(2), p2).ok());
+  // A forged packet far ahead would push 1 out of the window if it counted.
+  EXPECT_FALSE(server_->Open(1'000'000, Header(1'000'000), p2).ok());
+  EXPECT_EQ(server_->largest_opened(), 2u);
+  EXPECT_TRUE(server_->Open(1, Header(1), p1).ok());
+}
+
+TEST_F(PacketProtectorTest, RandomGarbageIsRejectedWithoutSideEffects) {
+  std::vector<std::string> sealed;
+  for (uint64_t pn = 0; pn < 64; ++pn) sealed.push_back(Seal(pn, absl::StrCat("msg", pn)));
+  for (uint64_t pn = 0; pn < 64; pn += 2) ASSERT_TRUE(server_->Open(pn, Header(pn), sealed[pn]).ok());
+  const std::optional<uint64_t> before = server_->largest_opened();
+
+  std::mt19937_64 rng(20240611);
+  for (int i = 0; i < 100000; ++i) {
+    uint64_t pn;
+    switch (rng() % 4) {
+      case 0: pn = rng() % 128; break;                   // around the window
+      case 1: pn = rng() % kMaxProtectedPacketNumber; break;
+      case 2: pn = rng(); break;                         // often beyond the limit
+      default: pn = 63 + rng() % 4096; break;            // ahead of the window
+    }
+    std::string header(rng() % 24, '\0');
+    for (char& ch : header) ch = static_cast<char>(rng());
+    std::string body(rng() % 200, '\0');
+    for (char& ch : body) ch = static_cast<char>(rng());
+    if (i % 10 == 0 && pn < 64) {  // a real ciphertext under a wrong header
+      body = sealed[pn];
+    }
+    absl::StatusOr<std::string> opened = server_->Open(pn, header, body);
+    ASSERT_FALSE(opened.ok()) << i;
+    ASSERT_EQ(opened.status().code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_EQ(server_->largest_opened(), before);
+  // Unopened genuine packets still open; opened ones are still replays.
+  for (uint64_t pn = 1; pn < 64; pn += 2) {
+    EXPECT_TRUE(server_->Open(pn, Header(pn), sealed[pn]).ok()) << pn;
+  }
+  for (uint64_t pn = 0; pn < 64; ++pn) {
+    EXPECT_THAT(server_->Open(pn, Header(pn), sealed[pn]).status().message(),
+                HasSubstr("replayed"));
+  }
+}
+
+// ------------------------------------------------------------- key files
+
+std::string WriteFile(const std::string& name, const std::string& contents) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << contents;
+  return path;
+}
+
+Psk HashOf(absl::string_view text) {
+  Psk psk;
+  crypto_generichash(psk.bytes.data(), psk.bytes.size(),
+                     reinterpret_cast<const uint8_t*>(text.data()), text.size(), nullptr, 0);
+  return psk;
+}
+
+TEST(KeyFileTest, HexKeyIsUsedAsIs) {
+  std::string hex;
+  Psk expected;
+  for (size_t i = 0; i < kPskBytes; ++i) {
+    expected.bytes[i] = static_cast<uint8_t>(0xA0 + i);
+    absl::StrAppend(&hex, absl::Hex(expected.bytes[i], absl::kZeroPad2));
+  }
+  absl::StatusOr<Psk> psk = ReadKeyFile(WriteFile("hex.key", hex + "\n"));
+  ASSERT_TRUE(psk.ok()) << psk.status();
+  EXPECT_EQ(psk->bytes, expected.bytes);
+  std::string upper = hex;
+  for (char& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  psk = ReadKeyFile(WriteFile("upper.key", "  " + upper + "\r\n"));
+  ASSERT_TRUE(psk.ok()) << psk.status();
+  EXPECT_EQ(psk->bytes, expected.bytes);
+}
+
+TEST(KeyFileTest, GeneratedContentsRoundTrip) {
+  const std::string contents = GenerateKeyFileContents();
+  ASSERT_EQ(contents.size(), 2 * kPskBytes + 1);
+  EXPECT_EQ(contents.back(), '\n');
+  EXPECT_NE(contents, GenerateKeyFileContents());
+  absl::StatusOr<Psk> psk = ReadKeyFile(WriteFile("generated.key", contents));
+  ASSERT_TRUE(psk.ok()) << psk.status();
+  std::string hex;
+  for (uint8_t b : psk->bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  EXPECT_EQ(hex + "\n", contents);
+}
+
+TEST(KeyFileTest, TextIsHashedAfterTrimmingWhitespace) {
+  absl::StatusOr<Psk> a = ReadKeyFile(WriteFile("a.key", "correct horse battery staple\n"));
+  absl::StatusOr<Psk> b = ReadKeyFile(WriteFile("b.key", "  correct horse battery staple  "));
+  absl::StatusOr<Psk> c = ReadKeyFile(WriteFile("c.key", "correct horse battery stapler"));
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(a->bytes, HashOf("correct horse battery staple").bytes);
+  EXPECT_EQ(a->bytes, b->bytes);
+  EXPECT_NE(a->bytes, c->bytes);
+  // 63 hex digits, or 64 characters that are not all hex, are text.
+  const std::string almost(63, 'a');
+  absl::StatusOr<Psk> d = ReadKeyFile(WriteFile("d.key", almost));
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->bytes, HashOf(almost).bytes);
+  const std::string not_hex = std::string(63, 'a') + "g";
+  absl::StatusOr<Psk> e = ReadKeyFile(WriteFile("e.key", not_hex));
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->bytes, HashOf(not_hex).bytes);
+}
+
+TEST(KeyFileTest, ClearErrorsNamingThePath) {
+  const std::string missing = absl::StrCat(::testing::TempDir(), "/no-such.key");
+  absl::StatusOr<Psk> psk = ReadKeyFile(missing);
+  EXPECT_EQ(psk.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(psk.status().message(), HasSubstr(missing));
+
+  const std::string empty = WriteFile("empty.key", "");
+  psk = ReadKeyFile(empty);
+  EXPECT_EQ(psk.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(psk.status().message(), HasSubstr(empty));
+  EXPECT_THAT(psk.status().message(), HasSubstr("empty"));
+
+  psk = ReadKeyFile(WriteFile("blank.key", " \n\t\n"));
+  EXPECT_THAT(psk.status().message(), HasSubstr("empty"));
+
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/keydir");
+  ::mkdir(dir.c_str(), 0700);
+  psk = ReadKeyFile(dir);
+  EXPECT_EQ(psk.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(psk.status().message(), HasSubstr(dir));
+
+  psk = ReadKeyFile(WriteFile("huge.key", std::string(100 << 10, 'k')));
+  EXPECT_EQ(psk.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(KeyFileTest, WrongRoomKeyIsDetectedByTheConfirmation) {
+  absl::StatusOr<Psk> room = ReadKeyFile(WriteFile("room.key", "room secret"));
+  absl::StatusOr<Psk> guess = ReadKeyFile(WriteFile("guess.key", "room secrets"));
+  ASSERT_TRUE(room.ok() && guess.ok());
+  const std::string transcript = "t";
+  const std::string from_server = PskConfirmation(*room, transcript, Role::kServer);
+  EXPECT_TRUE(VerifyPskConfirmation(*room, transcript, Role::kServer, from_server));
+  EXPECT_FALSE(VerifyPskConfirmation(*guess, transcript, Role::kServer, from_server));
+}
+
+}  // namespace
+}  // namespace udpmsg::reliable
