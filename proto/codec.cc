@@ -74,9 +74,11 @@ uint64_t AckDelayMicros(absl::Duration delay) {
   return static_cast<uint64_t>(absl::ToInt64Microseconds(delay));
 }
 
+size_t OptionalBytesField(size_t n) { return n == 0 ? 0 : BytesField(n); }
+
 size_t HelloBodySize(const Hello& h) {
   return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
-         VarintField(h.max_datagram);
+         VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size());
 }
 
 size_t ChallengeBodySize(const Challenge& c) {
@@ -86,7 +88,8 @@ size_t ChallengeBodySize(const Challenge& c) {
 size_t AcceptBodySize(const Accept& a) {
   return Fixed64Field(a.client_connection_id) +
          Fixed64Field(a.server_connection_id) + VarintField(a.max_datagram) +
-         VarintField(a.max_message_bytes) + VarintField(a.window);
+         VarintField(a.max_message_bytes) + VarintField(a.window) +
+         OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size());
 }
 
 // Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
@@ -197,6 +200,12 @@ absl::Status CheckBudget(absl::string_view what, uint32_t max_datagram) {
   return absl::OkStatus();
 }
 
+absl::Status CheckPublicKey(absl::string_view what, absl::string_view key) {
+  if (key.empty() || key.size() == kPublicKeyBytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(what, " public_key of ", key.size(), " bytes, not ", kPublicKeyBytes));
+}
+
 absl::Status CheckCookie(absl::string_view what, const std::string& cookie) {
   if (cookie.size() > kMaxCookieBytes) {
     return absl::InvalidArgumentError(
@@ -234,6 +243,7 @@ absl::Status ValidateHandshake(const Packet& p) {
                                p.hello->client_connection_id));
     s.Update(CheckCookie("hello", p.hello->cookie));
     s.Update(CheckBudget("hello", p.hello->max_datagram));
+    s.Update(CheckPublicKey("hello", p.hello->public_key));
   }
   if (p.challenge) {
     s.Update(CheckConnectionId("challenge with client_connection_id",
@@ -246,6 +256,12 @@ absl::Status ValidateHandshake(const Packet& p) {
     s.Update(CheckConnectionId("accept with server_connection_id",
                                p.accept->server_connection_id));
     s.Update(CheckBudget("accept", p.accept->max_datagram));
+    s.Update(CheckPublicKey("accept", p.accept->public_key));
+    if (p.accept->psk_confirmation.size() > kMaxConfirmationBytes) {
+      s.Update(absl::InvalidArgumentError(absl::StrCat(
+          "accept psk_confirmation of ", p.accept->psk_confirmation.size(), " bytes, over ",
+          kMaxConfirmationBytes)));
+    }
   }
   return s;
 }
@@ -372,6 +388,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     h->set_client_connection_id(p.hello->client_connection_id);
     h->set_cookie(p.hello->cookie);
     h->set_max_datagram(p.hello->max_datagram);
+    if (!p.hello->public_key.empty()) h->set_public_key(p.hello->public_key);
   }
   if (p.challenge) {
     wire::Challenge* c = w->mutable_challenge();
@@ -385,6 +402,10 @@ void ToWire(const Packet& p, wire::Packet* w) {
     a->set_max_datagram(p.accept->max_datagram);
     a->set_max_message_bytes(p.accept->max_message_bytes);
     a->set_window(p.accept->window);
+    if (!p.accept->public_key.empty()) a->set_public_key(p.accept->public_key);
+    if (!p.accept->psk_confirmation.empty()) {
+      a->set_psk_confirmation(p.accept->psk_confirmation);
+    }
   }
   if (p.ack) {
     // Validate ran: ranges are non-empty, descending and non-adjacent.
@@ -481,6 +502,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.hello->client_connection_id = h.client_connection_id();
     p.hello->cookie = std::move(*h.mutable_cookie());
     p.hello->max_datagram = h.max_datagram();
+    p.hello->public_key = std::move(*h.mutable_public_key());
   }
   if (w.has_challenge()) {
     wire::Challenge& c = *w.mutable_challenge();
@@ -496,6 +518,8 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.accept->max_datagram = a.max_datagram();
     p.accept->max_message_bytes = a.max_message_bytes();
     p.accept->window = a.window();
+    p.accept->public_key = a.public_key();
+    p.accept->psk_confirmation = a.psk_confirmation();
   }
   if (w.has_ack()) {
     p.ack.emplace();

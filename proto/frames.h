@@ -53,6 +53,9 @@ struct Hello {
   uint64_t client_connection_id = 0;  // non-zero, chosen by the client
   std::string cookie;                 // empty on the first try
   uint32_t max_datagram = kDefaultMaxDatagram;  // client's budget
+  // X25519 public key (kPublicKeyBytes) when the client wants encryption;
+  // empty otherwise.
+  std::string public_key;
 };
 
 // Server's stateless answer to a hello without a valid cookie.
@@ -69,6 +72,11 @@ struct Accept {
   uint32_t max_datagram = kDefaultMaxDatagram;  // server's budget
   uint64_t max_message_bytes = 16 << 20;        // largest message it accepts
   uint32_t window = 4096;                       // messages per reliable space
+  // The server's X25519 public key when the connection is encrypted, and,
+  // when a pre-shared room key is used, a MAC proving the server has it
+  // (at most kMaxConfirmationBytes).
+  std::string public_key;
+  std::string psk_confirmation;
 };
 
 // One fragment of one message.
@@ -120,6 +128,16 @@ enum CloseCode : uint32_t {
 };
 
 inline constexpr size_t kMaxCookieBytes = 64;
+inline constexpr size_t kPublicKeyBytes = 32;
+inline constexpr size_t kMaxConfirmationBytes = 32;
+
+// Sealed (encrypted) datagrams, after an encrypted handshake:
+//   kSealedVersion (1 byte) | connection id (8, big-endian) |
+//   packet number (8, big-endian) | AEAD(a whole version-1 datagram) + 16-byte tag
+// The clear header is the AEAD's associated data.
+inline constexpr uint8_t kSealedVersion = 2;
+inline constexpr size_t kSealedHeaderBytes = 17;
+inline constexpr size_t kSealedOverhead = kSealedHeaderBytes + 16;
 inline constexpr size_t kMaxReasonBytes = 256;
 // At most this many ack ranges in one packet.
 inline constexpr size_t kMaxAckRanges = 32;

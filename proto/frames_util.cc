@@ -13,7 +13,8 @@ namespace {
 
 bool Equal(const Hello& a, const Hello& b) {
   return a.client_connection_id == b.client_connection_id &&
-         a.cookie == b.cookie && a.max_datagram == b.max_datagram;
+         a.cookie == b.cookie && a.max_datagram == b.max_datagram &&
+         a.public_key == b.public_key;
 }
 
 bool Equal(const Challenge& a, const Challenge& b) {
@@ -25,7 +26,8 @@ bool Equal(const Accept& a, const Accept& b) {
   return a.client_connection_id == b.client_connection_id &&
          a.server_connection_id == b.server_connection_id &&
          a.max_datagram == b.max_datagram &&
-         a.max_message_bytes == b.max_message_bytes && a.window == b.window;
+         a.max_message_bytes == b.max_message_bytes && a.window == b.window &&
+         a.public_key == b.public_key && a.psk_confirmation == b.psk_confirmation;
 }
 
 bool Equal(const Ack& a, const Ack& b) {

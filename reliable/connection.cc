@@ -91,8 +91,12 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
 std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId local_id,
                                                const udp::SocketAddress& peer,
                                                const ConnectionOptions& options,
-                                               const proto::Codec* codec) {
-  return std::unique_ptr<Connection>(new Connection(now, true, local_id, peer, options, codec));
+                                               const proto::Codec* codec, Security security) {
+  auto c = std::unique_ptr<Connection>(new Connection(now, true, local_id, peer, options, codec));
+  if (security.psk) security.encrypt = true;
+  if (security.encrypt && !security.key) security.key = KeyPair::Generate();
+  c->security_ = std::move(security);
+  return c;
 }
 
 std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId local_id,
@@ -100,7 +104,10 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
                                                const udp::SocketAddress& peer,
                                                const proto::Hello& hello,
                                                const ConnectionOptions& options,
-                                               const proto::Codec* codec) {
+                                               const proto::Codec* codec,
+                                               std::unique_ptr<PacketProtector> protector,
+                                               const std::string& public_key,
+                                               const std::string& psk_confirmation) {
   ConnectionOptions o = options;
   o.max_datagram = std::min<size_t>(o.max_datagram, hello.max_datagram);
   auto c = std::unique_ptr<Connection>(new Connection(now, false, local_id, peer, o, codec));
@@ -110,7 +117,13 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   c->accept_.max_datagram = static_cast<uint32_t>(c->max_datagram_);
   c->accept_.max_message_bytes = o.max_message_bytes;
   c->accept_.window = o.window;
+  c->accept_.public_key = public_key;
+  c->accept_.psk_confirmation = psk_confirmation;
   c->accept_due_ = true;
+  if (protector != nullptr) {
+    c->protector_ = std::move(protector);
+    c->SetBudget(c->max_datagram_);
+  }
   return c;
 }
 
@@ -193,19 +206,15 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
     if (packet.accept && packet.accept->client_connection_id == local_id_) {
       if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
       peer_id_ = packet.accept->server_connection_id;
-      if (packet.accept->max_datagram < max_datagram_) {
-        // The server's budget is smaller: cut fragments to fit it. Nothing
-        // is queued yet (Send needs an established connection).
-        codec_ = CodecFor(&codec_, packet.accept->max_datagram);
-        max_datagram_ = codec_.limits().max_datagram;
-        max_fragment_payload_ = codec_.MaxFragmentPayload();
-        queue_ = SendQueue(SendQueue::Limits{max_fragment_payload_, options_.max_queued_bytes,
-                                             options_.max_message_bytes, options_.window,
-                                             options_.initial_message_sequence});
-        cc_ = MakeCongestionController(options_.congestion, max_datagram_);
-        if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
-        pacer_ = Pacer(max_datagram_);
+      if (absl::Status s = StartProtection(*packet.accept); !s.ok()) {
+        CloseNow(now, proto::kCloseProtocolError, std::string(s.message()), /*by_peer=*/false,
+                 /*send_close=*/false);
+        return;
       }
+      // Nothing is queued yet (Send needs an established connection), so
+      // the budget may still change: the server's may be smaller, and
+      // sealing takes proto::kSealedOverhead of it.
+      SetBudget(std::min<size_t>(max_datagram_, packet.accept->max_datagram));
       // The first packet (an ack-eliciting ping) confirms the handshake on
       // the server.
       probes_due_ = std::max(probes_due_, 1);
@@ -408,9 +417,95 @@ void Connection::Close(absl::Time now, uint32_t code, std::string reason, bool f
   state_ = State::kClosing;
 }
 
+void Connection::SetBudget(size_t max_datagram) {
+  const size_t inner = protector_ != nullptr ? max_datagram - proto::kSealedOverhead : max_datagram;
+  codec_ = CodecFor(&codec_, inner);
+  max_datagram_ = codec_.limits().max_datagram;
+  max_fragment_payload_ = codec_.MaxFragmentPayload();
+  queue_ = SendQueue(SendQueue::Limits{max_fragment_payload_, options_.max_queued_bytes,
+                                       options_.max_message_bytes, options_.window,
+                                       options_.initial_message_sequence});
+  cc_ = MakeCongestionController(options_.congestion, max_datagram_);
+  if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
+  pacer_ = Pacer(max_datagram_);
+}
+
+absl::Status Connection::StartProtection(const proto::Accept& accept) {
+  const bool server_encrypts = !accept.public_key.empty();
+  if (!security_.encrypt) {
+    if (server_encrypts) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("server ", peer_.ToString(), " requires encryption"));
+    }
+    return absl::OkStatus();
+  }
+  if (!server_encrypts) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "server ", peer_.ToString(), " does not encrypt and this client requires it"));
+  }
+  const std::string transcript = HandshakeTranscript(
+      security_.key->public_key(), accept.public_key, local_id_, accept.server_connection_id);
+  if (security_.psk) {
+    if (accept.psk_confirmation.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("server ", peer_.ToString(), " does not use a room key"));
+    }
+    if (!VerifyPskConfirmation(*security_.psk, transcript, Role::kServer,
+                               accept.psk_confirmation)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "wrong room key: server ", peer_.ToString(), " holds a different key"));
+    }
+  } else if (!accept.psk_confirmation.empty()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "server ", peer_.ToString(), " requires a room key (--key-file)"));
+  }
+  absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(
+      Role::kClient, *security_.key, accept.public_key, transcript, security_.psk);
+  if (!keys.ok()) return keys.status();
+  protector_ = std::make_unique<PacketProtector>(*keys);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& packet) {
+  absl::StatusOr<std::string> inner = codec_.Encode(packet);
+  if (!inner.ok() || protector_ == nullptr || packet.packet_number == 0) return inner;
+  std::string header(proto::kSealedHeaderBytes, '\0');
+  header[0] = static_cast<char>(proto::kSealedVersion);
+  for (int i = 0; i < 8; ++i) {
+    header[1 + i] = static_cast<char>(packet.connection_id >> (56 - 8 * i));
+    header[9 + i] = static_cast<char>(packet.packet_number >> (56 - 8 * i));
+  }
+  absl::StatusOr<std::string> sealed = protector_->Seal(packet.packet_number, header, *inner);
+  if (!sealed.ok()) return sealed.status();
+  return header + *sealed;
+}
+
+bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
+  if (protector_ == nullptr || datagram.size() < proto::kSealedOverhead) return false;
+  uint64_t number = 0;
+  for (int i = 0; i < 8; ++i) {
+    number = (number << 8) | static_cast<uint8_t>(datagram[9 + i]);
+  }
+  absl::StatusOr<std::string> inner =
+      protector_->Open(number, datagram.substr(0, proto::kSealedHeaderBytes),
+                       datagram.substr(proto::kSealedHeaderBytes));
+  if (!inner.ok()) {
+    ++unauthenticated_;
+    return false;
+  }
+  // The inner packet must repeat the authenticated header.
+  absl::StatusOr<proto::Packet> packet = codec_.Decode(*inner);
+  if (!packet.ok() || packet->packet_number != number || packet->connection_id != local_id_) {
+    ++unauthenticated_;
+    return false;
+  }
+  OnPacket(now, *packet, datagram.size());
+  return true;
+}
+
 void Connection::Encode(absl::Time now, const proto::Packet& packet,
                         std::vector<std::string>* out) {
-  absl::StatusOr<std::string> bytes = codec_.Encode(packet);
+  absl::StatusOr<std::string> bytes = EncodeDatagram(packet);
   if (!bytes.ok()) {
     // Our own packet breaks a codec rule: a bug, but never a crash.
     CloseNow(now, proto::kCloseProtocolError,
@@ -431,6 +526,7 @@ void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   hello.client_connection_id = local_id_;
   hello.cookie = cookie_;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
+  if (security_.encrypt) hello.public_key = std::string(security_.key->public_key());
   p.hello = std::move(hello);
   Encode(now, p, out);
   last_hello_sent_ = now;
@@ -555,7 +651,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     p.connection_id = peer_id_;
     p.packet_number = next_packet_number_++;
     p.close = close_;
-    absl::StatusOr<std::string> bytes = codec_.Encode(p);
+    absl::StatusOr<std::string> bytes = EncodeDatagram(p);
     if (bytes.ok()) {
       ++stats_.packets_sent;
       stats_.bytes_sent += bytes->size();

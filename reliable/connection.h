@@ -56,6 +56,7 @@
 #include "reliable/ack_tracker.h"
 #include "reliable/congestion.h"
 #include "reliable/delivery.h"
+#include "reliable/packet_protection.h"
 #include "reliable/reassembler.h"
 #include "reliable/rtt_estimator.h"
 #include "reliable/send_queue.h"
@@ -93,6 +94,13 @@ struct ConnectionOptions {
   // Test hook: the first message sequence number of every (channel, mode)
   // space, on both sides (the peers must agree).
   uint64_t initial_message_sequence = 0;
+};
+
+// Encryption settings of one connection (see EndpointOptions).
+struct Security {
+  bool encrypt = false;
+  std::optional<Psk> psk;          // a room key; implies encrypt
+  std::optional<KeyPair> key;      // our X25519 key pair when encrypting
 };
 
 // What happened, for the application.
@@ -150,18 +158,27 @@ class Connection final {
   static std::unique_ptr<Connection> Client(absl::Time now, ConnectionId local_id,
                                             const udp::SocketAddress& peer,
                                             const ConnectionOptions& options,
-                                            const proto::Codec* codec);
+                                            const proto::Codec* codec,
+                                            Security security = {});
   // A server connection created for a validated hello; sends an Accept.
   static std::unique_ptr<Connection> Server(absl::Time now, ConnectionId local_id,
                                             ConnectionId peer_id,
                                             const udp::SocketAddress& peer,
                                             const proto::Hello& hello,
                                             const ConnectionOptions& options,
-                                            const proto::Codec* codec);
+                                            const proto::Codec* codec,
+                                            std::unique_ptr<PacketProtector> protector = nullptr,
+                                            const std::string& public_key = "",
+                                            const std::string& psk_confirmation = "");
 
   // A decoded packet whose connection id is ours, from our peer's address.
   // `size` is the datagram size.
   void OnPacket(absl::Time now, const proto::Packet& packet, size_t size);
+  // A sealed datagram (proto::kSealedVersion) whose connection id is ours.
+  // False when it does not authenticate or does not decode (dropped).
+  bool OnSealed(absl::Time now, absl::string_view datagram);
+  bool encrypted() const { return protector_ != nullptr; }
+
   // The server saw the client's hello again (its Accept was lost): answer it.
   void OnRepeatedHello(absl::Time now);
 
@@ -221,6 +238,13 @@ class Connection final {
   void SendHandshake(absl::Time now, std::vector<std::string>* out);
   bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
   void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
+  // The datagram for `packet`: sealed when the connection is encrypted and
+  // the packet is numbered, plain otherwise.
+  absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
+  // Applies a (smaller) datagram budget before any data is queued.
+  void SetBudget(size_t max_datagram);
+  // Client: derives the session keys from the server's Accept.
+  absl::Status StartProtection(const proto::Accept& accept);
   absl::Time PacingTime(absl::Time now) const;
   bool DataSendable();
 
@@ -290,6 +314,10 @@ class Connection final {
   bool close_due_ = false;
   proto::Close close_;
   absl::Time drain_until_ = absl::InfinitePast();
+
+  Security security_;
+  std::unique_ptr<PacketProtector> protector_;
+  uint64_t unauthenticated_ = 0;
 
   std::deque<Event> events_;
   uint64_t undelivered_bytes_ = 0;

@@ -32,7 +32,8 @@ std::string EndpointStats::ToString() const {
                       " unknown_connection=", unknown_connection, " wrong_address=", wrong_address,
                       " hellos=", hellos, " challenges=", challenges_sent,
                       " bad_cookies=", bad_cookies, " short_hellos=", short_hellos,
-                      " accepted=", accepted, " refused_full=", refused_full);
+                      " accepted=", accepted, " refused_full=", refused_full,
+                      " unauthenticated=", unauthenticated);
 }
 
 Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
@@ -42,6 +43,16 @@ Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
                    ? CookieJar(now, *options.cookie_secret, options.cookie_lifetime)
                    : CookieJar(now, options.cookie_lifetime)),
       rng_(options.seed != 0 ? options.seed : RandomSeed(), /*stream=*/7) {}
+
+KeyPair Endpoint::NewKeyPair() {
+  if (options_.seed == 0) return KeyPair::Generate();
+  KeyPair::Seed seed;
+  for (size_t i = 0; i < seed.size(); i += 8) {
+    const uint64_t r = rng_.Next();
+    for (size_t j = 0; j < 8 && i + j < seed.size(); ++j) seed[i + j] = static_cast<uint8_t>(r >> (8 * j));
+  }
+  return KeyPair::FromSeed(seed);
+}
 
 ConnectionId Endpoint::NewId() {
   for (;;) {
@@ -77,6 +88,30 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
                           absl::string_view bytes) {
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
+  if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
+    if (bytes.size() < proto::kSealedOverhead) {
+      ++stats_.malformed;
+      return;
+    }
+    uint64_t id = 0;
+    for (int i = 0; i < 8; ++i) id = (id << 8) | static_cast<uint8_t>(bytes[1 + i]);
+    auto it = connections_.find(id);
+    if (it == connections_.end()) {
+      ++stats_.unknown_connection;
+      return;
+    }
+    Connection& c = *it->second;
+    if (!(c.peer() == from)) {
+      ++stats_.wrong_address;
+      return;
+    }
+    if (!c.OnSealed(now, bytes)) {
+      ++stats_.unauthenticated;
+      return;
+    }
+    Flush(now, c);
+    return;
+  }
   absl::StatusOr<proto::Packet> packet = codec_.Decode(bytes);
   if (!packet.ok()) {
     ++stats_.malformed;
@@ -94,6 +129,10 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
   Connection& c = *it->second;
   if (!(c.peer() == from)) {
     ++stats_.wrong_address;
+    return;
+  }
+  if (c.encrypted()) {  // after an encrypted handshake only sealed packets count
+    ++stats_.unauthenticated;
     return;
   }
   c.OnPacket(now, *packet, bytes.size());
@@ -149,8 +188,41 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
     return;
   }
   const ConnectionId id = NewId();
-  std::unique_ptr<Connection> c = Connection::Server(now, id, hello.client_connection_id, from,
-                                                     hello, options_.connection, &codec_);
+  std::unique_ptr<PacketProtector> protector;
+  std::string public_key;
+  std::string confirmation;
+  const bool encrypt = options_.encrypt || options_.psk.has_value();
+  if (encrypt || !hello.public_key.empty()) {
+    std::string refusal;
+    if (!encrypt) {
+      refusal = "this server does not encrypt; connect without encryption";
+    } else if (hello.public_key.empty()) {
+      refusal = "this server requires encryption";
+    } else {
+      const KeyPair key = NewKeyPair();
+      const std::string transcript = HandshakeTranscript(hello.public_key, key.public_key(),
+                                                         hello.client_connection_id, id);
+      absl::StatusOr<SessionKeys> keys =
+          DeriveSessionKeys(Role::kServer, key, hello.public_key, transcript, options_.psk);
+      if (!keys.ok()) {
+        refusal = std::string(keys.status().message());
+      } else {
+        protector = std::make_unique<PacketProtector>(*keys);
+        public_key = std::string(key.public_key());
+        if (options_.psk) confirmation = PskConfirmation(*options_.psk, transcript, Role::kServer);
+      }
+    }
+    if (!refusal.empty()) {
+      proto::Packet refuse;
+      refuse.connection_id = hello.client_connection_id;
+      refuse.close = proto::Close{proto::kCloseProtocolError, refusal};
+      SendStateless(from, refuse, size);
+      return;
+    }
+  }
+  std::unique_ptr<Connection> c =
+      Connection::Server(now, id, hello.client_connection_id, from, hello, options_.connection,
+                         &codec_, std::move(protector), public_key, confirmation);
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
@@ -166,7 +238,12 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
                      " connections open"));
   }
   const ConnectionId id = NewId();
-  std::unique_ptr<Connection> c = Connection::Client(now, id, peer, options_.connection, &codec_);
+  Security security;
+  security.encrypt = options_.encrypt || options_.psk.has_value();
+  security.psk = options_.psk;
+  if (security.encrypt) security.key = NewKeyPair();
+  std::unique_ptr<Connection> c =
+      Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security));
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   Flush(now, ref);

@@ -62,6 +62,13 @@ struct EndpointOptions {
   // libsodium) when unset / zero.
   std::optional<CookieJar::Secret> cookie_secret;
   uint64_t seed = 0;
+  // Encrypt every connection: X25519 in the handshake, ChaCha20-Poly1305 on
+  // every datagram after it (packet_protection.h). A server that encrypts
+  // refuses clients that do not, and the other way round, with a clear reason.
+  bool encrypt = false;
+  // A pre-shared room key (implies encrypt): only peers holding the same key
+  // can connect; the client learns a wrong key from the server's Accept.
+  std::optional<Psk> psk;
 };
 
 // One datagram to send.
@@ -85,6 +92,8 @@ struct EndpointStats {
   uint64_t accepted = 0;
   uint64_t refused_full = 0;
   uint64_t ignored_hellos = 0;      // hello to an endpoint that does not accept
+  uint64_t unauthenticated = 0;     // sealed datagrams that failed to open, or
+                                    // plain ones for an encrypted connection
   std::string ToString() const;
 };
 
@@ -155,6 +164,7 @@ class Endpoint final {
   void SendStateless(const udp::SocketAddress& to, const proto::Packet& packet,
                      size_t received_size);
   ConnectionId NewId();
+  KeyPair NewKeyPair();
   void Flush(absl::Time now, Connection& c);
   void Reap(absl::Time now);
 

@@ -220,6 +220,37 @@ TEST(CodecTest, RoundTripsEachFrameType) {
   }
 }
 
+TEST(CodecTest, HandshakeKeysRoundTripAndBadLengthsAreRejected) {
+  const Codec codec(Codec::Limits{});
+  Packet hello;
+  hello.hello.emplace();
+  hello.hello->client_connection_id = 7;
+  hello.hello->public_key = std::string(kPublicKeyBytes, '\x42');
+  ExpectRoundTrip(codec, hello);
+  absl::StatusOr<Packet> back = codec.Decode(*codec.Encode(hello));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->hello->public_key, hello.hello->public_key);
+
+  Packet accept;
+  accept.connection_id = 7;
+  accept.accept.emplace();
+  accept.accept->client_connection_id = 7;
+  accept.accept->server_connection_id = 9;
+  accept.accept->public_key = std::string(kPublicKeyBytes, '\x17');
+  accept.accept->psk_confirmation = std::string(16, '\x99');
+  back = codec.Decode(*codec.Encode(accept));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->accept->public_key, accept.accept->public_key);
+  EXPECT_EQ(back->accept->psk_confirmation, accept.accept->psk_confirmation);
+
+  hello.hello->public_key.pop_back();
+  EXPECT_THAT(std::string(codec.Encode(hello).status().message()),
+              ::testing::HasSubstr("public_key of 31 bytes"));
+  accept.accept->psk_confirmation = std::string(kMaxConfirmationBytes + 1, 'x');
+  EXPECT_THAT(std::string(codec.Encode(accept).status().message()),
+              ::testing::HasSubstr("psk_confirmation"));
+}
+
 TEST(CodecTest, RoundTripsRandomValidPackets) {
   for (size_t budget : {kMinDatagram, kDefaultMaxDatagram, size_t{1500},
                         kMaxDatagram}) {

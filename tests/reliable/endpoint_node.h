@@ -39,6 +39,7 @@ class EndpointNode final : public sim::Node {
     Collect();
     std::vector<sim::Datagram> out;
     for (reliable::Outgoing& o : endpoint_.TakeOutgoing()) {
+      if (sent_log_ != nullptr) sent_log_->push_back(o.bytes);
       out.push_back(sim::Datagram{address_, o.peer, std::move(o.bytes)});
     }
     return out;
@@ -55,6 +56,8 @@ class EndpointNode final : public sim::Node {
   reliable::Endpoint& endpoint() { return endpoint_; }
   const udp::SocketAddress& address() const { return address_; }
   std::vector<reliable::Event>& events() { return events_; }
+  // Records every datagram this node sends (borrowed; null to stop).
+  void set_sent_log(std::vector<std::string>* log) { sent_log_ = log; }
   void set_on_event(std::function<void(const reliable::Event&)> hook) {
     on_event_ = std::move(hook);
   }
@@ -76,6 +79,7 @@ class EndpointNode final : public sim::Node {
   reliable::Endpoint endpoint_;
   std::vector<reliable::Event> events_;
   std::function<void(const reliable::Event&)> on_event_;
+  std::vector<std::string>* sent_log_ = nullptr;
 };
 
 }  // namespace udpmsg::testing

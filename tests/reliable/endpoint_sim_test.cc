@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -368,6 +369,122 @@ TEST(EndpointSimTest, MessageSequenceSpaceRunsOutWithAnErrorInsteadOfWrapping) {
   std::vector<const Event*> got = Messages(net.server(), 0);
   ASSERT_EQ(got.size(), 5u);
   for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i]->sequence, first + i);
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
+
+namespace udpmsg::testing {
+namespace {
+
+reliable::Psk RoomKey(uint8_t fill) {
+  reliable::Psk k;
+  k.bytes.fill(fill);
+  return k;
+}
+
+TEST(EncryptionSimTest, EncryptedTransferIsIntactAndNothingTravelsInClear) {
+  const uint64_t seed = 21;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  EndpointOptions server = ServerOptions(seed);
+  EndpointOptions client = ClientOptions(seed);
+  server.encrypt = client.encrypt = true;
+  Pair net(seed, Lossy(0.1, 0.05, 0.02), server, client);
+  std::vector<std::string> wire;
+  net.client().set_sent_log(&wire);
+  const ConnectionId id = net.Connect();
+  const std::string secret = "attack at dawn, the password is swordfish";
+  std::vector<std::string> sent;
+  for (int i = 0; i < 200; ++i) sent.push_back(absl::StrCat(secret, " #", i));
+  sent.push_back(Payload(seed, 1, 300'000));
+  for (const std::string& m : sent) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered, m)
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil(
+      [&] { return net.client().Count(Event::Type::kAcked) == sent.size(); },
+      net.sim().now() + absl::Seconds(120)));
+  std::vector<const Event*> got = Messages(net.server(), 0);
+  ASSERT_EQ(got.size(), sent.size());
+  for (size_t i = 0; i < sent.size(); ++i) ASSERT_TRUE(got[i]->message == sent[i]) << i;
+  // On the wire: hellos in clear (they carry no application data), every
+  // later datagram sealed, and the secret never visible.
+  size_t sealed = 0;
+  for (const std::string& d : wire) {
+    ASSERT_FALSE(absl::StrContains(d, "swordfish"));
+    sealed += static_cast<uint8_t>(d[0]) == proto::kSealedVersion;
+  }
+  EXPECT_GE(sealed, wire.size() - 4);
+  // The link's duplicates are replays to the packet protection: dropped
+  // there, and nothing else fails to authenticate.
+  EXPECT_LE(net.server().endpoint().stats().unauthenticated,
+            net.sim().path_stats(net.client().address(), net.server().address()).counters.duplicated);
+
+  // A replayed sealed datagram and a forged one are dropped and counted.
+  const std::string replay = wire.back();
+  std::string forged = replay;
+  forged[forged.size() / 2] ^= 1;
+  const uint64_t before = net.server().endpoint().stats().unauthenticated;
+  net.sim().Inject(net.sim().now(), sim::Datagram{net.client().address(), net.server().address(),
+                                                  replay});
+  net.sim().Inject(net.sim().now(), sim::Datagram{net.client().address(), net.server().address(),
+                                                  forged});
+  net.sim().RunFor(absl::Milliseconds(10));
+  EXPECT_EQ(net.server().endpoint().stats().unauthenticated, before + 2);
+  EXPECT_EQ(Messages(net.server(), 0).size(), sent.size());
+}
+
+TEST(EncryptionSimTest, RoomKeyMustMatch) {
+  for (bool same : {true, false}) {
+    SCOPED_TRACE(same ? "same key" : "different keys");
+    EndpointOptions server = ServerOptions(22);
+    EndpointOptions client = ClientOptions(22);
+    server.psk = RoomKey(7);
+    client.psk = RoomKey(same ? 7 : 8);
+    Pair net(22, Lossy(0.05, 0, 0), server, client);
+    ASSERT_TRUE(net.client().endpoint().Connect(net.sim().now(), net.server().address()).ok());
+    net.sim().PollAll();
+    net.sim().RunUntil(
+        [&] {
+          return net.client().Count(Event::Type::kConnected) +
+                     net.client().Count(Event::Type::kClosed) >
+                 0;
+        },
+        net.sim().now() + absl::Seconds(30));
+    if (same) {
+      EXPECT_EQ(net.client().Count(Event::Type::kConnected), 1u);
+      continue;
+    }
+    EXPECT_EQ(net.client().Count(Event::Type::kConnected), 0u);
+    const Event* closed = net.client().Find(Event::Type::kClosed);
+    ASSERT_NE(closed, nullptr);
+    EXPECT_THAT(closed->reason, ::testing::HasSubstr("wrong room key"));
+    net.sim().RunFor(absl::Seconds(60));
+    EXPECT_EQ(net.server().Count(Event::Type::kConnected), 0u);
+  }
+}
+
+TEST(EncryptionSimTest, EncryptionMismatchIsRefusedWithAReason) {
+  struct Case {
+    bool server_encrypts, client_encrypts;
+    const char* reason;
+  } cases[] = {{true, false, "requires encryption"}, {false, true, "does not encrypt"}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.reason);
+    EndpointOptions server = ServerOptions(23);
+    EndpointOptions client = ClientOptions(23);
+    server.encrypt = c.server_encrypts;
+    client.encrypt = c.client_encrypts;
+    Pair net(23, Lossy(0, 0, 0), server, client);
+    ASSERT_TRUE(net.client().endpoint().Connect(net.sim().now(), net.server().address()).ok());
+    net.sim().PollAll();
+    ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                   net.sim().now() + absl::Seconds(30)));
+    EXPECT_THAT(net.client().Find(Event::Type::kClosed)->reason, ::testing::HasSubstr(c.reason));
+    EXPECT_EQ(net.server().endpoint().open_connections(), 0u);
+  }
 }
 
 }  // namespace
