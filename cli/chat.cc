@@ -48,6 +48,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/security.h"
 #include "proto/chat.pb.h"
 #include "proto/frames.h"
 #include "reliable/runtime.h"
@@ -1131,6 +1132,7 @@ int RunServe(const Args& args) {
 
   Runtime::Options options;
   options.endpoint = ChatOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.endpoint.accept_incoming = true;
   options.endpoint.max_connections = static_cast<size_t>(max_members) + 64;
   options.bind = locals->front();
@@ -1169,6 +1171,7 @@ int RunJoin(const Args& args) {
 
   Runtime::Options options;
   options.endpoint = ChatOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.bind = udp::SocketAddress::Any(server.family(), 0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
   if (!rt.ok()) return Fail(rt.status());

@@ -20,6 +20,7 @@ int RunRecv(const Args& args);
 int RunImpair(const Args& args);
 int RunChat(const Args& args);
 int RunBench(const Args& args);
+int RunKeygen(const Args& args);
 
 }  // namespace udpmsg::cli
 

@@ -54,3 +54,10 @@ ABSL_FLAG(std::string, bench_role, "local",
           "bench bulk: local (all in one process), server (receivers on --port, ENet on "
           "--port+1) or client (senders to --bench_peer)");
 ABSL_FLAG(std::string, bench_peer, "", "bench bulk --bench_role client: the server's HOST:PORT");
+
+// Encryption (send/recv --reliable, chat).
+ABSL_FLAG(bool, encrypt, false,
+          "encrypt the connection (X25519 + ChaCha20-Poly1305); both sides must say so");
+ABSL_FLAG(std::string, key_file, "",
+          "a room key file (see `udpmsg keygen`): encrypts, and only peers with the same key "
+          "can connect");

@@ -52,4 +52,7 @@ ABSL_DECLARE_FLAG(std::string, bench_transports);
 ABSL_DECLARE_FLAG(std::string, bench_role);
 ABSL_DECLARE_FLAG(std::string, bench_peer);
 
+ABSL_DECLARE_FLAG(bool, encrypt);
+ABSL_DECLARE_FLAG(std::string, key_file);
+
 #endif  // UDPMSG_CLI_FLAGS_H_

@@ -31,6 +31,8 @@ constexpr Command kCommands[] = {
      "chat serve --port P | chat join HOST:PORT --nick NAME   multi-party chat"},
     {"impair", udpmsg::cli::RunImpair,
      "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy"},
+    {"keygen", udpmsg::cli::RunKeygen,
+     "keygen > room.key          a random room key for --key-file"},
     {"bench", udpmsg::cli::RunBench,
      "bench rate|latency|bulk   measure udpmsg against raw UDP, TCP and ENet"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
@@ -44,10 +46,23 @@ std::string Usage() {
   return text;
 }
 
+// Flag names are identifiers (`--key_file`); accept the dashed spelling
+// users expect (`--key-file`) by rewriting the name part of `--a-b[=v]`.
+void NormalizeFlagNames(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (arg[0] != '-' || arg[1] != '-' || arg[2] == '\0') continue;
+    for (char* c = arg + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(Usage());
+  NormalizeFlagNames(argc, argv);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   if (positional.size() < 2) {
     std::fprintf(stderr, "%s\n", Usage().c_str());

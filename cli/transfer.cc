@@ -28,6 +28,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/security.h"
 #include "proto/transfer.pb.h"
 #include "reliable/congestion.h"
 #include "reliable/runtime.h"
@@ -433,6 +434,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
 
   Runtime::Options options;
   options.endpoint = TransferOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.bind = udp::SocketAddress::Any(peer->family(), 0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
   if (!rt.ok()) return Fail(rt.status());
@@ -488,6 +490,7 @@ int RunRecv(const Args& args) {
   if (!locals.ok()) return Fail(locals.status());
   Runtime::Options options;
   options.endpoint = TransferOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.endpoint.accept_incoming = true;
   options.bind = locals->front();
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);

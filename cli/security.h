@@ -1,0 +1,17 @@
+// The encryption flags shared by send/recv --reliable and chat, and
+// `udpmsg keygen`.
+#ifndef UDPMSG_CLI_SECURITY_H_
+#define UDPMSG_CLI_SECURITY_H_
+
+#include "absl/status/status.h"
+#include "reliable/endpoint.h"
+
+namespace udpmsg::cli {
+
+// Applies --encrypt and --key-file to `options`. The key file's errors name
+// the path (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT).
+absl::Status ApplySecurityFlags(reliable::EndpointOptions* options);
+
+}  // namespace udpmsg::cli
+
+#endif  // UDPMSG_CLI_SECURITY_H_
