@@ -41,6 +41,7 @@ class Subprocess final {
   absl::StatusOr<int> Wait(absl::Duration timeout);
 
   void Kill(int signal);
+  pid_t pid() const { return pid_; }
 
   // Everything read so far, including lines already returned.
   const std::string& stdout_text() const { return out_.all; }
