@@ -6,28 +6,42 @@
 #   sudo bench/run.sh            16 MiB per transfer at 0, 1, 5, 10% loss
 #   sudo bench/run.sh --quick    4 MiB smoke run (writes bulk-quick.*)
 #
-# Writes bench/results/bulk.{csv,md,png} (bulk-quick.* with --quick).
+#   sudo bench/run.sh --delay 20ms   20 ms added RTT (10 ms each way), loss and
+#                                    delay by `udpmsg impair --nfqueue`
+#
+# Writes bench/results/bulk.{csv,md,png} (bulk-quick.* with --quick; a
+# -rtt<D> suffix with --delay, e.g. bulk-quick-rtt20ms.*).
 # Needs root, `ip netns`, tc and nft (nftables and gnuplot are installed with
 # apt-get when missing). The namespaces are always torn down on exit.
 #
 # Topology (all on this machine):
 #   udpmsg-a (client, senders)  10.77.0.1  ua0 ==veth== ub0  10.77.0.2  udpmsg-b (server)
 #   ua0 egress: tbf rate 20mbit burst 32kbit latency 50ms
-#   input hook of both namespaces: iifname <veth> numgen random mod 10000 < BP drop
+#   loss, emulator nft (the default without --delay), input hook of both namespaces:
+#     iifname <veth> numgen random mod 10000 < BP drop
+#   loss and delay, emulator nfqueue (the default with --delay), in both namespaces:
+#     iptables -A INPUT -i <veth> -j NFQUEUE --queue-num 0
+#     udpmsg impair --nfqueue 0 --loss L --delay D/2 --seed 1 (a) / 2 (b)
+#   so TCP, udpmsg and ENet cross the same seeded loss model and the same delay.
+#   (iptables-nft's xt NFQUEUE target, because the nft `queue` expression needs
+#   CONFIG_NFT_QUEUE, which kernels like this one lack; no netem either.)
 set -euo pipefail
 
 usage() {
   cat <<'EOF'
 usage: sudo bench/run.sh [--quick] [--size SIZE] [--losses "0 1 5 10"] [--rate 20mbit]
                          [--cc newreno|bbr] [--delay 10ms] [--bin PATH] [--out DIR]
-                         [--timeout 30s]
+                         [--timeout 30s] [--emulator nft|nfqueue]
   --quick      4 MiB per transfer, results in DIR/bulk-quick.{csv,md,png}
   --size       bytes per transfer (default 16MiB)
   --losses     loss rates in percent, space-separated (default "0 1 5 10")
   --rate       tbf rate on the sender's veth (default 20mbit)
   --cc         udpmsg congestion controller (default newreno)
-  --delay      one-way delay added with netem in each direction (default none: the
-               RTT is then the tbf queue's; needs the kernel's sch_netem)
+  --delay      added round-trip time, D/2 in each direction, by `udpmsg impair
+               --nfqueue` in both namespaces (default none: the RTT is then the tbf
+               queue's); implies --emulator nfqueue
+  --emulator   nft: loss by an nftables numgen rule (default without --delay);
+               nfqueue: loss and delay by `udpmsg impair --nfqueue` (needs iptables)
   --bin        the udpmsg binary (default: build //cli:udpmsg with ./bazelw -c opt)
   --out        results directory (default bench/results)
   --timeout    a transfer fails after this long without progress (default 30s)
@@ -50,6 +64,7 @@ BIN=${UDPMSG:-}
 OUT=$ROOT/bench/results
 TIMEOUT=30s
 DELAY=
+EMULATOR=
 while (($#)); do
   case $1 in
     --quick) QUICK=1; SIZE=4MiB ;;
@@ -61,6 +76,7 @@ while (($#)); do
     --out) OUT=${2:?}; shift ;;
     --timeout) TIMEOUT=${2:?}; shift ;;
     --delay) DELAY=${2:?}; shift ;;
+    --emulator) EMULATOR=${2:?}; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -68,6 +84,23 @@ while (($#)); do
 done
 NAME=bulk
 ((QUICK)) && NAME=bulk-quick
+[[ -n $DELAY ]] && NAME=$NAME-rtt$DELAY
+if [[ -z $EMULATOR ]]; then
+  EMULATOR=nft
+  [[ -n $DELAY ]] && EMULATOR=nfqueue
+fi
+[[ $EMULATOR == nft || $EMULATOR == nfqueue ]] || die "--emulator must be nft or nfqueue"
+[[ $EMULATOR == nfqueue || -z $DELAY ]] || die "--delay needs --emulator nfqueue"
+# Half the added RTT for each direction, in microseconds.
+HALF_DELAY=0us
+if [[ -n $DELAY ]]; then
+  HALF_DELAY=$(awk -v d="$DELAY" 'BEGIN {
+    if (match(d, /^[0-9.]+/) == 0) exit 1
+    n = substr(d, 1, RLENGTH); u = substr(d, RLENGTH + 1)
+    f = (u == "us") ? 1 : (u == "ms") ? 1000 : (u == "s") ? 1000000 : -1
+    if (f < 0) exit 1
+    printf "%dus", n * f / 2 + 0.5 }') || die "--delay $DELAY: want a duration like 20ms, 500us or 0.1s"
+fi
 
 # --- Preconditions -----------------------------------------------------------
 [[ $(id -u) -eq 0 ]] || die "needs root (it creates network namespaces, a tc qdisc and nftables rules); run: sudo $0 $ARGS"
@@ -81,6 +114,9 @@ apt_install() {
     { apt-get update -qq >&2 && apt-get install -y -qq --no-install-recommends "$@" >&2; }
 }
 command -v nft >/dev/null || apt_install nftables || die "needs nft (apt-get install nftables)"
+if [[ $EMULATOR == nfqueue ]]; then
+  command -v iptables >/dev/null || apt_install iptables || die "needs iptables for the NFQUEUE rule (apt-get install iptables)"
+fi
 command -v gnuplot >/dev/null || apt_install gnuplot-nox ||
   echo "bench/run.sh: gnuplot unavailable; no plot" >&2
 
@@ -99,9 +135,20 @@ IP_B=10.77.0.2
 PORT=9000
 WORK=$(mktemp -d /tmp/udpmsg-bench.XXXXXX)
 SERVER_PID=
+EMU_PIDS=()
+
+stop_emulators() {
+  local pid
+  for pid in "${EMU_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  EMU_PIDS=()
+}
 
 cleanup() {
   local rc=$?
+  stop_emulators
   if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill "$SERVER_PID" 2>/dev/null || true
     wait "$SERVER_PID" 2>/dev/null || true
@@ -136,11 +183,13 @@ run ip -n "$NS_B" link set ub0 up
 # The bottleneck: the sender's egress. burst 32kbit (4 kB) holds two
 # full-size frames; latency 50ms bounds the queue at about 129 kB.
 run ip netns exec "$NS_A" tc qdisc add dev ua0 root handle 1: tbf rate "$RATE" burst 32kbit latency 50ms
-if [[ -n $DELAY ]]; then
-  run ip netns exec "$NS_A" tc qdisc add dev ua0 parent 1:1 handle 10: netem delay "$DELAY" limit 10000 ||
-    die "cannot add netem (is sch_netem available?); run without --delay"
-  run ip netns exec "$NS_B" tc qdisc add dev ub0 root netem delay "$DELAY" limit 10000 ||
-    die "cannot add netem (is sch_netem available?); run without --delay"
+if [[ $EMULATOR == nfqueue ]]; then
+  # Everything arriving on the veth (TCP, UDP, ARP aside) goes to queue 0 of
+  # its namespace; without a bound emulator the kernel drops it.
+  run ip netns exec "$NS_A" iptables -w -A INPUT -i ua0 -j NFQUEUE --queue-num 0 ||
+    die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
+  run ip netns exec "$NS_B" iptables -w -A INPUT -i ub0 -j NFQUEUE --queue-num 0 ||
+    die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
 fi
 # Loss: one table per namespace, filled per loss rate below.
 for ns in "$NS_A" "$NS_B"; do
@@ -150,6 +199,10 @@ for ns in "$NS_A" "$NS_B"; do
 done
 
 set_loss() {  # percent, e.g. 5 or 0.5
+  if [[ $EMULATOR == nfqueue ]]; then
+    set_loss_nfqueue "$1"
+    return
+  fi
   local bp
   bp=$(awk -v p="$1" 'BEGIN { printf "%d", p * 100 + 0.5 }')
   local pair
@@ -162,6 +215,29 @@ set_loss() {  # percent, e.g. 5 or 0.5
     fi
   done
   echo "ip netns exec <ns> nft add rule inet udpmsg_bench input iifname <veth> numgen random mod 10000 < $bp counter drop   # $1% loss" >>"$COMMANDS"
+}
+
+# One emulator per namespace (each impairs the packets arriving there, i.e.
+# one direction), restarted per loss rate with the same seeds.
+set_loss_nfqueue() {
+  stop_emulators
+  local ns seed=1 log
+  for ns in "$NS_A" "$NS_B"; do
+    log=$WORK/emulator-$ns.log
+    echo "--- ${1}% loss" >>"$log"
+    ip netns exec "$ns" "$BIN" impair --nfqueue 0 --loss "${1}%" --delay "$HALF_DELAY" \
+      --seed "$seed" 2>>"$log" &
+    EMU_PIDS+=($!)
+    seed=$((seed + 1))
+  done
+  for log in "$WORK"/emulator-*.log; do
+    for _ in $(seq 50); do
+      [[ $(grep -c "impairing" "$log") -ge $(grep -c "^--- " "$log") ]] && break
+      sleep 0.1
+    done
+    tail -n 1 "$log" | grep -q "impairing" || { cat "$log" >&2; die "the NFQUEUE emulator did not start"; }
+  done
+  echo "ip netns exec <ns> udpmsg impair --nfqueue 0 --loss ${1}% --delay $HALF_DELAY --seed <1 in a, 2 in b>" >>"$COMMANDS"
 }
 
 # --- Server ------------------------------------------------------------------
@@ -191,6 +267,12 @@ for loss in $LOSSES; do
     echo "bench/run.sh: some transfers failed at ${loss}% loss (rows marked verified=no)" >&2
     FAILED=1
   fi
+  if [[ $EMULATOR == nfqueue ]]; then
+    stop_emulators
+    for ns in "$NS_A" "$NS_B"; do
+      echo "bench/run.sh: $ns $(tail -n 1 "$WORK/emulator-$ns.log")" >&2
+    done
+  fi
   if [[ ! -s $CSV ]]; then head -n1 "$part" >"$CSV"; fi
   tail -n +2 "$part" >>"$CSV"
 done
@@ -210,8 +292,13 @@ MD=$OUT/$NAME.md
   echo "| kernel | $(uname -srm) |"
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
   echo "| transfer | $SIZE per transfer, one at a time; udpmsg cc $CC |"
-  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added one-way delay |"
-  echo "| loss | nftables, every protocol, both directions: $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
+  echo "| TCP cc | $(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the kernel default in the namespaces) |"
+  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way) |"
+  if [[ $EMULATOR == nfqueue ]]; then
+    echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions): $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
+  else
+    echo "| loss | nftables, every protocol, both directions: $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
+  fi
   echo
   awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
                      for (i = 1; i <= NF; i++) printf "---|"; printf "\n"; next }

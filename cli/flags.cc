@@ -61,3 +61,6 @@ ABSL_FLAG(bool, encrypt, false,
 ABSL_FLAG(std::string, key_file, "",
           "a room key file (see `udpmsg keygen`): encrypts, and only peers with the same key "
           "can connect");
+ABSL_FLAG(int, nfqueue, -1,
+          "impair: impair the packets netfilter queues to this NFQUEUE number (root; instead of "
+          "--listen/--to; see README)");

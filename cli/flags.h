@@ -55,4 +55,6 @@ ABSL_DECLARE_FLAG(std::string, bench_peer);
 ABSL_DECLARE_FLAG(bool, encrypt);
 ABSL_DECLARE_FLAG(std::string, key_file);
 
+ABSL_DECLARE_FLAG(int, nfqueue);
+
 #endif  // UDPMSG_CLI_FLAGS_H_

@@ -40,6 +40,7 @@
 #include "udp/resolve.h"
 
 #include "cli/impair_proxy.h"
+#include "cli/nfqueue_impair.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -96,10 +97,57 @@ udp::AddressFamily FamilyFromFlags() {
   return udp::AddressFamily::kUnspecified;
 }
 
+// SIGINT/SIGTERM as a readable signalfd, or -1 (errno set).
+int BlockStopSignals() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return -1;
+  return ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+// udpmsg impair --nfqueue N: verdicts on the packets netfilter queues to N.
+int RunNfqueue(int queue, const udp::ImpairmentConfig& config, absl::Duration duration) {
+  if (queue < 0 || queue > 65535) {
+    return UsageError(kCommand, absl::StrCat("--nfqueue ", queue, " is out of range (0 to 65535)"));
+  }
+  if (absl::GetFlag(FLAGS_listen) != -1 || !absl::GetFlag(FLAGS_to).empty()) {
+    return UsageError(kCommand, "--nfqueue cannot be combined with --listen/--to");
+  }
+  const int signals = BlockStopSignals();
+  if (signals < 0) return Fail(udp::ErrnoStatus(errno, "signalfd"));
+  NfqueueImpairer::Options options;
+  options.queue = static_cast<uint16_t>(queue);
+  options.config = config;
+  options.stop_fd = signals;
+  absl::StatusOr<std::unique_ptr<NfqueueImpairer>> impairer = NfqueueImpairer::Create(options);
+  if (!impairer.ok()) {
+    if (absl::IsInvalidArgument(impairer.status())) {
+      return UsageError(kCommand, impairer.status().message());
+    }
+    std::fprintf(stderr, "udpmsg: %s\n", std::string(impairer.status().message()).c_str());
+    return kExitFailure;
+  }
+  std::fprintf(stderr, "%s\n", DescribeNfqueue(options.queue, config).c_str());
+  std::fflush(stderr);
+  const absl::Status status = (*impairer)->Run(duration);
+  std::fprintf(stderr, "%s\n", (*impairer)->CountersLine().c_str());
+  if (!status.ok()) return Fail(status);
+  return kExitOk;
+}
+
 }  // namespace
 
 int RunImpair(const Args& args) {
   if (!args.empty()) return UsageError(kCommand, "takes no positional arguments");
+  if (const int queue = absl::GetFlag(FLAGS_nfqueue); queue != -1) {
+    absl::StatusOr<udp::ImpairmentConfig> config = ConfigFromFlags();
+    if (!config.ok()) return UsageError(kCommand, config.status().message());
+    absl::StatusOr<absl::Duration> d = udp::ParseDuration(absl::GetFlag(FLAGS_duration));
+    if (!d.ok()) return UsageError(kCommand, absl::StrCat("--duration: ", d.status().message()));
+    return RunNfqueue(queue, *config, *d);
+  }
   const int listen_port = absl::GetFlag(FLAGS_listen);
   if (listen_port == -1) return UsageError(kCommand, "--listen PORT is required");
   if (listen_port < 0 || listen_port > 65535) {
