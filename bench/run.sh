@@ -31,7 +31,7 @@ usage() {
   cat <<'EOF'
 usage: sudo bench/run.sh [--quick] [--size SIZE] [--losses "0 1 5 10"] [--rate 20mbit]
                          [--cc newreno|bbr] [--delay 10ms] [--bin PATH] [--out DIR]
-                         [--timeout 30s] [--emulator nft|nfqueue]
+                         [--timeout 30s] [--emulator nft|nfqueue] [--tcp-cc cubic|bbr|reno]
   --quick      4 MiB per transfer, results in DIR/bulk-quick.{csv,md,png}
   --size       bytes per transfer (default 16MiB)
   --losses     loss rates in percent, space-separated (default "0 1 5 10")
@@ -45,6 +45,7 @@ usage: sudo bench/run.sh [--quick] [--size SIZE] [--losses "0 1 5 10"] [--rate 2
   --bin        the udpmsg binary (default: build //cli:udpmsg with ./bazelw -c opt)
   --out        results directory (default bench/results)
   --timeout    a transfer fails after this long without progress (default 30s)
+  --tcp-cc     TCP's congestion control in both namespaces (default: the kernel's)
 EOF
 }
 
@@ -60,6 +61,7 @@ SIZE=16MiB
 LOSSES="0 1 5 10"
 RATE=20mbit
 CC=newreno
+TCP_CC=
 BIN=${UDPMSG:-}
 OUT=$ROOT/bench/results
 TIMEOUT=30s
@@ -72,6 +74,7 @@ while (($#)); do
     --losses) LOSSES=${2:?}; shift ;;
     --rate) RATE=${2:?}; shift ;;
     --cc) CC=${2:?}; shift ;;
+    --tcp-cc) TCP_CC=${2:?}; shift ;;
     --bin) BIN=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
     --timeout) TIMEOUT=${2:?}; shift ;;
@@ -122,7 +125,9 @@ command -v gnuplot >/dev/null || apt_install gnuplot-nox ||
 
 if [[ -z $BIN ]]; then
   (cd "$ROOT" && ./bazelw build -c opt //cli:udpmsg >&2)
-  BIN=$ROOT/bazel-bin/cli/udpmsg
+  # Ask Bazel where the binary is: the bazel-bin symlink may point at another
+  # output base.
+  BIN=$(cd "$ROOT" && ./bazelw info -c opt bazel-bin 2>/dev/null)/cli/udpmsg
 fi
 [[ -x $BIN ]] || die "no udpmsg binary at $BIN"
 BIN=$(readlink -f "$BIN")
@@ -180,6 +185,10 @@ run ip -n "$NS_A" link set lo up
 run ip -n "$NS_B" link set lo up
 run ip -n "$NS_A" link set ua0 up
 run ip -n "$NS_B" link set ub0 up
+if [[ -n "$TCP_CC" ]]; then  # per-namespace sysctl (Linux >= 4.15)
+  run ip netns exec "$NS_A" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
+  run ip netns exec "$NS_B" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
+fi
 # The bottleneck: the sender's egress. burst 32kbit (4 kB) holds two
 # full-size frames; latency 50ms bounds the queue at about 129 kB.
 run ip netns exec "$NS_A" tc qdisc add dev ua0 root handle 1: tbf rate "$RATE" burst 32kbit latency 50ms
@@ -292,7 +301,11 @@ MD=$OUT/$NAME.md
   echo "| kernel | $(uname -srm) |"
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
   echo "| transfer | $SIZE per transfer, one at a time; udpmsg cc $CC |"
-  echo "| TCP cc | $(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the kernel default in the namespaces) |"
+  if [[ -n "$TCP_CC" ]]; then
+    echo "| TCP cc | $TCP_CC (set with --tcp-cc) |"
+  else
+    echo "| TCP cc | $(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the kernel default in the namespaces) |"
+  fi
   echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way) |"
   if [[ $EMULATOR == nfqueue ]]; then
     echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions): $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
