@@ -58,25 +58,30 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                    " carries ", payload.size(),
                                                    " bytes; its layout needs ", layout->length));
   }
+  auto it = partial_.find(key);
+  // Checked before the single-fragment shortcut: a 1-fragment header for a
+  // key with fragments buffered used to complete a message while leaving the
+  // partial one behind, never completed (that sequence was delivered) nor
+  // freed, holding bytes and a slot (found by fuzz/reassembler_fuzzer).
+  if (it != partial_.end() && (it->second.header.count != header.count ||
+                               it->second.header.total_size != header.total_size)) {
+    ++stats_.rejected_fragments;
+    return absl::InvalidArgumentError(
+        absl::StrCat("fragment ", header.index, " says ", header.count, " fragments / ",
+                     header.total_size, " bytes; earlier ones said ", it->second.header.count,
+                     " / ", it->second.header.total_size));
+  }
   if (header.count == 1) {
     ++stats_.completed;
     return std::optional<std::string>(std::string(payload));
   }
 
-  auto it = partial_.find(key);
   if (it == partial_.end()) {
     if (partial_.size() >= limits_.max_partial_messages) {
       ++stats_.refused_for_space;
       return absl::ResourceExhaustedError(absl::StrCat(
           "reassembly: ", partial_.size(), " messages already in progress (limit)"));
     }
-  } else if (it->second.header.count != header.count ||
-             it->second.header.total_size != header.total_size) {
-    ++stats_.rejected_fragments;
-    return absl::InvalidArgumentError(
-        absl::StrCat("fragment ", header.index, " says ", header.count, " fragments / ",
-                     header.total_size, " bytes; earlier ones said ", it->second.header.count,
-                     " / ", it->second.header.total_size));
   } else if (it->second.fragments.contains(header.index)) {
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();

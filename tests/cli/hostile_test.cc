@@ -141,7 +141,16 @@ TEST(HostileTest, MillionHostileDatagramsLeaveTheServerUnchanged) {
   ASSERT_TRUE(alice->WriteStdin("after the storm\n").ok());
   ASSERT_TRUE(WaitForLine(*alice, "<alice> after the storm").ok()) << alice->stderr_text();
   // Memory flat (no per-source state): within 8 MiB of where it started.
-  EXPECT_LT(RssKiB(server->pid()) - rss_before, 8 * 1024)
+  // Not under ASan/TSan: ASan's quarantine keeps up to 256 MiB of freed
+  // memory resident by design (+420 MiB here; +20 MiB with a 4 MiB
+  // quarantine), so there the bound only catches gross growth and
+  // LeakSanitizer checks for leaks.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  constexpr int64_t kRssSlackKiB = 1024 * 1024;
+#else
+  constexpr int64_t kRssSlackKiB = 8 * 1024;
+#endif
+  EXPECT_LT(RssKiB(server->pid()) - rss_before, kRssSlackKiB)
       << "RSS before " << rss_before << " KiB";
   alice->CloseStdin();
   absl::StatusOr<int> code = alice->Wait(kTimeout);

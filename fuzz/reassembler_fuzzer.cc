@@ -1,0 +1,208 @@
+// libFuzzer entry for reliable::Reassembler: limits from the first bytes,
+// then a sequence of Add (arbitrary header and payload), Expire and Discard
+// calls, checked against a simple model of what must be buffered:
+//   - buffered_bytes() <= max_buffered_bytes, partial_messages() <=
+//     max_partial_messages, and both equal the model's
+//   - a completed message has the announced total_size and is exactly its
+//     accepted fragments in index order
+//   - an Add that fails changes nothing
+// Aborts on a violation.
+//
+// Built with libFuzzer by `fuzz/run.sh reassembler`, and with the normal
+// toolchain into //fuzz:reassembler_fuzz_smoke, which calls the entry.
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <optional>
+#include <string>
+#include <tuple>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "reliable/reassembler.h"
+
+namespace {
+
+using udpmsg::reliable::FragmentHeader;
+using udpmsg::reliable::LayoutOf;
+using udpmsg::reliable::MessageKey;
+using udpmsg::reliable::Reassembler;
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "reassembler_fuzzer: %s\n", what.c_str());
+  std::abort();
+}
+
+class Input {
+ public:
+  explicit Input(absl::string_view data) : data_(data) {}
+  bool empty() const { return data_.empty(); }
+  uint8_t Byte() {
+    if (data_.empty()) return 0;
+    const uint8_t b = static_cast<uint8_t>(data_[0]);
+    data_.remove_prefix(1);
+    return b;
+  }
+  uint64_t Bytes(int n) {  // little-endian
+    uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(Byte()) << (8 * i);
+    return v;
+  }
+  std::string Take(size_t n) {
+    std::string s(data_.substr(0, n));
+    data_.remove_prefix(s.size());
+    s.resize(n, '\xAB');  // past the end: filler, so long payloads stay cheap
+    return s;
+  }
+
+ private:
+  absl::string_view data_;
+};
+
+struct ModelMessage {
+  FragmentHeader header;
+  absl::Time started;
+  std::map<uint32_t, std::string> fragments;
+  uint64_t bytes = 0;
+};
+
+using KeyTuple = std::tuple<uint32_t, uint32_t, uint64_t>;
+
+KeyTuple Tuple(const MessageKey& k) { return {k.channel, k.space, k.sequence}; }
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  Input in(absl::string_view(reinterpret_cast<const char*>(data), size));
+  Reassembler::Limits limits;
+  limits.max_message_bytes = in.Bytes(2) + 1;           // 1 .. 64 KiB
+  limits.max_buffered_bytes = in.Bytes(2) * 4;          // 0 .. 256 KiB
+  limits.max_partial_messages = in.Byte() % 16;         // 0 .. 15
+  limits.timeout = absl::Milliseconds(1 + in.Bytes(2));  // 1 ms .. 65 s
+  Reassembler r(limits);
+  std::map<KeyTuple, ModelMessage> model;
+  uint64_t model_bytes = 0;
+  absl::Time now = absl::FromUnixSeconds(1'700'000'000);
+
+  for (int steps = 0; !in.empty() && steps < 4096; ++steps) {
+    const uint8_t op = in.Byte();
+    now += absl::Milliseconds(in.Byte() * (op & 0x80 ? 256 : 1));
+    MessageKey key;
+    key.channel = (op >> 2) & 1;
+    key.space = (op >> 3) & 1;
+    key.sequence = in.Byte() % 8;
+    switch (op & 3) {
+      case 0:
+      case 1: {  // Add
+        FragmentHeader h;
+        // Small values mostly, arbitrary 32/64-bit ones sometimes.
+        const bool wide = op & 0x40;
+        h.index = static_cast<uint32_t>(wide ? in.Bytes(4) : in.Byte() % 32);
+        h.count = static_cast<uint32_t>(wide ? in.Bytes(4) : in.Byte() % 32);
+        h.total_size = wide ? in.Bytes(8) : in.Bytes(2);
+        // Usually the payload length the layout wants, else arbitrary.
+        size_t length = in.Bytes(2);
+        absl::StatusOr<udpmsg::reliable::FragmentLayout> layout =
+            LayoutOf(h.index, h.count, h.total_size);
+        if ((op & 0x20) == 0 && layout.ok() && layout->length <= (1u << 20)) {
+          length = layout->length;
+        }
+        const std::string payload = in.Take(length);
+        const uint64_t buffered_before = r.buffered_bytes();
+        const size_t partial_before = r.partial_messages();
+        absl::StatusOr<std::optional<std::string>> got = r.Add(now, key, h, payload);
+        auto it = model.find(Tuple(key));
+        if (!got.ok()) {
+          if (r.buffered_bytes() != buffered_before || r.partial_messages() != partial_before) {
+            Die(absl::StrCat("a failed Add changed the state: ", got.status().ToString()));
+          }
+          if (got.status().code() != absl::StatusCode::kInvalidArgument &&
+              got.status().code() != absl::StatusCode::kResourceExhausted) {
+            Die(absl::StrCat("unexpected status ", got.status().ToString()));
+          }
+          break;
+        }
+        if (!layout.ok() || payload.size() != layout->length ||
+            h.total_size > limits.max_message_bytes) {
+          Die("Add accepted a fragment that does not fit its layout");
+        }
+        if (it != model.end() &&
+            (it->second.header.count != h.count || it->second.header.total_size != h.total_size)) {
+          Die(absl::StrCat("Add accepted fragment ", h.index, "/", h.count, " of ", h.total_size,
+                           " bytes for a message announced as ", it->second.header.count,
+                           " fragments of ", it->second.header.total_size, " bytes"));
+        }
+        if (h.count == 1) {
+          if (!got->has_value() || **got != payload) Die("a single fragment did not complete");
+          break;
+        }
+        if (it == model.end()) {
+          it = model.emplace(Tuple(key), ModelMessage{h, now, {}, 0}).first;
+        }
+        ModelMessage& m = it->second;
+        if (!m.fragments.emplace(h.index, payload).second) {
+          if (got->has_value()) Die("a duplicate fragment completed a message");
+          break;
+        }
+        m.bytes += payload.size();
+        model_bytes += payload.size();
+        if (m.fragments.size() < h.count) {
+          if (got->has_value()) Die("a message completed with fragments missing");
+          break;
+        }
+        if (!got->has_value()) Die("all fragments arrived but no message");
+        if ((*got)->size() != h.total_size) {
+          Die(absl::StrCat("completed message of ", (*got)->size(), " bytes, announced ",
+                           h.total_size));
+        }
+        std::string expected;
+        for (const auto& [index, bytes] : m.fragments) expected += bytes;
+        if (**got != expected) Die("completed message is not its fragments in order");
+        model_bytes -= m.bytes;
+        model.erase(it);
+        break;
+      }
+      case 2: {  // Expire
+        size_t expected = 0;
+        for (auto it = model.begin(); it != model.end();) {
+          if (now - it->second.started >= limits.timeout) {
+            model_bytes -= it->second.bytes;
+            it = model.erase(it);
+            ++expected;
+          } else {
+            ++it;
+          }
+        }
+        const size_t dropped = r.Expire(now);
+        if (dropped != expected) {
+          Die(absl::StrCat("Expire dropped ", dropped, ", model ", expected));
+        }
+        break;
+      }
+      case 3: {  // Discard
+        r.Discard(key);
+        auto it = model.find(Tuple(key));
+        if (it != model.end()) {
+          model_bytes -= it->second.bytes;
+          model.erase(it);
+        }
+        break;
+      }
+    }
+    if (r.buffered_bytes() > limits.max_buffered_bytes ||
+        r.partial_messages() > limits.max_partial_messages) {
+      Die(absl::StrCat("over the limits: ", r.buffered_bytes(), " bytes, ",
+                       r.partial_messages(), " messages"));
+    }
+    if (r.buffered_bytes() != model_bytes || r.partial_messages() != model.size()) {
+      Die(absl::StrCat("buffered ", r.buffered_bytes(), " bytes in ", r.partial_messages(),
+                       " messages; model ", model_bytes, " in ", model.size()));
+    }
+  }
+  return 0;
+}
