@@ -30,7 +30,8 @@ constexpr Command kCommands[] = {
     {"chat", udpmsg::cli::RunChat,
      "chat serve --port P | chat join HOST:PORT --nick NAME   multi-party chat"},
     {"impair", udpmsg::cli::RunImpair,
-     "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy"},
+     "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy;\n"
+     "         udpmsg impair --nfqueue N [--loss R --delay D ...]   (root) TCP+UDP emulator"},
     {"keygen", udpmsg::cli::RunKeygen,
      "keygen > room.key          a random room key for --key-file"},
     {"bench", udpmsg::cli::RunBench,
