@@ -12,6 +12,7 @@ extern "C" {
 }
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -194,11 +195,26 @@ class NfqueueImpairer::Impl {
     std::vector<char> buffer(256 * 1024);
     absl::Status result = absl::OkStatus();
     bool stop = false;
+    // A queue no rule feeds stays silent: say so once, after a while, so a
+    // missing iptables/nft rule is not mistaken for a quiet network.
+    absl::Time silence_warning = start + absl::Seconds(5);
     while (!stop) {
       absl::Time now = clock_.Now();
       ReleaseDue(now);
       if (now >= end) break;
-      absl::Time wake = end;
+      if (now >= silence_warning) {
+        if (counters_.received == 0) {
+          std::fprintf(stderr,
+                       "udpmsg: queue %u: no packet in %s; is there a rule sending packets to it "
+                       "(iptables -j NFQUEUE --queue-num %u)?\n",
+                       static_cast<unsigned>(options_.queue),
+                       absl::FormatDuration(absl::Trunc(now - start, absl::Seconds(1))).c_str(),
+                       static_cast<unsigned>(options_.queue));
+          std::fflush(stderr);
+        }
+        silence_warning = absl::InfiniteFuture();
+      }
+      absl::Time wake = std::min(end, silence_warning);
       if (!held_.empty()) wake = std::min(wake, held_.top().due);
       absl::StatusOr<absl::Span<const udp::Poller::Event>> ready =
           poller_.Wait(std::max(absl::ZeroDuration(), wake - now));
