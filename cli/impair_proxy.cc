@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "reliable/clock.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
 #include "udp/impairment.h"
@@ -48,18 +49,8 @@ constexpr size_t kSlotBytes = 65536;
 constexpr int kSocketBufferBytes = 4 << 20;  // > the largest UDP payload: never truncates
 
 
-// The real clock, made monotonic.
-class Clock {
- public:
-  Clock() : wall_(absl::Now()), steady_(std::chrono::steady_clock::now()) {}
-  absl::Time Now() const {
-    return wall_ + absl::FromChrono(std::chrono::steady_clock::now() - steady_);
-  }
-
- private:
-  absl::Time wall_;
-  std::chrono::steady_clock::time_point steady_;
-};
+// The real clock, made monotonic (see reliable/clock.h).
+using Clock = reliable::RealClock;
 
 enum Direction { kUp = 0, kDown = 1 };
 

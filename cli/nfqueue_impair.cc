@@ -31,6 +31,7 @@ extern "C" {
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "udp/errno_status.h"
+#include "reliable/clock.h"
 #include "udp/impairment.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
@@ -56,18 +57,8 @@ std::string FormatBandwidth(uint64_t bps) {
   return absl::StrCat(bps, "bit");
 }
 
-// A monotonic clock expressed as absl::Time (wall origin + steady elapsed).
-class Clock {
- public:
-  Clock() : wall_(absl::Now()), steady_(std::chrono::steady_clock::now()) {}
-  absl::Time Now() const {
-    return wall_ + absl::FromChrono(std::chrono::steady_clock::now() - steady_);
-  }
-
- private:
-  absl::Time wall_;
-  std::chrono::steady_clock::time_point steady_;
-};
+// The real clock, made monotonic (see reliable/clock.h).
+using Clock = reliable::RealClock;
 
 // The packet's length from its IPv4/IPv6 header (the copy is truncated to
 // kCopyRange bytes); `copied` when the header is unreadable.

@@ -6,6 +6,8 @@
 #ifndef UDPMSG_RELIABLE_CLOCK_H_
 #define UDPMSG_RELIABLE_CLOCK_H_
 
+#include <chrono>
+
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -17,9 +19,19 @@ class Clock {
   virtual absl::Time Now() const = 0;
 };
 
+// The real clock, made monotonic: the wall time at construction plus the
+// steady clock's progress since, so timers never see time go backwards when
+// the system clock is stepped. Copies share the origin.
 class RealClock final : public Clock {
  public:
-  absl::Time Now() const override { return absl::Now(); }
+  RealClock() : wall_(absl::Now()), steady_(std::chrono::steady_clock::now()) {}
+  absl::Time Now() const override {
+    return wall_ + absl::FromChrono(std::chrono::steady_clock::now() - steady_);
+  }
+
+ private:
+  absl::Time wall_;
+  std::chrono::steady_clock::time_point steady_;
 };
 
 class FakeClock final : public Clock {
