@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -138,6 +139,37 @@ inline constexpr size_t kMaxConfirmationBytes = 32;
 inline constexpr uint8_t kSealedVersion = 2;
 inline constexpr size_t kSealedHeaderBytes = 17;
 inline constexpr size_t kSealedOverhead = kSealedHeaderBytes + 16;
+
+// The clear header of a sealed datagram.
+struct SealedHeader {
+  uint64_t connection_id = 0;
+  uint64_t packet_number = 0;
+};
+
+inline std::string EncodeSealedHeader(const SealedHeader& h) {
+  std::string out(kSealedHeaderBytes, '\0');
+  out[0] = static_cast<char>(kSealedVersion);
+  for (int i = 0; i < 8; ++i) {
+    out[1 + i] = static_cast<char>(h.connection_id >> (56 - 8 * i));
+    out[9 + i] = static_cast<char>(h.packet_number >> (56 - 8 * i));
+  }
+  return out;
+}
+
+// The header of `datagram` if it is long enough to be a sealed datagram and
+// starts with kSealedVersion; nullopt otherwise.
+inline std::optional<SealedHeader> ParseSealedHeader(std::string_view datagram) {
+  if (datagram.size() < kSealedOverhead ||
+      static_cast<uint8_t>(datagram[0]) != kSealedVersion) {
+    return std::nullopt;
+  }
+  SealedHeader h;
+  for (int i = 0; i < 8; ++i) {
+    h.connection_id = (h.connection_id << 8) | static_cast<uint8_t>(datagram[1 + i]);
+    h.packet_number = (h.packet_number << 8) | static_cast<uint8_t>(datagram[9 + i]);
+  }
+  return h;
+}
 inline constexpr size_t kMaxReasonBytes = 256;
 // At most this many ack ranges in one packet.
 inline constexpr size_t kMaxAckRanges = 32;

@@ -469,23 +469,18 @@ absl::Status Connection::StartProtection(const proto::Accept& accept) {
 absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& packet) {
   absl::StatusOr<std::string> inner = codec_.Encode(packet);
   if (!inner.ok() || protector_ == nullptr || packet.packet_number == 0) return inner;
-  std::string header(proto::kSealedHeaderBytes, '\0');
-  header[0] = static_cast<char>(proto::kSealedVersion);
-  for (int i = 0; i < 8; ++i) {
-    header[1 + i] = static_cast<char>(packet.connection_id >> (56 - 8 * i));
-    header[9 + i] = static_cast<char>(packet.packet_number >> (56 - 8 * i));
-  }
+  const std::string header =
+      proto::EncodeSealedHeader({packet.connection_id, packet.packet_number});
   absl::StatusOr<std::string> sealed = protector_->Seal(packet.packet_number, header, *inner);
   if (!sealed.ok()) return sealed.status();
   return header + *sealed;
 }
 
 bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
-  if (protector_ == nullptr || datagram.size() < proto::kSealedOverhead) return false;
-  uint64_t number = 0;
-  for (int i = 0; i < 8; ++i) {
-    number = (number << 8) | static_cast<uint8_t>(datagram[9 + i]);
-  }
+  const std::optional<proto::SealedHeader> header =
+      proto::ParseSealedHeader(std::string_view(datagram.data(), datagram.size()));
+  if (protector_ == nullptr || !header) return false;
+  const uint64_t number = header->packet_number;
   absl::StatusOr<std::string> inner =
       protector_->Open(number, datagram.substr(0, proto::kSealedHeaderBytes),
                        datagram.substr(proto::kSealedHeaderBytes));

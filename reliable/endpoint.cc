@@ -3,6 +3,8 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <optional>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,27 +91,19 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
-    if (bytes.size() < proto::kSealedOverhead) {
+    const std::optional<proto::SealedHeader> header =
+        proto::ParseSealedHeader(std::string_view(bytes.data(), bytes.size()));
+    if (!header) {
       ++stats_.malformed;
       return;
     }
-    uint64_t id = 0;
-    for (int i = 0; i < 8; ++i) id = (id << 8) | static_cast<uint8_t>(bytes[1 + i]);
-    auto it = connections_.find(id);
-    if (it == connections_.end()) {
-      ++stats_.unknown_connection;
-      return;
-    }
-    Connection& c = *it->second;
-    if (!(c.peer() == from)) {
-      ++stats_.wrong_address;
-      return;
-    }
-    if (!c.OnSealed(now, bytes)) {
+    Connection* c = Route(header->connection_id, from);
+    if (c == nullptr) return;
+    if (!c->OnSealed(now, bytes)) {
       ++stats_.unauthenticated;
       return;
     }
-    Flush(now, c);
+    Flush(now, *c);
     return;
   }
   absl::StatusOr<proto::Packet> packet = codec_.Decode(bytes);
@@ -121,22 +115,27 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     OnHello(now, from, *packet->hello, bytes.size());
     return;
   }
-  auto it = connections_.find(packet->connection_id);
-  if (it == connections_.end()) {
-    ++stats_.unknown_connection;
-    return;
-  }
-  Connection& c = *it->second;
-  if (!(c.peer() == from)) {
-    ++stats_.wrong_address;
-    return;
-  }
-  if (c.encrypted()) {  // after an encrypted handshake only sealed packets count
+  Connection* c = Route(packet->connection_id, from);
+  if (c == nullptr) return;
+  if (c->encrypted()) {  // after an encrypted handshake only sealed packets count
     ++stats_.unauthenticated;
     return;
   }
-  c.OnPacket(now, *packet, bytes.size());
-  Flush(now, c);
+  c->OnPacket(now, *packet, bytes.size());
+  Flush(now, *c);
+}
+
+Connection* Endpoint::Route(ConnectionId id, const udp::SocketAddress& from) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) {
+    ++stats_.unknown_connection;
+    return nullptr;
+  }
+  if (!(it->second->peer() == from)) {
+    ++stats_.wrong_address;
+    return nullptr;
+  }
+  return it->second.get();
 }
 
 void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,

@@ -166,6 +166,9 @@ class Endpoint final {
   ConnectionId NewId();
   KeyPair NewKeyPair();
   void Flush(absl::Time now, Connection& c);
+  // The connection `id` if it exists and `from` is its peer; else counts
+  // unknown_connection / wrong_address and returns null.
+  Connection* Route(ConnectionId id, const udp::SocketAddress& from);
   void Reap(absl::Time now);
 
   EndpointOptions options_;
