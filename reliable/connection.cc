@@ -646,12 +646,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     p.connection_id = peer_id_;
     p.packet_number = next_packet_number_++;
     p.close = close_;
-    absl::StatusOr<std::string> bytes = EncodeDatagram(p);
-    if (bytes.ok()) {
-      ++stats_.packets_sent;
-      stats_.bytes_sent += bytes->size();
-      out->push_back(*std::move(bytes));
-    }
+    Encode(now, p, out);  // already closed: a failure only drops the Close
     return;
   }
   if (state_ == State::kClosed) return;
