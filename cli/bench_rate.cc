@@ -105,6 +105,9 @@ struct RunResult {
 };
 
 // What the two threads of one run share.
+// Over-aligned (cache lines), so always on the heap: ASan's fake stack
+// (detect_stack_use_after_return) aligns frames to 32 bytes only, and UBSan
+// then rightly reports the misaligned member access.
 struct Shared {
   std::atomic<int64_t> start_ns{0};  // just before the first send
   std::atomic<bool> sender_done{false};
@@ -204,7 +207,8 @@ absl::StatusOr<RunResult> RunRawSendto(int64_t n, int* receive_buffer) {
   absl::StatusOr<RawPair> pair = OpenRawPair();
   if (!pair.ok()) return pair.status();
   *receive_buffer = pair->receive_buffer;
-  Shared shared;
+  const std::unique_ptr<Shared> shared_owner = std::make_unique<Shared>();
+  Shared& shared = *shared_owner;
   auto sender = [&]() -> ThreadResult {
     std::array<char, kPayloadBytes> payload;
     payload.fill('r');
@@ -281,7 +285,8 @@ absl::StatusOr<RunResult> RunRawSendto(int64_t n, int* receive_buffer) {
 absl::StatusOr<RunResult> RunRawMmsg(int64_t n) {
   absl::StatusOr<RawPair> pair = OpenRawPair();
   if (!pair.ok()) return pair.status();
-  Shared shared;
+  const std::unique_ptr<Shared> shared_owner = std::make_unique<Shared>();
+  Shared& shared = *shared_owner;
   auto sender = [&]() -> ThreadResult {
     std::array<char, kPayloadBytes> payload;
     payload.fill('m');
@@ -388,7 +393,8 @@ absl::StatusOr<RunResult> RunUdpmsg(DeliveryMode mode, int64_t n, const std::str
   Runtime& cli = **client;
   const udp::SocketAddress to = srv.local_address();
 
-  Shared shared;
+  const std::unique_ptr<Shared> shared_owner = std::make_unique<Shared>();
+  Shared& shared = *shared_owner;
   auto sender = [&]() -> ThreadResult {
     ThreadResult t;
     absl::StatusOr<reliable::ConnectionId> id = cli.Connect(to);

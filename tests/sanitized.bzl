@@ -1,0 +1,109 @@
+"""udpmsg_cc_test: a cc_test plus a twin built and run under ASan+UBSan.
+
+`./bazelw test //...` is the one test command (README, .ci/run), so the
+sanitizer runs are part of it: every test declared with udpmsg_cc_test gets
+a `<name>_asan_ubsan` twin whose whole dependency graph (libraries, the
+udpmsg binary a CLI test starts, the test itself) is rebuilt through a
+configuration transition with AddressSanitizer, LeakSanitizer and
+UndefinedBehaviorSanitizer, every report fatal. The plain build and the
+sanitized one live side by side in the output tree, so neither evicts the
+other from the cache.
+
+The seeded scenario tests run 5-20x slower under the sanitizers; their twins
+run 8 of the 200 seeds (UDPMSG_SIM_SEEDS), the plain tests all of them.
+"""
+
+_SANITIZER_COPTS = [
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=undefined",
+    "-fno-omit-frame-pointer",
+]
+
+_SANITIZER_LINKOPTS = ["-fsanitize=address,undefined"]
+
+_SANITIZER_ENV = {
+    "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:detect_stack_use_after_return=1",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+    "UDPMSG_SIM_SEEDS": "8",
+    # Read by //tests:sanitizer_canary_test, which checks the twins really
+    # are sanitized.
+    "UDPMSG_SANITIZERS": "address,undefined",
+}
+
+def _asan_ubsan_transition_impl(settings, attr):
+    copts = settings["//command_line_option:copt"]
+    linkopts = settings["//command_line_option:linkopt"]
+    return {
+        # Idempotent when the command line already asks for --config=asan.
+        "//command_line_option:copt": copts + [o for o in _SANITIZER_COPTS if o not in copts],
+        "//command_line_option:linkopt": linkopts + [o for o in _SANITIZER_LINKOPTS if o not in linkopts],
+        "//command_line_option:strip": "never",
+    }
+
+_asan_ubsan_transition = transition(
+    implementation = _asan_ubsan_transition_impl,
+    inputs = [
+        "//command_line_option:copt",
+        "//command_line_option:linkopt",
+    ],
+    outputs = [
+        "//command_line_option:copt",
+        "//command_line_option:linkopt",
+        "//command_line_option:strip",
+    ],
+)
+
+def _sanitized_test_impl(ctx):
+    # A transitioned attribute is a list in Bazel 4, a target in later ones.
+    test = ctx.attr.test[0] if type(ctx.attr.test) == "list" else ctx.attr.test
+    binary = test[DefaultInfo].files_to_run.executable
+    executable = ctx.actions.declare_file(ctx.label.name)
+    ctx.actions.symlink(output = executable, target_file = binary, is_executable = True)
+    runfiles = ctx.runfiles(files = [binary]).merge(test[DefaultInfo].default_runfiles)
+    return [
+        DefaultInfo(executable = executable, runfiles = runfiles),
+        testing.TestEnvironment(_SANITIZER_ENV),
+    ]
+
+asan_ubsan_test = rule(
+    implementation = _sanitized_test_impl,
+    test = True,
+    attrs = {
+        "test": attr.label(
+            mandatory = True,
+            executable = True,
+            cfg = _asan_ubsan_transition,
+            doc = "The cc_test to rebuild and run under ASan+UBSan.",
+        ),
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+    doc = "Runs a cc_test rebuilt with -fsanitize=address,undefined.",
+)
+
+# A sanitized run gets the next longer timeout than the plain one.
+_SIZE_TIMEOUT = {"small": "short", "medium": "moderate", "large": "long", "enormous": "eternal"}
+_LONGER_TIMEOUT = {"short": "moderate", "moderate": "long", "long": "eternal", "eternal": "eternal"}
+
+def udpmsg_cc_test(name, size = "small", timeout = None, shard_count = None, args = None, tags = [], **kwargs):
+    """cc_test `name` and its ASan+UBSan twin `name + "_asan_ubsan"`."""
+    native.cc_test(
+        name = name,
+        size = size,
+        timeout = timeout,
+        shard_count = shard_count,
+        args = args,
+        tags = tags,
+        **kwargs
+    )
+    asan_ubsan_test(
+        name = name + "_asan_ubsan",
+        test = ":" + name,
+        size = size,
+        timeout = _LONGER_TIMEOUT[timeout or _SIZE_TIMEOUT[size]],
+        shard_count = shard_count,
+        args = args,
+        tags = tags + ["asan", "ubsan"],
+        testonly = True,
+    )

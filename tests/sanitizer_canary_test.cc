@@ -1,0 +1,93 @@
+// The canary for udpmsg_cc_test's sanitizer twins (tests/sanitized.bzl).
+//
+// The plain test must be built without sanitizers and see no
+// UDPMSG_SANITIZERS; its `_asan_ubsan` twin must be built with
+// AddressSanitizer (GCC defines __SANITIZE_ADDRESS__) and see
+// UDPMSG_SANITIZERS=address,undefined, and a heap overflow, a use after free
+// and a signed overflow must each kill it with the sanitizer's report. If the
+// configuration transition or the test environment ever stops reaching the
+// twins, this test fails instead of the suite silently running unsanitized.
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace {
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kBuiltWithAsan = true;
+#else
+constexpr bool kBuiltWithAsan = false;
+#endif
+
+std::string SanitizersFromEnv() {
+  const char* v = std::getenv("UDPMSG_SANITIZERS");
+  return v == nullptr ? "" : v;
+}
+
+// Values the optimiser cannot see through.
+volatile int g_index = 16;
+volatile int g_addend = 1;
+volatile int g_sink = 0;
+
+int HeapOverflow() {
+  char* p = new char[16];
+  std::memset(p, 0, 16);
+  char copy[32];
+  // 17 bytes out of 16: one past the end, through ASan's memcpy interceptor.
+  std::memcpy(copy, p, static_cast<size_t>(g_index) + 1);
+  delete[] p;
+  g_sink = copy[0];
+  return copy[0];
+}
+
+int UseAfterFree() {
+  int* p = new int(7);
+  delete p;
+  return *static_cast<volatile int*>(p);
+}
+
+int SignedOverflow() {
+  int x = INT_MAX;
+  x += g_addend;
+  g_sink = x;
+  return x;
+}
+
+TEST(SanitizerCanaryTest, BuildMatchesEnvironment) {
+  const std::string env = SanitizersFromEnv();
+  if (env.empty()) {
+    EXPECT_FALSE(kBuiltWithAsan) << "a plain test was built with -fsanitize=address";
+  } else {
+    EXPECT_EQ(env, "address,undefined");
+    EXPECT_TRUE(kBuiltWithAsan) << "UDPMSG_SANITIZERS=" << env
+                                << " but the test was built without -fsanitize=address";
+  }
+}
+
+class SanitizedOnly : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (SanitizersFromEnv().empty()) {
+      GTEST_SKIP() << "plain build; the _asan_ubsan twin runs this";
+    }
+    GTEST_FLAG_SET(death_test_style, "threadsafe");
+  }
+};
+
+TEST_F(SanitizedOnly, HeapOverflowIsFatal) {
+  EXPECT_DEATH(HeapOverflow(), "AddressSanitizer: heap-buffer-overflow");
+}
+
+TEST_F(SanitizedOnly, UseAfterFreeIsFatal) {
+  EXPECT_DEATH(UseAfterFree(), "AddressSanitizer: heap-use-after-free");
+}
+
+TEST_F(SanitizedOnly, SignedOverflowIsFatal) {
+  EXPECT_DEATH(SignedOverflow(), "runtime error: signed integer overflow");
+}
+
+}  // namespace
