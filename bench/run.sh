@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
-# bench/run.sh: `udpmsg bench bulk` between two network namespaces joined by
-# a veth pair, with a tbf rate limit on the sender's side and nftables
-# dropping a fraction of ALL packets (both directions) at each loss rate.
+# bench/run.sh: every udpmsg benchmark in one run, on one machine, so the
+# ratios compare figures measured side by side:
+#   1. rate     `udpmsg bench rate` (64-byte messages, loopback in namespace a)
+#   2. latency  `udpmsg bench latency` client in namespace a, echo servers in b,
+#               at each of --latency-losses (default 0, 1, 5%)
+#   3. bulk     `udpmsg bench bulk` client (sender) in a, receivers in b, at each
+#               of --losses (default 0, 1, 5, 10%)
+# The namespaces are joined by a veth pair with a tbf rate limit on a's side;
+# the loss hits ALL packets (TCP's too) in both directions.
 #
 #   sudo bench/run.sh            16 MiB per transfer at 0, 1, 5, 10% loss
-#   sudo bench/run.sh --quick    4 MiB smoke run (writes bulk-quick.*)
+#   sudo bench/run.sh --quick    shorter runs (4 MiB transfers), report-quick.*
 #
-#   sudo bench/run.sh --delay 20ms   20 ms added RTT (10 ms each way), loss and
+#   sudo bench/run.sh --delay 50ms   50 ms added RTT (25 ms each way), loss and
 #                                    delay by `udpmsg impair --nfqueue`
 #
-# Writes bench/results/bulk.{csv,md,png} (bulk-quick.* with --quick; a
-# -rtt<D> suffix with --delay, e.g. bulk-quick-rtt20ms.*).
+# Writes bench/results/report.md (all three tables, the targets, machine, load,
+# setup commands), report-{rate,latency,bulk}.csv and report-bulk.png
+# (report-quick* with --quick; a -rtt<D> suffix with --delay, e.g.
+# report-rtt50ms.md).
 # Needs root, `ip netns`, tc and nft (nftables and gnuplot are installed with
 # apt-get when missing). The namespaces are always torn down on exit.
 #
@@ -29,12 +37,19 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: sudo bench/run.sh [--quick] [--size SIZE] [--losses "0 1 5 10"] [--rate 20mbit]
+usage: sudo bench/run.sh [--quick] [--only "rate latency bulk"] [--size SIZE]
+                         [--losses "0 1 5 10"] [--latency-losses "0 1 5"] [--rate 20mbit]
                          [--cc newreno|bbr] [--delay 10ms] [--bin PATH] [--out DIR]
                          [--timeout 30s] [--emulator nft|nfqueue] [--tcp-cc cubic|bbr|reno]
-  --quick      4 MiB per transfer, results in DIR/bulk-quick.{csv,md,png}
-  --size       bytes per transfer (default 16MiB)
-  --losses     loss rates in percent, space-separated (default "0 1 5 10")
+                         [--transports "udpmsg tcp tcp-cubic tcp-reno enet"]
+  --quick      shorter runs: 4 MiB transfers, 2 s latency runs, 50000-message
+               rate runs; results in DIR/report-quick*
+  --only       the benchmarks to run (default "rate latency bulk")
+  --size       bytes per bulk transfer (default 16MiB)
+  --losses     bulk loss rates in percent, space-separated (default "0 1 5 10")
+  --latency-losses  latency loss rates in percent (default "0 1 5")
+  --transports bulk transports (default "udpmsg tcp tcp-cubic tcp-reno enet": tcp is the
+               kernel's default congestion control, tcp-<cc> sets <cc> per socket)
   --rate       tbf rate on the sender's veth (default 20mbit)
   --cc         udpmsg congestion controller (default newreno)
   --delay      added round-trip time, D/2 in each direction, by `udpmsg impair
@@ -57,8 +72,13 @@ die() {
 ARGS="$*"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0
+ONLY="rate latency bulk"
 SIZE=16MiB
 LOSSES="0 1 5 10"
+LAT_LOSSES="0 1 5"
+LAT_DURATION=10s
+RATE_MESSAGES=200000
+TRANSPORTS="udpmsg tcp tcp-cubic tcp-reno enet"
 RATE=20mbit
 CC=newreno
 TCP_CC=
@@ -69,9 +89,12 @@ DELAY=
 EMULATOR=
 while (($#)); do
   case $1 in
-    --quick) QUICK=1; SIZE=4MiB ;;
+    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000 ;;
+    --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
     --losses) LOSSES=${2:?}; shift ;;
+    --latency-losses) LAT_LOSSES=${2:?}; shift ;;
+    --transports) TRANSPORTS=${2:?}; shift ;;
     --rate) RATE=${2:?}; shift ;;
     --cc) CC=${2:?}; shift ;;
     --tcp-cc) TCP_CC=${2:?}; shift ;;
@@ -85,9 +108,14 @@ while (($#)); do
   esac
   shift
 done
-NAME=bulk
-((QUICK)) && NAME=bulk-quick
+for b in $ONLY; do
+  [[ $b == rate || $b == latency || $b == bulk ]] || die "--only: \"$b\" is not rate, latency or bulk"
+done
+wants() { [[ " $ONLY " == *" $1 "* ]]; }
+NAME=report
+((QUICK)) && NAME=report-quick
 [[ -n $DELAY ]] && NAME=$NAME-rtt$DELAY
+[[ -n $TCP_CC ]] && NAME=$NAME-tcp$TCP_CC
 if [[ -z $EMULATOR ]]; then
   EMULATOR=nft
   [[ -n $DELAY ]] && EMULATOR=nfqueue
@@ -137,9 +165,10 @@ NS_A=udpmsg-a
 NS_B=udpmsg-b
 IP_A=10.77.0.1
 IP_B=10.77.0.2
-PORT=9000
+PORT=9000       # bench bulk: udpmsg and TCP on 9000, ENet on 9001
+LAT_PORT=9100   # bench latency: raw UDP and TCP echo on 9100, udpmsg on 9101
 WORK=$(mktemp -d /tmp/udpmsg-bench.XXXXXX)
-SERVER_PID=
+SERVER_PIDS=()
 EMU_PIDS=()
 
 stop_emulators() {
@@ -154,10 +183,11 @@ stop_emulators() {
 cleanup() {
   local rc=$?
   stop_emulators
-  if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   ip netns del "$NS_A" 2>/dev/null || true
   ip netns del "$NS_B" 2>/dev/null || true
   rm -rf "$WORK"
@@ -249,108 +279,226 @@ set_loss_nfqueue() {
   echo "ip netns exec <ns> udpmsg impair --nfqueue 0 --loss ${1}% --delay $HALF_DELAY --seed <1 in a, 2 in b>" >>"$COMMANDS"
 }
 
-# --- Server ------------------------------------------------------------------
-SERVER_LOG=$WORK/server.log
-ip netns exec "$NS_B" "$BIN" bench bulk --bench_role server --port "$PORT" \
-  --timeout "$TIMEOUT" --cc "$CC" --duration 3h 2>"$SERVER_LOG" &
-SERVER_PID=$!
-for _ in $(seq 100); do
-  grep -q "enet listening" "$SERVER_LOG" 2>/dev/null && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$SERVER_LOG" >&2; die "the server did not start"; }
-  sleep 0.1
-done
-grep -q "enet listening" "$SERVER_LOG" || die "the server did not start within 10 s"
+# After a loss rate: stop the NFQUEUE emulators and show their counters.
+stop_emulators_and_report() {
+  [[ $EMULATOR == nfqueue ]] || return 0
+  stop_emulators
+  local ns
+  for ns in "$NS_A" "$NS_B"; do
+    echo "bench/run.sh: $ns $(tail -n 1 "$WORK/emulator-$ns.log")" >&2
+  done
+}
 
-# --- Client, one run per loss rate --------------------------------------------
+# --- Servers -----------------------------------------------------------------
+# start_server LOG READY-PATTERN ARGS...: a server in namespace b, waited for.
+start_server() {
+  local log=$1 ready=$2
+  shift 2
+  ip netns exec "$NS_B" "$BIN" "$@" 2>"$log" &
+  local pid=$!
+  SERVER_PIDS+=("$pid")
+  for _ in $(seq 100); do
+    grep -q "$ready" "$log" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; die "the server ($*) did not start"; }
+    sleep 0.1
+  done
+  die "the server ($*) did not start within 10 s"
+}
+if wants bulk; then
+  start_server "$WORK/bulk-server.log" "enet listening" bench bulk --bench_role server \
+    --port "$PORT" --timeout "$TIMEOUT" --cc "$CC" --duration 3h
+fi
+if wants latency; then
+  start_server "$WORK/latency-server.log" "udpmsg echo on" bench latency --bench_role server \
+    --port "$LAT_PORT" --cc "$CC" --duration 3h
+fi
+
 START_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
-CSV=$WORK/$NAME.csv
-: >"$CSV"
+START_DATE=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 FAILED=0
-for loss in $LOSSES; do
-  set_loss "$loss"
-  echo "bench/run.sh: $SIZE per transfer at ${loss}% loss ..." >&2
-  part=$WORK/part.csv
-  if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
-      --bench_peer "$IP_B:$PORT" --bench_size "$SIZE" --bench_loss "${loss}%" --cc "$CC" \
-      --timeout "$TIMEOUT" --format csv >"$part" 2> >(tee -a "$WORK/client.log" >&2); then
-    echo "bench/run.sh: some transfers failed at ${loss}% loss (rows marked verified=no)" >&2
-    FAILED=1
-  fi
-  if [[ $EMULATOR == nfqueue ]]; then
-    stop_emulators
-    for ns in "$NS_A" "$NS_B"; do
-      echo "bench/run.sh: $ns $(tail -n 1 "$WORK/emulator-$ns.log")" >&2
-    done
-  fi
-  if [[ ! -s $CSV ]]; then head -n1 "$part" >"$CSV"; fi
-  tail -n +2 "$part" >>"$CSV"
-done
+
+# --- 1. Message rate -----------------------------------------------------------
+RATE_MD=$WORK/rate.md
+if wants rate; then
+  echo "bench/run.sh: bench rate, $RATE_MESSAGES messages per run ..." >&2
+  ip netns exec "$NS_A" "$BIN" bench rate --bench_messages "$RATE_MESSAGES" --cc "$CC" \
+    --format markdown >"$RATE_MD" || { echo "bench/run.sh: bench rate failed" >&2; FAILED=1; }
+  # The CSV for the target line comes from the same table.
+  awk -F'|' '/^\| / && !/^\|---/ { line = ""; for (i = 2; i < NF; i++) { gsub(/^ +| +$/, "", $i); line = line (i > 2 ? "," : "") $i }; print line }' \
+    "$RATE_MD" >"$WORK/rate.csv"
+fi
+
+# --- 2. Latency ------------------------------------------------------------------
+LAT_CSV=$WORK/latency.csv
+: >"$LAT_CSV"
+if wants latency; then
+  for loss in $LAT_LOSSES; do
+    set_loss "$loss"
+    echo "bench/run.sh: bench latency at ${loss}% loss ($LAT_DURATION per transport) ..." >&2
+    part=$WORK/part.csv
+    if ! ip netns exec "$NS_A" "$BIN" bench latency --bench_role client \
+        --bench_peer "$IP_B:$LAT_PORT" --bench_duration "$LAT_DURATION" --bench_loss "${loss}%" \
+        --cc "$CC" --format csv >"$part" 2> >(tee -a "$WORK/latency-client.log" >&2); then
+      echo "bench/run.sh: bench latency failed at ${loss}% loss" >&2
+      FAILED=1
+    fi
+    stop_emulators_and_report
+    if [[ ! -s $LAT_CSV ]]; then head -n1 "$part" >"$LAT_CSV"; fi
+    tail -n +2 "$part" >>"$LAT_CSV"
+  done
+fi
+
+# --- 3. Bulk goodput ---------------------------------------------------------------
+CSV=$WORK/bulk.csv
+: >"$CSV"
+if wants bulk; then
+  for loss in $LOSSES; do
+    set_loss "$loss"
+    echo "bench/run.sh: bench bulk, $SIZE per transfer at ${loss}% loss ..." >&2
+    part=$WORK/part.csv
+    if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
+        --bench_peer "$IP_B:$PORT" --bench_size "$SIZE" --bench_loss "${loss}%" --cc "$CC" \
+        --bench_transports "${TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
+        >"$part" 2> >(tee -a "$WORK/bulk-client.log" >&2); then
+      echo "bench/run.sh: some transfers failed at ${loss}% loss (rows marked verified=no)" >&2
+      FAILED=1
+    fi
+    stop_emulators_and_report
+    if [[ ! -s $CSV ]]; then head -n1 "$part" >"$CSV"; fi
+    tail -n +2 "$part" >>"$CSV"
+  done
+fi
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
-cp "$CSV" "$OUT/$NAME.csv"
+rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk}.csv "$OUT/$NAME-bulk.png"
+[[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
+[[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
+[[ -s $CSV ]] && cp "$CSV" "$OUT/$NAME-bulk.csv"
+
+csv_to_md() {  # a CSV file as a Markdown table
+  awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
+                     for (i = 1; i <= NF; i++) printf "---|"; printf "\n"; next }
+           { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }' "$1"
+}
+
+# The targets of the benchmark issue, each with its figure and verdict.
+targets() {
+  if [[ -s $WORK/rate.csv ]]; then
+    awk -F, 'NR > 1 { rate[$1] = $3 }
+      END {
+        u = rate["udpmsg unreliable"]; r = rate["raw sendto/recvfrom"]
+        if (u == "" || r == "") { print "- udpmsg unreliable message rate >= 80% of raw sendto/recvfrom: not measured"; exit }
+        printf "- udpmsg unreliable message rate >= 80%% of raw sendto/recvfrom: %.0f%% (%s)\n", 100 * u / r, (u / r >= 0.8) ? "met" : "NOT met"
+      }' "$WORK/rate.csv"
+  fi
+  if [[ -s $LAT_CSV ]]; then
+    awk -F, 'NR > 1 { p99[$1 "@" $2] = $6 }
+      function check(who, loss,   u, t) {
+        u = p99[who "@" loss]; t = p99["TCP_NODELAY@" loss]
+        if (u == "" || t == "" || u == "-" || t == "-") { printf "- %s p99 at %s loss lower than TCP_NODELAY: not measured\n", who, loss; return }
+        printf "- %s p99 at %s loss lower than TCP_NODELAY'"'"'s: %s us vs %s us, %.2fx (%s)\n", who, loss, u, t, u / t, (u + 0 < t + 0) ? "met" : "NOT met"
+      }
+      END { check("udpmsg reliable-ordered", "1%"); check("udpmsg unreliable", "1%") }' "$LAT_CSV"
+  fi
+  if [[ -s $CSV ]]; then
+    awk -F, -v transports="$TRANSPORTS" 'NR > 1 && $9 == "yes" { rate[$1 "@" $2] = $6 }
+      function check(loss, other, want, what,   u, o) {
+        u = rate["udpmsg@" loss]; o = rate[other "@" loss]
+        if (u == "" || o == "") { printf "- udpmsg bulk >= %sx %s at %s loss%s: not measured\n", want, other, loss, what; return }
+        printf "- udpmsg bulk >= %sx %s at %s loss%s: %.2fx (%s)\n", want, other, loss, what, u / o, (u / o >= want) ? "met" : "NOT met"
+      }
+      END {
+        n = split(transports, t, " ")
+        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("5%", t[i], 3, "")
+        for (i = 1; i <= n; i++) if (t[i] == "enet") check("5%", "enet", 2, "")
+        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("0%", t[i], 0.5, " on the rate-limited veth")
+      }' "$CSV"
+  fi
+}
+
+KERNEL_TCP_CC=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
 MD=$OUT/$NAME.md
 {
-  echo "# udpmsg bench bulk: goodput on a rate-limited, lossy veth"
+  echo "# udpmsg benchmarks: one run of bench/run.sh"
   echo
   echo "| | |"
   echo "|---|---|"
-  echo "| date | $(date -u '+%Y-%m-%d %H:%M:%S UTC') |"
+  echo "| date | $START_DATE |"
+  echo "| command | bench/run.sh $ARGS |"
   echo "| machine | $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
   echo "| kernel | $(uname -srm) |"
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
-  echo "| transfer | $SIZE per transfer, one at a time; udpmsg cc $CC |"
-  if [[ -n "$TCP_CC" ]]; then
-    echo "| TCP cc | $TCP_CC (set with --tcp-cc) |"
-  else
-    echo "| TCP cc | $(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown) (the kernel default in the namespaces) |"
-  fi
+  echo "| udpmsg | congestion control $CC |"
+  echo "| TCP | rows \"tcp\": the namespaces' default congestion control ($KERNEL_TCP_CC${TCP_CC:+, set with --tcp-cc}); rows \"tcp-<cc>\": <cc> set per socket (TCP_CONGESTION) |"
   echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way) |"
   if [[ $EMULATOR == nfqueue ]]; then
-    echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions): $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
+    echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions) |"
   else
-    echo "| loss | nftables, every protocol, both directions: $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g') |"
+    echo "| loss | nftables numgen random drop, every protocol, both directions |"
   fi
   echo
-  awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
-                     for (i = 1; i <= NF; i++) printf "---|"; printf "\n"; next }
-           { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n" }' "$CSV"
+  echo "## Targets"
   echo
-  echo "Goodput: bytes delivered and verified (checksum) / time from the first byte sent to the"
-  echo "last byte received at the receiver. vs_tcp: against TCP at the same loss."
-  echo "Retransmits: udpmsg fragments retransmitted, TCP tcpi_total_retrans, ENet packetsLost."
+  targets
+  if [[ -s $RATE_MD ]]; then
+    echo
+    echo "## Message rate (loopback inside $NS_A)"
+    echo
+    sed 's/^### \(.*\)$/**\1**/' "$RATE_MD"
+  fi
+  if [[ -s $LAT_CSV ]]; then
+    echo
+    echo "## Latency ($NS_A -> $NS_B, loss $(echo "$LAT_LOSSES" | sed 's/\([0-9.]*\)/\1%/g'))"
+    echo
+    csv_to_md "$LAT_CSV"
+    echo
+    echo "64-byte ping-pong at 1,000/s for $LAT_DURATION per transport and loss rate; latency is"
+    echo "echo arrival - scheduled send time (coordinated omission corrected), nearest-rank"
+    echo "percentiles of the answered pings. Raw UDP and udpmsg unreliable count unanswered"
+    echo "pings as lost; udpmsg reliable and TCP must answer all. The loss hits every protocol."
+  fi
+  if [[ -s $CSV ]]; then
+    echo
+    echo "## Bulk goodput ($SIZE per transfer, $NS_A -> $NS_B, loss $(echo "$LOSSES" | sed 's/\([0-9.]*\)/\1%/g'))"
+    echo
+    csv_to_md "$CSV"
+    echo
+    echo "Goodput: bytes delivered and verified (checksum) / time from the first byte sent to the"
+    echo "last byte received at the receiver. vs_tcp: against \"tcp\" (the default congestion"
+    echo "control) at the same loss. Retransmits: udpmsg fragments retransmitted, TCP"
+    echo "tcpi_total_retrans, ENet packetsLost."
+    echo
+    echo "![goodput vs loss]($NAME-bulk.png)"
+  fi
   echo
-  echo "Targets:"
-  echo
-  awk -F, 'NR > 1 && $9 == "yes" { rate[$1 "@" $2] = $6 }
-    function check(loss, other, want, what,   u, o) {
-      u = rate["udpmsg@" loss]; o = rate[other "@" loss]
-      if (u == "" || o == "") { printf "- udpmsg >= %sx %s at %s loss%s: not measured\n", want, other, loss, what; return }
-      printf "- udpmsg >= %sx %s at %s loss%s: %.2fx (%s)\n", want, other, loss, what, u / o, (u / o >= want) ? "met" : "NOT met"
-    }
-    END { check("5%", "tcp", 3, ""); check("5%", "enet", 2, ""); check("0%", "tcp", 0.5, " on the rate-limited veth") }' "$CSV"
-  echo
-  echo "Setup commands:"
+  echo "## Setup commands"
   echo
   echo '```'
   cat "$COMMANDS"
   echo '```'
   if ((QUICK)); then
     echo
-    echo "Quick smoke run (--quick): small transfers; not the figures to quote."
+    echo "Quick run (--quick): short runs; not the figures to quote."
   fi
 } >"$MD"
 
-if command -v gnuplot >/dev/null; then
+if [[ -s $CSV ]] && command -v gnuplot >/dev/null; then
   plots=()
-  declare -A TITLE=([udpmsg]="udpmsg reliable ($CC)" [tcp]="TCP (kernel)" [enet]="ENet 1.3")
-  declare -A POINT=([udpmsg]=7 [tcp]=5 [enet]=9)
-  for t in udpmsg tcp enet; do
+  declare -A POINT=([udpmsg]=7 [tcp]=5 [tcp-cubic]=4 [tcp-reno]=6 [tcp-bbr]=8 [enet]=9)
+  for t in $TRANSPORTS; do
+    case $t in
+      udpmsg) title="udpmsg reliable ($CC)" ;;
+      tcp) title="TCP (default: $KERNEL_TCP_CC)" ;;
+      tcp-*) title="TCP ${t#tcp-}" ;;
+      enet) title="ENet 1.3" ;;
+      *) title=$t ;;
+    esac
     awk -F, -v t="$t" 'NR > 1 && $1 == t && $9 == "yes" { sub("%", "", $2); print $2, $6 }' \
       "$CSV" | sort -n >"$WORK/$t.dat"
     if [[ -s $WORK/$t.dat ]]; then
-      plots+=("\"$WORK/$t.dat\" using 1:2 with linespoints lw 2 pt ${POINT[$t]} title \"${TITLE[$t]}\"")
+      plots+=("\"$WORK/$t.dat\" using 1:2 with linespoints lw 2 pt ${POINT[$t]:-1} title \"$title\"")
     fi
   done
   term="pngcairo size 900,560 font 'sans,11'"
@@ -359,22 +507,22 @@ if command -v gnuplot >/dev/null; then
     plot_cmd=$(IFS=,; echo "${plots[*]}")
     gnuplot <<EOF || echo "bench/run.sh: gnuplot failed; no plot" >&2
 set terminal $term
-set output "$OUT/$NAME.png"
-set title "udpmsg bench bulk: $SIZE over a $RATE veth (tbf), nftables loss both ways"
+set output "$OUT/$NAME-bulk.png"
+set title "udpmsg bench bulk: $SIZE over a $RATE veth (tbf), ${DELAY:-no} added RTT, loss both ways"
 set xlabel "packet loss (%)"
 set ylabel "goodput (Mbit/s)"
 set yrange [0:*]
 set xrange [-0.5:*]
 set grid
-set key bottom left box opaque
+set key top right box opaque
 plot $plot_cmd
 EOF
   fi
 fi
 
-echo "bench/run.sh: wrote $OUT/$NAME.{csv,md,png}" >&2
+echo "bench/run.sh: wrote $MD and its CSV/PNG files" >&2
 cat "$MD"
 if ((FAILED)); then
-  echo "bench/run.sh: some transfers failed; see the rows marked verified=no" >&2
+  echo "bench/run.sh: some runs failed; see above and the rows marked verified=no" >&2
   exit 1
 fi

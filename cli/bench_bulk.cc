@@ -37,6 +37,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -58,6 +59,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -71,6 +73,7 @@
 #include "cli/impair_proxy.h"
 #include "reliable/congestion.h"
 #include "reliable/runtime.h"
+#include "udp/errno_status.h"
 #include "udp/impairment.h"
 #include "udp/resolve.h"
 #include "udp/socket_address.h"
@@ -97,7 +100,20 @@ constexpr uint64_t kResultMagic = 0x544c5352474d5355;  // "USMGRSLT"
 constexpr size_t kHeaderBytes = 16;
 constexpr size_t kResultBytes = 32;
 
-constexpr const char* kTransports[] = {"udpmsg", "tcp", "enet"};
+// "tcp" is the kernel's default congestion control; "tcp-<cc>" sets <cc> on
+// the sending socket (TCP_CONGESTION), so one run compares several.
+constexpr const char* kTransports[] = {"udpmsg", "tcp", "tcp-cubic", "tcp-reno", "tcp-bbr",
+                                       "enet"};
+
+bool IsTcp(absl::string_view transport) { return absl::StartsWith(transport, "tcp"); }
+
+// The name in a target line: TCP, TCP cubic, ENet.
+std::string DisplayName(absl::string_view transport) {
+  if (transport == "enet") return "ENet";
+  if (transport == "tcp") return "TCP";
+  if (IsTcp(transport)) return absl::StrCat("TCP ", transport.substr(4));
+  return std::string(transport);
+}
 
 // ---------------------------------------------------------------------------
 // Settings from the flags.
@@ -198,7 +214,8 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
     const std::string name = absl::AsciiStrToLower(absl::StripAsciiWhitespace(part));
     if (std::find(std::begin(kTransports), std::end(kTransports), name) == std::end(kTransports)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--bench_transports: unknown transport \"", part, "\" (udpmsg, tcp, enet)"));
+          "--bench_transports: unknown transport \"", part,
+          "\" (udpmsg, tcp, tcp-cubic, tcp-reno, tcp-bbr, enet)"));
     }
     if (std::find(s.transports.begin(), s.transports.end(), name) == s.transports.end()) {
       s.transports.push_back(name);
@@ -716,11 +733,26 @@ class TcpReceiver {
   bool verbose_ = false;
 };
 
-absl::StatusOr<Outcome> SendTcp(const std::vector<udp::SocketAddress>& to, const Payload& payload,
+// `transport` is tcp (the kernel's congestion control) or tcp-<cc>.
+absl::StatusOr<Outcome> SendTcp(const std::string& transport,
+                                const std::vector<udp::SocketAddress>& to, const Payload& payload,
                                 const Settings& s) {
   absl::StatusOr<udp::StreamSocket> conn = udp::StreamSocket::Connect(to);
   if (!conn.ok()) return conn.status();
   if (absl::Status st = conn->SetNonBlocking(true); !st.ok()) return st;
+  if (transport != "tcp") {
+    // Before the first byte, so the whole transfer runs under it.
+    const std::string cc = transport.substr(4);
+    if (::setsockopt(conn->fd(), IPPROTO_TCP, TCP_CONGESTION, cc.data(),
+                     static_cast<socklen_t>(cc.size())) != 0) {
+      const int e = errno;
+      return udp::ErrnoStatus(
+          e, absl::StrCat("setsockopt(TCP_CONGESTION, ", cc, ")",
+                          e == EPERM ? " (not in net.ipv4.tcp_allowed_congestion_control; "
+                                       "root may use any loaded one)"
+                                     : e == ENOENT ? " (not available in this kernel)" : ""));
+    }
+  }
 
   const absl::Time start = absl::Now();
   absl::Time last_progress = start;
@@ -767,7 +799,7 @@ absl::StatusOr<Outcome> SendTcp(const std::vector<udp::SocketAddress>& to, const
   const absl::Time done = absl::Now();
   absl::StatusOr<Result> result = DecodeResult(answer);
   if (!result.ok()) return result.status();
-  Outcome o = Finish("tcp", start, done, *result, payload);
+  Outcome o = Finish(transport, start, done, *result, payload);
   tcp_info info;
   std::memset(&info, 0, sizeof(info));
   socklen_t len = sizeof(info);
@@ -1087,13 +1119,13 @@ absl::StatusOr<Outcome> RunLocal(const std::string& transport, double loss,
     if (!bg.status().ok()) return bg.status();
     return o;
   }
-  if (transport == "tcp") {
+  if (IsTcp(transport)) {
     absl::StatusOr<std::unique_ptr<TcpReceiver>> rx =
         TcpReceiver::Create(loopback, s, /*verbose=*/false);
     if (!rx.ok()) return rx.status();
     TcpReceiver* r = rx->get();
     Background bg([r](const std::atomic<bool>& stop) { return r->Run(stop); }, nullptr);
-    absl::StatusOr<Outcome> o = SendTcp({r->address()}, payload, s);
+    absl::StatusOr<Outcome> o = SendTcp(transport, {r->address()}, payload, s);
     bg.Stop();
     if (!bg.status().ok()) return bg.status();
     return o;
@@ -1140,11 +1172,11 @@ absl::StatusOr<Outcome> RunClient(const std::string& transport, const Payload& p
     if (!to.ok()) return to.status();
     return SendUdpmsg(*to, payload, s);
   }
-  if (transport == "tcp") {
+  if (IsTcp(transport)) {
     absl::StatusOr<std::vector<udp::SocketAddress>> to =
         udp::ResolveHostPort(s.peer, FamilyFlag(), udp::SocketType::kStream);
     if (!to.ok()) return to.status();
-    return SendTcp(*to, payload, s);
+    return SendTcp(transport, *to, payload, s);
   }
   absl::StatusOr<udp::SocketAddress> to =
       ResolvePeer(s.peer, udp::AddressFamily::kIpv4, udp::SocketType::kDatagram);
@@ -1175,7 +1207,7 @@ absl::Status RunServer(const Settings& s) {
     udpmsg_rx = *std::move(rx);
     PrintListening(udpmsg_rx->address());
   }
-  if (Wants(s, "tcp")) {
+  if (std::any_of(s.transports.begin(), s.transports.end(), IsTcp)) {
     absl::StatusOr<std::vector<udp::SocketAddress>> bind =
         BindAddresses(s.bind, s.port, udp::SocketType::kStream);
     if (!bind.ok()) return bind.status();
@@ -1249,7 +1281,7 @@ std::string Target(const std::vector<Outcome>& rows, const std::string& loss,
   const Outcome* u = Find(rows, "udpmsg", loss);
   const Outcome* o = Find(rows, other, loss);
   std::string head = absl::StrFormat("target: udpmsg >= %gx %s at %s loss%s: ", want,
-                                     other == "tcp" ? "TCP" : "ENet", loss, what);
+                                     DisplayName(other), loss, what);
   if (u == nullptr || o == nullptr) {
     return absl::StrCat(head, "not measured here (no verified ", u == nullptr ? "udpmsg" : other,
                         " row at ", loss, ")");
@@ -1310,16 +1342,23 @@ BenchTable MakeTable(const std::vector<Outcome>& rows, const Settings& s) {
   const bool has0 = std::any_of(rows.begin(), rows.end(), [&](const Outcome& o) {
     return o.loss == zero;
   });
+  // Against every TCP flavour measured (plain "tcp" always listed).
+  std::vector<std::string> tcps = {"tcp"};
+  for (const std::string& t : s.transports) {
+    if (IsTcp(t) && t != "tcp") tcps.push_back(t);
+  }
   if (has5) {
-    t.notes.push_back(Target(rows, five, "tcp", 3, ""));
+    for (const std::string& tcp : tcps) t.notes.push_back(Target(rows, five, tcp, 3, ""));
     t.notes.push_back(Target(rows, five, "enet", 2, ""));
   }
   if (has0) {
-    t.notes.push_back(Target(rows, zero, "tcp", 0.5,
-                             s.role == "local" ? " (the target is for the rate-limited veth "
-                                                 "of bench/run.sh; loopback is indicative only)"
-                                               : " (the target is for the rate-limited veth "
-                                                 "of bench/run.sh)"));
+    for (const std::string& tcp : tcps) {
+      t.notes.push_back(Target(rows, zero, tcp, 0.5,
+                               s.role == "local" ? " (the target is for the rate-limited veth "
+                                                   "of bench/run.sh; loopback is indicative only)"
+                                                 : " (the target is for the rate-limited veth "
+                                                   "of bench/run.sh)"));
+    }
   }
   for (const Outcome& o : rows) {
     if (!o.error.empty()) t.notes.push_back(absl::StrCat("FAILED ", o.transport, " at ", o.loss,
@@ -1368,7 +1407,7 @@ absl::Status RunBenchBulk(const std::vector<std::string>& args) {
   } else {
     for (double loss : s.losses) {
       for (const std::string& transport : s.transports) {
-        if (transport == "tcp" && loss > 0) continue;
+        if (IsTcp(transport) && loss > 0) continue;
         record(transport, LossLabel(loss), RunLocal(transport, loss, payload, s));
       }
     }

@@ -8,11 +8,21 @@
 // lost, not as latency.
 //
 // Transports: raw UDP (sendto/recvfrom), udpmsg unreliable, udpmsg
-// reliable-ordered, and TCP with TCP_NODELAY. Each echo server runs on its own
-// thread. For every loss rate in --bench_loss above zero the UDP transports
-// go through an in-process ImpairProxy dropping that fraction of packets in
-// each direction; at 0% they talk directly (no proxy hop), like TCP. TCP
-// cannot go through the UDP proxy, so it is measured at 0% only.
+// reliable-ordered, and TCP with TCP_NODELAY.
+//
+// Modes (--bench_role):
+//   local   (default) everything in one process on loopback, each echo server
+//           on its own thread. For every loss rate in --bench_loss above zero
+//           the UDP transports go through an in-process ImpairProxy dropping
+//           that fraction of packets in each direction; at 0% they talk
+//           directly (no proxy hop), like TCP. TCP cannot go through the UDP
+//           proxy, so it is measured at 0% only.
+//   server  echo servers until killed or --duration: raw UDP and TCP on
+//           --port, udpmsg on --port+1.
+//   client  pings the server at --bench_peer HOST:PORT with every transport,
+//           TCP included. The network between them applies the loss (the
+//           same to TCP and UDP: bench/run.sh's nftables rule); --bench_loss
+//           (one rate) only labels the rows.
 #include <poll.h>
 #include <sys/prctl.h>
 
@@ -22,9 +32,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -41,12 +53,14 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/bench.h"
+#include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_proxy.h"
 #include "reliable/runtime.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
 #include "udp/impairment.h"
+#include "udp/resolve.h"
 #include "udp/socket_address.h"
 #include "udp/stream_socket.h"
 
@@ -167,9 +181,9 @@ absl::StatusOr<Sample> RunSchedule(PingClient& client, int64_t count, int rate,
 // Echoes every datagram to its sender until stopped.
 class UdpEcho {
  public:
-  static absl::StatusOr<std::unique_ptr<UdpEcho>> Start() {
-    absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Bind(
-        udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), {.non_blocking = true});
+  static absl::StatusOr<std::unique_ptr<UdpEcho>> Start(const udp::SocketAddress& bind) {
+    absl::StatusOr<udp::DatagramSocket> socket =
+        udp::DatagramSocket::Bind(bind, {.non_blocking = true});
     if (!socket.ok()) return socket.status();
     absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
     if (!local.ok()) return local.status();
@@ -209,8 +223,8 @@ class UdpEcho {
 class RawUdpClient final : public PingClient {
  public:
   static absl::StatusOr<std::unique_ptr<RawUdpClient>> Create(const udp::SocketAddress& to) {
-    absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Bind(
-        udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), {.non_blocking = true});
+    absl::StatusOr<udp::DatagramSocket> socket =
+        udp::DatagramSocket::Bind(udp::SocketAddress::Any(to.family(), 0), {.non_blocking = true});
     if (!socket.ok()) return socket.status();
     return std::unique_ptr<RawUdpClient>(new RawUdpClient(*std::move(socket), to));
   }
@@ -262,9 +276,10 @@ reliable::EndpointOptions UdpmsgOptions(const std::string& cc, bool server) {
 // A server runtime that sends every message back on the same channel and mode.
 class UdpmsgEcho {
  public:
-  static absl::StatusOr<std::unique_ptr<UdpmsgEcho>> Start(const std::string& cc) {
+  static absl::StatusOr<std::unique_ptr<UdpmsgEcho>> Start(const udp::SocketAddress& bind,
+                                                           const std::string& cc) {
     Runtime::Options options;
-    options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+    options.bind = bind;
     options.endpoint = UdpmsgOptions(cc, /*server=*/true);
     absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
     if (!rt.ok()) return rt.status();
@@ -305,7 +320,7 @@ class UdpmsgClient final : public PingClient {
                                                               DeliveryMode mode,
                                                               const std::string& cc) {
     Runtime::Options options;
-    options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+    options.bind = udp::SocketAddress::Any(to.family(), 0);
     options.endpoint = UdpmsgOptions(cc, /*server=*/false);
     absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
     if (!rt.ok()) return rt.status();
@@ -359,12 +374,13 @@ class UdpmsgClient final : public PingClient {
 
 // ---- TCP ----
 
-// Accepts one connection and echoes its bytes until the client closes.
+// Accepts connections one after another and echoes each one's bytes until
+// that client closes.
 class TcpEcho {
  public:
-  static absl::StatusOr<std::unique_ptr<TcpEcho>> Start() {
-    absl::StatusOr<udp::StreamListener> listener = udp::StreamListener::Listen(
-        udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), 4, {.non_blocking = true});
+  static absl::StatusOr<std::unique_ptr<TcpEcho>> Start(const udp::SocketAddress& bind) {
+    absl::StatusOr<udp::StreamListener> listener =
+        udp::StreamListener::Listen(bind, 4, {.non_blocking = true});
     if (!listener.ok()) return listener.status();
     absl::StatusOr<udp::SocketAddress> local = listener->LocalAddress();
     if (!local.ok()) return local.status();
@@ -372,7 +388,6 @@ class TcpEcho {
     echo->thread_ = std::thread([e = echo.get()] { e->Loop(); });
     return echo;
   }
-  // Once a client connected, waits for it to close.
   ~TcpEcho() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -384,19 +399,23 @@ class TcpEcho {
       : listener_(std::move(listener)), address_(address) {}
 
   void Loop() {
-    absl::StatusOr<udp::AcceptedStream> conn = absl::UnavailableError("not yet");
-    while (!stop_ && !conn.ok()) {
+    std::vector<uint8_t> buffer(4096);
+    while (!stop_) {
       absl::StatusOr<bool> readable = WaitReadable(listener_.fd(), NowNs() + 50000000);
       if (!readable.ok()) return;
-      if (*readable) conn = listener_.Accept();
-    }
-    if (!conn.ok()) return;
-    conn->socket.SetNoDelay(true).IgnoreError();
-    std::vector<uint8_t> buffer(4096);
-    for (;;) {
-      absl::StatusOr<size_t> got = conn->socket.Recv(absl::MakeSpan(buffer));
-      if (!got.ok() || *got == 0) return;
-      if (!conn->socket.SendAll(absl::MakeConstSpan(buffer.data(), *got)).ok()) return;
+      if (!*readable) continue;
+      absl::StatusOr<udp::AcceptedStream> conn = listener_.Accept();
+      if (!conn.ok()) continue;
+      conn->socket.SetNoDelay(true).IgnoreError();
+      // Blocking sends and receives, woken every 50 ms to look at stop_.
+      while (!stop_) {
+        readable = WaitReadable(conn->socket.fd(), NowNs() + 50000000);
+        if (!readable.ok()) break;
+        if (!*readable) continue;
+        absl::StatusOr<size_t> got = conn->socket.Recv(absl::MakeSpan(buffer));
+        if (!got.ok() || *got == 0) break;
+        if (!conn->socket.SendAll(absl::MakeConstSpan(buffer.data(), *got)).ok()) break;
+      }
     }
   }
 
@@ -408,8 +427,10 @@ class TcpEcho {
 
 class TcpClient final : public PingClient {
  public:
-  static absl::StatusOr<std::unique_ptr<TcpClient>> Create(const udp::SocketAddress& to) {
-    absl::StatusOr<udp::StreamSocket> socket = udp::StreamSocket::Connect({to});
+  // Connects to the first of `to` that answers.
+  static absl::StatusOr<std::unique_ptr<TcpClient>> Create(
+      absl::Span<const udp::SocketAddress> to) {
+    absl::StatusOr<udp::StreamSocket> socket = udp::StreamSocket::Connect(to);
     if (!socket.ok()) return socket.status();
     if (absl::Status s = socket->SetNoDelay(true); !s.ok()) return s;
     if (absl::Status s = socket->SetNonBlocking(true); !s.ok()) return s;
@@ -470,34 +491,82 @@ absl::string_view TransportName(Transport t) {
 }
 
 struct Settings {
+  std::string role;  // local, server or client
   int rate = 0;
   int64_t count = 0;
   std::string cc;
   uint64_t seed = 1;
+  std::vector<double> losses;
+  std::string client_loss_label;  // client: what the network drops, or "?"
+  // server: where to listen; client: the server.
+  std::string bind;
+  int port = 0;
+  std::string peer;
+  absl::Duration duration = absl::ZeroDuration();
 };
 
-// One row: `transport` at `loss` (through a proxy when loss > 0).
-absl::StatusOr<Sample> Measure(Transport transport, double loss, const Settings& settings) {
-  if (transport == Transport::kTcp) {
-    absl::StatusOr<std::unique_ptr<TcpEcho>> echo = TcpEcho::Start();
-    if (!echo.ok()) return echo.status();
-    absl::StatusOr<std::unique_ptr<TcpClient>> client = TcpClient::Create((*echo)->address());
+// The echo servers of a --bench_role server, as the client reaches them.
+struct RemoteServers {
+  udp::SocketAddress raw_udp;               // HOST:PORT, UDP
+  udp::SocketAddress udpmsg;                // HOST:PORT+1
+  std::vector<udp::SocketAddress> tcp;      // HOST:PORT, TCP (every address)
+};
+
+absl::StatusOr<Sample> MeasureTcp(const std::vector<udp::SocketAddress>& to,
+                                  const Settings& settings) {
+  absl::StatusOr<std::unique_ptr<TcpClient>> client = TcpClient::Create(to);
+  if (!client.ok()) return client.status();
+  return RunSchedule(**client, settings.count, settings.rate, kReliableDrain);
+}
+
+absl::StatusOr<Sample> MeasureUdp(Transport transport, const udp::SocketAddress& to,
+                                  const Settings& settings) {
+  if (transport == Transport::kRawUdp) {
+    absl::StatusOr<std::unique_ptr<RawUdpClient>> client = RawUdpClient::Create(to);
     if (!client.ok()) return client.status();
-    absl::StatusOr<Sample> s = RunSchedule(**client, settings.count, settings.rate, kReliableDrain);
-    client->reset();  // closes: the echo thread sees EOF and ends
-    return s;
+    return RunSchedule(**client, settings.count, settings.rate, kUnreliableDrain);
+  }
+  const bool reliable = transport == Transport::kUdpmsgReliable;
+  absl::StatusOr<std::unique_ptr<UdpmsgClient>> client = UdpmsgClient::Create(
+      to, reliable ? DeliveryMode::kReliableOrdered : DeliveryMode::kUnreliable, settings.cc);
+  if (!client.ok()) return client.status();
+  return RunSchedule(**client, settings.count, settings.rate,
+                     reliable ? kReliableDrain : kUnreliableDrain);
+}
+
+// One row against the servers of a --bench_role server.
+absl::StatusOr<Sample> MeasureRemote(Transport transport, const RemoteServers& servers,
+                                     const Settings& settings) {
+  switch (transport) {
+    case Transport::kTcp:
+      return MeasureTcp(servers.tcp, settings);
+    case Transport::kRawUdp:
+      return MeasureUdp(transport, servers.raw_udp, settings);
+    default:
+      return MeasureUdp(transport, servers.udpmsg, settings);
+  }
+}
+
+// One row in this process: `transport` at `loss` (through a proxy when
+// loss > 0).
+absl::StatusOr<Sample> MeasureLocal(Transport transport, double loss, const Settings& settings) {
+  const udp::SocketAddress loopback = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  if (transport == Transport::kTcp) {
+    absl::StatusOr<std::unique_ptr<TcpEcho>> echo = TcpEcho::Start(loopback);
+    if (!echo.ok()) return echo.status();
+    return MeasureTcp({(*echo)->address()}, settings);
   }
 
   std::unique_ptr<UdpEcho> udp_echo;
   std::unique_ptr<UdpmsgEcho> udpmsg_echo;
   udp::SocketAddress server;
   if (transport == Transport::kRawUdp) {
-    absl::StatusOr<std::unique_ptr<UdpEcho>> e = UdpEcho::Start();
+    absl::StatusOr<std::unique_ptr<UdpEcho>> e = UdpEcho::Start(loopback);
     if (!e.ok()) return e.status();
     udp_echo = *std::move(e);
     server = udp_echo->address();
   } else {
-    absl::StatusOr<std::unique_ptr<UdpmsgEcho>> e = UdpmsgEcho::Start(settings.cc);
+    absl::StatusOr<std::unique_ptr<UdpmsgEcho>> e = UdpmsgEcho::Start(loopback, settings.cc);
     if (!e.ok()) return e.status();
     udpmsg_echo = *std::move(e);
     server = udpmsg_echo->address();
@@ -527,18 +596,7 @@ absl::StatusOr<Sample> Measure(Transport transport, double loss, const Settings&
     to = proxy->local_address();
     proxy_thread = std::thread([p = proxy.get()] { p->Run(absl::ZeroDuration()).IgnoreError(); });
   }
-
-  if (transport == Transport::kRawUdp) {
-    absl::StatusOr<std::unique_ptr<RawUdpClient>> client = RawUdpClient::Create(to);
-    if (!client.ok()) return client.status();
-    return RunSchedule(**client, settings.count, settings.rate, kUnreliableDrain);
-  }
-  const bool reliable = transport == Transport::kUdpmsgReliable;
-  absl::StatusOr<std::unique_ptr<UdpmsgClient>> client = UdpmsgClient::Create(
-      to, reliable ? DeliveryMode::kReliableOrdered : DeliveryMode::kUnreliable, settings.cc);
-  if (!client.ok()) return client.status();
-  return RunSchedule(**client, settings.count, settings.rate,
-                     reliable ? kReliableDrain : kUnreliableDrain);
+  return MeasureUdp(transport, to, settings);
 }
 
 // Nearest-rank percentile of a sorted, non-empty vector, in microseconds.
@@ -571,14 +629,44 @@ absl::StatusOr<std::vector<double>> LossRates() {
   return rates;
 }
 
-}  // namespace
-
-absl::Status RunBenchLatency(const std::vector<std::string>& args) {
+absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
   if (!args.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("bench latency takes no arguments (got \"", args[0], "\")"));
   }
   Settings settings;
+  settings.role = absl::GetFlag(FLAGS_bench_role);
+  if (settings.role != "local" && settings.role != "server" && settings.role != "client") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_role \"", settings.role, "\" must be local, server or client"));
+  }
+  settings.cc = absl::AsciiStrToLower(absl::GetFlag(FLAGS_cc));
+  if (settings.cc != "newreno" && settings.cc != "bbr") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cc \"", absl::GetFlag(FLAGS_cc), "\" must be newreno or bbr"));
+  }
+  settings.peer = absl::GetFlag(FLAGS_bench_peer);
+  if (settings.role != "client" && !settings.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_peer needs --bench_role client");
+  }
+  if (settings.role == "server") {
+    settings.bind = absl::GetFlag(FLAGS_bind);
+    settings.port = absl::GetFlag(FLAGS_port);
+    if (settings.port < 1 || settings.port > 65534) {
+      return absl::InvalidArgumentError(
+          "--bench_role server needs --port P in 1..65534 (raw UDP and TCP on P, udpmsg on P+1)");
+    }
+    if (!absl::ParseDuration(absl::GetFlag(FLAGS_duration), &settings.duration) ||
+        settings.duration < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--duration \"", absl::GetFlag(FLAGS_duration), "\" is not a duration (e.g. 10m, 0)"));
+    }
+    return settings;
+  }
+  if (settings.role == "client" && settings.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_role client needs --bench_peer HOST:PORT");
+  }
+
   settings.rate = absl::GetFlag(FLAGS_bench_rate);
   if (settings.rate < 1 || settings.rate > 1000000) {
     return absl::InvalidArgumentError(
@@ -589,6 +677,7 @@ absl::Status RunBenchLatency(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("--bench_duration: ", duration.status().message()));
   }
+  settings.duration = *duration;
   settings.count = static_cast<int64_t>(
       std::llround(absl::ToDoubleSeconds(*duration) * static_cast<double>(settings.rate)));
   if (settings.count < 1 || settings.count > 100000000) {
@@ -596,41 +685,130 @@ absl::Status RunBenchLatency(const std::vector<std::string>& args) {
         "--bench_duration ", absl::FormatDuration(*duration), " at --bench_rate ", settings.rate,
         " gives ", settings.count, " pings (want 1 to 100000000)"));
   }
-  settings.cc = absl::AsciiStrToLower(absl::GetFlag(FLAGS_cc));
-  if (settings.cc != "newreno" && settings.cc != "bbr") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--cc \"", absl::GetFlag(FLAGS_cc), "\" must be newreno or bbr"));
-  }
   settings.seed = absl::GetFlag(FLAGS_seed);
   absl::StatusOr<std::vector<double>> losses = LossRates();
   if (!losses.ok()) return losses.status();
+  settings.losses = *losses;
+  if (settings.role == "client") {
+    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
+    if (flag != nullptr && flag->CurrentValue() == flag->DefaultValue()) {
+      settings.losses = {0};
+      settings.client_loss_label = "?";  // not told what the network drops
+    } else if (settings.losses.size() == 1) {
+      settings.client_loss_label = LossLabel(settings.losses[0]);
+    } else {
+      return absl::InvalidArgumentError(
+          "--bench_role client: the network applies the loss; --bench_loss labels the rows "
+          "with the one rate it applies (e.g. --bench_loss 1%)");
+    }
+  }
+  return settings;
+}
+
+udp::AddressFamily FamilyFlag() {
+  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
+  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
+  return udp::AddressFamily::kUnspecified;
+}
+
+// --bench_role server: the three echo servers until killed or --duration.
+absl::Status RunServer(const Settings& settings) {
+  absl::StatusOr<std::vector<udp::SocketAddress>> udp_bind =
+      BindAddresses(settings.bind, settings.port, udp::SocketType::kDatagram);
+  if (!udp_bind.ok()) return udp_bind.status();
+  absl::StatusOr<std::vector<udp::SocketAddress>> udpmsg_bind =
+      BindAddresses(settings.bind, settings.port + 1, udp::SocketType::kDatagram);
+  if (!udpmsg_bind.ok()) return udpmsg_bind.status();
+  absl::StatusOr<std::vector<udp::SocketAddress>> tcp_bind =
+      BindAddresses(settings.bind, settings.port, udp::SocketType::kStream);
+  if (!tcp_bind.ok()) return tcp_bind.status();
+
+  absl::StatusOr<std::unique_ptr<UdpEcho>> udp_echo = UdpEcho::Start(udp_bind->front());
+  if (!udp_echo.ok()) return udp_echo.status();
+  absl::StatusOr<std::unique_ptr<UdpmsgEcho>> udpmsg_echo =
+      UdpmsgEcho::Start(udpmsg_bind->front(), settings.cc);
+  if (!udpmsg_echo.ok()) return udpmsg_echo.status();
+  absl::StatusOr<std::unique_ptr<TcpEcho>> tcp_echo = TcpEcho::Start(tcp_bind->front());
+  if (!tcp_echo.ok()) return tcp_echo.status();
+  PrintListening((*udp_echo)->address());
+  std::fprintf(stderr, "raw UDP echo on %s, TCP echo on %s, udpmsg echo on %s\n",
+               (*udp_echo)->address().ToString().c_str(),
+               (*tcp_echo)->address().ToString().c_str(),
+               (*udpmsg_echo)->address().ToString().c_str());
+  std::fflush(stderr);
+  if (settings.duration > absl::ZeroDuration()) {
+    absl::SleepFor(settings.duration);
+  } else {
+    for (;;) absl::SleepFor(absl::Hours(1));  // until a signal ends the process
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RemoteServers> ResolveServers(const std::string& peer) {
+  RemoteServers servers;
+  absl::StatusOr<std::vector<udp::SocketAddress>> udp_addrs =
+      udp::ResolveHostPort(peer, FamilyFlag(), udp::SocketType::kDatagram);
+  if (!udp_addrs.ok()) return udp_addrs.status();
+  servers.raw_udp = udp_addrs->front();
+  if (servers.raw_udp.port() == 0 || servers.raw_udp.port() == 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_peer \"", peer, "\": want a port in 1..65534 (udpmsg is on port+1)"));
+  }
+  servers.udpmsg = servers.raw_udp;
+  servers.udpmsg.set_port(static_cast<uint16_t>(servers.raw_udp.port() + 1));
+  absl::StatusOr<std::vector<udp::SocketAddress>> tcp_addrs =
+      udp::ResolveHostPort(peer, FamilyFlag(), udp::SocketType::kStream);
+  if (!tcp_addrs.ok()) return tcp_addrs.status();
+  servers.tcp = *tcp_addrs;
+  return servers;
+}
+
+}  // namespace
+
+absl::Status RunBenchLatency(const std::vector<std::string>& args) {
+  absl::StatusOr<Settings> parsed = ParseSettings(args);
+  if (!parsed.ok()) return parsed.status();
+  const Settings& settings = *parsed;
+  if (settings.role == "server") return RunServer(settings);
+
+  std::optional<RemoteServers> remote;
+  if (settings.role == "client") {
+    absl::StatusOr<RemoteServers> servers = ResolveServers(settings.peer);
+    if (!servers.ok()) return servers.status();
+    remote = *std::move(servers);
+  }
 
   BenchTable table;
-  table.title = absl::StrCat("bench latency: ", kPingBytes, "-byte ping-pong, ", settings.rate,
-                             "/s for ", absl::FormatDuration(*duration),
-                             ", loopback IPv4, round trip from the scheduled send time");
+  table.title = absl::StrCat(
+      "bench latency: ", kPingBytes, "-byte ping-pong, ", settings.rate, "/s for ",
+      absl::FormatDuration(settings.duration),
+      remote ? absl::StrCat(" to ", settings.peer) : std::string(", loopback IPv4"),
+      ", round trip from the scheduled send time");
   table.columns = {"transport", "loss", "sent", "answered", "p50 us", "p99 us", "p99.9 us",
                    "max us"};
   bool tcp_measured = false;
-  for (double loss : *losses) {
+  for (double loss : settings.losses) {
+    const std::string label = remote ? settings.client_loss_label : LossLabel(loss);
     std::vector<Transport> transports = {Transport::kRawUdp, Transport::kUdpmsgUnreliable,
                                          Transport::kUdpmsgReliable};
-    if (loss == 0 && !tcp_measured) transports.push_back(Transport::kTcp);
+    // Locally TCP cannot cross the UDP proxy: only at 0%. Across a network
+    // it meets the same loss as the rest.
+    if (remote || (loss == 0 && !tcp_measured)) transports.push_back(Transport::kTcp);
     for (Transport t : transports) {
-      absl::StatusOr<Sample> s = Measure(t, loss, settings);
+      absl::StatusOr<Sample> s = remote ? MeasureRemote(t, *remote, settings)
+                                        : MeasureLocal(t, loss, settings);
       if (!s.ok()) {
-        return absl::Status(s.status().code(), absl::StrCat(TransportName(t), " at ",
-                                                            LossLabel(loss), " loss: ",
-                                                            s.status().message()));
+        return absl::Status(s.status().code(), absl::StrCat(TransportName(t), " at ", label,
+                                                            " loss: ", s.status().message()));
       }
       if ((t == Transport::kUdpmsgReliable || t == Transport::kTcp) && s->answered != s->sent) {
-        return absl::DataLossError(absl::StrCat(TransportName(t), " at ", LossLabel(loss),
+        return absl::DataLossError(absl::StrCat(TransportName(t), " at ", label,
                                                 " loss answered ", s->answered, " of ", s->sent,
                                                 " pings within ",
                                                 absl::FormatDuration(kReliableDrain)));
       }
       if (t == Transport::kTcp) tcp_measured = true;
-      table.rows.push_back({std::string(TransportName(t)), LossLabel(loss),
+      table.rows.push_back({std::string(TransportName(t)), label,
                             absl::StrCat(s->sent), absl::StrCat(s->answered),
                             PercentileUs(s->latency_ns, 0.50), PercentileUs(s->latency_ns, 0.99),
                             PercentileUs(s->latency_ns, 0.999),
@@ -643,14 +821,22 @@ absl::Status RunBenchLatency(const std::vector<std::string>& args) {
       absl::StrCat("unanswered pings (raw UDP, udpmsg unreliable) are lost, not latency; they "
                    "get ", absl::FormatDuration(kUnreliableDrain),
                    " after the last send; reliable transports must answer every ping"),
-      absl::StrCat("loss > 0: UDP transports go through an in-process impairment proxy dropping "
-                   "that share in each direction (seed ", settings.seed,
-                   "; round-trip loss ~2x), which adds a hop; 0%: direct"),
-      absl::StrCat("TCP (TCP_NODELAY) only at 0%: it cannot go through the UDP proxy; a fair TCP "
-                   "loss comparison needs the netns setup of bench bulk"),
-      absl::StrCat("udpmsg: one connection, channel 0, --cc ", settings.cc),
   };
-  if (!tcp_measured) table.notes[3] = "TCP not measured: --bench_loss lists no 0%";
+  if (remote) {
+    table.notes.push_back(
+        "loss: applied by the network between client and server to every protocol alike "
+        "(--bench_loss only labels the rows)");
+  } else {
+    table.notes.push_back(absl::StrCat(
+        "loss > 0: UDP transports go through an in-process impairment proxy dropping that share "
+        "in each direction (seed ", settings.seed, "; round-trip loss ~2x), which adds a hop; "
+        "0%: direct"));
+    table.notes.push_back(
+        tcp_measured ? "TCP (TCP_NODELAY) only at 0%: it cannot go through the UDP proxy; "
+                       "bench/run.sh measures it under loss across two network namespaces"
+                     : "TCP not measured: --bench_loss lists no 0%");
+  }
+  table.notes.push_back(absl::StrCat("udpmsg: one connection, channel 0, --cc ", settings.cc));
   PrintTable(table);
   return absl::OkStatus();
 }

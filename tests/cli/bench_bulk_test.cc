@@ -2,10 +2,7 @@
 // mode and in the split server/client mode over loopback, and its usage
 // errors. No speed is asserted: only that every transfer delivered and
 // verified every byte at a positive rate.
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <map>
 #include <memory>
@@ -128,36 +125,17 @@ TEST(BenchBulkTest, TextFormatNotesTheTargets) {
   EXPECT_FALSE(absl::StrContains(p->stdout_text(), "\n  tcp ")) << p->stdout_text();
 }
 
-// A port P with P (UDP and TCP) and P+1 (UDP) free right now.
-int FreePortPair() {
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-        ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      ::close(probe);
-      continue;
-    }
-    const int port = ntohs(a.sin_port);
-    ::close(probe);
-    if (port >= 65535) continue;
-    bool free = true;
-    for (auto [type, p] : {std::pair{SOCK_DGRAM, port}, std::pair{SOCK_STREAM, port},
-                           std::pair{SOCK_DGRAM, port + 1}}) {
-      int fd = ::socket(AF_INET, type, 0);
-      sockaddr_in b{};
-      b.sin_family = AF_INET;
-      b.sin_addr.s_addr = htonl(INADDR_ANY);
-      b.sin_port = htons(static_cast<uint16_t>(p));
-      if (::bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof(b)) != 0) free = false;
-      ::close(fd);
-    }
-    if (free) return port;
-  }
-  return 0;
+// tcp-<cc> sets that congestion control on the sending socket; reno is in
+// every kernel's tcp_allowed_congestion_control, so no privilege is needed.
+TEST(BenchBulkTest, TcpWithANamedCongestionControl) {
+  auto p = Udpmsg({"bench", "bulk", "--bench_size", "256KiB", "--bench_loss", "0",
+                   "--bench_transports", "tcp-reno,tcp", "--format", "csv"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(Finish(*p, absl::Minutes(2)), 0) << p->stderr_text();
+  const std::vector<Row> rows = ParseCsv(p->stdout_text());
+  // Table order, whatever the order asked.
+  EXPECT_THAT(Keys(rows), ElementsAre(std::make_pair("tcp", "0%"), std::make_pair("tcp-reno", "0%")));
+  for (const Row& row : rows) ExpectDelivered(row, 256 << 10);
 }
 
 TEST(BenchBulkTest, SplitModeOverLoopback) {

@@ -1,13 +1,17 @@
 // `udpmsg bench rate` and `udpmsg bench latency`: the CSV tables they print
 // and their usage errors. No speed or latency is asserted (the machine may be
 // busy): only the shape of the tables and that the counts are consistent.
+#include <signal.h>
+
 #include <algorithm>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -136,6 +140,59 @@ TEST(BenchLatencyTest, PrintsOneRowPerTransportAndLoss) {
                                 "udpmsg unreliable 5%", "udpmsg reliable-ordered 5%"));
 }
 
+// --bench_role server / client: the echo servers in one process, the pinging
+// client in another, TCP measured at the label --bench_loss gives (the
+// network, here loopback, applies the loss).
+TEST(BenchLatencyTest, SplitModeOverLoopback) {
+  std::unique_ptr<Subprocess> server;
+  int port = 0;
+  for (int attempt = 0; attempt < 5 && server == nullptr; ++attempt) {
+    port = FreePortPair();
+    ASSERT_NE(port, 0);
+    absl::StatusOr<std::unique_ptr<Subprocess>> p =
+        Subprocess::Start({UdpmsgPath(), "bench", "latency", "--bench_role", "server", "--port",
+                           absl::StrCat(port), "--duration", "3m"});
+    ASSERT_TRUE(p.ok()) << p.status();
+    // "listening on ...", then "raw UDP echo on ..., udpmsg echo on ...:P+1".
+    bool ready = false;
+    for (int i = 0; i < 2; ++i) {
+      absl::StatusOr<std::string> line = (*p)->ReadStderrLine(absl::Seconds(10));
+      if (!line.ok()) break;
+      if (absl::StrContains(*line, absl::StrCat("udpmsg echo on ")) &&
+          absl::EndsWith(*line, absl::StrCat(":", port + 1))) {
+        ready = true;
+      }
+    }
+    if (ready) server = *std::move(p);  // else a port was taken meanwhile: try another
+  }
+  ASSERT_NE(server, nullptr);
+
+  // Twice: the server serves one client after another.
+  for (int run = 0; run < 2; ++run) {
+    const Result r = RunCli({"bench", "latency", "--bench_role", "client", "--bench_peer",
+                             absl::StrCat("127.0.0.1:", port), "--bench_rate", "500",
+                             "--bench_duration", "0.4s", "--bench_loss", "1%", "--format",
+                             "csv"});
+    ASSERT_EQ(r.code, 0) << r.err;
+    const std::vector<std::vector<std::string>> table = Csv(r.out);
+    ASSERT_EQ(table.size(), 5u) << r.out;
+    std::vector<std::string> keys;
+    for (size_t i = 1; i < table.size(); ++i) {
+      ASSERT_EQ(table[i].size(), 8u) << absl::StrJoin(table[i], ",");
+      keys.push_back(table[i][0] + " " + table[i][1]);
+      EXPECT_EQ(Int(table[i][2]), 200) << keys.back();
+      if (table[i][0] == "udpmsg reliable-ordered" || table[i][0] == "TCP_NODELAY") {
+        EXPECT_EQ(Int(table[i][3]), 200) << keys.back();
+      }
+      EXPECT_LE(Positive(table[i][4]), Positive(table[i][5])) << keys.back();
+    }
+    EXPECT_THAT(keys, ElementsAre("raw UDP 1%", "udpmsg unreliable 1%",
+                                  "udpmsg reliable-ordered 1%", "TCP_NODELAY 1%"));
+  }
+  server->Kill(SIGTERM);
+  EXPECT_TRUE(server->Wait(absl::Seconds(10)).ok());
+}
+
 TEST(BenchUsageTest, BadUsageExitsTwo) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"bench", "nope"},
@@ -146,6 +203,12 @@ TEST(BenchUsageTest, BadUsageExitsTwo) {
            {"bench", "latency", "--bench_loss", "0,150%"},
            {"bench", "latency", "--bench_rate", "0"},
            {"bench", "latency", "--bench_duration", "soon"},
+           {"bench", "latency", "--bench_role", "relay"},
+           {"bench", "latency", "--bench_role", "server"},
+           {"bench", "latency", "--bench_role", "client"},
+           {"bench", "latency", "--bench_role", "client", "--bench_peer", "127.0.0.1:9",
+            "--bench_loss", "0,1%"},
+           {"bench", "latency", "--bench_peer", "127.0.0.1:9"},
        }) {
     const Result r = RunCli(args);
     EXPECT_EQ(r.code, 2) << absl::StrJoin(args, " ") << ": " << r.err;

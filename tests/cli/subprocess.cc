@@ -2,14 +2,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -158,6 +161,37 @@ void Subprocess::Kill(int signal) {
 std::string UdpmsgPath() {
   // Bazel runs tests in the runfiles tree of the workspace.
   return "cli/udpmsg";
+}
+
+int FreePortPair() {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ::close(probe);
+      continue;
+    }
+    const int port = ntohs(a.sin_port);
+    ::close(probe);
+    if (port >= 65535) continue;
+    bool free = true;
+    for (auto [type, p] : {std::pair{SOCK_DGRAM, port}, std::pair{SOCK_STREAM, port},
+                           std::pair{SOCK_DGRAM, port + 1}}) {
+      int fd = ::socket(AF_INET, type, 0);
+      sockaddr_in b{};
+      b.sin_family = AF_INET;
+      b.sin_addr.s_addr = htonl(INADDR_ANY);
+      b.sin_port = htons(static_cast<uint16_t>(p));
+      if (::bind(fd, reinterpret_cast<sockaddr*>(&b), sizeof(b)) != 0) free = false;
+      ::close(fd);
+    }
+    if (free) return port;
+  }
+  return 0;
 }
 
 absl::StatusOr<int> ParseListeningPort(const std::string& line) {

@@ -70,6 +70,11 @@ class Subprocess final {
 // The udpmsg binary in the test's runfiles.
 std::string UdpmsgPath();
 
+// A port P with P (UDP and TCP) and P+1 (UDP) free on every address right
+// now, for the split-role benchmarks (0 when none was found). Another process
+// may take it before the caller binds: retry on failure.
+int FreePortPair();
+
 // From "listening on 127.0.0.1:4321" or "listening on [::]:4321", the port.
 absl::StatusOr<int> ParseListeningPort(const std::string& line);
 
