@@ -126,6 +126,9 @@ enum CloseCode : uint32_t {
   kCloseApplication = 4,
   kCloseServerFull = 5,
   kCloseNumberSpaceExhausted = 6,
+  // Local only (never sent): the network reported the peer unreachable
+  // (ICMP port/host unreachable) while connecting.
+  kClosePeerUnreachable = 7,
 };
 
 inline constexpr size_t kMaxCookieBytes = 64;

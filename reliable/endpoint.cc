@@ -35,7 +35,7 @@ std::string EndpointStats::ToString() const {
                       " hellos=", hellos, " challenges=", challenges_sent,
                       " bad_cookies=", bad_cookies, " short_hellos=", short_hellos,
                       " accepted=", accepted, " refused_full=", refused_full,
-                      " unauthenticated=", unauthenticated);
+                      " unauthenticated=", unauthenticated, " unreachable=", unreachable);
 }
 
 Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
@@ -273,6 +273,23 @@ absl::Status Endpoint::Close(absl::Time now, ConnectionId id, std::string reason
   it->second->Close(now, proto::kCloseApplication, std::move(reason), flush);
   Flush(now, *it->second);
   return absl::OkStatus();
+}
+
+int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
+                                absl::string_view why) {
+  int closed = 0;
+  for (auto& [id, c] : connections_) {
+    if (!c->is_client() || c->state() != Connection::State::kConnecting || c->peer().Unmapped() != peer.Unmapped()) {
+      continue;
+    }
+    // A client still connecting has no server id: Close sends nothing.
+    c->Close(now, proto::kClosePeerUnreachable,
+             absl::StrCat("unreachable: ", why), /*flush=*/false);
+    Flush(now, *c);
+    ++stats_.unreachable;
+    ++closed;
+  }
+  return closed;
 }
 
 void Endpoint::CloseAll(absl::Time now, std::string reason, bool flush) {

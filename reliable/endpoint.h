@@ -94,6 +94,7 @@ struct EndpointStats {
   uint64_t ignored_hellos = 0;      // hello to an endpoint that does not accept
   uint64_t unauthenticated = 0;     // sealed datagrams that failed to open, or
                                     // plain ones for an encrypted connection
+  uint64_t unreachable = 0;         // ICMP reports that ended a connection attempt
   std::string ToString() const;
 };
 
@@ -121,6 +122,14 @@ class Endpoint final {
   absl::Status Close(absl::Time now, ConnectionId id, std::string reason, bool flush = true);
   // Closes every connection.
   void CloseAll(absl::Time now, std::string reason, bool flush);
+  // The network reported `peer` unreachable (ICMP port or host unreachable
+  // for a datagram we sent; `why` says which, e.g. "Connection refused").
+  // Connections still connecting to `peer` fail at once with
+  // kClosePeerUnreachable instead of retrying hellos until the handshake
+  // timeout. Established connections ignore it: ICMP is unauthenticated
+  // and routes recover, so loss recovery and the peer timeout decide there.
+  // Returns how many it closed.
+  int OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer, absl::string_view why);
 
   void OnTimeout(absl::Time now);
   // The earliest time OnTimeout must run; InfiniteFuture when idle.

@@ -4,8 +4,8 @@
 #include <array>
 #include <utility>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "udp/errno_status.h"
 
 namespace udpmsg::reliable {
 namespace {
@@ -25,6 +25,10 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
   absl::StatusOr<udp::DatagramSocket> socket =
       udp::DatagramSocket::Bind(options.bind, socket_options);
   if (!socket.ok()) return socket.status();
+  // ICMP port/host unreachable for a peer still connecting ends the attempt
+  // at once (Endpoint::OnPeerUnreachable) instead of after the handshake
+  // timeout.
+  if (absl::Status s = socket->EnableErrorQueue(); !s.ok()) return s;
   absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
   if (!local.ok()) return local.status();
   absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
@@ -131,9 +135,9 @@ absl::Status Runtime::Receive() {
     absl::StatusOr<size_t> n = socket_.RecvBatch(absl::MakeSpan(slots));
     if (!n.ok()) {
       if (absl::IsUnavailable(n.status())) return absl::OkStatus();
-      // ICMP errors surface here on some systems (ECONNREFUSED): not fatal
-      // for a multi-peer socket. Anything else is.
-      if (absl::StrContains(n.status().message(), "refused")) continue;
+      // An ICMP report fails one receive (its details wait in the error
+      // queue, read on EPOLLERR): not fatal for a multi-peer socket.
+      if (udp::IsIcmpReportErrno(udp::ErrnoOf(n.status()))) continue;
       return n.status();
     }
     const absl::Time now = clock_->Now();
@@ -148,6 +152,22 @@ absl::Status Runtime::Receive() {
     }
     if (absl::Status s = SendPending(); !s.ok()) return s;
     if (*n < slots.size()) return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Runtime::ReadSocketErrors() {
+  absl::StatusOr<std::vector<udp::SocketError>> errors = socket_.ReadErrors(64);
+  if (!errors.ok()) return errors.status();
+  const absl::Time now = clock_->Now();
+  for (const udp::SocketError& e : *errors) {
+    ++io_.icmp_errors;
+    std::string why = udp::ErrnoText(e.error);
+    // A router's report names the router; the host's own names the host.
+    if (e.reporter.valid() && e.reporter.Unmapped().IpString() != e.destination.IpString()) {
+      absl::StrAppend(&why, " (reported by ", e.reporter.IpString(), ")");
+    }
+    endpoint_->OnPeerUnreachable(now, e.destination, why);
   }
   return absl::OkStatus();
 }
@@ -169,6 +189,9 @@ absl::Status Runtime::Turn(absl::Time deadline, PollResult* result) {
     if (e.token == kSocketToken) {
       if (e.writable) {
         if (absl::Status s = SendPending(); !s.ok()) return s;
+      }
+      if (e.error) {
+        if (absl::Status s = ReadSocketErrors(); !s.ok()) return s;
       }
       if (e.readable || e.error) {
         if (absl::Status s = Receive(); !s.ok()) return s;

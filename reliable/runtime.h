@@ -69,6 +69,7 @@ class Runtime final {
     uint64_t send_errors = 0;       // datagrams dropped by a send error
     uint64_t truncated = 0;         // datagrams larger than our buffers
     uint64_t send_would_block = 0;  // socket buffer full: waited to send
+    uint64_t icmp_errors = 0;       // ICMP reports read from the error queue
   };
 
   // Binds the socket. Errors carry the errno text and the address (e.g.
@@ -116,6 +117,8 @@ class Runtime final {
           const udp::SocketAddress& local);
 
   absl::Status Receive();
+  // Drains the socket's error queue into Endpoint::OnPeerUnreachable.
+  absl::Status ReadSocketErrors();
   absl::Status SendPending();
   absl::Status Turn(absl::Time deadline, PollResult* result);
 

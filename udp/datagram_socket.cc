@@ -2,10 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <array>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "udp/errno_status.h"
@@ -167,6 +170,79 @@ absl::StatusOr<size_t> DatagramSocket::RecvBatch(absl::Span<ReceiveSlot> slots) 
     return ErrnoStatus(errno,
                        absl::StrCat("recvmmsg on ", local.ok() ? local->ToString() : "(unbound)"));
   }
+}
+
+bool IsIcmpReportErrno(int error) {
+  switch (error) {
+    case ECONNREFUSED:
+    case EHOSTUNREACH:
+    case ENETUNREACH:
+    case EHOSTDOWN:
+    case ENETDOWN:
+    case EMSGSIZE:
+    case EPROTO:
+    case ENOPROTOOPT:
+    case EACCES:
+      return true;
+    default:
+      return false;
+  }
+}
+
+absl::Status DatagramSocket::EnableErrorQueue() {
+  // IPv4 traffic (v4-mapped on a dual-stack socket too) reports through
+  // IP_RECVERR, IPv6 through IPV6_RECVERR.
+  if (absl::Status s = SetIntOption(fd(), SOL_IP, IP_RECVERR, 1, "IP_RECVERR"); !s.ok()) return s;
+  if (family_ == AddressFamily::kIpv6) {
+    return SetIntOption(fd(), SOL_IPV6, IPV6_RECVERR, 1, "IPV6_RECVERR");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<SocketError>> DatagramSocket::ReadErrors(size_t max) {
+  std::vector<SocketError> errors;
+  while (errors.size() < max) {
+    SocketAddress destination;
+    alignas(cmsghdr) std::array<char, 512> control;
+    std::array<uint8_t, 64> head;  // the start of the failed datagram; unused
+    iovec iov{head.data(), head.size()};
+    msghdr msg{};
+    msg.msg_name = destination.mutable_data();
+    msg.msg_namelen = SocketAddress::capacity();
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    const ssize_t n = ::recvmsg(fd(), &msg, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;  // queue empty
+      absl::StatusOr<SocketAddress> local = SockName(fd());
+      return ErrnoStatus(errno, absl::StrCat("recvmsg(MSG_ERRQUEUE) on ",
+                                             local.ok() ? local->ToString() : "(unbound)"));
+    }
+    destination.set_size(msg.msg_namelen);
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      const bool v4 = c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR;
+      const bool v6 = c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR;
+      if (!v4 && !v6) continue;
+      if (c->cmsg_len < CMSG_LEN(sizeof(sock_extended_err))) continue;
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+      if (ee.ee_origin != SO_EE_ORIGIN_ICMP && ee.ee_origin != SO_EE_ORIGIN_ICMP6) continue;
+      SocketError e;
+      e.destination = destination.Unmapped();
+      e.error = static_cast<int>(ee.ee_errno);
+      // The offender's address follows the extended error in the same cmsg.
+      const sockaddr* offender = SO_EE_OFFENDER(reinterpret_cast<sock_extended_err*>(CMSG_DATA(c)));
+      const size_t room = c->cmsg_len - CMSG_LEN(sizeof(sock_extended_err));
+      absl::StatusOr<SocketAddress> from =
+          SocketAddress::FromSockaddr(offender, static_cast<socklen_t>(room));
+      if (from.ok()) e.reporter = from->Unmapped();
+      errors.push_back(e);
+    }
+  }
+  return errors;
 }
 
 absl::Status DatagramSocket::SetNonBlocking(bool non_blocking) {

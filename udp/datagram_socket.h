@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,6 +68,21 @@ struct ReceiveSlot {
   SocketAddress from;
   bool truncated = false;
 };
+
+// An ICMP error the kernel reported for a datagram this socket sent (read
+// from the error queue, see DatagramSocket::EnableErrorQueue).
+struct SocketError {
+  SocketAddress destination;  // where the failed datagram was going
+  int error = 0;              // errno value: ECONNREFUSED (port unreachable),
+                              // EHOSTUNREACH, ENETUNREACH, EMSGSIZE, ...
+  SocketAddress reporter;     // who sent the ICMP message; empty if unknown
+};
+
+// Whether a receive failed with `error` only because of an asynchronous ICMP
+// report (a datagram sent earlier bounced): with the error queue on, the
+// kernel fails the next receive once with it. Nothing is wrong with the
+// socket; the details are in the error queue.
+bool IsIcmpReportErrno(int error);
 
 class DatagramSocket final {
  public:
@@ -112,6 +128,16 @@ class DatagramSocket final {
   // recvmmsg: fills slots from the front of `slots` with whatever is waiting
   // (never blocks for more than the first datagram) and returns the count.
   absl::StatusOr<size_t> RecvBatch(absl::Span<ReceiveSlot> slots);
+
+  // Asks the kernel to queue ICMP errors (port or host unreachable, ...) for
+  // ReadErrors: IP_RECVERR, plus IPV6_RECVERR on IPv6 sockets. An unconnected
+  // socket otherwise never hears of them. Pending errors make the socket
+  // poll with EPOLLERR, and the next receive fails once with the errno.
+  absl::Status EnableErrorQueue();
+  // Takes up to `max` errors from the queue (recvmsg MSG_ERRQUEUE), never
+  // blocking; empty when there are none. Anything but ICMP/ICMPv6 reports
+  // (local errors) is skipped.
+  absl::StatusOr<std::vector<SocketError>> ReadErrors(size_t max);
 
   absl::Status SetNonBlocking(bool non_blocking);
   absl::Status SetReceiveBufferSize(int bytes);

@@ -3,9 +3,14 @@
 #include <errno.h>
 #include <string.h>
 
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace udpmsg::udp {
+namespace {
+constexpr absl::string_view kErrnoPayload = "udpmsg.errno";
+}  // namespace
 
 std::string ErrnoText(int error) {
   char buffer[256];
@@ -24,7 +29,16 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
       code = absl::StatusCode::kFailedPrecondition;
     }
   }
-  return absl::Status(code, absl::StrCat(what, ": ", ErrnoText(error)));
+  absl::Status status(code, absl::StrCat(what, ": ", ErrnoText(error)));
+  status.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error)));
+  return status;
+}
+
+int ErrnoOf(const absl::Status& status) {
+  const absl::optional<absl::Cord> payload = status.GetPayload(kErrnoPayload);
+  int error = 0;
+  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &error)) return 0;
+  return error;
 }
 
 }  // namespace udpmsg::udp

@@ -31,6 +31,10 @@ absl::Status ErrnoStatus(int error, absl::string_view what);
 // strerror() without the thread-safety problem.
 std::string ErrnoText(int error);
 
+// The errno an ErrnoStatus was made from (carried as a payload); 0 for
+// any other status.
+int ErrnoOf(const absl::Status& status);
+
 // True when `status` says the call would block (EAGAIN/EWOULDBLOCK).
 inline bool IsWouldBlock(const absl::Status& status) { return absl::IsUnavailable(status); }
 

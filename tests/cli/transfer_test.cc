@@ -197,6 +197,26 @@ TEST(TransferTest, UnreachablePeerFailsWithinTheTimeout) {
   EXPECT_THAT(lines[0], StartsWith(absl::StrCat("udpmsg: cannot connect to 127.0.0.1:", port)));
 }
 
+TEST(TransferTest, ClosedPortFailsAtOnceWithTheIcmpReason) {
+  // A port nobody listens on: the kernel answers the hello with ICMP port
+  // unreachable, which ends the attempt long before --timeout.
+  int port = 0;
+  {
+    absl::StatusOr<udp::DatagramSocket> temp =
+        udp::DatagramSocket::Bind(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), {});
+    ASSERT_TRUE(temp.ok());
+    port = temp->LocalAddress()->port();
+  }
+  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--timeout", "120s",
+                      "hi"});
+  // Well inside the 120 s the attempt would otherwise last.
+  EXPECT_EQ(Finish(*send, absl::Seconds(60)), 1);
+  std::vector<std::string> lines = Lines(send->stderr_text());
+  ASSERT_EQ(lines.size(), 1u) << send->stderr_text();
+  EXPECT_EQ(lines[0], absl::StrCat("udpmsg: cannot connect to 127.0.0.1:", port,
+                                   ": unreachable: Connection refused"));
+}
+
 TEST(TransferTest, ReceiverVanishingMidTransferMakesTheSenderFailCleanly) {
   const std::string out = absl::StrCat(TempDir(), "/out-vanish");
   Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});

@@ -1049,6 +1049,55 @@ TEST(EndpointTest, CloseWithoutFlushDropsQueuedDataAndPeerSeesTheReason) {
   EXPECT_EQ(client.QueuedBytes(id), 0u);
 }
 
+TEST(EndpointTest, PeerUnreachableEndsOnlyConnectionAttemptsToThatPeer) {
+  const udp::SocketAddress dead = udp::SocketAddress::Ipv4(0x0A000063u, 4000);   // 10.0.0.99
+  const udp::SocketAddress other = udp::SocketAddress::Ipv4(0x0A000064u, 4000);  // 10.0.0.100
+  Endpoint client(kStart, ClientOptions(72));
+  absl::StatusOr<ConnectionId> to_dead = client.Connect(kStart, dead);
+  absl::StatusOr<ConnectionId> to_other = client.Connect(kStart, other);
+  ASSERT_TRUE(to_dead.ok() && to_other.ok());
+  client.TakeOutgoing();  // the hellos, into the void
+  const absl::Time now = kStart + absl::Milliseconds(3);
+
+  EXPECT_EQ(client.OnPeerUnreachable(now, dead, "Connection refused"), 1);
+  std::vector<Event> events = client.TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, Event::Type::kClosed);
+  EXPECT_EQ(events[0].connection, *to_dead);
+  EXPECT_EQ(events[0].code, proto::kClosePeerUnreachable);
+  EXPECT_EQ(events[0].reason, "unreachable: Connection refused");
+  EXPECT_FALSE(events[0].by_peer);
+  EXPECT_EQ(client.stats().unreachable, 1u);
+  // Nothing is sent for it (a client still connecting has no server id).
+  EXPECT_TRUE(client.TakeOutgoing().empty());
+  // A second report, or one for an address nobody connects to, changes nothing.
+  EXPECT_EQ(client.OnPeerUnreachable(now, dead, "Connection refused"), 0);
+  EXPECT_EQ(client.OnPeerUnreachable(now, udp::SocketAddress::Ipv4(0x0A000065u, 4000), "x"), 0);
+  EXPECT_TRUE(client.TakeEvents().empty());
+  // The attempt to the other peer keeps going: its hello is retried.
+  client.OnTimeout(client.NextTimeout());
+  EXPECT_FALSE(client.TakeOutgoing().empty());
+}
+
+TEST(EndpointTest, PeerUnreachableLeavesEstablishedConnectionsAlone) {
+  const uint64_t seed = 73;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  Pair net(seed, Lossy());
+  const ConnectionId id = net.Connect();
+  Endpoint& client = net.client().endpoint();
+  // ICMP is unauthenticated: a forged "port unreachable" must not end a
+  // working connection.
+  EXPECT_EQ(client.OnPeerUnreachable(net.sim().now(), net.server().address(), "Connection refused"),
+            0);
+  EXPECT_TRUE(client.IsEstablished(id));
+  ASSERT_TRUE(client.Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered, "still here").ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return !Messages(net.server(), 0).empty(); },
+                                 net.sim().now() + absl::Seconds(10)));
+  EXPECT_EQ(Messages(net.server(), 0)[0]->message, "still here");
+  EXPECT_EQ(client.stats().unreachable, 0u);
+}
+
 TEST(EndpointTest, OperationsOnUnknownOrUnconnectedIdsFail) {
   Endpoint client(kStart, ClientOptions(71));
   const ConnectionId unknown = 12345;

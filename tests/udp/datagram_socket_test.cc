@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "udp/errno_status.h"
 
 namespace udpmsg::udp {
 namespace {
@@ -27,6 +28,14 @@ absl::StatusOr<DatagramSocket> BoundLoopback(AddressFamily family, bool non_bloc
   DatagramSocket::Options options;
   options.non_blocking = non_blocking;
   return DatagramSocket::Bind(SocketAddress::Loopback(family, 0), options);
+}
+
+// A loopback port nobody listens on (bound, noted, closed); empty on failure.
+SocketAddress DeadPort(AddressFamily family) {
+  absl::StatusOr<DatagramSocket> temp = BoundLoopback(family);
+  if (!temp.ok()) return SocketAddress();
+  absl::StatusOr<SocketAddress> local = temp->LocalAddress();
+  return local.ok() ? *local : SocketAddress();
 }
 
 class DatagramSocketTest : public ::testing::TestWithParam<AddressFamily> {};
@@ -113,13 +122,8 @@ TEST_P(DatagramSocketTest, BindConflictNamesTheAddressAndErrno) {
 }
 
 TEST_P(DatagramSocketTest, ConnectedSocketSeesPortUnreachableAsRefused) {
-  // Find a port nobody listens on: bind, note it, close.
-  SocketAddress dead;
-  {
-    absl::StatusOr<DatagramSocket> temp = BoundLoopback(GetParam());
-    ASSERT_TRUE(temp.ok());
-    dead = *temp->LocalAddress();
-  }
+  const SocketAddress dead = DeadPort(GetParam());
+  ASSERT_TRUE(dead.valid());
   absl::StatusOr<DatagramSocket> socket = BoundLoopback(GetParam());
   ASSERT_TRUE(socket.ok());
   ASSERT_TRUE(socket->Connect(dead).ok());
@@ -131,6 +135,43 @@ TEST_P(DatagramSocketTest, ConnectedSocketSeesPortUnreachableAsRefused) {
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(got.status().message(), HasSubstr(std::strerror(ECONNREFUSED)));
+}
+
+TEST_P(DatagramSocketTest, ErrorQueueNamesTheUnreachableDestination) {
+  const SocketAddress dead = DeadPort(GetParam());
+  ASSERT_TRUE(dead.valid());
+  absl::StatusOr<DatagramSocket> socket = BoundLoopback(GetParam());
+  ASSERT_TRUE(socket.ok());
+  ASSERT_TRUE(socket->EnableErrorQueue().ok());
+  // Nothing queued yet: an empty list, not an error.
+  absl::StatusOr<std::vector<SocketError>> none = socket->ReadErrors(8);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  // Unconnected: without the error queue this ICMP report would be lost.
+  ASSERT_TRUE(socket->SendTo(dead, AsBytes("anyone?")).ok());
+  pollfd p{socket->fd(), 0, 0};  // POLLERR is always reported
+  ASSERT_EQ(::poll(&p, 1, 5000), 1);
+  ASSERT_NE(p.revents & POLLERR, 0);
+  // The report fails one receive, with an errno that IsIcmpReportErrno
+  // recognises (a multi-peer socket carries on) ...
+  std::array<uint8_t, 64> buffer;
+  absl::StatusOr<Datagram> got = socket->RecvFrom(absl::MakeSpan(buffer));
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(ErrnoOf(got.status()), ECONNREFUSED) << got.status();
+  EXPECT_TRUE(IsIcmpReportErrno(ErrnoOf(got.status())));
+  // ... and waits in the error queue with the destination it concerns.
+  absl::StatusOr<std::vector<SocketError>> errors = socket->ReadErrors(8);
+  ASSERT_TRUE(errors.ok()) << errors.status();
+  ASSERT_EQ(errors->size(), 1u);
+  EXPECT_EQ((*errors)[0].destination, dead);
+  EXPECT_EQ((*errors)[0].error, ECONNREFUSED);
+  EXPECT_TRUE((*errors)[0].reporter.IsLoopback()) << (*errors)[0].reporter.ToString();
+  // Then the socket is plainly empty, its queue too.
+  got = socket->RecvFrom(absl::MakeSpan(buffer));
+  EXPECT_TRUE(IsWouldBlock(got.status())) << got.status();
+  errors = socket->ReadErrors(8);
+  ASSERT_TRUE(errors.ok()) << errors.status();
+  EXPECT_TRUE(errors->empty());
 }
 
 TEST_P(DatagramSocketTest, BatchOf64DatagramsArrivesIntactAndInOrder) {
