@@ -501,8 +501,8 @@ if [[ -s $CSV ]] && command -v gnuplot >/dev/null; then
       plots+=("\"$WORK/$t.dat\" using 1:2 with linespoints lw 2 pt ${POINT[$t]:-1} title \"$title\"")
     fi
   done
-  term="pngcairo size 900,560 font 'sans,11'"
-  echo 'set terminal' | gnuplot 2>&1 | grep -q pngcairo || term="png size 900,560"
+  term="pngcairo size 1000,560 font 'sans,11'"
+  echo 'set terminal' | gnuplot 2>&1 | grep -q pngcairo || term="png size 1000,560"
   if ((${#plots[@]})); then
     plot_cmd=$(IFS=,; echo "${plots[*]}")
     gnuplot <<EOF || echo "bench/run.sh: gnuplot failed; no plot" >&2
@@ -514,7 +514,7 @@ set ylabel "goodput (Mbit/s)"
 set yrange [0:*]
 set xrange [-0.5:*]
 set grid
-set key top right box opaque
+set key outside right top box
 plot $plot_cmd
 EOF
   fi
