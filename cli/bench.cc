@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/impair_flags.h"
 
 namespace udpmsg::cli {
 
@@ -47,6 +48,21 @@ void PrintTable(const BenchTable& table) {
     for (const std::string& note : table.notes) std::printf("  %s\n", note.c_str());
   }
   std::fflush(stdout);
+}
+
+absl::StatusOr<udp::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role) {
+  absl::StatusOr<udp::ImpairmentConfig> c = ImpairmentFromFlags();
+  if (!c.ok()) return c.status();
+  if (c->loss > 0 || c->burst > 0) {
+    return absl::InvalidArgumentError(
+        "bench takes its loss rates from --bench_loss (--loss and --burst are impair's)");
+  }
+  if (!local_role && ImpairsBesidesLoss(*c)) {
+    return absl::InvalidArgumentError(
+        "--delay, --jitter, --reorder, --dup, --corrupt and --rate shape the in-process proxy of "
+        "--bench_role local; between hosts the network applies them (bench/run.sh --delay)");
+  }
+  return c;
 }
 
 int RunBench(const Args& args) {

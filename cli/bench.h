@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "udp/impairment.h"
 
 namespace udpmsg::cli {
 
@@ -20,6 +22,13 @@ struct BenchTable {
 };
 
 void PrintTable(const BenchTable& table);
+
+// The impairments besides loss (--delay, --jitter, --reorder, --dup,
+// --corrupt, --rate) that the in-process proxy of a local bench run applies
+// to the UDP transports; the loss comes from --bench_loss. InvalidArgument
+// for --loss/--burst (use --bench_loss) and, outside `local_role`, for any
+// impairment (the network between the hosts applies them there).
+absl::StatusOr<udp::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role);
 
 // bench rate: 64-byte message rate (raw sendto/recvfrom, sendmmsg/recvmmsg,
 // udpmsg unreliable, udpmsg reliable), packets/s and CPU per message.

@@ -70,6 +70,7 @@
 #include "cli/bench.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/impair_flags.h"
 #include "cli/impair_proxy.h"
 #include "reliable/congestion.h"
 #include "reliable/runtime.h"
@@ -131,6 +132,9 @@ struct Settings {
   int port = -1;
   std::string bind;
   absl::Duration duration;         // server: 0 = until killed
+  // local mode: what the proxy does besides --bench_loss (delay, jitter,
+  // reordering, duplication, ...), from the impair flags.
+  udp::ImpairmentConfig impairment;
 };
 
 std::string LossLabel(double loss) { return absl::StrFormat("%g%%", loss * 100); }
@@ -237,6 +241,9 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
         "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
   }
   s.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<udp::ImpairmentConfig> impairment = BenchImpairmentFromFlags(s.role == "local");
+  if (!impairment.ok()) return impairment.status();
+  s.impairment = *std::move(impairment);
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &s.timeout) ||
       s.timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
@@ -1074,11 +1081,12 @@ class Background {
 // An in-process lossy path for a UDP transport: the proxy on its thread.
 class LossyPath {
  public:
+  // `impairment` with its loss set to `loss`.
   static absl::StatusOr<std::unique_ptr<LossyPath>> Create(const udp::SocketAddress& target,
-                                                           double loss, uint64_t seed) {
-    udp::ImpairmentConfig config;
+                                                           double loss,
+                                                           udp::ImpairmentConfig impairment) {
+    udp::ImpairmentConfig config = std::move(impairment);
     config.loss = loss;
-    config.seed = seed;
     absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy = ImpairProxy::Create(
         {.listen = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0),
          .target = target,
@@ -1112,7 +1120,7 @@ absl::StatusOr<Outcome> RunLocal(const std::string& transport, double loss,
     UdpmsgReceiver* r = rx->get();
     Background bg([r](const std::atomic<bool>& stop) { return r->Run(stop); },
                   [r] { r->Wake(); });
-    absl::StatusOr<std::unique_ptr<LossyPath>> path = LossyPath::Create(r->address(), loss, s.seed);
+    absl::StatusOr<std::unique_ptr<LossyPath>> path = LossyPath::Create(r->address(), loss, s.impairment);
     if (!path.ok()) return path.status();
     absl::StatusOr<Outcome> o = SendUdpmsg((*path)->address(), payload, s);
     bg.Stop();
@@ -1137,7 +1145,7 @@ absl::StatusOr<Outcome> RunLocal(const std::string& transport, double loss,
   EnetReceiver* r = rx->get();
   Background bg([r](const std::atomic<bool>& stop) { return r->Run(stop); }, nullptr);
   absl::StatusOr<std::unique_ptr<LossyPath>> path = LossyPath::Create(
-      udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, r->port()), loss, s.seed);
+      udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, r->port()), loss, s.impairment);
   if (!path.ok()) return path.status();
   absl::StatusOr<ENetAddress> to = ToEnet((*path)->address());
   if (!to.ok()) return to.status();
@@ -1321,6 +1329,10 @@ BenchTable MakeTable(const std::vector<Outcome>& rows, const Settings& s) {
         "udpmsg and enet pass an in-process impairment proxy (loss in both directions, seed ",
         s.seed, "); tcp runs at 0% only: the proxy carries UDP, and dropping TCP segments needs "
                 "the kernel (bench/run.sh drops with nftables on a rate-limited veth)"));
+    if (ImpairsBesidesLoss(s.impairment)) {
+      t.notes.push_back(absl::StrCat("the proxy also applies, both ways: ",
+                                     DescribeBesidesLoss(s.impairment)));
+    }
   } else {
     t.notes.push_back("loss is applied by the network (bench/run.sh: nftables on a veth); "
                       "the loss column only labels it");

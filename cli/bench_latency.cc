@@ -55,6 +55,7 @@
 #include "cli/bench.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/impair_flags.h"
 #include "cli/impair_proxy.h"
 #include "reliable/runtime.h"
 #include "udp/datagram_socket.h"
@@ -503,6 +504,8 @@ struct Settings {
   int port = 0;
   std::string peer;
   absl::Duration duration = absl::ZeroDuration();
+  // local mode: what the proxy does besides the loss (impair flags).
+  udp::ImpairmentConfig impairment;
 };
 
 // The echo servers of a --bench_role server, as the client reaches them.
@@ -583,10 +586,9 @@ absl::StatusOr<Sample> MeasureLocal(Transport transport, double loss, const Sett
     }
   } stop_proxy{proxy, proxy_thread};
   udp::SocketAddress to = server;
-  if (loss > 0) {
-    udp::ImpairmentConfig config;
+  if (loss > 0 || ImpairsBesidesLoss(settings.impairment)) {
+    udp::ImpairmentConfig config = settings.impairment;
     config.loss = loss;
-    config.seed = settings.seed;
     absl::StatusOr<std::unique_ptr<ImpairProxy>> p = ImpairProxy::Create(
         {.listen = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0),
          .target = server,
@@ -686,6 +688,10 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
         " gives ", settings.count, " pings (want 1 to 100000000)"));
   }
   settings.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<udp::ImpairmentConfig> impairment =
+      BenchImpairmentFromFlags(settings.role == "local");
+  if (!impairment.ok()) return impairment.status();
+  settings.impairment = *std::move(impairment);
   absl::StatusOr<std::vector<double>> losses = LossRates();
   if (!losses.ok()) return losses.status();
   settings.losses = *losses;
@@ -831,6 +837,11 @@ absl::Status RunBenchLatency(const std::vector<std::string>& args) {
         "loss > 0: UDP transports go through an in-process impairment proxy dropping that share "
         "in each direction (seed ", settings.seed, "; round-trip loss ~2x), which adds a hop; "
         "0%: direct"));
+    if (ImpairsBesidesLoss(settings.impairment)) {
+      table.notes.push_back(absl::StrCat(
+          "the proxy (then at every loss rate, 0% too) also applies, both ways: ",
+          DescribeBesidesLoss(settings.impairment)));
+    }
     table.notes.push_back(
         tcp_measured ? "TCP (TCP_NODELAY) only at 0%: it cannot go through the UDP proxy; "
                        "bench/run.sh measures it under loss across two network namespaces"

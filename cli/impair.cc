@@ -25,13 +25,13 @@
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
+#include "cli/impair_flags.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
 #include "udp/impairment.h"
@@ -46,50 +46,6 @@ namespace udpmsg::cli {
 namespace {
 
 constexpr absl::string_view kCommand = "impair";
-
-// Parses the --flag value `text` with `parse`, or explains what is wrong.
-template <typename T, typename Parser>
-absl::Status ParseFlag(absl::string_view name, const std::string& text, Parser parse, T* out) {
-  auto value = parse(text);
-  if (!value.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", name, ": ", value.status().message()));
-  }
-  *out = *value;
-  return absl::OkStatus();
-}
-
-absl::StatusOr<udp::ImpairmentConfig> ConfigFromFlags() {
-  udp::ImpairmentConfig c;
-  const auto rate = [](absl::string_view t) { return udp::ParseRate(t); };
-  const auto duration = [](absl::string_view t) { return udp::ParseDuration(t); };
-  const auto bandwidth = [](absl::string_view t) { return udp::ParseBandwidth(t); };
-  const auto bytes = [](absl::string_view t) -> absl::StatusOr<uint64_t> {
-    uint64_t n = 0;
-    if (!absl::SimpleAtoi(t, &n)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid byte count \"", t, "\" (want a whole number of bytes)"));
-    }
-    return n;
-  };
-  for (absl::Status s : {
-           ParseFlag("loss", absl::GetFlag(FLAGS_loss), rate, &c.loss),
-           ParseFlag("burst", absl::GetFlag(FLAGS_burst), rate, &c.burst),
-           ParseFlag("delay", absl::GetFlag(FLAGS_delay), duration, &c.delay),
-           ParseFlag("jitter", absl::GetFlag(FLAGS_jitter), duration, &c.jitter),
-           ParseFlag("reorder", absl::GetFlag(FLAGS_reorder), rate, &c.reorder),
-           ParseFlag("reorder_delay", absl::GetFlag(FLAGS_reorder_delay), duration,
-                     &c.reorder_delay),
-           ParseFlag("dup", absl::GetFlag(FLAGS_dup), rate, &c.duplicate),
-           ParseFlag("corrupt", absl::GetFlag(FLAGS_corrupt), rate, &c.corrupt),
-           ParseFlag("rate", absl::GetFlag(FLAGS_rate), bandwidth, &c.rate_bps),
-           ParseFlag("queue_limit", absl::GetFlag(FLAGS_queue_limit), bytes, &c.queue_limit_bytes),
-       }) {
-    if (!s.ok()) return s;
-  }
-  c.seed = absl::GetFlag(FLAGS_seed);
-  if (absl::Status s = udp::Validate(c); !s.ok()) return s;
-  return c;
-}
 
 udp::AddressFamily FamilyFromFlags() {
   if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
@@ -142,7 +98,7 @@ int RunNfqueue(int queue, const udp::ImpairmentConfig& config, absl::Duration du
 int RunImpair(const Args& args) {
   if (!args.empty()) return UsageError(kCommand, "takes no positional arguments");
   if (const int queue = absl::GetFlag(FLAGS_nfqueue); queue != -1) {
-    absl::StatusOr<udp::ImpairmentConfig> config = ConfigFromFlags();
+    absl::StatusOr<udp::ImpairmentConfig> config = ImpairmentFromFlags();
     if (!config.ok()) return UsageError(kCommand, config.status().message());
     absl::StatusOr<absl::Duration> d = udp::ParseDuration(absl::GetFlag(FLAGS_duration));
     if (!d.ok()) return UsageError(kCommand, absl::StrCat("--duration: ", d.status().message()));
@@ -156,7 +112,7 @@ int RunImpair(const Args& args) {
   }
   const std::string to = absl::GetFlag(FLAGS_to);
   if (to.empty()) return UsageError(kCommand, "--to HOST:PORT is required");
-  absl::StatusOr<udp::ImpairmentConfig> config = ConfigFromFlags();
+  absl::StatusOr<udp::ImpairmentConfig> config = ImpairmentFromFlags();
   if (!config.ok()) return UsageError(kCommand, config.status().message());
   absl::Duration duration;
   if (absl::StatusOr<absl::Duration> d = udp::ParseDuration(absl::GetFlag(FLAGS_duration));

@@ -48,7 +48,8 @@ std::string ConnectionStats::ToString() const {
   return absl::StrCat("rtt=", Ms(srtt), " rttvar=", Ms(rttvar), " min_rtt=", Ms(min_rtt),
                       " cwnd=", cwnd, " sent=", packets_sent, "pkts/", bytes_sent,
                       "B recv=", packets_received, "pkts/", bytes_received,
-                      "B lost=", packets_lost, " retransmitted=", fragments_retransmitted,
+                      "B lost=", packets_lost, " spurious=", spurious_losses,
+                      " retransmitted=", fragments_retransmitted,
                       " dup_pkts=", duplicate_packets, " dup_msgs=", duplicate_messages,
                       " msgs_sent=", messages_sent, " msgs_delivered=", messages_delivered,
                       " msgs_acked=", messages_acked, " probes=", probes,
@@ -271,6 +272,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
              /*by_peer=*/false, /*send_close=*/true);
     return;
   }
+  stats_.spurious_losses += result->spurious_losses;
   if (!result->acked.empty()) {
     last_progress_ = now;
     probes_due_ = 0;

@@ -138,6 +138,7 @@ struct ConnectionStats {
   uint64_t packets_received = 0;
   uint64_t bytes_received = 0;
   uint64_t packets_lost = 0;           // declared lost by loss detection
+  uint64_t spurious_losses = 0;        // of those, acknowledged later (reordered)
   uint64_t fragments_retransmitted = 0;
   uint64_t duplicate_packets = 0;      // received again (dropped)
   uint64_t duplicate_messages = 0;     // reliable messages received again

@@ -10,7 +10,10 @@
 
 namespace udpmsg::reliable {
 
-SentPackets::SentPackets(const Options& options) : options_(options) {}
+SentPackets::SentPackets(const Options& options)
+    : options_(options),
+      packet_threshold_(std::clamp(options.packet_threshold, 1, kMaxPacketThreshold)),
+      time_threshold_(options.time_threshold) {}
 
 bool SentPackets::OnSent(SentPacket packet) {
   if (packets_.size() >= options_.max_packets) return false;
@@ -35,9 +38,33 @@ void SentPackets::Remove(const SentPacket& packet) {
 absl::Duration SentPackets::LossDelay(const RttEstimator& rtt) const {
   // RFC 9002 6.1.2: time_threshold * max(smoothed_rtt, latest_rtt), at least
   // kGranularity. The default threshold uses RttEstimator's exact 9/8.
-  if (options_.time_threshold == 9.0 / 8.0) return rtt.LossDelay();
-  return std::max(std::max(rtt.smoothed(), rtt.latest()) * options_.time_threshold,
+  if (time_threshold_ == 9.0 / 8.0) return rtt.LossDelay();
+  return std::max(std::max(rtt.smoothed(), rtt.latest()) * time_threshold_,
                   rtt.options().granularity);
+}
+
+size_t SentPackets::OnSpuriousLosses(absl::Time now, const proto::Ack& ack,
+                                     const RttEstimator& rtt) {
+  if (recently_lost_.empty() || !largest_acked_.has_value()) return 0;
+  size_t spurious = 0;
+  const absl::Duration basis = std::max(rtt.smoothed(), rtt.latest());
+  for (const proto::AckRange& range : ack.ranges) {
+    auto it = recently_lost_.lower_bound(range.smallest);
+    while (it != recently_lost_.end() && it->first <= range.largest) {
+      ++spurious;
+      // Reordered by at most this many numbers (an upper bound: acks are
+      // not sent for every packet).
+      const uint64_t distance = *largest_acked_ - it->first + 1;
+      packet_threshold_ = static_cast<int>(std::min<uint64_t>(
+          kMaxPacketThreshold, std::max<uint64_t>(packet_threshold_, distance)));
+      if (basis > absl::ZeroDuration()) {
+        const double needed = absl::FDivDuration(now - it->second.sent_time, basis) + 1.0 / 8.0;
+        time_threshold_ = std::min(kMaxTimeThreshold, std::max(time_threshold_, needed));
+      }
+      it = recently_lost_.erase(it);
+    }
+  }
+  return spurious;
 }
 
 absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const proto::Ack& ack,
@@ -60,6 +87,7 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
     largest = std::max(largest, range.largest);
   }
   if (!largest_acked_.has_value() || largest > *largest_acked_) largest_acked_ = largest;
+  result.spurious_losses = OnSpuriousLosses(now, ack, rtt);
 
   // Newly acknowledged packets: the tracked ones inside any range.
   for (const proto::AckRange& range : ack.ranges) {
@@ -107,7 +135,7 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
   const uint64_t largest_acked = *largest_acked_;
   const absl::Duration loss_delay = LossDelay(rtt);
   const absl::Time lost_send_time = now - loss_delay;
-  const uint64_t threshold = static_cast<uint64_t>(std::max(options_.packet_threshold, 1));
+  const uint64_t threshold = static_cast<uint64_t>(packet_threshold_);
   const absl::Duration pc_duration = rtt.PersistentCongestionDuration();
 
   // Persistent congestion (RFC 9002 7.6.2): a run of consecutive packet
@@ -137,6 +165,8 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
         }
       }
       run_open = true;
+      recently_lost_[packet.number] = LostRecord{packet.sent_time};
+      if (recently_lost_.size() > kLostMemory) recently_lost_.erase(recently_lost_.begin());
       Remove(packet);
       lost.push_back(std::move(packet));
       it = packets_.erase(it);
@@ -174,6 +204,7 @@ SentPackets::TimeoutResult SentPackets::OnTimeout(absl::Time now, const RttEstim
 
 void SentPackets::Clear() {
   packets_.clear();
+  recently_lost_.clear();
   bytes_in_flight_ = 0;
   eliciting_in_flight_ = 0;
   loss_time_ = absl::InfiniteFuture();

@@ -14,6 +14,15 @@
 // (new data, else a retransmission, else a ping) and the count doubles the
 // next timeout. The count resets when an ACK newly acknowledges something.
 //
+// Reordering (RFC 9002 6.1 allows adapting both thresholds; Linux's RACK
+// and TCP reordering metric do the same): a packet declared lost and then
+// acknowledged was only reordered. Each such spurious loss raises the packet
+// threshold to the reordering it saw (largest acked now - its number + 1, at
+// most kMaxPacketThreshold) and the time threshold to its delay over the RTT
+// plus 1/8 (at most kMaxTimeThreshold), so a path that keeps reordering by
+// the same amount stops costing retransmissions and congestion responses.
+// The last kLostMemory lost packets are remembered to notice this.
+//
 // Persistent congestion (RFC 9002 7.6): reported when an ACK declares lost two
 // ack-eliciting packets sent more than PersistentCongestionDuration() apart,
 // both after the first RTT sample, with every packet sent between them lost
@@ -54,9 +63,13 @@ struct SentPacket {
 
 class SentPackets final {
  public:
+  static constexpr int kMaxPacketThreshold = 300;
+  static constexpr double kMaxTimeThreshold = 2.0;
+  static constexpr size_t kLostMemory = 1024;
+
   struct Options {
-    int packet_threshold = 3;              // kPacketThreshold
-    // kTimeThreshold; the default uses RttEstimator::LossDelay() exactly.
+    int packet_threshold = 3;              // kPacketThreshold (the starting value)
+    // kTimeThreshold (the starting value); 9/8 uses RttEstimator::LossDelay().
     double time_threshold = 9.0 / 8.0;
     size_t max_packets = 1 << 16;
   };
@@ -69,6 +82,9 @@ class SentPackets final {
     // time.
     std::optional<absl::Duration> rtt_sample;
     bool persistent_congestion = false;
+    // Packets declared lost earlier and acknowledged by this ACK: reordered,
+    // not lost.
+    size_t spurious_losses = 0;
   };
 
   struct TimeoutResult {
@@ -108,6 +124,9 @@ class SentPackets final {
   int pto_count() const { return pto_count_; }
   // Largest number acknowledged so far; nullopt before any ACK.
   std::optional<uint64_t> largest_acked() const { return largest_acked_; }
+  // The thresholds in force (raised by spurious losses, never lowered).
+  int packet_threshold() const { return packet_threshold_; }
+  double time_threshold() const { return time_threshold_; }
 
  private:
   // Bytes-in-flight bookkeeping for a packet leaving packets_.
@@ -117,7 +136,18 @@ class SentPackets final {
   std::vector<SentPacket> DetectLost(absl::Time now, const RttEstimator& rtt,
                                      bool* persistent_congestion);
 
+  // A packet declared lost, kept to notice a later acknowledgement.
+  struct LostRecord {
+    absl::Time sent_time;
+  };
+  // Raises the thresholds for the lost packets inside `ack` (acked after
+  // all) and forgets them; returns how many there were.
+  size_t OnSpuriousLosses(absl::Time now, const proto::Ack& ack, const RttEstimator& rtt);
+
   Options options_;
+  int packet_threshold_;
+  double time_threshold_;
+  absl::btree_map<uint64_t, LostRecord> recently_lost_;  // at most kLostMemory
   absl::btree_map<uint64_t, SentPacket> packets_;  // unacked, not yet lost
   std::optional<uint64_t> largest_acked_;
   std::optional<uint64_t> largest_sent_;

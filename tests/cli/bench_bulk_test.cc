@@ -4,7 +4,6 @@
 // verified every byte at a positive rate.
 #include <signal.h>
 
-#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -125,6 +124,26 @@ TEST(BenchBulkTest, TextFormatNotesTheTargets) {
   EXPECT_FALSE(absl::StrContains(p->stdout_text(), "\n  tcp ")) << p->stdout_text();
 }
 
+// --delay, --jitter, --reorder, --dup (impair's flags) shape the in-process
+// proxy the UDP transports cross in local mode, on top of --bench_loss.
+TEST(BenchBulkTest, LocalModeAppliesTheImpairFlagsToTheUdpPath) {
+  auto p = Udpmsg({"bench", "bulk", "--bench_size", "256KiB", "--bench_loss", "0,5%",
+                   "--bench_transports", "udpmsg,enet", "--delay", "5ms", "--jitter", "2ms",
+                   "--reorder", "2%", "--dup", "1%", "--cc", "bbr"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(Finish(*p, absl::Minutes(3)), 0) << p->stderr_text();
+  EXPECT_THAT(p->stdout_text(), HasSubstr("the proxy also applies, both ways: delay 5ms, "
+                                          "jitter 2ms, reorder 2% by 10ms, dup 1%"));
+  auto csv = Udpmsg({"bench", "bulk", "--bench_size", "256KiB", "--bench_loss", "0",
+                     "--bench_transports", "udpmsg,enet", "--reorder", "5%", "--dup", "2%",
+                     "--format", "csv"});
+  ASSERT_NE(csv, nullptr);
+  ASSERT_EQ(Finish(*csv, absl::Minutes(3)), 0) << csv->stderr_text();
+  const std::vector<Row> rows = ParseCsv(csv->stdout_text());
+  EXPECT_THAT(Keys(rows), ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("enet", "0%")));
+  for (const Row& row : rows) ExpectDelivered(row, 256 << 10);
+}
+
 // tcp-<cc> sets that congestion control on the sending socket; reno is in
 // every kernel's tcp_allowed_congestion_control, so no privilege is needed.
 TEST(BenchBulkTest, TcpWithANamedCongestionControl) {
@@ -200,7 +219,8 @@ TEST(BenchBulkTest, ClientWithoutServerFailsWithExitOne) {
 }
 
 TEST(BenchBulkTest, BadFlagsExitTwo) {
-  const std::map<std::string, std::vector<std::string>> cases = {
+  // A vector, not a map: several cases share the text they expect.
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
       {"--bench_size", {"--bench_size", "lots"}},
       {"--bench_size", {"--bench_size", "0"}},
       {"--bench_size", {"--bench_size", "2GiB"}},
@@ -218,6 +238,10 @@ TEST(BenchBulkTest, BadFlagsExitTwo) {
                                "--bench_loss", "0,5%"}},
       {"positional", {"extra"}},
       {"--format", {"--format", "xml"}},
+      {"--bench_loss (--loss", {"--loss", "5%"}},
+      {"--delay:", {"--delay", "soon"}},
+      {"shape the in-process proxy", {"--bench_role", "client", "--bench_peer", "127.0.0.1:9",
+                                      "--bench_loss", "0", "--delay", "5ms"}},
   };
   for (const auto& [what, flags] : cases) {
     std::vector<std::string> args = {"bench", "bulk"};

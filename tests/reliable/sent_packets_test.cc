@@ -187,6 +187,86 @@ TEST(SentPacketsTest, ThreePacketReorderingIsDeclaredLost) {
   EXPECT_THAT(Numbers(r.lost), ElementsAre(2));
 }
 
+TEST(SentPacketsTest, SpuriousLossRaisesThePacketThresholdToTheReorderingSeen) {
+  // A path that delays one packet in ten behind five newer ones. Packets are
+  // sent 1ms apart and acked 100ms later, so only the packet threshold can
+  // fire (the loss delay is 112.5ms).
+  SentPackets sent;
+  RttEstimator rtt;
+  EXPECT_EQ(sent.packet_threshold(), 3);
+  std::set<uint64_t> received;
+  uint64_t spurious = 0;
+  uint64_t lost = 0;
+  auto round = [&](uint64_t first) {
+    for (uint64_t n = first; n < first + 10; ++n) ASSERT_TRUE(sent.OnSent(Packet(n, At(n))));
+    // Arrival order: first+1 .. first+5, then first (5 behind), then the rest.
+    std::vector<uint64_t> order;
+    for (uint64_t n = first + 1; n <= first + 5; ++n) order.push_back(n);
+    order.push_back(first);
+    for (uint64_t n = first + 6; n < first + 10; ++n) order.push_back(n);
+    for (size_t i = 0; i < order.size(); ++i) {
+      received.insert(order[i]);
+      SentPackets::AckResult r =
+          MustAck(sent, At(static_cast<double>(first + 100 + i)), AckOfSet(received), rtt);
+      lost += r.lost.size();
+      spurious += r.spurious_losses;
+    }
+  };
+  round(0);
+  // The first time, the late packet is declared lost (5 newer acked), and
+  // its acknowledgement then shows the loss was spurious.
+  EXPECT_EQ(lost, 1u);
+  EXPECT_EQ(spurious, 1u);
+  EXPECT_GE(sent.packet_threshold(), 6);
+  EXPECT_LE(sent.packet_threshold(), SentPackets::kMaxPacketThreshold);
+  // The same reordering again costs nothing.
+  for (uint64_t first = 10; first < 100; first += 10) round(first);
+  EXPECT_EQ(lost, 1u);
+  EXPECT_EQ(spurious, 1u);
+  EXPECT_EQ(sent.size(), 0u);
+  // A real loss is still found, by the raised threshold or the loss timer.
+  for (uint64_t n = 100; n < 120; ++n) ASSERT_TRUE(sent.OnSent(Packet(n, At(n))));
+  received.insert(101);
+  for (uint64_t n = 102; n < 120; ++n) received.insert(n);
+  SentPackets::AckResult r = MustAck(sent, At(220), AckOfSet(received), rtt);
+  std::vector<uint64_t> found = Numbers(r.lost);
+  if (found.empty()) {
+    ASSERT_NE(sent.Deadline(rtt), absl::InfiniteFuture());
+    found = Numbers(sent.OnTimeout(sent.Deadline(rtt), rtt).lost);
+  }
+  EXPECT_THAT(found, ElementsAre(100));
+}
+
+TEST(SentPacketsTest, SpuriousLossRaisesTheTimeThresholdAtMostToTwoRtts) {
+  SentPackets sent;
+  RttEstimator rtt;
+  EXPECT_EQ(sent.time_threshold(), 9.0 / 8.0);
+  // 0 and 1 sent together; 1 acked at 100ms (the RTT); 0's ack comes only at
+  // 150ms. The loss timer (112.5ms) declares 0 lost first.
+  ASSERT_TRUE(sent.OnSent(Packet(0, At(0))));
+  ASSERT_TRUE(sent.OnSent(Packet(1, At(0))));
+  SentPackets::AckResult r = MustAck(sent, At(100), AckOf({{1, 1}}), rtt);
+  EXPECT_THAT(r.lost, IsEmpty());
+  EXPECT_EQ(sent.Deadline(rtt), At(112.5));
+  EXPECT_THAT(Numbers(sent.OnTimeout(At(112.5), rtt).lost), ElementsAre(0));
+  r = MustAck(sent, At(150), AckOf({{0, 1}}), rtt);
+  EXPECT_EQ(r.spurious_losses, 1u);
+  // 150ms / 100ms + 1/8.
+  EXPECT_NEAR(sent.time_threshold(), 1.5 + 0.125, 1e-9);
+  // A packet 10 RTTs late raises it only to the cap.
+  ASSERT_TRUE(sent.OnSent(Packet(2, At(200))));
+  ASSERT_TRUE(sent.OnSent(Packet(3, At(200))));
+  MustAck(sent, At(300), AckOf({{3, 3}, {0, 1}}), rtt);
+  r = {};
+  for (int i = 0; i < 5 && sent.size() > 0; ++i) {
+    SentPackets::TimeoutResult t = sent.OnTimeout(sent.Deadline(rtt), rtt);
+    if (!t.lost.empty()) break;
+  }
+  r = MustAck(sent, At(1200), AckOf({{0, 3}}), rtt);
+  EXPECT_EQ(r.spurious_losses, 1u);
+  EXPECT_EQ(sent.time_threshold(), SentPackets::kMaxTimeThreshold);
+}
+
 TEST(SentPacketsTest, TimeThresholdLossOnTheLossTimer) {
   SentPackets sent;
   RttEstimator rtt;

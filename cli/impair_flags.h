@@ -1,0 +1,28 @@
+// The impairment the shared flags describe, for `udpmsg impair` and for the
+// in-process proxy path of `udpmsg bench bulk|latency`.
+#ifndef UDPMSG_CLI_IMPAIR_FLAGS_H_
+#define UDPMSG_CLI_IMPAIR_FLAGS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "udp/impairment.h"
+
+namespace udpmsg::cli {
+
+// --loss, --burst, --delay, --jitter, --reorder, --reorder_delay, --dup,
+// --corrupt, --rate, --queue_limit and --seed as one validated config.
+// InvalidArgument naming the flag and its value otherwise.
+absl::StatusOr<udp::ImpairmentConfig> ImpairmentFromFlags();
+
+// Whether `c` does anything besides dropping packets (delay, jitter,
+// reordering, duplication, corruption, a rate limit, blackouts).
+bool ImpairsBesidesLoss(const udp::ImpairmentConfig& c);
+
+// "delay 20ms, jitter 5ms, reorder 2%, dup 1%": what `c` does besides loss,
+// for table notes; empty when nothing.
+std::string DescribeBesidesLoss(const udp::ImpairmentConfig& c);
+
+}  // namespace udpmsg::cli
+
+#endif  // UDPMSG_CLI_IMPAIR_FLAGS_H_
