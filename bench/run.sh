@@ -289,6 +289,12 @@ stop_emulators_and_report() {
   done
 }
 
+# append_rows PART CSV: PART's data rows onto CSV (its header too, the first time).
+append_rows() {
+  if [[ ! -s $2 ]]; then head -n1 "$1" >"$2"; fi
+  tail -n +2 "$1" >>"$2"
+}
+
 # --- Servers -----------------------------------------------------------------
 # start_server LOG READY-PATTERN ARGS...: a server in namespace b, waited for.
 start_server() {
@@ -343,8 +349,7 @@ if wants latency; then
       FAILED=1
     fi
     stop_emulators_and_report
-    if [[ ! -s $LAT_CSV ]]; then head -n1 "$part" >"$LAT_CSV"; fi
-    tail -n +2 "$part" >>"$LAT_CSV"
+    append_rows "$part" "$LAT_CSV"
   done
 fi
 
@@ -364,8 +369,7 @@ if wants bulk; then
       FAILED=1
     fi
     stop_emulators_and_report
-    if [[ ! -s $CSV ]]; then head -n1 "$part" >"$CSV"; fi
-    tail -n +2 "$part" >>"$CSV"
+    append_rows "$part" "$CSV"
   done
 fi
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)

@@ -1166,23 +1166,18 @@ absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port,
   return peers->front();
 }
 
-udp::AddressFamily FamilyFlag() {
-  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
-  return udp::AddressFamily::kUnspecified;
-}
 
 absl::StatusOr<Outcome> RunClient(const std::string& transport, const Payload& payload,
                                   const Settings& s) {
   if (transport == "udpmsg") {
     absl::StatusOr<udp::SocketAddress> to =
-        ResolvePeer(s.peer, FamilyFlag(), udp::SocketType::kDatagram);
+        ResolvePeer(s.peer, FamilyFromFlags(), udp::SocketType::kDatagram);
     if (!to.ok()) return to.status();
     return SendUdpmsg(*to, payload, s);
   }
   if (IsTcp(transport)) {
     absl::StatusOr<std::vector<udp::SocketAddress>> to =
-        udp::ResolveHostPort(s.peer, FamilyFlag(), udp::SocketType::kStream);
+        udp::ResolveHostPort(s.peer, FamilyFromFlags(), udp::SocketType::kStream);
     if (!to.ok()) return to.status();
     return SendTcp(transport, *to, payload, s);
   }

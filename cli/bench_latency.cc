@@ -711,11 +711,6 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
   return settings;
 }
 
-udp::AddressFamily FamilyFlag() {
-  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
-  return udp::AddressFamily::kUnspecified;
-}
 
 // --bench_role server: the three echo servers until killed or --duration.
 absl::Status RunServer(const Settings& settings) {
@@ -753,7 +748,7 @@ absl::Status RunServer(const Settings& settings) {
 absl::StatusOr<RemoteServers> ResolveServers(const std::string& peer) {
   RemoteServers servers;
   absl::StatusOr<std::vector<udp::SocketAddress>> udp_addrs =
-      udp::ResolveHostPort(peer, FamilyFlag(), udp::SocketType::kDatagram);
+      udp::ResolveHostPort(peer, FamilyFromFlags(), udp::SocketType::kDatagram);
   if (!udp_addrs.ok()) return udp_addrs.status();
   servers.raw_udp = udp_addrs->front();
   if (servers.raw_udp.port() == 0 || servers.raw_udp.port() == 65535) {
@@ -763,7 +758,7 @@ absl::StatusOr<RemoteServers> ResolveServers(const std::string& peer) {
   servers.udpmsg = servers.raw_udp;
   servers.udpmsg.set_port(static_cast<uint16_t>(servers.raw_udp.port() + 1));
   absl::StatusOr<std::vector<udp::SocketAddress>> tcp_addrs =
-      udp::ResolveHostPort(peer, FamilyFlag(), udp::SocketType::kStream);
+      udp::ResolveHostPort(peer, FamilyFromFlags(), udp::SocketType::kStream);
   if (!tcp_addrs.ok()) return tcp_addrs.status();
   servers.tcp = *tcp_addrs;
   return servers;

@@ -1151,9 +1151,7 @@ int RunJoin(const Args& args) {
   if (absl::Status s = CheckNick(nick); !s.ok()) return UsageError(kCommand, s.message());
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
-  udp::AddressFamily family = udp::AddressFamily::kUnspecified;
-  if (absl::GetFlag(FLAGS_ipv4)) family = udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) family = udp::AddressFamily::kIpv6;
+  const udp::AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<udp::SocketAddress>> peers =
       udp::ResolveHostPort(args[0], family, udp::SocketType::kDatagram);
   if (!peers.ok()) return Fail(peers.status());

@@ -24,6 +24,12 @@ int UsageError(absl::string_view command, absl::string_view message) {
   return kExitUsage;
 }
 
+udp::AddressFamily FamilyFromFlags() {
+  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
+  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
+  return udp::AddressFamily::kUnspecified;
+}
+
 void PrintListening(const udp::SocketAddress& address) {
   std::fprintf(stderr, "listening on %s\n", address.ToString().c_str());
   std::fflush(stderr);

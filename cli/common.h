@@ -27,6 +27,10 @@ int Fail(const absl::Status& status);
 // Prints "udpmsg <command>: <message>" and returns kExitUsage.
 int UsageError(absl::string_view command, absl::string_view message);
 
+// The address family --ipv4 / --ipv6 ask for; kUnspecified (either) when
+// neither is given.
+udp::AddressFamily FamilyFromFlags();
+
 // The first stderr line of every server: "listening on ADDR:PORT".
 void PrintListening(const udp::SocketAddress& address);
 

@@ -17,11 +17,6 @@
 namespace udpmsg::cli {
 namespace {
 
-udp::AddressFamily FamilyFromFlags() {
-  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
-  return udp::AddressFamily::kUnspecified;
-}
 
 // A socket for the first resolved address whose family this host supports.
 absl::StatusOr<std::pair<udp::DatagramSocket, udp::SocketAddress>> OpenFor(

@@ -47,11 +47,6 @@ namespace {
 
 constexpr absl::string_view kCommand = "impair";
 
-udp::AddressFamily FamilyFromFlags() {
-  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
-  return udp::AddressFamily::kUnspecified;
-}
 
 // SIGINT/SIGTERM as a readable signalfd, or -1 (errno set).
 int BlockStopSignals() {

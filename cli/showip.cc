@@ -11,9 +11,7 @@ namespace udpmsg::cli {
 
 int RunShowIp(const Args& args) {
   if (args.size() != 1) return UsageError("showip", "expects exactly one HOST");
-  const udp::AddressFamily family = absl::GetFlag(FLAGS_ipv4)   ? udp::AddressFamily::kIpv4
-                                    : absl::GetFlag(FLAGS_ipv6) ? udp::AddressFamily::kIpv6
-                                                                : udp::AddressFamily::kUnspecified;
+  const udp::AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<udp::SocketAddress>> addresses =
       udp::Resolve(args[0], "", family, udp::SocketType::kStream);
   if (!addresses.ok()) return Fail(addresses.status());

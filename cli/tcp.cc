@@ -121,9 +121,7 @@ int Serve(const Args& args) {
 
 int Connect(const Args& args) {
   if (args.size() != 1) return UsageError("tcp connect", "expects exactly one HOST:PORT");
-  const udp::AddressFamily family = absl::GetFlag(FLAGS_ipv4)   ? udp::AddressFamily::kIpv4
-                                    : absl::GetFlag(FLAGS_ipv6) ? udp::AddressFamily::kIpv6
-                                                                : udp::AddressFamily::kUnspecified;
+  const udp::AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<udp::SocketAddress>> peers =
       udp::ResolveHostPort(args[0], family, udp::SocketType::kStream);
   if (!peers.ok()) return Fail(peers.status());

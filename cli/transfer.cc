@@ -183,9 +183,7 @@ std::string StatsLine(const reliable::ConnectionStats& s) {
 }
 
 absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port) {
-  udp::AddressFamily family = udp::AddressFamily::kUnspecified;
-  if (absl::GetFlag(FLAGS_ipv4)) family = udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) family = udp::AddressFamily::kIpv6;
+  const udp::AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<udp::SocketAddress>> peers =
       udp::ResolveHostPort(host_port, family, udp::SocketType::kDatagram);
   if (!peers.ok()) return peers.status();
