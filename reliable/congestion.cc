@@ -44,6 +44,12 @@ void NewReno::OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint
   bool cut = false;
   // RFC 9002 B.6: one reduction per recovery period.
   if (largest_lost.sent_time > recovery_start_) {
+    undo_possible_ = true;
+    undo_window_ = window_;
+    undo_ssthresh_ = ssthresh_;
+    episode_lost_bytes_ = 0;
+    episode_spurious_bytes_ = 0;
+    previous_recovery_start_ = recovery_start_;
     recovery_start_ = now;
     in_recovery_ = true;
     ssthresh_ = window_ / 2;  // kLossReductionFactor
@@ -52,6 +58,7 @@ void NewReno::OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint
     ++reductions_;
     cut = true;
   }
+  episode_lost_bytes_ += bytes;
   // RFC 9002 B.8: collapse to the minimum window and leave recovery.
   if (persistent_congestion) {
     window_ = minimum_window();
@@ -59,7 +66,24 @@ void NewReno::OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint
     in_recovery_ = false;
     acked_in_ca_ = 0;
     if (!cut) ++reductions_;
+    undo_possible_ = false;
   }
+}
+
+void NewReno::OnSpuriousLoss(absl::Time now, const PacketInfo& packet) {
+  // Only packets of the current episode (sent before its cut) count.
+  if (!undo_possible_ || packet.sent_time > recovery_start_ ||
+      packet.sent_time <= previous_recovery_start_) {
+    return;
+  }
+  episode_spurious_bytes_ += packet.bytes;
+  if (episode_spurious_bytes_ < episode_lost_bytes_) return;
+  window_ = std::max(window_, undo_window_);
+  ssthresh_ = std::max(ssthresh_, undo_ssthresh_);
+  in_recovery_ = false;
+  acked_in_ca_ = 0;
+  undo_possible_ = false;
+  ++undos_;
 }
 
 Pacer::Pacer(size_t max_datagram, int burst_packets)

@@ -56,6 +56,11 @@ class CongestionController {
   virtual void OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
                              bool persistent_congestion) = 0;
 
+  // A packet reported to OnPacketsLost was acknowledged after all (it was
+  // reordered, not lost). A controller may undo the response to a loss
+  // episode that turns out to have been entirely spurious.
+  virtual void OnSpuriousLoss(absl::Time now, const PacketInfo& packet) {}
+
   // The sender had nothing to send while the window was open (its queue is
   // empty or flow-control blocked): rate samples taken until what is in
   // flight now is acknowledged measure the application, not the path.
@@ -80,6 +85,10 @@ class NewReno final : public CongestionController {
   void OnPacketAcked(absl::Time now, const PacketInfo& packet) override;
   void OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
                      bool persistent_congestion) override;
+  // Undo (like Linux's, after Eifel, RFC 3522): once every byte declared
+  // lost in the current loss episode has been acknowledged after all, the
+  // window and ssthresh go back to what they were before its reduction.
+  void OnSpuriousLoss(absl::Time now, const PacketInfo& packet) override;
   uint64_t window() const override { return window_; }
   bool InRecovery() const override { return in_recovery_; }
   bool InSlowStart() const override { return window_ < ssthresh_; }
@@ -89,6 +98,8 @@ class NewReno final : public CongestionController {
   uint64_t initial_window() const;
   // How many times the window was cut (once per loss episode).
   uint64_t reductions() const { return reductions_; }
+  // How many of those cuts were undone as spurious.
+  uint64_t undos() const { return undos_; }
 
  private:
   uint64_t max_datagram_;
@@ -98,6 +109,18 @@ class NewReno final : public CongestionController {
   bool in_recovery_ = false;
   absl::Time recovery_start_ = absl::InfinitePast();
   uint64_t reductions_ = 0;
+  uint64_t undos_ = 0;
+  // The current loss episode, for undo: the window and ssthresh before its
+  // cut, the bytes declared lost in it and those acknowledged later. Not
+  // undoable after persistent congestion or once undone.
+  bool undo_possible_ = false;
+  uint64_t undo_window_ = 0;
+  uint64_t undo_ssthresh_ = 0;
+  uint64_t episode_lost_bytes_ = 0;
+  uint64_t episode_spurious_bytes_ = 0;
+  // The recovery start before the current one: packets sent before it
+  // belong to an older episode and never count toward this one's undo.
+  absl::Time previous_recovery_start_ = absl::InfinitePast();
 };
 
 // Spreads a window's worth of packets over an RTT instead of sending them in

@@ -272,7 +272,10 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
              /*by_peer=*/false, /*send_close=*/true);
     return;
   }
-  stats_.spurious_losses += result->spurious_losses;
+  stats_.spurious_losses += result->spurious.size();
+  for (const SentPacket& p : result->spurious) {
+    if (p.ack_eliciting) cc_->OnSpuriousLoss(now, PacketInfo{p.number, p.sent_time, p.bytes});
+  }
   if (!result->acked.empty()) {
     last_progress_ = now;
     probes_due_ = 0;

@@ -43,15 +43,19 @@ absl::Duration SentPackets::LossDelay(const RttEstimator& rtt) const {
                   rtt.options().granularity);
 }
 
-size_t SentPackets::OnSpuriousLosses(absl::Time now, const proto::Ack& ack,
-                                     const RttEstimator& rtt) {
-  if (recently_lost_.empty() || !largest_acked_.has_value()) return 0;
-  size_t spurious = 0;
+void SentPackets::OnSpuriousLosses(absl::Time now, const proto::Ack& ack,
+                                   const RttEstimator& rtt, std::vector<SentPacket>* spurious) {
+  if (recently_lost_.empty() || !largest_acked_.has_value()) return;
   const absl::Duration basis = std::max(rtt.smoothed(), rtt.latest());
   for (const proto::AckRange& range : ack.ranges) {
     auto it = recently_lost_.lower_bound(range.smallest);
     while (it != recently_lost_.end() && it->first <= range.largest) {
-      ++spurious;
+      SentPacket p;
+      p.number = it->first;
+      p.sent_time = it->second.sent_time;
+      p.bytes = it->second.bytes;
+      p.ack_eliciting = it->second.ack_eliciting;
+      spurious->push_back(std::move(p));
       // Reordered by at most this many numbers (an upper bound: acks are
       // not sent for every packet).
       const uint64_t distance = *largest_acked_ - it->first + 1;
@@ -64,7 +68,8 @@ size_t SentPackets::OnSpuriousLosses(absl::Time now, const proto::Ack& ack,
       it = recently_lost_.erase(it);
     }
   }
-  return spurious;
+  std::sort(spurious->begin(), spurious->end(),
+            [](const SentPacket& a, const SentPacket& b) { return a.number < b.number; });
 }
 
 absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const proto::Ack& ack,
@@ -87,7 +92,7 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
     largest = std::max(largest, range.largest);
   }
   if (!largest_acked_.has_value() || largest > *largest_acked_) largest_acked_ = largest;
-  result.spurious_losses = OnSpuriousLosses(now, ack, rtt);
+  OnSpuriousLosses(now, ack, rtt, &result.spurious);
 
   // Newly acknowledged packets: the tracked ones inside any range.
   for (const proto::AckRange& range : ack.ranges) {
@@ -165,7 +170,8 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
         }
       }
       run_open = true;
-      recently_lost_[packet.number] = LostRecord{packet.sent_time};
+      recently_lost_[packet.number] =
+          LostRecord{packet.sent_time, packet.bytes, packet.ack_eliciting};
       if (recently_lost_.size() > kLostMemory) recently_lost_.erase(recently_lost_.begin());
       Remove(packet);
       lost.push_back(std::move(packet));

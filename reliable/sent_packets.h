@@ -83,8 +83,8 @@ class SentPackets final {
     std::optional<absl::Duration> rtt_sample;
     bool persistent_congestion = false;
     // Packets declared lost earlier and acknowledged by this ACK: reordered,
-    // not lost.
-    size_t spurious_losses = 0;
+    // not lost (number, send time, size; no fragments), ascending.
+    std::vector<SentPacket> spurious;
   };
 
   struct TimeoutResult {
@@ -139,10 +139,13 @@ class SentPackets final {
   // A packet declared lost, kept to notice a later acknowledgement.
   struct LostRecord {
     absl::Time sent_time;
+    size_t bytes = 0;
+    bool ack_eliciting = false;
   };
   // Raises the thresholds for the lost packets inside `ack` (acked after
-  // all) and forgets them; returns how many there were.
-  size_t OnSpuriousLosses(absl::Time now, const proto::Ack& ack, const RttEstimator& rtt);
+  // all), forgets them and appends them to `spurious`.
+  void OnSpuriousLosses(absl::Time now, const proto::Ack& ack, const RttEstimator& rtt,
+                        std::vector<SentPacket>* spurious);
 
   Options options_;
   int packet_threshold_;

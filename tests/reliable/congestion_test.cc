@@ -85,6 +85,51 @@ TEST(NewRenoTest, LossOfAPacketSentAfterRecoveryStartedCutsAgain) {
   EXPECT_EQ(cc.reductions(), 3u);
 }
 
+TEST(NewRenoTest, AnEpisodeWhollySpuriousIsUndone) {
+  NewReno cc(1200);
+  // 2 and 5 (sent at 0) are declared lost in one episode ...
+  cc.OnPacketsLost(At(100), Info(2, At(0)), 1200, false);
+  cc.OnPacketsLost(At(101), Info(5, At(0)), 1200, false);
+  EXPECT_EQ(cc.window(), 6000u);
+  // ... and both are acknowledged later: only reordered. After the first
+  // nothing changes (5 may still be a real loss); after the second the cut
+  // is undone.
+  cc.OnSpuriousLoss(At(120), Info(2, At(0)));
+  EXPECT_EQ(cc.window(), 6000u);
+  EXPECT_TRUE(cc.InRecovery());
+  cc.OnSpuriousLoss(At(121), Info(5, At(0)));
+  EXPECT_EQ(cc.window(), 12000u);
+  EXPECT_EQ(cc.ssthresh(), UINT64_MAX);
+  EXPECT_TRUE(cc.InSlowStart());
+  EXPECT_FALSE(cc.InRecovery());
+  EXPECT_EQ(cc.reductions(), 1u);
+  EXPECT_EQ(cc.undos(), 1u);
+  // Once undone, more spurious reports change nothing.
+  cc.OnSpuriousLoss(At(122), Info(5, At(0)));
+  EXPECT_EQ(cc.undos(), 1u);
+}
+
+TEST(NewRenoTest, AnEpisodeWithARealLossIsNotUndone) {
+  NewReno cc(1200);
+  cc.OnPacketsLost(At(100), Info(2, At(0)), 2400, false);  // 2 and 3
+  cc.OnSpuriousLoss(At(120), Info(2, At(0)));             // 3 stays lost
+  EXPECT_EQ(cc.window(), 6000u);
+  EXPECT_EQ(cc.undos(), 0u);
+  // A packet from an older episode, or one sent after this episode began,
+  // does not count toward it.
+  cc.OnPacketsLost(At(200), Info(20, At(150)), 1200, false);  // a new episode at 200
+  EXPECT_EQ(cc.window(), 3000u);
+  cc.OnSpuriousLoss(At(210), Info(3, At(0)));     // sent before the old episode began
+  cc.OnSpuriousLoss(At(211), Info(30, At(205)));  // sent after this one began
+  EXPECT_EQ(cc.window(), 3000u);
+  EXPECT_EQ(cc.undos(), 0u);
+  // Persistent congestion is never undone.
+  cc.OnPacketsLost(At(300), Info(40, At(250)), 1200, true);
+  cc.OnSpuriousLoss(At(310), Info(40, At(250)));
+  EXPECT_EQ(cc.window(), cc.minimum_window());
+  EXPECT_EQ(cc.undos(), 0u);
+}
+
 TEST(NewRenoTest, WindowNeverDropsBelowTwoDatagrams) {
   NewReno cc(1200);
   for (int64_t i = 0; i < 20; ++i) {

@@ -209,7 +209,7 @@ TEST(SentPacketsTest, SpuriousLossRaisesThePacketThresholdToTheReorderingSeen) {
       SentPackets::AckResult r =
           MustAck(sent, At(static_cast<double>(first + 100 + i)), AckOfSet(received), rtt);
       lost += r.lost.size();
-      spurious += r.spurious_losses;
+      spurious += r.spurious.size();
     }
   };
   round(0);
@@ -250,7 +250,7 @@ TEST(SentPacketsTest, SpuriousLossRaisesTheTimeThresholdAtMostToTwoRtts) {
   EXPECT_EQ(sent.Deadline(rtt), At(112.5));
   EXPECT_THAT(Numbers(sent.OnTimeout(At(112.5), rtt).lost), ElementsAre(0));
   r = MustAck(sent, At(150), AckOf({{0, 1}}), rtt);
-  EXPECT_EQ(r.spurious_losses, 1u);
+  EXPECT_EQ(r.spurious.size(), 1u);
   // 150ms / 100ms + 1/8.
   EXPECT_NEAR(sent.time_threshold(), 1.5 + 0.125, 1e-9);
   // A packet 10 RTTs late raises it only to the cap.
@@ -263,7 +263,7 @@ TEST(SentPacketsTest, SpuriousLossRaisesTheTimeThresholdAtMostToTwoRtts) {
     if (!t.lost.empty()) break;
   }
   r = MustAck(sent, At(1200), AckOf({{0, 3}}), rtt);
-  EXPECT_EQ(r.spurious_losses, 1u);
+  EXPECT_EQ(r.spurious.size(), 1u);
   EXPECT_EQ(sent.time_threshold(), SentPackets::kMaxTimeThreshold);
 }
 
