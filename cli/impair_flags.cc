@@ -7,7 +7,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "cli/flags.h"
@@ -25,8 +24,6 @@ absl::Status ParseFlag(absl::string_view name, const std::string& text, Parser p
   *out = *value;
   return absl::OkStatus();
 }
-
-std::string Percent(double p) { return absl::StrFormat("%g%%", p * 100); }
 
 }  // namespace
 
@@ -73,12 +70,12 @@ std::string DescribeBesidesLoss(const udp::ImpairmentConfig& c) {
   if (c.delay > absl::ZeroDuration()) parts.push_back(absl::StrCat("delay ", absl::FormatDuration(c.delay)));
   if (c.jitter > absl::ZeroDuration()) parts.push_back(absl::StrCat("jitter ", absl::FormatDuration(c.jitter)));
   if (c.reorder > 0) {
-    parts.push_back(absl::StrCat("reorder ", Percent(c.reorder), " by ",
+    parts.push_back(absl::StrCat("reorder ", udp::FormatRate(c.reorder), " by ",
                                  absl::FormatDuration(c.reorder_delay)));
   }
-  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", Percent(c.duplicate)));
-  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", Percent(c.corrupt)));
-  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", c.rate_bps, " bit/s"));
+  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", udp::FormatRate(c.duplicate)));
+  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", udp::FormatRate(c.corrupt)));
+  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", udp::FormatBandwidth(c.rate_bps)));
   return absl::StrJoin(parts, ", ");
 }
 

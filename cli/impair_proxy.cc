@@ -85,27 +85,15 @@ struct ProxyCounters {
   uint64_t send_failed = 0;
 };
 
-std::string FormatRate(double p) { return p == 0 ? "0" : absl::StrCat(p * 100, "%"); }
-
-std::string FormatBandwidth(uint64_t bps) {
-  if (bps == 0) return "unlimited";
-  const std::pair<uint64_t, const char*> units[] = {
-      {1000000000, "gbit"}, {1000000, "mbit"}, {1000, "kbit"}};
-  for (const auto& [scale, unit] : units) {
-    if (bps % scale == 0) return absl::StrCat(bps / scale, unit);
-  }
-  return absl::StrCat(bps, "bit");
-}
-
 std::string DescribeImpl(const udp::ImpairmentConfig& c, const udp::SocketAddress& target) {
   std::string text =
-      absl::StrCat("impairing both directions: loss=", FormatRate(c.loss),
-                   " burst=", FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
-                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", FormatRate(c.reorder));
+      absl::StrCat("impairing both directions: loss=", udp::FormatRate(c.loss),
+                   " burst=", udp::FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
+                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", udp::FormatRate(c.reorder));
   if (c.reorder > 0)
     absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
-  absl::StrAppend(&text, " dup=", FormatRate(c.duplicate), " corrupt=", FormatRate(c.corrupt),
-                  " rate=", FormatBandwidth(c.rate_bps));
+  absl::StrAppend(&text, " dup=", udp::FormatRate(c.duplicate), " corrupt=", udp::FormatRate(c.corrupt),
+                  " rate=", udp::FormatBandwidth(c.rate_bps));
   if (c.rate_bps > 0) absl::StrAppend(&text, " queue_limit=", c.queue_limit_bytes, "B");
   absl::StrAppend(&text, " seed=", c.seed, ", forwarding to ", target.ToString());
   return text;

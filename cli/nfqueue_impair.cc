@@ -45,18 +45,6 @@ constexpr uint64_t kStopToken = 2;
 constexpr uint32_t kCopyRange = 64;
 constexpr int kReceiveBufferBytes = 8 << 20;
 
-std::string FormatRate(double p) { return p == 0 ? "0" : absl::StrCat(p * 100, "%"); }
-
-std::string FormatBandwidth(uint64_t bps) {
-  if (bps == 0) return "unlimited";
-  const std::pair<uint64_t, const char*> units[] = {
-      {1000000000, "gbit"}, {1000000, "mbit"}, {1000, "kbit"}};
-  for (const auto& [scale, unit] : units) {
-    if (bps % scale == 0) return absl::StrCat(bps / scale, unit);
-  }
-  return absl::StrCat(bps, "bit");
-}
-
 // The real clock, made monotonic (see reliable/clock.h).
 using Clock = reliable::RealClock;
 
@@ -101,15 +89,15 @@ std::string KernelCounters(uint16_t queue) {
 }  // namespace
 
 std::string DescribeNfqueue(uint16_t queue, const udp::ImpairmentConfig& c) {
-  std::string text = absl::StrCat("queue ", queue, ": impairing loss=", FormatRate(c.loss),
-                                  " burst=", FormatRate(c.burst),
+  std::string text = absl::StrCat("queue ", queue, ": impairing loss=", udp::FormatRate(c.loss),
+                                  " burst=", udp::FormatRate(c.burst),
                                   " delay=", absl::FormatDuration(c.delay),
                                   " jitter=", absl::FormatDuration(c.jitter),
-                                  " reorder=", FormatRate(c.reorder));
+                                  " reorder=", udp::FormatRate(c.reorder));
   if (c.reorder > 0) {
     absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
   }
-  absl::StrAppend(&text, " rate=", FormatBandwidth(c.rate_bps));
+  absl::StrAppend(&text, " rate=", udp::FormatBandwidth(c.rate_bps));
   if (c.rate_bps > 0) absl::StrAppend(&text, " queue_limit=", c.queue_limit_bytes, "B");
   absl::StrAppend(&text, " seed=", c.seed);
   return text;

@@ -458,4 +458,18 @@ absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text) {
   return BlackoutWindow{*start, *end};
 }
 
+std::string FormatRate(double rate) {
+  return rate == 0 ? "0" : absl::StrCat(rate * 100, "%");
+}
+
+std::string FormatBandwidth(uint64_t bits_per_second) {
+  if (bits_per_second == 0) return "unlimited";
+  const std::pair<uint64_t, const char*> units[] = {
+      {1000000000, "gbit"}, {1000000, "mbit"}, {1000, "kbit"}};
+  for (const auto& [scale, unit] : units) {
+    if (bits_per_second % scale == 0) return absl::StrCat(bits_per_second / scale, unit);
+  }
+  return absl::StrCat(bits_per_second, "bit");
+}
+
 }  // namespace udpmsg::udp

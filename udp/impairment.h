@@ -234,6 +234,12 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text);
 // Values above 2^62 bits/s are rejected.
 absl::StatusOr<uint64_t> ParseBandwidth(absl::string_view text);
 
+// The inverses, for messages: a rate as "10%" (or "0"), a bandwidth as
+// "20mbit", "512kbit", "1gbit", "1234bit" (or "unlimited" for 0). Both
+// parse back with ParseRate / ParseBandwidth (but "unlimited").
+std::string FormatRate(double rate);
+std::string FormatBandwidth(uint64_t bits_per_second);
+
 // A blackout window "START-END" of two ParseDuration values: "5s-8s",
 // "1500ms-2s". END must be after START.
 absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text);

@@ -697,6 +697,27 @@ TEST(ImpairmentParseTest, ParseBandwidth) {
             absl::string_view::npos);
 }
 
+TEST(ImpairmentParseTest, FormatRateAndBandwidthParseBack) {
+  EXPECT_EQ(FormatRate(0), "0");
+  EXPECT_EQ(FormatRate(0.02), "2%");
+  EXPECT_EQ(FormatRate(0.005), "0.5%");
+  for (double r : {0.0, 0.005, 0.02, 0.1, 1.0}) {
+    absl::StatusOr<double> back = ParseRate(FormatRate(r));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_DOUBLE_EQ(*back, r);
+  }
+  EXPECT_EQ(FormatBandwidth(0), "unlimited");
+  EXPECT_EQ(FormatBandwidth(20000000), "20mbit");
+  EXPECT_EQ(FormatBandwidth(512000), "512kbit");
+  EXPECT_EQ(FormatBandwidth(2000000000), "2gbit");
+  EXPECT_EQ(FormatBandwidth(1234), "1234bit");
+  for (uint64_t b : {uint64_t{1}, uint64_t{1234}, uint64_t{512000}, uint64_t{20000000}}) {
+    absl::StatusOr<uint64_t> back = ParseBandwidth(FormatBandwidth(b));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, b);
+  }
+}
+
 TEST(ImpairmentParseTest, ParseBlackoutWindow) {
   absl::StatusOr<BlackoutWindow> w = ParseBlackoutWindow("5s-8s");
   ASSERT_TRUE(w.ok()) << w.status();
