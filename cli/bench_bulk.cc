@@ -565,25 +565,6 @@ class UdpmsgReceiver {
   absl::flat_hash_map<ConnectionId, Transfer> transfers_;
 };
 
-absl::Status AwaitUdpmsgConnected(Runtime& rt, ConnectionId id, const udp::SocketAddress& peer,
-                                  absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (absl::Now() < deadline) {
-    absl::StatusOr<Runtime::PollResult> r = rt.Poll(absl::Milliseconds(100));
-    if (!r.ok()) return r.status();
-    for (const Event& e : r->events) {
-      if (e.connection != id) continue;
-      if (e.type == Event::Type::kConnected) return absl::OkStatus();
-      if (e.type == Event::Type::kClosed) {
-        return absl::UnavailableError(
-            absl::StrCat("udpmsg: cannot connect to ", peer.ToString(), ": ", e.reason));
-      }
-    }
-  }
-  return absl::DeadlineExceededError(absl::StrCat("udpmsg: no answer from ", peer.ToString(),
-                                                  " within ", absl::FormatDuration(timeout)));
-}
-
 absl::StatusOr<Outcome> SendUdpmsg(const udp::SocketAddress& to, const Payload& payload,
                                    const Settings& s) {
   Runtime::Options options;
@@ -594,7 +575,7 @@ absl::StatusOr<Outcome> SendUdpmsg(const udp::SocketAddress& to, const Payload& 
   Runtime& rt = **created;
   absl::StatusOr<ConnectionId> id = rt.Connect(to);
   if (!id.ok()) return id.status();
-  if (absl::Status st = AwaitUdpmsgConnected(rt, *id, to, s.timeout); !st.ok()) return st;
+  if (absl::Status st = rt.AwaitConnected(*id, s.timeout); !st.ok()) return st;
 
   const absl::string_view data = payload.data;
   const absl::Time start = absl::Now();

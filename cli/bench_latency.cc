@@ -327,20 +327,7 @@ class UdpmsgClient final : public PingClient {
     if (!rt.ok()) return rt.status();
     absl::StatusOr<reliable::ConnectionId> id = (*rt)->Connect(to);
     if (!id.ok()) return id.status();
-    const absl::Time give_up = absl::Now() + kHandshakeTimeout;
-    for (bool connected = false; !connected;) {
-      if (absl::Now() > give_up) {
-        return absl::DeadlineExceededError("udpmsg handshake did not complete");
-      }
-      absl::StatusOr<Runtime::PollResult> r = (*rt)->Poll(absl::Milliseconds(100));
-      if (!r.ok()) return r.status();
-      for (const Event& e : r->events) {
-        if (e.type == Event::Type::kConnected) connected = true;
-        if (e.type == Event::Type::kClosed) {
-          return absl::UnavailableError(absl::StrCat("udpmsg connection closed: ", e.reason));
-        }
-      }
-    }
+    if (absl::Status s = (*rt)->AwaitConnected(*id, kHandshakeTimeout); !s.ok()) return s;
     return std::unique_ptr<UdpmsgClient>(new UdpmsgClient(*std::move(rt), *id, mode));
   }
 

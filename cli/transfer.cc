@@ -302,27 +302,6 @@ class Sender {
   absl::Time start_;
 };
 
-// Waits for a connection to `id` (client side) or any kClosed for it.
-absl::Status AwaitConnected(Runtime& rt, ConnectionId id, const udp::SocketAddress& peer,
-                            absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout + absl::Seconds(1);
-  while (absl::Now() < deadline) {
-    absl::StatusOr<Runtime::PollResult> r = rt.Poll(absl::Milliseconds(100));
-    if (!r.ok()) return r.status();
-    for (const Event& e : r->events) {
-      if (e.connection != id) continue;
-      if (e.type == Event::Type::kConnected) return absl::OkStatus();
-      if (e.type == Event::Type::kClosed) {
-        return absl::UnavailableError(absl::StrCat("cannot connect to ", peer.ToString(), ": ",
-                                                   e.by_peer ? "refused: " : "", e.reason));
-      }
-    }
-  }
-  return absl::DeadlineExceededError(
-      absl::StrCat("cannot connect to ", peer.ToString(), ": no answer within ",
-                   absl::FormatDuration(timeout)));
-}
-
 // The receiver's output: a temporary file renamed into place when verified,
 // or stdout.
 class Sink {
@@ -438,7 +417,11 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (!rt.ok()) return Fail(rt.status());
   absl::StatusOr<ConnectionId> id = (*rt)->Connect(*peer);
   if (!id.ok()) return Fail(id.status());
-  if (absl::Status s = AwaitConnected(**rt, *id, *peer, *timeout); !s.ok()) return Fail(s);
+  // A second beyond the handshake timeout, so the connection's own close
+  // (with its reason) normally ends the wait.
+  if (absl::Status s = (*rt)->AwaitConnected(*id, *timeout + absl::Seconds(1)); !s.ok()) {
+    return Fail(s);
+  }
 
   Sender sender(rt->get(), *id, &*source, *progress);
   absl::Status s = sender.Run(*peer);

@@ -219,6 +219,37 @@ absl::StatusOr<Runtime::PollResult> Runtime::Poll(absl::Duration timeout) {
   }
 }
 
+absl::Status Runtime::AwaitConnected(ConnectionId id, absl::Duration timeout) {
+  const absl::Time deadline = clock_->Now() + timeout;
+  absl::StatusOr<udp::SocketAddress> peer = endpoint_->PeerOf(id);
+  if (!peer.ok()) return peer.status();
+  size_t scanned = 0;  // held_events_ before this index concern others
+  for (;;) {
+    for (; scanned < held_events_.size(); ++scanned) {
+      const Event& e = held_events_[scanned];
+      if (e.connection != id) continue;
+      if (e.type == Event::Type::kConnected) {
+        held_events_.erase(held_events_.begin() + static_cast<long>(scanned));
+        return absl::OkStatus();
+      }
+      if (e.type == Event::Type::kClosed) {
+        absl::Status closed = absl::UnavailableError(absl::StrCat(
+            "cannot connect to ", peer->ToString(), ": ", e.by_peer ? "refused: " : "", e.reason));
+        held_events_.erase(held_events_.begin() + static_cast<long>(scanned));
+        return closed;
+      }
+    }
+    if (clock_->Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("cannot connect to ", peer->ToString(),
+                                                      ": no answer within ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    PollResult r;
+    if (absl::Status s = Turn(deadline, &r); !s.ok()) return s;
+    for (Event& e : r.events) held_events_.push_back(std::move(e));
+  }
+}
+
 absl::Status Runtime::Flush(absl::Duration timeout) {
   const absl::Time deadline = clock_->Now() + timeout;
   for (;;) {

@@ -99,6 +99,12 @@ class Runtime final {
   absl::Status Watch(int fd, uint64_t token);
   absl::Status Unwatch(int fd);
 
+  // Runs the loop until the client connection `id` is connected (OK) or
+  // closed (UNAVAILABLE "cannot connect to PEER: [refused: ]REASON"), or
+  // `timeout` passes (DEADLINE_EXCEEDED "...: no answer within T"). Every
+  // other event is kept for the next Poll. NOT_FOUND for an unknown id.
+  absl::Status AwaitConnected(ConnectionId id, absl::Duration timeout);
+
   // Runs the loop (events are kept for the next Poll) until every open
   // connection has nothing queued or in flight, or `timeout` passes:
   // DEADLINE_EXCEEDED then, naming how many bytes were still queued.
