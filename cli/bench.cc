@@ -4,13 +4,19 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
+#include "udp/impairment.h"
 
 namespace udpmsg::cli {
 
@@ -48,6 +54,35 @@ void PrintTable(const BenchTable& table) {
     for (const std::string& note : table.notes) std::printf("  %s\n", note.c_str());
   }
   std::fflush(stdout);
+}
+
+std::string LossLabel(double loss) { return absl::StrFormat("%g%%", loss * 100); }
+
+bool BenchLossIsDefault() {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
+  return flag != nullptr && flag->CurrentValue() == flag->DefaultValue();
+}
+
+absl::StatusOr<std::vector<double>> ParseLossList(const std::string& text) {
+  std::vector<double> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    absl::StatusOr<double> rate = udp::ParseRate(absl::StripAsciiWhitespace(part));
+    if (!rate.ok() || *rate >= 1.0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--bench_loss \"", text, "\": \"", part, "\" is not a loss rate below 100% (e.g. 5%)"));
+    }
+    out.push_back(*rate);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--bench_loss names no loss rate");
+  return out;
+}
+
+absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses) {
+  if (BenchLossIsDefault()) return std::string("?");  // not told what the network drops
+  if (losses.size() == 1) return LossLabel(losses[0]);
+  return absl::InvalidArgumentError(
+      "--bench_role client: the network applies the loss; --bench_loss labels the rows "
+      "with the one rate it applies (e.g. --bench_loss 5%)");
 }
 
 absl::StatusOr<udp::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role) {

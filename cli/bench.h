@@ -23,6 +23,17 @@ struct BenchTable {
 
 void PrintTable(const BenchTable& table);
 
+// "5%": a loss rate as the tables label it.
+std::string LossLabel(double loss);
+// Whether --bench_loss was left at its default.
+bool BenchLossIsDefault();
+// The comma-separated loss rates of a --bench_loss value, each below 100%.
+absl::StatusOr<std::vector<double>> ParseLossList(const std::string& text);
+// --bench_role client: the label of every row. The network applies the loss,
+// so --bench_loss names the one rate it applies; "?" when the flag was left
+// at its default. InvalidArgument for several rates.
+absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses);
+
 // The impairments besides loss (--delay, --jitter, --reorder, --dup,
 // --corrupt, --rate) that the in-process proxy of a local bench run applies
 // to the UDP transports; the loss comes from --bench_loss. InvalidArgument

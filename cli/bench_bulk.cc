@@ -137,8 +137,6 @@ struct Settings {
   udp::ImpairmentConfig impairment;
 };
 
-std::string LossLabel(double loss) { return absl::StrFormat("%g%%", loss * 100); }
-
 // "16MiB", "1MiB", "512KiB", "4MB", "1048576", "1.5MiB".
 absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   const std::string s(absl::StripAsciiWhitespace(text));
@@ -166,20 +164,6 @@ absl::StatusOr<uint64_t> ParseSize(absl::string_view text) {
   return static_cast<uint64_t>(bytes);
 }
 
-absl::StatusOr<std::vector<double>> ParseLosses(const std::string& text) {
-  std::vector<double> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    absl::StatusOr<double> rate = udp::ParseRate(absl::StripAsciiWhitespace(part));
-    if (!rate.ok() || *rate >= 1.0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--bench_loss \"", text, "\": \"", part, "\" is not a loss rate below 100% (e.g. 5%)"));
-    }
-    out.push_back(*rate);
-  }
-  if (out.empty()) return absl::InvalidArgumentError("--bench_loss names no loss rate");
-  return out;
-}
-
 absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
   if (!args.empty()) {
     return absl::InvalidArgumentError(
@@ -197,20 +181,13 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
   }
 
   const std::string loss_text = absl::GetFlag(FLAGS_bench_loss);
-  absl::StatusOr<std::vector<double>> losses = ParseLosses(loss_text);
+  absl::StatusOr<std::vector<double>> losses = ParseLossList(loss_text);
   if (!losses.ok()) return losses.status();
   s.losses = *losses;
   if (s.role == "client") {
-    if (s.losses.size() == 1) {
-      s.loss_label = LossLabel(s.losses[0]);
-    } else if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
-               flag != nullptr && loss_text == flag->DefaultValue()) {
-      s.loss_label = "?";  // not told what the network drops
-    } else {
-      return absl::InvalidArgumentError(
-          "--bench_role client: the network applies the loss; --bench_loss labels the rows "
-          "with the one rate it applies (e.g. --bench_loss 5%)");
-    }
+    absl::StatusOr<std::string> label = ClientLossLabel(s.losses);
+    if (!label.ok()) return label.status();
+    s.loss_label = *std::move(label);
   }
 
   const std::string transports = absl::GetFlag(FLAGS_bench_transports);

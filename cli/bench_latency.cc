@@ -596,26 +596,11 @@ std::string PercentileUs(const std::vector<int64_t>& sorted, double q) {
   return absl::StrFormat("%.1f", static_cast<double>(sorted[rank - 1]) / 1e3);
 }
 
-std::string LossLabel(double loss) { return absl::StrFormat("%g%%", loss * 100); }
-
+// --bench_loss, or kDefaultLoss when it was left at its default (which lists
+// 10% too, for bench bulk).
 absl::StatusOr<std::vector<double>> LossRates() {
-  std::string text = absl::GetFlag(FLAGS_bench_loss);
-  if (const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
-      flag != nullptr && flag->CurrentValue() == flag->DefaultValue()) {
-    text = std::string(kDefaultLoss);
-  }
-  std::vector<double> rates;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    absl::StatusOr<double> r = udp::ParseRate(absl::StripAsciiWhitespace(part));
-    if (!r.ok()) return absl::InvalidArgumentError(absl::StrCat("--bench_loss: ", r.status().message()));
-    if (*r >= 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--bench_loss: \"", part, "\" must be below 100%"));
-    }
-    rates.push_back(*r);
-  }
-  if (rates.empty()) return absl::InvalidArgumentError("--bench_loss lists no loss rate");
-  return rates;
+  return ParseLossList(BenchLossIsDefault() ? std::string(kDefaultLoss)
+                                            : absl::GetFlag(FLAGS_bench_loss));
 }
 
 absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
@@ -683,17 +668,10 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
   if (!losses.ok()) return losses.status();
   settings.losses = *losses;
   if (settings.role == "client") {
-    const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
-    if (flag != nullptr && flag->CurrentValue() == flag->DefaultValue()) {
-      settings.losses = {0};
-      settings.client_loss_label = "?";  // not told what the network drops
-    } else if (settings.losses.size() == 1) {
-      settings.client_loss_label = LossLabel(settings.losses[0]);
-    } else {
-      return absl::InvalidArgumentError(
-          "--bench_role client: the network applies the loss; --bench_loss labels the rows "
-          "with the one rate it applies (e.g. --bench_loss 1%)");
-    }
+    absl::StatusOr<std::string> label = ClientLossLabel(settings.losses);
+    if (!label.ok()) return label.status();
+    settings.client_loss_label = *std::move(label);
+    if (settings.client_loss_label == "?") settings.losses = {0};  // one pass of every transport
   }
   return settings;
 }
