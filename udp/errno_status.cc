@@ -30,11 +30,16 @@ absl::Status ErrnoStatus(int error, absl::string_view what) {
     }
   }
   absl::Status status(code, absl::StrCat(what, ": ", ErrnoText(error)));
-  status.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error)));
+  // "Would block" is the common case on non-blocking sockets and its code
+  // says it all: no payload to allocate.
+  if (code != absl::StatusCode::kUnavailable) {
+    status.SetPayload(kErrnoPayload, absl::Cord(absl::StrCat(error)));
+  }
   return status;
 }
 
 int ErrnoOf(const absl::Status& status) {
+  if (absl::IsUnavailable(status)) return EAGAIN;
   const absl::optional<absl::Cord> payload = status.GetPayload(kErrnoPayload);
   int error = 0;
   if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &error)) return 0;

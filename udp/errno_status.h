@@ -31,8 +31,9 @@ absl::Status ErrnoStatus(int error, absl::string_view what);
 // strerror() without the thread-safety problem.
 std::string ErrnoText(int error);
 
-// The errno an ErrnoStatus was made from (carried as a payload); 0 for
-// any other status.
+// The errno an ErrnoStatus was made from (carried as a payload; EAGAIN for
+// any UNAVAILABLE status, which means "would block" here); 0 for any other
+// status.
 int ErrnoOf(const absl::Status& status);
 
 // True when `status` says the call would block (EAGAIN/EWOULDBLOCK).

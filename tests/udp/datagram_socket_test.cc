@@ -94,6 +94,8 @@ TEST_P(DatagramSocketTest, RecvOnEmptyNonBlockingIsUnavailable) {
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(got.status().message(), HasSubstr(socket->LocalAddress()->ToString()));
+  EXPECT_EQ(ErrnoOf(got.status()), EAGAIN);
+  EXPECT_FALSE(IsIcmpReportErrno(ErrnoOf(got.status())));
 }
 
 TEST_P(DatagramSocketTest, OversizedDatagramIsReportedTruncated) {
