@@ -16,7 +16,7 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 
 namespace udpmsg::cli {
 
@@ -66,7 +66,7 @@ bool BenchLossIsDefault() {
 absl::StatusOr<std::vector<double>> ParseLossList(const std::string& text) {
   std::vector<double> out;
   for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    absl::StatusOr<double> rate = udp::ParseRate(absl::StripAsciiWhitespace(part));
+    absl::StatusOr<double> rate = impairment::ParseRate(absl::StripAsciiWhitespace(part));
     if (!rate.ok() || *rate >= 1.0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--bench_loss \"", text, "\": \"", part, "\" is not a loss rate below 100% (e.g. 5%)"));
@@ -85,8 +85,8 @@ absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses) {
       "with the one rate it applies (e.g. --bench_loss 5%)");
 }
 
-absl::StatusOr<udp::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role) {
-  absl::StatusOr<udp::ImpairmentConfig> c = ImpairmentFromFlags();
+absl::StatusOr<impairment::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role) {
+  absl::StatusOr<impairment::ImpairmentConfig> c = ImpairmentFromFlags();
   if (!c.ok()) return c.status();
   if (c->loss > 0 || c->burst > 0) {
     return absl::InvalidArgumentError(

@@ -8,7 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 
 namespace udpmsg::cli {
 
@@ -39,7 +39,7 @@ absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses);
 // to the UDP transports; the loss comes from --bench_loss. InvalidArgument
 // for --loss/--burst (use --bench_loss) and, outside `local_role`, for any
 // impairment (the network between the hosts applies them there).
-absl::StatusOr<udp::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role);
+absl::StatusOr<impairment::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role);
 
 // bench rate: 64-byte message rate (raw sendto/recvfrom, sendmmsg/recvmmsg,
 // udpmsg unreliable, udpmsg reliable), packets/s and CPU per message.

@@ -71,11 +71,11 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
-#include "cli/impair_proxy.h"
+#include "impairment/model.h"
+#include "impairment/proxy.h"
 #include "reliable/congestion.h"
 #include "reliable/runtime.h"
 #include "udp/errno_status.h"
-#include "udp/impairment.h"
 #include "udp/resolve.h"
 #include "udp/socket_address.h"
 #include "udp/stream_socket.h"
@@ -134,7 +134,7 @@ struct Settings {
   absl::Duration duration;         // server: 0 = until killed
   // local mode: what the proxy does besides --bench_loss (delay, jitter,
   // reordering, duplication, ...), from the impair flags.
-  udp::ImpairmentConfig impairment;
+  impairment::ImpairmentConfig impairment;
 };
 
 // "16MiB", "1MiB", "512KiB", "4MB", "1048576", "1.5MiB".
@@ -218,7 +218,7 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
         "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
   }
   s.seed = absl::GetFlag(FLAGS_seed);
-  absl::StatusOr<udp::ImpairmentConfig> impairment = BenchImpairmentFromFlags(s.role == "local");
+  absl::StatusOr<impairment::ImpairmentConfig> impairment = BenchImpairmentFromFlags(s.role == "local");
   if (!impairment.ok()) return impairment.status();
   s.impairment = *std::move(impairment);
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &s.timeout) ||
@@ -1042,17 +1042,17 @@ class LossyPath {
   // `impairment` with its loss set to `loss`.
   static absl::StatusOr<std::unique_ptr<LossyPath>> Create(const udp::SocketAddress& target,
                                                            double loss,
-                                                           udp::ImpairmentConfig impairment) {
-    udp::ImpairmentConfig config = std::move(impairment);
+                                                           impairment::ImpairmentConfig impairment) {
+    impairment::ImpairmentConfig config = std::move(impairment);
     config.loss = loss;
-    absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy = ImpairProxy::Create(
+    absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy = impairment::ImpairProxy::Create(
         {.listen = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0),
          .target = target,
          .config = config});
     if (!proxy.ok()) return proxy.status();
     auto p = std::unique_ptr<LossyPath>(new LossyPath);
     p->proxy_ = *std::move(proxy);
-    ImpairProxy* raw = p->proxy_.get();
+    impairment::ImpairProxy* raw = p->proxy_.get();
     p->thread_ = std::thread([raw] { raw->Run(absl::ZeroDuration()).IgnoreError(); });
     return p;
   }
@@ -1064,7 +1064,7 @@ class LossyPath {
 
  private:
   LossyPath() = default;
-  std::unique_ptr<ImpairProxy> proxy_;
+  std::unique_ptr<impairment::ImpairProxy> proxy_;
   std::thread thread_;
 };
 

@@ -56,11 +56,11 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
-#include "cli/impair_proxy.h"
+#include "impairment/model.h"
+#include "impairment/proxy.h"
 #include "reliable/runtime.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
-#include "udp/impairment.h"
 #include "udp/resolve.h"
 #include "udp/socket_address.h"
 #include "udp/stream_socket.h"
@@ -492,7 +492,7 @@ struct Settings {
   std::string peer;
   absl::Duration duration = absl::ZeroDuration();
   // local mode: what the proxy does besides the loss (impair flags).
-  udp::ImpairmentConfig impairment;
+  impairment::ImpairmentConfig impairment;
 };
 
 // The echo servers of a --bench_role server, as the client reaches them.
@@ -562,10 +562,10 @@ absl::StatusOr<Sample> MeasureLocal(Transport transport, double loss, const Sett
     server = udpmsg_echo->address();
   }
 
-  std::unique_ptr<ImpairProxy> proxy;
+  std::unique_ptr<impairment::ImpairProxy> proxy;
   std::thread proxy_thread;
   struct StopProxy {
-    std::unique_ptr<ImpairProxy>& proxy;
+    std::unique_ptr<impairment::ImpairProxy>& proxy;
     std::thread& thread;
     ~StopProxy() {
       if (proxy != nullptr) proxy->Stop();
@@ -574,9 +574,9 @@ absl::StatusOr<Sample> MeasureLocal(Transport transport, double loss, const Sett
   } stop_proxy{proxy, proxy_thread};
   udp::SocketAddress to = server;
   if (loss > 0 || ImpairsBesidesLoss(settings.impairment)) {
-    udp::ImpairmentConfig config = settings.impairment;
+    impairment::ImpairmentConfig config = settings.impairment;
     config.loss = loss;
-    absl::StatusOr<std::unique_ptr<ImpairProxy>> p = ImpairProxy::Create(
+    absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> p = impairment::ImpairProxy::Create(
         {.listen = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0),
          .target = server,
          .config = config});
@@ -646,7 +646,7 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
     return absl::InvalidArgumentError(
         absl::StrCat("--bench_rate ", settings.rate, " is out of range (1 to 1000000 per second)"));
   }
-  absl::StatusOr<absl::Duration> duration = udp::ParseDuration(absl::GetFlag(FLAGS_bench_duration));
+  absl::StatusOr<absl::Duration> duration = impairment::ParseDuration(absl::GetFlag(FLAGS_bench_duration));
   if (!duration.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("--bench_duration: ", duration.status().message()));
@@ -660,7 +660,7 @@ absl::StatusOr<Settings> ParseSettings(const std::vector<std::string>& args) {
         " gives ", settings.count, " pings (want 1 to 100000000)"));
   }
   settings.seed = absl::GetFlag(FLAGS_seed);
-  absl::StatusOr<udp::ImpairmentConfig> impairment =
+  absl::StatusOr<impairment::ImpairmentConfig> impairment =
       BenchImpairmentFromFlags(settings.role == "local");
   if (!impairment.ok()) return impairment.status();
   settings.impairment = *std::move(impairment);

@@ -28,10 +28,11 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "cli/impair_proxy.h"
+#include "impairment/model.h"
+#include "impairment/proxy.h"
+#include "reliable/deterministic_rng.h"
 #include "reliable/runtime.h"
 #include "udp/datagram_socket.h"
-#include "udp/impairment.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -149,7 +150,7 @@ std::string Row(absl::string_view mode, int sent, const Tally& t) {
 
 absl::Status RunLinkDemo(uint64_t seed) {
   if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialise");
-  udp::ImpairmentConfig link;
+  impairment::ImpairmentConfig link;
   link.loss = 0.10;
   link.delay = absl::Milliseconds(2);
   link.jitter = absl::Milliseconds(1);
@@ -163,8 +164,8 @@ absl::Status RunLinkDemo(uint64_t seed) {
   absl::StatusOr<udp::DatagramSocket> sink =
       udp::DatagramSocket::Bind(loopback, {.non_blocking = true, .receive_buffer_bytes = 1 << 20});
   if (!sink.ok()) return sink.status();
-  absl::StatusOr<std::unique_ptr<ImpairProxy>> raw_proxy =
-      ImpairProxy::Create({.listen = loopback, .target = *sink->LocalAddress(), .config = link});
+  absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> raw_proxy =
+      impairment::ImpairProxy::Create({.listen = loopback, .target = *sink->LocalAddress(), .config = link});
   if (!raw_proxy.ok()) return raw_proxy.status();
 
   // udpmsg: a server runtime behind another proxy with the same link.
@@ -174,8 +175,8 @@ absl::Status RunLinkDemo(uint64_t seed) {
   absl::StatusOr<std::unique_ptr<Runtime>> server = Runtime::Create(server_options);
   if (!server.ok()) return server.status();
   Receiver receiver(*std::move(server));
-  absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy =
-      ImpairProxy::Create({.listen = loopback, .target = receiver.address(), .config = link});
+  absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy =
+      impairment::ImpairProxy::Create({.listen = loopback, .target = receiver.address(), .config = link});
   if (!proxy.ok()) return proxy.status();
 
   std::printf("\nthrough an impaired link (in-process `udpmsg impair`, seed %llu):\n  %s\n",
@@ -265,7 +266,7 @@ absl::Status RunLinkDemo(uint64_t seed) {
     for (const Event& e : r->events) acked += e.type == Event::Type::kAcked;
   }
   std::string data(kTransferBytes, '\0');
-  udp::DeterministicRng rng(seed, 5);
+  reliable::DeterministicRng rng(seed, 5);
   for (char& c : data) c = static_cast<char>(rng.Next());
   const absl::Time transfer_start = absl::Now();
   for (size_t off = 0; off < data.size(); off += kChunk) {
@@ -328,8 +329,8 @@ absl::Status RunLinkDemo(uint64_t seed) {
                 absl::ToDoubleMilliseconds(stats->srtt),
                 static_cast<unsigned long long>(stats->cwnd));
   }
-  udp::ImpairmentCounters up = (*proxy)->counters(true);
-  udp::ImpairmentCounters down = (*proxy)->counters(false);
+  impairment::ImpairmentCounters up = (*proxy)->counters(true);
+  impairment::ImpairmentCounters down = (*proxy)->counters(false);
   std::printf("  link:   %llu of %llu packets dropped on the way there, %llu of %llu on the way "
               "back\n",
               static_cast<unsigned long long>(up.dropped_loss),

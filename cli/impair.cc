@@ -1,6 +1,6 @@
 // udpmsg impair --listen P --to HOST:PORT [--loss R ...]: a UDP proxy that
 // impairs the traffic passing through it, for testing any UDP program. The
-// engine is ImpairProxy (impair_proxy.h); this file parses flags, turns
+// engine is impairment::ImpairProxy (impairment/proxy.h); this file parses flags, turns
 // SIGINT/SIGTERM into a clean stop, and prints the per-direction counters:
 //   up:   received=.. delivered=.. dropped_loss=.. ... bytes_out=.. sent=..
 //         overflow=.. send_failed=.. pending=..
@@ -32,15 +32,15 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
+#include "impairment/model.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
-#include "udp/impairment.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
 #include "udp/resolve.h"
 
-#include "cli/impair_proxy.h"
-#include "cli/nfqueue_impair.h"
+#include "impairment/nfqueue.h"
+#include "impairment/proxy.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -59,7 +59,7 @@ int BlockStopSignals() {
 }
 
 // udpmsg impair --nfqueue N: verdicts on the packets netfilter queues to N.
-int RunNfqueue(int queue, const udp::ImpairmentConfig& config, absl::Duration duration) {
+int RunNfqueue(int queue, const impairment::ImpairmentConfig& config, absl::Duration duration) {
   if (queue < 0 || queue > 65535) {
     return UsageError(kCommand, absl::StrCat("--nfqueue ", queue, " is out of range (0 to 65535)"));
   }
@@ -68,11 +68,11 @@ int RunNfqueue(int queue, const udp::ImpairmentConfig& config, absl::Duration du
   }
   const int signals = BlockStopSignals();
   if (signals < 0) return Fail(udp::ErrnoStatus(errno, "signalfd"));
-  NfqueueImpairer::Options options;
+  impairment::NfqueueImpairer::Options options;
   options.queue = static_cast<uint16_t>(queue);
   options.config = config;
   options.stop_fd = signals;
-  absl::StatusOr<std::unique_ptr<NfqueueImpairer>> impairer = NfqueueImpairer::Create(options);
+  absl::StatusOr<std::unique_ptr<impairment::NfqueueImpairer>> impairer = impairment::NfqueueImpairer::Create(options);
   if (!impairer.ok()) {
     if (absl::IsInvalidArgument(impairer.status())) {
       return UsageError(kCommand, impairer.status().message());
@@ -93,9 +93,9 @@ int RunNfqueue(int queue, const udp::ImpairmentConfig& config, absl::Duration du
 int RunImpair(const Args& args) {
   if (!args.empty()) return UsageError(kCommand, "takes no positional arguments");
   if (const int queue = absl::GetFlag(FLAGS_nfqueue); queue != -1) {
-    absl::StatusOr<udp::ImpairmentConfig> config = ImpairmentFromFlags();
+    absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
     if (!config.ok()) return UsageError(kCommand, config.status().message());
-    absl::StatusOr<absl::Duration> d = udp::ParseDuration(absl::GetFlag(FLAGS_duration));
+    absl::StatusOr<absl::Duration> d = impairment::ParseDuration(absl::GetFlag(FLAGS_duration));
     if (!d.ok()) return UsageError(kCommand, absl::StrCat("--duration: ", d.status().message()));
     return RunNfqueue(queue, *config, *d);
   }
@@ -107,10 +107,10 @@ int RunImpair(const Args& args) {
   }
   const std::string to = absl::GetFlag(FLAGS_to);
   if (to.empty()) return UsageError(kCommand, "--to HOST:PORT is required");
-  absl::StatusOr<udp::ImpairmentConfig> config = ImpairmentFromFlags();
+  absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
   if (!config.ok()) return UsageError(kCommand, config.status().message());
   absl::Duration duration;
-  if (absl::StatusOr<absl::Duration> d = udp::ParseDuration(absl::GetFlag(FLAGS_duration));
+  if (absl::StatusOr<absl::Duration> d = impairment::ParseDuration(absl::GetFlag(FLAGS_duration));
       d.ok()) {
     duration = *d;
   } else {
@@ -146,13 +146,13 @@ int RunImpair(const Args& args) {
   const int signals = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (signals < 0) return Fail(udp::ErrnoStatus(errno, "signalfd"));
 
-  ImpairProxy::Options options;
+  impairment::ImpairProxy::Options options;
   options.listen = locals.front();
   options.v6_only = family == udp::AddressFamily::kIpv6;
   options.target = target;
   options.config = *config;
   options.stop_fd = signals;
-  absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy = ImpairProxy::Create(options);
+  absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy = impairment::ImpairProxy::Create(options);
   if (!proxy.ok()) {
     return absl::IsInvalidArgument(proxy.status()) ? UsageError(kCommand, proxy.status().message())
                                                    : Fail(proxy.status());

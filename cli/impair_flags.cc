@@ -27,11 +27,11 @@ absl::Status ParseFlag(absl::string_view name, const std::string& text, Parser p
 
 }  // namespace
 
-absl::StatusOr<udp::ImpairmentConfig> ImpairmentFromFlags() {
-  udp::ImpairmentConfig c;
-  const auto rate = [](absl::string_view t) { return udp::ParseRate(t); };
-  const auto duration = [](absl::string_view t) { return udp::ParseDuration(t); };
-  const auto bandwidth = [](absl::string_view t) { return udp::ParseBandwidth(t); };
+absl::StatusOr<impairment::ImpairmentConfig> ImpairmentFromFlags() {
+  impairment::ImpairmentConfig c;
+  const auto rate = [](absl::string_view t) { return impairment::ParseRate(t); };
+  const auto duration = [](absl::string_view t) { return impairment::ParseDuration(t); };
+  const auto bandwidth = [](absl::string_view t) { return impairment::ParseBandwidth(t); };
   const auto bytes = [](absl::string_view t) -> absl::StatusOr<uint64_t> {
     uint64_t n = 0;
     if (!absl::SimpleAtoi(t, &n)) {
@@ -56,26 +56,26 @@ absl::StatusOr<udp::ImpairmentConfig> ImpairmentFromFlags() {
     if (!s.ok()) return s;
   }
   c.seed = absl::GetFlag(FLAGS_seed);
-  if (absl::Status s = udp::Validate(c); !s.ok()) return s;
+  if (absl::Status s = impairment::Validate(c); !s.ok()) return s;
   return c;
 }
 
-bool ImpairsBesidesLoss(const udp::ImpairmentConfig& c) {
+bool ImpairsBesidesLoss(const impairment::ImpairmentConfig& c) {
   return c.delay > absl::ZeroDuration() || c.jitter > absl::ZeroDuration() || c.reorder > 0 ||
          c.duplicate > 0 || c.corrupt > 0 || c.rate_bps > 0 || !c.blackouts.empty();
 }
 
-std::string DescribeBesidesLoss(const udp::ImpairmentConfig& c) {
+std::string DescribeBesidesLoss(const impairment::ImpairmentConfig& c) {
   std::vector<std::string> parts;
   if (c.delay > absl::ZeroDuration()) parts.push_back(absl::StrCat("delay ", absl::FormatDuration(c.delay)));
   if (c.jitter > absl::ZeroDuration()) parts.push_back(absl::StrCat("jitter ", absl::FormatDuration(c.jitter)));
   if (c.reorder > 0) {
-    parts.push_back(absl::StrCat("reorder ", udp::FormatRate(c.reorder), " by ",
+    parts.push_back(absl::StrCat("reorder ", impairment::FormatRate(c.reorder), " by ",
                                  absl::FormatDuration(c.reorder_delay)));
   }
-  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", udp::FormatRate(c.duplicate)));
-  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", udp::FormatRate(c.corrupt)));
-  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", udp::FormatBandwidth(c.rate_bps)));
+  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", impairment::FormatRate(c.duplicate)));
+  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", impairment::FormatRate(c.corrupt)));
+  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", impairment::FormatBandwidth(c.rate_bps)));
   return absl::StrJoin(parts, ", ");
 }
 

@@ -6,22 +6,22 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 
 namespace udpmsg::cli {
 
 // --loss, --burst, --delay, --jitter, --reorder, --reorder_delay, --dup,
 // --corrupt, --rate, --queue_limit and --seed as one validated config.
 // InvalidArgument naming the flag and its value otherwise.
-absl::StatusOr<udp::ImpairmentConfig> ImpairmentFromFlags();
+absl::StatusOr<impairment::ImpairmentConfig> ImpairmentFromFlags();
 
 // Whether `c` does anything besides dropping packets (delay, jitter,
 // reordering, duplication, corruption, a rate limit, blackouts).
-bool ImpairsBesidesLoss(const udp::ImpairmentConfig& c);
+bool ImpairsBesidesLoss(const impairment::ImpairmentConfig& c);
 
 // "delay 20ms, jitter 5ms, reorder 2%, dup 1%": what `c` does besides loss,
 // for table notes; empty when nothing.
-std::string DescribeBesidesLoss(const udp::ImpairmentConfig& c);
+std::string DescribeBesidesLoss(const impairment::ImpairmentConfig& c);
 
 }  // namespace udpmsg::cli
 

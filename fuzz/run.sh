@@ -64,8 +64,7 @@ case "$target" in
     ;;
   endpoint)
     # The sans-I/O core without reliable/runtime.cc (sockets, epoll).
-    srcs=(fuzz/endpoint_fuzzer.cc "${proto_srcs[@]}" udp/socket_address.cc
-          udp/impairment.cc)
+    srcs=(fuzz/endpoint_fuzzer.cc "${proto_srcs[@]}" udp/socket_address.cc)
     for f in reliable/*.cc; do
       [[ "$f" == reliable/runtime.cc ]] || srcs+=("$f")
     done

@@ -47,7 +47,7 @@
 #include "proto/codec.h"
 #include "reliable/connection.h"
 #include "reliable/cookie.h"
-#include "udp/impairment.h"
+#include "reliable/deterministic_rng.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::reliable {
@@ -183,7 +183,7 @@ class Endpoint final {
   EndpointOptions options_;
   proto::Codec codec_;
   CookieJar cookies_;
-  udp::DeterministicRng rng_;
+  reliable::DeterministicRng rng_;
   absl::btree_map<ConnectionId, std::unique_ptr<Connection>> connections_;
   absl::flat_hash_map<ClientKey, ConnectionId> by_client_;
   std::vector<Outgoing> outgoing_;

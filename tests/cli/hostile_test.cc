@@ -16,10 +16,11 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "proto/codec.h"
+#include "reliable/deterministic_rng.h"
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -77,7 +78,7 @@ TEST(HostileTest, MillionHostileDatagramsLeaveTheServerUnchanged) {
   proto::Packet hello;
   hello.hello.emplace();
   hello.hello->max_datagram = proto::kDefaultMaxDatagram;
-  udp::DeterministicRng rng(2026);
+  reliable::DeterministicRng rng(2026);
   uint64_t sent_bytes = 0;
   uint64_t hello_bytes = 0;
   std::vector<udp::DatagramSocket> sockets;

@@ -29,9 +29,9 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -229,11 +229,11 @@ TEST_P(ImpairFamilyTest, ForwardsBothWaysIntactWithOneMappingPerClient) {
 // Which of `count` Numbered() datagrams the up direction (seed S) keeps,
 // straight from the model the proxy documents it uses.
 std::vector<int> PredictedSurvivors(double loss, uint64_t seed, int count) {
-  udp::ImpairmentConfig config;
+  impairment::ImpairmentConfig config;
   config.loss = loss;
   config.seed = seed;
-  absl::StatusOr<udp::ImpairmentModel> model =
-      udp::ImpairmentModel::Create(config, absl::UnixEpoch());
+  absl::StatusOr<impairment::ImpairmentModel> model =
+      impairment::ImpairmentModel::Create(config, absl::UnixEpoch());
   EXPECT_TRUE(model.ok()) << model.status();
   std::vector<int> survivors;
   for (int i = 0; model.ok() && i < count; ++i) {

@@ -35,8 +35,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "tests/cli/subprocess.h"
-#include "udp/impairment.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -241,11 +241,11 @@ TEST_F(NfqueueTest, AddsTheDelayAndDropsTheConfiguredFraction) {
   const double sigma = std::sqrt(kPings * 0.1 * 0.9);
   EXPECT_LE(std::abs(pings.lost - mean), 5 * sigma) << pings.lost << " lost";
   // ... and exactly what the seeded model decides for 1000 packets.
-  udp::ImpairmentConfig config;
+  impairment::ImpairmentConfig config;
   config.loss = 0.1;
   config.delay = kDelay;
   config.seed = 3;
-  absl::StatusOr<udp::ImpairmentModel> model = udp::ImpairmentModel::Create(config, absl::Now());
+  absl::StatusOr<impairment::ImpairmentModel> model = impairment::ImpairmentModel::Create(config, absl::Now());
   ASSERT_TRUE(model.ok());
   for (int i = 0; i < kPings; ++i) model->OnPacket(absl::Now(), absl::string_view("abcd"));
   EXPECT_EQ(pings.lost, static_cast<int>(model->counters().dropped_loss));

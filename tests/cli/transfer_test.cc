@@ -21,9 +21,10 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
+#include "reliable/deterministic_rng.h"
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -41,7 +42,7 @@ std::string TempDir() {
 
 std::string WriteInput(const std::string& name, size_t size, uint64_t seed) {
   const std::string path = absl::StrCat(TempDir(), "/", name);
-  udp::DeterministicRng rng(seed);
+  reliable::DeterministicRng rng(seed);
   std::string data(size, '\0');
   for (size_t i = 0; i < size; i += 8) {
     const uint64_t r = rng.Next();
@@ -166,7 +167,7 @@ TEST(TransferTest, MalformedDatagramsSprayedAtTheReceiverChangeNothing) {
   const udp::SocketAddress target = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port);
   absl::StatusOr<udp::DatagramSocket> spray = udp::DatagramSocket::Open(udp::AddressFamily::kIpv4, {});
   ASSERT_TRUE(spray.ok()) << spray.status();
-  udp::DeterministicRng rng(77);
+  reliable::DeterministicRng rng(77);
   for (int i = 0; i < 3000; ++i) {
     std::string junk(rng.Uniform(1400), '\0');
     for (char& c : junk) c = static_cast<char>(rng.Next());

@@ -17,11 +17,12 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "reliable/congestion.h"
+#include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/sim/simulator.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg {
@@ -346,7 +347,7 @@ class FluidPath {
   double rate_;
   absl::Duration rtt_;
   double loss_;
-  udp::DeterministicRng rng_;
+  reliable::DeterministicRng rng_;
   reliable::Pacer pacer_;
   absl::Time now_ = kBase;
   absl::Time link_free_ = kBase;
@@ -542,7 +543,7 @@ constexpr size_t kMessageBytes = 64 << 10;
 udp::SocketAddress Addr(absl::string_view text) { return *udp::SocketAddress::Parse(text); }
 
 std::string Payload(uint64_t seed, uint64_t i, size_t size) {
-  udp::DeterministicRng rng(seed, 5000 + i);
+  reliable::DeterministicRng rng(seed, 5000 + i);
   std::string s(size, '\0');
   for (char& c : s) c = static_cast<char>(rng.Next());
   return s;
@@ -566,8 +567,8 @@ struct TransferResult {
   }
 };
 
-udp::ImpairmentConfig Link(double loss) {
-  udp::ImpairmentConfig link;
+impairment::ImpairmentConfig Link(double loss) {
+  impairment::ImpairmentConfig link;
   link.rate_bps = static_cast<uint64_t>(kLinkBps);
   link.queue_limit_bytes = 100'000;
   link.delay = absl::Milliseconds(20);
@@ -576,7 +577,7 @@ udp::ImpairmentConfig Link(double loss) {
 }
 
 TransferResult RunTransfer(uint64_t seed, const std::string& congestion,
-                           const udp::ImpairmentConfig& link,
+                           const impairment::ImpairmentConfig& link,
                            size_t transfer_bytes = kTransferBytes) {
   TransferResult result;
   EndpointOptions server_options;

@@ -12,12 +12,13 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "proto/frames.h"
+#include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -55,7 +56,7 @@ TEST(EndpointSimTest, HandshakeThenMessageAndReceiptOnPerfectLink) {
 // Sends `big` bytes as one message followed by `small` small messages, all
 // reliable-ordered on channel 1, and checks exact, in-order, once-only
 // delivery and one receipt per message.
-void RunOrderedTransfer(uint64_t seed, const udp::ImpairmentConfig& link,
+void RunOrderedTransfer(uint64_t seed, const impairment::ImpairmentConfig& link,
                         const std::vector<size_t>& big, int small, absl::Duration limit) {
   SCOPED_TRACE(absl::StrCat("seed=", seed));
   Pair net(seed, link);
@@ -63,7 +64,7 @@ void RunOrderedTransfer(uint64_t seed, const udp::ImpairmentConfig& link,
   ASSERT_NE(id, 0u);
   std::vector<std::string> sent;
   for (size_t b : big) sent.push_back(Payload(seed, sent.size(), b));
-  udp::DeterministicRng sizes(seed, 99);
+  reliable::DeterministicRng sizes(seed, 99);
   for (int i = 0; i < small; ++i) {
     sent.push_back(Payload(seed, sent.size(), 1 + sizes.Uniform(200)));
   }
@@ -146,7 +147,7 @@ TEST(EndpointSimTest, FiftyHandshakesAtThirtyPercentLossBothWaysAllComplete) {
 }
 
 TEST(EndpointSimTest, TenMegabytesAcrossTwoSecondBlackoutsCompletes) {
-  udp::ImpairmentConfig link = Lossy(0.01, 0, 0);
+  impairment::ImpairmentConfig link = Lossy(0.01, 0, 0);
   link.rate_bps = 50'000'000;
   link.queue_limit_bytes = 256 * 1024;
   link.blackouts = {{absl::Seconds(1), absl::Seconds(3)}, {absl::Seconds(5), absl::Seconds(7)}};
@@ -158,7 +159,7 @@ TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
     SCOPED_TRACE(absl::StrCat("seed=", seed));
     Pair net(seed, Lossy(0, 0, 0));
     const ConnectionId id = net.Connect();
-    udp::ImpairmentConfig dead;
+    impairment::ImpairmentConfig dead;
     dead.loss = 1.0;
     net.SetLinks(dead);
     const absl::Time cut = net.sim().now();

@@ -21,13 +21,14 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
 #include "proto/codec.h"
 #include "proto/frames.h"
+#include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -218,7 +219,7 @@ TEST(EndpointTest, HundredThousandSpoofedHellosLeaveNoStateAndAmplifyAtMostThree
   // max_datagram] (a larger datagram is malformed for the server).
   const std::vector<proto::Codec> codecs = {MakeCodec(proto::kMinDatagram), MakeCodec(700),
                                             MakeCodec(1000), MakeCodec(1200)};
-  udp::DeterministicRng rng(seed);
+  reliable::DeterministicRng rng(seed);
   uint64_t request_bytes = 0;
   uint64_t reply_bytes = 0;
   uint64_t replies = 0;
@@ -327,7 +328,7 @@ TEST(EndpointTest, HelloWithBadCookieGetsFreshChallengeNotConnection) {
   forged[forged.size() - 1] ^= 0x01;
   std::string forged_time = good;
   forged_time[7] ^= 0x01;
-  udp::DeterministicRng rng(3);
+  reliable::DeterministicRng rng(3);
   std::string random_cookie(reliable::CookieJar::kCookieBytes, '\0');
   for (char& c : random_cookie) c = static_cast<char>(rng.Next());
   const std::vector<Case> cases = {
@@ -423,7 +424,7 @@ TEST(EndpointTest, MalformedAndMisdirectedDatagramsChangeNothing) {
   Endpoint& server = net.server().endpoint();
   const proto::Codec codec = MakeCodec();
   const udp::SocketAddress client_addr = net.client().address();
-  udp::DeterministicRng rng(seed);
+  reliable::DeterministicRng rng(seed);
   const absl::Time now = net.sim().now();
   const reliable::EndpointStats before = server.stats();
   const reliable::ConnectionStats conn_before = *server.Stats(server_id);
@@ -660,7 +661,7 @@ class SlowAppNode final : public sim::Node {
 };
 
 std::string Payload(uint64_t seed, uint64_t i, size_t size) {
-  udp::DeterministicRng rng(seed, 1000 + i);
+  reliable::DeterministicRng rng(seed, 1000 + i);
   std::string s(size, '\0');
   for (char& c : s) c = static_cast<char>(rng.Next());
   return s;
@@ -680,7 +681,7 @@ void RunSlowReceiver(uint64_t seed, absl::Duration stall) {
   EndpointNode sender(kStart, Addr("10.0.0.2:5000"), sender_options);
   ASSERT_TRUE(sim.AddNode(receiver.address(), &receiver).ok());
   ASSERT_TRUE(sim.AddNode(sender.address(), &sender).ok());
-  udp::ImpairmentConfig link = Lossy();
+  impairment::ImpairmentConfig link = Lossy();
   link.rate_bps = 100'000'000;
   link.queue_limit_bytes = 1 << 20;
   ASSERT_TRUE(sim.SetLink(receiver.address(), sender.address(), link).ok());
@@ -958,7 +959,7 @@ void RunSmallBudgetTransfer(uint64_t seed, DeliveryMode mode) {
   constexpr int kMessages = 60;
   EndpointOptions server_options = ServerOptions(seed);
   server_options.connection.max_reassembly_bytes = 128 << 10;
-  udp::ImpairmentConfig link = Lossy(0.05, 0.05, 0.01);
+  impairment::ImpairmentConfig link = Lossy(0.05, 0.05, 0.01);
   link.rate_bps = 100'000'000;
   link.queue_limit_bytes = 1 << 20;
   Pair net(seed, link, server_options, ClientOptions(seed));
@@ -1178,7 +1179,7 @@ std::vector<std::string> RunSmallLossyScenario(uint64_t seed) {
   sim.PollAll();
   EXPECT_TRUE(sim.RunUntil([&] { return client.Count(Event::Type::kConnected) == 1; },
                            sim.now() + absl::Seconds(30)));
-  udp::DeterministicRng sizes(seed, 5);
+  reliable::DeterministicRng sizes(seed, 5);
   for (int i = 0; i < 60; ++i) {
     const DeliveryMode mode = static_cast<DeliveryMode>(i % 4);
     EXPECT_TRUE(client.endpoint()

@@ -13,10 +13,11 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "impairment/model.h"
+#include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/sim/simulator.h"
-#include "udp/impairment.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::testing {
@@ -27,7 +28,7 @@ inline udp::SocketAddress Addr(absl::string_view text) { return *udp::SocketAddr
 
 // The payload of message `i` of a run: its size and bytes depend on the seed.
 inline std::string Payload(uint64_t seed, uint64_t i, size_t size) {
-  udp::DeterministicRng rng(seed, 1000 + i);
+  reliable::DeterministicRng rng(seed, 1000 + i);
   std::string s(size, '\0');
   for (char& c : s) c = static_cast<char>(rng.Next());
   return s;
@@ -47,8 +48,8 @@ inline reliable::EndpointOptions ClientOptions(uint64_t seed) {
   return o;
 }
 
-inline udp::ImpairmentConfig Lossy(double loss = 0, double reorder = 0, double dup = 0) {
-  udp::ImpairmentConfig c;
+inline impairment::ImpairmentConfig Lossy(double loss = 0, double reorder = 0, double dup = 0) {
+  impairment::ImpairmentConfig c;
   c.delay = absl::Milliseconds(10);
   c.jitter = absl::Milliseconds(2);
   c.loss = loss;
@@ -61,7 +62,7 @@ inline udp::ImpairmentConfig Lossy(double loss = 0, double reorder = 0, double d
 // A server and a client joined by one path each way.
 class Pair {
  public:
-  Pair(uint64_t seed, const udp::ImpairmentConfig& link,
+  Pair(uint64_t seed, const impairment::ImpairmentConfig& link,
        const reliable::EndpointOptions& server_options, const reliable::EndpointOptions& client_options)
       : sim_(seed, kStart),
         server_(kStart, Addr("10.0.0.1:4000"), server_options),
@@ -70,10 +71,10 @@ class Pair {
     EXPECT_TRUE(sim_.AddNode(client_.address(), &client_).ok());
     SetLinks(link);
   }
-  Pair(uint64_t seed, const udp::ImpairmentConfig& link)
+  Pair(uint64_t seed, const impairment::ImpairmentConfig& link)
       : Pair(seed, link, ServerOptions(seed), ClientOptions(seed)) {}
 
-  void SetLinks(const udp::ImpairmentConfig& link) {
+  void SetLinks(const impairment::ImpairmentConfig& link) {
     EXPECT_TRUE(sim_.SetLink(server_.address(), client_.address(), link).ok());
     EXPECT_TRUE(sim_.SetLink(client_.address(), server_.address(), link).ok());
   }

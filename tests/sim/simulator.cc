@@ -11,7 +11,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
+#include "reliable/deterministic_rng.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::sim {
@@ -30,7 +31,7 @@ uint64_t Fnv1a(absl::string_view text) {
 
 // The seed of the path from -> to in a simulation seeded with `seed`.
 uint64_t PathSeed(uint64_t seed, const udp::SocketAddress& from, const udp::SocketAddress& to) {
-  udp::DeterministicRng rng(seed, Fnv1a(absl::StrCat(from.ToString(), ">", to.ToString())));
+  reliable::DeterministicRng rng(seed, Fnv1a(absl::StrCat(from.ToString(), ">", to.ToString())));
   return rng.Next();
 }
 
@@ -56,11 +57,11 @@ absl::Status Simulator::AddNode(const udp::SocketAddress& address, Node* node) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<udp::ImpairmentModel> Simulator::MakeModel(
-    const PathKey& key, const udp::ImpairmentConfig& config) const {
-  udp::ImpairmentConfig seeded = config;
+absl::StatusOr<impairment::ImpairmentModel> Simulator::MakeModel(
+    const PathKey& key, const impairment::ImpairmentConfig& config) const {
+  impairment::ImpairmentConfig seeded = config;
   seeded.seed = PathSeed(seed_, key.first, key.second);
-  absl::StatusOr<udp::ImpairmentModel> model = udp::ImpairmentModel::Create(seeded, start_);
+  absl::StatusOr<impairment::ImpairmentModel> model = impairment::ImpairmentModel::Create(seeded, start_);
   if (!model.ok()) {
     return absl::Status(model.status().code(),
                         absl::StrCat("sim: link ", key.first.ToString(), " -> ",
@@ -70,9 +71,9 @@ absl::StatusOr<udp::ImpairmentModel> Simulator::MakeModel(
 }
 
 absl::Status Simulator::SetLink(const udp::SocketAddress& from, const udp::SocketAddress& to,
-                                const udp::ImpairmentConfig& config) {
+                                const impairment::ImpairmentConfig& config) {
   PathKey key(from, to);
-  absl::StatusOr<udp::ImpairmentModel> model = MakeModel(key, config);
+  absl::StatusOr<impairment::ImpairmentModel> model = MakeModel(key, config);
   if (!model.ok()) return model.status();
   auto it = paths_.find(key);
   if (it == paths_.end()) {
@@ -84,8 +85,8 @@ absl::Status Simulator::SetLink(const udp::SocketAddress& from, const udp::Socke
   return absl::OkStatus();
 }
 
-absl::Status Simulator::SetDefaultLink(const udp::ImpairmentConfig& config) {
-  absl::Status status = udp::Validate(config);
+absl::Status Simulator::SetDefaultLink(const impairment::ImpairmentConfig& config) {
+  absl::Status status = impairment::Validate(config);
   if (!status.ok()) return status;
   default_link_ = config;
   return absl::OkStatus();
@@ -123,7 +124,7 @@ void Simulator::Send(Datagram d) {
   Path& path = GetPath(PathKey(d.from, d.to));
   path.stats.bytes_sent += d.bytes.size();
   ++path.stats.packets_sent;
-  for (udp::Delivery& delivery : path.model.OnPacket(now_, d.bytes)) {
+  for (impairment::Delivery& delivery : path.model.OnPacket(now_, d.bytes)) {
     Event event;
     event.kind = EventKind::kDeliver;
     event.datagram = Datagram{d.from, d.to, std::move(delivery.bytes)};

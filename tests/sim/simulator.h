@@ -2,7 +2,7 @@
 // participants (e.g. adapters around reliable::Endpoint).
 //
 // Nodes are registered under a SocketAddress. Whatever a node sends travels
-// the directed path (from, to), which is a udp::ImpairmentModel (loss, delay,
+// the directed path (from, to), which is a impairment::ImpairmentModel (loss, delay,
 // jitter, reorder, duplicate, corrupt, bottleneck, blackouts), and arrives at
 // the node registered under `to` at the model's deliver_at. Time is virtual:
 // there is no wall clock and no thread, and events run in (time, insertion
@@ -16,7 +16,7 @@
 //   MyNode alice(...), bob(...);               // implement sim::Node
 //   CHECK_OK(sim.AddNode(a, &alice));
 //   CHECK_OK(sim.AddNode(b, &bob));
-//   udp::ImpairmentConfig lossy;
+//   impairment::ImpairmentConfig lossy;
 //   lossy.loss = 0.05;
 //   lossy.delay = absl::Milliseconds(20);
 //   CHECK_OK(sim.SetLink(a, b, lossy));
@@ -62,7 +62,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::sim {
@@ -108,11 +108,11 @@ class Simulator final {
   absl::Status AddNode(const udp::SocketAddress& address, Node* node);
 
   // Configures the directed path from -> to. INVALID_ARGUMENT if the config
-  // fails udp::Validate().
+  // fails impairment::Validate().
   absl::Status SetLink(const udp::SocketAddress& from, const udp::SocketAddress& to,
-                       const udp::ImpairmentConfig& config);
+                       const impairment::ImpairmentConfig& config);
   // The config of paths without SetLink. Initially perfect with 1 ms delay.
-  absl::Status SetDefaultLink(const udp::ImpairmentConfig& config);
+  absl::Status SetDefaultLink(const impairment::ImpairmentConfig& config);
 
   // Delivers `d` to d.to's node at max(at, now()), bypassing all links (for
   // spoofing tests). Path stats are not touched.
@@ -138,7 +138,7 @@ class Simulator final {
   uint64_t seed() const { return seed_; }
 
   struct PathStats {
-    udp::ImpairmentCounters counters;  // of the path's model(s)
+    impairment::ImpairmentCounters counters;  // of the path's model(s)
     uint64_t bytes_sent = 0;           // handed to the path by the sender
     uint64_t packets_sent = 0;
     uint64_t bytes_delivered = 0;      // handed to the receiving node
@@ -175,9 +175,9 @@ class Simulator final {
     uint64_t generation;     // bumped whenever the queued timer is replaced
   };
   struct Path {
-    explicit Path(udp::ImpairmentModel m) : model(std::move(m)) {}
-    udp::ImpairmentModel model;
-    udp::ImpairmentCounters past;  // counters of replaced models
+    explicit Path(impairment::ImpairmentModel m) : model(std::move(m)) {}
+    impairment::ImpairmentModel model;
+    impairment::ImpairmentCounters past;  // counters of replaced models
     PathStats stats;
   };
   enum class EventKind { kDeliver, kTimer, kAction };
@@ -198,8 +198,8 @@ class Simulator final {
   void Poll(size_t index);
   void Send(Datagram d);
   Path& GetPath(const PathKey& key);
-  absl::StatusOr<udp::ImpairmentModel> MakeModel(const PathKey& key,
-                                                 const udp::ImpairmentConfig& config) const;
+  absl::StatusOr<impairment::ImpairmentModel> MakeModel(const PathKey& key,
+                                                 const impairment::ImpairmentConfig& config) const;
 
   const uint64_t seed_;
   const absl::Time start_;
@@ -209,7 +209,7 @@ class Simulator final {
   std::vector<NodeState> nodes_;
   absl::flat_hash_map<udp::SocketAddress, size_t> node_index_;
   absl::flat_hash_map<PathKey, Path> paths_;
-  udp::ImpairmentConfig default_link_;
+  impairment::ImpairmentConfig default_link_;
   uint64_t events_processed_ = 0;
   uint64_t undeliverable_ = 0;
   uint64_t stale_timers_ = 0;

@@ -17,7 +17,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::sim {
@@ -166,9 +166,9 @@ TEST(SimulatorTest, DeliveryTimeIsSendTimePlusDelay) {
   EchoNode b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig forward;
+  impairment::ImpairmentConfig forward;
   forward.delay = absl::Milliseconds(20);
-  udp::ImpairmentConfig back;
+  impairment::ImpairmentConfig back;
   back.delay = absl::Microseconds(500);
   ASSERT_TRUE(sim.SetLink(A(), B(), forward).ok());
   ASSERT_TRUE(sim.SetLink(B(), A(), back).ok());
@@ -192,7 +192,7 @@ TEST(SimulatorTest, LossFractionIsBinomial) {
     SinkNode b;
     ASSERT_TRUE(sim.AddNode(A(), &a).ok());
     ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-    udp::ImpairmentConfig lossy;
+    impairment::ImpairmentConfig lossy;
     lossy.loss = 0.1;
     lossy.delay = absl::Milliseconds(5);
     ASSERT_TRUE(sim.SetLink(A(), B(), lossy).ok());
@@ -213,7 +213,7 @@ std::vector<Arrival> NoisyRun(uint64_t seed) {
   EchoNode b;
   EXPECT_TRUE(sim.AddNode(A(), &a).ok());
   EXPECT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig noisy;
+  impairment::ImpairmentConfig noisy;
   noisy.loss = 0.1;
   noisy.delay = absl::Milliseconds(10);
   noisy.jitter = absl::Milliseconds(5);
@@ -243,7 +243,7 @@ TEST(SimulatorTest, PathsHaveIndependentSeeds) {
   PingNode b(A(), 1000, sim.start(), absl::Milliseconds(1));
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig lossy;
+  impairment::ImpairmentConfig lossy;
   lossy.loss = 0.5;
   ASSERT_TRUE(sim.SetDefaultLink(lossy).ok());
   sim.RunFor(absl::Seconds(2));
@@ -260,7 +260,7 @@ TEST(SimulatorTest, DuplicatesArriveTwiceAtTheSameTime) {
   SinkNode b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig dup;
+  impairment::ImpairmentConfig dup;
   dup.duplicate = 1.0;
   dup.delay = absl::Milliseconds(4);
   ASSERT_TRUE(sim.SetLink(A(), B(), dup).ok());
@@ -283,7 +283,7 @@ TEST(SimulatorTest, ReorderedPacketsAreOvertaken) {
   SinkNode b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig reorder;
+  impairment::ImpairmentConfig reorder;
   reorder.reorder = 0.1;
   reorder.reorder_delay = absl::Milliseconds(10);
   reorder.delay = absl::Milliseconds(5);
@@ -311,7 +311,7 @@ TEST(SimulatorTest, BandwidthSpacesArrivals) {
   SinkNode a, b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig slow;
+  impairment::ImpairmentConfig slow;
   slow.rate_bps = 1'000'000;
   slow.delay = absl::Milliseconds(2);
   ASSERT_TRUE(sim.SetLink(A(), B(), slow).ok());
@@ -335,7 +335,7 @@ TEST(SimulatorTest, BlackoutDropsEverythingInsideTheWindow) {
   SinkNode b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig config;
+  impairment::ImpairmentConfig config;
   config.delay = absl::Milliseconds(1);
   config.blackouts.push_back({absl::Seconds(1), absl::Seconds(2)});  // from sim start
   ASSERT_TRUE(sim.SetLink(A(), B(), config).ok());
@@ -355,7 +355,7 @@ TEST(SimulatorTest, InjectBypassesLinks) {
   SinkNode a, b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
-  udp::ImpairmentConfig dead;
+  impairment::ImpairmentConfig dead;
   dead.loss = 1.0;
   dead.delay = absl::Seconds(1);
   ASSERT_TRUE(sim.SetDefaultLink(dead).ok());
@@ -477,13 +477,13 @@ TEST(SimulatorTest, ConfigurationErrors) {
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   EXPECT_EQ(sim.AddNode(A(), &b).code(), absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(sim.AddNode(udp::SocketAddress(), &b).code(), absl::StatusCode::kInvalidArgument);
-  udp::ImpairmentConfig bad;
+  impairment::ImpairmentConfig bad;
   bad.loss = 1.5;
   EXPECT_EQ(sim.SetLink(A(), B(), bad).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(sim.SetDefaultLink(bad).code(), absl::StatusCode::kInvalidArgument);
   const Simulator::PathStats unused = sim.path_stats(A(), B());
   EXPECT_EQ(unused.packets_sent, 0u);
-  EXPECT_EQ(unused.counters, udp::ImpairmentCounters{});
+  EXPECT_EQ(unused.counters, impairment::ImpairmentCounters{});
 }
 
 TEST(SimulatorTest, IdleRunAdvancesTime) {

@@ -4,7 +4,7 @@
 // A UDP proxy: clients send to the listen socket; each distinct client gets
 // its own upstream socket connected to the target (a NAT-like mapping), and
 // the target's replies go back to that client from the listen socket. Each
-// direction passes through its own udp::ImpairmentModel: up (client ->
+// direction passes through its own ImpairmentModel: up (client ->
 // target) seeded with config.seed, down with config.seed ^ 0x9E3779B97F4A7C15.
 // Bounded: at most 1024 mappings (LRU, 2 min idle expiry) and 64 MiB of
 // scheduled copies.
@@ -18,8 +18,8 @@
 //
 // Threading: Run() on one thread; Stop() from any thread; counters() and
 // PrintCounters() after Run() returned. Owns its sockets.
-#ifndef UDPMSG_CLI_IMPAIR_PROXY_H_
-#define UDPMSG_CLI_IMPAIR_PROXY_H_
+#ifndef UDPMSG_IMPAIRMENT_PROXY_H_
+#define UDPMSG_IMPAIRMENT_PROXY_H_
 
 #include <memory>
 #include <string>
@@ -27,10 +27,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 #include "udp/socket_address.h"
 
-namespace udpmsg::cli {
+namespace udpmsg::impairment {
 
 class ImpairProxy final {
  public:
@@ -38,7 +38,7 @@ class ImpairProxy final {
     udp::SocketAddress listen;
     bool v6_only = false;
     udp::SocketAddress target;
-    udp::ImpairmentConfig config;
+    ImpairmentConfig config;
     // A descriptor (e.g. a signalfd) whose readability stops Run(); owned by
     // the proxy from Create on. -1 for none.
     int stop_fd = -1;
@@ -60,7 +60,7 @@ class ImpairProxy final {
 
   // Per direction: "up:   received=.. ... pending=.." and "down: ...".
   void PrintCounters() const;
-  udp::ImpairmentCounters counters(bool up) const;
+  ImpairmentCounters counters(bool up) const;
 
  private:
   class Impl;
@@ -72,9 +72,9 @@ class ImpairProxy final {
 };
 
 // "impairing both directions: loss=10% ... seed=1, forwarding to ADDR".
-std::string DescribeImpairment(const udp::ImpairmentConfig& config,
+std::string DescribeImpairment(const ImpairmentConfig& config,
                                const udp::SocketAddress& target);
 
-}  // namespace udpmsg::cli
+}  // namespace udpmsg::impairment
 
-#endif  // UDPMSG_CLI_IMPAIR_PROXY_H_
+#endif  // UDPMSG_IMPAIRMENT_PROXY_H_

@@ -1,4 +1,4 @@
-// The engine of `udpmsg impair` (see impair_proxy.h).
+// The engine of `udpmsg impair` (see proxy.h).
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -23,15 +23,15 @@
 #include "reliable/clock.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
 
 #include <atomic>
 
-#include "cli/impair_proxy.h"
+#include "impairment/proxy.h"
 
-namespace udpmsg::cli {
+namespace udpmsg::impairment {
 namespace {
 
 
@@ -85,15 +85,15 @@ struct ProxyCounters {
   uint64_t send_failed = 0;
 };
 
-std::string DescribeImpl(const udp::ImpairmentConfig& c, const udp::SocketAddress& target) {
+std::string DescribeImpl(const ImpairmentConfig& c, const udp::SocketAddress& target) {
   std::string text =
-      absl::StrCat("impairing both directions: loss=", udp::FormatRate(c.loss),
-                   " burst=", udp::FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
-                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", udp::FormatRate(c.reorder));
+      absl::StrCat("impairing both directions: loss=", FormatRate(c.loss),
+                   " burst=", FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
+                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", FormatRate(c.reorder));
   if (c.reorder > 0)
     absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
-  absl::StrAppend(&text, " dup=", udp::FormatRate(c.duplicate), " corrupt=", udp::FormatRate(c.corrupt),
-                  " rate=", udp::FormatBandwidth(c.rate_bps));
+  absl::StrAppend(&text, " dup=", FormatRate(c.duplicate), " corrupt=", FormatRate(c.corrupt),
+                  " rate=", FormatBandwidth(c.rate_bps));
   if (c.rate_bps > 0) absl::StrAppend(&text, " queue_limit=", c.queue_limit_bytes, "B");
   absl::StrAppend(&text, " seed=", c.seed, ", forwarding to ", target.ToString());
   return text;
@@ -104,7 +104,7 @@ std::string DescribeImpl(const udp::ImpairmentConfig& c, const udp::SocketAddres
 class ImpairProxy::Impl {
  public:
   Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd signals,
-        const udp::SocketAddress& target, udp::ImpairmentModel up, udp::ImpairmentModel down,
+        const udp::SocketAddress& target, ImpairmentModel up, ImpairmentModel down,
         const Clock& clock)
       : listen_(std::move(listen)),
         poller_(std::move(poller)),
@@ -159,7 +159,7 @@ class ImpairProxy::Impl {
     poller_.Wake();
   }
 
-  udp::ImpairmentCounters counters(bool up) const { return models_[up ? kUp : kDown].counters(); }
+  ImpairmentCounters counters(bool up) const { return models_[up ? kUp : kDown].counters(); }
 
   void PrintCounters() const {
     uint64_t pending[2] = {0, 0};
@@ -218,7 +218,7 @@ class ImpairProxy::Impl {
     deliveries_.clear();
     const absl::string_view bytes(reinterpret_cast<const char*>(slot.buffer.data()), slot.size);
     models_[d].OnPacket(now, bytes, &deliveries_);
-    for (udp::Delivery& delivery : deliveries_) {
+    for (Delivery& delivery : deliveries_) {
       if (d == kUp && token == 0) {
         ++proxy_counters_[d].send_failed;  // no upstream socket could be opened
         continue;
@@ -334,7 +334,7 @@ class ImpairProxy::Impl {
   udp::OwnedFd signals_;
   const udp::SocketAddress target_;
   const Clock clock_;  // a copy: same origin as the proxy's start time
-  udp::ImpairmentModel models_[2];
+  ImpairmentModel models_[2];
   ProxyCounters proxy_counters_[2];
 
   MappingList lru_;  // most recently used first
@@ -352,11 +352,11 @@ class ImpairProxy::Impl {
 
   std::vector<uint8_t> buffers_;
   std::vector<udp::ReceiveSlot> slots_;
-  std::vector<udp::Delivery> deliveries_;
+  std::vector<Delivery> deliveries_;
   std::atomic<bool> stop_{false};
 };
 
-std::string DescribeImpairment(const udp::ImpairmentConfig& config,
+std::string DescribeImpairment(const ImpairmentConfig& config,
                                const udp::SocketAddress& target) {
   return DescribeImpl(config, target);
 }
@@ -386,11 +386,11 @@ absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& 
   const Clock clock;
   proxy->start_ = clock.Now();
   proxy->local_ = *local;
-  udp::ImpairmentConfig down_config = options.config;
+  ImpairmentConfig down_config = options.config;
   down_config.seed = options.config.seed ^ kDownSeedMix;
-  absl::StatusOr<udp::ImpairmentModel> up = udp::ImpairmentModel::Create(options.config, proxy->start_);
+  absl::StatusOr<ImpairmentModel> up = ImpairmentModel::Create(options.config, proxy->start_);
   if (!up.ok()) return up.status();
-  absl::StatusOr<udp::ImpairmentModel> down = udp::ImpairmentModel::Create(down_config, proxy->start_);
+  absl::StatusOr<ImpairmentModel> down = ImpairmentModel::Create(down_config, proxy->start_);
   if (!down.ok()) return down.status();
   proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(signals),
                                         options.target, *std::move(up), *std::move(down),
@@ -409,6 +409,6 @@ void ImpairProxy::Stop() { impl_->Stop(); }
 
 void ImpairProxy::PrintCounters() const { impl_->PrintCounters(); }
 
-udp::ImpairmentCounters ImpairProxy::counters(bool up) const { return impl_->counters(up); }
+ImpairmentCounters ImpairProxy::counters(bool up) const { return impl_->counters(up); }
 
-}  // namespace udpmsg::cli
+}  // namespace udpmsg::impairment

@@ -1,4 +1,4 @@
-#include "cli/nfqueue_impair.h"
+#include "impairment/nfqueue.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -32,11 +32,11 @@ extern "C" {
 #include "absl/time/time.h"
 #include "udp/errno_status.h"
 #include "reliable/clock.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
 
-namespace udpmsg::cli {
+namespace udpmsg::impairment {
 namespace {
 
 constexpr uint64_t kNetlinkToken = 1;
@@ -88,16 +88,16 @@ std::string KernelCounters(uint16_t queue) {
 
 }  // namespace
 
-std::string DescribeNfqueue(uint16_t queue, const udp::ImpairmentConfig& c) {
-  std::string text = absl::StrCat("queue ", queue, ": impairing loss=", udp::FormatRate(c.loss),
-                                  " burst=", udp::FormatRate(c.burst),
+std::string DescribeNfqueue(uint16_t queue, const ImpairmentConfig& c) {
+  std::string text = absl::StrCat("queue ", queue, ": impairing loss=", FormatRate(c.loss),
+                                  " burst=", FormatRate(c.burst),
                                   " delay=", absl::FormatDuration(c.delay),
                                   " jitter=", absl::FormatDuration(c.jitter),
-                                  " reorder=", udp::FormatRate(c.reorder));
+                                  " reorder=", FormatRate(c.reorder));
   if (c.reorder > 0) {
     absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
   }
-  absl::StrAppend(&text, " rate=", udp::FormatBandwidth(c.rate_bps));
+  absl::StrAppend(&text, " rate=", FormatBandwidth(c.rate_bps));
   if (c.rate_bps > 0) absl::StrAppend(&text, " queue_limit=", c.queue_limit_bytes, "B");
   absl::StrAppend(&text, " seed=", c.seed);
   return text;
@@ -105,7 +105,7 @@ std::string DescribeNfqueue(uint16_t queue, const udp::ImpairmentConfig& c) {
 
 class NfqueueImpairer::Impl {
  public:
-  Impl(const Options& options, udp::ImpairmentModel model, udp::Poller poller,
+  Impl(const Options& options, ImpairmentModel model, udp::Poller poller,
        udp::OwnedFd stop)
       : options_(options),
         model_(std::move(model)),
@@ -236,11 +236,11 @@ class NfqueueImpairer::Impl {
   }
 
   const NfqueueCounters& counters() const { return counters_; }
-  const udp::ImpairmentCounters& model_counters() const { return model_.counters(); }
+  const ImpairmentCounters& model_counters() const { return model_.counters(); }
 
   std::string CountersLine() const {
     const NfqueueCounters& c = counters_;
-    const udp::ImpairmentCounters& m = model_.counters();
+    const ImpairmentCounters& m = model_.counters();
     const absl::Duration mean =
         c.accepted ? c.total_added / static_cast<double>(c.accepted) : absl::ZeroDuration();
     return absl::StrCat(
@@ -309,7 +309,7 @@ class NfqueueImpairer::Impl {
   }
 
   Options options_;
-  udp::ImpairmentModel model_;
+  ImpairmentModel model_;
   udp::Poller poller_;
   udp::OwnedFd stop_;
   const Clock clock_;
@@ -319,7 +319,7 @@ class NfqueueImpairer::Impl {
   int fd_ = -1;
   std::priority_queue<Held, std::vector<Held>, std::greater<Held>> held_;
   uint64_t order_ = 0;
-  std::vector<udp::Delivery> deliveries_;
+  std::vector<Delivery> deliveries_;
   NfqueueCounters counters_;
 };
 
@@ -335,8 +335,8 @@ absl::StatusOr<std::unique_ptr<NfqueueImpairer>> NfqueueImpairer::Create(
   if (::geteuid() != 0) {
     return absl::PermissionDeniedError("--nfqueue needs root (CAP_NET_ADMIN)");
   }
-  absl::StatusOr<udp::ImpairmentModel> model =
-      udp::ImpairmentModel::Create(options.config, absl::Now());
+  absl::StatusOr<ImpairmentModel> model =
+      ImpairmentModel::Create(options.config, absl::Now());
   if (!model.ok()) return model.status();
   absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
   if (!poller.ok()) return poller.status();
@@ -350,9 +350,9 @@ NfqueueImpairer::NfqueueImpairer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 NfqueueImpairer::~NfqueueImpairer() = default;
 absl::Status NfqueueImpairer::Run(absl::Duration duration) { return impl_->Run(duration); }
 const NfqueueCounters& NfqueueImpairer::counters() const { return impl_->counters(); }
-const udp::ImpairmentCounters& NfqueueImpairer::model_counters() const {
+const ImpairmentCounters& NfqueueImpairer::model_counters() const {
   return impl_->model_counters();
 }
 std::string NfqueueImpairer::CountersLine() const { return impl_->CountersLine(); }
 
-}  // namespace udpmsg::cli
+}  // namespace udpmsg::impairment

@@ -63,16 +63,16 @@
 //     the length never changes and a corrupted copy always differs from the
 //     input. Empty packets cannot be corrupted. (counters.corrupted)
 //
-// Randomness: every impairment draws from its own DeterministicRng stream
-// derived from `seed`, so (a) a seed reproduces a run bit for bit on every
+// Randomness: every impairment draws from its own reliable::DeterministicRng
+// stream derived from `seed`, so (a) a seed reproduces a run bit for bit on every
 // platform and compiler, and (b) turning one impairment on or off does not
 // change the decisions of the others (e.g. the same packets are lost with and
 // without duplication).
 //
 // Thread-compatible value type: copying a model copies its state (both copies
 // then make identical future decisions). Owns nothing but its state.
-#ifndef UDPMSG_UDP_IMPAIRMENT_H_
-#define UDPMSG_UDP_IMPAIRMENT_H_
+#ifndef UDPMSG_IMPAIRMENT_MODEL_H_
+#define UDPMSG_IMPAIRMENT_MODEL_H_
 
 #include <cstdint>
 #include <string>
@@ -83,30 +83,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "reliable/deterministic_rng.h"
 
-namespace udpmsg::udp {
-
-// A small PRNG whose output is fixed by its definition, not by a library
-// version: xoshiro256** (Blackman & Vigna) with its 256-bit state filled from
-// splitmix64. Use it wherever a seed must reproduce a run exactly.
-class DeterministicRng final {
- public:
-  // Seeds stream `stream` of `seed`. Different streams of one seed are
-  // statistically independent.
-  explicit DeterministicRng(uint64_t seed, uint64_t stream = 0);
-
-  // The next 64 random bits.
-  uint64_t Next();
-  // Uniform in [0, 1) with 53 bits of precision.
-  double NextDouble();
-  // True with probability `p`. p <= 0 and p >= 1 are decided without a draw.
-  bool Bernoulli(double p);
-  // Uniform in [0, n) without modulo bias; n must be > 0 (returns 0 for 0).
-  uint64_t Uniform(uint64_t n);
-
- private:
-  uint64_t s_[4];
-};
+namespace udpmsg::impairment {
 
 // A blackout: everything arriving in [start, end), measured from the model's
 // origin, is dropped. `end` may be absl::InfiniteDuration().
@@ -205,11 +184,11 @@ class ImpairmentModel final {
   bool bad_ = false;        // Gilbert-Elliott state
   absl::Time link_free_at_ = absl::InfinitePast();
   absl::Time last_in_order_at_ = absl::InfinitePast();
-  DeterministicRng loss_rng_;
-  DeterministicRng jitter_rng_;
-  DeterministicRng reorder_rng_;
-  DeterministicRng duplicate_rng_;
-  DeterministicRng corrupt_rng_;
+  reliable::DeterministicRng loss_rng_;
+  reliable::DeterministicRng jitter_rng_;
+  reliable::DeterministicRng reorder_rng_;
+  reliable::DeterministicRng duplicate_rng_;
+  reliable::DeterministicRng corrupt_rng_;
   Counters counters_;
 };
 
@@ -244,6 +223,6 @@ std::string FormatBandwidth(uint64_t bits_per_second);
 // "1500ms-2s". END must be after START.
 absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text);
 
-}  // namespace udpmsg::udp
+}  // namespace udpmsg::impairment
 
-#endif  // UDPMSG_UDP_IMPAIRMENT_H_
+#endif  // UDPMSG_IMPAIRMENT_MODEL_H_

@@ -3,7 +3,7 @@
 // Instead of proxying one UDP flow, it impairs whatever the kernel's netfilter
 // queues to NFQUEUE number N -- TCP, UDP, anything -- so that different
 // transports can cross the same impaired path. For each queued packet it asks
-// a udp::ImpairmentModel (udp/impairment.h, the same seeded model as the UDP
+// an ImpairmentModel (impairment/model.h, the same seeded model as the UDP
 // proxy) what happens to it, and then:
 //   lost (loss/burst, bottleneck queue)  -> NF_DROP at once
 //   delivered at deliver_at <= now       -> NF_ACCEPT at once
@@ -28,8 +28,8 @@
 // The queue lives in the network namespace of the calling process.
 //
 // Threading: Run() on one thread. Owns its netlink socket.
-#ifndef UDPMSG_CLI_NFQUEUE_IMPAIR_H_
-#define UDPMSG_CLI_NFQUEUE_IMPAIR_H_
+#ifndef UDPMSG_IMPAIRMENT_NFQUEUE_H_
+#define UDPMSG_IMPAIRMENT_NFQUEUE_H_
 
 #include <cstdint>
 #include <memory>
@@ -38,9 +38,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "udp/impairment.h"
+#include "impairment/model.h"
 
-namespace udpmsg::cli {
+namespace udpmsg::impairment {
 
 struct NfqueueCounters {
   uint64_t received = 0;      // packets the kernel queued to us
@@ -59,7 +59,7 @@ class NfqueueImpairer final {
  public:
   struct Options {
     uint16_t queue = 0;
-    udp::ImpairmentConfig config;  // duplicate and corrupt must be 0
+    ImpairmentConfig config;  // duplicate and corrupt must be 0
     uint32_t max_held = 4096;
     // A descriptor (e.g. a signalfd) whose readability stops Run(); owned
     // from Create on. -1 for none.
@@ -80,7 +80,7 @@ class NfqueueImpairer final {
   absl::Status Run(absl::Duration duration);
 
   const NfqueueCounters& counters() const;
-  const udp::ImpairmentCounters& model_counters() const;
+  const ImpairmentCounters& model_counters() const;
   // "queue N: received=.. accepted=.. ..." (one line) plus the kernel's view.
   std::string CountersLine() const;
 
@@ -91,8 +91,8 @@ class NfqueueImpairer final {
 };
 
 // "queue N: impairing loss=5% burst=0 delay=10ms jitter=0 ... seed=1".
-std::string DescribeNfqueue(uint16_t queue, const udp::ImpairmentConfig& config);
+std::string DescribeNfqueue(uint16_t queue, const ImpairmentConfig& config);
 
-}  // namespace udpmsg::cli
+}  // namespace udpmsg::impairment
 
-#endif  // UDPMSG_CLI_NFQUEUE_IMPAIR_H_
+#endif  // UDPMSG_IMPAIRMENT_NFQUEUE_H_
