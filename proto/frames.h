@@ -129,7 +129,13 @@ enum CloseCode : uint32_t {
   // Local only (never sent): the network reported the peer unreachable
   // (ICMP port/host unreachable) while connecting.
   kClosePeerUnreachable = 7,
+  // A server refuses a hello whose encryption does not match its own (it
+  // encrypts and the client does not, or the other way round). Older peers
+  // sent kCloseProtocolError for this; the reason text is the same.
+  kCloseEncryptionMismatch = 8,
 };
+// Applications never see these codes: reliable::CloseReason (and
+// udpmsg::CloseReason) map them, see reliable::CloseReasonFromWire.
 
 inline constexpr size_t kMaxCookieBytes = 64;
 inline constexpr size_t kPublicKeyBytes = 32;

@@ -4,6 +4,8 @@
 #include <optional>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
@@ -23,12 +25,121 @@ constexpr int kMaxPacketsPerPoll = 256;
 // 64-bit varints); used to decide whether another fragment fits.
 constexpr size_t kDataFrameOverhead = 56;
 
+// The controller the options ask for. The deprecated name field wins when
+// set; an unknown name there gets NewReno (Runtime::Create rejects one).
+std::unique_ptr<CongestionController> MakeController(const ConnectionOptions& options,
+                                                     size_t max_datagram) {
+  CongestionControl cc = options.congestion_control;
+  if (!options.congestion.empty()) {
+    absl::StatusOr<CongestionControl> parsed = ParseCongestionControl(options.congestion);
+    cc = parsed.ok() ? *parsed : CongestionControl::kNewReno;
+  }
+  return MakeCongestionController(CongestionControlName(cc), max_datagram);
+}
+
 std::string Ms(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return "-";
   return absl::StrFormat("%.1fms", absl::ToDoubleMilliseconds(d));
 }
 
 }  // namespace
+
+absl::string_view CongestionControlName(CongestionControl cc) {
+  switch (cc) {
+    case CongestionControl::kNewReno:
+      return "newreno";
+    case CongestionControl::kBbr:
+      return "bbr";
+  }
+  return "?";
+}
+
+absl::StatusOr<CongestionControl> ParseCongestionControl(absl::string_view name) {
+  for (CongestionControl cc : {CongestionControl::kNewReno, CongestionControl::kBbr}) {
+    if (absl::EqualsIgnoreCase(name, CongestionControlName(cc))) return cc;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown congestion controller \"", absl::CHexEscape(name), "\" (valid: newreno, bbr)"));
+}
+
+absl::string_view CloseReasonName(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kClosedByApplication:
+      return "closed by application";
+    case CloseReason::kClosedByPeer:
+      return "closed by peer";
+    case CloseReason::kIdleTimeout:
+      return "idle timeout";
+    case CloseReason::kHandshakeTimeout:
+      return "handshake timeout";
+    case CloseReason::kPeerTimeout:
+      return "peer timeout";
+    case CloseReason::kServerFull:
+      return "server full";
+    case CloseReason::kEncryptionMismatch:
+      return "encryption mismatch";
+    case CloseReason::kWrongRoomKey:
+      return "wrong room key";
+    case CloseReason::kPeerUnreachable:
+      return "peer unreachable";
+    case CloseReason::kProtocolError:
+      return "protocol error";
+    case CloseReason::kNumberSpaceExhausted:
+      return "number space exhausted";
+    case CloseReason::kInternalError:
+      return "internal error";
+  }
+  return "?";
+}
+
+CloseReason CloseReasonFromWire(uint32_t code) {
+  switch (code) {
+    case proto::kCloseNormal:
+    case proto::kCloseApplication:
+      return CloseReason::kClosedByPeer;
+    case proto::kCloseIdleTimeout:
+      return CloseReason::kIdleTimeout;
+    case proto::kCloseProtocolError:
+      return CloseReason::kProtocolError;
+    case proto::kCloseTooManyRetransmissions:
+      return CloseReason::kPeerTimeout;
+    case proto::kCloseServerFull:
+      return CloseReason::kServerFull;
+    case proto::kCloseNumberSpaceExhausted:
+      return CloseReason::kNumberSpaceExhausted;
+    case proto::kCloseEncryptionMismatch:
+      return CloseReason::kEncryptionMismatch;
+    case proto::kClosePeerUnreachable:  // local only: a peer never sends it
+    default:
+      return CloseReason::kClosedByPeer;
+  }
+}
+
+uint32_t WireCloseCode(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kClosedByApplication:
+    case CloseReason::kClosedByPeer:
+      return proto::kCloseApplication;
+    case CloseReason::kIdleTimeout:
+    case CloseReason::kHandshakeTimeout:
+      return proto::kCloseIdleTimeout;
+    case CloseReason::kPeerTimeout:
+      return proto::kCloseTooManyRetransmissions;
+    case CloseReason::kServerFull:
+      return proto::kCloseServerFull;
+    case CloseReason::kEncryptionMismatch:
+      return proto::kCloseEncryptionMismatch;
+    case CloseReason::kPeerUnreachable:
+      return proto::kClosePeerUnreachable;
+    case CloseReason::kNumberSpaceExhausted:
+      return proto::kCloseNumberSpaceExhausted;
+    case CloseReason::kWrongRoomKey:
+    case CloseReason::kProtocolError:
+    case CloseReason::kInternalError:
+      return proto::kCloseProtocolError;
+  }
+  return proto::kCloseProtocolError;
+}
 
 absl::string_view EventTypeName(Event::Type type) {
   switch (type) {
@@ -58,7 +169,7 @@ std::string ConnectionStats::ToString() const {
 
 Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
                        const udp::SocketAddress& peer, const ConnectionOptions& options,
-                       const proto::Codec* codec)
+                       const proto::Codec* codec, const TestHooks& hooks)
     : codec_(CodecFor(codec, options.max_datagram)),
       options_(options),
       client_(client),
@@ -68,13 +179,13 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
       max_datagram_(codec_.limits().max_datagram),
       max_fragment_payload_(codec_.MaxFragmentPayload()),
       started_(now),
-      next_packet_number_(std::max<uint64_t>(options.initial_packet_number, 1)),
+      next_packet_number_(std::max<uint64_t>(hooks.initial_packet_number, 1)),
       queue_(SendQueue::Limits{max_fragment_payload_, options.max_queued_bytes,
                                options.max_message_bytes, options.window,
-                               options.initial_message_sequence}),
+                               hooks.initial_message_sequence}),
       rtt_(RttEstimator::Options{options.initial_rtt, options.max_ack_delay,
                                  absl::Milliseconds(1)}),
-      cc_(MakeCongestionController(options.congestion, max_datagram_)),
+      cc_(MakeController(options, max_datagram_)),
       pacer_(max_datagram_),
       last_sent_(now),
       last_progress_(now),
@@ -85,15 +196,16 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
                                                   options.max_reassembly_bytes, 1024,
                                                   options.reassembly_timeout}),
       last_received_(now),
-      next_expire_(now + options.reassembly_timeout) {
-  if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
-}
+      next_expire_(now + options.reassembly_timeout),
+      hooks_(hooks) {}
 
 std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId local_id,
                                                const udp::SocketAddress& peer,
                                                const ConnectionOptions& options,
-                                               const proto::Codec* codec, Security security) {
-  auto c = std::unique_ptr<Connection>(new Connection(now, true, local_id, peer, options, codec));
+                                               const proto::Codec* codec, Security security,
+                                               const TestHooks& hooks) {
+  auto c = std::unique_ptr<Connection>(
+      new Connection(now, true, local_id, peer, options, codec, hooks));
   if (security.psk) security.encrypt = true;
   if (security.encrypt && !security.key) security.key = KeyPair::Generate();
   c->security_ = std::move(security);
@@ -108,10 +220,12 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
                                                const proto::Codec* codec,
                                                std::unique_ptr<PacketProtector> protector,
                                                const std::string& public_key,
-                                               const std::string& psk_confirmation) {
+                                               const std::string& psk_confirmation,
+                                               const TestHooks& hooks) {
   ConnectionOptions o = options;
   o.max_datagram = std::min<size_t>(o.max_datagram, hello.max_datagram);
-  auto c = std::unique_ptr<Connection>(new Connection(now, false, local_id, peer, o, codec));
+  auto c =
+      std::unique_ptr<Connection>(new Connection(now, false, local_id, peer, o, codec, hooks));
   c->peer_id_ = peer_id;
   c->accept_.client_connection_id = peer_id;
   c->accept_.server_connection_id = local_id;
@@ -149,8 +263,13 @@ void Connection::Established(absl::Time now) {
   Emit(std::move(e));
 }
 
-void Connection::CloseNow(absl::Time now, uint32_t code, std::string reason, bool by_peer,
+void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
                           bool send_close) {
+  CloseNow(now, why, WireCloseCode(why), std::move(reason), by_peer, send_close);
+}
+
+void Connection::CloseNow(absl::Time now, CloseReason why, uint32_t code, std::string reason,
+                          bool by_peer, bool send_close) {
   if (state_ == State::kClosed) return;
   // A client still connecting has no server id to address a Close to.
   if (send_close && peer_id_ != 0) {
@@ -171,6 +290,7 @@ void Connection::CloseNow(absl::Time now, uint32_t code, std::string reason, boo
   Event e;
   e.type = Event::Type::kClosed;
   e.code = code;
+  e.close_reason = why;
   e.reason = std::move(reason);
   e.by_peer = by_peer;
   Emit(std::move(e));
@@ -207,9 +327,9 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
     if (packet.accept && packet.accept->client_connection_id == local_id_) {
       if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
       peer_id_ = packet.accept->server_connection_id;
-      if (absl::Status s = StartProtection(*packet.accept); !s.ok()) {
-        CloseNow(now, proto::kCloseProtocolError, std::string(s.message()), /*by_peer=*/false,
-                 /*send_close=*/false);
+      CloseReason why = CloseReason::kProtocolError;
+      if (absl::Status s = StartProtection(*packet.accept, &why); !s.ok()) {
+        CloseNow(now, why, std::string(s.message()), /*by_peer=*/false, /*send_close=*/false);
         return;
       }
       // Nothing is queued yet (Send needs an established connection), so
@@ -223,14 +343,16 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
       return;
     }
     if (packet.close) {
-      CloseNow(now, packet.close->code, packet.close->reason, /*by_peer=*/true, false);
+      CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->code,
+               packet.close->reason, /*by_peer=*/true, false);
     }
     return;  // nothing else is meaningful before the handshake
   }
   if (packet.hello || packet.challenge || packet.accept) return;  // stray handshake
 
   if (packet.close) {
-    CloseNow(now, packet.close->code, packet.close->reason, /*by_peer=*/true, false);
+    CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->code,
+             packet.close->reason, /*by_peer=*/true, false);
     return;
   }
   if (state_ == State::kAccepted) {
@@ -268,7 +390,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   absl::StatusOr<SentPackets::AckResult> result =
       sent_.OnAck(now, ack, rtt_, state_ == State::kEstablished);
   if (!result.ok()) {
-    CloseNow(now, proto::kCloseProtocolError, std::string(result.status().message()),
+    CloseNow(now, CloseReason::kProtocolError, std::string(result.status().message()),
              /*by_peer=*/false, /*send_close=*/true);
     return;
   }
@@ -310,13 +432,13 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
     Emit(std::move(e));
   }
   if (flush_then_close_ && queue_.empty() && sent_.bytes_in_flight() == 0) {
-    CloseNow(now, close_.code, close_.reason, false, true);
+    CloseNow(now, close_reason_, close_.code, close_.reason, false, true);
   }
 }
 
 bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   if (f.channel >= options_.max_channels) {
-    CloseNow(now, proto::kCloseProtocolError, absl::StrCat("channel ", f.channel, " out of range"),
+    CloseNow(now, CloseReason::kProtocolError, absl::StrCat("channel ", f.channel, " out of range"),
              false, true);
     return false;
   }
@@ -324,7 +446,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   std::unique_ptr<ReceiveChannel>& channel = channels_[SpaceKey{f.channel, f.mode}];
   if (channel == nullptr) {
     channel = std::make_unique<ReceiveChannel>(mode, options_.window,
-                                               options_.initial_message_sequence);
+                                               hooks_.initial_message_sequence);
   }
   if (!channel->Wanted(f.sequence)) {
     if (IsReliable(mode)) ++stats_.duplicate_messages;
@@ -409,15 +531,16 @@ absl::StatusOr<uint64_t> Connection::Send(absl::Time now, uint32_t channel, Deli
   return seq;
 }
 
-void Connection::Close(absl::Time now, uint32_t code, std::string reason, bool flush) {
+void Connection::Close(absl::Time now, CloseReason why, std::string reason, bool flush) {
   if (state_ == State::kClosed || flush_then_close_) return;
   if (state_ != State::kEstablished || !flush ||
       (queue_.empty() && sent_.bytes_in_flight() == 0)) {
-    CloseNow(now, code, std::move(reason), false, true);
+    CloseNow(now, why, std::move(reason), false, true);
     return;
   }
   flush_then_close_ = true;
-  close_.code = code;
+  close_reason_ = why;
+  close_.code = WireCloseCode(why);
   close_.reason = reason.substr(0, proto::kMaxReasonBytes);
   state_ = State::kClosing;
 }
@@ -429,14 +552,14 @@ void Connection::SetBudget(size_t max_datagram) {
   max_fragment_payload_ = codec_.MaxFragmentPayload();
   queue_ = SendQueue(SendQueue::Limits{max_fragment_payload_, options_.max_queued_bytes,
                                        options_.max_message_bytes, options_.window,
-                                       options_.initial_message_sequence});
-  cc_ = MakeCongestionController(options_.congestion, max_datagram_);
-  if (cc_ == nullptr) cc_ = MakeCongestionController("newreno", max_datagram_);
+                                       hooks_.initial_message_sequence});
+  cc_ = MakeController(options_, max_datagram_);
   pacer_ = Pacer(max_datagram_);
 }
 
-absl::Status Connection::StartProtection(const proto::Accept& accept) {
+absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReason* why) {
   const bool server_encrypts = !accept.public_key.empty();
+  *why = CloseReason::kEncryptionMismatch;
   if (!security_.encrypt) {
     if (server_encrypts) {
       return absl::FailedPreconditionError(
@@ -450,6 +573,7 @@ absl::Status Connection::StartProtection(const proto::Accept& accept) {
   }
   const std::string transcript = HandshakeTranscript(
       security_.key->public_key(), accept.public_key, local_id_, accept.server_connection_id);
+  *why = CloseReason::kWrongRoomKey;
   if (security_.psk) {
     if (accept.psk_confirmation.empty()) {
       return absl::FailedPreconditionError(
@@ -464,6 +588,7 @@ absl::Status Connection::StartProtection(const proto::Accept& accept) {
     return absl::FailedPreconditionError(absl::StrCat(
         "server ", peer_.ToString(), " requires a room key (--key-file)"));
   }
+  *why = CloseReason::kProtocolError;  // e.g. a malformed server key
   absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(
       Role::kClient, *security_.key, accept.public_key, transcript, security_.psk);
   if (!keys.ok()) return keys.status();
@@ -508,7 +633,7 @@ void Connection::Encode(absl::Time now, const proto::Packet& packet,
   absl::StatusOr<std::string> bytes = EncodeDatagram(packet);
   if (!bytes.ok()) {
     // Our own packet breaks a codec rule: a bug, but never a crash.
-    CloseNow(now, proto::kCloseProtocolError,
+    CloseNow(now, CloseReason::kInternalError,
              absl::StrCat("internal: cannot encode packet: ", bytes.status().message()), false,
              false);
     return;
@@ -554,7 +679,7 @@ absl::Time Connection::PacingTime(absl::Time now) const {
 bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
                          std::vector<std::string>* out) {
   if (next_packet_number_ >= proto::kMaxSequenceNumber) {
-    CloseNow(now, proto::kCloseNumberSpaceExhausted, "packet number space exhausted", false,
+    CloseNow(now, CloseReason::kNumberSpaceExhausted, "packet number space exhausted", false,
              false);
     return false;
   }
@@ -637,7 +762,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   if (!sent_.OnSent(std::move(record))) {
-    CloseNow(now, proto::kCloseTooManyRetransmissions,
+    CloseNow(now, CloseReason::kPeerTimeout,
              "too many unacknowledged packets: peer not acknowledging", false, true);
     return false;
   }
@@ -701,7 +826,7 @@ void Connection::OnTimeout(absl::Time now) {
   if (state_ == State::kClosed) return;
   if (client_ && state_ == State::kConnecting) {
     if (now - started_ >= options_.handshake_timeout) {
-      CloseNow(now, proto::kCloseIdleTimeout,
+      CloseNow(now, CloseReason::kHandshakeTimeout,
                absl::StrCat("handshake with ", peer_.ToString(), " timed out after ",
                             absl::FormatDuration(options_.handshake_timeout)),
                false, false);
@@ -711,18 +836,18 @@ void Connection::OnTimeout(absl::Time now) {
   // The server waits for the client's first packet as long as for any packet.
   if (state_ == State::kAccepted &&
       now - started_ >= std::max(options_.handshake_timeout, options_.idle_timeout)) {
-    CloseNow(now, proto::kCloseIdleTimeout, "handshake not confirmed", false, false);
+    CloseNow(now, CloseReason::kHandshakeTimeout, "handshake not confirmed", false, false);
     return;
   }
   if (now - last_received_ >= options_.idle_timeout) {
-    CloseNow(now, proto::kCloseIdleTimeout,
+    CloseNow(now, CloseReason::kIdleTimeout,
              absl::StrCat("no packets from ", peer_.ToString(), " for ",
                           absl::FormatDuration(options_.idle_timeout)),
              false, false);
     return;
   }
   if (sent_.bytes_in_flight() > 0 && now - last_progress_ >= options_.peer_timeout) {
-    CloseNow(now, proto::kCloseTooManyRetransmissions,
+    CloseNow(now, CloseReason::kPeerTimeout,
              absl::StrCat("peer ", peer_.ToString(), " acknowledged nothing for ",
                           absl::FormatDuration(options_.peer_timeout)),
              false, true);
@@ -746,7 +871,7 @@ void Connection::OnTimeout(absl::Time now) {
     if (r.probe) {
       ++stats_.probes;
       if (sent_.pto_count() > options_.max_probes) {
-        CloseNow(now, proto::kCloseTooManyRetransmissions,
+        CloseNow(now, CloseReason::kPeerTimeout,
                  absl::StrCat("peer ", peer_.ToString(), " did not answer ", options_.max_probes,
                               " probes"),
                  false, true);

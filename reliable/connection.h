@@ -25,8 +25,8 @@
 // keepalive pings after `keepalive` of silence; a peer that acknowledges
 // nothing for `peer_timeout` while data or a probe is outstanding, or after
 // `max_probes` consecutive probe timeouts, closes the connection with
-// kCloseTooManyRetransmissions; `idle_timeout` without receiving anything
-// closes it with kCloseIdleTimeout.
+// CloseReason::kPeerTimeout (wire kCloseTooManyRetransmissions);
+// `idle_timeout` without receiving anything closes it with kIdleTimeout.
 //
 // Flow control: the sender keeps at most `window` reliable messages per
 // sequence space in flight (the receiver's ReceiveChannel window) and at most
@@ -67,6 +67,18 @@ namespace udpmsg::reliable {
 
 using ConnectionId = uint64_t;
 
+// The congestion controller a connection uses (see congestion.h).
+enum class CongestionControl {
+  kNewReno,  // RFC 9002 (the default)
+  kBbr,      // rate-based, tolerant of random loss
+};
+
+// "newreno" / "bbr".
+absl::string_view CongestionControlName(CongestionControl cc);
+// The controller named `name` (case-insensitive). INVALID_ARGUMENT, listing
+// the valid names, for anything else: there is no fallback.
+absl::StatusOr<CongestionControl> ParseCongestionControl(absl::string_view name);
+
 struct ConnectionOptions {
   // Largest datagram we send (the peer's announced budget can only lower it).
   size_t max_datagram = proto::kDefaultMaxDatagram;
@@ -84,17 +96,66 @@ struct ConnectionOptions {
   absl::Duration max_ack_delay = absl::Milliseconds(25);
   absl::Duration initial_rtt = absl::Milliseconds(333);
   absl::Duration reassembly_timeout = absl::Seconds(30);
-  // "newreno" (RFC 9002, the default) or "bbr" (rate-based, tolerant of
-  // random loss; see congestion.h).
-  std::string congestion = "newreno";
+  CongestionControl congestion_control = CongestionControl::kNewReno;
+  // DEPRECATED: a controller by name, kept only until cli/ moves to
+  // //udpmsg (whose HostOptions has the enum alone). When not empty it
+  // overrides `congestion_control`; Runtime::Create rejects a name
+  // ParseCongestionControl does not know (INVALID_ARGUMENT), and a
+  // Connection built directly with one uses NewReno. New code sets
+  // `congestion_control`.
+  std::string congestion;
   bool pacing = true;
-  // Test hook: the first packet number and message sequence this side uses
-  // (to test behaviour near kMaxSequenceNumber).
+};
+
+// Test-only knobs kept out of ConnectionOptions so that production code
+// cannot set them: set through Endpoint::SetTestHooksForTesting.
+struct TestHooks {
+  // The first packet number this side uses (to test behaviour near
+  // proto::kMaxSequenceNumber); 0 means 1, the normal start.
   uint64_t initial_packet_number = 0;
-  // Test hook: the first message sequence number of every (channel, mode)
-  // space, on both sides (the peers must agree).
+  // The first message sequence number of every (channel, mode) space, on
+  // both sides (the peers must agree).
   uint64_t initial_message_sequence = 0;
 };
+
+// Why a connection closed: the library's own reasons, not wire codes.
+// Local closes get the reason of the rule that fired; a peer's Close frame
+// is mapped by CloseReasonFromWire (Event::by_peer tells which side).
+enum class CloseReason {
+  kClosedByApplication,  // this side's application called Close
+  kClosedByPeer,         // the peer's application closed (or sent a code this
+                         // version does not know; the reason text says why)
+  kIdleTimeout,          // nothing received for idle_timeout
+  kHandshakeTimeout,     // no answer within handshake_timeout (client), or
+                         // the client never confirmed its handshake (server)
+  kPeerTimeout,          // the peer stopped acknowledging: peer_timeout,
+                         // max_probes, or too many packets unacknowledged
+  kServerFull,           // refused: the server holds max_connections
+  kEncryptionMismatch,   // one side encrypts and the other does not
+  kWrongRoomKey,         // room keys differ, or only one side has one
+  kPeerUnreachable,      // ICMP port/host unreachable while connecting
+  kProtocolError,        // the peer broke the protocol (or refused the
+                         // handshake for a malformed key)
+  kNumberSpaceExhausted, // 2^62 packet numbers used up
+  kInternalError,        // our own packet failed to encode (a bug)
+};
+inline constexpr CloseReason kAllCloseReasons[] = {
+    CloseReason::kClosedByApplication, CloseReason::kClosedByPeer,
+    CloseReason::kIdleTimeout,         CloseReason::kHandshakeTimeout,
+    CloseReason::kPeerTimeout,         CloseReason::kServerFull,
+    CloseReason::kEncryptionMismatch,  CloseReason::kWrongRoomKey,
+    CloseReason::kPeerUnreachable,     CloseReason::kProtocolError,
+    CloseReason::kNumberSpaceExhausted, CloseReason::kInternalError,
+};
+
+// A short stable name: "closed by application", "idle timeout", ...
+absl::string_view CloseReasonName(CloseReason reason);
+// What a peer's Close frame code means here. Every proto::CloseCode maps to
+// one reason; an unknown code (or kClosePeerUnreachable, which is never
+// sent) is kClosedByPeer.
+CloseReason CloseReasonFromWire(uint32_t code);
+// The proto::CloseCode a local close with `reason` sends (or would send).
+uint32_t WireCloseCode(CloseReason reason);
 
 // Encryption settings of one connection (see EndpointOptions).
 struct Security {
@@ -109,7 +170,7 @@ struct Event {
     kConnected,  // handshake done; Send may be used
     kMessage,    // a message arrived (message, channel, mode, sequence)
     kAcked,      // a reliable message we sent is fully acknowledged
-    kClosed,     // the connection is gone (code, reason, by_peer)
+    kClosed,     // the connection is gone (close_reason, reason, by_peer)
   };
   Type type = Type::kMessage;
   ConnectionId connection = 0;
@@ -119,8 +180,11 @@ struct Event {
   uint64_t sequence = 0;
   std::string message;  // kMessage only
   uint64_t bytes = 0;   // kAcked: message size
-  uint32_t code = 0;    // kClosed: proto::CloseCode
-  std::string reason;   // kClosed
+  // kClosed: DEPRECATED wire code (proto::CloseCode), kept until cli/ moves
+  // to //udpmsg; use close_reason.
+  uint32_t code = 0;
+  CloseReason close_reason = CloseReason::kClosedByApplication;  // kClosed
+  std::string reason;   // kClosed: human-readable detail (peer text is raw)
   bool by_peer = false; // kClosed: the peer closed (or refused) the connection
 };
 
@@ -160,7 +224,8 @@ class Connection final {
                                             const udp::SocketAddress& peer,
                                             const ConnectionOptions& options,
                                             const proto::Codec* codec,
-                                            Security security = {});
+                                            Security security = {},
+                                            const TestHooks& hooks = {});
   // A server connection created for a validated hello; sends an Accept.
   static std::unique_ptr<Connection> Server(absl::Time now, ConnectionId local_id,
                                             ConnectionId peer_id,
@@ -170,7 +235,8 @@ class Connection final {
                                             const proto::Codec* codec,
                                             std::unique_ptr<PacketProtector> protector = nullptr,
                                             const std::string& public_key = "",
-                                            const std::string& psk_confirmation = "");
+                                            const std::string& psk_confirmation = "",
+                                            const TestHooks& hooks = {});
 
   // A decoded packet whose connection id is ours, from our peer's address.
   // `size` is the datagram size.
@@ -188,10 +254,11 @@ class Connection final {
   // RESOURCE_EXHAUSTED when the queue is full. Returns its sequence number.
   absl::StatusOr<uint64_t> Send(absl::Time now, uint32_t channel, DeliveryMode mode,
                                 std::string message);
-  // Starts closing. With `flush`, sends what is queued first (reliable data
-  // acknowledged) and then a Close frame; otherwise the Close goes now and
-  // queued data is dropped. Idempotent.
-  void Close(absl::Time now, uint32_t code, std::string reason, bool flush);
+  // Starts closing for `why` (its WireCloseCode goes in the Close frame).
+  // With `flush`, sends what is queued first (reliable data acknowledged)
+  // and then a Close frame; otherwise the Close goes now and queued data is
+  // dropped. Idempotent.
+  void Close(absl::Time now, CloseReason why, std::string reason, bool flush);
 
   // Appends datagrams to send now.
   void Poll(absl::Time now, std::vector<std::string>* out);
@@ -227,13 +294,18 @@ class Connection final {
 
  private:
   Connection(absl::Time now, bool client, ConnectionId local_id, const udp::SocketAddress& peer,
-             const ConnectionOptions& options, const proto::Codec* codec);
+             const ConnectionOptions& options, const proto::Codec* codec,
+             const TestHooks& hooks);
 
   void OnAck(absl::Time now, const proto::Ack& ack);
   // Returns false if the packet must not be acknowledged (out of buffer).
   bool OnData(absl::Time now, const proto::DataFragment& fragment);
   void Established(absl::Time now);
-  void CloseNow(absl::Time now, uint32_t code, std::string reason, bool by_peer,
+  // Closes now for `why`, sending (when `send_close`) its WireCloseCode, or
+  // `code` in the second form (a peer's close keeps the peer's code).
+  void CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
+                bool send_close);
+  void CloseNow(absl::Time now, CloseReason why, uint32_t code, std::string reason, bool by_peer,
                 bool send_close);
   void Emit(Event event);
   void SendHandshake(absl::Time now, std::vector<std::string>* out);
@@ -244,8 +316,9 @@ class Connection final {
   absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
   // Applies a (smaller) datagram budget before any data is queued.
   void SetBudget(size_t max_datagram);
-  // Client: derives the session keys from the server's Accept.
-  absl::Status StartProtection(const proto::Accept& accept);
+  // Client: derives the session keys from the server's Accept. On failure
+  // `*why` says which close reason it is.
+  absl::Status StartProtection(const proto::Accept& accept, CloseReason* why);
   absl::Time PacingTime(absl::Time now) const;
   bool DataSendable();
 
@@ -314,6 +387,7 @@ class Connection final {
   bool flush_then_close_ = false;
   bool close_due_ = false;
   proto::Close close_;
+  CloseReason close_reason_ = CloseReason::kClosedByApplication;
   absl::Time drain_until_ = absl::InfinitePast();
 
   Security security_;
@@ -323,6 +397,7 @@ class Connection final {
   std::deque<Event> events_;
   uint64_t undelivered_bytes_ = 0;
   ConnectionStats stats_;
+  TestHooks hooks_;
 };
 
 }  // namespace udpmsg::reliable

@@ -193,6 +193,7 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   const bool encrypt = options_.encrypt || options_.psk.has_value();
   if (encrypt || !hello.public_key.empty()) {
     std::string refusal;
+    uint32_t code = proto::kCloseEncryptionMismatch;
     if (!encrypt) {
       refusal = "this server does not encrypt; connect without encryption";
     } else if (hello.public_key.empty()) {
@@ -205,6 +206,7 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
           DeriveSessionKeys(Role::kServer, key, hello.public_key, transcript, options_.psk);
       if (!keys.ok()) {
         refusal = std::string(keys.status().message());
+        code = proto::kCloseProtocolError;  // a malformed client key
       } else {
         protector = std::make_unique<PacketProtector>(*keys);
         public_key = std::string(key.public_key());
@@ -214,14 +216,14 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
     if (!refusal.empty()) {
       proto::Packet refuse;
       refuse.connection_id = hello.client_connection_id;
-      refuse.close = proto::Close{proto::kCloseProtocolError, refusal};
+      refuse.close = proto::Close{code, refusal};
       SendStateless(from, refuse, size);
       return;
     }
   }
   std::unique_ptr<Connection> c =
       Connection::Server(now, id, hello.client_connection_id, from, hello, options_.connection,
-                         &codec_, std::move(protector), public_key, confirmation);
+                         &codec_, std::move(protector), public_key, confirmation, hooks_);
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
@@ -242,7 +244,7 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
   security.psk = options_.psk;
   if (security.encrypt) security.key = NewKeyPair();
   std::unique_ptr<Connection> c =
-      Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security));
+      Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security), hooks_);
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   Flush(now, ref);
@@ -270,7 +272,7 @@ absl::Status Endpoint::Close(absl::Time now, ConnectionId id, std::string reason
   if (it == connections_.end()) {
     return absl::NotFoundError(absl::StrCat("no connection ", id));
   }
-  it->second->Close(now, proto::kCloseApplication, std::move(reason), flush);
+  it->second->Close(now, CloseReason::kClosedByApplication, std::move(reason), flush);
   Flush(now, *it->second);
   return absl::OkStatus();
 }
@@ -283,7 +285,7 @@ int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
       continue;
     }
     // A client still connecting has no server id: Close sends nothing.
-    c->Close(now, proto::kClosePeerUnreachable,
+    c->Close(now, CloseReason::kPeerUnreachable,
              absl::StrCat("unreachable: ", why), /*flush=*/false);
     Flush(now, *c);
     ++stats_.unreachable;
@@ -294,7 +296,7 @@ int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
 
 void Endpoint::CloseAll(absl::Time now, std::string reason, bool flush) {
   for (auto& [id, c] : connections_) {
-    c->Close(now, proto::kCloseApplication, reason, flush);
+    c->Close(now, CloseReason::kClosedByApplication, reason, flush);
     Flush(now, *c);
   }
 }

@@ -131,6 +131,11 @@ class Endpoint final {
   // Returns how many it closed.
   int OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer, absl::string_view why);
 
+  // Test hook: connections created from now on use `hooks` (see TestHooks in
+  // connection.h). Tests call it right after construction, on both peers
+  // when a hook must agree. Production code never calls it.
+  void SetTestHooksForTesting(const TestHooks& hooks) { hooks_ = hooks; }
+
   void OnTimeout(absl::Time now);
   // The earliest time OnTimeout must run; InfiniteFuture when idle.
   absl::Time NextTimeout() const;
@@ -191,6 +196,7 @@ class Endpoint final {
   absl::Time cork_time_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
   EndpointStats stats_;
+  TestHooks hooks_;
 };
 
 }  // namespace udpmsg::reliable

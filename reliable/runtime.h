@@ -73,7 +73,9 @@ class Runtime final {
   };
 
   // Binds the socket. Errors carry the errno text and the address (e.g.
-  // "bind [::]:9000: Address already in use").
+  // "bind [::]:9000: Address already in use"). INVALID_ARGUMENT for an
+  // unknown options.endpoint.connection.congestion name (the deprecated
+  // string; see ConnectionOptions).
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const Options& options);
   ~Runtime();
   Runtime(const Runtime&) = delete;
@@ -113,8 +115,21 @@ class Runtime final {
   // Makes a Poll() blocked in another thread return. Thread-safe.
   void Wake();
 
+  // DEPRECATED: the core itself, kept until cli/ moves to //udpmsg (which
+  // uses the accessors below). New code uses QueuedBytes, IsEstablished and
+  // endpoint_stats().
   const Endpoint& endpoint() const { return *endpoint_; }
   absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const { return endpoint_->Stats(id); }
+  // Bytes queued but not yet acknowledged for `id` (0 for an unknown id).
+  uint64_t QueuedBytes(ConnectionId id) const { return endpoint_->QueuedBytes(id); }
+  // Whether `id` is established (kConnected seen, not closed).
+  bool IsEstablished(ConnectionId id) const { return endpoint_->IsEstablished(id); }
+  absl::StatusOr<udp::SocketAddress> PeerOf(ConnectionId id) const {
+    return endpoint_->PeerOf(id);
+  }
+  const EndpointStats& endpoint_stats() const { return endpoint_->stats(); }
+  // Connections not closed.
+  size_t open_connections() const { return endpoint_->open_connections(); }
   const IoStats& io_stats() const { return io_; }
   absl::Time Now() const { return clock_->Now(); }
 

@@ -174,6 +174,7 @@ TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
     const Event* closed = net.client().Find(Event::Type::kClosed);
     EXPECT_FALSE(closed->by_peer);
     EXPECT_EQ(closed->code, proto::kCloseTooManyRetransmissions);
+    EXPECT_EQ(closed->close_reason, reliable::CloseReason::kPeerTimeout);
     EXPECT_THAT(closed->reason, ::testing::HasSubstr("10.0.0.1:4000"));
     // Bounded time: the peer timeout (10 s) plus one probe interval.
     EXPECT_LE(net.sim().now() - cut, absl::Seconds(12));
@@ -186,6 +187,9 @@ TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
                                    cut + absl::Seconds(60)));
     EXPECT_THAT(net.server().Find(Event::Type::kClosed)->code,
                 ::testing::AnyOf(proto::kCloseTooManyRetransmissions, proto::kCloseIdleTimeout));
+    EXPECT_THAT(net.server().Find(Event::Type::kClosed)->close_reason,
+                ::testing::AnyOf(reliable::CloseReason::kPeerTimeout,
+                                 reliable::CloseReason::kIdleTimeout));
     EXPECT_LE(net.sim().now() - cut, absl::Seconds(31));
   }
 }
@@ -260,9 +264,10 @@ TEST(EndpointSimTest, UnreliableSequencedNeverDeliversStaleAndReliableUnorderedD
 }
 
 TEST(EndpointSimTest, PacketNumbersNearTheLimitCloseInsteadOfWrapping) {
-  EndpointOptions client = ClientOptions(8);
-  client.connection.initial_packet_number = proto::kMaxSequenceNumber - 200;
-  Pair net(8, Lossy(0, 0, 0), ServerOptions(8), client);
+  Pair net(8, Lossy(0, 0, 0));
+  reliable::TestHooks hooks;
+  hooks.initial_packet_number = proto::kMaxSequenceNumber - 200;
+  net.client().endpoint().SetTestHooksForTesting(hooks);
   const ConnectionId id = net.Connect();
   // Crossing 2^32 on the way would break a 32-bit implementation; here it
   // must not matter, and running out closes the connection with a reason.
@@ -275,7 +280,8 @@ TEST(EndpointSimTest, PacketNumbersNearTheLimitCloseInsteadOfWrapping) {
   net.sim().PollAll();
   ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
                                  net.sim().now() + absl::Seconds(30)));
-  EXPECT_EQ(net.client().Find(Event::Type::kClosed)->code, proto::kCloseNumberSpaceExhausted);
+  EXPECT_EQ(net.client().Find(Event::Type::kClosed)->close_reason,
+            reliable::CloseReason::kNumberSpaceExhausted);
   // Everything acknowledged before the end arrived once and in order.
   std::vector<const Event*> got = Messages(net.server(), 0);
   EXPECT_GT(got.size(), 100u);
@@ -283,11 +289,11 @@ TEST(EndpointSimTest, PacketNumbersNearTheLimitCloseInsteadOfWrapping) {
 }
 
 TEST(EndpointSimTest, PacketNumbersCrossTheThirtyTwoBitBoundary) {
-  EndpointOptions client = ClientOptions(9);
-  client.connection.initial_packet_number = (uint64_t{1} << 32) - 50;
-  EndpointOptions server = ServerOptions(9);
-  server.connection.initial_packet_number = (uint64_t{1} << 32) - 50;
-  Pair net(9, Lossy(0.1, 0.05, 0.02), server, client);
+  Pair net(9, Lossy(0.1, 0.05, 0.02));
+  reliable::TestHooks hooks;
+  hooks.initial_packet_number = (uint64_t{1} << 32) - 50;
+  net.client().endpoint().SetTestHooksForTesting(hooks);
+  net.server().endpoint().SetTestHooksForTesting(hooks);
   const ConnectionId id = net.Connect();
   for (int i = 0; i < 500; ++i) {
     ASSERT_TRUE(net.client().endpoint()
@@ -311,11 +317,11 @@ namespace {
 
 TEST(EndpointSimTest, MessageSequencesCrossTheThirtyTwoBitBoundary) {
   const uint64_t first = (uint64_t{1} << 32) - 100;
-  EndpointOptions client = ClientOptions(11);
-  EndpointOptions server = ServerOptions(11);
-  client.connection.initial_message_sequence = first;
-  server.connection.initial_message_sequence = first;
-  Pair net(11, Lossy(0.15, 0.05, 0.02), server, client);
+  Pair net(11, Lossy(0.15, 0.05, 0.02));
+  reliable::TestHooks hooks;
+  hooks.initial_message_sequence = first;
+  net.client().endpoint().SetTestHooksForTesting(hooks);
+  net.server().endpoint().SetTestHooksForTesting(hooks);
   const ConnectionId id = net.Connect();
   const DeliveryMode modes[] = {DeliveryMode::kReliableOrdered, DeliveryMode::kReliableUnordered,
                                 DeliveryMode::kUnreliableSequenced};
@@ -356,11 +362,11 @@ TEST(EndpointSimTest, MessageSequencesCrossTheThirtyTwoBitBoundary) {
 
 TEST(EndpointSimTest, MessageSequenceSpaceRunsOutWithAnErrorInsteadOfWrapping) {
   const uint64_t first = proto::kMaxSequenceNumber - 5;
-  EndpointOptions client = ClientOptions(12);
-  EndpointOptions server = ServerOptions(12);
-  client.connection.initial_message_sequence = first;
-  server.connection.initial_message_sequence = first;
-  Pair net(12, Lossy(0.1, 0, 0), server, client);
+  Pair net(12, Lossy(0.1, 0, 0));
+  reliable::TestHooks hooks;
+  hooks.initial_message_sequence = first;
+  net.client().endpoint().SetTestHooksForTesting(hooks);
+  net.server().endpoint().SetTestHooksForTesting(hooks);
   const ConnectionId id = net.Connect();
   for (int i = 0; i < 5; ++i) {
     ASSERT_TRUE(net.client().endpoint()
@@ -473,6 +479,8 @@ TEST(EncryptionSimTest, RoomKeyMustMatch) {
     const Event* closed = net.client().Find(Event::Type::kClosed);
     ASSERT_NE(closed, nullptr);
     EXPECT_THAT(closed->reason, ::testing::HasSubstr("wrong room key"));
+    EXPECT_EQ(closed->close_reason, reliable::CloseReason::kWrongRoomKey);
+    EXPECT_FALSE(closed->by_peer);
     net.sim().RunFor(absl::Seconds(60));
     EXPECT_EQ(net.server().Count(Event::Type::kConnected), 0u);
   }
@@ -495,6 +503,9 @@ TEST(EncryptionSimTest, EncryptionMismatchIsRefusedWithAReason) {
     ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
                                    net.sim().now() + absl::Seconds(30)));
     EXPECT_THAT(net.client().Find(Event::Type::kClosed)->reason, ::testing::HasSubstr(c.reason));
+    EXPECT_EQ(net.client().Find(Event::Type::kClosed)->close_reason,
+              reliable::CloseReason::kEncryptionMismatch);
+    EXPECT_TRUE(net.client().Find(Event::Type::kClosed)->by_peer);
     EXPECT_EQ(net.server().endpoint().open_connections(), 0u);
   }
 }

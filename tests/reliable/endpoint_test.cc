@@ -586,6 +586,7 @@ TEST(EndpointTest, ThirdClientOfAFullServerIsRefusedAndTheOthersKeepWorking) {
   ASSERT_NE(closed, nullptr);
   EXPECT_TRUE(closed->by_peer);
   EXPECT_EQ(closed->code, proto::kCloseServerFull);
+  EXPECT_EQ(closed->close_reason, reliable::CloseReason::kServerFull);
   EXPECT_THAT(closed->reason, HasSubstr("server full"));
   EXPECT_EQ(closed->connection, ids[2]);
   EXPECT_GE(server.endpoint().stats().refused_full, 1u);
@@ -1027,10 +1028,12 @@ TEST(EndpointTest, CloseWithoutFlushDropsQueuedDataAndPeerSeesTheReason) {
   const Event* closed = net.server().Find(Event::Type::kClosed);
   EXPECT_TRUE(closed->by_peer);
   EXPECT_EQ(closed->code, proto::kCloseApplication);
+  EXPECT_EQ(closed->close_reason, reliable::CloseReason::kClosedByPeer);
   EXPECT_EQ(closed->reason, "abort now");
   const Event* own = net.client().Find(Event::Type::kClosed);
   ASSERT_NE(own, nullptr);
   EXPECT_FALSE(own->by_peer);
+  EXPECT_EQ(own->close_reason, reliable::CloseReason::kClosedByApplication);
   EXPECT_EQ(own->reason, "abort now");
   EXPECT_EQ(net.client().Count(Event::Type::kClosed), 1u);
   // Queued data was dropped, not delivered.
@@ -1066,6 +1069,7 @@ TEST(EndpointTest, PeerUnreachableEndsOnlyConnectionAttemptsToThatPeer) {
   EXPECT_EQ(events[0].type, Event::Type::kClosed);
   EXPECT_EQ(events[0].connection, *to_dead);
   EXPECT_EQ(events[0].code, proto::kClosePeerUnreachable);
+  EXPECT_EQ(events[0].close_reason, reliable::CloseReason::kPeerUnreachable);
   EXPECT_EQ(events[0].reason, "unreachable: Connection refused");
   EXPECT_FALSE(events[0].by_peer);
   EXPECT_EQ(client.stats().unreachable, 1u);
