@@ -80,9 +80,9 @@ class Codec final {
   // encodings.
   // The sender cuts messages into fragments of at most this many bytes.
   // Every number in such an ack can take a 9-byte varint at once, so the
-  // reservation is large (593 bytes): 544 at the default budget of 1200, 844
-  // at 1500, and 0 below 655 bytes, where no payload is guaranteed to
-  // fit next to a worst-case ack (a sender there must bound its ack instead).
+  // reservation is 222 bytes: 978 at the default budget of 1200, 1278 at
+  // 1500, and 290 at the smallest budget (kMinDatagram, 512), so every
+  // allowed budget carries data (codec_test pins these values).
   size_t MaxFragmentPayload() const;
 
   // Decodes one datagram. INVALID_ARGUMENT with a one-line reason for:

@@ -190,7 +190,8 @@ inline constexpr size_t kMaxAckRangesWithData = 8;
 
 // One datagram.
 struct Packet {
-  // 0 only on a hello (the client has no server id yet) and on a challenge.
+  // The receiver's connection id: 0 on a hello (the client has no server id
+  // yet); on a challenge, the client's id from its hello, echoed back.
   uint64_t connection_id = 0;
   // Never reused within a connection, retransmissions included. Handshake
   // packets carry 0.

@@ -201,6 +201,8 @@ TEST(EndpointTest, SpoofedHelloGetsAtMostThreeTimesItsBytesAndCreatesNoState) {
   ASSERT_EQ(got.size(), 1u);
   ASSERT_TRUE(got[0].challenge.has_value());
   EXPECT_EQ(got[0].challenge->client_connection_id, 0x1234u);
+  // The challenge is addressed to the client: its header carries the client's id.
+  EXPECT_EQ(got[0].connection_id, 0x1234u);
   EXPECT_EQ(server.connection_count(), 0u);
   EXPECT_EQ(server.NextTimeout(), absl::InfiniteFuture());
   EXPECT_EQ(server.stats().challenges_sent, 1u);
