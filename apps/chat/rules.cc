@@ -1,0 +1,38 @@
+#include "apps/chat/rules.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "apps/chat/text.h"
+
+namespace udpmsg::chat {
+
+std::string NickKey(absl::string_view nick) { return absl::AsciiStrToLower(nick); }
+
+absl::Status CheckNick(absl::string_view nick) {
+  if (nick.empty()) return absl::InvalidArgumentError("a nick must not be empty");
+  if (nick.size() > kMaxNickBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("nick \"", Displayable(nick.substr(0, 40)),
+                                                   nick.size() > 40 ? "..." : "", "\" is too long (",
+                                                   nick.size(), " characters, at most ",
+                                                   kMaxNickBytes, ")"));
+  }
+  for (char c : nick) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nick \"", Displayable(nick),
+                       "\" is invalid: use printable ASCII characters without spaces"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckText(absl::string_view text) {
+  if (text.empty()) return absl::InvalidArgumentError("empty message");
+  if (text.size() > kMaxTextBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("message too long (", text.size(),
+                                                   " bytes, at most ", kMaxTextBytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace udpmsg::chat

@@ -1,0 +1,51 @@
+// The chat protocol's limits and the rules for nicks and text, shared by the
+// server core (which enforces them on peer input), the client core (which
+// checks user input before sending) and the CLI (which checks --nick).
+//
+// Usage:
+//   if (absl::Status s = chat::CheckNick(nick); !s.ok()) return s;
+//   by_nick[chat::NickKey(nick)] = id;
+//
+// Pure functions; thread-safe.
+#ifndef UDPMSG_APPS_CHAT_RULES_H_
+#define UDPMSG_APPS_CHAT_RULES_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace udpmsg::chat {
+
+// The reliable channel every chat message travels on (reliable-ordered).
+inline constexpr uint32_t kChannel = 0;
+// Longest Say/Me/Private text.
+inline constexpr size_t kMaxTextBytes = 4096;
+// Longest nick.
+inline constexpr size_t kMaxNickBytes = 32;
+// Largest room a server can be configured for.
+inline constexpr size_t kMaxMembersLimit = 1024;
+// Largest protobuf accepted from a peer (either direction): a Line or a
+// WhoReply of kMaxMembersLimit nicks fits with room to spare. Drivers set
+// the transport's message limit to it.
+inline constexpr uint64_t kMaxMessageBytes = 256 << 10;
+
+// Nicks compare case-insensitively (ASCII): "Bob" and "bob" are one nick.
+std::string NickKey(absl::string_view nick);
+
+// OK for 1..kMaxNickBytes printable ASCII characters without spaces
+// (0x21..0x7e). INVALID_ARGUMENT otherwise: "a nick must not be empty",
+// "nick "..." is too long (N characters, at most 32)", "nick "..." is
+// invalid: use printable ASCII characters without spaces" (the nick quoted
+// through Displayable, a long one cut at 40 bytes).
+absl::Status CheckNick(absl::string_view nick);
+
+// OK for 1..kMaxTextBytes bytes. INVALID_ARGUMENT otherwise: "empty
+// message", "message too long (N bytes, at most 4096)".
+absl::Status CheckText(absl::string_view text);
+
+}  // namespace udpmsg::chat
+
+#endif  // UDPMSG_APPS_CHAT_RULES_H_
