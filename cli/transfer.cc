@@ -1,5 +1,7 @@
 // send --reliable / recv --reliable: one file (or stdin, or messages) over a
-// reliable-ordered channel, verified end to end with SHA-256.
+// reliable-ordered channel, verified end to end with SHA-256. The protocol is
+// apps/transfer (Sender, Receiver); this file is the flags, the file or
+// stdin, the terminal and the reliable::Runtime loop around it.
 #include "cli/transfer.h"
 
 #include <fcntl.h>
@@ -25,12 +27,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "apps/transfer/receiver.h"
+#include "apps/transfer/sender.h"
+#include "apps/transfer/sink.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/security.h"
-#include "proto/transfer.pb.h"
-#include "reliable/congestion.h"
+#include "reliable/connection.h"
 #include "reliable/runtime.h"
 #include "udp/resolve.h"
 
@@ -53,7 +57,6 @@ absl::Status ErrnoError(absl::string_view what, const std::string& path) {
                       absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
 }
 
-
 absl::StatusOr<bool> ProgressWanted() {
   const std::string p = absl::GetFlag(FLAGS_progress);
   if (p == "on") return true;
@@ -63,39 +66,30 @@ absl::StatusOr<bool> ProgressWanted() {
       absl::StrCat("--progress \"", p, "\" must be auto, on or off"));
 }
 
-reliable::EndpointOptions TransferOptions(absl::Duration timeout) {
+absl::StatusOr<reliable::CongestionControl> CongestionFromFlag() {
+  absl::StatusOr<reliable::CongestionControl> cc =
+      reliable::ParseCongestionControl(absl::GetFlag(FLAGS_cc));
+  if (!cc.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
+  }
+  return *cc;
+}
+
+reliable::EndpointOptions TransferOptions(absl::Duration timeout, reliable::CongestionControl cc) {
   reliable::EndpointOptions o;
   o.connection.handshake_timeout = timeout;
   o.connection.peer_timeout = timeout;
   o.connection.idle_timeout = timeout;
   o.connection.keepalive = std::min(absl::Seconds(5), timeout / 3);
-  o.connection.congestion = absl::GetFlag(FLAGS_cc);
+  o.connection.congestion_control = cc;
   return o;
 }
 
-class Sha256 {
- public:
-  Sha256() { crypto_hash_sha256_init(&state_); }
-  void Update(absl::string_view data) {
-    crypto_hash_sha256_update(&state_, reinterpret_cast<const unsigned char*>(data.data()),
-                              data.size());
-  }
-  std::string Final() {
-    unsigned char out[crypto_hash_sha256_BYTES];
-    crypto_hash_sha256_final(&state_, out);
-    return std::string(reinterpret_cast<char*>(out), sizeof(out));
-  }
-
- private:
-  crypto_hash_sha256_state state_;
-};
-
 std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 
-std::string Serialize(const transfer::TransferMessage& m) {
-  std::string s;
-  m.SerializeToString(&s);
-  return s;
+absl::Status SendMessage(Runtime* rt, ConnectionId id, std::string message) {
+  return rt->Send(id, 0, DeliveryMode::kReliableOrdered, std::move(message)).status();
 }
 
 // Where the sender reads from: a file, stdin, or the message arguments.
@@ -190,23 +184,25 @@ absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port) {
   return peers->front();
 }
 
-// Sends the whole transfer and waits for the receiver's verdict.
-class Sender {
+// Drives a transfer::Sender over the runtime: reads the source as the queue
+// drains, shows progress, and waits for the receiver's verdict.
+class SendLoop {
  public:
-  Sender(Runtime* rt, ConnectionId id, Source* source, bool progress)
-      : rt_(rt), id_(id), source_(source), progress_(progress) {}
+  SendLoop(Runtime* rt, ConnectionId id, Source* source, bool progress)
+      : rt_(rt),
+        id_(id),
+        source_(source),
+        progress_(progress),
+        sender_(source->name(), source->size(), transfer::Sender::Options{kChunkBytes}) {}
 
   absl::Status Run(const udp::SocketAddress& peer) {
     start_ = absl::Now();
-    transfer::TransferMessage begin;
-    begin.mutable_begin()->set_name(source_->name());
-    begin.mutable_begin()->set_size(source_->size());
-    if (absl::Status s = Send(begin); !s.ok()) return s;
+    absl::StatusOr<std::string> begin = sender_.Begin();
+    if (!begin.ok()) return begin.status();
+    if (absl::Status s = SendMessage(rt_, id_, *std::move(begin)); !s.ok()) return s;
     absl::Time next_progress = start_;
     for (;;) {
-      if (!ended_) {
-        if (absl::Status s = Fill(); !s.ok()) return s;
-      }
+      if (absl::Status s = Fill(); !s.ok()) return s;
       absl::StatusOr<Runtime::PollResult> r = rt_->Poll(absl::Milliseconds(50));
       if (!r.ok()) return r.status();
       for (const Event& e : r->events) {
@@ -215,22 +211,18 @@ class Sender {
         if (e.type == Event::Type::kClosed) {
           ClearProgress();
           return absl::UnavailableError(absl::StrCat(
-              "transfer to ", peer.ToString(), " failed after ", sent_, " bytes: ",
+              "transfer to ", peer.ToString(), " failed after ", sender_.sent(), " bytes: ",
               e.by_peer ? "receiver closed the connection: " : "", e.reason));
         }
         if (e.type == Event::Type::kMessage) {
-          transfer::TransferMessage m;
-          if (!m.ParseFromString(e.message) || !m.has_result()) {
-            return absl::DataLossError("receiver sent an unexpected message");
-          }
           ClearProgress();
-          if (!m.result().ok()) {
-            return absl::DataLossError(
-                absl::StrCat("receiver ", peer.ToString(), " rejected the transfer: ",
-                             m.result().error()));
+          const absl::Status verdict = sender_.OnMessage(e.message);
+          if (sender_.state() == transfer::Sender::State::kRejected) {
+            return absl::DataLossError(absl::StrCat("receiver ", peer.ToString(),
+                                                    " rejected the transfer: ",
+                                                    sender_.rejection()));
           }
-          verified_ = true;
-          return absl::OkStatus();
+          return verdict;  // OK when verified
         }
       }
       if (progress_ && absl::Now() >= next_progress) {
@@ -240,33 +232,26 @@ class Sender {
     }
   }
 
-  uint64_t sent() const { return sent_; }
-  const std::string& digest() const { return digest_; }
+  uint64_t sent() const { return sender_.sent(); }
+  const std::string& digest() const { return sender_.digest(); }
   absl::Time start() const { return start_; }
 
  private:
-  absl::Status Send(const transfer::TransferMessage& m) {
-    absl::StatusOr<uint64_t> seq = rt_->Send(id_, 0, DeliveryMode::kReliableOrdered, Serialize(m));
-    return seq.status();
-  }
-
   absl::Status Fill() {
-    while (!ended_ && rt_->endpoint().QueuedBytes(id_) < kQueueTarget) {
+    while (sender_.state() == transfer::Sender::State::kSending &&
+           rt_->QueuedBytes(id_) < kQueueTarget) {
       absl::StatusOr<std::string> chunk = source_->Read(kChunkBytes);
       if (!chunk.ok()) return chunk.status();
       if (chunk->empty()) {
-        transfer::TransferMessage end;
-        digest_ = sha_.Final();
-        end.mutable_end()->set_size(sent_);
-        end.mutable_end()->set_sha256(digest_);
-        ended_ = true;
-        return Send(end);
+        absl::StatusOr<std::string> end = sender_.End();
+        if (!end.ok()) return end.status();
+        return SendMessage(rt_, id_, *std::move(end));
       }
-      sha_.Update(*chunk);
-      sent_ += chunk->size();
-      transfer::TransferMessage m;
-      m.set_chunk(*std::move(chunk));
-      if (absl::Status s = Send(m); !s.ok()) return s;
+      absl::StatusOr<std::vector<std::string>> messages = sender_.Data(*chunk);
+      if (!messages.ok()) return messages.status();
+      for (std::string& m : *messages) {
+        if (absl::Status s = SendMessage(rt_, id_, std::move(m)); !s.ok()) return s;
+      }
     }
     return absl::OkStatus();
   }
@@ -292,40 +277,32 @@ class Sender {
   ConnectionId id_;
   Source* source_;
   bool progress_;
-  Sha256 sha_;
-  std::string digest_;
-  uint64_t sent_ = 0;
+  transfer::Sender sender_;
   uint64_t acked_ = 0;
-  bool ended_ = false;
-  bool verified_ = false;
   bool shown_ = false;
   absl::Time start_;
 };
 
-// The receiver's output: a temporary file renamed into place when verified,
-// or stdout.
-class Sink {
+// The receiver's output: a temporary file next to `path`, renamed into place
+// by Commit (so a rejected or interrupted transfer leaves nothing behind), or
+// stdout for "-" (whatever was written stays written).
+class FileSink final : public transfer::Sink {
  public:
-  static absl::StatusOr<std::unique_ptr<Sink>> Open(const std::string& path) {
-    auto s = std::unique_ptr<Sink>(new Sink);
-    s->path_ = path;
-    if (path == "-") {
-      s->fd_ = STDOUT_FILENO;
-      return s;
+  explicit FileSink(std::string path) : path_(std::move(path)) {}
+  ~FileSink() override { Abort(); }
+
+  absl::Status Open(absl::string_view, int64_t) override {
+    if (path_ == "-") {
+      fd_ = STDOUT_FILENO;
+      return absl::OkStatus();
     }
-    s->temp_ = path + ".part.XXXXXX";
-    s->fd_ = ::mkstemp(s->temp_.data());
-    if (s->fd_ < 0) return ErrnoError("cannot create", s->temp_);
-    return s;
-  }
-  ~Sink() {
-    if (path_ != "-" && fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(temp_.c_str());  // not committed: leave nothing half-written
-    }
+    temp_ = path_ + ".part.XXXXXX";
+    fd_ = ::mkstemp(temp_.data());
+    if (fd_ < 0) return ErrnoError("cannot create", temp_);
+    return absl::OkStatus();
   }
 
-  absl::Status Write(absl::string_view data) {
+  absl::Status Write(absl::string_view data) override {
     while (!data.empty()) {
       const ssize_t n = ::write(fd_, data.data(), data.size());
       if (n < 0 && errno == EINTR) continue;
@@ -336,21 +313,35 @@ class Sink {
   }
 
   // Makes the data durable and moves it to its name.
-  absl::Status Commit() {
+  absl::Status Commit() override {
     if (path_ == "-") return absl::OkStatus();
     if (::fsync(fd_) != 0) return ErrnoError("cannot sync", temp_);
     if (::fchmod(fd_, 0644) != 0) return ErrnoError("cannot chmod", temp_);
-    if (::close(fd_) != 0) {
-      fd_ = -1;
-      return ErrnoError("cannot close", temp_);
-    }
+    const int fd = fd_;
     fd_ = -1;
-    if (::rename(temp_.c_str(), path_.c_str()) != 0) return ErrnoError("cannot rename to", path_);
+    if (::close(fd) != 0) return Unlinked(ErrnoError("cannot close", temp_));
+    if (::rename(temp_.c_str(), path_.c_str()) != 0) {
+      return Unlinked(ErrnoError("cannot rename to", path_));
+    }
+    temp_.clear();
     return absl::OkStatus();
   }
 
+  void Abort() override {
+    if (path_ == "-") return;
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_.empty()) ::unlink(temp_.c_str());  // leave nothing half-written
+    temp_.clear();
+  }
+
  private:
-  Sink() = default;
+  absl::Status Unlinked(absl::Status s) {
+    ::unlink(temp_.c_str());
+    temp_.clear();
+    return s;
+  }
+
   std::string path_;
   std::string temp_;
   int fd_ = -1;
@@ -385,19 +376,12 @@ std::string ProgressLine(uint64_t done, int64_t total, double bytes_per_second, 
   return line;
 }
 
-static absl::Status CheckCongestionFlag() {
-  if (reliable::MakeCongestionController(absl::GetFlag(FLAGS_cc), 1200) == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
-  }
-  return absl::OkStatus();
-}
-
 int RunReliableSend(const std::vector<std::string>& args) {
   if (args.empty()) {
     return UsageError("send", "--reliable expects HOST:PORT, then --file FILE, messages or stdin");
   }
-  if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("send", s.message());
+  absl::StatusOr<reliable::CongestionControl> cc = CongestionFromFlag();
+  if (!cc.ok()) return UsageError("send", cc.status().message());
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("send", timeout.status().message());
   absl::StatusOr<bool> progress = ProgressWanted();
@@ -410,7 +394,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
 
   Runtime::Options options;
-  options.endpoint = TransferOptions(*timeout);
+  options.endpoint = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.bind = udp::SocketAddress::Any(peer->family(), 0);
   absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
@@ -423,17 +407,17 @@ int RunReliableSend(const std::vector<std::string>& args) {
     return Fail(s);
   }
 
-  Sender sender(rt->get(), *id, &*source, *progress);
-  absl::Status s = sender.Run(*peer);
+  SendLoop loop(rt->get(), *id, &*source, *progress);
+  absl::Status s = loop.Run(*peer);
   absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*id);
   if (!s.ok()) {
     if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
     return Fail(s);
   }
-  const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - sender.start()));
+  const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - loop.start()));
   std::fprintf(stderr, "sent %llu bytes to %s in %.2f s (%s/s), sha256 %s verified by receiver\n",
-               static_cast<unsigned long long>(sender.sent()), peer->ToString().c_str(), secs,
-               HumanBytes(sender.sent() / secs).c_str(), Hex(sender.digest()).c_str());
+               static_cast<unsigned long long>(loop.sent()), peer->ToString().c_str(), secs,
+               HumanBytes(loop.sent() / secs).c_str(), Hex(loop.digest()).c_str());
   if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
   (void)(*rt)->Close(*id, "transfer complete", /*flush=*/true);
   (void)(*rt)->Flush(absl::Seconds(1));
@@ -453,7 +437,8 @@ int RunRecv(const Args& args) {
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
-  if (absl::Status s = CheckCongestionFlag(); !s.ok()) return UsageError("recv", s.message());
+  absl::StatusOr<reliable::CongestionControl> cc = CongestionFromFlag();
+  if (!cc.ok()) return UsageError("recv", cc.status().message());
   if (out != "-") {
     // Check where the file will go now, not after a sender has connected.
     const size_t slash = out.rfind('/');
@@ -470,7 +455,7 @@ int RunRecv(const Args& args) {
       absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
   Runtime::Options options;
-  options.endpoint = TransferOptions(*timeout);
+  options.endpoint = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
   options.endpoint.accept_incoming = true;
   options.bind = locals->front();
@@ -480,9 +465,8 @@ int RunRecv(const Args& args) {
 
   std::optional<ConnectionId> sender;
   udp::SocketAddress from;
-  std::unique_ptr<Sink> sink;
-  Sha256 sha;
-  uint64_t received = 0;
+  FileSink sink(out);
+  transfer::Receiver receiver(&sink, transfer::Receiver::Options{});
   absl::Time start;
   for (;;) {
     absl::StatusOr<Runtime::PollResult> r = (*rt)->Poll(absl::Seconds(1));
@@ -501,54 +485,28 @@ int RunRecv(const Args& args) {
       }
       if (!sender.has_value() || e.connection != *sender) continue;
       if (e.type == Event::Type::kClosed) {
+        receiver.OnConnectionClosed(e.reason);  // discards the partial output
         return Fail(absl::UnavailableError(
-            absl::StrCat("sender ", from.ToString(), " went away after ", received,
+            absl::StrCat("sender ", from.ToString(), " went away after ", receiver.received(),
                          " bytes: ", e.reason, "; nothing written to ", out)));
       }
       if (e.type != Event::Type::kMessage) continue;
-      transfer::TransferMessage m;
-      auto reject = [&](const absl::Status& why) {
-        transfer::TransferMessage res;
-        res.mutable_result()->set_ok(false);
-        res.mutable_result()->set_error(std::string(why.message()));
-        (void)(*rt)->Send(*sender, 0, DeliveryMode::kReliableOrdered, Serialize(res));
-        (void)(*rt)->Flush(absl::Seconds(2));
-        sink.reset();  // removes the temporary file
-        return Fail(why);
-      };
-      if (!m.ParseFromString(e.message)) {
-        return reject(absl::DataLossError("malformed transfer message"));
+      const absl::Status s = receiver.OnMessage(e.message);
+      for (std::string& reply : receiver.TakeReplies()) {
+        (void)SendMessage(rt->get(), *sender, std::move(reply));
       }
-      if (m.has_begin()) {
-        absl::StatusOr<std::unique_ptr<Sink>> opened = Sink::Open(out);
-        if (!opened.ok()) return reject(opened.status());
-        sink = *std::move(opened);
-      } else if (m.has_chunk()) {
-        if (sink == nullptr) return reject(absl::DataLossError("data before the transfer header"));
-        if (absl::Status s = sink->Write(m.chunk()); !s.ok()) return reject(s);
-        sha.Update(m.chunk());
-        received += m.chunk().size();
-      } else if (m.has_end()) {
-        if (sink == nullptr) return reject(absl::DataLossError("end before the transfer header"));
-        const std::string digest = sha.Final();
-        if (m.end().size() != received) {
-          return reject(absl::DataLossError(absl::StrCat(
-              "size mismatch: sender sent ", m.end().size(), " bytes, received ", received)));
-        }
-        if (m.end().sha256() != digest) {
-          return reject(absl::DataLossError(
-              absl::StrCat("sha256 mismatch: sender ", Hex(m.end().sha256()), ", received ",
-                           Hex(digest))));
-        }
-        if (absl::Status s = sink->Commit(); !s.ok()) return reject(s);
-        transfer::TransferMessage res;
-        res.mutable_result()->set_ok(true);
-        res.mutable_result()->set_size(received);
-        (void)(*rt)->Send(*sender, 0, DeliveryMode::kReliableOrdered, Serialize(res));
+      if (!s.ok()) {
+        // The receiver aborted the sink; deliver the reason, then close.
+        (void)(*rt)->Flush(absl::Seconds(2));
+        (void)(*rt)->Close(*sender, "transfer rejected", /*flush=*/false);
+        return Fail(s);
+      }
+      if (receiver.state() == transfer::Receiver::State::kComplete) {
+        const uint64_t received = receiver.received();
         const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - start));
         std::fprintf(stderr, "received %llu bytes from %s in %.2f s (%s/s), sha256 %s OK, wrote %s\n",
                      static_cast<unsigned long long>(received), from.ToString().c_str(), secs,
-                     HumanBytes(received / secs).c_str(), Hex(digest).c_str(),
+                     HumanBytes(received / secs).c_str(), Hex(receiver.digest()).c_str(),
                      out == "-" ? "stdout" : out.c_str());
         absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*sender);
         if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());

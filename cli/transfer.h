@@ -1,8 +1,11 @@
 // Reliable transfer over the reliable layer: `udpmsg send --reliable` and
-// `udpmsg recv --reliable` (the protocol is proto/transfer.proto).
+// `udpmsg recv --reliable`. The protocol is apps/transfer (Sender, Receiver,
+// transfer.proto); transfer.cc supplies the flags, the source and the file
+// sink, the terminal and the reliable::Runtime loop.
 #ifndef UDPMSG_CLI_TRANSFER_H_
 #define UDPMSG_CLI_TRANSFER_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 

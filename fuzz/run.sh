@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/run.sh [codec|endpoint|reassembler] [SECONDS]: builds a fuzzer (default
+# fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver] [SECONDS]: builds a fuzzer (default
 # codec) with clang's libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
 # (directly, not with Bazel: Bazel's toolchain here is GCC), and runs it for
 # SECONDS (default 60) on a copy of fuzz/corpus/TARGET. `fuzz/run.sh SECONDS`
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: fuzz/run.sh [codec|endpoint|reassembler] [SECONDS]" >&2
+  echo "usage: fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver] [SECONDS]" >&2
   exit 2
 }
 
@@ -20,7 +20,7 @@ if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
   shift
 fi
 case "$target" in
-  codec|endpoint|reassembler) ;;
+  codec|endpoint|reassembler|transfer_receiver) ;;
   *) usage ;;
 esac
 [[ $# -le 1 ]] || usage
@@ -46,7 +46,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/udpmsg-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/gen"
-protoc --cpp_out="$work/gen" proto/frame.proto
+protoc --cpp_out="$work/gen" proto/frame.proto apps/transfer/transfer.proto
 
 # The Abseil libraries used directly (Debian's shared objects carry their own
 # dependencies).
@@ -74,6 +74,13 @@ case "$target" in
   reassembler)
     srcs=(fuzz/reassembler_fuzzer.cc reliable/reassembler.cc)
     max_len=4096
+    ;;
+  transfer_receiver)
+    srcs=(fuzz/transfer_receiver_fuzzer.cc apps/transfer/receiver.cc apps/transfer/sink.cc
+          apps/transfer/sha256.cc apps/transfer/peer_text.cc
+          "$work/gen/apps/transfer/transfer.pb.cc")
+    libs+=(-lsodium)
+    max_len=8192  # a sequence of messages
     ;;
 esac
 

@@ -4,12 +4,14 @@
 // the same commands (printed on failure).
 #include <dirent.h>
 #include <signal.h>
+#include <sodium.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,10 +21,12 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "apps/transfer/transfer.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "impairment/model.h"
 #include "reliable/deterministic_rng.h"
+#include "reliable/runtime.h"
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
 #include "udp/socket_address.h"
@@ -257,6 +261,63 @@ TEST(TransferTest, SenderVanishingMidTransferLeavesNoOutputFile) {
   // The temporary file is removed too: nothing named out-sender-gone.part.*.
   for (const std::string& name : ListDir(TempDir())) {
     EXPECT_FALSE(absl::StartsWith(name, "out-sender-gone.part")) << name;
+  }
+}
+
+std::string Sha256Of(const std::string& data) {
+  unsigned char out[crypto_hash_sha256_BYTES];
+  crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(data.data()), data.size());
+  return std::string(reinterpret_cast<char*>(out), sizeof(out));
+}
+
+// A hand-driven sender that breaks the protocol: a second Begin in the
+// middle. The receiver used to open a new output file at the second Begin
+// but keep hashing across both, so it printed "sha256 ... OK" for a file
+// holding only the bytes after it (whose digest differs).
+TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
+  const std::string out = absl::StrCat(TempDir(), "/out-second-begin");
+  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
+  ASSERT_NE(recv.port, 0);
+  reliable::Runtime::Options options;
+  options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
+  ASSERT_TRUE(rt.ok()) << rt.status();
+  absl::StatusOr<reliable::ConnectionId> id =
+      (*rt)->Connect(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE((*rt)->AwaitConnected(*id, absl::Seconds(10)).ok());
+
+  std::vector<transfer::TransferMessage> messages(5);
+  messages[0].mutable_begin()->set_size(-1);
+  messages[1].set_chunk("first half ");
+  messages[2].mutable_begin()->set_size(-1);
+  messages[3].set_chunk("second half");
+  messages[4].mutable_end()->set_size(22);
+  messages[4].mutable_end()->set_sha256(Sha256Of("first half second half"));
+  for (const transfer::TransferMessage& m : messages) {
+    ASSERT_TRUE((*rt)->Send(*id, 0, reliable::DeliveryMode::kReliableOrdered,
+                            m.SerializeAsString()).ok());
+  }
+  std::optional<transfer::TransferMessage> result;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!result.has_value() && absl::Now() < deadline) {
+    absl::StatusOr<reliable::Runtime::PollResult> r = (*rt)->Poll(absl::Milliseconds(100));
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const reliable::Event& e : r->events) {
+      if (e.type != reliable::Event::Type::kMessage) continue;
+      result.emplace();
+      ASSERT_TRUE(result->ParseFromString(e.message));
+    }
+  }
+  ASSERT_TRUE(result.has_value() && result->has_result()) << recv.process->stderr_text();
+  EXPECT_FALSE(result->result().ok());
+  EXPECT_THAT(result->result().error(), HasSubstr("second transfer header"));
+  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 1) << recv.process->stderr_text();
+  EXPECT_THAT(recv.process->stderr_text(), HasSubstr("second transfer header"));
+  EXPECT_FALSE(absl::StrContains(recv.process->stderr_text(), " OK, wrote "));
+  EXPECT_FALSE(Exists(out));
+  for (const std::string& name : ListDir(TempDir())) {
+    EXPECT_FALSE(absl::StartsWith(name, "out-second-begin.part")) << name;
   }
 }
 
