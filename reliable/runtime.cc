@@ -244,6 +244,9 @@ absl::Status Runtime::AwaitConnected(ConnectionId id, absl::Duration timeout) {
         return closed;
       }
     }
+    // Established, and its kConnected is not held: the application already
+    // had it from Poll.
+    if (endpoint_->IsEstablished(id)) return absl::OkStatus();
     if (clock_->Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat("cannot connect to ", peer->ToString(),
                                                       ": no answer within ",

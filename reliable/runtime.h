@@ -104,7 +104,8 @@ class Runtime final {
   // Runs the loop until the client connection `id` is connected (OK) or
   // closed (UNAVAILABLE "cannot connect to PEER: [refused: ]REASON"), or
   // `timeout` passes (DEADLINE_EXCEEDED "...: no answer within T"). Every
-  // other event is kept for the next Poll. NOT_FOUND for an unknown id.
+  // other event is kept for the next Poll. OK at once for a connection
+  // already established. NOT_FOUND for an unknown id.
   absl::Status AwaitConnected(ConnectionId id, absl::Duration timeout);
 
   // Runs the loop (events are kept for the next Poll) until every open

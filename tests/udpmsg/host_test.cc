@@ -1,0 +1,244 @@
+// udpmsg::Host over loopback: connect, send, echo, close, and the close
+// reasons a real socket produces. Two hosts share the test's thread, so
+// PumpUntil polls them in turn (short Poll timeouts, a deadline; no sleeps).
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "udpmsg/udpmsg.h"
+
+namespace udpmsg {
+namespace {
+
+using ::testing::HasSubstr;
+
+const SocketAddress kLoopbackAny = SocketAddress::Loopback(AddressFamily::kIpv4, 0);
+
+struct Peer {
+  Host host;
+  std::vector<Event> events;
+  size_t Count(Event::Type type) const {
+    size_t n = 0;
+    for (const Event& e : events) n += e.type == type;
+    return n;
+  }
+  const Event* Find(Event::Type type) const {
+    for (const Event& e : events) {
+      if (e.type == type) return &e;
+    }
+    return nullptr;
+  }
+};
+
+Peer MakePeer(HostOptions options) {
+  options.bind = kLoopbackAny;
+  absl::StatusOr<Host> host = Host::Create(options);
+  EXPECT_TRUE(host.ok()) << host.status();
+  return Peer{*std::move(host), {}};
+}
+
+HostOptions ServerOptions() {
+  HostOptions o;
+  o.accept_incoming = true;
+  return o;
+}
+
+// Polls every peer in turn until `done` or 10 s of wall time (a bound for
+// a broken build, never reached when the code works).
+bool PumpUntil(std::vector<Peer*> peers, const std::function<bool()>& done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    for (Peer* p : peers) {
+      absl::StatusOr<Host::PollResult> r = p->host.Poll(absl::Milliseconds(5));
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok()) return false;
+      for (Event& e : r->events) p->events.push_back(std::move(e));
+    }
+  }
+  return true;
+}
+
+TEST(HostTest, ConnectSendEchoAndCloseOverLoopback) {
+  Peer server = MakePeer(ServerOptions());
+  Peer client = MakePeer(HostOptions());
+  EXPECT_NE(server.host.local_address().port(), 0);
+
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_FALSE(client.host.IsEstablished(*id));
+  // Not established yet: Send says so.
+  EXPECT_EQ(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "early").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+    return client.Count(Event::Type::kConnected) == 1 && server.Count(Event::Type::kConnected) == 1;
+  }));
+  EXPECT_TRUE(client.host.IsEstablished(*id));
+  EXPECT_EQ(client.Find(Event::Type::kConnected)->connection, *id);
+  EXPECT_EQ(client.host.open_connections(), 1u);
+  EXPECT_EQ(server.host.open_connections(), 1u);
+
+  absl::StatusOr<uint64_t> seq = client.host.Send(*id, 2, DeliveryMode::kReliableOrdered, "ping");
+  ASSERT_TRUE(seq.ok()) << seq.status();
+  EXPECT_EQ(*seq, 0u);
+  EXPECT_EQ(client.host.QueuedBytes(*id), 4u);
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
+  const Event ping = *server.Find(Event::Type::kMessage);
+  EXPECT_EQ(ping.message, "ping");
+  EXPECT_EQ(ping.channel, 2u);
+  EXPECT_EQ(ping.mode, DeliveryMode::kReliableOrdered);
+  absl::StatusOr<SocketAddress> peer = server.host.PeerOf(ping.connection);
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  EXPECT_EQ(peer->port(), client.host.local_address().port());
+
+  ASSERT_TRUE(server.host.Send(ping.connection, 2, ping.mode, "pong").ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+    return client.Count(Event::Type::kMessage) == 1 && client.Count(Event::Type::kAcked) == 1;
+  }));
+  EXPECT_EQ(client.Find(Event::Type::kMessage)->message, "pong");
+  EXPECT_EQ(client.Find(Event::Type::kAcked)->bytes, 4u);
+  EXPECT_EQ(client.host.QueuedBytes(*id), 0u);
+
+  absl::StatusOr<ConnectionStats> stats = client.host.Stats(*id);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_EQ(stats->messages_sent, 1u);
+  EXPECT_EQ(stats->messages_delivered, 1u);
+  EXPECT_GT(client.host.stats().datagrams_sent, 0u);
+  EXPECT_GT(client.host.io_stats().send_calls, 0u);
+  EXPECT_EQ(server.host.stats().accepted, 1u);
+
+  ASSERT_TRUE(client.host.Close(*id, "bye").ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+    return client.Count(Event::Type::kClosed) == 1 && server.Count(Event::Type::kClosed) == 1;
+  }));
+  const Event* own = client.Find(Event::Type::kClosed);
+  EXPECT_EQ(own->close_reason, CloseReason::kClosedByApplication);
+  EXPECT_FALSE(own->by_peer);
+  const Event* theirs = server.Find(Event::Type::kClosed);
+  EXPECT_EQ(theirs->close_reason, CloseReason::kClosedByPeer);
+  EXPECT_TRUE(theirs->by_peer);
+  EXPECT_EQ(theirs->reason, "bye");
+  EXPECT_FALSE(client.host.IsEstablished(*id));
+  EXPECT_TRUE(client.host.Flush(absl::Seconds(5)).ok());
+}
+
+TEST(HostTest, AwaitConnectedAndFlushDeliverEverythingQueued) {
+  Peer server = MakePeer(ServerOptions());
+  Peer client = MakePeer(HostOptions());
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  // The server must run too: pump it until the client sees the handshake end.
+  ASSERT_TRUE(PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); }));
+  for (int i = 0; i < 100; ++i) {
+    ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, std::string(5000, 'a' + i % 26)).ok());
+  }
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 100; }));
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(server.events[1 + i].message, std::string(5000, 'a' + i % 26)) << i;
+  }
+  EXPECT_EQ(client.host.AwaitConnected(*id, absl::Milliseconds(10)).code(), absl::StatusCode::kOk);
+  EXPECT_EQ(client.host.AwaitConnected(12345, absl::Milliseconds(10)).code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST(HostTest, UnknownConnectionIdsAreNotFound) {
+  Peer client = MakePeer(HostOptions());
+  EXPECT_EQ(client.host.Send(99, 0, DeliveryMode::kReliableOrdered, "x").status().code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(client.host.Close(99, "x").code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client.host.Stats(99).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client.host.PeerOf(99).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(client.host.QueuedBytes(99), 0u);
+  EXPECT_FALSE(client.host.IsEstablished(99));
+}
+
+TEST(HostTest, ClosedPortEndsTheAttemptAsPeerUnreachable) {
+  SocketAddress gone;
+  {
+    Peer closed = MakePeer(HostOptions());
+    gone = closed.host.local_address();
+  }  // its socket is closed: the kernel answers with ICMP port unreachable
+  Peer client = MakePeer(HostOptions());
+  absl::StatusOr<ConnectionId> id = client.host.Connect(gone);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(PumpUntil({&client}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+  EXPECT_EQ(client.Find(Event::Type::kClosed)->close_reason, CloseReason::kPeerUnreachable);
+  EXPECT_FALSE(client.Find(Event::Type::kClosed)->by_peer);
+}
+
+TEST(HostTest, EncryptionMismatchAndWrongRoomKeyAreTheirOwnReasons) {
+  RoomKey one, two;
+  one.bytes.fill(1);
+  two.bytes.fill(2);
+  struct Case {
+    const char* name;
+    bool server_encrypts, client_encrypts;
+    std::optional<RoomKey> server_key, client_key;
+    CloseReason want;
+    bool by_peer;
+  } cases[] = {
+      {"server encrypts", true, false, std::nullopt, std::nullopt,
+       CloseReason::kEncryptionMismatch, true},
+      {"client encrypts", false, true, std::nullopt, std::nullopt,
+       CloseReason::kEncryptionMismatch, true},
+      {"different keys", false, false, one, two, CloseReason::kWrongRoomKey, false},
+      {"only the server has a key", true, true, one, std::nullopt, CloseReason::kWrongRoomKey,
+       false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    HostOptions so = ServerOptions();
+    so.encrypt = c.server_encrypts;
+    so.room_key = c.server_key;
+    HostOptions co;
+    co.encrypt = c.client_encrypts;
+    co.room_key = c.client_key;
+    Peer server = MakePeer(so);
+    Peer client = MakePeer(co);
+    absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+    const Event* closed = client.Find(Event::Type::kClosed);
+    EXPECT_EQ(closed->close_reason, c.want) << CloseReasonName(closed->close_reason) << ": "
+                                            << closed->reason;
+    EXPECT_EQ(closed->by_peer, c.by_peer);
+    EXPECT_EQ(client.Count(Event::Type::kConnected), 0u);
+  }
+}
+
+TEST(HostTest, SameRoomKeyConnectsEncrypted) {
+  RoomKey key;
+  key.bytes.fill(9);
+  HostOptions so = ServerOptions();
+  so.room_key = key;
+  HostOptions co;
+  co.room_key = key;
+  Peer server = MakePeer(so);
+  Peer client = MakePeer(co);
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "x").status().code() ==
+              absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.host.IsEstablished(*id); }));
+  ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "secret").ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
+  EXPECT_EQ(server.Find(Event::Type::kMessage)->message, "secret");
+}
+
+TEST(HostTest, BindFailureNamesTheAddress) {
+  Peer first = MakePeer(HostOptions());
+  HostOptions o;
+  o.bind = first.host.local_address();
+  absl::StatusOr<Host> second = Host::Create(o);
+  ASSERT_FALSE(second.ok());
+  EXPECT_THAT(std::string(second.status().message()),
+              HasSubstr(first.host.local_address().ToString()));
+}
+
+}  // namespace
+}  // namespace udpmsg

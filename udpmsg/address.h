@@ -1,0 +1,50 @@
+// udpmsg addresses: the socket address value type and name resolution,
+// re-exported so that an application needs only //udpmsg.
+//
+// Usage:
+//   absl::StatusOr<std::vector<udpmsg::SocketAddress>> peers =
+//       udpmsg::ResolveHostPort("localhost:9000");
+//   if (!peers.ok()) return peers.status();   // NOT_FOUND, INVALID_ARGUMENT
+//   host.Connect(peers->front());
+//   udpmsg::SocketAddress any = udpmsg::SocketAddress::Any(udpmsg::AddressFamily::kIpv6, 9000);
+//
+// SocketAddress is a value (copyable, comparable, printable with ToString(),
+// e.g. "127.0.0.1:9000" or "[::1]:9000"). Parse() takes numeric text only;
+// the Resolve functions use the system resolver (getaddrinfo) and block.
+//
+// Threading: SocketAddress is a value; the functions are thread-safe.
+#ifndef UDPMSG_UDPMSG_ADDRESS_H_
+#define UDPMSG_UDPMSG_ADDRESS_H_
+
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "udp/resolve.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg {
+
+using udp::AddressFamily;
+using udp::ParsePort;  // "9000" -> 9000; INVALID_ARGUMENT outside 0..65535
+using udp::SocketAddress;
+
+// Resolves "host:port" or "[v6]:port" for UDP. The port is required.
+// NOT_FOUND: the name does not exist (or has no address of `family`);
+// INVALID_ARGUMENT: no port, or a bad port. Messages name the input.
+inline absl::StatusOr<std::vector<SocketAddress>> ResolveHostPort(
+    absl::string_view host_port, AddressFamily family = AddressFamily::kUnspecified) {
+  return udp::ResolveHostPort(host_port, family, udp::SocketType::kDatagram);
+}
+
+// Resolves `host` (empty: the wildcard address) and `service` (a port or
+// service name; empty: 0) for UDP. Errors as ResolveHostPort.
+inline absl::StatusOr<std::vector<SocketAddress>> Resolve(
+    absl::string_view host, absl::string_view service,
+    AddressFamily family = AddressFamily::kUnspecified) {
+  return udp::Resolve(host, service, family, udp::SocketType::kDatagram);
+}
+
+}  // namespace udpmsg
+
+#endif  // UDPMSG_UDPMSG_ADDRESS_H_

@@ -1,0 +1,90 @@
+// udpmsg events: what Host::Poll reports, and why a connection closed.
+//
+// Every change an application learns about is an Event: a connection became
+// usable (kConnected), a message arrived (kMessage), a reliable message we
+// sent was fully acknowledged (kAcked), or a connection is gone (kClosed).
+// A closed connection's `close_reason` is the library's own CloseReason,
+// never a wire code; `reason` is human-readable detail and `by_peer` says
+// which side decided.
+//
+// Usage:
+//   for (udpmsg::Event& e : result->events) {
+//     switch (e.type) {
+//       case udpmsg::Event::Type::kConnected: ...; break;
+//       case udpmsg::Event::Type::kMessage:   Use(e.connection, e.message); break;
+//       case udpmsg::Event::Type::kAcked:     break;
+//       case udpmsg::Event::Type::kClosed:
+//         std::fprintf(stderr, "%s: %s\n",
+//                      std::string(udpmsg::CloseReasonName(e.close_reason)).c_str(),
+//                      absl::CHexEscape(e.reason).c_str());   // peer text: escape it
+//     }
+//   }
+//
+// Security: `message` and, when `by_peer`, `reason` are bytes from the
+// network. Escape them before printing them to a terminal or a log.
+//
+// Threading: values.
+#ifndef UDPMSG_UDPMSG_EVENT_H_
+#define UDPMSG_UDPMSG_EVENT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "reliable/connection.h"
+#include "udpmsg/address.h"
+#include "udpmsg/options.h"
+
+namespace udpmsg {
+
+// Names one connection of a Host; never reused by that host.
+using ConnectionId = reliable::ConnectionId;
+
+// Why a connection closed (see reliable/connection.h for each value):
+//   kClosedByApplication  this side called Host::Close
+//   kClosedByPeer         the peer's application closed it
+//   kIdleTimeout          nothing received for idle_timeout
+//   kHandshakeTimeout     connecting took longer than handshake_timeout
+//   kPeerTimeout          the peer stopped acknowledging (peer_timeout, max_probes)
+//   kServerFull           refused: the server holds max_connections
+//   kEncryptionMismatch   one side encrypts and the other does not
+//   kWrongRoomKey         room keys differ, or only one side has one
+//   kPeerUnreachable      the network reported the peer unreachable while connecting
+//   kProtocolError        a peer broke the protocol (or refused our handshake)
+//   kNumberSpaceExhausted 2^62 packet numbers used up
+//   kInternalError        a bug in this library (our own packet did not encode)
+using reliable::CloseReason;
+// "closed by application", "idle timeout", ...: stable, for logs.
+using reliable::CloseReasonName;
+// Every CloseReason, for exhaustive tests and tables.
+using reliable::kAllCloseReasons;
+
+struct Event {
+  enum class Type {
+    kConnected,  // the handshake is done; Send may be used
+    kMessage,    // a message arrived: channel, mode, sequence, message
+    kAcked,      // a reliable message we sent is acknowledged: channel, mode, sequence, bytes
+    kClosed,     // the connection is gone: close_reason, reason, by_peer
+  };
+  Type type = Type::kMessage;
+  ConnectionId connection = 0;
+  SocketAddress peer;
+  uint32_t channel = 0;
+  DeliveryMode mode = DeliveryMode::kReliableOrdered;
+  uint64_t sequence = 0;
+  std::string message;  // kMessage: the peer's bytes (escape before printing)
+  uint64_t bytes = 0;   // kAcked: the message's size
+  CloseReason close_reason = CloseReason::kClosedByApplication;  // kClosed
+  std::string reason;   // kClosed: detail; the peer's text when by_peer
+  bool by_peer = false; // kClosed: the peer closed (or refused) the connection
+};
+
+// "connected", "message", "acked", "closed".
+absl::string_view EventTypeName(Event::Type type);
+
+// The public event for a core event (moves the message out of `e`).
+Event FromReliableEvent(reliable::Event&& e);
+
+}  // namespace udpmsg
+
+#endif  // UDPMSG_UDPMSG_EVENT_H_

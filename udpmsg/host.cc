@@ -1,0 +1,95 @@
+#include "udpmsg/host.h"
+
+#include <utility>
+
+namespace udpmsg {
+
+reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
+  reliable::Runtime::Options r;
+  r.bind = options.bind;
+  r.socket_buffer_bytes = options.socket_buffer_bytes;
+  reliable::EndpointOptions& e = r.endpoint;
+  e.accept_incoming = options.accept_incoming;
+  e.max_connections = options.max_connections;
+  e.cookie_lifetime = options.cookie_lifetime;
+  e.encrypt = options.encrypt || options.room_key.has_value();
+  e.psk = options.room_key;
+  reliable::ConnectionOptions& c = e.connection;
+  c.max_datagram = options.max_datagram;
+  c.max_message_bytes = options.max_message_bytes;
+  c.window = options.window;
+  c.max_queued_bytes = options.max_queued_bytes;
+  c.max_reassembly_bytes = options.max_reassembly_bytes;
+  c.max_undelivered_bytes = options.max_undelivered_bytes;
+  c.max_channels = options.max_channels;
+  c.idle_timeout = options.idle_timeout;
+  c.keepalive = options.keepalive;
+  c.handshake_timeout = options.handshake_timeout;
+  c.peer_timeout = options.peer_timeout;
+  c.max_probes = options.max_probes;
+  c.max_ack_delay = options.max_ack_delay;
+  c.initial_rtt = options.initial_rtt;
+  c.reassembly_timeout = options.reassembly_timeout;
+  c.congestion_control = options.congestion_control;
+  c.congestion.clear();  // the enum alone decides
+  c.pacing = options.pacing;
+  return r;
+}
+
+absl::StatusOr<Host> Host::Create(const HostOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  absl::StatusOr<std::unique_ptr<reliable::Runtime>> runtime =
+      reliable::Runtime::Create(ToRuntimeOptions(options));
+  if (!runtime.ok()) return runtime.status();
+  return Host(*std::move(runtime));
+}
+
+Host::Host(std::unique_ptr<reliable::Runtime> runtime) : runtime_(std::move(runtime)) {}
+
+Host::~Host() = default;
+
+const SocketAddress& Host::local_address() const { return runtime_->local_address(); }
+
+absl::StatusOr<ConnectionId> Host::Connect(const SocketAddress& peer) {
+  return runtime_->Connect(peer);
+}
+
+absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                    std::string message) {
+  return runtime_->Send(id, channel, mode, std::move(message));
+}
+
+absl::Status Host::Close(ConnectionId id, std::string reason, bool flush) {
+  return runtime_->Close(id, std::move(reason), flush);
+}
+
+absl::StatusOr<Host::PollResult> Host::Poll(absl::Duration timeout) {
+  absl::StatusOr<reliable::Runtime::PollResult> r = runtime_->Poll(timeout);
+  if (!r.ok()) return r.status();
+  PollResult out;
+  out.events.reserve(r->events.size());
+  for (reliable::Event& e : r->events) out.events.push_back(FromReliableEvent(std::move(e)));
+  out.ready = std::move(r->ready);
+  return out;
+}
+
+absl::Status Host::Watch(int fd, uint64_t token) { return runtime_->Watch(fd, token); }
+absl::Status Host::Unwatch(int fd) { return runtime_->Unwatch(fd); }
+
+absl::Status Host::AwaitConnected(ConnectionId id, absl::Duration timeout) {
+  return runtime_->AwaitConnected(id, timeout);
+}
+
+absl::Status Host::Flush(absl::Duration timeout) { return runtime_->Flush(timeout); }
+
+void Host::Wake() { runtime_->Wake(); }
+
+absl::StatusOr<ConnectionStats> Host::Stats(ConnectionId id) const { return runtime_->Stats(id); }
+absl::StatusOr<SocketAddress> Host::PeerOf(ConnectionId id) const { return runtime_->PeerOf(id); }
+uint64_t Host::QueuedBytes(ConnectionId id) const { return runtime_->QueuedBytes(id); }
+bool Host::IsEstablished(ConnectionId id) const { return runtime_->IsEstablished(id); }
+size_t Host::open_connections() const { return runtime_->open_connections(); }
+IoStats Host::io_stats() const { return runtime_->io_stats(); }
+HostStats Host::stats() const { return runtime_->endpoint_stats(); }
+
+}  // namespace udpmsg

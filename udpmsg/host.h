@@ -1,0 +1,166 @@
+// udpmsg::Host: reliable messaging over one UDP socket. This is the class
+// applications use.
+//
+// A Host owns a UDP socket and every connection made through it. Poll() is
+// the one service call: it receives datagrams, runs timers, sends what is
+// due, and returns the events (connected, message, acked, closed) that
+// happened, or nothing once `timeout` passes. Between Polls, Connect, Send
+// and Close only queue work; it leaves in the next Poll (or Flush).
+//
+// Usage (an echo server; examples/echo_server.cc is the complete program):
+//   udpmsg::HostOptions options;
+//   options.bind = udpmsg::SocketAddress::Any(udpmsg::AddressFamily::kIpv6, 9000);
+//   options.accept_incoming = true;
+//   absl::StatusOr<udpmsg::Host> host = udpmsg::Host::Create(options);
+//   if (!host.ok()) return host.status();
+//   for (;;) {
+//     absl::StatusOr<udpmsg::Host::PollResult> r = host->Poll(absl::Seconds(1));
+//     if (!r.ok()) return r.status();
+//     for (udpmsg::Event& e : r->events) {
+//       if (e.type == udpmsg::Event::Type::kMessage) {
+//         host->Send(e.connection, e.channel, e.mode, std::move(e.message)).IgnoreError();
+//       }
+//     }
+//   }
+//
+// A client Connect()s (then AwaitConnected, or waits for kConnected in
+// Poll), Sends, and before exiting calls Flush() so that what it queued is
+// delivered, then Close().
+//
+// Connections: each has a ConnectionId, fixed for its life. Messages go on
+// a channel in [0, max_channels) with a DeliveryMode; each (channel, mode)
+// pair is its own sequence. Every byte a peer can make a Host hold is
+// bounded by HostOptions (see options.h); a slow application stalls its
+// senders instead of growing memory.
+//
+// Ownership: Host owns its socket, its poller and every connection; it is
+// move-only (a moved-from Host may only be destroyed or assigned to).
+// Watch() borrows the descriptors it is given.
+// Threading: every method from one thread, except Wake(), which any thread
+// may call to make a blocked Poll() return.
+#ifndef UDPMSG_UDPMSG_HOST_H_
+#define UDPMSG_UDPMSG_HOST_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "reliable/connection.h"
+#include "reliable/endpoint.h"
+#include "reliable/runtime.h"
+#include "udpmsg/address.h"
+#include "udpmsg/event.h"
+#include "udpmsg/options.h"
+
+namespace udpmsg {
+
+// One connection's counters and RTT estimate (srtt, cwnd, packets and bytes
+// sent/received/lost, messages sent/delivered/acked, ...); ToString() gives
+// one line for logs.
+using ConnectionStats = reliable::ConnectionStats;
+// The host's socket calls (recv/send calls, send errors, truncated
+// datagrams, ICMP reports).
+using IoStats = reliable::Runtime::IoStats;
+// The host's datagram counters (received, sent, malformed, unknown
+// connection, handshakes, refusals, ...); ToString() gives one line.
+using HostStats = reliable::EndpointStats;
+
+class Host final {
+ public:
+  struct PollResult {
+    std::vector<Event> events;
+    // Tokens of watched descriptors that became readable (see Watch()).
+    std::vector<uint64_t> ready;
+  };
+
+  // Validates `options` and binds the socket.
+  // INVALID_ARGUMENT: an option out of range (the message names the field
+  // and the range). Otherwise the errno status of the failed call, naming
+  // the address, e.g. "bind [::]:9000: Address already in use".
+  static absl::StatusOr<Host> Create(const HostOptions& options);
+
+  Host(Host&&) = default;
+  Host& operator=(Host&&) = default;
+  ~Host();
+
+  // The bound address, with the port the kernel chose for port 0.
+  const SocketAddress& local_address() const;
+
+  // Starts a connection to `peer`; kConnected or kClosed in a later Poll
+  // (or AwaitConnected) tells how it went. RESOURCE_EXHAUSTED when
+  // max_connections are open.
+  absl::StatusOr<ConnectionId> Connect(const SocketAddress& peer);
+
+  // Queues `message` on `channel` with `mode`; returns its sequence number
+  // in that (channel, mode). It leaves in the next Poll or Flush; messages
+  // sent back to back share packets.
+  // NOT_FOUND: unknown or removed connection. FAILED_PRECONDITION: not yet
+  // established, or closing/closed. INVALID_ARGUMENT: channel out of range
+  // or message over max_message_bytes. RESOURCE_EXHAUSTED: max_queued_bytes
+  // queued (wait for kAcked events or QueuedBytes to fall), or the
+  // sequence space is used up.
+  absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                std::string message);
+
+  // Closes `id`, telling the peer `reason`. With `flush`, queued messages
+  // are delivered first. A kClosed event (kClosedByApplication) follows.
+  // NOT_FOUND for an unknown id. Closing twice is harmless.
+  absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
+
+  // Runs until there are events or watched descriptors are ready, or
+  // `timeout` passes (an empty result). Socket errors other than "would
+  // block" are returned (with errno text).
+  absl::StatusOr<PollResult> Poll(absl::Duration timeout);
+
+  // Also reports `fd` readable in Poll(), as `token`. Borrowed: Unwatch
+  // before closing it. Errno statuses from epoll (e.g. ALREADY_EXISTS when
+  // watched twice).
+  absl::Status Watch(int fd, uint64_t token);
+  absl::Status Unwatch(int fd);
+
+  // Runs the loop until `id` is connected (OK) or closed (UNAVAILABLE
+  // "cannot connect to PEER: [refused: ]REASON"), or `timeout` passes
+  // (DEADLINE_EXCEEDED). Other events are kept for the next Poll. OK at
+  // once when already established. NOT_FOUND for an unknown id.
+  absl::Status AwaitConnected(ConnectionId id, absl::Duration timeout);
+
+  // Runs the loop (keeping events for the next Poll) until every open
+  // connection has nothing queued or unacknowledged. DEADLINE_EXCEEDED
+  // after `timeout`, naming the bytes still queued.
+  absl::Status Flush(absl::Duration timeout);
+
+  // Makes a Poll() blocked in another thread return. Thread-safe.
+  void Wake();
+
+  // NOT_FOUND for an unknown or removed connection.
+  absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const;
+  absl::StatusOr<SocketAddress> PeerOf(ConnectionId id) const;
+  // Bytes queued by Send and not yet acknowledged (0 for an unknown id):
+  // the back-pressure signal for bulk senders.
+  uint64_t QueuedBytes(ConnectionId id) const;
+  // Whether `id` is established (kConnected seen, not closed).
+  bool IsEstablished(ConnectionId id) const;
+  // Connections not closed.
+  size_t open_connections() const;
+  IoStats io_stats() const;
+  HostStats stats() const;
+
+ private:
+  explicit Host(std::unique_ptr<reliable::Runtime> runtime);
+
+  std::unique_ptr<reliable::Runtime> runtime_;
+};
+
+// The core's runtime options for `options` (already validated). Exposed for
+// tests and for code moving from reliable::Runtime; applications use
+// Host::Create.
+reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options);
+
+}  // namespace udpmsg
+
+#endif  // UDPMSG_UDPMSG_HOST_H_
