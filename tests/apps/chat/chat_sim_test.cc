@@ -1,0 +1,439 @@
+// The whole chat in virtual time: one ServerCore and 50 ClientCores, each on
+// a reliable::Endpoint node of the simulator, every link losing 20% of its
+// datagrams, reordering and duplicating others. Members connect at seeded
+// times, join, say and act several lines each at seeded times, some send
+// private lines, some rename, some leave. Over 200 seeds (UDPMSG_SIM_SEEDS
+// for fewer) every member must see one total order (line numbers strictly
+// increasing, the same line under the same number everywhere), every line
+// meant for it exactly once, and a roster (Welcome, then joins, leaves and
+// renames) that ends equal to the server's.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "apps/chat/chat.pb.h"
+#include "apps/chat/client_core.h"
+#include "apps/chat/rules.h"
+#include "apps/chat/sequencer.h"
+#include "apps/chat/server_core.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "reliable/deterministic_rng.h"
+#include "reliable/endpoint.h"
+#include "tests/reliable/endpoint_node.h"
+#include "tests/reliable/scenario.h"
+#include "tests/sim/simulator.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using chat::ClientEvent;
+using chat::DisplayLine;
+using reliable::ConnectionId;
+using reliable::DeliveryMode;
+using reliable::Event;
+
+constexpr int kMembers = 50;
+constexpr int kSaysEach = 3;  // plus one /me each
+constexpr absl::Duration kLimit = absl::Minutes(10);
+
+// One line as the server numbered it.
+struct ServerLine {
+  chat::Line::Kind kind;
+  std::string from;
+  std::string to;
+  std::string text;
+  std::vector<ConnectionId> recipients;
+};
+
+struct Member {
+  int index = 0;
+  std::string nick;
+  std::unique_ptr<EndpointNode> node;
+  std::unique_ptr<chat::ClientCore> core;
+  ConnectionId id = 0;         // the member's connection id
+  ConnectionId server_id = 0;  // the server's id for the same connection
+  bool welcomed = false;
+  bool leaves = false;   // sends Leave after its lines
+  bool renames = false;  // renames after its lines
+  int pending_sends = 0;  // scheduled, not yet sent
+  bool closed = false;
+  std::vector<std::string> welcome_members;
+  std::vector<DisplayLine> lines;
+  std::vector<std::string> errors;  // non-fatal errors and failures
+};
+
+uint64_t SeedCount() {
+  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
+  uint64_t n = 0;
+  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 200) return 200;
+  return n;
+}
+
+class ChatSim {
+ public:
+  explicit ChatSim(uint64_t seed)
+      : seed_(seed),
+        sim_(seed, kStart),
+        rng_(seed, 7),
+        server_(kStart, Addr("10.0.0.1:4000"), ServerEndpointOptions(seed)) {
+    chat::ServerOptions options;
+    options.join_timeout = absl::Seconds(30);
+    options.max_members = kMembers;
+    absl::StatusOr<std::unique_ptr<chat::ServerCore>> core =
+        chat::ServerCore::Create(options, std::make_unique<chat::LocalSequencer>());
+    EXPECT_TRUE(core.ok()) << core.status();
+    core_ = *std::move(core);
+    EXPECT_TRUE(sim_.AddNode(server_.address(), &server_).ok());
+    server_.set_on_event([this](const Event& e) { OnServerEvent(e); });
+    const impairment::ImpairmentConfig link = Lossy(0.20, 0.10, 0.05);
+    for (int i = 0; i < kMembers; ++i) {
+      auto m = std::make_unique<Member>();
+      m->index = i;
+      m->nick = absl::StrCat("m", i);
+      m->leaves = i % 5 == 4;
+      m->renames = i % 10 == 3;
+      m->core = std::make_unique<chat::ClientCore>(m->nick);
+      reliable::EndpointOptions o = ClientOptions(seed * 100 + i);
+      o.connection.max_message_bytes = chat::kMaxMessageBytes;
+      m->node = std::make_unique<EndpointNode>(
+          kStart, Addr(absl::StrCat("10.0.", 1 + i / 200, ".", 1 + i % 200, ":5000")), o);
+      Member* raw = m.get();
+      m->node->set_on_event([this, raw](const Event& e) { OnMemberEvent(*raw, e); });
+      EXPECT_TRUE(sim_.AddNode(m->node->address(), m->node.get()).ok());
+      EXPECT_TRUE(sim_.SetLink(m->node->address(), server_.address(), link).ok());
+      EXPECT_TRUE(sim_.SetLink(server_.address(), m->node->address(), link).ok());
+      members_.push_back(std::move(m));
+    }
+  }
+
+  static reliable::EndpointOptions ServerEndpointOptions(uint64_t seed) {
+    reliable::EndpointOptions o = ServerOptions(seed);
+    o.connection.max_message_bytes = chat::kMaxMessageBytes;
+    return o;
+  }
+
+  // Runs the scenario; false (with the reason in `why`) if it did not end.
+  bool Run(std::string* why) {
+    for (auto& m : members_) {
+      Member* raw = m.get();
+      const absl::Time at = kStart + absl::Milliseconds(rng_.Uniform(2000));
+      sim_.At(at, [this, raw] {
+        absl::StatusOr<ConnectionId> id = raw->node->endpoint().Connect(sim_.now(),
+                                                                         server_.address());
+        ASSERT_TRUE(id.ok()) << id.status();
+        raw->id = *id;
+      });
+    }
+    const bool done = sim_.RunUntil([this] { return Done(); }, kStart + kLimit);
+    if (!done) {
+      size_t welcomed = 0, busy = 0, closed = 0;
+      for (auto& m : members_) {
+        welcomed += m->welcomed;
+        busy += m->pending_sends > 0;
+        closed += m->closed;
+      }
+      *why = absl::StrCat("not done after ", absl::FormatDuration(sim_.now() - kStart),
+                          ": welcomed ", welcomed, ", sending ", busy, ", closed ", closed,
+                          ", server members ", core_->member_count(), ", lines delivered ",
+                          said_lines_, " of ", expected_said_, ", sim ",
+                          sim_.status().ToString());
+    }
+    return done;
+  }
+
+  void Check() {
+    // The server's own order: every number once, increasing.
+    uint64_t previous = 0;
+    for (const auto& [seq, line] : lines_) {
+      ASSERT_GT(seq, previous);
+      previous = seq;
+    }
+    ASSERT_EQ(said_lines_, expected_said_);
+    // Every line a member sent was numbered exactly once.
+    std::map<std::string, int> said;
+    for (const auto& [seq, line] : lines_) {
+      if (line.kind == chat::Line::SAY || line.kind == chat::Line::ME ||
+          line.kind == chat::Line::PRIVATE) {
+        ++said[line.text];
+      }
+    }
+    for (const auto& m : members_) {
+      for (int k = 0; k <= kSaysEach; ++k) EXPECT_EQ(said[LineText(*m, k)], 1) << m->nick;
+    }
+
+    std::vector<std::string> server_roster = core_->Members();
+    for (const auto& m : members_) {
+      SCOPED_TRACE(m->nick);
+      EXPECT_TRUE(m->welcomed);
+      EXPECT_THAT(m->errors, ::testing::IsEmpty());
+      // One total order: strictly increasing numbers, each the server's line.
+      std::vector<uint64_t> got;
+      for (const DisplayLine& l : m->lines) {
+        if (!got.empty()) ASSERT_GT(l.seq, got.back()) << "order broken or duplicate";
+        got.push_back(l.seq);
+        auto it = lines_.find(l.seq);
+        ASSERT_NE(it, lines_.end()) << "line " << l.seq << " the server never sent";
+        ASSERT_EQ(l.text, it->second.text) << "line " << l.seq;
+        ASSERT_EQ(l.from, it->second.from) << "line " << l.seq;
+      }
+      // Exactly the lines the server sent this member: all of them for those
+      // who stayed, a prefix for those who left.
+      std::vector<uint64_t> sent = sent_to_[m->server_id];
+      if (m->leaves) {
+        ASSERT_LE(got.size(), sent.size());
+        sent.resize(got.size());
+        EXPECT_TRUE(m->closed);
+      }
+      ASSERT_EQ(got, sent);
+      if (m->leaves) continue;
+      // Independently of the server's bookkeeping: a member who stayed saw
+      // every public line numbered after its own join, and the private lines
+      // to or from it, and no other private line.
+      uint64_t joined_at = 0;
+      for (const DisplayLine& l : m->lines) {
+        if (l.kind == DisplayLine::Kind::kJoin && l.from == m->nick) joined_at = l.seq;
+      }
+      ASSERT_NE(joined_at, 0u);
+      std::set<uint64_t> have(got.begin(), got.end());
+      for (const auto& [seq, line] : lines_) {
+        if (seq < joined_at) continue;
+        const bool mine = line.kind == chat::Line::PRIVATE &&
+                          (line.from == NickAt(*m, seq) || line.to == NickAt(*m, seq));
+        const bool meant = line.kind != chat::Line::PRIVATE || mine;
+        EXPECT_EQ(have.count(seq), meant ? 1u : 0u) << "line " << seq << " " << line.text;
+      }
+      // The roster a member can rebuild ends equal to the server's.
+      std::vector<std::string> roster = m->welcome_members;
+      for (const DisplayLine& l : m->lines) {
+        if (l.seq <= joined_at) continue;
+        if (l.kind == DisplayLine::Kind::kJoin) roster.push_back(l.from);
+        if (l.kind == DisplayLine::Kind::kLeave) {
+          auto it = std::find(roster.begin(), roster.end(), l.from);
+          ASSERT_NE(it, roster.end()) << l.from << " left without being in";
+          roster.erase(it);
+        }
+        if (l.kind == DisplayLine::Kind::kRename) {
+          auto it = std::find(roster.begin(), roster.end(), l.from);
+          ASSERT_NE(it, roster.end()) << l.from << " renamed without being in";
+          *it = l.text;
+        }
+      }
+      EXPECT_EQ(roster, server_roster);
+    }
+  }
+
+ private:
+  static std::string LineText(const Member& m, int k) {
+    return absl::StrCat(m.nick, " line ", k);
+  }
+
+  // The nick member `m` had when line `seq` was numbered (members rename
+  // at most once).
+  std::string NickAt(const Member& m, uint64_t seq) const {
+    for (const auto& [s, line] : lines_) {
+      if (s >= seq) break;
+      if (line.kind == chat::Line::RENAME && line.from == m.nick) return line.text;
+    }
+    return m.nick;
+  }
+
+  bool Done() const {
+    if (said_lines_ < expected_said_) return false;
+    for (const auto& m : members_) {
+      if (!m->welcomed || m->pending_sends > 0) return false;
+      if (m->leaves) {
+        if (!m->closed) return false;
+        continue;
+      }
+      auto it = sent_to_.find(m->server_id);
+      if (it == sent_to_.end() || it->second.size() != m->lines.size()) return false;
+    }
+    return core_->member_count() == static_cast<size_t>(kMembers - kMembers / 5);
+  }
+
+  void OnServerEvent(const Event& e) {
+    const absl::Time now = sim_.now();
+    switch (e.type) {
+      case Event::Type::kConnected:
+        for (auto& m : members_) {
+          if (m->node->address() == e.peer) m->server_id = e.connection;
+        }
+        core_->OnConnected(now, e.connection, e.peer.ToString());
+        break;
+      case Event::Type::kMessage:
+        if (e.channel == chat::kChannel) core_->OnMessage(now, e.connection, e.message);
+        break;
+      case Event::Type::kClosed: {
+        const reliable::CloseReason r = e.close_reason;
+        chat::CloseCause cause = e.by_peer ? chat::CloseCause::kClosedByPeer
+                                           : chat::CloseCause::kLost;
+        if (!e.by_peer && (r == reliable::CloseReason::kIdleTimeout ||
+                           r == reliable::CloseReason::kPeerTimeout)) {
+          cause = chat::CloseCause::kTimedOut;
+        }
+        core_->OnClosed(now, e.connection, cause, e.reason);
+        break;
+      }
+      case Event::Type::kAcked:
+        break;
+    }
+    for (;;) {
+      std::vector<chat::ServerAction> actions = core_->TakeActions();
+      if (actions.empty()) break;
+      for (chat::ServerAction& a : actions) {
+        if (a.type == chat::ServerAction::Type::kSend) {
+          Record(a);
+          absl::StatusOr<uint64_t> seq = server_.endpoint().Send(
+              now, a.peer, chat::kChannel, DeliveryMode::kReliableOrdered, a.bytes);
+          if (!seq.ok() && server_.endpoint().IsEstablished(a.peer)) {
+            ADD_FAILURE() << "server send failed: " << seq.status();
+            core_->OnSendFailed(now, a.peer, seq.status().message());
+          }
+        } else if (a.type == chat::ServerAction::Type::kClose) {
+          (void)server_.endpoint().Close(now, a.peer, a.reason, a.flush);
+        }
+      }
+    }
+  }
+
+  // Keeps the server's numbering and who each line went to.
+  void Record(const chat::ServerAction& a) {
+    chat::ServerMessage m;
+    ASSERT_TRUE(m.ParseFromString(a.bytes));
+    if (!m.has_line()) return;
+    const chat::Line& l = m.line();
+    auto [it, fresh] = lines_.try_emplace(l.seq());
+    if (fresh) {
+      it->second = ServerLine{l.kind(), l.from(), l.to(), l.text(), {}};
+      if (l.kind() == chat::Line::SAY || l.kind() == chat::Line::ME ||
+          l.kind() == chat::Line::PRIVATE) {
+        ++said_lines_;
+      }
+    }
+    it->second.recipients.push_back(a.peer);
+    sent_to_[a.peer].push_back(l.seq());
+  }
+
+  void OnMemberEvent(Member& m, const Event& e) {
+    switch (e.type) {
+      case Event::Type::kConnected:
+        Send(m, m.core->JoinMessage());
+        break;
+      case Event::Type::kMessage: {
+        absl::StatusOr<std::optional<ClientEvent>> ce = m.core->OnServerMessage(e.message);
+        if (!ce.ok()) {
+          m.errors.push_back(std::string(ce.status().message()));
+          break;
+        }
+        if (!ce->has_value()) break;
+        const ClientEvent& ev = **ce;
+        if (ev.type == ClientEvent::Type::kWelcome) OnWelcome(m, ev);
+        if (ev.type == ClientEvent::Type::kLine) m.lines.push_back(ev.line);
+        if (ev.type == ClientEvent::Type::kError) m.errors.push_back(ev.text);
+        break;
+      }
+      case Event::Type::kClosed:
+        m.closed = true;
+        if (!m.leaves) m.errors.push_back(absl::StrCat("closed: ", e.reason));
+        break;
+      case Event::Type::kAcked:
+        break;
+    }
+  }
+
+  // Schedules the member's lines from now on, then its rename or leave.
+  void OnWelcome(Member& m, const ClientEvent& ev) {
+    m.welcomed = true;
+    m.welcome_members = ev.nicks;
+    Member* raw = &m;
+    absl::Time last = sim_.now();
+    for (int k = 0; k <= kSaysEach; ++k) {
+      const absl::Time at = sim_.now() + absl::Milliseconds(rng_.Uniform(4000));
+      last = std::max(last, at);
+      std::string input = k == kSaysEach ? absl::StrCat("/me ", LineText(m, k)) : LineText(m, k);
+      // Every fifth member's second line is private to the next member.
+      if (k == 1 && m.index % 5 == 0) {
+        input = absl::StrCat("/msg m", (m.index + 1) % kMembers, " ", LineText(m, k));
+      }
+      ++m.pending_sends;
+      sim_.At(at, [this, raw, input] { Type(*raw, input); });
+    }
+    if (m.renames || m.leaves) {
+      ++m.pending_sends;
+      sim_.At(last + absl::Milliseconds(1 + rng_.Uniform(500)), [this, raw] {
+        if (raw->renames) {
+          Type(*raw, absl::StrCat("/nick ", raw->nick, "_r"));
+        } else {
+          --raw->pending_sends;
+          Send(*raw, chat::LeaveMessage());
+          (void)raw->node->endpoint().Close(sim_.now(), raw->id, "left", /*flush=*/true);
+        }
+      });
+    }
+  }
+
+  void Type(Member& m, const std::string& input) {
+    // A private line waits until its target is in the room.
+    if (absl::StartsWith(input, "/msg ")) {
+      const std::string target = input.substr(5, input.find(' ', 5) - 5);
+      const std::vector<std::string> room = core_->Members();
+      if (std::find(room.begin(), room.end(), target) == room.end()) {
+        Member* raw = &m;
+        sim_.At(sim_.now() + absl::Milliseconds(500), [this, raw, input] { Type(*raw, input); });
+        return;
+      }
+    }
+    --m.pending_sends;
+    chat::UserInput in = chat::ParseInput(input);
+    ASSERT_EQ(in.type, chat::UserInput::Type::kSend) << input << ": " << in.error;
+    Send(m, in.message);
+  }
+
+  void Send(Member& m, const std::string& bytes) {
+    absl::StatusOr<uint64_t> seq = m.node->endpoint().Send(sim_.now(), m.id, chat::kChannel,
+                                                           DeliveryMode::kReliableOrdered, bytes);
+    if (!seq.ok()) m.errors.push_back(absl::StrCat("send: ", seq.status().message()));
+  }
+
+  const uint64_t seed_;
+  sim::Simulator sim_;
+  reliable::DeterministicRng rng_;
+  EndpointNode server_;
+  std::unique_ptr<chat::ServerCore> core_;
+  std::vector<std::unique_ptr<Member>> members_;
+  std::map<uint64_t, ServerLine> lines_;  // by number
+  absl::flat_hash_map<ConnectionId, std::vector<uint64_t>> sent_to_;
+  size_t said_lines_ = 0;
+  const size_t expected_said_ = kMembers * (kSaysEach + 1);
+};
+
+class ChatSimTest : public ::testing::TestWithParam<uint64_t> {};
+
+TEST_P(ChatSimTest, FiftyMembersAtTwentyPercentLossSeeOneOrderEveryLineOnce) {
+  const uint64_t seed = GetParam();
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  ChatSim chat(seed);
+  std::string why;
+  ASSERT_TRUE(chat.Run(&why)) << "seed=" << seed << ": " << why;
+  chat.Check();
+}
+
+INSTANTIATE_TEST_SUITE_P(Seeds, ChatSimTest, ::testing::Range<uint64_t>(1, 1 + SeedCount()));
+
+}  // namespace
+}  // namespace udpmsg::testing
