@@ -265,16 +265,11 @@ void Connection::Established(absl::Time now) {
 
 void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
                           bool send_close) {
-  CloseNow(now, why, WireCloseCode(why), std::move(reason), by_peer, send_close);
-}
-
-void Connection::CloseNow(absl::Time now, CloseReason why, uint32_t code, std::string reason,
-                          bool by_peer, bool send_close) {
   if (state_ == State::kClosed) return;
   // A client still connecting has no server id to address a Close to.
   if (send_close && peer_id_ != 0) {
     close_due_ = true;
-    close_.code = code;
+    close_.code = WireCloseCode(why);
     close_.reason = reason.substr(0, proto::kMaxReasonBytes);
   }
   state_ = State::kClosed;
@@ -289,7 +284,6 @@ void Connection::CloseNow(absl::Time now, CloseReason why, uint32_t code, std::s
   sent_.Clear();
   Event e;
   e.type = Event::Type::kClosed;
-  e.code = code;
   e.close_reason = why;
   e.reason = std::move(reason);
   e.by_peer = by_peer;
@@ -343,16 +337,16 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
       return;
     }
     if (packet.close) {
-      CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->code,
-               packet.close->reason, /*by_peer=*/true, false);
+      CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->reason,
+               /*by_peer=*/true, false);
     }
     return;  // nothing else is meaningful before the handshake
   }
   if (packet.hello || packet.challenge || packet.accept) return;  // stray handshake
 
   if (packet.close) {
-    CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->code,
-             packet.close->reason, /*by_peer=*/true, false);
+    CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->reason,
+             /*by_peer=*/true, false);
     return;
   }
   if (state_ == State::kAccepted) {
@@ -432,7 +426,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
     Emit(std::move(e));
   }
   if (flush_then_close_ && queue_.empty() && sent_.bytes_in_flight() == 0) {
-    CloseNow(now, close_reason_, close_.code, close_.reason, false, true);
+    CloseNow(now, close_reason_, close_.reason, false, true);
   }
 }
 

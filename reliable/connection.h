@@ -180,9 +180,6 @@ struct Event {
   uint64_t sequence = 0;
   std::string message;  // kMessage only
   uint64_t bytes = 0;   // kAcked: message size
-  // kClosed: DEPRECATED wire code (proto::CloseCode), kept until cli/ moves
-  // to //udpmsg; use close_reason.
-  uint32_t code = 0;
   CloseReason close_reason = CloseReason::kClosedByApplication;  // kClosed
   std::string reason;   // kClosed: human-readable detail (peer text is raw)
   bool by_peer = false; // kClosed: the peer closed (or refused) the connection
@@ -301,11 +298,8 @@ class Connection final {
   // Returns false if the packet must not be acknowledged (out of buffer).
   bool OnData(absl::Time now, const proto::DataFragment& fragment);
   void Established(absl::Time now);
-  // Closes now for `why`, sending (when `send_close`) its WireCloseCode, or
-  // `code` in the second form (a peer's close keeps the peer's code).
+  // Closes now for `why`, sending (when `send_close`) its WireCloseCode.
   void CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
-                bool send_close);
-  void CloseNow(absl::Time now, CloseReason why, uint32_t code, std::string reason, bool by_peer,
                 bool send_close);
   void Emit(Event event);
   void SendHandshake(absl::Time now, std::vector<std::string>* out);

@@ -587,7 +587,6 @@ TEST(EndpointTest, ThirdClientOfAFullServerIsRefusedAndTheOthersKeepWorking) {
   const Event* closed = third.Find(Event::Type::kClosed);
   ASSERT_NE(closed, nullptr);
   EXPECT_TRUE(closed->by_peer);
-  EXPECT_EQ(closed->code, proto::kCloseServerFull);
   EXPECT_EQ(closed->close_reason, reliable::CloseReason::kServerFull);
   EXPECT_THAT(closed->reason, HasSubstr("server full"));
   EXPECT_EQ(closed->connection, ids[2]);
@@ -1029,7 +1028,6 @@ TEST(EndpointTest, CloseWithoutFlushDropsQueuedDataAndPeerSeesTheReason) {
       net.sim().now() + absl::Seconds(10)));
   const Event* closed = net.server().Find(Event::Type::kClosed);
   EXPECT_TRUE(closed->by_peer);
-  EXPECT_EQ(closed->code, proto::kCloseApplication);
   EXPECT_EQ(closed->close_reason, reliable::CloseReason::kClosedByPeer);
   EXPECT_EQ(closed->reason, "abort now");
   const Event* own = net.client().Find(Event::Type::kClosed);
@@ -1070,7 +1068,6 @@ TEST(EndpointTest, PeerUnreachableEndsOnlyConnectionAttemptsToThatPeer) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].type, Event::Type::kClosed);
   EXPECT_EQ(events[0].connection, *to_dead);
-  EXPECT_EQ(events[0].code, proto::kClosePeerUnreachable);
   EXPECT_EQ(events[0].close_reason, reliable::CloseReason::kPeerUnreachable);
   EXPECT_EQ(events[0].reason, "unreachable: Connection refused");
   EXPECT_FALSE(events[0].by_peer);
