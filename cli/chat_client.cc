@@ -1,0 +1,459 @@
+#include "cli/chat_client.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "apps/chat/rules.h"
+#include "apps/chat/text.h"
+#include "udp/errno_status.h"
+
+namespace udpmsg::cli {
+namespace {
+
+using reliable::DeliveryMode;
+using reliable::Event;
+using reliable::Runtime;
+
+// The client stops reading stdin while this much is queued to the server.
+constexpr uint64_t kPauseStdinBytes = 256 << 10;
+constexpr uint64_t kStdinToken = 1;
+constexpr uint64_t kSignalToken = 2;
+
+}  // namespace
+
+reliable::EndpointOptions ChatEndpointOptions(absl::Duration timeout) {
+  reliable::EndpointOptions o;
+  o.connection.handshake_timeout = timeout;
+  o.connection.peer_timeout = timeout;
+  o.connection.idle_timeout = timeout;
+  o.connection.keepalive = std::clamp(timeout / 4, absl::Milliseconds(50), absl::Seconds(5));
+  o.connection.max_message_bytes = chat::kMaxMessageBytes;
+  return o;
+}
+
+ChatClient::ChatClient(Runtime* rt, ChatClientConfig config)
+    : rt_(rt), config_(std::move(config)), core_(config_.nick) {}
+
+absl::Status ChatClient::Run() {
+  if (absl::Status s = rt_->Watch(config_.signal_fd, kSignalToken); !s.ok()) return s;
+  absl::StatusOr<reliable::ConnectionId> id = rt_->Connect(config_.server);
+  if (!id.ok()) return id.status();
+  id_ = *id;
+  const absl::Time join_deadline = absl::Now() + config_.timeout + absl::Seconds(1);
+  for (;;) {
+    if (state_ != State::kChatting && absl::Now() >= join_deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat(state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
+                       config_.server.ToString(), " within ",
+                       absl::FormatDuration(config_.timeout)));
+    }
+    UpdateStdinPause();
+    const bool poll_stdin = stdin_ == StdinMode::kAlwaysReady && !paused_;
+    absl::StatusOr<Runtime::PollResult> r =
+        rt_->Poll(poll_stdin ? absl::ZeroDuration() : absl::Milliseconds(250));
+    if (!r.ok()) return r.status();
+    for (const Event& e : r->events) {
+      if (e.connection != id_) continue;
+      if (absl::Status s = OnEvent(e); !s.ok()) return s;
+    }
+    for (uint64_t token : r->ready) {
+      if (token == kSignalToken && DrainSignals(config_.signal_fd)) quit_ = true;
+      if (token == kStdinToken) ReadStdin();
+    }
+    if (poll_stdin) ReadStdin();
+    if (!failure_.ok()) {
+      (void)Leave();
+      return failure_;
+    }
+    if (quit_) return Leave();
+  }
+}
+
+void ChatClient::RestoreTerminal() {
+  if (prompt_shown_) (void)WriteAll(STDOUT_FILENO, "\r\x1b[K");
+  prompt_shown_ = false;
+  raw_.Restore();
+  nonblocking_.Restore();
+}
+
+absl::Status ChatClient::OnEvent(const Event& e) {
+  switch (e.type) {
+    case Event::Type::kConnected:
+      state_ = State::kJoining;
+      Send(core_.JoinMessage());
+      return absl::OkStatus();
+    case Event::Type::kClosed: {
+      // The reason may come from the server: escape it.
+      const std::string reason = chat::Displayable(e.reason);
+      if (state_ == State::kConnecting) {
+        return absl::UnavailableError(absl::StrCat("cannot connect to ",
+                                                   config_.server.ToString(), ": ",
+                                                   e.by_peer ? "refused: " : "", reason));
+      }
+      return absl::UnavailableError(
+          absl::StrCat("lost connection to server ", config_.server.ToString(), ": ",
+                       e.by_peer ? "server closed the connection: " : "", reason));
+    }
+    case Event::Type::kMessage:
+      if (e.channel != chat::kChannel) return absl::OkStatus();
+      return OnServerMessage(e.message);
+    case Event::Type::kAcked:
+      return absl::OkStatus();
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
+  absl::StatusOr<std::optional<chat::ClientEvent>> e = core_.OnServerMessage(bytes);
+  if (!e.ok()) {
+    if (absl::IsDataLoss(e.status())) {
+      return absl::DataLossError(absl::StrCat("server ", config_.server.ToString(),
+                                              " sent a malformed message"));
+    }
+    return e.status();
+  }
+  if (!e->has_value()) return absl::OkStatus();
+  if ((*e)->type == chat::ClientEvent::Type::kWelcome) {
+    state_ = State::kChatting;
+    if (absl::Status s = StartInput(); !s.ok()) return s;
+  }
+  Show(**e);
+  return absl::OkStatus();
+}
+
+void ChatClient::Show(const chat::ClientEvent& e) {
+  switch (e.type) {
+    case chat::ClientEvent::Type::kWelcome:
+      Notice(absl::StrCat("connected to ", config_.server.ToString(), " as ", Nick(e.nick), "; ",
+                          chat::Plural(e.nicks.size(), "member"), ": ",
+                          absl::StrJoin(e.nicks, ", ")));
+      break;
+    case chat::ClientEvent::Type::kError:
+      Error(e.text);
+      break;
+    case chat::ClientEvent::Type::kLine:
+      ShowLine(e.line);
+      break;
+    case chat::ClientEvent::Type::kWhoReply: {
+      std::vector<std::string> nicks;
+      for (const std::string& n : e.nicks) nicks.push_back(Nick(n));
+      Notice(absl::StrCat(chat::Plural(nicks.size(), "member"), ": ", absl::StrJoin(nicks, ", ")));
+      break;
+    }
+  }
+}
+
+void ChatClient::ShowLine(const chat::DisplayLine& line) {
+  using Kind = chat::DisplayLine::Kind;
+  const std::string from = Nick(line.from);
+  const std::string& text = line.text;
+  switch (line.kind) {
+    case Kind::kSay:
+      Print(line.time, absl::StrCat("<", from, "> ", text));
+      break;
+    case Kind::kMe:
+      Print(line.time, absl::StrCat("* ", from, " ", text));
+      break;
+    case Kind::kPrivateOut:
+      Print(line.time, absl::StrCat("-> ", Nick(line.to), ": ", text));
+      break;
+    case Kind::kPrivateIn:
+      Print(line.time, absl::StrCat("<- ", from, ": ", text));
+      break;
+    case Kind::kJoin:
+      Print(line.time, absl::StrCat(Stars(), " ", from, " joined"));
+      break;
+    case Kind::kLeave:
+      Print(line.time, absl::StrCat(Stars(), " ", from, " left",
+                                    text.empty() ? "" : absl::StrCat(" (", text, ")")));
+      break;
+    case Kind::kRename:
+      Print(line.time, absl::StrCat(Stars(), " ", from, " is now known as ", Nick(text)));
+      break;
+    case Kind::kSystem:
+      Print(line.time, absl::StrCat(Stars(), " ", text));
+      break;
+  }
+}
+
+// ---- input
+
+absl::Status ChatClient::StartInput() {
+  if (config_.interactive) {
+    if (absl::Status s = raw_.Enter(STDIN_FILENO); !s.ok()) return s;
+    prompt_shown_ = true;
+  }
+  if (absl::Status s = nonblocking_.Set(STDIN_FILENO); !s.ok()) return s;
+  // epoll refuses regular files (stdin redirected from a file): they are
+  // always readable, so the loop just reads them between polls.
+  stdin_ = rt_->Watch(STDIN_FILENO, kStdinToken).ok() ? StdinMode::kWatched
+                                                      : StdinMode::kAlwaysReady;
+  Redraw();
+  return absl::OkStatus();
+}
+
+// Stops reading stdin while much is queued for the server; resumes later.
+void ChatClient::UpdateStdinPause() {
+  if (stdin_ != StdinMode::kWatched && stdin_ != StdinMode::kAlwaysReady) return;
+  const bool over = rt_->QueuedBytes(id_) > kPauseStdinBytes;
+  if (over == paused_) return;
+  paused_ = over;
+  if (stdin_ != StdinMode::kWatched) return;
+  absl::Status s = over ? rt_->Unwatch(STDIN_FILENO) : rt_->Watch(STDIN_FILENO, kStdinToken);
+  if (!s.ok()) failure_ = s;
+}
+
+void ChatClient::ReadStdin() {
+  if (stdin_ != StdinMode::kWatched && stdin_ != StdinMode::kAlwaysReady) return;
+  char buffer[65536];
+  while (!paused_ && !quit_ && failure_.ok()) {
+    const ssize_t n = ::read(STDIN_FILENO, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n < 0) {
+      failure_ = udp::ErrnoStatus(errno, "read stdin");
+      return;
+    }
+    if (n == 0) {
+      if (stdin_ == StdinMode::kWatched) (void)rt_->Unwatch(STDIN_FILENO);
+      stdin_ = StdinMode::kClosed;
+      if (!config_.interactive && !partial_.empty()) HandleInput(std::exchange(partial_, ""));
+      quit_ = true;
+      return;
+    }
+    const absl::string_view data(buffer, static_cast<size_t>(n));
+    if (config_.interactive) {
+      OnKeys(data);
+    } else {
+      OnScripted(data);
+    }
+    UpdateStdinPause();
+  }
+}
+
+// Scripted input: one message or command per line.
+void ChatClient::OnScripted(absl::string_view data) {
+  while (!data.empty() && !quit_) {
+    const size_t newline = data.find('\n');
+    const absl::string_view piece = data.substr(0, newline);
+    if (!discarding_) partial_.append(piece.data(), piece.size());
+    if (partial_.size() > chat::kMaxTextBytes + 1024) {
+      if (!discarding_) {
+        Error(absl::StrCat("line too long (at most ", chat::kMaxTextBytes, " bytes)"));
+      }
+      discarding_ = true;
+      partial_.clear();
+    }
+    if (newline == absl::string_view::npos) return;
+    data.remove_prefix(newline + 1);
+    if (!discarding_) HandleInput(std::exchange(partial_, ""));
+    discarding_ = false;
+  }
+}
+
+// Interactive input: keys in raw mode.
+void ChatClient::OnKeys(absl::string_view data) {
+  for (const char ch : data) {
+    if (quit_) return;
+    const unsigned char c = static_cast<unsigned char>(ch);
+    if (escape_ == 1) {  // after ESC: a CSI/SS3 sequence or a lone key
+      escape_ = (c == '[' || c == 'O') ? 2 : 0;
+      continue;
+    }
+    if (escape_ == 2) {  // inside a sequence: ends with a byte in @..~
+      if (c >= 0x40 && c <= 0x7e) escape_ = 0;
+      continue;
+    }
+    switch (c) {
+      case '\r':
+      case '\n': {
+        std::string line = std::exchange(input_, "");
+        Redraw();
+        HandleInput(line);
+        break;
+      }
+      case 0x7f:  // Backspace
+      case 0x08:  // Ctrl-H
+        while (!input_.empty() && chat::IsContinuation(input_.back())) input_.pop_back();
+        if (!input_.empty()) input_.pop_back();
+        Redraw();
+        break;
+      case 0x15:  // Ctrl-U
+        input_.clear();
+        Redraw();
+        break;
+      case 0x17: {  // Ctrl-W: spaces, then the word before them
+        while (!input_.empty() && input_.back() == ' ') input_.pop_back();
+        while (!input_.empty() && input_.back() != ' ') input_.pop_back();
+        Redraw();
+        break;
+      }
+      case 0x03:  // Ctrl-C
+      case 0x04:  // Ctrl-D
+        quit_ = true;
+        break;
+      case 0x0c:  // Ctrl-L
+        (void)WriteAll(STDOUT_FILENO, "\x1b[H\x1b[2J");
+        Redraw();
+        break;
+      case 0x1b:
+        escape_ = 1;
+        break;
+      case '\t':
+        AddKey(' ');
+        break;
+      default:
+        if (c >= 0x20) AddKey(ch);  // printable ASCII and UTF-8 bytes
+        break;
+    }
+  }
+}
+
+void ChatClient::AddKey(char c) {
+  if (input_.size() >= chat::kMaxTextBytes + 64) {
+    (void)WriteAll(STDOUT_FILENO, "\a");
+    return;
+  }
+  input_.push_back(c);
+  // Redraw only on a complete character (UTF-8 arrives a byte at a time).
+  if (chat::Utf8Length(input_, LastCharStart()) != 0 || !chat::IsContinuation(c)) Redraw();
+}
+
+size_t ChatClient::LastCharStart() const {
+  size_t i = input_.size() - 1;
+  while (i > 0 && chat::IsContinuation(input_[i])) --i;
+  return i;
+}
+
+// A message or a /command, from either input mode.
+void ChatClient::HandleInput(absl::string_view line) {
+  chat::UserInput in = chat::ParseInput(line);
+  switch (in.type) {
+    case chat::UserInput::Type::kNothing:
+      break;
+    case chat::UserInput::Type::kSend:
+      Send(in.message);
+      break;
+    case chat::UserInput::Type::kQuit:
+      quit_ = true;
+      break;
+    case chat::UserInput::Type::kStats:
+      Stats();
+      break;
+    case chat::UserInput::Type::kHelp:
+      Notice(chat::kHelpText);
+      break;
+    case chat::UserInput::Type::kError:
+      Error(in.error);
+      break;
+  }
+}
+
+void ChatClient::Send(const std::string& message) {
+  absl::StatusOr<uint64_t> seq =
+      rt_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, message);
+  // A closed connection reports itself with kClosed; say anything else.
+  if (!seq.ok() && rt_->IsEstablished(id_)) {
+    Error(absl::StrCat("not sent: ", seq.status().message()));
+  }
+}
+
+void ChatClient::Stats() {
+  absl::StatusOr<reliable::ConnectionStats> s = rt_->Stats(id_);
+  if (!s.ok()) {
+    Error(std::string(s.status().message()));
+    return;
+  }
+  const double loss = s->packets_sent == 0 ? 0.0 : 100.0 * s->packets_lost / s->packets_sent;
+  Notice(absl::StrFormat(
+      "stats: rtt %.1fms (min %.1fms), sent %d packets, lost %d (%.1f%%), retransmitted %d "
+      "fragments, received %d packets (%d duplicates), %d messages sent, %d delivered",
+      absl::ToDoubleMilliseconds(s->srtt), absl::ToDoubleMilliseconds(s->min_rtt),
+      s->packets_sent, s->packets_lost, loss, s->fragments_retransmitted, s->packets_received,
+      s->duplicate_packets, s->messages_sent, s->messages_delivered));
+}
+
+// Sends Leave and waits until the server has it (and everything before).
+absl::Status ChatClient::Leave() {
+  if (state_ != State::kChatting) {
+    (void)rt_->Close(id_, "gave up", /*flush=*/false);
+    return absl::OkStatus();
+  }
+  if (rt_->IsEstablished(id_)) {
+    (void)rt_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, chat::LeaveMessage());
+    (void)rt_->Close(id_, "left", /*flush=*/true);
+  }
+  if (absl::Status s = rt_->Flush(config_.timeout); !s.ok()) {
+    return absl::UnavailableError(absl::StrCat("lost connection to server ",
+                                               config_.server.ToString(), ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+// ---- output
+
+std::string ChatClient::Color(absl::string_view code, absl::string_view text) const {
+  if (!config_.color) return std::string(text);
+  return absl::StrCat("\x1b[", code, "m", text, "\x1b[0m");
+}
+
+// A nick, coloured by a hash of its (case-folded) name.
+std::string ChatClient::Nick(absl::string_view nick) const {
+  const std::string shown = chat::Displayable(nick);
+  if (!config_.color) return shown;
+  uint32_t h = 2166136261u;
+  for (char c : chat::NickKey(nick)) h = (h ^ static_cast<unsigned char>(c)) * 16777619u;
+  return Color(absl::StrCat("1;3", 1 + h % 6), shown);
+}
+
+std::string ChatClient::Stars() const { return Color("33", "***"); }
+
+void ChatClient::Notice(const std::string& text) {
+  Print(absl::Now(), absl::StrCat(Stars(), " ", text));
+}
+
+void ChatClient::Error(const std::string& text) {
+  Print(absl::Now(), absl::StrCat(Color("31", "*** error:"), " ", text));
+}
+
+// One complete line: on a TTY above the prompt, with a timestamp.
+void ChatClient::Print(absl::Time at, const std::string& line) {
+  std::string out;
+  if (config_.interactive) {
+    absl::StrAppend(&out, "\r\x1b[K",
+                    Color("2", absl::FormatTime("[%H:%M]", at, absl::LocalTimeZone())), " ", line,
+                    "\n");
+    if (prompt_shown_) absl::StrAppend(&out, PromptText());
+  } else {
+    out = absl::StrCat(line, "\n");
+  }
+  Write(out);
+}
+
+std::string ChatClient::PromptText() const {
+  const size_t columns = TerminalColumns();
+  const size_t room = columns > 4 ? columns - 3 : 1;
+  return absl::StrCat("> ", Tail(input_, room));
+}
+
+void ChatClient::Redraw() {
+  if (prompt_shown_) Write(absl::StrCat("\r\x1b[K", PromptText()));
+}
+
+void ChatClient::Write(const std::string& out) {
+  if (!WriteAll(STDOUT_FILENO, out) && failure_.ok()) {
+    failure_ = udp::ErrnoStatus(errno, "write stdout");
+  }
+}
+
+}  // namespace udpmsg::cli

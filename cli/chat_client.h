@@ -1,0 +1,115 @@
+// `udpmsg chat join`'s client: a chat::ClientCore driven by a
+// reliable::Runtime, with stdin and the terminal around it.
+//
+// One Poll loop serves the network, stdin (Runtime::Watch) and signals (a
+// signalfd). On a TTY (stdin and stdout) it edits a line in raw mode under a
+// "> " prompt and prints incoming lines above it; otherwise each stdin line
+// is a message and each delivered line one stdout line. Everything the
+// server sends reaches the terminal through ClientCore, already escaped.
+//
+// Usage (cli/chat.cc):
+//   ChatClient client(rt, config);
+//   absl::Status s = client.Run();   // until /quit, EOF, a signal or an error
+//   client.RestoreTerminal();        // before printing s
+//
+// Borrows the runtime; owns the terminal modes it sets (restored by
+// RestoreTerminal or the destructor). Single-threaded.
+#ifndef UDPMSG_CLI_CHAT_CLIENT_H_
+#define UDPMSG_CLI_CHAT_CLIENT_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "apps/chat/client_core.h"
+#include "cli/chat_terminal.h"
+#include "reliable/runtime.h"
+#include "udp/socket_address.h"
+
+namespace udpmsg::cli {
+
+// The endpoint options of both chat sides: a silent peer is dropped after
+// `timeout`; keepalives every quarter of it keep a live but quiet connection
+// well clear of that, even under loss.
+reliable::EndpointOptions ChatEndpointOptions(absl::Duration timeout);
+
+struct ChatClientConfig {
+  udp::SocketAddress server;
+  std::string nick;
+  absl::Duration timeout;
+  bool interactive = false;  // stdin and stdout are a terminal
+  bool color = false;        // ANSI colours (interactive only)
+  int signal_fd = -1;        // a signalfd for SIGINT/SIGTERM/SIGHUP (borrowed)
+};
+
+class ChatClient final {
+ public:
+  ChatClient(reliable::Runtime* rt, ChatClientConfig config);
+  ChatClient(const ChatClient&) = delete;
+  ChatClient& operator=(const ChatClient&) = delete;
+  ~ChatClient() { RestoreTerminal(); }
+
+  // Joins and chats until /quit, EOF, a signal or an error. DEADLINE_EXCEEDED
+  // when no connection or Welcome comes within the timeout; UNAVAILABLE when
+  // the connection is refused or lost; FAILED_PRECONDITION with the server's
+  // text on a fatal Error; DATA_LOSS for a malformed server message; the
+  // errno status of a failed read of stdin or write of stdout.
+  absl::Status Run();
+
+  // Clears the prompt and gives the terminal back. Idempotent.
+  void RestoreTerminal();
+
+ private:
+  enum class State { kConnecting, kJoining, kChatting };
+  enum class StdinMode { kNone, kWatched, kAlwaysReady, kClosed };
+
+  absl::Status OnEvent(const reliable::Event& e);
+  absl::Status OnServerMessage(const std::string& bytes);
+  void Show(const chat::ClientEvent& e);
+  void ShowLine(const chat::DisplayLine& line);
+
+  absl::Status StartInput();
+  void UpdateStdinPause();
+  void ReadStdin();
+  void OnScripted(absl::string_view data);
+  void OnKeys(absl::string_view data);
+  void AddKey(char c);
+  size_t LastCharStart() const;
+  void HandleInput(absl::string_view line);
+  void Send(const std::string& message);
+  void Stats();
+  absl::Status Leave();
+
+  std::string Color(absl::string_view code, absl::string_view text) const;
+  std::string Nick(absl::string_view nick) const;
+  std::string Stars() const;
+  void Notice(const std::string& text);
+  void Error(const std::string& text);
+  void Print(absl::Time at, const std::string& line);
+  std::string PromptText() const;
+  void Redraw();
+  void Write(const std::string& out);
+
+  reliable::Runtime* rt_;
+  const ChatClientConfig config_;
+  chat::ClientCore core_;
+  reliable::ConnectionId id_ = 0;
+  State state_ = State::kConnecting;
+  StdinMode stdin_ = StdinMode::kNone;
+  bool paused_ = false;
+  bool quit_ = false;
+  absl::Status failure_;
+  std::string partial_;      // scripted: the line read so far
+  bool discarding_ = false;  // scripted: skipping an overlong line
+  std::string input_;        // interactive: the line being edited
+  int escape_ = 0;           // interactive: inside an escape sequence
+  bool prompt_shown_ = false;
+  RawTerminal raw_;
+  NonBlocking nonblocking_;
+};
+
+}  // namespace udpmsg::cli
+
+#endif  // UDPMSG_CLI_CHAT_CLIENT_H_

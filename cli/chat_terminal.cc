@@ -1,0 +1,104 @@
+#include "cli/chat_terminal.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "apps/chat/text.h"
+#include "udp/errno_status.h"
+
+namespace udpmsg::cli {
+
+bool WriteAll(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::write(fd, data.data(), data.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      (void)::poll(&p, 1, 1000);
+      continue;
+    }
+    if (n < 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+absl::StatusOr<udp::OwnedFd> SignalFd(std::initializer_list<int> signals) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : signals) sigaddset(&mask, s);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return udp::ErrnoStatus(errno, "sigprocmask");
+  udp::OwnedFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return udp::ErrnoStatus(errno, "signalfd");
+  return fd;
+}
+
+bool DrainSignals(int fd) {
+  bool any = false;
+  signalfd_siginfo info;
+  while (::read(fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) any = true;
+  return any;
+}
+
+size_t TerminalColumns() {
+  winsize ws{};
+  if (::ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+  return 80;
+}
+
+absl::string_view Tail(absl::string_view s, size_t columns) {
+  size_t count = 0;
+  size_t start = s.size();
+  while (start > 0) {
+    size_t prev = start - 1;
+    while (prev > 0 && chat::IsContinuation(s[prev])) --prev;
+    if (count + 1 > columns) break;
+    ++count;
+    start = prev;
+  }
+  return s.substr(start);
+}
+
+absl::Status RawTerminal::Enter(int fd) {
+  if (::tcgetattr(fd, &saved_) != 0) return udp::ErrnoStatus(errno, "tcgetattr");
+  termios raw = saved_;
+  raw.c_iflag &= ~static_cast<tcflag_t>(BRKINT | ICRNL | INPCK | ISTRIP | IXON);
+  raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ICANON | IEXTEN | ISIG);
+  raw.c_cflag |= CS8;
+  raw.c_cc[VMIN] = 1;
+  raw.c_cc[VTIME] = 0;
+  if (::tcsetattr(fd, TCSANOW, &raw) != 0) return udp::ErrnoStatus(errno, "tcsetattr");
+  fd_ = fd;
+  return absl::OkStatus();
+}
+
+void RawTerminal::Restore() {
+  if (fd_ < 0) return;
+  (void)::tcsetattr(fd_, TCSADRAIN, &saved_);
+  fd_ = -1;
+}
+
+absl::Status NonBlocking::Set(int fd) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return udp::ErrnoStatus(errno, "fcntl F_GETFL");
+  if (::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    return udp::ErrnoStatus(errno, "fcntl F_SETFL");
+  }
+  fd_ = fd;
+  saved_ = flags;
+  return absl::OkStatus();
+}
+
+void NonBlocking::Restore() {
+  if (fd_ < 0) return;
+  (void)::fcntl(fd_, F_SETFL, saved_);
+  fd_ = -1;
+}
+
+}  // namespace udpmsg::cli
