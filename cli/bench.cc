@@ -1,91 +1,80 @@
-// udpmsg bench rate|latency|bulk: dispatch and the shared table printer.
-#include "cli/bench.h"
-
-#include <algorithm>
-#include <cstdio>
+// udpmsg bench rate|latency|bulk: the flags into the configs of the bench/
+// measurements (bench/rate.h, bench/latency.h, bench/bulk.h), which run and
+// print the tables.
+#include <cmath>
+#include <string>
+#include <vector>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
+#include "bench/bulk.h"
+#include "bench/latency.h"
+#include "bench/rate.h"
+#include "bench/report.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
 #include "impairment/model.h"
+#include "reliable/connection.h"
+#include "udp/resolve.h"
 
 namespace udpmsg::cli {
+namespace {
 
-void PrintTable(const BenchTable& table) {
-  const std::string format = absl::GetFlag(FLAGS_format);
-  if (format == "csv") {
-    std::printf("%s\n", absl::StrJoin(table.columns, ",").c_str());
-    for (const auto& row : table.rows) std::printf("%s\n", absl::StrJoin(row, ",").c_str());
-  } else if (format == "markdown") {
-    std::printf("### %s\n\n| %s |\n|", table.title.c_str(),
-                absl::StrJoin(table.columns, " | ").c_str());
-    for (size_t i = 0; i < table.columns.size(); ++i) std::printf("---|");
-    std::printf("\n");
-    for (const auto& row : table.rows) std::printf("| %s |\n", absl::StrJoin(row, " | ").c_str());
-    for (const std::string& note : table.notes) std::printf("\n%s\n", note.c_str());
-    std::printf("\n");
-  } else {
-    std::vector<size_t> width(table.columns.size(), 0);
-    for (size_t i = 0; i < table.columns.size(); ++i) width[i] = table.columns[i].size();
-    for (const auto& row : table.rows) {
-      for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
-        width[i] = std::max(width[i], row[i].size());
-      }
-    }
-    auto line = [&](const std::vector<std::string>& cells) {
-      std::string out = " ";
-      for (size_t i = 0; i < cells.size() && i < width.size(); ++i) {
-        absl::StrAppend(&out, " ", cells[i], std::string(width[i] - cells[i].size() + 1, ' '));
-      }
-      std::printf("%s\n", out.c_str());
-    };
-    std::printf("%s\n", table.title.c_str());
-    line(table.columns);
-    for (const auto& row : table.rows) line(row);
-    for (const std::string& note : table.notes) std::printf("  %s\n", note.c_str());
-  }
-  std::fflush(stdout);
-}
+using bench::BenchRole;
 
-std::string LossLabel(double loss) { return absl::StrFormat("%g%%", loss * 100); }
+// The loss rates bench latency runs when --bench_loss is left at its default
+// (which lists 10% too, for bench bulk).
+constexpr char kDefaultLatencyLoss[] = "0,1%,5%";
 
 bool BenchLossIsDefault() {
   const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
   return flag != nullptr && flag->CurrentValue() == flag->DefaultValue();
 }
 
-absl::StatusOr<std::vector<double>> ParseLossList(const std::string& text) {
-  std::vector<double> out;
-  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    absl::StatusOr<double> rate = impairment::ParseRate(absl::StripAsciiWhitespace(part));
-    if (!rate.ok() || *rate >= 1.0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--bench_loss \"", text, "\": \"", part, "\" is not a loss rate below 100% (e.g. 5%)"));
-    }
-    out.push_back(*rate);
-  }
-  if (out.empty()) return absl::InvalidArgumentError("--bench_loss names no loss rate");
-  return out;
-}
-
+// --bench_role client: the label of every row. The network applies the loss,
+// so --bench_loss names the one rate it applies; "?" when left at its default.
 absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses) {
-  if (BenchLossIsDefault()) return std::string("?");  // not told what the network drops
-  if (losses.size() == 1) return LossLabel(losses[0]);
+  if (BenchLossIsDefault()) return std::string("?");
+  if (losses.size() == 1) return bench::LossLabel(losses[0]);
   return absl::InvalidArgumentError(
       "--bench_role client: the network applies the loss; --bench_loss labels the rows "
       "with the one rate it applies (e.g. --bench_loss 5%)");
 }
 
-absl::StatusOr<impairment::ImpairmentConfig> BenchImpairmentFromFlags(bool local_role) {
+absl::StatusOr<BenchRole> RoleFromFlag() {
+  const std::string role = absl::GetFlag(FLAGS_bench_role);
+  if (role == "local") return BenchRole::kLocal;
+  if (role == "server") return BenchRole::kServer;
+  if (role == "client") return BenchRole::kClient;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--bench_role \"", role, "\" must be local, server or client"));
+}
+
+absl::StatusOr<reliable::CongestionControl> CcFromFlag(absl::string_view must) {
+  absl::StatusOr<reliable::CongestionControl> cc =
+      reliable::ParseCongestionControl(absl::AsciiStrToLower(absl::GetFlag(FLAGS_cc)));
+  if (!cc.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--cc \"", absl::GetFlag(FLAGS_cc), "\" ", must));
+  }
+  return *cc;
+}
+
+// The impairments besides loss (--delay, --jitter, --reorder, --dup,
+// --corrupt, --rate) for the in-process proxy of a local run; the loss comes
+// from --bench_loss. InvalidArgument for --loss/--burst and, outside the
+// local role, for any impairment (the network applies them there).
+struct Impairment {
+  impairment::ImpairmentConfig config;
+  bool besides_loss = false;
+  std::string description;
+};
+absl::StatusOr<Impairment> ImpairmentFromBenchFlags(bool local_role) {
   absl::StatusOr<impairment::ImpairmentConfig> c = ImpairmentFromFlags();
   if (!c.ok()) return c.status();
   if (c->loss > 0 || c->burst > 0) {
@@ -97,23 +86,228 @@ absl::StatusOr<impairment::ImpairmentConfig> BenchImpairmentFromFlags(bool local
         "--delay, --jitter, --reorder, --dup, --corrupt and --rate shape the in-process proxy of "
         "--bench_role local; between hosts the network applies them (bench/run.sh --delay)");
   }
+  return Impairment{*c, ImpairsBesidesLoss(*c), DescribeBesidesLoss(*c)};
+}
+
+absl::StatusOr<absl::Duration> DurationFlag() {
+  absl::Duration d;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_duration), &d) || d < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--duration \"", absl::GetFlag(FLAGS_duration), "\" is not a duration (e.g. 10m, 0)"));
+  }
+  return d;
+}
+
+// The first address BindAddresses gives for --bind and `port`.
+absl::StatusOr<udp::SocketAddress> BindAddress(int port, udp::SocketType type) {
+  absl::StatusOr<std::vector<udp::SocketAddress>> a =
+      BindAddresses(absl::GetFlag(FLAGS_bind), port, type);
+  if (!a.ok()) return a.status();
+  return a->front();
+}
+
+absl::StatusOr<bench::RateConfig> RateFromFlags(const Args& args, bench::TableFormat format) {
+  if (!args.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bench rate takes no arguments (got \"", args[0], "\")"));
+  }
+  bench::RateConfig c;
+  c.format = format;
+  c.messages = absl::GetFlag(FLAGS_bench_messages);
+  if (c.messages < 1 || c.messages > 1000000000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_messages ", c.messages, " is out of range (1 to 1000000000)"));
+  }
+  absl::StatusOr<reliable::CongestionControl> cc = CcFromFlag("must be newreno or bbr");
+  if (!cc.ok()) return cc.status();
+  c.cc = *cc;
   return c;
 }
 
-int RunBench(const Args& args) {
-  const std::string format = absl::GetFlag(FLAGS_format);
-  if (format != "text" && format != "csv" && format != "markdown") {
-    return UsageError("bench", absl::StrCat("--format \"", format, "\" must be text, csv or markdown"));
+absl::StatusOr<bench::LatencyConfig> LatencyFromFlags(const Args& args,
+                                                      bench::TableFormat format) {
+  if (!args.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bench latency takes no arguments (got \"", args[0], "\")"));
   }
+  bench::LatencyConfig c;
+  c.format = format;
+  absl::StatusOr<BenchRole> role = RoleFromFlag();
+  if (!role.ok()) return role.status();
+  c.role = *role;
+  absl::StatusOr<reliable::CongestionControl> cc = CcFromFlag("must be newreno or bbr");
+  if (!cc.ok()) return cc.status();
+  c.cc = *cc;
+  c.peer = absl::GetFlag(FLAGS_bench_peer);
+  if (c.role != BenchRole::kClient && !c.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_peer needs --bench_role client");
+  }
+  if (c.role == BenchRole::kServer) {
+    const int port = absl::GetFlag(FLAGS_port);
+    if (port < 1 || port > 65534) {
+      return absl::InvalidArgumentError(
+          "--bench_role server needs --port P in 1..65534 (raw UDP and TCP on P, udpmsg on P+1)");
+    }
+    absl::StatusOr<absl::Duration> duration = DurationFlag();
+    if (!duration.ok()) return duration.status();
+    c.duration = *duration;
+    absl::StatusOr<udp::SocketAddress> raw = BindAddress(port, udp::SocketType::kDatagram);
+    if (!raw.ok()) return raw.status();
+    absl::StatusOr<udp::SocketAddress> udpmsg = BindAddress(port + 1, udp::SocketType::kDatagram);
+    if (!udpmsg.ok()) return udpmsg.status();
+    absl::StatusOr<udp::SocketAddress> tcp = BindAddress(port, udp::SocketType::kStream);
+    if (!tcp.ok()) return tcp.status();
+    c.raw_bind = *raw;
+    c.udpmsg_bind = *udpmsg;
+    c.tcp_bind = *tcp;
+    return c;
+  }
+  if (c.role == BenchRole::kClient && c.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_role client needs --bench_peer HOST:PORT");
+  }
+  c.family = FamilyFromFlags();
+  c.rate = absl::GetFlag(FLAGS_bench_rate);
+  if (c.rate < 1 || c.rate > 1000000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_rate ", c.rate, " is out of range (1 to 1000000 per second)"));
+  }
+  absl::StatusOr<absl::Duration> duration =
+      impairment::ParseDuration(absl::GetFlag(FLAGS_bench_duration));
+  if (!duration.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_duration: ", duration.status().message()));
+  }
+  c.duration = *duration;
+  c.count = static_cast<int64_t>(
+      std::llround(absl::ToDoubleSeconds(*duration) * static_cast<double>(c.rate)));
+  if (c.count < 1 || c.count > 100000000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bench_duration ", absl::FormatDuration(*duration), " at --bench_rate ", c.rate,
+        " gives ", c.count, " pings (want 1 to 100000000)"));
+  }
+  c.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<Impairment> impairment = ImpairmentFromBenchFlags(c.role == BenchRole::kLocal);
+  if (!impairment.ok()) return impairment.status();
+  c.impairment = impairment->config;
+  c.impairs_besides_loss = impairment->besides_loss;
+  c.impairment_description = impairment->description;
+  absl::StatusOr<std::vector<double>> losses = bench::ParseLossList(
+      BenchLossIsDefault() ? std::string(kDefaultLatencyLoss) : absl::GetFlag(FLAGS_bench_loss));
+  if (!losses.ok()) return losses.status();
+  c.losses = *losses;
+  if (c.role == BenchRole::kClient) {
+    absl::StatusOr<std::string> label = ClientLossLabel(c.losses);
+    if (!label.ok()) return label.status();
+    c.client_loss_label = *std::move(label);
+    if (c.client_loss_label == "?") c.losses = {0};  // one pass of every transport
+  }
+  return c;
+}
+
+absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFormat format) {
+  if (!args.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bench bulk takes no positional arguments (got \"", args[0], "\")"));
+  }
+  bench::BulkConfig c;
+  c.format = format;
+  absl::StatusOr<uint64_t> size = bench::ParseSize(absl::GetFlag(FLAGS_bench_size));
+  if (!size.ok()) return size.status();
+  c.size = *size;
+  absl::StatusOr<BenchRole> role = RoleFromFlag();
+  if (!role.ok()) return role.status();
+  c.role = *role;
+  absl::StatusOr<std::vector<double>> losses =
+      bench::ParseLossList(absl::GetFlag(FLAGS_bench_loss));
+  if (!losses.ok()) return losses.status();
+  c.losses = *losses;
+  if (c.role == BenchRole::kClient) {
+    absl::StatusOr<std::string> label = ClientLossLabel(c.losses);
+    if (!label.ok()) return label.status();
+    c.loss_label = *std::move(label);
+  }
+  absl::StatusOr<std::vector<std::string>> transports =
+      bench::ParseBulkTransports(absl::GetFlag(FLAGS_bench_transports));
+  if (!transports.ok()) return transports.status();
+  c.transports = *std::move(transports);
+  absl::StatusOr<reliable::CongestionControl> cc =
+      CcFromFlag("is not a congestion controller (newreno, bbr)");
+  if (!cc.ok()) return cc.status();
+  c.cc = *cc;
+  c.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<Impairment> impairment = ImpairmentFromBenchFlags(c.role == BenchRole::kLocal);
+  if (!impairment.ok()) return impairment.status();
+  c.impairment = impairment->config;
+  c.impairs_besides_loss = impairment->besides_loss;
+  c.impairment_description = impairment->description;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &c.timeout) ||
+      c.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
+                                                   "\" is not a positive duration (e.g. 10s)"));
+  }
+  absl::StatusOr<absl::Duration> duration = DurationFlag();
+  if (!duration.ok()) return duration.status();
+  c.duration = *duration;
+  c.peer = absl::GetFlag(FLAGS_bench_peer);
+  c.family = FamilyFromFlags();
+  const int port = absl::GetFlag(FLAGS_port);
+  if (c.role == BenchRole::kServer) {
+    if (port < 1 || port > 65534) {
+      return absl::InvalidArgumentError(
+          "--bench_role server needs --port P in 1..65534 (udpmsg and TCP on P, ENet on P+1)");
+    }
+    const auto wants = [&](absl::string_view prefix) {
+      for (const std::string& t : c.transports) {
+        if (absl::StartsWith(t, prefix)) return true;
+      }
+      return false;
+    };
+    if (wants("udpmsg")) {
+      absl::StatusOr<udp::SocketAddress> udpmsg = BindAddress(port, udp::SocketType::kDatagram);
+      if (!udpmsg.ok()) return udpmsg.status();
+      c.udpmsg_bind = *udpmsg;
+    }
+    if (wants("tcp")) {
+      absl::StatusOr<udp::SocketAddress> tcp = BindAddress(port, udp::SocketType::kStream);
+      if (!tcp.ok()) return tcp.status();
+      c.tcp_bind = *tcp;
+    }
+    // ENet speaks IPv4 only: the wildcard, or --bind's IPv4 address.
+    c.enet_bind = udp::SocketAddress::Any(udp::AddressFamily::kIpv4, port + 1);
+    if (wants("enet") && !absl::GetFlag(FLAGS_bind).empty()) {
+      absl::StatusOr<std::vector<udp::SocketAddress>> a =
+          udp::Resolve(absl::GetFlag(FLAGS_bind), absl::StrCat(port + 1),
+                       udp::AddressFamily::kIpv4, udp::SocketType::kDatagram);
+      if (!a.ok()) return a.status();
+      c.enet_bind = a->front();
+    }
+  } else if (c.role == BenchRole::kClient) {
+    if (c.peer.empty()) {
+      return absl::InvalidArgumentError("--bench_role client needs --bench_peer HOST:PORT");
+    }
+  } else if (!c.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_peer needs --bench_role client");
+  }
+  return c;
+}
+
+}  // namespace
+
+int RunBench(const Args& args) {
+  absl::StatusOr<bench::TableFormat> format = bench::ParseTableFormat(absl::GetFlag(FLAGS_format));
+  if (!format.ok()) return UsageError("bench", format.status().message());
   if (args.empty()) return UsageError("bench", "expects rate, latency or bulk");
   const Args rest(args.begin() + 1, args.end());
   absl::Status s;
   if (args[0] == "rate") {
-    s = RunBenchRate(rest);
+    absl::StatusOr<bench::RateConfig> c = RateFromFlags(rest, *format);
+    s = c.ok() ? bench::RunRate(*c) : c.status();
   } else if (args[0] == "latency") {
-    s = RunBenchLatency(rest);
+    absl::StatusOr<bench::LatencyConfig> c = LatencyFromFlags(rest, *format);
+    s = c.ok() ? bench::RunLatency(*c) : c.status();
   } else if (args[0] == "bulk") {
-    s = RunBenchBulk(rest);
+    absl::StatusOr<bench::BulkConfig> c = BulkFromFlags(rest, *format);
+    s = c.ok() ? bench::RunBulk(*c) : c.status();
   } else {
     return UsageError("bench", absl::StrCat("unknown kind \"", args[0], "\": rate, latency or bulk"));
   }

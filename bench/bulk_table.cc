@@ -1,0 +1,130 @@
+// bench bulk's table: one row per transfer, the notes, the targets.
+#include <algorithm>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "bench/bulk.h"
+
+namespace udpmsg::bench {
+namespace {
+
+bool IsTcp(absl::string_view transport) { return absl::StartsWith(transport, "tcp"); }
+
+// The name in a target line: TCP, TCP cubic, ENet.
+std::string DisplayName(absl::string_view transport) {
+  if (transport == "enet") return "ENet";
+  if (transport == "tcp") return "TCP";
+  if (IsTcp(transport)) return absl::StrCat("TCP ", transport.substr(4));
+  return std::string(transport);
+}
+
+std::string Ratio(double a, double b) {
+  if (a <= 0 || b <= 0) return "-";
+  return absl::StrFormat("%.2fx", a / b);
+}
+
+const BulkOutcome* Find(const std::vector<BulkOutcome>& rows, absl::string_view transport,
+                        const std::string& loss) {
+  for (const BulkOutcome& o : rows) {
+    if (o.transport == transport && o.loss == loss && o.verified) return &o;
+  }
+  return nullptr;
+}
+
+std::string Target(const std::vector<BulkOutcome>& rows, const std::string& loss,
+                   absl::string_view other, double want, absl::string_view what) {
+  const BulkOutcome* u = Find(rows, "udpmsg", loss);
+  const BulkOutcome* o = Find(rows, other, loss);
+  std::string head = absl::StrFormat("target: udpmsg >= %gx %s at %s loss%s: ", want,
+                                     DisplayName(other), loss, what);
+  if (u == nullptr || o == nullptr) {
+    return absl::StrCat(head, "not measured here (no verified ", u == nullptr ? "udpmsg" : other,
+                        " row at ", loss, ")");
+  }
+  const double ratio = u->mbps() / o->mbps();
+  return absl::StrCat(head, absl::StrFormat("%.2fx", ratio), ratio >= want ? " (met)" : " (NOT met)");
+}
+
+}  // namespace
+
+BenchTable MakeBulkTable(const std::vector<BulkOutcome>& rows, const BulkConfig& s) {
+  const bool local = s.role == BenchRole::kLocal;
+  BenchTable t;
+  t.title = absl::StrFormat("bench bulk: %d bytes per transfer, %d-byte datagrams, udpmsg cc %s, %s",
+                            s.size, kBulkDatagramBytes, reliable::CongestionControlName(s.cc),
+                            local ? "loopback, one process" : absl::StrCat("to ", s.peer));
+  t.columns = {"transport", "loss",   "bytes",  "seconds",     "MB/s",
+               "Mbit/s",    "vs_tcp", "retransmits", "verified"};
+  for (const BulkOutcome& o : rows) {
+    const BulkOutcome* tcp = Find(rows, "tcp", o.loss);
+    const bool ok = o.verified;
+    t.rows.push_back({
+        o.transport,
+        o.loss,
+        absl::StrCat(o.bytes),
+        ok ? absl::StrFormat("%.4g", o.seconds) : "-",
+        ok ? absl::StrFormat("%.2f", o.mbps() / 8) : "-",
+        ok ? absl::StrFormat("%.2f", o.mbps()) : "-",
+        ok && tcp != nullptr ? Ratio(o.mbps(), tcp->mbps()) : "-",
+        o.retransmits >= 0 ? absl::StrCat(o.retransmits) : "-",
+        ok ? "yes" : "no",
+    });
+  }
+  t.notes.push_back(
+      "goodput: verified bytes / (first byte sent -> last byte received at the receiver); "
+      "MB = 10^6 bytes");
+  if (local) {
+    t.notes.push_back(absl::StrCat(
+        "udpmsg and enet pass an in-process impairment proxy (loss in both directions, seed ",
+        s.seed, "); tcp runs at 0% only: the proxy carries UDP, and dropping TCP segments needs "
+                "the kernel (bench/run.sh drops with nftables on a rate-limited veth)"));
+    if (s.impairs_besides_loss) {
+      t.notes.push_back(
+          absl::StrCat("the proxy also applies, both ways: ", s.impairment_description));
+    }
+  } else {
+    t.notes.push_back("loss is applied by the network (bench/run.sh: nftables on a veth); "
+                      "the loss column only labels it");
+  }
+  t.notes.push_back(
+      "retransmits: udpmsg fragments retransmitted; tcp tcpi_total_retrans; enet packetsLost "
+      "(summed over ENet's 10 s windows)");
+  if (std::any_of(rows.begin(), rows.end(),
+                  [](const BulkOutcome& o) { return o.verified && !o.receiver_clock; })) {
+    t.notes.push_back("some intervals end when the sender got the result: the receiver's clock "
+                      "did not agree with the sender's");
+  }
+  const std::string five = LossLabel(0.05);
+  const std::string zero = LossLabel(0);
+  const auto has = [&](const std::string& loss) {
+    return std::any_of(rows.begin(), rows.end(),
+                       [&](const BulkOutcome& o) { return o.loss == loss; });
+  };
+  // Against every TCP flavour measured (plain "tcp" always listed).
+  std::vector<std::string> tcps = {"tcp"};
+  for (const std::string& name : s.transports) {
+    if (IsTcp(name) && name != "tcp") tcps.push_back(name);
+  }
+  if (has(five)) {
+    for (const std::string& tcp : tcps) t.notes.push_back(Target(rows, five, tcp, 3, ""));
+    t.notes.push_back(Target(rows, five, "enet", 2, ""));
+  }
+  if (has(zero)) {
+    for (const std::string& tcp : tcps) {
+      t.notes.push_back(Target(rows, zero, tcp, 0.5,
+                               local ? " (the target is for the rate-limited veth "
+                                       "of bench/run.sh; loopback is indicative only)"
+                                     : " (the target is for the rate-limited veth "
+                                       "of bench/run.sh)"));
+    }
+  }
+  for (const BulkOutcome& o : rows) {
+    if (!o.error.empty()) {
+      t.notes.push_back(absl::StrCat("FAILED ", o.transport, " at ", o.loss, ": ", o.error));
+    }
+  }
+  return t;
+}
+
+}  // namespace udpmsg::bench

@@ -1,0 +1,133 @@
+#include "bench/bulk_wire.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "bench/report.h"
+
+namespace udpmsg::bench {
+namespace {
+
+constexpr uint64_t kHeaderMagic = 0x4b4c5542474d5355;  // "USMGBULK", little-endian
+constexpr uint64_t kResultMagic = 0x544c5352474d5355;  // "USMGRSLT"
+
+uint64_t Load(const char* p) {
+  uint64_t v = 0;
+  for (int b = 7; b >= 0; --b) v = (v << 8) | static_cast<uint8_t>(p[b]);
+  return v;
+}
+
+void PutU64(std::string* out, uint64_t v) {
+  for (int b = 0; b < 8; ++b) out->push_back(static_cast<char>(v >> (8 * b)));
+}
+
+uint64_t GetU64(absl::string_view in, size_t at) { return Load(in.data() + at); }
+
+uint64_t SplitMix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+void Checksum::Update(absl::string_view data) {
+  total_ += data.size();
+  size_t i = 0;
+  if (tail_len_ > 0) {
+    while (tail_len_ < 8 && i < data.size()) tail_[tail_len_++] = data[i++];
+    if (tail_len_ < 8) return;
+    Mix(Load(tail_));
+    tail_len_ = 0;
+  }
+  for (; i + 8 <= data.size(); i += 8) Mix(Load(data.data() + i));
+  while (i < data.size()) tail_[tail_len_++] = data[i++];
+}
+
+uint64_t Checksum::Final() const {
+  Checksum c = *this;
+  if (c.tail_len_ > 0) {
+    std::memset(c.tail_ + c.tail_len_, 0, 8 - c.tail_len_);
+    c.Mix(Load(c.tail_));
+  }
+  c.Mix(total_);
+  return c.h_;
+}
+
+void Checksum::Mix(uint64_t word) {
+  h_ = (h_ ^ word) * 0x100000001B3ULL;
+  h_ ^= h_ >> 32;
+}
+
+Payload MakePayload(uint64_t size, uint64_t seed) {
+  Payload p;
+  p.data.resize(size);
+  for (uint64_t i = 0; i < size; i += 8) {
+    const uint64_t word = SplitMix64(seed * 0x2545F4914F6CDD1DULL + i / 8);
+    for (uint64_t b = 0; b < 8 && i + b < size; ++b) {
+      p.data[i + b] = static_cast<char>(word >> (8 * b));
+    }
+  }
+  Checksum c;
+  c.Update(p.data);
+  p.checksum = c.Final();
+  return p;
+}
+
+std::string EncodeHeader(uint64_t size) {
+  std::string out;
+  PutU64(&out, kHeaderMagic);
+  PutU64(&out, size);
+  return out;
+}
+
+std::string EncodeResult(const BulkResult& r) {
+  std::string out;
+  PutU64(&out, kResultMagic);
+  PutU64(&out, r.received);
+  PutU64(&out, r.checksum);
+  PutU64(&out, static_cast<uint64_t>(absl::ToUnixNanos(r.last_byte)));
+  return out;
+}
+
+absl::StatusOr<BulkResult> DecodeResult(absl::string_view in) {
+  if (in.size() != kBulkResultBytes || GetU64(in, 0) != kResultMagic) {
+    return absl::DataLossError("the receiver's result is malformed");
+  }
+  BulkResult r;
+  r.received = GetU64(in, 8);
+  r.checksum = GetU64(in, 16);
+  r.last_byte = absl::FromUnixNanos(static_cast<int64_t>(GetU64(in, 24)));
+  return r;
+}
+
+absl::Status ReceiveState::Consume(absl::string_view bytes, absl::Time now) {
+  if (!have_header_) {
+    const size_t take = std::min(bytes.size(), kBulkHeaderBytes - header_.size());
+    header_.append(bytes.data(), take);
+    bytes.remove_prefix(take);
+    if (header_.size() < kBulkHeaderBytes) return absl::OkStatus();
+    if (GetU64(header_, 0) != kHeaderMagic) {
+      return absl::DataLossError("not a bench bulk transfer (bad header)");
+    }
+    expected_ = GetU64(header_, 8);
+    if (expected_ > kMaxTransferSize) return absl::DataLossError("transfer size over 1GiB");
+    have_header_ = true;
+  }
+  if (bytes.empty()) return absl::OkStatus();
+  if (bytes.size() > expected_ - received_) {
+    return absl::DataLossError(absl::StrCat("more data than the ", expected_, " bytes announced"));
+  }
+  sum_.Update(bytes);
+  received_ += bytes.size();
+  last_ = now;
+  return absl::OkStatus();
+}
+
+std::string ReceiveState::EncodedResult() const {
+  return EncodeResult(BulkResult{received_, sum_.Final(), last_});
+}
+
+}  // namespace udpmsg::bench
