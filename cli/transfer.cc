@@ -27,6 +27,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "apps/transfer/peer_text.h"
 #include "apps/transfer/receiver.h"
 #include "apps/transfer/sender.h"
 #include "apps/transfer/sink.h"
@@ -114,7 +115,12 @@ class Source {
     if (s.fd_ < 0) return ErrnoError("cannot open", path);
     s.owned_ = true;
     struct stat st;
-    if (::fstat(s.fd_, &st) == 0 && S_ISREG(st.st_mode)) s.size_ = st.st_size;
+    // The size is declared in the Begin and the receiver holds us to it, so
+    // only a file with blocks on disk declares one: /proc and /sys files
+    // (no blocks) report sizes that are not what a read returns.
+    if (::fstat(s.fd_, &st) == 0 && S_ISREG(st.st_mode) && st.st_blocks > 0) {
+      s.size_ = st.st_size;
+    }
     s.name_ = path;
     return s;
   }
@@ -212,7 +218,8 @@ class SendLoop {
           ClearProgress();
           return absl::UnavailableError(absl::StrCat(
               "transfer to ", peer.ToString(), " failed after ", sender_.sent(), " bytes: ",
-              e.by_peer ? "receiver closed the connection: " : "", e.reason));
+              e.by_peer ? "receiver closed the connection: " : "",
+              transfer::EscapePeerText(e.reason)));
         }
         if (e.type == Event::Type::kMessage) {
           ClearProgress();
@@ -488,7 +495,8 @@ int RunRecv(const Args& args) {
         receiver.OnConnectionClosed(e.reason);  // discards the partial output
         return Fail(absl::UnavailableError(
             absl::StrCat("sender ", from.ToString(), " went away after ", receiver.received(),
-                         " bytes: ", e.reason, "; nothing written to ", out)));
+                         " bytes: ", transfer::EscapePeerText(e.reason),
+                         "; nothing written to ", out)));
       }
       if (e.type != Event::Type::kMessage) continue;
       const absl::Status s = receiver.OnMessage(e.message);
