@@ -25,16 +25,16 @@ constexpr int kMaxPacketsPerPoll = 256;
 // 64-bit varints); used to decide whether another fragment fits.
 constexpr size_t kDataFrameOverhead = 56;
 
-// The controller the options ask for. The deprecated name field wins when
-// set; an unknown name there gets NewReno (Runtime::Create rejects one).
+// The controller the options ask for.
 std::unique_ptr<CongestionController> MakeController(const ConnectionOptions& options,
                                                      size_t max_datagram) {
-  CongestionControl cc = options.congestion_control;
-  if (!options.congestion.empty()) {
-    absl::StatusOr<CongestionControl> parsed = ParseCongestionControl(options.congestion);
-    cc = parsed.ok() ? *parsed : CongestionControl::kNewReno;
+  switch (options.congestion_control) {
+    case CongestionControl::kNewReno:
+      return std::make_unique<NewReno>(max_datagram);
+    case CongestionControl::kBbr:
+      return std::make_unique<Bbr>(max_datagram);
   }
-  return MakeCongestionController(CongestionControlName(cc), max_datagram);
+  return std::make_unique<NewReno>(max_datagram);  // not an enumerator: Validate refuses it
 }
 
 std::string Ms(absl::Duration d) {

@@ -96,14 +96,8 @@ struct ConnectionOptions {
   absl::Duration max_ack_delay = absl::Milliseconds(25);
   absl::Duration initial_rtt = absl::Milliseconds(333);
   absl::Duration reassembly_timeout = absl::Seconds(30);
+  // From a name: ParseCongestionControl (an unknown name is an error).
   CongestionControl congestion_control = CongestionControl::kNewReno;
-  // DEPRECATED: a controller by name, kept only until cli/ moves to
-  // //udpmsg (whose HostOptions has the enum alone). When not empty it
-  // overrides `congestion_control`; Runtime::Create rejects a name
-  // ParseCongestionControl does not know (INVALID_ARGUMENT), and a
-  // Connection built directly with one uses NewReno. New code sets
-  // `congestion_control`.
-  std::string congestion;
   bool pacing = true;
 };
 

@@ -18,11 +18,6 @@ constexpr size_t kSlotBytes = udp::kMaxUdpPayloadIpv6 + 1;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options) {
-  if (!options.endpoint.connection.congestion.empty()) {
-    absl::StatusOr<CongestionControl> cc =
-        ParseCongestionControl(options.endpoint.connection.congestion);
-    if (!cc.ok()) return cc.status();
-  }
   udp::DatagramSocket::Options socket_options;
   socket_options.non_blocking = true;
   socket_options.receive_buffer_bytes = options.socket_buffer_bytes;

@@ -73,9 +73,7 @@ class Runtime final {
   };
 
   // Binds the socket. Errors carry the errno text and the address (e.g.
-  // "bind [::]:9000: Address already in use"). INVALID_ARGUMENT for an
-  // unknown options.endpoint.connection.congestion name (the deprecated
-  // string; see ConnectionOptions).
+  // "bind [::]:9000: Address already in use").
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const Options& options);
   ~Runtime();
   Runtime(const Runtime&) = delete;

@@ -31,7 +31,6 @@ reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
   c.initial_rtt = options.initial_rtt;
   c.reassembly_timeout = options.reassembly_timeout;
   c.congestion_control = options.congestion_control;
-  c.congestion.clear();  // the enum alone decides
   c.pacing = options.pacing;
   return r;
 }

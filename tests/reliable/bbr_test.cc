@@ -584,10 +584,11 @@ TransferResult RunTransfer(uint64_t seed, const std::string& congestion,
   server_options.accept_incoming = true;
   server_options.seed = seed * 2 + 1;
   server_options.cookie_secret = reliable::CookieJar::Secret{};
-  server_options.connection.congestion = congestion;
+  server_options.connection.congestion_control =
+      reliable::ParseCongestionControl(congestion).value();  // "newreno" or "bbr"
   EndpointOptions client_options;
   client_options.seed = seed * 2 + 2;
-  client_options.connection.congestion = congestion;
+  client_options.connection.congestion_control = server_options.connection.congestion_control;
 
   sim::Simulator sim(seed, kSimStart);
   EndpointNode server(kSimStart, Addr("10.0.0.1:4000"), server_options);
