@@ -321,6 +321,19 @@ TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
   }
 }
 
+// /proc files claim size 0 but read as text: the sender must not declare a
+// size the strict receiver would then hold it to.
+TEST(TransferTest, ProcFileWithoutATrueSizeArrivesWhole) {
+  const std::string out = absl::StrCat(TempDir(), "/out-proc");
+  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
+  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--file",
+                      "/proc/version", "--progress", "off"});
+  EXPECT_EQ(Finish(*send, absl::Seconds(20)), 0) << send->stderr_text();
+  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
+  EXPECT_FALSE(ReadFile(out).empty());
+  EXPECT_EQ(ReadFile(out), ReadFile("/proc/version"));
+}
+
 TEST(TransferTest, BadFlagsAreUsageErrors) {
   struct Case {
     std::vector<std::string> args;
