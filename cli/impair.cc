@@ -1,125 +1,144 @@
 // udpmsg impair --listen P --to HOST:PORT [--loss R ...]: a UDP proxy that
-// impairs the traffic passing through it, for testing any UDP program. The
-// engine is impairment::ImpairProxy (impairment/proxy.h); this file parses flags, turns
-// SIGINT/SIGTERM into a clean stop, and prints the per-direction counters:
+// impairs the traffic passing through it, for testing any UDP program; with
+// --nfqueue N (root) it impairs whatever netfilter queues to N instead.
+//
+// The engines are impairment::ImpairProxy (impairment/proxy.h) and
+// impairment::NfqueueImpairer (impairment/nfqueue.h). This file parses the
+// flags, turns SIGINT/SIGTERM into a clean stop, and prints what the engine
+// says: its description, then at exit the per-direction counters
 //   up:   received=.. delivered=.. dropped_loss=.. ... bytes_out=.. sent=..
 //         overflow=.. send_failed=.. pending=..
 // where delivered (the model's copies) = sent + overflow + send_failed
 // (socket errors, mapping gone) + pending (still scheduled at exit).
 #include <signal.h>
 #include <sys/signalfd.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <iterator>
-#include <list>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
 #include "impairment/model.h"
-#include "udp/datagram_socket.h"
-#include "udp/errno_status.h"
-#include "udp/owned_fd.h"
-#include "udp/poller.h"
-#include "udp/resolve.h"
-
 #include "impairment/nfqueue.h"
 #include "impairment/proxy.h"
+#include "udp/errno_status.h"
+#include "udp/resolve.h"
+#include "udp/socket_address.h"
 
 namespace udpmsg::cli {
 namespace {
 
 constexpr absl::string_view kCommand = "impair";
 
+// What the flags ask for.
+struct ImpairSettings {
+  int nfqueue = -1;      // --nfqueue N, or -1 for the UDP proxy
+  int listen_port = -1;  // proxy: --listen
+  std::string to;        // proxy: --to HOST:PORT
+  impairment::ImpairmentConfig config;
+  absl::Duration duration;  // zero: until SIGINT/SIGTERM
+};
 
-// SIGINT/SIGTERM as a readable signalfd, or -1 (errno set).
-int BlockStopSignals() {
+// The flags as settings; InvalidArgument with the message for the user.
+absl::StatusOr<ImpairSettings> ParseFlags(const Args& args) {
+  if (!args.empty()) return absl::InvalidArgumentError("takes no positional arguments");
+  ImpairSettings s;
+  s.nfqueue = absl::GetFlag(FLAGS_nfqueue);
+  if (s.nfqueue == -1) {
+    s.listen_port = absl::GetFlag(FLAGS_listen);
+    if (s.listen_port == -1) return absl::InvalidArgumentError("--listen PORT is required");
+    if (s.listen_port < 0 || s.listen_port > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--listen ", s.listen_port, " is out of range (0 to 65535)"));
+    }
+    s.to = absl::GetFlag(FLAGS_to);
+    if (s.to.empty()) return absl::InvalidArgumentError("--to HOST:PORT is required");
+  }
+  absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
+  if (!config.ok()) return absl::InvalidArgumentError(config.status().message());
+  s.config = *std::move(config);
+  absl::StatusOr<absl::Duration> duration =
+      impairment::ParseDuration(absl::GetFlag(FLAGS_duration));
+  if (!duration.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--duration: ", duration.status().message()));
+  }
+  s.duration = *duration;
+  if (s.nfqueue != -1) {
+    if (s.nfqueue < 0 || s.nfqueue > 65535) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--nfqueue ", s.nfqueue, " is out of range (0 to 65535)"));
+    }
+    if (absl::GetFlag(FLAGS_listen) != -1 || !absl::GetFlag(FLAGS_to).empty()) {
+      return absl::InvalidArgumentError("--nfqueue cannot be combined with --listen/--to");
+    }
+  }
+  return s;
+}
+
+// Blocks SIGINT/SIGTERM and returns a signalfd that becomes readable when one
+// arrives: the engines' stop descriptor.
+absl::StatusOr<int> StopSignals() {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
-  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return -1;
-  return ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
+    return udp::ErrnoStatus(errno, "sigprocmask");
+  }
+  const int fd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) return udp::ErrnoStatus(errno, "signalfd");
+  return fd;
+}
+
+void PrintLine(const std::string& line) {
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
 }
 
 // udpmsg impair --nfqueue N: verdicts on the packets netfilter queues to N.
-int RunNfqueue(int queue, const impairment::ImpairmentConfig& config, absl::Duration duration) {
-  if (queue < 0 || queue > 65535) {
-    return UsageError(kCommand, absl::StrCat("--nfqueue ", queue, " is out of range (0 to 65535)"));
-  }
-  if (absl::GetFlag(FLAGS_listen) != -1 || !absl::GetFlag(FLAGS_to).empty()) {
-    return UsageError(kCommand, "--nfqueue cannot be combined with --listen/--to");
-  }
-  const int signals = BlockStopSignals();
-  if (signals < 0) return Fail(udp::ErrnoStatus(errno, "signalfd"));
+int RunNfqueue(const ImpairSettings& s) {
+  absl::StatusOr<int> signals = StopSignals();
+  if (!signals.ok()) return Fail(signals.status());
   impairment::NfqueueImpairer::Options options;
-  options.queue = static_cast<uint16_t>(queue);
-  options.config = config;
-  options.stop_fd = signals;
-  absl::StatusOr<std::unique_ptr<impairment::NfqueueImpairer>> impairer = impairment::NfqueueImpairer::Create(options);
+  options.queue = static_cast<uint16_t>(s.nfqueue);
+  options.config = s.config;
+  options.stop_fd = *signals;
+  options.on_no_traffic = [](const absl::Status& warning) {
+    PrintLine(absl::StrCat("udpmsg: ", warning.message()));
+  };
+  absl::StatusOr<std::unique_ptr<impairment::NfqueueImpairer>> impairer =
+      impairment::NfqueueImpairer::Create(options);
   if (!impairer.ok()) {
     if (absl::IsInvalidArgument(impairer.status())) {
       return UsageError(kCommand, impairer.status().message());
     }
-    std::fprintf(stderr, "udpmsg: %s\n", std::string(impairer.status().message()).c_str());
+    PrintLine(absl::StrCat("udpmsg: ", impairer.status().message()));
     return kExitFailure;
   }
-  std::fprintf(stderr, "%s\n", DescribeNfqueue(options.queue, config).c_str());
-  std::fflush(stderr);
-  const absl::Status status = (*impairer)->Run(duration);
-  std::fprintf(stderr, "%s\n", (*impairer)->CountersLine().c_str());
+  PrintLine(impairment::DescribeNfqueue(options.queue, s.config));
+  const absl::Status status = (*impairer)->Run(s.duration);
+  PrintLine((*impairer)->CountersLine());
   if (!status.ok()) return Fail(status);
   return kExitOk;
 }
 
-}  // namespace
-
-int RunImpair(const Args& args) {
-  if (!args.empty()) return UsageError(kCommand, "takes no positional arguments");
-  if (const int queue = absl::GetFlag(FLAGS_nfqueue); queue != -1) {
-    absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
-    if (!config.ok()) return UsageError(kCommand, config.status().message());
-    absl::StatusOr<absl::Duration> d = impairment::ParseDuration(absl::GetFlag(FLAGS_duration));
-    if (!d.ok()) return UsageError(kCommand, absl::StrCat("--duration: ", d.status().message()));
-    return RunNfqueue(queue, *config, *d);
-  }
-  const int listen_port = absl::GetFlag(FLAGS_listen);
-  if (listen_port == -1) return UsageError(kCommand, "--listen PORT is required");
-  if (listen_port < 0 || listen_port > 65535) {
-    return UsageError(kCommand,
-                      absl::StrCat("--listen ", listen_port, " is out of range (0 to 65535)"));
-  }
-  const std::string to = absl::GetFlag(FLAGS_to);
-  if (to.empty()) return UsageError(kCommand, "--to HOST:PORT is required");
-  absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
-  if (!config.ok()) return UsageError(kCommand, config.status().message());
-  absl::Duration duration;
-  if (absl::StatusOr<absl::Duration> d = impairment::ParseDuration(absl::GetFlag(FLAGS_duration));
-      d.ok()) {
-    duration = *d;
-  } else {
-    return UsageError(kCommand, absl::StrCat("--duration: ", d.status().message()));
-  }
-
+// udpmsg impair --listen P --to HOST:PORT: the UDP proxy.
+int RunProxy(const ImpairSettings& s) {
   const udp::AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<udp::SocketAddress>> targets =
-      udp::ResolveHostPort(to, family, udp::SocketType::kDatagram);
+      udp::ResolveHostPort(s.to, family, udp::SocketType::kDatagram);
   if (!targets.ok()) return Fail(targets.status());
   const udp::SocketAddress target = targets->front();
 
@@ -128,42 +147,45 @@ int RunImpair(const Args& args) {
   std::vector<udp::SocketAddress> locals;
   const std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && family != udp::AddressFamily::kUnspecified) {
-    locals.push_back(udp::SocketAddress::Any(family, static_cast<uint16_t>(listen_port)));
+    locals.push_back(udp::SocketAddress::Any(family, static_cast<uint16_t>(s.listen_port)));
   } else {
     absl::StatusOr<std::vector<udp::SocketAddress>> resolved =
-        BindAddresses(bind, listen_port, udp::SocketType::kDatagram);
+        BindAddresses(bind, s.listen_port, udp::SocketType::kDatagram);
     if (!resolved.ok()) return Fail(resolved.status());
     locals = *std::move(resolved);
   }
-  // SIGINT/SIGTERM become readable events on a signalfd the proxy watches.
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGTERM);
-  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
-    return Fail(udp::ErrnoStatus(errno, "sigprocmask"));
-  }
-  const int signals = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (signals < 0) return Fail(udp::ErrnoStatus(errno, "signalfd"));
+  absl::StatusOr<int> signals = StopSignals();
+  if (!signals.ok()) return Fail(signals.status());
 
   impairment::ImpairProxy::Options options;
   options.listen = locals.front();
   options.v6_only = family == udp::AddressFamily::kIpv6;
   options.target = target;
-  options.config = *config;
-  options.stop_fd = signals;
-  absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy = impairment::ImpairProxy::Create(options);
+  options.config = s.config;
+  options.stop_fd = *signals;
+  options.on_mapping_error = [](const absl::Status& error) {
+    PrintLine(absl::StrCat("udpmsg: ", error.message()));
+  };
+  absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy =
+      impairment::ImpairProxy::Create(options);
   if (!proxy.ok()) {
     return absl::IsInvalidArgument(proxy.status()) ? UsageError(kCommand, proxy.status().message())
                                                    : Fail(proxy.status());
   }
   PrintListening((*proxy)->local_address());
-  std::fprintf(stderr, "%s\n", DescribeImpairment(*config, target).c_str());
-  std::fflush(stderr);
-  const absl::Status status = (*proxy)->Run(duration);
-  (*proxy)->PrintCounters();
+  PrintLine(impairment::DescribeImpairment(s.config, target));
+  const absl::Status status = (*proxy)->Run(s.duration);
+  PrintLine(impairment::FormatProxyStats((*proxy)->stats()));
   if (!status.ok()) return Fail(status);
   return kExitOk;
+}
+
+}  // namespace
+
+int RunImpair(const Args& args) {
+  absl::StatusOr<ImpairSettings> settings = ParseFlags(args);
+  if (!settings.ok()) return UsageError(kCommand, settings.status().message());
+  return settings->nfqueue != -1 ? RunNfqueue(*settings) : RunProxy(*settings);
 }
 
 }  // namespace udpmsg::cli

@@ -1,14 +1,12 @@
 #include "cli/impair_flags.h"
 
 #include <cstdint>
-#include <vector>
+#include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "absl/time/time.h"
 #include "cli/flags.h"
 
 namespace udpmsg::cli {
@@ -58,25 +56,6 @@ absl::StatusOr<impairment::ImpairmentConfig> ImpairmentFromFlags() {
   c.seed = absl::GetFlag(FLAGS_seed);
   if (absl::Status s = impairment::Validate(c); !s.ok()) return s;
   return c;
-}
-
-bool ImpairsBesidesLoss(const impairment::ImpairmentConfig& c) {
-  return c.delay > absl::ZeroDuration() || c.jitter > absl::ZeroDuration() || c.reorder > 0 ||
-         c.duplicate > 0 || c.corrupt > 0 || c.rate_bps > 0 || !c.blackouts.empty();
-}
-
-std::string DescribeBesidesLoss(const impairment::ImpairmentConfig& c) {
-  std::vector<std::string> parts;
-  if (c.delay > absl::ZeroDuration()) parts.push_back(absl::StrCat("delay ", absl::FormatDuration(c.delay)));
-  if (c.jitter > absl::ZeroDuration()) parts.push_back(absl::StrCat("jitter ", absl::FormatDuration(c.jitter)));
-  if (c.reorder > 0) {
-    parts.push_back(absl::StrCat("reorder ", impairment::FormatRate(c.reorder), " by ",
-                                 absl::FormatDuration(c.reorder_delay)));
-  }
-  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", impairment::FormatRate(c.duplicate)));
-  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", impairment::FormatRate(c.corrupt)));
-  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", impairment::FormatBandwidth(c.rate_bps)));
-  return absl::StrJoin(parts, ", ");
 }
 
 }  // namespace udpmsg::cli

@@ -3,8 +3,6 @@
 #ifndef UDPMSG_CLI_IMPAIR_FLAGS_H_
 #define UDPMSG_CLI_IMPAIR_FLAGS_H_
 
-#include <string>
-
 #include "absl/status/statusor.h"
 #include "impairment/model.h"
 
@@ -14,14 +12,6 @@ namespace udpmsg::cli {
 // --corrupt, --rate, --queue_limit and --seed as one validated config.
 // InvalidArgument naming the flag and its value otherwise.
 absl::StatusOr<impairment::ImpairmentConfig> ImpairmentFromFlags();
-
-// Whether `c` does anything besides dropping packets (delay, jitter,
-// reordering, duplication, corruption, a rate limit, blackouts).
-bool ImpairsBesidesLoss(const impairment::ImpairmentConfig& c);
-
-// "delay 20ms, jitter 5ms, reorder 2%, dup 1%": what `c` does besides loss,
-// for table notes; empty when nothing.
-std::string DescribeBesidesLoss(const impairment::ImpairmentConfig& c);
 
 }  // namespace udpmsg::cli
 

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -96,14 +97,14 @@ absl::Status Validate(const ImpairmentConfig& c) {
   for (size_t i = 0; i < c.blackouts.size(); ++i) {
     const BlackoutWindow& w = c.blackouts[i];
     if (w.start < absl::ZeroDuration() || w.start == absl::InfiniteDuration()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("impairment blackout #", i, " start must be finite and >= 0, got ",
-                       absl::FormatDuration(w.start)));
+      return absl::InvalidArgumentError(absl::StrCat("impairment blackout #", i,
+                                                     " start must be finite and >= 0, got ",
+                                                     absl::FormatDuration(w.start)));
     }
     if (w.end <= w.start) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "impairment blackout #", i, " must end after it starts, got [",
-          absl::FormatDuration(w.start), ", ", absl::FormatDuration(w.end), ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("impairment blackout #", i, " must end after it starts, got [",
+                       absl::FormatDuration(w.start), ", ", absl::FormatDuration(w.end), ")"));
     }
   }
   return absl::OkStatus();
@@ -130,16 +131,16 @@ std::string ImpairmentCounters::ToString() const {
   return absl::StrCat("received=", received, " delivered=", delivered,
                       " dropped_loss=", dropped_loss, " dropped_queue=", dropped_queue,
                       " dropped_blackout=", dropped_blackout, " duplicated=", duplicated,
-                      " reordered=", reordered, " corrupted=", corrupted,
-                      " bytes_in=", bytes_in, " bytes_out=", bytes_out);
+                      " reordered=", reordered, " corrupted=", corrupted, " bytes_in=", bytes_in,
+                      " bytes_out=", bytes_out);
 }
 
 bool operator==(const ImpairmentCounters& a, const ImpairmentCounters& b) {
   return a.received == b.received && a.delivered == b.delivered &&
          a.dropped_loss == b.dropped_loss && a.dropped_queue == b.dropped_queue &&
          a.dropped_blackout == b.dropped_blackout && a.duplicated == b.duplicated &&
-         a.reordered == b.reordered && a.corrupted == b.corrupted &&
-         a.bytes_in == b.bytes_in && a.bytes_out == b.bytes_out;
+         a.reordered == b.reordered && a.corrupted == b.corrupted && a.bytes_in == b.bytes_in &&
+         a.bytes_out == b.bytes_out;
 }
 
 // ---------------------------------------------------------------------------
@@ -207,14 +208,12 @@ std::vector<Delivery> ImpairmentModel::OnPacket(absl::Time now, absl::string_vie
   return out;
 }
 
-std::vector<Delivery> ImpairmentModel::OnPacket(absl::Time now,
-                                                absl::Span<const uint8_t> bytes) {
-  return OnPacket(now, absl::string_view(reinterpret_cast<const char*>(bytes.data()),
-                                         bytes.size()));
+std::vector<Delivery> ImpairmentModel::OnPacket(absl::Time now, absl::Span<const uint8_t> bytes) {
+  return OnPacket(now,
+                  absl::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
 }
 
-int ImpairmentModel::OnPacket(absl::Time now, absl::string_view bytes,
-                              std::vector<Delivery>* out) {
+int ImpairmentModel::OnPacket(absl::Time now, absl::string_view bytes, std::vector<Delivery>* out) {
   const uint64_t size = bytes.size();
   ++counters_.received;
   counters_.bytes_in += size;
@@ -234,8 +233,7 @@ int ImpairmentModel::OnPacket(absl::Time now, absl::string_view bytes,
   if (config_.rate_bps > 0) {
     uint64_t backlog = 0;
     if (link_free_at_ > now) {
-      const absl::uint128 ns =
-          static_cast<uint64_t>(absl::ToInt64Nanoseconds(link_free_at_ - now));
+      const absl::uint128 ns = static_cast<uint64_t>(absl::ToInt64Nanoseconds(link_free_at_ - now));
       constexpr uint64_t kBitNsPerByte = 8ULL * 1000 * 1000 * 1000;
       backlog = absl::Uint128Low64((ns * config_.rate_bps + (kBitNsPerByte - 1)) / kBitNsPerByte);
     }
@@ -315,10 +313,10 @@ absl::StatusOr<absl::Duration> ParseDuration(absl::string_view text) {
     bool bare_number = !s.empty();
     double ignored;
     bare_number = bare_number && absl::SimpleAtod(s, &ignored);
-    return absl::InvalidArgumentError(absl::StrCat(
-        "invalid duration \"", text, "\": ",
-        bare_number ? "missing unit, " : "", "want a number with a unit (ns, us, ms, s, m, h) "
-        "like 20ms or 1.5s"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("invalid duration \"", text, "\": ", bare_number ? "missing unit, " : "",
+                     "want a number with a unit (ns, us, ms, s, m, h) "
+                     "like 20ms or 1.5s"));
   }
   if (d < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -352,14 +350,19 @@ absl::StatusOr<uint64_t> ParseBandwidth(absl::string_view text) {
     double bits_per_second;
   };
   static constexpr Unit kByteUnits[] = {
-      {"B/s", 8.0},           {"kB/s", 8e3},          {"KB/s", 8e3},
-      {"MB/s", 8e6},          {"GB/s", 8e9},          {"KiB/s", 8.0 * 1024},
-      {"MiB/s", 8.0 * 1024 * 1024}, {"GiB/s", 8.0 * 1024 * 1024 * 1024},
+      {"B/s", 8.0},
+      {"kB/s", 8e3},
+      {"KB/s", 8e3},
+      {"MB/s", 8e6},
+      {"GB/s", 8e9},
+      {"KiB/s", 8.0 * 1024},
+      {"MiB/s", 8.0 * 1024 * 1024},
+      {"GiB/s", 8.0 * 1024 * 1024 * 1024},
   };
   static constexpr Unit kBitUnits[] = {
-      {"", 1.0},       {"bit", 1.0},   {"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
-      {"bps", 1.0},    {"kbps", 1e3},  {"mbps", 1e6}, {"gbps", 1e9}, {"b/s", 1.0},
-      {"kb/s", 1e3},   {"mb/s", 1e6},  {"gb/s", 1e9},
+      {"", 1.0},     {"bit", 1.0},  {"kbit", 1e3}, {"mbit", 1e6}, {"gbit", 1e9},
+      {"bps", 1.0},  {"kbps", 1e3}, {"mbps", 1e6}, {"gbps", 1e9}, {"b/s", 1.0},
+      {"kb/s", 1e3}, {"mb/s", 1e6}, {"gb/s", 1e9},
   };
   double multiplier = 0;
   for (const Unit& u : kByteUnits) {
@@ -389,8 +392,8 @@ absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text) {
   absl::StatusOr<absl::Duration> end = ParseDuration(text.substr(dash + 1));
   for (const absl::StatusOr<absl::Duration>* d : {&start, &end}) {
     if (!d->ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("invalid blackout \"", text,
-                                                     "\": ", d->status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid blackout \"", text, "\": ", d->status().message()));
     }
   }
   if (*end <= *start) {
@@ -400,9 +403,7 @@ absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text) {
   return BlackoutWindow{*start, *end};
 }
 
-std::string FormatRate(double rate) {
-  return rate == 0 ? "0" : absl::StrCat(rate * 100, "%");
-}
+std::string FormatRate(double rate) { return rate == 0 ? "0" : absl::StrCat(rate * 100, "%"); }
 
 std::string FormatBandwidth(uint64_t bits_per_second) {
   if (bits_per_second == 0) return "unlimited";
@@ -412,6 +413,27 @@ std::string FormatBandwidth(uint64_t bits_per_second) {
     if (bits_per_second % scale == 0) return absl::StrCat(bits_per_second / scale, unit);
   }
   return absl::StrCat(bits_per_second, "bit");
+}
+
+bool ImpairsBesidesLoss(const ImpairmentConfig& c) {
+  return c.delay > absl::ZeroDuration() || c.jitter > absl::ZeroDuration() || c.reorder > 0 ||
+         c.duplicate > 0 || c.corrupt > 0 || c.rate_bps > 0 || !c.blackouts.empty();
+}
+
+std::string DescribeBesidesLoss(const ImpairmentConfig& c) {
+  std::vector<std::string> parts;
+  if (c.delay > absl::ZeroDuration())
+    parts.push_back(absl::StrCat("delay ", absl::FormatDuration(c.delay)));
+  if (c.jitter > absl::ZeroDuration())
+    parts.push_back(absl::StrCat("jitter ", absl::FormatDuration(c.jitter)));
+  if (c.reorder > 0) {
+    parts.push_back(absl::StrCat("reorder ", FormatRate(c.reorder), " by ",
+                                 absl::FormatDuration(c.reorder_delay)));
+  }
+  if (c.duplicate > 0) parts.push_back(absl::StrCat("dup ", FormatRate(c.duplicate)));
+  if (c.corrupt > 0) parts.push_back(absl::StrCat("corrupt ", FormatRate(c.corrupt)));
+  if (c.rate_bps > 0) parts.push_back(absl::StrCat("rate ", FormatBandwidth(c.rate_bps)));
+  return absl::StrJoin(parts, ", ");
 }
 
 }  // namespace udpmsg::impairment

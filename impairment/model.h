@@ -4,8 +4,9 @@
 //
 // The model does no I/O and never reads a clock: the caller passes the arrival
 // time of each packet and gets back the copies that leave the path and when.
-// The same code therefore drives the `udpmsg impair` proxy (real sockets, real
-// clock) and the discrete-event simulator in tests/sim (virtual clock).
+// The same code therefore drives the UDP proxy (impairment/proxy.h) and the
+// NFQUEUE engine (impairment/nfqueue.h) on real sockets and a real clock, and
+// the discrete-event simulator in tests/sim in virtual time.
 //
 // Usage:
 //   ImpairmentConfig config;
@@ -64,10 +65,14 @@
 //     input. Empty packets cannot be corrupted. (counters.corrupted)
 //
 // Randomness: every impairment draws from its own reliable::DeterministicRng
-// stream derived from `seed`, so (a) a seed reproduces a run bit for bit on every
-// platform and compiler, and (b) turning one impairment on or off does not
+// stream derived from `seed`, so (a) a seed reproduces a run bit for bit on
+// every platform and compiler, and (b) turning one impairment on or off does not
 // change the decisions of the others (e.g. the same packets are lost with and
 // without duplication).
+//
+// Errors: Create() and Validate() return INVALID_ARGUMENT naming the field and
+// the bad value; the parsers at the end of this file return INVALID_ARGUMENT
+// quoting their input. OnPacket() cannot fail.
 //
 // Thread-compatible value type: copying a model copies its state (both copies
 // then make identical future decisions). Owns nothing but its state.
@@ -96,17 +101,17 @@ struct BlackoutWindow {
 
 // One direction of a path. Defaults describe a perfect, instant link.
 struct ImpairmentConfig {
-  double loss = 0.0;    // long-run loss probability, [0, 1]
-  double burst = 0.0;   // P(stay in loss state), [0, 1); 0 = independent loss
-  absl::Duration delay = absl::ZeroDuration();   // minimum one-way latency
-  absl::Duration jitter = absl::ZeroDuration();  // extra latency, U[0, jitter]
-  double reorder = 0.0;                          // P(packet held back)
+  double loss = 0.0;   // long-run loss probability, [0, 1]
+  double burst = 0.0;  // P(stay in loss state), [0, 1); 0 = independent loss
+  absl::Duration delay = absl::ZeroDuration();            // minimum one-way latency
+  absl::Duration jitter = absl::ZeroDuration();           // extra latency, U[0, jitter]
+  double reorder = 0.0;                                   // P(packet held back)
   absl::Duration reorder_delay = absl::Milliseconds(10);  // how far back
-  double duplicate = 0.0;                        // P(second copy)
-  double corrupt = 0.0;                          // P(1..3 bits flipped), per copy
-  uint64_t rate_bps = 0;                         // bottleneck bits/s; 0 = unlimited
-  uint64_t queue_limit_bytes = 64 * 1024;        // bottleneck queue bound
-  std::vector<BlackoutWindow> blackouts;         // relative to the origin
+  double duplicate = 0.0;                                 // P(second copy)
+  double corrupt = 0.0;                                   // P(1..3 bits flipped), per copy
+  uint64_t rate_bps = 0;                                  // bottleneck bits/s; 0 = unlimited
+  uint64_t queue_limit_bytes = 64 * 1024;                 // bottleneck queue bound
+  std::vector<BlackoutWindow> blackouts;                  // relative to the origin
   uint64_t seed = 1;
 };
 
@@ -144,7 +149,7 @@ struct ImpairmentCounters {
 // One copy of a packet leaving the path.
 struct Delivery {
   absl::Time deliver_at;
-  std::string bytes;  // possibly corrupted; same length as the input
+  std::string bytes;       // possibly corrupted; same length as the input
   bool duplicate = false;  // the second copy made by step 6
   bool reordered = false;  // held back by step 5
   bool corrupted = false;  // bits flipped by step 7
@@ -156,8 +161,7 @@ class ImpairmentModel final {
 
   // Validates `config` (see Validate(); InvalidArgument) and builds a model
   // whose blackout windows are measured from `origin`.
-  static absl::StatusOr<ImpairmentModel> Create(const ImpairmentConfig& config,
-                                                absl::Time origin);
+  static absl::StatusOr<ImpairmentModel> Create(const ImpairmentConfig& config, absl::Time origin);
 
   // Feeds one packet arriving at `now`. Returns its copies (zero, one or two),
   // each with deliver_at >= now. Calls should come in non-decreasing `now`.
@@ -222,6 +226,14 @@ std::string FormatBandwidth(uint64_t bits_per_second);
 // A blackout window "START-END" of two ParseDuration values: "5s-8s",
 // "1500ms-2s". END must be after START.
 absl::StatusOr<BlackoutWindow> ParseBlackoutWindow(absl::string_view text);
+
+// Whether `config` does anything besides dropping packets (delay, jitter,
+// reordering, duplication, corruption, a rate limit, blackouts).
+bool ImpairsBesidesLoss(const ImpairmentConfig& config);
+
+// "delay 20ms, jitter 5ms, reorder 2% by 10ms, dup 1%": what `config` does
+// besides loss (blackouts aside), for table notes; empty when nothing.
+std::string DescribeBesidesLoss(const ImpairmentConfig& config);
 
 }  // namespace udpmsg::impairment
 

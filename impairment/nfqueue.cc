@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/netfilter.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,9 +11,7 @@ extern "C" {
 }
 
 #include <algorithm>
-#include <cstdio>
 #include <cerrno>
-#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
@@ -30,9 +27,9 @@ extern "C" {
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "udp/errno_status.h"
-#include "reliable/clock.h"
 #include "impairment/model.h"
+#include "reliable/clock.h"
+#include "udp/errno_status.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
 
@@ -63,9 +60,7 @@ struct Held {
   uint64_t order;  // FIFO among equal due times
   uint32_t id;
   absl::Time arrived;
-  bool operator>(const Held& o) const {
-    return due != o.due ? due > o.due : order > o.order;
-  }
+  bool operator>(const Held& o) const { return due != o.due ? due > o.due : order > o.order; }
 };
 
 // /proc/net/netfilter/nfnetlink_queue, the line for `queue`:
@@ -75,8 +70,7 @@ std::string KernelCounters(uint16_t queue) {
   std::string line;
   while (std::getline(in, line)) {
     std::istringstream fields(line);
-    uint64_t number = 0, portid = 0, waiting = 0, mode = 0, range = 0, qdropped = 0,
-             udropped = 0;
+    uint64_t number = 0, portid = 0, waiting = 0, mode = 0, range = 0, qdropped = 0, udropped = 0;
     if (!(fields >> number >> portid >> waiting >> mode >> range >> qdropped >> udropped)) {
       continue;
     }
@@ -89,11 +83,10 @@ std::string KernelCounters(uint16_t queue) {
 }  // namespace
 
 std::string DescribeNfqueue(uint16_t queue, const ImpairmentConfig& c) {
-  std::string text = absl::StrCat("queue ", queue, ": impairing loss=", FormatRate(c.loss),
-                                  " burst=", FormatRate(c.burst),
-                                  " delay=", absl::FormatDuration(c.delay),
-                                  " jitter=", absl::FormatDuration(c.jitter),
-                                  " reorder=", FormatRate(c.reorder));
+  std::string text =
+      absl::StrCat("queue ", queue, ": impairing loss=", FormatRate(c.loss),
+                   " burst=", FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
+                   " jitter=", absl::FormatDuration(c.jitter), " reorder=", FormatRate(c.reorder));
   if (c.reorder > 0) {
     absl::StrAppend(&text, " reorder_delay=", absl::FormatDuration(c.reorder_delay));
   }
@@ -105,8 +98,7 @@ std::string DescribeNfqueue(uint16_t queue, const ImpairmentConfig& c) {
 
 class NfqueueImpairer::Impl {
  public:
-  Impl(const Options& options, ImpairmentModel model, udp::Poller poller,
-       udp::OwnedFd stop)
+  Impl(const Options& options, ImpairmentModel model, udp::Poller poller, udp::OwnedFd stop)
       : options_(options),
         model_(std::move(model)),
         poller_(std::move(poller)),
@@ -176,20 +168,19 @@ class NfqueueImpairer::Impl {
     bool stop = false;
     // A queue no rule feeds stays silent: say so once, after a while, so a
     // missing iptables/nft rule is not mistaken for a quiet network.
-    absl::Time silence_warning = start + absl::Seconds(5);
+    absl::Time silence_warning =
+        options_.on_no_traffic ? start + absl::Seconds(5) : absl::InfiniteFuture();
     while (!stop) {
       absl::Time now = clock_.Now();
       ReleaseDue(now);
       if (now >= end) break;
       if (now >= silence_warning) {
-        if (counters_.received == 0) {
-          std::fprintf(stderr,
-                       "udpmsg: queue %u: no packet in %s; is there a rule sending packets to it "
-                       "(iptables -j NFQUEUE --queue-num %u)?\n",
-                       static_cast<unsigned>(options_.queue),
-                       absl::FormatDuration(absl::Trunc(now - start, absl::Seconds(1))).c_str(),
-                       static_cast<unsigned>(options_.queue));
-          std::fflush(stderr);
+        if (counters_.received == 0 && options_.on_no_traffic) {
+          options_.on_no_traffic(absl::FailedPreconditionError(absl::StrCat(
+              "queue ", options_.queue, ": no packet in ",
+              absl::FormatDuration(absl::Trunc(now - start, absl::Seconds(1))),
+              "; is there a rule sending packets to it (iptables -j NFQUEUE --queue-num ",
+              options_.queue, ")?")));
         }
         silence_warning = absl::InfiniteFuture();
       }
@@ -254,8 +245,7 @@ class NfqueueImpairer::Impl {
   }
 
  private:
-  static int OnPacketThunk(nfq_q_handle* /*queue*/, nfgenmsg* /*msg*/, nfq_data* data,
-                           void* self) {
+  static int OnPacketThunk(nfq_q_handle* /*queue*/, nfgenmsg* /*msg*/, nfq_data* data, void* self) {
     static_cast<Impl*>(self)->OnPacket(data);
     return 0;
   }
@@ -323,8 +313,7 @@ class NfqueueImpairer::Impl {
   NfqueueCounters counters_;
 };
 
-absl::StatusOr<std::unique_ptr<NfqueueImpairer>> NfqueueImpairer::Create(
-    const Options& options) {
+absl::StatusOr<std::unique_ptr<NfqueueImpairer>> NfqueueImpairer::Create(const Options& options) {
   udp::OwnedFd stop(options.stop_fd);
   if (options.config.duplicate > 0 || options.config.corrupt > 0) {
     return absl::InvalidArgumentError(
@@ -332,16 +321,16 @@ absl::StatusOr<std::unique_ptr<NfqueueImpairer>> NfqueueImpairer::Create(
         "drop the original packet)");
   }
   if (options.max_held == 0) return absl::InvalidArgumentError("max_held must be positive");
+  if (absl::Status s = Validate(options.config); !s.ok()) return s;
   if (::geteuid() != 0) {
     return absl::PermissionDeniedError("--nfqueue needs root (CAP_NET_ADMIN)");
   }
-  absl::StatusOr<ImpairmentModel> model =
-      ImpairmentModel::Create(options.config, absl::Now());
+  absl::StatusOr<ImpairmentModel> model = ImpairmentModel::Create(options.config, absl::Now());
   if (!model.ok()) return model.status();
   absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
   if (!poller.ok()) return poller.status();
-  auto impl = std::make_unique<Impl>(options, *std::move(model), *std::move(poller),
-                                     std::move(stop));
+  auto impl =
+      std::make_unique<Impl>(options, *std::move(model), *std::move(poller), std::move(stop));
   if (absl::Status s = impl->Open(); !s.ok()) return s;
   return std::unique_ptr<NfqueueImpairer>(new NfqueueImpairer(std::move(impl)));
 }

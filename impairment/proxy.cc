@@ -1,12 +1,11 @@
-// The engine of `udpmsg impair` (see proxy.h).
-#include <sys/signalfd.h>
+#include "impairment/proxy.h"
+
 #include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <chrono>
+#include <atomic>
 #include <cstdint>
-#include <cstdio>
+#include <functional>
 #include <iterator>
 #include <list>
 #include <string>
@@ -16,27 +15,22 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "impairment/model.h"
 #include "reliable/clock.h"
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
-#include "impairment/model.h"
 #include "udp/owned_fd.h"
 #include "udp/poller.h"
-
-#include <atomic>
-
-#include "impairment/proxy.h"
 
 namespace udpmsg::impairment {
 namespace {
 
-
 constexpr uint64_t kListenToken = 0;
-constexpr uint64_t kSignalToken = 1;
+constexpr uint64_t kStopToken = 1;
 constexpr uint64_t kFirstMappingToken = 2;
 
 constexpr size_t kMaxMappings = 1024;
@@ -47,7 +41,6 @@ constexpr uint64_t kDownSeedMix = 0x9E3779B97F4A7C15;
 constexpr int kBatchesPerWakeup = 16;
 constexpr size_t kSlotBytes = 65536;
 constexpr int kSocketBufferBytes = 4 << 20;  // > the largest UDP payload: never truncates
-
 
 // The real clock, made monotonic (see reliable/clock.h).
 using Clock = reliable::RealClock;
@@ -78,14 +71,9 @@ struct Later {
   }
 };
 
-// What happened to the model's copies after the model.
-struct ProxyCounters {
-  uint64_t sent = 0;
-  uint64_t overflow = 0;
-  uint64_t send_failed = 0;
-};
+}  // namespace
 
-std::string DescribeImpl(const ImpairmentConfig& c, const udp::SocketAddress& target) {
+std::string DescribeImpairment(const ImpairmentConfig& c, const udp::SocketAddress& target) {
   std::string text =
       absl::StrCat("impairing both directions: loss=", FormatRate(c.loss),
                    " burst=", FormatRate(c.burst), " delay=", absl::FormatDuration(c.delay),
@@ -99,18 +87,30 @@ std::string DescribeImpl(const ImpairmentConfig& c, const udp::SocketAddress& ta
   return text;
 }
 
-}  // namespace
+std::string FormatProxyStats(const ProxyStats& stats) {
+  std::string text;
+  for (const auto& [name, d] :
+       {std::pair<absl::string_view, const ProxyDirectionStats&>{"up:  ", stats.up},
+        {"down:", stats.down}}) {
+    if (!text.empty()) text += '\n';
+    absl::StrAppend(&text, name, " ", d.model.ToString(), " sent=", d.sent,
+                    " overflow=", d.overflow, " send_failed=", d.send_failed,
+                    " pending=", d.pending);
+  }
+  return text;
+}
 
 class ImpairProxy::Impl {
  public:
-  Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd signals,
-        const udp::SocketAddress& target, ImpairmentModel up, ImpairmentModel down,
-        const Clock& clock)
+  Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd stop_fd,
+       const udp::SocketAddress& target, ImpairmentModel up, ImpairmentModel down,
+       const Clock& clock, std::function<void(const absl::Status&)> on_mapping_error)
       : listen_(std::move(listen)),
         poller_(std::move(poller)),
-        signals_(std::move(signals)),
+        stop_fd_(std::move(stop_fd)),
         target_(target),
         clock_(clock),
+        on_mapping_error_(std::move(on_mapping_error)),
         models_{std::move(up), std::move(down)},
         buffers_(udp::DatagramSocket::kMaxBatch * kSlotBytes),
         slots_(udp::DatagramSocket::kMaxBatch) {
@@ -119,38 +119,23 @@ class ImpairProxy::Impl {
     }
   }
 
-  // Runs until a signal or `end`. Errors are fatal socket errors.
+  // Runs until stopped or `end`. Errors are fatal socket errors.
   absl::Status Run(absl::Time end) {
     while (!stop_) {
-      absl::Time now = clock_.Now();
-      FlushDue(now);
-      ExpireIdle(now);
-      if (now >= end) break;
-      absl::Time next = end;
-      if (!blocked_ && !heap_.empty()) next = std::min(next, heap_.front().at);
-      if (!lru_.empty()) next = std::min(next, lru_.back().last_used + kMappingIdle);
-      const absl::Duration timeout = next == absl::InfiniteFuture()
-                                         ? absl::InfiniteDuration()
-                                         : std::max(absl::ZeroDuration(), next - now);
-      absl::StatusOr<absl::Span<const udp::Poller::Event>> ready = poller_.Wait(timeout);
-      if (!ready.ok()) return ready.status();
-      for (const udp::Poller::Event& event : *ready) {
-        if (event.token == kSignalToken) {
-          signalfd_siginfo info;
-          while (::read(signals_.get(), &info, sizeof(info)) == sizeof(info)) stop_ = true;
-          continue;
-        }
-        if (blocked_ && event.token == blocked_token_ && (event.writable || event.error)) {
-          Unblock();
-        }
-        if (event.token == kListenToken) {
-          if (absl::Status s = DrainListen(); !s.ok()) return s;
-        } else {
-          DrainUpstream(event.token);
-        }
+      const absl::Time now = clock_.Now();
+      if (now >= end) {
+        FlushDue(now);
+        break;
       }
+      if (absl::Status s = Round(end); !s.ok()) return s;
     }
     return absl::OkStatus();
+  }
+
+  absl::Status Poll(absl::Duration max_wait) {
+    if (stop_) return absl::OkStatus();
+    const absl::Time now = clock_.Now();
+    return Round(max_wait == absl::InfiniteDuration() ? absl::InfiniteFuture() : now + max_wait);
   }
 
   // Thread-safe: makes Run() return soon.
@@ -159,26 +144,60 @@ class ImpairProxy::Impl {
     poller_.Wake();
   }
 
+  bool stopped() const { return stop_; }
+
   ImpairmentCounters counters(bool up) const { return models_[up ? kUp : kDown].counters(); }
 
-  void PrintCounters() const {
-    uint64_t pending[2] = {0, 0};
-    for (const Scheduled& s : heap_) ++pending[s.direction];
-    const char* names[2] = {"up:  ", "down:"};
+  ProxyStats stats() const {
+    ProxyStats stats;
+    ProxyDirectionStats* out[2] = {&stats.up, &stats.down};
     for (int d : {kUp, kDown}) {
-      const ProxyCounters& p = proxy_counters_[d];
-      std::fprintf(stderr, "%s %s sent=%llu overflow=%llu send_failed=%llu pending=%llu\n",
-                   names[d], models_[d].counters().ToString().c_str(),
-                   static_cast<unsigned long long>(p.sent),
-                   static_cast<unsigned long long>(p.overflow),
-                   static_cast<unsigned long long>(p.send_failed),
-                   static_cast<unsigned long long>(pending[d]));
+      *out[d] = sent_[d];
+      out[d]->model = models_[d].counters();
     }
-    std::fflush(stderr);
+    for (const Scheduled& s : heap_) ++out[s.direction]->pending;
+    stats.mappings = lru_.size();
+    return stats;
   }
 
  private:
   using MappingList = std::list<Mapping>;
+
+  // Sends what is due, waits for datagrams until `until` (or sooner, when a
+  // copy falls due or a mapping expires), impairs them, sends what is due.
+  absl::Status Round(absl::Time until) {
+    absl::Time now = clock_.Now();
+    FlushDue(now);
+    ExpireIdle(now);
+    absl::Time next = until;
+    if (!blocked_ && !heap_.empty()) next = std::min(next, heap_.front().at);
+    if (!lru_.empty()) next = std::min(next, lru_.back().last_used + kMappingIdle);
+    const absl::Duration timeout = next == absl::InfiniteFuture()
+                                       ? absl::InfiniteDuration()
+                                       : std::max(absl::ZeroDuration(), next - now);
+    absl::StatusOr<absl::Span<const udp::Poller::Event>> ready = poller_.Wait(timeout);
+    if (!ready.ok()) return ready.status();
+    for (const udp::Poller::Event& event : *ready) {
+      if (event.token == kStopToken) {
+        // Readable means stop; one read keeps a signalfd or eventfd from
+        // staying readable and never blocks.
+        char drain[512];
+        (void)!::read(stop_fd_.get(), drain, sizeof(drain));
+        stop_ = true;
+        continue;
+      }
+      if (blocked_ && event.token == blocked_token_ && (event.writable || event.error)) {
+        Unblock();
+      }
+      if (event.token == kListenToken) {
+        if (absl::Status s = DrainListen(); !s.ok()) return s;
+      } else {
+        DrainUpstream(event.token);
+      }
+    }
+    FlushDue(clock_.Now());
+    return absl::OkStatus();
+  }
 
   // Client -> server: receives from the listen socket.
   absl::Status DrainListen() {
@@ -220,11 +239,11 @@ class ImpairProxy::Impl {
     models_[d].OnPacket(now, bytes, &deliveries_);
     for (Delivery& delivery : deliveries_) {
       if (d == kUp && token == 0) {
-        ++proxy_counters_[d].send_failed;  // no upstream socket could be opened
+        ++sent_[d].send_failed;  // no upstream socket could be opened
         continue;
       }
       if (scheduled_bytes_ + delivery.bytes.size() > kMaxScheduledBytes) {
-        ++proxy_counters_[d].overflow;
+        ++sent_[d].overflow;
         continue;
       }
       scheduled_bytes_ += delivery.bytes.size();
@@ -259,8 +278,7 @@ class ImpairProxy::Impl {
         Block(fd, token);
         return;
       }
-      ++(sent.ok() ? proxy_counters_[next.direction].sent
-                   : proxy_counters_[next.direction].send_failed);
+      ++(sent.ok() ? sent_[next.direction].sent : sent_[next.direction].send_failed);
       scheduled_bytes_ -= next.bytes.size();
       std::pop_heap(heap_.begin(), heap_.end(), Later());
       heap_.pop_back();
@@ -301,11 +319,12 @@ class ImpairProxy::Impl {
     const uint64_t token = next_token_;
     if (status.ok()) status = poller_.Add(socket->fd(), udp::Poller::kReadable, token);
     if (!status.ok()) {
-      if (!reported_mapping_error_) {
-        std::fprintf(stderr, "udpmsg: cannot open a mapping for %s: %s\n",
-                     client.ToString().c_str(), std::string(status.message()).c_str());
-        reported_mapping_error_ = true;
+      if (!reported_mapping_error_ && on_mapping_error_) {
+        on_mapping_error_(absl::Status(
+            status.code(),
+            absl::StrCat("cannot open a mapping for ", client.ToString(), ": ", status.message())));
       }
+      reported_mapping_error_ = true;
       return 0;
     }
     ++next_token_;
@@ -331,11 +350,12 @@ class ImpairProxy::Impl {
 
   udp::DatagramSocket listen_;
   udp::Poller poller_;
-  udp::OwnedFd signals_;
+  udp::OwnedFd stop_fd_;
   const udp::SocketAddress target_;
   const Clock clock_;  // a copy: same origin as the proxy's start time
+  const std::function<void(const absl::Status&)> on_mapping_error_;
   ImpairmentModel models_[2];
-  ProxyCounters proxy_counters_[2];
+  ProxyDirectionStats sent_[2];  // sent, overflow, send_failed (not model, pending)
 
   MappingList lru_;  // most recently used first
   absl::flat_hash_map<udp::SocketAddress, MappingList::iterator> by_client_;
@@ -356,12 +376,9 @@ class ImpairProxy::Impl {
   std::atomic<bool> stop_{false};
 };
 
-std::string DescribeImpairment(const ImpairmentConfig& config,
-                               const udp::SocketAddress& target) {
-  return DescribeImpl(config, target);
-}
-
 absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& options) {
+  udp::OwnedFd stop_fd(options.stop_fd);
+  if (absl::Status s = Validate(options.config); !s.ok()) return s;
   absl::StatusOr<udp::DatagramSocket> listen =
       udp::DatagramSocket::Bind(options.listen, {.non_blocking = true,
                                                  .v6_only = options.v6_only,
@@ -375,10 +392,8 @@ absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& 
   if (absl::Status s = poller->Add(listen->fd(), udp::Poller::kReadable, kListenToken); !s.ok()) {
     return s;
   }
-  udp::OwnedFd signals(options.stop_fd);
-  if (signals) {
-    if (absl::Status s = poller->Add(signals.get(), udp::Poller::kReadable, kSignalToken);
-        !s.ok()) {
+  if (stop_fd) {
+    if (absl::Status s = poller->Add(stop_fd.get(), udp::Poller::kReadable, kStopToken); !s.ok()) {
       return s;
     }
   }
@@ -392,9 +407,9 @@ absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& 
   if (!up.ok()) return up.status();
   absl::StatusOr<ImpairmentModel> down = ImpairmentModel::Create(down_config, proxy->start_);
   if (!down.ok()) return down.status();
-  proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(signals),
-                                        options.target, *std::move(up), *std::move(down),
-                                        clock);
+  proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(stop_fd),
+                                        options.target, *std::move(up), *std::move(down), clock,
+                                        options.on_mapping_error);
   return proxy;
 }
 
@@ -405,9 +420,13 @@ absl::Status ImpairProxy::Run(absl::Duration duration) {
   return impl_->Run(duration > absl::ZeroDuration() ? start_ + duration : absl::InfiniteFuture());
 }
 
+absl::Status ImpairProxy::Poll(absl::Duration max_wait) { return impl_->Poll(max_wait); }
+
 void ImpairProxy::Stop() { impl_->Stop(); }
 
-void ImpairProxy::PrintCounters() const { impl_->PrintCounters(); }
+bool ImpairProxy::stopped() const { return impl_->stopped(); }
+
+ProxyStats ImpairProxy::stats() const { return impl_->stats(); }
 
 ImpairmentCounters ImpairProxy::counters(bool up) const { return impl_->counters(up); }
 

@@ -1,26 +1,45 @@
-// ImpairProxy: the engine of `udpmsg impair`, usable in-process (the demo
-// runs one on a thread).
+// ImpairProxy: a UDP proxy that passes each direction of every flow through
+// its own seeded ImpairmentModel (impairment/model.h). It is the engine of
+// `udpmsg impair`, and bench and demo run one in-process to put a lossy,
+// delayed, reordering path between two programs on loopback.
 //
-// A UDP proxy: clients send to the listen socket; each distinct client gets
-// its own upstream socket connected to the target (a NAT-like mapping), and
-// the target's replies go back to that client from the listen socket. Each
-// direction passes through its own ImpairmentModel: up (client ->
-// target) seeded with config.seed, down with config.seed ^ 0x9E3779B97F4A7C15.
-// Bounded: at most 1024 mappings (LRU, 2 min idle expiry) and 64 MiB of
-// scheduled copies.
+// Clients send to the listen socket; each distinct client address gets its
+// own upstream socket connected to the target (a NAT-like mapping), and the
+// target's replies go back to that client from the listen socket. Direction
+// "up" (client -> target) uses a model seeded with config.seed, "down" one
+// seeded with config.seed ^ 0x9E3779B97F4A7C15, both with the proxy's
+// creation time as their origin (blackout windows count from there). The
+// model decides, per datagram, which copies leave and when; the proxy holds
+// each copy until its time and then sends it.
 //
-// Usage:
-//   ImpairProxy::Options o{.listen = ..., .target = server, .config = config};
-//   absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy = ImpairProxy::Create(o);
-//   std::thread t([&] { (*proxy)->Run(absl::ZeroDuration()).IgnoreError(); });
-//   ... send to (*proxy)->local_address() ...
-//   (*proxy)->Stop(); t.join();
+// Usage, on a thread of its own:
+//   absl::StatusOr<std::unique_ptr<ImpairProxy>> proxy = ImpairProxy::Create(
+//       {.listen = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0),
+//        .target = server,
+//        .config = config});
+//   if (!proxy.ok()) return proxy.status();
+//   std::thread t([p = proxy->get()] { p->Run(absl::ZeroDuration()).IgnoreError(); });
+//   ... clients send to (*proxy)->local_address() ...
+//   (*proxy)->Stop();
+//   t.join();
+//   ProxyStats stats = (*proxy)->stats();
+// or driven by the caller's own loop (a test, a single-threaded tool):
+//   while (!done) RETURN_IF_ERROR((*proxy)->Poll(absl::Milliseconds(10)));
 //
-// Threading: Run() on one thread; Stop() from any thread; counters() and
-// PrintCounters() after Run() returned. Owns its sockets.
+// Bounds: at most 1024 mappings (least recently used evicted first; a mapping
+// idle for 2 minutes is closed) and 64 MiB of copies waiting for their time
+// (a copy beyond that is dropped and counted as `overflow`). Each receive
+// buffer holds any UDP payload, so datagrams are never truncated.
+//
+// Ownership: owns its sockets, its poller and the stop descriptor handed to
+// Create. Threading: Run()/Poll() from one thread at a time; Stop() from any
+// thread; stats(), counters() and local_address() from the thread that runs
+// the proxy, or from any thread once Run() has returned.
 #ifndef UDPMSG_IMPAIRMENT_PROXY_H_
 #define UDPMSG_IMPAIRMENT_PROXY_H_
 
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -32,34 +51,77 @@
 
 namespace udpmsg::impairment {
 
+// One direction of the proxy. model.delivered (the model's copies) =
+// sent + overflow + send_failed + pending.
+struct ProxyDirectionStats {
+  ImpairmentCounters model;  // what the model decided
+  uint64_t sent = 0;         // copies written to a socket
+  uint64_t overflow = 0;     // copies dropped: 64 MiB already waiting
+  uint64_t send_failed = 0;  // socket errors, mapping expired or never opened
+  uint64_t pending = 0;      // copies still waiting for their time
+};
+
+struct ProxyStats {
+  ProxyDirectionStats up;    // client -> target
+  ProxyDirectionStats down;  // target -> client
+  uint64_t mappings = 0;     // open client mappings
+};
+
+// "up:   received=.. delivered=.. ... sent=.. overflow=.. send_failed=.. pending=.."
+// and the same for "down:", one line each, separated by '\n' (no trailing
+// newline): what `udpmsg impair` prints when it stops.
+std::string FormatProxyStats(const ProxyStats& stats);
+
+// "impairing both directions: loss=10% ... seed=1, forwarding to ADDR".
+std::string DescribeImpairment(const ImpairmentConfig& config, const udp::SocketAddress& target);
+
 class ImpairProxy final {
  public:
   struct Options {
-    udp::SocketAddress listen;
-    bool v6_only = false;
+    udp::SocketAddress listen;  // port 0 picks a free port (see local_address())
+    bool v6_only = false;       // IPV6_V6ONLY on an IPv6 listen socket
     udp::SocketAddress target;
     ImpairmentConfig config;
-    // A descriptor (e.g. a signalfd) whose readability stops Run(); owned by
-    // the proxy from Create on. -1 for none.
+    // A descriptor (e.g. a signalfd for SIGINT/SIGTERM, an eventfd, a pipe)
+    // whose readability stops Run(); owned by the proxy from Create on, even
+    // when Create fails. -1 for none.
     int stop_fd = -1;
+    // Called (on the running thread) the first time a client's mapping socket
+    // cannot be opened, with an error naming the client; that client's
+    // datagrams then count as send_failed. Null: counted only.
+    std::function<void(const absl::Status&)> on_mapping_error;
   };
 
-  // Binds the listen socket. Errors: the bind's errno status (with the
-  // address); INVALID_ARGUMENT for a config ImpairmentModel rejects.
+  // Binds the listen socket. Errors: INVALID_ARGUMENT for a config Validate()
+  // rejects; the bind's errno status naming the address ("bind
+  // 127.0.0.1:9000: Address already in use"); errno statuses of epoll.
   static absl::StatusOr<std::unique_ptr<ImpairProxy>> Create(const Options& options);
   ~ImpairProxy();
   ImpairProxy(const ImpairProxy&) = delete;
   ImpairProxy& operator=(const ImpairProxy&) = delete;
 
+  // The bound listen address, with the port the kernel chose.
   const udp::SocketAddress& local_address() const { return local_; }
 
-  // Forwards until Stop(), the stop descriptor, or `duration` (zero: no
-  // limit). Returns fatal socket errors.
+  // Forwards until Stop(), the stop descriptor, or `duration` after Create
+  // (zero: no limit). Copies still waiting when it returns stay `pending`.
+  // Returns OK, or a fatal error of the listen socket or the poller (errno
+  // statuses); errors of single mappings are counted, never fatal.
   absl::Status Run(absl::Duration duration);
-  void Stop();
 
-  // Per direction: "up:   received=.. ... pending=.." and "down: ...".
-  void PrintCounters() const;
+  // One round of Run(): sends the copies that are due, waits up to `max_wait`
+  // (less when a copy falls due sooner; zero: does not block) for datagrams,
+  // impairs what arrived and sends what is then due. Errors as Run(). Returns
+  // at once, doing nothing, once stopped().
+  absl::Status Poll(absl::Duration max_wait);
+
+  // Makes Run() return soon (and Poll() do nothing from then on).
+  void Stop();
+  // Whether Stop() was called or the stop descriptor became readable.
+  bool stopped() const;
+
+  ProxyStats stats() const;
+  // The model's counters of one direction (up: client -> target).
   ImpairmentCounters counters(bool up) const;
 
  private:
@@ -70,10 +132,6 @@ class ImpairProxy final {
   udp::SocketAddress local_;
   std::unique_ptr<Impl> impl_;
 };
-
-// "impairing both directions: loss=10% ... seed=1, forwarding to ADDR".
-std::string DescribeImpairment(const ImpairmentConfig& config,
-                               const udp::SocketAddress& target);
 
 }  // namespace udpmsg::impairment
 

@@ -39,9 +39,7 @@ uint64_t DeterministicRng::Next() {
   return result;
 }
 
-double DeterministicRng::NextDouble() {
-  return static_cast<double>(Next() >> 11) * 0x1.0p-53;
-}
+double DeterministicRng::NextDouble() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
 
 bool DeterministicRng::Bernoulli(double p) {
   if (!(p > 0.0)) return false;

@@ -260,8 +260,8 @@ TEST(ImpairmentModelTest, DelayAndJitterStayWithinBoundsAndKeepOrder) {
     constexpr int kPackets = 10000;
     for (int i = 0; i < kPackets; ++i) {
       // Half the packets 1 ms apart (the order clamp matters), half 50 ms apart.
-      const absl::Time now = Origin() + (i < kPackets / 2 ? absl::Milliseconds(i)
-                                                          : absl::Milliseconds(50 * i));
+      const absl::Time now =
+          Origin() + (i < kPackets / 2 ? absl::Milliseconds(i) : absl::Milliseconds(50 * i));
       std::vector<Delivery> out = model.OnPacket(now, Payload(i, 10));
       ASSERT_EQ(out.size(), 1u);
       const absl::Duration latency = out[0].deliver_at - now;
@@ -561,8 +561,8 @@ TEST(ImpairmentValidateTest, RejectsBadConfigsWithClearMessages) {
        "delay must be a finite duration >= 0"},
       {"infinite jitter", [](ImpairmentConfig& c) { c.jitter = absl::InfiniteDuration(); },
        "jitter must be"},
-      {"negative reorder delay",
-       [](ImpairmentConfig& c) { c.reorder_delay = absl::Seconds(-1); }, "reorder_delay must"},
+      {"negative reorder delay", [](ImpairmentConfig& c) { c.reorder_delay = absl::Seconds(-1); },
+       "reorder_delay must"},
       {"huge rate", [](ImpairmentConfig& c) { c.rate_bps = ~uint64_t{0}; }, "rate_bps"},
       {"rate without queue",
        [](ImpairmentConfig& c) {
@@ -571,7 +571,9 @@ TEST(ImpairmentValidateTest, RejectsBadConfigsWithClearMessages) {
        },
        "queue_limit_bytes"},
       {"blackout backwards",
-       [](ImpairmentConfig& c) { c.blackouts = {{absl::Seconds(2), absl::Seconds(1)}}; },
+       [](ImpairmentConfig& c) {
+         c.blackouts = {{absl::Seconds(2), absl::Seconds(1)}};
+       },
        "blackout #0 must end after it starts"},
       {"blackout empty",
        [](ImpairmentConfig& c) {
@@ -579,7 +581,9 @@ TEST(ImpairmentValidateTest, RejectsBadConfigsWithClearMessages) {
        },
        "blackout #1"},
       {"blackout negative",
-       [](ImpairmentConfig& c) { c.blackouts = {{absl::Seconds(-1), absl::Seconds(1)}}; },
+       [](ImpairmentConfig& c) {
+         c.blackouts = {{absl::Seconds(-1), absl::Seconds(1)}};
+       },
        "start must be finite and >= 0"},
   };
   for (const Case& k : cases) {
@@ -604,8 +608,8 @@ TEST(ImpairmentParseTest, ParseRate) {
   EXPECT_DOUBLE_EQ(*ParseRate(" 1 "), 1.0);
   EXPECT_DOUBLE_EQ(*ParseRate("100%"), 1.0);
   EXPECT_DOUBLE_EQ(*ParseRate("0"), 0.0);
-  for (const char* bad : {"", "%", "abc", "-1", "-5%", "1.5", "150%", "nan", "inf", "10%%",
-                          "0.1x"}) {
+  for (const char* bad :
+       {"", "%", "abc", "-1", "-5%", "1.5", "150%", "nan", "inf", "10%%", "0.1x"}) {
     SCOPED_TRACE(bad);
     absl::StatusOr<double> rate = ParseRate(bad);
     ASSERT_FALSE(rate.ok()) << *rate;
@@ -691,6 +695,27 @@ TEST(ImpairmentParseTest, ParseBlackoutWindow) {
     SCOPED_TRACE(bad);
     EXPECT_EQ(ParseBlackoutWindow(bad).status().code(), absl::StatusCode::kInvalidArgument);
   }
+}
+
+TEST(ImpairmentDescribeTest, BesidesLossNamesEverythingButLoss) {
+  ImpairmentConfig c;
+  c.loss = 0.2;
+  c.burst = 0.5;
+  c.seed = 7;
+  EXPECT_FALSE(ImpairsBesidesLoss(c));
+  EXPECT_EQ(DescribeBesidesLoss(c), "");
+  c.delay = absl::Milliseconds(20);
+  c.jitter = absl::Milliseconds(5);
+  c.reorder = 0.02;
+  c.duplicate = 0.01;
+  c.corrupt = 0.005;
+  c.rate_bps = 20000000;
+  EXPECT_TRUE(ImpairsBesidesLoss(c));
+  EXPECT_EQ(DescribeBesidesLoss(c),
+            "delay 20ms, jitter 5ms, reorder 2% by 10ms, dup 1%, corrupt 0.5%, rate 20mbit");
+  ImpairmentConfig blackout_only;
+  blackout_only.blackouts.push_back({absl::Seconds(1), absl::Seconds(2)});
+  EXPECT_TRUE(ImpairsBesidesLoss(blackout_only));
 }
 
 }  // namespace
