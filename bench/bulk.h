@@ -22,6 +22,10 @@
 //   c.losses = {0, 0.05};
 //   c.transports = *ParseBulkTransports("udpmsg,tcp,enet");
 //   absl::Status s = RunBulk(c);   // prints the table; logs to stderr
+//
+// Threading: RunBulk blocks the calling thread until the table is printed (a
+// server: until `duration`) and runs its receivers on threads of its own,
+// joined before it returns. Tables go to stdout, progress lines to stderr.
 #ifndef UDPMSG_BENCH_BULK_H_
 #define UDPMSG_BENCH_BULK_H_
 

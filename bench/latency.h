@@ -22,6 +22,10 @@
 //   c.count = 5000;
 //   c.duration = absl::Seconds(5);
 //   absl::Status s = RunLatency(c);   // prints the table
+//
+// Threading: RunLatency blocks the calling thread until the table is printed (a
+// server: until `duration`) and runs its receivers on threads of its own,
+// joined before it returns. Tables go to stdout, progress lines to stderr.
 #ifndef UDPMSG_BENCH_LATENCY_H_
 #define UDPMSG_BENCH_LATENCY_H_
 

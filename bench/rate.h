@@ -22,6 +22,10 @@
 //   RateConfig c;
 //   c.messages = 200000;
 //   absl::Status s = RunRate(c);   // prints the table
+//
+// Threading: RunRate blocks the calling thread until the table is printed and
+// runs each sender and receiver on a thread of its own, joined before it
+// returns. Tables go to stdout, progress lines to stderr.
 #ifndef UDPMSG_BENCH_RATE_H_
 #define UDPMSG_BENCH_RATE_H_
 

@@ -5,6 +5,8 @@
 //   BenchTable t{.title = "bench rate", .columns = {"transport", "msgs/s"}};
 //   t.rows.push_back({"udpmsg", "123456"});
 //   PrintTable(t, TableFormat::kCsv);   // to stdout
+//
+// Threading: pure functions (PrintTable writes stdout).
 #ifndef UDPMSG_BENCH_REPORT_H_
 #define UDPMSG_BENCH_REPORT_H_
 

@@ -54,7 +54,8 @@ class TcpTransport final : public Transport {
   uint64_t send_window() const override { return options_.send_window; }
   size_t chunk_bytes() const override { return options_.chunk_bytes; }
   udp::SocketAddress local_address() const override { return local_; }
-  // Also: the errno status of setsockopt(TCP_CONGESTION) (EPERM: not allowed
+  // Blocks for the kernel's connect timeout, not `timeout`. Also: the
+  // errno status of setsockopt(TCP_CONGESTION) (EPERM: not allowed
   // to unprivileged users; ENOENT: not in this kernel).
   absl::StatusOr<PeerId> Connect(absl::Span<const udp::SocketAddress> to,
                                  absl::Duration timeout) override;

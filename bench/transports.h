@@ -6,6 +6,9 @@
 //   TransportSpec spec{.kind = TransportKind::kTcp};
 //   spec.tcp.congestion = "reno";
 //   absl::StatusOr<std::unique_ptr<Transport>> t = MakeTransport(spec, bind, /*listen=*/true);
+//
+// Threading: MakeTransport from any thread; the transport is then used as
+// bench::Transport says. The caller owns what it returns.
 #ifndef UDPMSG_BENCH_TRANSPORTS_H_
 #define UDPMSG_BENCH_TRANSPORTS_H_
 
