@@ -158,9 +158,9 @@ int RunServe(const Args& args) {
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
   const int max_members = absl::GetFlag(FLAGS_max_members);
   if (max_members < 1 || max_members > static_cast<int>(chat::kMaxMembersLimit)) {
-    return UsageError(kCommand, absl::StrCat("--max_members ", max_members,
-                                             " is out of range (1 to ", chat::kMaxMembersLimit,
-                                             ")"));
+    return UsageError(kCommand,
+                      absl::StrCat("--max_members ", max_members, " is out of range (1 to ",
+                                   chat::kMaxMembersLimit, ")"));
   }
   chat::ServerOptions server_options;
   server_options.join_timeout = *timeout;
@@ -240,8 +240,8 @@ int RunJoin(const Args& args) {
 
 int RunChat(const Args& args) {
   if (args.empty()) {
-    return UsageError(kCommand,
-                      "expects serve or join (chat serve --port P | chat join HOST:PORT --nick NAME)");
+    return UsageError(
+        kCommand, "expects serve or join (chat serve --port P | chat join HOST:PORT --nick NAME)");
   }
   const Args rest(args.begin() + 1, args.end());
   if (args[0] == "serve") return RunServe(rest);

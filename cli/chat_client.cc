@@ -52,10 +52,9 @@ absl::Status ChatClient::Run() {
   const absl::Time join_deadline = absl::Now() + config_.timeout + absl::Seconds(1);
   for (;;) {
     if (state_ != State::kChatting && absl::Now() >= join_deadline) {
-      return absl::DeadlineExceededError(
-          absl::StrCat(state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
-                       config_.server.ToString(), " within ",
-                       absl::FormatDuration(config_.timeout)));
+      return absl::DeadlineExceededError(absl::StrCat(
+          state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
+          config_.server.ToString(), " within ", absl::FormatDuration(config_.timeout)));
     }
     UpdateStdinPause();
     const bool poll_stdin = stdin_ == StdinMode::kAlwaysReady && !paused_;
@@ -96,9 +95,8 @@ absl::Status ChatClient::OnEvent(const Event& e) {
       // The reason may come from the server: escape it.
       const std::string reason = chat::Displayable(e.reason);
       if (state_ == State::kConnecting) {
-        return absl::UnavailableError(absl::StrCat("cannot connect to ",
-                                                   config_.server.ToString(), ": ",
-                                                   e.by_peer ? "refused: " : "", reason));
+        return absl::UnavailableError(absl::StrCat("cannot connect to ", config_.server.ToString(),
+                                                   ": ", e.by_peer ? "refused: " : "", reason));
       }
       return absl::UnavailableError(
           absl::StrCat("lost connection to server ", config_.server.ToString(), ": ",
@@ -117,8 +115,8 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
   absl::StatusOr<std::optional<chat::ClientEvent>> e = core_.OnServerMessage(bytes);
   if (!e.ok()) {
     if (absl::IsDataLoss(e.status())) {
-      return absl::DataLossError(absl::StrCat("server ", config_.server.ToString(),
-                                              " sent a malformed message"));
+      return absl::DataLossError(
+          absl::StrCat("server ", config_.server.ToString(), " sent a malformed message"));
     }
     return e.status();
   }
@@ -196,8 +194,8 @@ absl::Status ChatClient::StartInput() {
   if (absl::Status s = nonblocking_.Set(STDIN_FILENO); !s.ok()) return s;
   // epoll refuses regular files (stdin redirected from a file): they are
   // always readable, so the loop just reads them between polls.
-  stdin_ = rt_->Watch(STDIN_FILENO, kStdinToken).ok() ? StdinMode::kWatched
-                                                      : StdinMode::kAlwaysReady;
+  stdin_ =
+      rt_->Watch(STDIN_FILENO, kStdinToken).ok() ? StdinMode::kWatched : StdinMode::kAlwaysReady;
   Redraw();
   return absl::OkStatus();
 }
@@ -378,9 +376,9 @@ void ChatClient::Stats() {
   Notice(absl::StrFormat(
       "stats: rtt %.1fms (min %.1fms), sent %d packets, lost %d (%.1f%%), retransmitted %d "
       "fragments, received %d packets (%d duplicates), %d messages sent, %d delivered",
-      absl::ToDoubleMilliseconds(s->srtt), absl::ToDoubleMilliseconds(s->min_rtt),
-      s->packets_sent, s->packets_lost, loss, s->fragments_retransmitted, s->packets_received,
-      s->duplicate_packets, s->messages_sent, s->messages_delivered));
+      absl::ToDoubleMilliseconds(s->srtt), absl::ToDoubleMilliseconds(s->min_rtt), s->packets_sent,
+      s->packets_lost, loss, s->fragments_retransmitted, s->packets_received, s->duplicate_packets,
+      s->messages_sent, s->messages_delivered));
 }
 
 // Sends Leave and waits until the server has it (and everything before).
@@ -394,8 +392,8 @@ absl::Status ChatClient::Leave() {
     (void)rt_->Close(id_, "left", /*flush=*/true);
   }
   if (absl::Status s = rt_->Flush(config_.timeout); !s.ok()) {
-    return absl::UnavailableError(absl::StrCat("lost connection to server ",
-                                               config_.server.ToString(), ": ", s.message()));
+    return absl::UnavailableError(
+        absl::StrCat("lost connection to server ", config_.server.ToString(), ": ", s.message()));
   }
   return absl::OkStatus();
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver] [SECONDS]: builds a fuzzer (default
+# fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver|chat_server] [SECONDS]: builds a fuzzer (default
 # codec) with clang's libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer
 # (directly, not with Bazel: Bazel's toolchain here is GCC), and runs it for
 # SECONDS (default 60) on a copy of fuzz/corpus/TARGET. `fuzz/run.sh SECONDS`
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver] [SECONDS]" >&2
+  echo "usage: fuzz/run.sh [codec|endpoint|reassembler|transfer_receiver|chat_server] [SECONDS]" >&2
   exit 2
 }
 
@@ -20,7 +20,7 @@ if [[ $# -gt 0 && ! "$1" =~ ^[0-9]+$ ]]; then
   shift
 fi
 case "$target" in
-  codec|endpoint|reassembler|transfer_receiver) ;;
+  codec|endpoint|reassembler|transfer_receiver|chat_server) ;;
   *) usage ;;
 esac
 [[ $# -le 1 ]] || usage
@@ -46,7 +46,7 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/udpmsg-fuzz.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
 mkdir -p "$work/gen"
-protoc --cpp_out="$work/gen" proto/frame.proto apps/transfer/transfer.proto
+protoc --cpp_out="$work/gen" proto/frame.proto apps/transfer/transfer.proto apps/chat/chat.proto
 
 # The Abseil libraries used directly (Debian's shared objects carry their own
 # dependencies).
@@ -81,6 +81,11 @@ case "$target" in
           "$work/gen/apps/transfer/transfer.pb.cc")
     libs+=(-lsodium)
     max_len=8192  # a sequence of messages
+    ;;
+  chat_server)
+    srcs=(fuzz/chat_server_fuzzer.cc apps/chat/server_core.cc apps/chat/rules.cc
+          apps/chat/text.cc "$work/gen/apps/chat/chat.pb.cc")
+    max_len=8192  # a sequence of peer events
     ;;
 esac
 

@@ -100,8 +100,8 @@ UserInput ParseInput(absl::string_view raw) {
   if (command == "msg") {
     const size_t gap = args.find(' ');
     const absl::string_view to = args.substr(0, gap);
-    const absl::string_view text =
-        gap == absl::string_view::npos ? absl::string_view()
+    const absl::string_view text = gap == absl::string_view::npos
+                                       ? absl::string_view()
                                        : absl::StripLeadingAsciiWhitespace(args.substr(gap + 1));
     if (to.empty() || text.empty()) return ErrorInput("usage: /msg NICK TEXT");
     if (absl::Status s = CheckText(text); !s.ok()) return ErrorInput(std::string(s.message()));

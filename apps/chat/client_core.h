@@ -58,10 +58,10 @@ struct DisplayLine {
     kSystem,      // *** text
   };
   Kind kind = Kind::kSystem;
-  uint64_t seq = 0;   // the server's total order
-  absl::Time time;    // the server's clock when it delivered the line
+  uint64_t seq = 0;  // the server's total order
+  absl::Time time;   // the server's clock when it delivered the line
   std::string from;
-  std::string to;     // kPrivateOut: the target
+  std::string to;  // kPrivateOut: the target
   std::string text;
 };
 

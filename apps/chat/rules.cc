@@ -11,10 +11,9 @@ std::string NickKey(absl::string_view nick) { return absl::AsciiStrToLower(nick)
 absl::Status CheckNick(absl::string_view nick) {
   if (nick.empty()) return absl::InvalidArgumentError("a nick must not be empty");
   if (nick.size() > kMaxNickBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("nick \"", Displayable(nick.substr(0, 40)),
-                                                   nick.size() > 40 ? "..." : "", "\" is too long (",
-                                                   nick.size(), " characters, at most ",
-                                                   kMaxNickBytes, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("nick \"", Displayable(nick.substr(0, 40)), nick.size() > 40 ? "..." : "",
+                     "\" is too long (", nick.size(), " characters, at most ", kMaxNickBytes, ")"));
   }
   for (char c : nick) {
     if (c < 0x21 || c > 0x7e) {
@@ -29,8 +28,8 @@ absl::Status CheckNick(absl::string_view nick) {
 absl::Status CheckText(absl::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("empty message");
   if (text.size() > kMaxTextBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("message too long (", text.size(),
-                                                   " bytes, at most ", kMaxTextBytes, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message too long (", text.size(), " bytes, at most ", kMaxTextBytes, ")"));
   }
   return absl::OkStatus();
 }

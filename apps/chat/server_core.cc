@@ -32,9 +32,8 @@ absl::Status ServerOptions::Validate() const {
         "join_timeout ", absl::FormatDuration(join_timeout), " is not a positive duration"));
   }
   if (max_members < 1 || max_members > kMaxMembersLimit) {
-    return absl::InvalidArgumentError(absl::StrCat("max_members ", max_members,
-                                                   " is out of range (1 to ", kMaxMembersLimit,
-                                                   ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_members ", max_members, " is out of range (1 to ", kMaxMembersLimit, ")"));
   }
   if (max_pending < 1) return absl::InvalidArgumentError("max_pending must be at least 1");
   return absl::OkStatus();
@@ -206,8 +205,7 @@ void ServerCore::OnRename(absl::Time now, PeerId peer, const std::string& nick) 
   Deliver(now, MakeLine(Line::RENAME, old, nick), order_);
 }
 
-void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause,
-                          absl::string_view detail) {
+void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail) {
   pending_.erase(peer);
   if (!members_.contains(peer)) return;
   const char* why = "connection lost";
@@ -256,7 +254,7 @@ void ServerCore::Shutdown(absl::Time now) {
   pending_.clear();
 }
 
-void ServerCore::Refuse(PeerId peer, const std::string& address, const std::string& why) {
+void ServerCore::Refuse(PeerId peer, std::string address, const std::string& why) {
   pending_.erase(peer);
   ServerMessage m;
   m.mutable_error()->set_text(why);

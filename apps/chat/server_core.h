@@ -167,7 +167,8 @@ class ServerCore final {
 
   void OnJoin(absl::Time now, PeerId peer, const std::string& nick);
   void OnRename(absl::Time now, PeerId peer, const std::string& nick);
-  void Refuse(PeerId peer, const std::string& address, const std::string& why);
+  // `address` by value: Refuse erases the pending entry it may come from.
+  void Refuse(PeerId peer, std::string address, const std::string& why);
   void SendError(PeerId peer, const std::string& text);
   void Send(PeerId peer, std::string bytes);
   void Close(PeerId peer, std::string reason, bool flush);

@@ -68,8 +68,8 @@ struct Member {
   ConnectionId id = 0;         // the member's connection id
   ConnectionId server_id = 0;  // the server's id for the same connection
   bool welcomed = false;
-  bool leaves = false;   // sends Leave after its lines
-  bool renames = false;  // renames after its lines
+  bool leaves = false;    // sends Leave after its lines
+  bool renames = false;   // renames after its lines
   int pending_sends = 0;  // scheduled, not yet sent
   bool closed = false;
   std::vector<std::string> welcome_members;
@@ -133,8 +133,8 @@ class ChatSim {
       Member* raw = m.get();
       const absl::Time at = kStart + absl::Milliseconds(rng_.Uniform(2000));
       sim_.At(at, [this, raw] {
-        absl::StatusOr<ConnectionId> id = raw->node->endpoint().Connect(sim_.now(),
-                                                                         server_.address());
+        absl::StatusOr<ConnectionId> id =
+            raw->node->endpoint().Connect(sim_.now(), server_.address());
         ASSERT_TRUE(id.ok()) << id.status();
         raw->id = *id;
       });
@@ -150,8 +150,7 @@ class ChatSim {
       *why = absl::StrCat("not done after ", absl::FormatDuration(sim_.now() - kStart),
                           ": welcomed ", welcomed, ", sending ", busy, ", closed ", closed,
                           ", server members ", core_->member_count(), ", lines delivered ",
-                          said_lines_, " of ", expected_said_, ", sim ",
-                          sim_.status().ToString());
+                          said_lines_, " of ", expected_said_, ", sim ", sim_.status().ToString());
     }
     return done;
   }
@@ -238,9 +237,7 @@ class ChatSim {
   }
 
  private:
-  static std::string LineText(const Member& m, int k) {
-    return absl::StrCat(m.nick, " line ", k);
-  }
+  static std::string LineText(const Member& m, int k) { return absl::StrCat(m.nick, " line ", k); }
 
   // The nick member `m` had when line `seq` was numbered (members rename
   // at most once).
@@ -280,8 +277,8 @@ class ChatSim {
         break;
       case Event::Type::kClosed: {
         const reliable::CloseReason r = e.close_reason;
-        chat::CloseCause cause = e.by_peer ? chat::CloseCause::kClosedByPeer
-                                           : chat::CloseCause::kLost;
+        chat::CloseCause cause =
+            e.by_peer ? chat::CloseCause::kClosedByPeer : chat::CloseCause::kLost;
         if (!e.by_peer && (r == reliable::CloseReason::kIdleTimeout ||
                            r == reliable::CloseReason::kPeerTimeout)) {
           cause = chat::CloseCause::kTimedOut;

@@ -41,7 +41,10 @@ TEST(TextTest, DisplayableIsIdempotent) {
 
 TEST(TextTest, ValidUtf8ReplacesInvalidBytes) {
   EXPECT_EQ(ValidUtf8("ok \xc3\xa9"), "ok \xc3\xa9");
-  EXPECT_EQ(ValidUtf8("a\xff" "b"), "a\xef\xbf\xbd" "b");
+  EXPECT_EQ(ValidUtf8("a\xff"
+                      "b"),
+            "a\xef\xbf\xbd"
+            "b");
   EXPECT_EQ(ValidUtf8("\xe0\x80\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // overlong
 }
 
@@ -52,8 +55,7 @@ TEST(RulesTest, NicksAndTexts) {
   EXPECT_FALSE(CheckNick(std::string(kMaxNickBytes + 1, 'a')).ok());
   EXPECT_FALSE(CheckNick("a b").ok());
   EXPECT_FALSE(CheckNick("a\x7f").ok());
-  EXPECT_THAT(std::string(CheckNick(std::string(50, '\x01')).message()),
-              HasSubstr("\\x01\\x01"));
+  EXPECT_THAT(std::string(CheckNick(std::string(50, '\x01')).message()), HasSubstr("\\x01\\x01"));
   EXPECT_THAT(std::string(CheckNick(std::string(50, 'x')).message()), HasSubstr("...\""));
   EXPECT_EQ(NickKey("BoB"), "bob");
   EXPECT_TRUE(CheckText("x").ok());
@@ -178,8 +180,8 @@ TEST(ClientCoreTest, ErrorsFatalAndNot) {
 TEST(ClientCoreTest, MalformedIsDataLossAndUnknownBodiesAreIgnored) {
   ClientCore core("alice");
   EXPECT_TRUE(absl::IsDataLoss(core.OnServerMessage("\x0a\xff\xff\xff").status()));
-  EXPECT_TRUE(absl::IsDataLoss(
-      core.OnServerMessage(std::string(kMaxMessageBytes + 1, '\0')).status()));
+  EXPECT_TRUE(
+      absl::IsDataLoss(core.OnServerMessage(std::string(kMaxMessageBytes + 1, '\0')).status()));
   absl::StatusOr<std::optional<ClientEvent>> e = core.OnServerMessage("");
   ASSERT_TRUE(e.ok());
   EXPECT_FALSE(e->has_value());
@@ -244,7 +246,9 @@ TEST(ClientCoreTest, WhoReplyIsEscaped) {
   ClientCore core("alice");
   ServerMessage m;
   m.mutable_who_reply()->add_nicks("alice");
-  m.mutable_who_reply()->add_nicks("\xc2\x9b" "6n");
+  m.mutable_who_reply()->add_nicks(
+      "\xc2\x9b"
+      "6n");
   ClientEvent e = Event(core, m);
   EXPECT_EQ(e.type, ClientEvent::Type::kWhoReply);
   EXPECT_THAT(e.nicks, ElementsAre("alice", "\\u009b6n"));
