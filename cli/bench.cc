@@ -20,8 +20,7 @@
 #include "cli/flags.h"
 #include "cli/impair_flags.h"
 #include "impairment/model.h"
-#include "reliable/connection.h"
-#include "udp/resolve.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -56,9 +55,9 @@ absl::StatusOr<BenchRole> RoleFromFlag() {
       absl::StrCat("--bench_role \"", role, "\" must be local, server or client"));
 }
 
-absl::StatusOr<reliable::CongestionControl> CcFromFlag(absl::string_view must) {
-  absl::StatusOr<reliable::CongestionControl> cc =
-      reliable::ParseCongestionControl(absl::AsciiStrToLower(absl::GetFlag(FLAGS_cc)));
+absl::StatusOr<CongestionControl> CcFromFlag(absl::string_view must) {
+  absl::StatusOr<CongestionControl> cc =
+      ParseCongestionControl(absl::AsciiStrToLower(absl::GetFlag(FLAGS_cc)));
   if (!cc.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("--cc \"", absl::GetFlag(FLAGS_cc), "\" ", must));
   }
@@ -99,8 +98,8 @@ absl::StatusOr<absl::Duration> DurationFlag() {
 }
 
 // The first address BindAddresses gives for --bind and `port`.
-absl::StatusOr<udp::SocketAddress> BindAddress(int port, udp::SocketType type) {
-  absl::StatusOr<std::vector<udp::SocketAddress>> a =
+absl::StatusOr<SocketAddress> BindAddress(int port, SocketType type) {
+  absl::StatusOr<std::vector<SocketAddress>> a =
       BindAddresses(absl::GetFlag(FLAGS_bind), port, type);
   if (!a.ok()) return a.status();
   return a->front();
@@ -118,7 +117,7 @@ absl::StatusOr<bench::RateConfig> RateFromFlags(const Args& args, bench::TableFo
     return absl::InvalidArgumentError(
         absl::StrCat("--bench_messages ", c.messages, " is out of range (1 to 1000000000)"));
   }
-  absl::StatusOr<reliable::CongestionControl> cc = CcFromFlag("must be newreno or bbr");
+  absl::StatusOr<CongestionControl> cc = CcFromFlag("must be newreno or bbr");
   if (!cc.ok()) return cc.status();
   c.cc = *cc;
   return c;
@@ -135,7 +134,7 @@ absl::StatusOr<bench::LatencyConfig> LatencyFromFlags(const Args& args,
   absl::StatusOr<BenchRole> role = RoleFromFlag();
   if (!role.ok()) return role.status();
   c.role = *role;
-  absl::StatusOr<reliable::CongestionControl> cc = CcFromFlag("must be newreno or bbr");
+  absl::StatusOr<CongestionControl> cc = CcFromFlag("must be newreno or bbr");
   if (!cc.ok()) return cc.status();
   c.cc = *cc;
   c.peer = absl::GetFlag(FLAGS_bench_peer);
@@ -151,11 +150,11 @@ absl::StatusOr<bench::LatencyConfig> LatencyFromFlags(const Args& args,
     absl::StatusOr<absl::Duration> duration = DurationFlag();
     if (!duration.ok()) return duration.status();
     c.duration = *duration;
-    absl::StatusOr<udp::SocketAddress> raw = BindAddress(port, udp::SocketType::kDatagram);
+    absl::StatusOr<SocketAddress> raw = BindAddress(port, SocketType::kDatagram);
     if (!raw.ok()) return raw.status();
-    absl::StatusOr<udp::SocketAddress> udpmsg = BindAddress(port + 1, udp::SocketType::kDatagram);
+    absl::StatusOr<SocketAddress> udpmsg = BindAddress(port + 1, SocketType::kDatagram);
     if (!udpmsg.ok()) return udpmsg.status();
-    absl::StatusOr<udp::SocketAddress> tcp = BindAddress(port, udp::SocketType::kStream);
+    absl::StatusOr<SocketAddress> tcp = BindAddress(port, SocketType::kStream);
     if (!tcp.ok()) return tcp.status();
     c.raw_bind = *raw;
     c.udpmsg_bind = *udpmsg;
@@ -230,7 +229,7 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
       bench::ParseBulkTransports(absl::GetFlag(FLAGS_bench_transports));
   if (!transports.ok()) return transports.status();
   c.transports = *std::move(transports);
-  absl::StatusOr<reliable::CongestionControl> cc =
+  absl::StatusOr<CongestionControl> cc =
       CcFromFlag("is not a congestion controller (newreno, bbr)");
   if (!cc.ok()) return cc.status();
   c.cc = *cc;
@@ -263,21 +262,21 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
       return false;
     };
     if (wants("udpmsg")) {
-      absl::StatusOr<udp::SocketAddress> udpmsg = BindAddress(port, udp::SocketType::kDatagram);
+      absl::StatusOr<SocketAddress> udpmsg = BindAddress(port, SocketType::kDatagram);
       if (!udpmsg.ok()) return udpmsg.status();
       c.udpmsg_bind = *udpmsg;
     }
     if (wants("tcp")) {
-      absl::StatusOr<udp::SocketAddress> tcp = BindAddress(port, udp::SocketType::kStream);
+      absl::StatusOr<SocketAddress> tcp = BindAddress(port, SocketType::kStream);
       if (!tcp.ok()) return tcp.status();
       c.tcp_bind = *tcp;
     }
     // ENet speaks IPv4 only: the wildcard, or --bind's IPv4 address.
-    c.enet_bind = udp::SocketAddress::Any(udp::AddressFamily::kIpv4, port + 1);
+    c.enet_bind = SocketAddress::Any(AddressFamily::kIpv4, port + 1);
     if (wants("enet") && !absl::GetFlag(FLAGS_bind).empty()) {
-      absl::StatusOr<std::vector<udp::SocketAddress>> a =
-          udp::Resolve(absl::GetFlag(FLAGS_bind), absl::StrCat(port + 1),
-                       udp::AddressFamily::kIpv4, udp::SocketType::kDatagram);
+      absl::StatusOr<std::vector<SocketAddress>> a =
+          Resolve(absl::GetFlag(FLAGS_bind), absl::StrCat(port + 1),
+                       AddressFamily::kIpv4, SocketType::kDatagram);
       if (!a.ok()) return a.status();
       c.enet_bind = a->front();
     }

@@ -1,9 +1,9 @@
-// chat serve / chat join: a multi-party chat over the reliable runtime.
+// chat serve / chat join: a multi-party chat over udpmsg.
 //
 // The chat itself is apps/chat: chat::ServerCore (membership, nicks, one
 // total order of lines) and chat::ClientCore (server messages to display
 // events, typed lines to messages). This file parses the flags and drives
-// the server core with a reliable::Runtime, the real clock and a signalfd;
+// the server core with a udpmsg::Host, the real clock and a signalfd;
 // cli/chat_client.cc drives the client core with the terminal around it.
 #include <signal.h>
 #include <unistd.h>
@@ -33,33 +33,27 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/security.h"
-#include "reliable/runtime.h"
-#include "udp/owned_fd.h"
-#include "udp/resolve.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
-
-using reliable::DeliveryMode;
-using reliable::Event;
-using reliable::Runtime;
 
 constexpr char kCommand[] = "chat";
 constexpr uint64_t kSignalToken = 2;
 // Connections allowed beyond the members: those still joining.
 constexpr size_t kSpareConnections = 64;
 
-// Runs a chat::ServerCore on a Runtime until a signal arrives.
+// Runs a chat::ServerCore on a Host until a signal arrives.
 class ServerDriver final {
  public:
-  ServerDriver(Runtime* rt, chat::ServerCore* core, absl::Duration timeout)
-      : rt_(rt), core_(core), timeout_(timeout) {}
+  ServerDriver(Host* host, chat::ServerCore* core, absl::Duration timeout)
+      : host_(host), core_(core), timeout_(timeout) {}
 
   // Serves until a signal arrives on `signal_fd`; then says goodbye.
   absl::Status Run(int signal_fd) {
-    if (absl::Status s = rt_->Watch(signal_fd, kSignalToken); !s.ok()) return s;
+    if (absl::Status s = host_->Watch(signal_fd, kSignalToken); !s.ok()) return s;
     for (;;) {
-      absl::StatusOr<Runtime::PollResult> r = rt_->Poll(absl::Seconds(1));
+      absl::StatusOr<Host::PollResult> r = host_->Poll(absl::Seconds(1));
       if (!r.ok()) return r.status();
       for (const Event& e : r->events) {
         OnEvent(e);
@@ -90,10 +84,9 @@ class ServerDriver final {
         break;
       case Event::Type::kClosed: {
         chat::CloseCause cause = chat::CloseCause::kLost;
-        const reliable::CloseReason r = e.close_reason;
-        if (!e.by_peer && (r == reliable::CloseReason::kIdleTimeout ||
-                           r == reliable::CloseReason::kHandshakeTimeout ||
-                           r == reliable::CloseReason::kPeerTimeout)) {
+        const CloseReason r = e.close_reason;
+        if (!e.by_peer && (r == CloseReason::kIdleTimeout || r == CloseReason::kHandshakeTimeout ||
+                           r == CloseReason::kPeerTimeout)) {
           cause = chat::CloseCause::kTimedOut;
         } else if (e.by_peer) {
           cause = chat::CloseCause::kClosedByPeer;
@@ -118,12 +111,12 @@ class ServerDriver final {
         switch (a.type) {
           case chat::ServerAction::Type::kSend: {
             absl::StatusOr<uint64_t> seq =
-                rt_->Send(a.peer, chat::kChannel, DeliveryMode::kReliableOrdered, a.bytes);
+                host_->Send(a.peer, chat::kChannel, DeliveryMode::kReliableOrdered, a.bytes);
             if (!seq.ok()) failed.push_back({a.peer, std::string(seq.status().message())});
             break;
           }
           case chat::ServerAction::Type::kClose:
-            (void)rt_->Close(a.peer, a.reason, a.flush);  // cut to the wire limit there
+            (void)host_->Close(a.peer, a.reason, a.flush);  // cut to the wire limit there
             break;
           case chat::ServerAction::Type::kLog:
             Log(a.text);
@@ -132,7 +125,7 @@ class ServerDriver final {
       }
       for (const auto& [peer, why] : failed) {
         // A connection that is already closed reports its own kClosed.
-        if (rt_->IsEstablished(peer)) core_->OnSendFailed(absl::Now(), peer, why);
+        if (host_->IsEstablished(peer)) core_->OnSendFailed(absl::Now(), peer, why);
       }
     }
   }
@@ -140,11 +133,11 @@ class ServerDriver final {
   absl::Status Shutdown() {
     core_->Shutdown(absl::Now());
     Execute();
-    (void)rt_->Flush(std::min(timeout_, absl::Seconds(2)));
+    (void)host_->Flush(std::min(timeout_, absl::Seconds(2)));
     return absl::OkStatus();
   }
 
-  Runtime* rt_;
+  Host* host_;
   chat::ServerCore* core_;
   absl::Duration timeout_;
 };
@@ -173,22 +166,21 @@ int RunServe(const Args& args) {
 
   std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && absl::GetFlag(FLAGS_ipv4)) bind = "0.0.0.0";
-  absl::StatusOr<std::vector<udp::SocketAddress>> locals =
-      BindAddresses(bind, port, udp::SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> locals =
+      BindAddresses(bind, port, SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
-  absl::StatusOr<udp::OwnedFd> signals = SignalFd({SIGINT, SIGTERM});
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM});
   if (!signals.ok()) return Fail(signals.status());
 
-  Runtime::Options options;
-  options.endpoint = ChatEndpointOptions(*timeout);
-  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
-  options.endpoint.accept_incoming = true;
-  options.endpoint.max_connections = server_options.max_members + kSpareConnections;
+  HostOptions options = ChatOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  options.accept_incoming = true;
+  options.max_connections = server_options.max_members + kSpareConnections;
   options.bind = locals->front();
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
-  if (!rt.ok()) return Fail(rt.status());
-  PrintListening((*rt)->local_address());
-  ServerDriver server(rt->get(), core->get(), *timeout);
+  absl::StatusOr<Host> host = Host::Create(options);
+  if (!host.ok()) return Fail(host.status());
+  PrintListening(host->local_address());
+  ServerDriver server(&*host, core->get(), *timeout);
   if (absl::Status s = server.Run(signals->get()); !s.ok()) return Fail(s);
   return kExitOk;
 }
@@ -200,11 +192,10 @@ int RunJoin(const Args& args) {
   if (absl::Status s = chat::CheckNick(nick); !s.ok()) return UsageError(kCommand, s.message());
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
-  const udp::AddressFamily family = FamilyFromFlags();
-  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
-      udp::ResolveHostPort(args[0], family, udp::SocketType::kDatagram);
+  const AddressFamily family = FamilyFromFlags();
+  absl::StatusOr<std::vector<SocketAddress>> peers = ResolveHostPort(args[0], family);
   if (!peers.ok()) return Fail(peers.status());
-  absl::StatusOr<udp::OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is a write error, not death
 
@@ -220,15 +211,14 @@ int RunJoin(const Args& args) {
                  !(term != nullptr && std::strcmp(term, "dumb") == 0);
   config.signal_fd = signals->get();
 
-  Runtime::Options options;
-  options.endpoint = ChatEndpointOptions(*timeout);
-  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
-  options.bind = udp::SocketAddress::Any(config.server.family(), 0);
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
-  if (!rt.ok()) return Fail(rt.status());
+  HostOptions options = ChatOptions(*timeout);
+  if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  options.bind = SocketAddress::Any(config.server.family(), 0);
+  absl::StatusOr<Host> host = Host::Create(options);
+  if (!host.ok()) return Fail(host.status());
   absl::Status status;
   {
-    ChatClient client(rt->get(), std::move(config));
+    ChatClient client(&*host, std::move(config));
     status = client.Run();
     client.RestoreTerminal();
   }

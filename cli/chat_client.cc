@@ -15,14 +15,9 @@
 #include "absl/time/clock.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/text.h"
-#include "udp/errno_status.h"
 
 namespace udpmsg::cli {
 namespace {
-
-using reliable::DeliveryMode;
-using reliable::Event;
-using reliable::Runtime;
 
 // The client stops reading stdin while this much is queued to the server.
 constexpr uint64_t kPauseStdinBytes = 256 << 10;
@@ -31,22 +26,22 @@ constexpr uint64_t kSignalToken = 2;
 
 }  // namespace
 
-reliable::EndpointOptions ChatEndpointOptions(absl::Duration timeout) {
-  reliable::EndpointOptions o;
-  o.connection.handshake_timeout = timeout;
-  o.connection.peer_timeout = timeout;
-  o.connection.idle_timeout = timeout;
-  o.connection.keepalive = std::clamp(timeout / 4, absl::Milliseconds(50), absl::Seconds(5));
-  o.connection.max_message_bytes = chat::kMaxMessageBytes;
+HostOptions ChatOptions(absl::Duration timeout) {
+  HostOptions o;
+  o.handshake_timeout = timeout;
+  o.peer_timeout = timeout;
+  o.idle_timeout = timeout;
+  o.keepalive = std::clamp(timeout / 4, absl::Milliseconds(50), absl::Seconds(5));
+  o.max_message_bytes = chat::kMaxMessageBytes;
   return o;
 }
 
-ChatClient::ChatClient(Runtime* rt, ChatClientConfig config)
-    : rt_(rt), config_(std::move(config)), core_(config_.nick) {}
+ChatClient::ChatClient(Host* host, ChatClientConfig config)
+    : host_(host), config_(std::move(config)), core_(config_.nick) {}
 
 absl::Status ChatClient::Run() {
-  if (absl::Status s = rt_->Watch(config_.signal_fd, kSignalToken); !s.ok()) return s;
-  absl::StatusOr<reliable::ConnectionId> id = rt_->Connect(config_.server);
+  if (absl::Status s = host_->Watch(config_.signal_fd, kSignalToken); !s.ok()) return s;
+  absl::StatusOr<ConnectionId> id = host_->Connect(config_.server);
   if (!id.ok()) return id.status();
   id_ = *id;
   const absl::Time join_deadline = absl::Now() + config_.timeout + absl::Seconds(1);
@@ -58,8 +53,8 @@ absl::Status ChatClient::Run() {
     }
     UpdateStdinPause();
     const bool poll_stdin = stdin_ == StdinMode::kAlwaysReady && !paused_;
-    absl::StatusOr<Runtime::PollResult> r =
-        rt_->Poll(poll_stdin ? absl::ZeroDuration() : absl::Milliseconds(250));
+    absl::StatusOr<Host::PollResult> r =
+        host_->Poll(poll_stdin ? absl::ZeroDuration() : absl::Milliseconds(250));
     if (!r.ok()) return r.status();
     for (const Event& e : r->events) {
       if (e.connection != id_) continue;
@@ -195,7 +190,7 @@ absl::Status ChatClient::StartInput() {
   // epoll refuses regular files (stdin redirected from a file): they are
   // always readable, so the loop just reads them between polls.
   stdin_ =
-      rt_->Watch(STDIN_FILENO, kStdinToken).ok() ? StdinMode::kWatched : StdinMode::kAlwaysReady;
+      host_->Watch(STDIN_FILENO, kStdinToken).ok() ? StdinMode::kWatched : StdinMode::kAlwaysReady;
   Redraw();
   return absl::OkStatus();
 }
@@ -203,11 +198,11 @@ absl::Status ChatClient::StartInput() {
 // Stops reading stdin while much is queued for the server; resumes later.
 void ChatClient::UpdateStdinPause() {
   if (stdin_ != StdinMode::kWatched && stdin_ != StdinMode::kAlwaysReady) return;
-  const bool over = rt_->QueuedBytes(id_) > kPauseStdinBytes;
+  const bool over = host_->QueuedBytes(id_) > kPauseStdinBytes;
   if (over == paused_) return;
   paused_ = over;
   if (stdin_ != StdinMode::kWatched) return;
-  absl::Status s = over ? rt_->Unwatch(STDIN_FILENO) : rt_->Watch(STDIN_FILENO, kStdinToken);
+  absl::Status s = over ? host_->Unwatch(STDIN_FILENO) : host_->Watch(STDIN_FILENO, kStdinToken);
   if (!s.ok()) failure_ = s;
 }
 
@@ -219,11 +214,11 @@ void ChatClient::ReadStdin() {
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) return;
     if (n < 0) {
-      failure_ = udp::ErrnoStatus(errno, "read stdin");
+      failure_ = ErrnoStatus(errno, "read stdin");
       return;
     }
     if (n == 0) {
-      if (stdin_ == StdinMode::kWatched) (void)rt_->Unwatch(STDIN_FILENO);
+      if (stdin_ == StdinMode::kWatched) (void)host_->Unwatch(STDIN_FILENO);
       stdin_ = StdinMode::kClosed;
       if (!config_.interactive && !partial_.empty()) HandleInput(std::exchange(partial_, ""));
       quit_ = true;
@@ -359,15 +354,15 @@ void ChatClient::HandleInput(absl::string_view line) {
 
 void ChatClient::Send(const std::string& message) {
   absl::StatusOr<uint64_t> seq =
-      rt_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, message);
+      host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, message);
   // A closed connection reports itself with kClosed; say anything else.
-  if (!seq.ok() && rt_->IsEstablished(id_)) {
+  if (!seq.ok() && host_->IsEstablished(id_)) {
     Error(absl::StrCat("not sent: ", seq.status().message()));
   }
 }
 
 void ChatClient::Stats() {
-  absl::StatusOr<reliable::ConnectionStats> s = rt_->Stats(id_);
+  absl::StatusOr<ConnectionStats> s = host_->Stats(id_);
   if (!s.ok()) {
     Error(std::string(s.status().message()));
     return;
@@ -384,14 +379,14 @@ void ChatClient::Stats() {
 // Sends Leave and waits until the server has it (and everything before).
 absl::Status ChatClient::Leave() {
   if (state_ != State::kChatting) {
-    (void)rt_->Close(id_, "gave up", /*flush=*/false);
+    (void)host_->Close(id_, "gave up", /*flush=*/false);
     return absl::OkStatus();
   }
-  if (rt_->IsEstablished(id_)) {
-    (void)rt_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, chat::LeaveMessage());
-    (void)rt_->Close(id_, "left", /*flush=*/true);
+  if (host_->IsEstablished(id_)) {
+    (void)host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, chat::LeaveMessage());
+    (void)host_->Close(id_, "left", /*flush=*/true);
   }
-  if (absl::Status s = rt_->Flush(config_.timeout); !s.ok()) {
+  if (absl::Status s = host_->Flush(config_.timeout); !s.ok()) {
     return absl::UnavailableError(
         absl::StrCat("lost connection to server ", config_.server.ToString(), ": ", s.message()));
   }
@@ -450,7 +445,7 @@ void ChatClient::Redraw() {
 
 void ChatClient::Write(const std::string& out) {
   if (!WriteAll(STDOUT_FILENO, out) && failure_.ok()) {
-    failure_ = udp::ErrnoStatus(errno, "write stdout");
+    failure_ = ErrnoStatus(errno, "write stdout");
   }
 }
 

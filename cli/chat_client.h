@@ -1,18 +1,18 @@
-// `udpmsg chat join`'s client: a chat::ClientCore driven by a
-// reliable::Runtime, with stdin and the terminal around it.
+// `udpmsg chat join`'s client: a chat::ClientCore driven by a udpmsg::Host,
+// with stdin and the terminal around it.
 //
-// One Poll loop serves the network, stdin (Runtime::Watch) and signals (a
+// One Poll loop serves the network, stdin (Host::Watch) and signals (a
 // signalfd). On a TTY (stdin and stdout) it edits a line in raw mode under a
 // "> " prompt and prints incoming lines above it; otherwise each stdin line
 // is a message and each delivered line one stdout line. Everything the
 // server sends reaches the terminal through ClientCore, already escaped.
 //
 // Usage (cli/chat.cc):
-//   ChatClient client(rt, config);
+//   ChatClient client(&host, config);
 //   absl::Status s = client.Run();   // until /quit, EOF, a signal or an error
 //   client.RestoreTerminal();        // before printing s
 //
-// Borrows the runtime; owns the terminal modes it sets (restored by
+// Borrows the host; owns the terminal modes it sets (restored by
 // RestoreTerminal or the destructor). Single-threaded.
 #ifndef UDPMSG_CLI_CHAT_CLIENT_H_
 #define UDPMSG_CLI_CHAT_CLIENT_H_
@@ -25,18 +25,17 @@
 #include "absl/time/time.h"
 #include "apps/chat/client_core.h"
 #include "cli/chat_terminal.h"
-#include "reliable/runtime.h"
-#include "udp/socket_address.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 
-// The endpoint options of both chat sides: a silent peer is dropped after
+// The host options of both chat sides: a silent peer is dropped after
 // `timeout`; keepalives every quarter of it keep a live but quiet connection
 // well clear of that, even under loss.
-reliable::EndpointOptions ChatEndpointOptions(absl::Duration timeout);
+HostOptions ChatOptions(absl::Duration timeout);
 
 struct ChatClientConfig {
-  udp::SocketAddress server;
+  SocketAddress server;
   std::string nick;
   absl::Duration timeout;
   bool interactive = false;  // stdin and stdout are a terminal
@@ -46,7 +45,7 @@ struct ChatClientConfig {
 
 class ChatClient final {
  public:
-  ChatClient(reliable::Runtime* rt, ChatClientConfig config);
+  ChatClient(Host* host, ChatClientConfig config);
   ChatClient(const ChatClient&) = delete;
   ChatClient& operator=(const ChatClient&) = delete;
   ~ChatClient() { RestoreTerminal(); }
@@ -65,7 +64,7 @@ class ChatClient final {
   enum class State { kConnecting, kJoining, kChatting };
   enum class StdinMode { kNone, kWatched, kAlwaysReady, kClosed };
 
-  absl::Status OnEvent(const reliable::Event& e);
+  absl::Status OnEvent(const Event& e);
   absl::Status OnServerMessage(const std::string& bytes);
   void Show(const chat::ClientEvent& e);
   void ShowLine(const chat::DisplayLine& line);
@@ -92,10 +91,10 @@ class ChatClient final {
   void Redraw();
   void Write(const std::string& out);
 
-  reliable::Runtime* rt_;
+  Host* host_;
   const ChatClientConfig config_;
   chat::ClientCore core_;
-  reliable::ConnectionId id_ = 0;
+  ConnectionId id_ = 0;
   State state_ = State::kConnecting;
   StdinMode stdin_ = StdinMode::kNone;
   bool paused_ = false;

@@ -10,7 +10,7 @@
 #include <cerrno>
 
 #include "apps/chat/text.h"
-#include "udp/errno_status.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 
@@ -29,13 +29,13 @@ bool WriteAll(int fd, absl::string_view data) {
   return true;
 }
 
-absl::StatusOr<udp::OwnedFd> SignalFd(std::initializer_list<int> signals) {
+absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals) {
   sigset_t mask;
   sigemptyset(&mask);
   for (int s : signals) sigaddset(&mask, s);
-  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return udp::ErrnoStatus(errno, "sigprocmask");
-  udp::OwnedFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!fd) return udp::ErrnoStatus(errno, "signalfd");
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
+  OwnedFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, "signalfd");
   return fd;
 }
 
@@ -66,14 +66,14 @@ absl::string_view Tail(absl::string_view s, size_t columns) {
 }
 
 absl::Status RawTerminal::Enter(int fd) {
-  if (::tcgetattr(fd, &saved_) != 0) return udp::ErrnoStatus(errno, "tcgetattr");
+  if (::tcgetattr(fd, &saved_) != 0) return ErrnoStatus(errno, "tcgetattr");
   termios raw = saved_;
   raw.c_iflag &= ~static_cast<tcflag_t>(BRKINT | ICRNL | INPCK | ISTRIP | IXON);
   raw.c_lflag &= ~static_cast<tcflag_t>(ECHO | ICANON | IEXTEN | ISIG);
   raw.c_cflag |= CS8;
   raw.c_cc[VMIN] = 1;
   raw.c_cc[VTIME] = 0;
-  if (::tcsetattr(fd, TCSANOW, &raw) != 0) return udp::ErrnoStatus(errno, "tcsetattr");
+  if (::tcsetattr(fd, TCSANOW, &raw) != 0) return ErrnoStatus(errno, "tcsetattr");
   fd_ = fd;
   return absl::OkStatus();
 }
@@ -86,9 +86,9 @@ void RawTerminal::Restore() {
 
 absl::Status NonBlocking::Set(int fd) {
   const int flags = ::fcntl(fd, F_GETFL);
-  if (flags < 0) return udp::ErrnoStatus(errno, "fcntl F_GETFL");
+  if (flags < 0) return ErrnoStatus(errno, "fcntl F_GETFL");
   if (::fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    return udp::ErrnoStatus(errno, "fcntl F_SETFL");
+    return ErrnoStatus(errno, "fcntl F_SETFL");
   }
   fd_ = fd;
   saved_ = flags;

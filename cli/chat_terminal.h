@@ -21,7 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "udp/owned_fd.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 
@@ -31,7 +31,7 @@ bool WriteAll(int fd, absl::string_view data);
 
 // Blocks `signals` and returns a signalfd that reports them. The errno
 // status of sigprocmask or signalfd on failure.
-absl::StatusOr<udp::OwnedFd> SignalFd(std::initializer_list<int> signals);
+absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals);
 
 // Reads every pending siginfo; true if any signal was pending.
 bool DrainSignals(int fd);

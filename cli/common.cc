@@ -24,13 +24,13 @@ int UsageError(absl::string_view command, absl::string_view message) {
   return kExitUsage;
 }
 
-udp::AddressFamily FamilyFromFlags() {
-  if (absl::GetFlag(FLAGS_ipv4)) return udp::AddressFamily::kIpv4;
-  if (absl::GetFlag(FLAGS_ipv6)) return udp::AddressFamily::kIpv6;
-  return udp::AddressFamily::kUnspecified;
+AddressFamily FamilyFromFlags() {
+  if (absl::GetFlag(FLAGS_ipv4)) return AddressFamily::kIpv4;
+  if (absl::GetFlag(FLAGS_ipv6)) return AddressFamily::kIpv6;
+  return AddressFamily::kUnspecified;
 }
 
-void PrintListening(const udp::SocketAddress& address) {
+void PrintListening(const SocketAddress& address) {
   std::fprintf(stderr, "listening on %s\n", address.ToString().c_str());
   std::fflush(stderr);
 }
@@ -117,21 +117,21 @@ absl::Status CheckPort(int port) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<udp::SocketAddress>> BindAddresses(absl::string_view bind, int port,
-                                                              udp::SocketType type) {
+absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, int port,
+                                                              SocketType type) {
   if (absl::Status s = CheckPort(port); !s.ok()) return s;
   if (!bind.empty()) {
-    return udp::Resolve(bind, absl::StrCat(port), udp::AddressFamily::kUnspecified, type);
+    return Resolve(bind, absl::StrCat(port), AddressFamily::kUnspecified, type);
   }
   // Dual-stack "::" when this host can make IPv6 sockets, else 0.0.0.0.
   int probe = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (probe >= 0) {
     ::close(probe);
-    return std::vector<udp::SocketAddress>{
-        udp::SocketAddress::Any(udp::AddressFamily::kIpv6, static_cast<uint16_t>(port))};
+    return std::vector<SocketAddress>{
+        SocketAddress::Any(AddressFamily::kIpv6, static_cast<uint16_t>(port))};
   }
-  return std::vector<udp::SocketAddress>{
-      udp::SocketAddress::Any(udp::AddressFamily::kIpv4, static_cast<uint16_t>(port))};
+  return std::vector<SocketAddress>{
+      SocketAddress::Any(AddressFamily::kIpv4, static_cast<uint16_t>(port))};
 }
 
 }  // namespace udpmsg::cli

@@ -10,8 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
-#include "udp/resolve.h"
-#include "udp/socket_address.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 
@@ -29,10 +28,10 @@ int UsageError(absl::string_view command, absl::string_view message);
 
 // The address family --ipv4 / --ipv6 ask for; kUnspecified (either) when
 // neither is given.
-udp::AddressFamily FamilyFromFlags();
+AddressFamily FamilyFromFlags();
 
 // The first stderr line of every server: "listening on ADDR:PORT".
-void PrintListening(const udp::SocketAddress& address);
+void PrintListening(const SocketAddress& address);
 
 // `payload` with control bytes and invalid UTF-8 escaped (\n, \x01, ...), so
 // a datagram can never garble the terminal. Valid UTF-8 text is kept.
@@ -41,8 +40,8 @@ std::string Printable(absl::string_view payload);
 // The local address to bind a server to: `bind` (a host or numeric address;
 // empty means the dual-stack wildcard "::", or 0.0.0.0 where IPv6 is off)
 // with `port`.
-absl::StatusOr<std::vector<udp::SocketAddress>> BindAddresses(absl::string_view bind, int port,
-                                                              udp::SocketType type);
+absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, int port,
+                                                              SocketType type);
 
 // Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is
 // not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).

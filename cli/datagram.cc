@@ -11,19 +11,18 @@
 #include "cli/common.h"
 #include "cli/transfer.h"
 #include "cli/flags.h"
-#include "udp/datagram_socket.h"
-#include "udp/resolve.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
 
 
 // A socket for the first resolved address whose family this host supports.
-absl::StatusOr<std::pair<udp::DatagramSocket, udp::SocketAddress>> OpenFor(
-    const std::vector<udp::SocketAddress>& candidates) {
+absl::StatusOr<std::pair<DatagramSocket, SocketAddress>> OpenFor(
+    const std::vector<SocketAddress>& candidates) {
   absl::Status last;
-  for (const udp::SocketAddress& peer : candidates) {
-    absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Open(peer.family(), {});
+  for (const SocketAddress& peer : candidates) {
+    absl::StatusOr<DatagramSocket> socket = DatagramSocket::Open(peer.family(), {});
     if (socket.ok()) return std::make_pair(*std::move(socket), peer);
     last = socket.status();
   }
@@ -35,22 +34,22 @@ absl::StatusOr<std::pair<udp::DatagramSocket, udp::SocketAddress>> OpenFor(
 int RunSend(const Args& args) {
   if (absl::GetFlag(FLAGS_reliable)) return RunReliableSend(args);
   if (args.empty()) return UsageError("send", "expects HOST:PORT and then messages (or stdin)");
-  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
-      udp::ResolveHostPort(args[0], FamilyFromFlags(), udp::SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> peers =
+      ResolveHostPort(args[0], FamilyFromFlags(), SocketType::kDatagram);
   if (!peers.ok()) return Fail(peers.status());
   auto opened = OpenFor(*peers);
   if (!opened.ok()) return Fail(opened.status());
   auto& [socket, peer] = *opened;
 
   const auto send_one = [&](absl::string_view message) -> absl::Status {
-    const size_t limit = peer.family() == udp::AddressFamily::kIpv4 ? udp::kMaxUdpPayloadIpv4
-                                                                     : udp::kMaxUdpPayloadIpv6;
+    const size_t limit = peer.family() == AddressFamily::kIpv4 ? kMaxUdpPayloadIpv4
+                                                                     : kMaxUdpPayloadIpv6;
     if (message.size() > limit) {
       return absl::InvalidArgumentError(absl::StrCat("message of ", message.size(),
                                                      " bytes exceeds the UDP maximum of ", limit,
                                                      " bytes (use --reliable for large data)"));
     }
-    absl::StatusOr<size_t> sent = socket.SendTo(peer, udp::AsBytes(message));
+    absl::StatusOr<size_t> sent = socket.SendTo(peer, AsBytes(message));
     if (!sent.ok()) return sent.status();
     std::fprintf(stderr, "sent %zu bytes to %s\n", *sent, peer.ToString().c_str());
     return absl::OkStatus();
@@ -75,18 +74,18 @@ int RunListen(const Args& args) {
   const int64_t count = absl::GetFlag(FLAGS_count);
   if (count < 0) return UsageError("listen", "--count must be >= 0");
 
-  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
-  absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Bind(locals->front(), {});
+  absl::StatusOr<DatagramSocket> socket = DatagramSocket::Bind(locals->front(), {});
   if (!socket.ok()) return Fail(socket.status());
-  absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
+  absl::StatusOr<SocketAddress> local = socket->LocalAddress();
   if (!local.ok()) return Fail(local.status());
   PrintListening(*local);
 
-  std::array<uint8_t, udp::kMaxUdpPayloadIpv6> buffer;
+  std::array<uint8_t, kMaxUdpPayloadIpv6> buffer;
   for (int64_t received = 0; count == 0 || received < count; ++received) {
-    absl::StatusOr<udp::Datagram> got = socket->RecvFrom(absl::MakeSpan(buffer));
+    absl::StatusOr<Datagram> got = socket->RecvFrom(absl::MakeSpan(buffer));
     if (!got.ok()) return Fail(got.status());
     const absl::string_view payload(reinterpret_cast<const char*>(buffer.data()), got->size);
     std::printf("%s: %s\n", got->from.ToString().c_str(), Printable(payload).c_str());

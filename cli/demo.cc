@@ -17,8 +17,7 @@
 #include "cli/demo_link.h"
 #include "cli/flags.h"
 #include "absl/flags/flag.h"
-#include "udp/datagram_socket.h"
-#include "udp/stream_socket.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -34,23 +33,23 @@ absl::Status WaitReadable(int fd, absl::string_view what) {
 }
 
 // One datagram each way between two sockets of `family`.
-absl::Status PingPong(udp::AddressFamily family) {
-  absl::StatusOr<udp::DatagramSocket> a =
-      udp::DatagramSocket::Bind(udp::SocketAddress::Loopback(family, 0), {});
+absl::Status PingPong(AddressFamily family) {
+  absl::StatusOr<DatagramSocket> a =
+      DatagramSocket::Bind(SocketAddress::Loopback(family, 0), {});
   if (!a.ok()) return a.status();
-  absl::StatusOr<udp::DatagramSocket> b =
-      udp::DatagramSocket::Bind(udp::SocketAddress::Loopback(family, 0), {});
+  absl::StatusOr<DatagramSocket> b =
+      DatagramSocket::Bind(SocketAddress::Loopback(family, 0), {});
   if (!b.ok()) return b.status();
-  const udp::SocketAddress b_addr = *b->LocalAddress();
-  const std::string ping = absl::StrCat("ping over ", udp::FamilyName(family));
-  absl::StatusOr<size_t> sent = a->SendTo(b_addr, udp::AsBytes(ping));
+  const SocketAddress b_addr = *b->LocalAddress();
+  const std::string ping = absl::StrCat("ping over ", FamilyName(family));
+  absl::StatusOr<size_t> sent = a->SendTo(b_addr, AsBytes(ping));
   if (!sent.ok()) return sent.status();
   if (absl::Status s = WaitReadable(b->fd(), "ping"); !s.ok()) return s;
   std::array<uint8_t, 1500> buffer;
-  absl::StatusOr<udp::Datagram> got = b->RecvFrom(absl::MakeSpan(buffer));
+  absl::StatusOr<Datagram> got = b->RecvFrom(absl::MakeSpan(buffer));
   if (!got.ok()) return got.status();
   const std::string text(reinterpret_cast<char*>(buffer.data()), got->size);
-  std::printf("  %-5s %s -> %s  \"%s\" (%zu bytes)\n", std::string(udp::FamilyName(family)).c_str(),
+  std::printf("  %-5s %s -> %s  \"%s\" (%zu bytes)\n", std::string(FamilyName(family)).c_str(),
               got->from.ToString().c_str(), b_addr.ToString().c_str(), text.c_str(), got->size);
   if (text != ping) return absl::DataLossError("ping payload changed in flight");
   return absl::OkStatus();
@@ -58,22 +57,22 @@ absl::Status PingPong(udp::AddressFamily family) {
 
 absl::Status Batch() {
   constexpr size_t kCount = 64;
-  const auto loopback = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
-  absl::StatusOr<udp::DatagramSocket> a = udp::DatagramSocket::Bind(loopback, {});
+  const auto loopback = SocketAddress::Loopback(AddressFamily::kIpv4, 0);
+  absl::StatusOr<DatagramSocket> a = DatagramSocket::Bind(loopback, {});
   if (!a.ok()) return a.status();
-  absl::StatusOr<udp::DatagramSocket> b =
-      udp::DatagramSocket::Bind(loopback, {.non_blocking = true, .receive_buffer_bytes = 1 << 20});
+  absl::StatusOr<DatagramSocket> b =
+      DatagramSocket::Bind(loopback, {.non_blocking = true, .receive_buffer_bytes = 1 << 20});
   if (!b.ok()) return b.status();
   std::vector<std::string> payloads;
-  std::vector<udp::OutgoingDatagram> batch;
+  std::vector<OutgoingDatagram> batch;
   for (size_t i = 0; i < kCount; ++i) payloads.push_back(absl::StrCat("message ", i));
-  for (const std::string& p : payloads) batch.push_back({*b->LocalAddress(), udp::AsBytes(p)});
+  for (const std::string& p : payloads) batch.push_back({*b->LocalAddress(), AsBytes(p)});
 
   const absl::Time start = absl::Now();
   absl::StatusOr<size_t> sent = a->SendBatch(batch);
   if (!sent.ok()) return sent.status();
   std::vector<std::array<uint8_t, 256>> buffers(kCount);
-  std::vector<udp::ReceiveSlot> slots(kCount);
+  std::vector<ReceiveSlot> slots(kCount);
   for (size_t i = 0; i < kCount; ++i) slots[i].buffer = absl::MakeSpan(buffers[i]);
   size_t received = 0;
   size_t calls = 0;
@@ -97,15 +96,15 @@ absl::Status Batch() {
 }
 
 absl::Status TcpGreeting() {
-  absl::StatusOr<udp::StreamListener> listener = udp::StreamListener::Listen(
-      udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), 4, {});
+  absl::StatusOr<StreamListener> listener = StreamListener::Listen(
+      SocketAddress::Loopback(AddressFamily::kIpv4, 0), 4, {});
   if (!listener.ok()) return listener.status();
-  absl::StatusOr<udp::StreamSocket> client = udp::StreamSocket::Connect({*listener->LocalAddress()});
+  absl::StatusOr<StreamSocket> client = StreamSocket::Connect({*listener->LocalAddress()});
   if (!client.ok()) return client.status();
-  absl::StatusOr<udp::AcceptedStream> server = listener->Accept();
+  absl::StatusOr<AcceptedStream> server = listener->Accept();
   if (!server.ok()) return server.status();
-  if (absl::Status s = server->socket.SendAll(udp::AsBytes("Hello, world!")); !s.ok()) return s;
-  if (absl::Status s = server->socket.Shutdown(udp::ShutdownHow::kWrite); !s.ok()) return s;
+  if (absl::Status s = server->socket.SendAll(AsBytes("Hello, world!")); !s.ok()) return s;
+  if (absl::Status s = server->socket.Shutdown(ShutdownHow::kWrite); !s.ok()) return s;
   std::string text;
   std::array<uint8_t, 256> buffer;
   for (;;) {
@@ -126,7 +125,7 @@ int RunDemo(const Args& args) {
   if (!args.empty()) return UsageError("demo", "takes no arguments");
   std::printf("udpmsg demo (loopback)\n");
   std::printf("datagrams:\n");
-  for (udp::AddressFamily family : {udp::AddressFamily::kIpv4, udp::AddressFamily::kIpv6}) {
+  for (AddressFamily family : {AddressFamily::kIpv4, AddressFamily::kIpv6}) {
     if (absl::Status s = PingPong(family); !s.ok()) return Fail(s);
   }
   if (absl::Status s = Batch(); !s.ok()) return Fail(s);

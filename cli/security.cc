@@ -11,18 +11,17 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
-#include "reliable/packet_protection.h"
 
 namespace udpmsg::cli {
 
-absl::Status ApplySecurityFlags(reliable::EndpointOptions* options) {
+absl::Status ApplySecurityFlags(HostOptions* options) {
   options->encrypt = absl::GetFlag(FLAGS_encrypt);
   const std::string path = absl::GetFlag(FLAGS_key_file);
   if (path.empty()) return absl::OkStatus();
   if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialise");
-  absl::StatusOr<reliable::Psk> psk = reliable::ReadKeyFile(path);
-  if (!psk.ok()) return psk.status();
-  options->psk = *psk;
+  absl::StatusOr<RoomKey> key = ReadRoomKeyFile(path);
+  if (!key.ok()) return key.status();
+  options->room_key = *key;
   options->encrypt = true;
   return absl::OkStatus();
 }
@@ -31,7 +30,7 @@ absl::Status ApplySecurityFlags(reliable::EndpointOptions* options) {
 int RunKeygen(const Args& args) {
   if (!args.empty()) return UsageError("keygen", "takes no arguments (redirect stdout to a file)");
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
-  std::fputs(reliable::GenerateKeyFileContents().c_str(), stdout);
+  std::fputs(GenerateRoomKeyFileContents().c_str(), stdout);
   return kExitOk;
 }
 

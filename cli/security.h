@@ -4,13 +4,13 @@
 #define UDPMSG_CLI_SECURITY_H_
 
 #include "absl/status/status.h"
-#include "reliable/endpoint.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 
-// Applies --encrypt and --key-file to `options`. The key file's errors name
-// the path (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT).
-absl::Status ApplySecurityFlags(reliable::EndpointOptions* options);
+// Applies --encrypt and --key-file to `options` (encrypt, room_key). The key
+// file's errors name the path (NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT).
+absl::Status ApplySecurityFlags(HostOptions* options);
 
 }  // namespace udpmsg::cli
 

@@ -15,11 +15,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/flags.h"
-#include "udp/datagram_socket.h"
-#include "udp/errno_status.h"
-#include "udp/poller.h"
-#include "udp/resolve.h"
-#include "udp/stream_socket.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -29,8 +25,8 @@ constexpr uint64_t kListenerToken = 0;
 constexpr size_t kMaxClients = 1024;
 
 struct Client {
-  udp::StreamSocket socket;
-  udp::SocketAddress peer;
+  StreamSocket socket;
+  SocketAddress peer;
   size_t sent = 0;
 };
 
@@ -41,17 +37,17 @@ int Serve(const Args& args) {
   if (count < 0) return UsageError("tcp serve", "--count must be >= 0");
   const std::string message = absl::GetFlag(FLAGS_message);
 
-  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kStream);
+  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kStream);
   if (!locals.ok()) return Fail(locals.status());
-  absl::StatusOr<udp::StreamListener> listener =
-      udp::StreamListener::Listen(locals->front(), /*backlog=*/64, {.non_blocking = true});
+  absl::StatusOr<StreamListener> listener =
+      StreamListener::Listen(locals->front(), /*backlog=*/64, {.non_blocking = true});
   if (!listener.ok()) return Fail(listener.status());
-  absl::StatusOr<udp::SocketAddress> local = listener->LocalAddress();
+  absl::StatusOr<SocketAddress> local = listener->LocalAddress();
   if (!local.ok()) return Fail(local.status());
-  absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
+  absl::StatusOr<Poller> poller = Poller::Create();
   if (!poller.ok()) return Fail(poller.status());
-  if (absl::Status s = poller->Add(listener->fd(), udp::Poller::kReadable, kListenerToken);
+  if (absl::Status s = poller->Add(listener->fd(), Poller::kReadable, kListenerToken);
       !s.ok()) {
     return Fail(s);
   }
@@ -64,31 +60,31 @@ int Serve(const Args& args) {
   // Sends what is left of the greeting; true when the client is finished
   // (greeted or failed) and can be dropped.
   const auto progress = [&](Client& client) {
-    const absl::Span<const uint8_t> rest = udp::AsBytes(message).subspan(client.sent);
+    const absl::Span<const uint8_t> rest = AsBytes(message).subspan(client.sent);
     absl::StatusOr<size_t> n = rest.empty() ? absl::StatusOr<size_t>(0) : client.socket.Send(rest);
     if (!n.ok()) {
-      if (udp::IsWouldBlock(n.status())) return false;
+      if (IsWouldBlock(n.status())) return false;
       std::fprintf(stderr, "udpmsg: %s\n", std::string(n.status().message()).c_str());
       return true;
     }
     client.sent += *n;
     if (client.sent < message.size()) return false;
-    client.socket.Shutdown(udp::ShutdownHow::kWrite).IgnoreError();  // peer may be gone
+    client.socket.Shutdown(ShutdownHow::kWrite).IgnoreError();  // peer may be gone
     ++served;
     return true;
   };
 
   while (count == 0 || served < count) {
-    absl::StatusOr<absl::Span<const udp::Poller::Event>> ready =
+    absl::StatusOr<absl::Span<const Poller::Event>> ready =
         poller->Wait(absl::InfiniteDuration());
     if (!ready.ok()) return Fail(ready.status());
-    for (const udp::Poller::Event& event : *ready) {
+    for (const Poller::Event& event : *ready) {
       if (event.token == kListenerToken) {
         while (clients.size() < kMaxClients) {
-          absl::StatusOr<udp::AcceptedStream> accepted =
+          absl::StatusOr<AcceptedStream> accepted =
               listener->Accept(/*non_blocking_client=*/true);
           if (!accepted.ok()) {
-            if (!udp::IsWouldBlock(accepted.status())) {
+            if (!IsWouldBlock(accepted.status())) {
               // EMFILE and friends: report and keep serving the others.
               std::fprintf(stderr, "udpmsg: %s\n",
                            std::string(accepted.status().message()).c_str());
@@ -99,7 +95,7 @@ int Serve(const Args& args) {
           Client client{std::move(accepted->socket), accepted->peer};
           if (progress(client)) continue;
           const uint64_t token = next_token++;
-          if (absl::Status s = poller->Add(client.socket.fd(), udp::Poller::kWritable, token);
+          if (absl::Status s = poller->Add(client.socket.fd(), Poller::kWritable, token);
               !s.ok()) {
             return Fail(s);
           }
@@ -121,13 +117,13 @@ int Serve(const Args& args) {
 
 int Connect(const Args& args) {
   if (args.size() != 1) return UsageError("tcp connect", "expects exactly one HOST:PORT");
-  const udp::AddressFamily family = FamilyFromFlags();
-  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
-      udp::ResolveHostPort(args[0], family, udp::SocketType::kStream);
+  const AddressFamily family = FamilyFromFlags();
+  absl::StatusOr<std::vector<SocketAddress>> peers =
+      ResolveHostPort(args[0], family, SocketType::kStream);
   if (!peers.ok()) return Fail(peers.status());
-  absl::StatusOr<udp::StreamSocket> socket = udp::StreamSocket::Connect(*peers);
+  absl::StatusOr<StreamSocket> socket = StreamSocket::Connect(*peers);
   if (!socket.ok()) return Fail(socket.status());
-  absl::StatusOr<udp::SocketAddress> peer = socket->PeerAddress();
+  absl::StatusOr<SocketAddress> peer = socket->PeerAddress();
   std::fprintf(stderr, "connected to %s\n", peer.ok() ? peer->ToString().c_str() : args[0].c_str());
 
   std::array<uint8_t, 16384> buffer;
@@ -136,7 +132,7 @@ int Connect(const Args& args) {
     if (!n.ok()) return Fail(n.status());
     if (*n == 0) break;
     if (std::fwrite(buffer.data(), 1, *n, stdout) != *n) {
-      return Fail(udp::ErrnoStatus(errno, "write to stdout"));
+      return Fail(ErrnoStatus(errno, "write to stdout"));
     }
   }
   std::fflush(stdout);

@@ -1,7 +1,7 @@
 // send --reliable / recv --reliable: one file (or stdin, or messages) over a
 // reliable-ordered channel, verified end to end with SHA-256. The protocol is
 // apps/transfer (Sender, Receiver); this file is the flags, the file or
-// stdin, the terminal and the reliable::Runtime loop around it.
+// stdin, the terminal and the udpmsg::Host loop around it.
 #include "cli/transfer.h"
 
 #include <fcntl.h>
@@ -35,17 +35,11 @@
 #include "cli/common.h"
 #include "cli/flags.h"
 #include "cli/security.h"
-#include "reliable/connection.h"
-#include "reliable/runtime.h"
-#include "udp/resolve.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
 
-using reliable::ConnectionId;
-using reliable::DeliveryMode;
-using reliable::Event;
-using reliable::Runtime;
 
 constexpr size_t kChunkBytes = 64 * 1024;
 // Bytes the sender keeps queued in the reliable layer at most; more is read
@@ -67,9 +61,9 @@ absl::StatusOr<bool> ProgressWanted() {
       absl::StrCat("--progress \"", p, "\" must be auto, on or off"));
 }
 
-absl::StatusOr<reliable::CongestionControl> CongestionFromFlag() {
-  absl::StatusOr<reliable::CongestionControl> cc =
-      reliable::ParseCongestionControl(absl::GetFlag(FLAGS_cc));
+absl::StatusOr<CongestionControl> CongestionFromFlag() {
+  absl::StatusOr<CongestionControl> cc =
+      ParseCongestionControl(absl::GetFlag(FLAGS_cc));
   if (!cc.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--cc \"", absl::GetFlag(FLAGS_cc), "\" is not a congestion controller (newreno, bbr)"));
@@ -77,20 +71,20 @@ absl::StatusOr<reliable::CongestionControl> CongestionFromFlag() {
   return *cc;
 }
 
-reliable::EndpointOptions TransferOptions(absl::Duration timeout, reliable::CongestionControl cc) {
-  reliable::EndpointOptions o;
-  o.connection.handshake_timeout = timeout;
-  o.connection.peer_timeout = timeout;
-  o.connection.idle_timeout = timeout;
-  o.connection.keepalive = std::min(absl::Seconds(5), timeout / 3);
-  o.connection.congestion_control = cc;
+HostOptions TransferOptions(absl::Duration timeout, CongestionControl cc) {
+  HostOptions o;
+  o.handshake_timeout = timeout;
+  o.peer_timeout = timeout;
+  o.idle_timeout = timeout;
+  o.keepalive = std::min(absl::Seconds(5), timeout / 3);
+  o.congestion_control = cc;
   return o;
 }
 
 std::string Hex(absl::string_view bytes) { return absl::BytesToHexString(bytes); }
 
-absl::Status SendMessage(Runtime* rt, ConnectionId id, std::string message) {
-  return rt->Send(id, 0, DeliveryMode::kReliableOrdered, std::move(message)).status();
+absl::Status SendMessage(Host* host, ConnectionId id, std::string message) {
+  return host->Send(id, 0, DeliveryMode::kReliableOrdered, std::move(message)).status();
 }
 
 // Where the sender reads from: a file, stdin, or the message arguments.
@@ -169,11 +163,11 @@ class Source {
   int64_t size_ = -1;
 };
 
-double LossPercent(const reliable::ConnectionStats& s) {
+double LossPercent(const ConnectionStats& s) {
   return s.packets_sent == 0 ? 0.0 : 100.0 * s.packets_lost / s.packets_sent;
 }
 
-std::string StatsLine(const reliable::ConnectionStats& s) {
+std::string StatsLine(const ConnectionStats& s) {
   return absl::StrFormat(
       "stats: rtt %.2fms (min %.2fms), cwnd %s, sent %d packets, lost %d (%.1f%%), "
       "retransmitted %d fragments, received %d packets (%d duplicates)",
@@ -182,10 +176,10 @@ std::string StatsLine(const reliable::ConnectionStats& s) {
       s.fragments_retransmitted, s.packets_received, s.duplicate_packets);
 }
 
-absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port) {
-  const udp::AddressFamily family = FamilyFromFlags();
-  absl::StatusOr<std::vector<udp::SocketAddress>> peers =
-      udp::ResolveHostPort(host_port, family, udp::SocketType::kDatagram);
+absl::StatusOr<SocketAddress> ResolvePeer(const std::string& host_port) {
+  const AddressFamily family = FamilyFromFlags();
+  absl::StatusOr<std::vector<SocketAddress>> peers =
+      ResolveHostPort(host_port, family, SocketType::kDatagram);
   if (!peers.ok()) return peers.status();
   return peers->front();
 }
@@ -194,22 +188,22 @@ absl::StatusOr<udp::SocketAddress> ResolvePeer(const std::string& host_port) {
 // drains, shows progress, and waits for the receiver's verdict.
 class SendLoop {
  public:
-  SendLoop(Runtime* rt, ConnectionId id, Source* source, bool progress)
-      : rt_(rt),
+  SendLoop(Host* host, ConnectionId id, Source* source, bool progress)
+      : host_(host),
         id_(id),
         source_(source),
         progress_(progress),
         sender_(source->name(), source->size(), transfer::Sender::Options{kChunkBytes}) {}
 
-  absl::Status Run(const udp::SocketAddress& peer) {
+  absl::Status Run(const SocketAddress& peer) {
     start_ = absl::Now();
     absl::StatusOr<std::string> begin = sender_.Begin();
     if (!begin.ok()) return begin.status();
-    if (absl::Status s = SendMessage(rt_, id_, *std::move(begin)); !s.ok()) return s;
+    if (absl::Status s = SendMessage(host_, id_, *std::move(begin)); !s.ok()) return s;
     absl::Time next_progress = start_;
     for (;;) {
       if (absl::Status s = Fill(); !s.ok()) return s;
-      absl::StatusOr<Runtime::PollResult> r = rt_->Poll(absl::Milliseconds(50));
+      absl::StatusOr<Host::PollResult> r = host_->Poll(absl::Milliseconds(50));
       if (!r.ok()) return r.status();
       for (const Event& e : r->events) {
         if (e.connection != id_) continue;
@@ -246,25 +240,25 @@ class SendLoop {
  private:
   absl::Status Fill() {
     while (sender_.state() == transfer::Sender::State::kSending &&
-           rt_->QueuedBytes(id_) < kQueueTarget) {
+           host_->QueuedBytes(id_) < kQueueTarget) {
       absl::StatusOr<std::string> chunk = source_->Read(kChunkBytes);
       if (!chunk.ok()) return chunk.status();
       if (chunk->empty()) {
         absl::StatusOr<std::string> end = sender_.End();
         if (!end.ok()) return end.status();
-        return SendMessage(rt_, id_, *std::move(end));
+        return SendMessage(host_, id_, *std::move(end));
       }
       absl::StatusOr<std::vector<std::string>> messages = sender_.Data(*chunk);
       if (!messages.ok()) return messages.status();
       for (std::string& m : *messages) {
-        if (absl::Status s = SendMessage(rt_, id_, std::move(m)); !s.ok()) return s;
+        if (absl::Status s = SendMessage(host_, id_, std::move(m)); !s.ok()) return s;
       }
     }
     return absl::OkStatus();
   }
 
   void Progress() {
-    absl::StatusOr<reliable::ConnectionStats> s = rt_->Stats(id_);
+    absl::StatusOr<ConnectionStats> s = host_->Stats(id_);
     if (!s.ok()) return;
     const double secs = std::max(1e-3, absl::ToDoubleSeconds(absl::Now() - start_));
     const std::string line =
@@ -280,7 +274,7 @@ class SendLoop {
     shown_ = false;
   }
 
-  Runtime* rt_;
+  Host* host_;
   ConnectionId id_;
   Source* source_;
   bool progress_;
@@ -387,36 +381,35 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (args.empty()) {
     return UsageError("send", "--reliable expects HOST:PORT, then --file FILE, messages or stdin");
   }
-  absl::StatusOr<reliable::CongestionControl> cc = CongestionFromFlag();
+  absl::StatusOr<CongestionControl> cc = CongestionFromFlag();
   if (!cc.ok()) return UsageError("send", cc.status().message());
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("send", timeout.status().message());
   absl::StatusOr<bool> progress = ProgressWanted();
   if (!progress.ok()) return UsageError("send", progress.status().message());
-  absl::StatusOr<udp::SocketAddress> peer = ResolvePeer(args[0]);
+  absl::StatusOr<SocketAddress> peer = ResolvePeer(args[0]);
   if (!peer.ok()) return Fail(peer.status());
   absl::StatusOr<Source> source =
       Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!source.ok()) return Fail(source.status());
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
 
-  Runtime::Options options;
-  options.endpoint = TransferOptions(*timeout, *cc);
-  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
-  options.bind = udp::SocketAddress::Any(peer->family(), 0);
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
-  if (!rt.ok()) return Fail(rt.status());
-  absl::StatusOr<ConnectionId> id = (*rt)->Connect(*peer);
+  HostOptions options = TransferOptions(*timeout, *cc);
+  if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  options.bind = SocketAddress::Any(peer->family(), 0);
+  absl::StatusOr<Host> host = Host::Create(options);
+  if (!host.ok()) return Fail(host.status());
+  absl::StatusOr<ConnectionId> id = host->Connect(*peer);
   if (!id.ok()) return Fail(id.status());
   // A second beyond the handshake timeout, so the connection's own close
   // (with its reason) normally ends the wait.
-  if (absl::Status s = (*rt)->AwaitConnected(*id, *timeout + absl::Seconds(1)); !s.ok()) {
+  if (absl::Status s = host->AwaitConnected(*id, *timeout + absl::Seconds(1)); !s.ok()) {
     return Fail(s);
   }
 
-  SendLoop loop(rt->get(), *id, &*source, *progress);
+  SendLoop loop(&*host, *id, &*source, *progress);
   absl::Status s = loop.Run(*peer);
-  absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*id);
+  absl::StatusOr<ConnectionStats> stats = host->Stats(*id);
   if (!s.ok()) {
     if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
     return Fail(s);
@@ -426,8 +419,8 @@ int RunReliableSend(const std::vector<std::string>& args) {
                static_cast<unsigned long long>(loop.sent()), peer->ToString().c_str(), secs,
                HumanBytes(loop.sent() / secs).c_str(), Hex(loop.digest()).c_str());
   if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
-  (void)(*rt)->Close(*id, "transfer complete", /*flush=*/true);
-  (void)(*rt)->Flush(absl::Seconds(1));
+  (void)host->Close(*id, "transfer complete", /*flush=*/true);
+  (void)host->Flush(absl::Seconds(1));
   return kExitOk;
 }
 
@@ -444,7 +437,7 @@ int RunRecv(const Args& args) {
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
-  absl::StatusOr<reliable::CongestionControl> cc = CongestionFromFlag();
+  absl::StatusOr<CongestionControl> cc = CongestionFromFlag();
   if (!cc.ok()) return UsageError("recv", cc.status().message());
   if (out != "-") {
     // Check where the file will go now, not after a sender has connected.
@@ -458,30 +451,29 @@ int RunRecv(const Args& args) {
   }
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
 
-  absl::StatusOr<std::vector<udp::SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), udp::SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
+      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
-  Runtime::Options options;
-  options.endpoint = TransferOptions(*timeout, *cc);
-  if (absl::Status s = ApplySecurityFlags(&options.endpoint); !s.ok()) return Fail(s);
-  options.endpoint.accept_incoming = true;
+  HostOptions options = TransferOptions(*timeout, *cc);
+  if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  options.accept_incoming = true;
   options.bind = locals->front();
-  absl::StatusOr<std::unique_ptr<Runtime>> rt = Runtime::Create(options);
-  if (!rt.ok()) return Fail(rt.status());
-  PrintListening((*rt)->local_address());
+  absl::StatusOr<Host> host = Host::Create(options);
+  if (!host.ok()) return Fail(host.status());
+  PrintListening(host->local_address());
 
   std::optional<ConnectionId> sender;
-  udp::SocketAddress from;
+  SocketAddress from;
   FileSink sink(out);
   transfer::Receiver receiver(&sink, transfer::Receiver::Options{});
   absl::Time start;
   for (;;) {
-    absl::StatusOr<Runtime::PollResult> r = (*rt)->Poll(absl::Seconds(1));
+    absl::StatusOr<Host::PollResult> r = host->Poll(absl::Seconds(1));
     if (!r.ok()) return Fail(r.status());
     for (Event& e : r->events) {
       if (e.type == Event::Type::kConnected) {
         if (sender.has_value()) {
-          (void)(*rt)->Close(e.connection, "busy with another transfer", false);
+          (void)host->Close(e.connection, "busy with another transfer", false);
           continue;
         }
         sender = e.connection;
@@ -501,12 +493,12 @@ int RunRecv(const Args& args) {
       if (e.type != Event::Type::kMessage) continue;
       const absl::Status s = receiver.OnMessage(e.message);
       for (std::string& reply : receiver.TakeReplies()) {
-        (void)SendMessage(rt->get(), *sender, std::move(reply));
+        (void)SendMessage(&*host, *sender, std::move(reply));
       }
       if (!s.ok()) {
         // The receiver aborted the sink; deliver the reason, then close.
-        (void)(*rt)->Flush(absl::Seconds(2));
-        (void)(*rt)->Close(*sender, "transfer rejected", /*flush=*/false);
+        (void)host->Flush(absl::Seconds(2));
+        (void)host->Close(*sender, "transfer rejected", /*flush=*/false);
         return Fail(s);
       }
       if (receiver.state() == transfer::Receiver::State::kComplete) {
@@ -516,10 +508,10 @@ int RunRecv(const Args& args) {
                      static_cast<unsigned long long>(received), from.ToString().c_str(), secs,
                      HumanBytes(received / secs).c_str(), Hex(receiver.digest()).c_str(),
                      out == "-" ? "stdout" : out.c_str());
-        absl::StatusOr<reliable::ConnectionStats> stats = (*rt)->Stats(*sender);
+        absl::StatusOr<ConnectionStats> stats = host->Stats(*sender);
         if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
         // Deliver the result; the sender closes when it has it.
-        (void)(*rt)->Flush(absl::Seconds(5));
+        (void)host->Flush(absl::Seconds(5));
         return kExitOk;
       }
     }

@@ -1,7 +1,7 @@
-// Reliable transfer over the reliable layer: `udpmsg send --reliable` and
+// Reliable transfer over udpmsg: `udpmsg send --reliable` and
 // `udpmsg recv --reliable`. The protocol is apps/transfer (Sender, Receiver,
 // transfer.proto); transfer.cc supplies the flags, the source and the file
-// sink, the terminal and the reliable::Runtime loop.
+// sink, the terminal and the udpmsg::Host loop.
 #ifndef UDPMSG_CLI_TRANSFER_H_
 #define UDPMSG_CLI_TRANSFER_H_
 

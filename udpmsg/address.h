@@ -3,7 +3,7 @@
 //
 // Usage:
 //   absl::StatusOr<std::vector<udpmsg::SocketAddress>> peers =
-//       udpmsg::ResolveHostPort("localhost:9000");
+//       udpmsg::ResolveHostPort("localhost:9000");   // for UDP; TCP names a SocketType
 //   if (!peers.ok()) return peers.status();   // NOT_FOUND, INVALID_ARGUMENT
 //   host.Connect(peers->front());
 //   udpmsg::SocketAddress any = udpmsg::SocketAddress::Any(udpmsg::AddressFamily::kIpv6, 9000);
@@ -26,8 +26,12 @@
 namespace udpmsg {
 
 using udp::AddressFamily;
-using udp::ParsePort;  // "9000" -> 9000; INVALID_ARGUMENT outside 0..65535
+using udp::FamilyName;  // "IPv4", "IPv6", "any"
+using udp::ParsePort;   // "9000" -> 9000; INVALID_ARGUMENT outside 0..65535
 using udp::SocketAddress;
+// What an address is resolved for: kDatagram (UDP, the default below) or
+// kStream (TCP, for udpmsg/stream.h).
+using udp::SocketType;
 
 // Resolves "host:port" or "[v6]:port" for UDP. The port is required.
 // NOT_FOUND: the name does not exist (or has no address of `family`);
@@ -44,6 +48,10 @@ inline absl::StatusOr<std::vector<SocketAddress>> Resolve(
     AddressFamily family = AddressFamily::kUnspecified) {
   return udp::Resolve(host, service, family, udp::SocketType::kDatagram);
 }
+
+// The same two for an explicit SocketType (kStream for TCP); same errors.
+using udp::Resolve;
+using udp::ResolveHostPort;
 
 }  // namespace udpmsg
 

@@ -18,38 +18,4 @@ absl::string_view EventTypeName(Event::Type type) {
   return "?";
 }
 
-namespace {
-
-Event::Type FromReliableType(reliable::Event::Type type) {
-  switch (type) {
-    case reliable::Event::Type::kConnected:
-      return Event::Type::kConnected;
-    case reliable::Event::Type::kMessage:
-      return Event::Type::kMessage;
-    case reliable::Event::Type::kAcked:
-      return Event::Type::kAcked;
-    case reliable::Event::Type::kClosed:
-      return Event::Type::kClosed;
-  }
-  return Event::Type::kClosed;
-}
-
-}  // namespace
-
-Event FromReliableEvent(reliable::Event&& e) {
-  Event out;
-  out.type = FromReliableType(e.type);
-  out.connection = e.connection;
-  out.peer = e.peer;
-  out.channel = e.channel;
-  out.mode = e.mode;
-  out.sequence = e.sequence;
-  out.message = std::move(e.message);
-  out.bytes = e.bytes;
-  out.close_reason = e.close_reason;
-  out.reason = std::move(e.reason);
-  out.by_peer = e.by_peer;
-  return out;
-}
-
 }  // namespace udpmsg

@@ -82,9 +82,6 @@ struct Event {
 // "connected", "message", "acked", "closed".
 absl::string_view EventTypeName(Event::Type type);
 
-// The public event for a core event (moves the message out of `e`).
-Event FromReliableEvent(reliable::Event&& e);
-
 }  // namespace udpmsg
 
 #endif  // UDPMSG_UDPMSG_EVENT_H_

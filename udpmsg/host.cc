@@ -2,38 +2,9 @@
 
 #include <utility>
 
-namespace udpmsg {
+#include "udpmsg/core_bridge.h"
 
-reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
-  reliable::Runtime::Options r;
-  r.bind = options.bind;
-  r.socket_buffer_bytes = options.socket_buffer_bytes;
-  reliable::EndpointOptions& e = r.endpoint;
-  e.accept_incoming = options.accept_incoming;
-  e.max_connections = options.max_connections;
-  e.cookie_lifetime = options.cookie_lifetime;
-  e.encrypt = options.encrypt || options.room_key.has_value();
-  e.psk = options.room_key;
-  reliable::ConnectionOptions& c = e.connection;
-  c.max_datagram = options.max_datagram;
-  c.max_message_bytes = options.max_message_bytes;
-  c.window = options.window;
-  c.max_queued_bytes = options.max_queued_bytes;
-  c.max_reassembly_bytes = options.max_reassembly_bytes;
-  c.max_undelivered_bytes = options.max_undelivered_bytes;
-  c.max_channels = options.max_channels;
-  c.idle_timeout = options.idle_timeout;
-  c.keepalive = options.keepalive;
-  c.handshake_timeout = options.handshake_timeout;
-  c.peer_timeout = options.peer_timeout;
-  c.max_probes = options.max_probes;
-  c.max_ack_delay = options.max_ack_delay;
-  c.initial_rtt = options.initial_rtt;
-  c.reassembly_timeout = options.reassembly_timeout;
-  c.congestion_control = options.congestion_control;
-  c.pacing = options.pacing;
-  return r;
-}
+namespace udpmsg {
 
 absl::StatusOr<Host> Host::Create(const HostOptions& options) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;

@@ -156,11 +156,6 @@ class Host final {
   std::unique_ptr<reliable::Runtime> runtime_;
 };
 
-// The core's runtime options for `options` (already validated). Exposed for
-// tests and for code moving from reliable::Runtime; applications use
-// Host::Create.
-reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options);
-
 }  // namespace udpmsg
 
 #endif  // UDPMSG_UDPMSG_HOST_H_

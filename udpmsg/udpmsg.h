@@ -8,6 +8,11 @@
 //   udpmsg/event.h    Event, CloseReason, ConnectionId
 //   udpmsg/address.h  SocketAddress, ResolveHostPort, Resolve
 //
+// Beside the Host, for tools and for comparison on the same path:
+//   udpmsg/datagram.h DatagramSocket: bare UDP datagrams, no reliability
+//   udpmsg/stream.h   StreamSocket, StreamListener: TCP
+//   udpmsg/io.h       OwnedFd, Poller, ErrnoStatus, IsWouldBlock
+//
 // A client in full (examples/echo_client.cc adds error handling):
 //   #include "udpmsg/udpmsg.h"
 //
@@ -29,8 +34,11 @@
 #define UDPMSG_UDPMSG_UDPMSG_H_
 
 #include "udpmsg/address.h"
+#include "udpmsg/datagram.h"
 #include "udpmsg/event.h"
 #include "udpmsg/host.h"
+#include "udpmsg/io.h"
 #include "udpmsg/options.h"
+#include "udpmsg/stream.h"
 
 #endif  // UDPMSG_UDPMSG_UDPMSG_H_

@@ -5,6 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reliable/connection.h"
+#include "udpmsg/core_bridge.h"
 #include "udpmsg/udpmsg.h"
 
 namespace udpmsg {
