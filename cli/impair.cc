@@ -33,9 +33,7 @@
 #include "impairment/model.h"
 #include "impairment/nfqueue.h"
 #include "impairment/proxy.h"
-#include "udp/errno_status.h"
-#include "udp/resolve.h"
-#include "udp/socket_address.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
 namespace {
@@ -95,10 +93,10 @@ absl::StatusOr<int> StopSignals() {
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGTERM);
   if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) {
-    return udp::ErrnoStatus(errno, "sigprocmask");
+    return ErrnoStatus(errno, "sigprocmask");
   }
   const int fd = ::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-  if (fd < 0) return udp::ErrnoStatus(errno, "signalfd");
+  if (fd < 0) return ErrnoStatus(errno, "signalfd");
   return fd;
 }
 
@@ -136,21 +134,21 @@ int RunNfqueue(const ImpairSettings& s) {
 
 // udpmsg impair --listen P --to HOST:PORT: the UDP proxy.
 int RunProxy(const ImpairSettings& s) {
-  const udp::AddressFamily family = FamilyFromFlags();
-  absl::StatusOr<std::vector<udp::SocketAddress>> targets =
-      udp::ResolveHostPort(s.to, family, udp::SocketType::kDatagram);
+  const AddressFamily family = FamilyFromFlags();
+  absl::StatusOr<std::vector<SocketAddress>> targets =
+      ResolveHostPort(s.to, family, SocketType::kDatagram);
   if (!targets.ok()) return Fail(targets.status());
-  const udp::SocketAddress target = targets->front();
+  const SocketAddress target = targets->front();
 
   // The listen address: --bind, else the dual-stack wildcard (or the
   // wildcard of the family --ipv4/--ipv6 asks for).
-  std::vector<udp::SocketAddress> locals;
+  std::vector<SocketAddress> locals;
   const std::string bind = absl::GetFlag(FLAGS_bind);
-  if (bind.empty() && family != udp::AddressFamily::kUnspecified) {
-    locals.push_back(udp::SocketAddress::Any(family, static_cast<uint16_t>(s.listen_port)));
+  if (bind.empty() && family != AddressFamily::kUnspecified) {
+    locals.push_back(SocketAddress::Any(family, static_cast<uint16_t>(s.listen_port)));
   } else {
-    absl::StatusOr<std::vector<udp::SocketAddress>> resolved =
-        BindAddresses(bind, s.listen_port, udp::SocketType::kDatagram);
+    absl::StatusOr<std::vector<SocketAddress>> resolved =
+        BindAddresses(bind, s.listen_port, SocketType::kDatagram);
     if (!resolved.ok()) return Fail(resolved.status());
     locals = *std::move(resolved);
   }
@@ -159,7 +157,7 @@ int RunProxy(const ImpairSettings& s) {
 
   impairment::ImpairProxy::Options options;
   options.listen = locals.front();
-  options.v6_only = family == udp::AddressFamily::kIpv6;
+  options.v6_only = family == AddressFamily::kIpv6;
   options.target = target;
   options.config = s.config;
   options.stop_fd = *signals;

@@ -114,10 +114,7 @@ class Runtime final {
   // Makes a Poll() blocked in another thread return. Thread-safe.
   void Wake();
 
-  // DEPRECATED: the core itself, kept until cli/ moves to //udpmsg (which
-  // uses the accessors below). New code uses QueuedBytes, IsEstablished and
-  // endpoint_stats().
-  const Endpoint& endpoint() const { return *endpoint_; }
+  // The core stays private: callers read it through these accessors.
   absl::StatusOr<ConnectionStats> Stats(ConnectionId id) const { return endpoint_->Stats(id); }
   // Bytes queued but not yet acknowledged for `id` (0 for an unknown id).
   uint64_t QueuedBytes(ConnectionId id) const { return endpoint_->QueuedBytes(id); }
