@@ -209,7 +209,19 @@ TEST(DemoTest, RunsOnLoopbackAndPasses) {
   EXPECT_THAT(demo->stdout_text(),
               MatchesRegex("(.|\n)*udpmsg reliable-unord[.] +200 +200 +0 +0 +[0-9]+\n(.|\n)*"));
   EXPECT_THAT(demo->stdout_text(), HasSubstr("delivered intact in "));
-  EXPECT_THAT(demo->stdout_text(), HasSubstr("<bob> and yet this arrives in order"));
+  // The transfer went through the transfer library's receiver, which checked
+  // its SHA-256.
+  EXPECT_THAT(demo->stdout_text(), HasSubstr("verified by the receiver"));
+  // The chat went through a chat server to two members; alice shows both
+  // joins and the four lines in the server's order.
+  EXPECT_THAT(demo->stdout_text(),
+              MatchesRegex("(.|\n)*as alice's client shows it:\n"
+                           " +[*]{3} alice joined\n"
+                           " +[*]{3} bob joined\n"
+                           " +<alice> hi bob, the link drops one packet in ten\n"
+                           " +<bob> and yet this arrives in order\n"
+                           " +<alice> reliable-ordered: retransmitted in new packets\n"
+                           " +<bob> see you in the stats below\n(.|\n)*"));
 }
 
 }  // namespace
