@@ -25,6 +25,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "apps/transfer/sender.h"
@@ -227,7 +228,13 @@ absl::Status RunLinkDemo(uint64_t seed) {
   // 2. The chat: alice and bob, each on its own connection through the proxy.
   const absl::Time give_up = absl::Now() + kDeadline;
   absl::StatusOr<DemoChat> chat = RunDemoChat(via, loopback, give_up);
-  if (!chat.ok()) return chat.status();
+  if (!chat.ok()) {
+    (*server)->Stop();
+    const std::vector<std::string>& log = (*server)->results().log;
+    return absl::Status(chat.status().code(),
+                        absl::StrCat(chat.status().message(), log.empty() ? "" : "; chat server: ",
+                                     absl::StrJoin(log, "; ")));
+  }
 
   // 3. The data client: the four modes and the transfer.
   (*server)->ExpectDataClient();
