@@ -190,16 +190,18 @@ absl::Status RunLinkDemo(uint64_t seed) {
   std::thread raw_thread([&] { (*raw_proxy)->Run(absl::ZeroDuration()).IgnoreError(); });
   std::thread proxy_thread([&] { (*proxy)->Run(absl::ZeroDuration()).IgnoreError(); });
   (*server)->Start();
-  struct Cleanup {
-    std::function<void()> f;
-    ~Cleanup() { f(); }
-  } cleanup{[&] {
+  // Stops the server and the proxies (their counters may be read after it).
+  auto stop_all = [&] {
     (*server)->Stop();
     (*raw_proxy)->Stop();
     (*proxy)->Stop();
-    raw_thread.join();
-    proxy_thread.join();
-  }};
+    if (raw_thread.joinable()) raw_thread.join();
+    if (proxy_thread.joinable()) proxy_thread.join();
+  };
+  struct Cleanup {
+    std::function<void()> f;
+    ~Cleanup() { f(); }
+  } cleanup{stop_all};
 
   // 1. Raw UDP, paced at one datagram per 0.5 ms.
   absl::StatusOr<DatagramSocket> raw = DatagramSocket::Bind(loopback, {});
@@ -246,7 +248,7 @@ absl::Status RunLinkDemo(uint64_t seed) {
   // Let stragglers (duplicates, late unreliable copies) land before counting.
   absl::SleepFor(absl::Milliseconds(50));
   drain_sink();
-  (*server)->Stop();
+  stop_all();
   const DemoServer::Results& got = (*server)->results();
   if (!got.error.empty()) return absl::InternalError(absl::StrCat("demo server: ", got.error));
 
