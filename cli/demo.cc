@@ -1,7 +1,9 @@
 // udpmsg demo: a self-contained tour on loopback. It sends datagrams over
 // IPv4 and IPv6, a batch of 64 with sendmmsg/recvmmsg, and a TCP greeting,
-// then runs messages, chat lines and a transfer through an impaired link
-// (demo_link.cc), and checks that everything reliable arrived intact.
+// then runs messages, a chat (the chat libraries: a server core and two
+// client cores) and a transfer (the transfer libraries' sender and receiver)
+// through an impaired link (demo_link.cc), and checks that everything
+// reliable arrived intact.
 #include <poll.h>
 
 #include <array>
