@@ -68,6 +68,11 @@ absl::StatusOr<absl::Duration> TimeoutFromFlag() {
         absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
                      "\" is not a positive duration (e.g. 10s, 500ms)"));
   }
+  // The longest idle and handshake timeout HostOptions::Validate accepts.
+  if (d > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout), "\" is longer than 24h"));
+  }
   return d;
 }
 

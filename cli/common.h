@@ -47,7 +47,8 @@ absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind,
 // not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).
 size_t Utf8Length(absl::string_view s, size_t i);
 
-// The --timeout flag as a positive duration; INVALID_ARGUMENT quoting it.
+// The --timeout flag as a positive duration of at most 24h (the longest
+// connection timeout HostOptions accept); INVALID_ARGUMENT quoting it.
 absl::StatusOr<absl::Duration> TimeoutFromFlag();
 
 // Checks a --port value (0..65535).

@@ -343,6 +343,9 @@ TEST(TransferTest, BadFlagsAreUsageErrors) {
       {{"recv", "--reliable", "--port", "0"}, "--out FILE is required"},
       {{"recv", "--reliable", "--out", "x"}, "--port is required"},
       {{"recv", "--reliable", "--port", "0", "--out", "x", "--timeout", "soon"}, "--timeout"},
+      // Longer than any connection timeout the library accepts.
+      {{"recv", "--reliable", "--port", "0", "--out", "x", "--timeout", "48h"}, "longer than 24h"},
+      {{"send", "--reliable", "127.0.0.1:9", "--timeout", "inf", "x"}, "longer than 24h"},
       {{"send", "--reliable"}, "expects HOST:PORT"},
       {{"send", "--reliable", "127.0.0.1:9", "--progress", "maybe", "x"}, "--progress"},
   };
