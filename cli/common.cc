@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/flags.h"
+#include "udpmsg/text.h"
 
 namespace udpmsg::cli {
 
@@ -33,32 +34,6 @@ AddressFamily FamilyFromFlags() {
 void PrintListening(const SocketAddress& address) {
   std::fprintf(stderr, "listening on %s\n", address.ToString().c_str());
   std::fflush(stderr);
-}
-
-size_t Utf8Length(absl::string_view s, size_t i) {
-  const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char lead = byte(i);
-  if (lead < 0x80) return 1;
-  size_t length;
-  if (lead >= 0xc2 && lead <= 0xdf) {
-    length = 2;
-  } else if (lead >= 0xe0 && lead <= 0xef) {
-    length = 3;
-  } else if (lead >= 0xf0 && lead <= 0xf4) {
-    length = 4;
-  } else {
-    return 0;
-  }
-  if (i + length > s.size()) return 0;
-  for (size_t k = 1; k < length; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-  }
-  const unsigned char second = byte(i + 1);
-  if (lead == 0xe0 && second < 0xa0) return 0;   // overlong
-  if (lead == 0xed && second >= 0xa0) return 0;  // surrogate
-  if (lead == 0xf0 && second < 0x90) return 0;   // overlong
-  if (lead == 0xf4 && second >= 0x90) return 0;  // above U+10FFFF
-  return length;
 }
 
 absl::StatusOr<absl::Duration> TimeoutFromFlag() {
@@ -87,7 +62,7 @@ std::string Printable(absl::string_view payload) {
       continue;
     }
     if (c >= 0x80) {
-      if (size_t n = Utf8Length(payload, i); n > 0) {
+      if (size_t n = udpmsg::Utf8Length(payload, i); n > 0) {
         out.append(payload.data() + i, n);
         i += n;
         continue;

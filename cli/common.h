@@ -43,10 +43,6 @@ std::string Printable(absl::string_view payload);
 absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, int port,
                                                               SocketType type);
 
-// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is
-// not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).
-size_t Utf8Length(absl::string_view s, size_t i);
-
 // The --timeout flag as a positive duration of at most 24h (the longest
 // connection timeout HostOptions accept); INVALID_ARGUMENT quoting it.
 absl::StatusOr<absl::Duration> TimeoutFromFlag();

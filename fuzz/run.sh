@@ -84,7 +84,7 @@ case "$target" in
     ;;
   chat_server)
     srcs=(fuzz/chat_server_fuzzer.cc apps/chat/server_core.cc apps/chat/rules.cc
-          apps/chat/text.cc "$work/gen/apps/chat/chat.pb.cc")
+          apps/chat/text.cc udpmsg/text.cc "$work/gen/apps/chat/chat.pb.cc")
     max_len=8192  # a sequence of peer events
     ;;
 esac

@@ -7,6 +7,7 @@
 //                     DeliveryMode, RoomKey
 //   udpmsg/event.h    Event, CloseReason, ConnectionId
 //   udpmsg/address.h  SocketAddress, ResolveHostPort, Resolve
+//   udpmsg/text.h     Displayable, ValidUtf8: peer text made safe to show
 //
 // Beside the Host, for tools and for comparison on the same path:
 //   udpmsg/datagram.h DatagramSocket: bare UDP datagrams, no reliability
@@ -40,5 +41,6 @@
 #include "udpmsg/io.h"
 #include "udpmsg/options.h"
 #include "udpmsg/stream.h"
+#include "udpmsg/text.h"
 
 #endif  // UDPMSG_UDPMSG_UDPMSG_H_

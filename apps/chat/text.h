@@ -16,25 +16,17 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "udpmsg/text.h"
 
 namespace udpmsg::chat {
 
-// Length of the valid UTF-8 sequence at s[i] (1 for ASCII), or 0 when it is
-// not one (protobuf's definition: no overlongs, surrogates or > U+10FFFF).
-// Requires i < s.size().
-size_t Utf8Length(absl::string_view s, size_t i);
-
-// True for a UTF-8 continuation byte (10xxxxxx).
-inline bool IsContinuation(char c) { return (static_cast<unsigned char>(c) & 0xc0) == 0x80; }
-
-// `s` with every invalid UTF-8 byte replaced by U+FFFD.
-std::string ValidUtf8(absl::string_view s);
-
-// `s` safe for a terminal or a log line: control characters (C0, DEL, C1)
-// escaped as \xNN or \uNNNN, a tab as a space, invalid UTF-8 bytes as \xNN;
-// printable ASCII and other valid UTF-8 kept. Idempotent:
-// Displayable(Displayable(s)) == Displayable(s).
-std::string Displayable(absl::string_view s);
+// Utf8Length, IsContinuation, ValidUtf8 and Displayable live in the public
+// API (udpmsg/text.h), where every application finds them; the chat code
+// names them as chat:: too.
+using ::udpmsg::Displayable;
+using ::udpmsg::IsContinuation;
+using ::udpmsg::Utf8Length;
+using ::udpmsg::ValidUtf8;
 
 // "1 member", "2 members".
 std::string Plural(size_t n, absl::string_view word);
