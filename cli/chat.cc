@@ -27,6 +27,7 @@
 #include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
 #include "apps/chat/server_core.h"
+#include "apps/chat/server_on_host.h"
 #include "cli/chat_client.h"
 #include "cli/chat_terminal.h"
 #include "cli/commands.h"
@@ -47,7 +48,7 @@ constexpr size_t kSpareConnections = 64;
 class ServerDriver final {
  public:
   ServerDriver(Host* host, chat::ServerCore* core, absl::Duration timeout)
-      : host_(host), core_(core), timeout_(timeout) {}
+      : host_(host), server_(host, core, Log), timeout_(timeout) {}
 
   // Serves until a signal arrives on `signal_fd`; then says goodbye.
   absl::Status Run(int signal_fd) {
@@ -55,90 +56,28 @@ class ServerDriver final {
     for (;;) {
       absl::StatusOr<Host::PollResult> r = host_->Poll(absl::Seconds(1));
       if (!r.ok()) return r.status();
-      for (const Event& e : r->events) {
-        OnEvent(e);
-        Execute();
-      }
+      for (const Event& e : r->events) server_.OnEvent(absl::Now(), e);
       for (uint64_t token : r->ready) {
         if (token == kSignalToken && DrainSignals(signal_fd)) return Shutdown();
       }
-      core_->OnTick(absl::Now());
-      Execute();
+      server_.OnTick(absl::Now());
     }
   }
 
  private:
-  static void Log(const std::string& line) {
+  static void Log(std::string line) {
     std::fprintf(stderr, "%s\n", line.c_str());
     std::fflush(stderr);
   }
 
-  void OnEvent(const Event& e) {
-    const absl::Time now = absl::Now();
-    switch (e.type) {
-      case Event::Type::kConnected:
-        core_->OnConnected(now, e.connection, e.peer.ToString());
-        break;
-      case Event::Type::kMessage:
-        if (e.channel == chat::kChannel) core_->OnMessage(now, e.connection, e.message);
-        break;
-      case Event::Type::kClosed: {
-        chat::CloseCause cause = chat::CloseCause::kLost;
-        const CloseReason r = e.close_reason;
-        if (!e.by_peer && (r == CloseReason::kIdleTimeout || r == CloseReason::kHandshakeTimeout ||
-                           r == CloseReason::kPeerTimeout)) {
-          cause = chat::CloseCause::kTimedOut;
-        } else if (e.by_peer) {
-          cause = chat::CloseCause::kClosedByPeer;
-        }
-        core_->OnClosed(now, e.connection, cause, e.reason);
-        break;
-      }
-      case Event::Type::kAcked:
-        break;
-    }
-  }
-
-  // Carries out the core's actions. A send that fails on a live connection
-  // (its queue is full) is reported back once the batch is done, which
-  // drops that member and may produce more actions.
-  void Execute() {
-    for (;;) {
-      std::vector<chat::ServerAction> actions = core_->TakeActions();
-      if (actions.empty()) return;
-      std::vector<std::pair<chat::PeerId, std::string>> failed;
-      for (chat::ServerAction& a : actions) {
-        switch (a.type) {
-          case chat::ServerAction::Type::kSend: {
-            absl::StatusOr<uint64_t> seq =
-                host_->Send(a.peer, chat::kChannel, DeliveryMode::kReliableOrdered, a.bytes);
-            if (!seq.ok()) failed.push_back({a.peer, std::string(seq.status().message())});
-            break;
-          }
-          case chat::ServerAction::Type::kClose:
-            (void)host_->Close(a.peer, a.reason, a.flush);  // cut to the wire limit there
-            break;
-          case chat::ServerAction::Type::kLog:
-            Log(a.text);
-            break;
-        }
-      }
-      for (const auto& [peer, why] : failed) {
-        // A connection that is already closed reports its own kClosed.
-        if (host_->IsEstablished(peer)) core_->OnSendFailed(absl::Now(), peer, why);
-      }
-    }
-  }
-
   absl::Status Shutdown() {
-    core_->Shutdown(absl::Now());
-    Execute();
+    server_.Shutdown(absl::Now());
     (void)host_->Flush(std::min(timeout_, absl::Seconds(2)));
     return absl::OkStatus();
   }
 
   Host* host_;
-  chat::ServerCore* core_;
+  chat::ServerOnHost server_;
   absl::Duration timeout_;
 };
 

@@ -60,6 +60,10 @@ DemoServer::DemoServer(Host host, std::unique_ptr<chat::ServerCore> core,
     : host_(std::move(host)),
       address_(host_.local_address()),
       core_(std::move(core)),
+      chat_(&host_, core_.get(),
+            [this](std::string line) {
+              if (results_.log.size() < kMaxLogLines) results_.log.push_back(std::move(line));
+            }),
       receiver_(&sink_, transfer::Receiver::Options{.max_bytes = max_transfer_bytes}) {}
 
 DemoServer::~DemoServer() { Stop(); }
@@ -89,12 +93,8 @@ void DemoServer::Loop() {
       results_.error = std::string(r.status().message());
       return;
     }
-    for (const Event& e : r->events) {
-      OnEvent(e);
-      Execute();
-    }
-    core_->OnTick(absl::Now());
-    Execute();
+    for (const Event& e : r->events) OnEvent(e);
+    chat_.OnTick(absl::Now());
   }
 }
 
@@ -104,7 +104,7 @@ void DemoServer::OnEvent(const Event& e) {
   switch (e.type) {
     case Event::Type::kConnected:
       if (!expect_data_) {
-        core_->OnConnected(now, e.connection, e.peer.ToString());
+        chat_.OnEvent(now, e);
       } else if (!data_.has_value()) {
         data_ = e.connection;
       } else {
@@ -114,23 +114,15 @@ void DemoServer::OnEvent(const Event& e) {
     case Event::Type::kMessage:
       if (is_data) {
         OnDataMessage(e);
-      } else if (e.channel == chat::kChannel) {
-        core_->OnMessage(now, e.connection, e.message);
+      } else {
+        chat_.OnEvent(now, e);
       }
       break;
     case Event::Type::kClosed:
       if (is_data) {
         receiver_.OnConnectionClosed(e.reason);
       } else {
-        chat::CloseCause cause = chat::CloseCause::kLost;
-        if (e.by_peer) {
-          cause = chat::CloseCause::kClosedByPeer;
-        } else if (e.close_reason == CloseReason::kIdleTimeout ||
-                   e.close_reason == CloseReason::kHandshakeTimeout ||
-                   e.close_reason == CloseReason::kPeerTimeout) {
-          cause = chat::CloseCause::kTimedOut;
-        }
-        core_->OnClosed(now, e.connection, cause, e.reason);
+        chat_.OnEvent(now, e);
       }
       break;
     case Event::Type::kAcked:
@@ -157,34 +149,6 @@ void DemoServer::OnDataMessage(const Event& e) {
   // one stays open: the client's numbered messages may still be in flight.
   if (!was_finished && receiver_.state() == transfer::Receiver::State::kFailed) {
     (void)host_.Close(*data_, "transfer rejected", true);
-  }
-}
-
-// Carries out the chat core's actions, as `udpmsg chat serve` does.
-void DemoServer::Execute() {
-  for (;;) {
-    std::vector<chat::ServerAction> actions = core_->TakeActions();
-    if (actions.empty()) return;
-    std::vector<std::pair<chat::PeerId, std::string>> failed;
-    for (chat::ServerAction& a : actions) {
-      switch (a.type) {
-        case chat::ServerAction::Type::kSend: {
-          absl::StatusOr<uint64_t> seq =
-              host_.Send(a.peer, chat::kChannel, DeliveryMode::kReliableOrdered, a.bytes);
-          if (!seq.ok()) failed.push_back({a.peer, std::string(seq.status().message())});
-          break;
-        }
-        case chat::ServerAction::Type::kClose:
-          (void)host_.Close(a.peer, a.reason, a.flush);
-          break;
-        case chat::ServerAction::Type::kLog:
-          if (results_.log.size() < kMaxLogLines) results_.log.push_back(std::move(a.text));
-          break;
-      }
-    }
-    for (const auto& [peer, why] : failed) {
-      if (host_.IsEstablished(peer)) core_->OnSendFailed(absl::Now(), peer, why);
-    }
   }
 }
 

@@ -44,6 +44,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/chat/server_core.h"
+#include "apps/chat/server_on_host.h"
 #include "apps/transfer/receiver.h"
 #include "apps/transfer/sink.h"
 #include "udpmsg/udpmsg.h"
@@ -108,11 +109,11 @@ class DemoServer final {
   void Loop();
   void OnEvent(const Event& e);
   void OnDataMessage(const Event& e);
-  void Execute();
 
   Host host_;
   SocketAddress address_;
   std::unique_ptr<chat::ServerCore> core_;
+  chat::ServerOnHost chat_;  // drives core_ on host_
   transfer::MemorySink sink_;
   transfer::Receiver receiver_;
   std::optional<ConnectionId> data_;

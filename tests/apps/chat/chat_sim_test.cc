@@ -30,6 +30,7 @@
 #include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
 #include "apps/chat/server_core.h"
+#include "apps/chat/server_on_host.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "reliable/deterministic_rng.h"
@@ -183,7 +184,9 @@ class ChatSim {
       // One total order: strictly increasing numbers, each the server's line.
       std::vector<uint64_t> got;
       for (const DisplayLine& l : m->lines) {
-        if (!got.empty()) ASSERT_GT(l.seq, got.back()) << "order broken or duplicate";
+        if (!got.empty()) {
+          ASSERT_GT(l.seq, got.back()) << "order broken or duplicate";
+        }
         got.push_back(l.seq);
         auto it = lines_.find(l.seq);
         ASSERT_NE(it, lines_.end()) << "line " << l.seq << " the server never sent";
@@ -276,13 +279,8 @@ class ChatSim {
         if (e.channel == chat::kChannel) core_->OnMessage(now, e.connection, e.message);
         break;
       case Event::Type::kClosed: {
-        const reliable::CloseReason r = e.close_reason;
-        chat::CloseCause cause =
-            e.by_peer ? chat::CloseCause::kClosedByPeer : chat::CloseCause::kLost;
-        if (!e.by_peer && (r == reliable::CloseReason::kIdleTimeout ||
-                           r == reliable::CloseReason::kPeerTimeout)) {
-          cause = chat::CloseCause::kTimedOut;
-        }
+        // The same mapping `udpmsg chat serve` uses.
+        const chat::CloseCause cause = chat::CloseCauseFor(e.close_reason, e.by_peer);
         core_->OnClosed(now, e.connection, cause, e.reason);
         break;
       }
