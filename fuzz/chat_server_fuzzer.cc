@@ -30,6 +30,7 @@
 #include "apps/chat/sequencer.h"
 #include "apps/chat/server_core.h"
 #include "apps/chat/text.h"
+#include "fuzz/fuzz_input.h"
 #include "google/protobuf/stubs/logging.h"
 
 namespace {
@@ -48,26 +49,7 @@ constexpr size_t kMaxPending = 3;
   std::abort();
 }
 
-class Input {
- public:
-  explicit Input(absl::string_view data) : data_(data) {}
-  bool empty() const { return data_.empty(); }
-  uint8_t Byte() {
-    if (data_.empty()) return 0;
-    const uint8_t b = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    return b;
-  }
-  std::string Take(size_t n) {
-    n = std::min(n, data_.size());
-    std::string s(data_.substr(0, n));
-    data_.remove_prefix(n);
-    return s;
-  }
-
- private:
-  absl::string_view data_;
-};
+using Input = ::udpmsg::fuzz::FuzzInput;
 
 class Checker {
  public:

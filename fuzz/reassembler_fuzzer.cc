@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "fuzz/fuzz_input.h"
 #include "reliable/reassembler.h"
 
 namespace {
@@ -38,31 +39,7 @@ using udpmsg::reliable::Reassembler;
   std::abort();
 }
 
-class Input {
- public:
-  explicit Input(absl::string_view data) : data_(data) {}
-  bool empty() const { return data_.empty(); }
-  uint8_t Byte() {
-    if (data_.empty()) return 0;
-    const uint8_t b = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    return b;
-  }
-  uint64_t Bytes(int n) {  // little-endian
-    uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= static_cast<uint64_t>(Byte()) << (8 * i);
-    return v;
-  }
-  std::string Take(size_t n) {
-    std::string s(data_.substr(0, n));
-    data_.remove_prefix(s.size());
-    s.resize(n, '\xAB');  // past the end: filler, so long payloads stay cheap
-    return s;
-  }
-
- private:
-  absl::string_view data_;
-};
+using Input = ::udpmsg::fuzz::FuzzInput;
 
 struct ModelMessage {
   FragmentHeader header;
@@ -112,7 +89,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if ((op & 0x20) == 0 && layout.ok() && layout->length <= (1u << 20)) {
           length = layout->length;
         }
-        const std::string payload = in.Take(length);
+        const std::string payload = in.TakePadded(length, '\xAB');  // filler: long payloads stay cheap
         const uint64_t buffered_before = r.buffered_bytes();
         const size_t partial_before = r.partial_messages();
         absl::StatusOr<std::optional<std::string>> got = r.Add(now, key, h, payload);

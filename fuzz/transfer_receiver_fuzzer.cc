@@ -41,6 +41,7 @@
 #include "apps/transfer/sha256.h"
 #include "apps/transfer/sink.h"
 #include "apps/transfer/transfer.pb.h"
+#include "fuzz/fuzz_input.h"
 
 namespace {
 
@@ -97,25 +98,7 @@ class CheckingSink final : public udpmsg::transfer::Sink {
   std::string data_;
 };
 
-class Input {
- public:
-  explicit Input(absl::string_view data) : data_(data) {}
-  bool empty() const { return data_.empty(); }
-  uint8_t Byte() {
-    if (data_.empty()) return 0;
-    const uint8_t b = static_cast<uint8_t>(data_[0]);
-    data_.remove_prefix(1);
-    return b;
-  }
-  std::string Take(size_t n) {
-    std::string s(data_.substr(0, n));
-    data_.remove_prefix(s.size());
-    return s;
-  }
-
- private:
-  absl::string_view data_;
-};
+using Input = ::udpmsg::fuzz::FuzzInput;
 
 // What the receiver must do, phase by phase.
 struct Model {
