@@ -20,7 +20,10 @@
 //                   otherwise (advance - 127) seconds
 // After each record the harness runs OnTimeout when due, takes outgoing
 // datagrams and events, and checks the invariants (aborting on violation):
-//   - connection_count() <= max_connections
+//   - members() <= max_connections, unconfirmed_connections() <=
+//     max_unconfirmed_connections, and connection_count() <= the table's
+//     bound: both of those, the draining cap, and the connections that
+//     closed since the last reap (at most members + unconfirmed)
 //   - every datagram goes to an address that sent us something, and the bytes
 //     sent to an address never validated (no connection accepted from it)
 //     stay <= 3x the bytes received from it (anti-amplification)
@@ -49,6 +52,9 @@
 namespace udpmsg::fuzz {
 
 inline constexpr size_t kMaxConnections = 4;
+inline constexpr size_t kMaxUnconfirmed = 4;
+inline constexpr size_t kMaxDraining = 4;
+inline constexpr size_t kMaxTable = 2 * (kMaxConnections + kMaxUnconfirmed) + kMaxDraining;
 inline constexpr size_t kRecordHeader = 4;
 inline constexpr uint8_t kRepairFraming = 1 << 3;
 inline constexpr uint8_t kAppAction = 1 << 4;
@@ -78,6 +84,8 @@ inline reliable::EndpointOptions ServerOptions() {
   o.connection = SmallConnectionOptions();
   o.accept_incoming = true;
   o.max_connections = kMaxConnections;
+  o.max_unconfirmed_connections = kMaxUnconfirmed;
+  o.max_draining_connections = kMaxDraining;
   reliable::CookieJar::Secret secret{};
   for (size_t i = 0; i < secret.size(); ++i) secret[i] = static_cast<uint8_t>(0x5A ^ i);
   o.cookie_secret = secret;
@@ -189,9 +197,13 @@ class EndpointHarness {
                                 e.connection));
       }
     }
-    if (server_->connection_count() > kMaxConnections) {
-      HarnessDie(absl::StrCat(server_->connection_count(), " connections, limit ",
-                              kMaxConnections));
+    if (server_->members() > kMaxConnections ||
+        server_->unconfirmed_connections() > kMaxUnconfirmed ||
+        server_->connection_count() > kMaxTable) {
+      HarnessDie(absl::StrCat(server_->members(), " members (limit ", kMaxConnections, "), ",
+                              server_->unconfirmed_connections(), " unconfirmed (limit ",
+                              kMaxUnconfirmed, "), ", server_->connection_count(),
+                              " in the table (limit ", kMaxTable, ")"));
     }
     return out;
   }

@@ -78,11 +78,13 @@ size_t OptionalBytesField(size_t n) { return n == 0 ? 0 : BytesField(n); }
 
 size_t HelloBodySize(const Hello& h) {
   return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
-         VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size());
+         VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size()) +
+         OptionalBytesField(h.key_proof.size());
 }
 
 size_t ChallengeBodySize(const Challenge& c) {
-  return Fixed64Field(c.client_connection_id) + BytesField(c.cookie.size());
+  return Fixed64Field(c.client_connection_id) + BytesField(c.cookie.size()) +
+         OptionalBytesField(c.key_proof.size());
 }
 
 size_t AcceptBodySize(const Accept& a) {
@@ -119,7 +121,7 @@ size_t DataHeaderSize(const DataFragment& d) {
 }
 
 size_t CloseBodySize(const Close& c) {
-  return VarintField(c.code) + BytesField(c.reason.size());
+  return VarintField(c.code) + BytesField(c.reason.size()) + OptionalBytesField(c.auth.size());
 }
 
 // Size of the wire.Packet without padding.
@@ -215,6 +217,14 @@ absl::Status CheckCookie(absl::string_view what, const std::string& cookie) {
   return absl::OkStatus();
 }
 
+absl::Status CheckProof(absl::string_view what, const std::string& proof) {
+  if (proof.size() > kMaxConfirmationBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(what, " of ", proof.size(), " bytes, over ",
+                                                   kMaxConfirmationBytes));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckConnectionId(absl::string_view what, uint64_t id) {
   if (id == 0) return absl::InvalidArgumentError(absl::StrCat(what, " 0"));
   return absl::OkStatus();
@@ -244,11 +254,13 @@ absl::Status ValidateHandshake(const Packet& p) {
     s.Update(CheckCookie("hello", p.hello->cookie));
     s.Update(CheckBudget("hello", p.hello->max_datagram));
     s.Update(CheckPublicKey("hello", p.hello->public_key));
+    s.Update(CheckProof("hello key_proof", p.hello->key_proof));
   }
   if (p.challenge) {
     s.Update(CheckConnectionId("challenge with client_connection_id",
                                p.challenge->client_connection_id));
     s.Update(CheckCookie("challenge", p.challenge->cookie));
+    s.Update(CheckProof("challenge key_proof", p.challenge->key_proof));
   }
   if (p.accept) {
     s.Update(CheckConnectionId("accept with client_connection_id",
@@ -374,6 +386,9 @@ absl::Status Validate(const Packet& p, const Codec::Limits& limits) {
         absl::StrCat("close reason of ", p.close->reason.size(),
                      " bytes over kMaxReasonBytes (", kMaxReasonBytes, ")"));
   }
+  if (p.close) {
+    if (absl::Status s = CheckProof("close auth", p.close->auth); !s.ok()) return s;
+  }
   return absl::OkStatus();
 }
 
@@ -389,11 +404,13 @@ void ToWire(const Packet& p, wire::Packet* w) {
     h->set_cookie(p.hello->cookie);
     h->set_max_datagram(p.hello->max_datagram);
     if (!p.hello->public_key.empty()) h->set_public_key(p.hello->public_key);
+    if (!p.hello->key_proof.empty()) h->set_key_proof(p.hello->key_proof);
   }
   if (p.challenge) {
     wire::Challenge* c = w->mutable_challenge();
     c->set_client_connection_id(p.challenge->client_connection_id);
     c->set_cookie(p.challenge->cookie);
+    if (!p.challenge->key_proof.empty()) c->set_key_proof(p.challenge->key_proof);
   }
   if (p.accept) {
     wire::Accept* a = w->mutable_accept();
@@ -437,6 +454,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     wire::CloseFrame* c = w->mutable_close();
     c->set_code(p.close->code);
     c->set_reason(p.close->reason);
+    if (!p.close->auth.empty()) c->set_auth(p.close->auth);
   }
 }
 
@@ -503,12 +521,14 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.hello->cookie = std::move(*h.mutable_cookie());
     p.hello->max_datagram = h.max_datagram();
     p.hello->public_key = std::move(*h.mutable_public_key());
+    p.hello->key_proof = std::move(*h.mutable_key_proof());
   }
   if (w.has_challenge()) {
     wire::Challenge& c = *w.mutable_challenge();
     p.challenge.emplace();
     p.challenge->client_connection_id = c.client_connection_id();
     p.challenge->cookie = std::move(*c.mutable_cookie());
+    p.challenge->key_proof = std::move(*c.mutable_key_proof());
   }
   if (w.has_accept()) {
     const wire::Accept& a = w.accept();
@@ -552,6 +572,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.close.emplace();
     p.close->code = c.code();
     p.close->reason = std::move(*c.mutable_reason());
+    p.close->auth = std::move(*c.mutable_auth());
   }
   if (absl::Status s = Validate(p, limits); !s.ok()) return s;
   return p;

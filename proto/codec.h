@@ -102,6 +102,8 @@ class Codec final {
   //     count > total_size for a non-empty message, count != 1 for an empty one
   //   - a sequence or packet number >= kMaxSequenceNumber
   //   - a close reason over kMaxReasonBytes
+  //   - a hello or challenge key_proof, or a close auth, over
+  //     kMaxConfirmationBytes
   // Also rejected, by the same rules: a challenge with client_connection_id 0
   // or a cookie over kMaxCookieBytes, an accept with a connection id 0 or a
   // max_datagram outside [kMinDatagram, kMaxDatagram], an ack without ranges,

@@ -57,12 +57,19 @@ struct Hello {
   // X25519 public key (kPublicKeyBytes) when the client wants encryption;
   // empty otherwise.
   std::string public_key;
+  // With a room key, on a hello that carries a cookie: the proof that the
+  // client holds the key (reliable::HelloKeyProof), at most
+  // kMaxConfirmationBytes; empty otherwise.
+  std::string key_proof;
 };
 
 // Server's stateless answer to a hello without a valid cookie.
 struct Challenge {
   uint64_t client_connection_id = 0;
   std::string cookie;  // at most kMaxCookieBytes
+  // With a room key: the server's proof that it holds the key
+  // (reliable::ChallengeKeyProof), at most kMaxConfirmationBytes.
+  std::string key_proof;
 };
 
 // Server accepted: from now on the client sends to server_connection_id and
@@ -116,6 +123,9 @@ struct Ping {};
 struct Close {
   uint32_t code = 0;   // CloseCode
   std::string reason;  // human-readable, at most kMaxReasonBytes
+  // Before the handshake completes, with a room key: a MAC authenticating
+  // this close (reliable::CloseAuth), at most kMaxConfirmationBytes.
+  std::string auth;
 };
 
 enum CloseCode : uint32_t {

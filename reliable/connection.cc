@@ -235,6 +235,7 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   c->accept_.public_key = public_key;
   c->accept_.psk_confirmation = psk_confirmation;
   c->accept_due_ = true;
+  c->client_seen_ = now;
   if (protector != nullptr) {
     c->protector_ = std::move(protector);
     c->SetBudget(c->max_datagram_);
@@ -290,9 +291,65 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   Emit(std::move(e));
 }
 
+void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
+                             bool unambiguous, absl::Duration sample) {
+  if (security_.psk && !challenge.key_proof.empty()) {
+    if (!VerifyChallengeKeyProof(*security_.psk, challenge.cookie, local_id_,
+                                 challenge.key_proof)) {
+      // The server holds another key, or someone forged this challenge: a
+      // right one within the grace wins (OnTimeout decides).
+      ++stats_.unauthenticated_handshake;
+      if (!key_confirmed_) wrong_key_since_ = std::min(wrong_key_since_, now);
+      return;
+    }
+    key_confirmed_ = true;
+    wrong_key_since_ = absl::InfiniteFuture();
+  } else if (!security_.psk && security_.encrypt && !challenge.key_proof.empty()) {
+    // Nothing authenticates a keyless client's handshake anyway.
+    CloseNow(now, CloseReason::kWrongRoomKey,
+             absl::StrCat("server ", peer_.ToString(), " requires a room key (--key-file)"),
+             /*by_peer=*/false, /*send_close=*/false);
+    return;
+  }
+  // Without a proof the server has no room key, or is an older version: the
+  // Accept's PskConfirmation decides (StartProtection).
+  if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
+  cookie_ = challenge.cookie;
+  next_hello_ = now;  // answer at once
+  hello_count_ = 0;
+}
+
+void Connection::OnHandshakeClose(absl::Time now, const proto::Close& close) {
+  if (security_.psk && !VerifyCloseAuth(*security_.psk, local_id_, cookie_, close.code,
+                                        close.reason, close.auth)) {
+    // Anyone on the path can send a clear close: with a room key only an
+    // authenticated one ends the attempt. Its text is kept for the timeout.
+    ++stats_.unauthenticated_handshake;
+    if (unauthenticated_close_.empty()) {
+      unauthenticated_close_ = close.reason.empty() ? "(no reason)" : close.reason;
+    }
+    return;
+  }
+  CloseNow(now, CloseReasonFromWire(close.code), close.reason, /*by_peer=*/true, false);
+}
+
+absl::Duration Connection::UnconfirmedTimeout() const {
+  const absl::Duration wait = std::max(options_.unconfirmed_timeout, 3 * rtt_.Pto(false));
+  return std::min(wait, std::max(options_.handshake_timeout, options_.idle_timeout));
+}
+
+absl::Time Connection::WrongKeyDeadline() const {
+  if (wrong_key_since_ == absl::InfiniteFuture()) return absl::InfiniteFuture();
+  const absl::Duration grace =
+      std::min(options_.handshake_timeout, std::max(absl::Seconds(1), 3 * options_.initial_rtt));
+  return wrong_key_since_ + grace;
+}
+
 void Connection::OnRepeatedHello(absl::Time now) {
-  (void)now;
-  if (state_ == State::kAccepted) accept_due_ = true;
+  if (state_ == State::kAccepted) {
+    accept_due_ = true;
+    client_seen_ = now;  // alive, and our Accept was lost: wait again
+  }
 }
 
 void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t size) {
@@ -312,10 +369,7 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
     const bool unambiguous = hello_count_ == 1;
     const absl::Duration sample = now - last_hello_sent_;
     if (packet.challenge && packet.challenge->client_connection_id == local_id_) {
-      if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
-      cookie_ = packet.challenge->cookie;
-      next_hello_ = now;  // answer at once
-      hello_count_ = 0;
+      OnChallenge(now, *packet.challenge, unambiguous, sample);
       return;
     }
     if (packet.accept && packet.accept->client_connection_id == local_id_) {
@@ -336,10 +390,7 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
       Established(now);
       return;
     }
-    if (packet.close) {
-      CloseNow(now, CloseReasonFromWire(packet.close->code), packet.close->reason,
-               /*by_peer=*/true, false);
-    }
+    if (packet.close) OnHandshakeClose(now, *packet.close);
     return;  // nothing else is meaningful before the handshake
   }
   if (packet.hello || packet.challenge || packet.accept) return;  // stray handshake
@@ -646,6 +697,10 @@ void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   hello.cookie = cookie_;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
   if (security_.encrypt) hello.public_key = std::string(security_.key->public_key());
+  if (security_.psk && !cookie_.empty()) {
+    hello.key_proof =
+        HelloKeyProof(*security_.psk, cookie_, local_id_, security_.key->public_key());
+  }
   p.hello = std::move(hello);
   Encode(now, p, out);
   last_hello_sent_ = now;
@@ -819,18 +874,29 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
 void Connection::OnTimeout(absl::Time now) {
   if (state_ == State::kClosed) return;
   if (client_ && state_ == State::kConnecting) {
-    if (now - started_ >= options_.handshake_timeout) {
-      CloseNow(now, CloseReason::kHandshakeTimeout,
-               absl::StrCat("handshake with ", peer_.ToString(), " timed out after ",
-                            absl::FormatDuration(options_.handshake_timeout)),
+    if (now >= WrongKeyDeadline()) {
+      CloseNow(now, CloseReason::kWrongRoomKey,
+               absl::StrCat("wrong room key: server ", peer_.ToString(),
+                            " holds a different key"),
                false, false);
+    } else if (now - started_ >= options_.handshake_timeout) {
+      std::string reason = absl::StrCat("handshake with ", peer_.ToString(), " timed out after ",
+                                        absl::FormatDuration(options_.handshake_timeout));
+      if (!unauthenticated_close_.empty()) {
+        absl::StrAppend(&reason, " (ignored an unauthenticated close: \"",
+                        unauthenticated_close_, "\")");
+      }
+      CloseNow(now, CloseReason::kHandshakeTimeout, std::move(reason), false, false);
     }
     return;
   }
-  // The server waits for the client's first packet as long as for any packet.
-  if (state_ == State::kAccepted &&
-      now - started_ >= std::max(options_.handshake_timeout, options_.idle_timeout)) {
-    CloseNow(now, CloseReason::kHandshakeTimeout, "handshake not confirmed", false, false);
+  // The server waits a short while for the client's first packet: an
+  // unconfirmed connection holds a slot of a small table.
+  if (state_ == State::kAccepted && now - client_seen_ >= UnconfirmedTimeout()) {
+    CloseNow(now, CloseReason::kHandshakeTimeout,
+             absl::StrCat("handshake not confirmed within ",
+                          absl::FormatDuration(UnconfirmedTimeout())),
+             false, /*send_close=*/true);
     return;
   }
   if (now - last_received_ >= options_.idle_timeout) {
@@ -884,11 +950,10 @@ absl::Time Connection::NextTimeout() const {
   if (close_due_) return absl::InfinitePast();
   if (state_ == State::kClosed) return absl::InfiniteFuture();
   if (client_ && state_ == State::kConnecting) {
-    return std::min(next_hello_, started_ + options_.handshake_timeout);
+    return std::min({next_hello_, started_ + options_.handshake_timeout, WrongKeyDeadline()});
   }
   if (state_ == State::kAccepted) {
-    return accept_due_ ? absl::InfinitePast()
-                       : started_ + std::max(options_.handshake_timeout, options_.idle_timeout);
+    return accept_due_ ? absl::InfinitePast() : client_seen_ + UnconfirmedTimeout();
   }
   absl::Time t = last_received_ + options_.idle_timeout;
   t = std::min(t, sent_.Deadline(rtt_));

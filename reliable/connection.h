@@ -18,7 +18,20 @@
 //   client: Hello{cookie}            (padded), repeated with backoff
 //   server: Accept{server cid}       (creates this Connection)
 //   client: established; its first packets carry the server's cid, which
-//           confirms the handshake on the server.
+//           confirms the handshake on the server (within
+//           unconfirmed_timeout, or the server closes it).
+//
+// With a room key (Security::psk) the clear handshake packets carry MACs
+// with the key (packet_protection.h): the Challenge a ChallengeKeyProof, the
+// client's Hello{cookie} a HelloKeyProof, a server's Close before the Accept
+// a CloseAuth. A keyed client ignores (counts) a Close without a valid auth:
+// it cannot end the attempt; its text shows only in the handshake timeout's
+// reason, marked unauthenticated. A Challenge whose key proof is wrong is
+// ignored too, but when no Challenge with a right proof arrives within a
+// short grace (max(1s, 3 x initial_rtt), at most the handshake timeout) the
+// attempt ends with CloseReason::kWrongRoomKey: the server holds another
+// key. A keyless client that encrypts ends at once with kWrongRoomKey on a
+// Challenge that carries a key proof (the server requires a room key).
 //
 // Loss recovery follows RFC 9002 (see sent_packets.h, congestion.h); every
 // packet gets a new number, retransmitted fragments included. Liveness:
@@ -91,6 +104,15 @@ struct ConnectionOptions {
   absl::Duration idle_timeout = absl::Seconds(30);
   absl::Duration keepalive = absl::Seconds(5);
   absl::Duration handshake_timeout = absl::Seconds(20);
+  // Server: how long an accepted connection waits for the client's first
+  // numbered packet (its confirmation) before it is closed, counted from the
+  // Accept or the client's latest repeated hello (it did not get the
+  // Accept): this, or three initial probe timeouts if longer, and never
+  // longer than the handshake or idle timeout. An unconfirmed connection
+  // holds a slot of the endpoint's small unconfirmed table (see
+  // EndpointOptions), where a flood evicts the oldest long before this; 10 s
+  // lets a client on a path losing 30% each way confirm (3 s did not).
+  absl::Duration unconfirmed_timeout = absl::Seconds(10);
   absl::Duration peer_timeout = absl::Seconds(10);
   int max_probes = 10;
   absl::Duration max_ack_delay = absl::Milliseconds(25);
@@ -203,6 +225,13 @@ struct ConnectionStats {
   uint64_t probes = 0;                 // PTO expirations
   uint64_t congestion_reductions = 0;
   uint64_t refused_packets = 0;        // not acked: receiver out of buffer
+  // Heap the peer makes this connection hold now, as charged (see "Memory
+  // per connection" above): never over MaxPeerHeldBytes(options).
+  uint64_t peer_held_bytes = 0;
+  // Client with a room key: clear handshake packets ignored for lacking a
+  // valid room-key MAC (challenges with a wrong key proof, closes without a
+  // valid auth; see packet_protection.h CloseAuth).
+  uint64_t unauthenticated_handshake = 0;
   std::string ToString() const;        // one line, for logs and the CLI
 };
 
@@ -265,6 +294,8 @@ class Connection final {
   State state() const { return state_; }
   bool closed() const { return state_ == State::kClosed; }
   bool is_client() const { return client_; }
+  // A server connection accepted but not confirmed by the client yet.
+  bool unconfirmed() const { return !client_ && state_ == State::kAccepted; }
   ConnectionStats stats() const;
   // Payload bytes a fragment carries at most (from the codec's budget).
   size_t max_fragment_payload() const { return max_fragment_payload_; }
@@ -307,6 +338,15 @@ class Connection final {
   // Client: derives the session keys from the server's Accept. On failure
   // `*why` says which close reason it is.
   absl::Status StartProtection(const proto::Accept& accept, CloseReason* why);
+  // Client: a Challenge or Close arrived while connecting (see the file
+  // comment for the rules with a room key).
+  void OnChallenge(absl::Time now, const proto::Challenge& challenge, bool unambiguous,
+                   absl::Duration sample);
+  void OnHandshakeClose(absl::Time now, const proto::Close& close);
+  // Server: how long an accepted connection waits for its confirmation.
+  absl::Duration UnconfirmedTimeout() const;
+  // Client with a room key: when a wrong-key verdict becomes final.
+  absl::Time WrongKeyDeadline() const;
   absl::Time PacingTime(absl::Time now) const;
   bool DataSendable();
 
@@ -331,6 +371,14 @@ class Connection final {
   int accepts_sent_ = 0;
   absl::Time accept_sent_at_ = absl::InfinitePast();
   proto::Accept accept_;
+  // Server: the Accept or the latest repeated hello; the unconfirmed timeout
+  // counts from it.
+  absl::Time client_seen_;
+  // Client with a room key: the first Challenge whose key proof failed (no
+  // right one seen since), and the text of the first unauthenticated Close.
+  absl::Time wrong_key_since_ = absl::InfiniteFuture();
+  bool key_confirmed_ = false;
+  std::string unauthenticated_close_;
 
   // Sender.
   uint64_t next_packet_number_;

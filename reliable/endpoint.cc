@@ -1,5 +1,6 @@
 #include "reliable/endpoint.h"
 
+#include <netinet/in.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -35,6 +36,11 @@ std::string EndpointStats::ToString() const {
                       " hellos=", hellos, " challenges=", challenges_sent,
                       " bad_cookies=", bad_cookies, " short_hellos=", short_hellos,
                       " accepted=", accepted, " refused_full=", refused_full,
+                      " refused_per_address=", refused_per_address,
+                      " refused_key_proof=", refused_key_proof,
+                      " evicted_unconfirmed=", evicted_unconfirmed,
+                      " refused_late_full=", refused_late_full, " drained_early=", drained_early,
+                      " key_exchanges=", key_exchanges,
                       " unauthenticated=", unauthenticated, " unreachable=", unreachable);
 }
 
@@ -76,9 +82,76 @@ void Endpoint::SendStateless(const udp::SocketAddress& to, const proto::Packet& 
   outgoing_.push_back(Outgoing{to, *std::move(bytes)});
 }
 
+std::string Endpoint::AddressPrefix(const udp::SocketAddress& peer) {
+  udp::SocketAddress a = peer.Unmapped();
+  if (a.native_family() == AF_INET6) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(a.mutable_data());
+    for (int i = 8; i < 16; ++i) in6->sin6_addr.s6_addr[i] = 0;
+    return absl::StrCat(a.IpString(), "/64");
+  }
+  return a.IpString();
+}
+
+size_t Endpoint::ConnectionsFromAddress(const udp::SocketAddress& peer) const {
+  auto it = per_address_.find(AddressPrefix(peer));
+  return it == per_address_.end() ? 0 : it->second;
+}
+
+Endpoint::SlotKind Endpoint::KindOf(const Connection& c) {
+  if (c.closed()) return SlotKind::kClosed;
+  return c.unconfirmed() ? SlotKind::kUnconfirmed : SlotKind::kMember;
+}
+
+void Endpoint::Count(ConnectionId id, const Slot& slot, int delta) {
+  switch (slot.kind) {
+    case SlotKind::kMember:
+      members_ += delta;
+      break;
+    case SlotKind::kUnconfirmed:
+      unconfirmed_ += delta;
+      if (delta > 0) {
+        unconfirmed_order_.insert({slot.since, id});
+      } else {
+        unconfirmed_order_.erase({slot.since, id});
+      }
+      break;
+    case SlotKind::kClosed:
+      closed_ += delta;
+      return;  // closed connections count against no address
+  }
+  if (slot.prefix.empty()) return;
+  size_t& n = per_address_[slot.prefix];
+  n += delta;
+  if (n == 0) per_address_.erase(slot.prefix);
+}
+
+bool Endpoint::Sync(absl::Time now, Connection& c) {
+  auto it = slots_.find(c.local_id());
+  if (it == slots_.end()) return false;
+  Slot& slot = it->second;
+  const SlotKind kind = KindOf(c);
+  if (kind == slot.kind) return false;
+  const SlotKind was = slot.kind;
+  Count(c.local_id(), slot, -1);
+  slot.kind = kind;
+  Count(c.local_id(), slot, +1);
+  if (was == SlotKind::kUnconfirmed && kind == SlotKind::kMember &&
+      members_ > options_.max_connections) {
+    // Admitted while members had room, confirmed after they filled up.
+    ++stats_.refused_late_full;
+    c.Close(now, CloseReason::kServerFull,
+            absl::StrCat("server full (", options_.max_connections, " connections)"),
+            /*flush=*/false);
+    Sync(now, c);
+    return true;
+  }
+  return false;
+}
+
 void Endpoint::Flush(absl::Time now, Connection& c) {
   scratch_.clear();
   c.Poll(now, &scratch_);
+  if (Sync(now, c)) c.Poll(now, &scratch_);  // send the Close Sync decided
   for (std::string& bytes : scratch_) {
     ++stats_.datagrams_sent;
     stats_.bytes_sent += bytes.size();
@@ -167,59 +240,89 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
     challenge.connection_id = hello.client_connection_id;
     challenge.challenge =
         proto::Challenge{hello.client_connection_id,
-                         cookies_.Mint(now, address, hello.client_connection_id)};
+                         cookies_.Mint(now, address, hello.client_connection_id), ""};
+    if (options_.psk) {
+      challenge.challenge->key_proof = ChallengeKeyProof(
+          *options_.psk, challenge.challenge->cookie, hello.client_connection_id);
+    }
     ++stats_.challenges_sent;
     SendStateless(from, challenge, size);
     return;
   }
   // The address is validated: from here on the connection may send freely.
-  if (open_connections() >= options_.max_connections) {
-    Reap(now);
-  }
-  if (connections_.size() >= options_.max_connections) {
-    ++stats_.refused_full;
-    proto::Packet refuse;
-    refuse.connection_id = hello.client_connection_id;
-    refuse.close = proto::Close{proto::kCloseServerFull,
-                                absl::StrCat("server full (", options_.max_connections,
-                                             " connections)")};
-    SendStateless(from, refuse, size);
+  // Checks, cheapest and stateless first; nothing is allocated and no X25519
+  // is done before all pass.
+  const bool encrypt = options_.encrypt || options_.psk.has_value();
+  if (!encrypt && !hello.public_key.empty()) {
+    Refuse(from, hello, size, proto::kCloseEncryptionMismatch,
+           "this server does not encrypt; connect without encryption", false);
     return;
   }
+  if (encrypt && hello.public_key.empty()) {
+    Refuse(from, hello, size, proto::kCloseEncryptionMismatch, "this server requires encryption",
+           true);
+    return;
+  }
+  if (options_.psk && !VerifyHelloKeyProof(*options_.psk, hello.cookie,
+                                           hello.client_connection_id, hello.public_key,
+                                           hello.key_proof)) {
+    // Nothing the client can check: it has another key or none (an older
+    // client sends none). Costs us one BLAKE2b, like the cookie.
+    ++stats_.refused_key_proof;
+    Refuse(from, hello, size, proto::kCloseProtocolError,
+           "wrong room key: the hello carries no valid proof of this room's key", false);
+    return;
+  }
+  if (members_ >= options_.max_connections) {
+    ++stats_.refused_full;
+    Refuse(from, hello, size, proto::kCloseServerFull,
+           absl::StrCat("server full (", options_.max_connections, " connections)"), true);
+    return;
+  }
+  const std::string prefix = AddressPrefix(from);
+  if (auto n = per_address_.find(prefix);
+      n != per_address_.end() && n->second >= options_.max_connections_per_address) {
+    ++stats_.refused_per_address;
+    Refuse(from, hello, size, proto::kCloseServerFull,
+           absl::StrCat("server full: too many connections from ", prefix, " (",
+                        options_.max_connections_per_address, ")"),
+           true);
+    return;
+  }
+  while (unconfirmed_ >= options_.max_unconfirmed_connections && !unconfirmed_order_.empty()) {
+    // The oldest has had the longest to confirm; an honest client confirms
+    // within one round trip, so under a flood the newest get their chance.
+    auto oldest = connections_.find(unconfirmed_order_.begin()->second);
+    if (oldest == connections_.end()) {  // cannot happen: slots follow connections_
+      unconfirmed_order_.erase(unconfirmed_order_.begin());
+      continue;
+    }
+    ++stats_.evicted_unconfirmed;
+    oldest->second->Close(now, CloseReason::kHandshakeTimeout,
+                          "handshake not confirmed: a newer one took its place",
+                          /*flush=*/false);
+    Flush(now, *oldest->second);
+  }
+  if (closed_ >= options_.max_draining_connections) ReapDraining();
   const ConnectionId id = NewId();
   std::unique_ptr<PacketProtector> protector;
   std::string public_key;
   std::string confirmation;
-  const bool encrypt = options_.encrypt || options_.psk.has_value();
-  if (encrypt || !hello.public_key.empty()) {
-    std::string refusal;
-    uint32_t code = proto::kCloseEncryptionMismatch;
-    if (!encrypt) {
-      refusal = "this server does not encrypt; connect without encryption";
-    } else if (hello.public_key.empty()) {
-      refusal = "this server requires encryption";
-    } else {
-      const KeyPair key = NewKeyPair();
-      const std::string transcript = HandshakeTranscript(hello.public_key, key.public_key(),
-                                                         hello.client_connection_id, id);
-      absl::StatusOr<SessionKeys> keys =
-          DeriveSessionKeys(Role::kServer, key, hello.public_key, transcript, options_.psk);
-      if (!keys.ok()) {
-        refusal = std::string(keys.status().message());
-        code = proto::kCloseProtocolError;  // a malformed client key
-      } else {
-        protector = std::make_unique<PacketProtector>(*keys);
-        public_key = std::string(key.public_key());
-        if (options_.psk) confirmation = PskConfirmation(*options_.psk, transcript, Role::kServer);
-      }
-    }
-    if (!refusal.empty()) {
-      proto::Packet refuse;
-      refuse.connection_id = hello.client_connection_id;
-      refuse.close = proto::Close{code, refusal};
-      SendStateless(from, refuse, size);
+  if (encrypt) {
+    const KeyPair key = NewKeyPair();
+    const std::string transcript = HandshakeTranscript(hello.public_key, key.public_key(),
+                                                       hello.client_connection_id, id);
+    ++stats_.key_exchanges;
+    absl::StatusOr<SessionKeys> keys =
+        DeriveSessionKeys(Role::kServer, key, hello.public_key, transcript, options_.psk);
+    if (!keys.ok()) {  // a malformed client key
+      Refuse(from, hello, size, proto::kCloseProtocolError, std::string(keys.status().message()),
+             true);
       return;
     }
+    protector = std::make_unique<PacketProtector>(*keys);
+    public_key = std::string(key.public_key());
+    if (options_.psk) confirmation = PskConfirmation(*options_.psk, transcript, Role::kServer);
   }
   std::unique_ptr<Connection> c =
       Connection::Server(now, id, hello.client_connection_id, from, hello, options_.connection,
@@ -227,13 +330,28 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
+  Slot slot{KindOf(ref), prefix, now};
+  Count(id, slot, +1);
+  slots_.emplace(id, std::move(slot));
   ++stats_.accepted;
   Flush(now, ref);
 }
 
+void Endpoint::Refuse(const udp::SocketAddress& to, const proto::Hello& hello,
+                      size_t received_size, uint32_t code, std::string reason,
+                      bool authenticate) {
+  proto::Packet refuse;
+  refuse.connection_id = hello.client_connection_id;
+  refuse.close = proto::Close{code, std::move(reason), ""};
+  if (authenticate && options_.psk) {
+    refuse.close->auth = CloseAuth(*options_.psk, hello.client_connection_id, hello.cookie, code,
+                                   refuse.close->reason);
+  }
+  SendStateless(to, refuse, received_size);
+}
+
 absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer) {
-  if (connections_.size() >= options_.max_connections) Reap(now);
-  if (connections_.size() >= options_.max_connections) {
+  if (members_ >= options_.max_connections) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot connect to ", peer.ToString(), ": ", options_.max_connections,
                      " connections open"));
@@ -247,6 +365,10 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
       Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security), hooks_);
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
+  Slot slot{KindOf(ref), "", now};
+  Count(id, slot, +1);
+  slots_.emplace(id, std::move(slot));
+  if (closed_ >= options_.max_draining_connections) ReapDraining();
   Flush(now, ref);
   return id;
 }
@@ -309,6 +431,13 @@ void Endpoint::OnTimeout(absl::Time now) {
     }
   }
   Reap(now);
+  if (closed_ > options_.max_draining_connections) ReapDraining();
+}
+
+void Endpoint::ReapDraining() {
+  const size_t before = connections_.size();
+  Reap(absl::InfiniteFuture());
+  stats_.drained_early += before - connections_.size();
 }
 
 void Endpoint::Reap(absl::Time now) {
@@ -316,6 +445,10 @@ void Endpoint::Reap(absl::Time now) {
     if (it->second->Finished(now)) {
       if (!it->second->is_client()) {
         by_client_.erase(ClientKey{it->second->peer().ToString(), it->second->peer_id()});
+      }
+      if (auto slot = slots_.find(it->first); slot != slots_.end()) {
+        Count(it->first, slot->second, -1);
+        slots_.erase(slot);
       }
       it = connections_.erase(it);
     } else {

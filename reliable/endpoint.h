@@ -21,10 +21,36 @@
 // address is validated the endpoint never sends more than 3x the bytes it
 // received from it (RFC 9000 8.1), which a test checks.
 //
-// Bounds: at most `max_connections` connections (a valid hello beyond that
-// gets a Close "server full"); each connection bounds its own buffers (see
-// connection.h). Closed connections linger for 3 PTOs to answer stray
-// packets with a Close, then are removed once their events have been taken.
+// Handshake budgets (a valid cookie only proves an address, and anyone can
+// have many addresses' worth of cookies):
+//   - Members: at most `max_connections` open connections that are not
+//     unconfirmed (clients, and server connections the client confirmed).
+//     A valid hello beyond that gets a Close "server full".
+//   - Unconfirmed: a server connection is unconfirmed from its Accept until
+//     the client's first numbered packet. At most
+//     `max_unconfirmed_connections` of them, apart from the members, so a
+//     flood of valid hellos never makes members' slots "full"; a new one
+//     beyond that evicts the oldest (closed "handshake not confirmed"). Each
+//     lasts at most ConnectionOptions::unconfirmed_timeout (10 s) after the
+//     Accept or the client's latest repeated hello.
+//   - Per address: at most `max_connections_per_address` open server
+//     connections (unconfirmed ones included) per IPv4 address or IPv6 /64
+//     (an IPv4-mapped IPv6 address counts as its IPv4 address); a valid
+//     hello beyond it gets a Close "server full: too many connections from".
+//   - Draining: a closed connection stops counting at once (its slot is free
+//     for the next hello) and lingers for 3 PTOs to answer stray packets with
+//     a Close, then is removed once its events have been taken. At most
+//     `max_draining_connections` linger: beyond that the closed connections
+//     whose events were taken are forgotten early.
+//   - Room key (psk): the server's Challenge carries a MAC with the key, and
+//     the client's Hello{cookie} a MAC with the key over the cookie, its
+//     connection id and its public key (packet_protection.h). The server
+//     checks it right after the cookie, before any cap, allocation or X25519:
+//     a hello without a valid proof gets a clear Close "wrong room key" and
+//     costs one BLAKE2b. Every Close the server sends before a handshake
+//     completes carries a CloseAuth, without which a keyed client ignores it.
+// Each refusal has its own counter in EndpointStats. Each connection bounds
+// its own buffers (see connection.h).
 //
 // Not thread-safe: one thread drives an endpoint. Owns its connections.
 #ifndef UDPMSG_RELIABLE_ENDPOINT_H_
@@ -56,7 +82,14 @@ struct EndpointOptions {
   ConnectionOptions connection;
   // Accept incoming connections (a server). Clients may still Connect().
   bool accept_incoming = false;
+  // Open connections, unconfirmed server connections apart (class comment).
   size_t max_connections = 1024;
+  // Server connections waiting for the client's confirmation.
+  size_t max_unconfirmed_connections = 64;
+  // Open server connections per IPv4 address / IPv6 /64.
+  size_t max_connections_per_address = 64;
+  // Closed connections kept to answer stray packets with a Close.
+  size_t max_draining_connections = 1024;
   absl::Duration cookie_lifetime = absl::Seconds(10);
   // Fixed cookie secret and id seed for deterministic tests; random (from
   // libsodium) when unset / zero.
@@ -90,7 +123,13 @@ struct EndpointStats {
   uint64_t bad_cookies = 0;
   uint64_t short_hellos = 0;        // hello datagram under kMinDatagram: dropped
   uint64_t accepted = 0;
-  uint64_t refused_full = 0;
+  uint64_t refused_full = 0;         // valid hello, max_connections members
+  uint64_t refused_per_address = 0;  // valid hello, address at its cap
+  uint64_t refused_key_proof = 0;    // valid cookie, no valid room-key proof
+  uint64_t evicted_unconfirmed = 0;  // unconfirmed closed for a newer hello
+  uint64_t refused_late_full = 0;    // confirmed when members were full: closed
+  uint64_t drained_early = 0;        // closed, forgotten before drain_until
+  uint64_t key_exchanges = 0;        // X25519 exchanges done for hellos
   uint64_t ignored_hellos = 0;      // hello to an endpoint that does not accept
   uint64_t unauthenticated = 0;     // sealed datagrams that failed to open, or
                                     // plain ones for an encrypted connection
@@ -157,6 +196,15 @@ class Endpoint final {
   size_t connection_count() const { return connections_.size(); }
   // Connections not closed.
   size_t open_connections() const;
+  // Open connections that are not unconfirmed (see the class comment).
+  size_t members() const { return members_; }
+  // Server connections waiting for the client's confirmation.
+  size_t unconfirmed_connections() const { return unconfirmed_; }
+  // Open server connections from `peer`'s IPv4 address or IPv6 /64.
+  size_t ConnectionsFromAddress(const udp::SocketAddress& peer) const;
+  // The key the per-address cap counts by: "192.0.2.1" for IPv4 (and
+  // IPv4-mapped IPv6), "2001:db8:1:2::/64" for IPv6.
+  static std::string AddressPrefix(const udp::SocketAddress& peer);
   const EndpointStats& stats() const { return stats_; }
   const proto::Codec& codec() const { return codec_; }
 
@@ -175,6 +223,10 @@ class Endpoint final {
 
   void OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
                size_t size);
+  // A stateless Close answering `hello`; with a room key, `authenticate`
+  // adds its CloseAuth.
+  void Refuse(const udp::SocketAddress& to, const proto::Hello& hello, size_t received_size,
+              uint32_t code, std::string reason, bool authenticate);
   void SendStateless(const udp::SocketAddress& to, const proto::Packet& packet,
                      size_t received_size);
   ConnectionId NewId();
@@ -184,6 +236,21 @@ class Endpoint final {
   // unknown_connection / wrong_address and returns null.
   Connection* Route(ConnectionId id, const udp::SocketAddress& from);
   void Reap(absl::Time now);
+  // Forgets closed connections whose events were taken, drain or not.
+  void ReapDraining();
+
+  // What a connection counts as (see the class comment); kept in slots_.
+  enum class SlotKind { kMember, kUnconfirmed, kClosed };
+  struct Slot {
+    SlotKind kind = SlotKind::kMember;
+    std::string prefix;  // AddressPrefix of a server connection's peer; "" for clients
+    absl::Time since;    // admission time (orders the unconfirmed)
+  };
+  static SlotKind KindOf(const Connection& c);
+  void Count(ConnectionId id, const Slot& slot, int delta);
+  // Brings the counters up to date with `c`'s state; true when it had to
+  // close `c` (confirmed while members were full).
+  bool Sync(absl::Time now, Connection& c);
 
   EndpointOptions options_;
   proto::Codec codec_;
@@ -195,6 +262,12 @@ class Endpoint final {
   absl::btree_set<ConnectionId> dirty_;  // sent to since the last TakeOutgoing
   absl::Time cork_time_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
+  absl::flat_hash_map<ConnectionId, Slot> slots_;
+  size_t members_ = 0;
+  size_t unconfirmed_ = 0;
+  size_t closed_ = 0;
+  absl::flat_hash_map<std::string, size_t> per_address_;  // open server connections
+  absl::btree_set<std::pair<absl::Time, ConnectionId>> unconfirmed_order_;
   EndpointStats stats_;
   TestHooks hooks_;
 };

@@ -151,6 +151,100 @@ bool VerifyPskConfirmation(const Psk& psk, absl::string_view transcript, Role ro
   return sodium_memcmp(expected.data(), confirmation.data(), kPskConfirmationBytes) == 0;
 }
 
+// -------------------------------------------------------- Room-key proofs
+
+namespace {
+
+constexpr char kHelloProofLabel[] = "udpmsg hello proof v1";
+constexpr char kChallengeProofLabel[] = "udpmsg challenge proof v1";
+constexpr char kCloseAuthLabel[] = "udpmsg close v1";
+static_assert(kRoomProofBytes >= crypto_generichash_BYTES_MIN);
+
+// BLAKE2b-128(key = psk, label || fields), each field prefixed by its length
+// (8 bytes, big-endian) so that field boundaries are unambiguous.
+class RoomMac final {
+ public:
+  RoomMac(const Psk& psk, absl::string_view label) {
+    EnsureSodium();
+    crypto_generichash_init(&state_, psk.bytes.data(), psk.bytes.size(), kRoomProofBytes);
+    crypto_generichash_update(&state_, Bytes(label), label.size());
+  }
+  ~RoomMac() { sodium_memzero(&state_, sizeof(state_)); }
+  RoomMac(const RoomMac&) = delete;
+  RoomMac& operator=(const RoomMac&) = delete;
+
+  RoomMac& Field(absl::string_view bytes) {
+    uint8_t length[8];
+    PutBigEndian64(bytes.size(), length);
+    crypto_generichash_update(&state_, length, sizeof(length));
+    crypto_generichash_update(&state_, Bytes(bytes), bytes.size());
+    return *this;
+  }
+  RoomMac& Number(uint64_t v) {
+    uint8_t be[8];
+    PutBigEndian64(v, be);
+    crypto_generichash_update(&state_, be, sizeof(be));
+    return *this;
+  }
+  std::string Final() {
+    std::string mac(kRoomProofBytes, '\0');
+    crypto_generichash_final(&state_, reinterpret_cast<uint8_t*>(mac.data()), mac.size());
+    return mac;
+  }
+
+ private:
+  crypto_generichash_state state_;
+};
+
+bool SameMac(const std::string& expected, absl::string_view got) {
+  return got.size() == expected.size() &&
+         sodium_memcmp(expected.data(), got.data(), expected.size()) == 0;
+}
+
+}  // namespace
+
+std::string HelloKeyProof(const Psk& psk, absl::string_view cookie, uint64_t client_connection_id,
+                          absl::string_view client_public) {
+  return RoomMac(psk, kHelloProofLabel)
+      .Field(cookie)
+      .Number(client_connection_id)
+      .Field(client_public)
+      .Final();
+}
+
+bool VerifyHelloKeyProof(const Psk& psk, absl::string_view cookie, uint64_t client_connection_id,
+                         absl::string_view client_public, absl::string_view proof) {
+  if (proof.size() != kRoomProofBytes) return false;
+  return SameMac(HelloKeyProof(psk, cookie, client_connection_id, client_public), proof);
+}
+
+std::string ChallengeKeyProof(const Psk& psk, absl::string_view cookie,
+                              uint64_t client_connection_id) {
+  return RoomMac(psk, kChallengeProofLabel).Field(cookie).Number(client_connection_id).Final();
+}
+
+bool VerifyChallengeKeyProof(const Psk& psk, absl::string_view cookie,
+                             uint64_t client_connection_id, absl::string_view proof) {
+  if (proof.size() != kRoomProofBytes) return false;
+  return SameMac(ChallengeKeyProof(psk, cookie, client_connection_id), proof);
+}
+
+std::string CloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string_view cookie,
+                      uint32_t code, absl::string_view reason) {
+  return RoomMac(psk, kCloseAuthLabel)
+      .Number(client_connection_id)
+      .Field(cookie)
+      .Number(code)
+      .Field(reason)
+      .Final();
+}
+
+bool VerifyCloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string_view cookie,
+                     uint32_t code, absl::string_view reason, absl::string_view auth) {
+  if (auth.size() != kRoomProofBytes) return false;
+  return SameMac(CloseAuth(psk, client_connection_id, cookie, code, reason), auth);
+}
+
 // -------------------------------------------------------- PacketProtector
 
 PacketProtector::PacketProtector(const SessionKeys& keys) {

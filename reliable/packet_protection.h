@@ -20,9 +20,11 @@
 //      client checks it with VerifyPskConfirmation(psk, transcript,
 //      Role::kServer, received) before sending anything sealed, and on false
 //      reports "wrong room key" and closes (instead of timing out in
-//      silence). The server learns that the client holds the key when the
-//      client's first sealed packet opens; a packet that does not open is
-//      dropped (counted), never answered.
+//      silence). The server learns that the client holds the key earlier,
+//      before it allocates anything: from the HelloKeyProof in the hello
+//      that returns the cookie (see "Room-key proofs" below); after the
+//      handshake a sealed packet that does not open is dropped (counted),
+//      never answered.
 //   4. PacketProtector: ChaCha20-Poly1305 (IETF) on every datagram after the
 //      handshake, with the clear header as associated data, nonces made from
 //      packet numbers, and a 1024-packet replay window.
@@ -165,6 +167,43 @@ std::string PskConfirmation(const Psk& psk, absl::string_view transcript, Role r
 // Constant time in the contents (sodium_memcmp); false for a wrong length.
 bool VerifyPskConfirmation(const Psk& psk, absl::string_view transcript, Role role,
                            absl::string_view confirmation);
+
+// Room-key proofs for the handshake's clear packets (a room key, hence a
+// PSK, is configured on both sides). Each is a kRoomProofBytes MAC,
+// BLAKE2b-128 keyed with the room key (crypto_generichash), over a label of
+// its own (domain separation: a MAC of one kind never verifies as another)
+// followed by length-prefixed fields, so that no two inputs share an
+// encoding:
+//   HelloKeyProof:     "udpmsg hello proof v1" || cookie || client cid ||
+//                      client public key.
+//       The client holds the key: the server checks it before it allocates a
+//       connection or does any X25519. Bound to the cookie (so to the
+//       client's address and the time: no replay from elsewhere or later),
+//       the client's connection id and its public key (no splicing onto
+//       another key exchange). The server's connection id does not exist yet
+//       when the hello is sent; the Accept's PskConfirmation binds it.
+//   ChallengeKeyProof: "udpmsg challenge proof v1" || cookie || client cid.
+//       The server holds the key: a client with another key learns "wrong
+//       room key" from the (stateless) Challenge.
+//   CloseAuth:         "udpmsg close v1" || client cid || cookie || code ||
+//       reason. A close the server sends before the handshake completes
+//       (in clear): a keyed client ignores one that does not verify, so
+//       nobody without the key can end an attempt or show it a reason.
+// Verify* compare in constant time (sodium_memcmp) and are false for a wrong
+// length. Thread-safe.
+inline constexpr size_t kRoomProofBytes = 16;
+std::string HelloKeyProof(const Psk& psk, absl::string_view cookie, uint64_t client_connection_id,
+                          absl::string_view client_public);
+bool VerifyHelloKeyProof(const Psk& psk, absl::string_view cookie, uint64_t client_connection_id,
+                         absl::string_view client_public, absl::string_view proof);
+std::string ChallengeKeyProof(const Psk& psk, absl::string_view cookie,
+                              uint64_t client_connection_id);
+bool VerifyChallengeKeyProof(const Psk& psk, absl::string_view cookie,
+                             uint64_t client_connection_id, absl::string_view proof);
+std::string CloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string_view cookie,
+                      uint32_t code, absl::string_view reason);
+bool VerifyCloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string_view cookie,
+                     uint32_t code, absl::string_view reason, absl::string_view auth);
 
 // Seals and opens the packets of one connection, both directions.
 //

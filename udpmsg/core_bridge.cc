@@ -11,6 +11,9 @@ reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
   reliable::EndpointOptions& e = r.endpoint;
   e.accept_incoming = options.accept_incoming;
   e.max_connections = options.max_connections;
+  e.max_unconfirmed_connections = options.max_unconfirmed_connections;
+  e.max_connections_per_address = options.max_connections_per_address;
+  e.max_draining_connections = options.max_connections;
   e.cookie_lifetime = options.cookie_lifetime;
   e.encrypt = options.encrypt || options.room_key.has_value();
   e.psk = options.room_key;
@@ -25,6 +28,7 @@ reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
   c.idle_timeout = options.idle_timeout;
   c.keepalive = options.keepalive;
   c.handshake_timeout = options.handshake_timeout;
+  c.unconfirmed_timeout = options.unconfirmed_timeout;
   c.peer_timeout = options.peer_timeout;
   c.max_probes = options.max_probes;
   c.max_ack_delay = options.max_ack_delay;

@@ -54,6 +54,9 @@ absl::Status HostOptions::Validate() const {
   const absl::Duration day = absl::Hours(24);
   const absl::Status checks[] = {
       CheckRange("max_connections", max_connections, 1, 1 << 20),
+      CheckRange("max_unconfirmed_connections", max_unconfirmed_connections, 1, 1 << 20),
+      CheckDuration("unconfirmed_timeout", unconfirmed_timeout, absl::ZeroDuration(), day, true),
+      CheckRange("max_connections_per_address", max_connections_per_address, 1, 1 << 20),
       CheckSigned("socket_buffer_bytes", socket_buffer_bytes, 0, kGiB, /*as_bytes=*/true),
       CheckDuration("cookie_lifetime", cookie_lifetime, absl::ZeroDuration(), absl::Hours(1),
                     true),

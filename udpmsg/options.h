@@ -85,8 +85,21 @@ struct HostOptions {
   SocketAddress bind = SocketAddress::Any(AddressFamily::kIpv6, 0);
   // Accept incoming connections (a server). Any host may Connect().
   bool accept_incoming = false;
-  // Connections at once, incoming and outgoing: [1, 1048576].
+  // Connections at once, incoming and outgoing: [1, 1048576]. A server's
+  // accepted connections count from the client's confirmation (its first
+  // packet after the Accept); a closed one stops counting at once.
   size_t max_connections = 1024;
+  // Handshake budgets of a server (see reliable/endpoint.h):
+  // Accepted connections not yet confirmed by the client, apart from
+  // max_connections (a new one beyond it replaces the oldest): [1, 1048576].
+  size_t max_unconfirmed_connections = 64;
+  // How long an accepted connection waits for its confirmation (at least
+  // three initial probe timeouts; a repeated hello restarts it): (0, 24h].
+  absl::Duration unconfirmed_timeout = absl::Seconds(10);
+  // Open incoming connections per IPv4 address or IPv6 /64 (an IPv4-mapped
+  // address counts as IPv4); a hello beyond it gets CloseReason::kServerFull
+  // "too many connections from ...": [1, 1048576].
+  size_t max_connections_per_address = 64;
   // SO_RCVBUF / SO_SNDBUF requested; 0 keeps the system's: [0, 1 GiB].
   int socket_buffer_bytes = 4 << 20;
   // How long a server's handshake cookie stays valid: (0, 1h].
@@ -97,7 +110,10 @@ struct HostOptions {
   // sides must agree: a mismatch closes with CloseReason::kEncryptionMismatch.
   bool encrypt = false;
   // A room key (implies encrypt): peers without the same key are refused
-  // (CloseReason::kWrongRoomKey).
+  // (CloseReason::kWrongRoomKey). A server checks the client's proof of the
+  // key before it allocates anything, and a client ignores a close that
+  // arrives before the handshake completes unless it is authenticated with
+  // the key.
   std::optional<RoomKey> room_key;
 
   // ---- Every connection ----

@@ -26,6 +26,7 @@
 #include "proto/frames.h"
 #include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
+#include "reliable/packet_protection.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
@@ -614,6 +615,364 @@ TEST(EndpointTest, ThirdClientOfAFullServerIsRefusedAndTheOthersKeepWorking) {
   EXPECT_EQ(clients[1]->Count(Event::Type::kClosed), 0u);
   EXPECT_EQ(third.Count(Event::Type::kClosed), 1u);
   EXPECT_EQ(third.endpoint().open_connections(), 0u);
+}
+
+// ---------------------------------------------------------------------------
+// 4b. Handshake budgets: unconfirmed connections, per-address caps, draining
+// slots, room-key proofs, authenticated handshake closes.
+
+// A hand-built hello from `cid`: with `public_key` when given, and with a
+// room-key proof made with `key` when both a key and a cookie are given.
+std::string BudgetHello(uint64_t cid, const std::string& cookie, const std::string& public_key,
+                        const std::optional<reliable::Psk>& key) {
+  proto::Packet p;
+  p.hello.emplace();
+  p.hello->client_connection_id = cid;
+  p.hello->cookie = cookie;
+  p.hello->max_datagram = proto::kDefaultMaxDatagram;
+  p.hello->public_key = public_key;
+  if (key && !cookie.empty()) {
+    p.hello->key_proof = reliable::HelloKeyProof(*key, cookie, cid, public_key);
+  }
+  return Encode(MakeCodec(), p);
+}
+
+// Completes the cookie exchange from `from` as a hand-driven client and
+// returns what the server sent `from` for the hello carrying the cookie (an
+// Accept, or a Close). Does not confirm.
+std::vector<proto::Packet> HelloWithCookie(Endpoint& server, absl::Time now,
+                                           const udp::SocketAddress& from, uint64_t cid,
+                                           const std::string& public_key = "",
+                                           const std::optional<reliable::Psk>& key = {}) {
+  const proto::Codec codec = MakeCodec();
+  auto to_from = [&] {
+    std::vector<Outgoing> mine;
+    for (Outgoing& o : server.TakeOutgoing()) {
+      if (o.peer == from) mine.push_back(std::move(o));
+    }
+    return DecodeAll(codec, mine);
+  };
+  server.OnDatagram(now, from, BudgetHello(cid, "", public_key, key));
+  std::vector<proto::Packet> got = to_from();
+  if (got.size() != 1 || !got[0].challenge) {
+    ADD_FAILURE() << "no challenge for " << from.ToString();
+    return {};
+  }
+  server.OnDatagram(now, from, BudgetHello(cid, got[0].challenge->cookie, public_key, key));
+  return to_from();
+}
+
+// The client's first numbered packet (plain): confirms the handshake.
+void SendPlain(Endpoint& server, absl::Time now, const udp::SocketAddress& from,
+               ConnectionId server_id, uint64_t number, proto::Packet p) {
+  p.connection_id = server_id;
+  p.packet_number = number;
+  server.OnDatagram(now, from, Encode(MakeCodec(), p));
+}
+void Confirm(Endpoint& server, absl::Time now, const udp::SocketAddress& from,
+             ConnectionId server_id) {
+  proto::Packet ping;
+  ping.ping = proto::Ping{};
+  SendPlain(server, now, from, server_id, 1, std::move(ping));
+}
+
+// Runs `server`'s timers from `now` to `until`; events are taken as they come.
+absl::Time RunTimers(Endpoint& server, absl::Time now, absl::Time until) {
+  while (server.NextTimeout() <= until) {
+    now = std::max(now, server.NextTimeout());
+    server.OnTimeout(now);
+    server.TakeEvents();
+    server.TakeOutgoing();
+  }
+  return until;
+}
+
+// Carries datagrams between two endpoints, lossless and instantly, until
+// nothing moves; the server's datagrams to other peers are dropped.
+void Shuttle(absl::Time now, Endpoint& client, const udp::SocketAddress& client_address,
+             Endpoint& server, const udp::SocketAddress& server_address) {
+  for (int round = 0; round < 16; ++round) {
+    bool moved = false;
+    for (Outgoing& o : client.TakeOutgoing()) {
+      moved = true;
+      server.OnDatagram(now, client_address, o.bytes);
+    }
+    for (Outgoing& o : server.TakeOutgoing()) {
+      if (o.peer != client_address) continue;
+      moved = true;
+      client.OnDatagram(now, server_address, o.bytes);
+    }
+    if (!moved) return;
+  }
+}
+
+reliable::Psk FilledKey(uint8_t byte) {
+  reliable::Psk key;
+  key.bytes.fill(byte);
+  return key;
+}
+
+TEST(EndpointTest, ValidHelloFloodStaysInTheUnconfirmedTableAndMembersStillConnect) {
+  // An attacker with 50 addresses, one of them hot, completes cookie
+  // exchanges at 1600 hellos per second and never confirms. Before, each
+  // such hello took a member's slot for 30 s, and honest clients got
+  // "server full".
+  EndpointOptions o = ServerOptions(60);
+  o.max_connections = 4;
+  o.max_unconfirmed_connections = 8;
+  o.max_connections_per_address = 2;
+  Endpoint server(kStart, o);
+  absl::Time now = kStart;
+  uint64_t cid = 1000;
+  int honest = 0;
+  for (int round = 0; round < 400; ++round) {
+    now += absl::Milliseconds(5);
+    for (int k = 0; k < 5; ++k) {
+      const udp::SocketAddress a =
+          Addr(absl::StrCat("198.51.100.", (round * 5 + k) % 50 + 1, ":", 7000 + round % 3));
+      HelloWithCookie(server, now, a, ++cid);
+      ASSERT_LE(server.unconfirmed_connections(), 8u);
+      ASSERT_LE(server.ConnectionsFromAddress(a), 2u);
+      ASSERT_LE(server.open_connections(), 4u + 8u);
+    }
+    const udp::SocketAddress hot = Addr(absl::StrCat("198.51.100.200:", 7000 + round));
+    for (int k = 0; k < 3; ++k) {
+      HelloWithCookie(server, now, hot, ++cid);
+      ASSERT_LE(server.ConnectionsFromAddress(hot), 2u);
+    }
+    now = RunTimers(server, now, now);
+    if (round % 100 == 99) {
+      const udp::SocketAddress h = Addr(absl::StrCat("203.0.113.", honest + 1, ":5000"));
+      std::vector<proto::Packet> got = HelloWithCookie(server, now, h, ++cid);
+      ASSERT_EQ(got.size(), 1u);
+      ASSERT_TRUE(got[0].accept.has_value())
+          << "honest client " << honest << ": " << (got[0].close ? got[0].close->reason : "");
+      Confirm(server, now, h, got[0].accept->server_connection_id);
+      ASSERT_TRUE(server.IsEstablished(got[0].accept->server_connection_id));
+      ++honest;
+    }
+  }
+  EXPECT_EQ(honest, 4);
+  EXPECT_EQ(server.members(), 4u);
+  EXPECT_EQ(server.stats().refused_full, 0u);
+  EXPECT_GT(server.stats().evicted_unconfirmed, 0u);
+  EXPECT_GT(server.stats().refused_per_address, 0u);
+  // The unconfirmed ones are gone after unconfirmed_timeout (10 s), not 30 s.
+  RunTimers(server, now, now + absl::Seconds(10) + absl::Milliseconds(50));
+  EXPECT_EQ(server.unconfirmed_connections(), 0u);
+  EXPECT_EQ(server.members(), 4u);
+}
+
+TEST(EndpointTest, PerAddressCapCountsAnIpv4AddressOrAnIpv6Slash64) {
+  EndpointOptions o = ServerOptions(61);
+  o.max_connections_per_address = 2;
+  Endpoint server(kStart, o);
+  struct Case {
+    const char* from;
+    bool accepted;
+  } cases[] = {
+      {"192.0.2.1:1000", true},
+      {"192.0.2.1:1001", true},
+      {"192.0.2.1:1002", false},
+      {"[::ffff:192.0.2.1]:1003", false},  // IPv4-mapped IPv6 counts as its IPv4 address
+      {"192.0.2.2:1000", true},
+      {"[2001:db8:1:2::1]:1000", true},
+      {"[2001:db8:1:2:ffff::9]:1000", true},
+      {"[2001:db8:1:2:abcd::5]:1001", false},  // the same /64
+      {"[2001:db8:1:3::1]:1000", true},        // the next /64
+  };
+  uint64_t cid = 1;
+  ConnectionId first = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.from);
+    std::vector<proto::Packet> got = HelloWithCookie(server, kStart, Addr(c.from), ++cid);
+    ASSERT_EQ(got.size(), 1u);
+    if (c.accepted) {
+      ASSERT_TRUE(got[0].accept.has_value());
+      Confirm(server, kStart, Addr(c.from), got[0].accept->server_connection_id);
+      if (first == 0) first = got[0].accept->server_connection_id;
+    } else {
+      ASSERT_TRUE(got[0].close.has_value());
+      EXPECT_EQ(got[0].close->code, proto::kCloseServerFull);
+      EXPECT_THAT(got[0].close->reason, HasSubstr("too many connections from"));
+    }
+  }
+  EXPECT_EQ(server.stats().refused_per_address, 3u);
+  EXPECT_EQ(server.stats().accepted, 6u);
+  EXPECT_EQ(server.ConnectionsFromAddress(Addr("192.0.2.1:1")), 2u);
+  EXPECT_EQ(server.ConnectionsFromAddress(Addr("[2001:db8:1:2::77]:1")), 2u);
+  EXPECT_EQ(Endpoint::AddressPrefix(Addr("[::ffff:192.0.2.1]:5")), "192.0.2.1");
+  EXPECT_EQ(Endpoint::AddressPrefix(Addr("[2001:db8:1:2:abcd::5]:5")), "2001:db8:1:2::/64");
+
+  // A closed connection gives its address's slot back at once.
+  proto::Packet bye;
+  bye.close = proto::Close{proto::kCloseApplication, "bye", ""};
+  SendPlain(server, kStart, Addr("192.0.2.1:1000"), first, 2, std::move(bye));
+  EXPECT_EQ(server.ConnectionsFromAddress(Addr("192.0.2.1:1")), 1u);
+  std::vector<proto::Packet> again = HelloWithCookie(server, kStart, Addr("192.0.2.1:1004"), ++cid);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_TRUE(again[0].accept.has_value());
+}
+
+TEST(EndpointTest, AClosedConnectionFreesItsSlotAtOnceAndDrainingStaysBounded) {
+  // Before, a closed connection kept its slot while it drained (3 PTOs, at
+  // least a keepalive: about 3 s), so a full server refused the next client.
+  EndpointOptions o = ServerOptions(62);
+  o.max_connections = 2;
+  o.max_draining_connections = 4;
+  Endpoint server(kStart, o);
+  absl::Time now = kStart;
+  uint64_t cid = 1;
+  std::vector<std::pair<udp::SocketAddress, ConnectionId>> open;
+  auto join = [&](int n) {
+    const udp::SocketAddress a = Addr(absl::StrCat("192.0.2.", n, ":4000"));
+    std::vector<proto::Packet> got = HelloWithCookie(server, now, a, ++cid);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(got[0].accept.has_value())
+        << "client " << n << ": " << (got[0].close ? got[0].close->reason : "");
+    Confirm(server, now, a, got[0].accept->server_connection_id);
+    open.emplace_back(a, got[0].accept->server_connection_id);
+  };
+  join(1);
+  join(2);
+  for (int i = 0; i < 20; ++i) {
+    SCOPED_TRACE(absl::StrCat("cycle ", i));
+    proto::Packet bye;
+    bye.close = proto::Close{proto::kCloseApplication, "bye", ""};
+    SendPlain(server, now, open.front().first, open.front().second, 2, std::move(bye));
+    open.erase(open.begin());
+    server.TakeEvents();
+    server.TakeOutgoing();
+    now += absl::Milliseconds(10);
+    join(10 + i);
+    ASSERT_LE(server.connection_count(), 2u + 4u);
+  }
+  EXPECT_EQ(server.stats().refused_full, 0u);
+  EXPECT_GT(server.stats().drained_early, 0u);
+  // Full is still full.
+  std::vector<proto::Packet> got = HelloWithCookie(server, now, Addr("192.0.2.99:4000"), ++cid);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(got[0].close.has_value());
+  EXPECT_THAT(got[0].close->reason, HasSubstr("server full"));
+}
+
+TEST(EndpointTest, HellosWithoutTheRoomKeyCostNoConnectionNorKeyExchange) {
+  // Before, a keyless client's valid hello got a Connection and an X25519
+  // exchange, and 4 of them filled this room: keyed members got "server full".
+  const reliable::Psk key = FilledKey(7);
+  const udp::SocketAddress server_address = Addr("10.0.0.1:4000");
+  EndpointOptions so = ServerOptions(63);
+  so.psk = key;
+  so.max_connections = 4;
+  Endpoint server(kStart, so);
+  const std::string public_key(reliable::kPublicKeyBytes, '\x09');
+  absl::Time now = kStart;
+  uint64_t cid = 1;
+  std::vector<std::unique_ptr<Endpoint>> members;
+  for (int i = 0; i < 1000; ++i) {
+    now += absl::Milliseconds(1);
+    const udp::SocketAddress a =
+        Addr(absl::StrCat("198.51.100.", i % 200 + 1, ":", 6000 + i % 7));
+    // No proof, or a proof made with another key.
+    std::optional<reliable::Psk> wrong;
+    if (i % 2) wrong = FilledKey(8);
+    std::vector<proto::Packet> got = HelloWithCookie(server, now, a, ++cid, public_key, wrong);
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_TRUE(got[0].close.has_value());
+    EXPECT_THAT(got[0].close->reason, HasSubstr("wrong room key"));
+    ASSERT_EQ(server.connection_count(), members.size());
+    if (i % 250 == 0) {  // a keyed member joins during the flood
+      EndpointOptions co = ClientOptions(63 + i);
+      co.psk = key;
+      members.push_back(std::make_unique<Endpoint>(now, co));
+      const udp::SocketAddress m = Addr(absl::StrCat("203.0.113.", members.size(), ":5000"));
+      absl::StatusOr<ConnectionId> id = members.back()->Connect(now, server_address);
+      ASSERT_TRUE(id.ok()) << id.status();
+      Shuttle(now, *members.back(), m, server, server_address);
+      ASSERT_TRUE(members.back()->IsEstablished(*id)) << "member " << members.size();
+    }
+  }
+  EXPECT_EQ(server.members(), 4u);
+  EXPECT_EQ(server.stats().refused_key_proof, 1000u);
+  EXPECT_EQ(server.stats().key_exchanges, 4u);
+  EXPECT_EQ(server.stats().accepted, 4u);
+  EXPECT_EQ(server.stats().refused_full, 0u);
+
+  // A client with another key learns it from the Challenge, and costs the
+  // server nothing either.
+  EndpointOptions wo = ClientOptions(64);
+  wo.psk = FilledKey(8);
+  Endpoint wrong(now, wo);
+  const udp::SocketAddress w = Addr("203.0.113.77:5000");
+  ASSERT_TRUE(wrong.Connect(now, server_address).ok());
+  std::vector<Event> events;
+  for (int step = 0; step < 40 && CountType(events, Event::Type::kClosed) == 0; ++step) {
+    Shuttle(now, wrong, w, server, server_address);
+    now += absl::Milliseconds(100);
+    wrong.OnTimeout(now);
+    for (Event& e : wrong.TakeEvents()) events.push_back(std::move(e));
+  }
+  ASSERT_EQ(CountType(events, Event::Type::kClosed), 1u);
+  EXPECT_EQ(events.back().close_reason, reliable::CloseReason::kWrongRoomKey);
+  EXPECT_THAT(events.back().reason, HasSubstr("wrong room key"));
+  EXPECT_EQ(server.stats().key_exchanges, 4u);
+  EXPECT_EQ(server.stats().accepted, 4u);
+}
+
+TEST(EndpointTest, WithARoomKeyAForgedCloseOrChallengeCannotEndAHandshake) {
+  const reliable::Psk key = FilledKey(5);
+  const udp::SocketAddress server_address = Addr("10.0.0.1:4000");
+  const udp::SocketAddress client_address = Addr("10.0.0.2:5000");
+  EndpointOptions so = ServerOptions(65);
+  so.psk = key;
+  so.max_connections = 1;
+  EndpointOptions co = ClientOptions(65);
+  co.psk = key;
+  Endpoint server(kStart, so);
+  Endpoint client(kStart, co);
+  absl::StatusOr<ConnectionId> id = client.Connect(kStart, server_address);
+  ASSERT_TRUE(id.ok()) << id.status();
+  for (Outgoing& o : client.TakeOutgoing()) server.OnDatagram(kStart, client_address, o.bytes);
+  const std::vector<Outgoing> challenge = server.TakeOutgoing();
+  ASSERT_EQ(challenge.size(), 1u);
+
+  // An attacker on the path saw the hello, so it knows the client's id. Its
+  // closes (without an auth, or with a wrong one) and its challenge (with a
+  // wrong key proof) are ignored: before, the first one ended the attempt
+  // and its text reached the application.
+  const proto::Codec codec = MakeCodec();
+  for (const std::string& auth : {std::string(), std::string(reliable::kRoomProofBytes, 'x')}) {
+    proto::Packet fake;
+    fake.connection_id = *id;
+    fake.close = proto::Close{proto::kCloseServerFull, "\x1b]0;owned\x07server full", auth};
+    client.OnDatagram(kStart, server_address, Encode(codec, fake));
+  }
+  proto::Packet fake_challenge;
+  fake_challenge.connection_id = *id;
+  fake_challenge.challenge = proto::Challenge{*id, std::string(24, 'c'),
+                                              std::string(reliable::kRoomProofBytes, 'p')};
+  client.OnDatagram(kStart, server_address, Encode(codec, fake_challenge));
+  EXPECT_EQ(CountType(client.TakeEvents(), Event::Type::kClosed), 0u);
+  EXPECT_EQ(client.Stats(*id)->unauthenticated_handshake, 3u);
+
+  for (const Outgoing& o : challenge) client.OnDatagram(kStart, server_address, o.bytes);
+  Shuttle(kStart, client, client_address, server, server_address);
+  EXPECT_TRUE(client.IsEstablished(*id));
+  EXPECT_EQ(server.members(), 1u);
+
+  // The server's own refusal is authenticated, so it does end an attempt.
+  EndpointOptions lo = ClientOptions(66);
+  lo.psk = key;
+  Endpoint late(kStart, lo);
+  const udp::SocketAddress late_address = Addr("10.0.0.3:5000");
+  absl::StatusOr<ConnectionId> late_id = late.Connect(kStart, server_address);
+  ASSERT_TRUE(late_id.ok());
+  Shuttle(kStart, late, late_address, server, server_address);
+  std::vector<Event> events = late.TakeEvents();
+  ASSERT_EQ(CountType(events, Event::Type::kClosed), 1u);
+  EXPECT_EQ(events[0].close_reason, reliable::CloseReason::kServerFull);
+  EXPECT_TRUE(events[0].by_peer);
+  EXPECT_EQ(server.stats().key_exchanges, 1u);
 }
 
 // ---------------------------------------------------------------------------

@@ -470,5 +470,43 @@ TEST(KeyFileTest, WrongRoomKeyIsDetectedByTheConfirmation) {
   EXPECT_FALSE(VerifyPskConfirmation(*guess, transcript, Role::kServer, from_server));
 }
 
+TEST(RoomProofTest, EachProofVerifiesOnlyWithTheKeyAndEveryInputItIsBoundTo) {
+  Psk key, other;
+  key.bytes.fill(3);
+  other.bytes.fill(4);
+  const std::string cookie(24, 'c');
+  const std::string pk(kPublicKeyBytes, 'k');
+  const uint64_t cid = 0x0102030405060708;
+
+  const std::string hello = HelloKeyProof(key, cookie, cid, pk);
+  ASSERT_EQ(hello.size(), kRoomProofBytes);
+  EXPECT_TRUE(VerifyHelloKeyProof(key, cookie, cid, pk, hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(other, cookie, cid, pk, hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie + "x", cid, pk, hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie, cid + 1, pk, hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie, cid, std::string(kPublicKeyBytes, 'K'), hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie, cid, pk, hello.substr(1)));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie, cid, pk, ""));
+
+  const std::string challenge = ChallengeKeyProof(key, cookie, cid);
+  EXPECT_TRUE(VerifyChallengeKeyProof(key, cookie, cid, challenge));
+  EXPECT_FALSE(VerifyChallengeKeyProof(other, cookie, cid, challenge));
+  EXPECT_FALSE(VerifyChallengeKeyProof(key, cookie, cid + 1, challenge));
+
+  const std::string close = CloseAuth(key, cid, cookie, 5, "server full");
+  EXPECT_TRUE(VerifyCloseAuth(key, cid, cookie, 5, "server full", close));
+  EXPECT_FALSE(VerifyCloseAuth(other, cid, cookie, 5, "server full", close));
+  EXPECT_FALSE(VerifyCloseAuth(key, cid, cookie, 4, "server full", close));
+  EXPECT_FALSE(VerifyCloseAuth(key, cid, cookie, 5, "server ful", close));
+  EXPECT_FALSE(VerifyCloseAuth(key, cid, "", 5, "server full", close));
+
+  // Domain separation: no proof of one kind verifies as another, and the
+  // length prefixes keep field boundaries apart.
+  EXPECT_FALSE(VerifyChallengeKeyProof(key, cookie, cid, hello));
+  EXPECT_FALSE(VerifyHelloKeyProof(key, cookie, cid, "", challenge));
+  EXPECT_NE(HelloKeyProof(key, "ab", cid, "c"), HelloKeyProof(key, "a", cid, "bc"));
+  EXPECT_NE(PskConfirmation(key, cookie, Role::kServer).substr(0, kRoomProofBytes), challenge);
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable

@@ -18,10 +18,23 @@ TEST(HostOptionsTest, DefaultsAreValid) {
   EXPECT_TRUE(HostOptions().Validate().ok()) << HostOptions().Validate();
 }
 
+TEST(HostOptionsTest, HandshakeBudgetDefaults) {
+  const HostOptions o;
+  EXPECT_EQ(o.max_unconfirmed_connections, 64u);
+  EXPECT_EQ(o.max_connections_per_address, 64u);
+  EXPECT_EQ(o.unconfirmed_timeout, absl::Seconds(10));
+}
+
 TEST(HostOptionsTest, EdgesOfEveryRangeAreValid) {
   std::vector<std::function<void(HostOptions&)>> edges = {
       [](HostOptions& o) { o.max_connections = 1; },
       [](HostOptions& o) { o.max_connections = 1 << 20; },
+      [](HostOptions& o) { o.max_unconfirmed_connections = 1; },
+      [](HostOptions& o) { o.max_unconfirmed_connections = 1 << 20; },
+      [](HostOptions& o) { o.max_connections_per_address = 1; },
+      [](HostOptions& o) { o.max_connections_per_address = 1 << 20; },
+      [](HostOptions& o) { o.unconfirmed_timeout = absl::Milliseconds(1); },
+      [](HostOptions& o) { o.unconfirmed_timeout = absl::Hours(24); },
       [](HostOptions& o) { o.socket_buffer_bytes = 0; },
       [](HostOptions& o) { o.max_datagram = kMinDatagram; },
       [](HostOptions& o) { o.max_datagram = 65507; },
@@ -56,6 +69,14 @@ TEST(HostOptionsTest, EveryBadValueIsInvalidArgumentNamingFieldAndRange) {
        [](HostOptions& o) { o.max_connections = 0; }},
       {"HostOptions.max_connections 1048577 outside [1, 1048576]",
        [](HostOptions& o) { o.max_connections = (1 << 20) + 1; }},
+      {"HostOptions.max_unconfirmed_connections 0 outside [1, 1048576]",
+       [](HostOptions& o) { o.max_unconfirmed_connections = 0; }},
+      {"HostOptions.max_unconfirmed_connections 1048577 outside [1, 1048576]",
+       [](HostOptions& o) { o.max_unconfirmed_connections = (1 << 20) + 1; }},
+      {"HostOptions.max_connections_per_address 0 outside [1, 1048576]",
+       [](HostOptions& o) { o.max_connections_per_address = 0; }},
+      {"HostOptions.unconfirmed_timeout 0 outside (0, 24h]",
+       [](HostOptions& o) { o.unconfirmed_timeout = absl::ZeroDuration(); }},
       {"HostOptions.socket_buffer_bytes -1 outside [0, 1 GiB]",
        [](HostOptions& o) { o.socket_buffer_bytes = -1; }},
       {"HostOptions.cookie_lifetime 0 outside (0, 1h]",
