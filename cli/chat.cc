@@ -50,7 +50,9 @@ class ServerDriver final {
   ServerDriver(Host* host, chat::ServerCore* core, absl::Duration timeout)
       : host_(host), server_(host, core, Log), timeout_(timeout) {}
 
-  // Serves until a signal arrives on `signal_fd`; then says goodbye.
+  // Serves until SIGINT, SIGTERM or SIGHUP arrives on `signal_fd`; then
+  // tells every member and closes every connection (so nobody waits out a
+  // timeout), and returns OK.
   absl::Status Run(int signal_fd) {
     if (absl::Status s = host_->Watch(signal_fd, kSignalToken); !s.ok()) return s;
     for (;;) {
@@ -65,8 +67,11 @@ class ServerDriver final {
   }
 
  private:
+  // The core quotes peer text through Displayable already; escaping the
+  // whole line again (idempotent) keeps every log entry one line whatever
+  // the core puts in it.
   static void Log(std::string line) {
-    std::fprintf(stderr, "%s\n", line.c_str());
+    std::fprintf(stderr, "%s\n", Displayable(line).c_str());
     std::fflush(stderr);
   }
 
@@ -108,7 +113,9 @@ int RunServe(const Args& args) {
   absl::StatusOr<std::vector<SocketAddress>> locals =
       BindAddresses(bind, port, SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
-  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM});
+  // SIGHUP too (a closed terminal or ssh session): without it the server
+  // died without telling its members, who then waited out their timeout.
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());
 
   HostOptions options = ChatOptions(*timeout);

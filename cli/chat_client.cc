@@ -15,6 +15,7 @@
 #include "absl/time/clock.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/text.h"
+#include "cli/common.h"
 
 namespace udpmsg::cli {
 namespace {

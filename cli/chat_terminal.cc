@@ -2,9 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <sys/ioctl.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -27,23 +25,6 @@ bool WriteAll(int fd, absl::string_view data) {
     data.remove_prefix(static_cast<size_t>(n));
   }
   return true;
-}
-
-absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals) {
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int s : signals) sigaddset(&mask, s);
-  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
-  OwnedFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
-  if (!fd) return ErrnoStatus(errno, "signalfd");
-  return fd;
-}
-
-bool DrainSignals(int fd) {
-  bool any = false;
-  signalfd_siginfo info;
-  while (::read(fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) any = true;
-  return any;
 }
 
 size_t TerminalColumns() {

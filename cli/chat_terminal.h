@@ -1,7 +1,7 @@
-// The terminal and signal pieces of `udpmsg chat join` (and the server's
-// signal handling): raw mode for line editing, O_NONBLOCK on stdin, a
-// signalfd, full writes to a non-blocking descriptor, the width of the
-// terminal. All of them restore what they changed when destroyed.
+// The terminal pieces of `udpmsg chat join`: raw mode for line editing,
+// O_NONBLOCK on stdin, full writes to a non-blocking descriptor, the width
+// of the terminal. All of them restore what they changed when destroyed.
+// (The signalfd helpers are in cli/common.h.)
 //
 // Usage:
 //   RawTerminal raw;
@@ -16,10 +16,8 @@
 #include <termios.h>
 
 #include <cstddef>
-#include <initializer_list>
 
 #include "absl/status/status.h"
-#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "udpmsg/udpmsg.h"
 
@@ -28,13 +26,6 @@ namespace udpmsg::cli {
 // Writes all of `data`, waiting while a non-blocking descriptor is full.
 // False on a write error (errno says which).
 bool WriteAll(int fd, absl::string_view data);
-
-// Blocks `signals` and returns a signalfd that reports them. The errno
-// status of sigprocmask or signalfd on failure.
-absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals);
-
-// Reads every pending siginfo; true if any signal was pending.
-bool DrainSignals(int fd);
 
 // Columns of the terminal on stdout; 80 when it has none.
 size_t TerminalColumns();

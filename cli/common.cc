@@ -1,8 +1,11 @@
 #include "cli/common.h"
 
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 
 #include "absl/flags/flag.h"
@@ -14,14 +17,15 @@
 namespace udpmsg::cli {
 
 int Fail(const absl::Status& status) {
-  std::fprintf(stderr, "udpmsg: %s\n", std::string(status.message()).c_str());
+  std::fprintf(stderr, "udpmsg: %s\n", Displayable(status.message()).c_str());
   std::fflush(stderr);
   return absl::IsInvalidArgument(status) || absl::IsNotFound(status) ? kExitUsage : kExitFailure;
 }
 
 int UsageError(absl::string_view command, absl::string_view message) {
-  std::fprintf(stderr, "udpmsg %s: %s (see udpmsg --help)\n", std::string(command).c_str(),
-               std::string(message).c_str());
+  std::fprintf(stderr, "udpmsg %s: %s (see udpmsg --help)\n", Displayable(command).c_str(),
+               Displayable(message).c_str());
+  std::fflush(stderr);
   return kExitUsage;
 }
 
@@ -52,41 +56,61 @@ absl::StatusOr<absl::Duration> TimeoutFromFlag() {
 }
 
 std::string Printable(absl::string_view payload) {
-  std::string out;
-  out.reserve(payload.size());
-  for (size_t i = 0; i < payload.size();) {
-    const unsigned char c = static_cast<unsigned char>(payload[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out.push_back(static_cast<char>(c));
-      ++i;
-      continue;
-    }
-    if (c >= 0x80) {
-      if (size_t n = udpmsg::Utf8Length(payload, i); n > 0) {
-        out.append(payload.data() + i, n);
-        i += n;
-        continue;
-      }
-    }
+  // The reversible spellings first (all printable ASCII, and ASCII bytes are
+  // never part of a multi-byte UTF-8 character); Displayable does the rest.
+  std::string spelled;
+  spelled.reserve(payload.size());
+  for (const char c : payload) {
     switch (c) {
+      case '\\':
+        spelled += "\\\\";
+        break;
       case '\n':
-        out += "\\n";
+        spelled += "\\n";
         break;
       case '\r':
-        out += "\\r";
+        spelled += "\\r";
         break;
       case '\t':
-        out += "\\t";
-        break;
-      case '\\':
-        out += "\\\\";
+        spelled += "\\t";
         break;
       default:
-        absl::StrAppendFormat(&out, "\\x%02x", c);
+        spelled.push_back(c);
     }
-    ++i;
   }
-  return out;
+  return Displayable(spelled);
+}
+
+absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int s : signals) sigaddset(&mask, s);
+  if (::sigprocmask(SIG_BLOCK, &mask, nullptr) != 0) return ErrnoStatus(errno, "sigprocmask");
+  OwnedFd fd(::signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (!fd) return ErrnoStatus(errno, "signalfd");
+  return fd;
+}
+
+int DrainSignals(int fd) {
+  int first = 0;
+  signalfd_siginfo info;
+  while (::read(fd, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+    if (first == 0) first = static_cast<int>(info.ssi_signo);
+  }
+  return first;
+}
+
+std::string SignalName(int signal) {
+  switch (signal) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+    case SIGHUP:
+      return "SIGHUP";
+    default:
+      return absl::StrCat("signal ", signal);
+  }
 }
 
 absl::Status CheckPort(int port) {

@@ -3,6 +3,7 @@
 #ifndef UDPMSG_CLI_COMMON_H_
 #define UDPMSG_CLI_COMMON_H_
 
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -15,16 +16,37 @@
 namespace udpmsg::cli {
 
 // Exit codes: 0 success; 1 a runtime failure (I/O, peer vanished);
-// 2 bad input (usage, flag values, unresolvable host).
+// 2 bad input (usage, flag values, unresolvable host); 128 + N when signal N
+// (SIGINT, SIGTERM, SIGHUP) stopped a command before it finished its job
+// (send --reliable, recv: see SignalExitCode).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 
 // Prints "udpmsg: <message>" on one line to stderr and returns the exit code
 // for `status` (kExitUsage for InvalidArgument/NotFound, else kExitFailure).
+// The message passes through udpmsg::Displayable, so peer text quoted in a
+// status can never garble the terminal or add a line.
 int Fail(const absl::Status& status);
-// Prints "udpmsg <command>: <message>" and returns kExitUsage.
+// Prints "udpmsg <command>: <message>" (escaped the same way) and returns
+// kExitUsage.
 int UsageError(absl::string_view command, absl::string_view message);
+
+// Blocks `signals` and returns a signalfd that reports them (watch it with
+// Host::Watch). The errno status of sigprocmask or signalfd on failure.
+absl::StatusOr<OwnedFd> SignalFd(std::initializer_list<int> signals);
+
+// Reads every pending siginfo from a signalfd; the number of the first
+// signal read, 0 when none was pending.
+int DrainSignals(int fd);
+
+// "SIGINT", "SIGTERM", "SIGHUP", or "signal N".
+std::string SignalName(int signal);
+
+// The exit code of a command that `signal` stopped before it finished its
+// job: 128 + the signal's number, what a shell reports for a process the
+// signal killed (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP).
+inline int SignalExitCode(int signal) { return 128 + signal; }
 
 // The address family --ipv4 / --ipv6 ask for; kUnspecified (either) when
 // neither is given.
@@ -33,8 +55,11 @@ AddressFamily FamilyFromFlags();
 // The first stderr line of every server: "listening on ADDR:PORT".
 void PrintListening(const SocketAddress& address);
 
-// `payload` with control bytes and invalid UTF-8 escaped (\n, \x01, ...), so
-// a datagram can never garble the terminal. Valid UTF-8 text is kept.
+// `payload` as udpmsg::Displayable shows it (controls, invalid UTF-8, bidi
+// and invisible format characters escaped; other UTF-8 kept), but reversible:
+// a backslash becomes \\, a newline \n, a carriage return \r and a tab \t,
+// so every payload has its own spelling. For datagrams, which may be any
+// bytes.
 std::string Printable(absl::string_view payload);
 
 // The local address to bind a server to: `bind` (a host or numeric address;

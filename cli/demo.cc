@@ -51,8 +51,10 @@ absl::Status PingPong(AddressFamily family) {
   absl::StatusOr<Datagram> got = b->RecvFrom(absl::MakeSpan(buffer));
   if (!got.ok()) return got.status();
   const std::string text(reinterpret_cast<char*>(buffer.data()), got->size);
+  // Any local process may send to the port first: show the payload escaped.
   std::printf("  %-5s %s -> %s  \"%s\" (%zu bytes)\n", std::string(FamilyName(family)).c_str(),
-              got->from.ToString().c_str(), b_addr.ToString().c_str(), text.c_str(), got->size);
+              got->from.ToString().c_str(), b_addr.ToString().c_str(),
+              Displayable(text).c_str(), got->size);
   if (text != ping) return absl::DataLossError("ping payload changed in flight");
   return absl::OkStatus();
 }
@@ -116,7 +118,7 @@ absl::Status TcpGreeting() {
     text.append(reinterpret_cast<char*>(buffer.data()), *n);
   }
   std::printf("  tcp:  %s greeted %s: \"%s\"\n", listener->LocalAddress()->ToString().c_str(),
-              server->peer.ToString().c_str(), text.c_str());
+              server->peer.ToString().c_str(), Displayable(text).c_str());
   if (text != "Hello, world!") return absl::DataLossError("TCP greeting changed in flight");
   return absl::OkStatus();
 }

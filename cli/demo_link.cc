@@ -61,7 +61,7 @@ std::string Row(absl::string_view mode, int sent, const Tally& t) {
 absl::Status Closed(const Event& e) {
   return absl::UnavailableError(
       absl::StrCat("demo connection closed: ", CloseReasonName(e.close_reason),
-                   e.reason.empty() ? "" : ": ", absl::CHexEscape(e.reason)));
+                   e.reason.empty() ? "" : ": ", Displayable(e.reason)));
 }
 
 // What the data client did.

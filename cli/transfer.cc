@@ -2,9 +2,17 @@
 // reliable-ordered channel, verified end to end with SHA-256. The protocol is
 // apps/transfer (Sender, Receiver); this file is the flags, the file or
 // stdin, the terminal and the udpmsg::Host loop around it.
+//
+// Signals: both commands block SIGINT, SIGTERM and SIGHUP and watch them on
+// a signalfd in the Host's loop. On one, the sender closes its connection
+// ("sender interrupted by SIGINT") and the receiver closes its sender's
+// (`receiver interrupted by ...`) and removes its temporary file, so the
+// peer learns at once instead of waiting out its timeout; then the command
+// exits 128 + the signal's number (SignalExitCode).
 #include "cli/transfer.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,7 +35,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "apps/transfer/peer_text.h"
 #include "apps/transfer/receiver.h"
 #include "apps/transfer/sender.h"
 #include "apps/transfer/sink.h"
@@ -46,6 +53,9 @@ constexpr size_t kChunkBytes = 64 * 1024;
 // from the source only as acknowledgements drain the queue.
 constexpr uint64_t kQueueTarget = 8 << 20;
 constexpr absl::Duration kProgressEvery = absl::Milliseconds(250);
+// Host::Watch tokens.
+constexpr uint64_t kSignalToken = 1;
+constexpr uint64_t kSourceToken = 2;
 
 absl::Status ErrnoError(absl::string_view what, const std::string& path) {
   return absl::Status(errno == ENOENT ? absl::StatusCode::kNotFound : absl::StatusCode::kInternal,
@@ -122,16 +132,36 @@ class Source {
   Source& operator=(Source&& o) noexcept {
     std::swap(fd_, o.fd_);
     std::swap(owned_, o.owned_);
+    std::swap(saved_flags_, o.saved_flags_);
     text_ = std::move(o.text_);
     name_ = std::move(o.name_);
     size_ = o.size_;
     return *this;
   }
   ~Source() {
+    if (saved_flags_ >= 0) (void)::fcntl(fd_, F_SETFL, saved_flags_);
     if (owned_ && fd_ >= 0) ::close(fd_);
   }
 
-  // Up to `max` bytes; an empty string at the end.
+  // Makes a source that may block (stdin on a pipe or a terminal) non-
+  // blocking, until destroyed, so that the loop keeps serving the network
+  // and signals while it waits for input. Returns the descriptor to watch
+  // for input, or -1 when there is none to watch (messages, regular files,
+  // which never block).
+  int PollableFd() {
+    if (fd_ < 0) return -1;
+    struct stat st;
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) return -1;
+    if (saved_flags_ < 0) {
+      const int flags = ::fcntl(fd_, F_GETFL);
+      if (flags < 0 || ::fcntl(fd_, F_SETFL, flags | O_NONBLOCK) != 0) return -1;
+      saved_flags_ = flags;
+    }
+    return fd_;
+  }
+
+  // Up to `max` bytes; an empty string at the end; UNAVAILABLE when a non-
+  // blocking source has nothing now (PollableFd says when to try again).
   absl::StatusOr<std::string> Read(size_t max) {
     if (fd_ < 0) {
       std::string out = text_.substr(0, max);
@@ -143,6 +173,10 @@ class Source {
     while (got < max) {
       const ssize_t n = ::read(fd_, out.data() + got, max - got);
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        if (got == 0) return absl::UnavailableError("no input yet");
+        break;
+      }
       if (n < 0) return ErrnoError("cannot read", name_);
       if (n == 0) break;
       got += static_cast<size_t>(n);
@@ -158,6 +192,7 @@ class Source {
   Source() = default;
   int fd_ = -1;
   bool owned_ = false;
+  int saved_flags_ = -1;  // fcntl flags to restore, when made non-blocking
   std::string text_;
   std::string name_;
   int64_t size_ = -1;
@@ -184,28 +219,87 @@ absl::StatusOr<SocketAddress> ResolvePeer(const std::string& host_port) {
   return peers->front();
 }
 
+// The longest peer text quoted in one error line.
+constexpr size_t kMaxShownPeerBytes = 1024;
+
+// Waits for `id` to be connected, watching `signal_fd` (a signalfd on the
+// host) meanwhile: OK; UNAVAILABLE "cannot connect to PEER: [refused: ]
+// REASON" when the attempt closes (the reason escaped); DEADLINE_EXCEEDED
+// after `timeout`; CANCELLED with `*signal` set when a stop signal comes.
+// Events that follow the kConnected are left in `*early`.
+absl::Status AwaitConnected(Host* host, ConnectionId id, const SocketAddress& peer,
+                            absl::Duration timeout, int signal_fd, int* signal,
+                            std::vector<Event>* early) {
+  const absl::Time deadline = absl::Now() + timeout;
+  bool connected = false;
+  while (!connected) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat("cannot connect to ", peer.ToString(),
+                                                      ": no answer within ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    absl::StatusOr<Host::PollResult> r = host->Poll(std::min(left, absl::Milliseconds(250)));
+    if (!r.ok()) return r.status();
+    for (uint64_t token : r->ready) {
+      if (token != kSignalToken) continue;
+      if (const int sig = DrainSignals(signal_fd); sig != 0) {
+        *signal = sig;
+        return absl::CancelledError(absl::StrCat("interrupted by ", SignalName(sig)));
+      }
+    }
+    for (Event& e : r->events) {
+      if (e.connection != id) continue;
+      if (connected) {
+        early->push_back(std::move(e));
+      } else if (e.type == Event::Type::kConnected) {
+        connected = true;
+      } else if (e.type == Event::Type::kClosed) {
+        return absl::UnavailableError(absl::StrCat(
+            "cannot connect to ", peer.ToString(), ": ", e.by_peer ? "refused: " : "",
+            DisplayablePrefix(e.reason, kMaxShownPeerBytes)));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Drives a transfer::Sender over the runtime: reads the source as the queue
-// drains, shows progress, and waits for the receiver's verdict.
+// drains (and, for a source that may block, as input arrives), shows
+// progress, and waits for the receiver's verdict or a stop signal.
 class SendLoop {
  public:
-  SendLoop(Host* host, ConnectionId id, Source* source, bool progress)
+  SendLoop(Host* host, ConnectionId id, Source* source, bool progress, int signal_fd)
       : host_(host),
         id_(id),
         source_(source),
         progress_(progress),
+        signal_fd_(signal_fd),
         sender_(source->name(), source->size(), transfer::Sender::Options{kChunkBytes}) {}
 
-  absl::Status Run(const SocketAddress& peer) {
+  // OK when the receiver verified everything; CANCELLED when a stop signal
+  // came (signal() says which); otherwise the failure. `early`: events that
+  // arrived with the connection.
+  absl::Status Run(const SocketAddress& peer, std::vector<Event> early) {
     start_ = absl::Now();
+    const int input_fd = source_->PollableFd();
+    if (input_fd >= 0 && host_->Watch(input_fd, kSourceToken).ok()) watched_fd_ = input_fd;
     absl::StatusOr<std::string> begin = sender_.Begin();
     if (!begin.ok()) return begin.status();
     if (absl::Status s = SendMessage(host_, id_, *std::move(begin)); !s.ok()) return s;
     absl::Time next_progress = start_;
+    Host::PollResult r;
+    r.events = std::move(early);
     for (;;) {
-      if (absl::Status s = Fill(); !s.ok()) return s;
-      absl::StatusOr<Host::PollResult> r = host_->Poll(absl::Milliseconds(50));
-      if (!r.ok()) return r.status();
-      for (const Event& e : r->events) {
+      for (uint64_t token : r.ready) {
+        if (token != kSignalToken) continue;
+        if (const int sig = DrainSignals(signal_fd_); sig != 0) {
+          ClearProgress();
+          signal_ = sig;
+          return absl::CancelledError(absl::StrCat("interrupted by ", SignalName(sig)));
+        }
+      }
+      for (const Event& e : r.events) {
         if (e.connection != id_) continue;
         if (e.type == Event::Type::kAcked) acked_ += e.bytes;
         if (e.type == Event::Type::kClosed) {
@@ -213,7 +307,7 @@ class SendLoop {
           return absl::UnavailableError(absl::StrCat(
               "transfer to ", peer.ToString(), " failed after ", sender_.sent(), " bytes: ",
               e.by_peer ? "receiver closed the connection: " : "",
-              transfer::EscapePeerText(e.reason)));
+              DisplayablePrefix(e.reason, kMaxShownPeerBytes)));
         }
         if (e.type == Event::Type::kMessage) {
           ClearProgress();
@@ -226,24 +320,32 @@ class SendLoop {
           return verdict;  // OK when verified
         }
       }
+      if (absl::Status s = Fill(); !s.ok()) return s;
       if (progress_ && absl::Now() >= next_progress) {
         Progress();
         next_progress = absl::Now() + kProgressEvery;
       }
+      absl::StatusOr<Host::PollResult> polled = host_->Poll(absl::Milliseconds(50));
+      if (!polled.ok()) return polled.status();
+      r = *std::move(polled);
     }
   }
 
   uint64_t sent() const { return sender_.sent(); }
   const std::string& digest() const { return sender_.digest(); }
   absl::Time start() const { return start_; }
+  int signal() const { return signal_; }
 
  private:
   absl::Status Fill() {
     while (sender_.state() == transfer::Sender::State::kSending &&
            host_->QueuedBytes(id_) < kQueueTarget) {
       absl::StatusOr<std::string> chunk = source_->Read(kChunkBytes);
+      if (absl::IsUnavailable(chunk.status())) return absl::OkStatus();  // wait for input
       if (!chunk.ok()) return chunk.status();
       if (chunk->empty()) {
+        // At the end a pipe stays readable: stop watching it.
+        if (watched_fd_ >= 0) (void)host_->Unwatch(std::exchange(watched_fd_, -1));
         absl::StatusOr<std::string> end = sender_.End();
         if (!end.ok()) return end.status();
         return SendMessage(host_, id_, *std::move(end));
@@ -278,6 +380,9 @@ class SendLoop {
   ConnectionId id_;
   Source* source_;
   bool progress_;
+  int signal_fd_;
+  int watched_fd_ = -1;
+  int signal_ = 0;
   transfer::Sender sender_;
   uint64_t acked_ = 0;
   bool shown_ = false;
@@ -393,22 +498,40 @@ int RunReliableSend(const std::vector<std::string>& args) {
       Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!source.ok()) return Fail(source.status());
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
+  if (!signals.ok()) return Fail(signals.status());
 
   HostOptions options = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
   options.bind = SocketAddress::Any(peer->family(), 0);
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
+  if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
   absl::StatusOr<ConnectionId> id = host->Connect(*peer);
   if (!id.ok()) return Fail(id.status());
+  // Tells the receiver why we stop (so it need not wait out its timeout),
+  // then says so; 128 + the signal.
+  const auto interrupted = [&](int signal, uint64_t sent) {
+    (void)host->Close(*id, absl::StrCat("sender interrupted by ", SignalName(signal)),
+                      /*flush=*/false);
+    (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), " after ",
+                                                 sent, " bytes; transfer to ", peer->ToString(),
+                                                 " not completed")));
+    return SignalExitCode(signal);
+  };
   // A second beyond the handshake timeout, so the connection's own close
   // (with its reason) normally ends the wait.
-  if (absl::Status s = host->AwaitConnected(*id, *timeout + absl::Seconds(1)); !s.ok()) {
-    return Fail(s);
+  int signal = 0;
+  std::vector<Event> early;
+  if (absl::Status s = AwaitConnected(&*host, *id, *peer, *timeout + absl::Seconds(1),
+                                      signals->get(), &signal, &early);
+      !s.ok()) {
+    return signal != 0 ? interrupted(signal, 0) : Fail(s);
   }
 
-  SendLoop loop(&*host, *id, &*source, *progress);
-  absl::Status s = loop.Run(*peer);
+  SendLoop loop(&*host, *id, &*source, *progress, signals->get());
+  absl::Status s = loop.Run(*peer, std::move(early));
+  if (loop.signal() != 0) return interrupted(loop.signal(), loop.sent());
   absl::StatusOr<ConnectionStats> stats = host->Stats(*id);
   if (!s.ok()) {
     if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
@@ -450,6 +573,8 @@ int RunRecv(const Args& args) {
     }
   }
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
+  if (!signals.ok()) return Fail(signals.status());
 
   absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
       absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kDatagram);
@@ -460,6 +585,7 @@ int RunRecv(const Args& args) {
   options.bind = locals->front();
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
+  if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
   PrintListening(host->local_address());
 
   std::optional<ConnectionId> sender;
@@ -470,6 +596,25 @@ int RunRecv(const Args& args) {
   for (;;) {
     absl::StatusOr<Host::PollResult> r = host->Poll(absl::Seconds(1));
     if (!r.ok()) return Fail(r.status());
+    for (uint64_t token : r->ready) {
+      if (token != kSignalToken) continue;
+      const int signal = DrainSignals(signals->get());
+      if (signal == 0) continue;
+      // Stop: remove the temporary file, tell the sender why (so it need
+      // not wait out its timeout), say what was lost; 128 + the signal.
+      const std::string why = absl::StrCat("interrupted by ", SignalName(signal));
+      std::string what = "no transfer had begun";
+      if (sender.has_value()) {
+        receiver.OnConnectionClosed(why);  // discards the partial output
+        (void)host->Close(*sender, absl::StrCat("receiver ", why), /*flush=*/false);
+        what = absl::StrCat("receiving from ", from.ToString(), " stopped after ",
+                            receiver.received(), " bytes");
+      }
+      sink.Abort();
+      (void)Fail(absl::CancelledError(absl::StrCat(
+          why, "; ", what, out == "-" ? "" : absl::StrCat("; nothing written to ", out))));
+      return SignalExitCode(signal);
+    }
     for (Event& e : r->events) {
       if (e.type == Event::Type::kConnected) {
         if (sender.has_value()) {
@@ -487,7 +632,7 @@ int RunRecv(const Args& args) {
         receiver.OnConnectionClosed(e.reason);  // discards the partial output
         return Fail(absl::UnavailableError(
             absl::StrCat("sender ", from.ToString(), " went away after ", receiver.received(),
-                         " bytes: ", transfer::EscapePeerText(e.reason),
+                         " bytes: ", DisplayablePrefix(e.reason, kMaxShownPeerBytes),
                          "; nothing written to ", out)));
       }
       if (e.type != Event::Type::kMessage) continue;

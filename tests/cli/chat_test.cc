@@ -344,6 +344,33 @@ TEST(ChatTest, LeaveAndTimeoutNotices) {
   EXPECT_THAT(server.process->stderr_text(), HasSubstr("\ncarol left (timed out: "));
 }
 
+// Every stop signal makes each side tell the other at once, instead of the
+// other waiting out its --timeout (60 s here): a member stopped by SIGINT,
+// SIGTERM or SIGHUP leaves (its leave and close reach the server), and a
+// server stopped by any of them closes every member's connection.
+TEST(ChatTest, StopSignalsSendACloseToThePeer) {
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
+    SCOPED_TRACE(absl::StrCat("signal ", signal));
+    ChatServer server = StartServer({"--timeout", "60s"});
+    Member alice(server.port, "alice", {"--timeout", "60s"});
+    ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+    Member bob(server.port, "bob", {"--timeout", "60s"});
+    ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+    bob.process().Kill(signal);
+    EXPECT_EQ(ExitCode(bob.process()), 0) << bob.process().stderr_text();
+    EXPECT_TRUE(alice.WaitFor("*** bob left", absl::Seconds(10)));
+
+    const absl::Time stopped = absl::Now();
+    server.process->Kill(signal);
+    EXPECT_TRUE(alice.WaitFor("*** server shutting down", absl::Seconds(10)));
+    EXPECT_EQ(ExitCode(alice.process(), absl::Seconds(10)), 1);
+    EXPECT_LT(absl::Now() - stopped, absl::Seconds(10));
+    EXPECT_THAT(alice.process().stderr_text(),
+                HasSubstr("server closed the connection: server shutting down"));
+    EXPECT_EQ(ExitCode(*server.process), 0) << server.process->stderr_text();
+  }
+}
+
 // (5) A member notices a killed server and exits 1; a restarted server on the
 // same port takes members again; a stopped server says goodbye.
 TEST(ChatTest, ClientNoticesDeadServerAndRestartedServerWorks) {

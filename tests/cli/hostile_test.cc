@@ -1,19 +1,35 @@
+// Hostile peers against the real binary.
+//
 // A running server under a flood of hostile datagrams: 1,000,000 random,
 // truncated and valid-but-spoofable hellos from 200 source addresses (the
 // whole 127/8 is loopback). The server must create no state, answer within
 // the amplification bound, keep its memory flat and its log quiet, and a
 // real member must keep chatting meanwhile.
+//
+// Hostile text: a peer written here (a udpmsg::Host, or raw datagrams for
+// the handshake) sends close reasons, nicks, lines and error texts full of
+// escape sequences, newlines, invalid UTF-8 and bidi overrides to `chat
+// serve`, `chat join`, `recv` and `send --reliable`; what the binary prints
+// must hold none of it raw and no line the peer forged.
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <array>
+#include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "apps/chat/chat.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "impairment/model.h"
@@ -22,6 +38,7 @@
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
 #include "udp/socket_address.h"
+#include "udpmsg/udpmsg.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -163,6 +180,203 @@ TEST(HostileTest, MillionHostileDatagramsLeaveTheServerUnchanged) {
   std::vector<std::string> log = absl::StrSplit(server->stderr_text(), '\n', absl::SkipEmpty());
   EXPECT_LE(log.size(), 10u) << server->stderr_text();
   (void)sent_bytes;
+}
+
+// ---- hostile text
+
+using ::testing::HasSubstr;
+
+// What a hostile peer says: clear the screen, retitle the terminal, forge a
+// line, reverse the rest with a bidi override (RLO, then an isolate), all
+// valid UTF-8 (protobuf strings must be).
+const std::string kHostileText =
+    "\x1b[2J\x1b]0;pwned\x07ok\r\nudpmsg: connected OK\n"
+    "\xe2\x80\xaetxt.exe\xe2\x81\xa6x";
+// A close reason is raw bytes: add invalid UTF-8.
+const std::string kHostileReason = kHostileText + "\xff\xc3";
+
+// `text` (a stream of the binary) holds none of the hostile text raw: no
+// control byte, no bidi control, no invalid UTF-8, and no line the peer
+// forged.
+void ExpectNoRawPeerText(const std::string& text, const std::string& what) {
+  SCOPED_TRACE(what);
+  EXPECT_FALSE(absl::StrContains(text, "\x1b")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "\x07")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "\r")) << text;
+  EXPECT_FALSE(absl::StrContains(text, "\xe2\x80\xae")) << text;  // RLO
+  EXPECT_FALSE(absl::StrContains(text, "\xe2\x81\xa6")) << text;  // LRI
+  EXPECT_FALSE(absl::StrContains(text, "\xff")) << text;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    EXPECT_FALSE(absl::StartsWith(line, "udpmsg: connected OK")) << "forged line in " << text;
+  }
+}
+
+constexpr absl::Duration kTextTimeout = absl::Seconds(20);
+
+Host MakeHost(bool accept) {
+  HostOptions options;
+  options.bind = SocketAddress::Loopback(AddressFamily::kIpv4, 0);
+  options.accept_incoming = accept;
+  absl::StatusOr<Host> host = Host::Create(options);
+  EXPECT_TRUE(host.ok()) << host.status();
+  return *std::move(host);
+}
+
+// Polls `host` until an event `want` accepts, or the deadline.
+std::optional<Event> PollFor(Host& host, const std::function<bool(const Event&)>& want) {
+  const absl::Time deadline = absl::Now() + kTextTimeout;
+  while (absl::Now() < deadline) {
+    absl::StatusOr<Host::PollResult> r = host.Poll(absl::Milliseconds(100));
+    if (!r.ok()) return std::nullopt;
+    for (Event& e : r->events) {
+      if (want(e)) return std::move(e);
+    }
+  }
+  return std::nullopt;
+}
+
+bool IsConnected(const Event& e) { return e.type == Event::Type::kConnected; }
+
+int ServerPort(Subprocess& p) {
+  absl::StatusOr<std::string> line = p.ReadStderrLine(kTextTimeout);
+  EXPECT_TRUE(line.ok()) << line.status();
+  absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
+  EXPECT_TRUE(port.ok()) << port.status();
+  return port.ok() ? *port : 0;
+}
+
+// A member joins, then closes with a hostile reason: the server's log line
+// "mallory left (connection closed: REASON)" quotes it escaped.
+TEST(HostileTextTest, ChatServerLogEscapesAMembersCloseReason) {
+  auto server = Udpmsg({"chat", "serve", "--port", "0", "--bind", "127.0.0.1"});
+  const int port = ServerPort(*server);
+  Host mallory = MakeHost(false);
+  absl::StatusOr<ConnectionId> id = mallory.Connect(SocketAddress::Loopback(AddressFamily::kIpv4, port));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(mallory.AwaitConnected(*id, kTextTimeout).ok());
+  chat::ClientMessage join;
+  join.mutable_join()->set_nick("mallory");
+  ASSERT_TRUE(mallory.Send(*id, 0, DeliveryMode::kReliableOrdered, join.SerializeAsString()).ok());
+  ASSERT_TRUE(PollFor(mallory, [](const Event& e) { return e.type == Event::Type::kMessage; }));
+  ASSERT_TRUE(mallory.Close(*id, kHostileReason, /*flush=*/false).ok());
+  (void)mallory.Flush(absl::Seconds(1));
+  for (;;) {
+    absl::StatusOr<std::string> line = server->ReadStderrLine(kTextTimeout);
+    ASSERT_TRUE(line.ok()) << line.status() << server->stderr_text();
+    if (absl::StartsWith(*line, "mallory left")) break;
+  }
+  server->Kill(SIGTERM);
+  ASSERT_TRUE(server->Wait(kTextTimeout).ok());
+  EXPECT_THAT(server->stderr_text(), HasSubstr("\\x1b[2J"));
+  ExpectNoRawPeerText(server->stderr_text(), "chat serve stderr");
+}
+
+// A fake server welcomes `chat join` with a hostile member list, sends a
+// hostile line and error, then closes with a hostile reason.
+TEST(HostileTextTest, ChatJoinEscapesAHostileServer) {
+  Host fake = MakeHost(true);
+  auto member = Udpmsg({"chat", "join", fake.local_address().ToString(), "--nick", "alice",
+                        "--timeout", "20s"});
+  std::optional<Event> connected = PollFor(fake, IsConnected);
+  ASSERT_TRUE(connected.has_value());
+  const ConnectionId id = connected->connection;
+  ASSERT_TRUE(PollFor(fake, [](const Event& e) { return e.type == Event::Type::kMessage; }));
+  chat::ServerMessage welcome;
+  welcome.mutable_welcome()->set_nick("alice");
+  welcome.mutable_welcome()->add_members(kHostileText);
+  welcome.mutable_welcome()->add_members("alice");
+  chat::ServerMessage line;
+  line.mutable_line()->set_seq(1);
+  line.mutable_line()->set_from(kHostileText);
+  line.mutable_line()->set_text(kHostileText);
+  chat::ServerMessage error;
+  error.mutable_error()->set_text(kHostileText);
+  for (const chat::ServerMessage& m : {welcome, line, error}) {
+    ASSERT_TRUE(fake.Send(id, 0, DeliveryMode::kReliableOrdered, m.SerializeAsString()).ok());
+  }
+  ASSERT_TRUE(fake.Flush(kTextTimeout).ok());
+  ASSERT_TRUE(fake.Close(id, kHostileReason, /*flush=*/false).ok());
+  (void)fake.Flush(absl::Seconds(1));
+  absl::StatusOr<int> code = member->Wait(kTextTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1) << member->stderr_text();
+  EXPECT_THAT(member->stderr_text(), HasSubstr("server closed the connection: \\x1b[2J"));
+  EXPECT_THAT(member->stdout_text(), HasSubstr("\\x1b[2J"));
+  ExpectNoRawPeerText(member->stdout_text(), "chat join stdout");
+  ExpectNoRawPeerText(member->stderr_text(), "chat join stderr");
+}
+
+// A sender connects to `recv` and closes with a hostile reason.
+TEST(HostileTextTest, RecvEscapesASendersCloseReason) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  const std::string out = absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/hostile-recv.out");
+  auto recv = Udpmsg({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out});
+  const int port = ServerPort(*recv);
+  Host mallory = MakeHost(false);
+  absl::StatusOr<ConnectionId> id = mallory.Connect(SocketAddress::Loopback(AddressFamily::kIpv4, port));
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(mallory.AwaitConnected(*id, kTextTimeout).ok());
+  absl::StatusOr<std::string> receiving = recv->ReadStderrLine(kTextTimeout);
+  ASSERT_TRUE(receiving.ok()) << receiving.status();
+  ASSERT_TRUE(mallory.Close(*id, kHostileReason, /*flush=*/false).ok());
+  (void)mallory.Flush(absl::Seconds(1));
+  absl::StatusOr<int> code = recv->Wait(kTextTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1) << recv->stderr_text();
+  EXPECT_THAT(recv->stderr_text(), HasSubstr("went away after 0 bytes: \\x1b[2J"));
+  ExpectNoRawPeerText(recv->stderr_text(), "recv stderr");
+}
+
+// A fake receiver accepts `send --reliable`, then closes with a hostile
+// reason.
+TEST(HostileTextTest, SendEscapesAReceiversCloseReason) {
+  Host fake = MakeHost(true);
+  auto send = Udpmsg({"send", "--reliable", fake.local_address().ToString(), "hi", "--progress",
+                      "off"});
+  std::optional<Event> connected = PollFor(fake, IsConnected);
+  ASSERT_TRUE(connected.has_value());
+  ASSERT_TRUE(fake.Close(connected->connection, kHostileReason, /*flush=*/false).ok());
+  (void)fake.Flush(absl::Seconds(1));
+  absl::StatusOr<int> code = send->Wait(kTextTimeout);
+  ASSERT_TRUE(code.ok()) << code.status();
+  EXPECT_EQ(*code, 1) << send->stderr_text();
+  EXPECT_THAT(send->stderr_text(), HasSubstr("receiver closed the connection: \\x1b[2J"));
+  ExpectNoRawPeerText(send->stderr_text(), "send stderr");
+}
+
+// A fake server answers the first hello with a close (as a refusing server
+// does, in clear, before any key is agreed): `send --reliable` and `chat
+// join` quote the refusal escaped.
+TEST(HostileTextTest, HandshakeRefusalIsEscaped) {
+  for (const bool chat : {false, true}) {
+    SCOPED_TRACE(chat ? "chat join" : "send --reliable");
+    absl::StatusOr<udp::DatagramSocket> fake = udp::DatagramSocket::Bind(
+        udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), {.non_blocking = false});
+    ASSERT_TRUE(fake.ok()) << fake.status();
+    const std::string target = fake->LocalAddress()->ToString();
+    auto client = chat ? Udpmsg({"chat", "join", target, "--nick", "alice", "--timeout", "20s"})
+                       : Udpmsg({"send", "--reliable", target, "hi", "--timeout", "20s"});
+    pollfd readable{fake->fd(), POLLIN, 0};
+    ASSERT_EQ(::poll(&readable, 1, 20'000), 1);
+    std::array<uint8_t, 2048> buffer;
+    absl::StatusOr<udp::Datagram> hello = fake->RecvFrom(absl::MakeSpan(buffer));
+    ASSERT_TRUE(hello.ok()) << hello.status();
+    const proto::Codec codec(proto::Codec::Limits{});
+    absl::StatusOr<proto::Packet> packet = codec.Decode(
+        absl::string_view(reinterpret_cast<const char*>(buffer.data()), hello->size));
+    ASSERT_TRUE(packet.ok() && packet->hello.has_value()) << packet.status();
+    proto::Packet refuse;
+    refuse.connection_id = packet->hello->client_connection_id;
+    refuse.close = proto::Close{proto::kCloseApplication, kHostileReason};
+    absl::StatusOr<std::string> bytes = codec.Encode(refuse);
+    ASSERT_TRUE(bytes.ok()) << bytes.status();
+    ASSERT_TRUE(fake->SendTo(hello->from, udp::AsBytes(*bytes)).ok());
+    absl::StatusOr<int> code = client->Wait(kTextTimeout);
+    ASSERT_TRUE(code.ok()) << code.status();
+    EXPECT_EQ(*code, 1) << client->stderr_text();
+    EXPECT_THAT(client->stderr_text(), HasSubstr("refused: \\x1b[2J"));
+    ExpectNoRawPeerText(client->stderr_text(), "stderr");
+  }
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 // the impairment is seeded, so a failing seed can be replayed by hand with
 // the same commands (printed on failure).
 #include <dirent.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -262,6 +264,118 @@ TEST(TransferTest, SenderVanishingMidTransferLeavesNoOutputFile) {
   for (const std::string& name : ListDir(TempDir())) {
     EXPECT_FALSE(absl::StartsWith(name, "out-sender-gone.part")) << name;
   }
+}
+
+// Waits (inotify, no polling) until a file whose name starts with `prefix`
+// exists in `dir`; false after `timeout`.
+bool WaitForFile(const std::string& dir, const std::string& prefix, absl::Duration timeout) {
+  const int fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd < 0) return false;
+  const bool watched = inotify_add_watch(fd, dir.c_str(), IN_CREATE | IN_MOVED_TO) >= 0;
+  const absl::Time deadline = absl::Now() + timeout;
+  bool found = false;
+  while (watched && !found) {
+    for (const std::string& name : ListDir(dir)) found = found || absl::StartsWith(name, prefix);
+    if (found) break;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) break;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) < 0) break;
+    char events[4096];
+    while (::read(fd, events, sizeof(events)) > 0) {
+    }
+  }
+  ::close(fd);
+  return found;
+}
+
+bool AnyFileStartsWith(const std::string& dir, const std::string& prefix) {
+  for (const std::string& name : ListDir(dir)) {
+    if (absl::StartsWith(name, prefix)) return true;
+  }
+  return false;
+}
+
+// recv stopped by SIGINT, SIGTERM or SIGHUP in the middle of a transfer:
+// it removes FILE.part.XXXXXX, tells the sender at once (a close naming the
+// signal) and exits 128 + the signal's number.
+TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnection) {
+  for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
+    SCOPED_TRACE(absl::StrCat("signal ", signal));
+    const std::string name = absl::StrCat("out-signal-", signal);
+    const std::string out = absl::StrCat(TempDir(), "/", name);
+    Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
+                         "--timeout", "60s"});
+    ASSERT_NE(recv.port, 0);
+    reliable::Runtime::Options options;
+    options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+    options.endpoint.connection.idle_timeout = absl::Seconds(60);
+    options.endpoint.connection.peer_timeout = absl::Seconds(60);
+    absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
+    ASSERT_TRUE(rt.ok()) << rt.status();
+    absl::StatusOr<reliable::ConnectionId> id =
+        (*rt)->Connect(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port));
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE((*rt)->AwaitConnected(*id, absl::Seconds(10)).ok());
+    std::vector<transfer::TransferMessage> messages(2);
+    messages[0].mutable_begin()->set_size(1 << 20);
+    messages[1].set_chunk(std::string(4096, 'x'));
+    for (const transfer::TransferMessage& m : messages) {
+      ASSERT_TRUE((*rt)->Send(*id, 0, reliable::DeliveryMode::kReliableOrdered,
+                              m.SerializeAsString()).ok());
+    }
+    ASSERT_TRUE((*rt)->Flush(absl::Seconds(10)).ok());
+    ASSERT_TRUE(WaitForFile(TempDir(), name + ".part.", absl::Seconds(10)))
+        << recv.process->stderr_text();
+
+    recv.process->Kill(signal);
+    const absl::Time stopped = absl::Now();
+    std::optional<reliable::Event> closed;
+    while (!closed.has_value() && absl::Now() - stopped < absl::Seconds(10)) {
+      absl::StatusOr<reliable::Runtime::PollResult> r = (*rt)->Poll(absl::Milliseconds(100));
+      ASSERT_TRUE(r.ok()) << r.status();
+      for (reliable::Event& e : r->events) {
+        if (e.type == reliable::Event::Type::kClosed) closed = std::move(e);
+      }
+    }
+    ASSERT_TRUE(closed.has_value()) << "no close from recv within 10 s";
+    EXPECT_TRUE(closed->by_peer);
+    EXPECT_THAT(closed->reason, HasSubstr("receiver interrupted by SIG"));
+    EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 128 + signal)
+        << recv.process->stderr_text();
+    EXPECT_THAT(recv.process->stderr_text(), HasSubstr("interrupted by SIG"));
+    EXPECT_THAT(recv.process->stderr_text(), HasSubstr(absl::StrCat("nothing written to ", out)));
+    EXPECT_FALSE(Exists(out));
+    EXPECT_FALSE(AnyFileStartsWith(TempDir(), name + ".part")) << "temporary file left behind";
+  }
+}
+
+// send --reliable stopped by a signal mid-transfer (reading a pipe that is
+// still open): the receiver learns at once from its close, long before its
+// 60 s --timeout, and leaves nothing behind.
+TEST(TransferTest, SenderStoppedBySignalTellsTheReceiverAtOnce) {
+  const std::string name = "out-sender-signal";
+  const std::string out = absl::StrCat(TempDir(), "/", name);
+  Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
+                       "--timeout", "60s"});
+  ASSERT_NE(recv.port, 0);
+  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--timeout",
+                      "60s", "--progress", "off"});
+  ASSERT_NE(send, nullptr);
+  ASSERT_TRUE(send->WriteStdin(std::string(100000, 'y')).ok());  // stdin stays open
+  ASSERT_TRUE(WaitForFile(TempDir(), name + ".part.", absl::Seconds(10)))
+      << recv.process->stderr_text() << send->stderr_text();
+
+  send->Kill(SIGTERM);
+  const absl::Time stopped = absl::Now();
+  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 1) << recv.process->stderr_text();
+  EXPECT_LT(absl::Now() - stopped, absl::Seconds(10));
+  EXPECT_THAT(recv.process->stderr_text(), HasSubstr("went away"));
+  EXPECT_THAT(recv.process->stderr_text(), HasSubstr("sender interrupted by SIGTERM"));
+  EXPECT_EQ(Finish(*send, absl::Seconds(10)), 128 + SIGTERM) << send->stderr_text();
+  EXPECT_THAT(send->stderr_text(), HasSubstr("interrupted by SIGTERM"));
+  EXPECT_FALSE(Exists(out));
+  EXPECT_FALSE(AnyFileStartsWith(TempDir(), name + ".part")) << "temporary file left behind";
 }
 
 std::string Sha256Of(const std::string& data) {
