@@ -26,6 +26,29 @@ Line MakeLine(Line::Kind kind, const std::string& from, const std::string& text)
 
 }  // namespace
 
+class ServerCore::SharedMessage {
+ public:
+  SharedMessage(std::string bytes, uint64_t* held) : bytes_(std::move(bytes)), held_(held) {
+    *held_ += bytes_.size();
+  }
+  ~SharedMessage() { *held_ -= bytes_.size(); }
+  SharedMessage(const SharedMessage&) = delete;
+  SharedMessage& operator=(const SharedMessage&) = delete;
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  const std::string bytes_;
+  uint64_t* held_;
+};
+
+ServerCore::MemberState::MemberState(std::string nick, std::string address_key,
+                                     const ServerOptions& o, absl::Time now)
+    : nick(std::move(nick)),
+      address_key(std::move(address_key)),
+      lines(o.line_rate, static_cast<double>(o.line_burst), now),
+      bytes(static_cast<double>(o.byte_rate), static_cast<double>(o.byte_burst), now),
+      refusals(o.line_rate, static_cast<double>(o.flood_tolerance), now) {}
+
 absl::Status ServerOptions::Validate() const {
   if (join_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -36,6 +59,39 @@ absl::Status ServerOptions::Validate() const {
         "max_members ", max_members, " is out of range (1 to ", kMaxMembersLimit, ")"));
   }
   if (max_pending < 1) return absl::InvalidArgumentError("max_pending must be at least 1");
+  if (max_members_per_address < 1 || max_members_per_address > kMaxMembersLimit) {
+    return absl::InvalidArgumentError(absl::StrCat("max_members_per_address ",
+                                                   max_members_per_address,
+                                                   " is out of range (1 to ", kMaxMembersLimit, ")"));
+  }
+  if (!(line_rate > 0) || line_rate > 1e6) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line_rate ", line_rate, " is out of range (above 0, at most 1000000)"));
+  }
+  if (line_burst < 1) return absl::InvalidArgumentError("line_burst must be at least 1");
+  if (byte_rate < 1) return absl::InvalidArgumentError("byte_rate must be at least 1");
+  if (byte_burst < kMinByteBurst) {
+    return absl::InvalidArgumentError(absl::StrCat("byte_burst ", byte_burst,
+                                                   " is below one longest line (at least ",
+                                                   kMinByteBurst, ")"));
+  }
+  if (send_window_bytes < 1) {
+    return absl::InvalidArgumentError("send_window_bytes must be at least 1");
+  }
+  if (max_backlog_bytes < kMinBacklogBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("max_backlog_bytes ", max_backlog_bytes,
+                                                   " is too small (at least ", kMinBacklogBytes,
+                                                   ")"));
+  }
+  if (max_backlog_lines < 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_backlog_lines ", max_backlog_lines, " is too small (at least 16)"));
+  }
+  if (max_held_bytes < max_backlog_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("max_held_bytes ", max_held_bytes,
+                                                   " is below max_backlog_bytes ",
+                                                   max_backlog_bytes));
+  }
   return absl::OkStatus();
 }
 
@@ -54,13 +110,19 @@ std::vector<ServerAction> ServerCore::TakeActions() { return std::exchange(actio
 std::vector<std::string> ServerCore::Members() const {
   std::vector<std::string> nicks;
   nicks.reserve(order_.size());
-  for (PeerId id : order_) nicks.push_back(members_.at(id));
+  for (PeerId id : order_) nicks.push_back(members_.at(id).nick);
   return nicks;
 }
 
+uint64_t ServerCore::held_bytes() const {
+  return held_message_bytes_ + backlog_entries_ * kBacklogEntryBytes;
+}
+
+uint64_t ServerCore::in_flight_bytes() const { return in_flight_bytes_; }
+
 std::string ServerCore::NickOf(PeerId peer) const {
   auto it = members_.find(peer);
-  return it == members_.end() ? "" : it->second;
+  return it == members_.end() ? "" : it->second.nick;
 }
 
 std::string ServerCore::Count() const {
@@ -76,7 +138,16 @@ void ServerCore::OnConnected(absl::Time now, PeerId peer, absl::string_view addr
                      options_.max_pending, ")"));
     return;
   }
-  pending_[peer] = Pending{std::move(shown), now};
+  std::string key = AddressKey(address);
+  size_t& from_here = pending_by_address_[key];
+  if (from_here >= options_.max_members_per_address) {
+    Close(peer, "too many connections from your address waiting to join", /*flush=*/false);
+    Log(absl::StrCat("refused ", shown, ": too many connections from its address waiting to join (",
+                     options_.max_members_per_address, ")"));
+    return;
+  }
+  ++from_here;
+  pending_[peer] = Pending{std::move(shown), std::move(key), now};
 }
 
 void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes) {
@@ -94,10 +165,15 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
     OnJoin(now, peer, m.join().nick());
     return;
   }
-  const std::string nick = member->second;
+  const std::string nick = member->second.nick;
   if (!parsed) {
     Close(peer, "protocol error: malformed chat message", /*flush=*/false);
     Remove(now, peer, "protocol error", "sent a malformed message");
+    DropLaggards(now);
+    return;
+  }
+  if (m.body_case() != ClientMessage::kLeave && !Admit(now, peer, member->second, bytes.size())) {
+    DropLaggards(now);
     return;
   }
   switch (m.body_case()) {
@@ -130,7 +206,7 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
         break;
       }
       Line line = MakeLine(Line::PRIVATE, nick, p.text());
-      line.set_to(members_.at(target->second));
+      line.set_to(members_.at(target->second).nick);
       std::vector<PeerId> to = {target->second};
       if (target->second != peer) to.push_back(peer);
       Deliver(now, std::move(line), to);
@@ -141,7 +217,7 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       break;
     case ClientMessage::kWho: {
       ServerMessage reply;
-      for (PeerId id : order_) reply.mutable_who_reply()->add_nicks(members_.at(id));
+      for (PeerId id : order_) reply.mutable_who_reply()->add_nicks(members_.at(id).nick);
       Send(peer, Serialize(reply));
       break;
     }
@@ -153,10 +229,38 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       SendError(peer, "empty or unknown message (is the client newer than the server?)");
       break;
   }
+  DropLaggards(now);
+}
+
+bool ServerCore::Admit(absl::Time now, PeerId peer, MemberState& member, size_t size) {
+  const double cost = static_cast<double>(size);
+  const bool has_line = member.lines.Has(now, 1);
+  const bool has_bytes = member.bytes.Has(now, cost);
+  if (has_line && has_bytes) {
+    member.lines.Take(1);
+    member.bytes.Take(cost);
+    return true;
+  }
+  if (!member.refusals.Has(now, 1)) {
+    Log(absl::StrCat(Displayable(member.nick), " closed: flooding (over ", options_.flood_tolerance,
+                     " messages beyond the rate limit)"));
+    Close(peer, "flooding: too many messages over the rate limit", /*flush=*/false);
+    Remove(now, peer, "flooding", "");
+    return false;
+  }
+  member.refusals.Take(1);
+  SendError(peer, has_line ? absl::StrCat("slow down: at most ", options_.byte_rate,
+                                          " bytes per second (", options_.byte_burst,
+                                          " at once); that message was not sent")
+                           : absl::StrCat("slow down: at most ", options_.line_rate,
+                                          " messages per second (", options_.line_burst,
+                                          " at once); that message was not sent"));
+  return false;
 }
 
 void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
   const std::string address = pending_.at(peer).address;
+  const std::string key = pending_.at(peer).address_key;
   if (absl::Status s = CheckNick(nick); !s.ok()) {
     Refuse(peer, address, std::string(s.message()));
     return;
@@ -170,20 +274,30 @@ void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
     Refuse(peer, address, absl::StrCat("nick \"", nick, "\" is taken"));
     return;
   }
-  pending_.erase(peer);
-  members_[peer] = nick;
+  auto from_here = members_by_address_.find(key);
+  if (from_here != members_by_address_.end() &&
+      from_here->second >= options_.max_members_per_address) {
+    Refuse(peer, address,
+           absl::StrCat("too many members from your address (at most ",
+                        options_.max_members_per_address, ")"));
+    return;
+  }
+  ErasePending(peer);
+  members_.try_emplace(peer, nick, key, options_, now);
+  ++members_by_address_[key];
   by_nick_[NickKey(nick)] = peer;
   order_.push_back(peer);
   ServerMessage welcome;
   welcome.mutable_welcome()->set_nick(nick);
-  for (PeerId id : order_) welcome.mutable_welcome()->add_members(members_.at(id));
+  for (PeerId id : order_) welcome.mutable_welcome()->add_members(members_.at(id).nick);
   Send(peer, Serialize(welcome));
   Log(absl::StrCat(Displayable(nick), " joined from ", address, " ", Count()));
   Deliver(now, MakeLine(Line::JOIN, nick, ""), order_);
+  DropLaggards(now);
 }
 
 void ServerCore::OnRename(absl::Time now, PeerId peer, const std::string& nick) {
-  std::string& current = members_.at(peer);
+  std::string& current = members_.at(peer).nick;
   if (absl::Status s = CheckNick(nick); !s.ok()) {
     SendError(peer, std::string(s.message()));
     return;
@@ -206,18 +320,31 @@ void ServerCore::OnRename(absl::Time now, PeerId peer, const std::string& nick) 
 }
 
 void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail) {
-  pending_.erase(peer);
+  ErasePending(peer);
   if (!members_.contains(peer)) return;
   const char* why = "connection lost";
   if (cause == CloseCause::kTimedOut) why = "timed out";
   if (cause == CloseCause::kClosedByPeer) why = "connection closed";
   Remove(now, peer, why, detail);
+  DropLaggards(now);
+}
+
+void ServerCore::OnAcked(absl::Time now, PeerId peer, uint64_t bytes) {
+  auto it = members_.find(peer);
+  if (it == members_.end()) return;
+  MemberState& m = it->second;
+  const uint64_t done = std::min(bytes, m.in_flight);
+  m.in_flight -= done;
+  in_flight_bytes_ -= done;
+  Pump(peer, m, /*all=*/false);
+  DropLaggards(now);
 }
 
 void ServerCore::OnSendFailed(absl::Time now, PeerId peer, absl::string_view why) {
   if (!members_.contains(peer)) return;
   Close(peer, "dropped: cannot keep up", /*flush=*/false);
   Remove(now, peer, "dropped", why);
+  DropLaggards(now);
 }
 
 void ServerCore::OnTick(absl::Time now) {
@@ -229,7 +356,7 @@ void ServerCore::OnTick(absl::Time now) {
   for (PeerId id : expired) {
     Log(absl::StrCat("closing ", pending_.at(id).address, ": no Join within ",
                      absl::FormatDuration(options_.join_timeout)));
-    pending_.erase(id);
+    ErasePending(id);
     Close(id, "no Join", /*flush=*/false);
   }
 }
@@ -243,7 +370,10 @@ absl::Time ServerCore::NextDeadline() const {
 void ServerCore::Shutdown(absl::Time now) {
   Log(absl::StrCat("shutting down ", Count()));
   Deliver(now, MakeLine(Line::SYSTEM, "", "server shutting down"), order_);
-  for (PeerId id : order_) Close(id, "server shutting down", /*flush=*/true);
+  for (PeerId id : order_) {
+    Pump(id, members_.at(id), /*all=*/true);  // everything, then the goodbye
+    Close(id, "server shutting down", /*flush=*/true);
+  }
   std::vector<PeerId> pending;
   for (const auto& [id, p] : pending_) pending.push_back(id);
   std::sort(pending.begin(), pending.end());
@@ -252,16 +382,30 @@ void ServerCore::Shutdown(absl::Time now) {
   by_nick_.clear();
   order_.clear();
   pending_.clear();
+  members_by_address_.clear();
+  pending_by_address_.clear();
+  over_backlog_.clear();
+  in_flight_bytes_ = 0;
 }
 
 void ServerCore::Refuse(PeerId peer, std::string address, const std::string& why) {
-  pending_.erase(peer);
+  ErasePending(peer);
   ServerMessage m;
   m.mutable_error()->set_text(why);
   m.mutable_error()->set_fatal(true);
   Send(peer, Serialize(m));
   Close(peer, why, /*flush=*/true);
   Log(absl::StrCat("refused ", address, ": ", Displayable(why)));
+}
+
+void ServerCore::ErasePending(PeerId peer) {
+  auto it = pending_.find(peer);
+  if (it == pending_.end()) return;
+  auto count = pending_by_address_.find(it->second.address_key);
+  if (count != pending_by_address_.end() && --count->second == 0) {
+    pending_by_address_.erase(count);
+  }
+  pending_.erase(it);
 }
 
 void ServerCore::SendError(PeerId peer, const std::string& text) {
@@ -275,16 +419,26 @@ void ServerCore::Deliver(absl::Time now, Line line, const std::vector<PeerId>& t
   line.set_time_ms(absl::ToUnixMillis(now));
   ServerMessage m;
   *m.mutable_line() = std::move(line);
-  const std::string bytes = Serialize(m);
-  for (PeerId id : to) Send(id, bytes);
+  // Encoded once; every recipient's backlog shares it.
+  auto shared = std::make_shared<const SharedMessage>(Serialize(m), &held_message_bytes_);
+  for (PeerId id : to) {
+    auto it = members_.find(id);
+    if (it != members_.end()) Enqueue(id, it->second, shared);
+  }
 }
 
 void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
                         absl::string_view detail) {
   auto it = members_.find(peer);
   if (it == members_.end()) return;
-  const std::string nick = it->second;
-  members_.erase(it);
+  const std::string nick = it->second.nick;
+  in_flight_bytes_ -= it->second.in_flight;
+  backlog_entries_ -= it->second.backlog.size();
+  auto count = members_by_address_.find(it->second.address_key);
+  if (count != members_by_address_.end() && --count->second == 0) {
+    members_by_address_.erase(count);
+  }
+  members_.erase(it);  // frees its backlog's share of the lines
   by_nick_.erase(NickKey(nick));
   order_.erase(std::remove(order_.begin(), order_.end(), peer), order_.end());
   std::string log = absl::StrCat(Displayable(nick), " left");
@@ -296,6 +450,76 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
 }
 
 void ServerCore::Send(PeerId peer, std::string bytes) {
+  auto it = members_.find(peer);
+  if (it == members_.end()) {
+    EmitSend(peer, std::move(bytes));
+    return;
+  }
+  Enqueue(peer, it->second,
+          std::make_shared<const SharedMessage>(std::move(bytes), &held_message_bytes_));
+}
+
+void ServerCore::Enqueue(PeerId peer, MemberState& member,
+                         std::shared_ptr<const SharedMessage> message) {
+  const bool was_over = member.backlog_bytes > options_.max_backlog_bytes ||
+                        member.backlog.size() > options_.max_backlog_lines;
+  member.backlog_bytes += message->bytes().size();
+  member.backlog.push_back(std::move(message));
+  ++backlog_entries_;
+  Pump(peer, member, /*all=*/false);
+  const bool over = member.backlog_bytes > options_.max_backlog_bytes ||
+                    member.backlog.size() > options_.max_backlog_lines;
+  if (over && !was_over) over_backlog_.push_back(peer);
+}
+
+void ServerCore::Pump(PeerId peer, MemberState& member, bool all) {
+  while (!member.backlog.empty() && (all || member.in_flight < options_.send_window_bytes)) {
+    std::shared_ptr<const SharedMessage> next = std::move(member.backlog.front());
+    member.backlog.pop_front();
+    --backlog_entries_;
+    const uint64_t size = next->bytes().size();
+    member.backlog_bytes -= size;
+    member.in_flight += size;
+    in_flight_bytes_ += size;
+    EmitSend(peer, next->bytes());  // the transport's copy
+  }
+}
+
+void ServerCore::DropLaggards(absl::Time now) {
+  for (;;) {
+    PeerId drop = 0;
+    std::string why;
+    while (!over_backlog_.empty() && drop == 0) {
+      const PeerId id = over_backlog_.back();
+      over_backlog_.pop_back();
+      auto it = members_.find(id);
+      if (it == members_.end()) continue;
+      const MemberState& m = it->second;
+      if (m.backlog_bytes > options_.max_backlog_bytes ||
+          m.backlog.size() > options_.max_backlog_lines) {
+        drop = id;
+        why = absl::StrCat("backlog over ", options_.max_backlog_bytes, " bytes or ",
+                           options_.max_backlog_lines, " messages");
+      }
+    }
+    if (drop == 0 && held_bytes() > options_.max_held_bytes) {
+      uint64_t longest = 0;
+      for (PeerId id : order_) {  // join order: ties drop the earliest
+        const uint64_t b = members_.at(id).backlog_bytes;
+        if (b > longest) {
+          longest = b;
+          drop = id;
+        }
+      }
+      why = absl::StrCat("the room holds over ", options_.max_held_bytes, " bytes");
+    }
+    if (drop == 0) return;
+    Close(drop, "dropped: cannot keep up", /*flush=*/false);
+    Remove(now, drop, "dropped", why);
+  }
+}
+
+void ServerCore::EmitSend(PeerId peer, std::string bytes) {
   ServerAction a;
   a.type = ServerAction::Type::kSend;
   a.peer = peer;

@@ -11,6 +11,7 @@
 //   // for each transport event:
 //   (*core)->OnConnected(now, id, peer.ToString());      // handshake done
 //   (*core)->OnMessage(now, id, bytes);                  // channel kChannel
+//   (*core)->OnAcked(now, id, bytes);                    // kAcked on kChannel
 //   (*core)->OnClosed(now, id, chat::CloseCause::kLost, reason);
 //   (*core)->OnTick(now);                                // at NextDeadline()
 //   for (chat::ServerAction& a : (*core)->TakeActions()) {
@@ -37,8 +38,19 @@
 //   - no Join within join_timeout: close "no Join" (no Error message);
 //   - a connection while max_pending others wait to join: close "too many
 //     connections waiting to join" at once;
+//   - a connection while max_members_per_address others from its address
+//     (AddressKey: IPv4 address, IPv6 /64) wait to join: close "too many
+//     connections from your address waiting to join" at once;
+//   - a Join while max_members_per_address members come from its address:
+//     fatal Error "too many members from your address (at most N)", close;
 //   - anything after a refusal: ignored.
 //   After joining (a "member"):
+//   - any message but Leave beyond the member's rate (line_rate messages
+//     and byte_rate bytes per second, bursts of line_burst and byte_burst):
+//     Error "slow down: ..." (not fatal); the message goes nowhere;
+//   - more than flood_tolerance such refusals (they refill at line_rate):
+//     close "flooding: too many messages over the rate limit", the member
+//     leaves with "flooding";
 //   - bytes that do not parse as a ClientMessage, or more than
 //     kMaxMessageBytes: close "protocol error: malformed chat message", the
 //     member leaves with "protocol error";
@@ -53,13 +65,24 @@
 //   Error texts quote peer text through Displayable.
 //
 // Bounds: at most max_members members and max_pending pending connections.
-// Per member the core holds its nick (at most kMaxNickBytes) and id; per
-// pending connection its address text (cut at kMaxAddressBytes) and the time
-// it connected. Messages are handled within one call and never buffered;
-// outgoing bytes are the driver's to bound (a full send queue is reported
-// back with OnSendFailed, which drops the member). TakeActions' queue holds
-// what one call produced: at most one line per member plus a Welcome or
-// WhoReply (O(max_members * (kMaxTextBytes + overhead))).
+// Per member the core holds its nick (at most kMaxNickBytes), id, three
+// token buckets and its backlog; per pending connection its address text
+// (cut at kMaxAddressBytes) and the time it connected. Incoming messages are
+// handled within one call and never buffered. Outgoing: every message to a
+// member waits in its backlog, and a line to many members is encoded once
+// and shared by all their backlogs (memory O(lines retained), not O(lines x
+// members)). A member's backlog goes to the driver (kSend) only while less
+// than send_window_bytes of it is unacknowledged, so the transport holds at
+// most send_window_bytes plus one message per member. A member whose
+// backlog exceeds max_backlog_bytes or max_backlog_lines is closed
+// "dropped: cannot keep up" and leaves with "dropped"; while held_bytes()
+// exceeds max_held_bytes the member with the longest backlog is dropped the
+// same way (checked at the end of every call). The rate limit keeps honest
+// members far from these bounds: a flood is refused before it is fanned out.
+// A full transport queue is still reported with OnSendFailed (same drop).
+// TakeActions' queue holds what one call produced: at most one line per
+// member plus a Welcome or WhoReply (O(max_members * (kMaxTextBytes +
+// overhead))), or on Shutdown every backlog.
 //
 // Ownership: owns its Sequencer. Not thread-safe: one driver thread.
 #ifndef UDPMSG_APPS_CHAT_SERVER_CORE_H_
@@ -67,17 +90,20 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/chat/chat.pb.h"
 #include "apps/chat/sequencer.h"
+#include "apps/chat/token_bucket.h"
 
 namespace udpmsg::chat {
 
@@ -87,6 +113,13 @@ using PeerId = uint64_t;
 
 // Longest address text kept for a log line.
 inline constexpr size_t kMaxAddressBytes = 128;
+// Smallest ServerOptions::byte_burst: one longest line fits.
+inline constexpr uint64_t kMinByteBurst = 8 << 10;
+// Smallest ServerOptions::max_backlog_bytes: a Welcome or WhoReply of a full
+// room fits.
+inline constexpr uint64_t kMinBacklogBytes = 64 << 10;
+// What ServerCore::held_bytes charges per backlog entry besides the line.
+inline constexpr uint64_t kBacklogEntryBytes = 32;
 
 struct ServerOptions {
   // A connection that has not sent a Join this long after connecting is
@@ -96,6 +129,34 @@ struct ServerOptions {
   size_t max_members = 256;
   // Connections waiting to join at most (>= 1).
   size_t max_pending = 64;
+  // Members from one address at most, and, separately, connections from one
+  // address waiting to join: 1..kMaxMembersLimit. An address is an IPv4
+  // address or an IPv6 /64 (AddressKey), so one host cannot take every slot.
+  size_t max_members_per_address = 8;
+
+  // Per-member send rate limit: two token buckets, one counting messages
+  // (lines, renames, who) and one counting their bytes. A message either
+  // bucket cannot pay for is refused with a non-fatal Error "slow down: ..."
+  // and goes nowhere (it is never queued).
+  double line_rate = 5;                 // messages per second sustained (> 0)
+  size_t line_burst = 60;               // messages at once (>= 1)
+  uint64_t byte_rate = 32 << 10;        // bytes per second sustained (> 0)
+  uint64_t byte_burst = 128 << 10;      // bytes at once (>= kMinByteBurst)
+  // Refused messages a member may send beyond the limit; they refill at
+  // line_rate. The one after them closes the member ("flooding").
+  size_t flood_tolerance = 100;
+
+  // Fan-out. Each line is encoded once and shared by every member's
+  // backlog; a member's lines go to the transport only while fewer than
+  // send_window_bytes of them wait for the transport's acknowledgement
+  // (OnAcked). A member whose backlog (lines not yet handed over) exceeds
+  // max_backlog_bytes or max_backlog_lines is dropped ("cannot keep up"),
+  // and while the lines the room holds exceed max_held_bytes the member with
+  // the longest backlog is dropped.
+  uint64_t send_window_bytes = 256 << 10;   // >= 1
+  uint64_t max_backlog_bytes = 4 << 20;     // >= kMinBacklogBytes
+  size_t max_backlog_lines = 8192;          // >= 16
+  uint64_t max_held_bytes = 32 << 20;       // >= max_backlog_bytes
 
   // INVALID_ARGUMENT naming the first bad field.
   absl::Status Validate() const;
@@ -135,6 +196,10 @@ class ServerCore final {
   // `peer`'s connection is gone; `detail` (the transport's reason, possibly
   // peer text) goes only into the log, escaped.
   void OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail);
+  // `bytes` of what the core sent `peer` on kChannel were acknowledged (the
+  // transport's kAcked event: one per message, its size): the member's
+  // window opens and more of its backlog is sent.
+  void OnAcked(absl::Time now, PeerId peer, uint64_t bytes);
   // A send to `peer` failed while its connection was up (its queue is full:
   // it cannot keep up). A member is closed and leaves with "dropped".
   void OnSendFailed(absl::Time now, PeerId peer, absl::string_view why);
@@ -150,6 +215,14 @@ class ServerCore final {
   // The actions produced since the last call, in order.
   std::vector<ServerAction> TakeActions();
 
+  // Bytes the core holds for members' backlogs: each retained line once,
+  // however many members it waits for, plus kBacklogEntryBytes per backlog
+  // entry. At most max_held_bytes plus one fan-out (after every call).
+  uint64_t held_bytes() const;
+  // Bytes handed to the transport (kSend) and not yet acknowledged, over
+  // all members: each member's is below send_window_bytes plus one message.
+  uint64_t in_flight_bytes() const;
+
   size_t member_count() const { return order_.size(); }
   size_t pending_count() const { return pending_.size(); }
   // Nicks in join order.
@@ -158,8 +231,24 @@ class ServerCore final {
   std::string NickOf(PeerId peer) const;
 
  private:
+  // One encoded ServerMessage, shared by every backlog it waits in. Its
+  // bytes are charged to the core's held count while it lives.
+  class SharedMessage;
+  struct MemberState {
+    MemberState(std::string nick, std::string address_key, const ServerOptions& o,
+                absl::Time now);
+    std::string nick;
+    std::string address_key;  // AddressKey of its address
+    std::deque<std::shared_ptr<const SharedMessage>> backlog;
+    uint64_t backlog_bytes = 0;  // of the messages in `backlog`
+    uint64_t in_flight = 0;      // handed to the transport, not acknowledged
+    TokenBucket lines;
+    TokenBucket bytes;
+    TokenBucket refusals;  // refused messages the member may still send
+  };
   struct Pending {
     std::string address;
+    std::string address_key;
     absl::Time since;
   };
 
@@ -167,10 +256,23 @@ class ServerCore final {
 
   void OnJoin(absl::Time now, PeerId peer, const std::string& nick);
   void OnRename(absl::Time now, PeerId peer, const std::string& nick);
+  // Whether the member may send a message of `size` bytes now (takes its
+  // tokens); otherwise answers "slow down" or closes it for flooding.
+  bool Admit(absl::Time now, PeerId peer, MemberState& member, size_t size);
   // `address` by value: Refuse erases the pending entry it may come from.
   void Refuse(PeerId peer, std::string address, const std::string& why);
+  void ErasePending(PeerId peer);
   void SendError(PeerId peer, const std::string& text);
+  // To a member: through its backlog. To anyone else: at once.
   void Send(PeerId peer, std::string bytes);
+  void Enqueue(PeerId peer, MemberState& member, std::shared_ptr<const SharedMessage> message);
+  // Hands the member's backlog to the transport while its window allows
+  // (all of it with `all`).
+  void Pump(PeerId peer, MemberState& member, bool all);
+  // Drops members over their backlog bound, then, while the room holds more
+  // than max_held_bytes, the member with the longest backlog.
+  void DropLaggards(absl::Time now);
+  void EmitSend(PeerId peer, std::string bytes);
   void Close(PeerId peer, std::string reason, bool flush);
   void Log(std::string text);
   void Deliver(absl::Time now, Line line, const std::vector<PeerId>& to);
@@ -179,10 +281,17 @@ class ServerCore final {
 
   const ServerOptions options_;
   std::unique_ptr<Sequencer> sequencer_;
-  absl::flat_hash_map<PeerId, std::string> members_;  // peer -> nick
+  // Declared before the members so that it outlives their backlogs.
+  uint64_t held_message_bytes_ = 0;  // bytes of live SharedMessages
+  uint64_t backlog_entries_ = 0;     // over all backlogs
+  uint64_t in_flight_bytes_ = 0;     // over all members
+  absl::node_hash_map<PeerId, MemberState> members_;
   absl::flat_hash_map<std::string, PeerId> by_nick_;  // NickKey -> member
   std::vector<PeerId> order_;                         // members in join order
   absl::flat_hash_map<PeerId, Pending> pending_;      // connected, not joined
+  absl::flat_hash_map<std::string, size_t> members_by_address_;  // AddressKey ->
+  absl::flat_hash_map<std::string, size_t> pending_by_address_;  // AddressKey ->
+  std::vector<PeerId> over_backlog_;  // members to drop in DropLaggards
   std::vector<ServerAction> actions_;
 };
 

@@ -29,7 +29,8 @@ void ServerOnHost::OnEvent(absl::Time now, const Event& e) {
     case Event::Type::kClosed:
       core_->OnClosed(now, e.connection, CloseCauseFor(e.close_reason, e.by_peer), e.reason);
       break;
-    case Event::Type::kAcked:
+    case Event::Type::kAcked:  // opens the member's window for its backlog
+      if (e.channel == kChannel) core_->OnAcked(now, e.connection, e.bytes);
       break;
   }
   Execute(now);

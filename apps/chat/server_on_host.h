@@ -12,6 +12,9 @@
 //   }
 //   server.Shutdown(absl::Now());       // tells everyone; then host.Flush(...)
 //
+// Acknowledgements (kAcked on kChannel) go to the core, which hands each
+// member its backlog only as they come (ServerOptions::send_window_bytes),
+// so the Host's send queues hold at most a window per member.
 // A send the Host refuses on a live connection (its queue is full) is
 // reported to the core with OnSendFailed once the batch is done, which drops
 // that member; a connection already closed reports its own kClosed.

@@ -11,12 +11,14 @@
 #include "apps/chat/chat.pb.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
+#include "apps/chat/token_bucket.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace udpmsg::chat {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 using ::testing::IsEmpty;
@@ -498,6 +500,254 @@ TEST_F(ServerCoreTest, LineNumbersComeFromTheSequencer) {
   ASSERT_EQ(to.size(), 2u);
   EXPECT_EQ(to[0].line().seq(), 4u);
   EXPECT_EQ(to[1].line().seq(), 6u);
+}
+
+// Issue 15: fan-out, fairness and per-address limits.
+
+TEST(TokenBucketTest, SpendsItsBurstThenRefillsAtItsRate) {
+  TokenBucket b(/*rate=*/2, /*burst=*/3, kStart);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(b.Has(kStart, 1)) << i;
+    b.Take(1);
+  }
+  EXPECT_FALSE(b.Has(kStart, 1));
+  EXPECT_FALSE(b.Has(kStart + absl::Milliseconds(499), 1));
+  EXPECT_TRUE(b.Has(kStart + absl::Milliseconds(500), 1));
+  EXPECT_TRUE(b.Has(kStart + absl::Hours(1), 3));
+  EXPECT_FALSE(b.Has(kStart + absl::Hours(1), 3.5));  // never above the burst
+  EXPECT_TRUE(b.Has(kStart, 3));                      // time never goes back
+}
+
+TEST(AddressKeyTest, Ipv4IsItselfAndIpv6CountsByItsSlash64) {
+  EXPECT_EQ(AddressKey("10.1.2.3:5000"), "10.1.2.3");
+  EXPECT_EQ(AddressKey("10.1.2.3:6000"), "10.1.2.3");
+  EXPECT_EQ(AddressKey("[2001:db8::1]:5000"), "2001:db8:0:0::/64");
+  EXPECT_EQ(AddressKey("[2001:db8::ffff:1]:5001"), "2001:db8:0:0::/64");
+  EXPECT_EQ(AddressKey("[2001:db8:0:1::1]:5000"), "2001:db8:0:1::/64");
+  EXPECT_EQ(AddressKey("[::ffff:10.1.2.3]:5000"), "10.1.2.3");
+  EXPECT_EQ(AddressKey("2001:db8::7"), "2001:db8:0:0::/64");
+  EXPECT_EQ(AddressKey("peer-1"), "peer-1");
+  EXPECT_EQ(AddressKey("[oops"), "[oops");
+}
+
+TEST_F(ServerCoreTest, CreateRejectsBadFanOutAndRateOptions) {
+  const std::vector<void (*)(ServerOptions&)> bad = {
+      [](ServerOptions& o) { o.max_members_per_address = 0; },
+      [](ServerOptions& o) { o.line_rate = 0; },
+      [](ServerOptions& o) { o.line_burst = 0; },
+      [](ServerOptions& o) { o.byte_rate = 0; },
+      [](ServerOptions& o) { o.byte_burst = kMinByteBurst - 1; },
+      [](ServerOptions& o) { o.send_window_bytes = 0; },
+      [](ServerOptions& o) { o.max_backlog_bytes = kMinBacklogBytes - 1; },
+      [](ServerOptions& o) { o.max_backlog_lines = 15; },
+      [](ServerOptions& o) { o.max_held_bytes = o.max_backlog_bytes - 1; },
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    ServerOptions o;
+    bad[i](o);
+    EXPECT_FALSE(o.Validate().ok()) << i;
+  }
+  EXPECT_TRUE(ServerOptions().Validate().ok());
+}
+
+// Today a line is copied into every member's send queue; now the core holds
+// it once for all the members whose window is full, and hands each its copy
+// as the member's acknowledgements open the window.
+TEST_F(ServerCoreTest, ALineWaitingForFiftyMembersIsHeldOnce) {
+  ServerOptions o;
+  o.send_window_bytes = 1;  // one message in flight per member
+  Make(o);
+  constexpr int kMembers = 50;
+  for (PeerId id = 1; id <= kMembers; ++id) Member(id, absl::StrCat("m", id));
+  // Every member has its Welcome or a join line in flight: the window is full.
+  const std::string text(4000, 'x');
+  const uint64_t held_before = core_->held_bytes();  // join lines waiting
+  core_->OnMessage(now_, 1, Say(text));
+  EXPECT_THAT(To(core_->TakeActions(), 2), IsEmpty());
+  // The big line is held once, not 50 times: the room's held bytes grow by
+  // its size and one backlog entry per member.
+  const uint64_t grew = core_->held_bytes() - held_before;
+  EXPECT_GE(grew, text.size());
+  EXPECT_LE(grew, text.size() + 64 + kMembers * kBacklogEntryBytes);
+  // Acknowledgements release the backlog in order; the line arrives last.
+  for (PeerId id = 1; id <= kMembers; ++id) {
+    for (int k = 0; k < kMembers + 2; ++k) core_->OnAcked(now_, id, 1 << 20);
+  }
+  std::vector<ServerAction> a = core_->TakeActions();
+  for (PeerId id = 1; id <= kMembers; ++id) {
+    std::vector<ServerMessage> to = To(a, id);
+    ASSERT_FALSE(to.empty()) << id;
+    EXPECT_EQ(to.back().line().text(), text) << id;
+    for (size_t k = 1; k < to.size(); ++k) {
+      EXPECT_GT(to[k].line().seq(), to[k - 1].line().seq()) << id;
+    }
+  }
+  EXPECT_EQ(core_->held_bytes(), 0u);
+  EXPECT_EQ(core_->member_count(), static_cast<size_t>(kMembers));
+}
+
+TEST_F(ServerCoreTest, LinesBeyondTheRateLimitGetSlowDownAndGoNowhere) {
+  ServerOptions o;
+  o.line_rate = 2;
+  o.line_burst = 5;
+  Make(o);
+  Member(1, "alice");
+  Member(2, "bob");
+  for (int i = 0; i < 8; ++i) core_->OnMessage(now_, 1, Say(absl::StrCat("line ", i)));
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_EQ(To(a, 2).size(), 5u);  // the burst reaches bob
+  std::vector<ServerMessage> alice = To(a, 1);
+  ASSERT_EQ(alice.size(), 8u);  // five lines back and three refusals
+  for (size_t k = 5; k < 8; ++k) {
+    ASSERT_TRUE(alice[k].has_error()) << k;
+    EXPECT_FALSE(alice[k].error().fatal());
+    EXPECT_THAT(alice[k].error().text(), HasSubstr("slow down"));
+  }
+  // Half a second later one more line is allowed (2 per second).
+  now_ += absl::Milliseconds(500);
+  core_->OnMessage(now_, 1, Say("later"));
+  a = core_->TakeActions();
+  ASSERT_EQ(To(a, 2).size(), 1u);
+  EXPECT_EQ(To(a, 2)[0].line().text(), "later");
+  // The byte bucket limits too: 8 KiB burst, 1 KiB per second.
+  o = ServerOptions();
+  o.byte_rate = 1024;
+  o.byte_burst = kMinByteBurst;
+  Make(o);
+  Member(1, "alice");
+  core_->OnMessage(now_, 1, Say(std::string(4000, 'a')));
+  core_->OnMessage(now_, 1, Say(std::string(4000, 'b')));
+  core_->OnMessage(now_, 1, Say(std::string(4000, 'c')));
+  alice = To(core_->TakeActions(), 1);
+  ASSERT_EQ(alice.size(), 3u);
+  EXPECT_TRUE(alice[0].has_line());
+  EXPECT_TRUE(alice[1].has_line());
+  EXPECT_THAT(alice[2].error().text(), HasSubstr("slow down"));
+}
+
+TEST_F(ServerCoreTest, FloodingFarBeyondTheLimitClosesTheMember) {
+  ServerOptions o;
+  o.line_burst = 5;
+  o.flood_tolerance = 20;
+  Make(o);
+  Member(1, "alice");
+  Member(2, "bob");
+  for (int i = 0; i < 5 + 20; ++i) core_->OnMessage(now_, 1, Say("x"));
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  core_->OnMessage(now_, 1, Say("x"));
+  a = core_->TakeActions();
+  const ServerAction* close = FindClose(a, 1);
+  ASSERT_NE(close, nullptr);
+  EXPECT_THAT(close->reason, HasSubstr("flooding"));
+  EXPECT_EQ(core_->member_count(), 1u);
+  ASSERT_EQ(To(a, 2).size(), 1u);
+  EXPECT_EQ(To(a, 2)[0].line().kind(), Line::LEAVE);
+  EXPECT_EQ(To(a, 2)[0].line().text(), "flooding");
+}
+
+TEST_F(ServerCoreTest, AMemberWhoseBacklogOverflowsIsDroppedAndTheOthersStay) {
+  ServerOptions o;
+  o.send_window_bytes = 16 << 10;
+  o.max_backlog_bytes = kMinBacklogBytes;
+  o.line_burst = 1000;
+  o.byte_burst = 1 << 20;
+  Make(o);
+  Member(1, "talker");
+  Member(2, "fast");
+  Member(3, "stuck");
+  for (int i = 0; i < 40; ++i) {
+    core_->OnMessage(now_, 1, Say(std::string(3000, 'a' + i % 26)));
+    std::vector<ServerAction> a = core_->TakeActions();
+    // talker and fast acknowledge all they get; stuck never does.
+    for (const ServerAction& s : a) {
+      if (s.type == Type::kSend && s.peer != 3) core_->OnAcked(now_, s.peer, s.bytes.size());
+    }
+    std::vector<ServerAction> more = core_->TakeActions();
+    a.insert(a.end(), more.begin(), more.end());
+    if (const ServerAction* close = FindClose(a, 3)) {
+      EXPECT_EQ(close->reason, "dropped: cannot keep up");
+      EXPECT_GT(i, 20);  // 16 KiB in flight + 64 KiB of backlog, 3 KB each
+      EXPECT_THAT(Logs(a), Contains(HasSubstr("stuck left (dropped: backlog over")));
+      break;
+    }
+    EXPECT_LE(core_->held_bytes(), o.max_backlog_bytes + 40 * kBacklogEntryBytes) << i;
+  }
+  EXPECT_THAT(core_->Members(), ElementsAre("talker", "fast"));
+  EXPECT_EQ(core_->held_bytes(), 0u);
+}
+
+TEST_F(ServerCoreTest, TheRoomsHeldBytesHaveACap) {
+  ServerOptions o;
+  o.send_window_bytes = 1;
+  o.max_backlog_bytes = kMinBacklogBytes;
+  o.max_held_bytes = kMinBacklogBytes;
+  o.line_burst = 1000;
+  o.byte_burst = 1 << 20;
+  Make(o);
+  // Four members, each stuck, each getting private lines only: the lines
+  // are not shared, so only the room cap bounds their sum.
+  for (PeerId id = 1; id <= 4; ++id) Member(id, absl::StrCat("m", id));
+  core_->TakeActions();
+  for (int i = 0; i < 60; ++i) {
+    const PeerId from = 1 + i % 4;
+    const std::string to = absl::StrCat("m", 1 + (i + 1) % 4);
+    core_->OnMessage(now_, from, Private(to, std::string(2000, 'p')));
+    EXPECT_LE(core_->held_bytes(), o.max_held_bytes) << i;
+  }
+  EXPECT_LT(core_->member_count(), 4u);
+}
+
+TEST_F(ServerCoreTest, OneAddressCannotTakeEveryMemberSlot) {
+  ServerOptions o;
+  o.max_members_per_address = 2;
+  Make(o);
+  for (PeerId id = 1; id <= 3; ++id) {
+    core_->OnConnected(now_, id, absl::StrCat("192.0.2.7:", 5000 + id));
+    if (id < 3) core_->OnMessage(now_, id, Join(absl::StrCat("a", id)));
+  }
+  core_->TakeActions();
+  core_->OnMessage(now_, 3, Join("a3"));
+  std::vector<ServerAction> a = core_->TakeActions();
+  std::vector<ServerMessage> to = To(a, 3);
+  ASSERT_EQ(to.size(), 1u);
+  EXPECT_TRUE(to[0].error().fatal());
+  EXPECT_EQ(to[0].error().text(), "too many members from your address (at most 2)");
+  ASSERT_NE(FindClose(a, 3), nullptr);
+  // Another address still joins; IPv6 counts by /64.
+  EXPECT_THAT(To(Member(4, "b"), 4).at(0).has_welcome(), true);
+  a.clear();
+  for (PeerId id = 5; id <= 7; ++id) {
+    core_->OnConnected(now_, id, absl::StrCat("[2001:db8::", id, "]:1"));
+    core_->OnMessage(now_, id, Join(absl::StrCat("v", id - 4)));
+    std::vector<ServerAction> more = core_->TakeActions();
+    a.insert(a.end(), more.begin(), more.end());
+  }
+  EXPECT_EQ(FindClose(a, 5), nullptr);
+  EXPECT_EQ(FindClose(a, 6), nullptr);
+  ASSERT_NE(FindClose(a, 7), nullptr);
+  // A member leaving frees its address's slot.
+  core_->OnClosed(now_, 1, CloseCause::kClosedByPeer, "");
+  core_->OnConnected(now_, 8, "192.0.2.7:6000");
+  core_->OnMessage(now_, 8, Join("a4"));
+  EXPECT_TRUE(To(core_->TakeActions(), 8).at(0).has_welcome());
+  EXPECT_THAT(core_->Members(), ElementsAre("a2", "b", "v1", "v2", "a4"));
+}
+
+TEST_F(ServerCoreTest, OneAddressCannotTakeEveryPendingSlot) {
+  ServerOptions o;
+  o.max_members_per_address = 2;
+  o.max_pending = 10;
+  Make(o);
+  for (PeerId id = 1; id <= 3; ++id) core_->OnConnected(now_, id, "192.0.2.7:5000");
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  EXPECT_EQ(FindClose(a, 2), nullptr);
+  ASSERT_NE(FindClose(a, 3), nullptr);
+  EXPECT_EQ(FindClose(a, 3)->reason, "too many connections from your address waiting to join");
+  EXPECT_EQ(core_->pending_count(), 2u);
+  core_->OnConnected(now_, 4, "192.0.2.8:5000");
+  EXPECT_EQ(core_->pending_count(), 3u);
 }
 
 }  // namespace
