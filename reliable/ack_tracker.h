@@ -10,7 +10,9 @@
 // Received numbers are kept as disjoint ranges, at most `max_ranges` of them
 // (the oldest ranges are forgotten first; a forgotten packet that arrives
 // again is reported as a duplicate so it is never delivered twice, because
-// everything at or below the forgotten horizon counts as received).
+// everything at or below the forgotten horizon counts as received). A peer
+// that skips packet numbers can make the tracker hold max_ranges ranges of
+// at most kAckRangeBytes each (docs/security.md, "Memory per connection").
 //
 // Usage:
 //   AckTracker acks;
@@ -30,6 +32,11 @@
 #include "proto/frames.h"
 
 namespace udpmsg::reliable {
+
+// An upper bound of the heap one received range holds: its btree_map slot
+// (16 bytes) in a node at worst half full, with its share of the inner
+// nodes (checked by tests/reliable/endpoint_test.cc).
+inline constexpr uint64_t kAckRangeBytes = 64;
 
 class AckTracker final {
  public:

@@ -25,6 +25,16 @@ constexpr int kMaxPacketsPerPoll = 256;
 // 64-bit varints); used to decide whether another fragment fits.
 constexpr size_t kDataFrameOverhead = 56;
 
+// Receiver bounds that are not options: ack ranges kept, and messages in
+// progress per reassembler (reliable, unreliable).
+constexpr size_t kMaxAckRanges = 1024;
+constexpr size_t kMaxPartialMessages = 1024;
+// The two reassemblers' tables of partial messages at their largest: a
+// flat_hash_map keeps its capacity (2047 slots of under 128 bytes for 1024
+// messages) after its messages complete, so this is held once a peer had
+// that many in progress, charged or not.
+constexpr uint64_t kPartialTablesBytes = 2 * 2048 * 128;
+
 // The controller the options ask for.
 std::unique_ptr<CongestionController> MakeController(const ConnectionOptions& options,
                                                      size_t max_datagram) {
@@ -141,6 +151,16 @@ uint32_t WireCloseCode(CloseReason reason) {
   return proto::kCloseProtocolError;
 }
 
+uint64_t MaxPeerHeldBytes(const ConnectionOptions& options) {
+  const proto::Codec::Limits codec;  // max_data_frames per packet
+  const uint64_t one_packet =
+      codec.max_data_frames * (options.max_datagram + kEventOverheadBytes);
+  const uint64_t spaces = uint64_t{4} * options.max_channels * kChannelBytes;
+  const uint64_t ack_ranges = uint64_t{kMaxAckRanges} * kAckRangeBytes;
+  return options.max_reassembly_bytes + options.max_undelivered_bytes + one_packet + spaces +
+         ack_ranges + kPartialTablesBytes;
+}
+
 absl::string_view EventTypeName(Event::Type type) {
   switch (type) {
     case Event::Type::kConnected:
@@ -189,11 +209,11 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
       pacer_(max_datagram_),
       last_sent_(now),
       last_progress_(now),
-      acks_(AckTracker::Options{2, options.max_ack_delay, 1024}),
+      acks_(AckTracker::Options{2, options.max_ack_delay, kMaxAckRanges}),
       reassembler_(Reassembler::Limits{options.max_message_bytes, options.max_reassembly_bytes,
-                                       1024, absl::InfiniteDuration()}),
+                                       kMaxPartialMessages, absl::InfiniteDuration()}),
       unreliable_reassembler_(Reassembler::Limits{options.max_message_bytes,
-                                                  options.max_reassembly_bytes, 1024,
+                                                  options.max_reassembly_bytes, kMaxPartialMessages,
                                                   options.reassembly_timeout}),
       last_received_(now),
       next_expire_(now + options.reassembly_timeout),
@@ -246,7 +266,9 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
 void Connection::Emit(Event event) {
   event.connection = local_id_;
   event.peer = peer_;
-  if (event.type == Event::Type::kMessage) undelivered_bytes_ += event.message.size();
+  if (event.type == Event::Type::kMessage) {
+    undelivered_bytes_ += event.message.size() + kEventOverheadBytes;
+  }
   events_.push_back(std::move(event));
 }
 
@@ -280,7 +302,7 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   reassembler_ = Reassembler(reassembler_.limits());
   unreliable_reassembler_ = Reassembler(unreliable_reassembler_.limits());
   channels_.clear();
-  parked_bytes_ = 0;
+  channel_held_bytes_ = 0;
   queue_.Clear();
   sent_.Clear();
   Event e;
@@ -488,34 +510,58 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
     return false;
   }
   const DeliveryMode mode = static_cast<DeliveryMode>(f.mode);
+  const bool reliable = IsReliable(mode);
+  // A new space costs kChannelBytes for the connection's lifetime: bounded
+  // by max_channels (4 spaces per channel), not by the byte budget, so that
+  // a full budget never keeps a channel's first message out.
   std::unique_ptr<ReceiveChannel>& channel = channels_[SpaceKey{f.channel, f.mode}];
   if (channel == nullptr) {
     channel = std::make_unique<ReceiveChannel>(mode, options_.window,
                                                hooks_.initial_message_sequence);
   }
   if (!channel->Wanted(f.sequence)) {
-    if (IsReliable(mode)) ++stats_.duplicate_messages;
+    if (reliable) ++stats_.duplicate_messages;
     return true;  // already delivered (or stale): acknowledge and drop
   }
-  if (IsReliable(mode) && f.sequence != channel->next()) {
-    // Reliable data may never be dropped once acknowledged (the sender does
-    // not send it again), so it is bounded at admission: a fragment of any
-    // message but the channel's next undelivered one (its head) is refused
-    // (not acknowledged; the sender retries) unless it fits in
-    // max_reassembly_bytes together with partial messages, complete messages
-    // parked for in-order delivery, and headroom for a head message of up to
-    // min(max_message_bytes, max_reassembly_bytes / 2); a partial-message
-    // slot stays free too. Before, parked messages were charged nowhere (up
-    // to window x max_message_bytes per channel), and partial later messages
-    // could fill the buffer so the head never completed: a deadlock.
+  // Admission. Everything the peer makes us hold until delivery is charged
+  // to max_reassembly_bytes (ReassemblyHeldBytes()) with its overheads:
+  // partial messages in both reassemblers, reliable-ordered messages parked
+  // behind a missing one, sequence numbers a reliable-unordered space
+  // delivered ahead. Reliable data may never be dropped once acknowledged
+  // (the sender does not send it again), so a fragment that does not fit is
+  // refused (not acknowledged; the sender retries), and unreliable fragments
+  // are dropped. A fragment of a space's next undelivered message (its head)
+  // only has to fit in the budget; any other fragment must also leave
+  // headroom for a head message of up to min(max_message_bytes,
+  // max_reassembly_bytes / 2) in fragments of at least half our payload size,
+  // and for reliable data a partial-message slot, so later messages can
+  // never fill the budget and keep the head from completing (a deadlock). A
+  // single-fragment head (and any single-fragment unreliable message) is
+  // delivered at once and costs only its event (max_undelivered_bytes).
+  // Before this accounting, parked zero-byte messages cost nothing (255
+  // channels x 4095 of them grew a server by 45 MB), nor did fragment
+  // bookkeeping or numbers delivered ahead.
+  const bool head = reliable && f.sequence == channel->next();
+  if (f.count != 1 || (reliable && !head)) {
     const uint64_t budget = options_.max_reassembly_bytes;
-    const uint64_t headroom = std::min<uint64_t>(options_.max_message_bytes, budget / 2);
-    if (reassembler_.buffered_bytes() + parked_bytes_ + f.payload.size() + headroom > budget ||
-        reassembler_.partial_messages() + 1 >= reassembler_.limits().max_partial_messages) {
-      return false;
+    // An upper bound of what admitting `f` adds: as a fragment of a new
+    // partial message, which, complete, is parked (kParkedMessageBytes >=
+    // kDeliveredAheadBytes).
+    uint64_t cost = f.payload.size() + kParkedMessageBytes;
+    if (f.count != 1) cost += kFragmentOverheadBytes + kPartialMessageBytes;
+    uint64_t reserve = 0;
+    if (!head) {
+      reserve = Reassembler::PartialCost(std::min<uint64_t>(options_.max_message_bytes, budget / 2),
+                                         std::max<size_t>(max_fragment_payload_ / 2, 1));
+    }
+    const uint64_t held = ReassemblyHeldBytes();
+    if (held + cost + reserve > budget ||
+        (reliable && !head &&
+         reassembler_.partial_messages() + 1 >= reassembler_.limits().max_partial_messages)) {
+      return !reliable;
     }
   }
-  Reassembler& reassembler = IsReliable(mode) ? reassembler_ : unreliable_reassembler_;
+  Reassembler& reassembler = reliable ? reassembler_ : unreliable_reassembler_;
   absl::StatusOr<std::optional<std::string>> done = reassembler.Add(
       now, MessageKey{f.channel, f.mode, f.sequence}, FragmentHeader{f.index, f.count, f.total_size},
       f.payload);
@@ -523,24 +569,14 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
     // RESOURCE_EXHAUSTED: out of reassembly space; the sender will retry.
     // INVALID_ARGUMENT: inconsistent with earlier fragments; dropped, and
     // for reliable data not acknowledged so a correct copy can come.
-    return !IsReliable(mode);
+    return !reliable;
   }
   if (!done->has_value()) return true;
   std::vector<std::string> ready;
-  const uint64_t before = channel->next();
-  (void)before;
-  // Ordered delivery hands out messages in sequence; we need each one's
-  // number for the event, so deliver through a small recount.
   const ReceiveChannel::Stats prev = channel->stats();
-  const size_t parked_before = channel->buffered_messages();
-  const uint64_t size = (*done)->size();
+  const uint64_t channel_held_before = channel->held_bytes();
   channel->OnComplete(f.sequence, std::move(**done), &ready);
-  if (mode == DeliveryMode::kReliableOrdered) {
-    // Parked (complete, waiting for an earlier message), or the head: then
-    // ready[0] is it and ready[1..] were parked.
-    if (channel->buffered_messages() > parked_before) parked_bytes_ += size;
-    for (size_t i = 1; i < ready.size(); ++i) parked_bytes_ -= ready[i].size();
-  }
+  channel_held_bytes_ = channel_held_bytes_ - channel_held_before + channel->held_bytes();
   if (channel->stats().duplicates > prev.duplicates) ++stats_.duplicate_messages;
   // Sequence numbers of what was delivered: unordered/unreliable modes
   // deliver just this one; ordered mode delivers a contiguous run ending
@@ -975,6 +1011,8 @@ ConnectionStats Connection::stats() const {
   s.cwnd = cc_->window();
   s.bytes_in_flight = sent_.bytes_in_flight();
   s.fragments_retransmitted = queue_.retransmitted_fragments();
+  s.peer_held_bytes = ReassemblyHeldBytes() + undelivered_bytes_ +
+                      channels_.size() * kChannelBytes + acks_.range_count() * kAckRangeBytes;
   return s;
 }
 

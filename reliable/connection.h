@@ -48,6 +48,22 @@
 // the event queue for the application, so a slow application stalls its
 // sender instead of growing memory.
 //
+// Memory per connection (docs/security.md): everything the peer can make
+// the receiver hold is charged, with honest per-item overheads, to one of
+// two budgets. max_reassembly_bytes: partial messages (payload +
+// kFragmentOverheadBytes per fragment + kPartialMessageBytes per message, in
+// both reassemblers), parked reliable-ordered messages (payload +
+// kParkedMessageBytes) and sequence numbers delivered ahead by
+// reliable-unordered spaces (kDeliveredAheadBytes each). A fragment that
+// would exceed it is refused (not acknowledged, so the sender retries;
+// acknowledged reliable data is never dropped), keeping headroom for the
+// message each space needs next so its head never deadlocks.
+// max_undelivered_bytes: message events not yet taken (payload +
+// kEventOverheadBytes each). Besides: kChannelBytes per (channel, mode)
+// space opened (at most 4 x max_channels) and kAckRangeBytes per received
+// range (at most 1024). MaxPeerHeldBytes(options) is the sum, and
+// ConnectionStats::peer_held_bytes the current figure.
+//
 // Not thread-safe. Copies the endpoint's codec limits.
 #ifndef UDPMSG_RELIABLE_CONNECTION_H_
 #define UDPMSG_RELIABLE_CONNECTION_H_
@@ -98,7 +114,11 @@ struct ConnectionOptions {
   uint64_t max_message_bytes = 16 << 20;
   uint32_t window = 4096;                 // reliable messages in flight per space
   uint64_t max_queued_bytes = 64 << 20;   // sender back-pressure
+  // What partial, parked and delivered-ahead messages may hold, overheads
+  // included (see "Memory per connection" above).
   uint64_t max_reassembly_bytes = 64 << 20;
+  // What delivered messages the application has not taken may hold (payload
+  // + kEventOverheadBytes each) before packets with data are refused.
   uint64_t max_undelivered_bytes = 64 << 20;
   uint32_t max_channels = 256;            // channel ids accepted: [0, max_channels)
   absl::Duration idle_timeout = absl::Seconds(30);
@@ -202,6 +222,20 @@ struct Event {
 };
 
 absl::string_view EventTypeName(Event::Type type);
+
+// An upper bound of the heap one queued message event holds besides its
+// payload: its share of the event deque's 512-byte blocks and their map,
+// and the rounding of its message's allocation.
+inline constexpr uint64_t kEventOverheadBytes =
+    (sizeof(Event) < 512 ? 512 / (512 / sizeof(Event)) : sizeof(Event)) + 64;
+
+// The most heap the peer of a connection with `options` can make it hold
+// (docs/security.md, "Memory per connection"): max_reassembly_bytes +
+// max_undelivered_bytes + what one packet may deliver past the undelivered
+// check (max_data_frames messages of a datagram each) + kChannelBytes for
+// each of the 4 x max_channels sequence spaces + 1024 ack ranges + the
+// tables of partial messages at their largest (they keep their capacity).
+uint64_t MaxPeerHeldBytes(const ConnectionOptions& options);
 
 struct ConnectionStats {
   absl::Duration srtt;
@@ -322,6 +356,10 @@ class Connection final {
   void OnAck(absl::Time now, const proto::Ack& ack);
   // Returns false if the packet must not be acknowledged (out of buffer).
   bool OnData(absl::Time now, const proto::DataFragment& fragment);
+  // What is charged to max_reassembly_bytes now.
+  uint64_t ReassemblyHeldBytes() const {
+    return reassembler_.held_bytes() + unreliable_reassembler_.held_bytes() + channel_held_bytes_;
+  }
   void Established(absl::Time now);
   // Closes now for `why`, sending (when `send_close`) its WireCloseCode.
   void CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
@@ -413,9 +451,10 @@ class Connection final {
     }
   };
   absl::flat_hash_map<SpaceKey, std::unique_ptr<ReceiveChannel>> channels_;
-  // Bytes of complete reliable-ordered messages parked in channels_ until
-  // earlier ones arrive; charged to max_reassembly_bytes (see OnData).
-  uint64_t parked_bytes_ = 0;
+  // Sum of channels_' held_bytes() (parked messages, numbers delivered
+  // ahead); with the reassemblers' held_bytes() it is ReassemblyHeldBytes(),
+  // charged to max_reassembly_bytes (see OnData).
+  uint64_t channel_held_bytes_ = 0;
   absl::Time last_received_;
   absl::Time next_expire_;
 

@@ -51,10 +51,12 @@ void ReceiveChannel::OnComplete(uint64_t sequence, std::string message,
       break;
     case DeliveryMode::kReliableUnordered:
       delivered_ahead_.insert(sequence);
+      held_bytes_ += kDeliveredAheadBytes;
       Advance();
       break;
     case DeliveryMode::kReliableOrdered:
       if (sequence != next_) {
+        held_bytes_ += message.size() + kParkedMessageBytes;
         waiting_.emplace(sequence, std::move(message));
         return;
       }
@@ -62,6 +64,7 @@ void ReceiveChannel::OnComplete(uint64_t sequence, std::string message,
       ++stats_.delivered;
       ++next_;
       for (auto it = waiting_.begin(); it != waiting_.end() && it->first == next_;) {
+        held_bytes_ -= it->second.size() + kParkedMessageBytes;
         out->push_back(std::move(it->second));
         ++stats_.delivered;
         ++next_;
@@ -73,9 +76,13 @@ void ReceiveChannel::OnComplete(uint64_t sequence, std::string message,
   ++stats_.delivered;
 }
 
+static_assert(sizeof(ReceiveChannel) + 2 * (16 + 1) * 3 <= kChannelBytes,
+              "kChannelBytes must cover a ReceiveChannel and its table slots");
+
 void ReceiveChannel::Advance() {
   while (!delivered_ahead_.empty() && *delivered_ahead_.begin() == next_) {
     delivered_ahead_.erase(delivered_ahead_.begin());
+    held_bytes_ -= kDeliveredAheadBytes;
     ++next_;
   }
 }

@@ -16,6 +16,16 @@
 // control), so buffered out-of-order messages and delivered-number sets are
 // bounded by the window.
 //
+// Memory: held_bytes() is what the channel holds for its peer beyond its own
+// object: each parked (ordered, waiting) message's payload plus
+// kParkedMessageBytes, and kDeliveredAheadBytes per sequence number an
+// unordered channel delivered ahead of next(). The constants are upper
+// bounds of the heap the containers really use (absl btree nodes half full
+// in the worst case, allocator rounding), which
+// tests/reliable/endpoint_test.cc checks with a counting allocator; the
+// connection charges them to its budget (docs/security.md, "Memory per
+// connection").
+//
 // Usage:
 //   ReceiveChannel channel(DeliveryMode::kReliableOrdered, /*window=*/4096);
 //   if (!channel.Wanted(seq)) return;   // duplicate or stale: drop early
@@ -43,6 +53,19 @@ enum class DeliveryMode : uint8_t {
   kReliableUnordered = 2,
   kReliableOrdered = 3,
 };
+
+// Upper bounds of the heap a ReceiveChannel holds (see the file comment).
+// The channel object itself with its slot in the connection's table of
+// channels (a flat_hash_map of unique_ptrs, at worst about 2.3 slots per
+// channel).
+inline constexpr uint64_t kChannelBytes = 256;
+// A parked message besides its payload: its btree_map slot (40 bytes) in a
+// node at worst half full, its share of the inner nodes, and the rounding of
+// its payload's allocation.
+inline constexpr uint64_t kParkedMessageBytes = 160;
+// A sequence number delivered ahead: its btree_set slot (8 bytes) in a node
+// at worst half full, with its share of the inner nodes.
+inline constexpr uint64_t kDeliveredAheadBytes = 32;
 
 inline constexpr bool IsReliable(DeliveryMode mode) {
   return mode == DeliveryMode::kReliableUnordered || mode == DeliveryMode::kReliableOrdered;
@@ -76,6 +99,11 @@ class ReceiveChannel final {
   uint64_t next() const { return next_; }
   // Complete messages waiting for earlier ones (ordered mode).
   size_t buffered_messages() const { return waiting_.size(); }
+  // Sequence numbers delivered ahead of next() (unordered mode).
+  size_t delivered_ahead() const { return delivered_ahead_.size(); }
+  // Parked payload + kParkedMessageBytes per parked message +
+  // kDeliveredAheadBytes per number delivered ahead (not kChannelBytes).
+  uint64_t held_bytes() const { return held_bytes_; }
   const Stats& stats() const { return stats_; }
   DeliveryMode mode() const { return mode_; }
 
@@ -87,6 +115,7 @@ class ReceiveChannel final {
   uint64_t next_ = 0;
   absl::btree_set<uint64_t> delivered_ahead_;        // unordered: delivered >= next_
   absl::btree_map<uint64_t, std::string> waiting_;   // ordered: complete, > next_
+  uint64_t held_bytes_ = 0;
   Stats stats_;
 };
 

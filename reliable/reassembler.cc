@@ -1,5 +1,7 @@
 #include "reliable/reassembler.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace udpmsg::reliable {
@@ -35,6 +37,11 @@ absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t
   const uint64_t offset = chunk * index;
   const uint64_t length = index + 1 == count ? total_size - last_offset : chunk;
   return FragmentLayout{offset, length};
+}
+
+uint64_t Reassembler::PartialCost(uint64_t size, uint64_t min_fragment) {
+  const uint64_t fragments = size / std::max<uint64_t>(min_fragment, 1) + 1;
+  return size + fragments * kFragmentOverheadBytes + kPartialMessageBytes;
 }
 
 absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
@@ -86,10 +93,13 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();
   }
-  if (buffered_bytes_ + payload.size() > limits_.max_buffered_bytes) {
+  const uint64_t cost = payload.size() + kFragmentOverheadBytes +
+                        (it == partial_.end() ? kPartialMessageBytes : 0);
+  if (held_bytes_ + cost > limits_.max_buffered_bytes) {
     ++stats_.refused_for_space;
-    return absl::ResourceExhaustedError(absl::StrCat("reassembly buffer full (",
-                                                     buffered_bytes_, " bytes buffered)"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
+                     buffered_bytes_, " bytes of payload)"));
   }
   if (it == partial_.end()) {
     it = partial_.emplace(key, Partial{header, now, 0, {}}).first;
@@ -98,12 +108,14 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   partial.fragments.emplace(header.index, std::string(payload));
   partial.received_bytes += payload.size();
   buffered_bytes_ += payload.size();
+  held_bytes_ += cost;
   if (partial.fragments.size() < header.count) return std::optional<std::string>();
 
   std::string message;
   message.reserve(header.total_size);  // all bytes are here: the size is real
   for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
   buffered_bytes_ -= partial.received_bytes;
+  held_bytes_ -= Held(partial);
   partial_.erase(it);
   ++stats_.completed;
   return std::optional<std::string>(std::move(message));
@@ -114,6 +126,7 @@ size_t Reassembler::Expire(absl::Time now) {
   for (auto it = partial_.begin(); it != partial_.end();) {
     if (now - it->second.started >= limits_.timeout) {
       buffered_bytes_ -= it->second.received_bytes;
+      held_bytes_ -= Held(it->second);
       partial_.erase(it++);
       ++dropped;
     } else {
@@ -128,6 +141,7 @@ void Reassembler::Discard(const MessageKey& key) {
   auto it = partial_.find(key);
   if (it == partial_.end()) return;
   buffered_bytes_ -= it->second.received_bytes;
+  held_bytes_ -= Held(it->second);
   partial_.erase(it);
 }
 

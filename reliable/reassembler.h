@@ -8,8 +8,12 @@
 //
 // Memory is charged for bytes actually received, never for a size a peer
 // claims: a header announcing 4 GiB costs nothing until 4 GiB arrive, and
-// both the number of messages in progress and the bytes buffered across them
-// are capped. Incomplete messages are dropped by Expire() after a timeout.
+// both the number of messages in progress and the bytes held across them are
+// capped. What is held counts the overheads too (held_bytes()): every
+// buffered fragment costs its payload plus kFragmentOverheadBytes and every
+// message in progress kPartialMessageBytes, so a peer sending 1-byte
+// fragments cannot hold a hundred times the limit in bookkeeping.
+// Incomplete messages are dropped by Expire() after a timeout.
 //
 // Usage:
 //   Reassembler r({.max_message_bytes = 16 << 20});
@@ -51,6 +55,17 @@ uint32_t FragmentCountFor(uint64_t total_size, uint64_t max_fragment_payload);
 // fragments than bytes, or a layout whose last fragment would be empty).
 absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t total_size);
 
+// Upper bounds of the heap the reassembler holds besides payload (checked by
+// tests/reliable/endpoint_test.cc with a counting allocator; see
+// docs/security.md, "Memory per connection").
+// A buffered fragment: its btree_map slot (40 bytes) in a node at worst half
+// full, its share of the inner nodes, and the rounding of its payload's
+// allocation.
+inline constexpr uint64_t kFragmentOverheadBytes = 160;
+// A message in progress: its slot in the table of partial messages (at worst
+// about 2.3 slots of ~90 bytes per message) and its fragment map's root.
+inline constexpr uint64_t kPartialMessageBytes = 256;
+
 struct FragmentHeader {
   uint32_t index = 0;
   uint32_t count = 1;
@@ -75,7 +90,9 @@ class Reassembler final {
  public:
   struct Limits {
     uint64_t max_message_bytes = 16 << 20;    // larger messages are refused
-    uint64_t max_buffered_bytes = 64 << 20;   // across all partial messages
+    // Across all partial messages: payload + kFragmentOverheadBytes per
+    // fragment + kPartialMessageBytes per message (held_bytes()).
+    uint64_t max_buffered_bytes = 64 << 20;
     size_t max_partial_messages = 1024;       // messages in progress at once
     absl::Duration timeout = absl::Seconds(30);  // Expire() drops older ones
   };
@@ -94,8 +111,9 @@ class Reassembler final {
   // it, nullopt when more are needed (or it was a duplicate).
   // INVALID_ARGUMENT: inconsistent with the layout or with earlier fragments
   //   of the same message (count/total changed), or message too large.
-  // RESOURCE_EXHAUSTED: accepting it would exceed a limit; the fragment is
-  //   dropped and nothing else changes (the peer may send it again later).
+  // RESOURCE_EXHAUSTED: accepting it would exceed a limit (held_bytes() over
+  //   max_buffered_bytes, or max_partial_messages); the fragment is dropped
+  //   and nothing else changes (the peer may send it again later).
   // A single-fragment message is returned directly without buffering.
   absl::StatusOr<std::optional<std::string>> Add(absl::Time now, const MessageKey& key,
                                                  const FragmentHeader& header,
@@ -108,7 +126,15 @@ class Reassembler final {
   void Discard(const MessageKey& key);
 
   size_t partial_messages() const { return partial_.size(); }
+  // Payload bytes buffered in partial messages.
   uint64_t buffered_bytes() const { return buffered_bytes_; }
+  // What the partial messages hold: payload + kFragmentOverheadBytes per
+  // fragment + kPartialMessageBytes per message. Never over
+  // max_buffered_bytes.
+  uint64_t held_bytes() const { return held_bytes_; }
+  // What a message of `size` bytes may hold while partial, when each of its
+  // fragments carries at least `min_fragment` bytes.
+  static uint64_t PartialCost(uint64_t size, uint64_t min_fragment);
   const Stats& stats() const { return stats_; }
   const Limits& limits() const { return limits_; }
 
@@ -122,7 +148,14 @@ class Reassembler final {
 
   Limits limits_;
   absl::flat_hash_map<MessageKey, Partial> partial_;
+  // What a partial message holds (see held_bytes()).
+  static uint64_t Held(const Partial& partial) {
+    return partial.received_bytes + partial.fragments.size() * kFragmentOverheadBytes +
+           kPartialMessageBytes;
+  }
+
   uint64_t buffered_bytes_ = 0;
+  uint64_t held_bytes_ = 0;
   Stats stats_;
 };
 

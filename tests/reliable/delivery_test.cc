@@ -87,6 +87,39 @@ TEST(DeliveryTest, ReliableModesRefuseMessagesBeyondTheWindow) {
   }
 }
 
+TEST(DeliveryTest, HeldBytesChargeParkedMessagesAndNumbersDeliveredAhead) {
+  // What the connection charges to its budget: parked payload plus a
+  // per-message overhead (a zero-byte message is not free), and a cost per
+  // number an unordered space delivered ahead; all released on delivery.
+  ReceiveChannel ordered(DeliveryMode::kReliableOrdered, 100);
+  std::vector<std::string> out;
+  ordered.OnComplete(2, "", &out);
+  ordered.OnComplete(1, std::string(100, 'x'), &out);
+  EXPECT_TRUE(out.empty());
+  EXPECT_EQ(ordered.held_bytes(), 100 + 2 * kParkedMessageBytes);
+  ordered.OnComplete(1, std::string(100, 'x'), &out);  // duplicate: no charge
+  EXPECT_EQ(ordered.held_bytes(), 100 + 2 * kParkedMessageBytes);
+  ordered.OnComplete(0, "a", &out);
+  EXPECT_EQ(out.size(), 3u);
+  EXPECT_EQ(ordered.held_bytes(), 0u);
+
+  ReceiveChannel unordered(DeliveryMode::kReliableUnordered, 100);
+  out.clear();
+  for (uint64_t seq : {3, 1, 2}) unordered.OnComplete(seq, "", &out);
+  EXPECT_EQ(out.size(), 3u);  // delivered at once, but remembered
+  EXPECT_EQ(unordered.delivered_ahead(), 3u);
+  EXPECT_EQ(unordered.held_bytes(), 3 * kDeliveredAheadBytes);
+  unordered.OnComplete(0, "", &out);
+  EXPECT_EQ(unordered.delivered_ahead(), 0u);
+  EXPECT_EQ(unordered.held_bytes(), 0u);
+
+  for (DeliveryMode mode : {DeliveryMode::kUnreliable, DeliveryMode::kUnreliableSequenced}) {
+    ReceiveChannel channel(mode, 100);
+    for (uint64_t seq : {5, 9, 7}) channel.OnComplete(seq, "abc", &out);
+    EXPECT_EQ(channel.held_bytes(), 0u);  // unreliable modes keep nothing
+  }
+}
+
 TEST(DeliveryTest, SequenceNumbersNearTheTopOfTheSpaceWork) {
   // 64-bit sequence numbers never wrap in practice (2^64 messages), but the
   // arithmetic must hold right up to the end.

@@ -167,6 +167,62 @@ TEST(ReassemblerTest, BufferedByteLimitIsNeverExceeded) {
   EXPECT_GT(r.stats().refused_for_space, 0u);
 }
 
+TEST(ReassemblerTest, HeldBytesChargeEachFragmentAndMessageBesidesPayload) {
+  Reassembler r({});
+  ASSERT_TRUE(r.Add(kT0, {0, 0, 1}, {0, 3, 6}, "ab").ok());
+  ASSERT_TRUE(r.Add(kT0, {0, 0, 1}, {1, 3, 6}, "cd").ok());
+  ASSERT_TRUE(r.Add(kT0, {0, 0, 2}, {0, 2, 2}, "e").ok());
+  EXPECT_EQ(r.buffered_bytes(), 5u);
+  EXPECT_EQ(r.held_bytes(), 5 + 3 * kFragmentOverheadBytes + 2 * kPartialMessageBytes);
+  ASSERT_TRUE(r.Add(kT0, {0, 0, 1}, {1, 3, 6}, "cd").ok());  // duplicate: no charge
+  EXPECT_EQ(r.held_bytes(), 5 + 3 * kFragmentOverheadBytes + 2 * kPartialMessageBytes);
+  absl::StatusOr<std::optional<std::string>> done = r.Add(kT0, {0, 0, 1}, {2, 3, 6}, "ef");
+  ASSERT_TRUE(done.ok());
+  ASSERT_TRUE(done->has_value());
+  EXPECT_EQ(r.held_bytes(), 1 + kFragmentOverheadBytes + kPartialMessageBytes);
+  r.Discard({0, 0, 2});
+  EXPECT_EQ(r.held_bytes(), 0u);
+  // A single-fragment message is never buffered.
+  ASSERT_TRUE(r.Add(kT0, {0, 0, 3}, {0, 1, 3}, "abc").ok());
+  EXPECT_EQ(r.held_bytes(), 0u);
+}
+
+TEST(ReassemblerTest, OneByteFragmentsCannotHoldMoreThanTheLimitInBookkeeping) {
+  // 1-byte fragments: the limit counts each one's overhead, so 64 KiB holds
+  // a few hundred of them, not 65536 (which really take ~100x their bytes).
+  constexpr uint64_t kLimit = 64 << 10;
+  Reassembler r({.max_buffered_bytes = kLimit});
+  uint32_t accepted = 0;
+  for (uint32_t index = 0; index < 65536; ++index) {
+    absl::StatusOr<std::optional<std::string>> got =
+        r.Add(kT0, {0, 0, 7}, {index, 65536, 65536}, "x");
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted);
+      break;
+    }
+    ++accepted;
+  }
+  EXPECT_EQ(accepted, (kLimit - kPartialMessageBytes) / (1 + kFragmentOverheadBytes));
+  EXPECT_LE(r.held_bytes(), kLimit);
+  EXPECT_EQ(r.buffered_bytes(), accepted);
+  EXPECT_EQ(r.stats().refused_for_space, 1u);
+}
+
+TEST(ReassemblerTest, PartialCostBoundsWhatAMessageHolds) {
+  // The connection reserves PartialCost(size, fragment / 2) for a head
+  // message: it must cover the message cut by a sender whose fragments are
+  // at least half as large as ours.
+  for (uint64_t size : {uint64_t{1}, uint64_t{1000}, uint64_t{1} << 16, uint64_t{3000001}}) {
+    for (uint64_t fragment : {uint64_t{600}, uint64_t{1140}}) {
+      SCOPED_TRACE(::testing::Message() << "size " << size << " fragment " << fragment);
+      const uint32_t count = FragmentCountFor(size, fragment);
+      const uint64_t held = size + count * kFragmentOverheadBytes + kPartialMessageBytes;
+      EXPECT_LE(held, Reassembler::PartialCost(size, fragment));
+      EXPECT_LE(held, Reassembler::PartialCost(size, fragment / 2));
+    }
+  }
+}
+
 TEST(ReassemblerTest, ExpireDropsOldPartialMessagesAndTheirBytes) {
   Reassembler r({.timeout = absl::Seconds(5)});
   ASSERT_TRUE(r.Add(kT0, {0, 0, 1}, {0, 2, 4}, "ab").ok());
