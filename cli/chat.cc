@@ -36,10 +36,73 @@
 #include "cli/security.h"
 #include "udpmsg/udpmsg.h"
 
+// chat serve's fairness limits (apps/chat/server_core.h, ServerOptions).
+ABSL_FLAG(int64_t, max_members_per_address, 8,
+          "chat serve: members from one address (IPv4, or IPv6 /64) at most, and as many "
+          "connections from it waiting to join");
+ABSL_FLAG(double, line_rate, 5, "chat serve: messages per second each member may send");
+ABSL_FLAG(int64_t, line_burst, 60, "chat serve: messages a member may send at once");
+ABSL_FLAG(int64_t, byte_rate, 32 << 10, "chat serve: bytes per second each member may send");
+ABSL_FLAG(int64_t, byte_burst, 128 << 10, "chat serve: bytes a member may send at once");
+ABSL_FLAG(int64_t, flood_tolerance, 100,
+          "chat serve: messages refused for the rate a member may send (refilled at "
+          "--line_rate) before it is closed for flooding");
+ABSL_FLAG(int64_t, max_backlog_bytes, 4 << 20,
+          "chat serve: bytes waiting for one member before it is dropped as too slow");
+
 namespace udpmsg::cli {
 namespace {
 
 constexpr char kCommand[] = "chat";
+// The room's held bytes at most, unless --max_backlog_bytes is larger.
+constexpr uint64_t kMaxHeldBytes = 32 << 20;
+
+// The fairness flags into `o`; INVALID_ARGUMENT naming the flag.
+absl::Status ApplyFairnessFlags(chat::ServerOptions* o) {
+  struct Count {
+    const char* name;
+    int64_t value;
+    int64_t min;
+    int64_t max;
+  };
+  const int64_t per_address = absl::GetFlag(FLAGS_max_members_per_address);
+  const int64_t line_burst = absl::GetFlag(FLAGS_line_burst);
+  const int64_t byte_rate = absl::GetFlag(FLAGS_byte_rate);
+  const int64_t byte_burst = absl::GetFlag(FLAGS_byte_burst);
+  const int64_t tolerance = absl::GetFlag(FLAGS_flood_tolerance);
+  const int64_t backlog = absl::GetFlag(FLAGS_max_backlog_bytes);
+  constexpr int64_t kGiB = int64_t{1} << 30;
+  for (const Count& c : {
+           Count{"max_members_per_address", per_address, 1,
+                 static_cast<int64_t>(chat::kMaxMembersLimit)},
+           Count{"line_burst", line_burst, 1, 1'000'000},
+           Count{"byte_rate", byte_rate, 1, kGiB},
+           Count{"byte_burst", byte_burst, static_cast<int64_t>(chat::kMinByteBurst), kGiB},
+           Count{"flood_tolerance", tolerance, 0, 1'000'000'000},
+           Count{"max_backlog_bytes", backlog, static_cast<int64_t>(chat::kMinBacklogBytes),
+                 16 * kGiB},
+       }) {
+    if (c.value < c.min || c.value > c.max) {
+      return absl::InvalidArgumentError(absl::StrCat("--", c.name, " ", c.value,
+                                                     " is out of range (", c.min, " to ", c.max,
+                                                     ")"));
+    }
+  }
+  const double line_rate = absl::GetFlag(FLAGS_line_rate);
+  if (!(line_rate > 0) || line_rate > 1e6) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--line_rate ", line_rate, " is out of range (above 0, at most 1000000)"));
+  }
+  o->max_members_per_address = static_cast<size_t>(per_address);
+  o->line_rate = line_rate;
+  o->line_burst = static_cast<size_t>(line_burst);
+  o->byte_rate = static_cast<uint64_t>(byte_rate);
+  o->byte_burst = static_cast<uint64_t>(byte_burst);
+  o->flood_tolerance = static_cast<size_t>(tolerance);
+  o->max_backlog_bytes = static_cast<uint64_t>(backlog);
+  o->max_held_bytes = std::max(kMaxHeldBytes, o->max_backlog_bytes);
+  return absl::OkStatus();
+}
 constexpr uint64_t kSignalToken = 2;
 // Connections allowed beyond the members: those still joining.
 constexpr size_t kSpareConnections = 64;
@@ -104,6 +167,9 @@ int RunServe(const Args& args) {
   server_options.max_members = static_cast<size_t>(max_members);
   // The endpoint bounds connections to members + spares; so does the core.
   server_options.max_pending = server_options.max_members + kSpareConnections;
+  if (absl::Status s = ApplyFairnessFlags(&server_options); !s.ok()) {
+    return UsageError(kCommand, s.message());
+  }
   absl::StatusOr<std::unique_ptr<chat::ServerCore>> core =
       chat::ServerCore::Create(server_options, std::make_unique<chat::LocalSequencer>());
   if (!core.ok()) return UsageError(kCommand, core.status().message());
