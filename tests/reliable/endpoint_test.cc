@@ -933,6 +933,34 @@ TEST(EndpointTest, AClosedConnectionFreesItsSlotAtOnceAndDrainingStaysBounded) {
   EXPECT_THAT(got[0].close->reason, HasSubstr("server full"));
 }
 
+TEST(EndpointTest, AConfirmationBeyondAFullMemberTableIsClosedServerFull) {
+  // Both were admitted as unconfirmed while members had room; the second to
+  // confirm would make 2 members of a 1-member server.
+  EndpointOptions o = ServerOptions(67);
+  o.max_connections = 1;
+  Endpoint server(kStart, o);
+  const udp::SocketAddress a = Addr("192.0.2.1:4000");
+  const udp::SocketAddress b = Addr("192.0.2.2:4000");
+  std::vector<proto::Packet> got_a = HelloWithCookie(server, kStart, a, 1);
+  std::vector<proto::Packet> got_b = HelloWithCookie(server, kStart, b, 2);
+  ASSERT_TRUE(got_a.size() == 1 && got_a[0].accept.has_value());
+  ASSERT_TRUE(got_b.size() == 1 && got_b[0].accept.has_value());
+  EXPECT_EQ(server.unconfirmed_connections(), 2u);
+  Confirm(server, kStart, a, got_a[0].accept->server_connection_id);
+  Confirm(server, kStart, b, got_b[0].accept->server_connection_id);
+  EXPECT_EQ(server.members(), 1u);
+  EXPECT_TRUE(server.IsEstablished(got_a[0].accept->server_connection_id));
+  EXPECT_FALSE(server.IsEstablished(got_b[0].accept->server_connection_id));
+  EXPECT_EQ(server.stats().refused_late_full, 1u);
+  std::vector<Outgoing> out = server.TakeOutgoing();
+  std::vector<proto::Packet> to_b;
+  for (const proto::Packet& p : DecodeAll(MakeCodec(), out)) {
+    if (p.connection_id == 2 && p.close) to_b.push_back(p);
+  }
+  ASSERT_EQ(to_b.size(), 1u);
+  EXPECT_EQ(to_b[0].close->code, proto::kCloseServerFull);
+}
+
 TEST(EndpointTest, HellosWithoutTheRoomKeyCostNoConnectionNorKeyExchange) {
   // Before, a keyless client's valid hello got a Connection and an X25519
   // exchange, and 4 of them filled this room: keyed members got "server full".
