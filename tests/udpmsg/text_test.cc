@@ -140,9 +140,9 @@ TEST(TextTest, DisplayableOutputHasNothingATerminalInterprets) {
 }
 
 TEST(TextTest, DisplayableIsIdempotent) {
-  for (const std::string s :
+  for (const std::string& s :
        {std::string("\x1b[31mred"), std::string("\xff\xfe"), std::string("\\x1b"),
-        std::string("ok"), std::string("\xc2\x85"), std::string("a\xe2\x80\xaeb"),
+        std::string("ok"), std::string("\xc2\x85"), std::string("a\xe2\x80\xae" "b"),
         Utf8(0xe0041) + "\xe2\x81\xa6" + "x\ny", std::string("\\u202e\\U000e0041")}) {
     EXPECT_EQ(Displayable(Displayable(s)), Displayable(s)) << s;
     EXPECT_TRUE(AllPrintableAscii(Displayable(s))) << Displayable(s);
