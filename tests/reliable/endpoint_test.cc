@@ -761,6 +761,8 @@ absl::Time RunTimers(Endpoint& server, absl::Time now, absl::Time until) {
     server.TakeEvents();
     server.TakeOutgoing();
   }
+  server.TakeEvents();
+  server.TakeOutgoing();
   return until;
 }
 
@@ -798,6 +800,7 @@ TEST(EndpointTest, ValidHelloFloodStaysInTheUnconfirmedTableAndMembersStillConne
   o.max_connections = 4;
   o.max_unconfirmed_connections = 8;
   o.max_connections_per_address = 2;
+  o.max_draining_connections = 16;  // the evicted drain in a bounded table
   Endpoint server(kStart, o);
   absl::Time now = kStart;
   uint64_t cid = 1000;
@@ -812,6 +815,9 @@ TEST(EndpointTest, ValidHelloFloodStaysInTheUnconfirmedTableAndMembersStillConne
       ASSERT_LE(server.ConnectionsFromAddress(a), 2u);
       ASSERT_LE(server.open_connections(), 4u + 8u);
     }
+    // Members, unconfirmed, draining, and at most one connection closed per
+    // hello of this round since the last reap.
+    ASSERT_LE(server.connection_count(), 4u + 8u + 16u + 9u);
     const udp::SocketAddress hot = Addr(absl::StrCat("198.51.100.200:", 7000 + round));
     for (int k = 0; k < 3; ++k) {
       HelloWithCookie(server, now, hot, ++cid);
