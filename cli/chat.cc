@@ -187,6 +187,13 @@ int RunServe(const Args& args) {
   HostOptions options = ChatOptions(*timeout);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
   options.accept_incoming = true;
+  // What a member can make the server hold (docs/security.md "Memory per
+  // connection"): members send lines of at most chat::kMaxTextBytes and the
+  // server reads its events at once, so 1 MiB of reassembly and undelivered
+  // messages each is ample; the library's defaults (64 MiB each, for bulk
+  // transfers) would let every member hold over 128 MiB of the server.
+  options.max_reassembly_bytes = 1 << 20;
+  options.max_undelivered_bytes = 1 << 20;
   options.max_connections = server_options.max_members + kSpareConnections;
   options.bind = locals->front();
   absl::StatusOr<Host> host = Host::Create(options);
