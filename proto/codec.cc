@@ -91,7 +91,9 @@ size_t AcceptBodySize(const Accept& a) {
   return Fixed64Field(a.client_connection_id) +
          Fixed64Field(a.server_connection_id) + VarintField(a.max_datagram) +
          VarintField(a.max_message_bytes) + VarintField(a.window) +
-         OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size());
+         OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size()) +
+         OptionalBytesField(a.server_identity.size()) +
+         OptionalBytesField(a.identity_confirmation.size());
 }
 
 // Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
@@ -274,6 +276,17 @@ absl::Status ValidateHandshake(const Packet& p) {
           "accept psk_confirmation of ", p.accept->psk_confirmation.size(), " bytes, over ",
           kMaxConfirmationBytes)));
     }
+    if (!p.accept->server_identity.empty() &&
+        p.accept->server_identity.size() != kPublicKeyBytes) {
+      s.Update(absl::InvalidArgumentError(absl::StrCat("accept server_identity of ",
+                                                       p.accept->server_identity.size(),
+                                                       " bytes, not ", kPublicKeyBytes)));
+    }
+    if (p.accept->identity_confirmation.size() > kMaxConfirmationBytes) {
+      s.Update(absl::InvalidArgumentError(absl::StrCat(
+          "accept identity_confirmation of ", p.accept->identity_confirmation.size(),
+          " bytes, over ", kMaxConfirmationBytes)));
+    }
   }
   return s;
 }
@@ -423,6 +436,10 @@ void ToWire(const Packet& p, wire::Packet* w) {
     if (!p.accept->psk_confirmation.empty()) {
       a->set_psk_confirmation(p.accept->psk_confirmation);
     }
+    if (!p.accept->server_identity.empty()) a->set_server_identity(p.accept->server_identity);
+    if (!p.accept->identity_confirmation.empty()) {
+      a->set_identity_confirmation(p.accept->identity_confirmation);
+    }
   }
   if (p.ack) {
     // Validate ran: ranges are non-empty, descending and non-adjacent.
@@ -540,6 +557,8 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.accept->window = a.window();
     p.accept->public_key = a.public_key();
     p.accept->psk_confirmation = a.psk_confirmation();
+    p.accept->server_identity = a.server_identity();
+    p.accept->identity_confirmation = a.identity_confirmation();
   }
   if (w.has_ack()) {
     p.ack.emplace();

@@ -106,7 +106,9 @@ class Codec final {
   //     kMaxConfirmationBytes
   // Also rejected, by the same rules: a challenge with client_connection_id 0
   // or a cookie over kMaxCookieBytes, an accept with a connection id 0 or a
-  // max_datagram outside [kMinDatagram, kMaxDatagram], an ack without ranges,
+  // max_datagram outside [kMinDatagram, kMaxDatagram], a server_identity that
+  // is neither empty nor kPublicKeyBytes, an identity_confirmation over
+  // kMaxConfirmationBytes, an ack without ranges,
   // an ack whose wire gaps/lengths lead below packet number 0, a handshake
   // packet with a ping.
   // The ack delay travels in whole microseconds: Encode truncates the rest.

@@ -85,6 +85,11 @@ struct Accept {
   // (at most kMaxConfirmationBytes).
   std::string public_key;
   std::string psk_confirmation;
+  // When the server has a long-term identity: its static X25519 public key
+  // (kPublicKeyBytes) and reliable::KeyConfirmation from the session keys,
+  // proving it holds the static secret (at most kMaxConfirmationBytes).
+  std::string server_identity;
+  std::string identity_confirmation;
 };
 
 // One fragment of one message.

@@ -27,7 +27,9 @@ bool Equal(const Accept& a, const Accept& b) {
          a.server_connection_id == b.server_connection_id &&
          a.max_datagram == b.max_datagram &&
          a.max_message_bytes == b.max_message_bytes && a.window == b.window &&
-         a.public_key == b.public_key && a.psk_confirmation == b.psk_confirmation;
+         a.public_key == b.public_key && a.psk_confirmation == b.psk_confirmation &&
+         a.server_identity == b.server_identity &&
+         a.identity_confirmation == b.identity_confirmation;
 }
 
 bool Equal(const Ack& a, const Ack& b) {

@@ -98,6 +98,8 @@ absl::string_view CloseReasonName(CloseReason reason) {
       return "number space exhausted";
     case CloseReason::kInternalError:
       return "internal error";
+    case CloseReason::kServerIdentityMismatch:
+      return "server identity mismatch";
   }
   return "?";
 }
@@ -146,6 +148,7 @@ uint32_t WireCloseCode(CloseReason reason) {
     case CloseReason::kWrongRoomKey:
     case CloseReason::kProtocolError:
     case CloseReason::kInternalError:
+    case CloseReason::kServerIdentityMismatch:
       return proto::kCloseProtocolError;
   }
   return proto::kCloseProtocolError;
@@ -226,7 +229,7 @@ std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId loca
                                                const TestHooks& hooks) {
   auto c = std::unique_ptr<Connection>(
       new Connection(now, true, local_id, peer, options, codec, hooks));
-  if (security.psk) security.encrypt = true;
+  if (security.psk || security.server_pin) security.encrypt = true;
   if (security.encrypt && !security.key) security.key = KeyPair::Generate();
   c->security_ = std::move(security);
   return c;
@@ -241,7 +244,9 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
                                                std::unique_ptr<PacketProtector> protector,
                                                const std::string& public_key,
                                                const std::string& psk_confirmation,
-                                               const TestHooks& hooks) {
+                                               const TestHooks& hooks,
+                                               const std::string& server_identity,
+                                               const std::string& identity_confirmation) {
   ConnectionOptions o = options;
   o.max_datagram = std::min<size_t>(o.max_datagram, hello.max_datagram);
   auto c =
@@ -254,6 +259,8 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   c->accept_.window = o.window;
   c->accept_.public_key = public_key;
   c->accept_.psk_confirmation = psk_confirmation;
+  c->accept_.server_identity = server_identity;
+  c->accept_.identity_confirmation = identity_confirmation;
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
@@ -283,6 +290,7 @@ void Connection::Established(absl::Time now) {
   last_progress_ = now;
   Event e;
   e.type = Event::Type::kConnected;
+  e.server_identity = server_identity_;
   Emit(std::move(e));
 }
 
@@ -640,6 +648,16 @@ void Connection::SetBudget(size_t max_datagram) {
 
 absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReason* why) {
   const bool server_encrypts = !accept.public_key.empty();
+  const bool has_identity = !accept.server_identity.empty();
+  if (security_.server_pin) {
+    const std::string presented = IdentityFingerprint(accept.server_identity);
+    if (presented != *security_.server_pin || !server_encrypts) {
+      *why = CloseReason::kServerIdentityMismatch;
+      return absl::PermissionDeniedError(absl::StrCat(
+          "server ", peer_.ToString(), " presented ", presented, ", expected ",
+          *security_.server_pin));
+    }
+  }
   *why = CloseReason::kEncryptionMismatch;
   if (!security_.encrypt) {
     if (server_encrypts) {
@@ -652,8 +670,10 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
     return absl::FailedPreconditionError(absl::StrCat(
         "server ", peer_.ToString(), " does not encrypt and this client requires it"));
   }
-  const std::string transcript = HandshakeTranscript(
-      security_.key->public_key(), accept.public_key, local_id_, accept.server_connection_id);
+  // The server's static key, when it has one, is part of the transcript.
+  const std::string transcript =
+      HandshakeTranscript(security_.key->public_key(), accept.public_key, local_id_,
+                          accept.server_connection_id, accept.server_identity);
   *why = CloseReason::kWrongRoomKey;
   if (security_.psk) {
     if (accept.psk_confirmation.empty()) {
@@ -670,9 +690,28 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
         "server ", peer_.ToString(), " requires a room key (--key-file)"));
   }
   *why = CloseReason::kProtocolError;  // e.g. a malformed server key
-  absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(
-      Role::kClient, *security_.key, accept.public_key, transcript, security_.psk);
+  std::optional<IdentitySecret> es;
+  if (has_identity) {  // Noise NK's es: our ephemeral key with its static key
+    absl::StatusOr<IdentitySecret> shared =
+        IdentityExchange(Role::kClient, *security_.key, accept.server_identity);
+    if (!shared.ok()) return shared.status();
+    es = *std::move(shared);
+  }
+  absl::StatusOr<SessionKeys> keys =
+      DeriveSessionKeys(Role::kClient, *security_.key, accept.public_key, transcript,
+                        security_.psk, es ? &*es : nullptr);
   if (!keys.ok()) return keys.status();
+  if (has_identity) {
+    // Only the holder of the static secret could derive these keys.
+    if (!VerifyServerKeyConfirmation(*keys, Role::kClient, transcript,
+                                     accept.identity_confirmation)) {
+      *why = CloseReason::kServerIdentityMismatch;
+      return absl::PermissionDeniedError(absl::StrCat(
+          "server ", peer_.ToString(), " presented ", IdentityFingerprint(accept.server_identity),
+          " but could not prove it holds that identity's secret key"));
+    }
+    server_identity_ = IdentityFingerprint(accept.server_identity);
+  }
   protector_ = std::make_unique<PacketProtector>(*keys);
   return absl::OkStatus();
 }

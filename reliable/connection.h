@@ -174,6 +174,8 @@ enum class CloseReason {
                          // handshake for a malformed key)
   kNumberSpaceExhausted, // 2^62 packet numbers used up
   kInternalError,        // our own packet failed to encode (a bug)
+  kServerIdentityMismatch,  // the client pinned a server identity and the
+                            // server presented another one, or none
 };
 inline constexpr CloseReason kAllCloseReasons[] = {
     CloseReason::kClosedByApplication, CloseReason::kClosedByPeer,
@@ -182,6 +184,7 @@ inline constexpr CloseReason kAllCloseReasons[] = {
     CloseReason::kEncryptionMismatch,  CloseReason::kWrongRoomKey,
     CloseReason::kPeerUnreachable,     CloseReason::kProtocolError,
     CloseReason::kNumberSpaceExhausted, CloseReason::kInternalError,
+    CloseReason::kServerIdentityMismatch,
 };
 
 // A short stable name: "closed by application", "idle timeout", ...
@@ -198,6 +201,11 @@ struct Security {
   bool encrypt = false;
   std::optional<Psk> psk;          // a room key; implies encrypt
   std::optional<KeyPair> key;      // our X25519 key pair when encrypting
+  // Client: the server's identity fingerprint it must present
+  // (IdentityFingerprint form; implies encrypt). Another identity, or none,
+  // closes the attempt with CloseReason::kServerIdentityMismatch before
+  // anything sealed is sent.
+  std::optional<std::string> server_pin;
 };
 
 // What happened, for the application.
@@ -219,6 +227,9 @@ struct Event {
   CloseReason close_reason = CloseReason::kClosedByApplication;  // kClosed
   std::string reason;   // kClosed: human-readable detail (peer text is raw)
   bool by_peer = false; // kClosed: the peer closed (or refused) the connection
+  // kConnected on a client: the fingerprint of the identity the server proved
+  // (packet_protection.h IdentityFingerprint); empty when it has none.
+  std::string server_identity;
 };
 
 absl::string_view EventTypeName(Event::Type type);
@@ -290,7 +301,9 @@ class Connection final {
                                             std::unique_ptr<PacketProtector> protector = nullptr,
                                             const std::string& public_key = "",
                                             const std::string& psk_confirmation = "",
-                                            const TestHooks& hooks = {});
+                                            const TestHooks& hooks = {},
+                                            const std::string& server_identity = "",
+                                            const std::string& identity_confirmation = "");
 
   // A decoded packet whose connection id is ours, from our peer's address.
   // `size` is the datagram size.
@@ -467,6 +480,8 @@ class Connection final {
 
   Security security_;
   std::unique_ptr<PacketProtector> protector_;
+  // Client: the fingerprint of the identity the server proved, if any.
+  std::string server_identity_;
   uint64_t unauthenticated_ = 0;
 
   std::deque<Event> events_;

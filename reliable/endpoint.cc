@@ -252,7 +252,8 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   // The address is validated: from here on the connection may send freely.
   // Checks, cheapest and stateless first; nothing is allocated and no X25519
   // is done before all pass.
-  const bool encrypt = options_.encrypt || options_.psk.has_value();
+  const bool encrypt =
+      options_.encrypt || options_.psk.has_value() || options_.identity.has_value();
   if (!encrypt && !hello.public_key.empty()) {
     Refuse(from, hello, size, proto::kCloseEncryptionMismatch,
            "this server does not encrypt; connect without encryption", false);
@@ -308,13 +309,28 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   std::unique_ptr<PacketProtector> protector;
   std::string public_key;
   std::string confirmation;
+  std::string identity;
+  std::string identity_confirmation;
   if (encrypt) {
     const KeyPair key = NewKeyPair();
-    const std::string transcript = HandshakeTranscript(hello.public_key, key.public_key(),
-                                                       hello.client_connection_id, id);
+    if (options_.identity) identity = std::string(options_.identity->public_key());
+    // The static key, when we have one, is part of the transcript.
+    const std::string transcript = HandshakeTranscript(
+        hello.public_key, key.public_key(), hello.client_connection_id, id, identity);
     ++stats_.key_exchanges;
-    absl::StatusOr<SessionKeys> keys =
-        DeriveSessionKeys(Role::kServer, key, hello.public_key, transcript, options_.psk);
+    std::optional<IdentitySecret> es;
+    if (options_.identity) {  // Noise NK's es: our static key, its ephemeral
+      absl::StatusOr<IdentitySecret> shared =
+          IdentityExchange(Role::kServer, *options_.identity, hello.public_key);
+      if (!shared.ok()) {  // a malformed client key
+        Refuse(from, hello, size, proto::kCloseProtocolError,
+               std::string(shared.status().message()), true);
+        return;
+      }
+      es = *std::move(shared);
+    }
+    absl::StatusOr<SessionKeys> keys = DeriveSessionKeys(
+        Role::kServer, key, hello.public_key, transcript, options_.psk, es ? &*es : nullptr);
     if (!keys.ok()) {  // a malformed client key
       Refuse(from, hello, size, proto::kCloseProtocolError, std::string(keys.status().message()),
              true);
@@ -323,10 +339,13 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
     protector = std::make_unique<PacketProtector>(*keys);
     public_key = std::string(key.public_key());
     if (options_.psk) confirmation = PskConfirmation(*options_.psk, transcript, Role::kServer);
+    if (options_.identity) {
+      identity_confirmation = ServerKeyConfirmation(*keys, Role::kServer, transcript);
+    }
   }
-  std::unique_ptr<Connection> c =
-      Connection::Server(now, id, hello.client_connection_id, from, hello, options_.connection,
-                         &codec_, std::move(protector), public_key, confirmation, hooks_);
+  std::unique_ptr<Connection> c = Connection::Server(
+      now, id, hello.client_connection_id, from, hello, options_.connection, &codec_,
+      std::move(protector), public_key, confirmation, hooks_, identity, identity_confirmation);
   Connection& ref = *c;
   connections_.emplace(id, std::move(c));
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
@@ -358,8 +377,10 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
   }
   const ConnectionId id = NewId();
   Security security;
-  security.encrypt = options_.encrypt || options_.psk.has_value();
+  security.encrypt =
+      options_.encrypt || options_.psk.has_value() || options_.server_pin.has_value();
   security.psk = options_.psk;
+  security.server_pin = options_.server_pin;
   if (security.encrypt) security.key = NewKeyPair();
   std::unique_ptr<Connection> c =
       Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security), hooks_);

@@ -102,6 +102,14 @@ struct EndpointOptions {
   // A pre-shared room key (implies encrypt): only peers holding the same key
   // can connect; the client learns a wrong key from the server's Accept.
   std::optional<Psk> psk;
+  // Server: a long-term identity (implies encrypt). Every Accept carries its
+  // public key and proves possession of the secret key (packet_protection.h,
+  // "Server identity"); clients report its fingerprint in kConnected.
+  std::optional<KeyPair> identity;
+  // Client: the server identity fingerprint every Connect requires
+  // (IdentityFingerprint form; implies encrypt); any other, or none, closes
+  // the attempt with CloseReason::kServerIdentityMismatch naming both.
+  std::optional<std::string> server_pin;
 };
 
 // One datagram to send.

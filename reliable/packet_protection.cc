@@ -5,12 +5,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 
 namespace udpmsg::reliable {
 namespace {
@@ -27,6 +31,10 @@ static_assert(kPskConfirmationBytes >= crypto_generichash_BYTES_MIN);
 static_assert(kReplayWindow % 64 == 0);
 
 constexpr char kKeyLabel[] = "udpmsg key v1";
+constexpr char kIdentityKeyLabel[] = "udpmsg key v2 es";
+constexpr char kKeyConfirmLabel[] = "udpmsg key confirm v1";
+constexpr char kKeyConfirmContext[crypto_kdf_CONTEXTBYTES + 1] = "udpmsgkc";
+constexpr char kIdentityFileHeader[] = "# udpmsg server identity (X25519 secret key): keep private";
 constexpr char kConfirmLabel[] = "udpmsg psk confirm v1";
 constexpr char kTranscriptLabel[] = "udpmsg hs v1";
 constexpr char kKdfContext[crypto_kdf_CONTEXTBYTES + 1] = "udpmsgpp";
@@ -45,15 +53,25 @@ void PutBigEndian64(uint64_t v, uint8_t* out) {
   }
 }
 
-// BLAKE2b-256(key = psk or none, kKeyLabel || key || transcript), in place.
+// BLAKE2b-256(key = psk or none, kKeyLabel || key || transcript), in place;
+// with a server identity BLAKE2b-256(key = psk or none, kIdentityKeyLabel ||
+// key || es || server static public || transcript).
 void BindKey(std::array<uint8_t, kSessionKeyBytes>* key, absl::string_view transcript,
-             const std::optional<Psk>& psk) {
+             const std::optional<Psk>& psk, const IdentitySecret* es) {
   crypto_generichash_state state;
   crypto_generichash_init(&state, psk.has_value() ? psk->bytes.data() : nullptr,
                           psk.has_value() ? psk->bytes.size() : 0, key->size());
-  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kKeyLabel),
-                            sizeof(kKeyLabel) - 1);
-  crypto_generichash_update(&state, key->data(), key->size());
+  if (es == nullptr) {
+    crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kKeyLabel),
+                              sizeof(kKeyLabel) - 1);
+    crypto_generichash_update(&state, key->data(), key->size());
+  } else {
+    crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kIdentityKeyLabel),
+                              sizeof(kIdentityKeyLabel) - 1);
+    crypto_generichash_update(&state, key->data(), key->size());
+    crypto_generichash_update(&state, es->shared.data(), es->shared.size());
+    crypto_generichash_update(&state, es->server_public.data(), es->server_public.size());
+  }
   crypto_generichash_update(&state, Bytes(transcript), transcript.size());
   crypto_generichash_final(&state, key->data(), key->size());
   sodium_memzero(&state, sizeof(state));
@@ -76,6 +94,18 @@ KeyPair KeyPair::FromSeed(const Seed& seed) {
   EnsureSodium();
   KeyPair pair;
   crypto_kx_seed_keypair(pair.public_.data(), pair.secret_.data(), seed.data());
+  return pair;
+}
+
+absl::StatusOr<KeyPair> KeyPair::FromSecretKey(absl::string_view secret) {
+  EnsureSodium();
+  if (secret.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("secret key of ", secret.size(),
+                                                   " bytes (expected ", kPublicKeyBytes, ")"));
+  }
+  KeyPair pair;
+  std::memcpy(pair.secret_.data(), secret.data(), pair.secret_.size());
+  crypto_scalarmult_base(pair.public_.data(), pair.secret_.data());
   return pair;
 }
 
@@ -107,7 +137,8 @@ std::string HandshakeTranscript(absl::string_view client_public,
 absl::StatusOr<SessionKeys> DeriveSessionKeys(Role role, const KeyPair& mine,
                                               absl::string_view peer_public,
                                               absl::string_view transcript,
-                                              const std::optional<Psk>& psk) {
+                                              const std::optional<Psk>& psk,
+                                              const IdentitySecret* es) {
   EnsureSodium();
   if (peer_public.size() != kPublicKeyBytes) {
     return absl::InvalidArgumentError(absl::StrCat("peer public key of ", peer_public.size(),
@@ -124,8 +155,8 @@ absl::StatusOr<SessionKeys> DeriveSessionKeys(Role role, const KeyPair& mine,
   if (rc != 0) {
     return absl::InvalidArgumentError("key exchange failed: invalid peer public key");
   }
-  BindKey(&keys.rx, transcript, psk);
-  BindKey(&keys.tx, transcript, psk);
+  BindKey(&keys.rx, transcript, psk, es);
+  BindKey(&keys.tx, transcript, psk, es);
   return keys;
 }
 
@@ -358,12 +389,17 @@ absl::StatusOr<std::string> PacketProtector::Open(uint64_t packet_number,
 
 // -------------------------------------------------------------- key files
 
-absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
-  EnsureSodium();
+namespace {
+
+// Reads a small secret file (a room key or an identity) into `contents`;
+// `what` names it in errors ("key file", "identity file").
+absl::Status ReadSecretFile(const std::string& path, absl::string_view what,
+                            std::string* out) {
+  std::string& contents = *out;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
-    const std::string message = absl::StrCat("key file ", path, ": ", ErrnoText(err));
+    const std::string message = absl::StrCat(what, " ", path, ": ", ErrnoText(err));
     if (err == ENOENT) return absl::NotFoundError(message);
     if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(message);
     return absl::InvalidArgumentError(message);
@@ -372,13 +408,12 @@ absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("key file ", path, ": ", ErrnoText(err)));
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, ": ", ErrnoText(err)));
   }
   if (S_ISDIR(st.st_mode)) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat("key file ", path, " is a directory"));
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is a directory"));
   }
-  std::string contents;
   char buffer[4096];
   for (;;) {
     const ssize_t n = ::read(fd, buffer, sizeof(buffer));
@@ -388,7 +423,7 @@ absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
       ::close(fd);
       sodium_memzero(buffer, sizeof(buffer));
       return absl::InvalidArgumentError(
-          absl::StrCat("key file ", path, ": read failed: ", ErrnoText(err)));
+          absl::StrCat(what, " ", path, ": read failed: ", ErrnoText(err)));
     }
     if (n == 0) break;
     contents.append(buffer, static_cast<size_t>(n));
@@ -397,11 +432,20 @@ absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
       sodium_memzero(buffer, sizeof(buffer));
       sodium_memzero(contents.data(), contents.size());
       return absl::InvalidArgumentError(
-          absl::StrCat("key file ", path, " is over ", kMaxKeyFileBytes, " bytes"));
+          absl::StrCat(what, " ", path, " is over ", kMaxKeyFileBytes, " bytes"));
     }
   }
   ::close(fd);
   sodium_memzero(buffer, sizeof(buffer));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Psk> ReadKeyFile(const std::string& path) {
+  EnsureSodium();
+  std::string contents;
+  if (absl::Status s = ReadSecretFile(path, "key file", &contents); !s.ok()) return s;
 
   const absl::string_view text = absl::StripAsciiWhitespace(contents);
   if (text.empty()) {
@@ -430,6 +474,129 @@ std::string GenerateKeyFileContents() {
   std::string out = absl::StrCat(absl::string_view(hex, 2 * kPskBytes), "\n");
   sodium_memzero(key, sizeof(key));
   sodium_memzero(hex, sizeof(hex));
+  return out;
+}
+
+// -------------------------------------------------------- Server identity
+
+static_assert(crypto_scalarmult_BYTES == 32);
+static_assert(crypto_scalarmult_SCALARBYTES == kPublicKeyBytes);
+static_assert(kKeyConfirmationBytes >= crypto_generichash_BYTES_MIN);
+static_assert(kFingerprintDigestBytes >= crypto_generichash_BYTES_MIN);
+
+IdentitySecret::~IdentitySecret() { sodium_memzero(shared.data(), shared.size()); }
+
+absl::StatusOr<IdentitySecret> IdentityExchange(Role role, const KeyPair& mine,
+                                                absl::string_view peer_public) {
+  EnsureSodium();
+  if (peer_public.size() != kPublicKeyBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("peer public key of ", peer_public.size(),
+                                                   " bytes (expected ", kPublicKeyBytes, ")"));
+  }
+  IdentitySecret es;
+  // crypto_scalarmult fails (-1) when the result is all zeros: a low-order
+  // point, which would make es public.
+  if (crypto_scalarmult(es.shared.data(), mine.secret_key_data(), Bytes(peer_public)) != 0) {
+    return absl::InvalidArgumentError("identity key exchange failed: invalid public key");
+  }
+  const absl::string_view server_public =
+      role == Role::kClient ? peer_public : mine.public_key();
+  std::memcpy(es.server_public.data(), server_public.data(), es.server_public.size());
+  return es;
+}
+
+std::string ServerKeyConfirmation(const SessionKeys& keys, Role role,
+                                  absl::string_view transcript) {
+  EnsureSodium();
+  const std::array<uint8_t, kSessionKeyBytes>& server_to_client =
+      role == Role::kServer ? keys.tx : keys.rx;
+  uint8_t mac_key[crypto_generichash_KEYBYTES];
+  crypto_kdf_derive_from_key(mac_key, sizeof(mac_key), 3, kKeyConfirmContext,
+                             server_to_client.data());
+  crypto_generichash_state state;
+  crypto_generichash_init(&state, mac_key, sizeof(mac_key), kKeyConfirmationBytes);
+  crypto_generichash_update(&state, reinterpret_cast<const uint8_t*>(kKeyConfirmLabel),
+                            sizeof(kKeyConfirmLabel) - 1);
+  crypto_generichash_update(&state, Bytes(transcript), transcript.size());
+  std::string mac(kKeyConfirmationBytes, '\0');
+  crypto_generichash_final(&state, reinterpret_cast<uint8_t*>(mac.data()), mac.size());
+  sodium_memzero(&state, sizeof(state));
+  sodium_memzero(mac_key, sizeof(mac_key));
+  return mac;
+}
+
+bool VerifyServerKeyConfirmation(const SessionKeys& keys, Role role,
+                                 absl::string_view transcript, absl::string_view confirmation) {
+  if (confirmation.size() != kKeyConfirmationBytes) return false;
+  return SameMac(ServerKeyConfirmation(keys, role, transcript), confirmation);
+}
+
+std::string IdentityFingerprint(absl::string_view public_key) {
+  if (public_key.empty()) return absl::StrCat(kFingerprintPrefix, "(none)");
+  if (public_key.size() != kPublicKeyBytes) return absl::StrCat(kFingerprintPrefix, "(invalid)");
+  EnsureSodium();
+  uint8_t digest[kFingerprintDigestBytes];
+  crypto_generichash(digest, sizeof(digest), Bytes(public_key), public_key.size(), nullptr, 0);
+  char hex[2 * kFingerprintDigestBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
+  return absl::StrCat(kFingerprintPrefix, absl::string_view(hex, 2 * kFingerprintDigestBytes));
+}
+
+absl::StatusOr<std::string> ParseIdentityFingerprint(absl::string_view text) {
+  const absl::string_view t = absl::StripAsciiWhitespace(text);
+  const absl::string_view prefix(kFingerprintPrefix);
+  const bool shaped = absl::StartsWith(t, prefix) &&
+                      t.size() == prefix.size() + 2 * kFingerprintDigestBytes &&
+                      std::all_of(t.begin() + prefix.size(), t.end(),
+                                  [](char c) { return absl::ascii_isxdigit(c); });
+  if (!shaped) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "\"", absl::CHexEscape(t.substr(0, 80)), "\" is not a server fingerprint (expected ",
+        kFingerprintPrefix, " and ", 2 * kFingerprintDigestBytes,
+        " hex digits, as udpmsg keygen --identity prints)"));
+  }
+  return absl::AsciiStrToLower(t);
+}
+
+absl::StatusOr<KeyPair> ReadIdentityFile(const std::string& path) {
+  EnsureSodium();
+  std::string contents;
+  if (absl::Status s = ReadSecretFile(path, "identity file", &contents); !s.ok()) return s;
+  std::string hex;
+  for (absl::string_view line : absl::StrSplit(contents, '\n')) {
+    const absl::string_view l = absl::StripAsciiWhitespace(line);
+    if (l.empty() || l[0] == '#') continue;
+    absl::StrAppend(&hex, l);
+  }
+  sodium_memzero(contents.data(), contents.size());
+  uint8_t secret[kPublicKeyBytes];
+  size_t decoded = 0;
+  const bool ok = hex.size() == 2 * kPublicKeyBytes &&
+                  sodium_hex2bin(secret, sizeof(secret), hex.data(), hex.size(), nullptr,
+                                 &decoded, nullptr) == 0 &&
+                  decoded == kPublicKeyBytes;
+  sodium_memzero(hex.data(), hex.size());
+  if (!ok) {
+    sodium_memzero(secret, sizeof(secret));
+    return absl::InvalidArgumentError(
+        absl::StrCat("identity file ", path,
+                     " does not hold 64 hex digits (make one with udpmsg keygen --identity)"));
+  }
+  absl::StatusOr<KeyPair> pair =
+      KeyPair::FromSecretKey(absl::string_view(reinterpret_cast<const char*>(secret), sizeof(secret)));
+  sodium_memzero(secret, sizeof(secret));
+  return pair;
+}
+
+std::string GenerateIdentityFileContents(std::string* fingerprint) {
+  const KeyPair pair = KeyPair::Generate();
+  char hex[2 * kPublicKeyBytes + 1];
+  sodium_bin2hex(hex, sizeof(hex), pair.secret_key_data(), kPublicKeyBytes);
+  const std::string print = IdentityFingerprint(pair.public_key());
+  std::string out = absl::StrCat(kIdentityFileHeader, "\n# public: ", print, "\n",
+                                 absl::string_view(hex, 2 * kPublicKeyBytes), "\n");
+  sodium_memzero(hex, sizeof(hex));
+  if (fingerprint != nullptr) *fingerprint = print;
   return out;
 }
 

@@ -96,6 +96,10 @@ class KeyPair final {
   // The key pair crypto_kx_seed_keypair derives from `seed`: for
   // deterministic tests only.
   static KeyPair FromSeed(const Seed& seed);
+  // The key pair of an X25519 secret key (kPublicKeyBytes bytes): the public
+  // half is crypto_scalarmult_base(secret), as crypto_kx_keypair makes it.
+  // INVALID_ARGUMENT: `secret` is not kPublicKeyBytes long.
+  static absl::StatusOr<KeyPair> FromSecretKey(absl::string_view secret);
 
   KeyPair(const KeyPair&) = default;
   KeyPair& operator=(const KeyPair&) = default;
@@ -149,10 +153,91 @@ std::string HandshakeTranscript(absl::string_view client_public,
 // the transcript and, for a room, the PSK (see the file comment).
 // INVALID_ARGUMENT: `peer_public` is not kPublicKeyBytes long, or the key
 //   exchange fails (a low-order point such as all zeros: no shared secret).
+struct IdentitySecret;
 absl::StatusOr<SessionKeys> DeriveSessionKeys(Role role, const KeyPair& mine,
                                               absl::string_view peer_public,
                                               absl::string_view transcript,
-                                              const std::optional<Psk>& psk);
+                                              const std::optional<Psk>& psk,
+                                              const IdentitySecret* es = nullptr);
+
+// ------------------------------------------------------- Server identity
+//
+// A server may hold a long-term X25519 key pair (a KeyPair, kept in a file
+// `udpmsg keygen --identity FILE` writes). The handshake then follows Noise's
+// NK pattern on top of the ephemeral exchange above:
+//   - the Accept carries the server's static public key S;
+//   - both sides compute es = X25519(client ephemeral, S) (IdentityExchange:
+//     the client with its ephemeral secret and S, the server with its static
+//     secret and the client's ephemeral public key);
+//   - the transcript gets S as its `extra` (HandshakeTranscript), and each
+//     session key is derived with es mixed in:
+//         key' = BLAKE2b-256(key = psk (or no key), "udpmsg key v2 es" || key
+//                            || es || S || transcript)
+//     (DeriveSessionKeys with `es`); the label differs from v1's, so keys
+//     with and without an identity never coincide;
+//   - the Accept carries ServerKeyConfirmation: a MAC under a key derived
+//     (crypto_kdf) from the server-to-client session key, over the
+//     transcript. Only a server holding S's secret can compute es, hence the
+//     session keys, hence the MAC: the client checks it before it sends
+//     anything sealed, and a man in the middle that swaps S for its own key
+//     changes the transcript, so the MAC fails too.
+// A client that pins a fingerprint compares IdentityFingerprint(S) with it
+// before anything else (reliable::Connection, CloseReason::
+// kServerIdentityMismatch). Without a pin the client still learns S and can
+// record it (trust on first use); the server is then authenticated only from
+// the second connection on.
+inline constexpr size_t kKeyConfirmationBytes = 16;
+// Raw bytes of the fingerprint's digest (BLAKE2b-160 of the public key).
+inline constexpr size_t kFingerprintDigestBytes = 20;
+inline constexpr char kFingerprintPrefix[] = "udpmsg-id:";
+
+// The es Diffie-Hellman output and the server's static public key it was
+// made with. Wiped on destruction.
+struct IdentitySecret {
+  std::array<uint8_t, 32> shared{};
+  std::array<uint8_t, kPublicKeyBytes> server_public{};
+
+  IdentitySecret() = default;
+  IdentitySecret(const IdentitySecret&) = default;
+  IdentitySecret& operator=(const IdentitySecret&) = default;
+  ~IdentitySecret();
+};
+
+// Client: IdentityExchange(Role::kClient, ephemeral, server_static_public).
+// Server: IdentityExchange(Role::kServer, static_identity, client_ephemeral_public).
+// Both yield the same IdentitySecret (crypto_scalarmult).
+// INVALID_ARGUMENT: `peer_public` is not kPublicKeyBytes long, or a
+//   low-order point (the shared secret would be all zeros).
+absl::StatusOr<IdentitySecret> IdentityExchange(Role role, const KeyPair& mine,
+                                                absl::string_view peer_public);
+
+// The server's proof that it derived `keys` (so that it holds the static
+// secret): BLAKE2b-128(key = crypto_kdf subkey 3, context "udpmsgkc", of the
+// server-to-client session key, "udpmsg key confirm v1" || transcript).
+// `role` is the side holding `keys` (the server's tx key is the client's rx
+// key). Verify is constant time and false for a wrong length.
+std::string ServerKeyConfirmation(const SessionKeys& keys, Role role,
+                                  absl::string_view transcript);
+bool VerifyServerKeyConfirmation(const SessionKeys& keys, Role role,
+                                 absl::string_view transcript, absl::string_view confirmation);
+
+// "udpmsg-id:" and 40 lowercase hex digits: BLAKE2b-160 of the public key.
+// For a wrong-length key, "udpmsg-id:(none)" when empty, else
+// "udpmsg-id:(invalid)".
+std::string IdentityFingerprint(absl::string_view public_key);
+// Accepts what IdentityFingerprint prints (hex in either case, surrounding
+// ASCII whitespace ignored) and returns it in canonical form.
+// INVALID_ARGUMENT: anything else, with the expected shape in the message.
+absl::StatusOr<std::string> ParseIdentityFingerprint(absl::string_view text);
+
+// Reads an identity file: lines starting with '#' are comments; the rest,
+// without ASCII whitespace, must be 64 hex digits (the X25519 secret key).
+// NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT (a directory, over 64 KiB,
+// not 64 hex digits); every message names the path.
+absl::StatusOr<KeyPair> ReadIdentityFile(const std::string& path);
+// A fresh identity file's contents (a comment line with the fingerprint, then
+// the secret key as 64 hex digits), and the new key's fingerprint.
+std::string GenerateIdentityFileContents(std::string* fingerprint);
 
 // A kPskConfirmationBytes MAC proving that `role`'s side holds `psk` for this
 // transcript: BLAKE2b-128(key = psk, "udpmsg psk confirm v1" || role byte

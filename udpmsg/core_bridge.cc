@@ -15,8 +15,11 @@ reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
   e.max_connections_per_address = options.max_connections_per_address;
   e.max_draining_connections = options.max_connections;
   e.cookie_lifetime = options.cookie_lifetime;
-  e.encrypt = options.encrypt || options.room_key.has_value();
+  e.encrypt = options.encrypt || options.room_key.has_value() ||
+              options.identity.has_value() || options.server_pin.has_value();
   e.psk = options.room_key;
+  e.identity = options.identity;
+  e.server_pin = options.server_pin;
   reliable::ConnectionOptions& c = e.connection;
   c.max_datagram = options.max_datagram;
   c.max_message_bytes = options.max_message_bytes;
@@ -70,6 +73,7 @@ Event FromReliableEvent(reliable::Event&& e) {
   out.close_reason = e.close_reason;
   out.reason = std::move(e.reason);
   out.by_peer = e.by_peer;
+  out.server_identity = std::move(e.server_identity);
   return out;
 }
 

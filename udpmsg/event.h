@@ -53,6 +53,7 @@ using ConnectionId = reliable::ConnectionId;
 //   kProtocolError        a peer broke the protocol (or refused our handshake)
 //   kNumberSpaceExhausted 2^62 packet numbers used up
 //   kInternalError        a bug in this library (our own packet did not encode)
+//   kServerIdentityMismatch  the server's identity is not the pinned one
 using reliable::CloseReason;
 // "closed by application", "idle timeout", ...: stable, for logs.
 using reliable::CloseReasonName;
@@ -77,6 +78,9 @@ struct Event {
   CloseReason close_reason = CloseReason::kClosedByApplication;  // kClosed
   std::string reason;   // kClosed: detail; the peer's text when by_peer
   bool by_peer = false; // kClosed: the peer closed (or refused) the connection
+  // kConnected on a client: the fingerprint of the identity the server proved
+  // ("udpmsg-id:..."), empty when the server has none.
+  std::string server_identity;
 };
 
 // "connected", "message", "acked", "closed".

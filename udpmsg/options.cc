@@ -80,6 +80,14 @@ absl::Status HostOptions::Validate() const {
   for (const absl::Status& s : checks) {
     if (!s.ok()) return s;
   }
+  if (server_pin.has_value()) {
+    absl::StatusOr<std::string> pin = ParseServerFingerprint(*server_pin);
+    if (!pin.ok() || *pin != *server_pin) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "HostOptions.server_pin is not a canonical fingerprint (use ParseServerFingerprint): ",
+          pin.ok() ? "upper case" : pin.status().message()));
+    }
+  }
   switch (congestion_control) {
     case CongestionControl::kNewReno:
     case CongestionControl::kBbr:

@@ -73,6 +73,29 @@ inline absl::StatusOr<RoomKey> ReadRoomKeyFile(const std::string& path) {
 // 64 random hex digits and a newline.
 inline std::string GenerateRoomKeyFileContents() { return reliable::GenerateKeyFileContents(); }
 
+// A server's long-term identity: an X25519 key pair (secret wiped on
+// destruction). Clients pin its fingerprint, "udpmsg-id:" and 40 hex digits
+// (ServerFingerprint). See reliable/packet_protection.h, "Server identity".
+using ServerIdentity = reliable::KeyPair;
+// NOT_FOUND, PERMISSION_DENIED, INVALID_ARGUMENT (a directory, over 64 KiB,
+// not 64 hex digits); each message names the path.
+inline absl::StatusOr<ServerIdentity> ReadServerIdentityFile(const std::string& path) {
+  return reliable::ReadIdentityFile(path);
+}
+// A new identity file's contents; `fingerprint` gets its fingerprint.
+inline std::string GenerateServerIdentityFileContents(std::string* fingerprint) {
+  return reliable::GenerateIdentityFileContents(fingerprint);
+}
+// The fingerprint of an identity (of its public key).
+inline std::string ServerFingerprint(const ServerIdentity& identity) {
+  return reliable::IdentityFingerprint(identity.public_key());
+}
+// The canonical form of a fingerprint a user typed; INVALID_ARGUMENT
+// otherwise.
+inline absl::StatusOr<std::string> ParseServerFingerprint(absl::string_view text) {
+  return reliable::ParseIdentityFingerprint(text);
+}
+
 // The largest datagram budget HostOptions accepts: the IPv4 UDP payload
 // maximum (65535 - 20 - 8), so the value works on every socket.
 inline constexpr size_t kMaxDatagram = 65507;
@@ -115,6 +138,15 @@ struct HostOptions {
   // arrives before the handshake completes unless it is authenticated with
   // the key.
   std::optional<RoomKey> room_key;
+  // Server: a long-term identity (implies encrypt). Each Accept carries its
+  // public key and proves the host holds the secret; clients see the
+  // fingerprint in Event::server_identity.
+  std::optional<ServerIdentity> identity;
+  // Client: the fingerprint (ParseServerFingerprint form) every server this
+  // host connects to must prove (implies encrypt). Another identity, or
+  // none, closes the attempt with CloseReason::kServerIdentityMismatch
+  // naming both fingerprints, before anything encrypted is sent.
+  std::optional<std::string> server_pin;
 
   // ---- Every connection ----
   // Largest datagram sent: [kMinDatagram (512), kMaxDatagram (65507)]. The

@@ -238,10 +238,24 @@ TEST(CodecTest, HandshakeKeysRoundTripAndBadLengthsAreRejected) {
   accept.accept->server_connection_id = 9;
   accept.accept->public_key = std::string(kPublicKeyBytes, '\x17');
   accept.accept->psk_confirmation = std::string(16, '\x99');
+  accept.accept->server_identity = std::string(kPublicKeyBytes, '\x23');
+  accept.accept->identity_confirmation = std::string(16, '\x55');
   back = codec.Decode(*codec.Encode(accept));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->accept->public_key, accept.accept->public_key);
   EXPECT_EQ(back->accept->psk_confirmation, accept.accept->psk_confirmation);
+  EXPECT_EQ(back->accept->server_identity, accept.accept->server_identity);
+  EXPECT_EQ(back->accept->identity_confirmation, accept.accept->identity_confirmation);
+  ExpectRoundTrip(codec, accept);
+
+  Packet bad = accept;
+  bad.accept->server_identity.pop_back();
+  EXPECT_THAT(std::string(codec.Encode(bad).status().message()),
+              ::testing::HasSubstr("server_identity of 31 bytes"));
+  bad = accept;
+  bad.accept->identity_confirmation = std::string(kMaxConfirmationBytes + 1, 'x');
+  EXPECT_THAT(std::string(codec.Encode(bad).status().message()),
+              ::testing::HasSubstr("identity_confirmation"));
 
   hello.hello->public_key.pop_back();
   EXPECT_THAT(std::string(codec.Encode(hello).status().message()),

@@ -27,7 +27,7 @@ TEST(CloseReasonTest, EveryReasonHasADistinctName) {
     EXPECT_NE(name, "?") << static_cast<int>(r);
     EXPECT_TRUE(names.insert(name).second) << "duplicate name " << name;
   }
-  EXPECT_EQ(names.size(), static_cast<size_t>(CloseReason::kInternalError) + 1);
+  EXPECT_EQ(names.size(), static_cast<size_t>(CloseReason::kServerIdentityMismatch) + 1);
 }
 
 TEST(CloseReasonTest, EveryWireCodeMapsToItsReason) {
@@ -68,6 +68,7 @@ TEST(CloseReasonTest, LocalReasonsSendCodesThatReadBackAsTheSameKindOfReason) {
         EXPECT_EQ(back, CloseReason::kIdleTimeout);
         break;
       case CloseReason::kWrongRoomKey:  // detected by the client, never sent
+      case CloseReason::kServerIdentityMismatch:
       case CloseReason::kInternalError:
         EXPECT_EQ(back, CloseReason::kProtocolError);
         break;

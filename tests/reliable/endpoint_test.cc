@@ -1087,6 +1087,193 @@ TEST(EndpointTest, WithARoomKeyAForgedCloseOrChallengeCannotEndAHandshake) {
 }
 
 // ---------------------------------------------------------------------------
+// 4c. Server identity: a pinned client authenticates the server (Noise NK's
+// es mixed into the session keys, proved by the Accept's confirmation).
+
+reliable::KeyPair IdentityOf(uint8_t tag) {
+  reliable::KeyPair::Seed seed{};
+  seed.fill(tag);
+  return reliable::KeyPair::FromSeed(seed);
+}
+
+std::string FingerprintOf(const reliable::KeyPair& identity) {
+  return reliable::IdentityFingerprint(identity.public_key());
+}
+
+// A lossless, instant handshake between `client` (at kIdClient) and
+// `server` (at kIdServer). `edit_accept`, when set, rewrites the server's
+// Accept on the way (a man in the middle). Returns every datagram the client
+// sent after it received an Accept.
+const udp::SocketAddress kIdServer = Addr("10.0.0.1:4000");
+const udp::SocketAddress kIdClient = Addr("10.0.0.2:5000");
+std::vector<std::string> IdentityHandshake(
+    absl::Time now, Endpoint& client, Endpoint& server,
+    const std::function<void(proto::Accept*)>& edit_accept = nullptr) {
+  const proto::Codec codec = MakeCodec();
+  std::vector<std::string> after_accept;
+  bool accepted = false;
+  for (int round = 0; round < 16; ++round) {
+    bool moved = false;
+    for (Outgoing& o : client.TakeOutgoing()) {
+      moved = true;
+      if (accepted) after_accept.push_back(o.bytes);
+      server.OnDatagram(now, kIdClient, o.bytes);
+    }
+    for (Outgoing& o : server.TakeOutgoing()) {
+      if (o.peer != kIdClient) continue;
+      moved = true;
+      std::string bytes = std::move(o.bytes);
+      if (!proto::ParseSealedHeader(bytes)) {
+        absl::StatusOr<proto::Packet> p = codec.Decode(bytes);
+        if (p.ok() && p->accept) {
+          accepted = true;
+          if (edit_accept) {
+            edit_accept(&*p->accept);
+            bytes = Encode(codec, *p);
+          }
+        }
+      }
+      client.OnDatagram(now, kIdServer, bytes);
+    }
+    if (!moved) break;
+  }
+  return after_accept;
+}
+
+TEST(EndpointTest, APinnedClientConnectsToItsServerAndEveryClientLearnsTheFingerprint) {
+  const reliable::KeyPair identity = IdentityOf(1);
+  EndpointOptions so = ServerOptions(70);
+  so.identity = identity;
+  for (const bool pinned : {true, false}) {
+    SCOPED_TRACE(pinned ? "pinned" : "unpinned, encrypting");
+    Endpoint server(kStart, so);
+    EndpointOptions co = ClientOptions(70);
+    if (pinned) {
+      co.server_pin = FingerprintOf(identity);
+    } else {
+      co.encrypt = true;
+    }
+    Endpoint client(kStart, co);
+    absl::StatusOr<ConnectionId> id = client.Connect(kStart, kIdServer);
+    ASSERT_TRUE(id.ok()) << id.status();
+    IdentityHandshake(kStart, client, server);
+    ASSERT_TRUE(client.IsEstablished(*id));
+    std::vector<Event> events = client.TakeEvents();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].type, Event::Type::kConnected);
+    EXPECT_EQ(events[0].server_identity, FingerprintOf(identity));
+    // Both sides derived the same keys (with es): a sealed message arrives.
+    ASSERT_TRUE(client.Send(kStart, *id, 0, DeliveryMode::kReliableOrdered, "hello").ok());
+    Shuttle(kStart, client, kIdClient, server, kIdServer);
+    std::vector<Event> got = server.TakeEvents();
+    ASSERT_EQ(CountType(got, Event::Type::kMessage), 1u);
+    for (const Event& e : got) {
+      if (e.type == Event::Type::kMessage) {
+        EXPECT_EQ(e.message, "hello");
+      }
+    }
+  }
+  // A server without an identity: kConnected says so with an empty field.
+  EndpointOptions plain = ServerOptions(71);
+  plain.encrypt = true;
+  Endpoint server(kStart, plain);
+  EndpointOptions co = ClientOptions(71);
+  co.encrypt = true;
+  Endpoint client(kStart, co);
+  ASSERT_TRUE(client.Connect(kStart, kIdServer).ok());
+  IdentityHandshake(kStart, client, server);
+  std::vector<Event> events = client.TakeEvents();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].type, Event::Type::kConnected);
+  EXPECT_EQ(events[0].server_identity, "");
+}
+
+TEST(EndpointTest, APinnedClientRefusesAFakeServerNamingBothFingerprintsAndSendsNothing) {
+  const reliable::KeyPair real = IdentityOf(1);
+  const reliable::KeyPair other = IdentityOf(2);
+  struct Case {
+    const char* name;
+    std::optional<reliable::KeyPair> identity;
+    bool encrypt;
+    std::string presented;
+  };
+  const Case cases[] = {
+      {"another identity", other, true, FingerprintOf(other)},
+      {"no identity, encrypting", std::nullopt, true, "udpmsg-id:(none)"},
+      {"no identity, clear", std::nullopt, false, "udpmsg-id:(none)"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EndpointOptions so = ServerOptions(72);
+    so.identity = c.identity;
+    so.encrypt = c.encrypt;
+    Endpoint server(kStart, so);
+    EndpointOptions co = ClientOptions(72);
+    co.server_pin = FingerprintOf(real);
+    Endpoint client(kStart, co);
+    absl::StatusOr<ConnectionId> id = client.Connect(kStart, kIdServer);
+    ASSERT_TRUE(id.ok()) << id.status();
+    if (!c.encrypt) {
+      // A server that does not encrypt refuses the encrypting hello before
+      // any Accept: the client ends with the server's refusal.
+      IdentityHandshake(kStart, client, server);
+      std::vector<Event> events = client.TakeEvents();
+      ASSERT_EQ(events.size(), 1u);
+      EXPECT_EQ(events[0].type, Event::Type::kClosed);
+      EXPECT_FALSE(client.IsEstablished(*id));
+      continue;
+    }
+    const std::vector<std::string> sent = IdentityHandshake(kStart, client, server);
+    EXPECT_TRUE(sent.empty()) << sent.size() << " datagrams after the Accept";
+    std::vector<Event> events = client.TakeEvents();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].type, Event::Type::kClosed);
+    EXPECT_EQ(events[0].close_reason, reliable::CloseReason::kServerIdentityMismatch);
+    EXPECT_FALSE(events[0].by_peer);
+    EXPECT_EQ(events[0].reason, absl::StrCat("server 10.0.0.1:4000 presented ", c.presented,
+                                             ", expected ", FingerprintOf(real)));
+    EXPECT_EQ(server.members(), 0u);
+  }
+}
+
+TEST(EndpointTest, AManInTheMiddleSwappingTheServerKeyFailsTheConfirmation) {
+  const reliable::KeyPair real = IdentityOf(1);
+  const reliable::KeyPair impostor = IdentityOf(3);
+  // (a) An impostor with its own identity shows a pinned client the real
+  //     server's public key: it cannot compute es, so its confirmation fails.
+  // (b) The real server's Accept with the key swapped for the impostor's (an
+  //     unpinned client would otherwise record the wrong key): the
+  //     transcript and es change, so the genuine confirmation fails.
+  for (const bool pinned : {true, false}) {
+    SCOPED_TRACE(pinned ? "impostor shows the real key" : "real server, key swapped");
+    EndpointOptions so = ServerOptions(73);
+    so.identity = pinned ? impostor : real;
+    Endpoint server(kStart, so);
+    EndpointOptions co = ClientOptions(73);
+    if (pinned) {
+      co.server_pin = FingerprintOf(real);
+    } else {
+      co.encrypt = true;
+    }
+    Endpoint client(kStart, co);
+    absl::StatusOr<ConnectionId> id = client.Connect(kStart, kIdServer);
+    ASSERT_TRUE(id.ok()) << id.status();
+    const std::string shown(pinned ? real.public_key() : impostor.public_key());
+    const std::vector<std::string> sent = IdentityHandshake(
+        kStart, client, server, [&](proto::Accept* a) { a->server_identity = shown; });
+    EXPECT_TRUE(sent.empty()) << sent.size() << " datagrams after the Accept";
+    std::vector<Event> events = client.TakeEvents();
+    ASSERT_EQ(events.size(), 1u);
+    EXPECT_EQ(events[0].close_reason, reliable::CloseReason::kServerIdentityMismatch);
+    EXPECT_THAT(events[0].reason,
+                ::testing::HasSubstr(absl::StrCat(
+                    "presented ", reliable::IdentityFingerprint(shown),
+                    " but could not prove it holds that identity's secret key")));
+    EXPECT_FALSE(client.IsEstablished(*id));
+  }
+}
+
+// ---------------------------------------------------------------------------
 // 5. Flow control: a slow application stalls its sender.
 
 // An Endpoint in the simulator whose application takes events only when told.

@@ -508,5 +508,157 @@ TEST(RoomProofTest, EachProofVerifiesOnlyWithTheKeyAndEveryInputItIsBoundTo) {
   EXPECT_NE(PskConfirmation(key, cookie, Role::kServer).substr(0, kRoomProofBytes), challenge);
 }
 
+// -------------------------------------------------------- server identity
+
+// Both sides of an identified handshake (Noise NK over the ephemeral
+// exchange): the client with its ephemeral key and the static public key it
+// was shown, the server with its static key.
+struct Identified {
+  std::string transcript;
+  absl::StatusOr<SessionKeys> client;
+  absl::StatusOr<SessionKeys> server;
+};
+
+Identified DeriveIdentified(const KeyPair& server_static, absl::string_view shown_static) {
+  const KeyPair client = KeyPair::FromSeed(SeedOf(1));
+  const KeyPair server = KeyPair::FromSeed(SeedOf(2));
+  Identified out{HandshakeTranscript(client.public_key(), server.public_key(), kClientCid,
+                                     kServerCid, shown_static),
+                 absl::UnknownError("unset"), absl::UnknownError("unset")};
+  absl::StatusOr<IdentitySecret> client_es = IdentityExchange(Role::kClient, client, shown_static);
+  absl::StatusOr<IdentitySecret> server_es =
+      IdentityExchange(Role::kServer, server_static, client.public_key());
+  EXPECT_TRUE(client_es.ok()) << client_es.status();
+  EXPECT_TRUE(server_es.ok()) << server_es.status();
+  // The server's transcript has its own static key.
+  const std::string server_transcript =
+      HandshakeTranscript(client.public_key(), server.public_key(), kClientCid, kServerCid,
+                          server_static.public_key());
+  out.client = DeriveSessionKeys(Role::kClient, client, server.public_key(), out.transcript,
+                                 std::nullopt, &*client_es);
+  out.server = DeriveSessionKeys(Role::kServer, server, client.public_key(), server_transcript,
+                                 std::nullopt, &*server_es);
+  return out;
+}
+
+TEST(ServerIdentityTest, BothSidesAgreeAndEsChangesTheSessionKeys) {
+  const KeyPair identity = KeyPair::FromSeed(SeedOf(40));
+  const Identified sides = DeriveIdentified(identity, identity.public_key());
+  ASSERT_TRUE(sides.client.ok() && sides.server.ok());
+  EXPECT_EQ(sides.client->tx, sides.server->rx);
+  EXPECT_EQ(sides.client->rx, sides.server->tx);
+  // Same ephemeral keys and connection ids without an identity: other keys.
+  const Sides plain = Derive(std::nullopt, std::nullopt);
+  EXPECT_NE(sides.client->tx, plain.client.tx);
+  EXPECT_NE(sides.client->rx, plain.client.rx);
+  // Same transcript, es from another identity: other keys again.
+  const KeyPair other = KeyPair::FromSeed(SeedOf(41));
+  const KeyPair client = KeyPair::FromSeed(SeedOf(1));
+  absl::StatusOr<IdentitySecret> wrong_es = IdentityExchange(Role::kClient, client,
+                                                             other.public_key());
+  ASSERT_TRUE(wrong_es.ok());
+  absl::StatusOr<SessionKeys> wrong =
+      DeriveSessionKeys(Role::kClient, client, KeyPair::FromSeed(SeedOf(2)).public_key(),
+                        sides.transcript, std::nullopt, &*wrong_es);
+  ASSERT_TRUE(wrong.ok());
+  EXPECT_NE(wrong->tx, sides.client->tx);
+}
+
+TEST(ServerIdentityTest, ConfirmationProvesTheStaticSecretAndBindsTheShownKey) {
+  const KeyPair identity = KeyPair::FromSeed(SeedOf(40));
+  const Identified good = DeriveIdentified(identity, identity.public_key());
+  ASSERT_TRUE(good.client.ok() && good.server.ok());
+  const std::string confirmation =
+      ServerKeyConfirmation(*good.server, Role::kServer, good.transcript);
+  EXPECT_EQ(confirmation.size(), kKeyConfirmationBytes);
+  EXPECT_TRUE(
+      VerifyServerKeyConfirmation(*good.client, Role::kClient, good.transcript, confirmation));
+  EXPECT_FALSE(VerifyServerKeyConfirmation(*good.client, Role::kClient, good.transcript,
+                                           confirmation.substr(1)));
+  // A man in the middle shows the client the real server's static key but
+  // holds only its own static secret: the client's keys (with the real es)
+  // do not verify the MAC it can make.
+  const KeyPair impostor = KeyPair::FromSeed(SeedOf(42));
+  const Identified mitm = DeriveIdentified(impostor, identity.public_key());
+  ASSERT_TRUE(mitm.client.ok() && mitm.server.ok());
+  EXPECT_NE(mitm.client->tx, mitm.server->rx);
+  EXPECT_FALSE(VerifyServerKeyConfirmation(
+      *mitm.client, Role::kClient, mitm.transcript,
+      ServerKeyConfirmation(*mitm.server, Role::kServer, mitm.transcript)));
+  // The genuine confirmation, relayed with the static key swapped for the
+  // impostor's (whose secret the impostor holds), fails too: the transcript
+  // and es changed.
+  const Identified swapped = DeriveIdentified(impostor, impostor.public_key());
+  ASSERT_TRUE(swapped.client.ok());
+  EXPECT_FALSE(VerifyServerKeyConfirmation(*swapped.client, Role::kClient, swapped.transcript,
+                                           confirmation));
+}
+
+TEST(ServerIdentityTest, ExchangeRejectsBadKeys) {
+  const KeyPair mine = KeyPair::FromSeed(SeedOf(3));
+  EXPECT_EQ(IdentityExchange(Role::kClient, mine, "short").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(IdentityExchange(Role::kClient, mine, std::string(kPublicKeyBytes, '\0'))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ServerIdentityTest, SecretKeyGivesTheSamePairAsTheGenerator) {
+  const KeyPair seeded = KeyPair::FromSeed(SeedOf(9));
+  absl::StatusOr<KeyPair> again = KeyPair::FromSecretKey(absl::string_view(
+      reinterpret_cast<const char*>(seeded.secret_key_data()), kPublicKeyBytes));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->public_key(), seeded.public_key());
+  EXPECT_FALSE(KeyPair::FromSecretKey("short").ok());
+}
+
+TEST(ServerIdentityTest, FingerprintsAreStableDistinctAndParse) {
+  const KeyPair a = KeyPair::FromSeed(SeedOf(5));
+  const std::string fa = IdentityFingerprint(a.public_key());
+  EXPECT_EQ(fa.size(), std::string(kFingerprintPrefix).size() + 2 * kFingerprintDigestBytes);
+  EXPECT_EQ(fa.rfind(kFingerprintPrefix, 0), 0u);
+  EXPECT_EQ(fa, IdentityFingerprint(a.public_key()));
+  EXPECT_NE(fa, IdentityFingerprint(KeyPair::FromSeed(SeedOf(6)).public_key()));
+  EXPECT_EQ(IdentityFingerprint(""), "udpmsg-id:(none)");
+  EXPECT_EQ(IdentityFingerprint("xyz"), "udpmsg-id:(invalid)");
+
+  std::string upper = fa;
+  std::transform(upper.begin() + 10, upper.end(), upper.begin() + 10,
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  absl::StatusOr<std::string> parsed = ParseIdentityFingerprint("  " + upper + "\n");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(*parsed, fa);
+  for (const std::string& bad : {std::string(""), fa.substr(10), fa.substr(0, fa.size() - 1),
+                                fa + "0", "udpmsg-id:" + std::string(40, 'g')}) {
+    absl::StatusOr<std::string> p = ParseIdentityFingerprint(bad);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(p.status().message(), HasSubstr("udpmsg keygen --identity")) << bad;
+  }
+}
+
+TEST(ServerIdentityTest, IdentityFileRoundTripsAndErrorsNameThePath) {
+  std::string fingerprint;
+  const std::string contents = GenerateIdentityFileContents(&fingerprint);
+  EXPECT_THAT(contents, HasSubstr(fingerprint));  // in the comment line
+  absl::StatusOr<KeyPair> pair = ReadIdentityFile(WriteFile("server.id", contents));
+  ASSERT_TRUE(pair.ok()) << pair.status();
+  EXPECT_EQ(IdentityFingerprint(pair->public_key()), fingerprint);
+  std::string other;
+  GenerateIdentityFileContents(&other);
+  EXPECT_NE(other, fingerprint);
+
+  const std::string missing = absl::StrCat(::testing::TempDir(), "/no-such.id");
+  EXPECT_EQ(ReadIdentityFile(missing).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(ReadIdentityFile(missing).status().message(), HasSubstr(missing));
+  for (const std::string& bad : {std::string(""), std::string("# only a comment\n"),
+                                std::string(63, 'a'), std::string(64, 'z')}) {
+    const std::string path = WriteFile("bad.id", bad);
+    absl::StatusOr<KeyPair> p = ReadIdentityFile(path);
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(p.status().message(), HasSubstr(path));
+  }
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable

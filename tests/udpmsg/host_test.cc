@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -228,6 +229,36 @@ TEST(HostTest, SameRoomKeyConnectsEncrypted) {
   ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "secret").ok());
   ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
   EXPECT_EQ(server.Find(Event::Type::kMessage)->message, "secret");
+}
+
+TEST(HostTest, AServerIdentityIsPinnedOverTheRealSocket) {
+  const ServerIdentity identity = ServerIdentity::FromSeed(ServerIdentity::Seed{1});
+  const ServerIdentity other = ServerIdentity::FromSeed(ServerIdentity::Seed{2});
+  for (const bool right : {true, false}) {
+    SCOPED_TRACE(right ? "right pin" : "wrong pin");
+    HostOptions so = ServerOptions();
+    so.identity = identity;
+    HostOptions co;
+    co.server_pin = ServerFingerprint(right ? identity : other);
+    Peer server = MakePeer(so);
+    Peer client = MakePeer(co);
+    absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+      return client.Count(Event::Type::kConnected) + client.Count(Event::Type::kClosed) == 1;
+    }));
+    if (right) {
+      ASSERT_EQ(client.Count(Event::Type::kConnected), 1u);
+      EXPECT_EQ(client.Find(Event::Type::kConnected)->server_identity, ServerFingerprint(identity));
+    } else {
+      const Event* closed = client.Find(Event::Type::kClosed);
+      ASSERT_NE(closed, nullptr);
+      EXPECT_EQ(closed->close_reason, CloseReason::kServerIdentityMismatch);
+      EXPECT_THAT(closed->reason, HasSubstr(absl::StrCat("presented ", ServerFingerprint(identity),
+                                                         ", expected ",
+                                                         ServerFingerprint(other))));
+    }
+  }
 }
 
 TEST(HostTest, BindFailureNamesTheAddress) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -158,6 +159,18 @@ TEST(DeliveryModeTest, EveryModeHasAName) {
   EXPECT_EQ(DeliveryModeName(DeliveryMode::kUnreliableSequenced), "unreliable-sequenced");
   EXPECT_EQ(DeliveryModeName(DeliveryMode::kReliableUnordered), "reliable-unordered");
   EXPECT_EQ(DeliveryModeName(DeliveryMode::kReliableOrdered), "reliable-ordered");
+}
+
+TEST(HostOptionsTest, ServerPinMustBeACanonicalFingerprint) {
+  HostOptions o;
+  o.server_pin = ServerFingerprint(ServerIdentity::FromSeed(ServerIdentity::Seed{3}));
+  EXPECT_TRUE(o.Validate().ok()) << o.Validate();
+  for (const std::string& bad : {std::string("udpmsg-id:12"), std::string("abc"),
+                                absl::AsciiStrToUpper(*o.server_pin)}) {
+    o.server_pin = bad;
+    EXPECT_EQ(o.Validate().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(o.Validate().message()), HasSubstr("HostOptions.server_pin")) << bad;
+  }
 }
 
 }  // namespace
