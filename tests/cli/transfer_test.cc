@@ -109,6 +109,32 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
+// A reliable connection of our own to a `recv` on loopback port `port`, to
+// play a sender that breaks the protocol or vanishes. `timeout` (when
+// nonzero) replaces the idle and peer timeouts.
+struct RawSender {
+  std::unique_ptr<reliable::Runtime> rt;
+  reliable::ConnectionId id = 0;
+};
+absl::StatusOr<RawSender> ConnectRawSender(int port, absl::Duration timeout = absl::ZeroDuration()) {
+  reliable::Runtime::Options options;
+  options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  if (timeout > absl::ZeroDuration()) {
+    options.endpoint.connection.idle_timeout = timeout;
+    options.endpoint.connection.peer_timeout = timeout;
+  }
+  RawSender raw;
+  absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
+  if (!rt.ok()) return rt.status();
+  raw.rt = *std::move(rt);
+  absl::StatusOr<reliable::ConnectionId> id =
+      raw.rt->Connect(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, port));
+  if (!id.ok()) return id.status();
+  raw.id = *id;
+  if (absl::Status s = raw.rt->AwaitConnected(raw.id, absl::Seconds(10)); !s.ok()) return s;
+  return raw;
+}
+
 // One transfer of `input` through an impairment proxy with `impair_flags`.
 void TransferThroughProxy(const std::string& host, const std::string& input,
                           const std::vector<std::string>& impair_flags, const std::string& tag) {
@@ -307,24 +333,16 @@ TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnect
     Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
                          "--timeout", "60s"});
     ASSERT_NE(recv.port, 0);
-    reliable::Runtime::Options options;
-    options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
-    options.endpoint.connection.idle_timeout = absl::Seconds(60);
-    options.endpoint.connection.peer_timeout = absl::Seconds(60);
-    absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
-    ASSERT_TRUE(rt.ok()) << rt.status();
-    absl::StatusOr<reliable::ConnectionId> id =
-        (*rt)->Connect(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port));
-    ASSERT_TRUE(id.ok()) << id.status();
-    ASSERT_TRUE((*rt)->AwaitConnected(*id, absl::Seconds(10)).ok());
+    absl::StatusOr<RawSender> raw = ConnectRawSender(recv.port, absl::Seconds(60));
+    ASSERT_TRUE(raw.ok()) << raw.status();
     std::vector<transfer::TransferMessage> messages(2);
     messages[0].mutable_begin()->set_size(1 << 20);
     messages[1].set_chunk(std::string(4096, 'x'));
     for (const transfer::TransferMessage& m : messages) {
-      ASSERT_TRUE((*rt)->Send(*id, 0, reliable::DeliveryMode::kReliableOrdered,
+      ASSERT_TRUE(raw->rt->Send(raw->id, 0, reliable::DeliveryMode::kReliableOrdered,
                               m.SerializeAsString()).ok());
     }
-    ASSERT_TRUE((*rt)->Flush(absl::Seconds(10)).ok());
+    ASSERT_TRUE(raw->rt->Flush(absl::Seconds(10)).ok());
     ASSERT_TRUE(WaitForFile(TempDir(), name + ".part.", absl::Seconds(10)))
         << recv.process->stderr_text();
 
@@ -332,7 +350,7 @@ TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnect
     const absl::Time stopped = absl::Now();
     std::optional<reliable::Event> closed;
     while (!closed.has_value() && absl::Now() - stopped < absl::Seconds(10)) {
-      absl::StatusOr<reliable::Runtime::PollResult> r = (*rt)->Poll(absl::Milliseconds(100));
+      absl::StatusOr<reliable::Runtime::PollResult> r = raw->rt->Poll(absl::Milliseconds(100));
       ASSERT_TRUE(r.ok()) << r.status();
       for (reliable::Event& e : r->events) {
         if (e.type == reliable::Event::Type::kClosed) closed = std::move(e);
@@ -392,14 +410,8 @@ TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
   const std::string out = absl::StrCat(TempDir(), "/out-second-begin");
   Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
   ASSERT_NE(recv.port, 0);
-  reliable::Runtime::Options options;
-  options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
-  absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
-  ASSERT_TRUE(rt.ok()) << rt.status();
-  absl::StatusOr<reliable::ConnectionId> id =
-      (*rt)->Connect(udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port));
-  ASSERT_TRUE(id.ok()) << id.status();
-  ASSERT_TRUE((*rt)->AwaitConnected(*id, absl::Seconds(10)).ok());
+  absl::StatusOr<RawSender> raw = ConnectRawSender(recv.port);
+  ASSERT_TRUE(raw.ok()) << raw.status();
 
   std::vector<transfer::TransferMessage> messages(5);
   messages[0].mutable_begin()->set_size(-1);
@@ -409,13 +421,13 @@ TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
   messages[4].mutable_end()->set_size(22);
   messages[4].mutable_end()->set_sha256(Sha256Of("first half second half"));
   for (const transfer::TransferMessage& m : messages) {
-    ASSERT_TRUE((*rt)->Send(*id, 0, reliable::DeliveryMode::kReliableOrdered,
+    ASSERT_TRUE(raw->rt->Send(raw->id, 0, reliable::DeliveryMode::kReliableOrdered,
                             m.SerializeAsString()).ok());
   }
   std::optional<transfer::TransferMessage> result;
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
   while (!result.has_value() && absl::Now() < deadline) {
-    absl::StatusOr<reliable::Runtime::PollResult> r = (*rt)->Poll(absl::Milliseconds(100));
+    absl::StatusOr<reliable::Runtime::PollResult> r = raw->rt->Poll(absl::Milliseconds(100));
     ASSERT_TRUE(r.ok()) << r.status();
     for (const reliable::Event& e : r->events) {
       if (e.type != reliable::Event::Type::kMessage) continue;
