@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "udpmsg/udpmsg.h"
@@ -45,13 +44,13 @@ absl::Status Run(const std::string& server, const std::vector<std::string>& mess
     for (const udpmsg::Event& e : r->events) {
       if (e.type == udpmsg::Event::Type::kMessage) {
         // Bytes from the network: escaped before they reach the terminal.
-        std::printf("echo: %s\n", absl::CHexEscape(e.message).c_str());
+        std::printf("echo: %s\n", udpmsg::Displayable(e.message).c_str());
         std::fflush(stdout);
         ++echoed;
       } else if (e.type == udpmsg::Event::Type::kClosed) {
         return absl::UnavailableError(
             absl::StrCat("connection closed: ", udpmsg::CloseReasonName(e.close_reason), ": ",
-                         absl::CHexEscape(e.reason)));
+                         udpmsg::Displayable(e.reason)));
       }
     }
   }

@@ -9,7 +9,6 @@
 #include <string>
 #include <utility>
 
-#include "absl/strings/escaping.h"
 #include "absl/time/time.h"
 #include "udpmsg/udpmsg.h"
 
@@ -62,7 +61,7 @@ int main(int argc, char** argv) {
           // The reason may be the peer's text: escape it.
           std::fprintf(stderr, "%s closed: %s (%s)\n", e.peer.ToString().c_str(),
                        std::string(udpmsg::CloseReasonName(e.close_reason)).c_str(),
-                       absl::CHexEscape(e.reason).c_str());
+                       udpmsg::Displayable(e.reason).c_str());
           break;
       }
     }

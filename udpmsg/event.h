@@ -16,7 +16,7 @@
 //       case udpmsg::Event::Type::kClosed:
 //         std::fprintf(stderr, "%s: %s\n",
 //                      std::string(udpmsg::CloseReasonName(e.close_reason)).c_str(),
-//                      absl::CHexEscape(e.reason).c_str());   // peer text: escape it
+//                      udpmsg::Displayable(e.reason).c_str());  // peer text: escape it
 //     }
 //   }
 //
