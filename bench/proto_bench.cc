@@ -15,6 +15,7 @@
 #include "absl/strings/string_view.h"
 #include "benchmark/benchmark.h"
 #include "proto/codec.h"
+#include "proto/crc32c.h"
 #include "proto/frames.h"
 
 namespace udpmsg::proto {
@@ -178,6 +179,16 @@ BENCHMARK(BM_ProtoDecode)->Arg(64)->Arg(1150);
 BENCHMARK(BM_FixedEncode)->Arg(64)->Arg(1150);
 BENCHMARK(BM_FixedDecode)->Arg(64)->Arg(1150);
 BENCHMARK(BM_Crc32c)->Arg(64)->Arg(1150);
+
+void BM_Crc32cPortable(benchmark::State& state) {
+  const std::string in(static_cast<size_t>(state.range(0)), 'x');
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(crc32c_internal::ExtendPortable(0, in));
+  }
+  state.SetBytesProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK(BM_Crc32cPortable)->Arg(64)->Arg(1150);
+
 
 }  // namespace
 }  // namespace udpmsg::proto

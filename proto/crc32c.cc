@@ -5,6 +5,10 @@
 #include <cstdint>
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
 namespace udpmsg::proto {
 namespace {
 
@@ -43,7 +47,7 @@ inline uint32_t LoadLittleEndian32(const unsigned char* p) {
 
 }  // namespace
 
-uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
+uint32_t crc32c_internal::ExtendPortable(uint32_t crc, absl::string_view data) {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   size_t n = data.size();
   const auto& t = kTables.t;
@@ -63,6 +67,49 @@ uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
     --n;
   }
   return ~c;
+}
+
+
+#if defined(__x86_64__)
+bool crc32c_internal::HardwareAvailable() {
+  static const bool available = __builtin_cpu_supports("sse4.2");
+  return available;
+}
+
+// Eight bytes per instruction (latency 3 cycles, one per cycle throughput on
+// current cores): about 8x the table version per byte, and no table lookups
+// to evict cache lines the codec needs.
+__attribute__((target("sse4.2"))) uint32_t crc32c_internal::ExtendHardware(
+    uint32_t crc, absl::string_view data) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  uint64_t c = ~crc;
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    n -= 8;
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  while (n > 0) {
+    c32 = _mm_crc32_u8(c32, *p);
+    ++p;
+    --n;
+  }
+  return ~c32;
+}
+#else
+bool crc32c_internal::HardwareAvailable() { return false; }
+uint32_t crc32c_internal::ExtendHardware(uint32_t crc, absl::string_view data) {
+  return ExtendPortable(crc, data);
+}
+#endif
+
+uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
+  static const bool hardware = crc32c_internal::HardwareAvailable();
+  return hardware ? crc32c_internal::ExtendHardware(crc, data)
+                  : crc32c_internal::ExtendPortable(crc, data);
 }
 
 uint32_t Crc32c(absl::string_view data) { return Crc32cExtend(0, data); }

@@ -1,4 +1,5 @@
-// CRC32C (Castagnoli), software slice-by-8.
+// CRC32C (Castagnoli): the SSE4.2 crc32 instruction on x86-64 CPUs that
+// have it (checked once, at the first call), software slice-by-8 elsewhere.
 //
 // The same functions are declared in codec.h, which is what callers include;
 // this header lets the CRC be used (and benchmarked) without the codec.
@@ -20,6 +21,15 @@ uint32_t Crc32c(absl::string_view data);
 
 // Continues a CRC: Crc32c(a + b) == Crc32cExtend(Crc32c(a), b).
 uint32_t Crc32cExtend(uint32_t crc, absl::string_view data);
+
+// The two implementations behind Crc32cExtend, for tests and benchmarks.
+namespace crc32c_internal {
+uint32_t ExtendPortable(uint32_t crc, absl::string_view data);
+// Whether this CPU runs ExtendHardware (x86-64 with SSE4.2).
+bool HardwareAvailable();
+// Requires HardwareAvailable().
+uint32_t ExtendHardware(uint32_t crc, absl::string_view data);
+}  // namespace crc32c_internal
 
 }  // namespace udpmsg::proto
 
