@@ -154,6 +154,9 @@ int RunServe(const Args& args) {
   const int port = absl::GetFlag(FLAGS_port);
   if (port < 0) return UsageError(kCommand, "serve: --port is required");
   if (absl::Status s = CheckPort(port); !s.ok()) return UsageError(kCommand, s.message());
+  if (absl::Status s = CheckIdentityFlags(/*serves=*/true); !s.ok()) {
+    return UsageError(kCommand, s.message());
+  }
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
   const int max_members = absl::GetFlag(FLAGS_max_members);
@@ -186,6 +189,8 @@ int RunServe(const Args& args) {
 
   HostOptions options = ChatOptions(*timeout);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  absl::StatusOr<std::string> identity = ApplyServerIdentity(&options);
+  if (!identity.ok()) return Fail(identity.status());
   options.accept_incoming = true;
   // What a member can make the server hold (docs/security.md "Memory per
   // connection"): members send lines of at most chat::kMaxTextBytes and the
@@ -199,6 +204,7 @@ int RunServe(const Args& args) {
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   PrintListening(host->local_address());
+  if (!identity->empty()) std::fprintf(stderr, "server identity %s\n", identity->c_str());
   ServerDriver server(&*host, core->get(), *timeout);
   if (absl::Status s = server.Run(signals->get()); !s.ok()) return Fail(s);
   return kExitOk;
@@ -209,6 +215,9 @@ int RunJoin(const Args& args) {
   const std::string nick = absl::GetFlag(FLAGS_nick);
   if (nick.empty()) return UsageError(kCommand, "join: --nick NAME is required");
   if (absl::Status s = chat::CheckNick(nick); !s.ok()) return UsageError(kCommand, s.message());
+  if (absl::Status s = CheckIdentityFlags(/*serves=*/false); !s.ok()) {
+    return UsageError(kCommand, s.message());
+  }
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
   const AddressFamily family = FamilyFromFlags();
@@ -232,6 +241,11 @@ int RunJoin(const Args& args) {
 
   HostOptions options = ChatOptions(*timeout);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  absl::StatusOr<ClientTrust> trust = ApplyClientTrust(&options, args[0]);
+  if (!trust.ok()) return Fail(trust.status());
+  config.on_connected = [&trust](const std::string& presented) {
+    return trust->Record(presented);
+  };
   options.bind = SocketAddress::Any(config.server.family(), 0);
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());

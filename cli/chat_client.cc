@@ -84,6 +84,9 @@ void ChatClient::RestoreTerminal() {
 absl::Status ChatClient::OnEvent(const Event& e) {
   switch (e.type) {
     case Event::Type::kConnected:
+      if (config_.on_connected) {
+        if (absl::Status s = config_.on_connected(e.server_identity); !s.ok()) return s;
+      }
       state_ = State::kJoining;
       Send(core_.JoinMessage());
       return absl::OkStatus();

@@ -18,6 +18,7 @@
 #define UDPMSG_CLI_CHAT_CLIENT_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -41,6 +42,10 @@ struct ChatClientConfig {
   bool interactive = false;  // stdin and stdout are a terminal
   bool color = false;        // ANSI colours (interactive only)
   int signal_fd = -1;        // a signalfd for SIGINT/SIGTERM/SIGHUP (borrowed)
+  // Called with Event::server_identity when the handshake completes, before
+  // the join is sent (trust on first use, cli/security.h); an error ends Run
+  // with it.
+  std::function<absl::Status(const std::string&)> on_connected;
 };
 
 class ChatClient final {

@@ -64,6 +64,17 @@ ABSL_FLAG(bool, encrypt, false,
 ABSL_FLAG(std::string, key_file, "",
           "a room key file (see `udpmsg keygen`): encrypts, and only peers with the same key "
           "can connect");
+ABSL_FLAG(std::string, identity, "",
+          "servers (recv, chat serve): the server identity file (see `udpmsg keygen --identity "
+          "FILE`): encrypts, and proves to clients that this is the server they pinned; keygen: "
+          "the identity file to create");
+ABSL_FLAG(std::string, server_id, "",
+          "clients (send --reliable, chat join): the server's identity fingerprint "
+          "(udpmsg-id:...) it must prove; encrypts; another server is refused");
+ABSL_FLAG(std::string, known_hosts, "",
+          "clients (send --reliable, chat join): a known-hosts file (HOST:PORT udpmsg-id:... "
+          "lines): the server must prove the identity recorded for HOST:PORT; a server not yet "
+          "listed is recorded on first connection (trust on first use); encrypts");
 ABSL_FLAG(int, nfqueue, -1,
           "impair: impair the packets netfilter queues to this NFQUEUE number (root; instead of "
           "--listen/--to; see README)");

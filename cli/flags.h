@@ -54,6 +54,9 @@ ABSL_DECLARE_FLAG(std::string, bench_peer);
 
 ABSL_DECLARE_FLAG(bool, encrypt);
 ABSL_DECLARE_FLAG(std::string, key_file);
+ABSL_DECLARE_FLAG(std::string, identity);
+ABSL_DECLARE_FLAG(std::string, server_id);
+ABSL_DECLARE_FLAG(std::string, known_hosts);
 
 ABSL_DECLARE_FLAG(int, nfqueue);
 

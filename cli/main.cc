@@ -33,7 +33,8 @@ constexpr Command kCommands[] = {
      "impair --listen P --to HOST:PORT [--loss R ...]   lossy UDP proxy;\n"
      "         udpmsg impair --nfqueue N [--loss R --delay D ...]   (root) TCP+UDP emulator"},
     {"keygen", udpmsg::cli::RunKeygen,
-     "keygen > room.key          a random room key for --key-file"},
+     "keygen > room.key          a random room key for --key-file\n"
+     "         udpmsg keygen --identity FILE   a server identity; prints its fingerprint"},
     {"bench", udpmsg::cli::RunBench,
      "bench rate|latency|bulk   measure udpmsg against raw UDP, TCP and ENet"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},

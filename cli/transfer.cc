@@ -226,10 +226,11 @@ constexpr size_t kMaxShownPeerBytes = 1024;
 // host) meanwhile: OK; UNAVAILABLE "cannot connect to PEER: [refused: ]
 // REASON" when the attempt closes (the reason escaped); DEADLINE_EXCEEDED
 // after `timeout`; CANCELLED with `*signal` set when a stop signal comes.
-// Events that follow the kConnected are left in `*early`.
+// Events that follow the kConnected are left in `*early`, and the server's
+// proven identity (Event::server_identity) in `*server_identity`.
 absl::Status AwaitConnected(Host* host, ConnectionId id, const SocketAddress& peer,
                             absl::Duration timeout, int signal_fd, int* signal,
-                            std::vector<Event>* early) {
+                            std::vector<Event>* early, std::string* server_identity) {
   const absl::Time deadline = absl::Now() + timeout;
   bool connected = false;
   while (!connected) {
@@ -254,6 +255,7 @@ absl::Status AwaitConnected(Host* host, ConnectionId id, const SocketAddress& pe
         early->push_back(std::move(e));
       } else if (e.type == Event::Type::kConnected) {
         connected = true;
+        *server_identity = e.server_identity;
       } else if (e.type == Event::Type::kClosed) {
         return absl::UnavailableError(absl::StrCat(
             "cannot connect to ", peer.ToString(), ": ", e.by_peer ? "refused: " : "",
@@ -492,6 +494,9 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (!timeout.ok()) return UsageError("send", timeout.status().message());
   absl::StatusOr<bool> progress = ProgressWanted();
   if (!progress.ok()) return UsageError("send", progress.status().message());
+  if (absl::Status s = CheckIdentityFlags(/*serves=*/false); !s.ok()) {
+    return UsageError("send", s.message());
+  }
   absl::StatusOr<SocketAddress> peer = ResolvePeer(args[0]);
   if (!peer.ok()) return Fail(peer.status());
   absl::StatusOr<Source> source =
@@ -503,6 +508,8 @@ int RunReliableSend(const std::vector<std::string>& args) {
 
   HostOptions options = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  absl::StatusOr<ClientTrust> trust = ApplyClientTrust(&options, args[0]);
+  if (!trust.ok()) return Fail(trust.status());
   options.bind = SocketAddress::Any(peer->family(), 0);
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
@@ -523,10 +530,19 @@ int RunReliableSend(const std::vector<std::string>& args) {
   // (with its reason) normally ends the wait.
   int signal = 0;
   std::vector<Event> early;
+  std::string server_identity;
   if (absl::Status s = AwaitConnected(&*host, *id, *peer, *timeout + absl::Seconds(1),
-                                      signals->get(), &signal, &early);
+                                      signals->get(), &signal, &early, &server_identity);
       !s.ok()) {
-    return signal != 0 ? interrupted(signal, 0) : Fail(s);
+    if (signal != 0) return interrupted(signal, 0);
+    return Fail(absl::Status(s.code(), absl::StrCat(s.message(), trust->MismatchHint())));
+  }
+  // Trust on first use: record the server's identity, or refuse a server
+  // without one, before anything is sent.
+  if (absl::Status s = trust->Record(server_identity); !s.ok()) {
+    (void)host->Close(*id, "client requires a server identity", /*flush=*/false);
+    (void)host->Flush(absl::Milliseconds(200));
+    return Fail(s);
   }
 
   SendLoop loop(&*host, *id, &*source, *progress, signals->get());
@@ -562,6 +578,9 @@ int RunRecv(const Args& args) {
   if (!timeout.ok()) return UsageError("recv", timeout.status().message());
   absl::StatusOr<CongestionControl> cc = CongestionFromFlag();
   if (!cc.ok()) return UsageError("recv", cc.status().message());
+  if (absl::Status s = CheckIdentityFlags(/*serves=*/true); !s.ok()) {
+    return UsageError("recv", s.message());
+  }
   if (out != "-") {
     // Check where the file will go now, not after a sender has connected.
     const size_t slash = out.rfind('/');
@@ -581,12 +600,15 @@ int RunRecv(const Args& args) {
   if (!locals.ok()) return Fail(locals.status());
   HostOptions options = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);
+  absl::StatusOr<std::string> identity = ApplyServerIdentity(&options);
+  if (!identity.ok()) return Fail(identity.status());
   options.accept_incoming = true;
   options.bind = locals->front();
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
   PrintListening(host->local_address());
+  if (!identity->empty()) std::fprintf(stderr, "server identity %s\n", identity->c_str());
 
   std::optional<ConnectionId> sender;
   SocketAddress from;

@@ -1,11 +1,15 @@
 // --encrypt, --key-file and `udpmsg keygen`, end to end with the binary.
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -135,6 +139,58 @@ TEST(SecurityTest, EncryptedTransferThroughALossyProxyArrivesIntact) {
   EXPECT_EQ(Finish(*plain), 1);
   EXPECT_THAT(plain->stderr_text(), HasSubstr("requires encryption"));
   recv2.process->Kill(15);
+}
+
+// `udpmsg keygen --identity FILE`: the file (mode 0600) and its fingerprint.
+std::string IdentityFile(const std::string& name, std::string* fingerprint) {
+  const std::string path = absl::StrCat(TempDir(), "/", name);
+  ::unlink(path.c_str());
+  auto p = Udpmsg({"keygen", "--identity", path});
+  EXPECT_EQ(Finish(*p), 0) << p->stderr_text();
+  EXPECT_THAT(p->stdout_text(), MatchesRegex("udpmsg-id:[0-9a-f]{40}\n"));
+  *fingerprint = std::string(absl::StripTrailingAsciiWhitespace(p->stdout_text()));
+  struct stat st;
+  EXPECT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  return path;
+}
+
+TEST(SecurityTest, KnownHostsRecordsTheFirstServerAndRefusesAnotherIdentityOnItsAddress) {
+  std::string first_id, second_id;
+  const std::string first = IdentityFile("first.id", &first_id);
+  const std::string second = IdentityFile("second.id", &second_id);
+  ASSERT_NE(first_id, second_id);
+  const std::string known_hosts = absl::StrCat(TempDir(), "/known_hosts");
+  ::unlink(known_hosts.c_str());
+  const std::string out = absl::StrCat(TempDir(), "/identity.out");
+
+  // First use: the server's identity is recorded, and the transfer works.
+  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out, "--identity", first});
+  const std::string target = absl::StrCat("127.0.0.1:", recv.port);
+  auto send = Udpmsg({"send", "--reliable", "--encrypt", target, "--known_hosts", known_hosts,
+                      "hello"});
+  EXPECT_EQ(Finish(*send), 0) << send->stderr_text();
+  EXPECT_EQ(Finish(*recv.process), 0) << recv.process->stderr_text();
+  std::ifstream in(known_hosts);
+  std::string recorded((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(recorded, absl::StrCat(target, " ", first_id, "\n"));
+  struct stat st;
+  ASSERT_EQ(::stat(known_hosts.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  // Another server on the same address: refused, naming both fingerprints.
+  Server fake = Start({"recv", "--reliable", "--port", absl::StrCat(recv.port), "--out",
+                       out + "2", "--identity", second});
+  auto refused = Udpmsg({"send", "--reliable", "--encrypt", target, "--known_hosts",
+                         known_hosts, "secret"});
+  EXPECT_EQ(Finish(*refused), 1);
+  EXPECT_THAT(refused->stderr_text(),
+              HasSubstr(absl::StrCat("server ", target, " presented ", second_id, ", expected ",
+                                     first_id)));
+  EXPECT_THAT(refused->stderr_text(), HasSubstr(absl::StrCat(known_hosts, " line 1")));
+  fake.process->Kill(15);
+  Finish(*fake.process);
+  EXPECT_THAT(fake.process->stderr_text(), ::testing::Not(HasSubstr("receiving from")));
 }
 
 }  // namespace
