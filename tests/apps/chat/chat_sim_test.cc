@@ -79,6 +79,25 @@ struct Member {
   std::vector<std::string> errors;  // non-fatal errors and failures
 };
 
+// Member `m` sends `bytes` to the server on the chat channel; a refused
+// send is recorded as one of its errors.
+void MemberSends(absl::Time now, Member& m, const std::string& bytes) {
+  absl::StatusOr<uint64_t> seq =
+      m.node->endpoint().Send(now, m.id, chat::kChannel, DeliveryMode::kReliableOrdered, bytes);
+  if (!seq.ok()) m.errors.push_back(absl::StrCat("send: ", seq.status().message()));
+}
+
+// What the server's message `e` means to member `m`'s client core, if
+// anything; a message the core rejects is recorded as one of its errors.
+std::optional<ClientEvent> MemberReceives(Member& m, const Event& e) {
+  absl::StatusOr<std::optional<ClientEvent>> ce = m.core->OnServerMessage(e.message);
+  if (!ce.ok()) {
+    m.errors.push_back(std::string(ce.status().message()));
+    return std::nullopt;
+  }
+  return *std::move(ce);
+}
+
 uint64_t SeedCount() {
   const char* env = std::getenv("UDPMSG_SIM_SEEDS");
   uint64_t n = 0;
@@ -334,13 +353,9 @@ class ChatSim {
         Send(m, m.core->JoinMessage());
         break;
       case Event::Type::kMessage: {
-        absl::StatusOr<std::optional<ClientEvent>> ce = m.core->OnServerMessage(e.message);
-        if (!ce.ok()) {
-          m.errors.push_back(std::string(ce.status().message()));
-          break;
-        }
-        if (!ce->has_value()) break;
-        const ClientEvent& ev = **ce;
+        const std::optional<ClientEvent> ce = MemberReceives(m, e);
+        if (!ce.has_value()) break;
+        const ClientEvent& ev = *ce;
         if (ev.type == ClientEvent::Type::kWelcome) OnWelcome(m, ev);
         if (ev.type == ClientEvent::Type::kLine) m.lines.push_back(ev.line);
         if (ev.type == ClientEvent::Type::kError) m.errors.push_back(ev.text);
@@ -403,11 +418,7 @@ class ChatSim {
     Send(m, in.message);
   }
 
-  void Send(Member& m, const std::string& bytes) {
-    absl::StatusOr<uint64_t> seq = m.node->endpoint().Send(sim_.now(), m.id, chat::kChannel,
-                                                           DeliveryMode::kReliableOrdered, bytes);
-    if (!seq.ok()) m.errors.push_back(absl::StrCat("send: ", seq.status().message()));
-  }
+  void Send(Member& m, const std::string& bytes) { MemberSends(sim_.now(), m, bytes); }
 
   const uint64_t seed_;
   sim::Simulator sim_;
@@ -647,13 +658,9 @@ class FloodSim {
         Send(m, m.core->JoinMessage());
         break;
       case Event::Type::kMessage: {
-        absl::StatusOr<std::optional<ClientEvent>> ce = m.core->OnServerMessage(e.message);
-        if (!ce.ok()) {
-          m.errors.push_back(std::string(ce.status().message()));
-          break;
-        }
-        if (!ce->has_value()) break;
-        const ClientEvent& ev = **ce;
+        const std::optional<ClientEvent> ce = MemberReceives(m, e);
+        if (!ce.has_value()) break;
+        const ClientEvent& ev = *ce;
         if (ev.type == ClientEvent::Type::kWelcome) m.welcomed = true;
         if (ev.type == ClientEvent::Type::kLine) m.lines.push_back(ev.line);
         // The flooder's "slow down" errors are expected; nobody else's.
@@ -668,11 +675,7 @@ class FloodSim {
     }
   }
 
-  void Send(Member& m, const std::string& bytes) {
-    absl::StatusOr<uint64_t> seq = m.node->endpoint().Send(sim_.now(), m.id, chat::kChannel,
-                                                           DeliveryMode::kReliableOrdered, bytes);
-    if (!seq.ok()) m.errors.push_back(absl::StrCat("send: ", seq.status().message()));
-  }
+  void Send(Member& m, const std::string& bytes) { MemberSends(sim_.now(), m, bytes); }
 
   const absl::Duration flood_for_;
   sim::Simulator sim_;
