@@ -98,6 +98,29 @@ std::optional<ClientEvent> MemberReceives(Member& m, const Event& e) {
   return *std::move(ce);
 }
 
+// Feeds the server endpoint's event `e` to the chat core as `udpmsg chat
+// serve` does (ServerOnHost), noting each member's server-side connection id.
+void ServerSees(chat::ServerCore& core, std::vector<std::unique_ptr<Member>>& members,
+                absl::Time now, const Event& e) {
+  switch (e.type) {
+    case Event::Type::kConnected:
+      for (auto& m : members) {
+        if (m->node->address() == e.peer) m->server_id = e.connection;
+      }
+      core.OnConnected(now, e.connection, e.peer.ToString());
+      break;
+    case Event::Type::kMessage:
+      if (e.channel == chat::kChannel) core.OnMessage(now, e.connection, e.message);
+      break;
+    case Event::Type::kClosed:
+      core.OnClosed(now, e.connection, chat::CloseCauseFor(e.close_reason, e.by_peer), e.reason);
+      break;
+    case Event::Type::kAcked:
+      if (e.channel == chat::kChannel) core.OnAcked(now, e.connection, e.bytes);
+      break;
+  }
+}
+
 uint64_t SeedCount() {
   const char* env = std::getenv("UDPMSG_SIM_SEEDS");
   uint64_t n = 0;
@@ -290,26 +313,7 @@ class ChatSim {
 
   void OnServerEvent(const Event& e) {
     const absl::Time now = sim_.now();
-    switch (e.type) {
-      case Event::Type::kConnected:
-        for (auto& m : members_) {
-          if (m->node->address() == e.peer) m->server_id = e.connection;
-        }
-        core_->OnConnected(now, e.connection, e.peer.ToString());
-        break;
-      case Event::Type::kMessage:
-        if (e.channel == chat::kChannel) core_->OnMessage(now, e.connection, e.message);
-        break;
-      case Event::Type::kClosed: {
-        // The same mapping `udpmsg chat serve` uses.
-        const chat::CloseCause cause = chat::CloseCauseFor(e.close_reason, e.by_peer);
-        core_->OnClosed(now, e.connection, cause, e.reason);
-        break;
-      }
-      case Event::Type::kAcked:
-        if (e.channel == chat::kChannel) core_->OnAcked(now, e.connection, e.bytes);
-        break;
-    }
+    ServerSees(*core_, members_, now, e);
     for (;;) {
       std::vector<chat::ServerAction> actions = core_->TakeActions();
       if (actions.empty()) break;
@@ -603,24 +607,7 @@ class FloodSim {
 
   void OnServerEvent(const Event& e) {
     const absl::Time now = sim_.now();
-    switch (e.type) {
-      case Event::Type::kConnected:
-        for (auto& m : members_) {
-          if (m->node->address() == e.peer) m->server_id = e.connection;
-        }
-        core_->OnConnected(now, e.connection, e.peer.ToString());
-        break;
-      case Event::Type::kMessage:
-        if (e.channel == chat::kChannel) core_->OnMessage(now, e.connection, e.message);
-        break;
-      case Event::Type::kClosed:
-        core_->OnClosed(now, e.connection, chat::CloseCauseFor(e.close_reason, e.by_peer),
-                        e.reason);
-        break;
-      case Event::Type::kAcked:
-        if (e.channel == chat::kChannel) core_->OnAcked(now, e.connection, e.bytes);
-        break;
-    }
+    ServerSees(*core_, members_, now, e);
     for (;;) {
       std::vector<chat::ServerAction> actions = core_->TakeActions();
       if (actions.empty()) break;
