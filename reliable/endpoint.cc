@@ -1,6 +1,5 @@
 #include "reliable/endpoint.h"
 
-#include <netinet/in.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "udp/address_prefix.h"
 
 namespace udpmsg::reliable {
 namespace {
@@ -82,18 +82,8 @@ void Endpoint::SendStateless(const udp::SocketAddress& to, const proto::Packet& 
   outgoing_.push_back(Outgoing{to, *std::move(bytes)});
 }
 
-std::string Endpoint::AddressPrefix(const udp::SocketAddress& peer) {
-  udp::SocketAddress a = peer.Unmapped();
-  if (a.native_family() == AF_INET6) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(a.mutable_data());
-    for (int i = 8; i < 16; ++i) in6->sin6_addr.s6_addr[i] = 0;
-    return absl::StrCat(a.IpString(), "/64");
-  }
-  return a.IpString();
-}
-
 size_t Endpoint::ConnectionsFromAddress(const udp::SocketAddress& peer) const {
-  auto it = per_address_.find(AddressPrefix(peer));
+  auto it = per_address_.find(udp::AddressPrefix(peer));
   return it == per_address_.end() ? 0 : it->second;
 }
 
@@ -280,7 +270,7 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
            absl::StrCat("server full (", options_.max_connections, " connections)"), true);
     return;
   }
-  const std::string prefix = AddressPrefix(from);
+  const std::string prefix = udp::AddressPrefix(from);
   if (auto n = per_address_.find(prefix);
       n != per_address_.end() && n->second >= options_.max_connections_per_address) {
     ++stats_.refused_per_address;

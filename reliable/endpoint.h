@@ -210,9 +210,6 @@ class Endpoint final {
   size_t unconfirmed_connections() const { return unconfirmed_; }
   // Open server connections from `peer`'s IPv4 address or IPv6 /64.
   size_t ConnectionsFromAddress(const udp::SocketAddress& peer) const;
-  // The key the per-address cap counts by: "192.0.2.1" for IPv4 (and
-  // IPv4-mapped IPv6), "2001:db8:1:2::/64" for IPv6.
-  static std::string AddressPrefix(const udp::SocketAddress& peer);
   const EndpointStats& stats() const { return stats_; }
   const proto::Codec& codec() const { return codec_; }
 
@@ -251,7 +248,7 @@ class Endpoint final {
   enum class SlotKind { kMember, kUnconfirmed, kClosed };
   struct Slot {
     SlotKind kind = SlotKind::kMember;
-    std::string prefix;  // AddressPrefix of a server connection's peer; "" for clients
+    std::string prefix;  // udp::AddressPrefix of a server connection's peer; "" for clients
     absl::Time since;    // admission time (orders the unconfirmed)
   };
   static SlotKind KindOf(const Connection& c);

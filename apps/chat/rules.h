@@ -43,11 +43,11 @@ std::string NickKey(absl::string_view nick);
 absl::Status CheckNick(absl::string_view nick);
 
 // The key per-address limits count under, from a peer's address text as
-// SocketAddress::ToString writes it ("1.2.3.4:5", "[2001:db8::1]:5"): an
-// IPv4 address is itself ("1.2.3.4"), and so is an IPv4-mapped IPv6 one; an
-// IPv6 address counts by its /64 ("2001:db8:0:0::/64"), since one host
-// commonly owns a whole /64. Text that is neither (a test's label) is its
-// own key, port included.
+// SocketAddress::ToString writes it ("1.2.3.4:5", "[2001:db8::1]:5") or a
+// bare IP: udp::AddressPrefix, the transport's own per-address key (an IPv4
+// address is itself, and so is an IPv4-mapped IPv6 one; an IPv6 address
+// counts by its /64, "2001:db8::/64"). Text that is neither (a test's
+// label) is its own key, port included.
 std::string AddressKey(absl::string_view address);
 
 // OK for 1..kMaxTextBytes bytes. INVALID_ARGUMENT otherwise: "empty

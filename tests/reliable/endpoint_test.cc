@@ -36,6 +36,7 @@
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
+#include "udp/address_prefix.h"
 #include "udp/socket_address.h"
 
 // Live heap bytes of this test binary, counted by replacing the global
@@ -884,8 +885,8 @@ TEST(EndpointTest, PerAddressCapCountsAnIpv4AddressOrAnIpv6Slash64) {
   EXPECT_EQ(server.stats().accepted, 6u);
   EXPECT_EQ(server.ConnectionsFromAddress(Addr("192.0.2.1:1")), 2u);
   EXPECT_EQ(server.ConnectionsFromAddress(Addr("[2001:db8:1:2::77]:1")), 2u);
-  EXPECT_EQ(Endpoint::AddressPrefix(Addr("[::ffff:192.0.2.1]:5")), "192.0.2.1");
-  EXPECT_EQ(Endpoint::AddressPrefix(Addr("[2001:db8:1:2:abcd::5]:5")), "2001:db8:1:2::/64");
+  EXPECT_EQ(udp::AddressPrefix(Addr("[::ffff:192.0.2.1]:5")), "192.0.2.1");
+  EXPECT_EQ(udp::AddressPrefix(Addr("[2001:db8:1:2:abcd::5]:5")), "2001:db8:1:2::/64");
 
   // A closed connection gives its address's slot back at once.
   proto::Packet bye;

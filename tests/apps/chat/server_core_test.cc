@@ -521,11 +521,11 @@ TEST(TokenBucketTest, SpendsItsBurstThenRefillsAtItsRate) {
 TEST(AddressKeyTest, Ipv4IsItselfAndIpv6CountsByItsSlash64) {
   EXPECT_EQ(AddressKey("10.1.2.3:5000"), "10.1.2.3");
   EXPECT_EQ(AddressKey("10.1.2.3:6000"), "10.1.2.3");
-  EXPECT_EQ(AddressKey("[2001:db8::1]:5000"), "2001:db8:0:0::/64");
-  EXPECT_EQ(AddressKey("[2001:db8::ffff:1]:5001"), "2001:db8:0:0::/64");
+  EXPECT_EQ(AddressKey("[2001:db8::1]:5000"), "2001:db8::/64");
+  EXPECT_EQ(AddressKey("[2001:db8::ffff:1]:5001"), "2001:db8::/64");
   EXPECT_EQ(AddressKey("[2001:db8:0:1::1]:5000"), "2001:db8:0:1::/64");
   EXPECT_EQ(AddressKey("[::ffff:10.1.2.3]:5000"), "10.1.2.3");
-  EXPECT_EQ(AddressKey("2001:db8::7"), "2001:db8:0:0::/64");
+  EXPECT_EQ(AddressKey("2001:db8::7"), "2001:db8::/64");
   EXPECT_EQ(AddressKey("peer-1"), "peer-1");
   EXPECT_EQ(AddressKey("[oops"), "[oops");
 }
