@@ -126,6 +126,9 @@ void DemoServer::OnEvent(const Event& e) {
       }
       break;
     case Event::Type::kAcked:
+      // The chat core hands each member its backlog as acknowledgements
+      // open the member's window (ServerCore::OnAcked).
+      if (!is_data) chat_.OnEvent(now, e);
       break;
   }
 }
