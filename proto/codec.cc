@@ -271,22 +271,14 @@ absl::Status ValidateHandshake(const Packet& p) {
                                p.accept->server_connection_id));
     s.Update(CheckBudget("accept", p.accept->max_datagram));
     s.Update(CheckPublicKey("accept", p.accept->public_key));
-    if (p.accept->psk_confirmation.size() > kMaxConfirmationBytes) {
-      s.Update(absl::InvalidArgumentError(absl::StrCat(
-          "accept psk_confirmation of ", p.accept->psk_confirmation.size(), " bytes, over ",
-          kMaxConfirmationBytes)));
-    }
+    s.Update(CheckProof("accept psk_confirmation", p.accept->psk_confirmation));
     if (!p.accept->server_identity.empty() &&
         p.accept->server_identity.size() != kPublicKeyBytes) {
       s.Update(absl::InvalidArgumentError(absl::StrCat("accept server_identity of ",
                                                        p.accept->server_identity.size(),
                                                        " bytes, not ", kPublicKeyBytes)));
     }
-    if (p.accept->identity_confirmation.size() > kMaxConfirmationBytes) {
-      s.Update(absl::InvalidArgumentError(absl::StrCat(
-          "accept identity_confirmation of ", p.accept->identity_confirmation.size(),
-          " bytes, over ", kMaxConfirmationBytes)));
-    }
+    s.Update(CheckProof("accept identity_confirmation", p.accept->identity_confirmation));
   }
   return s;
 }

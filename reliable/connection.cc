@@ -649,8 +649,12 @@ void Connection::SetBudget(size_t max_datagram) {
 absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReason* why) {
   const bool server_encrypts = !accept.public_key.empty();
   const bool has_identity = !accept.server_identity.empty();
+  // The fingerprint of the identity the server shows (computed once: the pin
+  // check, the proof's error and the kConnected event all name it).
+  const std::string presented = security_.server_pin || has_identity
+                                    ? IdentityFingerprint(accept.server_identity)
+                                    : std::string();
   if (security_.server_pin) {
-    const std::string presented = IdentityFingerprint(accept.server_identity);
     if (presented != *security_.server_pin || !server_encrypts) {
       *why = CloseReason::kServerIdentityMismatch;
       return absl::PermissionDeniedError(absl::StrCat(
@@ -707,10 +711,10 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
                                      accept.identity_confirmation)) {
       *why = CloseReason::kServerIdentityMismatch;
       return absl::PermissionDeniedError(absl::StrCat(
-          "server ", peer_.ToString(), " presented ", IdentityFingerprint(accept.server_identity),
+          "server ", peer_.ToString(), " presented ", presented,
           " but could not prove it holds that identity's secret key"));
     }
-    server_identity_ = IdentityFingerprint(accept.server_identity);
+    server_identity_ = presented;
   }
   protector_ = std::make_unique<PacketProtector>(*keys);
   return absl::OkStatus();
