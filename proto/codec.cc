@@ -138,6 +138,10 @@ size_t PacketBodySize(const Packet& p) {
   }
   if (p.ping) size += MessageField(0);
   if (p.close) size += MessageField(CloseBodySize(*p.close));
+  if (p.ack_frequency) {
+    size += MessageField(VarintField(p.ack_frequency->sequence) +
+                         VarintField(p.ack_frequency->threshold));
+  }
   return size;
 }
 
@@ -248,6 +252,9 @@ absl::Status ValidateHandshake(const Packet& p) {
   }
   if (p.ping) {
     return absl::InvalidArgumentError("handshake packet with a ping frame");
+  }
+  if (p.ack_frequency) {
+    return absl::InvalidArgumentError("handshake packet with an ack frequency frame");
   }
   absl::Status s;
   if (p.hello) {
@@ -394,6 +401,18 @@ absl::Status Validate(const Packet& p, const Codec::Limits& limits) {
   if (p.close) {
     if (absl::Status s = CheckProof("close auth", p.close->auth); !s.ok()) return s;
   }
+  if (p.ack_frequency) {
+    if (absl::Status s = CheckNumber("ack frequency sequence", p.ack_frequency->sequence);
+        !s.ok()) {
+      return s;
+    }
+    const uint32_t t = p.ack_frequency->threshold;
+    if (t == 0 || t > kMaxAckFrequencyThreshold) {
+      return absl::InvalidArgumentError(absl::StrCat("ack frequency threshold ", t,
+                                                     " outside [1, kMaxAckFrequencyThreshold (",
+                                                     kMaxAckFrequencyThreshold, ")]"));
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -459,6 +478,11 @@ void ToWire(const Packet& p, wire::Packet* w) {
     f->set_payload(d.payload);
   }
   if (p.ping) w->mutable_ping();
+  if (p.ack_frequency) {
+    wire::AckFrequencyFrame* f = w->mutable_ack_frequency();
+    f->set_sequence(p.ack_frequency->sequence);
+    f->set_threshold(p.ack_frequency->threshold);
+  }
   if (p.close) {
     wire::CloseFrame* c = w->mutable_close();
     c->set_code(p.close->code);
@@ -578,6 +602,11 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     d.payload = std::move(*f.mutable_payload());
   }
   if (w.has_ping()) p.ping.emplace();
+  if (w.has_ack_frequency()) {
+    p.ack_frequency.emplace();
+    p.ack_frequency->sequence = w.ack_frequency().sequence();
+    p.ack_frequency->threshold = w.ack_frequency().threshold();
+  }
   if (w.has_close()) {
     wire::CloseFrame& c = *w.mutable_close();
     p.close.emplace();

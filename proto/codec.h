@@ -102,6 +102,9 @@ class Codec final {
   //     count > total_size for a non-empty message, count != 1 for an empty one
   //   - a sequence or packet number >= kMaxSequenceNumber
   //   - a close reason over kMaxReasonBytes
+  //   - an ack frequency threshold outside [1, kMaxAckFrequencyThreshold], or
+  //     its sequence >= kMaxSequenceNumber; an ack frequency frame in a
+  //     handshake packet
   //   - a hello or challenge key_proof, or a close auth, over
   //     kMaxConfirmationBytes
   // Also rejected, by the same rules: a challenge with client_connection_id 0

@@ -124,6 +124,18 @@ struct Ack {
 // Asks the peer to acknowledge (keepalive, probe). Carries nothing.
 struct Ping {};
 
+// The largest ack-eliciting threshold an AckFrequency frame may ask for.
+inline constexpr uint32_t kMaxAckFrequencyThreshold = 64;
+
+// Asks the receiver to acknowledge every `threshold` ack-eliciting packets
+// (1..kMaxAckFrequencyThreshold) instead of every second one; out-of-order
+// packets are still acknowledged at once. Frames whose `sequence` is not
+// above the last applied one are ignored. Ack-eliciting.
+struct AckFrequency {
+  uint64_t sequence = 0;
+  uint32_t threshold = 2;
+};
+
 // Ends the connection. The receiver answers nothing and closes too.
 struct Close {
   uint32_t code = 0;   // CloseCode
@@ -219,10 +231,13 @@ struct Packet {
   std::vector<DataFragment> data;
   std::optional<Ping> ping;
   std::optional<Close> close;
+  std::optional<AckFrequency> ack_frequency;
 
   // True when the packet asks to be acknowledged (RFC 9002 "ack-eliciting"):
   // anything but a packet with only an ack and/or close.
-  bool AckEliciting() const { return !data.empty() || ping.has_value(); }
+  bool AckEliciting() const {
+    return !data.empty() || ping.has_value() || ack_frequency.has_value();
+  }
 };
 
 }  // namespace udpmsg::proto

@@ -71,7 +71,10 @@ bool PacketsEqual(const Packet& a, const Packet& b) {
       a.packet_number != b.packet_number || !Equal(a.hello, b.hello) ||
       !Equal(a.challenge, b.challenge) || !Equal(a.accept, b.accept) ||
       !Equal(a.ack, b.ack) || !Equal(a.ping, b.ping) ||
-      !Equal(a.close, b.close) || a.data.size() != b.data.size()) {
+      !Equal(a.close, b.close) || a.data.size() != b.data.size() ||
+      a.ack_frequency.has_value() != b.ack_frequency.has_value() ||
+      (a.ack_frequency && (a.ack_frequency->sequence != b.ack_frequency->sequence ||
+                           a.ack_frequency->threshold != b.ack_frequency->threshold))) {
     return false;
   }
   for (size_t i = 0; i < a.data.size(); ++i) {
@@ -116,6 +119,10 @@ std::string PacketDebugString(const Packet& p) {
                     "}");
   }
   if (p.ping) out += " ping";
+  if (p.ack_frequency) {
+    absl::StrAppend(&out, " ack_frequency{seq=", p.ack_frequency->sequence,
+                    " threshold=", p.ack_frequency->threshold, "}");
+  }
   if (p.close) {
     absl::StrAppend(&out, " close{code=", p.close->code,
                     " reason=", Bytes(p.close->reason), "}");

@@ -73,6 +73,17 @@ bool AckTracker::OnPacket(absl::Time now, uint64_t number, bool ack_eliciting) {
   return true;
 }
 
+bool AckTracker::OnAckFrequency(uint64_t sequence, uint32_t threshold) {
+  if (has_frequency_sequence_ && sequence <= frequency_sequence_) return false;
+  has_frequency_sequence_ = true;
+  frequency_sequence_ = sequence;
+  options_.ack_eliciting_threshold =
+      static_cast<int>(std::clamp<uint32_t>(threshold, 1, proto::kMaxAckFrequencyThreshold));
+  // Already over a lowered threshold: acknowledge now.
+  if (unacked_eliciting_ >= options_.ack_eliciting_threshold) ack_now_ = true;
+  return true;
+}
+
 proto::Ack AckTracker::BuildAck(absl::Time now, size_t max_ranges) {
   proto::Ack ack;
   ack_now_ = false;

@@ -7,6 +7,11 @@
 // ack-eliciting packet. Packets that only carry acks are recorded but never
 // trigger an ACK by themselves.
 //
+// The peer may raise or lower the threshold with an AckFrequency frame
+// (OnAckFrequency): a fast sender with a large window asks for an ACK every
+// few packets instead of every second one. Out-of-order packets and the
+// max_ack_delay bound still apply whatever the threshold.
+//
 // Received numbers are kept as disjoint ranges, at most `max_ranges` of them
 // (the oldest ranges are forgotten first; a forgotten packet that arrives
 // again is reported as a duplicate so it is never delivered twice, because
@@ -62,6 +67,12 @@ class AckTracker final {
   void RequestImmediateAck() {
     if (new_packets_) ack_now_ = true;
   }
+  // The peer's AckFrequency frame: from now on acknowledge every `threshold`
+  // ack-eliciting packets (clamped to [1, proto::kMaxAckFrequencyThreshold]).
+  // A `sequence` not above the last applied one is ignored (a reordered,
+  // older request), and so returns false.
+  bool OnAckFrequency(uint64_t sequence, uint32_t threshold);
+  int ack_eliciting_threshold() const { return options_.ack_eliciting_threshold; }
   // True when an ACK should go out in the next packet without waiting.
   bool AckNow() const { return ack_now_; }
   // When a delayed ACK is due; InfiniteFuture when nothing needs acking.
@@ -101,6 +112,8 @@ class AckTracker final {
   bool has_report_floor_ = false;
   uint64_t report_floor_ = 0;
   int unacked_eliciting_ = 0;
+  bool has_frequency_sequence_ = false;
+  uint64_t frequency_sequence_ = 0;
   bool ack_now_ = false;
   bool new_packets_ = false;
   absl::Time deadline_ = absl::InfiniteFuture();

@@ -453,6 +453,9 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
     }
   }
   if (accept) {
+    if (packet.ack_frequency) {
+      acks_.OnAckFrequency(packet.ack_frequency->sequence, packet.ack_frequency->threshold);
+    }
     acks_.OnPacket(now, packet.packet_number, packet.AckEliciting());
     if (packet.ping) acks_.RequestImmediateAck();
   } else {
@@ -481,21 +484,13 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   for (const SentPacket& p : result->acked) {
     for (const FragmentId& id : p.fragments) queue_.OnAcked(id, &receipts);
     if (p.largest_acked_in_ack) acks_.OnAckAcknowledged(*p.largest_acked_in_ack);
+    if (p.number == immediate_ack_requested_) immediate_ack_requested_ = 0;
+    if (p.ack_frequency_sequence != 0 && p.ack_frequency_sequence == ack_frequency_sequence_) {
+      stats_.peer_ack_threshold = ack_threshold_requested_;
+    }
     if (p.ack_eliciting) cc_->OnPacketAcked(now, PacketInfo{p.number, p.sent_time, p.bytes});
   }
-  if (!result->lost.empty()) {
-    uint64_t bytes = 0;
-    for (const SentPacket& p : result->lost) {
-      for (const FragmentId& id : p.fragments) queue_.OnLost(id);
-      if (p.ack_eliciting) bytes += p.bytes;
-    }
-    stats_.packets_lost += result->lost.size();
-    const SentPacket& largest = result->lost.back();
-    if (bytes > 0) {
-      cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
-                         result->persistent_congestion);
-    }
-  }
+  OnLost(now, result->lost, result->persistent_congestion);
   for (const MessageReceipt& r : receipts) {
     ++stats_.messages_acked;
     Event e;
@@ -508,6 +503,26 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   }
   if (flush_then_close_ && queue_.empty() && sent_.bytes_in_flight() == 0) {
     CloseNow(now, close_reason_, close_.reason, false, true);
+  }
+}
+
+void Connection::OnLost(absl::Time now, const std::vector<SentPacket>& lost,
+                        bool persistent_congestion) {
+  if (lost.empty()) return;
+  uint64_t bytes = 0;
+  for (const SentPacket& p : lost) {
+    for (const FragmentId& id : p.fragments) queue_.OnLost(id);
+    if (p.ack_frequency_sequence != 0 && p.ack_frequency_sequence == ack_frequency_sequence_) {
+      ack_frequency_lost_ = true;
+    }
+    if (p.number == immediate_ack_requested_) immediate_ack_requested_ = 0;
+    if (p.ack_eliciting) bytes += p.bytes;
+  }
+  stats_.packets_lost += lost.size();
+  const SentPacket& largest = lost.back();
+  if (bytes > 0) {
+    cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
+                       persistent_congestion);
   }
 }
 
@@ -824,7 +839,10 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   // after peer_timeout (or max_probes). A dead peer acknowledges nothing
   // either way.
   const bool ping_probe = probe && probes_due_ == 1 && sent_.pto_count() > 0;
-  const bool with_data = window_open && !ping_probe && queue_.PeekPayloadSize().has_value();
+  // A packet with an AckFrequency frame carries no data (the fragment
+  // budget has no room reserved for it).
+  const bool with_data = window_open && !ping_probe && !ack_frequency_due_ &&
+                         queue_.PeekPayloadSize().has_value();
   if (acks_.HasNewPackets() || acks_.AckNow() || now >= acks_.AckDeadline()) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(
@@ -858,12 +876,21 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};
+  if (ack_frequency_due_) {
+    p.ack_frequency = ack_frequency_due_;
+    p.ping = proto::Ping{};
+    record.ack_frequency_sequence = ack_frequency_due_->sequence;
+  }
   // The packet that fills the window asks for an immediate ACK, so a small
   // window never waits out the peer's max_ack_delay (the idea of QUIC's
   // IMMEDIATE_ACK frame). Not when the queue merely ran dry: a stream of
-  // small messages would then draw one ACK per packet.
-  if (!p.data.empty() && sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window()) {
+  // small messages would then draw one ACK per packet. One request at a
+  // time: a sender held at the window edge would otherwise ask on every
+  // packet and draw an ACK per packet whatever the ack frequency.
+  if (!p.data.empty() && immediate_ack_requested_ == 0 &&
+      sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window()) {
     p.ping = proto::Ping{};
+    immediate_ack_requested_ = p.packet_number;
   }
   if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say
   const bool eliciting = p.AckEliciting();
@@ -871,6 +898,12 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   Encode(now, p, out);
   if (out->size() == before) return false;
   ++next_packet_number_;
+  if (p.ack) ++stats_.acks_sent;
+  if (p.ack_frequency) {
+    ack_frequency_due_.reset();
+    ack_frequency_lost_ = false;
+    ack_frequency_sent_ = now;
+  }
   record.number = p.packet_number;
   record.sent_time = now;
   record.bytes = out->back().size();
@@ -925,6 +958,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     return;
   }
   pacing_wakeup_ = absl::InfiniteFuture();
+  MaybeQueueAckFrequency(now);
   for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
     const bool probe = probes_due_ > 0;
     const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
@@ -939,7 +973,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
         if (!data) pacing_wakeup_ = at;
       }
     }
-    if (!probe && !ack_due && !data && !keepalive) break;
+    if (!probe && !ack_due && !data && !keepalive && !ack_frequency_due_) break;
     if (!SendOne(now, probe, keepalive, out)) break;
     if (probe) --probes_due_;
   }
@@ -948,6 +982,26 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   if (state_ != State::kClosed && !queue_.HasSendable() && cc_->CanSend(sent_.bytes_in_flight())) {
     cc_->OnAppLimited();
   }
+}
+
+uint32_t Connection::WantedAckThreshold() const {
+  const uint32_t most =
+      std::min<uint32_t>(options_.max_ack_threshold, proto::kMaxAckFrequencyThreshold);
+  if (most <= 2) return 2;
+  const uint64_t window_packets = cc_->window() / std::max<size_t>(max_datagram_, 1);
+  return static_cast<uint32_t>(std::clamp<uint64_t>(window_packets / 4, 2, most));
+}
+
+void Connection::MaybeQueueAckFrequency(absl::Time now) {
+  if (ack_frequency_due_ || state_ != State::kEstablished) return;
+  const uint32_t want = WantedAckThreshold();
+  if (!ack_frequency_lost_) {
+    if (want == ack_threshold_requested_) return;
+    // At most one request per round trip: the window moves on every ack.
+    if (now - ack_frequency_sent_ < rtt_.smoothed()) return;
+  }
+  ack_threshold_requested_ = want;
+  ack_frequency_due_ = proto::AckFrequency{++ack_frequency_sequence_, want};
 }
 
 void Connection::OnTimeout(absl::Time now) {
@@ -994,19 +1048,7 @@ void Connection::OnTimeout(absl::Time now) {
   }
   if (now >= sent_.Deadline(rtt_)) {
     SentPackets::TimeoutResult r = sent_.OnTimeout(now, rtt_);
-    if (!r.lost.empty()) {
-      uint64_t bytes = 0;
-      for (const SentPacket& p : r.lost) {
-        for (const FragmentId& id : p.fragments) queue_.OnLost(id);
-        if (p.ack_eliciting) bytes += p.bytes;
-      }
-      stats_.packets_lost += r.lost.size();
-      const SentPacket& largest = r.lost.back();
-      if (bytes > 0) {
-        cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
-                           false);
-      }
-    }
+    OnLost(now, r.lost, /*persistent_congestion=*/false);
     if (r.probe) {
       ++stats_.probes;
       if (sent_.pto_count() > options_.max_probes) {

@@ -136,6 +136,15 @@ struct ConnectionOptions {
   absl::Duration peer_timeout = absl::Seconds(10);
   int max_probes = 10;
   absl::Duration max_ack_delay = absl::Milliseconds(25);
+  // Ack frequency (the idea of QUIC's ACK_FREQUENCY extension): with a
+  // congestion window of W packets the sender asks the peer to acknowledge
+  // every clamp(W / 4, 2, max_ack_threshold) ack-eliciting packets instead
+  // of every second one, so a fast path carries a few acks per window, not
+  // half a window of them. Out-of-order arrivals are still acknowledged at
+  // once (loss detection is unchanged), and so is the packet that fills the
+  // window. 2 (or less) turns the requests off; peers that predate the frame
+  // ignore it and keep acknowledging every second packet.
+  uint32_t max_ack_threshold = 10;
   absl::Duration initial_rtt = absl::Milliseconds(333);
   absl::Duration reassembly_timeout = absl::Seconds(30);
   // From a name: ParseCongestionControl (an unknown name is an error).
@@ -258,6 +267,10 @@ struct ConnectionStats {
   uint64_t packets_sent = 0;
   uint64_t bytes_sent = 0;
   uint64_t packets_received = 0;
+  uint64_t acks_sent = 0;              // packets that carried an ACK frame
+  // The ack-eliciting threshold the peer applies for us (2 until it
+  // acknowledged an AckFrequency request; see max_ack_threshold).
+  uint32_t peer_ack_threshold = 2;
   uint64_t bytes_received = 0;
   uint64_t packets_lost = 0;           // declared lost by loss detection
   uint64_t spurious_losses = 0;        // of those, acknowledged later (reordered)
@@ -384,6 +397,17 @@ class Connection final {
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.
   absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
+  // The ack-eliciting threshold to ask the peer for now (see
+  // ConnectionOptions::max_ack_threshold).
+  uint32_t WantedAckThreshold() const;
+  // Lost packets: their fragments go back to the queue, the controller hears
+  // of the loss.
+  void OnLost(absl::Time now, const std::vector<SentPacket>& lost, bool persistent_congestion);
+  // Queues an AckFrequency frame for the next packet (which then carries a
+  // ping, so the peer acknowledges it at once, and no data) when the wanted
+  // threshold differs from the last one asked for, at most once per smoothed
+  // RTT, or when the last request was lost.
+  void MaybeQueueAckFrequency(absl::Time now);
   // Applies a (smaller) datagram budget before any data is queued.
   void SetBudget(size_t max_datagram);
   // Client: derives the session keys from the server's Accept. On failure
@@ -443,6 +467,17 @@ class Connection final {
   absl::Time last_eliciting_sent_ = absl::InfinitePast();
   absl::Time last_progress_;  // last time the peer acknowledged something new
   absl::Time pacing_wakeup_ = absl::InfiniteFuture();  // data waits for the pacer
+  // Ack frequency: the latest request (what the peer applies once it
+  // acknowledged it: stats_.peer_ack_threshold), whether it must be sent
+  // again, and the frame waiting for the next packet.
+  uint32_t ack_threshold_requested_ = 2;
+  uint64_t ack_frequency_sequence_ = 0;
+  bool ack_frequency_lost_ = false;
+  std::optional<proto::AckFrequency> ack_frequency_due_;
+  // The packet that asked for an immediate ACK at the window edge, until it
+  // is acknowledged or lost; 0 when none.
+  uint64_t immediate_ack_requested_ = 0;
+  absl::Time ack_frequency_sent_ = absl::InfinitePast();
 
   // Receiver.
   AckTracker acks_;

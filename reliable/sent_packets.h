@@ -59,6 +59,8 @@ struct SentPacket {
   // The largest number in the ACK frame this packet carried, if any (for
   // AckTracker::OnAckAcknowledged).
   std::optional<uint64_t> largest_acked_in_ack;
+  // The sequence of the AckFrequency frame this packet carried; 0 for none.
+  uint64_t ack_frequency_sequence = 0;
 };
 
 class SentPackets final {

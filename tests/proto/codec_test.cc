@@ -107,6 +107,10 @@ wire::Packet ToWire(const Packet& p) {
     f->set_payload(d.payload);
   }
   if (p.ping) w.mutable_ping();
+  if (p.ack_frequency) {
+    w.mutable_ack_frequency()->set_sequence(p.ack_frequency->sequence);
+    w.mutable_ack_frequency()->set_threshold(p.ack_frequency->threshold);
+  }
   if (p.close) {
     w.mutable_close()->set_code(p.close->code);
     w.mutable_close()->set_reason(p.close->reason);
@@ -670,6 +674,24 @@ std::vector<Invalid> InvalidPackets() {
        [](Packet& p) {
          p = Established();
          p.accept = Accept{1, 2, 100};
+       }},
+      {"handshake packet with an ack frequency frame",
+       hello([](Packet& p) { p.ack_frequency = AckFrequency{1, 4}; })},
+      // Ack frequency.
+      {"ack frequency threshold 0 outside [1, kMaxAckFrequencyThreshold (64)]",
+       [](Packet& p) {
+         p = Established();
+         p.ack_frequency = AckFrequency{1, 0};
+       }},
+      {"ack frequency threshold 65 outside [1, kMaxAckFrequencyThreshold (64)]",
+       [](Packet& p) {
+         p = Established();
+         p.ack_frequency = AckFrequency{1, 65};
+       }},
+      {"ack frequency sequence 4611686018427387904 >= 2^62",
+       [](Packet& p) {
+         p = Established();
+         p.ack_frequency = AckFrequency{kMaxSequenceNumber, 4};
        }},
       // Close.
       {"close reason of 257 bytes over kMaxReasonBytes",

@@ -186,6 +186,13 @@ std::vector<NamedPacket> SamplePackets() {
   {
     Packet p;
     p.connection_id = 0x99AABBCCDDEEFF00;
+    p.packet_number = 82;
+    p.ack_frequency = AckFrequency{3, 10};
+    add("ack_frequency", p);
+  }
+  {
+    Packet p;
+    p.connection_id = 0x99AABBCCDDEEFF00;
     p.packet_number = 80;
     p.close = Close{kCloseIdleTimeout, "idle for 30s"};
     add("close", p);
@@ -243,6 +250,10 @@ Packet RandomValidPacket(std::mt19937_64& rng, const Codec::Limits& limits) {
   }
   if (Coin(rng, 0.3)) p.ping.emplace();
   if (Coin(rng, 0.1)) p.close = RandomClose(rng);
+  if (Coin(rng, 0.1)) {
+    p.ack_frequency = AckFrequency{Number(rng, kMaxSequenceNumber - 1),
+                                   static_cast<uint32_t>(1 + Number(rng, kMaxAckFrequencyThreshold - 1))};
+  }
   // Trim until it fits: drop frames, then shorten the last payload.
   while (codec.EncodedSize(p) > room && !p.data.empty()) p.data.pop_back();
   if (codec.EncodedSize(p) > room) p.close.reset();

@@ -57,6 +57,45 @@ TEST(AckTrackerTest, ThresholdIsConfigurable) {
   EXPECT_TRUE(acks.AckNow());
 }
 
+TEST(AckTrackerTest, AckFrequencyRaisesTheThresholdButGapsAreStillAckedAtOnce) {
+  AckTracker acks;
+  ASSERT_TRUE(acks.OnAckFrequency(1, 10));
+  EXPECT_EQ(acks.ack_eliciting_threshold(), 10);
+  for (uint64_t n = 0; n < 9; ++n) {
+    acks.OnPacket(At(0), n, true);
+    EXPECT_FALSE(acks.AckNow()) << "packet " << n;
+  }
+  EXPECT_EQ(acks.AckDeadline(), At(25));  // max_ack_delay still bounds it
+  acks.OnPacket(At(0), 9, true);
+  EXPECT_TRUE(acks.AckNow());
+  acks.BuildAck(At(0), 32);
+  // Packet 11 arrives before 10: a gap, acknowledged at once whatever the
+  // threshold (the sender's loss detection needs it).
+  acks.OnPacket(At(1), 11, true);
+  EXPECT_TRUE(acks.AckNow());
+}
+
+TEST(AckTrackerTest, AckFrequencyIgnoresOlderRequestsAndClampsTheThreshold) {
+  AckTracker acks;
+  ASSERT_TRUE(acks.OnAckFrequency(5, 8));
+  EXPECT_FALSE(acks.OnAckFrequency(4, 3));  // reordered, older: ignored
+  EXPECT_FALSE(acks.OnAckFrequency(5, 3));  // the same sequence again
+  EXPECT_EQ(acks.ack_eliciting_threshold(), 8);
+  ASSERT_TRUE(acks.OnAckFrequency(6, 1000000));
+  EXPECT_EQ(acks.ack_eliciting_threshold(), static_cast<int>(proto::kMaxAckFrequencyThreshold));
+  ASSERT_TRUE(acks.OnAckFrequency(7, 0));
+  EXPECT_EQ(acks.ack_eliciting_threshold(), 1);
+}
+
+TEST(AckTrackerTest, LoweringTheThresholdBelowWhatIsWaitingAcksAtOnce) {
+  AckTracker acks;
+  ASSERT_TRUE(acks.OnAckFrequency(1, 10));
+  for (uint64_t n = 0; n < 5; ++n) acks.OnPacket(At(0), n, true);
+  EXPECT_FALSE(acks.AckNow());
+  ASSERT_TRUE(acks.OnAckFrequency(2, 4));
+  EXPECT_TRUE(acks.AckNow());
+}
+
 TEST(AckTrackerTest, SinglePacketIsAckedWithinMaxAckDelay) {
   AckTracker acks;
   EXPECT_EQ(acks.AckDeadline(), absl::InfiniteFuture());

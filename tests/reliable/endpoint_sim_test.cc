@@ -154,6 +154,47 @@ TEST(EndpointSimTest, TenMegabytesAcrossTwoSecondBlackoutsCompletes) {
   RunOrderedTransfer(4242, link, {10'000'000}, 10, absl::Minutes(2));
 }
 
+// Acks per data packet of an 8 MiB transfer over a clean 1 Gbit/s path
+// with a 0.2 ms RTT, with the sender asking for up to `max_ack_threshold`.
+double AcksPerDataPacket(uint32_t max_ack_threshold, uint32_t* peer_threshold) {
+  impairment::ImpairmentConfig link;
+  link.delay = absl::Microseconds(100);
+  link.rate_bps = 1'000'000'000;
+  link.queue_limit_bytes = 4 << 20;
+  EndpointOptions client = ClientOptions(7);
+  client.connection.max_ack_threshold = max_ack_threshold;
+  Pair net(7, link, ServerOptions(7), client);
+  const ConnectionId id = net.Connect();
+  const std::string message = Payload(7, 0, 8 << 20);
+  EXPECT_TRUE(net.client()
+                  .endpoint()
+                  .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, message)
+                  .ok());
+  net.sim().PollAll();
+  EXPECT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
+                                 net.sim().now() + absl::Seconds(30)));
+  std::vector<const Event*> got = Messages(net.server(), 1);
+  EXPECT_TRUE(got.size() == 1 && got[0]->message == message);
+  const reliable::ConnectionStats sender = *net.client().endpoint().Stats(id);
+  const reliable::ConnectionStats receiver =
+      *net.server().endpoint().Stats(net.ServerConnection());
+  *peer_threshold = sender.peer_ack_threshold;
+  return static_cast<double>(receiver.acks_sent) / static_cast<double>(sender.packets_sent);
+}
+
+TEST(EndpointSimTest, AckFrequencyCutsAcksOnAFastCleanPath) {
+  uint32_t threshold = 0;
+  const double every_second = AcksPerDataPacket(2, &threshold);
+  EXPECT_EQ(threshold, 2u);
+  // One ACK per two packets: the window-edge request for an immediate ACK
+  // is one at a time (it drew an ACK for nearly every packet before).
+  EXPECT_GE(every_second, 0.45);
+  EXPECT_LE(every_second, 0.55);
+  const double adaptive = AcksPerDataPacket(10, &threshold);
+  EXPECT_EQ(threshold, 10u);  // the window grew far past 40 packets
+  EXPECT_LE(adaptive, 0.15) << "every_second=" << every_second;
+}
+
 TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
   for (uint64_t seed = 1; seed <= 20; ++seed) {
     SCOPED_TRACE(absl::StrCat("seed=", seed));
