@@ -11,9 +11,12 @@ namespace udpmsg::reliable {
 namespace {
 
 constexpr uint64_t kSocketToken = udp::Poller::kReservedToken - 1;
-// Receive buffers: one full-size datagram per batch slot, so an oversized
-// datagram is seen whole (and rejected by the codec), never half-read.
-constexpr size_t kSlotBytes = udp::kMaxUdpPayloadIpv6 + 1;
+// Receive buffers: a full-size datagram or a coalesced (GRO) run per batch
+// slot, so an oversized datagram is seen whole (and rejected by the codec),
+// never half-read, and a coalesced run never truncated.
+constexpr size_t kSlotBytes = udp::DatagramSocket::kCoalescedBufferBytes;
+static_assert(kSlotBytes > udp::kMaxUdpPayloadIpv6);
+constexpr size_t kSlots = 8;
 
 }  // namespace
 
@@ -29,6 +32,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
   // at once (Endpoint::OnPeerUnreachable) instead of after the handshake
   // timeout.
   if (absl::Status s = socket->EnableErrorQueue(); !s.ok()) return s;
+  if (options.segmentation_offload) {
+    // Either may be missing (an old kernel): plain datagrams then, which
+    // always work, so the errors only mean "not here".
+    socket->EnableSegmentation().IgnoreError();
+    socket->EnableCoalescing().IgnoreError();
+  }
   absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
   if (!local.ok()) return local.status();
   absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
@@ -48,12 +57,15 @@ Runtime::Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller
       poller_(std::move(poller)),
       local_(local),
       endpoint_(std::make_unique<Endpoint>(clock_->Now(), options.endpoint)),
-      buffers_(kSlotBytes * 8),
-      batch_(udp::DatagramSocket::kMaxBatch),
-      slots_(8) {
+      buffers_(kSlotBytes * kSlots),
+      trains_(udp::DatagramSocket::kMaxBatch),
+      segments_(udp::DatagramSocket::kMaxDatagramsPerCall),
+      slots_(kSlots) {
   for (size_t i = 0; i < slots_.size(); ++i) {
     slots_[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
   }
+  io_.gso_enabled = socket_.segmentation_enabled();
+  io_.gro_enabled = socket_.coalescing_enabled();
 }
 
 Runtime::~Runtime() = default;
@@ -90,18 +102,62 @@ absl::Status Runtime::Unwatch(int fd) { return poller_.Remove(fd); }
 
 void Runtime::Wake() { poller_.Wake(); }
 
+size_t Runtime::BuildTrains() {
+  // Without GSO every datagram is its own message: no more than one
+  // sendmmsg takes.
+  const bool gso = socket_.segmentation_enabled();
+  const size_t max_datagrams =
+      gso ? udp::DatagramSocket::kMaxDatagramsPerCall : udp::DatagramSocket::kMaxBatch;
+  size_t trains = 0;
+  size_t used = 0;
+  auto it = pending_.begin();
+  while (it != pending_.end() && trains < trains_.size() && used < max_datagrams) {
+    const size_t start = used;
+    const udp::SocketAddress& peer = it->peer;
+    const size_t segment = it->bytes.size();
+    const size_t max_bytes = udp::DatagramSocket::MaxTrainBytes(peer);
+    size_t bytes = 0;
+    for (;;) {
+      const size_t size = it->bytes.size();
+      segments_[used++] = udp::AsBytes(it->bytes);
+      bytes += size;
+      ++it;
+      if (!gso || size < segment || segment == 0) break;  // a shorter datagram ends a train
+      if (it == pending_.end() || used == max_datagrams ||
+          used - start == udp::DatagramSocket::kMaxTrainSegments) {
+        break;
+      }
+      if (it->bytes.size() > segment || bytes + it->bytes.size() > max_bytes) break;
+      if (!(it->peer == peer)) break;
+    }
+    trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};
+  }
+  return trains;
+}
+
 absl::Status Runtime::SendPending() {
   for (Outgoing& o : endpoint_->TakeOutgoing()) pending_.push_back(std::move(o));
   while (!pending_.empty()) {
-    std::vector<udp::OutgoingDatagram>& batch = batch_;
-    const size_t n = std::min(pending_.size(), batch.size());
-    for (size_t i = 0; i < n; ++i) {
-      batch[i].to = pending_[i].peer;
-      batch[i].payload = udp::AsBytes(pending_[i].bytes);
-    }
+    const size_t n = BuildTrains();
     ++io_.send_calls;
-    absl::StatusOr<size_t> sent = socket_.SendBatch(absl::MakeConstSpan(batch.data(), n));
+    absl::StatusOr<size_t> sent = socket_.SendTrains(absl::MakeConstSpan(trains_.data(), n));
     if (sent.ok()) {
+      io_.datagrams_sent += *sent;
+      // Trains sent whole while GSO stayed on went as one message each (a
+      // refusal sends the whole call as plain datagrams).
+      if (socket_.segmentation_enabled()) {
+        size_t counted = 0;
+        for (size_t i = 0; i < n && counted + trains_[i].datagrams.size() <= *sent; ++i) {
+          counted += trains_[i].datagrams.size();
+          if (trains_[i].datagrams.size() > 1) {
+            ++io_.gso_trains;
+            io_.gso_segments += trains_[i].datagrams.size();
+          }
+        }
+      } else if (io_.gso_enabled) {
+        io_.gso_enabled = false;
+        io_.gso_refused_errno = socket_.segmentation_refused_errno();
+      }
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(*sent));
       continue;
     }
@@ -146,9 +202,18 @@ absl::Status Runtime::Receive() {
         ++io_.truncated;
         continue;
       }
-      endpoint_->OnDatagram(
-          now, slots[i].from,
-          absl::string_view(reinterpret_cast<const char*>(slots[i].buffer.data()), slots[i].size));
+      size_t datagrams = 0;
+      udp::SplitSegments(slots[i], [&](absl::Span<const uint8_t> d) {
+        ++datagrams;
+        endpoint_->OnDatagram(
+            now, slots[i].from,
+            absl::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+      });
+      io_.datagrams_received += datagrams;
+      if (datagrams > 1) {
+        ++io_.gro_buffers;
+        io_.gro_segments += datagrams;
+      }
     }
     if (absl::Status s = SendPending(); !s.ok()) return s;
     if (*n < slots.size()) return absl::OkStatus();

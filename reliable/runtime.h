@@ -23,6 +23,18 @@
 // A server sets options.endpoint.accept_incoming and binds a known port; one
 // runtime serves any number of clients (up to max_connections).
 //
+// Batching: consecutive datagrams the endpoint emits for one peer with the
+// same size (a shorter one may end the run) leave as one UDP GSO train
+// (udp::DatagramSocket::SendTrains: up to 64 datagrams, 64 KiB, per train,
+// several trains per sendmmsg), and the socket receives with UDP GRO, so one
+// receive buffer may hold a run of datagrams from one peer, which Receive
+// cuts apart before Endpoint::OnDatagram. Both are on by default where the
+// kernel has them (Options::segmentation_offload), fall back to plain
+// datagrams by themselves when the kernel refuses a train, and change
+// nothing on the wire: peers see ordinary datagrams. IoStats shows them
+// working (gso_*, gro_*). Receive buffers: 8 slots of 64 KiB (512 KiB per
+// runtime), whatever the options.
+//
 // Threading: every method from one thread, except Wake(), which any thread
 // may call to make a blocked Poll() return. Owns the socket and the endpoint.
 #ifndef UDPMSG_RELIABLE_RUNTIME_H_
@@ -55,6 +67,10 @@ class Runtime final {
     int socket_buffer_bytes = 4 << 20;  // SO_RCVBUF / SO_SNDBUF requested
     // Borrowed; a RealClock when null.
     const Clock* clock = nullptr;
+    // UDP GSO on send and GRO on receive when the kernel has them (see
+    // "Batching" above); false sends and receives one datagram per message,
+    // for measurements and kernels that misbehave.
+    bool segmentation_offload = true;
   };
 
   struct PollResult {
@@ -70,6 +86,18 @@ class Runtime final {
     uint64_t truncated = 0;         // datagrams larger than our buffers
     uint64_t send_would_block = 0;  // socket buffer full: waited to send
     uint64_t icmp_errors = 0;       // ICMP reports read from the error queue
+    uint64_t datagrams_sent = 0;    // handed to the kernel, trains included
+    uint64_t gso_trains = 0;        // trains of 2+ datagrams sent as one message
+    uint64_t gso_segments = 0;      // datagrams in those trains
+    uint64_t datagrams_received = 0;  // after cutting coalesced buffers apart
+    uint64_t gro_buffers = 0;       // received buffers holding 2+ datagrams
+    uint64_t gro_segments = 0;      // datagrams in those buffers
+    // Whether trains still go as one message each: false when off in the
+    // options, unknown to the kernel, or refused at send time (then
+    // gso_refused_errno says why: EIO, EINVAL, ...).
+    bool gso_enabled = false;
+    bool gro_enabled = false;
+    int gso_refused_errno = 0;
   };
 
   // Binds the socket. Errors carry the errno text and the address (e.g.
@@ -137,6 +165,9 @@ class Runtime final {
   // Drains the socket's error queue into Endpoint::OnPeerUnreachable.
   absl::Status ReadSocketErrors();
   absl::Status SendPending();
+  // Groups the front of pending_ into trains_ (views of segments_); returns
+  // how many trains.
+  size_t BuildTrains();
   absl::Status Turn(absl::Time deadline, PollResult* result);
 
   Options options_;
@@ -151,7 +182,8 @@ class Runtime final {
   std::vector<Event> held_events_;
   std::vector<uint8_t> buffers_;
   // Reused for every sendmmsg / recvmmsg (no per-call zeroing of addresses).
-  std::vector<udp::OutgoingDatagram> batch_;
+  std::vector<udp::OutgoingTrain> trains_;
+  std::vector<absl::Span<const uint8_t>> segments_;
   std::vector<udp::ReceiveSlot> slots_;
   IoStats io_;
 };

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/errqueue.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -14,6 +15,50 @@
 #include "udp/errno_status.h"
 
 namespace udpmsg::udp {
+namespace {
+
+// Errors with which the kernel refuses to segment a train at send time: EIO
+// when the route's device cannot checksum the segments (no checksum
+// offload), EINVAL for SO_NO_CHECK / UDP_NO_CHECK6_TX or a segment larger
+// than the device MTU, the others from kernels or devices without UDP GSO.
+bool IsSegmentationRefusal(int error) {
+  return error == EIO || error == EINVAL || error == ENOPROTOOPT || error == EOPNOTSUPP;
+}
+
+// Why `train` cannot be sent as one train; OK when it can.
+absl::Status CheckTrain(const OutgoingTrain& train) {
+  const size_t count = train.datagrams.size();
+  if (count == 0) return absl::InvalidArgumentError("empty train");
+  if (count > DatagramSocket::kMaxTrainSegments) {
+    return absl::InvalidArgumentError(absl::StrCat("train of ", count, " datagrams (at most ",
+                                                   DatagramSocket::kMaxTrainSegments, ")"));
+  }
+  if (count == 1) return absl::OkStatus();
+  const size_t segment = train.datagrams[0].size();
+  if (segment == 0) return absl::InvalidArgumentError("train of empty datagrams");
+  size_t total = 0;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t size = train.datagrams[i].size();
+    if (size > segment || (size < segment && i + 1 < count)) {
+      return absl::InvalidArgumentError(absl::StrCat("train datagram ", i, " has ", size,
+                                                     " bytes, the first ", segment));
+    }
+    total += size;
+  }
+  if (total > DatagramSocket::MaxTrainBytes(train.to)) {
+    return absl::InvalidArgumentError(absl::StrCat("train of ", total, " bytes to ",
+                                                   train.to.ToString(), " (at most ",
+                                                   DatagramSocket::MaxTrainBytes(train.to), ")"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+size_t DatagramSocket::MaxTrainBytes(const SocketAddress& to) {
+  return to.family() == AddressFamily::kIpv6 && !to.IsV4Mapped() ? kMaxUdpPayloadIpv6
+                                                                 : kMaxUdpPayloadIpv4;
+}
 
 absl::StatusOr<DatagramSocket> DatagramSocket::Open(AddressFamily family,
                                                     const Options& options) {
@@ -139,11 +184,127 @@ absl::StatusOr<size_t> DatagramSocket::SendBatch(absl::Span<const OutgoingDatagr
   }
 }
 
+absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain> trains) {
+  if (trains.empty()) return 0;
+  if (absl::Status s = CheckTrain(trains[0]); !s.ok()) return s;
+  if (!segmentation_) return SendTrainsPlain(trains);
+  // One message per train; a train of two or more carries its segment size
+  // in a UDP_SEGMENT control message, and its datagrams as its iovecs (the
+  // kernel gathers them: nothing is copied here).
+  struct Control {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(uint16_t))];
+  };
+  std::array<mmsghdr, kMaxBatch> headers{};
+  std::array<iovec, kMaxDatagramsPerCall> vectors;
+  std::array<SocketAddress, kMaxBatch> targets;
+  std::array<Control, kMaxBatch> controls;
+  size_t count = 0;
+  size_t used = 0;  // iovecs
+  for (; count < trains.size() && count < kMaxBatch; ++count) {
+    const OutgoingTrain& train = trains[count];
+    // A malformed later train waits for the next call, which reports it.
+    if (count > 0 && !CheckTrain(train).ok()) break;
+    if (used + train.datagrams.size() > kMaxDatagramsPerCall) break;
+    targets[count] = ForSocket(train.to);
+    for (size_t i = 0; i < train.datagrams.size(); ++i) {
+      vectors[used + i].iov_base = const_cast<uint8_t*>(train.datagrams[i].data());
+      vectors[used + i].iov_len = train.datagrams[i].size();
+    }
+    msghdr& m = headers[count].msg_hdr;
+    m.msg_name = const_cast<sockaddr*>(targets[count].data());
+    m.msg_namelen = targets[count].size();
+    m.msg_iov = &vectors[used];
+    m.msg_iovlen = train.datagrams.size();
+    if (train.datagrams.size() > 1) {
+      m.msg_control = controls[count].bytes;
+      m.msg_controllen = sizeof(controls[count].bytes);
+      cmsghdr* c = CMSG_FIRSTHDR(&m);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const uint16_t segment = static_cast<uint16_t>(train.datagrams[0].size());
+      std::memcpy(CMSG_DATA(c), &segment, sizeof(segment));
+    }
+    used += train.datagrams.size();
+  }
+  for (;;) {
+    const int n = ::sendmmsg(fd(), headers.data(), static_cast<unsigned>(count), MSG_NOSIGNAL);
+    if (n >= 0) {
+      // A later train that failed (a refusal included) comes first in the
+      // caller's next call and fails there, synchronously.
+      size_t datagrams = 0;
+      for (int i = 0; i < n; ++i) datagrams += trains[i].datagrams.size();
+      return datagrams;
+    }
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (trains[0].datagrams.size() > 1 && IsSegmentationRefusal(error)) {
+      // The kernel will not segment here: plain datagrams from now on, and
+      // these go again at once.
+      segmentation_ = false;
+      segmentation_refused_errno_ = error;
+      return SendTrainsPlain(trains);
+    }
+    return ErrnoStatus(error, absl::StrCat("sendmmsg ", count, " trains (", used,
+                                           " datagrams), first to ", trains[0].to.ToString()));
+  }
+}
+
+absl::StatusOr<size_t> DatagramSocket::SendTrainsPlain(absl::Span<const OutgoingTrain> trains) {
+  std::array<mmsghdr, kMaxBatch> headers{};
+  std::array<iovec, kMaxBatch> vectors{};
+  std::array<SocketAddress, kMaxBatch> targets;
+  size_t count = 0;
+  for (size_t t = 0; t < trains.size() && count < kMaxBatch; ++t) {
+    if (t > 0 && !CheckTrain(trains[t]).ok()) break;
+    const SocketAddress target = ForSocket(trains[t].to);
+    for (size_t i = 0; i < trains[t].datagrams.size() && count < kMaxBatch; ++i, ++count) {
+      targets[count] = target;
+      vectors[count].iov_base = const_cast<uint8_t*>(trains[t].datagrams[i].data());
+      vectors[count].iov_len = trains[t].datagrams[i].size();
+      headers[count].msg_hdr.msg_name = const_cast<sockaddr*>(targets[count].data());
+      headers[count].msg_hdr.msg_namelen = targets[count].size();
+      headers[count].msg_hdr.msg_iov = &vectors[count];
+      headers[count].msg_hdr.msg_iovlen = 1;
+    }
+  }
+  for (;;) {
+    const int n = ::sendmmsg(fd(), headers.data(), static_cast<unsigned>(count), MSG_NOSIGNAL);
+    if (n >= 0) return static_cast<size_t>(n);
+    if (errno == EINTR) continue;
+    return ErrnoStatus(errno, absl::StrCat("sendmmsg ", count, " datagrams, first to ",
+                                           trains[0].to.ToString()));
+  }
+}
+
+absl::Status DatagramSocket::EnableSegmentation() {
+  // Segment size 0 (the default) changes nothing; the point is whether the
+  // kernel knows the option. A kernel that did not would ignore the control
+  // message and send a whole train as one datagram.
+  if (absl::Status s = SetIntOption(fd(), SOL_UDP, UDP_SEGMENT, 0, "UDP_SEGMENT"); !s.ok()) {
+    return s;
+  }
+  segmentation_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status DatagramSocket::EnableCoalescing() {
+  if (absl::Status s = SetIntOption(fd(), SOL_UDP, UDP_GRO, 1, "UDP_GRO"); !s.ok()) return s;
+  coalescing_ = true;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<size_t> DatagramSocket::RecvBatch(absl::Span<ReceiveSlot> slots) {
   const size_t count = std::min(slots.size(), kMaxBatch);
   if (count == 0) return 0;
+  // With GRO on, each message may carry a UDP_GRO control message (an int:
+  // the segment size of a coalesced buffer).
+  struct Control {
+    alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(int))];
+  };
   std::array<mmsghdr, kMaxBatch> headers{};
   std::array<iovec, kMaxBatch> vectors{};
+  std::array<Control, kMaxBatch> controls;
   for (size_t i = 0; i < count; ++i) {
     vectors[i].iov_base = slots[i].buffer.data();
     vectors[i].iov_len = slots[i].buffer.size();
@@ -151,6 +312,10 @@ absl::StatusOr<size_t> DatagramSocket::RecvBatch(absl::Span<ReceiveSlot> slots) 
     headers[i].msg_hdr.msg_namelen = SocketAddress::capacity();
     headers[i].msg_hdr.msg_iov = &vectors[i];
     headers[i].msg_hdr.msg_iovlen = 1;
+    if (coalescing_) {
+      headers[i].msg_hdr.msg_control = controls[i].bytes;
+      headers[i].msg_hdr.msg_controllen = sizeof(controls[i].bytes);
+    }
   }
   for (;;) {
     // MSG_WAITFORONE: block (on a blocking socket) only for the first one.
@@ -158,10 +323,22 @@ absl::StatusOr<size_t> DatagramSocket::RecvBatch(absl::Span<ReceiveSlot> slots) 
                        nullptr);
     if (n >= 0) {
       for (int i = 0; i < n; ++i) {
-        slots[i].from.set_size(headers[i].msg_hdr.msg_namelen);
+        msghdr& m = headers[i].msg_hdr;
+        slots[i].from.set_size(m.msg_namelen);
         slots[i].from = slots[i].from.Unmapped();
         slots[i].size = headers[i].msg_len;
-        slots[i].truncated = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+        slots[i].truncated = (m.msg_flags & MSG_TRUNC) != 0;
+        slots[i].segment_size = 0;
+        if (!coalescing_) continue;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+          if (c->cmsg_level != SOL_UDP || c->cmsg_type != UDP_GRO) continue;
+          if (c->cmsg_len < CMSG_LEN(sizeof(int))) continue;
+          int segment = 0;
+          std::memcpy(&segment, CMSG_DATA(c), sizeof(segment));
+          if (segment > 0 && static_cast<size_t>(segment) < slots[i].size) {
+            slots[i].segment_size = static_cast<size_t>(segment);
+          }
+        }
       }
       return static_cast<size_t>(n);
     }

@@ -18,11 +18,36 @@
 //   std::array<uint8_t, 1500> buffer;
 //   absl::StatusOr<Datagram> got = socket->RecvFrom(absl::MakeSpan(buffer));
 //
+// Segmentation offload (Linux UDP GSO and GRO), for bulk senders:
+//   - EnableSegmentation() lets SendTrains hand the kernel a whole train of
+//     equal-size datagrams for one peer in one message (a UDP_SEGMENT control
+//     message); the kernel (or the NIC) cuts it into datagrams, so a train of
+//     up to kMaxTrainSegments datagrams costs one trip through the stack.
+//     Receivers see ordinary datagrams. Without it SendTrains sends every
+//     datagram of every train as its own message (plain sendmmsg).
+//   - EnableCoalescing() (UDP_GRO) lets the kernel hand RecvBatch several
+//     datagrams from one peer in one buffer: the slot's `segment_size` then
+//     says how to cut it (SplitSegments), and the buffer must hold up to 64
+//     KiB (kCoalescedBufferBytes), or the tail is lost as truncated.
+//   A kernel that refuses UDP_SEGMENT later, at send time (EIO: a device
+//   without checksum offload; EINVAL: for instance SO_NO_CHECK, or a segment
+//   larger than the device MTU), turns segmentation off for the rest of the
+//   socket's life, and the refused train is sent again as plain datagrams in
+//   the same call: no datagram is ever lost because of segmentation.
+//
+//   sock->EnableSegmentation();   // an error only means "not on this kernel"
+//   std::array<absl::Span<const uint8_t>, 3> parts = {a, b, c};  // equal sizes (c may be shorter)
+//   OutgoingTrain train{peer, parts};
+//   absl::StatusOr<size_t> sent = sock->SendTrains(absl::MakeConstSpan(&train, 1));  // datagrams
+//
 // Threading: calls on one socket may come from several threads (the kernel
-// serialises them), but moving or destroying it must not race with use.
+// serialises them), except that SendTrains, EnableSegmentation and
+// EnableCoalescing update the socket's offload state: call those from one
+// thread at a time. Moving or destroying it must not race with use.
 #ifndef UDPMSG_UDP_DATAGRAM_SOCKET_H_
 #define UDPMSG_UDP_DATAGRAM_SOCKET_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -60,6 +85,15 @@ struct OutgoingDatagram {
   absl::Span<const uint8_t> payload;
 };
 
+// A train for SendTrains: datagrams for one peer, in order, every one as
+// long as the first except the last, which may be shorter. 1 to
+// DatagramSocket::kMaxTrainSegments of them, MaxTrainBytes(to) bytes at most
+// in all. The spans are borrowed for the call.
+struct OutgoingTrain {
+  SocketAddress to;
+  absl::Span<const absl::Span<const uint8_t>> datagrams;
+};
+
 // One receive slot for RecvBatch: the caller provides `buffer`; the socket
 // fills the rest.
 struct ReceiveSlot {
@@ -67,7 +101,26 @@ struct ReceiveSlot {
   size_t size = 0;
   SocketAddress from;
   bool truncated = false;
+  // Nonzero when the kernel coalesced several datagrams from `from` into the
+  // buffer (UDP GRO, see EnableCoalescing): each is `segment_size` bytes but
+  // the last, which may be shorter. SplitSegments cuts them apart.
+  size_t segment_size = 0;
 };
+
+// The datagrams in a received slot: the whole `size` bytes as one datagram
+// when `segment_size` is 0, else consecutive pieces of `segment_size` bytes
+// (the last may be shorter). Calls `f(absl::Span<const uint8_t>)` for each.
+template <typename F>
+void SplitSegments(const ReceiveSlot& slot, F&& f) {
+  const uint8_t* data = slot.buffer.data();
+  if (slot.segment_size == 0 || slot.segment_size >= slot.size) {
+    f(absl::MakeConstSpan(data, slot.size));
+    return;
+  }
+  for (size_t at = 0; at < slot.size; at += slot.segment_size) {
+    f(absl::MakeConstSpan(data + at, std::min(slot.segment_size, slot.size - at)));
+  }
+}
 
 // An ICMP error the kernel reported for a datagram this socket sent (read
 // from the error queue, see DatagramSocket::EnableErrorQueue).
@@ -94,8 +147,18 @@ class DatagramSocket final {
     int send_buffer_bytes = 0;     // SO_SNDBUF when > 0
   };
 
-  // Largest batch handled by one sendmmsg/recvmmsg call.
+  // Largest batch handled by one sendmmsg/recvmmsg call (messages: trains
+  // count one each when segmentation is on).
   static constexpr size_t kMaxBatch = 64;
+  // Most datagrams in one train (the kernel's UDP_MAX_SEGMENTS on older
+  // kernels), and most datagrams SendTrains passes in one call.
+  static constexpr size_t kMaxTrainSegments = 64;
+  static constexpr size_t kMaxDatagramsPerCall = 1024;
+  // A receive buffer that holds any coalesced (GRO) buffer whole.
+  static constexpr size_t kCoalescedBufferBytes = 65536;
+  // Most payload bytes in one train to `to`: 65507 for IPv4 peers (also when
+  // v4-mapped on an IPv6 socket), 65527 for IPv6.
+  static size_t MaxTrainBytes(const SocketAddress& to);
 
   // A new unbound socket of `family` (kIpv4 or kIpv6).
   static absl::StatusOr<DatagramSocket> Open(AddressFamily family, const Options& options);
@@ -127,7 +190,41 @@ class DatagramSocket final {
   absl::StatusOr<size_t> SendBatch(absl::Span<const OutgoingDatagram> batch);
   // recvmmsg: fills slots from the front of `slots` with whatever is waiting
   // (never blocks for more than the first datagram) and returns the count.
+  // With coalescing on, a slot may hold several datagrams (`segment_size`).
   absl::StatusOr<size_t> RecvBatch(absl::Span<ReceiveSlot> slots);
+
+  // Turns UDP GSO on for SendTrains (checks that the kernel knows
+  // UDP_SEGMENT). FAILED_PRECONDITION "setsockopt UDP_SEGMENT=0: Protocol
+  // not available" (ENOPROTOOPT) or INVALID_ARGUMENT (EINVAL) when it does
+  // not; the socket then keeps sending plain datagrams, which always works.
+  absl::Status EnableSegmentation();
+  // Whether SendTrains currently sends trains as one message each (false
+  // before EnableSegmentation and after a refusal at send time).
+  bool segmentation_enabled() const { return segmentation_; }
+  // The errno with which the kernel refused a train at send time (EIO,
+  // EINVAL, ...), turning segmentation off; 0 if it never did.
+  int segmentation_refused_errno() const { return segmentation_refused_errno_; }
+
+  // Turns UDP GRO on (setsockopt UDP_GRO): RecvBatch may then return
+  // coalesced buffers (see ReceiveSlot::segment_size), so every slot needs
+  // kCoalescedBufferBytes. Errors as for EnableSegmentation.
+  absl::Status EnableCoalescing();
+  bool coalescing_enabled() const { return coalescing_; }
+
+  // Sends trains from the front of `trains` and returns how many DATAGRAMS
+  // went out, counted across the trains in order (a partial count means the
+  // socket buffer filled, or the datagram after them failed: the caller
+  // sends the rest again and then sees that error). With segmentation on,
+  // each train of two or more datagrams is one message of a sendmmsg (at
+  // most kMaxBatch trains and kMaxDatagramsPerCall datagrams per call);
+  // otherwise every datagram is its own message (at most kMaxBatch).
+  // UNAVAILABLE when nothing could be sent (would block); another errno
+  // status ("sendmmsg 1 trains (1 datagrams), first to 127.0.0.1:9: ...")
+  // concerns the first datagram, as for SendBatch. A train the kernel
+  // refuses to segment is re-sent as plain datagrams (see above).
+  // INVALID_ARGUMENT, sending nothing, for a malformed first train (empty,
+  // too long, or unequal sizes).
+  absl::StatusOr<size_t> SendTrains(absl::Span<const OutgoingTrain> trains);
 
   // Asks the kernel to queue ICMP errors (port or host unreachable, ...) for
   // ReadErrors: IP_RECVERR, plus IPV6_RECVERR on IPv6 sockets. An unconnected
@@ -156,9 +253,14 @@ class DatagramSocket final {
   DatagramSocket(OwnedFd fd, AddressFamily family) : fd_(std::move(fd)), family_(family) {}
   // Maps IPv4 peers to v4-mapped form on IPv6 sockets.
   SocketAddress ForSocket(const SocketAddress& peer) const;
+  // SendTrains without segmentation: one message per datagram.
+  absl::StatusOr<size_t> SendTrainsPlain(absl::Span<const OutgoingTrain> trains);
 
   OwnedFd fd_;
   AddressFamily family_;
+  bool segmentation_ = false;
+  int segmentation_refused_errno_ = 0;
+  bool coalescing_ = false;
 };
 
 }  // namespace udpmsg::udp

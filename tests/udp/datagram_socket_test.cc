@@ -1,7 +1,10 @@
 #include "udp/datagram_socket.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <cstring>
@@ -36,6 +39,61 @@ SocketAddress DeadPort(AddressFamily family) {
   if (!temp.ok()) return SocketAddress();
   absl::StatusOr<SocketAddress> local = temp->LocalAddress();
   return local.ok() ? *local : SocketAddress();
+}
+
+// `count` datagrams of `size` bytes (the last `last` bytes), each filled
+// with its own pattern, so a misplaced byte shows.
+std::vector<std::string> TrainPayloads(size_t count, size_t size, size_t last) {
+  std::vector<std::string> payloads;
+  for (size_t i = 0; i < count; ++i) {
+    std::string p(i + 1 == count ? last : size, '\0');
+    for (size_t j = 0; j < p.size(); ++j) p[j] = static_cast<char>(i * 31 + j * 7);
+    payloads.push_back(std::move(p));
+  }
+  return payloads;
+}
+
+std::vector<absl::Span<const uint8_t>> Spans(const std::vector<std::string>& payloads) {
+  std::vector<absl::Span<const uint8_t>> spans;
+  for (const std::string& p : payloads) spans.push_back(AsBytes(p));
+  return spans;
+}
+
+// What RecvBatch hands over until `expected` datagrams are in, split with
+// SplitSegments; `coalesced` counts the buffers that held several.
+struct Received {
+  std::vector<std::string> datagrams;
+  std::vector<SocketAddress> from;
+  size_t coalesced = 0;
+};
+Received ReceiveDatagrams(DatagramSocket& socket, size_t expected) {
+  Received r;
+  std::vector<uint8_t> memory(4 * DatagramSocket::kCoalescedBufferBytes);
+  std::vector<ReceiveSlot> slots(4);
+  for (size_t i = 0; i < slots.size(); ++i) {
+    slots[i].buffer = absl::MakeSpan(memory).subspan(i * DatagramSocket::kCoalescedBufferBytes,
+                                                     DatagramSocket::kCoalescedBufferBytes);
+  }
+  while (r.datagrams.size() < expected) {
+    if (!WaitReadable(socket.fd())) {
+      ADD_FAILURE() << "only " << r.datagrams.size() << " of " << expected << " datagrams";
+      break;
+    }
+    absl::StatusOr<size_t> n = socket.RecvBatch(absl::MakeSpan(slots));
+    if (!n.ok()) {
+      ADD_FAILURE() << n.status();
+      break;
+    }
+    for (size_t i = 0; i < *n; ++i) {
+      EXPECT_FALSE(slots[i].truncated);
+      if (slots[i].segment_size != 0) ++r.coalesced;
+      SplitSegments(slots[i], [&](absl::Span<const uint8_t> d) {
+        r.datagrams.emplace_back(reinterpret_cast<const char*>(d.data()), d.size());
+        r.from.push_back(slots[i].from);
+      });
+    }
+  }
+  return r;
 }
 
 class DatagramSocketTest : public ::testing::TestWithParam<AddressFamily> {};
@@ -211,6 +269,150 @@ TEST_P(DatagramSocketTest, BatchOf64DatagramsArrivesIntactAndInOrder) {
   }
 }
 
+TEST_P(DatagramSocketTest, GsoTrainArrivesAsSeparateDatagramsAtAPlainSocket) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok()) << "UDP GSO is available on the kernels we test on";
+  const std::vector<std::string> payloads = TrainPayloads(11, 1000, 300);
+  const std::vector<absl::Span<const uint8_t>> spans = Spans(payloads);
+  const OutgoingTrain train{*b->LocalAddress(), spans};
+  absl::StatusOr<size_t> sent = a->SendTrains(absl::MakeConstSpan(&train, 1));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, payloads.size());
+  EXPECT_TRUE(a->segmentation_enabled());
+
+  // b reads one datagram per call (no GRO): the kernel cut the train.
+  std::array<uint8_t, 2048> buffer;
+  for (size_t i = 0; i < payloads.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_TRUE(WaitReadable(b->fd()));
+    absl::StatusOr<Datagram> got = b->RecvFrom(absl::MakeSpan(buffer));
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(std::string(reinterpret_cast<char*>(buffer.data()), got->size), payloads[i]);
+  }
+  absl::StatusOr<Datagram> extra = b->RecvFrom(absl::MakeSpan(buffer));
+  EXPECT_TRUE(IsWouldBlock(extra.status())) << "nothing more";
+}
+
+TEST_P(DatagramSocketTest, GroSocketGetsTheTrainCoalescedAndSplitsItBack) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  ASSERT_TRUE(b->EnableCoalescing().ok());
+  // The largest train: 64 datagrams within the family's payload limit.
+  const size_t segment = (DatagramSocket::MaxTrainBytes(*b->LocalAddress()) - 17) / 64;
+  const std::vector<std::string> payloads = TrainPayloads(64, segment, 17);
+  const std::vector<absl::Span<const uint8_t>> spans = Spans(payloads);
+  const OutgoingTrain train{*b->LocalAddress(), spans};
+  absl::StatusOr<size_t> sent = a->SendTrains(absl::MakeConstSpan(&train, 1));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 64u);
+
+  Received r = ReceiveDatagrams(*b, payloads.size());
+  EXPECT_EQ(r.datagrams, payloads);
+  for (const SocketAddress& from : r.from) EXPECT_EQ(from, *a->LocalAddress());
+  // Loopback hands a GSO train to a GRO socket as it was sent.
+  EXPECT_EQ(r.coalesced, 1u);
+}
+
+TEST_P(DatagramSocketTest, TrainsToSeveralPeersGoInOneCall) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> c = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  ASSERT_TRUE(c->EnableCoalescing().ok());
+  const std::vector<std::string> to_b1 = TrainPayloads(5, 1200, 1200);
+  const std::vector<std::string> to_c = TrainPayloads(3, 700, 2);
+  const std::vector<std::string> to_b2 = TrainPayloads(1, 90, 90);
+  const std::vector<absl::Span<const uint8_t>> s1 = Spans(to_b1), s2 = Spans(to_c),
+                                               s3 = Spans(to_b2);
+  const std::vector<OutgoingTrain> trains = {
+      {*b->LocalAddress(), s1}, {*c->LocalAddress(), s2}, {*b->LocalAddress(), s3}};
+  absl::StatusOr<size_t> sent = a->SendTrains(trains);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 9u);
+
+  std::vector<std::string> want_b = to_b1;
+  want_b.push_back(to_b2[0]);
+  EXPECT_EQ(ReceiveDatagrams(*b, want_b.size()).datagrams, want_b);
+  EXPECT_EQ(ReceiveDatagrams(*c, to_c.size()).datagrams, to_c);
+}
+
+TEST_P(DatagramSocketTest, RefusedSegmentationFallsBackToPlainDatagramsAndLosesNone) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  // Without UDP checksums the kernel refuses to segment (EINVAL at send), as
+  // a device without checksum offload does (EIO).
+  int one = 1;
+  if (GetParam() == AddressFamily::kIpv4) {
+    ASSERT_EQ(::setsockopt(a->fd(), SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)), 0);
+  } else {
+    ASSERT_EQ(::setsockopt(a->fd(), SOL_UDP, UDP_NO_CHECK6_TX, &one, sizeof(one)), 0);
+    // IPv6 receivers drop zero checksums unless told otherwise.
+    ASSERT_EQ(::setsockopt(b->fd(), SOL_UDP, UDP_NO_CHECK6_RX, &one, sizeof(one)), 0);
+  }
+  const std::vector<std::string> first = TrainPayloads(8, 1100, 1100);
+  const std::vector<std::string> second = TrainPayloads(4, 1100, 5);
+  const std::vector<absl::Span<const uint8_t>> s1 = Spans(first), s2 = Spans(second);
+  const std::vector<OutgoingTrain> trains = {{*b->LocalAddress(), s1}, {*b->LocalAddress(), s2}};
+  absl::StatusOr<size_t> sent = a->SendTrains(trains);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 12u);
+  EXPECT_FALSE(a->segmentation_enabled());
+  EXPECT_EQ(a->segmentation_refused_errno(), EINVAL);
+  // And plain from then on.
+  sent = a->SendTrains(absl::MakeConstSpan(trains).subspan(1));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 4u);
+
+  std::vector<std::string> want = first;
+  want.insert(want.end(), second.begin(), second.end());
+  want.insert(want.end(), second.begin(), second.end());
+  EXPECT_EQ(ReceiveDatagrams(*b, want.size()).datagrams, want);
+}
+
+TEST_P(DatagramSocketTest, WithoutSegmentationTrainsGoAsPlainDatagrams) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE(b->EnableCoalescing().ok());
+  const std::vector<std::string> payloads = TrainPayloads(6, 500, 500);
+  const std::vector<absl::Span<const uint8_t>> spans = Spans(payloads);
+  const OutgoingTrain train{*b->LocalAddress(), spans};
+  absl::StatusOr<size_t> sent = a->SendTrains(absl::MakeConstSpan(&train, 1));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 6u);
+  Received r = ReceiveDatagrams(*b, payloads.size());
+  EXPECT_EQ(r.datagrams, payloads);
+  EXPECT_EQ(r.coalesced, 0u);  // loopback coalesces only what was sent as a train
+}
+
+TEST_P(DatagramSocketTest, MalformedTrainsAreInvalidArguments) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  const SocketAddress to = DeadPort(GetParam());
+  const std::vector<std::string> uneven = {"abcd", "ab", "abcd"};
+  const std::vector<std::string> longer_last = {"abcd", "abcde"};
+  const std::vector<std::string> too_many = TrainPayloads(65, 10, 10);
+  const std::vector<std::string> too_big = TrainPayloads(2, 40000, 40000);
+  for (const std::vector<std::string>* p : {&uneven, &longer_last, &too_many, &too_big}) {
+    const std::vector<absl::Span<const uint8_t>> spans = Spans(*p);
+    const OutgoingTrain train{to, spans};
+    absl::StatusOr<size_t> sent = a->SendTrains(absl::MakeConstSpan(&train, 1));
+    EXPECT_EQ(sent.status().code(), absl::StatusCode::kInvalidArgument) << sent.status();
+  }
+  const OutgoingTrain empty{to, {}};
+  EXPECT_EQ(a->SendTrains(absl::MakeConstSpan(&empty, 1)).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(a->segmentation_enabled());
+}
+
 TEST_P(DatagramSocketTest, BufferSizesCanBeSetAndRead) {
   absl::StatusOr<DatagramSocket> socket = BoundLoopback(GetParam());
   ASSERT_TRUE(socket.ok());
@@ -242,6 +444,27 @@ TEST(DatagramSocketDualStackTest, Ipv6WildcardServesIpv4PeersAsPlainIpv4) {
   got = client->RecvFrom(absl::MakeSpan(buffer));
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(std::string(reinterpret_cast<char*>(buffer.data()), got->size), "back");
+}
+
+TEST(DatagramSocketDualStackTest, Ipv6SocketSendsTrainsToIpv4Peers) {
+  absl::StatusOr<DatagramSocket> server = DatagramSocket::Bind(
+      SocketAddress::Any(AddressFamily::kIpv6, 0), {.non_blocking = true});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_TRUE(server->EnableSegmentation().ok());
+  absl::StatusOr<DatagramSocket> client = BoundLoopback(AddressFamily::kIpv4);
+  ASSERT_TRUE(client.ok());
+  ASSERT_TRUE(client->EnableCoalescing().ok());
+  EXPECT_EQ(DatagramSocket::MaxTrainBytes(*client->LocalAddress()), kMaxUdpPayloadIpv4);
+  EXPECT_EQ(DatagramSocket::MaxTrainBytes(client->LocalAddress()->V4Mapped()), kMaxUdpPayloadIpv4);
+  const std::vector<std::string> payloads = TrainPayloads(7, 1300, 1299);
+  const std::vector<absl::Span<const uint8_t>> spans = Spans(payloads);
+  const OutgoingTrain train{*client->LocalAddress(), spans};
+  absl::StatusOr<size_t> sent = server->SendTrains(absl::MakeConstSpan(&train, 1));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 7u);
+  Received r = ReceiveDatagrams(*client, payloads.size());
+  EXPECT_EQ(r.datagrams, payloads);
+  EXPECT_EQ(r.coalesced, 1u);
 }
 
 TEST(DatagramSocketOpenTest, UnspecifiedFamilyIsInvalid) {
