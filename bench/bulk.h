@@ -7,7 +7,9 @@
 // own; goodput is verified bytes / (first byte sent -> last byte received at
 // the receiver). When the receiver's clock cannot be compared (its last-byte
 // time does not fall between the sender's start and its receipt of the
-// result: another host), the receipt of the result ends the interval.
+// result: another host), the receipt of the result ends the interval. Each
+// row also gives the CPU seconds per GB of the sending and the receiving
+// thread (bulk_flow.h says what they count).
 //
 // Roles (BenchRole): kLocal runs every receiver on a thread of this process
 // and sends over loopback; the UDP transports pass an in-process LossyPath
@@ -36,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "bench/bulk_flow.h"
 #include "bench/report.h"
 #include "impairment/model.h"
 #include "reliable/connection.h"
@@ -44,15 +47,13 @@
 
 namespace udpmsg::bench {
 
-// Bulk transfers use 1200-byte datagrams on both UDP libraries.
-inline constexpr size_t kBulkDatagramBytes = 1200;
-
 struct BulkConfig {
   BenchRole role = BenchRole::kLocal;
   uint64_t size = 16 << 20;
   std::vector<double> losses = {0};  // kLocal: the rates to run
   std::string loss_label = "?";      // kClient: the label of every row
-  // In table order (ParseBulkTransports): udpmsg, tcp, tcp-<cc>..., enet.
+  // In table order (ParseBulkTransports): udpmsg, udpmsg-<cc>..., tcp,
+  // tcp-<cc>..., enet.
   std::vector<std::string> transports = {"udpmsg", "tcp", "enet"};
   reliable::CongestionControl cc = reliable::CongestionControl::kNewReno;
   uint64_t seed = 1;
@@ -81,19 +82,6 @@ absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view t
 // Runs `config` and prints its table. DATA_LOSS when any transfer failed or
 // was not verified (after printing); a server's or setup's own errors.
 absl::Status RunBulk(const BulkConfig& config);
-
-// What one transfer measured (bulk_table.h turns these into the table).
-struct BulkOutcome {
-  std::string transport;
-  std::string loss;        // label
-  uint64_t bytes = 0;      // delivered (verified when `verified`)
-  bool verified = false;
-  double seconds = 0;
-  int64_t retransmits = -1;  // -1: unknown
-  bool receiver_clock = true;
-  std::string error;
-  double mbps() const { return seconds > 0 && verified ? bytes * 8 / seconds / 1e6 : 0; }
-};
 
 // The table of `rows`, with its notes and targets.
 BenchTable MakeBulkTable(const std::vector<BulkOutcome>& rows, const BulkConfig& config);

@@ -10,7 +10,9 @@ namespace udpmsg::bench {
 namespace {
 
 constexpr uint64_t kHeaderMagic = 0x4b4c5542474d5355;  // "USMGBULK", little-endian
-constexpr uint64_t kResultMagic = 0x544c5352474d5355;  // "USMGRSLT"
+constexpr uint64_t kTimedMagic = 0x454d4954474d5355;     // "USMGTIME"
+constexpr uint64_t kResultV1Magic = 0x544c5352474d5355;  // "USMGRSLT"
+constexpr uint64_t kResultMagic = 0x32534552474d5355;    // "USMGRES2"
 
 uint64_t Load(const char* p) {
   uint64_t v = 0;
@@ -83,23 +85,52 @@ std::string EncodeHeader(uint64_t size) {
   return out;
 }
 
+std::string EncodeTimedHeader(absl::Duration duration) {
+  std::string out;
+  PutU64(&out, kTimedMagic);
+  PutU64(&out, static_cast<uint64_t>(absl::ToInt64Nanoseconds(duration)));
+  return out;
+}
+
+uint64_t CyclicChecksum(absl::string_view data, uint64_t length) {
+  Checksum c;
+  for (; length >= data.size() && !data.empty(); length -= data.size()) c.Update(data);
+  c.Update(data.substr(0, length));
+  return c.Final();
+}
+
 std::string EncodeResult(const BulkResult& r) {
   std::string out;
   PutU64(&out, kResultMagic);
   PutU64(&out, r.received);
   PutU64(&out, r.checksum);
   PutU64(&out, static_cast<uint64_t>(absl::ToUnixNanos(r.last_byte)));
+  PutU64(&out, static_cast<uint64_t>(r.receiver_cpu_ns));
   return out;
 }
 
+absl::StatusOr<size_t> ResultLength(absl::string_view prefix) {
+  if (prefix.size() < 8) return 0;
+  const uint64_t magic = GetU64(prefix, 0);
+  if (magic == kResultMagic) return kBulkResultBytes;
+  if (magic == kResultV1Magic) return kBulkResultV1Bytes;
+  return absl::DataLossError("the receiver's result is malformed (unknown magic)");
+}
+
 absl::StatusOr<BulkResult> DecodeResult(absl::string_view in) {
-  if (in.size() != kBulkResultBytes || GetU64(in, 0) != kResultMagic) {
-    return absl::DataLossError("the receiver's result is malformed");
+  absl::StatusOr<size_t> length = ResultLength(in);
+  if (!length.ok()) return length.status();
+  if (*length == 0 || in.size() != *length) {
+    return absl::DataLossError("the receiver's result is malformed (wrong length)");
   }
   BulkResult r;
   r.received = GetU64(in, 8);
   r.checksum = GetU64(in, 16);
   r.last_byte = absl::FromUnixNanos(static_cast<int64_t>(GetU64(in, 24)));
+  if (*length == kBulkResultBytes) {
+    r.receiver_cpu_ns = static_cast<int64_t>(GetU64(in, 32));
+    if (r.receiver_cpu_ns < -1) return absl::DataLossError("the receiver's CPU time is negative");
+  }
   return r;
 }
 
@@ -109,14 +140,32 @@ absl::Status ReceiveState::Consume(absl::string_view bytes, absl::Time now) {
     header_.append(bytes.data(), take);
     bytes.remove_prefix(take);
     if (header_.size() < kBulkHeaderBytes) return absl::OkStatus();
-    if (GetU64(header_, 0) != kHeaderMagic) {
+    const uint64_t magic = GetU64(header_, 0);
+    if (magic == kTimedMagic) {
+      const uint64_t ns = GetU64(header_, 8);
+      if (ns == 0 || ns > static_cast<uint64_t>(absl::ToInt64Nanoseconds(kMaxTimedDuration))) {
+        return absl::DataLossError("timed transfer of zero or over an hour");
+      }
+      timed_ = true;
+      duration_ = absl::Nanoseconds(static_cast<int64_t>(ns));
+    } else if (magic == kHeaderMagic) {
+      expected_ = GetU64(header_, 8);
+      if (expected_ > kMaxTransferSize) return absl::DataLossError("transfer size over 1GiB");
+    } else {
       return absl::DataLossError("not a bench bulk transfer (bad header)");
     }
-    expected_ = GetU64(header_, 8);
-    if (expected_ > kMaxTransferSize) return absl::DataLossError("transfer size over 1GiB");
     have_header_ = true;
   }
   if (bytes.empty()) return absl::OkStatus();
+  if (timed_) {
+    if (deadline_ == absl::InfiniteFuture()) deadline_ = now + duration_;
+    Tick(now);
+    if (past_deadline_) return absl::OkStatus();
+    sum_.Update(bytes);
+    received_ += bytes.size();
+    last_ = now;
+    return absl::OkStatus();
+  }
   if (bytes.size() > expected_ - received_) {
     return absl::DataLossError(absl::StrCat("more data than the ", expected_, " bytes announced"));
   }
@@ -126,8 +175,17 @@ absl::Status ReceiveState::Consume(absl::string_view bytes, absl::Time now) {
   return absl::OkStatus();
 }
 
-std::string ReceiveState::EncodedResult() const {
-  return EncodeResult(BulkResult{received_, sum_.Final(), last_});
+void ReceiveState::Tick(absl::Time now) {
+  if (timed_ && now >= deadline_) past_deadline_ = true;
+}
+
+bool ReceiveState::complete() const {
+  if (!have_header_) return false;
+  return timed_ ? past_deadline_ : received_ == expected_;
+}
+
+std::string ReceiveState::EncodedResult(int64_t receiver_cpu_ns) const {
+  return EncodeResult(BulkResult{received_, sum_.Final(), last_, receiver_cpu_ns});
 }
 
 }  // namespace udpmsg::bench

@@ -1,24 +1,35 @@
 // The bytes of one `bench bulk` transfer, the same on every transport.
 //
-// The sender sends a 16-byte header (magic "USMGBULK", size, little-endian)
-// and then `size` bytes of deterministic pseudo-random data (MakePayload);
-// the receiver (ReceiveState) checksums what arrives and, when it has `size`
-// bytes, answers with a 32-byte result (magic "USMGRSLT", bytes, checksum,
-// the Unix time in ns at which it received the last byte).
+// The sender sends a 16-byte header and then deterministic pseudo-random
+// data (MakePayload); the receiver (ReceiveState) checksums what arrives and
+// answers with a result. Two kinds of transfer:
+//   sized: header magic "USMGBULK" and the size (little-endian); the
+//          receiver answers when it has `size` bytes.
+//   timed: header magic "USMGTIME" and a duration in ns (bench fairness);
+//          the sender streams until it gets the answer, the receiver counts
+//          the bytes that arrive within `duration` of the first data byte
+//          and answers at that deadline (bytes after it are not counted).
+// The result: magic "USMGRES2", bytes counted, their checksum, the Unix time
+// in ns of the last byte counted, and the receiving thread's CPU time in ns
+// over the transfer (-1: unknown) = 40 bytes. The first version ("USMGRSLT",
+// 32 bytes, no CPU time), which servers before the CPU figure send, decodes
+// too, with the CPU time unknown. ResultLength tells the two apart from the
+// first 8 bytes, so a stream reader knows how much to wait for.
 //
 // ReceiveState::Consume rejects (DATA_LOSS), after which the transfer is
-// over: a header whose magic is wrong; a size over kMaxTransferSize; more
-// data than the header announced. It holds at most 16 bytes of its own
-// (a partial header): the data itself is only checksummed, never kept.
-// DecodeResult rejects (DATA_LOSS) anything but 32 bytes with the result
-// magic. Neither crashes on any input.
+// over: a header whose magic is neither; a size over kMaxTransferSize; a
+// duration of zero or over kMaxTimedDuration; more data than a sized header
+// announced. It holds at most 16 bytes of its own (a partial header): the
+// data itself is only checksummed and counted, never kept. ResultLength and
+// DecodeResult reject (DATA_LOSS) an unknown result magic, and DecodeResult
+// anything but that version's length. None crashes on any input.
 //
 // Usage:
 //   Payload p = MakePayload(1 << 20, /*seed=*/1);
 //   ReceiveState rx;
 //   rx.Consume(EncodeHeader(p.data.size()), now);
 //   rx.Consume(p.data, now);            // in any pieces
-//   if (rx.complete()) send(rx.EncodedResult());
+//   if (rx.complete()) send(rx.EncodedResult(cpu_ns));
 //
 // Threading: values; no shared state.
 #ifndef UDPMSG_BENCH_BULK_WIRE_H_
@@ -36,7 +47,10 @@
 namespace udpmsg::bench {
 
 inline constexpr size_t kBulkHeaderBytes = 16;
-inline constexpr size_t kBulkResultBytes = 32;
+inline constexpr size_t kBulkResultV1Bytes = 32;  // "USMGRSLT": no CPU time
+inline constexpr size_t kBulkResultBytes = 40;    // "USMGRES2"
+// The longest timed transfer a receiver accepts.
+inline constexpr absl::Duration kMaxTimedDuration = absl::Hours(1);
 
 // A streaming 64-bit checksum: FNV-1a over little-endian 64-bit words with an
 // extra fold, the trailing bytes zero-padded, then the length. About 1 ns per
@@ -64,30 +78,56 @@ struct Payload {
 // checksum.
 Payload MakePayload(uint64_t size, uint64_t seed);
 
+// The checksum of the first `length` bytes of `data` repeated end to end
+// (what a timed sender sent, cycling through its payload). `data` must not
+// be empty unless `length` is 0.
+uint64_t CyclicChecksum(absl::string_view data, uint64_t length);
+
+// A sized transfer's header.
 std::string EncodeHeader(uint64_t size);
+// A timed transfer's header (`duration` is rounded to ns).
+std::string EncodeTimedHeader(absl::Duration duration);
 
 struct BulkResult {
   uint64_t received = 0;
   uint64_t checksum = 0;
   absl::Time last_byte;
+  int64_t receiver_cpu_ns = -1;  // -1: unknown (or a version-1 result)
 };
 
+// Always the current version (kBulkResultBytes).
 std::string EncodeResult(const BulkResult& r);
+// The length of the result whose first bytes are `prefix`: 0 while it has
+// fewer than 8 bytes, kBulkResultV1Bytes or kBulkResultBytes after.
+// DATA_LOSS for an unknown magic.
+absl::StatusOr<size_t> ResultLength(absl::string_view prefix);
+// Either version, exactly its length.
 absl::StatusOr<BulkResult> DecodeResult(absl::string_view in);
 
 // The receiving half of one transfer: the header, then the data.
 class ReceiveState final {
  public:
-  // `bytes` arrived at `now`. DATA_LOSS for the reasons above.
+  // `bytes` arrived at `now`. DATA_LOSS for the reasons above. A timed
+  // transfer ignores data at or after its deadline (and completes).
   absl::Status Consume(absl::string_view bytes, absl::Time now);
-  bool complete() const { return have_header_ && received_ == expected_; }
+  // A timed transfer completes at its deadline even when no data comes:
+  // call this now and then (e.g. after every poll).
+  void Tick(absl::Time now);
+  // Sized: all `size` bytes arrived. Timed: the deadline passed.
+  bool complete() const;
+  bool timed() const { return timed_; }
   uint64_t received() const { return received_; }
-  std::string EncodedResult() const;
+  // The result, with the receiver's CPU time over the transfer (-1: unknown).
+  std::string EncodedResult(int64_t receiver_cpu_ns = -1) const;
 
  private:
   std::string header_;
   bool have_header_ = false;
-  uint64_t expected_ = 0;
+  bool timed_ = false;
+  uint64_t expected_ = 0;            // sized
+  absl::Duration duration_;          // timed
+  absl::Time deadline_ = absl::InfiniteFuture();  // timed: first data byte + duration
+  bool past_deadline_ = false;
   uint64_t received_ = 0;
   Checksum sum_;
   absl::Time last_;

@@ -1,6 +1,6 @@
-// udpmsg bench rate|latency|bulk: the flags into the configs of the bench/
-// measurements (bench/rate.h, bench/latency.h, bench/bulk.h), which run and
-// print the tables.
+// udpmsg bench rate|latency|bulk|fairness: the flags into the configs of the
+// bench/ measurements (bench/rate.h, bench/latency.h, bench/bulk.h,
+// bench/fairness.h), which run and print the tables.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "bench/bulk.h"
+#include "bench/fairness.h"
 #include "bench/latency.h"
 #include "bench/rate.h"
 #include "bench/report.h"
@@ -22,8 +23,22 @@
 #include "impairment/model.h"
 #include "udpmsg/udpmsg.h"
 
+// Only bench fairness reads it, so it lives here.
+ABSL_FLAG(std::string, bench_flows, "udpmsg,udpmsg,tcp-cubic",
+          "bench fairness: the flows to run at once, one transport each (repeats allowed: "
+          "udpmsg, udpmsg-newreno, udpmsg-bbr, tcp, tcp-<cc>, enet)");
+
 namespace udpmsg::cli {
 namespace {
+
+// bench fairness's duration when --bench_duration is left at its default
+// (bench latency's 5s).
+constexpr absl::Duration kDefaultFairnessDuration = absl::Seconds(30);
+
+bool FlagIsDefault(absl::string_view name) {
+  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+  return flag != nullptr && flag->CurrentValue() == flag->DefaultValue();
+}
 
 using bench::BenchRole;
 
@@ -31,10 +46,7 @@ using bench::BenchRole;
 // (which lists 10% too, for bench bulk).
 constexpr char kDefaultLatencyLoss[] = "0,1%,5%";
 
-bool BenchLossIsDefault() {
-  const absl::CommandLineFlag* flag = absl::FindCommandLineFlag("bench_loss");
-  return flag != nullptr && flag->CurrentValue() == flag->DefaultValue();
-}
+bool BenchLossIsDefault() { return FlagIsDefault("bench_loss"); }
 
 // --bench_role client: the label of every row. The network applies the loss,
 // so --bench_loss names the one rate it applies; "?" when left at its default.
@@ -290,12 +302,77 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
   return c;
 }
 
+absl::StatusOr<bench::FairnessConfig> FairnessFromFlags(const Args& args,
+                                                        bench::TableFormat format) {
+  if (!args.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bench fairness takes no positional arguments (got \"", args[0], "\")"));
+  }
+  bench::FairnessConfig c;
+  c.format = format;
+  absl::StatusOr<BenchRole> role = RoleFromFlag();
+  if (!role.ok()) return role.status();
+  if (*role == BenchRole::kServer) {
+    return absl::InvalidArgumentError(
+        "bench fairness --bench_role must be local or client (its server is `udpmsg bench bulk "
+        "--bench_role server`)");
+  }
+  c.role = *role;
+  absl::StatusOr<std::vector<std::string>> flows =
+      bench::ParseFairnessFlows(absl::GetFlag(FLAGS_bench_flows));
+  if (!flows.ok()) return flows.status();
+  c.flows = *std::move(flows);
+  c.duration = kDefaultFairnessDuration;
+  if (!FlagIsDefault("bench_duration")) {
+    absl::StatusOr<absl::Duration> d =
+        impairment::ParseDuration(absl::GetFlag(FLAGS_bench_duration));
+    if (!d.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--bench_duration: ", d.status().message()));
+    }
+    if (*d <= absl::ZeroDuration() || *d > bench::kMaxTimedDuration) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--bench_duration ", absl::FormatDuration(*d),
+                       " is out of range (above 0, at most 1h)"));
+    }
+    c.duration = *d;
+  }
+  if (!FlagIsDefault("bench_loss")) {
+    return absl::InvalidArgumentError(
+        "bench fairness takes no --bench_loss: the flows share the network's path as it is");
+  }
+  absl::StatusOr<Impairment> impairment = ImpairmentFromBenchFlags(/*local_role=*/true);
+  if (!impairment.ok()) return impairment.status();
+  if (impairment->besides_loss) {
+    return absl::InvalidArgumentError(
+        "bench fairness takes no impairment flags: the network applies them (bench/run.sh)");
+  }
+  absl::StatusOr<CongestionControl> cc =
+      CcFromFlag("is not a congestion controller (newreno, bbr)");
+  if (!cc.ok()) return cc.status();
+  c.cc = *cc;
+  c.seed = absl::GetFlag(FLAGS_seed);
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &c.timeout) ||
+      c.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
+                                                   "\" is not a positive duration (e.g. 10s)"));
+  }
+  c.peer = absl::GetFlag(FLAGS_bench_peer);
+  c.family = FamilyFromFlags();
+  if (c.role == BenchRole::kClient && c.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_role client needs --bench_peer HOST:PORT");
+  }
+  if (c.role == BenchRole::kLocal && !c.peer.empty()) {
+    return absl::InvalidArgumentError("--bench_peer needs --bench_role client");
+  }
+  return c;
+}
+
 }  // namespace
 
 int RunBench(const Args& args) {
   absl::StatusOr<bench::TableFormat> format = bench::ParseTableFormat(absl::GetFlag(FLAGS_format));
   if (!format.ok()) return UsageError("bench", format.status().message());
-  if (args.empty()) return UsageError("bench", "expects rate, latency or bulk");
+  if (args.empty()) return UsageError("bench", "expects rate, latency, bulk or fairness");
   const Args rest(args.begin() + 1, args.end());
   absl::Status s;
   if (args[0] == "rate") {
@@ -307,8 +384,12 @@ int RunBench(const Args& args) {
   } else if (args[0] == "bulk") {
     absl::StatusOr<bench::BulkConfig> c = BulkFromFlags(rest, *format);
     s = c.ok() ? bench::RunBulk(*c) : c.status();
+  } else if (args[0] == "fairness") {
+    absl::StatusOr<bench::FairnessConfig> c = FairnessFromFlags(rest, *format);
+    s = c.ok() ? bench::RunFairness(*c) : c.status();
   } else {
-    return UsageError("bench", absl::StrCat("unknown kind \"", args[0], "\": rate, latency or bulk"));
+    return UsageError("bench", absl::StrCat("unknown kind \"", args[0],
+                                            "\": rate, latency, bulk or fairness"));
   }
   if (!s.ok()) return Fail(s);
   return kExitOk;

@@ -1,5 +1,6 @@
-// bench/bulk_wire.h: the checksum, the payload, the header/result codec and
-// the receiver's state machine, including every rejection it lists.
+// bench/bulk_wire.h: the checksum, the payload, the header/result codec
+// (both result versions) and the receiver's state machine (sized and timed),
+// including every rejection it lists.
 #include "bench/bulk_wire.h"
 
 #include <string>
@@ -46,25 +47,81 @@ TEST(PayloadTest, SameSeedSameBytesOtherSeedOtherBytes) {
 }
 
 TEST(ResultTest, RoundTrips) {
-  const BulkResult r{12345, 0xdeadbeefcafef00dULL, kT0 + absl::Nanoseconds(17)};
+  const BulkResult r{12345, 0xdeadbeefcafef00dULL, kT0 + absl::Nanoseconds(17), 987654321};
   const std::string wire = EncodeResult(r);
   EXPECT_EQ(wire.size(), kBulkResultBytes);
+  EXPECT_EQ(wire.substr(0, 8), "USMGRES2");
   absl::StatusOr<BulkResult> back = DecodeResult(wire);
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->received, r.received);
   EXPECT_EQ(back->checksum, r.checksum);
   EXPECT_EQ(back->last_byte, r.last_byte);
+  EXPECT_EQ(back->receiver_cpu_ns, r.receiver_cpu_ns);
+  // Unknown CPU time round-trips as -1.
+  absl::StatusOr<BulkResult> unknown = DecodeResult(EncodeResult(BulkResult{1, 2, kT0}));
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_EQ(unknown->receiver_cpu_ns, -1);
+}
+
+// A server from before the CPU figure answers with the 32-byte version 1:
+// it still decodes, the CPU time unknown.
+TEST(ResultTest, DecodesVersionOneWithoutCpu) {
+  std::string v1 = EncodeResult(BulkResult{777, 0x1122334455667788ULL, kT0, 5});
+  v1 = "USMGRSLT" + v1.substr(8, kBulkResultV1Bytes - 8);
+  ASSERT_EQ(v1.size(), kBulkResultV1Bytes);
+  absl::StatusOr<size_t> length = ResultLength(v1.substr(0, 8));
+  ASSERT_TRUE(length.ok());
+  EXPECT_EQ(*length, kBulkResultV1Bytes);
+  absl::StatusOr<BulkResult> back = DecodeResult(v1);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->received, 777u);
+  EXPECT_EQ(back->checksum, 0x1122334455667788ULL);
+  EXPECT_EQ(back->last_byte, kT0);
+  EXPECT_EQ(back->receiver_cpu_ns, -1);
+  // Version 1 is exactly 32 bytes.
+  EXPECT_EQ(DecodeResult(v1 + "12345678").status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(ResultTest, LengthNeedsTheMagic) {
+  const std::string wire = EncodeResult(BulkResult{1, 2, kT0});
+  for (size_t n = 0; n < 8; ++n) {
+    absl::StatusOr<size_t> length = ResultLength(wire.substr(0, n));
+    ASSERT_TRUE(length.ok());
+    EXPECT_EQ(*length, 0u) << n;
+  }
+  absl::StatusOr<size_t> length = ResultLength(wire.substr(0, 8));
+  ASSERT_TRUE(length.ok());
+  EXPECT_EQ(*length, kBulkResultBytes);
+  EXPECT_EQ(ResultLength("USMGBULKxxxxxxxx").status().code(), absl::StatusCode::kDataLoss);
 }
 
 TEST(ResultTest, RejectsWrongSizeOrMagic) {
   const std::string wire = EncodeResult(BulkResult{1, 2, kT0});
-  EXPECT_EQ(DecodeResult(wire.substr(0, 31)).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeResult(wire.substr(0, 39)).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeResult(wire.substr(0, 32)).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(DecodeResult(wire.substr(0, 7)).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(DecodeResult(wire + "x").status().code(), absl::StatusCode::kDataLoss);
   std::string bad = wire;
   bad[0] ^= 1;
   EXPECT_EQ(DecodeResult(bad).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(DecodeResult(EncodeHeader(32) + EncodeHeader(0)).status().code(),
             absl::StatusCode::kDataLoss);
+  std::string negative = wire;
+  negative[39] = static_cast<char>(0x80);  // CPU time below -1
+  EXPECT_EQ(DecodeResult(negative).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(CyclicChecksumTest, IsTheChecksumOfTheRepeatedData) {
+  const Payload p = MakePayload(100, 5);
+  for (uint64_t length : {0u, 1u, 99u, 100u, 101u, 250u, 300u}) {
+    std::string repeated;
+    while (repeated.size() < length) repeated += p.data;
+    repeated.resize(length);
+    Checksum c;
+    c.Update(repeated);
+    EXPECT_EQ(CyclicChecksum(p.data, length), c.Final()) << length;
+  }
+  EXPECT_EQ(CyclicChecksum(p.data, 100), p.checksum);
 }
 
 TEST(ReceiveStateTest, CompletesWithTheSendersChecksumInAnyPieces) {
@@ -115,6 +172,61 @@ TEST(ReceiveStateTest, RejectsMoreDataThanAnnounced) {
   EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(s.message(), HasSubstr("more data than the 3 bytes announced"));
   EXPECT_EQ(rx.received(), 0u);
+}
+
+TEST(ReceiveStateTest, TimedCountsOnlyWithinTheDurationOfTheFirstByte) {
+  const Payload p = MakePayload(1000, 2);
+  ReceiveState rx;
+  ASSERT_TRUE(rx.Consume(EncodeTimedHeader(absl::Seconds(2)), kT0).ok());
+  EXPECT_TRUE(rx.timed());
+  EXPECT_FALSE(rx.complete());
+  rx.Tick(kT0 + absl::Seconds(5));  // the window starts with the first data byte
+  EXPECT_FALSE(rx.complete());
+  const absl::Time first = kT0 + absl::Seconds(10);
+  ASSERT_TRUE(rx.Consume(absl::string_view(p.data).substr(0, 600), first).ok());
+  ASSERT_TRUE(rx.Consume(absl::string_view(p.data).substr(600), first + absl::Seconds(1)).ok());
+  rx.Tick(first + absl::Milliseconds(1999));
+  EXPECT_FALSE(rx.complete());
+  // At the deadline: complete; later data is not counted.
+  ASSERT_TRUE(rx.Consume(p.data, first + absl::Seconds(2)).ok());
+  EXPECT_TRUE(rx.complete());
+  EXPECT_EQ(rx.received(), 1000u);
+  absl::StatusOr<BulkResult> r = DecodeResult(rx.EncodedResult(42));
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->received, 1000u);
+  EXPECT_EQ(r->checksum, CyclicChecksum(p.data, 1000));
+  EXPECT_EQ(r->last_byte, first + absl::Seconds(1));
+  EXPECT_EQ(r->receiver_cpu_ns, 42);
+}
+
+TEST(ReceiveStateTest, TimedCompletesByTickWithoutData) {
+  ReceiveState rx;
+  ASSERT_TRUE(rx.Consume(EncodeTimedHeader(absl::Milliseconds(100)) + "abc", kT0).ok());
+  rx.Tick(kT0 + absl::Milliseconds(99));
+  EXPECT_FALSE(rx.complete());
+  rx.Tick(kT0 + absl::Milliseconds(100));
+  EXPECT_TRUE(rx.complete());
+  EXPECT_EQ(rx.received(), 3u);
+}
+
+TEST(ReceiveStateTest, TimedTakesNoLimitOnBytes) {
+  ReceiveState rx;
+  ASSERT_TRUE(rx.Consume(EncodeTimedHeader(absl::Seconds(1)), kT0).ok());
+  const std::string mib(1 << 20, 'x');
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(rx.Consume(mib, kT0).ok());
+  EXPECT_EQ(rx.received(), 3u << 20);
+  EXPECT_FALSE(rx.complete());
+}
+
+TEST(ReceiveStateTest, RejectsATimedDurationOfZeroOrOverAnHour) {
+  for (absl::Duration d : {absl::ZeroDuration(), absl::Hours(1) + absl::Nanoseconds(1)}) {
+    ReceiveState rx;
+    absl::Status s = rx.Consume(EncodeTimedHeader(d), kT0);
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << d;
+    EXPECT_THAT(s.message(), HasSubstr("timed transfer"));
+  }
+  ReceiveState hour;
+  EXPECT_TRUE(hour.Consume(EncodeTimedHeader(absl::Hours(1)), kT0).ok());
 }
 
 }  // namespace

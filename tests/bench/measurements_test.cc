@@ -1,9 +1,10 @@
-// bench bulk, latency and rate end to end in this process, small: every
-// transfer verified, every reliable ping answered, every reliable message
-// delivered. The tables go to stdout (the test log); no figure is asserted.
+// bench bulk, fairness, latency and rate end to end in this process, small:
+// every transfer and flow verified, every reliable ping answered, every
+// reliable message delivered. The tables go to stdout (the test log); no figure is asserted.
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "bench/bulk.h"
+#include "bench/fairness.h"
 #include "bench/latency.h"
 #include "bench/rate.h"
 #include "gtest/gtest.h"
@@ -42,6 +43,20 @@ TEST(BulkTest, ClientWithoutServerIsDataLoss) {
   c.timeout = absl::Seconds(2);
   c.format = TableFormat::kCsv;
   EXPECT_EQ(RunBulk(c).code(), absl::StatusCode::kDataLoss);
+}
+
+TEST(FairnessTest, EveryKindOfFlowAtOnceVerifies) {
+  FairnessConfig c;
+  c.flows = {"udpmsg", "udpmsg-bbr", "tcp", "enet"};
+  c.duration = absl::Milliseconds(200);
+  c.format = TableFormat::kCsv;
+  EXPECT_TRUE(RunFairness(c).ok());  // DATA_LOSS if a flow failed or did not verify
+}
+
+TEST(FairnessTest, NoServerRole) {
+  FairnessConfig c;
+  c.role = BenchRole::kServer;
+  EXPECT_EQ(RunFairness(c).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(LatencyTest, ReliableTransportsAnswerEveryPing) {

@@ -1,5 +1,6 @@
-// bench/report.h's parsers and table formats; ParseBulkTransports and
-// PercentileUs from bulk.h and latency.h.
+// bench/report.h's parsers and table formats; ParseBulkTransports, the bulk
+// table's CPU columns and targets, the fairness flows, Jain's index and the
+// fairness table, and PercentileUs from bulk.h, fairness.h and latency.h.
 #include "bench/report.h"
 
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "bench/bulk.h"
+#include "bench/fairness.h"
 #include "bench/latency.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -95,6 +97,100 @@ TEST(ParseBulkTransportsTest, TableOrderWithoutDuplicates) {
 TEST(ParseBulkTransportsTest, RejectsUnknownAndEmpty) {
   EXPECT_THAT(ParseBulkTransports("udpmsg,quic").status().message(), HasSubstr("\"quic\""));
   EXPECT_EQ(ParseBulkTransports(" , ").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ParseBulkTransportsTest, UdpmsgWithANamedCongestionControl) {
+  absl::StatusOr<std::vector<std::string>> t =
+      ParseBulkTransports("tcp-cubic,udpmsg-bbr,UDPMSG-NEWRENO,enet");
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_THAT(*t, ElementsAre("udpmsg-newreno", "udpmsg-bbr", "tcp-cubic", "enet"));
+}
+
+BulkOutcome Row(const std::string& transport, const std::string& loss, double seconds,
+                double send_cpu, double recv_cpu) {
+  BulkOutcome o;
+  o.transport = transport;
+  o.loss = loss;
+  o.bytes = 1000000000;  // 8000 Mbit
+  o.verified = true;
+  o.seconds = seconds;
+  o.sender_cpu_seconds = send_cpu;
+  o.receiver_cpu_seconds = recv_cpu;
+  return o;
+}
+
+TEST(BulkTableTest, CpuColumnsAndTargetsPerUdpmsgFlavour) {
+  BulkConfig c;
+  c.role = BenchRole::kClient;
+  c.transports = {"udpmsg-newreno", "udpmsg-bbr", "tcp-cubic"};
+  std::vector<BulkOutcome> rows = {Row("udpmsg-newreno", "0%", 4, 1.5, 1.0),
+                                   Row("udpmsg-bbr", "0%", 2, 3.0, 2.0),
+                                   Row("tcp-cubic", "0%", 1, 1.0, 1.0)};
+  rows.push_back(Row("enet", "0%", 1, -1, -1));  // no CPU figure: "-"
+  const BenchTable t = MakeBulkTable(rows, c);
+  ASSERT_EQ(t.columns.size(), 11u);
+  EXPECT_EQ(t.columns[9], "send_cpu_s/GB");
+  EXPECT_EQ(t.columns[10], "recv_cpu_s/GB");
+  EXPECT_EQ(t.rows[0][9], "1.500");
+  EXPECT_EQ(t.rows[0][10], "1.000");
+  EXPECT_EQ(t.rows[3][9], "-");
+  const std::string notes = FormatTable(t, TableFormat::kText);
+  EXPECT_THAT(notes, HasSubstr("target: udpmsg-newreno >= 0.5x TCP cubic at 0% loss (the target "
+                               "is for the rate-limited veth of bench/run.sh): 0.25x (NOT met: "
+                               "50% short)"));
+  EXPECT_THAT(notes, HasSubstr("target: udpmsg-bbr >= 0.5x TCP cubic at 0% loss (the target is "
+                               "for the rate-limited veth of bench/run.sh): 0.50x (met)"));
+  EXPECT_THAT(notes, HasSubstr("target: udpmsg-newreno CPU (sender + receiver) per GB <= 2x TCP "
+                               "cubic's at 0% loss: 2.500 vs 2.000 s/GB, 1.25x (met)"));
+  EXPECT_THAT(notes, HasSubstr("target: udpmsg-bbr CPU (sender + receiver) per GB <= 2x TCP "
+                               "cubic's at 0% loss: 5.000 vs 2.000 s/GB, 2.50x (NOT met: 25% "
+                               "over)"));
+}
+
+TEST(ParseFairnessFlowsTest, OrderAndRepeatsKept) {
+  absl::StatusOr<std::vector<std::string>> f = ParseFairnessFlows("udpmsg, UDPMSG,tcp-cubic");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_THAT(*f, ElementsAre("udpmsg", "udpmsg", "tcp-cubic"));
+}
+
+TEST(ParseFairnessFlowsTest, RejectsUnknownNoneAndTooMany) {
+  EXPECT_THAT(ParseFairnessFlows("udpmsg,quic").status().message(), HasSubstr("\"quic\""));
+  EXPECT_EQ(ParseFairnessFlows(" , ").status().code(), absl::StatusCode::kInvalidArgument);
+  std::string many = "tcp";
+  for (size_t i = 1; i <= kMaxFairnessFlows; ++i) many += ",tcp";
+  EXPECT_THAT(ParseFairnessFlows(many).status().message(), HasSubstr("at most 16"));
+}
+
+TEST(JainIndexTest, OneWhenEqualOneOverNWhenOneTakesAll) {
+  EXPECT_DOUBLE_EQ(JainIndex({5, 5, 5}), 1.0);
+  EXPECT_DOUBLE_EQ(JainIndex({9, 0, 0}), 1.0 / 3);
+  EXPECT_DOUBLE_EQ(JainIndex({1, 3}), 16.0 / 20);
+  EXPECT_EQ(JainIndex({}), 0);
+  EXPECT_EQ(JainIndex({0, 0}), 0);
+}
+
+TEST(FairnessTableTest, SharesJainAndTheTarget) {
+  FairnessConfig c;
+  c.duration = absl::Seconds(1);
+  std::vector<BulkOutcome> rows = {Row("udpmsg-newreno", "1", 1, -1, -1),
+                                   Row("udpmsg-newreno", "2", 2, -1, -1),
+                                   Row("tcp-cubic", "3", 8, -1, -1)};  // 8000, 4000, 1000 Mbit/s
+  BenchTable t = MakeFairnessTable(rows, c);
+  ASSERT_EQ(t.rows.size(), 3u);
+  EXPECT_THAT(t.rows[0], ElementsAre("1", "udpmsg-newreno", "1000000000", "1", "8000.00", "1.85",
+                                     "yes"));
+  EXPECT_EQ(t.rows[2][5], "0.23");
+  std::string text = FormatTable(t, TableFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Jain's fairness index (sum x)^2 / (n * sum x^2): 0.695 over 3 "
+                              "flows, total 13000.00 Mbit/s"));
+  EXPECT_THAT(text, HasSubstr("target: each flow within a factor of 2 of its fair share: NOT "
+                              "met: flow 3 (tcp-cubic) at 0.23x"));
+  rows[2].seconds = 2;  // 8000, 4000, 4000
+  text = FormatTable(MakeFairnessTable(rows, c), TableFormat::kText);
+  EXPECT_THAT(text, HasSubstr("target: each flow within a factor of 2 of its fair share: met"));
+  rows[1].verified = false;
+  text = FormatTable(MakeFairnessTable(rows, c), TableFormat::kText);
+  EXPECT_THAT(text, HasSubstr("Jain's fairness index: not measured"));
 }
 
 TEST(PercentileUsTest, NearestRank) {

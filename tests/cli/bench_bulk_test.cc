@@ -1,7 +1,8 @@
-// `udpmsg bench bulk`: the table it prints (CSV), in the default one-process
-// mode and in the split server/client mode over loopback, and its usage
-// errors. No speed is asserted: only that every transfer delivered and
-// verified every byte at a positive rate.
+// `udpmsg bench bulk` and `udpmsg bench fairness`: the tables they print
+// (CSV, text), in the default one-process mode and in the split
+// server/client mode over loopback, and their usage errors. No speed is
+// asserted: only that every transfer delivered and verified every byte at a
+// positive rate with positive CPU figures, and that Jain's index is in (0, 1].
 #include <signal.h>
 
 #include <memory>
@@ -25,7 +26,10 @@ namespace {
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
-constexpr char kHeader[] = "transport,loss,bytes,seconds,MB/s,Mbit/s,vs_tcp,retransmits,verified";
+constexpr char kHeader[] =
+    "transport,loss,bytes,seconds,MB/s,Mbit/s,vs_tcp,retransmits,verified,send_cpu_s/GB,"
+    "recv_cpu_s/GB";
+constexpr size_t kColumns = 11;
 
 std::unique_ptr<Subprocess> Udpmsg(std::vector<std::string> args) {
   args.insert(args.begin(), UdpmsgPath());
@@ -55,8 +59,8 @@ std::vector<Row> ParseCsv(const std::string& out) {
   std::vector<Row> rows;
   for (size_t i = 1; i < lines.size(); ++i) {
     std::vector<std::string> cells = absl::StrSplit(lines[i], ',');
-    EXPECT_EQ(cells.size(), 9u) << lines[i];
-    if (cells.size() != 9) continue;
+    EXPECT_EQ(cells.size(), kColumns) << lines[i];
+    if (cells.size() != kColumns) continue;
     rows.push_back(Row{cells[0], cells[1], cells});
   }
   return rows;
@@ -82,12 +86,55 @@ void ExpectDelivered(const Row& row, uint64_t size) {
     EXPECT_TRUE(absl::SimpleAtoi(row.cells[7], &retransmits));
     EXPECT_GE(retransmits, 0);
   }
+  // CPU seconds per GB of each side: present and positive (both ends of
+  // these runs report them).
+  double send_cpu = 0, recv_cpu = 0;
+  ASSERT_TRUE(absl::SimpleAtod(row.cells[9], &send_cpu)) << row.cells[9];
+  ASSERT_TRUE(absl::SimpleAtod(row.cells[10], &recv_cpu)) << row.cells[10];
+  EXPECT_GT(send_cpu, 0);
+  EXPECT_GT(recv_cpu, 0);
 }
 
 std::vector<std::pair<std::string, std::string>> Keys(const std::vector<Row>& rows) {
   std::vector<std::pair<std::string, std::string>> keys;
   for (const Row& r : rows) keys.emplace_back(r.transport, r.loss);
   return keys;
+}
+
+// bench fairness's text table: one verified row per flow (in order) with
+// the duration and a positive rate, shares averaging 1, and Jain's index in
+// (0, 1].
+void ExpectFairnessTable(const std::string& out, const std::vector<std::string>& flows,
+                         double seconds) {
+  SCOPED_TRACE(out);
+  std::vector<std::string> lines = absl::StrSplit(out, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 2 + flows.size());
+  EXPECT_THAT(lines[1], HasSubstr("flow  transport"));
+  double shares = 0;
+  for (size_t i = 0; i < flows.size(); ++i) {
+    std::vector<std::string> cells =
+        absl::StrSplit(lines[2 + i], ' ', absl::SkipWhitespace());
+    ASSERT_EQ(cells.size(), 7u) << lines[2 + i];
+    EXPECT_EQ(cells[0], absl::StrCat(i + 1));
+    EXPECT_EQ(cells[1], flows[i]);
+    double got_seconds = 0, mbits = 0, share = 0;
+    ASSERT_TRUE(absl::SimpleAtod(cells[3], &got_seconds));
+    ASSERT_TRUE(absl::SimpleAtod(cells[4], &mbits));
+    ASSERT_TRUE(absl::SimpleAtod(cells[5], &share));
+    EXPECT_DOUBLE_EQ(got_seconds, seconds);
+    EXPECT_GT(mbits, 0);
+    EXPECT_GT(share, 0);
+    shares += share;
+    EXPECT_EQ(cells[6], "yes");
+  }
+  EXPECT_NEAR(shares / flows.size(), 1.0, 0.02);
+  const std::string marker = "Jain's fairness index (sum x)^2 / (n * sum x^2): ";
+  const size_t at = out.find(marker);
+  ASSERT_NE(at, std::string::npos);
+  double jain = -1;
+  ASSERT_TRUE(absl::SimpleAtod(out.substr(at + marker.size(), 5), &jain));
+  EXPECT_GT(jain, 0);
+  EXPECT_LE(jain, 1);
 }
 
 TEST(BenchBulkTest, LocalModeVerifiesEveryTransportAtEachLoss) {
@@ -187,23 +234,73 @@ TEST(BenchBulkTest, SplitModeOverLoopback) {
                                       std::make_pair("enet", "0%")));
   for (const Row& row : rows) ExpectDelivered(row, 512 << 10);
 
-  // The server serves more than one transfer.
+  // The server serves more than one transfer; udpmsg-<cc> rows beside
+  // udpmsg's.
   auto again = Udpmsg({"bench", "bulk", "--bench_role", "client", "--bench_peer",
                        absl::StrCat("127.0.0.1:", port), "--bench_size", "64KiB",
-                       "--bench_transports", "enet,udpmsg", "--bench_loss", "0", "--format",
-                       "csv"});
+                       "--bench_transports", "enet,udpmsg-bbr,udpmsg", "--bench_loss", "0",
+                       "--format", "csv"});
   ASSERT_NE(again, nullptr);
   ASSERT_EQ(Finish(*again, absl::Minutes(1)), 0) << again->stderr_text();
   const std::vector<Row> again_rows = ParseCsv(again->stdout_text());
   EXPECT_THAT(Keys(again_rows),
-              ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("enet", "0%")));
+              ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("udpmsg-bbr", "0%"),
+                          std::make_pair("enet", "0%")));
   for (const Row& row : again_rows) ExpectDelivered(row, 64 << 10);
+
+  // bench fairness: timed flows at once to the same receivers.
+  auto fair = Udpmsg({"bench", "fairness", "--bench_role", "client", "--bench_peer",
+                      absl::StrCat("127.0.0.1:", port), "--bench_flows", "udpmsg,udpmsg,tcp",
+                      "--bench_duration", "300ms", "--cc", "bbr"});
+  ASSERT_NE(fair, nullptr);
+  ASSERT_EQ(Finish(*fair, absl::Minutes(1)), 0) << fair->stderr_text();
+  ExpectFairnessTable(fair->stdout_text(), {"udpmsg-bbr", "udpmsg-bbr", "tcp"}, 0.3);
 
   server->Kill(SIGTERM);
   Finish(*server, absl::Seconds(10));
   EXPECT_THAT(server->stderr_text(), HasSubstr("udpmsg: received 524288 bytes"));
   EXPECT_THAT(server->stderr_text(), HasSubstr("tcp: received 524288 bytes"));
   EXPECT_THAT(server->stderr_text(), HasSubstr("enet: received 65536 bytes"));
+  EXPECT_THAT(server->stderr_text(), HasSubstr("(timed)"));
+}
+
+TEST(BenchFairnessTest, LocalModeRunsTheFlowsAtOnce) {
+  auto p = Udpmsg({"bench", "fairness", "--bench_flows", "udpmsg-newreno,tcp-reno",
+                   "--bench_duration", "250ms"});
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(Finish(*p, absl::Minutes(1)), 0) << p->stderr_text();
+  ExpectFairnessTable(p->stdout_text(), {"udpmsg-newreno", "tcp-reno"}, 0.25);
+  EXPECT_THAT(p->stdout_text(), HasSubstr("target: each flow within a factor of 2 of its fair "
+                                          "share: "));
+}
+
+TEST(BenchFairnessTest, BadFlagsExitTwo) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"--bench_flows: unknown", {"--bench_flows", "udpmsg,quic"}},
+      {"--bench_flows names none", {"--bench_flows", ","}},
+      {"at most 16", {"--bench_flows", "tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,tcp,"
+                                       "tcp,tcp,tcp"}},
+      {"--bench_duration", {"--bench_duration", "0"}},
+      {"--bench_duration", {"--bench_duration", "2h"}},
+      {"--bench_duration", {"--bench_duration", "soon"}},
+      {"bench bulk --bench_role server", {"--bench_role", "server", "--port", "9"}},
+      {"--bench_peer HOST:PORT", {"--bench_role", "client"}},
+      {"--bench_peer needs", {"--bench_peer", "127.0.0.1:9"}},
+      {"no --bench_loss", {"--bench_loss", "5%"}},
+      {"no impairment flags", {"--delay", "5ms"}},
+      {"--cc", {"--cc", "vegas"}},
+      {"positional", {"extra"}},
+  };
+  for (const auto& [what, flags] : cases) {
+    std::vector<std::string> args = {"bench", "fairness"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    auto p = Udpmsg(args);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(Finish(*p, absl::Seconds(30)), 2) << p->stderr_text();
+    EXPECT_TRUE(p->stdout_text().empty()) << p->stdout_text();
+    EXPECT_THAT(p->stderr_text(), HasSubstr(what));
+  }
 }
 
 TEST(BenchBulkTest, ClientWithoutServerFailsWithExitOne) {
@@ -214,7 +311,7 @@ TEST(BenchBulkTest, ClientWithoutServerFailsWithExitOne) {
                    "--bench_loss", "0", "--format", "csv", "--timeout", "2s"});
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(Finish(*p, absl::Seconds(30)), 1) << p->stderr_text();
-  EXPECT_THAT(p->stdout_text(), HasSubstr("tcp,0%,0,-,-,-,-,-,no"));
+  EXPECT_THAT(p->stdout_text(), HasSubstr("tcp,0%,0,-,-,-,-,-,no,-,-"));
   EXPECT_THAT(p->stderr_text(), HasSubstr("transfers failed"));
 }
 
@@ -228,6 +325,7 @@ TEST(BenchBulkTest, BadFlagsExitTwo) {
       {"--bench_loss", {"--bench_loss", "100%"}},
       {"--bench_loss", {"--bench_loss", "five"}},
       {"--bench_transports", {"--bench_transports", "udpmsg,quic"}},
+      {"--bench_transports", {"--bench_transports", "udpmsg-vegas"}},
       {"--bench_role", {"--bench_role", "both"}},
       {"--cc", {"--cc", "vegas"}},
       {"--timeout", {"--timeout", "never"}},
