@@ -5,18 +5,28 @@
 #   2. latency  `udpmsg bench latency` client in namespace a, echo servers in b,
 #               at each of --latency-losses (default 0, 1, 5%)
 #   3. bulk     `udpmsg bench bulk` client (sender) in a, receivers in b, at each
-#               of --losses (default 0, 1, 5, 10%)
+#               of --losses (default 0, 1, 5, 10%), udpmsg with each of --ccs
+#               (default newreno and bbr, side by side)
+#   4. fast     the fast paths: a second veth pair with no rate limit, and
+#               loopback inside namespace a, at each of --fast-losses (default
+#               0, 1%): goodput and CPU seconds per GB of sender and receiver,
+#               udpmsg against TCP CUBIC, TCP BBR and ENet
+#   5. fairness `udpmsg bench fairness`: two udpmsg flows and one TCP CUBIC flow
+#               at once through the tbf for --fairness-duration (default 30 s),
+#               once per --fairness-ccs (default newreno, bbr): each flow's
+#               goodput and Jain's index
 # The namespaces are joined by a veth pair with a tbf rate limit on a's side;
 # the loss hits ALL packets (TCP's too) in both directions.
 #
 #   sudo bench/run.sh            16 MiB per transfer at 0, 1, 5, 10% loss
 #   sudo bench/run.sh --quick    shorter runs (4 MiB transfers), report-quick.*
+#   sudo bench/run.sh --only fast --out /tmp/b    the fast paths alone
 #
 #   sudo bench/run.sh --delay 50ms   50 ms added RTT (25 ms each way), loss and
 #                                    delay by `udpmsg impair --nfqueue`
 #
-# Writes bench/results/report.md (all three tables, the targets, machine, load,
-# setup commands), report-{rate,latency,bulk}.csv and report-bulk.png
+# Writes bench/results/report.md (every table, the targets, machine, load,
+# setup commands), report-{rate,latency,bulk,fast,fairness}.csv and report-bulk.png
 # (report-quick* with --quick; a -rtt<D> suffix with --delay, e.g.
 # report-rtt50ms.md).
 # Needs root, `ip netns`, tc and nft (nftables and gnuplot are installed with
@@ -25,6 +35,9 @@
 # Topology (all on this machine):
 #   udpmsg-a (client, senders)  10.77.0.1  ua0 ==veth== ub0  10.77.0.2  udpmsg-b (server)
 #   ua0 egress: tbf rate 20mbit burst 32kbit latency 50ms
+#   udpmsg-a  10.77.1.1  ua1 ==veth== ub1  10.77.1.2  udpmsg-b   (fast: no tbf)
+#   udpmsg-a  127.0.0.1  lo                                      (fast: loopback)
+#   fast-path loss, always by nft: iifname { ua1, lo } in a, ub1 in b
 #   loss, emulator nft (the default without --delay), input hook of both namespaces:
 #     iifname <veth> numgen random mod 10000 < BP drop
 #   loss and delay, emulator nfqueue (the default with --delay), in both namespaces:
@@ -37,21 +50,36 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: sudo bench/run.sh [--quick] [--only "rate latency bulk"] [--size SIZE]
+usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness"] [--size SIZE]
                          [--losses "0 1 5 10"] [--latency-losses "0 1 5"] [--rate 20mbit]
-                         [--cc newreno|bbr] [--delay 10ms] [--bin PATH] [--out DIR]
-                         [--timeout 30s] [--emulator nft|nfqueue] [--tcp-cc cubic|bbr|reno]
-                         [--transports "udpmsg tcp tcp-cubic tcp-reno enet"]
+                         [--cc newreno|bbr] [--ccs "newreno bbr"] [--delay 10ms] [--bin PATH]
+                         [--out DIR] [--timeout 30s] [--emulator nft|nfqueue]
+                         [--tcp-cc cubic|bbr|reno] [--transports "udpmsg tcp tcp-cubic tcp-reno enet"]
+                         [--fast-size 256MiB] [--fast-losses "0 1"]
+                         [--fast-transports "udpmsg tcp-cubic tcp-bbr enet"]
+                         [--fairness-duration 30s] [--fairness-ccs "newreno bbr"]
+                         [--fairness-flows udpmsg,udpmsg,tcp-cubic]
   --quick      shorter runs: 4 MiB transfers, 2 s latency runs, 50000-message
-               rate runs; results in DIR/report-quick*
-  --only       the benchmarks to run (default "rate latency bulk")
+               rate runs, 32 MiB fast-path transfers, 10 s fairness runs;
+               results in DIR/report-quick*
+  --only       the benchmarks to run (default "rate latency bulk fast fairness";
+               with --delay "rate latency bulk fairness")
   --size       bytes per bulk transfer (default 16MiB)
   --losses     bulk loss rates in percent, space-separated (default "0 1 5 10")
   --latency-losses  latency loss rates in percent (default "0 1 5")
   --transports bulk transports (default "udpmsg tcp tcp-cubic tcp-reno enet": tcp is the
                kernel's default congestion control, tcp-<cc> sets <cc> per socket)
   --rate       tbf rate on the sender's veth (default 20mbit)
-  --cc         udpmsg congestion controller (default newreno)
+  --cc         udpmsg congestion controller of rate, latency and fast (default
+               newreno), and of bulk when --ccs is not given
+  --ccs        bulk: udpmsg once per congestion controller, rows udpmsg-<cc> side by
+               side (default "newreno bbr"; with --cc alone, that one, rows "udpmsg")
+  --fast-size  bytes per fast-path transfer (default 256MiB)
+  --fast-losses     fast-path loss rates in percent (default "0 1")
+  --fast-transports fast-path transports (default "udpmsg tcp-cubic tcp-bbr enet")
+  --fairness-duration  how long the fairness flows run together (default 30s)
+  --fairness-ccs    one fairness run per udpmsg congestion controller (default "newreno bbr")
+  --fairness-flows  the flows of a fairness run (default udpmsg,udpmsg,tcp-cubic)
   --delay      added round-trip time, D/2 in each direction, by `udpmsg impair
                --nfqueue` in both namespaces (default none: the RTT is then the tbf
                queue's); implies --emulator nfqueue
@@ -72,7 +100,7 @@ die() {
 ARGS="$*"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 QUICK=0
-ONLY="rate latency bulk"
+ONLY=
 SIZE=16MiB
 LOSSES="0 1 5 10"
 LAT_LOSSES="0 1 5"
@@ -81,6 +109,14 @@ RATE_MESSAGES=200000
 TRANSPORTS="udpmsg tcp tcp-cubic tcp-reno enet"
 RATE=20mbit
 CC=newreno
+CC_GIVEN=0
+CCS=
+FAST_SIZE=256MiB
+FAST_LOSSES="0 1"
+FAST_TRANSPORTS="udpmsg tcp-cubic tcp-bbr enet"
+FAIR_DURATION=30s
+FAIR_CCS="newreno bbr"
+FAIR_FLOWS=udpmsg,udpmsg,tcp-cubic
 TCP_CC=
 BIN=${UDPMSG:-}
 OUT=$ROOT/bench/results
@@ -89,14 +125,22 @@ DELAY=
 EMULATOR=
 while (($#)); do
   case $1 in
-    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000 ;;
+    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB
+             FAIR_DURATION=10s ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
     --losses) LOSSES=${2:?}; shift ;;
     --latency-losses) LAT_LOSSES=${2:?}; shift ;;
     --transports) TRANSPORTS=${2:?}; shift ;;
     --rate) RATE=${2:?}; shift ;;
-    --cc) CC=${2:?}; shift ;;
+    --cc) CC=${2:?}; CC_GIVEN=1; shift ;;
+    --ccs) CCS=${2:?}; shift ;;
+    --fast-size) FAST_SIZE=${2:?}; shift ;;
+    --fast-losses) FAST_LOSSES=${2:?}; shift ;;
+    --fast-transports) FAST_TRANSPORTS=${2:?}; shift ;;
+    --fairness-duration) FAIR_DURATION=${2:?}; shift ;;
+    --fairness-ccs) FAIR_CCS=${2:?}; shift ;;
+    --fairness-flows) FAIR_FLOWS=${2:?}; shift ;;
     --tcp-cc) TCP_CC=${2:?}; shift ;;
     --bin) BIN=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
@@ -108,9 +152,36 @@ while (($#)); do
   esac
   shift
 done
+if [[ -z $ONLY ]]; then
+  ONLY="rate latency bulk fast fairness"
+  # The fast paths are the unimpaired ones: --delay is for the tbf veth.
+  [[ -n $DELAY ]] && ONLY="rate latency bulk fairness"
+fi
 for b in $ONLY; do
-  [[ $b == rate || $b == latency || $b == bulk ]] || die "--only: \"$b\" is not rate, latency or bulk"
+  [[ $b == rate || $b == latency || $b == bulk || $b == fast || $b == fairness ]] ||
+    die "--only: \"$b\" is not rate, latency, bulk, fast or fairness"
 done
+if [[ -z $CCS ]]; then
+  CCS="newreno bbr"
+  ((CC_GIVEN)) && CCS=$CC
+fi
+for c in $CCS $FAIR_CCS; do
+  [[ $c == newreno || $c == bbr ]] || die "--ccs/--fairness-ccs: \"$c\" is not newreno or bbr"
+done
+# The bulk section's transports: "udpmsg" becomes udpmsg-<cc> per --ccs (one
+# cc: "udpmsg" run with --cc <cc>).
+read -r -a CCS_ARRAY <<<"$CCS"
+BULK_CC=$CC
+BULK_TRANSPORTS=
+for t in $TRANSPORTS; do
+  if [[ $t == udpmsg && ${#CCS_ARRAY[@]} -gt 1 ]]; then
+    for c in $CCS; do BULK_TRANSPORTS+=" udpmsg-$c"; done
+  else
+    BULK_TRANSPORTS+=" $t"
+  fi
+done
+BULK_TRANSPORTS=${BULK_TRANSPORTS# }
+((${#CCS_ARRAY[@]} == 1)) && BULK_CC=${CCS_ARRAY[0]}
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
 NAME=report
 ((QUICK)) && NAME=report-quick
@@ -166,6 +237,9 @@ NS_B=udpmsg-b
 IP_A=10.77.0.1
 IP_B=10.77.0.2
 PORT=9000       # bench bulk: udpmsg and TCP on 9000, ENet on 9001
+LO_PORT=9200    # bench bulk on loopback in namespace a: 9200, ENet 9201
+IP_A1=10.77.1.1 # the fast veth pair (no tbf)
+IP_B1=10.77.1.2
 LAT_PORT=9100   # bench latency: raw UDP and TCP echo on 9100, udpmsg on 9101
 WORK=$(mktemp -d /tmp/udpmsg-bench.XXXXXX)
 SERVER_PIDS=()
@@ -215,6 +289,13 @@ run ip -n "$NS_A" link set lo up
 run ip -n "$NS_B" link set lo up
 run ip -n "$NS_A" link set ua0 up
 run ip -n "$NS_B" link set ub0 up
+if wants fast; then
+  run ip link add ua1 netns "$NS_A" type veth peer name ub1 netns "$NS_B"
+  run ip -n "$NS_A" addr add "$IP_A1/24" dev ua1
+  run ip -n "$NS_B" addr add "$IP_B1/24" dev ub1
+  run ip -n "$NS_A" link set ua1 up
+  run ip -n "$NS_B" link set ub1 up
+fi
 if [[ -n "$TCP_CC" ]]; then  # per-namespace sysctl (Linux >= 4.15)
   run ip netns exec "$NS_A" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
   run ip netns exec "$NS_B" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
@@ -254,6 +335,23 @@ set_loss() {  # percent, e.g. 5 or 0.5
     fi
   done
   echo "ip netns exec <ns> nft add rule inet udpmsg_bench input iifname <veth> numgen random mod 10000 < $bp counter drop   # $1% loss" >>"$COMMANDS"
+}
+
+# The fast paths' loss, always by nft (a userspace emulator would be the
+# bottleneck): in a, what arrives on ua1 or lo (loopback passes lo's input
+# once per packet); in b, what arrives on ub1.
+set_fast_loss() {  # percent
+  local bp
+  bp=$(awk -v p="$1" 'BEGIN { printf "%d", p * 100 + 0.5 }')
+  ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
+  ip netns exec "$NS_B" nft flush chain inet udpmsg_bench input
+  if ((bp > 0)); then
+    ip netns exec "$NS_A" nft add rule inet udpmsg_bench input \
+      iifname '{ "ua1", "lo" }' numgen random mod 10000 '<' "$bp" counter drop
+    ip netns exec "$NS_B" nft add rule inet udpmsg_bench input \
+      iifname ub1 numgen random mod 10000 '<' "$bp" counter drop
+  fi
+  echo "ip netns exec <ns> nft add rule inet udpmsg_bench input iifname <{ua1, lo} in a, ub1 in b> numgen random mod 10000 < $bp counter drop   # fast paths, $1% loss" >>"$COMMANDS"
 }
 
 # One emulator per namespace (each impairs the packets arriving there, i.e.
@@ -296,11 +394,11 @@ append_rows() {
 }
 
 # --- Servers -----------------------------------------------------------------
-# start_server LOG READY-PATTERN ARGS...: a server in namespace b, waited for.
+# start_server NS LOG READY-PATTERN ARGS...: a server in namespace NS, waited for.
 start_server() {
-  local log=$1 ready=$2
-  shift 2
-  ip netns exec "$NS_B" "$BIN" "$@" 2>"$log" &
+  local ns=$1 log=$2 ready=$3
+  shift 3
+  ip netns exec "$ns" "$BIN" "$@" 2>"$log" &
   local pid=$!
   SERVER_PIDS+=("$pid")
   for _ in $(seq 100); do
@@ -310,12 +408,16 @@ start_server() {
   done
   die "the server ($*) did not start within 10 s"
 }
-if wants bulk; then
-  start_server "$WORK/bulk-server.log" "enet listening" bench bulk --bench_role server \
+if wants bulk || wants fast || wants fairness; then
+  start_server "$NS_B" "$WORK/bulk-server.log" "enet listening" bench bulk --bench_role server \
     --port "$PORT" --timeout "$TIMEOUT" --cc "$CC" --duration 3h
 fi
+if wants fast; then
+  start_server "$NS_A" "$WORK/bulk-lo-server.log" "enet listening" bench bulk --bench_role server \
+    --bind 127.0.0.1 --port "$LO_PORT" --timeout "$TIMEOUT" --cc "$CC" --duration 3h
+fi
 if wants latency; then
-  start_server "$WORK/latency-server.log" "udpmsg echo on" bench latency --bench_role server \
+  start_server "$NS_B" "$WORK/latency-server.log" "udpmsg echo on" bench latency --bench_role server \
     --port "$LAT_PORT" --cc "$CC" --duration 3h
 fi
 
@@ -362,8 +464,8 @@ if wants bulk; then
     echo "bench/run.sh: bench bulk, $SIZE per transfer at ${loss}% loss ..." >&2
     part=$WORK/part.csv
     if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
-        --bench_peer "$IP_B:$PORT" --bench_size "$SIZE" --bench_loss "${loss}%" --cc "$CC" \
-        --bench_transports "${TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
+        --bench_peer "$IP_B:$PORT" --bench_size "$SIZE" --bench_loss "${loss}%" --cc "$BULK_CC" \
+        --bench_transports "${BULK_TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
         >"$part" 2> >(tee -a "$WORK/bulk-client.log" >&2); then
       echo "bench/run.sh: some transfers failed at ${loss}% loss (rows marked verified=no)" >&2
       FAILED=1
@@ -372,14 +474,67 @@ if wants bulk; then
     append_rows "$part" "$CSV"
   done
 fi
+
+# --- 4. Fast paths ------------------------------------------------------------------
+# Rows of bench bulk's CSV with a leading path column (veth, loopback).
+FAST_CSV=$WORK/fast.csv
+: >"$FAST_CSV"
+if wants fast; then
+  # The tbf veth's loss rule must not touch the fast paths' packets, nor the
+  # NFQUEUE emulators run (they only see ua0/ub0).
+  stop_emulators
+  for path in veth loopback; do
+    if [[ $path == veth ]]; then peer=$IP_B1:$PORT; else peer=127.0.0.1:$LO_PORT; fi
+    for loss in $FAST_LOSSES; do
+      set_fast_loss "$loss"
+      echo "bench/run.sh: fast path $path, $FAST_SIZE per transfer at ${loss}% loss ..." >&2
+      part=$WORK/part.csv
+      if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
+          --bench_peer "$peer" --bench_size "$FAST_SIZE" --bench_loss "${loss}%" --cc "$CC" \
+          --bench_transports "${FAST_TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
+          >"$part" 2> >(tee -a "$WORK/fast-client.log" >&2); then
+        echo "bench/run.sh: some fast-path transfers failed ($path, ${loss}% loss; rows marked verified=no)" >&2
+        FAILED=1
+      fi
+      awk -v p="$path" 'NR == 1 { print "path," $0; next } { print p "," $0 }' "$part" >"$part.path"
+      append_rows "$part.path" "$FAST_CSV"
+    done
+  done
+  ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
+  ip netns exec "$NS_B" nft flush chain inet udpmsg_bench input
+fi
+
+# --- 5. Fairness ----------------------------------------------------------------------
+# bench fairness's CSV rows with a leading cc column.
+FAIR_CSV=$WORK/fairness.csv
+: >"$FAIR_CSV"
+if wants fairness; then
+  for cc in $FAIR_CCS; do
+    set_loss 0
+    echo "bench/run.sh: fairness, $FAIR_FLOWS at once for $FAIR_DURATION through the $RATE tbf, udpmsg $cc ..." >&2
+    part=$WORK/part.csv
+    if ! ip netns exec "$NS_A" "$BIN" bench fairness --bench_role client \
+        --bench_peer "$IP_B:$PORT" --bench_flows "$FAIR_FLOWS" --bench_duration "$FAIR_DURATION" \
+        --cc "$cc" --timeout "$TIMEOUT" --format csv \
+        >"$part" 2> >(tee -a "$WORK/fairness-client.log" >&2); then
+      echo "bench/run.sh: a fairness flow failed (udpmsg $cc)" >&2
+      FAILED=1
+    fi
+    stop_emulators_and_report
+    awk -v c="$cc" 'NR == 1 { print "udpmsg_cc," $0; next } { print c "," $0 }' "$part" >"$part.cc"
+    append_rows "$part.cc" "$FAIR_CSV"
+  done
+fi
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk}.csv "$OUT/$NAME-bulk.png"
+rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fairness}.csv "$OUT/$NAME-bulk.png"
 [[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
 [[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
 [[ -s $CSV ]] && cp "$CSV" "$OUT/$NAME-bulk.csv"
+[[ -s $FAST_CSV ]] && cp "$FAST_CSV" "$OUT/$NAME-fast.csv"
+[[ -s $FAIR_CSV ]] && cp "$FAIR_CSV" "$OUT/$NAME-fairness.csv"
 
 csv_to_md() {  # a CSV file as a Markdown table
   awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
@@ -407,19 +562,144 @@ targets() {
       END { check("udpmsg reliable-ordered", "1%"); check("udpmsg unreliable", "1%") }' "$LAT_CSV"
   fi
   if [[ -s $CSV ]]; then
-    awk -F, -v transports="$TRANSPORTS" 'NR > 1 && $9 == "yes" { rate[$1 "@" $2] = $6 }
-      function check(loss, other, want, what,   u, o) {
-        u = rate["udpmsg@" loss]; o = rate[other "@" loss]
-        if (u == "" || o == "") { printf "- udpmsg bulk >= %sx %s at %s loss%s: not measured\n", want, other, loss, what; return }
-        printf "- udpmsg bulk >= %sx %s at %s loss%s: %.2fx (%s)\n", want, other, loss, what, u / o, (u / o >= want) ? "met" : "NOT met"
+    awk -F, -v transports="$BULK_TRANSPORTS" 'NR > 1 && $9 == "yes" { rate[$1 "@" $2] = $6 }
+      function check(mine, loss, other, want, what,   u, o) {
+        u = rate[mine "@" loss]; o = rate[other "@" loss]
+        if (u == "" || o == "") { printf "- %s bulk >= %sx %s at %s loss%s: not measured\n", mine, want, other, loss, what; return }
+        printf "- %s bulk >= %sx %s at %s loss%s: %.2fx (%s)\n", mine, want, other, loss, what, u / o, verdict(u / o, want)
       }
+      function verdict(r, want) { return r >= want ? "met" : sprintf("NOT met: %.0f%% short", 100 * (1 - r / want)) }
       END {
         n = split(transports, t, " ")
-        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("5%", t[i], 3, "")
-        for (i = 1; i <= n; i++) if (t[i] == "enet") check("5%", "enet", 2, "")
-        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("0%", t[i], 0.5, " on the rate-limited veth")
+        for (j = 1; j <= n; j++) {
+          if (t[j] !~ /^udpmsg/) continue
+          for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check(t[j], "5%", t[i], 3, "")
+          for (i = 1; i <= n; i++) if (t[i] == "enet") check(t[j], "5%", "enet", 2, "")
+          for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check(t[j], "0%", t[i], 0.5, " on the rate-limited veth")
+        }
       }' "$CSV"
   fi
+  if [[ -s $FAST_CSV ]]; then
+    # path,transport,loss,bytes,seconds,MB/s,Mbit/s,vs_tcp,retransmits,verified,send,recv
+    awk -F, -v transports="$FAST_TRANSPORTS" 'NR > 1 && $10 == "yes" {
+        k = $1 "@" $2 "@" $3; rate[k] = $7
+        if ($11 != "-" && $12 != "-") cpu[k] = $11 + $12
+      }
+      function verdict(r, want) { return r >= want ? "met" : sprintf("NOT met: %.0f%% short", 100 * (1 - r / want)) }
+      function check(path, loss, other, want,   u, o) {
+        u = rate[path "@udpmsg@" loss]; o = rate[path "@" other "@" loss]
+        if (u == "" || o == "") { printf "- udpmsg >= %sx %s on %s at %s loss: not measured\n", want, other, where[path], loss; return }
+        printf "- udpmsg >= %sx %s on %s at %s loss: %.0f vs %.0f Mbit/s, %.2fx (%s)\n", want, other, where[path], loss, u, o, u / o, verdict(u / o, want)
+      }
+      function check_cpu(path, loss, other, want,   u, o, r) {
+        u = cpu[path "@udpmsg@" loss]; o = cpu[path "@" other "@" loss]
+        if (u == "" || o == "" || o <= 0) { printf "- udpmsg sender + receiver CPU per GB <= %sx %s'"'"'s on %s at %s loss: not measured\n", want, other, where[path], loss; return }
+        r = u / o
+        printf "- udpmsg sender + receiver CPU per GB <= %sx %s'"'"'s on %s at %s loss: %.2f vs %.2f s/GB, %.2fx (%s)\n", want, other, where[path], loss, u, o, r, r <= want ? "met" : sprintf("NOT met: %.0f%% over", 100 * (r / want - 1))
+      }
+      END {
+        where["veth"] = "the clean veth"; where["loopback"] = "loopback"
+        n = split(transports, t, " ")
+        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("veth", "0%", t[i], 0.7)
+        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) check("loopback", "0%", t[i], 0.5)
+        for (i = 1; i <= n; i++) if (t[i] == "enet") {
+          check("veth", "0%", "enet", 1.5); check("veth", "1%", "enet", 1.5)
+          check("loopback", "0%", "enet", 1.5); check("loopback", "1%", "enet", 1.5)
+        }
+        for (i = 1; i <= n; i++) if (t[i] ~ /^tcp/) { check_cpu("veth", "0%", t[i], 2); check_cpu("loopback", "0%", t[i], 2) }
+      }' "$FAST_CSV"
+  fi
+  if [[ -s $FAIR_CSV ]]; then
+    fairness_summary "- "
+  fi
+}
+
+# Per udpmsg congestion controller of the fairness runs: Jain's index and
+# the target, each line prefixed by $1.
+fairness_summary() {
+  # udpmsg_cc,flow,transport,bytes,seconds,Mbit/s,share,verified
+  awk -F, -v prefix="$1" 'NR > 1 {
+      if (!($1 in seen)) { seen[$1] = 1; order[++ncc] = $1 }
+      n[$1]++; x = ($8 == "yes") ? $6 + 0 : -1
+      if (x < 0) bad[$1] = 1
+      sum[$1] += x; sq[$1] += x * x; rate[$1, n[$1]] = x; name[$1, n[$1]] = $3
+    }
+    END {
+      for (c = 1; c <= ncc; c++) {
+        cc = order[c]
+        if (bad[cc] || sq[cc] <= 0) { printf "%sfairness, udpmsg %s: not measured (a flow failed)\n", prefix, cc; continue }
+        fair = sum[cc] / n[cc]; out = ""
+        for (i = 1; i <= n[cc]; i++) {
+          share = rate[cc, i] / fair
+          if (share < 0.5 || share > 2) out = out sprintf("%sflow %d (%s) at %.2fx", out == "" ? "" : ", ", i, name[cc, i], share)
+        }
+        printf "%sfairness, udpmsg %s: each flow within a factor of 2 of its fair share: %s; Jain'"'"'s index %.3f\n", prefix, cc, out == "" ? "met" : "NOT met: " out, sum[cc] * sum[cc] / (n[cc] * sq[cc])
+      }
+    }' "$FAIR_CSV"
+}
+
+# The bulk rows' udpmsg congestion controllers side by side, per loss rate.
+cc_side_by_side() {
+  awk -F, -v transports="$BULK_TRANSPORTS" 'NR > 1 {
+      if (!($2 in seen)) { seen[$2] = 1; losses[++nl] = $2 }
+      rate[$1 "@" $2] = ($9 == "yes") ? $6 : ""
+      rtx[$1 "@" $2] = $8
+    }
+    function ratio(a, b) { return (a == "" || b == "" || b + 0 <= 0) ? "-" : sprintf("%.2fx", a / b) }
+    END {
+      n = split(transports, t, " "); nu = 0; cubic = ""; enet = ""
+      for (i = 1; i <= n; i++) {
+        if (t[i] ~ /^udpmsg/) u[++nu] = t[i]
+        if (t[i] == "tcp-cubic") cubic = t[i]
+        if (t[i] == "enet") enet = t[i]
+      }
+      if (cubic == "") for (i = 1; i <= n; i++) if (t[i] == "tcp") cubic = "tcp"
+      printf "| loss |"
+      for (j = 1; j <= nu; j++) printf " %s Mbit/s | retransmits |", u[j]
+      if (nu == 2) printf " %s / %s |", u[2], u[1]
+      if (cubic != "") { printf " %s Mbit/s |", cubic; for (j = 1; j <= nu; j++) printf " %s vs %s |", u[j], cubic }
+      if (enet != "") { printf " ENet Mbit/s |"; for (j = 1; j <= nu; j++) printf " %s vs ENet |", u[j] }
+      printf "\n|"
+      cols = 1 + 2 * nu + (nu == 2) + (cubic != "") * (1 + nu) + (enet != "") * (1 + nu)
+      for (i = 1; i <= cols; i++) printf "---|"
+      printf "\n"
+      for (l = 1; l <= nl; l++) {
+        L = losses[l]; printf "| %s |", L
+        for (j = 1; j <= nu; j++) printf " %s | %s |", rate[u[j] "@" L] == "" ? "-" : rate[u[j] "@" L], rtx[u[j] "@" L] == "" ? "-" : rtx[u[j] "@" L]
+        if (nu == 2) printf " %s |", ratio(rate[u[2] "@" L], rate[u[1] "@" L])
+        if (cubic != "") { c = rate[cubic "@" L]; printf " %s |", c == "" ? "-" : c; for (j = 1; j <= nu; j++) printf " %s |", ratio(rate[u[j] "@" L], c) }
+        if (enet != "") { e = rate[enet "@" L]; printf " %s |", e == "" ? "-" : e; for (j = 1; j <= nu; j++) printf " %s |", ratio(rate[u[j] "@" L], e) }
+        printf "\n"
+      }
+    }' "$CSV"
+}
+
+# The fast paths as one table: goodput, ratios and CPU per GB.
+fast_table() {
+  awk -F, -v transports="$FAST_TRANSPORTS" 'NR > 1 {
+      k = $1 "@" $2 "@" $3; ok[k] = ($10 == "yes"); rate[k] = $7; snd[k] = $11; rcv[k] = $12; rtx[k] = $9
+      if (!(($1 "@" $3) in seen)) { seen[$1 "@" $3] = 1; keys[++nk] = $1 "@" $3 }
+    }
+    function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 <= 0) ? "-" : sprintf("%.2fx", a / b) }
+    END {
+      n = split(transports, t, " ")
+      print "| path | loss | transport | Mbit/s | vs udpmsg | retransmits | sender CPU s/GB | receiver CPU s/GB | total CPU s/GB | CPU vs udpmsg |"
+      print "|---|---|---|---|---|---|---|---|---|---|"
+      for (k = 1; k <= nk; k++) {
+        split(keys[k], pl, "@")
+        u = pl[1] "@udpmsg@" pl[2]
+        ucpu = (ok[u] && snd[u] != "-" && rcv[u] != "-") ? snd[u] + rcv[u] : ""
+        for (i = 1; i <= n; i++) {
+          r = pl[1] "@" t[i] "@" pl[2]
+          if (!(r in rate)) continue
+          g = ok[r] ? rate[r] : "-"
+          c = (ok[r] && snd[r] != "-" && rcv[r] != "-") ? sprintf("%.2f", snd[r] + rcv[r]) : "-"
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pl[1], pl[2], t[i], g,
+            t[i] == "udpmsg" ? "" : ratio(ok[u] ? rate[u] : "", g), rtx[r], ok[r] ? snd[r] : "-", ok[r] ? rcv[r] : "-", c,
+            t[i] == "udpmsg" ? "" : ratio(ucpu, c)
+        }
+      }
+    }' "$FAST_CSV"
 }
 
 KERNEL_TCP_CC=$(ip netns exec "$NS_A" cat /proc/sys/net/ipv4/tcp_congestion_control 2>/dev/null || echo unknown)
@@ -434,7 +714,7 @@ MD=$OUT/$NAME.md
   echo "| machine | $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') |"
   echo "| kernel | $(uname -srm) |"
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
-  echo "| udpmsg | congestion control $CC |"
+  echo "| udpmsg | congestion control $CC (rate, latency, fast); bulk: $CCS (rows udpmsg-<cc> when several); fairness: $FAIR_CCS |"
   echo "| TCP | rows \"tcp\": the namespaces' default congestion control ($KERNEL_TCP_CC${TCP_CC:+, set with --tcp-cc}); rows \"tcp-<cc>\": <cc> set per socket (TCP_CONGESTION) |"
   echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way) |"
   if [[ $EMULATOR == nfqueue ]]; then
@@ -475,6 +755,44 @@ MD=$OUT/$NAME.md
     echo "tcpi_total_retrans, ENet packetsLost."
     echo
     echo "![goodput vs loss]($NAME-bulk.png)"
+    if ((${#CCS_ARRAY[@]} > 1)); then
+      echo
+      echo "### udpmsg congestion controllers side by side ($RATE veth, ${DELAY:-no} added RTT)"
+      echo
+      cc_side_by_side
+      echo
+      echo "The same run, the same loss model: each udpmsg congestion controller against TCP"
+      echo "and ENet at each loss rate (ratios of goodput)."
+    fi
+  fi
+  if [[ -s $FAST_CSV ]]; then
+    echo
+    echo "## Fast paths ($FAST_SIZE per transfer: clean veth $NS_A -> $NS_B with no rate limit; loopback inside $NS_A; loss $(echo "$FAST_LOSSES" | sed 's/\([0-9.]*\)/\1%/g'))"
+    echo
+    fast_table
+    echo
+    echo "vs udpmsg: udpmsg's goodput / this row's (CPU: udpmsg's total / this row's). CPU s/GB:"
+    echo "CPU seconds (user + system, CLOCK_THREAD_CPUTIME_ID) of the sending and the receiving"
+    echo "thread per 10^9 bytes delivered, each measured by its own end around the transfer (the"
+    echo "receiver reports its figure in its result); the kernel's softirq work is charged to"
+    echo "whichever thread ran it, on loopback and veth mostly the sender's. The loss on these paths"
+    echo "is an nft numgen drop on ua1/lo in $NS_A and ub1 in $NS_B (both directions, every protocol)."
+    echo "udpmsg runs with congestion control $CC; the receivers are \`bench bulk --bench_role server\`"
+    echo "processes ($NS_B for the veth, $NS_A on 127.0.0.1 for loopback)."
+  fi
+  if [[ -s $FAIR_CSV ]]; then
+    echo
+    echo "## Fairness ($FAIR_FLOWS at once for $FAIR_DURATION, $NS_A -> $NS_B through the $RATE tbf, ${DELAY:-no} added RTT)"
+    echo
+    csv_to_md "$FAIR_CSV"
+    echo
+    fairness_summary ""
+    echo
+    echo "Each flow is a timed transfer on its own connection and thread, all connected first and"
+    echo "started together; goodput = verified bytes the receiver got within $FAIR_DURATION of its first"
+    echo "byte / $FAIR_DURATION; share = a flow's goodput / the flows' mean (the fair share). Jain's index"
+    echo "= (sum x)^2 / (n * sum x^2): 1 when equal, 1/n when one flow takes everything. Target:"
+    echo "each flow within a factor of 2 of its fair share. \"udpmsg\" flows run the row's udpmsg_cc."
   fi
   echo
   echo "## Setup commands"
@@ -490,10 +808,12 @@ MD=$OUT/$NAME.md
 
 if [[ -s $CSV ]] && command -v gnuplot >/dev/null; then
   plots=()
-  declare -A POINT=([udpmsg]=7 [tcp]=5 [tcp-cubic]=4 [tcp-reno]=6 [tcp-bbr]=8 [enet]=9)
-  for t in $TRANSPORTS; do
+  declare -A POINT=([udpmsg]=7 [udpmsg-newreno]=7 [udpmsg-bbr]=13 [tcp]=5 [tcp-cubic]=4
+                    [tcp-reno]=6 [tcp-bbr]=8 [enet]=9)
+  for t in $BULK_TRANSPORTS; do
     case $t in
-      udpmsg) title="udpmsg reliable ($CC)" ;;
+      udpmsg) title="udpmsg reliable ($BULK_CC)" ;;
+      udpmsg-*) title="udpmsg reliable (${t#udpmsg-})" ;;
       tcp) title="TCP (default: $KERNEL_TCP_CC)" ;;
       tcp-*) title="TCP ${t#tcp-}" ;;
       enet) title="ENet 1.3" ;;
