@@ -88,8 +88,23 @@ void NewReno::OnSpuriousLoss(absl::Time now, const PacketInfo& packet) {
 
 Pacer::Pacer(size_t max_datagram, int burst_packets)
     : max_datagram_(max_datagram),
-      capacity_(static_cast<double>(max_datagram) * std::max(burst_packets, 1)),
+      burst_packets_(std::max(burst_packets, 1)),
+      capacity_(static_cast<double>(max_datagram) * burst_packets_),
       tokens_(capacity_) {}
+
+void Pacer::SetMaxDatagram(size_t max_datagram) {
+  if (max_datagram == 0 || max_datagram_ == 0) return;
+  tokens_ = tokens_ * static_cast<double>(max_datagram) / static_cast<double>(max_datagram_);
+  max_datagram_ = max_datagram;
+  capacity_ = static_cast<double>(max_datagram) * burst_packets_;
+  tokens_ = std::min(tokens_, capacity_);
+}
+
+void NewReno::OnDatagramSizeChanged(size_t max_datagram) {
+  max_datagram_ = max_datagram;
+  acked_in_ca_ = std::min(acked_in_ca_, window_);
+  window_ = std::max(window_, minimum_window());
+}
 
 namespace {
 

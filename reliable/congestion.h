@@ -66,6 +66,11 @@ class CongestionController {
   // flight now is acknowledged measure the application, not the path.
   virtual void OnAppLimited() {}
 
+  // The connection's datagram size changed (path MTU discovery,
+  // reliable/pmtud.h): the controller keeps its state (window, estimates)
+  // and counts in the new size from now on.
+  virtual void OnDatagramSizeChanged(size_t max_datagram) = 0;
+
   virtual uint64_t window() const = 0;
   virtual bool InRecovery() const = 0;
   virtual bool InSlowStart() const = 0;
@@ -89,6 +94,8 @@ class NewReno final : public CongestionController {
   // lost in the current loss episode has been acknowledged after all, the
   // window and ssthresh go back to what they were before its reduction.
   void OnSpuriousLoss(absl::Time now, const PacketInfo& packet) override;
+  // The window is kept (raised to the new minimum window if below it).
+  void OnDatagramSizeChanged(size_t max_datagram) override;
   uint64_t window() const override { return window_; }
   bool InRecovery() const override { return in_recovery_; }
   bool InSlowStart() const override { return window_ < ssthresh_; }
@@ -130,6 +137,10 @@ class Pacer final {
  public:
   Pacer(size_t max_datagram, int burst_packets = 10);
 
+  // The datagram size changed: the burst allowance (in packets) follows it,
+  // and so do the tokens saved.
+  void SetMaxDatagram(size_t max_datagram);
+
   // When a packet of `bytes` may leave, given the current window and RTT;
   // `now` if right away. Never later than now + smoothed_rtt.
   absl::Time NextSendTime(absl::Time now, size_t bytes, uint64_t window,
@@ -153,6 +164,7 @@ class Pacer final {
   void OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns);
 
   size_t max_datagram_;
+  int burst_packets_;
   double capacity_;                 // bytes
   mutable double tokens_;           // bytes
   mutable absl::Time last_ = absl::InfinitePast();
@@ -351,6 +363,9 @@ class Bbr final : public CongestionController {
   void OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t bytes,
                      bool persistent_congestion) override;
   void OnAppLimited() override;
+  // Its model (bandwidth, min RTT) is in bytes and time: only the packet
+  // quanta (minimum window, aggregation allowance) follow the new size.
+  void OnDatagramSizeChanged(size_t max_datagram) override { max_datagram_ = max_datagram; }
   uint64_t window() const override { return cwnd_; }
   bool InRecovery() const override { return inflight_cap_ != 0; }
   bool InSlowStart() const override { return mode_ == Mode::kStartup; }

@@ -37,6 +37,7 @@ void PathMtuProber::StartSearch(absl::Time now) {
   ++stats_.searches;
   smallest_failed_ = options_.ceiling + 1;
   failed_once_ = false;
+  edge_tried_ = false;
   raise_at_ = absl::InfiniteFuture();
   Advance(now);
 }
@@ -51,6 +52,11 @@ void PathMtuProber::Advance(absl::Time now) {
     return;
   }
   if (failed_once_) {
+    if (!edge_tried_) {
+      edge_tried_ = true;
+      next_size_ = plpmtu_ + 1;
+      return;
+    }
     next_size_ = plpmtu_ + (hi - plpmtu_ + 1) / 2;  // upper middle: always > plpmtu_
     return;
   }

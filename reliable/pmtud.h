@@ -23,9 +23,12 @@
 //                    and confirms it again raise_interval later
 //
 // Search order: the common sizes in kCommonSizes above the PLPMTU, smallest
-// first (the ceiling itself after them), until one fails; then a binary
-// search between the largest acknowledged and the smallest failed, so the
-// result is exact (1472 on a 1500-byte IPv4 path, 1372 at MTU 1400).
+// first (the ceiling itself after them), until one fails; then one byte
+// above the largest acknowledged (a common size is usually the path's
+// exact limit, and then this ends the search), then a binary search between
+// the largest acknowledged and the smallest failed. The result is exact
+// (1472 on a 1500-byte IPv4 path, 1372 at MTU 1400) and costs max_probes
+// losses per failed size: 6 on those two paths.
 //
 // Black-hole detection: the path may stop carrying large datagrams while
 // small ones get through (a route change, a tunnel). Every ack-eliciting
@@ -62,9 +65,10 @@
 
 namespace udpmsg::reliable {
 
-// Sizes tried first, in order (UDP payloads): IPv6 minimum MTU, common
-// tunnels and PPPoE, Ethernet for IPv6 and IPv4, jumbo frames.
-inline constexpr size_t kCommonSizes[] = {1280, 1400, 1452, 1472, 4096, 8192, 8952, 8972};
+// Sizes tried first, in order (UDP payloads): IPv6 minimum MTU, IPv4 at MTU
+// 1400 (tunnels), 1400, Ethernet for IPv6 and IPv4, pages, jumbo frames for
+// IPv6 and IPv4.
+inline constexpr size_t kCommonSizes[] = {1280, 1372, 1400, 1452, 1472, 4096, 8192, 8952, 8972};
 
 class PathMtuProber final {
  public:
@@ -139,6 +143,7 @@ class PathMtuProber final {
   // Search bounds: largest acknowledged (== plpmtu_) and smallest failed.
   size_t smallest_failed_;
   bool failed_once_ = false;     // binary search from the first failure on
+  bool edge_tried_ = false;      // probed one byte above the largest acked
   size_t next_size_ = 0;         // the size being probed; 0 when none
   int losses_at_size_ = 0;
   std::optional<uint64_t> probe_number_;  // the probe in flight

@@ -147,6 +147,17 @@ void SendQueue::Release(uint64_t number) {
   messages_.erase(it);
 }
 
+void SendQueue::SetMaxFragmentPayload(uint64_t size) {
+  if (size == 0 || size == limits_.max_fragment_payload) return;
+  limits_.max_fragment_payload = size;
+  for (auto it = messages_.lower_bound(cursor_); it != messages_.end(); ++it) {
+    Message& m = it->second;
+    if (m.next_unsent != 0) continue;  // started: its count is on the wire
+    m.count = FragmentCountFor(m.bytes.size(), size);
+    if (IsReliable(m.mode)) m.acked.assign(m.count, false);
+  }
+}
+
 void SendQueue::Clear() {
   messages_.clear();
   lost_.clear();

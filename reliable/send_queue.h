@@ -99,6 +99,14 @@ class SendQueue final {
   void OnAcked(const FragmentId& id, std::vector<MessageReceipt>* receipts);
   void OnLost(const FragmentId& id);
 
+  // Cuts messages whose first fragment has not been sent yet (and every
+  // later one) into fragments of at most `size` bytes (> 0): the datagram
+  // size changed (path MTU discovery). Messages already started keep their
+  // fragments, retransmissions included: the receiver knows their count.
+  // O(messages not started).
+  void SetMaxFragmentPayload(uint64_t size);
+  uint64_t max_fragment_payload() const { return limits_.max_fragment_payload; }
+
   // Drops everything (connection closed).
   void Clear();
 

@@ -109,6 +109,11 @@ absl::Status Simulator::SetDefaultLink(const impairment::ImpairmentConfig& confi
   return absl::OkStatus();
 }
 
+void Simulator::SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
+                           size_t max_payload) {
+  GetPath(PathKey(from, to)).max_payload = max_payload;
+}
+
 Simulator::Path& Simulator::GetPath(const PathKey& key) {
   auto it = paths_.find(key);
   if (it == paths_.end()) {
@@ -141,6 +146,10 @@ void Simulator::Send(Datagram d) {
   Path& path = GetPath(PathKey(d.from, d.to));
   path.stats.bytes_sent += d.bytes.size();
   ++path.stats.packets_sent;
+  if (path.max_payload != 0 && d.bytes.size() > path.max_payload) {
+    ++path.stats.mtu_dropped;
+    return;
+  }
   for (impairment::Delivery& delivery : path.model.OnPacket(now_, d.bytes)) {
     Event event;
     event.kind = EventKind::kDeliver;

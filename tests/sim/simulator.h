@@ -44,6 +44,13 @@
 // model yet. Calling SetLink() on a used path replaces its model (fresh state,
 // same derived seed); path_stats() keeps accumulating.
 //
+// Path MTU. SetPathMtu(from, to, n) makes the path drop every datagram
+// larger than n bytes (a UDP payload: 1472 for a 1500-byte IPv4 link) before
+// its model sees it, counted in path_stats().mtu_dropped; 0 removes the
+// limit. It takes effect for datagrams sent from then on, so lowering it
+// mid-run is a black hole (a route change to a smaller MTU that sends no
+// ICMP "too big").
+//
 // Ownership: nodes are borrowed and must outlive the simulator (or at least
 // its last Run call). Thread-compatible; nodes are only called from the thread
 // running the simulator.
@@ -113,6 +120,10 @@ class Simulator final {
                        const impairment::ImpairmentConfig& config);
   // The config of paths without SetLink. Initially perfect with 1 ms delay.
   absl::Status SetDefaultLink(const impairment::ImpairmentConfig& config);
+  // The largest datagram the directed path from -> to carries (0: any); see
+  // "Path MTU" above.
+  void SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
+                  size_t max_payload);
 
   // Delivers `d` to d.to's node at max(at, now()), bypassing all links (for
   // spoofing tests). Path stats are not touched.
@@ -143,6 +154,7 @@ class Simulator final {
     uint64_t packets_sent = 0;
     uint64_t bytes_delivered = 0;      // handed to the receiving node
     uint64_t packets_delivered = 0;    // (duplicates included)
+    uint64_t mtu_dropped = 0;          // larger than the path MTU (dropped)
   };
   // Zeros if the path never carried a packet.
   PathStats path_stats(const udp::SocketAddress& from, const udp::SocketAddress& to) const;
@@ -179,6 +191,7 @@ class Simulator final {
     impairment::ImpairmentModel model;
     impairment::ImpairmentCounters past;  // counters of replaced models
     PathStats stats;
+    size_t max_payload = 0;  // SetPathMtu; 0: no limit
   };
   enum class EventKind { kDeliver, kTimer, kAction };
   struct Event {

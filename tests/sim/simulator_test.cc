@@ -350,6 +350,34 @@ TEST(SimulatorTest, BlackoutDropsEverythingInsideTheWindow) {
   EXPECT_EQ(sim.path_stats(A(), B()).counters.dropped_blackout, 100u);
 }
 
+TEST(SimulatorTest, PathMtuDropsLargerDatagramsAndMayShrinkMidRun) {
+  Simulator sim(1);
+  SinkNode a, b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  sim.SetPathMtu(A(), B(), 1472);
+  const absl::Time t = sim.start() + absl::Milliseconds(10);
+  sim.At(t, [&] {
+    a.Send(B(), std::string(1472, 'a'));
+    a.Send(B(), std::string(1473, 'b'));
+    b.Send(A(), std::string(9000, 'c'));  // the other direction has no limit
+  });
+  // A black hole: from now on only 1200 bytes get through.
+  sim.At(t + absl::Seconds(1), [&] { sim.SetPathMtu(A(), B(), 1200); });
+  sim.At(t + absl::Seconds(2), [&] {
+    a.Send(B(), std::string(1201, 'd'));
+    a.Send(B(), std::string(1200, 'e'));
+  });
+  sim.RunFor(absl::Seconds(3));
+  ASSERT_EQ(b.arrivals.size(), 2u);
+  EXPECT_EQ(b.arrivals[0].bytes.size(), 1472u);
+  EXPECT_EQ(b.arrivals[1].bytes.size(), 1200u);
+  ASSERT_EQ(a.arrivals.size(), 1u);
+  EXPECT_EQ(sim.path_stats(A(), B()).mtu_dropped, 2u);
+  EXPECT_EQ(sim.path_stats(A(), B()).packets_sent, 4u);
+  EXPECT_EQ(sim.path_stats(B(), A()).mtu_dropped, 0u);
+}
+
 TEST(SimulatorTest, InjectBypassesLinks) {
   Simulator sim(1);
   SinkNode a, b;
