@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "udp/errno_status.h"
+#include "udp/socket_options.h"
 
 namespace udpmsg::reliable {
 namespace {
@@ -35,6 +36,9 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
   // at once (Endpoint::OnPeerUnreachable) instead of after the handshake
   // timeout.
   if (absl::Status s = socket->EnableErrorQueue(); !s.ok()) return s;
+  // Path MTU discovery (reliable/pmtud.h): probes leave with DF set and are
+  // never fragmented here; the prober, not ICMP, decides the size.
+  if (absl::Status s = udp::EnablePathMtuProbing(socket->fd()); !s.ok()) return s;
   if (options.segmentation_offload) {
     // Either may be missing (an old kernel): plain datagrams then, which
     // always work, so the errors only mean "not here".
@@ -131,6 +135,10 @@ size_t Runtime::BuildTrains() {
         break;
       }
       if (it->bytes.size() > segment || bytes + it->bytes.size() > max_bytes) break;
+      // A shorter datagram ends only a train of equal ones: a lone larger
+      // datagram (a path MTU probe) goes alone, so a probe the device cannot
+      // carry fails by itself (EMSGSIZE) instead of having a train refused.
+      if (it->bytes.size() < segment && used - start < 2) break;
       if (!(it->peer == peer)) break;
     }
     trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};

@@ -24,7 +24,7 @@
 // runtime serves any number of clients (up to max_connections).
 //
 // Batching: consecutive datagrams the endpoint emits for one peer with the
-// same size (a shorter one may end the run) leave as one UDP GSO train
+// same size (a shorter one may end a run of two or more) leave as one UDP GSO train
 // (udp::DatagramSocket::SendTrains: up to 64 datagrams, 64 KiB, per train,
 // several trains per sendmmsg), and the socket receives with UDP GRO, so one
 // receive buffer may hold a run of datagrams from one peer, which Receive
