@@ -886,11 +886,13 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   // IMMEDIATE_ACK frame). Not when the queue merely ran dry: a stream of
   // small messages would then draw one ACK per packet. One request at a
   // time: a sender held at the window edge would otherwise ask on every
-  // packet and draw an ACK per packet whatever the ack frequency.
-  if (!p.data.empty() && immediate_ack_requested_ == 0 &&
-      sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window()) {
+  // packet and draw an ACK per packet whatever the ack frequency. Every
+  // probe asks too, so each probe of a PTO draws its own ACK: on a lossy
+  // path one lost ACK then does not cost a whole (backed-off) probe round.
+  const bool at_edge = sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window();
+  if (!p.data.empty() && (probe || (immediate_ack_requested_ == 0 && at_edge))) {
     p.ping = proto::Ping{};
-    immediate_ack_requested_ = p.packet_number;
+    if (!probe) immediate_ack_requested_ = p.packet_number;
   }
   if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say
   const bool eliciting = p.AckEliciting();

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "proto/frames.h"
@@ -55,7 +56,8 @@ struct SentPacket {
   absl::Time sent_time;
   size_t bytes = 0;            // datagram size
   bool ack_eliciting = false;  // counts toward bytes in flight when true
-  std::vector<FragmentId> fragments;
+  // Inline for the usual one or two fragments: no heap allocation per packet.
+  absl::InlinedVector<FragmentId, 2> fragments;
   // The largest number in the ACK frame this packet carried, if any (for
   // AckTracker::OnAckAcknowledged).
   std::optional<uint64_t> largest_acked_in_ack;

@@ -78,8 +78,13 @@ void RunOrderedTransfer(uint64_t seed, const impairment::ImpairmentConfig& link,
       [&] { return net.client().Count(Event::Type::kAcked) == sent.size(); },
       net.sim().now() + limit);
   std::vector<const Event*> got = Messages(net.server(), 1);
-  ASSERT_TRUE(done) << "delivered " << got.size() << " of " << sent.size() << "; client "
-                    << net.client().endpoint().Stats(id)->ToString();
+  if (!done) {
+    absl::StatusOr<reliable::ConnectionStats> stats = net.client().endpoint().Stats(id);
+    const Event* closed = net.client().Find(Event::Type::kClosed);
+    FAIL() << "delivered " << got.size() << " of " << sent.size() << "; client "
+           << (stats.ok() ? stats->ToString() : std::string(stats.status().message()))
+           << (closed != nullptr ? absl::StrCat("; closed: ", closed->reason) : "");
+  }
   ASSERT_EQ(got.size(), sent.size())
       << "server " << net.server().endpoint().Stats(net.ServerConnection())->ToString()
       << " events " << net.server().events().size() << " endpoint "
