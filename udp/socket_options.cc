@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
@@ -31,6 +32,20 @@ absl::Status SetNonBlockingFd(int fd, bool non_blocking) {
   flags = non_blocking ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
   if (::fcntl(fd, F_SETFL, flags) != 0) return ErrnoStatus(errno, "fcntl F_SETFL");
   return absl::OkStatus();
+}
+
+absl::Status EnablePathMtuProbing(int fd) {
+  absl::StatusOr<int> domain = GetIntOption(fd, SOL_SOCKET, SO_DOMAIN, "SO_DOMAIN");
+  if (!domain.ok()) return domain.status();
+  if (*domain == AF_INET6) {
+    absl::Status s = SetIntOption(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE,
+                                  "IPV6_MTU_DISCOVER");
+    if (!s.ok()) return s;
+    // A v6-only socket has no IPv4 side to configure.
+    absl::StatusOr<int> v6only = GetIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, "IPV6_V6ONLY");
+    if (!v6only.ok() || *v6only != 0) return v6only.status();
+  }
+  return SetIntOption(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, "IP_MTU_DISCOVER");
 }
 
 absl::StatusOr<SocketAddress> SockName(int fd) {

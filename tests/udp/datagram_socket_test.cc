@@ -15,6 +15,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "udp/errno_status.h"
+#include "udp/socket_options.h"
 
 namespace udpmsg::udp {
 namespace {
@@ -471,6 +472,49 @@ TEST(DatagramSocketOpenTest, UnspecifiedFamilyIsInvalid) {
   absl::StatusOr<DatagramSocket> socket = DatagramSocket::Open(AddressFamily::kUnspecified, {});
   ASSERT_FALSE(socket.ok());
   EXPECT_EQ(socket.status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Path MTU probing (socket_options.h EnablePathMtuProbing): DF set, never
+// fragmented locally, the kernel's PMTU cache ignored; loopback (MTU 65536)
+// still carries the largest datagram.
+TEST(DatagramSocketTest, PathMtuProbingIsSetForEachFamilyAndLoopbackCarriesTheLargest) {
+  for (AddressFamily family : {AddressFamily::kIpv4, AddressFamily::kIpv6}) {
+    SCOPED_TRACE(family == AddressFamily::kIpv4 ? "ipv4" : "ipv6");
+    absl::StatusOr<DatagramSocket> a = BoundLoopback(family, /*non_blocking=*/false);
+    if (!a.ok() && family == AddressFamily::kIpv6) GTEST_SKIP() << "no IPv6: " << a.status();
+    ASSERT_TRUE(a.ok()) << a.status();
+    absl::StatusOr<DatagramSocket> b = BoundLoopback(family, /*non_blocking=*/false);
+    ASSERT_TRUE(b.ok()) << b.status();
+    ASSERT_TRUE(EnablePathMtuProbing(a->fd()).ok());
+    if (family == AddressFamily::kIpv6) {
+      EXPECT_EQ(*GetIntOption(a->fd(), IPPROTO_IPV6, IPV6_MTU_DISCOVER, "IPV6_MTU_DISCOVER"),
+                IPV6_PMTUDISC_PROBE);
+    } else {
+      EXPECT_EQ(*GetIntOption(a->fd(), IPPROTO_IP, IP_MTU_DISCOVER, "IP_MTU_DISCOVER"),
+                IP_PMTUDISC_PROBE);
+    }
+    // IPv4: the 16-bit total length; IPv6 without fragmentation: the
+    // loopback MTU (65536) less 48 header bytes. One byte more is refused
+    // at once (EMSGSIZE) instead of being fragmented.
+    const size_t largest = family == AddressFamily::kIpv4 ? 65507 : 65488;
+    const std::string big(largest, 'm');
+    absl::StatusOr<SocketAddress> to = b->LocalAddress();
+    ASSERT_TRUE(to.ok());
+    if (family == AddressFamily::kIpv6) {
+      absl::StatusOr<size_t> too_big = a->SendTo(*to, AsBytes(big + "x"));
+      EXPECT_FALSE(too_big.ok());
+      EXPECT_THAT(std::string(too_big.status().message()), HasSubstr("Message too long"));
+    }
+    absl::StatusOr<size_t> sent = a->SendTo(*to, AsBytes(big));
+    ASSERT_TRUE(sent.ok()) << sent.status();
+    EXPECT_EQ(*sent, largest);
+    std::vector<uint8_t> buffer(70000);
+    ASSERT_TRUE(WaitReadable(b->fd()));
+    absl::StatusOr<Datagram> got = b->RecvFrom(absl::MakeSpan(buffer));
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->size, largest);
+  }
+  EXPECT_FALSE(EnablePathMtuProbing(-1).ok());
 }
 
 }  // namespace
