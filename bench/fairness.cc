@@ -139,7 +139,6 @@ absl::Status RunFairness(const FairnessConfig& c) {
   for (size_t i = 0; i < n; ++i) {
     const std::string& flow = c.flows[i];
     rows[i].transport = DisplayName(flow, c);
-    rows[i].loss = absl::StrCat(i + 1);  // the flow's number
     std::vector<udp::SocketAddress> to;
     if (local != nullptr) {
       to = {local->AddressFor(flow)};
@@ -176,14 +175,12 @@ absl::Status RunFairness(const FairnessConfig& c) {
       absl::StatusOr<BulkOutcome> o =
           SendTimed(*clients[i], peers[i], payload, c.duration, c.timeout + c.duration);
       const std::string transport = rows[i].transport;
-      const std::string number = rows[i].loss;
       if (o.ok()) {
         rows[i] = *std::move(o);
       } else {
         rows[i].error = std::string(o.status().message());
       }
       rows[i].transport = transport;
-      rows[i].loss = number;
     });
   }
   for (std::thread& t : threads) t.join();
@@ -191,11 +188,12 @@ absl::Status RunFairness(const FairnessConfig& c) {
   if (local != nullptr) {
     if (absl::Status s = local->status(); !s.ok()) return s;
   }
-  for (const BulkOutcome& o : rows) {
+  for (size_t i = 0; i < n; ++i) {
+    const BulkOutcome& o = rows[i];
     if (!o.error.empty()) {
-      Log(absl::StrCat("bench fairness: flow ", o.loss, " (", o.transport, ") FAILED: ", o.error));
+      Log(absl::StrCat("bench fairness: flow ", i + 1, " (", o.transport, ") FAILED: ", o.error));
     } else {
-      Log(absl::StrFormat("bench fairness: flow %s (%s): %d bytes in %.3f s, %.2f Mbit/s", o.loss,
+      Log(absl::StrFormat("bench fairness: flow %d (%s): %d bytes in %.3f s, %.2f Mbit/s", i + 1,
                           o.transport, o.bytes, o.seconds, o.mbps()));
     }
   }
@@ -226,7 +224,7 @@ BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const Fairnes
     const BulkOutcome& o = rows[i];
     const bool ok = o.verified;
     t.rows.push_back({
-        o.loss,
+        absl::StrCat(i + 1),
         o.transport,
         absl::StrCat(o.bytes),
         ok ? absl::StrFormat("%.4g", o.seconds) : "-",
@@ -250,17 +248,18 @@ BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const Fairnes
     for (size_t i = 0; i < rows.size(); ++i) {
       const double share = rates[i] / fair;
       if (share < 0.5 || share > 2) {
-        outside.push_back(absl::StrFormat("flow %s (%s) at %.2fx", rows[i].loss,
-                                          rows[i].transport, share));
+        outside.push_back(
+            absl::StrFormat("flow %d (%s) at %.2fx", i + 1, rows[i].transport, share));
       }
     }
     t.notes.push_back(absl::StrCat(
         "target: each flow within a factor of 2 of its fair share: ",
         outside.empty() ? "met" : absl::StrCat("NOT met: ", absl::StrJoin(outside, ", "))));
   }
-  for (const BulkOutcome& o : rows) {
-    if (!o.error.empty()) {
-      t.notes.push_back(absl::StrCat("FAILED flow ", o.loss, " (", o.transport, "): ", o.error));
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (!rows[i].error.empty()) {
+      t.notes.push_back(
+          absl::StrCat("FAILED flow ", i + 1, " (", rows[i].transport, "): ", rows[i].error));
     }
   }
   return t;

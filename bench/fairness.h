@@ -72,8 +72,8 @@ double JainIndex(const std::vector<double>& x);
 // no flows; setup errors.
 absl::Status RunFairness(const FairnessConfig& config);
 
-// The table of `rows` (one per flow, in order), with Jain's index and the
-// target in its notes.
+// The table of `rows` (one per flow, in order, numbered from 1; their
+// `loss` is not used), with Jain's index and the target in its notes.
 BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const FairnessConfig& config);
 
 }  // namespace udpmsg::bench

@@ -172,9 +172,9 @@ TEST(JainIndexTest, OneWhenEqualOneOverNWhenOneTakesAll) {
 TEST(FairnessTableTest, SharesJainAndTheTarget) {
   FairnessConfig c;
   c.duration = absl::Seconds(1);
-  std::vector<BulkOutcome> rows = {Row("udpmsg-newreno", "1", 1, -1, -1),
-                                   Row("udpmsg-newreno", "2", 2, -1, -1),
-                                   Row("tcp-cubic", "3", 8, -1, -1)};  // 8000, 4000, 1000 Mbit/s
+  std::vector<BulkOutcome> rows = {Row("udpmsg-newreno", "", 1, -1, -1),
+                                   Row("udpmsg-newreno", "", 2, -1, -1),
+                                   Row("tcp-cubic", "", 8, -1, -1)};  // 8000, 4000, 1000 Mbit/s
   BenchTable t = MakeFairnessTable(rows, c);
   ASSERT_EQ(t.rows.size(), 3u);
   EXPECT_THAT(t.rows[0], ElementsAre("1", "udpmsg-newreno", "1000000000", "1", "8000.00", "1.85",
