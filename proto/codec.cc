@@ -79,7 +79,7 @@ size_t OptionalBytesField(size_t n) { return n == 0 ? 0 : BytesField(n); }
 size_t HelloBodySize(const Hello& h) {
   return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
          VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size()) +
-         OptionalBytesField(h.key_proof.size());
+         OptionalBytesField(h.key_proof.size()) + VarintField(h.max_udp_payload);
 }
 
 size_t ChallengeBodySize(const Challenge& c) {
@@ -93,7 +93,7 @@ size_t AcceptBodySize(const Accept& a) {
          VarintField(a.max_message_bytes) + VarintField(a.window) +
          OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size()) +
          OptionalBytesField(a.server_identity.size()) +
-         OptionalBytesField(a.identity_confirmation.size());
+         OptionalBytesField(a.identity_confirmation.size()) + VarintField(a.max_udp_payload);
 }
 
 // Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
@@ -208,6 +208,17 @@ absl::Status CheckBudget(absl::string_view what, uint32_t max_datagram) {
   return absl::OkStatus();
 }
 
+// max_udp_payload: absent (0), or a budget.
+absl::Status CheckUdpPayload(absl::string_view what, uint32_t max_udp_payload) {
+  if (max_udp_payload != 0 &&
+      (max_udp_payload < kMinDatagram || max_udp_payload > kMaxDatagram)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " max_udp_payload ", max_udp_payload, " outside ",
+                     Range(kMinDatagram, kMaxDatagram)));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckPublicKey(absl::string_view what, absl::string_view key) {
   if (key.empty() || key.size() == kPublicKeyBytes) return absl::OkStatus();
   return absl::InvalidArgumentError(
@@ -262,6 +273,7 @@ absl::Status ValidateHandshake(const Packet& p) {
                                p.hello->client_connection_id));
     s.Update(CheckCookie("hello", p.hello->cookie));
     s.Update(CheckBudget("hello", p.hello->max_datagram));
+    s.Update(CheckUdpPayload("hello", p.hello->max_udp_payload));
     s.Update(CheckPublicKey("hello", p.hello->public_key));
     s.Update(CheckProof("hello key_proof", p.hello->key_proof));
   }
@@ -277,6 +289,7 @@ absl::Status ValidateHandshake(const Packet& p) {
     s.Update(CheckConnectionId("accept with server_connection_id",
                                p.accept->server_connection_id));
     s.Update(CheckBudget("accept", p.accept->max_datagram));
+    s.Update(CheckUdpPayload("accept", p.accept->max_udp_payload));
     s.Update(CheckPublicKey("accept", p.accept->public_key));
     s.Update(CheckProof("accept psk_confirmation", p.accept->psk_confirmation));
     if (!p.accept->server_identity.empty() &&
@@ -429,6 +442,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     h->set_max_datagram(p.hello->max_datagram);
     if (!p.hello->public_key.empty()) h->set_public_key(p.hello->public_key);
     if (!p.hello->key_proof.empty()) h->set_key_proof(p.hello->key_proof);
+    h->set_max_udp_payload(p.hello->max_udp_payload);
   }
   if (p.challenge) {
     wire::Challenge* c = w->mutable_challenge();
@@ -451,6 +465,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     if (!p.accept->identity_confirmation.empty()) {
       a->set_identity_confirmation(p.accept->identity_confirmation);
     }
+    a->set_max_udp_payload(p.accept->max_udp_payload);
   }
   if (p.ack) {
     // Validate ran: ranges are non-empty, descending and non-adjacent.
@@ -555,6 +570,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.hello->max_datagram = h.max_datagram();
     p.hello->public_key = std::move(*h.mutable_public_key());
     p.hello->key_proof = std::move(*h.mutable_key_proof());
+    p.hello->max_udp_payload = h.max_udp_payload();
   }
   if (w.has_challenge()) {
     wire::Challenge& c = *w.mutable_challenge();
@@ -575,6 +591,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.accept->psk_confirmation = a.psk_confirmation();
     p.accept->server_identity = a.server_identity();
     p.accept->identity_confirmation = a.identity_confirmation();
+    p.accept->max_udp_payload = a.max_udp_payload();
   }
   if (w.has_ack()) {
     p.ack.emplace();
@@ -669,13 +686,15 @@ size_t Codec::MaxFragmentPayload() const { return max_fragment_payload_; }
 
 size_t Codec::EncodedSize(const Packet& packet) const {
   const size_t unpadded = kFramingBytes + PacketBodySize(packet);
-  if (!packet.hello || unpadded >= limits_.max_datagram) return unpadded;
+  // A hello fills the budget; a probe (pad_to) its own size.
+  const size_t target = packet.hello ? limits_.max_datagram : packet.pad_to;
+  if (target == 0 || unpadded >= target) return unpadded;
   // Padding fills the rest exactly, unless a single byte is left (no field
-  // is that short): then the hello does not fit.
-  if (!PlanPadding(limits_.max_datagram - unpadded).fits) {
-    return limits_.max_datagram + 1;
+  // is that short): then the packet does not fit.
+  if (!PlanPadding(target - unpadded).fits) {
+    return std::max(target, limits_.max_datagram) + 1;
   }
-  return limits_.max_datagram;
+  return target;
 }
 
 absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
@@ -692,10 +711,12 @@ absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
   wire::Packet* w = Arena::CreateMessage<wire::Packet>(&arena);
   ToWire(packet, w);
   const size_t body = w->ByteSizeLong();
-  // Only a hello is padded; `room` is what its padding fields must fill.
+  // Only a hello or a probe (pad_to) is padded; `room` is what its padding
+  // fields must fill.
   const size_t room = size - std::min(size, kFramingBytes + body);
   const PaddingPlan plan = PlanPadding(room);
-  if (kFramingBytes + body + room != size || (room > 0 && !packet.hello) ||
+  if (kFramingBytes + body + room != size ||
+      (room > 0 && !packet.hello && packet.pad_to == 0) ||
       !plan.fits) {
     return absl::InternalError(
         absl::StrCat("codec size mismatch: computed ", size,

@@ -64,7 +64,8 @@ class Codec final {
   const Limits& limits() const { return limits_; }
 
   // Encodes `packet`. A packet carrying a hello is padded so the datagram is
-  // exactly limits().max_datagram bytes.
+  // exactly limits().max_datagram bytes; any other packet with a non-zero
+  // pad_to (a path MTU probe) to exactly pad_to bytes.
   // INVALID_ARGUMENT: the packet breaks a rule Decode would reject (so we
   //   never send what a peer must drop), naming the field.
   // RESOURCE_EXHAUSTED: the datagram would exceed limits().max_datagram.
@@ -92,7 +93,8 @@ class Codec final {
   //   - protobuf that does not parse
   //   - a handshake packet mixing frames against frames.h's rules, or a hello
   //     with client_connection_id 0, a cookie over kMaxCookieBytes, a
-  //     max_datagram outside [kMinDatagram, kMaxDatagram]
+  //     max_datagram outside [kMinDatagram, kMaxDatagram], a max_udp_payload
+  //     neither 0 nor inside that range
   //   - more than kMaxAckRanges ack ranges, ranges not descending, overlapping,
   //     adjacent, or with smallest > largest; negative or absurd ack delay
   //     (over 1 hour)
@@ -108,8 +110,9 @@ class Codec final {
   //   - a hello or challenge key_proof, or a close auth, over
   //     kMaxConfirmationBytes
   // Also rejected, by the same rules: a challenge with client_connection_id 0
-  // or a cookie over kMaxCookieBytes, an accept with a connection id 0 or a
-  // max_datagram outside [kMinDatagram, kMaxDatagram], a server_identity that
+  // or a cookie over kMaxCookieBytes, an accept with a connection id 0, a
+  // max_datagram outside [kMinDatagram, kMaxDatagram] or a max_udp_payload
+  // neither 0 nor inside it, a server_identity that
   // is neither empty nor kPublicKeyBytes, an identity_confirmation over
   // kMaxConfirmationBytes, an ack without ranges,
   // an ack whose wire gaps/lengths lead below packet number 0, a handshake

@@ -61,6 +61,9 @@ struct Hello {
   // client holds the key (reliable::HelloKeyProof), at most
   // kMaxConfirmationBytes; empty otherwise.
   std::string key_proof;
+  // The largest datagram the client accepts (path MTU discovery), in
+  // [kMinDatagram, kMaxDatagram]; 0 (absent): max_datagram only.
+  uint32_t max_udp_payload = 0;
 };
 
 // Server's stateless answer to a hello without a valid cookie.
@@ -90,6 +93,9 @@ struct Accept {
   // proving it holds the static secret (at most kMaxConfirmationBytes).
   std::string server_identity;
   std::string identity_confirmation;
+  // The largest datagram the server accepts (path MTU discovery), in
+  // [kMinDatagram, kMaxDatagram]; 0 (absent): max_datagram only.
+  uint32_t max_udp_payload = 0;
 };
 
 // One fragment of one message.
@@ -232,6 +238,11 @@ struct Packet {
   std::optional<Ping> ping;
   std::optional<Close> close;
   std::optional<AckFrequency> ack_frequency;
+
+  // Not on the wire: when non-zero, Encode pads the datagram with a padding
+  // field to exactly this many bytes (a path MTU probe). A hello is padded to
+  // the codec's max_datagram regardless.
+  size_t pad_to = 0;
 
   // True when the packet asks to be acknowledged (RFC 9002 "ack-eliciting"):
   // anything but a packet with only an ack and/or close.

@@ -14,7 +14,7 @@ namespace {
 bool Equal(const Hello& a, const Hello& b) {
   return a.client_connection_id == b.client_connection_id &&
          a.cookie == b.cookie && a.max_datagram == b.max_datagram &&
-         a.public_key == b.public_key;
+         a.public_key == b.public_key && a.max_udp_payload == b.max_udp_payload;
 }
 
 bool Equal(const Challenge& a, const Challenge& b) {
@@ -29,7 +29,8 @@ bool Equal(const Accept& a, const Accept& b) {
          a.max_message_bytes == b.max_message_bytes && a.window == b.window &&
          a.public_key == b.public_key && a.psk_confirmation == b.psk_confirmation &&
          a.server_identity == b.server_identity &&
-         a.identity_confirmation == b.identity_confirmation;
+         a.identity_confirmation == b.identity_confirmation &&
+         a.max_udp_payload == b.max_udp_payload;
 }
 
 bool Equal(const Ack& a, const Ack& b) {

@@ -18,6 +18,17 @@ proto::Codec CodecFor(const proto::Codec* codec, size_t max_datagram) {
   return proto::Codec(limits);
 }
 
+// `codec`'s limits with exactly `max_datagram` (clamped by the codec).
+proto::Codec CodecWithBudget(const proto::Codec& codec, size_t max_datagram) {
+  proto::Codec::Limits limits = codec.limits();
+  limits.max_datagram = max_datagram;
+  return proto::Codec(limits);
+}
+
+// Probes remembered after the prober moved on (their late acks or
+// spurious-loss reports must not reach the congestion controller either).
+constexpr size_t kRecentProbes = 16;
+
 // Most packets one Poll() emits; the pacer and the window normally stop it
 // much earlier. Keeps one connection from monopolising an endpoint's turn.
 constexpr int kMaxPacketsPerPoll = 256;
@@ -34,6 +45,34 @@ constexpr size_t kMaxPartialMessages = 1024;
 // messages) after its messages complete, so this is held once a peer had
 // that many in progress, charged or not.
 constexpr uint64_t kPartialTablesBytes = 2 * 2048 * 128;
+
+// The fragment size for datagrams of `inner` bytes (before sealing) when a
+// base-size datagram carries fragments of up to `base_fragment` bytes: the
+// size that puts the most payload in one datagram with k fragments of at
+// most `base_fragment` each. SendOne adds a fragment after the first only
+// when it fits with kDataFrameOverhead to spare, so k fit when the packet's
+// own bytes (header, a short ack: kTypicalPacketBytes) and the frames'
+// headers (kTypicalFrameBytes) are typical; with a long ack one fewer goes.
+// A fragment cut for a large datagram thus still fits a base-size one, and
+// retransmissions after a black-hole fallback get through (the receiver
+// knows a started message's fragment count: its fragments can never be cut
+// again). 1472 bytes: two of 664 (1328 per datagram against 978 at 1200).
+constexpr size_t kTypicalPacketBytes = 64;
+constexpr size_t kTypicalFrameBytes = 24;
+size_t FragmentPayloadFor(size_t inner, size_t base_fragment, size_t max_frames) {
+  size_t best = base_fragment;
+  size_t best_total = base_fragment;
+  for (size_t k = 2; k <= max_frames; ++k) {
+    const size_t fixed = kTypicalPacketBytes + (k - 1) * kTypicalFrameBytes + kDataFrameOverhead;
+    if (inner <= fixed + k) break;
+    const size_t each = std::min((inner - fixed) / k, base_fragment);
+    if (k * each > best_total) {
+      best = each;
+      best_total = k * each;
+    }
+  }
+  return best;
+}
 
 // The controller the options ask for.
 std::unique_ptr<CongestionController> MakeController(const ConnectionOptions& options,
@@ -156,8 +195,12 @@ uint32_t WireCloseCode(CloseReason reason) {
 
 uint64_t MaxPeerHeldBytes(const ConnectionOptions& options) {
   const proto::Codec::Limits codec;  // max_data_frames per packet
-  const uint64_t one_packet =
-      codec.max_data_frames * (options.max_datagram + kEventOverheadBytes);
+  // Path MTU discovery lets the peer's datagrams grow to max_udp_payload.
+  const size_t datagram =
+      options.pmtud ? std::max(options.max_datagram,
+                               std::min(options.max_udp_payload, proto::kMaxDatagram))
+                    : options.max_datagram;
+  const uint64_t one_packet = codec.max_data_frames * (datagram + kEventOverheadBytes);
   const uint64_t spaces = uint64_t{4} * options.max_channels * kChannelBytes;
   const uint64_t ack_ranges = uint64_t{kMaxAckRanges} * kAckRangeBytes;
   return options.max_reassembly_bytes + options.max_undelivered_bytes + one_packet + spaces +
@@ -187,7 +230,9 @@ std::string ConnectionStats::ToString() const {
                       " dup_pkts=", duplicate_packets, " dup_msgs=", duplicate_messages,
                       " msgs_sent=", messages_sent, " msgs_delivered=", messages_delivered,
                       " msgs_acked=", messages_acked, " probes=", probes,
-                      " cwnd_cuts=", congestion_reductions);
+                      " cwnd_cuts=", congestion_reductions, " datagram=", datagram_size,
+                      " mtu_probes=", mtu_probes, "/", mtu_probes_lost, "lost",
+                      " black_holes=", mtu_black_holes);
 }
 
 Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
@@ -261,12 +306,14 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   c->accept_.psk_confirmation = psk_confirmation;
   c->accept_.server_identity = server_identity;
   c->accept_.identity_confirmation = identity_confirmation;
+  c->accept_.max_udp_payload = c->AnnouncedUdpPayload();
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
     c->protector_ = std::move(protector);
     c->SetBudget(c->max_datagram_);
   }
+  c->StartPmtud(now, hello.max_udp_payload);
   return c;
 }
 
@@ -414,6 +461,7 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
       // the budget may still change: the server's may be smaller, and
       // sealing takes proto::kSealedOverhead of it.
       SetBudget(std::min<size_t>(max_datagram_, packet.accept->max_datagram));
+      StartPmtud(now, packet.accept->max_udp_payload);
       // The first packet (an ack-eliciting ping) confirms the handshake on
       // the server.
       probes_due_ = std::max(probes_due_, 1);
@@ -474,7 +522,9 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   }
   stats_.spurious_losses += result->spurious.size();
   for (const SentPacket& p : result->spurious) {
-    if (p.ack_eliciting) cc_->OnSpuriousLoss(now, PacketInfo{p.number, p.sent_time, p.bytes});
+    if (p.ack_eliciting && !IsMtuProbe(p.number)) {
+      cc_->OnSpuriousLoss(now, PacketInfo{p.number, p.sent_time, p.bytes});
+    }
   }
   if (!result->acked.empty()) {
     last_progress_ = now;
@@ -488,9 +538,16 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
     if (p.ack_frequency_sequence != 0 && p.ack_frequency_sequence == ack_frequency_sequence_) {
       stats_.peer_ack_threshold = ack_threshold_requested_;
     }
-    if (p.ack_eliciting) cc_->OnPacketAcked(now, PacketInfo{p.number, p.sent_time, p.bytes});
+    if (!p.ack_eliciting) continue;
+    if (IsMtuProbe(p.number)) {  // not congestion-controlled data
+      if (pmtud_) pmtud_->OnProbeAcked(now, p.number);
+      continue;
+    }
+    if (pmtud_) pmtud_->OnPacketAcked(p.sent_time, p.bytes);
+    cc_->OnPacketAcked(now, PacketInfo{p.number, p.sent_time, p.bytes});
   }
   OnLost(now, result->lost, result->persistent_congestion);
+  ApplyPathMtu();
   for (const MessageReceipt& r : receipts) {
     ++stats_.messages_acked;
     Event e;
@@ -510,20 +567,32 @@ void Connection::OnLost(absl::Time now, const std::vector<SentPacket>& lost,
                         bool persistent_congestion) {
   if (lost.empty()) return;
   uint64_t bytes = 0;
+  const SentPacket* largest_counted = nullptr;
   for (const SentPacket& p : lost) {
     for (const FragmentId& id : p.fragments) queue_.OnLost(id);
     if (p.ack_frequency_sequence != 0 && p.ack_frequency_sequence == ack_frequency_sequence_) {
       ack_frequency_lost_ = true;
     }
     if (p.number == immediate_ack_requested_) immediate_ack_requested_ = 0;
-    if (p.ack_eliciting) bytes += p.bytes;
+    if (!p.ack_eliciting) continue;
+    // A path MTU probe's loss says the size is too big, not that the path
+    // is congested: the controller never hears of it (RFC 9000 14.4).
+    if (IsMtuProbe(p.number)) {
+      ++stats_.mtu_probes_lost;
+      if (pmtud_) pmtud_->OnProbeLost(now, p.number);
+      continue;
+    }
+    if (pmtud_ && pmtud_->OnPacketLost(now, p.sent_time, p.bytes)) ++stats_.mtu_black_holes;
+    bytes += p.bytes;
+    largest_counted = &p;
   }
   stats_.packets_lost += lost.size();
-  const SentPacket& largest = lost.back();
   if (bytes > 0) {
+    const SentPacket& largest = *largest_counted;
     cc_->OnPacketsLost(now, PacketInfo{largest.number, largest.sent_time, largest.bytes}, bytes,
                        persistent_congestion);
   }
+  ApplyPathMtu();
 }
 
 bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
@@ -661,6 +730,87 @@ void Connection::SetBudget(size_t max_datagram) {
   pacer_ = Pacer(max_datagram_);
 }
 
+uint32_t Connection::AnnouncedUdpPayload() const {
+  if (!options_.pmtud) return 0;
+  const size_t size = std::min(options_.max_udp_payload, proto::kMaxDatagram);
+  // Nothing above the base: announce nothing (the peer stays at the base).
+  return size > options_.max_datagram ? static_cast<uint32_t>(size) : 0;
+}
+
+void Connection::StartPmtud(absl::Time now, uint32_t peer_max_udp_payload) {
+  const size_t ours = AnnouncedUdpPayload();
+  if (ours == 0 || peer_max_udp_payload == 0) return;  // off, or an older peer
+  // The peer's figure only ever lowers ours: announcing a huge size makes us
+  // hold nothing more.
+  const size_t ceiling = std::min<size_t>(ours, peer_max_udp_payload);
+  const size_t base = max_datagram_ + SealOverhead();
+  if (ceiling <= base) return;
+  PathMtuProber::Options o;
+  o.base = base;
+  o.ceiling = ceiling;
+  o.raise_interval = options_.pmtu_raise_interval;
+  pmtud_.emplace(now, o);
+  // Probes and packets up to the ceiling encode; the sender fills them only
+  // up to max_datagram_ (the prober's size).
+  codec_ = CodecWithBudget(codec_, ceiling - SealOverhead());
+}
+
+bool Connection::IsMtuProbe(uint64_t number) const {
+  return std::find(recent_probes_.begin(), recent_probes_.end(), number) != recent_probes_.end();
+}
+
+void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out) {
+  if (next_packet_number_ >= proto::kMaxSequenceNumber) return;  // SendOne closes
+  proto::Packet p;
+  p.connection_id = peer_id_;
+  p.packet_number = next_packet_number_;
+  p.ping = proto::Ping{};  // ack-eliciting, no data: its loss loses nothing
+  p.pad_to = size - SealOverhead();
+  const size_t before = out->size();
+  Encode(now, p, out);
+  if (out->size() == before) return;
+  ++next_packet_number_;
+  SentPacket record;
+  record.number = p.packet_number;
+  record.sent_time = now;
+  record.bytes = out->back().size();
+  record.ack_eliciting = true;
+  // Counted in flight (it is in the network) but never shown to the
+  // congestion controller or the pacer.
+  if (sent_.bytes_in_flight() == 0) last_progress_ = now;
+  last_eliciting_sent_ = now;
+  recent_probes_.push_back(record.number);
+  if (recent_probes_.size() > kRecentProbes) recent_probes_.pop_front();
+  pmtud_->OnProbeSent(now, record.number, size);
+  if (!sent_.OnSent(std::move(record))) {
+    CloseNow(now, CloseReason::kPeerTimeout,
+             "too many unacknowledged packets: peer not acknowledging", false, true);
+  }
+}
+
+void Connection::OnDatagramTooBig(absl::Time now, size_t size) {
+  if (!pmtud_ || recent_probes_.empty()) return;
+  // Only the outstanding probe is larger than the datagram size, and it is
+  // the latest probe sent.
+  const uint64_t latest = recent_probes_.back();
+  if (!pmtud_->IsProbe(latest) || size <= datagram_size()) return;
+  pmtud_->OnProbeTooBig(now, latest);
+  ApplyPathMtu();
+}
+
+void Connection::ApplyPathMtu() {
+  if (!pmtud_) return;
+  const size_t inner = pmtud_->plpmtu() - SealOverhead();
+  if (inner == max_datagram_) return;
+  max_datagram_ = inner;
+  // New messages are cut for the new size; started ones keep their
+  // fragments, each small enough for a base-size datagram.
+  queue_.SetMaxFragmentPayload(
+      FragmentPayloadFor(inner, max_fragment_payload_, codec_.limits().max_data_frames));
+  cc_->OnDatagramSizeChanged(inner);
+  pacer_.SetMaxDatagram(inner);
+}
+
 absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReason* why) {
   const bool server_encrypts = !accept.public_key.empty();
   const bool has_identity = !accept.server_identity.empty();
@@ -790,6 +940,7 @@ void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   hello.client_connection_id = local_id_;
   hello.cookie = cookie_;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
+  hello.max_udp_payload = AnnouncedUdpPayload();
   if (security_.encrypt) hello.public_key = std::string(security_.key->public_key());
   if (security_.psk && !cookie_.empty()) {
     hello.key_proof =
@@ -853,12 +1004,17 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   if (with_data) {
+    // A probe timeout's probe is base-sized (RFC 9002 allows any size): it
+    // gets through a black hole, and a sender whose peer stopped reading
+    // probes with a trickle however large its datagrams have grown.
+    const size_t fill_limit =
+        probe && pmtud_ ? pmtud_->options().base - SealOverhead() : max_datagram_;
     size_t used = codec_.EncodedSize(p);
     while (p.data.size() < codec_.limits().max_data_frames) {
       std::optional<size_t> next = queue_.PeekPayloadSize();
       if (!next) break;
       // The first fragment always fits (MaxFragmentPayload's guarantee).
-      if (!p.data.empty() && used + *next + kDataFrameOverhead > max_datagram_) break;
+      if (!p.data.empty() && used + *next + kDataFrameOverhead > fill_limit) break;
       std::optional<OutgoingFragment> f = queue_.Next();
       if (!f) break;
       proto::DataFragment d;
@@ -961,6 +1117,9 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   }
   pacing_wakeup_ = absl::InfiniteFuture();
   MaybeQueueAckFrequency(now);
+  if (pmtud_ && state_ == State::kEstablished && cc_->CanSend(sent_.bytes_in_flight())) {
+    if (const std::optional<size_t> size = pmtud_->ProbeSize(now)) SendMtuProbe(now, *size, out);
+  }
   for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
     const bool probe = probes_due_ > 0;
     const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
@@ -1063,6 +1222,7 @@ void Connection::OnTimeout(absl::Time now) {
       probes_due_ = 2;  // RFC 9002 6.2.4: up to two probes
     }
   }
+  if (pmtud_ && now >= pmtud_->NextTimeout()) pmtud_->OnTimeout(now);  // PMTU_RAISE_TIMER
   if (now >= next_expire_) {
     unreliable_reassembler_.Expire(now);
     next_expire_ = now + std::max(absl::Seconds(1), options_.reassembly_timeout / 4);
@@ -1085,6 +1245,14 @@ absl::Time Connection::NextTimeout() const {
   if (acks_.AckNow() || probes_due_ > 0) t = absl::InfinitePast();
   t = std::min(t, std::max(last_sent_, last_eliciting_sent_) + options_.keepalive);
   if (unreliable_reassembler_.partial_messages() > 0) t = std::min(t, next_expire_);
+  if (pmtud_) {
+    t = std::min(t, pmtud_->NextTimeout());
+    // A probe waits only for the window.
+    if (state_ == State::kEstablished && pmtud_->ProbeSize(t).has_value() &&
+        cc_->CanSend(sent_.bytes_in_flight())) {
+      t = absl::InfinitePast();
+    }
+  }
   // Data waiting for the pacer (a closed window is opened by acks, not time).
   return std::min(t, pacing_wakeup_);
 }
@@ -1098,6 +1266,8 @@ ConnectionStats Connection::stats() const {
   s.cwnd = cc_->window();
   s.bytes_in_flight = sent_.bytes_in_flight();
   s.fragments_retransmitted = queue_.retransmitted_fragments();
+  s.datagram_size = datagram_size();
+  if (pmtud_) s.mtu_probes = pmtud_->stats().probes_sent;
   s.peer_held_bytes = ReassemblyHeldBytes() + undelivered_bytes_ +
                       channels_.size() * kChannelBytes + acks_.range_count() * kAckRangeBytes;
   return s;

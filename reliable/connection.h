@@ -86,6 +86,7 @@
 #include "reliable/congestion.h"
 #include "reliable/delivery.h"
 #include "reliable/packet_protection.h"
+#include "reliable/pmtud.h"
 #include "reliable/reassembler.h"
 #include "reliable/rtt_estimator.h"
 #include "reliable/send_queue.h"
@@ -108,9 +109,28 @@ absl::string_view CongestionControlName(CongestionControl cc);
 // the valid names, for anything else: there is no fallback.
 absl::StatusOr<CongestionControl> ParseCongestionControl(absl::string_view name);
 
+// The default ceiling of path MTU discovery (ConnectionOptions::
+// max_udp_payload): see its comment for the measurement behind it.
+inline constexpr size_t kDefaultMaxUdpPayload = 16384;
+
 struct ConnectionOptions {
   // Largest datagram we send (the peer's announced budget can only lower it).
+  // With path MTU discovery it is the base size every connection starts at
+  // and falls back to.
   size_t max_datagram = proto::kDefaultMaxDatagram;
+  // Path MTU discovery (reliable/pmtud.h, RFC 8899): probe datagrams larger
+  // than max_datagram up to min(max_udp_payload, what the peer announces it
+  // accepts) and send the largest size acknowledged. max_udp_payload is also
+  // what this side announces and accepts (its codec's decode limit); values
+  // are clamped to [max_datagram, proto::kMaxDatagram]. Off (or a peer that
+  // announces nothing, as older versions): max_datagram only. Off by default
+  // for now: the simulator's paths have no MTU unless a test sets one (they
+  // would all look like loopback), and the scenario tests calibrated at
+  // 1200-byte datagrams (bbr_test, the slow-application stalls) must move to
+  // a simulated Ethernet path before this turns on everywhere.
+  bool pmtud = false;
+  size_t max_udp_payload = kDefaultMaxUdpPayload;
+  absl::Duration pmtu_raise_interval = absl::Seconds(600);  // PMTU_RAISE_TIMER
   uint64_t max_message_bytes = 16 << 20;
   uint32_t window = 4096;                 // reliable messages in flight per space
   uint64_t max_queued_bytes = 64 << 20;   // sender back-pressure
@@ -283,6 +303,12 @@ struct ConnectionStats {
   uint64_t probes = 0;                 // PTO expirations
   uint64_t congestion_reductions = 0;
   uint64_t refused_packets = 0;        // not acked: receiver out of buffer
+  // Path MTU discovery: the datagram size sent now (sealed bytes included),
+  // probes sent and lost (never counted as congestion), black holes seen.
+  uint64_t datagram_size = 0;
+  uint64_t mtu_probes = 0;
+  uint64_t mtu_probes_lost = 0;
+  uint64_t mtu_black_holes = 0;
   // Heap the peer makes this connection hold now, as charged (see "Memory
   // per connection" above): never over MaxPeerHeldBytes(options).
   uint64_t peer_held_bytes = 0;
@@ -357,8 +383,18 @@ class Connection final {
   // A server connection accepted but not confirmed by the client yet.
   bool unconfirmed() const { return !client_ && state_ == State::kAccepted; }
   ConnectionStats stats() const;
-  // Payload bytes a fragment carries at most (from the codec's budget).
+  // Payload bytes a fragment carries at most at the base datagram size (from
+  // the codec's budget); messages are cut into fragments no larger, so any
+  // fragment fits a base-size datagram after a path MTU fallback.
   size_t max_fragment_payload() const { return max_fragment_payload_; }
+  // The datagram size sent now (path MTU discovery), sealed bytes included.
+  size_t datagram_size() const { return max_datagram_ + SealOverhead(); }
+  // The path MTU prober, when path MTU discovery runs on this connection.
+  const PathMtuProber* pmtud() const { return pmtud_ ? &*pmtud_ : nullptr; }
+  // The local stack refused to send a datagram of `size` bytes to the peer
+  // as larger than the interface MTU (EMSGSIZE): when it is the outstanding
+  // path MTU probe's size, that size fails at once.
+  void OnDatagramTooBig(absl::Time now, size_t size);
   uint64_t queued_bytes() const { return queue_.queued_bytes(); }
   bool has_events() const { return !events_.empty(); }
   // Messages queued, data unacknowledged, or a Close not yet sent.
@@ -410,6 +446,17 @@ class Connection final {
   void MaybeQueueAckFrequency(absl::Time now);
   // Applies a (smaller) datagram budget before any data is queued.
   void SetBudget(size_t max_datagram);
+  // Path MTU discovery: starts it once the peer's announced receive size is
+  // known (0: none announced, it stays off); sends a due probe; applies the
+  // prober's size to the sender (fragment size of new messages, controller,
+  // pacer) without recreating anything.
+  void StartPmtud(absl::Time now, uint32_t peer_max_udp_payload);
+  void SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out);
+  void ApplyPathMtu();
+  bool IsMtuProbe(uint64_t number) const;
+  // What this side announces it accepts (0 when path MTU discovery is off).
+  uint32_t AnnouncedUdpPayload() const;
+  size_t SealOverhead() const { return protector_ != nullptr ? proto::kSealedOverhead : 0; }
   // Client: derives the session keys from the server's Accept. On failure
   // `*why` says which close reason it is.
   absl::Status StartProtection(const proto::Accept& accept, CloseReason* why);
@@ -467,6 +514,11 @@ class Connection final {
   absl::Time last_eliciting_sent_ = absl::InfinitePast();
   absl::Time last_progress_;  // last time the peer acknowledged something new
   absl::Time pacing_wakeup_ = absl::InfiniteFuture();  // data waits for the pacer
+  // Path MTU discovery (nullopt when off for this connection) and the
+  // numbers of the latest probes (at most kRecentProbes): their acks and
+  // losses never reach the congestion controller.
+  std::optional<PathMtuProber> pmtud_;
+  std::deque<uint64_t> recent_probes_;
   // Ack frequency: the latest request (what the peer applies once it
   // acknowledged it: stats_.peer_ack_threshold), whether it must be sent
   // again, and the frame waiting for the next packet.

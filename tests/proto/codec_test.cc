@@ -992,5 +992,76 @@ TEST(CodecTest, MutationsWithValidCrcDecodeConsistently) {
   EXPECT_GT(decoded_ok, 1000);
 }
 
+// Path MTU discovery (reliable/pmtud.h): the receive size travels in the
+// hello and the accept, and a probe is a ping padded to exactly its size.
+TEST(CodecTest, MaxUdpPayloadRoundTripsAndIsRangeChecked) {
+  Codec codec(Codec::Limits{});
+  Packet hello;
+  hello.hello.emplace();
+  hello.hello->client_connection_id = 7;
+  hello.hello->max_udp_payload = 9000;
+  absl::StatusOr<Packet> back = codec.Decode(*codec.Encode(hello));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->hello->max_udp_payload, 9000u);
+  Packet accept;
+  accept.connection_id = 7;
+  accept.accept.emplace();
+  accept.accept->client_connection_id = 7;
+  accept.accept->server_connection_id = 9;
+  accept.accept->max_udp_payload = kMaxDatagram;
+  back = codec.Decode(*codec.Encode(accept));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->accept->max_udp_payload, kMaxDatagram);
+  accept.accept->max_udp_payload = 0;  // absent: an older peer
+  back = codec.Decode(*codec.Encode(accept));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->accept->max_udp_payload, 0u);
+  for (uint32_t bad : {uint32_t{1}, uint32_t{kMinDatagram - 1}, uint32_t{kMaxDatagram + 1}}) {
+    hello.hello->max_udp_payload = bad;
+    EXPECT_THAT(std::string(codec.Encode(hello).status().message()),
+                ::testing::HasSubstr("hello max_udp_payload"));
+    accept.accept->max_udp_payload = bad;
+    EXPECT_THAT(std::string(codec.Encode(accept).status().message()),
+                ::testing::HasSubstr("accept max_udp_payload"));
+  }
+}
+
+TEST(CodecTest, ProbePaddingHitsEveryExactSize) {
+  Codec::Limits limits;
+  limits.max_datagram = kMaxDatagram;
+  Codec codec(limits);
+  Packet probe;
+  probe.connection_id = 0x1122334455667788ull;
+  probe.packet_number = 1234;
+  probe.ping = Ping{};
+  // Every size from just above the unpadded packet, including those a single
+  // padding field cannot take (the codec adds an empty one first).
+  const size_t unpadded = codec.EncodedSize(probe);
+  std::vector<size_t> sizes;
+  for (size_t s = unpadded + 2; s < unpadded + 300; ++s) sizes.push_back(s);
+  for (size_t s : {size_t{1200}, size_t{1372}, size_t{1472}, size_t{16383}, size_t{16384},
+                   size_t{16390}, size_t{kMaxDatagram}}) {
+    sizes.push_back(s);
+  }
+  for (size_t size : sizes) {
+    probe.pad_to = size;
+    absl::StatusOr<std::string> bytes = codec.Encode(probe);
+    ASSERT_TRUE(bytes.ok()) << size << ": " << bytes.status();
+    EXPECT_EQ(bytes->size(), size);
+    EXPECT_EQ(codec.EncodedSize(probe), size);
+    absl::StatusOr<Packet> back = codec.Decode(*bytes);
+    ASSERT_TRUE(back.ok()) << size << ": " << back.status();
+    EXPECT_TRUE(back->ping.has_value());
+    EXPECT_EQ(back->packet_number, 1234u);
+  }
+  // Over the budget: refused, never sent.
+  Codec small(Codec::Limits{});
+  probe.pad_to = kDefaultMaxDatagram + 1;
+  EXPECT_EQ(small.Encode(probe).status().code(), absl::StatusCode::kResourceExhausted);
+  // No padding below the packet's own size.
+  probe.pad_to = 1;
+  EXPECT_EQ(codec.Encode(probe)->size(), unpadded);
+}
+
 }  // namespace
 }  // namespace udpmsg::proto
