@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
@@ -79,7 +80,8 @@ size_t OptionalBytesField(size_t n) { return n == 0 ? 0 : BytesField(n); }
 size_t HelloBodySize(const Hello& h) {
   return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
          VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size()) +
-         OptionalBytesField(h.key_proof.size()) + VarintField(h.max_udp_payload);
+         OptionalBytesField(h.key_proof.size()) + VarintField(h.max_udp_payload) +
+         VarintField(h.aead_offer);
 }
 
 size_t ChallengeBodySize(const Challenge& c) {
@@ -93,7 +95,8 @@ size_t AcceptBodySize(const Accept& a) {
          VarintField(a.max_message_bytes) + VarintField(a.window) +
          OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size()) +
          OptionalBytesField(a.server_identity.size()) +
-         OptionalBytesField(a.identity_confirmation.size()) + VarintField(a.max_udp_payload);
+         OptionalBytesField(a.identity_confirmation.size()) + VarintField(a.max_udp_payload) +
+         VarintField(a.aead);
 }
 
 // Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
@@ -134,7 +137,7 @@ size_t PacketBodySize(const Packet& p) {
   if (p.accept) size += MessageField(AcceptBodySize(*p.accept));
   if (p.ack) size += MessageField(AckBodySize(*p.ack));
   for (const DataFragment& d : p.data) {
-    size += MessageField(DataHeaderSize(d) + BytesField(d.payload.size()));
+    size += MessageField(DataHeaderSize(d) + BytesField(d.bytes().size()));
   }
   if (p.ping) size += MessageField(0);
   if (p.close) size += MessageField(CloseBodySize(*p.close));
@@ -374,8 +377,8 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
     return bad("total_size ", d.total_size, " over max_message_bytes (",
                limits.max_message_bytes, ")");
   }
-  if (d.payload.size() > d.total_size) {
-    return bad("payload of ", d.payload.size(), " bytes longer than total_size ",
+  if (d.bytes().size() > d.total_size) {
+    return bad("payload of ", d.bytes().size(), " bytes longer than total_size ",
                d.total_size);
   }
   if (d.total_size == 0 && d.count != 1) {
@@ -443,6 +446,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     if (!p.hello->public_key.empty()) h->set_public_key(p.hello->public_key);
     if (!p.hello->key_proof.empty()) h->set_key_proof(p.hello->key_proof);
     h->set_max_udp_payload(p.hello->max_udp_payload);
+    h->set_aead_offer(p.hello->aead_offer);
   }
   if (p.challenge) {
     wire::Challenge* c = w->mutable_challenge();
@@ -466,6 +470,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
       a->set_identity_confirmation(p.accept->identity_confirmation);
     }
     a->set_max_udp_payload(p.accept->max_udp_payload);
+    a->set_aead(p.accept->aead);
   }
   if (p.ack) {
     // Validate ran: ranges are non-empty, descending and non-adjacent.
@@ -490,7 +495,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     f->set_index(d.index);
     f->set_count(d.count);
     f->set_total_size(d.total_size);
-    f->set_payload(d.payload);
+    f->set_payload(d.bytes().data(), d.bytes().size());
   }
   if (p.ping) w->mutable_ping();
   if (p.ack_frequency) {
@@ -506,40 +511,48 @@ void ToWire(const Packet& p, wire::Packet* w) {
   }
 }
 
-// Wire ack to typed ranges. Rejects what the typed form cannot hold (more
-// ranges than allowed, counts that disagree, ranges below packet number 0,
-// absurd delays); Validate checks the rest.
-absl::Status AckFromWire(wire::AckFrame& a, Ack* ack) {
-  if (a.gaps_size() != a.lengths_size()) {
+// An ack frame's wire fields, from protobuf or from the fast parser.
+struct AckFields {
+  uint64_t largest = 0;
+  uint64_t ack_delay_us = 0;
+  uint64_t first_range = 0;
+  const uint64_t* gaps = nullptr;
+  size_t gaps_size = 0;
+  const uint64_t* lengths = nullptr;
+  size_t lengths_size = 0;
+};
+
+absl::Status AckFromFields(const AckFields& a, Ack* ack) {
+  if (a.gaps_size != a.lengths_size) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ack with ", a.gaps_size(), " gaps but ",
-                     a.lengths_size(), " lengths"));
+        absl::StrCat("ack with ", a.gaps_size, " gaps but ",
+                     a.lengths_size, " lengths"));
   }
-  const size_t ranges = 1 + static_cast<size_t>(a.gaps_size());
+  const size_t ranges = 1 + a.gaps_size;
   if (ranges > kMaxAckRanges) {
     return absl::InvalidArgumentError(absl::StrCat(
         ranges, " ack ranges, over kMaxAckRanges (", kMaxAckRanges, ")"));
   }
-  if (a.ack_delay_us() > kMaxAckDelayUs) {
+  if (a.ack_delay_us > kMaxAckDelayUs) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ack delay ", a.ack_delay_us(), "us over 1 hour"));
+        absl::StrCat("ack delay ", a.ack_delay_us, "us over 1 hour"));
   }
-  if (absl::Status s = CheckNumber("ack largest", a.largest()); !s.ok()) {
+  if (absl::Status s = CheckNumber("ack largest", a.largest); !s.ok()) {
     return s;
   }
-  if (a.first_range() > a.largest()) {
+  if (a.first_range > a.largest) {
     return absl::InvalidArgumentError(
         absl::StrCat("ack range 0 extends below packet number 0 (largest ",
-                     a.largest(), ", length ", a.first_range(), ")"));
+                     a.largest, ", length ", a.first_range, ")"));
   }
   ack->ack_delay =
-      absl::Microseconds(static_cast<int64_t>(a.ack_delay_us()));
+      absl::Microseconds(static_cast<int64_t>(a.ack_delay_us));
   ack->ranges.reserve(ranges);
-  AckRange range{a.largest() - a.first_range(), a.largest()};
+  AckRange range{a.largest - a.first_range, a.largest};
   ack->ranges.push_back(range);
-  for (int i = 0; i < a.gaps_size(); ++i) {
-    const uint64_t gap = a.gaps(i);
-    const uint64_t length = a.lengths(i);
+  for (size_t i = 0; i < a.gaps_size; ++i) {
+    const uint64_t gap = a.gaps[i];
+    const uint64_t length = a.lengths[i];
     // next.largest = previous.smallest - gap - 2, without wrapping.
     if (range.smallest < 2 || gap > range.smallest - 2) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -558,6 +571,21 @@ absl::Status AckFromWire(wire::AckFrame& a, Ack* ack) {
   return absl::OkStatus();
 }
 
+// Wire ack to typed ranges. Rejects what the typed form cannot hold (more
+// ranges than allowed, counts that disagree, ranges below packet number 0,
+// absurd delays); Validate checks the rest.
+absl::Status AckFromWire(wire::AckFrame& a, Ack* ack) {
+  AckFields f;
+  f.largest = a.largest();
+  f.ack_delay_us = a.ack_delay_us();
+  f.first_range = a.first_range();
+  f.gaps = a.gaps().data();
+  f.gaps_size = static_cast<size_t>(a.gaps_size());
+  f.lengths = a.lengths().data();
+  f.lengths_size = static_cast<size_t>(a.lengths_size());
+  return AckFromFields(f, ack);
+}
+
 absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
   Packet p;
   p.connection_id = w.connection_id();
@@ -571,6 +599,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.hello->public_key = std::move(*h.mutable_public_key());
     p.hello->key_proof = std::move(*h.mutable_key_proof());
     p.hello->max_udp_payload = h.max_udp_payload();
+    p.hello->aead_offer = h.aead_offer();
   }
   if (w.has_challenge()) {
     wire::Challenge& c = *w.mutable_challenge();
@@ -592,6 +621,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.accept->server_identity = a.server_identity();
     p.accept->identity_confirmation = a.identity_confirmation();
     p.accept->max_udp_payload = a.max_udp_payload();
+    p.accept->aead = a.aead();
   }
   if (w.has_ack()) {
     p.ack.emplace();
@@ -633,6 +663,328 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
   }
   if (absl::Status s = Validate(p, limits); !s.ok()) return s;
   return p;
+}
+
+// ---------------------------------------------------------------------------
+// The hot path without protobuf: established packets (no hello, challenge,
+// accept or close; no padding) are written and read by hand, byte for byte
+// what protobuf writes, and data payloads are neither copied into a
+// message nor out of one. codec_test checks the bytes against protobuf's,
+// and the codec fuzzer checks that both parsers agree on every input.
+
+// Whether Encode may write `p` by hand.
+bool FastEncodable(const Packet& p) {
+  return !p.hello && !p.challenge && !p.accept && !p.close && p.pad_to == 0;
+}
+
+uint8_t* PutVarint(uint64_t v, uint8_t* pos) {
+  while (v >= 0x80) {
+    *pos++ = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  *pos++ = static_cast<uint8_t>(v);
+  return pos;
+}
+
+constexpr uint8_t Tag(int field, int wire_type) {
+  return static_cast<uint8_t>((field << 3) | wire_type);
+}
+constexpr int kVarintType = 0;
+constexpr int kFixed64Type = 1;
+constexpr int kLengthType = 2;
+
+// A varint scalar with implicit presence (absent when zero).
+uint8_t* PutVarintField(int field, uint64_t v, uint8_t* pos) {
+  if (v == 0) return pos;
+  *pos++ = Tag(field, kVarintType);
+  return PutVarint(v, pos);
+}
+
+// Writes the wire.Packet body of a FastEncodable packet (Validate ran, so the
+// ack ranges are well formed); returns the end.
+uint8_t* WriteEstablished(const Packet& p, uint8_t* pos) {
+  if (p.connection_id != 0) {
+    *pos++ = Tag(1, kFixed64Type);
+    for (int i = 0; i < 8; ++i) *pos++ = static_cast<uint8_t>(p.connection_id >> (8 * i));
+  }
+  pos = PutVarintField(2, p.packet_number, pos);
+  if (p.ack) {
+    const std::vector<AckRange>& ranges = p.ack->ranges;
+    *pos++ = Tag(6, kLengthType);
+    pos = PutVarint(AckBodySize(*p.ack), pos);
+    pos = PutVarintField(1, ranges[0].largest, pos);
+    pos = PutVarintField(2, AckDelayMicros(p.ack->ack_delay), pos);
+    pos = PutVarintField(3, ranges[0].largest - ranges[0].smallest, pos);
+    if (ranges.size() > 1) {
+      size_t gaps = 0;
+      size_t lengths = 0;
+      for (size_t i = 1; i < ranges.size(); ++i) {
+        gaps += VarintSize(ranges[i - 1].smallest - ranges[i].largest - 2);
+        lengths += VarintSize(ranges[i].largest - ranges[i].smallest);
+      }
+      *pos++ = Tag(4, kLengthType);
+      pos = PutVarint(gaps, pos);
+      for (size_t i = 1; i < ranges.size(); ++i) {
+        pos = PutVarint(ranges[i - 1].smallest - ranges[i].largest - 2, pos);
+      }
+      *pos++ = Tag(5, kLengthType);
+      pos = PutVarint(lengths, pos);
+      for (size_t i = 1; i < ranges.size(); ++i) {
+        pos = PutVarint(ranges[i].largest - ranges[i].smallest, pos);
+      }
+    }
+  }
+  for (const DataFragment& d : p.data) {
+    const std::string_view payload = d.bytes();
+    *pos++ = Tag(7, kLengthType);
+    pos = PutVarint(DataHeaderSize(d) + BytesField(payload.size()), pos);
+    pos = PutVarintField(1, d.channel, pos);
+    pos = PutVarintField(2, d.mode, pos);
+    pos = PutVarintField(3, d.sequence, pos);
+    pos = PutVarintField(4, d.index, pos);
+    pos = PutVarintField(5, d.count, pos);
+    pos = PutVarintField(6, d.total_size, pos);
+    if (!payload.empty()) {
+      *pos++ = Tag(7, kLengthType);
+      pos = PutVarint(payload.size(), pos);
+      std::memcpy(pos, payload.data(), payload.size());
+      pos += payload.size();
+    }
+  }
+  if (p.ping) {
+    *pos++ = Tag(8, kLengthType);
+    *pos++ = 0;
+  }
+  if (p.ack_frequency) {
+    *pos++ = Tag(10, kLengthType);
+    pos = PutVarint(VarintField(p.ack_frequency->sequence) +
+                        VarintField(p.ack_frequency->threshold),
+                    pos);
+    pos = PutVarintField(1, p.ack_frequency->sequence, pos);
+    pos = PutVarintField(2, p.ack_frequency->threshold, pos);
+  }
+  return pos;
+}
+
+// Reads protobuf wire bytes. Every method returns false on anything the
+// fast parser leaves to protobuf (which then decides: it may accept what
+// this declines, never the other way round).
+class WireReader final {
+ public:
+  WireReader(const uint8_t* begin, const uint8_t* end) : pos_(begin), end_(end) {}
+
+  bool done() const { return pos_ == end_; }
+
+  // At most 10 bytes, the 10th at most 1 (the value fits 64 bits).
+  bool Varint(uint64_t* v) {
+    uint64_t result = 0;
+    for (int i = 0; i < 10; ++i) {
+      if (pos_ == end_) return false;
+      const uint8_t b = *pos_++;
+      if (i == 9 && b > 1) return false;
+      result |= uint64_t{b & 0x7Fu} << (7 * i);
+      if (b < 0x80) {
+        *v = result;
+        return true;
+      }
+    }
+    return false;
+  }
+  bool Varint32(uint32_t* v) {
+    uint64_t wide = 0;
+    if (!Varint(&wide) || wide > 0xFFFFFFFFu) return false;
+    *v = static_cast<uint32_t>(wide);
+    return true;
+  }
+  // A one-byte tag (fields 1-15).
+  bool Tag(int* field, int* wire_type) {
+    if (pos_ == end_ || *pos_ >= 0x80) return false;
+    const uint8_t t = *pos_++;
+    *field = t >> 3;
+    *wire_type = t & 7;
+    return *field != 0;
+  }
+  bool Fixed64(uint64_t* v) {
+    if (end_ - pos_ < 8) return false;
+    uint64_t result = 0;
+    for (int i = 0; i < 8; ++i) result |= uint64_t{pos_[i]} << (8 * i);
+    pos_ += 8;
+    *v = result;
+    return true;
+  }
+  // A length-delimited field's contents.
+  bool Length(WireReader* inner) {
+    uint64_t n = 0;
+    if (!Varint(&n) || n > static_cast<uint64_t>(end_ - pos_)) return false;
+    *inner = WireReader(pos_, pos_ + n);
+    pos_ += n;
+    return true;
+  }
+  std::string_view Rest() const {
+    return std::string_view(reinterpret_cast<const char*>(pos_), static_cast<size_t>(end_ - pos_));
+  }
+
+ private:
+  const uint8_t* pos_;
+  const uint8_t* end_;
+};
+
+// A packed repeated varint field, up to kMaxAckRanges - 1 elements.
+bool ReadPacked(WireReader r, uint64_t* out, size_t* n) {
+  *n = 0;
+  while (!r.done()) {
+    if (*n == kMaxAckRanges - 1) return false;
+    if (!r.Varint(&out[(*n)++])) return false;
+  }
+  return true;
+}
+
+struct FastAck {
+  AckFields fields;
+  uint64_t gaps[kMaxAckRanges - 1];
+  uint64_t lengths[kMaxAckRanges - 1];
+};
+
+bool ReadAck(WireReader r, FastAck* a) {
+  uint32_t seen = 0;
+  while (!r.done()) {
+    int field = 0;
+    int type = 0;
+    if (!r.Tag(&field, &type) || (seen & (1u << field)) != 0) return false;
+    seen |= 1u << field;
+    WireReader inner(nullptr, nullptr);
+    switch (field) {
+      case 1:
+        if (type != kVarintType || !r.Varint(&a->fields.largest)) return false;
+        break;
+      case 2:
+        if (type != kVarintType || !r.Varint(&a->fields.ack_delay_us)) return false;
+        break;
+      case 3:
+        if (type != kVarintType || !r.Varint(&a->fields.first_range)) return false;
+        break;
+      case 4:
+        if (type != kLengthType || !r.Length(&inner) ||
+            !ReadPacked(inner, a->gaps, &a->fields.gaps_size)) {
+          return false;
+        }
+        break;
+      case 5:
+        if (type != kLengthType || !r.Length(&inner) ||
+            !ReadPacked(inner, a->lengths, &a->fields.lengths_size)) {
+          return false;
+        }
+        break;
+      default:
+        return false;
+    }
+  }
+  a->fields.gaps = a->gaps;
+  a->fields.lengths = a->lengths;
+  return true;
+}
+
+bool ReadFragment(WireReader r, DataFragment* d) {
+  uint32_t seen = 0;
+  d->mode = 0;   // proto3 defaults: absent is zero
+  d->count = 0;
+  while (!r.done()) {
+    int field = 0;
+    int type = 0;
+    if (!r.Tag(&field, &type) || (seen & (1u << field)) != 0) return false;
+    seen |= 1u << field;
+    if (field == 7) {
+      WireReader inner(nullptr, nullptr);
+      if (type != kLengthType || !r.Length(&inner)) return false;
+      d->payload_ref = inner.Rest();
+      continue;
+    }
+    if (type != kVarintType) return false;
+    bool ok = false;
+    switch (field) {
+      case 1: ok = r.Varint32(&d->channel); break;
+      case 2: ok = r.Varint32(&d->mode); break;
+      case 3: ok = r.Varint(&d->sequence); break;
+      case 4: ok = r.Varint32(&d->index); break;
+      case 5: ok = r.Varint32(&d->count); break;
+      case 6: ok = r.Varint(&d->total_size); break;
+      default: return false;
+    }
+    if (!ok) return false;
+  }
+  if (!d->payload_ref) d->payload_ref = std::string_view();
+  return true;
+}
+
+// Parses an established packet's body into `p` (fragments borrowing from
+// the body) and `ack`; false when the bytes hold anything else (handshake
+// frames, a close, unknown fields, a field repeated, unpacked ack numbers,
+// over max_data_frames data frames, any malformation): protobuf decides.
+bool FastParse(WireReader r, const Codec::Limits& limits, Packet* p, FastAck* ack,
+               bool* has_ack) {
+  uint32_t seen = 0;
+  while (!r.done()) {
+    int field = 0;
+    int type = 0;
+    if (!r.Tag(&field, &type)) return false;
+    if (field != 7 && field != 15) {
+      if ((seen & (1u << field)) != 0) return false;
+      seen |= 1u << field;
+    }
+    WireReader inner(nullptr, nullptr);
+    switch (field) {
+      case 1:
+        if (type != kFixed64Type || !r.Fixed64(&p->connection_id)) return false;
+        break;
+      case 2:
+        if (type != kVarintType || !r.Varint(&p->packet_number)) return false;
+        break;
+      case 6:
+        if (type != kLengthType || !r.Length(&inner) || !ReadAck(inner, ack)) return false;
+        *has_ack = true;
+        break;
+      case 7:
+        if (type != kLengthType || !r.Length(&inner) ||
+            p->data.size() >= limits.max_data_frames) {
+          return false;
+        }
+        p->data.emplace_back();
+        if (!ReadFragment(inner, &p->data.back())) return false;
+        break;
+      case 8:
+        if (type != kLengthType || !r.Length(&inner) || !inner.done()) return false;
+        p->ping.emplace();
+        break;
+      case 10: {
+        if (type != kLengthType || !r.Length(&inner)) return false;
+        AckFrequency f{0, 0};
+        uint32_t inner_seen = 0;
+        while (!inner.done()) {
+          int g = 0;
+          int t = 0;
+          if (!inner.Tag(&g, &t) || t != kVarintType || (inner_seen & (1u << g)) != 0) {
+            return false;
+          }
+          inner_seen |= 1u << g;
+          if (g == 1) {
+            if (!inner.Varint(&f.sequence)) return false;
+          } else if (g == 2) {
+            if (!inner.Varint32(&f.threshold)) return false;
+          } else {
+            return false;
+          }
+        }
+        p->ack_frequency = f;
+        break;
+      }
+      case 15:
+        if (type != kLengthType || !r.Length(&inner)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------
@@ -698,12 +1050,35 @@ size_t Codec::EncodedSize(const Packet& packet) const {
 }
 
 absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
+  std::string out;
+  if (absl::Status s = EncodeInto(packet, 0, 0, &out); !s.ok()) return s;
+  return out;
+}
+
+absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,
+                               std::string* out) const {
   if (absl::Status s = Validate(packet, limits_); !s.ok()) return s;
   const size_t size = EncodedSize(packet);
   if (size > limits_.max_datagram) {
     return absl::ResourceExhaustedError(
         absl::StrCat("packet of ", size, " bytes over the datagram budget of ",
                      limits_.max_datagram));
+  }
+  if (FastEncodable(packet)) {
+    out->reserve(headroom + size + tailroom);
+    out->resize(headroom + size);
+    auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
+    bytes[0] = kProtocolVersion;
+    uint8_t* pos = WriteEstablished(packet, bytes + 1);
+    const size_t covered = static_cast<size_t>(pos - bytes);
+    if (covered + 4 != size) {
+      return absl::InternalError(
+          absl::StrCat("codec size mismatch: computed ", size, " bytes, wrote ", covered + 4));
+    }
+    const uint32_t crc =
+        Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
+    for (int i = 0; i < 4; ++i) *pos++ = static_cast<uint8_t>(crc >> (8 * i));
+    return absl::OkStatus();
   }
 
   alignas(std::max_align_t) char block[kArenaInitialBlock];
@@ -723,8 +1098,9 @@ absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
                      " bytes, protobuf body ", body, " bytes"));
   }
 
-  std::string out(size, '\0');  // zeros: the padding's contents
-  auto* bytes = reinterpret_cast<uint8_t*>(out.data());
+  out->reserve(headroom + size + tailroom);
+  out->assign(headroom + size, '\0');  // zeros: the padding's contents
+  auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
   bytes[0] = kProtocolVersion;
   uint8_t* pos = w->SerializeWithCachedSizesToArray(bytes + 1);
   if (room > 0) {
@@ -742,12 +1118,25 @@ absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
     pos += plan.length;
   }
   const size_t covered = static_cast<size_t>(pos - bytes);
-  const uint32_t crc = Crc32c(absl::string_view(out.data(), covered));
+  const uint32_t crc = Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
   for (int i = 0; i < 4; ++i) *pos++ = static_cast<uint8_t>(crc >> (8 * i));
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Packet> Codec::Decode(absl::string_view datagram) const {
+  return DecodeImpl(datagram, Parser::kFast, /*borrow=*/false);
+}
+
+absl::StatusOr<Packet> Codec::DecodeView(absl::string_view datagram) const {
+  return DecodeImpl(datagram, Parser::kFast, /*borrow=*/true);
+}
+
+absl::StatusOr<Packet> Codec::DecodeWithProtobuf(absl::string_view datagram) const {
+  return DecodeImpl(datagram, Parser::kProtobuf, /*borrow=*/false);
+}
+
+absl::StatusOr<Packet> Codec::DecodeImpl(absl::string_view datagram, Parser parser,
+                                         bool borrow) const {
   const size_t size = datagram.size();
   if (size < kMinEncodedBytes || size > limits_.max_datagram) {
     return absl::InvalidArgumentError(
@@ -768,6 +1157,26 @@ absl::StatusOr<Packet> Codec::Decode(absl::string_view datagram) const {
     return absl::InvalidArgumentError("checksum mismatch");
   }
 
+  if (parser == Parser::kFast) {
+    Packet p;
+    FastAck fast_ack;
+    bool has_ack = false;
+    if (FastParse(WireReader(bytes + 1, bytes + covered), limits_, &p, &fast_ack, &has_ack)) {
+      // The same checks, in the same order, as FromWire.
+      if (has_ack) {
+        p.ack.emplace();
+        if (absl::Status s = AckFromFields(fast_ack.fields, &*p.ack); !s.ok()) return s;
+      }
+      if (absl::Status s = Validate(p, limits_); !s.ok()) return s;
+      if (!borrow) {
+        for (DataFragment& d : p.data) {
+          d.payload.assign(d.payload_ref->data(), d.payload_ref->size());
+          d.payload_ref.reset();
+        }
+      }
+      return p;
+    }
+  }
   alignas(std::max_align_t) char block[kArenaInitialBlock];
   Arena arena(block, sizeof(block));
   wire::Packet* w = Arena::CreateMessage<wire::Packet>(&arena);

@@ -71,6 +71,17 @@ class Codec final {
   // RESOURCE_EXHAUSTED: the datagram would exceed limits().max_datagram.
   absl::StatusOr<std::string> Encode(const Packet& packet) const;
 
+  // Encode into a buffer the caller owns and reuses: `*out` becomes
+  // `headroom` bytes the caller fills (a sealed header; left unspecified
+  // here) followed by exactly what Encode returns, with capacity for
+  // `tailroom` more (an AEAD tag), so a sealed datagram is built in one
+  // allocation at most. Same errors as Encode; `*out` is unspecified after
+  // one. Established packets (no handshake frame, no close, no padding) are
+  // written without protobuf and their data payloads copied once, straight
+  // from DataFragment::bytes() into `*out`; the bytes are identical.
+  absl::Status EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,
+                          std::string* out) const;
+
   // The exact size Encode would produce (hello padding included), without
   // checking rules or the budget. Cheap enough to call while filling a packet.
   size_t EncodedSize(const Packet& packet) const;
@@ -119,9 +130,28 @@ class Codec final {
   // packet with a ping.
   // The ack delay travels in whole microseconds: Encode truncates the rest.
   // Never crashes, and allocates O(datagram size) at most.
+  // Established packets (no handshake frame, no close, each singular field
+  // at most once, no unknown field) are parsed without protobuf; anything
+  // else, or anything that parser finds odd, goes to protobuf, so the
+  // result is always exactly DecodeWithProtobuf's (the codec fuzzer and
+  // codec_test check that on every input they try).
   absl::StatusOr<Packet> Decode(absl::string_view datagram) const;
 
+  // As Decode, except that the data fragments of a packet the fast parser
+  // took borrow their payloads from `datagram` (DataFragment::payload_ref):
+  // the receive path copies each payload once, into the reassembler.
+  // `datagram` must outlive the packet.
+  absl::StatusOr<Packet> DecodeView(absl::string_view datagram) const;
+
+  // Decode through protobuf alone: the reference the fast parser is
+  // checked against (tests, fuzzers, benchmarks).
+  absl::StatusOr<Packet> DecodeWithProtobuf(absl::string_view datagram) const;
+
  private:
+  enum class Parser { kFast, kProtobuf };
+  absl::StatusOr<Packet> DecodeImpl(absl::string_view datagram, Parser parser,
+                                    bool borrow) const;
+
   Limits limits_;
   size_t max_fragment_payload_;  // computed from limits_ at construction
 };

@@ -64,6 +64,9 @@ struct Hello {
   // The largest datagram the client accepts (path MTU discovery), in
   // [kMinDatagram, kMaxDatagram]; 0 (absent): max_datagram only.
   uint32_t max_udp_payload = 0;
+  // The AEADs the client offers (a bit set of reliable::Aead values) when
+  // it encrypts; 0 (older clients): ChaCha20-Poly1305 only.
+  uint32_t aead_offer = 0;
 };
 
 // Server's stateless answer to a hello without a valid cookie.
@@ -96,6 +99,9 @@ struct Accept {
   // The largest datagram the server accepts (path MTU discovery), in
   // [kMinDatagram, kMaxDatagram]; 0 (absent): max_datagram only.
   uint32_t max_udp_payload = 0;
+  // The AEAD the server chose from the hello's aead_offer (a
+  // reliable::Aead value); 0 when the hello had no offer (or an older server).
+  uint32_t aead = 0;
 };
 
 // One fragment of one message.
@@ -107,6 +113,14 @@ struct DataFragment {
   uint32_t count = 1;        // fragments in the message, >= 1
   uint64_t total_size = 0;   // message size in bytes
   std::string payload;
+  // When set, the payload's bytes are borrowed from elsewhere instead of
+  // held in `payload` (which is then empty): the sender points it into its
+  // send queue so that encoding copies nothing first, and Codec::DecodeView
+  // into the datagram it decodes. The owner must outlive the fragment.
+  std::optional<std::string_view> payload_ref;
+
+  // The fragment's bytes, wherever they are.
+  std::string_view bytes() const { return payload_ref ? *payload_ref : std::string_view(payload); }
 };
 
 // A range of packet numbers [smallest, largest], both inclusive.
@@ -188,13 +202,18 @@ struct SealedHeader {
   uint64_t packet_number = 0;
 };
 
-inline std::string EncodeSealedHeader(const SealedHeader& h) {
-  std::string out(kSealedHeaderBytes, '\0');
+// Writes the kSealedHeaderBytes of `h` at `out`.
+inline void PutSealedHeader(const SealedHeader& h, char* out) {
   out[0] = static_cast<char>(kSealedVersion);
   for (int i = 0; i < 8; ++i) {
     out[1 + i] = static_cast<char>(h.connection_id >> (56 - 8 * i));
     out[9 + i] = static_cast<char>(h.packet_number >> (56 - 8 * i));
   }
+}
+
+inline std::string EncodeSealedHeader(const SealedHeader& h) {
+  std::string out(kSealedHeaderBytes, '\0');
+  PutSealedHeader(h, out.data());
   return out;
 }
 

@@ -310,6 +310,9 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
+    // The AEAD the endpoint chose (hooks.aeads == 0: a server that predates
+    // the negotiation names none).
+    if (hooks.aeads.value_or(1) != 0) c->accept_.aead = static_cast<uint32_t>(protector->aead());
     c->protector_ = std::move(protector);
     c->SetBudget(c->max_datagram_);
   }
@@ -639,7 +642,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
     // An upper bound of what admitting `f` adds: as a fragment of a new
     // partial message, which, complete, is parked (kParkedMessageBytes >=
     // kDeliveredAheadBytes).
-    uint64_t cost = f.payload.size() + kParkedMessageBytes;
+    uint64_t cost = f.bytes().size() + kParkedMessageBytes;
     if (f.count != 1) cost += kFragmentOverheadBytes + kPartialMessageBytes;
     uint64_t reserve = 0;
     if (!head) {
@@ -656,7 +659,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   Reassembler& reassembler = reliable ? reassembler_ : unreliable_reassembler_;
   absl::StatusOr<std::optional<std::string>> done = reassembler.Add(
       now, MessageKey{f.channel, f.mode, f.sequence}, FragmentHeader{f.index, f.count, f.total_size},
-      f.payload);
+      absl::string_view(f.bytes().data(), f.bytes().size()));
   if (!done.ok()) {
     // RESOURCE_EXHAUSTED: out of reassembly space; the sender will retry.
     // INVALID_ARGUMENT: inconsistent with earlier fragments; dropped, and
@@ -839,10 +842,26 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
     return absl::FailedPreconditionError(absl::StrCat(
         "server ", peer_.ToString(), " does not encrypt and this client requires it"));
   }
-  // The server's static key, when it has one, is part of the transcript.
-  const std::string transcript =
-      HandshakeTranscript(security_.key->public_key(), accept.public_key, local_id_,
-                          accept.server_connection_id, accept.server_identity);
+  // The AEAD the server chose from our offer (packet_protection.h, "AEAD
+  // negotiation"): none from a server that predates the negotiation.
+  // Without an offer of ours (a client acting as an older one, in tests)
+  // the choice is ignored, as older clients do.
+  const uint32_t offer = AeadOffer();
+  const uint32_t choice = offer == 0 ? 0 : accept.aead;
+  if (choice != 0 && ((choice != static_cast<uint32_t>(Aead::kAes256Gcm) &&
+                       choice != static_cast<uint32_t>(Aead::kChaCha20Poly1305)) ||
+                      (choice & offer) == 0)) {
+    *why = CloseReason::kProtocolError;
+    return absl::PermissionDeniedError(absl::StrCat("server ", peer_.ToString(), " chose AEAD ",
+                                                    choice, ", not one offered (", offer, ")"));
+  }
+  const Aead aead = choice == 0 ? Aead::kChaCha20Poly1305 : static_cast<Aead>(choice);
+  // The server's static key, when it has one, is part of the transcript, and
+  // so are our offer and its choice: tampering with either changes the keys.
+  const std::string transcript = HandshakeTranscript(
+      security_.key->public_key(), accept.public_key, local_id_, accept.server_connection_id,
+      absl::StrCat(accept.server_identity,
+                   choice == 0 ? std::string() : AeadTranscript(offer, choice)));
   *why = CloseReason::kWrongRoomKey;
   if (security_.psk) {
     if (accept.psk_confirmation.empty()) {
@@ -881,18 +900,26 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
     }
     server_identity_ = presented;
   }
-  protector_ = std::make_unique<PacketProtector>(*keys);
+  protector_ = std::make_unique<PacketProtector>(*keys, aead);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& packet) {
-  absl::StatusOr<std::string> inner = codec_.Encode(packet);
-  if (!inner.ok() || protector_ == nullptr || packet.packet_number == 0) return inner;
-  const std::string header =
-      proto::EncodeSealedHeader({packet.connection_id, packet.packet_number});
-  absl::StatusOr<std::string> sealed = protector_->Seal(packet.packet_number, header, *inner);
-  if (!sealed.ok()) return sealed.status();
-  return header + *sealed;
+  // One buffer, one allocation: the codec writes after room for the sealed
+  // header and leaves capacity for the tag, and sealing works in place.
+  const bool seal = protector_ != nullptr && packet.packet_number != 0;
+  const size_t header = seal ? proto::kSealedHeaderBytes : 0;
+  std::string datagram;
+  if (absl::Status s = codec_.EncodeInto(packet, header, seal ? kAeadTagBytes : 0, &datagram);
+      !s.ok()) {
+    return s;
+  }
+  if (!seal) return datagram;
+  proto::PutSealedHeader({packet.connection_id, packet.packet_number}, datagram.data());
+  if (absl::Status s = protector_->SealInPlace(packet.packet_number, header, &datagram); !s.ok()) {
+    return s;
+  }
+  return datagram;
 }
 
 bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
@@ -900,15 +927,18 @@ bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
       proto::ParseSealedHeader(std::string_view(datagram.data(), datagram.size()));
   if (protector_ == nullptr || !header) return false;
   const uint64_t number = header->packet_number;
-  absl::StatusOr<std::string> inner =
-      protector_->Open(number, datagram.substr(0, proto::kSealedHeaderBytes),
-                       datagram.substr(proto::kSealedHeaderBytes));
-  if (!inner.ok()) {
+  // Opened into a buffer the connection reuses; the decoded fragments
+  // borrow from it, so each payload is copied once more, into the
+  // reassembler.
+  if (!protector_
+           ->OpenInto(number, datagram.substr(0, proto::kSealedHeaderBytes),
+                      datagram.substr(proto::kSealedHeaderBytes), &opened_)
+           .ok()) {
     ++unauthenticated_;
     return false;
   }
   // The inner packet must repeat the authenticated header.
-  absl::StatusOr<proto::Packet> packet = codec_.Decode(*inner);
+  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(opened_);
   if (!packet.ok() || packet->packet_number != number || packet->connection_id != local_id_) {
     ++unauthenticated_;
     return false;
@@ -933,6 +963,10 @@ void Connection::Encode(absl::Time now, const proto::Packet& packet,
   out->push_back(*std::move(bytes));
 }
 
+uint32_t Connection::AeadOffer() const {
+  return security_.encrypt ? hooks_.aeads.value_or(LocalAeads()) : 0;
+}
+
 void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   if (now < next_hello_) return;
   proto::Packet p;
@@ -941,7 +975,10 @@ void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   hello.cookie = cookie_;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
   hello.max_udp_payload = AnnouncedUdpPayload();
-  if (security_.encrypt) hello.public_key = std::string(security_.key->public_key());
+  if (security_.encrypt) {
+    hello.public_key = std::string(security_.key->public_key());
+    hello.aead_offer = AeadOffer();
+  }
   if (security_.psk && !cookie_.empty()) {
     hello.key_proof =
         HelloKeyProof(*security_.psk, cookie_, local_id_, security_.key->public_key());
@@ -1024,7 +1061,9 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
       d.index = f->header.index;
       d.count = f->header.count;
       d.total_size = f->header.total_size;
-      d.payload = std::string(f->payload);
+      // Borrowed from the send queue (valid until the fragment is acked or
+      // lost): the codec copies it once, into the datagram.
+      d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
       if (f->retransmission) ++stats_.fragments_retransmitted;
       record.fragments.push_back(f->id);
       p.data.push_back(std::move(d));
@@ -1268,6 +1307,7 @@ ConnectionStats Connection::stats() const {
   s.fragments_retransmitted = queue_.retransmitted_fragments();
   s.datagram_size = datagram_size();
   if (pmtud_) s.mtu_probes = pmtud_->stats().probes_sent;
+  if (protector_ != nullptr) s.aead = AeadName(protector_->aead());
   s.peer_held_bytes = ReassemblyHeldBytes() + undelivered_bytes_ +
                       channels_.size() * kChannelBytes + acks_.range_count() * kAckRangeBytes;
   return s;

@@ -181,6 +181,10 @@ struct TestHooks {
   // The first message sequence number of every (channel, mode) space, on
   // both sides (the peers must agree).
   uint64_t initial_message_sequence = 0;
+  // The AEADs this side offers (client) or accepts (server) instead of
+  // LocalAeads(), to test the negotiation; 0 acts as a peer that predates
+  // it (a client sends no offer, a server ignores one and names no choice).
+  std::optional<uint32_t> aeads;
 };
 
 // Why a connection closed: the library's own reasons, not wire codes.
@@ -316,6 +320,9 @@ struct ConnectionStats {
   // valid room-key MAC (challenges with a wrong key proof, closes without a
   // valid auth; see packet_protection.h CloseAuth).
   uint64_t unauthenticated_handshake = 0;
+  // The AEAD sealing the connection's packets ("aes-256-gcm",
+  // "chacha20-poly1305"), empty while it is not encrypted.
+  std::string aead;
   std::string ToString() const;        // one line, for logs and the CLI
 };
 
@@ -428,6 +435,8 @@ class Connection final {
                 bool send_close);
   void Emit(Event event);
   void SendHandshake(absl::Time now, std::vector<std::string>* out);
+  // Client: the AEADs its hello offers (0 without encryption).
+  uint32_t AeadOffer() const;
   bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
   void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
   // The datagram for `packet`: sealed when the connection is encrypted and
@@ -567,6 +576,7 @@ class Connection final {
 
   Security security_;
   std::unique_ptr<PacketProtector> protector_;
+  std::string opened_;  // OnSealed's plaintext, reused from packet to packet
   // Client: the fingerprint of the identity the server proved, if any.
   std::string server_identity_;
   uint64_t unauthenticated_ = 0;

@@ -306,12 +306,20 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   std::string confirmation;
   std::string identity;
   std::string identity_confirmation;
+  Aead aead = Aead::kChaCha20Poly1305;
   if (encrypt) {
     const KeyPair key = NewKeyPair();
     if (options_.identity) identity = std::string(options_.identity->public_key());
-    // The static key, when we have one, is part of the transcript.
-    const std::string transcript = HandshakeTranscript(
-        hello.public_key, key.public_key(), hello.client_connection_id, id, identity);
+    // The AEAD for the client's offer (packet_protection.h, "AEAD
+    // negotiation"); the offer and the choice join the transcript, after the
+    // static key when we have one. No offer (an older client): ChaCha20-
+    // Poly1305 and the transcript as before.
+    const uint32_t local = hooks_.aeads.value_or(LocalAeads());
+    const uint32_t offer = local == 0 ? 0 : hello.aead_offer;
+    aead = ChooseAead(offer, local);
+    const std::string transcript =
+        HandshakeTranscript(hello.public_key, key.public_key(), hello.client_connection_id, id,
+                            absl::StrCat(identity, AeadTranscript(offer, static_cast<uint32_t>(aead))));
     ++stats_.key_exchanges;
     std::optional<IdentitySecret> es;
     if (options_.identity) {  // Noise NK's es: our static key, its ephemeral
@@ -331,7 +339,7 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
              true);
       return;
     }
-    protector = std::make_unique<PacketProtector>(*keys);
+    protector = std::make_unique<PacketProtector>(*keys, aead);
     public_key = std::string(key.public_key());
     if (options_.psk) confirmation = PskConfirmation(*options_.psk, transcript, Role::kServer);
     if (options_.identity) {

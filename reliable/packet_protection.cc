@@ -276,23 +276,75 @@ bool VerifyCloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string
   return SameMac(CloseAuth(psk, client_connection_id, cookie, code, reason), auth);
 }
 
+// ------------------------------------------------------ AEAD negotiation
+
+static_assert(crypto_aead_aes256gcm_ABYTES == kAeadTagBytes);
+static_assert(crypto_aead_aes256gcm_NPUBBYTES == kAeadNonceBytes);
+static_assert(crypto_aead_aes256gcm_KEYBYTES == 32);
+
+namespace {
+constexpr char kAeadLabel[] = "udpmsg aead v1";
+constexpr uint32_t Bit(Aead aead) { return static_cast<uint32_t>(aead); }
+}  // namespace
+
+uint32_t LocalAeads() {
+  EnsureSodium();
+  static const uint32_t aeads =
+      Bit(Aead::kChaCha20Poly1305) |
+      (crypto_aead_aes256gcm_is_available() ? Bit(Aead::kAes256Gcm) : 0);
+  return aeads;
+}
+
+Aead ChooseAead(uint32_t offer, uint32_t local) {
+  if ((offer & local & Bit(Aead::kAes256Gcm)) != 0) return Aead::kAes256Gcm;
+  return Aead::kChaCha20Poly1305;
+}
+
+const char* AeadName(Aead aead) {
+  return aead == Aead::kAes256Gcm ? "aes-256-gcm" : "chacha20-poly1305";
+}
+
+std::string AeadTranscript(uint32_t offer, uint32_t choice) {
+  if (offer == 0) return "";
+  uint8_t be[8];
+  for (int i = 0; i < 4; ++i) {
+    be[i] = static_cast<uint8_t>(offer >> (24 - 8 * i));
+    be[4 + i] = static_cast<uint8_t>(choice >> (24 - 8 * i));
+  }
+  return absl::StrCat(kAeadLabel, absl::string_view(reinterpret_cast<const char*>(be), 8));
+}
+
 // -------------------------------------------------------- PacketProtector
 
-PacketProtector::PacketProtector(const SessionKeys& keys) {
+struct PacketProtector::AesState {
+  crypto_aead_aes256gcm_state tx;
+  crypto_aead_aes256gcm_state rx;
+};
+
+PacketProtector::PacketProtector(const SessionKeys& keys, Aead aead) : aead_(aead) {
   EnsureSodium();
-  Expand(keys.tx, &tx_);
-  Expand(keys.rx, &rx_);
+  if (aead_ == Aead::kAes256Gcm && (LocalAeads() & Bit(Aead::kAes256Gcm)) == 0) {
+    aead_ = Aead::kChaCha20Poly1305;
+  }
+  Expand(keys.tx, aead_, &tx_);
+  Expand(keys.rx, aead_, &rx_);
+  if (aead_ == Aead::kAes256Gcm) {
+    aes_ = std::make_unique<AesState>();
+    crypto_aead_aes256gcm_beforenm(&aes_->tx, tx_.key.data());
+    crypto_aead_aes256gcm_beforenm(&aes_->rx, rx_.key.data());
+  }
 }
 
 PacketProtector::~PacketProtector() {
   sodium_memzero(&tx_, sizeof(tx_));
   sodium_memzero(&rx_, sizeof(rx_));
+  if (aes_ != nullptr) sodium_memzero(aes_.get(), sizeof(AesState));
 }
 
 void PacketProtector::Expand(const std::array<uint8_t, kSessionKeyBytes>& session_key,
-                             Direction* out) {
-  crypto_kdf_derive_from_key(out->key.data(), out->key.size(), 1, kKdfContext,
-                             session_key.data());
+                             Aead aead, Direction* out) {
+  crypto_kdf_derive_from_key(out->key.data(), out->key.size(), aead == Aead::kAes256Gcm ? 3 : 1,
+                             kKdfContext, session_key.data());
   uint8_t iv[16];
   crypto_kdf_derive_from_key(iv, sizeof(iv), 2, kKdfContext, session_key.data());
   std::memcpy(out->iv.data(), iv, out->iv.size());
@@ -311,6 +363,16 @@ std::array<uint8_t, kAeadNonceBytes> PacketProtector::Nonce(const Direction& d,
 absl::StatusOr<std::string> PacketProtector::Seal(uint64_t packet_number,
                                                   absl::string_view header,
                                                   absl::string_view plaintext) {
+  std::string datagram;
+  datagram.reserve(header.size() + plaintext.size() + kAeadTagBytes);
+  datagram.append(header.data(), header.size());
+  datagram.append(plaintext.data(), plaintext.size());
+  if (absl::Status s = SealInPlace(packet_number, header.size(), &datagram); !s.ok()) return s;
+  return datagram.substr(header.size());
+}
+
+absl::Status PacketProtector::SealInPlace(uint64_t packet_number, size_t header_bytes,
+                                          std::string* datagram) {
   if (packet_number >= kMaxProtectedPacketNumber) {
     return absl::FailedPreconditionError(
         absl::StrCat("packet ", packet_number, " beyond the packet number limit"));
@@ -320,16 +382,25 @@ absl::StatusOr<std::string> PacketProtector::Seal(uint64_t packet_number,
         "packet ", packet_number, " not above the largest sealed ", *largest_sealed_,
         " (a nonce is never reused)"));
   }
+  header_bytes = std::min(header_bytes, datagram->size());
+  const size_t plain = datagram->size() - header_bytes;
   const std::array<uint8_t, kAeadNonceBytes> nonce = Nonce(tx_, packet_number);
-  std::string out(plaintext.size() + kAeadTagBytes, '\0');
-  unsigned long long out_len = 0;  // NOLINT(runtime/int): libsodium's type
-  crypto_aead_chacha20poly1305_ietf_encrypt(reinterpret_cast<uint8_t*>(out.data()), &out_len,
-                                            Bytes(plaintext), plaintext.size(), Bytes(header),
-                                            header.size(), nullptr, nonce.data(),
-                                            tx_.key.data());
-  out.resize(static_cast<size_t>(out_len));
+  datagram->resize(datagram->size() + kAeadTagBytes);
+  auto* bytes = reinterpret_cast<uint8_t*>(datagram->data());
+  uint8_t* text = bytes + header_bytes;
+  uint8_t* tag = text + plain;
+  unsigned long long tag_len = 0;  // NOLINT(runtime/int): libsodium's type
+  if (aead_ == Aead::kAes256Gcm) {
+    crypto_aead_aes256gcm_encrypt_detached_afternm(text, tag, &tag_len, text, plain, bytes,
+                                                   header_bytes, nullptr, nonce.data(),
+                                                   &aes_->tx);
+  } else {
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(text, tag, &tag_len, text, plain, bytes,
+                                                       header_bytes, nullptr, nonce.data(),
+                                                       tx_.key.data());
+  }
   largest_sealed_ = packet_number;
-  return out;
+  return absl::OkStatus();
 }
 
 bool PacketProtector::Seen(uint64_t packet_number) const {
@@ -356,9 +427,7 @@ void PacketProtector::MarkSeen(uint64_t packet_number) {
   window_[bit / 64] |= uint64_t{1} << (bit % 64);
 }
 
-absl::StatusOr<std::string> PacketProtector::Open(uint64_t packet_number,
-                                                  absl::string_view header,
-                                                  absl::string_view ciphertext) {
+absl::Status PacketProtector::CheckOpenable(uint64_t packet_number) const {
   if (packet_number >= kMaxProtectedPacketNumber) {
     return absl::InvalidArgumentError(
         absl::StrCat("packet ", packet_number, " beyond the packet number limit"));
@@ -371,20 +440,42 @@ absl::StatusOr<std::string> PacketProtector::Open(uint64_t packet_number,
       return absl::InvalidArgumentError(absl::StrCat("replayed packet ", packet_number));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> PacketProtector::Open(uint64_t packet_number,
+                                                  absl::string_view header,
+                                                  absl::string_view ciphertext) {
+  std::string plain;
+  if (absl::Status s = OpenInto(packet_number, header, ciphertext, &plain); !s.ok()) return s;
+  return plain;
+}
+
+absl::Status PacketProtector::OpenInto(uint64_t packet_number, absl::string_view header,
+                                       absl::string_view ciphertext, std::string* plain) {
+  if (absl::Status s = CheckOpenable(packet_number); !s.ok()) return s;
   if (ciphertext.size() < kAeadTagBytes) {
     return absl::InvalidArgumentError("authentication failed (shorter than a tag)");
   }
   const std::array<uint8_t, kAeadNonceBytes> nonce = Nonce(rx_, packet_number);
-  std::string plain(ciphertext.size() - kAeadTagBytes, '\0');
-  unsigned long long plain_len = 0;  // NOLINT(runtime/int): libsodium's type
-  if (crypto_aead_chacha20poly1305_ietf_decrypt(
-          reinterpret_cast<uint8_t*>(plain.data()), &plain_len, nullptr, Bytes(ciphertext),
-          ciphertext.size(), Bytes(header), header.size(), nonce.data(), rx_.key.data()) != 0) {
+  const size_t length = ciphertext.size() - kAeadTagBytes;
+  plain->resize(length);
+  auto* out = reinterpret_cast<uint8_t*>(plain->data());
+  const uint8_t* tag = Bytes(ciphertext) + length;
+  const int rc =
+      aead_ == Aead::kAes256Gcm
+          ? crypto_aead_aes256gcm_decrypt_detached_afternm(out, nullptr, Bytes(ciphertext), length,
+                                                           tag, Bytes(header), header.size(),
+                                                           nonce.data(), &aes_->rx)
+          : crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+                out, nullptr, Bytes(ciphertext), length, tag, Bytes(header), header.size(),
+                nonce.data(), rx_.key.data());
+  if (rc != 0) {
+    plain->clear();
     return absl::InvalidArgumentError("authentication failed");
   }
-  plain.resize(static_cast<size_t>(plain_len));
   MarkSeen(packet_number);  // only now: the packet is genuine
-  return plain;
+  return absl::OkStatus();
 }
 
 // -------------------------------------------------------------- key files

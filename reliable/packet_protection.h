@@ -25,9 +25,11 @@
 //      that returns the cookie (see "Room-key proofs" below); after the
 //      handshake a sealed packet that does not open is dropped (counted),
 //      never answered.
-//   4. PacketProtector: ChaCha20-Poly1305 (IETF) on every datagram after the
-//      handshake, with the clear header as associated data, nonces made from
-//      packet numbers, and a 1024-packet replay window.
+//   4. PacketProtector: an AEAD on every datagram after the handshake,
+//      with the clear header as associated data, nonces made from packet
+//      numbers, and a 1024-packet replay window. The AEAD is AES-256-GCM
+//      when both ends have it in hardware, ChaCha20-Poly1305 (IETF)
+//      otherwise (see "AEAD negotiation" below).
 //   5. ReadKeyFile / GenerateKeyFileContents: the `--key-file` format.
 //
 // Usage:
@@ -58,6 +60,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -290,11 +293,49 @@ std::string CloseAuth(const Psk& psk, uint64_t client_connection_id, absl::strin
 bool VerifyCloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string_view cookie,
                      uint32_t code, absl::string_view reason, absl::string_view auth);
 
+// ------------------------------------------------------ AEAD negotiation
+//
+// The client's Hello lists the AEADs it can run fast (aead_offer, a bit set
+// of Aead values: LocalAeads()); the server picks one with ChooseAead and
+// names it in its Accept (aead). Both then append AeadTranscript(offer,
+// choice) to the handshake transcript's `extra`, so the offer and the
+// choice are bound into the session keys, the PSK confirmation and the
+// identity confirmation: an attacker who edits either field (to force
+// ChaCha20-Poly1305, say) leaves the two ends with different keys, and the
+// handshake fails (a keyed or identified server's confirmation does not
+// verify; otherwise no sealed packet opens), never silently. Peers that
+// predate the fields send neither: no offer (or no choice) means
+// ChaCha20-Poly1305 and an unchanged transcript, as before. Stripping both
+// fields at once is indistinguishable from two such old peers and yields
+// ChaCha20-Poly1305: a loss of speed, not of security (both AEADs take a
+// 256-bit key and a 128-bit tag).
+enum class Aead : uint32_t {
+  kChaCha20Poly1305 = 1,  // crypto_aead_chacha20poly1305_ietf
+  kAes256Gcm = 2,         // crypto_aead_aes256gcm (AES-NI + PCLMULQDQ only)
+};
+// The AEADs this machine runs: ChaCha20-Poly1305 always, AES-256-GCM when
+// crypto_aead_aes256gcm_is_available() (libsodium implements it only with
+// the AES-NI and CLMUL instructions). A bit set of Aead values.
+uint32_t LocalAeads();
+// The server's choice for a client's offer: AES-256-GCM when the offer and
+// `local` (LocalAeads() by default) both have it, else ChaCha20-Poly1305.
+Aead ChooseAead(uint32_t offer, uint32_t local = LocalAeads());
+// "chacha20-poly1305" or "aes-256-gcm".
+const char* AeadName(Aead aead);
+// The transcript bytes that bind a negotiation: empty when `offer` is 0 (an
+// old client: no negotiation happened), else "udpmsg aead v1" || offer (4,
+// big-endian) || choice (4, big-endian).
+std::string AeadTranscript(uint32_t offer, uint32_t choice);
+
 // Seals and opens the packets of one connection, both directions.
 //
-// AEAD: crypto_aead_chacha20poly1305_ietf. Each direction's session key is
+// AEAD: crypto_aead_chacha20poly1305_ietf, or crypto_aead_aes256gcm (with
+// its key schedule precomputed once, crypto_aead_aes256gcm_beforenm) when
+// negotiated; both take a 12-byte nonce and add a 16-byte tag, so the wire
+// overhead is the same. Each direction's session key is
 // expanded with crypto_kdf (context "udpmsgpp") into a 32-byte AEAD key
-// (subkey 1) and a 12-byte IV (first 12 bytes of subkey 2). The nonce of
+// (subkey 1 for ChaCha20-Poly1305, subkey 3 for AES-256-GCM) and a 12-byte
+// IV (first 12 bytes of subkey 2). The nonce of
 // packet number N is the IV with its last 8 bytes XORed with N big-endian
 // (QUIC's construction): the first 4 IV bytes are fixed, the rest never
 // repeat because a packet number is sealed at most once. The associated data
@@ -303,7 +344,10 @@ bool VerifyCloseAuth(const Psk& psk, uint64_t client_connection_id, absl::string
 // authentication too.
 class PacketProtector final {
  public:
-  explicit PacketProtector(const SessionKeys& keys);
+  // `aead` must be in LocalAeads() (AES-256-GCM only where available: it
+  // falls back to ChaCha20-Poly1305 otherwise, which no peer that negotiated
+  // AES can open; Connection never asks for what it did not offer).
+  explicit PacketProtector(const SessionKeys& keys, Aead aead = Aead::kChaCha20Poly1305);
   ~PacketProtector();
   PacketProtector(const PacketProtector&) = delete;
   PacketProtector& operator=(const PacketProtector&) = delete;
@@ -316,6 +360,14 @@ class PacketProtector final {
   absl::StatusOr<std::string> Seal(uint64_t packet_number, absl::string_view header,
                                    absl::string_view plaintext);
 
+  // Seal without another buffer: `datagram` holds the clear header (its
+  // first `header_bytes` bytes, the associated data) and the plaintext;
+  // the plaintext is encrypted where it lies and the tag appended (reserve
+  // kAeadTagBytes of capacity to avoid a reallocation). Same results as
+  // Seal(packet_number, header, plaintext) appended to the header; on an
+  // error `datagram` is unchanged.
+  absl::Status SealInPlace(uint64_t packet_number, size_t header_bytes, std::string* datagram);
+
   // Authenticates and decrypts what Seal produced. INVALID_ARGUMENT:
   //   "packet N beyond the packet number limit" (N >= 2^62),
   //   "packet N too old" (more than kReplayWindow - 1 below the largest
@@ -326,6 +378,13 @@ class PacketProtector final {
   // packet changes nothing. Never crashes on any input.
   absl::StatusOr<std::string> Open(uint64_t packet_number, absl::string_view header,
                                    absl::string_view ciphertext);
+  // As Open, decrypting into `*plain` (resized; a buffer the caller reuses,
+  // so opening allocates nothing once it has grown). Same errors; `*plain`
+  // holds nothing meaningful after one.
+  absl::Status OpenInto(uint64_t packet_number, absl::string_view header,
+                        absl::string_view ciphertext, std::string* plain);
+
+  Aead aead() const { return aead_; }
 
   // Largest packet number opened so far, if any.
   std::optional<uint64_t> largest_opened() const { return largest_opened_; }
@@ -337,13 +396,19 @@ class PacketProtector final {
     std::array<uint8_t, 32> key{};
     std::array<uint8_t, kAeadNonceBytes> iv{};
   };
-  static void Expand(const std::array<uint8_t, kSessionKeyBytes>& session_key, Direction* out);
+  struct AesState;  // crypto_aead_aes256gcm_state, both directions
+  static void Expand(const std::array<uint8_t, kSessionKeyBytes>& session_key, Aead aead,
+                     Direction* out);
+  // Checks the number against the limit and the replay window.
+  absl::Status CheckOpenable(uint64_t packet_number) const;
   std::array<uint8_t, kAeadNonceBytes> Nonce(const Direction& d, uint64_t packet_number) const;
   bool Seen(uint64_t packet_number) const;
   void MarkSeen(uint64_t packet_number);
 
+  Aead aead_;
   Direction tx_;
   Direction rx_;
+  std::unique_ptr<AesState> aes_;  // the expanded AES keys, when aead_ is AES
   std::optional<uint64_t> largest_sealed_;
   std::optional<uint64_t> largest_opened_;
   // Bit (n % kReplayWindow) is set when n was opened, for n in

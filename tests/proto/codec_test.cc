@@ -13,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -104,7 +105,7 @@ wire::Packet ToWire(const Packet& p) {
     f->set_index(d.index);
     f->set_count(d.count);
     f->set_total_size(d.total_size);
-    f->set_payload(d.payload);
+    f->set_payload(std::string(d.bytes()));
   }
   if (p.ping) w.mutable_ping();
   if (p.ack_frequency) {
@@ -1061,6 +1062,175 @@ TEST(CodecTest, ProbePaddingHitsEveryExactSize) {
   // No padding below the packet's own size.
   probe.pad_to = 1;
   EXPECT_EQ(codec.Encode(probe)->size(), unpadded);
+}
+
+// ---------------------------------------------------------------------------
+// The hand-written hot path (EncodeInto, the fast parser) against protobuf.
+
+// Decode (fast parser first) and DecodeWithProtobuf agree on `datagram`:
+// both reject with the same message, or both accept the same packet; and
+// DecodeView too.
+void ExpectParsersAgree(const Codec& codec, absl::string_view datagram) {
+  const absl::StatusOr<Packet> reference = codec.DecodeWithProtobuf(datagram);
+  const absl::StatusOr<Packet> fast = codec.Decode(datagram);
+  const absl::StatusOr<Packet> view = codec.DecodeView(datagram);
+  for (const absl::StatusOr<Packet>* got : {&fast, &view}) {
+    ASSERT_EQ(got->status(), reference.status()) << absl::CHexEscape(datagram);
+    if (reference.ok()) {
+      ASSERT_TRUE(PacketsEqual(**got, *reference))
+          << PacketDebugString(**got) << " vs " << PacketDebugString(*reference);
+    }
+  }
+}
+
+// Packets the hot path encodes: no handshake frame, no close.
+Packet Hot(Packet p) {
+  p.hello.reset();
+  p.challenge.reset();
+  p.accept.reset();
+  p.close.reset();
+  p.pad_to = 0;
+  return p;
+}
+
+TEST(CodecFastPathTest, EncodesTheBytesProtobufWrites) {
+  for (size_t budget : {kMinDatagram, kDefaultMaxDatagram, size_t{1500}, kMaxDatagram}) {
+    const Codec codec(Budget(budget));
+    std::mt19937_64 rng(budget);
+    std::vector<Packet> packets;
+    if (budget >= kDefaultMaxDatagram) {  // the samples fit the default budget
+      for (const testing::NamedPacket& s : SamplePackets()) packets.push_back(Hot(s.packet));
+    }
+    for (int i = 0; i < 2000; ++i) packets.push_back(Hot(RandomValidPacket(rng, codec.limits())));
+    for (const Packet& p : packets) {
+      SCOPED_TRACE(PacketDebugString(p));
+      absl::StatusOr<std::string> bytes = codec.Encode(p);
+      ASSERT_TRUE(bytes.ok()) << bytes.status();
+      ASSERT_EQ(*bytes, Frame(ToWire(p)));
+      // A borrowed payload encodes the same bytes.
+      Packet borrowed = p;
+      for (DataFragment& d : borrowed.data) {
+        d.payload_ref = std::string_view(d.payload);
+      }
+      ASSERT_EQ(codec.Encode(borrowed).value_or(""), *bytes);
+      // EncodeInto: headroom before, capacity for the tail, same bytes.
+      std::string out = "stale contents";
+      ASSERT_TRUE(codec.EncodeInto(p, 17, 16, &out).ok());
+      ASSERT_EQ(out.substr(17), *bytes);
+      ASSERT_GE(out.capacity(), out.size() + 16);
+    }
+  }
+}
+
+TEST(CodecFastPathTest, EncodeIntoMatchesEncodeForEveryPacketKind) {
+  const Codec codec(Codec::Limits{});
+  for (const testing::NamedPacket& s : SamplePackets()) {
+    SCOPED_TRACE(s.name);
+    const absl::StatusOr<std::string> bytes = codec.Encode(s.packet);
+    std::string out;
+    const absl::Status status = codec.EncodeInto(s.packet, 3, 16, &out);
+    ASSERT_EQ(status, bytes.status());
+    if (bytes.ok()) {
+      EXPECT_EQ(out.substr(3), *bytes);
+    }
+  }
+}
+
+TEST(CodecFastPathTest, DecodeViewBorrowsPayloadsFromTheDatagram) {
+  const Codec codec(Codec::Limits{});
+  Packet p = Established();
+  p.ack = MakeAck(7);
+  p.data.push_back(MakeFragment(0, 9, 0, 2, 300));
+  p.data.push_back(MakeFragment(1, 2, 0, 1, 5));
+  const std::string bytes = codec.Encode(p).value();
+  absl::StatusOr<Packet> view = codec.DecodeView(bytes);
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_TRUE(PacketsEqual(*view, p));
+  for (const DataFragment& d : view->data) {
+    ASSERT_TRUE(d.payload_ref.has_value());
+    EXPECT_TRUE(d.payload.empty());
+    EXPECT_GE(d.payload_ref->data(), bytes.data());
+    EXPECT_LE(d.payload_ref->data() + d.payload_ref->size(), bytes.data() + bytes.size());
+  }
+  // Decode owns its payloads.
+  absl::StatusOr<Packet> owned = codec.Decode(bytes);
+  ASSERT_TRUE(owned.ok());
+  for (const DataFragment& d : owned->data) EXPECT_FALSE(d.payload_ref.has_value());
+  EXPECT_TRUE(PacketsEqual(*owned, p));
+}
+
+TEST(CodecFastPathTest, AgreesWithProtobufOnOddWire) {
+  const Codec codec(Codec::Limits{});
+  std::vector<std::string> bodies;
+  auto raw = [&bodies](std::string b) { bodies.push_back(std::move(b)); };
+  // A data packet, then variations protobuf accepts or refuses.
+  raw(std::string("\x09\x01\x02\x03\x04\x05\x06\x07\x08\x10\x05", 11));
+  raw(std::string("\x10\x05\x10\x06", 4));                    // packet_number twice
+  raw(std::string("\x10\x85\x80\x80\x00", 5));                // non-minimal varint
+  raw(std::string("\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11));  // 2^64-1
+  raw(std::string("\x10\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f", 11));  // overlong
+  raw(std::string("\x10\x01\x42\x00\x42\x00", 6));            // ping twice
+  raw(std::string("\x10\x01\x42\x02\x08\x01", 6));            // ping with a field
+  raw(std::string("\x10\x01\x58\x01", 4));                    // unknown field 11
+  raw(std::string("\x10\x01\x7a\x03\x00\x00\x00", 7));        // padding
+  raw(std::string("\x10\x01\x7a\x03\x00\x00", 6));            // truncated padding
+  raw(std::string("\x10\x01\x11\x01\x02\x03\x04\x05\x06\x07\x08", 11));  // id as field 2 fixed
+  raw(std::string("\x08\x05\x10\x01", 4));                    // id as a varint
+  // Ack: packed, unpacked, twice, mismatched counts.
+  raw(std::string("\x10\x09\x32\x0a\x08\x14\x18\x01\x22\x01\x02\x2a\x01\x01", 14));
+  raw(std::string("\x10\x09\x32\x08\x08\x14\x18\x01\x20\x02\x28\x01", 12));
+  raw(std::string("\x10\x09\x32\x02\x08\x14\x32\x02\x18\x01", 10));
+  raw(std::string("\x10\x09\x32\x07\x08\x14\x22\x02\x02\x03\x2a\x00", 12));
+  raw(std::string("\x10\x09\x32\x04\x08\x14\x22\x01", 8));    // truncated packed
+  raw(std::string("\x10\x09\x32\x04\x08\x14\x22\x01\x80", 9));
+  // Data frames: a uint32 over 32 bits, fields twice, a payload, no count.
+  raw(std::string("\x10\x02\x3a\x09\x08\x80\x80\x80\x80\x10\x28\x01\x30\x01", 14));
+  raw(std::string("\x10\x02\x3a\x06\x28\x01\x30\x02\x3a\x00", 10));
+  raw(std::string("\x10\x02\x3a\x08\x28\x01\x30\x02\x3a\x02hi", 12));
+  raw(std::string("\x10\x02\x3a\x0a\x28\x01\x30\x02\x3a\x01h\x3a\x01i", 14));
+  raw(std::string("\x10\x02\x3a\x04\x30\x02\x3a\x00", 8));
+  raw(std::string("\x10\x02\x3a\x06\x28\x01\x30\x02\x10\x04", 10));  // mode 4
+  raw(std::string("\x10\x02\x3a\x05\x28\x01\x30\x02\x3a", 9));       // truncated
+  // Ack frequency: fine, threshold over 32 bits, a field twice.
+  raw(std::string("\x10\x02\x52\x04\x08\x03\x10\x0a", 8));
+  raw(std::string("\x10\x02\x52\x07\x08\x03\x10\x80\x80\x80\x80\x10", 12));
+  raw(std::string("\x10\x02\x52\x06\x08\x03\x10\x0a\x10\x02", 10));
+  raw(std::string("\x10\x02\x52\x02\x18\x01", 6));
+  // Field number 0, groups, a multi-byte tag for a known field.
+  raw(std::string("\x10\x02\x00\x01", 4));
+  raw(std::string("\x10\x02\x43\x44", 4));
+  raw(std::string("\x90\x00\x05", 3));
+  raw("");
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(absl::CHexEscape(body));
+    ExpectParsersAgree(codec, FrameBody(body));
+  }
+  // Too many data frames: left to protobuf, same error.
+  Codec::Limits few;
+  few.max_data_frames = 2;
+  const Codec small(few);
+  ExpectParsersAgree(small, FrameBody(std::string("\x3a\x02\x28\x01\x3a\x02\x28\x01\x3a\x02\x28\x01", 12)));
+}
+
+// Every datagram of the mutation pool, mutated with the CRC fixed so the
+// parsers see it: both parsers agree (accept/reject, the reason, every
+// field).
+TEST(CodecFastPathTest, AgreesWithProtobufOnMutatedDatagrams) {
+  const Codec codec(Codec::Limits{});
+  const Pool pool = MakePool(codec);
+  for (const std::string& d : pool.datagrams) ExpectParsersAgree(codec, d);
+  for (uint64_t i = 0; i < 30'000; ++i) {
+    const uint64_t seed = kMutationSeed ^ (i * 0x9E3779B97F4A7C15ull);
+    std::mt19937_64 rng(seed);
+    const size_t which =
+        std::uniform_int_distribution<size_t>(0, pool.packets.size() - 1)(rng);
+    std::string mutated = Mutate(rng, pool.datagrams[which], pool.datagrams);
+    if (!mutated.empty()) mutated[0] = kProtocolVersion;
+    FixCrc(mutated);
+    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    ExpectParsersAgree(codec, mutated);
+    if (::testing::Test::HasFatalFailure()) return;
+  }
 }
 
 }  // namespace

@@ -1275,6 +1275,176 @@ TEST(EndpointTest, AManInTheMiddleSwappingTheServerKeyFailsTheConfirmation) {
 }
 
 // ---------------------------------------------------------------------------
+// AEAD negotiation (packet_protection.h): AES-256-GCM when both ends have
+// it, ChaCha20-Poly1305 otherwise or with a peer that predates the fields;
+// tampering with the offer or the choice fails the handshake.
+
+constexpr uint32_t kChaChaOnly = static_cast<uint32_t>(reliable::Aead::kChaCha20Poly1305);
+constexpr uint32_t kAesBit = static_cast<uint32_t>(reliable::Aead::kAes256Gcm);
+
+// IdentityHandshake's man in the middle, who may also rewrite hellos.
+void NegotiationHandshake(absl::Time now, Endpoint& client, Endpoint& server,
+                          const std::function<void(proto::Hello*)>& edit_hello,
+                          const std::function<void(proto::Accept*)>& edit_accept) {
+  const proto::Codec codec = MakeCodec();
+  for (int round = 0; round < 16; ++round) {
+    bool moved = false;
+    for (Outgoing& o : client.TakeOutgoing()) {
+      moved = true;
+      std::string bytes = std::move(o.bytes);
+      absl::StatusOr<proto::Packet> p = codec.Decode(bytes);
+      if (p.ok() && p->hello && edit_hello) {
+        edit_hello(&*p->hello);
+        bytes = Encode(codec, *p);
+      }
+      server.OnDatagram(now, kIdClient, bytes);
+    }
+    for (Outgoing& o : server.TakeOutgoing()) {
+      if (o.peer != kIdClient) continue;
+      moved = true;
+      std::string bytes = std::move(o.bytes);
+      absl::StatusOr<proto::Packet> p = codec.Decode(bytes);
+      if (p.ok() && p->accept && edit_accept) {
+        edit_accept(&*p->accept);
+        bytes = Encode(codec, *p);
+      }
+      client.OnDatagram(now, kIdServer, bytes);
+    }
+    if (!moved) break;
+  }
+}
+
+struct Negotiated {
+  bool delivered = false;   // a sealed message reached the server
+  std::string client_aead;  // ConnectionStats::aead on each side
+  std::string server_aead;
+  std::vector<Event> client_events;
+};
+
+// Connects with encryption (and a room key when `psk`), each side offering
+// or accepting `client_aeads` / `server_aeads` (nullopt: LocalAeads(); 0: a
+// peer that predates the negotiation), then sends one message.
+Negotiated Negotiate(std::optional<uint32_t> client_aeads, std::optional<uint32_t> server_aeads,
+                     bool psk, const std::function<void(proto::Hello*)>& edit_hello = nullptr,
+                     const std::function<void(proto::Accept*)>& edit_accept = nullptr) {
+  EndpointOptions so = ServerOptions(80);
+  EndpointOptions co = ClientOptions(80);
+  so.encrypt = co.encrypt = true;
+  if (psk) so.psk = co.psk = FilledKey(0x42);
+  Endpoint server(kStart, so);
+  Endpoint client(kStart, co);
+  reliable::TestHooks server_hooks;
+  server_hooks.aeads = server_aeads;
+  server.SetTestHooksForTesting(server_hooks);
+  reliable::TestHooks client_hooks;
+  client_hooks.aeads = client_aeads;
+  client.SetTestHooksForTesting(client_hooks);
+  Negotiated out;
+  absl::StatusOr<ConnectionId> id = client.Connect(kStart, kIdServer);
+  EXPECT_TRUE(id.ok()) << id.status();
+  if (!id.ok()) return out;
+  NegotiationHandshake(kStart, client, server, edit_hello, edit_accept);
+  if (client.IsEstablished(*id)) {
+    EXPECT_TRUE(client.Send(kStart, *id, 0, DeliveryMode::kReliableOrdered, "sealed").ok());
+    Shuttle(kStart, client, kIdClient, server, kIdServer);
+  }
+  for (const Event& e : server.TakeEvents()) {
+    if (e.type == Event::Type::kMessage && e.message == "sealed") {
+      out.delivered = true;
+      if (absl::StatusOr<reliable::ConnectionStats> st = server.Stats(e.connection); st.ok()) {
+        out.server_aead = st->aead;
+      }
+    }
+  }
+  if (absl::StatusOr<reliable::ConnectionStats> st = client.Stats(*id); st.ok()) {
+    out.client_aead = st->aead;
+  }
+  out.client_events = client.TakeEvents();
+  return out;
+}
+
+TEST(EndpointTest, AeadNegotiationPicksAesWhenBothHaveItAndChaChaOtherwise) {
+  const bool aes = (reliable::LocalAeads() & kAesBit) != 0;
+  const std::string fast = aes ? "aes-256-gcm" : "chacha20-poly1305";
+  struct Case {
+    const char* name;
+    std::optional<uint32_t> client;
+    std::optional<uint32_t> server;
+    std::string expected;
+  };
+  const Case cases[] = {
+      {"both with AES", std::nullopt, std::nullopt, fast},
+      {"client without AES", kChaChaOnly, std::nullopt, "chacha20-poly1305"},
+      {"server without AES", std::nullopt, kChaChaOnly, "chacha20-poly1305"},
+      {"client predates the offer", 0u, std::nullopt, "chacha20-poly1305"},
+      {"server predates the choice", std::nullopt, 0u, "chacha20-poly1305"},
+      {"both predate it", 0u, 0u, "chacha20-poly1305"},
+  };
+  for (const Case& c : cases) {
+    for (const bool psk : {false, true}) {
+      SCOPED_TRACE(absl::StrCat(c.name, psk ? ", room key" : ", no room key"));
+      const Negotiated n = Negotiate(c.client, c.server, psk);
+      EXPECT_TRUE(n.delivered);
+      EXPECT_EQ(n.client_aead, c.expected);
+      EXPECT_EQ(n.server_aead, c.expected);
+    }
+  }
+}
+
+TEST(EndpointTest, AeadDowngradeByAManInTheMiddleFailsTheHandshake) {
+  // The offer stripped (the server then names ChaCha20-Poly1305 for a
+  // transcript without the offer), or cut to ChaCha20-Poly1305 alone: the
+  // client's transcript holds what it sent, so the keys differ.
+  const std::function<void(proto::Hello*)> strip = [](proto::Hello* h) { h->aead_offer = 0; };
+  const std::function<void(proto::Hello*)> cut = [](proto::Hello* h) {
+    h->aead_offer = kChaChaOnly;
+  };
+  // The choice rewritten to ChaCha20-Poly1305 (meaningful where AES was
+  // chosen; with ChaCha chosen anyway it is no change).
+  const std::function<void(proto::Accept*)> rechoose = [](proto::Accept* a) {
+    a->aead = kChaChaOnly;
+  };
+  const bool aes = (reliable::LocalAeads() & kAesBit) != 0;
+  struct Attack {
+    const char* name;
+    std::function<void(proto::Hello*)> hello;
+    std::function<void(proto::Accept*)> accept;
+    bool applies;
+  };
+  const Attack attacks[] = {
+      {"offer stripped", strip, nullptr, true},
+      {"offer cut to chacha", cut, nullptr, aes},
+      {"choice rewritten to chacha", nullptr, rechoose, aes},
+  };
+  for (const Attack& a : attacks) {
+    if (!a.applies) continue;
+    {
+      // With a room key the client sees the server's confirmation fail and
+      // closes before it sends anything sealed.
+      SCOPED_TRACE(absl::StrCat(a.name, ", room key"));
+      const Negotiated n = Negotiate(std::nullopt, std::nullopt, true, a.hello, a.accept);
+      EXPECT_FALSE(n.delivered);
+      ASSERT_EQ(n.client_events.size(), 1u);
+      EXPECT_EQ(n.client_events[0].type, Event::Type::kClosed);
+      EXPECT_EQ(n.client_events[0].close_reason, reliable::CloseReason::kWrongRoomKey);
+    }
+    {
+      // Opportunistic encryption: nothing sealed opens at the other end.
+      SCOPED_TRACE(absl::StrCat(a.name, ", no room key"));
+      const Negotiated n = Negotiate(std::nullopt, std::nullopt, false, a.hello, a.accept);
+      EXPECT_FALSE(n.delivered);
+    }
+  }
+  // A choice the client never offered is refused outright.
+  const Negotiated n = Negotiate(kChaChaOnly, std::nullopt, true, nullptr,
+                                 [](proto::Accept* a) { a->aead = kAesBit; });
+  EXPECT_FALSE(n.delivered);
+  ASSERT_EQ(n.client_events.size(), 1u);
+  EXPECT_EQ(n.client_events[0].close_reason, reliable::CloseReason::kProtocolError);
+  EXPECT_THAT(n.client_events[0].reason, ::testing::HasSubstr("chose AEAD 2, not one offered (1)"));
+}
+
+// ---------------------------------------------------------------------------
 // 5. Flow control: a slow application stalls its sender.
 
 // An Endpoint in the simulator whose application takes events only when told.

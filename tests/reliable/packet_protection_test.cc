@@ -660,5 +660,152 @@ TEST(ServerIdentityTest, IdentityFileRoundTripsAndErrorsNameThePath) {
   }
 }
 
+// ------------------------------------------------------ AEAD negotiation
+
+constexpr uint32_t kChaChaBit = static_cast<uint32_t>(Aead::kChaCha20Poly1305);
+constexpr uint32_t kAesBit = static_cast<uint32_t>(Aead::kAes256Gcm);
+
+bool HaveAes() { return (LocalAeads() & kAesBit) != 0; }
+
+TEST(AeadNegotiationTest, AesOnlyWhenBothHaveItChaChaOtherwise) {
+  EXPECT_NE(LocalAeads() & kChaChaBit, 0u);
+  EXPECT_EQ((LocalAeads() & kAesBit) != 0, crypto_aead_aes256gcm_is_available() == 1);
+  EXPECT_EQ(ChooseAead(kChaChaBit | kAesBit, kChaChaBit | kAesBit), Aead::kAes256Gcm);
+  EXPECT_EQ(ChooseAead(kAesBit, kChaChaBit | kAesBit), Aead::kAes256Gcm);
+  // The client lacks it, or the server does, or an old client offers nothing.
+  EXPECT_EQ(ChooseAead(kChaChaBit, kChaChaBit | kAesBit), Aead::kChaCha20Poly1305);
+  EXPECT_EQ(ChooseAead(kChaChaBit | kAesBit, kChaChaBit), Aead::kChaCha20Poly1305);
+  EXPECT_EQ(ChooseAead(0, kChaChaBit | kAesBit), Aead::kChaCha20Poly1305);
+  // Bits this version does not know are ignored.
+  EXPECT_EQ(ChooseAead(0xFFFFFFF0u | kChaChaBit, kChaChaBit | kAesBit), Aead::kChaCha20Poly1305);
+  EXPECT_STREQ(AeadName(Aead::kAes256Gcm), "aes-256-gcm");
+  EXPECT_STREQ(AeadName(Aead::kChaCha20Poly1305), "chacha20-poly1305");
+}
+
+// The offer and the choice are bound into the keys: a downgraded offer or
+// choice gives the two ends different keys (and a failing PSK or identity
+// confirmation); no offer leaves the transcript as old peers make it.
+TEST(AeadNegotiationTest, TheNegotiationIsBoundIntoTheTranscriptAndKeys) {
+  EXPECT_EQ(AeadTranscript(0, kChaChaBit), "");
+  EXPECT_EQ(AeadTranscript(0, 0), "");
+  const std::string both = AeadTranscript(kChaChaBit | kAesBit, kAesBit);
+  EXPECT_EQ(both.size(), std::string("udpmsg aead v1").size() + 8);
+  EXPECT_NE(both, AeadTranscript(kChaChaBit | kAesBit, kChaChaBit));  // choice downgraded
+  EXPECT_NE(both, AeadTranscript(kChaChaBit, kAesBit));               // offer edited
+  EXPECT_NE(AeadTranscript(kChaChaBit, kChaChaBit), "");
+
+  const KeyPair client = KeyPair::FromSeed(SeedOf(1));
+  const KeyPair server = KeyPair::FromSeed(SeedOf(2));
+  auto keys = [&](Role role, absl::string_view negotiation) {
+    const std::string transcript = HandshakeTranscript(
+        client.public_key(), server.public_key(), kClientCid, kServerCid, negotiation);
+    const KeyPair& mine = role == Role::kClient ? client : server;
+    const KeyPair& peer = role == Role::kClient ? server : client;
+    absl::StatusOr<SessionKeys> k =
+        DeriveSessionKeys(role, mine, peer.public_key(), transcript, PskOf(9));
+    EXPECT_TRUE(k.ok());
+    return std::make_pair(*k, transcript);
+  };
+  const auto [client_keys, client_transcript] = keys(Role::kClient, both);
+  const auto [honest, honest_transcript] = keys(Role::kServer, both);
+  EXPECT_EQ(client_keys.tx, honest.rx);
+  for (const std::string& tampered :
+       {AeadTranscript(kChaChaBit | kAesBit, kChaChaBit), AeadTranscript(kChaChaBit, kChaChaBit),
+        std::string()}) {
+    const auto [server_keys, server_transcript] = keys(Role::kServer, tampered);
+    EXPECT_NE(client_keys.tx, server_keys.rx);
+    EXPECT_NE(client_keys.rx, server_keys.tx);
+    EXPECT_FALSE(VerifyPskConfirmation(PskOf(9), client_transcript, Role::kServer,
+                                       PskConfirmation(PskOf(9), server_transcript,
+                                                       Role::kServer)));
+    EXPECT_FALSE(VerifyServerKeyConfirmation(
+        client_keys, Role::kClient, client_transcript,
+        ServerKeyConfirmation(server_keys, Role::kServer, server_transcript)));
+  }
+}
+
+// The sealed bytes are exactly libsodium's AEAD with the documented key
+// schedule (the wire format old peers speak for ChaCha20-Poly1305), sealed
+// in place or not.
+TEST(AeadNegotiationTest, SealedBytesFollowTheDocumentedConstruction) {
+  const Sides sides = Derive(PskOf(5), PskOf(5));
+  const std::string plain(1150, 'q');
+  for (const Aead aead : {Aead::kChaCha20Poly1305, Aead::kAes256Gcm}) {
+    if (aead == Aead::kAes256Gcm && !HaveAes()) continue;
+    SCOPED_TRACE(AeadName(aead));
+    uint8_t key[32];
+    crypto_kdf_derive_from_key(key, sizeof(key), aead == Aead::kAes256Gcm ? 3 : 1, "udpmsgpp",
+                               sides.client.tx.data());
+    uint8_t iv[16];
+    crypto_kdf_derive_from_key(iv, sizeof(iv), 2, "udpmsgpp", sides.client.tx.data());
+    const uint64_t pn = 0x0102030405060708;
+    uint8_t nonce[12];
+    std::copy(iv, iv + 12, nonce);
+    for (int i = 0; i < 8; ++i) nonce[4 + i] ^= static_cast<uint8_t>(pn >> (56 - 8 * i));
+    const std::string header = Header(pn);
+    std::string expected(plain.size() + 16, '\0');
+    unsigned long long len = 0;  // NOLINT(runtime/int)
+    const auto* m = reinterpret_cast<const uint8_t*>(plain.data());
+    const auto* ad = reinterpret_cast<const uint8_t*>(header.data());
+    auto* c = reinterpret_cast<uint8_t*>(expected.data());
+    if (aead == Aead::kAes256Gcm) {
+      crypto_aead_aes256gcm_encrypt(c, &len, m, plain.size(), ad, header.size(), nullptr, nonce,
+                                    key);
+    } else {
+      crypto_aead_chacha20poly1305_ietf_encrypt(c, &len, m, plain.size(), ad, header.size(),
+                                                nullptr, nonce, key);
+    }
+    PacketProtector sealer(sides.client, aead);
+    EXPECT_EQ(sealer.aead(), aead);
+    EXPECT_EQ(sealer.Seal(pn, header, plain).value_or(""), expected);
+    PacketProtector in_place(sides.client, aead);
+    std::string datagram = header + plain;
+    ASSERT_TRUE(in_place.SealInPlace(pn, header.size(), &datagram).ok());
+    EXPECT_EQ(datagram, header + expected);
+    // A reused number is refused and leaves the datagram as it was.
+    const std::string before = datagram;
+    EXPECT_EQ(in_place.SealInPlace(pn, header.size(), &datagram).code(),
+              absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(datagram, before);
+  }
+}
+
+TEST(AeadNegotiationTest, EachCipherOpensOnlyWithItsKeyAndItself) {
+  const Sides sides = Derive(PskOf(5), PskOf(5));
+  const Sides other = Derive(PskOf(6), PskOf(6));  // another room key: other keys
+  std::vector<Aead> aeads = {Aead::kChaCha20Poly1305};
+  if (HaveAes()) aeads.push_back(Aead::kAes256Gcm);
+  for (const Aead aead : aeads) {
+    SCOPED_TRACE(AeadName(aead));
+    PacketProtector client(sides.client, aead);
+    PacketProtector server(sides.server, aead);
+    PacketProtector stranger(other.server, aead);
+    std::string buffer = "reused";
+    for (uint64_t pn = 1; pn <= 3; ++pn) {
+      const std::string plain(100 * pn, static_cast<char>('a' + pn));
+      const std::string sealed = client.Seal(pn, Header(pn), plain).value_or("");
+      ASSERT_EQ(sealed.size(), plain.size() + kAeadTagBytes);
+      // The wrong key.
+      absl::Status wrong = stranger.OpenInto(pn, Header(pn), sealed, &buffer);
+      EXPECT_EQ(wrong.code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_THAT(std::string(wrong.message()), HasSubstr("authentication failed"));
+      // The other cipher with the right session keys.
+      for (const Aead cipher : aeads) {
+        if (cipher == aead) continue;
+        PacketProtector mismatched(sides.server, cipher);
+        EXPECT_FALSE(mismatched.Open(pn, Header(pn), sealed).ok());
+      }
+      // A flipped tag bit, then the genuine packet, into the reused buffer.
+      std::string bad = sealed;
+      bad.back() ^= 1;
+      EXPECT_FALSE(server.OpenInto(pn, Header(pn), bad, &buffer).ok());
+      ASSERT_TRUE(server.OpenInto(pn, Header(pn), sealed, &buffer).ok());
+      EXPECT_EQ(buffer, plain);
+      EXPECT_EQ(server.OpenInto(pn, Header(pn), sealed, &buffer).message(),
+                absl::StrCat("replayed packet ", pn));
+    }
+  }
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable
