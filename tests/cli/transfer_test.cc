@@ -3,6 +3,8 @@
 // the impairment is seeded, so a failing seed can be replayed by hand with
 // the same commands (printed on failure).
 #include <dirent.h>
+#include <fcntl.h>
+#include <sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
@@ -10,11 +12,16 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -591,6 +598,122 @@ TEST(RuntimeTransferTest, WithoutOffloadEveryDatagramIsItsOwnMessage) {
   EXPECT_EQ(t.server_io.gro_segments, 0u);
   EXPECT_GT(t.client_io.datagrams_sent, 0u);
 }
+
+// Path MTU discovery on real sockets (reliable/pmtud.h). A client and a
+// server runtime, both with PMTUD on, transfer 2 MB and the client's
+// datagram size must settle at the largest UDP payload the path carries.
+// Returns the settled size (0 after a failure, reported).
+size_t SettledDatagramSize(const udp::SocketAddress& client_bind,
+                           const udp::SocketAddress& server_bind, size_t expected,
+                           const std::function<void()>& between = nullptr) {
+  reliable::Runtime::Options server_options;
+  server_options.bind = server_bind;
+  server_options.endpoint.accept_incoming = true;
+  server_options.endpoint.connection.pmtud = true;
+  absl::StatusOr<std::unique_ptr<reliable::Runtime>> server =
+      reliable::Runtime::Create(server_options);
+  EXPECT_TRUE(server.ok()) << server.status();
+  if (!server.ok()) return 0;
+  if (between) between();  // e.g. back to the client's namespace
+  reliable::Runtime::Options client_options;
+  client_options.bind = client_bind;
+  client_options.endpoint.connection.pmtud = true;
+  absl::StatusOr<std::unique_ptr<reliable::Runtime>> client =
+      reliable::Runtime::Create(client_options);
+  EXPECT_TRUE(client.ok()) << client.status();
+  if (!client.ok()) return 0;
+  std::atomic<bool> stop{false};
+  std::thread serve([&] {
+    while (!stop.load()) (void)(*server)->Poll(absl::Milliseconds(5));
+  });
+  size_t size = 0;
+  absl::StatusOr<reliable::ConnectionId> id = (*client)->Connect((*server)->local_address());
+  EXPECT_TRUE(id.ok()) << id.status();
+  if (id.ok() && (*client)->AwaitConnected(*id, absl::Seconds(10)).ok()) {
+    for (int i = 0; i < 200; ++i) {
+      EXPECT_TRUE((*client)->Send(*id, 0, reliable::DeliveryMode::kReliableOrdered,
+                                  std::string(10'000, static_cast<char>(i)))
+                      .ok());
+    }
+    EXPECT_TRUE((*client)->Flush(absl::Seconds(30)).ok());
+    // The search ends within a few probe timeouts of the last failure.
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      (void)(*client)->Poll(absl::Milliseconds(20));
+      absl::StatusOr<reliable::ConnectionStats> s = (*client)->Stats(*id);
+      if (!s.ok()) break;
+      size = s->datagram_size;
+      if (size == expected) break;
+    }
+    absl::StatusOr<reliable::ConnectionStats> s = (*client)->Stats(*id);
+    if (s.ok()) std::printf("path MTU discovery settled at %zu: %s\n", size, s->ToString().c_str());
+  }
+  stop.store(true);
+  (*server)->Wake();
+  serve.join();
+  return size;
+}
+
+TEST(PmtudTest, LoopbackReachesTheConfiguredMaximum) {
+  const udp::SocketAddress lo = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  EXPECT_EQ(SettledDatagramSize(lo, lo, reliable::kDefaultMaxUdpPayload),
+            reliable::kDefaultMaxUdpPayload);
+}
+
+// A veth pair between two network namespaces (as root; skipped with the
+// reason otherwise) settles at the IPv4 UDP payload of its MTU: 1372 at
+// 1400, 1472 at 1500. The namespaces belong to one thread (unshare and setns
+// act on the calling thread), so the rest of this binary keeps the host's
+// network.
+void VethSettles(int mtu, size_t expected) {
+  SCOPED_TRACE(absl::StrCat("veth mtu ", mtu));
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN) for network namespaces";
+  if (std::system("ip -V >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs iproute2's ip";
+  std::string skip;
+  size_t settled = 0;
+  const std::string peer_ns = absl::StrCat("udpmsg-pmtud-", ::getpid());
+  const std::string m = absl::StrCat(mtu);
+  std::thread worker([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      skip = absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno));
+      return;
+    }
+    const int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    const std::string quiet = " >/dev/null 2>&1";
+    auto sh = [&](const std::string& cmd) { return std::system((cmd + quiet).c_str()) == 0; };
+    // `ip` runs in this thread's namespace (a child inherits it).
+    if (home < 0 || !sh("ip netns add " + peer_ns)) {
+      skip = "cannot create a named network namespace (ip netns add)";
+      if (home >= 0) ::close(home);
+      return;
+    }
+    const bool up =
+        sh("ip link set lo up") &&
+        sh("ip link add va mtu " + m + " type veth peer name vb mtu " + m + " netns " + peer_ns) &&
+        sh("ip addr add 10.99.0.1/24 dev va") && sh("ip link set va up") &&
+        sh("ip -n " + peer_ns + " link set lo up") &&
+        sh("ip -n " + peer_ns + " addr add 10.99.0.2/24 dev vb") &&
+        sh("ip -n " + peer_ns + " link set vb up");
+    const int peer = ::open(("/run/netns/" + peer_ns).c_str(), O_RDONLY | O_CLOEXEC);
+    if (!up || peer < 0 || ::setns(peer, CLONE_NEWNET) != 0) {
+      skip = "cannot set up the veth pair between the namespaces";
+    } else {
+      settled = SettledDatagramSize(*udp::SocketAddress::Parse("10.99.0.1:0"),
+                                    *udp::SocketAddress::Parse("10.99.0.2:0"), expected,
+                                    [&] { ::setns(home, CLONE_NEWNET); });
+    }
+    if (peer >= 0) ::close(peer);
+    ::setns(home, CLONE_NEWNET);
+    ::close(home);
+    sh("ip netns del " + peer_ns);
+  });
+  worker.join();
+  if (!skip.empty()) GTEST_SKIP() << skip;
+  EXPECT_EQ(settled, expected);
+}
+
+TEST(PmtudTest, VethWithMtu1400SettlesAt1372) { VethSettles(1400, 1372); }
+TEST(PmtudTest, VethWithMtu1500SettlesAt1472) { VethSettles(1500, 1472); }
 
 }  // namespace
 }  // namespace udpmsg::testing
