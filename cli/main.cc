@@ -38,7 +38,7 @@ constexpr Command kCommands[] = {
      "keygen > room.key          a random room key for --key-file\n"
      "         udpmsg keygen --identity FILE   a server identity; prints its fingerprint"},
     {"bench", udpmsg::cli::RunBench,
-     "bench rate|latency|bulk   measure udpmsg against raw UDP, TCP and ENet"},
+     "bench rate|latency|bulk|fairness   measure udpmsg against raw UDP, TCP and ENet"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
 };
 
