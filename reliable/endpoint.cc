@@ -174,7 +174,9 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     Flush(now, *c);
     return;
   }
-  absl::StatusOr<proto::Packet> packet = codec_.Decode(bytes);
+  // Data payloads stay views into `bytes` (alive for this call): each is
+  // copied once, into the reassembler.
+  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(bytes);
   if (!packet.ok()) {
     ++stats_.malformed;
     return;
