@@ -1015,6 +1015,17 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     return false;
   }
   proto::Packet p;
+  // The fragment vector is reused from packet to packet: no allocation per
+  // packet for it (the fragments themselves borrow their payloads).
+  p.data.swap(fragment_scratch_);
+  struct Restore {
+    std::vector<proto::DataFragment>* scratch;
+    std::vector<proto::DataFragment>* data;
+    ~Restore() {
+      data->clear();
+      scratch->swap(*data);
+    }
+  } restore{&fragment_scratch_, &p.data};
   p.connection_id = peer_id_;
   p.packet_number = next_packet_number_;
   SentPacket record;

@@ -577,6 +577,7 @@ class Connection final {
   Security security_;
   std::unique_ptr<PacketProtector> protector_;
   std::string opened_;  // OnSealed's plaintext, reused from packet to packet
+  std::vector<proto::DataFragment> fragment_scratch_;  // SendOne's, reused (empty)
   // Client: the fingerprint of the identity the server proved, if any.
   std::string server_identity_;
   uint64_t unauthenticated_ = 0;
