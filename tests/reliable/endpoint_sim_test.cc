@@ -555,3 +555,168 @@ TEST(EncryptionSimTest, EncryptionMismatchIsRefusedWithAReason) {
 
 }  // namespace
 }  // namespace udpmsg::testing
+
+// Path MTU discovery (reliable/pmtud.h) on simulated paths with a path MTU.
+namespace udpmsg::testing {
+namespace {
+
+using reliable::ConnectionStats;
+
+impairment::ImpairmentConfig Clean() {
+  impairment::ImpairmentConfig c;
+  c.delay = absl::Milliseconds(10);  // no jitter: nothing is reordered
+  return c;
+}
+
+// Path MTU discovery on (it is off by default).
+EndpointOptions WithPmtud(EndpointOptions o) {
+  o.connection.pmtud = true;
+  return o;
+}
+
+ConnectionStats ClientStats(Pair& net, ConnectionId id) {
+  absl::StatusOr<ConnectionStats> s = net.client().endpoint().Stats(id);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : ConnectionStats{};
+}
+
+ConnectionStats ServerStats(Pair& net) {
+  absl::StatusOr<ConnectionStats> s = net.server().endpoint().Stats(net.ServerConnection());
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? *s : ConnectionStats{};
+}
+
+void SetPathMtu(Pair& net, size_t mtu) {
+  net.sim().SetPathMtu(net.client().address(), net.server().address(), mtu);
+  net.sim().SetPathMtu(net.server().address(), net.client().address(), mtu);
+}
+
+// Sends `count` messages of `size` bytes (payload seed `seed`, numbered from
+// `first`) and runs until all are acknowledged.
+void Transfer(Pair& net, ConnectionId id, uint64_t seed, int first, int count, size_t size) {
+  const size_t acked = net.client().Count(Event::Type::kAcked);
+  for (int i = first; i < first + count; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          Payload(seed, i, size))
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil(
+      [&] { return net.client().Count(Event::Type::kAcked) == acked + count; },
+      net.sim().now() + absl::Seconds(120)))
+      << ClientStats(net, id).ToString();
+}
+
+void ExpectDelivered(Pair& net, uint64_t seed, int count, size_t size) {
+  std::vector<const Event*> got = Messages(net.server(), 0);
+  ASSERT_EQ(got.size(), static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) ASSERT_EQ(got[i]->message, Payload(seed, i, size)) << i;
+}
+
+TEST(PmtudSimTest, SettlesAtExactlyTheLargestSizeThePathCarries) {
+  struct Case {
+    size_t path_mtu;
+    bool encrypt;
+  } cases[] = {{1472, false}, {1372, true}, {1452, false}};
+  for (const Case& c : cases) {
+    const uint64_t seed = 31;
+    SCOPED_TRACE(absl::StrCat("seed=", seed, " path_mtu=", c.path_mtu, " encrypt=", c.encrypt));
+    EndpointOptions server = WithPmtud(ServerOptions(seed));
+    EndpointOptions client = WithPmtud(ClientOptions(seed));
+    server.encrypt = client.encrypt = c.encrypt;
+    Pair net(seed, Clean(), server, client);
+    SetPathMtu(net, c.path_mtu);
+    const ConnectionId id = net.Connect();
+    Transfer(net, id, seed, 0, 300, 10'000);
+    ExpectDelivered(net, seed, 300, 10'000);
+    const ConnectionStats s = ClientStats(net, id);
+    EXPECT_EQ(s.datagram_size, c.path_mtu) << s.ToString();
+    EXPECT_EQ(ServerStats(net).datagram_size, c.path_mtu);
+    // The failed sizes' probes were lost, and the path lost nothing else:
+    // the window was never cut for them.
+    EXPECT_GT(s.mtu_probes_lost, 0u);
+    EXPECT_EQ(s.packets_lost, s.mtu_probes_lost) << s.ToString();
+    EXPECT_EQ(s.congestion_reductions, 0u) << s.ToString();
+    EXPECT_GT(net.sim().path_stats(net.client().address(), net.server().address()).mtu_dropped,
+              0u);
+  }
+}
+
+TEST(PmtudSimTest, WithoutAPathLimitReachesTheConfiguredMaximum) {
+  const uint64_t seed = 32;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  EndpointOptions server = WithPmtud(ServerOptions(seed));
+  EndpointOptions client = WithPmtud(ClientOptions(seed));
+  server.connection.max_udp_payload = 9000;  // the smaller side decides
+  Pair net(seed, Clean(), server, client);
+  const ConnectionId id = net.Connect();
+  Transfer(net, id, seed, 0, 100, 50'000);
+  ExpectDelivered(net, seed, 100, 50'000);
+  EXPECT_EQ(ClientStats(net, id).datagram_size, 9000u);
+  EXPECT_EQ(ServerStats(net).datagram_size, 9000u);
+  EXPECT_EQ(ClientStats(net, id).mtu_probes_lost, 0u);
+}
+
+TEST(PmtudSimTest, APeerThatAnnouncesNothingStaysAtTheBase) {
+  const uint64_t seed = 33;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  EndpointOptions server = ServerOptions(seed);  // as an older version: no max_udp_payload
+  EndpointOptions client = WithPmtud(ClientOptions(seed));
+  Pair net(seed, Clean(), server, client);
+  std::vector<std::string> client_wire, server_wire;
+  net.client().set_sent_log(&client_wire);
+  net.server().set_sent_log(&server_wire);
+  const ConnectionId id = net.Connect();
+  Transfer(net, id, seed, 0, 50, 20'000);
+  ExpectDelivered(net, seed, 50, 20'000);
+  EXPECT_EQ(ClientStats(net, id).datagram_size, proto::kDefaultMaxDatagram);
+  EXPECT_EQ(ClientStats(net, id).mtu_probes, 0u);
+  for (const std::string& d : client_wire) ASSERT_LE(d.size(), proto::kDefaultMaxDatagram);
+  for (const std::string& d : server_wire) ASSERT_LE(d.size(), proto::kDefaultMaxDatagram);
+}
+
+TEST(PmtudSimTest, ABlackHoleFallsBackKeepsDeliveringAndTheRaiseTimerProbesAgain) {
+  const uint64_t seed = 34;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  Pair net(seed, Clean(), WithPmtud(ServerOptions(seed)), WithPmtud(ClientOptions(seed)));
+  SetPathMtu(net, 1472);
+  const ConnectionId id = net.Connect();
+  Transfer(net, id, seed, 0, 100, 10'000);
+  ASSERT_EQ(ClientStats(net, id).datagram_size, 1472u);
+  // The route changes to a tunnel that silently drops anything over 1300
+  // bytes (no ICMP) as a transfer starts: its first window, cut for and
+  // sent in 1472-byte datagrams, is lost and must get through at the base.
+  SetPathMtu(net, 1300);
+  for (int i = 100; i < 400; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          Payload(seed, i, 10'000))
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 400; },
+                                 net.sim().now() + absl::Seconds(120)))
+      << ClientStats(net, id).ToString();
+  ExpectDelivered(net, seed, 400, 10'000);
+  ConnectionStats s = ClientStats(net, id);
+  EXPECT_GE(s.mtu_black_holes, 1u) << s.ToString();
+  EXPECT_GT(s.fragments_retransmitted, 0u);
+  // The search from the base, which ran alongside, finishes on the idle
+  // connection.
+  net.sim().RunFor(absl::Seconds(5));
+  s = ClientStats(net, id);
+  EXPECT_EQ(s.datagram_size, 1300u) << s.ToString();
+  EXPECT_EQ(net.client().Count(Event::Type::kClosed), 0u);
+  // The path grows back; the next search (PMTU_RAISE_TIMER, 600 s) finds it.
+  SetPathMtu(net, 1472);
+  net.sim().RunFor(absl::Seconds(590));
+  EXPECT_EQ(ClientStats(net, id).datagram_size, 1300u);
+  net.sim().RunFor(absl::Seconds(60));
+  EXPECT_EQ(ClientStats(net, id).datagram_size, 1472u);
+  Transfer(net, id, seed, 400, 50, 10'000);
+  ExpectDelivered(net, seed, 450, 10'000);
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
