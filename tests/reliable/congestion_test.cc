@@ -264,5 +264,37 @@ TEST(PacerTest, IsCopyAssignable) {
   EXPECT_EQ(pacer.NextSendTime(At(0), 1200, 12000, absl::Milliseconds(100)), At(0));
 }
 
+// Path MTU discovery raised (or lowered) the datagram size: the window and
+// its growth state stay, the minimum window follows the new size.
+TEST(NewRenoTest, DatagramSizeChangeKeepsTheWindow) {
+  NewReno cc(1200);
+  for (uint64_t n = 0; n < 10; ++n) cc.OnPacketSent(At(0), Info(n, At(0)), (n + 1) * 1200);
+  for (uint64_t n = 0; n < 10; ++n) cc.OnPacketAcked(At(100), Info(n, At(0)));
+  ASSERT_EQ(cc.window(), 24000u);
+  cc.OnDatagramSizeChanged(1472);
+  EXPECT_EQ(cc.window(), 24000u);
+  EXPECT_EQ(cc.minimum_window(), 2944u);
+  EXPECT_TRUE(cc.InSlowStart());
+  cc.OnPacketsLost(At(200), Info(20, At(150), 1472), 1472, false);
+  EXPECT_EQ(cc.window(), 12000u);
+  // Persistent congestion collapses to the new minimum window.
+  cc.OnPacketsLost(At(400), Info(30, At(300), 1472), 1472, true);
+  EXPECT_EQ(cc.window(), 2944u);
+  // A size so large that the window is below its minimum raises it.
+  cc.OnDatagramSizeChanged(16384);
+  EXPECT_EQ(cc.window(), 32768u);
+  cc.OnDatagramSizeChanged(1200);
+  EXPECT_EQ(cc.window(), 32768u);
+}
+
+TEST(PacerTest, BurstAllowanceFollowsTheDatagramSize) {
+  Pacer pacer(1200);
+  pacer.OnSent(At(0), 1200, 1'000'000, absl::Milliseconds(10));  // 9 datagrams left
+  // The tokens saved are counted in datagrams: 9 of the new size may go at
+  // once (10800 bytes' worth would hold a 16384-byte datagram back).
+  pacer.SetMaxDatagram(16384);
+  EXPECT_EQ(pacer.NextSendTime(At(0), 16384, 1'000'000, absl::Milliseconds(10)), At(0));
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable

@@ -159,5 +159,38 @@ TEST(SendQueueTest, RandomLossAndAckEventuallySettlesEverything) {
   }
 }
 
+// Path MTU discovery changed the datagram size: messages not started yet
+// are cut for it, a started one keeps its fragments (the receiver knows
+// their count), retransmissions included.
+TEST(SendQueueTest, NewFragmentSizeAppliesOnlyToMessagesNotStarted) {
+  SendQueue q({.max_fragment_payload = 100});
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(250, 'a')).ok());
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(250, 'b')).ok());
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kUnreliable, std::string(250, 'c')).ok());
+  std::optional<OutgoingFragment> first = q.Next();  // message a started
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->header.count, 3u);
+  q.SetMaxFragmentPayload(250);
+  EXPECT_EQ(q.max_fragment_payload(), 250u);
+  q.OnLost(first->id);
+  std::vector<OutgoingFragment> rest = Drain(q);
+  ASSERT_EQ(rest.size(), 5u);  // a: 3 (one resent), b: 1, c: 1
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(rest[i].sequence, 0u);
+    EXPECT_EQ(rest[i].header.count, 3u);  // cut at 100 before the change
+    EXPECT_LE(rest[i].payload.size(), 100u);
+  }
+  EXPECT_EQ(rest[3].header.count, 1u);
+  EXPECT_EQ(rest[3].payload.size(), 250u);
+  EXPECT_EQ(rest[4].mode, DeliveryMode::kUnreliable);
+  EXPECT_EQ(rest[4].header.count, 1u);
+  // Every fragment acknowledged: both reliable messages complete.
+  std::vector<MessageReceipt> receipts;
+  q.OnAcked(rest[0].id, &receipts);
+  for (const OutgoingFragment& f : rest) q.OnAcked(f.id, &receipts);
+  EXPECT_EQ(receipts.size(), 2u);
+  EXPECT_TRUE(q.empty());
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable
