@@ -60,7 +60,8 @@ ABSL_FLAG(std::string, bench_peer, "",
 
 // Encryption (send/recv --reliable, chat).
 ABSL_FLAG(bool, encrypt, false,
-          "encrypt the connection (X25519 + ChaCha20-Poly1305); both sides must say so");
+          "encrypt the connection (X25519; AES-256-GCM where both CPUs have it, else "
+          "ChaCha20-Poly1305); both sides must say so");
 ABSL_FLAG(std::string, key_file, "",
           "a room key file (see `udpmsg keygen`): encrypts, and only peers with the same key "
           "can connect");

@@ -129,8 +129,9 @@ struct HostOptions {
   absl::Duration cookie_lifetime = absl::Seconds(10);
 
   // ---- Security ----
-  // Encrypt every connection (X25519 handshake, ChaCha20-Poly1305). Both
-  // sides must agree: a mismatch closes with CloseReason::kEncryptionMismatch.
+  // Encrypt every connection (X25519 handshake; AES-256-GCM where both
+  // CPUs have it, ChaCha20-Poly1305 otherwise). Both sides must agree: a
+  // mismatch closes with CloseReason::kEncryptionMismatch.
   bool encrypt = false;
   // A room key (implies encrypt): peers without the same key are refused
   // (CloseReason::kWrongRoomKey). A server checks the client's proof of the
