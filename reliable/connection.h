@@ -130,12 +130,8 @@ struct ConnectionOptions {
   // accepts) and send the largest size acknowledged. max_udp_payload is also
   // what this side announces and accepts (its codec's decode limit); values
   // are clamped to [max_datagram, proto::kMaxDatagram]. Off (or a peer that
-  // announces nothing, as older versions): max_datagram only. Off by default
-  // for now: the simulator's paths have no MTU unless a test sets one (they
-  // would all look like loopback), and the scenario tests calibrated at
-  // 1200-byte datagrams (bbr_test, the slow-application stalls) must move to
-  // a simulated Ethernet path before this turns on everywhere.
-  bool pmtud = false;
+  // announces nothing, as older versions): max_datagram only.
+  bool pmtud = true;
   size_t max_udp_payload = kDefaultMaxUdpPayload;
   absl::Duration pmtu_raise_interval = absl::Seconds(600);  // PMTU_RAISE_TIMER
   uint64_t max_message_bytes = 16 << 20;

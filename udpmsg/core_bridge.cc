@@ -22,6 +22,8 @@ reliable::Runtime::Options ToRuntimeOptions(const HostOptions& options) {
   e.server_pin = options.server_pin;
   reliable::ConnectionOptions& c = e.connection;
   c.max_datagram = options.max_datagram;
+  c.pmtud = options.path_mtu_discovery;
+  c.max_ack_threshold = options.max_ack_threshold;
   c.max_message_bytes = options.max_message_bytes;
   c.window = options.window;
   c.max_queued_bytes = options.max_queued_bytes;

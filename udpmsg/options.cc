@@ -61,6 +61,7 @@ absl::Status HostOptions::Validate() const {
       CheckDuration("cookie_lifetime", cookie_lifetime, absl::ZeroDuration(), absl::Hours(1),
                     true),
       CheckRange("max_datagram", max_datagram, kMinDatagram, kMaxDatagram),
+      CheckRange("max_ack_threshold", max_ack_threshold, 2, 64),
       CheckRange("max_message_bytes", max_message_bytes, 1, 256 * kMiB, true),
       CheckRange("window", window, 1, 65536),
       CheckRange("max_queued_bytes", max_queued_bytes, 1, 16 * kGiB, true),

@@ -153,6 +153,15 @@ struct HostOptions {
   // Largest datagram sent: [kMinDatagram (512), kMaxDatagram (65507)]. The
   // peer's budget can only lower it.
   size_t max_datagram = kDefaultMaxDatagram;
+  // Path MTU discovery (RFC 8899): every connection starts at max_datagram
+  // and probes larger datagrams up to what both sides accept (16 KiB by
+  // default), settling at what the path carries (1472 bytes on a 1500-byte
+  // Ethernet path) and falling back on a black hole. Off: max_datagram only.
+  bool path_mtu_discovery = true;
+  // Ack frequency: the largest number of packets the peer may wait for
+  // before acknowledging (the sender asks for one ACK per quarter window, at
+  // least every second packet): [2, 64]; 2 turns the requests off.
+  uint32_t max_ack_threshold = 10;
   // Largest message sent or accepted: [1, 256 MiB].
   uint64_t max_message_bytes = 16 << 20;
   // Reliable messages in flight per (channel, mode): [1, 65536].

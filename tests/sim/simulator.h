@@ -44,10 +44,11 @@
 // model yet. Calling SetLink() on a used path replaces its model (fresh state,
 // same derived seed); path_stats() keeps accumulating.
 //
-// Path MTU. SetPathMtu(from, to, n) makes the path drop every datagram
-// larger than n bytes (a UDP payload: 1472 for a 1500-byte IPv4 link) before
-// its model sees it, counted in path_stats().mtu_dropped; 0 removes the
-// limit. It takes effect for datagrams sent from then on, so lowering it
+// Path MTU. Every path carries datagrams of at most kDefaultPathMtu bytes
+// (1472: the UDP payload of a 1500-byte IPv4 Ethernet link), as the paths
+// most traffic crosses. SetPathMtu(from, to, n) makes the path drop every
+// datagram larger than n bytes before its model sees it, counted in
+// path_stats().mtu_dropped; 0 removes the limit. It takes effect for datagrams sent from then on, so lowering it
 // mid-run is a black hole (a route change to a smaller MTU that sends no
 // ICMP "too big").
 //
@@ -98,6 +99,9 @@ class Node {
 
 // The start time used when none is given: 2001-09-09T01:46:40Z.
 absl::Time DefaultStart();
+
+// See "Path MTU" above.
+inline constexpr size_t kDefaultPathMtu = 1472;
 
 class Simulator final {
  public:
@@ -191,7 +195,7 @@ class Simulator final {
     impairment::ImpairmentModel model;
     impairment::ImpairmentCounters past;  // counters of replaced models
     PathStats stats;
-    size_t max_payload = 0;  // SetPathMtu; 0: no limit
+    size_t max_payload = kDefaultPathMtu;  // SetPathMtu; 0: no limit
   };
   enum class EventKind { kDeliver, kTimer, kAction };
   struct Event {

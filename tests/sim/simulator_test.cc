@@ -350,12 +350,28 @@ TEST(SimulatorTest, BlackoutDropsEverythingInsideTheWindow) {
   EXPECT_EQ(sim.path_stats(A(), B()).counters.dropped_blackout, 100u);
 }
 
+TEST(SimulatorTest, PathsCarryAnEthernetPayloadByDefault) {
+  Simulator sim(1);
+  SinkNode a, b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  sim.At(sim.start() + absl::Milliseconds(10), [&] {
+    a.Send(B(), std::string(kDefaultPathMtu, 'a'));
+    a.Send(B(), std::string(kDefaultPathMtu + 1, 'b'));
+  });
+  sim.RunFor(absl::Seconds(1));
+  ASSERT_EQ(b.arrivals.size(), 1u);
+  EXPECT_EQ(b.arrivals[0].bytes.size(), 1472u);
+  EXPECT_EQ(sim.path_stats(A(), B()).mtu_dropped, 1u);
+}
+
 TEST(SimulatorTest, PathMtuDropsLargerDatagramsAndMayShrinkMidRun) {
   Simulator sim(1);
   SinkNode a, b;
   ASSERT_TRUE(sim.AddNode(A(), &a).ok());
   ASSERT_TRUE(sim.AddNode(B(), &b).ok());
   sim.SetPathMtu(A(), B(), 1472);
+  sim.SetPathMtu(B(), A(), 0);  // no limit
   const absl::Time t = sim.start() + absl::Milliseconds(10);
   sim.At(t, [&] {
     a.Send(B(), std::string(1472, 'a'));
