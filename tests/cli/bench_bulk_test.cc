@@ -264,6 +264,23 @@ TEST(BenchBulkTest, SplitModeOverLoopback) {
   EXPECT_THAT(server->stderr_text(), HasSubstr("(timed)"));
 }
 
+// Runs `udpmsg bench BENCH FLAGS...` for each case: exit 2, nothing on
+// stdout, and stderr naming what was wrong.
+void ExpectUsageErrors(
+    const std::string& bench,
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& cases) {
+  for (const auto& [what, flags] : cases) {
+    std::vector<std::string> args = {"bench", bench};
+    args.insert(args.end(), flags.begin(), flags.end());
+    SCOPED_TRACE(absl::StrJoin(args, " "));
+    auto p = Udpmsg(args);
+    ASSERT_NE(p, nullptr);
+    EXPECT_EQ(Finish(*p, absl::Seconds(30)), 2) << p->stderr_text();
+    EXPECT_TRUE(p->stdout_text().empty()) << p->stdout_text();
+    EXPECT_THAT(p->stderr_text(), HasSubstr(what));
+  }
+}
+
 TEST(BenchFairnessTest, LocalModeRunsTheFlowsAtOnce) {
   auto p = Udpmsg({"bench", "fairness", "--bench_flows", "udpmsg-newreno,tcp-reno",
                    "--bench_duration", "250ms"});
@@ -291,16 +308,7 @@ TEST(BenchFairnessTest, BadFlagsExitTwo) {
       {"--cc", {"--cc", "vegas"}},
       {"positional", {"extra"}},
   };
-  for (const auto& [what, flags] : cases) {
-    std::vector<std::string> args = {"bench", "fairness"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    SCOPED_TRACE(absl::StrJoin(args, " "));
-    auto p = Udpmsg(args);
-    ASSERT_NE(p, nullptr);
-    EXPECT_EQ(Finish(*p, absl::Seconds(30)), 2) << p->stderr_text();
-    EXPECT_TRUE(p->stdout_text().empty()) << p->stdout_text();
-    EXPECT_THAT(p->stderr_text(), HasSubstr(what));
-  }
+  ExpectUsageErrors("fairness", cases);
 }
 
 TEST(BenchBulkTest, ClientWithoutServerFailsWithExitOne) {
@@ -341,17 +349,7 @@ TEST(BenchBulkTest, BadFlagsExitTwo) {
       {"shape the in-process proxy", {"--bench_role", "client", "--bench_peer", "127.0.0.1:9",
                                       "--bench_loss", "0", "--delay", "5ms"}},
   };
-  for (const auto& [what, flags] : cases) {
-    std::vector<std::string> args = {"bench", "bulk"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    SCOPED_TRACE(absl::StrJoin(args, " "));
-    auto p = Udpmsg(args);
-    ASSERT_NE(p, nullptr);
-    EXPECT_EQ(Finish(*p, absl::Seconds(30)), 2) << p->stderr_text();
-    EXPECT_TRUE(p->stdout_text().empty()) << p->stdout_text();
-    const std::string needle = what == "positional" ? "positional" : what;
-    EXPECT_THAT(p->stderr_text(), HasSubstr(needle));
-  }
+  ExpectUsageErrors("bulk", cases);
 }
 
 }  // namespace
