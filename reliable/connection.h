@@ -128,9 +128,10 @@ struct ConnectionOptions {
   // Path MTU discovery (reliable/pmtud.h, RFC 8899): probe datagrams larger
   // than max_datagram up to min(max_udp_payload, what the peer announces it
   // accepts) and send the largest size acknowledged. max_udp_payload is also
-  // what this side announces and accepts (its codec's decode limit); values
-  // are clamped to [max_datagram, proto::kMaxDatagram]. Off (or a peer that
-  // announces nothing, as older versions): max_datagram only.
+  // what this side announces and accepts (its codec's decode limit), capped
+  // at proto::kMaxDatagram; at or below max_datagram nothing is announced.
+  // Off (or a peer that announces nothing, as older versions): max_datagram
+  // only. With it on the runtime's socket sets IP_PMTUDISC_PROBE.
   bool pmtud = true;
   size_t max_udp_payload = kDefaultMaxUdpPayload;
   absl::Duration pmtu_raise_interval = absl::Seconds(600);  // PMTU_RAISE_TIMER

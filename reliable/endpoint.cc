@@ -161,7 +161,10 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
     const std::optional<proto::SealedHeader> header =
         proto::ParseSealedHeader(std::string_view(bytes.data(), bytes.size()));
-    if (!header) {
+    // Larger than anything we accept: dropped before the connection spends
+    // AEAD work on it or grows its open buffer (the connection id travels
+    // in clear, so anyone could send it).
+    if (!header || bytes.size() > codec_.limits().max_datagram) {
       ++stats_.malformed;
       return;
     }
@@ -440,6 +443,14 @@ int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
     ++closed;
   }
   return closed;
+}
+
+void Endpoint::OnDatagramTooBig(absl::Time now, const udp::SocketAddress& peer, size_t size) {
+  for (auto& [id, c] : connections_) {
+    if (c->peer().Unmapped() != peer.Unmapped()) continue;
+    c->OnDatagramTooBig(now, size);
+    Flush(now, *c);
+  }
 }
 
 void Endpoint::CloseAll(absl::Time now, std::string reason, bool flush) {

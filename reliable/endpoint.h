@@ -177,6 +177,12 @@ class Endpoint final {
   // and routes recover, so loss recovery and the peer timeout decide there.
   // Returns how many it closed.
   int OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer, absl::string_view why);
+  // The local stack refused to send a datagram of `size` bytes to `peer` as
+  // larger than the interface allows (EMSGSIZE): the connections to `peer`
+  // whose outstanding path MTU probe has that size give it up at once
+  // (Connection::OnDatagramTooBig) instead of after three losses. Local
+  // information only (no packet from anyone), so it is trusted.
+  void OnDatagramTooBig(absl::Time now, const udp::SocketAddress& peer, size_t size);
 
   // Test hook: connections created from now on use `hooks` (see TestHooks in
   // connection.h). Tests call it right after construction, on both peers

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -37,8 +38,12 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
   // timeout.
   if (absl::Status s = socket->EnableErrorQueue(); !s.ok()) return s;
   // Path MTU discovery (reliable/pmtud.h): probes leave with DF set and are
-  // never fragmented here; the prober, not ICMP, decides the size.
-  if (absl::Status s = udp::EnablePathMtuProbing(socket->fd()); !s.ok()) return s;
+  // never fragmented here; the prober, not ICMP, decides the size. Only with
+  // discovery on: otherwise the kernel's default (learn the MTU from ICMP,
+  // fragment locally) keeps a max_datagram above the path's MTU working.
+  if (options.endpoint.connection.pmtud) {
+    if (absl::Status s = udp::EnablePathMtuProbing(socket->fd()); !s.ok()) return s;
+  }
   if (options.segmentation_offload) {
     // Either may be missing (an old kernel): plain datagrams then, which
     // always work, so the errors only mean "not here".
@@ -184,8 +189,14 @@ absl::Status Runtime::SendPending() {
       return absl::OkStatus();
     }
     // Any other error concerns the first datagram (an unreachable address,
-    // say): UDP gives no delivery promise, loss recovery copes. Drop it.
+    // say): UDP gives no delivery promise, loss recovery copes. Drop it. One
+    // too big for the interface (a path MTU probe, EMSGSIZE) tells its
+    // connection that size fails.
     ++io_.send_errors;
+    if (udp::ErrnoOf(sent.status()) == EMSGSIZE) {
+      endpoint_->OnDatagramTooBig(clock_->Now(), pending_.front().peer,
+                                  pending_.front().bytes.size());
+    }
     pending_.pop_front();
   }
   if (want_writable_) {

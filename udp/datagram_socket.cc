@@ -233,16 +233,25 @@ absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain
       // A later train that failed (a refusal included) comes first in the
       // caller's next call and fails there, synchronously.
       size_t datagrams = 0;
-      for (int i = 0; i < n; ++i) datagrams += trains[i].datagrams.size();
+      for (int i = 0; i < n; ++i) {
+        datagrams += trains[i].datagrams.size();
+        if (trains[i].datagrams.size() > 1) invalid_trains_in_a_row_ = 0;
+      }
       return datagrams;
     }
     const int error = errno;
     if (error == EINTR) continue;
     if (trains[0].datagrams.size() > 1 && IsSegmentationRefusal(error)) {
-      // The kernel will not segment here: plain datagrams from now on, and
-      // these go again at once.
-      segmentation_ = false;
-      segmentation_refused_errno_ = error;
+      // EINVAL also means "one segment is larger than the device's MTU"
+      // (a route that shrank under a connection's settled size): these go
+      // again as plain datagrams, and segmentation stays on until
+      // kMaxInvalidTrains refusals in a row say it is the socket (SO_NO_CHECK,
+      // say). EIO and the rest mean the kernel or device will not segment at
+      // all: plain datagrams from now on.
+      if (error != EINVAL || ++invalid_trains_in_a_row_ >= kMaxInvalidTrains) {
+        segmentation_ = false;
+        segmentation_refused_errno_ = error;
+      }
       return SendTrainsPlain(trains);
     }
     return ErrnoStatus(error, absl::StrCat("sendmmsg ", count, " trains (", used,

@@ -30,9 +30,10 @@
 //     says how to cut it (SplitSegments), and the buffer must hold up to 64
 //     KiB (kCoalescedBufferBytes), or the tail is lost as truncated.
 //   A kernel that refuses UDP_SEGMENT later, at send time (EIO: a device
-//   without checksum offload; EINVAL: for instance SO_NO_CHECK, or a segment
-//   larger than the device MTU), turns segmentation off for the rest of the
-//   socket's life, and the refused train is sent again as plain datagrams in
+//   without checksum offload), turns segmentation off for the rest of the
+//   socket's life; EINVAL (a segment larger than the device MTU after a route
+//   change, or SO_NO_CHECK) does so only after kMaxInvalidTrains refusals in
+//   a row. Either way the refused train is sent again as plain datagrams in
 //   the same call: no datagram is ever lost because of segmentation.
 //
 //   sock->EnableSegmentation();   // an error only means "not on this kernel"
@@ -150,6 +151,8 @@ class DatagramSocket final {
   // Largest batch handled by one sendmmsg/recvmmsg call (messages: trains
   // count one each when segmentation is on).
   static constexpr size_t kMaxBatch = 64;
+  // EINVAL refusals of trains in a row that turn segmentation off.
+  static constexpr int kMaxInvalidTrains = 8;
   // Most datagrams in one train (the kernel's UDP_MAX_SEGMENTS on older
   // kernels), and most datagrams SendTrains passes in one call.
   static constexpr size_t kMaxTrainSegments = 64;
@@ -260,6 +263,8 @@ class DatagramSocket final {
   AddressFamily family_;
   bool segmentation_ = false;
   int segmentation_refused_errno_ = 0;
+  // EINVAL refusals of a train since the last train the kernel took.
+  int invalid_trains_in_a_row_ = 0;
   bool coalescing_ = false;
 };
 

@@ -602,10 +602,12 @@ TEST(RuntimeTransferTest, WithoutOffloadEveryDatagramIsItsOwnMessage) {
 // Path MTU discovery on real sockets (reliable/pmtud.h). A client and a
 // server runtime, both with PMTUD on, transfer 2 MB and the client's
 // datagram size must settle at the largest UDP payload the path carries.
-// Returns the settled size (0 after a failure, reported).
+// Returns the settled size (0 after a failure, reported); `probes_lost`
+// (when given) gets the client's count of lost probes.
 size_t SettledDatagramSize(const udp::SocketAddress& client_bind,
                            const udp::SocketAddress& server_bind, size_t expected,
-                           const std::function<void()>& between = nullptr) {
+                           const std::function<void()>& between = nullptr,
+                           uint64_t* probes_lost = nullptr) {
   reliable::Runtime::Options server_options;
   server_options.bind = server_bind;
   server_options.endpoint.accept_incoming = true;
@@ -647,6 +649,7 @@ size_t SettledDatagramSize(const udp::SocketAddress& client_bind,
     }
     absl::StatusOr<reliable::ConnectionStats> s = (*client)->Stats(*id);
     if (s.ok()) std::printf("path MTU discovery settled at %zu: %s\n", size, s->ToString().c_str());
+    if (s.ok() && probes_lost != nullptr) *probes_lost = s->mtu_probes_lost;
   }
   stop.store(true);
   (*server)->Wake();
@@ -671,6 +674,7 @@ void VethSettles(int mtu, size_t expected) {
   if (std::system("ip -V >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs iproute2's ip";
   std::string skip;
   size_t settled = 0;
+  uint64_t probes_lost = 0;
   const std::string peer_ns = absl::StrCat("udpmsg-pmtud-", ::getpid());
   const std::string m = absl::StrCat(mtu);
   std::thread worker([&] {
@@ -700,7 +704,7 @@ void VethSettles(int mtu, size_t expected) {
     } else {
       settled = SettledDatagramSize(*udp::SocketAddress::Parse("10.99.0.1:0"),
                                     *udp::SocketAddress::Parse("10.99.0.2:0"), expected,
-                                    [&] { ::setns(home, CLONE_NEWNET); });
+                                    [&] { ::setns(home, CLONE_NEWNET); }, &probes_lost);
     }
     if (peer >= 0) ::close(peer);
     ::setns(home, CLONE_NEWNET);
@@ -710,6 +714,9 @@ void VethSettles(int mtu, size_t expected) {
   worker.join();
   if (!skip.empty()) GTEST_SKIP() << skip;
   EXPECT_EQ(settled, expected);
+  // Sizes over the interface's MTU fail at once (the runtime hands EMSGSIZE
+  // to the prober); they cost three lost probes each when it did not.
+  EXPECT_LT(probes_lost, 3u);
 }
 
 TEST(PmtudTest, VethWithMtu1400SettlesAt1372) { VethSettles(1400, 1372); }

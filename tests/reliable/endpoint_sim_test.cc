@@ -495,6 +495,15 @@ TEST(EncryptionSimTest, EncryptedTransferIsIntactAndNothingTravelsInClear) {
   net.sim().RunFor(absl::Milliseconds(10));
   EXPECT_EQ(net.server().endpoint().stats().unauthenticated, before + 2);
   EXPECT_EQ(Messages(net.server(), 0).size(), sent.size());
+
+  // A sealed datagram for a live connection id but larger than anything the
+  // server accepts is dropped as malformed before any AEAD work.
+  std::string oversized = replay;
+  oversized.resize(65'000, 'x');
+  const uint64_t malformed = net.server().endpoint().stats().malformed;
+  net.server().endpoint().OnDatagram(net.sim().now(), net.client().address(), oversized);
+  EXPECT_EQ(net.server().endpoint().stats().malformed, malformed + 1);
+  EXPECT_EQ(net.server().endpoint().stats().unauthenticated, before + 2);
 }
 
 TEST(EncryptionSimTest, RoomKeyMustMatch) {
