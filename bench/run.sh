@@ -456,6 +456,15 @@ if wants latency; then
 fi
 
 # --- 3. Bulk goodput ---------------------------------------------------------------
+# One `bench bulk` client run from namespace a into $part:
+#   bulk_client PEER SIZE LOSS CC TRANSPORTS LOG
+# Returns non-zero when a transfer failed (its rows say verified=no).
+bulk_client() {
+  ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
+    --bench_peer "$1" --bench_size "$2" --bench_loss "$3%" --cc "$4" \
+    --bench_transports "${5// /,}" --timeout "$TIMEOUT" --format csv \
+    >"$part" 2> >(tee -a "$6" >&2)
+}
 CSV=$WORK/bulk.csv
 : >"$CSV"
 if wants bulk; then
@@ -463,10 +472,8 @@ if wants bulk; then
     set_loss "$loss"
     echo "bench/run.sh: bench bulk, $SIZE per transfer at ${loss}% loss ..." >&2
     part=$WORK/part.csv
-    if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
-        --bench_peer "$IP_B:$PORT" --bench_size "$SIZE" --bench_loss "${loss}%" --cc "$BULK_CC" \
-        --bench_transports "${BULK_TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
-        >"$part" 2> >(tee -a "$WORK/bulk-client.log" >&2); then
+    if ! bulk_client "$IP_B:$PORT" "$SIZE" "$loss" "$BULK_CC" "$BULK_TRANSPORTS" \
+        "$WORK/bulk-client.log"; then
       echo "bench/run.sh: some transfers failed at ${loss}% loss (rows marked verified=no)" >&2
       FAILED=1
     fi
@@ -489,10 +496,8 @@ if wants fast; then
       set_fast_loss "$loss"
       echo "bench/run.sh: fast path $path, $FAST_SIZE per transfer at ${loss}% loss ..." >&2
       part=$WORK/part.csv
-      if ! ip netns exec "$NS_A" "$BIN" bench bulk --bench_role client \
-          --bench_peer "$peer" --bench_size "$FAST_SIZE" --bench_loss "${loss}%" --cc "$CC" \
-          --bench_transports "${FAST_TRANSPORTS// /,}" --timeout "$TIMEOUT" --format csv \
-          >"$part" 2> >(tee -a "$WORK/fast-client.log" >&2); then
+      if ! bulk_client "$peer" "$FAST_SIZE" "$loss" "$CC" "$FAST_TRANSPORTS" \
+          "$WORK/fast-client.log"; then
         echo "bench/run.sh: some fast-path transfers failed ($path, ${loss}% loss; rows marked verified=no)" >&2
         FAILED=1
       fi
