@@ -778,6 +778,7 @@ void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::stri
   record.sent_time = now;
   record.bytes = out->back().size();
   record.ack_eliciting = true;
+  record.mtu_probe = true;
   // Counted in flight (it is in the network) but never shown to the
   // congestion controller or the pacer.
   if (sent_.bytes_in_flight() == 0) last_progress_ = now;

@@ -161,8 +161,8 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
     }
     previous = packet.number;
     if (packet.sent_time <= lost_send_time || largest_acked - packet.number >= threshold) {
-      if (packet.ack_eliciting && first_rtt_sample_ != absl::InfinitePast() &&
-          packet.sent_time > first_rtt_sample_) {
+      if (packet.ack_eliciting && !packet.mtu_probe &&
+          first_rtt_sample_ != absl::InfinitePast() && packet.sent_time > first_rtt_sample_) {
         if (run_start == absl::InfiniteFuture()) {
           run_start = packet.sent_time;
         } else if (packet.sent_time - run_start > pc_duration) {

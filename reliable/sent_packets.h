@@ -63,6 +63,10 @@ struct SentPacket {
   std::optional<uint64_t> largest_acked_in_ack;
   // The sequence of the AckFrequency frame this packet carried; 0 for none.
   uint64_t ack_frequency_sequence = 0;
+  // A path MTU probe: its loss says the size is too big, not that the path
+  // is congested, so it never counts towards persistent congestion (RFC 9000
+  // 14.4).
+  bool mtu_probe = false;
 };
 
 class SentPackets final {

@@ -450,6 +450,26 @@ TEST(SentPacketsTest, NoPersistentCongestionForNonElicitingEdges) {
   EXPECT_FALSE(r.persistent_congestion);
 }
 
+TEST(SentPacketsTest, NoPersistentCongestionFromPathMtuProbes) {
+  // As the first case, but 1 and 3 are path MTU probes: the remaining
+  // eliciting loss (2) spans nothing.
+  SentPackets sent;
+  RttEstimator rtt;
+  sent.OnSent(Packet(0, At(0)));
+  MustAck(sent, At(100), AckOf({{0, 0}}), rtt);
+  SentPacket probe1 = Packet(1, At(200));
+  probe1.mtu_probe = true;
+  sent.OnSent(probe1);
+  sent.OnSent(Packet(2, At(700)));
+  SentPacket probe3 = Packet(3, At(1200));
+  probe3.mtu_probe = true;
+  sent.OnSent(probe3);
+  sent.OnSent(Packet(4, At(1300)));
+  SentPackets::AckResult r = MustAck(sent, At(1400), AckOf({{4, 4}, {0, 0}}), rtt);
+  EXPECT_THAT(Numbers(r.lost), ElementsAre(1, 2, 3));
+  EXPECT_FALSE(r.persistent_congestion);
+}
+
 TEST(SentPacketsTest, NoPersistentCongestionBeforeTheFirstRttSample) {
   SentPackets sent;
   RttEstimator rtt;
