@@ -25,10 +25,6 @@ proto::Codec CodecWithBudget(const proto::Codec& codec, size_t max_datagram) {
   return proto::Codec(limits);
 }
 
-// Probes remembered after the prober moved on (their late acks or
-// spurious-loss reports must not reach the congestion controller either).
-constexpr size_t kRecentProbes = 16;
-
 // Most packets one Poll() emits; the pacer and the window normally stop it
 // much earlier. Keeps one connection from monopolising an endpoint's turn.
 constexpr int kMaxPacketsPerPoll = 256;
@@ -193,13 +189,15 @@ uint32_t WireCloseCode(CloseReason reason) {
   return proto::kCloseProtocolError;
 }
 
+size_t AcceptedDatagramSize(const ConnectionOptions& options) {
+  if (!options.pmtud) return options.max_datagram;
+  return std::max(options.max_datagram, std::min(options.max_udp_payload, proto::kMaxDatagram));
+}
+
 uint64_t MaxPeerHeldBytes(const ConnectionOptions& options) {
   const proto::Codec::Limits codec;  // max_data_frames per packet
   // Path MTU discovery lets the peer's datagrams grow to max_udp_payload.
-  const size_t datagram =
-      options.pmtud ? std::max(options.max_datagram,
-                               std::min(options.max_udp_payload, proto::kMaxDatagram))
-                    : options.max_datagram;
+  const size_t datagram = AcceptedDatagramSize(options);
   const uint64_t one_packet = codec.max_data_frames * (datagram + kEventOverheadBytes);
   const uint64_t spaces = uint64_t{4} * options.max_channels * kChannelBytes;
   const uint64_t ack_ranges = uint64_t{kMaxAckRanges} * kAckRangeBytes;
@@ -525,7 +523,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   }
   stats_.spurious_losses += result->spurious.size();
   for (const SentPacket& p : result->spurious) {
-    if (p.ack_eliciting && !IsMtuProbe(p.number)) {
+    if (p.ack_eliciting && !p.mtu_probe) {
       cc_->OnSpuriousLoss(now, PacketInfo{p.number, p.sent_time, p.bytes});
     }
   }
@@ -542,7 +540,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
       stats_.peer_ack_threshold = ack_threshold_requested_;
     }
     if (!p.ack_eliciting) continue;
-    if (IsMtuProbe(p.number)) {  // not congestion-controlled data
+    if (p.mtu_probe) {  // not congestion-controlled data
       if (pmtud_) pmtud_->OnProbeAcked(now, p.number);
       continue;
     }
@@ -580,7 +578,7 @@ void Connection::OnLost(absl::Time now, const std::vector<SentPacket>& lost,
     if (!p.ack_eliciting) continue;
     // A path MTU probe's loss says the size is too big, not that the path
     // is congested: the controller never hears of it (RFC 9000 14.4).
-    if (IsMtuProbe(p.number)) {
+    if (p.mtu_probe) {
       ++stats_.mtu_probes_lost;
       if (pmtud_) pmtud_->OnProbeLost(now, p.number);
       continue;
@@ -734,9 +732,9 @@ void Connection::SetBudget(size_t max_datagram) {
 }
 
 uint32_t Connection::AnnouncedUdpPayload() const {
-  if (!options_.pmtud) return 0;
-  const size_t size = std::min(options_.max_udp_payload, proto::kMaxDatagram);
-  // Nothing above the base: announce nothing (the peer stays at the base).
+  const size_t size = AcceptedDatagramSize(options_);
+  // Off, or nothing above the base: announce nothing (the peer stays at the
+  // base).
   return size > options_.max_datagram ? static_cast<uint32_t>(size) : 0;
 }
 
@@ -756,10 +754,6 @@ void Connection::StartPmtud(absl::Time now, uint32_t peer_max_udp_payload) {
   // Probes and packets up to the ceiling encode; the sender fills them only
   // up to max_datagram_ (the prober's size).
   codec_ = CodecWithBudget(codec_, ceiling - SealOverhead());
-}
-
-bool Connection::IsMtuProbe(uint64_t number) const {
-  return std::find(recent_probes_.begin(), recent_probes_.end(), number) != recent_probes_.end();
 }
 
 void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out) {
@@ -783,8 +777,7 @@ void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::stri
   // congestion controller or the pacer.
   if (sent_.bytes_in_flight() == 0) last_progress_ = now;
   last_eliciting_sent_ = now;
-  recent_probes_.push_back(record.number);
-  if (recent_probes_.size() > kRecentProbes) recent_probes_.pop_front();
+  last_probe_ = record.number;
   pmtud_->OnProbeSent(now, record.number, size);
   if (!sent_.OnSent(std::move(record))) {
     CloseNow(now, CloseReason::kPeerTimeout,
@@ -793,12 +786,11 @@ void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::stri
 }
 
 void Connection::OnDatagramTooBig(absl::Time now, size_t size) {
-  if (!pmtud_ || recent_probes_.empty()) return;
+  if (!pmtud_ || last_probe_ == 0) return;
   // Only the outstanding probe is larger than the datagram size, and it is
   // the latest probe sent.
-  const uint64_t latest = recent_probes_.back();
-  if (!pmtud_->IsProbe(latest) || size <= datagram_size()) return;
-  pmtud_->OnProbeTooBig(now, latest);
+  if (!pmtud_->IsProbe(last_probe_) || size <= datagram_size()) return;
+  pmtud_->OnProbeTooBig(now, last_probe_);
   ApplyPathMtu();
 }
 

@@ -285,6 +285,11 @@ inline constexpr uint64_t kEventOverheadBytes =
 // tables of partial messages at their largest (they keep their capacity).
 uint64_t MaxPeerHeldBytes(const ConnectionOptions& options);
 
+// The largest datagram a connection with `options` accepts: max_datagram,
+// or with path MTU discovery what it announces (max_udp_payload, at most
+// proto::kMaxDatagram) when that is larger. The endpoint's decode limit.
+size_t AcceptedDatagramSize(const ConnectionOptions& options);
+
 struct ConnectionStats {
   absl::Duration srtt;
   absl::Duration rttvar;
@@ -466,7 +471,6 @@ class Connection final {
   void StartPmtud(absl::Time now, uint32_t peer_max_udp_payload);
   void SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out);
   void ApplyPathMtu();
-  bool IsMtuProbe(uint64_t number) const;
   // What this side announces it accepts (0 when path MTU discovery is off).
   uint32_t AnnouncedUdpPayload() const;
   size_t SealOverhead() const { return protector_ != nullptr ? proto::kSealedOverhead : 0; }
@@ -527,11 +531,12 @@ class Connection final {
   absl::Time last_eliciting_sent_ = absl::InfinitePast();
   absl::Time last_progress_;  // last time the peer acknowledged something new
   absl::Time pacing_wakeup_ = absl::InfiniteFuture();  // data waits for the pacer
-  // Path MTU discovery (nullopt when off for this connection) and the
-  // numbers of the latest probes (at most kRecentProbes): their acks and
-  // losses never reach the congestion controller.
+  // Path MTU discovery (nullopt when off for this connection) and the number
+  // of the latest probe sent (0: none). Probes are marked in their
+  // SentPacket (mtu_probe): their acks and losses never reach the
+  // congestion controller.
   std::optional<PathMtuProber> pmtud_;
-  std::deque<uint64_t> recent_probes_;
+  uint64_t last_probe_ = 0;
   // Ack frequency: the latest request (what the peer applies once it
   // acknowledged it: stats_.peer_ack_threshold), whether it must be sent
   // again, and the frame waiting for the next packet.

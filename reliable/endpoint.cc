@@ -22,12 +22,8 @@ uint64_t RandomSeed() {
 
 proto::Codec::Limits CodecLimits(const EndpointOptions& options) {
   proto::Codec::Limits limits;
-  limits.max_datagram = options.connection.max_datagram;
   // With path MTU discovery a peer may send up to what we announce.
-  if (options.connection.pmtud) {
-    limits.max_datagram = std::max(limits.max_datagram, std::min(options.connection.max_udp_payload,
-                                                                 proto::kMaxDatagram));
-  }
+  limits.max_datagram = AcceptedDatagramSize(options.connection);
   limits.max_message_bytes = options.connection.max_message_bytes;
   return limits;
 }

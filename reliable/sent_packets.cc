@@ -55,6 +55,7 @@ void SentPackets::OnSpuriousLosses(absl::Time now, const proto::Ack& ack,
       p.sent_time = it->second.sent_time;
       p.bytes = it->second.bytes;
       p.ack_eliciting = it->second.ack_eliciting;
+      p.mtu_probe = it->second.mtu_probe;
       spurious->push_back(std::move(p));
       // Reordered by at most this many numbers (an upper bound: acks are
       // not sent for every packet).
@@ -171,7 +172,7 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
       }
       run_open = true;
       recently_lost_[packet.number] =
-          LostRecord{packet.sent_time, packet.bytes, packet.ack_eliciting};
+          LostRecord{packet.sent_time, packet.bytes, packet.ack_eliciting, packet.mtu_probe};
       if (recently_lost_.size() > kLostMemory) recently_lost_.erase(recently_lost_.begin());
       Remove(packet);
       lost.push_back(std::move(packet));

@@ -64,8 +64,9 @@ struct SentPacket {
   // The sequence of the AckFrequency frame this packet carried; 0 for none.
   uint64_t ack_frequency_sequence = 0;
   // A path MTU probe: its loss says the size is too big, not that the path
-  // is congested, so it never counts towards persistent congestion (RFC 9000
-  // 14.4).
+  // is congested (RFC 9000 14.4), so it never counts towards persistent
+  // congestion, and the connection keeps its ack or loss (spurious too)
+  // from the congestion controller.
   bool mtu_probe = false;
 };
 
@@ -149,6 +150,7 @@ class SentPackets final {
     absl::Time sent_time;
     size_t bytes = 0;
     bool ack_eliciting = false;
+    bool mtu_probe = false;
   };
   // Raises the thresholds for the lost packets inside `ack` (acked after
   // all), forgets them and appends them to `spurious`.
