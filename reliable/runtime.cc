@@ -76,11 +76,17 @@ Runtime::Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller
   for (size_t i = 0; i < slots_.size(); ++i) {
     slots_[i].buffer = absl::MakeSpan(buffers_.data() + i * kSlotBytes, kSlotBytes);
   }
-  io_.gso_enabled = socket_.segmentation_enabled();
-  io_.gro_enabled = socket_.coalescing_enabled();
 }
 
 Runtime::~Runtime() = default;
+
+Runtime::IoStats Runtime::io_stats() const {
+  IoStats io = io_;
+  io.gso_enabled = socket_.segmentation_enabled();
+  io.gro_enabled = socket_.coalescing_enabled();
+  io.gso_refused_errno = socket_.segmentation_refused_errno();
+  return io;
+}
 
 absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer) {
   absl::StatusOr<ConnectionId> id = endpoint_->Connect(clock_->Now(), peer);
@@ -156,12 +162,13 @@ absl::Status Runtime::SendPending() {
   while (!pending_.empty()) {
     const size_t n = BuildTrains();
     ++io_.send_calls;
+    const uint64_t refused_before = socket_.refused_train_calls();
     absl::StatusOr<size_t> sent = socket_.SendTrains(absl::MakeConstSpan(trains_.data(), n));
     if (sent.ok()) {
       io_.datagrams_sent += *sent;
-      // Trains sent whole while GSO stayed on went as one message each (a
-      // refusal sends the whole call as plain datagrams).
-      if (socket_.segmentation_enabled()) {
+      // Trains sent whole went as one message each, unless the kernel
+      // refused this call's trains (then it all went as plain datagrams).
+      if (socket_.segmentation_enabled() && socket_.refused_train_calls() == refused_before) {
         size_t counted = 0;
         for (size_t i = 0; i < n && counted + trains_[i].datagrams.size() <= *sent; ++i) {
           counted += trains_[i].datagrams.size();
@@ -170,9 +177,6 @@ absl::Status Runtime::SendPending() {
             io_.gso_segments += trains_[i].datagrams.size();
           }
         }
-      } else if (io_.gso_enabled) {
-        io_.gso_enabled = false;
-        io_.gso_refused_errno = socket_.segmentation_refused_errno();
       }
       pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(*sent));
       continue;

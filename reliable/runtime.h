@@ -154,7 +154,8 @@ class Runtime final {
   const EndpointStats& endpoint_stats() const { return endpoint_->stats(); }
   // Connections not closed.
   size_t open_connections() const { return endpoint_->open_connections(); }
-  const IoStats& io_stats() const { return io_; }
+  // The counters, and the socket's offload state as it is now.
+  IoStats io_stats() const;
   absl::Time Now() const { return clock_->Now(); }
 
  private:

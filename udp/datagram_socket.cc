@@ -252,6 +252,7 @@ absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain
         segmentation_ = false;
         segmentation_refused_errno_ = error;
       }
+      ++refused_train_calls_;
       return SendTrainsPlain(trains);
     }
     return ErrnoStatus(error, absl::StrCat("sendmmsg ", count, " trains (", used,

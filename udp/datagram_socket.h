@@ -207,6 +207,9 @@ class DatagramSocket final {
   // The errno with which the kernel refused a train at send time (EIO,
   // EINVAL, ...), turning segmentation off; 0 if it never did.
   int segmentation_refused_errno() const { return segmentation_refused_errno_; }
+  // SendTrains calls whose trains the kernel refused and that went out as
+  // plain datagrams instead (whether or not segmentation stayed on).
+  uint64_t refused_train_calls() const { return refused_train_calls_; }
 
   // Turns UDP GRO on (setsockopt UDP_GRO): RecvBatch may then return
   // coalesced buffers (see ReceiveSlot::segment_size), so every slot needs
@@ -265,6 +268,7 @@ class DatagramSocket final {
   int segmentation_refused_errno_ = 0;
   // EINVAL refusals of a train since the last train the kernel took.
   int invalid_trains_in_a_row_ = 0;
+  uint64_t refused_train_calls_ = 0;
   bool coalescing_ = false;
 };
 

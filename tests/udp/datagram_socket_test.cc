@@ -371,6 +371,7 @@ TEST_P(DatagramSocketTest, RefusedSegmentationFallsBackToPlainDatagramsAndLosesN
     ASSERT_TRUE(sent.ok()) << sent.status();
     EXPECT_EQ(*sent, 12u);
     EXPECT_EQ(a->segmentation_enabled(), call < DatagramSocket::kMaxInvalidTrains);
+    EXPECT_EQ(a->refused_train_calls(), static_cast<uint64_t>(call));
     want.insert(want.end(), first.begin(), first.end());
     want.insert(want.end(), second.begin(), second.end());
     EXPECT_EQ(ReceiveDatagrams(*b, 12).datagrams,
