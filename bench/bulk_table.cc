@@ -88,9 +88,11 @@ std::string CpuCell(bool ok, double per_gb) {
 BenchTable MakeBulkTable(const std::vector<BulkOutcome>& rows, const BulkConfig& s) {
   const bool local = s.role == BenchRole::kLocal;
   BenchTable t;
-  t.title = absl::StrFormat("bench bulk: %d bytes per transfer, %d-byte datagrams, udpmsg cc %s, %s",
-                            s.size, kBulkDatagramBytes, reliable::CongestionControlName(s.cc),
-                            local ? "loopback, one process" : absl::StrCat("to ", s.peer));
+  t.title = absl::StrFormat(
+      "bench bulk: %d bytes per transfer, %d-byte datagrams (udpmsg's grow by path MTU "
+      "discovery), udpmsg cc %s, %s",
+      s.size, kBulkDatagramBytes, reliable::CongestionControlName(s.cc),
+      local ? "loopback, one process" : absl::StrCat("to ", s.peer));
   // New columns go at the end: bench/run.sh reads the CSV by position.
   t.columns = {"transport", "loss",     "bytes",           "seconds",          "MB/s",
                "Mbit/s",    "vs_tcp",   "retransmits",     "verified",         "send_cpu_s/GB",

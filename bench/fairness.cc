@@ -209,10 +209,11 @@ absl::Status RunFairness(const FairnessConfig& c) {
 
 BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const FairnessConfig& c) {
   BenchTable t;
-  t.title = absl::StrFormat("bench fairness: %d flows at once for %s, %d-byte datagrams, %s",
-                            rows.size(), absl::FormatDuration(c.duration), kBulkDatagramBytes,
-                            c.role == BenchRole::kLocal ? "loopback, one process"
-                                                        : absl::StrCat("to ", c.peer));
+  t.title = absl::StrFormat(
+      "bench fairness: %d flows at once for %s, %d-byte datagrams (udpmsg's grow by path MTU "
+      "discovery), %s",
+      rows.size(), absl::FormatDuration(c.duration), kBulkDatagramBytes,
+      c.role == BenchRole::kLocal ? "loopback, one process" : absl::StrCat("to ", c.peer));
   // New columns go at the end: bench/run.sh reads the CSV by position.
   t.columns = {"flow", "transport", "bytes", "seconds", "Mbit/s", "share", "verified"};
   std::vector<double> rates;
