@@ -38,7 +38,7 @@ ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters an
 // chat
 ABSL_FLAG(std::string, nick, "", "chat join: your nickname (unique in the room)");
 ABSL_FLAG(bool, color, true, "chat: colour nicknames on a TTY");
-ABSL_FLAG(int, max_members, 256, "chat serve: members in the room at most (1 to 1024)");
+ABSL_FLAG(int, max_members, 256, "chat serve: members in the room at most (1 to 1000000)");
 
 // bench
 ABSL_FLAG(int64_t, bench_messages, 200000, "bench rate: messages per run");
