@@ -72,6 +72,10 @@ absl::StatusOr<DatagramSocket> DatagramSocket::Open(AddressFamily family,
     absl::Status s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEADDR, 1, "SO_REUSEADDR");
     if (!s.ok()) return s;
   }
+  if (options.reuse_port) {
+    absl::Status s = SetIntOption(fd.get(), SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT");
+    if (!s.ok()) return s;
+  }
   if (family == AddressFamily::kIpv6) {
     absl::Status s =
         SetIntOption(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, options.v6_only ? 1 : 0, "IPV6_V6ONLY");

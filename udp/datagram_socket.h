@@ -143,6 +143,10 @@ class DatagramSocket final {
   struct Options {
     bool non_blocking = false;
     bool reuse_address = false;  // SO_REUSEADDR
+    // SO_REUSEPORT: several sockets (of one user) bound to one address share
+    // its datagrams, a group the kernel balances by 4-tuple hash unless a
+    // steering program says otherwise (udp/shard_steering.h).
+    bool reuse_port = false;
     bool v6_only = false;        // IPV6_V6ONLY on IPv6 sockets
     int receive_buffer_bytes = 0;  // SO_RCVBUF when > 0
     int send_buffer_bytes = 0;     // SO_SNDBUF when > 0
