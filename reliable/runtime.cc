@@ -23,16 +23,43 @@ constexpr size_t kSlots = 8;
 // coalescing, as before GRO).
 constexpr uint64_t kMaxDatagramsPerReceive = 512;
 
+// Whether two datagrams carry the same receiver connection id, read where
+// udp/shard_steering.h's program reads it (plain: version 1, tag 0x09, 8
+// bytes; sealed: version 2, 8 bytes). A GSO train reaches one socket of a
+// reuseport group as one buffer, steered by its first datagram, so a train
+// must never mix connections a sharded peer may serve on different shards.
+bool SameConnectionId(const std::string& a, const std::string& b) {
+  auto id_at = [](const std::string& d) -> size_t {
+    if (d.size() >= 10 && d[0] == 1 && d[1] == 0x09) return 2;
+    if (d.size() >= 9 && d[0] == 2) return 1;
+    return 0;
+  };
+  const size_t at = id_at(a);
+  if (at != id_at(b)) return false;
+  return at == 0 || a.compare(at, 8, b, at, 8) == 0;
+}
+
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options) {
+udp::DatagramSocket::Options Runtime::SocketOptions(const Options& options) {
   udp::DatagramSocket::Options socket_options;
   socket_options.non_blocking = true;
   socket_options.receive_buffer_bytes = options.socket_buffer_bytes;
   socket_options.send_buffer_bytes = options.socket_buffer_bytes;
+  return socket_options;
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options) {
   absl::StatusOr<udp::DatagramSocket> socket =
-      udp::DatagramSocket::Bind(options.bind, socket_options);
+      udp::DatagramSocket::Bind(options.bind, SocketOptions(options));
   if (!socket.ok()) return socket.status();
+  return CreateOnSocket(options, *std::move(socket));
+}
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::CreateOnSocket(const Options& options,
+                                                                  udp::DatagramSocket socket_in) {
+  udp::DatagramSocket* socket = &socket_in;
+  if (absl::Status s = socket->SetNonBlocking(true); !s.ok()) return s;
   // ICMP port/host unreachable for a peer still connecting ends the attempt
   // at once (Endpoint::OnPeerUnreachable) instead of after the handshake
   // timeout.
@@ -58,7 +85,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
     return s;
   }
   return std::unique_ptr<Runtime>(
-      new Runtime(options, *std::move(socket), *std::move(poller), *local));
+      new Runtime(options, std::move(socket_in), *std::move(poller), *local));
 }
 
 Runtime::Runtime(const Options& options, udp::DatagramSocket socket, udp::Poller poller,
@@ -131,6 +158,7 @@ size_t Runtime::BuildTrains() {
   auto it = pending_.begin();
   while (it != pending_.end() && trains < trains_.size() && used < max_datagrams) {
     const size_t start = used;
+    const size_t start_index = static_cast<size_t>(it - pending_.begin());
     const udp::SocketAddress& peer = it->peer;
     const size_t segment = it->bytes.size();
     const size_t max_bytes = udp::DatagramSocket::MaxTrainBytes(peer);
@@ -151,6 +179,7 @@ size_t Runtime::BuildTrains() {
       // carry fails by itself (EMSGSIZE) instead of having a train refused.
       if (it->bytes.size() < segment && used - start < 2) break;
       if (!(it->peer == peer)) break;
+      if (!SameConnectionId(it->bytes, pending_[start_index].bytes)) break;
     }
     trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};
   }

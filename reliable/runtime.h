@@ -23,8 +23,10 @@
 // A server sets options.endpoint.accept_incoming and binds a known port; one
 // runtime serves any number of clients (up to max_connections).
 //
-// Batching: consecutive datagrams the endpoint emits for one peer with the
-// same size (a shorter one may end a run of two or more) leave as one UDP GSO train
+// Batching: consecutive datagrams the endpoint emits for one peer and one
+// connection id with the same size (a shorter one may end a run of two or
+// more) leave as one UDP GSO train (one connection id: a train reaches one
+// socket of a sharded peer's reuseport group whole, see udp/shard_steering.h)
 // (udp::DatagramSocket::SendTrains: up to 64 datagrams, 64 KiB, per train,
 // several trains per sendmmsg), and the socket receives with UDP GRO, so one
 // receive buffer may hold a run of datagrams from one peer, which Receive
@@ -103,6 +105,13 @@ class Runtime final {
   // Binds the socket. Errors carry the errno text and the address (e.g.
   // "bind [::]:9000: Address already in use").
   static absl::StatusOr<std::unique_ptr<Runtime>> Create(const Options& options);
+  // The same on a socket bound already (options.bind is ignored): one shard
+  // of a group from udp::BindShardGroup, say. Open it with
+  // SocketOptions(options). Errno statuses of the socket options set here.
+  static absl::StatusOr<std::unique_ptr<Runtime>> CreateOnSocket(const Options& options,
+                                                                 udp::DatagramSocket socket);
+  // The socket options Create binds with (non-blocking, buffer sizes).
+  static udp::DatagramSocket::Options SocketOptions(const Options& options);
   ~Runtime();
   Runtime(const Runtime&) = delete;
   Runtime& operator=(const Runtime&) = delete;

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+#include "udp/shard_steering.h"
 #include "udpmsg/core_bridge.h"
 
 namespace udpmsg {
@@ -12,6 +14,37 @@ absl::StatusOr<Host> Host::Create(const HostOptions& options) {
       reliable::Runtime::Create(ToRuntimeOptions(options));
   if (!runtime.ok()) return runtime.status();
   return Host(*std::move(runtime));
+}
+
+absl::StatusOr<std::vector<Host>> Host::CreateShards(const HostOptions& options, int count) {
+  if (count < 1 || count > udp::kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard count ", count, " outside [1, ", udp::kMaxShards, "]"));
+  }
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  std::vector<Host> hosts;
+  if (count == 1) {
+    absl::StatusOr<Host> host = Create(options);
+    if (!host.ok()) return host.status();
+    hosts.push_back(*std::move(host));
+    return hosts;
+  }
+  reliable::Runtime::Options runtime_options = ToRuntimeOptions(options);
+  absl::StatusOr<udp::ShardGroup> group = udp::BindShardGroup(
+      options.bind, reliable::Runtime::SocketOptions(runtime_options), count);
+  if (!group.ok()) return group.status();
+  hosts.reserve(static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    runtime_options.endpoint.shard_index = static_cast<uint32_t>(i);
+    runtime_options.endpoint.shard_count = static_cast<uint32_t>(count);
+    absl::StatusOr<std::unique_ptr<reliable::Runtime>> runtime =
+        reliable::Runtime::CreateOnSocket(runtime_options, std::move(group->sockets[i]));
+    if (!runtime.ok()) return runtime.status();
+    Host host(*std::move(runtime));
+    host.shard_ = ShardInfo{i, count, group->steered, group->steering_error};
+    hosts.push_back(std::move(host));
+  }
+  return hosts;
 }
 
 Host::Host(std::unique_ptr<reliable::Runtime> runtime) : runtime_(std::move(runtime)) {}

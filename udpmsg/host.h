@@ -33,6 +33,20 @@
 // bounded by HostOptions (see options.h); a slow application stalls its
 // senders instead of growing memory.
 //
+// Shards (every core on one port): Host::CreateShards(options, n) returns n
+// Hosts serving options.bind's port, each on its own SO_REUSEPORT socket;
+// the application runs each on its own thread. A connection stays on the
+// shard that accepted it for its life, even when the client's address
+// changes: its id carries the shard's index and a kernel program steers each
+// datagram by it (udp/shard_steering.h). Hellos reach a shard by the
+// kernel's 4-tuple hash.
+//   absl::StatusOr<std::vector<udpmsg::Host>> shards = udpmsg::Host::CreateShards(options, 4);
+//   std::vector<std::thread> threads;
+//   for (udpmsg::Host& h : *shards) threads.emplace_back([&h] { Serve(h); });
+// Each shard has its own connections, caps (HostOptions apply per shard),
+// counters and events; nothing is shared between them. shard() tells
+// whether steering works (it needs Linux 4.5's SO_ATTACH_REUSEPORT_CBPF).
+//
 // Ownership: Host owns its socket, its poller and every connection; it is
 // move-only (a moved-from Host may only be destroyed or assigned to).
 // Watch() borrows the descriptors it is given.
@@ -70,6 +84,19 @@ using IoStats = reliable::Runtime::IoStats;
 // connection, handshakes, refusals, ...); ToString() gives one line.
 using HostStats = reliable::EndpointStats;
 
+// Which shard of a group a Host is (Host::CreateShards).
+struct ShardInfo {
+  int index = 0;  // in [0, count)
+  int count = 1;  // 1 for Host::Create
+  // Datagrams reach this shard by their connection id (the steering program
+  // is attached and was checked). When false with count > 1, the kernel's
+  // 4-tuple hash alone picks shards: a client whose address changes may
+  // reach a shard that does not know its connection (steering_error says
+  // why steering is off).
+  bool steered = false;
+  std::string steering_error;
+};
+
 class Host final {
  public:
   struct PollResult {
@@ -83,6 +110,15 @@ class Host final {
   // and the range). Otherwise the errno status of the failed call, naming
   // the address, e.g. "bind [::]:9000: Address already in use".
   static absl::StatusOr<Host> Create(const HostOptions& options);
+
+  // `count` Hosts serving options.bind's port (see "Shards" above; a port
+  // of 0 picks one free port for all), bound in shard order; shard i's
+  // connection ids carry i. Every cap in `options` applies per shard. Each
+  // Host then belongs to one thread; destroy them together (closing one
+  // socket renumbers the kernel's group, and steering with it).
+  // INVALID_ARGUMENT: `count` outside [1, 256], or an option out of range.
+  // Errno statuses as for Create. count 1 is Create.
+  static absl::StatusOr<std::vector<Host>> CreateShards(const HostOptions& options, int count);
 
   Host(Host&&) = default;
   Host& operator=(Host&&) = default;
@@ -149,11 +185,14 @@ class Host final {
   size_t open_connections() const;
   IoStats io_stats() const;
   HostStats stats() const;
+  // This host's place in its shard group ({0, 1, false, ""} from Create).
+  const ShardInfo& shard() const { return shard_; }
 
  private:
   explicit Host(std::unique_ptr<reliable::Runtime> runtime);
 
   std::unique_ptr<reliable::Runtime> runtime_;
+  ShardInfo shard_;
 };
 
 }  // namespace udpmsg
