@@ -17,6 +17,10 @@ ABSL_FLAG(std::string, out, "", "where recv writes the transfer (--out=- for std
 ABSL_FLAG(std::string, timeout, "10s",
           "give up when the peer cannot be reached or stops answering for this long");
 ABSL_FLAG(std::string, progress, "auto", "progress bar: auto (when stderr is a TTY), on, off");
+ABSL_FLAG(int, threads, 0,
+          "servers: shards (threads, one SO_REUSEPORT socket each) serving the port, 1 to 256 "
+          "(0: one per CPU); recv --reliable uses them with --out DIRECTORY (one transfer per "
+          "connection; --out FILE receives one transfer, on one thread)");
 
 // impair: the impairment proxy.
 ABSL_FLAG(int, listen, -1, "impair: local port clients send to (0 picks a free one)");
