@@ -49,6 +49,9 @@ ABSL_FLAG(int64_t, flood_tolerance, 100,
           "--line_rate) before it is closed for flooding");
 ABSL_FLAG(int64_t, max_backlog_bytes, 4 << 20,
           "chat serve: bytes waiting for one member before it is dropped as too slow");
+ABSL_FLAG(int64_t, announce_limit, 1000,
+          "chat serve: joins and leaves are announced to the room while it has at most this "
+          "many members (0: never); beyond, members see the room's size in /who");
 
 namespace udpmsg::cli {
 namespace {
@@ -71,6 +74,7 @@ absl::Status ApplyFairnessFlags(chat::ServerOptions* o) {
   const int64_t byte_burst = absl::GetFlag(FLAGS_byte_burst);
   const int64_t tolerance = absl::GetFlag(FLAGS_flood_tolerance);
   const int64_t backlog = absl::GetFlag(FLAGS_max_backlog_bytes);
+  const int64_t announce = absl::GetFlag(FLAGS_announce_limit);
   constexpr int64_t kGiB = int64_t{1} << 30;
   for (const Count& c : {
            Count{"max_members_per_address", per_address, 1,
@@ -81,6 +85,7 @@ absl::Status ApplyFairnessFlags(chat::ServerOptions* o) {
            Count{"flood_tolerance", tolerance, 0, 1'000'000'000},
            Count{"max_backlog_bytes", backlog, static_cast<int64_t>(chat::kMinBacklogBytes),
                  16 * kGiB},
+           Count{"announce_limit", announce, 0, static_cast<int64_t>(chat::kMaxMembersLimit)},
        }) {
     if (c.value < c.min || c.value > c.max) {
       return absl::InvalidArgumentError(absl::StrCat("--", c.name, " ", c.value,
@@ -101,11 +106,16 @@ absl::Status ApplyFairnessFlags(chat::ServerOptions* o) {
   o->flood_tolerance = static_cast<size_t>(tolerance);
   o->max_backlog_bytes = static_cast<uint64_t>(backlog);
   o->max_held_bytes = std::max(kMaxHeldBytes, o->max_backlog_bytes);
+  o->announce_limit = static_cast<size_t>(announce);
   return absl::OkStatus();
 }
 constexpr uint64_t kSignalToken = 2;
-// Connections allowed beyond the members: those still joining.
-constexpr size_t kSpareConnections = 64;
+// Connections allowed beyond the members (those still joining, and as many
+// again waiting for their handshake's confirmation): a sixteenth of the
+// room, at least 64 and at most 16384.
+size_t SpareConnections(size_t max_members) {
+  return std::clamp<size_t>(max_members / 16, 64, 16384);
+}
 
 // Runs a chat::ServerCore on a Host until a signal arrives.
 class ServerDriver final {
@@ -169,7 +179,8 @@ int RunServe(const Args& args) {
   server_options.join_timeout = *timeout;
   server_options.max_members = static_cast<size_t>(max_members);
   // The endpoint bounds connections to members + spares; so does the core.
-  server_options.max_pending = server_options.max_members + kSpareConnections;
+  const size_t spare = SpareConnections(server_options.max_members);
+  server_options.max_pending = server_options.max_members + spare;
   if (absl::Status s = ApplyFairnessFlags(&server_options); !s.ok()) {
     return UsageError(kCommand, s.message());
   }
@@ -199,7 +210,14 @@ int RunServe(const Args& args) {
   // transfers) would let every member hold over 128 MiB of the server.
   options.max_reassembly_bytes = 1 << 20;
   options.max_undelivered_bytes = 1 << 20;
-  options.max_connections = server_options.max_members + kSpareConnections;
+  // The transport's budgets follow the room (draining connections follow
+  // max_connections): members and those joining; as many again waiting for
+  // their handshake's confirmation; per address, its members and its
+  // connections waiting to join.
+  options.max_connections = server_options.max_members + spare;
+  options.max_unconfirmed_connections = spare;
+  options.max_connections_per_address =
+      std::min<size_t>(2 * server_options.max_members_per_address, options.max_connections);
   options.bind = locals->front();
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());

@@ -128,12 +128,19 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
   return absl::OkStatus();
 }
 
+std::string ChatClient::Roster(uint64_t count, const std::vector<std::string>& listed) const {
+  std::vector<std::string> nicks;
+  for (const std::string& n : listed) nicks.push_back(Nick(n));
+  std::string s = absl::StrCat(chat::Plural(count, "member"), ": ", absl::StrJoin(nicks, ", "));
+  if (count > listed.size()) absl::StrAppend(&s, " and ", count - listed.size(), " more");
+  return s;
+}
+
 void ChatClient::Show(const chat::ClientEvent& e) {
   switch (e.type) {
     case chat::ClientEvent::Type::kWelcome:
       Notice(absl::StrCat("connected to ", config_.server.ToString(), " as ", Nick(e.nick), "; ",
-                          chat::Plural(e.nicks.size(), "member"), ": ",
-                          absl::StrJoin(e.nicks, ", ")));
+                          Roster(e.member_count, e.nicks)));
       break;
     case chat::ClientEvent::Type::kError:
       Error(e.text);
@@ -142,9 +149,7 @@ void ChatClient::Show(const chat::ClientEvent& e) {
       ShowLine(e.line);
       break;
     case chat::ClientEvent::Type::kWhoReply: {
-      std::vector<std::string> nicks;
-      for (const std::string& n : e.nicks) nicks.push_back(Nick(n));
-      Notice(absl::StrCat(chat::Plural(nicks.size(), "member"), ": ", absl::StrJoin(nicks, ", ")));
+      Notice(Roster(e.member_count, e.nicks));
       break;
     }
   }

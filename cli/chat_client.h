@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -88,6 +89,8 @@ class ChatClient final {
 
   std::string Color(absl::string_view code, absl::string_view text) const;
   std::string Nick(absl::string_view nick) const;
+  // "N members: a, b, ... and M more" (the server lists the first few).
+  std::string Roster(uint64_t count, const std::vector<std::string>& listed) const;
   std::string Stars() const;
   void Notice(const std::string& text);
   void Error(const std::string& text);

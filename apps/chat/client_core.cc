@@ -1,5 +1,6 @@
 #include "apps/chat/client_core.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -126,6 +127,7 @@ absl::StatusOr<std::optional<ClientEvent>> ClientCore::OnServerMessage(absl::str
       e.type = ClientEvent::Type::kWelcome;
       e.nick = Displayable(nick_);
       for (const std::string& n : m.welcome().members()) e.nicks.push_back(Displayable(n));
+      e.member_count = std::max<uint64_t>(m.welcome().member_count(), e.nicks.size());
       return e;
     case ServerMessage::kError:
       if (m.error().fatal()) return absl::FailedPreconditionError(Displayable(m.error().text()));
@@ -137,6 +139,7 @@ absl::StatusOr<std::optional<ClientEvent>> ClientCore::OnServerMessage(absl::str
     case ServerMessage::kWhoReply:
       e.type = ClientEvent::Type::kWhoReply;
       for (const std::string& n : m.who_reply().nicks()) e.nicks.push_back(Displayable(n));
+      e.member_count = std::max<uint64_t>(m.who_reply().count(), e.nicks.size());
       return e;
     case ServerMessage::BODY_NOT_SET:
       break;  // from a newer server: ignore

@@ -67,14 +67,17 @@ struct DisplayLine {
 
 struct ClientEvent {
   enum class Type {
-    kWelcome,   // joined as `nick`; `nicks`: the members in join order
+    kWelcome,   // joined as `nick`; `nicks`, `member_count`: the room
     kLine,      // `line`
     kError,     // a non-fatal error from the server: `text`
-    kWhoReply,  // `nicks`: the members in join order
+    kWhoReply,  // `nicks`, `member_count`: the room
   };
   Type type = Type::kLine;
   std::string nick;
+  // kWelcome, kWhoReply: the first members in join order (a server lists at
+  // most kMaxListedNicks), and how many the room has (at least nicks.size()).
   std::vector<std::string> nicks;
+  uint64_t member_count = 0;
   std::string text;
   DisplayLine line;
 };

@@ -25,11 +25,16 @@ inline constexpr uint32_t kChannel = 0;
 inline constexpr size_t kMaxTextBytes = 4096;
 // Longest nick.
 inline constexpr size_t kMaxNickBytes = 32;
-// Largest room a server can be configured for.
-inline constexpr size_t kMaxMembersLimit = 1024;
-// Largest protobuf accepted from a peer (either direction): a Line or a
-// WhoReply of kMaxMembersLimit nicks fits with room to spare. Drivers set
-// the transport's message limit to it.
+// Largest room a server can be configured for (a server's connections stay
+// within the transport's 1048576).
+inline constexpr size_t kMaxMembersLimit = 1'000'000;
+// Nicks a Welcome or WhoReply lists at most (the first members in join
+// order; the message carries the room's size beside them), so the answer to
+// a join or /who is at most ~3.5 KB whatever the room's size.
+inline constexpr size_t kMaxListedNicks = 100;
+// Largest protobuf accepted from a peer (either direction): a Line, a
+// Welcome or a WhoReply fits with room to spare. Drivers set the
+// transport's message limit to it.
 inline constexpr uint64_t kMaxMessageBytes = 256 << 10;
 
 // Nicks compare case-insensitively (ASCII): "Bob" and "bob" are one nick.

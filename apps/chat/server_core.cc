@@ -41,9 +41,12 @@ class ServerCore::SharedMessage {
   uint64_t* held_;
 };
 
-ServerCore::MemberState::MemberState(std::string nick, std::string address_key,
-                                     const ServerOptions& o, absl::Time now)
-    : nick(std::move(nick)),
+ServerCore::MemberState::MemberState(PeerId id, uint64_t joined, std::string nick,
+                                     std::string address_key, const ServerOptions& o,
+                                     absl::Time now)
+    : id(id),
+      joined(joined),
+      nick(std::move(nick)),
       address_key(std::move(address_key)),
       lines(o.line_rate, static_cast<double>(o.line_burst), now),
       bytes(static_cast<double>(o.byte_rate), static_cast<double>(o.byte_burst), now),
@@ -110,8 +113,15 @@ std::vector<ServerAction> ServerCore::TakeActions() { return std::exchange(actio
 std::vector<std::string> ServerCore::Members() const {
   std::vector<std::string> nicks;
   nicks.reserve(order_.size());
-  for (PeerId id : order_) nicks.push_back(members_.at(id).nick);
+  for (const auto& [joined, m] : order_) nicks.push_back(m->nick);
   return nicks;
+}
+
+void ServerCore::ListNicks(google::protobuf::RepeatedPtrField<std::string>* nicks) const {
+  for (const auto& [joined, m] : order_) {
+    if (static_cast<size_t>(nicks->size()) >= kMaxListedNicks) break;
+    *nicks->Add() = m->nick;
+  }
 }
 
 uint64_t ServerCore::held_bytes() const {
@@ -148,6 +158,7 @@ void ServerCore::OnConnected(absl::Time now, PeerId peer, absl::string_view addr
   }
   ++from_here;
   pending_[peer] = Pending{std::move(shown), std::move(key), now};
+  join_deadlines_.insert({now + options_.join_timeout, peer});
 }
 
 void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes) {
@@ -185,14 +196,14 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
         SendError(peer, std::string(s.message()));
         break;
       }
-      Deliver(now, MakeLine(Line::SAY, nick, m.say().text()), order_);
+      Deliver(now, MakeLine(Line::SAY, nick, m.say().text()), nullptr);
       break;
     case ClientMessage::kMe:
       if (absl::Status s = CheckText(m.me().action()); !s.ok()) {
         SendError(peer, std::string(s.message()));
         break;
       }
-      Deliver(now, MakeLine(Line::ME, nick, m.me().action()), order_);
+      Deliver(now, MakeLine(Line::ME, nick, m.me().action()), nullptr);
       break;
     case ClientMessage::kPrivateMessage: {
       const Private& p = m.private_message();
@@ -209,7 +220,7 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       line.set_to(members_.at(target->second).nick);
       std::vector<PeerId> to = {target->second};
       if (target->second != peer) to.push_back(peer);
-      Deliver(now, std::move(line), to);
+      Deliver(now, std::move(line), &to);
       break;
     }
     case ClientMessage::kRename:
@@ -217,7 +228,8 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       break;
     case ClientMessage::kWho: {
       ServerMessage reply;
-      for (PeerId id : order_) reply.mutable_who_reply()->add_nicks(members_.at(id).nick);
+      ListNicks(reply.mutable_who_reply()->mutable_nicks());
+      reply.mutable_who_reply()->set_count(members_.size());
       Send(peer, Serialize(reply));
       break;
     }
@@ -283,16 +295,21 @@ void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
     return;
   }
   ErasePending(peer);
-  members_.try_emplace(peer, nick, key, options_, now);
+  const uint64_t joined = ++joins_;
+  MemberState& member =
+      members_.try_emplace(peer, peer, joined, nick, key, options_, now).first->second;
   ++members_by_address_[key];
   by_nick_[NickKey(nick)] = peer;
-  order_.push_back(peer);
+  order_.emplace(joined, &member);
   ServerMessage welcome;
   welcome.mutable_welcome()->set_nick(nick);
-  for (PeerId id : order_) welcome.mutable_welcome()->add_members(members_.at(id).nick);
+  ListNicks(welcome.mutable_welcome()->mutable_members());
+  welcome.mutable_welcome()->set_member_count(members_.size());
   Send(peer, Serialize(welcome));
   Log(absl::StrCat(Displayable(nick), " joined from ", address, " ", Count()));
-  Deliver(now, MakeLine(Line::JOIN, nick, ""), order_);
+  if (members_.size() <= options_.announce_limit) {
+    Deliver(now, MakeLine(Line::JOIN, nick, ""), nullptr);
+  }
   DropLaggards(now);
 }
 
@@ -316,7 +333,7 @@ void ServerCore::OnRename(absl::Time now, PeerId peer, const std::string& nick) 
   by_nick_[NickKey(nick)] = peer;
   current = nick;
   Log(absl::StrCat(Displayable(old), " is now known as ", Displayable(nick)));
-  Deliver(now, MakeLine(Line::RENAME, old, nick), order_);
+  Deliver(now, MakeLine(Line::RENAME, old, nick), nullptr);
 }
 
 void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail) {
@@ -348,12 +365,9 @@ void ServerCore::OnSendFailed(absl::Time now, PeerId peer, absl::string_view why
 }
 
 void ServerCore::OnTick(absl::Time now) {
-  std::vector<PeerId> expired;
-  for (const auto& [id, p] : pending_) {
-    if (now - p.since >= options_.join_timeout) expired.push_back(id);
-  }
-  std::sort(expired.begin(), expired.end());  // a deterministic order
-  for (PeerId id : expired) {
+  // Deadline order, then id: deterministic, and only the expired are seen.
+  while (!join_deadlines_.empty() && join_deadlines_.begin()->first <= now) {
+    const PeerId id = join_deadlines_.begin()->second;
     Log(absl::StrCat("closing ", pending_.at(id).address, ": no Join within ",
                      absl::FormatDuration(options_.join_timeout)));
     ErasePending(id);
@@ -362,26 +376,27 @@ void ServerCore::OnTick(absl::Time now) {
 }
 
 absl::Time ServerCore::NextDeadline() const {
-  absl::Time next = absl::InfiniteFuture();
-  for (const auto& [id, p] : pending_) next = std::min(next, p.since + options_.join_timeout);
-  return next;
+  return join_deadlines_.empty() ? absl::InfiniteFuture() : join_deadlines_.begin()->first;
 }
 
 void ServerCore::Shutdown(absl::Time now) {
   Log(absl::StrCat("shutting down ", Count()));
-  Deliver(now, MakeLine(Line::SYSTEM, "", "server shutting down"), order_);
-  for (PeerId id : order_) {
-    Pump(id, members_.at(id), /*all=*/true);  // everything, then the goodbye
-    Close(id, "server shutting down", /*flush=*/true);
+  Deliver(now, MakeLine(Line::SYSTEM, "", "server shutting down"), nullptr);
+  for (const auto& [joined, m] : order_) {
+    Pump(m->id, *m, /*all=*/true);  // everything, then the goodbye
+    Close(m->id, "server shutting down", /*flush=*/true);
   }
   std::vector<PeerId> pending;
   for (const auto& [id, p] : pending_) pending.push_back(id);
   std::sort(pending.begin(), pending.end());
   for (PeerId id : pending) Close(id, "server shutting down", /*flush=*/false);
+  order_.clear();
   members_.clear();
   by_nick_.clear();
-  order_.clear();
+  backlogged_.clear();
+  backlog_entries_ = 0;
   pending_.clear();
+  join_deadlines_.clear();
   members_by_address_.clear();
   pending_by_address_.clear();
   over_backlog_.clear();
@@ -405,6 +420,7 @@ void ServerCore::ErasePending(PeerId peer) {
   if (count != pending_by_address_.end() && --count->second == 0) {
     pending_by_address_.erase(count);
   }
+  join_deadlines_.erase({it->second.since + options_.join_timeout, peer});
   pending_.erase(it);
 }
 
@@ -414,14 +430,18 @@ void ServerCore::SendError(PeerId peer, const std::string& text) {
   Send(peer, Serialize(m));
 }
 
-void ServerCore::Deliver(absl::Time now, Line line, const std::vector<PeerId>& to) {
+void ServerCore::Deliver(absl::Time now, Line line, const std::vector<PeerId>* to) {
   line.set_seq(sequencer_->Next());
   line.set_time_ms(absl::ToUnixMillis(now));
   ServerMessage m;
   *m.mutable_line() = std::move(line);
   // Encoded once; every recipient's backlog shares it.
   auto shared = std::make_shared<const SharedMessage>(Serialize(m), &held_message_bytes_);
-  for (PeerId id : to) {
+  if (to == nullptr) {
+    for (const auto& [joined, m] : order_) Enqueue(m->id, *m, shared);
+    return;
+  }
+  for (PeerId id : *to) {
     auto it = members_.find(id);
     if (it != members_.end()) Enqueue(id, it->second, shared);
   }
@@ -433,20 +453,23 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
   if (it == members_.end()) return;
   const std::string nick = it->second.nick;
   in_flight_bytes_ -= it->second.in_flight;
-  backlog_entries_ -= it->second.backlog.size();
+  backlog_entries_ -= it->second.backlog_size();
+  backlogged_.erase(peer);
+  order_.erase(it->second.joined);
   auto count = members_by_address_.find(it->second.address_key);
   if (count != members_by_address_.end() && --count->second == 0) {
     members_by_address_.erase(count);
   }
   members_.erase(it);  // frees its backlog's share of the lines
   by_nick_.erase(NickKey(nick));
-  order_.erase(std::remove(order_.begin(), order_.end(), peer), order_.end());
   std::string log = absl::StrCat(Displayable(nick), " left");
   if (!why.empty()) {
     absl::StrAppend(&log, " (", why, detail.empty() ? "" : ": ", Displayable(detail), ")");
   }
   Log(absl::StrCat(log, " ", Count()));
-  Deliver(now, MakeLine(Line::LEAVE, nick, why), order_);
+  if (members_.size() + 1 <= options_.announce_limit) {
+    Deliver(now, MakeLine(Line::LEAVE, nick, why), nullptr);
+  }
 }
 
 void ServerCore::Send(PeerId peer, std::string bytes) {
@@ -461,27 +484,45 @@ void ServerCore::Send(PeerId peer, std::string bytes) {
 
 void ServerCore::Enqueue(PeerId peer, MemberState& member,
                          std::shared_ptr<const SharedMessage> message) {
+  const uint64_t size = message->bytes().size();
+  if (member.backlog == nullptr && member.in_flight < options_.send_window_bytes) {
+    // The common case: the window is open and nothing waits; straight out.
+    member.in_flight += size;
+    in_flight_bytes_ += size;
+    EmitSend(peer, message->bytes());  // the transport's copy
+    return;
+  }
   const bool was_over = member.backlog_bytes > options_.max_backlog_bytes ||
-                        member.backlog.size() > options_.max_backlog_lines;
-  member.backlog_bytes += message->bytes().size();
-  member.backlog.push_back(std::move(message));
+                        member.backlog_size() > options_.max_backlog_lines;
+  if (member.backlog == nullptr) {
+    member.backlog = std::make_unique<Backlog>();
+    backlogged_.insert(peer);
+  }
+  member.backlog_bytes += size;
+  member.backlog->push_back(std::move(message));
   ++backlog_entries_;
   Pump(peer, member, /*all=*/false);
   const bool over = member.backlog_bytes > options_.max_backlog_bytes ||
-                    member.backlog.size() > options_.max_backlog_lines;
+                    member.backlog_size() > options_.max_backlog_lines;
   if (over && !was_over) over_backlog_.push_back(peer);
 }
 
 void ServerCore::Pump(PeerId peer, MemberState& member, bool all) {
-  while (!member.backlog.empty() && (all || member.in_flight < options_.send_window_bytes)) {
-    std::shared_ptr<const SharedMessage> next = std::move(member.backlog.front());
-    member.backlog.pop_front();
+  if (member.backlog == nullptr) return;
+  Backlog& backlog = *member.backlog;
+  while (!backlog.empty() && (all || member.in_flight < options_.send_window_bytes)) {
+    std::shared_ptr<const SharedMessage> next = std::move(backlog.front());
+    backlog.pop_front();
     --backlog_entries_;
     const uint64_t size = next->bytes().size();
     member.backlog_bytes -= size;
     member.in_flight += size;
     in_flight_bytes_ += size;
     EmitSend(peer, next->bytes());  // the transport's copy
+  }
+  if (backlog.empty()) {
+    member.backlog.reset();
+    backlogged_.erase(peer);
   }
 }
 
@@ -496,18 +537,23 @@ void ServerCore::DropLaggards(absl::Time now) {
       if (it == members_.end()) continue;
       const MemberState& m = it->second;
       if (m.backlog_bytes > options_.max_backlog_bytes ||
-          m.backlog.size() > options_.max_backlog_lines) {
+          m.backlog_size() > options_.max_backlog_lines) {
         drop = id;
         why = absl::StrCat("backlog over ", options_.max_backlog_bytes, " bytes or ",
                            options_.max_backlog_lines, " messages");
       }
     }
     if (drop == 0 && held_bytes() > options_.max_held_bytes) {
+      // Only members with a backlog can be the longest; ties drop the
+      // earliest to join.
       uint64_t longest = 0;
-      for (PeerId id : order_) {  // join order: ties drop the earliest
-        const uint64_t b = members_.at(id).backlog_bytes;
-        if (b > longest) {
-          longest = b;
+      uint64_t earliest = 0;
+      for (PeerId id : backlogged_) {
+        const MemberState& m = members_.at(id);
+        if (m.backlog_bytes > longest ||
+            (m.backlog_bytes == longest && longest > 0 && m.joined < earliest)) {
+          longest = m.backlog_bytes;
+          earliest = m.joined;
           drop = id;
         }
       }

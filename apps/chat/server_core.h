@@ -65,9 +65,18 @@
 //   Error texts quote peer text through Displayable.
 //
 // Bounds: at most max_members members and max_pending pending connections.
-// Per member the core holds its nick (at most kMaxNickBytes), id, three
-// token buckets and its backlog; per pending connection its address text
-// (cut at kMaxAddressBytes) and the time it connected. Incoming messages are
+// Per member the core holds its nick (at most kMaxNickBytes), id, address
+// key, three token buckets and its backlog (allocated only while it holds
+// something): about 400 bytes for an idle member of a 100,000-member room
+// (server_core_memory_test prints the figure); per pending connection its
+// address text (cut at kMaxAddressBytes) and the time it connected.
+// Work per event: O(log members) for a join, leave, rename, /who or a
+// pending connection's timer, plus the fan-out of the line it makes
+// (O(members) for a line to the room: inherently one send per member); a
+// Welcome or WhoReply lists at most kMaxListedNicks nicks beside the
+// room's size. Joins and leaves are announced to the room only while it
+// has at most announce_limit members (in a large room they would make a
+// join cost O(members) and mass joins O(members^2)). Incoming messages are
 // handled within one call and never buffered. Outgoing: every message to a
 // member waits in its backlog, and a line to many members is encoded once
 // and shared by all their backlogs (memory O(lines retained), not O(lines x
@@ -95,13 +104,17 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/chat/chat.pb.h"
+#include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
 #include "apps/chat/token_bucket.h"
 
@@ -127,6 +140,11 @@ struct ServerOptions {
   absl::Duration join_timeout = absl::Seconds(10);
   // Members in the room at most: 1..kMaxMembersLimit.
   size_t max_members = 256;
+  // Join and leave lines go to the room while it has at most this many
+  // members (counting the one joining or leaving); beyond it they are only
+  // logged, and members learn the room's size from Welcome and /who.
+  // 0: never announced. Renames and lines are always delivered.
+  size_t announce_limit = kMaxMembersLimit;
   // Connections waiting to join at most (>= 1).
   size_t max_pending = 64;
   // Members from one address at most, and, separately, connections from one
@@ -225,7 +243,7 @@ class ServerCore final {
 
   size_t member_count() const { return order_.size(); }
   size_t pending_count() const { return pending_.size(); }
-  // Nicks in join order.
+  // Nicks in join order (O(members): for tests and tools).
   std::vector<std::string> Members() const;
   // The member's nick, or "" when `peer` is not a member.
   std::string NickOf(PeerId peer) const;
@@ -234,12 +252,18 @@ class ServerCore final {
   // One encoded ServerMessage, shared by every backlog it waits in. Its
   // bytes are charged to the core's held count while it lives.
   class SharedMessage;
+  using Backlog = std::deque<std::shared_ptr<const SharedMessage>>;
   struct MemberState {
-    MemberState(std::string nick, std::string address_key, const ServerOptions& o,
-                absl::Time now);
+    MemberState(PeerId id, uint64_t joined, std::string nick, std::string address_key,
+                const ServerOptions& o, absl::Time now);
+    size_t backlog_size() const { return backlog == nullptr ? 0 : backlog->size(); }
+    PeerId id;
+    uint64_t joined;  // join index: its key in order_
     std::string nick;
     std::string address_key;  // AddressKey of its address
-    std::deque<std::shared_ptr<const SharedMessage>> backlog;
+    // Messages not yet handed to the transport; allocated on first use and
+    // freed when empty (an empty std::deque holds ~600 bytes).
+    std::unique_ptr<Backlog> backlog;
     uint64_t backlog_bytes = 0;  // of the messages in `backlog`
     uint64_t in_flight = 0;      // handed to the transport, not acknowledged
     TokenBucket lines;
@@ -249,7 +273,7 @@ class ServerCore final {
   struct Pending {
     std::string address;
     std::string address_key;
-    absl::Time since;
+    absl::Time since;  // its key in join_deadlines_ is since + join_timeout
   };
 
   ServerCore(const ServerOptions& options, std::unique_ptr<Sequencer> sequencer);
@@ -275,7 +299,10 @@ class ServerCore final {
   void EmitSend(PeerId peer, std::string bytes);
   void Close(PeerId peer, std::string reason, bool flush);
   void Log(std::string text);
-  void Deliver(absl::Time now, Line line, const std::vector<PeerId>& to);
+  // To every member (`to` null) or to the members `to` lists.
+  void Deliver(absl::Time now, Line line, const std::vector<PeerId>* to);
+  // The first kMaxListedNicks nicks in join order.
+  void ListNicks(google::protobuf::RepeatedPtrField<std::string>* nicks) const;
   void Remove(absl::Time now, PeerId peer, const std::string& why, absl::string_view detail);
   std::string Count() const;
 
@@ -285,10 +312,13 @@ class ServerCore final {
   uint64_t held_message_bytes_ = 0;  // bytes of live SharedMessages
   uint64_t backlog_entries_ = 0;     // over all backlogs
   uint64_t in_flight_bytes_ = 0;     // over all members
-  absl::node_hash_map<PeerId, MemberState> members_;
-  absl::flat_hash_map<std::string, PeerId> by_nick_;  // NickKey -> member
-  std::vector<PeerId> order_;                         // members in join order
-  absl::flat_hash_map<PeerId, Pending> pending_;      // connected, not joined
+  absl::node_hash_map<PeerId, MemberState> members_;  // stable addresses
+  absl::flat_hash_map<std::string, PeerId> by_nick_;   // NickKey -> member
+  uint64_t joins_ = 0;                                 // join indexes handed out
+  absl::btree_map<uint64_t, MemberState*> order_;      // join index -> member
+  absl::flat_hash_set<PeerId> backlogged_;             // members with a backlog
+  absl::flat_hash_map<PeerId, Pending> pending_;       // connected, not joined
+  absl::btree_set<std::pair<absl::Time, PeerId>> join_deadlines_;  // of pending_
   absl::flat_hash_map<std::string, size_t> members_by_address_;  // AddressKey ->
   absl::flat_hash_map<std::string, size_t> pending_by_address_;  // AddressKey ->
   std::vector<PeerId> over_backlog_;  // members to drop in DropLaggards

@@ -429,12 +429,38 @@ TEST(ChatTest, LimitsAndCommandErrors) {
   }
 }
 
+// A room configured far beyond the old 1024 cap: it serves, announces joins
+// only up to --announce_limit, and /who gives the room's size.
+TEST(ChatTest, LargeRoomAnnouncesUpToTheLimitAndWhoCounts) {
+  ChatServer server = StartServer({"--max_members", "100000", "--max_members_per_address",
+                                   "100000", "--announce_limit", "1"});
+  Member alice(server.port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitUntil(
+      [](const std::string& l) { return absl::EndsWith(l, "as bob; 2 members: alice, bob"); },
+      "bob's welcome"));
+  bob.Send("hello");
+  ASSERT_TRUE(alice.WaitFor("<bob> hello"));  // no "*** bob joined" before it
+  EXPECT_THAT(alice.lines(), Not(Contains("*** bob joined")));
+  alice.Send("/who");
+  EXPECT_TRUE(alice.WaitFor("*** 2 members: alice, bob"));
+  for (Member* m : {&alice, &bob}) {
+    m->process().CloseStdin();
+    EXPECT_EQ(ExitCode(m->process()), 0);
+  }
+}
+
 TEST(ChatTest, UsageErrors) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"chat"}, "expects serve or join"},
       {{"chat", "dance"}, "unknown mode \"dance\""},
       {{"chat", "serve"}, "--port is required"},
       {{"chat", "serve", "--port", "0", "--max_members", "0"}, "--max_members 0"},
+      {{"chat", "serve", "--port", "0", "--max_members", "1000001"},
+       "--max_members 1000001 is out of range (1 to 1000000)"},
+      {{"chat", "serve", "--port", "0", "--announce_limit", "-1"},
+       "--announce_limit -1 is out of range (0 to 1000000)"},
       {{"chat", "serve", "--port", "0", "--timeout", "soon"}, "--timeout"},
       {{"chat", "join", "127.0.0.1:9"}, "--nick NAME is required"},
       {{"chat", "join", "--nick", "x"}, "join expects HOST:PORT"},

@@ -131,6 +131,7 @@ TEST(ClientCoreTest, WelcomeSetsNickAndListsEscapedMembers) {
   EXPECT_EQ(e.type, ClientEvent::Type::kWelcome);
   EXPECT_EQ(e.nick, "Alice");
   EXPECT_THAT(e.nicks, ElementsAre("bob\\x1b]0;pwned\\x07", "Alice"));
+  EXPECT_EQ(e.member_count, 2u);  // an older server sends no count
   EXPECT_TRUE(core.joined());
   EXPECT_EQ(core.nick(), "Alice");
 }
@@ -224,6 +225,22 @@ TEST(ClientCoreTest, WhoReplyIsEscaped) {
   ClientEvent e = Event(core, m);
   EXPECT_EQ(e.type, ClientEvent::Type::kWhoReply);
   EXPECT_THAT(e.nicks, ElementsAre("alice", "\\u009b6n"));
+  EXPECT_EQ(e.member_count, 2u);
+}
+
+TEST(ClientCoreTest, WelcomeAndWhoReplyOfALargeRoomCarryItsSize) {
+  ClientCore core("alice");
+  ServerMessage m;
+  m.mutable_welcome()->set_nick("alice");
+  m.mutable_welcome()->add_members("bob");
+  m.mutable_welcome()->set_member_count(100000);
+  EXPECT_EQ(Event(core, m).member_count, 100000u);
+  m.Clear();
+  m.mutable_who_reply()->add_nicks("bob");
+  m.mutable_who_reply()->set_count(5000);
+  ClientEvent e = Event(core, m);
+  EXPECT_EQ(e.member_count, 5000u);
+  EXPECT_THAT(e.nicks, ElementsAre("bob"));
 }
 
 }  // namespace

@@ -138,6 +138,7 @@ TEST_F(ServerCoreTest, JoinGetsWelcomeWithMembersThenJoinLineToEveryone) {
   ASSERT_TRUE(bob[0].has_welcome());
   EXPECT_EQ(bob[0].welcome().nick(), "bob");
   EXPECT_THAT(bob[0].welcome().members(), ElementsAre("alice", "bob"));
+  EXPECT_EQ(bob[0].welcome().member_count(), 2u);
   ASSERT_TRUE(bob[1].has_line());
   EXPECT_EQ(bob[1].line().kind(), Line::JOIN);
   EXPECT_EQ(bob[1].line().from(), "bob");
@@ -376,6 +377,89 @@ TEST_F(ServerCoreTest, WhoListsMembersInJoinOrder) {
   std::vector<ServerMessage> to = To(core_->TakeActions(), 1);
   ASSERT_EQ(to.size(), 1u);
   EXPECT_THAT(to[0].who_reply().nicks(), ElementsAre("zed", "amy"));
+  EXPECT_EQ(to[0].who_reply().count(), 2u);
+}
+
+// A room larger than the old 1024 cap, whose Welcome and /who answer stay
+// small: the first kMaxListedNicks nicks in join order beside the count.
+TEST_F(ServerCoreTest, WelcomeAndWhoListTheFirstNicksAndCountTheRoom) {
+  ServerOptions o;
+  o.max_members = 1500;
+  o.max_pending = 1500;
+  o.max_members_per_address = 1500;
+  o.announce_limit = 0;  // keeps 1500 joins linear
+  Make(o);
+  ASSERT_EQ(o.max_members, 1500u);
+  for (PeerId id = 1; id <= 1500; ++id) {
+    core_->OnConnected(now_, id, "10.0.0.1:5000");
+    core_->OnMessage(now_, id, Join(absl::StrCat("n", id)));
+  }
+  std::vector<ServerAction> a = core_->TakeActions();
+  std::vector<ServerMessage> last = To(a, 1500);
+  ASSERT_EQ(last.size(), 1u);  // the Welcome, no join lines (announce_limit 0)
+  EXPECT_EQ(last[0].welcome().member_count(), 1500u);
+  ASSERT_EQ(static_cast<size_t>(last[0].welcome().members_size()), kMaxListedNicks);
+  EXPECT_EQ(last[0].welcome().members(0), "n1");
+  EXPECT_EQ(last[0].welcome().members(kMaxListedNicks - 1), absl::StrCat("n", kMaxListedNicks));
+  EXPECT_LT(a.back().bytes.size(), 4096u);
+  core_->OnMessage(now_, 7, Leave());
+  core_->OnMessage(now_, 1500, Who());
+  std::vector<ServerMessage> who = To(core_->TakeActions(), 1500);
+  ASSERT_EQ(who.size(), 1u);
+  EXPECT_EQ(who[0].who_reply().count(), 1499u);
+  ASSERT_EQ(static_cast<size_t>(who[0].who_reply().nicks_size()), kMaxListedNicks);
+  EXPECT_EQ(who[0].who_reply().nicks(6), "n8");  // n7 left
+}
+
+TEST_F(ServerCoreTest, JoinsAndLeavesAreAnnouncedUpToTheAnnounceLimit) {
+  ServerOptions o;
+  o.announce_limit = 2;
+  Make(o);
+  Member(1, "a");
+  std::vector<ServerAction> b = Member(2, "b");  // the room has 2: announced
+  ASSERT_EQ(To(b, 1).size(), 1u);
+  EXPECT_EQ(To(b, 1)[0].line().kind(), Line::JOIN);
+  std::vector<ServerAction> c = Member(3, "c");  // 3: only c's Welcome
+  EXPECT_THAT(To(c, 1), IsEmpty());
+  ASSERT_EQ(To(c, 3).size(), 1u);
+  EXPECT_EQ(To(c, 3)[0].welcome().member_count(), 3u);
+  EXPECT_THAT(Logs(c), ElementsAre("c joined from 10.0.0.3:5000 (3 members)"));
+  core_->OnMessage(now_, 3, Leave());  // 3 before it leaves: not announced
+  EXPECT_THAT(To(core_->TakeActions(), 1), IsEmpty());
+  core_->OnMessage(now_, 2, Leave());  // 2: announced
+  std::vector<ServerMessage> to_a = To(core_->TakeActions(), 1);
+  ASSERT_EQ(to_a.size(), 1u);
+  EXPECT_EQ(to_a[0].line().kind(), Line::LEAVE);
+  EXPECT_EQ(to_a[0].line().from(), "b");
+  // Lines still reach everyone, numbered in one order.
+  core_->OnMessage(now_, 1, Say("hi"));
+  std::vector<ServerMessage> said = To(core_->TakeActions(), 1);
+  ASSERT_EQ(said.size(), 1u);
+  EXPECT_EQ(said[0].line().text(), "hi");
+}
+
+// Pending connections expire in deadline order, each exactly once, and one
+// that joined in time is not touched.
+TEST_F(ServerCoreTest, PendingConnectionsExpireInDeadlineOrder) {
+  core_->OnConnected(now_, 5, "10.0.0.5:1");
+  now_ += absl::Seconds(1);
+  core_->OnConnected(now_, 3, "10.0.0.3:1");
+  core_->OnConnected(now_, 4, "10.0.0.4:1");
+  core_->OnMessage(now_, 4, Join("d"));
+  (void)core_->TakeActions();
+  EXPECT_EQ(core_->NextDeadline(), kStart + absl::Seconds(10));
+  core_->OnTick(kStart + absl::Seconds(10));
+  std::vector<ServerAction> a = core_->TakeActions();
+  ASSERT_NE(FindClose(a, 5), nullptr);
+  EXPECT_EQ(FindClose(a, 3), nullptr);
+  EXPECT_EQ(core_->NextDeadline(), kStart + absl::Seconds(11));
+  core_->OnTick(kStart + absl::Seconds(11));
+  a = core_->TakeActions();
+  ASSERT_NE(FindClose(a, 3), nullptr);
+  EXPECT_EQ(FindClose(a, 4), nullptr);
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+  EXPECT_EQ(core_->pending_count(), 0u);
+  EXPECT_EQ(core_->member_count(), 1u);
 }
 
 TEST_F(ServerCoreTest, LeaveClosesFlushingAndTellsTheOthers) {
