@@ -18,15 +18,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,6 +47,8 @@
 #include "cli/flags.h"
 #include "cli/security.h"
 #include "udpmsg/udpmsg.h"
+
+ABSL_DECLARE_FLAG(int, threads);
 
 namespace udpmsg::cli {
 namespace {
@@ -455,6 +461,238 @@ class FileSink final : public transfer::Sink {
   int fd_ = -1;
 };
 
+// A file name for the sender's `name` (untrusted): its last path component
+// with every byte outside [A-Za-z0-9._+-] replaced by '_', no leading dot,
+// at most 100 bytes; "transfer" when nothing is left.
+std::string SafeFileName(absl::string_view name) {
+  const size_t slash = name.rfind('/');
+  if (slash != absl::string_view::npos) name.remove_prefix(slash + 1);
+  std::string out;
+  for (char c : name) {
+    if (out.size() == 100) break;
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '+' || c == '-';
+    out.push_back(ok ? c : '_');
+  }
+  while (!out.empty() && out[0] == '.') out[0] = '_';
+  return out.empty() || out == "_" ? "transfer" : out;
+}
+
+// recv --out DIRECTORY: each transfer goes to DIRECTORY/SafeFileName(name),
+// written under a temporary name and linked into place by Commit, never
+// over an existing file (NAME.1, NAME.2, ... instead).
+class DirectorySink final : public transfer::Sink {
+ public:
+  explicit DirectorySink(std::string dir) : dir_(std::move(dir)) {}
+  ~DirectorySink() override { Abort(); }
+
+  absl::Status Open(absl::string_view name, int64_t) override {
+    name_ = SafeFileName(name);
+    temp_ = absl::StrCat(dir_, "/.", name_, ".part.XXXXXX");
+    fd_ = ::mkstemp(temp_.data());
+    if (fd_ < 0) {
+      const absl::Status s = ErrnoError("cannot create", temp_);
+      temp_.clear();
+      return s;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Write(absl::string_view data) override {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("cannot write", temp_);
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Commit() override {
+    if (::fsync(fd_) != 0) return ErrnoError("cannot sync", temp_);
+    if (::fchmod(fd_, 0644) != 0) return ErrnoError("cannot chmod", temp_);
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) return ErrnoError("cannot close", temp_);
+    for (int n = 0; n < 1000; ++n) {
+      const std::string path = absl::StrCat(dir_, "/", name_, n == 0 ? "" : absl::StrCat(".", n));
+      if (::link(temp_.c_str(), path.c_str()) == 0) {
+        path_ = path;
+        ::unlink(temp_.c_str());
+        temp_.clear();
+        return absl::OkStatus();
+      }
+      if (errno != EEXIST) return ErrnoError("cannot link to", path);
+    }
+    return absl::AlreadyExistsError(absl::StrCat(dir_, "/", name_, " and 999 variants exist"));
+  }
+
+  void Abort() override {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!temp_.empty()) ::unlink(temp_.c_str());
+    temp_.clear();
+  }
+
+  // Where Commit put the file; empty before.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_;
+  std::string name_;
+  std::string temp_;
+  std::string path_;
+  int fd_ = -1;
+};
+
+// What the shards of recv --out DIRECTORY share: the stop decision and the
+// count of finished transfers. Everything else belongs to one shard.
+struct RecvShared {
+  int64_t wanted = 0;  // --count (0: until a signal)
+  std::atomic<int64_t> finished{0};
+  std::atomic<int64_t> failed{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> signal{0};
+  std::vector<Host*> hosts;  // for Wake; each Host is used by its own thread
+  void Stop() {
+    stop.store(true);
+    for (Host* h : hosts) h->Wake();
+  }
+};
+
+// One shard of recv --out DIRECTORY: serves every connection its socket
+// receives, one transfer each, until `shared` says stop. Shard 0 also
+// watches the signals.
+void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShared* shared) {
+  struct Transfer {
+    explicit Transfer(const std::string& dir)
+        : sink(dir), receiver(&sink, transfer::Receiver::Options{}) {}
+    DirectorySink sink;
+    transfer::Receiver receiver;
+    SocketAddress from;
+    absl::Time start;
+  };
+  const int shard = host->shard().index;
+  absl::flat_hash_map<ConnectionId, std::unique_ptr<Transfer>> transfers;
+  auto finish = [&](bool ok) {
+    if (!ok) shared->failed.fetch_add(1);
+    const int64_t done = shared->finished.fetch_add(1) + 1;
+    if (shared->wanted > 0 && done >= shared->wanted) shared->Stop();
+  };
+  while (!shared->stop.load()) {
+    absl::StatusOr<Host::PollResult> r = host->Poll(absl::Seconds(1));
+    if (!r.ok()) {
+      (void)Fail(r.status());
+      shared->failed.fetch_add(1);
+      shared->Stop();
+      break;
+    }
+    for (uint64_t token : r->ready) {
+      if (token != kSignalToken) continue;
+      const int signal = DrainSignals(signal_fd);
+      if (signal == 0) continue;
+      shared->signal.store(signal);
+      shared->Stop();
+    }
+    for (Event& e : r->events) {
+      if (e.type == Event::Type::kConnected) {
+        auto t = std::make_unique<Transfer>(dir);
+        t->from = e.peer;
+        t->start = absl::Now();
+        std::fprintf(stderr, "receiving from %s (shard %d)\n", e.peer.ToString().c_str(), shard);
+        transfers[e.connection] = std::move(t);
+        continue;
+      }
+      auto it = transfers.find(e.connection);
+      if (it == transfers.end()) continue;
+      Transfer& t = *it->second;
+      if (e.type == Event::Type::kClosed) {
+        if (!t.receiver.finished()) {
+          t.receiver.OnConnectionClosed(e.reason);  // discards the partial output
+          std::fprintf(stderr, "error: sender %s went away after %llu bytes: %s; nothing written\n",
+                       t.from.ToString().c_str(),
+                       static_cast<unsigned long long>(t.receiver.received()),
+                       DisplayablePrefix(e.reason, kMaxShownPeerBytes).c_str());
+          finish(false);
+        }
+        transfers.erase(it);
+        continue;
+      }
+      if (e.type != Event::Type::kMessage || t.receiver.finished()) continue;
+      const absl::Status s = t.receiver.OnMessage(e.message);
+      for (std::string& reply : t.receiver.TakeReplies()) {
+        (void)SendMessage(host, e.connection, std::move(reply));
+      }
+      if (!s.ok()) {
+        std::fprintf(stderr, "error: transfer from %s rejected: %s\n", t.from.ToString().c_str(),
+                     std::string(s.message()).c_str());
+        // The Result goes first (flush), then the Close.
+        (void)host->Close(e.connection, "transfer rejected", /*flush=*/true);
+        finish(false);
+        continue;
+      }
+      if (t.receiver.state() == transfer::Receiver::State::kComplete) {
+        const uint64_t received = t.receiver.received();
+        const double secs = std::max(1e-6, absl::ToDoubleSeconds(absl::Now() - t.start));
+        std::fprintf(stderr,
+                     "received %llu bytes from %s in %.2f s (%s/s), sha256 %s OK, wrote %s\n",
+                     static_cast<unsigned long long>(received), t.from.ToString().c_str(), secs,
+                     HumanBytes(received / secs).c_str(), Hex(t.receiver.digest()).c_str(),
+                     t.sink.path().c_str());
+        // The sender closes when it has the Result.
+        finish(true);
+      }
+    }
+  }
+  const int signal = shared->signal.load();
+  for (auto& [id, t] : transfers) {
+    if (t->receiver.finished()) continue;
+    const std::string why = signal != 0 ? absl::StrCat("interrupted by ", SignalName(signal))
+                                        : std::string("receiver stopping");
+    t->receiver.OnConnectionClosed(why);  // discards the partial output
+    (void)host->Close(id, absl::StrCat("receiver ", why), /*flush=*/false);
+  }
+  // Deliver the Results (and Closes) already queued.
+  (void)host->Flush(signal != 0 ? absl::Milliseconds(200) : absl::Seconds(5));
+}
+
+// recv --reliable --out DIRECTORY: --threads shards on one port, one
+// transfer per connection, until --count transfers finished (0: until a
+// signal). Exit 0 when every finished transfer was verified.
+int RunRecvDirectory(const std::string& dir, HostOptions options, int threads,
+                     const std::string& identity, OwnedFd signals) {
+  absl::StatusOr<std::vector<Host>> hosts = Host::CreateShards(options, threads);
+  if (!hosts.ok()) return Fail(hosts.status());
+  if (absl::Status s = (*hosts)[0].Watch(signals.get(), kSignalToken); !s.ok()) return Fail(s);
+  PrintListening((*hosts)[0].local_address());
+  if (!identity.empty()) std::fprintf(stderr, "server identity %s\n", identity.c_str());
+  const ShardInfo& info = (*hosts)[0].shard();
+  if (info.count > 1) {
+    if (info.steered) {
+      std::fprintf(stderr, "%d shards, steered by connection id\n", info.count);
+    } else {
+      std::fprintf(stderr, "%d shards, by the kernel's address hash only: %s\n", info.count,
+                   info.steering_error.c_str());
+    }
+  }
+  RecvShared shared;
+  shared.wanted = absl::GetFlag(FLAGS_count);
+  for (Host& h : *hosts) shared.hosts.push_back(&h);
+  std::vector<std::thread> workers;
+  for (size_t i = 1; i < hosts->size(); ++i) {
+    workers.emplace_back(ServeRecvShard, &(*hosts)[i], dir, -1, &shared);
+  }
+  ServeRecvShard(&(*hosts)[0], dir, signals.get(), &shared);
+  for (std::thread& t : workers) t.join();
+  const int signal = shared.signal.load();
+  if (signal != 0) {
+    (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), " after ",
+                                                 shared.finished.load(), " transfers")));
+    return SignalExitCode(signal);
+  }
+  return shared.failed.load() == 0 ? kExitOk : kExitFailure;
+}
+
 }  // namespace
 
 std::string HumanBytes(double bytes) {
@@ -581,7 +819,24 @@ int RunRecv(const Args& args) {
   if (absl::Status s = CheckIdentityFlags(/*serves=*/true); !s.ok()) {
     return UsageError("recv", s.message());
   }
-  if (out != "-") {
+  // --out DIRECTORY: one transfer per connection on --threads shards.
+  struct stat out_stat;
+  const bool to_directory = out != "-" && ::stat(out.c_str(), &out_stat) == 0 &&
+                            S_ISDIR(out_stat.st_mode);
+  int threads = absl::GetFlag(FLAGS_threads);
+  if (threads < 0 || threads > 256) {
+    return UsageError("recv", absl::StrCat("--threads ", threads, " outside [1, 256] (0: one per CPU)"));
+  }
+  if (threads > 1 && !to_directory) {
+    return UsageError("recv", "--threads N needs --out DIRECTORY (--out FILE receives one transfer)");
+  }
+  if (threads == 0) threads = to_directory ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+  if (absl::GetFlag(FLAGS_count) < 0) return UsageError("recv", "--count must be 0 or more");
+  if (to_directory && ::access(out.c_str(), W_OK | X_OK) != 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("cannot write to directory ", out, ": ", std::strerror(errno))));
+  }
+  if (out != "-" && !to_directory) {
     // Check where the file will go now, not after a sender has connected.
     const size_t slash = out.rfind('/');
     const std::string dir = slash == std::string::npos ? "." : out.substr(0, std::max<size_t>(slash, 1));
@@ -604,6 +859,9 @@ int RunRecv(const Args& args) {
   if (!identity.ok()) return Fail(identity.status());
   options.accept_incoming = true;
   options.bind = locals->front();
+  if (to_directory) {
+    return RunRecvDirectory(out, options, threads, *identity, *std::move(signals));
+  }
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
