@@ -70,17 +70,17 @@ SendQueue::Message* SendQueue::FirstUnsent() {
 }
 
 bool SendQueue::HasSendable() {
-  if (!lost_.empty()) return true;
+  if (!LostEmpty()) return true;
   const Message* m = FirstUnsent();
   return m != nullptr && WindowAllows(*m);
 }
 
 std::optional<size_t> SendQueue::PeekPayloadSize() {
-  while (!lost_.empty()) {
-    const FragmentId id = lost_.front();
+  while (!LostEmpty()) {
+    const FragmentId id = lost_[lost_head_];
     auto it = messages_.find(id.message);
     if (it == messages_.end() || it->second.acked[id.index]) {
-      lost_.pop_front();  // settled meanwhile
+      PopLost();  // settled meanwhile
       continue;
     }
     return LayoutOf(id.index, it->second.count, it->second.bytes.size())->length;
@@ -91,9 +91,9 @@ std::optional<size_t> SendQueue::PeekPayloadSize() {
 }
 
 std::optional<OutgoingFragment> SendQueue::Next() {
-  while (!lost_.empty()) {
-    FragmentId id = lost_.front();
-    lost_.pop_front();
+  while (!LostEmpty()) {
+    const FragmentId id = lost_[lost_head_];
+    PopLost();
     auto it = messages_.find(id.message);
     if (it == messages_.end() || it->second.acked[id.index]) continue;  // settled meanwhile
     ++retransmitted_;
@@ -135,7 +135,20 @@ void SendQueue::OnLost(const FragmentId& id) {
     return;
   }
   if (id.index >= m.count || m.acked[id.index]) return;
+  // Drop what was sent again once it is most of the vector (amortised
+  // O(1) per fragment).
+  if (lost_head_ >= 64 && lost_head_ * 2 >= lost_.size()) {
+    lost_.erase(lost_.begin(), lost_.begin() + static_cast<std::ptrdiff_t>(lost_head_));
+    lost_head_ = 0;
+  }
   lost_.push_back(id);
+}
+
+void SendQueue::PopLost() {
+  if (++lost_head_ < lost_.size()) return;
+  // Drained: give the memory back (a loss episode can queue thousands).
+  std::vector<FragmentId>().swap(lost_);
+  lost_head_ = 0;
 }
 
 void SendQueue::Release(uint64_t number) {
@@ -160,7 +173,8 @@ void SendQueue::SetMaxFragmentPayload(uint64_t size) {
 
 void SendQueue::Clear() {
   messages_.clear();
-  lost_.clear();
+  std::vector<FragmentId>().swap(lost_);
+  lost_head_ = 0;
   for (auto& [key, space] : spaces_) space.unacked.clear();
   queued_bytes_ = 0;
 }

@@ -19,7 +19,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <vector>
@@ -155,7 +154,13 @@ class SendQueue final {
   uint64_t cursor_ = 0;  // no message below this has unsent fragments
   absl::btree_map<uint64_t, Message> messages_;  // by message number = queue order
   absl::flat_hash_map<SpaceKey, Space> spaces_;
-  std::deque<FragmentId> lost_;  // to send again, oldest first
+  // Lost fragments to send again, oldest first: lost_[lost_head_, end). A
+  // vector, not a std::deque, which allocates a map and a 512-byte block
+  // when constructed: an idle connection's queue holds no heap.
+  bool LostEmpty() const { return lost_head_ == lost_.size(); }
+  void PopLost();
+  std::vector<FragmentId> lost_;
+  size_t lost_head_ = 0;
   uint64_t queued_bytes_ = 0;
   uint64_t retransmitted_ = 0;
 };
