@@ -82,6 +82,39 @@ std::unique_ptr<CongestionController> MakeController(const ConnectionOptions& op
   return std::make_unique<NewReno>(max_datagram);  // not an enumerator: Validate refuses it
 }
 
+// Per-thread scratch buffers shared by every connection driven on the
+// thread (an endpoint and its connections run on one thread), instead of one
+// per connection: an encrypted connection's opened plaintext grew to its
+// largest datagram (16 KiB with path MTU discovery on loopback) and a
+// sender's fragment vector to max_data_frames entries, each held for the
+// connection's lifetime. Borrowed by swapping (Borrowed below), so a nested
+// use would get an empty buffer, never a clobbered one.
+std::string& OpenedScratch() {
+  thread_local std::string opened;
+  return opened;
+}
+std::vector<proto::DataFragment>& FragmentScratch() {
+  thread_local std::vector<proto::DataFragment> fragments;
+  return fragments;
+}
+
+// Moves a scratch buffer into `local` for a scope and back (cleared).
+template <typename T>
+class Borrowed {
+ public:
+  Borrowed(T& scratch, T& local) : scratch_(scratch), local_(local) { local_.swap(scratch_); }
+  ~Borrowed() {
+    local_.clear();
+    local_.swap(scratch_);
+  }
+  Borrowed(const Borrowed&) = delete;
+  Borrowed& operator=(const Borrowed&) = delete;
+
+ private:
+  T& scratch_;
+  T& local_;
+};
+
 std::string Ms(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return "-";
   return absl::StrFormat("%.1fms", absl::ToDoubleMilliseconds(d));
@@ -256,11 +289,6 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
       last_sent_(now),
       last_progress_(now),
       acks_(AckTracker::Options{2, options.max_ack_delay, kMaxAckRanges}),
-      reassembler_(Reassembler::Limits{options.max_message_bytes, options.max_reassembly_bytes,
-                                       kMaxPartialMessages, absl::InfiniteDuration()}),
-      unreliable_reassembler_(Reassembler::Limits{options.max_message_bytes,
-                                                  options.max_reassembly_bytes, kMaxPartialMessages,
-                                                  options.reassembly_timeout}),
       last_received_(now),
       next_expire_(now + options.reassembly_timeout),
       hooks_(hooks) {}
@@ -274,7 +302,7 @@ std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId loca
       new Connection(now, true, local_id, peer, options, codec, hooks));
   if (security.psk || security.server_pin) security.encrypt = true;
   if (security.encrypt && !security.key) security.key = KeyPair::Generate();
-  c->security_ = std::move(security);
+  c->security_ = std::make_unique<Security>(std::move(security));
   return c;
 }
 
@@ -295,22 +323,24 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   auto c =
       std::unique_ptr<Connection>(new Connection(now, false, local_id, peer, o, codec, hooks));
   c->peer_id_ = peer_id;
-  c->accept_.client_connection_id = peer_id;
-  c->accept_.server_connection_id = local_id;
-  c->accept_.max_datagram = static_cast<uint32_t>(c->max_datagram_);
-  c->accept_.max_message_bytes = o.max_message_bytes;
-  c->accept_.window = o.window;
-  c->accept_.public_key = public_key;
-  c->accept_.psk_confirmation = psk_confirmation;
-  c->accept_.server_identity = server_identity;
-  c->accept_.identity_confirmation = identity_confirmation;
-  c->accept_.max_udp_payload = c->AnnouncedUdpPayload();
+  c->accept_ = std::make_unique<proto::Accept>();
+  proto::Accept& accept = *c->accept_;
+  accept.client_connection_id = peer_id;
+  accept.server_connection_id = local_id;
+  accept.max_datagram = static_cast<uint32_t>(c->max_datagram_);
+  accept.max_message_bytes = o.max_message_bytes;
+  accept.window = o.window;
+  accept.public_key = public_key;
+  accept.psk_confirmation = psk_confirmation;
+  accept.server_identity = server_identity;
+  accept.identity_confirmation = identity_confirmation;
+  accept.max_udp_payload = c->AnnouncedUdpPayload();
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
     // The AEAD the endpoint chose (hooks.aeads == 0: a server that predates
     // the negotiation names none).
-    if (hooks.aeads.value_or(1) != 0) c->accept_.aead = static_cast<uint32_t>(protector->aead());
+    if (hooks.aeads.value_or(1) != 0) accept.aead = static_cast<uint32_t>(protector->aead());
     c->protector_ = std::move(protector);
     c->SetBudget(c->max_datagram_);
   }
@@ -324,17 +354,22 @@ void Connection::Emit(Event event) {
   if (event.type == Event::Type::kMessage) {
     undelivered_bytes_ += event.message.size() + kEventOverheadBytes;
   }
-  events_.push_back(std::move(event));
+  if (!events_) events_.emplace();
+  events_->push_back(std::move(event));
 }
 
 void Connection::TakeEvents(std::vector<Event>* out) {
-  for (Event& e : events_) out->push_back(std::move(e));
-  events_.clear();
+  if (!events_) return;
+  for (Event& e : *events_) out->push_back(std::move(e));
+  events_.reset();
   undelivered_bytes_ = 0;
 }
 
 void Connection::Established(absl::Time now) {
   state_ = State::kEstablished;
+  // The handshake's state is not needed any more.
+  accept_.reset();
+  security_.reset();
   last_progress_ = now;
   Event e;
   e.type = Event::Type::kConnected;
@@ -352,11 +387,13 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
     close_.reason = reason.substr(0, proto::kMaxReasonBytes);
   }
   state_ = State::kClosed;
+  accept_.reset();
+  security_.reset();
   // Linger to answer the peer's packets with our Close, in case it was lost:
   // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive.
   drain_until_ = now + std::max(3 * rtt_.Pto(true), options_.keepalive + 2 * rtt_.Pto(true));
-  reassembler_ = Reassembler(reassembler_.limits());
-  unreliable_reassembler_ = Reassembler(unreliable_reassembler_.limits());
+  reassembler_.reset();
+  unreliable_reassembler_.reset();
   channels_.clear();
   channel_held_bytes_ = 0;
   queue_.Clear();
@@ -371,8 +408,8 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
 
 void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
                              bool unambiguous, absl::Duration sample) {
-  if (security_.psk && !challenge.key_proof.empty()) {
-    if (!VerifyChallengeKeyProof(*security_.psk, challenge.cookie, local_id_,
+  if (security_->psk && !challenge.key_proof.empty()) {
+    if (!VerifyChallengeKeyProof(*security_->psk, challenge.cookie, local_id_,
                                  challenge.key_proof)) {
       // The server holds another key, or someone forged this challenge: a
       // right one within the grace wins (OnTimeout decides).
@@ -382,7 +419,7 @@ void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
     }
     key_confirmed_ = true;
     wrong_key_since_ = absl::InfiniteFuture();
-  } else if (!security_.psk && security_.encrypt && !challenge.key_proof.empty()) {
+  } else if (!security_->psk && security_->encrypt && !challenge.key_proof.empty()) {
     // Nothing authenticates a keyless client's handshake anyway.
     CloseNow(now, CloseReason::kWrongRoomKey,
              absl::StrCat("server ", peer_.ToString(), " requires a room key (--key-file)"),
@@ -398,7 +435,7 @@ void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
 }
 
 void Connection::OnHandshakeClose(absl::Time now, const proto::Close& close) {
-  if (security_.psk && !VerifyCloseAuth(*security_.psk, local_id_, cookie_, close.code,
+  if (security_->psk && !VerifyCloseAuth(*security_->psk, local_id_, cookie_, close.code,
                                         close.reason, close.auth)) {
     // Anyone on the path can send a clear close: with a room key only an
     // authenticated one ends the attempt. Its text is kept for the timeout.
@@ -650,14 +687,29 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
     const uint64_t held = ReassemblyHeldBytes();
     if (held + cost + reserve > budget ||
         (reliable && !head &&
-         reassembler_.partial_messages() + 1 >= reassembler_.limits().max_partial_messages)) {
+         (reassembler_ ? reassembler_->partial_messages() : 0) + 1 >= kMaxPartialMessages)) {
       return !reliable;
     }
   }
-  Reassembler& reassembler = reliable ? reassembler_ : unreliable_reassembler_;
-  absl::StatusOr<std::optional<std::string>> done = reassembler.Add(
-      now, MessageKey{f.channel, f.mode, f.sequence}, FragmentHeader{f.index, f.count, f.total_size},
-      absl::string_view(f.bytes().data(), f.bytes().size()));
+  // Reliable messages are never expired: their fragments were acknowledged,
+  // so the sender will not send them again (see reassembler_).
+  std::unique_ptr<Reassembler>& reassembler = reliable ? reassembler_ : unreliable_reassembler_;
+  const FragmentHeader header{f.index, f.count, f.total_size};
+  const absl::string_view payload(f.bytes().data(), f.bytes().size());
+  std::optional<std::string> whole;  // a single-fragment message, nothing partial
+  if (reassembler == nullptr) whole = Reassembler::Whole(options_.max_message_bytes, header, payload);
+  absl::StatusOr<std::optional<std::string>> done = std::optional<std::string>();
+  if (whole) {
+    done = std::move(whole);
+  } else {
+    if (reassembler == nullptr) {
+      reassembler = std::make_unique<Reassembler>(Reassembler::Limits{
+          options_.max_message_bytes, options_.max_reassembly_bytes, kMaxPartialMessages,
+          reliable ? absl::InfiniteDuration() : options_.reassembly_timeout});
+    }
+    done = reassembler->Add(now, MessageKey{f.channel, f.mode, f.sequence}, header, payload);
+    if (reassembler->partial_messages() == 0) reassembler.reset();
+  }
   if (!done.ok()) {
     // RESOURCE_EXHAUSTED: out of reassembly space; the sender will retry.
     // INVALID_ARGUMENT: inconsistent with earlier fragments; dropped, and
@@ -812,19 +864,19 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   const bool has_identity = !accept.server_identity.empty();
   // The fingerprint of the identity the server shows (computed once: the pin
   // check, the proof's error and the kConnected event all name it).
-  const std::string presented = security_.server_pin || has_identity
+  const std::string presented = security_->server_pin || has_identity
                                     ? IdentityFingerprint(accept.server_identity)
                                     : std::string();
-  if (security_.server_pin) {
-    if (presented != *security_.server_pin || !server_encrypts) {
+  if (security_->server_pin) {
+    if (presented != *security_->server_pin || !server_encrypts) {
       *why = CloseReason::kServerIdentityMismatch;
       return absl::PermissionDeniedError(absl::StrCat(
           "server ", peer_.ToString(), " presented ", presented, ", expected ",
-          *security_.server_pin));
+          *security_->server_pin));
     }
   }
   *why = CloseReason::kEncryptionMismatch;
-  if (!security_.encrypt) {
+  if (!security_->encrypt) {
     if (server_encrypts) {
       return absl::FailedPreconditionError(
           absl::StrCat("server ", peer_.ToString(), " requires encryption"));
@@ -852,16 +904,16 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   // The server's static key, when it has one, is part of the transcript, and
   // so are our offer and its choice: tampering with either changes the keys.
   const std::string transcript = HandshakeTranscript(
-      security_.key->public_key(), accept.public_key, local_id_, accept.server_connection_id,
+      security_->key->public_key(), accept.public_key, local_id_, accept.server_connection_id,
       absl::StrCat(accept.server_identity,
                    choice == 0 ? std::string() : AeadTranscript(offer, choice)));
   *why = CloseReason::kWrongRoomKey;
-  if (security_.psk) {
+  if (security_->psk) {
     if (accept.psk_confirmation.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("server ", peer_.ToString(), " does not use a room key"));
     }
-    if (!VerifyPskConfirmation(*security_.psk, transcript, Role::kServer,
+    if (!VerifyPskConfirmation(*security_->psk, transcript, Role::kServer,
                                accept.psk_confirmation)) {
       return absl::PermissionDeniedError(absl::StrCat(
           "wrong room key: server ", peer_.ToString(), " holds a different key"));
@@ -874,13 +926,13 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   std::optional<IdentitySecret> es;
   if (has_identity) {  // Noise NK's es: our ephemeral key with its static key
     absl::StatusOr<IdentitySecret> shared =
-        IdentityExchange(Role::kClient, *security_.key, accept.server_identity);
+        IdentityExchange(Role::kClient, *security_->key, accept.server_identity);
     if (!shared.ok()) return shared.status();
     es = *std::move(shared);
   }
   absl::StatusOr<SessionKeys> keys =
-      DeriveSessionKeys(Role::kClient, *security_.key, accept.public_key, transcript,
-                        security_.psk, es ? &*es : nullptr);
+      DeriveSessionKeys(Role::kClient, *security_->key, accept.public_key, transcript,
+                        security_->psk, es ? &*es : nullptr);
   if (!keys.ok()) return keys.status();
   if (has_identity) {
     // Only the holder of the static secret could derive these keys.
@@ -920,18 +972,19 @@ bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
       proto::ParseSealedHeader(std::string_view(datagram.data(), datagram.size()));
   if (protector_ == nullptr || !header) return false;
   const uint64_t number = header->packet_number;
-  // Opened into a buffer the connection reuses; the decoded fragments
-  // borrow from it, so each payload is copied once more, into the
-  // reassembler.
+  // Opened into the thread's scratch buffer; the decoded fragments borrow
+  // from it, so each payload is copied once more, into the reassembler.
+  std::string opened;
+  Borrowed<std::string> borrow(OpenedScratch(), opened);
   if (!protector_
            ->OpenInto(number, datagram.substr(0, proto::kSealedHeaderBytes),
-                      datagram.substr(proto::kSealedHeaderBytes), &opened_)
+                      datagram.substr(proto::kSealedHeaderBytes), &opened)
            .ok()) {
     ++unauthenticated_;
     return false;
   }
   // The inner packet must repeat the authenticated header.
-  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(opened_);
+  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(opened);
   if (!packet.ok() || packet->packet_number != number || packet->connection_id != local_id_) {
     ++unauthenticated_;
     return false;
@@ -957,7 +1010,7 @@ void Connection::Encode(absl::Time now, const proto::Packet& packet,
 }
 
 uint32_t Connection::AeadOffer() const {
-  return security_.encrypt ? hooks_.aeads.value_or(LocalAeads()) : 0;
+  return security_ != nullptr && security_->encrypt ? hooks_.aeads.value_or(LocalAeads()) : 0;
 }
 
 void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
@@ -968,13 +1021,13 @@ void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
   hello.cookie = cookie_;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
   hello.max_udp_payload = AnnouncedUdpPayload();
-  if (security_.encrypt) {
-    hello.public_key = std::string(security_.key->public_key());
+  if (security_->encrypt) {
+    hello.public_key = std::string(security_->key->public_key());
     hello.aead_offer = AeadOffer();
   }
-  if (security_.psk && !cookie_.empty()) {
+  if (security_->psk && !cookie_.empty()) {
     hello.key_proof =
-        HelloKeyProof(*security_.psk, cookie_, local_id_, security_.key->public_key());
+        HelloKeyProof(*security_->psk, cookie_, local_id_, security_->key->public_key());
   }
   p.hello = std::move(hello);
   Encode(now, p, out);
@@ -1008,17 +1061,10 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     return false;
   }
   proto::Packet p;
-  // The fragment vector is reused from packet to packet: no allocation per
-  // packet for it (the fragments themselves borrow their payloads).
-  p.data.swap(fragment_scratch_);
-  struct Restore {
-    std::vector<proto::DataFragment>* scratch;
-    std::vector<proto::DataFragment>* data;
-    ~Restore() {
-      data->clear();
-      scratch->swap(*data);
-    }
-  } restore{&fragment_scratch_, &p.data};
+  // The fragment vector is the thread's, reused from packet to packet: no
+  // allocation per packet for it (the fragments themselves borrow their
+  // payloads), and none held by each connection.
+  Borrowed<std::vector<proto::DataFragment>> borrow(FragmentScratch(), p.data);
   p.connection_id = peer_id_;
   p.packet_number = next_packet_number_;
   SentPacket record;
@@ -1151,7 +1197,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
       accept_due_ = false;
       proto::Packet p;
       p.connection_id = peer_id_;
-      p.accept = accept_;
+      p.accept = *accept_;
       Encode(now, p, out);
       ++accepts_sent_;
       accept_sent_at_ = now;
@@ -1267,7 +1313,10 @@ void Connection::OnTimeout(absl::Time now) {
   }
   if (pmtud_ && now >= pmtud_->NextTimeout()) pmtud_->OnTimeout(now);  // PMTU_RAISE_TIMER
   if (now >= next_expire_) {
-    unreliable_reassembler_.Expire(now);
+    if (unreliable_reassembler_) {
+      unreliable_reassembler_->Expire(now);
+      if (unreliable_reassembler_->partial_messages() == 0) unreliable_reassembler_.reset();
+    }
     next_expire_ = now + std::max(absl::Seconds(1), options_.reassembly_timeout / 4);
   }
 }
@@ -1287,7 +1336,9 @@ absl::Time Connection::NextTimeout() const {
   t = std::min(t, acks_.AckDeadline());
   if (acks_.AckNow() || probes_due_ > 0) t = absl::InfinitePast();
   t = std::min(t, std::max(last_sent_, last_eliciting_sent_) + options_.keepalive);
-  if (unreliable_reassembler_.partial_messages() > 0) t = std::min(t, next_expire_);
+  if (unreliable_reassembler_ && unreliable_reassembler_->partial_messages() > 0) {
+    t = std::min(t, next_expire_);
+  }
   if (pmtud_) {
     t = std::min(t, pmtud_->NextTimeout());
     // A probe waits only for the window.

@@ -64,7 +64,17 @@
 // range (at most 1024). MaxPeerHeldBytes(options) is the sum, and
 // ConnectionStats::peer_held_bytes the current figure.
 //
-// Not thread-safe. Copies the endpoint's codec limits.
+// What a connection holds besides what the peer makes it hold: its object
+// and its congestion controller, a ReceiveChannel per (channel, mode) it
+// received on and a SendQueue space per one it sent on; everything else
+// (send queue entries, lost fragments, packets in flight, reassemblers,
+// event blocks) is allocated on first use and released when drained, and
+// the datagram-sized scratch buffers belong to the thread, not to each
+// connection. tests/reliable/connection_memory_test.cc measures it (about
+// 3.4 KB per idle server connection, endpoint included; docs/scale.md).
+//
+// Not thread-safe (connections driven on one thread share its scratch
+// buffers). Copies the endpoint's codec limits.
 #ifndef UDPMSG_RELIABLE_CONNECTION_H_
 #define UDPMSG_RELIABLE_CONNECTION_H_
 
@@ -72,6 +82,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -412,7 +423,7 @@ class Connection final {
   // path MTU probe's size, that size fails at once.
   void OnDatagramTooBig(absl::Time now, size_t size);
   uint64_t queued_bytes() const { return queue_.queued_bytes(); }
-  bool has_events() const { return !events_.empty(); }
+  bool has_events() const { return events_ && !events_->empty(); }
   // Messages queued, data unacknowledged, or a Close not yet sent.
   bool HasUnfinishedWork() const {
     if (close_due_) return true;
@@ -422,7 +433,7 @@ class Connection final {
   }
   // Closed and done answering stray packets: the endpoint may forget it.
   bool Finished(absl::Time now) const {
-    return state_ == State::kClosed && !close_due_ && events_.empty() && now >= drain_until_;
+    return state_ == State::kClosed && !close_due_ && !has_events() && now >= drain_until_;
   }
   absl::Time drain_until() const { return drain_until_; }
 
@@ -436,7 +447,9 @@ class Connection final {
   bool OnData(absl::Time now, const proto::DataFragment& fragment);
   // What is charged to max_reassembly_bytes now.
   uint64_t ReassemblyHeldBytes() const {
-    return reassembler_.held_bytes() + unreliable_reassembler_.held_bytes() + channel_held_bytes_;
+    return (reassembler_ ? reassembler_->held_bytes() : 0) +
+           (unreliable_reassembler_ ? unreliable_reassembler_->held_bytes() : 0) +
+           channel_held_bytes_;
   }
   void Established(absl::Time now);
   // Closes now for `why`, sending (when `send_close`) its WireCloseCode.
@@ -509,7 +522,9 @@ class Connection final {
   bool accept_due_ = false;
   int accepts_sent_ = 0;
   absl::Time accept_sent_at_ = absl::InfinitePast();
-  proto::Accept accept_;
+  // Server: the Accept, sent (again) until the client confirms; released
+  // then (it holds the handshake's keys and proofs).
+  std::unique_ptr<proto::Accept> accept_;
   // Server: the Accept or the latest repeated hello; the unconfirmed timeout
   // counts from it.
   absl::Time client_seen_;
@@ -554,9 +569,12 @@ class Connection final {
   // Reliable messages are never expired: their fragments were acknowledged,
   // so the sender will not send them again. Their memory is bounded by the
   // flow-control window and max_reassembly_bytes instead. Unreliable partial
-  // messages expire after reassembly_timeout.
-  Reassembler reassembler_;
-  Reassembler unreliable_reassembler_;
+  // messages expire after reassembly_timeout. Each is created for the first
+  // fragmented message and dropped once no message is partial (a
+  // single-fragment message never needs one): an idle connection holds
+  // neither, nor the table of partial messages a peer once filled.
+  std::unique_ptr<Reassembler> reassembler_;
+  std::unique_ptr<Reassembler> unreliable_reassembler_;
   struct SpaceKey {
     uint32_t channel;
     uint32_t mode;
@@ -583,15 +601,18 @@ class Connection final {
   CloseReason close_reason_ = CloseReason::kClosedByApplication;
   absl::Time drain_until_ = absl::InfinitePast();
 
-  Security security_;
+  // Client: its encryption settings (with the ephemeral key pair) until the
+  // handshake ends; null on a server and once established or closed.
+  std::unique_ptr<Security> security_;
   std::unique_ptr<PacketProtector> protector_;
-  std::string opened_;  // OnSealed's plaintext, reused from packet to packet
-  std::vector<proto::DataFragment> fragment_scratch_;  // SendOne's, reused (empty)
   // Client: the fingerprint of the identity the server proved, if any.
   std::string server_identity_;
   uint64_t unauthenticated_ = 0;
 
-  std::deque<Event> events_;
+  // Created by the first event and dropped when the events are taken: an
+  // idle connection holds no block of it (std::deque allocates at
+  // construction).
+  std::optional<std::deque<Event>> events_;
   uint64_t undelivered_bytes_ = 0;
   ConnectionStats stats_;
   TestHooks hooks_;

@@ -44,6 +44,18 @@ uint64_t Reassembler::PartialCost(uint64_t size, uint64_t min_fragment) {
   return size + fragments * kFragmentOverheadBytes + kPartialMessageBytes;
 }
 
+std::optional<std::string> Reassembler::Whole(uint64_t max_message_bytes,
+                                              const FragmentHeader& header,
+                                              absl::string_view payload) {
+  // Add's checks for a single fragment: within the size limit, a valid
+  // layout (index 0 of 1), and the payload it announces.
+  if (header.count != 1 || header.index != 0 || header.total_size > max_message_bytes ||
+      payload.size() != header.total_size) {
+    return std::nullopt;
+  }
+  return std::string(payload);
+}
+
 absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                              const MessageKey& key,
                                                              const FragmentHeader& header,

@@ -119,6 +119,15 @@ class Reassembler final {
                                                  const FragmentHeader& header,
                                                  absl::string_view payload);
 
+  // What Add returns for a fragment of a message no fragment of which is
+  // buffered, when the fragment is the whole message (header.count == 1):
+  // the same checks, without a Reassembler (a connection creates one only
+  // for a fragmented message). nullopt when it is not a whole message (or
+  // is malformed): Add must decide.
+  static std::optional<std::string> Whole(uint64_t max_message_bytes,
+                                          const FragmentHeader& header,
+                                          absl::string_view payload);
+
   // Drops partial messages whose first fragment arrived before now - timeout.
   // Returns how many were dropped.
   size_t Expire(absl::Time now);
