@@ -1,6 +1,7 @@
-// udpmsg bench rate|latency|bulk|fairness: the flags into the configs of the
-// bench/ measurements (bench/rate.h, bench/latency.h, bench/bulk.h,
-// bench/fairness.h), which run and print the tables.
+// udpmsg bench rate|latency|bulk|fairness|connections: the flags into the
+// configs of the bench/ measurements (bench/rate.h, bench/latency.h,
+// bench/bulk.h, bench/fairness.h, bench/connections.h), which run and print
+// the tables.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -11,7 +12,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "apps/chat/rules.h"
 #include "bench/bulk.h"
+#include "bench/connections.h"
 #include "bench/fairness.h"
 #include "bench/latency.h"
 #include "bench/rate.h"
@@ -27,6 +30,30 @@
 ABSL_FLAG(std::string, bench_flows, "udpmsg,udpmsg,tcp-cubic",
           "bench fairness: the flows to run at once, one transport each (repeats allowed: "
           "udpmsg, udpmsg-newreno, udpmsg-bbr, tcp, tcp-<cc>, enet)");
+
+// bench connections' flags (only it reads them, so they live here).
+ABSL_FLAG(int, bench_connections, 1000, "bench connections: chat members to connect");
+ABSL_FLAG(int, bench_threads, 2, "bench connections: client threads");
+ABSL_FLAG(int, bench_per_socket, 8,
+          "bench connections: connections per client socket (each socket on its own 127.X.Y.Z)");
+ABSL_FLAG(int, bench_connect_window, 64,
+          "bench connections: connection attempts in flight at most (the server keeps 64 "
+          "unconfirmed handshakes)");
+ABSL_FLAG(std::string, bench_idle, "10s", "bench connections: how long the members idle");
+ABSL_FLAG(std::string, bench_load, "10s", "bench connections: how long the members send lines");
+ABSL_FLAG(double, bench_line_rate, 10,
+          "bench connections: lines per second into the room, in total (each member receives "
+          "every line)");
+ABSL_FLAG(std::string, bench_settle_timeout, "300s",
+          "bench connections: longest wait for every join line to reach every member");
+ABSL_FLAG(std::string, bench_server, "",
+          "bench connections: an external chat server's HOST:PORT (default: spawn `udpmsg chat "
+          "serve`); needs --bench_server_pid");
+ABSL_FLAG(int, bench_server_pid, 0,
+          "bench connections: the external server's pid on this machine (its /proc figures)");
+ABSL_FLAG(int, bench_server_threads, 0,
+          "bench connections: --threads for the spawned server (0: its default; needs a chat "
+          "serve with --threads)");
 
 namespace udpmsg::cli {
 namespace {
@@ -367,12 +394,116 @@ absl::StatusOr<bench::FairnessConfig> FairnessFromFlags(const Args& args,
   return c;
 }
 
+absl::StatusOr<absl::Duration> BenchDuration(const char* name, const std::string& value) {
+  absl::Duration d;
+  if (!absl::ParseDuration(value, &d) || d < absl::ZeroDuration() || d > absl::Hours(24)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", name, " \"", value, "\" is not a duration from 0 to 24h (e.g. 10s)"));
+  }
+  return d;
+}
+
+// --format json is bench connections' own (a flat object of its figures).
+absl::StatusOr<bench::ConnectionsConfig> ConnectionsFromFlags(const Args& args) {
+  if (!args.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("bench connections takes no positional arguments (got \"", args[0], "\")"));
+  }
+  bench::ConnectionsConfig c;
+  if (absl::GetFlag(FLAGS_format) == "json") {
+    c.json = true;
+  } else {
+    absl::StatusOr<bench::TableFormat> format =
+        bench::ParseTableFormat(absl::GetFlag(FLAGS_format));
+    if (!format.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(format.status().message(), " (bench connections also takes json)"));
+    }
+    c.format = *format;
+  }
+  c.connections = absl::GetFlag(FLAGS_bench_connections);
+  c.threads = absl::GetFlag(FLAGS_bench_threads);
+  c.per_socket = absl::GetFlag(FLAGS_bench_per_socket);
+  c.connect_window = absl::GetFlag(FLAGS_bench_connect_window);
+  c.line_rate = absl::GetFlag(FLAGS_bench_line_rate);
+  absl::StatusOr<absl::Duration> idle = BenchDuration("bench_idle", absl::GetFlag(FLAGS_bench_idle));
+  if (!idle.ok()) return idle.status();
+  c.idle = *idle;
+  absl::StatusOr<absl::Duration> load = BenchDuration("bench_load", absl::GetFlag(FLAGS_bench_load));
+  if (!load.ok()) return load.status();
+  c.load = *load;
+  absl::StatusOr<absl::Duration> settle =
+      BenchDuration("bench_settle_timeout", absl::GetFlag(FLAGS_bench_settle_timeout));
+  if (!settle.ok()) return settle.status();
+  c.settle_timeout = *settle;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_timeout), &c.timeout) ||
+      c.timeout <= absl::ZeroDuration() || c.timeout > absl::Hours(24)) {
+    return absl::InvalidArgumentError(absl::StrCat("--timeout \"", absl::GetFlag(FLAGS_timeout),
+                                                   "\" is not a positive duration (e.g. 10s)"));
+  }
+  const std::string server = absl::GetFlag(FLAGS_bench_server);
+  c.server_pid = absl::GetFlag(FLAGS_bench_server_pid);
+  const int server_threads = absl::GetFlag(FLAGS_bench_server_threads);
+  if (!server.empty()) {
+    if (c.server_pid <= 0) {
+      return absl::InvalidArgumentError(
+          "--bench_server needs --bench_server_pid PID (the server's /proc figures)");
+    }
+    if (server_threads != 0) {
+      return absl::InvalidArgumentError(
+          "--bench_server_threads is for the spawned server; start the external one with "
+          "--threads");
+    }
+    absl::StatusOr<std::vector<SocketAddress>> peers =
+        ResolveHostPort(server, AddressFamily::kIpv4);
+    if (!peers.ok()) return peers.status();
+    c.server = peers->front();
+    c.external = true;
+    if (absl::Status s = bench::ValidateConnectionsConfig(c); !s.ok()) return s;
+    return c;
+  }
+  if (c.server_pid != 0) {
+    return absl::InvalidArgumentError("--bench_server_pid needs --bench_server HOST:PORT");
+  }
+  if (absl::Status s = bench::ValidateConnectionsConfig(c); !s.ok()) return s;
+  // The spawned server is this binary: its limits and flags are ours.
+  if (c.connections > static_cast<int>(chat::kMaxMembersLimit)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--bench_connections ", c.connections, ": this build's chat serve takes --max_members ",
+        "up to ", chat::kMaxMembersLimit));
+  }
+  if (server_threads < 0 || server_threads > 1024) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--bench_server_threads ", server_threads, " is out of range (0 to 1024)"));
+  }
+  if (server_threads > 0) {
+    if (absl::FindCommandLineFlag("threads") == nullptr) {
+      return absl::InvalidArgumentError(
+          "--bench_server_threads: this build's chat serve has no --threads");
+    }
+    c.server_args.push_back(absl::StrCat("--threads=", server_threads));
+  }
+  return c;
+}
+
 }  // namespace
 
 int RunBench(const Args& args) {
+  if (!args.empty() && args[0] == "connections") {
+    absl::StatusOr<bench::ConnectionsConfig> c =
+        ConnectionsFromFlags(Args(args.begin() + 1, args.end()));
+    if (!c.ok()) {
+      if (absl::IsInvalidArgument(c.status())) return UsageError("bench", c.status().message());
+      return Fail(c.status());
+    }
+    if (absl::Status s = bench::RunConnections(*c); !s.ok()) return Fail(s);
+    return kExitOk;
+  }
   absl::StatusOr<bench::TableFormat> format = bench::ParseTableFormat(absl::GetFlag(FLAGS_format));
   if (!format.ok()) return UsageError("bench", format.status().message());
-  if (args.empty()) return UsageError("bench", "expects rate, latency, bulk or fairness");
+  if (args.empty()) {
+    return UsageError("bench", "expects rate, latency, bulk, fairness or connections");
+  }
   const Args rest(args.begin() + 1, args.end());
   absl::Status s;
   if (args[0] == "rate") {
@@ -389,7 +520,7 @@ int RunBench(const Args& args) {
     s = c.ok() ? bench::RunFairness(*c) : c.status();
   } else {
     return UsageError("bench", absl::StrCat("unknown kind \"", args[0],
-                                            "\": rate, latency, bulk or fairness"));
+                                            "\": rate, latency, bulk, fairness or connections"));
   }
   if (!s.ok()) return Fail(s);
   return kExitOk;
