@@ -302,7 +302,8 @@ std::unique_ptr<Connection> Connection::Client(absl::Time now, ConnectionId loca
       new Connection(now, true, local_id, peer, options, codec, hooks));
   if (security.psk || security.server_pin) security.encrypt = true;
   if (security.encrypt && !security.key) security.key = KeyPair::Generate();
-  c->security_ = std::make_unique<Security>(std::move(security));
+  c->handshake_ = std::make_unique<ClientHandshake>();
+  c->handshake_->security = std::move(security);
   return c;
 }
 
@@ -354,7 +355,7 @@ void Connection::Emit(Event event) {
   if (event.type == Event::Type::kMessage) {
     undelivered_bytes_ += event.message.size() + kEventOverheadBytes;
   }
-  if (!events_) events_.emplace();
+  if (!events_) events_ = std::make_unique<std::deque<Event>>();
   events_->push_back(std::move(event));
 }
 
@@ -367,14 +368,14 @@ void Connection::TakeEvents(std::vector<Event>* out) {
 
 void Connection::Established(absl::Time now) {
   state_ = State::kEstablished;
-  // The handshake's state is not needed any more.
-  accept_.reset();
-  security_.reset();
   last_progress_ = now;
   Event e;
   e.type = Event::Type::kConnected;
-  e.server_identity = server_identity_;
+  if (handshake_) e.server_identity = std::move(handshake_->server_identity);
   Emit(std::move(e));
+  // The handshake's state is not needed any more.
+  accept_.reset();
+  handshake_.reset();
 }
 
 void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
@@ -388,7 +389,7 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   }
   state_ = State::kClosed;
   accept_.reset();
-  security_.reset();
+  handshake_.reset();
   // Linger to answer the peer's packets with our Close, in case it was lost:
   // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive.
   drain_until_ = now + std::max(3 * rtt_.Pto(true), options_.keepalive + 2 * rtt_.Pto(true));
@@ -408,18 +409,21 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
 
 void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
                              bool unambiguous, absl::Duration sample) {
-  if (security_->psk && !challenge.key_proof.empty()) {
-    if (!VerifyChallengeKeyProof(*security_->psk, challenge.cookie, local_id_,
+  if (handshake_->security.psk && !challenge.key_proof.empty()) {
+    if (!VerifyChallengeKeyProof(*handshake_->security.psk, challenge.cookie, local_id_,
                                  challenge.key_proof)) {
       // The server holds another key, or someone forged this challenge: a
       // right one within the grace wins (OnTimeout decides).
       ++stats_.unauthenticated_handshake;
-      if (!key_confirmed_) wrong_key_since_ = std::min(wrong_key_since_, now);
+      if (!handshake_->key_confirmed) {
+        handshake_->wrong_key_since = std::min(handshake_->wrong_key_since, now);
+      }
       return;
     }
-    key_confirmed_ = true;
-    wrong_key_since_ = absl::InfiniteFuture();
-  } else if (!security_->psk && security_->encrypt && !challenge.key_proof.empty()) {
+    handshake_->key_confirmed = true;
+    handshake_->wrong_key_since = absl::InfiniteFuture();
+  } else if (!handshake_->security.psk && handshake_->security.encrypt &&
+             !challenge.key_proof.empty()) {
     // Nothing authenticates a keyless client's handshake anyway.
     CloseNow(now, CloseReason::kWrongRoomKey,
              absl::StrCat("server ", peer_.ToString(), " requires a room key (--key-file)"),
@@ -429,19 +433,20 @@ void Connection::OnChallenge(absl::Time now, const proto::Challenge& challenge,
   // Without a proof the server has no room key, or is an older version: the
   // Accept's PskConfirmation decides (StartProtection).
   if (unambiguous) rtt_.OnSample(sample, absl::ZeroDuration(), false);
-  cookie_ = challenge.cookie;
-  next_hello_ = now;  // answer at once
-  hello_count_ = 0;
+  handshake_->cookie = challenge.cookie;
+  handshake_->next_hello = now;  // answer at once
+  handshake_->hello_count = 0;
 }
 
 void Connection::OnHandshakeClose(absl::Time now, const proto::Close& close) {
-  if (security_->psk && !VerifyCloseAuth(*security_->psk, local_id_, cookie_, close.code,
-                                        close.reason, close.auth)) {
+  const Security& security = handshake_->security;
+  if (security.psk && !VerifyCloseAuth(*security.psk, local_id_, handshake_->cookie, close.code,
+                                       close.reason, close.auth)) {
     // Anyone on the path can send a clear close: with a room key only an
     // authenticated one ends the attempt. Its text is kept for the timeout.
     ++stats_.unauthenticated_handshake;
-    if (unauthenticated_close_.empty()) {
-      unauthenticated_close_ = close.reason.empty() ? "(no reason)" : close.reason;
+    if (handshake_->unauthenticated_close.empty()) {
+      handshake_->unauthenticated_close = close.reason.empty() ? "(no reason)" : close.reason;
     }
     return;
   }
@@ -454,10 +459,10 @@ absl::Duration Connection::UnconfirmedTimeout() const {
 }
 
 absl::Time Connection::WrongKeyDeadline() const {
-  if (wrong_key_since_ == absl::InfiniteFuture()) return absl::InfiniteFuture();
+  if (handshake_->wrong_key_since == absl::InfiniteFuture()) return absl::InfiniteFuture();
   const absl::Duration grace =
       std::min(options_.handshake_timeout, std::max(absl::Seconds(1), 3 * options_.initial_rtt));
-  return wrong_key_since_ + grace;
+  return handshake_->wrong_key_since + grace;
 }
 
 void Connection::OnRepeatedHello(absl::Time now) {
@@ -481,8 +486,8 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
     // An answer to the only hello sent so far is an unambiguous RTT sample
     // (RFC 9002 takes samples from handshake packets too); it sizes the
     // probe timeout long before data flows.
-    const bool unambiguous = hello_count_ == 1;
-    const absl::Duration sample = now - last_hello_sent_;
+    const bool unambiguous = handshake_->hello_count == 1;
+    const absl::Duration sample = now - handshake_->last_hello_sent;
     if (packet.challenge && packet.challenge->client_connection_id == local_id_) {
       OnChallenge(now, *packet.challenge, unambiguous, sample);
       return;
@@ -697,7 +702,9 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   const FragmentHeader header{f.index, f.count, f.total_size};
   const absl::string_view payload(f.bytes().data(), f.bytes().size());
   std::optional<std::string> whole;  // a single-fragment message, nothing partial
-  if (reassembler == nullptr) whole = Reassembler::Whole(options_.max_message_bytes, header, payload);
+  if (reassembler == nullptr) {
+    whole = Reassembler::Whole(options_.max_message_bytes, header, payload);
+  }
   absl::StatusOr<std::optional<std::string>> done = std::optional<std::string>();
   if (whole) {
     done = std::move(whole);
@@ -864,19 +871,19 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   const bool has_identity = !accept.server_identity.empty();
   // The fingerprint of the identity the server shows (computed once: the pin
   // check, the proof's error and the kConnected event all name it).
-  const std::string presented = security_->server_pin || has_identity
+  const std::string presented = handshake_->security.server_pin || has_identity
                                     ? IdentityFingerprint(accept.server_identity)
                                     : std::string();
-  if (security_->server_pin) {
-    if (presented != *security_->server_pin || !server_encrypts) {
+  if (handshake_->security.server_pin) {
+    if (presented != *handshake_->security.server_pin || !server_encrypts) {
       *why = CloseReason::kServerIdentityMismatch;
       return absl::PermissionDeniedError(absl::StrCat(
           "server ", peer_.ToString(), " presented ", presented, ", expected ",
-          *security_->server_pin));
+          *handshake_->security.server_pin));
     }
   }
   *why = CloseReason::kEncryptionMismatch;
-  if (!security_->encrypt) {
+  if (!handshake_->security.encrypt) {
     if (server_encrypts) {
       return absl::FailedPreconditionError(
           absl::StrCat("server ", peer_.ToString(), " requires encryption"));
@@ -904,16 +911,17 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   // The server's static key, when it has one, is part of the transcript, and
   // so are our offer and its choice: tampering with either changes the keys.
   const std::string transcript = HandshakeTranscript(
-      security_->key->public_key(), accept.public_key, local_id_, accept.server_connection_id,
+      handshake_->security.key->public_key(), accept.public_key, local_id_,
+      accept.server_connection_id,
       absl::StrCat(accept.server_identity,
                    choice == 0 ? std::string() : AeadTranscript(offer, choice)));
   *why = CloseReason::kWrongRoomKey;
-  if (security_->psk) {
+  if (handshake_->security.psk) {
     if (accept.psk_confirmation.empty()) {
       return absl::FailedPreconditionError(
           absl::StrCat("server ", peer_.ToString(), " does not use a room key"));
     }
-    if (!VerifyPskConfirmation(*security_->psk, transcript, Role::kServer,
+    if (!VerifyPskConfirmation(*handshake_->security.psk, transcript, Role::kServer,
                                accept.psk_confirmation)) {
       return absl::PermissionDeniedError(absl::StrCat(
           "wrong room key: server ", peer_.ToString(), " holds a different key"));
@@ -926,13 +934,13 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   std::optional<IdentitySecret> es;
   if (has_identity) {  // Noise NK's es: our ephemeral key with its static key
     absl::StatusOr<IdentitySecret> shared =
-        IdentityExchange(Role::kClient, *security_->key, accept.server_identity);
+        IdentityExchange(Role::kClient, *handshake_->security.key, accept.server_identity);
     if (!shared.ok()) return shared.status();
     es = *std::move(shared);
   }
   absl::StatusOr<SessionKeys> keys =
-      DeriveSessionKeys(Role::kClient, *security_->key, accept.public_key, transcript,
-                        security_->psk, es ? &*es : nullptr);
+      DeriveSessionKeys(Role::kClient, *handshake_->security.key, accept.public_key, transcript,
+                        handshake_->security.psk, es ? &*es : nullptr);
   if (!keys.ok()) return keys.status();
   if (has_identity) {
     // Only the holder of the static secret could derive these keys.
@@ -943,7 +951,7 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
           "server ", peer_.ToString(), " presented ", presented,
           " but could not prove it holds that identity's secret key"));
     }
-    server_identity_ = presented;
+    handshake_->server_identity = presented;
   }
   protector_ = std::make_unique<PacketProtector>(*keys, aead);
   return absl::OkStatus();
@@ -1010,33 +1018,36 @@ void Connection::Encode(absl::Time now, const proto::Packet& packet,
 }
 
 uint32_t Connection::AeadOffer() const {
-  return security_ != nullptr && security_->encrypt ? hooks_.aeads.value_or(LocalAeads()) : 0;
+  return handshake_ != nullptr && handshake_->security.encrypt
+             ? hooks_.aeads.value_or(LocalAeads())
+             : 0;
 }
 
 void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
-  if (now < next_hello_) return;
+  if (now < handshake_->next_hello) return;
   proto::Packet p;
   proto::Hello hello;
   hello.client_connection_id = local_id_;
-  hello.cookie = cookie_;
+  hello.cookie = handshake_->cookie;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
   hello.max_udp_payload = AnnouncedUdpPayload();
-  if (security_->encrypt) {
-    hello.public_key = std::string(security_->key->public_key());
+  if (handshake_->security.encrypt) {
+    hello.public_key = std::string(handshake_->security.key->public_key());
     hello.aead_offer = AeadOffer();
   }
-  if (security_->psk && !cookie_.empty()) {
+  if (handshake_->security.psk && !handshake_->cookie.empty()) {
     hello.key_proof =
-        HelloKeyProof(*security_->psk, cookie_, local_id_, security_->key->public_key());
+        HelloKeyProof(*handshake_->security.psk, handshake_->cookie, local_id_,
+                      handshake_->security.key->public_key());
   }
   p.hello = std::move(hello);
   Encode(now, p, out);
-  last_hello_sent_ = now;
+  handshake_->last_hello_sent = now;
   // Retry with exponential backoff from the initial RTT, capped at 1 s so a
   // lossy path gets many tries within the handshake timeout.
-  const int shift = std::min(hello_count_, 6);
-  next_hello_ = now + std::min(options_.initial_rtt * (1 << shift), absl::Seconds(1));
-  ++hello_count_;
+  const int shift = std::min(handshake_->hello_count, 6);
+  handshake_->next_hello = now + std::min(options_.initial_rtt * (1 << shift), absl::Seconds(1));
+  ++handshake_->hello_count;
 }
 
 bool Connection::DataSendable() {
@@ -1265,9 +1276,9 @@ void Connection::OnTimeout(absl::Time now) {
     } else if (now - started_ >= options_.handshake_timeout) {
       std::string reason = absl::StrCat("handshake with ", peer_.ToString(), " timed out after ",
                                         absl::FormatDuration(options_.handshake_timeout));
-      if (!unauthenticated_close_.empty()) {
+      if (!handshake_->unauthenticated_close.empty()) {
         absl::StrAppend(&reason, " (ignored an unauthenticated close: \"",
-                        unauthenticated_close_, "\")");
+                        handshake_->unauthenticated_close, "\")");
       }
       CloseNow(now, CloseReason::kHandshakeTimeout, std::move(reason), false, false);
     }
@@ -1325,7 +1336,8 @@ absl::Time Connection::NextTimeout() const {
   if (close_due_) return absl::InfinitePast();
   if (state_ == State::kClosed) return absl::InfiniteFuture();
   if (client_ && state_ == State::kConnecting) {
-    return std::min({next_hello_, started_ + options_.handshake_timeout, WrongKeyDeadline()});
+    return std::min(
+        {handshake_->next_hello, started_ + options_.handshake_timeout, WrongKeyDeadline()});
   }
   if (state_ == State::kAccepted) {
     return accept_due_ ? absl::InfinitePast() : client_seen_ + UnconfirmedTimeout();

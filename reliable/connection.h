@@ -71,7 +71,7 @@
 // event blocks) is allocated on first use and released when drained, and
 // the datagram-sized scratch buffers belong to the thread, not to each
 // connection. tests/reliable/connection_memory_test.cc measures it (about
-// 3.4 KB per idle server connection, endpoint included; docs/scale.md).
+// 3.2 KB per idle server connection, endpoint included; docs/scale.md).
 //
 // Not thread-safe (connections driven on one thread share its scratch
 // buffers). Copies the endpoint's codec limits.
@@ -515,10 +515,24 @@ class Connection final {
 
   // Handshake.
   absl::Time started_;
-  std::string cookie_;
-  int hello_count_ = 0;
-  absl::Time next_hello_ = absl::InfinitePast();
-  absl::Time last_hello_sent_ = absl::InfinitePast();
+  // Client: what only the handshake needs, from Client() until established
+  // or closed (then released: it holds the ephemeral key pair).
+  struct ClientHandshake {
+    Security security;
+    std::string cookie;
+    int hello_count = 0;
+    absl::Time next_hello = absl::InfinitePast();
+    absl::Time last_hello_sent = absl::InfinitePast();
+    // With a room key: the first Challenge whose key proof failed (no right
+    // one seen since), and the text of the first unauthenticated Close.
+    absl::Time wrong_key_since = absl::InfiniteFuture();
+    bool key_confirmed = false;
+    std::string unauthenticated_close;
+    // The fingerprint of the identity the server proved, if any (for the
+    // kConnected event).
+    std::string server_identity;
+  };
+  std::unique_ptr<ClientHandshake> handshake_;
   bool accept_due_ = false;
   int accepts_sent_ = 0;
   absl::Time accept_sent_at_ = absl::InfinitePast();
@@ -528,11 +542,6 @@ class Connection final {
   // Server: the Accept or the latest repeated hello; the unconfirmed timeout
   // counts from it.
   absl::Time client_seen_;
-  // Client with a room key: the first Challenge whose key proof failed (no
-  // right one seen since), and the text of the first unauthenticated Close.
-  absl::Time wrong_key_since_ = absl::InfiniteFuture();
-  bool key_confirmed_ = false;
-  std::string unauthenticated_close_;
 
   // Sender.
   uint64_t next_packet_number_;
@@ -601,18 +610,13 @@ class Connection final {
   CloseReason close_reason_ = CloseReason::kClosedByApplication;
   absl::Time drain_until_ = absl::InfinitePast();
 
-  // Client: its encryption settings (with the ephemeral key pair) until the
-  // handshake ends; null on a server and once established or closed.
-  std::unique_ptr<Security> security_;
   std::unique_ptr<PacketProtector> protector_;
-  // Client: the fingerprint of the identity the server proved, if any.
-  std::string server_identity_;
   uint64_t unauthenticated_ = 0;
 
   // Created by the first event and dropped when the events are taken: an
   // idle connection holds no block of it (std::deque allocates at
   // construction).
-  std::optional<std::deque<Event>> events_;
+  std::unique_ptr<std::deque<Event>> events_;
   uint64_t undelivered_bytes_ = 0;
   ConnectionStats stats_;
   TestHooks hooks_;
