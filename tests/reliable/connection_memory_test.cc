@@ -15,10 +15,10 @@
 //   ./bazelw test //tests/reliable:connection_memory_test --test_output=all
 //   UDPMSG_MEMORY_CONNECTIONS=10000 (default 2000) sets K.
 // Where the bytes go, by allocation site: stop the run at a phase (idle,
-// in_flight, after_message, after_both_ways) and read what is live as
+// in_flight, after_message, after_both_ways, keepalives) and read what is live as
 // heaptrack's leaks:
-//   UDPMSG_MEMORY_EXIT_AT=idle heaptrack \
-//     bazel-bin/tests/reliable/connection_memory_test --gtest_filter='*Plain*'
+//   UDPMSG_MEMORY_EXIT_AT=idle heaptrack
+//       bazel-bin/tests/reliable/connection_memory_test --gtest_filter='*Plain*'
 //   heaptrack_print -f heaptrack.*.zst -l 1 -p 0 -a 0 -T 0 -n 30
 #include <malloc.h>
 
@@ -324,6 +324,7 @@ struct Figures {
   double in_flight = 0;             // ... with one 100-byte message unacknowledged
   double after_message = 0;         // ... once it was acknowledged
   double after_both_ways = 0;       // ... and one 100-byte message received
+  double keepalives = 0;            // ... then 12 s idle (keepalives both ways)
   double client_idle = 0;           // client endpoint, per connection, idle
   double idle_blocks = 0;           // heap blocks per idle server connection
 };
@@ -397,6 +398,10 @@ Figures Measure(bool encrypt, size_t k) {
   net.RunFor(absl::Seconds(1));
   f.after_both_ways = (Live(kServer) - base) / n;
   MaybeExitAt("after_both_ways");
+  net.RunFor(absl::Seconds(12));
+  EXPECT_EQ(net.closed(), 0u);
+  f.keepalives = (Live(kServer) - base) / n;
+  MaybeExitAt("keepalives");
   EXPECT_EQ(net.closed(), 0u);
 
   std::printf("%s",
@@ -408,6 +413,7 @@ Figures Measure(bool encrypt, size_t k) {
                   Row("one 100-byte reliable message in flight (unacked)", f.in_flight),
                   Row("idle after it was acknowledged", f.after_message),
                   Row("idle after one 100-byte message each way", f.after_both_ways),
+                  Row("... then 12 s of keepalives", f.keepalives),
                   Row("client endpoint, idle established", f.client_idle),
                   absl::StrFormat("  %-58s %8.1f\n", "heap blocks per idle server connection",
                                   f.idle_blocks))
@@ -419,16 +425,17 @@ Figures Measure(bool encrypt, size_t k) {
 // Upper bounds of the server's heap per connection (the endpoint's tables
 // and the Connection object included), from the figures this test printed
 // when they were set (docs/scale.md) plus ~30%: a change that doubles one
-// fails. Measured then (K=2000): plain 3437 idle / 3847 in flight / 3325
-// after a message each way; encrypted 4759 / 5169 / 4648 (before the
-// memory work of issue 17: 5085 / 5591 / 5069 and 26413 / 26919 / 26398).
+// fails. Measured then (K=2000): plain 3197 idle / 3607 in flight / 3085
+// after a message each way / 3207 after 12 s of keepalives; encrypted
+// 4519 / 4929 / 4408 / 4529 (before the memory work of issue 17: plain
+// 5085 / 5591 / 5069, encrypted 26413 / 26919 / 26398).
 struct Bounds {
   double idle;
   double in_flight;
   double after_both_ways;
 };
-constexpr Bounds kPlain{4500, 5000, 4500};
-constexpr Bounds kEncrypted{6200, 6700, 6200};
+constexpr Bounds kPlain{4200, 4700, 4200};
+constexpr Bounds kEncrypted{5900, 6400, 5900};
 
 void Check(const Figures& f, const Bounds& b) {
   EXPECT_LE(f.idle, b.idle) << "server heap per idle connection grew";
@@ -437,6 +444,7 @@ void Check(const Figures& f, const Bounds& b) {
   EXPECT_LE(f.after_message, b.idle) << "an acknowledged message left memory behind";
   EXPECT_LE(f.after_both_ways, b.after_both_ways)
       << "server heap per connection after a message each way grew";
+  EXPECT_LE(f.keepalives, b.idle) << "keepalives left memory behind";
   // The client side holds what the server does, give or take the handshake.
   EXPECT_LE(f.client_idle, b.idle) << "client heap per idle connection grew";
 }
@@ -477,6 +485,38 @@ TEST(ConnectionMemoryTest, Breakdown) {
       UpFront([] { return std::make_unique<ReceiveChannel>(DeliveryMode::kReliableOrdered, 4096); });
   const int64_t new_reno = UpFront([] { return std::make_unique<NewReno>(1200); });
   const int64_t bbr = UpFront([] { return std::make_unique<Bbr>(1200); });
+  // What traffic leaves behind: packets not acknowledged yet (an idle
+  // connection's acks, which nothing acknowledges until its next ping is),
+  // the received ranges, a sequence space used to send.
+  auto unacked = [&](int n) {
+    return UpFront([&] {
+      SentPackets sent;
+      for (int i = 1; i <= n; ++i) {
+        SentPacket p;
+        p.number = static_cast<uint64_t>(i);
+        p.sent_time = now;
+        p.bytes = 40;
+        sent.OnSent(std::move(p));
+      }
+      return sent;
+    });
+  };
+  const int64_t unacked_1 = unacked(1);
+  const int64_t unacked_2 = unacked(2);
+  const int64_t unacked_4 = unacked(4);
+  const int64_t one_range = UpFront([&] {
+    AckTracker acks;
+    acks.OnPacket(now, 1, true);
+    return acks;
+  });
+  const int64_t one_space = UpFront([&] {
+    SendQueue queue(SendQueue::Limits{});
+    (void)queue.Enqueue(1, DeliveryMode::kReliableOrdered, "");
+    (void)queue.Next();
+    std::vector<MessageReceipt> receipts;
+    queue.OnAcked(FragmentId{0, 0}, &receipts);
+    return queue;
+  });
   std::printf(
       "%s",
       absl::StrCat(
@@ -509,7 +549,14 @@ TEST(ConnectionMemoryTest, Breakdown) {
           absl::StrFormat("  %-28s %6d\n", "ConnectionStats", sizeof(ConnectionStats)),
           absl::StrFormat("  %-28s %6d\n", "TestHooks", sizeof(TestHooks)),
           absl::StrFormat("  %-28s %6d\n", "udp::SocketAddress", sizeof(udp::SocketAddress)),
-          absl::StrFormat("  %-28s %6d\n", "Event", sizeof(Event)))
+          absl::StrFormat("  %-28s %6d\n", "Event", sizeof(Event)),
+          "heap held after traffic:\n",
+          absl::StrFormat("  %-44s %6d / %d / %d\n",
+                          "SentPackets: 1 / 2 / 4 packets unacknowledged", unacked_1, unacked_2,
+                          unacked_4),
+          absl::StrFormat("  %-44s %6d\n", "AckTracker: one range received", one_range),
+          absl::StrFormat("  %-44s %6d\n", "SendQueue: one space used, all acknowledged",
+                          one_space))
           .c_str());
   std::fflush(stdout);
   // Allocated on first use: a new server connection holds its own object,
