@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "apps/chat/local_room.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/text.h"
 
@@ -16,38 +17,39 @@ std::string Serialize(const ServerMessage& m) {
   return s;
 }
 
-Line MakeLine(Line::Kind kind, const std::string& from, const std::string& text) {
-  Line line;
-  line.set_kind(kind);
-  line.set_from(from);
-  line.set_text(text);
-  return line;
+RoomLimits LimitsOf(const ServerOptions& o) {
+  RoomLimits limits;
+  limits.max_members = o.max_members;
+  limits.max_members_per_address = o.max_members_per_address;
+  limits.announce_limit = o.announce_limit;
+  return limits;
 }
 
 }  // namespace
 
+// The bytes may be shared with other shards (a room's line); the charge to
+// this core's held count is this core's own.
 class ServerCore::SharedMessage {
  public:
-  SharedMessage(std::string bytes, uint64_t* held) : bytes_(std::move(bytes)), held_(held) {
-    *held_ += bytes_.size();
+  SharedMessage(std::shared_ptr<const std::string> bytes, uint64_t* held)
+      : bytes_(std::move(bytes)), held_(held) {
+    *held_ += bytes_->size();
   }
-  ~SharedMessage() { *held_ -= bytes_.size(); }
+  ~SharedMessage() { *held_ -= bytes_->size(); }
   SharedMessage(const SharedMessage&) = delete;
   SharedMessage& operator=(const SharedMessage&) = delete;
-  const std::string& bytes() const { return bytes_; }
+  const std::string& bytes() const { return *bytes_; }
 
  private:
-  const std::string bytes_;
+  const std::shared_ptr<const std::string> bytes_;
   uint64_t* held_;
 };
 
-ServerCore::MemberState::MemberState(PeerId id, uint64_t joined, std::string nick,
-                                     std::string address_key, const ServerOptions& o,
-                                     absl::Time now)
+ServerCore::MemberState::MemberState(PeerId id, MemberId joined, uint64_t start,
+                                     const ServerOptions& o, absl::Time now)
     : id(id),
       joined(joined),
-      nick(std::move(nick)),
-      address_key(std::move(address_key)),
+      start(start),
       lines(o.line_rate, static_cast<double>(o.line_burst), now),
       bytes(static_cast<double>(o.byte_rate), static_cast<double>(o.byte_burst), now),
       refusals(o.line_rate, static_cast<double>(o.flood_tolerance), now) {}
@@ -102,26 +104,30 @@ absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(
     const ServerOptions& options, std::unique_ptr<Sequencer> sequencer) {
   if (absl::Status s = options.Validate(); !s.ok()) return s;
   if (sequencer == nullptr) return absl::InvalidArgumentError("a ServerCore needs a Sequencer");
-  return std::unique_ptr<ServerCore>(new ServerCore(options, std::move(sequencer)));
+  auto room = std::make_shared<LocalRoom>(LimitsOf(options), std::move(sequencer));
+  const int shard = room->AddShard(nullptr);
+  return std::unique_ptr<ServerCore>(new ServerCore(options, std::move(room), shard));
 }
 
-ServerCore::ServerCore(const ServerOptions& options, std::unique_ptr<Sequencer> sequencer)
-    : options_(options), sequencer_(std::move(sequencer)) {}
+absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerOptions& options,
+                                                               std::shared_ptr<Room> room,
+                                                               int shard) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (room == nullptr) return absl::InvalidArgumentError("a ServerCore shard needs a Room");
+  if (shard < 0) return absl::InvalidArgumentError("a shard index is not negative");
+  return std::unique_ptr<ServerCore>(new ServerCore(options, std::move(room), shard));
+}
+
+ServerCore::ServerCore(const ServerOptions& options, std::shared_ptr<Room> room, int shard)
+    : options_(options), room_(std::move(room)), shard_(shard), read_(room_->last_index()) {}
 
 std::vector<ServerAction> ServerCore::TakeActions() { return std::exchange(actions_, {}); }
 
 std::vector<std::string> ServerCore::Members() const {
   std::vector<std::string> nicks;
   nicks.reserve(order_.size());
-  for (const auto& [joined, m] : order_) nicks.push_back(m->nick);
+  for (const auto& [joined, m] : order_) nicks.push_back(room_->NickOf(joined));
   return nicks;
-}
-
-void ServerCore::ListNicks(google::protobuf::RepeatedPtrField<std::string>* nicks) const {
-  for (const auto& [joined, m] : order_) {
-    if (static_cast<size_t>(nicks->size()) >= kMaxListedNicks) break;
-    *nicks->Add() = m->nick;
-  }
 }
 
 uint64_t ServerCore::held_bytes() const {
@@ -132,11 +138,11 @@ uint64_t ServerCore::in_flight_bytes() const { return in_flight_bytes_; }
 
 std::string ServerCore::NickOf(PeerId peer) const {
   auto it = members_.find(peer);
-  return it == members_.end() ? "" : it->second.nick;
+  return it == members_.end() ? "" : room_->NickOf(it->second.joined);
 }
 
-std::string ServerCore::Count() const {
-  return absl::StrCat("(", Plural(members_.size(), "member"), ")");
+std::string ServerCore::Count(uint64_t members) {
+  return absl::StrCat("(", Plural(members, "member"), ")");
 }
 
 void ServerCore::OnConnected(absl::Time now, PeerId peer, absl::string_view address) {
@@ -176,60 +182,49 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
     OnJoin(now, peer, m.join().nick());
     return;
   }
-  const std::string nick = member->second.nick;
+  MemberState& state = member->second;
   if (!parsed) {
     Close(peer, "protocol error: malformed chat message", /*flush=*/false);
     Remove(now, peer, "protocol error", "sent a malformed message");
     DropLaggards(now);
     return;
   }
-  if (m.body_case() != ClientMessage::kLeave && !Admit(now, peer, member->second, bytes.size())) {
+  if (m.body_case() != ClientMessage::kLeave && !Admit(now, peer, state, bytes.size())) {
     DropLaggards(now);
     return;
   }
   switch (m.body_case()) {
     case ClientMessage::kJoin:
-      SendError(peer, absl::StrCat("already joined as ", nick));
+      SendError(peer, absl::StrCat("already joined as ", room_->NickOf(state.joined)));
       break;
     case ClientMessage::kSay:
-      if (absl::Status s = CheckText(m.say().text()); !s.ok()) {
+    case ClientMessage::kMe: {
+      const bool me = m.body_case() == ClientMessage::kMe;
+      const std::string& text = me ? m.me().action() : m.say().text();
+      if (absl::Status s = CheckText(text); !s.ok()) {
         SendError(peer, std::string(s.message()));
         break;
       }
-      Deliver(now, MakeLine(Line::SAY, nick, m.say().text()), nullptr);
+      Refused(peer, room_->Say(shard_, now, state.joined, me, text), "");
       break;
-    case ClientMessage::kMe:
-      if (absl::Status s = CheckText(m.me().action()); !s.ok()) {
-        SendError(peer, std::string(s.message()));
-        break;
-      }
-      Deliver(now, MakeLine(Line::ME, nick, m.me().action()), nullptr);
-      break;
+    }
     case ClientMessage::kPrivateMessage: {
       const Private& p = m.private_message();
-      auto target = by_nick_.find(NickKey(p.to()));
-      if (target == by_nick_.end()) {
-        SendError(peer, absl::StrCat("no member named \"", Displayable(p.to()), "\""));
-        break;
-      }
       if (absl::Status s = CheckText(p.text()); !s.ok()) {
         SendError(peer, std::string(s.message()));
         break;
       }
-      Line line = MakeLine(Line::PRIVATE, nick, p.text());
-      line.set_to(members_.at(target->second).nick);
-      std::vector<PeerId> to = {target->second};
-      if (target->second != peer) to.push_back(peer);
-      Deliver(now, std::move(line), &to);
+      Refused(peer, room_->Private(shard_, now, state.joined, p.to(), p.text()), p.to());
       break;
     }
     case ClientMessage::kRename:
-      OnRename(now, peer, m.rename().nick());
+      OnRename(now, peer, state, m.rename().nick());
       break;
     case ClientMessage::kWho: {
+      const Roster roster = room_->Who();
       ServerMessage reply;
-      ListNicks(reply.mutable_who_reply()->mutable_nicks());
-      reply.mutable_who_reply()->set_count(members_.size());
+      for (const std::string& n : roster.first) reply.mutable_who_reply()->add_nicks(n);
+      reply.mutable_who_reply()->set_count(roster.count);
       Send(peer, Serialize(reply));
       break;
     }
@@ -241,7 +236,27 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       SendError(peer, "empty or unknown message (is the client newer than the server?)");
       break;
   }
+  Drain();
   DropLaggards(now);
+}
+
+void ServerCore::Refused(PeerId peer, Room::Result result, const std::string& to) {
+  switch (result) {
+    case Room::Result::kOk:
+      return;
+    case Room::Result::kNoSuchNick:
+      SendError(peer, absl::StrCat("no member named \"", Displayable(to), "\""));
+      return;
+    case Room::Result::kNickTaken:
+      SendError(peer, absl::StrCat("nick \"", to, "\" is taken"));
+      return;
+    case Room::Result::kBusy:
+      SendError(peer, "the room is busy: that message was not sent");
+      return;
+    default:
+      SendError(peer, "the server is shutting down: that message was not sent");
+      return;
+  }
 }
 
 bool ServerCore::Admit(absl::Time now, PeerId peer, MemberState& member, size_t size) {
@@ -254,7 +269,8 @@ bool ServerCore::Admit(absl::Time now, PeerId peer, MemberState& member, size_t 
     return true;
   }
   if (!member.refusals.Has(now, 1)) {
-    Log(absl::StrCat(Displayable(member.nick), " closed: flooding (over ", options_.flood_tolerance,
+    Log(absl::StrCat(Displayable(room_->NickOf(member.joined)), " closed: flooding (over ",
+                     options_.flood_tolerance,
                      " messages beyond the rate limit)"));
     Close(peer, "flooding: too many messages over the rate limit", /*flush=*/false);
     Remove(now, peer, "flooding", "");
@@ -277,63 +293,61 @@ void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
     Refuse(peer, address, std::string(s.message()));
     return;
   }
-  if (members_.size() >= options_.max_members) {
-    Refuse(peer, address,
-           absl::StrCat("the chat is full (", Plural(options_.max_members, "member"), ")"));
-    return;
-  }
-  if (by_nick_.contains(NickKey(nick))) {
-    Refuse(peer, address, absl::StrCat("nick \"", nick, "\" is taken"));
-    return;
-  }
-  auto from_here = members_by_address_.find(key);
-  if (from_here != members_by_address_.end() &&
-      from_here->second >= options_.max_members_per_address) {
-    Refuse(peer, address,
-           absl::StrCat("too many members from your address (at most ",
-                        options_.max_members_per_address, ")"));
-    return;
+  Room::Joined joined = room_->Join(shard_, now, nick, key);
+  switch (joined.result) {
+    case Room::Result::kOk:
+      break;
+    case Room::Result::kFull:
+      Refuse(peer, address,
+             absl::StrCat("the chat is full (", Plural(options_.max_members, "member"), ")"));
+      return;
+    case Room::Result::kNickTaken:
+      Refuse(peer, address, absl::StrCat("nick \"", nick, "\" is taken"));
+      return;
+    case Room::Result::kAddressFull:
+      Refuse(peer, address,
+             absl::StrCat("too many members from your address (at most ",
+                          options_.max_members_per_address, ")"));
+      return;
+    case Room::Result::kBusy:
+      Refuse(peer, address, "the room is busy: try again in a moment");
+      return;
+    default:
+      Refuse(peer, address, "the server is shutting down");
+      return;
   }
   ErasePending(peer);
-  const uint64_t joined = ++joins_;
   MemberState& member =
-      members_.try_emplace(peer, peer, joined, nick, key, options_, now).first->second;
-  ++members_by_address_[key];
-  by_nick_[NickKey(nick)] = peer;
-  order_.emplace(joined, &member);
+      members_.try_emplace(peer, peer, joined.id, joined.start, options_, now).first->second;
+  order_.emplace(joined.id, &member);
   ServerMessage welcome;
   welcome.mutable_welcome()->set_nick(nick);
-  ListNicks(welcome.mutable_welcome()->mutable_members());
-  welcome.mutable_welcome()->set_member_count(members_.size());
-  Send(peer, Serialize(welcome));
-  Log(absl::StrCat(Displayable(nick), " joined from ", address, " ", Count()));
-  if (members_.size() <= options_.announce_limit) {
-    Deliver(now, MakeLine(Line::JOIN, nick, ""), nullptr);
-  }
+  for (const std::string& n : joined.roster.first) welcome.mutable_welcome()->add_members(n);
+  welcome.mutable_welcome()->set_member_count(joined.roster.count);
+  Send(peer, Serialize(welcome));  // before its join line, which Drain delivers
+  Log(absl::StrCat(Displayable(nick), " joined from ", address, " ",
+                   Count(joined.roster.count)));
+  Drain();
   DropLaggards(now);
 }
 
-void ServerCore::OnRename(absl::Time now, PeerId peer, const std::string& nick) {
-  std::string& current = members_.at(peer).nick;
+void ServerCore::OnRename(absl::Time now, PeerId peer, MemberState& member,
+                          const std::string& nick) {
   if (absl::Status s = CheckNick(nick); !s.ok()) {
     SendError(peer, std::string(s.message()));
     return;
   }
-  if (nick == current) {
+  const std::string old = room_->NickOf(member.joined);
+  if (nick == old) {
     SendError(peer, absl::StrCat("you are already ", nick));
     return;
   }
-  auto holder = by_nick_.find(NickKey(nick));
-  if (holder != by_nick_.end() && holder->second != peer) {
-    SendError(peer, absl::StrCat("nick \"", nick, "\" is taken"));
+  const Room::Result r = room_->Rename(shard_, now, member.joined, nick);
+  if (r != Room::Result::kOk) {
+    Refused(peer, r, nick);
     return;
   }
-  const std::string old = current;
-  by_nick_.erase(NickKey(old));
-  by_nick_[NickKey(nick)] = peer;
-  current = nick;
   Log(absl::StrCat(Displayable(old), " is now known as ", Displayable(nick)));
-  Deliver(now, MakeLine(Line::RENAME, old, nick), nullptr);
 }
 
 void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail) {
@@ -354,6 +368,7 @@ void ServerCore::OnAcked(absl::Time now, PeerId peer, uint64_t bytes) {
   m.in_flight -= done;
   in_flight_bytes_ -= done;
   Pump(peer, m, /*all=*/false);
+  Drain();
   DropLaggards(now);
 }
 
@@ -373,6 +388,38 @@ void ServerCore::OnTick(absl::Time now) {
     ErasePending(id);
     Close(id, "no Join", /*flush=*/false);
   }
+  OnRoom(now);
+}
+
+void ServerCore::OnRoom(absl::Time now) {
+  Drain();
+  DropLaggards(now);
+}
+
+void ServerCore::Drain() {
+  if (room_->last_index() <= read_) return;  // the common case: nothing new
+  entries_.clear();
+  room_->Read(shard_, &entries_);
+  for (RoomEntry& e : entries_) {
+    read_ = e.index;
+    auto shared = std::make_shared<const SharedMessage>(std::move(e.bytes), &held_message_bytes_);
+    if (e.to == 0) {
+      // Join order is log order: members who joined after the line stop it.
+      for (const auto& [joined, m] : order_) {
+        if (m->start > e.index) break;
+        Enqueue(m->id, *m, shared);
+      }
+      continue;
+    }
+    // The target, then the sender (once when they are one).
+    for (const MemberId id : {e.to, e.from == e.to ? MemberId{0} : e.from}) {
+      auto it = order_.find(id);
+      if (it != order_.end() && it->second->start <= e.index) {
+        Enqueue(it->second->id, *it->second, shared);
+      }
+    }
+  }
+  entries_.clear();
 }
 
 absl::Time ServerCore::NextDeadline() const {
@@ -380,8 +427,9 @@ absl::Time ServerCore::NextDeadline() const {
 }
 
 void ServerCore::Shutdown(absl::Time now) {
-  Log(absl::StrCat("shutting down ", Count()));
-  Deliver(now, MakeLine(Line::SYSTEM, "", "server shutting down"), nullptr);
+  Log(absl::StrCat("shutting down ", Count(room_->member_count())));
+  room_->Close(shard_, now);
+  Drain();
   for (const auto& [joined, m] : order_) {
     Pump(m->id, *m, /*all=*/true);  // everything, then the goodbye
     Close(m->id, "server shutting down", /*flush=*/true);
@@ -390,14 +438,13 @@ void ServerCore::Shutdown(absl::Time now) {
   for (const auto& [id, p] : pending_) pending.push_back(id);
   std::sort(pending.begin(), pending.end());
   for (PeerId id : pending) Close(id, "server shutting down", /*flush=*/false);
+  for (const auto& [joined, m] : order_) room_->Leave(shard_, now, joined, "");
   order_.clear();
   members_.clear();
-  by_nick_.clear();
   backlogged_.clear();
   backlog_entries_ = 0;
   pending_.clear();
   join_deadlines_.clear();
-  members_by_address_.clear();
   pending_by_address_.clear();
   over_backlog_.clear();
   in_flight_bytes_ = 0;
@@ -430,46 +477,24 @@ void ServerCore::SendError(PeerId peer, const std::string& text) {
   Send(peer, Serialize(m));
 }
 
-void ServerCore::Deliver(absl::Time now, Line line, const std::vector<PeerId>* to) {
-  line.set_seq(sequencer_->Next());
-  line.set_time_ms(absl::ToUnixMillis(now));
-  ServerMessage m;
-  *m.mutable_line() = std::move(line);
-  // Encoded once; every recipient's backlog shares it.
-  auto shared = std::make_shared<const SharedMessage>(Serialize(m), &held_message_bytes_);
-  if (to == nullptr) {
-    for (const auto& [joined, m] : order_) Enqueue(m->id, *m, shared);
-    return;
-  }
-  for (PeerId id : *to) {
-    auto it = members_.find(id);
-    if (it != members_.end()) Enqueue(id, it->second, shared);
-  }
-}
-
 void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
                         absl::string_view detail) {
   auto it = members_.find(peer);
   if (it == members_.end()) return;
-  const std::string nick = it->second.nick;
+  const MemberId joined = it->second.joined;
+  const std::string nick = room_->NickOf(joined);
   in_flight_bytes_ -= it->second.in_flight;
   backlog_entries_ -= it->second.backlog_size();
   backlogged_.erase(peer);
-  order_.erase(it->second.joined);
-  auto count = members_by_address_.find(it->second.address_key);
-  if (count != members_by_address_.end() && --count->second == 0) {
-    members_by_address_.erase(count);
-  }
+  order_.erase(joined);
   members_.erase(it);  // frees its backlog's share of the lines
-  by_nick_.erase(NickKey(nick));
+  const uint64_t left = room_->Leave(shard_, now, joined, why);
   std::string log = absl::StrCat(Displayable(nick), " left");
   if (!why.empty()) {
     absl::StrAppend(&log, " (", why, detail.empty() ? "" : ": ", Displayable(detail), ")");
   }
-  Log(absl::StrCat(log, " ", Count()));
-  if (members_.size() + 1 <= options_.announce_limit) {
-    Deliver(now, MakeLine(Line::LEAVE, nick, why), nullptr);
-  }
+  Log(absl::StrCat(log, " ", Count(left)));
+  Drain();  // its leave line, to the others
 }
 
 void ServerCore::Send(PeerId peer, std::string bytes) {
@@ -479,7 +504,8 @@ void ServerCore::Send(PeerId peer, std::string bytes) {
     return;
   }
   Enqueue(peer, it->second,
-          std::make_shared<const SharedMessage>(std::move(bytes), &held_message_bytes_));
+          std::make_shared<const SharedMessage>(
+              std::make_shared<const std::string>(std::move(bytes)), &held_message_bytes_));
 }
 
 void ServerCore::Enqueue(PeerId peer, MemberState& member,

@@ -1,7 +1,10 @@
-// ServerCore: the chat server as a sans-I/O state machine. It keeps the room
-// (members, their nicks, who is waiting to join), checks every message a
-// peer sends, and puts every line it delivers into one total order taken
-// from a Sequencer. It never touches a socket, a clock or a terminal: the
+// ServerCore: the chat server as a sans-I/O state machine. It keeps its
+// members (and who is waiting to join), checks every message a peer sends,
+// and delivers every line in one total order taken from a Sequencer. The
+// room itself (the roster, nicks, the numbered lines) lives in a Room
+// (room.h): a core made with a Sequencer has a room of its own; the shards
+// of a server that runs on several threads are one core each over one
+// shared Room, each fanning the room's lines out to its own members. It never touches a socket, a clock or a terminal: the
 // driver (cli/chat.cc over reliable::Runtime, tests over the simulator) feeds
 // it transport events with the time, and carries out the actions it emits.
 //
@@ -14,6 +17,7 @@
 //   (*core)->OnAcked(now, id, bytes);                    // kAcked on kChannel
 //   (*core)->OnClosed(now, id, chat::CloseCause::kLost, reason);
 //   (*core)->OnTick(now);                                // at NextDeadline()
+//   (*core)->OnRoom(now);         // a shard, each loop turn: other shards' lines
 //   for (chat::ServerAction& a : (*core)->TakeActions()) {
 //     kSend: send a.bytes reliable-ordered on kChannel to a.peer; if that
 //            fails while the connection is up, call OnSendFailed(now, a.peer, why)
@@ -93,7 +97,19 @@
 // member plus a Welcome or WhoReply (O(max_members * (kMaxTextBytes +
 // overhead))), or on Shutdown every backlog.
 //
-// Ownership: owns its Sequencer. Not thread-safe: one driver thread.
+// Shards: ServerCore::Create(options, room, shard) makes one shard of a
+// room other cores share (each from its own thread). Refusals that concern
+// the room (full, a taken nick, members per address) are the room's, across
+// shards; pending connections and their per-address limit are per shard.
+// A member receives the room's lines from its own join line on, in number
+// order, whichever shard added them; /who and Welcome show the room. The
+// room's limits are the Room's (RoomLimits): this core's max_members,
+// max_members_per_address and announce_limit only shape a room it makes for
+// itself. Lines the room refuses because its log is full (shards behind)
+// get a non-fatal Error "the room is busy: that message was not sent".
+//
+// Ownership: owns its Sequencer (through its own room) or shares the Room.
+// Not thread-safe: one driver thread per core.
 #ifndef UDPMSG_APPS_CHAT_SERVER_CORE_H_
 #define UDPMSG_APPS_CHAT_SERVER_CORE_H_
 
@@ -115,6 +131,7 @@
 #include "absl/time/time.h"
 #include "apps/chat/chat.pb.h"
 #include "apps/chat/rules.h"
+#include "apps/chat/room.h"
 #include "apps/chat/sequencer.h"
 #include "apps/chat/token_bucket.h"
 
@@ -199,9 +216,14 @@ struct ServerAction {
 
 class ServerCore final {
  public:
+  // A server of one room of its own, numbered by `sequencer`.
   // INVALID_ARGUMENT if options.Validate() fails or `sequencer` is null.
   static absl::StatusOr<std::unique_ptr<ServerCore>> Create(const ServerOptions& options,
                                                             std::unique_ptr<Sequencer> sequencer);
+  // Shard `shard` (from room->AddShard) of a shared room.
+  // INVALID_ARGUMENT if options.Validate() fails or `room` is null.
+  static absl::StatusOr<std::unique_ptr<ServerCore>> Create(const ServerOptions& options,
+                                                            std::shared_ptr<Room> room, int shard);
 
   ServerCore(const ServerCore&) = delete;
   ServerCore& operator=(const ServerCore&) = delete;
@@ -221,13 +243,17 @@ class ServerCore final {
   // A send to `peer` failed while its connection was up (its queue is full:
   // it cannot keep up). A member is closed and leaves with "dropped".
   void OnSendFailed(absl::Time now, PeerId peer, absl::string_view why);
-  // Closes pending connections older than join_timeout.
+  // Closes pending connections older than join_timeout (and does OnRoom).
   void OnTick(absl::Time now);
+  // Fans out the lines other shards added to the room since the last call
+  // (cheap when there are none): the driver calls it when the room wakes it
+  // and on every loop turn.
+  void OnRoom(absl::Time now);
   // When OnTick next has work; InfiniteFuture if none.
   absl::Time NextDeadline() const;
-  // Says goodbye: a SYSTEM line "server shutting down" to every member, then
-  // closes members (flushing) and pending connections. The core is empty
-  // afterwards.
+  // Says goodbye: a SYSTEM line "server shutting down" to every member (the
+  // room's, once for all shards: Room::Close), then closes members
+  // (flushing) and pending connections. The core is empty afterwards.
   void Shutdown(absl::Time now);
 
   // The actions produced since the last call, in order.
@@ -241,10 +267,12 @@ class ServerCore final {
   // all members: each member's is below send_window_bytes plus one message.
   uint64_t in_flight_bytes() const;
 
+  // This core's members (a shard's share of the room).
   size_t member_count() const { return order_.size(); }
   size_t pending_count() const { return pending_.size(); }
-  // Nicks in join order (O(members): for tests and tools).
+  // This core's members' nicks in join order (O(members): tests and tools).
   std::vector<std::string> Members() const;
+  const Room& room() const { return *room_; }
   // The member's nick, or "" when `peer` is not a member.
   std::string NickOf(PeerId peer) const;
 
@@ -253,14 +281,14 @@ class ServerCore final {
   // bytes are charged to the core's held count while it lives.
   class SharedMessage;
   using Backlog = std::deque<std::shared_ptr<const SharedMessage>>;
+  // The nick and address key live in the room's roster.
   struct MemberState {
-    MemberState(PeerId id, uint64_t joined, std::string nick, std::string address_key,
-                const ServerOptions& o, absl::Time now);
+    MemberState(PeerId id, MemberId joined, uint64_t start, const ServerOptions& o,
+                absl::Time now);
     size_t backlog_size() const { return backlog == nullptr ? 0 : backlog->size(); }
     PeerId id;
-    uint64_t joined;  // join index: its key in order_
-    std::string nick;
-    std::string address_key;  // AddressKey of its address
+    MemberId joined;  // the room's number for it: its key in order_
+    uint64_t start;   // the first room log index it receives
     // Messages not yet handed to the transport; allocated on first use and
     // freed when empty (an empty std::deque holds ~600 bytes).
     std::unique_ptr<Backlog> backlog;
@@ -276,10 +304,14 @@ class ServerCore final {
     absl::Time since;  // its key in join_deadlines_ is since + join_timeout
   };
 
-  ServerCore(const ServerOptions& options, std::unique_ptr<Sequencer> sequencer);
+  ServerCore(const ServerOptions& options, std::shared_ptr<Room> room, int shard);
 
   void OnJoin(absl::Time now, PeerId peer, const std::string& nick);
-  void OnRename(absl::Time now, PeerId peer, const std::string& nick);
+  void OnRename(absl::Time now, PeerId peer, MemberState& member, const std::string& nick);
+  // Answers a line the room refused (kBusy, kNoSuchNick, ...).
+  void Refused(PeerId peer, Room::Result result, const std::string& to);
+  // Reads the room's new lines and fans each out to its members here.
+  void Drain();
   // Whether the member may send a message of `size` bytes now (takes its
   // tokens); otherwise answers "slow down" or closes it for flooding.
   bool Admit(absl::Time now, PeerId peer, MemberState& member, size_t size);
@@ -299,27 +331,23 @@ class ServerCore final {
   void EmitSend(PeerId peer, std::string bytes);
   void Close(PeerId peer, std::string reason, bool flush);
   void Log(std::string text);
-  // To every member (`to` null) or to the members `to` lists.
-  void Deliver(absl::Time now, Line line, const std::vector<PeerId>* to);
-  // The first kMaxListedNicks nicks in join order.
-  void ListNicks(google::protobuf::RepeatedPtrField<std::string>* nicks) const;
   void Remove(absl::Time now, PeerId peer, const std::string& why, absl::string_view detail);
-  std::string Count() const;
+  static std::string Count(uint64_t members);
 
   const ServerOptions options_;
-  std::unique_ptr<Sequencer> sequencer_;
+  const std::shared_ptr<Room> room_;
+  const int shard_;
+  uint64_t read_ = 0;                // the last room log index fanned out
+  std::vector<RoomEntry> entries_;  // Drain's, kept for its capacity
   // Declared before the members so that it outlives their backlogs.
   uint64_t held_message_bytes_ = 0;  // bytes of live SharedMessages
   uint64_t backlog_entries_ = 0;     // over all backlogs
   uint64_t in_flight_bytes_ = 0;     // over all members
   absl::node_hash_map<PeerId, MemberState> members_;  // stable addresses
-  absl::flat_hash_map<std::string, PeerId> by_nick_;   // NickKey -> member
-  uint64_t joins_ = 0;                                 // join indexes handed out
-  absl::btree_map<uint64_t, MemberState*> order_;      // join index -> member
+  absl::btree_map<MemberId, MemberState*> order_;      // room number -> member
   absl::flat_hash_set<PeerId> backlogged_;             // members with a backlog
   absl::flat_hash_map<PeerId, Pending> pending_;       // connected, not joined
   absl::btree_set<std::pair<absl::Time, PeerId>> join_deadlines_;  // of pending_
-  absl::flat_hash_map<std::string, size_t> members_by_address_;  // AddressKey ->
   absl::flat_hash_map<std::string, size_t> pending_by_address_;  // AddressKey ->
   std::vector<PeerId> over_backlog_;  // members to drop in DropLaggards
   std::vector<ServerAction> actions_;

@@ -1,0 +1,145 @@
+// Room: what the shards of one chat room share. A chat server may run
+// several ServerCores (shards, one thread each, each with its own members);
+// the room is where they meet: the roster (nicks unique across shards, the
+// room's size and join order, members per address), the one total order of
+// lines (one Sequencer numbers them), and a log every shard reads from its
+// own cursor to fan each line out to its own members. ServerCore stays
+// sans-I/O and single-threaded per shard; only the Room is shared.
+//
+// LocalRoom (local_room.h) keeps all of it in memory behind a mutex, for
+// shards in one process; a room backed by a shared log (Redis Streams,
+// issue 19) would let a room span servers behind the same interface.
+//
+// Usage (one room, N shards, each driven by its own thread):
+//   auto room = std::make_shared<chat::LocalRoom>(limits, std::make_unique<chat::LocalSequencer>());
+//   for (int i = 0; i < n; ++i) {
+//     const int shard = room->AddShard([host = &hosts[i]] { host->Wake(); });
+//     cores.push_back(*chat::ServerCore::Create(options, room, shard));
+//   }
+//   // shard i's thread, each loop turn: core->OnRoom(now) (reads and fans out
+//   // what other shards added; cheap when nothing is new).
+//
+// Every mutating call names the calling shard (`shard`), appends at most one
+// line to the log, and wakes every other shard with unread lines (at most
+// once until it reads). Lines are numbered by the Sequencer in log order, so
+// every shard reads them in number order and every member, on whichever
+// shard, receives them in that order.
+//
+// Bounds: the roster holds each member's nick and address key; the log holds
+// lines until every shard has read them, at most max_log_bytes of them for
+// lines members say (beyond it Say, Private and Rename answer kBusy, and
+// Join too beyond twice that); leaves and the shutdown line are always
+// appended (at most one per member, and one).
+//
+// Threading: every method is thread-safe.
+#ifndef UDPMSG_APPS_CHAT_ROOM_H_
+#define UDPMSG_APPS_CHAT_ROOM_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "apps/chat/rules.h"
+
+namespace udpmsg::chat {
+
+// A member's number in the room: its place in the room's join order, across
+// shards (never 0, never reused).
+using MemberId = uint64_t;
+
+// The room-wide limits (ServerOptions has the same fields).
+struct RoomLimits {
+  size_t max_members = 256;              // 1..kMaxMembersLimit
+  size_t max_members_per_address = 8;    // 1..kMaxMembersLimit, by AddressKey
+  size_t announce_limit = kMaxMembersLimit;  // see ServerOptions
+  uint64_t max_log_bytes = 16 << 20;     // lines waiting for a shard to read them
+};
+
+// One line of the log, as a shard reads it.
+struct RoomEntry {
+  uint64_t index = 0;  // its place in the log: 1, 2, 3, ...
+  // The serialized ServerMessage holding the Line, encoded once for all.
+  std::shared_ptr<const std::string> bytes;
+  // Everyone (to == 0), or a private line's target and its sender.
+  MemberId to = 0;
+  MemberId from = 0;
+};
+
+// The answer to a join or /who: the room's size and its first members.
+struct Roster {
+  uint64_t count = 0;
+  std::vector<std::string> first;  // at most kMaxListedNicks, in join order
+};
+
+class Room {
+ public:
+  enum class Result {
+    kOk,
+    kFull,         // max_members are in
+    kNickTaken,    // another member has the nick (case-insensitively)
+    kAddressFull,  // max_members_per_address come from the address
+    kNoSuchNick,   // Private to a nick nobody has
+    kBusy,         // the log holds max_log_bytes: shards are behind
+    kClosed,       // the room is shutting down
+  };
+
+  struct Joined {
+    Result result = Result::kOk;
+    MemberId id = 0;     // kOk: the new member's number
+    uint64_t start = 0;  // kOk: the first log index it receives (its join line's)
+    Roster roster;       // kOk: the room after the join
+  };
+
+  virtual ~Room() = default;
+
+  // Adds a shard before any other call; returns its index. `wake` (may be
+  // empty) is called from any thread, without the room's lock held, when
+  // lines it has not read arrive; it must be cheap and thread-safe
+  // (Host::Wake).
+  virtual int AddShard(std::function<void()> wake) = 0;
+
+  // Adds a member with a checked nick (CheckNick) from `address_key`
+  // (AddressKey). Refusals in this order: kClosed, kFull, kNickTaken,
+  // kAddressFull, kBusy. The join line goes to the log while the room has at
+  // most announce_limit members.
+  virtual Joined Join(int shard, absl::Time now, const std::string& nick,
+                      const std::string& address_key) = 0;
+  // Removes member `id` (unknown: nothing happens) with the leave line's
+  // `why` ("" for a plain Leave), announced while the room had at most
+  // announce_limit members. Returns the members left.
+  virtual uint64_t Leave(int shard, absl::Time now, MemberId id, const std::string& why) = 0;
+  // Renames `id` to a checked nick: kNickTaken, kBusy, kClosed, or kOk with
+  // the rename line in the log.
+  virtual Result Rename(int shard, absl::Time now, MemberId id, const std::string& nick) = 0;
+  // A SAY or ME line from `id` (checked text): kBusy, kClosed or kOk.
+  virtual Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) = 0;
+  // A PRIVATE line from `id` to the member called `to` (any case):
+  // kNoSuchNick, kBusy, kClosed or kOk.
+  virtual Result Private(int shard, absl::Time now, MemberId id, const std::string& to,
+                         const std::string& text) = 0;
+  // Appends the SYSTEM line "server shutting down" once and refuses
+  // everything but Leave afterwards (kClosed). Idempotent.
+  virtual void Close(int shard, absl::Time now) = 0;
+
+  virtual Roster Who() const = 0;
+  virtual uint64_t member_count() const = 0;
+  // The nick of member `id`, "" when unknown.
+  virtual std::string NickOf(MemberId id) const = 0;
+  // Every nick in join order (O(members): tests and tools).
+  virtual std::vector<std::string> Members() const = 0;
+
+  // The index of the newest line in the log (0 when none yet): cheap, for a
+  // shard to see whether there is anything to read.
+  virtual uint64_t last_index() const = 0;
+  // Appends to `out` every line shard `shard` has not read, in log order,
+  // and marks them read (the log forgets a line every shard has read).
+  virtual void Read(int shard, std::vector<RoomEntry>* out) = 0;
+};
+
+}  // namespace udpmsg::chat
+
+#endif  // UDPMSG_APPS_CHAT_ROOM_H_
