@@ -3,7 +3,8 @@
 // hand, e.g. on an idle machine
 //   ./bazelw run //tests/udpmsg:shards_bench -- --shards=1 --clients=256
 //   ./bazelw run //tests/udpmsg:shards_bench -- --shards=2 --clients=256
-// and compare the "messages/s" lines. It also prints each shard's CPU time
+// and compare the "messages/s" lines (//tests/udpmsg:shards_bench_smoke_test
+// runs every mode briefly, so the tool keeps working). It also prints each shard's CPU time
 // per message and the clients' CPU share, because on a small machine the
 // clients (same machine, same cores) are often the limit, not the server.
 //
@@ -39,7 +40,8 @@ ABSL_FLAG(int, clients, 256, "client connections (one socket each)");
 ABSL_FLAG(int, client_threads, 2, "threads driving the clients");
 ABSL_FLAG(int, size, 64, "bytes per message");
 ABSL_FLAG(int, window, 4096, "bytes each client keeps queued");
-ABSL_FLAG(double, seconds, 3, "measured seconds (after a 1 s warm-up)");
+ABSL_FLAG(double, seconds, 3, "measured seconds (after --warmup)");
+ABSL_FLAG(double, warmup, 1, "seconds between every client connected and the measurement");
 ABSL_FLAG(int64_t, steering_cost, 0,
           "instead: send this many --size-byte datagrams to a 2-socket reuseport group, with "
           "and without the steering program, alternating, 3 rounds each, and print the "
@@ -279,7 +281,7 @@ int Main() {
     absl::SleepFor(absl::Milliseconds(10));
   }
   std::printf("%d of %d clients connected\n", connected.load(), client_count);
-  absl::SleepFor(absl::Seconds(1));  // warm-up: windows open, caches warm
+  absl::SleepFor(absl::Seconds(absl::GetFlag(FLAGS_warmup)));  // windows open, caches warm
   auto sum = [&](auto field) {
     uint64_t total = 0;
     for (ShardCounters& c : counters) total += (c.*field).load();
