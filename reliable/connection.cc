@@ -384,8 +384,9 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   // A client still connecting has no server id to address a Close to.
   if (send_close && peer_id_ != 0) {
     close_due_ = true;
-    close_.code = WireCloseCode(why);
-    close_.reason = reason.substr(0, proto::kMaxReasonBytes);
+    close_ = std::make_unique<proto::Close>();
+    close_->code = WireCloseCode(why);
+    close_->reason = reason.substr(0, proto::kMaxReasonBytes);
   }
   state_ = State::kClosed;
   accept_.reset();
@@ -602,7 +603,7 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
     Emit(std::move(e));
   }
   if (flush_then_close_ && queue_.empty() && sent_.bytes_in_flight() == 0) {
-    CloseNow(now, close_reason_, close_.reason, false, true);
+    CloseNow(now, close_reason_, close_->reason, false, true);
   }
 }
 
@@ -773,8 +774,9 @@ void Connection::Close(absl::Time now, CloseReason why, std::string reason, bool
   }
   flush_then_close_ = true;
   close_reason_ = why;
-  close_.code = WireCloseCode(why);
-  close_.reason = reason.substr(0, proto::kMaxReasonBytes);
+  close_ = std::make_unique<proto::Close>();
+  close_->code = WireCloseCode(why);
+  close_->reason = reason.substr(0, proto::kMaxReasonBytes);
   state_ = State::kClosing;
 }
 
@@ -1125,7 +1127,6 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
       // Borrowed from the send queue (valid until the fragment is acked or
       // lost): the codec copies it once, into the datagram.
       d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
-      if (f->retransmission) ++stats_.fragments_retransmitted;
       record.fragments.push_back(f->id);
       p.data.push_back(std::move(d));
       used = codec_.EncodedSize(p);
@@ -1194,7 +1195,9 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     proto::Packet p;
     p.connection_id = peer_id_;
     p.packet_number = next_packet_number_++;
-    p.close = close_;
+    // A close without a frame of its own (a timeout) answers with an
+    // empty one.
+    p.close = close_ != nullptr ? *close_ : proto::Close{};
     Encode(now, p, out);  // already closed: a failure only drops the Close
     return;
   }
@@ -1364,7 +1367,25 @@ absl::Time Connection::NextTimeout() const {
 }
 
 ConnectionStats Connection::stats() const {
-  ConnectionStats s = stats_;
+  ConnectionStats s;
+  s.packets_sent = stats_.packets_sent;
+  s.bytes_sent = stats_.bytes_sent;
+  s.packets_received = stats_.packets_received;
+  s.acks_sent = stats_.acks_sent;
+  s.peer_ack_threshold = stats_.peer_ack_threshold;
+  s.bytes_received = stats_.bytes_received;
+  s.packets_lost = stats_.packets_lost;
+  s.spurious_losses = stats_.spurious_losses;
+  s.duplicate_packets = stats_.duplicate_packets;
+  s.duplicate_messages = stats_.duplicate_messages;
+  s.messages_sent = stats_.messages_sent;
+  s.messages_delivered = stats_.messages_delivered;
+  s.messages_acked = stats_.messages_acked;
+  s.probes = stats_.probes;
+  s.refused_packets = stats_.refused_packets;
+  s.mtu_probes_lost = stats_.mtu_probes_lost;
+  s.mtu_black_holes = stats_.mtu_black_holes;
+  s.unauthenticated_handshake = stats_.unauthenticated_handshake;
   s.srtt = rtt_.smoothed();
   s.rttvar = rtt_.rttvar();
   s.min_rtt = rtt_.min_rtt();

@@ -71,7 +71,7 @@
 // event blocks) is allocated on first use and released when drained, and
 // the datagram-sized scratch buffers belong to the thread, not to each
 // connection. tests/reliable/connection_memory_test.cc measures it (about
-// 3.2 KB per idle server connection, endpoint included; docs/scale.md).
+// 3 KB per idle server connection, endpoint included; docs/scale.md).
 //
 // Not thread-safe (connections driven on one thread share its scratch
 // buffers). Copies the endpoint's codec limits.
@@ -606,7 +606,7 @@ class Connection final {
   // Closing.
   bool flush_then_close_ = false;
   bool close_due_ = false;
-  proto::Close close_;
+  std::unique_ptr<proto::Close> close_;  // the Close frame to send, once decided
   CloseReason close_reason_ = CloseReason::kClosedByApplication;
   absl::Time drain_until_ = absl::InfinitePast();
 
@@ -618,7 +618,29 @@ class Connection final {
   // construction).
   std::unique_ptr<std::deque<Event>> events_;
   uint64_t undelivered_bytes_ = 0;
-  ConnectionStats stats_;
+  // What stats() reports that nothing else keeps (the rest is read from
+  // the components when asked): half the size of a ConnectionStats.
+  struct Counters {
+    uint64_t packets_sent = 0;
+    uint64_t bytes_sent = 0;
+    uint64_t packets_received = 0;
+    uint64_t acks_sent = 0;
+    uint64_t bytes_received = 0;
+    uint64_t packets_lost = 0;
+    uint64_t spurious_losses = 0;
+    uint64_t duplicate_packets = 0;
+    uint64_t duplicate_messages = 0;
+    uint64_t messages_sent = 0;
+    uint64_t messages_delivered = 0;
+    uint64_t messages_acked = 0;
+    uint64_t probes = 0;
+    uint64_t refused_packets = 0;
+    uint64_t mtu_probes_lost = 0;
+    uint64_t mtu_black_holes = 0;
+    uint64_t unauthenticated_handshake = 0;
+    uint32_t peer_ack_threshold = 2;
+  };
+  Counters stats_;
   TestHooks hooks_;
 };
 
