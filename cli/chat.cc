@@ -9,21 +9,26 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/flags/declare.h"
 #include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "apps/chat/local_room.h"
+#include "apps/chat/room.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
 #include "apps/chat/server_core.h"
@@ -52,6 +57,8 @@ ABSL_FLAG(int64_t, max_backlog_bytes, 4 << 20,
 ABSL_FLAG(int64_t, announce_limit, 1000,
           "chat serve: joins and leaves are announced to the room while it has at most this "
           "many members (0: never); beyond, members see the room's size in /who");
+
+ABSL_DECLARE_FLAG(int, threads);  // cli/flags.cc
 
 namespace udpmsg::cli {
 namespace {
@@ -117,25 +124,48 @@ size_t SpareConnections(size_t max_members) {
   return std::clamp<size_t>(max_members / 16, 64, 16384);
 }
 
-// Runs a chat::ServerCore on a Host until a signal arrives.
+// What the shards of one server share besides their room: when to stop.
+struct ServeShared {
+  std::atomic<bool> stop{false};
+  std::vector<Host*> hosts;  // to wake each shard's Poll
+  void Stop() {
+    stop.store(true);
+    for (Host* h : hosts) h->Wake();
+  }
+};
+
+// Runs a chat::ServerCore (one shard of the room) on a Host until a signal
+// arrives or another shard stops.
 class ServerDriver final {
  public:
-  ServerDriver(Host* host, chat::ServerCore* core, absl::Duration timeout)
-      : host_(host), server_(host, core, Log), timeout_(timeout) {}
+  ServerDriver(Host* host, chat::ServerCore* core, absl::Duration timeout, ServeShared* shared)
+      : host_(host), server_(host, core, Log), timeout_(timeout), shared_(shared) {}
 
-  // Serves until SIGINT, SIGTERM or SIGHUP arrives on `signal_fd`; then
-  // tells every member and closes every connection (so nobody waits out a
-  // timeout), and returns OK.
+  // Serves until SIGINT, SIGTERM or SIGHUP arrives on `signal_fd` (-1: this
+  // shard does not watch signals) or another shard stops; then tells every
+  // member and closes every connection (so nobody waits out a timeout), and
+  // returns OK. A failed Poll stops every shard and is returned.
   absl::Status Run(int signal_fd) {
-    if (absl::Status s = host_->Watch(signal_fd, kSignalToken); !s.ok()) return s;
+    if (signal_fd >= 0) {
+      if (absl::Status s = host_->Watch(signal_fd, kSignalToken); !s.ok()) {
+        shared_->Stop();
+        return s;
+      }
+    }
     for (;;) {
       absl::StatusOr<Host::PollResult> r = host_->Poll(absl::Seconds(1));
-      if (!r.ok()) return r.status();
+      if (!r.ok()) {
+        shared_->Stop();
+        (void)Shutdown();
+        return r.status();
+      }
       for (const Event& e : r->events) server_.OnEvent(absl::Now(), e);
       for (uint64_t token : r->ready) {
-        if (token == kSignalToken && DrainSignals(signal_fd)) return Shutdown();
+        if (token == kSignalToken && DrainSignals(signal_fd)) shared_->Stop();
       }
+      server_.OnRoom(absl::Now());  // other shards' lines (their Wake ended the Poll)
       server_.OnTick(absl::Now());
+      if (shared_->stop.load()) return Shutdown();
     }
   }
 
@@ -157,7 +187,20 @@ class ServerDriver final {
   Host* host_;
   chat::ServerOnHost server_;
   absl::Duration timeout_;
+  ServeShared* shared_;
 };
+
+// The shard count from --threads: 0 is one per CPU. INVALID_ARGUMENT
+// outside [0, 256].
+absl::StatusOr<int> ShardsFromFlag() {
+  const int threads = absl::GetFlag(FLAGS_threads);
+  if (threads < 0 || threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--threads ", threads, " is out of range (1 to 256; 0: one per CPU)"));
+  }
+  if (threads > 0) return threads;
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 256u));
+}
 
 int RunServe(const Args& args) {
   if (!args.empty()) return UsageError(kCommand, "serve takes no positional arguments");
@@ -175,6 +218,8 @@ int RunServe(const Args& args) {
                       absl::StrCat("--max_members ", max_members, " is out of range (1 to ",
                                    chat::kMaxMembersLimit, ")"));
   }
+  absl::StatusOr<int> shards = ShardsFromFlag();
+  if (!shards.ok()) return UsageError(kCommand, shards.status().message());
   chat::ServerOptions server_options;
   server_options.join_timeout = *timeout;
   server_options.max_members = static_cast<size_t>(max_members);
@@ -184,9 +229,7 @@ int RunServe(const Args& args) {
   if (absl::Status s = ApplyFairnessFlags(&server_options); !s.ok()) {
     return UsageError(kCommand, s.message());
   }
-  absl::StatusOr<std::unique_ptr<chat::ServerCore>> core =
-      chat::ServerCore::Create(server_options, std::make_unique<chat::LocalSequencer>());
-  if (!core.ok()) return UsageError(kCommand, core.status().message());
+  if (absl::Status s = server_options.Validate(); !s.ok()) return UsageError(kCommand, s.message());
 
   std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && absl::GetFlag(FLAGS_ipv4)) bind = "0.0.0.0";
@@ -219,12 +262,47 @@ int RunServe(const Args& args) {
   options.max_connections_per_address =
       std::min<size_t>(2 * server_options.max_members_per_address, options.max_connections);
   options.bind = locals->front();
-  absl::StatusOr<Host> host = Host::Create(options);
-  if (!host.ok()) return Fail(host.status());
-  PrintListening(host->local_address());
+  // One host per shard on the port (caps in `options` apply per shard; the
+  // room's, per room), one ServerCore per host over one room: one order.
+  absl::StatusOr<std::vector<Host>> hosts = Host::CreateShards(options, *shards);
+  if (!hosts.ok()) return Fail(hosts.status());
+  PrintListening((*hosts)[0].local_address());
   if (!identity->empty()) std::fprintf(stderr, "server identity %s\n", identity->c_str());
-  ServerDriver server(&*host, core->get(), *timeout);
-  if (absl::Status s = server.Run(signals->get()); !s.ok()) return Fail(s);
+  const ShardInfo& info = (*hosts)[0].shard();
+  if (info.count > 1) {
+    std::fprintf(stderr, "%d shards, %s\n", info.count,
+                 info.steered ? "steered by connection id"
+                              : absl::StrCat("by the kernel's address hash only: ",
+                                             info.steering_error).c_str());
+  }
+  chat::RoomLimits limits;
+  limits.max_members = server_options.max_members;
+  limits.max_members_per_address = server_options.max_members_per_address;
+  limits.announce_limit = server_options.announce_limit;
+  auto room = std::make_shared<chat::LocalRoom>(limits, std::make_unique<chat::LocalSequencer>());
+  ServeShared shared;
+  std::vector<std::unique_ptr<chat::ServerCore>> cores;
+  std::vector<std::unique_ptr<ServerDriver>> drivers;
+  for (Host& h : *hosts) {
+    shared.hosts.push_back(&h);
+    const int shard = room->AddShard([&h] { h.Wake(); });
+    absl::StatusOr<std::unique_ptr<chat::ServerCore>> core =
+        chat::ServerCore::Create(server_options, room, shard);
+    if (!core.ok()) return Fail(core.status());
+    cores.push_back(*std::move(core));
+    drivers.push_back(std::make_unique<ServerDriver>(&h, cores.back().get(), *timeout, &shared));
+  }
+  // Shard 0 on this thread watches the signals; the others on their own.
+  std::vector<absl::Status> results(drivers.size());
+  std::vector<std::thread> workers;
+  for (size_t i = 1; i < drivers.size(); ++i) {
+    workers.emplace_back([&, i] { results[i] = drivers[i]->Run(-1); });
+  }
+  results[0] = drivers[0]->Run(signals->get());
+  for (std::thread& t : workers) t.join();
+  for (const absl::Status& s : results) {
+    if (!s.ok()) return Fail(s);
+  }
   return kExitOk;
 }
 

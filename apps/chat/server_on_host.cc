@@ -41,6 +41,11 @@ void ServerOnHost::OnTick(absl::Time now) {
   Execute(now);
 }
 
+void ServerOnHost::OnRoom(absl::Time now) {
+  core_->OnRoom(now);
+  Execute(now);
+}
+
 void ServerOnHost::Shutdown(absl::Time now) {
   core_->Shutdown(now);
   Execute(now);

@@ -8,6 +8,7 @@
 //   for (;;) {
 //     absl::StatusOr<udpmsg::Host::PollResult> r = host.Poll(absl::Seconds(1));
 //     for (const udpmsg::Event& e : r->events) server.OnEvent(absl::Now(), e);
+//     server.OnRoom(absl::Now());   // a shard of a shared room
 //     server.OnTick(absl::Now());
 //   }
 //   server.Shutdown(absl::Now());       // tells everyone; then host.Flush(...)
@@ -53,6 +54,10 @@ class ServerOnHost final {
   void OnEvent(absl::Time now, const Event& e);
   // Runs the core's timers (pending joins) and carries out its actions.
   void OnTick(absl::Time now);
+  // A shard of a shared room (ServerCore::Create(options, room, shard)):
+  // fans out the lines other shards added; call it on every loop turn (the
+  // room's wake-up, Host::Wake, ends the shard's Poll early).
+  void OnRoom(absl::Time now);
   // Says goodbye to every member and closes their connections; the caller
   // then flushes the host.
   void Shutdown(absl::Time now);

@@ -429,6 +429,57 @@ TEST(ChatTest, LimitsAndCommandErrors) {
   }
 }
 
+// `chat serve --threads 3`: three shards on one port, one room. Six members
+// (spread over the shards by the kernel) each say 20 lines, interleaved;
+// every member sees all 120 in one identical order, nicks are unique across
+// shards, /who sees the whole room, a private line crosses shards, and on
+// SIGTERM everyone hears the server is shutting down.
+TEST(ChatTest, ThreeShardsServeOneRoomInOneOrder) {
+  ChatServer server = StartServer({"--threads", "3"});
+  absl::StatusOr<std::string> shards = server.process->ReadStderrLine(kTimeout);
+  ASSERT_TRUE(shards.ok()) << shards.status();
+  EXPECT_THAT(*shards, StartsWith("3 shards, "));
+  const std::vector<std::string> nicks = {"ann", "ben", "cat", "dan", "eve", "fay"};
+  std::vector<std::unique_ptr<Member>> members;
+  for (const std::string& nick : nicks) {
+    members.push_back(std::make_unique<Member>(server.port, nick));
+    ASSERT_TRUE(members.back()->WaitFor(absl::StrCat("*** ", nick, " joined")));
+  }
+  Member taken(server.port, "ANN");
+  EXPECT_EQ(ExitCode(taken.process()), 1);
+  EXPECT_EQ(taken.process().stderr_text(), "udpmsg: nick \"ANN\" is taken\n");
+  constexpr int kLines = 20;
+  for (int k = 0; k < kLines; k += 5) {
+    for (auto& m : members) {
+      std::string batch;
+      for (int j = k; j < k + 5; ++j) absl::StrAppend(&batch, m->nick(), " line ", j, "\n");
+      ASSERT_TRUE(m->process().WriteStdin(batch).ok());
+    }
+  }
+  const size_t total = kLines * nicks.size();
+  for (auto& m : members) {
+    size_t says = 0;
+    ASSERT_TRUE(m->WaitUntil(
+        [&](const std::string& l) { return absl::StartsWith(l, "<") && ++says == total; },
+        absl::StrCat(total, " lines"), kLongTimeout));
+  }
+  for (auto& m : members) EXPECT_EQ(m->SayLines(), members[0]->SayLines()) << m->nick();
+  members[0]->Send("/who");
+  EXPECT_TRUE(members[0]->WaitFor("*** 6 members: ann, ben, cat, dan, eve, fay"));
+  for (size_t i = 1; i < members.size(); ++i) {
+    members[0]->Send(absl::StrCat("/msg ", nicks[i], " psst ", i));
+    EXPECT_TRUE(members[i]->WaitUntil(
+        [&](const std::string& l) { return absl::EndsWith(l, absl::StrCat("ann: psst ", i)); },
+        "the private line"));
+  }
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*server.process), 0);
+  for (auto& m : members) {
+    EXPECT_TRUE(m->WaitFor("*** server shutting down")) << m->nick();
+    EXPECT_EQ(ExitCode(m->process()), 1) << m->nick();
+  }
+}
+
 // A room configured far beyond the old 1024 cap: it serves, announces joins
 // only up to --announce_limit, and /who gives the room's size.
 TEST(ChatTest, LargeRoomAnnouncesUpToTheLimitAndWhoCounts) {
@@ -459,6 +510,8 @@ TEST(ChatTest, UsageErrors) {
       {{"chat", "serve", "--port", "0", "--max_members", "0"}, "--max_members 0"},
       {{"chat", "serve", "--port", "0", "--max_members", "1000001"},
        "--max_members 1000001 is out of range (1 to 1000000)"},
+      {{"chat", "serve", "--port", "0", "--threads", "300"},
+       "--threads 300 is out of range (1 to 256; 0: one per CPU)"},
       {{"chat", "serve", "--port", "0", "--announce_limit", "-1"},
        "--announce_limit -1 is out of range (0 to 1000000)"},
       {{"chat", "serve", "--port", "0", "--timeout", "soon"}, "--timeout"},
