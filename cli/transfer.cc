@@ -684,6 +684,18 @@ int RunRecvDirectory(const std::string& dir, HostOptions options, int threads,
   }
   ServeRecvShard(&(*hosts)[0], dir, signals.get(), &shared);
   for (std::thread& t : workers) t.join();
+  if (hosts->size() > 1) {
+    // Each shard's own counters (threads joined: safe to read here). A
+    // connection that reached another shard than its own would show as
+    // unknown connection ids.
+    for (const Host& h : *hosts) {
+      const HostStats s = h.stats();
+      std::fprintf(stderr, "shard %d: %llu connections, %llu datagrams received, %llu unknown connection ids\n",
+                   h.shard().index, static_cast<unsigned long long>(s.accepted),
+                   static_cast<unsigned long long>(s.datagrams_received),
+                   static_cast<unsigned long long>(s.unknown_connection));
+    }
+  }
   const int signal = shared.signal.load();
   if (signal != 0) {
     (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), " after ",

@@ -109,6 +109,13 @@ TEST(RecvShardsTest, ThreeTransfersAtOnceOnTwoShards) {
   const std::string log = recv->stderr_text();
   EXPECT_THAT(log, HasSubstr("2 shards, steered by connection id"));
   EXPECT_THAT(log, HasSubstr("(shard "));
+  // Both shards' summaries, neither with a foreign connection id.
+  size_t clean = 0;
+  for (size_t at = log.find(" 0 unknown connection ids\n"); at != std::string::npos;
+       at = log.find(" 0 unknown connection ids\n", at + 1)) {
+    ++clean;
+  }
+  EXPECT_EQ(clean, 2u) << log;
   // The sender's name loses its directory and every unsafe byte.
   EXPECT_THAT(ListDir(out), UnorderedElementsAre("a.bin", "b.bin", "weird_name_rm.bin"));
   EXPECT_EQ(ReadFile(out + "/a.bin"), a);
