@@ -1,5 +1,6 @@
 #include "bench/connections.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -45,8 +46,8 @@ namespace {
 
 // Every Host is polled at least this often (its timers: acknowledgement
 // delay, keepalives, retransmissions) besides whenever its socket is
-// readable.
-constexpr absl::Duration kSweepInterval = absl::Milliseconds(10);
+// readable; a sweep skips the Hosts polled within the interval.
+constexpr absl::Duration kSweepInterval = absl::Milliseconds(20);
 // How often the workers publish their counters and the main thread prints
 // progress.
 constexpr absl::Duration kPublishInterval = absl::Milliseconds(100);
@@ -70,6 +71,30 @@ absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   return s.str();
 }
 
+// The sum of the second field (run-queue wait, ns) of every thread's
+// schedstat under /proc/`who`/task; -1 when unreadable.
+double RunDelaySeconds(const std::string& who) {
+  const std::string dir = absl::StrCat("/proc/", who, "/task");
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return -1;
+  int64_t ns = 0;
+  bool any = false;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    absl::StatusOr<std::string> text =
+        ReadSmallFile(absl::StrCat(dir, "/", e->d_name, "/schedstat"));
+    if (!text.ok()) continue;
+    std::vector<absl::string_view> f = absl::StrSplit(*text, ' ', absl::SkipEmpty());
+    int64_t wait = 0;
+    if (f.size() >= 2 && absl::SimpleAtoi(f[1], &wait)) {
+      ns += wait;
+      any = true;
+    }
+  }
+  ::closedir(d);
+  return any ? static_cast<double>(ns) / 1e9 : -1;
+}
+
 // Client-side CPU (this process) and RSS.
 ProcSample SelfSample() {
   ProcSample s;
@@ -82,6 +107,7 @@ ProcSample SelfSample() {
     absl::StatusOr<int64_t> rss = ParseVmRssKib(*status);
     if (rss.ok()) s.rss_kib = *rss;
   }
+  s.run_delay_seconds = RunDelaySeconds("self");
   return s;
 }
 
@@ -113,6 +139,53 @@ bool IsEpollFd(int fd) {
   const std::string link = absl::StrCat("/proc/self/fd/", fd);
   const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
   return n > 0 && absl::string_view(target, static_cast<size_t>(n)) == "anon_inode:[eventpoll]";
+}
+
+// The UDP receive-buffer drops of this network namespace so far
+// (/proc/net/snmp, Udp RcvbufErrors); -1 when unreadable.
+int64_t UdpReceiveBufferDrops() {
+  absl::StatusOr<std::string> snmp = ReadSmallFile("/proc/net/snmp");
+  if (!snmp.ok()) return -1;
+  std::vector<std::string> udp;
+  for (absl::string_view line : absl::StrSplit(*snmp, '\n')) {
+    if (absl::StartsWith(line, "Udp: ")) udp.emplace_back(line);
+  }
+  if (udp.size() < 2) return -1;
+  std::vector<absl::string_view> names = absl::StrSplit(udp[0], ' ', absl::SkipEmpty());
+  std::vector<absl::string_view> values = absl::StrSplit(udp[1], ' ', absl::SkipEmpty());
+  for (size_t i = 0; i < names.size() && i < values.size(); ++i) {
+    int64_t v = 0;
+    if (names[i] == "RcvbufErrors" && absl::SimpleAtoi(values[i], &v)) return v;
+  }
+  return -1;
+}
+
+// The drops of the UDP sockets bound to `port` in this namespace
+// (/proc/net/udp and udp6, last column); -1 when none is found.
+int64_t SocketDrops(int port) {
+  int64_t drops = -1;
+  const std::string suffix = absl::StrFormat(":%04X", port);
+  for (const char* path : {"/proc/net/udp", "/proc/net/udp6"}) {
+    absl::StatusOr<std::string> text = ReadSmallFile(path);
+    if (!text.ok()) continue;
+    for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+      std::vector<absl::string_view> f = absl::StrSplit(line, ' ', absl::SkipEmpty());
+      if (f.size() < 13 || !absl::EndsWith(f[1], suffix)) continue;
+      int64_t d = 0;
+      if (absl::SimpleAtoi(f.back(), &d)) drops = std::max<int64_t>(drops, 0) + d;
+    }
+  }
+  return drops;
+}
+
+// `reason` cut before its first address ("... peer 127.1.0.4:5913 ...") so
+// that equal causes count together.
+std::string WithoutAddresses(absl::string_view reason) {
+  for (absl::string_view mark : {"127.", "[", "0.0.0.0"}) {
+    const size_t at = reason.find(mark);
+    if (at != absl::string_view::npos) reason = reason.substr(0, at);
+  }
+  return std::string(absl::StripTrailingAsciiWhitespace(reason));
 }
 
 // ---- the server
@@ -189,6 +262,9 @@ class Server final {
     if (!log_path_.empty() && !keep_log_) ::unlink(log_path_.c_str());
   }
 
+  // Keeps the log file (a run that lost connections).
+  void KeepLog() { keep_log_ = true; }
+
   // SIGTERM (the server tells its members and flushes for up to 2 s), then
   // SIGKILL after 10 s. Returns whether it was still running.
   bool Stop() {
@@ -258,6 +334,7 @@ struct ClientHost {
   int epoll_fd = -1;  // the Host's own epoll descriptor, or -1 when not found
   absl::flat_hash_map<ConnectionId, size_t> members;  // connection -> member index
   bool dirty = false;                                 // queued something since its last Poll
+  absl::Time polled_at = absl::InfinitePast();        // loop_now_ at its last Poll
 };
 
 // What a worker publishes for the main thread (relaxed atomics, written by
@@ -359,6 +436,8 @@ class Worker final {
   std::vector<ClientHost> hosts_;
   std::vector<std::unique_ptr<Member>> members_;
   std::vector<size_t> dirty_;
+  // The loop turn's time: a sweep skips the Hosts polled since the last one.
+  absl::Time loop_now_ = absl::InfinitePast();
   Counters counters_;
   std::mutex mu_;
   std::vector<double> connect_ms_;           // guarded by mu_
@@ -472,13 +551,14 @@ void Worker::OnEvent(size_t h, const Event& e) {
     case Event::Type::kClosed:
       if (m.state == Member::State::kFailed || m.state == Member::State::kLost) return;
       if (phase() == Phase::kStop) return;
-      Fail(m, absl::StrCat(e.by_peer ? "closed by server: " : "closed: ",
-                           CloseReasonName(e.close_reason), " ", e.reason));
+      Fail(m, absl::StrCat(e.by_peer ? "closed by the server: " : "closed here: ",
+                           CloseReasonName(e.close_reason), " ", WithoutAddresses(e.reason)));
       return;
   }
 }
 
 absl::Status Worker::PollHost(size_t h) {
+  hosts_[h].polled_at = loop_now_;
   absl::StatusOr<Host::PollResult> r = hosts_[h].host->Poll(absl::ZeroDuration());
   if (!r.ok()) return r.status();
   for (const Event& e : r->events) OnEvent(h, e);
@@ -583,9 +663,12 @@ absl::Status Worker::Run() {
     if (p == Phase::kStop) break;
     if (p == Phase::kConnect) StartConnects();
     absl::Time now = absl::Now();
+    loop_now_ = now;
     if (p == Phase::kLoad) SendDueLines(now);
     if (now >= next_sweep) {
+      loop_now_ = now;
       for (size_t h = 0; h < hosts_.size(); ++h) {
+        if (hosts_[h].polled_at > now - kSweepInterval) continue;  // polled since the last sweep
         if (absl::Status s = PollHost(h); !s.ok()) return s;
       }
       now = absl::Now();
@@ -738,7 +821,7 @@ absl::StatusOr<ProcSample> ReadProcSample(pid_t pid) {
   if (!rss.ok()) return absl::NotFoundError(absl::StrCat(dir, "/status: no VmRSS (a zombie?)"));
   absl::StatusOr<double> cpu = ParseStatCpuSeconds(*stat, ::sysconf(_SC_CLK_TCK));
   if (!cpu.ok()) return absl::InternalError(absl::StrCat(dir, "/stat: ", cpu.status().message()));
-  return ProcSample{*rss, *cpu};
+  return ProcSample{*rss, *cpu, RunDelaySeconds(absl::StrCat(pid))};
 }
 
 double Percentile(std::vector<double>& values, double p) {
@@ -807,6 +890,9 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
   absl::StatusOr<ProcSample> server_before = ReadProcSample(pid);
   if (!server_before.ok()) return server_before.status();
   const ProcSample client_before = SelfSample();
+  const int server_port = c.server.port();
+  const int64_t udp_drops_0 = UdpReceiveBufferDrops();
+  const int64_t server_drops_0 = SocketDrops(server_port);
 
   // The client Hosts, created here on one thread so that each one's epoll
   // descriptor can be found among the descriptors it just opened.
@@ -922,6 +1008,8 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
     }
   }
   const absl::Duration connect_wall = absl::Now() - connect_start;
+  const int64_t udp_drops_1 = UdpReceiveBufferDrops();
+  const int64_t server_drops_1 = SocketDrops(server_port);
   const int64_t joined_after_connect = Sum(workers, &Counters::joined);
   const int64_t failed = n - joined_after_connect;
 
@@ -978,6 +1066,8 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
                static_cast<long long>(lines), c.line_rate);
   const int64_t lost_before_load = Sum(workers, &Counters::lost);
   const int64_t deliveries_before = Sum(workers, &Counters::deliveries);
+  const int64_t udp_drops_3 = UdpReceiveBufferDrops();
+  const int64_t server_drops_3 = SocketDrops(server_port);
   absl::StatusOr<ProcSample> load_start = ReadProcSample(pid);
   if (!load_start.ok()) return load_start.status();
   const ProcSample client_load_start = SelfSample();
@@ -1025,6 +1115,8 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
     if (absl::Now() - drain_start > c.timeout + absl::Seconds(5)) break;
   }
   const double drain_seconds = absl::ToDoubleSeconds(absl::Now() - drain_start);
+  const int64_t udp_drops_4 = UdpReceiveBufferDrops();
+  const int64_t server_drops_4 = SocketDrops(server_port);
   const int64_t lost_in_load = Sum(workers, &Counters::lost) - lost_before_load;
   const int64_t lines_sent = Sum(workers, &Counters::lines_sent);
   const int64_t refused = Sum(workers, &Counters::refused);
@@ -1034,7 +1126,19 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
   for (std::thread& t : threads) t.join();
   if (shared.failed.load(std::memory_order_acquire)) return shared.error;
   const ProcSample client_end = SelfSample();
-  if (spawned != nullptr) spawned->Stop();
+  if (spawned != nullptr) {
+    spawned->Stop();
+    if (Sum(workers, &Counters::lost) > 0 || Sum(workers, &Counters::failed) > 0) {
+      spawned->KeepLog();
+    }
+  }
+  // "a (b server)" drops in one phase: the namespace's and the server socket's.
+  const auto drops = [](int64_t all0, int64_t all1, int64_t srv0, int64_t srv1) {
+    if (all0 < 0 || all1 < 0) return std::string("?");
+    return absl::StrCat(all1 - all0, " (",
+                        srv0 < 0 || srv1 < 0 ? std::string("?") : absl::StrCat(srv1 - srv0),
+                        " server)");
+  };
 
   // Statistics.
   std::vector<double> connect_ms, join_ms;
@@ -1073,6 +1177,10 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
   const double deliveries_per_s = static_cast<double>(deliveries_in_load) / load_seconds;
   const double offered = c.line_rate * static_cast<double>(members_end);
   const auto pct = [](double share) { return absl::StrCat(Fixed(100 * share, 1), "%"); };
+  const auto wait = [&pct](const ProcSample& a, const ProcSample& b, double seconds) {
+    if (a.run_delay_seconds < 0 || b.run_delay_seconds < 0) return std::string("?");
+    return pct((b.run_delay_seconds - a.run_delay_seconds) / seconds);
+  };
   const auto mib = [](int64_t kib) { return Fixed(static_cast<double>(kib) / 1024.0, 1); };
 
   std::vector<Row> rows = {
@@ -1105,6 +1213,9 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
                     absl::FormatDuration(
                         std::clamp(c.timeout / 4, absl::Milliseconds(50), absl::Seconds(5))),
                     " keepalive)")},
+      {"server_cpu_wait_idle_pct", "server CPU wait idle",
+       wait(*idle_start, *idle_end, idle_seconds),
+       "runnable but waiting for a CPU (schedstat), of the wall time"},
       {"lost_idle", "lost while idle", absl::StrCat(lost_in_idle), ""},
       {"lines_sent", "lines sent", absl::StrCat(lines_sent),
        absl::StrCat(Fixed(c.line_rate, 1), "/s for ", Fixed(load_seconds, 1), " s, ", refused,
@@ -1113,6 +1224,9 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
        absl::StrCat("lines received by all members during the load / its duration; offered ",
                     Fixed(offered, 0), "/s")},
       {"server_cpu_load_pct", "server CPU load", pct(load_cpu), "of one core"},
+      {"server_cpu_wait_load_pct", "server CPU wait load",
+       wait(*load_start, *load_end, load_seconds),
+       "well above 0: the server was short of CPU (the client or other processes had it)"},
       {"drain_seconds", "drain s", Fixed(drain_seconds, 2),
        drained ? "until every member had every accepted line"
                : "NOT drained: some members short of lines at the timeout"},
@@ -1127,17 +1241,40 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
       {"client_cpu_idle_pct", "client CPU idle", pct(client_idle_cpu),
        absl::StrCat("this process, of one core (", std::thread::hardware_concurrency(), " CPUs)")},
       {"client_cpu_load_pct", "client CPU load", pct(client_load_cpu), ""},
+      {"client_cpu_wait_load_pct", "client CPU wait load",
+       wait(client_load_start, client_load_end, load_seconds), "its threads waiting for a CPU"},
       {"client_rss_mib", "client RSS MiB", mib(client_end.rss_kib),
        absl::StrCat(mib(client_hosts.rss_kib - client_before.rss_kib),
                     " MiB for the sockets' Hosts")},
   };
+  rows.push_back(
+      {"udp_drops_connect", "UDP drops connect",
+       drops(udp_drops_0, udp_drops_1, server_drops_0, server_drops_1),
+       "receive-buffer drops in this network namespace (of them at the server's socket)"});
+  rows.push_back({"udp_drops_idle", "UDP drops settle+idle",
+                  drops(udp_drops_1, udp_drops_3, server_drops_1, server_drops_3), ""});
+  rows.push_back({"udp_drops_load", "UDP drops load+drain",
+                  drops(udp_drops_3, udp_drops_4, server_drops_3, server_drops_4), ""});
   std::vector<std::string> notes;
+  {
+    absl::StatusOr<std::string> loadavg = ReadSmallFile("/proc/loadavg");
+    std::vector<absl::string_view> f;
+    if (loadavg.ok()) f = absl::StrSplit(*loadavg, ' ');
+    notes.push_back(
+        absl::StrCat("machine: ", std::thread::hardware_concurrency(),
+                     " CPUs; load average (1/5/15 min) at the end ",
+                     f.size() >= 3 ? absl::StrCat(f[0], " ", f[1], " ", f[2]) : std::string("?"),
+                     " (this run included)"));
+  }
   notes.push_back(absl::StrCat(
       "server: ", c.external ? absl::StrCat("external, ", c.server.ToString(), " pid ", pid)
                              : c.server_description));
   notes.push_back(absl::StrCat("epoll descriptors found for ", probed, " of ", sockets,
                                " client Hosts (the rest are polled every ",
                                absl::FormatDuration(kSweepInterval), ")"));
+  if (spawned != nullptr && (lost_total > 0 || failed > 0)) {
+    notes.push_back(absl::StrCat("the server's log: ", spawned->log_path()));
+  }
   for (const auto& [why, count] : failures) {
     notes.push_back(absl::StrCat(count, " x ", chat::Displayable(why)));
   }

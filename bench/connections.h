@@ -100,8 +100,12 @@ absl::Status RunConnections(const ConnectionsConfig& config);
 struct ProcSample {
   int64_t rss_kib = 0;     // VmRSS
   double cpu_seconds = 0;  // utime + stime
+  // Time its threads were runnable but waiting for a CPU (the sum of
+  // /proc/PID/task/*/schedstat's second field); -1 when unknown.
+  double run_delay_seconds = -1;
 };
-// /proc/PID/status and /proc/PID/stat. NOT_FOUND when the process is gone.
+// /proc/PID/status, /proc/PID/stat and /proc/PID/task/*/schedstat.
+// NOT_FOUND when the process is gone.
 absl::StatusOr<ProcSample> ReadProcSample(pid_t pid);
 // VmRSS in KiB from the text of /proc/PID/status; INVALID_ARGUMENT without it.
 absl::StatusOr<int64_t> ParseVmRssKib(absl::string_view status);
