@@ -425,17 +425,17 @@ Figures Measure(bool encrypt, size_t k) {
 // Upper bounds of the server's heap per connection (the endpoint's tables
 // and the Connection object included), from the figures this test printed
 // when they were set (docs/scale.md) plus ~30%: a change that doubles one
-// fails. Measured then (K=2000): plain 3197 idle / 3607 in flight / 3085
-// after a message each way / 3207 after 12 s of keepalives; encrypted
-// 4519 / 4929 / 4408 / 4529 (before the memory work of issue 17: plain
+// fails. Measured then (K=2000): plain 2973 idle / 3383 in flight / 2861
+// after a message each way / 2983 after 12 s of keepalives; encrypted
+// 4295 / 4705 / 4184 / 4305 (before the memory work of issue 17: plain
 // 5085 / 5591 / 5069, encrypted 26413 / 26919 / 26398).
 struct Bounds {
   double idle;
   double in_flight;
   double after_both_ways;
 };
-constexpr Bounds kPlain{4200, 4700, 4200};
-constexpr Bounds kEncrypted{5900, 6400, 5900};
+constexpr Bounds kPlain{3900, 4400, 3900};
+constexpr Bounds kEncrypted{5600, 6100, 5600};
 
 void Check(const Figures& f, const Bounds& b) {
   EXPECT_LE(f.idle, b.idle) << "server heap per idle connection grew";
