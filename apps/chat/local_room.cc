@@ -163,15 +163,16 @@ Room::Result LocalRoom::Private(int shard, absl::Time now, MemberId id, const st
   return Result::kOk;
 }
 
-void LocalRoom::Close(int shard, absl::Time now) {
+bool LocalRoom::Close(int shard, absl::Time now) {
   std::vector<const std::function<void()>*> wakes;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (closed_) return;
+    if (closed_) return false;
     closed_ = true;
     wakes = Append(shard, now, MakeLine(Line::SYSTEM, "", "server shutting down"), 0, 0);
   }
   Wake(wakes);
+  return true;
 }
 
 Roster LocalRoom::RosterLocked() const {

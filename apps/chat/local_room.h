@@ -47,7 +47,7 @@ class LocalRoom final : public Room {
   Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) override;
   Result Private(int shard, absl::Time now, MemberId id, const std::string& to,
                  const std::string& text) override;
-  void Close(int shard, absl::Time now) override;
+  bool Close(int shard, absl::Time now) override;
   Roster Who() const override;
   uint64_t member_count() const override;
   std::string NickOf(MemberId id) const override;

@@ -122,8 +122,9 @@ class Room {
   virtual Result Private(int shard, absl::Time now, MemberId id, const std::string& to,
                          const std::string& text) = 0;
   // Appends the SYSTEM line "server shutting down" once and refuses
-  // everything but Leave afterwards (kClosed). Idempotent.
-  virtual void Close(int shard, absl::Time now) = 0;
+  // everything but Leave afterwards (kClosed). Idempotent: true for the
+  // call that closed the room.
+  virtual bool Close(int shard, absl::Time now) = 0;
 
   virtual Roster Who() const = 0;
   virtual uint64_t member_count() const = 0;

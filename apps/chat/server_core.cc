@@ -427,8 +427,8 @@ absl::Time ServerCore::NextDeadline() const {
 }
 
 void ServerCore::Shutdown(absl::Time now) {
-  Log(absl::StrCat("shutting down ", Count(room_->member_count())));
-  room_->Close(shard_, now);
+  const uint64_t members = room_->member_count();
+  if (room_->Close(shard_, now)) Log(absl::StrCat("shutting down ", Count(members)));
   Drain();
   for (const auto& [joined, m] : order_) {
     Pump(m->id, *m, /*all=*/true);  // everything, then the goodbye
