@@ -734,8 +734,13 @@ void PrintRows(const ConnectionsConfig& c, const std::string& title, const std::
   }
   BenchTable t;
   t.title = title;
-  t.columns = {"figure", "value", "note"};
-  for (const Row& r : rows) t.rows.push_back({r.label, r.value, r.note});
+  if (c.format == TableFormat::kCsv) {  // the notes hold commas: figure names and values only
+    t.columns = {"figure", "value"};
+    for (const Row& r : rows) t.rows.push_back({r.key, r.value});
+  } else {
+    t.columns = {"figure", "value", "note"};
+    for (const Row& r : rows) t.rows.push_back({r.label, r.value, r.note});
+  }
   t.notes = notes;
   PrintTable(t, c.format);
 }

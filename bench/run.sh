@@ -15,18 +15,26 @@
 #               at once through the tbf for --fairness-duration (default 30 s),
 #               once per --fairness-ccs (default newreno, bbr): each flow's
 #               goodput and Jain's index
+#   6. connections `udpmsg bench connections` inside namespace a: --connections
+#               (default 10000) chat members in one process against a spawned
+#               `udpmsg chat serve`, over loopback (each client socket on its
+#               own 127.X.Y.Z): connect times, server RSS per connection and
+#               CPU idle, then --connections-rate lines/s (default 10) into the
+#               room: deliveries/s, server CPU, lost connections, order
 # The namespaces are joined by a veth pair with a tbf rate limit on a's side;
 # the loss hits ALL packets (TCP's too) in both directions.
 #
 #   sudo bench/run.sh            16 MiB per transfer at 0, 1, 5, 10% loss
 #   sudo bench/run.sh --quick    shorter runs (4 MiB transfers), report-quick.*
 #   sudo bench/run.sh --only fast --out /tmp/b    the fast paths alone
+#   sudo bench/run.sh --only connections --connections 1000   one server, 1000 members
 #
 #   sudo bench/run.sh --delay 50ms   50 ms added RTT (25 ms each way), loss and
 #                                    delay by `udpmsg impair --nfqueue`
 #
 # Writes bench/results/report.md (every table, the targets, machine, load,
-# setup commands), report-{rate,latency,bulk,fast,fairness}.csv and report-bulk.png
+# setup commands), report-{rate,latency,bulk,fast,fairness}.csv, report-connections.json
+# and report-bulk.png
 # (report-quick* with --quick; a -rtt<D> suffix with --delay, e.g.
 # report-rtt50ms.md).
 # Needs root, `ip netns`, tc and nft (nftables and gnuplot are installed with
@@ -50,7 +58,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness"] [--size SIZE]
+usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness connections"] [--size SIZE]
                          [--losses "0 1 5 10"] [--latency-losses "0 1 5"] [--rate 20mbit]
                          [--cc newreno|bbr] [--ccs "newreno bbr"] [--delay 10ms] [--bin PATH]
                          [--out DIR] [--timeout 30s] [--emulator nft|nfqueue]
@@ -59,11 +67,13 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness"] [-
                          [--fast-transports "udpmsg tcp-cubic tcp-bbr enet"]
                          [--fairness-duration 30s] [--fairness-ccs "newreno bbr"]
                          [--fairness-flows udpmsg,udpmsg,tcp-cubic]
+                         [--connections 10000] [--connections-rate 10]
+                         [--connections-idle 10s] [--connections-load 10s]
   --quick      shorter runs: 4 MiB transfers, 2 s latency runs, 50000-message
-               rate runs, 32 MiB fast-path transfers, 10 s fairness runs;
-               results in DIR/report-quick*
-  --only       the benchmarks to run (default "rate latency bulk fast fairness";
-               with --delay "rate latency bulk fairness")
+               rate runs, 32 MiB fast-path transfers, 10 s fairness runs,
+               1000 connections; results in DIR/report-quick*
+  --only       the benchmarks to run (default "rate latency bulk fast fairness
+               connections"; with --delay "rate latency bulk fairness")
   --size       bytes per bulk transfer (default 16MiB)
   --losses     bulk loss rates in percent, space-separated (default "0 1 5 10")
   --latency-losses  latency loss rates in percent (default "0 1 5")
@@ -80,6 +90,10 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness"] [-
   --fairness-duration  how long the fairness flows run together (default 30s)
   --fairness-ccs    one fairness run per udpmsg congestion controller (default "newreno bbr")
   --fairness-flows  the flows of a fairness run (default udpmsg,udpmsg,tcp-cubic)
+  --connections     bench connections: chat members (default 10000)
+  --connections-rate   lines per second into the room, in total (default 10)
+  --connections-idle   how long the members idle (default 10s)
+  --connections-load   how long they send lines (default 10s)
   --delay      added round-trip time, D/2 in each direction, by `udpmsg impair
                --nfqueue` in both namespaces (default none: the RTT is then the tbf
                queue's); implies --emulator nfqueue
@@ -117,6 +131,10 @@ FAST_TRANSPORTS="udpmsg tcp-cubic tcp-bbr enet"
 FAIR_DURATION=30s
 FAIR_CCS="newreno bbr"
 FAIR_FLOWS=udpmsg,udpmsg,tcp-cubic
+CONN_N=10000
+CONN_RATE=10
+CONN_IDLE=10s
+CONN_LOAD=10s
 TCP_CC=
 BIN=${UDPMSG:-}
 OUT=$ROOT/bench/results
@@ -126,7 +144,7 @@ EMULATOR=
 while (($#)); do
   case $1 in
     --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB
-             FAIR_DURATION=10s ;;
+             FAIR_DURATION=10s; CONN_N=1000 ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
     --losses) LOSSES=${2:?}; shift ;;
@@ -141,6 +159,10 @@ while (($#)); do
     --fairness-duration) FAIR_DURATION=${2:?}; shift ;;
     --fairness-ccs) FAIR_CCS=${2:?}; shift ;;
     --fairness-flows) FAIR_FLOWS=${2:?}; shift ;;
+    --connections) CONN_N=${2:?}; shift ;;
+    --connections-rate) CONN_RATE=${2:?}; shift ;;
+    --connections-idle) CONN_IDLE=${2:?}; shift ;;
+    --connections-load) CONN_LOAD=${2:?}; shift ;;
     --tcp-cc) TCP_CC=${2:?}; shift ;;
     --bin) BIN=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
@@ -153,13 +175,14 @@ while (($#)); do
   shift
 done
 if [[ -z $ONLY ]]; then
-  ONLY="rate latency bulk fast fairness"
+  ONLY="rate latency bulk fast fairness connections"
   # The fast paths are the unimpaired ones: --delay is for the tbf veth.
   [[ -n $DELAY ]] && ONLY="rate latency bulk fairness"
 fi
 for b in $ONLY; do
-  [[ $b == rate || $b == latency || $b == bulk || $b == fast || $b == fairness ]] ||
-    die "--only: \"$b\" is not rate, latency, bulk, fast or fairness"
+  [[ $b == rate || $b == latency || $b == bulk || $b == fast || $b == fairness ||
+     $b == connections ]] ||
+    die "--only: \"$b\" is not rate, latency, bulk, fast, fairness or connections"
 done
 if [[ -z $CCS ]]; then
   CCS="newreno bbr"
@@ -530,16 +553,46 @@ if wants fairness; then
     append_rows "$part.cc" "$FAIR_CSV"
   done
 fi
+
+# --- 6. Connections -------------------------------------------------------------------
+# One chat server (spawned by the bench, in namespace a) and $CONN_N members
+# in one client process, over loopback; no tbf, no loss. The table (markdown)
+# goes into the report; the same figures as JSON beside it.
+CONN_MD=$WORK/connections.md
+CONN_JSON=$WORK/connections.json
+if wants connections; then
+  # Loopback only: no loss rule, no emulator.
+  stop_emulators
+  ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
+  echo "bench/run.sh: bench connections, $CONN_N chat members, idle $CONN_IDLE, $CONN_RATE lines/s for $CONN_LOAD ..." >&2
+  conn_args=(bench connections --bench_connections "$CONN_N" --bench_line_rate "$CONN_RATE"
+             --bench_idle "$CONN_IDLE" --bench_load "$CONN_LOAD")
+  echo "udpmsg ${conn_args[*]}" >>"$COMMANDS"
+  if ! ip netns exec "$NS_A" "$BIN" "${conn_args[@]}" --format markdown \
+      >"$CONN_MD" 2> >(tee -a "$WORK/connections.log" >&2); then
+    echo "bench/run.sh: bench connections failed or lost connections (see its table)" >&2
+    FAILED=1
+  fi
+  # The JSON for the targets: the figures of the same table.
+  awk -F'|' '/^\| / && !/^\|---/ && !/^\| figure/ {
+      for (i = 2; i <= 3; i++) gsub(/^ +| +$/, "", $i); v[$2] = $3 }
+    END {
+      printf "{\"members\": \"%s\", \"rss_per_connection_bytes\": \"%s\", \"cpu_idle\": \"%s\", \"deliveries_per_s\": \"%s\", \"lost\": \"%s\", \"order_mismatches\": \"%s\", \"server_rss_idle_mib\": \"%s\"}\n",
+        v["members at end"], v["server RSS per connection B"], v["server CPU idle"], v["deliveries/s"],
+        v["lost connections"], v["order mismatches"], v["server RSS idle MiB"] }' "$CONN_MD" >"$CONN_JSON"
+fi
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fairness}.csv "$OUT/$NAME-bulk.png"
+rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fairness}.csv "$OUT/$NAME-bulk.png" \
+  "$OUT/$NAME-connections.json"
 [[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
 [[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
 [[ -s $CSV ]] && cp "$CSV" "$OUT/$NAME-bulk.csv"
 [[ -s $FAST_CSV ]] && cp "$FAST_CSV" "$OUT/$NAME-fast.csv"
 [[ -s $FAIR_CSV ]] && cp "$FAIR_CSV" "$OUT/$NAME-fairness.csv"
+[[ -s $CONN_JSON ]] && cp "$CONN_JSON" "$OUT/$NAME-connections.json"
 
 csv_to_md() {  # a CSV file as a Markdown table
   awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
@@ -616,6 +669,19 @@ targets() {
   fi
   if [[ -s $FAIR_CSV ]]; then
     fairness_summary "- "
+  fi
+  if [[ -s $CONN_MD ]]; then
+    awk -F'|' -v n="$CONN_N" -v rate="$CONN_RATE" '/^\| / && !/^\|---/ {
+        for (i = 2; i <= 3; i++) gsub(/^ +| +$/, "", $i); v[$2] = $3 }
+      END {
+        m = v["members at end"]; cpu = v["server CPU idle"]; sub("%", "", cpu)
+        if (m == "") { print "- bench connections: not measured"; exit }
+        if (n + 0 >= 10000) printf "- %d idle connections under 5%% of one core: %s%% (%s)\n", n, cpu, (cpu + 0 < 5 && m + 0 == n) ? "met" : "NOT met"
+        else printf "- idle connections under 5%% of one core (the target is at 10,000; this run had %d): %s%%\n", n, cpu
+        printf "- a room of %s members receiving %s lines/s, every member in the same order, none lost: %s deliveries/s, %s lost, %s order mismatches (%s)\n",
+          m, rate, v["deliveries/s"], v["lost connections"], v["order mismatches"],
+          (v["lost connections"] == "0" && v["order mismatches"] == "0") ? "met" : "NOT met"
+      }' "$CONN_MD"
   fi
 }
 
@@ -784,6 +850,18 @@ MD=$OUT/$NAME.md
     echo "is an nft numgen drop on ua1/lo in $NS_A and ub1 in $NS_B (both directions, every protocol)."
     echo "udpmsg runs with congestion control $CC; the receivers are \`bench bulk --bench_role server\`"
     echo "processes ($NS_B for the veth, $NS_A on 127.0.0.1 for loopback)."
+  fi
+  if [[ -s $CONN_MD ]]; then
+    echo
+    echo "## Connections ($CONN_N chat members against one \`udpmsg chat serve\`, loopback inside $NS_A)"
+    echo
+    sed 's/^### \(.*\)$/**\1**/' "$CONN_MD"
+    echo
+    echo "One client process (\`udpmsg bench connections\`) holds every member: its client threads"
+    echo "drive one udpmsg Host per 8 members, each Host's socket on its own 127.X.Y.Z, so the"
+    echo "server's per-address caps stay at their defaults. Server figures from /proc/PID (VmRSS,"
+    echo "utime + stime); the client's own CPU and RSS beside them: on this machine's $(nproc) CPUs the"
+    echo "client shares the cores with the server. See docs/commands.md, \`bench connections\`."
   fi
   if [[ -s $FAIR_CSV ]]; then
     echo

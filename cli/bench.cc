@@ -11,6 +11,7 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/str_cat.h"
 #include "apps/chat/rules.h"
 #include "bench/bulk.h"
@@ -51,6 +52,9 @@ ABSL_FLAG(std::string, bench_server, "",
           "serve`); needs --bench_server_pid");
 ABSL_FLAG(int, bench_server_pid, 0,
           "bench connections: the external server's pid on this machine (its /proc figures)");
+ABSL_FLAG(std::string, bench_server_args, "",
+          "bench connections: more arguments for the spawned `udpmsg chat serve`, space-separated "
+          "(e.g. \"--announce_limit=0\")");
 ABSL_FLAG(int, bench_server_threads, 0,
           "bench connections: --threads for the spawned server (0: its default; needs a chat "
           "serve with --threads)");
@@ -449,10 +453,10 @@ absl::StatusOr<bench::ConnectionsConfig> ConnectionsFromFlags(const Args& args) 
       return absl::InvalidArgumentError(
           "--bench_server needs --bench_server_pid PID (the server's /proc figures)");
     }
-    if (server_threads != 0) {
+    if (server_threads != 0 || !absl::GetFlag(FLAGS_bench_server_args).empty()) {
       return absl::InvalidArgumentError(
-          "--bench_server_threads is for the spawned server; start the external one with "
-          "--threads");
+          "--bench_server_threads and --bench_server_args are for the spawned server; give "
+          "the external one its flags yourself");
     }
     absl::StatusOr<std::vector<SocketAddress>> peers =
         ResolveHostPort(server, AddressFamily::kIpv4);
@@ -475,6 +479,10 @@ absl::StatusOr<bench::ConnectionsConfig> ConnectionsFromFlags(const Args& args) 
   if (server_threads < 0 || server_threads > 1024) {
     return absl::InvalidArgumentError(
         absl::StrCat("--bench_server_threads ", server_threads, " is out of range (0 to 1024)"));
+  }
+  for (absl::string_view arg :
+       absl::StrSplit(absl::GetFlag(FLAGS_bench_server_args), ' ', absl::SkipEmpty())) {
+    c.server_args.emplace_back(arg);
   }
   if (server_threads > 0) {
     if (absl::FindCommandLineFlag("threads") == nullptr) {
