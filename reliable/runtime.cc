@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "udp/errno_status.h"
+#include "udp/shard_steering.h"
 #include "udp/socket_options.h"
 
 namespace udpmsg::reliable {
@@ -22,22 +23,6 @@ constexpr size_t kSlots = 8;
 // Most datagrams one Receive() feeds the endpoint (64 rounds of 8 without
 // coalescing, as before GRO).
 constexpr uint64_t kMaxDatagramsPerReceive = 512;
-
-// Whether two datagrams carry the same receiver connection id, read where
-// udp/shard_steering.h's program reads it (plain: version 1, tag 0x09, 8
-// bytes; sealed: version 2, 8 bytes). A GSO train reaches one socket of a
-// reuseport group as one buffer, steered by its first datagram, so a train
-// must never mix connections a sharded peer may serve on different shards.
-bool SameConnectionId(const std::string& a, const std::string& b) {
-  auto id_at = [](const std::string& d) -> size_t {
-    if (d.size() >= 10 && d[0] == 1 && d[1] == 0x09) return 2;
-    if (d.size() >= 9 && d[0] == 2) return 1;
-    return 0;
-  };
-  const size_t at = id_at(a);
-  if (at != id_at(b)) return false;
-  return at == 0 || a.compare(at, 8, b, at, 8) == 0;
-}
 
 }  // namespace
 
@@ -179,7 +164,9 @@ size_t Runtime::BuildTrains() {
       // carry fails by itself (EMSGSIZE) instead of having a train refused.
       if (it->bytes.size() < segment && used - start < 2) break;
       if (!(it->peer == peer)) break;
-      if (!SameConnectionId(it->bytes, pending_[start_index].bytes)) break;
+      // A train reaches one socket of a sharded peer whole (steered by its
+      // first datagram): never two shards' datagrams in one.
+      if (udp::ShardByteOf(it->bytes) != udp::ShardByteOf(pending_[start_index].bytes)) break;
     }
     trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};
   }

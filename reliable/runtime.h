@@ -23,10 +23,10 @@
 // A server sets options.endpoint.accept_incoming and binds a known port; one
 // runtime serves any number of clients (up to max_connections).
 //
-// Batching: consecutive datagrams the endpoint emits for one peer and one
-// connection id with the same size (a shorter one may end a run of two or
-// more) leave as one UDP GSO train (one connection id: a train reaches one
-// socket of a sharded peer's reuseport group whole, see udp/shard_steering.h)
+// Batching: consecutive datagrams the endpoint emits for one peer with the
+// same size (a shorter one may end a run of two or more) and the same shard
+// byte in their connection ids leave as one UDP GSO train (a train reaches
+// one socket of a sharded peer's reuseport group whole: udp/shard_steering.h)
 // (udp::DatagramSocket::SendTrains: up to 64 datagrams, 64 KiB, per train,
 // several trains per sendmmsg), and the socket receives with UDP GRO, so one
 // receive buffer may hold a run of datagrams from one peer, which Receive

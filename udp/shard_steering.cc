@@ -137,6 +137,17 @@ absl::Status CheckNumbering(const std::vector<DatagramSocket>& sockets) {
 
 }  // namespace
 
+int ShardByteOf(absl::string_view d) {
+  if (d.size() > kPlainIdLowByte && static_cast<uint8_t>(d[0]) == kPlainVersion &&
+      static_cast<uint8_t>(d[1]) == kConnectionIdTag) {
+    return static_cast<uint8_t>(d[kPlainIdLowByte]);
+  }
+  if (d.size() > kSealedIdLowByte && static_cast<uint8_t>(d[0]) == kSealedVersion) {
+    return static_cast<uint8_t>(d[kSealedIdLowByte]);
+  }
+  return -1;
+}
+
 std::vector<sock_filter> ShardSteeringProgram(int shard_count) {
   constexpr uint16_t kLdLen = BPF_LD | BPF_W | BPF_LEN;
   constexpr uint16_t kLdb = BPF_LD | BPF_B | BPF_ABS;

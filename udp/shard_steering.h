@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "udp/datagram_socket.h"
 #include "udp/socket_address.h"
@@ -62,6 +63,14 @@ namespace udpmsg::udp {
 inline constexpr int kMaxShards = 256;
 // What the steering program returns for "no shard: use the 4-tuple hash".
 inline constexpr uint32_t kNoShard = 0xffffffff;
+
+// The byte the steering program reads from a UDP payload: the low byte of
+// the receiver's connection id (plain: byte 2 of a datagram starting 0x01
+// 0x09, 3 bytes at least; sealed: byte 8 of one starting 0x02, 9 bytes at
+// least), or -1 when it carries none (a hello, garbage). The program returns
+// it when it is below the shard count. Senders use it to keep a UDP GSO
+// train to one shard (reliable::Runtime).
+int ShardByteOf(absl::string_view datagram);
 
 // The classic BPF program for `shard_count` shards (in [1, kMaxShards]).
 std::vector<sock_filter> ShardSteeringProgram(int shard_count);

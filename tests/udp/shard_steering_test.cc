@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <string>
 #include <vector>
@@ -83,6 +84,24 @@ TEST(ShardSteeringProgramTest, HelloAndGarbageFallBackToTheHash) {
   // An id byte naming no shard (a forged id): the hash, not a foreign socket.
   EXPECT_EQ(Steer(4, Plain(0x1111111111111104ull)), kNoShard);
   EXPECT_EQ(Steer(4, Sealed(0x11111111111111ffull)), kNoShard);
+}
+
+// ShardByteOf (what senders use) reads what the program reads, on every
+// datagram of the tests above and on every short prefix of them.
+TEST(ShardSteeringProgramTest, ShardByteOfAgreesWithTheProgram) {
+  std::vector<std::string> datagrams = {Plain(0x1234567890abcd05ull), Sealed(0x77ull << 8 | 0xfe),
+                                        Hello(), std::string("\x01\x09\x07", 3),
+                                        std::string("\x02\x00\x00\x00\x00\x00\x00\x00\x09", 9)};
+  for (const std::string& whole : datagrams) {
+    for (size_t n = 0; n <= std::min<size_t>(whole.size(), 40); ++n) {
+      const std::string d = whole.substr(0, n);
+      const int byte = ShardByteOf(d);
+      EXPECT_EQ(Steer(256, d), byte < 0 ? kNoShard : static_cast<uint32_t>(byte)) << n;
+    }
+  }
+  EXPECT_EQ(ShardByteOf(Plain(0x1234567890abcd05ull)), 5);
+  EXPECT_EQ(ShardByteOf(Sealed(0x77ull << 8 | 0xfe)), 0xfe);
+  EXPECT_EQ(ShardByteOf(Hello()), -1);
 }
 
 TEST(ShardSteeringProgramTest, InterpreterRejectsUnknownInstructions) {
