@@ -1252,6 +1252,18 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
        absl::StrCat(mib(client_hosts.rss_kib - client_before.rss_kib),
                     " MiB for the sockets' Hosts")},
   };
+  // Rates over a phase shorter than half a second say nothing.
+  for (Row& r : rows) {
+    const bool idle_rate = r.key == "server_cpu_idle_pct" || r.key == "server_cpu_wait_idle_pct" ||
+                           r.key == "client_cpu_idle_pct";
+    const bool load_rate = r.key == "deliveries_per_s" || r.key == "server_cpu_load_pct" ||
+                           r.key == "server_cpu_wait_load_pct" || r.key == "client_cpu_load_pct" ||
+                           r.key == "client_cpu_wait_load_pct";
+    if ((idle_rate && idle_seconds < 0.5) || (load_rate && load_seconds < 0.5)) {
+      r.value = "-";
+      r.note = "phase too short to measure";
+    }
+  }
   rows.push_back(
       {"udp_drops_connect", "UDP drops connect",
        drops(udp_drops_0, udp_drops_1, server_drops_0, server_drops_1),
