@@ -56,6 +56,12 @@ struct SentPacket {
   absl::Time sent_time;
   size_t bytes = 0;            // datagram size
   bool ack_eliciting = false;  // counts toward bytes in flight when true
+  // A path MTU probe: its loss says the size is too big, not that the path
+  // is congested (RFC 9000 14.4), so it never counts towards persistent
+  // congestion, and the connection keeps its ack or loss (spurious too)
+  // from the congestion controller. (Beside ack_eliciting: one padding
+  // word less per record.)
+  bool mtu_probe = false;
   // Inline for the usual one or two fragments: no heap allocation per packet.
   absl::InlinedVector<FragmentId, 2> fragments;
   // The largest number in the ACK frame this packet carried, if any (for
@@ -63,11 +69,6 @@ struct SentPacket {
   std::optional<uint64_t> largest_acked_in_ack;
   // The sequence of the AckFrequency frame this packet carried; 0 for none.
   uint64_t ack_frequency_sequence = 0;
-  // A path MTU probe: its loss says the size is too big, not that the path
-  // is congested (RFC 9000 14.4), so it never counts towards persistent
-  // congestion, and the connection keeps its ack or loss (spurious too)
-  // from the congestion controller.
-  bool mtu_probe = false;
 };
 
 class SentPackets final {

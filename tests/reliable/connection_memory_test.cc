@@ -529,6 +529,8 @@ TEST(ConnectionMemoryTest, Breakdown) {
           absl::StrFormat("  %-28s %6d / %6d\n", "SendQueue", sizeof(SendQueue), send_queue),
           absl::StrFormat("  %-28s %6d / %6d\n", "SentPackets", sizeof(SentPackets),
                           sent_packets),
+          absl::StrFormat("  %-28s %6d (per packet in flight or not acknowledged)\n",
+                          "SentPacket", sizeof(SentPacket)),
           absl::StrFormat("  %-28s %6d / %6d\n", "RttEstimator", sizeof(RttEstimator), 0),
           absl::StrFormat("  %-28s %6d / %6d (heap object)\n", "NewReno", sizeof(NewReno),
                           new_reno),
