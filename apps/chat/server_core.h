@@ -93,9 +93,11 @@
 // same way (checked at the end of every call). The rate limit keeps honest
 // members far from these bounds: a flood is refused before it is fanned out.
 // A full transport queue is still reported with OnSendFailed (same drop).
-// TakeActions' queue holds what one call produced: at most one line per
-// member plus a Welcome or WhoReply (O(max_members * (kMaxTextBytes +
-// overhead))), or on Shutdown every backlog.
+// TakeActions' queue holds what one call produced: the lines the room
+// numbered since the previous call (one, on a core with its own room; on a
+// shard, also those other shards added meanwhile, which the room's log
+// bounds) to each member within its window, plus a Welcome or WhoReply, or
+// on Shutdown every backlog.
 //
 // Shards: ServerCore::Create(options, room, shard) makes one shard of a
 // room other cores share (each from its own thread). Refusals that concern

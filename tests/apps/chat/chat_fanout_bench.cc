@@ -2,7 +2,7 @@
 // on S shards (one thread each, one LocalRoom), members say L lines;
 // every shard hands each line to each of its members (a kSend action), and
 // the "transport" acknowledges at once. Prints deliveries per second for
-// S = 1 and S = 2 (or --shards). Not a test: a documented command
+// S = 1 and S = 2. Not a test: a documented command
 //   ./bazelw run -c opt //tests/apps/chat:chat_fanout_bench -- 10000 2000
 // (members, lines). Measured 02:10 UTC on this 2-CPU machine at load average
 // 4.7 (other builds running): 11.4-11.6 M deliveries/s on 1 shard, 17.7-17.8 M
