@@ -425,9 +425,9 @@ Figures Measure(bool encrypt, size_t k) {
 // Upper bounds of the server's heap per connection (the endpoint's tables
 // and the Connection object included), from the figures this test printed
 // when they were set (docs/scale.md) plus ~30%: a change that doubles one
-// fails. Measured then (K=2000): plain 2973 idle / 3383 in flight / 2861
-// after a message each way / 2983 after 12 s of keepalives; encrypted
-// 4295 / 4705 / 4184 / 4305 (before the memory work of issue 17: plain
+// fails. Measured then (K=2000): plain 2941 idle / 3351 in flight / 2861
+// after a message each way / 2967 after 12 s of keepalives; encrypted
+// 4263 / 4673 / 4184 / 4289 (before the memory work of issue 17: plain
 // 5085 / 5591 / 5069, encrypted 26413 / 26919 / 26398).
 struct Bounds {
   double idle;
