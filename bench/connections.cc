@@ -95,6 +95,18 @@ double RunDelaySeconds(const std::string& who) {
   return any ? static_cast<double>(ns) / 1e9 : -1;
 }
 
+// The threads of process `pid` now (/proc/PID/task); 0 when unreadable.
+int CountThreads(pid_t pid) {
+  DIR* d = ::opendir(absl::StrCat("/proc/", pid, "/task").c_str());
+  if (d == nullptr) return 0;
+  int n = 0;
+  while (const dirent* e = ::readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  ::closedir(d);
+  return n;
+}
+
 // Client-side CPU (this process) and RSS.
 ProcSample SelfSample() {
   ProcSample s;
@@ -1056,6 +1068,7 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
   if (!idle_start.ok()) return idle_start.status();
   const ProcSample client_idle_start = SelfSample();
   const absl::Time idle_t0 = absl::Now();
+  const int server_threads = CountThreads(pid);
   absl::SleepFor(c.idle);
   absl::StatusOr<ProcSample> idle_end = ReadProcSample(pid);
   if (!idle_end.ok()) return idle_end.status();
@@ -1264,6 +1277,8 @@ absl::Status RunConnections(const ConnectionsConfig& config) {
       r.note = "phase too short to measure";
     }
   }
+  rows.push_back({"server_threads", "server threads", absl::StrCat(server_threads),
+                  "in /proc/PID/task during the idle phase"});
   rows.push_back(
       {"udp_drops_connect", "UDP drops connect",
        drops(udp_drops_0, udp_drops_1, server_drops_0, server_drops_1),
