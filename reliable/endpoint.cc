@@ -42,7 +42,8 @@ std::string EndpointStats::ToString() const {
                       " evicted_unconfirmed=", evicted_unconfirmed,
                       " refused_late_full=", refused_late_full, " drained_early=", drained_early,
                       " key_exchanges=", key_exchanges,
-                      " unauthenticated=", unauthenticated, " unreachable=", unreachable);
+                      " unauthenticated=", unauthenticated, " unreachable=", unreachable,
+                      " timer_wakeups=", timer_wakeups, " timers_fired=", timers_fired);
 }
 
 Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
@@ -65,7 +66,8 @@ KeyPair Endpoint::NewKeyPair() {
 
 ConnectionId Endpoint::NewId() {
   for (;;) {
-    const ConnectionId id = rng_.Next();
+    ConnectionId id = rng_.Next();
+    if (options_.shard_count > 1) id = (id & ~ConnectionId{0xff}) | (options_.shard_index & 0xff);
     if (id != 0 && !connections_.contains(id)) return id;
   }
 }
@@ -108,6 +110,11 @@ void Endpoint::Count(ConnectionId id, const Slot& slot, int delta) {
       break;
     case SlotKind::kClosed:
       closed_ += delta;
+      if (delta > 0) {
+        closed_ids_.insert(id);
+      } else {
+        closed_ids_.erase(id);
+      }
       return;  // closed connections count against no address
   }
   if (slot.prefix.empty()) return;
@@ -116,16 +123,15 @@ void Endpoint::Count(ConnectionId id, const Slot& slot, int delta) {
   if (n == 0) per_address_.erase(slot.prefix);
 }
 
-bool Endpoint::Sync(absl::Time now, Connection& c) {
-  auto it = slots_.find(c.local_id());
-  if (it == slots_.end()) return false;
-  Slot& slot = it->second;
+bool Endpoint::Sync(absl::Time now, ConnectionId id, Entry& e) {
+  Connection& c = *e.connection;
+  Slot& slot = e.slot;
   const SlotKind kind = KindOf(c);
   if (kind == slot.kind) return false;
   const SlotKind was = slot.kind;
-  Count(c.local_id(), slot, -1);
+  Count(id, slot, -1);
   slot.kind = kind;
-  Count(c.local_id(), slot, +1);
+  Count(id, slot, +1);
   if (was == SlotKind::kUnconfirmed && kind == SlotKind::kMember &&
       members_ > options_.max_connections) {
     // Admitted while members had room, confirmed after they filled up.
@@ -133,25 +139,67 @@ bool Endpoint::Sync(absl::Time now, Connection& c) {
     c.Close(now, CloseReason::kServerFull,
             absl::StrCat("server full (", options_.max_connections, " connections)"),
             /*flush=*/false);
-    Sync(now, c);
+    Sync(now, id, e);
     return true;
   }
   return false;
 }
 
-void Endpoint::Flush(absl::Time now, Connection& c) {
+void Endpoint::Flush(absl::Time now, Entry& e) {
+  Connection& c = *e.connection;
   scratch_.clear();
   c.Poll(now, &scratch_);
-  if (Sync(now, c)) c.Poll(now, &scratch_);  // send the Close Sync decided
+  if (Sync(now, c.local_id(), e)) c.Poll(now, &scratch_);  // send the Close Sync decided
   for (std::string& bytes : scratch_) {
     ++stats_.datagrams_sent;
     stats_.bytes_sent += bytes.size();
     outgoing_.push_back(Outgoing{c.peer(), std::move(bytes)});
   }
+  Reschedule(e);
+}
+
+absl::Time Endpoint::TimerKey(absl::Time deadline) const {
+  if (deadline == absl::InfiniteFuture() || deadline - last_now_ < kCoalesceAfter) {
+    return deadline;
+  }
+  // Round up to the grid (a multiple of kTimerGranularity since the Unix
+  // epoch), so deadlines of quiet connections share wakeups.
+  const int64_t grid = absl::ToInt64Nanoseconds(kTimerGranularity);
+  const int64_t ns = absl::ToUnixNanos(deadline);  // rounds down
+  int64_t rem = ns % grid;
+  if (rem < 0) rem += grid;
+  const absl::Time floor = absl::FromUnixNanos(ns - rem);
+  return floor == deadline ? deadline : floor + kTimerGranularity;
+}
+
+void Endpoint::Reschedule(Entry& e) {
+  const Connection& c = *e.connection;
+  const ConnectionId id = c.local_id();
+  absl::Time deadline = c.NextTimeout();
+  if (c.closed() && !c.has_events()) deadline = std::min(deadline, c.drain_until());
+  const absl::Time key = TimerKey(deadline);
+  if (key != e.due) {
+    if (e.due != absl::InfiniteFuture()) timers_.erase({e.due, id});
+    if (key != absl::InfiniteFuture()) timers_.insert({key, id});
+    e.due = key;
+  }
+  if (c.has_events()) with_events_.insert(id);
+}
+
+Endpoint::Entry& Endpoint::Admit(absl::Time now, std::unique_ptr<Connection> c,
+                                 std::string prefix) {
+  const ConnectionId id = c->local_id();
+  Entry entry;
+  entry.slot = Slot{KindOf(*c), std::move(prefix), now};
+  if (c->is_client()) clients_.insert(id);
+  entry.connection = std::move(c);
+  Count(id, entry.slot, +1);
+  return connections_.emplace(id, std::move(entry)).first->second;
 }
 
 void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
                           absl::string_view bytes) {
+  last_now_ = std::max(last_now_, now);
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
@@ -164,13 +212,13 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
       ++stats_.malformed;
       return;
     }
-    Connection* c = Route(header->connection_id, from);
-    if (c == nullptr) return;
-    if (!c->OnSealed(now, bytes)) {
+    Entry* e = Route(header->connection_id, from);
+    if (e == nullptr) return;
+    if (!e->connection->OnSealed(now, bytes)) {
       ++stats_.unauthenticated;
       return;
     }
-    Flush(now, *c);
+    Flush(now, *e);
     return;
   }
   // Data payloads stay views into `bytes` (alive for this call): each is
@@ -184,27 +232,27 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     OnHello(now, from, *packet->hello, bytes.size());
     return;
   }
-  Connection* c = Route(packet->connection_id, from);
-  if (c == nullptr) return;
-  if (c->encrypted()) {  // after an encrypted handshake only sealed packets count
+  Entry* e = Route(packet->connection_id, from);
+  if (e == nullptr) return;
+  if (e->connection->encrypted()) {  // after an encrypted handshake only sealed packets count
     ++stats_.unauthenticated;
     return;
   }
-  c->OnPacket(now, *packet, bytes.size());
-  Flush(now, *c);
+  e->connection->OnPacket(now, *packet, bytes.size());
+  Flush(now, *e);
 }
 
-Connection* Endpoint::Route(ConnectionId id, const udp::SocketAddress& from) {
+Endpoint::Entry* Endpoint::Route(ConnectionId id, const udp::SocketAddress& from) {
   auto it = connections_.find(id);
   if (it == connections_.end()) {
     ++stats_.unknown_connection;
     return nullptr;
   }
-  if (!(it->second->peer() == from)) {
+  if (!(it->second.connection->peer() == from)) {
     ++stats_.wrong_address;
     return nullptr;
   }
-  return it->second.get();
+  return &it->second;
 }
 
 void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
@@ -223,8 +271,8 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   if (known != by_client_.end()) {
     auto it = connections_.find(known->second);
     if (it != connections_.end()) {
-      it->second->OnRepeatedHello(now);
-      Flush(now, *it->second);
+      it->second.connection->OnRepeatedHello(now);
+      Flush(now, it->second);
       return;
     }
     by_client_.erase(known);
@@ -295,10 +343,10 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
       continue;
     }
     ++stats_.evicted_unconfirmed;
-    oldest->second->Close(now, CloseReason::kHandshakeTimeout,
-                          "handshake not confirmed: a newer one took its place",
-                          /*flush=*/false);
-    Flush(now, *oldest->second);
+    oldest->second.connection->Close(now, CloseReason::kHandshakeTimeout,
+                                     "handshake not confirmed: a newer one took its place",
+                                     /*flush=*/false);
+    Flush(now, oldest->second);
   }
   if (closed_ >= options_.max_draining_connections) ReapDraining();
   const ConnectionId id = NewId();
@@ -350,14 +398,10 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   std::unique_ptr<Connection> c = Connection::Server(
       now, id, hello.client_connection_id, from, hello, options_.connection, &codec_,
       std::move(protector), public_key, confirmation, hooks_, identity, identity_confirmation);
-  Connection& ref = *c;
-  connections_.emplace(id, std::move(c));
+  Entry& entry = Admit(now, std::move(c), prefix);
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
-  Slot slot{KindOf(ref), prefix, now};
-  Count(id, slot, +1);
-  slots_.emplace(id, std::move(slot));
   ++stats_.accepted;
-  Flush(now, ref);
+  Flush(now, entry);
 }
 
 void Endpoint::Refuse(const udp::SocketAddress& to, const proto::Hello& hello,
@@ -374,6 +418,7 @@ void Endpoint::Refuse(const udp::SocketAddress& to, const proto::Hello& hello,
 }
 
 absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer) {
+  last_now_ = std::max(last_now_, now);
   if (members_ >= options_.max_connections) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot connect to ", peer.ToString(), ": ", options_.max_connections,
@@ -388,53 +433,56 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
   if (security.encrypt) security.key = NewKeyPair();
   std::unique_ptr<Connection> c =
       Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security), hooks_);
-  Connection& ref = *c;
-  connections_.emplace(id, std::move(c));
-  Slot slot{KindOf(ref), "", now};
-  Count(id, slot, +1);
-  slots_.emplace(id, std::move(slot));
+  Admit(now, std::move(c), "");
   if (closed_ >= options_.max_draining_connections) ReapDraining();
-  Flush(now, ref);
+  Flush(now, connections_.find(id)->second);
   return id;
 }
 
 absl::StatusOr<uint64_t> Endpoint::Send(absl::Time now, ConnectionId id, uint32_t channel,
                                         DeliveryMode mode, std::string message) {
+  last_now_ = std::max(last_now_, now);
   auto it = connections_.find(id);
   if (it == connections_.end()) {
     return absl::NotFoundError(absl::StrCat("no connection ", id));
   }
-  absl::StatusOr<uint64_t> seq = it->second->Send(now, channel, mode, std::move(message));
+  absl::StatusOr<uint64_t> seq =
+      it->second.connection->Send(now, channel, mode, std::move(message));
   // Corked: the packets are built in TakeOutgoing(), so messages sent back
   // to back share packets instead of taking one datagram each.
   if (seq.ok()) {
     dirty_.insert(id);
     cork_time_ = now;
   }
+  Reschedule(it->second);
   return seq;
 }
 
 absl::Status Endpoint::Close(absl::Time now, ConnectionId id, std::string reason, bool flush) {
+  last_now_ = std::max(last_now_, now);
   auto it = connections_.find(id);
   if (it == connections_.end()) {
     return absl::NotFoundError(absl::StrCat("no connection ", id));
   }
-  it->second->Close(now, CloseReason::kClosedByApplication, std::move(reason), flush);
-  Flush(now, *it->second);
+  it->second.connection->Close(now, CloseReason::kClosedByApplication, std::move(reason), flush);
+  Flush(now, it->second);
   return absl::OkStatus();
 }
 
 int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
                                 absl::string_view why) {
+  last_now_ = std::max(last_now_, now);
   int closed = 0;
-  for (auto& [id, c] : connections_) {
-    if (!c->is_client() || c->state() != Connection::State::kConnecting || c->peer().Unmapped() != peer.Unmapped()) {
+  for (ConnectionId id : clients_) {  // only clients connect
+    Entry& e = connections_.find(id)->second;
+    Connection& c = *e.connection;
+    if (c.state() != Connection::State::kConnecting || c.peer().Unmapped() != peer.Unmapped()) {
       continue;
     }
     // A client still connecting has no server id: Close sends nothing.
-    c->Close(now, CloseReason::kPeerUnreachable,
-             absl::StrCat("unreachable: ", why), /*flush=*/false);
-    Flush(now, *c);
+    c.Close(now, CloseReason::kPeerUnreachable, absl::StrCat("unreachable: ", why),
+            /*flush=*/false);
+    Flush(now, e);
     ++stats_.unreachable;
     ++closed;
   }
@@ -442,67 +490,82 @@ int Endpoint::OnPeerUnreachable(absl::Time now, const udp::SocketAddress& peer,
 }
 
 void Endpoint::OnDatagramTooBig(absl::Time now, const udp::SocketAddress& peer, size_t size) {
-  for (auto& [id, c] : connections_) {
-    if (c->peer().Unmapped() != peer.Unmapped()) continue;
-    c->OnDatagramTooBig(now, size);
-    Flush(now, *c);
+  last_now_ = std::max(last_now_, now);
+  std::vector<ConnectionId> ids;  // local information, rare: a scan is fine
+  for (auto& [id, e] : connections_) {
+    if (e.connection->peer().Unmapped() == peer.Unmapped()) ids.push_back(id);
+  }
+  std::sort(ids.begin(), ids.end());  // deterministic order of what they send
+  for (ConnectionId id : ids) {
+    Entry& e = connections_.find(id)->second;
+    e.connection->OnDatagramTooBig(now, size);
+    Flush(now, e);
   }
 }
 
 void Endpoint::CloseAll(absl::Time now, std::string reason, bool flush) {
-  for (auto& [id, c] : connections_) {
-    c->Close(now, CloseReason::kClosedByApplication, reason, flush);
-    Flush(now, *c);
+  last_now_ = std::max(last_now_, now);
+  std::vector<ConnectionId> ids;
+  ids.reserve(connections_.size());
+  for (const auto& [id, e] : connections_) ids.push_back(id);
+  std::sort(ids.begin(), ids.end());
+  for (ConnectionId id : ids) {
+    Entry& e = connections_.find(id)->second;
+    e.connection->Close(now, CloseReason::kClosedByApplication, reason, flush);
+    Flush(now, e);
   }
 }
 
 void Endpoint::OnTimeout(absl::Time now) {
-  for (auto& [id, c] : connections_) {
-    if (c->NextTimeout() <= now) {
-      c->OnTimeout(now);
-      Flush(now, *c);
-    }
+  last_now_ = std::max(last_now_, now);
+  std::vector<ConnectionId> due;
+  for (auto it = timers_.begin(); it != timers_.end() && it->first <= now; ++it) {
+    due.push_back(it->second);
   }
-  Reap(now);
+  if (!due.empty()) ++stats_.timer_wakeups;
+  for (ConnectionId id : due) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    ++stats_.timers_fired;
+    Connection& c = *it->second.connection;
+    if (c.NextTimeout() <= now) c.OnTimeout(now);
+    Flush(now, it->second);
+    ReapIfFinished(now, id);
+  }
   if (closed_ > options_.max_draining_connections) ReapDraining();
 }
 
-void Endpoint::ReapDraining() {
-  const size_t before = connections_.size();
-  Reap(absl::InfiniteFuture());
-  stats_.drained_early += before - connections_.size();
+bool Endpoint::ReapIfFinished(absl::Time now, ConnectionId id) {
+  auto it = connections_.find(id);
+  if (it == connections_.end()) return false;
+  Entry& e = it->second;
+  const Connection& c = *e.connection;
+  if (!c.Finished(now)) return false;
+  if (!c.is_client()) by_client_.erase(ClientKey{c.peer().ToString(), c.peer_id()});
+  Count(id, e.slot, -1);
+  if (e.due != absl::InfiniteFuture()) timers_.erase({e.due, id});
+  with_events_.erase(id);
+  clients_.erase(id);
+  dirty_.erase(id);
+  connections_.erase(it);
+  return true;
 }
 
-void Endpoint::Reap(absl::Time now) {
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if (it->second->Finished(now)) {
-      if (!it->second->is_client()) {
-        by_client_.erase(ClientKey{it->second->peer().ToString(), it->second->peer_id()});
-      }
-      if (auto slot = slots_.find(it->first); slot != slots_.end()) {
-        Count(it->first, slot->second, -1);
-        slots_.erase(slot);
-      }
-      it = connections_.erase(it);
-    } else {
-      ++it;
-    }
+void Endpoint::ReapDraining() {
+  const std::vector<ConnectionId> closed(closed_ids_.begin(), closed_ids_.end());
+  for (ConnectionId id : closed) {
+    if (ReapIfFinished(absl::InfiniteFuture(), id)) ++stats_.drained_early;
   }
 }
 
 absl::Time Endpoint::NextTimeout() const {
-  absl::Time t = absl::InfiniteFuture();
-  for (const auto& [id, c] : connections_) {
-    t = std::min(t, c->NextTimeout());
-    if (c->closed() && !c->has_events()) t = std::min(t, c->drain_until());
-  }
-  return t;
+  return timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first;
 }
 
 std::vector<Outgoing> Endpoint::TakeOutgoing() {
   for (ConnectionId id : dirty_) {
     auto it = connections_.find(id);
-    if (it != connections_.end()) Flush(cork_time_, *it->second);
+    if (it != connections_.end()) Flush(cork_time_, it->second);
   }
   dirty_.clear();
   std::vector<Outgoing> out;
@@ -512,48 +575,50 @@ std::vector<Outgoing> Endpoint::TakeOutgoing() {
 
 std::vector<Event> Endpoint::TakeEvents() {
   std::vector<Event> out;
-  for (auto& [id, c] : connections_) c->TakeEvents(&out);
+  const std::vector<ConnectionId> ids(with_events_.begin(), with_events_.end());
+  with_events_.clear();
+  for (ConnectionId id : ids) {
+    auto it = connections_.find(id);
+    if (it == connections_.end()) continue;
+    it->second.connection->TakeEvents(&out);
+    Reschedule(it->second);  // a closed one may now drain
+  }
   return out;
 }
 
 absl::StatusOr<ConnectionStats> Endpoint::Stats(ConnectionId id) const {
   auto it = connections_.find(id);
   if (it == connections_.end()) return absl::NotFoundError(absl::StrCat("no connection ", id));
-  return it->second->stats();
+  return it->second.connection->stats();
 }
 
 absl::StatusOr<udp::SocketAddress> Endpoint::PeerOf(ConnectionId id) const {
   auto it = connections_.find(id);
   if (it == connections_.end()) return absl::NotFoundError(absl::StrCat("no connection ", id));
-  return it->second->peer();
+  return it->second.connection->peer();
 }
 
 bool Endpoint::IsEstablished(ConnectionId id) const {
   auto it = connections_.find(id);
-  return it != connections_.end() && it->second->state() == Connection::State::kEstablished;
+  return it != connections_.end() &&
+         it->second.connection->state() == Connection::State::kEstablished;
 }
 
 uint64_t Endpoint::QueuedBytes(ConnectionId id) const {
   auto it = connections_.find(id);
-  return it == connections_.end() ? 0 : it->second->queued_bytes();
+  return it == connections_.end() ? 0 : it->second.connection->queued_bytes();
 }
 
 bool Endpoint::HasUnfinishedWork(uint64_t* queued) const {
   bool busy = false;
   *queued = 0;
-  for (const auto& [id, c] : connections_) {
-    if (c->HasUnfinishedWork()) {
+  for (const auto& [id, e] : connections_) {  // a flush before exit: a scan is fine
+    if (e.connection->HasUnfinishedWork()) {
       busy = true;
-      *queued += c->queued_bytes();
+      *queued += e.connection->queued_bytes();
     }
   }
   return busy;
-}
-
-size_t Endpoint::open_connections() const {
-  size_t n = 0;
-  for (const auto& [id, c] : connections_) n += !c->closed();
-  return n;
 }
 
 }  // namespace udpmsg::reliable

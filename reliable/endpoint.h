@@ -52,6 +52,18 @@
 // Each refusal has its own counter in EndpointStats. Each connection bounds
 // its own buffers (see connection.h).
 //
+// Timers: the endpoint files every connection's next deadline in one ordered
+// set, refiled whenever the connection is touched (a datagram for it, a
+// Send, a Close, its timer, its events taken), so NextTimeout() is O(1),
+// OnTimeout() runs only the connections that are due, routing is one hash
+// lookup and a closed connection is removed by its own drain timer: the
+// work of a call is proportional to what happens, not to how many
+// connections exist. Deadlines at least kCoalesceAfter away (keepalive,
+// idle, handshake, path MTU raise timers) are rounded up to a multiple of
+// kTimerGranularity, so any number of quiet connections wake the endpoint
+// at most 1 / kTimerGranularity times a second (each at most 6% late);
+// nearer ones (loss detection, acknowledgement delay, pacing) are exact.
+//
 // Not thread-safe: one thread drives an endpoint. Owns its connections.
 #ifndef UDPMSG_RELIABLE_ENDPOINT_H_
 #define UDPMSG_RELIABLE_ENDPOINT_H_
@@ -110,7 +122,22 @@ struct EndpointOptions {
   // (IdentityFingerprint form; implies encrypt); any other, or none, closes
   // the attempt with CloseReason::kServerIdentityMismatch naming both.
   std::optional<std::string> server_pin;
+  // Shards (several endpoints serving one port from several threads, each on
+  // its own SO_REUSEPORT socket): every connection id this endpoint mints
+  // has `shard_index` in its least significant byte, so a packet's id alone
+  // tells which shard holds its connection (udp::ShardSteering reads that
+  // byte). shard_count 1 (the default) leaves ids fully random. shard_index
+  // in [0, shard_count), shard_count in [1, 256].
+  uint32_t shard_index = 0;
+  uint32_t shard_count = 1;
 };
+
+// The shard a connection id belongs to (see EndpointOptions::shard_index).
+inline uint32_t ShardOfConnectionId(uint64_t id) { return static_cast<uint32_t>(id & 0xff); }
+
+// Timer coalescing (see "Timers" in Endpoint's comment).
+inline constexpr absl::Duration kTimerGranularity = absl::Milliseconds(250);
+inline constexpr absl::Duration kCoalesceAfter = absl::Seconds(4);
 
 // One datagram to send.
 struct Outgoing {
@@ -142,6 +169,10 @@ struct EndpointStats {
   uint64_t unauthenticated = 0;     // sealed datagrams that failed to open, or
                                     // plain ones for an encrypted connection
   uint64_t unreachable = 0;         // ICMP reports that ended a connection attempt
+  // Timer work: OnTimeout calls that found a connection due, and the
+  // connections they ran (each touches only those: see "Timers").
+  uint64_t timer_wakeups = 0;
+  uint64_t timers_fired = 0;
   std::string ToString() const;
 };
 
@@ -209,7 +240,7 @@ class Endpoint final {
   // Connections in the table, closing and draining ones included.
   size_t connection_count() const { return connections_.size(); }
   // Connections not closed.
-  size_t open_connections() const;
+  size_t open_connections() const { return members_ + unconfirmed_; }
   // Open connections that are not unconfirmed (see the class comment).
   size_t members() const { return members_; }
   // Server connections waiting for the client's confirmation.
@@ -232,6 +263,21 @@ class Endpoint final {
     }
   };
 
+  // What a connection counts as (see the class comment).
+  enum class SlotKind { kMember, kUnconfirmed, kClosed };
+  struct Slot {
+    SlotKind kind = SlotKind::kMember;
+    std::string prefix;  // udp::AddressPrefix of a server connection's peer; "" for clients
+    absl::Time since;    // admission time (orders the unconfirmed)
+  };
+  // One connection and the endpoint's bookkeeping of it.
+  struct Entry {
+    std::unique_ptr<Connection> connection;
+    Slot slot;
+    // Its key in timers_ (InfiniteFuture: not there).
+    absl::Time due = absl::InfiniteFuture();
+  };
+
   void OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
                size_t size);
   // A stateless Close answering `hello`; with a room key, `authenticate`
@@ -242,38 +288,53 @@ class Endpoint final {
                      size_t received_size);
   ConnectionId NewId();
   KeyPair NewKeyPair();
-  void Flush(absl::Time now, Connection& c);
-  // The connection `id` if it exists and `from` is its peer; else counts
+  // Adds a new connection to the table and counts it; returns its entry.
+  Entry& Admit(absl::Time now, std::unique_ptr<Connection> c, std::string prefix);
+  // After anything touched `e`'s connection: collects its datagrams, brings
+  // the counters up to date, and files its timer and its events. Every
+  // path that touches a connection ends here, which is what lets the
+  // endpoint keep no per-turn scan over all connections.
+  void Flush(absl::Time now, Entry& e);
+  // Files `e`'s timer (coalesced, see TimerKey) and its pending events.
+  void Reschedule(Entry& e);
+  // The key `deadline` is filed under (class comment in endpoint.cc).
+  absl::Time TimerKey(absl::Time deadline) const;
+  // The entry `id` if it exists and `from` is its peer; else counts
   // unknown_connection / wrong_address and returns null.
-  Connection* Route(ConnectionId id, const udp::SocketAddress& from);
-  void Reap(absl::Time now);
+  Entry* Route(ConnectionId id, const udp::SocketAddress& from);
+  // Removes `id` if its connection is finished at `now`; true if it did.
+  bool ReapIfFinished(absl::Time now, ConnectionId id);
   // Forgets closed connections whose events were taken, drain or not.
   void ReapDraining();
 
-  // What a connection counts as (see the class comment); kept in slots_.
-  enum class SlotKind { kMember, kUnconfirmed, kClosed };
-  struct Slot {
-    SlotKind kind = SlotKind::kMember;
-    std::string prefix;  // udp::AddressPrefix of a server connection's peer; "" for clients
-    absl::Time since;    // admission time (orders the unconfirmed)
-  };
   static SlotKind KindOf(const Connection& c);
   void Count(ConnectionId id, const Slot& slot, int delta);
-  // Brings the counters up to date with `c`'s state; true when it had to
-  // close `c` (confirmed while members were full).
-  bool Sync(absl::Time now, Connection& c);
+  // Brings the counters up to date with `e`'s state; true when it had to
+  // close the connection (confirmed while members were full).
+  bool Sync(absl::Time now, ConnectionId id, Entry& e);
 
   EndpointOptions options_;
   proto::Codec codec_;
   CookieJar cookies_;
   reliable::DeterministicRng rng_;
-  absl::btree_map<ConnectionId, std::unique_ptr<Connection>> connections_;
+  // Every connection by its local id (O(1) routing).
+  absl::flat_hash_map<ConnectionId, Entry> connections_;
+  // Timers, earliest first: (key, id) for every connection whose
+  // Connection::NextTimeout (or drain deadline) is finite.
+  absl::btree_set<std::pair<absl::Time, ConnectionId>> timers_;
+  // Connections with events not yet taken, in id order.
+  absl::btree_set<ConnectionId> with_events_;
+  // Client connections (few), for the checks that concern only them.
+  absl::btree_set<ConnectionId> clients_;
+  // Closed connections (draining), for ReapDraining.
+  absl::btree_set<ConnectionId> closed_ids_;
   absl::flat_hash_map<ClientKey, ConnectionId> by_client_;
   std::vector<Outgoing> outgoing_;
   absl::btree_set<ConnectionId> dirty_;  // sent to since the last TakeOutgoing
   absl::Time cork_time_ = absl::InfinitePast();
+  // The latest time any call passed in (timer coalescing reference).
+  absl::Time last_now_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
-  absl::flat_hash_map<ConnectionId, Slot> slots_;
   size_t members_ = 0;
   size_t unconfirmed_ = 0;
   size_t closed_ = 0;

@@ -31,6 +31,7 @@ class EndpointNode final : public sim::Node {
     Collect();
   }
   void OnTimeout(absl::Time now) override {
+    ++wakeups_;
     endpoint_.OnTimeout(now);
     Collect();
   }
@@ -54,6 +55,8 @@ class EndpointNode final : public sim::Node {
   }
 
   reliable::Endpoint& endpoint() { return endpoint_; }
+  // How many times the simulator woke this node for its timers.
+  uint64_t wakeups() const { return wakeups_; }
   const udp::SocketAddress& address() const { return address_; }
   std::vector<reliable::Event>& events() { return events_; }
   // Records every datagram this node sends (borrowed; null to stop).
@@ -80,6 +83,7 @@ class EndpointNode final : public sim::Node {
   std::vector<reliable::Event> events_;
   std::function<void(const reliable::Event&)> on_event_;
   std::vector<std::string>* sent_log_ = nullptr;
+  uint64_t wakeups_ = 0;
 };
 
 }  // namespace udpmsg::testing
