@@ -1066,6 +1066,13 @@ absl::Time Connection::PacingTime(absl::Time now) const {
   return pacer_.NextSendTime(now, max_datagram_, cc_->window(), rtt_.smoothed());
 }
 
+absl::Time Connection::KeepaliveDeadline() const {
+  const absl::Duration k = options_.keepalive;
+  absl::Duration grace = absl::ZeroDuration();
+  if (!client_ && options_.idle_timeout > k) grace = std::min(k / 2, (options_.idle_timeout - k) / 2);
+  return std::max(last_sent_, last_eliciting_sent_) + k + grace;
+}
+
 bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
                          std::vector<std::string>* out) {
   if (next_packet_number_ >= proto::kMaxSequenceNumber) {
@@ -1226,7 +1233,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
     const bool probe = probes_due_ > 0;
     const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
-    const bool keepalive = now - std::max(last_sent_, last_eliciting_sent_) >= options_.keepalive;
+    const bool keepalive = now >= KeepaliveDeadline();
     bool data = false;
     if (queue_.HasSendable()) {
       if (probe) {
@@ -1350,7 +1357,7 @@ absl::Time Connection::NextTimeout() const {
   if (sent_.bytes_in_flight() > 0) t = std::min(t, last_progress_ + options_.peer_timeout);
   t = std::min(t, acks_.AckDeadline());
   if (acks_.AckNow() || probes_due_ > 0) t = absl::InfinitePast();
-  t = std::min(t, std::max(last_sent_, last_eliciting_sent_) + options_.keepalive);
+  t = std::min(t, KeepaliveDeadline());
   if (unreliable_reassembler_ && unreliable_reassembler_->partial_messages() > 0) {
     t = std::min(t, next_expire_);
   }

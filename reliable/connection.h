@@ -35,7 +35,11 @@
 //
 // Loss recovery follows RFC 9002 (see sent_packets.h, congestion.h); every
 // packet gets a new number, retransmitted fragments included. Liveness:
-// keepalive pings after `keepalive` of silence; a peer that acknowledges
+// keepalive pings after `keepalive` of sending nothing (the accepting side
+// waits half a keepalive longer, at most half the way to its idle timeout, so
+// that between two udpmsg peers the client's pings, answered by acks, keep
+// both alive: one exchange per interval, where the two racing would cost the
+// server a timer wake-up and an extra receive per ping); a peer that acknowledges
 // nothing for `peer_timeout` while data or a probe is outstanding, or after
 // `max_probes` consecutive probe timeouts, closes the connection with
 // CloseReason::kPeerTimeout (wire kCloseTooManyRetransmissions);
@@ -460,6 +464,8 @@ class Connection final {
   // Client: the AEADs its hello offers (0 without encryption).
   uint32_t AeadOffer() const;
   bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
+  // When a keepalive ping is due (see the class comment).
+  absl::Time KeepaliveDeadline() const;
   void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.

@@ -100,6 +100,44 @@ TEST(EndpointScaleTest, QuietConnectionsWakeTheServerAFewTimesASecond) {
   }
 }
 
+// With keepalives shorter than the coalescing horizon (chat's 2.5 s), the
+// server leaves them to its clients: a client's ping reaches it (jitter
+// included) before its own keepalive would fire, so a quiet minute costs the
+// server a receive and an ack per ping and almost no timer of its own. When
+// both sides kept the same interval, a ping arriving a little late let the
+// server's keepalive fire first, and from then on the server pinged every
+// connection itself: a timer wake-up and a second receive per exchange.
+TEST(EndpointScaleTest, TheServerLeavesShortKeepalivesToItsClients) {
+  for (uint64_t seed : {4, 5}) {
+    SCOPED_TRACE(absl::StrCat("seed=", seed));
+    EndpointOptions server = ServerOptions(seed);
+    EndpointOptions client = ClientOptions(seed);
+    for (EndpointOptions* o : {&server, &client}) {
+      o->connection.keepalive = absl::Milliseconds(2500);
+      o->connection.idle_timeout = absl::Seconds(10);
+      o->connection.pmtud = false;  // probes are traffic of their own
+    }
+    Crowd crowd(seed, server, client);
+    ASSERT_TRUE(crowd.ConnectAll());
+    Pair& net = crowd.net();
+    net.sim().RunFor(absl::Seconds(10));
+    const reliable::EndpointStats before = net.server().endpoint().stats();
+    net.sim().RunFor(absl::Seconds(60));
+    const reliable::EndpointStats& after = net.server().endpoint().stats();
+    const uint64_t fired = after.timers_fired - before.timers_fired;
+    const uint64_t received = after.datagrams_received - before.datagrams_received;
+    std::cout << kConnections << " quiet connections, 2.5 s keepalive, 60 s: server timers fired "
+              << fired << ", datagrams received " << received << "\n";
+    // 24 pings per connection a minute arrive and are answered...
+    EXPECT_GE(received, kConnections * 23);
+    EXPECT_LE(received, kConnections * 25);
+    // ...and the server's own timers (ack delays aside) stay quiet.
+    EXPECT_LE(fired, kConnections) << after.ToString();
+    EXPECT_EQ(net.server().endpoint().open_connections(), kConnections);
+    EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);
+  }
+}
+
 TEST(EndpointScaleTest, ABusyConnectionAmongQuietOnesFiresOnlyItsOwnTimers) {
   const uint64_t seed = 3;
   EndpointOptions server = ServerOptions(seed);
