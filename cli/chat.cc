@@ -58,7 +58,6 @@ ABSL_FLAG(int64_t, announce_limit, 1000,
           "chat serve: joins and leaves are announced to the room while it has at most this "
           "many members (0: never); beyond, members see the room's size in /who");
 
-ABSL_DECLARE_FLAG(int, threads);  // cli/flags.cc
 
 namespace udpmsg::cli {
 namespace {

@@ -11,6 +11,7 @@
 ABSL_DECLARE_FLAG(int, port);
 ABSL_DECLARE_FLAG(std::string, bind);
 ABSL_DECLARE_FLAG(int64_t, count);
+ABSL_DECLARE_FLAG(int, threads);
 ABSL_DECLARE_FLAG(std::string, message);
 ABSL_DECLARE_FLAG(bool, ipv4);
 ABSL_DECLARE_FLAG(bool, ipv6);

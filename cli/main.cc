@@ -28,7 +28,8 @@ constexpr Command kCommands[] = {
     {"tcp", udpmsg::cli::RunTcp,
      "tcp serve --port P | tcp connect HOST:PORT   stream sockets, for comparison"},
     {"recv", udpmsg::cli::RunRecv,
-     "recv --reliable --port P --out FILE   receive one reliable transfer"},
+     "recv --reliable --port P --out FILE   receive one reliable transfer;\n"
+     "         udpmsg recv --reliable --port P --out DIR [--threads N]   one file per sender, until stopped"},
     {"chat", udpmsg::cli::RunChat,
      "chat serve --port P | chat join HOST:PORT --nick NAME   multi-party chat"},
     {"impair", udpmsg::cli::RunImpair,
@@ -38,7 +39,8 @@ constexpr Command kCommands[] = {
      "keygen > room.key          a random room key for --key-file\n"
      "         udpmsg keygen --identity FILE   a server identity; prints its fingerprint"},
     {"bench", udpmsg::cli::RunBench,
-     "bench rate|latency|bulk|fairness   measure udpmsg against raw UDP, TCP and ENet"},
+     "bench rate|latency|bulk|fairness   measure udpmsg against raw UDP, TCP and ENet;\n"
+     "         udpmsg bench connections [--bench_connections N]   one chat server under N members"},
     {"demo", udpmsg::cli::RunDemo, "demo                     a tour on loopback"},
 };
 

@@ -48,7 +48,6 @@
 #include "cli/security.h"
 #include "udpmsg/udpmsg.h"
 
-ABSL_DECLARE_FLAG(int, threads);
 
 namespace udpmsg::cli {
 namespace {
