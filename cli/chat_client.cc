@@ -77,6 +77,7 @@ absl::Status ChatClient::Run() {
 void ChatClient::RestoreTerminal() {
   if (prompt_shown_) (void)WriteAll(STDOUT_FILENO, "\r\x1b[K");
   prompt_shown_ = false;
+  paste_.Restore();
   raw_.Restore();
   nonblocking_.Restore();
 }
@@ -125,6 +126,7 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
     if (absl::Status s = StartInput(); !s.ok()) return s;
   }
   Show(**e);
+  NoteMembers(**e, &editor_.nicks());
   return absl::OkStatus();
 }
 
@@ -193,6 +195,7 @@ void ChatClient::ShowLine(const chat::DisplayLine& line) {
 absl::Status ChatClient::StartInput() {
   if (config_.interactive) {
     if (absl::Status s = raw_.Enter(STDIN_FILENO); !s.ok()) return s;
+    paste_.Enable(STDOUT_FILENO);
     prompt_shown_ = true;
   }
   if (absl::Status s = nonblocking_.Set(STDIN_FILENO); !s.ok()) return s;
@@ -263,78 +266,29 @@ void ChatClient::OnScripted(absl::string_view data) {
   }
 }
 
-// Interactive input: keys in raw mode.
+// Interactive input: keys in raw mode, edited by the LineEditor.
 void ChatClient::OnKeys(absl::string_view data) {
-  for (const char ch : data) {
-    if (quit_) return;
-    const unsigned char c = static_cast<unsigned char>(ch);
-    if (escape_ == 1) {  // after ESC: a CSI/SS3 sequence or a lone key
-      escape_ = (c == '[' || c == 'O') ? 2 : 0;
-      continue;
-    }
-    if (escape_ == 2) {  // inside a sequence: ends with a byte in @..~
-      if (c >= 0x40 && c <= 0x7e) escape_ = 0;
-      continue;
-    }
-    switch (c) {
-      case '\r':
-      case '\n': {
-        std::string line = std::exchange(input_, "");
-        Redraw();
-        HandleInput(line);
+  for (const LineEditor::Event& e : editor_.Feed(data)) {
+    if (quit_) break;
+    switch (e.type) {
+      case LineEditor::Event::Type::kLine:
+        HandleInput(e.text);
         break;
-      }
-      case 0x7f:  // Backspace
-      case 0x08:  // Ctrl-H
-        while (!input_.empty() && chat::IsContinuation(input_.back())) input_.pop_back();
-        if (!input_.empty()) input_.pop_back();
-        Redraw();
-        break;
-      case 0x15:  // Ctrl-U
-        input_.clear();
-        Redraw();
-        break;
-      case 0x17: {  // Ctrl-W: spaces, then the word before them
-        while (!input_.empty() && input_.back() == ' ') input_.pop_back();
-        while (!input_.empty() && input_.back() != ' ') input_.pop_back();
-        Redraw();
-        break;
-      }
-      case 0x03:  // Ctrl-C
-      case 0x04:  // Ctrl-D
+      case LineEditor::Event::Type::kQuit:
         quit_ = true;
         break;
-      case 0x0c:  // Ctrl-L
-        (void)WriteAll(STDOUT_FILENO, "\x1b[H\x1b[2J");
-        Redraw();
+      case LineEditor::Event::Type::kClearScreen:
+        Write("\x1b[H\x1b[2J");
         break;
-      case 0x1b:
-        escape_ = 1;
+      case LineEditor::Event::Type::kBell:
+        Write("\a");
         break;
-      case '\t':
-        AddKey(' ');
-        break;
-      default:
-        if (c >= 0x20) AddKey(ch);  // printable ASCII and UTF-8 bytes
+      case LineEditor::Event::Type::kTooLong:
+        Notice(absl::StrCat("line too long: kept the first ", e.kept, " bytes"));
         break;
     }
   }
-}
-
-void ChatClient::AddKey(char c) {
-  if (input_.size() >= chat::kMaxTextBytes + 64) {
-    (void)WriteAll(STDOUT_FILENO, "\a");
-    return;
-  }
-  input_.push_back(c);
-  // Redraw only on a complete character (UTF-8 arrives a byte at a time).
-  if (chat::Utf8Length(input_, LastCharStart()) != 0 || !chat::IsContinuation(c)) Redraw();
-}
-
-size_t ChatClient::LastCharStart() const {
-  size_t i = input_.size() - 1;
-  while (i > 0 && chat::IsContinuation(input_[i])) --i;
-  return i;
+  Redraw();
 }
 
 // A message or a /command, from either input mode.
@@ -442,14 +396,10 @@ void ChatClient::Print(absl::Time at, const std::string& line) {
   Write(out);
 }
 
-std::string ChatClient::PromptText() const {
-  const size_t columns = TerminalColumns();
-  const size_t room = columns > 4 ? columns - 3 : 1;
-  return absl::StrCat("> ", Tail(input_, room));
-}
+std::string ChatClient::PromptText() { return editor_.Render("> ", TerminalColumns()); }
 
 void ChatClient::Redraw() {
-  if (prompt_shown_) Write(absl::StrCat("\r\x1b[K", PromptText()));
+  if (prompt_shown_) Write(PromptText());
 }
 
 void ChatClient::Write(const std::string& out) {

@@ -80,8 +80,6 @@ class ChatClient final {
   void ReadStdin();
   void OnScripted(absl::string_view data);
   void OnKeys(absl::string_view data);
-  void AddKey(char c);
-  size_t LastCharStart() const;
   void HandleInput(absl::string_view line);
   void Send(const std::string& message);
   void Stats();
@@ -95,7 +93,7 @@ class ChatClient final {
   void Notice(const std::string& text);
   void Error(const std::string& text);
   void Print(absl::Time at, const std::string& line);
-  std::string PromptText() const;
+  std::string PromptText();
   void Redraw();
   void Write(const std::string& out);
 
@@ -110,10 +108,10 @@ class ChatClient final {
   absl::Status failure_;
   std::string partial_;      // scripted: the line read so far
   bool discarding_ = false;  // scripted: skipping an overlong line
-  std::string input_;        // interactive: the line being edited
-  int escape_ = 0;           // interactive: inside an escape sequence
+  LineEditor editor_;        // interactive: the line being edited
   bool prompt_shown_ = false;
   RawTerminal raw_;
+  BracketedPaste paste_;
   NonBlocking nonblocking_;
 };
 

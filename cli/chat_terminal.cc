@@ -7,7 +7,6 @@
 
 #include <cerrno>
 
-#include "apps/chat/text.h"
 #include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
@@ -33,17 +32,28 @@ size_t TerminalColumns() {
   return 80;
 }
 
-absl::string_view Tail(absl::string_view s, size_t columns) {
-  size_t count = 0;
-  size_t start = s.size();
-  while (start > 0) {
-    size_t prev = start - 1;
-    while (prev > 0 && chat::IsContinuation(s[prev])) --prev;
-    if (count + 1 > columns) break;
-    ++count;
-    start = prev;
+void NoteMembers(const chat::ClientEvent& e, NickCompletions* nicks) {
+  using Type = chat::ClientEvent::Type;
+  using Kind = chat::DisplayLine::Kind;
+  if (e.type == Type::kWelcome || e.type == Type::kWhoReply) {
+    nicks->Reset(e.nicks);
+    return;
   }
-  return s.substr(start);
+  if (e.type != Type::kLine) return;
+  switch (e.line.kind) {
+    case Kind::kJoin:
+      nicks->Add(e.line.from);
+      break;
+    case Kind::kLeave:
+      nicks->Remove(e.line.from);
+      break;
+    case Kind::kRename:
+      nicks->Remove(e.line.from);
+      nicks->Add(e.line.text);
+      break;
+    default:
+      break;
+  }
 }
 
 absl::Status RawTerminal::Enter(int fd) {
@@ -79,6 +89,16 @@ absl::Status NonBlocking::Set(int fd) {
 void NonBlocking::Restore() {
   if (fd_ < 0) return;
   (void)::fcntl(fd_, F_SETFL, saved_);
+  fd_ = -1;
+}
+
+void BracketedPaste::Enable(int fd) {
+  if (WriteAll(fd, "\x1b[?2004h")) fd_ = fd;
+}
+
+void BracketedPaste::Restore() {
+  if (fd_ < 0) return;
+  (void)WriteAll(fd_, "\x1b[?2004l");
   fd_ = -1;
 }
 

@@ -1,7 +1,8 @@
 // The terminal pieces of `udpmsg chat join`: raw mode for line editing,
-// O_NONBLOCK on stdin, full writes to a non-blocking descriptor, the width
-// of the terminal. All of them restore what they changed when destroyed.
-// (The signalfd helpers are in cli/common.h.)
+// O_NONBLOCK on stdin, bracketed paste, full writes to a non-blocking
+// descriptor, the width of the terminal, and the nicks the line editor
+// completes (cli/line_editor.h). All of them restore what they changed when
+// destroyed. (The signalfd helpers are in cli/common.h.)
 //
 // Usage:
 //   RawTerminal raw;
@@ -19,6 +20,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "apps/chat/client_core.h"
+#include "cli/line_editor.h"
 #include "udpmsg/udpmsg.h"
 
 namespace udpmsg::cli {
@@ -30,8 +33,9 @@ bool WriteAll(int fd, absl::string_view data);
 // Columns of the terminal on stdout; 80 when it has none.
 size_t TerminalColumns();
 
-// The end of `s` that fits in `columns` (one column per code point).
-absl::string_view Tail(absl::string_view s, size_t columns);
+// Keeps `nicks` to the room as `e` tells it: a Welcome's or /who's list
+// replaces it, joins add, leaves remove, renames do both.
+void NoteMembers(const chat::ClientEvent& e, NickCompletions* nicks);
 
 // Raw mode for line editing (no echo, no canonical mode, no signals from
 // keys; output processing stays on, so "\n" still starts a new line).
@@ -70,6 +74,25 @@ class NonBlocking final {
  private:
   int fd_ = -1;
   int saved_ = 0;
+};
+
+// Bracketed paste: the terminal marks pasted text with ESC[200~ ... ESC[201~
+// (LineEditor then keeps a paste's control keys from acting). Turned off
+// again when destroyed.
+class BracketedPaste final {
+ public:
+  BracketedPaste() = default;
+  BracketedPaste(const BracketedPaste&) = delete;
+  BracketedPaste& operator=(const BracketedPaste&) = delete;
+  ~BracketedPaste() { Restore(); }
+
+  // Writes ESC[?2004h to `fd` (a terminal without the mode ignores it).
+  void Enable(int fd);
+  // Writes ESC[?2004l. Idempotent.
+  void Restore();
+
+ private:
+  int fd_ = -1;
 };
 
 }  // namespace udpmsg::cli

@@ -600,6 +600,18 @@ class Tmux {
     }
   }
 
+  // Polls until the pane's cursor is in column `x` (0-based).
+  bool WaitForCursorX(int x, std::string* last) {
+    const absl::Time deadline = absl::Now() + kTimeout;
+    for (;;) {
+      absl::StatusOr<std::string> out = Run({"display-message", "-p", "-t", "chat", "#{cursor_x}"});
+      *last = out.ok() ? std::string(absl::StripAsciiWhitespace(*out)) : out.status().ToString();
+      if (*last == absl::StrCat(x)) return true;
+      if (absl::Now() >= deadline) return false;
+      absl::SleepFor(absl::Milliseconds(50));  // polling the pane, not waiting on luck
+    }
+  }
+
  private:
   Tmux() = default;
   std::string binary_;
@@ -690,12 +702,19 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
       &pane))
       << absl::StrJoin(pane, "\n");
 
-  // Editing keys: Backspace, Ctrl-W (word), Ctrl-U (line), escape sequences.
-  for (const std::vector<std::string>& keys : std::vector<std::vector<std::string>>{
-           {"-l", "abcd"}, {"BSpace"}, {"-l", "X one two"}, {"C-w"}, {"Left"}, {"-l", "three"}}) {
+  const auto keys = [&](const std::vector<std::string>& k) {
     std::vector<std::string> args = {"send-keys", "-t", "chat"};
-    args.insert(args.end(), keys.begin(), keys.end());
-    ASSERT_TRUE(tmux.Run(args).ok());
+    args.insert(args.end(), k.begin(), k.end());
+    absl::StatusOr<std::string> r = tmux.Run(args);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok();
+  };
+  // Editing keys: Backspace, Ctrl-W (word), Left and Right, an unbound key's
+  // escape sequence (F12: consumed whole).
+  for (const std::vector<std::string>& k : std::vector<std::vector<std::string>>{
+           {"-l", "abcd"}, {"BSpace"}, {"-l", "X one two"}, {"C-w"}, {"Left"}, {"Right"},
+           {"F12"}, {"-l", "three"}}) {
+    ASSERT_TRUE(keys(k));
   }
   ASSERT_TRUE(
       tmux.WaitForPane([](const auto& p) { return Last(p) == "> abcX one three"; }, &pane))
@@ -707,6 +726,64 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
   ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "/me waves"}).ok());
   ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
   EXPECT_TRUE(bob.WaitFor("* alice waves"));
+
+  // The typo: "helo world", seven Lefts, "l" sends "hello world".
+  ASSERT_TRUE(keys({"-l", "helo world"}));
+  ASSERT_TRUE(keys({"Left", "Left", "Left", "Left", "Left", "Left", "Left"}));
+  std::string cursor;
+  EXPECT_TRUE(tmux.WaitForCursorX(5, &cursor)) << "cursor at " << cursor;  // "> hel|o world"
+  ASSERT_TRUE(keys({"-l", "l"}));
+  ASSERT_TRUE(
+      tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(keys({"Enter"}));
+  EXPECT_TRUE(bob.WaitFor("<alice> hello world"));
+
+  // Ctrl-D with a draft deletes under the cursor (Home first) and does not quit.
+  ASSERT_TRUE(keys({"-l", "xdraft"}));
+  ASSERT_TRUE(keys({"Home"}));
+  ASSERT_TRUE(keys({"C-d"}));
+  ASSERT_TRUE(keys({"Enter"}));
+  EXPECT_TRUE(bob.WaitFor("<alice> draft"));
+
+  // Up and Down: the lines sent, and the half-typed one kept at the bottom.
+  ASSERT_TRUE(keys({"-l", "new"}));
+  ASSERT_TRUE(keys({"Up"}));
+  ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> draft"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(keys({"Up"}));
+  ASSERT_TRUE(
+      tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(keys({"Down"}));
+  ASSERT_TRUE(keys({"Down"}));
+  ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> new"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(keys({"C-u"}));
+
+  // Tab completes a member's nick: "nick: " at the start of the line.
+  ASSERT_TRUE(keys({"-l", "bo"}));
+  ASSERT_TRUE(keys({"Tab"}));
+  ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> bob:"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(keys({"-l", "hi"}));
+  ASSERT_TRUE(keys({"Enter"}));
+  EXPECT_TRUE(bob.WaitFor("<alice> bob: hi"));
+
+  // A (bracketed) paste longer than a line: the first 4096 bytes stay, once
+  // said; the prompt shows the end of the line, scrolled, the cursor after it.
+  ASSERT_TRUE(tmux.Run({"set-buffer", std::string(5000, 'x')}).ok());
+  ASSERT_TRUE(tmux.Run({"paste-buffer", "-p", "-t", "chat"}).ok());
+  EXPECT_TRUE(tmux.WaitForPane(
+      [](const auto& p) {
+        return HasStamped(p, "*** line too long: kept the first 4096 bytes") &&
+               Last(p) == "> " + std::string(97, 'x');
+      },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+  EXPECT_TRUE(tmux.WaitForCursorX(99, &cursor)) << "cursor at " << cursor;
+  ASSERT_TRUE(keys({"Enter"}));
+  EXPECT_TRUE(bob.WaitFor("<alice> " + std::string(4096, 'x')));
 
   // Ctrl-C leaves cleanly and gives the terminal back as it was.
   ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "C-c"}).ok());
