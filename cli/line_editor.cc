@@ -41,9 +41,9 @@ int ColumnWidth(uint32_t cp) {
     uint32_t first, last;
   };
   static constexpr Range kZero[] = {
-      {0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd}, {0x0610, 0x061a},
-      {0x064b, 0x065f}, {0x0e31, 0x0e31}, {0x0e34, 0x0e3a}, {0x0e47, 0x0e4e},
-      {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f}, {0x20d0, 0x20ff},
+      {0x0300, 0x036f}, {0x0483, 0x0489}, {0x0591, 0x05bd},   {0x0610, 0x061a},
+      {0x064b, 0x065f}, {0x0e31, 0x0e31}, {0x0e34, 0x0e3a},   {0x0e47, 0x0e4e},
+      {0x1ab0, 0x1aff}, {0x1dc0, 0x1dff}, {0x200b, 0x200f},   {0x20d0, 0x20ff},
       {0xfe00, 0xfe0f}, {0xfe20, 0xfe2f}, {0x1f3fb, 0x1f3ff}, {0xe0100, 0xe01ef},
   };
   static constexpr Range kWide[] = {
@@ -158,7 +158,8 @@ void LineEditor::Utf8Byte(unsigned char c) {
 
 void LineEditor::Key(unsigned char c) {
   if (c != '\t') completing_ = false;
-  if (paste_ && (c < 0x20 || c == 0x7f) && c != '\r' && c != '\n' && c != '\t' && c != 0x03 && c != 0x1b) {
+  if (paste_ && (c < 0x20 || c == 0x7f) && c != '\r' && c != '\n' && c != '\t' && c != 0x03 &&
+      c != 0x1b) {
     return;  // control keys inside a paste are text, not commands: dropped
   }
   switch (c) {
@@ -425,8 +426,7 @@ void LineEditor::Complete() {
     }
     match_ = 0;
   }
-  const std::string with =
-      absl::StrCat(matches_[match_], word_start_ == 0 ? ": " : " ");
+  const std::string with = absl::StrCat(matches_[match_], word_start_ == 0 ? ": " : " ");
   if (line_.size() - (cursor_ - word_start_) + with.size() > kMaxLineBytes) {
     Bell();
     completing_ = false;

@@ -163,8 +163,8 @@ class LineEditor final {
   void Bell();
   void FlushRefused();
 
-  size_t Prev(size_t i) const;  // start of the code point before i
-  size_t Next(size_t i) const;  // end of the code point at i
+  size_t Prev(size_t i) const;       // start of the code point before i
+  size_t Next(size_t i) const;       // end of the code point at i
   size_t CharLeft(size_t i) const;   // Left: back over zero-width marks too
   size_t CharRight(size_t i) const;  // Right: forward over zero-width marks
   size_t WordLeft(size_t i) const;

@@ -711,9 +711,15 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
   };
   // Editing keys: Backspace, Ctrl-W (word), Left and Right, an unbound key's
   // escape sequence (F12: consumed whole).
-  for (const std::vector<std::string>& k : std::vector<std::vector<std::string>>{
-           {"-l", "abcd"}, {"BSpace"}, {"-l", "X one two"}, {"C-w"}, {"Left"}, {"Right"},
-           {"F12"}, {"-l", "three"}}) {
+  for (const std::vector<std::string>& k :
+       std::vector<std::vector<std::string>>{{"-l", "abcd"},
+                                             {"BSpace"},
+                                             {"-l", "X one two"},
+                                             {"C-w"},
+                                             {"Left"},
+                                             {"Right"},
+                                             {"F12"},
+                                             {"-l", "three"}}) {
     ASSERT_TRUE(keys(k));
   }
   ASSERT_TRUE(
@@ -733,8 +739,7 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
   std::string cursor;
   EXPECT_TRUE(tmux.WaitForCursorX(5, &cursor)) << "cursor at " << cursor;  // "> hel|o world"
   ASSERT_TRUE(keys({"-l", "l"}));
-  ASSERT_TRUE(
-      tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
+  ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
       << absl::StrJoin(pane, "\n");
   ASSERT_TRUE(keys({"Enter"}));
   EXPECT_TRUE(bob.WaitFor("<alice> hello world"));
@@ -752,8 +757,7 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
   ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> draft"; }, &pane))
       << absl::StrJoin(pane, "\n");
   ASSERT_TRUE(keys({"Up"}));
-  ASSERT_TRUE(
-      tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
+  ASSERT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "> hello world"; }, &pane))
       << absl::StrJoin(pane, "\n");
   ASSERT_TRUE(keys({"Down"}));
   ASSERT_TRUE(keys({"Down"}));

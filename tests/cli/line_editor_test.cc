@@ -140,15 +140,21 @@ TEST(LineEditorTest, BackspaceAndKillsWorkRelativeToTheCursor) {
 TEST(LineEditorTest, WordMovesWithAltAndCtrlArrows) {
   LineEditor e;
   e.Feed("one two  three");
-  e.Feed("\x1b" "b");
+  e.Feed(
+      "\x1b"
+      "b");
   EXPECT_EQ(Shown(e), "one two  |three");
   e.Feed("\x1b[1;5D");  // Ctrl-Left
   EXPECT_EQ(Shown(e), "one |two  three");
-  e.Feed("\x1b" "f");
+  e.Feed(
+      "\x1b"
+      "f");
   EXPECT_EQ(Shown(e), "one two|  three");
   e.Feed("\x1b[1;3C");  // Alt-Right
   EXPECT_EQ(Shown(e), "one two  three|");
-  e.Feed("\x01\x1b" "d");  // Alt-D: the word after the cursor
+  e.Feed(
+      "\x01\x1b"
+      "d");  // Alt-D: the word after the cursor
   EXPECT_EQ(Shown(e), "| two  three");
   e.Feed("\x05\x1b\x7f");  // Alt-Backspace: the word before
   EXPECT_EQ(Shown(e), " two  |");
@@ -157,7 +163,9 @@ TEST(LineEditorTest, WordMovesWithAltAndCtrlArrows) {
 TEST(LineEditorTest, UnknownSequencesAreConsumedWhole) {
   LineEditor e;
   // F5, F12, Insert, PgUp, a focus report, an SGR mouse report, Alt-x, ESC ESC [ D.
-  e.Feed("a\x1b[15~\x1b[24~\x1b[2~\x1b[5~\x1b[I\x1b[<0;12;5M\x1bx\x1bOP" "b");
+  e.Feed(
+      "a\x1b[15~\x1b[24~\x1b[2~\x1b[5~\x1b[I\x1b[<0;12;5M\x1bx\x1bOP"
+      "b");
   EXPECT_EQ(Shown(e), "ab|");
   e.Feed("\x1b\x1b[D");
   EXPECT_EQ(Shown(e), "a|b");
@@ -192,7 +200,7 @@ TEST(LineEditorTest, ControlKeyEndsAnUnfinishedSequence) {
 TEST(LineEditorTest, Utf8MovesByCodePointAndNeverSplitsOne) {
   LineEditor e;
   const std::string text = "h\xc3\xa9llo \xe4\xb8\x96\xf0\x9f\x98\x80";  // héllo 世😀
-  for (char c : text) e.Feed(std::string(1, c));  // one byte per read
+  for (char c : text) e.Feed(std::string(1, c));                         // one byte per read
   EXPECT_EQ(e.line(), text);
   e.Feed(kLeft);
   EXPECT_EQ(Shown(e), "h\xc3\xa9llo \xe4\xb8\x96|\xf0\x9f\x98\x80");
@@ -216,7 +224,14 @@ TEST(LineEditorTest, Utf8MovesByCodePointAndNeverSplitsOne) {
 TEST(LineEditorTest, InvalidUtf8AndHiddenCodePointsAreDropped) {
   LineEditor e;
   // Stray continuation, invalid lead, overlong, truncated then ASCII, C1 (U+009B), RLO.
-  e.Feed("a\x80" "b\xff" "c\xc0\xaf" "d\xe4\xb8" "e\xc2\x9b" "f\xe2\x80\xae" "g");
+  e.Feed(
+      "a\x80"
+      "b\xff"
+      "c\xc0\xaf"
+      "d\xe4\xb8"
+      "e\xc2\x9b"
+      "f\xe2\x80\xae"
+      "g");
   EXPECT_EQ(e.line(), "abcdefg");
 }
 
@@ -243,7 +258,8 @@ TEST(LineEditorTest, HistoryKeepsTheDraft) {
 
 TEST(LineEditorTest, HistoryIsBounded) {
   LineEditor e;
-  for (size_t i = 0; i < LineEditor::kHistoryLimit + 20; ++i) e.Feed(absl::StrCat("line ", i, "\r"));
+  for (size_t i = 0; i < LineEditor::kHistoryLimit + 20; ++i)
+    e.Feed(absl::StrCat("line ", i, "\r"));
   ASSERT_EQ(e.history().size(), LineEditor::kHistoryLimit);
   EXPECT_EQ(e.history().front(), "line 20");
   for (size_t i = 0; i < LineEditor::kHistoryLimit; ++i) e.Feed(kUp);
@@ -260,7 +276,7 @@ TEST(LineEditorTest, TabCompletesANickAndCyclesThroughMatches) {
   e.Feed("\t");
   EXPECT_EQ(Shown(e), "alfred: |");  // wraps round
   e.Feed("hi CA\t");
-  EXPECT_EQ(Shown(e), "alfred: hi carol |");  // elsewhere: "nick "
+  EXPECT_EQ(Shown(e), "alfred: hi carol |");                     // elsewhere: "nick "
   EXPECT_THAT(Types(e.Feed("zz\t")), ElementsAre(Type::kBell));  // no match
   EXPECT_THAT(Types(e.Feed(" \t")), ElementsAre(Type::kBell));   // empty prefix
   EXPECT_EQ(e.line(), "alfred: hi carol zz ");
