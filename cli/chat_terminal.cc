@@ -36,7 +36,13 @@ void NoteMembers(const chat::ClientEvent& e, NickCompletions* nicks) {
   using Type = chat::ClientEvent::Type;
   using Kind = chat::DisplayLine::Kind;
   if (e.type == Type::kWelcome || e.type == Type::kWhoReply) {
-    nicks->Reset(e.nicks);
+    // A large room's list holds only its first members: keep the nicks
+    // learnt from joins beside them.
+    if (e.type == Type::kWelcome || e.member_count <= e.nicks.size()) {
+      nicks->Reset(e.nicks);
+    } else {
+      for (const std::string& n : e.nicks) nicks->Add(n);
+    }
     return;
   }
   if (e.type != Type::kLine) return;

@@ -33,8 +33,9 @@ bool WriteAll(int fd, absl::string_view data);
 // Columns of the terminal on stdout; 80 when it has none.
 size_t TerminalColumns();
 
-// Keeps `nicks` to the room as `e` tells it: a Welcome's or /who's list
-// replaces it, joins add, leaves remove, renames do both.
+// Keeps `nicks` to the room as `e` tells it: a Welcome's list, or a /who
+// answer listing the whole room, replaces it (a partial /who list only
+// adds); joins add, leaves remove, renames do both.
 void NoteMembers(const chat::ClientEvent& e, NickCompletions* nicks);
 
 // Raw mode for line editing (no echo, no canonical mode, no signals from
