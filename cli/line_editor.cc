@@ -192,12 +192,8 @@ void LineEditor::Key(unsigned char c) {
       }
       break;
     case 0x7f:  // Backspace
-    case 0x08:  // Ctrl-H
-      if (cursor_ == 0) {
-        Bell();
-      } else {
-        Erase(Prev(cursor_), cursor_, /*kill=*/false);
-      }
+    case 0x08:  // Ctrl-H (at the start of the line: the bell, from Erase)
+      Erase(Prev(cursor_), cursor_, /*kill=*/false);
       break;
     case '\t':
       if (paste_) {
