@@ -89,8 +89,9 @@ CommandLine Tokenize(int argc, char** argv) {
       if (negated && has_value) f.negated_with_value = true;
       if (!has_value) f.value = negated ? "false" : "true";
     } else if (f.flag != nullptr && !has_value) {
-      // `--out -` is a value like any other; `--file --reliable` is not.
-      if (i + 1 < argc && !absl::StartsWith(argv[i + 1], "--")) {
+      // As getopt does, the next argument is the value whatever it is:
+      // `--out -`, `--bench_server_args "--announce_limit=0"`.
+      if (i + 1 < argc) {
         f.value = argv[++i];
       } else {
         f.missing_value = true;

@@ -262,6 +262,15 @@ TEST(ArgumentErrorTest, MalformedValueNamesTheFlagAndValue) {
   EXPECT_EQ(ExpectUsageError({"listen", "--port"}), "udpmsg listen: --port needs a value");
 }
 
+TEST(ArgumentErrorTest, AValueMayStartWithDashes) {
+  // The value of --bench_server_args is "--announce_limit=0", which bench
+  // connections then refuses for an external server.
+  EXPECT_THAT(
+      ExpectUsageError({"bench", "connections", "--bench_server", "127.0.0.1:9",
+                        "--bench_server_pid", "1", "--bench_server_args", "--announce_limit=0"}),
+      HasSubstr("are for the spawned server"));
+}
+
 TEST(ArgumentErrorTest, DashedFlagNamesStillWork) {
   // --max-members is --max_members; out of range is the command's own check.
   EXPECT_THAT(ExpectUsageError({"chat", "serve", "--port", "0", "--max-members", "0"}),
