@@ -301,6 +301,7 @@ void ChatClient::HandleInput(absl::string_view line) {
       Send(in.message);
       break;
     case chat::UserInput::Type::kQuit:
+      leave_reason_ = std::move(in.reason);
       quit_ = true;
       break;
     case chat::UserInput::Type::kStats:
@@ -346,7 +347,8 @@ absl::Status ChatClient::Leave() {
     return absl::OkStatus();
   }
   if (host_->IsEstablished(id_)) {
-    (void)host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, chat::LeaveMessage());
+    (void)host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered,
+                      chat::LeaveMessage(leave_reason_));
     (void)host_->Close(id_, "left", /*flush=*/true);
   }
   if (absl::Status s = host_->Flush(config_.timeout); !s.ok()) {

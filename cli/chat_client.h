@@ -105,6 +105,7 @@ class ChatClient final {
   StdinMode stdin_ = StdinMode::kNone;
   bool paused_ = false;
   bool quit_ = false;
+  std::string leave_reason_;  // "/quit REASON"
   absl::Status failure_;
   std::string partial_;      // scripted: the line read so far
   bool discarding_ = false;  // scripted: skipping an overlong line

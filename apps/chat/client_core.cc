@@ -49,15 +49,17 @@ UserInput SayInput(absl::string_view text) {
 
 }  // namespace
 
-std::string JoinMessage(absl::string_view nick) {
+std::string JoinMessage(absl::string_view nick, absl::string_view resume_token) {
   ClientMessage m;
   m.mutable_join()->set_nick(std::string(nick));
+  if (!resume_token.empty()) m.mutable_join()->set_resume_token(std::string(resume_token));
   return Serialize(m);
 }
 
-std::string LeaveMessage() {
+std::string LeaveMessage(absl::string_view reason) {
   ClientMessage m;
   m.mutable_leave();
+  if (!reason.empty()) m.mutable_leave()->set_reason(CutUtf8(reason, kMaxLeaveReasonBytes));
   return Serialize(m);
 }
 
@@ -76,7 +78,11 @@ UserInput ParseInput(absl::string_view raw) {
       space == absl::string_view::npos ? absl::string_view() : rest.substr(space + 1);
   args = absl::StripLeadingAsciiWhitespace(args);
   ClientMessage m;
-  if (command == "quit" || command == "exit") return PlainInput(UserInput::Type::kQuit);
+  if (command == "quit" || command == "exit") {
+    UserInput in = PlainInput(UserInput::Type::kQuit);
+    in.reason = CutUtf8(absl::StripAsciiWhitespace(args), kMaxLeaveReasonBytes);
+    return in;
+  }
   if (command == "stats") return PlainInput(UserInput::Type::kStats);
   if (command == "help") return PlainInput(UserInput::Type::kHelp);
   if (command == "who") {
@@ -141,6 +147,7 @@ absl::StatusOr<std::optional<ClientEvent>> ClientCore::OnServerMessage(absl::str
       for (const std::string& n : m.who_reply().nicks()) e.nicks.push_back(Displayable(n));
       e.member_count = std::max<uint64_t>(m.who_reply().count(), e.nicks.size());
       return e;
+    case ServerMessage::kProbe:  // the transport's acknowledgement is the answer
     case ServerMessage::BODY_NOT_SET:
       break;  // from a newer server: ignore
   }

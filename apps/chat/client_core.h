@@ -87,7 +87,7 @@ struct UserInput {
   enum class Type {
     kNothing,  // a blank line
     kSend,     // send `message` (a serialized ClientMessage)
-    kQuit,     // /quit, /exit
+    kQuit,     // /quit, /exit (with an optional `reason`)
     kStats,    // /stats: the driver shows transport statistics
     kHelp,     // /help: the driver shows kHelpText
     kError,    // show `error` (usage, a bad nick, a long text, unknown command)
@@ -95,23 +95,27 @@ struct UserInput {
   Type type = Type::kNothing;
   std::string message;
   std::string error;
+  // kQuit: "/quit REASON"'s reason (whitespace trimmed, at most
+  // kMaxLeaveReasonBytes, cut at a character); empty without one.
+  std::string reason;
 };
 
 inline constexpr char kHelpText[] =
-    "commands: /who, /nick NEW, /me ACTION, /msg NICK TEXT, /stats, /quit "
+    "commands: /who, /nick NEW, /me ACTION, /msg NICK TEXT, /stats, /quit [REASON] "
     "(//text sends a line starting with /)";
 
 // Parses one line the user typed (without its newline; a trailing '\r' is
 // dropped, invalid UTF-8 replaced by U+FFFD). A line not starting with '/'
 // (or starting with "//", which sends it without the first '/') is a Say.
-// Commands are case-insensitive: /quit /exit /who /nick NEW /me ACTION
+// Commands are case-insensitive: /quit [REASON] /exit [REASON] /who /nick NEW /me ACTION
 // /msg NICK TEXT /stats /help. Texts and nicks are checked with CheckText and
 // CheckNick before anything is sent.
 UserInput ParseInput(absl::string_view line);
 
-// Serialized ClientMessages.
-std::string JoinMessage(absl::string_view nick);
-std::string LeaveMessage();
+// Serialized ClientMessages. `resume_token`: the Welcome's, on a reconnect.
+std::string JoinMessage(absl::string_view nick, absl::string_view resume_token = "");
+// `reason` as ParseInput gives it (the server cuts it again).
+std::string LeaveMessage(absl::string_view reason = "");
 
 class ClientCore final {
  public:

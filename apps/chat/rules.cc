@@ -34,6 +34,13 @@ std::string AddressKey(absl::string_view address) {
   return a.ok() ? udp::AddressPrefix(*a) : std::string(address);
 }
 
+std::string CutUtf8(absl::string_view text, size_t max_bytes) {
+  if (text.size() <= max_bytes) return std::string(text);
+  size_t end = max_bytes;
+  while (end > 0 && IsContinuation(text[end])) --end;
+  return std::string(text.substr(0, end));
+}
+
 absl::Status CheckText(absl::string_view text) {
   if (text.empty()) return absl::InvalidArgumentError("empty message");
   if (text.size() > kMaxTextBytes) {

@@ -36,6 +36,9 @@ inline constexpr size_t kMaxListedNicks = 100;
 // Welcome or a WhoReply fits with room to spare. Drivers set the
 // transport's message limit to it.
 inline constexpr uint64_t kMaxMessageBytes = 256 << 10;
+// Longest "/quit REASON" the server keeps (longer ones are cut at a
+// character boundary, never refused: a Leave always succeeds).
+inline constexpr size_t kMaxLeaveReasonBytes = 200;
 
 // Nicks compare case-insensitively (ASCII): "Bob" and "bob" are one nick.
 std::string NickKey(absl::string_view nick);
@@ -54,6 +57,10 @@ absl::Status CheckNick(absl::string_view nick);
 // counts by its /64, "2001:db8::/64"). Text that is neither (a test's
 // label) is its own key, port included.
 std::string AddressKey(absl::string_view address);
+
+// The first `max_bytes` of `text` at most, cut before a UTF-8 character
+// that would not fit whole.
+std::string CutUtf8(absl::string_view text, size_t max_bytes);
 
 // OK for 1..kMaxTextBytes bytes. INVALID_ARGUMENT otherwise: "empty
 // message", "message too long (N bytes, at most 4096)".

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "apps/chat/local_room.h"
 #include "apps/chat/rules.h"
@@ -228,10 +229,14 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
       Send(peer, Serialize(reply));
       break;
     }
-    case ClientMessage::kLeave:
+    case ClientMessage::kLeave: {
+      // The reason is peer text: cut here, escaped wherever it is shown.
+      const std::string reason = CutUtf8(
+          absl::StripAsciiWhitespace(m.leave().reason()), kMaxLeaveReasonBytes);
       Close(peer, "left", /*flush=*/true);
-      Remove(now, peer, "", "");
+      Remove(now, peer, reason, "");
       break;
+    }
     case ClientMessage::BODY_NOT_SET:
       SendError(peer, "empty or unknown message (is the client newer than the server?)");
       break;
@@ -491,7 +496,8 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
   const uint64_t left = room_->Leave(shard_, now, joined, why);
   std::string log = absl::StrCat(Displayable(nick), " left");
   if (!why.empty()) {
-    absl::StrAppend(&log, " (", why, detail.empty() ? "" : ": ", Displayable(detail), ")");
+    absl::StrAppend(&log, " (", Displayable(why), detail.empty() ? "" : ": ",
+                    Displayable(detail), ")");
   }
   Log(absl::StrCat(log, " ", Count(left)));
   Drain();  // its leave line, to the others

@@ -325,10 +325,11 @@ TEST(ChatTest, LeaveAndTimeoutNotices) {
   ASSERT_TRUE(carol.WaitFor("*** carol joined"));
   ASSERT_TRUE(alice.WaitFor("*** carol joined"));
 
-  bob.Send("/quit");
+  // "/quit REASON": the others see the reason, escaped like all peer text.
+  bob.Send("/quit gone \x1b[31mfishing");
   EXPECT_EQ(ExitCode(bob.process()), 0);
-  EXPECT_TRUE(alice.WaitFor("*** bob left"));
-  EXPECT_TRUE(carol.WaitFor("*** bob left"));
+  EXPECT_TRUE(alice.WaitFor("*** bob left (gone \\x1b[31mfishing)"));
+  EXPECT_TRUE(carol.WaitFor("*** bob left (gone \\x1b[31mfishing)"));
 
   const absl::Time killed = absl::Now();
   carol.process().Kill(SIGKILL);
@@ -340,7 +341,8 @@ TEST(ChatTest, LeaveAndTimeoutNotices) {
   EXPECT_EQ(ExitCode(alice.process()), 0);
   server.process->Kill(SIGTERM);
   EXPECT_EQ(ExitCode(*server.process), 0);
-  EXPECT_THAT(server.process->stderr_text(), HasSubstr("\nbob left (2 members)\n"));
+  EXPECT_THAT(server.process->stderr_text(),
+              HasSubstr("\nbob left (gone \\x1b[31mfishing) (2 members)\n"));
   EXPECT_THAT(server.process->stderr_text(), HasSubstr("\ncarol left (timed out: "));
 }
 

@@ -60,6 +60,14 @@ TEST(ParseInputTest, PlainLinesAreSaid) {
 TEST(ParseInputTest, Commands) {
   EXPECT_EQ(ParseInput("/quit").type, UserInput::Type::kQuit);
   EXPECT_EQ(ParseInput("/EXIT").type, UserInput::Type::kQuit);
+  EXPECT_EQ(ParseInput("/quit").reason, "");
+  EXPECT_EQ(ParseInput("/quit   see you tomorrow  ").reason, "see you tomorrow");
+  EXPECT_EQ(ParseInput("/exit bye").reason, "bye");
+  // Bounded, cut at a character.
+  const UserInput long_reason =
+      ParseInput("/quit " + std::string(kMaxLeaveReasonBytes - 1, 'z') + "\xc3\xa9");
+  EXPECT_EQ(long_reason.type, UserInput::Type::kQuit);
+  EXPECT_EQ(long_reason.reason, std::string(kMaxLeaveReasonBytes - 1, 'z'));
   EXPECT_EQ(ParseInput("/stats").type, UserInput::Type::kStats);
   EXPECT_EQ(ParseInput("/help").type, UserInput::Type::kHelp);
   EXPECT_TRUE(Sent(ParseInput("/who")).has_who());
@@ -95,6 +103,11 @@ TEST(ParseInputTest, JoinAndLeaveMessages) {
   EXPECT_EQ(m.join().nick(), "alice");
   ASSERT_TRUE(m.ParseFromString(LeaveMessage()));
   EXPECT_TRUE(m.has_leave());
+  EXPECT_EQ(m.leave().reason(), "");
+  ASSERT_TRUE(m.ParseFromString(LeaveMessage("lunch")));
+  EXPECT_EQ(m.leave().reason(), "lunch");
+  ASSERT_TRUE(m.ParseFromString(JoinMessage("alice", "0123456789abcdef")));
+  EXPECT_EQ(m.join().resume_token(), "0123456789abcdef");
 }
 
 // ---- server messages

@@ -58,9 +58,9 @@ std::string Who() {
   m.mutable_who();
   return m.SerializeAsString();
 }
-std::string Leave() {
+std::string Leave(const std::string& reason = "") {
   ClientMessage m;
-  m.mutable_leave();
+  m.mutable_leave()->set_reason(reason);
   return m.SerializeAsString();
 }
 
@@ -481,6 +481,29 @@ TEST_F(ServerCoreTest, LeaveClosesFlushingAndTellsTheOthers) {
   // The connection's own close afterwards changes nothing.
   core_->OnClosed(now_, 2, CloseCause::kClosedByPeer, "left");
   EXPECT_THAT(core_->TakeActions(), IsEmpty());
+}
+
+// "/quit REASON": the others get the reason on the leave line, trimmed and
+// cut to kMaxLeaveReasonBytes at a character; the log escapes it.
+TEST_F(ServerCoreTest, LeaveReasonReachesTheOthersCutAndTheLogEscaped) {
+  Member(1, "alice");
+  Member(2, "bob");
+  core_->OnMessage(now_, 2, Leave("  gone fishing\x1b[2J "));
+  std::vector<ServerAction> a = core_->TakeActions();
+  std::vector<ServerMessage> to = To(a, 1);
+  ASSERT_EQ(to.size(), 1u);
+  EXPECT_EQ(to[0].line().kind(), Line::LEAVE);
+  EXPECT_EQ(to[0].line().text(), "gone fishing\x1b[2J");
+  EXPECT_THAT(Logs(a), ElementsAre("bob left (gone fishing\\x1b[2J) (1 member)"));
+  // 199 ASCII bytes then a 2-byte character: cut before it, never refused.
+  Member(3, "carol");
+  core_->TakeActions();
+  const std::string reason = std::string(kMaxLeaveReasonBytes - 1, 'r') + "\xc3\xa9" + "tail";
+  core_->OnMessage(now_, 3, Leave(reason));
+  to = To(core_->TakeActions(), 1);
+  ASSERT_EQ(to.size(), 1u);
+  EXPECT_EQ(to[0].line().text(), std::string(kMaxLeaveReasonBytes - 1, 'r'));
+  EXPECT_EQ(core_->member_count(), 1u);
 }
 
 TEST_F(ServerCoreTest, ClosedConnectionsLeaveWithTheirCauseAndAnEscapedDetail) {
