@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <utility>
@@ -57,7 +58,11 @@ ABSL_FLAG(int64_t, max_backlog_bytes, 4 << 20,
 ABSL_FLAG(int64_t, announce_limit, 1000,
           "chat serve: joins and leaves are announced to the room while it has at most this "
           "many members (0: never); beyond, members see the room's size in /who");
-
+// chat join's session behaviour (cli/chat_client.h, apps/chat/client_session.h).
+ABSL_FLAG(bool, reconnect, true,
+          "chat join: after a lost connection or a server shutdown, reconnect (backoff 0.5s "
+          "doubling to 30s, with jitter) and rejoin under the same nick; --reconnect=false exits "
+          "instead");
 
 namespace udpmsg::cli {
 namespace {
@@ -340,6 +345,8 @@ int RunJoin(const Args& args) {
                  (no_color == nullptr || no_color[0] == '\0') &&
                  !(term != nullptr && std::strcmp(term, "dumb") == 0);
   config.signal_fd = signals->get();
+  config.session.reconnect = absl::GetFlag(FLAGS_reconnect);
+  config.session.seed = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}();
 
   HostOptions options = ChatOptions(*timeout);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);

@@ -38,27 +38,37 @@ HostOptions ChatOptions(absl::Duration timeout) {
 }
 
 ChatClient::ChatClient(Host* host, ChatClientConfig config)
-    : host_(host), config_(std::move(config)), core_(config_.nick) {}
+    : host_(host), config_(std::move(config)), session_(config_.nick, config_.session) {}
 
 absl::Status ChatClient::Run() {
   if (absl::Status s = host_->Watch(config_.signal_fd, kSignalToken); !s.ok()) return s;
-  absl::StatusOr<ConnectionId> id = host_->Connect(config_.server);
-  if (!id.ok()) return id.status();
-  id_ = *id;
-  const absl::Time join_deadline = absl::Now() + config_.timeout + absl::Seconds(1);
+  if (absl::Status s = Connect(); !s.ok()) return s;
   for (;;) {
-    if (state_ != State::kChatting && absl::Now() >= join_deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
+    const absl::Time now = absl::Now();
+    if ((state_ == State::kConnecting || state_ == State::kJoining) && now >= attempt_deadline_) {
+      const std::string what = absl::StrCat(
           state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
-          config_.server.ToString(), " within ", absl::FormatDuration(config_.timeout)));
+          config_.server.ToString(), " within ", absl::FormatDuration(config_.timeout));
+      (void)host_->Close(id_, "gave up", /*flush=*/false);
+      if (absl::Status s = Ended(chat::EndCause::kAttemptFailed, what,
+                                 absl::DeadlineExceededError(what));
+          !s.ok()) {
+        return s;
+      }
+    }
+    if (state_ == State::kWaiting && now >= next_attempt_) {
+      if (absl::Status s = Connect(); !s.ok()) return s;
     }
     UpdateStdinPause();
     const bool poll_stdin = stdin_ == StdinMode::kAlwaysReady && !paused_;
-    absl::StatusOr<Host::PollResult> r =
-        host_->Poll(poll_stdin ? absl::ZeroDuration() : absl::Milliseconds(250));
+    absl::Duration wait = poll_stdin ? absl::ZeroDuration() : absl::Milliseconds(250);
+    if (state_ == State::kWaiting) {
+      wait = std::clamp(next_attempt_ - now, absl::ZeroDuration(), wait);
+    }
+    absl::StatusOr<Host::PollResult> r = host_->Poll(wait);
     if (!r.ok()) return r.status();
     for (const Event& e : r->events) {
-      if (e.connection != id_) continue;
+      if (e.connection != id_ || id_ == 0) continue;  // an ended attempt's
       if (absl::Status s = OnEvent(e); !s.ok()) return s;
     }
     for (uint64_t token : r->ready) {
@@ -72,6 +82,41 @@ absl::Status ChatClient::Run() {
     }
     if (quit_) return Leave();
   }
+}
+
+absl::Status ChatClient::Connect() {
+  absl::StatusOr<ConnectionId> id = host_->Connect(config_.server);
+  if (!id.ok()) {
+    if (!session_.ever_joined()) return id.status();
+    id_ = 0;
+    return Ended(chat::EndCause::kAttemptFailed, std::string(id.status().message()), id.status());
+  }
+  id_ = *id;
+  state_ = State::kConnecting;
+  attempt_deadline_ = absl::Now() + config_.timeout + absl::Seconds(1);
+  return absl::OkStatus();
+}
+
+absl::Status ChatClient::Ended(chat::EndCause cause, const std::string& reason,
+                               absl::Status error) {
+  const bool was_chatting = state_ == State::kChatting;
+  id_ = 0;
+  state_ = State::kWaiting;
+  chat::ClientSession::Ended end = session_.OnEnded(absl::Now(), cause);
+  for (const std::string& line : end.unconfirmed) {
+    Notice(absl::StrCat("maybe not sent (connection lost): ", line));
+  }
+  if (end.unconfirmed_more > 0) {
+    Notice(absl::StrCat("and ", end.unconfirmed_more, " more lines maybe not sent"));
+  }
+  if (!end.reconnect) return error;
+  next_attempt_ = absl::Now() + end.delay;
+  const std::string in = absl::FormatDuration(absl::Ceil(end.delay, absl::Milliseconds(100)));
+  Notice(absl::StrCat(was_chatting || cause != chat::EndCause::kAttemptFailed
+                          ? "connection lost: "
+                          : "reconnect failed: ",
+                      reason, "; reconnecting in ", in, " (Ctrl-C to quit)"));
+  return absl::OkStatus();
 }
 
 void ChatClient::RestoreTerminal() {
@@ -89,30 +134,39 @@ absl::Status ChatClient::OnEvent(const Event& e) {
         if (absl::Status s = config_.on_connected(e.server_identity); !s.ok()) return s;
       }
       state_ = State::kJoining;
-      Send(core_.JoinMessage());
+      (void)host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered,
+                        session_.JoinMessage());
       return absl::OkStatus();
     case Event::Type::kClosed: {
       // The reason may come from the server: escape it.
       const std::string reason = chat::Displayable(e.reason);
       if (state_ == State::kConnecting) {
-        return absl::UnavailableError(absl::StrCat("cannot connect to ", config_.server.ToString(),
-                                                   ": ", e.by_peer ? "refused: " : "", reason));
+        const std::string what = absl::StrCat("cannot connect to ", config_.server.ToString(),
+                                              ": ", e.by_peer ? "refused: " : "", reason);
+        if (!session_.ever_joined()) return absl::UnavailableError(what);
+        return Ended(chat::EndCause::kAttemptFailed, what, absl::UnavailableError(what));
       }
-      return absl::UnavailableError(
-          absl::StrCat("lost connection to server ", config_.server.ToString(), ": ",
-                       e.by_peer ? "server closed the connection: " : "", reason));
+      const std::string why =
+          absl::StrCat(e.by_peer ? "server closed the connection: " : "", reason);
+      const absl::Status error = absl::UnavailableError(
+          absl::StrCat("lost connection to server ", config_.server.ToString(), ": ", why));
+      if (!session_.ever_joined()) return error;
+      return Ended(chat::ClassifyClose(e.by_peer, e.reason), why, error);
     }
     case Event::Type::kMessage:
       if (e.channel != chat::kChannel) return absl::OkStatus();
       return OnServerMessage(e.message);
     case Event::Type::kAcked:
+      if (e.channel == chat::kChannel) session_.OnAcked(e.sequence);
       return absl::OkStatus();
   }
   return absl::OkStatus();
 }
 
 absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
-  absl::StatusOr<std::optional<chat::ClientEvent>> e = core_.OnServerMessage(bytes);
+  const bool rejoin = session_.ever_joined();
+  absl::StatusOr<std::optional<chat::ClientEvent>> e =
+      session_.OnServerMessage(absl::Now(), bytes);
   if (!e.ok()) {
     if (absl::IsDataLoss(e.status())) {
       return absl::DataLossError(
@@ -123,6 +177,12 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
   if (!e->has_value()) return absl::OkStatus();
   if ((*e)->type == chat::ClientEvent::Type::kWelcome) {
     state_ = State::kChatting;
+    if (rejoin) {
+      Notice(absl::StrCat("reconnected to ", config_.server.ToString(), " as ",
+                          Nick((*e)->nick), "; ", Roster((*e)->member_count, (*e)->nicks)));
+      UpdateStdinPause();
+      return absl::OkStatus();
+    }
     if (absl::Status s = StartInput(); !s.ok()) return s;
   }
   Show(**e);
@@ -210,7 +270,7 @@ absl::Status ChatClient::StartInput() {
 // Stops reading stdin while much is queued for the server; resumes later.
 void ChatClient::UpdateStdinPause() {
   if (stdin_ != StdinMode::kWatched && stdin_ != StdinMode::kAlwaysReady) return;
-  const bool over = host_->QueuedBytes(id_) > kPauseStdinBytes;
+  const bool over = state_ == State::kChatting && host_->QueuedBytes(id_) > kPauseStdinBytes;
   if (over == paused_) return;
   paused_ = over;
   if (stdin_ != StdinMode::kWatched) return;
@@ -298,7 +358,16 @@ void ChatClient::HandleInput(absl::string_view line) {
     case chat::UserInput::Type::kNothing:
       break;
     case chat::UserInput::Type::kSend:
-      Send(in.message);
+      if (state_ != State::kChatting) {
+        // Never silently: say so, and give the line back to edit or resend.
+        Notice(absl::StrCat("not sent (not connected): ", chat::Displayable(line)));
+        if (config_.interactive && input_.empty()) {
+          input_ = std::string(line);
+          Redraw();
+        }
+        break;
+      }
+      Send(in.message, line);
       break;
     case chat::UserInput::Type::kQuit:
       leave_reason_ = std::move(in.reason);
@@ -316,13 +385,14 @@ void ChatClient::HandleInput(absl::string_view line) {
   }
 }
 
-void ChatClient::Send(const std::string& message) {
+void ChatClient::Send(const std::string& message, absl::string_view line) {
   absl::StatusOr<uint64_t> seq =
       host_->Send(id_, chat::kChannel, DeliveryMode::kReliableOrdered, message);
-  // A closed connection reports itself with kClosed; say anything else.
-  if (!seq.ok() && host_->IsEstablished(id_)) {
-    Error(absl::StrCat("not sent: ", seq.status().message()));
+  if (seq.ok()) {
+    session_.OnSent(*seq, line);  // reported if never acknowledged
+    return;
   }
+  Error(absl::StrCat("not sent: ", seq.status().message(), ": ", chat::Displayable(line)));
 }
 
 void ChatClient::Stats() {
@@ -343,7 +413,7 @@ void ChatClient::Stats() {
 // Sends Leave and waits until the server has it (and everything before).
 absl::Status ChatClient::Leave() {
   if (state_ != State::kChatting) {
-    (void)host_->Close(id_, "gave up", /*flush=*/false);
+    if (id_ != 0) (void)host_->Close(id_, "gave up", /*flush=*/false);
     return absl::OkStatus();
   }
   if (host_->IsEstablished(id_)) {

@@ -7,6 +7,18 @@
 // is a message and each delivered line one stdout line. Everything the
 // server sends reaches the terminal through ClientCore, already escaped.
 //
+// A connection lost after the first Welcome is reconnected (unless
+// config.session.reconnect is false): "*** connection lost: REASON;
+// reconnecting in 2s (Ctrl-C to quit)", attempts with bounded exponential
+// backoff (chat::ClientSession), the Join carrying the resume token, then
+// "*** reconnected ...". Lines never vanish silently: a line the transport
+// took but never acknowledged is reported as "*** maybe not sent
+// (connection lost): LINE" when the connection ends; a line typed while
+// disconnected is reported as "*** not sent (not connected): LINE" (in
+// both modes: /quit and EOF keep working while disconnected) and, on a
+// TTY, put back in the prompt when that is empty. Nothing is resent
+// automatically, so nothing arrives twice.
+//
 // Usage (cli/chat.cc):
 //   ChatClient client(&host, config);
 //   absl::Status s = client.Run();   // until /quit, EOF, a signal or an error
@@ -26,6 +38,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "apps/chat/client_core.h"
+#include "apps/chat/client_session.h"
 #include "cli/chat_terminal.h"
 #include "udpmsg/udpmsg.h"
 
@@ -43,6 +56,7 @@ struct ChatClientConfig {
   bool interactive = false;  // stdin and stdout are a terminal
   bool color = false;        // ANSI colours (interactive only)
   int signal_fd = -1;        // a signalfd for SIGINT/SIGTERM/SIGHUP (borrowed)
+  chat::SessionOptions session;  // reconnect policy (--reconnect)
   // Called with Event::server_identity when the handshake completes, before
   // the join is sent (trust on first use, cli/security.h); an error ends Run
   // with it.
@@ -57,19 +71,27 @@ class ChatClient final {
   ~ChatClient() { RestoreTerminal(); }
 
   // Joins and chats until /quit, EOF, a signal or an error. DEADLINE_EXCEEDED
-  // when no connection or Welcome comes within the timeout; UNAVAILABLE when
-  // the connection is refused or lost; FAILED_PRECONDITION with the server's
-  // text on a fatal Error; DATA_LOSS for a malformed server message; the
-  // errno status of a failed read of stdin or write of stdout.
+  // when no connection or Welcome comes within the timeout the first time;
+  // UNAVAILABLE when the connection is refused, or lost and not reconnected
+  // (--reconnect=false, or the server closed it on purpose);
+  // FAILED_PRECONDITION with the server's text on a fatal Error (a reconnect
+  // refused too); DATA_LOSS for a malformed server message; the errno status
+  // of a failed read of stdin or write of stdout.
   absl::Status Run();
 
   // Clears the prompt and gives the terminal back. Idempotent.
   void RestoreTerminal();
 
  private:
-  enum class State { kConnecting, kJoining, kChatting };
+  // kWaiting: disconnected, the next attempt at next_attempt_.
+  enum class State { kConnecting, kJoining, kChatting, kWaiting };
   enum class StdinMode { kNone, kWatched, kAlwaysReady, kClosed };
 
+  // Starts a connection attempt (the first, or a reconnect).
+  absl::Status Connect();
+  // The connection or attempt ended: reports unconfirmed lines, then either
+  // waits for a reconnect or returns `error`.
+  absl::Status Ended(chat::EndCause cause, const std::string& reason, absl::Status error);
   absl::Status OnEvent(const Event& e);
   absl::Status OnServerMessage(const std::string& bytes);
   void Show(const chat::ClientEvent& e);
@@ -81,7 +103,8 @@ class ChatClient final {
   void OnScripted(absl::string_view data);
   void OnKeys(absl::string_view data);
   void HandleInput(absl::string_view line);
-  void Send(const std::string& message);
+  // A typed `line` as `message`; says so when the transport refuses it.
+  void Send(const std::string& message, absl::string_view line);
   void Stats();
   absl::Status Leave();
 
@@ -99,9 +122,11 @@ class ChatClient final {
 
   Host* host_;
   const ChatClientConfig config_;
-  chat::ClientCore core_;
+  chat::ClientSession session_;
   ConnectionId id_ = 0;
   State state_ = State::kConnecting;
+  absl::Time attempt_deadline_;  // kConnecting, kJoining: give up on the attempt
+  absl::Time next_attempt_;      // kWaiting
   StdinMode stdin_ = StdinMode::kNone;
   bool paused_ = false;
   bool quit_ = false;

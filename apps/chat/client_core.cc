@@ -134,6 +134,10 @@ absl::StatusOr<std::optional<ClientEvent>> ClientCore::OnServerMessage(absl::str
       e.nick = Displayable(nick_);
       for (const std::string& n : m.welcome().members()) e.nicks.push_back(Displayable(n));
       e.member_count = std::max<uint64_t>(m.welcome().member_count(), e.nicks.size());
+      if (m.welcome().resume_token().size() >= kResumeTokenBytes &&
+          m.welcome().resume_token().size() <= kMaxResumeTokenBytes) {
+        e.resume_token = m.welcome().resume_token();
+      }
       return e;
     case ServerMessage::kError:
       if (m.error().fatal()) return absl::FailedPreconditionError(Displayable(m.error().text()));

@@ -80,6 +80,9 @@ struct ClientEvent {
   uint64_t member_count = 0;
   std::string text;
   DisplayLine line;
+  // kWelcome: the server's resume token (raw bytes, never shown), empty
+  // when it sent none or one outside kResumeTokenBytes..kMaxResumeTokenBytes.
+  std::string resume_token;
 };
 
 // What one line of user input asks for.

@@ -39,6 +39,10 @@ inline constexpr uint64_t kMaxMessageBytes = 256 << 10;
 // Longest "/quit REASON" the server keeps (longer ones are cut at a
 // character boundary, never refused: a Leave always succeeds).
 inline constexpr size_t kMaxLeaveReasonBytes = 200;
+// A Welcome's resume token: random bytes a server makes per membership.
+inline constexpr size_t kResumeTokenBytes = 16;
+// Longest token either side accepts (a longer one is ignored: no match).
+inline constexpr size_t kMaxResumeTokenBytes = 64;
 
 // Nicks compare case-insensitively (ASCII): "Bob" and "bob" are one nick.
 std::string NickKey(absl::string_view nick);

@@ -354,7 +354,7 @@ TEST(ChatTest, StopSignalsSendACloseToThePeer) {
   for (const int signal : {SIGINT, SIGTERM, SIGHUP}) {
     SCOPED_TRACE(absl::StrCat("signal ", signal));
     ChatServer server = StartServer({"--timeout", "60s"});
-    Member alice(server.port, "alice", {"--timeout", "60s"});
+    Member alice(server.port, "alice", {"--timeout", "60s", "--reconnect=false"});
     ASSERT_TRUE(alice.WaitFor("*** alice joined"));
     Member bob(server.port, "bob", {"--timeout", "60s"});
     ASSERT_TRUE(bob.WaitFor("*** bob joined"));
@@ -373,12 +373,13 @@ TEST(ChatTest, StopSignalsSendACloseToThePeer) {
   }
 }
 
-// (5) A member notices a killed server and exits 1; a restarted server on the
-// same port takes members again; a stopped server says goodbye.
+// (5) With --reconnect=false, a member notices a killed server and exits 1;
+// a restarted server on the same port takes members again; a stopped server
+// says goodbye.
 TEST(ChatTest, ClientNoticesDeadServerAndRestartedServerWorks) {
   ChatServer server = StartServer({"--timeout", "2s"});
   const int port = server.port;
-  Member alice(port, "alice", {"--timeout", "2s"});
+  Member alice(port, "alice", {"--timeout", "2s", "--reconnect=false"});
   ASSERT_TRUE(alice.WaitFor("*** alice joined"));
   server.process->Kill(SIGKILL);
   EXPECT_EQ(ExitCode(*server.process), 128 + SIGKILL);
@@ -388,7 +389,7 @@ TEST(ChatTest, ClientNoticesDeadServerAndRestartedServerWorks) {
 
   ChatServer again = StartServer({"--timeout", "2s"}, port);
   ASSERT_EQ(again.port, port);
-  Member alice2(port, "alice");
+  Member alice2(port, "alice", {"--reconnect=false"});
   ASSERT_TRUE(alice2.WaitFor("*** alice joined"));
   alice2.Send("back again");
   EXPECT_TRUE(alice2.WaitFor("<alice> back again"));
@@ -398,6 +399,67 @@ TEST(ChatTest, ClientNoticesDeadServerAndRestartedServerWorks) {
   EXPECT_THAT(alice2.process().stderr_text(),
               HasSubstr("server closed the connection: server shutting down"));
   EXPECT_EQ(ExitCode(*again.process), 0);
+}
+
+// (5b) Reconnect: a member whose server is killed says which line the dead
+// server never confirmed, announces the loss and the backoff, refuses a line
+// typed while disconnected out loud, reconnects when a server is back on the
+// port, rejoins under its nick and can talk; a server shutdown is
+// reconnected too, and /quit while waiting exits 0.
+TEST(ChatTest, MemberReconnectsToARestartedServerAndNoLineVanishes) {
+  ChatServer server = StartServer({"--timeout", "2s"});
+  const int port = server.port;
+  ASSERT_NE(port, 0);
+  Member alice(port, "alice", {"--timeout", "2s"});
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(port, "bob", {"--timeout", "2s"});
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  server.process->Kill(SIGKILL);
+  EXPECT_EQ(ExitCode(*server.process), 128 + SIGKILL);
+
+  alice.Send("into the void");
+  ASSERT_TRUE(alice.WaitFor("*** maybe not sent (connection lost): into the void"));
+  ASSERT_TRUE(alice.WaitUntil(
+      [](const std::string& l) {
+        return absl::StartsWith(l, "*** connection lost: ") &&
+               absl::EndsWith(l, " (Ctrl-C to quit)") && absl::StrContains(l, "; reconnecting in ");
+      },
+      "the connection lost notice"));
+  // A line while disconnected is refused out loud, never queued or lost.
+  alice.Send("typed while down");
+  ASSERT_TRUE(alice.WaitFor("*** not sent (not connected): typed while down"));
+
+  ChatServer again = StartServer({"--timeout", "2s"}, port);
+  ASSERT_EQ(again.port, port);
+  const std::string welcome_back = absl::StrCat("*** reconnected to 127.0.0.1:", port, " as ");
+  ASSERT_TRUE(alice.WaitUntil(
+      [&](const std::string& l) { return absl::StartsWith(l, welcome_back + "alice; "); },
+      "alice's reconnect"));
+  ASSERT_TRUE(bob.WaitUntil(
+      [&](const std::string& l) { return absl::StartsWith(l, welcome_back + "bob; "); },
+      "bob's reconnect"));
+  alice.Send("both back");
+  EXPECT_TRUE(bob.WaitFor("<alice> both back"));
+  for (const std::string& l : bob.lines()) {
+    EXPECT_THAT(l, Not(HasSubstr("into the void")));
+    EXPECT_THAT(l, Not(HasSubstr("typed while down")));
+  }
+
+  // A server shutdown is reconnected too; /quit while waiting ends cleanly.
+  again.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*again.process), 0);
+  EXPECT_TRUE(alice.WaitFor("*** server shutting down"));
+  EXPECT_TRUE(alice.WaitUntil(
+      [](const std::string& l) {
+        return absl::StartsWith(
+            l, "*** connection lost: server closed the connection: server shutting down; "
+               "reconnecting in ");
+      },
+      "the shutdown notice"));
+  alice.Send("/quit");
+  EXPECT_EQ(ExitCode(alice.process()), 0) << alice.process().stderr_text();
+  bob.process().Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(bob.process()), 0) << bob.process().stderr_text();
 }
 
 TEST(ChatTest, LimitsAndCommandErrors) {
@@ -444,7 +506,8 @@ TEST(ChatTest, ThreeShardsServeOneRoomInOneOrder) {
   const std::vector<std::string> nicks = {"ann", "ben", "cat", "dan", "eve", "fay"};
   std::vector<std::unique_ptr<Member>> members;
   for (const std::string& nick : nicks) {
-    members.push_back(std::make_unique<Member>(server.port, nick));
+    members.push_back(
+        std::make_unique<Member>(server.port, nick, std::vector<std::string>{"--reconnect=false"}));
     ASSERT_TRUE(members.back()->WaitFor(absl::StrCat("*** ", nick, " joined")));
   }
   Member taken(server.port, "ANN");
