@@ -57,38 +57,137 @@ void LocalRoom::Wake(const std::vector<const std::function<void()>*>& wakes) {
   for (const std::function<void()>* w : wakes) (*w)();
 }
 
-Room::Joined LocalRoom::Join(int shard, absl::Time now, const std::string& nick,
-                             const std::string& address_key) {
+namespace {
+
+// Constant time in the token's bytes (a wrong guess learns nothing from
+// how long the answer took).
+bool SameToken(const std::array<char, kResumeTokenBytes>& kept, const std::string& presented) {
+  if (presented.size() != kResumeTokenBytes) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < kResumeTokenBytes; ++i) {
+    diff |= static_cast<unsigned char>(kept[i] ^ presented[i]);
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+const std::function<void()>* LocalRoom::NoticeLocked(int shard, RoomNotice notice) {
+  Shard& s = shards_.at(static_cast<size_t>(shard));
+  s.notices.push_back(notice);
+  notices_.fetch_add(1, std::memory_order_acq_rel);
+  return s.wake ? &s.wake : nullptr;
+}
+
+Room::Joined LocalRoom::Join(int shard, absl::Time now, const JoinRequest& request) {
   std::vector<const std::function<void()>*> wakes;
   Joined j;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto from_here = by_address_.find(address_key);
     if (closed_) {
       j.result = Result::kClosed;
-    } else if (members_.size() >= limits_.max_members) {
+      return j;
+    }
+    MemberId replace = 0;
+    auto holder = by_nick_.find(NickKey(request.nick));
+    if (holder != by_nick_.end()) {
+      const MemberId id = holder->second;
+      const Member& h = members_.at(id);
+      auto probe = probes_.find(id);
+      const bool unanswered = request.takeover == id && probe != probes_.end() &&
+                              !probe->second.alive && now >= probe->second.until;
+      if ((h.has_token && SameToken(h.token, request.resume_token)) || unanswered) {
+        replace = id;
+      } else if (h.address_key == request.address_key && request.takeover != id) {
+        j.result = Result::kProbe;
+        j.holder = id;
+        return j;
+      } else {
+        j.result = Result::kNickTaken;
+        return j;
+      }
+    }
+    const Member* old = replace != 0 ? &members_.at(replace) : nullptr;
+    auto from_here = by_address_.find(request.address_key);
+    const size_t here = (from_here == by_address_.end() ? 0 : from_here->second) -
+                        (old != nullptr && old->address_key == request.address_key ? 1 : 0);
+    if (old == nullptr && members_.size() >= limits_.max_members) {
       j.result = Result::kFull;
-    } else if (by_nick_.contains(NickKey(nick))) {
-      j.result = Result::kNickTaken;
-    } else if (from_here != by_address_.end() &&
-               from_here->second >= limits_.max_members_per_address) {
+    } else if (here >= limits_.max_members_per_address) {
       j.result = Result::kAddressFull;
     } else if (log_bytes_ > 2 * limits_.max_log_bytes) {
       j.result = Result::kBusy;
     }
     if (j.result != Result::kOk) return j;
+    if (old != nullptr) {
+      // The old member goes without a leave line; its shard closes it.
+      const int old_shard = old->shard;
+      auto count = by_address_.find(old->address_key);
+      if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
+      by_nick_.erase(NickKey(old->nick));
+      members_.erase(replace);
+      probes_.erase(replace);
+      if (const auto* w = NoticeLocked(old_shard, {RoomNotice::Type::kReplaced, replace});
+          w != nullptr && old_shard != shard) {
+        wakes.push_back(w);
+      }
+      j.replaced = replace;
+    }
     j.id = ++joins_;
     j.start = last_index_.load(std::memory_order_relaxed) + 1;
-    members_.emplace(j.id, Member{nick, address_key});
-    by_nick_[NickKey(nick)] = j.id;
-    ++by_address_[address_key];
+    Member m{request.nick, request.address_key, shard};
+    if (request.new_token.size() == kResumeTokenBytes) {
+      m.has_token = true;
+      std::copy(request.new_token.begin(), request.new_token.end(), m.token.begin());
+    }
+    members_.emplace(j.id, std::move(m));
+    by_nick_[NickKey(request.nick)] = j.id;
+    ++by_address_[request.address_key];
     j.roster = RosterLocked();
     if (members_.size() <= limits_.announce_limit) {
-      wakes = Append(shard, now, MakeLine(Line::JOIN, nick, ""), 0, 0);
+      std::vector<const std::function<void()>*> more =
+          replace != 0
+              ? Append(shard, now, MakeLine(Line::SYSTEM, "", request.nick + " reconnected"), 0, 0)
+              : Append(shard, now, MakeLine(Line::JOIN, request.nick, ""), 0, 0);
+      for (const auto* w : more) {
+        if (std::find(wakes.begin(), wakes.end(), w) == wakes.end()) wakes.push_back(w);
+      }
     }
   }
   Wake(wakes);
   return j;
+}
+
+absl::Time LocalRoom::StartProbe(int shard, absl::Time now, MemberId holder,
+                                 absl::Duration timeout) {
+  const std::function<void()>* wake = nullptr;
+  absl::Time until;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(holder);
+    if (it == members_.end()) return now;
+    auto [probe, fresh] = probes_.try_emplace(holder);
+    if (!fresh && now < probe->second.until) return probe->second.until;  // one at a time
+    probe->second = Probe{now + timeout, false};
+    until = probe->second.until;
+    wake = NoticeLocked(it->second.shard, {RoomNotice::Type::kProbe, holder});
+    if (it->second.shard == shard) wake = nullptr;  // the caller looks itself
+  }
+  if (wake != nullptr) (*wake)();
+  return until;
+}
+
+void LocalRoom::Alive(MemberId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = probes_.find(id);
+  if (it != probes_.end()) it->second.alive = true;
+}
+
+void LocalRoom::TakeNotices(int shard, std::vector<RoomNotice>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RoomNotice>& notices = shards_.at(static_cast<size_t>(shard)).notices;
+  out->insert(out->end(), notices.begin(), notices.end());
+  notices.clear();
 }
 
 uint64_t LocalRoom::Leave(int shard, absl::Time now, MemberId id, const std::string& why) {
@@ -103,6 +202,7 @@ uint64_t LocalRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
     if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
     members_.erase(it);
     by_nick_.erase(NickKey(nick));
+    probes_.erase(id);
     left = members_.size();
     if (!closed_ && left + 1 <= limits_.announce_limit) {
       wakes = Append(shard, now, MakeLine(Line::LEAVE, nick, why), 0, 0);

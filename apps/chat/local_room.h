@@ -7,8 +7,9 @@
 //                                                 std::make_unique<chat::LocalSequencer>());
 //   const int shard = room->AddShard([&host] { host.Wake(); });
 //
-// Memory: per member its nick and address key in the roster and the nick
-// index (about 150 bytes); the log holds each line once until every shard
+// Memory: per member its nick, address key, shard and resume token in the
+// roster and the nick index (about 170 bytes), and a probe record while one
+// runs; the log holds each line once until every shard
 // has read it (max_log_bytes for said lines, see room.h).
 //
 // Ownership: owns its Sequencer. Threading: thread-safe (one mutex; wake
@@ -16,6 +17,7 @@
 #ifndef UDPMSG_APPS_CHAT_LOCAL_ROOM_H_
 #define UDPMSG_APPS_CHAT_LOCAL_ROOM_H_
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -40,8 +42,13 @@ class LocalRoom final : public Room {
   LocalRoom& operator=(const LocalRoom&) = delete;
 
   int AddShard(std::function<void()> wake) override;
-  Joined Join(int shard, absl::Time now, const std::string& nick,
-              const std::string& address_key) override;
+  using Room::Join;
+  Joined Join(int shard, absl::Time now, const JoinRequest& request) override;
+  absl::Time StartProbe(int shard, absl::Time now, MemberId holder,
+                        absl::Duration timeout) override;
+  void Alive(MemberId id) override;
+  uint64_t notice_count() const override { return notices_.load(std::memory_order_acquire); }
+  void TakeNotices(int shard, std::vector<RoomNotice>* out) override;
   uint64_t Leave(int shard, absl::Time now, MemberId id, const std::string& why) override;
   Result Rename(int shard, absl::Time now, MemberId id, const std::string& nick) override;
   Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) override;
@@ -62,17 +69,27 @@ class LocalRoom final : public Room {
   struct Member {
     std::string nick;
     std::string address_key;
+    int shard = 0;
+    bool has_token = false;
+    std::array<char, kResumeTokenBytes> token{};
   };
   struct Shard {
     std::function<void()> wake;
     uint64_t read = 0;   // the last index it read
     bool woken = false;  // woken since it last read
+    std::vector<RoomNotice> notices;
+  };
+  struct Probe {
+    absl::Time until;
+    bool alive = false;
   };
   // Numbers `line`, appends it for everyone (to == 0) or for `to` and
   // `from`, and returns the wake callbacks to run once unlocked.
   std::vector<const std::function<void()>*> Append(int shard, absl::Time now, Line line,
                                                    MemberId to, MemberId from);
   Roster RosterLocked() const;
+  // Queues `notice` for `shard`; returns its wake callback (null if none).
+  const std::function<void()>* NoticeLocked(int shard, RoomNotice notice);
   static void Wake(const std::vector<const std::function<void()>*>& wakes);
 
   const RoomLimits limits_;
@@ -86,6 +103,10 @@ class LocalRoom final : public Room {
   absl::btree_map<MemberId, Member> members_;      // join order
   absl::flat_hash_map<std::string, MemberId> by_nick_;  // NickKey ->
   absl::flat_hash_map<std::string, size_t> by_address_;
+  // Probes running or finished, by the probed member (at most one each;
+  // erased when it leaves or is replaced).
+  absl::flat_hash_map<MemberId, Probe> probes_;
+  std::atomic<uint64_t> notices_{0};
   std::deque<RoomEntry> log_;
   uint64_t log_bytes_ = 0;
   bool closed_ = false;

@@ -59,6 +59,30 @@ struct RoomLimits {
   uint64_t max_log_bytes = 16 << 20;     // lines waiting for a shard to read them
 };
 
+// What a Join asks of the room (Room::Join).
+struct JoinRequest {
+  std::string nick;         // checked (CheckNick)
+  std::string address_key;  // AddressKey of the joining connection
+  // The token the client presented (a reconnect), empty if none; only one
+  // of exactly kResumeTokenBytes can match.
+  std::string resume_token;
+  // This membership's token (kResumeTokenBytes, or empty: no resume).
+  std::string new_token;
+  // After a probe (StartProbe) of `takeover`, the member holding the nick:
+  // take the nick over if that member showed no sign of life (Alive).
+  uint64_t takeover = 0;
+};
+
+// Something a shard must do for one of its members (TakeNotices).
+struct RoomNotice {
+  enum class Type {
+    kReplaced,  // a new connection took the member's nick: close its connection
+    kProbe,     // another connection asks for its nick: probe it, report Alive
+  };
+  Type type = Type::kProbe;
+  uint64_t member = 0;
+};
+
 // One line of the log, as a shard reads it.
 struct RoomEntry {
   uint64_t index = 0;  // its place in the log: 1, 2, 3, ...
@@ -85,6 +109,8 @@ class Room {
     kNoSuchNick,   // Private to a nick nobody has
     kBusy,         // the log holds max_log_bytes: shards are behind
     kClosed,       // the room is shutting down
+    kProbe,        // Join: the nick's holder comes from the same address
+                   // (Joined::holder): probe it, then Join with takeover
   };
 
   struct Joined {
@@ -92,6 +118,10 @@ class Room {
     MemberId id = 0;     // kOk: the new member's number
     uint64_t start = 0;  // kOk: the first log index it receives (its join line's)
     Roster roster;       // kOk: the room after the join
+    // kOk: the member whose nick this join took over (its resume token
+    // matched, or it did not answer a probe), 0 for a plain join.
+    MemberId replaced = 0;
+    MemberId holder = 0;  // kProbe: the member holding the nick
   };
 
   virtual ~Room() = default;
@@ -103,11 +133,40 @@ class Room {
   virtual int AddShard(std::function<void()> wake) = 0;
 
   // Adds a member with a checked nick (CheckNick) from `address_key`
-  // (AddressKey). Refusals in this order: kClosed, kFull, kNickTaken,
+  // (AddressKey). When another member holds the nick (case-insensitively)
+  // the join takes it over if request.resume_token equals that member's
+  // token (compared in constant time), or if request.takeover names that
+  // member and it showed no life since its probe began; otherwise the answer
+  // is kProbe when the holder comes from the same address key and no probe
+  // of it has failed yet, kNickTaken when not. A takeover removes the old
+  // member without a leave line (a kReplaced notice tells its shard) and
+  // appends the SYSTEM line "NICK reconnected" instead of a join line.
+  // Refusals in this order: kClosed, kNickTaken or kProbe, kFull,
   // kAddressFull, kBusy. The join line goes to the log while the room has at
   // most announce_limit members.
-  virtual Joined Join(int shard, absl::Time now, const std::string& nick,
-                      const std::string& address_key) = 0;
+  virtual Joined Join(int shard, absl::Time now, const JoinRequest& request) = 0;
+  // A plain join (no token, no takeover).
+  Joined Join(int shard, absl::Time now, const std::string& nick,
+              const std::string& address_key) {
+    JoinRequest r;
+    r.nick = nick;
+    r.address_key = address_key;
+    return Join(shard, now, r);
+  }
+  // Starts a probe of `holder` (a kProbe answer's) lasting `timeout`: its
+  // shard gets a kProbe notice (woken) and reports any sign of life with
+  // Alive. Returns when to Join again with takeover = holder: the running
+  // probe's end when one runs, `now` when `holder` is gone.
+  virtual absl::Time StartProbe(int shard, absl::Time now, MemberId holder,
+                                absl::Duration timeout) = 0;
+  // Member `id` showed a sign of life (a message or an acknowledgement)
+  // while probed: its nick stays. Unknown or unprobed: nothing happens.
+  virtual void Alive(MemberId id) = 0;
+  // How many notices were ever posted (cheap: a shard compares it with its
+  // last look before taking its notices).
+  virtual uint64_t notice_count() const = 0;
+  // Appends to `out` and forgets the notices for shard `shard`.
+  virtual void TakeNotices(int shard, std::vector<RoomNotice>* out) = 0;
   // Removes member `id` (unknown: nothing happens) with the leave line's
   // `why` ("" for a plain Leave), announced while the room had at most
   // announce_limit members. Returns the members left.

@@ -1,6 +1,7 @@
 #include "apps/chat/server_core.h"
 
 #include <algorithm>
+#include <random>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -80,6 +81,10 @@ absl::Status ServerOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("byte_burst ", byte_burst,
                                                    " is below one longest line (at least ",
                                                    kMinByteBurst, ")"));
+  }
+  if (probe_timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "probe_timeout ", absl::FormatDuration(probe_timeout), " is not a positive duration"));
   }
   if (send_window_bytes < 1) {
     return absl::InvalidArgumentError("send_window_bytes must be at least 1");
@@ -176,14 +181,20 @@ void ServerCore::OnMessage(absl::Time now, PeerId peer, absl::string_view bytes)
   if (member == members_.end()) {
     auto pending = pending_.find(peer);
     if (pending == pending_.end()) return;  // refused and closing
+    if (pending->second.probing != nullptr) return;  // its Join waits for a probe
     if (!parsed || !m.has_join()) {
       Refuse(peer, pending->second.address, "protocol error: expected Join");
       return;
     }
-    OnJoin(now, peer, m.join().nick());
+    OnJoin(now, peer, m.join());
+    Drain();
     return;
   }
   MemberState& state = member->second;
+  if (state.probed) {  // it answers: it keeps its nick
+    state.probed = false;
+    room_->Alive(state.joined);
+  }
   if (!parsed) {
     Close(peer, "protocol error: malformed chat message", /*flush=*/false);
     Remove(now, peer, "protocol error", "sent a malformed message");
@@ -291,17 +302,53 @@ bool ServerCore::Admit(absl::Time now, PeerId peer, MemberState& member, size_t 
   return false;
 }
 
-void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
-  const std::string address = pending_.at(peer).address;
-  const std::string key = pending_.at(peer).address_key;
-  if (absl::Status s = CheckNick(nick); !s.ok()) {
-    Refuse(peer, address, std::string(s.message()));
+void ServerCore::OnJoin(absl::Time now, PeerId peer, const Join& join) {
+  if (absl::Status s = CheckNick(join.nick()); !s.ok()) {
+    Refuse(peer, pending_.at(peer).address, std::string(s.message()));
     return;
   }
-  Room::Joined joined = room_->Join(shard_, now, nick, key);
+  JoinRequest request;
+  request.nick = join.nick();
+  request.address_key = pending_.at(peer).address_key;
+  // Peer bytes: only a token of the exact size can match; others are none.
+  if (join.resume_token().size() == kResumeTokenBytes) request.resume_token = join.resume_token();
+  TryJoin(now, peer, std::move(request));
+}
+
+std::string ServerCore::NewToken() {
+  if (options_.random_token) {
+    std::string t = options_.random_token();
+    t.resize(kResumeTokenBytes);
+    return t;
+  }
+  std::random_device device;
+  std::string t(kResumeTokenBytes, '\0');
+  for (size_t i = 0; i < t.size(); i += 4) {
+    const uint32_t r = device();
+    for (size_t k = 0; k < 4 && i + k < t.size(); ++k) t[i + k] = static_cast<char>(r >> (8 * k));
+  }
+  return t;
+}
+
+void ServerCore::TryJoin(absl::Time now, PeerId peer, JoinRequest request) {
+  const std::string address = pending_.at(peer).address;
+  const std::string nick = request.nick;
+  request.new_token = NewToken();
+  Room::Joined joined = room_->Join(shard_, now, request);
   switch (joined.result) {
     case Room::Result::kOk:
       break;
+    case Room::Result::kProbe: {
+      // The holder comes from this address: is it still there?
+      Pending& p = pending_.at(peer);
+      request.takeover = joined.holder;
+      p.probe_until = room_->StartProbe(shard_, now, joined.holder, options_.probe_timeout);
+      p.probing = std::make_unique<JoinRequest>(std::move(request));
+      probe_deadlines_.insert({p.probe_until, peer});
+      Log(absl::StrCat(address, " asks for the nick ", Displayable(nick),
+                       " of a member from its address: probing that member"));
+      return;
+    }
     case Room::Result::kFull:
       Refuse(peer, address,
              absl::StrCat("the chat is full (", Plural(options_.max_members, "member"), ")"));
@@ -329,8 +376,10 @@ void ServerCore::OnJoin(absl::Time now, PeerId peer, const std::string& nick) {
   welcome.mutable_welcome()->set_nick(nick);
   for (const std::string& n : joined.roster.first) welcome.mutable_welcome()->add_members(n);
   welcome.mutable_welcome()->set_member_count(joined.roster.count);
+  welcome.mutable_welcome()->set_resume_token(request.new_token);
   Send(peer, Serialize(welcome));  // before its join line, which Drain delivers
-  Log(absl::StrCat(Displayable(nick), " joined from ", address, " ",
+  Log(absl::StrCat(Displayable(nick), joined.replaced != 0 ? " reconnected from " : " joined from ",
+                   address, joined.replaced != 0 ? " (replacing its old connection) " : " ",
                    Count(joined.roster.count)));
   Drain();
   DropLaggards(now);
@@ -369,6 +418,10 @@ void ServerCore::OnAcked(absl::Time now, PeerId peer, uint64_t bytes) {
   auto it = members_.find(peer);
   if (it == members_.end()) return;
   MemberState& m = it->second;
+  if (m.probed) {  // its transport answers: it keeps its nick
+    m.probed = false;
+    room_->Alive(m.joined);
+  }
   const uint64_t done = std::min(bytes, m.in_flight);
   m.in_flight -= done;
   in_flight_bytes_ -= done;
@@ -393,6 +446,14 @@ void ServerCore::OnTick(absl::Time now) {
     ErasePending(id);
     Close(id, "no Join", /*flush=*/false);
   }
+  while (!probe_deadlines_.empty() && probe_deadlines_.begin()->first <= now) {
+    const PeerId id = probe_deadlines_.begin()->second;
+    probe_deadlines_.erase(probe_deadlines_.begin());
+    Pending& p = pending_.at(id);
+    JoinRequest request = std::move(*p.probing);
+    p.probing.reset();
+    TryJoin(now, id, std::move(request));  // takes the nick over if the holder was silent
+  }
   OnRoom(now);
 }
 
@@ -402,6 +463,7 @@ void ServerCore::OnRoom(absl::Time now) {
 }
 
 void ServerCore::Drain() {
+  TakeNotices();
   if (room_->last_index() <= read_) return;  // the common case: nothing new
   entries_.clear();
   room_->Read(shard_, &entries_);
@@ -428,7 +490,10 @@ void ServerCore::Drain() {
 }
 
 absl::Time ServerCore::NextDeadline() const {
-  return join_deadlines_.empty() ? absl::InfiniteFuture() : join_deadlines_.begin()->first;
+  absl::Time next = absl::InfiniteFuture();
+  if (!join_deadlines_.empty()) next = join_deadlines_.begin()->first;
+  if (!probe_deadlines_.empty()) next = std::min(next, probe_deadlines_.begin()->first);
+  return next;
 }
 
 void ServerCore::Shutdown(absl::Time now) {
@@ -450,6 +515,7 @@ void ServerCore::Shutdown(absl::Time now) {
   backlog_entries_ = 0;
   pending_.clear();
   join_deadlines_.clear();
+  probe_deadlines_.clear();
   pending_by_address_.clear();
   over_backlog_.clear();
   in_flight_bytes_ = 0;
@@ -473,6 +539,7 @@ void ServerCore::ErasePending(PeerId peer) {
     pending_by_address_.erase(count);
   }
   join_deadlines_.erase({it->second.since + options_.join_timeout, peer});
+  if (it->second.probing != nullptr) probe_deadlines_.erase({it->second.probe_until, peer});
   pending_.erase(it);
 }
 
@@ -488,11 +555,7 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
   if (it == members_.end()) return;
   const MemberId joined = it->second.joined;
   const std::string nick = room_->NickOf(joined);
-  in_flight_bytes_ -= it->second.in_flight;
-  backlog_entries_ -= it->second.backlog_size();
-  backlogged_.erase(peer);
-  order_.erase(joined);
-  members_.erase(it);  // frees its backlog's share of the lines
+  Forget(peer);
   const uint64_t left = room_->Leave(shard_, now, joined, why);
   std::string log = absl::StrCat(Displayable(nick), " left");
   if (!why.empty()) {
@@ -501,6 +564,39 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
   }
   Log(absl::StrCat(log, " ", Count(left)));
   Drain();  // its leave line, to the others
+}
+
+void ServerCore::Forget(PeerId peer) {
+  auto it = members_.find(peer);
+  if (it == members_.end()) return;
+  in_flight_bytes_ -= it->second.in_flight;
+  backlog_entries_ -= it->second.backlog_size();
+  backlogged_.erase(peer);
+  order_.erase(it->second.joined);
+  members_.erase(it);  // frees its backlog's share of the lines
+}
+
+void ServerCore::TakeNotices() {
+  const uint64_t count = room_->notice_count();
+  if (count == notices_seen_) return;  // the common case
+  notices_seen_ = count;
+  std::vector<RoomNotice> notices;
+  room_->TakeNotices(shard_, &notices);
+  for (const RoomNotice& n : notices) {
+    auto it = order_.find(n.member);
+    if (it == order_.end()) continue;  // gone meanwhile
+    const PeerId peer = it->second->id;
+    if (n.type == RoomNotice::Type::kReplaced) {
+      // The room has already handed its nick on: no leave line.
+      Close(peer, "replaced by a new connection", /*flush=*/false);
+      Forget(peer);
+      continue;
+    }
+    ServerMessage probe;
+    probe.mutable_probe();
+    it->second->probed = true;
+    Send(peer, Serialize(probe));
+  }
 }
 
 void ServerCore::Send(PeerId peer, std::string bytes) {

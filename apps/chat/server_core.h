@@ -118,6 +118,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -170,6 +171,17 @@ struct ServerOptions {
   // address waiting to join: 1..kMaxMembersLimit. An address is an IPv4
   // address or an IPv6 /64 (AddressKey), so one host cannot take every slot.
   size_t max_members_per_address = 8;
+
+  // Taking a nick back (docs/security.md). A Join for a nick whose holder
+  // comes from the same address (AddressKey) probes the holder: a Probe
+  // message, and the holder keeps its nick if anything (an acknowledgement,
+  // a message) comes from it within probe_timeout; otherwise the new
+  // connection takes the nick over. A Join presenting the holder's resume
+  // token (from its Welcome) takes it over at once, from any address.
+  absl::Duration probe_timeout = absl::Seconds(1);  // > 0
+  // kResumeTokenBytes of unpredictable bytes per call (a Welcome's resume
+  // token). Null: std::random_device (the kernel's getrandom on Linux).
+  std::function<std::string()> random_token;
 
   // Per-member send rate limit: two token buckets, one counting messages
   // (lines, renames, who) and one counting their bytes. A message either
@@ -299,16 +311,29 @@ class ServerCore final {
     TokenBucket lines;
     TokenBucket bytes;
     TokenBucket refusals;  // refused messages the member may still send
+    bool probed = false;   // a probe is out: report the next sign of life
   };
   struct Pending {
     std::string address;
     std::string address_key;
     absl::Time since;  // its key in join_deadlines_ is since + join_timeout
+    // A Join waiting for the probe of the member holding its nick (a
+    // request's takeover != 0); its key in probe_deadlines_ is probe_until.
+    std::unique_ptr<JoinRequest> probing;
+    absl::Time probe_until;
   };
 
   ServerCore(const ServerOptions& options, std::shared_ptr<Room> room, int shard);
 
-  void OnJoin(absl::Time now, PeerId peer, const std::string& nick);
+  void OnJoin(absl::Time now, PeerId peer, const Join& join);
+  // Joins `peer` with `request` (a probe's end included), or refuses it.
+  void TryJoin(absl::Time now, PeerId peer, JoinRequest request);
+  // Carries out the room's notices for this shard's members (replaced:
+  // close; probe: send a Probe and watch for life).
+  void TakeNotices();
+  // Removes a member's state here (not from the room).
+  void Forget(PeerId peer);
+  std::string NewToken();
   void OnRename(absl::Time now, PeerId peer, MemberState& member, const std::string& nick);
   // Answers a line the room refused (kBusy, kNoSuchNick, ...).
   void Refused(PeerId peer, Room::Result result, const std::string& to);
@@ -350,6 +375,8 @@ class ServerCore final {
   absl::flat_hash_set<PeerId> backlogged_;             // members with a backlog
   absl::flat_hash_map<PeerId, Pending> pending_;       // connected, not joined
   absl::btree_set<std::pair<absl::Time, PeerId>> join_deadlines_;  // of pending_
+  absl::btree_set<std::pair<absl::Time, PeerId>> probe_deadlines_;  // of pending_
+  uint64_t notices_seen_ = 0;  // the room's notice_count() at the last look
   absl::flat_hash_map<std::string, size_t> pending_by_address_;  // AddressKey ->
   std::vector<PeerId> over_backlog_;  // members to drop in DropLaggards
   std::vector<ServerAction> actions_;

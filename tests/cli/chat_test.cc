@@ -462,6 +462,51 @@ TEST(ChatTest, MemberReconnectsToARestartedServerAndNoLineVanishes) {
   EXPECT_EQ(ExitCode(bob.process()), 0) << bob.process().stderr_text();
 }
 
+// (5c) Taking a nick back: a member killed with SIGKILL (no Leave, no
+// close) restarts under its nick within about the probe's second, not the
+// server's 10 s timeout; the others see "alice reconnected". A live member
+// keeps its nick: a second process asking for it from the same address is
+// refused after the probe.
+TEST(ChatTest, AKilledMemberRejoinsUnderItsNickAtOnceAndALiveOneKeepsIt) {
+  ChatServer server = StartServer({"--timeout", "10s"});
+  const int port = server.port;
+  ASSERT_NE(port, 0);
+  Member alice(port, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  alice.process().Kill(SIGKILL);
+  EXPECT_EQ(ExitCode(alice.process()), 128 + SIGKILL);
+  const absl::Time killed = absl::Now();
+  Member again(port, "alice");
+  const std::string welcome = absl::StrCat("*** connected to 127.0.0.1:", port, " as alice; ");
+  ASSERT_TRUE(again.WaitUntil(
+      [&](const std::string& l) { return absl::StartsWith(l, welcome); }, "alice's welcome"));
+  const absl::Duration took = absl::Now() - killed;
+  EXPECT_LT(took, absl::Seconds(5)) << "the dead member held the nick until its timeout";
+  EXPECT_GE(took, absl::Milliseconds(900)) << "no probe?";
+  EXPECT_TRUE(bob.WaitFor("*** alice reconnected"));
+  again.Send("back");
+  EXPECT_TRUE(bob.WaitFor("<alice> back"));
+
+  Member impostor(port, "bob");
+  EXPECT_EQ(ExitCode(impostor.process()), 1);
+  EXPECT_EQ(impostor.process().stderr_text(), "udpmsg: nick \"bob\" is taken\n");
+  bob.Send("still here");
+  EXPECT_TRUE(again.WaitFor("<bob> still here"));
+  for (const std::string& l : bob.lines()) EXPECT_THAT(l, Not(HasSubstr("bob left")));
+  for (Member* m : {&again, &bob}) {
+    m->process().CloseStdin();
+    EXPECT_EQ(ExitCode(m->process()), 0);
+  }
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*server.process), 0);
+  const std::string log = server.process->stderr_text();
+  EXPECT_THAT(log, HasSubstr("asks for the nick alice of a member from its address: probing"));
+  EXPECT_THAT(log, HasSubstr("\nalice reconnected from 127.0.0.1:"));
+  EXPECT_THAT(log, HasSubstr("refused 127.0.0.1:"));
+}
+
 TEST(ChatTest, LimitsAndCommandErrors) {
   ChatServer server = StartServer({"--max_members", "2"});
   Member alice(server.port, "alice");

@@ -188,6 +188,7 @@ class ShardsTest : public ::testing::Test {
   }
   void Collect(int k) {
     for (ServerAction& a : cores_[k]->TakeActions()) {
+      if (a.type == ServerAction::Type::kClose) closes_[a.peer] = a.reason;
       if (a.type != ServerAction::Type::kSend) continue;
       ServerMessage m;
       ASSERT_TRUE(m.ParseFromString(a.bytes));
@@ -211,6 +212,7 @@ class ShardsTest : public ::testing::Test {
   std::unique_ptr<ServerCore> cores_[2];
   bool woken_[2] = {false, false};
   std::map<PeerId, std::vector<ServerMessage>> got_;
+  std::map<PeerId, std::string> closes_;  // the reason of each close
 };
 
 TEST_F(ShardsTest, MembersOnBothShardsSeeOneOrder) {
@@ -272,6 +274,69 @@ TEST_F(ShardsTest, NicksPrivateLinesRenamesAndWhoSpanShards) {
   ASSERT_TRUE(got_[1].back().has_who_reply());
   EXPECT_THAT(got_[1].back().who_reply().nicks(), ElementsAre("alice", "robert"));
   EXPECT_EQ(got_[1].back().who_reply().count(), 2u);
+}
+
+// Taking a nick back when the old member is on another shard: the probe
+// and the replacement reach the holder's shard as room notices.
+TEST_F(ShardsTest, ProbesAndTakeoversCrossShards) {
+  Member(0, 1, "alice");  // 10.0.0.1
+  Member(0, 2, "bob");    // 10.0.0.2
+  Wake(1);
+  // Alice's process died; its successor lands on shard 1.
+  cores_[1]->OnConnected(now_, 7, "10.0.0.1:7000");
+  cores_[1]->OnMessage(now_, 7, Join("alice"));
+  Collect(1);
+  EXPECT_TRUE(got_[7].empty());
+  ASSERT_TRUE(woken_[0]);
+  Wake(0);
+  ASSERT_FALSE(got_[1].empty());
+  EXPECT_TRUE(got_[1].back().has_probe());
+  EXPECT_EQ(cores_[1]->NextDeadline(), now_ + absl::Seconds(1));
+  now_ += absl::Seconds(1);
+  cores_[1]->OnTick(now_);
+  Collect(1);
+  ASSERT_FALSE(got_[7].empty());
+  ASSERT_TRUE(got_[7][0].has_welcome());
+  const std::string token = got_[7][0].welcome().resume_token();
+  EXPECT_EQ(token.size(), kResumeTokenBytes);
+  Wake(0);
+  EXPECT_EQ(closes_[1], "replaced by a new connection");
+  EXPECT_EQ(cores_[0]->member_count(), 1u);  // bob
+  EXPECT_EQ(cores_[1]->NickOf(7), "alice");
+  EXPECT_EQ(Lines(2).back(), "3:SYSTEM::alice reconnected");
+  // Back to shard 0 from another address, with the token.
+  cores_[0]->OnConnected(now_, 8, "192.0.2.1:4000");
+  ClientMessage resume;
+  resume.mutable_join()->set_nick("alice");
+  resume.mutable_join()->set_resume_token(token);
+  cores_[0]->OnMessage(now_, 8, resume.SerializeAsString());
+  Collect(0);
+  ASSERT_FALSE(got_[8].empty());
+  EXPECT_TRUE(got_[8][0].has_welcome());
+  Wake(1);
+  EXPECT_EQ(closes_[7], "replaced by a new connection");
+  EXPECT_EQ(cores_[1]->member_count(), 0u);
+  EXPECT_THAT(room_->Members(), ElementsAre("bob", "alice"));
+  // Bob is alive: his transport acknowledges the probe; he keeps his nick.
+  cores_[1]->OnConnected(now_, 9, "10.0.0.2:7000");
+  cores_[1]->OnMessage(now_, 9, Join("bob"));
+  Collect(1);
+  std::vector<ServerAction> probe = cores_[0]->TakeActions();  // not yet: not woken
+  EXPECT_TRUE(probe.empty());
+  woken_[0] = false;
+  cores_[0]->OnRoom(now_);
+  probe = cores_[0]->TakeActions();
+  ASSERT_EQ(probe.size(), 1u);
+  EXPECT_EQ(probe[0].peer, 2u);
+  cores_[0]->OnAcked(now_ + absl::Milliseconds(20), 2, probe[0].bytes.size());
+  Collect(0);
+  now_ += absl::Seconds(1);
+  cores_[1]->OnTick(now_);
+  Collect(1);
+  ASSERT_FALSE(got_[9].empty());
+  EXPECT_EQ(got_[9][0].error().text(), "nick \"bob\" is taken");
+  EXPECT_EQ(closes_.count(2), 0u);
+  EXPECT_EQ(cores_[0]->NickOf(2), "bob");
 }
 
 TEST_F(ShardsTest, LeavesAndTheShutdownLineReachEveryShardOnce) {

@@ -859,3 +859,167 @@ TEST_F(ServerCoreTest, OneAddressCannotTakeEveryPendingSlot) {
 
 }  // namespace
 }  // namespace udpmsg::chat
+
+// ---- taking a nick back (docs/security.md "Taking a nick back")
+
+namespace udpmsg::chat {
+namespace {
+
+std::string JoinWithToken(const std::string& nick, const std::string& token) {
+  ClientMessage m;
+  m.mutable_join()->set_nick(nick);
+  m.mutable_join()->set_resume_token(token);
+  return m.SerializeAsString();
+}
+
+class TakeoverTest : public ServerCoreTest {
+ protected:
+  void SetUp() override {
+    ServerOptions o;
+    o.random_token = [this] { return std::string(kResumeTokenBytes, static_cast<char>('A' + tokens_++)); };
+    Make(o);
+  }
+  // The resume token in `peer`'s Welcome among `actions`.
+  static std::string TokenOf(const std::vector<ServerAction>& actions, PeerId peer) {
+    for (const ServerMessage& m : To(actions, peer)) {
+      if (m.has_welcome()) return m.welcome().resume_token();
+    }
+    return "";
+  }
+  static bool Welcomed(const std::vector<ServerAction>& actions, PeerId peer) {
+    for (const ServerMessage& m : To(actions, peer)) {
+      if (m.has_welcome()) return true;
+    }
+    return false;
+  }
+  static std::vector<std::string> LineTexts(const std::vector<ServerAction>& actions, PeerId peer) {
+    std::vector<std::string> out;
+    for (const ServerMessage& m : To(actions, peer)) {
+      if (m.has_line()) {
+        out.push_back(absl::StrCat(Line::Kind_Name(m.line().kind()), " ", m.line().from(), " ",
+                                   m.line().text()));
+      }
+    }
+    return out;
+  }
+  int tokens_ = 0;
+};
+
+TEST_F(TakeoverTest, TheWelcomeCarriesAFreshTokenThatTakesTheNickOverAtOnceFromAnyAddress) {
+  const std::string token = TokenOf(Member(1, "alice"), 1);
+  ASSERT_EQ(token.size(), kResumeTokenBytes);
+  const std::string bob_token = TokenOf(Member(2, "bob"), 2);
+  EXPECT_NE(bob_token, token);
+  // A reconnect from another address (a new network) with alice's token.
+  core_->OnConnected(now_, 3, "192.0.2.7:4000");
+  core_->OnMessage(now_, 3, JoinWithToken("alice", token));
+  std::vector<ServerAction> a = core_->TakeActions();
+  ASSERT_TRUE(Welcomed(a, 3));
+  EXPECT_NE(TokenOf(a, 3), token);  // a new one per membership
+  const ServerAction* close = FindClose(a, 1);
+  ASSERT_NE(close, nullptr);
+  EXPECT_EQ(close->reason, "replaced by a new connection");
+  EXPECT_THAT(LineTexts(a, 2), ElementsAre("SYSTEM  alice reconnected"));  // no leave, no join
+  EXPECT_THAT(core_->Members(), ElementsAre("bob", "alice"));
+  EXPECT_THAT(Logs(a), ElementsAre("alice reconnected from 192.0.2.7:4000 (replacing its old "
+                                   "connection) (2 members)"));
+  // The old connection's own end changes nothing; its token is spent.
+  core_->OnClosed(now_, 1, CloseCause::kTimedOut, "");
+  EXPECT_THAT(core_->TakeActions(), IsEmpty());
+  core_->OnConnected(now_, 4, "192.0.2.8:4000");
+  core_->OnMessage(now_, 4, JoinWithToken("alice", token));
+  a = core_->TakeActions();
+  EXPECT_FALSE(Welcomed(a, 4));
+  ASSERT_EQ(To(a, 4).size(), 1u);
+  EXPECT_EQ(To(a, 4)[0].error().text(), "nick \"alice\" is taken");
+  EXPECT_EQ(core_->room().member_count(), 2u);
+}
+
+TEST_F(TakeoverTest, AnotherAddressWithoutTheTokenCannotTakeANickNorMakeAProbe) {
+  Member(1, "alice");
+  for (const std::string& token : {std::string(), std::string(kResumeTokenBytes, 'Z'),
+                                   std::string(kMaxResumeTokenBytes + 1, 'A')}) {
+    core_->OnConnected(now_, 9, "192.0.2.9:4000");
+    core_->OnMessage(now_, 9, JoinWithToken("alice", token));
+    std::vector<ServerAction> a = core_->TakeActions();
+    ASSERT_EQ(To(a, 9).size(), 1u);
+    EXPECT_TRUE(To(a, 9)[0].error().fatal());
+    EXPECT_EQ(To(a, 9)[0].error().text(), "nick \"alice\" is taken");
+    EXPECT_TRUE(To(a, 1).empty()) << "the holder was probed";
+    EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+    core_->OnClosed(now_, 9, CloseCause::kLost, "");
+  }
+}
+
+TEST_F(TakeoverTest, ASilentHolderFromTheSameAddressIsProbedThenReplacedAfterTheProbeTimeout) {
+  Member(1, "alice");  // 10.0.0.1
+  Member(2, "bob");
+  // alice's process was killed; a new one on the same host asks for alice.
+  core_->OnConnected(now_, 5, "10.0.0.1:6000");
+  core_->OnMessage(now_, 5, Join("alice"));
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_FALSE(Welcomed(a, 5));
+  std::vector<ServerMessage> to_alice = To(a, 1);
+  ASSERT_EQ(to_alice.size(), 1u);
+  EXPECT_TRUE(to_alice[0].has_probe());
+  EXPECT_THAT(Logs(a), ElementsAre("10.0.0.1:6000 asks for the nick alice of a member from its "
+                                   "address: probing that member"));
+  EXPECT_EQ(core_->NextDeadline(), now_ + absl::Seconds(1));
+  // Whatever else the joiner sends meanwhile is ignored.
+  core_->OnMessage(now_, 5, Join("alice"));
+  EXPECT_THAT(core_->TakeActions(), IsEmpty());
+  core_->OnTick(now_ + absl::Milliseconds(999));
+  EXPECT_THAT(core_->TakeActions(), IsEmpty());
+  core_->OnTick(now_ + absl::Seconds(1));
+  a = core_->TakeActions();
+  ASSERT_TRUE(Welcomed(a, 5));
+  ASSERT_NE(FindClose(a, 1), nullptr);
+  EXPECT_EQ(FindClose(a, 1)->reason, "replaced by a new connection");
+  EXPECT_THAT(LineTexts(a, 2), ElementsAre("SYSTEM  alice reconnected"));
+  EXPECT_THAT(core_->Members(), ElementsAre("bob", "alice"));
+  EXPECT_EQ(core_->NickOf(5), "alice");
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+}
+
+TEST_F(TakeoverTest, ALiveHolderAnswersTheProbeAndKeepsItsNick) {
+  for (const bool by_message : {false, true}) {
+    SCOPED_TRACE(by_message ? "a message" : "an acknowledgement");
+    Make(ServerOptions());
+    Member(1, "alice");
+    core_->OnConnected(now_, 5, "10.0.0.1:6000");
+    core_->OnMessage(now_, 5, Join("alice"));
+    std::vector<ServerAction> a = core_->TakeActions();
+    ASSERT_EQ(To(a, 1).size(), 1u);
+    const absl::Time answered = now_ + absl::Milliseconds(30);
+    if (by_message) {
+      core_->OnMessage(answered, 1, Say("still here"));
+    } else {
+      core_->OnAcked(answered, 1, a.front().bytes.size());
+    }
+    core_->TakeActions();
+    core_->OnTick(now_ + absl::Seconds(1));
+    a = core_->TakeActions();
+    EXPECT_FALSE(Welcomed(a, 5));
+    ASSERT_EQ(To(a, 5).size(), 1u);
+    EXPECT_EQ(To(a, 5)[0].error().text(), "nick \"alice\" is taken");
+    EXPECT_EQ(FindClose(a, 1), nullptr);
+    EXPECT_EQ(core_->NickOf(1), "alice");
+  }
+}
+
+TEST_F(TakeoverTest, AJoinerThatLeavesDuringItsProbeTakesNothing) {
+  Member(1, "alice");
+  core_->OnConnected(now_, 5, "10.0.0.1:6000");
+  core_->OnMessage(now_, 5, Join("alice"));
+  core_->TakeActions();
+  core_->OnClosed(now_, 5, CloseCause::kClosedByPeer, "");
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+  core_->OnTick(now_ + absl::Seconds(2));
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  EXPECT_EQ(core_->NickOf(1), "alice");
+  EXPECT_EQ(core_->pending_count(), 0u);
+}
+
+}  // namespace
+}  // namespace udpmsg::chat
