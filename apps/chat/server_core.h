@@ -38,7 +38,13 @@
 //   - a Join while max_members are in the room: fatal Error "the chat is
 //     full (N members)", close;
 //   - a Join with a nick taken case-insensitively: fatal Error "nick "X" is
-//     taken", close;
+//     taken", close; unless it presents the holder's resume token (the nick
+//     is taken over at once: the holder is closed "replaced by a new
+//     connection", no leave line, the room sees "X reconnected"), or the
+//     holder comes from the same address key and stays silent through a
+//     probe (a Probe message; nothing acknowledged or received from it
+//     within probe_timeout: taken over the same way). A Join waiting for its
+//     probe ignores the peer's other messages;
 //   - no Join within join_timeout: close "no Join" (no Error message);
 //   - a connection while max_pending others wait to join: close "too many
 //     connections waiting to join" at once;
@@ -73,7 +79,8 @@
 // key, three token buckets and its backlog (allocated only while it holds
 // something): about 400 bytes for an idle member of a 100,000-member room
 // (server_core_memory_test prints the figure); per pending connection its
-// address text (cut at kMaxAddressBytes) and the time it connected.
+// address text (cut at kMaxAddressBytes) and the time it connected, and
+// while it waits for a probe its Join (a checked nick and a token).
 // Work per event: O(log members) for a join, leave, rename, /who or a
 // pending connection's timer, plus the fan-out of the line it makes
 // (O(members) for a line to the room: inherently one send per member); a
