@@ -912,3 +912,79 @@ TEST(ChatTmuxTest, PromptEditingAndIncomingLinesDoNotGarble) {
 
 }  // namespace
 }  // namespace udpmsg::testing
+
+namespace udpmsg::testing {
+namespace {
+
+// Item 2 on a terminal: a line typed while the server is gone is refused
+// out loud and stays under the prompt; after the reconnect, Enter sends it.
+TEST(ChatTmuxTest, ALineTypedWhileDisconnectedIsRefusedAndKeptInThePrompt) {
+  const std::string tmux_binary = FindTmux();
+  if (tmux_binary.empty()) GTEST_SKIP() << "tmux is not installed (apt-get install tmux)";
+  absl::StatusOr<std::unique_ptr<Tmux>> tmux_or = Tmux::Start(tmux_binary);
+  if (!tmux_or.ok()) GTEST_SKIP() << "cannot use tmux here: " << tmux_or.status();
+  Tmux& tmux = **tmux_or;
+
+  ChatServer server = StartServer({"--timeout", "2s"});
+  const int port = server.port;
+  ASSERT_NE(port, 0);
+  char cwd[4096];
+  ASSERT_NE(::getcwd(cwd, sizeof(cwd)), nullptr);
+  const std::string script = tmux.dir() + "/alice.sh";
+  {
+    std::ofstream out(script);
+    out << "'" << cwd << "/" << UdpmsgPath() << "' chat join 127.0.0.1:" << port
+        << " --nick alice --timeout 2s --color=false\n"
+        << "echo \"exit=$?\"\n"
+        << "sleep 600\n";
+  }
+  ::setenv("TERM", "xterm-256color", 0);
+  absl::StatusOr<std::string> started = tmux.Run(
+      {"new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", "sh " + script});
+  if (!started.ok()) GTEST_SKIP() << "cannot start tmux here: " << started.status();
+  std::vector<std::string> pane;
+  ASSERT_TRUE(tmux.WaitForPane(
+      [](const auto& p) { return HasStamped(p, "*** alice joined") && Last(p) == ">"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+
+  server.process->Kill(SIGKILL);
+  EXPECT_EQ(ExitCode(*server.process), 128 + SIGKILL);
+  auto lost = [](const std::vector<std::string>& p) {
+    return std::any_of(p.begin(), p.end(), [](const std::string& l) {
+      return absl::StrContains(l, "*** connection lost: ");
+    });
+  };
+  ASSERT_TRUE(tmux.WaitForPane(lost, &pane)) << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "-l", "typed in the dark"}).ok());
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  ASSERT_TRUE(tmux.WaitForPane(
+      [](const auto& p) {
+        return HasStamped(p, "*** not sent (not connected): typed in the dark") &&
+               Last(p) == "> typed in the dark";
+      },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+
+  ChatServer again = StartServer({"--timeout", "2s"}, port);
+  ASSERT_EQ(again.port, port);
+  Member bob(port, "bob");
+  ASSERT_TRUE(tmux.WaitForPane(
+      [&](const auto& p) {
+        return std::any_of(p.begin(), p.end(), [&](const std::string& l) {
+          return absl::StrContains(l, absl::StrCat("*** reconnected to 127.0.0.1:", port));
+        }) && Last(p) == "> typed in the dark";
+      },
+      &pane))
+      << absl::StrJoin(pane, "\n");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "Enter"}).ok());
+  EXPECT_TRUE(bob.WaitFor("<alice> typed in the dark"));
+  ASSERT_TRUE(tmux.Run({"send-keys", "-t", "chat", "C-c"}).ok());
+  EXPECT_TRUE(tmux.WaitForPane([](const auto& p) { return Last(p) == "exit=0"; }, &pane))
+      << absl::StrJoin(pane, "\n");
+  bob.process().CloseStdin();
+  EXPECT_EQ(ExitCode(bob.process()), 0);
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
