@@ -361,10 +361,7 @@ void ChatClient::HandleInput(absl::string_view line) {
       if (state_ != State::kChatting) {
         // Never silently: say so, and give the line back to edit or resend.
         Notice(absl::StrCat("not sent (not connected): ", chat::Displayable(line)));
-        if (config_.interactive && input_.empty()) {
-          input_ = std::string(line);
-          Redraw();
-        }
+        if (config_.interactive && editor_.Restore(line)) Redraw();
         break;
       }
       Send(in.message, line);

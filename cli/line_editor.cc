@@ -452,6 +452,12 @@ void LineEditor::HistoryDown() {
   SetLine(history_pos_ == history_.size() ? std::exchange(draft_, "") : history_[history_pos_]);
 }
 
+bool LineEditor::Restore(absl::string_view line) {
+  if (!line_.empty() || line.size() > kMaxLineBytes) return false;
+  SetLine(std::string(line));
+  return true;
+}
+
 void LineEditor::SetLine(std::string line) {
   line_ = std::move(line);
   cursor_ = line_.size();

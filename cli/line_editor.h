@@ -135,6 +135,11 @@ class LineEditor final {
   // then the cursor put back where it belongs.
   std::string Render(absl::string_view prompt, size_t columns);
 
+  // Puts `line` (one the application took from a kLine and could not use,
+  // say a line typed while disconnected) back under the prompt, cursor at
+  // its end, when the prompt is empty; false (nothing changed) otherwise.
+  bool Restore(absl::string_view line);
+
   const std::string& line() const { return line_; }
   // A byte offset into line(), always at a character boundary.
   size_t cursor() const { return cursor_; }

@@ -60,6 +60,19 @@ TEST(LineEditorTest, TypingAndEnterGiveTheLine) {
   EXPECT_THAT(Lines(e.Feed("\r")), ElementsAre(""));  // an empty line is the driver's to ignore
 }
 
+// A line the application could not use goes back under an empty prompt,
+// and never over a draft.
+TEST(LineEditorTest, RestorePutsALineBackOnlyUnderAnEmptyPrompt) {
+  LineEditor e;
+  EXPECT_THAT(Lines(e.Feed("hello?\r")), ElementsAre("hello?"));
+  EXPECT_TRUE(e.Restore("hello?"));
+  EXPECT_EQ(Shown(e), "hello?|");
+  e.Feed("x");
+  EXPECT_FALSE(e.Restore("other"));
+  EXPECT_EQ(Shown(e), "hello?x|");
+  EXPECT_THAT(Lines(e.Feed("\r")), ElementsAre("hello?x"));
+}
+
 // The case: "helo world", seven Lefts, "l" sends "hello world".
 TEST(LineEditorTest, SevenLeftsThenInsertFixesTheTypo) {
   LineEditor e;
