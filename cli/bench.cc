@@ -89,6 +89,13 @@ absl::StatusOr<std::string> ClientLossLabel(const std::vector<double>& losses) {
       "with the one rate it applies (e.g. --bench_loss 5%)");
 }
 
+// --port for --bench_role server: the port ParsePort reads, or -1 when the
+// flag is missing or not a port (the callers name the range they need).
+int ServerPortFromFlag() {
+  absl::StatusOr<uint16_t> port = PortFromFlag();
+  return port.ok() ? *port : -1;
+}
+
 absl::StatusOr<BenchRole> RoleFromFlag() {
   const std::string role = absl::GetFlag(FLAGS_bench_role);
   if (role == "local") return BenchRole::kLocal;
@@ -141,7 +148,7 @@ absl::StatusOr<absl::Duration> DurationFlag() {
 }
 
 // The first address BindAddresses gives for --bind and `port`.
-absl::StatusOr<SocketAddress> BindAddress(int port, SocketType type) {
+absl::StatusOr<SocketAddress> BindAddress(uint16_t port, SocketType type) {
   absl::StatusOr<std::vector<SocketAddress>> a =
       BindAddresses(absl::GetFlag(FLAGS_bind), port, type);
   if (!a.ok()) return a.status();
@@ -185,7 +192,7 @@ absl::StatusOr<bench::LatencyConfig> LatencyFromFlags(const Args& args,
     return absl::InvalidArgumentError("--bench_peer needs --bench_role client");
   }
   if (c.role == BenchRole::kServer) {
-    const int port = absl::GetFlag(FLAGS_port);
+    const int port = ServerPortFromFlag();
     if (port < 1 || port > 65534) {
       return absl::InvalidArgumentError(
           "--bench_role server needs --port P in 1..65534 (raw UDP and TCP on P, udpmsg on P+1)");
@@ -292,7 +299,7 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
   c.duration = *duration;
   c.peer = absl::GetFlag(FLAGS_bench_peer);
   c.family = FamilyFromFlags();
-  const int port = absl::GetFlag(FLAGS_port);
+  const int port = ServerPortFromFlag();
   if (c.role == BenchRole::kServer) {
     if (port < 1 || port > 65534) {
       return absl::InvalidArgumentError(

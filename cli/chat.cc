@@ -208,9 +208,8 @@ absl::StatusOr<int> ShardsFromFlag() {
 
 int RunServe(const Args& args) {
   if (!args.empty()) return UsageError(kCommand, "serve takes no positional arguments");
-  const int port = absl::GetFlag(FLAGS_port);
-  if (port < 0) return UsageError(kCommand, "serve: --port is required");
-  if (absl::Status s = CheckPort(port); !s.ok()) return UsageError(kCommand, s.message());
+  absl::StatusOr<uint16_t> port = PortFromFlag();
+  if (!port.ok()) return UsageError(kCommand, absl::StrCat("serve: ", port.status().message()));
   if (absl::Status s = CheckIdentityFlags(/*serves=*/true); !s.ok()) {
     return UsageError(kCommand, s.message());
   }
@@ -238,7 +237,7 @@ int RunServe(const Args& args) {
   std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && absl::GetFlag(FLAGS_ipv4)) bind = "0.0.0.0";
   absl::StatusOr<std::vector<SocketAddress>> locals =
-      BindAddresses(bind, port, SocketType::kDatagram);
+      BindAddresses(bind, *port, SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
   // SIGHUP too (a closed terminal or ssh session): without it the server
   // died without telling its members, who then waited out their timeout.
@@ -327,9 +326,9 @@ int RunJoin(const Args& args) {
   }
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
-  const AddressFamily family = FamilyFromFlags();
-  absl::StatusOr<std::vector<SocketAddress>> peers = ResolveHostPort(args[0], family);
-  if (!peers.ok()) return Fail(peers.status());
+  absl::StatusOr<std::vector<SocketAddress>> peers =
+      ResolveDestination(args[0], SocketType::kDatagram);
+  if (!peers.ok()) return AddressError(kCommand, peers.status());
   absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is a write error, not death

@@ -113,17 +113,30 @@ std::string SignalName(int signal) {
   }
 }
 
-absl::Status CheckPort(int port) {
-  if (port < 0 || port > 65535) {
+absl::StatusOr<uint16_t> BindPortFlag(absl::string_view name, absl::string_view value) {
+  if (value.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  absl::StatusOr<uint16_t> port = ParsePort(value, PortRange::kBind);
+  if (!port.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--port ", port, " is out of range (0 to 65535)"));
+        absl::StrCat("--", name, " \"", value, "\" is not a number from 0 to 65535"));
   }
-  return absl::OkStatus();
+  return *port;
 }
 
-absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, int port,
+absl::StatusOr<uint16_t> PortFromFlag() { return BindPortFlag("port", absl::GetFlag(FLAGS_port)); }
+
+absl::StatusOr<std::vector<SocketAddress>> ResolveDestination(absl::string_view host_port,
                                                               SocketType type) {
-  if (absl::Status s = CheckPort(port); !s.ok()) return s;
+  return ResolveHostPort(host_port, FamilyFromFlags(), type);
+}
+
+int AddressError(absl::string_view command, const absl::Status& status) {
+  if (absl::IsInvalidArgument(status)) return UsageError(command, status.message());
+  return Fail(status);
+}
+
+absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, uint16_t port,
+                                                         SocketType type) {
   if (!bind.empty()) {
     return Resolve(bind, absl::StrCat(port), AddressFamily::kUnspecified, type);
   }
@@ -131,11 +144,9 @@ absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind,
   int probe = ::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (probe >= 0) {
     ::close(probe);
-    return std::vector<SocketAddress>{
-        SocketAddress::Any(AddressFamily::kIpv6, static_cast<uint16_t>(port))};
+    return std::vector<SocketAddress>{SocketAddress::Any(AddressFamily::kIpv6, port)};
   }
-  return std::vector<SocketAddress>{
-      SocketAddress::Any(AddressFamily::kIpv4, static_cast<uint16_t>(port))};
+  return std::vector<SocketAddress>{SocketAddress::Any(AddressFamily::kIpv4, port)};
 }
 
 }  // namespace udpmsg::cli

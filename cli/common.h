@@ -65,15 +65,35 @@ std::string Printable(absl::string_view payload);
 // The local address to bind a server to: `bind` (a host or numeric address;
 // empty means the dual-stack wildcard "::", or 0.0.0.0 where IPv6 is off)
 // with `port`.
-absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, int port,
+absl::StatusOr<std::vector<SocketAddress>> BindAddresses(absl::string_view bind, uint16_t port,
+                                                         SocketType type);
+
+// A server's port flag (`name` is "port" for --port, "listen" for impair's
+// --listen) with its text `value`, through udpmsg::ParsePort: a local port
+// from 0 to 65535, 0 asking for a free one. INVALID_ARGUMENT "--port is
+// required" when `value` is empty (the flag was not given), else
+// `--port "-5" is not a number from 0 to 65535`.
+absl::StatusOr<uint16_t> BindPortFlag(absl::string_view name, absl::string_view value);
+// BindPortFlag("port", --port).
+absl::StatusOr<uint16_t> PortFromFlag();
+
+// Resolves a destination argument, HOST:PORT or [IPv6]:PORT, for `type`
+// with the family of --ipv4/--ipv6 (udpmsg::ResolveHostPort: the port a
+// number from 1 to 65535). Errors as ResolveHostPort's; report them with
+// AddressError.
+absl::StatusOr<std::vector<SocketAddress>> ResolveDestination(absl::string_view host_port,
                                                               SocketType type);
+// Reports a failed ResolveDestination (or ResolveHostPort) of `command` and
+// returns the exit code: malformed text or a bad port (INVALID_ARGUMENT) as
+// a usage error, "udpmsg COMMAND: port "99999" in "localhost:99999" is not a
+// number from 1 to 65535"; anything else as Fail does ("udpmsg: resolve
+// "nosuch.invalid": Name or service not known", exit 2 for a name that does
+// not resolve).
+int AddressError(absl::string_view command, const absl::Status& status);
 
 // The --timeout flag as a positive duration of at most 24h (the longest
 // connection timeout HostOptions accept); INVALID_ARGUMENT quoting it.
 absl::StatusOr<absl::Duration> TimeoutFromFlag();
-
-// Checks a --port value (0..65535).
-absl::Status CheckPort(int port);
 
 }  // namespace udpmsg::cli
 

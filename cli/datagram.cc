@@ -35,8 +35,8 @@ int RunSend(const Args& args) {
   if (absl::GetFlag(FLAGS_reliable)) return RunReliableSend(args);
   if (args.empty()) return UsageError("send", "expects HOST:PORT and then messages (or stdin)");
   absl::StatusOr<std::vector<SocketAddress>> peers =
-      ResolveHostPort(args[0], FamilyFromFlags(), SocketType::kDatagram);
-  if (!peers.ok()) return Fail(peers.status());
+      ResolveDestination(args[0], SocketType::kDatagram);
+  if (!peers.ok()) return AddressError("send", peers.status());
   auto opened = OpenFor(*peers);
   if (!opened.ok()) return Fail(opened.status());
   auto& [socket, peer] = *opened;
@@ -70,12 +70,13 @@ int RunSend(const Args& args) {
 
 int RunListen(const Args& args) {
   if (!args.empty()) return UsageError("listen", "takes no positional arguments");
-  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("listen", "--port is required");
+  absl::StatusOr<uint16_t> port = PortFromFlag();
+  if (!port.ok()) return UsageError("listen", port.status().message());
   const int64_t count = absl::GetFlag(FLAGS_count);
   if (count < 0) return UsageError("listen", "--count must be >= 0");
 
-  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> locals =
+      BindAddresses(absl::GetFlag(FLAGS_bind), *port, SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
   absl::StatusOr<DatagramSocket> socket = DatagramSocket::Bind(locals->front(), {});
   if (!socket.ok()) return Fail(socket.status());

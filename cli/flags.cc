@@ -2,7 +2,7 @@
 
 #include "absl/flags/flag.h"
 
-ABSL_FLAG(int, port, -1, "local port to listen on (0 picks a free one)");
+ABSL_FLAG(std::string, port, "", "local port to listen on, 0 to 65535 (0 picks a free one)");
 ABSL_FLAG(std::string, bind, "",
           "local address to bind (default: \"::\", which serves IPv4 and IPv6)");
 ABSL_FLAG(int64_t, count, 0, "exit after this many datagrams or clients (0: run until killed)");
@@ -23,7 +23,8 @@ ABSL_FLAG(int, threads, 0,
           "connection; --out FILE receives one transfer, on one thread)");
 
 // impair: the impairment proxy.
-ABSL_FLAG(int, listen, -1, "impair: local port clients send to (0 picks a free one)");
+ABSL_FLAG(std::string, listen, "",
+          "impair: local port clients send to, 0 to 65535 (0 picks a free one)");
 ABSL_FLAG(std::string, to, "", "impair: HOST:PORT to forward to");
 ABSL_FLAG(std::string, loss, "0", "impair: loss probability per direction (\"10%\" or 0.1)");
 ABSL_FLAG(std::string, burst, "0",

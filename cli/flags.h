@@ -8,7 +8,7 @@
 
 #include "absl/flags/declare.h"
 
-ABSL_DECLARE_FLAG(int, port);
+ABSL_DECLARE_FLAG(std::string, port);
 ABSL_DECLARE_FLAG(std::string, bind);
 ABSL_DECLARE_FLAG(int64_t, count);
 ABSL_DECLARE_FLAG(int, threads);
@@ -23,7 +23,7 @@ ABSL_DECLARE_FLAG(std::string, out);
 ABSL_DECLARE_FLAG(std::string, timeout);
 ABSL_DECLARE_FLAG(std::string, progress);
 
-ABSL_DECLARE_FLAG(int, listen);
+ABSL_DECLARE_FLAG(std::string, listen);
 ABSL_DECLARE_FLAG(std::string, to);
 ABSL_DECLARE_FLAG(std::string, loss);
 ABSL_DECLARE_FLAG(std::string, burst);

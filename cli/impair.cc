@@ -42,9 +42,9 @@ constexpr absl::string_view kCommand = "impair";
 
 // What the flags ask for.
 struct ImpairSettings {
-  int nfqueue = -1;      // --nfqueue N, or -1 for the UDP proxy
-  int listen_port = -1;  // proxy: --listen
-  std::string to;        // proxy: --to HOST:PORT
+  int nfqueue = -1;          // --nfqueue N, or -1 for the UDP proxy
+  uint16_t listen_port = 0;  // proxy: --listen
+  std::string to;            // proxy: --to HOST:PORT
   impairment::ImpairmentConfig config;
   absl::Duration duration;  // zero: until SIGINT/SIGTERM
 };
@@ -55,14 +55,18 @@ absl::StatusOr<ImpairSettings> ParseFlags(const Args& args) {
   ImpairSettings s;
   s.nfqueue = absl::GetFlag(FLAGS_nfqueue);
   if (s.nfqueue == -1) {
-    s.listen_port = absl::GetFlag(FLAGS_listen);
-    if (s.listen_port == -1) return absl::InvalidArgumentError("--listen PORT is required");
-    if (s.listen_port < 0 || s.listen_port > 65535) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--listen ", s.listen_port, " is out of range (0 to 65535)"));
+    if (absl::GetFlag(FLAGS_listen).empty()) {
+      return absl::InvalidArgumentError("--listen PORT is required");
     }
+    absl::StatusOr<uint16_t> port = BindPortFlag("listen", absl::GetFlag(FLAGS_listen));
+    if (!port.ok()) return port.status();
+    s.listen_port = *port;
     s.to = absl::GetFlag(FLAGS_to);
     if (s.to.empty()) return absl::InvalidArgumentError("--to HOST:PORT is required");
+    // The syntax and port now, a usage error; the name is resolved later.
+    if (absl::StatusOr<HostPort> to = ParseHostPort(s.to); !to.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--to: ", to.status().message()));
+    }
   }
   absl::StatusOr<impairment::ImpairmentConfig> config = ImpairmentFromFlags();
   if (!config.ok()) return absl::InvalidArgumentError(config.status().message());
@@ -78,7 +82,7 @@ absl::StatusOr<ImpairSettings> ParseFlags(const Args& args) {
       return absl::InvalidArgumentError(
           absl::StrCat("--nfqueue ", s.nfqueue, " is out of range (0 to 65535)"));
     }
-    if (absl::GetFlag(FLAGS_listen) != -1 || !absl::GetFlag(FLAGS_to).empty()) {
+    if (!absl::GetFlag(FLAGS_listen).empty() || !absl::GetFlag(FLAGS_to).empty()) {
       return absl::InvalidArgumentError("--nfqueue cannot be combined with --listen/--to");
     }
   }
@@ -136,8 +140,8 @@ int RunNfqueue(const ImpairSettings& s) {
 int RunProxy(const ImpairSettings& s) {
   const AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<SocketAddress>> targets =
-      ResolveHostPort(s.to, family, SocketType::kDatagram);
-  if (!targets.ok()) return Fail(targets.status());
+      ResolveDestination(s.to, SocketType::kDatagram);
+  if (!targets.ok()) return AddressError(kCommand, targets.status());
   const SocketAddress target = targets->front();
 
   // The listen address: --bind, else the dual-stack wildcard (or the
@@ -145,7 +149,7 @@ int RunProxy(const ImpairSettings& s) {
   std::vector<SocketAddress> locals;
   const std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && family != AddressFamily::kUnspecified) {
-    locals.push_back(SocketAddress::Any(family, static_cast<uint16_t>(s.listen_port)));
+    locals.push_back(SocketAddress::Any(family, s.listen_port));
   } else {
     absl::StatusOr<std::vector<SocketAddress>> resolved =
         BindAddresses(bind, s.listen_port, SocketType::kDatagram);

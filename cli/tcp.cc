@@ -32,13 +32,14 @@ struct Client {
 
 int Serve(const Args& args) {
   if (!args.empty()) return UsageError("tcp serve", "takes no positional arguments");
-  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("tcp serve", "--port is required");
+  absl::StatusOr<uint16_t> port = PortFromFlag();
+  if (!port.ok()) return UsageError("tcp serve", port.status().message());
   const int64_t count = absl::GetFlag(FLAGS_count);
   if (count < 0) return UsageError("tcp serve", "--count must be >= 0");
   const std::string message = absl::GetFlag(FLAGS_message);
 
-  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kStream);
+  absl::StatusOr<std::vector<SocketAddress>> locals =
+      BindAddresses(absl::GetFlag(FLAGS_bind), *port, SocketType::kStream);
   if (!locals.ok()) return Fail(locals.status());
   absl::StatusOr<StreamListener> listener =
       StreamListener::Listen(locals->front(), /*backlog=*/64, {.non_blocking = true});
@@ -117,10 +118,9 @@ int Serve(const Args& args) {
 
 int Connect(const Args& args) {
   if (args.size() != 1) return UsageError("tcp connect", "expects exactly one HOST:PORT");
-  const AddressFamily family = FamilyFromFlags();
   absl::StatusOr<std::vector<SocketAddress>> peers =
-      ResolveHostPort(args[0], family, SocketType::kStream);
-  if (!peers.ok()) return Fail(peers.status());
+      ResolveDestination(args[0], SocketType::kStream);
+  if (!peers.ok()) return AddressError("tcp connect", peers.status());
   absl::StatusOr<StreamSocket> socket = StreamSocket::Connect(*peers);
   if (!socket.ok()) return Fail(socket.status());
   absl::StatusOr<SocketAddress> peer = socket->PeerAddress();

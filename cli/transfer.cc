@@ -747,7 +747,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
     return UsageError("send", s.message());
   }
   absl::StatusOr<SocketAddress> peer = ResolvePeer(args[0]);
-  if (!peer.ok()) return Fail(peer.status());
+  if (!peer.ok()) return AddressError("send", peer.status());
   absl::StatusOr<Source> source =
       Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
   if (!source.ok()) return Fail(source.status());
@@ -817,10 +817,8 @@ int RunRecv(const Args& args) {
   if (!absl::GetFlag(FLAGS_reliable)) {
     return UsageError("recv", "needs --reliable (use `udpmsg listen` for raw datagrams)");
   }
-  if (absl::GetFlag(FLAGS_port) < 0) return UsageError("recv", "--port is required");
-  if (absl::Status s = CheckPort(absl::GetFlag(FLAGS_port)); !s.ok()) {
-    return UsageError("recv", s.message());
-  }
+  absl::StatusOr<uint16_t> port = PortFromFlag();
+  if (!port.ok()) return UsageError("recv", port.status().message());
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
@@ -861,8 +859,8 @@ int RunRecv(const Args& args) {
   absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());
 
-  absl::StatusOr<std::vector<SocketAddress>> locals = BindAddresses(
-      absl::GetFlag(FLAGS_bind), absl::GetFlag(FLAGS_port), SocketType::kDatagram);
+  absl::StatusOr<std::vector<SocketAddress>> locals =
+      BindAddresses(absl::GetFlag(FLAGS_bind), *port, SocketType::kDatagram);
   if (!locals.ok()) return Fail(locals.status());
   HostOptions options = TransferOptions(*timeout, *cc);
   if (absl::Status s = ApplySecurityFlags(&options); !s.ok()) return Fail(s);

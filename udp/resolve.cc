@@ -67,13 +67,9 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
 
 absl::StatusOr<std::vector<SocketAddress>> ResolveHostPort(absl::string_view host_port,
                                                            AddressFamily family, SocketType type) {
-  absl::StatusOr<std::pair<std::string, std::string>> parts = SplitHostPort(host_port);
+  absl::StatusOr<HostPort> parts = ParseHostPort(host_port, PortRange::kDestination);
   if (!parts.ok()) return parts.status();
-  if (parts->second.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("missing port in \"", host_port, "\" (expected HOST:PORT or [IPv6]:PORT)"));
-  }
-  return Resolve(parts->first, parts->second, family, type);
+  return Resolve(parts->host, absl::StrCat(parts->port), family, type);
 }
 
 absl::StatusOr<std::string> HostName() {

@@ -35,7 +35,11 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
                                                    absl::string_view service,
                                                    AddressFamily family, SocketType type);
 
-// Splits "host:port" / "[v6]:port" and resolves it. The port is required.
+// Resolves a destination, "host:port" or "[v6]:port" (ParseHostPort with
+// PortRange::kDestination: the port is required, a number from 1 to 65535;
+// no service names). INVALID_ARGUMENT from ParseHostPort for malformed text
+// or a bad port (`port "99999" in "localhost:99999" is not a number from 1
+// to 65535`); otherwise the errors of Resolve.
 absl::StatusOr<std::vector<SocketAddress>> ResolveHostPort(absl::string_view host_port,
                                                            AddressFamily family, SocketType type);
 

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <optional>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -87,15 +89,47 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(absl::string_v
   return std::make_pair(std::move(host), std::move(port));
 }
 
-absl::StatusOr<uint16_t> ParsePort(absl::string_view text) {
+namespace {
+
+// The reason a port text is refused: "is not a number from 1 to 65535".
+std::string PortRangeText(PortRange range) {
+  return absl::StrCat("is not a number from ", range == PortRange::kDestination ? 1 : 0,
+                      " to 65535");
+}
+
+// The port of `text` in `range`; nullopt when it is not one.
+std::optional<uint16_t> PortValue(absl::string_view text, PortRange range) {
   uint32_t value = 0;
   bool digits = !text.empty() && text.size() <= 5;
   for (char c : text) digits = digits && absl::ascii_isdigit(static_cast<unsigned char>(c));
-  if (!digits || !absl::SimpleAtoi(text, &value) || value > 65535) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("invalid port \"", text, "\": expected a number from 0 to 65535"));
-  }
+  if (!digits || !absl::SimpleAtoi(text, &value) || value > 65535) return std::nullopt;
+  if (value == 0 && range == PortRange::kDestination) return std::nullopt;
   return static_cast<uint16_t>(value);
+}
+
+}  // namespace
+
+absl::StatusOr<uint16_t> ParsePort(absl::string_view text, PortRange range) {
+  std::optional<uint16_t> port = PortValue(text, range);
+  if (!port) {
+    return absl::InvalidArgumentError(absl::StrCat("port \"", text, "\" ", PortRangeText(range)));
+  }
+  return *port;
+}
+
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text, PortRange range) {
+  absl::StatusOr<std::pair<std::string, std::string>> parts = SplitHostPort(text);
+  if (!parts.ok()) return parts.status();
+  if (parts->second.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("missing port in \"", text, "\" (expected HOST:PORT or [IPv6]:PORT)"));
+  }
+  std::optional<uint16_t> port = PortValue(parts->second, range);
+  if (!port) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("port \"", parts->second, "\" in \"", text, "\" ", PortRangeText(range)));
+  }
+  return HostPort{std::move(parts->first), *port};
 }
 
 SocketAddress::SocketAddress() : length_(0) {
@@ -158,15 +192,9 @@ absl::StatusOr<SocketAddress> SocketAddress::FromIp(absl::string_view ip, uint16
 }
 
 absl::StatusOr<SocketAddress> SocketAddress::Parse(absl::string_view text) {
-  absl::StatusOr<std::pair<std::string, std::string>> parts = SplitHostPort(text);
+  absl::StatusOr<HostPort> parts = ParseHostPort(text, PortRange::kBind);
   if (!parts.ok()) return parts.status();
-  if (parts->second.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("missing port in address \"", text,
-                                                   "\" (expected 1.2.3.4:80 or [::1]:80)"));
-  }
-  absl::StatusOr<uint16_t> port = ParsePort(parts->second);
-  if (!port.ok()) return port.status();
-  return FromIp(parts->first, *port);
+  return FromIp(parts->host, parts->port);
 }
 
 SocketAddress SocketAddress::Any(AddressFamily family, uint16_t port) {

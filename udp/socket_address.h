@@ -43,8 +43,33 @@ absl::string_view FamilyName(AddressFamily family);  // "IPv4", "IPv6", "any"
 // port ("::1:80" is ambiguous), or a missing ']'.
 absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(absl::string_view text);
 
-// Parses a decimal port 0..65535. InvalidArgument otherwise.
-absl::StatusOr<uint16_t> ParsePort(absl::string_view text);
+// The ports a port text may name. A destination is 1..65535 (port 0
+// addresses nothing: the kernel would send to it, and no one listens there);
+// a local port to bind is 0..65535, where 0 asks the kernel for a free one.
+enum class PortRange { kDestination, kBind };
+
+// Parses a decimal port in `range`: 1 to 5 ASCII digits and nothing else (no
+// sign, spaces, leading "+" or service names), so that "99999" is an error,
+// never port 34463 (99999 mod 65536). INVALID_ARGUMENT otherwise, quoting
+// the text: `port "99999" is not a number from 1 to 65535`.
+absl::StatusOr<uint16_t> ParsePort(absl::string_view text, PortRange range = PortRange::kBind);
+
+// A host (a name or a numeric address, IPv6 without its brackets) and a port.
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+};
+
+// The one parser of "HOST:PORT" and "[IPv6]:PORT" (what ResolveHostPort
+// and SocketAddress::Parse accept, and every HOST:PORT of the udpmsg
+// command). Splits as SplitHostPort, then requires a port in `range`
+// (destinations by default: 1..65535). Does not resolve the host.
+// INVALID_ARGUMENT naming the text, for a missing port ("missing port in
+// \"localhost\" (expected HOST:PORT or [IPv6]:PORT)"), an empty host, a bad
+// bracket, an unbracketed IPv6 literal, or a bad port:
+//   port "99999" in "localhost:99999" is not a number from 1 to 65535
+absl::StatusOr<HostPort> ParseHostPort(absl::string_view text,
+                                       PortRange range = PortRange::kDestination);
 
 class SocketAddress final {
  public:

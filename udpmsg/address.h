@@ -27,15 +27,25 @@ namespace udpmsg {
 
 using udp::AddressFamily;
 using udp::FamilyName;  // "IPv4", "IPv6", "any"
-using udp::ParsePort;   // "9000" -> 9000; INVALID_ARGUMENT outside 0..65535
+// Ports: ParsePort("9000") -> 9000, INVALID_ARGUMENT outside 0..65535 (or
+// 1..65535 with PortRange::kDestination), never wrapping modulo 65536;
+// ParseHostPort("[::1]:9000") -> {"::1", 9000} without resolving, the one
+// parser of HOST:PORT that ResolveHostPort uses (destinations: 1..65535).
+using udp::HostPort;
+using udp::ParseHostPort;
+using udp::ParsePort;
+using udp::PortRange;
 using udp::SocketAddress;
 // What an address is resolved for: kDatagram (UDP, the default below) or
 // kStream (TCP, for udpmsg/stream.h).
 using udp::SocketType;
 
-// Resolves "host:port" or "[v6]:port" for UDP. The port is required.
+// Resolves "host:port" or "[v6]:port" for UDP. The port is required, a
+// number from 1 to 65535 (ParseHostPort).
 // NOT_FOUND: the name does not exist (or has no address of `family`);
-// INVALID_ARGUMENT: no port, or a bad port. Messages name the input.
+// INVALID_ARGUMENT: no port, or a bad port ("port \"99999\" in
+// \"localhost:99999\" is not a number from 1 to 65535"). Messages name the
+// input.
 inline absl::StatusOr<std::vector<SocketAddress>> ResolveHostPort(
     absl::string_view host_port, AddressFamily family = AddressFamily::kUnspecified) {
   return udp::ResolveHostPort(host_port, family, udp::SocketType::kDatagram);

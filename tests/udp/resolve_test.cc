@@ -1,5 +1,6 @@
 #include "udp/resolve.h"
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -80,6 +81,25 @@ TEST(ResolveTest, HostPortFormsAreSplit) {
       ResolveHostPort("127.0.0.1", AddressFamily::kUnspecified, SocketType::kDatagram);
   ASSERT_FALSE(missing.ok());
   EXPECT_THAT(missing.status().message(), HasSubstr("missing port"));
+}
+
+TEST(ResolveTest, HostPortPortsNeverWrapAndMustBeNumbers) {
+  // getaddrinfo takes "99999" as port 34463 (99999 mod 65536): the port is
+  // checked before the resolver sees it.
+  for (const char* text : {"localhost:99999", "127.0.0.1:65536", "[::1]:131072", "localhost:0",
+                           "localhost:-1", "localhost:abc", "127.0.0.1:domain"}) {
+    SCOPED_TRACE(text);
+    absl::StatusOr<std::vector<SocketAddress>> addrs =
+        ResolveHostPort(text, AddressFamily::kUnspecified, SocketType::kDatagram);
+    ASSERT_FALSE(addrs.ok()) << (*addrs)[0];
+    EXPECT_EQ(addrs.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(addrs.status().message(),
+                HasSubstr(absl::StrCat("in \"", text, "\" is not a number from 1 to 65535")));
+  }
+  absl::StatusOr<std::vector<SocketAddress>> highest =
+      ResolveHostPort("127.0.0.1:65535", AddressFamily::kUnspecified, SocketType::kStream);
+  ASSERT_TRUE(highest.ok()) << highest.status();
+  EXPECT_EQ((*highest)[0].ToString(), "127.0.0.1:65535");
 }
 
 TEST(ResolveTest, HostNameIsNotEmpty) {

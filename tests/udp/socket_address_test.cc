@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -98,10 +99,10 @@ TEST(SocketAddressTest, ParseErrorsSayWhatIsWrong) {
   } cases[] = {
       {"1.2.3.4", "missing port"},
       {"1.2.3.4:", "empty port"},
-      {"1.2.3.4:65536", "invalid port"},
-      {"1.2.3.4:-1", "invalid port"},
-      {"1.2.3.4:8o", "invalid port"},
-      {"1.2.3.4:000080", "invalid port"},
+      {"1.2.3.4:65536", "port \"65536\" in \"1.2.3.4:65536\" is not a number from 0 to 65535"},
+      {"1.2.3.4:-1", "port \"-1\" in \"1.2.3.4:-1\" is not a number"},
+      {"1.2.3.4:8o", "port \"8o\" in"},
+      {"1.2.3.4:000080", "port \"000080\" in"},
       {":80", "empty host"},
       {"[::1:80", "missing ']'"},
       {"[::1]80", "expected ':'"},
@@ -132,6 +133,89 @@ TEST(SocketAddressTest, SplitHostPortHandlesNamesAndBrackets) {
   parts = SplitHostPort("localhost");
   ASSERT_TRUE(parts.ok());
   EXPECT_EQ(parts->second, "");
+}
+
+TEST(ParsePortTest, DestinationsAreOneTo65535AndBindsMayBeZero) {
+  EXPECT_EQ(*ParsePort("1", PortRange::kDestination), 1);
+  EXPECT_EQ(*ParsePort("65535", PortRange::kDestination), 65535);
+  EXPECT_EQ(*ParsePort("0", PortRange::kBind), 0);
+  EXPECT_EQ(*ParsePort("65535", PortRange::kBind), 65535);
+  EXPECT_EQ(*ParsePort("0"), 0);  // kBind is the default
+
+  absl::StatusOr<uint16_t> zero = ParsePort("0", PortRange::kDestination);
+  ASSERT_FALSE(zero.ok());
+  EXPECT_EQ(zero.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(zero.status().message(), "port \"0\" is not a number from 1 to 65535");
+}
+
+TEST(ParsePortTest, OutOfRangeNeverWrapsAndOnlyDigitsCount) {
+  // 99999 and 65536 + 9000 would be 34463 and 9000 modulo 65536.
+  for (const char* text : {"65536", "99999", "74536", "4294967297", "-1", "-5", "+80", " 80", "80 ",
+                           "abc", "8o", "http", "", "0x50", "000080", "1e3"}) {
+    SCOPED_TRACE(text);
+    for (PortRange range : {PortRange::kBind, PortRange::kDestination}) {
+      absl::StatusOr<uint16_t> port = ParsePort(text, range);
+      ASSERT_FALSE(port.ok()) << *port;
+      EXPECT_EQ(port.status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(port.status().message(),
+                absl::StrCat("port \"", text, "\" is not a number from ",
+                             range == PortRange::kBind ? "0" : "1", " to 65535"));
+    }
+  }
+}
+
+TEST(ParseHostPortTest, SplitsNamesAddressesAndBracketedIpv6) {
+  struct Case {
+    const char* text;
+    const char* host;
+    uint16_t port;
+  } cases[] = {
+      {"localhost:9000", "localhost", 9000}, {"127.0.0.1:1", "127.0.0.1", 1},
+      {"[::1]:65535", "::1", 65535},         {"example.com:443", "example.com", 443},
+      {"[fe80::1%lo]:80", "fe80::1%lo", 80},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    absl::StatusOr<HostPort> hp = ParseHostPort(c.text);
+    ASSERT_TRUE(hp.ok()) << hp.status();
+    EXPECT_EQ(hp->host, c.host);
+    EXPECT_EQ(hp->port, c.port);
+  }
+  absl::StatusOr<HostPort> any = ParseHostPort("[::]:0", PortRange::kBind);
+  ASSERT_TRUE(any.ok()) << any.status();
+  EXPECT_EQ(any->host, "::");
+  EXPECT_EQ(any->port, 0);
+}
+
+TEST(ParseHostPortTest, BadPortsAreNamedWithTheirAddress) {
+  struct Case {
+    const char* text;
+    const char* message;
+  } cases[] = {
+      {"localhost:99999", "port \"99999\" in \"localhost:99999\" is not a number from 1 to 65535"},
+      {"localhost:65536", "port \"65536\" in \"localhost:65536\" is not a number from 1 to 65535"},
+      {"localhost:0", "port \"0\" in \"localhost:0\" is not a number from 1 to 65535"},
+      {"localhost:-1", "port \"-1\" in \"localhost:-1\" is not a number from 1 to 65535"},
+      {"localhost:abc", "port \"abc\" in \"localhost:abc\" is not a number from 1 to 65535"},
+      {"example.com:http", "port \"http\" in \"example.com:http\" is not a number from 1 to 65535"},
+      {"[::1]:70000", "port \"70000\" in \"[::1]:70000\" is not a number from 1 to 65535"},
+      {"localhost", "missing port in \"localhost\" (expected HOST:PORT or [IPv6]:PORT)"},
+      {"[::1]", "missing port in \"[::1]\" (expected HOST:PORT or [IPv6]:PORT)"},
+      {"localhost:", "empty port in address \"localhost:\""},
+      {":80", "empty host in address \":80\""},
+      {"::1:80", "IPv6 address needs brackets when a port follows"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.text);
+    absl::StatusOr<HostPort> hp = ParseHostPort(c.text);
+    ASSERT_FALSE(hp.ok()) << hp->host << " " << hp->port;
+    EXPECT_EQ(hp.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(hp.status().message(), HasSubstr(c.message));
+  }
+  // A local port may be 0 (a free one); the same text is no destination.
+  EXPECT_TRUE(ParseHostPort("127.0.0.1:0", PortRange::kBind).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:0", PortRange::kDestination).ok());
+  EXPECT_FALSE(ParseHostPort("127.0.0.1:65536", PortRange::kBind).ok());
 }
 
 TEST(SocketAddressTest, FromSockaddrRejectsShortAndForeignAddresses) {

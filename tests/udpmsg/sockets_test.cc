@@ -93,6 +93,23 @@ TEST(SocketsTest, ResolveTakesASocketTypeForTcp) {
   EXPECT_FALSE(ResolveHostPort("127.0.0.1", AddressFamily::kIpv4, SocketType::kStream).ok());
 }
 
+TEST(SocketsTest, HostPortPortsAreCheckedNotWrapped) {
+  // What the public header offers: one parser for HOST:PORT, destinations
+  // 1..65535, and ResolveHostPort built on it.
+  absl::StatusOr<HostPort> parsed = ParseHostPort("[::1]:9000");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->host, "::1");
+  EXPECT_EQ(parsed->port, 9000);
+  absl::StatusOr<std::vector<SocketAddress>> wrapped = ResolveHostPort("localhost:99999");
+  ASSERT_FALSE(wrapped.ok()) << wrapped->front();
+  EXPECT_EQ(wrapped.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(wrapped.status().message(),
+            "port \"99999\" in \"localhost:99999\" is not a number from 1 to 65535");
+  EXPECT_FALSE(ResolveHostPort("127.0.0.1:0").ok());
+  EXPECT_EQ(*ParsePort("0"), 0);  // a local port: 0 picks a free one
+  EXPECT_FALSE(ParsePort("0", PortRange::kDestination).ok());
+}
+
 TEST(SocketsTest, ErrnoStatusKeepsUnavailableForWouldBlock) {
   EXPECT_TRUE(IsWouldBlock(ErrnoStatus(EAGAIN, "recv")));
   const absl::Status refused = ErrnoStatus(ECONNREFUSED, "sendto 127.0.0.1:9");

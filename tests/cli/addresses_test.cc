@@ -1,0 +1,151 @@
+// Runs the udpmsg binary with the addresses and ports users type: every
+// HOST:PORT (send, send --reliable, tcp connect, chat join, impair --to) and
+// every --port (listen, recv, tcp serve, chat serve; impair --listen) goes
+// through one parser, so a port out of range is a usage error naming it,
+// never a port taken modulo 65536.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/cli/subprocess.h"
+
+namespace udpmsg::testing {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+using ::testing::StartsWith;
+
+constexpr absl::Duration kTimeout = absl::Seconds(10);
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
+// Runs `udpmsg ARGS...` to its end; EXPECTs that it ends in time.
+struct Outcome {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+Outcome RunUdpmsg(std::vector<std::string> args) {
+  args.insert(args.begin(), UdpmsgPath());
+  Outcome run;
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  EXPECT_TRUE(p.ok()) << p.status();
+  if (!p.ok()) return run;
+  (*p)->CloseStdin();
+  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  run.code = code.ok() ? *code : -1;
+  run.out = (*p)->stdout_text();
+  run.err = (*p)->stderr_text();
+  return run;
+}
+
+// Each command that takes a destination, with HOST:PORT in place of "%".
+std::vector<std::pair<std::string, std::vector<std::string>>> DestinationCommands(
+    const std::string& host_port) {
+  return {
+      {"send", {"send", host_port, "hi"}},
+      {"send", {"send", "--reliable", host_port, "hi", "--timeout", "2s"}},
+      {"tcp connect", {"tcp", "connect", host_port}},
+      {"chat", {"chat", "join", host_port, "--nick", "alice", "--timeout", "2s"}},
+      {"impair", {"impair", "--listen", "0", "--to", host_port, "--duration", "2s"}},
+  };
+}
+
+TEST(DestinationPortTest, PortsOutsideOneTo65535AreUsageErrorsNamingThem) {
+  // 99999 used to be sent to port 34463 (99999 mod 65536), 65545 to 9.
+  for (const std::string port : {"99999", "65536", "65545", "0", "-1", "abc", "http", "+80"}) {
+    const std::string host_port = absl::StrCat("localhost:", port);
+    for (const auto& [command, args] : DestinationCommands(host_port)) {
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      Outcome run = RunUdpmsg(args);
+      EXPECT_EQ(run.code, 2);
+      EXPECT_EQ(run.out, "");
+      ASSERT_THAT(Lines(run.err), SizeIs(1)) << run.err;
+      EXPECT_THAT(run.err, StartsWith(absl::StrCat("udpmsg ", command, ": ")));
+      EXPECT_THAT(run.err, HasSubstr(absl::StrCat("port \"", port, "\" in \"", host_port,
+                                                  "\" is not a number from 1 to 65535")));
+    }
+  }
+}
+
+TEST(DestinationPortTest, MissingOrMalformedPortIsAUsageError) {
+  for (const std::string bad : {"localhost", "localhost:", "[::1]", "::1:80", "[::1]80"}) {
+    for (const auto& [command, args] : DestinationCommands(bad)) {
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      Outcome run = RunUdpmsg(args);
+      EXPECT_EQ(run.code, 2);
+      ASSERT_THAT(Lines(run.err), SizeIs(1)) << run.err;
+      EXPECT_THAT(run.err, StartsWith(absl::StrCat("udpmsg ", command, ": ")));
+      EXPECT_THAT(run.err, HasSubstr(absl::StrCat("\"", bad, "\"")));
+    }
+  }
+}
+
+TEST(DestinationPortTest, HighestPortIsAccepted) {
+  Outcome run = RunUdpmsg({"send", "127.0.0.1:65535", "hi"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_EQ(run.err, "sent 2 bytes to 127.0.0.1:65535\n");
+  Outcome v6 = RunUdpmsg({"send", "[::1]:65535", "hi"});
+  EXPECT_EQ(v6.code, 0) << v6.err;
+  EXPECT_EQ(v6.err, "sent 2 bytes to [::1]:65535\n");
+}
+
+// Each server, with its port flag set to `port`.
+std::vector<std::pair<std::string, std::vector<std::string>>> ServerCommands(
+    const std::string& port) {
+  return {
+      {"listen", {"listen", "--port", port}},
+      {"recv", {"recv", "--reliable", "--port", port, "--out", "x"}},
+      {"tcp serve", {"tcp", "serve", "--port", port}},
+      {"chat", {"chat", "serve", "--port", port}},
+  };
+}
+
+TEST(ServerPortTest, PortFlagOutsideZeroTo65535IsAUsageErrorNamingIt) {
+  for (const std::string port : {"-5", "-1", "65536", "99999", "abc", "4294967296", "1.5"}) {
+    for (const auto& [command, args] : ServerCommands(port)) {
+      SCOPED_TRACE(absl::StrJoin(args, " "));
+      Outcome run = RunUdpmsg(args);
+      EXPECT_EQ(run.code, 2);
+      ASSERT_THAT(Lines(run.err), SizeIs(1)) << run.err;
+      EXPECT_THAT(run.err, StartsWith(absl::StrCat("udpmsg ", command, ": ")));
+      EXPECT_THAT(run.err,
+                  HasSubstr(absl::StrCat("--port \"", port, "\" is not a number from 0 to 65535")));
+    }
+    SCOPED_TRACE(absl::StrCat("impair --listen ", port));
+    Outcome impair = RunUdpmsg({"impair", "--listen", port, "--to", "127.0.0.1:9"});
+    EXPECT_EQ(impair.code, 2);
+    EXPECT_THAT(Lines(impair.err),
+                ElementsAre(StartsWith(absl::StrCat("udpmsg impair: --listen \"", port,
+                                                    "\" is not a number from 0 to 65535"))));
+  }
+}
+
+TEST(ServerPortTest, MissingPortFlagIsRequired) {
+  for (const auto& [command, args] : ServerCommands("")) {
+    std::vector<std::string> without(args.begin(), args.end());
+    // Drop "--port" and its empty value.
+    for (size_t i = 0; i + 1 < without.size(); ++i) {
+      if (without[i] == "--port") without.erase(without.begin() + i, without.begin() + i + 2);
+    }
+    SCOPED_TRACE(absl::StrJoin(without, " "));
+    Outcome run = RunUdpmsg(without);
+    EXPECT_EQ(run.code, 2);
+    ASSERT_THAT(Lines(run.err), SizeIs(1)) << run.err;
+    EXPECT_THAT(run.err, HasSubstr("--port is required"));
+  }
+}
+
+}  // namespace
+}  // namespace udpmsg::testing
