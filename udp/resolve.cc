@@ -12,6 +12,32 @@
 #include "udp/errno_status.h"
 
 namespace udpmsg::udp {
+namespace {
+
+// Why `host` has no address of `family` (kIpv4 or kIpv6) when it does
+// resolve with another family: "127.0.0.1 is an IPv4 address, not IPv6", or
+// "localhost has no IPv6 address (it has IPv4: 127.0.0.1)". Empty when the
+// name does not resolve at all (the caller's resolver error stands).
+std::string OtherFamilyNote(absl::string_view host, AddressFamily family, SocketType type) {
+  if (absl::StatusOr<SocketAddress> literal = SocketAddress::FromIp(host, 0); literal.ok()) {
+    return absl::StrCat(host, " is an ", FamilyName(literal->family()), " address, not ",
+                        FamilyName(family));
+  }
+  absl::StatusOr<std::vector<SocketAddress>> any =
+      Resolve(host, "", AddressFamily::kUnspecified, type);
+  if (!any.ok()) return "";
+  std::string others;
+  AddressFamily other = AddressFamily::kUnspecified;
+  for (const SocketAddress& a : *any) {
+    if (a.family() == family) return "";  // a race with the resolver; keep its error
+    other = a.family();
+    absl::StrAppend(&others, others.empty() ? "" : ", ", a.IpString());
+  }
+  return absl::StrCat(host, " has no ", FamilyName(family), " address (it has ", FamilyName(other),
+                      ": ", others, ")");
+}
+
+}  // namespace
 
 absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
                                                    absl::string_view service,
@@ -39,6 +65,13 @@ absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,
     case EAI_NONAME:
     case EAI_NODATA:
     case EAI_ADDRFAMILY:
+      // "Name or service not known" for a name that resolves, only not to
+      // `family`, sends users hunting for a typo: say what it has instead.
+      if (family != AddressFamily::kUnspecified && !host.empty()) {
+        std::string note = OtherFamilyNote(host, family, type);
+        if (!note.empty()) return absl::NotFoundError(note);
+      }
+      return absl::NotFoundError(absl::StrCat(what, ": ", ::gai_strerror(rc)));
     case EAI_AGAIN:
     case EAI_FAIL:
       return absl::NotFoundError(absl::StrCat(what, ": ", ::gai_strerror(rc)));

@@ -28,7 +28,11 @@ enum class SocketType { kDatagram, kStream };
 // Errors carry the resolver's own message (gai_strerror) and the name:
 //   NOT_FOUND: resolve "nosuch.invalid": Name or service not known
 //   NotFound         the name does not exist, has no address of `family`,
-//                    or the resolver failed temporarily (EAI_AGAIN)
+//                    or the resolver failed temporarily (EAI_AGAIN). A name
+//                    or literal that has addresses of the other family says
+//                    so instead of the resolver's text: "localhost has no
+//                    IPv6 address (it has IPv4: 127.0.0.1)", "127.0.0.1 is
+//                    an IPv4 address, not IPv6".
 //   InvalidArgument  the service or family is not valid
 //   other            EAI_SYSTEM with errno text, or an unexpected resolver error
 absl::StatusOr<std::vector<SocketAddress>> Resolve(absl::string_view host,

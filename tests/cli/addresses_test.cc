@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -145,6 +146,47 @@ TEST(ServerPortTest, MissingPortFlagIsRequired) {
     ASSERT_THAT(Lines(run.err), SizeIs(1)) << run.err;
     EXPECT_THAT(run.err, HasSubstr("--port is required"));
   }
+}
+
+TEST(ShowIpTest, BracketedLiteralsAreAcceptedAsSendAcceptsThem) {
+  Outcome v6 = RunUdpmsg({"showip", "[::1]"});
+  EXPECT_EQ(v6.code, 0) << v6.err;
+  EXPECT_THAT(Lines(v6.out), ElementsAre("IP addresses for [::1]:", "  IPv6: ::1"));
+  Outcome v4 = RunUdpmsg({"showip", "[127.0.0.1]"});
+  EXPECT_EQ(v4.code, 0) << v4.err;
+  EXPECT_THAT(Lines(v4.out), ElementsAre("IP addresses for [127.0.0.1]:", "  IPv4: 127.0.0.1"));
+  Outcome open = RunUdpmsg({"showip", "[::1"});
+  EXPECT_EQ(open.code, 2);
+  EXPECT_THAT(Lines(open.err), ElementsAre(StartsWith("udpmsg showip: missing ']'")));
+}
+
+TEST(ShowIpTest, AnAddressOfTheOtherFamilyIsNamedNotUnknown) {
+  Outcome v4 = RunUdpmsg({"showip", "127.0.0.1", "--ipv6"});
+  EXPECT_EQ(v4.code, 2);
+  EXPECT_EQ(v4.out, "");
+  EXPECT_EQ(v4.err, "udpmsg: 127.0.0.1 is an IPv4 address, not IPv6\n");
+  Outcome v6 = RunUdpmsg({"showip", "[::1]", "--ipv4"});
+  EXPECT_EQ(v6.code, 2);
+  EXPECT_EQ(v6.err, "udpmsg: ::1 is an IPv6 address, not IPv4\n");
+}
+
+TEST(ShowIpTest, NameWithoutTheFamilyAskedForSaysWhatItHas) {
+  Outcome all = RunUdpmsg({"showip", "localhost"});
+  ASSERT_EQ(all.code, 0) << all.err;
+  std::vector<std::string> v4;
+  for (const std::string& line : Lines(all.out)) {
+    if (absl::StartsWith(line, "  IPv6: ")) GTEST_SKIP() << "localhost has IPv6 here";
+    if (absl::StartsWith(line, "  IPv4: ")) v4.push_back(line.substr(8));
+  }
+  ASSERT_FALSE(v4.empty()) << all.out;
+  // It used to say "Name or service not known", as for a name that does not exist.
+  Outcome v6 = RunUdpmsg({"showip", "localhost", "--ipv6"});
+  EXPECT_EQ(v6.code, 2);
+  EXPECT_EQ(v6.err, absl::StrCat("udpmsg: localhost has no IPv6 address (it has IPv4: ",
+                                 absl::StrJoin(v4, ", "), ")\n"));
+  Outcome send = RunUdpmsg({"send", "--ipv6", "localhost:9", "x"});
+  EXPECT_EQ(send.code, 2);
+  EXPECT_EQ(send.err, v6.err);
 }
 
 }  // namespace

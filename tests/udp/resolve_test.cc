@@ -1,6 +1,7 @@
 #include "udp/resolve.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -100,6 +101,40 @@ TEST(ResolveTest, HostPortPortsNeverWrapAndMustBeNumbers) {
       ResolveHostPort("127.0.0.1:65535", AddressFamily::kUnspecified, SocketType::kStream);
   ASSERT_TRUE(highest.ok()) << highest.status();
   EXPECT_EQ((*highest)[0].ToString(), "127.0.0.1:65535");
+}
+
+TEST(ResolveTest, NumericAddressOfTheOtherFamilySaysSo) {
+  absl::StatusOr<std::vector<SocketAddress>> v4 =
+      Resolve("127.0.0.1", "80", AddressFamily::kIpv6, SocketType::kStream);
+  ASSERT_FALSE(v4.ok());
+  EXPECT_EQ(v4.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(v4.status().message(), "127.0.0.1 is an IPv4 address, not IPv6");
+  absl::StatusOr<std::vector<SocketAddress>> v6 =
+      Resolve("::1", "", AddressFamily::kIpv4, SocketType::kDatagram);
+  ASSERT_FALSE(v6.ok());
+  EXPECT_EQ(v6.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(v6.status().message(), "::1 is an IPv6 address, not IPv4");
+}
+
+TEST(ResolveTest, NameWithoutTheFamilySaysWhichAddressesItHas) {
+  // localhost has 127.0.0.1 everywhere, ::1 only where /etc/hosts says so.
+  absl::StatusOr<std::vector<SocketAddress>> all =
+      Resolve("localhost", "", AddressFamily::kUnspecified, SocketType::kDatagram);
+  ASSERT_TRUE(all.ok()) << all.status();
+  std::vector<std::string> v4;
+  bool has_v6 = false;
+  for (const SocketAddress& a : *all) {
+    if (a.family() == AddressFamily::kIpv4) v4.push_back(a.IpString());
+    has_v6 = has_v6 || a.family() == AddressFamily::kIpv6;
+  }
+  if (has_v6 || v4.empty()) GTEST_SKIP() << "localhost has an IPv6 address here";
+  absl::StatusOr<std::vector<SocketAddress>> addrs =
+      Resolve("localhost", "9000", AddressFamily::kIpv6, SocketType::kDatagram);
+  ASSERT_FALSE(addrs.ok()) << (*addrs)[0];
+  EXPECT_EQ(addrs.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(
+      addrs.status().message(),
+      absl::StrCat("localhost has no IPv6 address (it has IPv4: ", absl::StrJoin(v4, ", "), ")"));
 }
 
 TEST(ResolveTest, HostNameIsNotEmpty) {
