@@ -1,10 +1,14 @@
 // udpmsg tcp serve / tcp connect: the stream-socket programs, for comparison
 // with the datagram ones.
 //
-// `serve` greets every client with --message and closes the connection. One
+// `serve` greets every client with --message and closes the connection,
+// until --count clients or SIGINT, SIGTERM or SIGHUP (exit 0). `connect`
+// prints what the server sends, ending the line if the server did not. One
 // thread, non-blocking sockets and epoll: a client that does not read never
 // holds up another, and no child processes are forked (so none can become
 // zombies).
+#include <signal.h>
+
 #include <array>
 #include <cstdio>
 #include <string>
@@ -21,6 +25,7 @@ namespace udpmsg::cli {
 namespace {
 
 constexpr uint64_t kListenerToken = 0;
+constexpr uint64_t kSignalToken = 1;
 // Clients being greeted at once; further connections wait in the backlog.
 constexpr size_t kMaxClients = 1024;
 
@@ -52,10 +57,18 @@ int Serve(const Args& args) {
       !s.ok()) {
     return Fail(s);
   }
+  // SIGINT, SIGTERM and SIGHUP end the server normally (exit 0), as they
+  // end chat serve; blocked before "listening on", so none is missed.
+  absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
+  if (!signals.ok()) return Fail(signals.status());
+  if (absl::Status s = poller->Add(signals->get(), Poller::kReadable, kSignalToken); !s.ok()) {
+    return Fail(s);
+  }
   PrintListening(*local);
 
   absl::flat_hash_map<uint64_t, Client> clients;
-  uint64_t next_token = 1;
+  uint64_t next_token = kSignalToken + 1;
+  bool stopped = false;
   int64_t served = 0;
 
   // Sends what is left of the greeting; true when the client is finished
@@ -75,11 +88,16 @@ int Serve(const Args& args) {
     return true;
   };
 
-  while (count == 0 || served < count) {
+  while (!stopped && (count == 0 || served < count)) {
     absl::StatusOr<absl::Span<const Poller::Event>> ready =
         poller->Wait(absl::InfiniteDuration());
     if (!ready.ok()) return Fail(ready.status());
     for (const Poller::Event& event : *ready) {
+      if (event.token == kSignalToken) {
+        DrainSignals(signals->get());
+        stopped = true;
+        break;
+      }
       if (event.token == kListenerToken) {
         while (clients.size() < kMaxClients) {
           absl::StatusOr<AcceptedStream> accepted =
@@ -127,6 +145,7 @@ int Connect(const Args& args) {
   std::fprintf(stderr, "connected to %s\n", peer.ok() ? peer->ToString().c_str() : args[0].c_str());
 
   std::array<uint8_t, 16384> buffer;
+  uint8_t last = '\n';  // of what was printed; nothing needs no newline
   for (;;) {
     absl::StatusOr<size_t> n = socket->Recv(absl::MakeSpan(buffer));
     if (!n.ok()) return Fail(n.status());
@@ -134,8 +153,13 @@ int Connect(const Args& args) {
     if (std::fwrite(buffer.data(), 1, *n, stdout) != *n) {
       return Fail(ErrnoStatus(errno, "write to stdout"));
     }
+    last = buffer[*n - 1];
   }
-  std::fflush(stdout);
+  // The greeting ends the line (the shell prompt then starts its own).
+  if (last != '\n' && std::fputc('\n', stdout) == EOF) {
+    return Fail(ErrnoStatus(errno, "write to stdout"));
+  }
+  if (std::fflush(stdout) != 0) return Fail(ErrnoStatus(errno, "write to stdout"));
   return kExitOk;
 }
 

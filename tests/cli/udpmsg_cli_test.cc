@@ -1,4 +1,6 @@
 // Runs the udpmsg binary as a user would and checks what it prints.
+#include <signal.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -175,13 +177,46 @@ TEST(TcpTest, ServeGreetsManyClientsOverIpv4AndIpv6) {
   auto v6 = Udpmsg({"tcp", "connect", absl::StrCat("[::1]:", port)});
   EXPECT_EQ(RunToEnd(*v4), 0);
   EXPECT_EQ(RunToEnd(*v6), 0);
-  EXPECT_EQ(v4->stdout_text(), "hi there");
-  EXPECT_EQ(v6->stdout_text(), "hi there");
+  // The greeting has no newline of its own; connect ends the line.
+  EXPECT_EQ(v4->stdout_text(), "hi there\n");
+  EXPECT_EQ(v6->stdout_text(), "hi there\n");
   EXPECT_THAT(v4->stderr_text(), HasSubstr(absl::StrCat("connected to 127.0.0.1:", port)));
   EXPECT_THAT(v6->stderr_text(), HasSubstr(absl::StrCat("connected to [::1]:", port)));
   EXPECT_EQ(RunToEnd(*server), 0);
   EXPECT_THAT(server->stderr_text(), HasSubstr("connection from 127.0.0.1:"));
   EXPECT_THAT(server->stderr_text(), HasSubstr("connection from [::1]:"));
+}
+
+TEST(TcpTest, ConnectAddsNoSecondNewlineAndNoneToNothing) {
+  auto [server, port] =
+      StartServer({"tcp", "serve", "--port", "0", "--count", "2", "--message", "one\ntwo\n"});
+  auto client = Udpmsg({"tcp", "connect", absl::StrCat("127.0.0.1:", port)});
+  EXPECT_EQ(RunToEnd(*client), 0);
+  EXPECT_EQ(client->stdout_text(), "one\ntwo\n");
+  auto [quiet, quiet_port] =
+      StartServer({"tcp", "serve", "--port", "0", "--count", "1", "--message="});
+  auto empty = Udpmsg({"tcp", "connect", absl::StrCat("127.0.0.1:", quiet_port)});
+  EXPECT_EQ(RunToEnd(*empty), 0);
+  EXPECT_EQ(empty->stdout_text(), "");
+}
+
+class TcpServeSignalTest : public ::testing::TestWithParam<int> {};
+
+INSTANTIATE_TEST_SUITE_P(StopSignals, TcpServeSignalTest,
+                         ::testing::Values(SIGINT, SIGTERM, SIGHUP), [](const auto& info) {
+                           return std::string(info.param == SIGINT    ? "SIGINT"
+                                              : info.param == SIGTERM ? "SIGTERM"
+                                                                      : "SIGHUP");
+                         });
+
+// Like chat serve: a stop signal is the normal end of a server, exit 0.
+TEST_P(TcpServeSignalTest, StopSignalEndsServeWithExitZero) {
+  auto [server, port] = StartServer({"tcp", "serve", "--port", "0", "--message", "hi"});
+  ASSERT_NE(port, 0);
+  auto client = Udpmsg({"tcp", "connect", absl::StrCat("127.0.0.1:", port)});
+  EXPECT_EQ(RunToEnd(*client), 0);  // serving, not just listening
+  server->Kill(GetParam());
+  EXPECT_EQ(RunToEnd(*server), 0) << server->stderr_text();
 }
 
 TEST(TcpTest, ConnectToClosedPortFailsWithReason) {
