@@ -7,9 +7,12 @@
 // flags, turns SIGINT/SIGTERM into a clean stop, and prints what the engine
 // says: its description, then at exit the per-direction counters
 //   up:   received=.. delivered=.. dropped_loss=.. ... bytes_out=.. sent=..
-//         overflow=.. send_failed=.. pending=..
+//         overflow=.. send_failed=.. pending=.. unreachable=..
 // where delivered (the model's copies) = sent + overflow + send_failed
-// (socket errors, mapping gone) + pending (still scheduled at exit).
+// (socket errors, mapping gone) + pending (still scheduled at exit), and
+// unreachable counts the ICMP errors the target sent back (each also logged
+// as "impair: 127.0.0.1:9: Connection refused (nothing listens there)", at
+// most once a second).
 #include <signal.h>
 #include <sys/signalfd.h>
 
@@ -167,6 +170,11 @@ int RunProxy(const ImpairSettings& s) {
   options.stop_fd = *signals;
   options.on_mapping_error = [](const absl::Status& error) {
     PrintLine(absl::StrCat("udpmsg: ", error.message()));
+  };
+  // The target refusing (nothing listens there) or unreachable: the clients
+  // only see silence, so say it here; at most once a second.
+  options.on_target_error = [](const absl::Status& error) {
+    PrintLine(absl::StrCat("impair: ", Displayable(error.message())));
   };
   absl::StatusOr<std::unique_ptr<impairment::ImpairProxy>> proxy =
       impairment::ImpairProxy::Create(options);

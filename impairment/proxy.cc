@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -95,7 +96,7 @@ std::string FormatProxyStats(const ProxyStats& stats) {
     if (!text.empty()) text += '\n';
     absl::StrAppend(&text, name, " ", d.model.ToString(), " sent=", d.sent,
                     " overflow=", d.overflow, " send_failed=", d.send_failed,
-                    " pending=", d.pending);
+                    " pending=", d.pending, " unreachable=", d.unreachable);
   }
   return text;
 }
@@ -104,13 +105,15 @@ class ImpairProxy::Impl {
  public:
   Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd stop_fd,
        const udp::SocketAddress& target, ImpairmentModel up, ImpairmentModel down,
-       const Clock& clock, std::function<void(const absl::Status&)> on_mapping_error)
+       const Clock& clock, std::function<void(const absl::Status&)> on_mapping_error,
+       std::function<void(const absl::Status&)> on_target_error)
       : listen_(std::move(listen)),
         poller_(std::move(poller)),
         stop_fd_(std::move(stop_fd)),
         target_(target),
         clock_(clock),
         on_mapping_error_(std::move(on_mapping_error)),
+        on_target_error_(std::move(on_target_error)),
         models_{std::move(up), std::move(down)},
         buffers_(udp::DatagramSocket::kMaxBatch * kSlotBytes),
         slots_(udp::DatagramSocket::kMaxBatch) {
@@ -214,15 +217,21 @@ class ImpairProxy::Impl {
     return absl::OkStatus();
   }
 
-  // Server -> client: receives on one mapping's upstream socket. Errors (an
-  // ICMP "port unreachable" from a server that is not up yet) are ignored.
+  // Server -> client: receives on one mapping's upstream socket. An ICMP
+  // error (a "port unreachable" from a server that is not up yet) fails one
+  // receive: it is reported (TargetError), and receiving goes on.
   void DrainUpstream(uint64_t token) {
     for (int round = 0; round < kBatchesPerWakeup; ++round) {
       auto it = by_token_.find(token);
       if (it == by_token_.end()) return;
       Mapping& mapping = *it->second;
       absl::StatusOr<size_t> n = mapping.upstream.RecvBatch(absl::MakeSpan(slots_));
-      if (!n.ok()) return;
+      if (!n.ok()) {
+        const int error = udp::ErrnoOf(n.status());
+        if (!udp::IsIcmpReportErrno(error)) return;
+        TargetError(error, clock_.Now());
+        continue;
+      }
       const absl::Time now = clock_.Now();
       if (*n > 0) Touch(it->second, now);
       const udp::SocketAddress client = mapping.client;
@@ -271,6 +280,13 @@ class ImpairProxy::Impl {
           token = next.token;
           fd = it->second->upstream.fd();
           sent = it->second->upstream.Send(udp::AsBytes(next.bytes));
+          // An ICMP error for an earlier copy fails the next send once
+          // (the kernel reports it on a connected socket): report it and
+          // send this copy all the same, as the network would.
+          if (!sent.ok() && IsPendingIcmpError(udp::ErrnoOf(sent.status()))) {
+            TargetError(udp::ErrnoOf(sent.status()), now);
+            sent = it->second->upstream.Send(udp::AsBytes(next.bytes));
+          }
           if (sent.ok()) Touch(it->second, now);
         }
       }
@@ -283,6 +299,36 @@ class ImpairProxy::Impl {
       std::pop_heap(heap_.begin(), heap_.end(), Later());
       heap_.pop_back();
     }
+  }
+
+  // Errors a send on a connected socket returns for an earlier datagram's
+  // ICMP report (the ones udp::IsIcmpReportErrno lists that a send cannot
+  // also mean for itself, like EMSGSIZE).
+  static bool IsPendingIcmpError(int error) {
+    return error == ECONNREFUSED || error == EHOSTUNREACH || error == ENETUNREACH ||
+           error == EHOSTDOWN;
+  }
+
+  // Counts an ICMP error from the target and reports it, at most once per
+  // kTargetErrorInterval.
+  void TargetError(int error, absl::Time now) {
+    ++sent_[kUp].unreachable;
+    if (!on_target_error_) return;
+    if (reported_target_error_ && now - last_target_report_ < kTargetErrorInterval) {
+      ++unreported_target_errors_;
+      return;
+    }
+    std::string what = target_.ToString();
+    absl::Status status = udp::ErrnoStatus(error, what);
+    std::string message(status.message());
+    if (error == ECONNREFUSED) message += " (nothing listens there)";
+    if (unreported_target_errors_ > 0) {
+      absl::StrAppend(&message, "; ", unreported_target_errors_, " more since the last report");
+    }
+    reported_target_error_ = true;
+    last_target_report_ = now;
+    unreported_target_errors_ = 0;
+    on_target_error_(absl::Status(status.code(), message));
   }
 
   void Block(int fd, uint64_t token) {
@@ -354,6 +400,7 @@ class ImpairProxy::Impl {
   const udp::SocketAddress target_;
   const Clock clock_;  // a copy: same origin as the proxy's start time
   const std::function<void(const absl::Status&)> on_mapping_error_;
+  const std::function<void(const absl::Status&)> on_target_error_;
   ImpairmentModel models_[2];
   ProxyDirectionStats sent_[2];  // sent, overflow, send_failed (not model, pending)
 
@@ -362,6 +409,9 @@ class ImpairProxy::Impl {
   absl::flat_hash_map<uint64_t, MappingList::iterator> by_token_;
   uint64_t next_token_ = kFirstMappingToken;
   bool reported_mapping_error_ = false;
+  bool reported_target_error_ = false;
+  absl::Time last_target_report_;
+  uint64_t unreported_target_errors_ = 0;
 
   std::vector<Scheduled> heap_;  // a heap ordered by Later
   size_t scheduled_bytes_ = 0;
@@ -409,7 +459,7 @@ absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& 
   if (!down.ok()) return down.status();
   proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(stop_fd),
                                         options.target, *std::move(up), *std::move(down), clock,
-                                        options.on_mapping_error);
+                                        options.on_mapping_error, options.on_target_error);
   return proxy;
 }
 

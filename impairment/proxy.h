@@ -59,6 +59,10 @@ struct ProxyDirectionStats {
   uint64_t overflow = 0;     // copies dropped: 64 MiB already waiting
   uint64_t send_failed = 0;  // socket errors, mapping expired or never opened
   uint64_t pending = 0;      // copies still waiting for their time
+  // ICMP errors (port unreachable, ...) that came back for copies sent: up
+  // only, where each mapping's socket is connected to the target. Not part
+  // of the sum above: those copies were sent.
+  uint64_t unreachable = 0;
 };
 
 struct ProxyStats {
@@ -67,7 +71,8 @@ struct ProxyStats {
   uint64_t mappings = 0;     // open client mappings
 };
 
-// "up:   received=.. delivered=.. ... sent=.. overflow=.. send_failed=.. pending=.."
+// "up:   received=.. delivered=.. ... sent=.. overflow=.. send_failed=.. pending=..
+// unreachable=.."
 // and the same for "down:", one line each, separated by '\n' (no trailing
 // newline): what `udpmsg impair` prints when it stops.
 std::string FormatProxyStats(const ProxyStats& stats);
@@ -90,7 +95,18 @@ class ImpairProxy final {
     // cannot be opened, with an error naming the client; that client's
     // datagrams then count as send_failed. Null: counted only.
     std::function<void(const absl::Status&)> on_mapping_error;
+    // Called (on the running thread) when the target answers forwarded
+    // datagrams with an ICMP error, at most once per kTargetErrorInterval:
+    // the errno status naming the target, e.g. UNAVAILABLE "127.0.0.1:9:
+    // Connection refused (nothing listens there)", ending "; N more since
+    // the last report" when some went unreported. Every one counts in
+    // stats().up.unreachable. The clients hear nothing of it (a UDP proxy
+    // cannot pass an ICMP error on): they see silence. Null: counted only.
+    std::function<void(const absl::Status&)> on_target_error;
   };
+
+  // The least time between two on_target_error calls.
+  static constexpr absl::Duration kTargetErrorInterval = absl::Seconds(1);
 
   // Binds the listen socket. Errors: INVALID_ARGUMENT for a config Validate()
   // rejects; the bind's errno status naming the address ("bind

@@ -380,6 +380,38 @@ TEST(ImpairTest, SigintAlsoPrintsCounters) {
   EXPECT_THAT(proxy.process->stderr_text(), HasSubstr("\nup:   received=0 "));
 }
 
+// A target with nothing listening answers with ICMP port unreachable; the
+// proxy says so (once a second at most) instead of forwarding into silence.
+TEST(ImpairTest, ClosedTargetIsReportedNotSilent) {
+  udp::SocketAddress closed;
+  {
+    udp::DatagramSocket gone = LoopbackSocket(udp::AddressFamily::kIpv4);
+    closed = LocalOf(gone);
+  }
+  Proxy proxy = StartProxy({"--to", closed.ToString()});
+  udp::DatagramSocket client = LoopbackSocket(udp::AddressFamily::kIpv4);
+  const udp::SocketAddress to = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, proxy.port);
+  SendTo(client, to, "ping");
+  absl::StatusOr<std::string> line = proxy.process->ReadStderrLine(kTimeout);
+  ASSERT_TRUE(line.ok()) << line.status() << ": " << proxy.process->stderr_text();
+  EXPECT_EQ(*line, absl::StrCat("impair: ", closed.ToString(),
+                                ": Connection refused (nothing listens there)"));
+  // More refusals within the second add no line each.
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 50; ++i) SendTo(client, to, absl::StrCat("ping ", i));
+  const absl::Duration elapsed = absl::Now() - start;
+  EXPECT_EQ(Stop(proxy), 0);
+  int refusals = 0;
+  for (const std::string& l : Lines(proxy.process->stderr_text())) {
+    if (absl::StrContains(l, "Connection refused")) ++refusals;
+  }
+  EXPECT_LE(refusals, 2 + absl::ToInt64Seconds(elapsed)) << proxy.process->stderr_text();
+  std::map<std::string, uint64_t> up = CountersOf(proxy.process->stderr_text(), "up");
+  EXPECT_GE(up["unreachable"], 1u) << proxy.process->stderr_text();
+  EXPECT_EQ(up["received"], 51u);
+  EXPECT_EQ(up["sent"], 51u) << "a refusal must not cost the next datagram";
+}
+
 struct BadFlags {
   std::vector<std::string> args;
   std::string message;
