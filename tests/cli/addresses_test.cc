@@ -29,13 +29,16 @@ std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
-// Runs `udpmsg ARGS...` to its end; EXPECTs that it ends in time.
+// How a run of udpmsg ended: exit code (-1: did not end in time), stdout,
+// stderr.
 struct Outcome {
   int code = -1;
   std::string out;
   std::string err;
 };
 
+// Runs `udpmsg ARGS...` with stdin closed, to its end; EXPECTs that it ends
+// in time.
 Outcome RunUdpmsg(std::vector<std::string> args) {
   args.insert(args.begin(), UdpmsgPath());
   Outcome run;
@@ -51,7 +54,8 @@ Outcome RunUdpmsg(std::vector<std::string> args) {
   return run;
 }
 
-// Each command that takes a destination, with HOST:PORT in place of "%".
+// Each command that takes a destination HOST:PORT, given `host_port`: the
+// command name its usage errors start with, and its arguments.
 std::vector<std::pair<std::string, std::vector<std::string>>> DestinationCommands(
     const std::string& host_port) {
   return {
@@ -102,7 +106,8 @@ TEST(DestinationPortTest, HighestPortIsAccepted) {
   EXPECT_EQ(v6.err, "sent 2 bytes to [::1]:65535\n");
 }
 
-// Each server, with its port flag set to `port`.
+// Each server with --port `port`: the command name its usage errors start
+// with, and its arguments.
 std::vector<std::pair<std::string, std::vector<std::string>>> ServerCommands(
     const std::string& port) {
   return {
