@@ -182,7 +182,7 @@ std::vector<CommandSpec> Build() {
                    {"nick", "NAME", "your nickname, unique in the room", "required"},
                    {"color", "", "colour nicknames on a TTY (--nocolor: never)", ""},
                    {"timeout", "D", "give up when the server is silent this long", ""},
-                   {"reconnect", "", "reconnect and rejoin after a lost connection (--reconnect=false: exit)", ""},
+                   {"reconnect", "", "rejoin after a lost connection (=false: exit)", ""},
                },
                Family(),
                ClientSecurity()}),

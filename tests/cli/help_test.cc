@@ -191,7 +191,7 @@ TEST(HelpTest, HelpfullListsEveryUdpmsgFlagWithItsCommands) {
   const Result r = RunUdpmsg({"--helpfull"});
   EXPECT_EQ(r.code, 0);
   EXPECT_EQ(r.err, "");
-  EXPECT_THAT(r.out, HasSubstr("\n  --port (default -1)\n"));
+  EXPECT_THAT(r.out, HasSubstr("\n  --count (default 0)\n"));
   EXPECT_THAT(r.out, HasSubstr("taken by: listen, recv, chat serve, tcp serve"));
   // Abseil's own flags are not udpmsg's.
   EXPECT_THAT(r.out, Not(HasSubstr("--flagfile")));
@@ -251,12 +251,15 @@ TEST(ArgumentErrorTest, AnotherCommandsFlagIsRejected) {
 }
 
 TEST(ArgumentErrorTest, MalformedValueNamesTheFlagAndValue) {
+  EXPECT_EQ(ExpectUsageError({"listen", "--count=abc"}),
+            "udpmsg listen: --count \"abc\": not a whole number");
+  EXPECT_EQ(ExpectUsageError({"listen", "--count", "abc"}),
+            "udpmsg listen: --count \"abc\": not a whole number");
+  EXPECT_EQ(ExpectUsageError({"listen", "--count", "99999999999999999999"}),
+            "udpmsg listen: --count \"99999999999999999999\": out of range");
+  // Ports have their own parser (one for every command), and say the range.
   EXPECT_EQ(ExpectUsageError({"listen", "--port=abc"}),
-            "udpmsg listen: --port \"abc\": not a whole number");
-  EXPECT_EQ(ExpectUsageError({"listen", "--port", "abc"}),
-            "udpmsg listen: --port \"abc\": not a whole number");
-  EXPECT_EQ(ExpectUsageError({"listen", "--port", "99999999999"}),
-            "udpmsg listen: --port \"99999999999\": out of range");
+            "udpmsg listen: --port \"abc\" is not a number from 0 to 65535 (see udpmsg --help)");
   EXPECT_EQ(ExpectUsageError({"send", "--reliable=maybe", "127.0.0.1:9"}),
             "udpmsg send: --reliable \"maybe\": not true or false");
   EXPECT_EQ(ExpectUsageError({"listen", "--port"}), "udpmsg listen: --port needs a value");
@@ -283,7 +286,10 @@ TEST(ArgumentErrorTest, DashedFlagNamesStillWork) {
 }
 
 TEST(ArgumentErrorTest, FlagsMayComeBeforeTheCommand) {
-  EXPECT_THAT(ExpectUsageError({"--port", "70000", "listen"}), HasSubstr("out of range"));
+  EXPECT_THAT(ExpectUsageError({"--count", "abc", "listen"}),
+              HasSubstr("udpmsg listen: --count \"abc\""));
+  EXPECT_THAT(ExpectUsageError({"--port", "70000", "listen"}),
+              HasSubstr("not a number from 0 to 65535"));
 }
 
 TEST(ArgumentErrorTest, DoubleDashEndsTheFlags) {
