@@ -134,6 +134,22 @@ absl::StatusOr<std::string> Subprocess::ReadStderrLine(absl::Duration timeout) {
   return ReadLine(err_, timeout);
 }
 
+absl::Status Subprocess::WaitForStderr(const std::string& text, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!absl::StrContains(err_.all, text)) {
+    if (err_.eof) {
+      return absl::OutOfRangeError(
+          absl::StrCat("stderr ended without \"", text, "\": \"", err_.all, "\""));
+    }
+    if (!Pump(deadline) && absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no \"", text, "\" on stderr within ", absl::FormatDuration(timeout),
+                       "; stderr so far: \"", err_.all, "\""));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int> Subprocess::Wait(absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (!(out_.eof && err_.eof)) {

@@ -35,6 +35,12 @@ class Subprocess final {
   absl::StatusOr<std::string> ReadStdoutLine(absl::Duration timeout);
   absl::StatusOr<std::string> ReadStderrLine(absl::Duration timeout);
 
+  // Waits until everything stderr has said so far contains `text` (lines
+  // stay for ReadStderrLine; text redrawn with '\r' counts too).
+  // DEADLINE_EXCEEDED when it does not within `timeout`, OUT_OF_RANGE when
+  // stderr ends without it.
+  absl::Status WaitForStderr(const std::string& text, absl::Duration timeout);
+
   // Reads the rest of both streams and reaps the child; returns its exit code
   // (128 + signal for a signal). DEADLINE_EXCEEDED (and the child killed)
   // when it does not exit in time.
