@@ -120,16 +120,18 @@ class Source {
       s.name_ = "(stdin)";
       return s;
     }
+    // Checked here, before anything is sent: a file that cannot be opened
+    // for reading, and a directory (which opens, but every read fails).
     s.fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (s.fd_ < 0) return ErrnoError("cannot open", path);
+    if (s.fd_ < 0) return FileError(path, errno);
     s.owned_ = true;
     struct stat st;
+    if (::fstat(s.fd_, &st) != 0) return FileError(path, errno);
+    if (S_ISDIR(st.st_mode)) return FileError(path, EISDIR);
     // The size is declared in the Begin and the receiver holds us to it, so
     // only a file with blocks on disk declares one: /proc and /sys files
     // (no blocks) report sizes that are not what a read returns.
-    if (::fstat(s.fd_, &st) == 0 && S_ISREG(st.st_mode) && st.st_blocks > 0) {
-      s.size_ = st.st_size;
-    }
+    if (S_ISREG(st.st_mode) && st.st_blocks > 0) s.size_ = st.st_size;
     s.name_ = path;
     return s;
   }
@@ -195,6 +197,12 @@ class Source {
 
  private:
   Source() = default;
+  // "--file PATH: <strerror>", a usage error (NOT_FOUND when missing).
+  static absl::Status FileError(const std::string& path, int error) {
+    return absl::Status(error == ENOENT ? absl::StatusCode::kNotFound
+                                        : absl::StatusCode::kInvalidArgument,
+                        absl::StrCat("--file ", path, ": ", std::strerror(error)));
+  }
   int fd_ = -1;
   bool owned_ = false;
   int saved_flags_ = -1;  // fcntl flags to restore, when made non-blocking
@@ -750,7 +758,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (!peer.ok()) return AddressError("send", peer.status());
   absl::StatusOr<Source> source =
       Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
-  if (!source.ok()) return Fail(source.status());
+  if (!source.ok()) return UsageError("send", source.status().message());
   if (sodium_init() < 0) return Fail(absl::InternalError("libsodium failed to initialise"));
   absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -500,10 +501,44 @@ TEST(TransferTest, UnwritableOutputDirectoryIsReportedBeforeWaiting) {
   EXPECT_THAT(lines[0], HasSubstr("cannot write to directory /nonexistent/dir"));
 }
 
-TEST(TransferTest, MissingInputFileIsAClearError) {
-  auto p = Udpmsg({"send", "--reliable", "127.0.0.1:9", "--file", "/nonexistent/file"});
-  EXPECT_EQ(Finish(*p, absl::Seconds(10)), 2);
-  EXPECT_THAT(p->stderr_text(), HasSubstr("cannot open /nonexistent/file: No such file"));
+// --file that cannot be sent (a directory, a missing file, an unreadable
+// one) is bad input, found before connecting: exit 2, one line naming the
+// flag and the path, and nothing sent, not even a hello, to the socket
+// standing in for a receiver.
+TEST(TransferTest, FileThatCannotBeReadIsBadInputAndNothingIsSent) {
+  struct Case {
+    std::string path;
+    std::string error;
+  };
+  std::vector<Case> cases = {{TempDir(), "Is a directory"},
+                             {"/nonexistent/file", "No such file or directory"}};
+  if (::geteuid() != 0) {  // root reads anything
+    const std::string secret = absl::StrCat(TempDir(), "/unreadable");
+    std::ofstream(secret) << "secret";
+    ASSERT_EQ(::chmod(secret.c_str(), 0), 0);
+    cases.push_back({secret, "Permission denied"});
+  }
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.path);
+    udp::DatagramSocket::Options non_blocking;
+    non_blocking.non_blocking = true;
+    absl::StatusOr<udp::DatagramSocket> peer = udp::DatagramSocket::Bind(
+        udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0), non_blocking);
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    absl::StatusOr<udp::SocketAddress> address = peer->LocalAddress();
+    ASSERT_TRUE(address.ok()) << address.status();
+    auto send = Udpmsg({"send", "--reliable", address->ToString(), "--file", c.path, "--timeout",
+                        "30s"});
+    ASSERT_NE(send, nullptr);
+    EXPECT_EQ(Finish(*send, absl::Seconds(10)), 2) << send->stderr_text();
+    EXPECT_THAT(send->stderr_text(),
+                StartsWith(absl::StrCat("udpmsg send: --file ", c.path, ": ", c.error)));
+    EXPECT_EQ(Lines(send->stderr_text()).size(), 1u) << send->stderr_text();
+    // Loopback delivers within sendto: all the sender sent is here by now.
+    uint8_t buffer[2048];
+    EXPECT_TRUE(absl::IsUnavailable(peer->RecvFrom(absl::MakeSpan(buffer)).status()))
+        << "the sender contacted the peer";
+  }
 }
 
 // Two runtimes in this process on loopback: a client sends `messages`
