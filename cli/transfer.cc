@@ -4,11 +4,15 @@
 // stdin, the terminal and the udpmsg::Host loop around it.
 //
 // Signals: both commands block SIGINT, SIGTERM and SIGHUP and watch them on
-// a signalfd in the Host's loop. On one, the sender closes its connection
-// ("sender interrupted by SIGINT") and the receiver closes its sender's
-// (`receiver interrupted by ...`) and removes its temporary file, so the
-// peer learns at once instead of waiting out its timeout; then the command
-// exits 128 + the signal's number (SignalExitCode).
+// a signalfd in the Host's loop. On one, the sender erases its progress line
+// and closes its connection ("sender interrupted by SIGINT"); the receiver
+// removes its temporary file and closes its sender's ("receiver interrupted
+// by ..."), so the peer learns at once instead of waiting out its timeout,
+// and says who stopped the transfer. Each prints one line, then lingers for
+// about a probe timeout (CloseLinger, LingerAfterClose; 1 s at most),
+// answering the peer's late packets with the close again in case the first
+// was lost; a second signal ends that at once. The command exits 128 + the
+// first signal's number (SignalExitCode).
 #include "cli/transfer.h"
 
 #include <fcntl.h>
@@ -37,6 +41,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "apps/transfer/receiver.h"
@@ -235,6 +240,71 @@ absl::StatusOr<SocketAddress> ResolvePeer(const std::string& host_port) {
 // The longest peer text quoted in one error line.
 constexpr size_t kMaxShownPeerBytes = 1024;
 
+// The signal a udpmsg peer named when it closed with "WHO interrupted by
+// SIGNAME" (`who` is "sender" or "receiver"; see the file comment), or
+// nullopt for any other reason. The reason is peer text: only "SIG" and 1
+// to 8 capital letters, or "signal" and 1 to 3 digits, count as a name.
+std::optional<std::string> InterruptedBy(absl::string_view reason, absl::string_view who) {
+  if (!absl::ConsumePrefix(&reason, who) || !absl::ConsumePrefix(&reason, " interrupted by ")) {
+    return std::nullopt;
+  }
+  const auto all_of = [](absl::string_view s, size_t max, bool (*ok)(char)) {
+    return !s.empty() && s.size() <= max && std::all_of(s.begin(), s.end(), ok);
+  };
+  absl::string_view rest = reason;
+  if (absl::ConsumePrefix(&rest, "SIG") &&
+      all_of(rest, 8, [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    return std::string(reason);
+  }
+  rest = reason;
+  if (absl::ConsumePrefix(&rest, "signal ") &&
+      all_of(rest, 3, [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::string(reason);
+  }
+  return std::nullopt;
+}
+
+// "N of M bytes sent", or "N bytes sent" when the size is unknown (-1).
+std::string BytesSent(uint64_t bytes, int64_t size) {
+  return size >= 0 ? absl::StrCat(bytes, " of ", size, " bytes sent")
+                   : absl::StrCat(bytes, " bytes sent");
+}
+
+// How long to linger after closing `id` for a stop signal: about one probe
+// timeout of its path (srtt + 4 rttvar + 25 ms of acknowledgement delay),
+// by when the packets the peer sent before our close arrived have arrived;
+// 50 ms at least, 1 s at most (a person waits for the prompt). Zero for a
+// connection not established: no close reaches a peer then.
+absl::Duration CloseLinger(const Host& host, ConnectionId id) {
+  if (!host.IsEstablished(id)) return absl::ZeroDuration();
+  absl::StatusOr<ConnectionStats> s = host.Stats(id);
+  if (!s.ok()) return absl::ZeroDuration();
+  return std::clamp(s->srtt + 4 * s->rttvar + absl::Milliseconds(25), absl::Milliseconds(50),
+                    absl::Seconds(1));
+}
+
+// Serves the host for `linger` after a Close, so that the closed
+// connection answers each packet the peer still sends with its close again
+// (the first may have been lost). A signal on `signal_fd` (a second Ctrl-C)
+// ends it at once.
+void LingerAfterClose(Host* host, absl::Duration linger, int signal_fd) {
+  const absl::Time until = absl::Now() + linger;
+  for (absl::Time now = absl::Now(); now < until; now = absl::Now()) {
+    absl::StatusOr<Host::PollResult> r = host->Poll(until - now);
+    if (!r.ok()) return;
+    for (uint64_t token : r->ready) {
+      if (token == kSignalToken && DrainSignals(signal_fd) != 0) return;
+    }
+  }
+}
+
+// What a receiver that did not finish tells of its output: nothing was
+// written to FILE; on stdout, what was written stays (unverified).
+std::string NothingWritten(const std::string& out) {
+  return out == "-" ? "; what was written to stdout is incomplete"
+                    : absl::StrCat("; nothing written to ", out);
+}
+
 // Waits for `id` to be connected, watching `signal_fd` (a signalfd on the
 // host) meanwhile: OK; UNAVAILABLE "cannot connect to PEER: [refused: ]
 // REASON" when the attempt closes (the reason escaped); DEADLINE_EXCEEDED
@@ -316,9 +386,21 @@ class SendLoop {
       }
       for (const Event& e : r.events) {
         if (e.connection != id_) continue;
-        if (e.type == Event::Type::kAcked) acked_ += e.bytes;
+        if (e.type == Event::Type::kAcked) {
+          acked_ += e.bytes;
+          if (auto it = chunk_bytes_.find(e.sequence); it != chunk_bytes_.end()) {
+            acked_data_ += it->second;
+            chunk_bytes_.erase(it);
+          }
+        }
         if (e.type == Event::Type::kClosed) {
           ClearProgress();
+          if (const std::optional<std::string> sig = InterruptedBy(e.reason, "receiver");
+              e.by_peer && sig.has_value()) {
+            return absl::UnavailableError(
+                absl::StrCat("receiver ", peer.ToString(), " interrupted the transfer (", *sig,
+                             ") after ", BytesSent(acked_data_, source_->size())));
+          }
           return absl::UnavailableError(absl::StrCat(
               "transfer to ", peer.ToString(), " failed after ", sender_.sent(), " bytes: ",
               e.by_peer ? "receiver closed the connection: " : "",
@@ -347,6 +429,10 @@ class SendLoop {
   }
 
   uint64_t sent() const { return sender_.sent(); }
+  // Data bytes the receiver has acknowledged.
+  uint64_t acked_data() const { return acked_data_; }
+  // The End is sent: the sender waits for the receiver's verdict.
+  bool ended() const { return sender_.state() == transfer::Sender::State::kEnded; }
   const std::string& digest() const { return sender_.digest(); }
   absl::Time start() const { return start_; }
   int signal() const { return signal_; }
@@ -367,8 +453,16 @@ class SendLoop {
       }
       absl::StatusOr<std::vector<std::string>> messages = sender_.Data(*chunk);
       if (!messages.ok()) return messages.status();
+      // Data() cuts the chunk into pieces of kChunkBytes (the last shorter),
+      // one message each: remember each message's data bytes until acked.
+      size_t left = chunk->size();
       for (std::string& m : *messages) {
-        if (absl::Status s = SendMessage(host_, id_, std::move(m)); !s.ok()) return s;
+        absl::StatusOr<uint64_t> seq =
+            host_->Send(id_, 0, DeliveryMode::kReliableOrdered, std::move(m));
+        if (!seq.ok()) return seq.status();
+        const size_t piece = std::min(left, kChunkBytes);
+        chunk_bytes_[*seq] = piece;
+        left -= piece;
       }
     }
     return absl::OkStatus();
@@ -399,7 +493,10 @@ class SendLoop {
   int watched_fd_ = -1;
   int signal_ = 0;
   transfer::Sender sender_;
-  uint64_t acked_ = 0;
+  uint64_t acked_ = 0;       // message bytes acknowledged (header and framing too)
+  uint64_t acked_data_ = 0;  // data bytes acknowledged
+  // Data bytes of each chunk message not acknowledged yet, by sequence.
+  absl::flat_hash_map<uint64_t, uint64_t> chunk_bytes_;
   bool shown_ = false;
   absl::Time start_;
 };
@@ -774,13 +871,20 @@ int RunReliableSend(const std::vector<std::string>& args) {
   absl::StatusOr<ConnectionId> id = host->Connect(*peer);
   if (!id.ok()) return Fail(id.status());
   // Tells the receiver why we stop (so it need not wait out its timeout),
-  // then says so; 128 + the signal.
-  const auto interrupted = [&](int signal, uint64_t sent) {
+  // says how far the transfer got (`loop`: null while connecting), lingers
+  // to repeat the close if needed; 128 + the signal.
+  const auto interrupted = [&](int signal, const SendLoop* loop) {
+    const absl::Duration linger = CloseLinger(*host, *id);
     (void)host->Close(*id, absl::StrCat("sender interrupted by ", SignalName(signal)),
                       /*flush=*/false);
-    (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), " after ",
-                                                 sent, " bytes; transfer to ", peer->ToString(),
-                                                 " not completed")));
+    std::string what = absl::StrCat(" while connecting to ", peer->ToString(), "; nothing sent");
+    if (loop != nullptr) {
+      what = absl::StrCat(" after ", BytesSent(loop->acked_data(), source->size()), " to ",
+                          peer->ToString(),
+                          loop->ended() ? ", before the receiver verified them" : "");
+    }
+    (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), what)));
+    LingerAfterClose(&*host, linger, signals->get());
     return SignalExitCode(signal);
   };
   // A second beyond the handshake timeout, so the connection's own close
@@ -791,7 +895,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (absl::Status s = AwaitConnected(&*host, *id, *peer, *timeout + absl::Seconds(1),
                                       signals->get(), &signal, &early, &server_identity);
       !s.ok()) {
-    if (signal != 0) return interrupted(signal, 0);
+    if (signal != 0) return interrupted(signal, nullptr);
     return Fail(absl::Status(s.code(), absl::StrCat(s.message(), trust->MismatchHint())));
   }
   // Trust on first use: record the server's identity, or refuse a server
@@ -804,7 +908,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
 
   SendLoop loop(&*host, *id, &*source, *progress, signals->get());
   absl::Status s = loop.Run(*peer, std::move(early));
-  if (loop.signal() != 0) return interrupted(loop.signal(), loop.sent());
+  if (loop.signal() != 0) return interrupted(loop.signal(), &loop);
   absl::StatusOr<ConnectionStats> stats = host->Stats(*id);
   if (!s.ok()) {
     if (stats.ok()) std::fprintf(stderr, "%s\n", StatsLine(*stats).c_str());
@@ -898,18 +1002,22 @@ int RunRecv(const Args& args) {
       const int signal = DrainSignals(signals->get());
       if (signal == 0) continue;
       // Stop: remove the temporary file, tell the sender why (so it need
-      // not wait out its timeout), say what was lost; 128 + the signal.
+      // not wait out its timeout), say what was lost, linger to repeat the
+      // close if needed; 128 + the signal.
       const std::string why = absl::StrCat("interrupted by ", SignalName(signal));
-      std::string what = "no transfer had begun";
+      absl::Duration linger;
+      std::string what = absl::StrCat("; no transfer had begun",
+                                      out == "-" ? "" : absl::StrCat("; nothing written to ", out));
       if (sender.has_value()) {
         receiver.OnConnectionClosed(why);  // discards the partial output
+        linger = CloseLinger(*host, *sender);
         (void)host->Close(*sender, absl::StrCat("receiver ", why), /*flush=*/false);
-        what = absl::StrCat("receiving from ", from.ToString(), " stopped after ",
-                            receiver.received(), " bytes");
+        what = absl::StrCat(" after ", receiver.received(), " bytes received from ",
+                            from.ToString(), NothingWritten(out));
       }
       sink.Abort();
-      (void)Fail(absl::CancelledError(absl::StrCat(
-          why, "; ", what, out == "-" ? "" : absl::StrCat("; nothing written to ", out))));
+      (void)Fail(absl::CancelledError(absl::StrCat(why, what)));
+      LingerAfterClose(&*host, linger, signals->get());
       return SignalExitCode(signal);
     }
     for (Event& e : r->events) {
@@ -927,10 +1035,16 @@ int RunRecv(const Args& args) {
       if (!sender.has_value() || e.connection != *sender) continue;
       if (e.type == Event::Type::kClosed) {
         receiver.OnConnectionClosed(e.reason);  // discards the partial output
+        if (const std::optional<std::string> sig = InterruptedBy(e.reason, "sender");
+            e.by_peer && sig.has_value()) {
+          return Fail(absl::UnavailableError(
+              absl::StrCat("sender ", from.ToString(), " interrupted the transfer (", *sig,
+                           ") after ", receiver.received(), " bytes", NothingWritten(out))));
+        }
         return Fail(absl::UnavailableError(
             absl::StrCat("sender ", from.ToString(), " went away after ", receiver.received(),
                          " bytes: ", DisplayablePrefix(e.reason, kMaxShownPeerBytes),
-                         "; nothing written to ", out)));
+                         NothingWritten(out))));
       }
       if (e.type != Event::Type::kMessage) continue;
       const absl::Status s = receiver.OnMessage(e.message);

@@ -376,34 +376,6 @@ TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnect
   }
 }
 
-// send --reliable stopped by a signal mid-transfer (reading a pipe that is
-// still open): the receiver learns at once from its close, long before its
-// 60 s --timeout, and leaves nothing behind.
-TEST(TransferTest, SenderStoppedBySignalTellsTheReceiverAtOnce) {
-  const std::string name = "out-sender-signal";
-  const std::string out = absl::StrCat(TempDir(), "/", name);
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
-                       "--timeout", "60s"});
-  ASSERT_NE(recv.port, 0);
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--timeout",
-                      "60s", "--progress", "off"});
-  ASSERT_NE(send, nullptr);
-  ASSERT_TRUE(send->WriteStdin(std::string(100000, 'y')).ok());  // stdin stays open
-  ASSERT_TRUE(WaitForFile(TempDir(), name + ".part.", absl::Seconds(10)))
-      << recv.process->stderr_text() << send->stderr_text();
-
-  send->Kill(SIGTERM);
-  const absl::Time stopped = absl::Now();
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 1) << recv.process->stderr_text();
-  EXPECT_LT(absl::Now() - stopped, absl::Seconds(10));
-  EXPECT_THAT(recv.process->stderr_text(), HasSubstr("went away"));
-  EXPECT_THAT(recv.process->stderr_text(), HasSubstr("sender interrupted by SIGTERM"));
-  EXPECT_EQ(Finish(*send, absl::Seconds(10)), 128 + SIGTERM) << send->stderr_text();
-  EXPECT_THAT(send->stderr_text(), HasSubstr("interrupted by SIGTERM"));
-  EXPECT_FALSE(Exists(out));
-  EXPECT_FALSE(AnyFileStartsWith(TempDir(), name + ".part")) << "temporary file left behind";
-}
-
 std::string Sha256Of(const std::string& data) {
   unsigned char out[crypto_hash_sha256_BYTES];
   crypto_hash_sha256(out, reinterpret_cast<const unsigned char*>(data.data()), data.size());
