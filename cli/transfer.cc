@@ -298,6 +298,13 @@ void LingerAfterClose(Host* host, absl::Duration linger, int signal_fd) {
   }
 }
 
+// Before the line reporting a stop signal: on a terminal, erases what the
+// cursor's line holds (the "^C" the terminal echoed, a progress line), so
+// the line, and the shell's prompt after it, start clean.
+void EraseTerminalLine() {
+  if (isatty(STDERR_FILENO) == 1) std::fputs("\r\x1b[K", stderr);
+}
+
 // What a receiver that did not finish tells of its output: nothing was
 // written to FILE; on stdout, what was written stays (unverified).
 std::string NothingWritten(const std::string& out) {
@@ -883,6 +890,7 @@ int RunReliableSend(const std::vector<std::string>& args) {
                           peer->ToString(),
                           loop->ended() ? ", before the receiver verified them" : "");
     }
+    EraseTerminalLine();
     (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal), what)));
     LingerAfterClose(&*host, linger, signals->get());
     return SignalExitCode(signal);
@@ -1016,6 +1024,7 @@ int RunRecv(const Args& args) {
                             from.ToString(), NothingWritten(out));
       }
       sink.Abort();
+      EraseTerminalLine();
       (void)Fail(absl::CancelledError(absl::StrCat(why, what)));
       LingerAfterClose(&*host, linger, signals->get());
       return SignalExitCode(signal);

@@ -10,7 +10,9 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -209,6 +211,152 @@ TEST(TransferInterruptTest, ReceiverInterruptedMidTransferTellsTheSenderAtOnce) 
     EXPECT_FALSE(Exists(t.out));
     EXPECT_FALSE(AnyFileStartsWith(TempDir(), t.name + ".part")) << "temporary file left behind";
   }
+}
+
+// A udpmsg process on a terminal of its own: a pseudo-terminal whose session
+// it leads, as its stdin, stdout and stderr (like a command typed into an
+// interactive shell). Ctrl-C typed into it reaches the process as SIGINT
+// through the terminal driver, which also echoes "^C". Every wait has a
+// deadline; the destructor kills (SIGKILL) and reaps a child still running.
+class OnTerminal {
+ public:
+  static std::unique_ptr<OnTerminal> Start(std::vector<std::string> args) {
+    args.insert(args.begin(), UdpmsgPath());
+    std::unique_ptr<OnTerminal> t(new OnTerminal());
+    t->master_ = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (t->master_ < 0 || ::grantpt(t->master_) != 0 || ::unlockpt(t->master_) != 0) {
+      return nullptr;
+    }
+    const std::string slave = ::ptsname(t->master_);
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    t->pid_ = ::fork();
+    if (t->pid_ == 0) {
+      // The child: a new session, whose controlling terminal is the first
+      // terminal it opens.
+      ::setsid();
+      const int fd = ::open(slave.c_str(), O_RDWR);
+      if (fd < 0) ::_exit(127);
+      for (int i = 0; i < 3; ++i) ::dup2(fd, i);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+    return t->pid_ > 0 ? std::move(t) : nullptr;
+  }
+  ~OnTerminal() {
+    if (pid_ > 0 && !reaped_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, nullptr, 0);
+    }
+    if (master_ >= 0) ::close(master_);
+  }
+
+  void Type(const std::string& keys) { (void)!::write(master_, keys.data(), keys.size()); }
+
+  // Waits until the terminal has shown `text` after `from` (an offset in
+  // output()); returns where it ends.
+  absl::StatusOr<size_t> WaitFor(const std::string& text, absl::Duration timeout, size_t from = 0) {
+    const absl::Time deadline = absl::Now() + timeout;
+    for (;;) {
+      const size_t at = output_.find(text, from);
+      if (at != std::string::npos) return at + text.size();
+      if (eof_ || !Pump(deadline)) {
+        return absl::DeadlineExceededError(
+            absl::StrCat("no \"", text, "\" on the terminal: \"", output_, "\""));
+      }
+    }
+  }
+
+  // Reads the terminal until the child closed it, and reaps the child: its
+  // exit code (128 + N for signal N).
+  absl::StatusOr<int> Wait(absl::Duration timeout) {
+    const absl::Time deadline = absl::Now() + timeout;
+    while (!eof_) {
+      if (!Pump(deadline)) return absl::DeadlineExceededError("the process did not exit");
+    }
+    int status = 0;
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+  // Everything shown on the terminal so far (with its "\r\n" line ends).
+  const std::string& output() const { return output_; }
+
+ private:
+  OnTerminal() = default;
+  // Reads what the terminal shows until `deadline`; false when nothing came.
+  bool Pump(absl::Time deadline) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    pollfd p{master_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(left)) + 1) != 1) return false;
+    char buffer[4096];
+    const ssize_t n = ::read(master_, buffer, sizeof(buffer));
+    if (n <= 0) {
+      eof_ = true;  // EIO: every descriptor of the terminal's other side is closed
+    } else {
+      output_.append(buffer, static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  int master_ = -1;
+  pid_t pid_ = -1;
+  bool reaped_ = false;
+  bool eof_ = false;
+  std::string output_;
+};
+
+// Ctrl-C typed into the receiver's terminal mid-transfer: the terminal
+// echoes "^C", which the receiver erases (carriage return, clear to the end
+// of the line) before its one line, so the line and the prompt after it
+// start clean. The sender learns at once.
+TEST(TransferInterruptTest, CtrlCOnTheReceiversTerminalErasesTheEchoBeforeItsLine) {
+  const std::string name = "out-terminal";
+  const std::string out = absl::StrCat(TempDir(), "/", name);
+  std::unique_ptr<OnTerminal> recv =
+      OnTerminal::Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
+                         "--timeout", kPeerTimeout});
+  ASSERT_NE(recv, nullptr);
+  absl::StatusOr<size_t> listening = recv->WaitFor("listening on ", kStartTimeout);
+  ASSERT_TRUE(listening.ok()) << listening.status();
+  absl::StatusOr<size_t> end = recv->WaitFor("\r\n", kStartTimeout, *listening);
+  ASSERT_TRUE(end.ok()) << end.status();
+  absl::StatusOr<int> port =
+      ParseListeningPort(recv->output().substr(*listening - 13, *end - 2 - (*listening - 13)));
+  ASSERT_TRUE(port.ok()) << port.status();
+
+  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", *port), "--timeout",
+                      kPeerTimeout, "--progress", "on"});
+  ASSERT_NE(send, nullptr);
+  ASSERT_TRUE(send->WriteStdin(std::string(kSentBytes, 'y')).ok());
+  absl::StatusOr<size_t> receiving = recv->WaitFor("receiving from ", kStartTimeout);
+  ASSERT_TRUE(receiving.ok()) << receiving.status();
+  end = recv->WaitFor("\r\n", kStartTimeout, *receiving);
+  ASSERT_TRUE(end.ok()) << end.status();
+  const std::string sender_address = recv->output().substr(*receiving, *end - 2 - *receiving);
+  const absl::Status acked = send->WaitForStderr("\r100.0 kB  ", kStartTimeout);
+  ASSERT_TRUE(acked.ok()) << acked;
+
+  recv->Type("\x03");  // Ctrl-C
+  const absl::Time stopped = absl::Now();
+  absl::StatusOr<int> code = recv->Wait(absl::Seconds(10));
+  ASSERT_TRUE(code.ok()) << code.status() << ": " << recv->output();
+  EXPECT_EQ(*code, 130) << recv->output();
+  EXPECT_THAT(recv->output(),
+              EndsWith(absl::StrCat("\r\x1b[Kudpmsg: interrupted by SIGINT after ", kSentBytes,
+                                    " bytes received from ", sender_address,
+                                    "; nothing written to ", out, "\r\n")));
+  EXPECT_EQ(Finish(*send, absl::Seconds(30)), 1) << send->stderr_text();
+  EXPECT_LT(absl::Now() - stopped, kPrompt) << "the sender waited for its timeout";
+  EXPECT_EQ(LastLine(send->stderr_text()),
+            absl::StrCat("udpmsg: receiver 127.0.0.1:", *port,
+                         " interrupted the transfer (SIGINT) after ", kSentBytes, " bytes sent"));
+  EXPECT_FALSE(Exists(out));
+  EXPECT_FALSE(AnyFileStartsWith(TempDir(), name + ".part")) << "temporary file left behind";
 }
 
 // A UDP socket on 127.0.0.1 that reads but never answers: a peer that
