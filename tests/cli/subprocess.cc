@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "gtest/gtest.h"
 
 extern char** environ;
 
@@ -220,6 +221,31 @@ absl::StatusOr<int> ParseListeningPort(const std::string& line) {
     return absl::InvalidArgumentError(absl::StrCat("no port in \"", line, "\""));
   }
   return port;
+}
+
+std::unique_ptr<Subprocess> StartUdpmsg(std::vector<std::string> args) {
+  args.insert(args.begin(), UdpmsgPath());
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
+  EXPECT_TRUE(p.ok()) << p.status();
+  return p.ok() ? *std::move(p) : nullptr;
+}
+
+UdpmsgServer StartUdpmsgServer(std::vector<std::string> args, absl::Duration timeout) {
+  UdpmsgServer s;
+  s.process = StartUdpmsg(std::move(args));
+  if (s.process == nullptr) return s;
+  absl::StatusOr<std::string> line = s.process->ReadStderrLine(timeout);
+  EXPECT_TRUE(line.ok()) << line.status();
+  absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
+  EXPECT_TRUE(port.ok()) << port.status() << " in " << (line.ok() ? *line : "");
+  s.port = port.ok() ? *port : 0;
+  return s;
+}
+
+int ExitCodeWithin(Subprocess& p, absl::Duration timeout) {
+  absl::StatusOr<int> code = p.Wait(timeout);
+  EXPECT_TRUE(code.ok()) << code.status();
+  return code.ok() ? *code : -1;
 }
 
 }  // namespace udpmsg::testing

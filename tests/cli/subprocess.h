@@ -84,6 +84,23 @@ int FreePortPair();
 // From "listening on 127.0.0.1:4321" or "listening on [::]:4321", the port.
 absl::StatusOr<int> ParseListeningPort(const std::string& line);
 
+// For tests that run the udpmsg binary (gtest expectations on failure; other
+// tests in this package still have their own copies of these).
+// `udpmsg ARGS...`; nullptr (and a failed expectation) when it cannot start.
+std::unique_ptr<Subprocess> StartUdpmsg(std::vector<std::string> args);
+
+// A server process and the port from its first stderr line, "listening on".
+struct UdpmsgServer {
+  std::unique_ptr<Subprocess> process;
+  int port = 0;
+};
+UdpmsgServer StartUdpmsgServer(std::vector<std::string> args,
+                              absl::Duration timeout = absl::Seconds(10));
+
+// The exit code of `p` (-1, and a failed expectation, when it did not exit
+// within `timeout`).
+int ExitCodeWithin(Subprocess& p, absl::Duration timeout);
+
 }  // namespace udpmsg::testing
 
 #endif  // UDPMSG_TESTS_CLI_SUBPROCESS_H_

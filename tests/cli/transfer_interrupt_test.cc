@@ -64,37 +64,6 @@ bool AnyFileStartsWith(const std::string& dir, const std::string& prefix) {
   return found;
 }
 
-std::unique_ptr<Subprocess> Udpmsg(std::vector<std::string> args) {
-  args.insert(args.begin(), UdpmsgPath());
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? *std::move(p) : nullptr;
-}
-
-// A server process and the port from its "listening on" line.
-struct Server {
-  std::unique_ptr<Subprocess> process;
-  int port = 0;
-};
-
-Server Start(std::vector<std::string> args) {
-  Server s;
-  s.process = Udpmsg(std::move(args));
-  if (s.process == nullptr) return s;
-  absl::StatusOr<std::string> line = s.process->ReadStderrLine(kStartTimeout);
-  EXPECT_TRUE(line.ok()) << line.status();
-  absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
-  EXPECT_TRUE(port.ok()) << port.status() << " in " << (line.ok() ? *line : "");
-  s.port = port.ok() ? *port : 0;
-  return s;
-}
-
-int Finish(Subprocess& p, absl::Duration timeout) {
-  absl::StatusOr<int> code = p.Wait(timeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  return code.ok() ? *code : -1;
-}
-
 std::string LastLine(const std::string& text) {
   std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
   return lines.empty() ? "" : lines.back();
@@ -123,7 +92,7 @@ std::string SignalName(int signal) {
 // point where the receiver has acknowledged all 100000 bytes: the sender's
 // progress line (on a pipe with --progress on) shows them.
 struct Transfer {
-  Server recv;
+  UdpmsgServer recv;
   std::unique_ptr<Subprocess> send;
   std::string out;
   std::string name;
@@ -135,10 +104,10 @@ constexpr int kSentBytes = 100000;
 void StartTransferOfAPipe(const std::string& name, Transfer* t) {
   t->name = name;
   t->out = absl::StrCat(TempDir(), "/", name);
-  t->recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", t->out,
+  t->recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", t->out,
                    "--timeout", kPeerTimeout});
   ASSERT_NE(t->recv.port, 0);
-  t->send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", t->recv.port), "--timeout",
+  t->send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", t->recv.port), "--timeout",
                     kPeerTimeout, "--progress", "on"});
   ASSERT_NE(t->send, nullptr);
   ASSERT_TRUE(t->send->WriteStdin(std::string(kSentBytes, 'y')).ok());
@@ -164,14 +133,14 @@ TEST(TransferInterruptTest, SenderInterruptedMidTransferTellsTheReceiverAtOnce) 
 
     t.send->Kill(signal);
     const absl::Time stopped = absl::Now();
-    EXPECT_EQ(Finish(*t.recv.process, absl::Seconds(30)), 1) << t.recv.process->stderr_text();
+    EXPECT_EQ(ExitCodeWithin(*t.recv.process, absl::Seconds(30)), 1) << t.recv.process->stderr_text();
     EXPECT_LT(absl::Now() - stopped, kPrompt) << "the receiver waited for its timeout";
     EXPECT_EQ(LastLine(t.recv.process->stderr_text()),
               absl::StrCat("udpmsg: sender ", t.sender_address, " interrupted the transfer (",
                            SignalName(signal), ") after ", kSentBytes,
                            " bytes; nothing written to ", t.out));
 
-    EXPECT_EQ(Finish(*t.send, absl::Seconds(10)), 128 + signal) << t.send->stderr_text();
+    EXPECT_EQ(ExitCodeWithin(*t.send, absl::Seconds(10)), 128 + signal) << t.send->stderr_text();
     const std::string said = t.send->stderr_text();
     // The progress line is erased (carriage return, clear to the end of the
     // line), then exactly one line.
@@ -195,14 +164,14 @@ TEST(TransferInterruptTest, ReceiverInterruptedMidTransferTellsTheSenderAtOnce) 
 
     t.recv.process->Kill(signal);
     const absl::Time stopped = absl::Now();
-    EXPECT_EQ(Finish(*t.send, absl::Seconds(30)), 1) << t.send->stderr_text();
+    EXPECT_EQ(ExitCodeWithin(*t.send, absl::Seconds(30)), 1) << t.send->stderr_text();
     EXPECT_LT(absl::Now() - stopped, kPrompt) << "the sender waited for its timeout";
     EXPECT_EQ(
         LastLine(t.send->stderr_text()),
         absl::StrCat("udpmsg: receiver 127.0.0.1:", t.recv.port, " interrupted the transfer (",
                      SignalName(signal), ") after ", kSentBytes, " bytes sent"));
 
-    EXPECT_EQ(Finish(*t.recv.process, absl::Seconds(10)), 128 + signal)
+    EXPECT_EQ(ExitCodeWithin(*t.recv.process, absl::Seconds(10)), 128 + signal)
         << t.recv.process->stderr_text();
     EXPECT_EQ(
         LastLine(t.recv.process->stderr_text()),
@@ -329,7 +298,7 @@ TEST(TransferInterruptTest, CtrlCOnTheReceiversTerminalErasesTheEchoBeforeItsLin
       ParseListeningPort(recv->output().substr(*listening - 13, *end - 2 - (*listening - 13)));
   ASSERT_TRUE(port.ok()) << port.status();
 
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", *port), "--timeout",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", *port), "--timeout",
                       kPeerTimeout, "--progress", "on"});
   ASSERT_NE(send, nullptr);
   ASSERT_TRUE(send->WriteStdin(std::string(kSentBytes, 'y')).ok());
@@ -350,7 +319,7 @@ TEST(TransferInterruptTest, CtrlCOnTheReceiversTerminalErasesTheEchoBeforeItsLin
               EndsWith(absl::StrCat("\r\x1b[Kudpmsg: interrupted by SIGINT after ", kSentBytes,
                                     " bytes received from ", sender_address,
                                     "; nothing written to ", out, "\r\n")));
-  EXPECT_EQ(Finish(*send, absl::Seconds(30)), 1) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 1) << send->stderr_text();
   EXPECT_LT(absl::Now() - stopped, kPrompt) << "the sender waited for its timeout";
   EXPECT_EQ(LastLine(send->stderr_text()),
             absl::StrCat("udpmsg: receiver 127.0.0.1:", *port,
@@ -404,13 +373,13 @@ TEST(TransferInterruptTest, SenderInterruptedWhileConnectingSaysNothingWasSent) 
     SCOPED_TRACE(SignalName(signal));
     SilentPeer peer;
     ASSERT_NE(peer.port(), 0);
-    auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", peer.port()), "hello",
+    auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", peer.port()), "hello",
                         "--timeout", kPeerTimeout, "--progress", "on"});
     ASSERT_NE(send, nullptr);
     ASSERT_TRUE(peer.Receive(kStartTimeout)) << "no hello from the sender";
     send->Kill(signal);
     const absl::Time stopped = absl::Now();
-    EXPECT_EQ(Finish(*send, absl::Seconds(30)), 128 + signal) << send->stderr_text();
+    EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 128 + signal) << send->stderr_text();
     EXPECT_LT(absl::Now() - stopped, kPrompt);
     EXPECT_EQ(send->stderr_text(),
               absl::StrCat("udpmsg: interrupted by ", SignalName(signal),
@@ -431,7 +400,7 @@ TEST(TransferInterruptTest, SenderInterruptedWhileAwaitingTheVerdictClosesTheCon
   absl::StatusOr<std::unique_ptr<reliable::Runtime>> rt = reliable::Runtime::Create(options);
   ASSERT_TRUE(rt.ok()) << rt.status();
   const int port = (*rt)->local_address().port();
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--file", input,
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--file", input,
                       "--timeout", kPeerTimeout, "--progress", "on"});
   ASSERT_NE(send, nullptr);
 
@@ -468,7 +437,7 @@ TEST(TransferInterruptTest, SenderInterruptedWhileAwaitingTheVerdictClosesTheCon
   ASSERT_TRUE(closed.has_value()) << "no close from the sender within 5 s";
   EXPECT_TRUE(closed->by_peer);
   EXPECT_EQ(closed->reason, "sender interrupted by SIGINT");
-  EXPECT_EQ(Finish(*send, absl::Seconds(10)), 130) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(10)), 130) << send->stderr_text();
   EXPECT_THAT(send->stderr_text(),
               EndsWith(absl::StrCat("\r\x1b[Kudpmsg: interrupted by SIGINT after 5000 of 5000 "
                                     "bytes sent to 127.0.0.1:",
@@ -483,13 +452,13 @@ TEST(TransferInterruptTest, SenderInterruptedWhileAwaitingTheVerdictClosesTheCon
 TEST(TransferInterruptTest, SecondSignalWhileClosingExitsAtOnce) {
   const std::string name = "out-second-signal";
   const std::string out = absl::StrCat(TempDir(), "/", name);
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
                        "--timeout", kPeerTimeout});
   ASSERT_NE(recv.port, 0);
-  Server proxy = Start({"impair", "--listen", "0", "--bind", "127.0.0.1", "--to",
+  UdpmsgServer proxy = StartUdpmsgServer({"impair", "--listen", "0", "--bind", "127.0.0.1", "--to",
                         absl::StrCat("127.0.0.1:", recv.port), "--delay", "500ms"});
   ASSERT_NE(proxy.port, 0);
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--timeout",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--timeout",
                       kPeerTimeout, "--progress", "off"});
   ASSERT_NE(send, nullptr);
   ASSERT_TRUE(send->WriteStdin(std::string(2 << 20, 'z')).ok());
@@ -503,19 +472,19 @@ TEST(TransferInterruptTest, SecondSignalWhileClosingExitsAtOnce) {
   ASSERT_TRUE(line.ok()) << line.status();
   EXPECT_THAT(*line, StartsWith("udpmsg: interrupted by SIGINT after "));
   send->Kill(SIGINT);
-  EXPECT_EQ(Finish(*send, absl::Seconds(10)), 130) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(10)), 130) << send->stderr_text();
   // Well inside the one-second closing time.
   EXPECT_LT(absl::Now() - stopped, absl::Milliseconds(600));
   EXPECT_EQ(CountOf(send->stderr_text(), "\n"), 1) << send->stderr_text();
 
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(30)), 1) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(30)), 1) << recv.process->stderr_text();
   EXPECT_LT(absl::Now() - stopped, kPrompt) << "the receiver waited for its timeout";
   EXPECT_THAT(LastLine(recv.process->stderr_text()),
               HasSubstr("interrupted the transfer (SIGINT)"));
   EXPECT_FALSE(Exists(out));
   EXPECT_FALSE(AnyFileStartsWith(TempDir(), name + ".part")) << "temporary file left behind";
   proxy.process->Kill(SIGTERM);
-  EXPECT_EQ(Finish(*proxy.process, absl::Seconds(10)), 0);
+  EXPECT_EQ(ExitCodeWithin(*proxy.process, absl::Seconds(10)), 0);
 }
 
 }  // namespace

@@ -82,37 +82,6 @@ std::vector<std::string> ListDir(const std::string& path) {
   return names;
 }
 
-std::unique_ptr<Subprocess> Udpmsg(std::vector<std::string> args) {
-  args.insert(args.begin(), UdpmsgPath());
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-  EXPECT_TRUE(p.ok()) << p.status();
-  return p.ok() ? *std::move(p) : nullptr;
-}
-
-// A server process and the port from its "listening on" line.
-struct Server {
-  std::unique_ptr<Subprocess> process;
-  int port = 0;
-};
-
-Server Start(std::vector<std::string> args) {
-  Server s;
-  s.process = Udpmsg(std::move(args));
-  if (s.process == nullptr) return s;
-  absl::StatusOr<std::string> line = s.process->ReadStderrLine(kStartTimeout);
-  EXPECT_TRUE(line.ok()) << line.status();
-  absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
-  EXPECT_TRUE(port.ok()) << port.status() << " in " << (line.ok() ? *line : "");
-  s.port = port.ok() ? *port : 0;
-  return s;
-}
-
-int Finish(Subprocess& p, absl::Duration timeout) {
-  absl::StatusOr<int> code = p.Wait(timeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  return code.ok() ? *code : -1;
-}
-
 std::vector<std::string> Lines(const std::string& text) {
   return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
@@ -148,22 +117,22 @@ void TransferThroughProxy(const std::string& host, const std::string& input,
                           const std::vector<std::string>& impair_flags, const std::string& tag) {
   const std::string out = absl::StrCat(TempDir(), "/out-", tag);
   const std::string bracketed = absl::StrContains(host, ':') ? absl::StrCat("[", host, "]") : host;
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", host, "--out", out});
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--bind", host, "--out", out});
   ASSERT_NE(recv.port, 0);
   std::vector<std::string> impair = {"impair", "--listen", "0", "--bind", host, "--to",
                                      absl::StrCat(bracketed, ":", recv.port)};
   impair.insert(impair.end(), impair_flags.begin(), impair_flags.end());
-  Server proxy = Start(impair);
+  UdpmsgServer proxy = StartUdpmsgServer(impair);
   ASSERT_NE(proxy.port, 0);
   SCOPED_TRACE(absl::StrCat("replay: udpmsg ", absl::StrJoin(impair, " ")));
 
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat(bracketed, ":", proxy.port), "--file",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat(bracketed, ":", proxy.port), "--file",
                       input, "--progress", "off"});
   ASSERT_NE(send, nullptr);
-  EXPECT_EQ(Finish(*send, absl::Seconds(90)), 0) << send->stderr_text();
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(90)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
   proxy.process->Kill(SIGTERM);
-  EXPECT_EQ(Finish(*proxy.process, absl::Seconds(10)), 0);
+  EXPECT_EQ(ExitCodeWithin(*proxy.process, absl::Seconds(10)), 0);
 
   EXPECT_TRUE(ReadFile(out) == ReadFile(input)) << "output differs from input";
   EXPECT_THAT(send->stderr_text(), HasSubstr("verified by receiver"));
@@ -192,18 +161,18 @@ TEST(TransferTest, IpV6ThroughLossyProxy) {
 }
 
 TEST(TransferTest, MessagesArgumentsArriveAsLinesOnStdout) {
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out=-"});
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "hello",
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out=-"});
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "hello",
                       "reliable world"});
-  EXPECT_EQ(Finish(*send, absl::Seconds(20)), 0) << send->stderr_text();
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(20)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
   EXPECT_EQ(recv.process->stdout_text(), "hello\nreliable world\n");
   EXPECT_THAT(Lines(send->stderr_text()).front(), StartsWith("sent 21 bytes to 127.0.0.1:"));
 }
 
 TEST(TransferTest, MalformedDatagramsSprayedAtTheReceiverChangeNothing) {
   const std::string out = absl::StrCat(TempDir(), "/out-spray");
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out", out});
   const udp::SocketAddress target = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, recv.port);
   absl::StatusOr<udp::DatagramSocket> spray = udp::DatagramSocket::Open(udp::AddressFamily::kIpv4, {});
   ASSERT_TRUE(spray.ok()) << spray.status();
@@ -215,10 +184,10 @@ TEST(TransferTest, MalformedDatagramsSprayedAtTheReceiverChangeNothing) {
     ASSERT_TRUE(spray->SendTo(target, udp::AsBytes(junk)).ok());
   }
   const std::string input = WriteInput("in-spray", 1 << 20, 78);
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--file",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--file",
                       input});
-  EXPECT_EQ(Finish(*send, absl::Seconds(30)), 0) << send->stderr_text();
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
   EXPECT_TRUE(ReadFile(out) == ReadFile(input));
 }
 
@@ -229,9 +198,9 @@ TEST(TransferTest, UnreachablePeerFailsWithinTheTimeout) {
   ASSERT_TRUE(silent.ok());
   const int port = silent->LocalAddress()->port();
   const absl::Time start = absl::Now();
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--timeout", "1s",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--timeout", "1s",
                       "hi"});
-  EXPECT_EQ(Finish(*send, absl::Seconds(10)), 1);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(10)), 1);
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
   std::vector<std::string> lines = Lines(send->stderr_text());
   ASSERT_EQ(lines.size(), 1u) << send->stderr_text();
@@ -248,10 +217,10 @@ TEST(TransferTest, ClosedPortFailsAtOnceWithTheIcmpReason) {
     ASSERT_TRUE(temp.ok());
     port = temp->LocalAddress()->port();
   }
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--timeout", "120s",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", port), "--timeout", "120s",
                       "hi"});
   // Well inside the 120 s the attempt would otherwise last.
-  EXPECT_EQ(Finish(*send, absl::Seconds(60)), 1);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(60)), 1);
   std::vector<std::string> lines = Lines(send->stderr_text());
   ASSERT_EQ(lines.size(), 1u) << send->stderr_text();
   EXPECT_EQ(lines[0], absl::StrCat("udpmsg: cannot connect to 127.0.0.1:", port,
@@ -260,20 +229,20 @@ TEST(TransferTest, ClosedPortFailsAtOnceWithTheIcmpReason) {
 
 TEST(TransferTest, ReceiverVanishingMidTransferMakesTheSenderFailCleanly) {
   const std::string out = absl::StrCat(TempDir(), "/out-vanish");
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out", out});
   // A slow path (50 ms each way, 5 Mbit/s) so the transfer is still running
   // when the receiver dies.
-  Server proxy = Start({"impair", "--listen", "0", "--to", absl::StrCat("127.0.0.1:", recv.port),
+  UdpmsgServer proxy = StartUdpmsgServer({"impair", "--listen", "0", "--to", absl::StrCat("127.0.0.1:", recv.port),
                         "--delay", "50ms", "--rate", "5mbit", "--queue_limit", "1000000"});
   const std::string input = WriteInput("in-vanish", 16 << 20, 9);
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--file",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--file",
                       input, "--timeout", "2s"});
   absl::StatusOr<std::string> line = recv.process->ReadStderrLine(kStartTimeout);
   ASSERT_TRUE(line.ok()) << line.status();
   EXPECT_THAT(*line, StartsWith("receiving from "));
   recv.process->Kill(SIGKILL);
   const absl::Time killed = absl::Now();
-  EXPECT_EQ(Finish(*send, absl::Seconds(20)), 1);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(20)), 1);
   // Bounded: the 2 s peer timeout plus probe backoff and the 100 ms path.
   EXPECT_LT(absl::Now() - killed, absl::Seconds(8));
   EXPECT_THAT(send->stderr_text(), HasSubstr("udpmsg: transfer to 127.0.0.1:"));
@@ -282,16 +251,16 @@ TEST(TransferTest, ReceiverVanishingMidTransferMakesTheSenderFailCleanly) {
 
 TEST(TransferTest, SenderVanishingMidTransferLeavesNoOutputFile) {
   const std::string out = absl::StrCat(TempDir(), "/out-sender-gone");
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out, "--timeout", "2s"});
-  Server proxy = Start({"impair", "--listen", "0", "--to", absl::StrCat("127.0.0.1:", recv.port),
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out", out, "--timeout", "2s"});
+  UdpmsgServer proxy = StartUdpmsgServer({"impair", "--listen", "0", "--to", absl::StrCat("127.0.0.1:", recv.port),
                         "--delay", "50ms", "--rate", "5mbit", "--queue_limit", "1000000"});
   const std::string input = WriteInput("in-sender-gone", 16 << 20, 10);
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--file",
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", proxy.port), "--file",
                       input});
   absl::StatusOr<std::string> line = recv.process->ReadStderrLine(kStartTimeout);
   ASSERT_TRUE(line.ok()) << line.status();
   send->Kill(SIGKILL);
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(20)), 1);
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(20)), 1);
   EXPECT_THAT(recv.process->stderr_text(), HasSubstr("went away"));
   EXPECT_FALSE(Exists(out));
   // The temporary file is removed too: nothing named out-sender-gone.part.*.
@@ -338,7 +307,7 @@ TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnect
     SCOPED_TRACE(absl::StrCat("signal ", signal));
     const std::string name = absl::StrCat("out-signal-", signal);
     const std::string out = absl::StrCat(TempDir(), "/", name);
-    Server recv = Start({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
+    UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--bind", "127.0.0.1", "--out", out,
                          "--timeout", "60s"});
     ASSERT_NE(recv.port, 0);
     absl::StatusOr<RawSender> raw = ConnectRawSender(recv.port, absl::Seconds(60));
@@ -367,7 +336,7 @@ TEST(TransferTest, RecvStoppedBySignalRemovesItsTemporaryFileAndClosesTheConnect
     ASSERT_TRUE(closed.has_value()) << "no close from recv within 10 s";
     EXPECT_TRUE(closed->by_peer);
     EXPECT_THAT(closed->reason, HasSubstr("receiver interrupted by SIG"));
-    EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 128 + signal)
+    EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 128 + signal)
         << recv.process->stderr_text();
     EXPECT_THAT(recv.process->stderr_text(), HasSubstr("interrupted by SIG"));
     EXPECT_THAT(recv.process->stderr_text(), HasSubstr(absl::StrCat("nothing written to ", out)));
@@ -388,7 +357,7 @@ std::string Sha256Of(const std::string& data) {
 // holding only the bytes after it (whose digest differs).
 TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
   const std::string out = absl::StrCat(TempDir(), "/out-second-begin");
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out", out});
   ASSERT_NE(recv.port, 0);
   absl::StatusOr<RawSender> raw = ConnectRawSender(recv.port);
   ASSERT_TRUE(raw.ok()) << raw.status();
@@ -418,7 +387,7 @@ TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
   ASSERT_TRUE(result.has_value() && result->has_result()) << recv.process->stderr_text();
   EXPECT_FALSE(result->result().ok());
   EXPECT_THAT(result->result().error(), HasSubstr("second transfer header"));
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 1) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 1) << recv.process->stderr_text();
   EXPECT_THAT(recv.process->stderr_text(), HasSubstr("second transfer header"));
   EXPECT_FALSE(absl::StrContains(recv.process->stderr_text(), " OK, wrote "));
   EXPECT_FALSE(Exists(out));
@@ -431,11 +400,11 @@ TEST(TransferTest, SecondBeginIsRejectedAndNothingIsWritten) {
 // size the strict receiver would then hold it to.
 TEST(TransferTest, ProcFileWithoutATrueSizeArrivesWhole) {
   const std::string out = absl::StrCat(TempDir(), "/out-proc");
-  Server recv = Start({"recv", "--reliable", "--port", "0", "--out", out});
-  auto send = Udpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--file",
+  UdpmsgServer recv = StartUdpmsgServer({"recv", "--reliable", "--port", "0", "--out", out});
+  auto send = StartUdpmsg({"send", "--reliable", absl::StrCat("127.0.0.1:", recv.port), "--file",
                       "/proc/version", "--progress", "off"});
-  EXPECT_EQ(Finish(*send, absl::Seconds(20)), 0) << send->stderr_text();
-  EXPECT_EQ(Finish(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(20)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv.process, absl::Seconds(10)), 0) << recv.process->stderr_text();
   EXPECT_FALSE(ReadFile(out).empty());
   EXPECT_EQ(ReadFile(out), ReadFile("/proc/version"));
 }
@@ -457,8 +426,8 @@ TEST(TransferTest, BadFlagsAreUsageErrors) {
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrJoin(c.args, " "));
-    auto p = Udpmsg(c.args);
-    EXPECT_EQ(Finish(*p, absl::Seconds(10)), 2);
+    auto p = StartUdpmsg(c.args);
+    EXPECT_EQ(ExitCodeWithin(*p, absl::Seconds(10)), 2);
     std::vector<std::string> lines = Lines(p->stderr_text());
     ASSERT_EQ(lines.size(), 1u) << p->stderr_text();
     EXPECT_THAT(lines[0], HasSubstr(c.message));
@@ -466,8 +435,8 @@ TEST(TransferTest, BadFlagsAreUsageErrors) {
 }
 
 TEST(TransferTest, UnwritableOutputDirectoryIsReportedBeforeWaiting) {
-  auto p = Udpmsg({"recv", "--reliable", "--port", "0", "--out", "/nonexistent/dir/file"});
-  EXPECT_EQ(Finish(*p, absl::Seconds(10)), 2);
+  auto p = StartUdpmsg({"recv", "--reliable", "--port", "0", "--out", "/nonexistent/dir/file"});
+  EXPECT_EQ(ExitCodeWithin(*p, absl::Seconds(10)), 2);
   std::vector<std::string> lines = Lines(p->stderr_text());
   ASSERT_EQ(lines.size(), 1u) << p->stderr_text();
   EXPECT_THAT(lines[0], HasSubstr("cannot write to directory /nonexistent/dir"));
@@ -499,10 +468,10 @@ TEST(TransferTest, FileThatCannotBeReadIsBadInputAndNothingIsSent) {
     ASSERT_TRUE(peer.ok()) << peer.status();
     absl::StatusOr<udp::SocketAddress> address = peer->LocalAddress();
     ASSERT_TRUE(address.ok()) << address.status();
-    auto send = Udpmsg({"send", "--reliable", address->ToString(), "--file", c.path, "--timeout",
+    auto send = StartUdpmsg({"send", "--reliable", address->ToString(), "--file", c.path, "--timeout",
                         "30s"});
     ASSERT_NE(send, nullptr);
-    EXPECT_EQ(Finish(*send, absl::Seconds(10)), 2) << send->stderr_text();
+    EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(10)), 2) << send->stderr_text();
     EXPECT_THAT(send->stderr_text(),
                 StartsWith(absl::StrCat("udpmsg send: --file ", c.path, ": ", c.error)));
     EXPECT_EQ(Lines(send->stderr_text()).size(), 1u) << send->stderr_text();
