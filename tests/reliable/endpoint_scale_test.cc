@@ -2,6 +2,7 @@
 // quiet connections share wakeups, and a turn does work for the connections
 // that are due, not for every connection that exists (endpoint.h, "Timers").
 #include <cstdint>
+#include <cstdlib>
 #include <iostream>
 #include <vector>
 
@@ -22,6 +23,13 @@ using reliable::EndpointOptions;
 using reliable::Event;
 
 constexpr size_t kConnections = 2000;
+
+// Two seeds each; one in the sanitized twins (they set UDPMSG_SIM_SEEDS),
+// where 2,000 connections run 5-10x slower.
+std::vector<uint64_t> Seeds(uint64_t first) {
+  if (std::getenv("UDPMSG_SIM_SEEDS") != nullptr) return {first};
+  return {first, first + 1};
+}
 
 EndpointOptions Many(EndpointOptions o) {
   o.max_connections = 2 * kConnections;
@@ -71,7 +79,7 @@ class Crowd {
 };
 
 TEST(EndpointScaleTest, QuietConnectionsWakeTheServerAFewTimesASecond) {
-  for (uint64_t seed : {1, 2}) {
+  for (uint64_t seed : Seeds(1)) {
     SCOPED_TRACE(absl::StrCat("seed=", seed));
     Crowd crowd(seed);
     ASSERT_TRUE(crowd.ConnectAll());
@@ -108,7 +116,7 @@ TEST(EndpointScaleTest, QuietConnectionsWakeTheServerAFewTimesASecond) {
 // server's keepalive fire first, and from then on the server pinged every
 // connection itself: a timer wake-up and a second receive per exchange.
 TEST(EndpointScaleTest, TheServerLeavesShortKeepalivesToItsClients) {
-  for (uint64_t seed : {4, 5}) {
+  for (uint64_t seed : Seeds(4)) {
     SCOPED_TRACE(absl::StrCat("seed=", seed));
     EndpointOptions server = ServerOptions(seed);
     EndpointOptions client = ClientOptions(seed);
