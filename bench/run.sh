@@ -678,9 +678,12 @@ targets() {
         if (m == "") { print "- bench connections: not measured"; exit }
         if (n + 0 >= 10000) printf "- %d idle connections under 5%% of one core: %s%% (%s)\n", n, cpu, (cpu + 0 < 5 && m + 0 == n) ? "met" : "NOT met"
         else printf "- idle connections under 5%% of one core (the target is at 10,000; this run had %d): %s%%\n", n, cpu
-        printf "- a room of %s members receiving %s lines/s, every member in the same order, none lost: %s deliveries/s, %s lost, %s order mismatches (%s)\n",
-          m, rate, v["deliveries/s"], v["lost connections"], v["order mismatches"],
-          (v["lost connections"] == "0" && v["order mismatches"] == "0") ? "met" : "NOT met"
+        # Met when nobody was lost, one order, and the room kept up: at least
+        # 95% of the offered members x lines/s delivered during the load.
+        offered = m * rate
+        printf "- a room of %s members receiving %s lines/s (%d deliveries/s), every member in the same order, none lost: %s deliveries/s, %s lost, %s order mismatches (%s)\n",
+          m, rate, offered, v["deliveries/s"], v["lost connections"], v["order mismatches"],
+          (v["lost connections"] == "0" && v["order mismatches"] == "0" && v["deliveries/s"] + 0 >= 0.95 * offered) ? "met" : "NOT met"
       }' "$CONN_MD"
   fi
 }
