@@ -264,13 +264,6 @@ int RunServe(const Args& args) {
   options.max_unconfirmed_connections = spare;
   options.max_connections_per_address =
       std::min<size_t>(2 * server_options.max_members_per_address, options.max_connections);
-  // A line to N members comes back as N acknowledgements within a few
-  // milliseconds; 768 bytes a member lets the socket hold them (the kernel
-  // doubles it to cover each datagram's overhead, about 1 KiB on loopback):
-  // 4 MiB (the default) up to 64 MiB per shard.
-  const size_t members_per_shard = (server_options.max_members + *shards - 1) / *shards;
-  options.socket_buffer_bytes =
-      static_cast<int>(std::clamp<size_t>(members_per_shard * 768, 4 << 20, 64 << 20));
   options.bind = locals->front();
   // One host per shard on the port (caps in `options` apply per shard; the
   // room's, per room), one ServerCore per host over one room: one order.

@@ -82,14 +82,9 @@ absl::StatusOr<DatagramSocket> DatagramSocket::Open(AddressFamily family,
     if (!s.ok()) return s;
   }
   if (options.receive_buffer_bytes > 0) {
-    // SO_RCVBUFFORCE passes net.core.rmem_max for a process allowed to
-    // (CAP_NET_ADMIN); anyone else gets SO_RCVBUF, capped by it.
-    if (::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUFFORCE, &options.receive_buffer_bytes,
-                     sizeof(int)) != 0) {
-      absl::Status s = SetIntOption(fd.get(), SOL_SOCKET, SO_RCVBUF, options.receive_buffer_bytes,
-                                    "SO_RCVBUF");
-      if (!s.ok()) return s;
-    }
+    absl::Status s = SetIntOption(fd.get(), SOL_SOCKET, SO_RCVBUF, options.receive_buffer_bytes,
+                                  "SO_RCVBUF");
+    if (!s.ok()) return s;
   }
   if (options.send_buffer_bytes > 0) {
     absl::Status s =

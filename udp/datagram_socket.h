@@ -148,9 +148,7 @@ class DatagramSocket final {
     // steering program says otherwise (udp/shard_steering.h).
     bool reuse_port = false;
     bool v6_only = false;        // IPV6_V6ONLY on IPv6 sockets
-    // When > 0: SO_RCVBUFFORCE where the process may (CAP_NET_ADMIN: beyond
-    // net.core.rmem_max), else SO_RCVBUF (capped by it). The kernel doubles it.
-    int receive_buffer_bytes = 0;
+    int receive_buffer_bytes = 0;  // SO_RCVBUF when > 0
     int send_buffer_bytes = 0;     // SO_SNDBUF when > 0
   };
 

@@ -123,9 +123,7 @@ struct HostOptions {
   // address counts as IPv4); a hello beyond it gets CloseReason::kServerFull
   // "too many connections from ...": [1, 1048576].
   size_t max_connections_per_address = 64;
-  // SO_RCVBUF / SO_SNDBUF requested; 0 keeps the system's: [0, 1 GiB]. The
-  // receive side passes net.core.rmem_max when the process has CAP_NET_ADMIN
-  // (SO_RCVBUFFORCE); otherwise the kernel caps it there.
+  // SO_RCVBUF / SO_SNDBUF requested; 0 keeps the system's: [0, 1 GiB].
   int socket_buffer_bytes = 4 << 20;
   // How long a server's handshake cookie stays valid: (0, 1h].
   absl::Duration cookie_lifetime = absl::Seconds(10);
