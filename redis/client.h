@@ -1,0 +1,100 @@
+// redis::Connection: a small synchronous Redis client over hiredis (Debian's
+// libhiredis 0.14), for the chat room that spans servers (apps/chat/
+// redis_room.h). One TCP connection, one command (or one pipeline) at a
+// time, every read and write bounded by a timeout; replies are copied into
+// plain values (Reply) so hiredis types never leave this library.
+//
+// Usage:
+//   absl::StatusOr<redis::Url> url = redis::ParseUrl("redis://:secret@127.0.0.1:6379/lobby");
+//   absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+//       redis::Connection::Connect(url->endpoint, absl::Seconds(1));
+//   absl::StatusOr<redis::Reply> r = (*c)->Command({"INCR", "counter"});
+//   // r->type == Reply::Type::kInteger, r->integer == 1
+//
+// Errors: Connect and Command return UNAVAILABLE for a connection that
+// cannot be made or broke (the text names HOST:PORT and the system's
+// reason, e.g. "Connection refused"); after one, broken() is true and every
+// later call fails at once: make a new Connection. A Redis error reply
+// (-ERR ...) is not a failed call: it is a Reply of type kError. A refused
+// AUTH is PERMISSION_DENIED from Connect.
+//
+// TLS: hiredis 0.14 has none (rediss:// is refused by ParseUrl with a
+// message saying so); tunnel it (stunnel, spiped) if the path needs it.
+//
+// Threading: a Connection is used by one thread at a time.
+#ifndef UDPMSG_REDIS_CLIENT_H_
+#define UDPMSG_REDIS_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+
+struct redisContext;
+
+namespace udpmsg::redis {
+
+struct Endpoint {
+  std::string host;  // a name or an address (IPv6 without brackets)
+  int port = 6379;
+  std::string username;  // Redis 6 ACL user; empty: AUTH with the password only
+  std::string password;  // empty: no AUTH
+  std::string ToString() const;  // HOST:PORT ([HOST]:PORT for IPv6), no password
+};
+
+// redis://[[USER]:PASSWORD@]HOST[:PORT][/PATH]: PATH (without the leading
+// '/') is the rest; percent-escapes in USER and PASSWORD are decoded.
+struct Url {
+  Endpoint endpoint;
+  std::string path;
+};
+// INVALID_ARGUMENT naming what is wrong (not redis://, no host, a bad port,
+// rediss:// which needs TLS this build lacks).
+absl::StatusOr<Url> ParseUrl(absl::string_view url);
+
+struct Reply {
+  enum class Type { kNil, kInteger, kString, kStatus, kError, kArray };
+  Type type = Type::kNil;
+  int64_t integer = 0;         // kInteger
+  std::string str;             // kString, kStatus, kError
+  std::vector<Reply> elements; // kArray
+  bool is_error() const { return type == Type::kError; }
+};
+
+class Connection final {
+ public:
+  // Connects (and AUTHs when the endpoint has a password) within `timeout`,
+  // which then bounds every later read and write too.
+  static absl::StatusOr<std::unique_ptr<Connection>> Connect(const Endpoint& endpoint,
+                                                             absl::Duration timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends one command (binary-safe arguments) and reads its reply.
+  absl::StatusOr<Reply> Command(const std::vector<std::string>& argv);
+  // Sends every command, then reads their replies, in order (one round trip).
+  absl::StatusOr<std::vector<Reply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
+  // Bounds later reads and writes (e.g. longer than an XREAD BLOCK).
+  absl::Status SetTimeout(absl::Duration timeout);
+
+  bool broken() const { return broken_; }
+  const Endpoint& endpoint() const { return endpoint_; }
+
+ private:
+  Connection(const Endpoint& endpoint, redisContext* context);
+  absl::Status Broke(absl::string_view doing);
+
+  Endpoint endpoint_;
+  redisContext* context_;
+  bool broken_ = false;
+};
+
+}  // namespace udpmsg::redis
+
+#endif  // UDPMSG_REDIS_CLIENT_H_
