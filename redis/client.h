@@ -16,7 +16,21 @@
 // reason, e.g. "Connection refused"); after one, broken() is true and every
 // later call fails at once: make a new Connection. A Redis error reply
 // (-ERR ...) is not a failed call: it is a Reply of type kError. A refused
-// AUTH is PERMISSION_DENIED from Connect.
+// AUTH is PERMISSION_DENIED from Connect (with Redis's text, never the
+// password). INVALID_ARGUMENT, which leaves a Connection usable, is for an
+// empty command, an endpoint without a host or with a port outside
+// 1..65535, and a timeout that is not positive and finite (at most a year).
+//
+// Timeouts: hiredis's connect timeout bounds only the TCP connect; Connect
+// then sets the same timeout on every read and write (SO_RCVTIMEO and
+// SO_SNDTIMEO), so a reply that does not come in time is UNAVAILABLE
+// "... timed out after 1s" and breaks the Connection (the reply may still
+// be on its way: the stream is out of step).
+//
+// SIGPIPE: hiredis writes with write(2); while a call writes, SIGPIPE is
+// blocked in the calling thread and one the write raised is discarded, so a
+// server that reset the connection is an EPIPE error, not the end of the
+// process.
 //
 // TLS: hiredis 0.14 has none (rediss:// is refused by ParseUrl with a
 // message saying so); tunnel it (stunnel, spiped) if the path needs it.
@@ -49,12 +63,17 @@ struct Endpoint {
 
 // redis://[[USER]:PASSWORD@]HOST[:PORT][/PATH]: PATH (without the leading
 // '/') is the rest; percent-escapes in USER and PASSWORD are decoded.
+// The scheme is case-insensitive; PORT defaults to 6379; an IPv6 HOST goes
+// in brackets (redis://[::1]:6379/room, host "::1"). Credentials need the
+// ':' (redis://:PASSWORD@HOST or redis://USER:PASSWORD@HOST); an empty
+// PASSWORD after it is refused.
 struct Url {
   Endpoint endpoint;
   std::string path;
 };
 // INVALID_ARGUMENT naming what is wrong (not redis://, no host, a bad port,
-// rediss:// which needs TLS this build lacks).
+// rediss:// which needs TLS this build lacks). Messages never repeat the
+// URL, which may hold a password.
 absl::StatusOr<Url> ParseUrl(absl::string_view url);
 
 struct Reply {
@@ -79,6 +98,8 @@ class Connection final {
   // Sends one command (binary-safe arguments) and reads its reply.
   absl::StatusOr<Reply> Command(const std::vector<std::string>& argv);
   // Sends every command, then reads their replies, in order (one round trip).
+  // An error reply answers its own command only; an I/O error breaks the
+  // Connection and the replies read before it are lost.
   absl::StatusOr<std::vector<Reply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
   // Bounds later reads and writes (e.g. longer than an XREAD BLOCK).
   absl::Status SetTimeout(absl::Duration timeout);
@@ -88,11 +109,17 @@ class Connection final {
 
  private:
   Connection(const Endpoint& endpoint, redisContext* context);
+  // Marks the Connection broken after hiredis failed `doing`; the
+  // UNAVAILABLE status that says why.
   absl::Status Broke(absl::string_view doing);
+  // UNAVAILABLE (with the first failure) once broken.
+  absl::Status CheckUsable() const;
 
   Endpoint endpoint_;
-  redisContext* context_;
+  redisContext* context_;  // owned; redisFree'd by the destructor
+  absl::Duration timeout_;
   bool broken_ = false;
+  std::string broken_reason_;
 };
 
 }  // namespace udpmsg::redis
