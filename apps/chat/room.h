@@ -7,8 +7,9 @@
 // sans-I/O and single-threaded per shard; only the Room is shared.
 //
 // LocalRoom (local_room.h) keeps all of it in memory behind a mutex, for
-// shards in one process; a room backed by a shared log (Redis Streams,
-// issue 19) would let a room span servers behind the same interface.
+// shards in one process; RedisRoom (redis_room.h) keeps the roster and the
+// log in Redis (a stream), so one room spans servers behind the same
+// interface. Indices need not be dense: they increase in log order.
 //
 // Usage (one room, N shards, each driven by its own thread):
 //   auto room = std::make_shared<chat::LocalRoom>(limits, std::make_unique<chat::LocalSequencer>());
@@ -78,9 +79,14 @@ struct RoomNotice {
   enum class Type {
     kReplaced,  // a new connection took the member's nick: close its connection
     kProbe,     // another connection asks for its nick: probe it, report Alive
+    // Tell every member of the shard `text` (a SYSTEM line outside the
+    // room's order, seq 0): a room spanning servers lost or regained its
+    // store, or this server is shutting down. `member` is 0.
+    kAnnounce,
   };
   Type type = Type::kProbe;
   uint64_t member = 0;
+  std::string text;  // kAnnounce
 };
 
 // One line of the log, as a shard reads it.
@@ -111,6 +117,9 @@ class Room {
     kClosed,       // the room is shutting down
     kProbe,        // Join: the nick's holder comes from the same address
                    // (Joined::holder): probe it, then Join with takeover
+    kUnavailable,  // the room's store (Redis) cannot be reached: nothing
+                   // was done (or, for a line whose answer was lost, it
+                   // may have been; the member is told it was not confirmed)
   };
 
   struct Joined {
@@ -122,6 +131,10 @@ class Room {
     // matched, or it did not answer a probe), 0 for a plain join.
     MemberId replaced = 0;
     MemberId holder = 0;  // kProbe: the member holding the nick
+    // kOk: recent lines said before the join, oldest first, for the new
+    // member only (a room spanning servers sends its last lines; LocalRoom
+    // none). Their indices are below `start`.
+    std::vector<RoomEntry> history;
   };
 
   virtual ~Room() = default;

@@ -269,6 +269,10 @@ void ServerCore::Refused(PeerId peer, Room::Result result, const std::string& to
     case Room::Result::kBusy:
       SendError(peer, "the room is busy: that message was not sent");
       return;
+    case Room::Result::kUnavailable:
+      SendError(peer, "the room is unavailable (its store cannot be reached): that message was "
+                      "not sent");
+      return;
     default:
       SendError(peer, "the server is shutting down: that message was not sent");
       return;
@@ -364,6 +368,10 @@ void ServerCore::TryJoin(absl::Time now, PeerId peer, JoinRequest request) {
     case Room::Result::kBusy:
       Refuse(peer, address, "the room is busy: try again in a moment");
       return;
+    case Room::Result::kUnavailable:
+      Refuse(peer, address,
+             "the room is unavailable (its store cannot be reached): try again in a moment");
+      return;
     default:
       Refuse(peer, address, "the server is shutting down");
       return;
@@ -378,6 +386,10 @@ void ServerCore::TryJoin(absl::Time now, PeerId peer, JoinRequest request) {
   welcome.mutable_welcome()->set_member_count(joined.roster.count);
   welcome.mutable_welcome()->set_resume_token(request.new_token);
   Send(peer, Serialize(welcome));  // before its join line, which Drain delivers
+  for (RoomEntry& e : joined.history) {  // the room's recent lines, for it alone
+    Enqueue(peer, member,
+            std::make_shared<const SharedMessage>(std::move(e.bytes), &held_message_bytes_));
+  }
   Log(absl::StrCat(Displayable(nick), joined.replaced != 0 ? " reconnected from " : " joined from ",
                    address, joined.replaced != 0 ? " (replacing its old connection) " : " ",
                    Count(joined.roster.count)));
@@ -583,6 +595,16 @@ void ServerCore::TakeNotices() {
   std::vector<RoomNotice> notices;
   room_->TakeNotices(shard_, &notices);
   for (const RoomNotice& n : notices) {
+    if (n.type == RoomNotice::Type::kAnnounce) {
+      ServerMessage m;
+      m.mutable_line()->set_kind(Line::SYSTEM);
+      m.mutable_line()->set_text(n.text);
+      auto shared = std::make_shared<const SharedMessage>(
+          std::make_shared<const std::string>(Serialize(m)), &held_message_bytes_);
+      for (const auto& [joined, member] : order_) Enqueue(member->id, *member, shared);
+      Log(absl::StrCat("notice to ", Plural(order_.size(), "member"), ": ", n.text));
+      continue;
+    }
     auto it = order_.find(n.member);
     if (it == order_.end()) continue;  // gone meanwhile
     const PeerId peer = it->second->id;

@@ -1,0 +1,964 @@
+#include "apps/chat/redis_room.h"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+#include <random>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "apps/chat/chat.pb.h"
+#include "apps/chat/rules.h"
+
+namespace udpmsg::chat {
+namespace {
+
+// Every script gets KEYS[1] = seq, KEYS[2] = log, and ARGV[1] = MAXLEN,
+// ARGV[2] = the time (Unix ms), ARGV[3] = this server, ARGV[4] = the alive
+// key prefix, ARGV[5] = the room's key prefix; its own keys and arguments
+// follow. The preamble's functions: append numbers a line and adds it to the
+// stream; holder reads a nick key and returns its holder if that holder's
+// server is alive (this server counts as alive).
+constexpr char kPreamble[] = R"lua(
+local function append(k, f, t, o, ti, fi, rs, ri)
+  local n = redis.call('INCR', KEYS[1])
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'k', k, 'f', f, 't', t,
+             'o', o, 'ti', ti, 'fi', fi, 'ms', ARGV[2], 'rs', rs, 'ri', ri)
+  return n
+end
+local function holder(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local s, id, h, nick = string.match(v, '^(%S+) (%d+) (%S+) (%S+)$')
+  if not s then return nil end
+  if s ~= ARGV[3] and redis.call('EXISTS', ARGV[4] .. s) == 0 then return nil end
+  return s, id, h, nick
+end
+local function ours(key, server, id)
+  local v = redis.call('GET', key)
+  local p = server .. ' ' .. id .. ' '
+  if v and string.sub(v, 1, #p) == p then redis.call('DEL', key) end
+end
+)lua";
+
+// KEYS[3] nick key, [4] ids, [5] who:me, [6] servers. ARGV[6] nick,
+// [7] presented token hash ('' none), [8] new token hash ('-' none),
+// [9] announce '1'/'0', [10] history lines, [11] a local member this
+// server decided to replace ('0' none).
+constexpr char kJoin[] = R"lua(
+local s, id, h, nick = holder(KEYS[3])
+local rs, ri = '', '0'
+if s then
+  if (s == ARGV[3] and id == ARGV[11]) or (ARGV[7] ~= '' and h == ARGV[7]) then
+    rs, ri = s, id
+    redis.call('ZREM', ARGV[5] .. 'who:' .. s, nick)
+  else
+    return {'taken', s, id}
+  end
+end
+local me = redis.call('INCR', KEYS[4])
+redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. me .. ' ' .. ARGV[8] .. ' ' .. ARGV[6])
+redis.call('ZADD', KEYS[5], me, ARGV[6])
+redis.call('SADD', KEYS[6], ARGV[3])
+local start
+if rs ~= '' and (ARGV[9] == '1' or rs ~= ARGV[3]) then
+  start = append(6, '', ARGV[6] .. ' reconnected', '', 0, 0, rs, ri)
+elseif ARGV[9] == '1' then
+  start = append(3, ARGV[6], '', '', 0, 0, '', '0')
+else
+  start = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
+end
+local hist = {}
+local want = tonumber(ARGV[10])
+local last = '+'
+local scanned = 0
+while #hist < want and scanned < 10 * want do
+  local batch = redis.call('XREVRANGE', KEYS[2], last, '-', 'COUNT', want)
+  if #batch == 0 then break end
+  for _, e in ipairs(batch) do
+    last = '(' .. e[1]
+    scanned = scanned + 1
+    local f = e[2]
+    if tonumber(f[2]) < start and f[12] == '0' and #hist < want then table.insert(hist, e) end
+  end
+end
+return {'ok', me, start, rs, ri, hist}
+)lua";
+
+// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick, [8] why, [9] announce.
+constexpr char kLeave[] = R"lua(
+ours(KEYS[3], ARGV[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[7])
+if ARGV[9] == '1' then append(4, ARGV[7], ARGV[8], '', 0, 0, '', '0') end
+return 'ok'
+)lua";
+
+// KEYS[3] new nick key, [4] old nick key, [5] who:me. ARGV[6] id, [7] old
+// nick, [8] new nick, [9] token hash.
+constexpr char kRename[] = R"lua(
+local s, id = holder(KEYS[3])
+if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
+ours(KEYS[4], ARGV[3], ARGV[6])
+redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[9] .. ' ' .. ARGV[8])
+redis.call('ZREM', KEYS[5], ARGV[7])
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[8])
+append(5, ARGV[7], ARGV[8], '', 0, 0, '', '0')
+return 'ok'
+)lua";
+
+// ARGV[6] kind, [7] nick, [8] text.
+constexpr char kSay[] = R"lua(
+return append(tonumber(ARGV[6]), ARGV[7], ARGV[8], '', 0, 0, '', '0')
+)lua";
+
+// KEYS[3] the target's nick key. ARGV[6] from nick, [7] text, [8] from id.
+constexpr char kPrivate[] = R"lua(
+local s, id, h, nick = holder(KEYS[3])
+if not s then return 'nosuch' end
+append(2, ARGV[6], ARGV[7], nick, id, ARGV[8], '', '0')
+return 'ok'
+)lua";
+
+// KEYS[3] servers. ARGV[6] nicks listed at most. Returns the room's size,
+// then nick, number pairs of every live server's first members.
+constexpr char kWho[] = R"lua(
+local out = {0}
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  if s == ARGV[3] or redis.call('EXISTS', ARGV[4] .. s) == 1 then
+    local key = ARGV[5] .. 'who:' .. s
+    out[1] = out[1] + redis.call('ZCARD', key)
+    for _, x in ipairs(redis.call('ZRANGE', key, 0, tonumber(ARGV[6]) - 1, 'WITHSCORES')) do
+      table.insert(out, x)
+    end
+  end
+end
+return out
+)lua";
+
+// KEYS[3] servers. ARGV[6] a server whose alive key is gone, [7] announce
+// limit. Exactly one live server reaps it (SREM answers 1 once).
+constexpr char kReap[] = R"lua(
+if redis.call('EXISTS', ARGV[4] .. ARGV[6]) == 1 then return -1 end
+if redis.call('SREM', KEYS[3], ARGV[6]) == 0 then return -1 end
+local key = ARGV[5] .. 'who:' .. ARGV[6]
+local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
+local count = #members / 2
+for i = 1, #members, 2 do
+  ours(ARGV[5] .. 'nick:' .. string.lower(members[i]), ARGV[6], members[i + 1])
+  if count <= tonumber(ARGV[7]) then append(4, members[i], 'server lost', '', 0, 0, '', '0') end
+end
+redis.call('DEL', key)
+return count
+)lua";
+
+// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick.
+constexpr char kReclaim[] = R"lua(
+local s, id = holder(KEYS[3])
+if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
+redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
+redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
+return 'ok'
+)lua";
+
+bool NameOk(const std::string& s, size_t max) {
+  if (s.empty() || s.size() > max) return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-';
+  });
+}
+
+std::string RandomId() {
+  std::random_device rd;
+  std::string id;
+  for (int i = 0; i < 4; ++i) absl::StrAppend(&id, absl::Hex(rd(), absl::kZeroPad8));
+  return id.substr(0, 16);
+}
+
+// A token's hash in hex (the token itself never leaves the server).
+std::string TokenHash(const std::string& token) {
+  if (token.size() != kResumeTokenBytes) return "";
+  unsigned char h[16];
+  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()),
+                     token.size(), nullptr, 0);
+  std::string hex;
+  for (unsigned char c : h) absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
+  return hex;
+}
+
+// A field of a stream entry's flat field list, "" when absent.
+const std::string& Field(const redis::Reply& fields, const char* name) {
+  static const std::string kEmpty;
+  for (size_t i = 0; i + 1 < fields.elements.size(); i += 2) {
+    if (fields.elements[i].str == name) return fields.elements[i + 1].str;
+  }
+  return kEmpty;
+}
+
+uint64_t FieldNumber(const redis::Reply& fields, const char* name) {
+  uint64_t v = 0;
+  return absl::SimpleAtoi(Field(fields, name), &v) ? v : 0;
+}
+
+// A stream entry [id, [field, value, ...]] as a room entry (index = its
+// line number), or false if it is not one of ours.
+bool ToEntry(const redis::Reply& e, RoomEntry* out, std::string* id) {
+  if (e.type != redis::Reply::Type::kArray || e.elements.size() != 2) return false;
+  const redis::Reply& f = e.elements[1];
+  Line line;
+  line.set_seq(FieldNumber(f, "n"));
+  int kind = 0;
+  if (line.seq() == 0 || !absl::SimpleAtoi(Field(f, "k"), &kind) || !Line::Kind_IsValid(kind)) {
+    return false;
+  }
+  line.set_kind(static_cast<Line::Kind>(kind));
+  line.set_from(Field(f, "f"));
+  line.set_text(Field(f, "t"));
+  line.set_to(Field(f, "o"));
+  int64_t ms = 0;
+  if (absl::SimpleAtoi(Field(f, "ms"), &ms)) line.set_time_ms(ms);
+  ServerMessage m;
+  *m.mutable_line() = std::move(line);
+  out->index = m.line().seq();
+  out->bytes = std::make_shared<const std::string>(m.SerializeAsString());
+  out->to = FieldNumber(f, "ti");
+  out->from = FieldNumber(f, "fi");
+  *id = e.elements[0].str;
+  return true;
+}
+
+std::string Ms(absl::Duration d) { return absl::StrCat(absl::ToInt64Milliseconds(d)); }
+
+}  // namespace
+
+absl::Status RedisRoomOptions::Validate() const {
+  if (!NameOk(room, 64)) {
+    return absl::InvalidArgumentError(absl::StrCat("room name \"", room.substr(0, 80),
+                                                   "\" is invalid: use 1-64 of A-Z a-z 0-9 _ . -"));
+  }
+  if (!server_id.empty() && !NameOk(server_id, 40)) {
+    return absl::InvalidArgumentError("server_id is invalid: use 1-40 of A-Z a-z 0-9 _ . -");
+  }
+  if (history_lines > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("history_lines ", history_lines, " is out of range (0 to 1000)"));
+  }
+  if (max_stream_lines < 100 || max_stream_lines < history_lines) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_stream_lines ", max_stream_lines, " is below 100 or history_lines"));
+  }
+  if (heartbeat <= absl::ZeroDuration() || alive_ttl < 3 * heartbeat) {
+    return absl::InvalidArgumentError(absl::StrCat("alive_ttl ", absl::FormatDuration(alive_ttl),
+                                                   " must be at least 3 heartbeats (",
+                                                   absl::FormatDuration(heartbeat), ")"));
+  }
+  if (timeout <= absl::ZeroDuration() || max_backoff <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("timeout and max_backoff must be positive");
+  }
+  if (limits.max_members < 1 || limits.max_members > kMaxMembersLimit ||
+      limits.max_members_per_address < 1) {
+    return absl::InvalidArgumentError("limits are out of range");
+  }
+  return absl::OkStatus();
+}
+
+RedisRoom::RedisRoom(const RedisRoomOptions& options)
+    : options_(options), prefix_(absl::StrCat("udpmsg:chat:{", options.room, "}:")) {}
+
+absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOptions& options) {
+  if (absl::Status s = options.Validate(); !s.ok()) return s;
+  if (sodium_init() < 0) return absl::InternalError("libsodium failed to initialise");
+  RedisRoomOptions o = options;
+  if (o.server_id.empty()) o.server_id = RandomId();
+  std::shared_ptr<RedisRoom> room(new RedisRoom(o));
+  absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+      redis::Connection::Connect(o.endpoint, o.timeout);
+  if (!c.ok()) return c.status();
+  // Where the stream ends: this server delivers what comes after.
+  absl::StatusOr<redis::Reply> tail =
+      (*c)->Command({"XREVRANGE", room->Key("log"), "+", "-", "COUNT", "1"});
+  if (!tail.ok()) return tail.status();
+  if (tail->is_error()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Redis at ", o.endpoint.ToString(), " refused to read the room's stream: ", tail->str));
+  }
+  if (!tail->elements.empty()) {
+    RoomEntry e;
+    std::string id;
+    if (ToEntry(tail->elements[0], &e, &id)) {
+      room->last_id_ = id;
+      room->last_n_ = e.index;
+      room->last_index_.store(e.index);
+    }
+  }
+  room->cmd_ = std::move(*c);
+  std::lock_guard<std::mutex> lock(room->cmd_mu_);
+  absl::StatusOr<redis::Reply> alive =
+      room->Call({"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
+  if (!alive.ok()) return alive.status();
+  if (alive->is_error()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Redis at ", o.endpoint.ToString(), " refused a write: ", alive->str));
+  }
+  absl::StatusOr<redis::Reply> add = room->Call({"SADD", room->Key("servers"), o.server_id});
+  if (!add.ok()) return add.status();
+  return room;
+}
+
+RedisRoom::~RedisRoom() { Stop(); }
+
+void RedisRoom::Log(const std::string& line) const {
+  if (options_.log) options_.log(line);
+}
+
+int RedisRoom::AddShard(std::function<void()> wake) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Shard s;
+  s.wake = std::move(wake);
+  s.read = last_index_.load(std::memory_order_relaxed);
+  shards_.push_back(std::move(s));
+  return static_cast<int>(shards_.size()) - 1;
+}
+
+void RedisRoom::Start() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (started_ || stopping_) return;
+  started_ = true;
+  thread_ = std::thread([this] { ReaderLoop(); });
+}
+
+void RedisRoom::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  if (!available_.load() || cmd_ == nullptr || cmd_->broken()) return;
+  (void)cmd_->Pipeline({{"SREM", Key("servers"), options_.server_id},
+                        {"DEL", Key("alive:" + options_.server_id)},
+                        {"DEL", Key("who:" + options_.server_id)}});
+}
+
+std::vector<std::string> RedisRoom::Eval(const char* script, absl::Time now,
+                                         const std::vector<std::string>& keys,
+                                         const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {"EVAL", absl::StrCat(kPreamble, script),
+                                   absl::StrCat(2 + keys.size()), Key("seq"), Key("log")};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.push_back(absl::StrCat(options_.max_stream_lines));
+  argv.push_back(absl::StrCat(absl::ToUnixMillis(now)));
+  argv.push_back(options_.server_id);
+  argv.push_back(Key("alive:"));
+  argv.push_back(prefix_);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+absl::StatusOr<redis::Reply> RedisRoom::Call(const std::vector<std::string>& argv) {
+  if (!available_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError("the room's Redis is unreachable");
+  }
+  if (cmd_ == nullptr || cmd_->broken() || cmd_stale_.exchange(false)) {
+    // A connection from before a loss may be dead without knowing it yet:
+    // a fresh one (never a retry: the call may have run).
+    cmd_.reset();
+    absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+        redis::Connection::Connect(options_.endpoint, options_.timeout);
+    if (!c.ok()) {
+      MarkLost(c.status());
+      return c.status();
+    }
+    cmd_ = std::move(*c);
+  }
+  absl::StatusOr<redis::Reply> r = cmd_->Command(argv);
+  if (!r.ok()) {
+    MarkLost(r.status());
+    return r.status();
+  }
+  if (r->is_error()) Log(absl::StrCat("Redis refused a call: ", r->str));
+  return r;
+}
+
+void RedisRoom::MarkLost(const absl::Status& why) {
+  std::vector<const std::function<void()>*> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    available_.store(false, std::memory_order_release);
+    cmd_stale_.store(true, std::memory_order_release);
+    if (lost_ || stopping_) return;
+    lost_ = true;
+    AnnounceLocked(
+        absl::StrCat("this server lost the room's store (Redis at ", options_.endpoint.ToString(),
+                     "): lines are refused until it is back"),
+        &wakes);
+  }
+  Log(absl::StrCat("lost the room's Redis: ", why.message(), "; reconnecting"));
+  cv_.notify_all();
+  Wake(wakes);
+}
+
+const std::function<void()>* RedisRoom::NoticeLocked(int shard, RoomNotice notice) {
+  Shard& s = shards_.at(static_cast<size_t>(shard));
+  s.notices.push_back(std::move(notice));
+  notices_.fetch_add(1, std::memory_order_acq_rel);
+  return s.wake ? &s.wake : nullptr;
+}
+
+void RedisRoom::AnnounceLocked(const std::string& text,
+                               std::vector<const std::function<void()>*>* wakes) {
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    RoomNotice n;
+    n.type = RoomNotice::Type::kAnnounce;
+    n.text = text;
+    if (const auto* w = NoticeLocked(static_cast<int>(i), std::move(n)); w != nullptr) {
+      wakes->push_back(w);
+    }
+  }
+}
+
+void RedisRoom::WakeOthers(int shard, std::vector<const std::function<void()>*>* wakes) {
+  for (size_t i = 0; i < shards_.size(); ++i) {
+    Shard& s = shards_[i];
+    if (static_cast<int>(i) == shard || s.woken || !s.wake) continue;
+    s.woken = true;
+    wakes->push_back(&s.wake);
+  }
+}
+
+void RedisRoom::Wake(const std::vector<const std::function<void()>*>& wakes) {
+  for (const std::function<void()>* w : wakes) (*w)();
+}
+
+Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& request) {
+  std::vector<const std::function<void()>*> wakes;
+  Joined j;
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  MemberId replace = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) {
+      j.result = Result::kClosed;
+      return j;
+    }
+    auto holder = by_nick_.find(NickKey(request.nick));
+    if (holder != by_nick_.end()) {  // on this server: as LocalRoom decides
+      const MemberId id = holder->second;
+      const Member& h = members_.at(id);
+      auto probe = probes_.find(id);
+      const bool unanswered = request.takeover == id && probe != probes_.end() &&
+                              !probe->second.alive && now >= probe->second.until;
+      const std::string presented = TokenHash(request.resume_token);
+      if ((!presented.empty() && presented == h.token_hash) || unanswered) {
+        replace = id;
+      } else if (h.address_key == request.address_key && request.takeover != id) {
+        j.result = Result::kProbe;
+        j.holder = id;
+        return j;
+      } else {
+        j.result = Result::kNickTaken;
+        return j;
+      }
+    }
+    const Member* old = replace != 0 ? &members_.at(replace) : nullptr;
+    auto from_here = by_address_.find(request.address_key);
+    const size_t here = (from_here == by_address_.end() ? 0 : from_here->second) -
+                        (old != nullptr && old->address_key == request.address_key ? 1 : 0);
+    if (old == nullptr && members_.size() >= options_.limits.max_members) {
+      j.result = Result::kFull;
+    } else if (here >= options_.limits.max_members_per_address) {
+      j.result = Result::kAddressFull;
+    } else if (log_bytes_ > 2 * options_.limits.max_log_bytes) {
+      j.result = Result::kBusy;
+    }
+    if (j.result != Result::kOk) return j;
+  }
+  std::string new_hash = TokenHash(request.new_token);
+  if (new_hash.empty()) new_hash = "-";
+  size_t after = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    after = members_.size() + (replace == 0 ? 1 : 0);
+  }
+  absl::StatusOr<redis::Reply> r =
+      Call(Eval(kJoin, now,
+                {Key("nick:" + NickKey(request.nick)), Key("ids"), Key("who:" + options_.server_id),
+                 Key("servers")},
+                {request.nick, TokenHash(request.resume_token), new_hash,
+                 after <= options_.limits.announce_limit ? "1" : "0",
+                 absl::StrCat(options_.history_lines), absl::StrCat(replace)}));
+  if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
+    j.result = Result::kUnavailable;
+    return j;
+  }
+  if (r->elements[0].str == "taken") {
+    j.result = Result::kNickTaken;
+    return j;
+  }
+  if (r->elements.size() != 6) {
+    j.result = Result::kUnavailable;
+    return j;
+  }
+  j.id = static_cast<MemberId>(r->elements[1].integer);
+  const std::string& rs = r->elements[3].str;
+  uint64_t ri = 0;
+  (void)absl::SimpleAtoi(r->elements[4].str, &ri);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    j.start = static_cast<uint64_t>(r->elements[2].integer + offset_);
+    const std::vector<redis::Reply>& hist = r->elements[5].elements;
+    for (auto it = hist.rbegin(); it != hist.rend(); ++it) {
+      RoomEntry e;
+      std::string id;
+      if (ToEntry(*it, &e, &id)) {
+        e.index = static_cast<uint64_t>(static_cast<int64_t>(e.index) + offset_);
+        j.history.push_back(std::move(e));
+      }
+    }
+    if (replace != 0 || (rs == options_.server_id && members_.count(ri) != 0)) {
+      const MemberId gone = replace != 0 ? replace : ri;
+      auto it = members_.find(gone);
+      if (it != members_.end()) {
+        const int old_shard = it->second.shard;
+        auto count = by_address_.find(it->second.address_key);
+        if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
+        by_nick_.erase(NickKey(it->second.nick));
+        members_.erase(it);
+        probes_.erase(gone);
+        if (const auto* w = NoticeLocked(old_shard, {RoomNotice::Type::kReplaced, gone, ""});
+            w != nullptr && old_shard != shard) {
+          wakes.push_back(w);
+        }
+        j.replaced = gone;
+      }
+    } else if (!rs.empty()) {
+      j.replaced = ri;  // a member of another server: its server closes it
+    }
+    members_.emplace(j.id, Member{request.nick, request.address_key, shard, new_hash});
+    by_nick_[NickKey(request.nick)] = j.id;
+    ++by_address_[request.address_key];
+  }
+  j.roster = WhoLocked();
+  Wake(wakes);
+  return j;
+}
+
+absl::Time RedisRoom::StartProbe(int shard, absl::Time now, MemberId holder,
+                                 absl::Duration timeout) {
+  const std::function<void()>* wake = nullptr;
+  absl::Time until;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(holder);
+    if (it == members_.end()) return now;
+    auto [probe, fresh] = probes_.try_emplace(holder);
+    if (!fresh && now < probe->second.until) return probe->second.until;
+    probe->second = Probe{now + timeout, false};
+    until = probe->second.until;
+    wake = NoticeLocked(it->second.shard, {RoomNotice::Type::kProbe, holder, ""});
+    if (it->second.shard == shard) wake = nullptr;
+  }
+  if (wake != nullptr) (*wake)();
+  return until;
+}
+
+void RedisRoom::Alive(MemberId id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = probes_.find(id);
+  if (it != probes_.end()) it->second.alive = true;
+}
+
+void RedisRoom::TakeNotices(int shard, std::vector<RoomNotice>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<RoomNotice>& notices = shards_.at(static_cast<size_t>(shard)).notices;
+  out->insert(out->end(), notices.begin(), notices.end());
+  notices.clear();
+}
+
+uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::string& why) {
+  (void)shard;
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  PendingLeave leave;
+  uint64_t left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(id);
+    if (it == members_.end()) return members_.size();
+    leave = PendingLeave{id, it->second.nick, why.empty() && closed_ ? "server shutting down" : why,
+                         members_.size() <= options_.limits.announce_limit};
+    auto count = by_address_.find(it->second.address_key);
+    if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
+    by_nick_.erase(NickKey(it->second.nick));
+    members_.erase(it);
+    probes_.erase(id);
+    left = members_.size();
+    if (!available_.load()) {
+      pending_leaves_.push_back(std::move(leave));  // at most one per member
+      return left;
+    }
+  }
+  absl::StatusOr<redis::Reply> r =
+      Call(Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
+                {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0"}));
+  if (!r.ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_leaves_.push_back(std::move(leave));
+  }
+  return left;
+}
+
+Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std::string& nick) {
+  (void)shard;
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  std::string old;
+  std::string hash;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(id);
+    if (closed_ || it == members_.end()) return Result::kClosed;
+    auto holder = by_nick_.find(NickKey(nick));
+    if (holder != by_nick_.end() && holder->second != id) return Result::kNickTaken;
+    if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
+    old = it->second.nick;
+    hash = it->second.token_hash;
+  }
+  absl::StatusOr<redis::Reply> r = Call(Eval(
+      kRename, now,
+      {Key("nick:" + NickKey(nick)), Key("nick:" + NickKey(old)), Key("who:" + options_.server_id)},
+      {absl::StrCat(id), old, nick, hash}));
+  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+  if (r->str == "taken") return Result::kNickTaken;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(id);
+  if (it != members_.end()) {
+    by_nick_.erase(NickKey(old));
+    by_nick_[NickKey(nick)] = id;
+    it->second.nick = nick;
+  }
+  return Result::kOk;
+}
+
+Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
+                            const std::string& text) {
+  (void)shard;
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  std::string nick;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(id);
+    if (closed_ || it == members_.end()) return Result::kClosed;
+    if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
+    nick = it->second.nick;
+  }
+  absl::StatusOr<redis::Reply> r =
+      Call(Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
+  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+  return Result::kOk;
+}
+
+Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const std::string& to,
+                                const std::string& text) {
+  (void)shard;
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  std::string nick;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = members_.find(id);
+    if (closed_ || it == members_.end()) return Result::kClosed;
+    if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
+    nick = it->second.nick;
+  }
+  if (CheckNick(to).ok() == false) return Result::kNoSuchNick;
+  absl::StatusOr<redis::Reply> r =
+      Call(Eval(kPrivate, now, {Key("nick:" + NickKey(to))}, {nick, text, absl::StrCat(id)}));
+  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+  if (r->str == "nosuch") return Result::kNoSuchNick;
+  return Result::kOk;
+}
+
+bool RedisRoom::Close(int shard, absl::Time now) {
+  (void)shard;
+  (void)now;
+  std::vector<const std::function<void()>*> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (closed_) return false;
+    closed_ = true;
+    // The room goes on on other servers: only this server's members hear it.
+    AnnounceLocked("server shutting down", &wakes);
+  }
+  Wake(wakes);
+  return true;
+}
+
+Roster RedisRoom::LocalRoster() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  Roster r;
+  r.count = members_.size();
+  for (const auto& [id, m] : members_) {
+    if (r.first.size() >= kMaxListedNicks) break;
+    r.first.push_back(m.nick);
+  }
+  return r;
+}
+
+Roster RedisRoom::WhoLocked() {
+  absl::StatusOr<redis::Reply> r =
+      Call(Eval(kWho, absl::Now(), {Key("servers")}, {absl::StrCat(kMaxListedNicks)}));
+  if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
+    return LocalRoster();
+  }
+  Roster roster;
+  roster.count = static_cast<uint64_t>(r->elements[0].integer);
+  std::vector<std::pair<uint64_t, std::string>> listed;
+  for (size_t i = 1; i + 1 < r->elements.size(); i += 2) {
+    uint64_t score = 0;
+    (void)absl::SimpleAtoi(r->elements[i + 1].str, &score);
+    listed.emplace_back(score, r->elements[i].str);
+  }
+  std::sort(listed.begin(), listed.end());
+  for (auto& [score, nick] : listed) {
+    if (roster.first.size() >= kMaxListedNicks) break;
+    roster.first.push_back(std::move(nick));
+  }
+  return roster;
+}
+
+Roster RedisRoom::Who() const {
+  auto* self = const_cast<RedisRoom*>(this);
+  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  return self->WhoLocked();
+}
+
+uint64_t RedisRoom::member_count() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return members_.size();
+}
+
+std::string RedisRoom::NickOf(MemberId id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(id);
+  return it == members_.end() ? "" : it->second.nick;
+}
+
+std::vector<std::string> RedisRoom::Members() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> nicks;
+  for (const auto& [id, m] : members_) nicks.push_back(m.nick);
+  return nicks;
+}
+
+void RedisRoom::Read(int shard, std::vector<RoomEntry>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Shard& s = shards_.at(static_cast<size_t>(shard));
+  s.woken = false;
+  for (const RoomEntry& e : log_) {
+    if (e.index > s.read) out->push_back(e);
+  }
+  if (!log_.empty()) s.read = std::max(s.read, log_.back().index);
+  uint64_t oldest = std::numeric_limits<uint64_t>::max();
+  for (const Shard& other : shards_) oldest = std::min(oldest, other.read);
+  bool freed = false;
+  while (!log_.empty() && log_.front().index <= oldest) {
+    log_bytes_ -= log_.front().bytes->size();
+    log_.pop_front();
+    freed = true;
+  }
+  if (freed) cv_.notify_all();
+}
+
+void RedisRoom::ReaderLoop() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  std::mt19937_64 jitter(std::random_device{}());
+  const absl::Duration poll = std::min(options_.heartbeat, absl::Milliseconds(200));
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_) return;
+      if (lost_ && reader_ != nullptr) reader_.reset();  // a shard's call failed: re-check
+      // Lines the shards have not fanned out: wait for them (bounded).
+      if (log_bytes_ > 2 * options_.limits.max_log_bytes) {
+        cv_.wait_for(lock, std::chrono::milliseconds(100));
+        continue;
+      }
+    }
+    if (reader_ == nullptr) {
+      absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+          redis::Connection::Connect(options_.endpoint, options_.timeout);
+      if (c.ok() && (*c)->SetTimeout(options_.timeout + poll).ok()) {
+        reader_ = std::move(*c);
+        if (!Recover()) reader_.reset();
+      } else if (!c.ok()) {
+        MarkLost(c.status());
+      }
+      if (reader_ == nullptr) {
+        std::uniform_real_distribution<double> spread(0.5, 1.0);
+        const absl::Duration wait = backoff * spread(jitter);
+        backoff = std::min(2 * backoff, options_.max_backoff);
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait_for(lock, absl::ToChronoMilliseconds(wait), [this] { return stopping_; });
+        continue;
+      }
+      backoff = absl::Milliseconds(100);
+    }
+    const absl::Time now = absl::Now();
+    if (now >= next_heartbeat_ && !Heartbeat(now)) continue;
+    absl::StatusOr<redis::Reply> r = reader_->Command(
+        {"XREAD", "COUNT", "512", "BLOCK", Ms(poll), "STREAMS", Key("log"), last_id_});
+    if (!r.ok()) {
+      MarkLost(r.status());
+      reader_.reset();
+      continue;
+    }
+    if (r->type == redis::Reply::Type::kArray && !r->elements.empty()) {
+      const redis::Reply& stream = r->elements[0];
+      if (stream.elements.size() == 2) Deliver(stream.elements[1]);
+    }
+  }
+}
+
+bool RedisRoom::Recover() {
+  const absl::Time now = absl::Now();
+  if (!Heartbeat(now)) return false;
+  // Members and leaves as this server knows them.
+  std::vector<std::pair<MemberId, Member>> members;
+  std::vector<PendingLeave> leaves;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_) return true;  // the first connect: nothing to re-claim
+    members.assign(members_.begin(), members_.end());
+    leaves = pending_leaves_;
+  }
+  std::vector<std::vector<std::string>> calls;
+  for (const auto& [id, m] : members) {
+    calls.push_back(Eval(kReclaim, now,
+                         {Key("nick:" + NickKey(m.nick)), Key("who:" + options_.server_id)},
+                         {absl::StrCat(id), m.token_hash, m.nick}));
+  }
+  for (const PendingLeave& l : leaves) {
+    calls.push_back(Eval(kLeave, now,
+                         {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
+                         {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
+  }
+  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
+  if (!r.ok()) return false;
+  std::vector<const std::function<void()>*> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < members.size() && i < r->size(); ++i) {
+      if ((*r)[i].str != "taken") continue;
+      // Its nick went to someone else while this server was cut off.
+      auto it = members_.find(members[i].first);
+      if (it == members_.end()) continue;
+      const int shard = it->second.shard;
+      by_nick_.erase(NickKey(it->second.nick));
+      auto count = by_address_.find(it->second.address_key);
+      if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
+      members_.erase(it);
+      if (const auto* w =
+              NoticeLocked(shard, {RoomNotice::Type::kReplaced, members[i].first, ""})) {
+        wakes.push_back(w);
+      }
+    }
+    pending_leaves_.erase(pending_leaves_.begin(),
+                          pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
+    lost_ = false;
+    available_.store(true, std::memory_order_release);
+    AnnounceLocked("this server reached the room's store again: lines flow again", &wakes);
+  }
+  Log(absl::StrCat("reached the room's Redis at ", options_.endpoint.ToString(), " again; ",
+                   members.size(), " members re-registered, reading on after ", last_id_));
+  Wake(wakes);
+  return true;
+}
+
+bool RedisRoom::Heartbeat(absl::Time now) {
+  next_heartbeat_ = now + options_.heartbeat;
+  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(
+      {{"SET", Key("alive:" + options_.server_id), "1", "PX", Ms(options_.alive_ttl)},
+       {"SADD", Key("servers"), options_.server_id},
+       {"SMEMBERS", Key("servers")}});
+  if (!r.ok() || r->size() != 3) {
+    MarkLost(r.ok() ? absl::UnavailableError("short reply") : r.status());
+    reader_.reset();
+    return false;
+  }
+  // Servers whose alive key is gone: the first live server to see it
+  // announces their members' leaves.
+  for (const redis::Reply& s : (*r)[2].elements) {
+    if (s.str == options_.server_id) continue;
+    absl::StatusOr<redis::Reply> reaped = reader_->Command(
+        Eval(kReap, now, {Key("servers")}, {s.str, absl::StrCat(options_.limits.announce_limit)}));
+    if (!reaped.ok()) {
+      MarkLost(reaped.status());
+      reader_.reset();
+      return false;
+    }
+    if (reaped->type == redis::Reply::Type::kInteger && reaped->integer >= 0) {
+      Log(absl::StrCat("server ", s.str, " stopped answering: its ", reaped->integer,
+                       " members left the room"));
+    }
+  }
+  return true;
+}
+
+void RedisRoom::Deliver(const redis::Reply& entries) {
+  std::vector<const std::function<void()>*> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const redis::Reply& raw : entries.elements) {
+      RoomEntry e;
+      std::string id;
+      if (!ToEntry(raw, &e, &id)) {
+        if (raw.elements.size() == 2) last_id_ = raw.elements[0].str;
+        continue;
+      }
+      const uint64_t n = e.index;
+      if (last_n_ != 0 && n <= last_n_) {
+        // The numbers went back: Redis lost its data (restarted without it).
+        offset_ = static_cast<int64_t>(last_index_.load()) - static_cast<int64_t>(n) + 1;
+        AnnounceLocked(
+            "the room's store lost its history (Redis restarted without its data): "
+            "lines may have been lost",
+            &wakes);
+      } else if (last_n_ != 0 && n > last_n_ + 1) {
+        AnnounceLocked(absl::StrCat("this server missed ", n - last_n_ - 1,
+                                    " lines (the stream was trimmed before it read them)"),
+                       &wakes);
+      }
+      last_n_ = n;
+      last_id_ = id;
+      e.index = static_cast<uint64_t>(static_cast<int64_t>(n) + offset_);
+      // A member of this server whose nick a reconnect on another server took.
+      uint64_t ri = 0;
+      if (Field(raw.elements[1], "rs") == options_.server_id &&
+          absl::SimpleAtoi(Field(raw.elements[1], "ri"), &ri)) {
+        auto it = members_.find(ri);
+        if (it != members_.end()) {
+          const int shard = it->second.shard;
+          by_nick_.erase(NickKey(it->second.nick));
+          auto count = by_address_.find(it->second.address_key);
+          if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
+          members_.erase(it);
+          probes_.erase(ri);
+          if (const auto* w = NoticeLocked(shard, {RoomNotice::Type::kReplaced, ri, ""})) {
+            wakes.push_back(w);
+          }
+        }
+      }
+      log_bytes_ += e.bytes->size();
+      log_.push_back(std::move(e));
+      last_index_.store(log_.back().index, std::memory_order_release);
+      lines_read_.fetch_add(1, std::memory_order_acq_rel);
+    }
+    WakeOthers(-1, &wakes);
+  }
+  Wake(wakes);
+}
+
+}  // namespace udpmsg::chat

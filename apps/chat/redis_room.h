@@ -1,0 +1,243 @@
+// RedisRoom: a Room (room.h) kept in Redis, so that one chat room spans
+// several chat servers (`udpmsg chat serve --cluster redis://HOST:PORT/ROOM`).
+// The room's one total order is a Redis stream: every server appends its
+// members' lines to it (one Lua script numbers each line and XADDs it
+// atomically) and reads it back (XREAD BLOCK) to fan every line out to its
+// own members in stream order, so members on different servers see the same
+// lines in the same order with the same numbers. Nicks are unique across
+// servers (one key per nick), /who lists the whole room, private lines reach
+// their target on whichever server holds it, and a member who joins gets the
+// room's last `history_lines` public lines first.
+//
+// Usage (one per chat server, its shards added before Start):
+//   RedisRoomOptions o;
+//   o.endpoint = url->endpoint; o.room = url->path; o.limits = limits;
+//   absl::StatusOr<std::shared_ptr<chat::RedisRoom>> room = chat::RedisRoom::Create(o);
+//   const int shard = (*room)->AddShard([&host] { host.Wake(); });
+//   (*room)->Start();           // the reader thread
+//   ... ServerCore::Create(options, *room, shard) per shard, as with LocalRoom ...
+//   (*room)->Stop();            // after the shards' Shutdown: leaves the room
+//
+// Keys (all under "udpmsg:chat:{ROOM}:", one hash slot, so Redis Cluster
+// keeps a room on one node): `log` the stream (trimmed, MAXLEN ~
+// max_stream_lines), `seq` the line counter, `ids` the member counter,
+// `nick:<nick>` the holder of a nick ("SERVER ID TOKENHASH NICK"),
+// `who:<server>` a server's members (a sorted set by member number),
+// `alive:<server>` a key each server refreshes every `heartbeat` with expiry
+// `alive_ttl`, `servers` the set of servers.
+//
+// Failures (docs/cluster.md):
+// - Redis unreachable at Create: UNAVAILABLE naming HOST:PORT and the reason.
+// - Redis lost while running: every shard's members get a SYSTEM notice
+//   (seq 0); Join, Say, Me, Private and Rename answer kUnavailable (the
+//   member is told its line was not sent, never silently dropped); leaves
+//   wait and are written when it is back. The reader reconnects with
+//   backoff (100 ms doubling to max_backoff, jittered), re-registers this
+//   server's members, and reads on from the last stream id it delivered, so
+//   no member misses or repeats a line (with Redis's own persistence: a
+//   Redis that comes back without its data is detected and announced).
+// - A server that stops refreshing its `alive` key (killed, cut off) loses
+//   its members within alive_ttl + heartbeat: its nicks are free at once
+//   for joins, and the first live server to notice appends a leave line
+//   "server lost" for each of them and deletes its roster.
+//
+// Limits: RoomLimits count this server's members (max_members, per address,
+// announce_limit); max_log_bytes bounds lines read from the stream that a
+// shard has not fanned out yet (beyond it Say and friends answer kBusy and
+// the reader pauses). member_count, NickOf and Members are this server's;
+// Who is the room's (this server's members only while Redis is lost).
+// Probing a nick's holder (kProbe) works when the holder is on this server;
+// elsewhere a nick is taken over only with its resume token.
+//
+// Trust: the servers of a room and its Redis trust each other (a server
+// writes what it likes to the stream); members are checked by ServerCore as
+// always, and their text is escaped before any terminal or log.
+//
+// Threading: every method is thread-safe. Shards' calls make one Redis
+// round trip each (serialized on one connection, `timeout` at most); the
+// reader thread has its own connection.
+#ifndef UDPMSG_APPS_CHAT_REDIS_ROOM_H_
+#define UDPMSG_APPS_CHAT_REDIS_ROOM_H_
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "apps/chat/room.h"
+#include "redis/client.h"
+
+namespace udpmsg::chat {
+
+struct RedisRoomOptions {
+  redis::Endpoint endpoint;
+  // The room's name: 1..64 of [A-Za-z0-9_.-].
+  std::string room;
+  RoomLimits limits;  // this server's (see above)
+  // Public lines a joining member receives first (0..1000).
+  size_t history_lines = 100;
+  // The stream is trimmed to about this many lines (>= history_lines, >= 100).
+  uint64_t max_stream_lines = 10000;
+  // A server silent this long is gone: its members leave (>= 3 heartbeats).
+  absl::Duration alive_ttl = absl::Seconds(10);
+  absl::Duration heartbeat = absl::Seconds(2);
+  // Each Redis call at most (connect, command).
+  absl::Duration timeout = absl::Seconds(1);
+  absl::Duration max_backoff = absl::Seconds(2);
+  // This server's name in the room: 1..40 of [A-Za-z0-9_.-]; empty: random.
+  std::string server_id;
+  // Operator log lines (store lost or back, servers reaped); may be empty.
+  // Called from any thread.
+  std::function<void(std::string)> log;
+
+  // INVALID_ARGUMENT naming the first bad field.
+  absl::Status Validate() const;
+};
+
+class RedisRoom final : public Room {
+ public:
+  // Connects, checks the room's keys and registers this server.
+  // INVALID_ARGUMENT for bad options, UNAVAILABLE / PERMISSION_DENIED from
+  // Redis (naming HOST:PORT).
+  static absl::StatusOr<std::shared_ptr<RedisRoom>> Create(const RedisRoomOptions& options);
+  ~RedisRoom() override;
+  RedisRoom(const RedisRoom&) = delete;
+  RedisRoom& operator=(const RedisRoom&) = delete;
+
+  // Starts the reader thread (after AddShard). Idempotent.
+  void Start();
+  // Stops the reader and removes this server from the room (its alive key,
+  // roster and registration; best effort when Redis is lost). Members still
+  // here are not announced: call the shards' Shutdown first. Idempotent.
+  void Stop();
+
+  int AddShard(std::function<void()> wake) override;
+  using Room::Join;
+  Joined Join(int shard, absl::Time now, const JoinRequest& request) override;
+  absl::Time StartProbe(int shard, absl::Time now, MemberId holder,
+                        absl::Duration timeout) override;
+  void Alive(MemberId id) override;
+  uint64_t notice_count() const override { return notices_.load(std::memory_order_acquire); }
+  void TakeNotices(int shard, std::vector<RoomNotice>* out) override;
+  uint64_t Leave(int shard, absl::Time now, MemberId id, const std::string& why) override;
+  Result Rename(int shard, absl::Time now, MemberId id, const std::string& nick) override;
+  Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) override;
+  Result Private(int shard, absl::Time now, MemberId id, const std::string& to,
+                 const std::string& text) override;
+  bool Close(int shard, absl::Time now) override;
+  Roster Who() const override;
+  uint64_t member_count() const override;
+  std::string NickOf(MemberId id) const override;
+  std::vector<std::string> Members() const override;
+  uint64_t last_index() const override { return last_index_.load(std::memory_order_acquire); }
+  void Read(int shard, std::vector<RoomEntry>* out) override;
+
+  const std::string& server_id() const { return options_.server_id; }
+  // Whether Redis answers (false from a failed call until the reader has
+  // reconnected and re-registered).
+  bool available() const { return available_.load(std::memory_order_acquire); }
+  // Lines read from the stream so far (tests, benchmarks).
+  uint64_t lines_read() const { return lines_read_.load(std::memory_order_acquire); }
+
+ private:
+  struct Member {
+    std::string nick;
+    std::string address_key;
+    int shard = 0;
+    std::string token_hash;  // hex, or "-" for none
+  };
+  struct Shard {
+    std::function<void()> wake;
+    uint64_t read = 0;
+    bool woken = false;
+    std::vector<RoomNotice> notices;
+  };
+  struct Probe {
+    absl::Time until;
+    bool alive = false;
+  };
+  struct PendingLeave {
+    MemberId id;
+    std::string nick;
+    std::string why;
+    bool announce;
+  };
+
+  explicit RedisRoom(const RedisRoomOptions& options);
+  std::string Key(const std::string& name) const { return prefix_ + name; }
+  // EVAL of one of the scripts with the common keys and arguments first.
+  std::vector<std::string> Eval(const char* script, absl::Time now,
+                                const std::vector<std::string>& keys,
+                                const std::vector<std::string>& args) const;
+  // One call on the shards' connection (cmd_mu_ held): UNAVAILABLE when
+  // Redis is lost (and marks it lost).
+  absl::StatusOr<redis::Reply> Call(const std::vector<std::string>& argv);
+  Roster WhoLocked();  // cmd_mu_ held
+  Roster LocalRoster() const;
+  void MarkLost(const absl::Status& why);
+  void ReaderLoop();
+  // After a (re)connect of the reader: registers, re-claims members, writes
+  // waiting leaves. False if Redis failed meanwhile.
+  bool Recover();
+  bool Heartbeat(absl::Time now);
+  void Deliver(const redis::Reply& entries);
+  void AnnounceLocked(const std::string& text, std::vector<const std::function<void()>*>* wakes);
+  const std::function<void()>* NoticeLocked(int shard, RoomNotice notice);
+  void WakeOthers(int shard, std::vector<const std::function<void()>*>* wakes);
+  static void Wake(const std::vector<const std::function<void()>*>& wakes);
+  void Log(const std::string& line) const;
+
+  const RedisRoomOptions options_;
+  const std::string prefix_;
+
+  // The shards' connection, and the order of their Redis calls.
+  mutable std::mutex cmd_mu_;
+  std::unique_ptr<redis::Connection> cmd_;
+
+  // Local state; lock order cmd_mu_ then mu_.
+  mutable std::mutex mu_;
+  std::condition_variable cv_;  // the reader's backoff, Stop, log space
+  std::vector<Shard> shards_;
+  absl::btree_map<MemberId, Member> members_;
+  absl::flat_hash_map<std::string, MemberId> by_nick_;  // NickKey ->
+  absl::flat_hash_map<std::string, size_t> by_address_;
+  absl::flat_hash_map<MemberId, Probe> probes_;
+  std::vector<PendingLeave> pending_leaves_;
+  std::deque<RoomEntry> log_;
+  uint64_t log_bytes_ = 0;
+  bool closed_ = false;
+  bool lost_ = false;  // announced lost, not yet back
+  bool stopping_ = false;
+  std::atomic<bool> available_{true};
+  std::atomic<bool> cmd_stale_{false};  // cmd_ predates a loss: reconnect
+  std::atomic<uint64_t> notices_{0};
+  std::atomic<uint64_t> last_index_{0};
+  std::atomic<uint64_t> lines_read_{0};
+
+  // index = n + offset_ (moves only if Redis lost its data); under mu_.
+  int64_t offset_ = 0;
+
+  // The reader's (its thread only, after Start).
+  std::unique_ptr<redis::Connection> reader_;
+  std::string last_id_ = "0-0";  // the last stream id delivered
+  uint64_t last_n_ = 0;          // its line number
+  absl::Time next_heartbeat_ = absl::InfinitePast();
+  std::thread thread_;
+  bool started_ = false;
+};
+
+}  // namespace udpmsg::chat
+
+#endif  // UDPMSG_APPS_CHAT_REDIS_ROOM_H_

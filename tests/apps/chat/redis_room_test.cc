@@ -1,0 +1,451 @@
+// RedisRoom against a real redis-server (started on a free port in a
+// temporary directory): one order across servers, nicks unique across
+// servers, private lines to another server, /who of the room, history for a
+// late joiner, a dead server's members reaped, Redis lost and back without a
+// line missed or repeated, and the ServerCore's answers while it is lost.
+//
+// Redis keeps real time (key expiry), so waits here are bounded polls for a
+// condition, never a fixed sleep.
+#include "apps/chat/redis_room.h"
+
+#include <signal.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "apps/chat/chat.pb.h"
+#include "apps/chat/server_core.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "redis/client.h"
+#include "tests/redis/redis_server.h"
+
+namespace udpmsg::chat {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::udpmsg::testing::RedisServer;
+
+// Polls `done` every 5 ms until it holds or `timeout` passes.
+bool WaitFor(const std::function<bool()>& done, absl::Duration timeout = absl::Seconds(10)) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+struct Seen {
+  uint64_t index;
+  RoomEntry entry;
+  Line line;
+};
+
+// One server's view: its room, one shard, and the lines it has read.
+class Server {
+ public:
+  static std::unique_ptr<Server> Start(const RedisServer& redis, const std::string& room,
+                                       const std::string& id,
+                                       std::function<void(RedisRoomOptions*)> tweak = {}) {
+    RedisRoomOptions o;
+    o.endpoint = redis.endpoint();
+    o.room = room;
+    o.server_id = id;
+    o.heartbeat = absl::Milliseconds(100);
+    o.alive_ttl = absl::Milliseconds(500);
+    o.max_backoff = absl::Milliseconds(200);
+    o.log = [id](std::string line) { std::fprintf(stderr, "[%s] %s\n", id.c_str(), line.c_str()); };
+    if (tweak) tweak(&o);
+    absl::StatusOr<std::shared_ptr<RedisRoom>> r = RedisRoom::Create(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return nullptr;
+    auto s = std::make_unique<Server>();
+    s->room = *r;
+    s->shard = s->room->AddShard({});
+    s->room->Start();
+    return s;
+  }
+
+  // Reads what the room has for this shard.
+  void Pump() {
+    std::vector<RoomEntry> entries;
+    room->Read(shard, &entries);
+    for (RoomEntry& e : entries) {
+      ServerMessage m;
+      EXPECT_TRUE(m.ParseFromString(*e.bytes));
+      seen.push_back({e.index, e, m.line()});
+    }
+    room->TakeNotices(shard, &notices);
+  }
+  // Waits until a line satisfying `match` has been read.
+  bool WaitLine(const std::function<bool(const Line&)>& match) {
+    return WaitFor([&] {
+      Pump();
+      for (const Seen& s : seen) {
+        if (match(s.line)) return true;
+      }
+      return false;
+    });
+  }
+  bool WaitNotice(const std::string& text_part) {
+    return WaitFor([&] {
+      Pump();
+      for (const RoomNotice& n : notices) {
+        if (n.type == RoomNotice::Type::kAnnounce && n.text.find(text_part) != std::string::npos) {
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+  MemberId Join(const std::string& nick, absl::Time now = absl::Now()) {
+    Room::Joined j = room->Join(shard, now, nick, "10.0.0.1");
+    EXPECT_EQ(j.result, Room::Result::kOk) << nick;
+    return j.id;
+  }
+  // "from: text" of every SAY line read, in order.
+  std::vector<std::string> Says() const {
+    std::vector<std::string> out;
+    for (const Seen& s : seen) {
+      if (s.line.kind() == Line::SAY)
+        out.push_back(absl::StrCat(s.line.from(), ": ", s.line.text()));
+    }
+    return out;
+  }
+
+  std::shared_ptr<RedisRoom> room;
+  int shard = 0;
+  std::vector<Seen> seen;
+  std::vector<RoomNotice> notices;
+};
+
+std::unique_ptr<RedisServer> StartRedis() {
+  absl::StatusOr<std::unique_ptr<RedisServer>> r = RedisServer::Start({});
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *std::move(r) : nullptr;
+}
+
+TEST(RedisRoomTest, UnreachableRedisIsAClearError) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  RedisRoomOptions o;
+  o.endpoint = redis->endpoint();
+  o.room = "lobby";
+  redis->Kill(SIGKILL);
+  absl::StatusOr<std::shared_ptr<RedisRoom>> r = RedisRoom::Create(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(r.status().message(), HasSubstr(absl::StrCat("127.0.0.1:", redis->port())));
+  EXPECT_THAT(r.status().message(), HasSubstr("refused"));
+
+  o.room = "no spaces";
+  EXPECT_EQ(RedisRoom::Create(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(RedisRoomTest, ThreeServersSeeOneOrderWithTheSameNumbers) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  std::vector<std::unique_ptr<Server>> servers;
+  for (const char* id : {"a", "b", "c"}) {
+    servers.push_back(Server::Start(*redis, "lobby", id));
+    ASSERT_NE(servers.back(), nullptr);
+  }
+  std::vector<MemberId> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(servers[i]->Join(absl::StrCat("m", i)));
+  // Each server says from its own thread at once: the stream orders them.
+  std::vector<std::thread> threads;
+  constexpr int kLines = 40;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      for (int k = 0; k < kLines; ++k) {
+        EXPECT_EQ(servers[i]->room->Say(0, absl::Now(), ids[i], false, absl::StrCat("line ", k)),
+                  Room::Result::kOk);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (auto& s : servers) {
+    ASSERT_TRUE(WaitFor([&] {
+      s->Pump();
+      return s->Says().size() == 3 * kLines;
+    })) << s->room->server_id()
+        << " read " << s->Says().size();
+  }
+  // The same lines, the same numbers, in the same order, numbered by one.
+  auto numbered = [](const Server& s) {
+    std::vector<std::string> out;
+    for (const Seen& x : s.seen)
+      out.push_back(absl::StrCat(x.line.seq(), " ", x.line.from(), " ", x.line.text()));
+    return out;
+  };
+  EXPECT_EQ(numbered(*servers[0]), numbered(*servers[1]));
+  EXPECT_EQ(numbered(*servers[0]), numbered(*servers[2]));
+  for (size_t i = 1; i < servers[0]->seen.size(); ++i) {
+    EXPECT_EQ(servers[0]->seen[i].line.seq(), servers[0]->seen[i - 1].line.seq() + 1);
+    EXPECT_GT(servers[0]->seen[i].index, servers[0]->seen[i - 1].index);
+  }
+  // Each member's own lines keep its order.
+  for (int i = 0; i < 3; ++i) {
+    int next = 0;
+    for (const std::string& say : servers[1]->Says()) {
+      if (say.rfind(absl::StrCat("m", i, ": "), 0) == 0) {
+        EXPECT_EQ(say, absl::StrCat("m", i, ": line ", next));
+        ++next;
+      }
+    }
+    EXPECT_EQ(next, kLines);
+  }
+}
+
+TEST(RedisRoomTest, NicksAreUniqueAcrossServersAndWhoListsTheRoom) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  const MemberId bob = b->Join("bob");
+  a->Join("carol");
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "ALICE", "10.0.0.2").result, Room::Result::kNickTaken);
+  EXPECT_EQ(b->room->Rename(0, absl::Now(), bob, "Carol"), Room::Result::kNickTaken);
+  Roster who = b->room->Who();
+  EXPECT_EQ(who.count, 3u);
+  EXPECT_THAT(who.first, ElementsAre("alice", "bob", "carol"));
+  EXPECT_EQ(b->room->Rename(0, absl::Now(), bob, "Bobby"), Room::Result::kOk);
+  EXPECT_THAT(a->room->Who().first, ElementsAre("alice", "Bobby", "carol"));
+  // A leave frees the nick for any server.
+  a->room->Leave(0, absl::Now(), alice, "");
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "Alice", "10.0.0.2").result, Room::Result::kOk);
+  EXPECT_TRUE(
+      a->WaitLine([](const Line& l) { return l.kind() == Line::JOIN && l.from() == "Alice"; }));
+  std::vector<std::string> kinds;
+  for (const Seen& s : a->seen)
+    kinds.push_back(absl::StrCat(Line::Kind_Name(s.line.kind()), " ", s.line.from()));
+  EXPECT_THAT(kinds, ElementsAre("JOIN alice", "JOIN bob", "JOIN carol", "RENAME bob",
+                                 "LEAVE alice", "JOIN Alice"));
+}
+
+TEST(RedisRoomTest, PrivateLinesReachTheTargetOnAnotherServer) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  const MemberId bob = b->Join("bob");
+  EXPECT_EQ(a->room->Private(0, absl::Now(), alice, "BOB", "psst"), Room::Result::kOk);
+  EXPECT_EQ(a->room->Private(0, absl::Now(), alice, "nobody", "hello?"), Room::Result::kNoSuchNick);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) { return l.kind() == Line::PRIVATE; }));
+  ASSERT_TRUE(a->WaitLine([](const Line& l) { return l.kind() == Line::PRIVATE; }));
+  for (Server* s : {a.get(), b.get()}) {
+    const Seen& p = s->seen.back();
+    EXPECT_EQ(p.line.text(), "psst");
+    EXPECT_EQ(p.line.from(), "alice");
+    EXPECT_EQ(p.line.to(), "bob");
+    EXPECT_EQ(p.entry.to, bob);  // only bob's server has bob: only bob sees it
+    EXPECT_EQ(p.entry.from, alice);
+  }
+}
+
+TEST(RedisRoomTest, ALateJoinerGetsTheLastPublicLinesOnly) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a", [](RedisRoomOptions* o) { o->history_lines = 100; });
+  auto b = Server::Start(*redis, "lobby", "b", [](RedisRoomOptions* o) { o->history_lines = 100; });
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  b->Join("bob");
+  for (int k = 0; k < 150; ++k) {
+    ASSERT_EQ(a->room->Say(0, absl::Now(), alice, false, absl::StrCat("line ", k)),
+              Room::Result::kOk);
+    ASSERT_EQ(a->room->Private(0, absl::Now(), alice, "bob", "secret"), Room::Result::kOk);
+  }
+  Room::Joined j = b->room->Join(0, absl::Now(), "carol", "10.0.0.3");
+  ASSERT_EQ(j.result, Room::Result::kOk);
+  ASSERT_EQ(j.history.size(), 100u);
+  uint64_t last = 0;
+  for (size_t i = 0; i < j.history.size(); ++i) {
+    ServerMessage m;
+    ASSERT_TRUE(m.ParseFromString(*j.history[i].bytes));
+    EXPECT_EQ(m.line().text(), absl::StrCat("line ", 50 + i));
+    EXPECT_EQ(j.history[i].to, 0u);
+    EXPECT_GT(m.line().seq(), last);
+    EXPECT_LT(j.history[i].index, j.start);
+    last = m.line().seq();
+  }
+}
+
+TEST(RedisRoomTest, ASilentServersMembersLeaveAndFreeTheirNicks) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(b, nullptr);
+  b->Join("bob");
+  // Server "dead" as RedisRoom writes one (redis_room.h, Keys), whose
+  // process is gone: its alive key expires and nobody refreshes it.
+  absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(c.ok()) << c.status();
+  const std::string p = "udpmsg:chat:{lobby}:";
+  absl::StatusOr<std::vector<redis::Reply>> put = (*c)->Pipeline({
+      {"SET", p + "nick:ghost", "dead 9999 - Ghost"},
+      {"ZADD", p + "who:dead", "9999", "Ghost"},
+      {"SADD", p + "servers", "dead"},
+      {"SET", p + "alive:dead", "1", "PX", "300"},
+  });
+  ASSERT_TRUE(put.ok()) << put.status();
+  EXPECT_EQ(b->room->Who().count, 2u);
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "ghost", "10.0.0.9").result, Room::Result::kNickTaken);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) {
+    return l.kind() == Line::LEAVE && l.from() == "Ghost" && l.text() == "server lost";
+  }));
+  EXPECT_EQ(b->room->Who().count, 1u);
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "ghost", "10.0.0.9").result, Room::Result::kOk);
+  // Reaped once, by one server.
+  int leaves = 0;
+  b->Pump();
+  for (const Seen& s : b->seen) leaves += s.line.kind() == Line::LEAVE ? 1 : 0;
+  EXPECT_EQ(leaves, 1);
+}
+
+TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  JoinRequest first;
+  first.nick = "alice";
+  first.address_key = "10.0.0.1";
+  first.new_token = token;
+  Room::Joined j1 = a->room->Join(0, absl::Now(), first);
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  JoinRequest wrong = first;
+  wrong.resume_token = std::string(kResumeTokenBytes, 'X');
+  wrong.new_token = std::string(kResumeTokenBytes, 'U');
+  EXPECT_EQ(b->room->Join(0, absl::Now(), wrong).result, Room::Result::kNickTaken);
+  JoinRequest again = wrong;
+  again.resume_token = token;
+  Room::Joined j2 = b->room->Join(0, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  EXPECT_EQ(j2.replaced, j1.id);
+  // Server a learns it from the stream and closes its member.
+  ASSERT_TRUE(WaitFor([&] {
+    a->Pump();
+    for (const RoomNotice& n : a->notices) {
+      if (n.type == RoomNotice::Type::kReplaced && n.member == j1.id) return true;
+    }
+    return false;
+  }));
+  EXPECT_EQ(a->room->member_count(), 0u);
+  EXPECT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "alice reconnected"; }));
+  EXPECT_THAT(a->room->Who().first, ElementsAre("alice"));
+}
+
+TEST(RedisRoomTest, RedisLostAndBackLosesAndRepeatsNoLine) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  const MemberId bob = b->Join("bob");
+  std::vector<std::string> sent;
+  for (int k = 0; k < 10; ++k) {
+    ASSERT_EQ(a->room->Say(0, absl::Now(), alice, false, absl::StrCat("before ", k)),
+              Room::Result::kOk);
+    sent.push_back(absl::StrCat("alice: before ", k));
+  }
+  ASSERT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "before 9"; }));
+  redis->Kill(SIGKILL);
+  // Refused aloud, never dropped silently: kUnavailable at once or after
+  // the reader noticed.
+  EXPECT_EQ(a->room->Say(0, absl::Now(), alice, false, "lost?"), Room::Result::kUnavailable);
+  ASSERT_TRUE(a->WaitNotice("lost the room's store"));
+  ASSERT_TRUE(b->WaitNotice("lost the room's store"));
+  EXPECT_EQ(b->room->Say(0, absl::Now(), bob, false, "lost too?"), Room::Result::kUnavailable);
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "carol", "10.0.0.3").result, Room::Result::kUnavailable);
+  ASSERT_TRUE(redis->Restart().ok());
+  ASSERT_TRUE(a->WaitNotice("again"));
+  ASSERT_TRUE(b->WaitNotice("again"));
+  for (int k = 0; k < 10; ++k) {
+    ASSERT_EQ(b->room->Say(0, absl::Now(), bob, false, absl::StrCat("after ", k)),
+              Room::Result::kOk);
+    sent.push_back(absl::StrCat("bob: after ", k));
+  }
+  for (Server* s : {a.get(), b.get()}) {
+    ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "after 9"; }));
+    EXPECT_EQ(s->Says(), sent) << s->room->server_id();
+    for (size_t i = 1; i < s->seen.size(); ++i) {
+      EXPECT_EQ(s->seen[i].line.seq(), s->seen[i - 1].line.seq() + 1);
+    }
+  }
+  EXPECT_EQ(a->room->Who().count, 2u);  // both re-registered
+}
+
+// The ServerCore's side: a member whose line the room cannot take is told.
+TEST(RedisRoomTest, TheCoreTellsAMemberItsLineWasNotSent) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  RedisRoomOptions o;
+  o.endpoint = redis->endpoint();
+  o.room = "lobby";
+  o.heartbeat = absl::Milliseconds(100);
+  o.alive_ttl = absl::Milliseconds(500);
+  absl::StatusOr<std::shared_ptr<RedisRoom>> room = RedisRoom::Create(o);
+  ASSERT_TRUE(room.ok()) << room.status();
+  const int shard = (*room)->AddShard({});
+  (*room)->Start();
+  absl::StatusOr<std::unique_ptr<ServerCore>> core =
+      ServerCore::Create(ServerOptions(), *room, shard);
+  ASSERT_TRUE(core.ok()) << core.status();
+  const absl::Time t0 = absl::Now();
+  (*core)->OnConnected(t0, 7, "10.0.0.1:5000");
+  ClientMessage join;
+  join.mutable_join()->set_nick("alice");
+  (*core)->OnMessage(t0, 7, join.SerializeAsString());
+  ASSERT_EQ((*core)->member_count(), 1u);
+  (*core)->TakeActions();
+  redis->Kill(SIGKILL);
+  ClientMessage say;
+  say.mutable_say()->set_text("hello");
+  (*core)->OnMessage(t0 + absl::Seconds(1), 7, say.SerializeAsString());
+  // The member hears both: its line was refused, and the store is gone (a
+  // SYSTEM line outside the order, seq 0), in this batch or a later one.
+  std::vector<std::string> errors;
+  bool told = false;
+  ASSERT_TRUE(WaitFor([&] {
+    for (const ServerAction& act : (*core)->TakeActions()) {
+      ServerMessage m;
+      if (act.type != ServerAction::Type::kSend || !m.ParseFromString(act.bytes)) continue;
+      if (m.has_error()) {
+        errors.push_back(m.error().text());
+        EXPECT_FALSE(m.error().fatal());
+      }
+      if (m.has_line() && m.line().kind() == Line::SYSTEM && m.line().seq() == 0 &&
+          m.line().text().find("lost the room's store") != std::string::npos) {
+        told = true;
+      }
+    }
+    (*core)->OnRoom(absl::Now());
+    return told;
+  }));
+  EXPECT_THAT(errors, ElementsAre(HasSubstr("that message was not sent")));
+}
+
+}  // namespace
+}  // namespace udpmsg::chat
