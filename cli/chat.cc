@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -26,9 +27,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "apps/chat/local_room.h"
+#include "apps/chat/redis_room.h"
 #include "apps/chat/room.h"
 #include "apps/chat/rules.h"
 #include "apps/chat/sequencer.h"
@@ -58,6 +61,17 @@ ABSL_FLAG(int64_t, max_backlog_bytes, 4 << 20,
 ABSL_FLAG(int64_t, announce_limit, 1000,
           "chat serve: joins and leaves are announced to the room while it has at most this "
           "many members (0: never); beyond, members see the room's size in /who");
+// chat serve --cluster: one room over many servers (apps/chat/redis_room.h).
+ABSL_FLAG(std::string, cluster, "",
+          "chat serve: share the room with other servers through Redis: "
+          "redis://[[USER]:PASSWORD@]HOST[:PORT]/ROOM");
+ABSL_FLAG(std::string, cluster_password_file, "",
+          "chat serve --cluster: read Redis's password from the first line of this file "
+          "(keeps it out of the process list)");
+ABSL_FLAG(std::string, cluster_ttl, "10s",
+          "chat serve --cluster: a server silent this long loses its members (heartbeat: a fifth)");
+ABSL_FLAG(int, cluster_history, 100,
+          "chat serve --cluster: the room's last lines a joining member receives (0 to 1000)");
 // chat join's session behaviour (cli/chat_client.h, apps/chat/client_session.h).
 ABSL_FLAG(bool, reconnect, true,
           "chat join: after a lost connection or a server shutdown, reconnect (backoff 0.5s "
@@ -194,6 +208,60 @@ class ServerDriver final {
   ServeShared* shared_;
 };
 
+// The first line of `path` (a password file), without trailing spaces.
+absl::StatusOr<std::string> FirstLine(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "re");
+  if (f == nullptr) {
+    return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  char buf[1024];
+  const bool got = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!got) return absl::InvalidArgumentError(absl::StrCat(path, " is empty"));
+  return std::string(absl::StripTrailingAsciiWhitespace(buf));
+}
+
+// RedisRoomOptions from --cluster and its companions (the room's limits
+// aside); INVALID_ARGUMENT naming the flag, or the password file's error.
+absl::StatusOr<chat::RedisRoomOptions> ClusterFromFlags() {
+  chat::RedisRoomOptions o;
+  absl::StatusOr<redis::Url> url = redis::ParseUrl(absl::GetFlag(FLAGS_cluster));
+  if (!url.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--cluster: ", url.status().message()));
+  }
+  o.endpoint = url->endpoint;
+  o.room = url->path;
+  if (o.room.empty()) {
+    return absl::InvalidArgumentError(
+        "--cluster: name the room after the address (redis://HOST:PORT/ROOM)");
+  }
+  const std::string file = absl::GetFlag(FLAGS_cluster_password_file);
+  if (!file.empty()) {
+    absl::StatusOr<std::string> password = FirstLine(file);
+    if (!password.ok()) return absl::FailedPreconditionError(password.status().message());
+    o.endpoint.password = *std::move(password);
+  }
+  absl::Duration ttl;
+  if (!absl::ParseDuration(absl::GetFlag(FLAGS_cluster_ttl), &ttl) || ttl < absl::Seconds(1) ||
+      ttl > absl::Hours(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("--cluster_ttl \"",
+                                                   absl::GetFlag(FLAGS_cluster_ttl),
+                                                   "\" is not a duration from 1s to 1h"));
+  }
+  o.alive_ttl = ttl;
+  o.heartbeat = ttl / 5;
+  const int history = absl::GetFlag(FLAGS_cluster_history);
+  if (history < 0 || history > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--cluster_history ", history, " is out of range (0 to 1000)"));
+  }
+  o.history_lines = static_cast<size_t>(history);
+  if (absl::Status s = o.Validate(); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--cluster: ", s.message()));
+  }
+  return o;
+}
+
 // The shard count from --threads: 0 is one per CPU. INVALID_ARGUMENT
 // outside [0, 256].
 absl::StatusOr<int> ShardsFromFlag() {
@@ -233,7 +301,42 @@ int RunServe(const Args& args) {
     return UsageError(kCommand, s.message());
   }
   if (absl::Status s = server_options.Validate(); !s.ok()) return UsageError(kCommand, s.message());
+  const bool cluster = !absl::GetFlag(FLAGS_cluster).empty();
+  chat::RedisRoomOptions cluster_options;
+  if (cluster) {
+    absl::StatusOr<chat::RedisRoomOptions> o = ClusterFromFlags();
+    if (!o.ok()) {
+      if (absl::IsInvalidArgument(o.status())) return UsageError(kCommand, o.status().message());
+      return Fail(o.status());
+    }
+    cluster_options = *std::move(o);
+  } else if (!absl::GetFlag(FLAGS_cluster_password_file).empty()) {
+    return UsageError(kCommand, "--cluster_password_file needs --cluster");
+  }
 
+  // The room first: an unreachable Redis is reported before the port is bound.
+  chat::RoomLimits limits;
+  limits.max_members = server_options.max_members;
+  limits.max_members_per_address = server_options.max_members_per_address;
+  limits.announce_limit = server_options.announce_limit;
+  std::shared_ptr<chat::Room> room;
+  std::shared_ptr<chat::RedisRoom> redis_room;
+  if (cluster) {
+    cluster_options.limits = limits;
+    cluster_options.log = [](std::string line) {
+      std::fprintf(stderr, "%s\n", Displayable(line).c_str());
+      std::fflush(stderr);
+    };
+    absl::StatusOr<std::shared_ptr<chat::RedisRoom>> r = chat::RedisRoom::Create(cluster_options);
+    if (!r.ok()) {
+      return Fail(absl::Status(r.status().code(), absl::StrCat("chat serve --cluster: ",
+                                                               r.status().message())));
+    }
+    redis_room = *r;
+    room = redis_room;
+  } else {
+    room = std::make_shared<chat::LocalRoom>(limits, std::make_unique<chat::LocalSequencer>());
+  }
   std::string bind = absl::GetFlag(FLAGS_bind);
   if (bind.empty() && absl::GetFlag(FLAGS_ipv4)) bind = "0.0.0.0";
   absl::StatusOr<std::vector<SocketAddress>> locals =
@@ -271,6 +374,10 @@ int RunServe(const Args& args) {
   if (!hosts.ok()) return Fail(hosts.status());
   PrintListening((*hosts)[0].local_address());
   if (!identity->empty()) std::fprintf(stderr, "server identity %s\n", identity->c_str());
+  if (redis_room != nullptr) {
+    std::fprintf(stderr, "room %s on Redis %s (this server: %s)\n", cluster_options.room.c_str(),
+                 cluster_options.endpoint.ToString().c_str(), redis_room->server_id().c_str());
+  }
   const ShardInfo& info = (*hosts)[0].shard();
   if (info.count > 1) {
     std::fprintf(stderr, "%d shards, %s\n", info.count,
@@ -278,11 +385,6 @@ int RunServe(const Args& args) {
                               : absl::StrCat("by the kernel's address hash only: ",
                                              info.steering_error).c_str());
   }
-  chat::RoomLimits limits;
-  limits.max_members = server_options.max_members;
-  limits.max_members_per_address = server_options.max_members_per_address;
-  limits.announce_limit = server_options.announce_limit;
-  auto room = std::make_shared<chat::LocalRoom>(limits, std::make_unique<chat::LocalSequencer>());
   ServeShared shared;
   std::vector<std::unique_ptr<chat::ServerCore>> cores;
   std::vector<std::unique_ptr<ServerDriver>> drivers;
@@ -295,6 +397,7 @@ int RunServe(const Args& args) {
     cores.push_back(*std::move(core));
     drivers.push_back(std::make_unique<ServerDriver>(&h, cores.back().get(), *timeout, &shared));
   }
+  if (redis_room != nullptr) redis_room->Start();
   // Shard 0 on this thread watches the signals; the others on their own.
   std::vector<absl::Status> results(drivers.size());
   std::vector<std::thread> workers;
@@ -303,6 +406,7 @@ int RunServe(const Args& args) {
   }
   results[0] = drivers[0]->Run(signals->get());
   for (std::thread& t : workers) t.join();
+  if (redis_room != nullptr) redis_room->Stop();  // after every shard's goodbye
   for (const absl::Status& s : results) {
     if (!s.ok()) return Fail(s);
   }
