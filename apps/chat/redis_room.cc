@@ -41,7 +41,11 @@ end
 local function ours(key, server, id)
   local v = redis.call('GET', key)
   local p = server .. ' ' .. id .. ' '
-  if v and string.sub(v, 1, #p) == p then redis.call('DEL', key) end
+  if v and string.sub(v, 1, #p) == p then
+    redis.call('DEL', key)
+    return true
+  end
+  return false
 end
 )lua";
 
@@ -148,11 +152,33 @@ local key = ARGV[5] .. 'who:' .. ARGV[6]
 local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 local count = #members / 2
 for i = 1, #members, 2 do
-  ours(ARGV[5] .. 'nick:' .. string.lower(members[i]), ARGV[6], members[i + 1])
-  if count <= tonumber(ARGV[7]) then append(4, members[i], 'server lost', '', 0, 0, '', '0') end
+  -- A member that took its nick back elsewhere is no longer the dead one's.
+  local held = ours(ARGV[5] .. 'nick:' .. string.lower(members[i]), ARGV[6], members[i + 1])
+  if held and count <= tonumber(ARGV[7]) then
+    append(4, members[i], 'server lost', '', 0, 0, '', '0')
+  end
 end
 redis.call('DEL', key)
 return count
+)lua";
+
+// Every heartbeat. KEYS[3] ids, [4] servers. ARGV[6] the last line number
+// this server read, [7] its highest member number. A Redis that lost its
+// data (restarted without persistence, flushed) gets its counters back
+// above what this server has seen, so numbers never repeat. Returns
+// {1 if the line counter was behind, 1 if this server was not registered};
+// the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
+constexpr char kHeal[] = R"lua(
+local behind = 0
+if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[6]) then
+  redis.call('SET', KEYS[1], ARGV[6])
+  append(6, '', ARGV[8], '', 0, 0, '', '0')
+  behind = 1
+end
+if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[7]) then
+  redis.call('SET', KEYS[3], ARGV[7])
+end
+return {behind, redis.call('SADD', KEYS[4], ARGV[3])}
 )lua";
 
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick.
@@ -822,17 +848,14 @@ void RedisRoom::ReaderLoop() {
   }
 }
 
-bool RedisRoom::Recover() {
-  const absl::Time now = absl::Now();
-  if (!Heartbeat(now)) return false;
+bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
   // Members and leaves as this server knows them.
   std::vector<std::pair<MemberId, Member>> members;
   std::vector<PendingLeave> leaves;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (!lost_) return true;  // the first connect: nothing to re-claim
     members.assign(members_.begin(), members_.end());
-    leaves = pending_leaves_;
+    if (leaves_too) leaves = pending_leaves_;
   }
   std::vector<std::vector<std::string>> calls;
   for (const auto& [id, m] : members) {
@@ -845,9 +868,15 @@ bool RedisRoom::Recover() {
                          {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
   }
+  if (calls.empty()) return true;
   absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
-  if (!r.ok()) return false;
+  if (!r.ok()) {
+    MarkLost(r.status());
+    reader_.reset();
+    return false;
+  }
   std::vector<const std::function<void()>*> wakes;
+  size_t taken = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (size_t i = 0; i < members.size() && i < r->size(); ++i) {
@@ -855,11 +884,13 @@ bool RedisRoom::Recover() {
       // Its nick went to someone else while this server was cut off.
       auto it = members_.find(members[i].first);
       if (it == members_.end()) continue;
+      ++taken;
       const int shard = it->second.shard;
       by_nick_.erase(NickKey(it->second.nick));
       auto count = by_address_.find(it->second.address_key);
       if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
       members_.erase(it);
+      probes_.erase(members[i].first);
       if (const auto* w =
               NoticeLocked(shard, {RoomNotice::Type::kReplaced, members[i].first, ""})) {
         wakes.push_back(w);
@@ -867,26 +898,68 @@ bool RedisRoom::Recover() {
     }
     pending_leaves_.erase(pending_leaves_.begin(),
                           pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
+  }
+  Log(absl::StrCat(members.size() - taken, " members re-registered in the room",
+                   taken > 0
+                       ? absl::StrCat(", ", taken, " closed (their nicks were taken meanwhile)")
+                       : std::string()));
+  Wake(wakes);
+  return true;
+}
+
+bool RedisRoom::Recover() {
+  const absl::Time now = absl::Now();
+  if (!Heartbeat(now)) return false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!lost_) return true;  // the first connect: nothing to re-claim
+  }
+  if (!Reclaim(now, /*leaves_too=*/true)) return false;
+  std::vector<const std::function<void()>*> wakes;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     lost_ = false;
     available_.store(true, std::memory_order_release);
     AnnounceLocked("this server reached the room's store again: lines flow again", &wakes);
   }
-  Log(absl::StrCat("reached the room's Redis at ", options_.endpoint.ToString(), " again; ",
-                   members.size(), " members re-registered, reading on after ", last_id_));
+  Log(absl::StrCat("reached the room's Redis at ", options_.endpoint.ToString(),
+                   " again; reading on after ", last_id_));
   Wake(wakes);
   return true;
 }
 
 bool RedisRoom::Heartbeat(absl::Time now) {
   next_heartbeat_ = now + options_.heartbeat;
+  MemberId highest = 0;
+  bool has_members = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    has_members = !members_.empty();
+    if (has_members) highest = members_.rbegin()->first;
+  }
   absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(
       {{"SET", Key("alive:" + options_.server_id), "1", "PX", Ms(options_.alive_ttl)},
-       {"SADD", Key("servers"), options_.server_id},
+       Eval(kHeal, now, {Key("ids"), Key("servers")},
+            {absl::StrCat(last_n_), absl::StrCat(highest),
+             "the room's store lost recent lines (Redis restarted without its data?): some lines "
+             "may be missing"}),
        {"SMEMBERS", Key("servers")}});
   if (!r.ok() || r->size() != 3) {
     MarkLost(r.ok() ? absl::UnavailableError("short reply") : r.status());
     reader_.reset();
     return false;
+  }
+  const redis::Reply& heal = (*r)[1];
+  if (heal.elements.size() == 2) {
+    if (heal.elements[0].integer == 1) {
+      Log(absl::StrCat("the room's line counter was behind line ", last_n_,
+                       ": Redis lost data; counters restored and the room told"));
+    }
+    // Not registered (reaped after a stall, or Redis lost its data): the
+    // members come back into the roster.
+    if (heal.elements[1].integer == 1 && has_members && !Reclaim(now, /*leaves_too=*/false)) {
+      return false;
+    }
   }
   // Servers whose alive key is gone: the first live server to see it
   // announces their members' leaves.

@@ -191,6 +191,10 @@ class RedisRoom final : public Room {
   // After a (re)connect of the reader: registers, re-claims members, writes
   // waiting leaves. False if Redis failed meanwhile.
   bool Recover();
+  // Writes this server's members back into the roster (nick keys, its
+  // who set) and, with `leaves_too`, the leaves that waited; closes members
+  // whose nick someone else took meanwhile. False if Redis failed.
+  bool Reclaim(absl::Time now, bool leaves_too);
   bool Heartbeat(absl::Time now);
   void Deliver(const redis::Reply& entries);
   void AnnounceLocked(const std::string& text, std::vector<const std::function<void()>*>* wakes);

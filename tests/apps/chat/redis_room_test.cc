@@ -397,6 +397,44 @@ TEST(RedisRoomTest, RedisLostAndBackLosesAndRepeatsNoLine) {
   EXPECT_EQ(a->room->Who().count, 2u);  // both re-registered
 }
 
+// A Redis that lost its data while the servers stayed connected (here
+// FLUSHALL; a restart without persistence is the same): the next heartbeat
+// restores the counters above what the servers have seen and writes the
+// roster back; numbers never repeat, and members are told.
+TEST(RedisRoomTest, ARedisThatLostItsDataIsHealedAndAnnounced) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  b->Join("bob");
+  ASSERT_EQ(a->room->Say(0, absl::Now(), alice, false, "before"), Room::Result::kOk);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) { return l.text() == "before"; }));
+  const uint64_t before = b->seen.back().line.seq();
+  absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE((*c)->Command({"FLUSHALL"}).ok());
+  // One SYSTEM line in the room's order tells everyone, on every server.
+  for (Server* s : {a.get(), b.get()}) {
+    ASSERT_TRUE(s->WaitLine([](const Line& l) {
+      return l.kind() == Line::SYSTEM && l.text().find("lost recent lines") != std::string::npos;
+    }));
+  }
+  ASSERT_TRUE(WaitFor([&] { return a->room->Who().count == 2; }));
+  EXPECT_EQ(b->room->Join(0, absl::Now(), "Alice", "10.0.0.2").result, Room::Result::kNickTaken);
+  ASSERT_EQ(a->room->Say(0, absl::Now(), alice, false, "after"), Room::Result::kOk);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) { return l.text() == "after"; }));
+  EXPECT_GT(b->seen.back().line.seq(), before);
+  EXPECT_THAT(b->Says(), ElementsAre("alice: before", "alice: after"));
+  int told = 0;
+  for (const Seen& s : b->seen)
+    told += s.line.text().find("lost recent lines") != std::string::npos;
+  EXPECT_EQ(told, 1);
+}
+
 // The ServerCore's side: a member whose line the room cannot take is told.
 TEST(RedisRoomTest, TheCoreTellsAMemberItsLineWasNotSent) {
   std::unique_ptr<RedisServer> redis = StartRedis();
