@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "apps/chat/chat.pb.h"
 #include "apps/chat/rules.h"
+#include "apps/chat/text.h"
 
 namespace udpmsg::chat {
 namespace {
@@ -973,8 +974,9 @@ bool RedisRoom::Heartbeat(absl::Time now) {
       return false;
     }
     if (reaped->type == redis::Reply::Type::kInteger && reaped->integer >= 0) {
-      Log(absl::StrCat("server ", s.str, " stopped answering: its ", reaped->integer,
-                       " members left the room"));
+      Log(absl::StrCat("server ", s.str, " stopped answering: ",
+                       Plural(static_cast<size_t>(reaped->integer), "member"),
+                       " of it left the room"));
     }
   }
   return true;
