@@ -1,4 +1,4 @@
-#include "tests/redis/redis_server.h"
+#include "redis/server_process.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +25,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 
-namespace udpmsg::testing {
+namespace udpmsg::redis {
 namespace {
 
 constexpr int kPortAttempts = 5;
@@ -48,7 +48,7 @@ bool IsExecutable(const std::string& path) {
 }
 
 // /usr/bin/redis-server, else the first redis-server on PATH; empty if none.
-std::string FindRedisServer() {
+std::string FindServerProcess() {
   const std::string usual = "/usr/bin/redis-server";
   if (IsExecutable(usual)) return usual;
   const char* path = std::getenv("PATH");
@@ -122,12 +122,12 @@ std::string ReadFrom(const std::string& path, off_t offset) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(Options options) {
+absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(Options options) {
   if (options.startup_timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("RedisServer: startup_timeout must be positive");
+    return absl::InvalidArgumentError("ServerProcess: startup_timeout must be positive");
   }
-  std::unique_ptr<RedisServer> server(new RedisServer(std::move(options)));
-  server->binary_ = FindRedisServer();
+  std::unique_ptr<ServerProcess> server(new ServerProcess(std::move(options)));
+  server->binary_ = FindServerProcess();
   if (server->binary_.empty()) {
     return absl::FailedPreconditionError(
         "redis-server is neither /usr/bin/redis-server nor on PATH; ./bazelw installs it "
@@ -153,7 +153,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(Options options)
   return last;
 }
 
-RedisServer::~RedisServer() {
+ServerProcess::~ServerProcess() {
   Kill(SIGKILL);
   if (remove_dir_ && !dir_.empty()) {
     std::error_code ignored;
@@ -161,21 +161,21 @@ RedisServer::~RedisServer() {
   }
 }
 
-std::string RedisServer::url(const std::string& room) const {
+std::string ServerProcess::url(const std::string& room) const {
   const std::string credentials =
       options_.password.empty() ? "" : absl::StrCat(":", PercentEncode(options_.password), "@");
   return absl::StrCat("redis://", credentials, "127.0.0.1:", port_, "/", room);
 }
 
-redis::Endpoint RedisServer::endpoint() const {
-  redis::Endpoint e;
+Endpoint ServerProcess::endpoint() const {
+  Endpoint e;
   e.host = "127.0.0.1";
   e.port = port_;
   e.password = options_.password;
   return e;
 }
 
-std::string RedisServer::LogTail(int lines) const {
+std::string ServerProcess::LogTail(int lines) const {
   const std::string path = absl::StrCat(dir_, "/redis.log");
   const off_t size = FileSize(path);
   const off_t keep = 64 * 1024;
@@ -188,26 +188,27 @@ std::string RedisServer::LogTail(int lines) const {
   return absl::StrJoin(all, "\n");
 }
 
-absl::Status RedisServer::Launch(bool* port_taken) {
+absl::Status ServerProcess::Launch(bool* port_taken) {
   *port_taken = false;
   const std::string log_path = absl::StrCat(dir_, "/redis.log");
-  std::vector<std::string> args = {binary_,
-                                   "--port",
-                                   absl::StrCat(port_),
-                                   "--bind",
-                                   "127.0.0.1",
-                                   "--dir",
-                                   dir_,
-                                   "--appendonly",
-                                   "yes",
-                                   "--appendfsync",
-                                   "always",
-                                   "--save",
-                                   "",
-                                   "--daemonize",
-                                   "no",
-                                   "--protected-mode",
-                                   "no"};
+  std::vector<std::string> args = {
+      binary_,
+      "--port",
+      absl::StrCat(port_),
+      "--bind",
+      "127.0.0.1",
+      "--dir",
+      dir_,
+      "--appendonly",
+      options_.persistence == Persistence::kNone ? "no" : "yes",
+      "--appendfsync",
+      options_.persistence == Persistence::kAofEverySec ? "everysec" : "always",
+      "--save",
+      "",
+      "--daemonize",
+      "no",
+      "--protected-mode",
+      "no"};
   if (!options_.password.empty()) {
     args.push_back("--requirepass");
     args.push_back(options_.password);
@@ -234,7 +235,7 @@ absl::Status RedisServer::Launch(bool* port_taken) {
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    // The server dies with the test, even when the test is killed.
+    // The server dies with the process that started it, even a killed one.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     sigset_t none;
@@ -281,23 +282,22 @@ absl::Status RedisServer::Launch(bool* port_taken) {
     }
     const absl::Duration left = deadline - absl::Now();
     if (left <= absl::ZeroDuration()) break;
-    absl::StatusOr<std::unique_ptr<redis::Connection>> c =
-        redis::Connection::Connect(endpoint(), std::min(left, kProbeTimeout));
+    absl::StatusOr<std::unique_ptr<Connection>> c =
+        Connection::Connect(endpoint(), std::min(left, kProbeTimeout));
     if (!c.ok()) {
       last_answer = c.status().ToString();
     } else {
-      absl::StatusOr<redis::Reply> pong = (*c)->Command({"PING"});
+      absl::StatusOr<Reply> pong = (*c)->Command({"PING"});
       if (!pong.ok()) {
         last_answer = pong.status().ToString();
-      } else if (pong->type != redis::Reply::Type::kStatus || pong->str != "PONG") {
+      } else if (pong->type != Reply::Type::kStatus || pong->str != "PONG") {
         last_answer = absl::StrCat("PING answered \"", pong->str, "\"");  // e.g. -LOADING
       } else {
         // Another process may hold the port we picked: make sure the server
         // that answers is ours.
-        absl::StatusOr<redis::Reply> info = (*c)->Command({"INFO", "server"});
+        absl::StatusOr<Reply> info = (*c)->Command({"INFO", "server"});
         const std::string ours = absl::StrCat("process_id:", pid_, "\r\n");
-        if (info.ok() && info->type == redis::Reply::Type::kString &&
-            absl::StrContains(info->str, ours)) {
+        if (info.ok() && info->type == Reply::Type::kString && absl::StrContains(info->str, ours)) {
           return absl::OkStatus();
         }
         last_answer = "a server that is not ours answers on the port";
@@ -312,7 +312,7 @@ absl::Status RedisServer::Launch(bool* port_taken) {
                    "); its log ends:\n", LogTail()));
 }
 
-bool RedisServer::Reap(absl::Duration timeout) {
+bool ServerProcess::Reap(absl::Duration timeout) {
   if (pid_ < 0) return true;
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
@@ -328,7 +328,7 @@ bool RedisServer::Reap(absl::Duration timeout) {
   }
 }
 
-void RedisServer::Kill(int signal) {
+void ServerProcess::Kill(int signal) {
   if (pid_ < 0) return;
   ::kill(pid_, signal);
   if (!Reap(kKillTimeout)) {
@@ -337,12 +337,12 @@ void RedisServer::Kill(int signal) {
   }
 }
 
-bool RedisServer::running() {
+bool ServerProcess::running() {
   if (pid_ < 0) return false;
   return !Reap(absl::ZeroDuration());
 }
 
-absl::Status RedisServer::Restart() {
+absl::Status ServerProcess::Restart() {
   if (running()) {
     return absl::FailedPreconditionError(
         absl::StrCat("redis-server on port ", port_, " is still running; Kill it first"));
@@ -358,4 +358,4 @@ absl::Status RedisServer::Restart() {
   return last;
 }
 
-}  // namespace udpmsg::testing
+}  // namespace udpmsg::redis
