@@ -800,10 +800,10 @@ BenchTable LatencyTable(const ClusterConfig& c, const std::vector<LatencyResult>
   if (local != nullptr && other != nullptr && local->p50_us > 0 && local->p99_us > 0) {
     t.notes.push_back(absl::StrCat("added by the Redis hop (", other->servers,
                                    " servers, other server, against the "
-                                   "LocalRoom's other shard): p50 +",
-                                   Fixed(other->p50_us - local->p50_us, 0), " us (",
-                                   Fixed(other->p50_us / local->p50_us, 1), "x), p99 +",
-                                   Fixed(other->p99_us - local->p99_us, 0), " us (",
+                                   "LocalRoom's other shard): p50 ",
+                                   absl::StrFormat("%+.0f", other->p50_us - local->p50_us), " us (",
+                                   Fixed(other->p50_us / local->p50_us, 1), "x), p99 ",
+                                   absl::StrFormat("%+.0f", other->p99_us - local->p99_us), " us (",
                                    Fixed(other->p99_us / local->p99_us, 1), "x)"));
   }
   t.notes.push_back(
