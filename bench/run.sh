@@ -21,6 +21,12 @@
 #               own 127.X.Y.Z): connect times, server RSS per connection and
 #               CPU idle, then --connections-rate lines/s (default 10) into the
 #               room: deliveries/s, server CPU, lost connections, order
+#   7. cluster  //bench:cluster_bench inside namespace a: one chat room over 1, 2
+#               and 3 servers (RedisRooms in one process) through a redis-server
+#               it starts on loopback: lines/s accepted and delivered to every
+#               server, order and losses, CPU of redis-server and of the servers;
+#               then the latency the Redis hop adds (Say on server A to Read on
+#               B, p50/p99) against a LocalRoom's in-process hop (~35 s)
 # The namespaces are joined by a veth pair with a tbf rate limit on a's side;
 # the loss hits ALL packets (TCP's too) in both directions.
 #
@@ -28,13 +34,14 @@
 #   sudo bench/run.sh --quick    shorter runs (4 MiB transfers), report-quick.*
 #   sudo bench/run.sh --only fast --out /tmp/b    the fast paths alone
 #   sudo bench/run.sh --only connections --connections 1000   one server, 1000 members
+#   sudo bench/run.sh --only cluster      one room over 1, 2, 3 servers through Redis
 #
 #   sudo bench/run.sh --delay 50ms   50 ms added RTT (25 ms each way), loss and
 #                                    delay by `udpmsg impair --nfqueue`
 #
 # Writes bench/results/report.md (every table, the targets, machine, load,
-# setup commands), report-{rate,latency,bulk,fast,fairness}.csv, report-connections.json
-# and report-bulk.png
+# setup commands), report-{rate,latency,bulk,fast,fairness}.csv, report-connections.json,
+# report-cluster.md and report-bulk.png
 # (report-quick* with --quick; a -rtt<D> suffix with --delay, e.g.
 # report-rtt50ms.md).
 # Needs root, `ip netns`, tc and nft (nftables and gnuplot are installed with
@@ -58,7 +65,7 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness connections"] [--size SIZE]
+usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness connections cluster"] [--size SIZE]
                          [--losses "0 1 5 10"] [--latency-losses "0 1 5"] [--rate 20mbit]
                          [--cc newreno|bbr] [--ccs "newreno bbr"] [--delay 10ms] [--bin PATH]
                          [--out DIR] [--timeout 30s] [--emulator nft|nfqueue]
@@ -69,11 +76,12 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
                          [--fairness-flows udpmsg,udpmsg,tcp-cubic]
                          [--connections 10000] [--connections-rate 10]
                          [--connections-idle 10s] [--connections-load 10s]
+                         [--cluster-seconds 5] [--cluster-latency-seconds 3] [--cluster-bin PATH]
   --quick      shorter runs: 4 MiB transfers, 2 s latency runs, 50000-message
                rate runs, 32 MiB fast-path transfers, 10 s fairness runs,
-               1000 connections; results in DIR/report-quick*
+               1000 connections, 2 s cluster runs; results in DIR/report-quick*
   --only       the benchmarks to run (default "rate latency bulk fast fairness
-               connections"; with --delay "rate latency bulk fairness")
+               connections cluster"; with --delay "rate latency bulk fairness")
   --size       bytes per bulk transfer (default 16MiB)
   --losses     bulk loss rates in percent, space-separated (default "0 1 5 10")
   --latency-losses  latency loss rates in percent (default "0 1 5")
@@ -94,6 +102,9 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
   --connections-rate   lines per second into the room, in total (default 10)
   --connections-idle   how long the members idle (default 10s)
   --connections-load   how long they send lines (default 10s)
+  --cluster-seconds    cluster: each throughput run, per server count (default 5)
+  --cluster-latency-seconds  cluster: each latency run at 1000 lines/s (default 3)
+  --cluster-bin  the cluster_bench binary (default: build //bench:cluster_bench -c opt)
   --delay      added round-trip time, D/2 in each direction, by `udpmsg impair
                --nfqueue` in both namespaces (default none: the RTT is then the tbf
                queue's); implies --emulator nfqueue
@@ -135,6 +146,9 @@ CONN_N=10000
 CONN_RATE=10
 CONN_IDLE=10s
 CONN_LOAD=10s
+CLUSTER_SECONDS=5
+CLUSTER_LAT_SECONDS=3
+CLUSTER_BIN=
 TCP_CC=
 BIN=${UDPMSG:-}
 OUT=$ROOT/bench/results
@@ -144,7 +158,7 @@ EMULATOR=
 while (($#)); do
   case $1 in
     --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB
-             FAIR_DURATION=10s; CONN_N=1000 ;;
+             FAIR_DURATION=10s; CONN_N=1000; CLUSTER_SECONDS=2; CLUSTER_LAT_SECONDS=2 ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
     --losses) LOSSES=${2:?}; shift ;;
@@ -163,6 +177,9 @@ while (($#)); do
     --connections-rate) CONN_RATE=${2:?}; shift ;;
     --connections-idle) CONN_IDLE=${2:?}; shift ;;
     --connections-load) CONN_LOAD=${2:?}; shift ;;
+    --cluster-seconds) CLUSTER_SECONDS=${2:?}; shift ;;
+    --cluster-latency-seconds) CLUSTER_LAT_SECONDS=${2:?}; shift ;;
+    --cluster-bin) CLUSTER_BIN=${2:?}; shift ;;
     --tcp-cc) TCP_CC=${2:?}; shift ;;
     --bin) BIN=${2:?}; shift ;;
     --out) OUT=${2:?}; shift ;;
@@ -175,14 +192,14 @@ while (($#)); do
   shift
 done
 if [[ -z $ONLY ]]; then
-  ONLY="rate latency bulk fast fairness connections"
+  ONLY="rate latency bulk fast fairness connections cluster"
   # The fast paths are the unimpaired ones: --delay is for the tbf veth.
   [[ -n $DELAY ]] && ONLY="rate latency bulk fairness"
 fi
 for b in $ONLY; do
   [[ $b == rate || $b == latency || $b == bulk || $b == fast || $b == fairness ||
-     $b == connections ]] ||
-    die "--only: \"$b\" is not rate, latency, bulk, fast, fairness or connections"
+     $b == connections || $b == cluster ]] ||
+    die "--only: \"$b\" is not rate, latency, bulk, fast, fairness, connections or cluster"
 done
 if [[ -z $CCS ]]; then
   CCS="newreno bbr"
@@ -253,6 +270,16 @@ if [[ -z $BIN ]]; then
 fi
 [[ -x $BIN ]] || die "no udpmsg binary at $BIN"
 BIN=$(readlink -f "$BIN")
+if wants cluster; then
+  command -v redis-server >/dev/null || apt_install redis-server ||
+    die "the cluster section needs redis-server (apt-get install redis-server)"
+  if [[ -z $CLUSTER_BIN ]]; then
+    (cd "$ROOT" && ./bazelw build -c opt //bench:cluster_bench >&2)
+    CLUSTER_BIN=$(cd "$ROOT" && ./bazelw info -c opt bazel-bin 2>/dev/null)/bench/cluster_bench
+  fi
+  [[ -x $CLUSTER_BIN ]] || die "no cluster_bench binary at $CLUSTER_BIN"
+  CLUSTER_BIN=$(readlink -f "$CLUSTER_BIN")
+fi
 
 # --- Namespaces, veth, tbf -------------------------------------------------------
 NS_A=udpmsg-a
@@ -581,18 +608,37 @@ if wants connections; then
         v["members at end"], v["server RSS per connection B"], v["server CPU idle"], v["deliveries/s"],
         v["lost connections"], v["order mismatches"], v["server RSS idle MiB"] }' "$CONN_MD" >"$CONN_JSON"
 fi
+
+# --- 7. Cluster -----------------------------------------------------------------------
+# One chat room over 1, 2, 3 servers through a redis-server the benchmark
+# starts on 127.0.0.1 of namespace a (AOF, fsync every second); no loss.
+CLUSTER_MD=$WORK/cluster.md
+if wants cluster; then
+  stop_emulators
+  ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
+  echo "bench/run.sh: bench cluster, one room over 1, 2, 3 servers through Redis, $CLUSTER_SECONDS s per run ..." >&2
+  cluster_args=(--servers 1,2,3 --seconds "$CLUSTER_SECONDS" --latency_rate 1000
+                --latency_seconds "$CLUSTER_LAT_SECONDS")
+  echo "cluster_bench ${cluster_args[*]}" >>"$COMMANDS"
+  if ! ip netns exec "$NS_A" "$CLUSTER_BIN" "${cluster_args[@]}" --format markdown \
+      >"$CLUSTER_MD" 2> >(tee -a "$WORK/cluster.log" >&2); then
+    echo "bench/run.sh: bench cluster failed" >&2
+    FAILED=1
+  fi
+fi
 END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
 rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fairness}.csv "$OUT/$NAME-bulk.png" \
-  "$OUT/$NAME-connections.json"
+  "$OUT/$NAME-connections.json" "$OUT/$NAME-cluster.md"
 [[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
 [[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
 [[ -s $CSV ]] && cp "$CSV" "$OUT/$NAME-bulk.csv"
 [[ -s $FAST_CSV ]] && cp "$FAST_CSV" "$OUT/$NAME-fast.csv"
 [[ -s $FAIR_CSV ]] && cp "$FAIR_CSV" "$OUT/$NAME-fairness.csv"
 [[ -s $CONN_JSON ]] && cp "$CONN_JSON" "$OUT/$NAME-connections.json"
+[[ -s $CLUSTER_MD ]] && cp "$CLUSTER_MD" "$OUT/$NAME-cluster.md"
 
 csv_to_md() {  # a CSV file as a Markdown table
   awk -F, 'NR == 1 { printf "|"; for (i = 1; i <= NF; i++) printf " %s |", $i; printf "\n|";
@@ -686,6 +732,36 @@ targets() {
           (v["lost connections"] == "0" && v["order mismatches"] == "0" && v["deliveries/s"] + 0 >= 0.95 * offered) ? "met" : "NOT met"
       }' "$CONN_MD"
   fi
+  if [[ -s $CLUSTER_MD ]]; then
+    cluster_summary "- " | grep "in one order" || true
+  fi
+}
+
+# The cluster section's figures in a few lines (each prefixed by $1): lines/s
+# per server count, whether every server read every line in one order, and
+# the latency the Redis hop adds.
+cluster_summary() {
+  # Throughput rows: | servers | seconds | accepted | accepted/s | vs 1 server |
+  # delivered/s each | deliveries/s | lost | order | ...; latency rows:
+  # | room | servers | hop | lines | lost | p50 us | p99 us | ...
+  awk -F'|' -v prefix="$1" '/^### / { table++ } /^\| / && !/^\|---/ {
+      for (i = 2; i < NF; i++) gsub(/^ +| +$/, "", $i)
+      if ($2 == "servers" || $2 == "room") next
+      if (table == 1) {
+        rate = rate sprintf("%s%s: %s (%s)", rate == "" ? "" : ", ", $2, $5, $6)
+        if ($9 != "0" || $10 != "one") bad = bad sprintf(" %s servers: %s lost, order %s;", $2, $9, $10)
+        n++
+      } else if ($2 == "LocalRoom") { lp50 = $7; lp99 = $8
+      } else if ($4 == "other server" && op50 == "") { op50 = $7; op99 = $8; on = $3; if ($6 != "0") bad = bad sprintf(" latency %s servers: %s lost;", $3, $6) }
+    }
+    END {
+      if (n == 0) { printf "%scluster: not measured\n", prefix; exit }
+      printf "%sone room over N servers through Redis, lines/s accepted (vs 1 server): %s\n", prefix, rate
+      printf "%severy server read every accepted line, in one order: %s\n", prefix, bad == "" ? "met" : "NOT met:" bad
+      if (lp50 != "" && op50 != "" && lp50 + 0 > 0 && lp99 + 0 > 0)
+        printf "%sthe Redis hop (%s servers, Say on A to Read on B) against a LocalRoom'"'"'s: p50 %s vs %s us (%+d us, %.1fx), p99 %s vs %s us (%+d us, %.1fx)\n",
+          prefix, on, op50, lp50, op50 - lp50, op50 / lp50, op99, lp99, op99 - lp99, op99 / lp99
+    }' "$CLUSTER_MD"
 }
 
 # Per udpmsg congestion controller of the fairness runs: Jain's index and
@@ -865,6 +941,20 @@ MD=$OUT/$NAME.md
     echo "server's per-address caps stay at their defaults. Server figures from /proc/PID (VmRSS,"
     echo "utime + stime); the client's own CPU and RSS beside them: on this machine's $(nproc) CPUs the"
     echo "client shares the cores with the server. See docs/commands.md, \`bench connections\`."
+  fi
+  if [[ -s $CLUSTER_MD ]]; then
+    echo
+    echo "## One room over several servers (Redis; loopback inside $NS_A)"
+    echo
+    sed 's/^### \(.*\)$/**\1**/' "$CLUSTER_MD"
+    echo
+    echo "Each server is a RedisRoom in the cluster_bench process (its own two Redis connections"
+    echo "and reader thread, as \`udpmsg chat serve --cluster\` makes it), each with one shard"
+    echo "thread saying lines as fast as Say returns; redis-server (AOF, fsync every second) and"
+    echo "every server share this machine's $(nproc) CPUs. No UDP members: the room is measured, not"
+    echo "the transport (see Connections). bench/cluster.h says how each figure is taken."
+    echo
+    cluster_summary "- "
   fi
   if [[ -s $FAIR_CSV ]]; then
     echo
