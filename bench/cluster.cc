@@ -754,8 +754,11 @@ BenchTable ThroughputTable(const ClusterConfig& c, const std::vector<ThroughputR
             ct.command, " ", ct.calls, " calls ",
             Fixed(static_cast<double>(ct.usec) / static_cast<double>(ct.calls), 1), " us each"));
       }
+      const double lines = static_cast<double>(r.accepted);
       t.notes.push_back(absl::StrCat(
-          r.servers, " servers, Redis's time in commands: ", absl::StrJoin(top, ", ")));
+          r.servers, " servers, Redis's time in commands: ", absl::StrJoin(top, ", "), "; it read ",
+          Fixed(static_cast<double>(r.redis_in_bytes) / lines, 0), " and wrote ",
+          Fixed(static_cast<double>(r.redis_out_bytes) / lines, 0), " bytes per line"));
     }
   }
   if (!refused) t.notes.push_back("every Say was accepted (no kBusy, no kUnavailable)");
