@@ -426,6 +426,8 @@ absl::StatusOr<ThroughputResult> RunThroughput(const ClusterConfig& c, int serve
   std::this_thread::sleep_until(
       std::chrono::steady_clock::time_point(std::chrono::nanoseconds(deadline_ns)));
   const int64_t end_ns = SteadyNs();
+  std::vector<uint64_t> read1;
+  for (auto& r : rooms) read1.push_back(r->lines_read());
   const ProcSample redis1 = sample(c.redis_pid);
   const ProcSample self1 = sample(::getpid());
   ThroughputResult out;
@@ -439,7 +441,7 @@ absl::StatusOr<ThroughputResult> RunThroughput(const ClusterConfig& c, int serve
   out.servers = servers;
   out.shards = c.shards;
   for (size_t s = 0; s < rooms.size(); ++s) {
-    out.delivered_in_window.push_back(rooms[s]->lines_read() - read0[s]);
+    out.delivered_in_window.push_back(read1[s] - read0[s]);
   }
   for (std::thread& t : threads) t.join();
   out.seconds = static_cast<double>(end_ns - start_ns) / 1e9;
@@ -515,6 +517,7 @@ absl::StatusOr<ThroughputResult> RunThroughput(const ClusterConfig& c, int serve
 absl::StatusOr<std::vector<LatencyResult>> RunLatency(const ClusterConfig& c, int servers) {
   if (absl::Status s = ValidateClusterConfig(c); !s.ok()) return s;
   if (servers < 0 || servers > 16) return absl::InvalidArgumentError("servers out of range");
+  if (c.latency_rate <= 0) return absl::InvalidArgumentError("latency_rate must be positive");
   const std::string name = NextRoomName();
   RoomLog log;
   // rooms[0] holds the sender shard (0) and a reader; every other room one

@@ -135,7 +135,8 @@ struct LatencyResult {
   uint64_t late = 0;  // sends that began over 1 ms after their scheduled time
 };
 
-// One latency run: `servers` RedisRooms, or with servers == 0 a LocalRoom;
+// One latency run (config.latency_rate > 0, else INVALID_ARGUMENT):
+// `servers` RedisRooms, or with servers == 0 a LocalRoom;
 // one result per hop (LocalRoom: other shard; one server: own server; more:
 // own server and other server).
 absl::StatusOr<std::vector<LatencyResult>> RunLatency(const ClusterConfig& config, int servers);
