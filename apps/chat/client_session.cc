@@ -65,8 +65,18 @@ ClientSession::Ended ClientSession::OnEnded(absl::Time now, EndCause cause) {
   texts_ = 0;
   if (joined_ && now - joined_at_ >= options_.stable_after) attempts_ = 0;
   joined_ = false;
-  end.reconnect = options_.reconnect && ever_joined_ && cause != EndCause::kRefused;
+  const size_t servers = std::max<size_t>(options_.servers, 1);
+  if (!ever_joined_) {
+    // The first connection: each address once, at once, then give up.
+    if (cause != EndCause::kAttemptFailed || ++first_failures_ >= servers) return end;
+    server_ = (server_ + 1) % servers;
+    end.reconnect = true;
+    end.delay = absl::ZeroDuration();
+    return end;
+  }
+  end.reconnect = options_.reconnect && cause != EndCause::kRefused;
   if (!end.reconnect) return end;
+  server_ = (server_ + 1) % servers;
   // d = min(max, first * 2^attempts), without overflowing the shift.
   absl::Duration d = options_.first_delay;
   for (int i = 0; i < attempts_ && d < options_.max_delay; ++i) d *= 2;

@@ -3,7 +3,8 @@
 // reconnect), the Welcome's resume token (in memory only), the lines handed
 // to the transport and not yet acknowledged, and the reconnect policy:
 // whether an ended connection is worth another, and after how long
-// (bounded exponential backoff with jitter).
+// (bounded exponential backoff with jitter), and which of the room's servers
+// (options.servers addresses, all serving one room) the next attempt goes to.
 //
 // Usage (a driver; the CLI's is cli/chat_client.cc):
 //   chat::ClientSession session("alice", options);
@@ -16,16 +17,26 @@
 //   //   chat::ClientSession::Ended end = session.OnEnded(now, cause);
 //   //   tell the user about end.unconfirmed (they may not have been sent);
 //   //   end.reconnect: connect again after end.delay; otherwise stop.
+//   // every attempt goes to address number session.server() of the list.
 //
 // The policy: a connection that ended because it was lost (timed out, the
 // server killed) or because the server shut down is reconnected, as is a
 // reconnect attempt that failed; one the server ended deliberately (a fatal
 // Error such as a taken nick, or a close for flooding, a protocol error or
 // falling behind) is not, and neither is the first connection (no Welcome
-// yet: a wrong address or port should fail, not loop). The n-th attempt in a
+// yet: a wrong address or port should fail, not loop; with several servers
+// it tries each of them once first, below). The n-th attempt in a
 // row waits a uniformly random time in [d/2, d] with d = min(max_delay,
 // first_delay * 2^n); a connection that stayed joined for stable_after
 // starts the count again.
+//
+// Several servers (options.servers > 1, the servers of one room): the first
+// connection goes to the first; every end that is reconnected moves the
+// next attempt to the next address, round robin, after the same backoff, so
+// a member whose server died lands on another one (its resume token takes
+// its nick back there). A first connection whose attempt fails (refused,
+// timed out) moves on to the next address at once (delay zero, whatever
+// `reconnect` says): only when every address failed once does it stop.
 //
 // Bounds: the text of at most max_unconfirmed lines is kept (each at most
 // what one typed line holds); beyond that only their numbers (the
@@ -71,6 +82,8 @@ struct SessionOptions {
   absl::Duration stable_after = absl::Seconds(30);
   uint64_t seed = 1;  // the jitter's
   size_t max_unconfirmed = 256;
+  // The addresses to rotate through (at least 1; 0 counts as 1).
+  size_t servers = 1;
 };
 
 class ClientSession final {
@@ -112,6 +125,9 @@ class ClientSession final {
   size_t unconfirmed_count() const { return unconfirmed_.size(); }
   // Reconnect attempts since the last stable connection.
   int attempts() const { return attempts_; }
+  // The address (0 .. servers - 1) of the current attempt or connection,
+  // and of the next one after OnEnded.
+  size_t server() const { return server_; }
 
  private:
   uint64_t NextRandom();
@@ -123,6 +139,8 @@ class ClientSession final {
   bool ever_joined_ = false;
   absl::Time joined_at_;
   int attempts_ = 0;
+  size_t server_ = 0;
+  size_t first_failures_ = 0;  // failed first attempts (before any Welcome)
   uint64_t rng_;
   // seq -> the line, escaped ("" beyond max_unconfirmed kept texts).
   std::map<uint64_t, std::string> unconfirmed_;

@@ -136,5 +136,83 @@ TEST(ClientSessionTest, LinesNeverAcknowledgedAreReportedOnceEscapedAndBounded) 
   EXPECT_EQ(end.unconfirmed_more, 0u);
 }
 
+TEST(ClientSessionTest, OneServerAlwaysReconnectsToIt) {
+  ClientSession s("alice", SessionOptions());
+  EXPECT_EQ(s.server(), 0u);
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", std::string(16, 't'))).ok());
+  for (EndCause cause : {EndCause::kLost, EndCause::kAttemptFailed, EndCause::kServerShutdown}) {
+    EXPECT_TRUE(s.OnEnded(kStart, cause).reconnect);
+    EXPECT_EQ(s.server(), 0u);
+  }
+}
+
+TEST(ClientSessionTest, SeveralServersAreTriedRoundRobinWithTheBackoffAndTheToken) {
+  SessionOptions o;
+  o.servers = 3;
+  ClientSession s("alice", o);
+  EXPECT_EQ(s.server(), 0u);
+  const std::string token(16, '\x05');
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", token)).ok());
+  // Lost on server 0: the next attempt goes to 1, after the usual backoff.
+  ClientSession::Ended end = s.OnEnded(kStart, EndCause::kLost);
+  ASSERT_TRUE(end.reconnect);
+  EXPECT_GE(end.delay, absl::Milliseconds(250));
+  EXPECT_LE(end.delay, absl::Milliseconds(500));
+  EXPECT_EQ(s.server(), 1u);
+  // 1 refuses: 2, then around to 0, each after a longer wait.
+  end = s.OnEnded(kStart, EndCause::kAttemptFailed);
+  ASSERT_TRUE(end.reconnect);
+  EXPECT_GE(end.delay, absl::Milliseconds(500));
+  EXPECT_EQ(s.server(), 2u);
+  end = s.OnEnded(kStart, EndCause::kAttemptFailed);
+  ASSERT_TRUE(end.reconnect);
+  EXPECT_GE(end.delay, absl::Seconds(1));
+  EXPECT_EQ(s.server(), 0u);
+  // Welcomed there: the join carries the token; a shutdown moves on too.
+  EXPECT_EQ(SentJoin(s).resume_token(), token);
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", token)).ok());
+  EXPECT_TRUE(s.OnEnded(kStart, EndCause::kServerShutdown).reconnect);
+  EXPECT_EQ(s.server(), 1u);
+  // A deliberate close stays where it is and stops.
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", token)).ok());
+  EXPECT_FALSE(s.OnEnded(kStart, EndCause::kRefused).reconnect);
+  EXPECT_EQ(s.server(), 1u);
+}
+
+TEST(ClientSessionTest, AFailedFirstConnectionTriesEveryServerOnceAtOnceThenStops) {
+  for (bool reconnect : {true, false}) {
+    SCOPED_TRACE(reconnect ? "reconnect" : "--reconnect=false");
+    SessionOptions o;
+    o.servers = 3;
+    o.reconnect = reconnect;
+    ClientSession s("alice", o);
+    for (size_t next = 1; next < 3; ++next) {
+      ClientSession::Ended end = s.OnEnded(kStart, EndCause::kAttemptFailed);
+      ASSERT_TRUE(end.reconnect);
+      EXPECT_EQ(end.delay, absl::ZeroDuration());
+      EXPECT_EQ(s.server(), next);
+    }
+    EXPECT_FALSE(s.OnEnded(kStart, EndCause::kAttemptFailed).reconnect);
+    EXPECT_EQ(s.attempts(), 0);
+  }
+  // A first connection that got in but lost (no Welcome), or was refused
+  // on purpose, is not retried elsewhere.
+  SessionOptions o;
+  o.servers = 3;
+  for (EndCause cause : {EndCause::kLost, EndCause::kRefused, EndCause::kServerShutdown}) {
+    ClientSession s("alice", o);
+    EXPECT_FALSE(s.OnEnded(kStart, cause).reconnect);
+    EXPECT_EQ(s.server(), 0u);
+  }
+  // The second server welcomes: later losses go round from there.
+  ClientSession s("alice", o);
+  ASSERT_TRUE(s.OnEnded(kStart, EndCause::kAttemptFailed).reconnect);
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", std::string(16, 't'))).ok());
+  ClientSession::Ended end = s.OnEnded(kStart, EndCause::kLost);
+  ASSERT_TRUE(end.reconnect);
+  EXPECT_GT(end.delay, absl::ZeroDuration());
+  EXPECT_EQ(s.server(), 2u);
+}
+
 }  // namespace
 }  // namespace udpmsg::chat
