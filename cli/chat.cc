@@ -413,8 +413,17 @@ int RunServe(const Args& args) {
   return kExitOk;
 }
 
+// Servers `chat join` takes at most (the servers of one room).
+constexpr size_t kMaxJoinServers = 64;
+
 int RunJoin(const Args& args) {
-  if (args.size() != 1) return UsageError(kCommand, "join expects HOST:PORT and --nick NAME");
+  if (args.empty()) {
+    return UsageError(kCommand, "join expects HOST:PORT [HOST:PORT...] and --nick NAME");
+  }
+  if (args.size() > kMaxJoinServers) {
+    return UsageError(kCommand, absl::StrCat("join takes at most ", kMaxJoinServers,
+                                             " servers (HOST:PORT), not ", args.size()));
+  }
   const std::string nick = absl::GetFlag(FLAGS_nick);
   if (nick.empty()) return UsageError(kCommand, "join: --nick NAME is required");
   if (absl::Status s = chat::CheckNick(nick); !s.ok()) return UsageError(kCommand, s.message());
@@ -423,15 +432,29 @@ int RunJoin(const Args& args) {
   }
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
   if (!timeout.ok()) return UsageError(kCommand, timeout.status().message());
-  absl::StatusOr<std::vector<SocketAddress>> peers =
-      ResolveDestination(args[0], SocketType::kDatagram);
-  if (!peers.ok()) return AddressError(kCommand, peers.status());
+  // Several servers: one host's pin cannot hold one known-hosts line per
+  // server (a room's servers may share one identity: --server_id).
+  if (args.size() > 1 && !absl::GetFlag(FLAGS_known_hosts).empty()) {
+    return UsageError(kCommand,
+                      "join: --known_hosts takes one server; with several, pin the room's "
+                      "identity with --server_id");
+  }
+  // Each server's first address; the socket is IPv6 (dual-stack) if any is.
+  std::vector<SocketAddress> servers;
+  bool ipv6 = false;
+  for (const std::string& server : args) {
+    absl::StatusOr<std::vector<SocketAddress>> peers =
+        ResolveDestination(server, SocketType::kDatagram);
+    if (!peers.ok()) return AddressError(kCommand, peers.status());
+    servers.push_back(peers->front());
+    ipv6 = ipv6 || servers.back().family() == AddressFamily::kIpv6;
+  }
   absl::StatusOr<OwnedFd> signals = SignalFd({SIGINT, SIGTERM, SIGHUP});
   if (!signals.ok()) return Fail(signals.status());
   ::signal(SIGPIPE, SIG_IGN);  // a closed stdout is a write error, not death
 
   ChatClientConfig config;
-  config.server = peers->front();
+  config.servers = servers;
   config.nick = nick;
   config.timeout = *timeout;
   config.interactive = ::isatty(STDIN_FILENO) == 1 && ::isatty(STDOUT_FILENO) == 1;
@@ -451,7 +474,7 @@ int RunJoin(const Args& args) {
   config.on_connected = [&trust](const std::string& presented) {
     return trust->Record(presented);
   };
-  options.bind = SocketAddress::Any(config.server.family(), 0);
+  options.bind = SocketAddress::Any(ipv6 ? AddressFamily::kIpv6 : AddressFamily::kIpv4, 0);
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   absl::Status status;
@@ -468,8 +491,9 @@ int RunJoin(const Args& args) {
 
 int RunChat(const Args& args) {
   if (args.empty()) {
-    return UsageError(
-        kCommand, "expects serve or join (chat serve --port P | chat join HOST:PORT --nick NAME)");
+    return UsageError(kCommand,
+                      "expects serve or join (chat serve --port P | chat join HOST:PORT "
+                      "[HOST:PORT...] --nick NAME)");
   }
   const Args rest(args.begin() + 1, args.end());
   if (args[0] == "serve") return RunServe(rest);

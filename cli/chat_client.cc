@@ -37,8 +37,19 @@ HostOptions ChatOptions(absl::Duration timeout) {
   return o;
 }
 
+namespace {
+
+chat::SessionOptions WithServers(chat::SessionOptions options, size_t servers) {
+  options.servers = servers;
+  return options;
+}
+
+}  // namespace
+
 ChatClient::ChatClient(Host* host, ChatClientConfig config)
-    : host_(host), config_(std::move(config)), session_(config_.nick, config_.session) {}
+    : host_(host),
+      config_(std::move(config)),
+      session_(config_.nick, WithServers(config_.session, config_.servers.size())) {}
 
 absl::Status ChatClient::Run() {
   if (absl::Status s = host_->Watch(config_.signal_fd, kSignalToken); !s.ok()) return s;
@@ -46,9 +57,9 @@ absl::Status ChatClient::Run() {
   for (;;) {
     const absl::Time now = absl::Now();
     if ((state_ == State::kConnecting || state_ == State::kJoining) && now >= attempt_deadline_) {
-      const std::string what = absl::StrCat(
-          state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
-          config_.server.ToString(), " within ", absl::FormatDuration(config_.timeout));
+      const std::string what =
+          absl::StrCat(state_ == State::kConnecting ? "cannot connect to " : "no welcome from ",
+                       server().ToString(), " within ", absl::FormatDuration(config_.timeout));
       (void)host_->Close(id_, "gave up", /*flush=*/false);
       if (absl::Status s = Ended(chat::EndCause::kAttemptFailed, what,
                                  absl::DeadlineExceededError(what));
@@ -85,11 +96,14 @@ absl::Status ChatClient::Run() {
 }
 
 absl::Status ChatClient::Connect() {
-  absl::StatusOr<ConnectionId> id = host_->Connect(config_.server);
+  absl::StatusOr<ConnectionId> id = host_->Connect(server());
   if (!id.ok()) {
-    if (!session_.ever_joined()) return id.status();
     id_ = 0;
-    return Ended(chat::EndCause::kAttemptFailed, std::string(id.status().message()), id.status());
+    const std::string what =
+        session_.ever_joined()
+            ? std::string(id.status().message())
+            : absl::StrCat("cannot connect to ", server().ToString(), ": ", id.status().message());
+    return Ended(chat::EndCause::kAttemptFailed, what, id.status());
   }
   id_ = *id;
   state_ = State::kConnecting;
@@ -100,9 +114,10 @@ absl::Status ChatClient::Connect() {
 absl::Status ChatClient::Ended(chat::EndCause cause, const std::string& reason,
                                absl::Status error) {
   const bool was_chatting = state_ == State::kChatting;
+  const bool first = !session_.ever_joined();
   id_ = 0;
   state_ = State::kWaiting;
-  chat::ClientSession::Ended end = session_.OnEnded(absl::Now(), cause);
+  chat::ClientSession::Ended end = session_.OnEnded(absl::Now(), cause);  // may move server()
   for (const std::string& line : end.unconfirmed) {
     Notice(absl::StrCat("maybe not sent (connection lost): ", line));
   }
@@ -111,11 +126,17 @@ absl::Status ChatClient::Ended(chat::EndCause cause, const std::string& reason,
   }
   if (!end.reconnect) return error;
   next_attempt_ = absl::Now() + end.delay;
+  if (first) {  // the first connection: the next server at once
+    Notice(absl::StrCat(reason, "; trying ", server().ToString()));
+    return absl::OkStatus();
+  }
   const std::string in = absl::FormatDuration(absl::Ceil(end.delay, absl::Milliseconds(100)));
-  Notice(absl::StrCat(was_chatting || cause != chat::EndCause::kAttemptFailed
-                          ? "connection lost: "
-                          : "reconnect failed: ",
-                      reason, "; reconnecting in ", in, " (Ctrl-C to quit)"));
+  Notice(
+      absl::StrCat(was_chatting || cause != chat::EndCause::kAttemptFailed ? "connection lost: "
+                                                                           : "reconnect failed: ",
+                   reason, "; reconnecting ",
+                   config_.servers.size() > 1 ? absl::StrCat("to ", server().ToString(), " ") : "",
+                   "in ", in, " (Ctrl-C to quit)"));
   return absl::OkStatus();
 }
 
@@ -141,15 +162,14 @@ absl::Status ChatClient::OnEvent(const Event& e) {
       // The reason may come from the server: escape it.
       const std::string reason = chat::Displayable(e.reason);
       if (state_ == State::kConnecting) {
-        const std::string what = absl::StrCat("cannot connect to ", config_.server.ToString(),
-                                              ": ", e.by_peer ? "refused: " : "", reason);
-        if (!session_.ever_joined()) return absl::UnavailableError(what);
+        const std::string what = absl::StrCat("cannot connect to ", server().ToString(), ": ",
+                                              e.by_peer ? "refused: " : "", reason);
         return Ended(chat::EndCause::kAttemptFailed, what, absl::UnavailableError(what));
       }
       const std::string why =
           absl::StrCat(e.by_peer ? "server closed the connection: " : "", reason);
       const absl::Status error = absl::UnavailableError(
-          absl::StrCat("lost connection to server ", config_.server.ToString(), ": ", why));
+          absl::StrCat("lost connection to server ", server().ToString(), ": ", why));
       if (!session_.ever_joined()) return error;
       return Ended(chat::ClassifyClose(e.by_peer, e.reason), why, error);
     }
@@ -170,7 +190,7 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
   if (!e.ok()) {
     if (absl::IsDataLoss(e.status())) {
       return absl::DataLossError(
-          absl::StrCat("server ", config_.server.ToString(), " sent a malformed message"));
+          absl::StrCat("server ", server().ToString(), " sent a malformed message"));
     }
     return e.status();
   }
@@ -178,8 +198,8 @@ absl::Status ChatClient::OnServerMessage(const std::string& bytes) {
   if ((*e)->type == chat::ClientEvent::Type::kWelcome) {
     state_ = State::kChatting;
     if (rejoin) {
-      Notice(absl::StrCat("reconnected to ", config_.server.ToString(), " as ",
-                          Nick((*e)->nick), "; ", Roster((*e)->member_count, (*e)->nicks)));
+      Notice(absl::StrCat("reconnected to ", server().ToString(), " as ", Nick((*e)->nick), "; ",
+                          Roster((*e)->member_count, (*e)->nicks)));
       UpdateStdinPause();
       return absl::OkStatus();
     }
@@ -201,7 +221,7 @@ std::string ChatClient::Roster(uint64_t count, const std::vector<std::string>& l
 void ChatClient::Show(const chat::ClientEvent& e) {
   switch (e.type) {
     case chat::ClientEvent::Type::kWelcome:
-      Notice(absl::StrCat("connected to ", config_.server.ToString(), " as ", Nick(e.nick), "; ",
+      Notice(absl::StrCat("connected to ", server().ToString(), " as ", Nick(e.nick), "; ",
                           Roster(e.member_count, e.nicks)));
       break;
     case chat::ClientEvent::Type::kError:
@@ -420,7 +440,7 @@ absl::Status ChatClient::Leave() {
   }
   if (absl::Status s = host_->Flush(config_.timeout); !s.ok()) {
     return absl::UnavailableError(
-        absl::StrCat("lost connection to server ", config_.server.ToString(), ": ", s.message()));
+        absl::StrCat("lost connection to server ", server().ToString(), ": ", s.message()));
   }
   return absl::OkStatus();
 }

@@ -11,7 +11,12 @@
 // config.session.reconnect is false): "*** connection lost: REASON;
 // reconnecting in 2s (Ctrl-C to quit)", attempts with bounded exponential
 // backoff (chat::ClientSession), the Join carrying the resume token, then
-// "*** reconnected ...". Lines never vanish silently: a line the transport
+// "*** reconnected ...". With several servers (config.servers, the servers
+// of one room) each attempt goes to the next address, round robin
+// ("reconnecting to HOST:PORT in 2s"), and a first connection that fails
+// tries the next at once ("*** cannot connect to A: ...; trying B") until
+// every address failed once; every message names the server in use.
+// Lines never vanish silently: a line the transport
 // took but never acknowledged is reported as "*** maybe not sent
 // (connection lost): LINE" when the connection ends; a line typed while
 // disconnected is reported as "*** not sent (not connected): LINE" (in
@@ -50,7 +55,9 @@ namespace udpmsg::cli {
 HostOptions ChatOptions(absl::Duration timeout);
 
 struct ChatClientConfig {
-  SocketAddress server;
+  // The room's servers (at least one): the first connection goes to the
+  // first; see chat::ClientSession for the rotation.
+  std::vector<SocketAddress> servers;
   std::string nick;
   absl::Duration timeout;
   bool interactive = false;  // stdin and stdout are a terminal
@@ -71,8 +78,10 @@ class ChatClient final {
   ~ChatClient() { RestoreTerminal(); }
 
   // Joins and chats until /quit, EOF, a signal or an error. DEADLINE_EXCEEDED
-  // when no connection or Welcome comes within the timeout the first time;
-  // UNAVAILABLE when the connection is refused, or lost and not reconnected
+  // when no connection or Welcome comes within the timeout the first time
+  // (from the last server tried: each was tried once);
+  // UNAVAILABLE when the connection is refused (by every server the first
+  // time), or lost and not reconnected
   // (--reconnect=false, or the server closed it on purpose);
   // FAILED_PRECONDITION with the server's text on a fatal Error (a reconnect
   // refused too); DATA_LOSS for a malformed server message; the errno status
@@ -87,6 +96,8 @@ class ChatClient final {
   enum class State { kConnecting, kJoining, kChatting, kWaiting };
   enum class StdinMode { kNone, kWatched, kAlwaysReady, kClosed };
 
+  // The address of the current attempt or connection.
+  const SocketAddress& server() const { return config_.servers[session_.server()]; }
   // Starts a connection attempt (the first, or a reconnect).
   absl::Status Connect();
   // The connection or attempt ended: reports unconfirmed lines, then either

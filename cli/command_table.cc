@@ -184,8 +184,8 @@ std::vector<CommandSpec> Build() {
                ServerSecurity()}),
          {"server_id", "known_hosts"}},
         {"join",
-         {"chat join HOST:PORT --nick NAME"},
-         "joins a room: type lines to say them; /help, /quit (or Ctrl-D)",
+         {"chat join HOST:PORT [HOST:PORT...] --nick NAME"},
+         "joins a room (several HOST:PORT: its servers, in turn); type lines; /help, /quit",
          Join({{
                    {"nick", "NAME", "your nickname, unique in the room", "required"},
                    {"color", "", "colour nicknames on a TTY (--nocolor: never)", ""},
