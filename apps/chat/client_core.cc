@@ -49,10 +49,11 @@ UserInput SayInput(absl::string_view text) {
 
 }  // namespace
 
-std::string JoinMessage(absl::string_view nick, absl::string_view resume_token) {
+std::string JoinMessage(absl::string_view nick, absl::string_view resume_token, uint64_t last_seq) {
   ClientMessage m;
   m.mutable_join()->set_nick(std::string(nick));
   if (!resume_token.empty()) m.mutable_join()->set_resume_token(std::string(resume_token));
+  m.mutable_join()->set_last_seq(last_seq);
   return Serialize(m);
 }
 
@@ -163,6 +164,7 @@ ClientEvent ClientCore::OnLine(const Line& line) {
   e.type = ClientEvent::Type::kLine;
   DisplayLine& d = e.line;
   d.seq = line.seq();
+  last_seq_ = std::max(last_seq_, line.seq());
   d.time = absl::FromUnixMillis(line.time_ms());
   d.from = Displayable(line.from());
   d.text = Displayable(line.text());

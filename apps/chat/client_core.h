@@ -115,8 +115,10 @@ inline constexpr char kHelpText[] =
 // CheckNick before anything is sent.
 UserInput ParseInput(absl::string_view line);
 
-// Serialized ClientMessages. `resume_token`: the Welcome's, on a reconnect.
-std::string JoinMessage(absl::string_view nick, absl::string_view resume_token = "");
+// Serialized ClientMessages. `resume_token`: the Welcome's, on a reconnect;
+// `last_seq`: the highest line number received so far (Join.last_seq).
+std::string JoinMessage(absl::string_view nick, absl::string_view resume_token = "",
+                        uint64_t last_seq = 0);
 // `reason` as ParseInput gives it (the server cuts it again).
 std::string LeaveMessage(absl::string_view reason = "");
 
@@ -137,12 +139,15 @@ class ClientCore final {
   bool joined() const { return joined_; }
   // Our nick as the server knows it (unescaped).
   const std::string& nick() const { return nick_; }
+  // The highest line number (Line.seq) received, 0 before any.
+  uint64_t last_seq() const { return last_seq_; }
 
  private:
   ClientEvent OnLine(const Line& line);
 
   std::string nick_;
   bool joined_ = false;
+  uint64_t last_seq_ = 0;
 };
 
 }  // namespace udpmsg::chat

@@ -16,7 +16,9 @@ EndCause ClassifyClose(bool by_peer, absl::string_view reason) {
 ClientSession::ClientSession(std::string nick, const SessionOptions& options)
     : options_(options), core_(std::move(nick)), rng_(options.seed) {}
 
-std::string ClientSession::JoinMessage() const { return chat::JoinMessage(core_.nick(), token_); }
+std::string ClientSession::JoinMessage() const {
+  return chat::JoinMessage(core_.nick(), token_, core_.last_seq());
+}
 
 absl::StatusOr<std::optional<ClientEvent>> ClientSession::OnServerMessage(
     absl::Time now, absl::string_view bytes) {

@@ -92,7 +92,9 @@ class ClientSession final {
   ClientSession(const ClientSession&) = delete;
   ClientSession& operator=(const ClientSession&) = delete;
 
-  // The Join for the current nick, with the resume token once there is one.
+  // The Join for the current nick, with the resume token once there is one
+  // and the highest line number received (a room spanning servers then
+  // sends a reconnect only the recent lines it has not had).
   std::string JoinMessage() const;
   // ClientCore::OnServerMessage; a Welcome also marks the connection joined
   // and keeps its resume token (16..kMaxResumeTokenBytes bytes; otherwise

@@ -53,7 +53,8 @@ end
 // KEYS[3] nick key, [4] ids, [5] who:me, [6] servers. ARGV[6] nick,
 // [7] presented token hash ('' none), [8] new token hash ('-' none),
 // [9] announce '1'/'0', [10] history lines, [11] a local member this
-// server decided to replace ('0' none).
+// server decided to replace ('0' none), [12] the line number after which
+// the history starts (the client's last line: it has the ones before).
 constexpr char kJoin[] = R"lua(
 local s, id, h, nick = holder(KEYS[3])
 local rs, ri = '', '0'
@@ -79,6 +80,7 @@ else
 end
 local hist = {}
 local want = tonumber(ARGV[10])
+local after = tonumber(ARGV[12])
 local last = '+'
 local scanned = 0
 while #hist < want and scanned < 10 * want do
@@ -88,7 +90,12 @@ while #hist < want and scanned < 10 * want do
     last = '(' .. e[1]
     scanned = scanned + 1
     local f = e[2]
-    if tonumber(f[2]) < start and f[12] == '0' and #hist < want then table.insert(hist, e) end
+    local n = tonumber(f[2])
+    if n <= after then
+      scanned = 10 * want
+      break
+    end
+    if n < start and f[12] == '0' and #hist < want then table.insert(hist, e) end
   end
 end
 return {'ok', me, start, rs, ri, hist}
@@ -508,9 +515,14 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
   std::string new_hash = TokenHash(request.new_token);
   if (new_hash.empty()) new_hash = "-";
   size_t after = 0;
+  uint64_t seen = 0;  // the client's last line, as a stream number
   {
     std::lock_guard<std::mutex> lock(mu_);
     after = members_.size() + (replace == 0 ? 1 : 0);
+    const int64_t n = static_cast<int64_t>(std::min<uint64_t>(
+                          request.last_seq, std::numeric_limits<int64_t>::max())) -
+                      offset_;
+    seen = n > 0 ? static_cast<uint64_t>(n) : 0;
   }
   absl::StatusOr<redis::Reply> r =
       Call(Eval(kJoin, now,
@@ -518,7 +530,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
                  Key("servers")},
                 {request.nick, TokenHash(request.resume_token), new_hash,
                  after <= options_.limits.announce_limit ? "1" : "0",
-                 absl::StrCat(options_.history_lines), absl::StrCat(replace)}));
+                 absl::StrCat(options_.history_lines), absl::StrCat(replace), absl::StrCat(seen)}));
   if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
     j.result = Result::kUnavailable;
     return j;

@@ -72,6 +72,9 @@ struct JoinRequest {
   // After a probe (StartProbe) of `takeover`, the member holding the nick:
   // take the nick over if that member showed no sign of life (Alive).
   uint64_t takeover = 0;
+  // The highest line index the client has received (a reconnect), 0 if
+  // none: history holds only lines above it.
+  uint64_t last_seq = 0;
 };
 
 // Something a shard must do for one of its members (TakeNotices).
@@ -133,7 +136,7 @@ class Room {
     MemberId holder = 0;  // kProbe: the member holding the nick
     // kOk: recent lines said before the join, oldest first, for the new
     // member only (a room spanning servers sends its last lines; LocalRoom
-    // none). Their indices are below `start`.
+    // none). Their indices are below `start` and above request.last_seq.
     std::vector<RoomEntry> history;
   };
 

@@ -316,6 +316,7 @@ void ServerCore::OnJoin(absl::Time now, PeerId peer, const Join& join) {
   request.address_key = pending_.at(peer).address_key;
   // Peer bytes: only a token of the exact size can match; others are none.
   if (join.resume_token().size() == kResumeTokenBytes) request.resume_token = join.resume_token();
+  request.last_seq = join.last_seq();  // whatever it says only trims its own history
   TryJoin(now, peer, std::move(request));
 }
 

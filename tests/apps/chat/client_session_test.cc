@@ -115,6 +115,21 @@ TEST(ClientSessionTest, RejoinsUnderTheCurrentNickWithTheWelcomesToken) {
   }
 }
 
+TEST(ClientSessionTest, TheJoinCarriesTheLastLineNumberReceived) {
+  ClientSession s("alice", SessionOptions());
+  EXPECT_EQ(SentJoin(s).last_seq(), 0u);
+  ASSERT_TRUE(s.OnServerMessage(kStart, Welcome("alice", std::string(16, 't'))).ok());
+  for (uint64_t seq : {7, 9, 0, 8}) {  // 0: a notice outside the order
+    ServerMessage line;
+    line.mutable_line()->set_seq(seq);
+    line.mutable_line()->set_from("bob");
+    line.mutable_line()->set_text("hi");
+    ASSERT_TRUE(s.OnServerMessage(kStart, line.SerializeAsString()).ok());
+  }
+  (void)s.OnEnded(kStart, EndCause::kLost);
+  EXPECT_EQ(SentJoin(s).last_seq(), 9u);
+}
+
 TEST(ClientSessionTest, LinesNeverAcknowledgedAreReportedOnceEscapedAndBounded) {
   SessionOptions o;
   o.max_unconfirmed = 3;

@@ -10,6 +10,7 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <string>
@@ -284,6 +285,58 @@ TEST(RedisRoomTest, ALateJoinerGetsTheLastPublicLinesOnly) {
     EXPECT_LT(j.history[i].index, j.start);
     last = m.line().seq();
   }
+}
+
+// A member moving to another server (its resume token, and the last line it
+// received) gets the lines it missed, not the room's history again: before
+// Join.last_seq it was sent the last 100 public lines a second time, its own
+// join and everything it had already shown.
+TEST(RedisRoomTest, AReconnectGetsOnlyTheLinesItMissed) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  JoinRequest first;
+  first.nick = "alice";
+  first.address_key = "10.0.0.1";
+  first.new_token = token;
+  Room::Joined j1 = a->room->Join(0, absl::Now(), first);
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  const MemberId bob = b->Join("bob");
+  for (int k = 0; k < 3; ++k) {
+    ASSERT_EQ(b->room->Say(0, absl::Now(), bob, false, absl::StrCat("seen ", k)),
+              Room::Result::kOk);
+  }
+  ASSERT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "seen 2"; }));
+  uint64_t last_seen = 0;
+  for (const Seen& s : a->seen) last_seen = std::max(last_seen, s.line.seq());
+  // alice's connection is lost here; bob goes on.
+  for (int k = 0; k < 2; ++k) {
+    ASSERT_EQ(b->room->Say(0, absl::Now(), bob, false, absl::StrCat("missed ", k)),
+              Room::Result::kOk);
+  }
+  JoinRequest again = first;
+  again.resume_token = token;
+  again.new_token = std::string(kResumeTokenBytes, 'U');
+  again.last_seq = last_seen;
+  Room::Joined j2 = b->room->Join(0, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  EXPECT_EQ(j2.replaced, j1.id);
+  std::vector<std::string> history;
+  for (const RoomEntry& e : j2.history) {
+    ServerMessage m;
+    ASSERT_TRUE(m.ParseFromString(*e.bytes));
+    EXPECT_GT(m.line().seq(), last_seen);
+    history.push_back(m.line().text());
+  }
+  EXPECT_THAT(history, ElementsAre("missed 0", "missed 1"));
+  // A first join (last_seq 0) still gets everything public before it.
+  Room::Joined carol = a->room->Join(0, absl::Now(), "carol", "10.0.0.3");
+  ASSERT_EQ(carol.result, Room::Result::kOk);
+  EXPECT_EQ(carol.history.size(), 8u);  // 2 joins, 5 lines, "alice reconnected"
 }
 
 TEST(RedisRoomTest, ASilentServersMembersLeaveAndFreeTheirNicks) {
