@@ -23,7 +23,8 @@ namespace {
 // key prefix, ARGV[5] = the room's key prefix; its own keys and arguments
 // follow. The preamble's functions: append numbers a line and adds it to the
 // stream; holder reads a nick key and returns its holder if that holder's
-// server is alive (this server counts as alive).
+// server is alive (this server counts as alive); evict settles a nick whose
+// holder's server is dead but not reaped yet (below).
 constexpr char kPreamble[] = R"lua(
 local function append(k, f, t, o, ti, fi, rs, ri)
   local n = redis.call('INCR', KEYS[1])
@@ -48,7 +49,26 @@ local function ours(key, server, id)
   end
   return false
 end
+local function evict(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local s, id, h, nick = string.match(v, '^(%S+) (%d+) (%S+) (%S+)$')
+  if not s or s == ARGV[3] or redis.call('EXISTS', ARGV[4] .. s) == 1 then return nil end
+  redis.call('DEL', key)
+  if redis.call('ZREM', ARGV[5] .. 'who:' .. s, nick) == 0 then return nil end
+  return s, id, h, nick
+end
 )lua";
+
+// A nick whose holder's server died (its alive key expired) is free, but
+// the holder is still on that server's roster until a live server reaps it
+// (a heartbeat later); the reaper then skips it if someone holds the nick
+// again, so nobody would ever say that holder left. A join or rename that
+// takes the nick meanwhile first calls evict: the holder leaves the dead
+// server's roster and nick key, and the caller writes the line the room
+// owes, before its own: the holder's own token makes the join a reconnect
+// ("NICK reconnected", not a second "NICK joined"), anything else writes
+// the holder's leave ("server lost").
 
 // KEYS[3] nick key, [4] ids, [5] who:me, [6] servers. ARGV[6] nick,
 // [7] presented token hash ('' none), [8] new token hash ('-' none),
@@ -64,6 +84,13 @@ if s then
     redis.call('ZREM', ARGV[5] .. 'who:' .. s, nick)
   else
     return {'taken', s, id}
+  end
+else
+  local ds, did, dh, dnick = evict(KEYS[3])
+  if ds and ARGV[7] ~= '' and dh == ARGV[7] then
+    rs, ri = ds, did
+  elseif ds and ARGV[9] == '1' then
+    append(4, dnick, 'server lost', '', 0, 0, '', '0')
   end
 end
 local me = redis.call('INCR', KEYS[4])
@@ -114,6 +141,10 @@ return 'ok'
 constexpr char kRename[] = R"lua(
 local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
+if not s then
+  local ds, did, dh, dnick = evict(KEYS[3])
+  if ds then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
+end
 ours(KEYS[4], ARGV[3], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[9] .. ' ' .. ARGV[8])
 redis.call('ZREM', KEYS[5], ARGV[7])

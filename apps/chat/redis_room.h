@@ -39,7 +39,10 @@
 // - A server that stops refreshing its `alive` key (killed, cut off) loses
 //   its members within alive_ttl + heartbeat: its nicks are free at once
 //   for joins, and the first live server to notice appends a leave line
-//   "server lost" for each of them and deletes its roster.
+//   "server lost" for each of them and deletes its roster. A nick taken
+//   before that settles its old holder first: with the holder's resume
+//   token the join is a reconnect ("NICK reconnected"), otherwise the
+//   holder's leave line comes before the join (or rename) line.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a

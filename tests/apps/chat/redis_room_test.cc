@@ -12,11 +12,13 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -370,6 +372,106 @@ TEST(RedisRoomTest, ASilentServersMembersLeaveAndFreeTheirNicks) {
   b->Pump();
   for (const Seen& s : b->seen) leaves += s.line.kind() == Line::LEAVE ? 1 : 0;
   EXPECT_EQ(leaves, 1);
+}
+
+// "KIND FROM TEXT" of every line in the room's stream, oldest first.
+std::vector<std::string> StreamLines(const RedisServer& redis, const std::string& room) {
+  std::vector<std::string> out;
+  absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+      redis::Connection::Connect(redis.endpoint(), absl::Seconds(2));
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return out;
+  absl::StatusOr<redis::Reply> r =
+      (*c)->Command({"XRANGE", absl::StrCat("udpmsg:chat:{", room, "}:log"), "-", "+"});
+  EXPECT_TRUE(r.ok()) << r.status();
+  if (!r.ok()) return out;
+  for (const redis::Reply& e : r->elements) {
+    std::map<std::string, std::string> f;
+    const std::vector<redis::Reply>& kv = e.elements.at(1).elements;
+    for (size_t i = 0; i + 1 < kv.size(); i += 2) f[kv[i].str] = kv[i + 1].str;
+    int kind = 0;
+    EXPECT_TRUE(absl::SimpleAtoi(f["k"], &kind));
+    out.push_back(
+        absl::StrCat(Line::Kind_Name(static_cast<Line::Kind>(kind)), " ", f["f"], " ", f["t"]));
+  }
+  return out;
+}
+
+// A server that died (its alive key expired) keeps its roster until a live
+// server reaps it, a heartbeat later. A nick taken in between was announced
+// wrongly: the member back with its token got a second "NICK joined" (not
+// "reconnected"), and a holder replaced by a newcomer or a rename was never
+// said to have left. Now the join or rename settles the dead holder: its
+// own token makes it "NICK reconnected", anything else first writes the old
+// holder's leave, and the reaper has nobody left to announce.
+TEST(RedisRoomTest, ANickOfADeadServerNotYetReapedIsTakenOverCleanly) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  RedisRoomOptions o;
+  o.endpoint = redis->endpoint();
+  o.room = "lobby";
+  o.heartbeat = absl::Milliseconds(100);
+  o.alive_ttl = absl::Milliseconds(300);
+  // Server d is never started: nothing refreshes its alive key, so it dies
+  // 300 ms after Create, members and all, as a killed server does.
+  o.server_id = "d";
+  absl::StatusOr<std::shared_ptr<RedisRoom>> d = RedisRoom::Create(o);
+  ASSERT_TRUE(d.ok()) << d.status();
+  (*d)->AddShard({});
+  // Server b takes the nicks, and runs no reaper either (not started).
+  o.server_id = "b";
+  o.alive_ttl = absl::Seconds(30);
+  o.heartbeat = absl::Seconds(5);
+  absl::StatusOr<std::shared_ptr<RedisRoom>> b = RedisRoom::Create(o);
+  ASSERT_TRUE(b.ok()) << b.status();
+  (*b)->AddShard({});
+
+  const std::string token(kResumeTokenBytes, 'T');
+  JoinRequest alice;
+  alice.nick = "alice";
+  alice.address_key = "10.0.0.1";
+  alice.new_token = token;
+  Room::Joined j1 = (*d)->Join(0, absl::Now(), alice);
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  JoinRequest ghost = alice;
+  ghost.nick = "Ghost";
+  ghost.new_token = std::string(kResumeTokenBytes, 'G');
+  ASSERT_EQ((*d)->Join(0, absl::Now(), ghost).result, Room::Result::kOk);
+  ASSERT_EQ((*d)->Join(0, absl::Now(), "Zed", "10.0.0.3").id, j1.id + 2);
+  const MemberId bob = (*b)->Join(0, absl::Now(), "bob", "10.0.0.4").id;
+  ASSERT_EQ((*b)->Who().count, 4u);
+  ASSERT_TRUE(WaitFor([&] { return (*b)->Who().count == 1; })) << "d never died";
+
+  JoinRequest back = alice;
+  back.resume_token = token;
+  back.new_token = std::string(kResumeTokenBytes, 'U');
+  Room::Joined j2 = (*b)->Join(0, absl::Now(), back);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  EXPECT_EQ(j2.replaced, j1.id);
+  Room::Joined j3 = (*b)->Join(0, absl::Now(), "ghost", "10.0.0.2");
+  ASSERT_EQ(j3.result, Room::Result::kOk);
+  EXPECT_EQ(j3.replaced, 0u);
+  EXPECT_EQ((*b)->Rename(0, absl::Now(), bob, "zed"), Room::Result::kOk);
+  EXPECT_EQ((*b)->Who().count, 3u);
+
+  // A live server reaps d: nobody of d's is left to announce.
+  auto c = Server::Start(*redis, "lobby", "c");
+  ASSERT_NE(c, nullptr);
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  ASSERT_TRUE(WaitFor([&] {
+    absl::StatusOr<redis::Reply> r =
+        (*raw)->Command({"SISMEMBER", "udpmsg:chat:{lobby}:servers", "d"});
+    return r.ok() && r->integer == 0;
+  })) << "d was never reaped";
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "JOIN Ghost ", "JOIN Zed ", "JOIN bob ",
+                          "SYSTEM  alice reconnected", "LEAVE Ghost server lost", "JOIN ghost ",
+                          "LEAVE Zed server lost", "RENAME bob zed"));
+  EXPECT_EQ((*b)->Who().count, 3u);
+  (*b)->Stop();
+  (*d)->Stop();
 }
 
 TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
