@@ -4,9 +4,9 @@
 // `udpmsg impair` proxies. Checks what every member prints: one order
 // across servers through loss, members moving to another server when theirs
 // is killed (`chat join A B C`, the resume token taking their nick back
-// there), Redis killed and restarted mid-run, and the errors of an
-// unreachable Redis or a bad --cluster URL. Every wait is for an expected
-// line, with a deadline; nothing sleeps.
+// there; a refused first connection moving on), Redis killed and restarted
+// mid-run, and the errors of an unreachable Redis or a bad --cluster URL.
+// Every wait is for an expected line, with a deadline; nothing sleeps.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -457,9 +457,9 @@ TEST(ChatClusterTest, RedisRestartedMidRun) {
   }
 }
 
-// A TCP port of 127.0.0.1 nobody listens on right now.
-int ClosedPort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+// A TCP (or UDP) port of 127.0.0.1 nobody listens on right now.
+int ClosedPort(int type = SOCK_STREAM) {
+  const int fd = ::socket(AF_INET, type, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -497,6 +497,39 @@ TEST(ChatClusterTest, UnreachableRedisAtStart) {
     ASSERT_EQ(err.size(), 1u) << bad->stderr_text();
     EXPECT_THAT(err[0], StartsWith("udpmsg chat: --cluster: "));
   }
+}
+
+// (e) A first connection that is refused moves on to the next address at
+// once, saying so; when every address refuses, join fails with the last
+// one's error.
+TEST(ChatClusterTest, ARefusedFirstConnectionTriesTheNextServer) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  UdpmsgServer server = StartClusterServer(redis->url("lobby"));
+  ASSERT_NE(server.port, 0);
+  const int closed[2] = {ClosedPort(SOCK_DGRAM), ClosedPort(SOCK_DGRAM)};
+  ASSERT_NE(closed[0], 0);
+  ASSERT_NE(closed[1], 0);
+  Member alice({closed[0], closed[1], server.port}, "alice");
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_TRUE(alice.WaitFor(absl::StrCat("*** cannot connect to ", Address(closed[i]),
+                                           ": unreachable: Connection refused; trying ",
+                                           Address(i == 0 ? closed[1] : server.port))));
+  }
+  ASSERT_TRUE(
+      alice.WaitForPrefix(absl::StrCat("*** connected to ", Address(server.port), " as alice; ")));
+  EXPECT_EQ(alice.Quit(), 0);
+
+  Member nobody({closed[0], closed[1]}, "bob");
+  EXPECT_EQ(ExitCodeWithin(nobody.process(), kTimeout), 1);
+  EXPECT_EQ(nobody.process().stderr_text(),
+            absl::StrCat("udpmsg: cannot connect to ", Address(closed[1]),
+                         ": unreachable: Connection refused\n"));
+  EXPECT_EQ(nobody.process().stdout_text(),
+            absl::StrCat("*** cannot connect to ", Address(closed[0]),
+                         ": unreachable: Connection refused; trying ", Address(closed[1]), "\n"));
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCodeWithin(*server.process, kTimeout), 0);
 }
 
 }  // namespace
