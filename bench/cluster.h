@@ -107,7 +107,7 @@ struct ThroughputResult {
   double process_wait = -1;
   double say_threads_cpu = -1;
   // Redis's own time in commands over the window (INFO commandstats, after
-  // - before), by command ("eval", "xread", ...): calls and microseconds.
+  // - before), by command ("evalsha", "xread", ...): calls and microseconds.
   struct CommandTime {
     std::string command;
     uint64_t calls = 0;

@@ -359,16 +359,18 @@ absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOpti
       room->last_index_.store(e.index);
     }
   }
-  room->cmd_ = std::move(*c);
-  std::lock_guard<std::mutex> lock(room->cmd_mu_);
+  room->cmds_.push_back(std::make_unique<Cmd>());
+  Cmd& cmd = *room->cmds_[0];
+  cmd.conn = std::move(*c);
+  std::lock_guard<std::mutex> lock(cmd.mu);
   absl::StatusOr<redis::Reply> alive =
-      room->Call({"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
+      room->Call(cmd, {"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
   if (!alive.ok()) return alive.status();
   if (alive->is_error()) {
     return absl::FailedPreconditionError(
         absl::StrCat("Redis at ", o.endpoint.ToString(), " refused a write: ", alive->str));
   }
-  absl::StatusOr<redis::Reply> add = room->Call({"SADD", room->Key("servers"), o.server_id});
+  absl::StatusOr<redis::Reply> add = room->Call(cmd, {"SADD", room->Key("servers"), o.server_id});
   if (!add.ok()) return add.status();
   return room;
 }
@@ -385,6 +387,7 @@ int RedisRoom::AddShard(std::function<void()> wake) {
   s.wake = std::move(wake);
   s.read = last_index_.load(std::memory_order_relaxed);
   shards_.push_back(std::move(s));
+  cmds_.push_back(std::make_unique<Cmd>());
   return static_cast<int>(shards_.size()) - 1;
 }
 
@@ -403,11 +406,13 @@ void RedisRoom::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
-  if (!available_.load() || cmd_ == nullptr || cmd_->broken()) return;
-  (void)cmd_->Pipeline({{"SREM", Key("servers"), options_.server_id},
-                        {"DEL", Key("alive:" + options_.server_id)},
-                        {"DEL", Key("who:" + options_.server_id)}});
+  if (cmds_.empty()) return;  // Create failed before its connection
+  Cmd& cmd = *cmds_[0];
+  std::lock_guard<std::mutex> lock(cmd.mu);
+  if (!available_.load() || cmd.conn == nullptr || cmd.conn->broken()) return;
+  (void)cmd.conn->Pipeline({{"SREM", Key("servers"), options_.server_id},
+                            {"DEL", Key("alive:" + options_.server_id)},
+                            {"DEL", Key("who:" + options_.server_id)}});
 }
 
 std::vector<std::string> RedisRoom::Eval(const char* script, absl::Time now,
@@ -425,23 +430,62 @@ std::vector<std::string> RedisRoom::Eval(const char* script, absl::Time now,
   return argv;
 }
 
-absl::StatusOr<redis::Reply> RedisRoom::Call(const std::vector<std::string>& argv) {
+RedisRoom::Cmd& RedisRoom::CmdFor(int shard) const {
+  const size_t slot = shard >= 0 ? static_cast<size_t>(shard) + 1 : 0;
+  return *cmds_[slot < cmds_.size() ? slot : 0];
+}
+
+absl::StatusOr<redis::Reply> RedisRoom::Call(Cmd& cmd, const std::vector<std::string>& argv) {
   if (!available_.load(std::memory_order_acquire)) {
     return absl::UnavailableError("the room's Redis is unreachable");
   }
-  if (cmd_ == nullptr || cmd_->broken() || cmd_stale_.exchange(false)) {
+  if (cmd.conn == nullptr || cmd.conn->broken() || cmd.stale.exchange(false)) {
     // A connection from before a loss may be dead without knowing it yet:
     // a fresh one (never a retry: the call may have run).
-    cmd_.reset();
+    cmd.conn.reset();
     absl::StatusOr<std::unique_ptr<redis::Connection>> c =
         redis::Connection::Connect(options_.endpoint, options_.timeout);
     if (!c.ok()) {
       MarkLost(c.status());
       return c.status();
     }
-    cmd_ = std::move(*c);
+    cmd.conn = std::move(*c);
   }
-  absl::StatusOr<redis::Reply> r = cmd_->Command(argv);
+  absl::StatusOr<redis::Reply> r;
+  if (argv.size() >= 2 && argv[0] == "EVAL") {
+    // The script's text once per Redis (SCRIPT LOAD), then its SHA-1: a
+    // line costs Redis its arguments, not 1 KB of Lua. NOSCRIPT (a Redis
+    // restarted, SCRIPT FLUSH) means it did not run: load it and go again.
+    std::vector<std::string> sha_argv = argv;
+    sha_argv[0] = "EVALSHA";
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      std::string sha;
+      {
+        std::lock_guard<std::mutex> lock(sha_mu_);
+        auto it = shas_.find(argv[1]);
+        if (it != shas_.end() && attempt == 0) sha = it->second;
+      }
+      if (sha.empty()) {
+        absl::StatusOr<redis::Reply> loaded = cmd.conn->Command({"SCRIPT", "LOAD", argv[1]});
+        if (!loaded.ok()) {
+          r = loaded.status();
+          break;
+        }
+        if (loaded->type != redis::Reply::Type::kString) {
+          r = std::move(loaded);  // the error reply, as an EVAL would give it
+          break;
+        }
+        sha = loaded->str;
+        std::lock_guard<std::mutex> lock(sha_mu_);
+        shas_[argv[1]] = sha;
+      }
+      sha_argv[1] = sha;
+      r = cmd.conn->Command(sha_argv);
+      if (!r.ok() || !r->is_error() || r->str.rfind("NOSCRIPT", 0) != 0) break;
+    }
+  } else {
+    r = cmd.conn->Command(argv);
+  }
   if (!r.ok()) {
     MarkLost(r.status());
     return r.status();
@@ -455,7 +499,7 @@ void RedisRoom::MarkLost(const absl::Status& why) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     available_.store(false, std::memory_order_release);
-    cmd_stale_.store(true, std::memory_order_release);
+    for (const std::unique_ptr<Cmd>& c : cmds_) c->stale.store(true, std::memory_order_release);
     if (lost_ || stopping_) return;
     lost_ = true;
     AnnounceLocked(
@@ -503,7 +547,8 @@ void RedisRoom::Wake(const std::vector<const std::function<void()>*>& wakes) {
 Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& request) {
   std::vector<const std::function<void()>*> wakes;
   Joined j;
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  Cmd& cmd = CmdFor(shard);
+  std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   MemberId replace = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -555,8 +600,8 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
                       offset_;
     seen = n > 0 ? static_cast<uint64_t>(n) : 0;
   }
-  absl::StatusOr<redis::Reply> r =
-      Call(Eval(kJoin, now,
+  absl::StatusOr<redis::Reply> r = Call(
+      cmd, Eval(kJoin, now,
                 {Key("nick:" + NickKey(request.nick)), Key("ids"), Key("who:" + options_.server_id),
                  Key("servers")},
                 {request.nick, TokenHash(request.resume_token), new_hash,
@@ -613,7 +658,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
     by_nick_[NickKey(request.nick)] = j.id;
     ++by_address_[request.address_key];
   }
-  j.roster = WhoLocked();
+  j.roster = WhoLocked(cmd);
   Wake(wakes);
   return j;
 }
@@ -651,8 +696,8 @@ void RedisRoom::TakeNotices(int shard, std::vector<RoomNotice>* out) {
 }
 
 uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::string& why) {
-  (void)shard;
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  Cmd& cmd = CmdFor(shard);
+  std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   PendingLeave leave;
   uint64_t left;
   {
@@ -672,8 +717,8 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
       return left;
     }
   }
-  absl::StatusOr<redis::Reply> r =
-      Call(Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
+  absl::StatusOr<redis::Reply> r = Call(
+      cmd, Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
                 {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0"}));
   if (!r.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -683,8 +728,8 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
 }
 
 Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std::string& nick) {
-  (void)shard;
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  Cmd& cmd = CmdFor(shard);
+  std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   std::string old;
   std::string hash;
   {
@@ -697,10 +742,11 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
     old = it->second.nick;
     hash = it->second.token_hash;
   }
-  absl::StatusOr<redis::Reply> r = Call(Eval(
-      kRename, now,
-      {Key("nick:" + NickKey(nick)), Key("nick:" + NickKey(old)), Key("who:" + options_.server_id)},
-      {absl::StrCat(id), old, nick, hash}));
+  absl::StatusOr<redis::Reply> r =
+      Call(cmd, Eval(kRename, now,
+                     {Key("nick:" + NickKey(nick)), Key("nick:" + NickKey(old)),
+                      Key("who:" + options_.server_id)},
+                     {absl::StrCat(id), old, nick, hash}));
   if (!r.ok() || r->is_error()) return Result::kUnavailable;
   if (r->str == "taken") return Result::kNickTaken;
   std::lock_guard<std::mutex> lock(mu_);
@@ -715,8 +761,8 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
 
 Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
                             const std::string& text) {
-  (void)shard;
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  Cmd& cmd = CmdFor(shard);
+  std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   std::string nick;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -726,15 +772,15 @@ Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
     nick = it->second.nick;
   }
   absl::StatusOr<redis::Reply> r =
-      Call(Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
+      Call(cmd, Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
   if (!r.ok() || r->is_error()) return Result::kUnavailable;
   return Result::kOk;
 }
 
 Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const std::string& to,
                                 const std::string& text) {
-  (void)shard;
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
+  Cmd& cmd = CmdFor(shard);
+  std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   std::string nick;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -745,7 +791,7 @@ Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const st
   }
   if (CheckNick(to).ok() == false) return Result::kNoSuchNick;
   absl::StatusOr<redis::Reply> r =
-      Call(Eval(kPrivate, now, {Key("nick:" + NickKey(to))}, {nick, text, absl::StrCat(id)}));
+      Call(cmd, Eval(kPrivate, now, {Key("nick:" + NickKey(to))}, {nick, text, absl::StrCat(id)}));
   if (!r.ok() || r->is_error()) return Result::kUnavailable;
   if (r->str == "nosuch") return Result::kNoSuchNick;
   return Result::kOk;
@@ -777,9 +823,9 @@ Roster RedisRoom::LocalRoster() const {
   return r;
 }
 
-Roster RedisRoom::WhoLocked() {
+Roster RedisRoom::WhoLocked(Cmd& cmd) {
   absl::StatusOr<redis::Reply> r =
-      Call(Eval(kWho, absl::Now(), {Key("servers")}, {absl::StrCat(kMaxListedNicks)}));
+      Call(cmd, Eval(kWho, absl::Now(), {Key("servers")}, {absl::StrCat(kMaxListedNicks)}));
   if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
     return LocalRoster();
   }
@@ -801,8 +847,9 @@ Roster RedisRoom::WhoLocked() {
 
 Roster RedisRoom::Who() const {
   auto* self = const_cast<RedisRoom*>(this);
-  std::lock_guard<std::mutex> cmd(cmd_mu_);
-  return self->WhoLocked();
+  Cmd& cmd = CmdFor(-1);
+  std::lock_guard<std::mutex> lock(cmd.mu);
+  return self->WhoLocked(cmd);
 }
 
 uint64_t RedisRoom::member_count() const {
@@ -827,9 +874,10 @@ void RedisRoom::Read(int shard, std::vector<RoomEntry>* out) {
   std::lock_guard<std::mutex> lock(mu_);
   Shard& s = shards_.at(static_cast<size_t>(shard));
   s.woken = false;
-  for (const RoomEntry& e : log_) {
-    if (e.index > s.read) out->push_back(e);
-  }
+  // Indices increase along the log: start after this shard's cursor.
+  auto first = std::upper_bound(log_.begin(), log_.end(), s.read,
+                                [](uint64_t read, const RoomEntry& e) { return read < e.index; });
+  out->insert(out->end(), first, log_.end());
   if (!log_.empty()) s.read = std::max(s.read, log_.back().index);
   uint64_t oldest = std::numeric_limits<uint64_t>::max();
   for (const Shard& other : shards_) oldest = std::min(oldest, other.read);

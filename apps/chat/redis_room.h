@@ -56,9 +56,9 @@
 // writes what it likes to the stream); members are checked by ServerCore as
 // always, and their text is escaped before any terminal or log.
 //
-// Threading: every method is thread-safe. Shards' calls make one Redis
-// round trip each (serialized on one connection, `timeout` at most); the
-// reader thread has its own connection.
+// Threading: every method is thread-safe. A shard's call makes one Redis
+// round trip (EVALSHA; `timeout` at most) on that shard's own connection,
+// so shards do not queue for each other; the reader thread has its own.
 #ifndef UDPMSG_APPS_CHAT_REDIS_ROOM_H_
 #define UDPMSG_APPS_CHAT_REDIS_ROOM_H_
 
@@ -184,10 +184,20 @@ class RedisRoom final : public Room {
   std::vector<std::string> Eval(const char* script, absl::Time now,
                                 const std::vector<std::string>& keys,
                                 const std::vector<std::string>& args) const;
-  // One call on the shards' connection (cmd_mu_ held): UNAVAILABLE when
-  // Redis is lost (and marks it lost).
-  absl::StatusOr<redis::Reply> Call(const std::vector<std::string>& argv);
-  Roster WhoLocked();  // cmd_mu_ held
+  // A connection for calls: one per shard (slot shard + 1), slot 0 for
+  // calls without a shard (Create, Who, Stop). Its mutex orders the calls
+  // of its shard and is held across one method (lock order: a Cmd's mutex,
+  // then mu_).
+  struct Cmd {
+    std::mutex mu;
+    std::unique_ptr<redis::Connection> conn;
+    std::atomic<bool> stale{false};  // conn predates a loss: reconnect first
+  };
+  Cmd& CmdFor(int shard) const;
+  // One call on `cmd` (its mutex held): UNAVAILABLE when Redis is lost (and
+  // marks it lost). An EVAL goes as EVALSHA once its script is loaded.
+  absl::StatusOr<redis::Reply> Call(Cmd& cmd, const std::vector<std::string>& argv);
+  Roster WhoLocked(Cmd& cmd);  // its mutex held
   Roster LocalRoster() const;
   void MarkLost(const absl::Status& why);
   void ReaderLoop();
@@ -209,11 +219,13 @@ class RedisRoom final : public Room {
   const RedisRoomOptions options_;
   const std::string prefix_;
 
-  // The shards' connection, and the order of their Redis calls.
-  mutable std::mutex cmd_mu_;
-  std::unique_ptr<redis::Connection> cmd_;
+  // Slot 0, then one per shard (added by AddShard, before other calls).
+  std::vector<std::unique_ptr<Cmd>> cmds_;
+  // The SHA-1 Redis gave each script's text (SCRIPT LOAD), by text.
+  mutable std::mutex sha_mu_;
+  absl::flat_hash_map<std::string, std::string> shas_;
 
-  // Local state; lock order cmd_mu_ then mu_.
+  // Local state; lock order a Cmd's mutex, then mu_.
   mutable std::mutex mu_;
   std::condition_variable cv_;  // the reader's backoff, Stop, log space
   std::vector<Shard> shards_;
@@ -228,7 +240,6 @@ class RedisRoom final : public Room {
   bool lost_ = false;  // announced lost, not yet back
   bool stopping_ = false;
   std::atomic<bool> available_{true};
-  std::atomic<bool> cmd_stale_{false};  // cmd_ predates a loss: reconnect
   std::atomic<uint64_t> notices_{0};
   std::atomic<uint64_t> last_index_{0};
   std::atomic<uint64_t> lines_read_{0};

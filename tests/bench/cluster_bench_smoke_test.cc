@@ -64,7 +64,7 @@ TEST(ClusterBenchSmokeTest, EveryServerReadsEveryLineInOneOrder) {
   EXPECT_GE(r->redis_cpu, 0);
   EXPECT_GT(r->process_cpu, 0);
   EXPECT_THAT(r->redis_commands,
-              Contains(::testing::Field(&ThroughputResult::CommandTime::command, "eval")));
+              Contains(::testing::Field(&ThroughputResult::CommandTime::command, "evalsha")));
   const BenchTable t = ThroughputTable(c, {*r});
   ASSERT_EQ(t.rows.size(), 1u);
   EXPECT_EQ(t.rows[0][0], "3");
