@@ -7,9 +7,8 @@
 //                                                 std::make_unique<chat::LocalSequencer>());
 //   const int shard = room->AddShard([&host] { host.Wake(); });
 //
-// Memory: per member its nick, address key, shard and resume token in the
-// roster and the nick index (about 170 bytes), and a probe record while one
-// runs; the log holds each line once until every shard
+// Memory: per member what RoomState keeps (about 150 bytes), and a probe
+// record while one runs; the log holds each line once until every shard
 // has read it (max_log_bytes for said lines, see room.h).
 //
 // Ownership: owns its Sequencer. Threading: thread-safe (one mutex; wake
@@ -17,7 +16,6 @@
 #ifndef UDPMSG_APPS_CHAT_LOCAL_ROOM_H_
 #define UDPMSG_APPS_CHAT_LOCAL_ROOM_H_
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -27,15 +25,14 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/btree_map.h"
-#include "absl/container/flat_hash_map.h"
 #include "apps/chat/chat.pb.h"
 #include "apps/chat/room.h"
+#include "apps/chat/room_state.h"
 #include "apps/chat/sequencer.h"
 
 namespace udpmsg::chat {
 
-class LocalRoom final : public Room {
+class LocalRoom final : public RoomWithState {
  public:
   LocalRoom(const RoomLimits& limits, std::unique_ptr<Sequencer> sequencer);
   LocalRoom(const LocalRoom&) = delete;
@@ -44,11 +41,6 @@ class LocalRoom final : public Room {
   int AddShard(std::function<void()> wake) override;
   using Room::Join;
   Joined Join(int shard, absl::Time now, const JoinRequest& request) override;
-  absl::Time StartProbe(int shard, absl::Time now, MemberId holder,
-                        absl::Duration timeout) override;
-  void Alive(MemberId id) override;
-  uint64_t notice_count() const override { return notices_.load(std::memory_order_acquire); }
-  void TakeNotices(int shard, std::vector<RoomNotice>* out) override;
   uint64_t Leave(int shard, absl::Time now, MemberId id, const std::string& why) override;
   Result Rename(int shard, absl::Time now, MemberId id, const std::string& nick) override;
   Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) override;
@@ -56,9 +48,6 @@ class LocalRoom final : public Room {
                  const std::string& text) override;
   bool Close(int shard, absl::Time now) override;
   Roster Who() const override;
-  uint64_t member_count() const override;
-  std::string NickOf(MemberId id) const override;
-  std::vector<std::string> Members() const override;
   uint64_t last_index() const override { return last_index_.load(std::memory_order_acquire); }
   void Read(int shard, std::vector<RoomEntry>* out) override;
 
@@ -66,47 +55,16 @@ class LocalRoom final : public Room {
   uint64_t log_bytes() const;
 
  private:
-  struct Member {
-    std::string nick;
-    std::string address_key;
-    int shard = 0;
-    bool has_token = false;
-    std::array<char, kResumeTokenBytes> token{};
-  };
-  struct Shard {
-    std::function<void()> wake;
-    uint64_t read = 0;   // the last index it read
-    bool woken = false;  // woken since it last read
-    std::vector<RoomNotice> notices;
-  };
-  struct Probe {
-    absl::Time until;
-    bool alive = false;
-  };
   // Numbers `line`, appends it for everyone (to == 0) or for `to` and
   // `from`, and returns the wake callbacks to run once unlocked.
   std::vector<const std::function<void()>*> Append(int shard, absl::Time now, Line line,
                                                    MemberId to, MemberId from);
-  Roster RosterLocked() const;
-  // Queues `notice` for `shard`; returns its wake callback (null if none).
-  const std::function<void()>* NoticeLocked(int shard, RoomNotice notice);
-  static void Wake(const std::vector<const std::function<void()>*>& wakes);
 
   const RoomLimits limits_;
-  // Everything below but last_index_ is guarded by mu_.
-  // std::mutex, not absl::Mutex: the system's Abseil is not built for
-  // TSan, which would not see its locks.
-  mutable std::mutex mu_;
+  // Everything below but last_index_ is guarded by mu_ (RoomWithState's;
+  // its state_ holds every member: the roster).
   std::unique_ptr<Sequencer> sequencer_;
-  std::vector<Shard> shards_;
   MemberId joins_ = 0;
-  absl::btree_map<MemberId, Member> members_;      // join order
-  absl::flat_hash_map<std::string, MemberId> by_nick_;  // NickKey ->
-  absl::flat_hash_map<std::string, size_t> by_address_;
-  // Probes running or finished, by the probed member (at most one each;
-  // erased when it leaves or is replaced).
-  absl::flat_hash_map<MemberId, Probe> probes_;
-  std::atomic<uint64_t> notices_{0};
   std::deque<RoomEntry> log_;
   uint64_t log_bytes_ = 0;
   bool closed_ = false;

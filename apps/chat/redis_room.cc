@@ -243,16 +243,8 @@ std::string RandomId() {
   return id.substr(0, 16);
 }
 
-// A token's hash in hex (the token itself never leaves the server).
-std::string TokenHash(const std::string& token) {
-  if (token.size() != kResumeTokenBytes) return "";
-  unsigned char h[16];
-  crypto_generichash(h, sizeof h, reinterpret_cast<const unsigned char*>(token.data()),
-                     token.size(), nullptr, 0);
-  std::string hex;
-  for (unsigned char c : h) absl::StrAppend(&hex, absl::Hex(c, absl::kZeroPad2));
-  return hex;
-}
+// A token's hash as the Redis value holds it ("-" for none).
+std::string StoredHash(const std::string& hash) { return hash.empty() ? "-" : hash; }
 
 // A field of a stream entry's flat field list, "" when absent.
 const std::string& Field(const redis::Reply& fields, const char* name) {
@@ -383,12 +375,8 @@ void RedisRoom::Log(const std::string& line) const {
 
 int RedisRoom::AddShard(std::function<void()> wake) {
   std::lock_guard<std::mutex> lock(mu_);
-  Shard s;
-  s.wake = std::move(wake);
-  s.read = last_index_.load(std::memory_order_relaxed);
-  shards_.push_back(std::move(s));
   cmds_.push_back(std::make_unique<Cmd>());
-  return static_cast<int>(shards_.size()) - 1;
+  return state_.AddShard(std::move(wake), last_index_.load(std::memory_order_relaxed));
 }
 
 void RedisRoom::Start() {
@@ -512,36 +500,23 @@ void RedisRoom::MarkLost(const absl::Status& why) {
   Wake(wakes);
 }
 
-const std::function<void()>* RedisRoom::NoticeLocked(int shard, RoomNotice notice) {
-  Shard& s = shards_.at(static_cast<size_t>(shard));
-  s.notices.push_back(std::move(notice));
-  notices_.fetch_add(1, std::memory_order_acq_rel);
-  return s.wake ? &s.wake : nullptr;
+bool RedisRoom::ReplacedLocked(MemberId id, std::vector<const std::function<void()>*>* wakes) {
+  std::optional<RoomState::Member> gone = state_.Erase(id);
+  if (!gone.has_value()) return false;
+  if (const auto* w = state_.Notice(gone->shard, {RoomNotice::Type::kReplaced, id, ""})) {
+    wakes->push_back(w);
+  }
+  return true;
 }
 
 void RedisRoom::AnnounceLocked(const std::string& text,
                                std::vector<const std::function<void()>*>* wakes) {
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    RoomNotice n;
-    n.type = RoomNotice::Type::kAnnounce;
-    n.text = text;
-    if (const auto* w = NoticeLocked(static_cast<int>(i), std::move(n)); w != nullptr) {
+  for (size_t i = 0; i < state_.shard_count(); ++i) {
+    if (const auto* w = state_.Notice(static_cast<int>(i), {RoomNotice::Type::kAnnounce, 0, text});
+        w != nullptr) {
       wakes->push_back(w);
     }
   }
-}
-
-void RedisRoom::WakeOthers(int shard, std::vector<const std::function<void()>*>* wakes) {
-  for (size_t i = 0; i < shards_.size(); ++i) {
-    Shard& s = shards_[i];
-    if (static_cast<int>(i) == shard || s.woken || !s.wake) continue;
-    s.woken = true;
-    wakes->push_back(&s.wake);
-  }
-}
-
-void RedisRoom::Wake(const std::vector<const std::function<void()>*>& wakes) {
-  for (const std::function<void()>* w : wakes) (*w)();
 }
 
 Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& request) {
@@ -556,45 +531,21 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
       j.result = Result::kClosed;
       return j;
     }
-    auto holder = by_nick_.find(NickKey(request.nick));
-    if (holder != by_nick_.end()) {  // on this server: as LocalRoom decides
-      const MemberId id = holder->second;
-      const Member& h = members_.at(id);
-      auto probe = probes_.find(id);
-      const bool unanswered = request.takeover == id && probe != probes_.end() &&
-                              !probe->second.alive && now >= probe->second.until;
-      const std::string presented = TokenHash(request.resume_token);
-      if ((!presented.empty() && presented == h.token_hash) || unanswered) {
-        replace = id;
-      } else if (h.address_key == request.address_key && request.takeover != id) {
-        j.result = Result::kProbe;
-        j.holder = id;
-        return j;
-      } else {
-        j.result = Result::kNickTaken;
-        return j;
-      }
-    }
-    const Member* old = replace != 0 ? &members_.at(replace) : nullptr;
-    auto from_here = by_address_.find(request.address_key);
-    const size_t here = (from_here == by_address_.end() ? 0 : from_here->second) -
-                        (old != nullptr && old->address_key == request.address_key ? 1 : 0);
-    if (old == nullptr && members_.size() >= options_.limits.max_members) {
-      j.result = Result::kFull;
-    } else if (here >= options_.limits.max_members_per_address) {
-      j.result = Result::kAddressFull;
-    } else if (log_bytes_ > 2 * options_.limits.max_log_bytes) {
+    const RoomState::Verdict v = state_.CheckJoin(request, now, options_.limits);
+    j.result = v.result;
+    j.holder = v.holder;
+    replace = v.replace;
+    if (j.result == Result::kOk && log_bytes_ > 2 * options_.limits.max_log_bytes) {
       j.result = Result::kBusy;
     }
     if (j.result != Result::kOk) return j;
   }
-  std::string new_hash = TokenHash(request.new_token);
-  if (new_hash.empty()) new_hash = "-";
+  const std::string new_hash = RoomState::TokenHash(request.new_token);
   size_t after = 0;
   uint64_t seen = 0;  // the client's last line, as a stream number
   {
     std::lock_guard<std::mutex> lock(mu_);
-    after = members_.size() + (replace == 0 ? 1 : 0);
+    after = state_.members().size() + (replace == 0 ? 1 : 0);
     const int64_t n = static_cast<int64_t>(std::min<uint64_t>(
                           request.last_seq, std::numeric_limits<int64_t>::max())) -
                       offset_;
@@ -604,7 +555,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
       cmd, Eval(kJoin, now,
                 {Key("nick:" + NickKey(request.nick)), Key("ids"), Key("who:" + options_.server_id),
                  Key("servers")},
-                {request.nick, TokenHash(request.resume_token), new_hash,
+                {request.nick, RoomState::TokenHash(request.resume_token), StoredHash(new_hash),
                  after <= options_.limits.announce_limit ? "1" : "0",
                  absl::StrCat(options_.history_lines), absl::StrCat(replace), absl::StrCat(seen)}));
   if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
@@ -635,64 +586,19 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
         j.history.push_back(std::move(e));
       }
     }
-    if (replace != 0 || (rs == options_.server_id && members_.count(ri) != 0)) {
-      const MemberId gone = replace != 0 ? replace : ri;
-      auto it = members_.find(gone);
-      if (it != members_.end()) {
-        const int old_shard = it->second.shard;
-        auto count = by_address_.find(it->second.address_key);
-        if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
-        by_nick_.erase(NickKey(it->second.nick));
-        members_.erase(it);
-        probes_.erase(gone);
-        if (const auto* w = NoticeLocked(old_shard, {RoomNotice::Type::kReplaced, gone, ""});
-            w != nullptr && old_shard != shard) {
-          wakes.push_back(w);
-        }
-        j.replaced = gone;
-      }
+    const MemberId gone =
+        replace != 0 ? replace : (rs == options_.server_id && state_.Find(ri) != nullptr ? ri : 0);
+    if (gone != 0) {
+      ReplacedLocked(gone, &wakes);  // no leave line; its shard closes it
+      j.replaced = gone;
     } else if (!rs.empty()) {
       j.replaced = ri;  // a member of another server: its server closes it
     }
-    members_.emplace(j.id, Member{request.nick, request.address_key, shard, new_hash});
-    by_nick_[NickKey(request.nick)] = j.id;
-    ++by_address_[request.address_key];
+    state_.Add(j.id, {request.nick, request.address_key, shard, new_hash});
   }
   j.roster = WhoLocked(cmd);
   Wake(wakes);
   return j;
-}
-
-absl::Time RedisRoom::StartProbe(int shard, absl::Time now, MemberId holder,
-                                 absl::Duration timeout) {
-  const std::function<void()>* wake = nullptr;
-  absl::Time until;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = members_.find(holder);
-    if (it == members_.end()) return now;
-    auto [probe, fresh] = probes_.try_emplace(holder);
-    if (!fresh && now < probe->second.until) return probe->second.until;
-    probe->second = Probe{now + timeout, false};
-    until = probe->second.until;
-    wake = NoticeLocked(it->second.shard, {RoomNotice::Type::kProbe, holder, ""});
-    if (it->second.shard == shard) wake = nullptr;
-  }
-  if (wake != nullptr) (*wake)();
-  return until;
-}
-
-void RedisRoom::Alive(MemberId id) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = probes_.find(id);
-  if (it != probes_.end()) it->second.alive = true;
-}
-
-void RedisRoom::TakeNotices(int shard, std::vector<RoomNotice>* out) {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<RoomNotice>& notices = shards_.at(static_cast<size_t>(shard)).notices;
-  out->insert(out->end(), notices.begin(), notices.end());
-  notices.clear();
 }
 
 uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::string& why) {
@@ -702,16 +608,12 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
   uint64_t left;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = members_.find(id);
-    if (it == members_.end()) return members_.size();
-    leave = PendingLeave{id, it->second.nick, why.empty() && closed_ ? "server shutting down" : why,
-                         members_.size() <= options_.limits.announce_limit};
-    auto count = by_address_.find(it->second.address_key);
-    if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
-    by_nick_.erase(NickKey(it->second.nick));
-    members_.erase(it);
-    probes_.erase(id);
-    left = members_.size();
+    const size_t before = state_.members().size();
+    std::optional<RoomState::Member> gone = state_.Erase(id);
+    left = state_.members().size();
+    if (!gone.has_value()) return left;
+    leave = PendingLeave{id, gone->nick, why.empty() && closed_ ? "server shutting down" : why,
+                         before <= options_.limits.announce_limit};
     if (!available_.load()) {
       pending_leaves_.push_back(std::move(leave));  // at most one per member
       return left;
@@ -734,13 +636,13 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
   std::string hash;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = members_.find(id);
-    if (closed_ || it == members_.end()) return Result::kClosed;
-    auto holder = by_nick_.find(NickKey(nick));
-    if (holder != by_nick_.end() && holder->second != id) return Result::kNickTaken;
+    const RoomState::Member* m = state_.Find(id);
+    if (closed_ || m == nullptr) return Result::kClosed;
+    const MemberId holder = state_.Holder(nick);
+    if (holder != 0 && holder != id) return Result::kNickTaken;
     if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
-    old = it->second.nick;
-    hash = it->second.token_hash;
+    old = m->nick;
+    hash = StoredHash(m->token_hash);
   }
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kRename, now,
@@ -750,12 +652,7 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
   if (!r.ok() || r->is_error()) return Result::kUnavailable;
   if (r->str == "taken") return Result::kNickTaken;
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = members_.find(id);
-  if (it != members_.end()) {
-    by_nick_.erase(NickKey(old));
-    by_nick_[NickKey(nick)] = id;
-    it->second.nick = nick;
-  }
+  state_.Rename(id, nick);
   return Result::kOk;
 }
 
@@ -766,10 +663,10 @@ Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
   std::string nick;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = members_.find(id);
-    if (closed_ || it == members_.end()) return Result::kClosed;
+    const RoomState::Member* m = state_.Find(id);
+    if (closed_ || m == nullptr) return Result::kClosed;
     if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
-    nick = it->second.nick;
+    nick = m->nick;
   }
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
@@ -784,10 +681,10 @@ Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const st
   std::string nick;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = members_.find(id);
-    if (closed_ || it == members_.end()) return Result::kClosed;
+    const RoomState::Member* m = state_.Find(id);
+    if (closed_ || m == nullptr) return Result::kClosed;
     if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
-    nick = it->second.nick;
+    nick = m->nick;
   }
   if (CheckNick(to).ok() == false) return Result::kNoSuchNick;
   absl::StatusOr<redis::Reply> r =
@@ -812,22 +709,12 @@ bool RedisRoom::Close(int shard, absl::Time now) {
   return true;
 }
 
-Roster RedisRoom::LocalRoster() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  Roster r;
-  r.count = members_.size();
-  for (const auto& [id, m] : members_) {
-    if (r.first.size() >= kMaxListedNicks) break;
-    r.first.push_back(m.nick);
-  }
-  return r;
-}
-
 Roster RedisRoom::WhoLocked(Cmd& cmd) {
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kWho, absl::Now(), {Key("servers")}, {absl::StrCat(kMaxListedNicks)}));
   if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
-    return LocalRoster();
+    std::lock_guard<std::mutex> lock(mu_);
+    return LocalRosterLocked();
   }
   Roster roster;
   roster.count = static_cast<uint64_t>(r->elements[0].integer);
@@ -852,35 +739,16 @@ Roster RedisRoom::Who() const {
   return self->WhoLocked(cmd);
 }
 
-uint64_t RedisRoom::member_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return members_.size();
-}
-
-std::string RedisRoom::NickOf(MemberId id) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = members_.find(id);
-  return it == members_.end() ? "" : it->second.nick;
-}
-
-std::vector<std::string> RedisRoom::Members() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> nicks;
-  for (const auto& [id, m] : members_) nicks.push_back(m.nick);
-  return nicks;
-}
-
 void RedisRoom::Read(int shard, std::vector<RoomEntry>* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  Shard& s = shards_.at(static_cast<size_t>(shard));
+  RoomState::Shard& s = state_.shard(shard);
   s.woken = false;
   // Indices increase along the log: start after this shard's cursor.
   auto first = std::upper_bound(log_.begin(), log_.end(), s.read,
                                 [](uint64_t read, const RoomEntry& e) { return read < e.index; });
   out->insert(out->end(), first, log_.end());
   if (!log_.empty()) s.read = std::max(s.read, log_.back().index);
-  uint64_t oldest = std::numeric_limits<uint64_t>::max();
-  for (const Shard& other : shards_) oldest = std::min(oldest, other.read);
+  const uint64_t oldest = state_.OldestRead();
   bool freed = false;
   while (!log_.empty() && log_.front().index <= oldest) {
     log_bytes_ -= log_.front().bytes->size();
@@ -942,18 +810,18 @@ void RedisRoom::ReaderLoop() {
 
 bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
   // Members and leaves as this server knows them.
-  std::vector<std::pair<MemberId, Member>> members;
+  std::vector<std::pair<MemberId, RoomState::Member>> members;
   std::vector<PendingLeave> leaves;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    members.assign(members_.begin(), members_.end());
+    members.assign(state_.members().begin(), state_.members().end());
     if (leaves_too) leaves = pending_leaves_;
   }
   std::vector<std::vector<std::string>> calls;
   for (const auto& [id, m] : members) {
     calls.push_back(Eval(kReclaim, now,
                          {Key("nick:" + NickKey(m.nick)), Key("who:" + options_.server_id)},
-                         {absl::StrCat(id), m.token_hash, m.nick}));
+                         {absl::StrCat(id), StoredHash(m.token_hash), m.nick}));
   }
   for (const PendingLeave& l : leaves) {
     calls.push_back(Eval(kLeave, now,
@@ -974,24 +842,12 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
     for (size_t i = 0; i < members.size() && i < r->size(); ++i) {
       if ((*r)[i].str != "taken") continue;
       // Its nick went to someone else while this server was cut off.
-      auto it = members_.find(members[i].first);
-      if (it == members_.end()) continue;
-      ++taken;
-      const int shard = it->second.shard;
-      by_nick_.erase(NickKey(it->second.nick));
-      auto count = by_address_.find(it->second.address_key);
-      if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
-      members_.erase(it);
-      probes_.erase(members[i].first);
-      if (const auto* w =
-              NoticeLocked(shard, {RoomNotice::Type::kReplaced, members[i].first, ""})) {
-        wakes.push_back(w);
-      }
+      if (ReplacedLocked(members[i].first, &wakes)) ++taken;
     }
     pending_leaves_.erase(pending_leaves_.begin(),
                           pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
   }
-  Log(absl::StrCat(members.size() - taken, " members re-registered in the room",
+  Log(absl::StrCat(Plural(members.size() - taken, "member"), " re-registered in the room",
                    taken > 0
                        ? absl::StrCat(", ", taken, " closed (their nicks were taken meanwhile)")
                        : std::string()));
@@ -1026,8 +882,8 @@ bool RedisRoom::Heartbeat(absl::Time now) {
   bool has_members = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    has_members = !members_.empty();
-    if (has_members) highest = members_.rbegin()->first;
+    has_members = !state_.members().empty();
+    if (has_members) highest = state_.members().rbegin()->first;
   }
   absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(
       {{"SET", Key("alive:" + options_.server_id), "1", "PX", Ms(options_.alive_ttl)},
@@ -1104,25 +960,14 @@ void RedisRoom::Deliver(const redis::Reply& entries) {
       uint64_t ri = 0;
       if (Field(raw.elements[1], "rs") == options_.server_id &&
           absl::SimpleAtoi(Field(raw.elements[1], "ri"), &ri)) {
-        auto it = members_.find(ri);
-        if (it != members_.end()) {
-          const int shard = it->second.shard;
-          by_nick_.erase(NickKey(it->second.nick));
-          auto count = by_address_.find(it->second.address_key);
-          if (count != by_address_.end() && --count->second == 0) by_address_.erase(count);
-          members_.erase(it);
-          probes_.erase(ri);
-          if (const auto* w = NoticeLocked(shard, {RoomNotice::Type::kReplaced, ri, ""})) {
-            wakes.push_back(w);
-          }
-        }
+        ReplacedLocked(ri, &wakes);
       }
       log_bytes_ += e.bytes->size();
       log_.push_back(std::move(e));
       last_index_.store(log_.back().index, std::memory_order_release);
       lines_read_.fetch_add(1, std::memory_order_acq_rel);
     }
-    WakeOthers(-1, &wakes);
+    state_.WakeOthers(-1, &wakes);
   }
   Wake(wakes);
 }

@@ -80,6 +80,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "apps/chat/room.h"
+#include "apps/chat/room_state.h"
 #include "redis/client.h"
 
 namespace udpmsg::chat {
@@ -109,7 +110,7 @@ struct RedisRoomOptions {
   absl::Status Validate() const;
 };
 
-class RedisRoom final : public Room {
+class RedisRoom final : public RoomWithState {
  public:
   // Connects, checks the room's keys and registers this server.
   // INVALID_ARGUMENT for bad options, UNAVAILABLE / PERMISSION_DENIED from
@@ -129,11 +130,6 @@ class RedisRoom final : public Room {
   int AddShard(std::function<void()> wake) override;
   using Room::Join;
   Joined Join(int shard, absl::Time now, const JoinRequest& request) override;
-  absl::Time StartProbe(int shard, absl::Time now, MemberId holder,
-                        absl::Duration timeout) override;
-  void Alive(MemberId id) override;
-  uint64_t notice_count() const override { return notices_.load(std::memory_order_acquire); }
-  void TakeNotices(int shard, std::vector<RoomNotice>* out) override;
   uint64_t Leave(int shard, absl::Time now, MemberId id, const std::string& why) override;
   Result Rename(int shard, absl::Time now, MemberId id, const std::string& nick) override;
   Result Say(int shard, absl::Time now, MemberId id, bool me, const std::string& text) override;
@@ -141,9 +137,6 @@ class RedisRoom final : public Room {
                  const std::string& text) override;
   bool Close(int shard, absl::Time now) override;
   Roster Who() const override;
-  uint64_t member_count() const override;
-  std::string NickOf(MemberId id) const override;
-  std::vector<std::string> Members() const override;
   uint64_t last_index() const override { return last_index_.load(std::memory_order_acquire); }
   void Read(int shard, std::vector<RoomEntry>* out) override;
 
@@ -155,22 +148,6 @@ class RedisRoom final : public Room {
   uint64_t lines_read() const { return lines_read_.load(std::memory_order_acquire); }
 
  private:
-  struct Member {
-    std::string nick;
-    std::string address_key;
-    int shard = 0;
-    std::string token_hash;  // hex, or "-" for none
-  };
-  struct Shard {
-    std::function<void()> wake;
-    uint64_t read = 0;
-    bool woken = false;
-    std::vector<RoomNotice> notices;
-  };
-  struct Probe {
-    absl::Time until;
-    bool alive = false;
-  };
   struct PendingLeave {
     MemberId id;
     std::string nick;
@@ -198,7 +175,6 @@ class RedisRoom final : public Room {
   // marks it lost). An EVAL goes as EVALSHA once its script is loaded.
   absl::StatusOr<redis::Reply> Call(Cmd& cmd, const std::vector<std::string>& argv);
   Roster WhoLocked(Cmd& cmd);  // its mutex held
-  Roster LocalRoster() const;
   void MarkLost(const absl::Status& why);
   void ReaderLoop();
   // After a (re)connect of the reader: registers, re-claims members, writes
@@ -211,9 +187,9 @@ class RedisRoom final : public Room {
   bool Heartbeat(absl::Time now);
   void Deliver(const redis::Reply& entries);
   void AnnounceLocked(const std::string& text, std::vector<const std::function<void()>*>* wakes);
-  const std::function<void()>* NoticeLocked(int shard, RoomNotice notice);
-  void WakeOthers(int shard, std::vector<const std::function<void()>*>* wakes);
-  static void Wake(const std::vector<const std::function<void()>*>& wakes);
+  // Member `id` here gave its nick to another connection: it goes without a
+  // leave line and its shard is told to close it. False if it is not here.
+  bool ReplacedLocked(MemberId id, std::vector<const std::function<void()>*>* wakes);
   void Log(const std::string& line) const;
 
   const RedisRoomOptions options_;
@@ -225,14 +201,9 @@ class RedisRoom final : public Room {
   mutable std::mutex sha_mu_;
   absl::flat_hash_map<std::string, std::string> shas_;
 
-  // Local state; lock order a Cmd's mutex, then mu_.
-  mutable std::mutex mu_;
+  // Local state, under RoomWithState's mu_ (lock order: a Cmd's mutex,
+  // then mu_); its state_ holds this server's members, probes and shards.
   std::condition_variable cv_;  // the reader's backoff, Stop, log space
-  std::vector<Shard> shards_;
-  absl::btree_map<MemberId, Member> members_;
-  absl::flat_hash_map<std::string, MemberId> by_nick_;  // NickKey ->
-  absl::flat_hash_map<std::string, size_t> by_address_;
-  absl::flat_hash_map<MemberId, Probe> probes_;
   std::vector<PendingLeave> pending_leaves_;
   std::deque<RoomEntry> log_;
   uint64_t log_bytes_ = 0;
@@ -240,7 +211,6 @@ class RedisRoom final : public Room {
   bool lost_ = false;  // announced lost, not yet back
   bool stopping_ = false;
   std::atomic<bool> available_{true};
-  std::atomic<uint64_t> notices_{0};
   std::atomic<uint64_t> last_index_{0};
   std::atomic<uint64_t> lines_read_{0};
 
