@@ -33,6 +33,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/cli/chat_member.h"
 #include "tests/cli/subprocess.h"
 #include "tests/redis/redis_server.h"
 
@@ -101,75 +102,25 @@ std::map<std::string, uint64_t> ProxyCounters(const std::string& stderr_text,
   return counters;
 }
 
-// A scripted member of the room (`chat join PORTS... --nick NICK FLAGS`):
-// its process and every stdout line read so far.
-class Member {
+// A member of the room given the servers on 127.0.0.1:PORTS.
+class Member : public ChatMember {
  public:
   Member(const std::vector<int>& ports, const std::string& nick,
          std::vector<std::string> flags = {})
-      : nick_(nick) {
-    std::vector<std::string> args = {"chat", "join"};
-    for (int port : ports) args.push_back(Address(port));
-    args.insert(args.end(), {"--nick", nick});
-    args.insert(args.end(), flags.begin(), flags.end());
-    process_ = StartUdpmsg(args);
-  }
-
-  Subprocess& process() { return *process_; }
-  const std::vector<std::string>& lines() const { return lines_; }
-  const std::string& nick() const { return nick_; }
-
-  void Send(const std::string& line) {
-    absl::Status s = process_->WriteStdin(line + "\n");
-    EXPECT_TRUE(s.ok()) << nick_ << ": " << s;
-  }
-
-  // Reads stdout until a line satisfies `done`; false (with a test failure)
-  // when none does in time.
-  bool WaitUntil(const std::function<bool(const std::string&)>& done, const std::string& what,
-                 absl::Duration timeout = kTimeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      absl::StatusOr<std::string> line =
-          process_->ReadStdoutLine(std::max(absl::ZeroDuration(), deadline - absl::Now()));
-      if (!line.ok()) {
-        ADD_FAILURE() << nick_ << " waited for " << what << ": " << line.status()
-                      << "\nlines so far:\n"
-                      << absl::StrJoin(lines_, "\n");
-        return false;
-      }
-      lines_.push_back(*line);
-      if (done(*line)) return true;
-    }
-  }
-
-  bool WaitFor(const std::string& want, absl::Duration timeout = kTimeout) {
-    return WaitUntil([&](const std::string& l) { return l == want; }, "\"" + want + "\"", timeout);
-  }
-  bool WaitForPrefix(const std::string& prefix, absl::Duration timeout = kTimeout) {
-    return WaitUntil([&](const std::string& l) { return absl::StartsWith(l, prefix); },
-                     "\"" + prefix + "...\"", timeout);
-  }
-
-  // The "<nick> text" lines seen so far.
-  std::vector<std::string> SayLines() const {
-    std::vector<std::string> says;
-    for (const std::string& l : lines_) {
-      if (absl::StartsWith(l, "<")) says.push_back(l);
-    }
-    return says;
-  }
+      : ChatMember(Addresses(ports), nick, std::move(flags)) {}
 
   // Quits (/quit) and returns the exit code.
   int Quit() {
     Send("/quit");
-    return ExitCodeWithin(*process_, kTimeout);
+    return ExitCodeWithin(process(), kTimeout);
   }
 
  private:
-  std::string nick_;
-  std::unique_ptr<Subprocess> process_;
-  std::vector<std::string> lines_;
+  static std::vector<std::string> Addresses(const std::vector<int>& ports) {
+    std::vector<std::string> out;
+    for (int port : ports) out.push_back(Address(port));
+    return out;
+  }
 };
 
 // Every sender's lines `<nick> PREFIX k` appear once each, k = 0.. in order.

@@ -30,6 +30,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/cli/chat_member.h"
 #include "tests/cli/subprocess.h"
 
 namespace udpmsg::testing {
@@ -112,62 +113,11 @@ std::map<std::string, uint64_t> ProxyCounters(const std::string& stderr_text,
   return counters;
 }
 
-// A scripted member: its process and every stdout line read so far.
-class Member {
+// A member of the server on 127.0.0.1:PORT.
+class Member : public ChatMember {
  public:
-  Member(int port, const std::string& nick, std::vector<std::string> flags = {}) : nick_(nick) {
-    std::vector<std::string> args = {"chat", "join", absl::StrCat("127.0.0.1:", port), "--nick",
-                                     nick};
-    args.insert(args.end(), flags.begin(), flags.end());
-    process_ = Udpmsg(args);
-  }
-
-  Subprocess& process() { return *process_; }
-  const std::vector<std::string>& lines() const { return lines_; }
-  const std::string& nick() const { return nick_; }
-
-  void Send(const std::string& line) {
-    absl::Status s = process_->WriteStdin(line + "\n");
-    EXPECT_TRUE(s.ok()) << nick_ << ": " << s;
-  }
-
-  // Reads stdout until a line satisfies `done`; false (with a test failure)
-  // when none does in time.
-  bool WaitUntil(const std::function<bool(const std::string&)>& done, const std::string& what,
-                 absl::Duration timeout = kTimeout) {
-    const absl::Time deadline = absl::Now() + timeout;
-    for (;;) {
-      absl::StatusOr<std::string> line =
-          process_->ReadStdoutLine(std::max(absl::ZeroDuration(), deadline - absl::Now()));
-      if (!line.ok()) {
-        ADD_FAILURE() << nick_ << " waited for " << what << ": " << line.status()
-                      << "\nlines so far:\n"
-                      << absl::StrJoin(lines_, "\n");
-        return false;
-      }
-      lines_.push_back(*line);
-      if (done(*line)) return true;
-    }
-  }
-
-  bool WaitFor(const std::string& want, absl::Duration timeout = kTimeout) {
-    return WaitUntil([&](const std::string& l) { return l == want; }, "\"" + want + "\"",
-                     timeout);
-  }
-
-  // The "<nick> text" lines seen so far.
-  std::vector<std::string> SayLines() const {
-    std::vector<std::string> says;
-    for (const std::string& l : lines_) {
-      if (absl::StartsWith(l, "<")) says.push_back(l);
-    }
-    return says;
-  }
-
- private:
-  std::string nick_;
-  std::unique_ptr<Subprocess> process_;
-  std::vector<std::string> lines_;
+  Member(int port, const std::string& nick, std::vector<std::string> flags = {})
+      : ChatMember({absl::StrCat("127.0.0.1:", port)}, nick, std::move(flags)) {}
 };
 
 // (1) Three members, each behind its own lossy proxy, 50 lines each sent

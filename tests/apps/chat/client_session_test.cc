@@ -107,7 +107,7 @@ TEST(ClientSessionTest, RejoinsUnderTheCurrentNickWithTheWelcomesToken) {
   EXPECT_EQ(SentJoin(s).nick(), "alicia");
   EXPECT_EQ(SentJoin(s).resume_token(), token);
   // Tokens of the wrong size from a server are not kept.
-  for (const std::string bad : {std::string(15, 'x'), std::string(kMaxResumeTokenBytes + 1, 'x')}) {
+  for (const std::string& bad : {std::string(15, 'x'), std::string(kMaxResumeTokenBytes + 1, 'x')}) {
     ClientSession t("carol", SessionOptions());
     ASSERT_TRUE(t.OnServerMessage(kStart, Welcome("carol", bad)).ok());
     EXPECT_FALSE(t.has_resume_token());
