@@ -185,7 +185,11 @@ struct ServerOptions {
   // a message) comes from it within probe_timeout; otherwise the new
   // connection takes the nick over. A Join presenting the holder's resume
   // token (from its Welcome) takes it over at once, from any address.
-  absl::Duration probe_timeout = absl::Seconds(1);  // > 0
+  // 2 s: with 1 s a live member lost its nick to a same-address join when
+  // the server and the member's host were loaded (chat_test on a busy
+  // 2-CPU machine: the probe's answer took over a second to be seen, about
+  // one run in four); a restarted member waits one more second instead.
+  absl::Duration probe_timeout = absl::Seconds(2);  // > 0
   // kResumeTokenBytes of unpredictable bytes per call (a Welcome's resume
   // token). Null: std::random_device (the kernel's getrandom on Linux).
   std::function<std::string()> random_token;

@@ -291,8 +291,8 @@ TEST_F(ShardsTest, ProbesAndTakeoversCrossShards) {
   Wake(0);
   ASSERT_FALSE(got_[1].empty());
   EXPECT_TRUE(got_[1].back().has_probe());
-  EXPECT_EQ(cores_[1]->NextDeadline(), now_ + absl::Seconds(1));
-  now_ += absl::Seconds(1);
+  EXPECT_EQ(cores_[1]->NextDeadline(), now_ + ServerOptions().probe_timeout);
+  now_ += ServerOptions().probe_timeout;
   cores_[1]->OnTick(now_);
   Collect(1);
   ASSERT_FALSE(got_[7].empty());
@@ -330,7 +330,7 @@ TEST_F(ShardsTest, ProbesAndTakeoversCrossShards) {
   EXPECT_EQ(probe[0].peer, 2u);
   cores_[0]->OnAcked(now_ + absl::Milliseconds(20), 2, probe[0].bytes.size());
   Collect(0);
-  now_ += absl::Seconds(1);
+  now_ += ServerOptions().probe_timeout;
   cores_[1]->OnTick(now_);
   Collect(1);
   ASSERT_FALSE(got_[9].empty());

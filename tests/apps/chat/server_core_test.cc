@@ -964,13 +964,14 @@ TEST_F(TakeoverTest, ASilentHolderFromTheSameAddressIsProbedThenReplacedAfterThe
   EXPECT_TRUE(to_alice[0].has_probe());
   EXPECT_THAT(Logs(a), ElementsAre("10.0.0.1:6000 asks for the nick alice of a member from its "
                                    "address: probing that member"));
-  EXPECT_EQ(core_->NextDeadline(), now_ + absl::Seconds(1));
+  const absl::Duration probe = ServerOptions().probe_timeout;
+  EXPECT_EQ(core_->NextDeadline(), now_ + probe);
   // Whatever else the joiner sends meanwhile is ignored.
   core_->OnMessage(now_, 5, Join("alice"));
   EXPECT_THAT(core_->TakeActions(), IsEmpty());
-  core_->OnTick(now_ + absl::Milliseconds(999));
+  core_->OnTick(now_ + probe - absl::Milliseconds(1));
   EXPECT_THAT(core_->TakeActions(), IsEmpty());
-  core_->OnTick(now_ + absl::Seconds(1));
+  core_->OnTick(now_ + probe);
   a = core_->TakeActions();
   ASSERT_TRUE(Welcomed(a, 5));
   ASSERT_NE(FindClose(a, 1), nullptr);
@@ -997,7 +998,7 @@ TEST_F(TakeoverTest, ALiveHolderAnswersTheProbeAndKeepsItsNick) {
       core_->OnAcked(answered, 1, a.front().bytes.size());
     }
     core_->TakeActions();
-    core_->OnTick(now_ + absl::Seconds(1));
+    core_->OnTick(now_ + ServerOptions().probe_timeout);
     a = core_->TakeActions();
     EXPECT_FALSE(Welcomed(a, 5));
     ASSERT_EQ(To(a, 5).size(), 1u);
@@ -1014,7 +1015,7 @@ TEST_F(TakeoverTest, AJoinerThatLeavesDuringItsProbeTakesNothing) {
   core_->TakeActions();
   core_->OnClosed(now_, 5, CloseCause::kClosedByPeer, "");
   EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
-  core_->OnTick(now_ + absl::Seconds(2));
+  core_->OnTick(now_ + 2 * ServerOptions().probe_timeout);
   std::vector<ServerAction> a = core_->TakeActions();
   EXPECT_EQ(FindClose(a, 1), nullptr);
   EXPECT_EQ(core_->NickOf(1), "alice");
