@@ -68,6 +68,14 @@ ABSL_FLAG(std::string, cluster, "",
 ABSL_FLAG(std::string, cluster_password_file, "",
           "chat serve --cluster: read Redis's password from the first line of this file "
           "(keeps it out of the process list)");
+ABSL_FLAG(std::string, cluster_tls_ca, "",
+          "chat serve --cluster rediss://...: verify Redis's certificate against this CA file "
+          "(PEM; default: the system's CAs)");
+ABSL_FLAG(std::string, cluster_tls_cert, "",
+          "chat serve --cluster rediss://...: a client certificate (PEM) for Redis, with "
+          "--cluster_tls_key");
+ABSL_FLAG(std::string, cluster_tls_key, "",
+          "chat serve --cluster rediss://...: the client certificate's key (PEM)");
 ABSL_FLAG(std::string, cluster_ttl, "10s",
           "chat serve --cluster: a server silent this long loses its members (heartbeat: a fifth)");
 ABSL_FLAG(int, cluster_history, 100,
@@ -240,6 +248,18 @@ absl::StatusOr<chat::RedisRoomOptions> ClusterFromFlags() {
     absl::StatusOr<std::string> password = FirstLine(file);
     if (!password.ok()) return absl::FailedPreconditionError(password.status().message());
     o.endpoint.password = *std::move(password);
+  }
+  o.endpoint.tls_ca_file = absl::GetFlag(FLAGS_cluster_tls_ca);
+  o.endpoint.tls_cert_file = absl::GetFlag(FLAGS_cluster_tls_cert);
+  o.endpoint.tls_key_file = absl::GetFlag(FLAGS_cluster_tls_key);
+  const bool tls_flags = !o.endpoint.tls_ca_file.empty() || !o.endpoint.tls_cert_file.empty() ||
+                         !o.endpoint.tls_key_file.empty();
+  if (tls_flags && !o.endpoint.tls) {
+    return absl::InvalidArgumentError(
+        "--cluster_tls_* need a rediss:// URL (Redis over TLS)");
+  }
+  if (o.endpoint.tls_cert_file.empty() != o.endpoint.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("--cluster_tls_cert and --cluster_tls_key go together");
   }
   absl::Duration ttl;
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_cluster_ttl), &ttl) || ttl < absl::Seconds(1) ||

@@ -18,6 +18,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "redis/tls_pump.h"
 
 namespace udpmsg::redis {
 namespace {
@@ -210,19 +211,14 @@ absl::StatusOr<Url> ParseUrl(absl::string_view url) {
         "not a Redis URL: expected redis://[[USER]:PASSWORD@]HOST[:PORT][/PATH]");
   }
   const std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
-  if (scheme == "rediss") {
-    return absl::InvalidArgumentError(
-        "rediss:// (Redis over TLS) is not supported: TLS needs hiredis >= 1.0 and Debian 12 "
-        "ships hiredis 0.14 without it; run a TLS tunnel (stunnel, spiped) to the server and "
-        "give its local end as redis://");
-  }
-  if (scheme != "redis") {
+  if (scheme != "redis" && scheme != "rediss") {
     return absl::InvalidArgumentError(
         absl::StrCat("not a Redis URL: scheme \"", absl::CHexEscape(scheme.substr(0, 16)),
                      "\" instead of redis:// (redis://[[USER]:PASSWORD@]HOST[:PORT][/PATH])"));
   }
   absl::string_view rest = url.substr(scheme_end + 3);
   Url result;
+  result.endpoint.tls = scheme == "rediss";
   const size_t slash = rest.find('/');
   absl::string_view authority = rest.substr(0, slash);
   if (slash != absl::string_view::npos) result.path = std::string(rest.substr(slash + 1));
@@ -324,13 +320,22 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Connect(const Endpoint& 
   }
   if (endpoint.host.empty()) return absl::InvalidArgumentError("Redis endpoint has no host");
   const absl::Time deadline = absl::Now() + timeout;
+  std::unique_ptr<TlsPump> tls;
+  if (endpoint.tls) {
+    absl::StatusOr<std::unique_ptr<TlsPump>> pump = TlsPump::Open(endpoint, timeout);
+    if (!pump.ok()) return pump.status();
+    tls = *std::move(pump);
+  }
   redisContext* context =
-      redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, HiredisTimeval(timeout));
+      tls != nullptr
+          ? redisConnectFd(tls->TakeLocalFd())
+          : redisConnectWithTimeout(endpoint.host.c_str(), endpoint.port, HiredisTimeval(timeout));
   if (context == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate a hiredis context for Redis at ", endpoint.ToString()));
   }
   std::unique_ptr<Connection> connection(new Connection(endpoint, context));
+  connection->tls_ = std::move(tls);
   connection->timeout_ = timeout;
   if (context->err != 0) {
     std::string reason = context->errstr[0] != '\0' ? context->errstr : "unknown error";

@@ -32,8 +32,11 @@
 // server that reset the connection is an EPIPE error, not the end of the
 // process.
 //
-// TLS: hiredis 0.14 has none (rediss:// is refused by ParseUrl with a
-// message saying so); tunnel it (stunnel, spiped) if the path needs it.
+// TLS (rediss://, Endpoint::tls): hiredis 0.14 has none, so the connection
+// runs through a TlsPump (redis/tls_pump.h): OpenSSL on the TCP side, a
+// local socket pair to hiredis, one thread per TLS connection. A failed
+// verification is UNAVAILABLE naming the reason ("certificate verify
+// failed", "self-signed certificate", ...).
 //
 // Threading: a Connection is used by one thread at a time.
 #ifndef UDPMSG_REDIS_CLIENT_H_
@@ -53,11 +56,21 @@ struct redisContext;
 
 namespace udpmsg::redis {
 
+class TlsPump;
+
 struct Endpoint {
   std::string host;  // a name or an address (IPv6 without brackets)
   int port = 6379;
   std::string username;  // Redis 6 ACL user; empty: AUTH with the password only
   std::string password;  // empty: no AUTH
+  // TLS (rediss://): the server's certificate is verified against
+  // tls_ca_file (PEM; empty: the system's store) and must name `host` (a
+  // DNS name, or an IP address in its subjectAltName); tls_cert_file and
+  // tls_key_file (PEM) give a client certificate when the server asks.
+  bool tls = false;
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
   std::string ToString() const;  // HOST:PORT ([HOST]:PORT for IPv6), no password
 };
 
@@ -71,17 +84,18 @@ struct Url {
   Endpoint endpoint;
   std::string path;
 };
-// INVALID_ARGUMENT naming what is wrong (not redis://, no host, a bad port,
-// rediss:// which needs TLS this build lacks). Messages never repeat the
+// rediss://... is the same with Endpoint::tls set.
+// INVALID_ARGUMENT naming what is wrong (not redis:// or rediss://, no
+// host, a bad port). Messages never repeat the
 // URL, which may hold a password.
 absl::StatusOr<Url> ParseUrl(absl::string_view url);
 
 struct Reply {
   enum class Type { kNil, kInteger, kString, kStatus, kError, kArray };
   Type type = Type::kNil;
-  int64_t integer = 0;         // kInteger
-  std::string str;             // kString, kStatus, kError
-  std::vector<Reply> elements; // kArray
+  int64_t integer = 0;          // kInteger
+  std::string str;              // kString, kStatus, kError
+  std::vector<Reply> elements;  // kArray
   bool is_error() const { return type == Type::kError; }
 };
 
@@ -100,7 +114,8 @@ class Connection final {
   // Sends every command, then reads their replies, in order (one round trip).
   // An error reply answers its own command only; an I/O error breaks the
   // Connection and the replies read before it are lost.
-  absl::StatusOr<std::vector<Reply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
+  absl::StatusOr<std::vector<Reply>> Pipeline(
+      const std::vector<std::vector<std::string>>& commands);
   // Bounds later reads and writes (e.g. longer than an XREAD BLOCK).
   absl::Status SetTimeout(absl::Duration timeout);
 
@@ -116,7 +131,8 @@ class Connection final {
   absl::Status CheckUsable() const;
 
   Endpoint endpoint_;
-  redisContext* context_;  // owned; redisFree'd by the destructor
+  std::unique_ptr<TlsPump> tls_;  // rediss://: outlives context_ (declared first)
+  redisContext* context_;         // owned; redisFree'd by the destructor
   absl::Duration timeout_;
   bool broken_ = false;
   std::string broken_reason_;

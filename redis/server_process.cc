@@ -120,6 +120,30 @@ std::string ReadFrom(const std::string& path, off_t offset) {
   return text;
 }
 
+// A test CA and a certificate for 127.0.0.1 it signed (EC P-256, valid two
+// days) in `dir`, made by the openssl command: ca.pem, server.pem,
+// server.key. INTERNAL with the command's output when it fails.
+absl::Status MakeCertificates(const std::string& dir) {
+  const std::string quiet = absl::StrCat(" >>'", dir, "/openssl.log' 2>&1");
+  const std::string ec = " -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  const std::vector<std::string> commands = {
+      absl::StrCat("cd '", dir, "' && printf 'subjectAltName=IP:127.0.0.1\n' > san.ext"),
+      absl::StrCat("cd '", dir, "' && openssl req -x509", ec,
+                   " -days 2 -subj /CN=udpmsg-test-ca -keyout ca.key -out ca.pem", quiet),
+      absl::StrCat("cd '", dir, "' && openssl req", ec,
+                   " -subj /CN=127.0.0.1 -keyout server.key -out server.csr", quiet),
+      absl::StrCat("cd '", dir, "' && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key",
+                   " -CAcreateserial -days 2 -extfile san.ext -out server.pem", quiet),
+  };
+  for (const std::string& c : commands) {
+    if (std::system(c.c_str()) != 0) {
+      return absl::InternalError(absl::StrCat("making a test certificate failed (", c,
+                                              "): ", ReadFrom(dir + "/openssl.log", 0)));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(Options options) {
@@ -138,6 +162,9 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(Options opti
   if (!dir.ok()) return dir.status();
   server->dir_ = *std::move(dir);
   server->remove_dir_ = !under_test_tmpdir;
+  if (server->options_.tls) {
+    if (absl::Status s = MakeCertificates(server->dir_); !s.ok()) return s;
+  }
 
   absl::Status last;
   for (int attempt = 0; attempt < kPortAttempts; ++attempt) {
@@ -164,7 +191,8 @@ ServerProcess::~ServerProcess() {
 std::string ServerProcess::url(const std::string& room) const {
   const std::string credentials =
       options_.password.empty() ? "" : absl::StrCat(":", PercentEncode(options_.password), "@");
-  return absl::StrCat("redis://", credentials, "127.0.0.1:", port_, "/", room);
+  return absl::StrCat(options_.tls ? "rediss://" : "redis://", credentials, "127.0.0.1:", port_,
+                      "/", room);
 }
 
 Endpoint ServerProcess::endpoint() const {
@@ -172,6 +200,10 @@ Endpoint ServerProcess::endpoint() const {
   e.host = "127.0.0.1";
   e.port = port_;
   e.password = options_.password;
+  if (options_.tls) {
+    e.tls = true;
+    e.tls_ca_file = absl::StrCat(dir_, "/ca.pem");
+  }
   return e;
 }
 
@@ -212,6 +244,16 @@ absl::Status ServerProcess::Launch(bool* port_taken) {
   if (!options_.password.empty()) {
     args.push_back("--requirepass");
     args.push_back(options_.password);
+  }
+  if (options_.tls) {  // TLS only: the plain port closed
+    args[2] = "0";
+    for (const std::string& a :
+         {std::string("--tls-port"), absl::StrCat(port_), std::string("--tls-cert-file"),
+          absl::StrCat(dir_, "/server.pem"), std::string("--tls-key-file"),
+          absl::StrCat(dir_, "/server.key"), std::string("--tls-ca-cert-file"),
+          absl::StrCat(dir_, "/ca.pem"), std::string("--tls-auth-clients"), std::string("no")}) {
+      args.push_back(a);
+    }
   }
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());

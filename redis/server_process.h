@@ -63,6 +63,10 @@ class ServerProcess final {
   struct Options {
     std::string password;  // empty: no requirepass
     Persistence persistence = Persistence::kAofAlways;
+    // TLS only (--tls-port, the plain port closed), with a test CA and a
+    // certificate for 127.0.0.1 made in its directory by `openssl`;
+    // endpoint() then has tls set and tls_ca_file pointing at the CA.
+    bool tls = false;
     // How long a start (or restart) may take until the server answers PING.
     absl::Duration startup_timeout = absl::Seconds(20);
   };
@@ -76,7 +80,7 @@ class ServerProcess final {
   // The server's process id while running (for /proc), -1 otherwise.
   pid_t pid() const { return pid_; }
   // "redis://127.0.0.1:P/ROOM", "redis://:PASSWORD@127.0.0.1:P/ROOM" with a
-  // password (percent-escaped).
+  // password (percent-escaped); rediss:// with tls.
   std::string url(const std::string& room) const;
   // 127.0.0.1:P, with the password when there is one.
   Endpoint endpoint() const;

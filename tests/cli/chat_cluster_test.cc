@@ -438,7 +438,7 @@ TEST(ChatClusterTest, UnreachableRedisAtStart) {
   EXPECT_EQ(p->stdout_text(), "");
 
   for (const std::string url :
-       {"http://x", "redis://h:99999/r", "redis://127.0.0.1:6379", "rediss://127.0.0.1:6379/r"}) {
+       {"http://x", "redis://h:99999/r", "redis://127.0.0.1:6379", "redis://:@127.0.0.1:6379/r"}) {
     SCOPED_TRACE(url);
     std::unique_ptr<Subprocess> bad =
         StartUdpmsg({"chat", "serve", "--port", "0", "--cluster", url});
@@ -448,6 +448,51 @@ TEST(ChatClusterTest, UnreachableRedisAtStart) {
     ASSERT_EQ(err.size(), 1u) << bad->stderr_text();
     EXPECT_THAT(err[0], StartsWith("udpmsg chat: --cluster: "));
   }
+}
+
+// (f) Redis over TLS: two servers reach a TLS-only redis-server with
+// rediss:// and the test CA (--cluster_tls_ca); their members share one
+// room. Without the CA (the system's store) the handshake is refused: exit
+// 1, one line naming the address.
+TEST(ChatClusterTest, TwoServersOverTlsToRedis) {
+  RedisServer::Options o;
+  o.tls = true;
+  absl::StatusOr<std::unique_ptr<RedisServer>> redis = RedisServer::Start(o);
+  ASSERT_TRUE(redis.ok()) << redis.status();
+  const std::string url = (*redis)->url("lobby");
+  ASSERT_TRUE(absl::StartsWith(url, "rediss://")) << url;
+  const std::string ca = (*redis)->endpoint().tls_ca_file;
+  UdpmsgServer one = StartClusterServer(url, {"--cluster_tls_ca", ca});
+  UdpmsgServer two = StartClusterServer(url, {"--cluster_tls_ca", ca});
+  ASSERT_NE(one.port, 0);
+  ASSERT_NE(two.port, 0);
+  Member alice({one.port}, "alice");
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob({two.port}, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+  ASSERT_TRUE(alice.WaitFor("*** bob joined"));
+  alice.Send("over tls");
+  EXPECT_TRUE(bob.WaitFor("<alice> over tls"));
+  bob.Send("here too");
+  EXPECT_TRUE(alice.WaitFor("<bob> here too"));
+  EXPECT_EQ(alice.Quit(), 0);
+  EXPECT_EQ(bob.Quit(), 0);
+
+  std::unique_ptr<Subprocess> untrusted =
+      StartUdpmsg({"chat", "serve", "--port", "0", "--cluster", url});
+  ASSERT_NE(untrusted, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*untrusted, kTimeout), 1);
+  const std::vector<std::string> err = Lines(untrusted->stderr_text());
+  ASSERT_EQ(err.size(), 1u) << untrusted->stderr_text();
+  EXPECT_THAT(err[0], StartsWith(absl::StrCat("udpmsg: chat serve --cluster: TLS handshake with "
+                                              "Redis at 127.0.0.1:",
+                                              (*redis)->port(), " failed: ")));
+  std::unique_ptr<Subprocess> plain =
+      StartUdpmsg({"chat", "serve", "--port", "0", "--cluster", "redis://127.0.0.1:6379/r",
+                   "--cluster_tls_ca", ca});
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*plain, kTimeout), 2);
+  EXPECT_THAT(plain->stderr_text(), HasSubstr("rediss://"));
 }
 
 // (e) A first connection that is refused moves on to the next address at
