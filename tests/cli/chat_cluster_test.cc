@@ -87,21 +87,6 @@ UdpmsgServer StartProxy(int to_port, const std::string& loss, int seed) {
   return p;
 }
 
-// The counters of one direction ("up"/"down") from impair's exit lines.
-std::map<std::string, uint64_t> ProxyCounters(const std::string& stderr_text,
-                                              const std::string& direction) {
-  std::map<std::string, uint64_t> counters;
-  for (const std::string& line : Lines(stderr_text)) {
-    if (!absl::StartsWith(line, direction + ":")) continue;
-    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-      std::vector<std::string> kv = absl::StrSplit(field, '=');
-      uint64_t value = 0;
-      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &value)) counters[kv[0]] = value;
-    }
-  }
-  return counters;
-}
-
 // A member of the room given the servers on 127.0.0.1:PORTS.
 class Member : public ChatMember {
  public:
@@ -202,8 +187,8 @@ TEST(ChatClusterTest, ThreeServersOneOrderThroughLoss) {
   for (UdpmsgServer& p : proxies) {
     p.process->Kill(SIGTERM);
     EXPECT_EQ(ExitCodeWithin(*p.process, kTimeout), 0);
-    dropped[0] += ProxyCounters(p.process->stderr_text(), "up")["dropped_loss"];
-    dropped[1] += ProxyCounters(p.process->stderr_text(), "down")["dropped_loss"];
+    dropped[0] += ImpairCounters(p.process->stderr_text(), "up")["dropped_loss"];
+    dropped[1] += ImpairCounters(p.process->stderr_text(), "down")["dropped_loss"];
   }
   EXPECT_GT(dropped[0], 0u) << "no packet was lost on the way to the servers";
   EXPECT_GT(dropped[1], 0u) << "no packet was lost on the way back";

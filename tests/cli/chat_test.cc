@@ -98,21 +98,6 @@ std::pair<std::unique_ptr<Subprocess>, int> StartProxy(int to_port, const std::s
   return {std::move(p), port};
 }
 
-// The counters of one direction ("up"/"down") from impair's exit lines.
-std::map<std::string, uint64_t> ProxyCounters(const std::string& stderr_text,
-                                              const std::string& direction) {
-  std::map<std::string, uint64_t> counters;
-  for (const std::string& line : Lines(stderr_text)) {
-    if (!absl::StartsWith(line, direction + ":")) continue;
-    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-      std::vector<std::string> kv = absl::StrSplit(field, '=');
-      uint64_t value = 0;
-      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &value)) counters[kv[0]] = value;
-    }
-  }
-  return counters;
-}
-
 // A member of the server on 127.0.0.1:PORT.
 class Member : public ChatMember {
  public:
@@ -187,7 +172,7 @@ TEST(ChatTest, ThreeLossyMembersSeeOneIdenticalTranscript) {
     EXPECT_EQ(ExitCode(*proxies[i]), 0);
     int d = 0;
     for (const char* direction : {"up", "down"}) {
-      dropped[d++] += ProxyCounters(proxies[i]->stderr_text(), direction)["dropped_loss"];
+      dropped[d++] += ImpairCounters(proxies[i]->stderr_text(), direction)["dropped_loss"];
     }
   }
   EXPECT_GT(dropped[0], 0u) << "no packet was lost on the way to the server";

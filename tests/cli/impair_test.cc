@@ -81,21 +81,6 @@ int Stop(Proxy& proxy) {
   return code.ok() ? *code : -1;
 }
 
-// The counters of `direction` ("up" or "down") from the proxy's exit lines.
-std::map<std::string, uint64_t> CountersOf(const std::string& stderr_text,
-                                           const std::string& direction) {
-  std::map<std::string, uint64_t> counters;
-  for (const std::string& line : Lines(stderr_text)) {
-    if (!absl::StartsWith(line, direction + ":")) continue;
-    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-      std::vector<std::string> kv = absl::StrSplit(field, '=');
-      uint64_t value = 0;
-      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &value)) counters[kv[0]] = value;
-    }
-  }
-  return counters;
-}
-
 udp::DatagramSocket LoopbackSocket(udp::AddressFamily family) {
   absl::StatusOr<udp::DatagramSocket> socket =
       udp::DatagramSocket::Bind(udp::SocketAddress::Loopback(family, 0), {});
@@ -220,7 +205,7 @@ TEST_P(ImpairFamilyTest, ForwardsBothWaysIntactWithOneMappingPerClient) {
   EXPECT_THAT(lines[2], StartsWith("up:   received=200 delivered=200 dropped_loss=0 "));
   EXPECT_THAT(lines[3], StartsWith("down: received=200 delivered=200 dropped_loss=0 "));
   for (const char* direction : {"up", "down"}) {
-    std::map<std::string, uint64_t> c = CountersOf(err, direction);
+    std::map<std::string, uint64_t> c = ImpairCounters(err, direction);
     EXPECT_EQ(c["sent"], 200u) << direction;
     EXPECT_EQ(c["bytes_in"], c["bytes_out"]) << direction;
   }
@@ -275,7 +260,7 @@ std::vector<int> RunLossy(int count, const std::vector<int>& predicted) {
   EXPECT_EQ(Stop(proxy), 0);
   // The proxy has exited: whatever it forwarded is already queued here.
   for (const Received& extra : DrainNow(server)) got.push_back(SeqOf(extra.payload));
-  std::map<std::string, uint64_t> up = CountersOf(proxy.process->stderr_text(), "up");
+  std::map<std::string, uint64_t> up = ImpairCounters(proxy.process->stderr_text(), "up");
   EXPECT_EQ(up["received"], static_cast<uint64_t>(count)) << proxy.process->stderr_text();
   EXPECT_EQ(up["delivered"], got.size());
   EXPECT_EQ(up["sent"], got.size());
@@ -336,7 +321,7 @@ TEST(ImpairTest, DuplicateEverythingDoublesArrivals) {
   }
   EXPECT_EQ(Stop(proxy), 0);
   EXPECT_THAT(DrainNow(server), SizeIs(0));
-  std::map<std::string, uint64_t> up = CountersOf(proxy.process->stderr_text(), "up");
+  std::map<std::string, uint64_t> up = ImpairCounters(proxy.process->stderr_text(), "up");
   EXPECT_EQ(up["received"], 100u);
   EXPECT_EQ(up["delivered"], 200u);
   EXPECT_EQ(up["duplicated"], 100u);
@@ -357,7 +342,7 @@ TEST(ImpairTest, CorruptFlipsBitsButKeepsTheLength) {
     EXPECT_NE(at_server->payload, Numbered(i));
   }
   EXPECT_EQ(Stop(proxy), 0);
-  EXPECT_EQ(CountersOf(proxy.process->stderr_text(), "up")["corrupted"], 20u);
+  EXPECT_EQ(ImpairCounters(proxy.process->stderr_text(), "up")["corrupted"], 20u);
 }
 
 TEST(ImpairTest, DurationEndsTheRunWithCounters) {
@@ -406,7 +391,7 @@ TEST(ImpairTest, ClosedTargetIsReportedNotSilent) {
     if (absl::StrContains(l, "Connection refused")) ++refusals;
   }
   EXPECT_LE(refusals, 2 + absl::ToInt64Seconds(elapsed)) << proxy.process->stderr_text();
-  std::map<std::string, uint64_t> up = CountersOf(proxy.process->stderr_text(), "up");
+  std::map<std::string, uint64_t> up = ImpairCounters(proxy.process->stderr_text(), "up");
   EXPECT_GE(up["unreachable"], 1u) << proxy.process->stderr_text();
   EXPECT_EQ(up["received"], 51u);
   EXPECT_EQ(up["sent"], 51u) << "a refusal must not cost the next datagram";

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 
@@ -246,6 +247,20 @@ int ExitCodeWithin(Subprocess& p, absl::Duration timeout) {
   absl::StatusOr<int> code = p.Wait(timeout);
   EXPECT_TRUE(code.ok()) << code.status();
   return code.ok() ? *code : -1;
+}
+
+std::map<std::string, uint64_t> ImpairCounters(const std::string& stderr_text,
+                                               const std::string& direction) {
+  std::map<std::string, uint64_t> counters;
+  for (absl::string_view line : absl::StrSplit(stderr_text, '\n', absl::SkipEmpty())) {
+    if (!absl::StartsWith(line, direction + ":")) continue;
+    for (absl::string_view field : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+      std::vector<std::string> kv = absl::StrSplit(field, '=');
+      uint64_t value = 0;
+      if (kv.size() == 2 && absl::SimpleAtoi(kv[1], &value)) counters[kv[0]] = value;
+    }
+  }
+  return counters;
 }
 
 }  // namespace udpmsg::testing

@@ -9,6 +9,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -100,6 +102,11 @@ UdpmsgServer StartUdpmsgServer(std::vector<std::string> args,
 // The exit code of `p` (-1, and a failed expectation, when it did not exit
 // within `timeout`).
 int ExitCodeWithin(Subprocess& p, absl::Duration timeout);
+
+// The counters of one direction ("up" or "down") from `udpmsg impair`'s
+// exit lines ("up: forwarded=12 dropped_loss=3 ..."), by name.
+std::map<std::string, uint64_t> ImpairCounters(const std::string& stderr_text,
+                                               const std::string& direction);
 
 }  // namespace udpmsg::testing
 
