@@ -525,6 +525,8 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
   Cmd& cmd = CmdFor(shard);
   std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   MemberId replace = 0;
+  size_t after = 0;   // members here after the join: announced up to the limit
+  uint64_t seen = 0;  // the client's last line, as a stream number
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) {
@@ -539,18 +541,13 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
       j.result = Result::kBusy;
     }
     if (j.result != Result::kOk) return j;
-  }
-  const std::string new_hash = RoomState::TokenHash(request.new_token);
-  size_t after = 0;
-  uint64_t seen = 0;  // the client's last line, as a stream number
-  {
-    std::lock_guard<std::mutex> lock(mu_);
     after = state_.members().size() + (replace == 0 ? 1 : 0);
     const int64_t n = static_cast<int64_t>(std::min<uint64_t>(
                           request.last_seq, std::numeric_limits<int64_t>::max())) -
                       offset_;
     seen = n > 0 ? static_cast<uint64_t>(n) : 0;
   }
+  const std::string new_hash = RoomState::TokenHash(request.new_token);
   absl::StatusOr<redis::Reply> r = Call(
       cmd, Eval(kJoin, now,
                 {Key("nick:" + NickKey(request.nick)), Key("ids"), Key("who:" + options_.server_id),
@@ -656,18 +653,21 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
   return Result::kOk;
 }
 
+Room::Result RedisRoom::Speaker(MemberId id, std::string* nick) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const RoomState::Member* m = state_.Find(id);
+  if (closed_ || m == nullptr) return Result::kClosed;
+  if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
+  *nick = m->nick;
+  return Result::kOk;
+}
+
 Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
                             const std::string& text) {
   Cmd& cmd = CmdFor(shard);
   std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   std::string nick;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const RoomState::Member* m = state_.Find(id);
-    if (closed_ || m == nullptr) return Result::kClosed;
-    if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
-    nick = m->nick;
-  }
+  if (const Result may = Speaker(id, &nick); may != Result::kOk) return may;
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
   if (!r.ok() || r->is_error()) return Result::kUnavailable;
@@ -679,14 +679,8 @@ Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const st
   Cmd& cmd = CmdFor(shard);
   std::lock_guard<std::mutex> cmd_lock(cmd.mu);
   std::string nick;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    const RoomState::Member* m = state_.Find(id);
-    if (closed_ || m == nullptr) return Result::kClosed;
-    if (log_bytes_ > options_.limits.max_log_bytes) return Result::kBusy;
-    nick = m->nick;
-  }
-  if (CheckNick(to).ok() == false) return Result::kNoSuchNick;
+  if (const Result may = Speaker(id, &nick); may != Result::kOk) return may;
+  if (!CheckNick(to).ok()) return Result::kNoSuchNick;
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kPrivate, now, {Key("nick:" + NickKey(to))}, {nick, text, absl::StrCat(id)}));
   if (!r.ok() || r->is_error()) return Result::kUnavailable;

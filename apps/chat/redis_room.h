@@ -175,6 +175,9 @@ class RedisRoom final : public RoomWithState {
   // marks it lost). An EVAL goes as EVALSHA once its script is loaded.
   absl::StatusOr<redis::Reply> Call(Cmd& cmd, const std::vector<std::string>& argv);
   Roster WhoLocked(Cmd& cmd);  // its mutex held
+  // Whether member `id` here may add a line (kClosed, kBusy or kOk with its
+  // nick): Say's and Private's common check.
+  Result Speaker(MemberId id, std::string* nick) const;
   void MarkLost(const absl::Status& why);
   void ReaderLoop();
   // After a (re)connect of the reader: registers, re-claims members, writes
