@@ -765,6 +765,20 @@ absl::StatusOr<uint64_t> Connection::Send(absl::Time now, uint32_t channel, Deli
   return seq;
 }
 
+absl::Status Connection::SetChannelPriority(uint32_t channel, uint32_t priority,
+                                            uint32_t weight) {
+  // Not before: SetBudget replaces the queue until the handshake is done.
+  if (state_ != State::kEstablished && state_ != State::kClosing) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("connection to ", peer_.ToString(), " is not established"));
+  }
+  if (channel >= options_.max_channels) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("channel ", channel, " out of range [0, ", options_.max_channels, ")"));
+  }
+  return queue_.SetChannelLane(channel, priority, weight);
+}
+
 void Connection::Close(absl::Time now, CloseReason why, std::string reason, bool flush) {
   if (state_ == State::kClosed || flush_then_close_) return;
   if (state_ != State::kEstablished || !flush ||

@@ -47,7 +47,8 @@
 //
 // Flow control: the sender keeps at most `window` reliable messages per
 // sequence space in flight (the receiver's ReceiveChannel window) and at most
-// `max_queued_bytes` queued; the receiver stops acknowledging packets with
+// `max_queued_bytes` queued (plus the urgent reserve of send_queue.h when
+// channels have priorities); the receiver stops acknowledging packets with
 // data while more than `max_undelivered_bytes` of delivered messages wait in
 // the event queue for the application, so a slow application stalls its
 // sender instead of growing memory.
@@ -391,6 +392,13 @@ class Connection final {
   // RESOURCE_EXHAUSTED when the queue is full. Returns its sequence number.
   absl::StatusOr<uint64_t> Send(absl::Time now, uint32_t channel, DeliveryMode mode,
                                 std::string message);
+  // Gives `channel` its own send lane with `priority` (0 most urgent, up
+  // to SendQueue::kPriorities - 1) and `weight` (share of bytes within its
+  // priority, [1, SendQueue::kMaxWeight]); see send_queue.h. Sender-side
+  // only: nothing changes on the wire. FAILED_PRECONDITION when not
+  // established (closing is fine: the flush follows it); INVALID_ARGUMENT
+  // for a channel out of range, a priority or a weight out of range.
+  absl::Status SetChannelPriority(uint32_t channel, uint32_t priority, uint32_t weight);
   // Starts closing for `why` (its WireCloseCode goes in the Close frame).
   // With `flush`, sends what is queued first (reliable data acknowledged)
   // and then a Close frame; otherwise the Close goes now and queued data is

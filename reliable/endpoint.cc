@@ -604,6 +604,24 @@ bool Endpoint::IsEstablished(ConnectionId id) const {
          it->second.connection->state() == Connection::State::kEstablished;
 }
 
+absl::Status Endpoint::SetChannelPriority(absl::Time now, ConnectionId id, uint32_t channel,
+                                          uint32_t priority, uint32_t weight) {
+  last_now_ = std::max(last_now_, now);
+  auto it = connections_.find(id);
+  if (it == connections_.end()) {
+    return absl::NotFoundError(absl::StrCat("no connection ", id));
+  }
+  absl::Status s = it->second.connection->SetChannelPriority(channel, priority, weight);
+  // A lane of its own may make data sendable that waited behind a window
+  // in the shared lane: build packets in the next TakeOutgoing().
+  if (s.ok()) {
+    dirty_.insert(id);
+    cork_time_ = now;
+  }
+  Reschedule(it->second);
+  return s;
+}
+
 uint64_t Endpoint::QueuedBytes(ConnectionId id) const {
   auto it = connections_.find(id);
   return it == connections_.end() ? 0 : it->second.connection->queued_bytes();

@@ -196,6 +196,15 @@ class Endpoint final {
   absl::StatusOr<uint64_t> Send(absl::Time now, ConnectionId id, uint32_t channel,
                                 DeliveryMode mode, std::string message);
 
+  // Sets the send priority and weight of `channel` on connection `id` (see
+  // Connection::SetChannelPriority and send_queue.h): lower priorities go
+  // first, strictly; channels of one priority share bytes by weight.
+  // NOT_FOUND for an unknown or removed connection; FAILED_PRECONDITION
+  // when not established; INVALID_ARGUMENT for a channel, priority or
+  // weight out of range.
+  absl::Status SetChannelPriority(absl::Time now, ConnectionId id, uint32_t channel,
+                                  uint32_t priority, uint32_t weight);
+
   // Closes a connection (see Connection::Close). NOT_FOUND if unknown.
   absl::Status Close(absl::Time now, ConnectionId id, std::string reason, bool flush = true);
   // Closes every connection.

@@ -115,6 +115,11 @@ absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, Delive
   return endpoint_->Send(clock_->Now(), id, channel, mode, std::move(message));
 }
 
+absl::Status Runtime::SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
+                                         uint32_t weight) {
+  return endpoint_->SetChannelPriority(clock_->Now(), id, channel, priority, weight);
+}
+
 absl::Status Runtime::Close(ConnectionId id, std::string reason, bool flush) {
   absl::Status s = endpoint_->Close(clock_->Now(), id, std::move(reason), flush);
   if (!s.ok()) return s;

@@ -125,6 +125,9 @@ class Runtime final {
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                 std::string message);
   absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
+  // See Endpoint::SetChannelPriority.
+  absl::Status SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
+                                  uint32_t weight);
 
   // Runs the loop until there are events or watched descriptors are ready,
   // or `timeout` passes (then returns an empty result). Socket errors other

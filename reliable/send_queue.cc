@@ -1,8 +1,47 @@
 #include "reliable/send_queue.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace udpmsg::reliable {
+namespace {
+
+// Tags are rebased when a priority's virtual time reaches this: far from
+// 2^64, so no tag overflows in between (a fragment costs at most
+// (2^16 + kFragmentCostBytes) * kTagScale units).
+constexpr uint64_t kRebaseTag = uint64_t{1} << 62;
+
+// Drops entries [0, head) once they are most of the vector (amortised O(1)
+// per entry).
+template <typename T>
+void Compact(std::vector<T>& v, size_t& head) {
+  if (head >= 64 && head * 2 >= v.size()) {
+    v.erase(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(head));
+    head = 0;
+  }
+}
+
+}  // namespace
+
+SendQueue::Lane& SendQueue::LaneOf(uint32_t channel, uint64_t* key) {
+  if (lanes_ != nullptr) {
+    auto it = lanes_->by_channel.find(channel);
+    if (it != lanes_->by_channel.end()) {
+      *key = uint64_t{channel} + 1;
+      return it->second;
+    }
+  }
+  *key = 0;
+  return shared_;
+}
+
+SendQueue::Lane& SendQueue::LaneByKey(uint64_t key) {
+  if (key == 0) return shared_;
+  return lanes_->by_channel.find(static_cast<uint32_t>(key - 1))->second;
+}
+
+uint64_t& SendQueue::QueuedAt(uint8_t priority) { return lanes_->queued_by_priority[priority]; }
 
 absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
                                             std::string message) {
@@ -11,10 +50,24 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
                                                    " bytes exceeds the limit of ",
                                                    limits_.max_message_bytes));
   }
-  if (queued_bytes_ + message.size() > limits_.max_queued_bytes && !messages_.empty()) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "send queue full: ", queued_bytes_, " bytes queued (limit ", limits_.max_queued_bytes,
-        "); wait for acknowledgements"));
+  uint64_t key = 0;
+  Lane& lane = LaneOf(channel, &key);
+  const uint64_t size = message.size();
+  if (queued_bytes_ + size > limits_.max_queued_bytes && !messages_.empty()) {
+    // The urgent reserve (see the header): only bytes as urgent as this
+    // message or more count against it.
+    bool reserve = false;
+    if (lanes_ != nullptr) {
+      const uint64_t limit = limits_.max_queued_bytes / kUrgentReserveDivisor;
+      uint64_t urgent = 0;
+      for (uint8_t p = 0; p <= lane.priority; ++p) urgent += QueuedAt(p);
+      reserve = urgent + size <= limit && queued_bytes_ + size <= limits_.max_queued_bytes + limit;
+    }
+    if (!reserve) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "send queue full: ", queued_bytes_, " bytes queued (limit ", limits_.max_queued_bytes,
+          "); wait for acknowledgements"));
+    }
   }
   auto [it, created] = spaces_.try_emplace(SpaceKey{channel, mode});
   Space& space = it->second;
@@ -27,13 +80,19 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
   const uint64_t sequence = space.next_sequence++;
   const uint32_t count = FragmentCountFor(message.size(), limits_.max_fragment_payload);
   const uint64_t number = next_number_++;
-  queued_bytes_ += message.size();
-  Message m{channel, mode, sequence, std::move(message), count, 0, 0, {}};
+  queued_bytes_ += size;
+  Message m{channel, mode, sequence, std::move(message), count, lane.priority, 0, 0, {}};
   if (IsReliable(mode)) {
     m.acked.assign(count, false);
     space.unacked.emplace(sequence, number);
   }
   messages_.emplace(number, std::move(m));
+  Compact(lane.pending, lane.pending_head);
+  lane.pending.push_back(number);
+  if (lanes_ != nullptr) {
+    QueuedAt(lane.priority) += size;
+    if (!lane.ready) Refresh(key, lane);
+  }
   return sequence;
 }
 
@@ -60,55 +119,154 @@ OutgoingFragment SendQueue::Make(uint64_t number, Message& m, uint32_t index,
   return f;
 }
 
-SendQueue::Message* SendQueue::FirstUnsent() {
-  for (auto it = messages_.lower_bound(cursor_); it != messages_.end(); ++it) {
-    cursor_ = it->first;
-    if (it->second.next_unsent < it->second.count) return &it->second;
+void SendQueue::PopLost(Lane& lane) {
+  if (++lane.lost_head < lane.lost.size()) return;
+  // Drained: give the memory back (a loss episode can queue thousands).
+  std::vector<FragmentId>().swap(lane.lost);
+  lane.lost_head = 0;
+}
+
+void SendQueue::PopPending(Lane& lane) {
+  if (++lane.pending_head < lane.pending.size()) return;
+  std::vector<uint64_t>().swap(lane.pending);
+  lane.pending_head = 0;
+}
+
+void SendQueue::PushLost(Lane& lane, const FragmentId& id) {
+  Compact(lane.lost, lane.lost_head);
+  lane.lost.push_back(id);
+}
+
+void SendQueue::SkipSettledLost(Lane& lane) {
+  while (lane.lost_head < lane.lost.size()) {
+    const FragmentId& id = lane.lost[lane.lost_head];
+    auto it = messages_.find(id.message);
+    if (it != messages_.end() && !it->second.acked[id.index]) return;
+    PopLost(lane);  // settled meanwhile
   }
-  cursor_ = next_number_;
+}
+
+SendQueue::Message* SendQueue::FrontPending(Lane& lane, uint64_t* number) {
+  while (lane.pending_head < lane.pending.size()) {
+    const uint64_t n = lane.pending[lane.pending_head];
+    auto it = messages_.find(n);
+    if (it != messages_.end() && it->second.next_unsent < it->second.count) {
+      *number = n;
+      return &it->second;
+    }
+    PopPending(lane);  // fully sent (or released)
+  }
   return nullptr;
 }
 
-bool SendQueue::HasSendable() {
-  if (!LostEmpty()) return true;
-  const Message* m = FirstUnsent();
+bool SendQueue::Sendable(Lane& lane) {
+  SkipSettledLost(lane);
+  if (lane.lost_head < lane.lost.size()) return true;
+  // A message blocked by its window blocks those behind it in its lane too:
+  // that keeps a lane's messages in queue order, which is what an
+  // application that interleaves channels in one lane expects.
+  uint64_t number = 0;
+  const Message* m = FrontPending(lane, &number);
   return m != nullptr && WindowAllows(*m);
 }
 
-std::optional<size_t> SendQueue::PeekPayloadSize() {
-  while (!LostEmpty()) {
-    const FragmentId id = lost_[lost_head_];
-    auto it = messages_.find(id.message);
-    if (it == messages_.end() || it->second.acked[id.index]) {
-      PopLost();  // settled meanwhile
-      continue;
-    }
-    return LayoutOf(id.index, it->second.count, it->second.bytes.size())->length;
+void SendQueue::Refresh(uint64_t key, Lane& lane) {
+  const bool sendable = Sendable(lane);
+  if (sendable == lane.ready) return;
+  if (sendable) {
+    // No credit for the time it had nothing to send.
+    lane.tag = std::max(lane.tag, lanes_->virtual_time[lane.priority]);
+    lanes_->ready.insert(ReadyKey{lane.priority, lane.tag, key});
+  } else {
+    lanes_->ready.erase(ReadyKey{lane.priority, lane.tag, key});
   }
-  const Message* m = FirstUnsent();
-  if (m == nullptr || !WindowAllows(*m)) return std::nullopt;
+  lane.ready = sendable;
+}
+
+SendQueue::Lane* SendQueue::Top(uint64_t* key) {
+  if (lanes_ == nullptr) {
+    *key = 0;
+    return Sendable(shared_) ? &shared_ : nullptr;
+  }
+  // Ready lanes are sendable except for lost entries settled meanwhile.
+  while (!lanes_->ready.empty()) {
+    const uint64_t k = std::get<2>(*lanes_->ready.begin());
+    Lane& lane = LaneByKey(k);
+    if (Sendable(lane)) {
+      *key = k;
+      return &lane;
+    }
+    lanes_->ready.erase(lanes_->ready.begin());
+    lane.ready = false;
+  }
+  return nullptr;
+}
+
+void SendQueue::Charge(uint64_t key, Lane& lane, size_t bytes) {
+  lanes_->ready.erase(ReadyKey{lane.priority, lane.tag, key});
+  lane.ready = false;
+  lanes_->virtual_time[lane.priority] = lane.tag;
+  lane.tag += (bytes + kFragmentCostBytes) * kTagScale / lane.weight;
+  Refresh(key, lane);
+  if (lanes_->virtual_time[lane.priority] >= kRebaseTag) Rebase(lane.priority);
+}
+
+void SendQueue::Rebase(uint8_t priority) {
+  // Ready lanes of the priority have tags >= its virtual time; others get
+  // max(tag, virtual time) when they become ready, so clamping them at the
+  // new zero changes nothing.
+  const uint64_t base = lanes_->virtual_time[priority];
+  auto shift = [&](uint64_t key, Lane& lane) {
+    if (lane.priority != priority) return;
+    if (lane.ready) lanes_->ready.erase(ReadyKey{lane.priority, lane.tag, key});
+    lane.tag = lane.tag > base ? lane.tag - base : 0;
+    if (lane.ready) lanes_->ready.insert(ReadyKey{lane.priority, lane.tag, key});
+  };
+  shift(0, shared_);
+  for (auto& [channel, lane] : lanes_->by_channel) shift(uint64_t{channel} + 1, lane);
+  lanes_->virtual_time[priority] = 0;
+}
+
+bool SendQueue::HasSendable() {
+  uint64_t key = 0;
+  return Top(&key) != nullptr;
+}
+
+std::optional<size_t> SendQueue::PeekPayloadSize() {
+  uint64_t key = 0;
+  Lane* lane = Top(&key);
+  if (lane == nullptr) return std::nullopt;
+  if (lane->lost_head < lane->lost.size()) {
+    const FragmentId id = lane->lost[lane->lost_head];
+    const Message& m = messages_.find(id.message)->second;
+    return LayoutOf(id.index, m.count, m.bytes.size())->length;
+  }
+  uint64_t number = 0;
+  const Message* m = FrontPending(*lane, &number);
   return LayoutOf(m->next_unsent, m->count, m->bytes.size())->length;
 }
 
 std::optional<OutgoingFragment> SendQueue::Next() {
-  while (!LostEmpty()) {
-    const FragmentId id = lost_[lost_head_];
-    PopLost();
-    auto it = messages_.find(id.message);
-    if (it == messages_.end() || it->second.acked[id.index]) continue;  // settled meanwhile
+  uint64_t key = 0;
+  Lane* lane = Top(&key);
+  if (lane == nullptr) return std::nullopt;
+  OutgoingFragment f;
+  if (lane->lost_head < lane->lost.size()) {
+    const FragmentId id = lane->lost[lane->lost_head];
+    PopLost(*lane);
     ++retransmitted_;
-    return Make(id.message, it->second, id.index, /*retransmission=*/true);
+    f = Make(id.message, messages_.find(id.message)->second, id.index, /*retransmission=*/true);
+  } else {
+    uint64_t number = 0;
+    Message* m = FrontPending(*lane, &number);
+    const uint32_t index = m->next_unsent++;
+    // Unreliable fragments settle when sent; the bytes stay until the packet
+    // that carries the last one is acknowledged or lost.
+    if (!IsReliable(m->mode)) ++m->settled;
+    f = Make(number, *m, index, /*retransmission=*/false);
   }
-  // New data in queue order. A message blocked by its window blocks those
-  // behind it too: that keeps channels from overtaking in the queue, which
-  // is what an application that interleaves them expects.
-  Message* m = FirstUnsent();
-  if (m == nullptr || !WindowAllows(*m)) return std::nullopt;
-  const uint32_t index = m->next_unsent++;
-  // Unreliable fragments settle when sent; the bytes stay until the packet
-  // that carries the last one is acknowledged or lost.
-  if (!IsReliable(m->mode)) ++m->settled;
-  return Make(cursor_, *m, index, /*retransmission=*/false);
+  if (lanes_ != nullptr) Charge(key, *lane, f.payload.size());
+  return f;
 }
 
 void SendQueue::OnAcked(const FragmentId& id, std::vector<MessageReceipt>* receipts) {
@@ -135,20 +293,10 @@ void SendQueue::OnLost(const FragmentId& id) {
     return;
   }
   if (id.index >= m.count || m.acked[id.index]) return;
-  // Drop what was sent again once it is most of the vector (amortised
-  // O(1) per fragment).
-  if (lost_head_ >= 64 && lost_head_ * 2 >= lost_.size()) {
-    lost_.erase(lost_.begin(), lost_.begin() + static_cast<std::ptrdiff_t>(lost_head_));
-    lost_head_ = 0;
-  }
-  lost_.push_back(id);
-}
-
-void SendQueue::PopLost() {
-  if (++lost_head_ < lost_.size()) return;
-  // Drained: give the memory back (a loss episode can queue thousands).
-  std::vector<FragmentId>().swap(lost_);
-  lost_head_ = 0;
+  uint64_t key = 0;
+  Lane& lane = LaneOf(m.channel, &key);
+  PushLost(lane, id);
+  if (lanes_ != nullptr && !lane.ready) Refresh(key, lane);
 }
 
 void SendQueue::Release(uint64_t number) {
@@ -157,24 +305,134 @@ void SendQueue::Release(uint64_t number) {
   Message& m = it->second;
   if (IsReliable(m.mode)) spaces_[SpaceKey{m.channel, m.mode}].unacked.erase(m.sequence);
   queued_bytes_ -= m.bytes.size();
+  const uint32_t channel = m.channel;
+  if (lanes_ != nullptr) QueuedAt(m.priority) -= m.bytes.size();
   messages_.erase(it);
+  if (lanes_ != nullptr) {
+    // The window of the channel's lane may have opened.
+    uint64_t key = 0;
+    Lane& lane = LaneOf(channel, &key);
+    if (!lane.ready) Refresh(key, lane);
+  }
 }
 
 void SendQueue::SetMaxFragmentPayload(uint64_t size) {
   if (size == 0 || size == limits_.max_fragment_payload) return;
   limits_.max_fragment_payload = size;
-  for (auto it = messages_.lower_bound(cursor_); it != messages_.end(); ++it) {
-    Message& m = it->second;
-    if (m.next_unsent != 0) continue;  // started: its count is on the wire
-    m.count = FragmentCountFor(m.bytes.size(), size);
-    if (IsReliable(m.mode)) m.acked.assign(m.count, false);
+  // Every message with fragments never sent is in its lane's pending list.
+  auto recut = [&](Lane& lane) {
+    for (size_t i = lane.pending_head; i < lane.pending.size(); ++i) {
+      auto it = messages_.find(lane.pending[i]);
+      if (it == messages_.end()) continue;
+      Message& m = it->second;
+      if (m.next_unsent != 0) continue;  // started: its count is on the wire
+      m.count = FragmentCountFor(m.bytes.size(), size);
+      if (IsReliable(m.mode)) m.acked.assign(m.count, false);
+    }
+  };
+  recut(shared_);
+  if (lanes_ != nullptr) {
+    for (auto& [channel, lane] : lanes_->by_channel) recut(lane);
   }
+}
+
+absl::Status SendQueue::SetChannelLane(uint32_t channel, uint32_t priority, uint32_t weight) {
+  if (priority >= kPriorities) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("priority ", priority, " out of range [0, ", kPriorities, ")"));
+  }
+  if (weight < 1 || weight > kMaxWeight) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weight ", weight, " out of range [1, ", kMaxWeight, "]"));
+  }
+  if (lanes_ == nullptr) {
+    lanes_ = std::make_unique<Lanes>();
+    lanes_->queued_by_priority[0] = queued_bytes_;  // all of it was in the shared lane
+    Refresh(0, shared_);
+  }
+  auto [it, created] = lanes_->by_channel.try_emplace(channel);
+  Lane& lane = it->second;
+  const uint64_t key = uint64_t{channel} + 1;
+  if (lane.ready) {
+    lanes_->ready.erase(ReadyKey{lane.priority, lane.tag, key});
+    lane.ready = false;
+  }
+  // At another priority the old tag means nothing: start at its clock.
+  if (lane.priority != priority) lane.tag = lanes_->virtual_time[priority];
+  lane.priority = static_cast<uint8_t>(priority);
+  lane.weight = weight;
+  if (created) {
+    // Move the channel's entries out of the shared lane, keeping the order
+    // of both.
+    auto mine = [&](uint64_t number, bool* alive) {
+      auto m = messages_.find(number);
+      *alive = m != messages_.end();
+      return *alive && m->second.channel == channel;
+    };
+    std::vector<uint64_t> pending;
+    for (size_t i = shared_.pending_head; i < shared_.pending.size(); ++i) {
+      bool alive = false;
+      const uint64_t n = shared_.pending[i];
+      if (mine(n, &alive)) {
+        lane.pending.push_back(n);
+      } else if (alive) {
+        pending.push_back(n);
+      }
+    }
+    shared_.pending.swap(pending);
+    shared_.pending_head = 0;
+    std::vector<FragmentId> lost;
+    for (size_t i = shared_.lost_head; i < shared_.lost.size(); ++i) {
+      bool alive = false;
+      const FragmentId id = shared_.lost[i];
+      if (mine(id.message, &alive)) {
+        lane.lost.push_back(id);
+      } else if (alive) {
+        lost.push_back(id);
+      }
+    }
+    shared_.lost.swap(lost);
+    shared_.lost_head = 0;
+    if (shared_.ready) {
+      lanes_->ready.erase(ReadyKey{shared_.priority, shared_.tag, 0});
+      shared_.ready = false;
+    }
+    Refresh(0, shared_);
+  }
+  // The bytes the channel has queued count at its new priority.
+  for (auto& [number, m] : messages_) {
+    if (m.channel != channel) continue;
+    QueuedAt(m.priority) -= m.bytes.size();
+    m.priority = lane.priority;
+    QueuedAt(m.priority) += m.bytes.size();
+  }
+  Refresh(key, lane);
+  return absl::OkStatus();
+}
+
+std::pair<uint32_t, uint32_t> SendQueue::ChannelLane(uint32_t channel) const {
+  if (lanes_ != nullptr) {
+    auto it = lanes_->by_channel.find(channel);
+    if (it != lanes_->by_channel.end()) return {it->second.priority, it->second.weight};
+  }
+  return {shared_.priority, shared_.weight};
 }
 
 void SendQueue::Clear() {
   messages_.clear();
-  std::vector<FragmentId>().swap(lost_);
-  lost_head_ = 0;
+  auto drop = [](Lane& lane) {
+    std::vector<uint64_t>().swap(lane.pending);
+    lane.pending_head = 0;
+    std::vector<FragmentId>().swap(lane.lost);
+    lane.lost_head = 0;
+    lane.ready = false;
+  };
+  drop(shared_);
+  if (lanes_ != nullptr) {
+    for (auto& [channel, lane] : lanes_->by_channel) drop(lane);
+    lanes_->ready.clear();
+    for (uint64_t& q : lanes_->queued_by_priority) q = 0;
+  }
   for (auto& [key, space] : spaces_) space.unacked.clear();
   queued_bytes_ = 0;
 }

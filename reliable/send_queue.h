@@ -3,28 +3,67 @@
 // Messages are queued per (channel, mode) with their own sequence numbers and
 // cut into fragments of at most `max_fragment_payload` bytes (layout as in
 // reassembler.h). The connection asks for the next fragment to put in a
-// packet; fragments it reports lost are sent again (reliable modes) before any
-// new data, always in a new packet. When every fragment of a reliable message
-// is acknowledged the message is released and an ack receipt reported.
-// Unreliable messages are released once every fragment has been sent.
+// packet; fragments it reports lost are sent again (reliable modes) before
+// any new data of their lane, always in a new packet. When every fragment of
+// a reliable message is acknowledged the message is released and an ack
+// receipt reported. Unreliable messages are released once every fragment has
+// been sent.
+//
+// Scheduling by lane (the idea of GameNetworkingSockets' lanes). Every
+// channel starts in the shared lane: one FIFO across channels in Enqueue
+// order, a message's fragments before the next message's; that is the
+// whole scheduler until SetChannelLane is called. SetChannelLane(channel,
+// priority, weight) gives a channel a lane of its own (for all its delivery
+// modes), and lanes compete:
+//   - strict priority: only lanes of the most urgent priority with something
+//     sendable send (0 is the most urgent, kPriorities - 1 the least; the
+//     shared lane has priority 0 and weight 1);
+//   - within a priority, start-time fair queueing by bytes: a lane's tag
+//     grows by (payload + kFragmentCostBytes) * kTagScale / weight per
+//     fragment sent, the lane with the smallest tag sends next, and a lane
+//     that becomes sendable starts no lower than the tag last served at its
+//     priority (no credit for idle time). Backlogged lanes of one priority
+//     thus share bytes in proportion to their weights, fragment by fragment.
+// A lane's messages keep their queue order; lost fragments go first within
+// their lane (the receiver waits for them and they hold the flow-control
+// window, but a more urgent lane's new data still overtakes a less urgent
+// lane's retransmissions: strict priority is the point, and a lane's own
+// retransmissions never fall behind its own new data). A message blocked
+// by its space's window blocks its lane (not the others). Cost per fragment:
+// O(log lanes) with lanes configured, O(1) without. Lanes are bounded by the
+// channels the caller accepts (Connection: max_channels); their state is
+// allocated on the first SetChannelLane and kept for the queue's life.
 //
 // Bounds: queued bytes (RESOURCE_EXHAUSTED from Enqueue when full: the
 // application's back-pressure) and, per reliable sequence space, at most
 // `window` messages between the oldest unacknowledged one and the newest one
-// sent: the receiver's ReceiveChannel window (flow control).
+// sent: the receiver's ReceiveChannel window (flow control). Urgent reserve:
+// a message that does not fit under max_queued_bytes is still accepted when
+// the bytes queued at its priority or more urgent ones, itself included, fit
+// in max_queued_bytes / kUrgentReserveDivisor and the total stays within
+// max_queued_bytes plus that reserve: a bulk sender that filled the queue at
+// a less urgent priority does not lock out a more urgent message. Without
+// lanes every byte is at priority 0, so the reserve never applies and the
+// bound is max_queued_bytes as before.
 //
-// Not thread-safe. Owns the message bytes.
+// Not thread-safe. Owns the message bytes. An idle queue (nothing queued, no
+// lane configured) holds no heap.
 #ifndef UDPMSG_RELIABLE_SEND_QUEUE_H_
 #define UDPMSG_RELIABLE_SEND_QUEUE_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <tuple>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "reliable/delivery.h"
@@ -74,12 +113,27 @@ class SendQueue final {
     uint64_t sequence_limit = uint64_t{1} << 62;
   };
 
+  // Priorities are [0, kPriorities), 0 the most urgent; weights are
+  // [1, kMaxWeight].
+  static constexpr uint32_t kPriorities = 8;
+  static constexpr uint32_t kMaxWeight = 65535;
+  // Scheduling cost of a fragment besides its payload (about a data frame's
+  // header), so that empty messages are not free.
+  static constexpr uint64_t kFragmentCostBytes = 32;
+  // Tag units per byte at weight 1.
+  static constexpr uint64_t kTagScale = 1 << 16;
+  // The urgent reserve is max_queued_bytes / kUrgentReserveDivisor.
+  static constexpr uint64_t kUrgentReserveDivisor = 8;
+
   explicit SendQueue(const Limits& limits) : limits_(limits) {}
+  SendQueue(SendQueue&&) = default;
+  SendQueue& operator=(SendQueue&&) = default;
 
   // Queues a message. Returns its sequence number in (channel, mode).
   // INVALID_ARGUMENT: larger than max_message_bytes.
-  // RESOURCE_EXHAUSTED: the queue holds max_queued_bytes already, or the
-  //   (channel, mode) space has used every number below sequence_limit.
+  // RESOURCE_EXHAUSTED: the queue holds max_queued_bytes already (and the
+  //   urgent reserve does not apply, see above), or the (channel, mode)
+  //   space has used every number below sequence_limit.
   absl::StatusOr<uint64_t> Enqueue(uint32_t channel, DeliveryMode mode, std::string message);
 
   // The next fragment to send: a lost one first, then new data (subject to the
@@ -106,7 +160,20 @@ class SendQueue final {
   void SetMaxFragmentPayload(uint64_t size);
   uint64_t max_fragment_payload() const { return limits_.max_fragment_payload; }
 
-  // Drops everything (connection closed).
+  // Gives `channel` a lane of its own with `priority` and `weight` (see
+  // "Scheduling by lane"), or changes its lane's. Its queued messages and
+  // lost fragments move to the lane in their order, and the bytes it has
+  // queued count at the new priority from now on. There is no way back to
+  // the shared lane; (0, 1) is a lane of its own at the default priority.
+  // O(messages queued) when it moves messages, O(log lanes) otherwise.
+  // The caller bounds the channels (Connection: max_channels).
+  // INVALID_ARGUMENT: priority >= kPriorities, or weight outside
+  //   [1, kMaxWeight].
+  absl::Status SetChannelLane(uint32_t channel, uint32_t priority, uint32_t weight);
+  // The channel's (priority, weight): (0, 1) for the shared lane.
+  std::pair<uint32_t, uint32_t> ChannelLane(uint32_t channel) const;
+
+  // Drops everything queued (connection closed); lane settings stay.
   void Clear();
 
   uint64_t queued_bytes() const { return queued_bytes_; }
@@ -121,6 +188,7 @@ class SendQueue final {
     uint64_t sequence;
     std::string bytes;
     uint32_t count;
+    uint8_t priority = 0;      // its lane's when queued (for the reserve)
     uint32_t next_unsent = 0;  // fragments [0, next_unsent) have been sent once
     uint32_t settled = 0;      // acked (reliable) or sent (unreliable)
     std::vector<bool> acked;   // reliable only
@@ -142,25 +210,68 @@ class SendQueue final {
     absl::btree_map<uint64_t, uint64_t> unacked;
   };
 
-  // The oldest message with fragments never sent (nullptr if none); moves
-  // `cursor_` past fully sent ones.
-  Message* FirstUnsent();
+  // A FIFO of messages with its lost fragments. Queues are vectors with a
+  // head index, not std::deques (which allocate a map and a 512-byte block
+  // when constructed), freed when drained: an idle lane holds no heap.
+  struct Lane {
+    uint8_t priority = 0;
+    uint32_t weight = 1;
+    uint64_t tag = 0;    // virtual start time of its next fragment
+    bool ready = false;  // in `ready_` (configured lanes only)
+    // Message numbers with fragments never sent, in queue order:
+    // pending[pending_head, end); entries already fully sent or released
+    // are skipped lazily.
+    std::vector<uint64_t> pending;
+    size_t pending_head = 0;
+    // Lost fragments to send again, oldest first: lost[lost_head, end);
+    // entries settled meanwhile are skipped lazily.
+    std::vector<FragmentId> lost;
+    size_t lost_head = 0;
+  };
+  // (priority, tag, lane key): the lane to serve is the smallest. Lane key 0
+  // is the shared lane, channel c's is c + 1.
+  using ReadyKey = std::tuple<uint8_t, uint64_t, uint64_t>;
+  // Exists once a channel got a lane of its own.
+  struct Lanes {
+    absl::flat_hash_map<uint32_t, Lane> by_channel;
+    absl::btree_set<ReadyKey> ready;
+    uint64_t virtual_time[kPriorities] = {};    // tag last served per priority
+    uint64_t queued_by_priority[kPriorities] = {};
+  };
+
   OutgoingFragment Make(uint64_t number, Message& m, uint32_t index, bool retransmission);
   bool WindowAllows(const Message& m) const;
   void Release(uint64_t number);
 
+  Lane& LaneOf(uint32_t channel, uint64_t* key);
+  Lane& LaneByKey(uint64_t key);
+  // Drops settled lost entries at the head of `lane.lost`.
+  void SkipSettledLost(Lane& lane);
+  // The oldest message of `lane` with fragments never sent (nullptr if
+  // none), dropping fully sent ones from the head; sets *number.
+  Message* FrontPending(Lane& lane, uint64_t* number);
+  bool Sendable(Lane& lane);
+  // Puts `lane` into or out of the ready set as Sendable says (lanes only).
+  void Refresh(uint64_t key, Lane& lane);
+  // Advances the tag of `lane` (the one that just sent) by a fragment of
+  // `bytes` payload.
+  void Charge(uint64_t key, Lane& lane, size_t bytes);
+  // Subtracts priority p's virtual time from the tags of its lanes (keeps
+  // them far from overflowing; once per 2^62 tag units).
+  void Rebase(uint8_t priority);
+  // The lane that sends next, or nullptr; sets *key.
+  Lane* Top(uint64_t* key);
+  void PushLost(Lane& lane, const FragmentId& id);
+  void PopLost(Lane& lane);
+  void PopPending(Lane& lane);
+  uint64_t& QueuedAt(uint8_t priority);
+
   Limits limits_;
   uint64_t next_number_ = 0;
-  uint64_t cursor_ = 0;  // no message below this has unsent fragments
   absl::btree_map<uint64_t, Message> messages_;  // by message number = queue order
   absl::flat_hash_map<SpaceKey, Space> spaces_;
-  // Lost fragments to send again, oldest first: lost_[lost_head_, end). A
-  // vector, not a std::deque, which allocates a map and a 512-byte block
-  // when constructed: an idle connection's queue holds no heap.
-  bool LostEmpty() const { return lost_head_ == lost_.size(); }
-  void PopLost();
-  std::vector<FragmentId> lost_;
-  size_t lost_head_ = 0;
+  Lane shared_;
+  std::unique_ptr<Lanes> lanes_;  // null until SetChannelLane
   uint64_t queued_bytes_ = 0;
   uint64_t retransmitted_ = 0;
 };

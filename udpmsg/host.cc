@@ -62,6 +62,11 @@ absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryM
   return runtime_->Send(id, channel, mode, std::move(message));
 }
 
+absl::Status Host::SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
+                                      uint32_t weight) {
+  return runtime_->SetChannelPriority(id, channel, priority, weight);
+}
+
 absl::Status Host::Close(ConnectionId id, std::string reason, bool flush) {
   return runtime_->Close(id, std::move(reason), flush);
 }

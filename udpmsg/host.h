@@ -84,6 +84,11 @@ using IoStats = reliable::Runtime::IoStats;
 // connection, handshakes, refusals, ...); ToString() gives one line.
 using HostStats = reliable::EndpointStats;
 
+// Channel send priorities are [0, kChannelPriorities), 0 the most urgent;
+// weights are [1, kMaxChannelWeight] (Host::SetChannelPriority).
+inline constexpr uint32_t kChannelPriorities = reliable::SendQueue::kPriorities;
+inline constexpr uint32_t kMaxChannelWeight = reliable::SendQueue::kMaxWeight;
+
 // Which shard of a group a Host is (Host::CreateShards).
 struct ShardInfo {
   int index = 0;  // in [0, count)
@@ -138,10 +143,32 @@ class Host final {
   // NOT_FOUND: unknown or removed connection. FAILED_PRECONDITION: not yet
   // established, or closing/closed. INVALID_ARGUMENT: channel out of range
   // or message over max_message_bytes. RESOURCE_EXHAUSTED: max_queued_bytes
-  // queued (wait for kAcked events or QueuedBytes to fall), or the
+  // queued (wait for kAcked events or QueuedBytes to fall; see
+  // SetChannelPriority for the reserve of more urgent channels), or the
   // sequence space is used up.
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                 std::string message);
+
+  // Sets the send priority and weight of `channel` on connection `id`:
+  // queued data of a more urgent channel (lower priority number) always
+  // goes first, even in the middle of a less urgent message; channels of
+  // one priority share the bytes sent by weight (3 and 1: 3:1 while both
+  // have data). A channel's messages stay in order, for all its modes.
+  // Channels never configured share one lane at priority 0, weight 1: one
+  // FIFO in Send order across them, the behaviour without priorities. A
+  // configured channel gets a lane of its own (for good; (0, 1) puts it
+  // beside the shared lane at its default priority and weight). Sender
+  // side only: each side sets its own; nothing changes on the wire.
+  // Back-pressure: a more urgent channel may queue up to max_queued_bytes
+  // / 8 more than max_queued_bytes while less urgent data fills the queue,
+  // so a bulk sender that fills it cannot make a chat line's Send fail.
+  // docs/library.md, "Priorities and weights", has the measured effect.
+  // NOT_FOUND: unknown or removed connection. FAILED_PRECONDITION: not yet
+  // established, or closed. INVALID_ARGUMENT: channel not in
+  // [0, max_channels), priority not in [0, kChannelPriorities), weight not
+  // in [1, kMaxChannelWeight].
+  absl::Status SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
+                                  uint32_t weight);
 
   // Closes `id`, telling the peer `reason`. With `flush`, queued messages
   // are delivered first. A kClosed event (kClosedByApplication) follows.

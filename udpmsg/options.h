@@ -167,7 +167,8 @@ struct HostOptions {
   // Reliable messages in flight per (channel, mode): [1, 65536].
   uint32_t window = 4096;
   // Bytes queued by Send and not yet acknowledged (Send returns
-  // RESOURCE_EXHAUSTED beyond it): [1, 16 GiB].
+  // RESOURCE_EXHAUSTED beyond it): [1, 16 GiB]. A channel made more urgent
+  // than queued data (Host::SetChannelPriority) may add up to 1/8 more.
   uint64_t max_queued_bytes = 64 << 20;
   // Bytes of partly received or out-of-order messages held: [1, 16 GiB].
   uint64_t max_reassembly_bytes = 64 << 20;

@@ -192,5 +192,307 @@ TEST(SendQueueTest, NewFragmentSizeAppliesOnlyToMessagesNotStarted) {
   EXPECT_TRUE(q.empty());
 }
 
+// --- Lanes: priorities and weights (send_queue.h, "Scheduling by lane") ---
+
+// Sends `n` fragments (or until nothing is sendable) and returns them.
+std::vector<OutgoingFragment> Take(SendQueue& q, int n) {
+  std::vector<OutgoingFragment> out;
+  for (int i = 0; i < n; ++i) {
+    std::optional<OutgoingFragment> f = q.Next();
+    if (!f) break;
+    out.push_back(*f);
+  }
+  return out;
+}
+
+TEST(SendQueueLaneTest, WithoutLanesChannelsShareOneFifo) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(100, 'b')).ok());
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, "chat").ok());
+  std::vector<OutgoingFragment> f = Drain(q);
+  ASSERT_EQ(f.size(), 11u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(f[i].channel, 1u) << i;
+  EXPECT_EQ(f[10].channel, 2u);  // behind the whole bulk message
+  EXPECT_EQ(q.ChannelLane(1), std::make_pair(0u, 1u));
+}
+
+TEST(SendQueueLaneTest, UrgentChannelOvertakesBulkInTheMiddleOfAMessage) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.SetChannelLane(1, 5, 1).ok());  // bulk
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());  // chat
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(100, 'b')).ok());
+  std::vector<OutgoingFragment> first = Take(q, 3);
+  ASSERT_EQ(first.size(), 3u);
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(25, 'c')).ok());
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kUnreliable, "u").ok());
+  const std::optional<size_t> peek = q.PeekPayloadSize();
+  std::vector<OutgoingFragment> next = Take(q, 4);
+  ASSERT_EQ(next.size(), 4u);
+  // Strict: both chat messages (3 fragments + 1), in their order, before
+  // the bulk message's fourth fragment.
+  EXPECT_EQ(next[0].channel, 2u);
+  EXPECT_EQ(peek, std::optional<size_t>(next[0].payload.size()));
+  EXPECT_EQ(next[0].header.index, 0u);
+  EXPECT_EQ(next[1].header.index, 1u);
+  EXPECT_EQ(next[2].header.index, 2u);
+  EXPECT_EQ(next[3].channel, 2u);
+  EXPECT_EQ(next[3].mode, DeliveryMode::kUnreliable);
+  std::vector<OutgoingFragment> rest = Drain(q);
+  ASSERT_EQ(rest.size(), 7u);
+  for (size_t i = 0; i < rest.size(); ++i) {
+    EXPECT_EQ(rest[i].channel, 1u);
+    EXPECT_EQ(rest[i].header.index, 3 + i);
+  }
+}
+
+TEST(SendQueueLaneTest, EqualPriorityLanesShareBytesByWeight) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937_64 rng(seed);
+    SendQueue q({.max_fragment_payload = 100});
+    ASSERT_TRUE(q.SetChannelLane(1, 2, 3).ok());
+    ASSERT_TRUE(q.SetChannelLane(2, 2, 1).ok());
+    // Messages of random sizes on both: the share is in bytes, not
+    // messages or fragments.
+    for (int i = 0; i < 1200; ++i) {
+      ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(1 + rng() % 700, 'a'))
+                      .ok());
+      ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kUnreliable, std::string(1 + rng() % 90, 'b')).ok());
+    }
+    uint64_t bytes[3] = {0, 0, 0};
+    std::map<uint32_t, uint64_t> last_sequence;
+    // Both lanes stay backlogged throughout (channel 2 has ~90 KB queued).
+    for (const OutgoingFragment& f : Take(q, 1000)) {
+      bytes[f.channel] += f.payload.size() + SendQueue::kFragmentCostBytes;
+      // Order within a channel: sequences never go back.
+      EXPECT_GE(f.sequence, last_sequence[f.channel]);
+      last_sequence[f.channel] = f.sequence;
+    }
+    const double ratio = static_cast<double>(bytes[1]) / static_cast<double>(bytes[2]);
+    EXPECT_NEAR(ratio, 3.0, 0.05) << bytes[1] << " vs " << bytes[2];
+  }
+}
+
+TEST(SendQueueLaneTest, IdleLaneGetsNoCreditForItsIdleTime) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.SetChannelLane(1, 0, 1).ok());
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(1000, 'x')).ok());
+  ASSERT_EQ(Take(q, 50).size(), 50u);  // lane 1 idle meanwhile
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(1000, 'y')).ok());
+  // From now on they alternate (start-time fair queueing: lane 1 may be
+  // one fragment ahead); lane 1 does not send 50 in a row.
+  std::vector<OutgoingFragment> f = Take(q, 20);
+  int ones = 0;
+  for (const OutgoingFragment& x : f) ones += x.channel == 1;
+  EXPECT_GE(ones, 10);
+  EXPECT_LE(ones, 11);
+}
+
+TEST(SendQueueLaneTest, LostFragmentsGoFirstWithinTheirLaneAfterMoreUrgentData) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.SetChannelLane(1, 3, 1).ok());
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(50, 'b')).ok());
+  std::vector<OutgoingFragment> sent = Take(q, 2);
+  ASSERT_EQ(sent.size(), 2u);
+  q.OnLost(sent[0].id);
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(15, 'c')).ok());
+  std::vector<OutgoingFragment> f = Drain(q);
+  ASSERT_EQ(f.size(), 6u);
+  EXPECT_EQ(f[0].channel, 2u);  // the urgent lane's new data first
+  EXPECT_EQ(f[1].channel, 2u);
+  EXPECT_EQ(f[2].channel, 1u);  // then the bulk lane's retransmission
+  EXPECT_TRUE(f[2].retransmission);
+  EXPECT_EQ(f[2].id, sent[0].id);
+  EXPECT_FALSE(f[3].retransmission);  // before its own new data
+  EXPECT_EQ(f[3].header.index, 2u);
+  EXPECT_EQ(q.retransmitted_fragments(), 1u);
+}
+
+TEST(SendQueueLaneTest, LostFragmentSettledMeanwhileIsSkipped) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.SetChannelLane(1, 1, 1).ok());
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(20, 'b')).ok());
+  std::vector<OutgoingFragment> sent = Drain(q);
+  ASSERT_EQ(sent.size(), 2u);
+  q.OnLost(sent[0].id);
+  EXPECT_TRUE(q.HasSendable());
+  std::vector<MessageReceipt> receipts;
+  q.OnAcked(sent[0].id, &receipts);  // a late ack
+  EXPECT_FALSE(q.HasSendable());
+  EXPECT_FALSE(q.PeekPayloadSize().has_value());
+  EXPECT_FALSE(q.Next().has_value());
+}
+
+TEST(SendQueueLaneTest, WindowBlocksOnlyItsOwnLane) {
+  SendQueue q({.window = 2});
+  ASSERT_TRUE(q.SetChannelLane(1, 0, 1).ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, "w").ok());
+  ASSERT_TRUE(q.Enqueue(3, DeliveryMode::kReliableOrdered, "s").ok());  // shared lane
+  std::vector<OutgoingFragment> f = Drain(q);
+  ASSERT_EQ(f.size(), 3u);  // lane 1: sequences 0 and 1 (window 2); shared: 1
+  int ones = 0;
+  for (const OutgoingFragment& x : f) ones += x.channel == 1;
+  EXPECT_EQ(ones, 2);
+  EXPECT_FALSE(q.HasSendable());
+  std::vector<MessageReceipt> receipts;
+  for (const OutgoingFragment& x : f) {
+    if (x.channel == 1 && x.sequence == 0) q.OnAcked(x.id, &receipts);
+  }
+  // The window moved: lane 1 is sendable again.
+  std::optional<OutgoingFragment> next = q.Next();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->channel, 1u);
+  EXPECT_EQ(next->sequence, 2u);
+}
+
+TEST(SendQueueLaneTest, ConfiguringAChannelMovesItsQueueInOrder) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(30, 'a')).ok());  // m0
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(10, 'x')).ok());  // m1
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(10, 'b')).ok());  // m2
+  std::vector<OutgoingFragment> sent = Take(q, 2);  // m0 fragments 0, 1
+  ASSERT_EQ(sent.size(), 2u);
+  q.OnLost(sent[0].id);
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());  // channel 2 leaves the shared lane
+  ASSERT_TRUE(q.SetChannelLane(1, 7, 1).ok());  // channel 1 too, least urgent
+  EXPECT_EQ(q.ChannelLane(1), std::make_pair(7u, 1u));
+  std::vector<OutgoingFragment> f = Drain(q);
+  ASSERT_EQ(f.size(), 4u);
+  EXPECT_EQ(f[0].channel, 2u);
+  EXPECT_EQ(f[1].channel, 1u);  // channel 1's lane: its loss, then m0's rest, then m2
+  EXPECT_TRUE(f[1].retransmission);
+  EXPECT_EQ(f[1].id, sent[0].id);
+  EXPECT_EQ(f[2].header.index, 2u);
+  EXPECT_EQ(f[2].sequence, 0u);
+  EXPECT_EQ(f[3].sequence, 1u);
+  // Reconfigured (the same lane): its priority changes, nothing is lost.
+  ASSERT_TRUE(q.SetChannelLane(1, 1, 5).ok());
+  EXPECT_EQ(q.ChannelLane(1), std::make_pair(1u, 5u));
+}
+
+TEST(SendQueueLaneTest, NewFragmentSizeAppliesToEveryLane) {
+  SendQueue q({.max_fragment_payload = 100});
+  ASSERT_TRUE(q.SetChannelLane(4, 2, 1).ok());
+  ASSERT_TRUE(q.Enqueue(4, DeliveryMode::kReliableOrdered, std::string(250, 'a')).ok());
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(250, 'b')).ok());
+  q.SetMaxFragmentPayload(250);
+  std::vector<OutgoingFragment> f = Drain(q);
+  ASSERT_EQ(f.size(), 2u);
+  EXPECT_EQ(f[0].header.count, 1u);
+  EXPECT_EQ(f[1].header.count, 1u);
+}
+
+TEST(SendQueueLaneTest, BadPriorityOrWeightIsRefused) {
+  SendQueue q({});
+  EXPECT_EQ(q.SetChannelLane(0, SendQueue::kPriorities, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(q.SetChannelLane(0, 0, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(q.SetChannelLane(0, 0, SendQueue::kMaxWeight + 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(q.SetChannelLane(0, 0, 0).message(), HasSubstr("weight 0 out of range"));
+  EXPECT_TRUE(q.SetChannelLane(0, SendQueue::kPriorities - 1, SendQueue::kMaxWeight).ok());
+}
+
+// A bulk sender filled the queue at a less urgent priority: a more urgent
+// message still goes in, from a reserve of max_queued_bytes / 8; the bulk
+// channel and channels as urgent as it get RESOURCE_EXHAUSTED as before.
+TEST(SendQueueLaneTest, UrgentReserveAdmitsMoreUrgentMessagesWhenBulkFilledTheQueue) {
+  SendQueue q({.max_queued_bytes = 800});
+  ASSERT_TRUE(q.SetChannelLane(1, 4, 1).ok());  // bulk
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());  // urgent
+  ASSERT_TRUE(q.SetChannelLane(3, 4, 9).ok());  // as urgent as the bulk
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(800, 'b')).ok());
+  EXPECT_EQ(q.Enqueue(1, DeliveryMode::kReliableOrdered, "b").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(q.Enqueue(3, DeliveryMode::kReliableOrdered, "b").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  EXPECT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(60, 'u')).ok());
+  EXPECT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(40, 'u')).ok());
+  EXPECT_EQ(q.queued_bytes(), 900u);  // 800 + the whole reserve (800 / 8)
+  absl::StatusOr<uint64_t> over = q.Enqueue(2, DeliveryMode::kReliableOrdered, "u");
+  ASSERT_FALSE(over.ok());
+  EXPECT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
+  // The shared lane (priority 0) is as urgent as channel 2: the reserve is
+  // used up for it too.
+  EXPECT_FALSE(q.Enqueue(9, DeliveryMode::kReliableOrdered, "s").ok());
+  // Acknowledged urgent data gives the reserve back.
+  std::vector<OutgoingFragment> f = Take(q, 2);
+  ASSERT_EQ(f.size(), 2u);
+  ASSERT_EQ(f[0].channel, 2u);
+  std::vector<MessageReceipt> receipts;
+  q.OnAcked(f[0].id, &receipts);
+  EXPECT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(60, 'u')).ok());
+}
+
+TEST(SendQueueLaneTest, WithoutLanesTheReserveNeverApplies) {
+  SendQueue q({.max_queued_bytes = 800});
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(800, 'b')).ok());
+  EXPECT_EQ(q.Enqueue(2, DeliveryMode::kReliableOrdered, "u").status().code(),
+            absl::StatusCode::kResourceExhausted);
+  // Lanes at priority 0 only: everything is as urgent as everything else.
+  ASSERT_TRUE(q.SetChannelLane(2, 0, 4).ok());
+  EXPECT_EQ(q.Enqueue(2, DeliveryMode::kReliableOrdered, "u").status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST(SendQueueLaneTest, RandomLossAndAckWithLanesSettlesEverythingInOrder) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937_64 rng(seed);
+    SendQueue q({.max_fragment_payload = 50, .window = 8});
+    for (uint32_t c = 0; c < 6; ++c) {
+      if (c != 0) ASSERT_TRUE(q.SetChannelLane(c, rng() % 3, 1 + rng() % 5).ok());
+    }
+    std::map<std::pair<uint32_t, uint64_t>, uint64_t> sizes;
+    for (int i = 0; i < 300; ++i) {
+      const uint32_t channel = rng() % 7;  // 6: in the shared lane with 0
+      const uint64_t size = rng() % 300;
+      absl::StatusOr<uint64_t> seq =
+          q.Enqueue(channel, DeliveryMode::kReliableOrdered, std::string(size, 'q'));
+      ASSERT_TRUE(seq.ok());
+      sizes[{channel, *seq}] = size;
+    }
+    std::vector<MessageReceipt> receipts;
+    std::map<uint32_t, std::pair<uint64_t, uint32_t>> last_new;  // first sends per channel
+    for (int round = 0; round < 100000 && !q.empty(); ++round) {
+      if (round == 500) q.SetMaxFragmentPayload(80);
+      std::optional<OutgoingFragment> f = q.Next();
+      ASSERT_TRUE(f.has_value()) << "stalled with " << q.messages() << " messages";
+      if (!f->retransmission) {
+        // New fragments of a channel go in (sequence, index) order.
+        auto [it, fresh] = last_new.try_emplace(f->channel, f->sequence, f->header.index);
+        if (!fresh) {
+          EXPECT_LT(it->second, std::make_pair(f->sequence, f->header.index));
+          it->second = {f->sequence, f->header.index};
+        }
+      }
+      if (rng() % 10 < 3) {
+        q.OnLost(f->id);
+      } else {
+        q.OnAcked(f->id, &receipts);
+      }
+    }
+    ASSERT_TRUE(q.empty());
+    ASSERT_EQ(receipts.size(), 300u);
+    for (const MessageReceipt& r : receipts) EXPECT_EQ(r.bytes, (sizes[{r.channel, r.sequence}]));
+    EXPECT_EQ(q.queued_bytes(), 0u);
+  }
+}
+
+TEST(SendQueueLaneTest, ClearKeepsLaneSettings) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.SetChannelLane(1, 6, 2).ok());
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(30, 'a')).ok());
+  ASSERT_TRUE(q.Next().has_value());
+  q.Clear();
+  EXPECT_TRUE(q.empty());
+  EXPECT_FALSE(q.HasSendable());
+  EXPECT_EQ(q.ChannelLane(1), std::make_pair(6u, 2u));
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, "again").ok());
+  EXPECT_EQ(Drain(q).size(), 1u);
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable
