@@ -147,6 +147,44 @@ TEST(HostTest, AwaitConnectedAndFlushDeliverEverythingQueued) {
             absl::StatusCode::kNotFound);
 }
 
+// Host::SetChannelPriority: its status codes, and an urgent channel's
+// message delivered over loopback while bulk data on a less urgent one is
+// still queued.
+TEST(HostTest, SetChannelPriorityStatusCodesAndUrgentMessageFirst) {
+  Peer server = MakePeer(ServerOptions());
+  HostOptions client_options;
+  client_options.max_channels = 16;
+  Peer client = MakePeer(client_options);
+  EXPECT_EQ(client.host.SetChannelPriority(99, 0, 0, 1).code(), absl::StatusCode::kNotFound);
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(client.host.SetChannelPriority(*id, 0, 0, 1).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); }));
+  EXPECT_EQ(client.host.SetChannelPriority(*id, 16, 0, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.host.SetChannelPriority(*id, 1, kChannelPriorities, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.host.SetChannelPriority(*id, 1, 0, 0).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(client.host.SetChannelPriority(*id, 1, 0, kMaxChannelWeight + 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(client.host.SetChannelPriority(*id, 1, kChannelPriorities - 1, 1).ok());  // bulk
+  ASSERT_TRUE(client.host.SetChannelPriority(*id, 2, 0, kMaxChannelWeight).ok());       // urgent
+  // Both queued before any Poll: the urgent line, queued second, arrives first.
+  ASSERT_TRUE(client.host.Send(*id, 1, DeliveryMode::kReliableOrdered, std::string(4 << 20, 'b')).ok());
+  ASSERT_TRUE(client.host.Send(*id, 2, DeliveryMode::kReliableOrdered, "urgent").ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 2; }));
+  std::vector<const Event*> got;
+  for (const Event& e : server.events) {
+    if (e.type == Event::Type::kMessage) got.push_back(&e);
+  }
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0]->channel, 2u);
+  EXPECT_EQ(got[0]->message, "urgent");
+  EXPECT_EQ(got[1]->message.size(), 4u << 20);
+}
+
 TEST(HostTest, UnknownConnectionIdsAreNotFound) {
   Peer client = MakePeer(HostOptions());
   EXPECT_EQ(client.host.Send(99, 0, DeliveryMode::kReliableOrdered, "x").status().code(),
