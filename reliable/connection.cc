@@ -765,8 +765,7 @@ absl::StatusOr<uint64_t> Connection::Send(absl::Time now, uint32_t channel, Deli
   return seq;
 }
 
-absl::Status Connection::SetChannelPriority(uint32_t channel, uint32_t priority,
-                                            uint32_t weight) {
+absl::Status Connection::SetChannelPriority(uint32_t channel, uint32_t priority, uint32_t weight) {
   // Not before: SetBudget replaces the queue until the handshake is done.
   if (state_ != State::kEstablished && state_ != State::kClosing) {
     return absl::FailedPreconditionError(

@@ -64,9 +64,9 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
       reserve = urgent + size <= limit && queued_bytes_ + size <= limits_.max_queued_bytes + limit;
     }
     if (!reserve) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "send queue full: ", queued_bytes_, " bytes queued (limit ", limits_.max_queued_bytes,
-          "); wait for acknowledgements"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("send queue full: ", queued_bytes_, " bytes queued (limit ",
+                       limits_.max_queued_bytes, "); wait for acknowledgements"));
     }
   }
   auto [it, created] = spaces_.try_emplace(SpaceKey{channel, mode});

@@ -55,9 +55,9 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <tuple>
 #include <utility>
-#include <string>
 #include <vector>
 
 #include "absl/container/btree_map.h"
@@ -235,7 +235,7 @@ class SendQueue final {
   struct Lanes {
     absl::flat_hash_map<uint32_t, Lane> by_channel;
     absl::btree_set<ReadyKey> ready;
-    uint64_t virtual_time[kPriorities] = {};    // tag last served per priority
+    uint64_t virtual_time[kPriorities] = {};  // tag last served per priority
     uint64_t queued_by_priority[kPriorities] = {};
   };
 

@@ -47,7 +47,7 @@ impairment::ImpairmentConfig Bottleneck() {
 enum class Lanes { kNone, kSamePriority, kChatFirst };
 
 struct Overtake {
-  absl::Duration srtt;       // the sender's smoothed RTT when the chat line was queued
+  absl::Duration srtt;  // the sender's smoothed RTT when the chat line was queued
   absl::Duration min_rtt;
   absl::Duration chat_delay;  // queued -> delivered to the receiving application
   absl::Duration bulk_time;   // connected -> bulk message delivered
@@ -57,8 +57,7 @@ struct Overtake {
 // A 16 MiB message on kBulk, then 3 s later a message of `chat_bytes` on
 // kChat, on one connection; the lanes as `lanes` says. Runs until both
 // are delivered, or with `chat_only` until the chat message is.
-Overtake RunOvertake(uint64_t seed, Lanes lanes, size_t chat_bytes = 100,
-                     bool chat_only = false) {
+Overtake RunOvertake(uint64_t seed, Lanes lanes, size_t chat_bytes = 100, bool chat_only = false) {
   SCOPED_TRACE(absl::StrCat("seed=", seed));
   Pair net(seed, Bottleneck());
   const ConnectionId id = net.Connect();
@@ -247,7 +246,8 @@ TEST(PriorityTest, FullQueueOfBulkDataDoesNotLockOutAnUrgentSend) {
     const std::string chunk(64 << 10, 'b');
     absl::Status full;
     while (full.ok()) {
-      full = client.Send(net.sim().now(), id, kBulk, DeliveryMode::kReliableOrdered, chunk).status();
+      full =
+          client.Send(net.sim().now(), id, kBulk, DeliveryMode::kReliableOrdered, chunk).status();
     }
     EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
     absl::StatusOr<uint64_t> chat =
@@ -276,16 +276,15 @@ TEST(PriorityTest, SetChannelPriorityStatusCodes) {
   EXPECT_EQ(client.SetChannelPriority(net.sim().now(), *connecting, 0, 0, 1).code(),
             absl::StatusCode::kFailedPrecondition);
   net.sim().PollAll();
-  ASSERT_TRUE(net.sim().RunUntil(
-      [&] { return net.client().Count(Event::Type::kConnected) == 1; },
-      net.sim().now() + absl::Seconds(5)));
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kConnected) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
   const ConnectionId id = *connecting;
   const uint32_t channels = ClientOptions(3).connection.max_channels;
   EXPECT_EQ(client.SetChannelPriority(net.sim().now(), id, channels, 0, 1).code(),
             absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(client.SetChannelPriority(net.sim().now(), id, 0, reliable::SendQueue::kPriorities, 1)
-                .code(),
-            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      client.SetChannelPriority(net.sim().now(), id, 0, reliable::SendQueue::kPriorities, 1).code(),
+      absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(client.SetChannelPriority(net.sim().now(), id, 0, 0, 0).code(),
             absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE(client.SetChannelPriority(net.sim().now(), id, channels - 1, 7, 65535).ok());

@@ -255,8 +255,8 @@ TEST(SendQueueLaneTest, EqualPriorityLanesShareBytesByWeight) {
     // Messages of random sizes on both: the share is in bytes, not
     // messages or fragments.
     for (int i = 0; i < 1200; ++i) {
-      ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(1 + rng() % 700, 'a'))
-                      .ok());
+      ASSERT_TRUE(
+          q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(1 + rng() % 700, 'a')).ok());
       ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kUnreliable, std::string(1 + rng() % 90, 'b')).ok());
     }
     uint64_t bytes[3] = {0, 0, 0};

@@ -172,9 +172,11 @@ TEST(HostTest, SetChannelPriorityStatusCodesAndUrgentMessageFirst) {
   ASSERT_TRUE(client.host.SetChannelPriority(*id, 1, kChannelPriorities - 1, 1).ok());  // bulk
   ASSERT_TRUE(client.host.SetChannelPriority(*id, 2, 0, kMaxChannelWeight).ok());       // urgent
   // Both queued before any Poll: the urgent line, queued second, arrives first.
-  ASSERT_TRUE(client.host.Send(*id, 1, DeliveryMode::kReliableOrdered, std::string(4 << 20, 'b')).ok());
+  ASSERT_TRUE(
+      client.host.Send(*id, 1, DeliveryMode::kReliableOrdered, std::string(4 << 20, 'b')).ok());
   ASSERT_TRUE(client.host.Send(*id, 2, DeliveryMode::kReliableOrdered, "urgent").ok());
-  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 2; }));
+  ASSERT_TRUE(
+      PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 2; }));
   std::vector<const Event*> got;
   for (const Event& e : server.events) {
     if (e.type == Event::Type::kMessage) got.push_back(&e);
