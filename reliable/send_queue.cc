@@ -347,6 +347,7 @@ absl::Status SendQueue::SetChannelLane(uint32_t channel, uint32_t priority, uint
   }
   if (lanes_ == nullptr) {
     lanes_ = std::make_unique<Lanes>();
+    for (uint64_t& v : lanes_->virtual_time) v = limits_.initial_virtual_time;
     lanes_->queued_by_priority[0] = queued_bytes_;  // all of it was in the shared lane
     Refresh(0, shared_);
   }

@@ -111,6 +111,9 @@ class SendQueue final {
     // hook for behaviour near the bound.
     uint64_t initial_sequence = 0;
     uint64_t sequence_limit = uint64_t{1} << 62;
+    // Test hook: the virtual time every priority starts at when lanes are
+    // first configured (tags near overflow exercise the rebase).
+    uint64_t initial_virtual_time = 0;
   };
 
   // Priorities are [0, kPriorities), 0 the most urgent; weights are

@@ -273,6 +273,25 @@ TEST(SendQueueLaneTest, EqualPriorityLanesShareBytesByWeight) {
   }
 }
 
+// Tags grow by about 2^16 per byte at weight 1; they are rebased long
+// before 2^64. Started 20 fragments short of overflow, the shares still
+// hold: without the rebase the tags wrap and one lane takes everything.
+TEST(SendQueueLaneTest, TagsNearOverflowAreRebasedAndSharesHold) {
+  const uint64_t fragment_cost = (100 + SendQueue::kFragmentCostBytes) * SendQueue::kTagScale;
+  SendQueue q({.max_fragment_payload = 100,
+               .initial_virtual_time = ~uint64_t{0} - 20 * fragment_cost});
+  ASSERT_TRUE(q.SetChannelLane(1, 3, 3).ok());
+  ASSERT_TRUE(q.SetChannelLane(2, 3, 1).ok());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, std::string(10000, 'a')).ok());
+    ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(10000, 'b')).ok());
+  }
+  int fragments[3] = {0, 0, 0};
+  for (const OutgoingFragment& f : Take(q, 400)) ++fragments[f.channel];
+  EXPECT_EQ(fragments[1], 300);
+  EXPECT_EQ(fragments[2], 100);
+}
+
 TEST(SendQueueLaneTest, IdleLaneGetsNoCreditForItsIdleTime) {
   SendQueue q({.max_fragment_payload = 10});
   ASSERT_TRUE(q.SetChannelLane(1, 0, 1).ok());
