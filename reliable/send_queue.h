@@ -30,9 +30,12 @@
 // lane's retransmissions: strict priority is the point, and a lane's own
 // retransmissions never fall behind its own new data). A message blocked
 // by its space's window blocks its lane (not the others). Cost per fragment:
-// O(log lanes) with lanes configured, O(1) without. Lanes are bounded by the
-// channels the caller accepts (Connection: max_channels); their state is
-// allocated on the first SetChannelLane and kept for the queue's life.
+// an O(log lanes) ready-set update on top of the message lookups with lanes
+// configured, nothing more without. Tags are 64-bit; a priority's tags are
+// rebased (shifted down together) whenever its virtual time passes 2^62, so
+// they never overflow. Lanes are bounded by the channels the caller accepts
+// (Connection: max_channels); their state is allocated on the first
+// SetChannelLane and kept for the queue's life.
 //
 // Bounds: queued bytes (RESOURCE_EXHAUSTED from Enqueue when full: the
 // application's back-pressure) and, per reliable sequence space, at most
@@ -139,9 +142,10 @@ class SendQueue final {
   //   space has used every number below sequence_limit.
   absl::StatusOr<uint64_t> Enqueue(uint32_t channel, DeliveryMode mode, std::string message);
 
-  // The next fragment to send: a lost one first, then new data (subject to the
-  // flow-control window). nullopt when nothing may be sent now. The fragment
-  // counts as in flight until OnAcked/OnLost.
+  // The next fragment to send, from the lane that sends next (see above):
+  // one of its lost fragments first, then its new data (subject to the
+  // flow-control window). nullopt when nothing may be sent now. The
+  // fragment counts as in flight until OnAcked/OnLost.
   std::optional<OutgoingFragment> Next();
   // Whether Next() would return something.
   bool HasSendable();
@@ -168,8 +172,8 @@ class SendQueue final {
   // lost fragments move to the lane in their order, and the bytes it has
   // queued count at the new priority from now on. There is no way back to
   // the shared lane; (0, 1) is a lane of its own at the default priority.
-  // O(messages queued) when it moves messages, O(log lanes) otherwise.
-  // The caller bounds the channels (Connection: max_channels).
+  // O(messages queued). The caller bounds the channels (Connection:
+  // max_channels).
   // INVALID_ARGUMENT: priority >= kPriorities, or weight outside
   //   [1, kMaxWeight].
   absl::Status SetChannelLane(uint32_t channel, uint32_t priority, uint32_t weight);
