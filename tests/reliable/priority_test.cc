@@ -5,6 +5,7 @@
 // get bytes 3:1. Every run is a pure function of its seed, printed on
 // failure; the measured figures are printed (docs/library.md quotes them):
 //   ./bazelw test //tests/reliable:priority_test --test_output=all
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <optional>
@@ -54,10 +55,11 @@ struct Overtake {
   bool bulk_done_before_chat = false;
 };
 
-// A 16 MiB message on kBulk, then 3 s later a message of `chat_bytes` on
+// A 16 MiB message on kBulk, then `at` later a message of `chat_bytes` on
 // kChat, on one connection; the lanes as `lanes` says. Runs until both
 // are delivered, or with `chat_only` until the chat message is.
-Overtake RunOvertake(uint64_t seed, Lanes lanes, size_t chat_bytes = 100, bool chat_only = false) {
+Overtake RunOvertake(uint64_t seed, Lanes lanes, size_t chat_bytes = 100, bool chat_only = false,
+                     absl::Duration at = absl::Seconds(3)) {
   SCOPED_TRACE(absl::StrCat("seed=", seed));
   Pair net(seed, Bottleneck());
   const ConnectionId id = net.Connect();
@@ -82,7 +84,7 @@ Overtake RunOvertake(uint64_t seed, Lanes lanes, size_t chat_bytes = 100, bool c
   net.sim().PollAll();
   Overtake r;
   absl::Time queued;
-  net.sim().At(start + absl::Seconds(3), [&] {
+  net.sim().At(start + at, [&] {
     queued = net.sim().now();
     r.srtt = client.Stats(id)->srtt;
     r.min_rtt = client.Stats(id)->min_rtt;
@@ -143,6 +145,39 @@ TEST(PriorityTest, UrgentChatLineOvertakesSixteenMebibytesWithinOneSmoothedRtt) 
   EXPECT_LE(same.chat_delay, same.srtt);
   // The bulk transfer loses nothing to the chat line.
   EXPECT_LE(urgent.bulk_time, fifo.bulk_time + absl::Milliseconds(100));
+}
+
+// Wherever in the transfer the line is queued, it waits behind no bulk data
+// at the sender: it crosses the network once, through a bottleneck queue
+// at most full (one-way delay + 256 KiB at 20 Mbit/s = 120 ms, plus 10 ms
+// for the packet before it to leave). After slow start (from 1 s) that is
+// within the smoothed RTT too; in slow start the queue fills faster than
+// srtt follows it (srtt is an average of past samples).
+TEST(PriorityTest, UrgentLineCrossesTheNetworkOnceWheneverItIsQueued) {
+  const uint64_t seed = 22;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  const impairment::ImpairmentConfig link = Bottleneck();
+  const absl::Duration once =
+      link.delay + absl::Seconds(static_cast<double>(link.queue_limit_bytes) * 8 / link.rate_bps) +
+      absl::Milliseconds(10);
+  std::string figures;
+  for (int ms = 250; ms <= 6000; ms += 1150) {
+    SCOPED_TRACE(absl::StrCat("queued at ", ms, " ms"));
+    const Overtake urgent =
+        RunOvertake(seed, Lanes::kChatFirst, 100, /*chat_only=*/true, absl::Milliseconds(ms));
+    EXPECT_FALSE(urgent.bulk_done_before_chat);
+    EXPECT_LE(urgent.chat_delay, once);
+    if (ms >= 1000) {
+      EXPECT_LE(urgent.chat_delay, urgent.srtt) << "srtt " << urgent.srtt;
+    }
+    absl::StrAppendFormat(&figures, " %.0f/%.0f", absl::ToDoubleMilliseconds(urgent.chat_delay),
+                          absl::ToDoubleMilliseconds(urgent.srtt));
+  }
+  std::printf("%s", absl::StrFormat("100 B at priority 0 queued at 0.25 s, 1.4 s, ... 6 s "
+                                    "into a 16 MiB transfer (seed %d), delay/srtt in ms:%s\n",
+                                    seed, figures)
+                        .c_str());
+  std::fflush(stdout);
 }
 
 // A larger urgent message (256 KiB, ~105 ms of the link) shows what the

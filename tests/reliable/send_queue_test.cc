@@ -278,8 +278,8 @@ TEST(SendQueueLaneTest, EqualPriorityLanesShareBytesByWeight) {
 // hold: without the rebase the tags wrap and one lane takes everything.
 TEST(SendQueueLaneTest, TagsNearOverflowAreRebasedAndSharesHold) {
   const uint64_t fragment_cost = (100 + SendQueue::kFragmentCostBytes) * SendQueue::kTagScale;
-  SendQueue q({.max_fragment_payload = 100,
-               .initial_virtual_time = ~uint64_t{0} - 20 * fragment_cost});
+  SendQueue q(
+      {.max_fragment_payload = 100, .initial_virtual_time = ~uint64_t{0} - 20 * fragment_cost});
   ASSERT_TRUE(q.SetChannelLane(1, 3, 3).ok());
   ASSERT_TRUE(q.SetChannelLane(2, 3, 1).ok());
   for (int i = 0; i < 10; ++i) {
