@@ -462,7 +462,9 @@ TEST(SendQueueLaneTest, RandomLossAndAckWithLanesSettlesEverythingInOrder) {
     std::mt19937_64 rng(seed);
     SendQueue q({.max_fragment_payload = 50, .window = 8});
     for (uint32_t c = 0; c < 6; ++c) {
-      if (c != 0) ASSERT_TRUE(q.SetChannelLane(c, rng() % 3, 1 + rng() % 5).ok());
+      if (c != 0) {
+        ASSERT_TRUE(q.SetChannelLane(c, rng() % 3, 1 + rng() % 5).ok());
+      }
     }
     std::map<std::pair<uint32_t, uint64_t>, uint64_t> sizes;
     for (int i = 0; i < 300; ++i) {
