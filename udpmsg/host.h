@@ -29,9 +29,11 @@
 //
 // Connections: each has a ConnectionId, fixed for its life. Messages go on
 // a channel in [0, max_channels) with a DeliveryMode; each (channel, mode)
-// pair is its own sequence. Every byte a peer can make a Host hold is
-// bounded by HostOptions (see options.h); a slow application stalls its
-// senders instead of growing memory.
+// pair is its own sequence. A connection sends one FIFO across channels
+// until SetChannelPriority gives channels priorities and weights (a chat
+// line then overtakes a bulk transfer on the same connection). Every byte a
+// peer can make a Host hold is bounded by HostOptions (see options.h); a
+// slow application stalls its senders instead of growing memory.
 //
 // Shards (every core on one port): Host::CreateShards(options, n) returns n
 // Hosts serving options.bind's port, each on its own SO_REUSEPORT socket;
@@ -162,7 +164,8 @@ class Host final {
   // Back-pressure: a more urgent channel may queue up to max_queued_bytes
   // / 8 more than max_queued_bytes while less urgent data fills the queue,
   // so a bulk sender that fills it cannot make a chat line's Send fail.
-  // docs/library.md, "Priorities and weights", has the measured effect.
+  // docs/library.md, "Priorities and weights between channels", has the
+  // measured effect.
   // NOT_FOUND: unknown or removed connection. FAILED_PRECONDITION: not yet
   // established, or closed. INVALID_ARGUMENT: channel not in
   // [0, max_channels), priority not in [0, kChannelPriorities), weight not
