@@ -559,6 +559,7 @@ void Worker::OnEvent(size_t h, const Event& e) {
       if (e.channel == chat::kChannel) OnServerMessage(m, e.message);
       return;
     case Event::Type::kAcked:
+    case Event::Type::kPathChanged:
       return;
     case Event::Type::kClosed:
       if (m.state == Member::State::kFailed || m.state == Member::State::kLost) return;

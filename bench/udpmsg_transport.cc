@@ -78,6 +78,7 @@ absl::Status UdpmsgTransport::Poll(absl::Duration timeout, Handler& handler) {
         handler.OnClosed(e.connection, absl::CHexEscape(e.reason));
         break;
       case Event::Type::kAcked:
+      case Event::Type::kPathChanged:
         break;
     }
   }

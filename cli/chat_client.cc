@@ -179,6 +179,8 @@ absl::Status ChatClient::OnEvent(const Event& e) {
     case Event::Type::kAcked:
       if (e.channel == chat::kChannel) session_.OnAcked(e.sequence);
       return absl::OkStatus();
+    case Event::Type::kPathChanged:  // servers only: clients never move
+      return absl::OkStatus();
   }
   return absl::OkStatus();
 }

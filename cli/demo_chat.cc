@@ -111,6 +111,7 @@ class Member final {
               absl::StrCat(nick(), "'s connection closed: ", CloseReasonName(e.close_reason),
                            e.reason.empty() ? "" : ": ", chat::Displayable(e.reason)));
         case Event::Type::kAcked:
+        case Event::Type::kPathChanged:
           break;
       }
     }

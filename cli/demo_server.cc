@@ -130,6 +130,8 @@ void DemoServer::OnEvent(const Event& e) {
       // open the member's window (ServerCore::OnAcked).
       if (!is_data) chat_.OnEvent(now, e);
       break;
+    case Event::Type::kPathChanged:  // the connection follows; nothing to do
+      break;
   }
 }
 

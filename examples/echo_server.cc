@@ -57,6 +57,10 @@ int main(int argc, char** argv) {
           break;
         case udpmsg::Event::Type::kAcked:
           break;
+        case udpmsg::Event::Type::kPathChanged:  // a NAT rebinding: already followed
+          std::fprintf(stderr, "%s moved to %s\n", e.old_peer.ToString().c_str(),
+                       e.peer.ToString().c_str());
+          break;
         case udpmsg::Event::Type::kClosed:
           // The reason may be the peer's text: escape it.
           std::fprintf(stderr, "%s closed: %s (%s)\n", e.peer.ToString().c_str(),

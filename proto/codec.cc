@@ -145,6 +145,8 @@ size_t PacketBodySize(const Packet& p) {
     size += MessageField(VarintField(p.ack_frequency->sequence) +
                          VarintField(p.ack_frequency->threshold));
   }
+  if (p.path_challenge) size += MessageField(Fixed64Field(p.path_challenge->data));
+  if (p.path_response) size += MessageField(Fixed64Field(p.path_response->data));
   return size;
 }
 
@@ -269,6 +271,9 @@ absl::Status ValidateHandshake(const Packet& p) {
   }
   if (p.ack_frequency) {
     return absl::InvalidArgumentError("handshake packet with an ack frequency frame");
+  }
+  if (p.path_challenge || p.path_response) {
+    return absl::InvalidArgumentError("handshake packet with a path validation frame");
   }
   absl::Status s;
   if (p.hello) {
@@ -503,6 +508,8 @@ void ToWire(const Packet& p, wire::Packet* w) {
     f->set_sequence(p.ack_frequency->sequence);
     f->set_threshold(p.ack_frequency->threshold);
   }
+  if (p.path_challenge) w->mutable_path_challenge()->set_data(p.path_challenge->data);
+  if (p.path_response) w->mutable_path_response()->set_data(p.path_response->data);
   if (p.close) {
     wire::CloseFrame* c = w->mutable_close();
     c->set_code(p.close->code);
@@ -654,6 +661,8 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.ack_frequency->sequence = w.ack_frequency().sequence();
     p.ack_frequency->threshold = w.ack_frequency().threshold();
   }
+  if (w.has_path_challenge()) p.path_challenge = PathChallenge{w.path_challenge().data()};
+  if (w.has_path_response()) p.path_response = PathResponse{w.path_response().data()};
   if (w.has_close()) {
     wire::CloseFrame& c = *w.mutable_close();
     p.close.emplace();
@@ -667,14 +676,15 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
 
 // ---------------------------------------------------------------------------
 // The hot path without protobuf: established packets (no hello, challenge,
-// accept or close; no padding) are written and read by hand, byte for byte
+// accept or close; no padding; no path validation frame, which is rare) are written and read by hand, byte for byte
 // what protobuf writes, and data payloads are neither copied into a
 // message nor out of one. codec_test checks the bytes against protobuf's,
 // and the codec fuzzer checks that both parsers agree on every input.
 
 // Whether Encode may write `p` by hand.
 bool FastEncodable(const Packet& p) {
-  return !p.hello && !p.challenge && !p.accept && !p.close && p.pad_to == 0;
+  return !p.hello && !p.challenge && !p.accept && !p.close && p.pad_to == 0 &&
+         !p.path_challenge && !p.path_response;
 }
 
 uint8_t* PutVarint(uint64_t v, uint8_t* pos) {

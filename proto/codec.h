@@ -120,6 +120,7 @@ class Codec final {
   //     handshake packet
   //   - a hello or challenge key_proof, or a close auth, over
   //     kMaxConfirmationBytes
+  //   - a path challenge or path response frame in a handshake packet
   // Also rejected, by the same rules: a challenge with client_connection_id 0
   // or a cookie over kMaxCookieBytes, an accept with a connection id 0, a
   // max_datagram outside [kMinDatagram, kMaxDatagram] or a max_udp_payload
@@ -130,8 +131,9 @@ class Codec final {
   // packet with a ping.
   // The ack delay travels in whole microseconds: Encode truncates the rest.
   // Never crashes, and allocates O(datagram size) at most.
-  // Established packets (no handshake frame, no close, each singular field
-  // at most once, no unknown field) are parsed without protobuf; anything
+  // Established packets (no handshake frame, no close, no path validation
+  // frame, each singular field at most once, no unknown field) are parsed
+  // without protobuf; anything
   // else, or anything that parser finds odd, goes to protobuf, so the
   // result is always exactly DecodeWithProtobuf's (the codec fuzzer and
   // codec_test check that on every input they try).

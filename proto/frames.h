@@ -7,7 +7,8 @@
 //   handshake packets (connection_id == 0 for a hello):  exactly one of
 //       hello, challenge or accept, optionally with close; no data, no ack
 //   established packets: optional ack, any number of data fragments,
-//       optional ping, optional close (close ends the connection)
+//       optional ping, optional close (close ends the connection), optional
+//       path challenge and path response (never in a handshake packet)
 //
 // The codec enforces the structural rules (ranges, counts, sizes); the
 // connection enforces the state rules (a data frame before the handshake is
@@ -156,6 +157,18 @@ struct AckFrequency {
   uint32_t threshold = 2;
 };
 
+// Path validation (RFC 9000 8.2; reliable/connection.h "Path validation"):
+// a challenge carries 8 unpredictable bytes, the answer echoes them. Neither
+// is ack-eliciting here (a challenge's packet travels outside the congestion
+// window, to an address not validated yet; the answer goes in the next
+// packet at once).
+struct PathChallenge {
+  uint64_t data = 0;
+};
+struct PathResponse {
+  uint64_t data = 0;
+};
+
 // Ends the connection. The receiver answers nothing and closes too.
 struct Close {
   uint32_t code = 0;   // CloseCode
@@ -257,6 +270,8 @@ struct Packet {
   std::optional<Ping> ping;
   std::optional<Close> close;
   std::optional<AckFrequency> ack_frequency;
+  std::optional<PathChallenge> path_challenge;
+  std::optional<PathResponse> path_response;
 
   // Not on the wire: when non-zero, Encode pads the datagram with a padding
   // field to exactly this many bytes (a path MTU probe). A hello is padded to

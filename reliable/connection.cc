@@ -1,5 +1,7 @@
 #include "reliable/connection.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <optional>
 #include <utility>
@@ -248,6 +250,8 @@ absl::string_view EventTypeName(Event::Type type) {
       return "acked";
     case Event::Type::kClosed:
       return "closed";
+    case Event::Type::kPathChanged:
+      return "path changed";
   }
   return "?";
 }
@@ -263,7 +267,9 @@ std::string ConnectionStats::ToString() const {
                       " msgs_acked=", messages_acked, " probes=", probes,
                       " cwnd_cuts=", congestion_reductions, " datagram=", datagram_size,
                       " mtu_probes=", mtu_probes, "/", mtu_probes_lost, "lost",
-                      " black_holes=", mtu_black_holes);
+                      " black_holes=", mtu_black_holes, " path_challenges=", path_challenges,
+                      " migrations=", migrations, " path_failures=", path_validation_failures,
+                      " wrong_address=", wrong_address);
 }
 
 Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
@@ -391,6 +397,8 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   state_ = State::kClosed;
   accept_.reset();
   handshake_.reset();
+  path_.reset();
+  path_response_due_.reset();
   // Linger to answer the peer's packets with our Close, in case it was lost:
   // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive.
   drain_until_ = now + std::max(3 * rtt_.Pto(true), options_.keepalive + 2 * rtt_.Pto(true));
@@ -474,6 +482,202 @@ void Connection::OnRepeatedHello(absl::Time now) {
 }
 
 void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t size) {
+  Process(now, packet, size, peer_);
+}
+
+PathVerdict Connection::OnPacketFrom(absl::Time now, const proto::Packet& packet, size_t size,
+                                     const udp::SocketAddress& from) {
+  if (!(from == peer_)) {
+    switch (AdmitFromOtherAddress(now, packet.packet_number, size, from,
+                                  /*authenticated=*/false)) {
+      case Admission::kRefuse:
+        return PathVerdict::kRefusedAddress;
+      case Admission::kPathOnly:
+        // Unauthenticated: only the path validation reads it.
+        if (packet.path_response) OnPathResponse(now, *packet.path_response, from);
+        return PathVerdict::kAccepted;
+      case Admission::kProcess:
+        break;
+    }
+  } else {
+    OnPacketFromPeer(packet.packet_number);
+  }
+  Process(now, packet, size, from);
+  return PathVerdict::kAccepted;
+}
+
+absl::Duration Connection::PathValidationTimeout() const {
+  // RFC 9000 8.2.4: three times the larger of the current PTO and that of a
+  // new path (initial_rtt).
+  RttEstimator fresh(RttEstimator::Options{options_.initial_rtt, options_.max_ack_delay,
+                                           absl::Milliseconds(1)});
+  return 3 * std::max(rtt_.Pto(true), fresh.Pto(true));
+}
+
+Connection::Admission Connection::AdmitFromOtherAddress(absl::Time now, uint64_t number,
+                                                        size_t size,
+                                                        const udp::SocketAddress& from,
+                                                        bool authenticated) {
+  // Clients never follow another address (a server does not move), nor
+  // does anything not established (no number space proven yet). A
+  // duplicate number is a replay: never processed, never answered.
+  if (client_ || state_ != State::kEstablished || acks_.Contains(number)) {
+    ++stats_.wrong_address;
+    return Admission::kRefuse;
+  }
+  const bool validating_this = path_ != nullptr && path_->running && path_->address == from;
+  if (number <= acks_.largest()) {
+    // Older than the newest packet: reordered around a rebinding (or
+    // replayed past our ack memory). Its frames count when it is
+    // authenticated; it moves nothing.
+    if (!authenticated) {
+      ++stats_.wrong_address;
+      return Admission::kRefuse;
+    }
+    if (validating_this) path_->bytes_received += size;
+    return Admission::kProcess;
+  }
+  if (validating_this && path_->blocked) {  // more budget: try again now
+    path_->blocked = false;
+    path_->next_send = now;
+  }
+  if (!validating_this) {
+    // A new validation, replacing any running one (one at a time).
+    if (path_ == nullptr) path_ = std::make_unique<PathValidation>();
+    *path_ = PathValidation();
+    path_->address = from;
+    if (test_challenge_data_ != 0) {
+      path_->data = test_challenge_data_++;
+    } else {
+      randombytes_buf(&path_->data, sizeof(path_->data));
+    }
+    path_->deadline = now + PathValidationTimeout();
+    path_->next_send = now;
+  }
+  path_->trigger = number;
+  path_->bytes_received += size;
+  return authenticated ? Admission::kProcess : Admission::kPathOnly;
+}
+
+void Connection::OnPacketFromPeer(uint64_t number) {
+  // The peer is still at its address: whoever sent the trigger replayed or
+  // forwarded its packet (RFC 9000 9.3.3). Duplicates prove nothing.
+  if (path_ != nullptr && path_->running && number > path_->trigger &&
+      !acks_.Contains(number)) {
+    AbandonPath();
+  }
+}
+
+void Connection::AbandonPath() {
+  path_->running = false;
+  path_->outcome = PathOutcome::kFailed;
+  ++stats_.path_validation_failures;
+}
+
+void Connection::OnPathResponse(absl::Time now, const proto::PathResponse& response,
+                                const udp::SocketAddress& from) {
+  if (path_ == nullptr || !path_->running || response.data != path_->data ||
+      !(from == path_->address)) {
+    return;  // stale, or not for the path being validated
+  }
+  Migrate(now);
+}
+
+void Connection::Migrate(absl::Time now) {
+  const udp::SocketAddress old = peer_;
+  peer_ = path_->address;
+  path_->running = false;
+  path_->outcome = PathOutcome::kMoved;
+  path_->moved_from = old;
+  ++stats_.migrations;
+  ResetPathState(now);
+  Event e;
+  e.type = Event::Type::kPathChanged;
+  e.old_peer = old;
+  Emit(std::move(e));
+}
+
+void Connection::OnLocalRebind(absl::Time now) {
+  if (state_ != State::kEstablished) return;
+  ResetPathState(now);
+  ping_due_ = true;
+}
+
+void Connection::ResetPathState(absl::Time now) {
+  // Packets in flight went to the old address: their fragments go out
+  // again on the new path, and the new path's controller never hears of
+  // them (RFC 9002 9.4 resets it; a late ack of one is ignored).
+  for (const SentPacket& p : sent_.AbandonAll()) {
+    for (const FragmentId& id : p.fragments) queue_.OnLost(id);
+    if (p.ack_frequency_sequence != 0 && p.ack_frequency_sequence == ack_frequency_sequence_) {
+      ack_frequency_lost_ = true;
+    }
+  }
+  immediate_ack_requested_ = 0;
+  path_first_number_ = next_packet_number_;
+  probes_due_ = 0;
+  last_progress_ = now;
+  rtt_ = RttEstimator(RttEstimator::Options{options_.initial_rtt, options_.max_ack_delay,
+                                            absl::Milliseconds(1)});
+  if (pmtud_) {  // back to the base size, probing again
+    const PathMtuProber::Options o = pmtud_->options();
+    pmtud_.emplace(now, o);
+    last_probe_ = 0;
+    ApplyPathMtu();
+  }
+  cc_ = MakeController(options_, max_datagram_);
+  pacer_ = Pacer(max_datagram_);
+}
+
+void Connection::PollPath(absl::Time now, std::vector<AddressedDatagram>* out) {
+  if (path_ == nullptr || !path_->running || state_ != State::kEstablished) return;
+  if (now < path_->next_send || path_->challenges_sent >= kMaxPathChallenges) return;
+  if (next_packet_number_ >= proto::kMaxSequenceNumber) return;  // SendOne closes
+  proto::Packet p;
+  p.connection_id = peer_id_;
+  p.packet_number = next_packet_number_;
+  p.path_challenge = proto::PathChallenge{path_->data};
+  const uint64_t budget = 3 * path_->bytes_received - path_->bytes_sent;
+  const size_t padded = std::min(kPathChallengeDatagram, BaseDatagramSize());
+  const size_t unpadded = codec_.EncodedSize(p) + SealOverhead();
+  if (padded <= budget && padded > unpadded) {
+    p.pad_to = padded - SealOverhead();
+  } else if (unpadded > budget) {
+    // Held back until the address sends more (or the validation times out).
+    ++stats_.path_amplification_blocked;
+    path_->blocked = true;
+    path_->next_send = path_->deadline;
+    return;
+  }
+  absl::StatusOr<std::string> bytes = EncodeDatagram(p);
+  if (!bytes.ok()) return;  // cannot happen: our own small packet
+  ++next_packet_number_;
+  // Recorded (not ack-eliciting, never in flight) so that the peer's ack of
+  // its number is an ack of a number we sent.
+  SentPacket record;
+  record.number = p.packet_number;
+  record.sent_time = now;
+  record.bytes = bytes->size();
+  sent_.OnSent(std::move(record));
+  ++stats_.packets_sent;
+  stats_.bytes_sent += bytes->size();
+  ++stats_.path_challenges;
+  path_->bytes_sent += bytes->size();
+  ++path_->challenges_sent;
+  path_->next_send = now + PathValidationTimeout() / kMaxPathChallenges;
+  out->push_back(AddressedDatagram{path_->address, *std::move(bytes)});
+}
+
+Connection::PathOutcome Connection::TakePathOutcome(udp::SocketAddress* moved_from) {
+  if (path_ == nullptr || path_->running) return PathOutcome::kNone;
+  const PathOutcome outcome = path_->outcome;
+  if (outcome == PathOutcome::kMoved) *moved_from = path_->moved_from;
+  path_.reset();
+  return outcome;
+}
+
+void Connection::Process(absl::Time now, const proto::Packet& packet, size_t size,
+                         const udp::SocketAddress& from) {
   if (state_ == State::kClosed) {
     // Draining: answer a live peer's packets with our Close once more each.
     if (now < drain_until_ && peer_id_ != 0 && !packet.close) close_due_ = true;
@@ -534,6 +738,10 @@ void Connection::OnPacket(absl::Time now, const proto::Packet& packet, size_t si
   }
   if (packet.ack) OnAck(now, *packet.ack);
   if (state_ == State::kClosed) return;  // the ack was a protocol violation
+  if (packet.path_challenge && state_ == State::kEstablished) {
+    path_response_due_ = packet.path_challenge->data;  // the latest one wins
+  }
+  if (packet.path_response) OnPathResponse(now, *packet.path_response, from);
 
   bool accept = true;
   if (!packet.data.empty() && undelivered_bytes_ > options_.max_undelivered_bytes) {
@@ -566,7 +774,8 @@ void Connection::OnAck(absl::Time now, const proto::Ack& ack) {
   }
   stats_.spurious_losses += result->spurious.size();
   for (const SentPacket& p : result->spurious) {
-    if (p.ack_eliciting && !p.mtu_probe) {
+    // Packets of a path left behind never reach its successor's controller.
+    if (p.ack_eliciting && !p.mtu_probe && p.number >= path_first_number_) {
       cc_->OnSpuriousLoss(now, PacketInfo{p.number, p.sent_time, p.bytes});
     }
   }
@@ -991,9 +1200,14 @@ absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& pack
 }
 
 bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
+  return OnSealedFrom(now, datagram, peer_) == PathVerdict::kAccepted;
+}
+
+PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
+                                     const udp::SocketAddress& from) {
   const std::optional<proto::SealedHeader> header =
       proto::ParseSealedHeader(std::string_view(datagram.data(), datagram.size()));
-  if (protector_ == nullptr || !header) return false;
+  if (protector_ == nullptr || !header) return PathVerdict::kUnauthenticated;
   const uint64_t number = header->packet_number;
   // Opened into the thread's scratch buffer; the decoded fragments borrow
   // from it, so each payload is copied once more, into the reassembler.
@@ -1004,16 +1218,24 @@ bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
                       datagram.substr(proto::kSealedHeaderBytes), &opened)
            .ok()) {
     ++unauthenticated_;
-    return false;
+    return PathVerdict::kUnauthenticated;
   }
   // The inner packet must repeat the authenticated header.
   absl::StatusOr<proto::Packet> packet = codec_.DecodeView(opened);
   if (!packet.ok() || packet->packet_number != number || packet->connection_id != local_id_) {
     ++unauthenticated_;
-    return false;
+    return PathVerdict::kUnauthenticated;
   }
-  OnPacket(now, *packet, datagram.size());
-  return true;
+  if (!(from == peer_)) {
+    if (AdmitFromOtherAddress(now, number, datagram.size(), from, /*authenticated=*/true) ==
+        Admission::kRefuse) {
+      return PathVerdict::kRefusedAddress;
+    }
+  } else {
+    OnPacketFromPeer(number);
+  }
+  Process(now, *packet, datagram.size(), from);
+  return PathVerdict::kAccepted;
 }
 
 void Connection::Encode(absl::Time now, const proto::Packet& packet,
@@ -1112,8 +1334,9 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   const bool ping_probe = probe && probes_due_ == 1 && sent_.pto_count() > 0;
   // A packet with an AckFrequency frame carries no data (the fragment
   // budget has no room reserved for it).
+  // Nor does one with a PATH_RESPONSE (rare).
   const bool with_data = window_open && !ping_probe && !ack_frequency_due_ &&
-                         queue_.PeekPayloadSize().has_value();
+                         !path_response_due_ && queue_.PeekPayloadSize().has_value();
   if (acks_.HasNewPackets() || acks_.AckNow() || now >= acks_.AckDeadline()) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(
@@ -1171,13 +1394,15 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     p.ping = proto::Ping{};
     if (!probe) immediate_ack_requested_ = p.packet_number;
   }
-  if (!p.ack && p.data.empty() && !p.ping) return false;  // nothing to say
+  if (path_response_due_) p.path_response = proto::PathResponse{*path_response_due_};
+  if (!p.ack && p.data.empty() && !p.ping && !p.path_response) return false;  // nothing to say
   const bool eliciting = p.AckEliciting();
   const size_t before = out->size();
   Encode(now, p, out);
   if (out->size() == before) return false;
   ++next_packet_number_;
   if (p.ack) ++stats_.acks_sent;
+  if (p.path_response) path_response_due_.reset();
   if (p.ack_frequency) {
     ack_frequency_due_.reset();
     ack_frequency_lost_ = false;
@@ -1246,7 +1471,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
     const bool probe = probes_due_ > 0;
     const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
-    const bool keepalive = now >= KeepaliveDeadline();
+    const bool keepalive = ping_due_ || now >= KeepaliveDeadline();
     bool data = false;
     if (queue_.HasSendable()) {
       if (probe) {
@@ -1257,8 +1482,12 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
         if (!data) pacing_wakeup_ = at;
       }
     }
-    if (!probe && !ack_due && !data && !keepalive && !ack_frequency_due_) break;
+    if (!probe && !ack_due && !data && !keepalive && !ack_frequency_due_ &&
+        !path_response_due_) {
+      break;
+    }
     if (!SendOne(now, probe, keepalive, out)) break;
+    ping_due_ = false;
     if (probe) --probes_due_;
   }
   // Nothing to send with the window open: the controller's rate samples
@@ -1346,6 +1575,7 @@ void Connection::OnTimeout(absl::Time now) {
     }
   }
   if (pmtud_ && now >= pmtud_->NextTimeout()) pmtud_->OnTimeout(now);  // PMTU_RAISE_TIMER
+  if (path_ != nullptr && path_->running && now >= path_->deadline) AbandonPath();
   if (now >= next_expire_) {
     if (unreliable_reassembler_) {
       unreliable_reassembler_->Expire(now);
@@ -1369,7 +1599,13 @@ absl::Time Connection::NextTimeout() const {
   t = std::min(t, sent_.Deadline(rtt_));
   if (sent_.bytes_in_flight() > 0) t = std::min(t, last_progress_ + options_.peer_timeout);
   t = std::min(t, acks_.AckDeadline());
-  if (acks_.AckNow() || probes_due_ > 0) t = absl::InfinitePast();
+  if (acks_.AckNow() || probes_due_ > 0 || path_response_due_ || ping_due_) {
+    t = absl::InfinitePast();
+  }
+  if (path_ != nullptr && path_->running) {
+    t = std::min(t, path_->deadline);
+    if (path_->challenges_sent < kMaxPathChallenges) t = std::min(t, path_->next_send);
+  }
   t = std::min(t, KeepaliveDeadline());
   if (unreliable_reassembler_ && unreliable_reassembler_->partial_messages() > 0) {
     t = std::min(t, next_expire_);
@@ -1406,6 +1642,11 @@ ConnectionStats Connection::stats() const {
   s.mtu_probes_lost = stats_.mtu_probes_lost;
   s.mtu_black_holes = stats_.mtu_black_holes;
   s.unauthenticated_handshake = stats_.unauthenticated_handshake;
+  s.path_challenges = stats_.path_challenges;
+  s.migrations = stats_.migrations;
+  s.path_validation_failures = stats_.path_validation_failures;
+  s.wrong_address = stats_.wrong_address;
+  s.path_amplification_blocked = stats_.path_amplification_blocked;
   s.srtt = rtt_.smoothed();
   s.rttvar = rtt_.rttvar();
   s.min_rtt = rtt_.min_rtt();

@@ -78,6 +78,60 @@
 // connection. tests/reliable/connection_memory_test.cc measures it (about
 // 3 KB per idle server connection, endpoint included; docs/scale.md).
 //
+// Path validation and migration (RFC 9000 8.2 and 9, adapted): a server
+// connection follows its client to a new address (a NAT rebinding, or the
+// client's Runtime::Rebind) only after proving the client receives there.
+//   - Trigger: a packet for our id from an address other than peer() that
+//     (a) authenticates: sealed and opens (an encrypted connection), or, on
+//     an unencrypted one, decodes with a valid CRC: with no key nothing
+//     else can tell the peer from an on-path attacker (docs/security.md);
+//     (b) is not a duplicate (AckTracker::Contains), and
+//     (c) has the highest packet number received so far.
+//     Such a packet starts a validation of its address. When it is sealed
+//     it is also processed like any other (its acks and data count); a
+//     clear one (unencrypted connection) is read for its PATH_RESPONSE only
+//     and otherwise dropped unacknowledged (the peer retransmits), so that
+//     a clear packet from an address not validated never delivers data nor
+//     closes the connection. A sealed packet that passes (a) and (b) but
+//     not (c) (reordered around a rebinding) is processed without starting
+//     anything; anything else from another address is dropped unread
+//     (PathVerdict::kRefusedAddress; the endpoint counts it as
+//     wrong_address). Clients, and connections not established, never
+//     follow another address.
+//   - One validation at a time: a trigger from a third address replaces the
+//     running one. A packet from peer() numbered above the trigger abandons
+//     it (the peer is still there: someone replayed or forwarded its
+//     packet, RFC 9000 9.3.3); so does a trigger that is not answered in
+//     time (below).
+//   - Challenge: a numbered (sealed when encrypted) packet with a
+//     PATH_CHALLENGE of 8 bytes from the endpoint's CSPRNG (a seeded
+//     generator in tests), padded to min(1200, the base datagram size) when
+//     the budget below allows it (RFC 9000 8.2.1), unpadded when only that
+//     fits, not sent otherwise. It goes to the new address only (data keeps
+//     going to peer() until the move), outside the congestion window. Sent
+//     up to kMaxPathChallenges times, every PathValidationTimeout() / 3;
+//     the validation fails (counted, the connection stays where it is)
+//     PathValidationTimeout() after it started: 3 x max(PTO, the PTO of a
+//     new path with initial_rtt), as RFC 9000 8.2.4 suggests.
+//   - Amplification limit: the bytes sent to an address being validated
+//     never exceed 3x the bytes received from it (RFC 9000 8.1).
+//   - Response: a PATH_RESPONSE echoing the challenge's data, in a packet
+//     that passes (a) from the address being validated, completes the
+//     validation: peer() becomes that address, the congestion controller,
+//     pacer and RTT estimator restart from their initial state, path MTU
+//     discovery falls back to the base size and probes again, packets in
+//     flight on the old path are declared lost without telling the new
+//     controller (their fragments go out again on the new path), and an
+//     Event::kPathChanged (old_peer, peer) tells the application.
+//   - Answering: any established connection answers a PATH_CHALLENGE with a
+//     PATH_RESPONSE in its next packet to peer() (the only address a client
+//     accepts packets from), sent at once.
+// A spoofed packet (does not open), a replayed one (a duplicate number) or
+// an old one from another address therefore never moves a connection, nor
+// makes it send anything there. Clients never validate paths: a server does
+// not move. Nothing unauthenticated (ICMP, a forged clear packet on an
+// encrypted connection) closes a connection, as before.
+//
 // Not thread-safe (connections driven on one thread share its scratch
 // buffers). Copies the endpoint's codec limits.
 #ifndef UDPMSG_RELIABLE_CONNECTION_H_
@@ -264,10 +318,11 @@ struct Security {
 // What happened, for the application.
 struct Event {
   enum class Type {
-    kConnected,  // handshake done; Send may be used
-    kMessage,    // a message arrived (message, channel, mode, sequence)
-    kAcked,      // a reliable message we sent is fully acknowledged
-    kClosed,     // the connection is gone (close_reason, reason, by_peer)
+    kConnected,    // handshake done; Send may be used
+    kMessage,      // a message arrived (message, channel, mode, sequence)
+    kAcked,        // a reliable message we sent is fully acknowledged
+    kClosed,       // the connection is gone (close_reason, reason, by_peer)
+    kPathChanged,  // the peer moved (validated): old_peer -> peer
   };
   Type type = Type::kMessage;
   ConnectionId connection = 0;
@@ -283,9 +338,31 @@ struct Event {
   // kConnected on a client: the fingerprint of the identity the server proved
   // (packet_protection.h IdentityFingerprint); empty when it has none.
   std::string server_identity;
+  // kPathChanged: the address the peer left (`peer` is the new one).
+  udp::SocketAddress old_peer;
 };
 
 absl::string_view EventTypeName(Event::Type type);
+
+// Path validation (see "Path validation and migration" above).
+inline constexpr int kMaxPathChallenges = 3;
+// A challenge datagram is padded to this (or the base datagram size if
+// smaller) when the amplification budget allows.
+inline constexpr size_t kPathChallengeDatagram = 1200;
+
+// One datagram for an address other than the connection's peer (a path
+// challenge).
+struct AddressedDatagram {
+  udp::SocketAddress to;
+  std::string bytes;
+};
+
+// What a connection made of a datagram from a given address.
+enum class PathVerdict {
+  kAccepted,         // processed (from peer(), or a trigger/reordered packet)
+  kUnauthenticated,  // did not open or decode: dropped
+  kRefusedAddress,   // from another address and not acceptable: dropped unread
+};
 
 // An upper bound of the heap one queued message event holds besides its
 // payload: its share of the event deque's 512-byte blocks and their map,
@@ -348,6 +425,15 @@ struct ConnectionStats {
   // The AEAD sealing the connection's packets ("aes-256-gcm",
   // "chacha20-poly1305"), empty while it is not encrypted.
   std::string aead;
+  // Path validation: challenges sent, validations that moved the
+  // connection, validations abandoned (unanswered in time, or the peer
+  // showed up at its old address), packets from other addresses dropped
+  // unread, and challenges held back by the amplification limit.
+  uint64_t path_challenges = 0;
+  uint64_t migrations = 0;
+  uint64_t path_validation_failures = 0;
+  uint64_t wrong_address = 0;
+  uint64_t path_amplification_blocked = 0;
   std::string ToString() const;        // one line, for logs and the CLI
 };
 
@@ -382,6 +468,30 @@ class Connection final {
   // A sealed datagram (proto::kSealedVersion) whose connection id is ours.
   // False when it does not authenticate or does not decode (dropped).
   bool OnSealed(absl::Time now, absl::string_view datagram);
+  // The same from `from`, which may differ from peer() (see "Path
+  // validation and migration"). An unencrypted connection's plain packets
+  // go to OnPacketFrom; an encrypted one's sealed datagrams to OnSealedFrom.
+  PathVerdict OnPacketFrom(absl::Time now, const proto::Packet& packet, size_t size,
+                           const udp::SocketAddress& from);
+  PathVerdict OnSealedFrom(absl::Time now, absl::string_view datagram,
+                           const udp::SocketAddress& from);
+  // Appends datagrams for an address other than peer() to send now (path
+  // challenges, within the amplification limit). Call after Poll.
+  void PollPath(absl::Time now, std::vector<AddressedDatagram>* out);
+  // What the latest path validation came to, once: the address the
+  // connection left when it moved (`*moved_from`), or a failure. The
+  // endpoint calls it after every call into the connection.
+  enum class PathOutcome { kNone, kMoved, kFailed };
+  PathOutcome TakePathOutcome(udp::SocketAddress* moved_from);
+  // Whether a path validation is running, and the address it validates.
+  bool validating_path() const { return path_ != nullptr && path_->running; }
+  const udp::SocketAddress* validating_address() const {
+    return validating_path() ? &path_->address : nullptr;
+  }
+  // How long a path validation may take (see the class comment).
+  absl::Duration PathValidationTimeout() const;
+  // Test hook: the data of the next path challenges (0: random).
+  void set_path_challenge_data_for_testing(uint64_t data) { test_challenge_data_ = data; }
   bool encrypted() const { return protector_ != nullptr; }
 
   // The server saw the client's hello again (its Accept was lost): answer it.
@@ -434,6 +544,10 @@ class Connection final {
   // as larger than the interface MTU (EMSGSIZE): when it is the outstanding
   // path MTU probe's size, that size fails at once.
   void OnDatagramTooBig(absl::Time now, size_t size);
+  // This side moved to another local address (Runtime::Rebind): an
+  // established connection restarts its path estimates as a migration
+  // does and sends a ping at once, so the peer sees the new address.
+  void OnLocalRebind(absl::Time now);
   uint64_t queued_bytes() const { return queue_.queued_bytes(); }
   bool has_events() const { return events_ && !events_->empty(); }
   // Messages queued, data unacknowledged, or a Close not yet sent.
@@ -515,6 +629,31 @@ class Connection final {
   absl::Time WrongKeyDeadline() const;
   absl::Time PacingTime(absl::Time now) const;
   bool DataSendable();
+
+  // Path validation (see the class comment): whether a packet from `from`
+  // (not peer()) numbered `number` may be processed, starting or updating a
+  // validation; `authenticated` when it opened.
+  enum class Admission { kRefuse, kPathOnly, kProcess };
+  Admission AdmitFromOtherAddress(absl::Time now, uint64_t number, size_t size,
+                                  const udp::SocketAddress& from, bool authenticated);
+  // A packet from peer() numbered `number`: abandons a validation it
+  // proves stale.
+  void OnPacketFromPeer(uint64_t number);
+  void OnPathResponse(absl::Time now, const proto::PathResponse& response,
+                      const udp::SocketAddress& from);
+  void AbandonPath();
+  // Everything OnPacket does, for a packet from `from` (admitted).
+  void Process(absl::Time now, const proto::Packet& packet, size_t size,
+               const udp::SocketAddress& from);
+  // Moves to the validated address and restarts the path's estimates.
+  void Migrate(absl::Time now);
+  // Restarts congestion control, RTT and path MTU for a new path; packets
+  // in flight are lost without telling the new controller.
+  void ResetPathState(absl::Time now);
+  // The datagram size a fresh path starts at (sealed bytes included).
+  size_t BaseDatagramSize() const {
+    return pmtud_ ? pmtud_->options().base : max_datagram_ + SealOverhead();
+  }
 
   // Our own codec: the endpoint's limits with the negotiated datagram budget.
   proto::Codec codec_;
@@ -627,6 +766,32 @@ class Connection final {
   std::unique_ptr<PacketProtector> protector_;
   uint64_t unauthenticated_ = 0;
 
+  // Path validation: allocated for a trigger (an authenticated packet from
+  // another address), released when the endpoint takes its outcome.
+  struct PathValidation {
+    udp::SocketAddress address;
+    uint64_t data = 0;
+    uint64_t trigger = 0;  // the packet number that started or renewed it
+    absl::Time deadline;
+    absl::Time next_send;
+    int challenges_sent = 0;
+    uint64_t bytes_received = 0;  // from `address`
+    uint64_t bytes_sent = 0;      // to `address`
+    bool running = true;
+    bool blocked = false;  // a challenge waits for amplification budget
+    PathOutcome outcome = PathOutcome::kNone;
+    udp::SocketAddress moved_from;
+  };
+  std::unique_ptr<PathValidation> path_;
+  // A PATH_CHALLENGE to answer in the next packet.
+  std::optional<uint64_t> path_response_due_;
+  // A ping to send at once (after OnLocalRebind).
+  bool ping_due_ = false;
+  // The first packet number sent on the current path: acks and losses of
+  // older packets never reach its (fresh) congestion controller.
+  uint64_t path_first_number_ = 0;
+  uint64_t test_challenge_data_ = 0;
+
   // Created by the first event and dropped when the events are taken: an
   // idle connection holds no block of it (std::deque allocates at
   // construction).
@@ -652,6 +817,11 @@ class Connection final {
     uint64_t mtu_probes_lost = 0;
     uint64_t mtu_black_holes = 0;
     uint64_t unauthenticated_handshake = 0;
+    uint64_t path_challenges = 0;
+    uint64_t migrations = 0;
+    uint64_t path_validation_failures = 0;
+    uint64_t wrong_address = 0;
+    uint64_t path_amplification_blocked = 0;
     uint32_t peer_ack_threshold = 2;
   };
   Counters stats_;

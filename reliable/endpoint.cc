@@ -43,7 +43,9 @@ std::string EndpointStats::ToString() const {
                       " refused_late_full=", refused_late_full, " drained_early=", drained_early,
                       " key_exchanges=", key_exchanges,
                       " unauthenticated=", unauthenticated, " unreachable=", unreachable,
-                      " timer_wakeups=", timer_wakeups, " timers_fired=", timers_fired);
+                      " timer_wakeups=", timer_wakeups, " timers_fired=", timers_fired,
+                      " path_challenges=", path_challenges_sent, " migrations=", migrations,
+                      " path_failures=", path_validation_failures);
 }
 
 Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
@@ -155,6 +157,25 @@ void Endpoint::Flush(absl::Time now, Entry& e) {
     stats_.bytes_sent += bytes.size();
     outgoing_.push_back(Outgoing{c.peer(), std::move(bytes)});
   }
+  path_scratch_.clear();
+  c.PollPath(now, &path_scratch_);
+  for (AddressedDatagram& d : path_scratch_) {
+    ++stats_.datagrams_sent;
+    ++stats_.path_challenges_sent;
+    stats_.bytes_sent += d.bytes.size();
+    outgoing_.push_back(Outgoing{std::move(d.to), std::move(d.bytes)});
+  }
+  udp::SocketAddress moved_from;
+  switch (c.TakePathOutcome(&moved_from)) {
+    case Connection::PathOutcome::kMoved:
+      OnMigrated(e, moved_from);
+      break;
+    case Connection::PathOutcome::kFailed:
+      ++stats_.path_validation_failures;
+      break;
+    case Connection::PathOutcome::kNone:
+      break;
+  }
   Reschedule(e);
 }
 
@@ -212,13 +233,19 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
       ++stats_.malformed;
       return;
     }
-    Entry* e = Route(header->connection_id, from);
+    Entry* e = Route(header->connection_id);
     if (e == nullptr) return;
-    if (!e->connection->OnSealed(now, bytes)) {
-      ++stats_.unauthenticated;
-      return;
+    switch (e->connection->OnSealedFrom(now, bytes, from)) {
+      case PathVerdict::kAccepted:
+        Flush(now, *e);
+        return;
+      case PathVerdict::kUnauthenticated:
+        ++stats_.unauthenticated;
+        return;
+      case PathVerdict::kRefusedAddress:
+        ++stats_.wrong_address;
+        return;
     }
-    Flush(now, *e);
     return;
   }
   // Data payloads stay views into `bytes` (alive for this call): each is
@@ -232,27 +259,46 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     OnHello(now, from, *packet->hello, bytes.size());
     return;
   }
-  Entry* e = Route(packet->connection_id, from);
+  Entry* e = Route(packet->connection_id);
   if (e == nullptr) return;
   if (e->connection->encrypted()) {  // after an encrypted handshake only sealed packets count
     ++stats_.unauthenticated;
     return;
   }
-  e->connection->OnPacket(now, *packet, bytes.size());
+  if (e->connection->OnPacketFrom(now, *packet, bytes.size(), from) ==
+      PathVerdict::kRefusedAddress) {
+    ++stats_.wrong_address;
+    return;
+  }
   Flush(now, *e);
 }
 
-Endpoint::Entry* Endpoint::Route(ConnectionId id, const udp::SocketAddress& from) {
+Endpoint::Entry* Endpoint::Route(ConnectionId id) {
   auto it = connections_.find(id);
   if (it == connections_.end()) {
     ++stats_.unknown_connection;
     return nullptr;
   }
-  if (!(it->second.connection->peer() == from)) {
-    ++stats_.wrong_address;
-    return nullptr;
-  }
   return &it->second;
+}
+
+void Endpoint::OnMigrated(Entry& e, const udp::SocketAddress& moved_from) {
+  ++stats_.migrations;
+  Connection& c = *e.connection;
+  if (c.is_client()) return;  // clients never move (connection.h)
+  // The repeated-hello key follows the connection (a late hello from the
+  // old address then starts a new handshake, as from any address).
+  auto known = by_client_.find(ClientKey{moved_from.ToString(), c.peer_id()});
+  if (known != by_client_.end() && known->second == c.local_id()) by_client_.erase(known);
+  by_client_[ClientKey{c.peer().ToString(), c.peer_id()}] = c.local_id();
+  // The per-address count moves with it. Not capped: the move is validated,
+  // and refusing it would strand a live connection on a dead address.
+  const std::string prefix = udp::AddressPrefix(c.peer());
+  if (prefix != e.slot.prefix) {
+    Count(c.local_id(), e.slot, -1);
+    e.slot.prefix = prefix;
+    Count(c.local_id(), e.slot, +1);
+  }
 }
 
 void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
@@ -398,6 +444,7 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
   std::unique_ptr<Connection> c = Connection::Server(
       now, id, hello.client_connection_id, from, hello, options_.connection, &codec_,
       std::move(protector), public_key, confirmation, hooks_, identity, identity_confirmation);
+  if (options_.seed != 0) c->set_path_challenge_data_for_testing(rng_.Next() | 1);
   Entry& entry = Admit(now, std::move(c), prefix);
   by_client_[ClientKey{address, hello.client_connection_id}] = id;
   ++stats_.accepted;
@@ -499,6 +546,15 @@ void Endpoint::OnDatagramTooBig(absl::Time now, const udp::SocketAddress& peer, 
   for (ConnectionId id : ids) {
     Entry& e = connections_.find(id)->second;
     e.connection->OnDatagramTooBig(now, size);
+    Flush(now, e);
+  }
+}
+
+void Endpoint::OnLocalAddressChanged(absl::Time now) {
+  last_now_ = std::max(last_now_, now);
+  for (ConnectionId id : clients_) {  // ascending: a deterministic order
+    Entry& e = connections_.find(id)->second;
+    e.connection->OnLocalRebind(now);
     Flush(now, e);
   }
 }

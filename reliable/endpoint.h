@@ -52,6 +52,16 @@
 // Each refusal has its own counter in EndpointStats. Each connection bounds
 // its own buffers (see connection.h).
 //
+// Path validation (connection.h, "Path validation and migration"): a
+// datagram goes to the connection its id names whatever its source
+// address; the connection decides whether a packet from another address is
+// processed and starts a validation (PATH_CHALLENGE to that address, within
+// 3x what it received from there), or is dropped (wrong_address). When a
+// server connection moves, its per-address count and repeated-hello key
+// move with it (a move is never refused for the new address's cap: it is
+// validated, and the old address is gone). EndpointStats counts challenges,
+// migrations and failed validations.
+//
 // Timers: the endpoint files every connection's next deadline in one ordered
 // set, refiled whenever the connection is touched (a datagram for it, a
 // Send, a Close, its timer, its events taken), so NextTimeout() is O(1),
@@ -152,7 +162,12 @@ struct EndpointStats {
   uint64_t bytes_sent = 0;
   uint64_t malformed = 0;           // failed to decode (corrupt, truncated, ...)
   uint64_t unknown_connection = 0;  // no such connection id
-  uint64_t wrong_address = 0;       // known id from another address
+  // A known id from another address that the connection refused unread: a
+  // client's (clients never move) or a connection's not established, a
+  // duplicate (replayed) number, or on an unencrypted connection a packet
+  // not newer than every one received (connection.h, "Path validation").
+  // Sealed datagrams that do not open count as unauthenticated instead.
+  uint64_t wrong_address = 0;
   uint64_t hellos = 0;
   uint64_t challenges_sent = 0;
   uint64_t bad_cookies = 0;
@@ -173,6 +188,11 @@ struct EndpointStats {
   // connections they ran (each touches only those: see "Timers").
   uint64_t timer_wakeups = 0;
   uint64_t timers_fired = 0;
+  // Path validation (connection.h): challenges sent to new addresses,
+  // connections moved to a validated address, validations abandoned.
+  uint64_t path_challenges_sent = 0;
+  uint64_t migrations = 0;
+  uint64_t path_validation_failures = 0;
   std::string ToString() const;
 };
 
@@ -223,6 +243,11 @@ class Endpoint final {
   // (Connection::OnDatagramTooBig) instead of after three losses. Local
   // information only (no packet from anyone), so it is trusted.
   void OnDatagramTooBig(absl::Time now, const udp::SocketAddress& peer, size_t size);
+  // The driver moved this endpoint to another local address
+  // (Runtime::Rebind): every established client connection restarts its
+  // path estimates and sends a ping at once (Connection::OnLocalRebind), so
+  // its servers see the new address and validate it.
+  void OnLocalAddressChanged(absl::Time now);
 
   // Test hook: connections created from now on use `hooks` (see TestHooks in
   // connection.h). Tests call it right after construction, on both peers
@@ -308,9 +333,13 @@ class Endpoint final {
   void Reschedule(Entry& e);
   // The key `deadline` is filed under (class comment in endpoint.cc).
   absl::Time TimerKey(absl::Time deadline) const;
-  // The entry `id` if it exists and `from` is its peer; else counts
-  // unknown_connection / wrong_address and returns null.
-  Entry* Route(ConnectionId id, const udp::SocketAddress& from);
+  // The entry `id` if it exists; else counts unknown_connection and
+  // returns null. Whatever the address: the connection decides (see "Path
+  // validation" in the class comment).
+  Entry* Route(ConnectionId id);
+  // `e`'s connection moved from `moved_from` to its peer(): counts it and
+  // moves its by_client_ key and per-address count.
+  void OnMigrated(Entry& e, const udp::SocketAddress& moved_from);
   // Removes `id` if its connection is finished at `now`; true if it did.
   bool ReapIfFinished(absl::Time now, ConnectionId id);
   // Forgets closed connections whose events were taken, drain or not.
@@ -344,6 +373,7 @@ class Endpoint final {
   // The latest time any call passed in (timer coalescing reference).
   absl::Time last_now_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
+  std::vector<AddressedDatagram> path_scratch_;
   size_t members_ = 0;
   size_t unconfirmed_ = 0;
   size_t closed_ = 0;

@@ -41,9 +41,10 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::Create(const Options& options)
   return CreateOnSocket(options, *std::move(socket));
 }
 
-absl::StatusOr<std::unique_ptr<Runtime>> Runtime::CreateOnSocket(const Options& options,
-                                                                  udp::DatagramSocket socket_in) {
-  udp::DatagramSocket* socket = &socket_in;
+namespace {
+
+// What every runtime socket gets, from CreateOnSocket and Rebind.
+absl::Status PrepareSocket(const Runtime::Options& options, udp::DatagramSocket* socket) {
   if (absl::Status s = socket->SetNonBlocking(true); !s.ok()) return s;
   // ICMP port/host unreachable for a peer still connecting ends the attempt
   // at once (Endpoint::OnPeerUnreachable) instead of after the handshake
@@ -62,6 +63,15 @@ absl::StatusOr<std::unique_ptr<Runtime>> Runtime::CreateOnSocket(const Options& 
     socket->EnableSegmentation().IgnoreError();
     socket->EnableCoalescing().IgnoreError();
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Runtime>> Runtime::CreateOnSocket(const Options& options,
+                                                                  udp::DatagramSocket socket_in) {
+  udp::DatagramSocket* socket = &socket_in;
+  if (absl::Status s = PrepareSocket(options, socket); !s.ok()) return s;
   absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
   if (!local.ok()) return local.status();
   absl::StatusOr<udp::Poller> poller = udp::Poller::Create();
@@ -123,6 +133,32 @@ absl::Status Runtime::SetChannelPriority(ConnectionId id, uint32_t channel, uint
 absl::Status Runtime::Close(ConnectionId id, std::string reason, bool flush) {
   absl::Status s = endpoint_->Close(clock_->Now(), id, std::move(reason), flush);
   if (!s.ok()) return s;
+  return SendPending();
+}
+
+absl::Status Runtime::Rebind(const udp::SocketAddress& bind) {
+  if (options_.endpoint.accept_incoming) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("rebind to ", bind.ToString(),
+                     ": a server cannot move (its clients would not follow)"));
+  }
+  absl::StatusOr<udp::DatagramSocket> socket =
+      udp::DatagramSocket::Bind(bind, SocketOptions(options_));
+  if (!socket.ok()) return socket.status();
+  if (absl::Status s = PrepareSocket(options_, &*socket); !s.ok()) return s;
+  absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
+  if (!local.ok()) return local.status();
+  // The new socket is registered before the old one leaves: on an error
+  // here the runtime keeps its old socket, unchanged.
+  if (absl::Status s = poller_.Remove(socket_.fd()); !s.ok()) return s;
+  if (absl::Status s = poller_.Add(socket->fd(), udp::Poller::kReadable, kSocketToken); !s.ok()) {
+    poller_.Add(socket_.fd(), udp::Poller::kReadable, kSocketToken).IgnoreError();
+    return s;
+  }
+  socket_ = *std::move(socket);  // closes the old one
+  local_ = *local;
+  want_writable_ = false;
+  endpoint_->OnLocalAddressChanged(clock_->Now());
   return SendPending();
 }
 

@@ -129,6 +129,19 @@ class Runtime final {
   absl::Status SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
                                   uint32_t weight);
 
+  // Client migration: moves to a new socket bound to `bind` (e.g. [::]:0
+  // for any new port, or another local address) and closes the old one.
+  // Every client connection sends a ping at once from the new address (the
+  // server validates it and follows: connection.h "Path validation and
+  // migration") and restarts its own path estimates (congestion window,
+  // RTT, path MTU). Datagrams still queued for the old socket leave from
+  // the new one; those in flight to the old address are lost (and
+  // retransmitted). On an error the runtime keeps its old socket.
+  // FAILED_PRECONDITION for a runtime that accepts incoming connections (a
+  // server cannot move). Otherwise the errno status of the failed call,
+  // naming the address ("bind 127.0.0.1:9000: Address already in use").
+  absl::Status Rebind(const udp::SocketAddress& bind);
+
   // Runs the loop until there are events or watched descriptors are ready,
   // or `timeout` passes (then returns an empty result). Socket errors other
   // than "would block" are returned.

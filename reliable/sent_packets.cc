@@ -209,6 +209,19 @@ SentPackets::TimeoutResult SentPackets::OnTimeout(absl::Time now, const RttEstim
   return result;
 }
 
+std::vector<SentPacket> SentPackets::AbandonAll() {
+  std::vector<SentPacket> out;
+  out.reserve(packets_.size());
+  for (auto& [number, packet] : packets_) out.push_back(std::move(packet));
+  packets_.clear();
+  bytes_in_flight_ = 0;
+  eliciting_in_flight_ = 0;
+  loss_time_ = absl::InfiniteFuture();
+  pto_count_ = 0;
+  first_rtt_sample_ = absl::InfinitePast();
+  return out;
+}
+
 void SentPackets::Clear() {
   packets_.clear();
   recently_lost_.clear();

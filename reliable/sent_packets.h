@@ -128,6 +128,12 @@ class SentPackets final {
 
   // Stops tracking everything (connection closed); returns nothing.
   void Clear();
+  // The connection moved to a new path (connection.h, "Path validation and
+  // migration"): returns every packet in flight, ascending, and forgets
+  // them without remembering them as lost (a later ack of one is ignored and
+  // raises no reordering threshold); the probe count, loss timer and first
+  // RTT sample start over. The thresholds in force are kept.
+  std::vector<SentPacket> AbandonAll();
 
   uint64_t bytes_in_flight() const { return bytes_in_flight_; }
   size_t size() const { return packets_.size(); }

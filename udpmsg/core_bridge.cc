@@ -56,6 +56,8 @@ Event::Type FromReliableType(reliable::Event::Type type) {
       return Event::Type::kAcked;
     case reliable::Event::Type::kClosed:
       return Event::Type::kClosed;
+    case reliable::Event::Type::kPathChanged:
+      return Event::Type::kPathChanged;
   }
   return Event::Type::kClosed;
 }
@@ -76,6 +78,7 @@ Event FromReliableEvent(reliable::Event&& e) {
   out.reason = std::move(e.reason);
   out.by_peer = e.by_peer;
   out.server_identity = std::move(e.server_identity);
+  out.old_peer = e.old_peer;
   return out;
 }
 

@@ -14,6 +14,8 @@ absl::string_view EventTypeName(Event::Type type) {
       return "acked";
     case Event::Type::kClosed:
       return "closed";
+    case Event::Type::kPathChanged:
+      return "path changed";
   }
   return "?";
 }

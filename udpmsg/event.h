@@ -2,7 +2,11 @@
 //
 // Every change an application learns about is an Event: a connection became
 // usable (kConnected), a message arrived (kMessage), a reliable message we
-// sent was fully acknowledged (kAcked), or a connection is gone (kClosed).
+// sent was fully acknowledged (kAcked), a connection is gone (kClosed), or
+// a client's address changed and the server validated the new one
+// (kPathChanged: a NAT rebinding, or the client's Host::Rebind; `old_peer`
+// is the address it left, `peer` the new one; servers only, and nothing to
+// do: the connection already sends to the new address).
 // A closed connection's `close_reason` is the library's own CloseReason,
 // never a wire code; `reason` is human-readable detail and `by_peer` says
 // which side decided.
@@ -13,6 +17,7 @@
 //       case udpmsg::Event::Type::kConnected: ...; break;
 //       case udpmsg::Event::Type::kMessage:   Use(e.connection, e.message); break;
 //       case udpmsg::Event::Type::kAcked:     break;
+//       case udpmsg::Event::Type::kPathChanged: break;  // e.old_peer -> e.peer
 //       case udpmsg::Event::Type::kClosed:
 //         std::fprintf(stderr, "%s: %s\n",
 //                      std::string(udpmsg::CloseReasonName(e.close_reason)).c_str(),
@@ -66,6 +71,7 @@ struct Event {
     kMessage,    // a message arrived: channel, mode, sequence, message
     kAcked,      // a reliable message we sent is acknowledged: channel, mode, sequence, bytes
     kClosed,     // the connection is gone: close_reason, reason, by_peer
+    kPathChanged,  // the peer moved to a validated address: old_peer -> peer
   };
   Type type = Type::kMessage;
   ConnectionId connection = 0;
@@ -81,9 +87,11 @@ struct Event {
   // kConnected on a client: the fingerprint of the identity the server proved
   // ("udpmsg-id:..."), empty when the server has none.
   std::string server_identity;
+  // kPathChanged: the address the peer moved from (`peer` is the new one).
+  SocketAddress old_peer;
 };
 
-// "connected", "message", "acked", "closed".
+// "connected", "message", "acked", "closed", "path changed".
 absl::string_view EventTypeName(Event::Type type);
 
 }  // namespace udpmsg

@@ -71,6 +71,8 @@ absl::Status Host::Close(ConnectionId id, std::string reason, bool flush) {
   return runtime_->Close(id, std::move(reason), flush);
 }
 
+absl::Status Host::Rebind(const SocketAddress& bind) { return runtime_->Rebind(bind); }
+
 absl::StatusOr<Host::PollResult> Host::Poll(absl::Duration timeout) {
   absl::StatusOr<reliable::Runtime::PollResult> r = runtime_->Poll(timeout);
   if (!r.ok()) return r.status();

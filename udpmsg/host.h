@@ -178,6 +178,18 @@ class Host final {
   // NOT_FOUND for an unknown id. Closing twice is harmless.
   absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
 
+  // Client migration (a laptop changing networks, or testing NAT
+  // rebinding): moves this host to a new socket bound to `bind` (e.g.
+  // SocketAddress::Any(kIpv6, 0) for a new port) and closes the old one.
+  // Every client connection pings its server at once from the new address;
+  // the server validates the address and follows (its application sees
+  // Event::kPathChanged). local_address() reports the new address. On an
+  // error the host keeps its old socket.
+  // FAILED_PRECONDITION for a host that accepts incoming connections (a
+  // server cannot move). Otherwise the errno status of the failed call,
+  // naming the address ("bind 127.0.0.1:9000: Address already in use").
+  absl::Status Rebind(const SocketAddress& bind);
+
   // Runs until there are events or watched descriptors are ready, or
   // `timeout` passes (an empty result). Socket errors other than "would
   // block" are returned (with errno text).

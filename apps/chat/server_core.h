@@ -74,6 +74,15 @@
 //     message (is the client newer than the server?)".
 //   Error texts quote peer text through Displayable.
 //
+// Addresses: a member's address key is the address it joined from, kept in
+// the room's roster for the per-address limits and the same-address nick
+// probe. A member whose connection later moves (a NAT rebinding, validated
+// by the transport: Event::kPathChanged) keeps that key until it leaves:
+// the limits are admission rules (a join from the new address counts that
+// address as usual), the roster may be shared across shards and servers
+// (RedisRoom), and the transport already sends to the new address. The
+// connection is the member's identity, not its address.
+//
 // Bounds: at most max_members members and max_pending pending connections.
 // Per member the core holds its nick (at most kMaxNickBytes), id, address
 // key, three token buckets and its backlog (allocated only while it holds

@@ -32,6 +32,10 @@ void ServerOnHost::OnEvent(absl::Time now, const Event& e) {
     case Event::Type::kAcked:  // opens the member's window for its backlog
       if (e.channel == kChannel) core_->OnAcked(now, e.connection, e.bytes);
       break;
+    case Event::Type::kPathChanged:
+      // The member keeps the address key it joined from (server_core.h,
+      // "Addresses"): the connection follows the move by itself.
+      break;
   }
   Execute(now);
 }

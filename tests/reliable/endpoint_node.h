@@ -27,6 +27,7 @@ class EndpointNode final : public sim::Node {
 
   void OnDatagram(absl::Time now, const udp::SocketAddress& from, const udp::SocketAddress&,
                   absl::string_view bytes) override {
+    if (received_log_ != nullptr) received_log_->push_back(std::string(bytes));
     endpoint_.OnDatagram(now, from, bytes);
     Collect();
   }
@@ -61,6 +62,8 @@ class EndpointNode final : public sim::Node {
   std::vector<reliable::Event>& events() { return events_; }
   // Records every datagram this node sends (borrowed; null to stop).
   void set_sent_log(std::vector<std::string>* log) { sent_log_ = log; }
+  // Records every datagram this node receives (borrowed; null to stop).
+  void set_received_log(std::vector<std::string>* log) { received_log_ = log; }
   void set_on_event(std::function<void(const reliable::Event&)> hook) {
     on_event_ = std::move(hook);
   }
@@ -83,6 +86,7 @@ class EndpointNode final : public sim::Node {
   std::vector<reliable::Event> events_;
   std::function<void(const reliable::Event&)> on_event_;
   std::vector<std::string>* sent_log_ = nullptr;
+  std::vector<std::string>* received_log_ = nullptr;
   uint64_t wakeups_ = 0;
 };
 

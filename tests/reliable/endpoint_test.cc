@@ -513,12 +513,13 @@ TEST(EndpointTest, MalformedAndMisdirectedDatagramsChangeNothing) {
   uint64_t unknown = 0;
   uint64_t wrong = 0;
 
-  // Valid established-connection packets of every kind, for `id`.
-  auto valid_packets = [&](ConnectionId id) {
+  // Valid established-connection packets of every kind, for `id`, numbered
+  // in [base, base + span).
+  auto valid_packets = [&](ConnectionId id, uint64_t base = 100'000, uint64_t span = 1000) {
     std::vector<proto::Packet> out;
     proto::Packet ping;
     ping.connection_id = id;
-    ping.packet_number = 100'000 + rng.Uniform(1000);
+    ping.packet_number = base + rng.Uniform(span);
     ping.ping = proto::Ping{};
     out.push_back(ping);
     proto::Packet data = ping;
@@ -592,11 +593,15 @@ TEST(EndpointTest, MalformedAndMisdirectedDatagramsChangeNothing) {
     }
   }
   // Valid packets for the live connection from other addresses (same IP
-  // other port, other IP same port, elsewhere), a close included.
+  // other port, other IP same port, elsewhere), a close included, numbered
+  // no higher than what the server has received: on this unencrypted
+  // connection such packets are neither processed nor a reason to validate
+  // the address (a newer number would start a path validation: see
+  // PathValidation* below).
   for (const udp::SocketAddress& from :
        {Addr("10.0.0.2:5001"), Addr("10.0.0.3:5000"), Addr("203.0.113.9:5000"),
         Addr("[fd00::2]:5000")}) {
-    for (const proto::Packet& p : valid_packets(server_id)) {
+    for (const proto::Packet& p : valid_packets(server_id, /*base=*/1, /*span=*/3)) {
       feed(from, Encode(codec, p));
       ++wrong;
     }
@@ -2306,6 +2311,388 @@ TEST(EndpointTest, SameSeedsGiveByteIdenticalDatagrams) {
     // A different seed gives a different run (the seed matters).
     EXPECT_NE(a, RunSmallLossyScenario(seed + 100));
   }
+}
+
+// ---------------------------------------------------------------------------
+// Path validation and migration (connection.h, "Path validation and
+// migration"). The server endpoint is driven by hand: the client's genuine
+// datagrams are captured from its sent log and delivered from other
+// addresses, so nothing runs that the test does not decide.
+
+// A connected pair (10 ms each way) whose client's datagrams are logged.
+class PathNet {
+ public:
+  PathNet(uint64_t seed, bool encrypt)
+      : net_(seed, Lossy(), Options(ServerOptions(seed), encrypt),
+             Options(ClientOptions(seed), encrypt)) {
+    net_.client().set_sent_log(&client_sent_);
+    net_.server().set_received_log(&server_received_);
+    client_id_ = net_.Connect();
+    server_id_ = net_.ServerConnection();
+    EXPECT_NE(server_id_, 0u);
+    ExchangeMessages(net_.sim(), net_.client(), client_id_, net_.server(), server_id_, 1,
+                     "before");
+    net_.sim().RunFor(absl::Milliseconds(200));  // everything sent has arrived
+  }
+
+  // A genuine datagram of the client carrying `message` that the server has
+  // not seen: the client's path drops it.
+  std::string Unseen(const std::string& message) {
+    impairment::ImpairmentConfig drop = Lossy();
+    drop.loss = 1.0;
+    EXPECT_TRUE(sim().SetLink(net_.client().address(), net_.server().address(), drop).ok());
+    client_sent_.clear();
+    EXPECT_TRUE(net_.client()
+                    .endpoint()
+                    .Send(sim().now(), client_id_, 1, DeliveryMode::kReliableOrdered, message)
+                    .ok());
+    sim().PollAll();
+    EXPECT_TRUE(sim().SetLink(net_.client().address(), net_.server().address(), Lossy()).ok());
+    EXPECT_EQ(client_sent_.size(), 1u);
+    return client_sent_.empty() ? std::string() : client_sent_.back();
+  }
+
+  // The server, by hand: feeds `bytes` from `from` now.
+  void Deliver(const udp::SocketAddress& from, absl::string_view bytes) {
+    server().OnDatagram(sim().now(), from, bytes);
+  }
+  // Takes the server's datagrams; returns the bytes it sent to `to`, adding
+  // each datagram's size to `*sizes`.
+  uint64_t SentTo(const udp::SocketAddress& to, std::vector<size_t>* sizes = nullptr) {
+    uint64_t bytes = 0;
+    for (const Outgoing& o : server().TakeOutgoing()) {
+      if (!(o.peer == to)) continue;
+      bytes += o.bytes.size();
+      if (sizes != nullptr) sizes->push_back(o.bytes.size());
+    }
+    return bytes;
+  }
+  // Runs the simulation for `d` with the client cut off (both its links
+  // drop everything); returns the bytes the server sent to `to` meanwhile
+  // and adds the number of datagrams to `*count`.
+  uint64_t RunServerAlone(absl::Duration d, const udp::SocketAddress& to, size_t* count = nullptr) {
+    uint64_t bytes = SentTo(to);
+    if (count != nullptr && bytes > 0) ++*count;  // callers check the first one by hand
+    impairment::ImpairmentConfig drop = Lossy();
+    drop.loss = 1.0;
+    const udp::SocketAddress c = net_.client().address();
+    const udp::SocketAddress s = net_.server().address();
+    EXPECT_TRUE(sim().SetLink(c, s, drop).ok());
+    EXPECT_TRUE(sim().SetLink(s, c, drop).ok());
+    const sim::Simulator::PathStats before = sim().path_stats(s, to);
+    sim().PollAll();
+    sim().RunFor(d);
+    const sim::Simulator::PathStats after = sim().path_stats(s, to);
+    EXPECT_TRUE(sim().SetLink(c, s, Lossy()).ok());
+    EXPECT_TRUE(sim().SetLink(s, c, Lossy()).ok());
+    if (count != nullptr) *count += after.packets_sent - before.packets_sent;
+    return bytes + after.bytes_sent - before.bytes_sent;
+  }
+
+  sim::Simulator& sim() { return net_.sim(); }
+  Pair& net() { return net_; }
+  Endpoint& server() { return net_.server().endpoint(); }
+  ConnectionId client_id() const { return client_id_; }
+  ConnectionId server_id() const { return server_id_; }
+  const std::vector<std::string>& client_sent() const { return client_sent_; }
+  // What the server received through the simulator (from the client).
+  const std::vector<std::string>& server_received() const { return server_received_; }
+  udp::SocketAddress client_address() { return net_.client().address(); }
+
+ private:
+  static EndpointOptions Options(EndpointOptions o, bool encrypt) {
+    o.encrypt = encrypt;
+    return o;
+  }
+
+  Pair net_;
+  std::vector<std::string> client_sent_;
+  std::vector<std::string> server_received_;
+  ConnectionId client_id_ = 0;
+  ConnectionId server_id_ = 0;
+};
+
+TEST(PathValidationTest, AnAuthenticatedNewerPacketFromANewAddressGetsAPaddedChallenge) {
+  const uint64_t seed = 901;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  const std::string unseen = p.Unseen(std::string(900, 'm'));  // a large datagram
+  p.server().TakeOutgoing();
+  p.Deliver(moved, unseen);
+  std::vector<size_t> sizes;
+  const uint64_t sent = p.SentTo(moved, &sizes);
+  // One challenge, padded to 1200 bytes (RFC 9000 8.2.1): within 3x.
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_EQ(sizes[0], reliable::kPathChallengeDatagram);
+  EXPECT_LE(sent, 3 * unseen.size());
+  EXPECT_EQ(p.server().stats().path_challenges_sent, 1u);
+  // Sealed: it opens with the client's keys only, so the new address cannot
+  // answer unless the client is really there. Its message was processed.
+  std::vector<Event> events = p.server().TakeEvents();
+  EXPECT_EQ(CountType(events, Event::Type::kMessage), 1u);
+  EXPECT_EQ(CountType(events, Event::Type::kPathChanged), 0u);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
+}
+
+TEST(PathValidationTest, ChallengesStayWithinThreeTimesWhatTheAddressSentThenTheValidationFails) {
+  const uint64_t seed = 902;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  const std::string unseen = p.Unseen("x");  // a small datagram: no room for padding
+  p.server().TakeOutgoing();
+  p.Deliver(moved, unseen);
+  std::vector<size_t> sizes;
+  uint64_t sent = p.SentTo(moved, &sizes);
+  ASSERT_EQ(sizes.size(), 1u);
+  EXPECT_LT(sizes[0], reliable::kPathChallengeDatagram);  // no room for padding
+  size_t count = 1;
+  sent += p.RunServerAlone(absl::Seconds(4), moved, &count);  // nobody answers
+  EXPECT_LE(count, static_cast<size_t>(reliable::kMaxPathChallenges));
+  EXPECT_LE(sent, 3 * unseen.size()) << "amplification over 3x toward an unvalidated address";
+  const reliable::EndpointStats& stats = p.server().stats();
+  EXPECT_EQ(stats.path_challenges_sent, count);
+  EXPECT_EQ(stats.path_validation_failures, 1u);
+  EXPECT_EQ(stats.migrations, 0u);
+  const reliable::ConnectionStats c = *p.server().Stats(p.server_id());
+  EXPECT_EQ(c.path_validation_failures, 1u);
+  EXPECT_EQ(c.path_challenges, count);
+  if (count < static_cast<size_t>(reliable::kMaxPathChallenges)) {
+    EXPECT_GE(c.path_amplification_blocked, 1u);
+  }
+}
+
+TEST(PathValidationTest, AnUnansweredValidationTimesOutAndTheConnectionStaysOnItsPath) {
+  const uint64_t seed = 903;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  const std::string unseen = p.Unseen(std::string(900, 'm'));
+  p.server().TakeOutgoing();
+  p.Deliver(moved, unseen);
+  size_t count = 0;
+  // The validation times out after 3 x max(PTO, the initial PTO): about 3 s.
+  p.RunServerAlone(absl::Seconds(4), moved, &count);
+  EXPECT_EQ(count, static_cast<size_t>(reliable::kMaxPathChallenges));
+  EXPECT_EQ(p.server().stats().path_validation_failures, 1u);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
+  // Nothing more goes there, and the connection still works on its path.
+  EXPECT_EQ(p.RunServerAlone(absl::Milliseconds(500), moved), 0u);
+  p.sim().PollAll();
+  // (The blackout backed both sides' probe timers off to seconds: give the
+  // exchange longer than ExchangeMessages does.)
+  ASSERT_TRUE(p.server()
+                  .Send(p.sim().now(), p.server_id(), 2, DeliveryMode::kReliableOrdered, "after")
+                  .ok());
+  p.sim().PollAll();
+  ASSERT_TRUE(p.sim().RunUntil(
+      [&] { return CountFor(p.net().server(), p.server_id(), Event::Type::kAcked) == 2; },
+      p.sim().now() + absl::Seconds(30)));
+  EXPECT_THAT(Received(p.net().client(), p.client_id(), 2), ::testing::ElementsAre("after"));
+  EXPECT_EQ(p.net().server().Count(Event::Type::kPathChanged), 0u);
+  EXPECT_EQ(p.net().server().Count(Event::Type::kClosed), 0u);
+}
+
+TEST(PathValidationTest, SpoofedOrForgedDatagramsFromANewAddressGetNothing) {
+  const uint64_t seed = 904;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  const std::string unseen = p.Unseen(std::string(500, 'm'));
+  p.server().TakeOutgoing();
+  const reliable::EndpointStats before = p.server().stats();
+  reliable::DeterministicRng rng(seed);
+  uint64_t fed = 0;
+  // Garbage behind a right header; the genuine datagram with one bit
+  // flipped anywhere past the header (does not open); a clear packet with a
+  // valid checksum and the newest number (an encrypted connection takes
+  // only sealed ones).
+  for (int i = 0; i < 200; ++i) {
+    proto::SealedHeader h{p.server_id(), 1'000'000 + rng.Uniform(1000)};
+    std::string garbage = proto::EncodeSealedHeader(h) + std::string(40 + rng.Uniform(1000), '\0');
+    for (size_t j = proto::kSealedHeaderBytes; j < garbage.size(); ++j) {
+      garbage[j] = static_cast<char>(rng.Next());
+    }
+    p.Deliver(moved, garbage);
+    std::string flipped = unseen;
+    const uint64_t bit = proto::kSealedHeaderBytes * 8 +
+                         rng.Uniform((flipped.size() - proto::kSealedHeaderBytes) * 8);
+    flipped[bit / 8] ^= static_cast<char>(1 << (bit % 8));
+    p.Deliver(moved, flipped);
+    fed += 2;
+  }
+  proto::Packet clear;
+  clear.connection_id = p.server_id();
+  clear.packet_number = 2'000'000;
+  clear.ping = proto::Ping{};
+  clear.close = proto::Close{proto::kCloseApplication, "forged"};
+  p.Deliver(moved, Encode(MakeCodec(), clear));
+  ++fed;
+  EXPECT_EQ(p.SentTo(moved), 0u);
+  const reliable::EndpointStats& after = p.server().stats();
+  EXPECT_EQ(after.unauthenticated - before.unauthenticated, fed);
+  EXPECT_EQ(after.path_challenges_sent, 0u);
+  EXPECT_TRUE(p.server().TakeEvents().empty());
+  EXPECT_TRUE(p.server().IsEstablished(p.server_id()));
+  // The genuine one still counts (the forgeries used nothing up).
+  p.Deliver(moved, unseen);
+  EXPECT_GT(p.SentTo(moved), 0u);
+}
+
+void RunReplays(bool encrypt) {
+  const uint64_t seed = encrypt ? 905 : 915;
+  SCOPED_TRACE(absl::StrCat("seed=", seed, " encrypt=", encrypt));
+  PathNet p(seed, encrypt);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  // Replays: every numbered datagram the server received, from
+  // elsewhere (hellos would get the ordinary stateless handshake answer).
+  std::vector<std::string> seen;
+  const proto::Codec codec = MakeCodec(16384);
+  for (const std::string& d : p.server_received()) {
+    if (static_cast<uint8_t>(d[0]) == proto::kSealedVersion) {
+      seen.push_back(d);
+    } else if (absl::StatusOr<proto::Packet> pk = codec.Decode(d); pk.ok() && !pk->hello) {
+      seen.push_back(d);
+    }
+  }
+  ASSERT_GE(seen.size(), 2u);
+  const std::string older = p.Unseen("older");
+  const std::string newer = p.Unseen("newer");
+  p.server().TakeOutgoing();
+  // The newer one arrives first, from the client's own address; the older
+  // one, from elsewhere, is genuine but old (reordered): sealed it is
+  // processed and starts nothing, clear it is dropped.
+  p.Deliver(p.client_address(), newer);
+  const reliable::EndpointStats before = p.server().stats();
+  p.Deliver(moved, older);
+  for (const std::string& d : seen) p.Deliver(moved, d);
+  p.Deliver(moved, newer);  // a duplicate now
+  const reliable::EndpointStats& after = p.server().stats();
+  // Sealed replays fail the protector's replay window (unauthenticated);
+  // clear ones the connection's duplicate check (wrong_address).
+  EXPECT_EQ(after.unauthenticated - before.unauthenticated + after.wrong_address -
+                before.wrong_address,
+            seen.size() + 1 + (encrypt ? 0 : 1));
+  EXPECT_EQ(p.SentTo(moved), 0u);
+  EXPECT_EQ(p.RunServerAlone(absl::Seconds(4), moved), 0u);
+  EXPECT_EQ(p.server().stats().path_challenges_sent, 0u);
+  EXPECT_EQ(p.server().stats().migrations, 0u);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
+}
+
+TEST(PathValidationTest, AReplayedOrOldPacketFromANewAddressMovesNothingAndGetsNothing) {
+  RunReplays(/*encrypt=*/true);
+}
+TEST(PathValidationTest, UnencryptedAReplayedOrOldPacketFromANewAddressGetsNothing) {
+  RunReplays(/*encrypt=*/false);
+}
+
+TEST(PathValidationTest, AForwardedPacketIsAbandonedWhenThePeerShowsUpAtItsAddress) {
+  // RFC 9000 9.3.3: someone relays a genuine packet from another address
+  // before the original arrives; the peer's next packet, from its own
+  // address, ends the validation.
+  const uint64_t seed = 906;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const udp::SocketAddress relay = Addr("198.51.100.7:6000");
+  const std::string first = p.Unseen(std::string(900, 'a'));
+  const std::string second = p.Unseen("b");
+  p.server().TakeOutgoing();
+  p.Deliver(relay, first);
+  EXPECT_GT(p.SentTo(relay), 0u);  // a challenge
+  p.Deliver(p.client_address(), second);
+  EXPECT_EQ(p.server().stats().path_validation_failures, 1u);
+  EXPECT_EQ(p.RunServerAlone(absl::Seconds(4), relay), 0u);
+  EXPECT_EQ(p.server().stats().migrations, 0u);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
+}
+
+TEST(PathValidationTest, UnencryptedANewerClearPacketFromANewAddressGetsOnlyAChallenge) {
+  // Without encryption a valid checksum and the newest number are all that
+  // can be checked: such a packet starts a validation but is otherwise
+  // dropped unread (no data, no close), and the challenge stays within 3x.
+  const uint64_t seed = 907;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/false);
+  const udp::SocketAddress moved = Addr("198.51.100.7:6000");
+  proto::Packet forged;
+  forged.connection_id = p.server_id();
+  forged.packet_number = 1'000'000;
+  proto::DataFragment f;
+  f.channel = 1;
+  f.mode = static_cast<uint32_t>(DeliveryMode::kReliableOrdered);
+  f.sequence = 2;  // the next message on channel 1
+  f.total_size = 6;
+  f.payload = "forged";
+  forged.data.push_back(f);
+  forged.close = proto::Close{proto::kCloseApplication, "forged close"};
+  const std::string bytes = Encode(MakeCodec(), forged);
+  p.server().TakeOutgoing();
+  p.Deliver(moved, bytes);
+  size_t count = 0;
+  const uint64_t sent = p.RunServerAlone(absl::Seconds(4), moved, &count);
+  EXPECT_GE(count, 1u);
+  EXPECT_LE(sent, 3 * bytes.size());
+  EXPECT_TRUE(p.server().IsEstablished(p.server_id())) << p.server().Stats(p.server_id())->ToString();
+  EXPECT_EQ(CountFor(p.net().server(), p.server_id(), Event::Type::kMessage), 1u);  // "before"
+  EXPECT_EQ(p.server().stats().migrations, 0u);
+  EXPECT_EQ(p.server().stats().path_validation_failures, 1u);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
+}
+
+// The client's NAT rebinds twice in quick succession: the second address
+// replaces the first's validation, and the connection moves once, there.
+void RunDoubleRebinding(bool encrypt) {
+  const uint64_t seed = encrypt ? 908 : 909;
+  SCOPED_TRACE(absl::StrCat("seed=", seed, " encrypt=", encrypt));
+  PathNet p(seed, encrypt);
+  sim::Simulator& sim = p.sim();
+  const udp::SocketAddress client = p.client_address();
+  const udp::SocketAddress first = Addr("198.51.100.7:6000");
+  const udp::SocketAddress second = Addr("198.51.100.7:6001");
+  const udp::SocketAddress server = p.net().server().address();
+  for (const udp::SocketAddress& a : {first, second}) {
+    ASSERT_TRUE(sim.SetLink(a, server, Lossy()).ok());
+    ASSERT_TRUE(sim.SetLink(server, a, Lossy()).ok());
+  }
+  auto send = [&](const std::string& text) {
+    ASSERT_TRUE(p.net().client().endpoint()
+                    .Send(sim.now(), p.client_id(), 1, DeliveryMode::kReliableOrdered, text)
+                    .ok());
+  };
+  const absl::Time t0 = sim.now();
+  sim.At(t0, [&] {
+    ASSERT_TRUE(sim.Rebind(client, first).ok());
+    send("from the first");
+  });
+  sim.At(t0 + absl::Milliseconds(5), [&] {
+    ASSERT_TRUE(sim.Rebind(client, second).ok());
+    send("from the second");
+  });
+  ASSERT_TRUE(sim.RunUntil(
+      [&] { return CountFor(p.net().client(), p.client_id(), Event::Type::kAcked) >= 3; },
+      t0 + absl::Seconds(20)));
+  EXPECT_EQ(p.net().server().Count(Event::Type::kPathChanged), 1u);
+  const Event* moved = p.net().server().Find(Event::Type::kPathChanged);
+  ASSERT_NE(moved, nullptr);
+  EXPECT_EQ(moved->old_peer, client);
+  EXPECT_EQ(moved->peer, second);
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), second);
+  EXPECT_EQ(p.server().stats().migrations, 1u);
+  EXPECT_THAT(Received(p.net().server(), p.server_id(), 1),
+              ::testing::ElementsAre("before a->b", "from the first", "from the second"));
+  // The per-address count followed: one connection, from the new address.
+  EXPECT_EQ(p.server().ConnectionsFromAddress(second), 1u);
+  ExchangeMessages(sim, p.net().client(), p.client_id(), p.net().server(), p.server_id(), 2,
+                   "after");
+}
+
+TEST(PathValidationTest, ANewerAddressReplacesTheValidationAndTheConnectionMovesOnce) {
+  RunDoubleRebinding(/*encrypt=*/true);
+}
+TEST(PathValidationTest, UnencryptedANewerAddressReplacesTheValidationAndMovesOnce) {
+  RunDoubleRebinding(/*encrypt=*/false);
 }
 
 }  // namespace

@@ -69,7 +69,11 @@ absl::Status Simulator::AddNode(const udp::SocketAddress& address, Node* node) {
   if (!node_index_.try_emplace(address, nodes_.size()).second) {
     return absl::AlreadyExistsError(absl::StrCat("sim: a node already has ", address.ToString()));
   }
-  nodes_.push_back(NodeState{address, node, absl::InfiniteFuture(), false, 0});
+  if (public_index_.contains(address)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("sim: ", address.ToString(), " is a node's public address"));
+  }
+  nodes_.push_back(NodeState{address, address, node, absl::InfiniteFuture(), false, 0});
   Poll(nodes_.size() - 1);
   return absl::OkStatus();
 }
@@ -112,6 +116,36 @@ absl::Status Simulator::SetDefaultLink(const impairment::ImpairmentConfig& confi
 void Simulator::SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
                            size_t max_payload) {
   GetPath(PathKey(from, to)).max_payload = max_payload;
+}
+
+absl::Status Simulator::Rebind(const udp::SocketAddress& node,
+                              const udp::SocketAddress& public_address) {
+  auto it = node_index_.find(node);
+  if (it == node_index_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("sim: no node ", node.ToString()));
+  }
+  const size_t index = it->second;
+  auto owner = node_index_.find(public_address);
+  auto pub = public_index_.find(public_address);
+  if ((owner != node_index_.end() && owner->second != index) ||
+      (pub != public_index_.end() && pub->second != index)) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("sim: another node has ", public_address.ToString()));
+  }
+  NodeState& state = nodes_[index];
+  if (state.public_address == public_address) return absl::OkStatus();
+  // The old mapping is gone: what is sent to it from now on is dropped.
+  retired_[state.public_address] = index;
+  public_index_.erase(state.public_address);
+  retired_.erase(public_address);
+  if (!(public_address == state.address)) public_index_[public_address] = index;
+  state.public_address = public_address;
+  return absl::OkStatus();
+}
+
+udp::SocketAddress Simulator::PublicAddress(const udp::SocketAddress& node) const {
+  auto it = node_index_.find(node);
+  return it == node_index_.end() ? node : nodes_[it->second].public_address;
 }
 
 Simulator::Path& Simulator::GetPath(const PathKey& key) {
@@ -163,6 +197,8 @@ void Simulator::Poll(size_t index) {
   Node* node = nodes_[index].node;
   for (Datagram& d : node->TakeOutgoing()) {
     if (!d.from.valid()) d.from = nodes_[index].address;
+    // Behind a rebound NAT, the node's datagrams leave from its public address.
+    if (d.from == nodes_[index].address) d.from = nodes_[index].public_address;
     Send(std::move(d));
   }
   NodeState& state = nodes_[index];
@@ -189,8 +225,16 @@ bool Simulator::RunEvent(Event& event) {
   switch (event.kind) {
     case EventKind::kDeliver: {
       const Datagram& d = event.datagram;
-      auto it = node_index_.find(d.to);
-      if (it == node_index_.end()) {
+      size_t index = 0;
+      if (auto r = retired_.find(d.to); r != retired_.end()) {
+        ++nat_dropped_;  // a mapping a rebinding retired
+        return true;
+      }
+      if (auto it = node_index_.find(d.to); it != node_index_.end()) {
+        index = it->second;
+      } else if (auto p = public_index_.find(d.to); p != public_index_.end()) {
+        index = p->second;
+      } else {
         ++undeliverable_;
         return true;
       }
@@ -199,8 +243,8 @@ bool Simulator::RunEvent(Event& event) {
         stats.bytes_delivered += d.bytes.size();
         ++stats.packets_delivered;
       }
-      nodes_[it->second].node->OnDatagram(now_, d.from, d.to, d.bytes);
-      Poll(it->second);
+      nodes_[index].node->OnDatagram(now_, d.from, d.to, d.bytes);
+      Poll(index);
       return true;
     }
     case EventKind::kTimer: {

@@ -52,6 +52,18 @@
 // mid-run is a black hole (a route change to a smaller MTU that sends no
 // ICMP "too big").
 //
+// NAT rebinding. Rebind(node, public_address) puts the node registered
+// under `node` behind a NAT whose mapping changes now: from then on what the
+// node sends leaves from `public_address` (the receiver sees it as `from`,
+// and it travels the paths from `public_address`, configured with SetLink
+// like any, else the default link), datagrams to `public_address` reach the
+// node, and datagrams to the addresses it had before (its own, or an
+// earlier public one) are dropped, counted in nat_dropped(): the old
+// mapping is gone. Call it again to rebind again (back to `node` itself
+// works too). Deterministic like everything else: call it from an At().
+// INVALID_ARGUMENT for an unknown node, ALREADY_EXISTS when another node
+// has `public_address`.
+//
 // Ownership: nodes are borrowed and must outlive the simulator (or at least
 // its last Run call). Thread-compatible; nodes are only called from the thread
 // running the simulator.
@@ -128,6 +140,10 @@ class Simulator final {
   // "Path MTU" above.
   void SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
                   size_t max_payload);
+  // See "NAT rebinding" above.
+  absl::Status Rebind(const udp::SocketAddress& node, const udp::SocketAddress& public_address);
+  // The address the node registered under `node` is seen from now.
+  udp::SocketAddress PublicAddress(const udp::SocketAddress& node) const;
 
   // Delivers `d` to d.to's node at max(at, now()), bypassing all links (for
   // spoofing tests). Path stats are not touched.
@@ -168,6 +184,8 @@ class Simulator final {
   uint64_t events_processed() const { return events_processed_; }
   // Datagrams that arrived at an address with no node (dropped).
   uint64_t undeliverable() const { return undeliverable_; }
+  // Datagrams that arrived at an address a NAT rebinding retired (dropped).
+  uint64_t nat_dropped() const { return nat_dropped_; }
   // Timer events skipped because the node's deadline changed after they were
   // scheduled.
   uint64_t stale_timers() const { return stale_timers_; }
@@ -185,6 +203,7 @@ class Simulator final {
  private:
   struct NodeState {
     udp::SocketAddress address;
+    udp::SocketAddress public_address;  // == address until Rebind
     Node* node;
     absl::Time deadline;     // NextTimeout() when last polled
     bool armed;              // a live timer event for `deadline` is queued
@@ -225,10 +244,14 @@ class Simulator final {
   std::map<EventKey, Event> queue_;
   std::vector<NodeState> nodes_;
   absl::flat_hash_map<udp::SocketAddress, size_t> node_index_;
+  // Rebind: public address -> node, and addresses whose mapping is gone.
+  absl::flat_hash_map<udp::SocketAddress, size_t> public_index_;
+  absl::flat_hash_map<udp::SocketAddress, size_t> retired_;
   absl::flat_hash_map<PathKey, Path> paths_;
   impairment::ImpairmentConfig default_link_;
   uint64_t events_processed_ = 0;
   uint64_t undeliverable_ = 0;
+  uint64_t nat_dropped_ = 0;
   uint64_t stale_timers_ = 0;
   uint64_t overdue_timers_ = 0;
   uint64_t max_events_ = kDefaultMaxEvents;

@@ -2,8 +2,10 @@
 // thread each (an echo server), 64 client Hosts (64 sockets) in the test's
 // thread. Every datagram must reach the shard that owns its connection:
 // no shard ever sees an unknown connection id, every echo comes back, and a
-// datagram replayed from a new source port (a client whose address
-// changed) reaches the owner shard, which counts it as wrong_address.
+// datagram from a new source port (a client whose address changed) reaches
+// the owner shard, which judges it: a clear ping newer than anything
+// received starts a path validation (a challenge to the new port, which
+// never answers), sealed garbage does not open; neither moves a connection.
 // Bounded by deadlines, never by sleeps; runs under TSan (the shards'
 // threads share only the mutex-guarded snapshots below).
 #include <atomic>
@@ -227,7 +229,11 @@ void RunShards(int count) {
   EXPECT_EQ(total, static_cast<size_t>(kClients));
 
   // A client "moves": its datagrams (plain and sealed form) now come from a
-  // socket with another port. Each must reach the shard owning the id.
+  // socket with another port. Each must reach the shard owning the id: the
+  // owner challenges the new port (reliable/connection.h "Path validation")
+  // and counts the garbage as unauthenticated; another shard would have
+  // counted unknown_connection. Nobody answers the challenges, so no
+  // connection moves.
   absl::StatusOr<udp::DatagramSocket> moved =
       udp::DatagramSocket::Bind(SocketAddress::Loopback(AddressFamily::kIpv4, 0), {});
   ASSERT_TRUE(moved.ok()) << moved.status();
@@ -241,14 +247,22 @@ void RunShards(int count) {
   for (;;) {
     bool all = true;
     for (int i = 0; i < count; ++i) {
-      all = all && shards[i]->snapshot().stats.wrong_address >= 2 * before[i].connections.size();
+      const EchoShard::Snapshot s = shards[i]->snapshot();
+      all = all && s.stats.path_challenges_sent >= before[i].connections.size() &&
+            s.stats.unauthenticated >= before[i].connections.size();
     }
     if (all || absl::Now() > deadline) break;
     std::this_thread::yield();
   }
   for (int i = 0; i < count; ++i) {
     const EchoShard::Snapshot s = shards[i]->snapshot();
-    EXPECT_EQ(s.stats.wrong_address, 2 * before[i].connections.size()) << "shard " << i;
+    const size_t n = before[i].connections.size();
+    // One validation per connection, each at most kMaxPathChallenges.
+    EXPECT_GE(s.stats.path_challenges_sent, n) << "shard " << i;
+    EXPECT_LE(s.stats.path_challenges_sent, reliable::kMaxPathChallenges * n) << "shard " << i;
+    EXPECT_EQ(s.stats.unauthenticated, n) << "shard " << i;
+    EXPECT_EQ(s.stats.wrong_address, 0u) << "shard " << i;
+    EXPECT_EQ(s.stats.migrations, 0u) << "shard " << i;
     EXPECT_EQ(s.stats.unknown_connection, 0u) << "shard " << i;
   }
 }

@@ -282,6 +282,8 @@ class SessionSim {
       case Event::Type::kAcked:
         if (e.channel == chat::kChannel) c.session->OnAcked(e.sequence);
         break;
+      case Event::Type::kPathChanged:
+        break;
       case Event::Type::kClosed:
         Ended(c, c.joined ? chat::ClassifyClose(e.by_peer, e.reason) : chat::EndCause::kAttemptFailed,
               e.reason);
@@ -304,6 +306,8 @@ class SessionSim {
         break;
       case Event::Type::kAcked:
         if (e.channel == chat::kChannel) core_->OnAcked(now, e.connection, e.bytes);
+        break;
+      case Event::Type::kPathChanged:
         break;
     }
     Execute();

@@ -124,6 +124,8 @@ void ServerSees(chat::ServerCore& core, std::vector<std::unique_ptr<Member>>& me
     case Event::Type::kAcked:
       if (e.channel == chat::kChannel) core.OnAcked(now, e.connection, e.bytes);
       break;
+    case Event::Type::kPathChanged:
+      break;
   }
 }
 
@@ -408,6 +410,7 @@ class ChatSim {
         if (!m.leaves) m.errors.push_back(absl::StrCat("closed: ", e.reason));
         break;
       case Event::Type::kAcked:
+      case Event::Type::kPathChanged:
         break;
     }
   }
@@ -714,6 +717,7 @@ class FloodSim {
         m.closed = true;
         break;
       case Event::Type::kAcked:
+      case Event::Type::kPathChanged:
         break;
     }
   }
