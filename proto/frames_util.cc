@@ -76,7 +76,11 @@ bool PacketsEqual(const Packet& a, const Packet& b) {
       !Equal(a.close, b.close) || a.data.size() != b.data.size() ||
       a.ack_frequency.has_value() != b.ack_frequency.has_value() ||
       (a.ack_frequency && (a.ack_frequency->sequence != b.ack_frequency->sequence ||
-                           a.ack_frequency->threshold != b.ack_frequency->threshold))) {
+                           a.ack_frequency->threshold != b.ack_frequency->threshold)) ||
+      a.path_challenge.has_value() != b.path_challenge.has_value() ||
+      (a.path_challenge && a.path_challenge->data != b.path_challenge->data) ||
+      a.path_response.has_value() != b.path_response.has_value() ||
+      (a.path_response && a.path_response->data != b.path_response->data)) {
     return false;
   }
   for (size_t i = 0; i < a.data.size(); ++i) {
@@ -125,6 +129,8 @@ std::string PacketDebugString(const Packet& p) {
     absl::StrAppend(&out, " ack_frequency{seq=", p.ack_frequency->sequence,
                     " threshold=", p.ack_frequency->threshold, "}");
   }
+  if (p.path_challenge) absl::StrAppend(&out, " path_challenge{", p.path_challenge->data, "}");
+  if (p.path_response) absl::StrAppend(&out, " path_response{", p.path_response->data, "}");
   if (p.close) {
     absl::StrAppend(&out, " close{code=", p.close->code,
                     " reason=", Bytes(p.close->reason), "}");

@@ -112,6 +112,8 @@ wire::Packet ToWire(const Packet& p) {
     w.mutable_ack_frequency()->set_sequence(p.ack_frequency->sequence);
     w.mutable_ack_frequency()->set_threshold(p.ack_frequency->threshold);
   }
+  if (p.path_challenge) w.mutable_path_challenge()->set_data(p.path_challenge->data);
+  if (p.path_response) w.mutable_path_response()->set_data(p.path_response->data);
   if (p.close) {
     w.mutable_close()->set_code(p.close->code);
     w.mutable_close()->set_reason(p.close->reason);
@@ -678,6 +680,10 @@ std::vector<Invalid> InvalidPackets() {
        }},
       {"handshake packet with an ack frequency frame",
        hello([](Packet& p) { p.ack_frequency = AckFrequency{1, 4}; })},
+      {"handshake packet with a path validation frame",
+       hello([](Packet& p) { p.path_challenge = PathChallenge{0x0123456789ABCDEF}; })},
+      {"handshake packet with a path validation frame",
+       hello([](Packet& p) { p.path_response = PathResponse{42}; })},
       // Ack frequency.
       {"ack frequency threshold 0 outside [1, kMaxAckFrequencyThreshold (64)]",
        [](Packet& p) {

@@ -193,6 +193,20 @@ std::vector<NamedPacket> SamplePackets() {
   {
     Packet p;
     p.connection_id = 0x99AABBCCDDEEFF00;
+    p.packet_number = 83;
+    p.path_challenge = PathChallenge{0xF00DFACECAFEBEEF};
+    p.pad_to = 1200;  // as a server sends it (RFC 9000 8.2.1)
+    add("path_challenge", p);
+    p.path_challenge.reset();
+    p.pad_to = 0;
+    p.packet_number = 84;
+    p.path_response = PathResponse{0xF00DFACECAFEBEEF};
+    p.ack = Ack{{AckRange{80, 83}}, absl::Milliseconds(1)};
+    add("path_response", p);
+  }
+  {
+    Packet p;
+    p.connection_id = 0x99AABBCCDDEEFF00;
     p.packet_number = 80;
     p.close = Close{kCloseIdleTimeout, "idle for 30s"};
     add("close", p);
@@ -250,6 +264,8 @@ Packet RandomValidPacket(std::mt19937_64& rng, const Codec::Limits& limits) {
   }
   if (Coin(rng, 0.3)) p.ping.emplace();
   if (Coin(rng, 0.1)) p.close = RandomClose(rng);
+  if (Coin(rng, 0.05)) p.path_challenge = PathChallenge{Number(rng, ~uint64_t{0})};
+  if (Coin(rng, 0.05)) p.path_response = PathResponse{Number(rng, ~uint64_t{0})};
   if (Coin(rng, 0.1)) {
     p.ack_frequency = AckFrequency{Number(rng, kMaxSequenceNumber - 1),
                                    static_cast<uint32_t>(1 + Number(rng, kMaxAckFrequencyThreshold - 1))};

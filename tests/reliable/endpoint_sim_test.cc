@@ -1,6 +1,8 @@
 // Scenario tests of reliable::Endpoint in the deterministic simulator: every
 // run is a pure function of its seed, printed on failure.
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
@@ -727,6 +729,131 @@ TEST(PmtudSimTest, ABlackHoleFallsBackKeepsDeliveringAndTheRaiseTimerProbesAgain
   EXPECT_EQ(ClientStats(net, id).datagram_size, 1472u);
   Transfer(net, id, seed, 400, 50, 10'000);
   ExpectDelivered(net, seed, 450, 10'000);
+}
+
+// ---------------------------------------------------------------------------
+// NAT rebinding (connection.h, "Path validation and migration"): the
+// client's public port changes in the middle of a transfer. The server must
+// validate the new address, move, deliver every byte exactly, tell its
+// application, and stop sending to the old address. Also prints how long
+// the rebinding stalled deliveries (docs/protocol.md's figure).
+
+struct RebindRun {
+  absl::Duration path_changed_after;  // rebinding -> the server's kPathChanged
+  // The longest pause between deliveries in the 2 s after the delivery that
+  // made the NAT rebind (a quarter of the messages).
+  absl::Duration stall;
+  absl::Duration total;               // the whole transfer
+};
+
+// Without `rebind`, the same transfer on a stable path (the baseline).
+RebindRun RunRebindingTransfer(uint64_t seed, bool encrypt, double loss, bool rebind = true) {
+  SCOPED_TRACE(absl::StrCat("seed=", seed, " encrypt=", encrypt, " loss=", loss,
+                            " rebind=", rebind));
+  RebindRun run{};
+  EndpointOptions server_options = ServerOptions(seed);
+  EndpointOptions client_options = ClientOptions(seed);
+  server_options.encrypt = client_options.encrypt = encrypt;
+  impairment::ImpairmentConfig link = Lossy(loss);
+  link.rate_bps = 50'000'000;  // a 50 Mbit/s bottleneck each way
+  link.queue_limit_bytes = 256 << 10;
+  Pair net(seed, link, server_options, client_options);
+  sim::Simulator& sim = net.sim();
+  const udp::SocketAddress client = net.client().address();
+  const udp::SocketAddress server = net.server().address();
+  const udp::SocketAddress rebound = Addr("10.0.0.2:40001");  // the NAT's new port
+  EXPECT_TRUE(sim.SetLink(rebound, server, link).ok());
+  EXPECT_TRUE(sim.SetLink(server, rebound, link).ok());
+  const ConnectionId id = net.Connect();
+  const absl::Time start = sim.now();
+
+  // 8 MiB in 512 messages of 16 KiB, queued at once.
+  constexpr int kMessages = 512;
+  constexpr size_t kSize = 16 << 10;
+  std::vector<std::string> sent;
+  for (int i = 0; i < kMessages; ++i) sent.push_back(Payload(seed, i, kSize));
+  for (const std::string& m : sent) {
+    EXPECT_TRUE(net.client().endpoint()
+                    .Send(sim.now(), id, 1, DeliveryMode::kReliableOrdered, m)
+                    .ok());
+  }
+  // The NAT rebinds once a quarter of the messages arrived.
+  absl::Time rebound_at = absl::InfiniteFuture();
+  absl::Time moved_at = absl::InfiniteFuture();
+  sim::Simulator::PathStats to_old_at_move;
+  std::vector<absl::Time> delivered;
+  net.server().set_on_event([&](const Event& e) {
+    if (e.type == Event::Type::kMessage) {
+      delivered.push_back(sim.now());
+      if (rebind && delivered.size() == kMessages / 4) {
+        EXPECT_TRUE(sim.Rebind(client, rebound).ok());
+        rebound_at = sim.now();
+      }
+    }
+    if (e.type == Event::Type::kPathChanged) {
+      moved_at = sim.now();
+      to_old_at_move = sim.path_stats(server, client);
+      EXPECT_EQ(e.old_peer, client);
+      EXPECT_EQ(e.peer, rebound);
+    }
+  });
+  sim.PollAll();
+  const bool done = sim.RunUntil(
+      [&] { return net.client().Count(Event::Type::kAcked) == sent.size(); },
+      sim.now() + absl::Seconds(120));
+  EXPECT_TRUE(done) << "transfer did not complete; acked " << net.client().Count(Event::Type::kAcked)
+                    << " of " << sent.size();
+  std::vector<const Event*> got = Messages(net.server(), 1);
+  EXPECT_EQ(got.size(), sent.size());
+  for (size_t i = 0; i < std::min(got.size(), sent.size()); ++i) {
+    if (got[i]->message != sent[i]) {
+      ADD_FAILURE() << "message " << i << " differs";
+      break;
+    }
+  }
+  EXPECT_EQ(net.client().Count(Event::Type::kClosed), 0u);
+  EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);
+  if (rebind) {
+    EXPECT_EQ(net.server().Count(Event::Type::kPathChanged), 1u);
+    EXPECT_EQ(net.server().endpoint().stats().migrations, 1u);
+    EXPECT_EQ(
+        *net.server().endpoint().PeerOf(net.server().Find(Event::Type::kConnected)->connection),
+        rebound);
+    // The old address stops receiving: nothing sent there after the move.
+    sim.RunFor(absl::Seconds(1));
+    EXPECT_EQ(sim.path_stats(server, client).packets_sent, to_old_at_move.packets_sent);
+    EXPECT_GT(sim.nat_dropped(), 0u);  // what was in flight to it when the NAT rebound
+    run.path_changed_after = moved_at - rebound_at;
+  } else {
+    EXPECT_EQ(net.server().Count(Event::Type::kPathChanged), 0u);
+  }
+  for (size_t i = kMessages / 4; i < delivered.size(); ++i) {
+    if (delivered[i - 1] - delivered[kMessages / 4 - 1] > absl::Seconds(2)) break;
+    run.stall = std::max(run.stall, delivered[i] - delivered[i - 1]);
+  }
+  run.total = (delivered.empty() ? start : delivered.back()) - start;
+  return run;
+}
+
+TEST(RebindingSimTest, TransferCompletesWhenTheClientsNatRebindsMidTransfer) {
+  std::printf("NAT rebinding mid-transfer (8 MiB, 50 Mbit/s, 10 ms each way):\n");
+  for (bool encrypt : {false, true}) {
+    for (double loss : {0.0, 0.02}) {
+      for (uint64_t seed : {61u, 62u, 63u}) {
+        const RebindRun r = RunRebindingTransfer(seed, encrypt, loss);
+        const RebindRun base = RunRebindingTransfer(seed, encrypt, loss, /*rebind=*/false);
+        if (::testing::Test::HasFailure()) return;
+        std::printf(
+            "  encrypt=%d loss=%.0f%% seed=%llu: path changed %.0f ms after the rebinding, "
+            "longest pause in deliveries %.0f ms (%.0f ms without rebinding), "
+            "transfer %.2f s (%.2f s)\n",
+            encrypt, loss * 100, static_cast<unsigned long long>(seed),
+            absl::ToDoubleMilliseconds(r.path_changed_after),
+            absl::ToDoubleMilliseconds(r.stall), absl::ToDoubleMilliseconds(base.stall),
+            absl::ToDoubleSeconds(r.total), absl::ToDoubleSeconds(base.total));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -538,5 +538,47 @@ TEST(SimulatorTest, IdleRunAdvancesTime) {
   EXPECT_EQ(sim.events_processed(), 0u);
 }
 
+TEST(SimulatorTest, NatRebindingChangesTheSourceAndRetiresTheOldAddress) {
+  Simulator sim(7);
+  SinkNode client;
+  EchoNode server;
+  const udp::SocketAddress c = Addr("10.0.0.2:5000");
+  const udp::SocketAddress moved = Addr("10.0.0.2:40001");
+  ASSERT_TRUE(sim.AddNode(c, &client).ok());
+  ASSERT_TRUE(sim.AddNode(A(), &server).ok());
+  sim.At(sim.now(), [&] { client.Send(A(), "before"); });
+  sim.RunFor(absl::Milliseconds(10));
+  ASSERT_EQ(client.arrivals.size(), 1u);
+  EXPECT_EQ(server.arrivals.back().from, c);
+  EXPECT_EQ(client.arrivals.back().to, c);
+
+  // The NAT rebinds: the client's datagrams now come from `moved`, the echo
+  // to `moved` reaches it, and datagrams to its old address are dropped.
+  ASSERT_TRUE(sim.Rebind(c, moved).ok());
+  EXPECT_EQ(sim.PublicAddress(c), moved);
+  sim.At(sim.now(), [&] { client.Send(A(), "after"); });
+  sim.Inject(sim.now(), Datagram{A(), c, "to the old address"});
+  sim.RunFor(absl::Milliseconds(10));
+  ASSERT_EQ(server.arrivals.size(), 2u);
+  EXPECT_EQ(server.arrivals.back().from, moved);
+  ASSERT_EQ(client.arrivals.size(), 2u);
+  EXPECT_EQ(client.arrivals.back().to, moved);
+  EXPECT_EQ(client.arrivals.back().bytes, "after");
+  EXPECT_EQ(sim.nat_dropped(), 1u);
+  EXPECT_EQ(sim.path_stats(moved, A()).packets_delivered, 1u);
+
+  // Errors: an unknown node, another node's address.
+  EXPECT_EQ(sim.Rebind(Addr("10.9.9.9:1"), moved).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sim.Rebind(c, A()).code(), absl::StatusCode::kAlreadyExists);
+  // Back to its own address: `moved` is retired in turn.
+  ASSERT_TRUE(sim.Rebind(c, c).ok());
+  sim.Inject(sim.now(), Datagram{A(), moved, "late"});
+  sim.At(sim.now(), [&] { client.Send(A(), "home"); });
+  sim.RunFor(absl::Milliseconds(10));
+  EXPECT_EQ(sim.nat_dropped(), 2u);
+  EXPECT_EQ(server.arrivals.back().from, c);
+  EXPECT_EQ(client.arrivals.back().to, c);
+}
+
 }  // namespace
 }  // namespace udpmsg::sim

@@ -47,11 +47,13 @@ TEST(CloseReasonTest, EveryWireCodeAPeerCanSendMapsToAReasonNeverToACode) {
 TEST(EventTest, EveryTypeAndFieldCarriesOver) {
   const reliable::Event::Type types[] = {
       reliable::Event::Type::kConnected, reliable::Event::Type::kMessage,
-      reliable::Event::Type::kAcked, reliable::Event::Type::kClosed};
+      reliable::Event::Type::kAcked, reliable::Event::Type::kClosed,
+      reliable::Event::Type::kPathChanged};
   const Event::Type expected[] = {Event::Type::kConnected, Event::Type::kMessage,
-                                  Event::Type::kAcked, Event::Type::kClosed};
-  const char* names[] = {"connected", "message", "acked", "closed"};
-  for (int i = 0; i < 4; ++i) {
+                                  Event::Type::kAcked, Event::Type::kClosed,
+                                  Event::Type::kPathChanged};
+  const char* names[] = {"connected", "message", "acked", "closed", "path changed"};
+  for (int i = 0; i < 5; ++i) {
     reliable::Event e;
     e.type = types[i];
     e.connection = 42;
@@ -64,6 +66,7 @@ TEST(EventTest, EveryTypeAndFieldCarriesOver) {
     e.close_reason = CloseReason::kWrongRoomKey;
     e.reason = "why";
     e.by_peer = true;
+    e.old_peer = SocketAddress::Loopback(AddressFamily::kIpv4, 8000);
     const Event out = FromReliableEvent(std::move(e));
     EXPECT_EQ(out.type, expected[i]);
     EXPECT_EQ(EventTypeName(out.type), names[i]);
@@ -77,6 +80,8 @@ TEST(EventTest, EveryTypeAndFieldCarriesOver) {
     EXPECT_EQ(out.close_reason, CloseReason::kWrongRoomKey);
     EXPECT_EQ(out.reason, "why");
     EXPECT_TRUE(out.by_peer);
+    EXPECT_EQ(out.old_peer.ToString(), "127.0.0.1:8000");
+    EXPECT_EQ(reliable::EventTypeName(types[i]), names[i]);
   }
 }
 
