@@ -243,6 +243,9 @@ std::vector<CommandSpec> Build() {
                {
                    Seed(),
                    {"duration", "D", "run for D, print the counters, exit (0: until stopped)", "-"},
+                   {"rebind_every", "D",
+                    "proxy: every D move each client's mapping to a new port (NAT rebinding)",
+                    "-"},
                }})}},
        RunImpair});
   c.push_back({"keygen",

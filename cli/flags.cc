@@ -39,6 +39,8 @@ ABSL_FLAG(std::string, rate, "0", "impair: bottleneck rate per direction (\"20mb
 ABSL_FLAG(std::string, queue_limit, "65536", "impair: bottleneck queue limit in bytes");
 ABSL_FLAG(uint64_t, seed, 1, "seed for every random choice (a run is reproducible)");
 ABSL_FLAG(std::string, duration, "0", "run for this long, then print counters and exit (0: until killed)");
+ABSL_FLAG(std::string, rebind_every, "0",
+          "impair: move every mapping to a new upstream port this often (0: never)");
 
 // chat
 ABSL_FLAG(std::string, nick, "", "chat join: your nickname (unique in the room)");

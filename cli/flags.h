@@ -37,6 +37,7 @@ ABSL_DECLARE_FLAG(std::string, rate);
 ABSL_DECLARE_FLAG(std::string, queue_limit);
 ABSL_DECLARE_FLAG(uint64_t, seed);
 ABSL_DECLARE_FLAG(std::string, duration);
+ABSL_DECLARE_FLAG(std::string, rebind_every);
 
 ABSL_DECLARE_FLAG(std::string, nick);
 ABSL_DECLARE_FLAG(bool, color);

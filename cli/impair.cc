@@ -50,6 +50,7 @@ struct ImpairSettings {
   std::string to;            // proxy: --to HOST:PORT
   impairment::ImpairmentConfig config;
   absl::Duration duration;  // zero: until SIGINT/SIGTERM
+  absl::Duration rebind_every;  // proxy: zero, never
 };
 
 // The flags as settings; InvalidArgument with the message for the user.
@@ -80,7 +81,20 @@ absl::StatusOr<ImpairSettings> ParseFlags(const Args& args) {
     return absl::InvalidArgumentError(absl::StrCat("--duration: ", duration.status().message()));
   }
   s.duration = *duration;
+  absl::StatusOr<absl::Duration> rebind =
+      impairment::ParseDuration(absl::GetFlag(FLAGS_rebind_every));
+  if (!rebind.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--rebind_every: ", rebind.status().message()));
+  }
+  s.rebind_every = *rebind;
+  if (s.rebind_every != absl::ZeroDuration() && s.rebind_every < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError("--rebind_every must be 0 (never) or at least 1ms");
+  }
   if (s.nfqueue != -1) {
+    if (s.rebind_every != absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("--rebind_every needs the proxy (--listen/--to)");
+    }
     if (s.nfqueue < 0 || s.nfqueue > 65535) {
       return absl::InvalidArgumentError(
           absl::StrCat("--nfqueue ", s.nfqueue, " is out of range (0 to 65535)"));
@@ -168,6 +182,7 @@ int RunProxy(const ImpairSettings& s) {
   options.target = target;
   options.config = s.config;
   options.stop_fd = *signals;
+  options.rebind_every = s.rebind_every;
   options.on_mapping_error = [](const absl::Status& error) {
     PrintLine(absl::StrCat("udpmsg: ", error.message()));
   };
@@ -185,7 +200,14 @@ int RunProxy(const ImpairSettings& s) {
   PrintListening((*proxy)->local_address());
   PrintLine(impairment::DescribeImpairment(s.config, target));
   const absl::Status status = (*proxy)->Run(s.duration);
-  PrintLine(impairment::FormatProxyStats((*proxy)->stats()));
+  const impairment::ProxyStats stats = (*proxy)->stats();
+  PrintLine(impairment::FormatProxyStats(stats));
+  if (s.rebind_every != absl::ZeroDuration()) {
+    PrintLine(absl::StrCat("rebinding: ", stats.rebinds, " mappings moved to a new port",
+                           stats.rebind_failures > 0
+                               ? absl::StrCat(", ", stats.rebind_failures, " failed")
+                               : std::string()));
+  }
   if (!status.ok()) return Fail(status);
   return kExitOk;
 }

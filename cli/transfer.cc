@@ -717,6 +717,12 @@ void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShare
       auto it = transfers.find(e.connection);
       if (it == transfers.end()) continue;
       Transfer& t = *it->second;
+      if (e.type == Event::Type::kPathChanged) {  // a NAT rebinding, validated
+        std::fprintf(stderr, "sender moved from %s to %s\n", t.from.ToString().c_str(),
+                     e.peer.ToString().c_str());
+        t.from = e.peer;
+        continue;
+      }
       if (e.type == Event::Type::kClosed) {
         if (!t.receiver.finished()) {
           t.receiver.OnConnectionClosed(e.reason);  // discards the partial output
@@ -1042,6 +1048,12 @@ int RunRecv(const Args& args) {
         continue;
       }
       if (!sender.has_value() || e.connection != *sender) continue;
+      if (e.type == Event::Type::kPathChanged) {  // a NAT rebinding, validated
+        std::fprintf(stderr, "sender moved from %s to %s\n", from.ToString().c_str(),
+                     e.peer.ToString().c_str());
+        from = e.peer;
+        continue;
+      }
       if (e.type == Event::Type::kClosed) {
         receiver.OnConnectionClosed(e.reason);  // discards the partial output
         if (const std::optional<std::string> sig = InterruptedBy(e.reason, "sender");

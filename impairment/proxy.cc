@@ -106,7 +106,7 @@ class ImpairProxy::Impl {
   Impl(udp::DatagramSocket listen, udp::Poller poller, udp::OwnedFd stop_fd,
        const udp::SocketAddress& target, ImpairmentModel up, ImpairmentModel down,
        const Clock& clock, std::function<void(const absl::Status&)> on_mapping_error,
-       std::function<void(const absl::Status&)> on_target_error)
+       std::function<void(const absl::Status&)> on_target_error, absl::Duration rebind_every)
       : listen_(std::move(listen)),
         poller_(std::move(poller)),
         stop_fd_(std::move(stop_fd)),
@@ -115,6 +115,9 @@ class ImpairProxy::Impl {
         on_mapping_error_(std::move(on_mapping_error)),
         on_target_error_(std::move(on_target_error)),
         models_{std::move(up), std::move(down)},
+        rebind_every_(rebind_every),
+        next_rebind_(rebind_every > absl::ZeroDuration() ? clock.Now() + rebind_every
+                                                        : absl::InfiniteFuture()),
         buffers_(udp::DatagramSocket::kMaxBatch * kSlotBytes),
         slots_(udp::DatagramSocket::kMaxBatch) {
     for (size_t i = 0; i < slots_.size(); ++i) {
@@ -160,6 +163,8 @@ class ImpairProxy::Impl {
     }
     for (const Scheduled& s : heap_) ++out[s.direction]->pending;
     stats.mappings = lru_.size();
+    stats.rebinds = rebinds_;
+    stats.rebind_failures = rebind_failures_;
     return stats;
   }
 
@@ -172,7 +177,11 @@ class ImpairProxy::Impl {
     absl::Time now = clock_.Now();
     FlushDue(now);
     ExpireIdle(now);
-    absl::Time next = until;
+    if (now >= next_rebind_) {
+      RebindAll();
+      next_rebind_ = now + rebind_every_;
+    }
+    absl::Time next = std::min(until, next_rebind_);
     if (!blocked_ && !heap_.empty()) next = std::min(next, heap_.front().at);
     if (!lru_.empty()) next = std::min(next, lru_.back().last_used + kMappingIdle);
     const absl::Duration timeout = next == absl::InfiniteFuture()
@@ -380,6 +389,32 @@ class ImpairProxy::Impl {
     return token;
   }
 
+  // Moves every mapping to a new upstream socket (a NAT rebinding); a
+  // mapping whose new socket cannot be opened keeps its old one.
+  void RebindAll() {
+    for (Mapping& m : lru_) {
+      absl::StatusOr<udp::DatagramSocket> socket = udp::DatagramSocket::Open(
+          target_.family(), {.non_blocking = true,
+                             .receive_buffer_bytes = kSocketBufferBytes,
+                             .send_buffer_bytes = kSocketBufferBytes});
+      absl::Status status = socket.ok() ? socket->Connect(target_) : socket.status();
+      if (status.ok()) status = poller_.Remove(m.upstream.fd());
+      if (!status.ok()) {
+        ++rebind_failures_;
+        continue;
+      }
+      if (!poller_.Add(socket->fd(), udp::Poller::kReadable, m.token).ok()) {
+        // Keep the old socket, registered again.
+        poller_.Add(m.upstream.fd(), udp::Poller::kReadable, m.token).IgnoreError();
+        ++rebind_failures_;
+        continue;
+      }
+      if (blocked_ && blocked_token_ == m.token) blocked_ = false;  // the old socket's wait
+      m.upstream = *std::move(socket);  // closes the old one
+      ++rebinds_;
+    }
+  }
+
   void Evict(MappingList::iterator it) {
     poller_.Remove(it->upstream.fd()).IgnoreError();
     if (blocked_ && blocked_token_ == it->token) blocked_ = false;
@@ -403,6 +438,10 @@ class ImpairProxy::Impl {
   const std::function<void(const absl::Status&)> on_target_error_;
   ImpairmentModel models_[2];
   ProxyDirectionStats sent_[2];  // sent, overflow, send_failed (not model, pending)
+  const absl::Duration rebind_every_;
+  absl::Time next_rebind_;  // InfiniteFuture: never
+  uint64_t rebinds_ = 0;
+  uint64_t rebind_failures_ = 0;
 
   MappingList lru_;  // most recently used first
   absl::flat_hash_map<udp::SocketAddress, MappingList::iterator> by_client_;
@@ -429,6 +468,11 @@ class ImpairProxy::Impl {
 absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& options) {
   udp::OwnedFd stop_fd(options.stop_fd);
   if (absl::Status s = Validate(options.config); !s.ok()) return s;
+  if (options.rebind_every != absl::ZeroDuration() &&
+      options.rebind_every < absl::Milliseconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rebind interval ", absl::FormatDuration(options.rebind_every), " under 1ms"));
+  }
   absl::StatusOr<udp::DatagramSocket> listen =
       udp::DatagramSocket::Bind(options.listen, {.non_blocking = true,
                                                  .v6_only = options.v6_only,
@@ -459,7 +503,8 @@ absl::StatusOr<std::unique_ptr<ImpairProxy>> ImpairProxy::Create(const Options& 
   if (!down.ok()) return down.status();
   proxy->impl_ = std::make_unique<Impl>(*std::move(listen), *std::move(poller), std::move(stop_fd),
                                         options.target, *std::move(up), *std::move(down), clock,
-                                        options.on_mapping_error, options.on_target_error);
+                                        options.on_mapping_error, options.on_target_error,
+                                        options.rebind_every);
   return proxy;
 }
 

@@ -26,6 +26,14 @@
 // or driven by the caller's own loop (a test, a single-threaded tool):
 //   while (!done) RETURN_IF_ERROR((*proxy)->Poll(absl::Milliseconds(10)));
 //
+// NAT rebinding (Options::rebind_every): every `rebind_every` the proxy
+// gives each mapping a new upstream socket (a new source port toward the
+// target) and closes the old one, as a NAT whose mappings time out does:
+// the target sees the client's datagrams arrive from a new address, and
+// what it still sends to the old one is refused by the kernel (ICMP port
+// unreachable, which the target should ignore). Copies waiting to go up
+// leave from the new socket. Counted in ProxyStats::rebinds.
+//
 // Bounds: at most 1024 mappings (least recently used evicted first; a mapping
 // idle for 2 minutes is closed) and 64 MiB of copies waiting for their time
 // (a copy beyond that is dropped and counted as `overflow`). Each receive
@@ -69,6 +77,10 @@ struct ProxyStats {
   ProxyDirectionStats up;    // client -> target
   ProxyDirectionStats down;  // target -> client
   uint64_t mappings = 0;     // open client mappings
+  // Mappings moved to a new upstream socket (Options::rebind_every), and
+  // moves that failed (the mapping kept its socket).
+  uint64_t rebinds = 0;
+  uint64_t rebind_failures = 0;
 };
 
 // "up:   received=.. delivered=.. ... sent=.. overflow=.. send_failed=.. pending=..
@@ -103,6 +115,10 @@ class ImpairProxy final {
     // stats().up.unreachable. The clients hear nothing of it (a UDP proxy
     // cannot pass an ICMP error on): they see silence. Null: counted only.
     std::function<void(const absl::Status&)> on_target_error;
+    // Every this long, each mapping moves to a new upstream socket (see
+    // "NAT rebinding" above); zero: never. At least 1 ms (INVALID_ARGUMENT
+    // from Create otherwise).
+    absl::Duration rebind_every = absl::ZeroDuration();
   };
 
   // The least time between two on_target_error calls.

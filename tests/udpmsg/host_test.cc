@@ -311,5 +311,79 @@ TEST(HostTest, BindFailureNamesTheAddress) {
               HasSubstr(first.host.local_address().ToString()));
 }
 
+// Host::Rebind: the client moves to a new socket mid-transfer; the server
+// validates the new address, moves the connection and says so; every
+// message arrives once, in order. Encrypted and not.
+TEST(HostTest, RebindMovesAClientToANewPortAndTheServerFollows) {
+  for (bool encrypt : {false, true}) {
+    SCOPED_TRACE(absl::StrCat("encrypt=", encrypt));
+    HostOptions so = ServerOptions();
+    so.encrypt = encrypt;
+    HostOptions co;
+    co.encrypt = encrypt;
+    Peer server = MakePeer(so);
+    Peer client = MakePeer(co);
+    absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+    ASSERT_TRUE(id.ok()) << id.status();
+    ASSERT_TRUE(PumpUntil({&client, &server},
+                          [&] { return server.Count(Event::Type::kConnected) == 1; }));
+    const ConnectionId server_id = server.Find(Event::Type::kConnected)->connection;
+    const SocketAddress before = client.host.local_address();
+    EXPECT_EQ(*server.host.PeerOf(server_id), before);
+
+    constexpr int kMessages = 200;
+    auto payload = [](int i) { return absl::StrCat("message ", i, " ", std::string(1000, 'x')); };
+    for (int i = 0; i < kMessages / 2; ++i) {
+      ASSERT_TRUE(client.host.Send(*id, 1, DeliveryMode::kReliableOrdered, payload(i)).ok());
+    }
+    ASSERT_TRUE(PumpUntil({&client, &server},
+                          [&] { return server.Count(Event::Type::kMessage) >= 10; }));
+    // Move to any new port on the same interface, mid-transfer.
+    ASSERT_TRUE(client.host.Rebind(kLoopbackAny).ok());
+    const SocketAddress after = client.host.local_address();
+    EXPECT_NE(after.port(), before.port());
+    for (int i = kMessages / 2; i < kMessages; ++i) {
+      ASSERT_TRUE(client.host.Send(*id, 1, DeliveryMode::kReliableOrdered, payload(i)).ok());
+    }
+    ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+      return server.Count(Event::Type::kMessage) == kMessages &&
+             server.Count(Event::Type::kPathChanged) == 1;
+    }));
+    const Event* moved = server.Find(Event::Type::kPathChanged);
+    EXPECT_EQ(moved->connection, server_id);
+    EXPECT_EQ(moved->old_peer, before);
+    EXPECT_EQ(moved->peer, after);
+    EXPECT_EQ(*server.host.PeerOf(server_id), after);
+    EXPECT_EQ(server.host.stats().migrations, 1u);
+    int i = 0;
+    for (const Event& e : server.events) {
+      if (e.type == Event::Type::kMessage) EXPECT_EQ(e.message, payload(i++));
+    }
+    // Both ways still work from the new address.
+    ASSERT_TRUE(server.host.Send(server_id, 1, DeliveryMode::kReliableOrdered, "back").ok());
+    ASSERT_TRUE(PumpUntil({&client, &server},
+                          [&] { return client.Count(Event::Type::kMessage) == 1; }));
+    EXPECT_EQ(client.Count(Event::Type::kClosed), 0u);
+    EXPECT_EQ(server.Count(Event::Type::kClosed), 0u);
+  }
+}
+
+TEST(HostTest, RebindErrorsKeepTheOldSocket) {
+  Peer server = MakePeer(ServerOptions());
+  // A server cannot move: its clients would not follow.
+  EXPECT_EQ(server.host.Rebind(kLoopbackAny).code(), absl::StatusCode::kFailedPrecondition);
+  Peer client = MakePeer(HostOptions());
+  const SocketAddress before = client.host.local_address();
+  // A port in use: the errno status names the address; nothing changes.
+  const absl::Status taken = client.host.Rebind(server.host.local_address());
+  EXPECT_FALSE(taken.ok());
+  EXPECT_THAT(std::string(taken.message()), HasSubstr(server.host.local_address().ToString()));
+  EXPECT_EQ(client.host.local_address(), before);
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(PumpUntil({&client, &server},
+                        [&] { return client.Count(Event::Type::kConnected) == 1; }));
+}
+
 }  // namespace
 }  // namespace udpmsg
