@@ -524,5 +524,27 @@ TEST(SentPacketsTest, MaxPacketsBound) {
   EXPECT_FALSE(sent.OnSent(Packet(1, At(100))));
 }
 
+// A connection that moved to a new path abandons what is in flight: nothing
+// stays in flight, no timer is armed, and a late ack of an abandoned packet
+// acknowledges nothing, is no spurious loss and raises no threshold.
+TEST(SentPacketsTest, AbandonAllEmptiesTheFlightAndLateAcksOfItAreIgnored) {
+  SentPackets sent;
+  RttEstimator rtt;
+  for (uint64_t n = 1; n <= 5; ++n) ASSERT_TRUE(sent.OnSent(Packet(n, At(n))));
+  MustAck(sent, At(30), AckOf({AckRange{1, 1}}), rtt);
+  const std::vector<SentPacket> abandoned = sent.AbandonAll();
+  EXPECT_THAT(Numbers(abandoned), ::testing::ElementsAre(2, 3, 4, 5));
+  EXPECT_EQ(sent.bytes_in_flight(), 0u);
+  EXPECT_EQ(sent.size(), 0u);
+  EXPECT_EQ(sent.Deadline(rtt), absl::InfiniteFuture());
+  const int threshold = sent.packet_threshold();
+  ASSERT_TRUE(sent.OnSent(Packet(6, At(40))));
+  const SentPackets::AckResult r = MustAck(sent, At(60), AckOf({AckRange{2, 6}}), rtt);
+  EXPECT_THAT(Numbers(r.acked), ::testing::ElementsAre(6));
+  EXPECT_THAT(r.spurious, IsEmpty());
+  EXPECT_THAT(r.lost, IsEmpty());
+  EXPECT_EQ(sent.packet_threshold(), threshold);
+}
+
 }  // namespace
 }  // namespace udpmsg::reliable
