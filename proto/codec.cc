@@ -676,9 +676,9 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
 
 // ---------------------------------------------------------------------------
 // The hot path without protobuf: established packets (no hello, challenge,
-// accept or close; no padding; no path validation frame, which is rare) are written and read by hand, byte for byte
-// what protobuf writes, and data payloads are neither copied into a
-// message nor out of one. codec_test checks the bytes against protobuf's,
+// accept or close; no padding; no path validation frame, which is rare)
+// are written and read by hand, byte for byte what protobuf writes, and data
+// payloads are neither copied into a message nor out of one. codec_test checks the bytes against protobuf's,
 // and the codec fuzzer checks that both parsers agree on every input.
 
 // Whether Encode may write `p` by hand.

@@ -650,7 +650,14 @@ void Connection::PollPath(absl::Time now, std::vector<AddressedDatagram>* out) {
     return;
   }
   absl::StatusOr<std::string> bytes = EncodeDatagram(p);
-  if (!bytes.ok()) return;  // cannot happen: our own small packet
+  if (!bytes.ok() && p.pad_to != 0) {  // a size padding cannot reach exactly
+    p.pad_to = 0;
+    if (unpadded <= budget) bytes = EncodeDatagram(p);
+  }
+  if (!bytes.ok()) {  // never expected (our own small packet); never a loop
+    AbandonPath();
+    return;
+  }
   ++next_packet_number_;
   // Recorded (not ack-eliciting, never in flight) so that the peer's ack of
   // its number is an ack of a number we sent.

@@ -801,8 +801,8 @@ RebindRun RunRebindingTransfer(uint64_t seed, bool encrypt, double loss, bool re
   const bool done = sim.RunUntil(
       [&] { return net.client().Count(Event::Type::kAcked) == sent.size(); },
       sim.now() + absl::Seconds(120));
-  EXPECT_TRUE(done) << "transfer did not complete; acked " << net.client().Count(Event::Type::kAcked)
-                    << " of " << sent.size();
+  EXPECT_TRUE(done) << "transfer did not complete; acked "
+                    << net.client().Count(Event::Type::kAcked) << " of " << sent.size();
   std::vector<const Event*> got = Messages(net.server(), 1);
   EXPECT_EQ(got.size(), sent.size());
   for (size_t i = 0; i < std::min(got.size(), sent.size()); ++i) {

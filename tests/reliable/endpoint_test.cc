@@ -2634,7 +2634,8 @@ TEST(PathValidationTest, UnencryptedANewerClearPacketFromANewAddressGetsOnlyACha
   const uint64_t sent = p.RunServerAlone(absl::Seconds(4), moved, &count);
   EXPECT_GE(count, 1u);
   EXPECT_LE(sent, 3 * bytes.size());
-  EXPECT_TRUE(p.server().IsEstablished(p.server_id())) << p.server().Stats(p.server_id())->ToString();
+  EXPECT_TRUE(p.server().IsEstablished(p.server_id()))
+      << p.server().Stats(p.server_id())->ToString();
   EXPECT_EQ(CountFor(p.net().server(), p.server_id(), Event::Type::kMessage), 1u);  // "before"
   EXPECT_EQ(p.server().stats().migrations, 0u);
   EXPECT_EQ(p.server().stats().path_validation_failures, 1u);
