@@ -2685,8 +2685,16 @@ void RunDoubleRebinding(bool encrypt) {
               ::testing::ElementsAre("before a->b", "from the first", "from the second"));
   // The per-address count followed: one connection, from the new address.
   EXPECT_EQ(p.server().ConnectionsFromAddress(second), 1u);
+  EXPECT_EQ(p.server().ConnectionsFromAddress(client), 0u);
   ExchangeMessages(sim, p.net().client(), p.client_id(), p.net().server(), p.server_id(), 2,
                    "after");
+  // Closing after the move releases everything filed under the new address.
+  ASSERT_TRUE(p.net().client().endpoint().Close(sim.now(), p.client_id(), "bye").ok());
+  sim.PollAll();
+  ASSERT_TRUE(sim.RunUntil([&] { return p.server().connection_count() == 0; },
+                           sim.now() + absl::Seconds(60)));
+  EXPECT_EQ(p.server().ConnectionsFromAddress(second), 0u);
+  EXPECT_EQ(p.server().open_connections(), 0u);
 }
 
 TEST(PathValidationTest, ANewerAddressReplacesTheValidationAndTheConnectionMovesOnce) {
