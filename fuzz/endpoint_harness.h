@@ -28,6 +28,7 @@
 //     sent to an address never validated (no connection accepted from it)
 //     stay <= 3x the bytes received from it (anti-amplification)
 //   - every event names a connection in the table, from a validated address
+//     (accepted from it, or moved to it by path validation)
 #ifndef UDPMSG_FUZZ_ENDPOINT_HARNESS_H_
 #define UDPMSG_FUZZ_ENDPOINT_HARNESS_H_
 
@@ -186,9 +187,15 @@ class EndpointHarness {
       }
     }
     if (server_->NextTimeout() <= now_) server_->OnTimeout(now_);
+    // A connection that moved did so to an address that proved it receives
+    // (path validation): validated, like an accepted one.
+    std::vector<reliable::Event> events = server_->TakeEvents();
+    for (const reliable::Event& e : events) {
+      if (e.type == reliable::Event::Type::kPathChanged) validated_.insert(e.peer.ToString());
+    }
     std::vector<reliable::Outgoing> out = server_->TakeOutgoing();
     for (const reliable::Outgoing& o : out) Account(o.peer, o.bytes.size(), /*in=*/false);
-    for (const reliable::Event& e : server_->TakeEvents()) {
+    for (const reliable::Event& e : events) {
       // Connections leave the table only after their events were taken.
       absl::StatusOr<udp::SocketAddress> peer = server_->PeerOf(e.connection);
       if (!peer.ok() || validated_.count(peer->ToString()) == 0) {
