@@ -795,6 +795,14 @@ RebindRun RunRebindingTransfer(uint64_t seed, bool encrypt, double loss, bool re
       to_old_at_move = sim.path_stats(server, client);
       EXPECT_EQ(e.old_peer, client);
       EXPECT_EQ(e.peer, rebound);
+      // The new path starts fresh: RTT estimate and datagram size at their
+      // initial values (path MTU discovery probes again).
+      const reliable::ConnectionStats s = *net.server().endpoint().Stats(e.connection);
+      EXPECT_EQ(s.srtt, server_options.connection.initial_rtt) << s.ToString();
+      EXPECT_EQ(s.datagram_size, server_options.connection.max_datagram) << s.ToString();
+      // In flight: at most the new path's first MTU probe (the old path's
+      // packets were abandoned).
+      EXPECT_LE(s.bytes_in_flight, 1280u) << s.ToString();
     }
   });
   sim.PollAll();
@@ -819,6 +827,9 @@ RebindRun RunRebindingTransfer(uint64_t seed, bool encrypt, double loss, bool re
     EXPECT_EQ(
         *net.server().endpoint().PeerOf(net.server().Find(Event::Type::kConnected)->connection),
         rebound);
+    // Path MTU discovery found the path's 1472 bytes again on the new path.
+    const ConnectionId server_id = net.server().Find(Event::Type::kConnected)->connection;
+    EXPECT_EQ(net.server().endpoint().Stats(server_id)->datagram_size, sim::kDefaultPathMtu);
     // The old address stops receiving: nothing sent there after the move.
     sim.RunFor(absl::Seconds(1));
     EXPECT_EQ(sim.path_stats(server, client).packets_sent, to_old_at_move.packets_sent);
