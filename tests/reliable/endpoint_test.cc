@@ -2704,5 +2704,31 @@ TEST(PathValidationTest, UnencryptedANewerAddressReplacesTheValidationAndMovesOn
   RunDoubleRebinding(/*encrypt=*/false);
 }
 
+TEST(PathValidationTest, AnIdleClientThatMovesOnPurposePingsAndTheServerFollowsAtOnce) {
+  // Runtime::Rebind's sans-I/O half: the client's endpoint hears of its new
+  // local address and pings; an idle connection moves within a few round
+  // trips instead of at its next keepalive.
+  const uint64_t seed = 910;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  sim::Simulator& sim = p.sim();
+  const udp::SocketAddress moved = Addr("10.0.0.2:5001");
+  const udp::SocketAddress server = p.net().server().address();
+  ASSERT_TRUE(sim.SetLink(moved, server, Lossy()).ok());
+  ASSERT_TRUE(sim.SetLink(server, moved, Lossy()).ok());
+  sim.RunFor(absl::Seconds(1));  // idle
+  const absl::Time t0 = sim.now();
+  sim.At(t0, [&] {
+    ASSERT_TRUE(sim.Rebind(p.client_address(), moved).ok());
+    p.net().client().endpoint().OnLocalAddressChanged(sim.now());
+  });
+  ASSERT_TRUE(sim.RunUntil([&] { return p.net().server().Count(Event::Type::kPathChanged) == 1; },
+                           t0 + absl::Seconds(2)));
+  EXPECT_LE(sim.now() - t0, absl::Milliseconds(100));  // 2 round trips of ~20 ms, and jitter
+  EXPECT_EQ(*p.server().PeerOf(p.server_id()), moved);
+  ExchangeMessages(sim, p.net().client(), p.client_id(), p.net().server(), p.server_id(), 2,
+                   "after");
+}
+
 }  // namespace
 }  // namespace udpmsg::testing
