@@ -21,6 +21,7 @@ int RunImpair(const Args& args);
 int RunChat(const Args& args);
 int RunBench(const Args& args);
 int RunKeygen(const Args& args);
+int RunRendezvous(const Args& args);
 
 }  // namespace udpmsg::cli
 

@@ -83,6 +83,23 @@ ABSL_FLAG(std::string, known_hosts, "",
           "clients (send --reliable, chat join): a known-hosts file (HOST:PORT udpmsg-id:... "
           "lines): the server must prove the identity recorded for HOST:PORT; a server not yet "
           "listed is recorded on first connection (trust on first use); encrypts");
+// NAT traversal (rendezvous; send/recv --reliable --via).
+ABSL_FLAG(std::string, via, "",
+          "send/recv --reliable: the rendezvous server HOST:PORT that introduces the peers "
+          "(NAT traversal; see docs/nat.md)");
+ABSL_FLAG(std::string, name, "", "recv --reliable --via: the name to register with the server");
+ABSL_FLAG(bool, via_relay_only, false,
+          "send --reliable --via: skip the direct attempt and use the relay (for tests)");
+ABSL_FLAG(std::string, relay_port, "0",
+          "rendezvous: the relay's UDP port (0 picks a free one; clients learn it)");
+ABSL_FLAG(int, max_names, 4096, "rendezvous: names registered at most");
+ABSL_FLAG(int, max_names_per_address, 8,
+          "rendezvous: names at most per client IPv4 address or IPv6 /64");
+ABSL_FLAG(int, max_relays, 64, "rendezvous: relay allocations live at most");
+ABSL_FLAG(std::string, relay_budget, "1GiB", "rendezvous: bytes one relay allocation forwards at most");
+ABSL_FLAG(std::string, relay_rate, "100mbit", "rendezvous: rate limit per relay allocation");
+ABSL_FLAG(std::string, relay_idle, "30s",
+          "rendezvous: a relay allocation idle this long ends (unbound ones after 20s)");
 ABSL_FLAG(int, nfqueue, -1,
           "impair: impair the packets netfilter queues to this NFQUEUE number (root; instead of "
           "--listen/--to; see README)");

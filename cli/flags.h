@@ -61,5 +61,15 @@ ABSL_DECLARE_FLAG(std::string, server_id);
 ABSL_DECLARE_FLAG(std::string, known_hosts);
 
 ABSL_DECLARE_FLAG(int, nfqueue);
+ABSL_DECLARE_FLAG(std::string, via);
+ABSL_DECLARE_FLAG(std::string, name);
+ABSL_DECLARE_FLAG(bool, via_relay_only);
+ABSL_DECLARE_FLAG(std::string, relay_port);
+ABSL_DECLARE_FLAG(int, max_names);
+ABSL_DECLARE_FLAG(int, max_names_per_address);
+ABSL_DECLARE_FLAG(int, max_relays);
+ABSL_DECLARE_FLAG(std::string, relay_budget);
+ABSL_DECLARE_FLAG(std::string, relay_rate);
+ABSL_DECLARE_FLAG(std::string, relay_idle);
 
 #endif  // UDPMSG_CLI_FLAGS_H_

@@ -44,6 +44,8 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "apps/rendezvous/client_on_host.h"
+#include "apps/rendezvous/names.h"
 #include "apps/transfer/receiver.h"
 #include "apps/transfer/sender.h"
 #include "apps/transfer/sink.h"
@@ -354,6 +356,283 @@ absl::Status AwaitConnected(Host* host, ConnectionId id, const SocketAddress& pe
     }
   }
   return absl::OkStatus();
+}
+
+
+// --via (NAT traversal, docs/nat.md). How long the sender tries the direct
+// path before it takes the relay: handshake hellos to the receiver's
+// reflexive address are retried with backoff meanwhile, and the receiver
+// punches toward us, so a path that works is normally up within one or two
+// round trips; 3 s covers slow first mappings without making a relayed
+// transfer wait long.
+constexpr absl::Duration kDirectAttempt = absl::Seconds(3);
+// An ICMP "unreachable" for our first hellos is what a NAT that has not
+// seen the receiver's punch yet answers: the attempt starts again after
+// this pause, until kDirectAttempt is over.
+constexpr absl::Duration kRetryAfterUnreachable = absl::Milliseconds(100);
+
+rendezvous::ClientOptions ViaClientOptions(const SocketAddress& server) {
+  rendezvous::ClientOptions o;
+  o.server = server;
+  return o;
+}
+
+// The connection a --via sender transfers on, and how it got there.
+struct ViaPath {
+  ConnectionId id = 0;
+  SocketAddress peer;  // the receiver (direct) or the relay
+  std::vector<Event> early;
+  std::string server_identity;
+};
+
+// Polls `host` for up to `wait` (less when the client has punches due),
+// hands control-connection events to `client` and returns the others.
+// CANCELLED with `*signal` set on a stop signal.
+absl::StatusOr<std::vector<Event>> PollVia(Host* host, rendezvous::HostClient* client,
+                                           absl::Duration wait, int signal_fd, int* signal) {
+  const absl::Time now = absl::Now();
+  wait = std::clamp(std::min(wait, client->NextTimeout() - now), absl::ZeroDuration(),
+                    absl::Milliseconds(250));
+  absl::StatusOr<Host::PollResult> r = host->Poll(wait);
+  if (!r.ok()) return r.status();
+  for (uint64_t token : r->ready) {
+    if (token != kSignalToken) continue;
+    if (const int sig = DrainSignals(signal_fd); sig != 0) {
+      *signal = sig;
+      return absl::CancelledError(absl::StrCat("interrupted by ", SignalName(sig)));
+    }
+  }
+  std::vector<Event> rest;
+  for (Event& e : r->events) {
+    if (!client->OnEvent(absl::Now(), e)) rest.push_back(std::move(e));
+  }
+  (void)client->Service(absl::Now());
+  return rest;
+}
+
+// send --reliable --via SERVER NAME: asks the server for NAME, tries the
+// direct path for kDirectAttempt, then the relay; prints which (one line)
+// and returns the established connection. NOT_FOUND when NAME is not
+// registered (the caller prints it and exits 1).
+absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
+                                   const std::string& name, const std::string& server_text,
+                                   absl::Duration timeout, int signal_fd, int* signal) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (!client->connected()) {
+    if (client->closed()) {
+      return absl::UnavailableError(absl::StrCat("cannot reach the rendezvous server ",
+                                                 server_text, ": ", client->close_reason()));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "no answer from the rendezvous server ", server_text, " within ",
+          absl::FormatDuration(timeout)));
+    }
+    absl::StatusOr<std::vector<Event>> ev = PollVia(host, client, deadline - absl::Now(),
+                                                    signal_fd, signal);
+    if (!ev.ok()) return ev.status();
+  }
+  uint64_t request = 0;
+  if (absl::Status s = client->SendToServer(client->core().Lookup(name, &request)); !s.ok()) {
+    return s;
+  }
+  std::optional<rendezvous::ClientEvent> intro;
+  while (!intro) {
+    if (client->closed()) {
+      return absl::UnavailableError(absl::StrCat("lost the rendezvous server ", server_text,
+                                                 ": ", client->close_reason()));
+    }
+    if (absl::Now() >= deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("the rendezvous server ", server_text,
+                                                      " did not answer within ",
+                                                      absl::FormatDuration(timeout)));
+    }
+    absl::StatusOr<std::vector<Event>> ev = PollVia(host, client, deadline - absl::Now(),
+                                                    signal_fd, signal);
+    if (!ev.ok()) return ev.status();
+    for (rendezvous::ClientEvent& e : client->TakeEvents()) {
+      if (e.type == rendezvous::ClientEvent::Type::kRefused && e.request == request) {
+        if (e.code == 1 /* NOT_REGISTERED */) {
+          return absl::NotFoundError(absl::StrCat(name, " is not registered with ", server_text));
+        }
+        return absl::UnavailableError(absl::StrCat("the rendezvous server ", server_text,
+                                                   " refused: ", e.reason));
+      }
+      if (e.type == rendezvous::ClientEvent::Type::kIntroduced && e.request == request) intro = e;
+    }
+  }
+  const uint64_t introduction = intro->introduction;
+  ViaPath path;
+  std::string why;
+  bool relay_ready = false;
+  // The direct attempt.
+  if (absl::GetFlag(FLAGS_via_relay_only)) {
+    why = "--via_relay_only";
+  } else {
+    const absl::Time until = absl::Now() + kDirectAttempt;
+    std::optional<ConnectionId> attempt;
+    absl::Time retry_at = absl::Now();
+    std::string last;
+    bool connected = false;
+    while (!connected && absl::Now() < until) {
+      if (!attempt && absl::Now() >= retry_at) {
+        absl::StatusOr<ConnectionId> id = host->Connect(intro->peer);
+        if (!id.ok()) return id.status();
+        attempt = *id;
+      }
+      absl::StatusOr<std::vector<Event>> ev =
+          PollVia(host, client, std::min(until, retry_at) - absl::Now() + absl::Milliseconds(20),
+                  signal_fd, signal);
+      if (!ev.ok()) return ev.status();
+      for (rendezvous::ClientEvent& e : client->TakeEvents()) {
+        if (e.type == rendezvous::ClientEvent::Type::kRelayReady && e.introduction == introduction) {
+          relay_ready = true;
+        }
+      }
+      for (Event& e : *ev) {
+        if (!attempt || e.connection != *attempt) continue;
+        if (connected) {
+          path.early.push_back(std::move(e));
+        } else if (e.type == Event::Type::kConnected) {
+          connected = true;
+          path.server_identity = e.server_identity;
+        } else if (e.type == Event::Type::kClosed) {
+          if (e.by_peer) {  // the receiver answered: the path works, it refused
+            return absl::UnavailableError(
+                absl::StrCat("cannot connect to ", name, " at ", intro->peer.ToString(),
+                             ": refused: ", DisplayablePrefix(e.reason, kMaxShownPeerBytes)));
+          }
+          last = DisplayablePrefix(e.reason, kMaxShownPeerBytes);
+          attempt.reset();
+          retry_at = absl::Now() + kRetryAfterUnreachable;
+        }
+      }
+    }
+    if (connected) {
+      path.id = *attempt;
+      path.peer = intro->peer;
+      client->core().StopPunching(introduction, /*peer=*/true, /*relay=*/true);
+      (void)client->SendToServer(client->core().PathChosen(introduction, /*direct=*/true));
+      std::fprintf(stderr, "udpmsg send: path to %s: direct (%s)\n", name.c_str(),
+                   intro->peer.ToString().c_str());
+      std::fflush(stderr);
+      return path;
+    }
+    if (attempt) (void)host->Close(*attempt, "direct attempt over", /*flush=*/false);
+    why = absl::StrCat("no answer on the direct path within ", absl::FormatDuration(kDirectAttempt),
+                       last.empty() ? "" : absl::StrCat("; last: ", last));
+  }
+  client->core().StopPunching(introduction, /*peer=*/true, /*relay=*/false);
+  if (!intro->relay) {
+    return absl::UnavailableError(absl::StrCat("cannot reach ", name, " at ",
+                                               intro->peer.ToString(), " (", why,
+                                               ") and the rendezvous server offered no relay"));
+  }
+  // The relay forwards once both sides bound themselves (RelayReady).
+  const absl::Time ready_by = absl::Now() + timeout;
+  while (!relay_ready) {
+    if (absl::Now() >= ready_by || client->closed()) {
+      return absl::UnavailableError(absl::StrCat(
+          "cannot reach ", name, " (", why, ") and the relay ", intro->relay->ToString(),
+          " did not get both sides bound",
+          client->closed() ? absl::StrCat("; rendezvous connection closed: ", client->close_reason())
+                           : absl::StrCat(" within ", absl::FormatDuration(timeout))));
+    }
+    absl::StatusOr<std::vector<Event>> ev =
+        PollVia(host, client, ready_by - absl::Now(), signal_fd, signal);
+    if (!ev.ok()) return ev.status();
+    for (rendezvous::ClientEvent& e : client->TakeEvents()) {
+      if (e.type == rendezvous::ClientEvent::Type::kRelayReady && e.introduction == introduction) {
+        relay_ready = true;
+      }
+    }
+  }
+  (void)client->SendToServer(client->core().PathChosen(introduction, /*direct=*/false));
+  std::fprintf(stderr, "udpmsg send: path to %s: relayed via %s (%s)\n", name.c_str(),
+               intro->relay->ToString().c_str(), why.c_str());
+  std::fflush(stderr);
+  absl::StatusOr<ConnectionId> id = host->Connect(*intro->relay);
+  if (!id.ok()) return id.status();
+  path.id = *id;
+  path.peer = *intro->relay;
+  return path;
+}
+
+// recv --reliable --via: the registration beside the receiver's loop. The
+// loop hands it every event first (control-connection events are its),
+// waits no longer than Wait() says, and calls Service() every turn.
+class RecvVia {
+ public:
+  RecvVia(std::unique_ptr<rendezvous::HostClient> client, std::string name, std::string server)
+      : client_(std::move(client)), name_(std::move(name)), server_(std::move(server)) {}
+
+  bool OnEvent(const Event& e) {
+    if (!client_->OnEvent(absl::Now(), e)) return false;
+    if (e.type == Event::Type::kConnected) {
+      (void)client_->SendToServer(client_->core().Register(name_));
+    }
+    return true;
+  }
+
+  absl::Duration Wait(absl::Duration max) const {
+    return std::clamp(client_->NextTimeout() - absl::Now(), absl::ZeroDuration(), max);
+  }
+
+  // A failure ends the receiver: the name was refused, or the server went
+  // away (no sender can find us any more).
+  absl::Status Service() {
+    (void)client_->Service(absl::Now());
+    for (rendezvous::ClientEvent& e : client_->TakeEvents()) {
+      switch (e.type) {
+        case rendezvous::ClientEvent::Type::kRegistered:
+          if (!registered_) {
+            std::fprintf(stderr, "udpmsg recv: registered as %s with %s (seen as %s)\n",
+                         name_.c_str(), server_.c_str(), e.reflexive.ToString().c_str());
+            std::fflush(stderr);
+          }
+          registered_ = true;
+          break;
+        case rendezvous::ClientEvent::Type::kRefused:
+          return absl::UnavailableError(absl::StrCat("cannot register ", name_, " with ", server_,
+                                                     ": ", e.reason));
+        case rendezvous::ClientEvent::Type::kIntroduced:
+          std::fprintf(stderr, "udpmsg recv: introduced to %s%s\n", e.peer.ToString().c_str(),
+                       e.relay ? absl::StrCat(" (relay ", e.relay->ToString(), ")").c_str() : "");
+          std::fflush(stderr);
+          break;
+        case rendezvous::ClientEvent::Type::kRelayReady:
+          break;
+      }
+    }
+    if (client_->closed()) {
+      return absl::UnavailableError(absl::StrCat(registered_ ? "lost" : "cannot reach",
+                                                 " the rendezvous server ", server_, ": ",
+                                                 client_->close_reason()));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::unique_ptr<rendezvous::HostClient> client_;
+  std::string name_;
+  std::string server_;
+  bool registered_ = false;
+};
+
+// Where recv --via registers: the server (resolved and as given) and the name.
+struct ViaTarget {
+  SocketAddress server;
+  std::string text;
+  std::string name;
+};
+
+absl::StatusOr<std::unique_ptr<RecvVia>> StartRecvVia(Host* host, const ViaTarget& t) {
+  ConnectSecurity control;
+  control.encrypt = true;  // the rendezvous server always encrypts
+  absl::StatusOr<std::unique_ptr<rendezvous::HostClient>> c =
+      rendezvous::HostClient::Start(host, t.server, ViaClientOptions(t.server), control);
+  if (!c.ok()) return c.status();
+  return std::make_unique<RecvVia>(*std::move(c), t.name, t.text);
 }
 
 // Drives a transfer::Sender over the runtime: reads the source as the queue
@@ -674,7 +953,8 @@ struct RecvShared {
 // One shard of recv --out DIRECTORY: serves every connection its socket
 // receives, one transfer each, until `shared` says stop. Shard 0 also
 // watches the signals.
-void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShared* shared) {
+void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShared* shared,
+                    RecvVia* via) {
   struct Transfer {
     explicit Transfer(const std::string& dir)
         : sink(dir), receiver(&sink, transfer::Receiver::Options{}) {}
@@ -691,12 +971,26 @@ void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShare
     if (shared->wanted > 0 && done >= shared->wanted) shared->Stop();
   };
   while (!shared->stop.load()) {
-    absl::StatusOr<Host::PollResult> r = host->Poll(absl::Seconds(1));
+    absl::StatusOr<Host::PollResult> r =
+        host->Poll(via != nullptr ? via->Wait(absl::Seconds(1)) : absl::Seconds(1));
     if (!r.ok()) {
       (void)Fail(r.status());
       shared->failed.fetch_add(1);
       shared->Stop();
       break;
+    }
+    if (via != nullptr) {
+      std::vector<Event> mine;
+      for (Event& e : r->events) {
+        if (!via->OnEvent(e)) mine.push_back(std::move(e));
+      }
+      r->events = std::move(mine);
+      if (absl::Status s = via->Service(); !s.ok()) {
+        std::fprintf(stderr, "udpmsg recv: %s\n", Displayable(s.message()).c_str());
+        shared->failed.fetch_add(1);
+        shared->Stop();
+        break;
+      }
     }
     for (uint64_t token : r->ready) {
       if (token != kSignalToken) continue;
@@ -777,11 +1071,18 @@ void ServeRecvShard(Host* host, const std::string& dir, int signal_fd, RecvShare
 // transfer per connection, until --count transfers finished (0: until a
 // signal). Exit 0 when every finished transfer was verified.
 int RunRecvDirectory(const std::string& dir, HostOptions options, int threads,
-                     const std::string& identity, OwnedFd signals) {
+                     const std::string& identity, OwnedFd signals,
+                     const std::optional<ViaTarget>& via_target) {
   absl::StatusOr<std::vector<Host>> hosts = Host::CreateShards(options, threads);
   if (!hosts.ok()) return Fail(hosts.status());
   if (absl::Status s = (*hosts)[0].Watch(signals.get(), kSignalToken); !s.ok()) return Fail(s);
   PrintListening((*hosts)[0].local_address());
+  std::unique_ptr<RecvVia> via;
+  if (via_target) {
+    absl::StatusOr<std::unique_ptr<RecvVia>> v = StartRecvVia(&(*hosts)[0], *via_target);
+    if (!v.ok()) return Fail(v.status());
+    via = *std::move(v);
+  }
   if (!identity.empty()) std::fprintf(stderr, "server identity %s\n", identity.c_str());
   const ShardInfo& info = (*hosts)[0].shard();
   if (info.count > 1) {
@@ -797,9 +1098,9 @@ int RunRecvDirectory(const std::string& dir, HostOptions options, int threads,
   for (Host& h : *hosts) shared.hosts.push_back(&h);
   std::vector<std::thread> workers;
   for (size_t i = 1; i < hosts->size(); ++i) {
-    workers.emplace_back(ServeRecvShard, &(*hosts)[i], dir, -1, &shared);
+    workers.emplace_back(ServeRecvShard, &(*hosts)[i], dir, -1, &shared, nullptr);
   }
-  ServeRecvShard(&(*hosts)[0], dir, signals.get(), &shared);
+  ServeRecvShard(&(*hosts)[0], dir, signals.get(), &shared, via.get());
   for (std::thread& t : workers) t.join();
   if (hosts->size() > 1) {
     // Each shard's own counters (threads joined: safe to read here). A
@@ -864,7 +1165,17 @@ int RunReliableSend(const std::vector<std::string>& args) {
   if (absl::Status s = CheckIdentityFlags(/*serves=*/false); !s.ok()) {
     return UsageError("send", s.message());
   }
-  absl::StatusOr<SocketAddress> peer = ResolvePeer(args[0]);
+  // With --via, args[0] is the receiver's name and `peer` the rendezvous
+  // server until the path is chosen.
+  const std::string via = absl::GetFlag(FLAGS_via);
+  if (!via.empty() && !rendezvous::ValidName(args[0])) {
+    return UsageError("send", absl::StrCat("\"", DisplayablePrefix(args[0], 80),
+                                           "\" is not a name (1 to 64 of A-Z a-z 0-9 . _ -)"));
+  }
+  if (via.empty() && absl::GetFlag(FLAGS_via_relay_only)) {
+    return UsageError("send", "--via_relay_only needs --via");
+  }
+  absl::StatusOr<SocketAddress> peer = ResolvePeer(via.empty() ? args[0] : via);
   if (!peer.ok()) return AddressError("send", peer.status());
   absl::StatusOr<Source> source =
       Source::Open(std::vector<std::string>(args.begin() + 1, args.end()));
@@ -881,8 +1192,37 @@ int RunReliableSend(const std::vector<std::string>& args) {
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
-  absl::StatusOr<ConnectionId> id = host->Connect(*peer);
-  if (!id.ok()) return Fail(id.status());
+  std::unique_ptr<rendezvous::HostClient> via_client;
+  absl::StatusOr<ConnectionId> id = ConnectionId{0};
+  std::optional<ViaPath> via_path;
+  if (via.empty()) {
+    id = host->Connect(*peer);
+    if (!id.ok()) return Fail(id.status());
+  } else {
+    ConnectSecurity control;
+    control.encrypt = true;  // the rendezvous server always encrypts
+    absl::StatusOr<std::unique_ptr<rendezvous::HostClient>> c =
+        rendezvous::HostClient::Start(&*host, *peer, ViaClientOptions(*peer), control);
+    if (!c.ok()) return Fail(c.status());
+    via_client = *std::move(c);
+    int signal = 0;
+    absl::StatusOr<ViaPath> path = ConnectVia(&*host, via_client.get(), args[0], via, *timeout,
+                                              signals->get(), &signal);
+    if (!path.ok()) {
+      if (signal != 0) {
+        EraseTerminalLine();
+        (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal),
+                                                     " while looking for ", args[0],
+                                                     "; nothing sent")));
+        return SignalExitCode(signal);
+      }
+      std::fprintf(stderr, "udpmsg send: %s\n", Displayable(path.status().message()).c_str());
+      return kExitFailure;
+    }
+    via_path = *std::move(path);
+    id = via_path->id;
+    *peer = via_path->peer;
+  }
   // Tells the receiver why we stop (so it need not wait out its timeout),
   // says how far the transfer got (`loop`: null while connecting), lingers
   // to repeat the close if needed; 128 + the signal.
@@ -906,9 +1246,12 @@ int RunReliableSend(const std::vector<std::string>& args) {
   int signal = 0;
   std::vector<Event> early;
   std::string server_identity;
-  if (absl::Status s = AwaitConnected(&*host, *id, *peer, *timeout + absl::Seconds(1),
-                                      signals->get(), &signal, &early, &server_identity);
-      !s.ok()) {
+  if (via_path && host->IsEstablished(*id)) {  // direct: established already
+    early = std::move(via_path->early);
+    server_identity = via_path->server_identity;
+  } else if (absl::Status s = AwaitConnected(&*host, *id, *peer, *timeout + absl::Seconds(1),
+                                             signals->get(), &signal, &early, &server_identity);
+             !s.ok()) {
     if (signal != 0) return interrupted(signal, nullptr);
     return Fail(absl::Status(s.code(), absl::StrCat(s.message(), trust->MismatchHint())));
   }
@@ -943,8 +1286,25 @@ int RunRecv(const Args& args) {
   if (!absl::GetFlag(FLAGS_reliable)) {
     return UsageError("recv", "needs --reliable (use `udpmsg listen` for raw datagrams)");
   }
-  absl::StatusOr<uint16_t> port = PortFromFlag();
+  const std::string via = absl::GetFlag(FLAGS_via);
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (via.empty() != name.empty()) {
+    return UsageError("recv", "--via HOST:PORT and --name NAME go together");
+  }
+  if (!name.empty() && !rendezvous::ValidName(name)) {
+    return UsageError("recv", absl::StrCat("--name \"", DisplayablePrefix(name, 80),
+                                           "\" is not a name (1 to 64 of A-Z a-z 0-9 . _ -, "
+                                           "starting with a letter or digit)"));
+  }
+  absl::StatusOr<uint16_t> port =
+      !via.empty() && absl::GetFlag(FLAGS_port).empty() ? uint16_t{0} : PortFromFlag();
   if (!port.ok()) return UsageError("recv", port.status().message());
+  std::optional<ViaTarget> via_target;
+  if (!via.empty()) {
+    absl::StatusOr<SocketAddress> server = ResolvePeer(via);
+    if (!server.ok()) return AddressError("recv", server.status());
+    via_target = ViaTarget{*server, via, name};
+  }
   const std::string out = absl::GetFlag(FLAGS_out);
   if (out.empty()) return UsageError("recv", "--out FILE is required (--out=- for stdout)");
   absl::StatusOr<absl::Duration> timeout = TimeoutFromFlag();
@@ -965,7 +1325,12 @@ int RunRecv(const Args& args) {
   if (threads > 1 && !to_directory) {
     return UsageError("recv", "--threads N needs --out DIRECTORY (--out FILE receives one transfer)");
   }
-  if (threads == 0) threads = to_directory ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+  if (threads > 1 && !via.empty()) {
+    return UsageError("recv", "--via registers one socket: --threads must be 1");
+  }
+  if (threads == 0) {
+    threads = to_directory && via.empty() ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+  }
   if (absl::GetFlag(FLAGS_count) < 0) return UsageError("recv", "--count must be 0 or more");
   if (to_directory && ::access(out.c_str(), W_OK | X_OK) != 0) {
     return Fail(absl::InvalidArgumentError(
@@ -995,12 +1360,18 @@ int RunRecv(const Args& args) {
   options.accept_incoming = true;
   options.bind = locals->front();
   if (to_directory) {
-    return RunRecvDirectory(out, options, threads, *identity, *std::move(signals));
+    return RunRecvDirectory(out, options, threads, *identity, *std::move(signals), via_target);
   }
   absl::StatusOr<Host> host = Host::Create(options);
   if (!host.ok()) return Fail(host.status());
   if (absl::Status s = host->Watch(signals->get(), kSignalToken); !s.ok()) return Fail(s);
   PrintListening(host->local_address());
+  std::unique_ptr<RecvVia> via_client;
+  if (via_target) {
+    absl::StatusOr<std::unique_ptr<RecvVia>> v = StartRecvVia(&*host, *via_target);
+    if (!v.ok()) return Fail(v.status());
+    via_client = *std::move(v);
+  }
   if (!identity->empty()) std::fprintf(stderr, "server identity %s\n", identity->c_str());
 
   std::optional<ConnectionId> sender;
@@ -1009,8 +1380,22 @@ int RunRecv(const Args& args) {
   transfer::Receiver receiver(&sink, transfer::Receiver::Options{});
   absl::Time start;
   for (;;) {
-    absl::StatusOr<Host::PollResult> r = host->Poll(absl::Seconds(1));
+    absl::StatusOr<Host::PollResult> r =
+        host->Poll(via_client ? via_client->Wait(absl::Seconds(1)) : absl::Seconds(1));
     if (!r.ok()) return Fail(r.status());
+    if (via_client) {
+      std::vector<Event> mine;
+      for (Event& e : r->events) {
+        if (!via_client->OnEvent(e)) mine.push_back(std::move(e));
+      }
+      r->events = std::move(mine);
+      // Losing the server matters only while no transfer runs: one that
+      // runs goes on (directly, or through a relay that ends with it).
+      if (absl::Status s = via_client->Service(); !s.ok() && !sender.has_value()) {
+        std::fprintf(stderr, "udpmsg recv: %s\n", Displayable(s.message()).c_str());
+        return kExitFailure;
+      }
+    }
     for (uint64_t token : r->ready) {
       if (token != kSignalToken) continue;
       const int signal = DrainSignals(signals->get());

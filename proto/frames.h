@@ -244,6 +244,16 @@ inline std::optional<SealedHeader> ParseSealedHeader(std::string_view datagram) 
   }
   return h;
 }
+// Punch datagrams: not udpmsg packets, and never answered. A NAT-traversal
+// client (apps/rendezvous) sends them from its Host's socket to open its NAT
+// toward a peer and to bind a relay: kPunchVersion (1 byte) then at most
+// kMaxPunchPayload bytes the receiver interprets (a relay reads a bind token;
+// an endpoint ignores the payload). An Endpoint counts each one
+// (EndpointStats::punches) and drops it: it is neither malformed nor a
+// connection's packet.
+inline constexpr uint8_t kPunchVersion = 3;
+inline constexpr size_t kMaxPunchPayload = 64;
+
 inline constexpr size_t kMaxReasonBytes = 256;
 // At most this many ack ranges in one packet.
 inline constexpr size_t kMaxAckRanges = 32;

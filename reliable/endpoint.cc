@@ -43,6 +43,7 @@ std::string EndpointStats::ToString() const {
                       " refused_late_full=", refused_late_full, " drained_early=", drained_early,
                       " key_exchanges=", key_exchanges,
                       " unauthenticated=", unauthenticated, " unreachable=", unreachable,
+                      " punches=", punches,
                       " timer_wakeups=", timer_wakeups, " timers_fired=", timers_fired,
                       " path_challenges=", path_challenges_sent, " migrations=", migrations,
                       " path_failures=", path_validation_failures);
@@ -223,6 +224,10 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
   last_now_ = std::max(last_now_, now);
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
+  if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kPunchVersion) {
+    ++stats_.punches;  // a NAT-traversal punch (proto/frames.h): never answered
+    return;
+  }
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
     const std::optional<proto::SealedHeader> header =
         proto::ParseSealedHeader(std::string_view(bytes.data(), bytes.size()));
@@ -465,6 +470,22 @@ void Endpoint::Refuse(const udp::SocketAddress& to, const proto::Hello& hello,
 }
 
 absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer) {
+  return ConnectWith(now, peer,
+                     options_.encrypt || options_.psk.has_value() ||
+                         options_.server_pin.has_value(),
+                     options_.psk, options_.server_pin);
+}
+
+absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer,
+                                               const ConnectSecurity& security) {
+  return ConnectWith(now, peer, security.encrypt || security.server_pin.has_value(),
+                     std::nullopt, security.server_pin);
+}
+
+absl::StatusOr<ConnectionId> Endpoint::ConnectWith(absl::Time now,
+                                                   const udp::SocketAddress& peer, bool encrypt,
+                                                   std::optional<Psk> psk,
+                                                   std::optional<std::string> server_pin) {
   last_now_ = std::max(last_now_, now);
   if (members_ >= options_.max_connections) {
     return absl::ResourceExhaustedError(
@@ -473,10 +494,9 @@ absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::Socket
   }
   const ConnectionId id = NewId();
   Security security;
-  security.encrypt =
-      options_.encrypt || options_.psk.has_value() || options_.server_pin.has_value();
-  security.psk = options_.psk;
-  security.server_pin = options_.server_pin;
+  security.encrypt = encrypt;
+  security.psk = std::move(psk);
+  security.server_pin = std::move(server_pin);
   if (security.encrypt) security.key = NewKeyPair();
   std::unique_ptr<Connection> c =
       Connection::Client(now, id, peer, options_.connection, &codec_, std::move(security), hooks_);

@@ -145,6 +145,16 @@ struct EndpointOptions {
 // The shard a connection id belongs to (see EndpointOptions::shard_index).
 inline uint32_t ShardOfConnectionId(uint64_t id) { return static_cast<uint32_t>(id & 0xff); }
 
+// Security of one client connection that differs from the endpoint's own
+// (Endpoint::Connect with it): a NAT-traversal client talks to its
+// rendezvous server encrypted but without the room key that its transfers
+// use, from the same socket. The connection encrypts when `encrypt` or
+// `server_pin` says so; it never uses the endpoint's psk.
+struct ConnectSecurity {
+  bool encrypt = false;
+  std::optional<std::string> server_pin;
+};
+
 // Timer coalescing (see "Timers" in Endpoint's comment).
 inline constexpr absl::Duration kTimerGranularity = absl::Milliseconds(250);
 inline constexpr absl::Duration kCoalesceAfter = absl::Seconds(4);
@@ -184,6 +194,7 @@ struct EndpointStats {
   uint64_t unauthenticated = 0;     // sealed datagrams that failed to open, or
                                     // plain ones for an encrypted connection
   uint64_t unreachable = 0;         // ICMP reports that ended a connection attempt
+  uint64_t punches = 0;             // punch datagrams (proto::kPunchVersion): dropped
   // Timer work: OnTimeout calls that found a connection due, and the
   // connections they ran (each touches only those: see "Timers").
   uint64_t timer_wakeups = 0;
@@ -209,6 +220,9 @@ class Endpoint final {
   // Starts a connection to `peer`. The kConnected (or kClosed) event tells
   // how it went. RESOURCE_EXHAUSTED when the table is full.
   absl::StatusOr<ConnectionId> Connect(absl::Time now, const udp::SocketAddress& peer);
+  // The same with `security` instead of the endpoint's encryption options.
+  absl::StatusOr<ConnectionId> Connect(absl::Time now, const udp::SocketAddress& peer,
+                                       const ConnectSecurity& security);
 
   // Queues a message (see Connection::Send). The datagrams carrying it are
   // built by the next TakeOutgoing(), so several Sends in a row share
@@ -320,6 +334,9 @@ class Endpoint final {
               uint32_t code, std::string reason, bool authenticate);
   void SendStateless(const udp::SocketAddress& to, const proto::Packet& packet,
                      size_t received_size);
+  absl::StatusOr<ConnectionId> ConnectWith(absl::Time now, const udp::SocketAddress& peer,
+                                           bool encrypt, std::optional<Psk> psk,
+                                           std::optional<std::string> server_pin);
   ConnectionId NewId();
   KeyPair NewKeyPair();
   // Adds a new connection to the table and counts it; returns its entry.

@@ -118,6 +118,26 @@ absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer) {
   return id;
 }
 
+absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer,
+                                              const ConnectSecurity& security) {
+  absl::StatusOr<ConnectionId> id = endpoint_->Connect(clock_->Now(), peer, security);
+  if (id.ok()) {
+    if (absl::Status s = SendPending(); !s.ok()) return s;
+  }
+  return id;
+}
+
+absl::Status Runtime::SendPunch(const udp::SocketAddress& peer, absl::string_view payload) {
+  if (payload.size() > proto::kMaxPunchPayload) {
+    return absl::InvalidArgumentError(absl::StrCat("punch payload of ", payload.size(),
+                                                   " bytes; at most ", proto::kMaxPunchPayload));
+  }
+  std::string bytes(1, static_cast<char>(proto::kPunchVersion));
+  bytes.append(payload.data(), payload.size());
+  pending_.push_back(Outgoing{peer, std::move(bytes)});
+  return SendPending();
+}
+
 absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                        std::string message) {
   // Corked: the datagrams leave in the next Poll() or Flush(), so messages

@@ -120,6 +120,14 @@ class Runtime final {
   const udp::SocketAddress& local_address() const { return local_; }
 
   absl::StatusOr<ConnectionId> Connect(const udp::SocketAddress& peer);
+  // The same with a security of its own (see ConnectSecurity in endpoint.h).
+  absl::StatusOr<ConnectionId> Connect(const udp::SocketAddress& peer,
+                                       const ConnectSecurity& security);
+  // Sends one punch datagram (proto::kPunchVersion, then `payload`) to
+  // `peer` from this runtime's socket, now: NAT traversal (apps/rendezvous).
+  // INVALID_ARGUMENT: payload over proto::kMaxPunchPayload bytes. Socket
+  // errors as for Poll.
+  absl::Status SendPunch(const udp::SocketAddress& peer, absl::string_view payload);
   // Queues a message; it leaves in the next Poll() or Flush() (messages
   // sent back to back share packets).
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,

@@ -57,6 +57,15 @@ absl::StatusOr<ConnectionId> Host::Connect(const SocketAddress& peer) {
   return runtime_->Connect(peer);
 }
 
+absl::StatusOr<ConnectionId> Host::Connect(const SocketAddress& peer,
+                                           const ConnectSecurity& security) {
+  return runtime_->Connect(peer, security);
+}
+
+absl::Status Host::SendPunch(const SocketAddress& peer, absl::string_view payload) {
+  return runtime_->SendPunch(peer, payload);
+}
+
 absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                     std::string message) {
   return runtime_->Send(id, channel, mode, std::move(message));

@@ -65,6 +65,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "reliable/connection.h"
 #include "reliable/endpoint.h"
@@ -85,6 +86,8 @@ using IoStats = reliable::Runtime::IoStats;
 // The host's datagram counters (received, sent, malformed, unknown
 // connection, handshakes, refusals, ...); ToString() gives one line.
 using HostStats = reliable::EndpointStats;
+// A client connection's own security (Host::Connect(peer, security)).
+using ConnectSecurity = reliable::ConnectSecurity;
 
 // Channel send priorities are [0, kChannelPriorities), 0 the most urgent;
 // weights are [1, kMaxChannelWeight] (Host::SetChannelPriority).
@@ -138,6 +141,19 @@ class Host final {
   // (or AwaitConnected) tells how it went. RESOURCE_EXHAUSTED when
   // max_connections are open.
   absl::StatusOr<ConnectionId> Connect(const SocketAddress& peer);
+  // The same, but encrypted as `security` says instead of as HostOptions
+  // say (never with the room key): apps/rendezvous talks to its server
+  // this way from the socket its transfers use.
+  absl::StatusOr<ConnectionId> Connect(const SocketAddress& peer, const ConnectSecurity& security);
+
+  // Sends one punch datagram to `peer` from this Host's socket, at once: a
+  // datagram that is not a udpmsg packet (proto/frames.h kPunchVersion, then
+  // `payload`), which opens this host's NAT toward `peer` (NAT traversal,
+  // apps/rendezvous) or binds a relay. A udpmsg Host receiving one counts
+  // it in HostStats::punches and drops it; nothing ever answers one.
+  // INVALID_ARGUMENT: payload over 64 bytes (proto::kMaxPunchPayload).
+  // Socket errors as for Poll.
+  absl::Status SendPunch(const SocketAddress& peer, absl::string_view payload = "");
 
   // Queues `message` on `channel` with `mode`; returns its sequence number
   // in that (channel, mode). It leaves in the next Poll or Flush; messages
