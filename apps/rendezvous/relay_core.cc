@@ -69,6 +69,14 @@ absl::StatusOr<RelayCore::Allocation> RelayCore::Allocate(absl::Time now) {
 
 void RelayCore::Release(uint64_t id, absl::string_view why) { End(id, std::string(why)); }
 
+void RelayCore::ReleaseAfter(absl::Time now, uint64_t id, absl::Duration grace,
+                             absl::string_view why) {
+  auto it = relays_.find(id);
+  if (it == relays_.end() || it->second.ends_at <= now + grace) return;
+  it->second.ends_at = now + grace;
+  it->second.end_reason = std::string(why);
+}
+
 void RelayCore::End(uint64_t id, std::string why) {
   auto it = relays_.find(id);
   if (it == relays_.end()) return;
@@ -169,7 +177,9 @@ void RelayCore::OnTimeout(absl::Time now) {
   std::vector<std::pair<uint64_t, std::string>> due;
   for (const auto& [id, r] : relays_) {
     const bool bound = r.side[0] && r.side[1];
-    if (!bound && now - r.created >= options_.bind_timeout) {
+    if (now >= r.ends_at) {
+      due.push_back({id, r.end_reason});
+    } else if (!bound && now - r.created >= options_.bind_timeout) {
       due.push_back({id, absl::StrCat("not bound within ", absl::FormatDuration(options_.bind_timeout))});
     } else if (bound && now - r.last_forward >= options_.idle_timeout) {
       due.push_back({id, absl::StrCat("idle for ", absl::FormatDuration(options_.idle_timeout))});

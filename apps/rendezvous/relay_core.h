@@ -31,8 +31,8 @@
 //   - both sides are not bound bind_timeout after Allocate,
 //   - nothing was forwarded for idle_timeout,
 //   - it forwarded byte_budget bytes (kEnded "byte budget used up"),
-//   - Release() (the rendezvous server: a side chose the direct path, or
-//     its control connection closed).
+//   - Release() (the rendezvous server: a side chose the direct path), or
+//     ReleaseAfter() (a side's control connection closed: a short grace).
 // Forwarding is also rate limited per allocation by a token bucket
 // (rate_bytes_per_second, burst_bytes): datagrams over it are dropped and
 // counted (the transport's congestion control sees loss and slows down).
@@ -122,6 +122,11 @@ class RelayCore final {
   absl::StatusOr<Allocation> Allocate(absl::Time now);
   // Ends `id` (kEnded "released"); unknown ids are ignored.
   void Release(uint64_t id, absl::string_view why = "released");
+  // Ends `id` at the first sweep after `now + grace`, forwarding until then:
+  // when a side's rendezvous connection closes, the datagrams it sent just
+  // before through the relay (its transfer's last acknowledgement and Close)
+  // may still be on their way, and must not be dropped.
+  void ReleaseAfter(absl::Time now, uint64_t id, absl::Duration grace, absl::string_view why);
 
   // A datagram on the relay socket. Never fails; see the class comment.
   void OnDatagram(absl::Time now, const udp::SocketAddress& from, absl::string_view bytes);
@@ -143,6 +148,8 @@ class RelayCore final {
     uint64_t bytes = 0;
     double bucket = 0;  // bytes of rate allowance
     absl::Time bucket_time;
+    absl::Time ends_at = absl::InfiniteFuture();  // ReleaseAfter
+    std::string end_reason;
   };
   void Bind(absl::Time now, const udp::SocketAddress& from, absl::string_view payload);
   void End(uint64_t id, std::string why);

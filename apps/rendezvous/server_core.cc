@@ -214,7 +214,7 @@ void ServerCore::OnRelayEvent(absl::Time, const RelayCore::Event& event) {
   DropIntro(id);
 }
 
-void ServerCore::OnClosed(absl::Time, uint64_t connection) {
+void ServerCore::OnClosed(absl::Time now, uint64_t connection) {
   auto it = clients_.find(connection);
   if (it == clients_.end()) return;
   if (!it->second.name.empty()) {
@@ -230,7 +230,9 @@ void ServerCore::OnClosed(absl::Time, uint64_t connection) {
     if (intro.requester == connection || intro.target == connection) relays.push_back(intro.relay);
   }
   clients_.erase(it);
-  for (uint64_t r : relays) relay_->Release(r, "a side's rendezvous connection closed");
+  for (uint64_t r : relays) {
+    relay_->ReleaseAfter(now, r, kRelayCloseGrace, "a side's rendezvous connection closed");
+  }
 }
 
 std::vector<ServerCore::Reply> ServerCore::TakeReplies() { return std::exchange(replies_, {}); }

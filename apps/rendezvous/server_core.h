@@ -54,6 +54,10 @@
 
 namespace udpmsg::rendezvous {
 
+// How long a relay keeps forwarding after a side's rendezvous connection
+// closed (RelayCore::ReleaseAfter); up to one sweep more.
+inline constexpr absl::Duration kRelayCloseGrace = absl::Seconds(2);
+
 struct ServerOptions {
   size_t max_names = 4096;
   size_t max_names_per_address = 8;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -467,6 +468,12 @@ TEST(TransferTest, BadFlagsAreUsageErrors) {
       {{"send", "--reliable", "127.0.0.1:9", "--timeout", "inf", "x"}, "longer than 24h"},
       {{"send", "--reliable"}, "expects HOST:PORT"},
       {{"send", "--reliable", "127.0.0.1:9", "--progress", "maybe", "x"}, "--progress"},
+      {{"send", "--reliable", "--via", "127.0.0.1:9", "bad name", "x"}, "is not a name"},
+      {{"send", "--reliable", "127.0.0.1:9", "--via_relay_only", "x"}, "needs --via"},
+      {{"recv", "--reliable", "--via", "127.0.0.1:9", "--out", "x"}, "go together"},
+      {{"recv", "--reliable", "--via", "127.0.0.1:9", "--name", "-x", "--out", "x"},
+       "is not a name"},
+      {{"rendezvous", "--port", "0", "--relay_budget", "lots"}, "--relay_budget"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrJoin(c.args, " "));
@@ -524,6 +531,134 @@ TEST(TransferTest, FileThatCannotBeReadIsBadInputAndNothingIsSent) {
     EXPECT_TRUE(absl::IsUnavailable(peer->RecvFrom(absl::MakeSpan(buffer)).status()))
         << "the sender contacted the peer";
   }
+}
+
+// ---- NAT traversal through `udpmsg rendezvous` (docs/nat.md), on loopback:
+// no NAT, so the direct path works; --via_relay_only forces the relay. The
+// NAT behaviours themselves are tested in network namespaces (nat_test).
+
+// `udpmsg rendezvous` on 127.0.0.1 and its port, from its first line
+// ("udpmsg rendezvous: rendezvous on 127.0.0.1:P, relay on 127.0.0.1:P2").
+struct Rendezvous {
+  std::unique_ptr<Subprocess> process;
+  std::string address;  // 127.0.0.1:P
+};
+Rendezvous StartRendezvous(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"rendezvous", "--port", "0", "--bind", "127.0.0.1"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  Rendezvous r;
+  r.process = StartUdpmsg(args);
+  if (r.process == nullptr) return r;
+  absl::StatusOr<std::string> line = r.process->ReadStderrLine(kStartTimeout);
+  EXPECT_TRUE(line.ok()) << line.status();
+  if (!line.ok()) return r;
+  EXPECT_THAT(*line, HasSubstr("relay on 127.0.0.1:"));
+  const size_t at = line->find("rendezvous on ");
+  const size_t comma = line->find(',', at);
+  EXPECT_NE(at, std::string::npos) << *line;
+  if (at == std::string::npos || comma == std::string::npos) return r;
+  r.address = line->substr(at + 14, comma - at - 14);
+  return r;
+}
+
+// A recv --via registered as `name` (waits for its "registered" line).
+std::unique_ptr<Subprocess> StartRecvVia(const Rendezvous& rv, const std::string& name,
+                                         const std::string& out,
+                                         std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"recv", "--reliable", "--via", rv.address, "--name", name,
+                                   "--bind", "127.0.0.1", "--out", out};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto p = StartUdpmsg(args);
+  if (p == nullptr) return p;
+  EXPECT_TRUE(p->WaitForStderr(absl::StrCat("udpmsg recv: registered as ", name, " with ",
+                                            rv.address, " (seen as 127.0.0.1:"),
+                               kStartTimeout)
+                  .ok())
+      << p->stderr_text();
+  return p;
+}
+
+TEST(ViaTest, DirectPathOnLoopbackCarriesAVerifiedTransfer) {
+  Rendezvous rv = StartRendezvous();
+  ASSERT_FALSE(rv.address.empty());
+  const std::string input = WriteInput("via-direct.in", 1 << 20, 11);
+  const std::string out = absl::StrCat(TempDir(), "/via-direct.out");
+  auto recv = StartRecvVia(rv, "alice", out);
+  ASSERT_NE(recv, nullptr);
+  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "alice", "--file", input,
+                           "--progress", "off"});
+  ASSERT_NE(send, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv, absl::Seconds(10)), 0) << recv->stderr_text();
+  EXPECT_TRUE(ReadFile(out) == ReadFile(input));
+  EXPECT_THAT(send->stderr_text(), HasSubstr("udpmsg send: path to alice: direct (127.0.0.1:"));
+  EXPECT_FALSE(absl::StrContains(send->stderr_text(), "relayed"));
+  rv.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCodeWithin(*rv.process, absl::Seconds(10)), 0);
+  // The server freed the relay it had prepared as soon as the direct path won.
+  EXPECT_THAT(rv.process->stderr_text(), HasSubstr("direct path chosen"));
+}
+
+TEST(ViaTest, RelayCarriesAnEncryptedTransferWhenForced) {
+  Rendezvous rv = StartRendezvous();
+  ASSERT_FALSE(rv.address.empty());
+  const std::string input = WriteInput("via-relay.in", 1 << 20, 12);
+  const std::string out = absl::StrCat(TempDir(), "/via-relay.out");
+  auto recv = StartRecvVia(rv, "bob", out, {"--encrypt"});
+  ASSERT_NE(recv, nullptr);
+  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "bob", "--file", input,
+                           "--progress", "off", "--via_relay_only", "--encrypt"});
+  ASSERT_NE(send, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 0) << send->stderr_text();
+  EXPECT_EQ(ExitCodeWithin(*recv, absl::Seconds(10)), 0) << recv->stderr_text();
+  EXPECT_TRUE(ReadFile(out) == ReadFile(input));
+  EXPECT_THAT(send->stderr_text(),
+              HasSubstr("udpmsg send: path to bob: relayed via 127.0.0.1:"));
+  EXPECT_THAT(send->stderr_text(), HasSubstr("(--via_relay_only)"));
+  rv.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCodeWithin(*rv.process, absl::Seconds(10)), 0);
+  const std::string log = rv.process->stderr_text();
+  EXPECT_THAT(log, HasSubstr("relaying for"));
+  // The whole file (and the handshakes, acknowledgements) went through it.
+  const size_t at = log.find("forwarded=");
+  ASSERT_NE(at, std::string::npos) << log;
+  const size_t slash = log.find('/', at);
+  uint64_t bytes = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(log.substr(slash + 1, log.find('B', slash) - slash - 1), &bytes))
+      << log;
+  EXPECT_GT(bytes, uint64_t{1} << 20);
+}
+
+TEST(ViaTest, UnknownNameFailsWithOneLine) {
+  Rendezvous rv = StartRendezvous();
+  ASSERT_FALSE(rv.address.empty());
+  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "carol", "hi"});
+  ASSERT_NE(send, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(15)), 1);
+  EXPECT_EQ(Lines(send->stderr_text()),
+            std::vector<std::string>{absl::StrCat("udpmsg send: carol is not registered with ",
+                                                  rv.address)});
+}
+
+TEST(ViaTest, ARegisteredNameCannotBeTakenAndIsFreedWhenItsReceiverExits) {
+  Rendezvous rv = StartRendezvous();
+  ASSERT_FALSE(rv.address.empty());
+  const std::string out = absl::StrCat(TempDir(), "/via-taken.out");
+  auto first = StartRecvVia(rv, "dave", out);
+  ASSERT_NE(first, nullptr);
+  auto second = StartUdpmsg({"recv", "--reliable", "--via", rv.address, "--name", "dave",
+                             "--bind", "127.0.0.1", "--out", out});
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*second, absl::Seconds(15)), 1);
+  EXPECT_THAT(second->stderr_text(), HasSubstr("cannot register dave with"));
+  EXPECT_THAT(second->stderr_text(), HasSubstr("dave is taken"));
+  first->Kill(SIGTERM);
+  ExitCodeWithin(*first, absl::Seconds(10));
+  // The first receiver's exit closed its registration: the name is free.
+  auto third = StartRecvVia(rv, "dave", out);
+  ASSERT_NE(third, nullptr);
+  third->Kill(SIGTERM);
+  ExitCodeWithin(*third, absl::Seconds(10));
 }
 
 // Two runtimes in this process on loopback: a client sends `messages`

@@ -257,9 +257,18 @@ TEST(ServerCoreTest, ClosingAConnectionEndsItsRelaysAndName) {
   EXPECT_EQ(f.relay.live(), 1u);
   f.core.OnClosed(kT0, 1);
   f.Pump();
-  EXPECT_EQ(f.relay.live(), 0u);
-  EXPECT_EQ(f.core.introductions(), 0u);
   EXPECT_EQ(f.core.names(), 0u);
+  // The relay forwards for a grace period (the side's last datagrams), then ends.
+  EXPECT_EQ(f.relay.live(), 1u);
+  absl::Time now = kT0;
+  while (f.relay.live() > 0 && now < kT0 + kRelayCloseGrace + 2 * kSweepInterval) {
+    now = f.relay.NextTimeout();
+    f.relay.OnTimeout(now);
+    f.Pump();
+  }
+  EXPECT_EQ(f.relay.live(), 0u);
+  EXPECT_GE(now, kT0 + kRelayCloseGrace);
+  EXPECT_EQ(f.core.introductions(), 0u);
 }
 
 TEST(ServerCoreTest, GarbageIsRefusedAndCounted) {
