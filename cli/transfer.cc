@@ -469,9 +469,11 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
   if (absl::GetFlag(FLAGS_via_relay_only)) {
     why = "--via_relay_only";
   } else {
-    const absl::Time until = absl::Now() + kDirectAttempt;
+    // The first hello waits for the opening phase (client_core.h): both
+    // NATs open toward each other before anything reaches either.
+    absl::Time retry_at = client->core().DirectAttemptStart(absl::Now());
+    const absl::Time until = retry_at + kDirectAttempt;
     std::optional<ConnectionId> attempt;
-    absl::Time retry_at = absl::Now();
     std::string last;
     bool connected = false;
     while (!connected && absl::Now() < until) {

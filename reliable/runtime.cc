@@ -1,5 +1,7 @@
 #include "reliable/runtime.h"
 
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <array>
 #include <cerrno>
@@ -127,15 +129,49 @@ absl::StatusOr<ConnectionId> Runtime::Connect(const udp::SocketAddress& peer,
   return id;
 }
 
-absl::Status Runtime::SendPunch(const udp::SocketAddress& peer, absl::string_view payload) {
+absl::Status Runtime::SendPunch(const udp::SocketAddress& peer, absl::string_view payload,
+                                int ttl) {
   if (payload.size() > proto::kMaxPunchPayload) {
     return absl::InvalidArgumentError(absl::StrCat("punch payload of ", payload.size(),
                                                    " bytes; at most ", proto::kMaxPunchPayload));
   }
+  if (ttl < 0 || ttl > 255) {
+    return absl::InvalidArgumentError(absl::StrCat("punch ttl ", ttl, " outside [0, 255]"));
+  }
   std::string bytes(1, static_cast<char>(proto::kPunchVersion));
   bytes.append(payload.data(), payload.size());
-  pending_.push_back(Outgoing{peer, std::move(bytes)});
-  return SendPending();
+  // IP_TTL also covers IPv4 (v4-mapped) traffic of a dual-stack socket.
+  const bool v6 = socket_.family() == udp::AddressFamily::kIpv6;
+  const auto set_ttl = [&](int value) -> absl::Status {
+    if (absl::Status s = udp::SetIntOption(socket_.fd(), IPPROTO_IP, IP_TTL, value, "IP_TTL");
+        !s.ok()) {
+      return s;
+    }
+    if (v6) {
+      return udp::SetIntOption(socket_.fd(), IPPROTO_IPV6, IPV6_UNICAST_HOPS, value,
+                               "IPV6_UNICAST_HOPS");
+    }
+    return absl::OkStatus();
+  };
+  if (ttl > 0) {
+    if (absl::Status s = set_ttl(ttl); !s.ok()) return s;
+  }
+  absl::StatusOr<size_t> sent = socket_.SendTo(
+      peer, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
+  if (ttl > 0) {
+    if (absl::Status s = set_ttl(-1); !s.ok()) return s;  // -1: the route's default again
+  }
+  ++io_.send_calls;
+  if (sent.ok()) {
+    ++io_.datagrams_sent;
+    return absl::OkStatus();
+  }
+  if (absl::IsUnavailable(sent.status())) {
+    ++io_.send_would_block;
+    return absl::OkStatus();  // best effort: the schedule sends more
+  }
+  ++io_.send_errors;
+  return sent.status();
 }
 
 absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,

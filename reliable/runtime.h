@@ -125,9 +125,12 @@ class Runtime final {
                                        const ConnectSecurity& security);
   // Sends one punch datagram (proto::kPunchVersion, then `payload`) to
   // `peer` from this runtime's socket, now: NAT traversal (apps/rendezvous).
-  // INVALID_ARGUMENT: payload over proto::kMaxPunchPayload bytes. Socket
-  // errors as for Poll.
-  absl::Status SendPunch(const udp::SocketAddress& peer, absl::string_view payload);
+  // `ttl` in [1, 255] sends it with that IP TTL / IPv6 hop limit (set on the
+  // socket around this one send), 0 with the socket's default. Best effort:
+  // a full socket buffer drops it (OK). INVALID_ARGUMENT: payload over
+  // proto::kMaxPunchPayload bytes or ttl out of range. Other socket errors
+  // with errno text.
+  absl::Status SendPunch(const udp::SocketAddress& peer, absl::string_view payload, int ttl = 0);
   // Queues a message; it leaves in the next Poll() or Flush() (messages
   // sent back to back share packets).
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,

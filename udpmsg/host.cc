@@ -62,8 +62,8 @@ absl::StatusOr<ConnectionId> Host::Connect(const SocketAddress& peer,
   return runtime_->Connect(peer, security);
 }
 
-absl::Status Host::SendPunch(const SocketAddress& peer, absl::string_view payload) {
-  return runtime_->SendPunch(peer, payload);
+absl::Status Host::SendPunch(const SocketAddress& peer, absl::string_view payload, int ttl) {
+  return runtime_->SendPunch(peer, payload, ttl);
 }
 
 absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,

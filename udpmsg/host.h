@@ -150,10 +150,13 @@ class Host final {
   // datagram that is not a udpmsg packet (proto/frames.h kPunchVersion, then
   // `payload`), which opens this host's NAT toward `peer` (NAT traversal,
   // apps/rendezvous) or binds a relay. A udpmsg Host receiving one counts
-  // it in HostStats::punches and drops it; nothing ever answers one.
-  // INVALID_ARGUMENT: payload over 64 bytes (proto::kMaxPunchPayload).
-  // Socket errors as for Poll.
-  absl::Status SendPunch(const SocketAddress& peer, absl::string_view payload = "");
+  // it in HostStats::punches and drops it; nothing ever answers one. `ttl`
+  // in [1, 255] sends it with that IP TTL (IPv6 hop limit), so that it opens
+  // our NAT but expires before the peer's; 0: the default. Best effort: a
+  // full socket buffer drops it. INVALID_ARGUMENT: payload over 64 bytes
+  // (proto::kMaxPunchPayload) or ttl out of range. Other socket errors with
+  // errno text.
+  absl::Status SendPunch(const SocketAddress& peer, absl::string_view payload = "", int ttl = 0);
 
   // Queues `message` on `channel` with `mode`; returns its sequence number
   // in that (channel, mode). It leaves in the next Poll or Flush; messages

@@ -124,10 +124,13 @@ void ClientCore::Schedule(absl::Time now) {
   for (auto it = intros_.begin(); it != intros_.end();) {
     Intro& in = it->second;
     if (in.next_punch <= now) {
-      if (now - in.start >= options_.punch_for) {
+      if (now - in.start >= options_.open_for + options_.punch_for) {
         in.next_punch = absl::InfiniteFuture();
+      } else if (now - in.start < options_.open_for) {  // opening phase: low TTL
+        punches_.push_back(Punch{in.peer, std::string(kPunchPayload), kOpeningTtl});
+        in.next_punch = std::min(now + options_.open_interval, in.start + options_.open_for);
       } else {
-        punches_.push_back(Punch{in.peer, std::string(kPunchPayload)});
+        punches_.push_back(Punch{in.peer, std::string(kPunchPayload), 0});
         in.next_punch = now + options_.punch_interval;
       }
     }
@@ -135,7 +138,7 @@ void ClientCore::Schedule(absl::Time now) {
       if (now - in.start >= options_.bind_for) {
         in.next_bind = absl::InfiniteFuture();
       } else {
-        punches_.push_back(Punch{*in.relay, in.bind});
+        punches_.push_back(Punch{*in.relay, in.bind, 0});
         in.next_bind = now + options_.bind_interval;
       }
     }

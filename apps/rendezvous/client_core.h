@@ -1,12 +1,25 @@
 // ClientCore: a NAT-traversal client's side of the rendezvous protocol,
 // sans-I/O. It builds the messages a client sends its rendezvous server
 // (Register, Lookup, PathChosen), checks and decodes the server's answers
-// into events, and schedules the punch datagrams that open the client's NAT:
-// toward each introduced peer's reflexive address (every punch_interval for
-// punch_for) and toward the relay with this side's bind token (every
-// bind_interval until RelayReady, for bind_for at most). The driver sends
-// them from the socket its connections use (udpmsg::Host::SendPunch):
-// client_on_host.h is that driver.
+// into events, and schedules the punch datagrams that open the client's NAT
+// toward each introduced peer's reflexive address, and the binds toward the
+// relay (this side's token, every bind_interval until RelayReady, for
+// bind_for at most). The driver sends them from the socket its connections
+// use (udpmsg::Host::SendPunch): client_on_host.h is that driver.
+//
+// Punching in two phases. A datagram that reaches the peer's NAT before the
+// peer has sent anything toward us is unsolicited there; a Linux (conntrack)
+// NAT then records it, answers ICMP "port unreachable", and that record
+// takes the tuple the peer's own mapping toward us needs, so the peer's NAT
+// gives its later datagrams another port and the direct path fails for
+// both. So for open_for after an introduction (the opening phase) the
+// punches go with IP TTL kOpeningTtl: they create our NAT's mapping (one hop
+// away) and expire at the next router, before the peer's NAT. Only after
+// that, when the peer has had the same time to open its own NAT, do full
+// punches go (every punch_interval until punch_for), and the sender's
+// handshake starts (DirectAttemptStart). Hosts more than one hop behind
+// their NAT, or NATs one hop apart, defeat the opening phase; then the relay
+// takes over.
 //
 //   ClientCore core(now, ClientOptions{server});
 //   host.Send(control, ..., core.Register("alice"));   // a receiver
@@ -23,8 +36,9 @@
 // 256 bytes before they reach an event. Bounds: at most max_introductions
 // introductions are punched for at once (a newer one ends the oldest), each
 // for punch_for, so a server can make this client send at most
-// max_introductions * (punch_for / punch_interval + bind_for / bind_interval)
-// one-to-21-byte datagrams at a time, only to addresses it names.
+// max_introductions * (open_for / open_interval + punch_for / punch_interval
+// + bind_for / bind_interval) 6-to-21-byte datagrams at a time, only to
+// addresses it names.
 //
 // Not thread-safe. Owns nothing beyond its tables.
 #ifndef UDPMSG_APPS_RENDEZVOUS_CLIENT_CORE_H_
@@ -47,10 +61,14 @@ namespace udpmsg::rendezvous {
 
 // The payload of a punch toward a peer (a bind's is BindPayload).
 inline constexpr absl::string_view kPunchPayload = "punch";
+// The IP TTL of opening-phase punches (class comment).
+inline constexpr int kOpeningTtl = 2;
 
 struct ClientOptions {
   // The rendezvous server as this client reaches it; the relay is on its IP.
   udp::SocketAddress server;
+  absl::Duration open_for = absl::Milliseconds(250);
+  absl::Duration open_interval = absl::Milliseconds(50);
   absl::Duration punch_interval = absl::Milliseconds(100);
   absl::Duration punch_for = absl::Seconds(6);
   absl::Duration bind_interval = absl::Milliseconds(200);
@@ -74,6 +92,7 @@ struct ClientEvent {
 struct Punch {
   udp::SocketAddress peer;
   std::string payload;
+  int ttl = 0;  // 0: the socket's default; else kOpeningTtl
 };
 
 class ClientCore final {
@@ -93,6 +112,11 @@ class ClientCore final {
 
   void OnTimeout(absl::Time now);
   absl::Time NextTimeout() const;
+  // When a sender should start its handshake toward the peer of an
+  // introduction it received at `introduced`: after the opening phase.
+  absl::Time DirectAttemptStart(absl::Time introduced) const {
+    return introduced + options_.open_for;
+  }
 
   std::vector<Punch> TakePunches();
   std::vector<ClientEvent> TakeEvents();

@@ -45,7 +45,7 @@ absl::Status HostClient::Service(absl::Time now) {
   if (now >= core_.NextTimeout()) core_.OnTimeout(now);
   absl::Status first;
   for (Punch& p : core_.TakePunches()) {
-    absl::Status s = host_->SendPunch(p.peer, p.payload);
+    absl::Status s = host_->SendPunch(p.peer, p.payload, p.ttl);
     if (s.ok()) {
       ++punches_sent_;
     } else if (first.ok()) {

@@ -491,7 +491,7 @@ TEST(ClientCoreTest, IntroductionSchedulesBoundedPunchesAndBinds) {
   EXPECT_EQ(events[0].type, ClientEvent::Type::kIntroduced);
   ASSERT_TRUE(events[0].relay.has_value());
   EXPECT_EQ(*events[0].relay, Addr("192.0.2.1:7001"));
-  int punches = 0, binds = 0;
+  int opening = 0, punches = 0, binds = 0;
   absl::Time now = kT0;
   for (int turn = 0; turn < 1000 && c.NextTimeout() != absl::InfiniteFuture(); ++turn) {
     for (const Punch& p : c.TakePunches()) {
@@ -500,14 +500,23 @@ TEST(ClientCoreTest, IntroductionSchedulesBoundedPunchesAndBinds) {
         ++binds;
       } else {
         EXPECT_EQ(p.peer, Addr("198.51.100.7:40000"));
-        ++punches;
+        // Low TTL first (they must not reach the peer's NAT), then full.
+        if (now < kT0 + o.open_for) {
+          EXPECT_EQ(p.ttl, kOpeningTtl);
+          ++opening;
+        } else {
+          EXPECT_EQ(p.ttl, 0);
+          ++punches;
+        }
       }
     }
     now = c.NextTimeout();
     c.OnTimeout(now);
   }
+  EXPECT_EQ(opening, 5);  // open_for / open_interval
   EXPECT_EQ(punches, 10);
   EXPECT_EQ(binds, 10);
+  EXPECT_EQ(c.DirectAttemptStart(kT0), kT0 + o.open_for);
   EXPECT_EQ(c.punching(), 0u);
 }
 
