@@ -437,6 +437,7 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
     return s;
   }
   std::optional<rendezvous::ClientEvent> intro;
+  std::vector<uint64_t> ready;  // RelayReady seen (introduction ids)
   while (!intro) {
     if (client->closed()) {
       return absl::UnavailableError(absl::StrCat("lost the rendezvous server ", server_text,
@@ -459,12 +460,13 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
                                                    " refused: ", e.reason));
       }
       if (e.type == rendezvous::ClientEvent::Type::kIntroduced && e.request == request) intro = e;
+      if (e.type == rendezvous::ClientEvent::Type::kRelayReady) ready.push_back(e.introduction);
     }
   }
   const uint64_t introduction = intro->introduction;
   ViaPath path;
   std::string why;
-  bool relay_ready = false;
+  bool relay_ready = std::find(ready.begin(), ready.end(), introduction) != ready.end();
   // The direct attempt.
   if (absl::GetFlag(FLAGS_via_relay_only)) {
     why = "--via_relay_only";

@@ -1,5 +1,6 @@
 #include "apps/rendezvous/server_core.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -33,9 +34,12 @@ void ServerCore::Refuse(uint64_t connection, uint64_t request, int code, std::st
   Send(connection, m.SerializeAsString());
 }
 
-void ServerCore::OnConnected(absl::Time, uint64_t connection, const udp::SocketAddress& peer) {
+void ServerCore::OnConnected(absl::Time now, uint64_t connection,
+                             const udp::SocketAddress& peer) {
   Client c;
   c.peer = peer;
+  c.lookup_tokens = options_.lookup_burst;
+  c.lookup_time = now;
   c.prefix = udp::AddressPrefix(peer);
   clients_[connection] = std::move(c);
 }
@@ -125,6 +129,18 @@ void ServerCore::OnRegister(uint64_t connection, Client& client, absl::string_vi
 void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, uint64_t request,
                           absl::string_view name) {
   ++stats_.lookups;
+  client.lookup_tokens =
+      std::min(options_.lookup_burst,
+               client.lookup_tokens + options_.lookups_per_second *
+                                          std::max(0.0, absl::ToDoubleSeconds(now - client.lookup_time)));
+  client.lookup_time = now;
+  if (client.lookup_tokens < 1) {
+    ++stats_.refused_limit;
+    Refuse(connection, request, wire::Refused::LIMIT,
+           absl::StrCat("too many lookups (", options_.lookups_per_second, " a second)"));
+    return;
+  }
+  client.lookup_tokens -= 1;
   if (!ValidName(name)) {
     ++stats_.refused_bad_name;
     Refuse(connection, request, wire::Refused::BAD_NAME,

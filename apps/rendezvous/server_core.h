@@ -25,9 +25,12 @@
 //   - At most max_names names, and max_names_per_address per client IPv4
 //     address or IPv6 /64 (LIMIT).
 //   - Lookups: a connection may hold at most max_introductions_per_connection
-//     relay allocations at once (LIMIT beyond); an unknown name is
-//     NOT_REGISTERED; a connection cannot look up its own name. When the
-//     relay is full the introduction goes without one (relay_port 0).
+//     relay allocations at once (LIMIT beyond), and look up at most
+//     lookup_burst names at once, then lookups_per_second (a token bucket:
+//     each introduction makes the target punch toward the asker, so asking
+//     in a loop must not be free); an unknown name is NOT_REGISTERED; a
+//     connection cannot look up its own name. When the relay is full the
+//     introduction goes without one (relay_port 0).
 //   - A message that does not parse, or a kind a client does not send, is
 //     refused (BAD_MESSAGE) and counted; the connection stays.
 //   - Introductions are held only while their relay allocation lives; the
@@ -62,6 +65,8 @@ struct ServerOptions {
   size_t max_names = 4096;
   size_t max_names_per_address = 8;
   size_t max_introductions_per_connection = 4;
+  double lookup_burst = 8;
+  double lookups_per_second = 1;
   // The relay's UDP port, told to clients (0: no relay).
   uint16_t relay_port = 0;
 };
@@ -72,7 +77,7 @@ struct ServerStats {
   uint64_t introductions = 0;
   uint64_t refused_taken = 0;
   uint64_t refused_bad_name = 0;
-  uint64_t refused_limit = 0;
+  uint64_t refused_limit = 0;       // names, introductions or lookup rate
   uint64_t refused_unknown = 0;
   uint64_t bad_messages = 0;
   uint64_t relays_bound = 0;
@@ -108,6 +113,8 @@ class ServerCore final {
     std::string prefix;  // udp::AddressPrefix(peer)
     std::string name;    // registered name, or empty
     size_t introductions = 0;  // live relay allocations it asked for
+    double lookup_tokens = 0;  // the lookup bucket (ServerOptions::lookup_burst)
+    absl::Time lookup_time;
   };
   struct Intro {
     uint64_t requester = 0;

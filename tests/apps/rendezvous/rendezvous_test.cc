@@ -232,6 +232,27 @@ TEST(ServerCoreTest, IntroductionsPerConnectionAreCappedAndFreedWithTheRelay) {
   EXPECT_TRUE(m[0].has_introduction());
 }
 
+TEST(ServerCoreTest, LookupsAreRateLimitedPerConnection) {
+  ServerOptions o;
+  o.lookup_burst = 3;
+  o.lookups_per_second = 2;
+  ServerFixture f(o);
+  f.core.OnConnected(kT0, 2, Addr("203.0.113.9:5000"));
+  for (uint64_t r = 1; r <= 4; ++r) f.core.OnMessage(kT0, 2, LookupMsg(r, "nobody"));
+  auto m = f.To(2);
+  ASSERT_EQ(m.size(), 4u);
+  EXPECT_EQ(m[2].refused().code(), wire::Refused::NOT_REGISTERED);
+  EXPECT_EQ(m[3].refused().code(), wire::Refused::LIMIT);
+  EXPECT_THAT(m[3].refused().reason(), HasSubstr("too many lookups"));
+  // Half a second later, one more token.
+  f.core.OnMessage(kT0 + absl::Milliseconds(500), 2, LookupMsg(5, "nobody"));
+  f.core.OnMessage(kT0 + absl::Milliseconds(500), 2, LookupMsg(6, "nobody"));
+  m = f.To(2);
+  ASSERT_EQ(m.size(), 2u);
+  EXPECT_EQ(m[0].refused().code(), wire::Refused::NOT_REGISTERED);
+  EXPECT_EQ(m[1].refused().code(), wire::Refused::LIMIT);
+}
+
 TEST(ServerCoreTest, OnlyTheRequesterMayReleaseItsRelay) {
   ServerFixture f;
   f.core.OnConnected(kT0, 1, Addr("198.51.100.7:40000"));
