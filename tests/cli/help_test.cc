@@ -242,7 +242,7 @@ TEST(ArgumentErrorTest, AnotherCommandsFlagIsRejected) {
             "udpmsg send: --nick is not a flag of send --reliable (chat join takes it)");
   EXPECT_EQ(ExpectUsageError({"tcp", "connect", "127.0.0.1:9", "--port", "1"}),
             "udpmsg tcp connect: --port is not a flag of tcp connect (listen, recv, chat serve, "
-            "tcp serve, bench latency and bench bulk take it)");
+            "tcp serve, rendezvous, bench latency and bench bulk take it)");
   // A few flags get the command's own explanation instead.
   EXPECT_THAT(ExpectUsageError({"send", "--reliable", "127.0.0.1:9", "--identity", "x"}),
               StartsWith("udpmsg send: --identity is for servers"));

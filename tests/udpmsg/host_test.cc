@@ -271,6 +271,60 @@ TEST(HostTest, SameRoomKeyConnectsEncrypted) {
   EXPECT_EQ(server.Find(Event::Type::kMessage)->message, "secret");
 }
 
+TEST(HostTest, ConnectSecurityReachesAnEncryptedServerWithoutTheHostsRoomKey) {
+  // A NAT-traversal client: its transfers use a room key, its rendezvous
+  // server only encrypts, from the same socket.
+  RoomKey key;
+  key.bytes.fill(9);
+  HostOptions so = ServerOptions();
+  so.encrypt = true;
+  HostOptions co;
+  co.room_key = key;
+  Peer server = MakePeer(so);
+  Peer client = MakePeer(co);
+  // With the Host's own security the room key is refused...
+  absl::StatusOr<ConnectionId> keyed = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(keyed.ok()) << keyed.status();
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+  EXPECT_EQ(client.Find(Event::Type::kClosed)->close_reason, CloseReason::kWrongRoomKey);
+  // ...with ConnectSecurity{encrypt} the same Host connects, encrypted.
+  ConnectSecurity security;
+  security.encrypt = true;
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address(), security);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.host.IsEstablished(*id); }));
+  ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "hi").ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
+  EXPECT_GE(client.host.Stats(*id)->packets_sent, 1u);
+  // And a plain ConnectSecurity (no encryption) is refused by the encrypting server.
+  client.events.clear();
+  absl::StatusOr<ConnectionId> plain = client.host.Connect(server.host.local_address(), {});
+  ASSERT_TRUE(plain.ok());
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+  EXPECT_EQ(client.Find(Event::Type::kClosed)->close_reason, CloseReason::kEncryptionMismatch);
+}
+
+TEST(HostTest, PunchesAreCountedByTheReceivingHostAndNeverAnswered) {
+  Peer a = MakePeer(ServerOptions());
+  Peer b = MakePeer(HostOptions{});
+  ASSERT_TRUE(b.host.SendPunch(a.host.local_address(), "punch").ok());
+  ASSERT_TRUE(b.host.SendPunch(a.host.local_address(), "low", /*ttl=*/2).ok());
+  ASSERT_TRUE(PumpUntil({&a, &b}, [&] { return a.host.stats().punches == 2; }));
+  EXPECT_EQ(a.host.stats().malformed, 0u);
+  EXPECT_EQ(a.host.stats().datagrams_sent, 0u);
+  EXPECT_EQ(b.host.stats().datagrams_received, 0u);
+  // Bounds of the call.
+  EXPECT_EQ(b.host.SendPunch(a.host.local_address(), std::string(65, 'x')).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(b.host.SendPunch(a.host.local_address(), "", 256).code(),
+            absl::StatusCode::kInvalidArgument);
+  // The TTL of one punch does not stick to the socket: a connection after
+  // it still works (the default TTL is restored).
+  absl::StatusOr<ConnectionId> id = b.host.Connect(a.host.local_address());
+  ASSERT_TRUE(id.ok());
+  ASSERT_TRUE(PumpUntil({&a, &b}, [&] { return b.host.IsEstablished(*id); }));
+}
+
 TEST(HostTest, AServerIdentityIsPinnedOverTheRealSocket) {
   const ServerIdentity identity = ServerIdentity::FromSeed(ServerIdentity::Seed{1});
   const ServerIdentity other = ServerIdentity::FromSeed(ServerIdentity::Seed{2});
