@@ -67,9 +67,10 @@ void ServerCore::OnMessage(absl::Time now, uint64_t connection, absl::string_vie
       if (m.path_chosen().direct()) {
         relay_->Release(intro->second.relay, "direct path chosen");
       } else {
-        log_.push_back(absl::StrCat("relay ", intro->second.relay, ": relaying for ",
-                                    clients_[intro->second.requester].peer.ToString(), " and ",
-                                    clients_[intro->second.target].peer.ToString()));
+        auto target = clients_.find(intro->second.target);
+        log_.push_back(absl::StrCat(
+            "relay ", intro->second.relay, ": relaying for ", it->second.peer.ToString(), " and ",
+            target == clients_.end() ? std::string("(gone)") : target->second.peer.ToString()));
       }
       return;
     }
