@@ -501,10 +501,16 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
           connected = true;
           path.server_identity = e.server_identity;
         } else if (e.type == Event::Type::kClosed) {
-          if (e.by_peer) {  // the receiver answered: the path works, it refused
-            return absl::UnavailableError(
-                absl::StrCat("cannot connect to ", name, " at ", intro->peer.ToString(),
-                             ": refused: ", DisplayablePrefix(e.reason, kMaxShownPeerBytes)));
+          // Only the network's answers (ICMP unreachable from a NAT not yet
+          // open, a handshake timeout shorter than the attempt) mean "try
+          // again"; anything else came from the receiver (a refusal, a wrong
+          // room key, an identity mismatch): the path works, the relay would
+          // get the same answer.
+          if (e.close_reason != CloseReason::kPeerUnreachable &&
+              e.close_reason != CloseReason::kHandshakeTimeout) {
+            return absl::UnavailableError(absl::StrCat(
+                "cannot connect to ", name, " at ", intro->peer.ToString(), ": ",
+                e.by_peer ? "refused: " : "", DisplayablePrefix(e.reason, kMaxShownPeerBytes)));
           }
           last = DisplayablePrefix(e.reason, kMaxShownPeerBytes);
           attempt.reset();

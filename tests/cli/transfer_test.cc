@@ -629,6 +629,29 @@ TEST(ViaTest, RelayCarriesAnEncryptedTransferWhenForced) {
   EXPECT_GT(bytes, uint64_t{1} << 20);
 }
 
+TEST(ViaTest, AWrongRoomKeyFailsOnTheDirectPathWithoutTryingTheRelay) {
+  Rendezvous rv = StartRendezvous();
+  ASSERT_FALSE(rv.address.empty());
+  const std::string key_a = absl::StrCat(TempDir(), "/via-a.key");
+  const std::string key_b = absl::StrCat(TempDir(), "/via-b.key");
+  for (const std::string& k : {key_a, key_b}) {
+    auto gen = StartUdpmsg({"keygen"});
+    ASSERT_NE(gen, nullptr);
+    ASSERT_EQ(ExitCodeWithin(*gen, absl::Seconds(10)), 0);
+    std::ofstream(k) << gen->stdout_text();
+  }
+  const std::string out = absl::StrCat(TempDir(), "/via-key.out");
+  auto recv = StartRecvVia(rv, "erin", out, {"--key_file", key_a});
+  ASSERT_NE(recv, nullptr);
+  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "erin", "--key_file", key_b,
+                           "hello"});
+  ASSERT_NE(send, nullptr);
+  EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(15)), 1);
+  EXPECT_THAT(send->stderr_text(), HasSubstr("wrong room key"));
+  EXPECT_FALSE(absl::StrContains(send->stderr_text(), "path to erin")) << send->stderr_text();
+  EXPECT_FALSE(Exists(out));
+}
+
 TEST(ViaTest, UnknownNameFailsWithOneLine) {
   Rendezvous rv = StartRendezvous();
   ASSERT_FALSE(rv.address.empty());
