@@ -116,7 +116,8 @@ std::vector<CommandSpec> Build() {
          Join({{
                    {"reliable", "", "this mode (required)", ""},
                    {"file", "FILE", "the file to send (- or none: stdin)", ""},
-                   {"via", "HOST:PORT", "reach NAME through this rendezvous server (docs/nat.md)", ""},
+                   {"via", "HOST:PORT", "reach NAME through this rendezvous server (docs/nat.md)",
+                    ""},
                    {"via_relay_only", "", "with --via: skip the direct attempt (tests)", ""},
                    {"timeout", "D", "give up when the receiver is silent this long", ""},
                    {"progress", "WHEN", "progress line: auto (stderr is a TTY), on or off", ""},

@@ -96,7 +96,8 @@ ABSL_FLAG(int, max_names, 4096, "rendezvous: names registered at most");
 ABSL_FLAG(int, max_names_per_address, 8,
           "rendezvous: names at most per client IPv4 address or IPv6 /64");
 ABSL_FLAG(int, max_relays, 64, "rendezvous: relay allocations live at most");
-ABSL_FLAG(std::string, relay_budget, "1GiB", "rendezvous: bytes one relay allocation forwards at most");
+ABSL_FLAG(std::string, relay_budget, "1GiB",
+          "rendezvous: bytes one relay allocation forwards at most");
 ABSL_FLAG(std::string, relay_rate, "100mbit", "rendezvous: rate limit per relay allocation");
 ABSL_FLAG(std::string, relay_idle, "30s",
           "rendezvous: a relay allocation idle this long ends (unbound ones after 20s)");

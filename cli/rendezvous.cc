@@ -40,8 +40,8 @@ absl::StatusOr<uint64_t> ParseBytes(absl::string_view text) {
   }
   uint64_t n = 0;
   if (!absl::SimpleAtoi(digits, &n) || n == 0 || n > (uint64_t{1} << 50) / unit) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "\"", text, "\" is not a byte count in [1, 2^50] (e.g. 1GiB, 64MiB, 4096)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not a byte count in [1, 2^50] (e.g. 1GiB, 64MiB, 4096)"));
   }
   return n * unit;
 }
@@ -90,9 +90,11 @@ int RunRendezvous(const Args& args) {
     return UsageError("rendezvous", "--max_relays must be in [0, 100000] (0: no relay)");
   }
   absl::StatusOr<uint64_t> budget = ParseBytes(absl::GetFlag(FLAGS_relay_budget));
-  if (!budget.ok()) return UsageError("rendezvous", absl::StrCat("--relay_budget ", budget.status().message()));
+  if (!budget.ok())
+    return UsageError("rendezvous", absl::StrCat("--relay_budget ", budget.status().message()));
   absl::StatusOr<uint64_t> rate = ParseBitRate(absl::GetFlag(FLAGS_relay_rate));
-  if (!rate.ok()) return UsageError("rendezvous", absl::StrCat("--relay_rate ", rate.status().message()));
+  if (!rate.ok())
+    return UsageError("rendezvous", absl::StrCat("--relay_rate ", rate.status().message()));
   absl::Duration idle;
   if (!absl::ParseDuration(absl::GetFlag(FLAGS_relay_idle), &idle) || idle < absl::Seconds(1) ||
       idle > absl::Hours(24)) {
@@ -131,8 +133,7 @@ int RunRendezvous(const Args& args) {
       rendezvous::ServerOnHost::Create(&*host, relay_bind, server, relay, log);
   if (!rv.ok()) return Fail(rv.status());
   std::fprintf(stderr, "udpmsg rendezvous: rendezvous on %s, relay on %s\n",
-               host->local_address().ToString().c_str(),
-               (*rv)->relay_address().ToString().c_str());
+               host->local_address().ToString().c_str(), (*rv)->relay_address().ToString().c_str());
   std::fflush(stderr);
   for (;;) {
     const absl::Duration wait =

@@ -358,7 +358,6 @@ absl::Status AwaitConnected(Host* host, ConnectionId id, const SocketAddress& pe
   return absl::OkStatus();
 }
 
-
 // --via (NAT traversal, docs/nat.md). How long the sender tries the direct
 // path before it takes the relay: handshake hellos to the receiver's
 // reflexive address are retried with backoff meanwhile, and the receiver
@@ -420,16 +419,16 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
   const absl::Time deadline = absl::Now() + timeout;
   while (!client->connected()) {
     if (client->closed()) {
-      return absl::UnavailableError(absl::StrCat("cannot reach the rendezvous server ",
-                                                 server_text, ": ", client->close_reason()));
+      return absl::UnavailableError(absl::StrCat("cannot reach the rendezvous server ", server_text,
+                                                 ": ", client->close_reason()));
     }
     if (absl::Now() >= deadline) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "no answer from the rendezvous server ", server_text, " within ",
-          absl::FormatDuration(timeout)));
+      return absl::DeadlineExceededError(absl::StrCat("no answer from the rendezvous server ",
+                                                      server_text, " within ",
+                                                      absl::FormatDuration(timeout)));
     }
-    absl::StatusOr<std::vector<Event>> ev = PollVia(host, client, deadline - absl::Now(),
-                                                    signal_fd, signal);
+    absl::StatusOr<std::vector<Event>> ev =
+        PollVia(host, client, deadline - absl::Now(), signal_fd, signal);
     if (!ev.ok()) return ev.status();
   }
   uint64_t request = 0;
@@ -440,24 +439,24 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
   std::vector<uint64_t> ready;  // RelayReady seen (introduction ids)
   while (!intro) {
     if (client->closed()) {
-      return absl::UnavailableError(absl::StrCat("lost the rendezvous server ", server_text,
-                                                 ": ", client->close_reason()));
+      return absl::UnavailableError(
+          absl::StrCat("lost the rendezvous server ", server_text, ": ", client->close_reason()));
     }
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(absl::StrCat("the rendezvous server ", server_text,
                                                       " did not answer within ",
                                                       absl::FormatDuration(timeout)));
     }
-    absl::StatusOr<std::vector<Event>> ev = PollVia(host, client, deadline - absl::Now(),
-                                                    signal_fd, signal);
+    absl::StatusOr<std::vector<Event>> ev =
+        PollVia(host, client, deadline - absl::Now(), signal_fd, signal);
     if (!ev.ok()) return ev.status();
     for (rendezvous::ClientEvent& e : client->TakeEvents()) {
       if (e.type == rendezvous::ClientEvent::Type::kRefused && e.request == request) {
-        if (e.code == 1 /* NOT_REGISTERED */) {
+        if (e.code == rendezvous::ClientEvent::kNotRegistered) {
           return absl::NotFoundError(absl::StrCat(name, " is not registered with ", server_text));
         }
-        return absl::UnavailableError(absl::StrCat("the rendezvous server ", server_text,
-                                                   " refused: ", e.reason));
+        return absl::UnavailableError(
+            absl::StrCat("the rendezvous server ", server_text, " refused: ", e.reason));
       }
       if (e.type == rendezvous::ClientEvent::Type::kIntroduced && e.request == request) intro = e;
       if (e.type == rendezvous::ClientEvent::Type::kRelayReady) ready.push_back(e.introduction);
@@ -489,7 +488,8 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
                   signal_fd, signal);
       if (!ev.ok()) return ev.status();
       for (rendezvous::ClientEvent& e : client->TakeEvents()) {
-        if (e.type == rendezvous::ClientEvent::Type::kRelayReady && e.introduction == introduction) {
+        if (e.type == rendezvous::ClientEvent::Type::kRelayReady &&
+            e.introduction == introduction) {
           relay_ready = true;
         }
       }
@@ -545,8 +545,9 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
       return absl::UnavailableError(absl::StrCat(
           "cannot reach ", name, " (", why, ") and the relay ", intro->relay->ToString(),
           " did not get both sides bound",
-          client->closed() ? absl::StrCat("; rendezvous connection closed: ", client->close_reason())
-                           : absl::StrCat(" within ", absl::FormatDuration(timeout))));
+          client->closed()
+              ? absl::StrCat("; rendezvous connection closed: ", client->close_reason())
+              : absl::StrCat(" within ", absl::FormatDuration(timeout))));
     }
     absl::StatusOr<std::vector<Event>> ev =
         PollVia(host, client, ready_by - absl::Now(), signal_fd, signal);
@@ -603,8 +604,8 @@ class RecvVia {
           registered_ = true;
           break;
         case rendezvous::ClientEvent::Type::kRefused:
-          return absl::UnavailableError(absl::StrCat("cannot register ", name_, " with ", server_,
-                                                     ": ", e.reason));
+          return absl::UnavailableError(
+              absl::StrCat("cannot register ", name_, " with ", server_, ": ", e.reason));
         case rendezvous::ClientEvent::Type::kIntroduced:
           std::fprintf(stderr, "udpmsg recv: introduced to %s%s\n", e.peer.ToString().c_str(),
                        e.relay ? absl::StrCat(" (relay ", e.relay->ToString(), ")").c_str() : "");
@@ -1216,14 +1217,14 @@ int RunReliableSend(const std::vector<std::string>& args) {
     if (!c.ok()) return Fail(c.status());
     via_client = *std::move(c);
     int signal = 0;
-    absl::StatusOr<ViaPath> path = ConnectVia(&*host, via_client.get(), args[0], via, *timeout,
-                                              signals->get(), &signal);
+    absl::StatusOr<ViaPath> path =
+        ConnectVia(&*host, via_client.get(), args[0], via, *timeout, signals->get(), &signal);
     if (!path.ok()) {
       if (signal != 0) {
         EraseTerminalLine();
-        (void)Fail(absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal),
-                                                     " while looking for ", args[0],
-                                                     "; nothing sent")));
+        (void)Fail(
+            absl::CancelledError(absl::StrCat("interrupted by ", SignalName(signal),
+                                              " while looking for ", args[0], "; nothing sent")));
         return SignalExitCode(signal);
       }
       std::fprintf(stderr, "udpmsg send: %s\n", Displayable(path.status().message()).c_str());

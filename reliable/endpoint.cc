@@ -470,21 +470,19 @@ void Endpoint::Refuse(const udp::SocketAddress& to, const proto::Hello& hello,
 }
 
 absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer) {
-  return ConnectWith(now, peer,
-                     options_.encrypt || options_.psk.has_value() ||
-                         options_.server_pin.has_value(),
-                     options_.psk, options_.server_pin);
+  return ConnectWith(
+      now, peer, options_.encrypt || options_.psk.has_value() || options_.server_pin.has_value(),
+      options_.psk, options_.server_pin);
 }
 
 absl::StatusOr<ConnectionId> Endpoint::Connect(absl::Time now, const udp::SocketAddress& peer,
                                                const ConnectSecurity& security) {
-  return ConnectWith(now, peer, security.encrypt || security.server_pin.has_value(),
-                     std::nullopt, security.server_pin);
+  return ConnectWith(now, peer, security.encrypt || security.server_pin.has_value(), std::nullopt,
+                     security.server_pin);
 }
 
-absl::StatusOr<ConnectionId> Endpoint::ConnectWith(absl::Time now,
-                                                   const udp::SocketAddress& peer, bool encrypt,
-                                                   std::optional<Psk> psk,
+absl::StatusOr<ConnectionId> Endpoint::ConnectWith(absl::Time now, const udp::SocketAddress& peer,
+                                                   bool encrypt, std::optional<Psk> psk,
                                                    std::optional<std::string> server_pin) {
   last_now_ = std::max(last_now_, now);
   if (members_ >= options_.max_connections) {

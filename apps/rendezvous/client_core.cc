@@ -10,6 +10,8 @@ namespace udpmsg::rendezvous {
 
 namespace {
 constexpr size_t kMaxReasonBytes = 256;
+static_assert(ClientEvent::kNotRegistered == wire::Refused::NOT_REGISTERED);
+static_assert(ClientEvent::kNameTaken == wire::Refused::NAME_TAKEN);
 }  // namespace
 
 ClientCore::ClientCore(absl::Time, const ClientOptions& options) : options_(options) {}

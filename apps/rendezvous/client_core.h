@@ -79,13 +79,15 @@ struct ClientOptions {
 struct ClientEvent {
   enum class Type { kRegistered, kRefused, kIntroduced, kRelayReady };
   Type type = Type::kRegistered;
-  std::string name;                     // kRegistered
-  udp::SocketAddress reflexive;         // kRegistered: as the server sees us
-  uint64_t request = 0;                 // kRefused, kIntroduced (0: not ours)
-  int code = 0;                         // kRefused: wire::Refused::Code
-  std::string reason;                   // kRefused: escaped server text
-  uint64_t introduction = 0;            // kIntroduced, kRelayReady
-  udp::SocketAddress peer;              // kIntroduced: the peer's reflexive address
+  std::string name;                         // kRegistered
+  udp::SocketAddress reflexive;             // kRegistered: as the server sees us
+  uint64_t request = 0;                     // kRefused, kIntroduced (0: not ours)
+  int code = 0;                             // kRefused: wire::Refused::Code, e.g.
+  static constexpr int kNotRegistered = 1;  // wire::Refused::NOT_REGISTERED
+  static constexpr int kNameTaken = 2;      // wire::Refused::NAME_TAKEN
+  std::string reason;                       // kRefused: escaped server text
+  uint64_t introduction = 0;                // kIntroduced, kRelayReady
+  udp::SocketAddress peer;                  // kIntroduced: the peer's reflexive address
   std::optional<udp::SocketAddress> relay;  // kIntroduced: the relay, if any
 };
 

@@ -39,8 +39,7 @@ namespace udpmsg::rendezvous {
 
 class HostClient final {
  public:
-  static absl::StatusOr<std::unique_ptr<HostClient>> Start(Host* host,
-                                                           const SocketAddress& server,
+  static absl::StatusOr<std::unique_ptr<HostClient>> Start(Host* host, const SocketAddress& server,
                                                            const ClientOptions& options,
                                                            const ConnectSecurity& security);
 

@@ -34,7 +34,8 @@ Token RelayCore::NewToken() {
   if (rng_) {
     for (size_t i = 0; i < t.size(); i += 8) {
       const uint64_t r = rng_->Next();
-      for (size_t j = 0; j < 8 && i + j < t.size(); ++j) t[i + j] = static_cast<uint8_t>(r >> (8 * j));
+      for (size_t j = 0; j < 8 && i + j < t.size(); ++j)
+        t[i + j] = static_cast<uint8_t>(r >> (8 * j));
     }
   } else {
     randombytes_buf(t.data(), t.size());
@@ -180,7 +181,8 @@ void RelayCore::OnTimeout(absl::Time now) {
     if (now >= r.ends_at) {
       due.push_back({id, r.end_reason});
     } else if (!bound && now - r.created >= options_.bind_timeout) {
-      due.push_back({id, absl::StrCat("not bound within ", absl::FormatDuration(options_.bind_timeout))});
+      due.push_back(
+          {id, absl::StrCat("not bound within ", absl::FormatDuration(options_.bind_timeout))});
     } else if (bound && now - r.last_forward >= options_.idle_timeout) {
       due.push_back({id, absl::StrCat("idle for ", absl::FormatDuration(options_.idle_timeout))});
     }

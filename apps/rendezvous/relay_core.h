@@ -73,8 +73,8 @@ struct RelayOptions {
   size_t max_relays = 64;
   absl::Duration bind_timeout = absl::Seconds(20);
   absl::Duration idle_timeout = absl::Seconds(30);
-  uint64_t byte_budget = uint64_t{1} << 30;       // 1 GiB per allocation
-  uint64_t rate_bytes_per_second = 12'500'000;    // 100 Mbit/s per allocation
+  uint64_t byte_budget = uint64_t{1} << 30;     // 1 GiB per allocation
+  uint64_t rate_bytes_per_second = 12'500'000;  // 100 Mbit/s per allocation
   uint64_t burst_bytes = 1 << 20;
   // Nonzero: tokens from a DeterministicRng with this seed (tests only).
   uint64_t seed = 0;

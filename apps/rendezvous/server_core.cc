@@ -34,8 +34,7 @@ void ServerCore::Refuse(uint64_t connection, uint64_t request, int code, std::st
   Send(connection, m.SerializeAsString());
 }
 
-void ServerCore::OnConnected(absl::Time now, uint64_t connection,
-                             const udp::SocketAddress& peer) {
+void ServerCore::OnConnected(absl::Time now, uint64_t connection, const udp::SocketAddress& peer) {
   Client c;
   c.peer = peer;
   c.lookup_tokens = options_.lookup_burst;
@@ -130,10 +129,10 @@ void ServerCore::OnRegister(uint64_t connection, Client& client, absl::string_vi
 void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, uint64_t request,
                           absl::string_view name) {
   ++stats_.lookups;
-  client.lookup_tokens =
-      std::min(options_.lookup_burst,
-               client.lookup_tokens + options_.lookups_per_second *
-                                          std::max(0.0, absl::ToDoubleSeconds(now - client.lookup_time)));
+  client.lookup_tokens = std::min(
+      options_.lookup_burst,
+      client.lookup_tokens + options_.lookups_per_second *
+                                 std::max(0.0, absl::ToDoubleSeconds(now - client.lookup_time)));
   client.lookup_time = now;
   if (client.lookup_tokens < 1) {
     ++stats_.refused_limit;
@@ -191,8 +190,8 @@ void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, u
       by_relay_[alloc->id] = id;
       ++client.introductions;
     } else {
-      log_.push_back(absl::StrCat("introduction ", id, " without a relay: ",
-                                  alloc.status().message()));
+      log_.push_back(
+          absl::StrCat("introduction ", id, " without a relay: ", alloc.status().message()));
     }
   }
   ++stats_.introductions;

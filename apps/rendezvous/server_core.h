@@ -77,7 +77,7 @@ struct ServerStats {
   uint64_t introductions = 0;
   uint64_t refused_taken = 0;
   uint64_t refused_bad_name = 0;
-  uint64_t refused_limit = 0;       // names, introductions or lookup rate
+  uint64_t refused_limit = 0;  // names, introductions or lookup rate
   uint64_t refused_unknown = 0;
   uint64_t bad_messages = 0;
   uint64_t relays_bound = 0;
@@ -110,8 +110,8 @@ class ServerCore final {
  private:
   struct Client {
     udp::SocketAddress peer;
-    std::string prefix;  // udp::AddressPrefix(peer)
-    std::string name;    // registered name, or empty
+    std::string prefix;        // udp::AddressPrefix(peer)
+    std::string name;          // registered name, or empty
     size_t introductions = 0;  // live relay allocations it asked for
     double lookup_tokens = 0;  // the lookup bucket (ServerOptions::lookup_burst)
     absl::Time lookup_time;
@@ -132,7 +132,7 @@ class ServerCore final {
   ServerOptions options_;
   RelayCore* relay_;
   absl::flat_hash_map<uint64_t, Client> clients_;
-  absl::flat_hash_map<std::string, uint64_t> names_;            // name -> connection
+  absl::flat_hash_map<std::string, uint64_t> names_;  // name -> connection
   absl::flat_hash_map<std::string, size_t> names_per_prefix_;
   // Introductions with a live relay allocation, by id; and by allocation.
   absl::flat_hash_map<uint64_t, Intro> introductions_;

@@ -65,8 +65,8 @@ absl::Status ServerOnHost::OnRelayReadable(absl::Time now) {
     // Forward as we go: the relay's queue never holds more than one batch.
     for (RelayCore::Outgoing& o : relay_.TakeOutgoing()) {
       absl::StatusOr<size_t> sent = socket_.SendTo(
-          o.peer, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(o.bytes.data()),
-                                      o.bytes.size()));
+          o.peer,
+          absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(o.bytes.data()), o.bytes.size()));
       if (!sent.ok()) ++relay_send_errors_;
     }
   }

@@ -10,7 +10,8 @@
 //   for (;;) {
 //     r = host.Poll(std::min(absl::Seconds(1), (*s)->NextTimeout() - absl::Now()));
 //     for (const Event& e : r->events) (*s)->OnEvent(absl::Now(), e);
-//     for (uint64_t t : r->ready) if (t == ServerOnHost::kRelayToken) (*s)->OnRelayReadable(absl::Now());
+//     for (uint64_t t : r->ready) if (t == ServerOnHost::kRelayToken)
+//     (*s)->OnRelayReadable(absl::Now());
 //     (*s)->OnTick(absl::Now());
 //   }
 //

@@ -4,13 +4,13 @@
 // the same commands (printed on failure).
 #include <dirent.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
-#include <sys/inotify.h>
-#include <sys/stat.h>
 #include <sodium.h>
 #include <stdlib.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -565,8 +565,8 @@ Rendezvous StartRendezvous(std::vector<std::string> extra = {}) {
 std::unique_ptr<Subprocess> StartRecvVia(const Rendezvous& rv, const std::string& name,
                                          const std::string& out,
                                          std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"recv", "--reliable", "--via", rv.address, "--name", name,
-                                   "--bind", "127.0.0.1", "--out", out};
+  std::vector<std::string> args = {"recv", "--reliable", "--via",     rv.address, "--name",
+                                   name,   "--bind",     "127.0.0.1", "--out",    out};
   args.insert(args.end(), extra.begin(), extra.end());
   auto p = StartUdpmsg(args);
   if (p == nullptr) return p;
@@ -585,8 +585,8 @@ TEST(ViaTest, DirectPathOnLoopbackCarriesAVerifiedTransfer) {
   const std::string out = absl::StrCat(TempDir(), "/via-direct.out");
   auto recv = StartRecvVia(rv, "alice", out);
   ASSERT_NE(recv, nullptr);
-  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "alice", "--file", input,
-                           "--progress", "off"});
+  auto send = StartUdpmsg(
+      {"send", "--reliable", "--via", rv.address, "alice", "--file", input, "--progress", "off"});
   ASSERT_NE(send, nullptr);
   EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 0) << send->stderr_text();
   EXPECT_EQ(ExitCodeWithin(*recv, absl::Seconds(10)), 0) << recv->stderr_text();
@@ -612,8 +612,7 @@ TEST(ViaTest, RelayCarriesAnEncryptedTransferWhenForced) {
   EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(30)), 0) << send->stderr_text();
   EXPECT_EQ(ExitCodeWithin(*recv, absl::Seconds(10)), 0) << recv->stderr_text();
   EXPECT_TRUE(ReadFile(out) == ReadFile(input));
-  EXPECT_THAT(send->stderr_text(),
-              HasSubstr("udpmsg send: path to bob: relayed via 127.0.0.1:"));
+  EXPECT_THAT(send->stderr_text(), HasSubstr("udpmsg send: path to bob: relayed via 127.0.0.1:"));
   EXPECT_THAT(send->stderr_text(), HasSubstr("(--via_relay_only)"));
   rv.process->Kill(SIGTERM);
   EXPECT_EQ(ExitCodeWithin(*rv.process, absl::Seconds(10)), 0);
@@ -643,8 +642,8 @@ TEST(ViaTest, AWrongRoomKeyFailsOnTheDirectPathWithoutTryingTheRelay) {
   const std::string out = absl::StrCat(TempDir(), "/via-key.out");
   auto recv = StartRecvVia(rv, "erin", out, {"--key_file", key_a});
   ASSERT_NE(recv, nullptr);
-  auto send = StartUdpmsg({"send", "--reliable", "--via", rv.address, "erin", "--key_file", key_b,
-                           "hello"});
+  auto send = StartUdpmsg(
+      {"send", "--reliable", "--via", rv.address, "erin", "--key_file", key_b, "hello"});
   ASSERT_NE(send, nullptr);
   EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(15)), 1);
   EXPECT_THAT(send->stderr_text(), HasSubstr("wrong room key"));
@@ -659,8 +658,8 @@ TEST(ViaTest, UnknownNameFailsWithOneLine) {
   ASSERT_NE(send, nullptr);
   EXPECT_EQ(ExitCodeWithin(*send, absl::Seconds(15)), 1);
   EXPECT_EQ(Lines(send->stderr_text()),
-            std::vector<std::string>{absl::StrCat("udpmsg send: carol is not registered with ",
-                                                  rv.address)});
+            std::vector<std::string>{
+                absl::StrCat("udpmsg send: carol is not registered with ", rv.address)});
 }
 
 TEST(ViaTest, ARegisteredNameCannotBeTakenAndIsFreedWhenItsReceiverExits) {
@@ -669,8 +668,8 @@ TEST(ViaTest, ARegisteredNameCannotBeTakenAndIsFreedWhenItsReceiverExits) {
   const std::string out = absl::StrCat(TempDir(), "/via-taken.out");
   auto first = StartRecvVia(rv, "dave", out);
   ASSERT_NE(first, nullptr);
-  auto second = StartUdpmsg({"recv", "--reliable", "--via", rv.address, "--name", "dave",
-                             "--bind", "127.0.0.1", "--out", out});
+  auto second = StartUdpmsg({"recv", "--reliable", "--via", rv.address, "--name", "dave", "--bind",
+                             "127.0.0.1", "--out", out});
   ASSERT_NE(second, nullptr);
   EXPECT_EQ(ExitCodeWithin(*second, absl::Seconds(15)), 1);
   EXPECT_THAT(second->stderr_text(), HasSubstr("cannot register dave with"));

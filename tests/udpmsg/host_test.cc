@@ -285,7 +285,8 @@ TEST(HostTest, ConnectSecurityReachesAnEncryptedServerWithoutTheHostsRoomKey) {
   // With the Host's own security the room key is refused...
   absl::StatusOr<ConnectionId> keyed = client.host.Connect(server.host.local_address());
   ASSERT_TRUE(keyed.ok()) << keyed.status();
-  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+  ASSERT_TRUE(
+      PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
   EXPECT_EQ(client.Find(Event::Type::kClosed)->close_reason, CloseReason::kWrongRoomKey);
   // ...with ConnectSecurity{encrypt} the same Host connects, encrypted.
   ConnectSecurity security;
@@ -294,13 +295,15 @@ TEST(HostTest, ConnectSecurityReachesAnEncryptedServerWithoutTheHostsRoomKey) {
   ASSERT_TRUE(id.ok()) << id.status();
   ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.host.IsEstablished(*id); }));
   ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, "hi").ok());
-  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
+  ASSERT_TRUE(
+      PumpUntil({&client, &server}, [&] { return server.Count(Event::Type::kMessage) == 1; }));
   EXPECT_GE(client.host.Stats(*id)->packets_sent, 1u);
   // And a plain ConnectSecurity (no encryption) is refused by the encrypting server.
   client.events.clear();
   absl::StatusOr<ConnectionId> plain = client.host.Connect(server.host.local_address(), {});
   ASSERT_TRUE(plain.ok());
-  ASSERT_TRUE(PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
+  ASSERT_TRUE(
+      PumpUntil({&client, &server}, [&] { return client.Count(Event::Type::kClosed) == 1; }));
   EXPECT_EQ(client.Find(Event::Type::kClosed)->close_reason, CloseReason::kEncryptionMismatch);
 }
 

@@ -27,7 +27,9 @@ const absl::Time kT0 = absl::FromUnixSeconds(1'000'000);
 
 udp::SocketAddress Addr(const std::string& text) { return *udp::SocketAddress::Parse(text); }
 
-std::string Bytes(const Token& t) { return std::string(reinterpret_cast<const char*>(t.data()), t.size()); }
+std::string Bytes(const Token& t) {
+  return std::string(reinterpret_cast<const char*>(t.data()), t.size());
+}
 
 std::string Bind(const Token& t) {
   return std::string(1, static_cast<char>(proto::kPunchVersion)) + BindPayload(t);
