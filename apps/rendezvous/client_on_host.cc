@@ -35,6 +35,7 @@ bool HostClient::OnEvent(absl::Time now, const Event& e) {
       close_reason_ = DisplayablePrefix(e.reason, 256);
       break;
     case Event::Type::kAcked:
+    case Event::Type::kPathChanged:  // a client's connection never moves
       break;
   }
   (void)Service(now);

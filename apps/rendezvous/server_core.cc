@@ -43,6 +43,17 @@ void ServerCore::OnConnected(absl::Time now, uint64_t connection, const udp::Soc
   clients_[connection] = std::move(c);
 }
 
+void ServerCore::OnPathChanged(absl::Time now, uint64_t connection,
+                               const udp::SocketAddress& peer) {
+  auto it = clients_.find(connection);
+  if (it == clients_.end()) return;
+  if (!it->second.name.empty()) {
+    log_.push_back(absl::StrCat(it->second.name, " moved from ", it->second.peer.ToString(),
+                                " to ", peer.ToString()));
+  }
+  it->second.peer = peer;
+}
+
 void ServerCore::OnMessage(absl::Time now, uint64_t connection, absl::string_view bytes) {
   auto it = clients_.find(connection);
   if (it == clients_.end()) return;  // not a connection we saw connect

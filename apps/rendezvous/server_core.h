@@ -97,6 +97,11 @@ class ServerCore final {
 
   void OnConnected(absl::Time now, uint64_t connection, const udp::SocketAddress& peer);
   void OnMessage(absl::Time now, uint64_t connection, absl::string_view bytes);
+  // The client's NAT rebound and the connection followed it (Host
+  // kPathChanged): introductions from now on give `peer`, the address peers
+  // must punch toward. Its name stays counted under the address prefix it
+  // registered from (an admission rule, as for the chat server).
+  void OnPathChanged(absl::Time now, uint64_t connection, const udp::SocketAddress& peer);
   void OnClosed(absl::Time now, uint64_t connection);
   void OnRelayEvent(absl::Time now, const RelayCore::Event& event);
 

@@ -48,6 +48,9 @@ void ServerOnHost::OnEvent(absl::Time now, const Event& e) {
     case Event::Type::kClosed:
       core_->OnClosed(now, e.connection);
       break;
+    case Event::Type::kPathChanged:
+      core_->OnPathChanged(now, e.connection, e.peer);
+      break;
     case Event::Type::kAcked:
       break;
   }

@@ -194,6 +194,26 @@ TEST(ServerCoreTest, LookupIntroducesBothSidesWithTheirOwnTokens) {
   EXPECT_EQ(f.relay.live(), 1u);
 }
 
+TEST(ServerCoreTest, IntroductionsFollowARegisteredClientThatMoved) {
+  ServerFixture f;
+  f.core.OnConnected(kT0, 1, Addr("198.51.100.7:40000"));
+  f.core.OnConnected(kT0, 2, Addr("203.0.113.9:5000"));
+  f.core.OnMessage(kT0, 1, RegisterMsg("alice"));
+  f.To(1);
+  // alice's NAT rebound; the connection validated and followed it.
+  f.core.OnPathChanged(kT0, 1, Addr("198.51.100.7:41234"));
+  f.core.OnMessage(kT0, 2, LookupMsg(7, "alice"));
+  auto to_sender = f.To(2);
+  ASSERT_EQ(to_sender.size(), 1u);
+  ASSERT_TRUE(to_sender[0].has_introduction());
+  EXPECT_EQ(to_sender[0].introduction().peer(), "198.51.100.7:41234");
+  EXPECT_THAT(f.core.TakeLog(), ::testing::Contains(::testing::HasSubstr(
+                                    "alice moved from 198.51.100.7:40000 to 198.51.100.7:41234")));
+  // Still one name under its registration prefix: closing frees it.
+  f.core.OnClosed(kT0, 1);
+  EXPECT_EQ(f.core.names(), 0u);
+}
+
 TEST(ServerCoreTest, UnknownNameIsNotRegistered) {
   ServerFixture f;
   f.core.OnConnected(kT0, 2, Addr("203.0.113.9:5000"));
