@@ -414,7 +414,9 @@ TEST(HostTest, RebindMovesAClientToANewPortAndTheServerFollows) {
     EXPECT_EQ(server.host.stats().migrations, 1u);
     int i = 0;
     for (const Event& e : server.events) {
-      if (e.type == Event::Type::kMessage) EXPECT_EQ(e.message, payload(i++));
+      if (e.type == Event::Type::kMessage) {
+        EXPECT_EQ(e.message, payload(i++));
+      }
     }
     // Both ways still work from the new address.
     ASSERT_TRUE(server.host.Send(server_id, 1, DeliveryMode::kReliableOrdered, "back").ok());
