@@ -269,7 +269,8 @@ std::string ConnectionStats::ToString() const {
                       " mtu_probes=", mtu_probes, "/", mtu_probes_lost, "lost",
                       " black_holes=", mtu_black_holes, " path_challenges=", path_challenges,
                       " migrations=", migrations, " path_failures=", path_validation_failures,
-                      " wrong_address=", wrong_address);
+                      " wrong_address=", wrong_address,
+                      " path_amplification_blocked=", path_amplification_blocked);
 }
 
 Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
@@ -637,7 +638,9 @@ void Connection::PollPath(absl::Time now, std::vector<AddressedDatagram>* out) {
   p.connection_id = peer_id_;
   p.packet_number = next_packet_number_;
   p.path_challenge = proto::PathChallenge{path_->data};
-  const uint64_t budget = 3 * path_->bytes_received - path_->bytes_sent;
+  // Saturating: an estimate off by a byte must never wrap into no limit.
+  const uint64_t allowed = 3 * path_->bytes_received;
+  const uint64_t budget = allowed > path_->bytes_sent ? allowed - path_->bytes_sent : 0;
   const size_t padded = std::min(kPathChallengeDatagram, BaseDatagramSize());
   const size_t unpadded = codec_.EncodedSize(p) + SealOverhead();
   if (padded <= budget && padded > unpadded) {
@@ -656,6 +659,12 @@ void Connection::PollPath(absl::Time now, std::vector<AddressedDatagram>* out) {
   }
   if (!bytes.ok()) {  // never expected (our own small packet); never a loop
     AbandonPath();
+    return;
+  }
+  if (bytes->size() > budget) {  // the size estimate fell short: hold it back
+    ++stats_.path_amplification_blocked;
+    path_->blocked = true;
+    path_->next_send = path_->deadline;
     return;
   }
   ++next_packet_number_;
@@ -1216,6 +1225,14 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
       proto::ParseSealedHeader(std::string_view(datagram.data(), datagram.size()));
   if (protector_ == nullptr || !header) return PathVerdict::kUnauthenticated;
   const uint64_t number = header->packet_number;
+  // A connection that never follows another address refuses a packet from
+  // one before opening it: opening advances the replay window, so a copy
+  // of the peer's packet injected from elsewhere and arriving first would
+  // otherwise make the genuine one a "replay" (and cost an AEAD open).
+  if (!(from == peer_) && (client_ || state_ != State::kEstablished)) {
+    ++stats_.wrong_address;
+    return PathVerdict::kRefusedAddress;
+  }
   // Opened into the thread's scratch buffer; the decoded fragments borrow
   // from it, so each payload is copied once more, into the reassembler.
   std::string opened;

@@ -2437,6 +2437,41 @@ TEST(PathValidationTest, AnAuthenticatedNewerPacketFromANewAddressGetsAPaddedCha
   EXPECT_EQ(*p.server().PeerOf(p.server_id()), p.client_address());
 }
 
+TEST(PathValidationTest, AClientRefusesACopyFromAnotherAddressBeforeOpeningIt) {
+  // Someone who can inject (not drop) copies the server's packet and sends
+  // it from its own address, ahead of the original. The client never moves,
+  // so it refuses the copy unopened: the replay window must not record its
+  // number, or the genuine packet would be rejected as a replay.
+  const uint64_t seed = 907;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  PathNet p(seed, /*encrypt=*/true);
+  const absl::Time now = p.sim().now();
+  ASSERT_TRUE(p.server()
+                  .Send(now, p.server_id(), 1, DeliveryMode::kReliableOrdered, "to the client")
+                  .ok());
+  std::string genuine;
+  for (const Outgoing& o : p.server().TakeOutgoing()) {
+    if (o.peer == p.client_address()) genuine = o.bytes;
+  }
+  ASSERT_FALSE(genuine.empty());
+  Endpoint& client = p.net().client().endpoint();
+  client.TakeEvents();
+  const reliable::EndpointStats before = client.stats();
+  client.OnDatagram(now, Addr("198.51.100.7:6000"), genuine);
+  EXPECT_EQ(client.stats().wrong_address, before.wrong_address + 1);
+  EXPECT_EQ(client.stats().unauthenticated, before.unauthenticated);
+  EXPECT_EQ(CountType(client.TakeEvents(), Event::Type::kMessage), 0u);
+  client.OnDatagram(now, p.net().server().address(), genuine);
+  EXPECT_EQ(client.stats().unauthenticated, before.unauthenticated);
+  std::vector<Event> events = client.TakeEvents();
+  ASSERT_EQ(CountType(events, Event::Type::kMessage), 1u);
+  for (const Event& e : events) {
+    if (e.type == Event::Type::kMessage) {
+      EXPECT_EQ(e.message, "to the client");
+    }
+  }
+}
+
 TEST(PathValidationTest, ChallengesStayWithinThreeTimesWhatTheAddressSentThenTheValidationFails) {
   const uint64_t seed = 902;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
