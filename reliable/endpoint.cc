@@ -295,7 +295,9 @@ void Endpoint::OnMigrated(Entry& e, const udp::SocketAddress& moved_from) {
   // old address then starts a new handshake, as from any address).
   auto known = by_client_.find(ClientKey{moved_from.ToString(), c.peer_id()});
   if (known != by_client_.end() && known->second == c.local_id()) by_client_.erase(known);
-  by_client_[ClientKey{c.peer().ToString(), c.peer_id()}] = c.local_id();
+  // Another connection may hold that key (the same client id from that
+  // address, a new handshake): it keeps it; this one is then found by id.
+  by_client_.try_emplace(ClientKey{c.peer().ToString(), c.peer_id()}, c.local_id());
   // The per-address count moves with it. Not capped: the move is validated,
   // and refusing it would strand a live connection on a dead address.
   const std::string prefix = udp::AddressPrefix(c.peer());
@@ -615,7 +617,10 @@ bool Endpoint::ReapIfFinished(absl::Time now, ConnectionId id) {
   Entry& e = it->second;
   const Connection& c = *e.connection;
   if (!c.Finished(now)) return false;
-  if (!c.is_client()) by_client_.erase(ClientKey{c.peer().ToString(), c.peer_id()});
+  if (!c.is_client()) {
+    auto known = by_client_.find(ClientKey{c.peer().ToString(), c.peer_id()});
+    if (known != by_client_.end() && known->second == id) by_client_.erase(known);
+  }
   Count(id, e.slot, -1);
   if (e.due != absl::InfiniteFuture()) timers_.erase({e.due, id});
   with_events_.erase(id);
