@@ -154,7 +154,12 @@ absl::Status Runtime::SendPunch(const udp::SocketAddress& peer, absl::string_vie
     return absl::OkStatus();
   };
   if (ttl > 0) {
-    if (absl::Status s = set_ttl(ttl); !s.ok()) return s;
+    if (absl::Status s = set_ttl(ttl); !s.ok()) {
+      // IP_TTL may have been set before IPV6_UNICAST_HOPS failed: restore
+      // it, or every later datagram would leave with the punch's TTL.
+      set_ttl(-1).IgnoreError();
+      return s;
+    }
   }
   absl::StatusOr<size_t> sent = socket_.SendTo(
       peer, absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()));
@@ -204,8 +209,9 @@ absl::Status Runtime::Rebind(const udp::SocketAddress& bind) {
   if (absl::Status s = PrepareSocket(options_, &*socket); !s.ok()) return s;
   absl::StatusOr<udp::SocketAddress> local = socket->LocalAddress();
   if (!local.ok()) return local.status();
-  // The new socket is registered before the old one leaves: on an error
-  // here the runtime keeps its old socket, unchanged.
+  // The old socket leaves the poller and the new one joins it; if the new
+  // one cannot, the old one is put back: on an error here the runtime keeps
+  // its old socket, unchanged.
   if (absl::Status s = poller_.Remove(socket_.fd()); !s.ok()) return s;
   if (absl::Status s = poller_.Add(socket->fd(), udp::Poller::kReadable, kSocketToken); !s.ok()) {
     poller_.Add(socket_.fd(), udp::Poller::kReadable, kSocketToken).IgnoreError();
