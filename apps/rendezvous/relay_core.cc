@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "proto/frames.h"
+#include "udp/address_prefix.h"
 
 namespace udpmsg::rendezvous {
 
@@ -19,6 +20,7 @@ std::string BindPayload(const Token& token) {
 std::string RelayStats::ToString() const {
   return absl::StrCat("allocated=", allocated, " refused_full=", refused_full, " binds=", binds,
                       " bad_binds=", bad_binds, " bind_conflicts=", bind_conflicts,
+                      " bind_wrong_address=", bind_wrong_address,
                       " busy_address=", busy_address, " unbound_dropped=", unbound_dropped,
                       " rate_dropped=", rate_dropped, " forwarded=", forwarded, "/",
                       forwarded_bytes, "B ended=", ended);
@@ -43,7 +45,8 @@ Token RelayCore::NewToken() {
   return t;
 }
 
-absl::StatusOr<RelayCore::Allocation> RelayCore::Allocate(absl::Time now) {
+absl::StatusOr<RelayCore::Allocation> RelayCore::Allocate(
+    absl::Time now, const std::optional<std::array<udp::SocketAddress, 2>>& sides) {
   if (relays_.size() >= options_.max_relays) {
     ++stats_.refused_full;
     return absl::ResourceExhaustedError(
@@ -57,6 +60,7 @@ absl::StatusOr<RelayCore::Allocation> RelayCore::Allocate(absl::Time now) {
   r.bucket = static_cast<double>(options_.burst_bytes);
   r.bucket_time = now;
   for (int side = 0; side < 2; ++side) {
+    if (sides) r.prefix[side] = udp::AddressPrefix((*sides)[side]);
     a.token[side] = NewToken();
     r.token[side] = a.token[side];
     by_token_[std::string(reinterpret_cast<const char*>(a.token[side].data()), kTokenBytes)] = {
@@ -115,6 +119,10 @@ void RelayCore::Bind(absl::Time now, const udp::SocketAddress& from, absl::strin
     if (!(*r.side[side] == from)) ++stats_.bind_conflicts;
     return;  // a repeated bind from the bound address: nothing to do
   }
+  if (!r.prefix[side].empty() && udp::AddressPrefix(from) != r.prefix[side]) {
+    ++stats_.bind_wrong_address;
+    return;
+  }
   if (auto a = by_address_.find(from); a != by_address_.end()) {
     ++stats_.busy_address;
     return;
@@ -146,7 +154,7 @@ void RelayCore::OnDatagram(absl::Time now, const udp::SocketAddress& from,
   }
   const uint64_t id = a->second;
   Relay& r = relays_.at(id);
-  const int side = *r.side[0] == from ? 0 : 1;
+  const int side = r.side[0] && *r.side[0] == from ? 0 : 1;
   if (!r.side[1 - side]) {
     ++stats_.unbound_dropped;
     return;

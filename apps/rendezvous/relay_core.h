@@ -86,6 +86,7 @@ struct RelayStats {
   uint64_t binds = 0;            // sides bound
   uint64_t bad_binds = 0;        // punch datagrams that are no bind, or an unknown token
   uint64_t bind_conflicts = 0;   // a bound side's token from another address
+  uint64_t bind_wrong_address = 0;  // a token from outside its side's address (spoofed?)
   uint64_t busy_address = 0;     // a bind from an address bound to another allocation
   uint64_t unbound_dropped = 0;  // datagrams from addresses bound to nothing (or half bound)
   uint64_t rate_dropped = 0;     // over the allocation's rate
@@ -119,7 +120,15 @@ class RelayCore final {
   RelayCore& operator=(const RelayCore&) = delete;
 
   // A new allocation, unbound. RESOURCE_EXHAUSTED with max_relays live.
-  absl::StatusOr<Allocation> Allocate(absl::Time now);
+  // `sides`, when given, are the addresses the rendezvous server saw each
+  // side's (address-validated) control connection come from: a side's bind
+  // is then accepted only from the same IPv4 address or IPv6 /64
+  // (udp::AddressPrefix; the port may differ, as a symmetric NAT gives
+  // another port per destination). Without it a client could bind its side
+  // with a spoofed source address and have the relay send the other side's
+  // traffic to a victim. Counted as bind_wrong_address.
+  absl::StatusOr<Allocation> Allocate(
+      absl::Time now, const std::optional<std::array<udp::SocketAddress, 2>>& sides = std::nullopt);
   // Ends `id` (kEnded "released"); unknown ids are ignored.
   void Release(uint64_t id, absl::string_view why = "released");
   // Ends `id` at the first sweep after `now + grace`, forwarding until then:
@@ -143,6 +152,7 @@ class RelayCore final {
   struct Relay {
     Token token[2];
     std::optional<udp::SocketAddress> side[2];
+    std::string prefix[2];  // AddressPrefix a side must bind from ("" : any)
     absl::Time created;
     absl::Time last_forward;
     uint64_t bytes = 0;

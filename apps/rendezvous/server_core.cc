@@ -1,5 +1,6 @@
 #include "apps/rendezvous/server_core.h"
 
+#include <array>
 #include <algorithm>
 #include <utility>
 
@@ -39,6 +40,8 @@ void ServerCore::OnConnected(absl::Time now, uint64_t connection, const udp::Soc
   c.peer = peer;
   c.lookup_tokens = options_.lookup_burst;
   c.lookup_time = now;
+  c.intro_tokens = options_.introduction_burst;
+  c.intro_time = now;
   c.prefix = udp::AddressPrefix(peer);
   clients_[connection] = std::move(c);
 }
@@ -180,6 +183,19 @@ void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, u
     return;
   }
   Client& peer = clients_.at(target);
+  peer.intro_tokens = std::min(
+      options_.introduction_burst,
+      peer.intro_tokens + options_.introductions_per_second *
+                              std::max(0.0, absl::ToDoubleSeconds(now - peer.intro_time)));
+  peer.intro_time = now;
+  if (peer.intro_tokens < 1) {
+    ++stats_.refused_limit;
+    Refuse(connection, request, wire::Refused::LIMIT,
+           absl::StrCat(name, " is busy: too many introductions to it (",
+                        options_.introductions_per_second, " a second); try again"));
+    return;
+  }
+  peer.intro_tokens -= 1;
   const uint64_t id = next_intro_++;
   wire::ServerMessage to_requester;
   wire::ServerMessage to_target;
@@ -191,13 +207,21 @@ void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, u
   b->set_introduction(id);
   b->set_peer(client.peer.ToString());
   if (relay_ != nullptr) {
-    absl::StatusOr<RelayCore::Allocation> alloc = relay_->Allocate(now);
+    // Each side binds from the address its control connection proved.
+    const auto live = relays_per_prefix_.find(client.prefix);
+    absl::StatusOr<RelayCore::Allocation> alloc =
+        live != relays_per_prefix_.end() && live->second >= options_.max_relays_per_address
+            ? absl::ResourceExhaustedError(
+                  absl::StrCat("too many relays for ", client.peer.IpString(), " (",
+                               options_.max_relays_per_address, ")"))
+            : relay_->Allocate(now, std::array<udp::SocketAddress, 2>{client.peer, peer.peer});
     if (alloc.ok()) {
       a->set_relay_port(options_.relay_port);
       b->set_relay_port(options_.relay_port);
       a->set_token(std::string(reinterpret_cast<const char*>(alloc->token[0].data()), kTokenBytes));
       b->set_token(std::string(reinterpret_cast<const char*>(alloc->token[1].data()), kTokenBytes));
-      introductions_[id] = Intro{connection, target, alloc->id};
+      introductions_[id] = Intro{connection, target, alloc->id, client.prefix};
+      ++relays_per_prefix_[client.prefix];
       by_relay_[alloc->id] = id;
       ++client.introductions;
     } else {
@@ -216,6 +240,10 @@ void ServerCore::DropIntro(uint64_t id) {
   auto it = introductions_.find(id);
   if (it == introductions_.end()) return;
   if (auto c = clients_.find(it->second.requester); c != clients_.end()) --c->second.introductions;
+  if (auto p = relays_per_prefix_.find(it->second.prefix);
+      p != relays_per_prefix_.end() && --p->second == 0) {
+    relays_per_prefix_.erase(p);
+  }
   by_relay_.erase(it->second.relay);
   introductions_.erase(it);
 }

@@ -65,8 +65,18 @@ struct ServerOptions {
   size_t max_names = 4096;
   size_t max_names_per_address = 8;
   size_t max_introductions_per_connection = 4;
+  // Live relay allocations asked for from one IPv4 address or IPv6 /64 (a
+  // host with many connections cannot hold every relay slot). Beyond it an
+  // introduction comes without a relay.
+  size_t max_relays_per_address = 8;
   double lookup_burst = 8;
   double lookups_per_second = 1;
+  // Introductions to one registered name, whoever asks (a token bucket per
+  // name): a flood of lookups from many connections must not push a
+  // genuine introduction out of the receiver's bounded set (client_core.h
+  // keeps 8, each punched for about 6 s: 4 + 0.5/s x 6 s stays below it).
+  double introduction_burst = 4;
+  double introductions_per_second = 0.5;
   // The relay's UDP port, told to clients (0: no relay).
   uint16_t relay_port = 0;
 };
@@ -120,11 +130,14 @@ class ServerCore final {
     size_t introductions = 0;  // live relay allocations it asked for
     double lookup_tokens = 0;  // the lookup bucket (ServerOptions::lookup_burst)
     absl::Time lookup_time;
+    double intro_tokens = 0;   // introductions to it (introduction_burst)
+    absl::Time intro_time;
   };
   struct Intro {
     uint64_t requester = 0;
     uint64_t target = 0;
     uint64_t relay = 0;  // the relay allocation's id
+    std::string prefix;  // the requester's address prefix (relays_per_prefix_)
   };
 
   void Send(uint64_t connection, const std::string& bytes);
@@ -139,6 +152,7 @@ class ServerCore final {
   absl::flat_hash_map<uint64_t, Client> clients_;
   absl::flat_hash_map<std::string, uint64_t> names_;  // name -> connection
   absl::flat_hash_map<std::string, size_t> names_per_prefix_;
+  absl::flat_hash_map<std::string, size_t> relays_per_prefix_;  // live allocations
   // Introductions with a live relay allocation, by id; and by allocation.
   absl::flat_hash_map<uint64_t, Intro> introductions_;
   absl::flat_hash_map<uint64_t, uint64_t> by_relay_;

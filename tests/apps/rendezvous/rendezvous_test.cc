@@ -2,6 +2,7 @@
 // caps, the relay's binding and forwarding rules (never a reflector), its
 // budget, rate limit and expiry, the client's punch schedule, and an
 // Endpoint dropping punch datagrams as punches (not malformed).
+#include <array>
 #include <string>
 #include <vector>
 
@@ -26,10 +27,6 @@ using ::testing::HasSubstr;
 const absl::Time kT0 = absl::FromUnixSeconds(1'000'000);
 
 udp::SocketAddress Addr(const std::string& text) { return *udp::SocketAddress::Parse(text); }
-
-std::string Bytes(const Token& t) {
-  return std::string(reinterpret_cast<const char*>(t.data()), t.size());
-}
 
 std::string Bind(const Token& t) {
   return std::string(1, static_cast<char>(proto::kPunchVersion)) + BindPayload(t);
@@ -212,6 +209,73 @@ TEST(ServerCoreTest, IntroductionsFollowARegisteredClientThatMoved) {
   // Still one name under its registration prefix: closing frees it.
   f.core.OnClosed(kT0, 1);
   EXPECT_EQ(f.core.names(), 0u);
+}
+
+TEST(ServerCoreTest, RelaysPerRequesterAddressAreCapped) {
+  ServerOptions o;
+  o.max_relays_per_address = 2;
+  o.lookup_burst = 100;
+  ServerFixture f(o);
+  f.core.OnConnected(kT0, 1, Addr("198.51.100.7:40000"));
+  f.core.OnMessage(kT0, 1, RegisterMsg("alice"));
+  f.To(1);
+  // Three connections from one address each ask once: the third
+  // introduction comes without a relay.
+  for (uint64_t conn = 2; conn <= 4; ++conn) {
+    f.core.OnConnected(kT0, conn, Addr(absl::StrCat("203.0.113.9:", 5000 + conn)));
+    f.core.OnMessage(kT0, conn, LookupMsg(conn, "alice"));
+    auto m = f.To(conn);
+    ASSERT_EQ(m.size(), 1u);
+    ASSERT_TRUE(m[0].has_introduction());
+    EXPECT_EQ(m[0].introduction().token().empty(), conn == 4) << "connection " << conn;
+  }
+  EXPECT_EQ(f.relay.live(), 2u);
+  // One closes: its relay ends (after the close grace) and the address may
+  // have one again.
+  f.core.OnClosed(kT0, 2);
+  const absl::Time later = kT0 + kRelayCloseGrace + 2 * kSweepInterval;
+  f.relay.OnTimeout(later);
+  for (auto& e : f.relay.TakeEvents()) f.core.OnRelayEvent(later, e);
+  EXPECT_EQ(f.relay.live(), 1u);
+  f.core.OnConnected(later, 5, Addr("203.0.113.9:5005"));
+  f.core.OnMessage(later, 5, LookupMsg(5, "alice"));
+  auto m = f.To(5);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_FALSE(m[0].introduction().token().empty());
+}
+
+TEST(ServerCoreTest, IntroductionsToOneNameAreRateLimitedWhoeverAsks) {
+  ServerOptions o;
+  o.introduction_burst = 4;
+  o.introductions_per_second = 0.5;
+  ServerFixture f(o, RelayOptions{});
+  f.core.OnConnected(kT0, 1, Addr("198.51.100.7:40000"));
+  f.core.OnMessage(kT0, 1, RegisterMsg("alice"));
+  f.To(1);
+  // Six connections (each within its own lookup rate) ask at once: four
+  // introductions reach alice, the others are refused as busy.
+  int introduced = 0;
+  for (uint64_t conn = 2; conn <= 7; ++conn) {
+    f.core.OnConnected(kT0, conn, Addr(absl::StrCat("203.0.113.", conn, ":5000")));
+    f.core.OnMessage(kT0, conn, LookupMsg(conn, "alice"));
+    auto m = f.To(conn);
+    ASSERT_EQ(m.size(), 1u);
+    if (m[0].has_introduction()) {
+      ++introduced;
+    } else {
+      ASSERT_TRUE(m[0].has_refused());
+      EXPECT_EQ(m[0].refused().code(), wire::Refused::LIMIT);
+      EXPECT_THAT(m[0].refused().reason(), HasSubstr("alice is busy"));
+    }
+  }
+  EXPECT_EQ(introduced, 4);
+  EXPECT_EQ(f.To(1).size(), 4u);  // alice holds no more than the burst
+  // Two seconds later one more gets through.
+  const absl::Time later = kT0 + absl::Seconds(2);
+  f.core.OnMessage(later, 7, LookupMsg(8, "alice"));
+  auto m = f.To(7);
+  ASSERT_EQ(m.size(), 1u);
+  EXPECT_TRUE(m[0].has_introduction());
 }
 
 TEST(ServerCoreTest, UnknownNameIsNotRegistered) {
@@ -399,6 +463,38 @@ TEST(RelayCoreTest, NeverAnswersUnboundSourcesOrBinds) {
   EXPECT_TRUE(f.relay.TakeOutgoing().empty());
   EXPECT_EQ(f.relay.stats().unbound_dropped, 2u);
   EXPECT_EQ(f.relay.stats().bad_binds, 1u);
+}
+
+TEST(RelayCoreTest, OnlySideOneBoundDropsItsDatagrams) {
+  RelayFixture f;
+  f.relay.OnDatagram(kT0, f.b, Bind(f.alloc.token[1]));
+  // Side 0 is unbound: b's datagrams have nowhere to go (and reading side
+  // 0's address, which does not exist, must not happen).
+  f.relay.OnDatagram(kT0, f.b, "early");
+  EXPECT_TRUE(f.relay.TakeOutgoing().empty());
+  EXPECT_EQ(f.relay.stats().unbound_dropped, 1u);
+}
+
+TEST(RelayCoreTest, ASideBindsOnlyFromItsControlConnectionsAddress) {
+  RelayCore relay(kT0, RelayFixture::Seeded({}));
+  const udp::SocketAddress a = Addr("198.51.100.7:40000");
+  const udp::SocketAddress b = Addr("203.0.113.9:5000");
+  RelayCore::Allocation alloc =
+      *relay.Allocate(kT0, std::array<udp::SocketAddress, 2>{a, b});
+  // The holder of b's token binds b with a victim's (spoofed) address: the
+  // relay would send a's traffic there. Refused, counted.
+  const udp::SocketAddress victim = Addr("192.0.2.66:53");
+  relay.OnDatagram(kT0, victim, Bind(alloc.token[1]));
+  EXPECT_EQ(relay.stats().bind_wrong_address, 1u);
+  EXPECT_EQ(relay.stats().binds, 0u);
+  // Another port of the same address binds (a symmetric NAT's new mapping).
+  relay.OnDatagram(kT0, Addr("198.51.100.7:31938"), Bind(alloc.token[0]));
+  relay.OnDatagram(kT0, Addr("203.0.113.9:7423"), Bind(alloc.token[1]));
+  EXPECT_EQ(relay.stats().binds, 2u);
+  relay.OnDatagram(kT0, Addr("198.51.100.7:31938"), "to b");
+  auto out = relay.TakeOutgoing();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].peer, Addr("203.0.113.9:7423"));
 }
 
 TEST(RelayCoreTest, ABoundSideCannotBeStolenWithItsToken) {
