@@ -674,7 +674,11 @@ void Connection::PollPath(absl::Time now, std::vector<AddressedDatagram>* out) {
   record.number = p.packet_number;
   record.sent_time = now;
   record.bytes = bytes->size();
-  sent_.OnSent(std::move(record));
+  if (!sent_.OnSent(std::move(record))) {  // as for any packet (SendOne)
+    CloseNow(now, CloseReason::kPeerTimeout,
+             "too many unacknowledged packets: peer not acknowledging", false, true);
+    return;
+  }
   ++stats_.packets_sent;
   stats_.bytes_sent += bytes->size();
   ++stats_.path_challenges;
