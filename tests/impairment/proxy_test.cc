@@ -28,6 +28,7 @@
 #include "udp/datagram_socket.h"
 #include "udp/errno_status.h"
 #include "udp/socket_address.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::impairment {
 namespace {
@@ -35,15 +36,6 @@ namespace {
 using udp::AddressFamily;
 using udp::DatagramSocket;
 using udp::SocketAddress;
-
-// UDPMSG_SIM_SEEDS=N runs seeds 1..N instead of all 200 (the sanitizer twins
-// pass 8).
-uint64_t SeedCount() {
-  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
-  uint64_t n = 0;
-  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 200) return 200;
-  return n;
-}
 
 struct Received {
   std::string bytes;
@@ -242,7 +234,7 @@ TEST(ImpairProxyTest, DelayedCopiesWaitAsPendingAndStopDoesNotSendThem) {
 // The same seeded loss as an ImpairmentModel fed the same datagrams: the
 // proxy drops exactly the datagrams the model drops, and keeps the order.
 TEST(ImpairProxyTest, SeededLossDropsExactlyWhatTheModelDrops) {
-  for (uint64_t seed = 1; seed <= SeedCount(); ++seed) {
+  for (uint64_t seed = 1; seed <= sim::SeedCount(200); ++seed) {
     SCOPED_TRACE(absl::StrCat("seed ", seed));
     ImpairmentConfig config;
     config.loss = 0.3;

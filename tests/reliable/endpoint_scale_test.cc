@@ -13,6 +13,7 @@
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -27,7 +28,7 @@ constexpr size_t kConnections = 2000;
 // Two seeds each; one in the sanitized twins (they set UDPMSG_SIM_SEEDS),
 // where 2,000 connections run 5-10x slower.
 std::vector<uint64_t> Seeds(uint64_t first) {
-  if (std::getenv("UDPMSG_SIM_SEEDS") != nullptr) return {first};
+  if (sim::ReducedSeeds()) return {first};
   return {first, first + 1};
 }
 

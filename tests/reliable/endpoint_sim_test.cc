@@ -22,6 +22,7 @@
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
 #include "udp/socket_address.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -107,16 +108,7 @@ TEST_P(OrderedSeedTest, OneAndSixteenMebibytesPlusTenThousandSmallUnderLossReord
                      absl::Minutes(60));
 }
 
-// UDPMSG_SIM_SEEDS=N runs seeds 1..N instead of all 200: sanitizer builds
-// run ~5-20x slower, so their runs pass a few (see .bazelrc: asan, ubsan).
-uint64_t SeedCount() {
-  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
-  uint64_t n = 0;
-  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 200) return 200;
-  return n;
-}
-
-INSTANTIATE_TEST_SUITE_P(Seeds, OrderedSeedTest, ::testing::Range<uint64_t>(1, 1 + SeedCount()));
+INSTANTIATE_TEST_SUITE_P(Seeds, OrderedSeedTest, ::testing::Range<uint64_t>(1, 1 + sim::SeedCount(200)));
 
 TEST(EndpointSimTest, FiftyHandshakesAtThirtyPercentLossBothWaysAllComplete) {
   const uint64_t seed = 50;
@@ -850,9 +842,9 @@ TEST(RebindingSimTest, TransferCompletesWhenTheClientsNatRebindsMidTransfer) {
   std::printf("NAT rebinding mid-transfer (8 MiB, 50 Mbit/s, 10 ms each way):\n");
   for (bool encrypt : {false, true}) {
     for (double loss : {0.0, 0.02}) {
-      // Sanitizer twins (SeedCount() below 200) run one seed of three.
+      // Sanitizer twins (sim::SeedCount(200) below 200) run one seed of three.
       const std::vector<uint64_t> seeds =
-          SeedCount() < 200 ? std::vector<uint64_t>{61} : std::vector<uint64_t>{61, 62, 63};
+          sim::SeedCount(200) < 200 ? std::vector<uint64_t>{61} : std::vector<uint64_t>{61, 62, 63};
       for (uint64_t seed : seeds) {
         const RebindRun r = RunRebindingTransfer(seed, encrypt, loss);
         const RebindRun base = RunRebindingTransfer(seed, encrypt, loss, /*rebind=*/false);

@@ -23,6 +23,7 @@
 #include "reliable/send_queue.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
+#include "tests/sim/seeds.h"
 #include "tests/sim/simulator.h"
 
 namespace udpmsg::testing {
@@ -45,10 +46,6 @@ impairment::ImpairmentConfig Bottleneck() {
   c.queue_limit_bytes = 256 * 1024;
   return c;
 }
-
-// Set by the sanitizer twin (tests/sanitized.bzl), whose runs are 5-20x
-// slower: it runs fewer of the repeated cases.
-bool Sanitized() { return std::getenv("UDPMSG_SIM_SEEDS") != nullptr; }
 
 enum class Lanes { kNone, kSamePriority, kChatFirst };
 
@@ -166,7 +163,7 @@ TEST(PriorityTest, UrgentLineCrossesTheNetworkOnceWheneverItIsQueued) {
       link.delay + absl::Seconds(static_cast<double>(link.queue_limit_bytes) * 8 / link.rate_bps) +
       absl::Milliseconds(10);
   std::string figures;
-  for (int ms = 250; ms <= 6000; ms += Sanitized() ? 3450 : 1150) {
+  for (int ms = 250; ms <= 6000; ms += sim::ReducedSeeds() ? 3450 : 1150) {
     SCOPED_TRACE(absl::StrCat("queued at ", ms, " ms"));
     const Overtake urgent =
         RunOvertake(seed, Lanes::kChatFirst, 100, /*chat_only=*/true, absl::Milliseconds(ms));
@@ -267,7 +264,7 @@ TEST(PriorityTest, WeightsThreeToOneShareTheBottleneckThreeToOne) { RunWeights(3
 TEST(PriorityTest, WeightsThreeToOneHoldUnderOnePercentLoss) {
   for (uint64_t seed : {32, 33, 34}) {
     RunWeights(seed, 0.01);
-    if (Sanitized()) break;
+    if (sim::ReducedSeeds()) break;
   }
 }
 

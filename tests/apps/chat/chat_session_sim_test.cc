@@ -44,6 +44,7 @@
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -60,12 +61,6 @@ constexpr absl::Duration kClientTimeout = absl::Seconds(2);
 constexpr absl::Duration kServerTimeout = absl::Seconds(10);
 const udp::SocketAddress kServer = Addr("10.0.0.1:4000");
 
-uint64_t SeedCount() {
-  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
-  uint64_t n = 0;
-  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 20) return 20;
-  return n;
-}
 
 // A node that can be killed (it drops everything, sends nothing) and
 // restarted with a fresh endpoint, as a process is.
@@ -509,7 +504,7 @@ TEST_P(SessionSimTest, ALiveMemberKeepsItsNickAndAnotherAddressCannotTakeADeadOn
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, SessionSimTest, ::testing::Range<uint64_t>(1, 1 + SeedCount()));
+INSTANTIATE_TEST_SUITE_P(Seeds, SessionSimTest, ::testing::Range<uint64_t>(1, 1 + sim::SeedCount(20)));
 
 }  // namespace
 }  // namespace udpmsg::testing

@@ -45,6 +45,7 @@
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
 #include "tests/sim/simulator.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -127,13 +128,6 @@ void ServerSees(chat::ServerCore& core, std::vector<std::unique_ptr<Member>>& me
     case Event::Type::kPathChanged:
       break;
   }
-}
-
-uint64_t SeedCount() {
-  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
-  uint64_t n = 0;
-  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 200) return 200;
-  return n;
 }
 
 class ChatSim {
@@ -489,7 +483,7 @@ TEST_P(ChatSimTest, FiftyMembersAtTwentyPercentLossSeeOneOrderEveryLineOnce) {
   chat.Check();
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, ChatSimTest, ::testing::Range<uint64_t>(1, 1 + SeedCount()));
+INSTANTIATE_TEST_SUITE_P(Seeds, ChatSimTest, ::testing::Range<uint64_t>(1, 1 + sim::SeedCount(200)));
 
 // The server in 3 shards over one room: the members on each shard see the
 // same one order as everyone else. An eighth of the seeds (the scenario is
@@ -506,7 +500,7 @@ TEST_P(ShardedChatSimTest, FiftyMembersOnThreeShardsAtTwentyPercentLossSeeOneOrd
 }
 
 INSTANTIATE_TEST_SUITE_P(Seeds, ShardedChatSimTest,
-                         ::testing::Range<uint64_t>(1, 1 + std::max<uint64_t>(1, SeedCount() / 8)));
+                         ::testing::Range<uint64_t>(1, 1 + std::max<uint64_t>(1, sim::SeedCount(200) / 8)));
 
 // Issue 15, the fan-out figure: one member floods the room at full speed
 // (4000-byte lines, its own send queue kept at 1 MiB, over a 50 Mbit/s link)
@@ -742,7 +736,7 @@ TEST(ChatFloodTest, AFlooderIsRateLimitedBeforeFanOutAndFourMbitMembersGetEveryL
   // The figure (plain build): 2 seeds, a 5 s flood. The sanitized twin
   // (fewer seeds asked for) checks the same with 1 seed and a 1.5 s flood:
   // the flood is most of the cost, and ASan makes it 30 times dearer.
-  const bool full = SeedCount() >= 200;
+  const bool full = sim::SeedCount(200) >= 200;
   const uint64_t seeds = full ? 2 : 1;
   const absl::Duration flood_for = full ? absl::Seconds(5) : absl::Milliseconds(1500);
   for (uint64_t seed = 1; seed <= seeds; ++seed) {

@@ -22,6 +22,7 @@
 #include "reliable/endpoint.h"
 #include "tests/reliable/endpoint_node.h"
 #include "tests/reliable/scenario.h"
+#include "tests/sim/seeds.h"
 
 namespace udpmsg::testing {
 namespace {
@@ -137,15 +138,6 @@ class TransferRun {
   bool client_closed_ = false;
 };
 
-// UDPMSG_SIM_SEEDS=N runs seeds 1..N instead of all 200 (the ASan+UBSan
-// twins set 8); see tests/reliable/endpoint_sim_test.cc.
-uint64_t SeedCount() {
-  const char* env = std::getenv("UDPMSG_SIM_SEEDS");
-  uint64_t n = 0;
-  if (env == nullptr || !absl::SimpleAtoi(env, &n) || n == 0 || n > 200) return 200;
-  return n;
-}
-
 // One seed per test instance, so Bazel's shards (TEST_SHARD_INDEX /
 // TEST_TOTAL_SHARDS, read by gtest) split the 200 runs.
 class LossySeedTest : public ::testing::TestWithParam<uint64_t> {};
@@ -173,7 +165,7 @@ TEST_P(LossySeedTest, SixteenMebibytesAtTwentyPercentLossBothWaysArriveIntact) {
   EXPECT_EQ(run.net().server().Count(Event::Type::kClosed), 0u) << "seed " << seed;
 }
 
-INSTANTIATE_TEST_SUITE_P(Seeds, LossySeedTest, ::testing::Range<uint64_t>(1, 1 + SeedCount()));
+INSTANTIATE_TEST_SUITE_P(Seeds, LossySeedTest, ::testing::Range<uint64_t>(1, 1 + sim::SeedCount(200)));
 
 TEST(TransferSimTest, SecondBeginIsRejectedAndTheSenderLearnsWhy) {
   TransferRun run(11, Lossy(0.05), Data(11, 300000));
