@@ -466,6 +466,14 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
   ViaPath path;
   std::string why;
   bool relay_ready = std::find(ready.begin(), ready.end(), introduction) != ready.end();
+  // The client's events from now on: only this introduction's RelayReady matters.
+  const auto take_relay_ready = [&] {
+    for (rendezvous::ClientEvent& e : client->TakeEvents()) {
+      if (e.type == rendezvous::ClientEvent::Type::kRelayReady && e.introduction == introduction) {
+        relay_ready = true;
+      }
+    }
+  };
   // The direct attempt.
   if (absl::GetFlag(FLAGS_via_relay_only)) {
     why = "--via_relay_only";
@@ -487,12 +495,7 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
           PollVia(host, client, std::min(until, retry_at) - absl::Now() + absl::Milliseconds(20),
                   signal_fd, signal);
       if (!ev.ok()) return ev.status();
-      for (rendezvous::ClientEvent& e : client->TakeEvents()) {
-        if (e.type == rendezvous::ClientEvent::Type::kRelayReady &&
-            e.introduction == introduction) {
-          relay_ready = true;
-        }
-      }
+      take_relay_ready();
       for (Event& e : *ev) {
         if (!attempt || e.connection != *attempt) continue;
         if (connected) {
@@ -552,11 +555,7 @@ absl::StatusOr<ViaPath> ConnectVia(Host* host, rendezvous::HostClient* client,
     absl::StatusOr<std::vector<Event>> ev =
         PollVia(host, client, ready_by - absl::Now(), signal_fd, signal);
     if (!ev.ok()) return ev.status();
-    for (rendezvous::ClientEvent& e : client->TakeEvents()) {
-      if (e.type == rendezvous::ClientEvent::Type::kRelayReady && e.introduction == introduction) {
-        relay_ready = true;
-      }
-    }
+    take_relay_ready();
   }
   (void)client->SendToServer(client->core().PathChosen(introduction, /*direct=*/false));
   std::fprintf(stderr, "udpmsg send: path to %s: relayed via %s (%s)\n", name.c_str(),
