@@ -57,8 +57,8 @@ absl::StatusOr<RelayCore::Allocation> RelayCore::Allocate(
   Relay r;
   r.created = now;
   r.last_forward = now;
-  r.bucket = static_cast<double>(options_.burst_bytes);
-  r.bucket_time = now;
+  r.rate = chat::TokenBucket(static_cast<double>(options_.rate_bytes_per_second),
+                             static_cast<double>(options_.burst_bytes), now);
   for (int side = 0; side < 2; ++side) {
     if (sides) r.prefix[side] = udp::AddressPrefix((*sides)[side]);
     a.token[side] = NewToken();
@@ -159,12 +159,7 @@ void RelayCore::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     ++stats_.unbound_dropped;
     return;
   }
-  // Token bucket: refill for the time since the last datagram.
-  const double elapsed = std::max(0.0, absl::ToDoubleSeconds(now - r.bucket_time));
-  r.bucket = std::min(static_cast<double>(options_.burst_bytes),
-                      r.bucket + elapsed * static_cast<double>(options_.rate_bytes_per_second));
-  r.bucket_time = now;
-  if (r.bucket < static_cast<double>(bytes.size())) {
+  if (!r.rate.Has(now, static_cast<double>(bytes.size()))) {
     ++stats_.rate_dropped;
     return;
   }
@@ -172,7 +167,7 @@ void RelayCore::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     End(id, absl::StrCat("byte budget of ", options_.byte_budget, " bytes used up"));
     return;
   }
-  r.bucket -= static_cast<double>(bytes.size());
+  r.rate.Take(static_cast<double>(bytes.size()));
   r.bytes += bytes.size();
   r.last_forward = now;
   ++stats_.forwarded;

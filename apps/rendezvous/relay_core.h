@@ -54,6 +54,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "apps/chat/token_bucket.h"
 #include "reliable/deterministic_rng.h"
 #include "udp/socket_address.h"
 
@@ -156,8 +157,7 @@ class RelayCore final {
     absl::Time created;
     absl::Time last_forward;
     uint64_t bytes = 0;
-    double bucket = 0;  // bytes of rate allowance
-    absl::Time bucket_time;
+    chat::TokenBucket rate{1, 0, absl::InfinitePast()};  // bytes; set in Allocate
     absl::Time ends_at = absl::InfiniteFuture();  // ReleaseAfter
     std::string end_reason;
   };

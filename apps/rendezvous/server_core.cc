@@ -38,10 +38,9 @@ void ServerCore::Refuse(uint64_t connection, uint64_t request, int code, std::st
 void ServerCore::OnConnected(absl::Time now, uint64_t connection, const udp::SocketAddress& peer) {
   Client c;
   c.peer = peer;
-  c.lookup_tokens = options_.lookup_burst;
-  c.lookup_time = now;
-  c.intro_tokens = options_.introduction_burst;
-  c.intro_time = now;
+  c.lookups = chat::TokenBucket(options_.lookups_per_second, options_.lookup_burst, now);
+  c.introductions_to =
+      chat::TokenBucket(options_.introductions_per_second, options_.introduction_burst, now);
   c.prefix = udp::AddressPrefix(peer);
   clients_[connection] = std::move(c);
 }
@@ -143,18 +142,13 @@ void ServerCore::OnRegister(uint64_t connection, Client& client, absl::string_vi
 void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, uint64_t request,
                           absl::string_view name) {
   ++stats_.lookups;
-  client.lookup_tokens = std::min(
-      options_.lookup_burst,
-      client.lookup_tokens + options_.lookups_per_second *
-                                 std::max(0.0, absl::ToDoubleSeconds(now - client.lookup_time)));
-  client.lookup_time = now;
-  if (client.lookup_tokens < 1) {
+  if (!client.lookups.Has(now, 1)) {
     ++stats_.refused_limit;
     Refuse(connection, request, wire::Refused::LIMIT,
            absl::StrCat("too many lookups (", options_.lookups_per_second, " a second)"));
     return;
   }
-  client.lookup_tokens -= 1;
+  client.lookups.Take(1);
   if (!ValidName(name)) {
     ++stats_.refused_bad_name;
     Refuse(connection, request, wire::Refused::BAD_NAME,
@@ -183,19 +177,14 @@ void ServerCore::OnLookup(absl::Time now, uint64_t connection, Client& client, u
     return;
   }
   Client& peer = clients_.at(target);
-  peer.intro_tokens = std::min(
-      options_.introduction_burst,
-      peer.intro_tokens + options_.introductions_per_second *
-                              std::max(0.0, absl::ToDoubleSeconds(now - peer.intro_time)));
-  peer.intro_time = now;
-  if (peer.intro_tokens < 1) {
+  if (!peer.introductions_to.Has(now, 1)) {
     ++stats_.refused_limit;
     Refuse(connection, request, wire::Refused::LIMIT,
            absl::StrCat(name, " is busy: too many introductions to it (",
                         options_.introductions_per_second, " a second); try again"));
     return;
   }
-  peer.intro_tokens -= 1;
+  peer.introductions_to.Take(1);
   const uint64_t id = next_intro_++;
   wire::ServerMessage to_requester;
   wire::ServerMessage to_target;

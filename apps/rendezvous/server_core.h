@@ -53,6 +53,7 @@
 #include "absl/time/time.h"
 #include "apps/rendezvous/names.h"
 #include "apps/rendezvous/relay_core.h"
+#include "apps/chat/token_bucket.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::rendezvous {
@@ -128,10 +129,10 @@ class ServerCore final {
     std::string prefix;        // udp::AddressPrefix(peer)
     std::string name;          // registered name, or empty
     size_t introductions = 0;  // live relay allocations it asked for
-    double lookup_tokens = 0;  // the lookup bucket (ServerOptions::lookup_burst)
-    absl::Time lookup_time;
-    double intro_tokens = 0;   // introductions to it (introduction_burst)
-    absl::Time intro_time;
+    // Its lookups (ServerOptions::lookup_burst), and introductions to it
+    // (introduction_burst); both set in OnConnected.
+    chat::TokenBucket lookups{1, 0, absl::InfinitePast()};
+    chat::TokenBucket introductions_to{1, 0, absl::InfinitePast()};
   };
   struct Intro {
     uint64_t requester = 0;
