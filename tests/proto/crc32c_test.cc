@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
@@ -74,6 +75,40 @@ TEST(Crc32cTest, PortableAndHardwareMatchTheReference) {
     }
   }
   if (!hardware) GTEST_SKIP() << "no SSE4.2 on this CPU: only the portable path was checked";
+}
+
+// The interleaved path at every size class it splits into (3 x 2048, 512,
+// 128 and 32 bytes, then one stream), around each boundary, from a chained
+// starting state, against the reference.
+TEST(Crc32cTest, InterleavedMatchesTheReference) {
+  if (!crc32c_internal::InterleavedAvailable()) {
+    GTEST_SKIP() << "no SSE4.2 + PCLMULQDQ on this CPU";
+  }
+  std::mt19937_64 rng(10);
+  std::string buffer(3 * 2048 * 2 + 3 * 512 + 3 * 128 + 3 * 32 + 64, '\0');
+  for (char& c : buffer) c = static_cast<char>(rng());
+  std::vector<size_t> sizes;
+  for (size_t stride : {32, 128, 512, 2048}) {
+    for (size_t chunks : {1, 2}) {
+      for (long delta = -9; delta <= 9; ++delta) {
+        sizes.push_back(static_cast<size_t>(static_cast<long>(3 * stride * chunks) + delta));
+      }
+    }
+  }
+  for (size_t n : {0, 1, 8, 95, 1200, 1472, 9000, 16384}) sizes.push_back(n);
+  sizes.push_back(buffer.size() - 8);
+  for (size_t offset : {0, 3}) {
+    for (size_t n : sizes) {
+      const absl::string_view s = absl::string_view(buffer).substr(offset, n);
+      ASSERT_EQ(crc32c_internal::ExtendInterleaved(0, s), Reference(s)) << "offset " << offset << " n " << n;
+      const size_t third = n / 3;
+      ASSERT_EQ(crc32c_internal::ExtendInterleaved(crc32c_internal::ExtendPortable(0, s.substr(0, third)),
+                                                   s.substr(third)),
+                Reference(s))
+          << "offset " << offset << " n " << n;
+    }
+  }
+  EXPECT_EQ(Crc32c(std::string(32 * 3, '\0')), Reference(std::string(32 * 3, '\0')));
 }
 
 TEST(Crc32cTest, ExtendEqualsWhole) {
