@@ -1364,7 +1364,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   // budget has no room reserved for it).
   // Nor does one with a PATH_RESPONSE (rare).
   const bool with_data = window_open && !ping_probe && !ack_frequency_due_ &&
-                         !path_response_due_ && queue_.PeekPayloadSize().has_value();
+                         !path_response_due_ && queue_.HasSendable();
   if (acks_.HasNewPackets() || acks_.AckNow() || now >= acks_.AckDeadline()) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(
@@ -1382,11 +1382,13 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
         probe && pmtud_ ? pmtud_->options().base - SealOverhead() : max_datagram_;
     size_t used = codec_.EncodedSize(p);
     while (p.data.size() < codec_.limits().max_data_frames) {
-      std::optional<size_t> next = queue_.PeekPayloadSize();
-      if (!next) break;
       // The first fragment always fits (MaxFragmentPayload's guarantee).
-      if (!p.data.empty() && used + *next + kDataFrameOverhead > fill_limit) break;
-      std::optional<OutgoingFragment> f = queue_.Next();
+      uint64_t room = UINT64_MAX;
+      if (!p.data.empty()) {
+        if (used + kDataFrameOverhead > fill_limit) break;
+        room = fill_limit - used - kDataFrameOverhead;
+      }
+      std::optional<OutgoingFragment> f = queue_.Next(room);
       if (!f) break;
       proto::DataFragment d;
       d.channel = f->channel;

@@ -22,7 +22,25 @@ void Compact(std::vector<T>& v, size_t& head) {
   }
 }
 
+// Offset and length of fragment `index` of a message the queue cut itself
+// (valid by construction: LayoutOf's checks are for what a peer sends).
+FragmentLayout LayoutOfOwn(uint32_t index, uint32_t count, uint64_t total_size) {
+  if (total_size == 0) return FragmentLayout{0, 0};
+  const uint64_t chunk = (total_size + count - 1) / count;
+  const uint64_t offset = chunk * index;
+  return FragmentLayout{offset, std::min(chunk, total_size - offset)};
+}
+
 }  // namespace
+
+SendQueue::Message* SendQueue::Find(uint64_t number) {
+  if (found_.message != nullptr && found_.number == number) return found_.message;
+  auto it = messages_.find(number);
+  if (it == messages_.end()) return nullptr;
+  found_.number = number;
+  found_.message = &it->second;
+  return found_.message;
+}
 
 SendQueue::Lane& SendQueue::LaneOf(uint32_t channel, uint64_t* key) {
   if (lanes_ != nullptr) {
@@ -81,12 +99,13 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
   const uint32_t count = FragmentCountFor(message.size(), limits_.max_fragment_payload);
   const uint64_t number = next_number_++;
   queued_bytes_ += size;
-  Message m{channel, mode, sequence, std::move(message), count, lane.priority, 0, 0, {}};
+  Message m{channel, mode, sequence, std::move(message), count, lane.priority, 0, 0, {}, &space};
   if (IsReliable(mode)) {
     m.acked.assign(count, false);
     space.unacked.emplace(sequence, number);
   }
   messages_.emplace(number, std::move(m));
+  ForgetFound();
   Compact(lane.pending, lane.pending_head);
   lane.pending.push_back(number);
   if (lanes_ != nullptr) {
@@ -98,16 +117,14 @@ absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
 
 bool SendQueue::WindowAllows(const Message& m) const {
   if (!IsReliable(m.mode)) return true;
-  auto it = spaces_.find(SpaceKey{m.channel, m.mode});
   // The message itself is in `unacked`, so the map is not empty.
-  const uint64_t oldest = it->second.unacked.begin()->first;
+  const uint64_t oldest = m.space->unacked.begin()->first;
   return m.sequence - oldest < limits_.window;
 }
 
 OutgoingFragment SendQueue::Make(uint64_t number, Message& m, uint32_t index,
                                  bool retransmission) {
-  // The layout is valid by construction (FragmentCountFor).
-  const FragmentLayout layout = *LayoutOf(index, m.count, m.bytes.size());
+  const FragmentLayout layout = LayoutOfOwn(index, m.count, m.bytes.size());
   OutgoingFragment f;
   f.id = FragmentId{number, index};
   f.channel = m.channel;
@@ -140,8 +157,8 @@ void SendQueue::PushLost(Lane& lane, const FragmentId& id) {
 void SendQueue::SkipSettledLost(Lane& lane) {
   while (lane.lost_head < lane.lost.size()) {
     const FragmentId& id = lane.lost[lane.lost_head];
-    auto it = messages_.find(id.message);
-    if (it != messages_.end() && !it->second.acked[id.index]) return;
+    const Message* m = Find(id.message);
+    if (m != nullptr && !m->acked[id.index]) return;
     PopLost(lane);  // settled meanwhile
   }
 }
@@ -149,10 +166,10 @@ void SendQueue::SkipSettledLost(Lane& lane) {
 SendQueue::Message* SendQueue::FrontPending(Lane& lane, uint64_t* number) {
   while (lane.pending_head < lane.pending.size()) {
     const uint64_t n = lane.pending[lane.pending_head];
-    auto it = messages_.find(n);
-    if (it != messages_.end() && it->second.next_unsent < it->second.count) {
+    Message* m = Find(n);
+    if (m != nullptr && m->next_unsent < m->count) {
       *number = n;
-      return &it->second;
+      return m;
     }
     PopPending(lane);  // fully sent (or released)
   }
@@ -232,47 +249,60 @@ bool SendQueue::HasSendable() {
   return Top(&key) != nullptr;
 }
 
-std::optional<size_t> SendQueue::PeekPayloadSize() {
-  uint64_t key = 0;
-  Lane* lane = Top(&key);
-  if (lane == nullptr) return std::nullopt;
-  if (lane->lost_head < lane->lost.size()) {
-    const FragmentId id = lane->lost[lane->lost_head];
-    const Message& m = messages_.find(id.message)->second;
-    return LayoutOf(id.index, m.count, m.bytes.size())->length;
+SendQueue::Pick SendQueue::Candidate() {
+  Pick pick;
+  pick.lane = Top(&pick.key);
+  if (pick.lane == nullptr) return pick;
+  Lane& lane = *pick.lane;
+  if (lane.lost_head < lane.lost.size()) {
+    const FragmentId id = lane.lost[lane.lost_head];
+    pick.number = id.message;
+    pick.message = Find(id.message);  // Sendable skipped settled entries
+    pick.index = id.index;
+    pick.lost = true;
+  } else {
+    pick.message = FrontPending(lane, &pick.number);
+    pick.index = pick.message->next_unsent;
   }
-  uint64_t number = 0;
-  const Message* m = FrontPending(*lane, &number);
-  return LayoutOf(m->next_unsent, m->count, m->bytes.size())->length;
+  return pick;
 }
 
-std::optional<OutgoingFragment> SendQueue::Next() {
-  uint64_t key = 0;
-  Lane* lane = Top(&key);
-  if (lane == nullptr) return std::nullopt;
+std::optional<size_t> SendQueue::PeekPayloadSize() {
+  const Pick pick = Candidate();
+  if (pick.lane == nullptr) return std::nullopt;
+  return LayoutOfOwn(pick.index, pick.message->count, pick.message->bytes.size()).length;
+}
+
+std::optional<OutgoingFragment> SendQueue::Next() { return Next(UINT64_MAX); }
+
+std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
+  const Pick pick = Candidate();
+  if (pick.lane == nullptr) return std::nullopt;
+  Message& m = *pick.message;
+  if (max_payload != UINT64_MAX &&
+      LayoutOfOwn(pick.index, m.count, m.bytes.size()).length > max_payload) {
+    return std::nullopt;
+  }
   OutgoingFragment f;
-  if (lane->lost_head < lane->lost.size()) {
-    const FragmentId id = lane->lost[lane->lost_head];
-    PopLost(*lane);
+  if (pick.lost) {
+    PopLost(*pick.lane);
     ++retransmitted_;
-    f = Make(id.message, messages_.find(id.message)->second, id.index, /*retransmission=*/true);
+    f = Make(pick.number, m, pick.index, /*retransmission=*/true);
   } else {
-    uint64_t number = 0;
-    Message* m = FrontPending(*lane, &number);
-    const uint32_t index = m->next_unsent++;
+    ++m.next_unsent;
     // Unreliable fragments settle when sent; the bytes stay until the packet
     // that carries the last one is acknowledged or lost.
-    if (!IsReliable(m->mode)) ++m->settled;
-    f = Make(number, *m, index, /*retransmission=*/false);
+    if (!IsReliable(m.mode)) ++m.settled;
+    f = Make(pick.number, m, pick.index, /*retransmission=*/false);
   }
-  if (lanes_ != nullptr) Charge(key, *lane, f.payload.size());
+  if (lanes_ != nullptr) Charge(pick.key, *pick.lane, f.payload.size());
   return f;
 }
 
 void SendQueue::OnAcked(const FragmentId& id, std::vector<MessageReceipt>* receipts) {
-  auto it = messages_.find(id.message);
-  if (it == messages_.end()) return;
-  Message& m = it->second;
+  Message* found = Find(id.message);
+  if (found == nullptr) return;
+  Message& m = *found;
   if (!IsReliable(m.mode)) {
     if (m.settled == m.count) Release(id.message);
     return;
@@ -285,9 +315,9 @@ void SendQueue::OnAcked(const FragmentId& id, std::vector<MessageReceipt>* recei
 }
 
 void SendQueue::OnLost(const FragmentId& id) {
-  auto it = messages_.find(id.message);
-  if (it == messages_.end()) return;
-  Message& m = it->second;
+  Message* found = Find(id.message);
+  if (found == nullptr) return;
+  Message& m = *found;
   if (!IsReliable(m.mode)) {
     if (m.settled == m.count) Release(id.message);
     return;
@@ -303,11 +333,12 @@ void SendQueue::Release(uint64_t number) {
   auto it = messages_.find(number);
   if (it == messages_.end()) return;
   Message& m = it->second;
-  if (IsReliable(m.mode)) spaces_[SpaceKey{m.channel, m.mode}].unacked.erase(m.sequence);
+  if (IsReliable(m.mode)) m.space->unacked.erase(m.sequence);
   queued_bytes_ -= m.bytes.size();
   const uint32_t channel = m.channel;
   if (lanes_ != nullptr) QueuedAt(m.priority) -= m.bytes.size();
   messages_.erase(it);
+  ForgetFound();
   if (lanes_ != nullptr) {
     // The window of the channel's lane may have opened.
     uint64_t key = 0;
@@ -421,6 +452,7 @@ std::pair<uint32_t, uint32_t> SendQueue::ChannelLane(uint32_t channel) const {
 
 void SendQueue::Clear() {
   messages_.clear();
+  ForgetFound();
   auto drop = [](Lane& lane) {
     std::vector<uint64_t>().swap(lane.pending);
     lane.pending_head = 0;

@@ -66,6 +66,7 @@
 #include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/node_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -147,6 +148,10 @@ class SendQueue final {
   // flow-control window). nullopt when nothing may be sent now. The
   // fragment counts as in flight until OnAcked/OnLost.
   std::optional<OutgoingFragment> Next();
+  // The same, but only a fragment of at most `max_payload` bytes: nullopt
+  // (and nothing taken) when the next one is larger. One lookup where
+  // PeekPayloadSize() then Next() take two (the sender's per-fragment path).
+  std::optional<OutgoingFragment> Next(uint64_t max_payload);
   // Whether Next() would return something.
   bool HasSendable();
   // The payload size of the fragment Next() would return; nullopt when it
@@ -189,6 +194,7 @@ class SendQueue final {
   uint64_t retransmitted_fragments() const { return retransmitted_; }
 
  private:
+  struct Space;
   struct Message {
     uint32_t channel;
     DeliveryMode mode;
@@ -199,6 +205,7 @@ class SendQueue final {
     uint32_t next_unsent = 0;  // fragments [0, next_unsent) have been sent once
     uint32_t settled = 0;      // acked (reliable) or sent (unreliable)
     std::vector<bool> acked;   // reliable only
+    Space* space = nullptr;    // its (channel, mode) space (spaces_ is node-stable)
   };
   struct SpaceKey {
     uint32_t channel;
@@ -246,6 +253,25 @@ class SendQueue final {
     uint64_t queued_by_priority[kPriorities] = {};
   };
 
+  // Where the next fragment comes from (Candidate): a lost one or the front
+  // message's next unsent one.
+  struct Pick {
+    Lane* lane = nullptr;
+    uint64_t key = 0;
+    uint64_t number = 0;
+    Message* message = nullptr;
+    uint32_t index = 0;
+    bool lost = false;
+  };
+  // The fragment Next() would take; lane == nullptr when none.
+  Pick Candidate();
+  // The message numbered `number`, or nullptr. Remembers the last one found
+  // (the sender asks for the same message for each of its fragments).
+  Message* Find(uint64_t number);
+  // Forgets what Find remembers; called whenever messages_ changes shape
+  // (a btree moves its values on insert and erase).
+  void ForgetFound() { found_.message = nullptr; }
+
   OutgoingFragment Make(uint64_t number, Message& m, uint32_t index, bool retransmission);
   bool WindowAllows(const Message& m) const;
   void Release(uint64_t number);
@@ -276,7 +302,21 @@ class SendQueue final {
   Limits limits_;
   uint64_t next_number_ = 0;
   absl::btree_map<uint64_t, Message> messages_;  // by message number = queue order
-  absl::flat_hash_map<SpaceKey, Space> spaces_;
+  // Node-stable: messages point at their space. Never erased (the caller
+  // bounds the channels).
+  absl::node_hash_map<SpaceKey, Space> spaces_;
+  // Find's memory. Empty after a move: it pointed into the source's map.
+  struct Found {
+    uint64_t number = 0;
+    Message* message = nullptr;
+    Found() = default;
+    Found(Found&&) noexcept {}
+    Found& operator=(Found&&) noexcept {
+      message = nullptr;
+      return *this;
+    }
+  };
+  Found found_;
   Lane shared_;
   std::unique_ptr<Lanes> lanes_;  // null until SetChannelLane
   uint64_t queued_bytes_ = 0;

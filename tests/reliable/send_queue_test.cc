@@ -87,6 +87,35 @@ TEST(SendQueueTest, LostFragmentsGoFirstAndOnlyUntilAcked) {
   EXPECT_EQ(q.retransmitted_fragments(), 1u);
 }
 
+// Next(max_payload) takes the next fragment only when it fits, so a packet
+// being filled checks and takes in one call; a refused fragment stays next,
+// lost fragments included, and an empty message fits in no room at all.
+TEST(SendQueueTest, NextWithRoomTakesOnlyAFragmentThatFits) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(25, 'a')).ok());
+  ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "").ok());
+  EXPECT_FALSE(q.Next(8).has_value());  // 9 bytes each (25 in 3)
+  std::optional<OutgoingFragment> f = q.Next(9);
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.index, 0u);
+  EXPECT_EQ(f->payload.size(), 9u);
+  q.OnLost(f->id);
+  EXPECT_FALSE(q.Next(5).has_value());
+  std::optional<OutgoingFragment> again = q.Next(9);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->retransmission);
+  EXPECT_EQ(again->header.index, 0u);
+  ASSERT_TRUE(q.Next(9).has_value());
+  std::optional<OutgoingFragment> last = q.Next(7);  // the last fragment: 7 bytes
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->header.index, 2u);
+  EXPECT_EQ(last->payload.size(), 7u);
+  std::optional<OutgoingFragment> empty = q.Next(0);
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_EQ(empty->header.total_size, 0u);
+  EXPECT_FALSE(q.Next(100).has_value());
+}
+
 TEST(SendQueueTest, UnreliableFragmentsAreNeverResent) {
   SendQueue q({.max_fragment_payload = 10});
   ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kUnreliable, std::string(20, 'u')).ok());
