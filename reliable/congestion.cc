@@ -118,7 +118,17 @@ constexpr double kNanosPerSecond = 1e9;
 // The rate is `bytes_per_period` per `period_ns` (kept as a pair so NewReno's
 // 1.25 * window / srtt is computed exactly as before); no pacing information
 // (either <= 0) fills the bucket.
+double Pacer::BurstBytes(double bytes_per_ns) const {
+  const double floor = static_cast<double>(max_datagram_) * burst_packets_;
+  const double ceiling = std::max(floor, kMaxBurstBytes);
+  return std::clamp(bytes_per_ns * kBurstIntervalNs, floor, ceiling);
+}
+
 void Pacer::Refill(absl::Time now, double bytes_per_period, double period_ns) const {
+  if (period_ns > 0 && bytes_per_period > 0) {
+    capacity_ = BurstBytes(bytes_per_period / period_ns);
+    tokens_ = std::min(tokens_, capacity_);
+  }
   if (last_ == absl::InfinitePast()) {
     last_ = now;
     return;

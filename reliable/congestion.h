@@ -132,9 +132,17 @@ class NewReno final : public CongestionController {
 
 // Spreads a window's worth of packets over an RTT instead of sending them in
 // one burst: rate = 1.25 * window / smoothed_rtt, with a burst allowance of
-// `burst_packets` datagrams (a token bucket, RFC 9002 7.7).
+// `burst_packets` datagrams (a token bucket, RFC 9002 7.7), or what the rate
+// sends in kBurstInterval when that is more, up to kMaxBurstBytes (the send
+// quantum of Linux's TSO autosizing and BBR: on a fast path a burst of ten
+// 1472-byte datagrams lasts a few microseconds, so each wake-up sent one
+// short GSO train and paid a system call and an skb per 8 datagrams; a
+// 1 ms quantum fills 64 KiB trains above ~520 Mbit/s and leaves slower
+// paths at ten datagrams).
 class Pacer final {
  public:
+  static constexpr double kBurstIntervalNs = 1e6;  // 1 ms
+  static constexpr double kMaxBurstBytes = 65536;  // one GSO train
   Pacer(size_t max_datagram, int burst_packets = 10);
 
   // The datagram size changed: the burst allowance (in packets) follows it,
@@ -163,9 +171,12 @@ class Pacer final {
                             double period_ns, absl::Duration max_wait) const;
   void OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns);
 
+  // The burst allowance at `bytes_per_ns`.
+  double BurstBytes(double bytes_per_ns) const;
+
   size_t max_datagram_;
   int burst_packets_;
-  double capacity_;                 // bytes
+  mutable double capacity_;         // bytes, follows the rate (BurstBytes)
   mutable double tokens_;           // bytes
   mutable absl::Time last_ = absl::InfinitePast();
 };

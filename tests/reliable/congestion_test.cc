@@ -217,6 +217,27 @@ TEST(PacerTest, BurstThenOneDatagramPerInterval) {
   EXPECT_EQ(pacer.NextSendTime(At(8), 600, window, srtt), At(12));
 }
 
+// The burst allowance is what the rate sends in 1 ms, at least ten
+// datagrams and at most 64 KiB (one GSO train): a fast path sends long
+// trains, a slow one keeps the ten-datagram burst.
+TEST(PacerTest, BurstAllowanceIsOneMillisecondOfTheRateWithinItsBounds) {
+  struct Case {
+    double bytes_per_second;
+    int at_once;  // 1200-byte datagrams sent back to back after an idle second
+  };
+  for (const Case& c : {Case{1e6, 10}, Case{20e6, 16}, Case{40e6, 33}, Case{1e9, 54}}) {
+    Pacer pacer(1200);
+    pacer.OnSentAtRate(At(0), 0, c.bytes_per_second);
+    int sent = 0;
+    while (pacer.NextSendTimeAtRate(At(1000), 1200, c.bytes_per_second, absl::Seconds(1)) ==
+           At(1000)) {
+      pacer.OnSentAtRate(At(1000), 1200, c.bytes_per_second);
+      ASSERT_LT(++sent, 1000);
+    }
+    EXPECT_EQ(sent, c.at_once) << c.bytes_per_second << " B/s";
+  }
+}
+
 TEST(PacerTest, RateScalesWithTheWindowAndRtt) {
   Pacer pacer(1200);
   for (int i = 0; i < 10; ++i) pacer.OnSent(At(0), 1200, 12000, absl::Milliseconds(100));
