@@ -10,6 +10,59 @@
 
 namespace udpmsg::reliable {
 
+void SentPackets::Window::Reserve(uint64_t span) {
+  if (span <= ring_.size()) return;
+  // From one slot, doubling: an idle connection tracks one ACK-only packet.
+  size_t size = std::max<size_t>(ring_.size(), 1);
+  while (size < span) size *= 2;
+  std::vector<Slot> grown(size);
+  for (uint64_t i = 0; i < span_; ++i) grown[i] = std::move(At(base_ + i));
+  ring_.swap(grown);
+  head_ = 0;
+}
+
+void SentPackets::Window::Append(SentPacket packet) {
+  const uint64_t number = packet.number;
+  if (span_ == 0) {
+    base_ = number;
+    head_ = 0;
+  }
+  const uint64_t span = number - base_ + 1;
+  Reserve(span);
+  for (uint64_t n = base_ + span_; n < number; ++n) At(n).live = false;  // numbers not recorded
+  Slot& slot = At(number);
+  slot.live = true;
+  slot.packet = std::move(packet);
+  span_ = span;
+  ++live_;
+}
+
+SentPacket* SentPackets::Window::Find(uint64_t number) {
+  if (number < base_ || number >= base_ + span_) return nullptr;
+  Slot& slot = At(number);
+  return slot.live ? &slot.packet : nullptr;
+}
+
+void SentPackets::Window::Drop(uint64_t number) {
+  Slot& slot = At(number);
+  slot.live = false;
+  slot.packet.fragments.clear();
+  --live_;
+  while (span_ > 0 && !ring_[head_].live) {
+    head_ = (head_ + 1) & (ring_.size() - 1);
+    ++base_;
+    --span_;
+  }
+  if (span_ == 0) Clear();
+}
+
+void SentPackets::Window::Clear() {
+  std::vector<Slot>().swap(ring_);
+  head_ = 0;
+  span_ = 0;
+  live_ = 0;
+}
+
 SentPackets::SentPackets(const Options& options)
     : options_(options),
       packet_threshold_(std::clamp(options.packet_threshold, 1, kMaxPacketThreshold)),
@@ -18,14 +71,18 @@ SentPackets::SentPackets(const Options& options)
 bool SentPackets::OnSent(SentPacket packet) {
   if (packets_.size() >= options_.max_packets) return false;
   if (largest_sent_.has_value() && packet.number <= *largest_sent_) return false;
+  // The ring spans from the oldest packet tracked to the newest. Its dead
+  // slots are packets already settled between live ones, which loss
+  // detection keeps few (see DetectLost); numbers refused above leave gaps
+  // (the connection closes on a refusal). Bounded at twice the count.
+  if (packets_.SpanWith(packet.number) > 2 * options_.max_packets) return false;
   largest_sent_ = packet.number;
   if (packet.ack_eliciting) {
     bytes_in_flight_ += packet.bytes;
     ++eliciting_in_flight_;
     last_eliciting_sent_ = std::max(last_eliciting_sent_, packet.sent_time);
   }
-  const uint64_t number = packet.number;
-  packets_.emplace(number, std::move(packet));
+  packets_.Append(std::move(packet));
   return true;
 }
 
@@ -96,12 +153,15 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
   OnSpuriousLosses(now, ack, rtt, &result.spurious);
 
   // Newly acknowledged packets: the tracked ones inside any range.
+  // Ranges are clipped to the ring, whose span is bounded (max_packets).
   for (const proto::AckRange& range : ack.ranges) {
-    auto it = packets_.lower_bound(range.smallest);
-    while (it != packets_.end() && it->first <= range.largest) {
-      Remove(it->second);
-      result.acked.push_back(std::move(it->second));
-      it = packets_.erase(it);
+    const uint64_t from = std::max(range.smallest, packets_.first());
+    for (uint64_t n = from; n <= range.largest && n < packets_.end(); ++n) {
+      SentPacket* p = packets_.Find(n);
+      if (p == nullptr) continue;
+      Remove(*p);
+      result.acked.push_back(std::move(*p));
+      packets_.Drop(n);
     }
   }
   if (result.acked.empty()) return result;  // nothing new: no sample, no loss
@@ -153,9 +213,13 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
   bool run_open = false;
   uint64_t previous = 0;
 
-  auto it = packets_.begin();
-  while (it != packets_.end() && it->first < largest_acked) {
-    SentPacket& packet = it->second;
+  // Every live packet more than packet_threshold_ below the largest
+  // acknowledged is declared lost here, and dead slots are trimmed from the
+  // front, so this walks at most the threshold plus what the ACK settled.
+  for (uint64_t n = packets_.first(); n < largest_acked && n < packets_.end(); ++n) {
+    SentPacket* found = packets_.Find(n);
+    if (found == nullptr) continue;
+    SentPacket& packet = *found;
     if (run_open && packet.number != previous + 1) {
       run_open = false;
       run_start = absl::InfiniteFuture();
@@ -176,12 +240,11 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
       if (recently_lost_.size() > kLostMemory) recently_lost_.erase(recently_lost_.begin());
       Remove(packet);
       lost.push_back(std::move(packet));
-      it = packets_.erase(it);
+      packets_.Drop(n);
     } else {
       loss_time_ = std::min(loss_time_, packet.sent_time + loss_delay);
       run_open = false;
       run_start = absl::InfiniteFuture();
-      ++it;
     }
   }
   return lost;
@@ -212,8 +275,10 @@ SentPackets::TimeoutResult SentPackets::OnTimeout(absl::Time now, const RttEstim
 std::vector<SentPacket> SentPackets::AbandonAll() {
   std::vector<SentPacket> out;
   out.reserve(packets_.size());
-  for (auto& [number, packet] : packets_) out.push_back(std::move(packet));
-  packets_.clear();
+  for (uint64_t n = packets_.first(); n < packets_.end(); ++n) {
+    if (SentPacket* p = packets_.Find(n)) out.push_back(std::move(*p));
+  }
+  packets_.Clear();
   bytes_in_flight_ = 0;
   eliciting_in_flight_ = 0;
   loss_time_ = absl::InfiniteFuture();
@@ -223,7 +288,7 @@ std::vector<SentPacket> SentPackets::AbandonAll() {
 }
 
 void SentPackets::Clear() {
-  packets_.clear();
+  packets_.Clear();
   recently_lost_.clear();
   bytes_in_flight_ = 0;
   eliciting_in_flight_ = 0;

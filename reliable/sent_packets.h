@@ -164,11 +164,50 @@ class SentPackets final {
   void OnSpuriousLosses(absl::Time now, const proto::Ack& ack, const RttEstimator& rtt,
                         std::vector<SentPacket>* spurious);
 
+  // The packets in flight by number: numbers only grow, so they live in a
+  // ring indexed by number (O(1) to record, find and take, where a btree
+  // cost a node walk and rebalancing per packet), with a slot per number
+  // from the oldest packet still tracked to the newest; taken slots are
+  // dead and trimmed from the front. Empty, it holds no heap (an idle
+  // connection's memory, docs/scale.md).
+  class Window {
+   public:
+    size_t size() const { return live_; }
+    bool empty() const { return live_ == 0; }
+    // Numbers [first(), end()) have slots (live or dead); end() == first()
+    // when empty.
+    uint64_t first() const { return base_; }
+    uint64_t end() const { return base_ + span_; }
+    // Slots a packet numbered `number` would need (gap included).
+    uint64_t SpanWith(uint64_t number) const { return span_ == 0 ? 1 : number - base_ + 1; }
+    // `packet.number` >= end() (numbers increase).
+    void Append(SentPacket packet);
+    // The live packet numbered `number`, or nullptr.
+    SentPacket* Find(uint64_t number);
+    // Marks `number`'s slot dead (its packet was moved out) and trims.
+    void Drop(uint64_t number);
+    void Clear();
+
+   private:
+    struct Slot {
+      bool live = false;
+      SentPacket packet;
+    };
+    Slot& At(uint64_t number) { return ring_[(head_ + (number - base_)) & (ring_.size() - 1)]; }
+    void Reserve(uint64_t span);
+
+    std::vector<Slot> ring_;  // size 0 or a power of two
+    size_t head_ = 0;         // ring index of number base_
+    uint64_t base_ = 0;
+    uint64_t span_ = 0;
+    size_t live_ = 0;
+  };
+
   Options options_;
   int packet_threshold_;
   double time_threshold_;
   absl::btree_map<uint64_t, LostRecord> recently_lost_;  // at most kLostMemory
-  absl::btree_map<uint64_t, SentPacket> packets_;  // unacked, not yet lost
+  Window packets_;  // unacked, not yet lost
   std::optional<uint64_t> largest_acked_;
   std::optional<uint64_t> largest_sent_;
   uint64_t bytes_in_flight_ = 0;
