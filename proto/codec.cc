@@ -784,6 +784,7 @@ class WireReader final {
   WireReader(const uint8_t* begin, const uint8_t* end) : pos_(begin), end_(end) {}
 
   bool done() const { return pos_ == end_; }
+  size_t remaining() const { return static_cast<size_t>(end_ - pos_); }
 
   // At most 10 bytes, the 10th at most 1 (the value fits 64 bits).
   bool Varint(uint64_t* v) {
@@ -957,6 +958,12 @@ bool FastParse(WireReader r, const Codec::Limits& limits, Packet* p, FastAck* ac
         if (type != kLengthType || !r.Length(&inner) ||
             p->data.size() >= limits.max_data_frames) {
           return false;
+        }
+        if (p->data.empty()) {
+          // One allocation for the usual frames: a fragment is cut for at
+          // least ~500 bytes of a datagram (two per 1472-byte datagram, up
+          // to 16 per 16 KiB one); smaller ones grow the vector as usual.
+          p->data.reserve(std::min(limits.max_data_frames, 2 + r.remaining() / 1024));
         }
         p->data.emplace_back();
         if (!ReadFragment(inner, &p->data.back())) return false;

@@ -20,6 +20,24 @@ bool AckTracker::Contains(uint64_t number) const {
 }
 
 bool AckTracker::OnPacket(absl::Time now, uint64_t number, bool ack_eliciting) {
+  // In order, the common case: the next number extends the newest range
+  // (nothing above the largest is known, the horizon is below it). The same
+  // state changes as below, without the btree searches.
+  if (any_ && number == largest_ + 1 && !ranges_.empty()) {
+    auto newest = std::prev(ranges_.end());
+    if (newest->second == largest_) {
+      newest->second = number;
+      largest_ = number;
+      largest_time_ = now;
+      new_packets_ = true;
+      if (ack_eliciting) {
+        ++unacked_eliciting_;
+        if (unacked_eliciting_ >= options_.ack_eliciting_threshold) ack_now_ = true;
+        if (deadline_ == absl::InfiniteFuture()) deadline_ = now + options_.max_ack_delay;
+      }
+      return true;
+    }
+  }
   if (Contains(number)) {
     ++duplicates_;
     // The peer did not see our ACK (or retransmitted spuriously): tell it
