@@ -221,6 +221,15 @@ std::string Add(uint8_t advance, uint8_t seq, uint8_t index, uint8_t count, uint
   return s;
 }
 
+// The same with op bit 4: the in-order buffer may grow by `allowance`
+// (three bytes after the payload).
+std::string AddGrowing(uint8_t advance, uint8_t seq, uint8_t index, uint8_t count, uint16_t total,
+                       uint32_t allowance) {
+  std::string s = Add(advance, seq, index, count, total, 0x10);
+  for (int i = 0; i < 3; ++i) s.push_back(static_cast<char>(allowance >> (8 * i)));
+  return s;
+}
+
 std::string Op(uint8_t op, uint8_t advance, uint8_t seq) {
   return std::string{static_cast<char>(op), static_cast<char>(advance), static_cast<char>(seq)};
 }
@@ -235,6 +244,17 @@ std::map<std::string, std::string> ReassemblerCorpus() {
   corpus["interleaved_keys"] = roomy + Add(1, 1, 0, 2, 300) + Add(1, 1, 0, 2, 300, 4) +
                                Add(1, 1, 0, 2, 300, 8) + Add(1, 1, 1, 2, 300, 4) +
                                Add(1, 1, 1, 2, 300) + Add(1, 1, 1, 2, 300, 8);
+  // In-order buffer: in order, a gap that fills, a duplicate of a buffered
+  // fragment, and growth that does not fit its allowance.
+  corpus["in_order_buffer"] = roomy + AddGrowing(1, 1, 0, 4, 1000, 100000) +
+                              AddGrowing(1, 1, 1, 4, 1000, 100000) +
+                              AddGrowing(1, 1, 3, 4, 1000, 100000) +
+                              AddGrowing(1, 1, 1, 4, 1000, 100000) +
+                              AddGrowing(1, 1, 2, 4, 1000, 100000);
+  corpus["in_order_buffer_tight"] = roomy + AddGrowing(1, 2, 0, 5, 1000, 250) +
+                                    AddGrowing(1, 2, 1, 5, 1000, 100) +
+                                    AddGrowing(1, 2, 2, 5, 1000, 0) +
+                                    AddGrowing(1, 2, 3, 5, 1000, 900) + Add(1, 2, 4, 5, 1000);
   corpus["single_and_empty"] = roomy + Add(0, 3, 0, 1, 500) + Add(0, 3, 0, 1, 0);
   corpus["inconsistent_header"] = roomy + Add(1, 4, 0, 3, 900) + Add(1, 4, 1, 4, 900) +
                                   Add(1, 4, 1, 3, 901) + Add(1, 4, 0, 1, 900) +

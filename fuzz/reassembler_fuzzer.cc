@@ -5,7 +5,9 @@
 //     max_partial_messages, and both equal the model's
 //   - a completed message has the announced total_size and is exactly its
 //     accepted fragments in index order
-//   - an Add that fails changes nothing
+//   - an Add that fails changes nothing; held_bytes() stays within
+//     max_buffered_bytes and one Add takes at most its fragment, a message
+//     slot and the growth allowance it was given
 // Aborts on a violation.
 //
 // Built with libFuzzer by `fuzz/run.sh reassembler`, and with the normal
@@ -90,12 +92,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           length = layout->length;
         }
         const std::string payload = in.TakePadded(length, '\xAB');  // filler: long payloads stay cheap
+        // Bit 4: an in-order buffer may grow by up to this much (Add's
+        // growth_allowance); held bytes must stay within the limit.
+        const uint64_t allowance = (op & 0x10) ? in.Bytes(3) : 0;
         const uint64_t buffered_before = r.buffered_bytes();
+        const uint64_t held_before = r.held_bytes();
         const size_t partial_before = r.partial_messages();
-        absl::StatusOr<std::optional<std::string>> got = r.Add(now, key, h, payload);
+        absl::StatusOr<std::optional<std::string>> got = r.Add(now, key, h, payload, allowance);
+        if (r.held_bytes() > limits.max_buffered_bytes) {
+          Die(absl::StrCat("held ", r.held_bytes(), " bytes, limit ", limits.max_buffered_bytes));
+        }
+        if (r.held_bytes() > held_before && r.held_bytes() - held_before >
+                                                payload.size() + udpmsg::reliable::kFragmentOverheadBytes +
+                                                    udpmsg::reliable::kPartialMessageBytes +
+                                                    allowance) {
+          Die(absl::StrCat("one Add took ", r.held_bytes() - held_before,
+                           " bytes with an allowance of ", allowance));
+        }
         auto it = model.find(Tuple(key));
         if (!got.ok()) {
-          if (r.buffered_bytes() != buffered_before || r.partial_messages() != partial_before) {
+          if (r.buffered_bytes() != buffered_before || r.partial_messages() != partial_before ||
+              r.held_bytes() != held_before) {
             Die(absl::StrCat("a failed Add changed the state: ", got.status().ToString()));
           }
           if (got.status().code() != absl::StatusCode::kInvalidArgument &&

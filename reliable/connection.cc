@@ -907,6 +907,11 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   // channels x 4095 of them grew a server by 45 MB), nor did fragment
   // bookkeeping or numbers delivered ahead.
   const bool head = reliable && f.sequence == channel->next();
+  // What the reassembler may reserve ahead for the message's in-order
+  // buffer (Reassembler::Add): the budget left after this fragment's cost
+  // and the head's headroom, so the buffer never takes what the rules above
+  // keep for the head.
+  uint64_t growth_allowance = 0;
   if (f.count != 1 || (reliable && !head)) {
     const uint64_t budget = options_.max_reassembly_bytes;
     // An upper bound of what admitting `f` adds: as a fragment of a new
@@ -925,6 +930,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
          (reassembler_ ? reassembler_->partial_messages() : 0) + 1 >= kMaxPartialMessages)) {
       return !reliable;
     }
+    growth_allowance = budget - (held + cost + reserve);
   }
   // Reliable messages are never expired: their fragments were acknowledged,
   // so the sender will not send them again (see reassembler_).
@@ -944,7 +950,8 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
           options_.max_message_bytes, options_.max_reassembly_bytes, kMaxPartialMessages,
           reliable ? absl::InfiniteDuration() : options_.reassembly_timeout});
     }
-    done = reassembler->Add(now, MessageKey{f.channel, f.mode, f.sequence}, header, payload);
+    done = reassembler->Add(now, MessageKey{f.channel, f.mode, f.sequence}, header, payload,
+                            growth_allowance);
     if (reassembler->partial_messages() == 0) reassembler.reset();
   }
   if (!done.ok()) {

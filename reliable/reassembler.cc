@@ -56,10 +56,38 @@ std::optional<std::string> Reassembler::Whole(uint64_t max_message_bytes,
   return std::string(payload);
 }
 
+bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
+                            uint64_t growth_allowance, uint64_t* grown) {
+  *grown = 0;
+  const uint64_t needed = partial.prefix.size() + payload.size();
+  if (needed > partial.reserved) {
+    // Double what is reserved (at least what is needed, at most the whole
+    // message), or else exactly what is needed.
+    uint64_t target = std::min<uint64_t>(partial.header.total_size,
+                                         std::max<uint64_t>(needed, 2 * partial.reserved));
+    const uint64_t overhead = partial.reserved == 0 ? kPrefixOverheadBytes : 0;
+    auto fits = [&](uint64_t t) {
+      const uint64_t step = t - partial.reserved + overhead;
+      return step <= growth_allowance && held_bytes_ + step <= limits_.max_buffered_bytes;
+    };
+    if (!fits(target)) {
+      target = needed;
+      if (!fits(target)) return false;
+    }
+    partial.prefix.reserve(target);
+    *grown = target - partial.reserved + overhead;
+    partial.reserved = target;
+  }
+  partial.prefix.append(payload.data(), payload.size());
+  ++partial.contiguous;
+  return true;
+}
+
 absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                              const MessageKey& key,
                                                              const FragmentHeader& header,
-                                                             absl::string_view payload) {
+                                                             absl::string_view payload,
+                                                             uint64_t growth_allowance) {
   if (header.total_size > limits_.max_message_bytes) {
     ++stats_.rejected_fragments;
     return absl::InvalidArgumentError(absl::StrCat("message of ", header.total_size,
@@ -101,33 +129,67 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
       return absl::ResourceExhaustedError(absl::StrCat(
           "reassembly: ", partial_.size(), " messages already in progress (limit)"));
     }
-  } else if (it->second.fragments.contains(header.index)) {
+  } else if (header.index < it->second.contiguous ||
+             it->second.fragments.contains(header.index)) {
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();
   }
-  const uint64_t cost = payload.size() + kFragmentOverheadBytes +
-                        (it == partial_.end() ? kPartialMessageBytes : 0);
-  if (held_bytes_ + cost > limits_.max_buffered_bytes) {
-    ++stats_.refused_for_space;
-    return absl::ResourceExhaustedError(
-        absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
-                     buffered_bytes_, " bytes of payload)"));
-  }
-  if (it == partial_.end()) {
-    it = partial_.emplace(key, Partial{header, now, 0, {}}).first;
+  const bool created = it == partial_.end();
+  if (created) {
+    if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) {
+      ++stats_.refused_for_space;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
+                       buffered_bytes_, " bytes of payload)"));
+    }
+    it = partial_.emplace(key, Partial{header, now}).first;
+    held_bytes_ += kPartialMessageBytes;
   }
   Partial& partial = it->second;
-  partial.fragments.emplace(header.index, std::string(payload));
+  uint64_t grown = 0;
+  const bool appended = growth_allowance > 0 && header.index == partial.contiguous &&
+                        TryAppend(partial, payload, growth_allowance, &grown);
+  if (appended) {
+    held_bytes_ += grown;
+    uint64_t allowance = growth_allowance - grown;
+    // The gap before fragments kept one by one may have closed: move them
+    // into the buffer while they fit (each frees its own overhead).
+    for (auto next = partial.fragments.begin();
+         next != partial.fragments.end() && next->first == partial.contiguous;
+         next = partial.fragments.begin()) {
+      if (!TryAppend(partial, next->second, allowance, &grown)) break;
+      allowance -= grown;
+      held_bytes_ = held_bytes_ + grown - next->second.size() - kFragmentOverheadBytes;
+      partial.fragments.erase(next);
+    }
+  } else {
+    const uint64_t cost = payload.size() + kFragmentOverheadBytes;
+    if (held_bytes_ + cost > limits_.max_buffered_bytes) {
+      if (created) {
+        partial_.erase(it);
+        held_bytes_ -= kPartialMessageBytes;
+      }
+      ++stats_.refused_for_space;
+      return absl::ResourceExhaustedError(
+          absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
+                       buffered_bytes_, " bytes of payload)"));
+    }
+    partial.fragments.emplace(header.index, std::string(payload));
+    held_bytes_ += cost;
+  }
   partial.received_bytes += payload.size();
   buffered_bytes_ += payload.size();
-  held_bytes_ += cost;
-  if (partial.fragments.size() < header.count) return std::optional<std::string>();
+  if (partial.contiguous + partial.fragments.size() < header.count) {
+    return std::optional<std::string>();
+  }
 
-  std::string message;
-  message.reserve(header.total_size);  // all bytes are here: the size is real
-  for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
-  buffered_bytes_ -= partial.received_bytes;
+  // All bytes are here: the size is real. In-order fragments are already
+  // in place; the others follow them (all their indices are >= contiguous).
   held_bytes_ -= Held(partial);
+  buffered_bytes_ -= partial.received_bytes;
+  std::string message = std::move(partial.prefix);
+  message.reserve(header.total_size);
+  for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
   partial_.erase(it);
   ++stats_.completed;
   return std::optional<std::string>(std::move(message));

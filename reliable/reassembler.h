@@ -65,6 +65,9 @@ inline constexpr uint64_t kFragmentOverheadBytes = 160;
 // A message in progress: its slot in the table of partial messages (at worst
 // about 2.3 slots of ~90 bytes per message) and its fragment map's root.
 inline constexpr uint64_t kPartialMessageBytes = 256;
+// A message's in-order buffer (see Add's `growth_allowance`) besides its
+// reserved bytes: the allocation's header and rounding.
+inline constexpr uint64_t kPrefixOverheadBytes = 32;
 
 struct FragmentHeader {
   uint32_t index = 0;
@@ -115,9 +118,24 @@ class Reassembler final {
   //   max_buffered_bytes, or max_partial_messages); the fragment is dropped
   //   and nothing else changes (the peer may send it again later).
   // A single-fragment message is returned directly without buffering.
+  //
+  // In-order fragments: a message's fragments 0, 1, 2, ... are appended to
+  // one buffer that becomes the delivered message (no allocation and map
+  // slot per fragment, no copy when it completes), when the caller allows
+  // the buffer to grow: it is reserved in doubling steps (never beyond
+  // total_size, never more than twice the bytes it holds) and each step's
+  // new bytes count in held_bytes() and must fit in `growth_allowance` and
+  // max_buffered_bytes; appending within what is reserved costs nothing
+  // more. Fragments out of order, or when a step does not fit, are kept one
+  // by one as before (and moved into the buffer once the gap before them
+  // fills). With an allowance of 0 nothing is ever reserved: what held
+  // bytes mean and every limit are exactly as without the buffer. The
+  // caller decides how much of its budget a message may take ahead
+  // (Connection: what is left after the headroom it keeps for the head).
   absl::StatusOr<std::optional<std::string>> Add(absl::Time now, const MessageKey& key,
                                                  const FragmentHeader& header,
-                                                 absl::string_view payload);
+                                                 absl::string_view payload,
+                                                 uint64_t growth_allowance = 0);
 
   // What Add returns for a fragment of a message no fragment of which is
   // buffered, when the fragment is the whole message (header.count == 1):
@@ -152,15 +170,26 @@ class Reassembler final {
     FragmentHeader header;
     absl::Time started;
     uint64_t received_bytes = 0;
+    // Fragments [0, contiguous) in order, in `prefix` (reserved: `reserved`
+    // bytes, counted whole in held bytes); the others one by one.
+    std::string prefix;
+    uint64_t reserved = 0;
+    uint32_t contiguous = 0;
     absl::btree_map<uint32_t, std::string> fragments;
   };
+  // Appends fragment `index` (== partial.contiguous) to the prefix when it
+  // fits in what is reserved or a growth step fits; returns the held bytes
+  // it added through *grown. False: it does not fit (nothing changed).
+  bool TryAppend(Partial& partial, absl::string_view payload, uint64_t growth_allowance,
+                 uint64_t* grown);
 
   Limits limits_;
   absl::flat_hash_map<MessageKey, Partial> partial_;
   // What a partial message holds (see held_bytes()).
   static uint64_t Held(const Partial& partial) {
-    return partial.received_bytes + partial.fragments.size() * kFragmentOverheadBytes +
-           kPartialMessageBytes;
+    return (partial.received_bytes - partial.prefix.size()) +
+           partial.fragments.size() * kFragmentOverheadBytes + kPartialMessageBytes +
+           (partial.reserved > 0 ? partial.reserved + kPrefixOverheadBytes : 0);
   }
 
   uint64_t buffered_bytes_ = 0;

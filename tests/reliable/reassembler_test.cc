@@ -104,6 +104,145 @@ TEST(ReassemblerTest, ShuffledDuplicatedFragmentsRebuildTheMessage) {
   }
 }
 
+// With a growth allowance, in-order fragments go into one buffer reserved in
+// doubling steps (never beyond the message, never more than twice what it
+// holds) and held bytes count what is reserved, not a slot per fragment.
+TEST(ReassemblerInOrderTest, InOrderFragmentsFillOneBufferChargedForWhatIsReserved) {
+  const std::string message = Pattern(1000, 3);
+  auto fragments = Cut(message, 100);  // 10 of 100 bytes
+  Reassembler r({});
+  const uint64_t kFixed = kPartialMessageBytes + kPrefixOverheadBytes;
+  const uint64_t reserved_after[] = {100, 200, 400, 400, 800, 800, 800, 800, 1000};
+  for (size_t i = 0; i + 1 < fragments.size(); ++i) {
+    absl::StatusOr<std::optional<std::string>> got =
+        r.Add(kT0, {1, 0, 7}, fragments[i].first, fragments[i].second, 1 << 20);
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_FALSE(got->has_value());
+    EXPECT_EQ(r.held_bytes(), kFixed + reserved_after[i]) << "after fragment " << i;
+    EXPECT_LE(reserved_after[i], 2 * (i + 1) * 100);
+    EXPECT_EQ(r.buffered_bytes(), (i + 1) * 100);
+  }
+  // A copy of a fragment already in the buffer is a duplicate.
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, fragments[3].first, fragments[3].second, 1 << 20).ok());
+  EXPECT_EQ(r.stats().duplicate_fragments, 1u);
+  EXPECT_EQ(r.buffered_bytes(), 900u);
+  absl::StatusOr<std::optional<std::string>> last =
+      r.Add(kT0, {1, 0, 7}, fragments[9].first, fragments[9].second, 1 << 20);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_TRUE(**last == message);
+  EXPECT_EQ(r.held_bytes(), 0u);
+  EXPECT_EQ(r.buffered_bytes(), 0u);
+  EXPECT_EQ(r.partial_messages(), 0u);
+}
+
+// Fragments after a gap are kept one by one; when the gap fills they move
+// into the buffer and their per-fragment charge goes.
+TEST(ReassemblerInOrderTest, FragmentsAfterAGapJoinTheBufferWhenItFills) {
+  const std::string message = Pattern(600, 4);
+  auto f = Cut(message, 100);  // 6 of 100 bytes
+  Reassembler r({});
+  const uint64_t kAllow = 1 << 20;
+  for (int i : {0, 1, 3, 4}) ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, f[i].first, f[i].second, kAllow).ok());
+  // Buffer: 0 and 1 (200 reserved); kept: 3 and 4.
+  EXPECT_EQ(r.held_bytes(), kPartialMessageBytes + kPrefixOverheadBytes + 200 +
+                                2 * (100 + kFragmentOverheadBytes));
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, f[2].first, f[2].second, kAllow).ok());
+  // 2, 3 and 4 joined: 400 reserved by doubling, then 800 capped at 600.
+  EXPECT_EQ(r.held_bytes(), kPartialMessageBytes + kPrefixOverheadBytes + 600);
+  EXPECT_EQ(r.buffered_bytes(), 500u);
+  absl::StatusOr<std::optional<std::string>> done =
+      r.Add(kT0, {1, 0, 7}, f[5].first, f[5].second, kAllow);
+  ASSERT_TRUE(done.ok() && done->has_value());
+  EXPECT_TRUE(**done == message);
+  EXPECT_EQ(r.held_bytes(), 0u);
+}
+
+// Without an allowance (or when a step does not fit it or the limit) nothing
+// is reserved: the same charges as fragments one by one, and the message
+// still completes, out of order and in order alike.
+TEST(ReassemblerInOrderTest, NoRoomToGrowKeepsFragmentsOneByOne) {
+  const std::string message = Pattern(500, 5);
+  auto f = Cut(message, 100);
+  for (uint64_t allowance : {uint64_t{0}, uint64_t{100 + kPrefixOverheadBytes - 1}}) {
+    SCOPED_TRACE(::testing::Message() << "allowance " << allowance);
+    Reassembler r({});
+    for (size_t i = 0; i + 1 < f.size(); ++i) {
+      ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, f[i].first, f[i].second, allowance).ok());
+      EXPECT_EQ(r.held_bytes(), kPartialMessageBytes + (i + 1) * (100 + kFragmentOverheadBytes));
+    }
+    absl::StatusOr<std::optional<std::string>> done =
+        r.Add(kT0, {1, 0, 7}, f[4].first, f[4].second, allowance);
+    ASSERT_TRUE(done.ok() && done->has_value());
+    EXPECT_TRUE(**done == message);
+    EXPECT_EQ(r.held_bytes(), 0u);
+  }
+  // The limit bounds growth too: 1 KiB of budget, a 2,000-byte message.
+  const std::string big = Pattern(2000, 6);
+  auto g = Cut(big, 100);
+  Reassembler small({.max_buffered_bytes = 1024});
+  uint64_t refused = 0;
+  for (size_t i = 0; i < g.size(); ++i) {
+    absl::StatusOr<std::optional<std::string>> got =
+        small.Add(kT0, {1, 0, 7}, g[i].first, g[i].second, 1 << 20);
+    if (!got.ok()) {
+      EXPECT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted);
+      ++refused;
+    }
+    EXPECT_LE(small.held_bytes(), 1024u) << "after fragment " << i;
+  }
+  EXPECT_GT(refused, 0u);
+}
+
+// Expiry and discarding give back what a buffer reserved.
+TEST(ReassemblerInOrderTest, ExpireAndDiscardReturnTheBuffer) {
+  const std::string message = Pattern(1000, 7);
+  auto f = Cut(message, 100);
+  Reassembler r({.timeout = absl::Seconds(1)});
+  for (int i : {0, 1, 2, 5}) ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, f[i].first, f[i].second, 1 << 20).ok());
+  for (int i : {0, 1}) ASSERT_TRUE(r.Add(kT0, {1, 0, 8}, f[i].first, f[i].second, 1 << 20).ok());
+  EXPECT_GT(r.held_bytes(), 0u);
+  r.Discard({1, 0, 8});
+  EXPECT_EQ(r.held_bytes(), kPartialMessageBytes + kPrefixOverheadBytes + 400 + 100 +
+                                kFragmentOverheadBytes);
+  EXPECT_EQ(r.Expire(kT0 + absl::Seconds(1)), 1u);
+  EXPECT_EQ(r.held_bytes(), 0u);
+  EXPECT_EQ(r.buffered_bytes(), 0u);
+}
+
+// The shuffled-duplicates property with an allowance: whatever the order,
+// the message comes back whole and nothing stays held.
+TEST(ReassemblerInOrderTest, ShuffledFragmentsWithAnAllowanceRebuildTheMessage) {
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937_64 rng(seed);
+    const std::string message = Pattern(rng() % 50000 + 2, seed);
+    auto fragments = Cut(message, 700);
+    for (size_t i = 0; i < fragments.size() / 4; ++i) {
+      fragments.push_back(fragments[rng() % fragments.size()]);
+    }
+    // Mostly in order, with some swaps (what loss and reordering look like).
+    for (size_t i = 0; i + 1 < fragments.size(); ++i) {
+      if (rng() % 4 == 0) std::swap(fragments[i], fragments[i + 1 + rng() % std::min<size_t>(8, fragments.size() - i - 1)]);
+    }
+    Reassembler r({});
+    std::optional<std::string> result;
+    for (const auto& [header, bytes] : fragments) {
+      absl::StatusOr<std::optional<std::string>> got =
+          r.Add(kT0, {1, 0, 7}, header, bytes, rng() % 3 == 0 ? 0 : rng() % 100000);
+      ASSERT_TRUE(got.ok()) << got.status();
+      if (got->has_value()) {
+        ASSERT_FALSE(result.has_value()) << "completed twice";
+        result = std::move(*got);
+        break;
+      }
+    }
+    ASSERT_TRUE(result.has_value());
+    EXPECT_TRUE(*result == message);
+    EXPECT_EQ(r.held_bytes(), 0u);
+    EXPECT_EQ(r.buffered_bytes(), 0u);
+  }
+}
+
 TEST(ReassemblerTest, ClaimedHugeSizeCostsOnlyWhatArrives) {
   Reassembler r({.max_message_bytes = uint64_t{8} << 30});
   const uint64_t claimed = uint64_t{4} << 30;  // 4 GiB
