@@ -237,8 +237,10 @@ struct ConnectionOptions {
   // half a window of them. Out-of-order arrivals are still acknowledged at
   // once (loss detection is unchanged), and so is the packet that fills the
   // window. 2 (or less) turns the requests off; peers that predate the frame
-  // ignore it and keep acknowledging every second packet.
-  uint32_t max_ack_threshold = 10;
+  // ignore it and keep acknowledging every second packet. 32 (10 before):
+  // 3-5% more goodput on a clean 1500-byte veth, where each ACK ends a GSO
+  // train (docs/performance.md).
+  uint32_t max_ack_threshold = 32;
   absl::Duration initial_rtt = absl::Milliseconds(333);
   absl::Duration reassembly_timeout = absl::Seconds(30);
   // From a name: ParseCongestionControl (an unknown name is an error).

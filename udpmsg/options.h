@@ -161,7 +161,7 @@ struct HostOptions {
   // Ack frequency: the largest number of packets the peer may wait for
   // before acknowledging (the sender asks for one ACK per quarter window, at
   // least every second packet): [2, 64]; 2 turns the requests off.
-  uint32_t max_ack_threshold = 10;
+  uint32_t max_ack_threshold = 32;
   // Largest message sent or accepted: [1, 256 MiB].
   uint64_t max_message_bytes = 16 << 20;
   // Reliable messages in flight per (channel, mode): [1, 65536].

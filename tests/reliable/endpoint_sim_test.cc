@@ -192,6 +192,12 @@ TEST(EndpointSimTest, AckFrequencyCutsAcksOnAFastCleanPath) {
   const double adaptive = AcksPerDataPacket(10, &threshold);
   EXPECT_EQ(threshold, 10u);  // the window grew far past 40 packets
   EXPECT_LE(adaptive, 0.15) << "every_second=" << every_second;
+  // The default asks for up to one ACK per 32 packets (128+ packet windows).
+  const double by_default = AcksPerDataPacket(reliable::ConnectionOptions{}.max_ack_threshold, &threshold);
+  EXPECT_EQ(threshold, 32u);
+  EXPECT_LE(by_default, 0.06) << "adaptive=" << adaptive;
+  std::printf("acks per data packet: every second %.3f, up to 10 %.3f, up to 32 %.3f\n",
+              every_second, adaptive, by_default);
 }
 
 TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
