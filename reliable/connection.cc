@@ -912,7 +912,15 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   // and the head's headroom, so the buffer never takes what the rules above
   // keep for the head.
   uint64_t growth_allowance = 0;
-  if (f.count != 1 || (reliable && !head)) {
+  // The head's next fragment in order, landing in what its buffer already
+  // reserved, adds nothing to hold (Reassembler::FitsReserved): admitted
+  // whatever the budget, or a buffer that reserved the room the head needs
+  // would keep its own missing fragment out (a deadlock).
+  const bool head_fits_reserved =
+      head && reassembler_ != nullptr &&
+      reassembler_->FitsReserved(MessageKey{f.channel, f.mode, f.sequence},
+                                 FragmentHeader{f.index, f.count, f.total_size}, f.bytes().size());
+  if (!head_fits_reserved && (f.count != 1 || (reliable && !head))) {
     const uint64_t budget = options_.max_reassembly_bytes;
     // An upper bound of what admitting `f` adds: as a fragment of a new
     // partial message, which, complete, is parked (kParkedMessageBytes >=

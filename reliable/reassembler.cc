@@ -56,13 +56,32 @@ std::optional<std::string> Reassembler::Whole(uint64_t max_message_bytes,
   return std::string(payload);
 }
 
+void Reassembler::ReserveExactly(std::string& prefix, uint64_t size) {
+  std::string grown;
+  grown.reserve(size);  // from an empty string: exactly `size` (at least 30)
+  grown.append(prefix);
+  prefix.swap(grown);
+}
+
+bool Reassembler::FitsReserved(const MessageKey& key, const FragmentHeader& header,
+                               size_t payload_size) const {
+  auto it = partial_.find(key);
+  if (it == partial_.end()) return false;
+  const Partial& partial = it->second;
+  return partial.header.count == header.count && partial.header.total_size == header.total_size &&
+         header.index == partial.contiguous && !partial.fragments.contains(header.index) &&
+         partial.prefix.size() + payload_size <= partial.reserved;
+}
+
 bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
                             uint64_t growth_allowance, uint64_t* grown) {
   *grown = 0;
   const uint64_t needed = partial.prefix.size() + payload.size();
   if (needed > partial.reserved) {
     // Double what is reserved (at least what is needed, at most the whole
-    // message), or else exactly what is needed.
+    // message), or else exactly what is needed. Either ends on a fragment
+    // boundary: the prefix holds whole fragments of `chunk` bytes, all but
+    // the last fragment are that long, and doubling keeps the multiple.
     uint64_t target = std::min<uint64_t>(partial.header.total_size,
                                          std::max<uint64_t>(needed, 2 * partial.reserved));
     const uint64_t overhead = partial.reserved == 0 ? kPrefixOverheadBytes : 0;
@@ -74,7 +93,7 @@ bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
       target = needed;
       if (!fits(target)) return false;
     }
-    partial.prefix.reserve(target);
+    ReserveExactly(partial.prefix, target);
     *grown = target - partial.reserved + overhead;
     partial.reserved = target;
   }
@@ -147,7 +166,9 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   }
   Partial& partial = it->second;
   uint64_t grown = 0;
-  const bool appended = growth_allowance > 0 && header.index == partial.contiguous &&
+  // (Without an allowance only into what is already reserved; with nothing
+  // reserved, as without the buffer.)
+  const bool appended = header.index == partial.contiguous &&
                         TryAppend(partial, payload, growth_allowance, &grown);
   if (appended) {
     held_bytes_ += grown;
@@ -187,9 +208,14 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   // in place; the others follow them (all their indices are >= contiguous).
   held_bytes_ -= Held(partial);
   buffered_bytes_ -= partial.received_bytes;
-  std::string message = std::move(partial.prefix);
-  message.reserve(header.total_size);
-  for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
+  std::string message;
+  if (partial.prefix.size() == header.total_size) {
+    message = std::move(partial.prefix);  // reserved exactly the message
+  } else {
+    message.reserve(header.total_size);
+    message.append(partial.prefix);
+    for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
+  }
   partial_.erase(it);
   ++stats_.completed;
   return std::optional<std::string>(std::move(message));

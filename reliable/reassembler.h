@@ -66,8 +66,9 @@ inline constexpr uint64_t kFragmentOverheadBytes = 160;
 // about 2.3 slots of ~90 bytes per message) and its fragment map's root.
 inline constexpr uint64_t kPartialMessageBytes = 256;
 // A message's in-order buffer (see Add's `growth_allowance`) besides its
-// reserved bytes: the allocation's header and rounding.
-inline constexpr uint64_t kPrefixOverheadBytes = 32;
+// reserved bytes: the allocation's header and rounding, and a string's
+// smallest allocation (30 bytes) when it reserved less.
+inline constexpr uint64_t kPrefixOverheadBytes = 48;
 
 struct FragmentHeader {
   uint32_t index = 0;
@@ -137,6 +138,16 @@ class Reassembler final {
                                                  absl::string_view payload,
                                                  uint64_t growth_allowance = 0);
 
+  // Whether Add would put this fragment into what its message's in-order
+  // buffer already reserved: it is the next in order, not held yet, and
+  // fits. Such a fragment adds no held bytes (and lets fragments kept one by
+  // one join the buffer, which frees theirs), so a caller that keeps room
+  // for a message to complete needs none for it: the buffer reserved in
+  // advance is what the message is then short of, not more. Reservations end
+  // on fragment boundaries, so the next fragment is inside or wholly past it.
+  bool FitsReserved(const MessageKey& key, const FragmentHeader& header,
+                    size_t payload_size) const;
+
   // What Add returns for a fragment of a message no fragment of which is
   // buffered, when the fragment is the whole message (header.count == 1):
   // the same checks, without a Reassembler (a connection creates one only
@@ -177,6 +188,10 @@ class Reassembler final {
     uint32_t contiguous = 0;
     absl::btree_map<uint32_t, std::string> fragments;
   };
+  // Reallocates the prefix to exactly `size` bytes of capacity (a string's
+  // own reserve may round up to twice its old capacity: more than is
+  // charged).
+  static void ReserveExactly(std::string& prefix, uint64_t size);
   // Appends fragment `index` (== partial.contiguous) to the prefix when it
   // fits in what is reserved or a growth step fits; returns the held bytes
   // it added through *grown. False: it does not fit (nothing changed).

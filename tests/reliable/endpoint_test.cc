@@ -1789,6 +1789,64 @@ TEST(EndpointTest, CompleteOutOfOrderMessagesAreChargedToTheReassemblyBudget) {
   EXPECT_TRUE(server.IsEstablished(peer.server_id()));
 }
 
+// The head of a channel always completes, whatever its in-order buffer
+// reserved (Reassembler::Add's growth allowance). Other data holds the budget
+// down to the head's headroom, the head's buffer reserves ahead as its
+// fragments arrive in order, fragments after a lost one fill the rest of the
+// budget, and the lost one comes back when the budget is full. Found by
+// review: the connection charged the returning fragment as if it needed new
+// room (it lands in what the buffer already reserved), refused it every time,
+// and nothing could free the budget.
+TEST(EndpointTest, TheHeadCompletesWhenItsReservedBufferHoldsTheBudget) {
+  constexpr uint64_t kBudget = 1 << 20;
+  EndpointOptions options = ServerOptions(63);
+  options.connection.max_reassembly_bytes = kBudget;
+  options.connection.max_undelivered_bytes = 4 << 20;
+  Endpoint server(kStart, options);
+  RawPeer peer(&server, Addr("192.0.2.63:6000"), 0x6363);
+  ASSERT_NO_FATAL_FAILURE(peer.Handshake(kStart));
+  absl::Time now = kStart + absl::Milliseconds(10);
+  auto refused = [&] { return server.Stats(peer.server_id())->refused_packets; };
+  auto send = [&](uint32_t channel, uint64_t seq, uint32_t index, uint32_t count,
+                  uint64_t total) {
+    absl::StatusOr<reliable::FragmentLayout> layout = reliable::LayoutOf(index, count, total);
+    ASSERT_TRUE(layout.ok());
+    now += absl::Microseconds(10);
+    proto::Packet p;
+    p.data.push_back(Fragment(channel, DeliveryMode::kReliableOrdered, seq, index, count, total,
+                              layout->length));
+    peer.Send(now, p);
+    server.TakeOutgoing();
+  };
+  // Channel 3: 32 KiB messages 1, 2, ... parked behind a withheld message 0,
+  // until the connection refuses them (the head's headroom is what is left).
+  for (uint64_t seq = 1; seq < 64; ++seq) {
+    const uint64_t before = refused();
+    for (uint32_t i = 0; i < 32; ++i) send(3, seq, i, 32, 32 << 10);
+    if (refused() > before) break;
+  }
+  ASSERT_GT(refused(), 0u);
+  // Channel 5's head: 512 KiB in 1000-byte fragments, all but one in order,
+  // the rest resent (as a sender does with what was not acknowledged) along
+  // with the missing one until the message is delivered.
+  constexpr uint64_t kTotal = 512 << 10;
+  const uint32_t count = reliable::FragmentCountFor(kTotal, 1000);
+  const uint32_t gap = count * 6 / 10;
+  for (uint32_t i = 0; i < count; ++i) {
+    if (i != gap) send(5, 0, i, count, kTotal);
+  }
+  std::vector<Event> delivered;
+  for (int round = 0; round < 10 && delivered.empty(); ++round) {
+    for (uint32_t i = gap; i < count; ++i) send(5, 0, i, count, kTotal);
+    for (Event& e : server.TakeEvents()) {
+      if (e.type == Event::Type::kMessage && e.channel == 5) delivered.push_back(std::move(e));
+    }
+  }
+  ASSERT_EQ(delivered.size(), 1u) << server.Stats(peer.server_id())->ToString();
+  EXPECT_EQ(delivered[0].message.size(), kTotal);
+  EXPECT_TRUE(server.IsEstablished(peer.server_id()));
+}
+
 // A reassembly budget far below the data in flight: transfers still complete
 // (the next undelivered message always has room) under loss and reordering.
 void RunSmallBudgetTransfer(uint64_t seed, DeliveryMode mode) {

@@ -193,6 +193,36 @@ TEST(ReassemblerInOrderTest, NoRoomToGrowKeepsFragmentsOneByOne) {
   EXPECT_GT(refused, 0u);
 }
 
+// FitsReserved says whether the next fragment lands in what the buffer
+// reserved; the buffer is reallocated to exactly what it reserves (a
+// string's own growth may round up to twice its capacity, more than is
+// charged), so a message that came in order is delivered at its size.
+// Found by review: 258 fragments of 1,200 bytes were charged 309,888 bytes
+// and held 618,632, and the delivered string had capacity 614,400.
+TEST(ReassemblerInOrderTest, ReservedIsExactAndFitsReservedSaysWhatLandsInIt) {
+  const std::string message = Pattern(258 * 1200, 8);
+  auto f = Cut(message, 1200);
+  ASSERT_EQ(f.size(), 258u);
+  Reassembler r({});
+  const MessageKey key{1, 0, 7};
+  EXPECT_FALSE(r.FitsReserved(key, f[0].first, f[0].second.size()));  // nothing yet
+  for (size_t i = 0; i < 257; ++i) {
+    ASSERT_TRUE(r.Add(kT0, key, f[i].first, f[i].second, 1 << 30).ok());
+  }
+  // 257 fragments in 2^9 x 1200 = 614,400 reserved would be the doubling;
+  // capped at the message: 309,600.
+  EXPECT_EQ(r.held_bytes(), kPartialMessageBytes + kPrefixOverheadBytes + 309'600);
+  EXPECT_TRUE(r.FitsReserved(key, f[257].first, f[257].second.size()));
+  EXPECT_FALSE(r.FitsReserved(key, f[256].first, f[256].second.size()));  // held already
+  FragmentHeader other = f[257].first;
+  other.total_size += 1;
+  EXPECT_FALSE(r.FitsReserved(key, other, f[257].second.size()));
+  absl::StatusOr<std::optional<std::string>> done = r.Add(kT0, key, f[257].first, f[257].second);
+  ASSERT_TRUE(done.ok() && done->has_value());
+  EXPECT_TRUE(**done == message);
+  EXPECT_EQ((*done)->capacity(), message.size());
+}
+
 // Expiry and discarding give back what a buffer reserved.
 TEST(ReassemblerInOrderTest, ExpireAndDiscardReturnTheBuffer) {
   const std::string message = Pattern(1000, 7);
