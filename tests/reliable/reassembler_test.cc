@@ -38,6 +38,28 @@ std::vector<std::pair<FragmentHeader, std::string>> Cut(const std::string& messa
   return out;
 }
 
+// `message` cut for `max_payload`, a quarter of its fragments repeated, then
+// shuffled: wholly, or only nearly (swaps of up to 8 places, what loss and
+// reordering look like).
+std::vector<std::pair<FragmentHeader, std::string>> ShuffledWithCopies(const std::string& message,
+                                                                       uint64_t max_payload,
+                                                                       bool nearly_in_order,
+                                                                       std::mt19937_64& rng) {
+  auto fragments = Cut(message, max_payload);
+  for (size_t i = 0, copies = fragments.size() / 4; i < copies; ++i) {
+    fragments.push_back(fragments[rng() % fragments.size()]);
+  }
+  if (!nearly_in_order) {
+    std::shuffle(fragments.begin(), fragments.end(), rng);
+    return fragments;
+  }
+  for (size_t i = 0; i + 1 < fragments.size(); ++i) {
+    if (rng() % 4 != 0) continue;
+    std::swap(fragments[i], fragments[i + 1 + rng() % std::min<size_t>(8, fragments.size() - i - 1)]);
+  }
+  return fragments;
+}
+
 TEST(FragmentLayoutTest, EveryCountTilesTheMessageExactly) {
   for (uint64_t total : {1u, 2u, 7u, 1000u, 1151u, 4096u, 100003u}) {
     for (uint64_t max : {1u, 3u, 1150u, 5000u}) {
@@ -72,12 +94,7 @@ TEST(ReassemblerTest, ShuffledDuplicatedFragmentsRebuildTheMessage) {
     SCOPED_TRACE(testing::Message() << "seed " << seed);
     std::mt19937_64 rng(seed);
     const std::string message = Pattern(rng() % 50000 + 1, seed);
-    auto fragments = Cut(message, 1100);
-    // Duplicate a few and shuffle.
-    for (size_t i = 0; i < fragments.size() / 4; ++i) {
-      fragments.push_back(fragments[rng() % fragments.size()]);
-    }
-    std::shuffle(fragments.begin(), fragments.end(), rng);
+    const auto fragments = ShuffledWithCopies(message, 1100, /*nearly_in_order=*/false, rng);
 
     Reassembler r({});
     std::optional<std::string> result;
@@ -246,14 +263,7 @@ TEST(ReassemblerInOrderTest, ShuffledFragmentsWithAnAllowanceRebuildTheMessage) 
     SCOPED_TRACE(testing::Message() << "seed " << seed);
     std::mt19937_64 rng(seed);
     const std::string message = Pattern(rng() % 50000 + 2, seed);
-    auto fragments = Cut(message, 700);
-    for (size_t i = 0; i < fragments.size() / 4; ++i) {
-      fragments.push_back(fragments[rng() % fragments.size()]);
-    }
-    // Mostly in order, with some swaps (what loss and reordering look like).
-    for (size_t i = 0; i + 1 < fragments.size(); ++i) {
-      if (rng() % 4 == 0) std::swap(fragments[i], fragments[i + 1 + rng() % std::min<size_t>(8, fragments.size() - i - 1)]);
-    }
+    const auto fragments = ShuffledWithCopies(message, 700, /*nearly_in_order=*/true, rng);
     Reassembler r({});
     std::optional<std::string> result;
     for (const auto& [header, bytes] : fragments) {
