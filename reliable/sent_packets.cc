@@ -10,15 +10,19 @@
 
 namespace udpmsg::reliable {
 
+void SentPackets::Window::Resize(size_t size) {
+  std::vector<Slot> resized(size);
+  for (uint64_t i = 0; i < span_; ++i) resized[i] = std::move(At(base_ + i));
+  ring_.swap(resized);
+  head_ = 0;
+}
+
 void SentPackets::Window::Reserve(uint64_t span) {
   if (span <= ring_.size()) return;
   // From one slot, doubling: an idle connection tracks one ACK-only packet.
   size_t size = std::max<size_t>(ring_.size(), 1);
   while (size < span) size *= 2;
-  std::vector<Slot> grown(size);
-  for (uint64_t i = 0; i < span_; ++i) grown[i] = std::move(At(base_ + i));
-  ring_.swap(grown);
-  head_ = 0;
+  Resize(size);
 }
 
 void SentPackets::Window::Append(SentPacket packet) {
@@ -53,7 +57,17 @@ void SentPackets::Window::Drop(uint64_t number) {
     ++base_;
     --span_;
   }
-  if (span_ == 0) Clear();
+  if (span_ == 0) {
+    Clear();
+  } else if (ring_.size() >= kShrinkFrom && span_ * 8 <= ring_.size()) {
+    // A burst is over but a few packets stay tracked (a connection that
+    // goes quiet keeps its last ACK-only packet): give the memory back,
+    // keeping room to double once. Amortised: at least 7/8 of the slots
+    // were settled since the ring last changed size.
+    size_t size = kShrinkFrom / 2;
+    while (size < 2 * span_) size *= 2;
+    Resize(size);
+  }
 }
 
 void SentPackets::Window::Clear() {

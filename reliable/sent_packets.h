@@ -137,6 +137,10 @@ class SentPackets final {
 
   uint64_t bytes_in_flight() const { return bytes_in_flight_; }
   size_t size() const { return packets_.size(); }
+  // Slots the packets in flight occupy in memory (about 112 bytes each):
+  // at most twice the span from the oldest tracked to the newest, none when
+  // nothing is tracked; a ring shrinks back when at most an eighth is in use.
+  size_t slots() const { return packets_.slots(); }
   int pto_count() const { return pto_count_; }
   // Largest number acknowledged so far; nullopt before any ACK.
   std::optional<uint64_t> largest_acked() const { return largest_acked_; }
@@ -174,6 +178,7 @@ class SentPackets final {
    public:
     size_t size() const { return live_; }
     bool empty() const { return live_ == 0; }
+    size_t slots() const { return ring_.size(); }
     // Numbers [first(), end()) have slots (live or dead); end() == first()
     // when empty.
     uint64_t first() const { return base_; }
@@ -195,6 +200,10 @@ class SentPackets final {
     };
     Slot& At(uint64_t number) { return ring_[(head_ + (number - base_)) & (ring_.size() - 1)]; }
     void Reserve(uint64_t span);
+    // Moves the slots in use into a ring of `size` (a power of two >= span_).
+    void Resize(size_t size);
+    // Rings this large shrink when at most an eighth is in use.
+    static constexpr size_t kShrinkFrom = 256;
 
     std::vector<Slot> ring_;  // size 0 or a power of two
     size_t head_ = 0;         // ring index of number base_

@@ -509,6 +509,26 @@ TEST(SentPacketsTest, BytesInFlightCountsAckElicitingPacketsOnly) {
   EXPECT_EQ(sent.Deadline(rtt), absl::InfiniteFuture());
 }
 
+// The ring of packets in flight grows with the flight and gives the memory
+// back when a burst is over, even if a few packets stay tracked (a quiet
+// connection keeps its last ACK-only packet): it held its peak before.
+TEST(SentPacketsTest, RingShrinksAfterABurst) {
+  SentPackets sent;
+  RttEstimator rtt;
+  for (uint64_t n = 0; n < 10'000; ++n) ASSERT_TRUE(sent.OnSent(Packet(n, At(0))));
+  EXPECT_EQ(sent.slots(), 16384u);
+  // Everything but the last two acknowledged.
+  MustAck(sent, At(10), AckOf({{0, 9'997}}), rtt);
+  EXPECT_EQ(sent.size(), 2u);
+  EXPECT_LE(sent.slots(), 256u);
+  // It grows again for the next burst, and empties to nothing.
+  for (uint64_t n = 10'000; n < 11'000; ++n) ASSERT_TRUE(sent.OnSent(Packet(n, At(20))));
+  EXPECT_EQ(sent.size(), 1'002u);
+  MustAck(sent, At(30), AckOf({{0, 10'999}}), rtt);
+  EXPECT_EQ(sent.size(), 0u);
+  EXPECT_EQ(sent.slots(), 0u);
+}
+
 TEST(SentPacketsTest, MaxPacketsBound) {
   SentPackets sent(SentPackets::Options{3, 9.0 / 8.0, 4});
   RttEstimator rtt;
