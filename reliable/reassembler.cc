@@ -34,9 +34,7 @@ absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t
     return absl::InvalidArgumentError(absl::StrCat("no layout puts ", total_size, " bytes in ",
                                                    count, " fragments of ", chunk));
   }
-  const uint64_t offset = chunk * index;
-  const uint64_t length = index + 1 == count ? total_size - last_offset : chunk;
-  return FragmentLayout{offset, length};
+  return LayoutOfValid(index, count, total_size);
 }
 
 uint64_t Reassembler::PartialCost(uint64_t size, uint64_t min_fragment) {
@@ -153,14 +151,15 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();
   }
+  auto refuse_for_space = [&] {
+    ++stats_.refused_for_space;
+    return absl::ResourceExhaustedError(absl::StrCat("reassembly buffer full (", held_bytes_,
+                                                     " bytes held for ", buffered_bytes_,
+                                                     " bytes of payload)"));
+  };
   const bool created = it == partial_.end();
   if (created) {
-    if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) {
-      ++stats_.refused_for_space;
-      return absl::ResourceExhaustedError(
-          absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
-                       buffered_bytes_, " bytes of payload)"));
-    }
+    if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) return refuse_for_space();
     it = partial_.emplace(key, Partial{header, now}).first;
     held_bytes_ += kPartialMessageBytes;
   }
@@ -190,10 +189,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
         partial_.erase(it);
         held_bytes_ -= kPartialMessageBytes;
       }
-      ++stats_.refused_for_space;
-      return absl::ResourceExhaustedError(
-          absl::StrCat("reassembly buffer full (", held_bytes_, " bytes held for ",
-                       buffered_bytes_, " bytes of payload)"));
+      return refuse_for_space();
     }
     partial.fragments.emplace(header.index, std::string(payload));
     held_bytes_ += cost;

@@ -55,6 +55,15 @@ uint32_t FragmentCountFor(uint64_t total_size, uint64_t max_fragment_payload);
 // fragments than bytes, or a layout whose last fragment would be empty).
 absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t total_size);
 
+// The same for a triple known to be consistent (a sender's own cut, or one
+// LayoutOf accepted): no checks. The last fragment takes what is left.
+inline FragmentLayout LayoutOfValid(uint32_t index, uint32_t count, uint64_t total_size) {
+  if (total_size == 0) return FragmentLayout{0, 0};
+  const uint64_t chunk = (total_size + count - 1) / count;
+  const uint64_t offset = chunk * index;
+  return FragmentLayout{offset, index + 1 == count ? total_size - offset : chunk};
+}
+
 // Upper bounds of the heap the reassembler holds besides payload (checked by
 // tests/reliable/endpoint_test.cc with a counting allocator; see
 // docs/security.md, "Memory per connection").

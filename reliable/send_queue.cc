@@ -22,15 +22,6 @@ void Compact(std::vector<T>& v, size_t& head) {
   }
 }
 
-// Offset and length of fragment `index` of a message the queue cut itself
-// (valid by construction: LayoutOf's checks are for what a peer sends).
-FragmentLayout LayoutOfOwn(uint32_t index, uint32_t count, uint64_t total_size) {
-  if (total_size == 0) return FragmentLayout{0, 0};
-  const uint64_t chunk = (total_size + count - 1) / count;
-  const uint64_t offset = chunk * index;
-  return FragmentLayout{offset, std::min(chunk, total_size - offset)};
-}
-
 }  // namespace
 
 SendQueue::Message* SendQueue::Find(uint64_t number) {
@@ -124,7 +115,8 @@ bool SendQueue::WindowAllows(const Message& m) const {
 
 OutgoingFragment SendQueue::Make(uint64_t number, Message& m, uint32_t index,
                                  bool retransmission) {
-  const FragmentLayout layout = LayoutOfOwn(index, m.count, m.bytes.size());
+  // Valid by construction (FragmentCountFor).
+  const FragmentLayout layout = LayoutOfValid(index, m.count, m.bytes.size());
   OutgoingFragment f;
   f.id = FragmentId{number, index};
   f.channel = m.channel;
@@ -270,7 +262,7 @@ SendQueue::Pick SendQueue::Candidate() {
 std::optional<size_t> SendQueue::PeekPayloadSize() {
   const Pick pick = Candidate();
   if (pick.lane == nullptr) return std::nullopt;
-  return LayoutOfOwn(pick.index, pick.message->count, pick.message->bytes.size()).length;
+  return LayoutOfValid(pick.index, pick.message->count, pick.message->bytes.size()).length;
 }
 
 std::optional<OutgoingFragment> SendQueue::Next() { return Next(UINT64_MAX); }
@@ -280,7 +272,7 @@ std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
   if (pick.lane == nullptr) return std::nullopt;
   Message& m = *pick.message;
   if (max_payload != UINT64_MAX &&
-      LayoutOfOwn(pick.index, m.count, m.bytes.size()).length > max_payload) {
+      LayoutOfValid(pick.index, m.count, m.bytes.size()).length > max_payload) {
     return std::nullopt;
   }
   OutgoingFragment f;

@@ -167,7 +167,7 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
   OnSpuriousLosses(now, ack, rtt, &result.spurious);
 
   // Newly acknowledged packets: the tracked ones inside any range.
-  // Ranges are clipped to the ring, whose span is bounded (max_packets).
+  // Ranges are clipped to the ring, whose span is bounded (2 x max_packets).
   for (const proto::AckRange& range : ack.ranges) {
     const uint64_t from = std::max(range.smallest, packets_.first());
     for (uint64_t n = from; n <= range.largest && n < packets_.end(); ++n) {
