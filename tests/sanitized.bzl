@@ -11,6 +11,11 @@ other from the cache.
 
 The seeded scenario tests run 5-20x slower under the sanitizers; their twins
 run 8 of the 200 seeds (UDPMSG_SIM_SEEDS), the plain tests all of them.
+
+A test that only drives a binary as a subprocess (the CLI tests that run no
+library code of their own) names it in `sanitized_binary`: its twin runs the
+plain build of the test against that binary rebuilt under ASan+UBSan, which
+is what is under test, instead of rebuilding the driver too.
 """
 
 # -O1 (after .bazelrc's -O2, so it wins): the level AddressSanitizer's own
@@ -98,6 +103,50 @@ asan_ubsan_test = rule(
     doc = "Runs a cc_test rebuilt with -fsanitize=address,undefined.",
 )
 
+def _sanitized_driver_test_impl(ctx):
+    binary_target = ctx.attr.binary[0] if type(ctx.attr.binary) == "list" else ctx.attr.binary
+    sanitized = binary_target[DefaultInfo].files_to_run.executable
+    driver = ctx.attr.test[DefaultInfo].files_to_run.executable
+    executable = ctx.actions.declare_file(ctx.label.name)
+    ctx.actions.symlink(output = executable, target_file = driver, is_executable = True)
+
+    # The plain test's runfiles with the binary swapped for its sanitized
+    # build at the same path (the test finds it there).
+    plain = ctx.attr.test[DefaultInfo].default_runfiles.files.to_list()
+    kept = [f for f in plain if f.short_path != sanitized.short_path]
+    if len(kept) == len(plain):
+        fail("%s does not have %s in its runfiles" % (ctx.attr.test.label, sanitized.short_path))
+    runfiles = ctx.runfiles(files = kept + [driver, sanitized]).merge(
+        binary_target[DefaultInfo].default_runfiles,
+    )
+    return [
+        DefaultInfo(executable = executable, runfiles = runfiles),
+        testing.TestEnvironment(_SANITIZER_ENV),
+    ]
+
+asan_ubsan_driver_test = rule(
+    implementation = _sanitized_driver_test_impl,
+    test = True,
+    attrs = {
+        "test": attr.label(
+            mandatory = True,
+            executable = True,
+            cfg = "target",
+            doc = "The plain cc_test that drives `binary` as a subprocess.",
+        ),
+        "binary": attr.label(
+            mandatory = True,
+            executable = True,
+            cfg = _asan_ubsan_transition,
+            doc = "The binary to rebuild under ASan+UBSan for the run.",
+        ),
+        "_allowlist_function_transition": attr.label(
+            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+        ),
+    },
+    doc = "Runs a plain cc_test against a binary rebuilt with -fsanitize=address,undefined.",
+)
+
 # A sanitized run gets the next longer timeout than the plain one.
 _SIZE_TIMEOUT = {"small": "short", "medium": "moderate", "large": "long", "enormous": "eternal"}
 _LONGER_TIMEOUT = {"short": "moderate", "moderate": "long", "long": "eternal", "eternal": "eternal"}
@@ -124,11 +173,14 @@ _TWIN_TEST_COPTS = select({
     "//conditions:default": [],
 })
 
-def udpmsg_cc_test(name, size = "small", timeout = None, shard_count = None, args = None, tags = [], optimized = False, copts = [], linkopts = [], **kwargs):
+def udpmsg_cc_test(name, size = "small", timeout = None, shard_count = None, args = None, tags = [], optimized = False, copts = [], linkopts = [], sanitized_binary = None, **kwargs):
     """cc_test `name` and its ASan+UBSan twin `name + "_asan_ubsan"`.
 
     `optimized`: compile the test's own sources like the libraries (-O2)
     instead of -O0, for tests whose hot loops are in the test file.
+    `sanitized_binary`: for a test that only drives this binary (also in its
+    `data`) as a subprocess: the twin runs the plain test against the binary
+    rebuilt under ASan+UBSan.
     """
     native.cc_test(
         name = name,
@@ -141,13 +193,18 @@ def udpmsg_cc_test(name, size = "small", timeout = None, shard_count = None, arg
         tags = tags,
         **kwargs
     )
-    asan_ubsan_test(
+    twin_kwargs = {"test": ":" + name}
+    twin_rule = asan_ubsan_test
+    if sanitized_binary:
+        twin_kwargs["binary"] = sanitized_binary
+        twin_rule = asan_ubsan_driver_test
+    twin_rule(
         name = name + "_asan_ubsan",
-        test = ":" + name,
         size = size,
         timeout = _LONGER_TIMEOUT[timeout or _SIZE_TIMEOUT[size]],
         shard_count = shard_count,
         args = args,
         tags = tags + ["asan", "ubsan"],
         testonly = True,
+        **twin_kwargs
     )

@@ -324,5 +324,29 @@ TEST(OutDashTest, DashIsAValueWithoutWarnings) {
   }
 }
 
+// The sanitized twin runs this (plain) test against //cli:udpmsg rebuilt
+// under ASan+UBSan (sanitized_binary in tests/cli/BUILD): the binary it
+// starts must be that build there, and the plain one otherwise. ASan prints
+// its flags when ASAN_OPTIONS asks for help; a plain binary ignores it.
+TEST(SanitizedTwinTest, TheBinaryIsSanitizedExactlyInTheTwin) {
+  const char* env = std::getenv("UDPMSG_SANITIZERS");
+  const bool twin = env != nullptr && *env != '\0';
+  const char* old = std::getenv("ASAN_OPTIONS");
+  const std::string saved = old == nullptr ? "" : old;
+  ::setenv("ASAN_OPTIONS", absl::StrCat(saved, saved.empty() ? "" : ":", "help=1").c_str(), 1);
+  const Result r = RunUdpmsg({"--version"});
+  if (old == nullptr) {
+    ::unsetenv("ASAN_OPTIONS");
+  } else {
+    ::setenv("ASAN_OPTIONS", saved.c_str(), 1);
+  }
+  EXPECT_EQ(r.code, 0) << r.err;
+  if (twin) {
+    EXPECT_THAT(r.err, HasSubstr("Available flags for AddressSanitizer"));
+  } else {
+    EXPECT_THAT(r.err, Not(HasSubstr("AddressSanitizer")));
+  }
+}
+
 }  // namespace
 }  // namespace udpmsg::testing
