@@ -245,11 +245,14 @@ absl::StatusOr<BulkOutcome> SendSized(Transport& t, PeerId peer, const Payload& 
   BulkOutcome o;
   o.transport = t.name();
   o.bytes = p->result.received;
-  o.verified = p->result.received == data.size() && p->result.checksum == payload.checksum;
+  // An older receiver checksums with version 1.
+  const uint64_t expected = p->result.checksum_version == kChecksumVersion
+                                ? payload.checksum
+                                : CyclicChecksum(data, data.size(), p->result.checksum_version);
+  o.verified = p->result.received == data.size() && p->result.checksum == expected;
   if (!o.verified) {
     o.error = absl::StrFormat("receiver got %d of %d bytes, checksum %016x, expected %016x",
-                              p->result.received, data.size(), p->result.checksum,
-                              payload.checksum);
+                              p->result.received, data.size(), p->result.checksum, expected);
   }
   absl::Time end = p->result.last_byte;
   if (end < p->start || end > p->done) {
@@ -278,7 +281,8 @@ absl::StatusOr<BulkOutcome> SendTimed(Transport& t, PeerId peer, const Payload& 
   BulkOutcome o;
   o.transport = t.name();
   o.bytes = p->result.received;
-  const uint64_t expected = CyclicChecksum(data, p->result.received);
+  const uint64_t expected =
+      CyclicChecksum(data, p->result.received, p->result.checksum_version);
   o.verified = p->result.received > 0 && p->result.checksum == expected;
   if (!o.verified) {
     o.error = absl::StrFormat("receiver counted %d bytes, checksum %016x, expected %016x",

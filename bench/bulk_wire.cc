@@ -12,11 +12,17 @@ namespace {
 constexpr uint64_t kHeaderMagic = 0x4b4c5542474d5355;  // "USMGBULK", little-endian
 constexpr uint64_t kTimedMagic = 0x454d4954474d5355;     // "USMGTIME"
 constexpr uint64_t kResultV1Magic = 0x544c5352474d5355;  // "USMGRSLT"
-constexpr uint64_t kResultMagic = 0x32534552474d5355;    // "USMGRES2"
+constexpr uint64_t kResultV2Magic = 0x32534552474d5355;  // "USMGRES2"
+constexpr uint64_t kResultMagic = 0x33534552474d5355;    // "USMGRES3"
 
+// Little-endian 64-bit load (one instruction here; a loop of byte shifts
+// was 0.39 s per GB of checksum, most of it).
 uint64_t Load(const char* p) {
-  uint64_t v = 0;
-  for (int b = 7; b >= 0; --b) v = (v << 8) | static_cast<uint8_t>(p[b]);
+  uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  v = __builtin_bswap64(v);
+#endif
   return v;
 }
 
@@ -35,32 +41,61 @@ uint64_t SplitMix64(uint64_t x) {
 
 }  // namespace
 
+namespace {
+constexpr uint64_t kFnvBasis = 0xCBF29CE484222325ULL;
+constexpr uint64_t kFnvPrime = 0x100000001B3ULL;
+
+uint64_t Fold(uint64_t h, uint64_t word) {
+  h = (h ^ word) * kFnvPrime;
+  return h ^ (h >> 32);
+}
+}  // namespace
+
+Checksum::Checksum(int version) : lanes_(version >= 2 ? kMaxLanes : 1) {
+  for (size_t i = 0; i < kMaxLanes; ++i) h_[i] = kFnvBasis + i * 0x9E3779B97F4A7C15ULL;
+}
+
+void Checksum::MixWord(size_t lane, uint64_t word) { h_[lane] = Fold(h_[lane], word); }
+
 void Checksum::Update(absl::string_view data) {
   total_ += data.size();
+  const size_t block = 8 * lanes_;
   size_t i = 0;
   if (tail_len_ > 0) {
-    while (tail_len_ < 8 && i < data.size()) tail_[tail_len_++] = data[i++];
-    if (tail_len_ < 8) return;
-    Mix(Load(tail_));
+    const size_t take = std::min(block - tail_len_, data.size());
+    std::memcpy(tail_ + tail_len_, data.data(), take);
+    tail_len_ += take;
+    i = take;
+    if (tail_len_ < block) return;
+    for (size_t l = 0; l < lanes_; ++l) MixWord(l, Load(tail_ + 8 * l));
     tail_len_ = 0;
   }
-  for (; i + 8 <= data.size(); i += 8) Mix(Load(data.data() + i));
-  while (i < data.size()) tail_[tail_len_++] = data[i++];
+  const char* p = data.data();
+  if (lanes_ == kMaxLanes) {
+    uint64_t a = h_[0], b = h_[1], c = h_[2], d = h_[3];
+    for (; i + 32 <= data.size(); i += 32) {
+      a = Fold(a, Load(p + i));
+      b = Fold(b, Load(p + i + 8));
+      c = Fold(c, Load(p + i + 16));
+      d = Fold(d, Load(p + i + 24));
+    }
+    h_[0] = a, h_[1] = b, h_[2] = c, h_[3] = d;
+  } else {
+    for (; i + 8 <= data.size(); i += 8) MixWord(0, Load(p + i));
+  }
+  std::memcpy(tail_, p + i, data.size() - i);
+  tail_len_ = data.size() - i;
 }
 
 uint64_t Checksum::Final() const {
   Checksum c = *this;
   if (c.tail_len_ > 0) {
-    std::memset(c.tail_ + c.tail_len_, 0, 8 - c.tail_len_);
-    c.Mix(Load(c.tail_));
+    std::memset(c.tail_ + c.tail_len_, 0, sizeof(c.tail_) - c.tail_len_);
+    for (size_t w = 0; w * 8 < c.tail_len_; ++w) c.MixWord(w, Load(c.tail_ + 8 * w));
   }
-  c.Mix(total_);
-  return c.h_;
-}
-
-void Checksum::Mix(uint64_t word) {
-  h_ = (h_ ^ word) * 0x100000001B3ULL;
-  h_ ^= h_ >> 32;
+  uint64_t r = c.h_[0];
+  for (size_t l = 1; l < c.lanes_; ++l) r = Fold(r, c.h_[l]);
+  return Fold(r, c.total_);
 }
 
 Payload MakePayload(uint64_t size, uint64_t seed) {
@@ -92,8 +127,8 @@ std::string EncodeTimedHeader(absl::Duration duration) {
   return out;
 }
 
-uint64_t CyclicChecksum(absl::string_view data, uint64_t length) {
-  Checksum c;
+uint64_t CyclicChecksum(absl::string_view data, uint64_t length, int version) {
+  Checksum c(version);
   for (; length >= data.size() && !data.empty(); length -= data.size()) c.Update(data);
   c.Update(data.substr(0, length));
   return c.Final();
@@ -112,7 +147,7 @@ std::string EncodeResult(const BulkResult& r) {
 absl::StatusOr<size_t> ResultLength(absl::string_view prefix) {
   if (prefix.size() < 8) return 0;
   const uint64_t magic = GetU64(prefix, 0);
-  if (magic == kResultMagic) return kBulkResultBytes;
+  if (magic == kResultMagic || magic == kResultV2Magic) return kBulkResultBytes;
   if (magic == kResultV1Magic) return kBulkResultV1Bytes;
   return absl::DataLossError("the receiver's result is malformed (unknown magic)");
 }
@@ -126,6 +161,7 @@ absl::StatusOr<BulkResult> DecodeResult(absl::string_view in) {
   BulkResult r;
   r.received = GetU64(in, 8);
   r.checksum = GetU64(in, 16);
+  r.checksum_version = GetU64(in, 0) == kResultMagic ? kChecksumVersion : 1;
   r.last_byte = absl::FromUnixNanos(static_cast<int64_t>(GetU64(in, 24)));
   if (*length == kBulkResultBytes) {
     r.receiver_cpu_ns = static_cast<int64_t>(GetU64(in, 32));

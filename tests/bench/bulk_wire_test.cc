@@ -3,7 +3,9 @@
 // including every rejection it lists.
 #include "bench/bulk_wire.h"
 
+#include <cstdint>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -19,10 +21,58 @@ const absl::Time kT0 = absl::FromUnixSeconds(1700000000);
 
 TEST(ChecksumTest, DoesNotDependOnHowTheInputIsSplit) {
   const Payload p = MakePayload(1000, 7);
-  for (size_t piece : {1u, 3u, 7u, 8u, 9u, 64u, 999u}) {
+  for (int version : {1, 2}) {
+    Checksum whole(version);
+    whole.Update(p.data);
+    if (version == kChecksumVersion) EXPECT_EQ(whole.Final(), p.checksum);
+    for (size_t piece : {1u, 3u, 7u, 8u, 9u, 31u, 32u, 33u, 64u, 999u}) {
+      Checksum c(version);
+      for (size_t at = 0; at < p.data.size(); at += piece) c.Update(p.data.substr(at, piece));
+      EXPECT_EQ(c.Final(), whole.Final()) << "version " << version << ", pieces of " << piece;
+    }
+  }
+}
+
+// Version 1 as receivers before "USMGRES3" compute it: one FNV-1a lane over
+// little-endian words, the tail zero-padded, then the length.
+uint64_t ReferenceVersionOne(const std::string& data) {
+  uint64_t h = 0xCBF29CE484222325ULL;
+  const auto mix = [&h](uint64_t word) {
+    h = (h ^ word) * 0x100000001B3ULL;
+    h ^= h >> 32;
+  };
+  for (size_t i = 0; i < data.size(); i += 8) {
+    uint64_t word = 0;
+    for (size_t b = 0; b < 8 && i + b < data.size(); ++b) {
+      word |= uint64_t{static_cast<uint8_t>(data[i + b])} << (8 * b);
+    }
+    mix(word);
+  }
+  mix(data.size());
+  return h;
+}
+
+TEST(ChecksumTest, VersionOneIsWhatOlderReceiversSend) {
+  const Payload p = MakePayload(1000, 9);
+  for (size_t length : {0u, 1u, 7u, 8u, 31u, 32u, 33u, 1000u}) {
+    Checksum c(1);
+    c.Update(p.data.substr(0, length));
+    EXPECT_EQ(c.Final(), ReferenceVersionOne(p.data.substr(0, length))) << length;
+    EXPECT_EQ(CyclicChecksum(p.data, length, 1), c.Final()) << length;
+  }
+  EXPECT_NE(CyclicChecksum(p.data, 1000, 1), p.checksum);
+}
+
+// Words in different lanes swapped whole, or two words of one lane swapped.
+TEST(ChecksumTest, SeesWholeWordsMovedAcrossAndWithinLanes) {
+  const Payload p = MakePayload(96, 2);
+  for (const auto& [a, b] : {std::pair<size_t, size_t>{0, 1}, {0, 4}, {3, 11}, {1, 2}}) {
+    std::string moved = p.data;
+    for (size_t i = 0; i < 8; ++i) std::swap(moved[8 * a + i], moved[8 * b + i]);
+    ASSERT_NE(moved, p.data);
     Checksum c;
-    for (size_t at = 0; at < p.data.size(); at += piece) c.Update(p.data.substr(at, piece));
-    EXPECT_EQ(c.Final(), p.checksum) << "pieces of " << piece;
+    c.Update(moved);
+    EXPECT_NE(c.Final(), p.checksum) << "words " << a << " and " << b;
   }
 }
 
@@ -50,9 +100,10 @@ TEST(ResultTest, RoundTrips) {
   const BulkResult r{12345, 0xdeadbeefcafef00dULL, kT0 + absl::Nanoseconds(17), 987654321};
   const std::string wire = EncodeResult(r);
   EXPECT_EQ(wire.size(), kBulkResultBytes);
-  EXPECT_EQ(wire.substr(0, 8), "USMGRES2");
+  EXPECT_EQ(wire.substr(0, 8), "USMGRES3");
   absl::StatusOr<BulkResult> back = DecodeResult(wire);
   ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checksum_version, kChecksumVersion);
   EXPECT_EQ(back->received, r.received);
   EXPECT_EQ(back->checksum, r.checksum);
   EXPECT_EQ(back->last_byte, r.last_byte);
@@ -78,8 +129,24 @@ TEST(ResultTest, DecodesVersionOneWithoutCpu) {
   EXPECT_EQ(back->checksum, 0x1122334455667788ULL);
   EXPECT_EQ(back->last_byte, kT0);
   EXPECT_EQ(back->receiver_cpu_ns, -1);
+  EXPECT_EQ(back->checksum_version, 1);
   // Version 1 is exactly 32 bytes.
   EXPECT_EQ(DecodeResult(v1 + "12345678").status().code(), absl::StatusCode::kDataLoss);
+}
+
+// A server from before checksum version 2 answers "USMGRES2": the same
+// layout, its checksum of version 1.
+TEST(ResultTest, DecodesUsmgres2WithChecksumVersionOne) {
+  std::string v2 = EncodeResult(BulkResult{777, 0x1122334455667788ULL, kT0, 5});
+  v2 = "USMGRES2" + v2.substr(8);
+  absl::StatusOr<size_t> length = ResultLength(v2.substr(0, 8));
+  ASSERT_TRUE(length.ok());
+  EXPECT_EQ(*length, kBulkResultBytes);
+  absl::StatusOr<BulkResult> back = DecodeResult(v2);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->checksum, 0x1122334455667788ULL);
+  EXPECT_EQ(back->receiver_cpu_ns, 5);
+  EXPECT_EQ(back->checksum_version, 1);
 }
 
 TEST(ResultTest, LengthNeedsTheMagic) {
