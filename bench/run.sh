@@ -70,7 +70,7 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
                          [--cc newreno|bbr] [--ccs "newreno bbr"] [--delay 10ms] [--bin PATH]
                          [--out DIR] [--timeout 30s] [--emulator nft|nfqueue]
                          [--tcp-cc cubic|bbr|reno] [--transports "udpmsg tcp tcp-cubic tcp-reno enet"]
-                         [--fast-size 256MiB] [--fast-losses "0 1"]
+                         [--fast-size 256MiB] [--fast-losses "0 1"] [--fast-runs 5]
                          [--fast-transports "udpmsg tcp-cubic tcp-bbr enet"]
                          [--fairness-duration 30s] [--fairness-ccs "newreno bbr"]
                          [--fairness-flows udpmsg,udpmsg,tcp-cubic]
@@ -78,7 +78,7 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
                          [--connections-idle 10s] [--connections-load 10s]
                          [--cluster-seconds 5] [--cluster-latency-seconds 3] [--cluster-bin PATH]
   --quick      shorter runs: 4 MiB transfers, 2 s latency runs, 50000-message
-               rate runs, 32 MiB fast-path transfers, 10 s fairness runs,
+               rate runs, 32 MiB fast-path transfers (one run each), 10 s fairness runs,
                1000 connections, 2 s cluster runs; results in DIR/report-quick*
   --only       the benchmarks to run (default "rate latency bulk fast fairness
                connections cluster"; with --delay "rate latency bulk fairness")
@@ -95,6 +95,9 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
   --fast-size  bytes per fast-path transfer (default 256MiB)
   --fast-losses     fast-path loss rates in percent (default "0 1")
   --fast-transports fast-path transports (default "udpmsg tcp-cubic tcp-bbr enet")
+  --fast-runs  rounds of the fast paths (default 5): each round runs every transport
+               once (in the table's order); tables and targets use each
+               transport's median (goodput and CPU), the report shows the range
   --fairness-duration  how long the fairness flows run together (default 30s)
   --fairness-ccs    one fairness run per udpmsg congestion controller (default "newreno bbr")
   --fairness-flows  the flows of a fairness run (default udpmsg,udpmsg,tcp-cubic)
@@ -139,6 +142,7 @@ CCS=
 FAST_SIZE=256MiB
 FAST_LOSSES="0 1"
 FAST_TRANSPORTS="udpmsg tcp-cubic tcp-bbr enet"
+FAST_RUNS=5
 FAIR_DURATION=30s
 FAIR_CCS="newreno bbr"
 FAIR_FLOWS=udpmsg,udpmsg,tcp-cubic
@@ -157,7 +161,7 @@ DELAY=
 EMULATOR=
 while (($#)); do
   case $1 in
-    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB
+    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB; FAST_RUNS=1
              FAIR_DURATION=10s; CONN_N=1000; CLUSTER_SECONDS=2; CLUSTER_LAT_SECONDS=2 ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
@@ -168,6 +172,7 @@ while (($#)); do
     --cc) CC=${2:?}; CC_GIVEN=1; shift ;;
     --ccs) CCS=${2:?}; shift ;;
     --fast-size) FAST_SIZE=${2:?}; shift ;;
+    --fast-runs) FAST_RUNS=${2:?}; shift ;;
     --fast-losses) FAST_LOSSES=${2:?}; shift ;;
     --fast-transports) FAST_TRANSPORTS=${2:?}; shift ;;
     --fairness-duration) FAIR_DURATION=${2:?}; shift ;;
@@ -534,8 +539,46 @@ fi
 
 # --- 4. Fast paths ------------------------------------------------------------------
 # Rows of bench bulk's CSV with a leading path column (veth, loopback).
+# Every fast-path transfer goes to FAST_RUNS_CSV; FAST_CSV holds one row per
+# path, transport and loss: the median of its runs (see fast_medians).
+FAST_RUNS_CSV=$WORK/fast-runs.csv
 FAST_CSV=$WORK/fast.csv
+: >"$FAST_RUNS_CSV"
 : >"$FAST_CSV"
+# fast_medians RUNS-CSV: per path, transport and loss, the median goodput,
+# seconds, MB/s, retransmits and sender and receiver CPU of its runs (each
+# column's own median), verified only when every run was, and three more
+# columns: runs, min and max Mbit/s. On these shared 2-CPU machines one
+# transfer of a fast path varies by 10-25% from the next (TCP too).
+fast_medians() {
+  awk -F, -v OFS=, '
+    function median(list,   n, a, i, j, x) {
+      n = split(list, a, " ")
+      for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
+      if (n == 0) return "-"
+      return n % 2 ? a[(n + 1) / 2] : sprintf("%.4g", (a[n / 2] + a[n / 2 + 1]) / 2)
+    }
+    NR == 1 { print $0, "runs", "min_mbit_s", "max_mbit_s"; next }
+    {
+      k = $1 SUBSEP $2 SUBSEP $3
+      if (!(k in runs)) { order[++nk] = k; bytes[k] = $4; ok[k] = 1 }
+      runs[k]++
+      if ($10 != "yes") { ok[k] = 0; next }
+      secs[k] = secs[k] " " $5; mbs[k] = mbs[k] " " $6; rate[k] = rate[k] " " $7; rtx[k] = rtx[k] " " $9
+      if ($11 != "-") snd[k] = snd[k] " " $11
+      if ($12 != "-") rcv[k] = rcv[k] " " $12
+      if (!(k in lo) || $7 + 0 < lo[k]) lo[k] = $7 + 0
+      if (!(k in hi) || $7 + 0 > hi[k]) hi[k] = $7 + 0
+    }
+    END {
+      for (i = 1; i <= nk; i++) {
+        k = order[i]; split(k, f, SUBSEP)
+        if (!ok[k]) { print f[1], f[2], f[3], bytes[k], "-", "-", "-", "-", "-", "no", "-", "-", runs[k], "-", "-"; continue }
+        print f[1], f[2], f[3], bytes[k], median(secs[k]), median(mbs[k]), median(rate[k]), "-", median(rtx[k]), "yes",
+          median(snd[k]), median(rcv[k]), runs[k], lo[k], hi[k]
+      }
+    }' "$1"
+}
 if wants fast; then
   # The tbf veth's loss rule must not touch the fast paths' packets, nor the
   # NFQUEUE emulators run (they only see ua0/ub0).
@@ -544,17 +587,20 @@ if wants fast; then
     if [[ $path == veth ]]; then peer=$IP_B1:$PORT; else peer=127.0.0.1:$LO_PORT; fi
     for loss in $FAST_LOSSES; do
       set_fast_loss "$loss"
-      echo "bench/run.sh: fast path $path, $FAST_SIZE per transfer at ${loss}% loss ..." >&2
-      part=$WORK/part.csv
-      if ! bulk_client "$peer" "$FAST_SIZE" "$loss" "$CC" "$FAST_TRANSPORTS" \
-          "$WORK/fast-client.log"; then
-        echo "bench/run.sh: some fast-path transfers failed ($path, ${loss}% loss; rows marked verified=no)" >&2
-        FAILED=1
-      fi
-      awk -v p="$path" 'NR == 1 { print "path," $0; next } { print p "," $0 }' "$part" >"$part.path"
-      append_rows "$part.path" "$FAST_CSV"
+      for ((round = 1; round <= FAST_RUNS; round++)); do
+        echo "bench/run.sh: fast path $path, $FAST_SIZE per transfer at ${loss}% loss, round $round of $FAST_RUNS ..." >&2
+        part=$WORK/part.csv
+        if ! bulk_client "$peer" "$FAST_SIZE" "$loss" "$CC" "$FAST_TRANSPORTS" \
+            "$WORK/fast-client.log"; then
+          echo "bench/run.sh: some fast-path transfers failed ($path, ${loss}% loss; rows marked verified=no)" >&2
+          FAILED=1
+        fi
+        awk -v p="$path" 'NR == 1 { print "path," $0; next } { print p "," $0 }' "$part" >"$part.path"
+        append_rows "$part.path" "$FAST_RUNS_CSV"
+      done
     done
   done
+  fast_medians "$FAST_RUNS_CSV" >"$FAST_CSV"
   ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
   ip netns exec "$NS_B" nft flush chain inet udpmsg_bench input
 fi
@@ -630,12 +676,13 @@ END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fairness}.csv "$OUT/$NAME-bulk.png" \
+rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fast-runs,fairness}.csv "$OUT/$NAME-bulk.png" \
   "$OUT/$NAME-connections.json" "$OUT/$NAME-cluster.md"
 [[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
 [[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
 [[ -s $CSV ]] && cp "$CSV" "$OUT/$NAME-bulk.csv"
 [[ -s $FAST_CSV ]] && cp "$FAST_CSV" "$OUT/$NAME-fast.csv"
+[[ -s $FAST_RUNS_CSV ]] && cp "$FAST_RUNS_CSV" "$OUT/$NAME-fast-runs.csv"
 [[ -s $FAIR_CSV ]] && cp "$FAIR_CSV" "$OUT/$NAME-fairness.csv"
 [[ -s $CONN_JSON ]] && cp "$CONN_JSON" "$OUT/$NAME-connections.json"
 [[ -s $CLUSTER_MD ]] && cp "$CLUSTER_MD" "$OUT/$NAME-cluster.md"
@@ -828,13 +875,14 @@ cc_side_by_side() {
 fast_table() {
   awk -F, -v transports="$FAST_TRANSPORTS" 'NR > 1 {
       k = $1 "@" $2 "@" $3; ok[k] = ($10 == "yes"); rate[k] = $7; snd[k] = $11; rcv[k] = $12; rtx[k] = $9
+      range[k] = ($10 == "yes" && $13 > 1) ? sprintf("%.0f-%.0f (%d runs)", $14, $15, $13) : ($13 == "" ? "-" : $13 " run" ($13 > 1 ? "s" : ""))
       if (!(($1 "@" $3) in seen)) { seen[$1 "@" $3] = 1; keys[++nk] = $1 "@" $3 }
     }
     function ratio(a, b) { return (a == "" || b == "" || a == "-" || b == "-" || b + 0 <= 0) ? "-" : sprintf("%.2fx", a / b) }
     END {
       n = split(transports, t, " ")
-      print "| path | loss | transport | Mbit/s | vs udpmsg | retransmits | sender CPU s/GB | receiver CPU s/GB | total CPU s/GB | CPU vs udpmsg |"
-      print "|---|---|---|---|---|---|---|---|---|---|"
+      print "| path | loss | transport | Mbit/s (median) | range | vs udpmsg | retransmits | sender CPU s/GB | receiver CPU s/GB | total CPU s/GB | CPU vs udpmsg |"
+      print "|---|---|---|---|---|---|---|---|---|---|---|"
       for (k = 1; k <= nk; k++) {
         split(keys[k], pl, "@")
         u = pl[1] "@udpmsg@" pl[2]
@@ -844,7 +892,7 @@ fast_table() {
           if (!(r in rate)) continue
           g = ok[r] ? rate[r] : "-"
           c = (ok[r] && snd[r] != "-" && rcv[r] != "-") ? sprintf("%.2f", snd[r] + rcv[r]) : "-"
-          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pl[1], pl[2], t[i], g,
+          printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pl[1], pl[2], t[i], g, range[r],
             t[i] == "udpmsg" ? "" : ratio(ok[u] ? rate[u] : "", g), rtx[r], ok[r] ? snd[r] : "-", ok[r] ? rcv[r] : "-", c,
             t[i] == "udpmsg" ? "" : ratio(ucpu, c)
         }
@@ -921,7 +969,10 @@ MD=$OUT/$NAME.md
     echo
     fast_table
     echo
-    echo "vs udpmsg: udpmsg's goodput / this row's (CPU: udpmsg's total / this row's). CPU s/GB:"
+    echo "Each figure is the median of $FAST_RUNS runs (rounds of every transport one after the"
+    echo "other; range: the slowest and the fastest run; every run is in $NAME-fast-runs.csv)."
+    echo "vs udpmsg: udpmsg's median goodput / this row's (CPU: udpmsg's total / this row's)."
+    echo "CPU s/GB:"
     echo "CPU seconds (user + system, CLOCK_THREAD_CPUTIME_ID) of the sending and the receiving"
     echo "thread per 10^9 bytes delivered, each measured by its own end around the transfer (the"
     echo "receiver reports its figure in its result); the kernel's softirq work is charged to"
