@@ -10,7 +10,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/subprocess.h"
@@ -23,36 +22,9 @@ using ::testing::HasSubstr;
 using ::testing::SizeIs;
 using ::testing::StartsWith;
 
-constexpr absl::Duration kTimeout = absl::Seconds(10);
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
-}
-
 // How a run of udpmsg ended: exit code (-1: did not end in time), stdout,
 // stderr.
-struct Outcome {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-// Runs `udpmsg ARGS...` with stdin closed, to its end; EXPECTs that it ends
-// in time.
-Outcome RunUdpmsg(std::vector<std::string> args) {
-  args.insert(args.begin(), UdpmsgPath());
-  Outcome run;
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return run;
-  (*p)->CloseStdin();
-  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  run.code = code.ok() ? *code : -1;
-  run.out = (*p)->stdout_text();
-  run.err = (*p)->stderr_text();
-  return run;
-}
+using Outcome = RunResult;
 
 // Each command that takes a destination HOST:PORT, given `host_port`: the
 // command name its usage errors start with, and its arguments.

@@ -27,25 +27,9 @@ using ::testing::HasSubstr;
 
 constexpr absl::Duration kTimeout = absl::Seconds(240);
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Result = RunResult;
 
-Result RunCli(std::vector<std::string> args) {
-  args.insert(args.begin(), UdpmsgPath());
-  Result r;
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return r;
-  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  r.code = code.ok() ? *code : -1;
-  r.out = (*p)->stdout_text();
-  r.err = (*p)->stderr_text();
-  return r;
-}
+Result RunCli(std::vector<std::string> args) { return RunUdpmsg(std::move(args), "", kTimeout); }
 
 // The CSV lines split into cells; the first is the header.
 std::vector<std::vector<std::string>> Csv(const std::string& out) {

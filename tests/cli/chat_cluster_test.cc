@@ -28,7 +28,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
@@ -47,10 +46,6 @@ using ::testing::StartsWith;
 constexpr absl::Duration kTimeout = absl::Seconds(20);
 // Everything of a lossy exchange: generous, the usual run takes seconds.
 constexpr absl::Duration kLongTimeout = absl::Seconds(90);
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
-}
 
 std::string Address(int port) { return absl::StrCat("127.0.0.1:", port); }
 

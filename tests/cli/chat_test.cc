@@ -58,10 +58,6 @@ int ExitCode(Subprocess& p, absl::Duration timeout = kTimeout) {
   return code.ok() ? *code : -1;
 }
 
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
-}
-
 // Starts a process and returns it with the port of its "listening on" line.
 std::pair<std::unique_ptr<Subprocess>, int> StartListening(std::vector<std::string> args) {
   std::unique_ptr<Subprocess> p = Udpmsg(std::move(args));

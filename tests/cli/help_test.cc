@@ -12,7 +12,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/subprocess.h"
@@ -28,29 +27,7 @@ using ::testing::StartsWith;
 
 constexpr absl::Duration kTimeout = absl::Seconds(10);
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-Result RunUdpmsg(std::vector<std::string> args, const std::string& stdin_text = "") {
-  args.insert(args.begin(), UdpmsgPath());
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(args);
-  EXPECT_TRUE(p.ok()) << p.status();
-  if (!p.ok()) return {};
-  if (!stdin_text.empty()) {
-    EXPECT_TRUE((*p)->WriteStdin(stdin_text).ok());
-  }
-  (*p)->CloseStdin();
-  absl::StatusOr<int> code = (*p)->Wait(kTimeout);
-  EXPECT_TRUE(code.ok()) << code.status();
-  return {code.ok() ? *code : -1, (*p)->stdout_text(), (*p)->stderr_text()};
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
-}
+using Result = RunResult;
 
 // Nothing of Abseil's own error reporting leaks through.
 void ExpectNoAbseilLines(const Result& r) {

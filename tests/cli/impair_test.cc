@@ -43,10 +43,6 @@ using ::testing::StartsWith;
 
 constexpr absl::Duration kTimeout = absl::Seconds(10);
 
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
-}
-
 struct Proxy {
   std::unique_ptr<Subprocess> process;
   int port = 0;

@@ -249,6 +249,22 @@ int ExitCodeWithin(Subprocess& p, absl::Duration timeout) {
   return code.ok() ? *code : -1;
 }
 
+RunResult RunUdpmsg(std::vector<std::string> args, const std::string& stdin_text,
+                    absl::Duration timeout) {
+  std::unique_ptr<Subprocess> p = StartUdpmsg(std::move(args));
+  if (p == nullptr) return {};
+  if (!stdin_text.empty()) {
+    const absl::Status written = p->WriteStdin(stdin_text);
+    EXPECT_TRUE(written.ok()) << written;
+  }
+  p->CloseStdin();
+  return {ExitCodeWithin(*p, timeout), p->stdout_text(), p->stderr_text()};
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
 std::map<std::string, uint64_t> ImpairCounters(const std::string& stderr_text,
                                                const std::string& direction) {
   std::map<std::string, uint64_t> counters;

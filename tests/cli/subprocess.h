@@ -86,8 +86,7 @@ int FreePortPair();
 // From "listening on 127.0.0.1:4321" or "listening on [::]:4321", the port.
 absl::StatusOr<int> ParseListeningPort(const std::string& line);
 
-// For tests that run the udpmsg binary (gtest expectations on failure; other
-// tests in this package still have their own copies of these).
+// For tests that run the udpmsg binary (gtest expectations on failure).
 // `udpmsg ARGS...`; nullptr (and a failed expectation) when it cannot start.
 std::unique_ptr<Subprocess> StartUdpmsg(std::vector<std::string> args);
 
@@ -102,6 +101,22 @@ UdpmsgServer StartUdpmsgServer(std::vector<std::string> args,
 // The exit code of `p` (-1, and a failed expectation, when it did not exit
 // within `timeout`).
 int ExitCodeWithin(Subprocess& p, absl::Duration timeout);
+
+// A finished run: its exit code (-1 when it did not start or end in time)
+// and everything it wrote.
+struct RunResult {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `udpmsg ARGS...` to its end, `stdin_text` on its stdin (then closed);
+// expects it to start and to end within `timeout`.
+RunResult RunUdpmsg(std::vector<std::string> args, const std::string& stdin_text = "",
+                    absl::Duration timeout = absl::Seconds(10));
+
+// `text`'s lines, without the '\n's and without empty lines.
+std::vector<std::string> Lines(const std::string& text);
 
 // The counters of one direction ("up" or "down") from `udpmsg impair`'s
 // exit lines ("up: forwarded=12 dropped_loss=3 ..."), by name.

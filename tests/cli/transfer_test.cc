@@ -29,7 +29,6 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "apps/transfer/transfer.pb.h"
@@ -81,10 +80,6 @@ std::vector<std::string> ListDir(const std::string& path) {
     closedir(dir);
   }
   return names;
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
 // A reliable connection of our own to a `recv` on loopback port `port`, to

@@ -6,7 +6,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/cli/subprocess.h"
@@ -45,10 +44,6 @@ std::pair<std::unique_ptr<Subprocess>, int> StartServer(std::vector<std::string>
   absl::StatusOr<int> port = ParseListeningPort(line.ok() ? *line : "");
   EXPECT_TRUE(port.ok()) << port.status();
   return {std::move(server), port.ok() ? *port : 0};
-}
-
-std::vector<std::string> Lines(const std::string& text) {
-  return absl::StrSplit(text, '\n', absl::SkipEmpty());
 }
 
 TEST(ShowIpTest, NumericAddressesPrintTheirFamily) {
