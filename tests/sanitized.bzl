@@ -78,28 +78,38 @@ def _sanitized_test_impl(ctx):
     # A transitioned attribute is a list in Bazel 4, a target in later ones.
     test = ctx.attr.test[0] if type(ctx.attr.test) == "list" else ctx.attr.test
     binary = test[DefaultInfo].files_to_run.executable
+    runfiles = ctx.runfiles(files = [binary]).merge(test[DefaultInfo].default_runfiles)
+    return _twin_providers(ctx, binary, runfiles)
+
+# What both twin rules return: an executable linked to `binary`, its
+# runfiles, and the sanitizers' environment.
+def _twin_providers(ctx, binary, runfiles):
     executable = ctx.actions.declare_file(ctx.label.name)
     ctx.actions.symlink(output = executable, target_file = binary, is_executable = True)
-    runfiles = ctx.runfiles(files = [binary]).merge(test[DefaultInfo].default_runfiles)
     return [
         DefaultInfo(executable = executable, runfiles = runfiles),
         testing.TestEnvironment(_SANITIZER_ENV),
     ]
 
+# A rule with a transition on an attribute needs this allowlist (Bazel 4).
+_TRANSITION_ALLOWLIST = {
+    "_allowlist_function_transition": attr.label(
+        default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
+    ),
+}
+
 asan_ubsan_test = rule(
     implementation = _sanitized_test_impl,
     test = True,
-    attrs = {
-        "test": attr.label(
+    attrs = dict(
+        _TRANSITION_ALLOWLIST,
+        test = attr.label(
             mandatory = True,
             executable = True,
             cfg = _asan_ubsan_transition,
             doc = "The cc_test to rebuild and run under ASan+UBSan.",
         ),
-        "_allowlist_function_transition": attr.label(
-            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
-        ),
-    },
+    ),
     doc = "Runs a cc_test rebuilt with -fsanitize=address,undefined.",
 )
 
@@ -107,8 +117,6 @@ def _sanitized_driver_test_impl(ctx):
     binary_target = ctx.attr.binary[0] if type(ctx.attr.binary) == "list" else ctx.attr.binary
     sanitized = binary_target[DefaultInfo].files_to_run.executable
     driver = ctx.attr.test[DefaultInfo].files_to_run.executable
-    executable = ctx.actions.declare_file(ctx.label.name)
-    ctx.actions.symlink(output = executable, target_file = driver, is_executable = True)
 
     # The plain test's runfiles with the binary swapped for its sanitized
     # build at the same path (the test finds it there).
@@ -119,31 +127,26 @@ def _sanitized_driver_test_impl(ctx):
     runfiles = ctx.runfiles(files = kept + [driver, sanitized]).merge(
         binary_target[DefaultInfo].default_runfiles,
     )
-    return [
-        DefaultInfo(executable = executable, runfiles = runfiles),
-        testing.TestEnvironment(_SANITIZER_ENV),
-    ]
+    return _twin_providers(ctx, driver, runfiles)
 
 asan_ubsan_driver_test = rule(
     implementation = _sanitized_driver_test_impl,
     test = True,
-    attrs = {
-        "test": attr.label(
+    attrs = dict(
+        _TRANSITION_ALLOWLIST,
+        test = attr.label(
             mandatory = True,
             executable = True,
             cfg = "target",
             doc = "The plain cc_test that drives `binary` as a subprocess.",
         ),
-        "binary": attr.label(
+        binary = attr.label(
             mandatory = True,
             executable = True,
             cfg = _asan_ubsan_transition,
             doc = "The binary to rebuild under ASan+UBSan for the run.",
         ),
-        "_allowlist_function_transition": attr.label(
-            default = "@bazel_tools//tools/allowlists/function_transition_allowlist",
-        ),
-    },
+    ),
     doc = "Runs a plain cc_test against a binary rebuilt with -fsanitize=address,undefined.",
 )
 
