@@ -149,7 +149,9 @@ absl::StatusOr<size_t> ResultLength(absl::string_view prefix) {
   const uint64_t magic = GetU64(prefix, 0);
   if (magic == kResultMagic || magic == kResultV2Magic) return kBulkResultBytes;
   if (magic == kResultV1Magic) return kBulkResultV1Bytes;
-  return absl::DataLossError("the receiver's result is malformed (unknown magic)");
+  return absl::DataLossError(
+      "the receiver's result is malformed (unknown magic; a receiver newer than this udpmsg "
+      "answers in a version it does not know: run the same version on both hosts)");
 }
 
 absl::StatusOr<BulkResult> DecodeResult(absl::string_view in) {

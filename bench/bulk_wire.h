@@ -15,7 +15,8 @@
 // results decode too, with checksum version 1: "USMGRES2" (the same layout)
 // and the first version "USMGRSLT" (32 bytes, no CPU time: unknown).
 // ResultLength tells them apart from the first 8 bytes, so a stream reader
-// knows how much to wait for.
+// knows how much to wait for. Only that way round: a client older than
+// "USMGRES3" rejects a newer receiver's result as malformed.
 //
 // ReceiveState::Consume rejects (DATA_LOSS), after which the transfer is
 // over: a header whose magic is neither; a size over kMaxTransferSize; a

@@ -556,7 +556,7 @@ fast_medians() {
       n = split(list, a, " ")
       for (i = 2; i <= n; i++) { x = a[i]; for (j = i - 1; j >= 1 && a[j] + 0 > x + 0; j--) a[j + 1] = a[j]; a[j + 1] = x }
       if (n == 0) return "-"
-      return n % 2 ? a[(n + 1) / 2] : sprintf("%.4g", (a[n / 2] + a[n / 2 + 1]) / 2)
+      return n % 2 ? a[(n + 1) / 2] : sprintf("%.3f", (a[n / 2] + a[n / 2 + 1]) / 2)
     }
     NR == 1 { print $0, "runs", "min_mbit_s", "max_mbit_s"; next }
     {
