@@ -39,9 +39,6 @@ uint64_t SplitMix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-}  // namespace
-
-namespace {
 constexpr uint64_t kFnvBasis = 0xCBF29CE484222325ULL;
 constexpr uint64_t kFnvPrime = 0x100000001B3ULL;
 
@@ -49,6 +46,7 @@ uint64_t Fold(uint64_t h, uint64_t word) {
   h = (h ^ word) * kFnvPrime;
   return h ^ (h >> 32);
 }
+
 }  // namespace
 
 Checksum::Checksum(int version) : lanes_(version >= 2 ? kMaxLanes : 1) {

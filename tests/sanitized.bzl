@@ -74,9 +74,12 @@ _asan_ubsan_transition = transition(
     ],
 )
 
+# A transitioned attribute is a list in Bazel 4, a target in later ones.
+def _transitioned(attribute):
+    return attribute[0] if type(attribute) == "list" else attribute
+
 def _sanitized_test_impl(ctx):
-    # A transitioned attribute is a list in Bazel 4, a target in later ones.
-    test = ctx.attr.test[0] if type(ctx.attr.test) == "list" else ctx.attr.test
+    test = _transitioned(ctx.attr.test)
     binary = test[DefaultInfo].files_to_run.executable
     runfiles = ctx.runfiles(files = [binary]).merge(test[DefaultInfo].default_runfiles)
     return _twin_providers(ctx, binary, runfiles)
@@ -114,7 +117,7 @@ asan_ubsan_test = rule(
 )
 
 def _sanitized_driver_test_impl(ctx):
-    binary_target = ctx.attr.binary[0] if type(ctx.attr.binary) == "list" else ctx.attr.binary
+    binary_target = _transitioned(ctx.attr.binary)
     sanitized = binary_target[DefaultInfo].files_to_run.executable
     driver = ctx.attr.test[DefaultInfo].files_to_run.executable
 
