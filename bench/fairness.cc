@@ -83,6 +83,12 @@ std::string DisplayName(absl::string_view transport, const FairnessConfig& c) {
   return std::string(transport);
 }
 
+// Two decimals, or two significant digits below 0.1: a flow starved to a
+// few thousandths of its share must not print as 0.00, as if it moved nothing.
+std::string FormatShare(double share) {
+  return share < 0.1 ? absl::StrFormat("%.2g", share) : absl::StrFormat("%.2f", share);
+}
+
 }  // namespace
 
 absl::StatusOr<std::vector<std::string>> ParseFairnessFlows(absl::string_view text) {
@@ -230,7 +236,7 @@ BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const Fairnes
         absl::StrCat(o.bytes),
         ok ? absl::StrFormat("%.4g", o.seconds) : "-",
         ok ? absl::StrFormat("%.2f", o.mbps()) : "-",
-        ok && fair > 0 ? absl::StrFormat("%.2f", rates[i] / fair) : "-",
+        ok && fair > 0 ? FormatShare(rates[i] / fair) : "-",
         ok ? "yes" : "no",
     });
   }
@@ -250,7 +256,7 @@ BenchTable MakeFairnessTable(const std::vector<BulkOutcome>& rows, const Fairnes
       const double share = rates[i] / fair;
       if (share < 0.5 || share > 2) {
         outside.push_back(
-            absl::StrFormat("flow %d (%s) at %.2fx", i + 1, rows[i].transport, share));
+            absl::StrFormat("flow %d (%s) at %sx", i + 1, rows[i].transport, FormatShare(share)));
       }
     }
     t.notes.push_back(absl::StrCat(

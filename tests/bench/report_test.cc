@@ -188,6 +188,12 @@ TEST(FairnessTableTest, SharesJainAndTheTarget) {
   rows[2].seconds = 2;  // 8000, 4000, 4000
   text = FormatTable(MakeFairnessTable(rows, c), TableFormat::kText);
   EXPECT_THAT(text, HasSubstr("target: each flow within a factor of 2 of its fair share: met"));
+  rows[2].seconds = 8000;  // 8000, 4000, 1: a starved flow keeps its digits
+  t = MakeFairnessTable(rows, c);
+  EXPECT_EQ(t.rows[2][5], "0.00025");
+  EXPECT_EQ(t.rows[1][5], "1.00");
+  EXPECT_THAT(FormatTable(t, TableFormat::kText),
+              HasSubstr("NOT met: flow 3 (tcp-cubic) at 0.00025x"));
   rows[1].verified = false;
   text = FormatTable(MakeFairnessTable(rows, c), TableFormat::kText);
   EXPECT_THAT(text, HasSubstr("Jain's fairness index: not measured"));
