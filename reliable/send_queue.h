@@ -149,15 +149,11 @@ class SendQueue final {
   // fragment counts as in flight until OnAcked/OnLost.
   std::optional<OutgoingFragment> Next();
   // The same, but only a fragment of at most `max_payload` bytes: nullopt
-  // (and nothing taken) when the next one is larger. One lookup where
-  // PeekPayloadSize() then Next() take two (the sender's per-fragment path).
+  // (and nothing taken) when the next one is larger, so a packet being
+  // filled takes the next fragment only if it fits.
   std::optional<OutgoingFragment> Next(uint64_t max_payload);
   // Whether Next() would return something.
   bool HasSendable();
-  // The payload size of the fragment Next() would return; nullopt when it
-  // would return nothing. Lets the caller check that the fragment fits in
-  // the packet being filled before taking it.
-  std::optional<size_t> PeekPayloadSize();
 
   // The packet carrying `id` was acknowledged / declared lost. Unknown or
   // already-settled ids are ignored (acks may repeat).
@@ -272,7 +268,8 @@ class SendQueue final {
   // (a btree moves its values on insert and erase).
   void ForgetFound() { found_.message = nullptr; }
 
-  OutgoingFragment Make(uint64_t number, Message& m, uint32_t index, bool retransmission);
+  static void Fill(uint64_t number, const Message& m, uint32_t index, const FragmentLayout& layout,
+                   bool retransmission, OutgoingFragment& f);
   bool WindowAllows(const Message& m) const;
   void Release(uint64_t number);
 

@@ -254,13 +254,18 @@ TEST(SendQueueLaneTest, UrgentChannelOvertakesBulkInTheMiddleOfAMessage) {
   ASSERT_EQ(first.size(), 3u);
   ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, std::string(25, 'c')).ok());
   ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kUnreliable, "u").ok());
-  const std::optional<size_t> peek = q.PeekPayloadSize();
-  std::vector<OutgoingFragment> next = Take(q, 4);
+  // 25 bytes in fragments of at most 10: 9 bytes each. A bulk fragment
+  // would be 10; one of at most 9 is the chat's, taken before the bulk's.
+  const std::optional<OutgoingFragment> chat = q.Next(9);
+  ASSERT_TRUE(chat.has_value());
+  EXPECT_EQ(chat->channel, 2u);
+  EXPECT_EQ(chat->header.index, 0u);
+  std::vector<OutgoingFragment> next = {*chat};
+  for (OutgoingFragment& f : Take(q, 3)) next.push_back(f);
   ASSERT_EQ(next.size(), 4u);
   // Strict: both chat messages (3 fragments + 1), in their order, before
   // the bulk message's fourth fragment.
   EXPECT_EQ(next[0].channel, 2u);
-  EXPECT_EQ(peek, std::optional<size_t>(next[0].payload.size()));
   EXPECT_EQ(next[0].header.index, 0u);
   EXPECT_EQ(next[1].header.index, 1u);
   EXPECT_EQ(next[2].header.index, 2u);
@@ -369,7 +374,7 @@ TEST(SendQueueLaneTest, LostFragmentSettledMeanwhileIsSkipped) {
   std::vector<MessageReceipt> receipts;
   q.OnAcked(sent[0].id, &receipts);  // a late ack
   EXPECT_FALSE(q.HasSendable());
-  EXPECT_FALSE(q.PeekPayloadSize().has_value());
+  EXPECT_FALSE(q.Next(100).has_value());
   EXPECT_FALSE(q.Next().has_value());
 }
 
