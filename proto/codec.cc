@@ -189,6 +189,23 @@ PaddingPlan PlanPadding(size_t room) {
   return plan;
 }
 
+// Writes the padding fields of `plan` at `pos` (zeros) and returns the end.
+uint8_t* WritePadding(const PaddingPlan& plan, uint8_t* pos) {
+  if (plan.empty_first) {
+    *pos++ = kPaddingTag;
+    *pos++ = 0;
+  }
+  *pos++ = kPaddingTag;
+  uint64_t v = plan.length;
+  while (v >= 0x80) {
+    *pos++ = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  *pos++ = static_cast<uint8_t>(v);
+  std::memset(pos, 0, plan.length);
+  return pos + plan.length;
+}
+
 // ---------------------------------------------------------------------------
 // Rules shared by Encode and Decode.
 
@@ -683,8 +700,8 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
 
 // Whether Encode may write `p` by hand.
 bool FastEncodable(const Packet& p) {
-  return !p.hello && !p.challenge && !p.accept && !p.close && p.pad_to == 0 &&
-         !p.path_challenge && !p.path_response;
+  return !p.hello && !p.challenge && !p.accept && !p.close && !p.path_challenge &&
+         !p.path_response;
 }
 
 uint8_t* PutVarint(uint64_t v, uint8_t* pos) {
@@ -1087,6 +1104,10 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
     auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
     bytes[0] = kProtocolVersion;
     uint8_t* pos = WriteEstablished(packet, bytes + 1);
+    // A probe's padding, or a data packet's that keeps a GSO train's
+    // datagrams one size (EncodedSize checked that the plan fits).
+    const size_t written = static_cast<size_t>(pos - bytes) + 4;
+    if (written < size) pos = WritePadding(PlanPadding(size - written), pos);
     const size_t covered = static_cast<size_t>(pos - bytes);
     if (covered + 4 != size) {
       return absl::InternalError(
@@ -1120,20 +1141,7 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
   auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
   bytes[0] = kProtocolVersion;
   uint8_t* pos = w->SerializeWithCachedSizesToArray(bytes + 1);
-  if (room > 0) {
-    if (plan.empty_first) {
-      *pos++ = kPaddingTag;
-      *pos++ = 0;
-    }
-    *pos++ = kPaddingTag;
-    uint64_t v = plan.length;
-    while (v >= 0x80) {
-      *pos++ = static_cast<uint8_t>(v | 0x80);
-      v >>= 7;
-    }
-    *pos++ = static_cast<uint8_t>(v);
-    pos += plan.length;
-  }
+  if (room > 0) pos = WritePadding(plan, pos);
   const size_t covered = static_cast<size_t>(pos - bytes);
   const uint32_t crc = Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
   for (int i = 0; i < 4; ++i) *pos++ = static_cast<uint8_t>(crc >> (8 * i));
