@@ -33,6 +33,11 @@ constexpr int kMaxPacketsPerPoll = 256;
 // Worst-case bytes of a data frame besides its payload (tags, lengths and
 // 64-bit varints); used to decide whether another fragment fits.
 constexpr size_t kDataFrameOverhead = 56;
+// Most padding PadToTrain adds: what a ping and varint widths change in a
+// full packet (on a clean veth full packets were 1,376-1,380 bytes). A larger
+// gap (an ACK frame, another fragment size) starts a new train: padding every
+// packet up to a rare larger one costs bytes on every datagram.
+constexpr size_t kMaxTrainPadding = 4;
 
 // Receiver bounds that are not options: ack ranges kept, and messages in
 // progress per reassembler (reliable, unreliable).
@@ -1389,12 +1394,12 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
       p.ack = std::move(ack);
     }
   }
+  size_t fill_limit = max_datagram_;
   if (with_data) {
     // A probe timeout's probe is base-sized (RFC 9002 allows any size): it
     // gets through a black hole, and a sender whose peer stopped reading
     // probes with a trickle however large its datagrams have grown.
-    const size_t fill_limit =
-        probe && pmtud_ ? pmtud_->options().base - SealOverhead() : max_datagram_;
+    if (probe && pmtud_) fill_limit = pmtud_->options().base - SealOverhead();
     size_t used = codec_.EncodedSize(p);
     while (p.data.size() < codec_.limits().max_data_frames) {
       // The first fragment always fits (MaxFragmentPayload's guarantee).
@@ -1441,6 +1446,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   }
   if (path_response_due_) p.path_response = proto::PathResponse{*path_response_due_};
   if (!p.ack && p.data.empty() && !p.ping && !p.path_response) return false;  // nothing to say
+  if (!probe && !p.data.empty()) PadToTrain(p, fill_limit);
   const bool eliciting = p.AckEliciting();
   const size_t before = out->size();
   Encode(now, p, out);
@@ -1477,6 +1483,19 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     return false;
   }
   return true;
+}
+
+void Connection::PadToTrain(proto::Packet& p, size_t fill_limit) {
+  const size_t size = codec_.EncodedSize(p);
+  const size_t train = train_datagram_;
+  // One byte short cannot be padded (no field is that short): that packet
+  // ends its train, the next ones join the same size again.
+  if (size < train && train - size >= 2 && train - size <= kMaxTrainPadding &&
+      train <= fill_limit) {
+    p.pad_to = train;
+  } else if (size != train && size + 1 != train) {
+    train_datagram_ = size;
+  }
 }
 
 void Connection::Poll(absl::Time now, std::vector<std::string>* out) {

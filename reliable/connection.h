@@ -614,6 +614,12 @@ class Connection final {
   void StartPmtud(absl::Time now, uint32_t peer_max_udp_payload);
   void SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out);
   void ApplyPathMtu();
+  // Pads a data packet up to the size of the one before it when it is a few
+  // bytes shorter (a ping, varint widths): the runtime sends a burst as GSO
+  // trains, which need datagrams of one size (all but the last), and a
+  // packet two bytes short used to cut the train. At most kMaxTrainPadding
+  // bytes; never past `fill_limit`.
+  void PadToTrain(proto::Packet& p, size_t fill_limit);
   // What this side announces it accepts (0 when path MTU discovery is off).
   uint32_t AnnouncedUdpPayload() const;
   size_t SealOverhead() const { return protector_ != nullptr ? proto::kSealedOverhead : 0; }
@@ -667,6 +673,8 @@ class Connection final {
   udp::SocketAddress peer_;
   size_t max_datagram_;
   size_t max_fragment_payload_;
+  // The (unsealed) size of the last data packet: see PadToTrain.
+  size_t train_datagram_ = 0;
 
   // Handshake.
   absl::Time started_;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "impairment/model.h"
+#include "proto/codec.h"
 #include "proto/frames.h"
 #include "reliable/deterministic_rng.h"
 #include "reliable/endpoint.h"
@@ -650,6 +652,55 @@ TEST(PmtudSimTest, SettlesAtExactlyTheLargestSizeThePathCarries) {
     EXPECT_GT(net.sim().path_stats(net.client().address(), net.server().address()).mtu_dropped,
               0u);
   }
+}
+
+// The runtime sends a burst as GSO trains, which need datagrams of one size
+// (all but the last): full data packets are padded to one size when a ping
+// or a varint's width makes them a few bytes shorter.
+TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
+  const uint64_t seed = 33;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  impairment::ImpairmentConfig link;
+  link.delay = absl::Microseconds(100);
+  link.rate_bps = 1'000'000'000;
+  link.queue_limit_bytes = 4 << 20;
+  Pair net(seed, link, WithPmtud(ServerOptions(seed)), WithPmtud(ClientOptions(seed)));
+  SetPathMtu(net, 1472);
+  const ConnectionId id = net.Connect();
+  Transfer(net, id, seed, 0, 4, 64 << 10);  // discovery settles at 1472
+  ASSERT_EQ(ClientStats(net, id).datagram_size, 1472u);
+  std::vector<std::string> sent;
+  net.client().set_sent_log(&sent);
+  Transfer(net, id, seed, 4, 128, 64 << 10);
+  net.client().set_sent_log(nullptr);
+  ExpectDelivered(net, seed, 132, 64 << 10);
+  proto::Codec::Limits limits;
+  limits.max_datagram = proto::kMaxDatagram;
+  const proto::Codec codec(limits);
+  // A data packet 2-4 bytes shorter than the data packet before it (neither
+  // carrying an ACK frame, which goes by its own size) would cut a train
+  // where padding could have kept it whole. The transfer's last packet may
+  // be short.
+  std::map<size_t, int> sizes;  // data datagrams by size
+  size_t previous = 0;          // the last data datagram's size, 0 after an ACK
+  std::vector<std::string> cuts;
+  for (size_t i = 0; i < sent.size(); ++i) {
+    absl::StatusOr<proto::Packet> p = codec.Decode(sent[i]);
+    ASSERT_TRUE(p.ok()) << p.status();
+    if (p->data.empty()) continue;
+    const size_t size = sent[i].size();
+    ++sizes[size];
+    const bool last = i + 1 == sent.size();
+    if (!p->ack && !last && previous >= size + 2 && previous <= size + 4) {
+      cuts.push_back(absl::StrCat("datagram ", i, ": ", size, " after ", previous));
+    }
+    previous = p->ack ? 0 : size;
+  }
+  std::string histogram;
+  for (const auto& [size, n] : sizes) absl::StrAppend(&histogram, " ", size, ":", n);
+  EXPECT_THAT(cuts, ::testing::IsEmpty()) << histogram;
+  EXPECT_GT(sizes.size(), 0u);
+  std::printf("data datagrams by size:%s\n", histogram.c_str());
 }
 
 TEST(PmtudSimTest, WithoutAPathLimitReachesTheConfiguredMaximum) {
