@@ -136,9 +136,7 @@ size_t PacketBodySize(const Packet& p) {
   if (p.challenge) size += MessageField(ChallengeBodySize(*p.challenge));
   if (p.accept) size += MessageField(AcceptBodySize(*p.accept));
   if (p.ack) size += MessageField(AckBodySize(*p.ack));
-  for (const DataFragment& d : p.data) {
-    size += MessageField(DataHeaderSize(d) + BytesField(d.bytes().size()));
-  }
+  for (const DataFragment& d : p.data) size += Codec::DataFrameSize(d);
   if (p.ping) size += MessageField(0);
   if (p.close) size += MessageField(CloseBodySize(*p.close));
   if (p.ack_frequency) {
@@ -1069,6 +1067,10 @@ Codec::Codec(const Limits& limits)
       max_fragment_payload_(ComputeMaxFragmentPayload(limits_)) {}
 
 size_t Codec::MaxFragmentPayload() const { return max_fragment_payload_; }
+
+size_t Codec::DataFrameSize(const DataFragment& d) {
+  return MessageField(DataHeaderSize(d) + BytesField(d.bytes().size()));
+}
 
 size_t Codec::EncodedSize(const Packet& packet) const {
   const size_t unpadded = kFramingBytes + PacketBodySize(packet);

@@ -85,6 +85,9 @@ class Codec final {
   // The exact size Encode would produce (hello padding included), without
   // checking rules or the budget. Cheap enough to call while filling a packet.
   size_t EncodedSize(const Packet& packet) const;
+  // What data frame `d` adds to an unpadded packet's EncodedSize: a sender
+  // filling a packet keeps a running size instead of re-measuring it.
+  static size_t DataFrameSize(const DataFragment& d);
 
   // The largest fragment payload that always fits in one datagram together
   // with a header, an ack of up to kMaxAckRangesWithData ranges with any

@@ -1420,9 +1420,9 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
       // Borrowed from the send queue (valid until the fragment is acked or
       // lost): the codec copies it once, into the datagram.
       d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
+      used += proto::Codec::DataFrameSize(d);
       record.fragments.push_back(f->id);
       p.data.push_back(std::move(d));
-      used = codec_.EncodedSize(p);
     }
   }
   if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};

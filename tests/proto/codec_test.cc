@@ -1162,6 +1162,27 @@ TEST(CodecFastPathTest, PadsHotPacketsToEveryExactSize) {
   }
 }
 
+// A sender adds DataFrameSize per fragment instead of re-measuring the packet.
+TEST(CodecTest, DataFrameSizeIsWhatEachFrameAddsToEncodedSize) {
+  const Codec codec(Budget(kMaxDatagram));
+  std::mt19937_64 rng(7);
+  int with_data = 0;
+  for (int i = 0; i < 2000; ++i) {
+    Packet p = Hot(RandomValidPacket(rng, codec.limits()));
+    if (p.data.empty()) continue;
+    ++with_data;
+    std::vector<DataFragment> frames = std::move(p.data);
+    p.data.clear();
+    size_t running = codec.EncodedSize(p);
+    for (DataFragment& d : frames) {
+      running += Codec::DataFrameSize(d);
+      p.data.push_back(std::move(d));
+      ASSERT_EQ(codec.EncodedSize(p), running) << PacketDebugString(p);
+    }
+  }
+  EXPECT_GT(with_data, 100);
+}
+
 TEST(CodecFastPathTest, EncodeIntoMatchesEncodeForEveryPacketKind) {
   const Codec codec(Codec::Limits{});
   for (const testing::NamedPacket& s : SamplePackets()) {
