@@ -999,7 +999,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
 }
 
 absl::StatusOr<uint64_t> Connection::Send(absl::Time now, uint32_t channel, DeliveryMode mode,
-                                          std::string message) {
+                                          MessageBytes message) {
   (void)now;
   if (state_ != State::kEstablished || flush_then_close_) {
     return absl::FailedPreconditionError(

@@ -155,6 +155,7 @@
 #include "reliable/ack_tracker.h"
 #include "reliable/congestion.h"
 #include "reliable/delivery.h"
+#include "reliable/message_bytes.h"
 #include "reliable/packet_protection.h"
 #include "reliable/pmtud.h"
 #include "reliable/reassembler.h"
@@ -503,7 +504,7 @@ class Connection final {
   // INVALID_ARGUMENT for a bad channel or a message over the limit;
   // RESOURCE_EXHAUSTED when the queue is full. Returns its sequence number.
   absl::StatusOr<uint64_t> Send(absl::Time now, uint32_t channel, DeliveryMode mode,
-                                std::string message);
+                                MessageBytes message);
   // Gives `channel` its own send lane with `priority` (0 most urgent, up
   // to SendQueue::kPriorities - 1) and `weight` (share of bytes within its
   // priority, [1, SendQueue::kMaxWeight]); see send_queue.h. Sender-side

@@ -507,7 +507,7 @@ absl::StatusOr<ConnectionId> Endpoint::ConnectWith(absl::Time now, const udp::So
 }
 
 absl::StatusOr<uint64_t> Endpoint::Send(absl::Time now, ConnectionId id, uint32_t channel,
-                                        DeliveryMode mode, std::string message) {
+                                        DeliveryMode mode, MessageBytes message) {
   last_now_ = std::max(last_now_, now);
   auto it = connections_.find(id);
   if (it == connections_.end()) {

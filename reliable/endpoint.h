@@ -96,6 +96,7 @@
 #include "reliable/connection.h"
 #include "reliable/cookie.h"
 #include "reliable/deterministic_rng.h"
+#include "reliable/message_bytes.h"
 #include "udp/socket_address.h"
 
 namespace udpmsg::reliable {
@@ -228,7 +229,7 @@ class Endpoint final {
   // built by the next TakeOutgoing(), so several Sends in a row share
   // packets. NOT_FOUND for an unknown or removed connection.
   absl::StatusOr<uint64_t> Send(absl::Time now, ConnectionId id, uint32_t channel,
-                                DeliveryMode mode, std::string message);
+                                DeliveryMode mode, MessageBytes message);
 
   // Sets the send priority and weight of `channel` on connection `id` (see
   // Connection::SetChannelPriority and send_queue.h): lower priorities go

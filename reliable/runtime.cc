@@ -180,7 +180,7 @@ absl::Status Runtime::SendPunch(const udp::SocketAddress& peer, absl::string_vie
 }
 
 absl::StatusOr<uint64_t> Runtime::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
-                                       std::string message) {
+                                       MessageBytes message) {
   // Corked: the datagrams leave in the next Poll() or Flush(), so messages
   // sent back to back share packets.
   return endpoint_->Send(clock_->Now(), id, channel, mode, std::move(message));

@@ -54,6 +54,7 @@
 #include "absl/time/time.h"
 #include "reliable/clock.h"
 #include "reliable/endpoint.h"
+#include "reliable/message_bytes.h"
 #include "udp/datagram_socket.h"
 #include "udp/poller.h"
 #include "udp/socket_address.h"
@@ -132,9 +133,11 @@ class Runtime final {
   // with errno text.
   absl::Status SendPunch(const udp::SocketAddress& peer, absl::string_view payload, int ttl = 0);
   // Queues a message; it leaves in the next Poll() or Flush() (messages
-  // sent back to back share packets).
+  // sent back to back share packets). A std::string is moved in; bytes in a
+  // buffer the caller keeps go without a copy (MessageBytes(owner, bytes),
+  // message_bytes.h).
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
-                                std::string message);
+                                MessageBytes message);
   absl::Status Close(ConnectionId id, std::string reason, bool flush = true);
   // See Endpoint::SetChannelPriority.
   absl::Status SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,

@@ -53,7 +53,10 @@ SendQueue::Lane& SendQueue::LaneByKey(uint64_t key) {
 uint64_t& SendQueue::QueuedAt(uint8_t priority) { return lanes_->queued_by_priority[priority]; }
 
 absl::StatusOr<uint64_t> SendQueue::Enqueue(uint32_t channel, DeliveryMode mode,
-                                            std::string message) {
+                                            MessageBytes message) {
+  if (message.dangling()) {
+    return absl::InvalidArgumentError("shared message bytes without an owner to keep them alive");
+  }
   if (message.size() > limits_.max_message_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("message of ", message.size(),
                                                    " bytes exceeds the limit of ",
@@ -120,7 +123,7 @@ void SendQueue::Fill(uint64_t number, const Message& m, uint32_t index,
   f.mode = m.mode;
   f.sequence = m.sequence;
   f.header = FragmentHeader{index, m.count, m.bytes.size()};
-  f.payload = absl::string_view(m.bytes).substr(layout.offset, layout.length);
+  f.payload = m.bytes.view().substr(layout.offset, layout.length);
   f.retransmission = retransmission;
 }
 

@@ -71,6 +71,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "reliable/delivery.h"
+#include "reliable/message_bytes.h"
 #include "reliable/reassembler.h"
 
 namespace udpmsg::reliable {
@@ -141,7 +142,7 @@ class SendQueue final {
   // RESOURCE_EXHAUSTED: the queue holds max_queued_bytes already (and the
   //   urgent reserve does not apply, see above), or the (channel, mode)
   //   space has used every number below sequence_limit.
-  absl::StatusOr<uint64_t> Enqueue(uint32_t channel, DeliveryMode mode, std::string message);
+  absl::StatusOr<uint64_t> Enqueue(uint32_t channel, DeliveryMode mode, MessageBytes message);
 
   // The next fragment to send, from the lane that sends next (see above):
   // one of its lost fragments first, then its new data (subject to the
@@ -195,7 +196,7 @@ class SendQueue final {
     uint32_t channel;
     DeliveryMode mode;
     uint64_t sequence;
-    std::string bytes;
+    MessageBytes bytes;
     uint32_t count;
     uint8_t priority = 0;      // its lane's when queued (for the reserve)
     uint32_t next_unsent = 0;  // fragments [0, next_unsent) have been sent once

@@ -71,6 +71,11 @@ absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryM
   return runtime_->Send(id, channel, mode, std::move(message));
 }
 
+absl::StatusOr<uint64_t> Host::Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                    std::shared_ptr<const void> owner, absl::string_view bytes) {
+  return runtime_->Send(id, channel, mode, reliable::MessageBytes(std::move(owner), bytes));
+}
+
 absl::Status Host::SetChannelPriority(ConnectionId id, uint32_t channel, uint32_t priority,
                                       uint32_t weight) {
   return runtime_->SetChannelPriority(id, channel, priority, weight);

@@ -169,6 +169,17 @@ class Host final {
   // sequence space is used up.
   absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
                                 std::string message);
+  // The same without copying: `bytes` lie in memory that `owner` keeps
+  // alive (a buffer sent in slices, a mapped file), and the host holds
+  // `owner` until the message is acknowledged or given up, or the
+  // connection is gone. The bytes must not change meanwhile (they are read
+  // again for retransmissions). INVALID_ARGUMENT also for a null `owner`
+  // with non-empty `bytes`.
+  //
+  //   auto file = std::make_shared<const std::string>(contents);
+  //   host.Send(id, 0, mode, file, absl::string_view(*file).substr(0, 65536));
+  absl::StatusOr<uint64_t> Send(ConnectionId id, uint32_t channel, DeliveryMode mode,
+                                std::shared_ptr<const void> owner, absl::string_view bytes);
 
   // Sets the send priority and weight of `channel` on connection `id`:
   // queued data of a more urgent channel (lower priority number) always

@@ -1,6 +1,7 @@
 #include "reliable/send_queue.h"
 
 #include <map>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,6 +19,73 @@ std::vector<OutgoingFragment> Drain(SendQueue& q) {
   std::vector<OutgoingFragment> out;
   while (std::optional<OutgoingFragment> f = q.Next()) out.push_back(*f);
   return out;
+}
+
+// A shared message sends from the caller's buffer (no copy) and keeps the
+// buffer alive until the message is released, not longer.
+TEST(SendQueueTest, SharedBytesSendFromTheBufferAndHoldItUntilReleased) {
+  auto buffer = std::make_shared<const std::string>(std::string(100, 'x') + std::string(35, 'y'));
+  const std::weak_ptr<const std::string> watch = buffer;
+  const absl::string_view slice = absl::string_view(*buffer).substr(100, 35);
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, MessageBytes(buffer, slice)).ok());
+  ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kUnreliable, MessageBytes(buffer, slice)).ok());
+  EXPECT_EQ(q.queued_bytes(), 70u);  // counted like owned bytes
+  buffer.reset();
+  ASSERT_FALSE(watch.expired());
+  std::vector<OutgoingFragment> sent = Drain(q);
+  ASSERT_EQ(sent.size(), 8u);  // 35 bytes in 4 fragments, twice
+  std::string reliable;
+  for (const OutgoingFragment& f : sent) {
+    if (f.channel != 1) continue;
+    const std::shared_ptr<const std::string> alive = watch.lock();
+    ASSERT_NE(alive, nullptr);
+    // The payload points into the buffer itself: nothing was copied.
+    EXPECT_GE(f.payload.data(), alive->data() + 100);
+    EXPECT_LE(f.payload.data() + f.payload.size(), alive->data() + alive->size());
+    reliable += std::string(f.payload);
+  }
+  EXPECT_EQ(reliable, std::string(35, 'y'));
+  // The unreliable copy is released once sent, the reliable one when acked.
+  std::vector<MessageReceipt> receipts;
+  for (const OutgoingFragment& f : sent) {
+    if (f.channel == 1) {
+      EXPECT_FALSE(watch.expired());
+      q.OnAcked(f.id, &receipts);
+    }
+  }
+  for (const OutgoingFragment& f : sent) {
+    if (f.channel == 2) q.OnAcked(f.id, &receipts);
+  }
+  EXPECT_EQ(receipts.size(), 1u);
+  EXPECT_EQ(q.queued_bytes(), 0u);
+  EXPECT_TRUE(watch.expired());
+}
+
+TEST(SendQueueTest, SharedBytesWithoutAnOwnerAreRefused) {
+  static const char kBytes[] = "abc";
+  SendQueue q({});
+  absl::StatusOr<uint64_t> r =
+      q.Enqueue(1, DeliveryMode::kReliableOrdered, MessageBytes(nullptr, kBytes));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("without an owner"));
+  // An empty shared message needs no owner.
+  EXPECT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, MessageBytes(nullptr, "")).ok());
+}
+
+// The queue (a connection going away) lets go of what it holds.
+TEST(SendQueueTest, DestroyingTheQueueReleasesSharedBuffers) {
+  auto buffer = std::make_shared<const std::string>(5000, 'z');
+  const std::weak_ptr<const std::string> watch = buffer;
+  {
+    SendQueue q({});
+    ASSERT_TRUE(
+        q.Enqueue(0, DeliveryMode::kReliableOrdered, MessageBytes(buffer, *buffer)).ok());
+    buffer.reset();
+    ASSERT_TRUE(q.Next().has_value());
+    EXPECT_FALSE(watch.expired());
+  }
+  EXPECT_TRUE(watch.expired());
 }
 
 TEST(SendQueueTest, SequenceNumbersCountPerChannelAndMode) {

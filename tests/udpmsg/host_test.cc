@@ -147,6 +147,42 @@ TEST(HostTest, AwaitConnectedAndFlushDeliverEverythingQueued) {
             absl::StatusCode::kNotFound);
 }
 
+// Slices of one shared buffer go without a copy: the host holds the buffer
+// until the messages are acknowledged, then lets go of it.
+TEST(HostTest, SharedBytesAreDeliveredAndTheBufferReleasedWhenAcknowledged) {
+  Peer server = MakePeer(ServerOptions());
+  Peer client = MakePeer(HostOptions());
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); }));
+  std::string contents;
+  for (int i = 0; i < 40000; ++i) contents += static_cast<char>('a' + i % 23);
+  auto buffer = std::make_shared<const std::string>(contents);
+  const std::weak_ptr<const std::string> watch = buffer;
+  const absl::string_view all = *buffer;
+  for (size_t at = 0; at < all.size(); at += 10000) {
+    ASSERT_TRUE(
+        client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, buffer, all.substr(at, 10000))
+            .ok());
+  }
+  buffer.reset();
+  EXPECT_FALSE(watch.expired());  // queued: held
+  ASSERT_TRUE(PumpUntil({&client, &server}, [&] {
+    return server.Count(Event::Type::kMessage) == 4 && client.Count(Event::Type::kAcked) == 4;
+  }));
+  std::string got;
+  for (const Event& e : server.events) {
+    if (e.type == Event::Type::kMessage) got += e.message;
+  }
+  EXPECT_EQ(got, contents);
+  EXPECT_TRUE(watch.expired());  // all acknowledged: released
+  EXPECT_EQ(client.host
+                .Send(*id, 0, DeliveryMode::kReliableOrdered, nullptr, absl::string_view("x"))
+                .status()
+                .code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 // Host::SetChannelPriority: its status codes, and an urgent channel's
 // message delivered over loopback while bulk data on a less urgent one is
 // still queued.
