@@ -53,7 +53,8 @@ struct Pumped {
 // Sends `header`, then chunks from `next` (an empty one: nothing more)
 // while the transport's queue is under its window, until the result comes.
 absl::StatusOr<Pumped> Pump(Transport& t, PeerId peer, absl::string_view header,
-                            const NextChunk& next, absl::Duration timeout, absl::Duration linger) {
+                            const std::shared_ptr<const void>& owner, const NextChunk& next,
+                            absl::Duration timeout, absl::Duration linger) {
   Pumped p;
   const absl::Duration cpu_start = ThreadCpuTime();
   p.start = absl::Now();
@@ -71,7 +72,7 @@ absl::StatusOr<Pumped> Pump(Transport& t, PeerId peer, absl::string_view header,
         exhausted = true;
         break;
       }
-      absl::Status s = t.Send(peer, pending);
+      absl::Status s = t.SendShared(peer, owner, pending);
       if (absl::IsResourceExhausted(s)) break;
       if (!s.ok()) return s;
       sent += pending.size();
@@ -232,7 +233,7 @@ void BulkReceiver::Drop(Map::iterator it, const std::string& why) {
 
 absl::StatusOr<BulkOutcome> SendSized(Transport& t, PeerId peer, const Payload& payload,
                                       absl::Duration timeout) {
-  const absl::string_view data = payload.data;
+  const absl::string_view data = payload.data();
   size_t offset = 0;
   const NextChunk next = [&](size_t max) {
     const absl::string_view chunk = data.substr(offset, std::min(max, data.size() - offset));
@@ -240,7 +241,7 @@ absl::StatusOr<BulkOutcome> SendSized(Transport& t, PeerId peer, const Payload& 
     return chunk;
   };
   absl::StatusOr<Pumped> p =
-      Pump(t, peer, EncodeHeader(data.size()), next, timeout, absl::Seconds(1));
+      Pump(t, peer, EncodeHeader(data.size()), payload.bytes, next, timeout, absl::Seconds(1));
   if (!p.ok()) return p.status();
   BulkOutcome o;
   o.transport = t.name();
@@ -266,7 +267,7 @@ absl::StatusOr<BulkOutcome> SendSized(Transport& t, PeerId peer, const Payload& 
 
 absl::StatusOr<BulkOutcome> SendTimed(Transport& t, PeerId peer, const Payload& payload,
                                       absl::Duration duration, absl::Duration timeout) {
-  const absl::string_view data = payload.data;
+  const absl::string_view data = payload.data();
   if (data.empty()) return absl::InvalidArgumentError("a timed transfer needs a payload");
   size_t offset = 0;  // in `data`, cycling
   const NextChunk next = [&](size_t max) {
@@ -276,7 +277,8 @@ absl::StatusOr<BulkOutcome> SendTimed(Transport& t, PeerId peer, const Payload& 
   };
   // The receiver has answered: what is still queued is past the window.
   absl::StatusOr<Pumped> p =
-      Pump(t, peer, EncodeTimedHeader(duration), next, timeout, absl::ZeroDuration());
+      Pump(t, peer, EncodeTimedHeader(duration), payload.bytes, next, timeout,
+           absl::ZeroDuration());
   if (!p.ok()) return p.status();
   BulkOutcome o;
   o.transport = t.name();

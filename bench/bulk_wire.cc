@@ -97,17 +97,18 @@ uint64_t Checksum::Final() const {
 }
 
 Payload MakePayload(uint64_t size, uint64_t seed) {
-  Payload p;
-  p.data.resize(size);
+  std::string data(size, '\0');
   for (uint64_t i = 0; i < size; i += 8) {
     const uint64_t word = SplitMix64(seed * 0x2545F4914F6CDD1DULL + i / 8);
     for (uint64_t b = 0; b < 8 && i + b < size; ++b) {
-      p.data[i + b] = static_cast<char>(word >> (8 * b));
+      data[i + b] = static_cast<char>(word >> (8 * b));
     }
   }
   Checksum c;
-  c.Update(p.data);
+  c.Update(data);
+  Payload p;
   p.checksum = c.Final();
+  p.bytes = std::make_shared<const std::string>(std::move(data));
   return p;
 }
 

@@ -39,6 +39,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -86,8 +87,12 @@ class Checksum final {
 };
 
 struct Payload {
-  std::string data;
+  // Shared, so that a transport can send slices of it without copying them
+  // (Transport::SendShared).
+  std::shared_ptr<const std::string> bytes;
   uint64_t checksum = 0;
+
+  absl::string_view data() const { return bytes ? absl::string_view(*bytes) : absl::string_view(); }
 };
 
 // `size` pseudo-random bytes from `seed` (the same on every host) and their

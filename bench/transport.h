@@ -33,6 +33,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -98,6 +99,15 @@ class Transport {
   // RESOURCE_EXHAUSTED when the transport cannot take them now (Poll, then
   // retry); NOT_FOUND for an unknown peer; UNAVAILABLE for a failed send.
   virtual absl::Status Send(PeerId peer, absl::string_view bytes) = 0;
+  // The same for `bytes` inside a buffer that `owner` keeps alive: a
+  // transport whose library takes such bytes without copying them (udpmsg,
+  // reliable/message_bytes.h) holds `owner` until they are acknowledged;
+  // the others copy, as Send does (TCP's kernel copies either way).
+  virtual absl::Status SendShared(PeerId peer, std::shared_ptr<const void> owner,
+                                  absl::string_view bytes) {
+    (void)owner;
+    return Send(peer, bytes);
+  }
 
   // Bytes accepted by Send and not yet acknowledged by `peer` (TCP: not yet
   // handed to the kernel). A sender keeps this under its window; its fall is

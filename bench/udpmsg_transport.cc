@@ -42,13 +42,22 @@ absl::StatusOr<PeerId> UdpmsgTransport::Connect(absl::Span<const udp::SocketAddr
   return *id;
 }
 
-absl::Status UdpmsgTransport::Send(PeerId peer, absl::string_view bytes) {
-  DeliveryMode mode = DeliveryMode::kReliableOrdered;
-  if (options_.delivery == Delivery::kUnreliable) mode = DeliveryMode::kUnreliable;
+DeliveryMode UdpmsgTransport::ModeFor(PeerId peer) const {
+  if (options_.delivery == Delivery::kUnreliable) return DeliveryMode::kUnreliable;
   if (options_.delivery == Delivery::kMatchPeer) {
-    if (auto it = peer_mode_.find(peer); it != peer_mode_.end()) mode = it->second;
+    if (auto it = peer_mode_.find(peer); it != peer_mode_.end()) return it->second;
   }
-  return runtime_->Send(peer, 0, mode, std::string(bytes)).status();
+  return DeliveryMode::kReliableOrdered;
+}
+
+absl::Status UdpmsgTransport::Send(PeerId peer, absl::string_view bytes) {
+  return runtime_->Send(peer, 0, ModeFor(peer), std::string(bytes)).status();
+}
+
+absl::Status UdpmsgTransport::SendShared(PeerId peer, std::shared_ptr<const void> owner,
+                                         absl::string_view bytes) {
+  return runtime_->Send(peer, 0, ModeFor(peer), reliable::MessageBytes(std::move(owner), bytes))
+      .status();
 }
 
 uint64_t UdpmsgTransport::QueuedBytes(PeerId peer) const {

@@ -59,6 +59,8 @@ class UdpmsgTransport final : public Transport {
   absl::StatusOr<PeerId> Connect(absl::Span<const udp::SocketAddress> to,
                                  absl::Duration timeout) override;
   absl::Status Send(PeerId peer, absl::string_view bytes) override;
+  absl::Status SendShared(PeerId peer, std::shared_ptr<const void> owner,
+                          absl::string_view bytes) override;
   uint64_t QueuedBytes(PeerId peer) const override;
   absl::Status Poll(absl::Duration timeout, Handler& handler) override;
   absl::Status Drain(absl::Duration timeout) override;
@@ -70,6 +72,8 @@ class UdpmsgTransport final : public Transport {
   UdpmsgTransport(const Options& options, std::unique_ptr<reliable::Runtime> runtime,
                   bool listen)
       : options_(options), runtime_(std::move(runtime)), listen_(listen) {}
+
+  reliable::DeliveryMode ModeFor(PeerId peer) const;
 
   Options options_;
   std::unique_ptr<reliable::Runtime> runtime_;

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -24,11 +25,11 @@ TEST(ChecksumTest, DoesNotDependOnHowTheInputIsSplit) {
   const Payload p = MakePayload(1013, 7);
   for (int version : {1, 2}) {
     Checksum whole(version);
-    whole.Update(p.data);
+    whole.Update(p.data());
     if (version == kChecksumVersion) EXPECT_EQ(whole.Final(), p.checksum);
     for (size_t piece : {1u, 3u, 7u, 8u, 9u, 31u, 32u, 33u, 64u, 999u}) {
       Checksum c(version);
-      for (size_t at = 0; at < p.data.size(); at += piece) c.Update(p.data.substr(at, piece));
+      for (size_t at = 0; at < p.data().size(); at += piece) c.Update(p.data().substr(at, piece));
       EXPECT_EQ(c.Final(), whole.Final()) << "version " << version << ", pieces of " << piece;
     }
   }
@@ -57,20 +58,20 @@ TEST(ChecksumTest, VersionOneIsWhatOlderReceiversSend) {
   const Payload p = MakePayload(1000, 9);
   for (size_t length : {0u, 1u, 7u, 8u, 31u, 32u, 33u, 1000u}) {
     Checksum c(1);
-    c.Update(p.data.substr(0, length));
-    EXPECT_EQ(c.Final(), ReferenceVersionOne(p.data.substr(0, length))) << length;
-    EXPECT_EQ(CyclicChecksum(p.data, length, 1), c.Final()) << length;
+    c.Update(p.data().substr(0, length));
+    EXPECT_EQ(c.Final(), ReferenceVersionOne(std::string(p.data().substr(0, length)))) << length;
+    EXPECT_EQ(CyclicChecksum(p.data(), length, 1), c.Final()) << length;
   }
-  EXPECT_NE(CyclicChecksum(p.data, 1000, 1), p.checksum);
+  EXPECT_NE(CyclicChecksum(p.data(), 1000, 1), p.checksum);
 }
 
 // Words in different lanes swapped whole, or two words of one lane swapped.
 TEST(ChecksumTest, SeesWholeWordsMovedAcrossAndWithinLanes) {
   const Payload p = MakePayload(96, 2);
   for (const auto& [a, b] : {std::pair<size_t, size_t>{0, 1}, {0, 4}, {3, 11}, {1, 2}}) {
-    std::string moved = p.data;
+    std::string moved(p.data());
     for (size_t i = 0; i < 8; ++i) std::swap(moved[8 * a + i], moved[8 * b + i]);
-    ASSERT_NE(moved, p.data);
+    ASSERT_NE(moved, p.data());
     Checksum c;
     c.Update(moved);
     EXPECT_NE(c.Final(), p.checksum) << "words " << a << " and " << b;
@@ -79,11 +80,11 @@ TEST(ChecksumTest, SeesWholeWordsMovedAcrossAndWithinLanes) {
 
 TEST(ChecksumTest, SeesLengthOrderAndContent) {
   const Payload p = MakePayload(64, 1);
-  std::string swapped = p.data;
+  std::string swapped(p.data());
   std::swap(swapped[0], swapped[8]);
-  std::string flipped = p.data;
+  std::string flipped(p.data());
   flipped[33] ^= 1;
-  std::string longer = p.data + std::string(1, '\0');
+  std::string longer = absl::StrCat(p.data(), std::string(1, '\0'));
   for (const std::string& other : {swapped, flipped, longer}) {
     Checksum c;
     c.Update(other);
@@ -92,9 +93,9 @@ TEST(ChecksumTest, SeesLengthOrderAndContent) {
 }
 
 TEST(PayloadTest, SameSeedSameBytesOtherSeedOtherBytes) {
-  EXPECT_EQ(MakePayload(100, 3).data, MakePayload(100, 3).data);
-  EXPECT_NE(MakePayload(100, 3).data, MakePayload(100, 4).data);
-  EXPECT_EQ(MakePayload(13, 3).data.size(), 13u);
+  EXPECT_EQ(MakePayload(100, 3).data(), MakePayload(100, 3).data());
+  EXPECT_NE(MakePayload(100, 3).data(), MakePayload(100, 4).data());
+  EXPECT_EQ(MakePayload(13, 3).data().size(), 13u);
 }
 
 TEST(ResultTest, RoundTrips) {
@@ -183,28 +184,28 @@ TEST(CyclicChecksumTest, IsTheChecksumOfTheRepeatedData) {
   const Payload p = MakePayload(100, 5);
   for (uint64_t length : {0u, 1u, 99u, 100u, 101u, 250u, 300u}) {
     std::string repeated;
-    while (repeated.size() < length) repeated += p.data;
+    while (repeated.size() < length) absl::StrAppend(&repeated, p.data());
     repeated.resize(length);
     Checksum c;
     c.Update(repeated);
-    EXPECT_EQ(CyclicChecksum(p.data, length), c.Final()) << length;
+    EXPECT_EQ(CyclicChecksum(p.data(), length), c.Final()) << length;
   }
-  EXPECT_EQ(CyclicChecksum(p.data, 100), p.checksum);
+  EXPECT_EQ(CyclicChecksum(p.data(), 100), p.checksum);
 }
 
 TEST(ReceiveStateTest, CompletesWithTheSendersChecksumInAnyPieces) {
   const Payload p = MakePayload(5000, 9);
-  const std::string all = EncodeHeader(p.data.size()) + p.data;
+  const std::string all = absl::StrCat(EncodeHeader(p.data().size()), p.data());
   ReceiveState rx;
   for (size_t at = 0; at < all.size(); at += 7) {
     ASSERT_TRUE(rx.Consume(absl::string_view(all).substr(at, 7), kT0).ok());
   }
   EXPECT_TRUE(rx.complete());
-  EXPECT_EQ(rx.received(), p.data.size());
+  EXPECT_EQ(rx.received(), p.data().size());
   absl::StatusOr<BulkResult> r = DecodeResult(rx.EncodedResult());
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->checksum, p.checksum);
-  EXPECT_EQ(r->received, p.data.size());
+  EXPECT_EQ(r->received, p.data().size());
   EXPECT_EQ(r->last_byte, kT0);
 }
 
@@ -251,18 +252,18 @@ TEST(ReceiveStateTest, TimedCountsOnlyWithinTheDurationOfTheFirstByte) {
   rx.Tick(kT0 + absl::Seconds(5));  // the window starts with the first data byte
   EXPECT_FALSE(rx.complete());
   const absl::Time first = kT0 + absl::Seconds(10);
-  ASSERT_TRUE(rx.Consume(absl::string_view(p.data).substr(0, 600), first).ok());
-  ASSERT_TRUE(rx.Consume(absl::string_view(p.data).substr(600), first + absl::Seconds(1)).ok());
+  ASSERT_TRUE(rx.Consume(absl::string_view(p.data()).substr(0, 600), first).ok());
+  ASSERT_TRUE(rx.Consume(absl::string_view(p.data()).substr(600), first + absl::Seconds(1)).ok());
   rx.Tick(first + absl::Milliseconds(1999));
   EXPECT_FALSE(rx.complete());
   // At the deadline: complete; later data is not counted.
-  ASSERT_TRUE(rx.Consume(p.data, first + absl::Seconds(2)).ok());
+  ASSERT_TRUE(rx.Consume(p.data(), first + absl::Seconds(2)).ok());
   EXPECT_TRUE(rx.complete());
   EXPECT_EQ(rx.received(), 1000u);
   absl::StatusOr<BulkResult> r = DecodeResult(rx.EncodedResult(42));
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->received, 1000u);
-  EXPECT_EQ(r->checksum, CyclicChecksum(p.data, 1000));
+  EXPECT_EQ(r->checksum, CyclicChecksum(p.data(), 1000));
   EXPECT_EQ(r->last_byte, first + absl::Seconds(1));
   EXPECT_EQ(r->receiver_cpu_ns, 42);
 }
