@@ -289,6 +289,7 @@ Connection::Connection(absl::Time now, bool client, ConnectionId local_id,
       peer_(peer),
       max_datagram_(codec_.limits().max_datagram),
       max_fragment_payload_(codec_.MaxFragmentPayload()),
+      keepalive_after_(KeepaliveAfter(options, client)),
       started_(now),
       next_packet_number_(std::max<uint64_t>(hooks.initial_packet_number, 1)),
       queue_(SendQueue::Limits{max_fragment_payload_, options.max_queued_bytes,
@@ -1349,11 +1350,15 @@ absl::Time Connection::PacingTime(absl::Time now) const {
   return pacer_.NextSendTime(now, max_datagram_, cc_->window(), rtt_.smoothed());
 }
 
-absl::Time Connection::KeepaliveDeadline() const {
-  const absl::Duration k = options_.keepalive;
+absl::Duration Connection::KeepaliveAfter(const ConnectionOptions& options, bool client) {
+  const absl::Duration k = options.keepalive;
   absl::Duration grace = absl::ZeroDuration();
-  if (!client_ && options_.idle_timeout > k) grace = std::min(k / 2, (options_.idle_timeout - k) / 2);
-  return std::max(last_sent_, last_eliciting_sent_) + k + grace;
+  if (!client && options.idle_timeout > k) grace = std::min(k / 2, (options.idle_timeout - k) / 2);
+  return k + grace;
+}
+
+absl::Time Connection::KeepaliveDeadline() const {
+  return std::max(last_sent_, last_eliciting_sent_) + keepalive_after_;
 }
 
 bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,

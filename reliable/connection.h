@@ -591,6 +591,10 @@ class Connection final {
   bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
+  // How long after the last packet sent that is (the server's grace
+  // included): fixed by the options, computed once (absl::Duration division
+  // is a 128-bit one, and the deadline is asked for on every datagram).
+  static absl::Duration KeepaliveAfter(const ConnectionOptions& options, bool client);
   void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.
@@ -674,6 +678,7 @@ class Connection final {
   udp::SocketAddress peer_;
   size_t max_datagram_;
   size_t max_fragment_payload_;
+  const absl::Duration keepalive_after_;  // KeepaliveAfter(options_, client_)
   // The (unsealed) size of the last data packet: see PadToTrain.
   size_t train_datagram_ = 0;
 
