@@ -29,8 +29,8 @@
 // Usage:
 //   Payload p = MakePayload(1 << 20, /*seed=*/1);
 //   ReceiveState rx;
-//   rx.Consume(EncodeHeader(p.data.size()), now);
-//   rx.Consume(p.data, now);            // in any pieces
+//   rx.Consume(EncodeHeader(p.data().size()), now);
+//   rx.Consume(p.data(), now);          // in any pieces
 //   if (rx.complete()) send(rx.EncodedResult(cpu_ns));
 //
 // Threading: values; no shared state.

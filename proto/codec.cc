@@ -691,7 +691,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
 
 // ---------------------------------------------------------------------------
 // The hot path without protobuf: established packets (no hello, challenge,
-// accept or close; no padding; no path validation frame, which is rare)
+// accept or close; no path validation frame, which is rare; padded or not)
 // are written and read by hand, byte for byte what protobuf writes, and data
 // payloads are neither copied into a message nor out of one. codec_test checks the bytes against protobuf's,
 // and the codec fuzzer checks that both parsers agree on every input.
@@ -1074,7 +1074,7 @@ size_t Codec::DataFrameSize(const DataFragment& d) {
 
 size_t Codec::EncodedSize(const Packet& packet) const {
   const size_t unpadded = kFramingBytes + PacketBodySize(packet);
-  // A hello fills the budget; a probe (pad_to) its own size.
+  // A hello fills the budget; any other packet with pad_to that size.
   const size_t target = packet.hello ? limits_.max_datagram : packet.pad_to;
   if (target == 0 || unpadded >= target) return unpadded;
   // Padding fills the rest exactly, unless a single byte is left (no field
@@ -1126,8 +1126,8 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
   wire::Packet* w = Arena::CreateMessage<wire::Packet>(&arena);
   ToWire(packet, w);
   const size_t body = w->ByteSizeLong();
-  // Only a hello or a probe (pad_to) is padded; `room` is what its padding
-  // fields must fill.
+  // Only a hello or a packet with pad_to is padded; `room` is what its
+  // padding fields must fill.
   const size_t room = size - std::min(size, kFramingBytes + body);
   const PaddingPlan plan = PlanPadding(room);
   if (kFramingBytes + body + room != size ||

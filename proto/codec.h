@@ -65,7 +65,8 @@ class Codec final {
 
   // Encodes `packet`. A packet carrying a hello is padded so the datagram is
   // exactly limits().max_datagram bytes; any other packet with a non-zero
-  // pad_to (a path MTU probe) to exactly pad_to bytes.
+  // pad_to (a path MTU probe, a path challenge, a data packet kept at its
+  // GSO train's size) to exactly pad_to bytes.
   // INVALID_ARGUMENT: the packet breaks a rule Decode would reject (so we
   //   never send what a peer must drop), naming the field.
   // RESOURCE_EXHAUSTED: the datagram would exceed limits().max_datagram.
@@ -76,7 +77,7 @@ class Codec final {
   // here) followed by exactly what Encode returns, with capacity for
   // `tailroom` more (an AEAD tag), so a sealed datagram is built in one
   // allocation at most. Same errors as Encode; `*out` is unspecified after
-  // one. Established packets (no handshake frame, no close, no padding) are
+  // one. Established packets (no handshake frame, no close; padded or not) are
   // written without protobuf and their data payloads copied once, straight
   // from DataFragment::bytes() into `*out`; the bytes are identical.
   absl::Status EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,

@@ -283,9 +283,10 @@ struct Packet {
   std::optional<PathChallenge> path_challenge;
   std::optional<PathResponse> path_response;
 
-  // Not on the wire: when non-zero, Encode pads the datagram with a padding
-  // field to exactly this many bytes (a path MTU probe). A hello is padded to
-  // the codec's max_datagram regardless.
+  // Not on the wire: when non-zero, Encode pads the datagram with padding
+  // fields to exactly this many bytes (a path MTU probe, a path challenge, a
+  // data packet kept at its GSO train's size). A hello is padded to the
+  // codec's max_datagram regardless.
   size_t pad_to = 0;
 
   // True when the packet asks to be acknowledged (RFC 9002 "ack-eliciting"):

@@ -1422,8 +1422,9 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
       d.index = f->header.index;
       d.count = f->header.count;
       d.total_size = f->header.total_size;
-      // Borrowed from the send queue (valid until the fragment is acked or
-      // lost): the codec copies it once, into the datagram.
+      // Borrowed from the send queue (valid until the queue next changes:
+      // nothing here enqueues, acknowledges or loses anything before Encode):
+      // the codec copies it once, into the datagram.
       d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
       used += proto::Codec::DataFrameSize(d);
       record.fragments.push_back(f->id);

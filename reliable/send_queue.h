@@ -92,7 +92,10 @@ struct OutgoingFragment {
   DeliveryMode mode = DeliveryMode::kReliableOrdered;
   uint64_t sequence = 0;
   FragmentHeader header;
-  absl::string_view payload;  // valid until the fragment is acked or lost
+  // Valid until the queue next changes shape (Enqueue, OnAcked, OnLost,
+  // Clear: a released message takes its bytes, an owned short string moves
+  // with its message): encode it before then.
+  absl::string_view payload;
   bool retransmission = false;
 };
 

@@ -46,7 +46,9 @@ TEST(SendQueueTest, SharedBytesSendFromTheBufferAndHoldItUntilReleased) {
     reliable += std::string(f.payload);
   }
   EXPECT_EQ(reliable, std::string(35, 'y'));
-  // The unreliable copy is released once sent, the reliable one when acked.
+  // The reliable message is released when all of it is acked, the
+  // unreliable one when a packet carrying it is acked (or lost) once all of
+  // it was sent.
   std::vector<MessageReceipt> receipts;
   for (const OutgoingFragment& f : sent) {
     if (f.channel == 1) {
