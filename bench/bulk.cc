@@ -162,11 +162,16 @@ absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view t
     named.push_back(name);
   }
   if (named.empty()) return absl::InvalidArgumentError("--bench_transports names none");
-  std::vector<std::string> ordered;  // always in the table's order
-  for (const char* t : kTransports) {
-    if (std::find(named.begin(), named.end(), t) != named.end()) ordered.push_back(t);
+  std::vector<std::string> ordered;  // the order given, each once
+  for (const std::string& t : named) {
+    if (std::find(ordered.begin(), ordered.end(), t) == ordered.end()) ordered.push_back(t);
   }
   return ordered;
+}
+
+size_t BulkTableRank(absl::string_view transport) {
+  const auto* it = std::find(std::begin(kTransports), std::end(kTransports), transport);
+  return static_cast<size_t>(it - std::begin(kTransports));
 }
 
 absl::Status RunBulk(const BulkConfig& c) {

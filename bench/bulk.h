@@ -52,8 +52,8 @@ struct BulkConfig {
   uint64_t size = 16 << 20;
   std::vector<double> losses = {0};  // kLocal: the rates to run
   std::string loss_label = "?";      // kClient: the label of every row
-  // In table order (ParseBulkTransports): udpmsg, udpmsg-<cc>..., tcp,
-  // tcp-<cc>..., enet.
+  // In the order they run (ParseBulkTransports); the table lists them in
+  // table order (BulkTableRank).
   std::vector<std::string> transports = {"udpmsg", "tcp", "enet"};
   reliable::CongestionControl cc = reliable::CongestionControl::kNewReno;
   uint64_t seed = 1;
@@ -75,9 +75,15 @@ struct BulkConfig {
 };
 
 // The transports of a --bench_transports value ("udpmsg, tcp-reno,enet"),
-// case-insensitive, duplicates dropped, in table order. INVALID_ARGUMENT
+// case-insensitive, duplicates dropped, in the order given (the order they
+// run: bench/run.sh alternates it between rounds, so that no transport
+// always goes first on a machine whose speed drifts). INVALID_ARGUMENT
 // naming an unknown one, or when it names none.
 absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view text);
+
+// A transport's place in the table (udpmsg, udpmsg-<cc>..., tcp,
+// tcp-<cc>..., enet), whatever order they ran in; unknown names last.
+size_t BulkTableRank(absl::string_view transport);
 
 // Runs `config` and prints its table. DATA_LOSS when any transfer failed or
 // was not verified (after printing); a server's or setup's own errors.

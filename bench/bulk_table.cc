@@ -85,8 +85,28 @@ std::string CpuCell(bool ok, double per_gb) {
 
 }  // namespace
 
-BenchTable MakeBulkTable(const std::vector<BulkOutcome>& rows, const BulkConfig& s) {
+BenchTable MakeBulkTable(const std::vector<BulkOutcome>& run, const BulkConfig& s) {
   const bool local = s.role == BenchRole::kLocal;
+  // Listed by loss (in the order the losses ran), then in table order,
+  // whatever order the transports ran in.
+  std::vector<std::string> losses;
+  for (const BulkOutcome& o : run) {
+    if (std::find(losses.begin(), losses.end(), o.loss) == losses.end()) losses.push_back(o.loss);
+  }
+  const auto loss_rank = [&](const std::string& loss) {
+    return std::find(losses.begin(), losses.end(), loss) - losses.begin();
+  };
+  std::vector<BulkOutcome> rows = run;
+  std::stable_sort(rows.begin(), rows.end(), [&](const BulkOutcome& a, const BulkOutcome& b) {
+    const auto ka = std::make_pair(loss_rank(a.loss), BulkTableRank(a.transport));
+    const auto kb = std::make_pair(loss_rank(b.loss), BulkTableRank(b.transport));
+    return ka < kb;
+  });
+  std::vector<std::string> transports = s.transports;
+  std::stable_sort(transports.begin(), transports.end(),
+                   [](const std::string& a, const std::string& b) {
+                     return BulkTableRank(a) < BulkTableRank(b);
+                   });
   BenchTable t;
   t.title = absl::StrFormat(
       "bench bulk: %d bytes per transfer, %d-byte datagrams (udpmsg's grow by path MTU "
@@ -150,12 +170,12 @@ BenchTable MakeBulkTable(const std::vector<BulkOutcome>& rows, const BulkConfig&
   };
   // Against every TCP flavour measured (plain "tcp" always listed).
   std::vector<std::string> tcps = {"tcp"};
-  for (const std::string& name : s.transports) {
+  for (const std::string& name : transports) {
     if (IsTcp(name) && name != "tcp") tcps.push_back(name);
   }
   // Every udpmsg flavour measured ("udpmsg" when none).
   std::vector<std::string> mine;
-  for (const std::string& name : s.transports) {
+  for (const std::string& name : transports) {
     if (absl::StartsWith(name, "udpmsg")) mine.push_back(name);
   }
   if (mine.empty()) mine.push_back("udpmsg");

@@ -87,11 +87,12 @@ TEST(FormatTableTest, TextAlignsColumns) {
             "  note\n");
 }
 
-TEST(ParseBulkTransportsTest, TableOrderWithoutDuplicates) {
+// The order given is the order they run (bench/run.sh alternates it).
+TEST(ParseBulkTransportsTest, GivenOrderWithoutDuplicates) {
   absl::StatusOr<std::vector<std::string>> t =
       ParseBulkTransports("enet, TCP-Reno,udpmsg,tcp,enet");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_THAT(*t, ElementsAre("udpmsg", "tcp", "tcp-reno", "enet"));
+  EXPECT_THAT(*t, ElementsAre("enet", "tcp-reno", "udpmsg", "tcp"));
 }
 
 TEST(ParseBulkTransportsTest, RejectsUnknownAndEmpty) {
@@ -103,7 +104,7 @@ TEST(ParseBulkTransportsTest, UdpmsgWithANamedCongestionControl) {
   absl::StatusOr<std::vector<std::string>> t =
       ParseBulkTransports("tcp-cubic,udpmsg-bbr,UDPMSG-NEWRENO,enet");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_THAT(*t, ElementsAre("udpmsg-newreno", "udpmsg-bbr", "tcp-cubic", "enet"));
+  EXPECT_THAT(*t, ElementsAre("tcp-cubic", "udpmsg-bbr", "udpmsg-newreno", "enet"));
 }
 
 BulkOutcome Row(const std::string& transport, const std::string& loss, double seconds,
@@ -145,6 +146,26 @@ TEST(BulkTableTest, CpuColumnsAndTargetsPerUdpmsgFlavour) {
   EXPECT_THAT(notes, HasSubstr("target: udpmsg-bbr CPU (sender + receiver) per GB <= 2x TCP "
                                "cubic's at 0% loss: 5.000 vs 2.000 s/GB, 2.50x (NOT met: 25% "
                                "over)"));
+}
+
+// Transports run in any order; the table lists them by loss (as run), then
+// in table order, and its targets in table order too.
+TEST(BulkTableTest, RowsInTableOrderWhateverTheRunOrder) {
+  BulkConfig c;
+  c.role = BenchRole::kLocal;
+  c.transports = {"enet", "tcp", "udpmsg-bbr", "udpmsg-newreno"};
+  const std::vector<BulkOutcome> run = {
+      Row("enet", "0%", 4, -1, -1),           Row("tcp", "0%", 1, -1, -1),
+      Row("udpmsg-bbr", "0%", 2, -1, -1),     Row("udpmsg-newreno", "0%", 2, -1, -1),
+      Row("enet", "5%", 8, -1, -1),           Row("udpmsg-bbr", "5%", 3, -1, -1),
+      Row("udpmsg-newreno", "5%", 3, -1, -1)};
+  const BenchTable t = MakeBulkTable(run, c);
+  std::vector<std::string> order;
+  for (const std::vector<std::string>& row : t.rows) order.push_back(row[0] + "@" + row[1]);
+  EXPECT_THAT(order, ElementsAre("udpmsg-newreno@0%", "udpmsg-bbr@0%", "tcp@0%", "enet@0%",
+                                 "udpmsg-newreno@5%", "udpmsg-bbr@5%", "enet@5%"));
+  const std::string text = FormatTable(t, TableFormat::kText);
+  EXPECT_LT(text.find("target: udpmsg-newreno"), text.find("target: udpmsg-bbr"));
 }
 
 TEST(ParseFairnessFlowsTest, OrderAndRepeatsKept) {
