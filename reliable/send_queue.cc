@@ -262,8 +262,9 @@ std::optional<OutgoingFragment> SendQueue::Next() { return Next(UINT64_MAX); }
 
 std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
   // Every return returns `f`, so it is built where the caller's optional
-  // lives: assembling the fragment in locals and copying it out cost the
-  // sender store-forwarding stalls worth about 3% of its CPU on a clean veth.
+  // lives: assembling the fragment in locals and copying it out stalled
+  // store forwarding (Next was 6.3% of a clean-veth sender's samples, 2.5%
+  // built in place).
   std::optional<OutgoingFragment> f;
   const Pick pick = Candidate();
   if (pick.lane == nullptr) return f;

@@ -65,6 +65,17 @@ bool PumpUntil(std::vector<Peer*> peers, const std::function<bool()>& done) {
   return true;
 }
 
+// Connects `client` to `server` and pumps both (the server must run too)
+// until the client sees the handshake end; an error when it does not.
+absl::StatusOr<ConnectionId> ConnectEstablished(Peer& server, Peer& client) {
+  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  if (!id.ok()) return id.status();
+  if (!PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); })) {
+    return absl::DeadlineExceededError("the handshake did not end within 10 s");
+  }
+  return id;
+}
+
 TEST(HostTest, ConnectSendEchoAndCloseOverLoopback) {
   Peer server = MakePeer(ServerOptions());
   Peer client = MakePeer(HostOptions());
@@ -131,10 +142,8 @@ TEST(HostTest, ConnectSendEchoAndCloseOverLoopback) {
 TEST(HostTest, AwaitConnectedAndFlushDeliverEverythingQueued) {
   Peer server = MakePeer(ServerOptions());
   Peer client = MakePeer(HostOptions());
-  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  const absl::StatusOr<ConnectionId> id = ConnectEstablished(server, client);
   ASSERT_TRUE(id.ok()) << id.status();
-  // The server must run too: pump it until the client sees the handshake end.
-  ASSERT_TRUE(PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); }));
   for (int i = 0; i < 100; ++i) {
     ASSERT_TRUE(client.host.Send(*id, 0, DeliveryMode::kReliableOrdered, std::string(5000, 'a' + i % 26)).ok());
   }
@@ -152,9 +161,8 @@ TEST(HostTest, AwaitConnectedAndFlushDeliverEverythingQueued) {
 TEST(HostTest, SharedBytesAreDeliveredAndTheBufferReleasedWhenAcknowledged) {
   Peer server = MakePeer(ServerOptions());
   Peer client = MakePeer(HostOptions());
-  absl::StatusOr<ConnectionId> id = client.host.Connect(server.host.local_address());
+  const absl::StatusOr<ConnectionId> id = ConnectEstablished(server, client);
   ASSERT_TRUE(id.ok()) << id.status();
-  ASSERT_TRUE(PumpUntil({&server, &client}, [&] { return client.host.IsEstablished(*id); }));
   std::string contents;
   for (int i = 0; i < 40000; ++i) contents += static_cast<char>('a' + i % 23);
   auto buffer = std::make_shared<const std::string>(contents);
