@@ -283,6 +283,25 @@ std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
   }
   if (lanes_ != nullptr) Charge(pick.key, *pick.lane, layout.length);
   Fill(pick.number, m, pick.index, layout, pick.lost, f.emplace());
+  if (!pick.lost) {
+    // The encoder reads each payload once, from the application's buffer,
+    // usually cold. The fragment four ahead (two datagrams of two fragments
+    // on a 1500-byte path) is fetched now, while the ones before it are
+    // encoded; at a message's start, the first four. Clean veth, six
+    // alternating rounds: sender 0.885 to 0.742 CPU s/GB, goodput +18%
+    // (docs/performance.md). One fragment ahead gained about half of that.
+    // The loop stays here: GCC drops a call to a function whose only effect
+    // is a prefetch.
+    constexpr uint32_t kAhead = 4;
+    const uint32_t from = pick.index == 0 ? 1 : pick.index + kAhead;
+    const uint32_t to = std::min<uint32_t>(pick.index + kAhead + 1, m.count);
+    if (from < to) {
+      const uint64_t chunk = (m.bytes.size() + m.count - 1) / m.count;
+      const uint64_t end = std::min<uint64_t>(chunk * to, m.bytes.size());
+      const char* bytes = m.bytes.view().data();
+      for (uint64_t at = chunk * from; at < end; at += 64) __builtin_prefetch(bytes + at);
+    }
+  }
   return f;
 }
 
