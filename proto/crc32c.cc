@@ -6,8 +6,7 @@
 #include <cstring>
 
 #if defined(__x86_64__)
-#include <nmmintrin.h>
-#include <wmmintrin.h>
+#include <immintrin.h>
 #endif
 
 namespace udpmsg::proto {
@@ -193,6 +192,124 @@ __attribute__((target("sse4.2,pclmul"))) uint32_t crc32c_internal::ExtendInterle
   }
   return ~OneStream(c, p, n);
 }
+
+bool crc32c_internal::FoldingAvailable() {
+  static const bool available =
+      __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("pclmul") &&
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("vpclmulqdq");
+  return available;
+}
+
+namespace {
+
+// Folding (the method of Intel's "Fast CRC Computation for Generic
+// Polynomials Using PCLMULQDQ", derived here for the crc32 instruction's
+// register): a 16-byte block X of the message, read little-endian, is the
+// reflected 128-bit polynomial L*x^64 + H (L its first eight bytes, H the
+// next eight). Moving it F bits later in the message multiplies it by x^F,
+// and mod P
+//   X*x^F = L*x^(64+F) + H*x^F = clmul(L, x^(F+31) mod P) ^ clmul(H, x^(F-33) mod P)
+// (a carry-less product of reflected values is A*B*x, and a 32-bit constant
+// in the low half of a 64-bit lane is K*x^32), a 128-bit value that is XORed
+// into the block F bits later. The message's CRC register is unchanged by
+// that (register = M(x)*x^32 mod P, from a zero register, whatever the
+// length), so once fewer than 16 bytes follow the one block left, the crc32
+// instruction finishes it. The initial register goes into the first four
+// bytes. VPCLMULQDQ folds four 16-byte lanes per instruction: four 64-byte
+// accumulators fold by 2,048 bits while 256 bytes remain, two by 1,024 after.
+struct FoldConstant {
+  uint64_t lo;  // x^(F+31) mod P: multiplies the first eight bytes
+  uint64_t hi;  // x^(F-33) mod P: multiplies the next eight
+};
+
+constexpr FoldConstant MakeFold(uint64_t bits) {
+  return FoldConstant{XPowModP(bits + 31), XPowModP(bits - 33)};
+}
+
+constexpr FoldConstant kFold128 = MakeFold(128);
+constexpr FoldConstant kFold512 = MakeFold(512);
+constexpr FoldConstant kFold1024 = MakeFold(1024);
+constexpr FoldConstant kFold2048 = MakeFold(2048);
+
+__attribute__((target("sse4.2,pclmul"))) inline __m128i Fold128(__m128i x, __m128i k) {
+  return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+// x folded by k, XORed with y, in one ternary-logic instruction (0x96: a^b^c).
+__attribute__((target("avx512f,vpclmulqdq"))) inline __m512i Fold512(__m512i x, __m512i k,
+                                                                       __m512i y) {
+  return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(x, k, 0x00),
+                                   _mm512_clmulepi64_epi128(x, k, 0x11), y, 0x96);
+}
+
+__attribute__((target("avx512f"))) inline __m512i Broadcast(FoldConstant k) {
+  const auto lo = static_cast<long long>(k.lo);
+  const auto hi = static_cast<long long>(k.hi);
+  return _mm512_set_epi64(hi, lo, hi, lo, hi, lo, hi, lo);
+}
+
+}  // namespace
+
+__attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq"))) uint32_t
+crc32c_internal::ExtendFolding(uint32_t crc, absl::string_view data) {
+  const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+  size_t n = data.size();
+  if (n < kMinFoldingBytes) return ExtendInterleaved(crc, data);
+  __m512i a = _mm512_xor_si512(_mm512_loadu_si512(p),
+                               _mm512_zextsi128_si512(_mm_cvtsi32_si128(static_cast<int>(~crc))));
+  __m512i b = _mm512_loadu_si512(p + 64);
+  p += 128;
+  n -= 128;
+  if (n >= 256) {
+    // Four accumulators while 256 bytes remain (the multiplier's latency
+    // would leave it idle with two), folded into two after.
+    __m512i c = _mm512_loadu_si512(p);
+    __m512i d = _mm512_loadu_si512(p + 64);
+    p += 128;
+    n -= 128;
+    const __m512i k2048 = Broadcast(kFold2048);
+    while (n >= 256) {
+      a = Fold512(a, k2048, _mm512_loadu_si512(p));
+      b = Fold512(b, k2048, _mm512_loadu_si512(p + 64));
+      c = Fold512(c, k2048, _mm512_loadu_si512(p + 128));
+      d = Fold512(d, k2048, _mm512_loadu_si512(p + 192));
+      p += 256;
+      n -= 256;
+    }
+    const __m512i k1024 = Broadcast(kFold1024);
+    a = Fold512(a, k1024, c);
+    b = Fold512(b, k1024, d);
+  }
+  if (n >= 128) {
+    const __m512i k1024 = Broadcast(kFold1024);
+    a = Fold512(a, k1024, _mm512_loadu_si512(p));
+    b = Fold512(b, k1024, _mm512_loadu_si512(p + 64));
+    p += 128;
+    n -= 128;
+  }
+  const __m512i k512 = Broadcast(kFold512);
+  a = Fold512(a, k512, b);
+  if (n >= 64) {
+    a = Fold512(a, k512, _mm512_loadu_si512(p));
+    p += 64;
+    n -= 64;
+  }
+  // Four lanes to one, then 16 bytes at a time.
+  const __m128i k128 = _mm_set_epi64x(static_cast<long long>(kFold128.hi),
+                                      static_cast<long long>(kFold128.lo));
+  __m128i x = _mm512_maskz_extracti32x4_epi32(0xF, a, 0);
+  x = _mm_xor_si128(Fold128(x, k128), _mm512_maskz_extracti32x4_epi32(0xF, a, 1));
+  x = _mm_xor_si128(Fold128(x, k128), _mm512_maskz_extracti32x4_epi32(0xF, a, 2));
+  x = _mm_xor_si128(Fold128(x, k128), _mm512_maskz_extracti32x4_epi32(0xF, a, 3));
+  while (n >= 16) {
+    x = _mm_xor_si128(Fold128(x, k128), _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    p += 16;
+    n -= 16;
+  }
+  uint64_t reg = _mm_crc32_u64(0, static_cast<uint64_t>(_mm_cvtsi128_si64(x)));
+  reg = _mm_crc32_u64(reg, static_cast<uint64_t>(_mm_extract_epi64(x, 1)));
+  return ~OneStream(static_cast<uint32_t>(reg), p, n);
+}
 #else
 bool crc32c_internal::HardwareAvailable() { return false; }
 bool crc32c_internal::InterleavedAvailable() { return false; }
@@ -202,13 +319,21 @@ uint32_t crc32c_internal::ExtendHardware(uint32_t crc, absl::string_view data) {
 uint32_t crc32c_internal::ExtendInterleaved(uint32_t crc, absl::string_view data) {
   return ExtendPortable(crc, data);
 }
+bool crc32c_internal::FoldingAvailable() { return false; }
+uint32_t crc32c_internal::ExtendFolding(uint32_t crc, absl::string_view data) {
+  return ExtendPortable(crc, data);
+}
 #endif
 
 uint32_t Crc32cExtend(uint32_t crc, absl::string_view data) {
-  static const int best = crc32c_internal::InterleavedAvailable() ? 2
-                          : crc32c_internal::HardwareAvailable()  ? 1
-                                                                  : 0;
-  if (best == 2) return crc32c_internal::ExtendInterleaved(crc, data);
+  static const int best = crc32c_internal::FoldingAvailable()       ? 3
+                          : crc32c_internal::InterleavedAvailable() ? 2
+                          : crc32c_internal::HardwareAvailable()    ? 1
+                                                                    : 0;
+  if (best == 3 && data.size() >= crc32c_internal::kMinFoldingBytes) {
+    return crc32c_internal::ExtendFolding(crc, data);
+  }
+  if (best >= 2) return crc32c_internal::ExtendInterleaved(crc, data);
   if (best == 1) return crc32c_internal::ExtendHardware(crc, data);
   return crc32c_internal::ExtendPortable(crc, data);
 }

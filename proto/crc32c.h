@@ -1,4 +1,6 @@
-// CRC32C (Castagnoli): on x86-64 CPUs with SSE4.2 and PCLMULQDQ, three
+// CRC32C (Castagnoli): on x86-64 CPUs with AVX-512 and VPCLMULQDQ,
+// carry-less multiplies fold 64 bytes per instruction (from 256 bytes up);
+// with SSE4.2 and PCLMULQDQ, three
 // interleaved streams of the crc32 instruction combined with carry-less
 // multiplies; the crc32 instruction alone with SSE4.2 only; software
 // slice-by-8 elsewhere (checked once, at the first call).
@@ -11,6 +13,7 @@
 #ifndef UDPMSG_PROTO_CRC32C_H_
 #define UDPMSG_PROTO_CRC32C_H_
 
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/strings/string_view.h"
@@ -36,6 +39,15 @@ bool InterleavedAvailable();
 // Requires InterleavedAvailable(). Three streams at once over blocks of
 // 3 x 2048, 512, 128 or 32 bytes, then one stream for the rest.
 uint32_t ExtendInterleaved(uint32_t crc, absl::string_view data);
+// Whether this CPU runs ExtendFolding (SSE4.2, PCLMULQDQ, AVX-512F and
+// VPCLMULQDQ).
+bool FoldingAvailable();
+// Requires FoldingAvailable(). Carry-less multiplies fold 64-byte blocks
+// (two accumulators, four 16-byte lanes each), 16-byte blocks after them,
+// the crc32 instruction for the last 0-15 bytes; ExtendInterleaved below
+// kMinFoldingBytes.
+inline constexpr size_t kMinFoldingBytes = 256;
+uint32_t ExtendFolding(uint32_t crc, absl::string_view data);
 }  // namespace crc32c_internal
 
 }  // namespace udpmsg::proto

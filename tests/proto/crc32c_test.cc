@@ -111,6 +111,43 @@ TEST(Crc32cTest, InterleavedMatchesTheReference) {
   EXPECT_EQ(Crc32c(std::string(32 * 3, '\0')), Reference(std::string(32 * 3, '\0')));
 }
 
+// The folding path at every length from below its threshold to past three
+// 256-byte rounds (each count of 256-, 128-, 64- and 16-byte blocks and each
+// tail),
+// at large sizes, from a chained starting state and from every starting
+// register bit, against the reference.
+TEST(Crc32cTest, FoldingMatchesTheReference) {
+  if (!crc32c_internal::FoldingAvailable()) {
+    GTEST_SKIP() << "no AVX-512F + VPCLMULQDQ on this CPU";
+  }
+  std::mt19937_64 rng(11);
+  std::string buffer(70000, '\0');
+  for (char& c : buffer) c = static_cast<char>(rng());
+  std::vector<size_t> sizes;
+  for (size_t n = 0; n <= 256 + 3 * 256 + 128 + 64 + 3 * 16 + 15; ++n) sizes.push_back(n);
+  for (size_t n : {1200, 1472, 4096, 9000, 16383, 16384, 65507}) sizes.push_back(n);
+  for (size_t offset : {0, 5}) {
+    for (size_t n : sizes) {
+      const absl::string_view s = absl::string_view(buffer).substr(offset, n);
+      const uint32_t want = Reference(s);
+      ASSERT_EQ(crc32c_internal::ExtendFolding(0, s), want) << "offset " << offset << " n " << n;
+      const size_t third = n / 3;
+      ASSERT_EQ(crc32c_internal::ExtendFolding(crc32c_internal::ExtendPortable(0, s.substr(0, third)),
+                                               s.substr(third)),
+                want)
+          << "offset " << offset << " n " << n;
+    }
+  }
+  const absl::string_view block = absl::string_view(buffer).substr(0, 1000);
+  for (int bit = 0; bit < 32; ++bit) {
+    const uint32_t start = uint32_t{1} << bit;
+    ASSERT_EQ(crc32c_internal::ExtendFolding(start, block),
+              crc32c_internal::ExtendPortable(start, block))
+        << "starting CRC " << start;
+  }
+  EXPECT_EQ(Crc32c(std::string(1472, '\0')), Reference(std::string(1472, '\0')));
+}
+
 TEST(Crc32cTest, ExtendEqualsWhole) {
   std::mt19937_64 rng(8);
   std::string buffer(200, '\0');
