@@ -107,6 +107,12 @@ struct Accept {
 
 // One fragment of one message.
 struct DataFragment {
+  // User-provided, so that value-initialization (`emplace_back()` in the
+  // decoder, once per fragment) runs the member initializers alone: with an
+  // implicit constructor it zero-fills all 88 bytes first (a `rep stos`,
+  // 1.7% of the veth receiver's samples).
+  DataFragment() noexcept {}
+
   uint32_t channel = 0;
   uint32_t mode = 3;         // a reliable::DeliveryMode value, <= kMaxDeliveryMode
   uint64_t sequence = 0;     // message number within (channel, mode)

@@ -61,14 +61,24 @@ void Reassembler::ReserveExactly(std::string& prefix, uint64_t size) {
   prefix.swap(grown);
 }
 
+Reassembler::Partial* Reassembler::Lookup(const MessageKey& key) const {
+  if (last_ != nullptr && last_key_ == key) return last_;
+  auto it = partial_.find(key);
+  if (it == partial_.end()) return nullptr;
+  last_key_ = key;
+  last_ = const_cast<Partial*>(&it->second);
+  return last_;
+}
+
 bool Reassembler::FitsReserved(const MessageKey& key, const FragmentHeader& header,
                                size_t payload_size) const {
-  auto it = partial_.find(key);
-  if (it == partial_.end()) return false;
-  const Partial& partial = it->second;
-  return partial.header.count == header.count && partial.header.total_size == header.total_size &&
-         header.index == partial.contiguous && !partial.fragments.contains(header.index) &&
-         partial.prefix.size() + payload_size <= partial.reserved;
+  const Partial* partial = Lookup(key);
+  if (partial == nullptr) return false;
+  return partial->header.count == header.count &&
+         partial->header.total_size == header.total_size &&
+         header.index == partial->contiguous &&
+         (partial->fragments.empty() || !partial->fragments.contains(header.index)) &&
+         partial->prefix.size() + payload_size <= partial->reserved;
 }
 
 bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
@@ -122,32 +132,32 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                    " carries ", payload.size(),
                                                    " bytes; its layout needs ", layout->length));
   }
-  auto it = partial_.find(key);
+  Partial* found = Lookup(key);
   // Checked before the single-fragment shortcut: a 1-fragment header for a
   // key with fragments buffered used to complete a message while leaving the
   // partial one behind, never completed (that sequence was delivered) nor
   // freed, holding bytes and a slot (found by fuzz/reassembler_fuzzer).
-  if (it != partial_.end() && (it->second.header.count != header.count ||
-                               it->second.header.total_size != header.total_size)) {
+  if (found != nullptr && (found->header.count != header.count ||
+                           found->header.total_size != header.total_size)) {
     ++stats_.rejected_fragments;
     return absl::InvalidArgumentError(
         absl::StrCat("fragment ", header.index, " says ", header.count, " fragments / ",
-                     header.total_size, " bytes; earlier ones said ", it->second.header.count,
-                     " / ", it->second.header.total_size));
+                     header.total_size, " bytes; earlier ones said ", found->header.count,
+                     " / ", found->header.total_size));
   }
   if (header.count == 1) {
     ++stats_.completed;
     return std::optional<std::string>(std::string(payload));
   }
 
-  if (it == partial_.end()) {
+  if (found == nullptr) {
     if (partial_.size() >= limits_.max_partial_messages) {
       ++stats_.refused_for_space;
       return absl::ResourceExhaustedError(absl::StrCat(
           "reassembly: ", partial_.size(), " messages already in progress (limit)"));
     }
-  } else if (header.index < it->second.contiguous ||
-             it->second.fragments.contains(header.index)) {
+  } else if (header.index < found->contiguous ||
+             (!found->fragments.empty() && found->fragments.contains(header.index))) {
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();
   }
@@ -157,13 +167,14 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                      " bytes held for ", buffered_bytes_,
                                                      " bytes of payload)"));
   };
-  const bool created = it == partial_.end();
+  const bool created = found == nullptr;
   if (created) {
     if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) return refuse_for_space();
-    it = partial_.emplace(key, Partial{header, now}).first;
+    Forget();
+    found = &partial_.emplace(key, Partial{header, now}).first->second;
     held_bytes_ += kPartialMessageBytes;
   }
-  Partial& partial = it->second;
+  Partial& partial = *found;
   uint64_t grown = 0;
   // (Without an allowance only into what is already reserved; with nothing
   // reserved, as without the buffer.)
@@ -186,7 +197,8 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     const uint64_t cost = payload.size() + kFragmentOverheadBytes;
     if (held_bytes_ + cost > limits_.max_buffered_bytes) {
       if (created) {
-        partial_.erase(it);
+        Forget();
+        partial_.erase(key);
         held_bytes_ -= kPartialMessageBytes;
       }
       return refuse_for_space();
@@ -212,12 +224,14 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     message.append(partial.prefix);
     for (const auto& [index, bytes] : partial.fragments) message.append(bytes);
   }
-  partial_.erase(it);
+  Forget();
+  partial_.erase(key);
   ++stats_.completed;
   return std::optional<std::string>(std::move(message));
 }
 
 size_t Reassembler::Expire(absl::Time now) {
+  Forget();
   size_t dropped = 0;
   for (auto it = partial_.begin(); it != partial_.end();) {
     if (now - it->second.started >= limits_.timeout) {
@@ -238,6 +252,7 @@ void Reassembler::Discard(const MessageKey& key) {
   if (it == partial_.end()) return;
   buffered_bytes_ -= it->second.received_bytes;
   held_bytes_ -= Held(it->second);
+  Forget();
   partial_.erase(it);
 }
 

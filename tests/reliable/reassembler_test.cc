@@ -414,6 +414,55 @@ TEST(ReassemblerTest, ExpireDropsOldPartialMessagesAndTheirBytes) {
   EXPECT_EQ(r.buffered_bytes(), 0u);
 }
 
+// The reassembler remembers the last message it looked up; insertions
+// (which rehash the map and move its entries), completions, discards and
+// expiry must each make it look again. Run under the ASan twin, a stale
+// memory is a use after free; in the plain build, a wrong message.
+TEST(ReassemblerTest, LookupsStayRightAcrossRehashCompletionDiscardAndExpiry) {
+  Reassembler r({.timeout = absl::Seconds(1)});
+  std::vector<std::string> messages;
+  std::vector<std::vector<std::pair<FragmentHeader, std::string>>> cut;
+  for (uint64_t j = 0; j < 40; ++j) {
+    messages.push_back(Pattern(500, 100 + j));
+    cut.push_back(Cut(messages.back(), 100));
+  }
+  auto key = [](uint64_t j) { return MessageKey{1, 0, j}; };
+  ASSERT_TRUE(r.Add(kT0, key(0), cut[0][0].first, cut[0][0].second, 1 << 20).ok());
+  r.FitsReserved(key(0), cut[0][1].first, cut[0][1].second.size());  // remembers message 0
+  for (uint64_t j = 1; j < 40; ++j) {  // 39 insertions: the map grows and rehashes
+    ASSERT_TRUE(r.Add(kT0, key(j), cut[j][0].first, cut[j][0].second, 1 << 20).ok());
+  }
+  for (size_t i = 1; i < 5; ++i) {
+    absl::StatusOr<std::optional<std::string>> out =
+        r.Add(kT0, key(0), cut[0][i].first, cut[0][i].second, 1 << 20);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_EQ(out->has_value(), i == 4);
+    if (i == 4) EXPECT_TRUE(**out == messages[0]);
+  }
+  // Message 0 completed (erased): its key starts a new message, not the old one.
+  const std::string again = Pattern(300, 99);
+  auto again_cut = Cut(again, 100);
+  ASSERT_TRUE(r.Add(kT0, key(0), again_cut[0].first, again_cut[0].second, 1 << 20).ok());
+  EXPECT_FALSE(r.FitsReserved(key(1), cut[1][2].first, cut[1][2].second.size()));  // out of order
+  r.Discard(key(1));
+  absl::StatusOr<std::optional<std::string>> restarted =
+      r.Add(kT0, key(1), cut[1][1].first, cut[1][1].second, 1 << 20);
+  ASSERT_TRUE(restarted.ok());
+  EXPECT_FALSE(restarted->has_value());
+  for (size_t i = 1; i < 3; ++i) {
+    absl::StatusOr<std::optional<std::string>> out =
+        r.Add(kT0, key(0), again_cut[i].first, again_cut[i].second, 1 << 20);
+    ASSERT_TRUE(out.ok());
+    ASSERT_EQ(out->has_value(), i == 2);
+    if (i == 2) EXPECT_TRUE(**out == again);
+  }
+  r.FitsReserved(key(2), cut[2][1].first, cut[2][1].second.size());  // remembers message 2
+  EXPECT_EQ(r.Expire(kT0 + absl::Seconds(1)), 39u);
+  EXPECT_FALSE(r.FitsReserved(key(2), cut[2][1].first, cut[2][1].second.size()));
+  EXPECT_EQ(r.held_bytes(), 0u);
+  EXPECT_EQ(r.buffered_bytes(), 0u);
+}
+
 TEST(ReassemblerTest, KeysSeparateChannelsAndSpaces) {
   Reassembler r({});
   ASSERT_TRUE(r.Add(kT0, {1, 0, 5}, {0, 2, 4}, "ab").ok());
