@@ -27,7 +27,7 @@ uint32_t Crc32c(absl::string_view data);
 // Continues a CRC: Crc32c(a + b) == Crc32cExtend(Crc32c(a), b).
 uint32_t Crc32cExtend(uint32_t crc, absl::string_view data);
 
-// The two implementations behind Crc32cExtend, for tests and benchmarks.
+// The implementations behind Crc32cExtend, for tests and benchmarks.
 namespace crc32c_internal {
 uint32_t ExtendPortable(uint32_t crc, absl::string_view data);
 // Whether this CPU runs ExtendHardware (x86-64 with SSE4.2).
@@ -43,7 +43,8 @@ uint32_t ExtendInterleaved(uint32_t crc, absl::string_view data);
 // VPCLMULQDQ).
 bool FoldingAvailable();
 // Requires FoldingAvailable(). Carry-less multiplies fold 64-byte blocks
-// (two accumulators, four 16-byte lanes each), 16-byte blocks after them,
+// (four 16-byte lanes each; four accumulators from 384 bytes, two below),
+// 16-byte blocks after them,
 // the crc32 instruction for the last 0-15 bytes; ExtendInterleaved below
 // kMinFoldingBytes.
 inline constexpr size_t kMinFoldingBytes = 256;

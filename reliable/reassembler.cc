@@ -172,6 +172,8 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) return refuse_for_space();
     Forget();
     found = &partial_.emplace(key, Partial{header, now}).first->second;
+    last_key_ = key;  // the message's next fragment finds it without hashing
+    last_ = found;
     held_bytes_ += kPartialMessageBytes;
   }
   Partial& partial = *found;
