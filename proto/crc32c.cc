@@ -260,6 +260,7 @@ crc32c_internal::ExtendFolding(uint32_t crc, absl::string_view data) {
   __m512i b = _mm512_loadu_si512(p + 64);
   p += 128;
   n -= 128;
+  const __m512i k1024 = Broadcast(kFold1024);
   if (n >= 256) {
     // Four accumulators while 256 bytes remain (the multiplier's latency
     // would leave it idle with two), folded into two after.
@@ -276,12 +277,10 @@ crc32c_internal::ExtendFolding(uint32_t crc, absl::string_view data) {
       p += 256;
       n -= 256;
     }
-    const __m512i k1024 = Broadcast(kFold1024);
     a = Fold512(a, k1024, c);
     b = Fold512(b, k1024, d);
   }
   if (n >= 128) {
-    const __m512i k1024 = Broadcast(kFold1024);
     a = Fold512(a, k1024, _mm512_loadu_si512(p));
     b = Fold512(b, k1024, _mm512_loadu_si512(p + 64));
     p += 128;

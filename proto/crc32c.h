@@ -1,9 +1,9 @@
 // CRC32C (Castagnoli): on x86-64 CPUs with AVX-512 and VPCLMULQDQ,
 // carry-less multiplies fold 64 bytes per instruction (from 256 bytes up);
-// with SSE4.2 and PCLMULQDQ, three
-// interleaved streams of the crc32 instruction combined with carry-less
-// multiplies; the crc32 instruction alone with SSE4.2 only; software
-// slice-by-8 elsewhere (checked once, at the first call).
+// with SSE4.2 and PCLMULQDQ, three interleaved streams of the crc32
+// instruction combined with carry-less multiplies; the crc32 instruction
+// alone with SSE4.2 only; software slice-by-8 elsewhere (checked once, at
+// the first call).
 //
 // The same functions are declared in codec.h, which is what callers include;
 // this header lets the CRC be used (and benchmarked) without the codec.
@@ -44,9 +44,8 @@ uint32_t ExtendInterleaved(uint32_t crc, absl::string_view data);
 bool FoldingAvailable();
 // Requires FoldingAvailable(). Carry-less multiplies fold 64-byte blocks
 // (four 16-byte lanes each; four accumulators from 384 bytes, two below),
-// 16-byte blocks after them,
-// the crc32 instruction for the last 0-15 bytes; ExtendInterleaved below
-// kMinFoldingBytes.
+// 16-byte blocks after them, the crc32 instruction for the last 0-15 bytes;
+// ExtendInterleaved below kMinFoldingBytes.
 inline constexpr size_t kMinFoldingBytes = 256;
 uint32_t ExtendFolding(uint32_t crc, absl::string_view data);
 }  // namespace crc32c_internal

@@ -77,7 +77,7 @@ bool Reassembler::FitsReserved(const MessageKey& key, const FragmentHeader& head
   return partial->header.count == header.count &&
          partial->header.total_size == header.total_size &&
          header.index == partial->contiguous &&
-         (partial->fragments.empty() || !partial->fragments.contains(header.index)) &&
+         !KeptApart(*partial, header.index) &&
          partial->prefix.size() + payload_size <= partial->reserved;
 }
 
@@ -156,8 +156,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
       return absl::ResourceExhaustedError(absl::StrCat(
           "reassembly: ", partial_.size(), " messages already in progress (limit)"));
     }
-  } else if (header.index < found->contiguous ||
-             (!found->fragments.empty() && found->fragments.contains(header.index))) {
+  } else if (header.index < found->contiguous || KeptApart(*found, header.index)) {
     ++stats_.duplicate_fragments;
     return std::optional<std::string>();
   }

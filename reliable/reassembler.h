@@ -217,6 +217,11 @@ class Reassembler final {
   // insertion and erasure, which may move entries.
   Partial* Lookup(const MessageKey& key) const;
   void Forget() const { last_ = nullptr; }
+  // Whether fragment `index` is among those kept one by one (most messages
+  // arrive in order and keep none: the btree is not searched then).
+  static bool KeptApart(const Partial& partial, uint32_t index) {
+    return !partial.fragments.empty() && partial.fragments.contains(index);
+  }
 
   Limits limits_;
   absl::flat_hash_map<MessageKey, Partial> partial_;
