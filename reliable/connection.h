@@ -42,7 +42,9 @@
 // server a timer wake-up and an extra receive per ping); a peer that acknowledges
 // nothing for `peer_timeout` while data or a probe is outstanding, or after
 // `max_probes` consecutive probe timeouts, closes the connection with
-// CloseReason::kPeerTimeout (wire kCloseTooManyRetransmissions);
+// CloseReason::kPeerTimeout (wire kCloseTooManyRetransmissions); the probe
+// timeout backs off to at most peer_timeout / 8, so that a peer timeout
+// always spans several probe rounds;
 // `idle_timeout` without receiving anything closes it with kIdleTimeout.
 //
 // Flow control: the sender keeps at most `window` reliable messages per

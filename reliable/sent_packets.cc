@@ -267,9 +267,12 @@ std::vector<SentPacket> SentPackets::DetectLost(absl::Time now, const RttEstimat
 absl::Time SentPackets::Deadline(const RttEstimator& rtt) const {
   if (loss_time_ != absl::InfiniteFuture()) return loss_time_;
   if (eliciting_in_flight_ == 0) return absl::InfiniteFuture();
-  // Exponential backoff; Duration multiplication saturates to infinity.
+  // Exponential backoff (Duration multiplication saturates to infinity),
+  // capped.
   const int shift = std::min(pto_count_, 62);
-  return last_eliciting_sent_ + rtt.Pto(true) * (int64_t{1} << shift);
+  const absl::Duration pto = rtt.Pto(true);
+  return last_eliciting_sent_ +
+         std::min(pto * (int64_t{1} << shift), std::max(pto, options_.max_pto_period));
 }
 
 SentPackets::TimeoutResult SentPackets::OnTimeout(absl::Time now, const RttEstimator& rtt) {

@@ -82,6 +82,11 @@ class SentPackets final {
     // kTimeThreshold (the starting value); 9/8 uses RttEstimator::LossDelay().
     double time_threshold = 9.0 / 8.0;
     size_t max_packets = 1 << 16;
+    // The backed-off probe timeout never exceeds this (nor goes below the
+    // unbacked PTO): a connection that gives up after a fixed time without
+    // progress (ConnectionOptions::peer_timeout) still probes several times
+    // within it, however many probes went unanswered before.
+    absl::Duration max_pto_period = absl::InfiniteDuration();
   };
 
   struct AckResult {
@@ -118,8 +123,9 @@ class SentPackets final {
                                   bool handshake_confirmed);
 
   // When OnTimeout must be called: the earliest loss time if any, else the
-  // PTO deadline (last ack-eliciting send + Pto(true) * 2^pto_count) if
-  // ack-eliciting packets are in flight, else InfiniteFuture.
+  // PTO deadline (last ack-eliciting send + Pto(true) * 2^pto_count, at most
+  // max(Pto(true), max_pto_period) after it) if ack-eliciting packets are in
+  // flight, else InfiniteFuture.
   absl::Time Deadline(const RttEstimator& rtt) const;
 
   // Call when now >= Deadline(): declares time-threshold losses, or else

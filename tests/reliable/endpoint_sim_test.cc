@@ -239,6 +239,47 @@ TEST(EndpointSimTest, TotalLossMakesSenderGiveUpWithinBoundedTimeAndBytes) {
   }
 }
 
+// The probe timeout backs off to at most peer_timeout / 8: a sender whose
+// peer went silent probes many times before it gives up, so a few lost acks
+// in a row on a lossy path do not end a live connection (uncapped, a 55 ms
+// PTO had probed seven times in the 10 s; see SentPacketsOptions).
+TEST(EndpointSimTest, SilentPeerIsProbedEveryFewSecondsUntilThePeerTimeout) {
+  for (uint64_t seed = 1; seed <= 5; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed=", seed));
+    Pair net(seed, Lossy(0, 0, 0));
+    const ConnectionId id = net.Connect();
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          std::string(64 << 10, 'x'))
+                    .ok());
+    net.sim().PollAll();
+    impairment::ImpairmentConfig dead;
+    dead.loss = 1.0;
+    net.SetLinks(dead);
+    const absl::Time cut = net.sim().now();
+    const absl::Duration peer_timeout = reliable::ConnectionOptions{}.peer_timeout;
+    uint64_t probes = 0;
+    absl::Time last_probe = cut;
+    absl::Duration longest_gap;
+    ASSERT_TRUE(net.sim().RunUntil(
+        [&] {
+          absl::StatusOr<reliable::ConnectionStats> s = net.client().endpoint().Stats(id);
+          if (s.ok() && s->probes > probes) {
+            probes = s->probes;
+            longest_gap = std::max(longest_gap, net.sim().now() - last_probe);
+            last_probe = net.sim().now();
+          }
+          return net.client().Count(Event::Type::kClosed) == 1;
+        },
+        cut + absl::Seconds(60)));
+    EXPECT_EQ(net.client().Find(Event::Type::kClosed)->close_reason,
+              reliable::CloseReason::kPeerTimeout);
+    EXPECT_GE(probes, 9u);
+    EXPECT_LE(longest_gap, peer_timeout / 8 + absl::Milliseconds(1));
+    EXPECT_LE(net.sim().now() - cut, peer_timeout + absl::Milliseconds(100));
+  }
+}
+
 TEST(EndpointSimTest, KeepaliveHoldsAnIdleConnectionOpen) {
   Pair net(5, Lossy(0.05, 0, 0));
   net.Connect();

@@ -359,6 +359,31 @@ TEST(SentPacketsTest, ProbeTimeoutBacksOffExponentiallyAndResetsOnAck) {
   EXPECT_EQ(sent.Deadline(rtt), At(4300 + 325));
 }
 
+TEST(SentPacketsTest, ProbeTimeoutBackoffStopsAtTheCapButNeverBelowOnePto) {
+  SentPackets::Options options;
+  options.max_pto_period = absl::Milliseconds(3000);
+  SentPackets sent(options);
+  RttEstimator rtt;  // Pto(true) = 1024ms
+  sent.OnSent(Packet(0, At(0)));
+  EXPECT_EQ(sent.Deadline(rtt), At(1024));
+  EXPECT_TRUE(sent.OnTimeout(At(1024), rtt).probe);
+  EXPECT_EQ(sent.Deadline(rtt), At(2048));
+  EXPECT_TRUE(sent.OnTimeout(At(2048), rtt).probe);
+  // 4 x 1024 would be 4096: capped at 3000 after the last send.
+  EXPECT_EQ(sent.Deadline(rtt), At(3000));
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(sent.OnTimeout(sent.Deadline(rtt), rtt).probe);
+  EXPECT_EQ(sent.pto_count(), 22);
+  sent.OnSent(Packet(1, At(5000)));
+  EXPECT_EQ(sent.Deadline(rtt), At(5000 + 3000));
+  // A cap below one PTO leaves the PTO itself, unbacked.
+  options.max_pto_period = absl::Milliseconds(100);
+  SentPackets tight(options);
+  tight.OnSent(Packet(0, At(0)));
+  EXPECT_TRUE(tight.OnTimeout(At(1024), rtt).probe);
+  EXPECT_TRUE(tight.OnTimeout(At(1024), rtt).probe);
+  EXPECT_EQ(tight.Deadline(rtt), At(1024));
+}
+
 TEST(SentPacketsTest, OnlyAckElicitingPacketsArmTheProbeTimer) {
   SentPackets sent;
   RttEstimator rtt;
