@@ -31,14 +31,8 @@ proto::Codec CodecWithBudget(const proto::Codec& codec, size_t max_datagram) {
 // much earlier. Keeps one connection from monopolising an endpoint's turn.
 constexpr int kMaxPacketsPerPoll = 256;
 // Worst-case bytes of a data frame besides its payload (tags, lengths and
-// 64-bit varints): a fragment cut for a datagram must fit with this much
-// (FragmentPayloadFor, MaxFragmentPayload).
+// 64-bit varints); used to decide whether another fragment fits.
 constexpr size_t kDataFrameOverhead = 56;
-// What a ping frame adds to a packet, and at most the smallest data frame
-// (an empty fragment takes 16): the packet filler stops asking the queue
-// when not even that would fit.
-constexpr size_t kPingFrameBytes = 2;
-constexpr size_t kMinDataFrameBytes = 12;
 // Most padding PadToTrain adds: what a ping and varint widths change in a
 // full packet (on a clean veth full packets were 1,376-1,380 bytes). A larger
 // gap (an ACK frame, another fragment size) starts a new train: padding every
@@ -59,20 +53,20 @@ constexpr uint64_t kPartialTablesBytes = 2 * 2048 * 128;
 // base-size datagram carries fragments of up to `base_fragment` bytes: the
 // size that puts the most payload in one datagram with k fragments of at
 // most `base_fragment` each. SendOne adds a fragment after the first only
-// when its exact frame and a ping still fit, so k fit when the packet's own
-// bytes (header, a short ack, a ping: kTypicalPacketBytes) and each frame's
-// header (kTypicalFrameBytes) are typical; with a long ack one fewer goes.
+// when it fits with kDataFrameOverhead to spare, so k fit when the packet's
+// own bytes (header, a short ack: kTypicalPacketBytes) and the frames'
+// headers (kTypicalFrameBytes) are typical; with a long ack one fewer goes.
 // A fragment cut for a large datagram thus still fits a base-size one, and
 // retransmissions after a black-hole fallback get through (the receiver
 // knows a started message's fragment count: its fragments can never be cut
-// again). 1472 bytes: two of 688 (1376 per datagram against 978 at 1200).
-constexpr size_t kTypicalPacketBytes = 40;
-constexpr size_t kTypicalFrameBytes = 28;
+// again). 1472 bytes: two of 664 (1328 per datagram against 978 at 1200).
+constexpr size_t kTypicalPacketBytes = 64;
+constexpr size_t kTypicalFrameBytes = 24;
 size_t FragmentPayloadFor(size_t inner, size_t base_fragment, size_t max_frames) {
   size_t best = base_fragment;
   size_t best_total = base_fragment;
   for (size_t k = 2; k <= max_frames; ++k) {
-    const size_t fixed = kTypicalPacketBytes + k * kTypicalFrameBytes;
+    const size_t fixed = kTypicalPacketBytes + (k - 1) * kTypicalFrameBytes + kDataFrameOverhead;
     if (inner <= fixed + k) break;
     const size_t each = std::min((inner - fixed) / k, base_fragment);
     if (k * each > best_total) {
@@ -1429,32 +1423,29 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     // probes with a trickle however large its datagrams have grown.
     if (probe && pmtud_) fill_limit = pmtud_->options().base - SealOverhead();
     size_t used = codec_.EncodedSize(p);
-    proto::DataFragment d;
-    size_t frame = 0;
-    // A fragment after the first is taken when its exact frame still leaves
-    // room for a ping (added below for a probe or at the window's edge).
-    // The first always fits (MaxFragmentPayload's guarantee).
-    const auto fits = [&](const OutgoingFragment& f) {
-      d.channel = f.channel;
-      d.mode = static_cast<uint32_t>(f.mode);
-      d.sequence = f.sequence;
-      d.index = f.header.index;
-      d.count = f.header.count;
-      d.total_size = f.header.total_size;
-      // Borrowed from the send queue (valid until the queue next changes:
-      // nothing here enqueues, acknowledges or loses anything before
-      // Encode): the codec copies it once, into the datagram.
-      d.payload_ref = std::string_view(f.payload.data(), f.payload.size());
-      frame = proto::Codec::DataFrameSize(d);
-      return p.data.empty() || used + frame + kPingFrameBytes <= fill_limit;
-    };
     while (p.data.size() < codec_.limits().max_data_frames) {
-      if (!p.data.empty() && used + kMinDataFrameBytes + kPingFrameBytes > fill_limit) break;
-      std::optional<OutgoingFragment> f = queue_.Next(fits);
+      // The first fragment always fits (MaxFragmentPayload's guarantee).
+      uint64_t room = UINT64_MAX;
+      if (!p.data.empty()) {
+        if (used + kDataFrameOverhead > fill_limit) break;
+        room = fill_limit - used - kDataFrameOverhead;
+      }
+      std::optional<OutgoingFragment> f = queue_.Next(room);
       if (!f) break;
-      used += frame;
+      proto::DataFragment d;
+      d.channel = f->channel;
+      d.mode = static_cast<uint32_t>(f->mode);
+      d.sequence = f->sequence;
+      d.index = f->header.index;
+      d.count = f->header.count;
+      d.total_size = f->header.total_size;
+      // Borrowed from the send queue (valid until the queue next changes:
+      // nothing here enqueues, acknowledges or loses anything before Encode):
+      // the codec copies it once, into the datagram.
+      d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
+      used += proto::Codec::DataFrameSize(d);
       record.fragments.push_back(f->id);
-      p.data.push_back(d);
+      p.data.push_back(std::move(d));
     }
   }
   if (p.data.empty() && (probe || keepalive)) p.ping = proto::Ping{};

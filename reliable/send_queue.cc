@@ -261,16 +261,6 @@ SendQueue::Pick SendQueue::Candidate() {
 std::optional<OutgoingFragment> SendQueue::Next() { return Next(UINT64_MAX); }
 
 std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
-  return Take(max_payload, nullptr);
-}
-
-std::optional<OutgoingFragment> SendQueue::Next(
-    absl::FunctionRef<bool(const OutgoingFragment&)> fits) {
-  return Take(UINT64_MAX, &fits);
-}
-
-std::optional<OutgoingFragment> SendQueue::Take(
-    uint64_t max_payload, const absl::FunctionRef<bool(const OutgoingFragment&)>* fits) {
   // Every return returns `f`, so it is built where the caller's optional
   // lives: assembling the fragment in locals and copying it out stalled
   // store forwarding (Next was 6.3% of a clean-veth sender's samples, 2.5%
@@ -282,12 +272,6 @@ std::optional<OutgoingFragment> SendQueue::Take(
   // Valid by construction (FragmentCountFor).
   const FragmentLayout layout = LayoutOfValid(pick.index, m.count, m.bytes.size());
   if (layout.length > max_payload) return f;
-  // Filled before anything is taken, so `fits` sees the exact fragment.
-  Fill(pick.number, m, pick.index, layout, pick.lost, f.emplace());
-  if (fits != nullptr && !(*fits)(*f)) {
-    f.reset();
-    return f;
-  }
   if (pick.lost) {
     PopLost(*pick.lane);
     ++retransmitted_;
@@ -298,6 +282,7 @@ std::optional<OutgoingFragment> SendQueue::Take(
     if (!IsReliable(m.mode)) ++m.settled;
   }
   if (lanes_ != nullptr) Charge(pick.key, *pick.lane, layout.length);
+  Fill(pick.number, m, pick.index, layout, pick.lost, f.emplace());
   if (!pick.lost) {
     // The encoder reads each payload once, from the application's buffer,
     // usually cold. The fragment four ahead (two datagrams of two fragments

@@ -67,7 +67,6 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -157,10 +156,6 @@ class SendQueue final {
   // (and nothing taken) when the next one is larger, so a packet being
   // filled takes the next fragment only if it fits.
   std::optional<OutgoingFragment> Next(uint64_t max_payload);
-  // The same, but the fragment is taken only if `fits(fragment)` says so
-  // (nullopt and nothing taken otherwise): a packet filler measures the
-  // fragment's exact frame instead of assuming the largest one.
-  std::optional<OutgoingFragment> Next(absl::FunctionRef<bool(const OutgoingFragment&)> fits);
   // Whether Next() would return something.
   bool HasSendable();
 
@@ -270,10 +265,6 @@ class SendQueue final {
   };
   // The fragment Next() would take; lane == nullptr when none.
   Pick Candidate();
-  // Next's body: takes the candidate if its payload is at most max_payload
-  // and `fits` (when given) accepts it.
-  std::optional<OutgoingFragment> Take(uint64_t max_payload,
-                                       const absl::FunctionRef<bool(const OutgoingFragment&)>* fits);
   // The message numbered `number`, or nullptr. Remembers the last one found
   // (the sender asks for the same message for each of its fragments).
   Message* Find(uint64_t number);

@@ -725,16 +725,12 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   std::map<size_t, int> sizes;  // data datagrams by size
   size_t previous = 0;          // the last data datagram's size, 0 after an ACK
   std::vector<std::string> cuts;
-  uint64_t data_datagrams = 0;
-  uint64_t payload = 0;
   for (size_t i = 0; i < sent.size(); ++i) {
     absl::StatusOr<proto::Packet> p = codec.Decode(sent[i]);
     ASSERT_TRUE(p.ok()) << p.status();
     if (p->data.empty()) continue;
     const size_t size = sent[i].size();
     ++sizes[size];
-    ++data_datagrams;
-    for (const proto::DataFragment& d : p->data) payload += d.bytes().size();
     const bool last = i + 1 == sent.size();
     if (!p->ack && !last && previous >= size + 2 && previous <= size + 4) {
       cuts.push_back(absl::StrCat("datagram ", i, ": ", size, " after ", previous));
@@ -745,13 +741,7 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   for (const auto& [size, n] : sizes) absl::StrAppend(&histogram, " ", size, ":", n);
   EXPECT_THAT(cuts, ::testing::IsEmpty()) << histogram;
   EXPECT_GT(sizes.size(), 0u);
-  // Each fragment's frame is measured exactly: two fragments of 688 bytes
-  // fill a 1,472-byte datagram (two of 664 when a worst-case frame was
-  // assumed), 65,536 / 48 = 1,365 payload bytes per datagram on average.
-  const double per_datagram = static_cast<double>(payload) / data_datagrams;
-  EXPECT_GE(per_datagram, 1360) << histogram;
-  std::printf("data datagrams by size:%s; %.1f payload bytes per data datagram\n",
-              histogram.c_str(), per_datagram);
+  std::printf("data datagrams by size:%s\n", histogram.c_str());
 }
 
 TEST(PmtudSimTest, WithoutAPathLimitReachesTheConfiguredMaximum) {

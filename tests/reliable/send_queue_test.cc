@@ -186,47 +186,6 @@ TEST(SendQueueTest, NextWithRoomTakesOnlyAFragmentThatFits) {
   EXPECT_FALSE(q.Next(100).has_value());
 }
 
-// Next(fits) shows the predicate the exact fragment it would take (a packet
-// filler measures its frame) and takes nothing when refused: the same
-// fragment stays next, a lost one stays lost (not counted as retransmitted).
-TEST(SendQueueTest, NextWithPredicateTakesOnlyWhatItAccepts) {
-  SendQueue q({.max_fragment_payload = 10});
-  ASSERT_TRUE(q.Enqueue(3, DeliveryMode::kReliableOrdered, std::string(25, 'a')).ok());
-  std::vector<OutgoingFragment> seen;
-  auto refuse = [&](const OutgoingFragment& f) {
-    seen.push_back(f);
-    return false;
-  };
-  auto accept = [&](const OutgoingFragment& f) {
-    seen.push_back(f);
-    return true;
-  };
-  EXPECT_FALSE(q.Next(refuse).has_value());
-  EXPECT_FALSE(q.Next(refuse).has_value());
-  ASSERT_EQ(seen.size(), 2u);
-  EXPECT_EQ(seen[0].id, seen[1].id);
-  EXPECT_EQ(seen[0].header.index, 0u);
-  EXPECT_EQ(seen[0].header.count, 3u);
-  EXPECT_EQ(seen[0].channel, 3u);
-  EXPECT_EQ(seen[0].payload, std::string(9, 'a'));
-  std::optional<OutgoingFragment> f = q.Next(accept);
-  ASSERT_TRUE(f.has_value());
-  EXPECT_EQ(f->id, seen[0].id);
-  EXPECT_EQ(f->payload, seen.back().payload);
-  q.OnLost(f->id);
-  EXPECT_FALSE(q.Next(refuse).has_value());
-  EXPECT_TRUE(seen.back().retransmission);
-  EXPECT_EQ(q.retransmitted_fragments(), 0u);
-  std::optional<OutgoingFragment> again = q.Next(accept);
-  ASSERT_TRUE(again.has_value());
-  EXPECT_TRUE(again->retransmission);
-  EXPECT_EQ(again->id, f->id);
-  EXPECT_EQ(q.retransmitted_fragments(), 1u);
-  std::optional<OutgoingFragment> next = q.Next(accept);
-  ASSERT_TRUE(next.has_value());
-  EXPECT_EQ(next->header.index, 1u);
-}
-
 TEST(SendQueueTest, UnreliableFragmentsAreNeverResent) {
   SendQueue q({.max_fragment_payload = 10});
   ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kUnreliable, std::string(20, 'u')).ok());
