@@ -80,6 +80,8 @@ class AckTracker final {
   // True when some packet was received since the last BuildAck (an ACK may be
   // piggybacked on outgoing data even if none is due).
   bool HasNewPackets() const { return new_packets_; }
+  // True when an ack-eliciting packet was received since the last BuildAck.
+  bool HasNewElicitingPackets() const { return unacked_eliciting_ > 0; }
 
   // Builds an ACK of the newest `max_ranges` ranges (descending, as
   // proto::Ack requires) with ack_delay = now - receive time of the largest.
