@@ -183,8 +183,10 @@ struct HostOptions {
   absl::Duration handshake_timeout = absl::Seconds(20);  // connecting
   absl::Duration peer_timeout = absl::Seconds(10);       // nothing acknowledged
   absl::Duration reassembly_timeout = absl::Seconds(30); // unreliable partials
-  // Consecutive unanswered probes before giving up: [1, 100].
-  int max_probes = 10;
+  // Consecutive unanswered probes before giving up: [1, 100]. The probe
+  // interval stops doubling at peer_timeout / 8, so with the defaults the
+  // peer timeout decides first.
+  int max_probes = 16;
   // Longest a receiver delays an acknowledgement: [0, 1s].
   absl::Duration max_ack_delay = absl::Milliseconds(25);
   // RTT assumed before the first sample: [1ms, 60s].
