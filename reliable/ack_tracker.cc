@@ -121,6 +121,7 @@ proto::Ack AckTracker::BuildAck(absl::Time now, size_t max_ranges) {
     ack.ranges.push_back(proto::AckRange{std::max(it->first, lowest), it->second});
   }
   ack.ack_delay = std::max(now - largest_time_, absl::ZeroDuration());
+  last_built_ = now;
   return ack;
 }
 

@@ -80,8 +80,14 @@ class AckTracker final {
   // True when some packet was received since the last BuildAck (an ACK may be
   // piggybacked on outgoing data even if none is due).
   bool HasNewPackets() const { return new_packets_; }
-  // True when an ack-eliciting packet was received since the last BuildAck.
-  bool HasNewElicitingPackets() const { return unacked_eliciting_ > 0; }
+  // Whether an ACK should ride on outgoing data (besides AckNow() and
+  // AckDeadline()): an ack-eliciting packet awaits one, or packets that only
+  // carried ACKs arrived and `ack_only_interval` has passed since the last
+  // ACK built. Those need no ACK (RFC 9000 13.2.1); one now and then lets the
+  // peer forget the ranges it reported.
+  bool PiggybackWanted(absl::Time now, absl::Duration ack_only_interval) const {
+    return new_packets_ && (unacked_eliciting_ > 0 || now - last_built_ >= ack_only_interval);
+  }
 
   // Builds an ACK of the newest `max_ranges` ranges (descending, as
   // proto::Ack requires) with ack_delay = now - receive time of the largest.
@@ -118,6 +124,7 @@ class AckTracker final {
   uint64_t frequency_sequence_ = 0;
   bool ack_now_ = false;
   bool new_packets_ = false;
+  absl::Time last_built_ = absl::InfinitePast();  // the last BuildAck with ranges
   absl::Time deadline_ = absl::InfiniteFuture();
   uint64_t duplicates_ = 0;
 };

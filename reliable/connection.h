@@ -728,7 +728,6 @@ class Connection final {
   absl::Time last_sent_;
   absl::Time last_eliciting_sent_ = absl::InfinitePast();
   absl::Time last_progress_;  // last time the peer acknowledged something new
-  absl::Time last_ack_sent_ = absl::InfinitePast();  // the last packet with an ACK frame
   absl::Time pacing_wakeup_ = absl::InfiniteFuture();  // data waits for the pacer
   // Path MTU discovery (nullopt when off for this connection) and the number
   // of the latest probe sent (0: none). Probes are marked in their

@@ -65,8 +65,7 @@ Reassembler::Partial* Reassembler::Lookup(const MessageKey& key) const {
   if (last_ != nullptr && last_key_ == key) return last_;
   auto it = partial_.find(key);
   if (it == partial_.end()) return nullptr;
-  last_key_ = key;
-  last_ = const_cast<Partial*>(&it->second);
+  Remember(key, const_cast<Partial*>(&it->second));
   return last_;
 }
 
@@ -169,10 +168,10 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   const bool created = found == nullptr;
   if (created) {
     if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) return refuse_for_space();
-    Forget();
+    // Remembered, replacing what the insertion may have moved: the
+    // message's next fragment finds it without hashing.
     found = &partial_.emplace(key, Partial{header, now}).first->second;
-    last_key_ = key;  // the message's next fragment finds it without hashing
-    last_ = found;
+    Remember(key, found);
     held_bytes_ += kPartialMessageBytes;
   }
   Partial& partial = *found;

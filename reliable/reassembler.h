@@ -216,6 +216,10 @@ class Reassembler final {
   // were ~5% of the veth receiver's samples); the memory is cleared on every
   // insertion and erasure, which may move entries.
   Partial* Lookup(const MessageKey& key) const;
+  void Remember(const MessageKey& key, Partial* partial) const {
+    last_key_ = key;
+    last_ = partial;
+  }
   void Forget() const { last_ = nullptr; }
   // Whether fragment `index` is among those kept one by one (most messages
   // arrive in order and keep none: the btree is not searched then).

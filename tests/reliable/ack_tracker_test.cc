@@ -116,6 +116,24 @@ TEST(AckTrackerTest, SinglePacketIsAckedWithinMaxAckDelay) {
   EXPECT_EQ(acks.AckDeadline(), At(225));
 }
 
+// Packets that only carry ACKs are piggybacked on data at most once per
+// interval after the last ACK built; an ack-eliciting one at once.
+TEST(AckTrackerTest, AckOnlyPacketsArePiggybackedOncePerInterval) {
+  AckTracker acks;
+  const absl::Duration interval = absl::Milliseconds(25);
+  EXPECT_FALSE(acks.PiggybackWanted(At(0), interval));  // nothing received
+  ASSERT_TRUE(acks.OnPacket(At(0), 0, false));
+  EXPECT_TRUE(acks.PiggybackWanted(At(0), interval));  // no ACK built yet
+  ASSERT_EQ(acks.BuildAck(At(1), 32).ranges.size(), 1u);
+  ASSERT_TRUE(acks.OnPacket(At(2), 1, false));
+  EXPECT_FALSE(acks.PiggybackWanted(At(25), interval));
+  EXPECT_TRUE(acks.PiggybackWanted(At(26), interval));
+  ASSERT_TRUE(acks.OnPacket(At(3), 2, true));
+  EXPECT_TRUE(acks.PiggybackWanted(At(3), interval));
+  acks.BuildAck(At(4), 32);
+  EXPECT_FALSE(acks.PiggybackWanted(At(100), interval));  // nothing new since
+}
+
 TEST(AckTrackerTest, NonElicitingPacketsNeverTriggerAnAck) {
   AckTracker acks;
   // In order, out of order (gaps, filled gaps) and duplicates: never AckNow.
