@@ -493,6 +493,8 @@ class Connection final {
   PathOutcome TakePathOutcome(udp::SocketAddress* moved_from);
   // Whether a path validation is running, and the address it validates.
   bool validating_path() const { return path_ != nullptr && path_->running; }
+  // Whether a validation runs or its outcome waits for TakePathOutcome.
+  bool path_pending() const { return path_ != nullptr; }
   const udp::SocketAddress* validating_address() const {
     return validating_path() ? &path_->address : nullptr;
   }

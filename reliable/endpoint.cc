@@ -222,11 +222,48 @@ Endpoint::Entry& Endpoint::Admit(absl::Time now, std::unique_ptr<Connection> c,
 void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
                           absl::string_view bytes) {
   last_now_ = std::max(last_now_, now);
+  if (Entry* e = Deliver(now, from, bytes)) Flush(now, *e);
+}
+
+void Endpoint::OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch) {
+  last_now_ = std::max(last_now_, now);
+  for (const ReceivedDatagram& d : batch) {
+    Entry* e = Deliver(now, *d.from, d.bytes);
+    if (e == nullptr) continue;
+    const Connection& c = *e->connection;
+    // Deferred only when Flush would do nothing but Poll and Reschedule:
+    // no slot to move (Sync), no path outcome to take, nothing from
+    // another address.
+    if (e->slot.kind == SlotKind::kMember && KindOf(c) == SlotKind::kMember &&
+        !c.path_pending() && *d.from == c.peer()) {
+      if (deferred_.empty() || deferred_.back() != c.local_id()) {
+        deferred_.push_back(c.local_id());
+      }
+    } else {
+      Flush(now, *e);
+    }
+  }
+  FlushDeferred(now);
+}
+
+void Endpoint::FlushDeferred(absl::Time now) {
+  if (deferred_.empty()) return;
+  std::sort(deferred_.begin(), deferred_.end());
+  deferred_.erase(std::unique(deferred_.begin(), deferred_.end()), deferred_.end());
+  for (ConnectionId id : deferred_) {
+    auto it = connections_.find(id);
+    if (it != connections_.end()) Flush(now, it->second);
+  }
+  deferred_.clear();
+}
+
+Endpoint::Entry* Endpoint::Deliver(absl::Time now, const udp::SocketAddress& from,
+                                   absl::string_view bytes) {
   ++stats_.datagrams_received;
   stats_.bytes_received += bytes.size();
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kPunchVersion) {
     ++stats_.punches;  // a NAT-traversal punch (proto/frames.h): never answered
-    return;
+    return nullptr;
   }
   if (!bytes.empty() && static_cast<uint8_t>(bytes[0]) == proto::kSealedVersion) {
     const std::optional<proto::SealedHeader> header =
@@ -236,46 +273,46 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
     // in clear, so anyone could send it).
     if (!header || bytes.size() > codec_.limits().max_datagram) {
       ++stats_.malformed;
-      return;
+      return nullptr;
     }
     Entry* e = Route(header->connection_id);
-    if (e == nullptr) return;
+    if (e == nullptr) return nullptr;
     switch (e->connection->OnSealedFrom(now, bytes, from)) {
       case PathVerdict::kAccepted:
-        Flush(now, *e);
-        return;
+        return e;
       case PathVerdict::kUnauthenticated:
         ++stats_.unauthenticated;
-        return;
+        return nullptr;
       case PathVerdict::kRefusedAddress:
         ++stats_.wrong_address;
-        return;
+        return nullptr;
     }
-    return;
+    return nullptr;
   }
   // Data payloads stay views into `bytes` (alive for this call): each is
   // copied once, into the reassembler.
   absl::StatusOr<proto::Packet> packet = codec_.DecodeView(bytes);
   if (!packet.ok()) {
     ++stats_.malformed;
-    return;
+    return nullptr;
   }
   if (packet->hello) {
+    FlushDeferred(now);  // its caps see the counters of the packets before it
     OnHello(now, from, *packet->hello, bytes.size());
-    return;
+    return nullptr;
   }
   Entry* e = Route(packet->connection_id);
-  if (e == nullptr) return;
+  if (e == nullptr) return nullptr;
   if (e->connection->encrypted()) {  // after an encrypted handshake only sealed packets count
     ++stats_.unauthenticated;
-    return;
+    return nullptr;
   }
   if (e->connection->OnPacketFrom(now, *packet, bytes.size(), from) ==
       PathVerdict::kRefusedAddress) {
     ++stats_.wrong_address;
-    return;
+    return nullptr;
   }
-  Flush(now, *e);
+  return e;
 }
 
 Endpoint::Entry* Endpoint::Route(ConnectionId id) {

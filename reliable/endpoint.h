@@ -92,6 +92,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "proto/codec.h"
 #include "reliable/connection.h"
 #include "reliable/cookie.h"
@@ -166,6 +167,13 @@ struct Outgoing {
   std::string bytes;
 };
 
+// One datagram of a batch (Endpoint::OnDatagrams): views that stay valid
+// for the call.
+struct ReceivedDatagram {
+  const udp::SocketAddress* from;
+  absl::string_view bytes;
+};
+
 struct EndpointStats {
   uint64_t datagrams_received = 0;
   uint64_t bytes_received = 0;
@@ -217,6 +225,17 @@ class Endpoint final {
   // A datagram arrived. Malformed or unexpected input is counted and dropped;
   // it never fails, crashes or creates state (see the class comment).
   void OnDatagram(absl::Time now, const udp::SocketAddress& from, absl::string_view bytes);
+  // Datagrams that arrived together (one receive call, a coalesced GRO
+  // buffer), in order. Each is handled as by OnDatagram, except that an
+  // established connection receiving from its peer's address builds its
+  // replies (acknowledgements, data the acknowledgements freed) and files
+  // its timer once, after the last of them, instead of after each: a burst
+  // of 47 data packets costs one Poll and may be answered by one ACK. Any
+  // other packet (a handshake, a confirmation, a close, another address)
+  // is flushed at once, as by OnDatagram, and a hello first flushes what
+  // the batch deferred, so the endpoint's counters and path state are
+  // exactly those of the one-by-one calls.
+  void OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch);
 
   // Starts a connection to `peer`. The kConnected (or kClosed) event tells
   // how it went. RESOURCE_EXHAUSTED when the table is full.
@@ -327,6 +346,11 @@ class Endpoint final {
     absl::Time due = absl::InfiniteFuture();
   };
 
+  // Handles one datagram; returns the entry it touched that still needs a
+  // Flush (null when there is none, or it was flushed already).
+  Entry* Deliver(absl::Time now, const udp::SocketAddress& from, absl::string_view bytes);
+  // Flushes the entries OnDatagrams deferred (deferred_), in id order.
+  void FlushDeferred(absl::Time now);
   void OnHello(absl::Time now, const udp::SocketAddress& from, const proto::Hello& hello,
                size_t size);
   // A stateless Close answering `hello`; with a room key, `authenticate`
@@ -392,6 +416,8 @@ class Endpoint final {
   absl::Time last_now_ = absl::InfinitePast();
   std::vector<std::string> scratch_;
   std::vector<AddressedDatagram> path_scratch_;
+  // Connections an OnDatagrams call has yet to flush (may repeat).
+  std::vector<ConnectionId> deferred_;
   size_t members_ = 0;
   size_t unconfirmed_ = 0;
   size_t closed_ = 0;

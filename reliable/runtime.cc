@@ -345,6 +345,7 @@ absl::Status Runtime::Receive() {
       return n.status();
     }
     const absl::Time now = clock_->Now();
+    batch_.clear();
     for (size_t i = 0; i < *n; ++i) {
       if (slots[i].truncated) {
         ++io_.truncated;
@@ -353,9 +354,9 @@ absl::Status Runtime::Receive() {
       size_t in_slot = 0;
       udp::SplitSegments(slots[i], [&](absl::Span<const uint8_t> d) {
         ++in_slot;
-        endpoint_->OnDatagram(
-            now, slots[i].from,
-            absl::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+        batch_.push_back(ReceivedDatagram{
+            &slots[i].from,
+            absl::string_view(reinterpret_cast<const char*>(d.data()), d.size())});
       });
       datagrams += in_slot;
       io_.datagrams_received += in_slot;
@@ -364,6 +365,8 @@ absl::Status Runtime::Receive() {
         io_.gro_segments += in_slot;
       }
     }
+    // One call: a connection answers the whole batch once (endpoint.h).
+    endpoint_->OnDatagrams(now, batch_);
     if (absl::Status s = SendPending(); !s.ok()) return s;
     if (*n < slots.size()) return absl::OkStatus();
   }

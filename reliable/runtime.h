@@ -225,6 +225,8 @@ class Runtime final {
   std::vector<udp::OutgoingTrain> trains_;
   std::vector<absl::Span<const uint8_t>> segments_;
   std::vector<udp::ReceiveSlot> slots_;
+  // Views into slots_ of one RecvBatch's datagrams (Endpoint::OnDatagrams).
+  std::vector<ReceivedDatagram> batch_;
   IoStats io_;
 };
 

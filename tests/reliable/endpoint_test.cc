@@ -109,11 +109,14 @@ namespace udpmsg::testing {
 namespace {
 
 using reliable::ConnectionId;
+using reliable::ConnectionStats;
 using reliable::DeliveryMode;
 using reliable::Endpoint;
 using reliable::EndpointOptions;
+using reliable::EndpointStats;
 using reliable::Event;
 using reliable::Outgoing;
+using reliable::ReceivedDatagram;
 using ::testing::HasSubstr;
 
 proto::Codec MakeCodec(size_t max_datagram = proto::kDefaultMaxDatagram,
@@ -2370,6 +2373,174 @@ TEST(EndpointTest, SameSeedsGiveByteIdenticalDatagrams) {
     for (size_t i = 0; i < a.size(); ++i) ASSERT_TRUE(a[i] == b[i]) << "datagram " << i << " differs";
     // A different seed gives a different run (the seed matters).
     EXPECT_NE(a, RunSmallLossyScenario(seed + 100));
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Endpoint::OnDatagrams: a batch is handled as the same datagrams one by
+// one, except that an established connection answers it once. Two
+// identical pairs (same seeds) are compared: one server gets the client's
+// burst datagram by datagram, the other as one batch.
+
+const udp::SocketAddress kBurstClient = Addr("10.0.0.2:5000");
+const udp::SocketAddress kBurstMoved = Addr("10.0.0.9:6000");
+const udp::SocketAddress kBurstThird = Addr("10.0.0.9:6001");
+const udp::SocketAddress kBurstStranger = Addr("10.0.0.7:7000");
+const udp::SocketAddress kBurstServer = Addr("10.0.0.1:4000");
+
+// A connected pair (instant, lossless, 1200-byte datagrams: no path MTU
+// discovery) whose server is fed by hand, one by one or in batches.
+class BurstPair {
+ public:
+  explicit BurstPair(bool batch)
+      : batch_(batch), server_(kStart, Options(ServerOptions(81))),
+        client_(kStart, Options(ClientOptions(81))) {
+    absl::StatusOr<ConnectionId> id = client_.Connect(kStart, kBurstServer);
+    EXPECT_TRUE(id.ok()) << id.status();
+    client_id_ = id.value_or(0);
+    Shuttle(kStart, client_, kBurstClient, server_, kBurstServer);
+    EXPECT_TRUE(client_.IsEstablished(client_id_));
+    EXPECT_EQ(server_.members(), 1u);
+    client_.TakeEvents();
+    std::vector<Event> accepted = server_.TakeEvents();
+    EXPECT_EQ(accepted.size(), 1u);
+    if (!accepted.empty()) server_id_ = accepted[0].connection;
+  }
+
+  // The client's datagrams for `messages`, sent at once.
+  std::vector<Outgoing> Burst(const std::vector<std::string>& messages) {
+    for (const std::string& m : messages) {
+      EXPECT_TRUE(client_.Send(now_, client_id_, 1, DeliveryMode::kReliableOrdered, m).ok());
+    }
+    return client_.TakeOutgoing();
+  }
+  // Hands the server `datagrams` 1 ms later; returns what it sent.
+  std::vector<Outgoing> Feed(const std::vector<ReceivedDatagram>& datagrams) {
+    now_ += absl::Milliseconds(1);
+    if (batch_) {
+      server_.OnDatagrams(now_, datagrams);
+    } else {
+      for (const ReceivedDatagram& d : datagrams) server_.OnDatagram(now_, *d.from, d.bytes);
+    }
+    return server_.TakeOutgoing();
+  }
+  std::vector<std::string> Messages() {
+    std::vector<std::string> out;
+    for (Event& e : server_.TakeEvents()) {
+      if (e.type == Event::Type::kMessage && e.connection == server_id_) {
+        out.push_back(std::move(e.message));
+      }
+    }
+    return out;
+  }
+  Endpoint& server() { return server_; }
+  ConnectionStats connection() const { return *server_.Stats(server_id_); }
+  ConnectionId server_id() const { return server_id_; }
+
+ private:
+  static EndpointOptions Options(EndpointOptions o) {
+    o.connection.pmtud = false;
+    return o;
+  }
+
+  bool batch_;
+  Endpoint server_;
+  Endpoint client_;
+  ConnectionId client_id_ = 0;
+  ConnectionId server_id_ = 0;
+  absl::Time now_ = kStart + absl::Milliseconds(5);
+};
+
+std::vector<std::string> BurstMessages() {
+  std::vector<std::string> out;
+  for (int i = 0; i < 6; ++i) out.push_back(std::string(700 + 300 * i, static_cast<char>('a' + i)));
+  return out;
+}
+
+// The client's `burst` from its address, or from kBurstMoved from datagram
+// `move_at` on, with a cookieless hello from kBurstStranger after the first.
+std::vector<ReceivedDatagram> Arrivals(const std::vector<Outgoing>& burst, const std::string& hello,
+                                       size_t move_at = SIZE_MAX) {
+  std::vector<ReceivedDatagram> out;
+  for (size_t i = 0; i < burst.size(); ++i) {
+    out.push_back({i >= move_at ? &kBurstMoved : &kBurstClient, burst[i].bytes});
+    if (i == 0) out.push_back({&kBurstStranger, hello});
+  }
+  return out;
+}
+
+std::vector<std::string> To(const std::vector<Outgoing>& sent, const udp::SocketAddress& to) {
+  std::vector<std::string> out;
+  for (const Outgoing& o : sent) {
+    if (o.peer == to) out.push_back(o.bytes);
+  }
+  return out;
+}
+
+TEST(EndpointTest, ABatchOfDataPacketsIsAnsweredOnceAndDeliversTheSame) {
+  const std::vector<std::string> sent = BurstMessages();
+  const std::string hello = PaddedHello(MakeCodec(), 4242);
+  BurstPair single(/*batch=*/false);
+  BurstPair batch(/*batch=*/true);
+  const std::vector<Outgoing> single_out = single.Feed(Arrivals(single.Burst(sent), hello));
+  const std::vector<Outgoing> batch_out = batch.Feed(Arrivals(batch.Burst(sent), hello));
+  EXPECT_EQ(single.Messages(), sent);
+  EXPECT_EQ(batch.Messages(), sent);
+  // One at a time the server acknowledged as its ack policy counts packets;
+  // the batch gets one ACK, covering all of them.
+  EXPECT_GE(To(single_out, kBurstClient).size(), 2u);
+  const std::vector<std::string> acks = To(batch_out, kBurstClient);
+  ASSERT_EQ(acks.size(), 1u);
+  absl::StatusOr<proto::Packet> ack = MakeCodec().Decode(acks[0]);
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  ASSERT_TRUE(ack->ack.has_value());
+  EXPECT_GE(batch.connection().packets_received, 6u);
+  EXPECT_EQ(batch.connection().packets_received, single.connection().packets_received);
+  EXPECT_EQ(batch.server().stats().datagrams_received, single.server().stats().datagrams_received);
+  // The stranger's hello, in the middle of the batch, got the same
+  // stateless challenge.
+  EXPECT_EQ(To(batch_out, kBurstStranger).size(), 1u);
+  EXPECT_EQ(To(batch_out, kBurstStranger), To(single_out, kBurstStranger));
+  EXPECT_EQ(batch.server().stats().hellos, single.server().stats().hellos);
+}
+
+TEST(EndpointTest, PacketsThatMoveTheConnectionAreHandledInABatchAsAlone) {
+  const std::vector<std::string> sent = BurstMessages();
+  const std::string hello = PaddedHello(MakeCodec(), 4242);
+  for (const bool batched : {false, true}) {
+    SCOPED_TRACE(batched ? "batch" : "one by one");
+    BurstPair p(batched);
+    // The client's NAT rebinds in the middle of the burst: what came before
+    // is delivered, the rest (clear packets from an unvalidated address)
+    // only starts a validation of the new address.
+    const std::vector<Outgoing> out = p.Feed(Arrivals(p.Burst(sent), hello, /*move_at=*/3));
+    EXPECT_FALSE(p.Messages().empty());
+    EXPECT_EQ(p.server().stats().path_challenges_sent, 1u);
+    std::optional<uint64_t> challenge;
+    for (const std::string& d : To(out, kBurstMoved)) {
+      absl::StatusOr<proto::Packet> pk = MakeCodec().Decode(d);
+      if (pk.ok() && pk->path_challenge) challenge = pk->path_challenge->data;
+    }
+    ASSERT_TRUE(challenge.has_value());
+    // In one batch: the answer from the new address (the connection moves
+    // there), then a newer packet from a third address (a new validation).
+    // The move must reach the endpoint before the second validation
+    // replaces it, batch or not.
+    proto::Packet response;
+    response.connection_id = p.server_id();
+    response.packet_number = 1000;
+    response.path_response = proto::PathResponse{*challenge};
+    proto::Packet ping;
+    ping.connection_id = p.server_id();
+    ping.packet_number = 1001;
+    ping.ping = proto::Ping{};
+    const std::string a = Encode(MakeCodec(), response);
+    const std::string b = Encode(MakeCodec(), ping);
+    p.Feed({{&kBurstMoved, a}, {&kBurstThird, b}});
+    EXPECT_EQ(p.server().stats().migrations, 1u);
+    EXPECT_EQ(p.connection().migrations, 1u);
+    EXPECT_EQ(*p.server().PeerOf(p.server_id()), kBurstMoved);
+    EXPECT_EQ(p.server().stats().path_challenges_sent, 2u);
   }
 }
 
