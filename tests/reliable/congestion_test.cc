@@ -218,14 +218,15 @@ TEST(PacerTest, BurstThenOneDatagramPerInterval) {
 }
 
 // The burst allowance is what the rate sends in 1 ms, at least ten
-// datagrams and at most 64 KiB (one GSO train): a fast path sends long
-// trains, a slow one keeps the ten-datagram burst.
+// datagrams and at most 256 KiB (four GSO trains): a fast path sends long
+// trains, several per wake-up, a slow one keeps the ten-datagram burst.
 TEST(PacerTest, BurstAllowanceIsOneMillisecondOfTheRateWithinItsBounds) {
   struct Case {
     double bytes_per_second;
     int at_once;  // 1200-byte datagrams sent back to back after an idle second
   };
-  for (const Case& c : {Case{1e6, 10}, Case{20e6, 16}, Case{40e6, 33}, Case{1e9, 54}}) {
+  for (const Case& c : {Case{1e6, 10}, Case{20e6, 16}, Case{40e6, 33}, Case{200e6, 166},
+                        Case{1e9, 218}, Case{10e9, 218}}) {
     Pacer pacer(1200);
     pacer.OnSentAtRate(At(0), 0, c.bytes_per_second);
     int sent = 0;
