@@ -8,6 +8,7 @@
 // tests/sim (virtual time) are its two drivers.
 //
 //   endpoint.OnDatagram(now, from, bytes);        // for each datagram received
+//   endpoint.OnDatagrams(now, batch);             // or all of one receive call
 //   endpoint.OnTimeout(now);                      // when now >= NextTimeout()
 //   for (auto& d : endpoint.TakeOutgoing()) sendto(d.peer, d.bytes);
 //   for (auto& e : endpoint.TakeEvents()) ...;    // connected/message/acked/closed
