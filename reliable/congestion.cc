@@ -89,6 +89,7 @@ void NewReno::OnSpuriousLoss(absl::Time now, const PacketInfo& packet) {
 Pacer::Pacer(size_t max_datagram, int burst_packets)
     : max_datagram_(max_datagram),
       burst_packets_(std::max(burst_packets, 1)),
+      max_burst_bytes_(MaxBurstBytes(max_datagram)),
       capacity_(static_cast<double>(max_datagram) * burst_packets_),
       tokens_(capacity_) {}
 
@@ -96,6 +97,7 @@ void Pacer::SetMaxDatagram(size_t max_datagram) {
   if (max_datagram == 0 || max_datagram_ == 0) return;
   tokens_ = tokens_ * static_cast<double>(max_datagram) / static_cast<double>(max_datagram_);
   max_datagram_ = max_datagram;
+  max_burst_bytes_ = MaxBurstBytes(max_datagram);
   capacity_ = static_cast<double>(max_datagram) * burst_packets_;
   tokens_ = std::min(tokens_, capacity_);
 }
@@ -118,9 +120,14 @@ constexpr double kNanosPerSecond = 1e9;
 // The rate is `bytes_per_period` per `period_ns` (kept as a pair so NewReno's
 // 1.25 * window / srtt is computed exactly as before); no pacing information
 // (either <= 0) fills the bucket.
+double Pacer::MaxBurstBytes(size_t max_datagram) {
+  const size_t per_train = std::max<size_t>(kTrainBytes / std::max<size_t>(max_datagram, 1), 1);
+  return static_cast<double>(kMaxBurstTrains) * static_cast<double>(per_train * max_datagram);
+}
+
 double Pacer::BurstBytes(double bytes_per_ns) const {
   const double floor = static_cast<double>(max_datagram_) * burst_packets_;
-  const double ceiling = std::max(floor, kMaxBurstBytes);
+  const double ceiling = std::max(floor, max_burst_bytes_);
   return std::clamp(bytes_per_ns * kBurstIntervalNs, floor, ceiling);
 }
 

@@ -133,22 +133,31 @@ class NewReno final : public CongestionController {
 // Spreads a window's worth of packets over an RTT instead of sending them in
 // one burst: rate = 1.25 * window / smoothed_rtt, with a burst allowance of
 // `burst_packets` datagrams (a token bucket, RFC 9002 7.7), or what the rate
-// sends in kBurstInterval when that is more, up to kMaxBurstBytes. On a
-// fast path a burst of ten 1472-byte datagrams lasts a few microseconds, so
-// each wake-up sent one short GSO train and paid a system call and an skb
-// per 8 datagrams; a 1 ms quantum (Linux's TSO autosizing and its TCP
-// small-queues limit, 1 ms of the pacing rate below the socket) leaves
-// paths under ~2 Gbit/s at 1 ms of their rate, or ten datagrams under ~120
-// Mbit/s. The cap was one 64 KiB GSO train: each wake-up then paid its
-// timer, epoll and sendmmsg for 64 KiB. At 256 KiB a wake-up hands the
-// kernel four trains in one call (a 210 us burst at 10 Gbit/s, under the
-// 1 MiB Linux's TCP may have queued below the socket): clean veth, six
-// alternating 1 GiB rounds, 9,403 to 11,751 Mbit/s and 1.41 to 1.20 CPU
-// s/GB (docs/performance.md).
+// sends in kBurstInterval when that is more, up to kMaxBurstTrains full GSO
+// trains (MaxBurstBytes). On a fast path a burst of ten 1472-byte datagrams
+// lasts a few microseconds, so each wake-up sent one short train and paid a
+// system call and an skb per 8 datagrams; a 1 ms quantum (Linux's TSO
+// autosizing interval) leaves paths under ~2 Gbit/s at 1 ms of their rate,
+// or ten datagrams under ~120 Mbit/s. The cap was one 64 KiB train: each
+// wake-up then paid its timer, epoll, Poll and sendmmsg for 64 KiB. Four
+// trains (44 datagrams of 1472 bytes each, 259,072 bytes) go in one
+// sendmmsg: clean veth, six alternating 1 GiB rounds, 9,403 to 11,751
+// Mbit/s and 1.41 to 1.20 CPU s/GB (docs/performance.md). That is a burst
+// at line rate four times what Linux's TCP puts back to back (one 64 KiB
+// TSO segment; its small-queues limit lets 1 ms of the rate wait below the
+// socket, which its pacing then spaces): 210 us at 10 Gbit/s, which a
+// shallow switch buffer may not hold; paths under ~2 Gbit/s are not
+// affected.
 class Pacer final {
  public:
-  static constexpr double kBurstIntervalNs = 1e6;   // 1 ms
-  static constexpr double kMaxBurstBytes = 262144;  // four 64 KiB GSO trains
+  static constexpr double kBurstIntervalNs = 1e6;  // 1 ms
+  static constexpr int kMaxBurstTrains = 4;
+  // The most a GSO train carries (IPv4's largest UDP payload; whole
+  // datagrams of it).
+  static constexpr size_t kTrainBytes = 65507;
+  // kMaxBurstTrains trains of whole `max_datagram`-byte datagrams (one
+  // datagram each when one is larger than a train).
+  static double MaxBurstBytes(size_t max_datagram);
   Pacer(size_t max_datagram, int burst_packets = 10);
 
   // The datagram size changed: the burst allowance (in packets) follows it,
@@ -182,6 +191,7 @@ class Pacer final {
 
   size_t max_datagram_;
   int burst_packets_;
+  double max_burst_bytes_;  // MaxBurstBytes(max_datagram_)
   mutable double capacity_;         // bytes, follows the rate (BurstBytes)
   mutable double tokens_;           // bytes
   mutable absl::Time last_ = absl::InfinitePast();

@@ -1566,7 +1566,8 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   if (pmtud_ && state_ == State::kEstablished && cc_->CanSend(sent_.bytes_in_flight())) {
     if (const std::optional<size_t> size = pmtud_->ProbeSize(now)) SendMtuProbe(now, *size, out);
   }
-  for (int i = 0; i < kMaxPacketsPerPoll && state_ != State::kClosed; ++i) {
+  int packets = 0;
+  for (; packets < kMaxPacketsPerPoll && state_ != State::kClosed; ++packets) {
     const bool probe = probes_due_ > 0;
     const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
     const bool keepalive = ping_due_ || now >= KeepaliveDeadline();
@@ -1587,6 +1588,12 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
     if (!SendOne(now, probe, keepalive, out)) break;
     ping_due_ = false;
     if (probe) --probes_due_;
+  }
+  // Cut by the per-call cap (a burst allowance of more than 256 packets:
+  // small datagrams) with data still sendable: poll again at once rather
+  // than wait for the next acknowledgement.
+  if (packets == kMaxPacketsPerPoll && state_ != State::kClosed && queue_.HasSendable()) {
+    pacing_wakeup_ = now;
   }
   // Nothing to send with the window open: the controller's rate samples
   // measure the application until what is in flight now is acknowledged.

@@ -227,6 +227,7 @@ void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
 
 void Endpoint::OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch) {
   last_now_ = std::max(last_now_, now);
+  size_t deferred_datagrams = 0;
   for (const ReceivedDatagram& d : batch) {
     Entry* e = Deliver(now, *d.from, d.bytes);
     if (e == nullptr) continue;
@@ -238,6 +239,14 @@ void Endpoint::OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> ba
         !c.path_pending() && *d.from == c.peer()) {
       if (deferred_.empty() || deferred_.back() != c.local_id()) {
         deferred_.push_back(c.local_id());
+      }
+      // At most kMaxDeferredDatagrams between flushes: an ACK at least per
+      // GRO buffer's worth, as Linux's TCP acknowledges each coalesced
+      // segment, so one lost ACK never covers a whole large batch, and
+      // the gaps a lossy batch opens fit in the ranges an ACK reports.
+      if (++deferred_datagrams >= kMaxDeferredDatagrams) {
+        FlushDeferred(now);
+        deferred_datagrams = 0;
       }
     } else {
       Flush(now, *e);

@@ -161,6 +161,9 @@ struct ConnectSecurity {
 // Timer coalescing (see "Timers" in Endpoint's comment).
 inline constexpr absl::Duration kTimerGranularity = absl::Milliseconds(250);
 inline constexpr absl::Duration kCoalesceAfter = absl::Seconds(4);
+// OnDatagrams flushes a connection at least once per this many datagrams
+// (a GRO buffer holds up to 64).
+inline constexpr size_t kMaxDeferredDatagrams = 64;
 
 // One datagram to send.
 struct Outgoing {
@@ -228,14 +231,17 @@ class Endpoint final {
   void OnDatagram(absl::Time now, const udp::SocketAddress& from, absl::string_view bytes);
   // Datagrams that arrived together (one receive call, a coalesced GRO
   // buffer), in order. Each is handled as by OnDatagram, except that an
-  // established connection receiving from its peer's address builds its
-  // replies (acknowledgements, data the acknowledgements freed) and files
-  // its timer once, after the last of them, instead of after each: a burst
-  // of 47 data packets costs one Poll and may be answered by one ACK. Any
-  // other packet (a handshake, a confirmation, a close, another address)
-  // is flushed at once, as by OnDatagram, and a hello first flushes what
-  // the batch deferred, so the endpoint's counters and path state are
-  // exactly those of the one-by-one calls.
+  // established connection (an open member, no path validation running or
+  // waiting) receiving from its peer's address builds its replies
+  // (acknowledgements, data the acknowledgements freed) and files its timer
+  // once per kMaxDeferredDatagrams of them, instead of after each: a GRO
+  // buffer of 44 data packets costs one Poll and is answered by one ACK.
+  // Any other packet (a confirmation, a close, a path change, another
+  // address) is flushed at once, as by OnDatagram, and a hello first
+  // flushes what the batch deferred, so the endpoint's slot counters
+  // (members, unconfirmed, per address) and path state are those of the
+  // one-by-one calls; what differs is fewer ACKs (datagrams_sent,
+  // ConnectionStats::acks_sent).
   void OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch);
 
   // Starts a connection to `peer`. The kConnected (or kClosed) event tells

@@ -30,7 +30,8 @@
 // (udp::DatagramSocket::SendTrains: up to 64 datagrams, 64 KiB, per train,
 // several trains per sendmmsg), and the socket receives with UDP GRO, so one
 // receive buffer may hold a run of datagrams from one peer, which Receive
-// cuts apart before Endpoint::OnDatagram. Both are on by default where the
+// cuts apart and hands, with the rest of the receive call's, to
+// Endpoint::OnDatagrams. Both are on by default where the
 // kernel has them (Options::segmentation_offload), fall back to plain
 // datagrams by themselves when the kernel refuses a train, and change
 // nothing on the wire: peers see ordinary datagrams. IoStats shows them

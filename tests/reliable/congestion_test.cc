@@ -218,15 +218,16 @@ TEST(PacerTest, BurstThenOneDatagramPerInterval) {
 }
 
 // The burst allowance is what the rate sends in 1 ms, at least ten
-// datagrams and at most 256 KiB (four GSO trains): a fast path sends long
-// trains, several per wake-up, a slow one keeps the ten-datagram burst.
+// datagrams and at most four full GSO trains (4 x 54 datagrams of 1200
+// bytes): a fast path sends long trains, several per wake-up, a slow one
+// keeps the ten-datagram burst.
 TEST(PacerTest, BurstAllowanceIsOneMillisecondOfTheRateWithinItsBounds) {
   struct Case {
     double bytes_per_second;
     int at_once;  // 1200-byte datagrams sent back to back after an idle second
   };
   for (const Case& c : {Case{1e6, 10}, Case{20e6, 16}, Case{40e6, 33}, Case{200e6, 166},
-                        Case{1e9, 218}, Case{10e9, 218}}) {
+                        Case{1e9, 216}, Case{10e9, 216}}) {
     Pacer pacer(1200);
     pacer.OnSentAtRate(At(0), 0, c.bytes_per_second);
     int sent = 0;
@@ -237,6 +238,16 @@ TEST(PacerTest, BurstAllowanceIsOneMillisecondOfTheRateWithinItsBounds) {
     }
     EXPECT_EQ(sent, c.at_once) << c.bytes_per_second << " B/s";
   }
+}
+
+// The cap is whole trains of whole datagrams, so a burst never ends in a
+// short train of its own.
+TEST(PacerTest, TheBurstCapIsFourTrainsOfWholeDatagrams) {
+  EXPECT_EQ(Pacer::MaxBurstBytes(1472), 4.0 * 44 * 1472);
+  EXPECT_EQ(Pacer::MaxBurstBytes(1200), 4.0 * 54 * 1200);
+  EXPECT_EQ(Pacer::MaxBurstBytes(16384), 4.0 * 3 * 16384);
+  EXPECT_EQ(Pacer::MaxBurstBytes(65507), 4.0 * 65507);
+  EXPECT_EQ(Pacer::MaxBurstBytes(70000), 4.0 * 70000);  // one datagram per train
 }
 
 TEST(PacerTest, RateScalesWithTheWindowAndRtt) {

@@ -2392,9 +2392,9 @@ const udp::SocketAddress kBurstServer = Addr("10.0.0.1:4000");
 // discovery) whose server is fed by hand, one by one or in batches.
 class BurstPair {
  public:
-  explicit BurstPair(bool batch)
-      : batch_(batch), server_(kStart, Options(ServerOptions(81))),
-        client_(kStart, Options(ClientOptions(81))) {
+  explicit BurstPair(bool batch, size_t max_datagram = 0)
+      : batch_(batch), server_(kStart, Options(ServerOptions(81), max_datagram)),
+        client_(kStart, Options(ClientOptions(81), max_datagram)) {
     absl::StatusOr<ConnectionId> id = client_.Connect(kStart, kBurstServer);
     EXPECT_TRUE(id.ok()) << id.status();
     client_id_ = id.value_or(0);
@@ -2424,6 +2424,16 @@ class BurstPair {
     }
     return server_.TakeOutgoing();
   }
+  // Delivers `replies` (the server's) to the client.
+  void Answer(const std::vector<Outgoing>& replies) {
+    for (const Outgoing& o : replies) {
+      if (o.peer == kBurstClient) client_.OnDatagram(now_, kBurstServer, o.bytes);
+    }
+  }
+  std::vector<Outgoing> TakeClientOutgoing() {
+    if (client_.NextTimeout() <= now_) client_.OnTimeout(now_);
+    return client_.TakeOutgoing();
+  }
   std::vector<std::string> Messages() {
     std::vector<std::string> out;
     for (Event& e : server_.TakeEvents()) {
@@ -2434,12 +2444,15 @@ class BurstPair {
     return out;
   }
   Endpoint& server() { return server_; }
+  Endpoint& client() { return client_; }
+  absl::Time now() const { return now_; }
   ConnectionStats connection() const { return *server_.Stats(server_id_); }
   ConnectionId server_id() const { return server_id_; }
 
  private:
-  static EndpointOptions Options(EndpointOptions o) {
+  static EndpointOptions Options(EndpointOptions o, size_t max_datagram) {
     o.connection.pmtud = false;
+    if (max_datagram != 0) o.connection.max_datagram = max_datagram;
     return o;
   }
 
@@ -2477,13 +2490,21 @@ std::vector<std::string> To(const std::vector<Outgoing>& sent, const udp::Socket
   return out;
 }
 
+// The largest packet number an ACK datagram acknowledges; 0 if none.
+uint64_t LargestAcked(const std::string& datagram) {
+  absl::StatusOr<proto::Packet> p = MakeCodec().Decode(datagram);
+  if (!p.ok() || !p->ack || p->ack->ranges.empty()) return 0;
+  return p->ack->ranges.front().largest;
+}
+
 TEST(EndpointTest, ABatchOfDataPacketsIsAnsweredOnceAndDeliversTheSame) {
   const std::vector<std::string> sent = BurstMessages();
   const std::string hello = PaddedHello(MakeCodec(), 4242);
   BurstPair single(/*batch=*/false);
   BurstPair batch(/*batch=*/true);
   const std::vector<Outgoing> single_out = single.Feed(Arrivals(single.Burst(sent), hello));
-  const std::vector<Outgoing> batch_out = batch.Feed(Arrivals(batch.Burst(sent), hello));
+  const std::vector<Outgoing> burst = batch.Burst(sent);
+  const std::vector<Outgoing> batch_out = batch.Feed(Arrivals(burst, hello));
   EXPECT_EQ(single.Messages(), sent);
   EXPECT_EQ(batch.Messages(), sent);
   // One at a time the server acknowledged as its ack policy counts packets;
@@ -2494,6 +2515,12 @@ TEST(EndpointTest, ABatchOfDataPacketsIsAnsweredOnceAndDeliversTheSame) {
   absl::StatusOr<proto::Packet> ack = MakeCodec().Decode(acks[0]);
   ASSERT_TRUE(ack.ok()) << ack.status();
   ASSERT_TRUE(ack->ack.has_value());
+  // Built after the last packet: one range, up to the burst's newest.
+  uint64_t newest = 0;
+  for (const Outgoing& o : burst) newest = std::max(newest, MakeCodec().Decode(o.bytes)->packet_number);
+  EXPECT_GT(newest, LargestAcked(To(single_out, kBurstClient).front()));
+  EXPECT_EQ(ack->ack->ranges.size(), 1u);
+  EXPECT_EQ(ack->ack->ranges.front().largest, newest);
   EXPECT_GE(batch.connection().packets_received, 6u);
   EXPECT_EQ(batch.connection().packets_received, single.connection().packets_received);
   EXPECT_EQ(batch.server().stats().datagrams_received, single.server().stats().datagrams_received);
@@ -2502,6 +2529,55 @@ TEST(EndpointTest, ABatchOfDataPacketsIsAnsweredOnceAndDeliversTheSame) {
   EXPECT_EQ(To(batch_out, kBurstStranger).size(), 1u);
   EXPECT_EQ(To(batch_out, kBurstStranger), To(single_out, kBurstStranger));
   EXPECT_EQ(batch.server().stats().hellos, single.server().stats().hellos);
+}
+
+// A batch larger than a GRO buffer is still acknowledged at least once
+// per kMaxDeferredDatagrams, so one lost ACK never covers all of it.
+TEST(EndpointTest, ABigBatchIsAcknowledgedAtLeastOncePerSixtyFourDatagrams) {
+  BurstPair p(/*batch=*/true);
+  // Slow start on a 1 ms path until the client sends a burst of 150+.
+  std::vector<Outgoing> burst = p.Burst({std::string(4 << 20, 'w')});
+  for (int round = 0; round < 20 && burst.size() < 150; ++round) {
+    std::vector<ReceivedDatagram> arrivals;
+    for (const Outgoing& o : burst) arrivals.push_back({&kBurstClient, o.bytes});
+    p.Answer(p.Feed(arrivals));
+    burst = p.TakeClientOutgoing();
+  }
+  ASSERT_GE(burst.size(), 150u);
+  std::vector<ReceivedDatagram> arrivals;
+  for (const Outgoing& o : burst) arrivals.push_back({&kBurstClient, o.bytes});
+  const std::vector<std::string> acks = To(p.Feed(arrivals), kBurstClient);
+  EXPECT_GE(acks.size(), burst.size() / reliable::kMaxDeferredDatagrams) << burst.size();
+  EXPECT_LE(acks.size(), burst.size() / reliable::kMaxDeferredDatagrams + 1) << burst.size();
+  // Each covers what had arrived when it was built: newer and newer.
+  for (size_t i = 1; i < acks.size(); ++i) EXPECT_GT(LargestAcked(acks[i]), LargestAcked(acks[i - 1]));
+}
+
+// With small datagrams the burst allowance (four trains: 508 of 512
+// bytes) is more than one Poll builds (256 packets): the connection asks to
+// be polled again at once instead of waiting for the next ACK. Each round
+// hands the client only the server's newest ACK, so one Poll answers it.
+TEST(EndpointTest, ABurstCutByThePerPollCapContinuesAtOnce) {
+  BurstPair p(/*batch=*/true, /*max_datagram=*/512);
+  std::vector<Outgoing> burst = p.Burst({std::string(8 << 20, 'w')});
+  bool capped = false;
+  for (int round = 0; round < 30 && !capped; ++round) {
+    std::vector<ReceivedDatagram> arrivals;
+    for (const Outgoing& o : burst) arrivals.push_back({&kBurstClient, o.bytes});
+    std::vector<Outgoing> replies = p.Feed(arrivals);
+    ASSERT_FALSE(replies.empty());
+    p.Answer({replies.back()});
+    burst = p.client().TakeOutgoing();
+    if (burst.size() == 256) {
+      capped = true;
+      EXPECT_LE(p.client().NextTimeout(), p.now()) << "round " << round;
+      p.client().OnTimeout(p.now());
+      EXPECT_GT(p.client().TakeOutgoing().size(), 0u);
+    }
+    ASSERT_LE(burst.size(), 256u);
+    if (burst.empty()) burst = p.TakeClientOutgoing();
+  }
+  EXPECT_TRUE(capped);
 }
 
 TEST(EndpointTest, PacketsThatMoveTheConnectionAreHandledInABatchAsAlone) {
