@@ -16,6 +16,12 @@
 //   flags bit 4:    not a datagram: the server application Sends `bytes` on
 //                   the established connection (mode = bits 5-6, channel =
 //                   address index); with bit 7 also set, Closes it instead
+//   flags bit 7:    datagram: held, and handed to the server with the next
+//                   datagrams in one Endpoint::OnDatagrams call (a receive
+//                   batch), at the first datagram without the bit, or before
+//                   an application action, a hello or the input's end (at
+//                   most kMaxBatch); a hello is always handed alone, so the
+//                   harness knows which address it validated
 //   advance:        the clock moves first: < 128: that many ms;
 //                   otherwise (advance - 127) seconds
 // After each record the harness runs OnTimeout when due, takes outgoing
@@ -60,6 +66,8 @@ inline constexpr size_t kRecordHeader = 4;
 inline constexpr uint8_t kRepairFraming = 1 << 3;
 inline constexpr uint8_t kAppAction = 1 << 4;
 inline constexpr uint8_t kAppClose = 1 << 7;
+inline constexpr uint8_t kBatched = 1 << 7;  // on a datagram record
+inline constexpr size_t kMaxBatch = 64;
 
 inline absl::Time StartTime() { return absl::FromUnixSeconds(1'700'000'000); }
 
@@ -164,6 +172,7 @@ class EndpointHarness {
     const int index = flags & 7;
     const udp::SocketAddress from = ClientAddress(index);
     if (flags & kAppAction) {
+      DeliverHeld();
       if (flags & kAppClose) {
         (void)server_->Close(now_, server_id_, "fuzz", (flags >> 5) & 1);
       } else {
@@ -180,12 +189,63 @@ class EndpointHarness {
         for (int i = 0; i < 4; ++i) datagram[covered + i] = static_cast<char>(crc >> (8 * i));
       }
       Account(from, datagram.size(), /*in=*/true);
-      server_->OnDatagram(now_, from, datagram);
-      if (server_->stats().accepted != accepted_) {
-        accepted_ = server_->stats().accepted;
-        validated_.insert(from.ToString());
+      const absl::StatusOr<proto::Packet> parsed = server_->codec().Decode(datagram);
+      if (parsed.ok() && parsed->hello) {
+        DeliverHeld();
+        server_->OnDatagram(now_, from, datagram);
+        if (server_->stats().accepted != accepted_) {
+          accepted_ = server_->stats().accepted;
+          validated_.insert(from.ToString());
+        }
+      } else {
+        held_.push_back({from, std::move(datagram)});
+        if (!(flags & kBatched) || held_.size() >= kMaxBatch) DeliverHeld();
       }
     }
+    return Settle();
+  }
+
+  // Runs a whole fuzz input.
+  void Run(absl::string_view input) {
+    while (input.size() >= kRecordHeader) {
+      const uint8_t flags = static_cast<uint8_t>(input[0]);
+      const uint8_t advance = static_cast<uint8_t>(input[1]);
+      const size_t length = static_cast<uint8_t>(input[2]) | static_cast<size_t>(
+                                                                 static_cast<uint8_t>(input[3]))
+                                                                 << 8;
+      input.remove_prefix(kRecordHeader);
+      const absl::string_view bytes = input.substr(0, length);
+      input.remove_prefix(bytes.size());
+      Step(flags, advance, bytes);
+    }
+    if (!held_.empty()) {
+      DeliverHeld();
+      Settle();
+    }
+  }
+
+  absl::Time now() const { return now_; }
+  reliable::Endpoint& server() { return *server_; }
+  reliable::Endpoint& client() { return *client_; }
+  reliable::ConnectionId client_id() const { return client_id_; }
+  reliable::ConnectionId server_id() const { return server_id_; }
+  void DropClient() { client_.reset(); }
+
+ private:
+  // Hands the held datagrams to the server in one batch.
+  void DeliverHeld() {
+    if (held_.empty()) return;
+    std::vector<reliable::ReceivedDatagram> batch;
+    for (const auto& [from, bytes] : held_) batch.push_back({&from, bytes});
+    server_->OnDatagrams(now_, batch);
+    held_.clear();
+    // Only hellos create connections, and they are never batched.
+    if (server_->stats().accepted != accepted_) HarnessDie("a batch without hellos accepted one");
+  }
+
+  // After each record: timers, events and datagrams taken, the invariants
+  // checked (see the file comment). Returns what the server sent.
+  std::vector<reliable::Outgoing> Settle() {
     if (server_->NextTimeout() <= now_) server_->OnTimeout(now_);
     // A connection that moved did so to an address that proved it receives
     // (path validation): validated, like an accepted one.
@@ -215,29 +275,6 @@ class EndpointHarness {
     return out;
   }
 
-  // Runs a whole fuzz input.
-  void Run(absl::string_view input) {
-    while (input.size() >= kRecordHeader) {
-      const uint8_t flags = static_cast<uint8_t>(input[0]);
-      const uint8_t advance = static_cast<uint8_t>(input[1]);
-      const size_t length = static_cast<uint8_t>(input[2]) | static_cast<size_t>(
-                                                                 static_cast<uint8_t>(input[3]))
-                                                                 << 8;
-      input.remove_prefix(kRecordHeader);
-      const absl::string_view bytes = input.substr(0, length);
-      input.remove_prefix(bytes.size());
-      Step(flags, advance, bytes);
-    }
-  }
-
-  absl::Time now() const { return now_; }
-  reliable::Endpoint& server() { return *server_; }
-  reliable::Endpoint& client() { return *client_; }
-  reliable::ConnectionId client_id() const { return client_id_; }
-  reliable::ConnectionId server_id() const { return server_id_; }
-  void DropClient() { client_.reset(); }
-
- private:
   void Account(const udp::SocketAddress& peer, size_t bytes, bool in) {
     Traffic& t = traffic_[peer.ToString()];
     (in ? t.received : t.sent) += bytes;
@@ -262,6 +299,8 @@ class EndpointHarness {
   uint64_t accepted_ = 0;
   std::map<std::string, Traffic> traffic_;
   std::set<std::string> validated_;
+  // Datagrams held for the next batch (flags bit 7), with their sources.
+  std::vector<std::pair<udp::SocketAddress, std::string>> held_;
 };
 
 }  // namespace udpmsg::fuzz

@@ -53,13 +53,18 @@ class Recorder {
 
   // Moves datagrams between the clients and the server for `rounds` rounds,
   // advancing the clock by `advance` (a record's advance byte) each round.
-  void Exchange(int rounds, uint8_t advance = 2) {
+  // `batched`: each client's datagrams of a round reach the server as one
+  // receive batch (flags bit 7 on all but the last).
+  void Exchange(int rounds, uint8_t advance = 2, bool batched = false) {
     for (int round = 0; round < rounds; ++round) {
       bool first = true;
       for (auto& [index, client] : clients_) {
         if (client->NextTimeout() <= harness_.now()) client->OnTimeout(harness_.now());
-        for (reliable::Outgoing& o : client->TakeOutgoing()) {
-          Route(Step(static_cast<uint8_t>(index) | kRepairFraming, first ? advance : 0, o.bytes));
+        std::vector<reliable::Outgoing> out = client->TakeOutgoing();
+        for (size_t i = 0; i < out.size(); ++i) {
+          uint8_t flags = static_cast<uint8_t>(index) | kRepairFraming;
+          if (batched && i + 1 < out.size()) flags |= kBatched;
+          Route(Step(flags, first ? advance : 0, out[i].bytes));
           first = false;
         }
         client->TakeEvents();
@@ -109,6 +114,22 @@ std::map<std::string, std::string> EndpointCorpus() {
     (void)c.Send(now, id, 2, DeliveryMode::kReliableUnordered, "");
     r.Exchange(12);
     corpus["client_messages"] = r.input();
+  }
+  {  // the same in receive batches: the server answers each batch once
+    Recorder r;
+    Endpoint& c = r.harness().client();
+    const reliable::ConnectionId id = r.harness().client_id();
+    const absl::Time now = r.harness().now();
+    for (int mode = 0; mode < 4; ++mode) {
+      (void)c.Send(now, id, mode, static_cast<DeliveryMode>(mode), Bytes(10 + mode, mode));
+    }
+    (void)c.Send(now, id, 1, DeliveryMode::kReliableOrdered, Bytes(20000, 9));
+    r.Exchange(12, 2, /*batched=*/true);
+    // A batch that ends with the client's close.
+    (void)c.Send(r.harness().now(), id, 1, DeliveryMode::kReliableOrdered, Bytes(3000, 10));
+    (void)c.Close(r.harness().now(), id, "bye", /*flush=*/false);
+    r.Exchange(4, 2, /*batched=*/true);
+    corpus["client_batches"] = r.input();
   }
   {  // the server sends (application records); the client acks
     Recorder r;

@@ -64,7 +64,7 @@ case "$target" in
     ;;
   endpoint)
     # The sans-I/O core without reliable/runtime.cc (sockets, epoll).
-    srcs=(fuzz/endpoint_fuzzer.cc "${proto_srcs[@]}" udp/socket_address.cc)
+    srcs=(fuzz/endpoint_fuzzer.cc "${proto_srcs[@]}" udp/socket_address.cc udp/address_prefix.cc)
     for f in reliable/*.cc; do
       [[ "$f" == reliable/runtime.cc ]] || srcs+=("$f")
     done
@@ -77,14 +77,16 @@ case "$target" in
     ;;
   transfer_receiver)
     srcs=(fuzz/transfer_receiver_fuzzer.cc apps/transfer/receiver.cc apps/transfer/sink.cc
-          apps/transfer/sha256.cc apps/transfer/peer_text.cc
+          apps/transfer/sha256.cc udpmsg/text.cc
           "$work/gen/apps/transfer/transfer.pb.cc")
     libs+=(-lsodium)
     max_len=8192  # a sequence of messages
     ;;
   chat_server)
     srcs=(fuzz/chat_server_fuzzer.cc apps/chat/server_core.cc apps/chat/rules.cc
-          apps/chat/text.cc udpmsg/text.cc "$work/gen/apps/chat/chat.pb.cc")
+          apps/chat/text.cc apps/chat/local_room.cc apps/chat/room_state.cc udpmsg/text.cc
+          udp/socket_address.cc udp/address_prefix.cc "$work/gen/apps/chat/chat.pb.cc")
+    libs+=(-lsodium)
     max_len=8192  # a sequence of peer events
     ;;
 esac
