@@ -100,30 +100,33 @@ std::string Bytes(size_t n, int salt) {
   return s;
 }
 
+// The established client queues a short message in each delivery mode.
+void SendEveryMode(Recorder& r) {
+  Endpoint& c = r.harness().client();
+  for (int mode = 0; mode < 4; ++mode) {
+    (void)c.Send(r.harness().now(), r.harness().client_id(), mode, static_cast<DeliveryMode>(mode),
+                 Bytes(10 + mode, mode));
+  }
+}
+
 std::map<std::string, std::string> EndpointCorpus() {
   std::map<std::string, std::string> corpus;
   {  // the established client sends in every mode, small and fragmented
     Recorder r;
+    SendEveryMode(r);
     Endpoint& c = r.harness().client();
     const reliable::ConnectionId id = r.harness().client_id();
-    const absl::Time now = r.harness().now();
-    for (int mode = 0; mode < 4; ++mode) {
-      (void)c.Send(now, id, mode, static_cast<DeliveryMode>(mode), Bytes(10 + mode, mode));
-    }
-    (void)c.Send(now, id, 1, DeliveryMode::kReliableOrdered, Bytes(5000, 7));
-    (void)c.Send(now, id, 2, DeliveryMode::kReliableUnordered, "");
+    (void)c.Send(r.harness().now(), id, 1, DeliveryMode::kReliableOrdered, Bytes(5000, 7));
+    (void)c.Send(r.harness().now(), id, 2, DeliveryMode::kReliableUnordered, "");
     r.Exchange(12);
     corpus["client_messages"] = r.input();
   }
   {  // the same in receive batches: the server answers each batch once
     Recorder r;
+    SendEveryMode(r);
     Endpoint& c = r.harness().client();
     const reliable::ConnectionId id = r.harness().client_id();
-    const absl::Time now = r.harness().now();
-    for (int mode = 0; mode < 4; ++mode) {
-      (void)c.Send(now, id, mode, static_cast<DeliveryMode>(mode), Bytes(10 + mode, mode));
-    }
-    (void)c.Send(now, id, 1, DeliveryMode::kReliableOrdered, Bytes(20000, 9));
+    (void)c.Send(r.harness().now(), id, 1, DeliveryMode::kReliableOrdered, Bytes(20000, 9));
     r.Exchange(12, 2, /*batched=*/true);
     // A batch that ends with the client's close.
     (void)c.Send(r.harness().now(), id, 1, DeliveryMode::kReliableOrdered, Bytes(3000, 10));
