@@ -77,8 +77,8 @@ class AckTracker final {
   bool AckNow() const { return ack_now_; }
   // When a delayed ACK is due; InfiniteFuture when nothing needs acking.
   absl::Time AckDeadline() const { return deadline_; }
-  // True when some packet was received since the last BuildAck (an ACK may be
-  // piggybacked on outgoing data even if none is due).
+  // True when some packet was received since the last BuildAck (what
+  // PiggybackWanted starts from).
   bool HasNewPackets() const { return new_packets_; }
   // Whether an ACK should ride on outgoing data (besides AckNow() and
   // AckDeadline()): an ack-eliciting packet awaits one, or packets that only

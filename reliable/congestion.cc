@@ -117,14 +117,14 @@ constexpr double kNanosPerSecond = 1e9;
 
 }  // namespace
 
-// The rate is `bytes_per_period` per `period_ns` (kept as a pair so NewReno's
-// 1.25 * window / srtt is computed exactly as before); no pacing information
-// (either <= 0) fills the bucket.
 double Pacer::MaxBurstBytes(size_t max_datagram) {
   const size_t per_train = std::max<size_t>(kTrainBytes / std::max<size_t>(max_datagram, 1), 1);
   return static_cast<double>(kMaxBurstTrains) * static_cast<double>(per_train * max_datagram);
 }
 
+// The rate is `bytes_per_period` per `period_ns` (kept as a pair so NewReno's
+// 1.25 * window / srtt is computed exactly as before); no pacing information
+// (either <= 0) fills the bucket.
 double Pacer::BurstBytes(double bytes_per_ns) const {
   const double floor = static_cast<double>(max_datagram_) * burst_packets_;
   const double ceiling = std::max(floor, max_burst_bytes_);

@@ -153,7 +153,9 @@ class Pacer final {
   static constexpr double kBurstIntervalNs = 1e6;  // 1 ms
   static constexpr int kMaxBurstTrains = 4;
   // The most a GSO train carries (IPv4's largest UDP payload; whole
-  // datagrams of it).
+  // datagrams of it): udp::kMaxUdpPayloadIpv4, the bound
+  // udp::DatagramSocket::MaxTrainBytes applies, restated because this
+  // sans-I/O library does not depend on the socket's.
   static constexpr size_t kTrainBytes = 65507;
   // kMaxBurstTrains trains of whole `max_datagram`-byte datagrams (one
   // datagram each when one is larger than a train).
