@@ -1418,7 +1418,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   // since, nearly all of the 47 datagrams that fit).
   const bool piggyback =
       acks_.PiggybackWanted(now, std::max(rtt_.smoothed(), options_.max_ack_delay));
-  if (piggyback || acks_.AckNow() || now >= acks_.AckDeadline()) {
+  if (piggyback || AckDue(now)) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(
         now, with_data ? proto::kMaxAckRangesWithData : proto::kMaxAckRanges);
@@ -1569,7 +1569,7 @@ void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
   int packets = 0;
   for (; packets < kMaxPacketsPerPoll && state_ != State::kClosed; ++packets) {
     const bool probe = probes_due_ > 0;
-    const bool ack_due = acks_.AckNow() || now >= acks_.AckDeadline();
+    const bool ack_due = AckDue(now);
     const bool keepalive = ping_due_ || now >= KeepaliveDeadline();
     bool data = false;
     if (queue_.HasSendable()) {

@@ -495,6 +495,10 @@ class Connection final {
   bool validating_path() const { return path_ != nullptr && path_->running; }
   // Whether a validation runs or its outcome waits for TakePathOutcome.
   bool path_pending() const { return path_ != nullptr; }
+  // Whether the next Poll at `now` sends an ACK whatever else is due: the
+  // ack policy wants one at once (the threshold reached, a gap, a ping) or
+  // the delayed ACK's deadline has passed.
+  bool AckDue(absl::Time now) const { return acks_.AckNow() || now >= acks_.AckDeadline(); }
   const udp::SocketAddress* validating_address() const {
     return validating_path() ? &path_->address : nullptr;
   }

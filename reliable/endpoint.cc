@@ -31,22 +31,19 @@ proto::Codec::Limits CodecLimits(const EndpointOptions& options) {
 }  // namespace
 
 std::string EndpointStats::ToString() const {
-  return absl::StrCat("received=", datagrams_received, "/", bytes_received, "B sent=", datagrams_sent,
-                      "/", bytes_sent, "B malformed=", malformed,
-                      " unknown_connection=", unknown_connection, " wrong_address=", wrong_address,
-                      " hellos=", hellos, " challenges=", challenges_sent,
-                      " bad_cookies=", bad_cookies, " short_hellos=", short_hellos,
-                      " accepted=", accepted, " refused_full=", refused_full,
-                      " refused_per_address=", refused_per_address,
-                      " refused_key_proof=", refused_key_proof,
-                      " evicted_unconfirmed=", evicted_unconfirmed,
-                      " refused_late_full=", refused_late_full, " drained_early=", drained_early,
-                      " key_exchanges=", key_exchanges,
-                      " unauthenticated=", unauthenticated, " unreachable=", unreachable,
-                      " punches=", punches,
-                      " timer_wakeups=", timer_wakeups, " timers_fired=", timers_fired,
-                      " path_challenges=", path_challenges_sent, " migrations=", migrations,
-                      " path_failures=", path_validation_failures);
+  return absl::StrCat(
+      "received=", datagrams_received, "/", bytes_received, "B sent=", datagrams_sent, "/",
+      bytes_sent, "B malformed=", malformed, " unknown_connection=", unknown_connection,
+      " wrong_address=", wrong_address, " hellos=", hellos, " challenges=", challenges_sent,
+      " bad_cookies=", bad_cookies, " short_hellos=", short_hellos, " accepted=", accepted,
+      " refused_full=", refused_full, " refused_per_address=", refused_per_address,
+      " refused_key_proof=", refused_key_proof, " evicted_unconfirmed=", evicted_unconfirmed,
+      " refused_late_full=", refused_late_full, " drained_early=", drained_early,
+      " key_exchanges=", key_exchanges, " unauthenticated=", unauthenticated,
+      " unreachable=", unreachable, " punches=", punches, " timer_wakeups=", timer_wakeups,
+      " timers_fired=", timers_fired, " received_flushes=", received_flushes,
+      " path_challenges=", path_challenges_sent, " migrations=", migrations,
+      " path_failures=", path_validation_failures);
 }
 
 Endpoint::Endpoint(absl::Time now, const EndpointOptions& options)
@@ -222,33 +219,31 @@ Endpoint::Entry& Endpoint::Admit(absl::Time now, std::unique_ptr<Connection> c,
 void Endpoint::OnDatagram(absl::Time now, const udp::SocketAddress& from,
                           absl::string_view bytes) {
   last_now_ = std::max(last_now_, now);
-  if (Entry* e = Deliver(now, from, bytes)) Flush(now, *e);
+  if (Entry* e = Deliver(now, from, bytes)) {
+    ++stats_.received_flushes;
+    Flush(now, *e);
+  }
 }
 
 void Endpoint::OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch) {
   last_now_ = std::max(last_now_, now);
-  size_t deferred_datagrams = 0;
   for (const ReceivedDatagram& d : batch) {
     Entry* e = Deliver(now, *d.from, d.bytes);
     if (e == nullptr) continue;
     const Connection& c = *e->connection;
-    // Deferred only when Flush would do nothing but Poll and Reschedule:
-    // no slot to move (Sync), no path outcome to take, nothing from
-    // another address.
-    if (e->slot.kind == SlotKind::kMember && KindOf(c) == SlotKind::kMember &&
-        !c.path_pending() && *d.from == c.peer()) {
+    // Deferred only when Flush would do nothing the rest of the batch can
+    // change: no slot to move (Sync), no path outcome to take, nothing from
+    // another address, and no ACK due. An ACK the ack policy wants now
+    // (every `threshold` packets, a gap, a ping) goes now, as one by one:
+    // the sender's loss detection and window see the same ACKs.
+    if (e->slot.kind == SlotKind::kMember && KindOf(c) == SlotKind::kMember && !c.path_pending() &&
+        *d.from == c.peer() && !c.AckDue(now)) {
       if (deferred_.empty() || deferred_.back() != c.local_id()) {
         deferred_.push_back(c.local_id());
       }
-      // At most kMaxDeferredDatagrams between flushes: an ACK at least per
-      // GRO buffer's worth, as Linux's TCP acknowledges each coalesced
-      // segment, so one lost ACK never covers a whole large batch, and
-      // the gaps a lossy batch opens fit in the ranges an ACK reports.
-      if (++deferred_datagrams >= kMaxDeferredDatagrams) {
-        FlushDeferred(now);
-        deferred_datagrams = 0;
-      }
     } else {
+      if (!deferred_.empty() && deferred_.back() == c.local_id()) deferred_.pop_back();
+      ++stats_.received_flushes;
       Flush(now, *e);
     }
   }
@@ -261,7 +256,9 @@ void Endpoint::FlushDeferred(absl::Time now) {
   deferred_.erase(std::unique(deferred_.begin(), deferred_.end()), deferred_.end());
   for (ConnectionId id : deferred_) {
     auto it = connections_.find(id);
-    if (it != connections_.end()) Flush(now, it->second);
+    if (it == connections_.end()) continue;
+    ++stats_.received_flushes;
+    Flush(now, it->second);
   }
   deferred_.clear();
 }

@@ -161,10 +161,6 @@ struct ConnectSecurity {
 // Timer coalescing (see "Timers" in Endpoint's comment).
 inline constexpr absl::Duration kTimerGranularity = absl::Milliseconds(250);
 inline constexpr absl::Duration kCoalesceAfter = absl::Seconds(4);
-// OnDatagrams flushes a connection at least once per this many datagrams
-// (a GRO buffer holds up to 64).
-inline constexpr size_t kMaxDeferredDatagrams = 64;
-
 // One datagram to send.
 struct Outgoing {
   udp::SocketAddress peer;
@@ -212,6 +208,10 @@ struct EndpointStats {
   // connections they ran (each touches only those: see "Timers").
   uint64_t timer_wakeups = 0;
   uint64_t timers_fired = 0;
+  // Connections run (Poll, timer refiled) for received datagrams: one per
+  // datagram by OnDatagram; by OnDatagrams one per ACK the ack policy wants
+  // and one per connection at the end of the batch.
+  uint64_t received_flushes = 0;
   // Path validation (connection.h): challenges sent to new addresses,
   // connections moved to a validated address, validations abandoned.
   uint64_t path_challenges_sent = 0;
@@ -232,16 +232,18 @@ class Endpoint final {
   // Datagrams that arrived together (one receive call, a coalesced GRO
   // buffer), in order. Each is handled as by OnDatagram, except that an
   // established connection (an open member, no path validation running or
-  // waiting) receiving from its peer's address builds its replies
-  // (acknowledgements, data the acknowledgements freed) and files its timer
-  // once per kMaxDeferredDatagrams of them, instead of after each: a GRO
-  // buffer of 44 data packets costs one Poll and is answered by one ACK.
-  // Any other packet (a confirmation, a close, a path change, another
-  // address) is flushed at once, as by OnDatagram, and a hello first
-  // flushes what the batch deferred, so the endpoint's slot counters
-  // (members, unconfirmed, per address) and path state are those of the
-  // one-by-one calls; what differs is fewer ACKs (datagrams_sent,
-  // ConnectionStats::acks_sent).
+  // waiting) receiving from its peer's address builds its replies (data
+  // the acknowledgements freed) and files its timer once, at the end of
+  // the batch, instead of after each datagram. It is still run at once
+  // when it owes an ACK (Connection::AckDue: the peer's threshold of
+  // packets reached, a gap, a ping), so the ACKs it sends are those of
+  // the one-by-one calls: with the threshold of 32 a fast sender asks for,
+  // a GRO buffer of 44 data packets costs two runs instead of 44
+  // (EndpointStats::received_flushes). Any other packet (a confirmation, a
+  // close, a path change, another address) is flushed at once too, and a
+  // hello first flushes what the batch deferred, so the endpoint's slot
+  // counters (members, unconfirmed, per address) and path state are those
+  // of the one-by-one calls.
   void OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch);
 
   // Starts a connection to `peer`. The kConnected (or kClosed) event tells
