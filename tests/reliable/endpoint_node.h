@@ -31,6 +31,16 @@ class EndpointNode final : public sim::Node {
     endpoint_.OnDatagram(now, from, bytes);
     Collect();
   }
+  void OnDatagrams(absl::Time now, const std::vector<sim::Datagram>& batch) override {
+    std::vector<reliable::ReceivedDatagram> views;
+    views.reserve(batch.size());
+    for (const sim::Datagram& d : batch) {
+      if (received_log_ != nullptr) received_log_->push_back(d.bytes);
+      views.push_back(reliable::ReceivedDatagram{&d.from, d.bytes});
+    }
+    endpoint_.OnDatagrams(now, views);
+    Collect();
+  }
   void OnTimeout(absl::Time now) override {
     ++wakeups_;
     endpoint_.OnTimeout(now);

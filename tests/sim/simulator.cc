@@ -3,8 +3,10 @@
 #include <malloc.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <string>
 #include <utility>
 #include <vector>
@@ -73,7 +75,7 @@ absl::Status Simulator::AddNode(const udp::SocketAddress& address, Node* node) {
     return absl::AlreadyExistsError(
         absl::StrCat("sim: ", address.ToString(), " is a node's public address"));
   }
-  nodes_.push_back(NodeState{address, address, node, absl::InfiniteFuture(), false, 0});
+  nodes_.push_back(NodeState{address, address, node, absl::InfiniteFuture(), false, 0, {}, {}});
   Poll(nodes_.size() - 1);
   return absl::OkStatus();
 }
@@ -116,6 +118,20 @@ absl::Status Simulator::SetDefaultLink(const impairment::ImpairmentConfig& confi
 void Simulator::SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
                            size_t max_payload) {
   GetPath(PathKey(from, to)).max_payload = max_payload;
+}
+
+absl::Status Simulator::SetReceiveBatching(const udp::SocketAddress& node,
+                                           absl::Duration interval) {
+  auto it = node_index_.find(node);
+  if (it == node_index_.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("sim: no node ", node.ToString()));
+  }
+  if (interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sim: negative receive batching interval ", absl::FormatDuration(interval)));
+  }
+  nodes_[it->second].batch_interval = interval;
+  return absl::OkStatus();
 }
 
 absl::Status Simulator::Rebind(const udp::SocketAddress& node,
@@ -243,8 +259,38 @@ bool Simulator::RunEvent(Event& event) {
         stats.bytes_delivered += d.bytes.size();
         ++stats.packets_delivered;
       }
-      nodes_[index].node->OnDatagram(now_, d.from, d.to, d.bytes);
+      NodeState& state = nodes_[index];
+      if (state.batch_interval > absl::ZeroDuration()) {
+        // Held for the node's next read (see "Receive batching").
+        if (state.inbox.empty()) {
+          Event read;
+          read.kind = EventKind::kRead;
+          read.node = index;
+          Push(now_ + state.batch_interval, std::move(read));
+        }
+        state.inbox.push_back(std::move(event.datagram));
+        return true;
+      }
+      state.node->OnDatagram(now_, d.from, d.to, d.bytes);
       Poll(index);
+      return true;
+    }
+    case EventKind::kRead: {
+      NodeState& state = nodes_[event.node];
+      std::vector<Datagram> batch;
+      if (state.inbox.size() <= kMaxReceiveBatch) {
+        batch.swap(state.inbox);
+      } else {
+        const auto cut = state.inbox.begin() + static_cast<std::ptrdiff_t>(kMaxReceiveBatch);
+        batch.assign(std::make_move_iterator(state.inbox.begin()), std::make_move_iterator(cut));
+        state.inbox.erase(state.inbox.begin(), cut);
+        Event more;
+        more.kind = EventKind::kRead;
+        more.node = event.node;
+        Push(now_, std::move(more));  // the next read, at once
+      }
+      state.node->OnDatagrams(now_, batch);
+      Poll(event.node);
       return true;
     }
     case EventKind::kTimer: {

@@ -48,9 +48,9 @@
 // (1472: the UDP payload of a 1500-byte IPv4 Ethernet link), as the paths
 // most traffic crosses. SetPathMtu(from, to, n) makes the path drop every
 // datagram larger than n bytes before its model sees it, counted in
-// path_stats().mtu_dropped; 0 removes the limit. It takes effect for datagrams sent from then on, so lowering it
-// mid-run is a black hole (a route change to a smaller MTU that sends no
-// ICMP "too big").
+// path_stats().mtu_dropped; 0 removes the limit. It takes effect for datagrams sent from then on,
+// so lowering it mid-run is a black hole (a route change to a smaller MTU that sends no ICMP "too
+// big").
 //
 // NAT rebinding. Rebind(node, public_address) puts the node registered
 // under `node` behind a NAT whose mapping changes now: from then on what the
@@ -63,6 +63,16 @@
 // works too). Deterministic like everything else: call it from an At().
 // INVALID_ARGUMENT for an unknown node, ALREADY_EXISTS when another node
 // has `public_address`.
+//
+// Receive batching. By default a datagram reaches its node the instant it
+// arrives, alone. SetReceiveBatching(node, interval) models a receiver that
+// reads its socket in batches, as the runtime does (recvmmsg, GRO): a
+// datagram arriving while the node has none waiting is held, and
+// `interval` later everything that arrived meanwhile (at most
+// kMaxReceiveBatch; the rest follows at once) is handed over in arrival
+// order in one OnDatagrams call. Path stats count a datagram when it
+// arrives. An interval of zero turns batching off again for datagrams
+// arriving from then on.
 //
 // Ownership: nodes are borrowed and must outlive the simulator (or at least
 // its last Run call). Thread-compatible; nodes are only called from the thread
@@ -101,6 +111,11 @@ class Node {
   // A datagram addressed to this node (`to`) arrived at `now`.
   virtual void OnDatagram(absl::Time now, const udp::SocketAddress& from,
                           const udp::SocketAddress& to, absl::string_view bytes) = 0;
+  // Datagrams read together (see "Receive batching"), in arrival order. By
+  // default each goes to OnDatagram.
+  virtual void OnDatagrams(absl::Time now, const std::vector<Datagram>& batch) {
+    for (const Datagram& d : batch) OnDatagram(now, d.from, d.to, d.bytes);
+  }
   // Called when now >= NextTimeout().
   virtual void OnTimeout(absl::Time now) = 0;
   // When the node next wants OnTimeout; absl::InfiniteFuture() if never.
@@ -114,6 +129,8 @@ absl::Time DefaultStart();
 
 // See "Path MTU" above.
 inline constexpr size_t kDefaultPathMtu = 1472;
+// See "Receive batching" above (the runtime's bound per receive round).
+inline constexpr size_t kMaxReceiveBatch = 512;
 
 class Simulator final {
  public:
@@ -140,6 +157,9 @@ class Simulator final {
   // "Path MTU" above.
   void SetPathMtu(const udp::SocketAddress& from, const udp::SocketAddress& to,
                   size_t max_payload);
+  // See "Receive batching" above. INVALID_ARGUMENT for an unknown node or a
+  // negative interval.
+  absl::Status SetReceiveBatching(const udp::SocketAddress& node, absl::Duration interval);
   // See "NAT rebinding" above.
   absl::Status Rebind(const udp::SocketAddress& node, const udp::SocketAddress& public_address);
   // The address the node registered under `node` is seen from now.
@@ -208,6 +228,8 @@ class Simulator final {
     absl::Time deadline;     // NextTimeout() when last polled
     bool armed;              // a live timer event for `deadline` is queued
     uint64_t generation;     // bumped whenever the queued timer is replaced
+    absl::Duration batch_interval = absl::ZeroDuration();  // SetReceiveBatching
+    std::vector<Datagram> inbox;                           // arrived, waiting for the kRead event
   };
   struct Path {
     explicit Path(impairment::ImpairmentModel m) : model(std::move(m)) {}
@@ -216,12 +238,12 @@ class Simulator final {
     PathStats stats;
     size_t max_payload = kDefaultPathMtu;  // SetPathMtu; 0: no limit
   };
-  enum class EventKind { kDeliver, kTimer, kAction };
+  enum class EventKind { kDeliver, kTimer, kAction, kRead };
   struct Event {
     EventKind kind;
     Datagram datagram;             // kDeliver
     bool via_path = false;         // kDeliver: count in path stats
-    size_t node = 0;               // kTimer
+    size_t node = 0;               // kTimer, kRead
     uint64_t generation = 0;       // kTimer
     std::function<void()> action;  // kAction
   };

@@ -328,6 +328,77 @@ TEST(SimulatorTest, BandwidthSpacesArrivals) {
   }
 }
 
+// Records each OnDatagrams call's size besides the arrivals.
+class BatchSinkNode : public SinkNode {
+ public:
+  void OnDatagrams(absl::Time now, const std::vector<Datagram>& batch) override {
+    batches.push_back(batch.size());
+    SinkNode::OnDatagrams(now, batch);
+  }
+  std::vector<size_t> batches;
+};
+
+TEST(SimulatorTest, ReceiveBatchingHandsOverWhatArrivedWithinTheInterval) {
+  Simulator sim(1);
+  SinkNode a;
+  BatchSinkNode b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  EXPECT_EQ(sim.SetReceiveBatching(B(), -absl::Microseconds(1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sim.SetReceiveBatching(Addr("10.0.0.3:4000"), absl::Microseconds(1)).code(),
+            absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::Milliseconds(25)).ok());
+  impairment::ImpairmentConfig slow;
+  slow.rate_bps = 1'000'000;  // 10 ms per 1250-byte datagram
+  slow.delay = absl::Milliseconds(2);
+  ASSERT_TRUE(sim.SetLink(A(), B(), slow).ok());
+  const absl::Time t0 = sim.start() + absl::Milliseconds(100);
+  sim.At(t0, [&] {
+    for (int i = 0; i < 5; ++i) a.Send(B(), Ping(i, 1250));
+  });
+  sim.RunFor(absl::Seconds(1));
+  // Arrivals at 12, 22, 32, 42, 52 ms: the first opens a read at 37 ms
+  // (12, 22, 32), the fourth one at 67 ms (42, 52).
+  ASSERT_EQ(b.arrivals.size(), 5u);
+  EXPECT_EQ(b.batches, (std::vector<size_t>{3, 2}));
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(b.arrivals[i].at, t0 + absl::Milliseconds(i < 3 ? 37 : 67)) << i;
+    EXPECT_EQ(PingIndex(b.arrivals[i].bytes), i);
+    EXPECT_EQ(b.arrivals[i].from, A());
+  }
+  EXPECT_EQ(sim.path_stats(A(), B()).packets_delivered, 5u);
+  // Off again: alone, on arrival.
+  ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::ZeroDuration()).ok());
+  const absl::Time t1 = sim.now();
+  sim.At(t1, [&] { a.Send(B(), Ping(5, 1250)); });
+  sim.RunFor(absl::Seconds(1));
+  ASSERT_EQ(b.arrivals.size(), 6u);
+  EXPECT_EQ(b.arrivals[5].at, t1 + absl::Milliseconds(12));
+  EXPECT_EQ(b.batches.size(), 2u);
+}
+
+TEST(SimulatorTest, AReceiveBatchHoldsAtMostTheRuntimesBoundAndTheRestFollowsAtOnce) {
+  Simulator sim(1);
+  SinkNode a;
+  BatchSinkNode b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::Milliseconds(5)).ok());
+  const int count = static_cast<int>(kMaxReceiveBatch) + 100;
+  const absl::Time t0 = sim.start() + absl::Milliseconds(100);
+  sim.At(t0, [&] {
+    for (int i = 0; i < count; ++i) a.Send(B(), Ping(i, 100));
+  });
+  sim.RunFor(absl::Seconds(1));
+  EXPECT_EQ(b.batches, (std::vector<size_t>{kMaxReceiveBatch, 100}));
+  ASSERT_EQ(b.arrivals.size(), static_cast<size_t>(count));
+  for (int i = 0; i < count; ++i) {
+    EXPECT_EQ(b.arrivals[i].at, t0 + absl::Milliseconds(6)) << i;  // 1 ms link + 5 ms
+    EXPECT_EQ(PingIndex(b.arrivals[i].bytes), i);
+  }
+}
+
 TEST(SimulatorTest, BlackoutDropsEverythingInsideTheWindow) {
   Simulator sim(9);
   SCOPED_TRACE("seed=9");
