@@ -193,8 +193,12 @@ absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain
   if (absl::Status s = CheckTrain(trains[0]); !s.ok()) return s;
   if (!segmentation_) return SendTrainsPlain(trains);
   // One message per train; a train of two or more carries its segment size
-  // in a UDP_SEGMENT control message, and its datagrams as its iovecs (the
-  // kernel gathers them: nothing is copied here).
+  // in a UDP_SEGMENT control message. Its datagrams are copied into gather_
+  // back to back and go as one iovec: the kernel's copy of a train from 44
+  // iovecs of 1,378 bytes was 28.6% of a clean-veth sender's samples, from
+  // one iovec 6.0% (plus 6-7% for this copy); sender CPU per GB -15%,
+  // goodput +18% (docs/performance.md). Trains past kGatherBytes go as one
+  // iovec per datagram.
   struct Control {
     alignas(cmsghdr) char bytes[CMSG_SPACE(sizeof(uint16_t))];
   };
@@ -203,22 +207,43 @@ absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain
   std::array<SocketAddress, kMaxBatch> targets;
   std::array<Control, kMaxBatch> controls;
   size_t count = 0;
-  size_t used = 0;  // iovecs
+  size_t used = 0;      // iovecs
+  size_t gathered = 0;  // bytes of gather_
+  std::array<bool, kMaxBatch> flat{};
   for (; count < trains.size() && count < kMaxBatch; ++count) {
     const OutgoingTrain& train = trains[count];
     // A malformed later train waits for the next call, which reports it.
     if (count > 0 && !CheckTrain(train).ok()) break;
     if (used + train.datagrams.size() > kMaxDatagramsPerCall) break;
     targets[count] = ForSocket(train.to);
-    for (size_t i = 0; i < train.datagrams.size(); ++i) {
-      vectors[used + i].iov_base = const_cast<uint8_t*>(train.datagrams[i].data());
-      vectors[used + i].iov_len = train.datagrams[i].size();
+    size_t bytes = 0;
+    for (const absl::Span<const uint8_t>& d : train.datagrams) bytes += d.size();
+    size_t iovecs = 0;
+    if (train.datagrams.size() > 1 && gathered + bytes <= kGatherBytes) {
+      if (gather_.empty()) gather_.resize(kGatherBytes);
+      uint8_t* start = gather_.data() + gathered;
+      uint8_t* at = start;
+      for (const absl::Span<const uint8_t>& d : train.datagrams) {
+        std::memcpy(at, d.data(), d.size());
+        at += d.size();
+      }
+      vectors[used].iov_base = start;
+      vectors[used].iov_len = bytes;
+      iovecs = 1;
+      gathered += bytes;
+      flat[count] = true;
+    } else {
+      for (const absl::Span<const uint8_t>& d : train.datagrams) {
+        vectors[used + iovecs].iov_base = const_cast<uint8_t*>(d.data());
+        vectors[used + iovecs].iov_len = d.size();
+        ++iovecs;
+      }
     }
     msghdr& m = headers[count].msg_hdr;
     m.msg_name = const_cast<sockaddr*>(targets[count].data());
     m.msg_namelen = targets[count].size();
     m.msg_iov = &vectors[used];
-    m.msg_iovlen = train.datagrams.size();
+    m.msg_iovlen = iovecs;
     if (train.datagrams.size() > 1) {
       m.msg_control = controls[count].bytes;
       m.msg_controllen = sizeof(controls[count].bytes);
@@ -229,11 +254,12 @@ absl::StatusOr<size_t> DatagramSocket::SendTrains(absl::Span<const OutgoingTrain
       const uint16_t segment = static_cast<uint16_t>(train.datagrams[0].size());
       std::memcpy(CMSG_DATA(c), &segment, sizeof(segment));
     }
-    used += train.datagrams.size();
+    used += iovecs;
   }
   for (;;) {
     const int n = ::sendmmsg(fd(), headers.data(), static_cast<unsigned>(count), MSG_NOSIGNAL);
     if (n >= 0) {
+      for (int i = 0; i < n; ++i) gathered_trains_ += flat[i];
       // A later train that failed (a refusal included) comes first in the
       // caller's next call and fails there, synchronously.
       size_t datagrams = 0;

@@ -23,6 +23,10 @@
 //     equal-size datagrams for one peer in one message (a UDP_SEGMENT control
 //     message); the kernel (or the NIC) cuts it into datagrams, so a train of
 //     up to kMaxTrainSegments datagrams costs one trip through the stack.
+//     A train's datagrams are first copied into one contiguous buffer of the
+//     socket's (up to kGatherBytes per call; trains past that go as one
+//     iovec per datagram): the kernel copies one long iovec about five times
+//     faster than a train's worth of ~1.4 KB ones (docs/performance.md).
 //     Receivers see ordinary datagrams. Without it SendTrains sends every
 //     datagram of every train as its own message (plain sendmmsg).
 //   - EnableCoalescing() (UDP_GRO) lets the kernel hand RecvBatch several
@@ -161,6 +165,10 @@ class DatagramSocket final {
   // kernels), and most datagrams SendTrains passes in one call.
   static constexpr size_t kMaxTrainSegments = 64;
   static constexpr size_t kMaxDatagramsPerCall = 1024;
+  // Most bytes of trains SendTrains copies into its contiguous buffer per
+  // call (allocated on the first train of two or more): four full trains,
+  // the largest burst a connection's pacer allows (reliable::Pacer).
+  static constexpr size_t kGatherBytes = 256 * 1024;
   // A receive buffer that holds any coalesced (GRO) buffer whole.
   static constexpr size_t kCoalescedBufferBytes = 65536;
   // Most payload bytes in one train to `to`: 65507 for IPv4 peers (also when
@@ -235,6 +243,9 @@ class DatagramSocket final {
   // INVALID_ARGUMENT, sending nothing, for a malformed first train (empty,
   // too long, or unequal sizes).
   absl::StatusOr<size_t> SendTrains(absl::Span<const OutgoingTrain> trains);
+  // Trains of two or more datagrams SendTrains handed the kernel as one
+  // contiguous copy (the rest went as one iovec per datagram).
+  uint64_t gathered_trains() const { return gathered_trains_; }
 
   // Asks the kernel to queue ICMP errors (port or host unreachable, ...) for
   // ReadErrors: IP_RECVERR, plus IPV6_RECVERR on IPv6 sockets. An unconnected
@@ -274,6 +285,8 @@ class DatagramSocket final {
   int invalid_trains_in_a_row_ = 0;
   uint64_t refused_train_calls_ = 0;
   bool coalescing_ = false;
+  std::vector<uint8_t> gather_;  // kGatherBytes once a train needed it
+  uint64_t gathered_trains_ = 0;
 };
 
 }  // namespace udpmsg::udp

@@ -342,6 +342,67 @@ TEST_P(DatagramSocketTest, TrainsToSeveralPeersGoInOneCall) {
   EXPECT_EQ(ReceiveDatagrams(*c, to_c.size()).datagrams, to_c);
 }
 
+// Trains are copied into the socket's contiguous buffer until kGatherBytes
+// of them; the rest of the call goes as one iovec per datagram. Either way
+// each datagram arrives whole, in order.
+TEST_P(DatagramSocketTest, TrainsAreGatheredUpToTheBudgetAndTheRestGoAsTheyAre) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  // Three receivers, two trains each, so that what one call sends waits
+  // unread within a default receive buffer (net.core.rmem_max 208 KiB).
+  DatagramSocket::Options options;
+  options.non_blocking = true;
+  options.receive_buffer_bytes = 4 << 20;
+  std::vector<DatagramSocket> receivers;
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<DatagramSocket> r =
+        DatagramSocket::Bind(SocketAddress::Loopback(GetParam(), 0), options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    receivers.push_back(*std::move(r));
+  }
+  // Six trains of 40 x 1,400 bytes (56,000 each; four fit in 256 KiB), the
+  // last datagram of each a little shorter, and a lone datagram (never
+  // gathered) after the second.
+  std::vector<std::vector<std::string>> payloads;
+  std::vector<size_t> to;
+  for (int t = 0; t < 6; ++t) {
+    payloads.push_back(TrainPayloads(40, 1400, 1400 - 10 * t));
+    for (std::string& p : payloads.back()) p[0] = static_cast<char>('A' + t);
+    to.push_back(t / 2);
+    if (t == 1) {
+      payloads.push_back({std::string(300, 'z')});
+      to.push_back(0);
+    }
+  }
+  ASSERT_GT(5 * 56000u, DatagramSocket::kGatherBytes);
+  ASSERT_LE(4 * 56000u, DatagramSocket::kGatherBytes);
+  std::vector<std::vector<absl::Span<const uint8_t>>> spans;
+  for (const std::vector<std::string>& p : payloads) spans.push_back(Spans(p));
+  std::vector<OutgoingTrain> trains;
+  std::vector<std::vector<std::string>> want(3);
+  size_t total = 0;
+  for (size_t t = 0; t < payloads.size(); ++t) {
+    trains.push_back({*receivers[to[t]].LocalAddress(), spans[t]});
+    want[to[t]].insert(want[to[t]].end(), payloads[t].begin(), payloads[t].end());
+    total += payloads[t].size();
+  }
+  absl::StatusOr<size_t> sent = a->SendTrains(trains);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, total);
+  EXPECT_EQ(a->gathered_trains(), 4u);
+  for (size_t i = 0; i < receivers.size(); ++i) {
+    SCOPED_TRACE(absl::StrCat("receiver ", i));
+    EXPECT_EQ(ReceiveDatagrams(receivers[i], want[i].size()).datagrams, want[i]);
+  }
+  // The next call has the whole buffer again: the last two trains.
+  sent = a->SendTrains(absl::MakeConstSpan(trains).subspan(5));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, 80u);
+  EXPECT_EQ(a->gathered_trains(), 6u);
+  EXPECT_EQ(ReceiveDatagrams(receivers[2], 80).datagrams, want[2]);
+}
+
 TEST_P(DatagramSocketTest, RefusedSegmentationFallsBackToPlainDatagramsAndLosesNone) {
   absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
   absl::StatusOr<DatagramSocket> b = BoundLoopback(GetParam());
