@@ -306,20 +306,27 @@ TEST(SimulatorTest, ReorderedPacketsAreOvertaken) {
   ExpectBinomial(late, kCount, 0.1);
 }
 
-TEST(SimulatorTest, BandwidthSpacesArrivals) {
-  Simulator sim(1);
-  SinkNode a, b;
-  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
-  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+// Five 1250-byte pings from `a` (at A()) to B() over a 1 Mbit/s link with
+// 2 ms delay, sent at start + 100 ms (returned); runs the simulator 1 s.
+absl::Time SendFivePingsAtOneMegabit(Simulator& sim, SinkNode& a) {
   impairment::ImpairmentConfig slow;
   slow.rate_bps = 1'000'000;
   slow.delay = absl::Milliseconds(2);
-  ASSERT_TRUE(sim.SetLink(A(), B(), slow).ok());
+  EXPECT_TRUE(sim.SetLink(A(), B(), slow).ok());
   const absl::Time t0 = sim.start() + absl::Milliseconds(100);
   sim.At(t0, [&] {
     for (int i = 0; i < 5; ++i) a.Send(B(), Ping(i, 1250));
   });
   sim.RunFor(absl::Seconds(1));
+  return t0;
+}
+
+TEST(SimulatorTest, BandwidthSpacesArrivals) {
+  Simulator sim(1);
+  SinkNode a, b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  const absl::Time t0 = SendFivePingsAtOneMegabit(sim, a);
   ASSERT_EQ(b.arrivals.size(), 5u);
   // 1250 bytes * 8 / 1 Mbit/s = 10 ms per packet.
   for (int i = 0; i < 5; ++i) {
@@ -349,15 +356,7 @@ TEST(SimulatorTest, ReceiveBatchingHandsOverWhatArrivedWithinTheInterval) {
   EXPECT_EQ(sim.SetReceiveBatching(Addr("10.0.0.3:4000"), absl::Microseconds(1)).code(),
             absl::StatusCode::kInvalidArgument);
   ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::Milliseconds(25)).ok());
-  impairment::ImpairmentConfig slow;
-  slow.rate_bps = 1'000'000;  // 10 ms per 1250-byte datagram
-  slow.delay = absl::Milliseconds(2);
-  ASSERT_TRUE(sim.SetLink(A(), B(), slow).ok());
-  const absl::Time t0 = sim.start() + absl::Milliseconds(100);
-  sim.At(t0, [&] {
-    for (int i = 0; i < 5; ++i) a.Send(B(), Ping(i, 1250));
-  });
-  sim.RunFor(absl::Seconds(1));
+  const absl::Time t0 = SendFivePingsAtOneMegabit(sim, a);
   // Arrivals at 12, 22, 32, 42, 52 ms: the first opens a read at 37 ms
   // (12, 22, 32), the fourth one at 67 ms (42, 52).
   ASSERT_EQ(b.arrivals.size(), 5u);
