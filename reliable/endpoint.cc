@@ -233,16 +233,18 @@ void Endpoint::OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> ba
     const Connection& c = *e->connection;
     // Deferred only when Flush would do nothing the rest of the batch can
     // change: no slot to move (Sync), no path outcome to take, nothing from
-    // another address, and no ACK due. An ACK the ack policy wants now
+    // another address, and no ACK due. An ACK the ack policy calls for
     // (every `threshold` packets, a gap, a ping) goes now, as one by one:
-    // the sender's loss detection and window see the same ACKs.
+    // the sender's loss detection and window see it at the same point.
     if (e->slot.kind == SlotKind::kMember && KindOf(c) == SlotKind::kMember && !c.path_pending() &&
         *d.from == c.peer() && !c.AckDue(now)) {
       if (deferred_.empty() || deferred_.back() != c.local_id()) {
         deferred_.push_back(c.local_id());
       }
     } else {
-      if (!deferred_.empty() && deferred_.back() == c.local_id()) deferred_.pop_back();
+      // Runs now: no second run for its earlier datagrams at the end.
+      deferred_.erase(std::remove(deferred_.begin(), deferred_.end(), c.local_id()),
+                      deferred_.end());
       ++stats_.received_flushes;
       Flush(now, *e);
     }

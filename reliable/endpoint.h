@@ -209,8 +209,10 @@ struct EndpointStats {
   uint64_t timer_wakeups = 0;
   uint64_t timers_fired = 0;
   // Connections run (Poll, timer refiled) for received datagrams: one per
-  // datagram by OnDatagram; by OnDatagrams one per ACK the ack policy wants
-  // and one per connection at the end of the batch.
+  // datagram by OnDatagram. By OnDatagrams: one per datagram that owes an
+  // ACK or cannot wait (see OnDatagrams), and one per connection with
+  // datagrams deferred since its last run, at the end of the batch or
+  // before a hello.
   uint64_t received_flushes = 0;
   // Path validation (connection.h): challenges sent to new addresses,
   // connections moved to a validated address, validations abandoned.
@@ -236,10 +238,14 @@ class Endpoint final {
   // the acknowledgements freed) and files its timer once, at the end of
   // the batch, instead of after each datagram. It is still run at once
   // when it owes an ACK (Connection::AckDue: the peer's threshold of
-  // packets reached, a gap, a ping), so the ACKs it sends are those of
-  // the one-by-one calls: with the threshold of 32 a fast sender asks for,
-  // a GRO buffer of 44 data packets costs two runs instead of 44
-  // (EndpointStats::received_flushes). Any other packet (a confirmation, a
+  // packets reached, a gap, a ping), so every ACK the ack policy calls for
+  // goes out at the datagram that calls for it, as one by one: with the
+  // threshold of 32 a fast sender asks for, a GRO buffer of 44 data
+  // packets costs two runs instead of 44 (EndpointStats::received_flushes).
+  // What the batch changes: data the connection has to send goes at the
+  // end of the batch, so ACKs that would only have ridden along on data
+  // sent between its datagrams (two-way traffic) are not sent; a receiver
+  // with nothing to send sends exactly the one-by-one ACKs. Any other packet (a confirmation, a
   // close, a path change, another address) is flushed at once too, and a
   // hello first flushes what the batch deferred, so the endpoint's slot
   // counters (members, unconfirmed, per address) and path state are those

@@ -365,7 +365,8 @@ absl::Status Runtime::Receive() {
         io_.gro_segments += in_slot;
       }
     }
-    // One call: a connection answers the whole batch once (endpoint.h).
+    // One call: a connection's other work waits for the end of the batch;
+    // its ACKs do not (Endpoint::OnDatagrams).
     endpoint_->OnDatagrams(now, batch_);
     if (absl::Status s = SendPending(); !s.ok()) return s;
     if (*n < slots.size()) return absl::OkStatus();

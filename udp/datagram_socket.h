@@ -24,9 +24,9 @@
 //     message); the kernel (or the NIC) cuts it into datagrams, so a train of
 //     up to kMaxTrainSegments datagrams costs one trip through the stack.
 //     A train's datagrams are first copied into one contiguous buffer of the
-//     socket's (up to kGatherBytes per call; trains past that go as one
-//     iovec per datagram): the kernel copies one long iovec about five times
-//     faster than a train's worth of ~1.4 KB ones (docs/performance.md).
+//     socket's (kGatherBytes per call; the trains past it wait for the next
+//     call): the kernel copies one long iovec about five times faster than a
+//     train's worth of ~1.4 KB ones (docs/performance.md).
 //     Receivers see ordinary datagrams. Without it SendTrains sends every
 //     datagram of every train as its own message (plain sendmmsg).
 //   - EnableCoalescing() (UDP_GRO) lets the kernel hand RecvBatch several
@@ -165,9 +165,10 @@ class DatagramSocket final {
   // kernels), and most datagrams SendTrains passes in one call.
   static constexpr size_t kMaxTrainSegments = 64;
   static constexpr size_t kMaxDatagramsPerCall = 1024;
-  // Most bytes of trains SendTrains copies into its contiguous buffer per
-  // call (allocated on the first train of two or more): four full trains,
-  // the largest burst a connection's pacer allows (reliable::Pacer).
+  // Most bytes of trains (of two or more datagrams) one SendTrains call
+  // copies into the socket's contiguous buffer, allocated on the first such
+  // train: four full trains, the largest burst a connection's pacer allows
+  // (reliable::Pacer). The trains past it wait for the next call.
   static constexpr size_t kGatherBytes = 256 * 1024;
   // A receive buffer that holds any coalesced (GRO) buffer whole.
   static constexpr size_t kCoalescedBufferBytes = 65536;
@@ -231,10 +232,12 @@ class DatagramSocket final {
 
   // Sends trains from the front of `trains` and returns how many DATAGRAMS
   // went out, counted across the trains in order (a partial count means the
-  // socket buffer filled, or the datagram after them failed: the caller
-  // sends the rest again and then sees that error). With segmentation on,
-  // each train of two or more datagrams is one message of a sendmmsg (at
-  // most kMaxBatch trains and kMaxDatagramsPerCall datagrams per call);
+  // socket buffer filled, the call's kGatherBytes were used, or the
+  // datagram after them failed: the caller sends the rest again, and in
+  // the last case then sees that error). With segmentation on, each train
+  // of two or more datagrams is one message of a sendmmsg (at most
+  // kMaxBatch trains, kMaxDatagramsPerCall datagrams and kGatherBytes of
+  // trains per call);
   // otherwise every datagram is its own message (at most kMaxBatch).
   // UNAVAILABLE when nothing could be sent (would block); another errno
   // status ("sendmmsg 1 trains (1 datagrams), first to 127.0.0.1:9: ...")
@@ -243,8 +246,8 @@ class DatagramSocket final {
   // INVALID_ARGUMENT, sending nothing, for a malformed first train (empty,
   // too long, or unequal sizes).
   absl::StatusOr<size_t> SendTrains(absl::Span<const OutgoingTrain> trains);
-  // Trains of two or more datagrams SendTrains handed the kernel as one
-  // contiguous copy (the rest went as one iovec per datagram).
+  // Trains of two or more datagrams SendTrains handed the kernel (each as
+  // one contiguous copy).
   uint64_t gathered_trains() const { return gathered_trains_; }
 
   // Asks the kernel to queue ICMP errors (port or host unreachable, ...) for

@@ -260,8 +260,10 @@ bool Simulator::RunEvent(Event& event) {
         ++stats.packets_delivered;
       }
       NodeState& state = nodes_[index];
-      if (state.batch_interval > absl::ZeroDuration()) {
-        // Held for the node's next read (see "Receive batching").
+      // Held for the node's next read (see "Receive batching"); also when
+      // batching was turned off after the read was due, so that nothing
+      // overtakes what waits.
+      if (state.batch_interval > absl::ZeroDuration() || !state.inbox.empty()) {
         if (state.inbox.empty()) {
           Event read;
           read.kind = EventKind::kRead;

@@ -72,7 +72,8 @@
 // kMaxReceiveBatch; the rest follows at once) is handed over in arrival
 // order in one OnDatagrams call. Path stats count a datagram when it
 // arrives. An interval of zero turns batching off again for datagrams
-// arriving from then on.
+// arriving from then on, once the read already due has taken what waits
+// (later arrivals join it: nothing overtakes).
 //
 // Ownership: nodes are borrowed and must outlive the simulator (or at least
 // its last Run call). Thread-compatible; nodes are only called from the thread

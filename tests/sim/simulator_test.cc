@@ -377,6 +377,26 @@ TEST(SimulatorTest, ReceiveBatchingHandsOverWhatArrivedWithinTheInterval) {
   EXPECT_EQ(b.batches.size(), 2u);
 }
 
+TEST(SimulatorTest, BatchingTurnedOffWhileDatagramsWaitLetsNothingOvertakeThem) {
+  Simulator sim(1);
+  SinkNode a;
+  BatchSinkNode b;
+  ASSERT_TRUE(sim.AddNode(A(), &a).ok());
+  ASSERT_TRUE(sim.AddNode(B(), &b).ok());
+  ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::Milliseconds(25)).ok());
+  // Pings at 12, 22, 32, 42, 52 ms (see above); batching goes off at 15 ms,
+  // while the first waits for its read at 37 ms.
+  sim.At(sim.start() + absl::Milliseconds(115),
+         [&] { ASSERT_TRUE(sim.SetReceiveBatching(B(), absl::ZeroDuration()).ok()); });
+  const absl::Time t0 = SendFivePingsAtOneMegabit(sim, a);
+  ASSERT_EQ(b.arrivals.size(), 5u);
+  EXPECT_EQ(b.batches, (std::vector<size_t>{3}));  // 12, 22, 32 at 37 ms
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(PingIndex(b.arrivals[i].bytes), i);
+    EXPECT_EQ(b.arrivals[i].at, t0 + absl::Milliseconds(i < 3 ? 37 : 10 * (i + 1) + 2)) << i;
+  }
+}
+
 TEST(SimulatorTest, AReceiveBatchHoldsAtMostTheRuntimesBoundAndTheRestFollowsAtOnce) {
   Simulator sim(1);
   SinkNode a;
