@@ -161,6 +161,7 @@ struct ConnectSecurity {
 // Timer coalescing (see "Timers" in Endpoint's comment).
 inline constexpr absl::Duration kTimerGranularity = absl::Milliseconds(250);
 inline constexpr absl::Duration kCoalesceAfter = absl::Seconds(4);
+
 // One datagram to send.
 struct Outgoing {
   udp::SocketAddress peer;
@@ -245,11 +246,11 @@ class Endpoint final {
   // What the batch changes: data the connection has to send goes at the
   // end of the batch, so ACKs that would only have ridden along on data
   // sent between its datagrams (two-way traffic) are not sent; a receiver
-  // with nothing to send sends exactly the one-by-one ACKs. Any other packet (a confirmation, a
-  // close, a path change, another address) is flushed at once too, and a
-  // hello first flushes what the batch deferred, so the endpoint's slot
-  // counters (members, unconfirmed, per address) and path state are those
-  // of the one-by-one calls.
+  // with nothing to send sends exactly the one-by-one ACKs. Any other
+  // packet (a confirmation, a close, a path change, another address) is
+  // flushed at once too, and a hello first flushes what the batch
+  // deferred, so the endpoint's slot counters (members, unconfirmed, per
+  // address) and path state are those of the one-by-one calls.
   void OnDatagrams(absl::Time now, absl::Span<const ReceivedDatagram> batch);
 
   // Starts a connection to `peer`. The kConnected (or kClosed) event tells

@@ -48,9 +48,9 @@
 // (1472: the UDP payload of a 1500-byte IPv4 Ethernet link), as the paths
 // most traffic crosses. SetPathMtu(from, to, n) makes the path drop every
 // datagram larger than n bytes before its model sees it, counted in
-// path_stats().mtu_dropped; 0 removes the limit. It takes effect for datagrams sent from then on,
-// so lowering it mid-run is a black hole (a route change to a smaller MTU that sends no ICMP "too
-// big").
+// path_stats().mtu_dropped; 0 removes the limit. It takes effect for
+// datagrams sent from then on, so lowering it mid-run is a black hole (a
+// route change to a smaller MTU that sends no ICMP "too big").
 //
 // NAT rebinding. Rebind(node, public_address) puts the node registered
 // under `node` behind a NAT whose mapping changes now: from then on what the
