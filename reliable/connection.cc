@@ -428,8 +428,19 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   path_.reset();
   path_response_due_.reset();
   // Linger to answer the peer's packets with our Close, in case it was lost:
-  // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive.
-  drain_until_ = now + std::max(3 * rtt_.Pto(true), options_.keepalive + 2 * rtt_.Pto(true));
+  // 3 PTOs (RFC 9000 10.2), and at least until the peer's next keepalive
+  // and its probes. The accepting side pings later than the client
+  // (KeepaliveAfter), counting from its own last packet (an ack may trail
+  // ours by a few hundred ms on a lossy path): a client that drained for
+  // its own keepalive and two PTOs had stopped answering when the server's
+  // ping came, and a lost Close ended the server with a peer timeout
+  // instead of the reason (4 of 60 seeds of
+  // EndpointSimTest.GracefulClose... under 10% loss). A probe period (the
+  // probe timeout's cap) covers the trailing ack and the first probes.
+  drain_until_ =
+      now + std::max(3 * rtt_.Pto(true), KeepaliveAfter(options_, /*client=*/false) +
+                                             options_.peer_timeout / kPeerTimeoutProbePeriods +
+                                             2 * rtt_.Pto(true));
   reassembler_.reset();
   unreliable_reassembler_.reset();
   channels_.clear();

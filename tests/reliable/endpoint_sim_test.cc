@@ -341,6 +341,46 @@ TEST(EndpointSimTest, GracefulCloseDeliversEverythingThenClosesBothSides) {
   EXPECT_EQ(net.client().Count(Event::Type::kAcked), 300u);
 }
 
+// The client's Close is lost. The server, idle, pings after its keepalive,
+// which the accepting side waits half a keepalive longer for
+// (Connection::KeepaliveAfter) and counts from its own last packet; the
+// client, draining, must still be there to answer with its Close, or the
+// server ends with a peer timeout instead of the client's reason. The
+// drain used to last the client's own keepalive and two PTOs: over before
+// the server's ping.
+TEST(EndpointSimTest, AClientsLostCloseIsAnsweredWhenTheServerPings) {
+  Pair net(6, Lossy());
+  const ConnectionId id = net.Connect();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(net.client().endpoint()
+                    .Send(net.sim().now(), id, 0, DeliveryMode::kReliableOrdered,
+                          Payload(6, i, 3000))
+                    .ok());
+  }
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 20; },
+                                 net.sim().now() + absl::Seconds(10)));
+  // Both sides fall quiet (the server's last acks arrive; the client's
+  // keepalive is seconds away).
+  net.sim().RunFor(absl::Milliseconds(500));
+  // Only the Close is lost: the link is cut for the moment it leaves.
+  impairment::ImpairmentConfig cut = Lossy();
+  cut.loss = 1.0;
+  ASSERT_TRUE(net.sim().SetLink(net.client().address(), net.server().address(), cut).ok());
+  ASSERT_TRUE(net.client().endpoint().Close(net.sim().now(), id, "bye", /*flush=*/true).ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(1)));
+  net.sim().RunFor(absl::Milliseconds(500));
+  ASSERT_EQ(net.server().Count(Event::Type::kClosed), 0u);
+  ASSERT_TRUE(net.sim().SetLink(net.client().address(), net.server().address(), Lossy()).ok());
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(30)));
+  const Event* closed = net.server().Find(Event::Type::kClosed);
+  EXPECT_TRUE(closed->by_peer);
+  EXPECT_EQ(closed->reason, "bye");
+}
+
 TEST(EndpointSimTest, UnreliableSequencedNeverDeliversStaleAndReliableUnorderedDeliversAllOnce) {
   const uint64_t seed = 7;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
