@@ -30,14 +30,14 @@ proto::Codec CodecWithBudget(const proto::Codec& codec, size_t max_datagram) {
 // Most packets one Poll() emits; the pacer and the window normally stop it
 // much earlier. Keeps one connection from monopolising an endpoint's turn.
 constexpr int kMaxPacketsPerPoll = 256;
-// Worst-case bytes of a data frame besides its payload (tags, lengths and
-// 64-bit varints); used to decide whether another fragment fits.
-constexpr size_t kDataFrameOverhead = 56;
 // Most padding PadToTrain adds: what a ping and varint widths change in a
-// full packet (on a clean veth full packets were 1,376-1,380 bytes). A larger
-// gap (an ACK frame, another fragment size) starts a new train: padding every
-// packet up to a rare larger one costs bytes on every datagram.
-constexpr size_t kMaxTrainPadding = 4;
+// full packet (on a clean veth full packets were 1,376-1,380 bytes), and the
+// shorter last fragment of a message in the datagram it shares with the next
+// message's first (14 bytes for 64 KiB messages in fragments of 690). A
+// larger gap (another fragment size) starts a new train. Packets with an
+// ACK frame go by their own size and leave the train as it was: padding
+// every packet up to a rare larger one would cost bytes on every datagram.
+constexpr size_t kMaxTrainPadding = 32;
 
 // Receiver bounds that are not options: ack ranges kept, and messages in
 // progress per reassembler (reliable, unreliable).
@@ -49,24 +49,42 @@ constexpr size_t kMaxPartialMessages = 1024;
 // that many in progress, charged or not.
 constexpr uint64_t kPartialTablesBytes = 2 * 2048 * 128;
 
+// What a ping frame adds to a packet (SendOne may add one after the data).
+size_t PingFrameBytes() {
+  static const size_t bytes = [] {
+    const proto::Codec codec{proto::Codec::Limits{}};
+    proto::Packet p;
+    const size_t without = codec.EncodedSize(p);
+    p.ping = proto::Ping{};
+    return codec.EncodedSize(p) - without;
+  }();
+  return bytes;
+}
+
 // The fragment size for datagrams of `inner` bytes (before sealing) when a
 // base-size datagram carries fragments of up to `base_fragment` bytes: the
 // size that puts the most payload in one datagram with k fragments of at
-// most `base_fragment` each. SendOne adds a fragment after the first only
-// when it fits with kDataFrameOverhead to spare, so k fit when the packet's
-// own bytes (header, a short ack: kTypicalPacketBytes) and the frames'
-// headers (kTypicalFrameBytes) are typical; with a long ack one fewer goes.
-// A fragment cut for a large datagram thus still fits a base-size one, and
-// retransmissions after a black-hole fallback get through (the receiver
-// knows a started message's fragment count: its fragments can never be cut
-// again). 1472 bytes: two of 664 (1328 per datagram against 978 at 1200).
-constexpr size_t kTypicalPacketBytes = 64;
-constexpr size_t kTypicalFrameBytes = 24;
+// most `base_fragment` each, so a fragment cut for a large datagram still
+// fits a base-size one and retransmissions after a black-hole fallback get
+// through (the receiver knows a started message's fragment count: its
+// fragments can never be cut again). SendOne adds a fragment after the
+// first when its frame, at its exact size, fits; k fit when the packet's own
+// bytes (kPacketBytes: header, ping) and each frame's header
+// (kFrameHeaderBytes) are no longer than allowed here. Frame headers are
+// 15-20 bytes for messages of up to 16 MiB with sequence numbers below 2^21,
+// and 32 covers sequences to 2^35; a packet with an ACK frame (at most once
+// per round trip with data) carries one fragment fewer when the ACK does not
+// fit in the slack. 1472 bytes: two of 691 (1,382 per datagram, in about
+// 1,430-byte datagrams), against two of 664 when each frame was allowed 56
+// bytes, the most a data frame's header can take (1,328, in 1,377-byte
+// datagrams), and 978 at 1200.
+constexpr size_t kPacketBytes = 24;
+constexpr size_t kFrameHeaderBytes = 32;
 size_t FragmentPayloadFor(size_t inner, size_t base_fragment, size_t max_frames) {
   size_t best = base_fragment;
   size_t best_total = base_fragment;
   for (size_t k = 2; k <= max_frames; ++k) {
-    const size_t fixed = kTypicalPacketBytes + (k - 1) * kTypicalFrameBytes + kDataFrameOverhead;
+    const size_t fixed = kPacketBytes + PingFrameBytes() + k * kFrameHeaderBytes;
     if (inner <= fixed + k) break;
     const size_t each = std::min((inner - fixed) / k, base_fragment);
     if (k * each > best_total) {
@@ -1445,27 +1463,30 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     // probes with a trickle however large its datagrams have grown.
     if (probe && pmtud_) fill_limit = pmtud_->options().base - SealOverhead();
     size_t used = codec_.EncodedSize(p);
-    while (p.data.size() < codec_.limits().max_data_frames) {
-      // The first fragment always fits (MaxFragmentPayload's guarantee).
-      uint64_t room = UINT64_MAX;
-      if (!p.data.empty()) {
-        if (used + kDataFrameOverhead > fill_limit) break;
-        room = fill_limit - used - kDataFrameOverhead;
-      }
-      std::optional<OutgoingFragment> f = queue_.Next(room);
-      if (!f) break;
+    // What data may fill: the ping below may still be added.
+    const size_t data_limit = fill_limit - PingFrameBytes();
+    while (p.data.size() < codec_.limits().max_data_frames &&
+           (p.data.empty() || used < data_limit)) {
       proto::DataFragment d;
-      d.channel = f->channel;
-      d.mode = static_cast<uint32_t>(f->mode);
-      d.sequence = f->sequence;
-      d.index = f->header.index;
-      d.count = f->header.count;
-      d.total_size = f->header.total_size;
-      // Borrowed from the send queue (valid until the queue next changes:
-      // nothing here enqueues, acknowledges or loses anything before Encode):
-      // the codec copies it once, into the datagram.
-      d.payload_ref = std::string_view(f->payload.data(), f->payload.size());
-      used += proto::Codec::DataFrameSize(d);
+      size_t frame = 0;
+      // Each fragment after the first goes only if its frame, at its exact
+      // size, fits; the first always fits (MaxFragmentPayload's guarantee).
+      std::optional<OutgoingFragment> f = queue_.NextIf([&](const OutgoingFragment& c) {
+        d.channel = c.channel;
+        d.mode = static_cast<uint32_t>(c.mode);
+        d.sequence = c.sequence;
+        d.index = c.header.index;
+        d.count = c.header.count;
+        d.total_size = c.header.total_size;
+        // Borrowed from the send queue (valid until the queue next changes:
+        // nothing here enqueues, acknowledges or loses anything before
+        // Encode): the codec copies it once, into the datagram.
+        d.payload_ref = std::string_view(c.payload.data(), c.payload.size());
+        frame = proto::Codec::DataFrameSize(d);
+        return p.data.empty() || used + frame <= data_limit;
+      });
+      if (!f) break;
+      used += frame;
       record.fragments.push_back(f->id);
       p.data.push_back(std::move(d));
     }
@@ -1531,6 +1552,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
 }
 
 void Connection::PadToTrain(proto::Packet& p, size_t fill_limit) {
+  if (p.ack) return;
   const size_t size = codec_.EncodedSize(p);
   const size_t train = train_datagram_;
   // One byte short cannot be padded (no field is that short): that packet

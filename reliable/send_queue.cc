@@ -261,6 +261,11 @@ SendQueue::Pick SendQueue::Candidate() {
 std::optional<OutgoingFragment> SendQueue::Next() { return Next(UINT64_MAX); }
 
 std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
+  return NextIf([max_payload](const OutgoingFragment& f) { return f.payload.size() <= max_payload; });
+}
+
+std::optional<OutgoingFragment> SendQueue::NextIf(
+    absl::FunctionRef<bool(const OutgoingFragment&)> fits) {
   // Every return returns `f`, so it is built where the caller's optional
   // lives: assembling the fragment in locals and copying it out stalled
   // store forwarding (Next was 6.3% of a clean-veth sender's samples, 2.5%
@@ -271,7 +276,11 @@ std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
   Message& m = *pick.message;
   // Valid by construction (FragmentCountFor).
   const FragmentLayout layout = LayoutOfValid(pick.index, m.count, m.bytes.size());
-  if (layout.length > max_payload) return f;
+  Fill(pick.number, m, pick.index, layout, pick.lost, f.emplace());
+  if (!fits(*f)) {
+    f.reset();
+    return f;
+  }
   if (pick.lost) {
     PopLost(*pick.lane);
     ++retransmitted_;
@@ -282,7 +291,6 @@ std::optional<OutgoingFragment> SendQueue::Next(uint64_t max_payload) {
     if (!IsReliable(m.mode)) ++m.settled;
   }
   if (lanes_ != nullptr) Charge(pick.key, *pick.lane, layout.length);
-  Fill(pick.number, m, pick.index, layout, pick.lost, f.emplace());
   if (!pick.lost) {
     // The encoder reads each payload once, from the application's buffer,
     // usually cold. The fragment four ahead (two datagrams of two fragments

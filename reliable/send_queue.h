@@ -67,6 +67,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/node_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -156,6 +157,10 @@ class SendQueue final {
   // (and nothing taken) when the next one is larger, so a packet being
   // filled takes the next fragment only if it fits.
   std::optional<OutgoingFragment> Next(uint64_t max_payload);
+  // The same, but only a fragment `fits` accepts (it sees the whole
+  // fragment, so a packet being filled can check the frame's exact size);
+  // nullopt and nothing taken when it refuses.
+  std::optional<OutgoingFragment> NextIf(absl::FunctionRef<bool(const OutgoingFragment&)> fits);
   // Whether Next() would return something.
   bool HasSendable();
 

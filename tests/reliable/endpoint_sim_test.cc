@@ -799,6 +799,8 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   size_t previous = 0;          // the last data datagram's size, 0 after an ACK
   std::vector<std::string> cuts;
   size_t with_ack = 0;
+  size_t data_datagrams = 0;
+  size_t payload_bytes = 0;
   size_t trains = 0;
   size_t train_size = 0;   // of the open train; 0 when none is open
   size_t train_bytes = 0;
@@ -808,6 +810,8 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
     if (p->data.empty()) continue;
     const size_t size = sent[i].size();
     ++sizes[size];
+    ++data_datagrams;
+    for (const proto::DataFragment& d : p->data) payload_bytes += d.bytes().size();
     const bool last = i + 1 == sent.size();
     if (!p->ack && !last && previous >= size + 2 && previous <= size + 4) {
       cuts.push_back(absl::StrCat("datagram ", i, ": ", size, " after ", previous));
@@ -835,6 +839,10 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   // 128 messages of 64 KiB in 47-datagram trains: about 135 at the least
   // (342 with an ACK on every burst).
   EXPECT_LE(trains, 200u) << histogram;
+  // Two fragments of 690 bytes in 1,435-byte datagrams: frames are checked
+  // at their exact size. When each was allowed the longest header a data
+  // frame can have, they were two of 662 in 1,377 bytes.
+  EXPECT_GE(payload_bytes / data_datagrams, 1370u) << histogram;
 }
 
 TEST(PmtudSimTest, WithoutAPathLimitReachesTheConfiguredMaximum) {

@@ -258,6 +258,34 @@ TEST(SendQueueTest, RandomLossAndAckEventuallySettlesEverything) {
   }
 }
 
+// NextIf: the connection checks a fragment's exact frame size before it
+// takes it, so the predicate sees the whole fragment, and a refusal takes
+// nothing (the same fragment is offered next).
+TEST(SendQueueTest, NextIfSeesTheWholeFragmentAndARefusalTakesNothing) {
+  SendQueue q({.max_fragment_payload = 10});
+  ASSERT_TRUE(q.Enqueue(3, DeliveryMode::kReliableOrdered, std::string(25, 'a')).ok());
+  std::vector<OutgoingFragment> seen;
+  EXPECT_FALSE(q.NextIf([&](const OutgoingFragment& c) {
+                  seen.push_back(c);
+                  return false;
+                }).has_value());
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].channel, 3u);
+  EXPECT_EQ(seen[0].header.index, 0u);
+  EXPECT_EQ(seen[0].header.count, 3u);
+  EXPECT_EQ(seen[0].payload, std::string(9, 'a'));
+  std::optional<OutgoingFragment> f =
+      q.NextIf([](const OutgoingFragment& c) { return c.header.index == 0; });
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.index, 0u);
+  EXPECT_FALSE(q.NextIf([](const OutgoingFragment&) { return false; }).has_value());
+  f = q.Next();
+  ASSERT_TRUE(f.has_value());
+  EXPECT_EQ(f->header.index, 1u);
+  EXPECT_FALSE(f->retransmission);
+  EXPECT_EQ(q.retransmitted_fragments(), 0u);
+}
+
 // Path MTU discovery changed the datagram size: messages not started yet
 // are cut for it, a started one keeps its fragments (the receiver knows
 // their count), retransmissions included.
