@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <cassert>
 #include <optional>
 #include <utility>
 
@@ -1460,12 +1461,13 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
     }
   }
   size_t fill_limit = max_datagram_;
+  size_t used = 0;  // the packet's size so far, once data is added
   if (with_data) {
     // A probe timeout's probe is base-sized (RFC 9002 allows any size): it
     // gets through a black hole, and a sender whose peer stopped reading
     // probes with a trickle however large its datagrams have grown.
     if (probe && pmtud_) fill_limit = pmtud_->options().base - SealOverhead();
-    size_t used = codec_.EncodedSize(p);
+    used = codec_.EncodedSize(p);
     // What data may fill: the ping below may still be added.
     const size_t data_limit = fill_limit - PingFrameBytes();
     // With less room left than a data frame's longest header, no fragment
@@ -1518,7 +1520,8 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   }
   if (path_response_due_) p.path_response = proto::PathResponse{*path_response_due_};
   if (!p.ack && p.data.empty() && !p.ping && !p.path_response) return false;  // nothing to say
-  if (!probe && !p.data.empty()) PadToTrain(p, fill_limit);
+  // Data packets carry nothing after the data but a ping.
+  if (!probe && !p.data.empty()) PadToTrain(p, fill_limit, used + (p.ping ? PingFrameBytes() : 0));
   const bool eliciting = p.AckEliciting();
   const size_t before = out->size();
   Encode(now, p, out);
@@ -1557,9 +1560,9 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   return true;
 }
 
-void Connection::PadToTrain(proto::Packet& p, size_t fill_limit) {
+void Connection::PadToTrain(proto::Packet& p, size_t fill_limit, size_t size) {
+  assert(size == codec_.EncodedSize(p));
   if (p.ack) return;
-  const size_t size = codec_.EncodedSize(p);
   const size_t train = train_datagram_;
   // One byte short cannot be padded (no field is that short): that packet
   // ends its train, the next ones join the same size again.
