@@ -1,8 +1,9 @@
 // libFuzzer entry for the codec: decodes the input; whatever decodes must
 // re-encode (Encode accepts everything Decode accepts), with EncodedSize
 // predicting the size, and decode again to the same packet. Differential:
-// Decode and DecodeView (the hand-written parser for established packets,
-// protobuf for the rest) must agree with DecodeWithProtobuf on every input,
+// Decode, DecodeView and DecodeViewInto (into one Packet reused from input to
+// input, as the receive path does) (the hand-written parser for established
+// packets, protobuf for the rest) must agree with DecodeWithProtobuf on every input,
 // accept or reject, the reason and every field; the input is tried as it
 // is and with its CRC recomputed, so the parsers see it. Aborts otherwise.
 //
@@ -55,7 +56,11 @@ void CheckParsersAgree(const Codec& codec, absl::string_view datagram) {
   const absl::StatusOr<Packet> reference = codec.DecodeWithProtobuf(datagram);
   const absl::StatusOr<Packet> fast = codec.Decode(datagram);
   const absl::StatusOr<Packet> view = codec.DecodeView(datagram);
-  for (const absl::StatusOr<Packet>* got : {&fast, &view}) {
+  static Packet* const reused = new Packet;
+  const absl::Status into_status = codec.DecodeViewInto(datagram, reused);
+  const absl::StatusOr<Packet> into =
+      into_status.ok() ? absl::StatusOr<Packet>(*reused) : absl::StatusOr<Packet>(into_status);
+  for (const absl::StatusOr<Packet>* got : {&fast, &view, &into}) {
     if (got->status() != reference.status()) {
       Die("the fast parser and protobuf disagree", got->status(),
           reference.ok() ? &*reference : nullptr);

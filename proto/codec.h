@@ -148,6 +148,10 @@ class Codec final {
   // the receive path copies each payload once, into the reassembler.
   // `datagram` must outlive the packet.
   absl::StatusOr<Packet> DecodeView(absl::string_view datagram) const;
+  // As DecodeView, into `*out` (overwritten whatever the result), whose data
+  // vector keeps its capacity: a receive loop that reuses one Packet
+  // allocates nothing per datagram for its frames.
+  absl::Status DecodeViewInto(absl::string_view datagram, Packet* out) const;
 
   // Decode through protobuf alone: the reference the fast parser is
   // checked against (tests, fuzzers, benchmarks).
@@ -155,6 +159,8 @@ class Codec final {
 
  private:
   enum class Parser { kFast, kProtobuf };
+  absl::Status DecodeImpl(absl::string_view datagram, Parser parser, bool borrow,
+                          Packet* out) const;
   absl::StatusOr<Packet> DecodeImpl(absl::string_view datagram, Parser parser,
                                     bool borrow) const;
 

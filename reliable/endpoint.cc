@@ -298,9 +298,12 @@ Endpoint::Entry* Endpoint::Deliver(absl::Time now, const udp::SocketAddress& fro
     return nullptr;
   }
   // Data payloads stay views into `bytes` (alive for this call): each is
-  // copied once, into the reassembler.
-  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(bytes);
-  if (!packet.ok()) {
+  // copied once, into the reassembler. Decoded into the endpoint's one
+  // Packet, which keeps its frame vector's allocation from datagram to
+  // datagram (a malloc and a free per datagram were ~3% of a clean-veth
+  // receiver's samples).
+  proto::Packet* const packet = &decoded_;
+  if (!codec_.DecodeViewInto(bytes, packet).ok()) {
     ++stats_.malformed;
     return nullptr;
   }

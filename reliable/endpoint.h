@@ -411,6 +411,10 @@ class Endpoint final {
 
   EndpointOptions options_;
   proto::Codec codec_;
+  // The last datagram decoded (Deliver): reused so that its frame vector
+  // keeps its capacity. Its payload views dangle between calls; nothing
+  // reads it then.
+  proto::Packet decoded_;
   CookieJar cookies_;
   reliable::DeterministicRng rng_;
   // Every connection by its local id (O(1) routing).

@@ -1075,11 +1075,19 @@ TEST(CodecTest, ProbePaddingHitsEveryExactSize) {
 
 // Decode (fast parser first) and DecodeWithProtobuf agree on `datagram`:
 // both reject with the same message, or both accept the same packet; and
-// DecodeView too.
+// DecodeView too, and DecodeViewInto into one Packet reused from call to
+// call (nothing of the datagram before may be left in it).
 void ExpectParsersAgree(const Codec& codec, absl::string_view datagram) {
+  static Packet* const reused = new Packet;
   const absl::StatusOr<Packet> reference = codec.DecodeWithProtobuf(datagram);
   const absl::StatusOr<Packet> fast = codec.Decode(datagram);
   const absl::StatusOr<Packet> view = codec.DecodeView(datagram);
+  const absl::Status into = codec.DecodeViewInto(datagram, reused);
+  ASSERT_EQ(into, reference.status()) << absl::CHexEscape(datagram);
+  if (reference.ok()) {
+    ASSERT_TRUE(PacketsEqual(*reused, *reference))
+        << PacketDebugString(*reused) << " vs " << PacketDebugString(*reference);
+  }
   for (const absl::StatusOr<Packet>* got : {&fast, &view}) {
     ASSERT_EQ(got->status(), reference.status()) << absl::CHexEscape(datagram);
     if (reference.ok()) {
@@ -1218,6 +1226,38 @@ TEST(CodecFastPathTest, DecodeViewBorrowsPayloadsFromTheDatagram) {
   ASSERT_TRUE(owned.ok());
   for (const DataFragment& d : owned->data) EXPECT_FALSE(d.payload_ref.has_value());
   EXPECT_TRUE(PacketsEqual(*owned, p));
+}
+
+// The receive path decodes every datagram into one Packet: what a packet
+// with frames left there is gone when the next has none, and the frame
+// vector keeps its allocation.
+TEST(CodecFastPathTest, DecodeViewIntoLeavesNothingOfThePacketBefore) {
+  const Codec codec(Codec::Limits{});
+  Packet full = Established();
+  full.ack = MakeAck(7);
+  full.ping = Ping{};
+  full.data.push_back(MakeFragment(0, 9, 0, 2, 300));
+  full.data.push_back(MakeFragment(1, 2, 0, 1, 5));
+  const std::string first = codec.Encode(full).value();
+  Packet bare = Established();
+  bare.packet_number = 99;
+  const std::string second = codec.Encode(bare).value();
+  Packet reused;
+  ASSERT_TRUE(codec.DecodeViewInto(first, &reused).ok());
+  EXPECT_TRUE(PacketsEqual(reused, full)) << PacketDebugString(reused);
+  const DataFragment* frames = reused.data.data();
+  ASSERT_TRUE(codec.DecodeViewInto(second, &reused).ok());
+  EXPECT_TRUE(PacketsEqual(reused, bare)) << PacketDebugString(reused);
+  EXPECT_FALSE(reused.ack.has_value());
+  EXPECT_FALSE(reused.ping.has_value());
+  ASSERT_TRUE(codec.DecodeViewInto(first, &reused).ok());
+  EXPECT_TRUE(PacketsEqual(reused, full));
+  EXPECT_EQ(reused.data.data(), frames);  // the same allocation
+  // A datagram that fails its checks leaves no packet behind either.
+  std::string corrupt = first;
+  corrupt[corrupt.size() / 2] ^= 1;
+  EXPECT_FALSE(codec.DecodeViewInto(corrupt, &reused).ok());
+  EXPECT_TRUE(reused.data.empty());
 }
 
 TEST(CodecFastPathTest, AgreesWithProtobufOnOddWire) {
