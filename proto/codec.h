@@ -148,9 +148,10 @@ class Codec final {
   // the receive path copies each payload once, into the reassembler.
   // `datagram` must outlive the packet.
   absl::StatusOr<Packet> DecodeView(absl::string_view datagram) const;
-  // As DecodeView, into `*out` (overwritten whatever the result), whose data
-  // vector keeps its capacity: a receive loop that reuses one Packet
-  // allocates nothing per datagram for its frames.
+  // As DecodeView, into `*out`, whose data vector keeps its capacity: a
+  // receive loop that reuses one Packet allocates nothing per datagram for
+  // its frames. On error `*out` holds no meaningful packet (it may keep
+  // frames parsed before the error); the next call empties it first.
   absl::Status DecodeViewInto(absl::string_view datagram, Packet* out) const;
 
   // Decode through protobuf alone: the reference the fast parser is

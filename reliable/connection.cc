@@ -3,7 +3,6 @@
 #include <sodium.h>
 
 #include <algorithm>
-#include <cassert>
 #include <optional>
 #include <utility>
 
@@ -31,14 +30,19 @@ proto::Codec CodecWithBudget(const proto::Codec& codec, size_t max_datagram) {
 // Most packets one Poll() emits; the pacer and the window normally stop it
 // much earlier. Keeps one connection from monopolising an endpoint's turn.
 constexpr int kMaxPacketsPerPoll = 256;
-// Most padding PadToTrain adds: what a ping and varint widths change in a
-// full packet (on a clean veth full packets were 1,376-1,380 bytes), and the
-// shorter last fragment of a message in the datagram it shares with the next
-// message's first (14 bytes for 64 KiB messages in fragments of 690). A
-// larger gap (another fragment size) starts a new train. Packets with an
-// ACK frame go by their own size and leave the train as it was: padding
-// every packet up to a rare larger one would cost bytes on every datagram.
+// Most padding PadToTrain adds to a packet of a full-size train (one within
+// a data frame's longest header of the datagram limit): what a ping and
+// varint widths change (full packets on a clean veth are 1,433-1,437 bytes),
+// and the shorter last fragment of a message in the datagram it shares with
+// the next message's first (14 bytes for 64 KiB messages in fragments of
+// 690). Smaller packets (a small message each) get at most
+// kMaxSmallTrainPadding: a 60-byte packet padded by 32 would be half
+// padding, on the wire and in the window. A larger gap starts a new train.
+// Packets with an ACK frame go by their own size and leave the train as it
+// was: padding every packet up to a rare larger one would cost bytes on
+// every datagram.
 constexpr size_t kMaxTrainPadding = 32;
+constexpr size_t kMaxSmallTrainPadding = 4;
 
 // Receiver bounds that are not options: ack ranges kept, and messages in
 // progress per reassembler (reliable, unreliable).
@@ -69,16 +73,17 @@ size_t PingFrameBytes() {
 // fits a base-size one and retransmissions after a black-hole fallback get
 // through (the receiver knows a started message's fragment count: its
 // fragments can never be cut again). SendOne adds a fragment after the
-// first when its frame, at its exact size, fits; k fit when the packet's own
-// bytes (kPacketBytes: header, ping) and each frame's header
-// (kFrameHeaderBytes) are no longer than allowed here. Frame headers are
-// 15-20 bytes for messages of up to 16 MiB with sequence numbers below 2^21,
-// and 32 covers sequences to 2^35; a packet with an ACK frame (at most once
-// per round trip with data) carries one fragment fewer when the ACK does not
-// fit in the slack. 1472 bytes: two of 691 (1,382 per datagram, in about
-// 1,430-byte datagrams), against two of 664 when each frame was allowed 56
-// bytes, the most a data frame's header can take (1,328, in 1,377-byte
-// datagrams), and 978 at 1200.
+// first when its frame, at its exact size, fits (and at least
+// kMaxDataFrameHeaderBytes are left); k fit when the packet's header
+// (kPacketBytes), a ping and each frame's header (kFrameHeaderBytes) are no
+// longer than allowed here. A frame's header is 15-20 bytes for 64 KiB
+// messages with sequence numbers below 2^21, about 25 for 16 MiB ones; 32
+// leaves room for larger sequence numbers and channel ids. A packet with an
+// ACK frame (at most once per round trip with data) carries one fragment
+// fewer when the ACK does not fit in the slack. 1472 bytes: two of 690
+// (1,380 per datagram, in 1,435-byte datagrams), against two of 664 when
+// each frame was allowed 56 bytes, the most a data frame's header can take
+// (1,328, in 1,377-byte datagrams), and 978 at 1200.
 constexpr size_t kPacketBytes = 24;
 // The longest header a data frame can have (tags, lengths and 64-bit
 // varints).
@@ -458,11 +463,15 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   // ping came, and a lost Close ended the server with a peer timeout
   // instead of the reason (4 of 60 seeds of
   // EndpointSimTest.GracefulClose... under 10% loss). A probe period (the
-  // probe timeout's cap) covers the trailing ack and the first probes.
+  // probe timeout's cap, at most 2 s here) covers the trailing ack and the
+  // first probes. The peer's keepalive is taken to be ours: a peer
+  // configured to ping later than this side would find it gone.
   drain_until_ =
-      now + std::max(3 * rtt_.Pto(true), KeepaliveAfter(options_, /*client=*/false) +
-                                             options_.peer_timeout / kPeerTimeoutProbePeriods +
-                                             2 * rtt_.Pto(true));
+      now + std::max(3 * rtt_.Pto(true),
+                     KeepaliveAfter(options_, /*client=*/false) +
+                         std::min(options_.peer_timeout / kPeerTimeoutProbePeriods,
+                                  absl::Seconds(2)) +
+                         2 * rtt_.Pto(true));
   reassembler_.reset();
   unreliable_reassembler_.reset();
   channels_.clear();
@@ -1561,13 +1570,13 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
 }
 
 void Connection::PadToTrain(proto::Packet& p, size_t fill_limit, size_t size) {
-  assert(size == codec_.EncodedSize(p));
   if (p.ack) return;
   const size_t train = train_datagram_;
+  const size_t most =
+      train + kMaxDataFrameHeaderBytes > fill_limit ? kMaxTrainPadding : kMaxSmallTrainPadding;
   // One byte short cannot be padded (no field is that short): that packet
   // ends its train, the next ones join the same size again.
-  if (size < train && train - size >= 2 && train - size <= kMaxTrainPadding &&
-      train <= fill_limit) {
+  if (size < train && train - size >= 2 && train - size <= most && train <= fill_limit) {
     p.pad_to = train;
   } else if (size != train && size + 1 != train) {
     train_datagram_ = size;

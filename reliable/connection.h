@@ -631,12 +631,14 @@ class Connection final {
   void SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out);
   void ApplyPathMtu();
   // Pads a data packet up to the size of the one before it when it is a few
-  // bytes shorter (a ping, varint widths): the runtime sends a burst as GSO
-  // trains, which need datagrams of one size (all but the last), and a
-  // packet two bytes short used to cut the train. At most kMaxTrainPadding
-  // bytes; never past `fill_limit`. `size`: the packet's encoded size, as
-  // SendOne counted it while filling (computing it again was ~2% of a
-  // clean-veth sender).
+  // bytes shorter (a ping, varint widths, a message's shorter last
+  // fragment): the runtime sends a burst as GSO trains, which need datagrams
+  // of one size (all but the last), and a packet two bytes short used to cut
+  // the train. At most kMaxTrainPadding bytes in a full-size train,
+  // kMaxSmallTrainPadding in a smaller one; never past `fill_limit`. A
+  // packet with an ACK frame is neither padded nor sets the size. `size`:
+  // the packet's encoded size, as SendOne counted it while filling
+  // (computing it again was ~3% of a clean-veth sender).
   void PadToTrain(proto::Packet& p, size_t fill_limit, size_t size);
   // What this side announces it accepts (0 when path MTU discovery is off).
   uint32_t AnnouncedUdpPayload() const;

@@ -39,8 +39,10 @@
 //     (an IPv4-mapped IPv6 address counts as its IPv4 address); a valid
 //     hello beyond it gets a Close "server full: too many connections from".
 //   - Draining: a closed connection stops counting at once (its slot is free
-//     for the next hello) and lingers for 3 PTOs to answer stray packets with
-//     a Close, then is removed once its events have been taken. At most
+//     for the next hello) and lingers (3 PTOs, and at least until the
+//     accepting side's keepalive and a probe period: Connection::CloseNow)
+//     to answer stray packets with a Close, then is removed once its events
+//     have been taken. At most
 //     `max_draining_connections` linger: beyond that the closed connections
 //     whose events were taken are forgotten early.
 //   - Room key (psk): the server's Challenge carries a MAC with the key, and

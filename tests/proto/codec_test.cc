@@ -1253,7 +1253,8 @@ TEST(CodecFastPathTest, DecodeViewIntoLeavesNothingOfThePacketBefore) {
   ASSERT_TRUE(codec.DecodeViewInto(first, &reused).ok());
   EXPECT_TRUE(PacketsEqual(reused, full));
   EXPECT_EQ(reused.data.data(), frames);  // the same allocation
-  // A datagram that fails its checks leaves no packet behind either.
+  // A datagram that fails its CRC is refused before anything is parsed:
+  // nothing of the packet before is left either.
   std::string corrupt = first;
   corrupt[corrupt.size() / 2] ^= 1;
   EXPECT_FALSE(codec.DecodeViewInto(corrupt, &reused).ok());

@@ -284,6 +284,41 @@ TEST(SendQueueTest, NextIfSeesTheWholeFragmentAndARefusalTakesNothing) {
   EXPECT_EQ(f->header.index, 1u);
   EXPECT_FALSE(f->retransmission);
   EXPECT_EQ(q.retransmitted_fragments(), 0u);
+  // A refused retransmission stays first and is not counted.
+  q.OnLost(f->id);
+  EXPECT_FALSE(q.NextIf([](const OutgoingFragment&) { return false; }).has_value());
+  EXPECT_EQ(q.retransmitted_fragments(), 0u);
+  std::optional<OutgoingFragment> again = q.Next();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_TRUE(again->retransmission);
+  EXPECT_EQ(again->header.index, 1u);
+  EXPECT_EQ(q.retransmitted_fragments(), 1u);
+}
+
+// With lanes, a refusal charges no lane: the channels take their turns as
+// if it had not been asked.
+TEST(SendQueueTest, NextIfRefusalsLeaveTheLanesTurnsAsTheyWere) {
+  auto order = [](bool refuse_first) {
+    SendQueue q({.max_fragment_payload = 10});
+    EXPECT_TRUE(q.SetChannelLane(1, 0, 1).ok());
+    EXPECT_TRUE(q.SetChannelLane(2, 0, 2).ok());
+    for (uint32_t channel : {1u, 2u}) {
+      EXPECT_TRUE(q.Enqueue(channel, DeliveryMode::kReliableOrdered, std::string(60, 'x')).ok());
+    }
+    std::vector<uint32_t> channels;
+    for (int i = 0; i < 9; ++i) {
+      if (refuse_first) {
+        EXPECT_FALSE(q.NextIf([](const OutgoingFragment&) { return false; }).has_value());
+      }
+      std::optional<OutgoingFragment> f = q.Next();
+      if (!f) break;
+      channels.push_back(f->channel);
+    }
+    return channels;
+  };
+  const std::vector<uint32_t> plain = order(false);
+  EXPECT_EQ(plain.size(), 9u);
+  EXPECT_EQ(order(true), plain);
 }
 
 // Path MTU discovery changed the datagram size: messages not started yet
