@@ -1175,23 +1175,7 @@ absl::StatusOr<Packet> Codec::DecodeImpl(absl::string_view datagram, Parser pars
 
 absl::Status Codec::DecodeImpl(absl::string_view datagram, Parser parser, bool borrow,
                                Packet* out) const {
-  // Emptied field by field, the data vector keeping its capacity (assigning
-  // a fresh Packet would build and move every optional frame, strings
-  // included, per datagram). Every field of Packet must be here: codec_test
-  // and the codec fuzzer decode every frame type into one reused Packet.
-  out->connection_id = 0;
-  out->packet_number = 0;
-  out->hello.reset();
-  out->challenge.reset();
-  out->accept.reset();
-  out->ack.reset();
-  out->data.clear();
-  out->ping.reset();
-  out->close.reset();
-  out->ack_frequency.reset();
-  out->path_challenge.reset();
-  out->path_response.reset();
-  out->pad_to = 0;
+  out->Clear();  // its frame vector keeps its capacity
   const size_t size = datagram.size();
   if (size < kMinEncodedBytes || size > limits_.max_datagram) {
     return absl::InvalidArgumentError(
