@@ -1093,6 +1093,13 @@ absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
 
 absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,
                                std::string* out) const {
+  out->clear();
+  return EncodeAppend(packet, headroom, tailroom, out);
+}
+
+absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t tailroom,
+                                 std::string* out) const {
+  const size_t at = out->size();
   if (absl::Status s = Validate(packet, limits_); !s.ok()) return s;
   const size_t size = EncodedSize(packet);
   if (size > limits_.max_datagram) {
@@ -1101,9 +1108,9 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
                      limits_.max_datagram));
   }
   if (FastEncodable(packet)) {
-    out->reserve(headroom + size + tailroom);
-    out->resize(headroom + size);
-    auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
+    out->reserve(at + headroom + size + tailroom);
+    out->resize(at + headroom + size);
+    auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
     bytes[0] = kProtocolVersion;
     uint8_t* pos = WriteEstablished(packet, bytes + 1);
     // A probe's padding, or a data packet's that keeps a GSO train's
@@ -1138,9 +1145,9 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
                      " bytes, protobuf body ", body, " bytes"));
   }
 
-  out->reserve(headroom + size + tailroom);
-  out->assign(headroom + size, '\0');  // zeros: the padding's contents
-  auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + headroom;
+  out->reserve(at + headroom + size + tailroom);
+  out->append(headroom + size, '\0');  // zeros: the padding's contents
+  auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
   bytes[0] = kProtocolVersion;
   uint8_t* pos = w->SerializeWithCachedSizesToArray(bytes + 1);
   if (room > 0) pos = WritePadding(plan, pos);

@@ -82,6 +82,12 @@ class Codec final {
   // from DataFragment::bytes() into `*out`; the bytes are identical.
   absl::Status EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,
                           std::string* out) const;
+  // EncodeInto without emptying `*out` first: the headroom and the datagram
+  // go after what `*out` holds (a batch of datagrams back to back, see
+  // reliable/datagram_batch.h). On an error `*out` may have grown past its
+  // old end by unspecified bytes; the caller cuts them off.
+  absl::Status EncodeAppend(const Packet& packet, size_t headroom, size_t tailroom,
+                            std::string* out) const;
 
   // The exact size Encode would produce (hello padding included), without
   // checking rules or the budget. Cheap enough to call while filling a packet.

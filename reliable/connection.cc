@@ -1143,7 +1143,7 @@ void Connection::StartPmtud(absl::Time now, uint32_t peer_max_udp_payload) {
   codec_ = CodecWithBudget(codec_, ceiling - SealOverhead());
 }
 
-void Connection::SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out) {
+void Connection::SendMtuProbe(absl::Time now, size_t size, DatagramBatch* out) {
   if (next_packet_number_ >= proto::kMaxSequenceNumber) return;  // SendOne closes
   proto::Packet p;
   p.connection_id = peer_id_;
@@ -1286,21 +1286,24 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
 }
 
 absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& packet) {
-  // One buffer, one allocation: the codec writes after room for the sealed
-  // header and leaves capacity for the tag, and sealing works in place.
+  std::string datagram;
+  if (absl::Status s = AppendDatagram(packet, &datagram); !s.ok()) return s;
+  return datagram;
+}
+
+absl::Status Connection::AppendDatagram(const proto::Packet& packet, std::string* buffer) {
+  // The codec writes after room for the sealed header and leaves capacity
+  // for the tag, and sealing works in place: no buffer of its own.
   const bool seal = protector_ != nullptr && packet.packet_number != 0;
   const size_t header = seal ? proto::kSealedHeaderBytes : 0;
-  std::string datagram;
-  if (absl::Status s = codec_.EncodeInto(packet, header, seal ? kAeadTagBytes : 0, &datagram);
-      !s.ok()) {
-    return s;
+  const size_t start = buffer->size();
+  absl::Status s = codec_.EncodeAppend(packet, header, seal ? kAeadTagBytes : 0, buffer);
+  if (s.ok() && seal) {
+    proto::PutSealedHeader({packet.connection_id, packet.packet_number}, buffer->data() + start);
+    s = protector_->SealInPlace(packet.packet_number, header, buffer, start);
   }
-  if (!seal) return datagram;
-  proto::PutSealedHeader({packet.connection_id, packet.packet_number}, datagram.data());
-  if (absl::Status s = protector_->SealInPlace(packet.packet_number, header, &datagram); !s.ok()) {
-    return s;
-  }
-  return datagram;
+  if (!s.ok()) buffer->resize(start);
+  return s;
 }
 
 bool Connection::OnSealed(absl::Time now, absl::string_view datagram) {
@@ -1350,20 +1353,20 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
   return PathVerdict::kAccepted;
 }
 
-void Connection::Encode(absl::Time now, const proto::Packet& packet,
-                        std::vector<std::string>* out) {
-  absl::StatusOr<std::string> bytes = EncodeDatagram(packet);
-  if (!bytes.ok()) {
+void Connection::Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out) {
+  std::string* buffer = out->buffer();
+  const size_t start = buffer->size();
+  if (absl::Status s = AppendDatagram(packet, buffer); !s.ok()) {
+    out->Abandon();
     // Our own packet breaks a codec rule: a bug, but never a crash.
     CloseNow(now, CloseReason::kInternalError,
-             absl::StrCat("internal: cannot encode packet: ", bytes.status().message()), false,
-             false);
+             absl::StrCat("internal: cannot encode packet: ", s.message()), false, false);
     return;
   }
   ++stats_.packets_sent;
-  stats_.bytes_sent += bytes->size();
+  stats_.bytes_sent += buffer->size() - start;
   last_sent_ = now;
-  out->push_back(*std::move(bytes));
+  out->Commit();
 }
 
 uint32_t Connection::AeadOffer() const {
@@ -1372,7 +1375,7 @@ uint32_t Connection::AeadOffer() const {
              : 0;
 }
 
-void Connection::SendHandshake(absl::Time now, std::vector<std::string>* out) {
+void Connection::SendHandshake(absl::Time now, DatagramBatch* out) {
   if (now < handshake_->next_hello) return;
   proto::Packet p;
   proto::Hello hello;
@@ -1425,7 +1428,7 @@ absl::Time Connection::KeepaliveDeadline() const {
 }
 
 bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
-                         std::vector<std::string>* out) {
+                         DatagramBatch* out) {
   if (next_packet_number_ >= proto::kMaxSequenceNumber) {
     CloseNow(now, CloseReason::kNumberSpaceExhausted, "packet number space exhausted", false,
              false);
@@ -1583,7 +1586,7 @@ void Connection::PadToTrain(proto::Packet& p, size_t fill_limit, size_t size) {
   }
 }
 
-void Connection::Poll(absl::Time now, std::vector<std::string>* out) {
+void Connection::Poll(absl::Time now, DatagramBatch* out) {
   if (close_due_) {
     close_due_ = false;
     proto::Packet p;

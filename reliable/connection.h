@@ -156,6 +156,7 @@
 #include "proto/frames.h"
 #include "reliable/ack_tracker.h"
 #include "reliable/congestion.h"
+#include "reliable/datagram_batch.h"
 #include "reliable/delivery.h"
 #include "reliable/message_bytes.h"
 #include "reliable/packet_protection.h"
@@ -529,8 +530,9 @@ class Connection final {
   // dropped. Idempotent.
   void Close(absl::Time now, CloseReason why, std::string reason, bool flush);
 
-  // Appends datagrams to send now.
-  void Poll(absl::Time now, std::vector<std::string>* out);
+  // Appends datagrams to send now, all for peer() (the caller sets their
+  // address: DatagramBatch::SetPeer).
+  void Poll(absl::Time now, DatagramBatch* out);
   void OnTimeout(absl::Time now);
   absl::Time NextTimeout() const;
 
@@ -596,20 +598,23 @@ class Connection final {
   void CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
                 bool send_close);
   void Emit(Event event);
-  void SendHandshake(absl::Time now, std::vector<std::string>* out);
+  void SendHandshake(absl::Time now, DatagramBatch* out);
   // Client: the AEADs its hello offers (0 without encryption).
   uint32_t AeadOffer() const;
-  bool SendOne(absl::Time now, bool probe, bool keepalive, std::vector<std::string>* out);
+  bool SendOne(absl::Time now, bool probe, bool keepalive, DatagramBatch* out);
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
   // How long after the last packet sent that is (the server's grace
   // included): fixed by the options, computed once (absl::Duration division
   // is a 128-bit one, and the deadline is asked for on every datagram).
   static absl::Duration KeepaliveAfter(const ConnectionOptions& options, bool client);
-  void Encode(absl::Time now, const proto::Packet& packet, std::vector<std::string>* out);
+  void Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out);
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.
   absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
+  // The same datagram appended to `*buffer`; on an error `*buffer` is as it
+  // was.
+  absl::Status AppendDatagram(const proto::Packet& packet, std::string* buffer);
   // The ack-eliciting threshold to ask the peer for now (see
   // ConnectionOptions::max_ack_threshold).
   uint32_t WantedAckThreshold() const;
@@ -628,7 +633,7 @@ class Connection final {
   // prober's size to the sender (fragment size of new messages, controller,
   // pacer) without recreating anything.
   void StartPmtud(absl::Time now, uint32_t peer_max_udp_payload);
-  void SendMtuProbe(absl::Time now, size_t size, std::vector<std::string>* out);
+  void SendMtuProbe(absl::Time now, size_t size, DatagramBatch* out);
   void ApplyPathMtu();
   // Pads a data packet up to the size of the one before it when it is a few
   // bytes shorter (a ping, varint widths, a message's shorter last

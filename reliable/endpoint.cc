@@ -82,7 +82,7 @@ void Endpoint::SendStateless(const udp::SocketAddress& to, const proto::Packet& 
   if (bytes->size() > 3 * received_size) return;
   ++stats_.datagrams_sent;
   stats_.bytes_sent += bytes->size();
-  outgoing_.push_back(Outgoing{to, *std::move(bytes)});
+  outgoing_.Add(to, *bytes);
 }
 
 size_t Endpoint::ConnectionsFromAddress(const udp::SocketAddress& peer) const {
@@ -147,21 +147,21 @@ bool Endpoint::Sync(absl::Time now, ConnectionId id, Entry& e) {
 
 void Endpoint::Flush(absl::Time now, Entry& e) {
   Connection& c = *e.connection;
-  scratch_.clear();
-  c.Poll(now, &scratch_);
-  if (Sync(now, c.local_id(), e)) c.Poll(now, &scratch_);  // send the Close Sync decided
-  for (std::string& bytes : scratch_) {
+  const size_t before = outgoing_.size();
+  c.Poll(now, &outgoing_);
+  if (Sync(now, c.local_id(), e)) c.Poll(now, &outgoing_);  // send the Close Sync decided
+  for (size_t i = before; i < outgoing_.size(); ++i) {
     ++stats_.datagrams_sent;
-    stats_.bytes_sent += bytes.size();
-    outgoing_.push_back(Outgoing{c.peer(), std::move(bytes)});
+    stats_.bytes_sent += outgoing_[i].size();
   }
+  outgoing_.SetPeer(before, c.peer());
   path_scratch_.clear();
   c.PollPath(now, &path_scratch_);
   for (AddressedDatagram& d : path_scratch_) {
     ++stats_.datagrams_sent;
     ++stats_.path_challenges_sent;
     stats_.bytes_sent += d.bytes.size();
-    outgoing_.push_back(Outgoing{std::move(d.to), std::move(d.bytes)});
+    outgoing_.Add(d.to, d.bytes);
   }
   udp::SocketAddress moved_from;
   switch (c.TakePathOutcome(&moved_from)) {
@@ -689,15 +689,34 @@ absl::Time Endpoint::NextTimeout() const {
   return timers_.empty() ? absl::InfiniteFuture() : timers_.begin()->first;
 }
 
-std::vector<Outgoing> Endpoint::TakeOutgoing() {
+void Endpoint::FlushDirty() {
   for (ConnectionId id : dirty_) {
     auto it = connections_.find(id);
     if (it != connections_.end()) Flush(cork_time_, it->second);
   }
   dirty_.clear();
+}
+
+std::vector<Outgoing> Endpoint::TakeOutgoing() {
+  FlushDirty();
   std::vector<Outgoing> out;
-  out.swap(outgoing_);
+  out.reserve(outgoing_.size());
+  for (size_t i = 0; i < outgoing_.size(); ++i) {
+    out.push_back(Outgoing{outgoing_.peer(i), std::string(outgoing_[i])});
+  }
+  outgoing_.Clear();
   return out;
+}
+
+void Endpoint::TakeOutgoing(DatagramBatch* out) {
+  FlushDirty();
+  if (out->empty()) {
+    out->Clear();
+    out->swap(outgoing_);
+  } else {
+    out->Append(outgoing_);
+    outgoing_.Clear();
+  }
 }
 
 std::vector<Event> Endpoint::TakeEvents() {

@@ -98,6 +98,7 @@
 #include "absl/types/span.h"
 #include "proto/codec.h"
 #include "reliable/connection.h"
+#include "reliable/datagram_batch.h"
 #include "reliable/cookie.h"
 #include "reliable/deterministic_rng.h"
 #include "reliable/message_bytes.h"
@@ -310,7 +311,13 @@ class Endpoint final {
   // The earliest time OnTimeout must run; InfiniteFuture when idle.
   absl::Time NextTimeout() const;
 
+  // The datagrams to send now, with their addresses (a copy of each: for
+  // tests, the simulator and fuzzers).
   std::vector<Outgoing> TakeOutgoing();
+  // The same without a copy: `*out` receives them after what it holds
+  // (swapped in whole when it is empty, so the caller's buffer is reused
+  // the next time). The runtime sends from it (see datagram_batch.h).
+  void TakeOutgoing(DatagramBatch* out);
   std::vector<Event> TakeEvents();
   bool HasOutgoing() const { return !outgoing_.empty() || !dirty_.empty(); }
 
@@ -389,6 +396,8 @@ class Endpoint final {
   // path that touches a connection ends here, which is what lets the
   // endpoint keep no per-turn scan over all connections.
   void Flush(absl::Time now, Entry& e);
+  // Flushes the connections sent to since the last TakeOutgoing.
+  void FlushDirty();
   // Files `e`'s timer (coalesced, see TimerKey) and its pending events.
   void Reschedule(Entry& e);
   // The key `deadline` is filed under (class comment in endpoint.cc).
@@ -431,12 +440,11 @@ class Endpoint final {
   // Closed connections (draining), for ReapDraining.
   absl::btree_set<ConnectionId> closed_ids_;
   absl::flat_hash_map<ClientKey, ConnectionId> by_client_;
-  std::vector<Outgoing> outgoing_;
+  DatagramBatch outgoing_;
   absl::btree_set<ConnectionId> dirty_;  // sent to since the last TakeOutgoing
   absl::Time cork_time_ = absl::InfinitePast();
   // The latest time any call passed in (timer coalescing reference).
   absl::Time last_now_ = absl::InfinitePast();
-  std::vector<std::string> scratch_;
   std::vector<AddressedDatagram> path_scratch_;
   // Connections an OnDatagrams call has yet to flush (may repeat).
   std::vector<ConnectionId> deferred_;

@@ -372,7 +372,7 @@ absl::StatusOr<std::string> PacketProtector::Seal(uint64_t packet_number,
 }
 
 absl::Status PacketProtector::SealInPlace(uint64_t packet_number, size_t header_bytes,
-                                          std::string* datagram) {
+                                          std::string* datagram, size_t start) {
   if (packet_number >= kMaxProtectedPacketNumber) {
     return absl::FailedPreconditionError(
         absl::StrCat("packet ", packet_number, " beyond the packet number limit"));
@@ -382,11 +382,12 @@ absl::Status PacketProtector::SealInPlace(uint64_t packet_number, size_t header_
         "packet ", packet_number, " not above the largest sealed ", *largest_sealed_,
         " (a nonce is never reused)"));
   }
-  header_bytes = std::min(header_bytes, datagram->size());
-  const size_t plain = datagram->size() - header_bytes;
+  start = std::min(start, datagram->size());
+  header_bytes = std::min(header_bytes, datagram->size() - start);
+  const size_t plain = datagram->size() - start - header_bytes;
   const std::array<uint8_t, kAeadNonceBytes> nonce = Nonce(tx_, packet_number);
   datagram->resize(datagram->size() + kAeadTagBytes);
-  auto* bytes = reinterpret_cast<uint8_t*>(datagram->data());
+  auto* bytes = reinterpret_cast<uint8_t*>(datagram->data()) + start;
   uint8_t* text = bytes + header_bytes;
   uint8_t* tag = text + plain;
   unsigned long long tag_len = 0;  // NOLINT(runtime/int): libsodium's type

@@ -365,8 +365,11 @@ class PacketProtector final {
   // the plaintext is encrypted where it lies and the tag appended (reserve
   // kAeadTagBytes of capacity to avoid a reallocation). Same results as
   // Seal(packet_number, header, plaintext) appended to the header; on an
-  // error `datagram` is unchanged.
-  absl::Status SealInPlace(uint64_t packet_number, size_t header_bytes, std::string* datagram);
+  // error `datagram` is unchanged. With `start`, the datagram is the bytes
+  // of `*datagram` from `start` to its end (the last of a batch written
+  // back to back); the ones before it stay as they are.
+  absl::Status SealInPlace(uint64_t packet_number, size_t header_bytes, std::string* datagram,
+                           size_t start = 0);
 
   // Authenticates and decrypts what Seal produced. INVALID_ARGUMENT:
   //   "packet N beyond the packet number limit" (N >= 2^62),

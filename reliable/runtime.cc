@@ -243,33 +243,34 @@ size_t Runtime::BuildTrains() {
       gso ? udp::DatagramSocket::kMaxDatagramsPerCall : udp::DatagramSocket::kMaxBatch;
   size_t trains = 0;
   size_t used = 0;
-  auto it = pending_.begin();
-  while (it != pending_.end() && trains < trains_.size() && used < max_datagrams) {
+  size_t i = 0;
+  while (i < pending_.size() && trains < trains_.size() && used < max_datagrams) {
     const size_t start = used;
-    const size_t start_index = static_cast<size_t>(it - pending_.begin());
-    const udp::SocketAddress& peer = it->peer;
-    const size_t segment = it->bytes.size();
+    const size_t first = i;
+    const udp::SocketAddress& peer = pending_.peer(first);
+    const size_t segment = pending_[first].size();
     const size_t max_bytes = udp::DatagramSocket::MaxTrainBytes(peer);
     size_t bytes = 0;
     for (;;) {
-      const size_t size = it->bytes.size();
-      segments_[used++] = udp::AsBytes(it->bytes);
+      const size_t size = pending_[i].size();
+      segments_[used++] = pending_.Bytes(i);
       bytes += size;
-      ++it;
+      ++i;
       if (!gso || size < segment || segment == 0) break;  // a shorter datagram ends a train
-      if (it == pending_.end() || used == max_datagrams ||
+      if (i == pending_.size() || used == max_datagrams ||
           used - start == udp::DatagramSocket::kMaxTrainSegments) {
         break;
       }
-      if (it->bytes.size() > segment || bytes + it->bytes.size() > max_bytes) break;
+      const size_t next = pending_[i].size();
+      if (next > segment || bytes + next > max_bytes) break;
       // A shorter datagram ends only a train of equal ones: a lone larger
       // datagram (a path MTU probe) goes alone, so a probe the device cannot
       // carry fails by itself (EMSGSIZE) instead of having a train refused.
-      if (it->bytes.size() < segment && used - start < 2) break;
-      if (!(it->peer == peer)) break;
+      if (next < segment && used - start < 2) break;
+      if (!pending_.SamePeer(i, first) && !(pending_.peer(i) == peer)) break;
       // A train reaches one socket of a sharded peer whole (steered by its
       // first datagram): never two shards' datagrams in one.
-      if (udp::ShardByteOf(it->bytes) != udp::ShardByteOf(pending_[start_index].bytes)) break;
+      if (udp::ShardByteOf(pending_[i]) != udp::ShardByteOf(pending_[first])) break;
     }
     trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};
   }
@@ -277,12 +278,14 @@ size_t Runtime::BuildTrains() {
 }
 
 absl::Status Runtime::SendPending() {
-  for (Outgoing& o : endpoint_->TakeOutgoing()) pending_.push_back(std::move(o));
+  endpoint_->TakeOutgoing(&pending_);
   while (!pending_.empty()) {
     const size_t n = BuildTrains();
     ++io_.send_calls;
     const uint64_t refused_before = socket_.refused_train_calls();
+    const uint64_t copied_before = socket_.copied_trains();
     absl::StatusOr<size_t> sent = socket_.SendTrains(absl::MakeConstSpan(trains_.data(), n));
+    io_.gso_copied_trains += socket_.copied_trains() - copied_before;
     if (sent.ok()) {
       io_.datagrams_sent += *sent;
       // Trains sent whole went as one message each, unless the kernel
@@ -297,7 +300,7 @@ absl::Status Runtime::SendPending() {
           }
         }
       }
-      pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(*sent));
+      pending_.DropFront(*sent);
       continue;
     }
     if (absl::IsUnavailable(sent.status())) {
@@ -317,10 +320,9 @@ absl::Status Runtime::SendPending() {
     // connection that size fails.
     ++io_.send_errors;
     if (udp::ErrnoOf(sent.status()) == EMSGSIZE) {
-      endpoint_->OnDatagramTooBig(clock_->Now(), pending_.front().peer,
-                                  pending_.front().bytes.size());
+      endpoint_->OnDatagramTooBig(clock_->Now(), pending_.peer(0), pending_[0].size());
     }
-    pending_.pop_front();
+    pending_.DropFront(1);
   }
   if (want_writable_) {
     want_writable_ = false;

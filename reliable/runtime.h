@@ -45,7 +45,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +53,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "reliable/clock.h"
+#include "reliable/datagram_batch.h"
 #include "reliable/endpoint.h"
 #include "reliable/message_bytes.h"
 #include "udp/datagram_socket.h"
@@ -93,6 +93,9 @@ class Runtime final {
     uint64_t datagrams_sent = 0;    // handed to the kernel, trains included
     uint64_t gso_trains = 0;        // trains of 2+ datagrams sent as one message
     uint64_t gso_segments = 0;      // datagrams in those trains
+    // Of those trains, the ones the socket first copied into one buffer:
+    // none while the endpoint's datagrams lie back to back (DatagramBatch).
+    uint64_t gso_copied_trains = 0;
     uint64_t datagrams_received = 0;  // after cutting coalesced buffers apart
     uint64_t gro_buffers = 0;       // received buffers holding 2+ datagrams
     uint64_t gro_segments = 0;      // datagrams in those buffers
@@ -218,7 +221,9 @@ class Runtime final {
   udp::Poller poller_;
   udp::SocketAddress local_;
   std::unique_ptr<Endpoint> endpoint_;
-  std::deque<Outgoing> pending_;
+  // Datagrams taken from the endpoint and not yet sent (the socket's
+  // buffer filled): sent from where they lie, trains as one iovec each.
+  DatagramBatch pending_;
   bool want_writable_ = false;
   std::vector<Event> held_events_;
   std::vector<uint8_t> buffers_;

@@ -23,10 +23,12 @@
 //     equal-size datagrams for one peer in one message (a UDP_SEGMENT control
 //     message); the kernel (or the NIC) cuts it into datagrams, so a train of
 //     up to kMaxTrainSegments datagrams costs one trip through the stack.
-//     A train's datagrams are first copied into one contiguous buffer of the
-//     socket's (kGatherBytes per call; the trains past it wait for the next
-//     call): the kernel copies one long iovec about five times faster than a
-//     train's worth of ~1.4 KB ones (docs/performance.md).
+//     A train goes as one iovec: the kernel copies one long iovec about five
+//     times faster than a train's worth of ~1.4 KB ones (docs/performance.md).
+//     Datagrams that lie back to back in the caller's memory (the runtime's
+//     DatagramBatch) are sent from there; others are first copied into one
+//     contiguous buffer of the socket's (kGatherBytes per call; the trains
+//     past it wait for the next call).
 //     Receivers see ordinary datagrams. Without it SendTrains sends every
 //     datagram of every train as its own message (plain sendmmsg).
 //   - EnableCoalescing() (UDP_GRO) lets the kernel hand RecvBatch several
@@ -237,7 +239,7 @@ class DatagramSocket final {
   // the last case then sees that error). With segmentation on, each train
   // of two or more datagrams is one message of a sendmmsg (at most
   // kMaxBatch trains, kMaxDatagramsPerCall datagrams and kGatherBytes of
-  // trains per call);
+  // copied trains per call);
   // otherwise every datagram is its own message (at most kMaxBatch).
   // UNAVAILABLE when nothing could be sent (would block); another errno
   // status ("sendmmsg 1 trains (1 datagrams), first to 127.0.0.1:9: ...")
@@ -247,8 +249,10 @@ class DatagramSocket final {
   // too long, or unequal sizes).
   absl::StatusOr<size_t> SendTrains(absl::Span<const OutgoingTrain> trains);
   // Trains of two or more datagrams SendTrains handed the kernel (each as
-  // one contiguous copy).
+  // one iovec), and those of them it first had to copy into gather_ (their
+  // datagrams did not lie back to back).
   uint64_t gathered_trains() const { return gathered_trains_; }
+  uint64_t copied_trains() const { return copied_trains_; }
 
   // Asks the kernel to queue ICMP errors (port or host unreachable, ...) for
   // ReadErrors: IP_RECVERR, plus IPV6_RECVERR on IPv6 sockets. An unconnected
@@ -290,6 +294,7 @@ class DatagramSocket final {
   bool coalescing_ = false;
   std::vector<uint8_t> gather_;  // kGatherBytes once a train needed it
   uint64_t gathered_trains_ = 0;
+  uint64_t copied_trains_ = 0;
 };
 
 }  // namespace udpmsg::udp

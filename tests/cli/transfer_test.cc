@@ -688,11 +688,13 @@ struct RuntimeTransfer {
   reliable::Runtime::IoStats client_io;
   reliable::Runtime::IoStats server_io;
 };
-RuntimeTransfer TransferBetweenRuntimes(bool offload, size_t messages, size_t size) {
+RuntimeTransfer TransferBetweenRuntimes(bool offload, size_t messages, size_t size,
+                                        bool encrypt = false) {
   RuntimeTransfer t;
   reliable::Runtime::Options options;
   options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
   options.segmentation_offload = offload;
+  options.endpoint.encrypt = encrypt;
   options.endpoint.accept_incoming = true;
   absl::StatusOr<std::unique_ptr<reliable::Runtime>> server = reliable::Runtime::Create(options);
   options.endpoint.accept_incoming = false;
@@ -706,7 +708,8 @@ RuntimeTransfer TransferBetweenRuntimes(bool offload, size_t messages, size_t si
     ADD_FAILURE() << id.status();
     return t;
   }
-  t.sent = ReadFile(WriteInput(absl::StrCat("runtime-", offload), messages * size, 16));
+  t.sent = ReadFile(
+      WriteInput(absl::StrCat("runtime-", offload, "-", encrypt), messages * size, 16));
   bool connected = false;
   size_t queued = 0;
   // A bound on a broken run, not a measurement: the loop ends when the data is in.
@@ -755,10 +758,27 @@ TEST(RuntimeTransferTest, GsoTrainsAndGroBuffersCarryABulkTransferByteExact) {
   EXPECT_GT(c.gso_trains, 0u);
   EXPECT_GT(c.gso_segments, c.datagrams_sent / 2);
   EXPECT_GT(c.datagrams_sent, 2 * c.send_calls);
+  // Straight from where the connections encoded them: no train was copied
+  // into the socket's gather buffer first.
+  EXPECT_EQ(c.gso_copied_trains, 0u) << "of " << c.gso_trains;
   // And arrives coalesced, cut back into the datagrams the endpoint counted.
   EXPECT_GT(s.gro_buffers, 0u);
   EXPECT_GT(s.gro_segments, s.datagrams_received / 2) << s.gro_buffers << " buffers";
   EXPECT_EQ(s.truncated, 0u);
+}
+
+// Sealed datagrams too are sealed where they lie in the endpoint's batch
+// and leave from there.
+TEST(RuntimeTransferTest, EncryptedGsoTrainsGoWithoutACopy) {
+  const RuntimeTransfer t =
+      TransferBetweenRuntimes(/*offload=*/true, 4, 1 << 20, /*encrypt=*/true);
+  ASSERT_EQ(t.received.size(), t.sent.size());
+  EXPECT_TRUE(t.received == t.sent) << "received bytes differ";
+  const reliable::Runtime::IoStats& c = t.client_io;
+  EXPECT_TRUE(c.gso_enabled);
+  EXPECT_GT(c.gso_trains, 0u);
+  EXPECT_GT(c.gso_segments, c.datagrams_sent / 2);
+  EXPECT_EQ(c.gso_copied_trains, 0u) << "of " << c.gso_trains;
 }
 
 TEST(RuntimeTransferTest, WithoutOffloadEveryDatagramIsItsOwnMessage) {

@@ -1132,6 +1132,12 @@ TEST(CodecFastPathTest, EncodesTheBytesProtobufWrites) {
       ASSERT_TRUE(codec.EncodeInto(p, 17, 16, &out).ok());
       ASSERT_EQ(out.substr(17), *bytes);
       ASSERT_GE(out.capacity(), out.size() + 16);
+      // EncodeAppend: the same after what the buffer holds, which stays.
+      std::string batch = "earlier datagrams";
+      ASSERT_TRUE(codec.EncodeAppend(p, 17, 16, &batch).ok());
+      ASSERT_EQ(batch.substr(0, 17), "earlier datagrams");
+      ASSERT_EQ(batch.substr(34), *bytes);
+      ASSERT_GE(batch.capacity(), batch.size() + 16);
     }
   }
 }
@@ -1201,6 +1207,14 @@ TEST(CodecFastPathTest, EncodeIntoMatchesEncodeForEveryPacketKind) {
     ASSERT_EQ(status, bytes.status());
     if (bytes.ok()) {
       EXPECT_EQ(out.substr(3), *bytes);
+    }
+    // Appended after other bytes (the handshake packets take protobuf's
+    // path, established ones the hand-written one): the same datagram.
+    std::string batch = "xy";
+    ASSERT_EQ(codec.EncodeAppend(s.packet, 3, 16, &batch), bytes.status());
+    if (bytes.ok()) {
+      EXPECT_EQ(batch.substr(0, 2), "xy");
+      EXPECT_EQ(batch.substr(5), *bytes);
     }
   }
 }

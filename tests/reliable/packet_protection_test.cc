@@ -767,6 +767,11 @@ TEST(AeadNegotiationTest, SealedBytesFollowTheDocumentedConstruction) {
     EXPECT_EQ(in_place.SealInPlace(pn, header.size(), &datagram).code(),
               absl::StatusCode::kFailedPrecondition);
     EXPECT_EQ(datagram, before);
+    // Sealed at the end of a batch: the datagrams before it are untouched.
+    PacketProtector at_end(sides.client, aead);
+    std::string batch = "earlier" + header + plain;
+    ASSERT_TRUE(at_end.SealInPlace(pn, header.size(), &batch, 7).ok());
+    EXPECT_EQ(batch, "earlier" + header + expected);
   }
 }
 

@@ -392,6 +392,7 @@ TEST_P(DatagramSocketTest, ACallTakesTrainsUpToTheGatherBudgetAndTheNextCallTheR
   ASSERT_TRUE(sent.ok()) << sent.status();
   EXPECT_EQ(*sent, 4 * 40 + 1u);
   EXPECT_EQ(a->gathered_trains(), 4u);
+  EXPECT_EQ(a->copied_trains(), 4u);  // separate strings: copied
   for (size_t i = 0; i < 2; ++i) {
     SCOPED_TRACE(absl::StrCat("receiver ", i));
     EXPECT_EQ(ReceiveDatagrams(receivers[i], want[i].size()).datagrams, want[i]);
@@ -403,6 +404,50 @@ TEST_P(DatagramSocketTest, ACallTakesTrainsUpToTheGatherBudgetAndTheNextCallTheR
   EXPECT_EQ(a->gathered_trains(), 6u);
   EXPECT_EQ(ReceiveDatagrams(receivers[2], 80).datagrams, want[2]);
   EXPECT_EQ(total, 4 * 40 + 1 + 80u);
+}
+
+// Trains whose datagrams lie back to back in the caller's memory go from
+// there: nothing is copied, so the gather budget does not cut the call.
+TEST_P(DatagramSocketTest, BackToBackTrainsGoUncopiedAndPastTheGatherBudget) {
+  absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(a->EnableSegmentation().ok());
+  DatagramSocket::Options options;
+  options.non_blocking = true;
+  options.receive_buffer_bytes = 4 << 20;
+  absl::StatusOr<DatagramSocket> b =
+      DatagramSocket::Bind(SocketAddress::Loopback(GetParam(), 0), options);
+  ASSERT_TRUE(b.ok()) << b.status();
+  // Six trains of 40 x 1,400 bytes in one buffer (336,000 bytes, past
+  // kGatherBytes), each datagram marked with its train and index.
+  constexpr size_t kTrains = 6, kPerTrain = 40, kSize = 1400;
+  ASSERT_GT(kTrains * kPerTrain * kSize, DatagramSocket::kGatherBytes);
+  std::string buffer;
+  std::vector<std::string> want;
+  for (size_t t = 0; t < kTrains; ++t) {
+    for (size_t i = 0; i < kPerTrain; ++i) {
+      std::string d(kSize, static_cast<char>('a' + i % 26));
+      d[0] = static_cast<char>('A' + t);
+      buffer += d;
+      want.push_back(d);
+    }
+  }
+  std::vector<absl::Span<const uint8_t>> spans;
+  for (size_t k = 0; k < want.size(); ++k) {
+    spans.push_back(absl::MakeConstSpan(reinterpret_cast<const uint8_t*>(buffer.data()) + k * kSize,
+                                        kSize));
+  }
+  std::vector<OutgoingTrain> trains;
+  for (size_t t = 0; t < kTrains; ++t) {
+    trains.push_back({*b->LocalAddress(), absl::MakeConstSpan(spans).subspan(t * kPerTrain,
+                                                                             kPerTrain)});
+  }
+  absl::StatusOr<size_t> sent = a->SendTrains(trains);
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  EXPECT_EQ(*sent, kTrains * kPerTrain);
+  EXPECT_EQ(a->gathered_trains(), kTrains);
+  EXPECT_EQ(a->copied_trains(), 0u);
+  EXPECT_EQ(ReceiveDatagrams(*b, want.size()).datagrams, want);
 }
 
 TEST_P(DatagramSocketTest, RefusedSegmentationFallsBackToPlainDatagramsAndLosesNone) {
