@@ -151,6 +151,12 @@ std::vector<proto::DataFragment>& FragmentScratch() {
   thread_local std::vector<proto::DataFragment> fragments;
   return fragments;
 }
+// The fragment vector an opened (sealed) datagram decodes into; the plain
+// ones decode into the endpoint's reused Packet.
+std::vector<proto::DataFragment>& DecodedScratch() {
+  thread_local std::vector<proto::DataFragment> fragments;
+  return fragments;
+}
 
 // Moves a scratch buffer into `local` for a scope and back (cleared).
 template <typename T>
@@ -1335,9 +1341,13 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
     ++unauthenticated_;
     return PathVerdict::kUnauthenticated;
   }
-  // The inner packet must repeat the authenticated header.
-  absl::StatusOr<proto::Packet> packet = codec_.DecodeView(opened);
-  if (!packet.ok() || packet->packet_number != number || packet->connection_id != local_id_) {
+  // The inner packet must repeat the authenticated header. Its fragments
+  // go in the thread's vector, which keeps its capacity: no allocation per
+  // datagram (a new Packet's was one).
+  proto::Packet packet;
+  Borrowed<std::vector<proto::DataFragment>> frames(DecodedScratch(), packet.data);
+  if (!codec_.DecodeViewInto(opened, &packet).ok() || packet.packet_number != number ||
+      packet.connection_id != local_id_) {
     ++unauthenticated_;
     return PathVerdict::kUnauthenticated;
   }
@@ -1349,7 +1359,7 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
   } else {
     OnPacketFromPeer(number);
   }
-  Process(now, *packet, datagram.size(), from);
+  Process(now, packet, datagram.size(), from);
   return PathVerdict::kAccepted;
 }
 

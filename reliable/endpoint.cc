@@ -198,8 +198,11 @@ void Endpoint::Reschedule(Entry& e) {
   if (c.closed() && !c.has_events()) deadline = std::min(deadline, c.drain_until());
   const absl::Time key = TimerKey(deadline);
   if (key != e.due) {
-    if (e.due != absl::InfiniteFuture()) timers_.erase({e.due, id});
+    // Inserted before the old key is erased: a tree left empty in between
+    // frees its root node and the insert allocates another (an allocation
+    // per run of a server's only busy connection).
     if (key != absl::InfiniteFuture()) timers_.insert({key, id});
+    if (e.due != absl::InfiniteFuture()) timers_.erase({e.due, id});
     e.due = key;
   }
   if (c.has_events()) with_events_.insert(id);

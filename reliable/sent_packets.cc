@@ -168,6 +168,15 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
 
   // Newly acknowledged packets: the tracked ones inside any range.
   // Ranges are clipped to the ring, whose span is bounded (2 x max_packets).
+  // Room for them all at once: grown by push_back, the vector was
+  // reallocated (and its records moved) about log2(n) times per ACK.
+  size_t candidates = 0;
+  for (const proto::AckRange& range : ack.ranges) {
+    const uint64_t from = std::max(range.smallest, packets_.first());
+    const uint64_t to = std::min(range.largest + 1, packets_.end());
+    if (from < to) candidates += static_cast<size_t>(to - from);
+  }
+  result.acked.reserve(std::min(candidates, packets_.size()));
   for (const proto::AckRange& range : ack.ranges) {
     const uint64_t from = std::max(range.smallest, packets_.first());
     for (uint64_t n = from; n <= range.largest && n < packets_.end(); ++n) {

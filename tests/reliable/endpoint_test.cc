@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <iostream>
@@ -31,6 +32,7 @@
 #include "proto/codec.h"
 #include "proto/frames.h"
 #include "reliable/deterministic_rng.h"
+#include "reliable/datagram_batch.h"
 #include "reliable/endpoint.h"
 #include "reliable/packet_protection.h"
 #include "tests/reliable/endpoint_node.h"
@@ -45,8 +47,11 @@
 // test can measure what a structure holds without trusting its accounting.
 namespace {
 std::atomic<int64_t> live_heap_bytes{0};
+// Allocations made, for tests that count them on a path.
+std::atomic<int64_t> heap_allocations{0};
 
 void* CountedAlloc(std::size_t size, std::size_t align) {
+  heap_allocations.fetch_add(1, std::memory_order_relaxed);
   if (size == 0) size = 1;
   void* p = align <= alignof(std::max_align_t)
                 ? std::malloc(size)
@@ -2497,6 +2502,91 @@ uint64_t LargestAcked(const std::string& datagram) {
   absl::StatusOr<proto::Packet> p = MakeCodec().Decode(datagram);
   if (!p.ok() || !p->ack || p->ack->ranges.empty()) return 0;
   return p->ack->ranges.front().largest;
+}
+
+// The per-datagram path allocates nothing (issue 16): a connection encodes
+// into the endpoint's DatagramBatch and the endpoint decodes into a reused
+// Packet (sealed datagrams too, after opening). What does allocate is per
+// message (its delivery, its queue entry) or per call (an events vector).
+// Before, every datagram sent was a std::string of its own, and every sealed
+// datagram received decoded into a new Packet.
+struct SteadyTransfer {
+  int64_t datagrams = 0;    // both ways, while counting
+  int64_t allocations = 0;  // both endpoints, while counting
+  size_t delivered = 0;
+};
+
+SteadyTransfer CountSteadyTransferAllocations(bool encrypt) {
+  EndpointOptions server_options = ServerOptions(82);
+  EndpointOptions client_options = ClientOptions(82);
+  for (EndpointOptions* o : {&server_options, &client_options}) {
+    o->encrypt = encrypt;
+    o->connection.pmtud = false;
+  }
+  Endpoint server(kStart, server_options);
+  Endpoint client(kStart, client_options);
+  absl::StatusOr<ConnectionId> id = client.Connect(kStart, kBurstServer);
+  EXPECT_TRUE(id.ok()) << id.status();
+  Shuttle(kStart, client, kBurstClient, server, kBurstServer);
+  EXPECT_TRUE(client.IsEstablished(*id));
+  client.TakeEvents();
+  server.TakeEvents();
+  SteadyTransfer t;
+  absl::Time now = kStart;
+  reliable::DatagramBatch out;
+  // Every hop takes 1 ms: what each side sent is delivered in the next round.
+  const auto round = [&](bool count) {
+    now += absl::Milliseconds(1);
+    for (Endpoint* e : {&client, &server}) {
+      if (e->NextTimeout() <= now) e->OnTimeout(now);
+    }
+    client.TakeOutgoing(&out);
+    if (count) t.datagrams += static_cast<int64_t>(out.size());
+    for (size_t i = 0; i < out.size(); ++i) server.OnDatagram(now, kBurstClient, out[i]);
+    out.Clear();
+    server.TakeOutgoing(&out);
+    if (count) t.datagrams += static_cast<int64_t>(out.size());
+    for (size_t i = 0; i < out.size(); ++i) {
+      if (out.peer(i) == kBurstClient) client.OnDatagram(now, kBurstServer, out[i]);
+    }
+    out.Clear();
+    client.TakeEvents();
+    for (const Event& e : server.TakeEvents()) {
+      if (e.type == Event::Type::kMessage) ++t.delivered;
+    }
+  };
+  // Warm up (buffers, the window), then count 32 messages of 64 KiB.
+  constexpr size_t kMessages = 32;
+  const std::string message(64 << 10, 'm');
+  for (size_t i = 0; i < 8; ++i) {
+    EXPECT_TRUE(client.Send(now, *id, 1, DeliveryMode::kReliableOrdered, message).ok());
+  }
+  for (int r = 0; r < 2000 && t.delivered < 8; ++r) round(false);
+  EXPECT_EQ(t.delivered, 8u);
+  t.delivered = 0;
+  const int64_t before = heap_allocations.load();
+  for (size_t i = 0; i < kMessages; ++i) {
+    EXPECT_TRUE(client.Send(now, *id, 1, DeliveryMode::kReliableOrdered, message).ok());
+  }
+  for (int r = 0; r < 4000 && t.delivered < kMessages; ++r) round(true);
+  t.allocations = heap_allocations.load() - before;
+  EXPECT_EQ(t.delivered, kMessages);
+  return t;
+}
+
+TEST(EndpointTest, ASteadyTransferAllocatesPerMessageNotPerDatagram) {
+  for (bool encrypt : {false, true}) {
+    SCOPED_TRACE(encrypt ? "encrypted" : "plain");
+    const SteadyTransfer t = CountSteadyTransferAllocations(encrypt);
+    std::printf("%s: %lld datagrams, %lld allocations for 32 messages\n",
+                encrypt ? "encrypted" : "plain", static_cast<long long>(t.datagrams),
+                static_cast<long long>(t.allocations));
+    ASSERT_GT(t.datagrams, 2000);  // 2 MiB in ~1 KB fragments, and the ACKs
+    // One allocation per datagram would be 2,000 and more. What is left is
+    // per message (the reassembly buffer grows as its bytes arrive: 8 times
+    // for 64 KiB; events) and per ACK (its ranges, the acked records).
+    EXPECT_LT(t.allocations, t.datagrams / 2);
+  }
 }
 
 TEST(EndpointTest, ABatchIsAnsweredAsOneByOneAndDeliversTheSame) {
