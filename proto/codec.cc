@@ -1091,6 +1091,17 @@ absl::StatusOr<std::string> Codec::Encode(const Packet& packet) const {
   return out;
 }
 
+namespace {
+
+// Room for `bytes` in all, growing at least twice over: a batch of datagrams
+// appended one by one (EncodeAppend) must not be copied whole for each, and
+// reserve() grows only as asked in some standard libraries.
+void Reserve(std::string* out, size_t bytes) {
+  if (out->capacity() < bytes) out->reserve(std::max(bytes, 2 * out->capacity()));
+}
+
+}  // namespace
+
 absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tailroom,
                                std::string* out) const {
   out->clear();
@@ -1108,7 +1119,7 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
                      limits_.max_datagram));
   }
   if (FastEncodable(packet)) {
-    out->reserve(at + headroom + size + tailroom);
+    Reserve(out, at + headroom + size + tailroom);
     out->resize(at + headroom + size);
     auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
     bytes[0] = kProtocolVersion;
@@ -1145,7 +1156,7 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
                      " bytes, protobuf body ", body, " bytes"));
   }
 
-  out->reserve(at + headroom + size + tailroom);
+  Reserve(out, at + headroom + size + tailroom);
   out->append(headroom + size, '\0');  // zeros: the padding's contents
   auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
   bytes[0] = kProtocolVersion;

@@ -1,6 +1,7 @@
 #include "reliable/datagram_batch.h"
 
 #include <algorithm>
+#include <cstddef>
 #include <utility>
 
 namespace udpmsg::reliable {
@@ -47,7 +48,36 @@ void DatagramBatch::Append(const DatagramBatch& other) {
 
 void DatagramBatch::DropFront(size_t n) {
   first_ += std::min(n, size());
-  if (first_ == entries_.size() && committed_ == bytes_.size()) Clear();
+  if (first_ == entries_.size()) {
+    if (committed_ == bytes_.size()) Clear();
+    return;
+  }
+  // A batch that never empties (a socket that stays backed up while more
+  // is appended) would otherwise keep every byte ever sent: once the
+  // dropped front is as large as what is left, what is left moves to the
+  // start.
+  if (entries_[first_].offset >= bytes_.size() - entries_[first_].offset) Compact();
+}
+
+void DatagramBatch::Compact() {
+  const size_t base = entries_[first_].offset;
+  bytes_.erase(0, base);
+  committed_ -= base;
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(first_));
+  first_ = 0;
+  // Only the addresses still used, renumbered in order.
+  std::vector<uint32_t> renumbered(peers_.size(), kNoPeer);
+  std::vector<udp::SocketAddress> kept;
+  for (Entry& e : entries_) {
+    e.offset -= base;
+    if (e.peer == kNoPeer) continue;
+    if (renumbered[e.peer] == kNoPeer) {
+      renumbered[e.peer] = static_cast<uint32_t>(kept.size());
+      kept.push_back(peers_[e.peer]);
+    }
+    e.peer = renumbered[e.peer];
+  }
+  peers_.swap(kept);
 }
 
 void DatagramBatch::Clear() {

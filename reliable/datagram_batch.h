@@ -13,8 +13,11 @@
 // Writing one datagram: append its bytes to *buffer() (past what is there;
 // the codec's EncodeAppend does), then Commit() it or Abandon() it. Peers are
 // set per run with SetPeer (the endpoint knows a connection's address, the
-// connection need not). Bounded by what its writers put in it; Clear()
-// keeps at most kKeptCapacity bytes and kKeptEntries datagrams of capacity.
+// connection need not). Holds what its writers put in it and nothing they
+// dropped: DropFront moves the rest to the start once the dropped part is
+// as large as it (a batch that never empties stays within about twice what
+// it holds); Clear() keeps at most kKeptCapacity bytes and kKeptEntries
+// datagrams of capacity.
 #ifndef UDPMSG_RELIABLE_DATAGRAM_BATCH_H_
 #define UDPMSG_RELIABLE_DATAGRAM_BATCH_H_
 
@@ -31,8 +34,9 @@ namespace udpmsg::reliable {
 
 class DatagramBatch final {
  public:
-  // Capacity kept across Clear(): a burst of 256 full-size packets from a
-  // few connections fits; a larger one's buffer is given back.
+  // Capacity kept across Clear(): a burst of 256 datagrams of 1,472 bytes
+  // (a connection's most per Poll) plus a few others' fits; a larger one's
+  // buffer (loopback's 16 KiB datagrams) is given back.
   static constexpr size_t kKeptCapacity = 1 << 20;
   // Entries (and addresses) kept across Clear().
   static constexpr size_t kKeptEntries = 4096;
@@ -69,9 +73,10 @@ class DatagramBatch final {
   // `to`.
   void SetPeer(size_t from, const udp::SocketAddress& to);
   // Copies one whole datagram in (rare paths: handshakes refused before a
-  // connection exists, path challenges).
+  // connection exists, path challenges). Bytes a writer appended without
+  // committing are dropped first (Abandon).
   void Add(const udp::SocketAddress& to, absl::string_view bytes);
-  // Copies every datagram of `other` in, after these.
+  // Copies every datagram of `other` in, after these (Abandon first too).
   void Append(const DatagramBatch& other);
 
   // The first `n` datagrams are sent: they leave the batch. Once none is
@@ -89,6 +94,9 @@ class DatagramBatch final {
   };
   static constexpr uint32_t kNoPeer = UINT32_MAX;
   uint32_t PeerIndex(const udp::SocketAddress& to);
+  // Moves the datagrams not dropped to the start of the buffer and forgets
+  // the dropped entries and the addresses only they used.
+  void Compact();
 
   std::string bytes_;
   size_t committed_ = 0;  // bytes_ up to here belong to committed datagrams

@@ -314,9 +314,11 @@ class Endpoint final {
   // The datagrams to send now, with their addresses (a copy of each: for
   // tests, the simulator and fuzzers).
   std::vector<Outgoing> TakeOutgoing();
-  // The same without a copy: `*out` receives them after what it holds
-  // (swapped in whole when it is empty, so the caller's buffer is reused
-  // the next time). The runtime sends from it (see datagram_batch.h).
+  // The same into `*out`, after what it holds: without a copy when `*out`
+  // is empty (the usual case: the batches are swapped, so the caller's
+  // buffer is reused the next time), copied behind its datagrams when not
+  // (a socket that would block left some unsent). The runtime sends from
+  // it (see datagram_batch.h).
   void TakeOutgoing(DatagramBatch* out);
   std::vector<Event> TakeEvents();
   bool HasOutgoing() const { return !outgoing_.empty() || !dirty_.empty(); }

@@ -163,16 +163,22 @@ absl::StatusOr<SentPackets::AckResult> SentPackets::OnAck(absl::Time now, const 
     }
     largest = std::max(largest, range.largest);
   }
+  // Packets above this are new to every ACK (see the reservation below).
+  const uint64_t fresh_from = largest_acked_.has_value() ? *largest_acked_ + 1 : 0;
   if (!largest_acked_.has_value() || largest > *largest_acked_) largest_acked_ = largest;
   OnSpuriousLosses(now, ack, rtt, &result.spurious);
 
   // Newly acknowledged packets: the tracked ones inside any range.
   // Ranges are clipped to the ring, whose span is bounded (2 x max_packets).
-  // Room for them all at once: grown by push_back, the vector was
-  // reallocated (and its records moved) about log2(n) times per ACK.
+  // Room at once for those above the largest acknowledged before (nearly
+  // all of a bulk sender's): grown by push_back, the vector was reallocated
+  // (and its records moved) about log2(n) times per ACK. Not for the ring
+  // below it, which every ACK's ranges cover again while an old packet
+  // awaits its loss threshold: mostly acknowledged already, and push_back
+  // takes the few that are not.
   size_t candidates = 0;
   for (const proto::AckRange& range : ack.ranges) {
-    const uint64_t from = std::max(range.smallest, packets_.first());
+    const uint64_t from = std::max({range.smallest, packets_.first(), fresh_from});
     const uint64_t to = std::min(range.largest + 1, packets_.end());
     if (from < to) candidates += static_cast<size_t>(to - from);
   }

@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "udp/socket_address.h"
 
@@ -94,6 +95,37 @@ TEST(DatagramBatchTest, DropFrontThenAppendKeepsOrderAndAddresses) {
   pending.DropFront(5);
   EXPECT_TRUE(pending.empty());
   EXPECT_TRUE(pending.buffer()->empty());
+}
+
+// A runtime whose socket stays backed up sends part of its batch, and more
+// is appended behind the rest before it ever empties: what was sent must
+// not stay in the buffer.
+TEST(DatagramBatchTest, ABatchThatNeverEmptiesHoldsOnlyWhatIsLeft) {
+  const udp::SocketAddress a = Address("10.0.0.1:1");
+  const udp::SocketAddress b = Address("10.0.0.2:2");
+  DatagramBatch pending;
+  size_t next = 0;  // datagrams appended so far
+  size_t sent = 0;
+  for (int round = 0; round < 2000; ++round) {
+    DatagramBatch more;
+    for (int k = 0; k < 4; ++k) {
+      Write(more, absl::StrCat(next++, std::string(1000, '.')));
+      more.SetPeer(more.size() - 1, round % 2 == 0 ? a : b);
+    }
+    pending.Append(more);
+    ASSERT_EQ(pending[0].substr(0, absl::StrCat(sent).size()), absl::StrCat(sent));
+    pending.DropFront(3);  // one of four stays behind every round
+    sent += 3;
+    ASSERT_LE(pending.buffer()->size(), 2 * pending.size() * 1010 + 1010) << "round " << round;
+  }
+  // The 2,000 left, in order, each with its address.
+  ASSERT_EQ(pending.size(), 2000u);
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const size_t n = sent + i;
+    ASSERT_EQ(pending[i].substr(0, absl::StrCat(n).size()), absl::StrCat(n));
+    ASSERT_EQ(pending.peer(i), (n / 4) % 2 == 0 ? a : b) << n;
+  }
+  EXPECT_LE(pending.buffer()->capacity(), 8 * pending.size() * 1010);
 }
 
 TEST(DatagramBatchTest, ClearKeepsABoundedBuffer) {
