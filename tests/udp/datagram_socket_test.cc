@@ -54,6 +54,20 @@ std::vector<std::string> TrainPayloads(size_t count, size_t size, size_t last) {
   return payloads;
 }
 
+// `count` non-blocking loopback sockets with receive buffers asked for 4 MiB
+// (the kernel caps them at net.core.rmem_max).
+void BindReceivers(AddressFamily family, int count, std::vector<DatagramSocket>* out) {
+  DatagramSocket::Options options;
+  options.non_blocking = true;
+  options.receive_buffer_bytes = 4 << 20;
+  for (int i = 0; i < count; ++i) {
+    absl::StatusOr<DatagramSocket> r =
+        DatagramSocket::Bind(SocketAddress::Loopback(family, 0), options);
+    ASSERT_TRUE(r.ok()) << r.status();
+    out->push_back(*std::move(r));
+  }
+}
+
 std::vector<absl::Span<const uint8_t>> Spans(const std::vector<std::string>& payloads) {
   std::vector<absl::Span<const uint8_t>> spans;
   for (const std::string& p : payloads) spans.push_back(AsBytes(p));
@@ -351,16 +365,8 @@ TEST_P(DatagramSocketTest, ACallTakesTrainsUpToTheGatherBudgetAndTheNextCallTheR
   ASSERT_TRUE(a->EnableSegmentation().ok());
   // Three receivers, two trains each, so that what one call sends waits
   // unread within a default receive buffer (net.core.rmem_max 208 KiB).
-  DatagramSocket::Options options;
-  options.non_blocking = true;
-  options.receive_buffer_bytes = 4 << 20;
   std::vector<DatagramSocket> receivers;
-  for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<DatagramSocket> r =
-        DatagramSocket::Bind(SocketAddress::Loopback(GetParam(), 0), options);
-    ASSERT_TRUE(r.ok()) << r.status();
-    receivers.push_back(*std::move(r));
-  }
+  ASSERT_NO_FATAL_FAILURE(BindReceivers(GetParam(), 3, &receivers));
   // Six trains of 40 x 1,400 bytes (56,000 each; four fit in 256 KiB), the
   // last datagram of each a little shorter, and a lone datagram (never
   // gathered) after the second.
@@ -412,18 +418,10 @@ TEST_P(DatagramSocketTest, BackToBackTrainsGoUncopiedAndPastTheGatherBudget) {
   absl::StatusOr<DatagramSocket> a = BoundLoopback(GetParam());
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(a->EnableSegmentation().ok());
-  // Three receivers, two trains each, so that one call's datagrams wait
-  // unread within default receive buffers (net.core.rmem_max 208 KiB).
-  DatagramSocket::Options options;
-  options.non_blocking = true;
-  options.receive_buffer_bytes = 4 << 20;
+  // Three receivers, two trains each, so that what one call sends waits
+  // unread within a default receive buffer (net.core.rmem_max 208 KiB).
   std::vector<DatagramSocket> receivers;
-  for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<DatagramSocket> r =
-        DatagramSocket::Bind(SocketAddress::Loopback(GetParam(), 0), options);
-    ASSERT_TRUE(r.ok()) << r.status();
-    receivers.push_back(*std::move(r));
-  }
+  ASSERT_NO_FATAL_FAILURE(BindReceivers(GetParam(), 3, &receivers));
   // Six trains of 40 x 1,400 bytes in one buffer (336,000 bytes, past
   // kGatherBytes), each datagram marked with its train and index.
   constexpr size_t kTrains = 6, kPerTrain = 40, kSize = 1400;
