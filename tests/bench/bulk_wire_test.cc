@@ -26,7 +26,9 @@ TEST(ChecksumTest, DoesNotDependOnHowTheInputIsSplit) {
   for (int version : {1, 2}) {
     Checksum whole(version);
     whole.Update(p.data());
-    if (version == kChecksumVersion) EXPECT_EQ(whole.Final(), p.checksum);
+    if (version == kChecksumVersion) {
+      EXPECT_EQ(whole.Final(), p.checksum);
+    }
     for (size_t piece : {1u, 3u, 7u, 8u, 9u, 31u, 32u, 33u, 64u, 999u}) {
       Checksum c(version);
       for (size_t at = 0; at < p.data().size(); at += piece) c.Update(p.data().substr(at, piece));

@@ -437,7 +437,9 @@ TEST(ReassemblerTest, LookupsStayRightAcrossRehashCompletionDiscardAndExpiry) {
         r.Add(kT0, key(0), cut[0][i].first, cut[0][i].second, 1 << 20);
     ASSERT_TRUE(out.ok()) << out.status();
     ASSERT_EQ(out->has_value(), i == 4);
-    if (i == 4) EXPECT_TRUE(**out == messages[0]);
+    if (i == 4) {
+      EXPECT_TRUE(**out == messages[0]);
+    }
   }
   // Message 0 completed (erased): its key starts a new message, not the old one.
   const std::string again = Pattern(300, 99);
@@ -454,7 +456,9 @@ TEST(ReassemblerTest, LookupsStayRightAcrossRehashCompletionDiscardAndExpiry) {
         r.Add(kT0, key(0), again_cut[i].first, again_cut[i].second, 1 << 20);
     ASSERT_TRUE(out.ok());
     ASSERT_EQ(out->has_value(), i == 2);
-    if (i == 2) EXPECT_TRUE(**out == again);
+    if (i == 2) {
+      EXPECT_TRUE(**out == again);
+    }
   }
   r.FitsReserved(key(2), cut[2][1].first, cut[2][1].second.size());  // remembers message 2
   EXPECT_EQ(r.Expire(kT0 + absl::Seconds(1)), 39u);
