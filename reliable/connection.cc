@@ -1308,7 +1308,6 @@ absl::Status Connection::AppendDatagram(const proto::Packet& packet, std::string
     proto::PutSealedHeader({packet.connection_id, packet.packet_number}, buffer->data() + start);
     s = protector_->SealInPlace(packet.packet_number, header, buffer, start);
   }
-  if (!s.ok()) buffer->resize(start);
   return s;
 }
 
@@ -1364,19 +1363,17 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
 }
 
 void Connection::Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out) {
-  std::string* buffer = out->buffer();
-  const size_t start = buffer->size();
-  if (absl::Status s = AppendDatagram(packet, buffer); !s.ok()) {
+  if (absl::Status s = AppendDatagram(packet, out->buffer()); !s.ok()) {
     out->Abandon();
     // Our own packet breaks a codec rule: a bug, but never a crash.
     CloseNow(now, CloseReason::kInternalError,
              absl::StrCat("internal: cannot encode packet: ", s.message()), false, false);
     return;
   }
-  ++stats_.packets_sent;
-  stats_.bytes_sent += buffer->size() - start;
-  last_sent_ = now;
   out->Commit();
+  ++stats_.packets_sent;
+  stats_.bytes_sent += out->back().size();
+  last_sent_ = now;
 }
 
 uint32_t Connection::AeadOffer() const {

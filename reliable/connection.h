@@ -612,8 +612,8 @@ class Connection final {
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.
   absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
-  // The same datagram appended to `*buffer`; on an error `*buffer` is as it
-  // was.
+  // The same datagram appended to `*buffer`; on an error `*buffer` may have
+  // grown by bytes the caller cuts off (DatagramBatch::Abandon).
   absl::Status AppendDatagram(const proto::Packet& packet, std::string* buffer);
   // The ack-eliciting threshold to ask the peer for now (see
   // ConnectionOptions::max_ack_threshold).

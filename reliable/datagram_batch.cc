@@ -36,14 +36,7 @@ void DatagramBatch::Add(const udp::SocketAddress& to, absl::string_view bytes) {
 }
 
 void DatagramBatch::Append(const DatagramBatch& other) {
-  Abandon();
-  for (size_t i = 0; i < other.size(); ++i) {
-    const absl::string_view d = other[i];
-    bytes_.append(d.data(), d.size());
-    Commit();
-    const uint32_t index = other.entries_[other.first_ + i].peer;
-    if (index != kNoPeer) entries_.back().peer = PeerIndex(other.peers_[index]);
-  }
+  for (size_t i = 0; i < other.size(); ++i) Add(other.peer(i), other[i]);
 }
 
 void DatagramBatch::DropFront(size_t n) {

@@ -72,11 +72,11 @@ class DatagramBatch final {
   // Datagrams from index `from` (as size() counted then) to the end go to
   // `to`.
   void SetPeer(size_t from, const udp::SocketAddress& to);
-  // Copies one whole datagram in (rare paths: handshakes refused before a
-  // connection exists, path challenges). Bytes a writer appended without
-  // committing are dropped first (Abandon).
+  // Copies one whole datagram in (rare paths: path challenges, Append).
+  // Bytes a writer appended without committing are dropped first (Abandon).
   void Add(const udp::SocketAddress& to, absl::string_view bytes);
-  // Copies every datagram of `other` in, after these (Abandon first too).
+  // Copies every datagram of `other` in, after these, by Add (a datagram
+  // whose address was never set gets the empty one).
   void Append(const DatagramBatch& other);
 
   // The first `n` datagrams are sent: they leave the batch. Once none is

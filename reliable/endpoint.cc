@@ -74,15 +74,21 @@ ConnectionId Endpoint::NewId() {
 
 void Endpoint::SendStateless(const udp::SocketAddress& to, const proto::Packet& packet,
                              size_t received_size) {
-  absl::StatusOr<std::string> bytes = codec_.Encode(packet);
-  if (!bytes.ok()) return;
+  // Written straight into the batch, as a connection's packets are.
+  std::string* buffer = outgoing_.buffer();
+  const size_t start = buffer->size();
   // Anti-amplification (RFC 9000 8.1): to an unvalidated address, at most
   // three times what it sent us. Our answers are far smaller; this is the
   // guarantee, not the common case.
-  if (bytes->size() > 3 * received_size) return;
+  if (!codec_.EncodeAppend(packet, 0, 0, buffer).ok() ||
+      buffer->size() - start > 3 * received_size) {
+    outgoing_.Abandon();
+    return;
+  }
   ++stats_.datagrams_sent;
-  stats_.bytes_sent += bytes->size();
-  outgoing_.Add(to, *bytes);
+  stats_.bytes_sent += buffer->size() - start;
+  outgoing_.Commit();
+  outgoing_.SetPeer(outgoing_.size() - 1, to);
 }
 
 size_t Endpoint::ConnectionsFromAddress(const udp::SocketAddress& peer) const {
