@@ -5,9 +5,11 @@
 //     max_partial_messages, and both equal the model's
 //   - a completed message has the announced total_size and is exactly its
 //     accepted fragments in index order
-//   - an Add that fails changes nothing; held_bytes() stays within
-//     max_buffered_bytes and one Add takes at most its fragment, a message
-//     slot and the growth allowance it was given
+//   - an Add that fails changes nothing, except for a run (case 1) whose
+//     fragments went one by one: those before the refused one stay, and
+//     the model takes them; held_bytes() stays within max_buffered_bytes
+//     and one Add takes at most its fragments, a message slot and the
+//     growth allowance it was given
 // Aborts on a violation.
 //
 // Built with libFuzzer by `fuzz/run.sh reassembler`, and with the normal
@@ -77,20 +79,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     key.sequence = in.Byte() % 8;
     switch (op & 3) {
       case 0:
-      case 1: {  // Add
+      case 1: {  // Add; case 1 a run of fragments (FragmentHeader::run)
         FragmentHeader h;
         // Small values mostly, arbitrary 32/64-bit ones sometimes.
         const bool wide = op & 0x40;
         h.index = static_cast<uint32_t>(wide ? in.Bytes(4) : in.Byte() % 32);
         h.count = static_cast<uint32_t>(wide ? in.Bytes(4) : in.Byte() % 32);
         h.total_size = wide ? in.Bytes(8) : in.Bytes(2);
+        if ((op & 3) == 1) h.run = static_cast<uint32_t>(wide ? in.Bytes(4) : in.Byte() % 8);
         // Usually the payload length the layout wants, else arbitrary.
         size_t length = in.Bytes(2);
         absl::StatusOr<udpmsg::reliable::FragmentLayout> layout =
             LayoutOf(h.index, h.count, h.total_size);
-        if ((op & 0x20) == 0 && layout.ok() && layout->length <= (1u << 20)) {
-          length = layout->length;
+        std::optional<uint64_t> wanted;  // the run's length, when the header is valid
+        if (layout.ok() && h.run >= 1 && h.run <= h.count - h.index) {
+          const udpmsg::reliable::FragmentLayout last =
+              udpmsg::reliable::LayoutOfValid(h.index + h.run - 1, h.count, h.total_size);
+          wanted = last.offset + last.length - layout->offset;
         }
+        if ((op & 0x20) == 0 && wanted && *wanted <= (1u << 20)) length = *wanted;
         const std::string payload = in.TakePadded(length, '\xAB');  // filler: long payloads stay cheap
         // Bit 4: an in-order buffer may grow by up to this much (Add's
         // growth_allowance); held bytes must stay within the limit.
@@ -102,27 +109,32 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (r.held_bytes() > limits.max_buffered_bytes) {
           Die(absl::StrCat("held ", r.held_bytes(), " bytes, limit ", limits.max_buffered_bytes));
         }
-        if (r.held_bytes() > held_before && r.held_bytes() - held_before >
-                                                payload.size() + udpmsg::reliable::kFragmentOverheadBytes +
-                                                    udpmsg::reliable::kPartialMessageBytes +
-                                                    allowance) {
+        if (r.held_bytes() > held_before &&
+            r.held_bytes() - held_before >
+                payload.size() + uint64_t{h.run} * udpmsg::reliable::kFragmentOverheadBytes +
+                    udpmsg::reliable::kPartialMessageBytes + allowance) {
           Die(absl::StrCat("one Add took ", r.held_bytes() - held_before,
                            " bytes with an allowance of ", allowance));
         }
         auto it = model.find(Tuple(key));
+        // A run that cannot go in one piece is added fragment by fragment,
+        // stopping at the first refused: the fragments before it stay.
+        std::optional<uint64_t> taken;  // bytes taken by a failed run
         if (!got.ok()) {
-          if (r.buffered_bytes() != buffered_before || r.partial_messages() != partial_before ||
-              r.held_bytes() != held_before) {
-            Die(absl::StrCat("a failed Add changed the state: ", got.status().ToString()));
-          }
           if (got.status().code() != absl::StatusCode::kInvalidArgument &&
               got.status().code() != absl::StatusCode::kResourceExhausted) {
             Die(absl::StrCat("unexpected status ", got.status().ToString()));
           }
-          break;
+          const bool changed = r.buffered_bytes() != buffered_before ||
+                               r.partial_messages() != partial_before ||
+                               r.held_bytes() != held_before;
+          if (!changed) break;
+          if (h.run == 1 || r.buffered_bytes() < buffered_before) {
+            Die(absl::StrCat("a failed Add changed the state: ", got.status().ToString()));
+          }
+          taken = r.buffered_bytes() - buffered_before;
         }
-        if (!layout.ok() || payload.size() != layout->length ||
-            h.total_size > limits.max_message_bytes) {
+        if (!wanted || payload.size() != *wanted || h.total_size > limits.max_message_bytes) {
           Die("Add accepted a fragment that does not fit its layout");
         }
         if (it != model.end() &&
@@ -131,34 +143,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                            " bytes for a message announced as ", it->second.header.count,
                            " fragments of ", it->second.header.total_size, " bytes"));
         }
-        if (h.count == 1) {
-          if (!got->has_value() || **got != payload) Die("a single fragment did not complete");
+        if (h.count == h.run && it == model.end()) {
+          if (!got.ok() || !got->has_value() || **got != payload) {
+            Die("a whole message did not complete");
+          }
           break;
         }
-        if (it == model.end()) {
-          it = model.emplace(Tuple(key), ModelMessage{h, now, {}, 0}).first;
-        }
-        ModelMessage& m = it->second;
-        if (!m.fragments.emplace(h.index, payload).second) {
-          if (got->has_value()) Die("a duplicate fragment completed a message");
+        // The run's fragments one by one, as the model sees them.
+        uint64_t at = 0;
+        uint64_t added = 0;
+        bool completed = false;
+        for (uint32_t i = 0; i < h.run; ++i) {
+          if (taken && added == *taken) break;  // the rest was not taken
+          const uint32_t index = h.index + i;
+          const uint64_t n =
+              udpmsg::reliable::LayoutOfValid(index, h.count, h.total_size).length;
+          const std::string bytes = payload.substr(at, n);
+          at += n;
+          if (it == model.end()) {
+            it = model.emplace(Tuple(key), ModelMessage{h, now, {}, 0}).first;
+          }
+          ModelMessage& m = it->second;
+          if (!m.fragments.emplace(index, bytes).second) continue;  // a duplicate
+          m.bytes += n;
+          model_bytes += n;
+          added += n;
+          if (m.fragments.size() < h.count) continue;
+          if (!got.ok() || !got->has_value()) Die("all fragments arrived but no message");
+          if ((*got)->size() != h.total_size) {
+            Die(absl::StrCat("completed message of ", (*got)->size(), " bytes, announced ",
+                             h.total_size));
+          }
+          std::string expected;
+          for (const auto& [k, b] : m.fragments) expected += b;
+          if (**got != expected) Die("completed message is not its fragments in order");
+          model_bytes -= m.bytes;
+          model.erase(it);
+          completed = true;
           break;
         }
-        m.bytes += payload.size();
-        model_bytes += payload.size();
-        if (m.fragments.size() < h.count) {
-          if (got->has_value()) Die("a message completed with fragments missing");
-          break;
+        if (taken && added != *taken) {
+          Die(absl::StrCat("a failed run took ", *taken, " bytes; its fragments make ", added));
         }
-        if (!got->has_value()) Die("all fragments arrived but no message");
-        if ((*got)->size() != h.total_size) {
-          Die(absl::StrCat("completed message of ", (*got)->size(), " bytes, announced ",
-                           h.total_size));
+        if (!completed && got.ok() && got->has_value()) {
+          Die("a message completed with fragments missing");
         }
-        std::string expected;
-        for (const auto& [index, bytes] : m.fragments) expected += bytes;
-        if (**got != expected) Die("completed message is not its fragments in order");
-        model_bytes -= m.bytes;
-        model.erase(it);
         break;
       }
       case 2: {  // Expire

@@ -81,7 +81,7 @@ size_t HelloBodySize(const Hello& h) {
   return Fixed64Field(h.client_connection_id) + BytesField(h.cookie.size()) +
          VarintField(h.max_datagram) + OptionalBytesField(h.public_key.size()) +
          OptionalBytesField(h.key_proof.size()) + VarintField(h.max_udp_payload) +
-         VarintField(h.aead_offer);
+         VarintField(h.aead_offer) + VarintField(h.features);
 }
 
 size_t ChallengeBodySize(const Challenge& c) {
@@ -96,7 +96,7 @@ size_t AcceptBodySize(const Accept& a) {
          OptionalBytesField(a.public_key.size()) + OptionalBytesField(a.psk_confirmation.size()) +
          OptionalBytesField(a.server_identity.size()) +
          OptionalBytesField(a.identity_confirmation.size()) + VarintField(a.max_udp_payload) +
-         VarintField(a.aead);
+         VarintField(a.aead) + VarintField(a.features);
 }
 
 // Wraps (unsigned arithmetic) on invalid ranges; Validate rejects those.
@@ -122,7 +122,8 @@ size_t AckBodySize(const Ack& ack) {
 size_t DataHeaderSize(const DataFragment& d) {
   return VarintField(d.channel) + VarintField(d.mode) +
          VarintField(d.sequence) + VarintField(d.index) +
-         VarintField(d.count) + VarintField(d.total_size);
+         VarintField(d.count) + VarintField(d.total_size) +
+         (d.run > 1 ? VarintField(d.run) : 0);
 }
 
 size_t CloseBodySize(const Close& c) {
@@ -393,6 +394,13 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
   if (d.index >= d.count) {
     return bad("fragment index ", d.index, " >= count ", d.count);
   }
+  if (d.run == 0 || d.run > d.count - d.index) {
+    return bad("fragment run ", d.run, " from index ", d.index, " outside count ", d.count);
+  }
+  if (d.run > 1 && (d.total_size + d.count - 1) / d.count < kMinRunFragmentBytes) {
+    return bad("fragment run ", d.run, " of fragments under kMinRunFragmentBytes (",
+               kMinRunFragmentBytes, ")");
+  }
   if (d.total_size > limits.max_message_bytes) {
     return bad("total_size ", d.total_size, " over max_message_bytes (",
                limits.max_message_bytes, ")");
@@ -467,6 +475,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     if (!p.hello->key_proof.empty()) h->set_key_proof(p.hello->key_proof);
     h->set_max_udp_payload(p.hello->max_udp_payload);
     h->set_aead_offer(p.hello->aead_offer);
+    h->set_features(p.hello->features);
   }
   if (p.challenge) {
     wire::Challenge* c = w->mutable_challenge();
@@ -491,6 +500,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     }
     a->set_max_udp_payload(p.accept->max_udp_payload);
     a->set_aead(p.accept->aead);
+    a->set_features(p.accept->features);
   }
   if (p.ack) {
     // Validate ran: ranges are non-empty, descending and non-adjacent.
@@ -516,6 +526,7 @@ void ToWire(const Packet& p, wire::Packet* w) {
     f->set_count(d.count);
     f->set_total_size(d.total_size);
     f->set_payload(d.bytes().data(), d.bytes().size());
+    if (d.run > 1) f->set_run(d.run);
   }
   if (p.ping) w->mutable_ping();
   if (p.ack_frequency) {
@@ -622,6 +633,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.hello->key_proof = std::move(*h.mutable_key_proof());
     p.hello->max_udp_payload = h.max_udp_payload();
     p.hello->aead_offer = h.aead_offer();
+    p.hello->features = h.features();
   }
   if (w.has_challenge()) {
     wire::Challenge& c = *w.mutable_challenge();
@@ -644,6 +656,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     p.accept->identity_confirmation = a.identity_confirmation();
     p.accept->max_udp_payload = a.max_udp_payload();
     p.accept->aead = a.aead();
+    p.accept->features = a.features();
   }
   if (w.has_ack()) {
     p.ack.emplace();
@@ -668,6 +681,7 @@ absl::StatusOr<Packet> FromWire(wire::Packet& w, const Codec::Limits& limits) {
     d.index = f.index();
     d.count = f.count();
     d.total_size = f.total_size();
+    d.run = std::max<uint32_t>(f.run(), 1);  // absent or 0: one fragment
     d.payload = std::move(*f.mutable_payload());
   }
   if (w.has_ping()) p.ping.emplace();
@@ -775,6 +789,7 @@ uint8_t* WriteEstablished(const Packet& p, uint8_t* pos) {
       std::memcpy(pos, payload.data(), payload.size());
       pos += payload.size();
     }
+    if (d.run > 1) pos = PutVarintField(8, d.run, pos);  // after the payload, as protobuf
   }
   if (p.ping) {
     *pos++ = Tag(8, kLengthType);
@@ -914,6 +929,7 @@ bool ReadFragment(WireReader r, DataFragment* d) {
   uint32_t seen = 0;
   d->mode = 0;   // proto3 defaults: absent is zero
   d->count = 0;
+  d->run = 0;
   while (!r.done()) {
     int field = 0;
     int type = 0;
@@ -934,11 +950,13 @@ bool ReadFragment(WireReader r, DataFragment* d) {
       case 4: ok = r.Varint32(&d->index); break;
       case 5: ok = r.Varint32(&d->count); break;
       case 6: ok = r.Varint(&d->total_size); break;
+      case 8: ok = r.Varint32(&d->run); break;
       default: return false;
     }
     if (!ok) return false;
   }
   if (!d->payload_ref) d->payload_ref = std::string_view();
+  if (d->run == 0) d->run = 1;  // absent or 0: one fragment (as protobuf's side)
   return true;
 }
 

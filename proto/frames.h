@@ -49,6 +49,17 @@ inline constexpr uint64_t kMaxSequenceNumber = uint64_t{1} << 62;
 // Delivery modes on the wire (values of reliable::DeliveryMode).
 inline constexpr uint32_t kMaxDeliveryMode = 3;
 
+// Features a peer announces it can receive (Hello::features,
+// Accept::features); each side uses one only when the other announced it.
+// A data frame may carry a run of consecutive fragments (DataFragment::run).
+inline constexpr uint32_t kFeatureFragmentRuns = 1;
+// The smallest fragment (ceil(total_size / count)) a run may be made of. A
+// sender cuts fragments of more than half its fragment payload (at least 256
+// bytes with runs, 290 at the smallest budget), so this costs it nothing; a
+// run of 1-byte fragments would have the receiver keep (and look up) a
+// fragment per byte received when they come out of order.
+inline constexpr uint64_t kMinRunFragmentBytes = 128;
+
 // Client's first packet. Sent padded to the full datagram budget so a server
 // answering with at most 3x the bytes received can always reply.
 struct Hello {
@@ -68,6 +79,9 @@ struct Hello {
   // The AEADs the client offers (a bit set of reliable::Aead values) when
   // it encrypts; 0 (older clients): ChaCha20-Poly1305 only.
   uint32_t aead_offer = 0;
+  // What the client can receive beyond the base protocol (kFeature* bits);
+  // 0 (older clients): none.
+  uint32_t features = 0;
 };
 
 // Server's stateless answer to a hello without a valid cookie.
@@ -103,6 +117,9 @@ struct Accept {
   // The AEAD the server chose from the hello's aead_offer (a
   // reliable::Aead value); 0 when the hello had no offer (or an older server).
   uint32_t aead = 0;
+  // What the server can receive beyond the base protocol (kFeature* bits);
+  // 0 (older servers): none.
+  uint32_t features = 0;
 };
 
 // One fragment of one message.
@@ -119,6 +136,10 @@ struct DataFragment {
   uint32_t index = 0;        // fragment index, < count
   uint32_t count = 1;        // fragments in the message, >= 1
   uint64_t total_size = 0;   // message size in bytes
+  // The frame carries fragments [index, index + run) of the message, back
+  // to back in the payload: >= 1, index + run <= count. Only to a peer that
+  // announced kFeatureFragmentRuns; 1 is not written on the wire.
+  uint32_t run = 1;
   std::string payload;
   // When set, the payload's bytes are borrowed from elsewhere instead of
   // held in `payload` (which is then empty): the sender points it into its

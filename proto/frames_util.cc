@@ -15,7 +15,7 @@ bool Equal(const Hello& a, const Hello& b) {
   return a.client_connection_id == b.client_connection_id &&
          a.cookie == b.cookie && a.max_datagram == b.max_datagram &&
          a.public_key == b.public_key && a.max_udp_payload == b.max_udp_payload &&
-         a.aead_offer == b.aead_offer;
+         a.aead_offer == b.aead_offer && a.features == b.features;
 }
 
 bool Equal(const Challenge& a, const Challenge& b) {
@@ -31,7 +31,8 @@ bool Equal(const Accept& a, const Accept& b) {
          a.public_key == b.public_key && a.psk_confirmation == b.psk_confirmation &&
          a.server_identity == b.server_identity &&
          a.identity_confirmation == b.identity_confirmation &&
-         a.max_udp_payload == b.max_udp_payload && a.aead == b.aead;
+         a.max_udp_payload == b.max_udp_payload && a.aead == b.aead &&
+         a.features == b.features;
 }
 
 bool Equal(const Ack& a, const Ack& b) {
@@ -41,7 +42,7 @@ bool Equal(const Ack& a, const Ack& b) {
 bool Equal(const DataFragment& a, const DataFragment& b) {
   return a.channel == b.channel && a.mode == b.mode &&
          a.sequence == b.sequence && a.index == b.index &&
-         a.count == b.count && a.total_size == b.total_size &&
+         a.count == b.count && a.total_size == b.total_size && a.run == b.run &&
          a.bytes() == b.bytes();
 }
 
@@ -121,6 +122,7 @@ std::string PacketDebugString(const Packet& p) {
   for (const DataFragment& d : p.data) {
     absl::StrAppend(&out, " data{ch=", d.channel, " mode=", d.mode,
                     " seq=", d.sequence, " ", d.index, "/", d.count,
+                    d.run > 1 ? absl::StrCat(" run=", d.run) : std::string(),
                     " total=", d.total_size, " payload=", Bytes(absl::string_view(d.bytes().data(), d.bytes().size())),
                     "}");
   }

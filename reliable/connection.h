@@ -209,6 +209,14 @@ struct ConnectionOptions {
   bool pmtud = true;
   size_t max_udp_payload = kDefaultMaxUdpPayload;
   absl::Duration pmtu_raise_interval = absl::Seconds(600);  // PMTU_RAISE_TIMER
+  // Fragment runs (proto::kFeatureFragmentRuns): announce in the handshake
+  // that we receive data frames carrying several consecutive fragments of a
+  // message, and send such frames when the peer announces it too. A
+  // datagram larger than the base size then carries its fragments under one
+  // frame header (one per message it holds) instead of one each. Off (or a
+  // peer that announces nothing, as older versions): one fragment per frame,
+  // and a run received is dropped as an older receiver drops it.
+  bool fragment_runs = true;
   uint64_t max_message_bytes = 16 << 20;
   uint32_t window = 4096;                 // reliable messages in flight per space
   uint64_t max_queued_bytes = 64 << 20;   // sender back-pressure
@@ -698,6 +706,10 @@ class Connection final {
   udp::SocketAddress peer_;
   size_t max_datagram_;
   size_t max_fragment_payload_;
+  // The peer announced kFeatureFragmentRuns and so do we: data frames may
+  // carry runs (SendOne), and fragments are cut to fill a datagram under
+  // one frame header (FragmentPayloadFor).
+  bool send_runs_ = false;
   const absl::Duration keepalive_after_;  // KeepaliveAfter(options_, client_)
   // The (unsealed) size of the last data packet: see PadToTrain.
   size_t train_datagram_ = 0;

@@ -47,10 +47,13 @@ std::optional<std::string> Reassembler::Whole(uint64_t max_message_bytes,
                                               absl::string_view payload) {
   // Add's checks for a single fragment: within the size limit, a valid
   // layout (index 0 of 1), and the payload it announces.
-  if (header.count != 1 || header.index != 0 || header.total_size > max_message_bytes ||
+  if (header.count != header.run || header.index != 0 || header.total_size > max_message_bytes ||
       payload.size() != header.total_size) {
     return std::nullopt;
   }
+  // A run: its fragments' layout must be valid (their sizes then add up to
+  // total_size).
+  if (header.count != 1 && !LayoutOf(0, header.count, header.total_size).ok()) return std::nullopt;
   return std::string(payload);
 }
 
@@ -76,12 +79,12 @@ bool Reassembler::FitsReserved(const MessageKey& key, const FragmentHeader& head
   return partial->header.count == header.count &&
          partial->header.total_size == header.total_size &&
          header.index == partial->contiguous &&
-         !KeptApart(*partial, header.index) &&
+         (partial->fragments.empty() || partial->fragments.begin()->first >= header.index + header.run) &&
          partial->prefix.size() + payload_size <= partial->reserved;
 }
 
 bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
-                            uint64_t growth_allowance, uint64_t* grown) {
+                            uint64_t growth_allowance, uint64_t* grown, uint32_t run) {
   *grown = 0;
   const uint64_t needed = partial.prefix.size() + payload.size();
   if (needed > partial.reserved) {
@@ -105,7 +108,7 @@ bool Reassembler::TryAppend(Partial& partial, absl::string_view payload,
     partial.reserved = target;
   }
   partial.prefix.append(payload.data(), payload.size());
-  ++partial.contiguous;
+  partial.contiguous += run;
   return true;
 }
 
@@ -125,11 +128,24 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     ++stats_.rejected_fragments;
     return layout.status();
   }
-  if (payload.size() != layout->length) {
+  uint64_t length = layout->length;
+  if (header.run != 1) {
+    if (header.run == 0 || header.run > header.count - header.index) {
+      ++stats_.rejected_fragments;
+      return absl::InvalidArgumentError(absl::StrCat("fragment run ", header.run, " from ",
+                                                     header.index, " outside count ",
+                                                     header.count));
+    }
+    const FragmentLayout last =
+        LayoutOfValid(header.index + header.run - 1, header.count, header.total_size);
+    length = last.offset + last.length - layout->offset;
+  }
+  if (payload.size() != length) {
     ++stats_.rejected_fragments;
     return absl::InvalidArgumentError(absl::StrCat("fragment ", header.index, "/", header.count,
-                                                   " carries ", payload.size(),
-                                                   " bytes; its layout needs ", layout->length));
+                                                   " (run ", header.run, ") carries ",
+                                                   payload.size(), " bytes; its layout needs ",
+                                                   length));
   }
   Partial* found = Lookup(key);
   // Checked before the single-fragment shortcut: a 1-fragment header for a
@@ -144,9 +160,19 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                      header.total_size, " bytes; earlier ones said ", found->header.count,
                      " / ", found->header.total_size));
   }
-  if (header.count == 1) {
+  if (header.count == header.run && found == nullptr) {  // the whole message
     ++stats_.completed;
     return std::optional<std::string>(std::string(payload));
+  }
+  if (header.run != 1) {
+    // In one piece only into the in-order buffer, with none of its
+    // fragments held already (they are all at or past `contiguous`).
+    const bool in_order =
+        found == nullptr ? header.index == 0
+                         : header.index == found->contiguous &&
+                               (found->fragments.empty() ||
+                                found->fragments.begin()->first >= header.index + header.run);
+    if (!in_order) return AddOneByOne(now, key, header, payload, growth_allowance);
   }
 
   if (found == nullptr) {
@@ -179,7 +205,17 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   // (Without an allowance only into what is already reserved; with nothing
   // reserved, as without the buffer.)
   const bool appended = header.index == partial.contiguous &&
-                        TryAppend(partial, payload, growth_allowance, &grown);
+                        TryAppend(partial, payload, growth_allowance, &grown, header.run);
+  if (!appended && header.run != 1) {
+    // The buffer cannot take the run in one piece: one by one, some may
+    // still fit (or be kept apart), as separate frames would.
+    if (created) {
+      Forget();
+      partial_.erase(key);
+      held_bytes_ -= kPartialMessageBytes;
+    }
+    return AddOneByOne(now, key, header, payload, growth_allowance);
+  }
   if (appended) {
     held_bytes_ += grown;
     uint64_t allowance = growth_allowance - grown;
@@ -228,6 +264,29 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   partial_.erase(key);
   ++stats_.completed;
   return std::optional<std::string>(std::move(message));
+}
+
+absl::StatusOr<std::optional<std::string>> Reassembler::AddOneByOne(
+    absl::Time now, const MessageKey& key, const FragmentHeader& header,
+    absl::string_view payload, uint64_t growth_allowance) {
+  FragmentHeader one = header;
+  one.run = 1;
+  uint64_t at = 0;
+  for (uint32_t i = 0; i < header.run; ++i) {
+    one.index = header.index + i;
+    const uint64_t length = LayoutOfValid(one.index, header.count, header.total_size).length;
+    const uint64_t held = held_bytes_;
+    absl::StatusOr<std::optional<std::string>> done =
+        Add(now, key, one, payload.substr(at, length), growth_allowance);
+    at += length;
+    // Whatever the buffer grew by, or what was kept, is no longer there to
+    // grow into: the allowance was for the whole run.
+    if (held_bytes_ > held) growth_allowance -= std::min(growth_allowance, held_bytes_ - held);
+    // Complete: the rest of the run was held already (the message is gone;
+    // adding them again would start it anew).
+    if (!done.ok() || done->has_value()) return done;
+  }
+  return std::optional<std::string>();
 }
 
 size_t Reassembler::Expire(absl::Time now) {

@@ -83,6 +83,9 @@ struct FragmentHeader {
   uint32_t index = 0;
   uint32_t count = 1;
   uint64_t total_size = 0;
+  // Fragments [index, index + run) back to back (a data frame's run,
+  // proto::DataFragment::run): >= 1, index + run <= count.
+  uint32_t run = 1;
 };
 
 // Identifies one message: the channel, its sequence space, and its number.
@@ -123,8 +126,12 @@ class Reassembler final {
   Reassembler(const Reassembler&) = delete;
   Reassembler& operator=(const Reassembler&) = delete;
 
-  // Adds one fragment. Returns the whole message when this fragment completes
-  // it, nullopt when more are needed (or it was a duplicate).
+  // Adds one fragment, or a run of them (header.run: the payload is their
+  // bytes back to back). Returns the whole message when this completes it,
+  // nullopt when more are needed (or it was a duplicate). A run that is next
+  // in order (or a message's start) goes into the in-order buffer in one
+  // append; otherwise its fragments are added one by one, exactly as if they
+  // had come in frames of their own.
   // INVALID_ARGUMENT: inconsistent with the layout or with earlier fragments
   //   of the same message (count/total changed), or message too large.
   // RESOURCE_EXHAUSTED: accepting it would exceed a limit (held_bytes() over
@@ -150,9 +157,9 @@ class Reassembler final {
                                                  absl::string_view payload,
                                                  uint64_t growth_allowance = 0);
 
-  // Whether Add would put this fragment into what its message's in-order
-  // buffer already reserved: it is the next in order, not held yet, and
-  // fits. Such a fragment adds no held bytes (and lets fragments kept one by
+  // Whether Add would put this fragment (or run) into what its message's
+  // in-order buffer already reserved: it is the next in order, not held
+  // yet, and fits. Such a fragment adds no held bytes (and lets fragments kept one by
   // one join the buffer, which frees theirs), so a caller that keeps room
   // for a message to complete needs none for it: the buffer reserved in
   // advance is what the message is then short of, not more. Reservations end
@@ -163,7 +170,8 @@ class Reassembler final {
   // What Add returns for a fragment of a message no fragment of which is
   // buffered, when the fragment is the whole message (header.count == 1):
   // the same checks, without a Reassembler (a connection creates one only
-  // for a fragmented message). nullopt when it is not a whole message (or
+  // for a fragmented message). A run of all of a message's fragments is
+  // whole too. nullopt when it is not a whole message (or
   // is malformed): Add must decide.
   static std::optional<std::string> Whole(uint64_t max_message_bytes,
                                           const FragmentHeader& header,
@@ -204,11 +212,17 @@ class Reassembler final {
   // own reserve may round up to twice its old capacity: more than is
   // charged).
   static void ReserveExactly(std::string& prefix, uint64_t size);
-  // Appends fragment `index` (== partial.contiguous) to the prefix when it
-  // fits in what is reserved or a growth step fits; returns the held bytes
-  // it added through *grown. False: it does not fit (nothing changed).
+  // Appends `run` fragments from index partial.contiguous to the prefix
+  // when they fit in what is reserved or a growth step fits; returns the
+  // held bytes it added through *grown. False: they do not fit (nothing
+  // changed).
   bool TryAppend(Partial& partial, absl::string_view payload, uint64_t growth_allowance,
-                 uint64_t* grown);
+                 uint64_t* grown, uint32_t run = 1);
+  // Add for each fragment of a run that cannot go in order in one piece.
+  absl::StatusOr<std::optional<std::string>> AddOneByOne(absl::Time now, const MessageKey& key,
+                                                         const FragmentHeader& header,
+                                                         absl::string_view payload,
+                                                         uint64_t growth_allowance);
 
   // partial_'s entry for `key`, or nullptr. The entry found last is
   // remembered (a fragment's message is nearly always the one before's, and

@@ -77,16 +77,20 @@
 
 namespace udpmsg::reliable {
 
-// Names one fragment of one queued message; stable while the message lives.
+// Names fragments [index, index + run) of one queued message (one fragment
+// unless taken as a run, see SendQueue::NextRun); stable while the message
+// lives.
 struct FragmentId {
   uint64_t message = 0;  // the queue's internal message number
   uint32_t index = 0;
+  uint32_t run = 1;
   friend bool operator==(const FragmentId& a, const FragmentId& b) {
-    return a.message == b.message && a.index == b.index;
+    return a.message == b.message && a.index == b.index && a.run == b.run;
   }
 };
 
-// What the connection writes into a data frame.
+// What the connection writes into a data frame: fragment header.index, or
+// the run of id.run fragments from it (payload holds them back to back).
 struct OutgoingFragment {
   FragmentId id;
   uint32_t channel = 0;
@@ -161,11 +165,22 @@ class SendQueue final {
   // fragment, so a packet being filled can check the frame's exact size);
   // nullopt and nothing taken when it refuses.
   std::optional<OutgoingFragment> NextIf(absl::FunctionRef<bool(const OutgoingFragment&)> fits);
+  // The same for a frame that may carry a run of consecutive fragments of
+  // one message (frames.h kFeatureFragmentRuns): the candidate is offered
+  // as the longest run available (id.run: the message's fragments never
+  // sent, at most `max_run`; a lost fragment alone, retransmissions are
+  // never merged), its payload spanning them, and `take` returns how many
+  // of them to take from its start (0 takes nothing). The fragment
+  // returned is the run taken, each of its fragments in flight as if
+  // taken one by one.
+  std::optional<OutgoingFragment> NextRun(uint32_t max_run,
+                                          absl::FunctionRef<uint32_t(const OutgoingFragment&)> take);
   // Whether Next() would return something.
   bool HasSendable();
 
-  // The packet carrying `id` was acknowledged / declared lost. Unknown or
-  // already-settled ids are ignored (acks may repeat).
+  // The packet carrying `id` (each fragment of its run) was acknowledged /
+  // declared lost. Unknown or already-settled fragments are ignored (acks
+  // may repeat). A lost run is sent again one fragment at a time.
   void OnAcked(const FragmentId& id, std::vector<MessageReceipt>* receipts);
   void OnLost(const FragmentId& id);
 

@@ -106,6 +106,7 @@ wire::Packet ToWire(const Packet& p) {
     f->set_count(d.count);
     f->set_total_size(d.total_size);
     f->set_payload(std::string(d.bytes()));
+    if (d.run != 1) f->set_run(d.run);
   }
   if (p.ping) w.mutable_ping();
   if (p.ack_frequency) {
@@ -582,6 +583,26 @@ std::vector<Invalid> InvalidPackets() {
       {"total_size 16777217 over max_message_bytes",
        data([](DataFragment& d) { d.total_size = (16 << 20) + 1; })},
       {"fragment index 1 >= count 1", data([](DataFragment& d) { d.index = 1; })},
+      {"fragment run 2 from index 0 outside count 1", data([](DataFragment& d) { d.run = 2; })},
+      {"fragment run 3 from index 1 outside count 3",
+       data([](DataFragment& d) {
+         d.count = 3;
+         d.index = 1;
+         d.run = 3;
+       })},
+      {"fragment run 2 of fragments under kMinRunFragmentBytes (128)",
+       data([](DataFragment& d) {
+         d.count = 4;
+         d.total_size = 508;  // fragments of 127
+         d.payload.resize(254);
+         d.run = 2;
+       })},
+      {"fragment run 4294967295 from index 1 outside count 3",
+       data([](DataFragment& d) {
+         d.count = 3;
+         d.index = 1;
+         d.run = 0xFFFFFFFF;
+       })},
       {"fragment index 4294967295 >= count 3",
        data([](DataFragment& d) {
          d.count = 3;
@@ -1030,6 +1051,53 @@ TEST(CodecTest, MaxUdpPayloadRoundTripsAndIsRangeChecked) {
     accept.accept->max_udp_payload = bad;
     EXPECT_THAT(std::string(codec.Encode(accept).status().message()),
                 ::testing::HasSubstr("accept max_udp_payload"));
+  }
+}
+
+// Fragment runs (frames.h kFeatureFragmentRuns): the features travel in the
+// hello and the accept, a run in its data frame; a run of 1 is not written
+// (an older peer's frame), and 0 on the wire reads as 1.
+TEST(CodecTest, FeaturesAndFragmentRunsRoundTrip) {
+  Codec codec(Codec::Limits{});
+  Packet hello;
+  hello.hello.emplace();
+  hello.hello->client_connection_id = 7;
+  hello.hello->features = kFeatureFragmentRuns;
+  absl::StatusOr<Packet> back = codec.Decode(*codec.Encode(hello));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->hello->features, kFeatureFragmentRuns);
+  Packet accept;
+  accept.connection_id = 7;
+  accept.accept.emplace();
+  accept.accept->client_connection_id = 7;
+  accept.accept->server_connection_id = 9;
+  accept.accept->features = kFeatureFragmentRuns | 0x80;  // unknown bits travel
+  back = codec.Decode(*codec.Encode(accept));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->accept->features, kFeatureFragmentRuns | 0x80u);
+
+  Packet p;
+  p.connection_id = 3;
+  p.packet_number = 9;
+  p.data.push_back(MakeFragment(2, 5, 1, 4, 200));
+  const std::string single = *codec.Encode(p);
+  p.data[0].run = 3;
+  p.data[0].payload.resize(600, 'z');
+  const std::string run = *codec.Encode(p);
+  EXPECT_EQ(run.size(), codec.EncodedSize(p));
+  for (absl::StatusOr<Packet> got : {codec.Decode(run), codec.DecodeWithProtobuf(run)}) {
+    ASSERT_TRUE(got.ok()) << got.status();
+    ASSERT_EQ(got->data.size(), 1u);
+    EXPECT_EQ(got->data[0].run, 3u);
+    EXPECT_EQ(got->data[0].bytes(), p.data[0].payload);
+  }
+  // A run of one is the frame an older peer writes: no field 8.
+  wire::Packet w;
+  ASSERT_TRUE(w.ParseFromString(single.substr(1, single.size() - kFramingBytes)));
+  EXPECT_EQ(w.data(0).run(), 0u);
+  w.mutable_data(0)->set_run(0);  // explicit zero: one fragment, both parsers
+  for (Packet q : {*codec.Decode(Frame(w)), *codec.DecodeWithProtobuf(Frame(w))}) {
+    EXPECT_EQ(q.data[0].run, 1u);
   }
 }
 

@@ -93,6 +93,9 @@ DataFragment RandomFragment(std::mt19937_64& rng, const Codec::Limits& limits,
       std::min<uint64_t>(limits.max_fragments, std::max<uint64_t>(d.total_size, 1));
   d.count = static_cast<uint32_t>(std::max<uint64_t>(1, Number(rng, max_count)));
   d.index = static_cast<uint32_t>(Number(rng, d.count - 1));
+  if ((d.total_size + d.count - 1) / d.count >= kMinRunFragmentBytes && Coin(rng, 0.25)) {
+    d.run = static_cast<uint32_t>(1 + Number(rng, d.count - d.index - 1));
+  }
   return d;
 }
 

@@ -121,6 +121,149 @@ TEST(ReassemblerTest, ShuffledDuplicatedFragmentsRebuildTheMessage) {
   }
 }
 
+// Cuts `message` into fragments of at most `max_payload` and groups them
+// into runs of 1..max_run consecutive fragments (frames.h
+// kFeatureFragmentRuns), as a sender filling datagrams does.
+std::vector<std::pair<FragmentHeader, std::string>> CutRuns(const std::string& message,
+                                                            uint64_t max_payload, uint32_t max_run,
+                                                            std::mt19937_64& rng) {
+  const auto singles = Cut(message, max_payload);
+  std::vector<std::pair<FragmentHeader, std::string>> out;
+  for (size_t i = 0; i < singles.size();) {
+    const uint32_t run = std::min<uint32_t>(static_cast<uint32_t>(singles.size() - i),
+                                            1 + static_cast<uint32_t>(rng() % max_run));
+    FragmentHeader h = singles[i].first;
+    h.run = run;
+    std::string bytes;
+    for (uint32_t k = 0; k < run; ++k) bytes += singles[i + k].second;
+    out.push_back({h, bytes});
+    i += run;
+  }
+  return out;
+}
+
+// Runs cut differently on each copy (a run lost and sent again one
+// fragment at a time, or a different cut altogether), shuffled, with and
+// without room for the in-order buffer, under a tight and a loose budget:
+// every message comes out exactly once and whole, held bytes stay within
+// the limit, and nothing is left behind.
+TEST(ReassemblerRunTest, OverlappingShuffledRunsRebuildTheMessage) {
+  for (uint64_t seed = 1; seed <= 60; ++seed) {
+    SCOPED_TRACE(testing::Message() << "seed " << seed);
+    std::mt19937_64 rng(seed);
+    const std::string message = Pattern(rng() % 40000 + 10000, seed);
+    std::vector<std::pair<FragmentHeader, std::string>> pieces = CutRuns(message, 700, 8, rng);
+    const auto again = CutRuns(message, 700, 1 + seed % 5, rng);
+    pieces.insert(pieces.end(), again.begin(), again.end());
+    if (seed % 3 != 0) std::shuffle(pieces.begin(), pieces.end(), rng);
+    Reassembler::Limits limits;
+    limits.max_buffered_bytes = seed % 2 == 0 ? 64 << 20 : message.size() / 2 + 4096;
+    Reassembler r(limits);
+    const uint64_t allowance = seed % 4 == 1 ? 0 : 1 << 20;
+    std::optional<std::string> result;
+    for (const auto& [header, bytes] : pieces) {
+      if (result.has_value()) break;  // the connection drops later copies by sequence number
+      absl::StatusOr<std::optional<std::string>> got =
+          r.Add(kT0, {1, 0, 7}, header, bytes, allowance);
+      EXPECT_LE(r.held_bytes(), limits.max_buffered_bytes);
+      if (!got.ok()) {
+        ASSERT_EQ(got.status().code(), absl::StatusCode::kResourceExhausted) << got.status();
+        continue;
+      }
+      if (got->has_value()) result = std::move(*got);
+    }
+    // Under the tight budget (half the message) it cannot complete: what is
+    // held stays within the limit, and Expire returns all of it.
+    if (seed % 2 != 0) {
+      EXPECT_FALSE(result.has_value());
+      EXPECT_GT(r.stats().refused_for_space, 0u);
+      r.Expire(kT0 + r.limits().timeout);
+    } else {
+      ASSERT_TRUE(result.has_value());
+      EXPECT_TRUE(*result == message);
+    }
+    EXPECT_EQ(r.partial_messages(), 0u);
+    EXPECT_EQ(r.buffered_bytes(), 0u);
+    EXPECT_EQ(r.held_bytes(), 0u);
+  }
+}
+
+// A run next in order goes into the buffer in one piece: no fragment is
+// kept apart (held bytes are the reservation), and FitsReserved sees the
+// whole run. A run over fragments already held is added one by one.
+TEST(ReassemblerRunTest, AnInOrderRunIsOneAppend) {
+  const std::string message = Pattern(1000, 5);
+  const auto f = Cut(message, 100);  // 10 of 100 bytes
+  auto run = [&](uint32_t index, uint32_t n) {
+    FragmentHeader h = f[index].first;
+    h.run = n;
+    return std::make_pair(h, message.substr(100 * index, 100 * n));
+  };
+  Reassembler r({});
+  const uint64_t kFixed = kPartialMessageBytes + kPrefixOverheadBytes;
+  auto [h0, b0] = run(0, 3);
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, h0, b0, 1 << 20).ok());
+  EXPECT_EQ(r.held_bytes(), kFixed + 300);  // reserved what the run needed
+  EXPECT_EQ(r.buffered_bytes(), 300u);
+  // The next run fits what a doubling reserves...
+  auto [h1, b1] = run(3, 3);
+  EXPECT_FALSE(r.FitsReserved({1, 0, 7}, h1, b1.size()));
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, h1, b1, 1 << 20).ok());
+  EXPECT_EQ(r.held_bytes(), kFixed + 600);
+  // ...fragment 7 alone comes early and is kept apart; a run over it is
+  // then not in order in one piece, and adds its fragments one by one.
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, f[7].first, f[7].second, 1 << 20).ok());
+  auto [h2, b2] = run(6, 3);
+  EXPECT_FALSE(r.FitsReserved({1, 0, 7}, h2, b2.size()));
+  ASSERT_TRUE(r.Add(kT0, {1, 0, 7}, h2, b2, 1 << 20).ok());
+  EXPECT_EQ(r.stats().duplicate_fragments, 1u);  // fragment 7
+  EXPECT_EQ(r.buffered_bytes(), 900u);
+  // The last fragment completes it; a run of all of it afterwards would be
+  // a new message (the connection drops it by sequence number first).
+  absl::StatusOr<std::optional<std::string>> last =
+      r.Add(kT0, {1, 0, 7}, f[9].first, f[9].second, 1 << 20);
+  ASSERT_TRUE(last.ok() && last->has_value());
+  EXPECT_TRUE(**last == message);
+  EXPECT_EQ(r.held_bytes(), 0u);
+}
+
+// A run of all of a message's fragments is the whole message: returned at
+// once, nothing partial, and Whole (no reassembler yet) agrees. A run
+// whose payload is not exactly its fragments, or that runs past the count,
+// is rejected and changes nothing.
+TEST(ReassemblerRunTest, AWholeRunCompletesAtOnceAndBadRunsAreRejected) {
+  const std::string message = Pattern(950, 6);
+  FragmentHeader all{0, 10, message.size(), 10};
+  Reassembler r({});
+  absl::StatusOr<std::optional<std::string>> got = r.Add(kT0, {1, 0, 7}, all, message);
+  ASSERT_TRUE(got.ok() && got->has_value()) << got.status();
+  EXPECT_TRUE(**got == message);
+  EXPECT_EQ(r.partial_messages(), 0u);
+  std::optional<std::string> whole = Reassembler::Whole(1 << 20, all, message);
+  ASSERT_TRUE(whole.has_value());
+  EXPECT_TRUE(*whole == message);
+  EXPECT_FALSE(Reassembler::Whole(1 << 20, all, message.substr(1)).has_value());
+
+  EXPECT_THAT(std::string(r.Add(kT0, {1, 0, 8}, FragmentHeader{2, 10, message.size(), 3},
+                                message.substr(190, 286))
+                              .status()
+                              .message()),
+              HasSubstr("(run 3) carries 286 bytes; its layout needs 285"));
+  EXPECT_THAT(std::string(r.Add(kT0, {1, 0, 8}, FragmentHeader{8, 10, message.size(), 3},
+                                message.substr(760))
+                              .status()
+                              .message()),
+              HasSubstr("fragment run 3 from 8 outside count 10"));
+  EXPECT_THAT(std::string(r.Add(kT0, {1, 0, 8}, FragmentHeader{8, 10, message.size(), 0},
+                                message.substr(760))
+                              .status()
+                              .message()),
+              HasSubstr("fragment run 0"));
+  EXPECT_EQ(r.stats().rejected_fragments, 3u);
+  EXPECT_EQ(r.partial_messages(), 0u);
+  EXPECT_EQ(r.held_bytes(), 0u);
+}
+
 // With a growth allowance, in-order fragments go into one buffer reserved in
 // doubling steps (never beyond the message, never more than twice what it
 // holds) and held bytes count what is reserved, not a slot per fragment.

@@ -295,6 +295,111 @@ TEST(SendQueueTest, NextIfSeesTheWholeFragmentAndARefusalTakesNothing) {
   EXPECT_EQ(q.retransmitted_fragments(), 1u);
 }
 
+// NextRun (fragment runs): the candidate is the longest run of the front
+// message's unsent fragments, `take` chooses how many; the run is in flight
+// as its fragments, an ACK of it settles them all, and a lost run comes back
+// one fragment at a time (retransmissions are never merged).
+TEST(SendQueueTest, NextRunTakesConsecutiveFragmentsAndALostRunComesBackOneByOne) {
+  SendQueue q({.max_fragment_payload = 10});
+  std::string message;
+  for (int i = 0; i < 95; ++i) message.push_back(static_cast<char>('a' + i % 26));
+  ASSERT_TRUE(q.Enqueue(4, DeliveryMode::kReliableOrdered, message).ok());  // 10 of 10, 5
+  ASSERT_TRUE(q.Enqueue(4, DeliveryMode::kReliableOrdered, std::string(15, 'z')).ok());
+  std::vector<OutgoingFragment> offered;
+  // A refusal takes nothing.
+  EXPECT_FALSE(q.NextRun(UINT32_MAX, [&](const OutgoingFragment& c) -> uint32_t {
+                  offered.push_back(c);
+                  return 0;
+                }).has_value());
+  ASSERT_EQ(offered.size(), 1u);
+  EXPECT_EQ(offered[0].id.run, 10u);  // the whole message, no further
+  EXPECT_EQ(offered[0].payload, message);
+  // max_run caps the offer; `take` may take less than offered.
+  std::optional<OutgoingFragment> a = q.NextRun(4, [&](const OutgoingFragment& c) -> uint32_t {
+    EXPECT_EQ(c.id.run, 4u);
+    return 3;
+  });
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->header.index, 0u);
+  EXPECT_EQ(a->id.run, 3u);
+  EXPECT_EQ(a->payload, message.substr(0, 30));
+  // The rest of the message: the last fragment is the short one.
+  std::optional<OutgoingFragment> b =
+      q.NextRun(UINT32_MAX, [](const OutgoingFragment& c) { return c.id.run; });
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->header.index, 3u);
+  EXPECT_EQ(b->id.run, 7u);
+  EXPECT_EQ(b->payload, message.substr(30));
+  // A taker asking for more than offered takes nothing.
+  EXPECT_FALSE(q.NextRun(UINT32_MAX, [](const OutgoingFragment& c) { return c.id.run + 1; })
+                   .has_value());
+  std::optional<OutgoingFragment> c =
+      q.NextRun(UINT32_MAX, [](const OutgoingFragment& f) { return f.id.run; });
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->sequence, 1u);
+  EXPECT_EQ(c->id.run, 2u);
+  EXPECT_FALSE(q.HasSendable());
+
+  std::vector<MessageReceipt> receipts;
+  q.OnAcked(a->id, &receipts);
+  q.OnLost(b->id);
+  // Fragments 3..9 again, one each, in order, marked as retransmissions.
+  for (uint32_t index = 3; index < 10; ++index) {
+    std::optional<OutgoingFragment> again =
+        q.NextRun(UINT32_MAX, [&](const OutgoingFragment& f) { return f.id.run; });
+    ASSERT_TRUE(again.has_value()) << index;
+    EXPECT_TRUE(again->retransmission);
+    EXPECT_EQ(again->header.index, index);
+    EXPECT_EQ(again->id.run, 1u);
+    EXPECT_EQ(again->payload, message.substr(10 * index, index == 9 ? 5 : 10));
+    EXPECT_TRUE(receipts.empty());
+    q.OnAcked(again->id, &receipts);
+  }
+  EXPECT_EQ(q.retransmitted_fragments(), 7u);
+  ASSERT_EQ(receipts.size(), 1u);
+  EXPECT_EQ(receipts[0].sequence, 0u);
+  EXPECT_EQ(receipts[0].bytes, 95u);
+  // A late ACK of the lost run changes nothing; the second message's run,
+  // acknowledged, releases it.
+  q.OnAcked(b->id, &receipts);
+  EXPECT_EQ(receipts.size(), 1u);
+  q.OnAcked(c->id, &receipts);
+  ASSERT_EQ(receipts.size(), 2u);
+  EXPECT_TRUE(q.empty());
+}
+
+// Lanes charge a run as its fragments one by one: the channels' shares are
+// the same whichever way the fragments are taken.
+TEST(SendQueueTest, RunsAreChargedToLanesAsTheirFragments) {
+  auto bytes = [](bool runs) {
+    SendQueue q({.max_fragment_payload = 10});
+    EXPECT_TRUE(q.SetChannelLane(1, 0, 1).ok());
+    EXPECT_TRUE(q.SetChannelLane(2, 0, 3).ok());
+    for (int i = 0; i < 40; ++i) {
+      for (uint32_t channel : {1u, 2u}) {
+        EXPECT_TRUE(q.Enqueue(channel, DeliveryMode::kReliableOrdered, std::string(40, 'x')).ok());
+      }
+    }
+    // 1,600 bytes while both lanes have plenty: whole messages of 40 as
+    // runs, fragments of 10 one by one.
+    std::map<uint32_t, size_t> sent;
+    for (size_t total = 0; total < 1600;) {
+      std::optional<OutgoingFragment> f =
+          runs ? q.NextRun(UINT32_MAX, [](const OutgoingFragment& c) { return c.id.run; })
+               : q.Next();
+      if (!f) break;
+      sent[f->channel] += f->payload.size();
+      total += f->payload.size();
+    }
+    return sent;
+  };
+  const std::map<uint32_t, size_t> runs = bytes(true);
+  // Weights 1 and 3: the second channel sends about three times the bytes.
+  EXPECT_NEAR(static_cast<double>(runs.at(2)) / static_cast<double>(runs.at(1)), 3.0, 0.6);
+  const std::map<uint32_t, size_t> singles = bytes(false);
+  EXPECT_NEAR(static_cast<double>(singles.at(2)) / static_cast<double>(singles.at(1)), 3.0, 0.6);
+}
+
 // With lanes, a refusal charges no lane: the channels take their turns as
 // if it had not been asked.
 TEST(SendQueueTest, NextIfRefusalsLeaveTheLanesTurnsAsTheyWere) {
