@@ -397,10 +397,6 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
   if (d.run == 0 || d.run > d.count - d.index) {
     return bad("fragment run ", d.run, " from index ", d.index, " outside count ", d.count);
   }
-  if (d.run > 1 && (d.total_size + d.count - 1) / d.count < kMinRunFragmentBytes) {
-    return bad("fragment run ", d.run, " of fragments under kMinRunFragmentBytes (",
-               kMinRunFragmentBytes, ")");
-  }
   if (d.total_size > limits.max_message_bytes) {
     return bad("total_size ", d.total_size, " over max_message_bytes (",
                limits.max_message_bytes, ")");
@@ -414,6 +410,11 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
   }
   if (d.total_size != 0 && d.count > d.total_size) {
     return bad("fragment count ", d.count, " > total_size ", d.total_size);
+  }
+  // (total_size is within max_message_bytes here: no overflow.)
+  if (d.run > 1 && (d.total_size + d.count - 1) / d.count < kMinRunFragmentBytes) {
+    return bad("fragment run ", d.run, " of fragments under kMinRunFragmentBytes (",
+               kMinRunFragmentBytes, ")");
   }
   return absl::OkStatus();
 }

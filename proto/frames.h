@@ -54,8 +54,10 @@ inline constexpr uint32_t kMaxDeliveryMode = 3;
 // A data frame may carry a run of consecutive fragments (DataFragment::run).
 inline constexpr uint32_t kFeatureFragmentRuns = 1;
 // The smallest fragment (ceil(total_size / count)) a run may be made of. A
-// sender cuts fragments of more than half its fragment payload (at least 256
-// bytes with runs, 290 at the smallest budget), so this costs it nothing; a
+// sender's fragment payload is at least half its base one (reliable/
+// connection.cc FragmentPayloadFor: 489 at 1200 bytes, 145 at the smallest
+// budget) and a message in two or more fragments is cut into fragments of
+// more than half that, so this costs it nothing; a
 // run of 1-byte fragments would have the receiver keep (and look up) a
 // fragment per byte received when they come out of order.
 inline constexpr uint64_t kMinRunFragmentBytes = 128;

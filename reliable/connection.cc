@@ -91,11 +91,15 @@ constexpr size_t kMaxDataFrameHeaderBytes = 56;
 constexpr size_t kFrameHeaderBytes = 32;
 //
 // With fragment runs (ConnectionOptions::fragment_runs) the k fragments
-// share one frame header: 1472 bytes carry two of 707 (1,414 per datagram),
-// 16,384 (loopback) 18 of 907 in one frame where 16 frames of 978 went.
-// Fragments that small are still not worth a datagram of their own: k stops
-// where they would fall under kMinRunFragment.
-constexpr size_t kMinRunFragment = 256;
+// share one frame header, so a larger k costs nothing on the wire and only
+// the division's remainder decides; but smaller fragments cost a
+// retransmission after a fallback (a lost run is sent again a fragment per
+// frame) and a receiver kept-apart bookkeeping per fragment, and the
+// receiver's headroom for its head message assumes fragments of at least
+// half its base payload. So k grows only while fragments stay at least half
+// of `base_fragment`, and only for a gain of more than a frame header:
+// 1472 bytes carry two of 707 (1,414 per datagram), 8,972 ten of 891,
+// 16,384 (loopback) 17 of 960 in one frame where 16 frames of 978 went.
 size_t FragmentPayloadFor(size_t inner, size_t base_fragment, size_t max_frames, bool runs) {
   size_t best = base_fragment;
   size_t best_total = base_fragment;
@@ -103,8 +107,8 @@ size_t FragmentPayloadFor(size_t inner, size_t base_fragment, size_t max_frames,
     const size_t fixed = kPacketBytes + PingFrameBytes() + (runs ? 1 : k) * kFrameHeaderBytes;
     if (inner <= fixed + k) break;
     const size_t each = std::min((inner - fixed) / k, base_fragment);
-    if (runs && each < kMinRunFragment) break;
-    if (k * each > best_total) {
+    if (runs && each < base_fragment / 2) break;
+    if (k * each > best_total + (runs ? kFrameHeaderBytes : 0)) {
       best = each;
       best_total = k * each;
     }
@@ -1016,8 +1020,9 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
                                  f.bytes().size());
   if (!head_fits_reserved && (f.count != 1 || (reliable && !head))) {
     const uint64_t budget = options_.max_reassembly_bytes;
-    // An upper bound of what admitting `f` adds: as a fragment of a new
-    // partial message, which, complete, is parked (kParkedMessageBytes >=
+    // An upper bound of what admitting `f` adds: as a fragment (or a run of
+    // them, each kept apart) of a new partial message, which, complete, is
+    // parked (kParkedMessageBytes >=
     // kDeliveredAheadBytes).
     uint64_t cost = f.bytes().size() + kParkedMessageBytes;
     if (f.count != 1) cost += f.run * kFragmentOverheadBytes + kPartialMessageBytes;

@@ -130,8 +130,11 @@ class Reassembler final {
   // bytes back to back). Returns the whole message when this completes it,
   // nullopt when more are needed (or it was a duplicate). A run that is next
   // in order (or a message's start) goes into the in-order buffer in one
-  // append; otherwise its fragments are added one by one, exactly as if they
-  // had come in frames of their own.
+  // append; otherwise its fragments are added one by one, as if they had
+  // come in frames of their own, except that the allowance is for the whole
+  // run (what the first ones hold is taken off it for the next), and an
+  // error part-way keeps the fragments added before it (the caller refuses
+  // the packet: the sender sends them again, duplicates then).
   // INVALID_ARGUMENT: inconsistent with the layout or with earlier fragments
   //   of the same message (count/total changed), or message too large.
   // RESOURCE_EXHAUSTED: accepting it would exceed a limit (held_bytes() over

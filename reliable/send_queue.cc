@@ -8,8 +8,9 @@ namespace udpmsg::reliable {
 namespace {
 
 // Tags are rebased when a priority's virtual time reaches this: far from
-// 2^64, so no tag overflows in between (a fragment costs at most
-// (2^16 + kFragmentCostBytes) * kTagScale units).
+// 2^64, so no tag overflows in between (a fragment, or a run of them in one
+// datagram, costs at most (2^17 + kFragmentCostBytes * 2^16) * kTagScale
+// units, under 2^39).
 constexpr uint64_t kRebaseTag = uint64_t{1} << 62;
 
 // Drops entries [0, head) once they are most of the vector (amortised O(1)

@@ -168,7 +168,7 @@ class SendQueue final {
   // The same for a frame that may carry a run of consecutive fragments of
   // one message (frames.h kFeatureFragmentRuns): the candidate is offered
   // as the longest run available (id.run: the message's fragments never
-  // sent, at most `max_run`; a lost fragment alone, retransmissions are
+  // sent, at most `max_run` (0 counts as 1); a lost fragment alone, retransmissions are
   // never merged), its payload spanning them, and `take` returns how many
   // of them to take from its start (0 takes nothing). The fragment
   // returned is the run taken, each of its fragments in flight as if

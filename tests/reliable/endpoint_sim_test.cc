@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -845,6 +846,50 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   // frame was allowed the longest header a data frame can have, two of 662
   // in 1,377.
   EXPECT_GE(payload_bytes / data_datagrams, 1400u) << histogram;
+}
+
+// With runs, one frame header serves every fragment of a datagram, so more
+// and smaller fragments cost nothing on the wire; but a lost run is sent
+// again a fragment per frame, and the receiver's headroom for its head
+// message assumes fragments of at least half its base payload. On paths
+// where a division's remainder favoured many small fragments (five of 257
+// at 1343 bytes, three of 427 at 1372 encrypted) they stay at least half
+// the base fragment (978 plain, 945 sealed).
+TEST(PmtudSimTest, RunFragmentsStayAtLeastHalfTheBaseFragment) {
+  for (size_t path_mtu : {size_t{1343}, size_t{8972}}) {
+    const uint64_t seed = 37;
+    SCOPED_TRACE(absl::StrCat("seed=", seed, " path_mtu=", path_mtu));
+    EndpointOptions server = WithPmtud(ServerOptions(seed));
+    EndpointOptions client = WithPmtud(ClientOptions(seed));
+    server.connection.max_udp_payload = client.connection.max_udp_payload = 9000;
+    Pair net(seed, Clean(), server, client);
+    SetPathMtu(net, path_mtu);
+    const ConnectionId id = net.Connect();
+    Transfer(net, id, seed, 0, 4, 64 << 10);
+    net.sim().RunFor(absl::Seconds(5));  // the search finishes
+    ASSERT_EQ(ClientStats(net, id).datagram_size, path_mtu);
+    std::vector<std::string> sent;
+    net.client().set_sent_log(&sent);
+    Transfer(net, id, seed, 4, 4, 64 << 10);
+    net.client().set_sent_log(nullptr);
+    ExpectDelivered(net, seed, 8, 64 << 10);
+    proto::Codec::Limits limits;
+    limits.max_datagram = proto::kMaxDatagram;
+    const proto::Codec codec(limits);
+    size_t runs = 0;
+    std::set<uint64_t> chunks;
+    for (const std::string& d : sent) {
+      absl::StatusOr<proto::Packet> p = codec.Decode(d);
+      ASSERT_TRUE(p.ok()) << p.status();
+      for (const proto::DataFragment& f : p->data) {
+        chunks.insert((f.total_size + f.count - 1) / f.count);
+        if (f.run > 1) ++runs;
+      }
+    }
+    EXPECT_GT(runs, 0u);
+    ASSERT_FALSE(chunks.empty());
+    EXPECT_GE(*chunks.begin(), 978u / 2) << chunks.size() << " fragment sizes";
+  }
 }
 
 // Fragment runs (ConnectionOptions::fragment_runs, frames.h
