@@ -24,8 +24,9 @@ namespace {
 // the sending socket (TCP_CONGESTION), so one run compares several.
 // "udpmsg" runs --cc; "udpmsg-<cc>" that congestion control, so one run
 // compares them.
-constexpr const char* kTransports[] = {"udpmsg",    "udpmsg-newreno", "udpmsg-bbr", "tcp",
-                                       "tcp-cubic", "tcp-reno",       "tcp-bbr",    "enet"};
+constexpr const char* kTransports[] = {"udpmsg",   "udpmsg-newreno", "udpmsg-bbr", "udpmsg-sealed",
+                                       "tcp",      "tcp-cubic",      "tcp-reno",   "tcp-bbr",
+                                       "enet"};
 bool IsTcp(absl::string_view transport) { return IsTcpTransport(transport); }
 
 TransportSpec SpecFor(absl::string_view transport, const BulkConfig& c) {
@@ -107,13 +108,24 @@ absl::Status RunServer(const BulkConfig& c) {
     s.receiver = std::make_unique<BulkReceiver>(*s.transport, /*verbose=*/true, c.timeout);
     const udp::SocketAddress local = s.transport->local_address();
     if (transport == "udpmsg") Log(absl::StrCat("listening on ", local.ToString()));
+    if (transport == "udpmsg-sealed") {
+      Log(absl::StrCat("udpmsg-sealed listening on ", local.ToString()));
+    }
     if (transport == "tcp") Log(absl::StrCat("tcp listening on ", local.ToString()));
     if (transport == "enet") Log(absl::StrCat("enet listening on port ", local.port()));
     servers.push_back(std::move(s));
     return absl::OkStatus();
   };
-  if (Wants(c, "udpmsg")) {
+  const bool sealed = std::find(c.transports.begin(), c.transports.end(), "udpmsg-sealed") !=
+                      c.transports.end();
+  if (std::any_of(c.transports.begin(), c.transports.end(), [](const std::string& t) {
+        return absl::StartsWith(t, "udpmsg") && t != "udpmsg-sealed";
+      })) {
     if (absl::Status s = open("udpmsg", c.udpmsg_bind); !s.ok()) return s;
+  }
+  // Before ENet's: its line then says every receiver is listening.
+  if (sealed) {
+    if (absl::Status s = open("udpmsg-sealed", c.udpmsg_sealed_bind); !s.ok()) return s;
   }
   if (Wants(c, "tcp")) {
     if (absl::Status s = open("tcp", c.tcp_bind); !s.ok()) return s;
@@ -157,7 +169,8 @@ absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view t
     if (std::find(std::begin(kTransports), std::end(kTransports), name) == std::end(kTransports)) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--bench_transports: unknown transport \"", part,
-          "\" (udpmsg, udpmsg-newreno, udpmsg-bbr, tcp, tcp-cubic, tcp-reno, tcp-bbr, enet)"));
+          "\" (udpmsg, udpmsg-newreno, udpmsg-bbr, udpmsg-sealed, tcp, tcp-cubic, tcp-reno, "
+          "tcp-bbr, enet)"));
     }
     named.push_back(name);
   }

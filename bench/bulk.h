@@ -63,13 +63,15 @@ struct BulkConfig {
   impairment::ImpairmentConfig impairment;
   bool impairs_besides_loss = false;
   std::string impairment_description;
-  // kClient: the server's HOST:PORT (udpmsg and TCP there, ENet on PORT+1).
+  // kClient: the server's HOST:PORT (udpmsg and TCP there, ENet on PORT+1,
+  // udpmsg-sealed on PORT+2).
   std::string peer;
   udp::AddressFamily family = udp::AddressFamily::kUnspecified;
   // kServer: where each receiver listens (only those of `transports`).
   udp::SocketAddress udpmsg_bind;
   udp::SocketAddress tcp_bind;
   udp::SocketAddress enet_bind;  // IPv4
+  udp::SocketAddress udpmsg_sealed_bind;  // "udpmsg-sealed": encrypted
   absl::Duration duration = absl::ZeroDuration();  // kServer: 0 = until killed
   TableFormat format = TableFormat::kText;
 };

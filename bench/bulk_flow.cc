@@ -125,6 +125,7 @@ TransportSpec BulkTransportSpec(absl::string_view transport, reliable::Congestio
     spec.udpmsg.congestion = cc;
     if (transport == "udpmsg-newreno") spec.udpmsg.congestion = reliable::CongestionControl::kNewReno;
     if (transport == "udpmsg-bbr") spec.udpmsg.congestion = reliable::CongestionControl::kBbr;
+    spec.udpmsg.encrypt = transport == "udpmsg-sealed";
     spec.udpmsg.max_datagram = kBulkDatagramBytes;
     spec.udpmsg.timeout = timeout;
     spec.udpmsg.send_window = 4 << 20;
@@ -150,10 +151,12 @@ absl::StatusOr<std::vector<udp::SocketAddress>> BulkPeerAddresses(absl::string_v
       peer, enet ? udp::AddressFamily::kIpv4 : family, udp::SocketType::kDatagram);
   if (!addrs.ok()) return addrs.status();
   std::vector<udp::SocketAddress> to = {addrs->front()};
-  if (enet) {
-    if (to[0].port() == 65535) return absl::InvalidArgumentError("enet: port+1 is out of range");
-    to[0].set_port(static_cast<uint16_t>(to[0].port() + 1));
+  const int offset = enet ? 1 : transport == "udpmsg-sealed" ? 2 : 0;
+  if (to[0].port() + offset > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(transport, ": port+", offset, " is out of range"));
   }
+  to[0].set_port(static_cast<uint16_t>(to[0].port() + offset));
   return to;
 }
 

@@ -55,14 +55,16 @@ inline constexpr size_t kBulkDatagramBytes = 1200;
 bool IsTcpTransport(absl::string_view transport);
 
 // The spec of a bulk transport name: "udpmsg" (congestion control `cc`),
-// "udpmsg-newreno" and "udpmsg-bbr" (that one), "tcp" (the kernel's default
-// congestion control), "tcp-<cc>" (<cc> per socket), "enet".
+// "udpmsg-newreno" and "udpmsg-bbr" (that one), "udpmsg-sealed" (`cc`,
+// encrypted), "tcp" (the kernel's default congestion control), "tcp-<cc>"
+// (<cc> per socket), "enet".
 TransportSpec BulkTransportSpec(absl::string_view transport, reliable::CongestionControl cc,
                                 absl::Duration timeout);
 
 // Where a client of the bulk server at `peer` (HOST:PORT) sends on
-// `transport`: udpmsg and TCP on PORT, ENet (IPv4) on PORT+1. Errors:
-// ResolveHostPort's; INVALID_ARGUMENT for ENet on port 65535.
+// `transport`: udpmsg and TCP on PORT, ENet (IPv4) on PORT+1, udpmsg-sealed
+// on PORT+2. Errors: ResolveHostPort's; INVALID_ARGUMENT when that port is
+// past 65535.
 absl::StatusOr<std::vector<udp::SocketAddress>> BulkPeerAddresses(absl::string_view transport,
                                                                   const std::string& peer,
                                                                   udp::AddressFamily family);

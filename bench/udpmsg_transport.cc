@@ -18,6 +18,7 @@ absl::StatusOr<std::unique_ptr<UdpmsgTransport>> UdpmsgTransport::Create(
   Runtime::Options o;
   o.bind = bind;
   o.endpoint.accept_incoming = listen;
+  o.endpoint.encrypt = options.encrypt;
   reliable::ConnectionOptions& c = o.endpoint.connection;
   c.congestion_control = options.congestion;
   if (options.max_datagram > 0) c.max_datagram = options.max_datagram;

@@ -41,6 +41,8 @@ class UdpmsgTransport final : public Transport {
     // within it); zero keeps the library's defaults.
     absl::Duration timeout = absl::ZeroDuration();
     uint64_t send_window = 4 << 20;  // what a bulk sender keeps queued
+    // Sealed packets (EndpointOptions::encrypt; both ends must agree).
+    bool encrypt = false;
     size_t chunk_bytes = 64 * 1024;  // the message size of bulk data
   };
 

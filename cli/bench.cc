@@ -2,6 +2,7 @@
 // configs of the bench/ measurements (bench/rate.h, bench/latency.h,
 // bench/bulk.h, bench/fairness.h, bench/connections.h), which run and print
 // the tables.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -315,6 +316,16 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
       absl::StatusOr<SocketAddress> udpmsg = BindAddress(port, SocketType::kDatagram);
       if (!udpmsg.ok()) return udpmsg.status();
       c.udpmsg_bind = *udpmsg;
+    }
+    if (std::find(c.transports.begin(), c.transports.end(), "udpmsg-sealed") !=
+        c.transports.end()) {
+      if (port > 65533) {
+        return absl::InvalidArgumentError(
+            "--bench_role server with udpmsg-sealed needs --port P in 1..65533 (it listens on P+2)");
+      }
+      absl::StatusOr<SocketAddress> sealed = BindAddress(port + 2, SocketType::kDatagram);
+      if (!sealed.ok()) return sealed.status();
+      c.udpmsg_sealed_bind = *sealed;
     }
     if (wants("tcp")) {
       absl::StatusOr<SocketAddress> tcp = BindAddress(port, SocketType::kStream);

@@ -56,8 +56,9 @@ ABSL_FLAG(std::string, bench_duration, "5s", "bench latency: how long each run l
 ABSL_FLAG(std::string, cc, "newreno", "congestion controller for udpmsg reliable (newreno, bbr)");
 ABSL_FLAG(std::string, format, "text", "bench: output as text, csv or markdown");
 ABSL_FLAG(std::string, bench_transports, "udpmsg,tcp,enet",
-          "bench bulk: transports to run (comma-separated: udpmsg, tcp, enet, and tcp-cubic, "
-          "tcp-reno, tcp-bbr for TCP with that congestion control)");
+          "bench bulk: transports to run (comma-separated: udpmsg, tcp, enet, and udpmsg-newreno, "
+          "udpmsg-bbr, tcp-cubic, tcp-reno, tcp-bbr with that congestion control, udpmsg-sealed "
+          "encrypted)");
 ABSL_FLAG(std::string, bench_role, "local",
           "bench bulk/latency: local (all in one process), server (bulk: receivers on --port, "
           "ENet on --port+1; latency: raw UDP and TCP echo on --port, udpmsg on --port+1) or "

@@ -102,9 +102,9 @@ TEST(ParseBulkTransportsTest, RejectsUnknownAndEmpty) {
 
 TEST(ParseBulkTransportsTest, UdpmsgWithANamedCongestionControl) {
   absl::StatusOr<std::vector<std::string>> t =
-      ParseBulkTransports("tcp-cubic,udpmsg-bbr,UDPMSG-NEWRENO,enet");
+      ParseBulkTransports("tcp-cubic,udpmsg-bbr,UDPMSG-NEWRENO,enet,udpmsg-sealed");
   ASSERT_TRUE(t.ok()) << t.status();
-  EXPECT_THAT(*t, ElementsAre("tcp-cubic", "udpmsg-bbr", "udpmsg-newreno", "enet"));
+  EXPECT_THAT(*t, ElementsAre("tcp-cubic", "udpmsg-bbr", "udpmsg-newreno", "enet", "udpmsg-sealed"));
 }
 
 BulkOutcome Row(const std::string& transport, const std::string& loss, double seconds,

@@ -217,11 +217,12 @@ TEST(BenchBulkTest, SplitModeOverLoopback) {
     port = FreePortPair();
     ASSERT_NE(port, 0);
     server = Udpmsg({"bench", "bulk", "--bench_role", "server", "--port", absl::StrCat(port),
-                     "--duration", "3m"});
+                     "--bench_transports", "udpmsg,tcp,enet,udpmsg-sealed", "--duration", "3m"});
     ASSERT_NE(server, nullptr);
-    // "listening on ...", "tcp listening on ...", "enet listening on port P+1".
+    // "listening on ...", "tcp listening on ...", "udpmsg-sealed listening
+    // on ...P+2", "enet listening on port P+1".
     bool ready = false;
-    for (int i = 0; i < 3; ++i) {
+    for (int i = 0; i < 4; ++i) {
       absl::StatusOr<std::string> line = server->ReadStderrLine(absl::Seconds(10));
       if (!line.ok()) break;
       if (absl::StrContains(*line, absl::StrCat("enet listening on port ", port + 1))) ready = true;
@@ -241,17 +242,17 @@ TEST(BenchBulkTest, SplitModeOverLoopback) {
   for (const Row& row : rows) ExpectDelivered(row, 512 << 10);
 
   // The server serves more than one transfer; udpmsg-<cc> rows beside
-  // udpmsg's.
+  // udpmsg's, and the encrypted one (its own receiver on P+2).
   auto again = Udpmsg({"bench", "bulk", "--bench_role", "client", "--bench_peer",
                        absl::StrCat("127.0.0.1:", port), "--bench_size", "64KiB",
-                       "--bench_transports", "enet,udpmsg-bbr,udpmsg", "--bench_loss", "0",
-                       "--format", "csv"});
+                       "--bench_transports", "enet,udpmsg-sealed,udpmsg-bbr,udpmsg",
+                       "--bench_loss", "0", "--format", "csv"});
   ASSERT_NE(again, nullptr);
   ASSERT_EQ(Finish(*again, absl::Minutes(1)), 0) << again->stderr_text();
   const std::vector<Row> again_rows = ParseCsv(again->stdout_text());
   EXPECT_THAT(Keys(again_rows),
               ElementsAre(std::make_pair("udpmsg", "0%"), std::make_pair("udpmsg-bbr", "0%"),
-                          std::make_pair("enet", "0%")));
+                          std::make_pair("udpmsg-sealed", "0%"), std::make_pair("enet", "0%")));
   for (const Row& row : again_rows) ExpectDelivered(row, 64 << 10);
 
   // bench fairness: timed flows at once to the same receivers.
