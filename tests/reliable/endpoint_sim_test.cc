@@ -736,6 +736,30 @@ void ExpectDelivered(Pair& net, uint64_t seed, int count, size_t size) {
   for (int i = 0; i < count; ++i) ASSERT_EQ(got[i]->message, Payload(seed, i, size)) << i;
 }
 
+// On a connected `net` whose path carries `path_mtu`: lets discovery settle
+// (four 64 KiB messages, then `settle` of quiet), then returns the client's
+// datagrams while `count` more messages of 64 KiB cross, all delivered.
+std::vector<std::string> SentAtPathMtu(Pair& net, ConnectionId id, uint64_t seed,
+                                       size_t path_mtu, int count,
+                                       absl::Duration settle = absl::ZeroDuration()) {
+  std::vector<std::string> sent;
+  Transfer(net, id, seed, 0, 4, 64 << 10);
+  net.sim().RunFor(settle);
+  EXPECT_EQ(ClientStats(net, id).datagram_size, path_mtu);
+  net.client().set_sent_log(&sent);
+  Transfer(net, id, seed, 4, count, 64 << 10);
+  net.client().set_sent_log(nullptr);
+  ExpectDelivered(net, seed, 4 + count, 64 << 10);
+  return sent;
+}
+
+// Decodes any datagram the endpoints send (up to proto::kMaxDatagram).
+absl::StatusOr<proto::Packet> DecodeSent(const std::string& datagram) {
+  proto::Codec::Limits limits;
+  limits.max_datagram = proto::kMaxDatagram;
+  return proto::Codec(limits).Decode(datagram);
+}
+
 TEST(PmtudSimTest, SettlesAtExactlyTheLargestSizeThePathCarries) {
   struct Case {
     size_t path_mtu;
@@ -778,16 +802,8 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   Pair net(seed, link, WithPmtud(ServerOptions(seed)), WithPmtud(ClientOptions(seed)));
   SetPathMtu(net, 1472);
   const ConnectionId id = net.Connect();
-  Transfer(net, id, seed, 0, 4, 64 << 10);  // discovery settles at 1472
-  ASSERT_EQ(ClientStats(net, id).datagram_size, 1472u);
-  std::vector<std::string> sent;
-  net.client().set_sent_log(&sent);
-  Transfer(net, id, seed, 4, 128, 64 << 10);
-  net.client().set_sent_log(nullptr);
-  ExpectDelivered(net, seed, 132, 64 << 10);
-  proto::Codec::Limits limits;
-  limits.max_datagram = proto::kMaxDatagram;
-  const proto::Codec codec(limits);
+  const std::vector<std::string> sent = SentAtPathMtu(net, id, seed, 1472, 128);
+  ASSERT_FALSE(sent.empty());
   // A full-size data packet 2-32 bytes shorter than the data packet before it (neither
   // carrying an ACK frame, which goes by its own size) would cut a train
   // where padding could have kept it whole. The transfer's last packet may
@@ -806,7 +822,7 @@ TEST(PmtudSimTest, DataPacketsKeepOneSizeForGsoTrains) {
   size_t train_size = 0;   // of the open train; 0 when none is open
   size_t train_bytes = 0;
   for (size_t i = 0; i < sent.size(); ++i) {
-    absl::StatusOr<proto::Packet> p = codec.Decode(sent[i]);
+    absl::StatusOr<proto::Packet> p = DecodeSent(sent[i]);
     ASSERT_TRUE(p.ok()) << p.status();
     if (p->data.empty()) continue;
     const size_t size = sent[i].size();
@@ -865,21 +881,13 @@ TEST(PmtudSimTest, RunFragmentsStayAtLeastHalfTheBaseFragment) {
     Pair net(seed, Clean(), server, client);
     SetPathMtu(net, path_mtu);
     const ConnectionId id = net.Connect();
-    Transfer(net, id, seed, 0, 4, 64 << 10);
-    net.sim().RunFor(absl::Seconds(5));  // the search finishes
-    ASSERT_EQ(ClientStats(net, id).datagram_size, path_mtu);
-    std::vector<std::string> sent;
-    net.client().set_sent_log(&sent);
-    Transfer(net, id, seed, 4, 4, 64 << 10);
-    net.client().set_sent_log(nullptr);
-    ExpectDelivered(net, seed, 8, 64 << 10);
-    proto::Codec::Limits limits;
-    limits.max_datagram = proto::kMaxDatagram;
-    const proto::Codec codec(limits);
+    // (The search takes a few seconds more to find these sizes.)
+    const std::vector<std::string> sent =
+        SentAtPathMtu(net, id, seed, path_mtu, 4, absl::Seconds(5));
     size_t runs = 0;
     std::set<uint64_t> chunks;
     for (const std::string& d : sent) {
-      absl::StatusOr<proto::Packet> p = codec.Decode(d);
+      absl::StatusOr<proto::Packet> p = DecodeSent(d);
       ASSERT_TRUE(p.ok()) << p.status();
       for (const proto::DataFragment& f : p->data) {
         chunks.insert((f.total_size + f.count - 1) / f.count);
@@ -913,21 +921,12 @@ TEST(PmtudSimTest, FragmentRunsOnlyWhenBothEndsAnnounceThem) {
     Pair net(seed, Clean(), server, client);
     SetPathMtu(net, 1472);
     const ConnectionId id = net.Connect();
-    Transfer(net, id, seed, 0, 4, 64 << 10);  // discovery settles at 1472
-    ASSERT_EQ(ClientStats(net, id).datagram_size, 1472u);
-    std::vector<std::string> sent;
-    net.client().set_sent_log(&sent);
-    Transfer(net, id, seed, 4, 60, 64 << 10);
-    net.client().set_sent_log(nullptr);
-    ExpectDelivered(net, seed, 64, 64 << 10);
-    proto::Codec::Limits limits;
-    limits.max_datagram = proto::kMaxDatagram;
-    const proto::Codec codec(limits);
+    const std::vector<std::string> sent = SentAtPathMtu(net, id, seed, 1472, 60);
     size_t frames = 0;
     size_t runs = 0;
     size_t data_datagrams = 0;
     for (const std::string& d : sent) {
-      absl::StatusOr<proto::Packet> p = codec.Decode(d);
+      absl::StatusOr<proto::Packet> p = DecodeSent(d);
       ASSERT_TRUE(p.ok()) << p.status();
       if (p->data.empty()) continue;
       ++data_datagrams;
