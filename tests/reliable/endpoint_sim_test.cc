@@ -921,7 +921,7 @@ TEST(PmtudSimTest, FragmentRunsOnlyWhenBothEndsAnnounceThem) {
     Pair net(seed, Clean(), server, client);
     SetPathMtu(net, 1472);
     const ConnectionId id = net.Connect();
-    const std::vector<std::string> sent = SentAtPathMtu(net, id, seed, 1472, 60);
+    const std::vector<std::string> sent = SentAtPathMtu(net, id, seed, 1472, 24);
     size_t frames = 0;
     size_t runs = 0;
     size_t data_datagrams = 0;
