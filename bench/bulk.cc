@@ -116,15 +116,11 @@ absl::Status RunServer(const BulkConfig& c) {
     servers.push_back(std::move(s));
     return absl::OkStatus();
   };
-  const bool sealed = std::find(c.transports.begin(), c.transports.end(), "udpmsg-sealed") !=
-                      c.transports.end();
-  if (std::any_of(c.transports.begin(), c.transports.end(), [](const std::string& t) {
-        return absl::StartsWith(t, "udpmsg") && t != "udpmsg-sealed";
-      })) {
+  if (Wants(c, "udpmsg")) {
     if (absl::Status s = open("udpmsg", c.udpmsg_bind); !s.ok()) return s;
   }
   // Before ENet's: its line then says every receiver is listening.
-  if (sealed) {
+  if (ServesSealed(c)) {
     if (absl::Status s = open("udpmsg-sealed", c.udpmsg_sealed_bind); !s.ok()) return s;
   }
   if (Wants(c, "tcp")) {
@@ -180,6 +176,10 @@ absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view t
     if (std::find(ordered.begin(), ordered.end(), t) == ordered.end()) ordered.push_back(t);
   }
   return ordered;
+}
+
+bool ServesSealed(const BulkConfig& c) {
+  return std::find(c.transports.begin(), c.transports.end(), "udpmsg-sealed") != c.transports.end();
 }
 
 size_t BulkTableRank(absl::string_view transport) {

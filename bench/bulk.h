@@ -83,6 +83,10 @@ struct BulkConfig {
 // naming an unknown one, or when it names none.
 absl::StatusOr<std::vector<std::string>> ParseBulkTransports(absl::string_view text);
 
+// Whether a server of `c` serves udpmsg-sealed (its receiver on
+// udpmsg_sealed_bind, PORT+2): only when its transports name it.
+bool ServesSealed(const BulkConfig& c);
+
 // A transport's place in the table (udpmsg, udpmsg-<cc>..., tcp,
 // tcp-<cc>..., enet), whatever order they ran in; unknown names last.
 size_t BulkTableRank(absl::string_view transport);

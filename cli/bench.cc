@@ -2,7 +2,6 @@
 // configs of the bench/ measurements (bench/rate.h, bench/latency.h,
 // bench/bulk.h, bench/fairness.h, bench/connections.h), which run and print
 // the tables.
-#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -317,8 +316,7 @@ absl::StatusOr<bench::BulkConfig> BulkFromFlags(const Args& args, bench::TableFo
       if (!udpmsg.ok()) return udpmsg.status();
       c.udpmsg_bind = *udpmsg;
     }
-    if (std::find(c.transports.begin(), c.transports.end(), "udpmsg-sealed") !=
-        c.transports.end()) {
+    if (bench::ServesSealed(c)) {
       if (port > 65533) {
         return absl::InvalidArgumentError(
             "--bench_role server with udpmsg-sealed needs --port P in 1..65533 (it listens on P+2)");

@@ -93,9 +93,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             LayoutOf(h.index, h.count, h.total_size);
         std::optional<uint64_t> wanted;  // the run's length, when the header is valid
         if (layout.ok() && h.run >= 1 && h.run <= h.count - h.index) {
-          const udpmsg::reliable::FragmentLayout last =
-              udpmsg::reliable::LayoutOfValid(h.index + h.run - 1, h.count, h.total_size);
-          wanted = last.offset + last.length - layout->offset;
+          wanted = udpmsg::reliable::RunLayoutOfValid(h.index, h.run, h.count, h.total_size).length;
         }
         if ((op & 0x20) == 0 && wanted && *wanted <= (1u << 20)) length = *wanted;
         const std::string payload = in.TakePadded(length, '\xAB');  // filler: long payloads stay cheap

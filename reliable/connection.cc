@@ -1013,11 +1013,10 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   // reserved, adds nothing to hold (Reassembler::FitsReserved): admitted
   // whatever the budget, or a buffer that reserved the room the head needs
   // would keep its own missing fragment out (a deadlock).
-  const bool head_fits_reserved =
-      head && reassembler_ != nullptr &&
-      reassembler_->FitsReserved(MessageKey{f.channel, f.mode, f.sequence},
-                                 FragmentHeader{f.index, f.count, f.total_size, f.run},
-                                 f.bytes().size());
+  const MessageKey key{f.channel, f.mode, f.sequence};
+  const FragmentHeader header{f.index, f.count, f.total_size, f.run};
+  const bool head_fits_reserved = head && reassembler_ != nullptr &&
+                                  reassembler_->FitsReserved(key, header, f.bytes().size());
   if (!head_fits_reserved && (f.count != 1 || (reliable && !head))) {
     const uint64_t budget = options_.max_reassembly_bytes;
     // An upper bound of what admitting `f` adds: as a fragment (or a run of
@@ -1042,7 +1041,6 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
   // Reliable messages are never expired: their fragments were acknowledged,
   // so the sender will not send them again (see reassembler_).
   std::unique_ptr<Reassembler>& reassembler = reliable ? reassembler_ : unreliable_reassembler_;
-  const FragmentHeader header{f.index, f.count, f.total_size, f.run};
   const absl::string_view payload(f.bytes().data(), f.bytes().size());
   std::optional<std::string> whole;  // a single-fragment message, nothing partial
   if (reassembler == nullptr) {
@@ -1057,8 +1055,7 @@ bool Connection::OnData(absl::Time now, const proto::DataFragment& f) {
           options_.max_message_bytes, options_.max_reassembly_bytes, kMaxPartialMessages,
           reliable ? absl::InfiniteDuration() : options_.reassembly_timeout});
     }
-    done = reassembler->Add(now, MessageKey{f.channel, f.mode, f.sequence}, header, payload,
-                            growth_allowance);
+    done = reassembler->Add(now, key, header, payload, growth_allowance);
     if (reassembler->partial_messages() == 0) reassembler.reset();
   }
   if (!done.ok()) {
@@ -1542,10 +1539,11 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
         f = queue_.NextRun(UINT32_MAX, [&](const OutgoingFragment& c) -> uint32_t {
           describe(c);
           const std::string_view all = *d.payload_ref;
-          const uint64_t chunk = (d.total_size + d.count - 1) / d.count;
+          const uint64_t chunk = FragmentChunk(d.count, d.total_size);
           auto size_of = [&](uint32_t n) {
             d.run = n;
-            d.payload_ref = all.substr(0, chunk * n);  // the last fragment is shorter
+            // (substr cuts at the message's end: its last fragment is shorter.)
+            d.payload_ref = all.substr(0, chunk * n);
             return proto::Codec::DataFrameSize(d);
           };
           const size_t room = data_limit > used ? data_limit - used : 0;
@@ -1555,8 +1553,8 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
                            ? 1
                            : static_cast<uint32_t>(std::min<uint64_t>(
                                  c.id.run, std::max<uint64_t>(room / chunk, 1)));
-          while (n > 1 && used + size_of(n) > data_limit) --n;
           frame = size_of(n);
+          while (n > 1 && used + frame > data_limit) frame = size_of(--n);
           if (n == 1 && !p.data.empty() && used + frame > data_limit) return 0;
           return n;
         });

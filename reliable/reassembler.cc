@@ -78,8 +78,7 @@ bool Reassembler::FitsReserved(const MessageKey& key, const FragmentHeader& head
   if (partial == nullptr) return false;
   return partial->header.count == header.count &&
          partial->header.total_size == header.total_size &&
-         header.index == partial->contiguous &&
-         (partial->fragments.empty() || partial->fragments.begin()->first >= header.index + header.run) &&
+         header.index == partial->contiguous && !KeptApart(*partial, header.index, header.run) &&
          partial->prefix.size() + payload_size <= partial->reserved;
 }
 
@@ -136,9 +135,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                      header.index, " outside count ",
                                                      header.count));
     }
-    const FragmentLayout last =
-        LayoutOfValid(header.index + header.run - 1, header.count, header.total_size);
-    length = last.offset + last.length - layout->offset;
+    length = RunLayoutOfValid(header.index, header.run, header.count, header.total_size).length;
   }
   if (payload.size() != length) {
     ++stats_.rejected_fragments;
@@ -170,8 +167,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
     const bool in_order =
         found == nullptr ? header.index == 0
                          : header.index == found->contiguous &&
-                               (found->fragments.empty() ||
-                                found->fragments.begin()->first >= header.index + header.run);
+                               !KeptApart(*found, header.index, header.run);
     if (!in_order) return AddOneByOne(now, key, header, payload, growth_allowance);
   }
 

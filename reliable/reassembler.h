@@ -55,13 +55,26 @@ uint32_t FragmentCountFor(uint64_t total_size, uint64_t max_fragment_payload);
 // fragments than bytes, or a layout whose last fragment would be empty).
 absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t total_size);
 
-// The same for a triple known to be consistent (a sender's own cut, or one
-// LayoutOf accepted): no checks. The last fragment takes what is left.
-inline FragmentLayout LayoutOfValid(uint32_t index, uint32_t count, uint64_t total_size) {
-  if (total_size == 0) return FragmentLayout{0, 0};
-  const uint64_t chunk = (total_size + count - 1) / count;
+// The size of every fragment but the last of `total_size` bytes in `count`
+// (count > 0).
+inline uint64_t FragmentChunk(uint32_t count, uint64_t total_size) {
+  return (total_size + count - 1) / count;
+}
+
+// Where fragments [index, index + run) lie together, for a consistent
+// triple and index + run <= count (a sender's own cut, or one LayoutOf
+// accepted): no checks. The last fragment takes what is left.
+inline FragmentLayout RunLayoutOfValid(uint32_t index, uint32_t run, uint32_t count,
+                                       uint64_t total_size) {
+  const uint64_t chunk = FragmentChunk(count, total_size);
   const uint64_t offset = chunk * index;
-  return FragmentLayout{offset, index + 1 == count ? total_size - offset : chunk};
+  const uint64_t end = uint64_t{index} + run >= count ? total_size : chunk * (uint64_t{index} + run);
+  return FragmentLayout{offset, end - offset};
+}
+
+// The same for fragment `index` alone.
+inline FragmentLayout LayoutOfValid(uint32_t index, uint32_t count, uint64_t total_size) {
+  return RunLayoutOfValid(index, 1, count, total_size);
 }
 
 // Upper bounds of the heap the reassembler holds besides payload (checked by
@@ -238,10 +251,13 @@ class Reassembler final {
     last_ = partial;
   }
   void Forget() const { last_ = nullptr; }
-  // Whether fragment `index` is among those kept one by one (most messages
-  // arrive in order and keep none: the btree is not searched then).
-  static bool KeptApart(const Partial& partial, uint32_t index) {
-    return !partial.fragments.empty() && partial.fragments.contains(index);
+  // Whether any of fragments [index, index + run) is among those kept one
+  // by one (most messages arrive in order and keep none: the btree is not
+  // searched then).
+  static bool KeptApart(const Partial& partial, uint32_t index, uint32_t run = 1) {
+    if (partial.fragments.empty()) return false;
+    const auto it = partial.fragments.lower_bound(index);
+    return it != partial.fragments.end() && it->first - index < run;
   }
 
   Limits limits_;

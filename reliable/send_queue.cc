@@ -283,23 +283,18 @@ std::optional<OutgoingFragment> SendQueue::NextRun(
   const uint32_t available =
       pick.lost ? 1 : std::max<uint32_t>(1, std::min(max_run, m.count - pick.index));
   // Valid by construction (FragmentCountFor).
-  const uint64_t chunk = m.bytes.size() == 0 ? 0 : (m.bytes.size() + m.count - 1) / m.count;
-  const uint64_t start = chunk * pick.index;
-  auto end_of = [&](uint32_t run) {
-    return std::min<uint64_t>(chunk * (uint64_t{pick.index} + run), m.bytes.size());
-  };
-  Fill(pick.number, m, pick.index, FragmentLayout{start, end_of(available) - start}, pick.lost,
-       f.emplace());
+  Fill(pick.number, m, pick.index,
+       RunLayoutOfValid(pick.index, available, m.count, m.bytes.size()), pick.lost, f.emplace());
   f->id.run = available;
   const uint32_t run = take(*f);
   if (run == 0 || run > available) {
     f.reset();
     return f;
   }
-  const uint64_t end = end_of(run);
+  const FragmentLayout taken = RunLayoutOfValid(pick.index, run, m.count, m.bytes.size());
   if (run != available) {
     f->id.run = run;
-    f->payload = f->payload.substr(0, end - start);
+    f->payload = f->payload.substr(0, taken.length);
   }
   if (pick.lost) {
     PopLost(*pick.lane);
@@ -312,7 +307,7 @@ std::optional<OutgoingFragment> SendQueue::NextRun(
   }
   // A run is charged as its fragments one by one would have been.
   if (lanes_ != nullptr) {
-    Charge(pick.key, *pick.lane, end - start + (run - 1) * kFragmentCostBytes);
+    Charge(pick.key, *pick.lane, taken.length + (run - 1) * kFragmentCostBytes);
   }
   if (!pick.lost) {
     // The encoder reads each payload once, from the application's buffer,
@@ -324,7 +319,8 @@ std::optional<OutgoingFragment> SendQueue::NextRun(
     // s/GB, goodput +18% (docs/performance.md). One fragment ahead gained
     // about half of that. The loop stays here: GCC drops a call to a
     // function whose only effect is a prefetch.
-    const uint64_t length = end - start;
+    const uint64_t length = taken.length;
+    const uint64_t end = taken.offset + length;
     const uint64_t ahead = run == 1 ? 3 * length : length;
     const uint64_t from = pick.index == 0 ? end : end + ahead;
     const uint64_t to = std::min<uint64_t>(end + ahead + length, m.bytes.size());
@@ -342,8 +338,7 @@ void SendQueue::OnAcked(const FragmentId& id, std::vector<MessageReceipt>* recei
     if (m.settled == m.count) Release(id.message);
     return;
   }
-  const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{id.index} + id.run, m.count));
-  for (uint32_t i = id.index; i < end; ++i) {
+  for (uint32_t i = id.index, end = RunEnd(id, m); i < end; ++i) {
     if (m.acked[i]) continue;
     m.acked[i] = true;
     ++m.settled;
@@ -361,10 +356,9 @@ void SendQueue::OnLost(const FragmentId& id) {
     if (m.settled == m.count) Release(id.message);
     return;
   }
-  const uint32_t end = static_cast<uint32_t>(std::min<uint64_t>(uint64_t{id.index} + id.run, m.count));
   uint64_t key = 0;
   Lane* lane = nullptr;
-  for (uint32_t i = id.index; i < end; ++i) {
+  for (uint32_t i = id.index, end = RunEnd(id, m); i < end; ++i) {
     if (m.acked[i]) continue;
     if (lane == nullptr) lane = &LaneOf(m.channel, &key);
     PushLost(*lane, FragmentId{id.message, i, 1});

@@ -54,6 +54,7 @@
 #ifndef UDPMSG_RELIABLE_SEND_QUEUE_H_
 #define UDPMSG_RELIABLE_SEND_QUEUE_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -295,6 +296,11 @@ class SendQueue final {
   static void Fill(uint64_t number, const Message& m, uint32_t index, const FragmentLayout& layout,
                    bool retransmission, OutgoingFragment& f);
   bool WindowAllows(const Message& m) const;
+  // One past the last fragment of `id`'s run that `m` has (ids may be
+  // stale or repeated).
+  static uint32_t RunEnd(const FragmentId& id, const Message& m) {
+    return static_cast<uint32_t>(std::min<uint64_t>(uint64_t{id.index} + id.run, m.count));
+  }
   void Release(uint64_t number);
 
   Lane& LaneOf(uint32_t channel, uint64_t* key);
