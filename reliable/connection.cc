@@ -415,10 +415,9 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   accept.server_identity = server_identity;
   accept.identity_confirmation = identity_confirmation;
   accept.max_udp_payload = c->AnnouncedUdpPayload();
-  if (o.fragment_runs) {
-    accept.features = proto::kFeatureFragmentRuns;
-    c->send_runs_ = (hello.features & proto::kFeatureFragmentRuns) != 0;
-  }
+  // (Bound into the transcript with the hello's: Endpoint::Accept.)
+  accept.features = AnnouncedFeatures(o);
+  c->send_runs_ = (accept.features & hello.features & proto::kFeatureFragmentRuns) != 0;
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
@@ -820,8 +819,8 @@ void Connection::Process(absl::Time now, const proto::Packet& packet, size_t siz
       // the budget may still change: the server's may be smaller, and
       // sealing takes proto::kSealedOverhead of it.
       SetBudget(std::min<size_t>(max_datagram_, packet.accept->max_datagram));
-      send_runs_ = options_.fragment_runs &&
-                   (packet.accept->features & proto::kFeatureFragmentRuns) != 0;
+      send_runs_ = (AnnouncedFeatures(options_) & packet.accept->features &
+                    proto::kFeatureFragmentRuns) != 0;
       StartPmtud(now, packet.accept->max_udp_payload);
       // The first packet (an ack-eliciting ping) confirms the handshake on
       // the server.
@@ -1264,12 +1263,14 @@ absl::Status Connection::StartProtection(const proto::Accept& accept, CloseReaso
   }
   const Aead aead = choice == 0 ? Aead::kChaCha20Poly1305 : static_cast<Aead>(choice);
   // The server's static key, when it has one, is part of the transcript, and
-  // so are our offer and its choice: tampering with either changes the keys.
+  // so are our offer and its choice, and the features we announced and it
+  // did: tampering with any changes the keys.
   const std::string transcript = HandshakeTranscript(
       handshake_->security.key->public_key(), accept.public_key, local_id_,
       accept.server_connection_id,
       absl::StrCat(accept.server_identity,
-                   choice == 0 ? std::string() : AeadTranscript(offer, choice)));
+                   choice == 0 ? std::string() : AeadTranscript(offer, choice),
+                   FeaturesTranscript(AnnouncedFeatures(options_), accept.features)));
   *why = CloseReason::kWrongRoomKey;
   if (handshake_->security.psk) {
     if (accept.psk_confirmation.empty()) {
@@ -1411,7 +1412,7 @@ void Connection::SendHandshake(absl::Time now, DatagramBatch* out) {
   hello.cookie = handshake_->cookie;
   hello.max_datagram = static_cast<uint32_t>(max_datagram_);
   hello.max_udp_payload = AnnouncedUdpPayload();
-  if (options_.fragment_runs) hello.features = proto::kFeatureFragmentRuns;
+  hello.features = AnnouncedFeatures(options_);
   if (handshake_->security.encrypt) {
     hello.public_key = std::string(handshake_->security.key->public_key());
     hello.aead_offer = AeadOffer();
@@ -1443,6 +1444,10 @@ absl::Time Connection::PacingTime(absl::Time now) const {
     return pacer_.NextSendTimeAtRate(now, max_datagram_, *rate, rtt_.smoothed());
   }
   return pacer_.NextSendTime(now, max_datagram_, cc_->window(), rtt_.smoothed());
+}
+
+uint32_t Connection::AnnouncedFeatures(const ConnectionOptions& options) {
+  return options.fragment_runs ? proto::kFeatureFragmentRuns : 0;
 }
 
 absl::Duration Connection::KeepaliveAfter(const ConnectionOptions& options, bool client) {

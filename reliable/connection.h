@@ -478,6 +478,10 @@ class Connection final {
                                             const TestHooks& hooks = {},
                                             const std::string& server_identity = "",
                                             const std::string& identity_confirmation = "");
+  // The features an end with these options announces (Hello::features as a
+  // client, Accept::features as a server): a bit set of proto::kFeature*.
+  // An encrypted handshake binds them (FeaturesTranscript).
+  static uint32_t AnnouncedFeatures(const ConnectionOptions& options);
 
   // A decoded packet whose connection id is ours, from our peer's address.
   // `size` is the datagram size.

@@ -471,14 +471,19 @@ void Endpoint::OnHello(absl::Time now, const udp::SocketAddress& from, const pro
     if (options_.identity) identity = std::string(options_.identity->public_key());
     // The AEAD for the client's offer (packet_protection.h, "AEAD
     // negotiation"); the offer and the choice join the transcript, after the
-    // static key when we have one. No offer (an older client): ChaCha20-
-    // Poly1305 and the transcript as before.
+    // static key when we have one, and then the features the hello and our
+    // accept announce (FeaturesTranscript). No offer (an older client):
+    // ChaCha20-Poly1305 and the transcript as before.
     const uint32_t local = hooks_.aeads.value_or(LocalAeads());
     const uint32_t offer = local == 0 ? 0 : hello.aead_offer;
     aead = ChooseAead(offer, local);
     const std::string transcript =
         HandshakeTranscript(hello.public_key, key.public_key(), hello.client_connection_id, id,
-                            absl::StrCat(identity, AeadTranscript(offer, static_cast<uint32_t>(aead))));
+                            absl::StrCat(identity,
+                                         AeadTranscript(offer, static_cast<uint32_t>(aead)),
+                                         FeaturesTranscript(hello.features,
+                                                            Connection::AnnouncedFeatures(
+                                                                options_.connection))));
     ++stats_.key_exchanges;
     std::optional<IdentitySecret> es;
     if (options_.identity) {  // Noise NK's es: our static key, its ephemeral

@@ -284,6 +284,7 @@ static_assert(crypto_aead_aes256gcm_KEYBYTES == 32);
 
 namespace {
 constexpr char kAeadLabel[] = "udpmsg aead v1";
+constexpr char kFeaturesLabel[] = "udpmsg features v1";
 constexpr uint32_t Bit(Aead aead) { return static_cast<uint32_t>(aead); }
 }  // namespace
 
@@ -304,14 +305,28 @@ const char* AeadName(Aead aead) {
   return aead == Aead::kAes256Gcm ? "aes-256-gcm" : "chacha20-poly1305";
 }
 
-std::string AeadTranscript(uint32_t offer, uint32_t choice) {
-  if (offer == 0) return "";
+namespace {
+
+// label || first (4, big-endian) || second (4, big-endian).
+std::string LabelledPair(absl::string_view label, uint32_t first, uint32_t second) {
   uint8_t be[8];
   for (int i = 0; i < 4; ++i) {
-    be[i] = static_cast<uint8_t>(offer >> (24 - 8 * i));
-    be[4 + i] = static_cast<uint8_t>(choice >> (24 - 8 * i));
+    be[i] = static_cast<uint8_t>(first >> (24 - 8 * i));
+    be[4 + i] = static_cast<uint8_t>(second >> (24 - 8 * i));
   }
-  return absl::StrCat(kAeadLabel, absl::string_view(reinterpret_cast<const char*>(be), 8));
+  return absl::StrCat(label, absl::string_view(reinterpret_cast<const char*>(be), 8));
+}
+
+}  // namespace
+
+std::string AeadTranscript(uint32_t offer, uint32_t choice) {
+  if (offer == 0) return "";
+  return LabelledPair(kAeadLabel, offer, choice);
+}
+
+std::string FeaturesTranscript(uint32_t hello_features, uint32_t accept_features) {
+  if (hello_features == 0 || accept_features == 0) return "";
+  return LabelledPair(kFeaturesLabel, hello_features, accept_features);
 }
 
 // -------------------------------------------------------- PacketProtector

@@ -327,6 +327,17 @@ const char* AeadName(Aead aead);
 // big-endian) || choice (4, big-endian).
 std::string AeadTranscript(uint32_t offer, uint32_t choice);
 
+// The transcript bytes that bind the features each end announced
+// (Hello::features, Accept::features; proto/frames.h): empty when either is
+// 0 (an end that announces none, as older versions: nothing to bind, and
+// the transcript stays as theirs), else "udpmsg features v1" || hello (4,
+// big-endian) || accept (4, big-endian). Each end appends it after
+// AeadTranscript with the hello as it sent or received it and the accept
+// as it sent or received it, so an attacker who sets, clears or strips a
+// feature bit in either leaves the ends with different keys: a client that
+// turned fragment runs off cannot be made to receive them.
+std::string FeaturesTranscript(uint32_t hello_features, uint32_t accept_features);
+
 // Seals and opens the packets of one connection, both directions.
 //
 // AEAD: crypto_aead_chacha20poly1305_ietf, or crypto_aead_aes256gcm (with

@@ -1338,13 +1338,17 @@ struct Negotiated {
 
 // Connects with encryption (and a room key when `psk`), each side offering
 // or accepting `client_aeads` / `server_aeads` (nullopt: LocalAeads(); 0: a
-// peer that predates the negotiation), then sends one message.
+// peer that predates the negotiation), then sends one message. Each side
+// announces fragment runs unless `client_runs` / `server_runs` is false.
 Negotiated Negotiate(std::optional<uint32_t> client_aeads, std::optional<uint32_t> server_aeads,
                      bool psk, const std::function<void(proto::Hello*)>& edit_hello = nullptr,
-                     const std::function<void(proto::Accept*)>& edit_accept = nullptr) {
+                     const std::function<void(proto::Accept*)>& edit_accept = nullptr,
+                     bool client_runs = true, bool server_runs = true) {
   EndpointOptions so = ServerOptions(80);
   EndpointOptions co = ClientOptions(80);
   so.encrypt = co.encrypt = true;
+  co.connection.fragment_runs = client_runs;
+  so.connection.fragment_runs = server_runs;
   if (psk) so.psk = co.psk = FilledKey(0x42);
   Endpoint server(kStart, so);
   Endpoint client(kStart, co);
@@ -1457,6 +1461,70 @@ TEST(EndpointTest, AeadDowngradeByAManInTheMiddleFailsTheHandshake) {
   ASSERT_EQ(n.client_events.size(), 1u);
   EXPECT_EQ(n.client_events[0].close_reason, reliable::CloseReason::kProtocolError);
   EXPECT_THAT(n.client_events[0].reason, ::testing::HasSubstr("chose AEAD 2, not one offered (1)"));
+}
+
+TEST(EndpointTest, FeaturesEditedByAManInTheMiddleFailTheHandshake) {
+  // Each end's features (Hello.features, Accept.features) join the
+  // transcript when both announce some, as each end saw or sent them.
+  // Setting the runs bit in the hello of a client that turned runs off
+  // would make the server send runs the client drops as malformed: every
+  // such packet lost, forever. Any edit must leave the ends with different
+  // keys instead.
+  auto hello_features = [](uint32_t f) {
+    return std::function<void(proto::Hello*)>([f](proto::Hello* h) { h->features = f; });
+  };
+  auto accept_features = [](uint32_t f) {
+    return std::function<void(proto::Accept*)>([f](proto::Accept* a) { a->features = f; });
+  };
+  struct Attack {
+    const char* name;
+    bool client_runs;
+    bool server_runs;
+    std::function<void(proto::Hello*)> hello;
+    std::function<void(proto::Accept*)> accept;
+  };
+  const Attack attacks[] = {
+      {"runs bit set in a hello without it", false, true,
+       hello_features(proto::kFeatureFragmentRuns), nullptr},
+      {"runs bit stripped from the hello", true, true, hello_features(0), nullptr},
+      {"runs bit stripped from the accept", true, true, nullptr, accept_features(0)},
+      {"runs bit set in an accept without it", true, false, nullptr,
+       accept_features(proto::kFeatureFragmentRuns)},
+      {"an unknown bit added to the hello", true, true,
+       hello_features(proto::kFeatureFragmentRuns | 0x80), nullptr},
+  };
+  for (const Attack& a : attacks) {
+    {
+      SCOPED_TRACE(absl::StrCat(a.name, ", no room key"));
+      const Negotiated n = Negotiate(std::nullopt, std::nullopt, false, a.hello, a.accept,
+                                     a.client_runs, a.server_runs);
+      EXPECT_FALSE(n.delivered);  // nothing sealed opens at the other end
+    }
+    {
+      SCOPED_TRACE(absl::StrCat(a.name, ", room key"));
+      const Negotiated n =
+          Negotiate(std::nullopt, std::nullopt, true, a.hello, a.accept, a.client_runs,
+                    a.server_runs);
+      EXPECT_FALSE(n.delivered);
+      // The client sees the server's confirmation fail and closes.
+      ASSERT_EQ(n.client_events.size(), 1u);
+      EXPECT_EQ(n.client_events[0].type, Event::Type::kClosed);
+      EXPECT_EQ(n.client_events[0].close_reason, reliable::CloseReason::kWrongRoomKey);
+    }
+  }
+  // Unedited, every combination still connects, including ends that
+  // announce nothing (as older versions do): their transcript is unchanged.
+  for (const bool client_runs : {false, true}) {
+    for (const bool server_runs : {false, true}) {
+      for (const bool psk : {false, true}) {
+        SCOPED_TRACE(absl::StrCat("client runs ", client_runs, ", server runs ", server_runs,
+                                  psk ? ", room key" : ", no room key"));
+        EXPECT_TRUE(Negotiate(std::nullopt, std::nullopt, psk, nullptr, nullptr, client_runs,
+                              server_runs)
+                        .delivered);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------

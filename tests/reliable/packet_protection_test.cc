@@ -724,6 +724,22 @@ TEST(AeadNegotiationTest, TheNegotiationIsBoundIntoTheTranscriptAndKeys) {
   }
 }
 
+// The features both ends announce are bound as a labelled pair; an end
+// that announces none (an older version) leaves the transcript unchanged.
+TEST(FeaturesTranscriptTest, BindsBothEndsFeaturesOnlyWhenBothAnnounceSome) {
+  EXPECT_EQ(FeaturesTranscript(0, 0), "");
+  EXPECT_EQ(FeaturesTranscript(1, 0), "");
+  EXPECT_EQ(FeaturesTranscript(0, 1), "");
+  const std::string runs = FeaturesTranscript(1, 1);
+  EXPECT_EQ(runs, std::string("udpmsg features v1") + std::string("\0\0\0\1\0\0\0\1", 8));
+  EXPECT_NE(runs, FeaturesTranscript(3, 1));  // a bit added to the hello's
+  EXPECT_NE(runs, FeaturesTranscript(1, 3));  // or to the accept's
+  EXPECT_EQ(FeaturesTranscript(0x01020304u, 0x0A0B0C0Du).substr(18),
+            std::string("\x01\x02\x03\x04\x0A\x0B\x0C\x0D", 8));
+  // Not to be confused with the AEAD negotiation's bytes.
+  EXPECT_NE(runs.substr(0, 14), AeadTranscript(1, 1).substr(0, 14));
+}
+
 // The sealed bytes are exactly libsodium's AEAD with the documented key
 // schedule (the wire format old peers speak for ChaCha20-Poly1305), sealed
 // in place or not.
