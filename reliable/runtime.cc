@@ -277,8 +277,13 @@ size_t Runtime::BuildTrains() {
   return trains;
 }
 
-absl::Status Runtime::SendPending() {
+absl::Status Runtime::SendPending(bool writable) {
   endpoint_->TakeOutgoing(&pending_);
+  // Refused for a full socket buffer: only the socket's writable event
+  // tries again. Each try before it is a sendmmsg the kernel refuses, one
+  // per turn (a loop polling without blocking made tens of thousands per
+  // megabyte); what the endpoint produces meanwhile waits behind the rest.
+  if (want_writable_ && !writable) return absl::OkStatus();
   while (!pending_.empty()) {
     const size_t n = BuildTrains();
     ++io_.send_calls;
@@ -408,7 +413,7 @@ absl::Status Runtime::Turn(absl::Time deadline, PollResult* result) {
   for (const udp::Poller::Event& e : *ready) {
     if (e.token == kSocketToken) {
       if (e.writable) {
-        if (absl::Status s = SendPending(); !s.ok()) return s;
+        if (absl::Status s = SendPending(/*writable=*/true); !s.ok()) return s;
       }
       if (e.error) {
         if (absl::Status s = ReadSocketErrors(); !s.ok()) return s;

@@ -208,7 +208,10 @@ class Runtime final {
   absl::Status Receive();
   // Drains the socket's error queue into Endpoint::OnPeerUnreachable.
   absl::Status ReadSocketErrors();
-  absl::Status SendPending();
+  // Hands the endpoint's datagrams to the socket, after those still waiting
+  // for it; while a full socket buffer refuses them (want_writable_), only
+  // when `writable` (its writable event) tries.
+  absl::Status SendPending(bool writable = false);
   // Groups the front of pending_ into trains_ (views of segments_); returns
   // how many trains.
   size_t BuildTrains();

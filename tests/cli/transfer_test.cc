@@ -679,6 +679,91 @@ TEST(ViaTest, ARegisteredNameCannotBeTakenAndIsFreedWhenItsReceiverExits) {
   ExitCodeWithin(*third, absl::Seconds(10));
 }
 
+// The first of `candidates` (paths) that exists: the test's PATH may lack
+// /usr/sbin.
+std::string Tool(const std::vector<std::string>& candidates) {
+  for (const std::string& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return "";
+}
+
+// A veth pair between this thread's network namespace and another (as
+// root; the reason for skipping otherwise), `va` 10.99.0.1 here and `vb`
+// 10.99.0.2 there, both with MTU `mtu`. `home_setup` (tc's arguments) runs
+// in this namespace once the pair is up, e.g. a qdisc on va. `run` gets a
+// function that moves the calling thread back to this namespace (for
+// RuntimePath::between) and runs in the other one. The other namespace is
+// held by a child (`unshare -n sleep`, killed at the end), as in
+// tests/cli/nat_network.h, so nothing needs /run/netns (read-only in the
+// test sandbox). Unshare and setns act on the calling thread, so this
+// happens in a thread of its own and the rest of the binary keeps the
+// host's network.
+void BetweenNamespaces(int mtu, const std::vector<std::vector<std::string>>& home_setup,
+                       const std::function<void(const std::function<void()>& home)>& run) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN) for network namespaces";
+  const std::string ip = Tool({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"});
+  const std::string tc = Tool({"/usr/sbin/tc", "/sbin/tc"});
+  const std::string unshare = Tool({"/usr/bin/unshare", "/bin/unshare"});
+  const std::string sh = Tool({"/bin/sh", "/usr/bin/sh"});
+  if (ip.empty() || unshare.empty() || sh.empty() || (!home_setup.empty() && tc.empty())) {
+    GTEST_SKIP() << "needs iproute2 (ip, tc) and util-linux's unshare";
+  }
+  std::string skip;
+  std::thread worker([&] {
+    if (::unshare(CLONE_NEWNET) != 0) {
+      skip = absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno));
+      return;
+    }
+    const int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    // Children start in this thread's namespace.
+    absl::StatusOr<std::unique_ptr<Subprocess>> holder =
+        Subprocess::Start({unshare, "-n", sh, "-c", "echo ready; exec sleep 3600"});
+    absl::StatusOr<std::string> ready =
+        holder.ok() ? (*holder)->ReadStdoutLine(absl::Seconds(10)) : holder.status();
+    if (home < 0 || !ready.ok() || *ready != "ready") {
+      skip = "cannot hold a second network namespace (unshare -n)";
+      if (home >= 0) ::close(home);
+      return;
+    }
+    const std::string pid = absl::StrCat((*holder)->pid());
+    const std::string m = absl::StrCat(mtu);
+    auto run_ok = [](std::vector<std::string> argv) {
+      absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
+      if (!p.ok()) return false;
+      absl::StatusOr<int> rc = (*p)->Wait(absl::Seconds(20));
+      return rc.ok() && *rc == 0;
+    };
+    const std::string there = absl::StrCat("/proc/", pid, "/ns/net");
+    bool up = run_ok({ip, "link", "set", "lo", "up"}) &&
+              run_ok({ip, "link", "add", "va", "mtu", m, "type", "veth", "peer", "name", "vb",
+                      "mtu", m, "netns", pid}) &&
+              run_ok({ip, "addr", "add", "10.99.0.1/24", "dev", "va"}) &&
+              run_ok({ip, "link", "set", "va", "up"});
+    for (const std::vector<std::string>& args : home_setup) {
+      std::vector<std::string> argv = {tc};
+      argv.insert(argv.end(), args.begin(), args.end());
+      up = up && run_ok(argv);
+    }
+    const int peer = ::open(there.c_str(), O_RDONLY | O_CLOEXEC);
+    if (!up || peer < 0 || ::setns(peer, CLONE_NEWNET) != 0) {
+      skip = "cannot set up the veth pair between the namespaces";
+    } else if (!run_ok({ip, "link", "set", "lo", "up"}) ||
+               !run_ok({ip, "addr", "add", "10.99.0.2/24", "dev", "vb"}) ||
+               !run_ok({ip, "link", "set", "vb", "up"})) {
+      skip = "cannot configure vb in the second namespace";
+    } else {
+      run([&] { ::setns(home, CLONE_NEWNET); });
+    }
+    if (peer >= 0) ::close(peer);
+    ::setns(home, CLONE_NEWNET);
+    ::close(home);
+    (*holder)->Kill(SIGKILL);
+  });
+  worker.join();
+  if (!skip.empty()) GTEST_SKIP() << skip;
+}
+
 // Two runtimes in this process on loopback: a client sends `messages`
 // messages of `size` bytes (seeded content) to a server, both loops turned
 // from this thread without blocking until the server has them all.
@@ -687,17 +772,32 @@ struct RuntimeTransfer {
   std::string received;
   reliable::Runtime::IoStats client_io;
   reliable::Runtime::IoStats server_io;
+  reliable::ConnectionStats client_connection;  // at the end
+};
+// Where the two runtimes bind (loopback by default) and what runs between
+// creating the server and the client (back to the client's network
+// namespace, say); the client's socket buffers.
+struct RuntimePath {
+  udp::SocketAddress server_bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  udp::SocketAddress client_bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  std::function<void()> between;
+  std::optional<int> client_socket_buffer_bytes;
 };
 RuntimeTransfer TransferBetweenRuntimes(bool offload, size_t messages, size_t size,
-                                        bool encrypt = false) {
+                                        bool encrypt = false, const RuntimePath& path = {}) {
   RuntimeTransfer t;
   reliable::Runtime::Options options;
-  options.bind = udp::SocketAddress::Loopback(udp::AddressFamily::kIpv4, 0);
+  options.bind = path.server_bind;
   options.segmentation_offload = offload;
   options.endpoint.encrypt = encrypt;
   options.endpoint.accept_incoming = true;
   absl::StatusOr<std::unique_ptr<reliable::Runtime>> server = reliable::Runtime::Create(options);
+  if (path.between) path.between();
+  options.bind = path.client_bind;
   options.endpoint.accept_incoming = false;
+  if (path.client_socket_buffer_bytes) {
+    options.socket_buffer_bytes = *path.client_socket_buffer_bytes;
+  }
   absl::StatusOr<std::unique_ptr<reliable::Runtime>> client = reliable::Runtime::Create(options);
   if (!server.ok() || !client.ok()) {
     ADD_FAILURE() << server.status() << " " << client.status();
@@ -738,6 +838,9 @@ RuntimeTransfer TransferBetweenRuntimes(bool offload, size_t messages, size_t si
   }
   t.client_io = (*client)->io_stats();
   t.server_io = (*server)->io_stats();
+  if (absl::StatusOr<reliable::ConnectionStats> st = (*client)->Stats(*id); st.ok()) {
+    t.client_connection = *st;
+  }
   return t;
 }
 
@@ -779,6 +882,57 @@ TEST(RuntimeTransferTest, EncryptedGsoTrainsGoWithoutACopy) {
   EXPECT_GT(c.gso_trains, 0u);
   EXPECT_GT(c.gso_segments, c.datagrams_sent / 2);
   EXPECT_EQ(c.gso_copied_trains, 0u) << "of " << c.gso_trains;
+}
+
+// The runtime's send path when the socket is full. A token bucket on the
+// client's interface holds what it cannot send yet, and every byte it holds
+// stays charged to the client's socket, whose buffer is small: sendmmsg
+// sends part of a call's trains and then would block, the runtime waits
+// for the socket to become writable with its unsent datagrams kept, and
+// the connection adds more behind them meanwhile. (On loopback and an
+// unshaped veth the kernel releases each datagram's charge as it leaves,
+// so the socket never fills.) Everything must arrive, byte for byte.
+TEST(RuntimeTransferTest, AFullSocketBufferDelaysDatagramsAndLosesNone) {
+  RuntimeTransfer t;
+  BetweenNamespaces(
+      1500,
+      // Slow enough for a sanitized build's sender to outrun (2.5 MB/s),
+      // with room for 2.5 MB: more than the socket can have charged, so
+      // the qdisc itself never drops.
+      {{"qdisc", "add", "dev", "va", "root", "tbf", "rate", "20mbit", "burst", "32kb",
+        "latency", "1s"}},
+      [&](const std::function<void()>& home) {
+        RuntimePath path;
+        path.server_bind = *udp::SocketAddress::Parse("10.99.0.2:0");
+        path.client_bind = *udp::SocketAddress::Parse("10.99.0.1:0");
+        path.between = home;
+        path.client_socket_buffer_bytes = 64 << 10;  // the kernel doubles it
+        t = TransferBetweenRuntimes(/*offload=*/true, 2, 1 << 20, false, path);
+      });
+  if (::testing::Test::IsSkipped()) return;
+  const reliable::Runtime::IoStats& c = t.client_io;
+  SCOPED_TRACE(absl::StrCat("client: ", c.datagrams_sent, " datagrams in ", c.send_calls,
+                            " sendmmsg calls, ", c.send_would_block, " would block, ",
+                            c.send_errors, " errors; ", t.client_connection.ToString()));
+  std::printf("full socket: %llu datagrams, %llu sendmmsg calls, %llu would block\n",
+              static_cast<unsigned long long>(c.datagrams_sent),
+              static_cast<unsigned long long>(c.send_calls),
+              static_cast<unsigned long long>(c.send_would_block));
+  ASSERT_EQ(t.received.size(), t.sent.size());
+  EXPECT_TRUE(t.received == t.sent) << "received bytes differ";
+  EXPECT_GT(c.send_would_block, 0u) << "the socket never filled: the test did not test";
+  // Once refused, the runtime waits for the socket's writable event before
+  // trying again, however often it is polled (this loop polls without
+  // blocking): not a refused sendmmsg per turn, tens of thousands here.
+  EXPECT_LT(c.send_would_block, c.datagrams_sent / 4);
+  // The only datagrams dropped at the socket are path MTU probes larger
+  // than the veth carries (EMSGSIZE), which their prober counts as lost.
+  EXPECT_LE(c.send_errors, t.client_connection.mtu_probes_lost);
+  // And no data packet went missing: a partial send resumes where the
+  // kernel stopped, and nothing waits on the tbf long enough to look lost.
+  EXPECT_EQ(t.client_connection.packets_lost, t.client_connection.mtu_probes_lost);
+  EXPECT_EQ(t.client_connection.datagram_size, 1472u);
+  EXPECT_TRUE(c.gso_enabled);
 }
 
 TEST(RuntimeTransferTest, WithoutOffloadEveryDatagramIsItsOwnMessage) {
@@ -856,56 +1010,18 @@ TEST(PmtudTest, LoopbackReachesTheConfiguredMaximum) {
             reliable::kDefaultMaxUdpPayload);
 }
 
-// A veth pair between two network namespaces (as root; skipped with the
-// reason otherwise) settles at the IPv4 UDP payload of its MTU: 1372 at
-// 1400, 1472 at 1500. The namespaces belong to one thread (unshare and setns
-// act on the calling thread), so the rest of this binary keeps the host's
-// network.
+// A veth pair between two network namespaces (BetweenNamespaces) settles
+// at the IPv4 UDP payload of its MTU: 1372 at 1400, 1472 at 1500.
 void VethSettles(int mtu, size_t expected) {
   SCOPED_TRACE(absl::StrCat("veth mtu ", mtu));
-  if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN) for network namespaces";
-  if (std::system("ip -V >/dev/null 2>&1") != 0) GTEST_SKIP() << "needs iproute2's ip";
-  std::string skip;
   size_t settled = 0;
   uint64_t probes_lost = 0;
-  const std::string peer_ns = absl::StrCat("udpmsg-pmtud-", ::getpid());
-  const std::string m = absl::StrCat(mtu);
-  std::thread worker([&] {
-    if (::unshare(CLONE_NEWNET) != 0) {
-      skip = absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno));
-      return;
-    }
-    const int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    const std::string quiet = " >/dev/null 2>&1";
-    auto sh = [&](const std::string& cmd) { return std::system((cmd + quiet).c_str()) == 0; };
-    // `ip` runs in this thread's namespace (a child inherits it).
-    if (home < 0 || !sh("ip netns add " + peer_ns)) {
-      skip = "cannot create a named network namespace (ip netns add)";
-      if (home >= 0) ::close(home);
-      return;
-    }
-    const bool up =
-        sh("ip link set lo up") &&
-        sh("ip link add va mtu " + m + " type veth peer name vb mtu " + m + " netns " + peer_ns) &&
-        sh("ip addr add 10.99.0.1/24 dev va") && sh("ip link set va up") &&
-        sh("ip -n " + peer_ns + " link set lo up") &&
-        sh("ip -n " + peer_ns + " addr add 10.99.0.2/24 dev vb") &&
-        sh("ip -n " + peer_ns + " link set vb up");
-    const int peer = ::open(("/run/netns/" + peer_ns).c_str(), O_RDONLY | O_CLOEXEC);
-    if (!up || peer < 0 || ::setns(peer, CLONE_NEWNET) != 0) {
-      skip = "cannot set up the veth pair between the namespaces";
-    } else {
-      settled = SettledDatagramSize(*udp::SocketAddress::Parse("10.99.0.1:0"),
-                                    *udp::SocketAddress::Parse("10.99.0.2:0"), expected,
-                                    [&] { ::setns(home, CLONE_NEWNET); }, &probes_lost);
-    }
-    if (peer >= 0) ::close(peer);
-    ::setns(home, CLONE_NEWNET);
-    ::close(home);
-    sh("ip netns del " + peer_ns);
+  BetweenNamespaces(mtu, {}, [&](const std::function<void()>& home) {
+    settled = SettledDatagramSize(*udp::SocketAddress::Parse("10.99.0.1:0"),
+                                  *udp::SocketAddress::Parse("10.99.0.2:0"), expected, home,
+                                  &probes_lost);
   });
-  worker.join();
-  if (!skip.empty()) GTEST_SKIP() << skip;
+  if (::testing::Test::IsSkipped()) return;
   EXPECT_EQ(settled, expected);
   // Sizes over the interface's MTU fail at once (the runtime hands EMSGSIZE
   // to the prober); they cost three lost probes each when it did not.
