@@ -1461,7 +1461,7 @@ absl::Time Connection::KeepaliveDeadline() const {
   return std::max(last_sent_, last_eliciting_sent_) + keepalive_after_;
 }
 
-bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
+bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendable,
                          DatagramBatch* out) {
   if (next_packet_number_ >= proto::kMaxSequenceNumber) {
     CloseNow(now, CloseReason::kNumberSpaceExhausted, "packet number space exhausted", false,
@@ -1489,7 +1489,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive,
   // budget has no room reserved for it).
   // Nor does one with a PATH_RESPONSE (rare).
   const bool with_data = window_open && !ping_probe && !ack_frequency_due_ &&
-                         !path_response_due_ && queue_.HasSendable();
+                         !path_response_due_ && sendable;
   // Packets that only carried ACKs are acknowledged at most once per
   // max(srtt, max_ack_delay). Piggybacked on every burst, an ACK of them made
   // each burst's first datagram 7-10 bytes longer than the rest, a GSO train
@@ -1691,7 +1691,8 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
     const bool ack_due = AckDue(now);
     const bool keepalive = ping_due_ || now >= KeepaliveDeadline();
     bool data = false;
-    if (queue_.HasSendable()) {
+    const bool sendable = queue_.HasSendable();
+    if (sendable) {
       if (probe) {
         data = true;
       } else if (cc_->CanSend(sent_.bytes_in_flight())) {
@@ -1704,7 +1705,7 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
         !path_response_due_) {
       break;
     }
-    if (!SendOne(now, probe, keepalive, out)) break;
+    if (!SendOne(now, probe, keepalive, sendable, out)) break;
     ping_due_ = false;
     if (probe) --probes_due_;
   }

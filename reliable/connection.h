@@ -613,7 +613,9 @@ class Connection final {
   void SendHandshake(absl::Time now, DatagramBatch* out);
   // Client: the AEADs its hello offers (0 without encryption).
   uint32_t AeadOffer() const;
-  bool SendOne(absl::Time now, bool probe, bool keepalive, DatagramBatch* out);
+  // Builds and encodes one packet; false when there was nothing to say.
+  // `sendable`: the send queue's HasSendable(), as Poll just asked it.
+  bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, DatagramBatch* out);
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
   // How long after the last packet sent that is (the server's grace
