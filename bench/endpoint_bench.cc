@@ -163,7 +163,7 @@ void BM_BulkInMemory(benchmark::State& state) {
     }
     if (received < kTotal) {
       state.SkipWithError("the transfer did not finish");
-      return;
+      break;
     }
   }
   datagrams += client_datagrams;

@@ -214,7 +214,13 @@ absl::Status Runtime::Rebind(const udp::SocketAddress& bind) {
   // its old socket, unchanged.
   if (absl::Status s = poller_.Remove(socket_.fd()); !s.ok()) return s;
   if (absl::Status s = poller_.Add(socket->fd(), udp::Poller::kReadable, kSocketToken); !s.ok()) {
-    poller_.Add(socket_.fd(), udp::Poller::kReadable, kSocketToken).IgnoreError();
+    // As it was, writable events too when a full buffer holds datagrams
+    // back: only they retry those (SendPending).
+    poller_
+        .Add(socket_.fd(),
+             udp::Poller::kReadable | (want_writable_ ? udp::Poller::kWritable : 0),
+             kSocketToken)
+        .IgnoreError();
     return s;
   }
   socket_ = *std::move(socket);  // closes the old one
@@ -312,10 +318,12 @@ absl::Status Runtime::SendPending(bool writable) {
       // Socket buffer full: wait until writable.
       ++io_.send_would_block;
       if (!want_writable_) {
-        want_writable_ = true;
+        // Set once the poller watches for writability: the flag stops
+        // every other try until that event.
         absl::Status s = poller_.Modify(socket_.fd(), udp::Poller::kReadable | udp::Poller::kWritable,
                                         kSocketToken);
         if (!s.ok()) return s;
+        want_writable_ = true;
       }
       return absl::OkStatus();
     }
