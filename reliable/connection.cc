@@ -417,7 +417,7 @@ std::unique_ptr<Connection> Connection::Server(absl::Time now, ConnectionId loca
   accept.max_udp_payload = c->AnnouncedUdpPayload();
   // (Bound into the transcript with the hello's: Endpoint::Accept.)
   accept.features = AnnouncedFeatures(o);
-  c->send_runs_ = (accept.features & hello.features & proto::kFeatureFragmentRuns) != 0;
+  c->send_runs_ = SendsRuns(o, hello.features);
   c->accept_due_ = true;
   c->client_seen_ = now;
   if (protector != nullptr) {
@@ -819,8 +819,7 @@ void Connection::Process(absl::Time now, const proto::Packet& packet, size_t siz
       // the budget may still change: the server's may be smaller, and
       // sealing takes proto::kSealedOverhead of it.
       SetBudget(std::min<size_t>(max_datagram_, packet.accept->max_datagram));
-      send_runs_ = (AnnouncedFeatures(options_) & packet.accept->features &
-                    proto::kFeatureFragmentRuns) != 0;
+      send_runs_ = SendsRuns(options_, packet.accept->features);
       StartPmtud(now, packet.accept->max_udp_payload);
       // The first packet (an ack-eliciting ping) confirms the handshake on
       // the server.
@@ -1448,6 +1447,10 @@ absl::Time Connection::PacingTime(absl::Time now) const {
 
 uint32_t Connection::AnnouncedFeatures(const ConnectionOptions& options) {
   return options.fragment_runs ? proto::kFeatureFragmentRuns : 0;
+}
+
+bool Connection::SendsRuns(const ConnectionOptions& options, uint32_t peer_features) {
+  return (AnnouncedFeatures(options) & peer_features & proto::kFeatureFragmentRuns) != 0;
 }
 
 absl::Duration Connection::KeepaliveAfter(const ConnectionOptions& options, bool client) {

@@ -613,6 +613,9 @@ class Connection final {
   void SendHandshake(absl::Time now, DatagramBatch* out);
   // Client: the AEADs its hello offers (0 without encryption).
   uint32_t AeadOffer() const;
+  // Whether an end with `options` sends runs to a peer that announced
+  // `peer_features`: only when both announce them.
+  static bool SendsRuns(const ConnectionOptions& options, uint32_t peer_features);
   // Builds and encodes one packet; false when there was nothing to say.
   // `sendable`: the send queue's HasSendable(), as Poll just asked it.
   bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, DatagramBatch* out);
@@ -712,9 +715,9 @@ class Connection final {
   udp::SocketAddress peer_;
   size_t max_datagram_;
   size_t max_fragment_payload_;
-  // The peer announced kFeatureFragmentRuns and so do we: data frames may
-  // carry runs (SendOne), and fragments are cut to fill a datagram under
-  // one frame header (FragmentPayloadFor).
+  // The peer announced kFeatureFragmentRuns and so do we (SendsRuns): data
+  // frames may carry runs (SendOne), and fragments are cut to fill a
+  // datagram under one frame header (FragmentPayloadFor).
   bool send_runs_ = false;
   const absl::Duration keepalive_after_;  // KeepaliveAfter(options_, client_)
   // The (unsealed) size of the last data packet: see PadToTrain.

@@ -28,7 +28,7 @@ absl::StatusOr<FragmentLayout> LayoutOf(uint32_t index, uint32_t count, uint64_t
     return absl::InvalidArgumentError(
         absl::StrCat(count, " fragments for ", total_size, " bytes"));
   }
-  const uint64_t chunk = (total_size + count - 1) / count;
+  const uint64_t chunk = FragmentChunk(count, total_size);
   const uint64_t last_offset = chunk * (count - 1);
   if (last_offset >= total_size) {
     return absl::InvalidArgumentError(absl::StrCat("no layout puts ", total_size, " bytes in ",
@@ -188,6 +188,13 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
                                                      " bytes of payload)"));
   };
   const bool created = found == nullptr;
+  // Undoes the creation below when what created it is not kept.
+  auto forget_created = [&] {
+    if (!created) return;
+    Forget();
+    partial_.erase(key);
+    held_bytes_ -= kPartialMessageBytes;
+  };
   if (created) {
     if (held_bytes_ + kPartialMessageBytes > limits_.max_buffered_bytes) return refuse_for_space();
     // Remembered, replacing what the insertion may have moved: the
@@ -205,11 +212,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   if (!appended && header.run != 1) {
     // The buffer cannot take the run in one piece: one by one, some may
     // still fit (or be kept apart), as separate frames would.
-    if (created) {
-      Forget();
-      partial_.erase(key);
-      held_bytes_ -= kPartialMessageBytes;
-    }
+    forget_created();
     return AddOneByOne(now, key, header, payload, growth_allowance);
   }
   if (appended) {
@@ -228,11 +231,7 @@ absl::StatusOr<std::optional<std::string>> Reassembler::Add(absl::Time now,
   } else {
     const uint64_t cost = payload.size() + kFragmentOverheadBytes;
     if (held_bytes_ + cost > limits_.max_buffered_bytes) {
-      if (created) {
-        Forget();
-        partial_.erase(key);
-        held_bytes_ -= kPartialMessageBytes;
-      }
+      forget_created();
       return refuse_for_space();
     }
     partial.fragments.emplace(header.index, std::string(payload));

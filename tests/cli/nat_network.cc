@@ -24,20 +24,13 @@
 namespace udpmsg::testing {
 namespace {
 
-std::string Which(const std::vector<std::string>& candidates) {
-  for (const std::string& c : candidates) {
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  }
-  return "";
-}
-
 const std::string& Tool(const char* name) {
   static const auto* tools = new std::vector<std::pair<std::string, std::string>>{
-      {"ip", Which({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})},
-      {"nft", Which({"/usr/sbin/nft", "/sbin/nft"})},
-      {"nsenter", Which({"/usr/bin/nsenter", "/bin/nsenter"})},
-      {"unshare", Which({"/usr/bin/unshare", "/bin/unshare"})},
-      {"sh", Which({"/bin/sh", "/usr/bin/sh"})},
+      {"ip", FirstExecutable({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"})},
+      {"nft", FirstExecutable({"/usr/sbin/nft", "/sbin/nft"})},
+      {"nsenter", FirstExecutable({"/usr/bin/nsenter", "/bin/nsenter"})},
+      {"unshare", FirstExecutable({"/usr/bin/unshare", "/bin/unshare"})},
+      {"sh", FirstExecutable({"/bin/sh", "/usr/bin/sh"})},
   };
   for (const auto& [n, path] : *tools) {
     if (n == name) return path;
@@ -95,18 +88,10 @@ absl::StatusOr<std::unique_ptr<NatNetwork>> NatNetwork::Create(NatKind nat_a, Na
 
 NatNetwork::~NatNetwork() = default;  // the holders' destructors kill them
 
-absl::Status NatNetwork::Run(const std::vector<std::string>& argv) {
-  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
-  if (!p.ok()) return p.status();
-  absl::StatusOr<int> rc = (*p)->Wait(absl::Seconds(20));
-  if (rc.ok() && *rc == 0) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), ": ",
-                                          rc.ok() ? absl::StrCat("exit ", *rc)
-                                                  : std::string(rc.status().message()),
-                                          ": ", (*p)->stdout_text(), (*p)->stderr_text()));
-}
-
-absl::StatusOr<int> NatNetwork::Hold() {
+absl::StatusOr<std::unique_ptr<Subprocess>> HoldNetworkNamespace() {
+  if (Tool("unshare").empty() || Tool("sh").empty()) {
+    return absl::UnavailableError("no unshare or sh here");
+  }
   // The holder says "ready" once it is in its new namespace.
   absl::StatusOr<std::unique_ptr<Subprocess>> p =
       Subprocess::Start({Tool("unshare"), "-n", Tool("sh"), "-c", "echo ready; exec sleep 3600"});
@@ -115,6 +100,12 @@ absl::StatusOr<int> NatNetwork::Hold() {
   if (!line.ok() || *line != "ready") {
     return absl::UnavailableError(absl::StrCat("unshare -n: ", (*p)->stderr_text()));
   }
+  return p;
+}
+
+absl::StatusOr<int> NatNetwork::Hold() {
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = HoldNetworkNamespace();
+  if (!p.ok()) return p.status();
   const int pid = (*p)->pid();
   holders_.push_back(std::move(*p));
   return pid;
@@ -147,7 +138,7 @@ absl::Status NatNetwork::Build(NatKind nat_a, NatKind nat_b) {
            {ip, "link", "set", "lo", "up"},
            {ip, "addr", "add", absl::StrCat(kPublicAddress, "/32"), "dev", "lo"},
            {Tool("sh"), "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"}}) {
-    if (absl::Status s = Run(c); !s.ok()) return s;
+    if (absl::Status s = RunToSuccess(c); !s.ok()) return s;
   }
   for (int i = 0; i < 2; ++i) {
     absl::StatusOr<int> nat = Hold();
@@ -198,7 +189,7 @@ absl::Status NatNetwork::Build(NatKind nat_a, NatKind nat_b) {
         in(*host, {ip, "route", "add", "default", "via", lan + ".1"}),
     };
     for (const std::vector<std::string>& c : commands) {
-      if (absl::Status s = Run(c); !s.ok()) return s;
+      if (absl::Status s = RunToSuccess(c); !s.ok()) return s;
     }
   }
   return absl::OkStatus();

@@ -46,6 +46,12 @@ namespace udpmsg::testing {
 
 enum class NatKind { kEndpointIndependent, kSymmetric };
 
+// A child that holds a new network namespace (`unshare -n sleep`), in it
+// once this returns: /proc/PID/ns/net names the namespace, which ends when
+// the child is killed (as its Subprocess's destructor does). UNAVAILABLE,
+// with the reason, where that cannot be done (not root, no unshare).
+absl::StatusOr<std::unique_ptr<Subprocess>> HoldNetworkNamespace();
+
 class NatNetwork final {
  public:
   enum class Host { kA, kB };
@@ -72,8 +78,6 @@ class NatNetwork final {
 
  private:
   NatNetwork() = default;
-  // Runs `argv` to completion; its output in the error when it fails.
-  static absl::Status Run(const std::vector<std::string>& argv);
   absl::StatusOr<int> Hold();  // a new namespace's holder; its pid
   absl::Status Build(NatKind nat_a, NatKind nat_b);
 

@@ -17,6 +17,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -259,6 +260,24 @@ RunResult RunUdpmsg(std::vector<std::string> args, const std::string& stdin_text
   }
   p->CloseStdin();
   return {ExitCodeWithin(*p, timeout), p->stdout_text(), p->stderr_text()};
+}
+
+std::string FirstExecutable(const std::vector<std::string>& candidates) {
+  for (const std::string& c : candidates) {
+    if (::access(c.c_str(), X_OK) == 0) return c;
+  }
+  return "";
+}
+
+absl::Status RunToSuccess(const std::vector<std::string>& argv, absl::Duration timeout) {
+  absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
+  if (!p.ok()) return p.status();
+  absl::StatusOr<int> rc = (*p)->Wait(timeout);
+  if (rc.ok() && *rc == 0) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), ": ",
+                                          rc.ok() ? absl::StrCat("exit ", *rc)
+                                                  : std::string(rc.status().message()),
+                                          ": ", (*p)->stdout_text(), (*p)->stderr_text()));
 }
 
 std::vector<std::string> Lines(const std::string& text) {

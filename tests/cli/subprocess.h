@@ -115,6 +115,15 @@ struct RunResult {
 RunResult RunUdpmsg(std::vector<std::string> args, const std::string& stdin_text = "",
                     absl::Duration timeout = absl::Seconds(10));
 
+// The first of `candidates` (paths) that exists and may be executed, or ""
+// (a test's PATH may lack /usr/sbin).
+std::string FirstExecutable(const std::vector<std::string>& candidates);
+
+// Runs `argv` (argv[0] a path) to its end: OK when it exits 0 within
+// `timeout`, else an error naming the command, how it ended and its output.
+absl::Status RunToSuccess(const std::vector<std::string>& argv,
+                          absl::Duration timeout = absl::Seconds(20));
+
 // `text`'s lines, without the '\n's and without empty lines.
 std::vector<std::string> Lines(const std::string& text);
 

@@ -37,6 +37,7 @@
 #include "impairment/model.h"
 #include "reliable/deterministic_rng.h"
 #include "reliable/runtime.h"
+#include "tests/cli/nat_network.h"
 #include "tests/cli/subprocess.h"
 #include "udp/datagram_socket.h"
 #include "udp/socket_address.h"
@@ -679,35 +680,23 @@ TEST(ViaTest, ARegisteredNameCannotBeTakenAndIsFreedWhenItsReceiverExits) {
   ExitCodeWithin(*third, absl::Seconds(10));
 }
 
-// The first of `candidates` (paths) that exists: the test's PATH may lack
-// /usr/sbin.
-std::string Tool(const std::vector<std::string>& candidates) {
-  for (const std::string& c : candidates) {
-    if (::access(c.c_str(), X_OK) == 0) return c;
-  }
-  return "";
-}
-
 // A veth pair between this thread's network namespace and another (as
 // root; the reason for skipping otherwise), `va` 10.99.0.1 here and `vb`
 // 10.99.0.2 there, both with MTU `mtu`. `home_setup` (tc's arguments) runs
 // in this namespace once the pair is up, e.g. a qdisc on va. `run` gets a
 // function that moves the calling thread back to this namespace (for
 // RuntimePath::between) and runs in the other one. The other namespace is
-// held by a child (`unshare -n sleep`, killed at the end), as in
-// tests/cli/nat_network.h, so nothing needs /run/netns (read-only in the
-// test sandbox). Unshare and setns act on the calling thread, so this
-// happens in a thread of its own and the rest of the binary keeps the
-// host's network.
+// held by a child (HoldNetworkNamespace, killed at the end), so nothing
+// needs /run/netns (read-only in the test sandbox). Unshare and setns act
+// on the calling thread, so this happens in a thread of its own and the
+// rest of the binary keeps the host's network.
 void BetweenNamespaces(int mtu, const std::vector<std::vector<std::string>>& home_setup,
                        const std::function<void(const std::function<void()>& home)>& run) {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (CAP_NET_ADMIN) for network namespaces";
-  const std::string ip = Tool({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"});
-  const std::string tc = Tool({"/usr/sbin/tc", "/sbin/tc"});
-  const std::string unshare = Tool({"/usr/bin/unshare", "/bin/unshare"});
-  const std::string sh = Tool({"/bin/sh", "/usr/bin/sh"});
-  if (ip.empty() || unshare.empty() || sh.empty() || (!home_setup.empty() && tc.empty())) {
-    GTEST_SKIP() << "needs iproute2 (ip, tc) and util-linux's unshare";
+  const std::string ip = FirstExecutable({"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"});
+  const std::string tc = FirstExecutable({"/usr/sbin/tc", "/sbin/tc"});
+  if (ip.empty() || (!home_setup.empty() && tc.empty())) {
+    GTEST_SKIP() << "needs iproute2 (ip, tc)";
   }
   std::string skip;
   std::thread worker([&] {
@@ -717,23 +706,16 @@ void BetweenNamespaces(int mtu, const std::vector<std::vector<std::string>>& hom
     }
     const int home = ::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     // Children start in this thread's namespace.
-    absl::StatusOr<std::unique_ptr<Subprocess>> holder =
-        Subprocess::Start({unshare, "-n", sh, "-c", "echo ready; exec sleep 3600"});
-    absl::StatusOr<std::string> ready =
-        holder.ok() ? (*holder)->ReadStdoutLine(absl::Seconds(10)) : holder.status();
-    if (home < 0 || !ready.ok() || *ready != "ready") {
-      skip = "cannot hold a second network namespace (unshare -n)";
+    absl::StatusOr<std::unique_ptr<Subprocess>> holder = HoldNetworkNamespace();
+    if (home < 0 || !holder.ok()) {
+      skip = absl::StrCat("cannot hold a second network namespace: ",
+                          holder.ok() ? "no /proc/thread-self/ns/net" : holder.status().message());
       if (home >= 0) ::close(home);
       return;
     }
     const std::string pid = absl::StrCat((*holder)->pid());
     const std::string m = absl::StrCat(mtu);
-    auto run_ok = [](std::vector<std::string> argv) {
-      absl::StatusOr<std::unique_ptr<Subprocess>> p = Subprocess::Start(argv);
-      if (!p.ok()) return false;
-      absl::StatusOr<int> rc = (*p)->Wait(absl::Seconds(20));
-      return rc.ok() && *rc == 0;
-    };
+    auto run_ok = [](const std::vector<std::string>& argv) { return RunToSuccess(argv).ok(); };
     const std::string there = absl::StrCat("/proc/", pid, "/ns/net");
     bool up = run_ok({ip, "link", "set", "lo", "up"}) &&
               run_ok({ip, "link", "add", "va", "mtu", m, "type", "veth", "peer", "name", "vb",
