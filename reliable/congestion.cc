@@ -150,40 +150,47 @@ void Pacer::Refill(absl::Time now, double bytes_per_period, double period_ns) co
   tokens_ = std::min(capacity_, tokens_ + elapsed_ns * bytes_per_period / period_ns);
 }
 
-absl::Time Pacer::NextSendTimeAt(absl::Time now, size_t bytes, double bytes_per_period,
-                                 double period_ns, absl::Duration max_wait) const {
-  Refill(now, bytes_per_period, period_ns);
-  const double needed = std::min(static_cast<double>(bytes), capacity_);
-  if (tokens_ >= needed) return now;
-  if (!(period_ns > 0) || !(bytes_per_period > 0)) return now;
-  const double wait_ns = std::ceil((needed - tokens_) * period_ns / bytes_per_period);
-  return now + std::min(absl::Nanoseconds(wait_ns), max_wait);
+Pacer::Rate Pacer::Rate::OfWindow(uint64_t window, absl::Duration smoothed_rtt) {
+  return Rate{window == 0 ? 0 : PacingBytesPerRtt(window), absl::ToDoubleNanoseconds(smoothed_rtt),
+              smoothed_rtt};
 }
 
-void Pacer::OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns) {
-  Refill(now, bytes_per_period, period_ns);
+Pacer::Rate Pacer::Rate::Fixed(double bytes_per_second, absl::Duration max_wait) {
+  return Rate{bytes_per_second, kNanosPerSecond, max_wait};
+}
+
+absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, const Rate& rate) const {
+  Refill(now, rate.bytes_per_period, rate.period_ns);
+  const double needed = std::min(static_cast<double>(bytes), capacity_);
+  if (tokens_ >= needed) return now;
+  if (!(rate.period_ns > 0) || !(rate.bytes_per_period > 0)) return now;
+  const double wait_ns = std::ceil((needed - tokens_) * rate.period_ns / rate.bytes_per_period);
+  return now + std::min(absl::Nanoseconds(wait_ns), rate.max_wait);
+}
+
+void Pacer::OnSent(absl::Time now, size_t bytes, const Rate& rate) {
+  Refill(now, rate.bytes_per_period, rate.period_ns);
   // Sending ahead of schedule (probes) goes into debt, at most one bucket.
   tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_);
 }
 
 absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, uint64_t window,
                                absl::Duration smoothed_rtt) const {
-  return NextSendTimeAt(now, bytes, window == 0 ? 0 : PacingBytesPerRtt(window),
-                        absl::ToDoubleNanoseconds(smoothed_rtt), smoothed_rtt);
+  return NextSendTime(now, bytes, Rate::OfWindow(window, smoothed_rtt));
 }
 
 void Pacer::OnSent(absl::Time now, size_t bytes, uint64_t window, absl::Duration smoothed_rtt) {
-  OnSentAt(now, bytes, window == 0 ? 0 : PacingBytesPerRtt(window),
-           absl::ToDoubleNanoseconds(smoothed_rtt));
+  OnSent(now, bytes, Rate::OfWindow(window, smoothed_rtt));
 }
 
 absl::Time Pacer::NextSendTimeAtRate(absl::Time now, size_t bytes, double bytes_per_second,
                                      absl::Duration max_wait) const {
-  return NextSendTimeAt(now, bytes, bytes_per_second, kNanosPerSecond, max_wait);
+  return NextSendTime(now, bytes, Rate::Fixed(bytes_per_second, max_wait));
 }
 
 void Pacer::OnSentAtRate(absl::Time now, size_t bytes, double bytes_per_second) {
-  OnSentAt(now, bytes, bytes_per_second, kNanosPerSecond);
+  // (No wait is computed when spending: max_wait is not used.)
+  OnSent(now, bytes, Rate::Fixed(bytes_per_second, absl::ZeroDuration()));
 }
 
 // ---------------------------------------------------------------------------

@@ -78,6 +78,9 @@ class CongestionController {
   // controller that sets it (BBR); nullopt lets the caller derive it from
   // window() and the smoothed RTT (RFC 9002 7.7).
   virtual std::optional<double> PacingRate() const { return std::nullopt; }
+  // Whether OnPacketSent may change PacingRate() or window(): a sender that
+  // reads them once for a burst of packets reads them again after each.
+  virtual bool SendingMayChangePacing() const { return false; }
   bool CanSend(uint64_t bytes_in_flight) const { return bytes_in_flight < window(); }
 };
 
@@ -166,6 +169,23 @@ class Pacer final {
   // and so do the tokens saved.
   void SetMaxDatagram(size_t max_datagram);
 
+  // A pacing rate, worked out once for the packets of one burst (a
+  // connection's Poll): `bytes_per_period` per `period_ns` (either <= 0: no
+  // pacing information, the bucket fills), waits capped at `max_wait`.
+  struct Rate {
+    // 1.25 * window per smoothed RTT (RFC 9002 7.7), waits at most one RTT.
+    static Rate OfWindow(uint64_t window, absl::Duration smoothed_rtt);
+    // An explicit rate in bytes per second (CongestionController::PacingRate).
+    static Rate Fixed(double bytes_per_second, absl::Duration max_wait);
+    double bytes_per_period = 0;
+    double period_ns = 0;
+    absl::Duration max_wait;
+  };
+  // When a packet of `bytes` may leave at `rate`; `now` if right away.
+  absl::Time NextSendTime(absl::Time now, size_t bytes, const Rate& rate) const;
+  // Spends tokens for a packet sent at `now`.
+  void OnSent(absl::Time now, size_t bytes, const Rate& rate);
+
   // When a packet of `bytes` may leave, given the current window and RTT;
   // `now` if right away. Never later than now + smoothed_rtt.
   absl::Time NextSendTime(absl::Time now, size_t bytes, uint64_t window,
@@ -184,9 +204,6 @@ class Pacer final {
   // Adds the tokens earned since the last call at `bytes_per_period` per
   // `period_ns` (either <= 0: no pacing information, the bucket fills).
   void Refill(absl::Time now, double bytes_per_period, double period_ns) const;
-  absl::Time NextSendTimeAt(absl::Time now, size_t bytes, double bytes_per_period,
-                            double period_ns, absl::Duration max_wait) const;
-  void OnSentAt(absl::Time now, size_t bytes, double bytes_per_period, double period_ns);
 
   // The burst allowance at `bytes_per_ns`.
   double BurstBytes(double bytes_per_ns) const;
@@ -399,6 +416,8 @@ class Bbr final : public CongestionController {
   bool InRecovery() const override { return inflight_cap_ != 0; }
   bool InSlowStart() const override { return mode_ == Mode::kStartup; }
   std::optional<double> PacingRate() const override;
+  // A restart from idle sets the rate (OnPacketSent).
+  bool SendingMayChangePacing() const override { return true; }
 
   Mode mode() const { return mode_; }
   static absl::string_view ModeName(Mode mode);

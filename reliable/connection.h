@@ -617,8 +617,11 @@ class Connection final {
   // `peer_features`: only when both announce them.
   static bool SendsRuns(const ConnectionOptions& options, uint32_t peer_features);
   // Builds and encodes one packet; false when there was nothing to say.
-  // `sendable`: the send queue's HasSendable(), as Poll just asked it.
-  bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, DatagramBatch* out);
+  // `sendable`: the send queue's HasSendable(), as Poll just asked it;
+  // `pacing`: the pacer's rate as Poll read it (PacingRate), updated here
+  // when sending may change it.
+  bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, Pacer::Rate* pacing,
+               DatagramBatch* out);
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
   // How long after the last packet sent that is (the server's grace
@@ -677,7 +680,9 @@ class Connection final {
   absl::Duration UnconfirmedTimeout() const;
   // Client with a room key: when a wrong-key verdict becomes final.
   absl::Time WrongKeyDeadline() const;
-  absl::Time PacingTime(absl::Time now) const;
+  // The pacer's rate now: the controller's own (BBR) or one derived from
+  // its window and the smoothed RTT.
+  Pacer::Rate PacingRate() const;
   bool DataSendable();
 
   // Path validation (see the class comment): whether a packet from `from`

@@ -426,6 +426,51 @@ TEST(BbrTest, StartupFindsTheBottleneckThenDrainsIntoProbeBw) {
   EXPECT_LT(path.max_queue_bytes(), 200'000u);
 }
 
+// A sender reads the pacing rate once for a burst of packets
+// (Connection::Poll) and again after each only where the controller says
+// sending may change it. BBR's does: the first packet after an idle,
+// application-limited spell in ProbeBw sets the rate to the bandwidth
+// estimate (gain 1). NewReno's window and rate never change on a send.
+TEST(BbrTest, SendingAfterIdleChangesThePacingRateAndBbrSaysSo) {
+  Bbr bbr(1000);
+  EXPECT_TRUE(bbr.SendingMayChangePacing());
+  EXPECT_FALSE(reliable::NewReno(1000).SendingMayChangePacing());
+  // Rounds of 20 packets, each acknowledged 50 ms later, until ProbeBw is
+  // in a phase whose gain is not 1.
+  uint64_t number = 0;
+  absl::Time now = Ms(0);
+  for (int round = 0; round < 200; ++round) {
+    if (bbr.mode() == Bbr::Mode::kProbeBw && bbr.pacing_gain() != 1.0) break;
+    const uint64_t first = number;
+    for (int i = 0; i < 20; ++i) bbr.OnPacketSent(now, PacketInfo{number++, now, 1000}, 0);
+    now += absl::Milliseconds(50);
+    for (uint64_t n = first; n < number; ++n)
+      bbr.OnPacketAcked(now, PacketInfo{n, now - absl::Milliseconds(50), 1000});
+  }
+  ASSERT_EQ(bbr.mode(), Bbr::Mode::kProbeBw);
+  ASSERT_NE(bbr.pacing_gain(), 1.0);
+  ASSERT_TRUE(bbr.PacingRate().has_value());
+  const double before = *bbr.PacingRate();
+  ASSERT_NE(before, bbr.max_bandwidth());
+  // Nothing in flight and nothing to send: idle. The next packet restarts.
+  bbr.OnAppLimited();
+  now += absl::Seconds(1);
+  bbr.OnPacketSent(now, PacketInfo{number, now, 1000}, 1000);
+  ASSERT_TRUE(bbr.PacingRate().has_value());
+  EXPECT_DOUBLE_EQ(*bbr.PacingRate(), bbr.max_bandwidth());
+  EXPECT_NE(*bbr.PacingRate(), before);
+
+  // NewReno: sends alone, however many, leave its window and rate as they were.
+  reliable::NewReno reno(1000);
+  const uint64_t window = reno.window();
+  for (uint64_t n = 0; n < 100; ++n) {
+    reno.OnPacketSent(Ms(static_cast<double>(n)), PacketInfo{n, Ms(static_cast<double>(n)), 1000},
+                      (n + 1) * 1000);
+    ASSERT_EQ(reno.window(), window);
+    ASSERT_FALSE(reno.PacingRate().has_value());
+  }
+}
+
 TEST(BbrTest, ProbeBwCyclesItsGainsOnePhasePerMinRtt) {
   Bbr bbr(FluidPath::kDatagram);
   FluidPath path(&bbr, kLinkBytesPerSecond, kRtt, 0, 1);
