@@ -176,7 +176,9 @@ class SendQueue final {
   // taken one by one.
   std::optional<OutgoingFragment> NextRun(uint32_t max_run,
                                           absl::FunctionRef<uint32_t(const OutgoingFragment&)> take);
-  // Whether Next() would return something.
+  // Whether Next() would return something. What it found is kept for the
+  // next call of NextRun (Next, NextIf) if nothing changes the queue first:
+  // a sender asks this before each packet, then takes from it.
   bool HasSendable();
 
   // The packet carrying `id` (each fragment of its run) was acknowledged /
@@ -292,6 +294,9 @@ class SendQueue final {
   // Forgets what Find remembers; called whenever messages_ changes shape
   // (a btree moves its values on insert and erase).
   void ForgetFound() { found_.message = nullptr; }
+  // Forgets the Candidate() HasSendable kept; called on entry to every
+  // public method that changes the queue, and by NextRun once it used it.
+  void ForgetCandidate() { candidate_.valid = false; }
 
   static void Fill(uint64_t number, const Message& m, uint32_t index, const FragmentLayout& layout,
                    bool retransmission, OutgoingFragment& f);
@@ -344,6 +349,21 @@ class SendQueue final {
     }
   };
   Found found_;
+  // HasSendable's Candidate(), while valid (ForgetCandidate). Asking the
+  // queue again in NextRun was about 150 instructions per packet of a bulk
+  // sender's (bench/endpoint_bench.cc BM_BulkInMemory). Invalid after a
+  // move: it points into the source.
+  struct KeptCandidate {
+    Pick pick;
+    bool valid = false;
+    KeptCandidate() = default;
+    KeptCandidate(KeptCandidate&&) noexcept {}
+    KeptCandidate& operator=(KeptCandidate&&) noexcept {
+      valid = false;
+      return *this;
+    }
+  };
+  KeptCandidate candidate_;
   Lane shared_;
   std::unique_ptr<Lanes> lanes_;  // null until SetChannelLane
   uint64_t queued_bytes_ = 0;

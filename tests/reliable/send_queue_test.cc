@@ -459,6 +459,107 @@ TEST(SendQueueTest, NewFragmentSizeAppliesOnlyToMessagesNotStarted) {
   EXPECT_TRUE(q.empty());
 }
 
+// HasSendable keeps what it found for the NextRun that follows; every change
+// to the queue in between must make NextRun look again. One case per
+// mutator, each asking HasSendable right before the change.
+TEST(SendQueueTest, WhatHasSendableFoundIsForgottenWhenTheQueueChanges) {
+  // Enqueue: nothing was sendable, now something is.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    EXPECT_FALSE(q.HasSendable());
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "new").ok());
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->payload, "new");
+  }
+  // OnLost: new data was next, a retransmission goes first now.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(30, 'a')).ok());
+    const std::optional<OutgoingFragment> first = q.Next();
+    ASSERT_TRUE(first.has_value());
+    ASSERT_TRUE(q.HasSendable());  // fragment 1
+    q.OnLost(first->id);
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->header.index, 0u);
+    EXPECT_TRUE(f->retransmission);
+  }
+  // OnAcked: the window was closed, the ack opens it.
+  {
+    SendQueue q({.window = 1});
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "x").ok());
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "y").ok());
+    const std::optional<OutgoingFragment> x = q.Next();
+    ASSERT_TRUE(x.has_value());
+    EXPECT_FALSE(q.HasSendable());
+    std::vector<MessageReceipt> receipts;
+    q.OnAcked(x->id, &receipts);
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->payload, "y");
+  }
+  // OnAcked releasing the very message that was found (unreliable: released
+  // once sent and acknowledged), with another behind it.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kUnreliable, std::string(20, 'u')).ok());
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "r").ok());
+    const std::optional<OutgoingFragment> u0 = q.Next();
+    const std::optional<OutgoingFragment> u1 = q.Next();
+    ASSERT_TRUE(u0.has_value() && u1.has_value());
+    ASSERT_TRUE(q.HasSendable());  // "r"
+    std::vector<MessageReceipt> receipts;
+    q.OnAcked(u1->id, &receipts);  // "u" released: the map's nodes move
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->payload, "r");
+  }
+  // SetMaxFragmentPayload: the message found is cut again before it starts.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, std::string(40, 'c')).ok());
+    ASSERT_TRUE(q.HasSendable());
+    q.SetMaxFragmentPayload(40);
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->header.count, 1u);
+    EXPECT_EQ(f->payload.size(), 40u);
+  }
+  // SetChannelLane: the found message's channel moves to a lane behind a
+  // more urgent one that has data.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    ASSERT_TRUE(q.SetChannelLane(2, 0, 1).ok());
+    ASSERT_TRUE(q.Enqueue(1, DeliveryMode::kReliableOrdered, "bulk").ok());
+    ASSERT_TRUE(q.HasSendable());  // channel 1, in the shared lane (priority 0)
+    ASSERT_TRUE(q.Enqueue(2, DeliveryMode::kReliableOrdered, "chat").ok());
+    ASSERT_TRUE(q.HasSendable());
+    ASSERT_TRUE(q.SetChannelLane(1, 5, 1).ok());
+    std::optional<OutgoingFragment> f = q.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->channel, 2u);
+  }
+  // Clear: nothing is left to send.
+  {
+    SendQueue q({.max_fragment_payload = 10});
+    ASSERT_TRUE(q.Enqueue(0, DeliveryMode::kReliableOrdered, "gone").ok());
+    ASSERT_TRUE(q.HasSendable());
+    q.Clear();
+    EXPECT_FALSE(q.Next().has_value());
+  }
+  // A move: the queue moved to keeps nothing that points into the old one.
+  {
+    SendQueue a({.max_fragment_payload = 10});
+    ASSERT_TRUE(a.Enqueue(0, DeliveryMode::kReliableOrdered, "moved").ok());
+    ASSERT_TRUE(a.HasSendable());
+    SendQueue b = std::move(a);
+    std::optional<OutgoingFragment> f = b.Next();
+    ASSERT_TRUE(f.has_value());
+    EXPECT_EQ(f->payload, "moved");
+  }
+}
+
 // --- Lanes: priorities and weights (send_queue.h, "Scheduling by lane") ---
 
 // Sends `n` fragments (or until nothing is sendable) and returns them.
