@@ -411,8 +411,11 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
   if (d.total_size != 0 && d.count > d.total_size) {
     return bad("fragment count ", d.count, " > total_size ", d.total_size);
   }
-  // (total_size is within max_message_bytes here: no overflow.)
-  if (d.run > 1 && (d.total_size + d.count - 1) / d.count < kMinRunFragmentBytes) {
+  // The fragments' cut, ceil(total_size / count), under kMinRunFragmentBytes,
+  // without a division (a 64-bit one was about a quarter of this function's
+  // samples on both ends): ceil(t / c) < k exactly when t <= (k - 1) * c,
+  // and count (a uint32_t) times 127 does not overflow.
+  if (d.run > 1 && d.total_size <= (kMinRunFragmentBytes - 1) * uint64_t{d.count}) {
     return bad("fragment run ", d.run, " of fragments under kMinRunFragmentBytes (",
                kMinRunFragmentBytes, ")");
   }

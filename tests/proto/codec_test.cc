@@ -1101,6 +1101,34 @@ TEST(CodecTest, FeaturesAndFragmentRunsRoundTrip) {
   }
 }
 
+// Runs need fragments cut at kMinRunFragmentBytes or more, the cut being
+// ceil(total_size / count): exactly at the bound both ways, for several
+// counts (the check multiplies where it used to divide).
+TEST(CodecTest, RunsNeedFragmentsOfTheMinimumCutExactly) {
+  Codec codec(Codec::Limits{});
+  for (uint32_t count : {2u, 3u, 4u, 7u, 100u}) {
+    const uint64_t k = kMinRunFragmentBytes;
+    // The largest total whose cut is k - 1, and the smallest whose cut is k.
+    for (uint64_t total : {(k - 1) * count, (k - 1) * count + 1}) {
+      Packet p;
+      p.connection_id = 3;
+      p.packet_number = 9;
+      DataFragment d = MakeFragment(2, 5, 0, count, 1);
+      d.total_size = total;
+      d.run = 2;
+      d.payload.assign(std::min<uint64_t>(total, 2 * k), 'r');
+      p.data.push_back(d);
+      const bool wanted = (total + count - 1) / count >= k;
+      absl::StatusOr<std::string> encoded = codec.Encode(p);
+      EXPECT_EQ(encoded.ok(), wanted) << "count " << count << " total " << total;
+      if (!wanted) {
+        EXPECT_THAT(std::string(encoded.status().message()),
+                    HasSubstr("under kMinRunFragmentBytes"));
+      }
+    }
+  }
+}
+
 TEST(CodecTest, ProbePaddingHitsEveryExactSize) {
   Codec::Limits limits;
   limits.max_datagram = kMaxDatagram;
