@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -212,11 +214,13 @@ std::string Range(uint64_t lo, uint64_t hi) {
   return absl::StrCat("[", lo, ", ", hi, "]");
 }
 
-absl::Status CheckNumber(absl::string_view what, uint64_t n) {
-  if (n >= kMaxSequenceNumber) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " ", n, " >= 2^62 (kMaxSequenceNumber)"));
-  }
+ABSL_ATTRIBUTE_NOINLINE absl::Status NumberTooLarge(absl::string_view what, uint64_t n) {
+  return absl::InvalidArgumentError(absl::StrCat(what, " ", n, " >= 2^62 (kMaxSequenceNumber)"));
+}
+
+// Inlined: every packet checks a number or two (the message stays out of line).
+inline absl::Status CheckNumber(absl::string_view what, uint64_t n) {
+  if (ABSL_PREDICT_FALSE(n >= kMaxSequenceNumber)) return NumberTooLarge(what, n);
   return absl::OkStatus();
 }
 

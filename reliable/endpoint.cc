@@ -222,6 +222,7 @@ Endpoint::Entry& Endpoint::Admit(absl::Time now, std::unique_ptr<Connection> c,
   if (c->is_client()) clients_.insert(id);
   entry.connection = std::move(c);
   Count(id, entry.slot, +1);
+  routed_ = Routed{};  // an insert may move every entry
   return connections_.emplace(id, std::move(entry)).first->second;
 }
 
@@ -336,12 +337,14 @@ Endpoint::Entry* Endpoint::Deliver(absl::Time now, const udp::SocketAddress& fro
 }
 
 Endpoint::Entry* Endpoint::Route(ConnectionId id) {
+  if (routed_.entry != nullptr && routed_.id == id) return routed_.entry;
   auto it = connections_.find(id);
   if (it == connections_.end()) {
     ++stats_.unknown_connection;
     return nullptr;
   }
-  return &it->second;
+  routed_ = Routed{id, &it->second};
+  return routed_.entry;
 }
 
 void Endpoint::OnMigrated(Entry& e, const udp::SocketAddress& moved_from) {
@@ -688,6 +691,7 @@ bool Endpoint::ReapIfFinished(absl::Time now, ConnectionId id) {
   with_events_.erase(id);
   clients_.erase(id);
   dirty_.erase(id);
+  routed_ = Routed{};
   connections_.erase(it);
   return true;
 }

@@ -432,6 +432,14 @@ class Endpoint final {
   reliable::DeterministicRng rng_;
   // Every connection by its local id (O(1) routing).
   absl::flat_hash_map<ConnectionId, Entry> connections_;
+  // The connection Route found last: a batch's datagrams mostly belong to
+  // one connection. Forgotten whenever connections_ gains or loses an
+  // entry (either may move the others).
+  struct Routed {
+    ConnectionId id = 0;
+    Entry* entry = nullptr;
+  };
+  Routed routed_;
   // Timers, earliest first: (key, id) for every connection whose
   // Connection::NextTimeout (or drain deadline) is finite.
   absl::btree_set<std::pair<absl::Time, ConnectionId>> timers_;

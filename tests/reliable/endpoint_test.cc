@@ -228,6 +228,12 @@ class RawPeer {
 
   // hello -> challenge -> hello{cookie} -> accept -> ping (confirms).
   void Handshake(absl::Time now) {
+    Accepted(now);
+    Confirm(now);
+  }
+
+  // The handshake up to the accept: the server holds the connection.
+  void Accepted(absl::Time now) {
     server_->OnDatagram(now, address_, PaddedHello(codec_, cid_));
     std::vector<proto::Packet> got = DecodeAll(codec_, server_->TakeOutgoing());
     ASSERT_EQ(got.size(), 1u);
@@ -238,6 +244,10 @@ class RawPeer {
     ASSERT_TRUE(got[0].accept.has_value());
     ASSERT_EQ(got[0].accept->client_connection_id, cid_);
     server_id_ = got[0].accept->server_connection_id;
+  }
+
+  // The ping that confirms the connection.
+  void Confirm(absl::Time now) {
     proto::Packet ping;
     ping.ping = proto::Ping{};
     Send(now, std::move(ping));
@@ -953,6 +963,74 @@ TEST(EndpointTest, AClosedConnectionFreesItsSlotAtOnceAndDrainingStaysBounded) {
   ASSERT_EQ(got.size(), 1u);
   ASSERT_TRUE(got[0].close.has_value());
   EXPECT_THAT(got[0].close->reason, HasSubstr("server full"));
+}
+
+// Route remembers the connection it found last (a batch is mostly one
+// connection's). Connections joining may move every entry of the table and
+// a removed one is gone: after either, each packet must still reach its own
+// connection, and one for a removed id none (under ASan a stale entry is a
+// use after free).
+TEST(EndpointTest, PacketsReachTheirConnectionWhileOthersJoinAndLeave) {
+  EndpointOptions o = ServerOptions(64);
+  o.max_connections = 200;
+  o.max_unconfirmed_connections = 200;
+  o.max_connections_per_address = 200;
+  o.max_draining_connections = 0;  // a closed connection goes at once
+  Endpoint server(kStart, o);
+  const absl::Time now = kStart;
+  std::vector<std::unique_ptr<RawPeer>> peers;
+  auto received = [&](const RawPeer& p) {
+    absl::StatusOr<ConnectionStats> s = server.Stats(p.server_id());
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? s->packets_received : 0;
+  };
+  auto ping = [&](RawPeer& p) {
+    proto::Packet q;
+    q.ping = proto::Ping{};
+    p.Send(now, std::move(q));
+  };
+  auto join = [&](int i) {
+    peers.push_back(std::make_unique<RawPeer>(
+        &server, Addr(absl::StrCat("198.51.100.", i % 250, ":", 5000 + i)), 1000 + i));
+    // Routed to peer 0 last: its entry is remembered while the new one is
+    // added (and the table may rehash), then asked for again.
+    ping(*peers[0]);
+    server.TakeOutgoing();  // its ack: the handshake reads only its own
+    peers.back()->Accepted(now);
+    ping(*peers[0]);
+    peers.back()->Confirm(now);
+  };
+  peers.push_back(std::make_unique<RawPeer>(&server, Addr("198.51.100.250:4999"), 999));
+  peers[0]->Handshake(now);
+  const uint64_t first_before = received(*peers[0]);
+  for (int i = 1; i < 150; ++i) join(i);  // the table grows (and rehashes) under it
+  EXPECT_EQ(received(*peers[0]), first_before + 2 * 149);
+  // Each of the others has its confirming ping only.
+  for (int i = 1; i < 150; ++i) EXPECT_EQ(received(*peers[i]), 1u) << "peer " << i;
+  // Peer 0 closes; with no room for draining, its entry is removed.
+  const ConnectionId gone = peers[0]->server_id();
+  proto::Packet bye;
+  bye.close = proto::Close{proto::kCloseApplication, "bye", ""};
+  peers[0]->Send(now, std::move(bye));
+  absl::Time later = now;
+  for (int i = 0; i < 1000 && server.Stats(gone).ok(); ++i) {
+    server.TakeEvents();  // a connection is kept until its events are taken
+    server.TakeOutgoing();
+    later = std::clamp(server.NextTimeout(), later + absl::Milliseconds(1),
+                       later + absl::Milliseconds(100));
+    server.OnTimeout(later);
+  }
+  ASSERT_FALSE(server.Stats(gone).ok()) << "still there after " << (later - now);
+  ASSERT_LT(later - now, absl::Seconds(5));  // the others are still open
+  server.TakeEvents();
+  server.TakeOutgoing();
+  // Its close was the last packet routed: the removed one, then another.
+  const uint64_t unknown = server.stats().unknown_connection;
+  ping(*peers[0]);
+  EXPECT_FALSE(server.Stats(gone).ok());
+  EXPECT_EQ(server.stats().unknown_connection, unknown + 1);
+  ping(*peers[1]);
+  EXPECT_EQ(received(*peers[1]), 2u);
 }
 
 TEST(EndpointTest, AConfirmationBeyondAFullMemberTableIsClosedServerFull) {
