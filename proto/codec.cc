@@ -218,7 +218,8 @@ ABSL_ATTRIBUTE_NOINLINE absl::Status NumberTooLarge(absl::string_view what, uint
   return absl::InvalidArgumentError(absl::StrCat(what, " ", n, " >= 2^62 (kMaxSequenceNumber)"));
 }
 
-// Inlined: every packet checks a number or two (the message stays out of line).
+// Small enough to inline: every packet checks a number or two (the message
+// is built out of line).
 inline absl::Status CheckNumber(absl::string_view what, uint64_t n) {
   if (ABSL_PREDICT_FALSE(n >= kMaxSequenceNumber)) return NumberTooLarge(what, n);
   return absl::OkStatus();
@@ -416,9 +417,9 @@ absl::Status ValidateFragment(size_t i, const DataFragment& d,
     return bad("fragment count ", d.count, " > total_size ", d.total_size);
   }
   // The fragments' cut, ceil(total_size / count), under kMinRunFragmentBytes,
-  // without a division (a 64-bit one was about a quarter of this function's
-  // samples on both ends): ceil(t / c) < k exactly when t <= (k - 1) * c,
-  // and count (a uint32_t) times 127 does not overflow.
+  // without a division (a 64-bit one was about a quarter of Validate's
+  // samples on both ends): ceil(t / c) < k exactly when t <= (k - 1) * c for
+  // c >= 1 (count 0 was refused above), and (k - 1) * count < 2^39.
   if (d.run > 1 && d.total_size <= (kMinRunFragmentBytes - 1) * uint64_t{d.count}) {
     return bad("fragment run ", d.run, " of fragments under kMinRunFragmentBytes (",
                kMinRunFragmentBytes, ")");

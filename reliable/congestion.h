@@ -186,6 +186,10 @@ class Pacer final {
   // Spends tokens for a packet sent at `now`.
   void OnSent(absl::Time now, size_t bytes, const Rate& rate);
 
+  // Shorthands for the two above at Rate::OfWindow(window, smoothed_rtt) and
+  // Rate::Fixed(bytes_per_second, max_wait), for callers that send one packet
+  // at a time (tests, simple senders).
+  //
   // When a packet of `bytes` may leave, given the current window and RTT;
   // `now` if right away. Never later than now + smoothed_rtt.
   absl::Time NextSendTime(absl::Time now, size_t bytes, uint64_t window,

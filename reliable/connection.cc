@@ -1435,7 +1435,7 @@ bool Connection::DataSendable() {
   return queue_.HasSendable();
 }
 
-Pacer::Rate Connection::PacingRate() const {
+Pacer::Rate Connection::PacerRate() const {
   // A controller with its own pacing rate (BBR) sets it; otherwise (NewReno)
   // the pacer derives 1.25 * cwnd / srtt.
   if (const std::optional<double> rate = cc_->PacingRate()) {
@@ -1624,7 +1624,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
     cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
                       sent_.bytes_in_flight() + record.bytes);
     if (options_.pacing) {
-      if (cc_->SendingMayChangePacing()) *pacing = PacingRate();
+      if (cc_->SendingMayChangePacing()) *pacing = PacerRate();
       pacer_.OnSent(now, record.bytes, *pacing);
     }
   }
@@ -1689,7 +1689,7 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
   // sending may change it. Read per packet, twice, they cost about 200
   // instructions of Poll's 4,100 per data packet (bench/endpoint_bench.cc
   // BM_BulkInMemory under callgrind, docs/performance.md).
-  Pacer::Rate pacing = PacingRate();
+  Pacer::Rate pacing = PacerRate();
   int packets = 0;
   for (; packets < kMaxPacketsPerPoll && state_ != State::kClosed; ++packets) {
     const bool probe = probes_due_ > 0;

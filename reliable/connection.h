@@ -618,7 +618,7 @@ class Connection final {
   static bool SendsRuns(const ConnectionOptions& options, uint32_t peer_features);
   // Builds and encodes one packet; false when there was nothing to say.
   // `sendable`: the send queue's HasSendable(), as Poll just asked it;
-  // `pacing`: the pacer's rate as Poll read it (PacingRate), updated here
+  // `pacing`: the pacer's rate as Poll read it (PacerRate), updated here
   // when sending may change it.
   bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, Pacer::Rate* pacing,
                DatagramBatch* out);
@@ -682,7 +682,7 @@ class Connection final {
   absl::Time WrongKeyDeadline() const;
   // The pacer's rate now: the controller's own (BBR) or one derived from
   // its window and the smoothed RTT.
-  Pacer::Rate PacingRate() const;
+  Pacer::Rate PacerRate() const;
   bool DataSendable();
 
   // Path validation (see the class comment): whether a packet from `from`

@@ -434,7 +434,7 @@ class Endpoint final {
   absl::flat_hash_map<ConnectionId, Entry> connections_;
   // The connection Route found last: a batch's datagrams mostly belong to
   // one connection. Forgotten whenever connections_ gains or loses an
-  // entry (either may move the others).
+  // entry: an insert may rehash every entry, an erase destroys its own.
   struct Routed {
     ConnectionId id = 0;
     Entry* entry = nullptr;

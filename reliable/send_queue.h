@@ -337,29 +337,32 @@ class SendQueue final {
   // Node-stable: messages point at their space. Never erased (the caller
   // bounds the channels).
   absl::node_hash_map<SpaceKey, Space> spaces_;
-  // Find's memory. Empty after a move: it pointed into the source's map.
+  // Find's memory. Empty on both sides of a move: it pointed into the
+  // source's map, whose nodes the destination now owns.
   struct Found {
     uint64_t number = 0;
     Message* message = nullptr;
     Found() = default;
-    Found(Found&&) noexcept {}
-    Found& operator=(Found&&) noexcept {
+    Found(Found&& other) noexcept { other.message = nullptr; }
+    Found& operator=(Found&& other) noexcept {
       message = nullptr;
+      other.message = nullptr;
       return *this;
     }
   };
   Found found_;
   // HasSendable's Candidate(), while valid (ForgetCandidate). Asking the
-  // queue again in NextRun was about 150 instructions per packet of a bulk
-  // sender's (bench/endpoint_bench.cc BM_BulkInMemory). Invalid after a
-  // move: it points into the source.
+  // queue again in NextRun cost a bulk sender about 108 instructions per
+  // packet (bench/endpoint_bench.cc BM_BulkInMemory). Invalid on both sides
+  // of a move: it points into the source.
   struct KeptCandidate {
     Pick pick;
     bool valid = false;
     KeptCandidate() = default;
-    KeptCandidate(KeptCandidate&&) noexcept {}
-    KeptCandidate& operator=(KeptCandidate&&) noexcept {
+    KeptCandidate(KeptCandidate&& other) noexcept { other.valid = false; }
+    KeptCandidate& operator=(KeptCandidate&& other) noexcept {
       valid = false;
+      other.valid = false;
       return *this;
     }
   };

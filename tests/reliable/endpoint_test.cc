@@ -996,14 +996,16 @@ TEST(EndpointTest, PacketsReachTheirConnectionWhileOthersJoinAndLeave) {
     // added (and the table may rehash), then asked for again.
     ping(*peers[0]);
     server.TakeOutgoing();  // its ack: the handshake reads only its own
-    peers.back()->Accepted(now);
+    ASSERT_NO_FATAL_FAILURE(peers.back()->Accepted(now));
     ping(*peers[0]);
-    peers.back()->Confirm(now);
+    ASSERT_NO_FATAL_FAILURE(peers.back()->Confirm(now));
   };
   peers.push_back(std::make_unique<RawPeer>(&server, Addr("198.51.100.250:4999"), 999));
   peers[0]->Handshake(now);
   const uint64_t first_before = received(*peers[0]);
-  for (int i = 1; i < 150; ++i) join(i);  // the table grows (and rehashes) under it
+  for (int i = 1; i < 150; ++i) {  // the table grows (and rehashes) under it
+    ASSERT_NO_FATAL_FAILURE(join(i)) << "peer " << i;
+  }
   EXPECT_EQ(received(*peers[0]), first_before + 2 * 149);
   // Each of the others has its confirming ping only.
   for (int i = 1; i < 150; ++i) EXPECT_EQ(received(*peers[i]), 1u) << "peer " << i;
@@ -1021,7 +1023,8 @@ TEST(EndpointTest, PacketsReachTheirConnectionWhileOthersJoinAndLeave) {
     server.OnTimeout(later);
   }
   ASSERT_FALSE(server.Stats(gone).ok()) << "still there after " << (later - now);
-  ASSERT_LT(later - now, absl::Seconds(5));  // the others are still open
+  // Well inside the others' peer timeout (10 s): they are still open.
+  ASSERT_LT(later - now, absl::Seconds(5));
   server.TakeEvents();
   server.TakeOutgoing();
   // Its close was the last packet routed: the removed one, then another.
