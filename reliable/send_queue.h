@@ -293,7 +293,7 @@ class SendQueue final {
   Message* Find(uint64_t number);
   // Forgets what Find remembers; called whenever messages_ changes shape
   // (a btree moves its values on insert and erase).
-  void ForgetFound() { found_.message = nullptr; }
+  void ForgetFound() { found_.valid = false; }
   // Forgets the Candidate() HasSendable kept; called on entry to every
   // public method that changes the queue, and by NextRun once it used it.
   void ForgetCandidate() { candidate_.valid = false; }
@@ -337,36 +337,31 @@ class SendQueue final {
   // Node-stable: messages point at their space. Never erased (the caller
   // bounds the channels).
   absl::node_hash_map<SpaceKey, Space> spaces_;
-  // Find's memory. Empty on both sides of a move: it pointed into the
-  // source's map, whose nodes the destination now owns.
-  struct Found {
-    uint64_t number = 0;
-    Message* message = nullptr;
-    Found() = default;
-    Found(Found&& other) noexcept { other.message = nullptr; }
-    Found& operator=(Found&& other) noexcept {
-      message = nullptr;
-      other.message = nullptr;
-      return *this;
-    }
-  };
-  Found found_;
-  // HasSendable's Candidate(), while valid (ForgetCandidate). Asking the
-  // queue again in NextRun cost a bulk sender about 108 instructions per
-  // packet (bench/endpoint_bench.cc BM_BulkInMemory). Invalid on both sides
-  // of a move: it points into the source.
-  struct KeptCandidate {
-    Pick pick;
+  // Something remembered that points into this queue's own storage, while
+  // `valid`. Forgotten on both sides of a move: it pointed into the source,
+  // whose map nodes the destination now owns.
+  template <typename T>
+  struct Memory {
+    T value{};
     bool valid = false;
-    KeptCandidate() = default;
-    KeptCandidate(KeptCandidate&& other) noexcept { other.valid = false; }
-    KeptCandidate& operator=(KeptCandidate&& other) noexcept {
+    Memory() = default;
+    Memory(Memory&& other) noexcept { other.valid = false; }
+    Memory& operator=(Memory&& other) noexcept {
       valid = false;
       other.valid = false;
       return *this;
     }
   };
-  KeptCandidate candidate_;
+  struct FoundMessage {
+    uint64_t number = 0;
+    Message* message = nullptr;
+  };
+  // Find's memory.
+  Memory<FoundMessage> found_;
+  // HasSendable's Candidate() (ForgetCandidate). Asking the queue again in
+  // NextRun cost a bulk sender about 108 instructions per packet
+  // (bench/endpoint_bench.cc BM_BulkInMemory).
+  Memory<Pick> candidate_;
   Lane shared_;
   std::unique_ptr<Lanes> lanes_;  // null until SetChannelLane
   uint64_t queued_bytes_ = 0;
