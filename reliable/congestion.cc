@@ -360,6 +360,7 @@ void Bbr::OnPacketsLost(absl::Time now, const PacketInfo& largest_lost, uint64_t
     // Everything sent over several PTOs was lost: start again from the
     // minimum window; acks regrow it toward the target.
     cwnd_ = minimum_window();
+    ++collapses_;
   }
 }
 

@@ -74,6 +74,9 @@ class CongestionController {
   virtual uint64_t window() const = 0;
   virtual bool InRecovery() const = 0;
   virtual bool InSlowStart() const = 0;
+  // How many times loss made the controller cut what it lets in flight
+  // (ConnectionStats::congestion_reductions).
+  virtual uint64_t reductions() const = 0;
   // The rate the sender should pace at, in bytes per second, for a
   // controller that sets it (BBR); nullopt lets the caller derive it from
   // window() and the smoothed RTT (RFC 9002 7.7).
@@ -107,7 +110,7 @@ class NewReno final : public CongestionController {
   uint64_t minimum_window() const { return 2 * max_datagram_; }
   uint64_t initial_window() const;
   // How many times the window was cut (once per loss episode).
-  uint64_t reductions() const { return reductions_; }
+  uint64_t reductions() const override { return reductions_; }
   // How many of those cuts were undone as spurious.
   uint64_t undos() const { return undos_; }
 
@@ -442,6 +445,9 @@ class Bbr final : public CongestionController {
   uint64_t TargetWindow() const;
   const DeliveryRateSampler& sampler() const { return sampler_; }
   uint64_t excessive_loss_rounds() const { return excessive_loss_rounds_; }
+  // Rounds of excessive loss (each set or lowered the cap) and persistent
+  // congestion's collapses to the minimum window.
+  uint64_t reductions() const override { return excessive_loss_rounds_ + collapses_; }
 
  private:
   void OnRoundEnd();
@@ -502,6 +508,7 @@ class Bbr final : public CongestionController {
   uint64_t inflight_cap_ = 0;
   int cap_growth_rounds_ = 0;
   uint64_t excessive_loss_rounds_ = 0;
+  uint64_t collapses_ = 0;
 };
 
 std::unique_ptr<CongestionController> MakeCongestionController(absl::string_view name,

@@ -1883,6 +1883,7 @@ ConnectionStats Connection::stats() const {
   s.min_rtt = rtt_.min_rtt();
   s.latest_rtt = rtt_.latest();
   s.cwnd = cc_->window();
+  s.congestion_reductions = cc_->reductions();
   s.bytes_in_flight = sent_.bytes_in_flight();
   s.fragments_retransmitted = queue_.retransmitted_fragments();
   s.datagram_size = datagram_size();

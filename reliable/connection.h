@@ -424,6 +424,8 @@ struct ConnectionStats {
   uint64_t messages_delivered = 0;     // handed to the application
   uint64_t messages_acked = 0;
   uint64_t probes = 0;                 // PTO expirations
+  // Cuts of the congestion controller for loss: NewReno's window halvings
+  // (one per loss episode), BBR's excessive-loss rounds and collapses.
   uint64_t congestion_reductions = 0;
   uint64_t refused_packets = 0;        // not acked: receiver out of buffer
   // Path MTU discovery: the datagram size sent now (sealed bytes included),

@@ -181,6 +181,42 @@ TEST(EndpointSimTest, TenMegabytesAcrossTwoSecondBlackoutsCompletes) {
   RunOrderedTransfer(4242, link, {10'000'000}, 10, absl::Minutes(2));
 }
 
+// ConnectionStats::congestion_reductions counts the controller's cuts for
+// loss (it stayed 0 while nothing filled it in): none on a path that loses
+// nothing but path MTU probes, at most one per lost packet where NewReno
+// halves its window, and BBR's rounds of excessive loss where more than a
+// fifth of the packets are lost.
+TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
+  struct Case {
+    const char* congestion;
+    double loss;
+  } cases[] = {{"newreno", 0}, {"bbr", 0}, {"newreno", 0.05}, {"bbr", 0.3}};
+  for (const Case& c : cases) {
+    const uint64_t seed = 43;
+    SCOPED_TRACE(absl::StrCat("seed=", seed, " ", c.congestion, " loss=", c.loss));
+    EndpointOptions client = ClientOptions(seed);
+    client.connection.congestion_control =
+        reliable::ParseCongestionControl(c.congestion).value();
+    Pair net(seed, Lossy(c.loss, 0, 0), ServerOptions(seed), client);
+    const ConnectionId id = net.Connect();
+    const std::string message = Payload(seed, 0, 1 << 20);
+    ASSERT_TRUE(net.client()
+                    .endpoint()
+                    .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, message)
+                    .ok());
+    net.sim().PollAll();
+    ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
+                                   net.sim().now() + absl::Seconds(120)));
+    const reliable::ConnectionStats s = *net.client().endpoint().Stats(id);
+    if (c.loss == 0) {
+      EXPECT_EQ(s.congestion_reductions, 0u) << s.ToString();
+    } else {
+      EXPECT_GT(s.congestion_reductions, 0u) << s.ToString();
+      EXPECT_LE(s.congestion_reductions, s.packets_lost) << s.ToString();
+    }
+  }
+}
+
 // Acks per data packet of an 8 MiB transfer over a clean 1 Gbit/s path
 // with a 0.2 ms RTT, with the sender asking for up to `max_ack_threshold`.
 double AcksPerDataPacket(uint32_t max_ack_threshold, uint32_t* peer_threshold) {
