@@ -181,6 +181,22 @@ TEST(EndpointSimTest, TenMegabytesAcrossTwoSecondBlackoutsCompletes) {
   RunOrderedTransfer(4242, link, {10'000'000}, 10, absl::Minutes(2));
 }
 
+// Sends `message` from the client as the first message of its connection
+// `id` (channel 1, reliable ordered) and runs until it is acknowledged;
+// false when the send fails or `limit` of virtual time passes first.
+bool SendAndRunUntilAcked(Pair& net, ConnectionId id, const std::string& message,
+                          absl::Duration limit) {
+  if (!net.client()
+           .endpoint()
+           .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, message)
+           .ok()) {
+    return false;
+  }
+  net.sim().PollAll();
+  return net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
+                            net.sim().now() + limit);
+}
+
 // ConnectionStats::congestion_reductions counts the controller's cuts for
 // loss (it stayed 0 while nothing filled it in): none on a path that loses
 // nothing but path MTU probes, at most one per lost packet where NewReno
@@ -199,14 +215,7 @@ TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
         reliable::ParseCongestionControl(c.congestion).value();
     Pair net(seed, Lossy(c.loss, 0, 0), ServerOptions(seed), client);
     const ConnectionId id = net.Connect();
-    const std::string message = Payload(seed, 0, 1 << 20);
-    ASSERT_TRUE(net.client()
-                    .endpoint()
-                    .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, message)
-                    .ok());
-    net.sim().PollAll();
-    ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
-                                   net.sim().now() + absl::Seconds(120)));
+    ASSERT_TRUE(SendAndRunUntilAcked(net, id, Payload(seed, 0, 1 << 20), absl::Seconds(120)));
     const reliable::ConnectionStats s = *net.client().endpoint().Stats(id);
     if (c.loss == 0) {
       EXPECT_EQ(s.congestion_reductions, 0u) << s.ToString();
@@ -229,13 +238,7 @@ double AcksPerDataPacket(uint32_t max_ack_threshold, uint32_t* peer_threshold) {
   Pair net(7, link, ServerOptions(7), client);
   const ConnectionId id = net.Connect();
   const std::string message = Payload(7, 0, 8 << 20);
-  EXPECT_TRUE(net.client()
-                  .endpoint()
-                  .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, message)
-                  .ok());
-  net.sim().PollAll();
-  EXPECT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kAcked) == 1; },
-                                 net.sim().now() + absl::Seconds(30)));
+  EXPECT_TRUE(SendAndRunUntilAcked(net, id, message, absl::Seconds(30)));
   std::vector<const Event*> got = Messages(net.server(), 1);
   EXPECT_TRUE(got.size() == 1 && got[0]->message == message);
   const reliable::ConnectionStats sender = *net.client().endpoint().Stats(id);
