@@ -463,9 +463,15 @@ void Connection::Established(absl::Time now) {
 void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, bool by_peer,
                           bool send_close) {
   if (state_ == State::kClosed) return;
-  // A client still connecting has no server id to address a Close to.
-  if (send_close && peer_id_ != 0) {
-    close_due_ = true;
+  // A client still connecting has no server id to address a Close to. A
+  // timeout of ours sends nothing now (the path is silent), but answers
+  // the peer's later packets while draining with its code, not an empty
+  // Close: the peer learns that we gave up on the path, not that our
+  // application closed.
+  const bool timed_out = !by_peer && (why == CloseReason::kIdleTimeout ||
+                                      why == CloseReason::kHandshakeTimeout);
+  if ((send_close || timed_out) && peer_id_ != 0) {
+    close_due_ = send_close;
     close_ = std::make_unique<proto::Close>();
     close_->code = WireCloseCode(why);
     close_->reason = reason.substr(0, proto::kMaxReasonBytes);
@@ -1656,8 +1662,8 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
     proto::Packet p;
     p.connection_id = peer_id_;
     p.packet_number = next_packet_number_++;
-    // A close without a frame of its own (a timeout) answers with an
-    // empty one.
+    // A close without a frame of its own (the peer's, or an error before
+    // the handshake ended) answers with an empty one.
     p.close = close_ != nullptr ? *close_ : proto::Close{};
     Encode(now, p, out);  // already closed: a failure only drops the Close
     return;

@@ -226,6 +226,42 @@ TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
   }
 }
 
+// A connection that closed as idle sends nothing (the path is silent), but
+// answers the peer's next packet with a Close of its own code: the peer
+// learns that this side gave up on the path (CloseReason::kIdleTimeout,
+// by the peer), not that its application closed (an empty Close read as
+// kClosedByPeer).
+TEST(EndpointSimTest, AnIdleTimedOutConnectionAnswersThePeerWithItsTimeout) {
+  const uint64_t seed = 47;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  EndpointOptions client = ClientOptions(seed);
+  client.connection.idle_timeout = absl::Seconds(1);
+  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), client);
+  net.Connect();
+  impairment::ImpairmentConfig dead;
+  dead.loss = 1.0;
+  net.SetLinks(dead);
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  const Event* mine = net.client().Find(Event::Type::kClosed);
+  EXPECT_EQ(mine->close_reason, reliable::CloseReason::kIdleTimeout);
+  EXPECT_FALSE(mine->by_peer);
+  EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);  // it heard nothing
+  net.SetLinks(Lossy(0, 0, 0));
+  ASSERT_TRUE(net.server()
+                  .endpoint()
+                  .Send(net.sim().now(), net.ServerConnection(), 1,
+                        DeliveryMode::kReliableOrdered, "still there?")
+                  .ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  const Event* theirs = net.server().Find(Event::Type::kClosed);
+  EXPECT_TRUE(theirs->by_peer);
+  EXPECT_EQ(theirs->close_reason, reliable::CloseReason::kIdleTimeout);
+  EXPECT_THAT(theirs->reason, ::testing::HasSubstr("no packets from 10.0.0.1:4000"));
+}
+
 // Acks per data packet of an 8 MiB transfer over a clean 1 Gbit/s path
 // with a 0.2 ms RTT, with the sender asking for up to `max_ack_threshold`.
 double AcksPerDataPacket(uint32_t max_ack_threshold, uint32_t* peer_threshold) {
