@@ -173,7 +173,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       case 2:
         checker.Closed(peer);
-        core.OnClosed(now, peer, static_cast<udpmsg::chat::CloseCause>(in.Byte() % 3),
+        core.OnClosed(now, peer, static_cast<udpmsg::chat::CloseCause>(in.Byte() % 4),
                       in.Take(in.Byte() % 32));
         break;
       case 3:

@@ -86,6 +86,10 @@ absl::Status ServerOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "probe_timeout ", absl::FormatDuration(probe_timeout), " is not a positive duration"));
   }
+  if (resume_grace < absl::ZeroDuration() || resume_grace == absl::InfiniteDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "resume_grace ", absl::FormatDuration(resume_grace), " is not a finite duration >= 0"));
+  }
   if (send_window_bytes < 1) {
     return absl::InvalidArgumentError("send_window_bytes must be at least 1");
   }
@@ -419,12 +423,36 @@ void ServerCore::OnRename(absl::Time now, PeerId peer, MemberState& member,
 
 void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail) {
   ErasePending(peer);
-  if (!members_.contains(peer)) return;
+  auto it = members_.find(peer);
+  if (it == members_.end() || it->second.held) return;
+  if (cause == CloseCause::kPeerTimedOut && options_.resume_grace > absl::ZeroDuration()) {
+    Hold(now, peer, it->second, detail);
+    return;
+  }
   const char* why = "connection lost";
-  if (cause == CloseCause::kTimedOut) why = "timed out";
+  if (cause == CloseCause::kTimedOut || cause == CloseCause::kPeerTimedOut) why = "timed out";
   if (cause == CloseCause::kClosedByPeer) why = "connection closed";
   Remove(now, peer, why, detail);
   DropLaggards(now);
+}
+
+void ServerCore::Hold(absl::Time now, PeerId peer, MemberState& member,
+                      absl::string_view detail) {
+  // Nothing more goes to it: what it was sent and what waits is dropped.
+  in_flight_bytes_ -= member.in_flight;
+  member.in_flight = 0;
+  backlog_entries_ -= member.backlog_size();
+  member.backlog.reset();
+  member.backlog_bytes = 0;
+  backlogged_.erase(peer);
+  member.held = true;
+  Held& held = held_[peer];
+  held.until = now + options_.resume_grace;
+  held.detail = std::string(detail.substr(0, kMaxHeldDetailBytes));
+  held_deadlines_.insert({held.until, peer});
+  Log(absl::StrCat(Displayable(room_->NickOf(member.joined)), "'s client timed out (",
+                   Displayable(held.detail), "): holding its nick for ",
+                   absl::FormatDuration(options_.resume_grace), " for its resume token"));
 }
 
 void ServerCore::OnAcked(absl::Time now, PeerId peer, uint64_t bytes) {
@@ -467,6 +495,11 @@ void ServerCore::OnTick(absl::Time now) {
     p.probing.reset();
     TryJoin(now, id, std::move(request));  // takes the nick over if the holder was silent
   }
+  while (!held_deadlines_.empty() && held_deadlines_.begin()->first <= now) {
+    const PeerId id = held_deadlines_.begin()->second;
+    const std::string detail = held_.at(id).detail;
+    Remove(now, id, "timed out", detail);  // Forget erases it from held_
+  }
   OnRoom(now);
 }
 
@@ -506,6 +539,7 @@ absl::Time ServerCore::NextDeadline() const {
   absl::Time next = absl::InfiniteFuture();
   if (!join_deadlines_.empty()) next = join_deadlines_.begin()->first;
   if (!probe_deadlines_.empty()) next = std::min(next, probe_deadlines_.begin()->first);
+  if (!held_deadlines_.empty()) next = std::min(next, held_deadlines_.begin()->first);
   return next;
 }
 
@@ -514,6 +548,7 @@ void ServerCore::Shutdown(absl::Time now) {
   if (room_->Close(shard_, now)) Log(absl::StrCat("shutting down ", Count(members)));
   Drain();
   for (const auto& [joined, m] : order_) {
+    if (m->held) continue;  // its connection is gone
     Pump(m->id, *m, /*all=*/true);  // everything, then the goodbye
     Close(m->id, "server shutting down", /*flush=*/true);
   }
@@ -529,6 +564,8 @@ void ServerCore::Shutdown(absl::Time now) {
   pending_.clear();
   join_deadlines_.clear();
   probe_deadlines_.clear();
+  held_.clear();
+  held_deadlines_.clear();
   pending_by_address_.clear();
   over_backlog_.clear();
   in_flight_bytes_ = 0;
@@ -585,6 +622,11 @@ void ServerCore::Forget(PeerId peer) {
   in_flight_bytes_ -= it->second.in_flight;
   backlog_entries_ -= it->second.backlog_size();
   backlogged_.erase(peer);
+  if (it->second.held) {
+    auto held = held_.find(peer);
+    held_deadlines_.erase({held->second.until, peer});
+    held_.erase(held);
+  }
   order_.erase(it->second.joined);
   members_.erase(it);  // frees its backlog's share of the lines
 }
@@ -611,7 +653,7 @@ void ServerCore::TakeNotices() {
     const PeerId peer = it->second->id;
     if (n.type == RoomNotice::Type::kReplaced) {
       // The room has already handed its nick on: no leave line.
-      Close(peer, "replaced by a new connection", /*flush=*/false);
+      if (!it->second->held) Close(peer, "replaced by a new connection", /*flush=*/false);
       Forget(peer);
       continue;
     }
@@ -635,6 +677,7 @@ void ServerCore::Send(PeerId peer, std::string bytes) {
 
 void ServerCore::Enqueue(PeerId peer, MemberState& member,
                          std::shared_ptr<const SharedMessage> message) {
+  if (member.held) return;  // its connection is gone (resume_grace)
   const uint64_t size = message->bytes().size();
   if (member.backlog == nullptr && member.in_flight < options_.send_window_bytes) {
     // The common case: the window is open and nothing waits; straight out.

@@ -162,6 +162,9 @@ using PeerId = uint64_t;
 
 // Longest address text kept for a log line.
 inline constexpr size_t kMaxAddressBytes = 128;
+// Longest close reason a held member keeps for its leave line (the
+// transport's own bound, proto::kMaxReasonBytes).
+inline constexpr size_t kMaxHeldDetailBytes = 256;
 // Smallest ServerOptions::byte_burst: one longest line fits.
 inline constexpr uint64_t kMinByteBurst = 8 << 10;
 // Smallest ServerOptions::max_backlog_bytes: a Welcome or WhoReply of a full
@@ -199,6 +202,23 @@ struct ServerOptions {
   // 2-CPU machine: the probe's answer took over a second to be seen, about
   // one run in four); a restarted member waits one more second instead.
   absl::Duration probe_timeout = absl::Seconds(2);  // > 0
+  // A member whose client gave up on its connection (CloseCause::kPeerTimedOut:
+  // the client's transport timed out, and told us when our next packet
+  // reached it) is held this long for its resume token, silent, before it
+  // leaves with "timed out": a client that lost the path reconnects with
+  // the token and finds its nick and its place, and the room sees "X
+  // reconnected", not a leave and a join. Such a client answers the server's
+  // first packet after the outage with its timeout, and that raced its new
+  // connection: the member was gone 0.2 s before the token came (seed 4 of
+  // SessionSimTest.AReconnectWithTheResumeTokenTakesTheNickBackAtOnce).
+  // While held, a member is sent nothing (what it misses is lost, as for a
+  // member whose connection is silently dead: lines come back only as far
+  // as the room keeps history, private lines not at all) and holds its
+  // slot; a Join from another address without the token is refused, and a
+  // same-address Join probes it as any member (it cannot answer: the nick
+  // is handed over after probe_timeout). 10 s: as long as the server keeps
+  // a silent member with the default --timeout. 0: leaves at once.
+  absl::Duration resume_grace = absl::Seconds(10);  // >= 0
   // kResumeTokenBytes of unpredictable bytes per call (a Welcome's resume
   // token). Null: std::random_device (the kernel's getrandom on Linux).
   std::function<std::string()> random_token;
@@ -236,6 +256,9 @@ enum class CloseCause {
   kTimedOut,      // silent too long, or too many retransmissions ("timed out")
   kClosedByPeer,  // the peer closed it ("connection closed")
   kLost,          // anything else on our side ("connection lost")
+  kPeerTimedOut,  // the peer's side timed out and said so: its client lost
+                  // the path and may come back with its resume token (held
+                  // for ServerOptions::resume_grace, then "timed out")
 };
 
 struct ServerAction {
@@ -268,7 +291,8 @@ class ServerCore final {
   // One message from `peer` (channel kChannel). Unknown peers are ignored.
   void OnMessage(absl::Time now, PeerId peer, absl::string_view bytes);
   // `peer`'s connection is gone; `detail` (the transport's reason, possibly
-  // peer text) goes only into the log, escaped.
+  // peer text) goes only into the log, escaped. A member closed for
+  // kPeerTimedOut is held for resume_grace first (see there).
   void OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::string_view detail);
   // `bytes` of what the core sent `peer` on kChannel were acknowledged (the
   // transport's kAcked event: one per message, its size): the member's
@@ -277,7 +301,8 @@ class ServerCore final {
   // A send to `peer` failed while its connection was up (its queue is full:
   // it cannot keep up). A member is closed and leaves with "dropped".
   void OnSendFailed(absl::Time now, PeerId peer, absl::string_view why);
-  // Closes pending connections older than join_timeout (and does OnRoom).
+  // Closes pending connections older than join_timeout, ends probes, lets
+  // held members whose resume_grace ran out leave (and does OnRoom).
   void OnTick(absl::Time now);
   // Fans out the lines other shards added to the room since the last call
   // (cheap when there are none): the driver calls it when the room wakes it
@@ -332,6 +357,13 @@ class ServerCore final {
     TokenBucket bytes;
     TokenBucket refusals;  // refused messages the member may still send
     bool probed = false;   // a probe is out: report the next sign of life
+    // Held for its resume token (resume_grace) since its connection closed:
+    // nothing is sent to it; the rest is in held_ (few members ever are).
+    bool held = false;
+  };
+  struct Held {
+    absl::Time until;    // its key in held_deadlines_
+    std::string detail;  // the transport's reason, for the leave line
   };
   struct Pending {
     std::string address;
@@ -379,6 +411,8 @@ class ServerCore final {
   void Close(PeerId peer, std::string reason, bool flush);
   void Log(std::string text);
   void Remove(absl::Time now, PeerId peer, const std::string& why, absl::string_view detail);
+  // Holds a member whose client timed out for resume_grace (silent).
+  void Hold(absl::Time now, PeerId peer, MemberState& member, absl::string_view detail);
   static std::string Count(uint64_t members);
 
   const ServerOptions options_;
@@ -396,6 +430,8 @@ class ServerCore final {
   absl::flat_hash_map<PeerId, Pending> pending_;       // connected, not joined
   absl::btree_set<std::pair<absl::Time, PeerId>> join_deadlines_;  // of pending_
   absl::btree_set<std::pair<absl::Time, PeerId>> probe_deadlines_;  // of pending_
+  absl::flat_hash_map<PeerId, Held> held_;                          // members held
+  absl::btree_set<std::pair<absl::Time, PeerId>> held_deadlines_;   // of held_
   uint64_t notices_seen_ = 0;  // the room's notice_count() at the last look
   absl::flat_hash_map<std::string, size_t> pending_by_address_;  // AddressKey ->
   std::vector<PeerId> over_backlog_;  // members to drop in DropLaggards

@@ -10,7 +10,14 @@
 namespace udpmsg::chat {
 
 CloseCause CloseCauseFor(CloseReason reason, bool by_peer) {
-  if (by_peer) return CloseCause::kClosedByPeer;
+  if (by_peer) {
+    // The peer's transport gave up on the path (its Close, or its answer
+    // to our first packet after an outage, carries the timeout's code).
+    if (reason == CloseReason::kIdleTimeout || reason == CloseReason::kPeerTimeout) {
+      return CloseCause::kPeerTimedOut;
+    }
+    return CloseCause::kClosedByPeer;
+  }
   if (reason == CloseReason::kIdleTimeout || reason == CloseReason::kHandshakeTimeout ||
       reason == CloseReason::kPeerTimeout) {
     return CloseCause::kTimedOut;

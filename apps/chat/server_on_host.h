@@ -36,7 +36,10 @@ namespace udpmsg::chat {
 
 // How the chat tells its members why someone left, from why the transport
 // closed the connection: timeouts on our side read "timed out", a close by
-// the peer "connection closed", anything else "connection lost".
+// the peer "connection closed", anything else "connection lost". A close
+// by the peer for its own timeout (its client lost the path) is
+// kPeerTimedOut: the member is held for its resume token first
+// (ServerOptions::resume_grace).
 CloseCause CloseCauseFor(CloseReason reason, bool by_peer);
 
 class ServerOnHost final {

@@ -935,6 +935,75 @@ TEST_F(TakeoverTest, TheWelcomeCarriesAFreshTokenThatTakesTheNickOverAtOnceFromA
   EXPECT_EQ(core_->room().member_count(), 2u);
 }
 
+// A client that lost the path gave up on its connection and told the server
+// so (CloseCause::kPeerTimedOut): the member is held, silent, for its token
+// (resume_grace); the token within it is a reconnect, not a leave and a
+// join; without it the member leaves with "timed out" when the grace ends.
+TEST_F(TakeoverTest, AMemberWhoseClientTimedOutIsHeldForItsTokenThenLeaves) {
+  const std::string token = TokenOf(Member(1, "alice"), 1);
+  Member(2, "bob");
+  Member(3, "carol");
+  core_->TakeActions();
+  const absl::Duration grace = ServerOptions().resume_grace;
+  // Nothing is acknowledged here: alice's Welcome and lines are in flight,
+  // and the hold releases them.
+  const uint64_t before = core_->in_flight_bytes();
+  core_->OnClosed(now_, 1, CloseCause::kPeerTimedOut, "no packets from 10.0.0.9:4000 for 2s");
+  EXPECT_LT(core_->in_flight_bytes(), before);
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_THAT(LineTexts(a, 2), IsEmpty());  // no leave line
+  EXPECT_THAT(Logs(a), ElementsAre("alice's client timed out (no packets from 10.0.0.9:4000 "
+                                   "for 2s): holding its nick for 10s for its resume token"));
+  EXPECT_THAT(core_->Members(), ElementsAre("alice", "bob", "carol"));
+  EXPECT_EQ(core_->NextDeadline(), now_ + grace);
+  // Nothing goes to the held member, nor is counted in flight for it.
+  const uint64_t in_flight = core_->in_flight_bytes();
+  core_->OnMessage(now_, 2, Say("anyone there?"));
+  a = core_->TakeActions();
+  EXPECT_THAT(To(a, 1), IsEmpty());
+  EXPECT_THAT(LineTexts(a, 3), ElementsAre("SAY bob anyone there?"));
+  uint64_t sent = 0;  // to bob (his own line back) and carol
+  for (const ServerAction& x : a) {
+    if (x.type == Type::kSend) sent += x.bytes.size();
+  }
+  EXPECT_EQ(To(a, 2).size() + To(a, 3).size(), 2u);
+  EXPECT_EQ(core_->in_flight_bytes(), in_flight + sent);
+  // Its token within the grace: a reconnect; the dead connection gets no Close.
+  core_->OnConnected(now_ + grace / 2, 4, "192.0.2.7:4000");
+  core_->OnMessage(now_ + grace / 2, 4, JoinWithToken("alice", token));
+  a = core_->TakeActions();
+  ASSERT_TRUE(Welcomed(a, 4));
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  EXPECT_THAT(LineTexts(a, 2), ElementsAre("SYSTEM  alice reconnected"));
+  EXPECT_THAT(core_->Members(), ElementsAre("bob", "carol", "alice"));
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+  // bob's token never comes: he leaves when the grace ends, not before.
+  const absl::Time later = now_ + grace / 2;
+  core_->OnClosed(later, 2, CloseCause::kPeerTimedOut, "peer timeout");
+  core_->TakeActions();
+  core_->OnTick(later + grace - absl::Milliseconds(1));
+  EXPECT_THAT(LineTexts(core_->TakeActions(), 3), IsEmpty());
+  core_->OnTick(later + grace);
+  a = core_->TakeActions();
+  EXPECT_THAT(LineTexts(a, 3), ElementsAre("LEAVE bob timed out"));
+  EXPECT_THAT(Logs(a), ElementsAre("bob left (timed out: peer timeout) (2 members)"));
+  EXPECT_THAT(core_->Members(), ElementsAre("carol", "alice"));
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+}
+
+TEST_F(TakeoverTest, WithoutAResumeGraceATimedOutClientLeavesAtOnce) {
+  ServerOptions o;
+  o.resume_grace = absl::ZeroDuration();
+  Make(o);
+  Member(1, "alice");
+  Member(2, "bob");
+  core_->TakeActions();
+  core_->OnClosed(now_, 1, CloseCause::kPeerTimedOut, "");
+  EXPECT_THAT(LineTexts(core_->TakeActions(), 2), ElementsAre("LEAVE alice timed out"));
+  o.resume_grace = -absl::Seconds(1);
+  EXPECT_THAT(o.Validate().message(), HasSubstr("resume_grace"));
+}
+
 TEST_F(TakeoverTest, AnotherAddressWithoutTheTokenCannotTakeANickNorMakeAProbe) {
   Member(1, "alice");
   for (const std::string& token : {std::string(), std::string(kResumeTokenBytes, 'Z'),

@@ -29,8 +29,11 @@ TEST(CloseCauseForTest, TimeoutsOnOurSideReadTimedOutAndThePeersCloseReadsClosed
   EXPECT_EQ(CloseCauseFor(CloseReason::kHandshakeTimeout, false), CloseCause::kTimedOut);
   EXPECT_EQ(CloseCauseFor(CloseReason::kPeerTimeout, false), CloseCause::kTimedOut);
   EXPECT_EQ(CloseCauseFor(CloseReason::kClosedByPeer, true), CloseCause::kClosedByPeer);
-  // Whatever the reason, the peer's decision reads as a close by the peer.
-  EXPECT_EQ(CloseCauseFor(CloseReason::kIdleTimeout, true), CloseCause::kClosedByPeer);
+  // The peer's own timeouts: its client lost the path (held for its resume
+  // token); any other reason of the peer's reads as a close by the peer.
+  EXPECT_EQ(CloseCauseFor(CloseReason::kIdleTimeout, true), CloseCause::kPeerTimedOut);
+  EXPECT_EQ(CloseCauseFor(CloseReason::kPeerTimeout, true), CloseCause::kPeerTimedOut);
+  EXPECT_EQ(CloseCauseFor(CloseReason::kProtocolError, true), CloseCause::kClosedByPeer);
   EXPECT_EQ(CloseCauseFor(CloseReason::kProtocolError, false), CloseCause::kLost);
   EXPECT_EQ(CloseCauseFor(CloseReason::kClosedByApplication, false), CloseCause::kLost);
 }
