@@ -468,8 +468,10 @@ void Connection::CloseNow(absl::Time now, CloseReason why, std::string reason, b
   // the peer's later packets while draining with its code, not an empty
   // Close: the peer learns that we gave up on the path, not that our
   // application closed.
-  const bool timed_out = !by_peer && (why == CloseReason::kIdleTimeout ||
-                                      why == CloseReason::kHandshakeTimeout);
+  // (A Close(flush=true) under way keeps its own frame.)
+  const bool timed_out =
+      !by_peer && close_ == nullptr &&
+      (why == CloseReason::kIdleTimeout || why == CloseReason::kHandshakeTimeout);
   if ((send_close || timed_out) && peer_id_ != 0) {
     close_due_ = send_close;
     close_ = std::make_unique<proto::Close>();
@@ -1662,8 +1664,8 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
     proto::Packet p;
     p.connection_id = peer_id_;
     p.packet_number = next_packet_number_++;
-    // A close without a frame of its own (the peer's, or an error before
-    // the handshake ended) answers with an empty one.
+    // A close without a frame of its own (the peer's, or an error of ours
+    // that sends none) answers with an empty one.
     p.close = close_ != nullptr ? *close_ : proto::Close{};
     Encode(now, p, out);  // already closed: a failure only drops the Close
     return;

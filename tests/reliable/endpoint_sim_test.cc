@@ -262,6 +262,44 @@ TEST(EndpointSimTest, AnIdleTimedOutConnectionAnswersThePeerWithItsTimeout) {
   EXPECT_THAT(theirs->reason, ::testing::HasSubstr("no packets from 10.0.0.1:4000"));
 }
 
+// An application's Close(flush=true) still flushing when the connection
+// idles out keeps its own frame: the peer's next packet is answered with
+// the application's reason, not the idle timeout.
+TEST(EndpointSimTest, AFlushingCloseThatIdlesOutAnswersWithItsOwnReason) {
+  const uint64_t seed = 53;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  EndpointOptions client = ClientOptions(seed);
+  client.connection.idle_timeout = absl::Seconds(1);
+  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), client);
+  const ConnectionId id = net.Connect();
+  impairment::ImpairmentConfig dead;
+  dead.loss = 1.0;
+  net.SetLinks(dead);
+  ASSERT_TRUE(net.client()
+                  .endpoint()
+                  .Send(net.sim().now(), id, 1, DeliveryMode::kReliableOrdered, "last words")
+                  .ok());
+  ASSERT_TRUE(net.client().endpoint().Close(net.sim().now(), id, "bye for now", true).ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.client().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  EXPECT_EQ(net.client().Find(Event::Type::kClosed)->close_reason,
+            reliable::CloseReason::kIdleTimeout);
+  net.SetLinks(Lossy(0, 0, 0));
+  ASSERT_TRUE(net.server()
+                  .endpoint()
+                  .Send(net.sim().now(), net.ServerConnection(), 1,
+                        DeliveryMode::kReliableOrdered, "still there?")
+                  .ok());
+  net.sim().PollAll();
+  ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  const Event* theirs = net.server().Find(Event::Type::kClosed);
+  EXPECT_TRUE(theirs->by_peer);
+  EXPECT_EQ(theirs->close_reason, reliable::CloseReason::kClosedByPeer);
+  EXPECT_EQ(theirs->reason, "bye for now");
+}
+
 // Acks per data packet of an 8 MiB transfer over a clean 1 Gbit/s path
 // with a 0.2 ms RTT, with the sender asking for up to `max_ack_threshold`.
 double AcksPerDataPacket(uint32_t max_ack_threshold, uint32_t* peer_threshold) {
