@@ -1741,7 +1741,7 @@ uint32_t Connection::WantedAckThreshold() const {
       std::min<uint32_t>(options_.max_ack_threshold, proto::kMaxAckFrequencyThreshold);
   if (most <= 2) return 2;
   const uint64_t window_packets = cc_->window() / std::max<size_t>(max_datagram_, 1);
-  return static_cast<uint32_t>(std::clamp<uint64_t>(window_packets / 4, 2, most));
+  return static_cast<uint32_t>(std::clamp<uint64_t>(window_packets / 4, 1, most));
 }
 
 void Connection::MaybeQueueAckFrequency(absl::Time now) {
