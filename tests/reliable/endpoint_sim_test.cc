@@ -226,6 +226,28 @@ TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
   }
 }
 
+// The client of `net` idles out in 1 s (IdleClient); ServerHearsTheClose
+// then heals the path, sends from the server and returns the server's close
+// (nullptr, a failure, when none comes within 5 s).
+EndpointOptions IdleClient(uint64_t seed) {
+  EndpointOptions client = ClientOptions(seed);
+  client.connection.idle_timeout = absl::Seconds(1);
+  return client;
+}
+
+const Event* ServerHearsTheClose(Pair& net) {
+  net.SetLinks(Lossy(0, 0, 0));
+  EXPECT_TRUE(net.server()
+                  .endpoint()
+                  .Send(net.sim().now(), net.ServerConnection(), 1,
+                        DeliveryMode::kReliableOrdered, "still there?")
+                  .ok());
+  net.sim().PollAll();
+  EXPECT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
+                                 net.sim().now() + absl::Seconds(5)));
+  return net.server().Find(Event::Type::kClosed);
+}
+
 // A connection that closed as idle sends nothing (the path is silent), but
 // answers the peer's next packet with a Close of its own code: the peer
 // learns that this side gave up on the path (CloseReason::kIdleTimeout,
@@ -234,9 +256,7 @@ TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
 TEST(EndpointSimTest, AnIdleTimedOutConnectionAnswersThePeerWithItsTimeout) {
   const uint64_t seed = 47;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
-  EndpointOptions client = ClientOptions(seed);
-  client.connection.idle_timeout = absl::Seconds(1);
-  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), client);
+  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), IdleClient(seed));
   net.Connect();
   impairment::ImpairmentConfig dead;
   dead.loss = 1.0;
@@ -247,16 +267,8 @@ TEST(EndpointSimTest, AnIdleTimedOutConnectionAnswersThePeerWithItsTimeout) {
   EXPECT_EQ(mine->close_reason, reliable::CloseReason::kIdleTimeout);
   EXPECT_FALSE(mine->by_peer);
   EXPECT_EQ(net.server().Count(Event::Type::kClosed), 0u);  // it heard nothing
-  net.SetLinks(Lossy(0, 0, 0));
-  ASSERT_TRUE(net.server()
-                  .endpoint()
-                  .Send(net.sim().now(), net.ServerConnection(), 1,
-                        DeliveryMode::kReliableOrdered, "still there?")
-                  .ok());
-  net.sim().PollAll();
-  ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
-                                 net.sim().now() + absl::Seconds(5)));
-  const Event* theirs = net.server().Find(Event::Type::kClosed);
+  const Event* theirs = ServerHearsTheClose(net);
+  ASSERT_NE(theirs, nullptr);
   EXPECT_TRUE(theirs->by_peer);
   EXPECT_EQ(theirs->close_reason, reliable::CloseReason::kIdleTimeout);
   EXPECT_THAT(theirs->reason, ::testing::HasSubstr("no packets from 10.0.0.1:4000"));
@@ -268,9 +280,7 @@ TEST(EndpointSimTest, AnIdleTimedOutConnectionAnswersThePeerWithItsTimeout) {
 TEST(EndpointSimTest, AFlushingCloseThatIdlesOutAnswersWithItsOwnReason) {
   const uint64_t seed = 53;
   SCOPED_TRACE(absl::StrCat("seed=", seed));
-  EndpointOptions client = ClientOptions(seed);
-  client.connection.idle_timeout = absl::Seconds(1);
-  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), client);
+  Pair net(seed, Lossy(0, 0, 0), ServerOptions(seed), IdleClient(seed));
   const ConnectionId id = net.Connect();
   impairment::ImpairmentConfig dead;
   dead.loss = 1.0;
@@ -285,16 +295,8 @@ TEST(EndpointSimTest, AFlushingCloseThatIdlesOutAnswersWithItsOwnReason) {
                                  net.sim().now() + absl::Seconds(5)));
   EXPECT_EQ(net.client().Find(Event::Type::kClosed)->close_reason,
             reliable::CloseReason::kIdleTimeout);
-  net.SetLinks(Lossy(0, 0, 0));
-  ASSERT_TRUE(net.server()
-                  .endpoint()
-                  .Send(net.sim().now(), net.ServerConnection(), 1,
-                        DeliveryMode::kReliableOrdered, "still there?")
-                  .ok());
-  net.sim().PollAll();
-  ASSERT_TRUE(net.sim().RunUntil([&] { return net.server().Count(Event::Type::kClosed) == 1; },
-                                 net.sim().now() + absl::Seconds(5)));
-  const Event* theirs = net.server().Find(Event::Type::kClosed);
+  const Event* theirs = ServerHearsTheClose(net);
+  ASSERT_NE(theirs, nullptr);
   EXPECT_TRUE(theirs->by_peer);
   EXPECT_EQ(theirs->close_reason, reliable::CloseReason::kClosedByPeer);
   EXPECT_EQ(theirs->reason, "bye for now");
