@@ -724,6 +724,7 @@ void Connection::ResetPathState(absl::Time now) {
     last_probe_ = 0;
     ApplyPathMtu();
   }
+  stats_.congestion_reductions += cc_->reductions();
   cc_ = MakeController(options_, max_datagram_);
   pacer_ = Pacer(max_datagram_);
 }
@@ -1891,7 +1892,7 @@ ConnectionStats Connection::stats() const {
   s.min_rtt = rtt_.min_rtt();
   s.latest_rtt = rtt_.latest();
   s.cwnd = cc_->window();
-  s.congestion_reductions = cc_->reductions();
+  s.congestion_reductions = stats_.congestion_reductions + cc_->reductions();
   s.bytes_in_flight = sent_.bytes_in_flight();
   s.fragments_retransmitted = queue_.retransmitted_fragments();
   s.datagram_size = datagram_size();

@@ -258,7 +258,7 @@ struct ConnectionOptions {
   // packet (every second one before 2026-12-05): with a window of a few
   // packets, a packet waiting for the next one before it is acknowledged
   // holds a slot of the window that long, and the bottleneck ran dry
-  // (20 Mbit/s at 5% loss, a 0.1 ms RTT: the link was busy 90-94% of the
+  // (20 Mbit/s at 5% loss, a 50 us RTT: the link was busy 90-94% of the
   // transfer in the simulator; SmallWindowSimTest).
   uint32_t max_ack_threshold = 32;
   absl::Duration initial_rtt = absl::Milliseconds(333);
@@ -430,7 +430,8 @@ struct ConnectionStats {
   uint64_t messages_acked = 0;
   uint64_t probes = 0;                 // PTO expirations
   // Cuts of the congestion controller for loss: NewReno's window halvings
-  // (one per loss episode), BBR's excessive-loss rounds and collapses.
+  // (one per loss episode), BBR's excessive-loss rounds and collapses; over
+  // the connection's life (a path change's new controller adds to it).
   uint64_t congestion_reductions = 0;
   uint64_t refused_packets = 0;        // not acked: receiver out of buffer
   // Path MTU discovery: the datagram size sent now (sealed bytes included),
@@ -882,6 +883,9 @@ class Connection final {
     uint64_t messages_delivered = 0;
     uint64_t messages_acked = 0;
     uint64_t probes = 0;
+    // Cuts of the controllers a path change replaced (a new path starts a
+    // new controller; stats() adds the present one's).
+    uint64_t congestion_reductions = 0;
     uint64_t refused_packets = 0;
     uint64_t mtu_probes_lost = 0;
     uint64_t mtu_black_holes = 0;

@@ -226,6 +226,20 @@ TEST(EndpointSimTest, StatsCountTheCongestionControllersCutsForLoss) {
   }
 }
 
+// A path change starts a new controller; the count of cuts is the
+// connection's, so it never goes back (found in review: it fell to 0).
+TEST(EndpointSimTest, CongestionReductionsOutliveAPathChange) {
+  const uint64_t seed = 43;
+  SCOPED_TRACE(absl::StrCat("seed=", seed));
+  Pair net(seed, Lossy(0.05, 0, 0), ServerOptions(seed), ClientOptions(seed));
+  const ConnectionId id = net.Connect();
+  ASSERT_TRUE(SendAndRunUntilAcked(net, id, Payload(seed, 0, 1 << 20), absl::Seconds(120)));
+  const uint64_t before = net.client().endpoint().Stats(id)->congestion_reductions;
+  ASSERT_GT(before, 0u);
+  net.client().endpoint().OnLocalAddressChanged(net.sim().now());
+  EXPECT_EQ(net.client().endpoint().Stats(id)->congestion_reductions, before);
+}
+
 // The client of `net` idles out in 1 s (IdleClient); ServerHearsTheClose
 // then heals the path, sends from the server and returns the server's close
 // (nullptr, a failure, when none comes within 5 s).
