@@ -159,8 +159,9 @@ struct HostOptions {
   // Ethernet path) and falling back on a black hole. Off: max_datagram only.
   bool path_mtu_discovery = true;
   // Ack frequency: the largest number of packets the peer may wait for
-  // before acknowledging (the sender asks for one ACK per quarter window, at
-  // least every second packet): [2, 64]; 2 turns the requests off.
+  // before acknowledging (the sender asks for one ACK per quarter window,
+  // one per packet while the window is under 8 packets): [2, 64]; 2 turns
+  // the requests off (every second packet, whatever the window).
   uint32_t max_ack_threshold = 32;
   // Largest message sent or accepted: [1, 256 MiB].
   uint64_t max_message_bytes = 16 << 20;
