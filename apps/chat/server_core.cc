@@ -438,13 +438,7 @@ void ServerCore::OnClosed(absl::Time now, PeerId peer, CloseCause cause, absl::s
 
 void ServerCore::Hold(absl::Time now, PeerId peer, MemberState& member,
                       absl::string_view detail) {
-  // Nothing more goes to it: what it was sent and what waits is dropped.
-  in_flight_bytes_ -= member.in_flight;
-  member.in_flight = 0;
-  backlog_entries_ -= member.backlog_size();
-  member.backlog.reset();
-  member.backlog_bytes = 0;
-  backlogged_.erase(peer);
+  DropQueued(peer, member);  // nothing more goes to it
   member.held = true;
   Held& held = held_[peer];
   held.until = now + options_.resume_grace;
@@ -619,16 +613,23 @@ void ServerCore::Remove(absl::Time now, PeerId peer, const std::string& why,
 void ServerCore::Forget(PeerId peer) {
   auto it = members_.find(peer);
   if (it == members_.end()) return;
-  in_flight_bytes_ -= it->second.in_flight;
-  backlog_entries_ -= it->second.backlog_size();
-  backlogged_.erase(peer);
+  DropQueued(peer, it->second);
   if (it->second.held) {
     auto held = held_.find(peer);
     held_deadlines_.erase({held->second.until, peer});
     held_.erase(held);
   }
   order_.erase(it->second.joined);
-  members_.erase(it);  // frees its backlog's share of the lines
+  members_.erase(it);
+}
+
+void ServerCore::DropQueued(PeerId peer, MemberState& member) {
+  in_flight_bytes_ -= member.in_flight;
+  member.in_flight = 0;
+  backlog_entries_ -= member.backlog_size();
+  member.backlog.reset();  // frees its share of the lines
+  member.backlog_bytes = 0;
+  backlogged_.erase(peer);
 }
 
 void ServerCore::TakeNotices() {

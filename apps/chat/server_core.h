@@ -385,6 +385,9 @@ class ServerCore final {
   void TakeNotices();
   // Removes a member's state here (not from the room).
   void Forget(PeerId peer);
+  // Drops what the member has in flight and waiting, from the core's counts
+  // too (Forget, Hold).
+  void DropQueued(PeerId peer, MemberState& member);
   std::string NewToken();
   void OnRename(absl::Time now, PeerId peer, MemberState& member, const std::string& nick);
   // Answers a line the room refused (kBusy, kNoSuchNick, ...).
