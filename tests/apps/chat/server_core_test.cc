@@ -979,14 +979,17 @@ TEST_F(TakeoverTest, AMemberWhoseClientTimedOutIsHeldForItsTokenThenLeaves) {
   EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
   // bob's token never comes: he leaves when the grace ends, not before.
   const absl::Time later = now_ + grace / 2;
-  core_->OnClosed(later, 2, CloseCause::kPeerTimedOut, "peer timeout");
-  core_->TakeActions();
+  // The detail is the peer's text: kept escaped in both log lines.
+  core_->OnClosed(later, 2, CloseCause::kPeerTimedOut, "peer timeout\x1b[2J");
+  EXPECT_THAT(Logs(core_->TakeActions()),
+              ElementsAre("bob's client timed out (peer timeout\\x1b[2J): holding its nick "
+                          "for 10s for its resume token"));
   core_->OnTick(later + grace - absl::Milliseconds(1));
   EXPECT_THAT(LineTexts(core_->TakeActions(), 3), IsEmpty());
   core_->OnTick(later + grace);
   a = core_->TakeActions();
   EXPECT_THAT(LineTexts(a, 3), ElementsAre("LEAVE bob timed out"));
-  EXPECT_THAT(Logs(a), ElementsAre("bob left (timed out: peer timeout) (2 members)"));
+  EXPECT_THAT(Logs(a), ElementsAre("bob left (timed out: peer timeout\\x1b[2J) (2 members)"));
   EXPECT_THAT(core_->Members(), ElementsAre("carol", "alice"));
   EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
 }
