@@ -171,7 +171,8 @@ absl::Status ChatClient::OnEvent(const Event& e) {
       const absl::Status error = absl::UnavailableError(
           absl::StrCat("lost connection to server ", server().ToString(), ": ", why));
       if (!session_.ever_joined()) return error;
-      return Ended(chat::ClassifyClose(e.by_peer, e.reason), why, error);
+      return Ended(chat::ClassifyClose(e.by_peer, IsTimeout(e.close_reason), e.reason), why,
+                   error);
     }
     case Event::Type::kMessage:
       if (e.channel != chat::kChannel) return absl::OkStatus();

@@ -65,6 +65,15 @@ using reliable::CloseReasonName;
 // Every CloseReason, for exhaustive tests and tables.
 using reliable::kAllCloseReasons;
 
+// True for the reasons that say a side gave up on a silent path
+// (kIdleTimeout, kHandshakeTimeout, kPeerTimeout), ours or, when `by_peer`,
+// the peer's: a connection that timed out answers the peer's first packets
+// after the outage with its timeout's code.
+inline bool IsTimeout(CloseReason reason) {
+  return reason == CloseReason::kIdleTimeout || reason == CloseReason::kHandshakeTimeout ||
+         reason == CloseReason::kPeerTimeout;
+}
+
 struct Event {
   enum class Type {
     kConnected,  // the handshake is done; Send may be used

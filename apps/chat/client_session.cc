@@ -8,8 +8,8 @@
 
 namespace udpmsg::chat {
 
-EndCause ClassifyClose(bool by_peer, absl::string_view reason) {
-  if (!by_peer) return EndCause::kLost;
+EndCause ClassifyClose(bool by_peer, bool timed_out, absl::string_view reason) {
+  if (!by_peer || timed_out) return EndCause::kLost;
   return reason == "server shutting down" ? EndCause::kServerShutdown : EndCause::kRefused;
 }
 

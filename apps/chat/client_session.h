@@ -69,10 +69,12 @@ enum class EndCause {
   kAttemptFailed,   // a reconnect attempt got no connection or Welcome in time
 };
 
-// The cause of a transport close: by the peer with the reason "server
-// shutting down" is kServerShutdown, by the peer otherwise kRefused, on our
-// side (timeouts) kLost.
-EndCause ClassifyClose(bool by_peer, absl::string_view reason);
+// The cause of a transport close. On our side (our timeouts) it is kLost.
+// By the server: for its own timeout (`timed_out`, udpmsg::IsTimeout of the
+// close's reason: it gave up on the path during an outage and answers our
+// first packet after it with that code) kLost too; with the reason "server
+// shutting down" kServerShutdown; otherwise kRefused.
+EndCause ClassifyClose(bool by_peer, bool timed_out, absl::string_view reason);
 
 struct SessionOptions {
   bool reconnect = true;

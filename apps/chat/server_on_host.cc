@@ -10,19 +10,10 @@
 namespace udpmsg::chat {
 
 CloseCause CloseCauseFor(CloseReason reason, bool by_peer) {
-  if (by_peer) {
-    // The peer's transport gave up on the path (its Close, or its answer
-    // to our first packet after an outage, carries the timeout's code).
-    if (reason == CloseReason::kIdleTimeout || reason == CloseReason::kPeerTimeout) {
-      return CloseCause::kPeerTimedOut;
-    }
-    return CloseCause::kClosedByPeer;
-  }
-  if (reason == CloseReason::kIdleTimeout || reason == CloseReason::kHandshakeTimeout ||
-      reason == CloseReason::kPeerTimeout) {
-    return CloseCause::kTimedOut;
-  }
-  return CloseCause::kLost;
+  // By the peer with a timeout's code: its transport gave up on the path
+  // (its Close, or its answer to our first packet after an outage).
+  if (IsTimeout(reason)) return by_peer ? CloseCause::kPeerTimedOut : CloseCause::kTimedOut;
+  return by_peer ? CloseCause::kClosedByPeer : CloseCause::kLost;
 }
 
 void ServerOnHost::OnEvent(absl::Time now, const Event& e) {

@@ -111,6 +111,7 @@ struct Client {
   std::string over_why;       // its last error or close reason
   std::vector<DisplayLine> lines;
   std::vector<std::string> errors;  // non-fatal errors
+  int server_timeouts = 0;    // closes by the server with its timeout's code
 };
 
 class SessionSim {
@@ -153,15 +154,17 @@ class SessionSim {
     core_.reset();
   }
 
-  // A new `chat join` process on `address` (a new machine).
-  Client& AddClient(const std::string& nick, const std::string& address) {
+  // A new `chat join` process on `address` (a new machine), which gives up
+  // on a silent path after `timeout`.
+  Client& AddClient(const std::string& nick, const std::string& address,
+                    absl::Duration timeout = kClientTimeout) {
     auto c = std::make_unique<Client>();
     c->nick = nick;
     reliable::EndpointOptions o = ClientOptions(seed_ * 100 + clients_.size());
     o.connection.max_message_bytes = chat::kMaxMessageBytes;
-    o.connection.idle_timeout = kClientTimeout;
-    o.connection.peer_timeout = kClientTimeout;
-    o.connection.handshake_timeout = kClientTimeout;
+    o.connection.idle_timeout = timeout;
+    o.connection.peer_timeout = timeout;
+    o.connection.handshake_timeout = timeout;
     o.connection.keepalive = kClientTimeout / 4;
     c->machine = std::make_unique<Machine>(Addr(address), o);
     chat::SessionOptions so;
@@ -279,10 +282,15 @@ class SessionSim {
         break;
       case Event::Type::kPathChanged:
         break;
-      case Event::Type::kClosed:
-        Ended(c, c.joined ? chat::ClassifyClose(e.by_peer, e.reason) : chat::EndCause::kAttemptFailed,
+      case Event::Type::kClosed: {
+        const bool timed_out = IsTimeout(e.close_reason);
+        if (e.by_peer && timed_out) ++c.server_timeouts;
+        Ended(c,
+              c.joined ? chat::ClassifyClose(e.by_peer, timed_out, e.reason)
+                       : chat::EndCause::kAttemptFailed,
               e.reason);
         break;
+      }
     }
   }
 
@@ -444,6 +452,30 @@ TEST_P(SessionSimTest, AReconnectWithTheResumeTokenTakesTheNickBackAtOnce) {
   EXPECT_THAT(s.server_logs(), ::testing::Contains(::testing::HasSubstr(
                                    "alice reconnected from 10.0.1.1:5000 (replacing")));
   EXPECT_EQ(s.probes_sent_, 0u) << "a token needs no probe";
+}
+
+TEST_P(SessionSimTest, AClientThatOutwaitsTheServersTimeoutRejoinsWhenTheServerAnswersWithIt) {
+  SessionSim s(GetParam());
+  SCOPED_TRACE(absl::StrCat("seed=", s.seed()));
+  // Alice's client waits 20 s on a silent path, the server 10 s.
+  Client& alice = s.AddClient("alice", "10.0.1.1:5000", absl::Seconds(20));
+  Client& bob = s.AddClient("bob", "10.0.1.2:5000");
+  ASSERT_TRUE(s.RunUntil([&] { return alice.joined && bob.joined; }, absl::Seconds(10)));
+  // 12 s of dark: the server drops alice at 10 s; her client still waits,
+  // and its first probe after the outage meets the server's draining
+  // connection, which answers with its idle timeout.
+  s.Blackout(alice, s.sim().now() + absl::Milliseconds(1), kServerTimeout + absl::Seconds(2));
+  ASSERT_TRUE(s.RunUntil([&] { return alice.server_timeouts > 0; }, absl::Seconds(20)))
+      << s.Describe(alice);
+  // That is a lost path, not a refusal: she rejoins under her nick.
+  ASSERT_TRUE(s.RunUntil([&] { return alice.welcomes == 2; }, absl::Seconds(15)))
+      << s.Describe(alice);
+  EXPECT_FALSE(alice.over) << s.Describe(alice);
+  s.Say(alice, "back");
+  ASSERT_TRUE(s.RunUntil(
+      [&] { return SessionSim::Saw(bob, DisplayLine::Kind::kSay, "alice", "back"); },
+      absl::Seconds(10)))
+      << s.Describe(bob);
 }
 
 TEST_P(SessionSimTest, AKilledMembersNickIsTakenOverFromItsHostWithinTheProbe) {

@@ -35,11 +35,18 @@ Join SentJoin(const ClientSession& s) {
 }
 
 TEST(ClassifyCloseTest, ShutdownIsReconnectedOtherServerClosesAreDeliberate) {
-  EXPECT_EQ(ClassifyClose(false, "no packets for 10s"), EndCause::kLost);
-  EXPECT_EQ(ClassifyClose(true, "server shutting down"), EndCause::kServerShutdown);
-  EXPECT_EQ(ClassifyClose(true, "flooding: too many messages over the rate limit"),
+  EXPECT_EQ(ClassifyClose(false, true, "no packets for 10s"), EndCause::kLost);
+  EXPECT_EQ(ClassifyClose(true, false, "server shutting down"), EndCause::kServerShutdown);
+  EXPECT_EQ(ClassifyClose(true, false, "flooding: too many messages over the rate limit"),
             EndCause::kRefused);
-  EXPECT_EQ(ClassifyClose(true, "replaced by a new connection"), EndCause::kRefused);
+  EXPECT_EQ(ClassifyClose(true, false, "replaced by a new connection"), EndCause::kRefused);
+}
+
+TEST(ClassifyCloseTest, TheServersTimeoutIsALostPathNotARefusal) {
+  // The server gave up on us during an outage and says so when our next
+  // packet reaches it: reconnect (with the resume token), as for our own.
+  EXPECT_EQ(ClassifyClose(true, true, "idle timeout: nothing received for 10s"),
+            EndCause::kLost);
 }
 
 TEST(ClientSessionTest, TheFirstConnectionIsNeverRetried) {
