@@ -1080,6 +1080,54 @@ TEST_F(TakeoverTest, ALiveHolderAnswersTheProbeAndKeepsItsNick) {
   }
 }
 
+// A held member's connection is gone: the probe a same-address join
+// starts reaches nobody (nothing is sent to it), so the joiner takes the
+// nick when the probe times out, and the dead connection gets no Close.
+TEST_F(TakeoverTest, ASameAddressJoinTakesAHeldMemberOverWhenTheProbeTimesOut) {
+  Member(1, "alice");  // 10.0.0.1
+  Member(2, "bob");
+  core_->TakeActions();
+  core_->OnClosed(now_, 1, CloseCause::kPeerTimedOut, "");
+  core_->TakeActions();
+  core_->OnConnected(now_, 5, "10.0.0.1:6000");
+  core_->OnMessage(now_, 5, Join("alice"));
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_THAT(To(a, 1), IsEmpty());
+  EXPECT_FALSE(Welcomed(a, 5));
+  const absl::Duration probe = ServerOptions().probe_timeout;
+  ASSERT_LT(probe, ServerOptions().resume_grace);
+  EXPECT_EQ(core_->NextDeadline(), now_ + probe);
+  core_->OnTick(now_ + probe);
+  a = core_->TakeActions();
+  ASSERT_TRUE(Welcomed(a, 5));
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  EXPECT_THAT(LineTexts(a, 2), ElementsAre("SYSTEM  alice reconnected"));
+  EXPECT_THAT(core_->Members(), ElementsAre("bob", "alice"));
+  EXPECT_EQ(core_->NickOf(5), "alice");
+  // The hold is over with it: its grace ends without a leave.
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+  core_->OnTick(now_ + ServerOptions().resume_grace);
+  EXPECT_THAT(core_->TakeActions(), IsEmpty());
+}
+
+// Shutdown tells every member with a connection and closes it; a held one
+// has none and gets nothing, and its grace timer is gone.
+TEST_F(TakeoverTest, ShutdownClosesTheLiveMembersAndSkipsAHeldOne) {
+  Member(1, "alice");
+  Member(2, "bob");
+  core_->TakeActions();
+  core_->OnClosed(now_, 1, CloseCause::kPeerTimedOut, "");
+  core_->TakeActions();
+  core_->Shutdown(now_);
+  std::vector<ServerAction> a = core_->TakeActions();
+  EXPECT_THAT(To(a, 1), IsEmpty());
+  EXPECT_EQ(FindClose(a, 1), nullptr);
+  ASSERT_NE(FindClose(a, 2), nullptr);
+  EXPECT_EQ(FindClose(a, 2)->reason, "server shutting down");
+  EXPECT_THAT(core_->Members(), IsEmpty());
+  EXPECT_EQ(core_->NextDeadline(), absl::InfiniteFuture());
+}
+
 TEST_F(TakeoverTest, AJoinerThatLeavesDuringItsProbeTakesNothing) {
   Member(1, "alice");
   core_->OnConnected(now_, 5, "10.0.0.1:6000");
