@@ -12,9 +12,13 @@
 #               0, 1%): goodput and CPU seconds per GB of sender and receiver,
 #               udpmsg against TCP CUBIC, TCP BBR and ENet
 #   5. fairness `udpmsg bench fairness`: two udpmsg flows and one TCP CUBIC flow
-#               at once through the tbf for --fairness-duration (default 30 s),
-#               once per --fairness-ccs (default newreno, bbr): each flow's
-#               goodput and Jain's index
+#               at once through a 20 Mbit/s tbf for --fairness-duration (default
+#               30 s), once per --fairness-ccs (default newreno, bbr) and per
+#               --fairness-bottlenecks (default "router sender"): the tbf of a
+#               router namespace between a and b (a shared bottleneck, as on a
+#               network), then the tbf on the sender's own egress (ua0, as for
+#               bulk), where Linux TCP also meets its own host's queue (see
+#               docs/benchmarks.md); each flow's goodput and Jain's index
 #   6. connections `udpmsg bench connections` inside namespace a: --connections
 #               (default 10000) chat members in one process against a spawned
 #               `udpmsg chat serve`, over loopback (each client socket on its
@@ -52,6 +56,8 @@
 #   ua0 egress: tbf rate 20mbit burst 32kbit latency 50ms
 #   udpmsg-a  10.77.1.1  ua1 ==veth== ub1  10.77.1.2  udpmsg-b   (fast: no tbf)
 #   udpmsg-a  127.0.0.1  lo                                      (fast: loopback)
+#   udpmsg-a  10.77.2.1  ua2 ==veth== ra 10.77.2.254 udpmsg-r 10.77.3.254 rb ==veth== ub2  10.77.3.2  udpmsg-b
+#   rb egress (in udpmsg-r, forwarding): tbf rate 20mbit burst 32kbit latency 50ms   (fairness: router)
 #   fast-path loss, always by nft: iifname { ua1, lo } in a, ub1 in b
 #   loss, emulator nft (the default without --delay), input hook of both namespaces:
 #     iifname <veth> numgen random mod 10000 < BP drop
@@ -74,6 +80,7 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
                          [--fast-transports "udpmsg tcp-cubic tcp-bbr enet"]
                          [--fairness-duration 30s] [--fairness-ccs "newreno bbr"]
                          [--fairness-flows udpmsg,udpmsg,tcp-cubic]
+                         [--fairness-bottlenecks "router sender"]
                          [--connections 10000] [--connections-rate 10]
                          [--connections-idle 10s] [--connections-load 10s]
                          [--cluster-seconds 5] [--cluster-latency-seconds 3] [--cluster-bin PATH]
@@ -101,6 +108,9 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
   --fairness-duration  how long the fairness flows run together (default 30s)
   --fairness-ccs    one fairness run per udpmsg congestion controller (default "newreno bbr")
   --fairness-flows  the flows of a fairness run (default udpmsg,udpmsg,tcp-cubic)
+  --fairness-bottlenecks  where the flows share the tbf, one run each (default "router
+               sender"): router = a namespace forwarding between a and b, the
+               target's bottleneck; sender = a's own egress (ua0)
   --connections     bench connections: chat members (default 10000)
   --connections-rate   lines per second into the room, in total (default 10)
   --connections-idle   how long the members idle (default 10s)
@@ -146,6 +156,7 @@ FAST_RUNS=5
 FAIR_DURATION=30s
 FAIR_CCS="newreno bbr"
 FAIR_FLOWS=udpmsg,udpmsg,tcp-cubic
+FAIR_BOTTLENECKS="router sender"
 CONN_N=10000
 CONN_RATE=10
 CONN_IDLE=10s
@@ -178,6 +189,7 @@ while (($#)); do
     --fairness-duration) FAIR_DURATION=${2:?}; shift ;;
     --fairness-ccs) FAIR_CCS=${2:?}; shift ;;
     --fairness-flows) FAIR_FLOWS=${2:?}; shift ;;
+    --fairness-bottlenecks) FAIR_BOTTLENECKS=${2:?}; shift ;;
     --connections) CONN_N=${2:?}; shift ;;
     --connections-rate) CONN_RATE=${2:?}; shift ;;
     --connections-idle) CONN_IDLE=${2:?}; shift ;;
@@ -212,6 +224,10 @@ if [[ -z $CCS ]]; then
 fi
 for c in $CCS $FAIR_CCS; do
   [[ $c == newreno || $c == bbr ]] || die "--ccs/--fairness-ccs: \"$c\" is not newreno or bbr"
+done
+[[ -n ${FAIR_BOTTLENECKS// /} ]] || die "--fairness-bottlenecks: name router, sender or both"
+for b in $FAIR_BOTTLENECKS; do
+  [[ $b == router || $b == sender ]] || die "--fairness-bottlenecks: \"$b\" is not router or sender"
 done
 # The bulk section's transports: "udpmsg" becomes udpmsg-<cc> per --ccs (one
 # cc: "udpmsg" run with --cc <cc>).
@@ -295,6 +311,11 @@ PORT=9000       # bench bulk: udpmsg and TCP on 9000, ENet on 9001
 LO_PORT=9200    # bench bulk on loopback in namespace a: 9200, ENet 9201
 IP_A1=10.77.1.1 # the fast veth pair (no tbf)
 IP_B1=10.77.1.2
+NS_R=udpmsg-r   # fairness: the router between a and b, its tbf on rb
+IP_A2=10.77.2.1
+IP_RA=10.77.2.254
+IP_RB=10.77.3.254
+IP_B2=10.77.3.2
 LAT_PORT=9100   # bench latency: raw UDP and TCP echo on 9100, udpmsg on 9101
 WORK=$(mktemp -d /tmp/udpmsg-bench.XXXXXX)
 SERVER_PIDS=()
@@ -319,6 +340,7 @@ cleanup() {
   done
   ip netns del "$NS_A" 2>/dev/null || true
   ip netns del "$NS_B" 2>/dev/null || true
+  ip netns del "$NS_R" 2>/dev/null || true
   rm -rf "$WORK"
   exit "$rc"
 }
@@ -329,6 +351,7 @@ trap 'exit 143' TERM
 # Leftovers of an interrupted run.
 ip netns del "$NS_A" 2>/dev/null || true
 ip netns del "$NS_B" 2>/dev/null || true
+ip netns del "$NS_R" 2>/dev/null || true
 
 COMMANDS=$WORK/commands.txt
 run() {  # runs and records a setup command
@@ -351,6 +374,27 @@ if wants fast; then
   run ip -n "$NS_A" link set ua1 up
   run ip -n "$NS_B" link set ub1 up
 fi
+wants_router() { wants fairness && [[ " $FAIR_BOTTLENECKS " == *" router "* ]]; }
+if wants_router; then
+  # A shared bottleneck as on a network: a forwards through r to b, and the
+  # tbf is r's egress towards b. No sender sees the queue as its own.
+  run ip netns add "$NS_R"
+  run ip -n "$NS_R" link set lo up
+  run ip link add ua2 netns "$NS_A" type veth peer name ra netns "$NS_R"
+  run ip link add rb netns "$NS_R" type veth peer name ub2 netns "$NS_B"
+  run ip -n "$NS_A" addr add "$IP_A2/24" dev ua2
+  run ip -n "$NS_R" addr add "$IP_RA/24" dev ra
+  run ip -n "$NS_R" addr add "$IP_RB/24" dev rb
+  run ip -n "$NS_B" addr add "$IP_B2/24" dev ub2
+  run ip -n "$NS_A" link set ua2 up
+  run ip -n "$NS_R" link set ra up
+  run ip -n "$NS_R" link set rb up
+  run ip -n "$NS_B" link set ub2 up
+  run ip -n "$NS_A" route add "${IP_B2%.*}.0/24" via "$IP_RA"
+  run ip -n "$NS_B" route add "${IP_A2%.*}.0/24" via "$IP_RB"
+  run ip netns exec "$NS_R" sysctl -q -w net.ipv4.ip_forward=1
+  run ip netns exec "$NS_R" tc qdisc add dev rb root handle 1: tbf rate "$RATE" burst 32kbit latency 50ms
+fi
 if [[ -n "$TCP_CC" ]]; then  # per-namespace sysctl (Linux >= 4.15)
   run ip netns exec "$NS_A" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
   run ip netns exec "$NS_B" sysctl -q -w net.ipv4.tcp_congestion_control="$TCP_CC"
@@ -365,6 +409,12 @@ if [[ $EMULATOR == nfqueue ]]; then
     die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
   run ip netns exec "$NS_B" iptables -w -A INPUT -i ub0 -j NFQUEUE --queue-num 0 ||
     die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
+  if wants_router; then  # the added RTT on the router's path too
+    run ip netns exec "$NS_A" iptables -w -A INPUT -i ua2 -j NFQUEUE --queue-num 0 ||
+      die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
+    run ip netns exec "$NS_B" iptables -w -A INPUT -i ub2 -j NFQUEUE --queue-num 0 ||
+      die "cannot add the NFQUEUE rule (iptables -j NFQUEUE)"
+  fi
 fi
 # Loss: one table per namespace, filled per loss rate below.
 for ns in "$NS_A" "$NS_B"; do
@@ -613,21 +663,40 @@ fi
 # bench fairness's CSV rows with a leading cc column.
 FAIR_CSV=$WORK/fairness.csv
 : >"$FAIR_CSV"
+# What the TCP sender in a went through per run (nstat's absolute counters
+# before and after; only the fairness flows send TCP from a meanwhile):
+# bottleneck,udpmsg_cc,retransmission timeouts,retransmitted segments,segments sent
+FAIR_TCP_CSV=$WORK/fairness-tcp.csv
+: >"$FAIR_TCP_CSV"
+tcp_counters() {  # "timeouts retrans out" of namespace a
+  ip netns exec "$NS_A" nstat -as TcpExtTCPTimeouts TcpRetransSegs TcpOutSegs 2>/dev/null |
+    awk '$1 == "TcpExtTCPTimeouts" { t = $2 } $1 == "TcpRetransSegs" { r = $2 }
+         $1 == "TcpOutSegs" { o = $2 } END { print t + 0, r + 0, o + 0 }'
+}
 if wants fairness; then
-  for cc in $FAIR_CCS; do
-    set_loss 0
-    echo "bench/run.sh: fairness, $FAIR_FLOWS at once for $FAIR_DURATION through the $RATE tbf, udpmsg $cc ..." >&2
-    part=$WORK/part.csv
-    if ! ip netns exec "$NS_A" "$BIN" bench fairness --bench_role client \
-        --bench_peer "$IP_B:$PORT" --bench_flows "$FAIR_FLOWS" --bench_duration "$FAIR_DURATION" \
-        --cc "$cc" --timeout "$TIMEOUT" --format csv \
-        >"$part" 2> >(tee -a "$WORK/fairness-client.log" >&2); then
-      echo "bench/run.sh: a fairness flow failed (udpmsg $cc)" >&2
-      FAILED=1
-    fi
-    stop_emulators_and_report
-    awk -v c="$cc" 'NR == 1 { print "udpmsg_cc," $0; next } { print c "," $0 }' "$part" >"$part.cc"
-    append_rows "$part.cc" "$FAIR_CSV"
+  for bottleneck in $FAIR_BOTTLENECKS; do
+    peer=$IP_B
+    [[ $bottleneck == router ]] && peer=$IP_B2
+    for cc in $FAIR_CCS; do
+      set_loss 0
+      echo "bench/run.sh: fairness, $FAIR_FLOWS at once for $FAIR_DURATION through the $RATE tbf ($bottleneck), udpmsg $cc ..." >&2
+      part=$WORK/part.csv
+      read -r t0 r0 o0 < <(tcp_counters)
+      if ! ip netns exec "$NS_A" "$BIN" bench fairness --bench_role client \
+          --bench_peer "$peer:$PORT" --bench_flows "$FAIR_FLOWS" --bench_duration "$FAIR_DURATION" \
+          --cc "$cc" --timeout "$TIMEOUT" --format csv \
+          >"$part" 2> >(tee -a "$WORK/fairness-client.log" >&2); then
+        echo "bench/run.sh: a fairness flow failed (udpmsg $cc, $bottleneck)" >&2
+        FAILED=1
+      fi
+      read -r t1 r1 o1 < <(tcp_counters)
+      echo "$bottleneck,$cc,$((t1 - t0)),$((r1 - r0)),$((o1 - o0))" >>"$FAIR_TCP_CSV"
+      stop_emulators_and_report
+      awk -v b="$bottleneck" -v c="$cc" \
+        'NR == 1 { print "bottleneck,udpmsg_cc," $0; next } { print b "," c "," $0 }' \
+        "$part" >"$part.cc"
+      append_rows "$part.cc" "$FAIR_CSV"
+    done
   done
 fi
 
@@ -815,15 +884,17 @@ cluster_summary() {
     }' "$CLUSTER_MD"
 }
 
-# Per udpmsg congestion controller of the fairness runs: Jain's index and
-# the target, each line prefixed by $1.
+# Per bottleneck and udpmsg congestion controller of the fairness runs:
+# Jain's index and the target, each line prefixed by $1. The target is the
+# router's (a shared bottleneck); the sender's own queue is reported beside.
 fairness_summary() {
-  # udpmsg_cc,flow,transport,bytes,seconds,Mbit/s,share,verified
+  # bottleneck,udpmsg_cc,flow,transport,bytes,seconds,Mbit/s,share,verified
   awk -F, -v prefix="$1" 'NR > 1 {
-      if (!($1 in seen)) { seen[$1] = 1; order[++ncc] = $1 }
-      n[$1]++; x = ($8 == "yes") ? $6 + 0 : -1
-      if (x < 0) bad[$1] = 1
-      sum[$1] += x; sq[$1] += x * x; rate[$1, n[$1]] = x; name[$1, n[$1]] = $3
+      k = $2 ", " ($1 == "router" ? "router bottleneck" : "bottleneck on the sender'"'"'s own egress (beside the target)")
+      if (!(k in seen)) { seen[k] = 1; order[++ncc] = k }
+      n[k]++; x = ($9 == "yes") ? $7 + 0 : -1
+      if (x < 0) bad[k] = 1
+      sum[k] += x; sq[k] += x * x; rate[k, n[k]] = x; name[k, n[k]] = $4
     }
     END {
       for (c = 1; c <= ncc; c++) {
@@ -918,7 +989,7 @@ MD=$OUT/$NAME.md
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
   echo "| udpmsg | congestion control $CC (rate, latency, fast); bulk: $CCS (rows udpmsg-<cc> when several); fairness: $FAIR_CCS |"
   echo "| TCP | rows \"tcp\": the namespaces' default congestion control ($KERNEL_TCP_CC${TCP_CC:+, set with --tcp-cc}); rows \"tcp-<cc>\": <cc> set per socket (TCP_CONGESTION) |"
-  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way) |"
+  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way); fairness also through $NS_R (tbf $RATE on its egress to $NS_B) |"
   if [[ $EMULATOR == nfqueue ]]; then
     echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions) |"
   else
@@ -1014,7 +1085,7 @@ MD=$OUT/$NAME.md
   fi
   if [[ -s $FAIR_CSV ]]; then
     echo
-    echo "## Fairness ($FAIR_FLOWS at once for $FAIR_DURATION, $NS_A -> $NS_B through the $RATE tbf, ${DELAY:-no} added RTT)"
+    echo "## Fairness ($FAIR_FLOWS at once for $FAIR_DURATION, $NS_A -> $NS_B through a $RATE tbf, ${DELAY:-no} added RTT)"
     echo
     csv_to_md "$FAIR_CSV"
     echo
@@ -1025,6 +1096,18 @@ MD=$OUT/$NAME.md
     echo "byte / $FAIR_DURATION; share = a flow's goodput / the flows' mean (the fair share). Jain's index"
     echo "= (sum x)^2 / (n * sum x^2): 1 when equal, 1/n when one flow takes everything. Target:"
     echo "each flow within a factor of 2 of its fair share. \"udpmsg\" flows run the row's udpmsg_cc."
+    echo "bottleneck \"router\": the tbf is the egress of $NS_R, which forwards $NS_A -> $NS_B (a shared"
+    echo "bottleneck, as on a network: the target's). \"sender\": the tbf is $NS_A's own egress (ua0), as in"
+    echo "the bulk rows; there Linux TCP is hurt by its own host's queue in ways UDP sockets are not"
+    echo "(retransmission timeouts; docs/benchmarks.md): reported beside the target, not as it."
+    if [[ -s $FAIR_TCP_CSV ]]; then
+      echo
+      echo "The TCP sender in $NS_A per run (\`nstat -as\` before and after):"
+      echo
+      echo "| bottleneck | udpmsg_cc | TCP retransmission timeouts | TCP segments retransmitted | TCP segments sent |"
+      echo "|---|---|---|---|---|"
+      awk -F, '{ printf "| %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5 }' "$FAIR_TCP_CSV"
+    fi
   fi
   echo
   echo "## Setup commands"
