@@ -31,7 +31,8 @@
 #               server, order and losses, CPU of redis-server and of the servers;
 #               then the latency the Redis hop adds (Say on server A to Read on
 #               B, p50/p99) against a LocalRoom's in-process hop (~35 s)
-# The namespaces are joined by a veth pair with a tbf rate limit on a's side;
+# The namespaces are joined by a veth pair with a tbf rate limit on a's side
+# (fairness also through a router namespace with the same tbf on its egress);
 # the loss hits ALL packets (TCP's too) in both directions.
 #
 #   sudo bench/run.sh            16 MiB per transfer at 0, 1, 5, 10% loss
@@ -44,7 +45,7 @@
 #                                    delay by `udpmsg impair --nfqueue`
 #
 # Writes bench/results/report.md (every table, the targets, machine, load,
-# setup commands), report-{rate,latency,bulk,fast,fairness}.csv, report-connections.json,
+# setup commands), report-{rate,latency,bulk,fast,fairness,fairness-tcp}.csv, report-connections.json,
 # report-cluster.md and report-bulk.png
 # (report-quick* with --quick; a -rtt<D> suffix with --delay, e.g.
 # report-rtt50ms.md).
@@ -94,7 +95,7 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
   --latency-losses  latency loss rates in percent (default "0 1 5")
   --transports bulk transports (default "udpmsg tcp tcp-cubic tcp-reno enet": tcp is the
                kernel's default congestion control, tcp-<cc> sets <cc> per socket)
-  --rate       tbf rate on the sender's veth (default 20mbit)
+  --rate       tbf rate on the sender's veth and the fairness router (default 20mbit)
   --cc         udpmsg congestion controller of rate, latency and fast (default
                newreno), and of bulk when --ccs is not given
   --ccs        bulk: udpmsg once per congestion controller, rows udpmsg-<cc> side by
@@ -226,8 +227,11 @@ for c in $CCS $FAIR_CCS; do
   [[ $c == newreno || $c == bbr ]] || die "--ccs/--fairness-ccs: \"$c\" is not newreno or bbr"
 done
 [[ -n ${FAIR_BOTTLENECKS// /} ]] || die "--fairness-bottlenecks: name router, sender or both"
+FAIR_SEEN=" "
 for b in $FAIR_BOTTLENECKS; do
   [[ $b == router || $b == sender ]] || die "--fairness-bottlenecks: \"$b\" is not router or sender"
+  [[ $FAIR_SEEN == *" $b "* ]] && die "--fairness-bottlenecks: \"$b\" is named twice"
+  FAIR_SEEN+="$b "
 done
 # The bulk section's transports: "udpmsg" becomes udpmsg-<cc> per --ccs (one
 # cc: "udpmsg" run with --cc <cc>).
@@ -270,6 +274,7 @@ fi
 command -v ip >/dev/null || die "needs iproute2's ip (apt-get install iproute2)"
 ip netns list >/dev/null 2>&1 || die "\`ip netns\` does not work here (no network namespace support?)"
 command -v tc >/dev/null || die "needs tc (apt-get install iproute2)"
+command -v nstat >/dev/null || die "needs nstat (apt-get install iproute2)"
 
 apt_install() {
   export DEBIAN_FRONTEND=noninteractive
@@ -392,7 +397,7 @@ if wants_router; then
   run ip -n "$NS_B" link set ub2 up
   run ip -n "$NS_A" route add "${IP_B2%.*}.0/24" via "$IP_RA"
   run ip -n "$NS_B" route add "${IP_A2%.*}.0/24" via "$IP_RB"
-  run ip netns exec "$NS_R" sysctl -q -w net.ipv4.ip_forward=1
+  run ip netns exec "$NS_R" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
   run ip netns exec "$NS_R" tc qdisc add dev rb root handle 1: tbf rate "$RATE" burst 32kbit latency 50ms
 fi
 if [[ -n "$TCP_CC" ]]; then  # per-namespace sysctl (Linux >= 4.15)
@@ -631,7 +636,7 @@ fast_medians() {
 }
 if wants fast; then
   # The tbf veth's loss rule must not touch the fast paths' packets, nor the
-  # NFQUEUE emulators run (they only see ua0/ub0).
+  # NFQUEUE emulators run (they only see ua0/ub0, ua2/ub2).
   stop_emulators
   for path in veth loopback; do
     if [[ $path == veth ]]; then peer=$IP_B1:$PORT; else peer=127.0.0.1:$LO_PORT; fi
@@ -660,7 +665,7 @@ if wants fast; then
 fi
 
 # --- 5. Fairness ----------------------------------------------------------------------
-# bench fairness's CSV rows with a leading cc column.
+# bench fairness's CSV rows with leading bottleneck and udpmsg_cc columns.
 FAIR_CSV=$WORK/fairness.csv
 : >"$FAIR_CSV"
 # What the TCP sender in a went through per run (nstat's absolute counters
@@ -749,7 +754,7 @@ END_LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # --- Results -----------------------------------------------------------------
 mkdir -p "$OUT"
-rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fast-runs,fairness}.csv "$OUT/$NAME-bulk.png" \
+rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fast-runs,fairness,fairness-tcp}.csv "$OUT/$NAME-bulk.png" \
   "$OUT/$NAME-connections.json" "$OUT/$NAME-cluster.md"
 [[ -s $WORK/rate.csv ]] && cp "$WORK/rate.csv" "$OUT/$NAME-rate.csv"
 [[ -s $LAT_CSV ]] && cp "$LAT_CSV" "$OUT/$NAME-latency.csv"
@@ -757,6 +762,7 @@ rm -f "$OUT/$NAME.md" "$OUT/$NAME"-{rate,latency,bulk,fast,fast-runs,fairness}.c
 [[ -s $FAST_CSV ]] && cp "$FAST_CSV" "$OUT/$NAME-fast.csv"
 [[ -s $FAST_RUNS_CSV ]] && cp "$FAST_RUNS_CSV" "$OUT/$NAME-fast-runs.csv"
 [[ -s $FAIR_CSV ]] && cp "$FAIR_CSV" "$OUT/$NAME-fairness.csv"
+[[ -s $FAIR_TCP_CSV ]] && cp "$FAIR_TCP_CSV" "$OUT/$NAME-fairness-tcp.csv"
 [[ -s $CONN_JSON ]] && cp "$CONN_JSON" "$OUT/$NAME-connections.json"
 [[ -s $CLUSTER_MD ]] && cp "$CLUSTER_MD" "$OUT/$NAME-cluster.md"
 
@@ -989,7 +995,9 @@ MD=$OUT/$NAME.md
   echo "| load average (1/5/15 min) | start $START_LOAD, end $END_LOAD |"
   echo "| udpmsg | congestion control $CC (rate, latency, fast); bulk: $CCS (rows udpmsg-<cc> when several); fairness: $FAIR_CCS |"
   echo "| TCP | rows \"tcp\": the namespaces' default congestion control ($KERNEL_TCP_CC${TCP_CC:+, set with --tcp-cc}); rows \"tcp-<cc>\": <cc> set per socket (TCP_CONGESTION) |"
-  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way); fairness also through $NS_R (tbf $RATE on its egress to $NS_B) |"
+  ROUTER_LINK=""
+  wants_router && ROUTER_LINK="; fairness also through $NS_R (tbf $RATE on its egress to $NS_B)"
+  echo "| link | veth $NS_A $IP_A -> $NS_B $IP_B, tbf $RATE on the sender's side, ${DELAY:-no} added RTT ($HALF_DELAY each way)$ROUTER_LINK |"
   if [[ $EMULATOR == nfqueue ]]; then
     echo "| loss and delay | udpmsg impair --nfqueue in each namespace (seeded model, every protocol, both directions) |"
   else
@@ -1096,10 +1104,15 @@ MD=$OUT/$NAME.md
     echo "byte / $FAIR_DURATION; share = a flow's goodput / the flows' mean (the fair share). Jain's index"
     echo "= (sum x)^2 / (n * sum x^2): 1 when equal, 1/n when one flow takes everything. Target:"
     echo "each flow within a factor of 2 of its fair share. \"udpmsg\" flows run the row's udpmsg_cc."
-    echo "bottleneck \"router\": the tbf is the egress of $NS_R, which forwards $NS_A -> $NS_B (a shared"
-    echo "bottleneck, as on a network: the target's). \"sender\": the tbf is $NS_A's own egress (ua0), as in"
-    echo "the bulk rows; there Linux TCP is hurt by its own host's queue in ways UDP sockets are not"
-    echo "(retransmission timeouts; docs/benchmarks.md): reported beside the target, not as it."
+    if wants_router; then
+      echo "bottleneck \"router\": the tbf is the egress of $NS_R, which forwards $NS_A -> $NS_B (a"
+      echo "shared bottleneck, as on a network: the target's)."
+    fi
+    if [[ " $FAIR_BOTTLENECKS " == *" sender "* ]]; then
+      echo "bottleneck \"sender\": the tbf is $NS_A's own egress (ua0), as in the bulk rows; there Linux"
+      echo "TCP is hurt by its own host's queue in ways UDP sockets are not (retransmission timeouts;"
+      echo "docs/benchmarks.md): reported beside the target, not as it."
+    fi
     if [[ -s $FAIR_TCP_CSV ]]; then
       echo
       echo "The TCP sender in $NS_A per run (\`nstat -as\` before and after):"
