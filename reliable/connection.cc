@@ -1440,10 +1440,6 @@ void Connection::SendHandshake(absl::Time now, DatagramBatch* out) {
   ++handshake_->hello_count;
 }
 
-bool Connection::DataSendable() {
-  return queue_.HasSendable();
-}
-
 Pacer::Rate Connection::PacerRate() const {
   // A controller with its own pacing rate (BBR) sets it; otherwise (NewReno)
   // the pacer derives 1.25 * cwnd / srtt.

@@ -691,7 +691,6 @@ class Connection final {
   // The pacer's rate now: the controller's own (BBR) or one derived from
   // its window and the smoothed RTT.
   Pacer::Rate PacerRate() const;
-  bool DataSendable();
 
   // Path validation (see the class comment): whether a packet from `from`
   // (not peer()) numbered `number` may be processed, starting or updating a
