@@ -66,9 +66,10 @@ using reliable::CloseReasonName;
 using reliable::kAllCloseReasons;
 
 // True for the reasons that say a side gave up on a silent path
-// (kIdleTimeout, kHandshakeTimeout, kPeerTimeout), ours or, when `by_peer`,
-// the peer's: a connection that timed out answers the peer's first packets
-// after the outage with its timeout's code.
+// (kIdleTimeout, kHandshakeTimeout, kPeerTimeout): ours, or the peer's when
+// Event::by_peer (a connection that timed out answers the peer's first
+// packets after the outage with its timeout's code; a peer's handshake
+// timeout arrives as kIdleTimeout, the wire has one code for both).
 inline bool IsTimeout(CloseReason reason) {
   return reason == CloseReason::kIdleTimeout || reason == CloseReason::kHandshakeTimeout ||
          reason == CloseReason::kPeerTimeout;

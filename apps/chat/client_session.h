@@ -69,8 +69,8 @@ enum class EndCause {
   kAttemptFailed,   // a reconnect attempt got no connection or Welcome in time
 };
 
-// The cause of a transport close. On our side (our timeouts) it is kLost.
-// By the server: for its own timeout (`timed_out`, udpmsg::IsTimeout of the
+// The cause of a transport close. Any close on our side (our timeouts
+// among them) is kLost. By the server: for its own timeout (`timed_out`, udpmsg::IsTimeout of the
 // close's reason: it gave up on the path during an outage and answers our
 // first packet after it with that code) kLost too; with the reason "server
 // shutting down" kServerShutdown; otherwise kRefused.

@@ -462,12 +462,14 @@ TEST_P(SessionSimTest, AClientThatOutwaitsTheServersTimeoutRejoinsWhenTheServerA
   Client& bob = s.AddClient("bob", "10.0.1.2:5000");
   ASSERT_TRUE(s.RunUntil([&] { return alice.joined && bob.joined; }, absl::Seconds(10)));
   // 12 s of dark: the server drops alice at 10 s; her client still waits,
-  // and its first probe after the outage meets the server's draining
-  // connection, which answers with its idle timeout.
+  // and its first packet after the outage (a 0.5 s keepalive ping) meets
+  // the server's draining connection, which answers with its idle timeout
+  // (the drain lasts the server's keepalive, 5 s by default, and more).
   s.Blackout(alice, s.sim().now() + absl::Milliseconds(1), kServerTimeout + absl::Seconds(2));
   ASSERT_TRUE(s.RunUntil([&] { return alice.server_timeouts > 0; }, absl::Seconds(20)))
       << s.Describe(alice);
-  // That is a lost path, not a refusal: she rejoins under her nick.
+  // That is a lost path, not a refusal: she rejoins under her nick (as a
+  // new member: the server's own timeout removed her, token and all).
   ASSERT_TRUE(s.RunUntil([&] { return alice.welcomes == 2; }, absl::Seconds(15)))
       << s.Describe(alice);
   EXPECT_FALSE(alice.over) << s.Describe(alice);
@@ -475,6 +477,11 @@ TEST_P(SessionSimTest, AClientThatOutwaitsTheServersTimeoutRejoinsWhenTheServerA
   ASSERT_TRUE(s.RunUntil(
       [&] { return SessionSim::Saw(bob, DisplayLine::Kind::kSay, "alice", "back"); },
       absl::Seconds(10)))
+      << s.Describe(bob);
+  // Lines arrive in order: before her line, bob saw her leave and join.
+  EXPECT_TRUE(SessionSim::Saw(bob, DisplayLine::Kind::kLeave, "alice", "timed out"))
+      << s.Describe(bob);
+  EXPECT_TRUE(SessionSim::Saw(bob, DisplayLine::Kind::kJoin, "alice", ""))
       << s.Describe(bob);
 }
 

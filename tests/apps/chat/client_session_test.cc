@@ -44,7 +44,7 @@ TEST(ClassifyCloseTest, ShutdownIsReconnectedOtherServerClosesAreDeliberate) {
 
 TEST(ClassifyCloseTest, TheServersTimeoutIsALostPathNotARefusal) {
   // The server gave up on us during an outage and says so when our next
-  // packet reaches it: reconnect (with the resume token), as for our own.
+  // packet reaches it: reconnect, as after our own timeout.
   EXPECT_EQ(ClassifyClose(true, true, "idle timeout: nothing received for 10s"),
             EndCause::kLost);
 }

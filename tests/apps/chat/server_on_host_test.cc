@@ -33,6 +33,7 @@ TEST(CloseCauseForTest, TimeoutsOnOurSideReadTimedOutAndThePeersCloseReadsClosed
   // token); any other reason of the peer's reads as a close by the peer.
   EXPECT_EQ(CloseCauseFor(CloseReason::kIdleTimeout, true), CloseCause::kPeerTimedOut);
   EXPECT_EQ(CloseCauseFor(CloseReason::kPeerTimeout, true), CloseCause::kPeerTimedOut);
+  // (Never seen by_peer: the wire carries a handshake timeout as an idle one.)
   EXPECT_EQ(CloseCauseFor(CloseReason::kHandshakeTimeout, true), CloseCause::kPeerTimedOut);
   EXPECT_EQ(CloseCauseFor(CloseReason::kProtocolError, true), CloseCause::kClosedByPeer);
   EXPECT_EQ(CloseCauseFor(CloseReason::kProtocolError, false), CloseCause::kLost);
