@@ -363,21 +363,22 @@ run() {  # runs and records a setup command
   echo "$*" >>"$COMMANDS"
   "$@"
 }
+# veth NS1 DEV1 IP1 NS2 DEV2 IP2: a veth pair between two namespaces, each
+# end with its /24 address, both up.
+veth() {
+  run ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+  run ip -n "$1" addr add "$3/24" dev "$2"
+  run ip -n "$4" addr add "$6/24" dev "$5"
+  run ip -n "$1" link set "$2" up
+  run ip -n "$4" link set "$5" up
+}
 run ip netns add "$NS_A"
 run ip netns add "$NS_B"
-run ip link add ua0 netns "$NS_A" type veth peer name ub0 netns "$NS_B"
-run ip -n "$NS_A" addr add "$IP_A/24" dev ua0
-run ip -n "$NS_B" addr add "$IP_B/24" dev ub0
 run ip -n "$NS_A" link set lo up
 run ip -n "$NS_B" link set lo up
-run ip -n "$NS_A" link set ua0 up
-run ip -n "$NS_B" link set ub0 up
+veth "$NS_A" ua0 "$IP_A" "$NS_B" ub0 "$IP_B"
 if wants fast; then
-  run ip link add ua1 netns "$NS_A" type veth peer name ub1 netns "$NS_B"
-  run ip -n "$NS_A" addr add "$IP_A1/24" dev ua1
-  run ip -n "$NS_B" addr add "$IP_B1/24" dev ub1
-  run ip -n "$NS_A" link set ua1 up
-  run ip -n "$NS_B" link set ub1 up
+  veth "$NS_A" ua1 "$IP_A1" "$NS_B" ub1 "$IP_B1"
 fi
 wants_router() { wants fairness && [[ " $FAIR_BOTTLENECKS " == *" router "* ]]; }
 if wants_router; then
@@ -385,19 +386,11 @@ if wants_router; then
   # tbf is r's egress towards b. No sender sees the queue as its own.
   run ip netns add "$NS_R"
   run ip -n "$NS_R" link set lo up
-  run ip link add ua2 netns "$NS_A" type veth peer name ra netns "$NS_R"
-  run ip link add rb netns "$NS_R" type veth peer name ub2 netns "$NS_B"
-  run ip -n "$NS_A" addr add "$IP_A2/24" dev ua2
-  run ip -n "$NS_R" addr add "$IP_RA/24" dev ra
-  run ip -n "$NS_R" addr add "$IP_RB/24" dev rb
-  run ip -n "$NS_B" addr add "$IP_B2/24" dev ub2
-  run ip -n "$NS_A" link set ua2 up
-  run ip -n "$NS_R" link set ra up
-  run ip -n "$NS_R" link set rb up
-  run ip -n "$NS_B" link set ub2 up
+  veth "$NS_A" ua2 "$IP_A2" "$NS_R" ra "$IP_RA"
+  veth "$NS_R" rb "$IP_RB" "$NS_B" ub2 "$IP_B2"
   run ip -n "$NS_A" route add "${IP_B2%.*}.0/24" via "$IP_RA"
   run ip -n "$NS_B" route add "${IP_A2%.*}.0/24" via "$IP_RB"
-  run ip netns exec "$NS_R" sh -c 'echo 1 >/proc/sys/net/ipv4/ip_forward'
+  run ip netns exec "$NS_R" sysctl -q -w net.ipv4.ip_forward=1
   run ip netns exec "$NS_R" tc qdisc add dev rb root handle 1: tbf rate "$RATE" burst 32kbit latency 50ms
 fi
 if [[ -n "$TCP_CC" ]]; then  # per-namespace sysctl (Linux >= 4.15)
