@@ -348,19 +348,10 @@ void ServerCore::TryJoin(absl::Time now, PeerId peer, JoinRequest request) {
     case Room::Result::kOk:
       break;
     case Room::Result::kProbe: {
-      // The holder comes from this address: is it still there? One of ours
-      // held for its token has no connection to answer on: no wait (a
-      // probe of no time; one already running keeps its end).
+      // The holder comes from this address: is it still there?
       Pending& p = pending_.at(peer);
       request.takeover = joined.holder;
-      const auto holder = order_.find(joined.holder);
-      const bool held = holder != order_.end() && holder->second->held;
-      p.probe_until = room_->StartProbe(shard_, now, joined.holder,
-                                        held ? absl::ZeroDuration() : options_.probe_timeout);
-      if (held && p.probe_until <= now) {
-        TryJoin(now, peer, std::move(request));  // takes the nick over
-        return;
-      }
+      p.probe_until = room_->StartProbe(shard_, now, joined.holder, options_.probe_timeout);
       p.probing = std::make_unique<JoinRequest>(std::move(request));
       probe_deadlines_.insert({p.probe_until, peer});
       Log(absl::StrCat(address, " asks for the nick ", Displayable(nick),

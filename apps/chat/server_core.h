@@ -215,10 +215,9 @@ struct ServerOptions {
   // member whose connection is silently dead: lines come back only as far
   // as the room keeps history, private lines not at all) and holds its
   // slot; a Join from another address without the token is refused, and a
-  // same-address Join takes the nick over at once (it has no connection to
-  // answer a probe on; a probe already running keeps its end). 10 s: as
-  // long as the server keeps a silent member with the default --timeout.
-  // 0: leaves at once.
+  // same-address Join probes it as any member (it cannot answer: the nick
+  // is handed over after probe_timeout). 10 s: as long as the server keeps
+  // a silent member with the default --timeout. 0: leaves at once.
   absl::Duration resume_grace = absl::Seconds(10);  // >= 0
   // kResumeTokenBytes of unpredictable bytes per call (a Welcome's resume
   // token). Null: std::random_device (the kernel's getrandom on Linux).
