@@ -55,9 +55,12 @@ struct Seen {
 // One server's view: its room, one shard, and the lines it has read.
 class Server {
  public:
+  // `read`: start the room's reader (without it the server never learns
+  // what the others wrote).
   static std::unique_ptr<Server> Start(const RedisServer& redis, const std::string& room,
                                        const std::string& id,
-                                       std::function<void(RedisRoomOptions*)> tweak = {}) {
+                                       std::function<void(RedisRoomOptions*)> tweak = {},
+                                       bool read = true) {
     RedisRoomOptions o;
     o.endpoint = redis.endpoint();
     o.room = room;
@@ -73,7 +76,7 @@ class Server {
     auto s = std::make_unique<Server>();
     s->room = *r;
     s->shard = s->room->AddShard({});
-    s->room->Start();
+    if (read) s->room->Start();
     return s;
   }
 
@@ -508,6 +511,40 @@ TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
   EXPECT_EQ(a->room->member_count(), 0u);
   EXPECT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "alice reconnected"; }));
   EXPECT_THAT(a->room->Who().first, ElementsAre("alice"));
+}
+
+// Server a's member leaves (its resume grace ended, say) after server b
+// took its nick with the token, before a's reader learned of it: the nick
+// is b's member's now, so the leave writes no line ("alice reconnected",
+// then "alice left" would be false) and touches nothing of b's.
+TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  // a does not read: the race's window, held open.
+  auto a = Server::Start(*redis, "lobby", "a", {}, /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  JoinRequest first;
+  first.nick = "alice";
+  first.address_key = "10.0.0.1";
+  first.new_token = token;
+  Room::Joined j1 = a->room->Join(0, absl::Now(), first);
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  JoinRequest again = first;
+  again.resume_token = token;
+  again.new_token = std::string(kResumeTokenBytes, 'U');
+  Room::Joined j2 = b->room->Join(0, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  ASSERT_EQ(j2.replaced, j1.id);
+  a->room->Leave(0, absl::Now(), j1.id, "timed out");
+  ASSERT_EQ(b->room->Say(0, absl::Now(), j2.id, false, "still here"), Room::Result::kOk);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) { return l.text() == "still here"; }));
+  for (const Seen& s : b->seen) {
+    EXPECT_NE(s.line.kind(), Line::LEAVE) << s.line.ShortDebugString();
+  }
+  EXPECT_THAT(b->room->Who().first, ElementsAre("alice"));
 }
 
 TEST(RedisRoomTest, RedisLostAndBackLosesAndRepeatsNoLine) {
