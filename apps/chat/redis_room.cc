@@ -129,11 +129,14 @@ return {'ok', me, start, rs, ri, hist}
 )lua";
 
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick, [8] why, [9] announce.
-// A nick no longer ours (taken over with its token elsewhere, or evicted
-// with a "server lost" line) was already left: no line, and our roster's
-// entry for the nick is its new holder's or gone.
+// A nick another member holds now (taken over with its token, here or
+// elsewhere) was already left: no line, and our roster's entry for the nick
+// is its new holder's or gone. A missing nick key (Redis lost its data, or
+// a reaper's "server lost" took it) still writes the leave the room owes.
 constexpr char kLeave[] = R"lua(
-if not ours(KEYS[3], ARGV[3], ARGV[6]) then return 'gone' end
+if not ours(KEYS[3], ARGV[3], ARGV[6]) and redis.call('EXISTS', KEYS[3]) == 1 then
+  return 'gone'
+end
 redis.call('ZREM', KEYS[4], ARGV[7])
 if ARGV[9] == '1' then append(4, ARGV[7], ARGV[8], '', 0, 0, '', '0') end
 return 'ok'

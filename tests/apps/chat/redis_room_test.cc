@@ -520,8 +520,16 @@ TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
 TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  // a does not read: the race's window, held open.
-  auto a = Server::Start(*redis, "lobby", "a", {}, /*read=*/false);
+  // a does not read: the race's window, held open (and it does not beat
+  // its heart either: it stays alive for the test's length, or b would
+  // reap it as a dead server).
+  auto a = Server::Start(
+      *redis, "lobby", "a",
+      [](RedisRoomOptions* o) {
+        o->alive_ttl = absl::Seconds(30);
+        o->heartbeat = absl::Seconds(5);
+      },
+      /*read=*/false);
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
