@@ -139,6 +139,15 @@ std::unique_ptr<RedisServer> StartRedis() {
   return r.ok() ? *std::move(r) : nullptr;
 }
 
+// alice's Join from 10.0.0.1, given `token` as her resume token.
+JoinRequest AliceJoin(const std::string& token) {
+  JoinRequest r;
+  r.nick = "alice";
+  r.address_key = "10.0.0.1";
+  r.new_token = token;
+  return r;
+}
+
 TEST(RedisRoomTest, UnreachableRedisIsAClearError) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
@@ -304,10 +313,7 @@ TEST(RedisRoomTest, AReconnectGetsOnlyTheLinesItMissed) {
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
-  JoinRequest first;
-  first.nick = "alice";
-  first.address_key = "10.0.0.1";
-  first.new_token = token;
+  const JoinRequest first = AliceJoin(token);
   Room::Joined j1 = a->room->Join(0, absl::Now(), first);
   ASSERT_EQ(j1.result, Room::Result::kOk);
   const MemberId bob = b->Join("bob");
@@ -485,10 +491,7 @@ TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
-  JoinRequest first;
-  first.nick = "alice";
-  first.address_key = "10.0.0.1";
-  first.new_token = token;
+  const JoinRequest first = AliceJoin(token);
   Room::Joined j1 = a->room->Join(0, absl::Now(), first);
   ASSERT_EQ(j1.result, Room::Result::kOk);
   JoinRequest wrong = first;
@@ -534,13 +537,10 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
-  JoinRequest first;
-  first.nick = "alice";
-  first.address_key = "10.0.0.1";
-  first.new_token = token;
-  Room::Joined j1 = a->room->Join(0, absl::Now(), first);
+  const Room::Joined j1 = a->room->Join(0, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  JoinRequest again = first;
+  // alice's client comes back through b with her token.
+  JoinRequest again = AliceJoin(token);
   again.resume_token = token;
   again.new_token = std::string(kResumeTokenBytes, 'U');
   Room::Joined j2 = b->room->Join(0, absl::Now(), again);
