@@ -1038,7 +1038,10 @@ bool FastParse(WireReader r, const Codec::Limits& limits, Packet* p, FastAck* ac
           // One allocation for the usual frames: a fragment is cut for at
           // least ~500 bytes of a datagram (two per 1472-byte datagram, up
           // to 16 per 16 KiB one); smaller ones grow the vector as usual.
-          p->data.reserve(std::min(limits.max_data_frames, 2 + r.remaining() / 1024));
+          // The receive path's vector is the thread's and has the room: no
+          // call to reserve per datagram.
+          const size_t frames = std::min(limits.max_data_frames, 2 + r.remaining() / 1024);
+          if (p->data.capacity() < frames) p->data.reserve(frames);
         }
         p->data.emplace_back();
         if (!ReadFragment(inner, &p->data.back())) return false;
