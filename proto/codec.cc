@@ -75,8 +75,9 @@ constexpr size_t VarintSize(uint64_t v) {
   const size_t bits = 64 - static_cast<size_t>(__builtin_clzll(v | 1));
   return (bits * 9 + 64) / 64;
 }
-// Checked against the loop at every power of two, the value below it and
-// every run of ones from the top bit down.
+// Checked against the loop at every width's smallest and largest value (both
+// sizes depend on the width alone): each power of two, the value below it,
+// and ~0 (the values ~0 >> k repeat the others).
 constexpr bool VarintSizeMatchesTheLoop() {
   for (int k = 0; k < 64; ++k) {
     for (uint64_t v : {uint64_t{1} << k, (uint64_t{1} << k) - 1, ~uint64_t{0} >> k}) {
@@ -1038,8 +1039,9 @@ bool FastParse(WireReader r, const Codec::Limits& limits, Packet* p, FastAck* ac
           // One allocation for the usual frames: a fragment is cut for at
           // least ~500 bytes of a datagram (two per 1472-byte datagram, up
           // to 16 per 16 KiB one); smaller ones grow the vector as usual.
-          // The receive path's vector is the thread's and has the room: no
-          // call to reserve per datagram.
+          // The receive path's vector keeps its capacity (the endpoint's
+          // reused packet's, or the thread's for sealed datagrams) and has
+          // the room: no call to reserve per datagram.
           const size_t frames = std::min(limits.max_data_frames, 2 + r.remaining() / 1024);
           if (p->data.capacity() < frames) p->data.reserve(frames);
         }
