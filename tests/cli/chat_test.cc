@@ -438,6 +438,56 @@ TEST(ChatTest, AKilledMemberRejoinsUnderItsNickAtOnceAndALiveOneKeepsIt) {
   EXPECT_THAT(log, HasSubstr("refused 127.0.0.1:"));
 }
 
+// (5d) A server that times a member out first (its --timeout is shorter)
+// answers the member's next packets with its timeout's close code: the
+// member reads that as a lost connection, not a refusal, and reconnects
+// under its nick (the close's code reaches chat::ClassifyClose from
+// ChatClient::OnEvent). The path is cut by stopping the member's proxy
+// until the server has timed it out; the member's 10 s timeout leaves it
+// live, its keepalive (2.5 s) and probes (at most 1.25 s apart) wait in the
+// stopped proxy, and the server's connection drains for about 2 s after its
+// timeout, answering them with its close.
+TEST(ChatTest, AMemberTheServerTimedOutReconnectsOnTheServersTimeoutClose) {
+  ChatServer server = StartServer({"--timeout", "4s"});
+  ASSERT_NE(server.port, 0);
+  auto [proxy, proxy_port] = StartProxy(server.port, "0%", 1);
+  ASSERT_NE(proxy, nullptr);
+  ASSERT_NE(proxy_port, 0);
+  Member alice(proxy_port, "alice", {"--timeout", "10s"});
+  ASSERT_TRUE(alice.WaitFor("*** alice joined"));
+  Member bob(server.port, "bob");
+  ASSERT_TRUE(bob.WaitFor("*** bob joined"));
+
+  proxy->Kill(SIGSTOP);
+  const bool timed_out = bob.WaitFor("*** alice left (timed out)", absl::Seconds(10));
+  proxy->Kill(SIGCONT);
+  ASSERT_TRUE(timed_out);
+  ASSERT_TRUE(alice.WaitUntil(
+      [](const std::string& l) {
+        // The server's own timeout ("no packets from ... for 4s"), not ours.
+        return absl::StartsWith(l, "*** connection lost: server closed the connection: ") &&
+               absl::StrContains(l, " for 4s; reconnecting in ");
+      },
+      "the lost-connection notice for the server's close"))
+      << alice.process().stderr_text();
+  const std::string welcome_back = absl::StrCat("*** reconnected to 127.0.0.1:", proxy_port,
+                                                " as alice; ");
+  ASSERT_TRUE(alice.WaitUntil(
+      [&](const std::string& l) { return absl::StartsWith(l, welcome_back); },
+      "alice's reconnect"));
+  alice.Send("still here");
+  EXPECT_TRUE(bob.WaitFor("<alice> still here"));
+  for (Member* m : {&alice, &bob}) {
+    m->process().CloseStdin();
+    EXPECT_EQ(ExitCode(m->process()), 0) << m->process().stderr_text();
+  }
+  server.process->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*server.process), 0);
+  proxy->Kill(SIGTERM);
+  EXPECT_EQ(ExitCode(*proxy), 0);
+  EXPECT_THAT(server.process->stderr_text(), HasSubstr("\nalice left (timed out: "));
+}
+
 TEST(ChatTest, LimitsAndCommandErrors) {
   ChatServer server = StartServer({"--max_members", "2"});
   Member alice(server.port, "alice");
