@@ -36,23 +36,27 @@ constexpr uint64_t kMaxNumber = kMaxSequenceNumber - 1;
 
 // Little-endian fixed-width fields (the connection id, the CRC) as one
 // load or store where the host is little-endian: GCC kept the byte loops
-// as eight shifts and ors.
-uint64_t LoadLittleEndian64(const uint8_t* p) {
+// as eight shifts and ors. kBytes low bytes of the value.
+template <int kBytes>
+uint64_t LoadLittleEndian(const uint8_t* p) {
+  static_assert(kBytes >= 1 && kBytes <= 8);
   uint64_t v = 0;
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  std::memcpy(&v, p, sizeof(v));
+  std::memcpy(&v, p, kBytes);
 #else
-  for (int i = 0; i < 8; ++i) v |= uint64_t{p[i]} << (8 * i);
+  for (int i = 0; i < kBytes; ++i) v |= uint64_t{p[i]} << (8 * i);
 #endif
   return v;
 }
-// Writes the low `bytes` bytes of `v`; returns the end.
-uint8_t* StoreLittleEndian(uint64_t v, int bytes, uint8_t* p) {
+// Returns the end.
+template <int kBytes>
+uint8_t* StoreLittleEndian(uint64_t v, uint8_t* p) {
+  static_assert(kBytes >= 1 && kBytes <= 8);
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  std::memcpy(p, &v, static_cast<size_t>(bytes));
-  return p + bytes;
+  std::memcpy(p, &v, kBytes);
+  return p + kBytes;
 #else
-  for (int i = 0; i < bytes; ++i) *p++ = static_cast<uint8_t>(v >> (8 * i));
+  for (int i = 0; i < kBytes; ++i) *p++ = static_cast<uint8_t>(v >> (8 * i));
   return p;
 #endif
 }
@@ -789,7 +793,7 @@ uint8_t* PutVarintField(int field, uint64_t v, uint8_t* pos) {
 uint8_t* WriteEstablished(const Packet& p, uint8_t* pos) {
   if (p.connection_id != 0) {
     *pos++ = Tag(1, kFixed64Type);
-    pos = StoreLittleEndian(p.connection_id, 8, pos);
+    pos = StoreLittleEndian<8>(p.connection_id, pos);
   }
   pos = PutVarintField(2, p.packet_number, pos);
   if (p.ack) {
@@ -892,7 +896,7 @@ class WireReader final {
   }
   bool Fixed64(uint64_t* v) {
     if (end_ - pos_ < 8) return false;
-    *v = LoadLittleEndian64(pos_);
+    *v = LoadLittleEndian<8>(pos_);
     pos_ += 8;
     return true;
   }
@@ -1200,7 +1204,7 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
     }
     const uint32_t crc =
         Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
-    StoreLittleEndian(crc, 4, pos);
+    StoreLittleEndian<4>(crc, pos);
     return absl::OkStatus();
   }
 
@@ -1229,7 +1233,7 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
   if (room > 0) pos = WritePadding(plan, pos);
   const size_t covered = static_cast<size_t>(pos - bytes);
   const uint32_t crc = Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
-  StoreLittleEndian(crc, 4, pos);
+  StoreLittleEndian<4>(crc, pos);
   return absl::OkStatus();
 }
 
@@ -1271,10 +1275,7 @@ absl::Status Codec::DecodeImpl(absl::string_view datagram, Parser parser, bool b
         absl::StrCat("unsupported version ", bytes[0]));
   }
   const size_t covered = size - 4;
-  const uint32_t stored = uint32_t{bytes[covered]} |
-                          uint32_t{bytes[covered + 1]} << 8 |
-                          uint32_t{bytes[covered + 2]} << 16 |
-                          uint32_t{bytes[covered + 3]} << 24;
+  const auto stored = static_cast<uint32_t>(LoadLittleEndian<4>(bytes + covered));
   if (Crc32c(datagram.substr(0, covered)) != stored) {
     return absl::InvalidArgumentError("checksum mismatch");
   }
