@@ -24,7 +24,8 @@ namespace {
 // follow. The preamble's functions: append numbers a line and adds it to the
 // stream; holder reads a nick key and returns its holder if that holder's
 // server is alive (this server counts as alive); evict settles a nick whose
-// holder's server is dead but not reaped yet (below).
+// holder's server is dead but not reaped yet (below); bury and unbury keep
+// and take a dead server's tombstones (below).
 constexpr char kPreamble[] = R"lua(
 local function append(k, f, t, o, ti, fi, rs, ri)
   local n = redis.call('INCR', KEYS[1])
@@ -58,7 +59,29 @@ local function evict(key)
   if redis.call('ZREM', ARGV[5] .. 'who:' .. s, nick) == 0 then return nil end
   return s, id, h, nick
 end
+local function bury(s, id, said)
+  local key = ARGV[5] .. 'gone:' .. s
+  redis.call('HSET', key, id, said)
+  redis.call('PEXPIRE', key, 86400000)
+end
+local function unbury(id)
+  local key = ARGV[5] .. 'gone:' .. ARGV[3]
+  local v = redis.call('HGET', key, id)
+  if v then redis.call('HDEL', key, id) end
+  return v
+end
 )lua";
+
+// Tombstones. A member a live server settled for a dead one (the reaper, or
+// a join or rename that evicted it) gets an entry in `gone:<dead server>`:
+// its member number, '1' if the room was told it left (or reconnected
+// elsewhere), '0' if not (over the announce limit). A dead server that was
+// only stalled (paused, cut off from Redis) and resumes takes them back:
+// its member's leave writes no second line (kLeave), and a member still
+// there is written back with "NICK reconnected" (kReclaim), so the room
+// never sees lines from someone it was told had gone. Kept a day at most
+// (PEXPIRE on every burial): a server gone for good leaves at most its last
+// roster behind, for a day.
 
 // A nick whose holder's server died (its alive key expired) is free, but
 // the holder is still on that server's roster until a live server reaps it
@@ -89,8 +112,10 @@ else
   local ds, did, dh, dnick = evict(KEYS[3])
   if ds and ARGV[7] ~= '' and dh == ARGV[7] then
     rs, ri = ds, did
-  elseif ds and ARGV[9] == '1' then
-    append(4, dnick, 'server lost', '', 0, 0, '', '0')
+    bury(ds, did, '1')
+  elseif ds then
+    if ARGV[9] == '1' then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
+    bury(ds, did, ARGV[9])
   end
 end
 local me = redis.call('INCR', KEYS[4])
@@ -131,10 +156,13 @@ return {'ok', me, start, rs, ri, hist}
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick, [8] why, [9] announce.
 // A nick another member holds now (taken over with its token, here or
 // elsewhere) was already left: no line, and our roster's entry for the nick
-// is its new holder's or gone. A missing nick key (Redis lost its data, or
-// a reaper's "server lost" took it) still writes the leave the room owes.
+// is its new holder's or gone. So was a member another server settled while
+// this one was taken for dead (its tombstone). A missing nick key otherwise
+// (Redis lost its data) still writes the leave the room owes.
 constexpr char kLeave[] = R"lua(
-if not ours(KEYS[3], ARGV[3], ARGV[6]) and redis.call('EXISTS', KEYS[3]) == 1 then
+local held = ours(KEYS[3], ARGV[3], ARGV[6])
+local settled = unbury(ARGV[6])
+if not held and (settled or redis.call('EXISTS', KEYS[3]) == 1) then
   return 'gone'
 end
 redis.call('ZREM', KEYS[4], ARGV[7])
@@ -149,7 +177,10 @@ local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
 if not s then
   local ds, did, dh, dnick = evict(KEYS[3])
-  if ds then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
+  if ds then
+    append(4, dnick, 'server lost', '', 0, 0, '', '0')
+    bury(ds, did, '1')
+  end
 end
 ours(KEYS[4], ARGV[3], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[9] .. ' ' .. ARGV[8])
@@ -199,8 +230,10 @@ local count = #members / 2
 for i = 1, #members, 2 do
   -- A member that took its nick back elsewhere is no longer the dead one's.
   local held = ours(ARGV[5] .. 'nick:' .. string.lower(members[i]), ARGV[6], members[i + 1])
-  if held and count <= tonumber(ARGV[7]) then
-    append(4, members[i], 'server lost', '', 0, 0, '', '0')
+  if held then
+    local said = count <= tonumber(ARGV[7])
+    if said then append(4, members[i], 'server lost', '', 0, 0, '', '0') end
+    bury(ARGV[6], members[i + 1], said and '1' or '0')
   end
 end
 redis.call('DEL', key)
@@ -226,12 +259,21 @@ end
 return {behind, redis.call('SADD', KEYS[4], ARGV[3])}
 )lua";
 
-// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick.
+// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick. A
+// member the room was told had left while this server was taken for dead
+// (its tombstone says so) is back: "NICK reconnected". One whose nick was
+// taken meanwhile is closed without a line (Reclaim): the room was told.
 constexpr char kReclaim[] = R"lua(
 local s, id = holder(KEYS[3])
-if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
+if s and not (s == ARGV[3] and id == ARGV[6]) then
+  unbury(ARGV[6])
+  return 'taken'
+end
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
+if unbury(ARGV[6]) == '1' then
+  append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0')
+end
 return 'ok'
 )lua";
 
@@ -406,7 +448,8 @@ void RedisRoom::Stop() {
   if (!available_.load() || cmd.conn == nullptr || cmd.conn->broken()) return;
   (void)cmd.conn->Pipeline({{"SREM", Key("servers"), options_.server_id},
                             {"DEL", Key("alive:" + options_.server_id)},
-                            {"DEL", Key("who:" + options_.server_id)}});
+                            {"DEL", Key("who:" + options_.server_id)},
+                            {"DEL", Key("gone:" + options_.server_id)}});
 }
 
 std::vector<std::string> RedisRoom::Eval(const char* script, absl::Time now,

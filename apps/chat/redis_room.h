@@ -24,7 +24,9 @@
 // `nick:<nick>` the holder of a nick ("SERVER ID TOKENHASH NICK"),
 // `who:<server>` a server's members (a sorted set by member number),
 // `alive:<server>` a key each server refreshes every `heartbeat` with expiry
-// `alive_ttl`, `servers` the set of servers.
+// `alive_ttl`, `servers` the set of servers, `gone:<server>` the members
+// other servers settled for that server while it seemed dead (tombstones,
+// kept a day at most).
 //
 // Failures (docs/cluster.md):
 // - Redis unreachable at Create: UNAVAILABLE naming HOST:PORT and the reason.
@@ -43,6 +45,11 @@
 //   before that settles its old holder first: with the holder's resume
 //   token the join is a reconnect ("NICK reconnected"), otherwise the
 //   holder's leave line comes before the join (or rename) line.
+// - A server that was only stalled (paused, cut off from Redis past
+//   alive_ttl) and resumes finds its members reaped: those still here come
+//   back with "NICK reconnected" (unless their nicks were taken meanwhile:
+//   then they are closed), and a member that left meanwhile writes no
+//   second leave line.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a

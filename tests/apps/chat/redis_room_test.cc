@@ -1,8 +1,9 @@
 // RedisRoom against a real redis-server (started on a free port in a
 // temporary directory): one order across servers, nicks unique across
 // servers, private lines to another server, /who of the room, history for a
-// late joiner, a dead server's members reaped, Redis lost and back without a
-// line missed or repeated, and the ServerCore's answers while it is lost.
+// late joiner, a dead server's members reaped (and a stalled one's taken
+// back), Redis lost and back without a line missed or repeated, and the
+// ServerCore's answers while it is lost.
 //
 // Redis keeps real time (key expiry), so waits here are bounded polls for a
 // condition, never a fixed sleep.
@@ -479,8 +480,71 @@ TEST(RedisRoomTest, ANickOfADeadServerNotYetReapedIsTakenOverCleanly) {
                           "SYSTEM  alice reconnected", "LEAVE Ghost server lost", "JOIN ghost ",
                           "LEAVE Zed server lost", "RENAME bob zed"));
   EXPECT_EQ((*b)->Who().count, 3u);
+
+  // d was only stalled and resumes: every nick of its members is someone
+  // else's now, so they are closed without a line, and their tombstones go.
+  (*d)->Start();
+  ASSERT_TRUE(WaitFor([&] { return (*d)->member_count() == 0; }));
+  EXPECT_EQ(StreamLines(*redis, "lobby").size(), 9u);
+  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:d"});
+  ASSERT_TRUE(tombs.ok()) << tombs.status();
+  EXPECT_EQ(tombs->integer, 0);
+  EXPECT_EQ((*b)->Who().count, 3u);
   (*b)->Stop();
   (*d)->Stop();
+}
+
+// A server that stalls (paused, or cut off from Redis) past its alive key's
+// expiry is reaped like a dead one: a live server writes "NICK left (server
+// lost)" for each of its members. When it resumes, a member that left in
+// the meantime was said to have left already (no second leave line), and
+// the members still there come back into the room with "NICK reconnected"
+// (or the room would see lines, and later a second leave, from members it
+// was told had gone).
+TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  // s does not read (no heartbeat): the stall. Its alive key expires 300 ms
+  // after Create.
+  auto s = Server::Start(
+      *redis, "lobby", "s", [](RedisRoomOptions* o) { o->alive_ttl = absl::Milliseconds(300); },
+      /*read=*/false);
+  ASSERT_NE(s, nullptr);
+  const MemberId alice = s->Join("alice");
+  const MemberId carol = s->Join("carol");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(b, nullptr);
+  auto left = [](const std::string& nick, const std::string& why) {
+    return [nick, why](const Line& l) {
+      return l.kind() == Line::LEAVE && l.from() == nick && l.text() == why;
+    };
+  };
+  ASSERT_TRUE(b->WaitLine(left("alice", "server lost")));
+  ASSERT_TRUE(b->WaitLine(left("carol", "server lost")));
+  EXPECT_EQ(b->room->Who().count, 0u);
+
+  // alice's connection ended during the stall; s lets her go first thing.
+  s->room->Leave(s->shard, absl::Now(), alice, "timed out");
+  // s resumes: its heartbeat finds it unregistered and writes carol back.
+  s->room->Start();
+  ASSERT_TRUE(b->WaitLine([](const Line& l) {
+    return l.kind() == Line::SYSTEM && l.text() == "carol reconnected";
+  })) << ::testing::PrintToString(StreamLines(*redis, "lobby"));
+  EXPECT_THAT(b->room->Who().first, ElementsAre("carol"));
+  s->room->Leave(s->shard, absl::Now(), carol, "quit");
+  ASSERT_TRUE(b->WaitLine(left("carol", "quit")));
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "JOIN carol ", "LEAVE alice server lost",
+                          "LEAVE carol server lost", "SYSTEM  carol reconnected",
+                          "LEAVE carol quit"));
+  // Both tombstones were taken back: nothing of the stall is left in Redis.
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:s"});
+  ASSERT_TRUE(tombs.ok()) << tombs.status();
+  EXPECT_EQ(tombs->integer, 0);
+  s->room->Stop();
 }
 
 TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
