@@ -257,6 +257,7 @@ size_t Runtime::BuildTrains() {
     const size_t segment = pending_[first].size();
     const size_t max_bytes = udp::DatagramSocket::MaxTrainBytes(peer);
     size_t bytes = 0;
+    int first_shard = -2;  // the first datagram's shard byte, once needed
     for (;;) {
       const size_t size = pending_[i].size();
       segments_[used++] = pending_.Bytes(i);
@@ -276,7 +277,8 @@ size_t Runtime::BuildTrains() {
       if (!pending_.SamePeer(i, first) && !(pending_.peer(i) == peer)) break;
       // A train reaches one socket of a sharded peer whole (steered by its
       // first datagram): never two shards' datagrams in one.
-      if (udp::ShardByteOf(pending_[i]) != udp::ShardByteOf(pending_[first])) break;
+      if (first_shard == -2) first_shard = udp::ShardByteOf(pending_[first]);
+      if (udp::ShardByteOf(pending_[i]) != first_shard) break;
     }
     trains_[trains++] = udp::OutgoingTrain{peer, absl::MakeConstSpan(&segments_[start], used - start)};
   }
