@@ -73,15 +73,18 @@ end
 )lua";
 
 // Tombstones. A member a live server settled for a dead one (the reaper, or
-// a join or rename that evicted it) gets an entry in `gone:<dead server>`:
-// its member number, '1' if the room was told it left (or reconnected
-// elsewhere), '0' if not (over the announce limit). A dead server that was
-// only stalled (paused, cut off from Redis) and resumes takes them back:
-// its member's leave writes no second line (kLeave), and a member still
-// there is written back with "NICK reconnected" (kReclaim), so the room
-// never sees lines from someone it was told had gone. Kept a day at most
-// (PEXPIRE on every burial): a server gone for good leaves at most its last
-// roster behind, for a day.
+// a join, rename or reclaim that evicted it) gets an entry in
+// `gone:<dead server>`: its member number, '1' if the room was told it left,
+// '0' if not (over the announce limit, or its token took it over elsewhere:
+// its server closes it when it reads that line). A dead server that was
+// only stalled (paused, cut off from Redis) finds them when it resumes (its
+// heartbeat, kHeal) and takes them back (Reclaim): its member's leave writes
+// no second line (kLeave), a member still there is written back with
+// "NICK reconnected" if the room was told it left (kReclaim), one whose nick
+// is someone else's now is closed without a line, and what is left over
+// (members since closed) is swept (kSweep). The key expires a day after the
+// last burial for that server, and a server deletes its own at Create and
+// Stop: a server gone for good leaves at most the rosters it lost behind.
 
 // A nick whose holder's server died (its alive key expired) is free, but
 // the holder is still on that server's roster until a live server reaps it
@@ -112,7 +115,7 @@ else
   local ds, did, dh, dnick = evict(KEYS[3])
   if ds and ARGV[7] ~= '' and dh == ARGV[7] then
     rs, ri = ds, did
-    bury(ds, did, '1')
+    bury(ds, did, '0')
   elseif ds then
     if ARGV[9] == '1' then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
     bury(ds, did, ARGV[9])
@@ -244,7 +247,8 @@ return count
 // this server read, [7] its highest member number. A Redis that lost its
 // data (restarted without persistence, flushed) gets its counters back
 // above what this server has seen, so numbers never repeat. Returns
-// {1 if the line counter was behind, 1 if this server was not registered};
+// {1 if the line counter was behind, 1 if this server was not registered,
+// its tombstones (others took it for dead: see Tombstones)};
 // the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
 constexpr char kHeal[] = R"lua(
 local behind = 0
@@ -256,18 +260,40 @@ end
 if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[7]) then
   redis.call('SET', KEYS[3], ARGV[7])
 end
-return {behind, redis.call('SADD', KEYS[4], ARGV[3])}
+return {behind, redis.call('SADD', KEYS[4], ARGV[3]),
+        redis.call('HLEN', ARGV[5] .. 'gone:' .. ARGV[3])}
+)lua";
+
+// After Reclaim's members and leaves: the tombstones left belong to members
+// this server no longer has (closed as replaced, or their leaves taken them
+// already), except ARGV[6..], leaves still to be written. Dropped.
+constexpr char kSweep[] = R"lua(
+local key = ARGV[5] .. 'gone:' .. ARGV[3]
+local keep = {}
+for i = 6, #ARGV do keep[ARGV[i]] = true end
+for _, id in ipairs(redis.call('HKEYS', key)) do
+  if not keep[id] then redis.call('HDEL', key, id) end
+end
+return 'ok'
 )lua";
 
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick. A
 // member the room was told had left while this server was taken for dead
 // (its tombstone says so) is back: "NICK reconnected". One whose nick was
-// taken meanwhile is closed without a line (Reclaim): the room was told.
+// taken meanwhile is closed without a line (Reclaim): the room was told. A
+// holder on a dead server not reaped yet is settled first, as kJoin does.
 constexpr char kReclaim[] = R"lua(
 local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then
   unbury(ARGV[6])
   return 'taken'
+end
+if not s then
+  local ds, did, dh, dnick = evict(KEYS[3])
+  if ds then
+    append(4, dnick, 'server lost', '', 0, 0, '', '0')
+    bury(ds, did, '1')
+  end
 end
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
@@ -412,6 +438,10 @@ absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOpti
   }
   absl::StatusOr<redis::Reply> add = room->Call(cmd, {"SADD", room->Key("servers"), o.server_id});
   if (!add.ok()) return add.status();
+  // Tombstones of an earlier process with this server id: this one has none
+  // of its members to take back.
+  absl::StatusOr<redis::Reply> tombs = room->Call(cmd, {"DEL", room->Key("gone:" + o.server_id)});
+  if (!tombs.ok()) return tombs.status();
   return room;
 }
 
@@ -852,6 +882,12 @@ void RedisRoom::ReaderLoop() {
 }
 
 bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
+  // No shard's join, leave or rename runs until the members are written
+  // back: one that did in between (a leave taking its tombstone, then this
+  // writing its nick back) would leave a nick and a roster entry behind for
+  // a member that is gone. Shards wait one round trip at most.
+  std::vector<std::unique_lock<std::mutex>> shards;
+  for (const std::unique_ptr<Cmd>& c : cmds_) shards.emplace_back(c->mu);
   // Members and leaves as this server knows them.
   std::vector<std::pair<MemberId, RoomState::Member>> members;
   std::vector<PendingLeave> leaves;
@@ -871,7 +907,14 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
                          {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
   }
-  if (calls.empty()) return true;
+  // Leaves not written yet keep their tombstones (the next Reclaim with
+  // leaves_too writes them).
+  std::vector<std::string> keep;
+  if (!leaves_too) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const PendingLeave& l : pending_leaves_) keep.push_back(absl::StrCat(l.id));
+  }
+  calls.push_back(Eval(kSweep, now, {}, keep));
   absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
   if (!r.ok()) {
     MarkLost(r.status());
@@ -890,6 +933,7 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
     pending_leaves_.erase(pending_leaves_.begin(),
                           pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
   }
+  if (members.empty() && leaves.empty()) return true;  // only tombstones swept
   Log(absl::StrCat(Plural(members.size() - taken, "member"), " re-registered in the room",
                    taken > 0
                        ? absl::StrCat(", ", taken, " closed (their nicks were taken meanwhile)")
@@ -941,16 +985,18 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     return false;
   }
   const redis::Reply& heal = (*r)[1];
-  if (heal.elements.size() == 2) {
+  if (heal.elements.size() == 3) {
     if (heal.elements[0].integer == 1) {
       Log(absl::StrCat("the room's line counter was behind line ", last_n_,
                        ": Redis lost data; counters restored and the room told"));
     }
-    // Not registered (reaped after a stall, or Redis lost its data): the
-    // members come back into the roster.
-    if (heal.elements[1].integer == 1 && has_members && !Reclaim(now, /*leaves_too=*/false)) {
-      return false;
-    }
+    // Not registered (reaped after a stall, or Redis lost its data), or
+    // taken for dead meanwhile (tombstones: members settled by others,
+    // before a reaper or after one that a join here re-registered): the
+    // members come back into the roster, or are closed if their nicks went.
+    const bool unregistered = heal.elements[1].integer == 1 && has_members;
+    const bool buried = heal.elements[2].integer > 0;
+    if ((unregistered || buried) && !Reclaim(now, /*leaves_too=*/false)) return false;
   }
   // Servers whose alive key is gone: the first live server to see it
   // announces their members' leaves.

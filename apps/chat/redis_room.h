@@ -25,8 +25,9 @@
 // `who:<server>` a server's members (a sorted set by member number),
 // `alive:<server>` a key each server refreshes every `heartbeat` with expiry
 // `alive_ttl`, `servers` the set of servers, `gone:<server>` the members
-// other servers settled for that server while it seemed dead (tombstones,
-// kept a day at most).
+// other servers settled for that server while it seemed dead (tombstones;
+// the key expires a day after its last entry, and its server deletes it at
+// Create and Stop).
 //
 // Failures (docs/cluster.md):
 // - Redis unreachable at Create: UNAVAILABLE naming HOST:PORT and the reason.
@@ -46,10 +47,13 @@
 //   token the join is a reconnect ("NICK reconnected"), otherwise the
 //   holder's leave line comes before the join (or rename) line.
 // - A server that was only stalled (paused, cut off from Redis past
-//   alive_ttl) and resumes finds its members reaped: those still here come
-//   back with "NICK reconnected" (unless their nicks were taken meanwhile:
-//   then they are closed), and a member that left meanwhile writes no
-//   second leave line.
+//   alive_ttl) and resumes finds what others settled for it (reaped, or a
+//   nick taken before the reaper came) at its next heartbeat: its members
+//   still here come back into the roster, with "NICK reconnected" where the
+//   room was told they left ("server lost"; not over the announce limit),
+//   a member whose nick someone else holds now is closed without a line,
+//   and a member that left meanwhile writes no second leave line. Joins,
+//   leaves and renames wait while it writes its members back.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a

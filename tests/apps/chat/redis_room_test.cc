@@ -504,11 +504,10 @@ TEST(RedisRoomTest, ANickOfADeadServerNotYetReapedIsTakenOverCleanly) {
 TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  // s does not read (no heartbeat): the stall. Its alive key expires 300 ms
-  // after Create.
-  auto s = Server::Start(
-      *redis, "lobby", "s", [](RedisRoomOptions* o) { o->alive_ttl = absl::Milliseconds(300); },
-      /*read=*/false);
+  // s does not read (no heartbeat): the stall. Its alive key expires 500 ms
+  // after Create (and, once it resumes, 500 ms after its last heartbeat, as
+  // b's: 5 heartbeats of slack against b reaping it again).
+  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
   ASSERT_NE(s, nullptr);
   const MemberId alice = s->Join("alice");
   const MemberId carol = s->Join("carol");
@@ -545,6 +544,62 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
   ASSERT_TRUE(tombs.ok()) << tombs.status();
   EXPECT_EQ(tombs->integer, 0);
   s->room->Stop();
+}
+
+// A stalled server's nick taken before any reaper came: the join settles
+// the old holder ("Ghost left (server lost)") and leaves its tombstone, and
+// the server was never unregistered. When it resumes, its heartbeat finds
+// the tombstone and closes that member (its nick is someone else's now)
+// without a line, and writes its other member back without one (the room
+// was never told it left).
+TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto s = Server::Start(
+      *redis, "lobby", "s", [](RedisRoomOptions* o) { o->alive_ttl = absl::Milliseconds(300); },
+      /*read=*/false);
+  ASSERT_NE(s, nullptr);
+  const MemberId ghost = s->Join("Ghost");
+  const MemberId carol = s->Join("carol");
+  // b runs no reaper (not started) and stays alive for the test's length.
+  auto b = Server::Start(
+      *redis, "lobby", "b",
+      [](RedisRoomOptions* o) {
+        o->alive_ttl = absl::Seconds(30);
+        o->heartbeat = absl::Seconds(5);
+      },
+      /*read=*/false);
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto exists = [&](const std::string& key) {
+    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
+    return r.ok() && r->integer == 1;
+  };
+  ASSERT_TRUE(WaitFor([&] { return !exists("alive:s"); }));
+  ASSERT_EQ(b->room->Join(b->shard, absl::Now(), "ghost", "10.0.0.2").result, Room::Result::kOk);
+  ASSERT_TRUE(exists("gone:s"));
+
+  s->room->Start();
+  ASSERT_TRUE(WaitFor([&] { return s->room->member_count() == 1; }));
+  s->Pump();
+  bool replaced = false;
+  for (const RoomNotice& n : s->notices) {
+    replaced |= n.type == RoomNotice::Type::kReplaced && n.member == ghost;
+  }
+  EXPECT_TRUE(replaced);
+  EXPECT_FALSE(exists("gone:s"));
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN Ghost ", "JOIN carol ", "LEAVE Ghost server lost", "JOIN ghost "));
+  // carol is still s's, in the room and holding her nick.
+  EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "carol", "10.0.0.3").result,
+            Room::Result::kNickTaken);
+  EXPECT_EQ(b->room->Who().count, 2u);
+  s->room->Leave(s->shard, absl::Now(), carol, "quit");
+  EXPECT_EQ(StreamLines(*redis, "lobby").back(), "LEAVE carol quit");
+  s->room->Stop();
+  b->room->Stop();
 }
 
 TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
