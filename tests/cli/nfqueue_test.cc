@@ -173,6 +173,10 @@ absl::Duration Median(std::vector<absl::Duration> v) {
   return v[v.size() / 2];
 }
 
+absl::Duration Least(const std::vector<absl::Duration>& v) {
+  return v.empty() ? absl::ZeroDuration() : *std::min_element(v.begin(), v.end());
+}
+
 // The counter `name=` in `line`, or -1.
 int64_t Counter(const std::string& text, absl::string_view name) {
   for (absl::string_view field : absl::StrSplit(text, absl::ByAnyChar(" \n"))) {
@@ -224,7 +228,9 @@ TEST_F(NfqueueTest, AddsTheDelayAndDropsTheConfiguredFraction) {
   EchoServer echo;
   ASSERT_TRUE(echo.ok());
   // The path's own round trip, before any emulator.
-  const absl::Duration base = Median(Ping(echo.port(), 100, /*window=*/1).rtts);
+  const PingResult direct = Ping(echo.port(), 100, /*window=*/1);
+  const absl::Duration base = Median(direct.rtts);
+  const absl::Duration base_least = Least(direct.rtts);
 
   std::string reason;
   if (!QueueRule(echo.port(), &reason)) GTEST_SKIP() << reason;
@@ -248,16 +254,28 @@ TEST_F(NfqueueTest, AddsTheDelayAndDropsTheConfiguredFraction) {
   EXPECT_EQ(*rc, 0) << (*emulator)->stderr_text();
   const std::string counters = (*emulator)->stderr_text();
 
-  // Delay: the median round trip is the base plus the one-way delay (only the
-  // requests are queued), within 20% of the setting.
+  // Delay (only the requests are queued, so a round trip crosses it once).
+  // The quickest round trip is the path's quickest plus the delay: never
+  // less (nothing is released early), and within 20% more. The median is
+  // the base plus the delay too, within 20% below and 50% above: on a busy
+  // machine (a sanitizer build beside a CI run's other tests) the emulator
+  // and the pinger get the CPU late for some packets, and a cold CI run saw
+  // the median 2.4 ms over (the emulator's own mean_added 11.07 ms); a delay
+  // applied twice or on both directions is still 100% over.
   const absl::Duration median = Median(pings.rtts);
   const absl::Duration added = median - base;
-  std::printf("base rtt %s, median rtt %s, added %s (want 10ms +- 20%%); lost %d of %d\n",
-              absl::FormatDuration(base).c_str(), absl::FormatDuration(median).c_str(),
-              absl::FormatDuration(added).c_str(), pings.lost, kPings);
+  const absl::Duration least_added = Least(pings.rtts) - base_least;
+  std::printf(
+      "base rtt %s (least %s), median rtt %s, added %s, least added %s (want 10ms); lost %d of "
+      "%d\n",
+      absl::FormatDuration(base).c_str(), absl::FormatDuration(base_least).c_str(),
+      absl::FormatDuration(median).c_str(), absl::FormatDuration(added).c_str(),
+      absl::FormatDuration(least_added).c_str(), pings.lost, kPings);
   std::printf("%s", counters.c_str());
+  EXPECT_GE(least_added, kDelay * 0.95);
+  EXPECT_LE(least_added, kDelay * 1.2);
   EXPECT_GE(added, kDelay * 0.8);
-  EXPECT_LE(added, kDelay * 1.2);
+  EXPECT_LE(added, kDelay * 1.5);
 
   // Loss: within 5 sigma of Binomial(1000, 0.1) ...
   const double mean = kPings * 0.1;
