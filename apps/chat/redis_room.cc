@@ -75,16 +75,17 @@ end
 // Tombstones. A member a live server settled for a dead one (the reaper, or
 // a join, rename or reclaim that evicted it) gets an entry in
 // `gone:<dead server>`: its member number, '1' if the room was told it left,
-// '0' if not (over the announce limit, or its token took it over elsewhere:
-// its server closes it when it reads that line). A dead server that was
-// only stalled (paused, cut off from Redis) finds them when it resumes (its
-// heartbeat, kHeal) and takes them back (Reclaim): its member's leave writes
-// no second line (kLeave), a member still there is written back with
-// "NICK reconnected" if the room was told it left (kReclaim), one whose nick
-// is someone else's now is closed without a line, and what is left over
-// (members since closed) is swept (kSweep). The key expires a day after the
-// last burial for that server, and a server deletes its own at Create and
-// Stop: a server gone for good leaves at most the rosters it lost behind.
+// '0' if not (over the announce limit), 'r' if its resume token took it over
+// elsewhere (the room saw "NICK reconnected": that member is done). A dead
+// server that was only stalled (paused, cut off from Redis) finds them when
+// it resumes (its heartbeat, kHeal) and takes them back (Reclaim): its
+// member's leave writes no second line (kLeave); a member still there is
+// written back, with "NICK reconnected" if the room was told it left, or
+// closed without a line if its nick is someone else's now or its token
+// moved on (kReclaim); tombstones of members it no longer has are swept
+// (kSweep). The key expires a day after the last burial for that server,
+// and a server deletes its own at Create and Stop: a server gone for good
+// leaves at most the rosters it lost behind.
 
 // A nick whose holder's server died (its alive key expired) is free, but
 // the holder is still on that server's roster until a live server reaps it
@@ -115,7 +116,7 @@ else
   local ds, did, dh, dnick = evict(KEYS[3])
   if ds and ARGV[7] ~= '' and dh == ARGV[7] then
     rs, ri = ds, did
-    bury(ds, did, '0')
+    bury(ds, did, 'r')
   elseif ds then
     if ARGV[9] == '1' then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
     bury(ds, did, ARGV[9])
@@ -264,9 +265,11 @@ return {behind, redis.call('SADD', KEYS[4], ARGV[3]),
         redis.call('HLEN', ARGV[5] .. 'gone:' .. ARGV[3])}
 )lua";
 
-// After Reclaim's members and leaves: the tombstones left belong to members
-// this server no longer has (closed as replaced, or their leaves taken them
-// already), except ARGV[6..], leaves still to be written. Dropped.
+// After Reclaim's members and leaves, the tombstones not in ARGV[6..] are
+// dropped: they belong to members this server no longer has (closed as
+// replaced). ARGV[6..] are the members just written back (a tombstone of
+// one now is new: a reaper came between, and the next Reclaim needs it)
+// and leaves still to be written.
 constexpr char kSweep[] = R"lua(
 local key = ARGV[5] .. 'gone:' .. ARGV[3]
 local keep = {}
@@ -280,14 +283,17 @@ return 'ok'
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] token hash, [8] nick. A
 // member the room was told had left while this server was taken for dead
 // (its tombstone says so) is back: "NICK reconnected". One whose nick was
-// taken meanwhile is closed without a line (Reclaim): the room was told. A
-// holder on a dead server not reaped yet is settled first, as kJoin does.
+// taken meanwhile, or whose token took it over elsewhere, is closed without
+// a line (Reclaim): the room was told. A holder on a dead server not reaped
+// yet is settled first, as kRename does.
 constexpr char kReclaim[] = R"lua(
 local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then
   unbury(ARGV[6])
   return 'taken'
 end
+local t = unbury(ARGV[6])
+if t == 'r' then return 'taken' end
 if not s then
   local ds, did, dh, dnick = evict(KEYS[3])
   if ds then
@@ -297,9 +303,7 @@ if not s then
 end
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
-if unbury(ARGV[6]) == '1' then
-  append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0')
-end
+if t == '1' then append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0') end
 return 'ok'
 )lua";
 
@@ -882,10 +886,12 @@ void RedisRoom::ReaderLoop() {
 }
 
 bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
-  // No shard's join, leave or rename runs until the members are written
-  // back: one that did in between (a leave taking its tombstone, then this
-  // writing its nick back) would leave a nick and a roster entry behind for
-  // a member that is gone. Shards wait one round trip at most.
+  // No shard's call runs until the members are written back: a leave in
+  // between (taking its tombstone, then this writing its nick back) would
+  // leave a nick and a roster entry behind for a member that is gone. The
+  // shards wait for their calls in flight and this pipeline (rare: once
+  // per stall or loss of Redis). Every Cmd's mutex, in slot order: the
+  // only place that holds more than one.
   std::vector<std::unique_lock<std::mutex>> shards;
   for (const std::unique_ptr<Cmd>& c : cmds_) shards.emplace_back(c->mu);
   // Members and leaves as this server knows them.
@@ -907,9 +913,11 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
                          {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
   }
-  // Leaves not written yet keep their tombstones (the next Reclaim with
-  // leaves_too writes them).
+  // The members' tombstones are taken by their calls above: one there now
+  // is a reaper's since. Leaves not written yet keep theirs (the next
+  // Reclaim with leaves_too writes them).
   std::vector<std::string> keep;
+  for (const auto& [id, m] : members) keep.push_back(absl::StrCat(id));
   if (!leaves_too) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const PendingLeave& l : pending_leaves_) keep.push_back(absl::StrCat(l.id));
@@ -932,7 +940,14 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
     }
     pending_leaves_.erase(pending_leaves_.begin(),
                           pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
+    if (leaves_too) {
+      // Back, before the shards go on: a leave after this is written at
+      // once, not queued for a loss that is over.
+      lost_ = false;
+      available_.store(true, std::memory_order_release);
+    }
   }
+  shards.clear();
   if (members.empty() && leaves.empty()) return true;  // only tombstones swept
   Log(absl::StrCat(Plural(members.size() - taken, "member"), " re-registered in the room",
                    taken > 0

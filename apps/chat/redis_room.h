@@ -51,9 +51,10 @@
 //   nick taken before the reaper came) at its next heartbeat: its members
 //   still here come back into the roster, with "NICK reconnected" where the
 //   room was told they left ("server lost"; not over the announce limit),
-//   a member whose nick someone else holds now is closed without a line,
-//   and a member that left meanwhile writes no second leave line. Joins,
-//   leaves and renames wait while it writes its members back.
+//   a member whose nick someone else holds now (or whose resume token took
+//   it over elsewhere) is closed without a line, and a member that left
+//   meanwhile writes no second leave line. Its shards' calls wait while it
+//   writes its members back.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a
@@ -70,6 +71,8 @@
 // Threading: every method is thread-safe. A shard's call makes one Redis
 // round trip (EVALSHA; `timeout` at most) on that shard's own connection,
 // so shards do not queue for each other; the reader thread has its own.
+// The exception is the reader writing this server's members back (after a
+// stall or a loss of Redis): every shard's call waits for it, one pipeline.
 #ifndef UDPMSG_APPS_CHAT_REDIS_ROOM_H_
 #define UDPMSG_APPS_CHAT_REDIS_ROOM_H_
 
@@ -175,7 +178,7 @@ class RedisRoom final : public RoomWithState {
   // A connection for calls: one per shard (slot shard + 1), slot 0 for
   // calls without a shard (Create, Who, Stop). Its mutex orders the calls
   // of its shard and is held across one method (lock order: a Cmd's mutex,
-  // then mu_).
+  // then mu_; Reclaim alone holds every Cmd's, in slot order, then mu_).
   struct Cmd {
     std::mutex mu;
     std::unique_ptr<redis::Connection> conn;
@@ -215,8 +218,9 @@ class RedisRoom final : public RoomWithState {
   mutable std::mutex sha_mu_;
   absl::flat_hash_map<std::string, std::string> shas_;
 
-  // Local state, under RoomWithState's mu_ (lock order: a Cmd's mutex,
-  // then mu_); its state_ holds this server's members, probes and shards.
+  // Local state, under RoomWithState's mu_ (lock order: a Cmd's mutex, or
+  // all of them in slot order, then mu_); its state_ holds this server's
+  // members, probes and shards.
   std::condition_variable cv_;  // the reader's backoff, Stop, log space
   std::vector<PendingLeave> pending_leaves_;
   std::deque<RoomEntry> log_;

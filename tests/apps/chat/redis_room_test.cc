@@ -555,9 +555,9 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
 TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  auto s = Server::Start(
-      *redis, "lobby", "s", [](RedisRoomOptions* o) { o->alive_ttl = absl::Milliseconds(300); },
-      /*read=*/false);
+  // Its alive key expires 500 ms after Create, and once it resumes, 500 ms
+  // after its last heartbeat.
+  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
   ASSERT_NE(s, nullptr);
   const MemberId ghost = s->Join("Ghost");
   const MemberId carol = s->Join("carol");
@@ -598,6 +598,62 @@ TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember
   EXPECT_EQ(b->room->Who().count, 2u);
   s->room->Leave(s->shard, absl::Now(), carol, "quit");
   EXPECT_EQ(StreamLines(*redis, "lobby").back(), "LEAVE carol quit");
+  s->room->Stop();
+  b->room->Stop();
+}
+
+// A stalled server's member whose client came back through another server
+// with its resume token ("alice reconnected" there), and then quit there:
+// its nick is free again, but the member on the stalled server is done.
+// When that server resumes it closes the member without writing it back
+// (before, it took the nick again, then read the reconnected line and
+// closed the member, leaving its nick and roster entry behind: nobody
+// else could take "alice", and /who listed her).
+TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
+  ASSERT_NE(s, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  const Room::Joined j1 = s->room->Join(s->shard, absl::Now(), AliceJoin(token));
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  auto b = Server::Start(
+      *redis, "lobby", "b",
+      [](RedisRoomOptions* o) {
+        o->alive_ttl = absl::Seconds(30);
+        o->heartbeat = absl::Seconds(5);
+      },
+      /*read=*/false);
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto exists = [&](const std::string& key) {
+    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
+    return r.ok() && r->integer == 1;
+  };
+  ASSERT_TRUE(WaitFor([&] { return !exists("alive:s"); }));
+  JoinRequest again = AliceJoin(token);
+  again.resume_token = token;
+  again.new_token = std::string(kResumeTokenBytes, 'U');
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  ASSERT_EQ(j2.replaced, j1.id);
+  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+  ASSERT_FALSE(exists("nick:alice"));
+
+  s->room->Start();
+  ASSERT_TRUE(WaitFor([&] { return s->room->member_count() == 0; }));
+  // Its reader has read the lines too: the reconnected line is the last
+  // that could have closed it.
+  ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
+  EXPECT_FALSE(exists("nick:alice"));
+  EXPECT_FALSE(exists("who:s"));
+  EXPECT_FALSE(exists("gone:s"));
+  EXPECT_EQ(b->room->Who().count, 0u);
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
+  EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice", "10.0.0.7").result, Room::Result::kOk);
   s->room->Stop();
   b->room->Stop();
 }
