@@ -75,10 +75,13 @@ end
 // Tombstones. A member a live server settled for a dead one (the reaper, or
 // a join, rename or reclaim that evicted it) gets an entry in
 // `gone:<dead server>`: its member number, '1' if the room was told it left,
-// '0' if not (over the announce limit), 'r' if its resume token took it over
-// elsewhere (the room saw "NICK reconnected": that member is done). A dead
-// server that was only stalled (paused, cut off from Redis) finds them when
-// it resumes (its heartbeat, kHeal) and takes them back (Reclaim): its
+// '0' if not (over the announce limit). A member whose resume token took it
+// over on another server gets 'r' whether its server seemed dead or not
+// (the room saw "NICK reconnected": that member is done; its server cleans
+// up when it reads that line, kForget, and a leave of it before then writes
+// no line). A dead server that was only stalled (paused, cut off from
+// Redis) finds the others when it resumes (its heartbeat, kHeal) and takes
+// them back (Reclaim): its
 // member's leave writes no second line (kLeave); a member still there is
 // written back, with "NICK reconnected" if the room was told it left, or
 // closed without a line if its nick is someone else's now or its token
@@ -109,6 +112,7 @@ if s then
   if (s == ARGV[3] and id == ARGV[11]) or (ARGV[7] ~= '' and h == ARGV[7]) then
     rs, ri = s, id
     redis.call('ZREM', ARGV[5] .. 'who:' .. s, nick)
+    if s ~= ARGV[3] then bury(s, id, 'r') end
   else
     return {'taken', s, id}
   end
@@ -249,7 +253,7 @@ return count
 // data (restarted without persistence, flushed) gets its counters back
 // above what this server has seen, so numbers never repeat. Returns
 // {1 if the line counter was behind, 1 if this server was not registered,
-// its tombstones (others took it for dead: see Tombstones)};
+// its tombstones but 'r' (others took it for dead: see Tombstones)};
 // the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
 constexpr char kHeal[] = R"lua(
 local behind = 0
@@ -261,8 +265,21 @@ end
 if tonumber(redis.call('GET', KEYS[3]) or '0') < tonumber(ARGV[7]) then
   redis.call('SET', KEYS[3], ARGV[7])
 end
-return {behind, redis.call('SADD', KEYS[4], ARGV[3]),
-        redis.call('HLEN', ARGV[5] .. 'gone:' .. ARGV[3])}
+local buried = 0
+for _, v in ipairs(redis.call('HVALS', ARGV[5] .. 'gone:' .. ARGV[3])) do
+  if v ~= 'r' then buried = buried + 1 end
+end
+return {behind, redis.call('SADD', KEYS[4], ARGV[3]), buried}
+)lua";
+
+// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick. A member this server
+// closed as replaced: its nick key and roster entry go if they still name
+// it, and its tombstone goes.
+constexpr char kForget[] = R"lua(
+ours(KEYS[3], ARGV[3], ARGV[6])
+if redis.call('ZSCORE', KEYS[4], ARGV[7]) == ARGV[6] then redis.call('ZREM', KEYS[4], ARGV[7]) end
+unbury(ARGV[6])
+return 'ok'
 )lua";
 
 // After Reclaim's members and leaves, the tombstones not in ARGV[6..] are
@@ -589,6 +606,38 @@ bool RedisRoom::ReplacedLocked(MemberId id, std::vector<const std::function<void
   if (const auto* w = state_.Notice(gone->shard, {RoomNotice::Type::kReplaced, id, ""})) {
     wakes->push_back(w);
   }
+  forget_.emplace_back(id, gone->nick);
+  return true;
+}
+
+bool RedisRoom::ForgetReplaced(absl::Time now) {
+  std::vector<std::pair<MemberId, std::string>> forget;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    forget.swap(forget_);
+  }
+  if (forget.empty()) return true;
+  std::vector<std::vector<std::string>> calls;
+  for (const auto& [id, nick] : forget) {
+    calls.push_back(Eval(kForget, now,
+                         {Key("nick:" + NickKey(nick)), Key("who:" + options_.server_id)},
+                         {absl::StrCat(id), nick}));
+  }
+  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
+  if (r.ok()) {
+    for (const redis::Reply& reply : *r) {
+      if (reply.is_error()) r = absl::UnavailableError(reply.str);
+    }
+  }
+  if (!r.ok()) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      forget_.insert(forget_.end(), forget.begin(), forget.end());
+    }
+    MarkLost(r.status());
+    reader_.reset();
+    return false;
+  }
   return true;
 }
 
@@ -882,6 +931,7 @@ void RedisRoom::ReaderLoop() {
       const redis::Reply& stream = r->elements[0];
       if (stream.elements.size() == 2) Deliver(stream.elements[1]);
     }
+    ForgetReplaced(now);
   }
 }
 
@@ -924,7 +974,15 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
   }
   calls.push_back(Eval(kSweep, now, {}, keep));
   absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
+  if (r.ok()) {
+    // An error reply (a Redis loading its data, out of memory, read-only)
+    // wrote nothing: as a failed call.
+    for (const redis::Reply& reply : *r) {
+      if (reply.is_error()) r = absl::UnavailableError(reply.str);
+    }
+  }
   if (!r.ok()) {
+    shards.clear();
     MarkLost(r.status());
     reader_.reset();
     return false;
@@ -942,17 +1000,20 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
                           pending_leaves_.begin() + static_cast<ptrdiff_t>(leaves.size()));
     if (leaves_too) {
       // Back, before the shards go on: a leave after this is written at
-      // once, not queued for a loss that is over.
+      // once, not queued for a loss that is over (and a loss a shard finds
+      // after this is announced after this).
       lost_ = false;
       available_.store(true, std::memory_order_release);
+      AnnounceLocked("this server reached the room's store again: lines flow again", &wakes);
     }
   }
   shards.clear();
-  if (members.empty() && leaves.empty()) return true;  // only tombstones swept
-  Log(absl::StrCat(Plural(members.size() - taken, "member"), " re-registered in the room",
-                   taken > 0
-                       ? absl::StrCat(", ", taken, " closed (their nicks were taken meanwhile)")
-                       : std::string()));
+  if (!members.empty() || !leaves.empty()) {
+    Log(absl::StrCat(
+        Plural(members.size() - taken, "member"), " re-registered in the room",
+        taken > 0 ? absl::StrCat(", ", taken, " closed (their nicks went to other connections)")
+                  : std::string()));
+  }
   Wake(wakes);
   return true;
 }
@@ -964,17 +1025,10 @@ bool RedisRoom::Recover() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!lost_) return true;  // the first connect: nothing to re-claim
   }
+  // (Reclaim marks Redis back and tells the members, with the shards held.)
   if (!Reclaim(now, /*leaves_too=*/true)) return false;
-  std::vector<const std::function<void()>*> wakes;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    lost_ = false;
-    available_.store(true, std::memory_order_release);
-    AnnounceLocked("this server reached the room's store again: lines flow again", &wakes);
-  }
   Log(absl::StrCat("reached the room's Redis at ", options_.endpoint.ToString(),
                    " again; reading on after ", last_id_));
-  Wake(wakes);
   return true;
 }
 

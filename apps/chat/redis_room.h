@@ -203,9 +203,13 @@ class RedisRoom final : public RoomWithState {
   bool Reclaim(absl::Time now, bool leaves_too);
   bool Heartbeat(absl::Time now);
   void Deliver(const redis::Reply& entries);
+  // Cleans what the members ReplacedLocked closed may have left in Redis
+  // (kForget). False if Redis failed.
+  bool ForgetReplaced(absl::Time now);
   void AnnounceLocked(const std::string& text, std::vector<const std::function<void()>*>* wakes);
   // Member `id` here gave its nick to another connection: it goes without a
-  // leave line and its shard is told to close it. False if it is not here.
+  // leave line and its shard is told to close it, and the reader cleans what
+  // it may have left in Redis (forget_). False if it is not here.
   bool ReplacedLocked(MemberId id, std::vector<const std::function<void()>*>* wakes);
   void Log(const std::string& line) const;
 
@@ -223,6 +227,11 @@ class RedisRoom final : public RoomWithState {
   // members, probes and shards.
   std::condition_variable cv_;  // the reader's backoff, Stop, log space
   std::vector<PendingLeave> pending_leaves_;
+  // Members closed as replaced, with their nicks, for ForgetReplaced: its
+  // nick key and roster entry if they still name it (written back before
+  // the line that replaced it was read, or a rename after it), and its
+  // tombstone. At most one per member.
+  std::vector<std::pair<MemberId, std::string>> forget_;
   std::deque<RoomEntry> log_;
   uint64_t log_bytes_ = 0;
   bool closed_ = false;

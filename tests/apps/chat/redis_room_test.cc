@@ -730,6 +730,87 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
   EXPECT_THAT(b->room->Who().first, ElementsAre("alice"));
 }
 
+// The same takeover, then alice quits on b before a lets its member go: the
+// nick is free, and a's leave must still write no line (the room has
+// "alice reconnected" and "alice left" already). The takeover left a
+// tombstone on a, which the leave takes.
+TEST(RedisRoomTest, ALeaveAfterTheNickWentElsewhereAndLeftThereWritesNoLine) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto alive_long = [](RedisRoomOptions* o) {
+    o->alive_ttl = absl::Seconds(30);
+    o->heartbeat = absl::Seconds(5);
+  };
+  auto a = Server::Start(*redis, "lobby", "a", alive_long, /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b", alive_long, /*read=*/false);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  JoinRequest again = AliceJoin(token);
+  again.resume_token = token;
+  again.new_token = std::string(kResumeTokenBytes, 'U');
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  ASSERT_EQ(j2.replaced, j1.id);
+  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+  a->room->Leave(a->shard, absl::Now(), j1.id, "timed out");
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:a"});
+  ASSERT_TRUE(tombs.ok()) << tombs.status();
+  EXPECT_EQ(tombs->integer, 0);
+}
+
+// A member renames after its nick went to another server with its token,
+// before its server read the line that says so: the rename writes a nick
+// key and a roster entry for a member that is done. When the server reads
+// the reconnected line and closes the member, it takes them out again (and
+// the takeover's tombstone): nobody else could take "alice2" before.
+TEST(RedisRoomTest, AMemberClosedAsReplacedLeavesNoNickBehind) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(
+      *redis, "lobby", "a",
+      [](RedisRoomOptions* o) {
+        o->alive_ttl = absl::Seconds(30);
+        o->heartbeat = absl::Seconds(5);
+      },
+      /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  JoinRequest again = AliceJoin(token);
+  again.resume_token = token;
+  again.new_token = std::string(kResumeTokenBytes, 'U');
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  ASSERT_EQ(j2.replaced, j1.id);
+  ASSERT_EQ(a->room->Rename(a->shard, absl::Now(), j1.id, "alice2"), Room::Result::kOk);
+  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto exists = [&](const std::string& key) {
+    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
+    return r.ok() && r->integer == 1;
+  };
+  ASSERT_TRUE(exists("nick:alice2"));
+
+  a->room->Start();
+  ASSERT_TRUE(WaitFor([&] { return a->room->member_count() == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return !exists("nick:alice2") && !exists("gone:a"); }));
+  EXPECT_FALSE(exists("who:a"));
+  EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice2", "10.0.0.8").result, Room::Result::kOk);
+  a->room->Stop();
+}
+
 TEST(RedisRoomTest, RedisLostAndBackLosesAndRepeatsNoLine) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
