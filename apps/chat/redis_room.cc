@@ -24,8 +24,9 @@ namespace {
 // follow. The preamble's functions: append numbers a line and adds it to the
 // stream; holder reads a nick key and returns its holder if that holder's
 // server is alive (this server counts as alive); evict settles a nick whose
-// holder's server is dead but not reaped yet (below); bury and unbury keep
-// and take a dead server's tombstones (below).
+// holder's server is dead but not reaped yet (below), and settle does so
+// with its leave line ("server lost") and its tombstone; bury and unbury
+// keep and take a dead server's tombstones (below).
 constexpr char kPreamble[] = R"lua(
 local function append(k, f, t, o, ti, fi, rs, ri)
   local n = redis.call('INCR', KEYS[1])
@@ -69,6 +70,13 @@ local function unbury(id)
   local v = redis.call('HGET', key, id)
   if v then redis.call('HDEL', key, id) end
   return v
+end
+local function settle(key)
+  local ds, did, dh, dnick = evict(key)
+  if ds then
+    append(4, dnick, 'server lost', '', 0, 0, '', '0')
+    bury(ds, did, '1')
+  end
 end
 )lua";
 
@@ -183,13 +191,7 @@ return 'ok'
 constexpr char kRename[] = R"lua(
 local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
-if not s then
-  local ds, did, dh, dnick = evict(KEYS[3])
-  if ds then
-    append(4, dnick, 'server lost', '', 0, 0, '', '0')
-    bury(ds, did, '1')
-  end
-end
+if not s then settle(KEYS[3]) end
 ours(KEYS[4], ARGV[3], ARGV[6])
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[9] .. ' ' .. ARGV[8])
 redis.call('ZREM', KEYS[5], ARGV[7])
@@ -311,13 +313,7 @@ if s and not (s == ARGV[3] and id == ARGV[6]) then
 end
 local t = unbury(ARGV[6])
 if t == 'r' then return 'taken' end
-if not s then
-  local ds, did, dh, dnick = evict(KEYS[3])
-  if ds then
-    append(4, dnick, 'server lost', '', 0, 0, '', '0')
-    bury(ds, did, '1')
-  end
-end
+if not s then settle(KEYS[3]) end
 redis.call('SET', KEYS[3], ARGV[3] .. ' ' .. ARGV[6] .. ' ' .. ARGV[7] .. ' ' .. ARGV[8])
 redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
 if t == '1' then append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0') end

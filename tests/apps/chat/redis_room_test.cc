@@ -149,6 +149,50 @@ JoinRequest AliceJoin(const std::string& token) {
   return r;
 }
 
+// alice back (on any server) with `token`, given a new one.
+JoinRequest AliceBack(const std::string& token) {
+  JoinRequest r = AliceJoin(std::string(kResumeTokenBytes, 'U'));
+  r.resume_token = token;
+  return r;
+}
+
+// A server without a reader that stays alive for a test's length: it never
+// reaps, and nobody reaps it.
+void AliveWithoutHeartbeat(RedisRoomOptions* o) {
+  o->alive_ttl = absl::Seconds(30);
+  o->heartbeat = absl::Seconds(5);
+}
+
+// Server `id` of "lobby" stalled from the start: it does not read (no
+// heartbeat), so its alive key expires 500 ms after Create; Start resumes it.
+std::unique_ptr<Server> Stalled(const RedisServer& redis, const std::string& id) {
+  return Server::Start(redis, "lobby", id, {}, /*read=*/false);
+}
+
+// The room "lobby"'s keys, read straight from Redis.
+class LobbyKeys {
+ public:
+  explicit LobbyKeys(const RedisServer& redis) {
+    absl::StatusOr<std::unique_ptr<redis::Connection>> c =
+        redis::Connection::Connect(redis.endpoint(), absl::Seconds(2));
+    EXPECT_TRUE(c.ok()) << c.status();
+    if (c.ok()) conn_ = *std::move(c);
+  }
+  bool ok() const { return conn_ != nullptr; }
+  bool Exists(const std::string& key) {
+    absl::StatusOr<redis::Reply> r = conn_->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && r->integer == 1;
+  }
+  // Waits until server `id`'s alive key is gone: the room takes it for dead.
+  bool WaitTakenForDead(const std::string& id) {
+    return WaitFor([&] { return !Exists("alive:" + id); });
+  }
+
+ private:
+  std::unique_ptr<redis::Connection> conn_;
+};
+
 TEST(RedisRoomTest, UnreachableRedisIsAClearError) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
@@ -486,9 +530,9 @@ TEST(RedisRoomTest, ANickOfADeadServerNotYetReapedIsTakenOverCleanly) {
   (*d)->Start();
   ASSERT_TRUE(WaitFor([&] { return (*d)->member_count() == 0; }));
   EXPECT_EQ(StreamLines(*redis, "lobby").size(), 9u);
-  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:d"});
-  ASSERT_TRUE(tombs.ok()) << tombs.status();
-  EXPECT_EQ(tombs->integer, 0);
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_FALSE(keys.Exists("gone:d"));
   EXPECT_EQ((*b)->Who().count, 3u);
   (*b)->Stop();
   (*d)->Stop();
@@ -507,7 +551,7 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
   // s does not read (no heartbeat): the stall. Its alive key expires 500 ms
   // after Create (and, once it resumes, 500 ms after its last heartbeat, as
   // b's: 5 heartbeats of slack against b reaping it again).
-  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
+  auto s = Stalled(*redis, "s");
   ASSERT_NE(s, nullptr);
   const MemberId alice = s->Join("alice");
   const MemberId carol = s->Join("carol");
@@ -537,12 +581,9 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
                           "LEAVE carol server lost", "SYSTEM  carol reconnected",
                           "LEAVE carol quit"));
   // Both tombstones were taken back: nothing of the stall is left in Redis.
-  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(raw.ok()) << raw.status();
-  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:s"});
-  ASSERT_TRUE(tombs.ok()) << tombs.status();
-  EXPECT_EQ(tombs->integer, 0);
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_FALSE(keys.Exists("gone:s"));
   s->room->Stop();
 }
 
@@ -557,29 +598,17 @@ TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember
   ASSERT_NE(redis, nullptr);
   // Its alive key expires 500 ms after Create, and once it resumes, 500 ms
   // after its last heartbeat.
-  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
+  auto s = Stalled(*redis, "s");
   ASSERT_NE(s, nullptr);
   const MemberId ghost = s->Join("Ghost");
   const MemberId carol = s->Join("carol");
-  // b runs no reaper (not started) and stays alive for the test's length.
-  auto b = Server::Start(
-      *redis, "lobby", "b",
-      [](RedisRoomOptions* o) {
-        o->alive_ttl = absl::Seconds(30);
-        o->heartbeat = absl::Seconds(5);
-      },
-      /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat, /*read=*/false);
   ASSERT_NE(b, nullptr);
-  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(raw.ok()) << raw.status();
-  auto exists = [&](const std::string& key) {
-    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
-    return r.ok() && r->integer == 1;
-  };
-  ASSERT_TRUE(WaitFor([&] { return !exists("alive:s"); }));
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys.WaitTakenForDead("s"));
   ASSERT_EQ(b->room->Join(b->shard, absl::Now(), "ghost", "10.0.0.2").result, Room::Result::kOk);
-  ASSERT_TRUE(exists("gone:s"));
+  ASSERT_TRUE(keys.Exists("gone:s"));
 
   s->room->Start();
   ASSERT_TRUE(WaitFor([&] { return s->room->member_count() == 1; }));
@@ -589,7 +618,7 @@ TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember
     replaced |= n.type == RoomNotice::Type::kReplaced && n.member == ghost;
   }
   EXPECT_TRUE(replaced);
-  EXPECT_FALSE(exists("gone:s"));
+  EXPECT_FALSE(keys.Exists("gone:s"));
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN Ghost ", "JOIN carol ", "LEAVE Ghost server lost", "JOIN ghost "));
   // carol is still s's, in the room and holding her nick.
@@ -612,44 +641,30 @@ TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember
 TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  auto s = Server::Start(*redis, "lobby", "s", {}, /*read=*/false);
+  auto s = Stalled(*redis, "s");
   ASSERT_NE(s, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = s->room->Join(s->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  auto b = Server::Start(
-      *redis, "lobby", "b",
-      [](RedisRoomOptions* o) {
-        o->alive_ttl = absl::Seconds(30);
-        o->heartbeat = absl::Seconds(5);
-      },
-      /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat, /*read=*/false);
   ASSERT_NE(b, nullptr);
-  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(raw.ok()) << raw.status();
-  auto exists = [&](const std::string& key) {
-    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
-    return r.ok() && r->integer == 1;
-  };
-  ASSERT_TRUE(WaitFor([&] { return !exists("alive:s"); }));
-  JoinRequest again = AliceJoin(token);
-  again.resume_token = token;
-  again.new_token = std::string(kResumeTokenBytes, 'U');
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys.WaitTakenForDead("s"));
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
   ASSERT_EQ(j2.result, Room::Result::kOk);
   ASSERT_EQ(j2.replaced, j1.id);
   b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
-  ASSERT_FALSE(exists("nick:alice"));
+  ASSERT_FALSE(keys.Exists("nick:alice"));
 
   s->room->Start();
   ASSERT_TRUE(WaitFor([&] { return s->room->member_count() == 0; }));
   // Its reader has read the lines too: the reconnected line is the last
   // that could have closed it.
   ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
-  EXPECT_FALSE(exists("nick:alice"));
-  EXPECT_FALSE(exists("who:s"));
-  EXPECT_FALSE(exists("gone:s"));
+  EXPECT_TRUE(WaitFor([&] { return !keys.Exists("gone:s"); }));
+  EXPECT_FALSE(keys.Exists("nick:alice"));
+  EXPECT_FALSE(keys.Exists("who:s"));
   EXPECT_EQ(b->room->Who().count, 0u);
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
@@ -701,13 +716,7 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
   // a does not read: the race's window, held open (and it does not beat
   // its heart either: it stays alive for the test's length, or b would
   // reap it as a dead server).
-  auto a = Server::Start(
-      *redis, "lobby", "a",
-      [](RedisRoomOptions* o) {
-        o->alive_ttl = absl::Seconds(30);
-        o->heartbeat = absl::Seconds(5);
-      },
-      /*read=*/false);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
@@ -737,33 +746,23 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentToAnotherServerWritesNoLine) {
 TEST(RedisRoomTest, ALeaveAfterTheNickWentElsewhereAndLeftThereWritesNoLine) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  auto alive_long = [](RedisRoomOptions* o) {
-    o->alive_ttl = absl::Seconds(30);
-    o->heartbeat = absl::Seconds(5);
-  };
-  auto a = Server::Start(*redis, "lobby", "a", alive_long, /*read=*/false);
-  auto b = Server::Start(*redis, "lobby", "b", alive_long, /*read=*/false);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
+  auto b = Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat, /*read=*/false);
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  JoinRequest again = AliceJoin(token);
-  again.resume_token = token;
-  again.new_token = std::string(kResumeTokenBytes, 'U');
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
   ASSERT_EQ(j2.result, Room::Result::kOk);
   ASSERT_EQ(j2.replaced, j1.id);
   b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
   a->room->Leave(a->shard, absl::Now(), j1.id, "timed out");
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
-  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(raw.ok()) << raw.status();
-  absl::StatusOr<redis::Reply> tombs = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:gone:a"});
-  ASSERT_TRUE(tombs.ok()) << tombs.status();
-  EXPECT_EQ(tombs->integer, 0);
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  EXPECT_FALSE(keys.Exists("gone:a"));
 }
 
 // A member renames after its nick went to another server with its token,
@@ -774,39 +773,25 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentElsewhereAndLeftThereWritesNoLine) {
 TEST(RedisRoomTest, AMemberClosedAsReplacedLeavesNoNickBehind) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  auto a = Server::Start(
-      *redis, "lobby", "a",
-      [](RedisRoomOptions* o) {
-        o->alive_ttl = absl::Seconds(30);
-        o->heartbeat = absl::Seconds(5);
-      },
-      /*read=*/false);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  JoinRequest again = AliceJoin(token);
-  again.resume_token = token;
-  again.new_token = std::string(kResumeTokenBytes, 'U');
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), again);
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
   ASSERT_EQ(j2.result, Room::Result::kOk);
   ASSERT_EQ(j2.replaced, j1.id);
   ASSERT_EQ(a->room->Rename(a->shard, absl::Now(), j1.id, "alice2"), Room::Result::kOk);
-  absl::StatusOr<std::unique_ptr<redis::Connection>> raw =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(raw.ok()) << raw.status();
-  auto exists = [&](const std::string& key) {
-    absl::StatusOr<redis::Reply> r = (*raw)->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
-    return r.ok() && r->integer == 1;
-  };
-  ASSERT_TRUE(exists("nick:alice2"));
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  ASSERT_TRUE(keys.Exists("nick:alice2"));
 
   a->room->Start();
   ASSERT_TRUE(WaitFor([&] { return a->room->member_count() == 0; }));
-  EXPECT_TRUE(WaitFor([&] { return !exists("nick:alice2") && !exists("gone:a"); }));
-  EXPECT_FALSE(exists("who:a"));
+  EXPECT_TRUE(WaitFor([&] { return !keys.Exists("nick:alice2") && !keys.Exists("gone:a"); }));
+  EXPECT_FALSE(keys.Exists("who:a"));
   EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice2", "10.0.0.8").result, Room::Result::kOk);
   a->room->Stop();
 }
