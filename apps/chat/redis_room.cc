@@ -89,14 +89,13 @@ end
 // up when it reads that line, kForget, and a leave of it before then writes
 // no line). A dead server that was only stalled (paused, cut off from
 // Redis) finds the others when it resumes (its heartbeat, kHeal) and takes
-// them back (Reclaim): its
-// member's leave writes no second line (kLeave); a member still there is
-// written back, with "NICK reconnected" if the room was told it left, or
-// closed without a line if its nick is someone else's now or its token
-// moved on (kReclaim); tombstones of members it no longer has are swept
-// (kSweep). The key expires a day after the last burial for that server,
-// and a server deletes its own at Create and Stop: a server gone for good
-// leaves at most the rosters it lost behind.
+// them back (Reclaim): its member's leave writes no second line (kLeave);
+// a member still there is written back, with "NICK reconnected" if the
+// room was told it left, or closed without a line if its nick is someone
+// else's now or its token moved on (kReclaim); tombstones of members it no
+// longer has are swept (kSweep). The key expires a day after the last
+// burial for that server, and a server deletes its own at Create and Stop:
+// a server gone for good leaves at most the rosters it lost behind.
 
 // A nick whose holder's server died (its alive key expired) is free, but
 // the holder is still on that server's roster until a live server reaps it
@@ -319,6 +318,18 @@ redis.call('ZADD', KEYS[4], ARGV[6], ARGV[8])
 if t == '1' then append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0') end
 return 'ok'
 )lua";
+
+// A pipeline's replies, or its failure: an error reply (a Redis loading its
+// data, out of memory, read-only) wrote nothing, so it fails the pipeline as
+// a lost connection does.
+absl::StatusOr<std::vector<redis::Reply>> WithoutErrorReplies(
+    absl::StatusOr<std::vector<redis::Reply>> r) {
+  if (!r.ok()) return r;
+  for (const redis::Reply& reply : *r) {
+    if (reply.is_error()) return absl::UnavailableError(reply.str);
+  }
+  return r;
+}
 
 bool NameOk(const std::string& s, size_t max) {
   if (s.empty() || s.size() > max) return false;
@@ -619,12 +630,7 @@ bool RedisRoom::ForgetReplaced(absl::Time now) {
                          {Key("nick:" + NickKey(nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(id), nick}));
   }
-  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
-  if (r.ok()) {
-    for (const redis::Reply& reply : *r) {
-      if (reply.is_error()) r = absl::UnavailableError(reply.str);
-    }
-  }
+  absl::StatusOr<std::vector<redis::Reply>> r = WithoutErrorReplies(reader_->Pipeline(calls));
   if (!r.ok()) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -949,34 +955,28 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
     if (leaves_too) leaves = pending_leaves_;
   }
   std::vector<std::vector<std::string>> calls;
+  // The tombstones kSweep keeps: the members' (their calls here take them,
+  // so one there by the sweep is a reaper's since) and, without leaves_too,
+  // those of leaves not written yet (the next Reclaim with leaves_too
+  // writes them).
+  std::vector<std::string> keep;
   for (const auto& [id, m] : members) {
     calls.push_back(Eval(kReclaim, now,
                          {Key("nick:" + NickKey(m.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(id), StoredHash(m.token_hash), m.nick}));
+    keep.push_back(absl::StrCat(id));
   }
   for (const PendingLeave& l : leaves) {
     calls.push_back(Eval(kLeave, now,
                          {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
   }
-  // The members' tombstones are taken by their calls above: one there now
-  // is a reaper's since. Leaves not written yet keep theirs (the next
-  // Reclaim with leaves_too writes them).
-  std::vector<std::string> keep;
-  for (const auto& [id, m] : members) keep.push_back(absl::StrCat(id));
   if (!leaves_too) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const PendingLeave& l : pending_leaves_) keep.push_back(absl::StrCat(l.id));
   }
   calls.push_back(Eval(kSweep, now, {}, keep));
-  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(calls);
-  if (r.ok()) {
-    // An error reply (a Redis loading its data, out of memory, read-only)
-    // wrote nothing: as a failed call.
-    for (const redis::Reply& reply : *r) {
-      if (reply.is_error()) r = absl::UnavailableError(reply.str);
-    }
-  }
+  absl::StatusOr<std::vector<redis::Reply>> r = WithoutErrorReplies(reader_->Pipeline(calls));
   if (!r.ok()) {
     shards.clear();
     MarkLost(r.status());
