@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <limits>
 #include <random>
@@ -457,6 +458,7 @@ absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOpti
   Cmd& cmd = *room->cmds_[0];
   cmd.conn = std::move(*c);
   std::lock_guard<std::mutex> lock(cmd.mu);
+  room->ConfirmAlive(SteadyNanos());  // (sent after this)
   absl::StatusOr<redis::Reply> alive =
       room->Call(cmd, {"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
   if (!alive.ok()) return alive.status();
@@ -534,6 +536,13 @@ absl::StatusOr<redis::Reply> RedisRoom::Call(Cmd& cmd, const std::vector<std::st
   if (!available_.load(std::memory_order_acquire)) {
     return absl::UnavailableError("the room's Redis is unreachable");
   }
+  if (SteadyNanos() >= alive_until_ns_.load(std::memory_order_acquire)) {
+    const absl::Status stalled = absl::UnavailableError(
+        absl::StrCat("no heartbeat answered for alive_ttl (",
+                     absl::FormatDuration(options_.alive_ttl), ")"));
+    MarkLost(stalled, /*stalled=*/true);
+    return stalled;
+  }
   if (cmd.conn == nullptr || cmd.conn->broken() || cmd.stale.exchange(false)) {
     // A connection from before a loss may be dead without knowing it yet:
     // a fresh one (never a retry: the call may have run).
@@ -589,7 +598,7 @@ absl::StatusOr<redis::Reply> RedisRoom::Call(Cmd& cmd, const std::vector<std::st
   return r;
 }
 
-void RedisRoom::MarkLost(const absl::Status& why) {
+void RedisRoom::MarkLost(const absl::Status& why, bool stalled) {
   std::vector<const std::function<void()>*> wakes;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -598,11 +607,15 @@ void RedisRoom::MarkLost(const absl::Status& why) {
     if (lost_ || stopping_) return;
     lost_ = true;
     AnnounceLocked(
-        absl::StrCat("this server lost the room's store (Redis at ", options_.endpoint.ToString(),
-                     "): lines are refused until it is back"),
+        stalled ? std::string("this server fell behind the room (the room may have taken it for "
+                              "dead): lines are refused until it is back")
+                : absl::StrCat("this server lost the room's store (Redis at ",
+                               options_.endpoint.ToString(),
+                               "): lines are refused until it is back"),
         &wakes);
   }
-  Log(absl::StrCat("lost the room's Redis: ", why.message(), "; reconnecting"));
+  Log(absl::StrCat(stalled ? "fell behind the room: " : "lost the room's Redis: ", why.message(),
+                   "; reconnecting"));
   cv_.notify_all();
   Wake(wakes);
 }
@@ -1028,8 +1041,20 @@ bool RedisRoom::Recover() {
   return true;
 }
 
+int64_t RedisRoom::SteadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void RedisRoom::ConfirmAlive(int64_t sent_ns) {
+  alive_until_ns_.store(sent_ns + absl::ToInt64Nanoseconds(options_.alive_ttl * 0.95),
+                        std::memory_order_release);
+}
+
 bool RedisRoom::Heartbeat(absl::Time now) {
   next_heartbeat_ = now + options_.heartbeat;
+  const int64_t sent = SteadyNanos();
   MemberId highest = 0;
   bool has_members = false;
   {
@@ -1037,13 +1062,15 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     has_members = !state_.members().empty();
     if (has_members) highest = state_.members().rbegin()->first;
   }
-  absl::StatusOr<std::vector<redis::Reply>> r = reader_->Pipeline(
+  // An error reply (a Redis refusing writes: -READONLY, -NOREPLICAS, still
+  // -LOADING) refreshed nothing: a loss like any other.
+  absl::StatusOr<std::vector<redis::Reply>> r = WithoutErrorReplies(reader_->Pipeline(
       {{"SET", Key("alive:" + options_.server_id), "1", "PX", Ms(options_.alive_ttl)},
        Eval(kHeal, now, {Key("ids"), Key("servers")},
             {absl::StrCat(last_n_), absl::StrCat(highest),
              "the room's store lost recent lines (Redis restarted without its data?): some lines "
              "may be missing"}),
-       {"SMEMBERS", Key("servers")}});
+       {"SMEMBERS", Key("servers")}}));
   if (!r.ok() || r->size() != 3) {
     MarkLost(r.ok() ? absl::UnavailableError("short reply") : r.status());
     reader_.reset();
@@ -1063,6 +1090,8 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     const bool buried = heal.elements[2].integer > 0;
     if ((unregistered || buried) && !Reclaim(now, /*leaves_too=*/false)) return false;
   }
+  // Confirmed (and its members written back, if it had been taken for dead).
+  ConfirmAlive(sent);
   // Servers whose alive key is gone: the first live server to see it
   // announces their members' leaves.
   for (const redis::Reply& s : (*r)[2].elements) {

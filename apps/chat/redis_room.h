@@ -54,7 +54,11 @@
 //   a member whose nick someone else holds now (or whose resume token took
 //   it over elsewhere) is closed without a line, and a member that left
 //   meanwhile writes no second leave line. Its shards' calls wait while it
-//   writes its members back.
+//   writes its members back, and from 95% of alive_ttl after its last
+//   answered heartbeat until then they are refused as when Redis is lost
+//   (a line must not come before its member's "reconnected").
+// - A heartbeat Redis answers with an error reply (it refuses writes)
+//   counts as Redis lost.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a
@@ -192,7 +196,15 @@ class RedisRoom final : public RoomWithState {
   // Whether member `id` here may add a line (kClosed, kBusy or kOk with its
   // nick): Say's and Private's common check.
   Result Speaker(MemberId id, std::string* nick) const;
-  void MarkLost(const absl::Status& why);
+  // Redis counts as lost until the reader has reconnected and re-registered:
+  // the shards' calls are refused and their members told. `stalled`: not
+  // Redis but this server's heartbeat was lost (see alive_until_ns_).
+  void MarkLost(const absl::Status& why, bool stalled = false);
+  // The steady clock, in nanoseconds (alive_until_ns_'s unit).
+  static int64_t SteadyNanos();
+  // A heartbeat sent at `sent_ns` (SteadyNanos) was answered: the alive key
+  // lasts until at least alive_ttl after it.
+  void ConfirmAlive(int64_t sent_ns);
   void ReaderLoop();
   // After a (re)connect of the reader: registers, re-claims members, writes
   // waiting leaves. False if Redis failed meanwhile.
@@ -238,6 +250,14 @@ class RedisRoom final : public RoomWithState {
   bool lost_ = false;  // announced lost, not yet back
   bool stopping_ = false;
   std::atomic<bool> available_{true};
+  // Until when this server's alive key surely exists (SteadyNanos): the
+  // last answered heartbeat's send time plus 95% of alive_ttl (Redis's
+  // clock and ours may differ a little). Past it the room may have taken
+  // this server for dead and told its members' leaves, so a shard's call
+  // is refused (MarkLost, stalled) until the reader's heartbeat has written
+  // the members back: after a pause its shards would otherwise post lines
+  // from members the room was told had left, before it reads anything.
+  std::atomic<int64_t> alive_until_ns_{0};
   std::atomic<uint64_t> last_index_{0};
   std::atomic<uint64_t> lines_read_{0};
 

@@ -673,6 +673,57 @@ TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack
   b->room->Stop();
 }
 
+// A stalled server's shards run before its reader once it resumes (they
+// answer what queued in their sockets first). The room was told alice left
+// ("server lost"), so her line waits until the heartbeat has written her
+// back: refused, and her shard told why, until then.
+TEST(RedisRoomTest, AStalledServerRefusesLinesUntilItsHeartbeatIsBack) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto s = Stalled(*redis, "s");
+  ASSERT_NE(s, nullptr);
+  const MemberId alice = s->Join("alice");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) {
+    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
+  }));
+  EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "early"),
+            Room::Result::kUnavailable);
+  EXPECT_TRUE(s->WaitNotice("lines are refused until it is back"));
+  s->room->Start();
+  ASSERT_TRUE(s->WaitNotice("lines flow again"));
+  EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "back"), Room::Result::kOk);
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "LEAVE alice server lost", "SYSTEM  alice reconnected",
+                          "SAY alice back"));
+  EXPECT_THAT(b->room->Who().first, ElementsAre("alice"));
+  s->room->Stop();
+  b->room->Stop();
+}
+
+// A heartbeat Redis answers with an error (here NOREPLICAS: it refuses
+// writes) did not refresh the alive key: the server is lost until Redis
+// takes writes again, and says so, instead of being reaped unawares.
+TEST(RedisRoomTest, AHeartbeatRedisRefusesCountsAsLost) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a");
+  ASSERT_NE(a, nullptr);
+  const MemberId alice = a->Join("alice");
+  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "1"}).ok());
+  EXPECT_TRUE(a->WaitNotice("lines are refused until it is back"));
+  EXPECT_FALSE(a->room->available());
+  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "0"}).ok());
+  ASSERT_TRUE(a->WaitNotice("lines flow again"));
+  EXPECT_EQ(a->room->Say(a->shard, absl::Now(), alice, false, "hi"), Room::Result::kOk);
+  EXPECT_THAT(StreamLines(*redis, "lobby"), ElementsAre("JOIN alice ", "SAY alice hi"));
+  a->room->Stop();
+}
+
 TEST(RedisRoomTest, AResumeTokenTakesANickOverFromAnotherServer) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
