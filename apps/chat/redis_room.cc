@@ -72,6 +72,14 @@ local function unbury(id)
   if v then redis.call('HDEL', key, id) end
   return v
 end
+local function untoken(h, s, id)
+  local key = ARGV[5] .. 'tok:' .. h
+  if h ~= '-' and h ~= '' and redis.call('GET', key) == s .. ' ' .. id then
+    redis.call('DEL', key)
+    return true
+  end
+  return false
+end
 local function settle(key)
   local ds, did, dh, dnick = evict(key)
   if ds then
@@ -94,7 +102,12 @@ end
 // a member still there is written back, with "NICK reconnected" if the
 // room was told it left, or closed without a line if its nick is someone
 // else's now or its token moved on (kReclaim); tombstones of members it no
-// longer has are swept (kSweep). The key expires a day after the last
+// longer has are swept (kSweep). A member the reaper settled also leaves
+// `tok:<its token hash>` -> "SERVER ID" (a day): a join with that token
+// after the reaper found the nick free (a plain join, not a takeover), and
+// that member's tombstone becomes 'r' too (else its stalled server, once
+// resumed, would write a member back whose client is elsewhere or gone:
+// "NICK reconnected", and a ghost holding the nick until it timed out). The key expires a day after the last
 // burial for that server, and a server deletes its own at Create and Stop:
 // a server gone for good leaves at most the rosters it lost behind.
 
@@ -132,6 +145,11 @@ else
   elseif ds then
     if ARGV[9] == '1' then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
     bury(ds, did, ARGV[9])
+  elseif ARGV[7] ~= '' then
+    -- The token's member was reaped (kReap): it is done on its server too.
+    local ts, tid = string.match(redis.call('GET', ARGV[5] .. 'tok:' .. ARGV[7]) or '',
+                                 '^(%S+) (%d+)$')
+    if ts and untoken(ARGV[7], ts, tid) and ts ~= ARGV[3] then bury(ts, tid, 'r') end
   end
 end
 local me = redis.call('INCR', KEYS[4])
@@ -239,11 +257,15 @@ local members = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES')
 local count = #members / 2
 for i = 1, #members, 2 do
   -- A member that took its nick back elsewhere is no longer the dead one's.
-  local held = ours(ARGV[5] .. 'nick:' .. string.lower(members[i]), ARGV[6], members[i + 1])
-  if held then
+  local key = ARGV[5] .. 'nick:' .. string.lower(members[i])
+  local h = string.match(redis.call('GET', key) or '', '^%S+ %d+ (%S+) ')
+  if ours(key, ARGV[6], members[i + 1]) then
     local said = count <= tonumber(ARGV[7])
     if said then append(4, members[i], 'server lost', '', 0, 0, '', '0') end
     bury(ARGV[6], members[i + 1], said and '1' or '0')
+    if h and h ~= '-' then
+      redis.call('SET', ARGV[5] .. 'tok:' .. h, ARGV[6] .. ' ' .. members[i + 1], 'PX', 86400000)
+    end
   end
 end
 redis.call('DEL', key)
@@ -307,6 +329,7 @@ return 'ok'
 // yet is settled first, as kRename does.
 constexpr char kReclaim[] = R"lua(
 local s, id = holder(KEYS[3])
+untoken(ARGV[7], ARGV[3], ARGV[6])
 if s and not (s == ARGV[3] and id == ARGV[6]) then
   unbury(ARGV[6])
   return 'taken'

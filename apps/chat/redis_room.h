@@ -27,7 +27,8 @@
 // `alive_ttl`, `servers` the set of servers, `gone:<server>` the members
 // other servers settled for that server while it seemed dead (tombstones;
 // the key expires a day after its last entry, and its server deletes it at
-// Create and Stop).
+// Create and Stop), `tok:<token hash>` the server and number of a member
+// the reaper settled, for a join with its resume token (a day).
 //
 // Failures (docs/cluster.md):
 // - Redis unreachable at Create: UNAVAILABLE naming HOST:PORT and the reason.

@@ -24,6 +24,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "apps/chat/chat.pb.h"
+#include "apps/chat/room_state.h"
 #include "apps/chat/server_core.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -668,6 +669,48 @@ TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack
   EXPECT_EQ(b->room->Who().count, 0u);
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
+  EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice", "10.0.0.7").result, Room::Result::kOk);
+  s->room->Stop();
+  b->room->Stop();
+}
+
+// The same, with the client back only after the reaper (its own timeout
+// longer than the stalled server's TTL and a heartbeat): the nick was free,
+// so its join is a plain one, and it quits there. The stalled server closes
+// its member when it resumes; before, it wrote it back ("alice
+// reconnected") and that ghost held the nick until its connection timed
+// out there.
+TEST(RedisRoomTest, AStalledServersMemberBackElsewhereAfterTheReaperIsClosedNotWrittenBack) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto s = Stalled(*redis, "s");
+  ASSERT_NE(s, nullptr);
+  const std::string token(kResumeTokenBytes, 'T');
+  const Room::Joined j1 = s->room->Join(s->shard, absl::Now(), AliceJoin(token));
+  ASSERT_EQ(j1.result, Room::Result::kOk);
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(b->WaitLine([](const Line& l) {
+    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
+  }));
+  LobbyKeys keys(*redis);
+  ASSERT_TRUE(keys.ok());
+  const std::string lent = "tok:" + RoomState::TokenHash(token);
+  EXPECT_TRUE(keys.Exists(lent));
+  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
+  ASSERT_EQ(j2.result, Room::Result::kOk);
+  EXPECT_FALSE(keys.Exists(lent));
+  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+
+  s->room->Start();
+  ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
+  EXPECT_TRUE(WaitFor([&] { return s->room->member_count() == 0; }));
+  EXPECT_TRUE(WaitFor([&] { return !keys.Exists("gone:s"); }));
+  EXPECT_FALSE(keys.Exists("nick:alice"));
+  EXPECT_EQ(b->room->Who().count, 0u);
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "LEAVE alice server lost", "JOIN alice ",
+                          "LEAVE alice quit"));
   EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice", "10.0.0.7").result, Room::Result::kOk);
   s->room->Stop();
   b->room->Stop();
