@@ -157,6 +157,16 @@ JoinRequest AliceBack(const std::string& token) {
   return r;
 }
 
+// alice back on `server` with `token`: a takeover of member `was` (0: a
+// plain join, her old member being gone). Her new member's number (0 if the
+// join failed).
+MemberId AliceComesBack(const Server& server, const std::string& token, MemberId was) {
+  const Room::Joined j = server.room->Join(server.shard, absl::Now(), AliceBack(token));
+  EXPECT_EQ(j.result, Room::Result::kOk);
+  EXPECT_EQ(j.replaced, was);
+  return j.result == Room::Result::kOk ? j.id : 0;
+}
+
 // A server without a reader that stays alive for a test's length: it never
 // reaps, and nobody reaps it.
 void AliveWithoutHeartbeat(RedisRoomOptions* o) {
@@ -652,10 +662,9 @@ TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack
   LobbyKeys keys(*redis);
   ASSERT_TRUE(keys.ok());
   ASSERT_TRUE(keys.WaitTakenForDead("s"));
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
-  ASSERT_EQ(j2.result, Room::Result::kOk);
-  ASSERT_EQ(j2.replaced, j1.id);
-  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+  const MemberId back = AliceComesBack(*b, token, j1.id);
+  ASSERT_NE(back, 0u);
+  b->room->Leave(b->shard, absl::Now(), back, "quit");
   ASSERT_FALSE(keys.Exists("nick:alice"));
 
   s->room->Start();
@@ -697,10 +706,10 @@ TEST(RedisRoomTest, AStalledServersMemberBackElsewhereAfterTheReaperIsClosedNotW
   ASSERT_TRUE(keys.ok());
   const std::string lent = "tok:" + RoomState::TokenHash(token);
   EXPECT_TRUE(keys.Exists(lent));
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
-  ASSERT_EQ(j2.result, Room::Result::kOk);
+  const MemberId back = AliceComesBack(*b, token, 0);
+  ASSERT_NE(back, 0u);
   EXPECT_FALSE(keys.Exists(lent));
-  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+  b->room->Leave(b->shard, absl::Now(), back, "quit");
 
   s->room->Start();
   ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
@@ -847,10 +856,9 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentElsewhereAndLeftThereWritesNoLine) {
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
-  ASSERT_EQ(j2.result, Room::Result::kOk);
-  ASSERT_EQ(j2.replaced, j1.id);
-  b->room->Leave(b->shard, absl::Now(), j2.id, "quit");
+  const MemberId back = AliceComesBack(*b, token, j1.id);
+  ASSERT_NE(back, 0u);
+  b->room->Leave(b->shard, absl::Now(), back, "quit");
   a->room->Leave(a->shard, absl::Now(), j1.id, "timed out");
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
@@ -874,9 +882,7 @@ TEST(RedisRoomTest, AMemberClosedAsReplacedLeavesNoNickBehind) {
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  const Room::Joined j2 = b->room->Join(b->shard, absl::Now(), AliceBack(token));
-  ASSERT_EQ(j2.result, Room::Result::kOk);
-  ASSERT_EQ(j2.replaced, j1.id);
+  ASSERT_NE(AliceComesBack(*b, token, j1.id), 0u);
   ASSERT_EQ(a->room->Rename(a->shard, absl::Now(), j1.id, "alice2"), Room::Result::kOk);
   LobbyKeys keys(*redis);
   ASSERT_TRUE(keys.ok());
