@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <utility>
@@ -102,14 +103,18 @@ end
 // a member still there is written back, with "NICK reconnected" if the
 // room was told it left, or closed without a line if its nick is someone
 // else's now or its token moved on (kReclaim); tombstones of members it no
-// longer has are swept (kSweep). A member the reaper settled also leaves
-// `tok:<its token hash>` -> "SERVER ID" (a day): a join with that token
-// after the reaper found the nick free (a plain join, not a takeover), and
-// that member's tombstone becomes 'r' too (else its stalled server, once
-// resumed, would write a member back whose client is elsewhere or gone:
-// "NICK reconnected", and a ghost holding the nick until it timed out). The key expires a day after the last
-// burial for that server, and a server deletes its own at Create and Stop:
-// a server gone for good leaves at most the rosters it lost behind.
+// longer has are swept (kSweep). The `gone:` key expires a day after the
+// last burial for that server, and a server deletes its own at Create and
+// Stop: a server gone for good leaves at most the rosters it lost behind.
+//
+// A member the reaper settled also leaves `tok:<its token hash>` ->
+// "SERVER ID", expiring in a day. A join with that token that finds no
+// holder to take over (the reaper freed the nick: a plain join) consumes
+// the key and turns that member's tombstone to 'r' too. Without it the
+// stalled server, once resumed, would write back a member whose client is
+// elsewhere or gone ("NICK reconnected"), a ghost holding the nick until
+// its connection timed out there. A leave of the member (kLeave) or its
+// write-back (kReclaim) deletes the key.
 
 // A nick whose holder's server died (its alive key expired) is free, but
 // the holder is still on that server's roster until a live server reaps it
@@ -126,6 +131,8 @@ end
 // [9] announce '1'/'0', [10] history lines, [11] a local member this
 // server decided to replace ('0' none), [12] the line number after which
 // the history starts (the client's last line: it has the ones before).
+// A presented token with no holder to take over consumes its tok key
+// (Tombstones).
 constexpr char kJoin[] = R"lua(
 local s, id, h, nick = holder(KEYS[3])
 local rs, ri = '', '0'
@@ -145,7 +152,8 @@ else
   elseif ds then
     if ARGV[9] == '1' then append(4, dnick, 'server lost', '', 0, 0, '', '0') end
     bury(ds, did, ARGV[9])
-  elseif ARGV[7] ~= '' then
+  end
+  if rs == '' and ARGV[7] ~= '' then
     -- The token's member was reaped (kReap): it is done on its server too.
     local ts, tid = string.match(redis.call('GET', ARGV[5] .. 'tok:' .. ARGV[7]) or '',
                                  '^(%S+) (%d+)$')
@@ -187,13 +195,15 @@ end
 return {'ok', me, start, rs, ri, hist}
 )lua";
 
-// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick, [8] why, [9] announce.
+// KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick, [8] why, [9] announce,
+// [10] its token hash ('-' none: its tok key, if the reaper left one, goes).
 // A nick another member holds now (taken over with its token, here or
 // elsewhere) was already left: no line, and our roster's entry for the nick
 // is its new holder's or gone. So was a member another server settled while
 // this one was taken for dead (its tombstone). A missing nick key otherwise
 // (Redis lost its data) still writes the leave the room owes.
 constexpr char kLeave[] = R"lua(
+untoken(ARGV[10], ARGV[3], ARGV[6])
 local held = ours(KEYS[3], ARGV[3], ARGV[6])
 local settled = unbury(ARGV[6])
 if not held and (settled or redis.call('EXISTS', KEYS[3]) == 1) then
@@ -207,6 +217,7 @@ return 'ok'
 // KEYS[3] new nick key, [4] old nick key, [5] who:me. ARGV[6] id, [7] old
 // nick, [8] new nick, [9] token hash.
 constexpr char kRename[] = R"lua(
+if redis.call('ZSCORE', KEYS[5], ARGV[7]) ~= ARGV[6] then return 'gone' end
 local s, id = holder(KEYS[3])
 if s and not (s == ARGV[3] and id == ARGV[6]) then return 'taken' end
 if not s then settle(KEYS[3]) end
@@ -218,13 +229,23 @@ append(5, ARGV[7], ARGV[8], '', 0, 0, '', '0')
 return 'ok'
 )lua";
 
-// ARGV[6] kind, [7] nick, [8] text.
+// A member speaks (kSay, kPrivate, kRename) only while the roster has it
+// ('gone' otherwise): a server the room took for dead (its members reaped,
+// or one taken over elsewhere) writes no line of theirs until its Reclaim
+// has written them back, and kReclaim writes "NICK reconnected" in the same
+// script that puts the member back, so no line of a member the room was
+// told had left comes before that line, however late the call arrives.
+
+// KEYS[3] who:me. ARGV[6] kind, [7] nick, [8] text, [9] id.
 constexpr char kSay[] = R"lua(
+if redis.call('ZSCORE', KEYS[3], ARGV[7]) ~= ARGV[9] then return 'gone' end
 return append(tonumber(ARGV[6]), ARGV[7], ARGV[8], '', 0, 0, '', '0')
 )lua";
 
-// KEYS[3] the target's nick key. ARGV[6] from nick, [7] text, [8] from id.
+// KEYS[3] the target's nick key, [4] who:me. ARGV[6] from nick, [7] text,
+// [8] from id.
 constexpr char kPrivate[] = R"lua(
+if redis.call('ZSCORE', KEYS[4], ARGV[6]) ~= ARGV[8] then return 'gone' end
 local s, id, h, nick = holder(KEYS[3])
 if not s then return 'nosuch' end
 append(2, ARGV[6], ARGV[7], nick, id, ARGV[8], '', '0')
@@ -248,7 +269,8 @@ return out
 )lua";
 
 // KEYS[3] servers. ARGV[6] a server whose alive key is gone, [7] announce
-// limit. Exactly one live server reaps it (SREM answers 1 once).
+// limit. Exactly one live server reaps it (SREM answers 1 once). Each
+// member settled gets its tombstone and, with a token, its tok key.
 constexpr char kReap[] = R"lua(
 if redis.call('EXISTS', ARGV[4] .. ARGV[6]) == 1 then return -1 end
 if redis.call('SREM', KEYS[3], ARGV[6]) == 0 then return -1 end
@@ -326,7 +348,7 @@ return 'ok'
 // (its tombstone says so) is back: "NICK reconnected". One whose nick was
 // taken meanwhile, or whose token took it over elsewhere, is closed without
 // a line (Reclaim): the room was told. A holder on a dead server not reaped
-// yet is settled first, as kRename does.
+// yet is settled first, as kRename does. The member's tok key goes.
 constexpr char kReclaim[] = R"lua(
 local s, id = holder(KEYS[3])
 untoken(ARGV[7], ARGV[3], ARGV[6])
@@ -346,6 +368,19 @@ return 'ok'
 // A pipeline's replies, or its failure: an error reply (a Redis loading its
 // data, out of memory, read-only) wrote nothing, so it fails the pipeline as
 // a lost connection does.
+// An error reply of a Redis that takes no writes for now (a replica, a
+// primary without its replicas, loading its data, out of memory, a failed
+// save, a script running long, a cluster without a quorum), whatever the
+// call: not the call's fault, and over when Redis is.
+bool RefusesWrites(const std::string& error) {
+  for (const char* code : {"READONLY", "NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "MISCONF",
+                           "BUSY", "CLUSTERDOWN"}) {
+    const size_t n = std::strlen(code);
+    if (error.compare(0, n, code) == 0 && (error.size() == n || error[n] == ' ')) return true;
+  }
+  return false;
+}
+
 absl::StatusOr<std::vector<redis::Reply>> WithoutErrorReplies(
     absl::StatusOr<std::vector<redis::Reply>> r) {
   if (!r.ok()) return r;
@@ -617,6 +652,14 @@ absl::StatusOr<redis::Reply> RedisRoom::Call(Cmd& cmd, const std::vector<std::st
     MarkLost(r.status());
     return r.status();
   }
+  if (r->is_error() && RefusesWrites(r->str)) {
+    // Not this call's fault: a Redis that takes no writes now is a lost one
+    // (the leave waits, the members are told) until the reader is back.
+    const absl::Status refused =
+        absl::UnavailableError(absl::StrCat("Redis refused a write: ", r->str));
+    MarkLost(refused);
+    return refused;
+  }
   if (r->is_error()) Log(absl::StrCat("Redis refused a call: ", r->str));
   return r;
 }
@@ -780,7 +823,8 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
     left = state_.members().size();
     if (!gone.has_value()) return left;
     leave = PendingLeave{id, gone->nick, why.empty() && closed_ ? "server shutting down" : why,
-                         before <= options_.limits.announce_limit};
+                         before <= options_.limits.announce_limit,
+                         StoredHash(gone->token_hash)};
     if (!available_.load()) {
       pending_leaves_.push_back(std::move(leave));  // at most one per member
       return left;
@@ -788,8 +832,9 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
   }
   absl::StatusOr<redis::Reply> r = Call(
       cmd, Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
-                {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0"}));
-  if (!r.ok()) {
+                {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0",
+                 leave.token_hash}));
+  if (!r.ok() || r->is_error()) {
     std::lock_guard<std::mutex> lock(mu_);
     pending_leaves_.push_back(std::move(leave));
   }
@@ -816,7 +861,7 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
                      {Key("nick:" + NickKey(nick)), Key("nick:" + NickKey(old)),
                       Key("who:" + options_.server_id)},
                      {absl::StrCat(id), old, nick, hash}));
-  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
   if (r->str == "taken") return Result::kNickTaken;
   std::lock_guard<std::mutex> lock(mu_);
   state_.Rename(id, nick);
@@ -839,8 +884,9 @@ Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
   std::string nick;
   if (const Result may = Speaker(id, &nick); may != Result::kOk) return may;
   absl::StatusOr<redis::Reply> r =
-      Call(cmd, Eval(kSay, now, {}, {absl::StrCat(me ? Line::ME : Line::SAY), nick, text}));
-  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+      Call(cmd, Eval(kSay, now, {Key("who:" + options_.server_id)},
+                     {absl::StrCat(me ? Line::ME : Line::SAY), nick, text, absl::StrCat(id)}));
+  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
   return Result::kOk;
 }
 
@@ -852,8 +898,9 @@ Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const st
   if (const Result may = Speaker(id, &nick); may != Result::kOk) return may;
   if (!CheckNick(to).ok()) return Result::kNoSuchNick;
   absl::StatusOr<redis::Reply> r =
-      Call(cmd, Eval(kPrivate, now, {Key("nick:" + NickKey(to))}, {nick, text, absl::StrCat(id)}));
-  if (!r.ok() || r->is_error()) return Result::kUnavailable;
+      Call(cmd, Eval(kPrivate, now, {Key("nick:" + NickKey(to)), Key("who:" + options_.server_id)},
+                     {nick, text, absl::StrCat(id)}));
+  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
   if (r->str == "nosuch") return Result::kNoSuchNick;
   return Result::kOk;
 }
@@ -927,15 +974,12 @@ void RedisRoom::ReaderLoop() {
   std::mt19937_64 jitter(std::random_device{}());
   const absl::Duration poll = std::min(options_.heartbeat, absl::Milliseconds(200));
   for (;;) {
+    bool full = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       if (stopping_) return;
       if (lost_ && reader_ != nullptr) reader_.reset();  // a shard's call failed: re-check
-      // Lines the shards have not fanned out: wait for them (bounded).
-      if (log_bytes_ > 2 * options_.limits.max_log_bytes) {
-        cv_.wait_for(lock, std::chrono::milliseconds(100));
-        continue;
-      }
+      full = log_bytes_ > 2 * options_.limits.max_log_bytes;
     }
     if (reader_ == nullptr) {
       absl::StatusOr<std::unique_ptr<redis::Connection>> c =
@@ -958,6 +1002,13 @@ void RedisRoom::ReaderLoop() {
     }
     const absl::Time now = absl::Now();
     if (now >= next_heartbeat_ && !Heartbeat(now)) continue;
+    if (full) {
+      // Lines the shards have not fanned out: wait for them (bounded), the
+      // heartbeat going on (slow shards are not a stalled server).
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(100));
+      continue;
+    }
     absl::StatusOr<redis::Reply> r = reader_->Command(
         {"XREAD", "COUNT", "512", "BLOCK", Ms(poll), "STREAMS", Key("log"), last_id_});
     if (!r.ok()) {
@@ -1005,7 +1056,8 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
   for (const PendingLeave& l : leaves) {
     calls.push_back(Eval(kLeave, now,
                          {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
-                         {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0"}));
+                         {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0",
+                          l.token_hash}));
   }
   if (!leaves_too) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -53,13 +53,15 @@
 //   still here come back into the roster, with "NICK reconnected" where the
 //   room was told they left ("server lost"; not over the announce limit),
 //   a member whose nick someone else holds now (or whose resume token took
-//   it over elsewhere) is closed without a line, and a member that left
-//   meanwhile writes no second leave line. Its shards' calls wait while it
-//   writes its members back, and from 95% of alive_ttl after its last
-//   answered heartbeat until then they are refused as when Redis is lost
-//   (a line must not come before its member's "reconnected").
-// - A heartbeat Redis answers with an error reply (it refuses writes)
-//   counts as Redis lost.
+//   it over elsewhere, before or after the reaper) is closed without a
+//   line, and a member that left meanwhile writes no second leave line.
+//   Its shards' calls wait while it writes its members back. Until then a
+//   member that is off the roster (reaped) writes no line (Redis checks),
+//   so none comes before its "NICK reconnected"; and from 95% of alive_ttl
+//   after its last answered heartbeat the shards' calls are refused as when
+//   Redis is lost (its members told), until the heartbeat is answered.
+// - A Redis that refuses writes (an error reply such as READONLY,
+//   NOREPLICAS or LOADING, to a heartbeat or to any call) counts as lost.
 //
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a
@@ -172,6 +174,7 @@ class RedisRoom final : public RoomWithState {
     std::string nick;
     std::string why;
     bool announce;
+    std::string token_hash;  // StoredHash: '-' for none
   };
 
   explicit RedisRoom(const RedisRoomOptions& options);

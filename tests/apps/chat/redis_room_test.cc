@@ -754,6 +754,58 @@ TEST(RedisRoomTest, AStalledServerRefusesLinesUntilItsHeartbeatIsBack) {
   b->room->Stop();
 }
 
+// The clock check aside (s's alive key is removed by hand while s thinks
+// it is alive: a partition that delays its calls, a clock that drifts),
+// Redis itself refuses the lines of a member the room was told had left.
+TEST(RedisRoomTest, AReapedMembersLinesAreRefusedByRedisItself) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto s = Server::Start(*redis, "lobby", "s", AliveWithoutHeartbeat, /*read=*/false);
+  ASSERT_NE(s, nullptr);
+  const MemberId alice = s->Join("alice");
+  auto b = Server::Start(*redis, "lobby", "b");
+  ASSERT_NE(b, nullptr);
+  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE((*admin)->Command({"DEL", "udpmsg:chat:{lobby}:alive:s"}).ok());
+  ASSERT_TRUE(b->WaitLine([](const Line& l) {
+    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
+  }));
+  EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "late"),
+            Room::Result::kUnavailable);
+  EXPECT_EQ(s->room->Private(s->shard, absl::Now(), alice, "alice", "late"),
+            Room::Result::kUnavailable);
+  EXPECT_EQ(s->room->Rename(s->shard, absl::Now(), alice, "alice2"), Room::Result::kUnavailable);
+  EXPECT_THAT(StreamLines(*redis, "lobby"), ElementsAre("JOIN alice ", "LEAVE alice server lost"));
+  s->room->Stop();
+  b->room->Stop();
+}
+
+// A leave that Redis refuses (it takes no writes: NOREPLICAS) is not lost:
+// the server counts Redis as lost, tells its members, and writes the leave
+// once Redis takes writes again.
+TEST(RedisRoomTest, ALeaveRedisRefusesIsWrittenOnceItTakesWritesAgain) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
+  ASSERT_NE(a, nullptr);
+  a->Join("alice");
+  const MemberId bob = a->Join("bob");
+  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "1"}).ok());
+  a->room->Leave(a->shard, absl::Now(), bob, "quit");
+  EXPECT_TRUE(a->WaitNotice("lines are refused until it is back"));
+  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "0"}).ok());
+  a->room->Start();
+  ASSERT_TRUE(a->WaitNotice("lines flow again"));
+  EXPECT_THAT(StreamLines(*redis, "lobby"),
+              ElementsAre("JOIN alice ", "JOIN bob ", "LEAVE bob quit"));
+  a->room->Stop();
+}
+
 // A heartbeat Redis answers with an error (here NOREPLICAS: it refuses
 // writes) did not refresh the alive key: the server is lost until Redis
 // takes writes again, and says so, instead of being reaped unawares.
@@ -868,10 +920,11 @@ TEST(RedisRoomTest, ALeaveAfterTheNickWentElsewhereAndLeftThereWritesNoLine) {
 }
 
 // A member renames after its nick went to another server with its token,
-// before its server read the line that says so: the rename writes a nick
-// key and a roster entry for a member that is done. When the server reads
-// the reconnected line and closes the member, it takes them out again (and
-// the takeover's tombstone): nobody else could take "alice2" before.
+// before its server read the line that says so. Redis refuses the rename
+// (the takeover took the member off the roster): before, it wrote a nick
+// key and a roster entry for a member that was done, and nobody else could
+// take "alice2". When the server reads the reconnected line and closes the
+// member, the takeover's tombstone goes too (ForgetReplaced).
 TEST(RedisRoomTest, AMemberClosedAsReplacedLeavesNoNickBehind) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
@@ -883,10 +936,11 @@ TEST(RedisRoomTest, AMemberClosedAsReplacedLeavesNoNickBehind) {
   const Room::Joined j1 = a->room->Join(a->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
   ASSERT_NE(AliceComesBack(*b, token, j1.id), 0u);
-  ASSERT_EQ(a->room->Rename(a->shard, absl::Now(), j1.id, "alice2"), Room::Result::kOk);
+  EXPECT_EQ(a->room->Rename(a->shard, absl::Now(), j1.id, "alice2"), Room::Result::kUnavailable);
   LobbyKeys keys(*redis);
   ASSERT_TRUE(keys.ok());
-  ASSERT_TRUE(keys.Exists("nick:alice2"));
+  EXPECT_FALSE(keys.Exists("nick:alice2"));
+  ASSERT_TRUE(keys.Exists("gone:a"));
 
   a->room->Start();
   ASSERT_TRUE(WaitFor([&] { return a->room->member_count() == 0; }));
