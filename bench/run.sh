@@ -106,6 +106,9 @@ usage: sudo bench/run.sh [--quick] [--only "rate latency bulk fast fairness conn
   --fast-runs  rounds of the fast paths (default 5): each round runs every transport
                once (in the table's order); tables and targets use each
                transport's median (goodput and CPU), the report shows the range
+  --profile, --no-profile  profile one more udpmsg transfer on the clean veth
+               for the report (perf, 1 GiB, both ends; bench/profile_window.sh)
+               always, or never (default: when its target is missed)
   --fairness-duration  how long the fairness flows run together (default 30s)
   --fairness-ccs    one fairness run per udpmsg congestion controller (default "newreno bbr")
   --fairness-flows  the flows of a fairness run (default udpmsg,udpmsg,tcp-cubic)
@@ -154,6 +157,8 @@ FAST_SIZE=256MiB
 FAST_LOSSES="0 1"
 FAST_TRANSPORTS="udpmsg tcp-cubic tcp-bbr enet"
 FAST_RUNS=5
+PROFILE=1
+PROFILE_SIZE=1GiB
 FAIR_DURATION=30s
 FAIR_CCS="newreno bbr"
 FAIR_FLOWS=udpmsg,udpmsg,tcp-cubic
@@ -173,7 +178,7 @@ DELAY=
 EMULATOR=
 while (($#)); do
   case $1 in
-    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB; FAST_RUNS=1
+    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB; FAST_RUNS=1; PROFILE_SIZE=64MiB
              FAIR_DURATION=10s; CONN_N=1000; CLUSTER_SECONDS=2; CLUSTER_LAT_SECONDS=2 ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
@@ -185,6 +190,8 @@ while (($#)); do
     --ccs) CCS=${2:?}; shift ;;
     --fast-size) FAST_SIZE=${2:?}; shift ;;
     --fast-runs) FAST_RUNS=${2:?}; shift ;;
+    --no-profile) PROFILE=0 ;;
+    --profile) PROFILE=2 ;;
     --fast-losses) FAST_LOSSES=${2:?}; shift ;;
     --fast-transports) FAST_TRANSPORTS=${2:?}; shift ;;
     --fairness-duration) FAIR_DURATION=${2:?}; shift ;;
@@ -514,6 +521,7 @@ start_server() {
 if wants bulk || wants fast || wants fairness; then
   start_server "$NS_B" "$WORK/bulk-server.log" "enet listening" bench bulk --bench_role server \
     --port "$PORT" --timeout "$TIMEOUT" --cc "$CC" --duration 3h
+  BULK_SERVER_PID=${SERVER_PIDS[-1]}
 fi
 if wants fast; then
   start_server "$NS_A" "$WORK/bulk-lo-server.log" "enet listening" bench bulk --bench_role server \
@@ -591,6 +599,8 @@ fi
 # path, transport and loss: the median of its runs (see fast_medians).
 FAST_RUNS_CSV=$WORK/fast-runs.csv
 FAST_CSV=$WORK/fast.csv
+PROFILE_MD=$WORK/profile.md
+: >"$PROFILE_MD"
 : >"$FAST_RUNS_CSV"
 : >"$FAST_CSV"
 # fast_medians RUNS-CSV: per path, transport and loss, the median goodput,
@@ -653,6 +663,41 @@ if wants fast; then
     done
   done
   fast_medians "$FAST_RUNS_CSV" >"$FAST_CSV"
+  # A missed clean-veth target gets the profile of why: one more udpmsg
+  # transfer with both ends under `perf record`, counted over the transfer
+  # (bench/profile_window.sh).
+  veth_ratio=$(awk -F, '$1 == "veth" && $3 == "0%" && $10 == "yes" { r[$2] = $7 }
+    END { if (r["udpmsg"] > 0 && r["tcp-cubic"] > 0) printf "%.4f", r["udpmsg"] / r["tcp-cubic"] }' "$FAST_CSV")
+  PROFILE_WHY=
+  if [[ $PROFILE != 0 && -n $veth_ratio ]] && awk -v r="$veth_ratio" 'BEGIN { exit !(r < 0.7) }'; then
+    PROFILE_WHY=$(awk -v r="$veth_ratio" 'BEGIN { printf "the clean veth'"'"'s target was missed: %.2fx CUBIC, %.0f%% short", r, 100 * (1 - r / 0.7) }')
+  elif [[ $PROFILE == 2 ]]; then
+    PROFILE_WHY="asked for with --profile"
+  fi
+  if [[ -n $PROFILE_WHY ]]; then
+    if ! command -v perf >/dev/null; then
+      echo "perf is not installed (apt-get install linux-perf): no profile." >"$PROFILE_MD"
+    else
+      echo "bench/run.sh: $PROFILE_WHY: profiling one $PROFILE_SIZE udpmsg transfer ..." >&2
+      set_fast_loss 0
+      perf record -F 4000 -o "$WORK/receiver.perf" -p "$BULK_SERVER_PID" >/dev/null 2>&1 &
+      perf_pid=$!
+      sleep 0.5
+      part=$WORK/part.csv
+      ip netns exec "$NS_A" perf record -F 4000 -o "$WORK/sender.perf" -- "$BIN" bench bulk \
+        --bench_role client --bench_peer "$IP_B1:$PORT" --bench_size "$PROFILE_SIZE" \
+        --bench_loss 0% --cc "$CC" --bench_transports udpmsg --timeout "$TIMEOUT" --format csv \
+        >"$part" 2>>"$WORK/fast-client.log" || true
+      kill -INT "$perf_pid" 2>/dev/null || true
+      wait "$perf_pid" || true
+      {
+        awk -F, 'NR == 2 { printf "udpmsg %s Mbit/s under perf (%s bytes; sender %s, receiver %s CPU s/GB).\n\n", $6, $3, $10, $11 }' "$part"
+        "$ROOT/bench/profile_window.sh" sender "$WORK/sender.perf" 15 || true
+        echo
+        "$ROOT/bench/profile_window.sh" receiver "$WORK/receiver.perf" 15 || true
+      } >"$PROFILE_MD"
+    fi
+  fi
   ip netns exec "$NS_A" nft flush chain inet udpmsg_bench input
   ip netns exec "$NS_B" nft flush chain inet udpmsg_bench input
 fi
@@ -1057,6 +1102,17 @@ MD=$OUT/$NAME.md
     echo "is an nft numgen drop on ua1/lo in $NS_A and ub1 in $NS_B (both directions, every protocol)."
     echo "udpmsg runs with congestion control $CC; the receivers are \`bench bulk --bench_role server\`"
     echo "processes ($NS_B for the veth, $NS_A on 127.0.0.1 for loopback)."
+    if [[ -s $PROFILE_MD ]]; then
+      echo
+      echo "### The profile of udpmsg on the clean veth ($PROFILE_WHY)"
+      echo
+      echo "One more $PROFILE_SIZE udpmsg transfer on the clean veth, both ends under"
+      echo "\`perf record -F 4000\`, each counted over its own transfer (bench/profile_window.sh);"
+      echo "self time per symbol. docs/performance.md reads these profiles and keeps what was"
+      echo "tried against them."
+      echo
+      cat "$PROFILE_MD"
+    fi
   fi
   if [[ -s $CONN_MD ]]; then
     echo
