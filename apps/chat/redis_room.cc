@@ -130,10 +130,16 @@ end
 // [7] presented token hash ('' none), [8] new token hash ('-' none),
 // [9] announce '1'/'0', [10] history lines, [11] a local member this
 // server decided to replace ('0' none), [12] the line number after which
-// the history starts (the client's last line: it has the ones before).
+// the history starts (the client's last line: it has the ones before),
+// [13] the highest member number this server gave out (the counter is put
+// above it first: a Redis that lost its data before this server's next
+// heartbeat healed it would hand out a number again).
 // A presented token with no holder to take over consumes its tok key
 // (Tombstones).
 constexpr char kJoin[] = R"lua(
+if tonumber(redis.call('GET', KEYS[4]) or '0') < tonumber(ARGV[13]) then
+  redis.call('SET', KEYS[4], ARGV[13])
+end
 local s, id, h, nick = holder(KEYS[3])
 local rs, ri = '', '0'
 if s then
@@ -299,8 +305,8 @@ return count
 // data (restarted without persistence, flushed) gets its counters back
 // above what this server has seen, so numbers never repeat. Returns
 // {1 if the line counter was behind, 1 if this server was not registered,
-// its tombstones but 'r' (others took it for dead: see Tombstones)};
-// the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
+// its tombstones but 'r' (others took it for dead: see Tombstones), the
+// size of its roster (who:me)}; the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
 constexpr char kHeal[] = R"lua(
 local behind = 0
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[6]) then
@@ -315,7 +321,8 @@ local buried = 0
 for _, v in ipairs(redis.call('HVALS', ARGV[5] .. 'gone:' .. ARGV[3])) do
   if v ~= 'r' then buried = buried + 1 end
 end
-return {behind, redis.call('SADD', KEYS[4], ARGV[3]), buried}
+return {behind, redis.call('SADD', KEYS[4], ARGV[3]), buried,
+        redis.call('ZCARD', ARGV[5] .. 'who:' .. ARGV[3])}
 )lua";
 
 // KEYS[3] nick key, [4] who:me. ARGV[6] id, [7] nick. A member this server
@@ -365,22 +372,26 @@ if t == '1' then append(6, '', ARGV[8] .. ' reconnected', '', 0, 0, '', '0') end
 return 'ok'
 )lua";
 
-// A pipeline's replies, or its failure: an error reply (a Redis loading its
-// data, out of memory, read-only) wrote nothing, so it fails the pipeline as
-// a lost connection does.
 // An error reply of a Redis that takes no writes for now (a replica, a
 // primary without its replicas, loading its data, out of memory, a failed
 // save, a script running long, a cluster without a quorum), whatever the
 // call: not the call's fault, and over when Redis is.
 bool RefusesWrites(const std::string& error) {
+  // Redis 7 passes a script's refused write on with its code first; 6.2
+  // wraps it: "ERR Error running script (...): ... -READONLY ...".
+  const bool wrapped = error.rfind("ERR Error running script", 0) == 0;
   for (const char* code : {"READONLY", "NOREPLICAS", "LOADING", "MASTERDOWN", "OOM", "MISCONF",
                            "BUSY", "CLUSTERDOWN"}) {
     const size_t n = std::strlen(code);
     if (error.compare(0, n, code) == 0 && (error.size() == n || error[n] == ' ')) return true;
+    if (wrapped && error.find(absl::StrCat("-", code, " ")) != std::string::npos) return true;
   }
   return false;
 }
 
+// A pipeline's replies, or its failure: an error reply (a Redis loading its
+// data, out of memory, read-only) wrote nothing, so it fails the pipeline as
+// a lost connection does.
 absl::StatusOr<std::vector<redis::Reply>> WithoutErrorReplies(
     absl::StatusOr<std::vector<redis::Reply>> r) {
   if (!r.ok()) return r;
@@ -516,19 +527,22 @@ absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOpti
   Cmd& cmd = *room->cmds_[0];
   cmd.conn = std::move(*c);
   std::lock_guard<std::mutex> lock(cmd.mu);
+  // The connection itself, not Call: a refusal here is Create's error (with
+  // the endpoint), not a loss to recover from.
   room->ConfirmAlive(SteadyNanos());  // (sent after this)
   absl::StatusOr<redis::Reply> alive =
-      room->Call(cmd, {"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
+      cmd.conn->Command({"SET", room->Key("alive:" + o.server_id), "1", "PX", Ms(o.alive_ttl)});
   if (!alive.ok()) return alive.status();
   if (alive->is_error()) {
     return absl::FailedPreconditionError(
         absl::StrCat("Redis at ", o.endpoint.ToString(), " refused a write: ", alive->str));
   }
-  absl::StatusOr<redis::Reply> add = room->Call(cmd, {"SADD", room->Key("servers"), o.server_id});
+  absl::StatusOr<redis::Reply> add = cmd.conn->Command({"SADD", room->Key("servers"), o.server_id});
   if (!add.ok()) return add.status();
   // Tombstones of an earlier process with this server id: this one has none
   // of its members to take back.
-  absl::StatusOr<redis::Reply> tombs = room->Call(cmd, {"DEL", room->Key("gone:" + o.server_id)});
+  absl::StatusOr<redis::Reply> tombs =
+      cmd.conn->Command({"DEL", room->Key("gone:" + o.server_id)});
   if (!tombs.ok()) return tombs.status();
   return room;
 }
@@ -740,6 +754,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
   MemberId replace = 0;
   size_t after = 0;   // members here after the join: announced up to the limit
   uint64_t seen = 0;  // the client's last line, as a stream number
+  MemberId highest = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) {
@@ -759,6 +774,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
                           request.last_seq, std::numeric_limits<int64_t>::max())) -
                       offset_;
     seen = n > 0 ? static_cast<uint64_t>(n) : 0;
+    highest = highest_id_;
   }
   const std::string new_hash = RoomState::TokenHash(request.new_token);
   absl::StatusOr<redis::Reply> r = Call(
@@ -767,7 +783,8 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
                  Key("servers")},
                 {request.nick, RoomState::TokenHash(request.resume_token), StoredHash(new_hash),
                  after <= options_.limits.announce_limit ? "1" : "0",
-                 absl::StrCat(options_.history_lines), absl::StrCat(replace), absl::StrCat(seen)}));
+                 absl::StrCat(options_.history_lines), absl::StrCat(replace), absl::StrCat(seen),
+                 absl::StrCat(highest)}));
   if (!r.ok() || r->type != redis::Reply::Type::kArray || r->elements.empty()) {
     j.result = Result::kUnavailable;
     return j;
@@ -786,6 +803,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
   (void)absl::SimpleAtoi(r->elements[4].str, &ri);
   {
     std::lock_guard<std::mutex> lock(mu_);
+    highest_id_ = std::max(highest_id_, j.id);
     j.start = static_cast<uint64_t>(r->elements[2].integer + offset_);
     const std::vector<redis::Reply>& hist = r->elements[5].elements;
     for (auto it = hist.rbegin(); it != hist.rend(); ++it) {
@@ -834,7 +852,9 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
       cmd, Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
                 {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0",
                  leave.token_hash}));
-  if (!r.ok() || r->is_error()) {
+  // (A refused write comes back not ok: it waits. Any other error reply
+  // would fail the same way again: logged by Call, not queued.)
+  if (!r.ok()) {
     std::lock_guard<std::mutex> lock(mu_);
     pending_leaves_.push_back(std::move(leave));
   }
@@ -1132,10 +1152,12 @@ bool RedisRoom::Heartbeat(absl::Time now) {
   const int64_t sent = SteadyNanos();
   MemberId highest = 0;
   bool has_members = false;
+  size_t members = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    has_members = !state_.members().empty();
-    if (has_members) highest = state_.members().rbegin()->first;
+    members = state_.members().size();
+    has_members = members > 0;
+    highest = highest_id_;
   }
   // An error reply (a Redis refusing writes: -READONLY, -NOREPLICAS, still
   // -LOADING) refreshed nothing: a loss like any other.
@@ -1152,7 +1174,7 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     return false;
   }
   const redis::Reply& heal = (*r)[1];
-  if (heal.elements.size() == 3) {
+  if (heal.elements.size() == 4) {
     if (heal.elements[0].integer == 1) {
       Log(absl::StrCat("the room's line counter was behind line ", last_n_,
                        ": Redis lost data; counters restored and the room told"));
@@ -1161,9 +1183,19 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     // taken for dead meanwhile (tombstones: members settled by others,
     // before a reaper or after one that a join here re-registered): the
     // members come back into the roster, or are closed if their nicks went.
+    // Or its roster holds fewer members than this server has: Redis lost
+    // it (flushed, restarted without its data, evicted) and a join here
+    // since made the server look registered. (Joins and leaves in flight
+    // only ever make the roster larger than the count read above; a
+    // takeover elsewhere not yet read makes it smaller, and Reclaim closes
+    // that member, as reading the line would.) Its lines would otherwise
+    // be refused for good (the scripts check the roster).
     const bool unregistered = heal.elements[1].integer == 1 && has_members;
     const bool buried = heal.elements[2].integer > 0;
-    if ((unregistered || buried) && !Reclaim(now, /*leaves_too=*/false)) return false;
+    const bool short_roster = heal.elements[3].integer < static_cast<int64_t>(members);
+    if ((unregistered || buried || short_roster) && !Reclaim(now, /*leaves_too=*/false)) {
+      return false;
+    }
   }
   // Confirmed (and its members written back, if it had been taken for dead).
   ConfirmAlive(sent);

@@ -66,7 +66,7 @@
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a
 // shard has not fanned out yet (beyond it Say and friends answer kBusy and
-// the reader pauses). member_count, NickOf and Members are this server's;
+// the reader stops reading, its heartbeat going on). member_count, NickOf and Members are this server's;
 // Who is the room's (this server's members only while Redis is lost).
 // Probing a nick's holder (kProbe) works when the holder is on this server;
 // elsewhere a nick is taken over only with its resume token.
@@ -267,6 +267,10 @@ class RedisRoom final : public RoomWithState {
 
   // index = n + offset_ (moves only if Redis lost its data); under mu_.
   int64_t offset_ = 0;
+  // The highest member number this server gave out (under mu_): the member
+  // counter is kept above it (kJoin, kHeal), so a Redis that lost its data
+  // never hands a number out twice.
+  MemberId highest_id_ = 0;
 
   // The reader's (its thread only, after Start).
   std::unique_ptr<redis::Connection> reader_;

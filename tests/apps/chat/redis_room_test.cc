@@ -1030,6 +1030,36 @@ TEST(RedisRoomTest, ARedisThatLostItsDataIsHealedAndAnnounced) {
   EXPECT_EQ(told, 1);
 }
 
+// The same, with a join on the server before its next heartbeat. The join
+// must not get a member number again (the counter was lost too: before,
+// carol got alice's number and replaced her in the server's own state),
+// and it registers the server again and starts a roster of one, so only the
+// roster's size tells the heartbeat that its older members are missing
+// (before, they were never written back and Redis refused their lines for
+// good).
+TEST(RedisRoomTest, AJoinAfterRedisLostItsDataLeavesNoMemberMuted) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
+  ASSERT_NE(a, nullptr);
+  const MemberId alice = a->Join("alice");
+  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE((*admin)->Command({"FLUSHALL"}).ok());
+  const MemberId carol = a->Join("carol");
+  EXPECT_GT(carol, alice);
+  EXPECT_EQ(a->room->Say(a->shard, absl::Now(), alice, false, "muted"),
+            Room::Result::kUnavailable);
+  a->room->Start();  // its heartbeat
+  ASSERT_TRUE(WaitFor([&] { return a->room->Who().count == 2; }));
+  EXPECT_EQ(a->room->Say(a->shard, absl::Now(), alice, false, "back"), Room::Result::kOk);
+  EXPECT_EQ(a->room->Say(a->shard, absl::Now(), carol, false, "hi"), Room::Result::kOk);
+  ASSERT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "hi"; }));
+  EXPECT_THAT(a->Says(), ElementsAre("alice: back", "carol: hi"));
+  a->room->Stop();
+}
+
 // The ServerCore's side: a member whose line the room cannot take is told.
 TEST(RedisRoomTest, TheCoreTellsAMemberItsLineWasNotSent) {
   std::unique_ptr<RedisServer> redis = StartRedis();
