@@ -26,7 +26,8 @@ data=$2
 top=${3:-15}
 [[ -r $data ]] || { echo "bench/profile_window.sh: cannot read $data" >&2; exit 1; }
 
-perf script -i "$data" -F time,ip,sym,dso -G 2>/dev/null | awk -v keys="$keys" -v top="$top" -v role="$1" '
+perf script -i "$data" -F time,ip,sym,dso -G 2>/dev/null |
+awk -v keys="$keys" -v top="$top" -v role="$1" '
   # "TIME:  IP SYMBOL (DSO)"; a symbol may hold parentheses, a DSO does not.
   {
     t = $1; sub(/:$/, "", t)
@@ -34,7 +35,10 @@ perf script -i "$data" -F time,ip,sym,dso -G 2>/dev/null | awk -v keys="$keys" -
     dso = rest; sub(/.* \(/, "", dso); sub(/\)$/, "", dso)
     sym = rest; sub(/ \([^()]*\)$/, "", sym)
     n++; ts[n] = t + 0; syms[n] = sym; kern[n] = dso ~ /kernel/
-    if (sym ~ keys) { if (first == "" || t + 0 < first) first = t + 0; if (t + 0 > last) last = t + 0 }
+    if (sym ~ keys) {
+      if (first == "" || t + 0 < first) first = t + 0
+      if (t + 0 > last) last = t + 0
+    }
   }
   END {
     if (first == "") { printf "No %s samples in its data path: nothing to count.\n", role; exit }
@@ -45,7 +49,9 @@ perf script -i "$data" -F time,ip,sym,dso -G 2>/dev/null | awk -v keys="$keys" -
       if (length(s) > 90) s = substr(s, 1, 87) "..."
       count[s (kern[i] ? " [kernel]" : "")]++
     }
-    printf "**The %s**: %d samples in %.3f s (from its first to its last sample in `%s`), %.1f%% in the kernel.\n\n", role, w, last - first, keys, 100 * k / w
+    printf "**The %s**: %d samples in %.3f s (from its first to its last sample in `%s`), ", \
+      role, w, last - first, keys
+    printf "%.1f%% in the kernel.\n\n", 100 * k / w
     print "| share | symbol |"
     print "|---|---|"
     for (j = 1; j <= top; j++) {

@@ -178,8 +178,8 @@ DELAY=
 EMULATOR=
 while (($#)); do
   case $1 in
-    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB; FAST_RUNS=1; PROFILE_SIZE=64MiB
-             FAIR_DURATION=10s; CONN_N=1000; CLUSTER_SECONDS=2; CLUSTER_LAT_SECONDS=2 ;;
+    --quick) QUICK=1; SIZE=4MiB; LAT_DURATION=2s; RATE_MESSAGES=50000; FAST_SIZE=32MiB; FAST_RUNS=1
+             PROFILE_SIZE=64MiB; FAIR_DURATION=10s; CONN_N=1000; CLUSTER_SECONDS=2; CLUSTER_LAT_SECONDS=2 ;;
     --only) ONLY=${2:?}; shift ;;
     --size) SIZE=${2:?}; shift ;;
     --losses) LOSSES=${2:?}; shift ;;
@@ -667,10 +667,13 @@ if wants fast; then
   # transfer with both ends under `perf record`, counted over the transfer
   # (bench/profile_window.sh).
   veth_ratio=$(awk -F, '$1 == "veth" && $3 == "0%" && $10 == "yes" { r[$2] = $7 }
-    END { if (r["udpmsg"] > 0 && r["tcp-cubic"] > 0) printf "%.4f", r["udpmsg"] / r["tcp-cubic"] }' "$FAST_CSV")
+    END { if (r["udpmsg"] > 0 && r["tcp-cubic"] > 0) printf "%.4f", r["udpmsg"] / r["tcp-cubic"] }' \
+    "$FAST_CSV")
   PROFILE_WHY=
-  if [[ $PROFILE != 0 && -n $veth_ratio ]] && awk -v r="$veth_ratio" 'BEGIN { exit !(r < 0.7) }'; then
-    PROFILE_WHY=$(awk -v r="$veth_ratio" 'BEGIN { printf "the clean veth'"'"'s target was missed: %.2fx CUBIC, %.0f%% short", r, 100 * (1 - r / 0.7) }')
+  if [[ $PROFILE != 0 && -n $veth_ratio ]] &&
+      awk -v r="$veth_ratio" 'BEGIN { exit !(r < 0.7) }'; then
+    PROFILE_WHY=$(awk -v r="$veth_ratio" 'BEGIN {
+      printf "the clean veth'"'"'s target was missed: %.2fx CUBIC, %.0f%% short", r, 100 * (1 - r / 0.7) }')
   elif [[ $PROFILE == 2 ]]; then
     PROFILE_WHY="asked for with --profile"
   fi
@@ -691,7 +694,8 @@ if wants fast; then
       kill -INT "$perf_pid" 2>/dev/null || true
       wait "$perf_pid" || true
       {
-        awk -F, 'NR == 2 { printf "udpmsg %s Mbit/s under perf (%s bytes; sender %s, receiver %s CPU s/GB).\n\n", $6, $3, $10, $11 }' "$part"
+        awk -F, 'NR == 2 { printf "udpmsg %s Mbit/s under perf (%s bytes; sender %s, receiver %s", \
+          $6, $3, $10, $11; print " CPU s/GB).\n" }' "$part"
         "$ROOT/bench/profile_window.sh" sender "$WORK/sender.perf" 15 || true
         echo
         "$ROOT/bench/profile_window.sh" receiver "$WORK/receiver.perf" 15 || true

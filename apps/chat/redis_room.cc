@@ -306,7 +306,8 @@ return count
 // above what this server has seen, so numbers never repeat. Returns
 // {1 if the line counter was behind, 1 if this server was not registered,
 // its tombstones but 'r' (others took it for dead: see Tombstones), the
-// size of its roster (who:me)}; the first server to see the loss tells the room (ARGV[8], a SYSTEM line).
+// size of its roster (who:me)}; the first server to see the loss tells the
+// room (ARGV[8], a SYSTEM line).
 constexpr char kHeal[] = R"lua(
 local behind = 0
 if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[6]) then

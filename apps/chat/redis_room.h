@@ -66,8 +66,9 @@
 // Limits: RoomLimits count this server's members (max_members, per address,
 // announce_limit); max_log_bytes bounds lines read from the stream that a
 // shard has not fanned out yet (beyond it Say and friends answer kBusy and
-// the reader stops reading, its heartbeat going on). member_count, NickOf and Members are this server's;
-// Who is the room's (this server's members only while Redis is lost).
+// the reader stops reading, its heartbeat going on). member_count, NickOf
+// and Members are this server's; Who is the room's (this server's members
+// only while Redis is lost).
 // Probing a nick's holder (kProbe) works when the holder is on this server;
 // elsewhere a nick is taken over only with its resume token.
 //
