@@ -167,6 +167,13 @@ MemberId AliceComesBack(const Server& server, const std::string& token, MemberId
   return j.result == Room::Result::kOk ? j.id : 0;
 }
 
+// Matches NICK's leave line with reason WHY ("server lost": a reaper's).
+std::function<bool(const Line&)> Left(const std::string& nick, const std::string& why) {
+  return [nick, why](const Line& l) {
+    return l.kind() == Line::LEAVE && l.from() == nick && l.text() == why;
+  };
+}
+
 // A server without a reader that stays alive for a test's length: it never
 // reaps, and nobody reaps it.
 void AliveWithoutHeartbeat(RedisRoomOptions* o) {
@@ -427,9 +434,7 @@ TEST(RedisRoomTest, ASilentServersMembersLeaveAndFreeTheirNicks) {
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_EQ(b->room->Who().count, 2u);
   EXPECT_EQ(b->room->Join(0, absl::Now(), "ghost", "10.0.0.9").result, Room::Result::kNickTaken);
-  ASSERT_TRUE(b->WaitLine([](const Line& l) {
-    return l.kind() == Line::LEAVE && l.from() == "Ghost" && l.text() == "server lost";
-  }));
+  ASSERT_TRUE(b->WaitLine(Left("Ghost", "server lost")));
   EXPECT_EQ(b->room->Who().count, 1u);
   EXPECT_EQ(b->room->Join(0, absl::Now(), "ghost", "10.0.0.9").result, Room::Result::kOk);
   // Reaped once, by one server.
@@ -568,13 +573,8 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
   const MemberId carol = s->Join("carol");
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(b, nullptr);
-  auto left = [](const std::string& nick, const std::string& why) {
-    return [nick, why](const Line& l) {
-      return l.kind() == Line::LEAVE && l.from() == nick && l.text() == why;
-    };
-  };
-  ASSERT_TRUE(b->WaitLine(left("alice", "server lost")));
-  ASSERT_TRUE(b->WaitLine(left("carol", "server lost")));
+  ASSERT_TRUE(b->WaitLine(Left("alice", "server lost")));
+  ASSERT_TRUE(b->WaitLine(Left("carol", "server lost")));
   EXPECT_EQ(b->room->Who().count, 0u);
 
   // alice's connection ended during the stall; s lets her go first thing.
@@ -586,7 +586,7 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
   })) << ::testing::PrintToString(StreamLines(*redis, "lobby"));
   EXPECT_THAT(b->room->Who().first, ElementsAre("carol"));
   s->room->Leave(s->shard, absl::Now(), carol, "quit");
-  ASSERT_TRUE(b->WaitLine(left("carol", "quit")));
+  ASSERT_TRUE(b->WaitLine(Left("carol", "quit")));
   EXPECT_THAT(StreamLines(*redis, "lobby"),
               ElementsAre("JOIN alice ", "JOIN carol ", "LEAVE alice server lost",
                           "LEAVE carol server lost", "SYSTEM  carol reconnected",
@@ -642,14 +642,19 @@ TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember
   b->room->Stop();
 }
 
-// A stalled server's member whose client came back through another server
-// with its resume token ("alice reconnected" there), and then quit there:
-// its nick is free again, but the member on the stalled server is done.
-// When that server resumes it closes the member without writing it back
-// (before, it took the nick again, then read the reconnected line and
-// closed the member, leaving its nick and roster entry behind: nobody
-// else could take "alice", and /who listed her).
-TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack) {
+// A stalled server's member whose client came back through another
+// server b with its resume token, and then quit there: its nick is free
+// again, but the member on the stalled server is done. When that server
+// resumes it must close the member without writing it back. Before the
+// reaper (b does not reap): a takeover, "alice reconnected" on b; before
+// the fix the stalled server took the nick again, then read that line and
+// closed the member, leaving its nick and roster entry behind (nobody else
+// could take "alice", and /who listed her). After the reaper (b reaps; the
+// client's own timeout was longer than the TTL and a heartbeat): the nick
+// was free, a plain join; before the fix the stalled server wrote the
+// member back ("alice reconnected"), a ghost holding the nick until its
+// connection timed out there.
+void TokenMovesOnWhileStalled(bool after_reaper, const std::vector<std::string>& lines) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
   auto s = Stalled(*redis, "s");
@@ -657,72 +662,46 @@ TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack
   const std::string token(kResumeTokenBytes, 'T');
   const Room::Joined j1 = s->room->Join(s->shard, absl::Now(), AliceJoin(token));
   ASSERT_EQ(j1.result, Room::Result::kOk);
-  auto b = Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat, /*read=*/false);
+  auto b = after_reaper ? Server::Start(*redis, "lobby", "b")
+                        : Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat,
+                                        /*read=*/false);
   ASSERT_NE(b, nullptr);
   LobbyKeys keys(*redis);
   ASSERT_TRUE(keys.ok());
   ASSERT_TRUE(keys.WaitTakenForDead("s"));
-  const MemberId back = AliceComesBack(*b, token, j1.id);
+  const std::string lent = "tok:" + RoomState::TokenHash(token);
+  if (after_reaper) {
+    ASSERT_TRUE(b->WaitLine(Left("alice", "server lost")));
+    EXPECT_TRUE(keys.Exists(lent));  // the reaper's
+  }
+  const MemberId back = AliceComesBack(*b, token, after_reaper ? 0 : j1.id);
   ASSERT_NE(back, 0u);
+  EXPECT_FALSE(keys.Exists(lent));
   b->room->Leave(b->shard, absl::Now(), back, "quit");
   ASSERT_FALSE(keys.Exists("nick:alice"));
 
   s->room->Start();
   ASSERT_TRUE(WaitFor([&] { return s->room->member_count() == 0; }));
-  // Its reader has read the lines too: the reconnected line is the last
-  // that could have closed it.
+  // Its reader has read the lines too: the last that could have closed it.
   ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
   EXPECT_TRUE(WaitFor([&] { return !keys.Exists("gone:s"); }));
   EXPECT_FALSE(keys.Exists("nick:alice"));
   EXPECT_FALSE(keys.Exists("who:s"));
   EXPECT_EQ(b->room->Who().count, 0u);
-  EXPECT_THAT(StreamLines(*redis, "lobby"),
-              ElementsAre("JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"));
+  EXPECT_EQ(StreamLines(*redis, "lobby"), lines);
   EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice", "10.0.0.7").result, Room::Result::kOk);
   s->room->Stop();
   b->room->Stop();
 }
 
-// The same, with the client back only after the reaper (its own timeout
-// longer than the stalled server's TTL and a heartbeat): the nick was free,
-// so its join is a plain one, and it quits there. The stalled server closes
-// its member when it resumes; before, it wrote it back ("alice
-// reconnected") and that ghost held the nick until its connection timed
-// out there.
-TEST(RedisRoomTest, AStalledServersMemberBackElsewhereAfterTheReaperIsClosedNotWrittenBack) {
-  std::unique_ptr<RedisServer> redis = StartRedis();
-  ASSERT_NE(redis, nullptr);
-  auto s = Stalled(*redis, "s");
-  ASSERT_NE(s, nullptr);
-  const std::string token(kResumeTokenBytes, 'T');
-  const Room::Joined j1 = s->room->Join(s->shard, absl::Now(), AliceJoin(token));
-  ASSERT_EQ(j1.result, Room::Result::kOk);
-  auto b = Server::Start(*redis, "lobby", "b");
-  ASSERT_NE(b, nullptr);
-  ASSERT_TRUE(b->WaitLine([](const Line& l) {
-    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
-  }));
-  LobbyKeys keys(*redis);
-  ASSERT_TRUE(keys.ok());
-  const std::string lent = "tok:" + RoomState::TokenHash(token);
-  EXPECT_TRUE(keys.Exists(lent));
-  const MemberId back = AliceComesBack(*b, token, 0);
-  ASSERT_NE(back, 0u);
-  EXPECT_FALSE(keys.Exists(lent));
-  b->room->Leave(b->shard, absl::Now(), back, "quit");
+TEST(RedisRoomTest, AStalledServersMemberWhoseTokenMovedOnIsClosedNotWrittenBack) {
+  TokenMovesOnWhileStalled(/*after_reaper=*/false,
+                           {"JOIN alice ", "SYSTEM  alice reconnected", "LEAVE alice quit"});
+}
 
-  s->room->Start();
-  ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "quit"; }));
-  EXPECT_TRUE(WaitFor([&] { return s->room->member_count() == 0; }));
-  EXPECT_TRUE(WaitFor([&] { return !keys.Exists("gone:s"); }));
-  EXPECT_FALSE(keys.Exists("nick:alice"));
-  EXPECT_EQ(b->room->Who().count, 0u);
-  EXPECT_THAT(StreamLines(*redis, "lobby"),
-              ElementsAre("JOIN alice ", "LEAVE alice server lost", "JOIN alice ",
-                          "LEAVE alice quit"));
-  EXPECT_EQ(b->room->Join(b->shard, absl::Now(), "alice", "10.0.0.7").result, Room::Result::kOk);
-  s->room->Stop();
-  b->room->Stop();
+TEST(RedisRoomTest, AStalledServersMemberBackElsewhereAfterTheReaperIsClosedNotWrittenBack) {
+  TokenMovesOnWhileStalled(/*after_reaper=*/true, {"JOIN alice ", "LEAVE alice server lost",
+                                                   "JOIN alice ", "LEAVE alice quit"});
 }
 
 // A stalled server's shards run before its reader once it resumes (they
@@ -737,9 +716,7 @@ TEST(RedisRoomTest, AStalledServerRefusesLinesUntilItsHeartbeatIsBack) {
   const MemberId alice = s->Join("alice");
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(b, nullptr);
-  ASSERT_TRUE(b->WaitLine([](const Line& l) {
-    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
-  }));
+  ASSERT_TRUE(b->WaitLine(Left("alice", "server lost")));
   EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "early"),
             Room::Result::kUnavailable);
   EXPECT_TRUE(s->WaitNotice("lines are refused until it is back"));
@@ -769,9 +746,7 @@ TEST(RedisRoomTest, AReapedMembersLinesAreRefusedByRedisItself) {
       redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
   ASSERT_TRUE(admin.ok()) << admin.status();
   ASSERT_TRUE((*admin)->Command({"DEL", "udpmsg:chat:{lobby}:alive:s"}).ok());
-  ASSERT_TRUE(b->WaitLine([](const Line& l) {
-    return l.kind() == Line::LEAVE && l.from() == "alice" && l.text() == "server lost";
-  }));
+  ASSERT_TRUE(b->WaitLine(Left("alice", "server lost")));
   EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "late"),
             Room::Result::kUnavailable);
   EXPECT_EQ(s->room->Private(s->shard, absl::Now(), alice, "alice", "late"),
