@@ -10,6 +10,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -30,10 +31,11 @@ namespace {
 // with its leave line ("server lost") and its tombstone; bury and unbury
 // keep and take a dead server's tombstones (below).
 constexpr char kPreamble[] = R"lua(
-local function append(k, f, t, o, ti, fi, rs, ri)
+local function append(k, f, t, o, ti, fi, rs, ri, ts, fs)
   local n = redis.call('INCR', KEYS[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], '*', 'n', n, 'k', k, 'f', f, 't', t,
-             'o', o, 'ti', ti, 'fi', fi, 'ms', ARGV[2], 'rs', rs, 'ri', ri)
+             'o', o, 'ti', ti, 'fi', fi, 'ms', ARGV[2], 'rs', rs, 'ri', ri,
+             'ts', ts or '', 'fs', fs or '')
   return n
 end
 local function holder(key)
@@ -254,7 +256,7 @@ constexpr char kPrivate[] = R"lua(
 if redis.call('ZSCORE', KEYS[4], ARGV[6]) ~= ARGV[8] then return 'gone' end
 local s, id, h, nick = holder(KEYS[3])
 if not s then return 'nosuch' end
-append(2, ARGV[6], ARGV[7], nick, id, ARGV[8], '', '0')
+append(2, ARGV[6], ARGV[7], nick, id, ARGV[8], '', '0', s, ARGV[3])
 return 'ok'
 )lua";
 
@@ -303,7 +305,9 @@ return count
 // Every heartbeat. KEYS[3] ids, [4] servers. ARGV[6] the last line number
 // this server read, [7] its highest member number. A Redis that lost its
 // data (restarted without persistence, flushed) gets its counters back
-// above what this server has seen, so numbers never repeat. Returns
+// above what this server has seen (line numbers never repeat; member
+// numbers do not within a server, and private lines name their members'
+// servers, see ToEntry). Returns
 // {1 if the line counter was behind, 1 if this server was not registered,
 // its tombstones but 'r' (others took it for dead: see Tombstones), the
 // size of its roster (who:me)}; the first server to see the loss tells the
@@ -435,7 +439,16 @@ uint64_t FieldNumber(const redis::Reply& fields, const char* name) {
 
 // A stream entry [id, [field, value, ...]] as a room entry (index = its
 // line number), or false if it is not one of ours.
-bool ToEntry(const redis::Reply& e, RoomEntry* out, std::string* id) {
+// A member nobody has: a private line none of this server's members gets.
+constexpr MemberId kNobody = std::numeric_limits<MemberId>::max();
+
+// A stream entry as a RoomEntry for server `me`. A private line names its
+// target's and its sender's servers (ts, fs) beside their numbers: a member
+// number is unique within its server only once Redis has lost its data
+// (two servers may hand out one number before they heal the counter), so
+// it reaches the member of that number here only if that member is the one
+// on this server. (Lines without the fields, from before them: by number.)
+bool ToEntry(const redis::Reply& e, const std::string& me, RoomEntry* out, std::string* id) {
   if (e.type != redis::Reply::Type::kArray || e.elements.size() != 2) return false;
   const redis::Reply& f = e.elements[1];
   Line line;
@@ -456,6 +469,13 @@ bool ToEntry(const redis::Reply& e, RoomEntry* out, std::string* id) {
   out->bytes = std::make_shared<const std::string>(m.SerializeAsString());
   out->to = FieldNumber(f, "ti");
   out->from = FieldNumber(f, "fi");
+  if (out->to != 0) {
+    const std::string& ts = Field(f, "ts");
+    const std::string& fs = Field(f, "fs");
+    if (!fs.empty() && fs != me) out->from = 0;
+    // The sender's copy only, or nobody's.
+    if (!ts.empty() && ts != me) out->to = out->from != 0 ? out->from : kNobody;
+  }
   *id = e.elements[0].str;
   return true;
 }
@@ -518,7 +538,7 @@ absl::StatusOr<std::shared_ptr<RedisRoom>> RedisRoom::Create(const RedisRoomOpti
   if (!tail->elements.empty()) {
     RoomEntry e;
     std::string id;
-    if (ToEntry(tail->elements[0], &e, &id)) {
+    if (ToEntry(tail->elements[0], o.server_id, &e, &id)) {
       room->last_id_ = id;
       room->last_n_ = e.index;
       room->last_index_.store(e.index);
@@ -810,7 +830,7 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
     for (auto it = hist.rbegin(); it != hist.rend(); ++it) {
       RoomEntry e;
       std::string id;
-      if (ToEntry(*it, &e, &id)) {
+      if (ToEntry(*it, options_.server_id, &e, &id)) {
         e.index = static_cast<uint64_t>(static_cast<int64_t>(e.index) + offset_);
         j.history.push_back(std::move(e));
       }
@@ -1045,13 +1065,14 @@ void RedisRoom::ReaderLoop() {
   }
 }
 
-bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
+bool RedisRoom::Reclaim(absl::Time now, bool leaves_too, bool only_missing) {
   // No shard's call runs until the members are written back: a leave in
   // between (taking its tombstone, then this writing its nick back) would
   // leave a nick and a roster entry behind for a member that is gone. The
   // shards wait for their calls in flight and this pipeline (rare: once
-  // per stall or loss of Redis). Every Cmd's mutex, in slot order: the
-  // only place that holds more than one.
+  // per stall or loss of Redis, or a heartbeat that found its roster short;
+  // that one writes back only the members missing from it). Every Cmd's
+  // mutex, in slot order: the only place that holds more than one.
   std::vector<std::unique_lock<std::mutex>> shards;
   for (const std::unique_ptr<Cmd>& c : cmds_) shards.emplace_back(c->mu);
   // Members and leaves as this server knows them.
@@ -1062,17 +1083,35 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too) {
     members.assign(state_.members().begin(), state_.members().end());
     if (leaves_too) leaves = pending_leaves_;
   }
-  std::vector<std::vector<std::string>> calls;
   // The tombstones kSweep keeps: the members' (their calls here take them,
   // so one there by the sweep is a reaper's since) and, without leaves_too,
   // those of leaves not written yet (the next Reclaim with leaves_too
   // writes them).
   std::vector<std::string> keep;
+  for (const auto& member : members) keep.push_back(absl::StrCat(member.first));
+  if (only_missing) {
+    absl::StatusOr<redis::Reply> roster =
+        reader_->Command({"ZRANGE", Key("who:" + options_.server_id), "0", "-1", "WITHSCORES"});
+    if (!roster.ok() || roster->is_error()) {
+      shards.clear();
+      MarkLost(roster.ok() ? absl::UnavailableError(roster->str) : roster.status());
+      reader_.reset();
+      return false;
+    }
+    absl::flat_hash_set<MemberId> present;
+    for (size_t i = 1; i < roster->elements.size(); i += 2) {
+      MemberId id = 0;
+      if (absl::SimpleAtoi(roster->elements[i].str, &id)) present.insert(id);
+    }
+    members.erase(std::remove_if(members.begin(), members.end(),
+                                 [&](const auto& m) { return present.contains(m.first); }),
+                  members.end());
+  }
+  std::vector<std::vector<std::string>> calls;
   for (const auto& [id, m] : members) {
     calls.push_back(Eval(kReclaim, now,
                          {Key("nick:" + NickKey(m.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(id), StoredHash(m.token_hash), m.nick}));
-    keep.push_back(absl::StrCat(id));
   }
   for (const PendingLeave& l : leaves) {
     calls.push_back(Eval(kLeave, now,
@@ -1194,7 +1233,8 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     const bool unregistered = heal.elements[1].integer == 1 && has_members;
     const bool buried = heal.elements[2].integer > 0;
     const bool short_roster = heal.elements[3].integer < static_cast<int64_t>(members);
-    if ((unregistered || buried || short_roster) && !Reclaim(now, /*leaves_too=*/false)) {
+    if ((unregistered || buried || short_roster) &&
+        !Reclaim(now, /*leaves_too=*/false, /*only_missing=*/!unregistered && !buried)) {
       return false;
     }
   }
@@ -1227,7 +1267,7 @@ void RedisRoom::Deliver(const redis::Reply& entries) {
     for (const redis::Reply& raw : entries.elements) {
       RoomEntry e;
       std::string id;
-      if (!ToEntry(raw, &e, &id)) {
+      if (!ToEntry(raw, options_.server_id, &e, &id)) {
         if (raw.elements.size() == 2) last_id_ = raw.elements[0].str;
         continue;
       }

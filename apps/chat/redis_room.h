@@ -216,8 +216,10 @@ class RedisRoom final : public RoomWithState {
   bool Recover();
   // Writes this server's members back into the roster (nick keys, its
   // who set) and, with `leaves_too`, the leaves that waited; closes members
-  // whose nick someone else took meanwhile. False if Redis failed.
-  bool Reclaim(absl::Time now, bool leaves_too);
+  // whose nick someone else took meanwhile. `only_missing`: only the
+  // members the roster lacks (a heartbeat that found it short). False if
+  // Redis failed.
+  bool Reclaim(absl::Time now, bool leaves_too, bool only_missing = false);
   bool Heartbeat(absl::Time now);
   void Deliver(const redis::Reply& entries);
   // Cleans what the members ReplacedLocked closed may have left in Redis
@@ -270,7 +272,8 @@ class RedisRoom final : public RoomWithState {
   int64_t offset_ = 0;
   // The highest member number this server gave out (under mu_): the member
   // counter is kept above it (kJoin, kHeal), so a Redis that lost its data
-  // never hands a number out twice.
+  // never hands one of this server's numbers out again here (another server
+  // may, before it heals the counter: private lines name their servers).
   MemberId highest_id_ = 0;
 
   // The reader's (its thread only, after Start).

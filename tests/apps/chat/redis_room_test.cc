@@ -330,9 +330,13 @@ TEST(RedisRoomTest, PrivateLinesReachTheTargetOnAnotherServer) {
     EXPECT_EQ(p.line.text(), "psst");
     EXPECT_EQ(p.line.from(), "alice");
     EXPECT_EQ(p.line.to(), "bob");
-    EXPECT_EQ(p.entry.to, bob);  // only bob's server has bob: only bob sees it
-    EXPECT_EQ(p.entry.from, alice);
   }
+  // Each server's entry names only its own members: on b bob gets it, on a
+  // alice gets her copy (to and from both her: once).
+  EXPECT_EQ(b->seen.back().entry.to, bob);
+  EXPECT_EQ(b->seen.back().entry.from, 0u);
+  EXPECT_EQ(a->seen.back().entry.to, alice);
+  EXPECT_EQ(a->seen.back().entry.from, alice);
 }
 
 TEST(RedisRoomTest, ALateJoinerGetsTheLastPublicLinesOnly) {
@@ -1033,6 +1037,48 @@ TEST(RedisRoomTest, AJoinAfterRedisLostItsDataLeavesNoMemberMuted) {
   ASSERT_TRUE(a->WaitLine([](const Line& l) { return l.text() == "hi"; }));
   EXPECT_THAT(a->Says(), ElementsAre("alice: back", "carol: hi"));
   a->room->Stop();
+}
+
+// After Redis lost its data, two servers can hand out one member number
+// before they heal the counter (each only keeps it above its own). A
+// private line to bob (b's member 1) must not reach alice (a's member 1),
+// nor its sender's copy a member of that number on another server.
+TEST(RedisRoomTest, APrivateLineReachesTheMemberOfItsServerOnly) {
+  std::unique_ptr<RedisServer> redis = StartRedis();
+  ASSERT_NE(redis, nullptr);
+  auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat);
+  auto b = Server::Start(*redis, "lobby", "b", AliveWithoutHeartbeat);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  const MemberId alice = a->Join("alice");
+  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
+      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
+  ASSERT_TRUE(admin.ok()) << admin.status();
+  ASSERT_TRUE((*admin)->Command({"FLUSHALL"}).ok());
+  const MemberId bob = b->Join("bob");
+  const MemberId carol = b->Join("carol");
+  ASSERT_EQ(bob, alice);  // the collision this test is about
+  ASSERT_EQ(b->room->Private(b->shard, absl::Now(), carol, "bob", "for bob"),
+            Room::Result::kOk);
+  ASSERT_EQ(b->room->Say(b->shard, absl::Now(), carol, false, "after"), Room::Result::kOk);
+  for (Server* s : {a.get(), b.get()}) {
+    ASSERT_TRUE(s->WaitLine([](const Line& l) { return l.text() == "after"; }));
+  }
+  for (const Seen& seen : a->seen) {
+    if (seen.line.kind() != Line::PRIVATE) continue;
+    EXPECT_NE(seen.entry.to, alice);
+    EXPECT_NE(seen.entry.from, alice);
+  }
+  bool delivered = false;
+  for (const Seen& seen : b->seen) {
+    if (seen.line.kind() != Line::PRIVATE) continue;
+    delivered = true;
+    EXPECT_EQ(seen.entry.to, bob);
+    EXPECT_EQ(seen.entry.from, carol);
+  }
+  EXPECT_TRUE(delivered);
+  a->room->Stop();
+  b->room->Stop();
 }
 
 // The ServerCore's side: a member whose line the room cannot take is told.
