@@ -10,7 +10,6 @@
 #include <random>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -437,12 +436,12 @@ uint64_t FieldNumber(const redis::Reply& fields, const char* name) {
   return absl::SimpleAtoi(Field(fields, name), &v) ? v : 0;
 }
 
-// A stream entry [id, [field, value, ...]] as a room entry (index = its
-// line number), or false if it is not one of ours.
 // A member nobody has: a private line none of this server's members gets.
 constexpr MemberId kNobody = std::numeric_limits<MemberId>::max();
 
-// A stream entry as a RoomEntry for server `me`. A private line names its
+// A stream entry [id, [field, value, ...]] as a room entry for server `me`
+// (index = its line number), or false if it is not one of ours. A private
+// line names its
 // target's and its sender's servers (ts, fs) beside their numbers: a member
 // number is unique within its server only once Redis has lost its data
 // (two servers may hand out one number before they heal the counter), so
@@ -1098,13 +1097,20 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too, bool only_missing) {
       reader_.reset();
       return false;
     }
-    absl::flat_hash_set<MemberId> present;
-    for (size_t i = 1; i < roster->elements.size(); i += 2) {
+    // Present: its number under its nick (a roster from an older copy of
+    // Redis's data may hold the number under a nick since renamed).
+    absl::flat_hash_map<MemberId, std::string> present;
+    for (size_t i = 0; i + 1 < roster->elements.size(); i += 2) {
       MemberId id = 0;
-      if (absl::SimpleAtoi(roster->elements[i].str, &id)) present.insert(id);
+      if (absl::SimpleAtoi(roster->elements[i + 1].str, &id)) {
+        present[id] = roster->elements[i].str;
+      }
     }
     members.erase(std::remove_if(members.begin(), members.end(),
-                                 [&](const auto& m) { return present.contains(m.first); }),
+                                 [&](const auto& m) {
+                                   auto it = present.find(m.first);
+                                   return it != present.end() && it->second == m.second.nick;
+                                 }),
                   members.end());
   }
   std::vector<std::vector<std::string>> calls;
