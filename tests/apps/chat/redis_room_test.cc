@@ -68,7 +68,7 @@ class Server {
     o.room = room;
     o.server_id = id;
     o.heartbeat = absl::Milliseconds(100);
-    o.alive_ttl = absl::Milliseconds(500);
+    o.alive_ttl = absl::Seconds(1);
     o.max_backoff = absl::Milliseconds(200);
     o.log = [id](std::string line) { std::fprintf(stderr, "[%s] %s\n", id.c_str(), line.c_str()); };
     if (tweak) tweak(&o);
@@ -182,7 +182,7 @@ void AliveWithoutHeartbeat(RedisRoomOptions* o) {
 }
 
 // Server `id` of "lobby" stalled from the start: it does not read (no
-// heartbeat), so its alive key expires 500 ms after Create; Start resumes it.
+// heartbeat), so its alive key expires 1 s after Create; Start resumes it.
 std::unique_ptr<Server> Stalled(const RedisServer& redis, const std::string& id) {
   return Server::Start(redis, "lobby", id, {}, /*read=*/false);
 }
@@ -568,9 +568,9 @@ TEST(RedisRoomTest, ANickOfADeadServerNotYetReapedIsTakenOverCleanly) {
 TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  // s does not read (no heartbeat): the stall. Its alive key expires 500 ms
-  // after Create (and, once it resumes, 500 ms after its last heartbeat, as
-  // b's: 5 heartbeats of slack against b reaping it again).
+  // s does not read (no heartbeat): the stall. Its alive key expires 1 s
+  // after Create (and, once it resumes, 1 s after its last heartbeat, as
+  // b's: 10 heartbeats of slack against b reaping it again).
   auto s = Stalled(*redis, "s");
   ASSERT_NE(s, nullptr);
   const MemberId alice = s->Join("alice");
@@ -611,7 +611,7 @@ TEST(RedisRoomTest, AStalledServersMembersAreReapedOnceAndComeBackWhenItResumes)
 TEST(RedisRoomTest, AStalledServerWhoseNickWasTakenBeforeAReaperClosesThatMember) {
   std::unique_ptr<RedisServer> redis = StartRedis();
   ASSERT_NE(redis, nullptr);
-  // Its alive key expires 500 ms after Create, and once it resumes, 500 ms
+  // Its alive key expires 1 s after Create, and once it resumes, 1 s
   // after its last heartbeat.
   auto s = Stalled(*redis, "s");
   ASSERT_NE(s, nullptr);
