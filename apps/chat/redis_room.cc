@@ -393,6 +393,12 @@ bool RefusesWrites(const std::string& error) {
   return false;
 }
 
+// A member's call that did not go through: Redis lost, an error reply, or
+// 'gone' (the member is off the roster: kSay, kPrivate, kRename).
+bool Unanswered(const absl::StatusOr<redis::Reply>& r) {
+  return !r.ok() || r->is_error() || r->str == "gone";
+}
+
 // A pipeline's replies, or its failure: an error reply (a Redis loading its
 // data, out of memory, read-only) wrote nothing, so it fails the pipeline as
 // a lost connection does.
@@ -441,12 +447,12 @@ constexpr MemberId kNobody = std::numeric_limits<MemberId>::max();
 
 // A stream entry [id, [field, value, ...]] as a room entry for server `me`
 // (index = its line number), or false if it is not one of ours. A private
-// line names its
-// target's and its sender's servers (ts, fs) beside their numbers: a member
-// number is unique within its server only once Redis has lost its data
-// (two servers may hand out one number before they heal the counter), so
-// it reaches the member of that number here only if that member is the one
-// on this server. (Lines without the fields, from before them: by number.)
+// line names its target's and its sender's servers (ts, fs) beside their
+// numbers: a member number is unique within its server only once Redis has
+// lost its data (two servers may hand out one number before they heal the
+// counter), so it reaches the member of that number here only if that
+// member is the one on this server. (Lines without the fields, from before
+// them: by number.)
 bool ToEntry(const redis::Reply& e, const std::string& me, RoomEntry* out, std::string* id) {
   if (e.type != redis::Reply::Type::kArray || e.elements.size() != 2) return false;
   const redis::Reply& f = e.elements[1];
@@ -749,9 +755,7 @@ bool RedisRoom::ForgetReplaced(absl::Time now) {
       std::lock_guard<std::mutex> lock(mu_);
       forget_.insert(forget_.end(), forget.begin(), forget.end());
     }
-    MarkLost(r.status());
-    reader_.reset();
-    return false;
+    return ReaderLost(r.status());
   }
   return true;
 }
@@ -849,6 +853,11 @@ Room::Joined RedisRoom::Join(int shard, absl::Time now, const JoinRequest& reque
   return j;
 }
 
+std::vector<std::string> RedisRoom::LeaveCall(absl::Time now, const PendingLeave& l) const {
+  return Eval(kLeave, now, {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
+              {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0", l.token_hash});
+}
+
 uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::string& why) {
   Cmd& cmd = CmdFor(shard);
   std::lock_guard<std::mutex> cmd_lock(cmd.mu);
@@ -868,10 +877,7 @@ uint64_t RedisRoom::Leave(int shard, absl::Time now, MemberId id, const std::str
       return left;
     }
   }
-  absl::StatusOr<redis::Reply> r = Call(
-      cmd, Eval(kLeave, now, {Key("nick:" + NickKey(leave.nick)), Key("who:" + options_.server_id)},
-                {absl::StrCat(leave.id), leave.nick, leave.why, leave.announce ? "1" : "0",
-                 leave.token_hash}));
+  absl::StatusOr<redis::Reply> r = Call(cmd, LeaveCall(now, leave));
   // (A refused write comes back not ok: it waits. Any other error reply
   // would fail the same way again: logged by Call, not queued.)
   if (!r.ok()) {
@@ -901,7 +907,7 @@ Room::Result RedisRoom::Rename(int shard, absl::Time now, MemberId id, const std
                      {Key("nick:" + NickKey(nick)), Key("nick:" + NickKey(old)),
                       Key("who:" + options_.server_id)},
                      {absl::StrCat(id), old, nick, hash}));
-  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
+  if (Unanswered(r)) return Result::kUnavailable;
   if (r->str == "taken") return Result::kNickTaken;
   std::lock_guard<std::mutex> lock(mu_);
   state_.Rename(id, nick);
@@ -926,7 +932,7 @@ Room::Result RedisRoom::Say(int shard, absl::Time now, MemberId id, bool me,
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kSay, now, {Key("who:" + options_.server_id)},
                      {absl::StrCat(me ? Line::ME : Line::SAY), nick, text, absl::StrCat(id)}));
-  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
+  if (Unanswered(r)) return Result::kUnavailable;
   return Result::kOk;
 }
 
@@ -940,7 +946,7 @@ Room::Result RedisRoom::Private(int shard, absl::Time now, MemberId id, const st
   absl::StatusOr<redis::Reply> r =
       Call(cmd, Eval(kPrivate, now, {Key("nick:" + NickKey(to)), Key("who:" + options_.server_id)},
                      {nick, text, absl::StrCat(id)}));
-  if (!r.ok() || r->is_error() || r->str == "gone") return Result::kUnavailable;
+  if (Unanswered(r)) return Result::kUnavailable;
   if (r->str == "nosuch") return Result::kNoSuchNick;
   return Result::kOk;
 }
@@ -1052,8 +1058,7 @@ void RedisRoom::ReaderLoop() {
     absl::StatusOr<redis::Reply> r = reader_->Command(
         {"XREAD", "COUNT", "512", "BLOCK", Ms(poll), "STREAMS", Key("log"), last_id_});
     if (!r.ok()) {
-      MarkLost(r.status());
-      reader_.reset();
+      ReaderLost(r.status());
       continue;
     }
     if (r->type == redis::Reply::Type::kArray && !r->elements.empty()) {
@@ -1093,9 +1098,7 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too, bool only_missing) {
         reader_->Command({"ZRANGE", Key("who:" + options_.server_id), "0", "-1", "WITHSCORES"});
     if (!roster.ok() || roster->is_error()) {
       shards.clear();
-      MarkLost(roster.ok() ? absl::UnavailableError(roster->str) : roster.status());
-      reader_.reset();
-      return false;
+      return ReaderLost(roster.ok() ? absl::UnavailableError(roster->str) : roster.status());
     }
     // Present: its number under its nick (a roster from an older copy of
     // Redis's data may hold the number under a nick since renamed).
@@ -1119,12 +1122,7 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too, bool only_missing) {
                          {Key("nick:" + NickKey(m.nick)), Key("who:" + options_.server_id)},
                          {absl::StrCat(id), StoredHash(m.token_hash), m.nick}));
   }
-  for (const PendingLeave& l : leaves) {
-    calls.push_back(Eval(kLeave, now,
-                         {Key("nick:" + NickKey(l.nick)), Key("who:" + options_.server_id)},
-                         {absl::StrCat(l.id), l.nick, l.why, l.announce ? "1" : "0",
-                          l.token_hash}));
-  }
+  for (const PendingLeave& l : leaves) calls.push_back(LeaveCall(now, l));
   if (!leaves_too) {
     std::lock_guard<std::mutex> lock(mu_);
     for (const PendingLeave& l : pending_leaves_) keep.push_back(absl::StrCat(l.id));
@@ -1133,9 +1131,7 @@ bool RedisRoom::Reclaim(absl::Time now, bool leaves_too, bool only_missing) {
   absl::StatusOr<std::vector<redis::Reply>> r = WithoutErrorReplies(reader_->Pipeline(calls));
   if (!r.ok()) {
     shards.clear();
-    MarkLost(r.status());
-    reader_.reset();
-    return false;
+    return ReaderLost(r.status());
   }
   std::vector<const std::function<void()>*> wakes;
   size_t taken = 0;
@@ -1182,6 +1178,12 @@ bool RedisRoom::Recover() {
   return true;
 }
 
+bool RedisRoom::ReaderLost(const absl::Status& why) {
+  MarkLost(why);
+  reader_.reset();
+  return false;
+}
+
 int64_t RedisRoom::SteadyNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -1215,9 +1217,7 @@ bool RedisRoom::Heartbeat(absl::Time now) {
              "may be missing"}),
        {"SMEMBERS", Key("servers")}}));
   if (!r.ok() || r->size() != 3) {
-    MarkLost(r.ok() ? absl::UnavailableError("short reply") : r.status());
-    reader_.reset();
-    return false;
+    return ReaderLost(r.ok() ? absl::UnavailableError("short reply") : r.status());
   }
   const redis::Reply& heal = (*r)[1];
   if (heal.elements.size() == 4) {
@@ -1253,9 +1253,7 @@ bool RedisRoom::Heartbeat(absl::Time now) {
     absl::StatusOr<redis::Reply> reaped = reader_->Command(
         Eval(kReap, now, {Key("servers")}, {s.str, absl::StrCat(options_.limits.announce_limit)}));
     if (!reaped.ok()) {
-      MarkLost(reaped.status());
-      reader_.reset();
-      return false;
+      return ReaderLost(reaped.status());
     }
     if (reaped->type == redis::Reply::Type::kInteger && reaped->integer >= 0) {
       Log(absl::StrCat("server ", s.str, " stopped answering: ",

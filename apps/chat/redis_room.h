@@ -180,6 +180,8 @@ class RedisRoom final : public RoomWithState {
 
   explicit RedisRoom(const RedisRoomOptions& options);
   std::string Key(const std::string& name) const { return prefix_ + name; }
+  // kLeave's EVAL for leave `l` (Leave, and Reclaim's leaves that waited).
+  std::vector<std::string> LeaveCall(absl::Time now, const PendingLeave& l) const;
   // EVAL of one of the scripts with the common keys and arguments first.
   std::vector<std::string> Eval(const char* script, absl::Time now,
                                 const std::vector<std::string>& keys,
@@ -205,6 +207,9 @@ class RedisRoom final : public RoomWithState {
   // the shards' calls are refused and their members told. `stalled`: not
   // Redis but this server's heartbeat was lost (see alive_until_ns_).
   void MarkLost(const absl::Status& why, bool stalled = false);
+  // A call of the reader's failed: MarkLost, and the reader reconnects.
+  // Returns false, for the caller to return.
+  bool ReaderLost(const absl::Status& why);
   // The steady clock, in nanoseconds (alive_until_ns_'s unit).
   static int64_t SteadyNanos();
   // A heartbeat sent at `sent_ns` (SteadyNanos) was answered: the alive key
