@@ -187,7 +187,8 @@ std::unique_ptr<Server> Stalled(const RedisServer& redis, const std::string& id)
   return Server::Start(redis, "lobby", id, {}, /*read=*/false);
 }
 
-// The room "lobby"'s keys, read straight from Redis.
+// The room "lobby"'s keys, read straight from Redis, and commands an
+// administrator would run against that Redis.
 class LobbyKeys {
  public:
   explicit LobbyKeys(const RedisServer& redis) {
@@ -197,6 +198,13 @@ class LobbyKeys {
     if (c.ok()) conn_ = *std::move(c);
   }
   bool ok() const { return conn_ != nullptr; }
+  // Runs one command (an administrator's: FLUSHALL, CONFIG SET, DEL); true
+  // if Redis answered without an error.
+  bool Run(const std::vector<std::string>& argv) {
+    absl::StatusOr<redis::Reply> r = conn_->Command(argv);
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() && !r->is_error();
+  }
   bool Exists(const std::string& key) {
     absl::StatusOr<redis::Reply> r = conn_->Command({"EXISTS", "udpmsg:chat:{lobby}:" + key});
     EXPECT_TRUE(r.ok()) << r.status();
@@ -746,10 +754,9 @@ TEST(RedisRoomTest, AReapedMembersLinesAreRefusedByRedisItself) {
   const MemberId alice = s->Join("alice");
   auto b = Server::Start(*redis, "lobby", "b");
   ASSERT_NE(b, nullptr);
-  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->Command({"DEL", "udpmsg:chat:{lobby}:alive:s"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"DEL", "udpmsg:chat:{lobby}:alive:s"}));
   ASSERT_TRUE(b->WaitLine(Left("alice", "server lost")));
   EXPECT_EQ(s->room->Say(s->shard, absl::Now(), alice, false, "late"),
             Room::Result::kUnavailable);
@@ -771,13 +778,12 @@ TEST(RedisRoomTest, ALeaveRedisRefusesIsWrittenOnceItTakesWritesAgain) {
   ASSERT_NE(a, nullptr);
   a->Join("alice");
   const MemberId bob = a->Join("bob");
-  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "1"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"CONFIG", "SET", "min-replicas-to-write", "1"}));
   a->room->Leave(a->shard, absl::Now(), bob, "quit");
   EXPECT_TRUE(a->WaitNotice("lines are refused until it is back"));
-  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "0"}).ok());
+  ASSERT_TRUE(admin.Run({"CONFIG", "SET", "min-replicas-to-write", "0"}));
   a->room->Start();
   ASSERT_TRUE(a->WaitNotice("lines flow again"));
   EXPECT_THAT(StreamLines(*redis, "lobby"),
@@ -794,13 +800,12 @@ TEST(RedisRoomTest, AHeartbeatRedisRefusesCountsAsLost) {
   auto a = Server::Start(*redis, "lobby", "a");
   ASSERT_NE(a, nullptr);
   const MemberId alice = a->Join("alice");
-  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "1"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"CONFIG", "SET", "min-replicas-to-write", "1"}));
   EXPECT_TRUE(a->WaitNotice("lines are refused until it is back"));
   EXPECT_FALSE(a->room->available());
-  ASSERT_TRUE((*admin)->Command({"CONFIG", "SET", "min-replicas-to-write", "0"}).ok());
+  ASSERT_TRUE(admin.Run({"CONFIG", "SET", "min-replicas-to-write", "0"}));
   ASSERT_TRUE(a->WaitNotice("lines flow again"));
   EXPECT_EQ(a->room->Say(a->shard, absl::Now(), alice, false, "hi"), Room::Result::kOk);
   EXPECT_THAT(StreamLines(*redis, "lobby"), ElementsAre("JOIN alice ", "SAY alice hi"));
@@ -987,10 +992,9 @@ TEST(RedisRoomTest, ARedisThatLostItsDataIsHealedAndAnnounced) {
   ASSERT_EQ(a->room->Say(0, absl::Now(), alice, false, "before"), Room::Result::kOk);
   ASSERT_TRUE(b->WaitLine([](const Line& l) { return l.text() == "before"; }));
   const uint64_t before = b->seen.back().line.seq();
-  absl::StatusOr<std::unique_ptr<redis::Connection>> c =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE((*c)->Command({"FLUSHALL"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"FLUSHALL"}));
   // One SYSTEM line in the room's order tells everyone, on every server.
   for (Server* s : {a.get(), b.get()}) {
     ASSERT_TRUE(s->WaitLine([](const Line& l) {
@@ -1022,10 +1026,9 @@ TEST(RedisRoomTest, AJoinAfterRedisLostItsDataLeavesNoMemberMuted) {
   auto a = Server::Start(*redis, "lobby", "a", AliveWithoutHeartbeat, /*read=*/false);
   ASSERT_NE(a, nullptr);
   const MemberId alice = a->Join("alice");
-  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->Command({"FLUSHALL"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"FLUSHALL"}));
   const MemberId carol = a->Join("carol");
   EXPECT_GT(carol, alice);
   EXPECT_EQ(a->room->Say(a->shard, absl::Now(), alice, false, "muted"),
@@ -1053,10 +1056,9 @@ TEST(RedisRoomTest, APrivateLineReachesTheMemberOfItsServerOnly) {
   ASSERT_NE(a, nullptr);
   ASSERT_NE(b, nullptr);
   const MemberId alice = a->Join("alice");
-  absl::StatusOr<std::unique_ptr<redis::Connection>> admin =
-      redis::Connection::Connect(redis->endpoint(), absl::Seconds(2));
-  ASSERT_TRUE(admin.ok()) << admin.status();
-  ASSERT_TRUE((*admin)->Command({"FLUSHALL"}).ok());
+  LobbyKeys admin(*redis);
+  ASSERT_TRUE(admin.ok());
+  ASSERT_TRUE(admin.Run({"FLUSHALL"}));
   const MemberId bob = b->Join("bob");
   const MemberId carol = b->Join("carol");
   ASSERT_EQ(bob, alice);  // the collision this test is about
