@@ -168,6 +168,15 @@ absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, const Rate& rate) c
   return now + std::min(absl::Nanoseconds(wait_ns), rate.max_wait);
 }
 
+Pacer::Burst Pacer::BurstAt(absl::Time now, const Rate& rate) const {
+  Refill(now, rate.bytes_per_period, rate.period_ns);
+  Burst b;
+  b.tokens_ = tokens_;
+  b.capacity_ = capacity_;
+  b.paced_ = rate.period_ns > 0 && rate.bytes_per_period > 0;
+  return b;
+}
+
 void Pacer::OnSent(absl::Time now, size_t bytes, const Rate& rate) {
   Refill(now, rate.bytes_per_period, rate.period_ns);
   // Sending ahead of schedule (probes) goes into debt, at most one bucket.

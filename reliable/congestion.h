@@ -24,6 +24,7 @@
 #ifndef UDPMSG_RELIABLE_CONGESTION_H_
 #define UDPMSG_RELIABLE_CONGESTION_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -188,6 +189,27 @@ class Pacer final {
   absl::Time NextSendTime(absl::Time now, size_t bytes, const Rate& rate) const;
   // Spends tokens for a packet sent at `now`.
   void OnSent(absl::Time now, size_t bytes, const Rate& rate);
+
+  // Packets leaving back to back at one instant, decided at once (a train,
+  // Connection::SendTrain): for each in turn what NextSendTime(now, bytes,
+  // rate) == now and then OnSent(now, bytes, rate) would decide, worked out
+  // on a copy of the bucket (BurstAt) without changing the pacer.
+  class Burst {
+   public:
+    // Whether a packet of `bytes` may leave now.
+    bool Allows(size_t bytes) const {
+      return !paced_ || tokens_ >= std::min(static_cast<double>(bytes), capacity_);
+    }
+    // A packet of `bytes` left.
+    void Spend(size_t bytes) { tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_); }
+
+   private:
+    friend class Pacer;
+    double tokens_ = 0;
+    double capacity_ = 0;
+    bool paced_ = false;
+  };
+  Burst BurstAt(absl::Time now, const Rate& rate) const;
 
   // Shorthands for the two above at Rate::OfWindow(window, smoothed_rtt) and
   // Rate::Fixed(bytes_per_second, max_wait), for callers that send one packet

@@ -1,6 +1,7 @@
 #include "reliable/congestion.h"
 
 #include <cstdint>
+#include <iterator>
 #include <memory>
 
 #include "absl/time/time.h"
@@ -327,6 +328,41 @@ TEST(PacerTest, BurstAllowanceFollowsTheDatagramSize) {
   // once (10800 bytes' worth would hold a 16384-byte datagram back).
   pacer.SetMaxDatagram(16384);
   EXPECT_EQ(pacer.NextSendTime(At(0), 16384, 1'000'000, absl::Milliseconds(10)), At(0));
+}
+
+// A burst decided at once (Pacer::BurstAt) says, packet by packet, what
+// NextSendTime and OnSent say for the same packets at the same instant:
+// paced and not, datagrams of several sizes, from a bucket drained, full,
+// and in debt, at rates whose burst allowance is the floor, the ceiling or
+// between.
+TEST(PacerTest, ABurstDecidedAtOnceMatchesPacketByPacket) {
+  const Pacer::Rate rates[] = {
+      Pacer::Rate::OfWindow(12'000, absl::Milliseconds(100)),
+      Pacer::Rate::OfWindow(2'000'000, absl::Milliseconds(1)),
+      Pacer::Rate::Fixed(5e8, absl::Milliseconds(1)),
+      Pacer::Rate::OfWindow(0, absl::Milliseconds(10)),  // no pacing information
+  };
+  const size_t sizes[] = {1200, 1472, 9000, 300};
+  for (size_t r = 0; r < std::size(rates); ++r) {
+    for (int debt = 0; debt < 3; ++debt) {
+      SCOPED_TRACE(testing::Message() << "rate " << r << " start " << debt);
+      Pacer pacer(1472);
+      // Drained and refilled a while (0), drained now (1), or in debt (2).
+      for (int i = 0; i < 400; ++i) pacer.OnSent(At(0), 1472, rates[r]);
+      const absl::Time now = debt == 0 ? At(3) : At(0);
+      if (debt == 2) pacer.OnSent(now, 20'000, rates[r]);
+      Pacer reference = pacer;
+      Pacer::Burst burst = pacer.BurstAt(now, rates[r]);
+      for (int i = 0; i < 300; ++i) {
+        const size_t bytes = sizes[i % std::size(sizes)];
+        const bool allows = reference.NextSendTime(now, bytes, rates[r]) == now;
+        ASSERT_EQ(burst.Allows(bytes), allows) << "packet " << i;
+        if (!allows) break;
+        burst.Spend(bytes);
+        reference.OnSent(now, bytes, rates[r]);
+      }
+    }
+  }
 }
 
 }  // namespace
