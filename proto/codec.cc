@@ -855,6 +855,24 @@ uint8_t* WriteEstablished(const Packet& p, uint8_t* pos) {
   return pos;
 }
 
+// An upper bound on what WriteEstablished writes for `p` plus the version
+// byte and the CRC, whatever its numbers: each varint field at its longest.
+size_t MostWritten(const Packet& p) {
+  constexpr size_t kVarintField = 1 + 10;
+  constexpr size_t kLengthHeader = 1 + 10;
+  size_t most = kFramingBytes + 1 + 8 + kVarintField;  // connection id, number
+  if (p.ack) {
+    most += kLengthHeader + 3 * kVarintField + 2 * kLengthHeader +
+            2 * 10 * (p.ack->ranges.size() - std::min<size_t>(p.ack->ranges.size(), 1));
+  }
+  for (const DataFragment& d : p.data) {
+    most += kLengthHeader + 7 * kVarintField + kLengthHeader + d.bytes().size();
+  }
+  if (p.ping) most += 2;
+  if (p.ack_frequency) most += kLengthHeader + 2 * kVarintField;
+  return most;
+}
+
 // Reads protobuf wire bytes. Every method returns false on anything the
 // fast parser leaves to protobuf (which then decides: it may accept what
 // this declines, never the other way round).
@@ -1137,6 +1155,10 @@ Codec::Codec(const Limits& limits)
 
 size_t Codec::MaxFragmentPayload() const { return max_fragment_payload_; }
 
+size_t Codec::HeaderSize(uint64_t connection_id, uint64_t packet_number) {
+  return kFramingBytes + Fixed64Field(connection_id) + VarintField(packet_number);
+}
+
 size_t Codec::DataFrameSize(const DataFragment& d) {
   return MessageField(DataHeaderSize(d) + BytesField(d.bytes().size()));
 }
@@ -1177,6 +1199,51 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
   return EncodeAppend(packet, headroom, tailroom, out);
 }
 
+absl::Status Codec::EncodeAppendSized(const Packet& packet, size_t size, size_t headroom,
+                                      size_t tailroom, std::string* out) const {
+#ifdef NDEBUG
+  if (!FastEncodable(packet) || packet.ack) return EncodeAppend(packet, headroom, tailroom, out);
+#else
+  if (absl::Status s = Validate(packet, limits_); !s.ok()) return s;
+  if (!FastEncodable(packet) || size != EncodedSize(packet)) {
+    return absl::InternalError(absl::StrCat("codec size mismatch: given ", size,
+                                            " bytes, computed ", EncodedSize(packet)));
+  }
+#endif
+  if (size > limits_.max_datagram) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "packet of ", size, " bytes over the datagram budget of ", limits_.max_datagram));
+  }
+  return WriteFast(packet, size, headroom, tailroom, out);
+}
+
+absl::Status Codec::WriteFast(const Packet& packet, size_t size, size_t headroom,
+                              size_t tailroom, std::string* out) {
+  const size_t at = out->size();
+  // Room for the most the packet's frames can take, whatever `size` says:
+  // a wrong size given to EncodeAppendSized is an error below, never a
+  // write past the buffer.
+  const size_t most = std::max(size, MostWritten(packet));
+  Reserve(out, at + headroom + most + tailroom);
+  out->resize(at + headroom + most);
+  auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
+  bytes[0] = kProtocolVersion;
+  uint8_t* pos = WriteEstablished(packet, bytes + 1);
+  // A probe's padding, or a data packet's that keeps a GSO train's
+  // datagrams one size (EncodedSize checked that the plan fits).
+  const size_t written = static_cast<size_t>(pos - bytes) + 4;
+  if (written < size) pos = WritePadding(PlanPadding(size - written), pos);
+  const size_t covered = static_cast<size_t>(pos - bytes);
+  if (covered + 4 != size) {
+    return absl::InternalError(
+        absl::StrCat("codec size mismatch: computed ", size, " bytes, wrote ", covered + 4));
+  }
+  const uint32_t crc = Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
+  StoreLittleEndian<4>(crc, pos);
+  out->resize(at + headroom + size);
+  return absl::OkStatus();
+}
+
 absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t tailroom,
                                  std::string* out) const {
   const size_t at = out->size();
@@ -1187,26 +1254,7 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
         absl::StrCat("packet of ", size, " bytes over the datagram budget of ",
                      limits_.max_datagram));
   }
-  if (FastEncodable(packet)) {
-    Reserve(out, at + headroom + size + tailroom);
-    out->resize(at + headroom + size);
-    auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
-    bytes[0] = kProtocolVersion;
-    uint8_t* pos = WriteEstablished(packet, bytes + 1);
-    // A probe's padding, or a data packet's that keeps a GSO train's
-    // datagrams one size (EncodedSize checked that the plan fits).
-    const size_t written = static_cast<size_t>(pos - bytes) + 4;
-    if (written < size) pos = WritePadding(PlanPadding(size - written), pos);
-    const size_t covered = static_cast<size_t>(pos - bytes);
-    if (covered + 4 != size) {
-      return absl::InternalError(
-          absl::StrCat("codec size mismatch: computed ", size, " bytes, wrote ", covered + 4));
-    }
-    const uint32_t crc =
-        Crc32c(absl::string_view(reinterpret_cast<const char*>(bytes), covered));
-    StoreLittleEndian<4>(crc, pos);
-    return absl::OkStatus();
-  }
+  if (FastEncodable(packet)) return WriteFast(packet, size, headroom, tailroom, out);
 
   alignas(std::max_align_t) char block[kArenaInitialBlock];
   Arena arena(block, sizeof(block));

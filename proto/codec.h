@@ -88,10 +88,22 @@ class Codec final {
   // old end by unspecified bytes; the caller cuts them off.
   absl::Status EncodeAppend(const Packet& packet, size_t headroom, size_t tailroom,
                             std::string* out) const;
+  // EncodeAppend of a packet whose EncodedSize the caller kept while filling
+  // it (`size`): a sender's established packet with data. It is not measured
+  // again, and its rules are checked only in builds with assertions (NDEBUG
+  // unset): it was built from checked parts (the send queue's fragments, at
+  // sizes the caller computed with DataFrameSize). A size that does not match
+  // what is written is still an error, as is any packet that is not
+  // FastEncodable or carries an ack (its ranges are checked here).
+  absl::Status EncodeAppendSized(const Packet& packet, size_t size, size_t headroom,
+                                 size_t tailroom, std::string* out) const;
 
   // The exact size Encode would produce (hello padding included), without
   // checking rules or the budget. Cheap enough to call while filling a packet.
   size_t EncodedSize(const Packet& packet) const;
+  // The EncodedSize of a packet with only these two numbers: where a
+  // sender's frames start counting.
+  static size_t HeaderSize(uint64_t connection_id, uint64_t packet_number);
   // What data frame `d` adds to an unpadded packet's EncodedSize: a sender
   // filling a packet keeps a running size instead of re-measuring it.
   static size_t DataFrameSize(const DataFragment& d);
@@ -170,6 +182,11 @@ class Codec final {
                           Packet* out) const;
   absl::StatusOr<Packet> DecodeImpl(absl::string_view datagram, Parser parser,
                                     bool borrow) const;
+
+  // Writes a FastEncodable packet of `size` bytes (EncodedSize, or what the
+  // caller of EncodeAppendSized says it is) after `headroom` bytes.
+  static absl::Status WriteFast(const Packet& packet, size_t size, size_t headroom,
+                                size_t tailroom, std::string* out);
 
   Limits limits_;
   size_t max_fragment_payload_;  // computed from limits_ at construction

@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <utility>
 
@@ -187,6 +188,48 @@ class Borrowed {
   T& local_;
 };
 
+// A data frame for queued fragment (run) `c`, its payload borrowed from the
+// send queue (valid until the queue next changes: nothing between taking a
+// fragment and encoding its packet enqueues, acknowledges or loses
+// anything; the codec copies it once, into the datagram).
+void Describe(const OutgoingFragment& c, proto::DataFragment* d) {
+  d->channel = c.channel;
+  d->mode = static_cast<uint32_t>(c.mode);
+  d->sequence = c.sequence;
+  d->index = c.header.index;
+  d->count = c.header.count;
+  d->total_size = c.header.total_size;
+  d->run = 1;
+  d->payload_ref = std::string_view(c.payload.data(), c.payload.size());
+}
+
+// How many of the `available` fragments from d.index (payload `all`, cut in
+// `chunk`-byte pieces) one frame takes when `used` of a packet's
+// `data_limit` bytes are filled: as many as fit at the frame's exact size;
+// a packet's first frame (`first`) at least one, a later one none (0) when
+// even one does not fit. Leaves d's run and payload at the count returned
+// (or 1) and its size in `*frame`.
+uint32_t FitRun(proto::DataFragment& d, std::string_view all, uint64_t chunk,
+                uint32_t available, size_t used, size_t data_limit, bool first, size_t* frame) {
+  auto size_of = [&](uint32_t n) {
+    d.run = n;
+    // (substr cuts at the message's end: its last fragment is shorter.)
+    d.payload_ref = all.substr(0, chunk * n);
+    return proto::Codec::DataFrameSize(d);
+  };
+  const size_t room = data_limit > used ? data_limit - used : 0;
+  // (Fragments are cut larger than kMinRunFragmentBytes; a message that is
+  // not is sent a fragment per frame.)
+  uint32_t n = chunk < proto::kMinRunFragmentBytes
+                   ? 1
+                   : static_cast<uint32_t>(
+                         std::min<uint64_t>(available, std::max<uint64_t>(room / chunk, 1)));
+  *frame = size_of(n);
+  while (n > 1 && used + *frame > data_limit) *frame = size_of(--n);
+  if (n == 1 && !first && used + *frame > data_limit) return 0;
+  return n;
+}
+
 std::string Ms(absl::Duration d) {
   if (d == absl::InfiniteDuration()) return "-";
   return absl::StrFormat("%.1fms", absl::ToDoubleMilliseconds(d));
@@ -329,7 +372,7 @@ absl::string_view EventTypeName(Event::Type type) {
 std::string ConnectionStats::ToString() const {
   return absl::StrCat("rtt=", Ms(srtt), " rttvar=", Ms(rttvar), " min_rtt=", Ms(min_rtt),
                       " cwnd=", cwnd, " sent=", packets_sent, "pkts/", bytes_sent,
-                      "B recv=", packets_received, "pkts/", bytes_received,
+                      "B in_trains=", train_packets, "pkts recv=", packets_received, "pkts/", bytes_received,
                       "B lost=", packets_lost, " spurious=", spurious_losses,
                       " retransmitted=", fragments_retransmitted,
                       " dup_pkts=", duplicate_packets, " dup_msgs=", duplicate_messages,
@@ -1327,13 +1370,16 @@ absl::StatusOr<std::string> Connection::EncodeDatagram(const proto::Packet& pack
   return datagram;
 }
 
-absl::Status Connection::AppendDatagram(const proto::Packet& packet, std::string* buffer) {
+absl::Status Connection::AppendDatagram(const proto::Packet& packet, std::string* buffer,
+                                        size_t size) {
   // The codec writes after room for the sealed header and leaves capacity
   // for the tag, and sealing works in place: no buffer of its own.
   const bool seal = protector_ != nullptr && packet.packet_number != 0;
   const size_t header = seal ? proto::kSealedHeaderBytes : 0;
   const size_t start = buffer->size();
-  absl::Status s = codec_.EncodeAppend(packet, header, seal ? kAeadTagBytes : 0, buffer);
+  const size_t tail = seal ? kAeadTagBytes : 0;
+  absl::Status s = size != 0 ? codec_.EncodeAppendSized(packet, size, header, tail, buffer)
+                             : codec_.EncodeAppend(packet, header, tail, buffer);
   if (s.ok() && seal) {
     proto::PutSealedHeader({packet.connection_id, packet.packet_number}, buffer->data() + start);
     s = protector_->SealInPlace(packet.packet_number, header, buffer, start);
@@ -1392,8 +1438,9 @@ PathVerdict Connection::OnSealedFrom(absl::Time now, absl::string_view datagram,
   return PathVerdict::kAccepted;
 }
 
-void Connection::Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out) {
-  if (absl::Status s = AppendDatagram(packet, out->buffer()); !s.ok()) {
+void Connection::Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out,
+                        size_t size) {
+  if (absl::Status s = AppendDatagram(packet, out->buffer(), size); !s.ok()) {
     out->Abandon();
     // Our own packet breaks a codec rule: a bug, but never a crash.
     CloseNow(now, CloseReason::kInternalError,
@@ -1532,47 +1579,18 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
       size_t frame = 0;
       // Each fragment after the first goes only if its frame, at its exact
       // size, fits; the first always fits (MaxFragmentPayload's guarantee).
-      auto describe = [&](const OutgoingFragment& c) {
-        d.channel = c.channel;
-        d.mode = static_cast<uint32_t>(c.mode);
-        d.sequence = c.sequence;
-        d.index = c.header.index;
-        d.count = c.header.count;
-        d.total_size = c.header.total_size;
-        // Borrowed from the send queue (valid until the queue next changes:
-        // nothing here enqueues, acknowledges or loses anything before
-        // Encode): the codec copies it once, into the datagram.
-        d.payload_ref = std::string_view(c.payload.data(), c.payload.size());
-      };
       std::optional<OutgoingFragment> f;
       if (send_runs_) {
         // As many of the offered run's fragments as fit, at the frame's
         // exact size; the first frame takes at least one.
         f = queue_.NextRun(UINT32_MAX, [&](const OutgoingFragment& c) -> uint32_t {
-          describe(c);
-          const std::string_view all = *d.payload_ref;
-          const uint64_t chunk = FragmentChunk(d.count, d.total_size);
-          auto size_of = [&](uint32_t n) {
-            d.run = n;
-            // (substr cuts at the message's end: its last fragment is shorter.)
-            d.payload_ref = all.substr(0, chunk * n);
-            return proto::Codec::DataFrameSize(d);
-          };
-          const size_t room = data_limit > used ? data_limit - used : 0;
-          // (Fragments are cut larger than kMinRunFragmentBytes; a message
-          // that is not is sent a fragment per frame.)
-          uint32_t n = chunk < proto::kMinRunFragmentBytes
-                           ? 1
-                           : static_cast<uint32_t>(std::min<uint64_t>(
-                                 c.id.run, std::max<uint64_t>(room / chunk, 1)));
-          frame = size_of(n);
-          while (n > 1 && used + frame > data_limit) frame = size_of(--n);
-          if (n == 1 && !p.data.empty() && used + frame > data_limit) return 0;
-          return n;
+          Describe(c, &d);
+          return FitRun(d, *d.payload_ref, FragmentChunk(d.count, d.total_size), c.id.run, used,
+                        data_limit, p.data.empty(), &frame);
         });
       } else {
         f = queue_.NextIf([&](const OutgoingFragment& c) {
-          describe(c);
+          Describe(c, &d);
           frame = proto::Codec::DataFrameSize(d);
           return p.data.empty() || used + frame <= data_limit;
         });
@@ -1606,9 +1624,15 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
   if (!p.ack && p.data.empty() && !p.ping && !p.path_response) return false;  // nothing to say
   // Data packets carry nothing after the data but a ping.
   if (!probe && !p.data.empty()) PadToTrain(p, fill_limit, used + (p.ping ? PingFrameBytes() : 0));
+  // A data packet's size was kept while filling it: not measured again (an
+  // ack, an AckFrequency or a PATH_RESPONSE frame is added after `used`).
+  size_t size = 0;
+  if (!p.data.empty() && !p.ack && !p.ack_frequency && !p.path_response) {
+    size = p.pad_to != 0 ? p.pad_to : used + (p.ping ? PingFrameBytes() : 0);
+  }
   const bool eliciting = p.AckEliciting();
   const size_t before = out->size();
-  Encode(now, p, out);
+  Encode(now, p, out, size);
   if (out->size() == before) return false;
   ++next_packet_number_;
   if (p.ack) ++stats_.acks_sent;
@@ -1641,18 +1665,170 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
   return true;
 }
 
+int Connection::SendTrain(absl::Time now, const Pacer::Rate& pacing, int most,
+                          DatagramBatch* out) {
+  if (hooks_.no_trains || !send_runs_ || state_ != State::kEstablished || queue_.HasLanes() ||
+      cc_->SendingMayChangePacing() || most <= 0 ||
+      next_packet_number_ + static_cast<uint64_t>(most) >= proto::kMaxSequenceNumber ||
+      acks_.PiggybackWanted(now, std::max(rtt_.smoothed(), options_.max_ack_delay))) {
+    return 0;
+  }
+  // Each packet as SendOne fills it: its header, then one frame.
+  struct Planned {
+    uint32_t start;  // the first fragment, counted from the run's
+    uint32_t run;
+    size_t size;  // encoded (before sealing), padding included
+    size_t pad_to;
+  };
+  std::array<Planned, kMaxPacketsPerPoll> plan;
+  int planned = 0;
+  const size_t fill_limit = max_datagram_;
+  const size_t data_limit = fill_limit - PingFrameBytes();
+  const size_t max_frames = codec_.limits().max_data_frames;
+  const size_t seal = SealOverhead();
+  proto::DataFragment d;
+  uint64_t chunk = 0;
+  size_t train = train_datagram_;
+  std::optional<OutgoingFragment> f =
+      queue_.NextRun(UINT32_MAX, [&](const OutgoingFragment& c) -> uint32_t {
+        if (c.retransmission) return 0;
+        Describe(c, &d);
+        chunk = FragmentChunk(d.count, d.total_size);
+        // (Such small fragments go a fragment per frame: SendOne.)
+        if (chunk < proto::kMinRunFragmentBytes) return 0;
+        const std::string_view all = *d.payload_ref;
+        const uint32_t index = d.index;
+        uint64_t in_flight = sent_.bytes_in_flight();
+        Pacer::Burst burst = pacer_.BurstAt(now, pacing);
+        uint32_t start = 0;
+        // The last packet's FitRun answers, which hold for the next while
+        // its header is as long, its fragment indexes (its own and the next
+        // fragment's) stay below the same varint width's end, and the
+        // message's end is further than one packet reaches.
+        size_t cached_used = 0;
+        uint32_t cached_n = 0;
+        size_t cached_frame = 0;
+        uint64_t width_end = 0;
+        const uint64_t reach = data_limit / chunk + 2;
+        for (; planned < most; ++planned) {
+          if (!cc_->CanSend(in_flight)) break;
+          if (options_.pacing && !burst.Allows(max_datagram_)) break;
+          // SendOne asks for an immediate ACK here (a ping).
+          if (immediate_ack_requested_ == 0 && in_flight + 2 * max_datagram_ >= cc_->window()) {
+            break;
+          }
+          const uint32_t left = c.id.run - start;
+          const size_t used = codec_.HeaderSize(peer_id_, next_packet_number_ + planned);
+          const std::string_view rest = all.substr(std::min<uint64_t>(chunk * start, all.size()));
+          d.index = index + start;
+          uint32_t n = cached_n;
+          size_t frame = cached_frame;
+          if (used != cached_used || d.index + n >= width_end || left <= n + reach) {
+            n = FitRun(d, rest, chunk, left, used, data_limit, true, &frame);
+            // The message's end: SendOne may add another message's frame.
+            if (n >= left) break;
+            // SendOne asks for another frame while a frame header fits: the
+            // same message's next fragment, which then must not fit (a
+            // message's last fragment can be as short as a byte).
+            if (max_frames > 1 && used + frame + kMaxDataFrameHeaderBytes <= data_limit) {
+              proto::DataFragment next = d;
+              next.index = d.index + n;
+              size_t next_frame = 0;
+              if (FitRun(next, rest.substr(chunk * n), chunk, left - n, used + frame,
+                         data_limit, false, &next_frame) != 0) {
+                break;
+              }
+            }
+            cached_used = used;
+            cached_n = n;
+            cached_frame = frame;
+            // (An index of 0 takes no bytes at all: a width of its own.)
+            for (width_end = 1; width_end <= d.index; width_end *= 128) {
+            }
+          }
+          const size_t pad = TrainPadding(fill_limit, used + frame, &train);
+          const size_t size = pad != 0 ? pad : used + frame;
+          plan[planned] = Planned{start, n, size, pad};
+          in_flight += size + seal;
+          if (options_.pacing) burst.Spend(size + seal);
+          start += n;
+        }
+        return start;
+      },
+      /*fetch_ahead=*/false);
+  if (!f) return 0;
+  train_datagram_ = train;
+  proto::Packet p;
+  Borrowed<std::vector<proto::DataFragment>> borrow(FragmentScratch(), p.data);
+  p.connection_id = peer_id_;
+  const std::string_view all(f->payload.data(), f->payload.size());
+  const uint32_t index = f->header.index;
+  // The encoder reads each payload once, from the application's buffer,
+  // usually cold: two packets ahead is fetched while one is written (as
+  // SendQueue::NextRun does for a packet's run), and after the train the
+  // message's next two packets' worth (the next train's start).
+  auto fetch = [&](const char* from, size_t bytes) {
+    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
+  };
+  const size_t packet_bytes = chunk * plan[0].run;
+  fetch(all.data(), std::min(all.size(), 2 * packet_bytes));
+  // (A train never takes a message's last fragment: bytes follow the run.)
+  const size_t after = f->header.total_size - chunk * index - all.size();
+  int sent = 0;
+  for (; sent < planned; ++sent) {
+    const Planned& packet = plan[sent];
+    if (const int ahead = sent + 2; ahead < planned) {
+      fetch(all.data() + chunk * plan[ahead].start, chunk * plan[ahead].run);
+    } else if (ahead == std::max(planned, 2)) {
+      fetch(all.data() + all.size(), std::min(after, 2 * packet_bytes));
+    }
+    p.packet_number = next_packet_number_;
+    d.index = index + packet.start;
+    d.run = packet.run;
+    d.payload_ref = all.substr(chunk * packet.start, chunk * packet.run);
+    p.data.assign(1, d);
+    p.pad_to = packet.pad_to;
+    const size_t before = out->size();
+    Encode(now, p, out, packet.size);
+    if (out->size() == before) return sent;  // closed (a bug, see Encode)
+    ++next_packet_number_;
+    ++stats_.train_packets;
+    SentPacket record;
+    record.number = p.packet_number;
+    record.sent_time = now;
+    record.bytes = out->back().size();
+    record.ack_eliciting = true;
+    record.fragments.push_back(FragmentId{f->id.message, d.index, packet.run});
+    if (sent_.bytes_in_flight() == 0) last_progress_ = now;
+    last_eliciting_sent_ = now;
+    cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
+                      sent_.bytes_in_flight() + record.bytes);
+    if (options_.pacing) pacer_.OnSent(now, record.bytes, pacing);
+    if (!sent_.OnSent(std::move(record))) {
+      CloseNow(now, CloseReason::kPeerTimeout,
+               "too many unacknowledged packets: peer not acknowledging", false, true);
+      return sent + 1;
+    }
+  }
+  return sent;
+}
+
 void Connection::PadToTrain(proto::Packet& p, size_t fill_limit, size_t size) {
   if (p.ack) return;
-  const size_t train = train_datagram_;
+  p.pad_to = TrainPadding(fill_limit, size, &train_datagram_);
+}
+
+size_t Connection::TrainPadding(size_t fill_limit, size_t size, size_t* train_datagram) {
+  const size_t train = *train_datagram;
   const size_t most =
       train + kMaxDataFrameHeaderBytes > fill_limit ? kMaxTrainPadding : kMaxSmallTrainPadding;
   // One byte short cannot be padded (no field is that short): that packet
   // ends its train, the next ones join the same size again.
   if (size < train && train - size >= 2 && train - size <= most && train <= fill_limit) {
-    p.pad_to = train;
-  } else if (size != train && size + 1 != train) {
-    train_datagram_ = size;
+    return train;
   }
+  if (size != train && size + 1 != train) *train_datagram = size;
+  return 0;
 }
 
 void Connection::Poll(absl::Time now, DatagramBatch* out) {
@@ -1715,6 +1891,13 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
     if (!probe && !ack_due && !data && !keepalive && !ack_frequency_due_ &&
         !path_response_due_) {
       break;
+    }
+    if (data && !probe && !ack_due && !keepalive && !ack_frequency_due_ && !path_response_due_) {
+      if (const int sent = SendTrain(now, pacing, kMaxPacketsPerPoll - packets, out); sent > 0) {
+        packets += sent - 1;  // and the loop's one
+        ping_due_ = false;
+        continue;
+      }
     }
     if (!SendOne(now, probe, keepalive, sendable, &pacing, out)) break;
     ping_due_ = false;
@@ -1864,6 +2047,7 @@ ConnectionStats Connection::stats() const {
   s.bytes_sent = stats_.bytes_sent;
   s.packets_received = stats_.packets_received;
   s.acks_sent = stats_.acks_sent;
+  s.train_packets = stats_.train_packets;
   s.peer_ack_threshold = stats_.peer_ack_threshold;
   s.bytes_received = stats_.bytes_received;
   s.packets_lost = stats_.packets_lost;

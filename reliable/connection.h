@@ -281,6 +281,9 @@ struct TestHooks {
   // LocalAeads(), to test the negotiation; 0 acts as a peer that predates
   // it (a client sends no offer, a server ignores one and names no choice).
   std::optional<uint32_t> aeads;
+  // Sends every packet through SendOne, never a train (SendTrain): the
+  // reference a train's datagrams are compared with, byte for byte.
+  bool no_trains = false;
 };
 
 // Why a connection closed: the library's own reasons, not wire codes.
@@ -416,6 +419,10 @@ struct ConnectionStats {
   uint64_t bytes_sent = 0;
   uint64_t packets_received = 0;
   uint64_t acks_sent = 0;              // packets that carried an ACK frame
+  // Data packets sent as part of a train (one decision for a run of one
+  // message's fragments; see Connection::SendTrain): the rest of
+  // packets_sent went one by one.
+  uint64_t train_packets = 0;
   // The ack-eliciting threshold the peer applies for us (2 until it
   // acknowledged an AckFrequency request; see max_ack_threshold).
   uint32_t peer_ack_threshold = 2;
@@ -630,19 +637,35 @@ class Connection final {
   // when sending may change it.
   bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, Pacer::Rate* pacing,
                DatagramBatch* out);
+  // A train of plain data packets: what SendOne would send one by one,
+  // decided at once. Poll calls it when the next packet carries only data
+  // (no probe, ACK, ping, keepalive, AckFrequency or PATH_RESPONSE due, no
+  // ACK to piggyback). It takes one run of the queue's next message for as
+  // many packets as the window, the pacer (on a copy), `most` and the
+  // message allow, each packet one frame of as many fragments as fit, then
+  // writes them: one question to the queue for the train instead of one or
+  // two per packet, and no per-packet decision about frames it cannot carry.
+  // Only where that is SendOne's own outcome: fragment runs negotiated, no
+  // lanes (HasLanes), a controller whose window and pacing rate sending
+  // cannot change, not a retransmission; it stops before a packet SendOne
+  // would give a second frame or a ping (a message's last fragments, the
+  // window's edge). Returns the packets sent (0: none, SendOne's turn).
+  int SendTrain(absl::Time now, const Pacer::Rate& pacing, int most, DatagramBatch* out);
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
   // How long after the last packet sent that is (the server's grace
   // included): fixed by the options, computed once (absl::Duration division
   // is a 128-bit one, and the deadline is asked for on every datagram).
   static absl::Duration KeepaliveAfter(const ConnectionOptions& options, bool client);
-  void Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out);
+  // `size`, when not 0, is the packet's EncodedSize as SendOne kept it while
+  // filling a data packet (proto::Codec::EncodeAppendSized).
+  void Encode(absl::Time now, const proto::Packet& packet, DatagramBatch* out, size_t size = 0);
   // The datagram for `packet`: sealed when the connection is encrypted and
   // the packet is numbered, plain otherwise.
   absl::StatusOr<std::string> EncodeDatagram(const proto::Packet& packet);
   // The same datagram appended to `*buffer`; on an error `*buffer` may have
   // grown by bytes the caller cuts off (DatagramBatch::Abandon).
-  absl::Status AppendDatagram(const proto::Packet& packet, std::string* buffer);
+  absl::Status AppendDatagram(const proto::Packet& packet, std::string* buffer, size_t size = 0);
   // The ack-eliciting threshold to ask the peer for now (see
   // ConnectionOptions::max_ack_threshold).
   uint32_t WantedAckThreshold() const;
@@ -673,6 +696,9 @@ class Connection final {
   // the packet's encoded size, as SendOne counted it while filling
   // (computing it again was ~3% of a clean-veth sender).
   void PadToTrain(proto::Packet& p, size_t fill_limit, size_t size);
+  // The same rule for a packet of `size` bytes: the size to pad it to (0:
+  // none), updating `*train_datagram` (train_datagram_ or a plan's copy).
+  static size_t TrainPadding(size_t fill_limit, size_t size, size_t* train_datagram);
   // What this side announces it accepts (0 when path MTU discovery is off).
   uint32_t AnnouncedUdpPayload() const;
   size_t SealOverhead() const { return protector_ != nullptr ? proto::kSealedOverhead : 0; }
@@ -873,6 +899,7 @@ class Connection final {
     uint64_t bytes_sent = 0;
     uint64_t packets_received = 0;
     uint64_t acks_sent = 0;
+    uint64_t train_packets = 0;
     uint64_t bytes_received = 0;
     uint64_t packets_lost = 0;
     uint64_t spurious_losses = 0;

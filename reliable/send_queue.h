@@ -174,12 +174,22 @@ class SendQueue final {
   // of them to take from its start (0 takes nothing). The fragment
   // returned is the run taken, each of its fragments in flight as if
   // taken one by one.
+  // `fetch_ahead`: prefetch the message's bytes a packet or two past the run
+  // (see the comment in NextRun); a caller that takes a run for many packets
+  // fetches each packet's bytes itself (Connection::SendTrain).
   std::optional<OutgoingFragment> NextRun(uint32_t max_run,
-                                          absl::FunctionRef<uint32_t(const OutgoingFragment&)> take);
+                                          absl::FunctionRef<uint32_t(const OutgoingFragment&)> take,
+                                          bool fetch_ahead = true);
   // Whether Next() would return something. What it found is kept for the
   // next call of NextRun (Next, NextIf) if nothing changes the queue first:
   // a sender asks this before each packet, then takes from it.
   bool HasSendable();
+  // Whether lanes are configured (SetChannelLane): then what is taken after
+  // a fragment may come from another lane's message whatever that message's
+  // fragments left. Without lanes the queue hands out one message's unsent
+  // fragments in order until its last is taken (lost fragments, which go
+  // first, change only through OnLost).
+  bool HasLanes() const { return lanes_ != nullptr; }
 
   // The packet carrying `id` (each fragment of its run) was acknowledged /
   // declared lost. Unknown or already-settled fragments are ignored (acks
