@@ -789,7 +789,8 @@ uint8_t* PutVarintField(int field, uint64_t v, uint8_t* pos) {
 }
 
 // Writes the wire.Packet body of a FastEncodable packet (Validate ran, so the
-// ack ranges are well formed); returns the end.
+// ack ranges are well formed; EncodeAppendSized, which may skip it, never
+// brings an ack); returns the end.
 uint8_t* WriteEstablished(const Packet& p, uint8_t* pos) {
   if (p.connection_id != 0) {
     *pos++ = Tag(1, kFixed64Type);
@@ -1201,11 +1202,10 @@ absl::Status Codec::EncodeInto(const Packet& packet, size_t headroom, size_t tai
 
 absl::Status Codec::EncodeAppendSized(const Packet& packet, size_t size, size_t headroom,
                                       size_t tailroom, std::string* out) const {
-#ifdef NDEBUG
   if (!FastEncodable(packet) || packet.ack) return EncodeAppend(packet, headroom, tailroom, out);
-#else
+#ifndef NDEBUG
   if (absl::Status s = Validate(packet, limits_); !s.ok()) return s;
-  if (!FastEncodable(packet) || size != EncodedSize(packet)) {
+  if (size != EncodedSize(packet)) {
     return absl::InternalError(absl::StrCat("codec size mismatch: given ", size,
                                             " bytes, computed ", EncodedSize(packet)));
   }
@@ -1230,9 +1230,14 @@ absl::Status Codec::WriteFast(const Packet& packet, size_t size, size_t headroom
   bytes[0] = kProtocolVersion;
   uint8_t* pos = WriteEstablished(packet, bytes + 1);
   // A probe's padding, or a data packet's that keeps a GSO train's
-  // datagrams one size (EncodedSize checked that the plan fits).
+  // datagrams one size: only up to its pad_to (any other short write is a
+  // wrong size, an error below). EncodedSize checked that the plan fits; a
+  // plan that does not (a wrong size given to EncodeAppendSized) writes two
+  // bytes, still short of `size`.
   const size_t written = static_cast<size_t>(pos - bytes) + 4;
-  if (written < size) pos = WritePadding(PlanPadding(size - written), pos);
+  if (written < size && size == packet.pad_to) {
+    pos = WritePadding(PlanPadding(size - written), pos);
+  }
   const size_t covered = static_cast<size_t>(pos - bytes);
   if (covered + 4 != size) {
     return absl::InternalError(

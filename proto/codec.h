@@ -92,9 +92,10 @@ class Codec final {
   // it (`size`): a sender's established packet with data. It is not measured
   // again, and its rules are checked only in builds with assertions (NDEBUG
   // unset): it was built from checked parts (the send queue's fragments, at
-  // sizes the caller computed with DataFrameSize). A size that does not match
-  // what is written is still an error, as is any packet that is not
-  // FastEncodable or carries an ack (its ranges are checked here).
+  // sizes the caller computed with DataFrameSize). Whatever the build, a
+  // size that does not match what is written is an error (padding goes up
+  // to pad_to only), never a write past the buffer; a packet that is not
+  // FastEncodable or carries an ack goes through EncodeAppend.
   absl::Status EncodeAppendSized(const Packet& packet, size_t size, size_t headroom,
                                  size_t tailroom, std::string* out) const;
 

@@ -190,10 +190,11 @@ class Pacer final {
   // Spends tokens for a packet sent at `now`.
   void OnSent(absl::Time now, size_t bytes, const Rate& rate);
 
-  // Packets leaving back to back at one instant, decided at once (a train,
-  // Connection::SendTrain): for each in turn what NextSendTime(now, bytes,
+  // Packets leaving back to back at one instant, decided at once (a burst,
+  // Connection::SendBurst): for each in turn what NextSendTime(now, bytes,
   // rate) == now and then OnSent(now, bytes, rate) would decide, worked out
-  // on a copy of the bucket (BurstAt) without changing the pacer.
+  // on a copy of the bucket (BurstAt). BurstAt refills the pacer to `now`
+  // as NextSendTime does; spending stays on the copy.
   class Burst {
    public:
     // Whether a packet of `bytes` may leave now.
@@ -201,7 +202,9 @@ class Pacer final {
       return !paced_ || tokens_ >= std::min(static_cast<double>(bytes), capacity_);
     }
     // A packet of `bytes` left.
-    void Spend(size_t bytes) { tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_); }
+    void Spend(size_t bytes) {
+      tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_);
+    }
 
    private:
     friend class Pacer;

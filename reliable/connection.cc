@@ -191,7 +191,8 @@ class Borrowed {
 // A data frame for queued fragment (run) `c`, its payload borrowed from the
 // send queue (valid until the queue next changes: nothing between taking a
 // fragment and encoding its packet enqueues, acknowledges or loses
-// anything; the codec copies it once, into the datagram).
+// anything, and a sender returns at once after a CloseNow, which clears the
+// queue; the codec copies the payload once, into the datagram).
 void Describe(const OutgoingFragment& c, proto::DataFragment* d) {
   d->channel = c.channel;
   d->mode = static_cast<uint32_t>(c.mode);
@@ -372,7 +373,8 @@ absl::string_view EventTypeName(Event::Type type) {
 std::string ConnectionStats::ToString() const {
   return absl::StrCat("rtt=", Ms(srtt), " rttvar=", Ms(rttvar), " min_rtt=", Ms(min_rtt),
                       " cwnd=", cwnd, " sent=", packets_sent, "pkts/", bytes_sent,
-                      "B in_trains=", train_packets, "pkts recv=", packets_received, "pkts/", bytes_received,
+                      "B in_bursts=", burst_packets, "pkts recv=", packets_received, "pkts/",
+                      bytes_received,
                       "B lost=", packets_lost, " spurious=", spurious_losses,
                       " retransmitted=", fragments_retransmitted,
                       " dup_pkts=", duplicate_packets, " dup_msgs=", duplicate_messages,
@@ -1549,9 +1551,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
   // each burst's first datagram 7-10 bytes longer than the rest, a GSO train
   // of its own: 11,300 of 28,700 trains per GiB on the clean veth (17,300
   // since, nearly all of the 47 datagrams that fit).
-  const bool piggyback =
-      acks_.PiggybackWanted(now, std::max(rtt_.smoothed(), options_.max_ack_delay));
-  if (piggyback || AckDue(now)) {
+  if (PiggybackWanted(now) || AckDue(now)) {
     // With data, the ack is held to the size the fragment budget reserves.
     proto::Ack ack = acks_.BuildAck(
         now, with_data ? proto::kMaxAckRangesWithData : proto::kMaxAckRanges);
@@ -1615,8 +1615,7 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
   // packet and draw an ACK per packet whatever the ack frequency. Every
   // probe asks too, so each probe of a PTO draws its own ACK: on a lossy
   // path one lost ACK then does not cost a whole (backed-off) probe round.
-  const bool at_edge = sent_.bytes_in_flight() + 2 * max_datagram_ >= cc_->window();
-  if (!p.data.empty() && (probe || (immediate_ack_requested_ == 0 && at_edge))) {
+  if (!p.data.empty() && (probe || AsksImmediateAck(sent_.bytes_in_flight()))) {
     p.ping = proto::Ping{};
     if (!probe) immediate_ack_requested_ = p.packet_number;
   }
@@ -1642,19 +1641,168 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
     ack_frequency_lost_ = false;
     ack_frequency_sent_ = now;
   }
-  record.number = p.packet_number;
+  return RecordSent(now, p.packet_number, out->back().size(), eliciting, std::move(record),
+                    pacing);
+}
+
+int Connection::SendBurst(absl::Time now, const Pacer::Rate& pacing, int most,
+                          DatagramBatch* out) {
+  most = std::min(most, kMaxPacketsPerPoll);
+  if (hooks_.no_bursts || !send_runs_ || state_ != State::kEstablished || queue_.HasLanes() ||
+      cc_->SendingMayChangePacing() || most <= 0 ||
+      next_packet_number_ + static_cast<uint64_t>(most) >= proto::kMaxSequenceNumber ||
+      PiggybackWanted(now)) {
+    return 0;
+  }
+  // Each packet as SendOne fills it: its header, then one frame.
+  struct Planned {
+    uint32_t start;  // the first fragment, counted from the run's
+    uint32_t run;
+    size_t size;    // encoded (before sealing), padding included
+    size_t pad_to;  // size when padded (TrainPadding), else 0
+  };
+  std::array<Planned, kMaxPacketsPerPoll> plan;
+  int planned = 0;
+  const size_t fill_limit = max_datagram_;
+  const size_t data_limit = fill_limit - PingFrameBytes();
+  const size_t max_frames = codec_.limits().max_data_frames;
+  const size_t seal = SealOverhead();
+  proto::DataFragment d;
+  uint64_t chunk = 0;
+  size_t train = train_datagram_;  // the GSO train's datagram size (PadToTrain)
+  std::optional<OutgoingFragment> f =
+      queue_.NextRun(
+          UINT32_MAX,
+          [&](const OutgoingFragment& c) -> uint32_t {
+            // A retransmission goes alone, and so does a message's last
+            // fragment (it may share its packet with another message's).
+            if (c.retransmission || c.id.run <= 1) return 0;
+            Describe(c, &d);
+            chunk = FragmentChunk(d.count, d.total_size);
+            // (Such small fragments go a fragment per frame: SendOne.)
+            if (chunk < proto::kMinRunFragmentBytes) return 0;
+            const std::string_view all = *d.payload_ref;
+            const uint32_t index = d.index;
+            uint64_t in_flight = sent_.bytes_in_flight();
+            Pacer::Burst burst;
+            if (options_.pacing) burst = pacer_.BurstAt(now, pacing);
+            uint32_t start = 0;
+            // The last packet's FitRun answers, which hold for the next
+            // while its header is as long, its fragment indexes (its own
+            // and the next fragment's) stay below the same varint width's
+            // end, and the message's end is further than one packet reaches.
+            size_t cached_used = 0;
+            uint32_t cached_n = 0;
+            size_t cached_frame = 0;
+            uint64_t width_end = 0;
+            const uint64_t reach = data_limit / chunk + 2;
+            for (; planned < most; ++planned) {
+              if (!cc_->CanSend(in_flight)) break;
+              if (options_.pacing && !burst.Allows(max_datagram_)) break;
+              if (AsksImmediateAck(in_flight)) break;  // SendOne adds a ping
+              const uint32_t left = c.id.run - start;
+              const size_t used =
+                  proto::Codec::HeaderSize(peer_id_, next_packet_number_ + planned);
+              const std::string_view rest =
+                  all.substr(std::min<uint64_t>(chunk * start, all.size()));
+              d.index = index + start;
+              uint32_t n = cached_n;
+              size_t frame = cached_frame;
+              if (used != cached_used || d.index + n >= width_end || left <= n + reach) {
+                n = FitRun(d, rest, chunk, left, used, data_limit, true, &frame);
+                // The message's end: SendOne may add another message's frame.
+                if (n >= left) break;
+                // SendOne asks for another frame while a frame header fits:
+                // the same message's next fragment, which then must not fit
+                // (a message's last fragment can be as short as a byte).
+                if (max_frames > 1 && used + frame + kMaxDataFrameHeaderBytes <= data_limit) {
+                  proto::DataFragment next = d;
+                  next.index = d.index + n;
+                  size_t next_frame = 0;
+                  if (FitRun(next, rest.substr(chunk * n), chunk, left - n, used + frame,
+                             data_limit, false, &next_frame) != 0) {
+                    break;
+                  }
+                }
+                cached_used = used;
+                cached_n = n;
+                cached_frame = frame;
+                // (An index of 0 takes no bytes at all: a width of its own.)
+                for (width_end = 1; width_end <= d.index; width_end *= 128) {
+                }
+              }
+              const size_t pad = TrainPadding(fill_limit, used + frame, &train);
+              const size_t size = pad != 0 ? pad : used + frame;
+              plan[planned] = Planned{start, n, size, pad};
+              in_flight += size + seal;
+              if (options_.pacing) burst.Spend(size + seal);
+              start += n;
+            }
+            return start;
+          },
+          /*fetch_ahead=*/false);
+  if (!f) return 0;
+  train_datagram_ = train;
+  proto::Packet p;
+  Borrowed<std::vector<proto::DataFragment>> borrow(FragmentScratch(), p.data);
+  p.connection_id = peer_id_;
+  p.data.assign(1, d);
+  proto::DataFragment& frame = p.data[0];
+  const std::string_view all(f->payload.data(), f->payload.size());
+  const uint32_t index = f->header.index;
+  // The encoder reads each payload once, from the application's buffer,
+  // usually cold: two packets ahead is fetched while one is written (as
+  // SendQueue::NextRun does for a packet's run), and after the burst the
+  // message's next two packets' worth (where the next packet starts).
+  auto fetch = [&](const char* from, size_t bytes) {
+    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
+  };
+  const size_t packet_bytes = chunk * plan[0].run;
+  fetch(all.data(), std::min(all.size(), 2 * packet_bytes));
+  // (A burst never takes a message's last fragment: bytes follow the run.)
+  const size_t after = f->header.total_size - chunk * index - all.size();
+  Pacer::Rate rate = pacing;  // (unchanged: the controller's sending cannot change it)
+  for (int sent = 0; sent < planned; ++sent) {
+    const Planned& packet = plan[sent];
+    if (const int ahead = sent + 2; ahead < planned) {
+      fetch(all.data() + chunk * plan[ahead].start, chunk * plan[ahead].run);
+    } else if (ahead == std::max(planned, 2)) {
+      fetch(all.data() + all.size(), std::min(after, 2 * packet_bytes));
+    }
+    p.packet_number = next_packet_number_;
+    frame.index = index + packet.start;
+    frame.run = packet.run;
+    frame.payload_ref = all.substr(chunk * packet.start, chunk * packet.run);
+    p.pad_to = packet.pad_to;
+    const size_t before = out->size();
+    Encode(now, p, out, packet.size);
+    if (out->size() == before) return sent;  // closed (a bug, see Encode)
+    ++next_packet_number_;
+    ++stats_.burst_packets;
+    SentPacket record;
+    record.fragments.push_back(FragmentId{f->id.message, frame.index, packet.run});
+    // (Closed when it fails: nothing taken for the packets after is sent.)
+    if (!RecordSent(now, p.packet_number, out->back().size(), true, std::move(record), &rate)) {
+      return sent + 1;
+    }
+  }
+  return planned;
+}
+
+bool Connection::RecordSent(absl::Time now, uint64_t number, size_t bytes, bool eliciting,
+                            SentPacket record, Pacer::Rate* pacing) {
+  record.number = number;
   record.sent_time = now;
-  record.bytes = out->back().size();
+  record.bytes = bytes;
   record.ack_eliciting = eliciting;
   if (eliciting) {
     // The peer timeout counts from the oldest unacknowledged packet.
     if (sent_.bytes_in_flight() == 0) last_progress_ = now;
     last_eliciting_sent_ = now;
-    cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
-                      sent_.bytes_in_flight() + record.bytes);
+    cc_->OnPacketSent(now, PacketInfo{number, now, bytes}, sent_.bytes_in_flight() + bytes);
     if (options_.pacing) {
       if (cc_->SendingMayChangePacing()) *pacing = PacerRate();
-      pacer_.OnSent(now, record.bytes, *pacing);
+      pacer_.OnSent(now, bytes, *pacing);
     }
   }
   if (!sent_.OnSent(std::move(record))) {
@@ -1665,152 +1813,12 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
   return true;
 }
 
-int Connection::SendTrain(absl::Time now, const Pacer::Rate& pacing, int most,
-                          DatagramBatch* out) {
-  if (hooks_.no_trains || !send_runs_ || state_ != State::kEstablished || queue_.HasLanes() ||
-      cc_->SendingMayChangePacing() || most <= 0 ||
-      next_packet_number_ + static_cast<uint64_t>(most) >= proto::kMaxSequenceNumber ||
-      acks_.PiggybackWanted(now, std::max(rtt_.smoothed(), options_.max_ack_delay))) {
-    return 0;
-  }
-  // Each packet as SendOne fills it: its header, then one frame.
-  struct Planned {
-    uint32_t start;  // the first fragment, counted from the run's
-    uint32_t run;
-    size_t size;  // encoded (before sealing), padding included
-    size_t pad_to;
-  };
-  std::array<Planned, kMaxPacketsPerPoll> plan;
-  int planned = 0;
-  const size_t fill_limit = max_datagram_;
-  const size_t data_limit = fill_limit - PingFrameBytes();
-  const size_t max_frames = codec_.limits().max_data_frames;
-  const size_t seal = SealOverhead();
-  proto::DataFragment d;
-  uint64_t chunk = 0;
-  size_t train = train_datagram_;
-  std::optional<OutgoingFragment> f =
-      queue_.NextRun(UINT32_MAX, [&](const OutgoingFragment& c) -> uint32_t {
-        if (c.retransmission) return 0;
-        Describe(c, &d);
-        chunk = FragmentChunk(d.count, d.total_size);
-        // (Such small fragments go a fragment per frame: SendOne.)
-        if (chunk < proto::kMinRunFragmentBytes) return 0;
-        const std::string_view all = *d.payload_ref;
-        const uint32_t index = d.index;
-        uint64_t in_flight = sent_.bytes_in_flight();
-        Pacer::Burst burst = pacer_.BurstAt(now, pacing);
-        uint32_t start = 0;
-        // The last packet's FitRun answers, which hold for the next while
-        // its header is as long, its fragment indexes (its own and the next
-        // fragment's) stay below the same varint width's end, and the
-        // message's end is further than one packet reaches.
-        size_t cached_used = 0;
-        uint32_t cached_n = 0;
-        size_t cached_frame = 0;
-        uint64_t width_end = 0;
-        const uint64_t reach = data_limit / chunk + 2;
-        for (; planned < most; ++planned) {
-          if (!cc_->CanSend(in_flight)) break;
-          if (options_.pacing && !burst.Allows(max_datagram_)) break;
-          // SendOne asks for an immediate ACK here (a ping).
-          if (immediate_ack_requested_ == 0 && in_flight + 2 * max_datagram_ >= cc_->window()) {
-            break;
-          }
-          const uint32_t left = c.id.run - start;
-          const size_t used = codec_.HeaderSize(peer_id_, next_packet_number_ + planned);
-          const std::string_view rest = all.substr(std::min<uint64_t>(chunk * start, all.size()));
-          d.index = index + start;
-          uint32_t n = cached_n;
-          size_t frame = cached_frame;
-          if (used != cached_used || d.index + n >= width_end || left <= n + reach) {
-            n = FitRun(d, rest, chunk, left, used, data_limit, true, &frame);
-            // The message's end: SendOne may add another message's frame.
-            if (n >= left) break;
-            // SendOne asks for another frame while a frame header fits: the
-            // same message's next fragment, which then must not fit (a
-            // message's last fragment can be as short as a byte).
-            if (max_frames > 1 && used + frame + kMaxDataFrameHeaderBytes <= data_limit) {
-              proto::DataFragment next = d;
-              next.index = d.index + n;
-              size_t next_frame = 0;
-              if (FitRun(next, rest.substr(chunk * n), chunk, left - n, used + frame,
-                         data_limit, false, &next_frame) != 0) {
-                break;
-              }
-            }
-            cached_used = used;
-            cached_n = n;
-            cached_frame = frame;
-            // (An index of 0 takes no bytes at all: a width of its own.)
-            for (width_end = 1; width_end <= d.index; width_end *= 128) {
-            }
-          }
-          const size_t pad = TrainPadding(fill_limit, used + frame, &train);
-          const size_t size = pad != 0 ? pad : used + frame;
-          plan[planned] = Planned{start, n, size, pad};
-          in_flight += size + seal;
-          if (options_.pacing) burst.Spend(size + seal);
-          start += n;
-        }
-        return start;
-      },
-      /*fetch_ahead=*/false);
-  if (!f) return 0;
-  train_datagram_ = train;
-  proto::Packet p;
-  Borrowed<std::vector<proto::DataFragment>> borrow(FragmentScratch(), p.data);
-  p.connection_id = peer_id_;
-  const std::string_view all(f->payload.data(), f->payload.size());
-  const uint32_t index = f->header.index;
-  // The encoder reads each payload once, from the application's buffer,
-  // usually cold: two packets ahead is fetched while one is written (as
-  // SendQueue::NextRun does for a packet's run), and after the train the
-  // message's next two packets' worth (the next train's start).
-  auto fetch = [&](const char* from, size_t bytes) {
-    for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
-  };
-  const size_t packet_bytes = chunk * plan[0].run;
-  fetch(all.data(), std::min(all.size(), 2 * packet_bytes));
-  // (A train never takes a message's last fragment: bytes follow the run.)
-  const size_t after = f->header.total_size - chunk * index - all.size();
-  int sent = 0;
-  for (; sent < planned; ++sent) {
-    const Planned& packet = plan[sent];
-    if (const int ahead = sent + 2; ahead < planned) {
-      fetch(all.data() + chunk * plan[ahead].start, chunk * plan[ahead].run);
-    } else if (ahead == std::max(planned, 2)) {
-      fetch(all.data() + all.size(), std::min(after, 2 * packet_bytes));
-    }
-    p.packet_number = next_packet_number_;
-    d.index = index + packet.start;
-    d.run = packet.run;
-    d.payload_ref = all.substr(chunk * packet.start, chunk * packet.run);
-    p.data.assign(1, d);
-    p.pad_to = packet.pad_to;
-    const size_t before = out->size();
-    Encode(now, p, out, packet.size);
-    if (out->size() == before) return sent;  // closed (a bug, see Encode)
-    ++next_packet_number_;
-    ++stats_.train_packets;
-    SentPacket record;
-    record.number = p.packet_number;
-    record.sent_time = now;
-    record.bytes = out->back().size();
-    record.ack_eliciting = true;
-    record.fragments.push_back(FragmentId{f->id.message, d.index, packet.run});
-    if (sent_.bytes_in_flight() == 0) last_progress_ = now;
-    last_eliciting_sent_ = now;
-    cc_->OnPacketSent(now, PacketInfo{record.number, now, record.bytes},
-                      sent_.bytes_in_flight() + record.bytes);
-    if (options_.pacing) pacer_.OnSent(now, record.bytes, pacing);
-    if (!sent_.OnSent(std::move(record))) {
-      CloseNow(now, CloseReason::kPeerTimeout,
-               "too many unacknowledged packets: peer not acknowledging", false, true);
-      return sent + 1;
-    }
-  }
-  return sent;
+bool Connection::PiggybackWanted(absl::Time now) const {
+  return acks_.PiggybackWanted(now, std::max(rtt_.smoothed(), options_.max_ack_delay));
+}
+
+bool Connection::AsksImmediateAck(uint64_t in_flight) const {
+  return immediate_ack_requested_ == 0 && in_flight + 2 * max_datagram_ >= cc_->window();
 }
 
 void Connection::PadToTrain(proto::Packet& p, size_t fill_limit, size_t size) {
@@ -1893,7 +1901,9 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
       break;
     }
     if (data && !probe && !ack_due && !keepalive && !ack_frequency_due_ && !path_response_due_) {
-      if (const int sent = SendTrain(now, pacing, kMaxPacketsPerPoll - packets, out); sent > 0) {
+      const int sent = SendBurst(now, pacing, kMaxPacketsPerPoll - packets, out);
+      if (state_ == State::kClosed) break;
+      if (sent > 0) {
         packets += sent - 1;  // and the loop's one
         ping_due_ = false;
         continue;
@@ -2047,7 +2057,7 @@ ConnectionStats Connection::stats() const {
   s.bytes_sent = stats_.bytes_sent;
   s.packets_received = stats_.packets_received;
   s.acks_sent = stats_.acks_sent;
-  s.train_packets = stats_.train_packets;
+  s.burst_packets = stats_.burst_packets;
   s.peer_ack_threshold = stats_.peer_ack_threshold;
   s.bytes_received = stats_.bytes_received;
   s.packets_lost = stats_.packets_lost;

@@ -281,9 +281,9 @@ struct TestHooks {
   // LocalAeads(), to test the negotiation; 0 acts as a peer that predates
   // it (a client sends no offer, a server ignores one and names no choice).
   std::optional<uint32_t> aeads;
-  // Sends every packet through SendOne, never a train (SendTrain): the
-  // reference a train's datagrams are compared with, byte for byte.
-  bool no_trains = false;
+  // Sends every packet through SendOne, never a burst (SendBurst): the
+  // reference a burst's datagrams are compared with, byte for byte.
+  bool no_bursts = false;
 };
 
 // Why a connection closed: the library's own reasons, not wire codes.
@@ -419,10 +419,10 @@ struct ConnectionStats {
   uint64_t bytes_sent = 0;
   uint64_t packets_received = 0;
   uint64_t acks_sent = 0;              // packets that carried an ACK frame
-  // Data packets sent as part of a train (one decision for a run of one
-  // message's fragments; see Connection::SendTrain): the rest of
+  // Data packets sent as part of a burst (one decision for a run of one
+  // message's fragments; see Connection::SendBurst): the rest of
   // packets_sent went one by one.
-  uint64_t train_packets = 0;
+  uint64_t burst_packets = 0;
   // The ack-eliciting threshold the peer applies for us (2 until it
   // acknowledged an AckFrequency request; see max_ack_threshold).
   uint32_t peer_ack_threshold = 2;
@@ -637,20 +637,35 @@ class Connection final {
   // when sending may change it.
   bool SendOne(absl::Time now, bool probe, bool keepalive, bool sendable, Pacer::Rate* pacing,
                DatagramBatch* out);
-  // A train of plain data packets: what SendOne would send one by one,
+  // A burst of plain data packets: what SendOne would send one by one,
   // decided at once. Poll calls it when the next packet carries only data
   // (no probe, ACK, ping, keepalive, AckFrequency or PATH_RESPONSE due, no
   // ACK to piggyback). It takes one run of the queue's next message for as
-  // many packets as the window, the pacer (on a copy), `most` and the
+  // many packets as the window, the pacer (Pacer::Burst), `most` and the
   // message allow, each packet one frame of as many fragments as fit, then
-  // writes them: one question to the queue for the train instead of one or
+  // writes them: one question to the queue for the burst instead of one or
   // two per packet, and no per-packet decision about frames it cannot carry.
   // Only where that is SendOne's own outcome: fragment runs negotiated, no
   // lanes (HasLanes), a controller whose window and pacing rate sending
   // cannot change, not a retransmission; it stops before a packet SendOne
   // would give a second frame or a ping (a message's last fragments, the
-  // window's edge). Returns the packets sent (0: none, SendOne's turn).
-  int SendTrain(absl::Time now, const Pacer::Rate& pacing, int most, DatagramBatch* out);
+  // window's edge). Returns the packets sent (0: none, SendOne's turn); the
+  // connection may have closed (Encode or RecordSent failing).
+  int SendBurst(absl::Time now, const Pacer::Rate& pacing, int most, DatagramBatch* out);
+  // A packet numbered `number` of `bytes` (sealed) went out: its record
+  // (`record` brings the fragments and frames it carried), the peer
+  // timeout's start, the controller and the pacer (`*pacing` read again when
+  // sending may change it). False: the connection closed (too many packets
+  // unacknowledged).
+  bool RecordSent(absl::Time now, uint64_t number, size_t bytes, bool eliciting,
+                  SentPacket record, Pacer::Rate* pacing);
+  // Whether a data packet now would carry an ACK of packets that only
+  // carried ACKs (at most once per max(srtt, max_ack_delay)).
+  bool PiggybackWanted(absl::Time now) const;
+  // Whether a data packet sent with `in_flight` bytes in flight before it
+  // asks for an immediate ACK (a ping): the window's edge, one request at a
+  // time (see SendOne).
+  bool AsksImmediateAck(uint64_t in_flight) const;
   // When a keepalive ping is due (see the class comment).
   absl::Time KeepaliveDeadline() const;
   // How long after the last packet sent that is (the server's grace
@@ -899,7 +914,7 @@ class Connection final {
     uint64_t bytes_sent = 0;
     uint64_t packets_received = 0;
     uint64_t acks_sent = 0;
-    uint64_t train_packets = 0;
+    uint64_t burst_packets = 0;
     uint64_t bytes_received = 0;
     uint64_t packets_lost = 0;
     uint64_t spurious_losses = 0;

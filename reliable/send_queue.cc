@@ -293,6 +293,9 @@ std::optional<OutgoingFragment> SendQueue::NextRun(
   const uint32_t run = take(*f);
   if (run == 0 || run > available) {
     f.reset();
+    // Nothing changed: the next question finds the same fragment.
+    candidate_.value = pick;
+    candidate_.valid = true;
     return f;
   }
   const FragmentLayout taken = RunLayoutOfValid(pick.index, run, m.count, m.bytes.size());

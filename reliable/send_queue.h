@@ -176,13 +176,14 @@ class SendQueue final {
   // taken one by one.
   // `fetch_ahead`: prefetch the message's bytes a packet or two past the run
   // (see the comment in NextRun); a caller that takes a run for many packets
-  // fetches each packet's bytes itself (Connection::SendTrain).
-  std::optional<OutgoingFragment> NextRun(uint32_t max_run,
-                                          absl::FunctionRef<uint32_t(const OutgoingFragment&)> take,
-                                          bool fetch_ahead = true);
+  // fetches each packet's bytes itself (Connection::SendBurst).
+  std::optional<OutgoingFragment> NextRun(
+      uint32_t max_run, absl::FunctionRef<uint32_t(const OutgoingFragment&)> take,
+      bool fetch_ahead = true);
   // Whether Next() would return something. What it found is kept for the
-  // next call of NextRun (Next, NextIf) if nothing changes the queue first:
-  // a sender asks this before each packet, then takes from it.
+  // next call of NextRun (Next, NextIf) if nothing changes the queue first
+  // (a NextRun that takes nothing keeps it too): a sender asks this before
+  // each packet or burst, then takes from it.
   bool HasSendable();
   // Whether lanes are configured (SetChannelLane): then what is taken after
   // a fragment may come from another lane's message whatever that message's

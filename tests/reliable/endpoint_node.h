@@ -28,6 +28,7 @@ class EndpointNode final : public sim::Node {
   void OnDatagram(absl::Time now, const udp::SocketAddress& from, const udp::SocketAddress&,
                   absl::string_view bytes) override {
     if (received_log_ != nullptr) received_log_->push_back(std::string(bytes));
+    if (arrivals_ != nullptr) arrivals_->push_back(now);
     endpoint_.OnDatagram(now, from, bytes);
     Collect();
   }
@@ -36,6 +37,7 @@ class EndpointNode final : public sim::Node {
     views.reserve(batch.size());
     for (const sim::Datagram& d : batch) {
       if (received_log_ != nullptr) received_log_->push_back(d.bytes);
+      if (arrivals_ != nullptr) arrivals_->push_back(now);
       views.push_back(reliable::ReceivedDatagram{&d.from, d.bytes});
     }
     endpoint_.OnDatagrams(now, views);
@@ -74,6 +76,8 @@ class EndpointNode final : public sim::Node {
   void set_sent_log(std::vector<std::string>* log) { sent_log_ = log; }
   // Records every datagram this node receives (borrowed; null to stop).
   void set_received_log(std::vector<std::string>* log) { received_log_ = log; }
+  // Records when each of those datagrams arrived (borrowed; null to stop).
+  void set_arrival_log(std::vector<absl::Time>* log) { arrivals_ = log; }
   void set_on_event(std::function<void(const reliable::Event&)> hook) {
     on_event_ = std::move(hook);
   }
@@ -97,6 +101,7 @@ class EndpointNode final : public sim::Node {
   std::function<void(const reliable::Event&)> on_event_;
   std::vector<std::string>* sent_log_ = nullptr;
   std::vector<std::string>* received_log_ = nullptr;
+  std::vector<absl::Time>* arrivals_ = nullptr;
   uint64_t wakeups_ = 0;
 };
 

@@ -1334,15 +1334,16 @@ TEST(RebindingSimTest, TransferCompletesWhenTheClientsNatRebindsMidTransfer) {
 }  // namespace udpmsg::testing
 
 // ---------------------------------------------------------------------------
-// Trains (Connection::SendTrain): a run of plain data packets decided at
+// Bursts (Connection::SendBurst): a run of plain data packets decided at
 // once must be exactly what SendOne sends one by one. Each scenario runs
-// twice from one seed, once with trains off (TestHooks::no_trains), and
-// both sides' datagrams must match byte for byte.
+// twice from one seed, once with bursts off (TestHooks::no_bursts), and
+// both sides' datagrams must match byte for byte and arrive at the same
+// virtual times.
 
 namespace udpmsg::testing {
 namespace {
 
-struct TrainScenario {
+struct BurstScenario {
   const char* name;
   uint64_t seed;
   impairment::ImpairmentConfig link;
@@ -1355,33 +1356,56 @@ struct TrainScenario {
   size_t size = 0;
   // Sizes of further messages, sent first.
   std::vector<size_t> sizes = {};
+  // Where bursts must not be used (their outcome could differ from
+  // SendOne's), and none may be.
+  bool bbr = false;
+  bool lanes = false;
 };
 
-void PrintTo(const TrainScenario& s, std::ostream* os) { *os << s.name; }
+void PrintTo(const BurstScenario& s, std::ostream* os) { *os << s.name; }
 
-struct TrainRun {
+struct BurstRun {
   std::vector<std::string> client_wire, server_wire;
-  uint64_t train_packets = 0;
+  // What the server received, and when (the client likewise).
+  std::vector<std::string> server_got, client_got;
+  std::vector<absl::Time> server_at, client_at;
+  uint64_t burst_packets = 0;
   uint64_t packets_sent = 0;
   std::vector<std::string> delivered;
 };
 
-TrainRun RunTrainScenario(const TrainScenario& s, bool trains) {
-  TrainRun run;
+BurstRun RunBurstScenario(const BurstScenario& s, bool bursts) {
+  BurstRun run;
   EndpointOptions server = ServerOptions(s.seed);
   EndpointOptions client = ClientOptions(s.seed);
   server.encrypt = client.encrypt = s.encrypt;
-  if (s.path_mtu == 0) server.connection.max_udp_payload = client.connection.max_udp_payload = 9000;
+  if (s.path_mtu == 0) {
+    server.connection.max_udp_payload = client.connection.max_udp_payload = 9000;
+  }
+  if (s.bbr) {
+    server.connection.congestion_control = client.connection.congestion_control =
+        reliable::CongestionControl::kBbr;
+  }
   Pair net(s.seed, s.link, server, client);
   SetPathMtu(net, s.path_mtu);
   reliable::TestHooks hooks;
-  hooks.no_trains = !trains;
+  hooks.no_bursts = !bursts;
   hooks.initial_packet_number = s.initial_packet_number;
   net.client().endpoint().SetTestHooksForTesting(hooks);
   net.server().endpoint().SetTestHooksForTesting(hooks);
   net.client().set_sent_log(&run.client_wire);
   net.server().set_sent_log(&run.server_wire);
+  net.server().set_received_log(&run.server_got);
+  net.server().set_arrival_log(&run.server_at);
+  net.client().set_received_log(&run.client_got);
+  net.client().set_arrival_log(&run.client_at);
   const ConnectionId id = net.Connect();
+  if (s.lanes) {
+    // Two channels of one priority share bytes by weight: the queue may
+    // switch messages between any two packets.
+    EXPECT_TRUE(net.client().endpoint().SetChannelPriority(net.sim().now(), id, 1, 0, 3).ok());
+    EXPECT_TRUE(net.client().endpoint().SetChannelPriority(net.sim().now(), id, 2, 0, 1).ok());
+  }
   reliable::DeterministicRng rng(s.seed, 7);
   int reliable = 0;
   for (size_t i = 0; i < s.sizes.size(); ++i) {
@@ -1394,7 +1418,7 @@ TrainRun RunTrainScenario(const TrainScenario& s, bool trains) {
   }
   for (int i = 0; i < s.count; ++i) {
     size_t size = s.size;
-    uint32_t channel = 0;
+    uint32_t channel = s.lanes ? 1 + i % 2 : 0;
     DeliveryMode mode = DeliveryMode::kReliableOrdered;
     if (size == 0) {
       size = 1 + rng.Next() % 100'000;
@@ -1419,7 +1443,7 @@ TrainRun RunTrainScenario(const TrainScenario& s, bool trains) {
     ADD_FAILURE() << "closed: " << closed->reason;
   }
   const ConnectionStats stats = ClientStats(net, id);
-  run.train_packets = stats.train_packets;
+  run.burst_packets = stats.burst_packets;
   run.packets_sent = stats.packets_sent;
   for (const reliable::Event& e : net.server().events()) {
     if (e.type == Event::Type::kMessage) run.delivered.push_back(e.message);
@@ -1428,7 +1452,8 @@ TrainRun RunTrainScenario(const TrainScenario& s, bool trains) {
 }
 
 // The first datagram where two logs differ, for the failure message.
-std::string FirstDifference(const std::vector<std::string>& a, const std::vector<std::string>& b) {
+std::string FirstDifference(const std::vector<std::string>& a,
+                            const std::vector<std::string>& b) {
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
     if (a[i] != b[i]) {
       return absl::StrCat("datagram ", i, ": ", a[i].size(), " bytes against ", b[i].size());
@@ -1437,42 +1462,55 @@ std::string FirstDifference(const std::vector<std::string>& a, const std::vector
   return absl::StrCat(a.size(), " datagrams against ", b.size());
 }
 
-class TrainTest : public ::testing::TestWithParam<TrainScenario> {};
-
-TEST_P(TrainTest, TrainsSendWhatSendOneSendsByteForByte) {
-  const TrainScenario& s = GetParam();
-  SCOPED_TRACE(absl::StrCat(s.name, " seed=", s.seed));
-  const TrainRun one_by_one = RunTrainScenario(s, /*trains=*/false);
-  const TrainRun trains = RunTrainScenario(s, /*trains=*/true);
-  EXPECT_EQ(one_by_one.train_packets, 0u);
-  // Most data packets went in trains (not a path the test skips).
-  EXPECT_GT(trains.train_packets, trains.packets_sent / 2)
-      << trains.train_packets << " of " << trains.packets_sent;
-  ASSERT_EQ(trains.delivered.size(), one_by_one.delivered.size());
-  EXPECT_TRUE(trains.delivered == one_by_one.delivered);
-  if (s.encrypt) {
-    // Fresh keys each run: the same sizes, in the same order.
-    ASSERT_EQ(trains.client_wire.size(), one_by_one.client_wire.size());
-    for (size_t i = 0; i < trains.client_wire.size(); ++i) {
-      ASSERT_EQ(trains.client_wire[i].size(), one_by_one.client_wire[i].size()) << i;
+// The same datagrams, or (sealed: fresh keys each run) the same sizes.
+void ExpectSameDatagrams(const std::vector<std::string>& bursts,
+                         const std::vector<std::string>& one_by_one, bool sizes_only,
+                         const char* what) {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(bursts.size(), one_by_one.size());
+  for (size_t i = 0; i < bursts.size(); ++i) {
+    if (sizes_only) {
+      ASSERT_EQ(bursts[i].size(), one_by_one[i].size()) << "datagram " << i;
+    } else {
+      ASSERT_TRUE(bursts[i] == one_by_one[i]) << FirstDifference(bursts, one_by_one);
     }
-    return;
   }
+}
+
+class BurstTest : public ::testing::TestWithParam<BurstScenario> {};
+
+TEST_P(BurstTest, BurstsSendWhatSendOneSendsByteForByte) {
+  const BurstScenario& s = GetParam();
+  SCOPED_TRACE(absl::StrCat(s.name, " seed=", s.seed));
+  const BurstRun one_by_one = RunBurstScenario(s, /*bursts=*/false);
+  const BurstRun bursts = RunBurstScenario(s, /*bursts=*/true);
+  EXPECT_EQ(one_by_one.burst_packets, 0u);
+  if (s.bbr || s.lanes) {
+    EXPECT_EQ(bursts.burst_packets, 0u);
+  } else {
+    // Most data packets went in bursts (not a path the test skips).
+    EXPECT_GT(bursts.burst_packets, bursts.packets_sent / 2)
+        << bursts.burst_packets << " of " << bursts.packets_sent;
+  }
+  ASSERT_EQ(bursts.delivered.size(), one_by_one.delivered.size());
+  EXPECT_TRUE(bursts.delivered == one_by_one.delivered);
+  ExpectSameDatagrams(bursts.client_wire, one_by_one.client_wire, s.encrypt, "client sent");
+  ExpectSameDatagrams(bursts.server_wire, one_by_one.server_wire, s.encrypt, "server sent");
+  ExpectSameDatagrams(bursts.server_got, one_by_one.server_got, s.encrypt, "server got");
+  ExpectSameDatagrams(bursts.client_got, one_by_one.client_got, s.encrypt, "client got");
+  EXPECT_TRUE(bursts.server_at == one_by_one.server_at) << "arrival times at the server";
+  EXPECT_TRUE(bursts.client_at == one_by_one.client_at) << "arrival times at the client";
   if (!s.sizes.empty()) {
     // The scenario reaches what it is for: a message's last fragment as a
     // second frame after its own run.
     const proto::Codec codec{proto::Codec::Limits{}};
     int both = 0;
-    for (const std::string& d : trains.client_wire) {
+    for (const std::string& d : bursts.client_wire) {
       absl::StatusOr<proto::Packet> p = codec.Decode(d);
       if (p.ok() && p->data.size() >= 2 && p->data[0].sequence == p->data[1].sequence) ++both;
     }
     EXPECT_GT(both, 0);
   }
-  EXPECT_TRUE(trains.client_wire == one_by_one.client_wire)
-      << FirstDifference(trains.client_wire, one_by_one.client_wire);
-  EXPECT_TRUE(trains.server_wire == one_by_one.server_wire)
-      << FirstDifference(trains.server_wire, one_by_one.server_wire);
 }
 
 impairment::ImpairmentConfig CleanLink() {
@@ -1482,29 +1520,33 @@ impairment::ImpairmentConfig CleanLink() {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Scenarios, TrainTest,
+    Scenarios, BurstTest,
     ::testing::Values(
-        TrainScenario{"clean", 61, CleanLink(), 1472, 0, false, 40, 64 << 10},
-        // Retransmissions (one fragment each, never in a train) between trains.
-        TrainScenario{"lossy", 62, Lossy(0.03, 0.02, 0.01), 1472, 0, false, 40, 64 << 10},
-        // Fragment indexes past 127 and 16,383 (two- and three-byte varints).
-        TrainScenario{"large messages", 63, CleanLink(), 1472, 0, false, 2, 12 << 20},
-        // Packet numbers whose varint grows inside a train.
-        TrainScenario{"packet number widths", 64, CleanLink(), 1472, (uint64_t{1} << 21) - 300,
+        BurstScenario{"clean", 61, CleanLink(), 1472, 0, false, 40, 64 << 10},
+        // Retransmissions (one fragment each, never in a burst) between bursts.
+        BurstScenario{"lossy", 62, Lossy(0.03, 0.02, 0.01), 1472, 0, false, 40, 64 << 10},
+        // Cut at the base size (978-byte fragments): fragment indexes past 127
+        // and 16,383 (two- and three-byte varints).
+        BurstScenario{"largest messages", 63, CleanLink(), 1472, 0, false, 2, 16 << 20},
+        // Packet numbers whose varint grows inside a burst.
+        BurstScenario{"packet number widths", 64, CleanLink(), 1472, (uint64_t{1} << 21) - 300,
                       false, 20, 64 << 10},
-        // Messages of every size, channel and mode: trains stop at each end.
-        TrainScenario{"mixed", 65, Lossy(0.01), 1472, 0, false, 300, 0},
+        // Messages of every size, channel and mode: bursts stop at each end.
+        BurstScenario{"mixed", 65, Lossy(0.01), 1472, 0, false, 300, 0},
         // No path limit: 9,000-byte datagrams.
-        TrainScenario{"jumbo", 66, CleanLink(), 0, 0, false, 40, 64 << 10},
-        TrainScenario{"sealed", 67, Lossy(0.01), 1472, 0, true, 40, 64 << 10},
+        BurstScenario{"jumbo", 66, CleanLink(), 0, 0, false, 40, 64 << 10},
+        BurstScenario{"sealed", 67, Lossy(0.01), 1472, 0, true, 40, 64 << 10},
         // Cut at the base size (978 fragments of 978 bytes, the last of 1, 2
         // and 4), sent mostly in 1472-byte datagrams, which carry one such
         // fragment and leave room for a frame: the last fragment goes as a
-        // second frame after the one before it, a packet a train must leave
+        // second frame after the one before it, a packet a burst must leave
         // to SendOne.
-        TrainScenario{"short last fragments", 68, CleanLink(), 1472, 0, false, 0, 0,
-                      {955'507, 955'508, 955'510}}),
-    [](const ::testing::TestParamInfo<TrainScenario>& info) {
+        BurstScenario{"short last fragments", 68, CleanLink(), 1472, 0, false, 0, 0,
+                      {955'507, 955'508, 955'510}},
+        BurstScenario{"bbr", 69, Lossy(0.01), 1472, 0, false, 40, 64 << 10, {}, /*bbr=*/true},
+        BurstScenario{"lanes", 70, Lossy(0.01), 1472, 0, false, 40, 64 << 10, {}, false,
+                      /*lanes=*/true}),
+    [](const ::testing::TestParamInfo<BurstScenario>& info) {
       std::string name = info.param.name;
       for (char& c : name) {
         if (c == ' ') c = '_';
