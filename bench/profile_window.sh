@@ -9,8 +9,9 @@
 # end's data path runs (the sender: Connection::SendOne and SendBurst,
 # SendQueue::NextRun, the codec's encoders; the receiver:
 # Connection::OnData, the reassembler, Codec::DecodeImpl), so the payload's
-# generation and checksum before and after the transfer do not count. Self time per symbol (argument lists
-# dropped), the kernel's share first. Record without -g:
+# generation and checksum before and after the transfer do not count. Self
+# time per symbol (argument lists dropped), the kernel's share first.
+# Record without -g:
 #
 #   perf record -F 4000 -o sender.data -- udpmsg bench bulk --bench_role client ...
 set -euo pipefail
@@ -18,7 +19,8 @@ set -euo pipefail
 usage() { echo "usage: bench/profile_window.sh sender|receiver PERF.DATA [TOP]" >&2; exit 2; }
 [[ $# -ge 2 ]] || usage
 case $1 in
-  sender) keys='Connection::Send(One|Burst)|SendQueue::NextRun|Codec::(EncodeAppend|WriteFast)' ;;
+  sender)
+    keys='Connection::Send(One|Burst)|SendQueue::NextRun|Codec::(EncodeAppend|WriteFast)' ;;
   receiver) keys='Connection::OnData|Reassembler::|Codec::DecodeImpl' ;;
   *) usage ;;
 esac

@@ -1214,16 +1214,16 @@ absl::Status Codec::EncodeAppendSized(const Packet& packet, size_t size, size_t 
     return absl::ResourceExhaustedError(absl::StrCat(
         "packet of ", size, " bytes over the datagram budget of ", limits_.max_datagram));
   }
-  return WriteFast(packet, size, headroom, tailroom, out);
+  return WriteFast(packet, size, /*measured=*/false, headroom, tailroom, out);
 }
 
-absl::Status Codec::WriteFast(const Packet& packet, size_t size, size_t headroom,
-                              size_t tailroom, std::string* out) {
+absl::Status Codec::WriteFast(const Packet& packet, size_t size, bool measured,
+                              size_t headroom, size_t tailroom, std::string* out) {
   const size_t at = out->size();
-  // Room for the most the packet's frames can take, whatever `size` says:
-  // a wrong size given to EncodeAppendSized is an error below, never a
-  // write past the buffer.
-  const size_t most = std::max(size, MostWritten(packet));
+  // A size this codec did not measure gets room for the most the packet's
+  // frames can take: a wrong size given to EncodeAppendSized is an error
+  // below, never a write past the buffer.
+  const size_t most = measured ? size : std::max(size, MostWritten(packet));
   Reserve(out, at + headroom + most + tailroom);
   out->resize(at + headroom + most);
   auto* bytes = reinterpret_cast<uint8_t*>(out->data()) + at + headroom;
@@ -1259,7 +1259,9 @@ absl::Status Codec::EncodeAppend(const Packet& packet, size_t headroom, size_t t
         absl::StrCat("packet of ", size, " bytes over the datagram budget of ",
                      limits_.max_datagram));
   }
-  if (FastEncodable(packet)) return WriteFast(packet, size, headroom, tailroom, out);
+  if (FastEncodable(packet)) {
+    return WriteFast(packet, size, /*measured=*/true, headroom, tailroom, out);
+  }
 
   alignas(std::max_align_t) char block[kArenaInitialBlock];
   Arena arena(block, sizeof(block));

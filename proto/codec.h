@@ -184,10 +184,11 @@ class Codec final {
   absl::StatusOr<Packet> DecodeImpl(absl::string_view datagram, Parser parser,
                                     bool borrow) const;
 
-  // Writes a FastEncodable packet of `size` bytes (EncodedSize, or what the
-  // caller of EncodeAppendSized says it is) after `headroom` bytes.
-  static absl::Status WriteFast(const Packet& packet, size_t size, size_t headroom,
-                                size_t tailroom, std::string* out);
+  // Writes a FastEncodable packet of `size` bytes after `headroom` bytes:
+  // its EncodedSize (`measured`), or what the caller of EncodeAppendSized
+  // says it is.
+  static absl::Status WriteFast(const Packet& packet, size_t size, bool measured,
+                                size_t headroom, size_t tailroom, std::string* out);
 
   Limits limits_;
   size_t max_fragment_payload_;  // computed from limits_ at construction

@@ -1874,10 +1874,10 @@ void Connection::Poll(absl::Time now, DatagramBatch* out) {
     if (const std::optional<size_t> size = pmtud_->ProbeSize(now)) SendMtuProbe(now, *size, out);
   }
   // Read once for the packets below: nothing here changes the window or
-  // the RTT (no ACK is processed), and SendOne reads a rate again where
+  // the RTT (no ACK is processed), and RecordSent reads a rate again where
   // sending may change it. Read per packet, twice, they cost about 200
-  // instructions of Poll's 4,100 per data packet (bench/endpoint_bench.cc
-  // BM_BulkInMemory under callgrind, docs/performance.md).
+  // instructions of Poll's 4,100 per data packet then (bench/endpoint_bench.cc
+  // BM_BulkInMemory under callgrind, docs/performance.md; 2,360 since bursts).
   Pacer::Rate pacing = PacerRate();
   int packets = 0;
   for (; packets < kMaxPacketsPerPoll && state_ != State::kClosed; ++packets) {

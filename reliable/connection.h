@@ -419,9 +419,10 @@ struct ConnectionStats {
   uint64_t bytes_sent = 0;
   uint64_t packets_received = 0;
   uint64_t acks_sent = 0;              // packets that carried an ACK frame
-  // Data packets sent as part of a burst (one decision for a run of one
-  // message's fragments; see Connection::SendBurst): the rest of
-  // packets_sent went one by one.
+  // Data packets sent as part of a burst: packets decided at once for a
+  // run of one message's fragments (Connection::SendBurst), which the
+  // pacer's burst allowance and the window bound; the rest of packets_sent
+  // went one by one.
   uint64_t burst_packets = 0;
   // The ack-eliciting threshold the peer applies for us (2 until it
   // acknowledged an AckFrequency request; see max_ack_threshold).

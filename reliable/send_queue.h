@@ -306,7 +306,8 @@ class SendQueue final {
   // (a btree moves its values on insert and erase).
   void ForgetFound() { found_.valid = false; }
   // Forgets the Candidate() HasSendable kept; called on entry to every
-  // public method that changes the queue, and by NextRun once it used it.
+  // public method that changes the queue, and by NextRun once it took
+  // something (one that took nothing keeps it: nothing changed).
   void ForgetCandidate() { candidate_.valid = false; }
 
   static void Fill(uint64_t number, const Message& m, uint32_t index, const FragmentLayout& layout,
@@ -369,7 +370,8 @@ class SendQueue final {
   };
   // Find's memory.
   Memory<FoundMessage> found_;
-  // HasSendable's Candidate() (ForgetCandidate). Asking the queue again in
+  // HasSendable's Candidate(), or the one a NextRun that took nothing
+  // looked at (ForgetCandidate). Asking the queue again in
   // NextRun cost a bulk sender about 108 instructions per packet
   // (bench/endpoint_bench.cc BM_BulkInMemory).
   Memory<Pick> candidate_;

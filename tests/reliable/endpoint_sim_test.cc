@@ -7,6 +7,7 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
