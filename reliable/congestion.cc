@@ -159,15 +159,6 @@ Pacer::Rate Pacer::Rate::Fixed(double bytes_per_second, absl::Duration max_wait)
   return Rate{bytes_per_second, kNanosPerSecond, max_wait};
 }
 
-absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, const Rate& rate) const {
-  Refill(now, rate.bytes_per_period, rate.period_ns);
-  const double needed = std::min(static_cast<double>(bytes), capacity_);
-  if (tokens_ >= needed) return now;
-  if (!(rate.period_ns > 0) || !(rate.bytes_per_period > 0)) return now;
-  const double wait_ns = std::ceil((needed - tokens_) * rate.period_ns / rate.bytes_per_period);
-  return now + std::min(absl::Nanoseconds(wait_ns), rate.max_wait);
-}
-
 Pacer::Burst Pacer::BurstAt(absl::Time now, const Rate& rate) const {
   Refill(now, rate.bytes_per_period, rate.period_ns);
   Burst b;
@@ -177,10 +168,19 @@ Pacer::Burst Pacer::BurstAt(absl::Time now, const Rate& rate) const {
   return b;
 }
 
+absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, const Rate& rate) const {
+  // No pacing information, or the tokens for it: now.
+  if (BurstAt(now, rate).Allows(bytes)) return now;
+  const double needed = std::min(static_cast<double>(bytes), capacity_);
+  const double wait_ns = std::ceil((needed - tokens_) * rate.period_ns / rate.bytes_per_period);
+  return now + std::min(absl::Nanoseconds(wait_ns), rate.max_wait);
+}
+
 void Pacer::OnSent(absl::Time now, size_t bytes, const Rate& rate) {
-  Refill(now, rate.bytes_per_period, rate.period_ns);
   // Sending ahead of schedule (probes) goes into debt, at most one bucket.
-  tokens_ = std::max(tokens_ - static_cast<double>(bytes), -capacity_);
+  Burst b = BurstAt(now, rate);
+  b.Spend(bytes);
+  tokens_ = b.tokens_;
 }
 
 absl::Time Pacer::NextSendTime(absl::Time now, size_t bytes, uint64_t window,

@@ -192,9 +192,9 @@ class Pacer final {
 
   // Packets leaving back to back at one instant, decided at once (a burst,
   // Connection::SendBurst): for each in turn what NextSendTime(now, bytes,
-  // rate) == now and then OnSent(now, bytes, rate) would decide, worked out
-  // on a copy of the bucket (BurstAt). BurstAt refills the pacer to `now`
-  // as NextSendTime does; spending stays on the copy.
+  // rate) == now and then OnSent(now, bytes, rate) decide (both are built
+  // on it), worked out on a copy of the bucket (BurstAt). BurstAt refills
+  // the pacer to `now` as NextSendTime does; spending stays on the copy.
   class Burst {
    public:
     // Whether a packet of `bytes` may leave now.

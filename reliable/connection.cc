@@ -1645,6 +1645,22 @@ bool Connection::SendOne(absl::Time now, bool probe, bool keepalive, bool sendab
                     pacing);
 }
 
+// What SendBurst decided: each packet as SendOne fills it, its header then
+// one frame.
+struct Connection::BurstPlan {
+  struct Packet {
+    uint32_t start;  // the first fragment, counted from the run's
+    uint32_t run;
+    size_t size;    // encoded (before sealing), padding included
+    size_t pad_to;  // size when padded (TrainPadding), else 0
+  };
+  std::array<Packet, kMaxPacketsPerPoll> packets;
+  int count = 0;
+  proto::DataFragment frame;  // the run's message (Describe)
+  uint64_t chunk = 0;         // its fragments' size (FragmentChunk)
+  size_t train = 0;           // train_datagram_ after the packets
+};
+
 int Connection::SendBurst(absl::Time now, const Pacer::Rate& pacing, int most,
                           DatagramBatch* out) {
   most = std::min(most, kMaxPacketsPerPoll);
@@ -1654,99 +1670,19 @@ int Connection::SendBurst(absl::Time now, const Pacer::Rate& pacing, int most,
       PiggybackWanted(now)) {
     return 0;
   }
-  // Each packet as SendOne fills it: its header, then one frame.
-  struct Planned {
-    uint32_t start;  // the first fragment, counted from the run's
-    uint32_t run;
-    size_t size;    // encoded (before sealing), padding included
-    size_t pad_to;  // size when padded (TrainPadding), else 0
-  };
-  std::array<Planned, kMaxPacketsPerPoll> plan;
-  int planned = 0;
-  const size_t fill_limit = max_datagram_;
-  const size_t data_limit = fill_limit - PingFrameBytes();
-  const size_t max_frames = codec_.limits().max_data_frames;
-  const size_t seal = SealOverhead();
-  proto::DataFragment d;
-  uint64_t chunk = 0;
-  size_t train = train_datagram_;  // the GSO train's datagram size (PadToTrain)
-  std::optional<OutgoingFragment> f =
-      queue_.NextRun(
-          UINT32_MAX,
-          [&](const OutgoingFragment& c) -> uint32_t {
-            // A retransmission goes alone, and so does a message's last
-            // fragment (it may share its packet with another message's).
-            if (c.retransmission || c.id.run <= 1) return 0;
-            Describe(c, &d);
-            chunk = FragmentChunk(d.count, d.total_size);
-            // (Such small fragments go a fragment per frame: SendOne.)
-            if (chunk < proto::kMinRunFragmentBytes) return 0;
-            const std::string_view all = *d.payload_ref;
-            const uint32_t index = d.index;
-            uint64_t in_flight = sent_.bytes_in_flight();
-            Pacer::Burst burst;
-            if (options_.pacing) burst = pacer_.BurstAt(now, pacing);
-            uint32_t start = 0;
-            // The last packet's FitRun answers, which hold for the next
-            // while its header is as long, its fragment indexes (its own
-            // and the next fragment's) stay below the same varint width's
-            // end, and the message's end is further than one packet reaches.
-            size_t cached_used = 0;
-            uint32_t cached_n = 0;
-            size_t cached_frame = 0;
-            uint64_t width_end = 0;
-            const uint64_t reach = data_limit / chunk + 2;
-            for (; planned < most; ++planned) {
-              if (!cc_->CanSend(in_flight)) break;
-              if (options_.pacing && !burst.Allows(max_datagram_)) break;
-              if (AsksImmediateAck(in_flight)) break;  // SendOne adds a ping
-              const uint32_t left = c.id.run - start;
-              const size_t used =
-                  proto::Codec::HeaderSize(peer_id_, next_packet_number_ + planned);
-              const std::string_view rest =
-                  all.substr(std::min<uint64_t>(chunk * start, all.size()));
-              d.index = index + start;
-              uint32_t n = cached_n;
-              size_t frame = cached_frame;
-              if (used != cached_used || d.index + n >= width_end || left <= n + reach) {
-                n = FitRun(d, rest, chunk, left, used, data_limit, true, &frame);
-                // The message's end: SendOne may add another message's frame.
-                if (n >= left) break;
-                // SendOne asks for another frame while a frame header fits:
-                // the same message's next fragment, which then must not fit
-                // (a message's last fragment can be as short as a byte).
-                if (max_frames > 1 && used + frame + kMaxDataFrameHeaderBytes <= data_limit) {
-                  proto::DataFragment next = d;
-                  next.index = d.index + n;
-                  size_t next_frame = 0;
-                  if (FitRun(next, rest.substr(chunk * n), chunk, left - n, used + frame,
-                             data_limit, false, &next_frame) != 0) {
-                    break;
-                  }
-                }
-                cached_used = used;
-                cached_n = n;
-                cached_frame = frame;
-                // (An index of 0 takes no bytes at all: a width of its own.)
-                for (width_end = 1; width_end <= d.index; width_end *= 128) {
-                }
-              }
-              const size_t pad = TrainPadding(fill_limit, used + frame, &train);
-              const size_t size = pad != 0 ? pad : used + frame;
-              plan[planned] = Planned{start, n, size, pad};
-              in_flight += size + seal;
-              if (options_.pacing) burst.Spend(size + seal);
-              start += n;
-            }
-            return start;
-          },
-          /*fetch_ahead=*/false);
+  BurstPlan plan;
+  std::optional<OutgoingFragment> f = queue_.NextRun(
+      UINT32_MAX,
+      [&](const OutgoingFragment& c) { return PlanBurst(now, pacing, most, c, &plan); },
+      /*fetch_ahead=*/false);
   if (!f) return 0;
-  train_datagram_ = train;
+  train_datagram_ = plan.train;
+  const int planned = plan.count;
+  const uint64_t chunk = plan.chunk;
   proto::Packet p;
   Borrowed<std::vector<proto::DataFragment>> borrow(FragmentScratch(), p.data);
   p.connection_id = peer_id_;
-  p.data.assign(1, d);
+  p.data.assign(1, plan.frame);
   proto::DataFragment& frame = p.data[0];
   const std::string_view all(f->payload.data(), f->payload.size());
   const uint32_t index = f->header.index;
@@ -1757,15 +1693,15 @@ int Connection::SendBurst(absl::Time now, const Pacer::Rate& pacing, int most,
   auto fetch = [&](const char* from, size_t bytes) {
     for (size_t at = 0; at < bytes; at += 64) __builtin_prefetch(from + at);
   };
-  const size_t packet_bytes = chunk * plan[0].run;
+  const size_t packet_bytes = chunk * plan.packets[0].run;
   fetch(all.data(), std::min(all.size(), 2 * packet_bytes));
   // (A burst never takes a message's last fragment: bytes follow the run.)
   const size_t after = f->header.total_size - chunk * index - all.size();
   Pacer::Rate rate = pacing;  // (unchanged: the controller's sending cannot change it)
   for (int sent = 0; sent < planned; ++sent) {
-    const Planned& packet = plan[sent];
+    const BurstPlan::Packet& packet = plan.packets[sent];
     if (const int ahead = sent + 2; ahead < planned) {
-      fetch(all.data() + chunk * plan[ahead].start, chunk * plan[ahead].run);
+      fetch(all.data() + chunk * plan.packets[ahead].start, chunk * plan.packets[ahead].run);
     } else if (ahead == std::max(planned, 2)) {
       fetch(all.data() + all.size(), std::min(after, 2 * packet_bytes));
     }
@@ -1787,6 +1723,81 @@ int Connection::SendBurst(absl::Time now, const Pacer::Rate& pacing, int most,
     }
   }
   return planned;
+}
+
+uint32_t Connection::PlanBurst(absl::Time now, const Pacer::Rate& pacing, int most,
+                               const OutgoingFragment& c, BurstPlan* plan) const {
+  // A retransmission goes alone, and so does a message's last fragment (it
+  // may share its packet with another message's).
+  if (c.retransmission || c.id.run <= 1) return 0;
+  proto::DataFragment& d = plan->frame;
+  Describe(c, &d);
+  const uint64_t chunk = FragmentChunk(d.count, d.total_size);
+  plan->chunk = chunk;
+  // (Such small fragments go a fragment per frame: SendOne.)
+  if (chunk < proto::kMinRunFragmentBytes) return 0;
+  const size_t fill_limit = max_datagram_;
+  const size_t data_limit = fill_limit - PingFrameBytes();
+  const size_t max_frames = codec_.limits().max_data_frames;
+  const size_t seal = SealOverhead();
+  const std::string_view all = *d.payload_ref;
+  const uint32_t index = d.index;
+  uint64_t in_flight = sent_.bytes_in_flight();
+  Pacer::Burst burst;
+  if (options_.pacing) burst = pacer_.BurstAt(now, pacing);
+  plan->train = train_datagram_;  // the GSO train's datagram size (PadToTrain)
+  uint32_t start = 0;
+  // The last packet's FitRun answers, which hold for the next while its
+  // header is as long, its fragment indexes (its own and the next
+  // fragment's) stay below the same varint width's end, and the message's
+  // end is further than one packet reaches.
+  size_t cached_used = 0;
+  uint32_t cached_n = 0;
+  size_t cached_frame = 0;
+  uint64_t width_end = 0;
+  const uint64_t reach = data_limit / chunk + 2;
+  int& planned = plan->count;
+  for (; planned < most; ++planned) {
+    if (!cc_->CanSend(in_flight)) break;
+    if (options_.pacing && !burst.Allows(max_datagram_)) break;
+    if (AsksImmediateAck(in_flight)) break;  // SendOne adds a ping
+    const uint32_t left = c.id.run - start;
+    const size_t used = proto::Codec::HeaderSize(peer_id_, next_packet_number_ + planned);
+    const std::string_view rest = all.substr(std::min<uint64_t>(chunk * start, all.size()));
+    d.index = index + start;
+    uint32_t n = cached_n;
+    size_t frame = cached_frame;
+    if (used != cached_used || d.index + n >= width_end || left <= n + reach) {
+      n = FitRun(d, rest, chunk, left, used, data_limit, true, &frame);
+      // The message's end: SendOne may add another message's frame.
+      if (n >= left) break;
+      // SendOne asks for another frame while a frame header fits: the same
+      // message's next fragment, which then must not fit (a message's last
+      // fragment can be as short as a byte).
+      if (max_frames > 1 && used + frame + kMaxDataFrameHeaderBytes <= data_limit) {
+        proto::DataFragment next = d;
+        next.index = d.index + n;
+        size_t next_frame = 0;
+        if (FitRun(next, rest.substr(chunk * n), chunk, left - n, used + frame, data_limit,
+                   false, &next_frame) != 0) {
+          break;
+        }
+      }
+      cached_used = used;
+      cached_n = n;
+      cached_frame = frame;
+      // (An index of 0 takes no bytes at all: a width of its own.)
+      for (width_end = 1; width_end <= d.index; width_end *= 128) {
+      }
+    }
+    const size_t pad = TrainPadding(fill_limit, used + frame, &plan->train);
+    const size_t size = pad != 0 ? pad : used + frame;
+    plan->packets[planned] = BurstPlan::Packet{start, n, size, pad};
+    in_flight += size + seal;
+    if (options_.pacing) burst.Spend(size + seal);
+    start += n;
+  }
+  return start;
 }
 
 bool Connection::RecordSent(absl::Time now, uint64_t number, size_t bytes, bool eliciting,

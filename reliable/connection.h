@@ -653,6 +653,12 @@ class Connection final {
   // window's edge). Returns the packets sent (0: none, SendOne's turn); the
   // connection may have closed (Encode or RecordSent failing).
   int SendBurst(absl::Time now, const Pacer::Rate& pacing, int most, DatagramBatch* out);
+  // SendBurst's decision, changing nothing: the packets SendOne would fill
+  // from the queue's offered run `c` (at most `most`) into `*plan`; returns
+  // how many of the run's fragments they take (0: none, SendOne's turn).
+  struct BurstPlan;
+  uint32_t PlanBurst(absl::Time now, const Pacer::Rate& pacing, int most,
+                     const OutgoingFragment& c, BurstPlan* plan) const;
   // A packet numbered `number` of `bytes` (sealed) went out: its record
   // (`record` brings the fragments and frames it carried), the peer
   // timeout's start, the controller and the pacer (`*pacing` read again when

@@ -1452,32 +1452,6 @@ BurstRun RunBurstScenario(const BurstScenario& s, bool bursts) {
   return run;
 }
 
-// The first datagram where two logs differ, for the failure message.
-std::string FirstDifference(const std::vector<std::string>& a,
-                            const std::vector<std::string>& b) {
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    if (a[i] != b[i]) {
-      return absl::StrCat("datagram ", i, ": ", a[i].size(), " bytes against ", b[i].size());
-    }
-  }
-  return absl::StrCat(a.size(), " datagrams against ", b.size());
-}
-
-// The same datagrams, or (sealed: fresh keys each run) the same sizes.
-void ExpectSameDatagrams(const std::vector<std::string>& bursts,
-                         const std::vector<std::string>& one_by_one, bool sizes_only,
-                         const char* what) {
-  SCOPED_TRACE(what);
-  ASSERT_EQ(bursts.size(), one_by_one.size());
-  for (size_t i = 0; i < bursts.size(); ++i) {
-    if (sizes_only) {
-      ASSERT_EQ(bursts[i].size(), one_by_one[i].size()) << "datagram " << i;
-    } else {
-      ASSERT_TRUE(bursts[i] == one_by_one[i]) << FirstDifference(bursts, one_by_one);
-    }
-  }
-}
-
 class BurstTest : public ::testing::TestWithParam<BurstScenario> {};
 
 TEST_P(BurstTest, BurstsSendWhatSendOneSendsByteForByte) {

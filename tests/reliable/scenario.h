@@ -110,6 +110,20 @@ class Pair {
   EndpointNode client_;
 };
 
+// Two logs of datagrams (EndpointNode::set_sent_log) hold the same
+// datagrams, or with `sizes_only` (sealed runs: fresh keys each time) the
+// same sizes. `what` names the logs in a failure.
+inline void ExpectSameDatagrams(const std::vector<std::string>& a,
+                                const std::vector<std::string>& b, bool sizes_only = false,
+                                const char* what = "datagrams") {
+  SCOPED_TRACE(what);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size()) << "datagram " << i;
+    if (!sizes_only) ASSERT_TRUE(a[i] == b[i]) << "datagram " << i << " differs";
+  }
+}
+
 inline std::vector<const reliable::Event*> Messages(const EndpointNode& node, uint32_t channel) {
   std::vector<const reliable::Event*> out;
   for (const reliable::Event& e : const_cast<EndpointNode&>(node).events()) {
