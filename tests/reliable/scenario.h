@@ -120,7 +120,9 @@ inline void ExpectSameDatagrams(const std::vector<std::string>& a,
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].size(), b[i].size()) << "datagram " << i;
-    if (!sizes_only) ASSERT_TRUE(a[i] == b[i]) << "datagram " << i << " differs";
+    if (!sizes_only) {
+      ASSERT_TRUE(a[i] == b[i]) << "datagram " << i << " differs";
+    }
   }
 }
 
